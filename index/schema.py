@@ -1,0 +1,132 @@
+"""The inventory contract: what an item is, and how bad rows are quarantined.
+
+Inventory columns
+-----------------
+``item_id``      string, required, unique, non-null.
+``text``         string, optional per row (null/empty allowed when the item has an image).
+``image_bytes``  binary, optional: encoded image (JPEG/PNG/WebP/GIF...).
+``image_path``   string, optional: path/URI of the image, resolved against a base directory.
+anything else    metadata: passed through untouched to candidates and the queue.
+
+An item needs at least one modality. Rows that break the contract are not dropped: they go to
+the quarantine table (``item_id``, ``row``, ``stage``, ``reason``) so that
+``items in == items indexed + items quarantined`` always holds.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .tables import SchemaError, TableLike, as_table, require_columns
+
+ITEM_ID = "item_id"
+TEXT = "text"
+IMAGE_BYTES = "image_bytes"
+IMAGE_PATH = "image_path"
+CONTENT_COLUMNS = (TEXT, IMAGE_BYTES, IMAGE_PATH)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=True),
+        pa.field("row", pa.int64()),
+        pa.field("stage", pa.string()),
+        pa.field("reason", pa.string()),
+    ]
+)
+
+
+def quarantine_table(rows: list[dict]) -> pa.Table:
+    """Build a quarantine table from ``[{item_id, row, stage, reason}, ...]``."""
+    return pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
+
+
+def _as_text_column(table: pa.Table, bad: dict[int, str]) -> pa.Array:
+    """Return ``text`` as a string array; rows that are not valid UTF-8 are recorded in ``bad``."""
+    col = table.column(TEXT).combine_chunks()
+    if pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return col.cast(pa.string())
+    if pa.types.is_null(col.type):
+        return pa.nulls(len(col), pa.string())
+    out = []
+    for i, value in enumerate(col.to_pylist()):
+        if value is None:
+            out.append(None)
+            continue
+        try:
+            out.append(value.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            bad[i] = f"text is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+            out.append(None)
+    return pa.array(out, pa.string())
+
+
+def validate_inventory(
+    data: TableLike, *, what: str = "inventory", require_text: bool = False
+) -> tuple[pa.Table, pa.Table]:
+    """Split inventory into (clean items, quarantined rows).
+
+    Raises ``SchemaError`` for table-level problems (missing ``item_id``, no content column);
+    row-level problems (null/duplicate id, no content, bad UTF-8) are quarantined.
+
+    >>> items, bad = validate_inventory({"item_id": ["a", "a"], "text": ["x", "y"]})
+    >>> items.num_rows, bad.column("reason")[0].as_py()
+    (1, "duplicate item_id 'a' (first seen at row 0)")
+    """
+    table = as_table(data, what=what)
+    require_columns(table, {ITEM_ID: "string"}, what=what)
+    present = [c for c in CONTENT_COLUMNS if c in table.column_names]
+    if not present:
+        raise SchemaError(
+            f"{what}: needs at least one content column of {list(CONTENT_COLUMNS)}, "
+            f"got {table.column_names}"
+        )
+    if require_text and TEXT not in table.column_names:
+        raise SchemaError(f"{what}: this index has a text signal but there is no 'text' column")
+
+    ids = table.column(ITEM_ID).combine_chunks()
+    if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
+        ids = pc.cast(ids, pa.string())
+    bad: dict[int, str] = {}
+    text = _as_text_column(table, bad) if TEXT in present else None
+
+    seen: dict[str, int] = {}
+    id_list = ids.to_pylist()
+    for i, item_id in enumerate(id_list):
+        if item_id is None or item_id == "":
+            bad.setdefault(i, "item_id is null or empty")
+            continue
+        if item_id in seen:
+            bad.setdefault(i, f"duplicate item_id '{item_id}' (first seen at row {seen[item_id]})")
+        else:
+            seen[item_id] = i
+
+    has_content = [False] * table.num_rows
+    if text is not None:
+        for i, t in enumerate(text.to_pylist()):
+            if t is not None and t.strip():
+                has_content[i] = True
+    for col in (IMAGE_BYTES, IMAGE_PATH):
+        if col in present:
+            for i, v in enumerate(table.column(col).to_pylist()):
+                if v is not None and len(v) > 0:
+                    has_content[i] = True
+    for i, ok in enumerate(has_content):
+        if not ok:
+            bad.setdefault(i, "no content: text is empty and there is no image")
+    if require_text and text is not None:
+        for i, t in enumerate(text.to_pylist()):
+            if t is None or not t.strip():
+                bad.setdefault(i, "text is empty (this index embeds text)")
+
+    if text is not None:
+        table = table.set_column(table.column_names.index(TEXT), TEXT, text)
+    table = table.set_column(table.column_names.index(ITEM_ID), ITEM_ID, ids.cast(pa.string()))
+    keep = pa.array([i not in bad for i in range(table.num_rows)])
+    rows = [
+        {ITEM_ID: id_list[i], "row": i, "stage": "validate", "reason": reason}
+        for i, reason in sorted(bad.items())
+    ]
+    return table.filter(keep), quarantine_table(rows)

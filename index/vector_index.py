@@ -1,0 +1,169 @@
+"""FAISS vector index chosen from a memory budget; GPU when faiss sees one, CPU otherwise.
+
+Users state a budget (``max_memory``), not an index type: small inventories get an exact
+``Flat`` index, larger ones an IVF index whose codes fit the budget (Flat, SQ8 or PQ).
+Experts may force any FAISS factory string with ``key=``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+EXACT_MAX_ITEMS = 100_000
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_bytes(value: int | str) -> int:
+    """``"4G"`` -> 4294967296; ints pass through."""
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    m = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)i?B?\s*", str(value).upper())
+    if not m:
+        raise ValueError(f"max_memory: cannot parse {value!r}; use bytes or e.g. '512M', '4G'")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def choose_index_key(n: int, dim: int, max_memory: int | str = "4G") -> str:
+    """Pick a FAISS factory string for ``n`` vectors of width ``dim`` within ``max_memory``.
+
+    >>> choose_index_key(10_000, 384)
+    'Flat'
+    >>> choose_index_key(1_000_000, 384, "4G")
+    'IVF4096,Flat'
+    >>> choose_index_key(1_000_000, 384, "1G")
+    'IVF4096,SQ8'
+    """
+    budget = parse_bytes(max_memory)
+    flat_bytes = n * dim * 4
+    if n <= EXACT_MAX_ITEMS and flat_bytes <= budget:
+        return "Flat"
+    nlist = max(64, 2 ** round(math.log2(4 * math.sqrt(n))))
+    overhead = n * 8 + nlist * dim * 4  # ids in the inverted lists + centroids
+    if flat_bytes + overhead <= budget:
+        return f"IVF{nlist},Flat"
+    if n * dim + overhead <= budget:
+        return f"IVF{nlist},SQ8"
+    for m in sorted((d for d in range(1, dim + 1) if dim % d == 0), reverse=True):
+        if m <= 96 and n * m + overhead <= budget:
+            return f"IVF{nlist},PQ{m}"
+    raise ValueError(
+        f"max_memory={max_memory!r} cannot hold {n:,} vectors of dim {dim} even as IVF-PQ "
+        f"(needs at least {(n * 4 + overhead) / 2**20:.0f} MiB)"
+    )
+
+
+def default_nprobe(key: str) -> int:
+    m = re.match(r"IVF(\d+)", key)
+    return max(1, int(m.group(1)) // 32) if m else 1
+
+
+def num_gpus() -> int:
+    get = getattr(faiss, "get_num_gpus", None)
+    return int(get()) if get else 0
+
+
+@dataclass
+class SearchResult:
+    """``scores[i, j]`` is the similarity of query i to item ``positions[i, j]`` (-1 = none)."""
+
+    scores: np.ndarray
+    positions: np.ndarray
+
+
+class VectorIndex:
+    """A FAISS inner-product index over unit vectors (cosine similarity).
+
+    >>> vecs = np.eye(4, dtype=np.float32)
+    >>> idx = VectorIndex.build(vecs)
+    >>> idx.search(vecs[:1], k=1).positions.tolist()
+    [[0]]
+    """
+
+    def __init__(self, index: faiss.Index, key: str, nprobe: int = 1) -> None:
+        self.index = index
+        self.key = key
+        self.nprobe = nprobe
+        self._search_index = index
+        self.on_gpu = False
+
+    @classmethod
+    def build(
+        cls,
+        vectors: np.ndarray,
+        *,
+        key: str | None = None,
+        max_memory: int | str = "4G",
+        nprobe: int | None = None,
+        use_gpu: bool | None = None,
+        train_sample: int = 200_000,
+        seed: int = 0,
+    ) -> VectorIndex:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n, dim = vectors.shape
+        key = key or choose_index_key(n, dim, max_memory)
+        index = faiss.index_factory(dim, key, faiss.METRIC_INNER_PRODUCT)
+        if not index.is_trained:
+            rng = np.random.default_rng(seed)
+            sample = vectors[rng.choice(n, size=min(n, train_sample), replace=False)]
+            index.train(sample)
+        for start in range(0, n, 100_000):
+            index.add(vectors[start : start + 100_000])
+        out = cls(index, key, nprobe or default_nprobe(key))
+        if use_gpu or (use_gpu is None and num_gpus() > 0):
+            out.to_gpu()
+        return out
+
+    def to_gpu(self, use_float16: bool = True) -> VectorIndex:
+        """Search on every GPU faiss sees (sharded); the CPU index is kept for saving."""
+        if num_gpus() == 0:
+            raise RuntimeError("to_gpu: faiss sees no GPU (install the [gpu] extra on a CUDA host)")
+        opts = faiss.GpuMultipleClonerOptions()
+        opts.useFloat16 = use_float16
+        opts.shard = True
+        self._search_index = faiss.index_cpu_to_all_gpus(self.index, co=opts)
+        self.on_gpu = True
+        return self
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    def search(self, queries: np.ndarray, k: int) -> SearchResult:
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        k = max(1, min(k, self.ntotal))
+        if self.ntotal == 0 or len(queries) == 0:
+            return SearchResult(np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64))
+        ivf = faiss.try_extract_index_ivf(self._search_index) if not self.on_gpu else None
+        if ivf is not None:
+            ivf.nprobe = self.nprobe
+        elif self.on_gpu and self.key.startswith("IVF"):
+            faiss.GpuParameterSpace().set_index_parameter(self._search_index, "nprobe", self.nprobe)
+        scores, positions = self._search_index.search(queries, k)
+        return SearchResult(scores, positions)
+
+    def memory_bytes(self) -> int:
+        """Serialized size: what the index costs in RAM on CPU."""
+        return int(faiss.serialize_index(self.index).size)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        faiss.write_index(self.index, str(tmp))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, key: str, nprobe: int, use_gpu: bool | None = None) -> VectorIndex:
+        out = cls(faiss.read_index(str(path)), key, nprobe)
+        if use_gpu or (use_gpu is None and num_gpus() > 0):
+            out.to_gpu()
+        return out
