@@ -59,8 +59,14 @@ class Signal(ABC):
         """Dense ``(n_queries, n_items)`` similarity, higher = closer."""
         return queries @ items.T
 
-    def build_index(self, vectors: np.ndarray, *, key: str | None = None,
-                    max_memory: int | str = "4G", use_gpu: bool | None = None):
+    def build_index(
+        self,
+        vectors: np.ndarray,
+        *,
+        key: str | None = None,
+        max_memory: int | str = "4G",
+        use_gpu: bool | None = None,
+    ):
         """The index that serves this signal (a FAISS float index by default)."""
         from .vector_index import VectorIndex
 

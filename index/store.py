@@ -171,14 +171,18 @@ class InventoryIndex:
             )
         manifest = json.loads(mpath.read_text())
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise SchemaError(f"{mpath}: format_version {manifest.get('format_version')} unsupported")
+            raise SchemaError(
+                f"{mpath}: format_version {manifest.get('format_version')} unsupported"
+            )
         loaded = {}
         for name, entry in manifest["signals"].items():
             sdir = path / name
             if verify:
                 for fname, digest in entry["checksums"].items():
                     if _sha256(sdir / fname) != digest:
-                        raise SchemaError(f"{sdir / fname}: checksum mismatch (file changed or corrupt)")
+                        raise SchemaError(
+                            f"{sdir / fname}: checksum mismatch (file changed or corrupt)"
+                        )
             signal = (signals or {}).get(name) or signal_from_manifest(entry)
             why = signal.compatible_with(entry)
             if why:
@@ -194,7 +198,9 @@ class InventoryIndex:
     def check_signal(self, name: str, signal: Signal) -> None:
         """Refuse a query signal that differs from the one this index was built with."""
         if name not in self.signals:
-            raise IndexMismatchError(f"index {self.path} has no '{name}' signal ({list(self.signals)})")
+            raise IndexMismatchError(
+                f"index {self.path} has no '{name}' signal ({list(self.signals)})"
+            )
         why = signal.compatible_with(self.signals[name].entry)
         if why:
             raise IndexMismatchError(f"signal '{name}' does not match index {self.path}: {why}")
@@ -301,4 +307,6 @@ def build_index(
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(path / MANIFEST)
     shutil.rmtree(path / "_work", ignore_errors=True)
-    return InventoryIndex.load(path, verify=False, use_gpu=use_gpu, signals={s.name: s for s in signals})
+    return InventoryIndex.load(
+        path, verify=False, use_gpu=use_gpu, signals={s.name: s for s in signals}
+    )

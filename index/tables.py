@@ -36,7 +36,9 @@ def as_table(data: TableLike, *, what: str = "input") -> pa.Table:
         try:
             return pq.read_table(path)
         except pa.ArrowInvalid as exc:
-            raise SchemaError(f"{what}: {path} is not a readable Parquet file/dataset: {exc}") from exc
+            raise SchemaError(
+                f"{what}: {path} is not a readable Parquet file/dataset: {exc}"
+            ) from exc
     if isinstance(data, dict):
         return pa.table(data)
     module = type(data).__module__.split(".")[0]
@@ -59,9 +61,12 @@ def require_columns(table: pa.Table, required: dict[str, str], *, what: str) -> 
             continue
         typ = table.schema.field(name).type
         ok = {
-            "string": pa.types.is_string(typ) or pa.types.is_large_string(typ)
-            or pa.types.is_binary(typ) or pa.types.is_large_binary(typ)
-            or pa.types.is_dictionary(typ) or pa.types.is_null(typ),
+            "string": pa.types.is_string(typ)
+            or pa.types.is_large_string(typ)
+            or pa.types.is_binary(typ)
+            or pa.types.is_large_binary(typ)
+            or pa.types.is_dictionary(typ)
+            or pa.types.is_null(typ),
             "integer": pa.types.is_integer(typ) or pa.types.is_floating(typ),
             "any": True,
         }[kind]

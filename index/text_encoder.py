@@ -83,7 +83,9 @@ class TextEncoder:
     @property
     def dim(self) -> int:
         st = self._load()
-        get_dim = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        get_dim = (
+            getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        )
         return int(get_dim())
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:

@@ -142,7 +142,9 @@ class VectorIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = max(1, min(k, self.ntotal))
         if self.ntotal == 0 or len(queries) == 0:
-            return SearchResult(np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64))
+            return SearchResult(
+                np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+            )
         ivf = faiss.try_extract_index_ivf(self._search_index) if not self.on_gpu else None
         if ivf is not None:
             ivf.nprobe = self.nprobe
@@ -162,7 +164,9 @@ class VectorIndex:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: str | Path, key: str, nprobe: int, use_gpu: bool | None = None) -> VectorIndex:
+    def load(
+        cls, path: str | Path, key: str, nprobe: int, use_gpu: bool | None = None
+    ) -> VectorIndex:
         out = cls(faiss.read_index(str(path)), key, nprobe)
         if use_gpu or (use_gpu is None and num_gpus() > 0):
             out.to_gpu()

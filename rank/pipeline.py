@@ -1,0 +1,271 @@
+"""The whole path: train on review history, sweep inventory into an escalation queue.
+
+>>> model = train(history, seeds, "runs/model")                        # doctest: +SKIP
+>>> result = sweep(inventory, seeds, model, out_dir="runs/sweep", budget=200)  # doctest: +SKIP
+>>> result.queue.to_pandas().head()                                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from index.schema import ITEM_ID
+from index.signals import Signal, TextEmbeddingSignal, signal_from_manifest
+from index.store import MANIFEST, InventoryIndex, build_index
+from index.tables import SchemaError, TableLike, as_table, write_parquet
+from recall.history import ReviewedExemplars, validate_history
+from recall.recaller import recall
+from recall.seeds import SeedSet
+
+from .queue import build_queue
+from .ranker import RiskRanker
+
+MODEL_JSON = "model.json"
+
+
+@dataclass
+class RiskModel:
+    """A trained ranker plus what it needs at sweep time: the signals and the exemplars."""
+
+    ranker: RiskRanker
+    signals: list[Signal]
+    exemplars: dict[str, ReviewedExemplars]
+    info: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        self.ranker.save(path / "ranker")
+        for name, ex in self.exemplars.items():
+            ex.save(path / "exemplars" / name)
+        meta = {
+            **self.info,
+            "signals": [s.describe() for s in self.signals],
+            "exemplars": sorted(self.exemplars),
+        }
+        (path / MODEL_JSON).write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RiskModel:
+        path = Path(path)
+        if not (path / MODEL_JSON).exists():
+            raise FileNotFoundError(
+                f"{path}: not a riskrank model (no {MODEL_JSON}); run `riskrank train`"
+            )
+        meta = json.loads((path / MODEL_JSON).read_text())
+        signals = [signal_from_manifest(e) for e in meta["signals"]]
+        exemplars = {n: ReviewedExemplars.load(path / "exemplars" / n) for n in meta["exemplars"]}
+        return cls(RiskRanker.load(path / "ranker"), signals, exemplars, meta)
+
+
+def _digest(ids: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\x1f".join(ids).encode()).hexdigest()[:16]
+
+
+def open_or_build_index(
+    inventory: TableLike,
+    path: Path,
+    signals: list[Signal],
+    *,
+    max_memory="4G",
+    key=None,
+    show_progress=True,
+) -> InventoryIndex:
+    """Reuse ``path`` if it indexes exactly this inventory; otherwise (re)build, resuming chunks."""
+    table = as_table(inventory, what="inventory")
+    digest = (
+        _digest([str(x) for x in table.column(ITEM_ID).to_pylist()])
+        if ITEM_ID in table.column_names
+        else ""
+    )
+    stamp = path / "inventory.digest"
+    if (path / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
+        return InventoryIndex.load(path, signals={s.name: s for s in signals})
+    index = build_index(
+        table,
+        path,
+        signals=signals,
+        max_memory=max_memory,
+        key=key,
+        show_progress=show_progress,
+        overwrite=True,
+    )
+    stamp.write_text(digest)
+    return index
+
+
+def train(
+    history: TableLike,
+    seeds: SeedSet | TableLike,
+    model_dir: str | Path,
+    *,
+    signals: list[Signal] | None = None,
+    k: int = 1000,
+    ranker: RiskRanker | None = None,
+    show_progress: bool = True,
+) -> RiskModel:
+    """Fit a RiskModel on reviewed history.
+
+    The reviewed items are indexed, the seeds recall among them (each item's own review left
+    out of its history evidence), and the ranker learns which evidence marks a violation.
+    """
+    model_dir = Path(model_dir)
+    seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
+    hist, quarantined = validate_history(history)
+    signals = signals or [TextEmbeddingSignal()]
+    # One index row per reviewed item, however many policies reviewed it.
+    ids = hist.column(ITEM_ID).to_pylist()
+    first = {}
+    for i, item_id in enumerate(ids):
+        first.setdefault(item_id, i)
+    content_cols = [c for c in hist.column_names if c not in ("policy", "verdict", "sweep_id")]
+    items = hist.take(pa.array(list(first.values()))).select(content_cols)
+    hindex = open_or_build_index(
+        items, model_dir / "history_index", signals, show_progress=show_progress
+    )
+    exemplars = {}
+    for name, si in hindex.signals.items():
+        pos_of = {item_id: p for p, item_id in enumerate(si.ids)}
+        rows = [r for r, item_id in enumerate(ids) if item_id in pos_of]
+        vecs = np.asarray(si.vectors[[pos_of[ids[r]] for r in rows]])
+        exemplars[name] = ReviewedExemplars.build(
+            hist.take(pa.array(rows, pa.int64())), si.signal, vectors=vecs
+        )
+    t0 = time.time()
+    cands = recall(
+        hindex, seeds, k=k, exemplars=exemplars, exclude_self=True, show_progress=show_progress
+    )
+    ranker = ranker or RiskRanker()
+    ranker.fit(cands, history=hist)
+    info = {
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "history_rows": hist.num_rows,
+        "history_quarantined": quarantined.num_rows,
+        "training_candidates": cands.num_rows,
+        "policies_with_history": sorted(set(hist.column("policy").to_pylist())),
+        "k": k,
+        "seconds": round(time.time() - t0, 2),
+    }
+    write_parquet(quarantined, model_dir / "history_quarantine.parquet")
+    model = RiskModel(ranker, list(hindex.signals[s.name].signal for s in signals), exemplars, info)
+    model.save(model_dir)
+    return model
+
+
+@dataclass
+class SweepResult:
+    """What a sweep produced; the same tables are on disk under ``out_dir``."""
+
+    queue: pa.Table
+    candidates: pa.Table
+    quarantine: pa.Table
+    report: dict
+    out_dir: Path | None = None
+
+
+def score_candidates(
+    model: RiskModel, cands: pa.Table
+) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Raw scores, calibrated probabilities, reasons and model variant for each candidate row."""
+    if cands.num_rows == 0:
+        return np.zeros(0), np.zeros(0), [], np.zeros(0, dtype=object)
+    scores, variant = model.ranker._raw(cands)
+    proba = model.ranker.predict_proba(cands)
+    return scores, proba, model.ranker.reasons(cands), variant
+
+
+def sweep(
+    inventory: TableLike,
+    seeds: SeedSet | TableLike,
+    model: RiskModel | str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    budget: int | None = None,
+    k: int = 1000,
+    max_memory: int | str = "4G",
+    index_key: str | None = None,
+    show_progress: bool = True,
+) -> SweepResult:
+    """Index ``inventory``, recall with ``seeds``, rank, and return the escalation queue.
+
+    With ``out_dir`` everything is written there (``index/``, ``candidates.parquet``,
+    ``queue.parquet``, ``quarantine.parquet``, ``report.json``); running the same sweep again
+    after a crash resumes the embedding where it stopped.
+    """
+    t0 = time.time()
+    model = model if isinstance(model, RiskModel) else RiskModel.load(model)
+    seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
+    out = Path(out_dir) if out_dir else Path(_tmpdir())
+    index = open_or_build_index(
+        inventory,
+        out / "index",
+        model.signals,
+        max_memory=max_memory,
+        key=index_key,
+        show_progress=show_progress,
+    )
+    t_index = time.time() - t0
+    cands = recall(index, seeds, k=k, exemplars=model.exemplars, show_progress=show_progress)
+    t_recall = time.time() - t0 - t_index
+    scores, proba, reasons, variant = score_candidates(model, cands)
+    queue = build_queue(cands, scores, proba, reasons, variant, budget=budget)
+    t_rank = time.time() - t0 - t_index - t_recall
+    quarantine = index.quarantine
+    n_in = index.manifest["items"]["input"]
+    recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
+    report = {
+        "items_in": n_in,
+        "items_indexed": index.num_items,
+        "items_quarantined": quarantine.num_rows,
+        "items_recalled": recalled,
+        "items_not_recalled": index.num_items - recalled,
+        "candidates": cands.num_rows,
+        "queued": queue.num_rows,
+        "policies": seeds.policies,
+        "cold_start_policies": sorted(
+            {p for p, v in zip(cands.column("policy").to_pylist(), variant) if v == "cold"}
+        )
+        if cands.num_rows
+        else [],
+        "seconds": {
+            "index": round(t_index, 2),
+            "recall": round(t_recall, 2),
+            "rank": round(t_rank, 2),
+            "total": round(time.time() - t0, 2),
+        },
+        "index": {
+            n: {"key": s.entry["index_key"], "count": s.entry["count"]}
+            for n, s in index.signals.items()
+        },
+    }
+    if report["items_in"] != report["items_indexed"] + report["items_quarantined"]:
+        raise RuntimeError(f"item accounting broken: {report}")  # never silently lose items
+    if out_dir:
+        write_parquet(cands, out / "candidates.parquet")
+        write_parquet(queue, out / "queue.parquet")
+        write_parquet(quarantine, out / "quarantine.parquet")
+        (out / "report.json").write_text(json.dumps(report, indent=2))
+    return SweepResult(queue, cands, quarantine, report, out if out_dir else None)
+
+
+def _tmpdir() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="riskrank-sweep-")
+
+
+def check_policies(seeds: SeedSet, model: RiskModel) -> list[str]:
+    """Policies in ``seeds`` the model has no review history for (they run cold-start)."""
+    known = set(model.info.get("policies_with_history", []))
+    return [p for p in seeds.policies if p not in known]
+
+
+__all__ = ["RiskModel", "SweepResult", "SchemaError", "check_policies", "sweep", "train"]

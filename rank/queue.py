@@ -1,0 +1,92 @@
+"""The escalation queue: what reviewers work through, riskiest first.
+
+Queue columns
+-------------
+``rank``              1 = review first.
+``item_id``
+``policy``            the policy the item most likely violates.
+``risk_score``        raw ranker score (ordering).
+``risk_probability``  P(violating), calibrated on held-out review history.
+``action``            suggested remediation: the closest seed's action when the probability is
+                      high, ``human_review`` otherwise.
+``severity``          of the closest seed (1-4).
+``reasons``           the evidence that pushed the score up, in words.
+``matched_seed_ids``  seeds the item matched, closest first.
+``other_policies``    further policies it matched with probability >= 0.5.
+``model``             ``full`` or ``cold`` (policy without review history).
+metadata              the item's own columns, passed through (``text`` truncated to 300 chars).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+QUEUE_FRONT = (
+    "rank",
+    "item_id",
+    "policy",
+    "risk_score",
+    "risk_probability",
+    "action",
+    "severity",
+    "reasons",
+    "matched_seed_ids",
+    "other_policies",
+    "model",
+)
+ACT_ON_SEED_ACTION = 0.8
+
+
+def build_queue(
+    candidates: pa.Table,
+    scores: np.ndarray,
+    proba: np.ndarray,
+    reasons: list[str],
+    variant: np.ndarray,
+    *,
+    budget: int | None = None,
+) -> pa.Table:
+    """One row per item (its riskiest policy), sorted by probability then score."""
+    n = candidates.num_rows
+    if n == 0:
+        return pa.table({c: pa.array([], pa.string()) for c in ("item_id", "policy")})
+    ids = np.asarray(candidates.column("item_id").to_pylist(), dtype=object)
+    pols = np.asarray(candidates.column("policy").to_pylist(), dtype=object)
+    # Probabilities are comparable across policies; raw lambdarank scores are not.
+    order = np.lexsort((-scores, -proba))
+    first: dict[str, int] = {}
+    others: dict[str, list[str]] = {}
+    for r in order:
+        if ids[r] not in first:
+            first[ids[r]] = r
+            others[ids[r]] = []
+        elif proba[r] >= 0.5:
+            others[ids[r]].append(pols[r])
+    rows = np.array(list(first.values()), dtype=np.int64)
+    if budget is not None:
+        rows = rows[:budget]
+    table = candidates.take(pa.array(rows))
+    seed_action = np.asarray(table.column("action").to_pylist(), dtype=object)
+    p = proba[rows]
+    action = np.where(p >= ACT_ON_SEED_ACTION, seed_action, "human_review")
+    cols = {
+        "rank": pa.array(np.arange(1, len(rows) + 1), pa.int64()),
+        "risk_score": pa.array(scores[rows], pa.float64()),
+        "risk_probability": pa.array(p, pa.float64()),
+        "action": pa.array(action.tolist(), pa.string()),
+        "reasons": pa.array([reasons[r] for r in rows], pa.string()),
+        "other_policies": pa.array([others[ids[r]] for r in rows], pa.list_(pa.string())),
+        "model": pa.array(variant[rows].tolist(), pa.string()),
+    }
+    for name, col in cols.items():
+        if name in table.column_names:
+            table = table.drop([name])
+        table = table.append_column(name, col)
+    if "text" in table.column_names:
+        table = table.set_column(
+            table.column_names.index("text"), "text", pc.utf8_slice_codeunits(table["text"], 0, 300)
+        )
+    front = [c for c in QUEUE_FRONT if c in table.column_names]
+    return table.select(front + [c for c in table.column_names if c not in front])

@@ -1,0 +1,310 @@
+"""RiskRanker: LightGBM lambdarank over recall evidence, calibrated and explained.
+
+Shaped like a scikit-learn estimator: ``__init__`` stores parameters, ``fit`` learns from
+reviewed candidates, ``predict``/``predict_proba``/``explain`` use what was learned, ``save``/
+``load`` use LightGBM's text model + JSON (no pickle).
+
+Two boosters are learned: one on all evidence, and a *cold-start* one on seed evidence alone,
+used for policies that have no review history of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pyarrow as pa
+
+from index.tables import SchemaError, TableLike, as_table, require_columns
+from recall.candidates import describe_feature, evidence_feature_columns, is_history_feature
+
+POSITIVE_VERDICT = 2  # verdict >= 2 ("violating") is what the probability is about
+MODEL_FILES = {"full": "booster_full.txt", "cold": "booster_cold.txt"}
+
+
+def _groups(
+    keys: list[tuple], max_group: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row order and group sizes: one group per key, split to stay under ``max_group`` rows."""
+    by_key: dict[tuple, list[int]] = {}
+    for i, key in enumerate(keys):
+        by_key.setdefault(key, []).append(i)
+    order, sizes = [], []
+    for key in sorted(by_key):
+        rows = np.array(by_key[key])
+        rng.shuffle(rows)
+        for part in np.array_split(rows, int(np.ceil(len(rows) / max_group))):
+            order.extend(part.tolist())
+            sizes.append(len(part))
+    return np.array(order, dtype=np.int64), np.array(sizes, dtype=np.int64)
+
+
+class RiskRanker:
+    """Learning-to-rank risk model.
+
+    >>> ranker = RiskRanker().fit(train_candidates)          # doctest: +SKIP
+    >>> ranker.predict_proba(sweep_candidates)[:3]           # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        n_estimators: int = 300,
+        learning_rate: float = 0.05,
+        num_leaves: int = 15,
+        min_child_samples: int = 20,
+        label_gain: tuple[float, ...] = (0, 1, 3, 7),
+        max_group_size: int = 9_000,
+        calibration_fraction: float = 0.2,
+        metadata_features: tuple[str, ...] = (),
+        cold_start: bool = True,
+        random_state: int = 0,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.label_gain = label_gain
+        self.max_group_size = max_group_size
+        self.calibration_fraction = calibration_fraction
+        self.metadata_features = metadata_features
+        self.cold_start = cold_start
+        self.random_state = random_state
+
+    # -- fitting --------------------------------------------------------------------------
+    def _params(self) -> dict:
+        return {
+            "objective": "lambdarank",
+            "n_estimators": self.n_estimators,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "label_gain": list(self.label_gain),
+            "lambdarank_truncation_level": 100,
+            "subsample": 0.8,
+            "subsample_freq": 1,
+            "colsample_bytree": 0.8,
+            "random_state": self.random_state,
+            "verbose": -1,
+            "n_jobs": 2,
+        }
+
+    def _matrix(self, table: pa.Table, features: list[str]) -> np.ndarray:
+        missing = [f for f in features if f not in table.column_names]
+        if missing:
+            raise SchemaError(
+                f"candidates: missing feature columns {missing}; the model was trained on "
+                f"{features} (was recall run with the same signals and history?)"
+            )
+        cols = []
+        for f in features:
+            arr = table.column(f).to_numpy(zero_copy_only=False)
+            cols.append(np.asarray(arr, dtype=np.float64))
+        X = np.column_stack(cols) if cols else np.zeros((table.num_rows, 0))
+        X[~np.isfinite(X)] = np.nan  # LightGBM's missing value; inf has no meaning here
+        return X
+
+    def fit(self, candidates: TableLike, history: TableLike | None = None) -> RiskRanker:
+        """Learn from reviewed candidates.
+
+        ``candidates`` must carry ``verdict`` (0-3), or ``history`` (item_id, policy, verdict,
+        optional sweep_id) is joined onto it. Rows without a verdict are an error: every
+        training row must be a reviewed one.
+        """
+        table = as_table(candidates, what="training candidates")
+        if history is not None:
+            table = _attach_verdicts(table, as_table(history, what="history"))
+        require_columns(
+            table,
+            {"item_id": "string", "policy": "string", "verdict": "integer"},
+            what="training candidates",
+        )
+        y = np.asarray(table.column("verdict").to_numpy(zero_copy_only=False), dtype=np.float64)
+        if np.isnan(y).any():
+            raise SchemaError(f"training candidates: {int(np.isnan(y).sum())} rows have no verdict")
+        y = y.astype(int)
+        if (y >= POSITIVE_VERDICT).sum() == 0 or (y < POSITIVE_VERDICT).sum() == 0:
+            raise SchemaError(
+                "training candidates: need both violating (verdict>=2) and benign rows"
+            )
+        evidence = evidence_feature_columns(table)
+        self.features_ = evidence + [f for f in self.metadata_features if f not in evidence]
+        self.cold_features_ = [f for f in self.features_ if not is_history_feature(f)]
+        sweeps = (
+            table.column("sweep_id").to_pylist()
+            if "sweep_id" in table.column_names
+            else ["history"] * table.num_rows
+        )
+        keys = list(zip(sweeps, table.column("policy").to_pylist()))
+
+        rng = np.random.default_rng(self.random_state)
+        calib = rng.random(table.num_rows) < self.calibration_fraction
+        self.models_, self.calibration_ = {}, {}
+        variants = {"full": self.features_}
+        if self.cold_start and self.cold_features_ != self.features_:
+            variants["cold"] = self.cold_features_
+        for name, feats in variants.items():
+            X = self._matrix(table, feats)
+            tr = np.flatnonzero(~calib)
+            order, sizes = _groups([keys[i] for i in tr], self.max_group_size, rng)
+            rows = tr[order]
+            model = lgb.LGBMRanker(**self._params())
+            model.fit(X[rows], y[rows], group=sizes)
+            self.models_[name] = model.booster_
+            held = np.flatnonzero(calib)
+            self.calibration_[name] = _platt(
+                model.booster_.predict(X[held]), (y[held] >= POSITIVE_VERDICT).astype(float)
+            )
+        self.n_train_ = int((~calib).sum())
+        self.n_calibration_ = int(calib.sum())
+        return self
+
+    # -- inference ------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "models_"):
+            raise RuntimeError("RiskRanker is not fitted: call fit() or RiskRanker.load()")
+
+    def _variant_per_row(self, table: pa.Table) -> np.ndarray:
+        """'full' where the row's policy has history evidence, else 'cold'."""
+        hist = [f for f in self.features_ if is_history_feature(f)]
+        if not hist or "cold" not in self.models_:
+            return np.full(table.num_rows, "full", dtype=object)
+        if not all(f in table.column_names for f in hist):
+            return np.full(table.num_rows, "cold", dtype=object)
+        X = self._matrix(table, hist)
+        pols = np.asarray(table.column("policy").to_pylist(), dtype=object)
+        out = np.full(table.num_rows, "full", dtype=object)
+        for p in set(pols):
+            rows = pols == p
+            if np.isnan(X[rows]).all():
+                out[rows] = "cold"
+        return out
+
+    def _raw(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        variant = self._variant_per_row(table)
+        scores = np.zeros(table.num_rows)
+        for name in set(variant):
+            rows = variant == name
+            feats = self.features_ if name == "full" else self.cold_features_
+            scores[rows] = self.models_[name].predict(
+                self._matrix(table.filter(pa.array(rows)), feats)
+            )
+        return scores, variant
+
+    def predict(self, candidates: TableLike) -> np.ndarray:
+        """Raw ranking scores (higher = riskier; comparable within one model variant)."""
+        return self._raw(as_table(candidates, what="candidates"))[0]
+
+    def predict_proba(self, candidates: TableLike) -> np.ndarray:
+        """P(violating), calibrated on held-out history."""
+        scores, variant = self._raw(as_table(candidates, what="candidates"))
+        out = np.zeros(len(scores))
+        for name in set(variant):
+            a, b = self.calibration_[name]
+            rows = variant == name
+            out[rows] = 1.0 / (1.0 + np.exp(-(a * scores[rows] + b)))
+        return out
+
+    def explain(
+        self, candidates: TableLike, *, top: int = 3
+    ) -> list[list[tuple[str, float, float]]]:
+        """Per row, the ``top`` features that pushed the score up: (feature, value, contribution)."""
+        table = as_table(candidates, what="candidates")
+        self._check_fitted()
+        variant = self._variant_per_row(table)
+        out: list = [None] * table.num_rows
+        for name in set(variant):
+            rows = np.flatnonzero(variant == name)
+            feats = self.features_ if name == "full" else self.cold_features_
+            X = self._matrix(table.take(pa.array(rows)), feats)
+            contrib = self.models_[name].predict(X, pred_contrib=True)[:, :-1]
+            for r, x, c in zip(rows, X, contrib):
+                best = np.argsort(-c)[:top]
+                out[r] = [(feats[j], float(x[j]), float(c[j])) for j in best if c[j] > 0]
+        return out
+
+    def reasons(self, candidates: TableLike, *, top: int = 3) -> list[str]:
+        """``explain`` in words, e.g. ``"similarity to the closest seed (text) = 0.91"``."""
+        return [
+            "; ".join(f"{describe_feature(f)} = {v:.3g}" for f, v, _ in row)
+            for row in self.explain(candidates, top=top)
+        ]
+
+    def feature_importance(self) -> dict[str, float]:
+        self._check_fitted()
+        gain = self.models_["full"].feature_importance("gain")
+        return dict(sorted(zip(self.features_, map(float, gain)), key=lambda kv: -kv[1]))
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        for name, booster in self.models_.items():
+            booster.save_model(str(path / MODEL_FILES[name]))
+        meta = {
+            "format": "riskrank.RiskRanker/1",
+            "params": {k: v for k, v in vars(self).items() if not k.endswith("_")},
+            "features": self.features_,
+            "cold_features": self.cold_features_,
+            "calibration": {k: list(v) for k, v in self.calibration_.items()},
+            "n_train": self.n_train_,
+            "n_calibration": self.n_calibration_,
+        }
+        (path / "ranker.json").write_text(json.dumps(meta, indent=2, default=list))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RiskRanker:
+        path = Path(path)
+        meta = json.loads((path / "ranker.json").read_text())
+        params = meta["params"]
+        params["label_gain"] = tuple(params["label_gain"])
+        params["metadata_features"] = tuple(params["metadata_features"])
+        self = cls(**params)
+        self.features_ = meta["features"]
+        self.cold_features_ = meta["cold_features"]
+        self.calibration_ = {k: tuple(v) for k, v in meta["calibration"].items()}
+        self.models_ = {
+            name: lgb.Booster(model_file=str(path / MODEL_FILES[name]))
+            for name in self.calibration_
+        }
+        self.n_train_, self.n_calibration_ = meta["n_train"], meta["n_calibration"]
+        return self
+
+
+def _platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt scaling: P(y=1) = sigmoid(a * score + b), a 1-D logistic regression."""
+    if len(scores) < 10 or y.min() == y.max():
+        return (1.0, 0.0)
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1e4).fit(scores.reshape(-1, 1), y)
+    return (float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+
+
+def _attach_verdicts(table: pa.Table, history: pa.Table) -> pa.Table:
+    key = {
+        (i, p): (v, s)
+        for i, p, v, s in zip(
+            history.column("item_id").to_pylist(),
+            history.column("policy").to_pylist(),
+            history.column("verdict").to_pylist(),
+            history.column("sweep_id").to_pylist()
+            if "sweep_id" in history.column_names
+            else ["history"] * history.num_rows,
+        )
+    }
+    pairs = list(zip(table.column("item_id").to_pylist(), table.column("policy").to_pylist()))
+    found = [key.get(p) for p in pairs]
+    keep = pa.array([f is not None for f in found])
+    out = table.filter(keep)
+    found = [f for f in found if f is not None]
+    for col in ("verdict", "sweep_id"):
+        if col in out.column_names:
+            out = out.drop([col])
+    out = out.append_column("verdict", pa.array([f[0] for f in found], pa.int8()))
+    return out.append_column("sweep_id", pa.array([f[1] for f in found], pa.string()))

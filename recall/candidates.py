@@ -1,0 +1,91 @@
+"""The candidate table: one row per (item, policy) with the evidence as columns.
+
+Key columns: ``item_id``, ``policy``, ``severity`` (of the best-matching seed), ``action``
+(suggested by that seed), ``matched_seed_ids`` (list, closest first), ``n_signals_matched``.
+
+Per signal ``<s>`` (``text``, ``image``, ``pdq``, ...) one column group, NaN where the item has
+no such content:
+
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# name suffix -> (dtype, what it means). Written once; the README table and the ranker's
+# human-readable reasons are generated from it.
+SEED_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
+    "best_sim": (pa.float32(), "similarity to the closest seed"),
+    "top3_mean": (pa.float32(), "mean similarity to the 3 closest seeds"),
+    "n_seeds_hi": (pa.int32(), "seeds matched above the strong threshold"),
+    "n_seeds_lo": (pa.int32(), "seeds matched above the weak threshold"),
+    "best_rank": (pa.int32(), "rank of the item in its closest seed's neighbour list"),
+    "best_sim_z": (
+        pa.float32(),
+        "closest-seed similarity in std-devs above the inventory's typical similarity to that seed",
+    ),
+    "centroid_sim": (pa.float32(), "similarity to the centre of the policy's seeds"),
+    "expansion_sim": (
+        pa.float32(),
+        "similarity to the centre of the items most like the seeds (query expansion)",
+    ),
+    "density": (pa.int32(), "near-identical inventory neighbours (campaigns come in bursts)"),
+    "neighbour_sim": (pa.float32(), "mean similarity to its 10 nearest inventory neighbours"),
+}
+SEED_EVIDENCE_STR = {"best_seed_id": "id of the closest seed"}
+
+HISTORY_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
+    "pos_max_sim": (pa.float32(), "similarity to the closest item reviewers confirmed violating"),
+    "neg_max_sim": (pa.float32(), "similarity to the closest item reviewers found benign"),
+    "knn_score": (pa.float32(), "share of confirmed violations among the closest reviewed items"),
+    "knn_verdict": (pa.float32(), "mean verdict (0-3) of the closest reviewed items"),
+}
+
+KEY_COLUMNS = ("item_id", "policy", "severity", "action", "matched_seed_ids", "n_signals_matched")
+
+
+def seed_evidence_name(signal: str, suffix: str) -> str:
+    return f"{signal}_{suffix}"
+
+
+def history_evidence_name(signal: str, suffix: str) -> str:
+    return f"hist_{signal}_{suffix}"
+
+
+def describe_feature(name: str) -> str:
+    """Words for an evidence column (for reasons and docs)."""
+    if name.startswith("hist_"):
+        signal, _, suffix = name[5:].partition("_")
+        for suf, (_, words) in HISTORY_EVIDENCE.items():
+            if name.endswith("_" + suf):
+                return f"{words} ({name[5 : -len(suf) - 1]})"
+    for suf, (_, words) in SEED_EVIDENCE.items():
+        if name.endswith("_" + suf):
+            return f"{words} ({name[: -len(suf) - 1]})"
+    return name
+
+
+def evidence_feature_columns(table: pa.Table) -> list[str]:
+    """The numeric evidence columns of a candidate table, in table order."""
+    out = []
+    for name in table.column_names:
+        if name.startswith("hist_") and any(name.endswith("_" + s) for s in HISTORY_EVIDENCE):
+            out.append(name)
+        elif any(name.endswith("_" + s) for s in SEED_EVIDENCE):
+            out.append(name)
+    return out
+
+
+def is_history_feature(name: str) -> bool:
+    return name.startswith("hist_")
+
+
+def schema_markdown() -> str:
+    """The candidate-table evidence columns as a markdown table (README)."""
+    lines = ["| column | type | meaning |", "| --- | --- | --- |"]
+    for suf, (typ, words) in SEED_EVIDENCE.items():
+        lines.append(f"| `<signal>_{suf}` | {typ} | {words} |")
+    lines.append("| `<signal>_best_seed_id` | string | id of the closest seed |")
+    for suf, (typ, words) in HISTORY_EVIDENCE.items():
+        lines.append(f"| `hist_<signal>_{suf}` | {typ} | {words} |")
+    return "\n".join(lines)

@@ -1,0 +1,174 @@
+"""Review history: items a human already judged, and their use as labelled exemplars.
+
+History columns
+---------------
+``item_id``   string, required.
+``policy``    string, required.
+``verdict``   int 0-3, required: 0 benign, 1 borderline, 2 violating, 3 severe (graded labels
+              for learning to rank).
+``sweep_id``  string, optional (default "history"): which review batch; ranking groups are
+              sweep x policy.
+content       ``text`` / ``image_bytes`` / ``image_path`` as for inventory.
+
+Reviewed items double as exemplars: a new item close to many confirmed violations and far from
+confirmed benign items is evidence of risk even if no seed resembles it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from index.schema import ITEM_ID, quarantine_table
+from index.signals import Signal
+from index.tables import TableLike, as_table, require_columns, write_parquet
+
+VERDICT_MAX = 3
+
+
+def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Table, pa.Table]:
+    """Split review history into (clean rows, quarantined rows with reasons)."""
+    table = as_table(data, what=what)
+    require_columns(table, {ITEM_ID: "string", "policy": "string", "verdict": "integer"}, what=what)
+    if "sweep_id" not in table.column_names:
+        table = table.append_column("sweep_id", pa.array(["history"] * table.num_rows, pa.string()))
+    table = table.set_column(
+        0 if False else table.column_names.index(ITEM_ID),
+        ITEM_ID,
+        pc.cast(table[ITEM_ID], pa.string()),
+    )
+    bad: dict[int, str] = {}
+    seen: dict[tuple, int] = {}
+    ids = table.column(ITEM_ID).to_pylist()
+    pols = table.column("policy").to_pylist()
+    for i, v in enumerate(table.column("verdict").to_pylist()):
+        key = (ids[i], pols[i])
+        if not ids[i] or not pols[i]:
+            bad[i] = "item_id or policy is null"
+        elif v is None or v != v:
+            bad[i] = "verdict is null/NaN"
+        elif not float(v).is_integer() or not 0 <= v <= VERDICT_MAX:
+            bad[i] = f"verdict {v!r} is not an integer grade 0-{VERDICT_MAX}"
+        elif key in seen:
+            bad[i] = f"duplicate review of ({ids[i]}, {pols[i]}) (first at row {seen[key]})"
+        else:
+            seen[key] = i
+    table = table.set_column(
+        table.column_names.index("verdict"),
+        "verdict",
+        pa.array(
+            [0 if i in bad else int(v) for i, v in enumerate(table["verdict"].to_pylist())],
+            pa.int8(),
+        ),
+    )
+    keep = pa.array([i not in bad for i in range(table.num_rows)])
+    rows = [
+        {ITEM_ID: ids[i], "row": i, "stage": "history", "reason": r} for i, r in sorted(bad.items())
+    ]
+    return table.filter(keep), quarantine_table(rows)
+
+
+class ReviewedExemplars:
+    """Embedded, labelled history for one signal: ``evidence()`` turns it into columns.
+
+    Saved as a FAISS flat index + Parquet + JSON (no pickle).
+    """
+
+    def __init__(self, signal_name: str, vectors: np.ndarray, table: pa.Table, k: int = 15):
+        self.signal_name = signal_name
+        self.vectors = np.ascontiguousarray(vectors, np.float32)
+        self.table = table  # item_id, policy, verdict per row of vectors
+        self.k = k
+        self._by_policy: dict[str, np.ndarray] = {}
+        pols = np.asarray(table.column("policy").to_pylist(), dtype=object)
+        for p in set(pols):
+            self._by_policy[p] = np.flatnonzero(pols == p)
+
+    @classmethod
+    def build(
+        cls,
+        history: pa.Table,
+        signal: Signal,
+        *,
+        vectors: np.ndarray | None = None,
+        show_progress: bool = False,
+        k: int = 15,
+    ) -> ReviewedExemplars:
+        """Embed reviewed items with ``signal`` (or take precomputed ``vectors``)."""
+        if vectors is None:
+            batch = signal.embed_items(history, show_progress=show_progress)
+            ok = batch.ok
+            vectors = batch.vectors[ok]
+            history = history.filter(pa.array(ok))
+        keep = [c for c in (ITEM_ID, "policy", "verdict") if c in history.column_names]
+        return cls(signal.name, vectors, history.select(keep), k=k)
+
+    @property
+    def policies(self) -> list[str]:
+        return sorted(self._by_policy)
+
+    def evidence(
+        self, policy: str, item_ids: np.ndarray, item_vectors: np.ndarray, *, exclude_self: bool
+    ) -> dict[str, np.ndarray]:
+        """History evidence for items (rows of ``item_vectors``) under ``policy``.
+
+        ``exclude_self`` drops an item's own review (leave-one-out), which is what training
+        rows need so the ranker never learns from an item seeing its own label.
+        """
+        n = len(item_ids)
+        nan = np.full(n, np.nan, np.float32)
+        rows = self._by_policy.get(policy)
+        pre = f"hist_{self.signal_name}_"
+        if rows is None or len(rows) == 0 or n == 0:
+            return {
+                pre + c: nan.copy()
+                for c in ("pos_max_sim", "neg_max_sim", "knn_score", "knn_verdict")
+            }
+        ex = self.vectors[rows]
+        verdict = np.asarray(self.table.column("verdict").to_numpy(), np.float32)[rows]
+        ex_ids = np.asarray(self.table.column(ITEM_ID).to_pylist(), dtype=object)[rows]
+        index = faiss.IndexFlatIP(ex.shape[1])
+        index.add(ex)
+        k = min(self.k + (1 if exclude_self else 0), len(rows))
+        sims, pos = index.search(np.ascontiguousarray(item_vectors, np.float32), k)
+        if exclude_self:
+            self_hit = ex_ids[pos] == np.asarray(item_ids, dtype=object)[:, None]
+            sims = np.where(self_hit, -np.inf, sims)
+        pos_mask = verdict[pos] > 0
+        valid = np.isfinite(sims)
+        pos_max = np.where(pos_mask & valid, sims, -1).max(1)
+        neg_max = np.where(~pos_mask & valid, sims, -1).max(1)
+        # Softmax weights over the neighbours: the closest reviews count most.
+        w = np.where(
+            valid, np.exp((sims - np.nanmax(np.where(valid, sims, -9), 1, keepdims=True)) / 0.05), 0
+        )
+        wsum = w.sum(1) + 1e-12
+        return {
+            pre + "pos_max_sim": pos_max.astype(np.float32),
+            pre + "neg_max_sim": neg_max.astype(np.float32),
+            pre + "knn_score": ((w * pos_mask).sum(1) / wsum).astype(np.float32),
+            pre + "knn_verdict": ((w * verdict[pos]).sum(1) / wsum).astype(np.float32),
+        }
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        index = faiss.IndexFlatIP(self.vectors.shape[1])
+        index.add(self.vectors)
+        faiss.write_index(index, str(path / "exemplars.faiss"))
+        write_parquet(self.table, path / "exemplars.parquet")
+        (path / "exemplars.json").write_text(json.dumps({"signal": self.signal_name, "k": self.k}))
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReviewedExemplars:
+        path = Path(path)
+        meta = json.loads((path / "exemplars.json").read_text())
+        index = faiss.read_index(str(path / "exemplars.faiss"))
+        vectors = index.reconstruct_n(0, index.ntotal)
+        return cls(meta["signal"], vectors, pq.read_table(path / "exemplars.parquet"), k=meta["k"])

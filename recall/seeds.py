@@ -1,0 +1,139 @@
+"""Seeds: known-violating examples (or policies written in words), grouped by policy.
+
+Seed columns
+------------
+``seed_id``   string, required, unique.
+``policy``    string, required: the policy the seed violates ("scam", "counterfeit", ...).
+``text`` / ``image_bytes`` / ``image_path``: the content, at least one per seed.
+``kind``      optional: ``"example"`` (default) or ``"description"`` - a policy written in words
+              ("loan offers promising guaranteed approval"), recalled zero-shot through the
+              same encoder.
+``severity``  optional int 1-4 (default 2): how bad a match is.
+``action``    optional string: what to do with a confirmed match ("remove", "age_restrict",
+              "review"...); default from severity.
+
+Seeds are few and hand-picked, so bad seeds are errors (naming the seed), not quarantine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, TEXT
+from index.tables import SchemaError, TableLike, as_table, require_columns
+
+SEED_KINDS = ("example", "description")
+DEFAULT_ACTIONS = {1: "monitor", 2: "human_review", 3: "remove", 4: "remove_and_report"}
+
+
+class SeedSet:
+    """Validated seeds, grouped by policy.
+
+    >>> seeds = SeedSet.from_texts({"scam": ["You won a free iPhone, pay shipping only"]})
+    >>> seeds.policies
+    ['scam']
+    """
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    @classmethod
+    def from_table(cls, data: TableLike, *, what: str = "seeds") -> SeedSet:
+        table = as_table(data, what=what)
+        require_columns(table, {"seed_id": "string", "policy": "string"}, what=what)
+        if table.num_rows == 0:
+            raise SchemaError(f"{what}: the seed set is empty; give at least one seed per policy")
+        if not any(c in table.column_names for c in CONTENT_COLUMNS):
+            raise SchemaError(f"{what}: needs a content column of {list(CONTENT_COLUMNS)}")
+        table = table.set_column(
+            table.column_names.index("seed_id"), "seed_id", pc.cast(table["seed_id"], pa.string())
+        )
+        n = table.num_rows
+        ids = table.column("seed_id").to_pylist()
+        policies = table.column("policy").to_pylist()
+        seen: dict[str, int] = {}
+        for i, (sid, pol) in enumerate(zip(ids, policies)):
+            if not sid:
+                raise SchemaError(f"{what}: row {i}: seed_id is null or empty")
+            if sid in seen:
+                raise SchemaError(f"{what}: duplicate seed_id '{sid}' at rows {seen[sid]} and {i}")
+            seen[sid] = i
+            if not pol:
+                raise SchemaError(f"{what}: seed '{sid}': policy is null or empty")
+        content = [False] * n
+        if TEXT in table.column_names:
+            for i, t in enumerate(table.column(TEXT).to_pylist()):
+                content[i] |= bool(t and str(t).strip())
+        for col in (IMAGE_BYTES, IMAGE_PATH):
+            if col in table.column_names:
+                for i, v in enumerate(table.column(col).to_pylist()):
+                    content[i] |= bool(v)
+        for i, ok in enumerate(content):
+            if not ok:
+                raise SchemaError(f"{what}: seed '{ids[i]}': no content (empty text and no image)")
+
+        if "kind" not in table.column_names:
+            table = table.append_column("kind", pa.array(["example"] * n, pa.string()))
+        for i, kind in enumerate(table.column("kind").to_pylist()):
+            if kind not in SEED_KINDS:
+                raise SchemaError(
+                    f"{what}: seed '{ids[i]}': kind {kind!r}, expected one of {SEED_KINDS}"
+                )
+        if "severity" not in table.column_names:
+            table = table.append_column("severity", pa.array([2] * n, pa.int8()))
+        sev = table.column("severity").to_pylist()
+        for i, s in enumerate(sev):
+            if s is None or s != s:
+                sev[i] = 2
+            elif not 1 <= int(s) <= 4:
+                raise SchemaError(f"{what}: seed '{ids[i]}': severity {s}, expected 1-4")
+        table = table.set_column(
+            table.column_names.index("severity"),
+            "severity",
+            pa.array([int(s) for s in sev], pa.int8()),
+        )
+        actions = (
+            table.column("action").to_pylist() if "action" in table.column_names else [None] * n
+        )
+        actions = [
+            a if a else DEFAULT_ACTIONS[s]
+            for a, s in zip(actions, table.column("severity").to_pylist())
+        ]
+        if "action" in table.column_names:
+            table = table.drop(["action"])
+        table = table.append_column("action", pa.array(actions, pa.string()))
+        return cls(table)
+
+    @classmethod
+    def from_texts(
+        cls, by_policy: Mapping[str, Iterable[str]], *, kind: str = "example", severity: int = 2
+    ) -> SeedSet:
+        """Seeds from plain strings: ``{"scam": ["...", "..."], ...}``."""
+        rows = [
+            {
+                "seed_id": f"{policy}-{i}",
+                "policy": policy,
+                "text": text,
+                "kind": kind,
+                "severity": severity,
+            }
+            for policy, texts in by_policy.items()
+            for i, text in enumerate(texts)
+        ]
+        return cls.from_table(pa.Table.from_pylist(rows))
+
+    @property
+    def policies(self) -> list[str]:
+        return sorted(set(self.table.column("policy").to_pylist()))
+
+    def for_policy(self, policy: str) -> pa.Table:
+        return self.table.filter(pc.equal(self.table["policy"], policy))
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __repr__(self) -> str:
+        return f"SeedSet({len(self)} seeds, policies={self.policies})"
