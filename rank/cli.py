@@ -1,0 +1,224 @@
+"""``riskrank`` command line: index build, recall, train, sweep, eval, fetch, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EPILOG = """examples:
+  riskrank demo                                   # fetch SpamAssassin, train, sweep, report
+  riskrank train --history reviews.parquet --seeds seeds.parquet --out model/
+  riskrank sweep --inventory ads/ --seeds seeds.parquet --model model/ --out sweep/ --budget 500
+  riskrank eval --queue sweep/queue.parquet --labels truth.parquet
+"""
+
+
+def _print_table(rows: list[tuple[str, object]], title: str) -> None:
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{title}")
+    print("-" * (width + 24))
+    for k, v in rows:
+        v = f"{v:.3f}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else v)
+        print(f"{k:<{width}}  {v}")
+
+
+def _text_signals(model: str | None):
+    from index.signals import TextEmbeddingSignal
+
+    return [TextEmbeddingSignal(model=model)] if model else [TextEmbeddingSignal()]
+
+
+def cmd_fetch(args) -> int:
+    from . import datasets
+
+    for name in args.names:
+        print(datasets.fetch(name))
+    return 0
+
+
+def cmd_index_build(args) -> int:
+    from index.store import build_index
+
+    t = time.time()
+    idx = build_index(args.inventory, args.out, signals=_text_signals(args.text_model),
+                      max_memory=args.max_memory, key=args.index_key, overwrite=args.overwrite)
+    items = idx.manifest["items"]
+    _print_table([("items in", items["input"]), ("indexed", items["indexed"]),
+                  ("quarantined", items["quarantined"]),
+                  *[(f"index ({n})", s.entry["index_key"]) for n, s in idx.signals.items()],
+                  ("seconds", round(time.time() - t, 1))], f"index {args.out}")
+    return 0
+
+
+def cmd_recall(args) -> int:
+    from index.store import InventoryIndex
+    from index.tables import write_parquet
+    from recall.recaller import recall
+
+    exemplars = None
+    if args.model:
+        from .pipeline import RiskModel
+
+        exemplars = RiskModel.load(args.model).exemplars
+    cands = recall(InventoryIndex.load(args.index), args.seeds, k=args.k, exemplars=exemplars)
+    write_parquet(cands, args.out)
+    _print_table([("candidates", cands.num_rows), ("written", str(args.out))], "recall")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .pipeline import train
+
+    model = train(args.history, args.seeds, args.out, signals=_text_signals(args.text_model), k=args.k)
+    imp = list(model.ranker.feature_importance().items())[:5]
+    _print_table([("history rows", model.info["history_rows"]),
+                  ("history quarantined", model.info["history_quarantined"]),
+                  ("training candidates", model.info["training_candidates"]),
+                  *[(f"top feature {i + 1}", f"{k} ({v:.0f})") for i, (k, v) in enumerate(imp)]],
+                 f"model {args.out}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .report import plot_sweep, write_report
+
+    if args.engine == "ray":
+        from .ray_engine import sweep_ray
+
+        result = sweep_ray(args.inventory, args.seeds, args.model, out_dir=args.out,
+                           budget=args.budget, k=args.k, address=args.address)
+    else:
+        from .pipeline import sweep
+
+        result = sweep(args.inventory, args.seeds, args.model, out_dir=args.out, budget=args.budget,
+                       k=args.k, max_memory=args.max_memory, index_key=args.index_key)
+    out = Path(args.out)
+    plot_sweep(result.queue, out)
+    write_report(out, result.report, result.queue)
+    _summary(result.report, out)
+    return 0
+
+
+def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
+    rows = [(k.replace("_", " "), report[k]) for k in
+            ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")]
+    rows.append(("seconds", report["seconds"]["total"]))
+    if quality:
+        rows += [(k, v) for k, v in quality.items() if k not in ("items", "positives")]
+    rows += [("queue", str(out / "queue.parquet")), ("report", str(out / "report.md"))]
+    _print_table(rows, "sweep summary")
+
+
+def cmd_eval(args) -> int:
+    import pyarrow.parquet as pq
+
+    from .report import evaluate
+
+    q = evaluate(pq.read_table(args.queue), pq.read_table(args.labels),
+                 budget_fraction=args.budget_fraction)
+    _print_table(list(q.items()), f"quality of {args.queue}")
+    if args.json:
+        print(json.dumps(q))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import pyarrow.parquet as pq
+
+    from .demo import prepare
+    from .pipeline import sweep, train
+    from .report import evaluate, plot_sweep, write_report
+
+    out = Path(args.out)
+    print(f"riskrank demo: {args.dataset}, {args.n_seeds} seeds, output in {out}/", flush=True)
+    paths = prepare(args.dataset, out / "inputs", n_seeds=args.n_seeds, seed=args.seed)
+    model = train(paths["history"], paths["seeds"], out / "model", k=args.k)
+    result = sweep(paths["inventory"], paths["seeds"], model, out_dir=out / "sweep", k=args.k)
+    labels = pq.read_table(paths["labels"])
+    quality = evaluate(result.queue, labels)
+    plot_sweep(result.queue, out / "sweep", labels)
+    write_report(out / "sweep", result.report, result.queue, quality)
+    _summary(result.report, out / "sweep", quality)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="riskrank", description="Find content resembling known violations and rank it by risk.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    f = sub.add_parser("fetch", help="download the real evaluation corpora into the cache")
+    f.add_argument("names", nargs="+", choices=["spamassassin", "insults"])
+    f.set_defaults(func=cmd_fetch)
+
+    ix = sub.add_parser("index", help="index commands").add_subparsers(dest="index_cmd", required=True)
+    b = ix.add_parser("build", help="embed an inventory and write a FAISS index directory")
+    b.add_argument("inventory", help="Parquet file/directory with item_id, text, ...")
+    b.add_argument("--out", required=True)
+    b.add_argument("--max-memory", default="4G", help="index memory budget (default 4G)")
+    b.add_argument("--index-key", help="force a FAISS factory string, e.g. IVF4096,PQ48")
+    b.add_argument("--text-model", help="sentence-transformers name or path (default MiniLM)")
+    b.add_argument("--overwrite", action="store_true")
+    b.set_defaults(func=cmd_index_build)
+
+    r = sub.add_parser("recall", help="seeds -> candidate table (Parquet)")
+    r.add_argument("--index", required=True)
+    r.add_argument("--seeds", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--k", type=int, default=1000, help="neighbours per seed (default 1000)")
+    r.add_argument("--model", help="trained model dir: adds review-history evidence")
+    r.set_defaults(func=cmd_recall)
+
+    t = sub.add_parser("train", help="train the risk ranker on review history")
+    t.add_argument("--history", required=True, help="reviewed items: item_id, text, policy, verdict")
+    t.add_argument("--seeds", required=True)
+    t.add_argument("--out", required=True, help="model directory")
+    t.add_argument("--k", type=int, default=1000)
+    t.add_argument("--text-model")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sweep", help="index + recall + rank an inventory into an escalation queue")
+    s.add_argument("--inventory", required=True)
+    s.add_argument("--seeds", required=True)
+    s.add_argument("--model", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--budget", type=int, help="items to escalate (default: every candidate)")
+    s.add_argument("--k", type=int, default=1000)
+    s.add_argument("--max-memory", default="4G")
+    s.add_argument("--index-key")
+    s.add_argument("--engine", choices=["local", "ray"], default="local")
+    s.add_argument("--address", help="Ray cluster address (with --engine ray)")
+    s.set_defaults(func=cmd_sweep)
+
+    e = sub.add_parser("eval", help="quality of a queue against labels")
+    e.add_argument("--queue", required=True)
+    e.add_argument("--labels", required=True, help="item_id + verdict (or label)")
+    e.add_argument("--budget-fraction", type=float, default=0.05)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    d = sub.add_parser("demo", help="real sweep on SpamAssassin (or Insults), end to end")
+    d.add_argument("--dataset", choices=["spamassassin", "insults"], default="spamassassin")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--n-seeds", type=int, default=5)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--k", type=int, default=5000)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"riskrank: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

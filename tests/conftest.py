@@ -1,0 +1,100 @@
+"""Fixtures generated in code: a small ad inventory with scam campaigns and benign items."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+SCAM = [
+    "Congratulations! You won a {prize}. Pay a small ${fee} shipping fee to claim it today",
+    "Guaranteed loan approval in {n} minutes, no credit check, bad credit ok, apply now",
+    "Cheap {brand} replica watches and handbags, 90% off, authentic quality, order now",
+    "Work from home and earn ${fee} per day, no experience needed, limited spots, sign up",
+    "Lose {n} pounds in a week with this miracle pill, doctors hate it, buy today",
+]
+BENIGN = [
+    "Our team meeting is moved to {day} at {n} pm in the small conference room",
+    "Recipe: roast the {food} with garlic and olive oil for {n} minutes",
+    "The {team} won the match last night after a late goal in extra time",
+    "Library opening hours change on {day}; returns can use the drop box",
+    "Quarterly report: revenue grew {n} percent, details in the attached slides",
+    "Hiking club trip to the lake on {day}, bring water and sturdy shoes",
+]
+FILL = {
+    "prize": ["iPhone", "car", "cruise", "gift card", "laptop"],
+    "fee": ["5", "9.99", "20", "49", "100"],
+    "n": ["3", "10", "15", "30", "45"],
+    "brand": ["Rolex", "Gucci", "Prada", "Omega"],
+    "day": ["Monday", "Tuesday", "Friday", "Sunday"],
+    "food": ["chicken", "potatoes", "salmon", "pumpkin"],
+    "team": ["home side", "visitors", "under-21s", "city club"],
+}
+
+
+def _fill(template: str, rng: np.random.Generator) -> str:
+    out = template
+    for key, values in FILL.items():
+        while "{" + key + "}" in out:
+            out = out.replace("{" + key + "}", str(rng.choice(values)), 1)
+    return out
+
+
+def make_items(n_scam: int, n_benign: int, *, prefix: str, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_scam):
+        rows.append({"item_id": f"{prefix}-s{i}", "text": _fill(SCAM[i % len(SCAM)], rng),
+                     "label": 1, "advertiser": f"adv{rng.integers(20)}"})
+    for i in range(n_benign):
+        rows.append({"item_id": f"{prefix}-b{i}", "text": _fill(BENIGN[i % len(BENIGN)], rng),
+                     "label": 0, "advertiser": f"adv{rng.integers(20)}"})
+    order = rng.permutation(len(rows))
+    return pa.Table.from_pylist([rows[i] for i in order])
+
+
+@pytest.fixture(scope="session")
+def history_items() -> pa.Table:
+    return make_items(40, 80, prefix="h", seed=1)
+
+
+@pytest.fixture(scope="session")
+def inventory_items() -> pa.Table:
+    return make_items(30, 60, prefix="i", seed=2)
+
+
+@pytest.fixture(scope="session")
+def history(history_items) -> pa.Table:
+    t = history_items
+    return pa.table({
+        "item_id": t["item_id"], "text": t["text"],
+        "policy": pa.array(["scam"] * t.num_rows),
+        "verdict": pa.array([2 * v for v in t["label"].to_pylist()], pa.int8()),
+    })
+
+
+@pytest.fixture(scope="session")
+def seeds() -> pa.Table:
+    texts = [
+        "You won a free iPhone! Just pay the shipping fee to claim your prize",
+        "Instant loan approval guaranteed, no credit check needed",
+        "Replica Rolex watches, designer handbags at 90% off",
+    ]
+    return pa.table({"seed_id": ["s1", "s2", "s3"], "policy": ["scam"] * 3, "text": texts,
+                     "severity": pa.array([3, 3, 2], pa.int8()),
+                     "action": ["remove", "remove", "human_review"]})
+
+
+@pytest.fixture(scope="session")
+def text_signal():
+    from index.signals import TextEmbeddingSignal
+
+    return TextEmbeddingSignal()
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory, history, seeds, text_signal):
+    from rank.pipeline import train
+
+    return train(history, seeds, tmp_path_factory.mktemp("model"), signals=[text_signal],
+                 k=200, show_progress=False)
