@@ -26,6 +26,21 @@ IMAGE_BYTES = "image_bytes"
 IMAGE_PATH = "image_path"
 CONTENT_COLUMNS = (TEXT, IMAGE_BYTES, IMAGE_PATH)
 
+
+def _f(name: str, typ: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
+    return pa.field(name, typ, nullable=nullable, metadata={"doc": doc})
+
+
+INVENTORY_SCHEMA = pa.schema(
+    [
+        _f(ITEM_ID, pa.string(), "unique id of the item", nullable=False),
+        _f(TEXT, pa.string(), "text content (UTF-8); optional when the item has an image"),
+        _f(IMAGE_BYTES, pa.binary(), "encoded image (JPEG/PNG/WebP/GIF); optional"),
+        _f(IMAGE_PATH, pa.string(), "image path/URI, resolved against a base dir; optional"),
+    ],
+    metadata={"doc": "inventory item; any other column is metadata and passes through"},
+)
+
 QUARANTINE_SCHEMA = pa.schema(
     [
         pa.field(ITEM_ID, pa.string(), nullable=True),

@@ -43,13 +43,25 @@ def cmd_index_build(args) -> int:
     from index.store import build_index
 
     t = time.time()
-    idx = build_index(args.inventory, args.out, signals=_text_signals(args.text_model),
-                      max_memory=args.max_memory, key=args.index_key, overwrite=args.overwrite)
+    idx = build_index(
+        args.inventory,
+        args.out,
+        signals=_text_signals(args.text_model),
+        max_memory=args.max_memory,
+        key=args.index_key,
+        overwrite=args.overwrite,
+    )
     items = idx.manifest["items"]
-    _print_table([("items in", items["input"]), ("indexed", items["indexed"]),
-                  ("quarantined", items["quarantined"]),
-                  *[(f"index ({n})", s.entry["index_key"]) for n, s in idx.signals.items()],
-                  ("seconds", round(time.time() - t, 1))], f"index {args.out}")
+    _print_table(
+        [
+            ("items in", items["input"]),
+            ("indexed", items["indexed"]),
+            ("quarantined", items["quarantined"]),
+            *[(f"index ({n})", s.entry["index_key"]) for n, s in idx.signals.items()],
+            ("seconds", round(time.time() - t, 1)),
+        ],
+        f"index {args.out}",
+    )
     return 0
 
 
@@ -72,13 +84,19 @@ def cmd_recall(args) -> int:
 def cmd_train(args) -> int:
     from .pipeline import train
 
-    model = train(args.history, args.seeds, args.out, signals=_text_signals(args.text_model), k=args.k)
+    model = train(
+        args.history, args.seeds, args.out, signals=_text_signals(args.text_model), k=args.k
+    )
     imp = list(model.ranker.feature_importance().items())[:5]
-    _print_table([("history rows", model.info["history_rows"]),
-                  ("history quarantined", model.info["history_quarantined"]),
-                  ("training candidates", model.info["training_candidates"]),
-                  *[(f"top feature {i + 1}", f"{k} ({v:.0f})") for i, (k, v) in enumerate(imp)]],
-                 f"model {args.out}")
+    _print_table(
+        [
+            ("history rows", model.info["history_rows"]),
+            ("history quarantined", model.info["history_quarantined"]),
+            ("training candidates", model.info["training_candidates"]),
+            *[(f"top feature {i + 1}", f"{k} ({v:.0f})") for i, (k, v) in enumerate(imp)],
+        ],
+        f"model {args.out}",
+    )
     return 0
 
 
@@ -88,13 +106,28 @@ def cmd_sweep(args) -> int:
     if args.engine == "ray":
         from .ray_engine import sweep_ray
 
-        result = sweep_ray(args.inventory, args.seeds, args.model, out_dir=args.out,
-                           budget=args.budget, k=args.k, address=args.address)
+        result = sweep_ray(
+            args.inventory,
+            args.seeds,
+            args.model,
+            out_dir=args.out,
+            budget=args.budget,
+            k=args.k,
+            address=args.address,
+        )
     else:
         from .pipeline import sweep
 
-        result = sweep(args.inventory, args.seeds, args.model, out_dir=args.out, budget=args.budget,
-                       k=args.k, max_memory=args.max_memory, index_key=args.index_key)
+        result = sweep(
+            args.inventory,
+            args.seeds,
+            args.model,
+            out_dir=args.out,
+            budget=args.budget,
+            k=args.k,
+            max_memory=args.max_memory,
+            index_key=args.index_key,
+        )
     out = Path(args.out)
     plot_sweep(result.queue, out)
     write_report(out, result.report, result.queue)
@@ -103,8 +136,10 @@ def cmd_sweep(args) -> int:
 
 
 def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
-    rows = [(k.replace("_", " "), report[k]) for k in
-            ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")]
+    rows = [
+        (k.replace("_", " "), report[k])
+        for k in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
+    ]
     rows.append(("seconds", report["seconds"]["total"]))
     if quality:
         rows += [(k, v) for k, v in quality.items() if k not in ("items", "positives")]
@@ -117,8 +152,9 @@ def cmd_eval(args) -> int:
 
     from .report import evaluate
 
-    q = evaluate(pq.read_table(args.queue), pq.read_table(args.labels),
-                 budget_fraction=args.budget_fraction)
+    q = evaluate(
+        pq.read_table(args.queue), pq.read_table(args.labels), budget_fraction=args.budget_fraction
+    )
     _print_table(list(q.items()), f"quality of {args.queue}")
     if args.json:
         print(json.dumps(q))
@@ -147,15 +183,20 @@ def cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="riskrank", description="Find content resembling known violations and rank it by risk.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="riskrank",
+        description="Find content resembling known violations and rank it by risk.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     f = sub.add_parser("fetch", help="download the real evaluation corpora into the cache")
     f.add_argument("names", nargs="+", choices=["spamassassin", "insults"])
     f.set_defaults(func=cmd_fetch)
 
-    ix = sub.add_parser("index", help="index commands").add_subparsers(dest="index_cmd", required=True)
+    ix = sub.add_parser("index", help="index commands").add_subparsers(
+        dest="index_cmd", required=True
+    )
     b = ix.add_parser("build", help="embed an inventory and write a FAISS index directory")
     b.add_argument("inventory", help="Parquet file/directory with item_id, text, ...")
     b.add_argument("--out", required=True)
@@ -174,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_recall)
 
     t = sub.add_parser("train", help="train the risk ranker on review history")
-    t.add_argument("--history", required=True, help="reviewed items: item_id, text, policy, verdict")
+    t.add_argument(
+        "--history", required=True, help="reviewed items: item_id, text, policy, verdict"
+    )
     t.add_argument("--seeds", required=True)
     t.add_argument("--out", required=True, help="model directory")
     t.add_argument("--k", type=int, default=1000)

@@ -35,25 +35,39 @@ def prepare(name: str, out: Path, *, n_seeds: int = 5, seed: int = 0) -> dict[st
     positives = old.filter(pc.equal(old["label"], 1))
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(positives.num_rows, size=n_seeds, replace=False))
-    seeds = pa.table({
-        "seed_id": positives["item_id"].take(pick),
-        "policy": pa.array([policy] * n_seeds),
-        "text": positives["text"].take(pick),
-        "severity": pa.array([3] * n_seeds, pa.int8()),
-        "action": pa.array([ACTION[name]] * n_seeds),
-    })
-    history = pa.table({
-        "item_id": old["item_id"],
-        "text": old["text"],
-        "policy": pa.array([policy] * old.num_rows),
-        "verdict": pc.multiply(old["label"].cast(pa.int8()), pa.scalar(2, pa.int8())),
-        "sweep_id": pa.array(["history"] * old.num_rows),
-    })
+    seeds = pa.table(
+        {
+            "seed_id": positives["item_id"].take(pick),
+            "policy": pa.array([policy] * n_seeds),
+            "text": positives["text"].take(pick),
+            "severity": pa.array([3] * n_seeds, pa.int8()),
+            "action": pa.array([ACTION[name]] * n_seeds),
+        }
+    )
+    history = pa.table(
+        {
+            "item_id": old["item_id"],
+            "text": old["text"],
+            "policy": pa.array([policy] * old.num_rows),
+            "verdict": pc.multiply(old["label"].cast(pa.int8()), pa.scalar(2, pa.int8())),
+            "sweep_id": pa.array(["history"] * old.num_rows),
+        }
+    )
     meta = [c for c in new.column_names if c not in ("label", "era", "split", "usage")]
     inventory = new.select(meta)
-    labels = pa.table({"item_id": new["item_id"], "policy": pa.array([policy] * new.num_rows),
-                       "verdict": pc.multiply(new["label"].cast(pa.int8()), pa.scalar(2, pa.int8()))})
+    labels = pa.table(
+        {
+            "item_id": new["item_id"],
+            "policy": pa.array([policy] * new.num_rows),
+            "verdict": pc.multiply(new["label"].cast(pa.int8()), pa.scalar(2, pa.int8())),
+        }
+    )
     paths = {}
-    for key, t in (("inventory", inventory), ("seeds", seeds), ("history", history), ("labels", labels)):
+    for key, t in (
+        ("inventory", inventory),
+        ("seeds", seeds),
+        ("history", history),
+        ("labels", labels),
+    ):
         paths[key] = write_parquet(t, out / f"{key}.parquet")
     return paths

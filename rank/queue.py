@@ -37,6 +37,22 @@ QUEUE_FRONT = (
     "model",
 )
 ACT_ON_SEED_ACTION = 0.8
+QUEUE_SCHEMA = pa.schema(
+    [
+        pa.field("rank", pa.int64(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("policy", pa.string(), nullable=False),
+        pa.field("risk_score", pa.float64()),
+        pa.field("risk_probability", pa.float64()),
+        pa.field("action", pa.string()),
+        pa.field("severity", pa.int8()),
+        pa.field("reasons", pa.string()),
+        pa.field("matched_seed_ids", pa.list_(pa.string())),
+        pa.field("other_policies", pa.list_(pa.string())),
+        pa.field("model", pa.string()),
+    ],
+    metadata={"doc": "escalation queue; evidence and item metadata columns follow these"},
+)
 
 
 def build_queue(

@@ -19,8 +19,8 @@ import pyarrow as pa
 
 from index.tables import SchemaError, TableLike, as_table, require_columns
 from recall.candidates import describe_feature, evidence_feature_columns, is_history_feature
+from recall.history import POSITIVE_VERDICT
 
-POSITIVE_VERDICT = 2  # verdict >= 2 ("violating") is what the probability is about
 MODEL_FILES = {"full": "booster_full.txt", "cold": "booster_cold.txt"}
 
 
@@ -44,6 +44,12 @@ def _groups(
 class RiskRanker:
     """Learning-to-rank risk model.
 
+    Groups are sweep x policy, cut at random into lists of ``max_group_size`` rows (LightGBM
+    allows at most 10,000 per group) and ranked over their whole length
+    (``truncation_level``): a sweep's queue is worked deep, not only its top 100, and
+    lambdarank truncated at 100 measured 0.975 AP on SpamAssassin against 0.992 untruncated
+    (benchmarks/RESULTS.md). Random sub-lists keep the cost linear in the history size.
+
     >>> ranker = RiskRanker().fit(train_candidates)          # doctest: +SKIP
     >>> ranker.predict_proba(sweep_candidates)[:3]           # doctest: +SKIP
     """
@@ -56,10 +62,12 @@ class RiskRanker:
         num_leaves: int = 15,
         min_child_samples: int = 20,
         label_gain: tuple[float, ...] = (0, 1, 3, 7),
-        max_group_size: int = 9_000,
+        max_group_size: int = 512,
         calibration_fraction: float = 0.2,
         metadata_features: tuple[str, ...] = (),
         cold_start: bool = True,
+        objective: str = "lambdarank",
+        truncation_level: int = 512,
         random_state: int = 0,
     ) -> None:
         self.n_estimators = n_estimators
@@ -71,18 +79,20 @@ class RiskRanker:
         self.calibration_fraction = calibration_fraction
         self.metadata_features = metadata_features
         self.cold_start = cold_start
+        self.objective = objective
+        self.truncation_level = truncation_level
         self.random_state = random_state
 
     # -- fitting --------------------------------------------------------------------------
     def _params(self) -> dict:
         return {
-            "objective": "lambdarank",
+            "objective": self.objective,
             "n_estimators": self.n_estimators,
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "min_child_samples": self.min_child_samples,
             "label_gain": list(self.label_gain),
-            "lambdarank_truncation_level": 100,
+            "lambdarank_truncation_level": self.truncation_level,
             "subsample": 0.8,
             "subsample_freq": 1,
             "colsample_bytree": 0.8,
@@ -211,7 +221,7 @@ class RiskRanker:
     def explain(
         self, candidates: TableLike, *, top: int = 3
     ) -> list[list[tuple[str, float, float]]]:
-        """Per row, the ``top`` features that pushed the score up: (feature, value, contribution)."""
+        """Per row, the ``top`` features that pushed the score up: (name, value, contribution)."""
         table = as_table(candidates, what="candidates")
         self._check_fitted()
         variant = self._variant_per_row(table)

@@ -28,8 +28,11 @@ def evaluate(queue: pa.Table, labels: pa.Table, *, budget_fraction: float = 0.05
     ids = labels.column("item_id").to_pylist()
     y = np.asarray(labels.column(col).to_pylist(), dtype=float)
     s = score_population(queue, ids, "risk_probability")
-    return {"items": len(ids), "positives": int((y > 0).sum()),
-            **ranking_report(y, s, budget_fraction=budget_fraction)}
+    return {
+        "items": len(ids),
+        "positives": int((y > 0).sum()),
+        **ranking_report(y, s, budget_fraction=budget_fraction),
+    }
 
 
 def plot_sweep(queue: pa.Table, out: Path, labels: pa.Table | None = None) -> list[Path]:
@@ -41,15 +44,22 @@ def plot_sweep(queue: pa.Table, out: Path, labels: pa.Table | None = None) -> li
 
     paths = []
     p = np.asarray(queue.column("risk_probability").to_pylist(), float)
-    fig, axes = plt.subplots(1, 2 if labels is not None else 1, figsize=(11 if labels is not None else 6, 4))
+    fig, axes = plt.subplots(
+        1, 2 if labels is not None else 1, figsize=(11 if labels is not None else 6, 4)
+    )
     axes = np.atleast_1d(axes)
     ax = axes[0]
     if labels is not None:
         col = "verdict" if "verdict" in labels.column_names else "label"
         truth = dict(zip(labels.column("item_id").to_pylist(), labels.column(col).to_pylist()))
         y = np.array([truth.get(i, 0) or 0 for i in queue.column("item_id").to_pylist()]) > 0
-        ax.hist([p[y], p[~y]], bins=30, stacked=True, label=["violating", "benign"],
-                color=["#c0392b", "#7f8c8d"])
+        ax.hist(
+            [p[y], p[~y]],
+            bins=30,
+            stacked=True,
+            label=["violating", "benign"],
+            color=["#c0392b", "#7f8c8d"],
+        )
         ax.legend()
         ids = labels.column("item_id").to_pylist()
         yy = np.asarray(labels.column(col).to_pylist(), float) > 0
@@ -76,30 +86,49 @@ def plot_sweep(queue: pa.Table, out: Path, labels: pa.Table | None = None) -> li
     return paths
 
 
-def write_report(out: Path, report: dict, queue: pa.Table, quality: dict | None = None,
-                 top: int = 10) -> Path:
+def write_report(
+    out: Path, report: dict, queue: pa.Table, quality: dict | None = None, top: int = 10
+) -> Path:
     """``report.md`` next to the queue: counts, timings, quality (if known) and the top items."""
     lines = ["# riskrank sweep report", ""]
     lines += ["| | |", "| --- | --- |"]
-    for key in ("items_in", "items_indexed", "items_quarantined", "items_recalled",
-                "items_not_recalled", "candidates", "queued"):
+    for key in (
+        "items_in",
+        "items_indexed",
+        "items_quarantined",
+        "items_recalled",
+        "items_not_recalled",
+        "candidates",
+        "queued",
+    ):
         lines.append(f"| {key.replace('_', ' ')} | {report[key]:,} |")
     lines.append(f"| policies | {', '.join(report['policies'])} |")
     if report.get("cold_start_policies"):
         lines.append(f"| cold-start policies | {', '.join(report['cold_start_policies'])} |")
     secs = report["seconds"]
-    lines.append(f"| seconds (index / recall / rank / total) | {secs['index']} / {secs['recall']} / "
-                 f"{secs['rank']} / {secs['total']} |")
+    lines.append(
+        f"| seconds (index / recall / rank / total) | {secs['index']} / {secs['recall']} / "
+        f"{secs['rank']} / {secs['total']} |"
+    )
     if quality:
         lines += ["", "## Quality against the labels", "", "| metric | value |", "| --- | --- |"]
-        lines += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |"
-                  for k, v in quality.items()]
-    lines += ["", f"## Top {top} of the queue", "",
-              "| rank | item | policy | P(risk) | action | why |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |"
+            for k, v in quality.items()
+        ]
+    lines += [
+        "",
+        f"## Top {top} of the queue",
+        "",
+        "| rank | item | policy | P(risk) | action | why |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     cols = queue.slice(0, top).to_pylist()
     for row in cols:
-        lines.append(f"| {row['rank']} | {row['item_id']} | {row['policy']} | "
-                     f"{row['risk_probability']:.3f} | {row['action']} | {row['reasons']} |")
+        lines.append(
+            f"| {row['rank']} | {row['item_id']} | {row['policy']} | "
+            f"{row['risk_probability']:.3f} | {row['action']} | {row['reasons']} |"
+        )
     lines += ["", "![risk distribution](report.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))

@@ -1,4 +1,4 @@
-"""recall: seeds -> nearest inventory -> a candidate table of evidence (one row per item x policy)."""
+"""recall: seeds -> nearest inventory -> a candidate table (one row per item x policy)."""
 
 from .candidates import evidence_feature_columns, schema_markdown
 from .history import ReviewedExemplars, validate_history

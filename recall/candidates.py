@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-# name suffix -> (dtype, what it means). Written once; the README table and the ranker's
-# human-readable reasons are generated from it.
+# name suffix -> (dtype, what it means). All float32 so that NaN can mean "this item has no
+# such content" (LightGBM's missing value), counts included. Written once; the README table and
+# the ranker's human-readable reasons are generated from it.
 SEED_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
     "best_sim": (pa.float32(), "similarity to the closest seed"),
     "top3_mean": (pa.float32(), "mean similarity to the 3 closest seeds"),
-    "n_seeds_hi": (pa.int32(), "seeds matched above the strong threshold"),
-    "n_seeds_lo": (pa.int32(), "seeds matched above the weak threshold"),
-    "best_rank": (pa.int32(), "rank of the item in its closest seed's neighbour list"),
+    "n_seeds_hi": (pa.float32(), "seeds matched above the strong threshold"),
+    "n_seeds_lo": (pa.float32(), "seeds matched above the weak threshold"),
+    "best_rank": (pa.float32(), "rank of the item in its closest seed's neighbour list"),
     "best_sim_z": (
         pa.float32(),
         "closest-seed similarity in std-devs above the inventory's typical similarity to that seed",
@@ -29,7 +30,7 @@ SEED_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
         pa.float32(),
         "similarity to the centre of the items most like the seeds (query expansion)",
     ),
-    "density": (pa.int32(), "near-identical inventory neighbours (campaigns come in bursts)"),
+    "density": (pa.float32(), "near-identical inventory neighbours (campaigns come in bursts)"),
     "neighbour_sim": (pa.float32(), "mean similarity to its 10 nearest inventory neighbours"),
 }
 SEED_EVIDENCE_STR = {"best_seed_id": "id of the closest seed"}
@@ -39,9 +40,33 @@ HISTORY_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
     "neg_max_sim": (pa.float32(), "similarity to the closest item reviewers found benign"),
     "knn_score": (pa.float32(), "share of confirmed violations among the closest reviewed items"),
     "knn_verdict": (pa.float32(), "mean verdict (0-3) of the closest reviewed items"),
+    "probe_score": (pa.float32(), "log-odds of a linear classifier trained on the reviewed items"),
 }
 
 KEY_COLUMNS = ("item_id", "policy", "severity", "action", "matched_seed_ids", "n_signals_matched")
+CANDIDATE_KEY_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("policy", pa.string(), nullable=False),
+        pa.field("severity", pa.int8()),
+        pa.field("action", pa.string()),
+        pa.field("matched_seed_ids", pa.list_(pa.string())),
+        pa.field("n_signals_matched", pa.int8()),
+    ]
+)
+
+
+def candidate_schema(signals: list[str], history: bool) -> pa.Schema:
+    """Full candidate schema for the given signals (item metadata columns follow it)."""
+    fields = list(CANDIDATE_KEY_SCHEMA)
+    for s in signals:
+        fields += [pa.field(seed_evidence_name(s, k), t) for k, (t, _) in SEED_EVIDENCE.items()]
+        fields.append(pa.field(f"{s}_best_seed_id", pa.string()))
+        if history:
+            fields += [
+                pa.field(history_evidence_name(s, k), t) for k, (t, _) in HISTORY_EVIDENCE.items()
+            ]
+    return pa.schema(fields)
 
 
 def seed_evidence_name(signal: str, suffix: str) -> str:

@@ -29,7 +29,23 @@ from index.schema import ITEM_ID, quarantine_table
 from index.signals import Signal
 from index.tables import TableLike, as_table, require_columns, write_parquet
 
+from .candidates import HISTORY_EVIDENCE
+
 VERDICT_MAX = 3
+POSITIVE_VERDICT = 2  # "violating": what positives, probes and probabilities are about
+PROBE_C = 1.0
+HISTORY_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field("policy", pa.string(), nullable=False),
+        pa.field("verdict", pa.int8(), nullable=False),
+        pa.field("sweep_id", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("image_bytes", pa.binary()),
+        pa.field("image_path", pa.string()),
+    ],
+    metadata={"doc": "one human review of an item under a policy; verdict 0-3"},
+)
 
 
 def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Table, pa.Table]:
@@ -80,7 +96,14 @@ class ReviewedExemplars:
     Saved as a FAISS flat index + Parquet + JSON (no pickle).
     """
 
-    def __init__(self, signal_name: str, vectors: np.ndarray, table: pa.Table, k: int = 15):
+    def __init__(
+        self,
+        signal_name: str,
+        vectors: np.ndarray,
+        table: pa.Table,
+        k: int = 15,
+        probes: dict[str, tuple[list[float], float]] | None = None,
+    ):
         self.signal_name = signal_name
         self.vectors = np.ascontiguousarray(vectors, np.float32)
         self.table = table  # item_id, policy, verdict per row of vectors
@@ -89,6 +112,34 @@ class ReviewedExemplars:
         pols = np.asarray(table.column("policy").to_pylist(), dtype=object)
         for p in set(pols):
             self._by_policy[p] = np.flatnonzero(pols == p)
+        self._verdict = np.asarray(table.column("verdict").to_numpy(), np.float32)
+        self._ids = np.asarray(table.column(ITEM_ID).to_pylist(), dtype=object)
+        # Per policy: a linear probe on the embeddings (coef, intercept), and out-of-fold scores
+        # of the reviewed items themselves (only needed while training; not saved).
+        self.probes: dict[str, tuple[np.ndarray, float]] = {
+            p: (np.asarray(c, np.float32), float(b)) for p, (c, b) in (probes or {}).items()
+        }
+        self._oof: dict[str, dict[str, float]] = {}
+        if probes is None:
+            for p in self._by_policy:
+                self._fit_probe(p)
+
+    def _fit_probe(self, policy: str, folds: int = 5) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold
+
+        rows = self._by_policy[policy]
+        X, y = self.vectors[rows], self._verdict[rows] >= POSITIVE_VERDICT
+        if y.sum() < folds or (~y).sum() < folds:
+            return  # too few reviews of one kind for a probe; kNN evidence still works
+        lr = LogisticRegression(C=PROBE_C, max_iter=2000)
+        full = lr.fit(X, y)
+        self.probes[policy] = (full.coef_[0].astype(np.float32), float(full.intercept_[0]))
+        oof = np.zeros(len(rows))
+        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=0).split(X, y):
+            m = LogisticRegression(C=PROBE_C, max_iter=2000).fit(X[tr], y[tr])
+            oof[te] = m.decision_function(X[te])
+        self._oof[policy] = dict(zip(self._ids[rows], oof))
 
     @classmethod
     def build(
@@ -126,13 +177,10 @@ class ReviewedExemplars:
         rows = self._by_policy.get(policy)
         pre = f"hist_{self.signal_name}_"
         if rows is None or len(rows) == 0 or n == 0:
-            return {
-                pre + c: nan.copy()
-                for c in ("pos_max_sim", "neg_max_sim", "knn_score", "knn_verdict")
-            }
+            return {pre + c: nan.copy() for c in HISTORY_EVIDENCE}
         ex = self.vectors[rows]
-        verdict = np.asarray(self.table.column("verdict").to_numpy(), np.float32)[rows]
-        ex_ids = np.asarray(self.table.column(ITEM_ID).to_pylist(), dtype=object)[rows]
+        verdict = self._verdict[rows]
+        ex_ids = self._ids[rows]
         index = faiss.IndexFlatIP(ex.shape[1])
         index.add(ex)
         k = min(self.k + (1 if exclude_self else 0), len(rows))
@@ -140,7 +188,7 @@ class ReviewedExemplars:
         if exclude_self:
             self_hit = ex_ids[pos] == np.asarray(item_ids, dtype=object)[:, None]
             sims = np.where(self_hit, -np.inf, sims)
-        pos_mask = verdict[pos] > 0
+        pos_mask = verdict[pos] >= POSITIVE_VERDICT
         valid = np.isfinite(sims)
         pos_max = np.where(pos_mask & valid, sims, -1).max(1)
         neg_max = np.where(~pos_mask & valid, sims, -1).max(1)
@@ -149,7 +197,18 @@ class ReviewedExemplars:
             valid, np.exp((sims - np.nanmax(np.where(valid, sims, -9), 1, keepdims=True)) / 0.05), 0
         )
         wsum = w.sum(1) + 1e-12
+        probe = nan.copy()
+        if policy in self.probes:
+            coef, intercept = self.probes[policy]
+            probe = (np.asarray(item_vectors, np.float32) @ coef + intercept).astype(np.float32)
+            if exclude_self and policy in self._oof:
+                # A reviewed item is scored by the fold model that never saw its label.
+                oof = self._oof[policy]
+                for i, item_id in enumerate(item_ids):
+                    if item_id in oof:
+                        probe[i] = oof[item_id]
         return {
+            pre + "probe_score": probe,
             pre + "pos_max_sim": pos_max.astype(np.float32),
             pre + "neg_max_sim": neg_max.astype(np.float32),
             pre + "knn_score": ((w * pos_mask).sum(1) / wsum).astype(np.float32),
@@ -163,7 +222,9 @@ class ReviewedExemplars:
         index.add(self.vectors)
         faiss.write_index(index, str(path / "exemplars.faiss"))
         write_parquet(self.table, path / "exemplars.parquet")
-        (path / "exemplars.json").write_text(json.dumps({"signal": self.signal_name, "k": self.k}))
+        probes = {p: (c.tolist(), b) for p, (c, b) in self.probes.items()}
+        meta = {"signal": self.signal_name, "k": self.k, "probes": probes}
+        (path / "exemplars.json").write_text(json.dumps(meta))
 
     @classmethod
     def load(cls, path: str | Path) -> ReviewedExemplars:
@@ -171,4 +232,5 @@ class ReviewedExemplars:
         meta = json.loads((path / "exemplars.json").read_text())
         index = faiss.read_index(str(path / "exemplars.faiss"))
         vectors = index.reconstruct_n(0, index.ntotal)
-        return cls(meta["signal"], vectors, pq.read_table(path / "exemplars.parquet"), k=meta["k"])
+        table = pq.read_table(path / "exemplars.parquet")
+        return cls(meta["signal"], vectors, table, k=meta["k"], probes=meta["probes"])

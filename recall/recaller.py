@@ -19,7 +19,7 @@ from index.signals import SignalBatch
 from index.store import InventoryIndex, SignalIndex
 from index.tables import TableLike
 
-from .candidates import KEY_COLUMNS, SEED_EVIDENCE, seed_evidence_name
+from .candidates import KEY_COLUMNS, SEED_EVIDENCE, candidate_schema, seed_evidence_name
 from .history import ReviewedExemplars
 from .seeds import SeedSet
 
@@ -226,6 +226,15 @@ def _finish(tables: list[pa.Table], index: InventoryIndex) -> pa.Table:
         return pa.table({ITEM_ID: pa.array([], pa.string()), "policy": pa.array([], pa.string())})
     table = pa.concat_tables(tables, promote_options="default")
     front = list(KEY_COLUMNS)
+    # Conform to the written-down contract (numpy gives float64/object columns).
+    names = sorted(
+        {n[: -len("_best_seed_id")] for n in table.column_names if n.endswith("_best_seed_id")}
+    )
+    has_hist = any(n.startswith("hist_") for n in table.column_names)
+    for field in candidate_schema(names, has_hist):
+        if field.name in table.column_names and table.schema.field(field.name).type != field.type:
+            i = table.column_names.index(field.name)
+            table = table.set_column(i, field.name, table.column(field.name).cast(field.type))
     table = table.select(front + [c for c in table.column_names if c not in front])
     meta = index.items
     extra = [c for c in meta.column_names if c not in table.column_names]

@@ -26,6 +26,19 @@ from index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, TEXT
 from index.tables import SchemaError, TableLike, as_table, require_columns
 
 SEED_KINDS = ("example", "description")
+SEED_SCHEMA = pa.schema(
+    [
+        pa.field("seed_id", pa.string(), nullable=False),
+        pa.field("policy", pa.string(), nullable=False),
+        pa.field("text", pa.string()),
+        pa.field("image_bytes", pa.binary()),
+        pa.field("image_path", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("severity", pa.int8()),
+        pa.field("action", pa.string()),
+    ],
+    metadata={"doc": "a known violation (or a policy in words); content columns are optional"},
+)
 DEFAULT_ACTIONS = {1: "monitor", 2: "human_review", 3: "remove", 4: "remove_and_report"}
 
 

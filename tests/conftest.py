@@ -44,11 +44,23 @@ def make_items(n_scam: int, n_benign: int, *, prefix: str, seed: int) -> pa.Tabl
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n_scam):
-        rows.append({"item_id": f"{prefix}-s{i}", "text": _fill(SCAM[i % len(SCAM)], rng),
-                     "label": 1, "advertiser": f"adv{rng.integers(20)}"})
+        rows.append(
+            {
+                "item_id": f"{prefix}-s{i}",
+                "text": _fill(SCAM[i % len(SCAM)], rng),
+                "label": 1,
+                "advertiser": f"adv{rng.integers(20)}",
+            }
+        )
     for i in range(n_benign):
-        rows.append({"item_id": f"{prefix}-b{i}", "text": _fill(BENIGN[i % len(BENIGN)], rng),
-                     "label": 0, "advertiser": f"adv{rng.integers(20)}"})
+        rows.append(
+            {
+                "item_id": f"{prefix}-b{i}",
+                "text": _fill(BENIGN[i % len(BENIGN)], rng),
+                "label": 0,
+                "advertiser": f"adv{rng.integers(20)}",
+            }
+        )
     order = rng.permutation(len(rows))
     return pa.Table.from_pylist([rows[i] for i in order])
 
@@ -66,11 +78,14 @@ def inventory_items() -> pa.Table:
 @pytest.fixture(scope="session")
 def history(history_items) -> pa.Table:
     t = history_items
-    return pa.table({
-        "item_id": t["item_id"], "text": t["text"],
-        "policy": pa.array(["scam"] * t.num_rows),
-        "verdict": pa.array([2 * v for v in t["label"].to_pylist()], pa.int8()),
-    })
+    return pa.table(
+        {
+            "item_id": t["item_id"],
+            "text": t["text"],
+            "policy": pa.array(["scam"] * t.num_rows),
+            "verdict": pa.array([2 * v for v in t["label"].to_pylist()], pa.int8()),
+        }
+    )
 
 
 @pytest.fixture(scope="session")
@@ -80,9 +95,15 @@ def seeds() -> pa.Table:
         "Instant loan approval guaranteed, no credit check needed",
         "Replica Rolex watches, designer handbags at 90% off",
     ]
-    return pa.table({"seed_id": ["s1", "s2", "s3"], "policy": ["scam"] * 3, "text": texts,
-                     "severity": pa.array([3, 3, 2], pa.int8()),
-                     "action": ["remove", "remove", "human_review"]})
+    return pa.table(
+        {
+            "seed_id": ["s1", "s2", "s3"],
+            "policy": ["scam"] * 3,
+            "text": texts,
+            "severity": pa.array([3, 3, 2], pa.int8()),
+            "action": ["remove", "remove", "human_review"],
+        }
+    )
 
 
 @pytest.fixture(scope="session")
@@ -96,5 +117,11 @@ def text_signal():
 def trained_model(tmp_path_factory, history, seeds, text_signal):
     from rank.pipeline import train
 
-    return train(history, seeds, tmp_path_factory.mktemp("model"), signals=[text_signal],
-                 k=200, show_progress=False)
+    return train(
+        history,
+        seeds,
+        tmp_path_factory.mktemp("model"),
+        signals=[text_signal],
+        k=200,
+        show_progress=False,
+    )

@@ -12,11 +12,13 @@ from index.vector_index import VectorIndex, choose_index_key, parse_bytes
 
 
 def test_validate_quarantines_bad_rows_and_keeps_count():
-    table = pa.table({
-        "item_id": ["a", "b", "a", None, "c", "d"],
-        "text": pa.array([b"ok", b"fine", b"dup", b"x", b"\xff\xfe bad", b"   "], pa.binary()),
-        "price": [1.0, float("nan"), 2.0, 3.0, 4.0, 5.0],
-    })
+    table = pa.table(
+        {
+            "item_id": ["a", "b", "a", None, "c", "d"],
+            "text": pa.array([b"ok", b"fine", b"dup", b"x", b"\xff\xfe bad", b"   "], pa.binary()),
+            "price": [1.0, float("nan"), 2.0, 3.0, 4.0, 5.0],
+        }
+    )
     clean, bad = validate_inventory(table)
     assert clean.column("item_id").to_pylist() == ["a", "b"]
     reasons = dict(zip(bad["row"].to_pylist(), bad["reason"].to_pylist()))
@@ -83,7 +85,9 @@ def test_flat_is_exact_and_roundtrips(tmp_path):
 def test_ivf_finds_most_true_neighbours():
     rng = np.random.default_rng(1)
     centres = _unit(rng, 50, 32)
-    base = centres[rng.integers(50, size=5000)] + 0.1 * rng.normal(size=(5000, 32)).astype(np.float32)
+    base = centres[rng.integers(50, size=5000)] + 0.1 * rng.normal(size=(5000, 32)).astype(
+        np.float32
+    )
     base /= np.linalg.norm(base, axis=1, keepdims=True)
     idx = VectorIndex.build(base, key="IVF64,Flat", nprobe=8)
     q = base[:50]
@@ -121,9 +125,16 @@ def test_build_load_manifest_and_resume(tmp_path, inventory_items, text_signal):
     n_chunks = -(-inventory_items.num_rows // 16)
     assert resumed.calls == n_chunks - 2  # the two finished chunks were reused
 
-    fresh = build_index(inventory_items, tmp_path / "fresh", signals=[text_signal], chunk_size=16,
-                        show_progress=False)
-    np.testing.assert_allclose(idx.signals["text"].vectors, fresh.signals["text"].vectors, atol=1e-5)
+    fresh = build_index(
+        inventory_items,
+        tmp_path / "fresh",
+        signals=[text_signal],
+        chunk_size=16,
+        show_progress=False,
+    )
+    np.testing.assert_allclose(
+        idx.signals["text"].vectors, fresh.signals["text"].vectors, atol=1e-5
+    )
 
     manifest = json.loads((path / "manifest.json").read_text())
     entry = manifest["signals"]["text"]

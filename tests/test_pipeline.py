@@ -10,16 +10,27 @@ from rank.report import score_population
 
 
 def _with_bad_rows(items: pa.Table) -> pa.Table:
-    bad = pa.table({"item_id": [items["item_id"][0].as_py(), "empty", None],
-                    "text": ["duplicate id", "  ", "no id"], "label": [0, 0, 0],
-                    "advertiser": ["x", "x", "x"]})
+    bad = pa.table(
+        {
+            "item_id": [items["item_id"][0].as_py(), "empty", None],
+            "text": ["duplicate id", "  ", "no id"],
+            "label": [0, 0, 0],
+            "advertiser": ["x", "x", "x"],
+        }
+    )
     return pa.concat_tables([items, bad])
 
 
 def test_sweep_end_to_end_counts_and_quality(tmp_path, inventory_items, seeds, trained_model):
     inv = _with_bad_rows(inventory_items)
-    res = sweep(inv.drop(["label"]), seeds, trained_model, out_dir=tmp_path / "sw", k=200,
-                show_progress=False)
+    res = sweep(
+        inv.drop(["label"]),
+        seeds,
+        trained_model,
+        out_dir=tmp_path / "sw",
+        k=200,
+        show_progress=False,
+    )
     r = res.report
     assert r["items_in"] == inv.num_rows == r["items_indexed"] + r["items_quarantined"]
     assert r["items_quarantined"] == 3
@@ -42,8 +53,13 @@ def test_model_roundtrip_and_cold_policy(tmp_path, inventory_items, seeds, train
     trained_model.save(tmp_path / "m")
     model = RiskModel.load(tmp_path / "m")
     assert not list((tmp_path / "m").glob("**/*.pkl"))
-    new_policy = pa.table({"seed_id": ["c1"], "policy": ["counterfeit"],
-                           "text": ["Replica designer handbags, authentic quality, 90% off"]})
+    new_policy = pa.table(
+        {
+            "seed_id": ["c1"],
+            "policy": ["counterfeit"],
+            "text": ["Replica designer handbags, authentic quality, 90% off"],
+        }
+    )
     res = sweep(inventory_items.drop(["label"]), new_policy, model, k=50, show_progress=False)
     assert res.report["cold_start_policies"] == ["counterfeit"]
     assert set(res.queue["model"].to_pylist()) == {"cold"}
@@ -51,8 +67,9 @@ def test_model_roundtrip_and_cold_policy(tmp_path, inventory_items, seeds, train
     assert sum("replica" in t.lower() for t in top) >= 3
 
 
-def test_killed_sweep_resumes_to_the_same_queue(tmp_path, inventory_items, seeds, trained_model,
-                                                monkeypatch):
+def test_killed_sweep_resumes_to_the_same_queue(
+    tmp_path, inventory_items, seeds, trained_model, monkeypatch
+):
     import index.store as store
 
     inv = inventory_items.drop(["label"])
@@ -71,8 +88,11 @@ def test_killed_sweep_resumes_to_the_same_queue(tmp_path, inventory_items, seeds
     assert len(list((tmp_path / "sw" / "index" / "_work" / "text").glob("part-*.npz"))) == 2
     again = sweep(inv, seeds, trained_model, out_dir=tmp_path / "sw", k=200, show_progress=False)
     assert again.queue["item_id"].to_pylist() == clean.queue["item_id"].to_pylist()
-    np.testing.assert_allclose(again.queue["risk_probability"].to_numpy(),
-                               clean.queue["risk_probability"].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        again.queue["risk_probability"].to_numpy(),
+        clean.queue["risk_probability"].to_numpy(),
+        atol=1e-6,
+    )
 
 
 def test_cli_train_sweep_eval(tmp_path, history, inventory_items, seeds, capsys):
@@ -81,18 +101,72 @@ def test_cli_train_sweep_eval(tmp_path, history, inventory_items, seeds, capsys)
     pq.write_table(inventory_items.drop(["label"]), tmp_path / "inv.parquet")
     labels = inventory_items.select(["item_id", "label"])
     pq.write_table(labels, tmp_path / "labels.parquet")
-    assert main(["train", "--history", str(tmp_path / "history.parquet"), "--seeds",
-                 str(tmp_path / "seeds.parquet"), "--out", str(tmp_path / "model"), "--k", "200"]) == 0
-    assert main(["sweep", "--inventory", str(tmp_path / "inv.parquet"), "--seeds",
-                 str(tmp_path / "seeds.parquet"), "--model", str(tmp_path / "model"), "--out",
-                 str(tmp_path / "sweep"), "--budget", "20"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--history",
+                str(tmp_path / "history.parquet"),
+                "--seeds",
+                str(tmp_path / "seeds.parquet"),
+                "--out",
+                str(tmp_path / "model"),
+                "--k",
+                "200",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "sweep",
+                "--inventory",
+                str(tmp_path / "inv.parquet"),
+                "--seeds",
+                str(tmp_path / "seeds.parquet"),
+                "--model",
+                str(tmp_path / "model"),
+                "--out",
+                str(tmp_path / "sweep"),
+                "--budget",
+                "20",
+            ]
+        )
+        == 0
+    )
     queue = pq.read_table(tmp_path / "sweep" / "queue.parquet")
     assert queue.num_rows == 20
-    assert (tmp_path / "sweep" / "report.md").exists() and (tmp_path / "sweep" / "report.png").exists()
+    assert (tmp_path / "sweep" / "report.md").exists() and (
+        tmp_path / "sweep" / "report.png"
+    ).exists()
     capsys.readouterr()
-    assert main(["eval", "--queue", str(tmp_path / "sweep" / "queue.parquet"), "--labels",
-                 str(tmp_path / "labels.parquet")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--queue",
+                str(tmp_path / "sweep" / "queue.parquet"),
+                "--labels",
+                str(tmp_path / "labels.parquet"),
+            ]
+        )
+        == 0
+    )
     assert "AP" in capsys.readouterr().out
-    assert main(["sweep", "--inventory", str(tmp_path / "missing.parquet"), "--seeds",
-                 str(tmp_path / "seeds.parquet"), "--model", str(tmp_path / "model"), "--out",
-                 str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "sweep",
+                "--inventory",
+                str(tmp_path / "missing.parquet"),
+                "--seeds",
+                str(tmp_path / "seeds.parquet"),
+                "--model",
+                str(tmp_path / "model"),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )

@@ -69,8 +69,9 @@ def test_cold_variant_used_without_history_and_errors_are_clear():
     assert average_precision(y, ranker.predict(cold)) > 0.7
     with pytest.raises(SchemaError, match="missing feature columns"):
         ranker.predict(cold.drop(["text_best_sim"]))
-    no_pos = train.set_column(train.column_names.index("verdict"), "verdict",
-                              pa.array(np.zeros(train.num_rows, np.int8)))
+    no_pos = train.set_column(
+        train.column_names.index("verdict"), "verdict", pa.array(np.zeros(train.num_rows, np.int8))
+    )
     with pytest.raises(SchemaError, match="both violating"):
         RiskRanker().fit(no_pos)
     with pytest.raises(RuntimeError, match="not fitted"):

@@ -4,6 +4,7 @@ import pytest
 
 from index.store import build_index
 from index.tables import SchemaError
+from recall.candidates import candidate_schema
 from recall.history import ReviewedExemplars, validate_history
 from recall.recaller import recall
 from recall.seeds import SeedSet
@@ -11,15 +12,22 @@ from recall.seeds import SeedSet
 
 @pytest.fixture(scope="module")
 def inv_index(tmp_path_factory, inventory_items, text_signal):
-    return build_index(inventory_items, tmp_path_factory.mktemp("inv"), signals=[text_signal],
-                       show_progress=False)
+    return build_index(
+        inventory_items, tmp_path_factory.mktemp("inv"), signals=[text_signal], show_progress=False
+    )
 
 
 def test_seed_validation_errors_name_the_seed():
     with pytest.raises(SchemaError, match="empty"):
-        SeedSet.from_table(pa.table({"seed_id": pa.array([], pa.string()),
-                                     "policy": pa.array([], pa.string()),
-                                     "text": pa.array([], pa.string())}))
+        SeedSet.from_table(
+            pa.table(
+                {
+                    "seed_id": pa.array([], pa.string()),
+                    "policy": pa.array([], pa.string()),
+                    "text": pa.array([], pa.string()),
+                }
+            )
+        )
     with pytest.raises(SchemaError, match="duplicate seed_id 's1'"):
         SeedSet.from_table({"seed_id": ["s1", "s1"], "policy": ["a", "a"], "text": ["x", "y"]})
     with pytest.raises(SchemaError, match="seed 's2': no content"):
@@ -32,6 +40,8 @@ def test_seed_validation_errors_name_the_seed():
 
 def test_recall_evidence_is_exact_and_ranks_scams_first(inv_index, seeds, inventory_items):
     cands = recall(inv_index, seeds, k=20, show_progress=False)
+    for field in candidate_schema(["text"], history=False):
+        assert cands.schema.field(field.name).type == field.type, field.name
     df = cands.to_pandas()
     assert set(df.policy) == {"scam"}
     assert not df.item_id.duplicated().any()
@@ -54,8 +64,9 @@ def test_recall_evidence_is_exact_and_ranks_scams_first(inv_index, seeds, invent
 
 
 def test_description_seed_recalls_zero_shot(inv_index, inventory_items):
-    seeds = SeedSet.from_texts({"loans": ["loan offers promising guaranteed approval"]},
-                               kind="description")
+    seeds = SeedSet.from_texts(
+        {"loans": ["loan offers promising guaranteed approval"]}, kind="description"
+    )
     df = recall(inv_index, seeds, k=10, show_progress=False).to_pandas()
     top = df.sort_values("text_best_sim", ascending=False).text.iloc[:5]
     assert sum("loan" in t.lower() for t in top) >= 4
@@ -63,9 +74,19 @@ def test_description_seed_recalls_zero_shot(inv_index, inventory_items):
 
 def test_history_validation_and_leave_one_out(history, text_signal):
     dup_id = history["item_id"][0].as_py()
-    bad = pa.concat_tables([history.slice(0, 3), pa.table({
-        "item_id": [dup_id, "x"], "text": ["dup", "y"], "policy": ["scam", "scam"],
-        "verdict": pa.array([2, 7], pa.int8())})])
+    bad = pa.concat_tables(
+        [
+            history.slice(0, 3),
+            pa.table(
+                {
+                    "item_id": [dup_id, "x"],
+                    "text": ["dup", "y"],
+                    "policy": ["scam", "scam"],
+                    "verdict": pa.array([2, 7], pa.int8()),
+                }
+            ),
+        ]
+    )
     clean, q = validate_history(bad)
     assert clean.num_rows == 3 and q.num_rows == 2
     assert any("verdict 7" in r for r in q["reason"].to_pylist())
@@ -84,7 +105,9 @@ def test_history_validation_and_leave_one_out(history, text_signal):
         others = same.copy()
         others[i] = False  # left out: the best is another reviewed item
         assert loo[key][i] == pytest.approx(sims[i, others].max(), abs=1e-5)
-    assert np.isnan(ex.evidence("other", ids, vecs, exclude_self=False)["hist_text_knn_score"]).all()
+    assert np.isnan(
+        ex.evidence("other", ids, vecs, exclude_self=False)["hist_text_knn_score"]
+    ).all()
 
 
 def test_exemplars_roundtrip_without_pickle(tmp_path, history, text_signal):

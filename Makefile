@@ -1,0 +1,22 @@
+# Two entry points (see README): `make demo` and `make test`. Both set up .venv on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,ray]'
+	touch $@
+
+.PHONY: install demo test lint
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/riskrank demo --out runs/demo
+
+test: install
+	RISKRANK_FETCH=1 $(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check index recall rank benchmarks tests
