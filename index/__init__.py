@@ -26,3 +26,23 @@ __all__ = [
     "register_signal",
     "validate_inventory",
 ]
+
+# Image signals (issue "Images: CLIP and perceptual-hash recall"): registered so that
+# InventoryIndex.load can rebuild them from a manifest.
+from .clip_signal import ClipEncoder, ClipImageSignal, ClipTextSignal  # noqa: E402
+from .image_decode import decode_image, decode_images  # noqa: E402
+from .pdq_signal import PDQ_MATCH_THRESHOLD, BinaryHashIndex, PdqSignal  # noqa: E402
+
+register_signal("clip_image", ClipImageSignal)
+register_signal("clip_text", ClipTextSignal)
+register_signal("pdq", PdqSignal)
+__all__ += [
+    "PDQ_MATCH_THRESHOLD",
+    "BinaryHashIndex",
+    "ClipEncoder",
+    "ClipImageSignal",
+    "ClipTextSignal",
+    "PdqSignal",
+    "decode_image",
+    "decode_images",
+]

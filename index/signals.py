@@ -37,6 +37,9 @@ class Signal(ABC):
 
     name: str = ""
     metric: str = "cosine"
+    # (weak, strong) similarity thresholds for "this seed matched": sentence embeddings of
+    # paraphrases sit around 0.6-0.8 cosine; hash signals override with their own scale.
+    match_thresholds: tuple[float, float] = (0.5, 0.7)
 
     @abstractmethod
     def embed_items(self, table: pa.Table, *, show_progress: bool = False) -> SignalBatch:

@@ -65,11 +65,15 @@ def _version() -> str:
 
 def _encode_chunked(
     signal: Signal, items: pa.Table, work: Path, chunk_size: int, show_progress: bool
-) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-    """Encode ``items`` chunk by chunk, reusing chunks a killed run already finished."""
+) -> tuple[np.ndarray, np.ndarray, list[str | None], dict[str, np.ndarray]]:
+    """Encode ``items`` chunk by chunk, reusing chunks a killed run already finished.
+
+    Also returns the signal's per-row evidence (``batch.evidence``, e.g. PDQ quality), if any.
+    """
     work.mkdir(parents=True, exist_ok=True)
     ids = items.column(ITEM_ID).to_pylist()
     vectors, oks, reasons = [], [], []
+    evidence: dict[str, list[np.ndarray]] = {}
     starts = range(0, items.num_rows, chunk_size)
     bar = tqdm(starts, desc=f"encode {signal.name}", unit="chunk", disable=not show_progress)
     for i, start in enumerate(bar):
@@ -82,8 +86,12 @@ def _encode_chunked(
                     vectors.append(z["vectors"])
                     oks.append(z["ok"])
                     reasons.extend(None if r == "" else str(r) for r in z["reasons"])
+                    for k in z.files:
+                        if k.startswith("evidence__"):
+                            evidence.setdefault(k[len("evidence__") :], []).append(z[k])
                     continue
         batch = signal.embed_items(items.slice(start, len(chunk_ids)), show_progress=False)
+        extra = dict(getattr(batch, "evidence", None) or {})
         tmp = work / f"part-{i:06d}.tmp.npz"
         np.savez(
             tmp,
@@ -91,14 +99,18 @@ def _encode_chunked(
             ok=batch.ok,
             reasons=np.array([r or "" for r in batch.reasons], dtype=str),
             digest=np.array(digest),
+            **{f"evidence__{k}": np.asarray(v) for k, v in extra.items()},
         )
         tmp.replace(part)
         vectors.append(batch.vectors)
         oks.append(batch.ok)
         reasons.extend(batch.reasons)
+        for k, v in extra.items():
+            evidence.setdefault(k, []).append(np.asarray(v))
     if not vectors:
-        return np.zeros((0, signal.dim), np.float32), np.zeros(0, bool), []
-    return np.concatenate(vectors), np.concatenate(oks), reasons
+        return np.zeros((0, signal.dim), np.float32), np.zeros(0, bool), [], {}
+    merged = {k: np.concatenate(v) for k, v in evidence.items()}
+    return np.concatenate(vectors), np.concatenate(oks), reasons, merged
 
 
 @dataclass
@@ -111,6 +123,13 @@ class SignalIndex:
     ids: np.ndarray  # position -> item_id
     directory: Path
     _vectors: np.ndarray | None = None
+
+    @property
+    def evidence(self) -> pa.Table | None:
+        """Per-item evidence the signal recorded (``item_id`` + e.g. ``pdq_quality``), in index
+        order, or None if it records none."""
+        path = self.directory / "evidence.parquet"
+        return pq.read_table(path) if path.exists() else None
 
     @property
     def vectors(self) -> np.ndarray:
@@ -244,10 +263,10 @@ def build_index(
     ok_any = np.zeros(items.num_rows, bool)
     why_not: list[list[str]] = [[] for _ in range(items.num_rows)]
     for signal in signals:
-        vecs, ok, reasons = _encode_chunked(
+        vecs, ok, reasons, evidence = _encode_chunked(
             signal, items, path / "_work" / signal.name, chunk_size, show_progress
         )
-        per_signal[signal.name] = (vecs, ok)
+        per_signal[signal.name] = (vecs, ok, evidence)
         ok_any |= ok
         for i, r in enumerate(reasons):
             if r:
@@ -268,7 +287,7 @@ def build_index(
 
     manifest_signals = {}
     for signal in signals:
-        vecs, ok = per_signal[signal.name]
+        vecs, ok, evidence = per_signal[signal.name]
         sdir = path / signal.name
         sdir.mkdir(exist_ok=True)
         sig_vecs = np.ascontiguousarray(vecs[ok])
@@ -280,6 +299,11 @@ def build_index(
         write_parquet(pa.table({ITEM_ID: pa.array(sig_ids, pa.string())}), sdir / "ids.parquet")
         np.save(sdir / "vectors.npy", sig_vecs)
         files = ["index.faiss", "ids.parquet", "vectors.npy"]
+        if evidence:
+            columns = {ITEM_ID: pa.array(sig_ids, pa.string())}
+            columns.update({k: pa.array(v[ok]) for k, v in evidence.items()})
+            write_parquet(pa.table(columns), sdir / "evidence.parquet")
+            files.append("evidence.parquet")
         manifest_signals[signal.name] = {
             **signal.describe(),
             "metric": signal.metric,

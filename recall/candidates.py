@@ -34,6 +34,11 @@ SEED_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
     "neighbour_sim": (pa.float32(), "mean similarity to its 10 nearest inventory neighbours"),
 }
 SEED_EVIDENCE_STR = {"best_seed_id": "id of the closest seed"}
+# Evidence only some signals produce (hash signals, signals that grade their own input).
+SIGNAL_EXTRA_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
+    "best_distance": (pa.float32(), "Hamming distance (bits) to the closest seed hash"),
+    "quality": (pa.float32(), "quality of the item's own hash (0-100; low = flat image)"),
+}
 
 HISTORY_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
     "pos_max_sim": (pa.float32(), "similarity to the closest item reviewers confirmed violating"),
@@ -84,7 +89,7 @@ def describe_feature(name: str) -> str:
         for suf, (_, words) in HISTORY_EVIDENCE.items():
             if name.endswith("_" + suf):
                 return f"{words} ({name[5 : -len(suf) - 1]})"
-    for suf, (_, words) in SEED_EVIDENCE.items():
+    for suf, (_, words) in {**SEED_EVIDENCE, **SIGNAL_EXTRA_EVIDENCE}.items():
         if name.endswith("_" + suf):
             return f"{words} ({name[: -len(suf) - 1]})"
     return name
@@ -96,7 +101,7 @@ def evidence_feature_columns(table: pa.Table) -> list[str]:
     for name in table.column_names:
         if name.startswith("hist_") and any(name.endswith("_" + s) for s in HISTORY_EVIDENCE):
             out.append(name)
-        elif any(name.endswith("_" + s) for s in SEED_EVIDENCE):
+        elif any(name.endswith("_" + s) for s in (*SEED_EVIDENCE, *SIGNAL_EXTRA_EVIDENCE)):
             out.append(name)
     return out
 

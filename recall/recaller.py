@@ -14,13 +14,14 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from index.schema import ITEM_ID
+from index.schema import ITEM_ID, TEXT
 from index.signals import SignalBatch
 from index.store import InventoryIndex, SignalIndex
 from index.tables import TableLike
 
 from .candidates import KEY_COLUMNS, SEED_EVIDENCE, candidate_schema, seed_evidence_name
 from .history import ReviewedExemplars
+from .lexical import LexicalProbe
 from .seeds import SeedSet
 
 DENSITY_K = 10
@@ -29,7 +30,7 @@ BACKGROUND_SAMPLE = 2048
 
 
 def _thresholds(si: SignalIndex) -> tuple[float, float]:
-    return tuple(getattr(si.signal, "match_thresholds", (0.5, 0.7)))
+    return tuple(si.signal.match_thresholds)
 
 
 class _SignalState:
@@ -44,6 +45,15 @@ class _SignalState:
         bg = np.sort(rng.choice(n, size=min(n, BACKGROUND_SAMPLE), replace=False)) if n else []
         self.background = np.asarray(self.vectors[bg])
         self.density: dict[int, tuple[int, float]] = {}
+        # Item-level evidence a signal recorded at index time (e.g. PDQ hash quality).
+        ev = si.evidence if hasattr(si, "evidence") else None
+        self.item_evidence = {
+            (c if c.startswith(si.signal.name + "_") else f"{si.signal.name}_{c}"): np.asarray(
+                ev.column(c).to_numpy(zero_copy_only=False), np.float32
+            )
+            for c in (ev.column_names if ev is not None else [])
+            if c != ITEM_ID
+        }
 
     def similarity(self, q: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.si.signal.similarity(q, items)
@@ -111,11 +121,17 @@ def _seed_evidence(
             expansion /= np.linalg.norm(expansion) + 1e-12
             cols["centroid_sim"] = items @ centroid
             cols["expansion_sim"] = items @ expansion
+        if state.si.signal.metric == "hamming":
+            cols["best_distance"] = np.rint((1.0 - order[0]) * state.si.signal.dim)
         state.fill_density(pos, hi)
         dens = np.array([state.density[int(p)] for p in pos], dtype=np.float64).reshape(-1, 2)
         cols["density"], cols["neighbour_sim"] = dens[:, 0], dens[:, 1]
         for suffix, values in cols.items():
+            out.setdefault(seed_evidence_name(name, suffix), np.full(n, np.nan, np.float32))
             out[seed_evidence_name(name, suffix)][have] = values
+        for col, values in state.item_evidence.items():
+            out[col] = np.full(n, np.nan, np.float32)
+            out[col][have] = values[pos]
         best_seed[have] = np.asarray(seed_ids, dtype=object)[best_j]
     out[f"{name}_best_seed_id"] = best_seed
     return out
@@ -128,13 +144,15 @@ def recall(
     k: int = 1000,
     exemplars: Mapping[str, ReviewedExemplars] | None = None,
     exclude_self: bool = False,
+    lexical: LexicalProbe | None = None,
     seed_vectors: Mapping[str, SignalBatch] | None = None,
     show_progress: bool = True,
 ) -> pa.Table:
     """Recall inventory resembling ``seeds``: one candidate row per (item, policy).
 
     ``k``: neighbours fetched per seed and signal. ``exemplars``: reviewed history per signal
-    (adds ``hist_*`` evidence). ``exclude_self``: leave each item's own review out (training).
+    (adds ``hist_*`` evidence). ``lexical``: n-gram probe trained on reviewed text (adds
+    ``hist_lexical_probe_score``). ``exclude_self``: leave each item's own review out (training).
     ``seed_vectors``: precomputed ``embed_queries`` output per signal, rows aligned with the
     seed table (skips re-encoding in repeated experiments).
 
@@ -142,6 +160,11 @@ def recall(
     >>> cands.to_pandas().sort_values("text_best_sim", ascending=False).head()  # doctest: +SKIP
     """
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
+    text_of = None
+    if lexical is not None and TEXT in index.items.column_names:
+        text_of = dict(
+            zip(index.items.column(ITEM_ID).to_pylist(), index.items.column(TEXT).to_pylist())
+        )
     states = {name: _SignalState(si) for name, si in index.signals.items()}
     batches = dict(seed_vectors or {})
     for name, state in states.items():
@@ -192,6 +215,9 @@ def recall(
                 hist = exemplars[name].evidence(policy, ids, vecs, exclude_self=exclude_self)
                 for key, values in hist.items():
                     cols[key] = np.where(have, values, np.nan).astype(np.float32)
+        if text_of is not None:
+            texts = [text_of.get(i) for i in ids]
+            cols.update(lexical.evidence(policy, ids, texts, exclude_self=exclude_self))
         # The suggested action follows the closest seed of the first signal that matched.
         first_best = next(
             (cols[f"{n}_best_seed_id"] for n in states if f"{n}_best_seed_id" in cols), None
