@@ -70,12 +70,15 @@ def cmd_recall(args) -> int:
     from index.tables import write_parquet
     from recall.recaller import recall
 
-    exemplars = None
+    exemplars = lexical = None
     if args.model:
         from .pipeline import RiskModel
 
-        exemplars = RiskModel.load(args.model).exemplars
-    cands = recall(InventoryIndex.load(args.index), args.seeds, k=args.k, exemplars=exemplars)
+        model = RiskModel.load(args.model)
+        exemplars, lexical = model.exemplars, model.lexical
+    cands = recall(
+        InventoryIndex.load(args.index), args.seeds, k=args.k, exemplars=exemplars, lexical=lexical
+    )
     write_parquet(cands, args.out)
     _print_table([("candidates", cands.num_rows), ("written", str(args.out))], "recall")
     return 0

@@ -20,6 +20,7 @@ from index.signals import Signal, TextEmbeddingSignal, signal_from_manifest
 from index.store import MANIFEST, InventoryIndex, build_index
 from index.tables import SchemaError, TableLike, as_table, write_parquet
 from recall.history import ReviewedExemplars, validate_history
+from recall.lexical import LexicalProbe
 from recall.recaller import recall
 from recall.seeds import SeedSet
 
@@ -37,16 +38,20 @@ class RiskModel:
     signals: list[Signal]
     exemplars: dict[str, ReviewedExemplars]
     info: dict = field(default_factory=dict)
+    lexical: LexicalProbe | None = None
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         self.ranker.save(path / "ranker")
         for name, ex in self.exemplars.items():
             ex.save(path / "exemplars" / name)
+        if self.lexical is not None:
+            self.lexical.save(path / "lexical")
         meta = {
             **self.info,
             "signals": [s.describe() for s in self.signals],
             "exemplars": sorted(self.exemplars),
+            "lexical": self.lexical is not None,
         }
         (path / MODEL_JSON).write_text(json.dumps(meta, indent=2))
         return path
@@ -61,7 +66,8 @@ class RiskModel:
         meta = json.loads((path / MODEL_JSON).read_text())
         signals = [signal_from_manifest(e) for e in meta["signals"]]
         exemplars = {n: ReviewedExemplars.load(path / "exemplars" / n) for n in meta["exemplars"]}
-        return cls(RiskRanker.load(path / "ranker"), signals, exemplars, meta)
+        lexical = LexicalProbe.load(path / "lexical") if meta.get("lexical") else None
+        return cls(RiskRanker.load(path / "ranker"), signals, exemplars, meta, lexical)
 
 
 def _digest(ids: list[str]) -> str:
@@ -110,12 +116,15 @@ def train(
     signals: list[Signal] | None = None,
     k: int = 1000,
     ranker: RiskRanker | None = None,
+    lexical_probe: bool = True,
     show_progress: bool = True,
 ) -> RiskModel:
     """Fit a RiskModel on reviewed history.
 
     The reviewed items are indexed, the seeds recall among them (each item's own review left
     out of its history evidence), and the ranker learns which evidence marks a violation.
+    ``lexical_probe`` adds an n-gram classifier of the reviewed text as one more piece of
+    evidence (recall/lexical.py).
     """
     model_dir = Path(model_dir)
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
@@ -139,9 +148,23 @@ def train(
         exemplars[name] = ReviewedExemplars.build(
             hist.take(pa.array(rows, pa.int64())), si.signal, vectors=vecs
         )
+    lexical = None
+    if lexical_probe and "text" in hist.column_names:
+        lexical = LexicalProbe.fit(
+            hist.column("text").to_pylist(),
+            hist.column("policy").to_pylist(),
+            hist.column("verdict").to_pylist(),
+            ids,
+        )
     t0 = time.time()
     cands = recall(
-        hindex, seeds, k=k, exemplars=exemplars, exclude_self=True, show_progress=show_progress
+        hindex,
+        seeds,
+        k=k,
+        exemplars=exemplars,
+        lexical=lexical,
+        exclude_self=True,
+        show_progress=show_progress,
     )
     ranker = ranker or RiskRanker()
     ranker.fit(cands, history=hist)
@@ -155,7 +178,9 @@ def train(
         "seconds": round(time.time() - t0, 2),
     }
     write_parquet(quarantined, model_dir / "history_quarantine.parquet")
-    model = RiskModel(ranker, list(hindex.signals[s.name].signal for s in signals), exemplars, info)
+    model = RiskModel(
+        ranker, [hindex.signals[s.name].signal for s in signals], exemplars, info, lexical
+    )
     model.save(model_dir)
     return model
 
@@ -213,7 +238,14 @@ def sweep(
         show_progress=show_progress,
     )
     t_index = time.time() - t0
-    cands = recall(index, seeds, k=k, exemplars=model.exemplars, show_progress=show_progress)
+    cands = recall(
+        index,
+        seeds,
+        k=k,
+        exemplars=model.exemplars,
+        lexical=model.lexical,
+        show_progress=show_progress,
+    )
     t_recall = time.time() - t0 - t_index
     scores, proba, reasons, variant = score_candidates(model, cands)
     queue = build_queue(cands, scores, proba, reasons, variant, budget=budget)
