@@ -51,11 +51,18 @@ def choose_index_key(n: int, dim: int, max_memory: int | str = "4G") -> str:
         return f"IVF{nlist},SQ8"
     for m in sorted((d for d in range(1, dim + 1) if dim % d == 0), reverse=True):
         if m <= 96 and n * m + overhead <= budget:
-            return f"IVF{nlist},PQ{m}"
+            # "np": skip polysemous training, which only serves a search mode we never use and
+            # cost 40% of the build time at 1M items (benchmarks/results/cpu_index.md).
+            return f"IVF{nlist},PQ{m}np"
     raise ValueError(
         f"max_memory={max_memory!r} cannot hold {n:,} vectors of dim {dim} even as IVF-PQ "
         f"(needs at least {(n * 4 + overhead) / 2**20:.0f} MiB)"
     )
+
+
+def is_compressed(key: str) -> bool:
+    """True when the index stores lossy codes (SQ/PQ): its ranking should be re-scored."""
+    return ",SQ" in key or ",PQ" in key
 
 
 def default_nprobe(key: str) -> int:

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from index.schema import ITEM_ID, TEXT
 from index.signals import SignalBatch
 from index.store import InventoryIndex, SignalIndex
+from index.vector_index import is_compressed
 from index.tables import TableLike
 
 from .candidates import KEY_COLUMNS, SEED_EVIDENCE, candidate_schema, seed_evidence_name
@@ -57,6 +58,24 @@ class _SignalState:
 
     def similarity(self, q: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.si.signal.similarity(q, items)
+
+    def neighbours(self, q: np.ndarray, k: int) -> np.ndarray:
+        """Positions of each query's ``k`` nearest items, best first.
+
+        Lossy (SQ/PQ) indexes fetch 4x as many and re-score them exactly from the stored
+        vectors: PQ48 alone found 38% of the true top 10 at 1M items, re-scored 86%.
+        """
+        key = getattr(self.si.index, "key", "")
+        if not is_compressed(key):
+            return self.si.index.search(q, k).positions
+        fetched = self.si.index.search(q, min(4 * k, self.si.index.ntotal)).positions
+        out = np.full((len(q), min(k, fetched.shape[1])), -1, np.int64)
+        for j, row in enumerate(fetched):
+            row = row[row >= 0]
+            exact = self.similarity(q[j : j + 1], np.asarray(self.vectors[np.sort(row)]))[0]
+            best = np.sort(row)[np.argsort(-exact)[:k]]
+            out[j, : len(best)] = best
+        return out
 
     def fill_density(self, positions: np.ndarray, hi: float) -> None:
         """Neighbourhood of each position, computed once per item for all policies."""
@@ -186,9 +205,9 @@ def recall(
             if len(ok_rows) == 0 or state.si.index.ntotal == 0:
                 continue
             q = np.ascontiguousarray(b.vectors[ok_rows])
-            res = state.si.index.search(q, k)
-            per_signal[name] = (q, ok_rows, res.positions)
-            for p in np.unique(res.positions[res.positions >= 0]):
+            per_signal[name] = (q, ok_rows, state.neighbours(q, k))
+            ann = per_signal[name][2]
+            for p in np.unique(ann[ann >= 0]):
                 cand_ids.setdefault(state.si.ids[p], None)
         ids = np.asarray(list(cand_ids), dtype=object)
         if len(ids) == 0:

@@ -57,6 +57,7 @@ def test_budget_picks_index():
     assert choose_index_key(50_000, 384, "4G") == "Flat"
     assert choose_index_key(2_000_000, 384, "8G").endswith(",Flat")
     assert choose_index_key(2_000_000, 384, "1G").endswith(",SQ8")
+    assert choose_index_key(2_000_000, 384, "300M").endswith("np")  # no polysemous training
     assert ",PQ" in choose_index_key(2_000_000, 384, "300M")
     with pytest.raises(ValueError, match="cannot hold"):
         choose_index_key(10_000_000, 384, "10M")

@@ -117,3 +117,23 @@ def test_exemplars_roundtrip_without_pickle(tmp_path, history, text_signal):
     again = ReviewedExemplars.load(tmp_path / "ex")
     np.testing.assert_allclose(again.vectors, ex.vectors)
     assert again.table.equals(ex.table)
+
+
+def test_lossy_index_is_rescored_to_exact_neighbours(tmp_path, inventory_items, seeds, text_signal):
+    from recall.recaller import _SignalState
+
+    exact = build_index(
+        inventory_items, tmp_path / "flat", signals=[text_signal], show_progress=False
+    )
+    lossy = build_index(
+        inventory_items, tmp_path / "sq", signals=[text_signal], key="IVF2,SQ4", show_progress=False
+    )
+    assert lossy.signals["text"].entry["index_key"] == "IVF2,SQ4"
+    q = text_signal.embed_queries(SeedSet.from_table(seeds).table).vectors
+    vecs = np.asarray(exact.signals["text"].vectors)
+    a = _SignalState(exact.signals["text"]).neighbours(q, 5)
+    b = _SignalState(lossy.signals["text"]).neighbours(q, 5)
+    # Same neighbours up to ties (templated texts repeat): compare exact similarities.
+    sims_a = np.take_along_axis(q @ vecs.T, a, 1)
+    sims_b = np.take_along_axis(q @ vecs.T, b, 1)
+    np.testing.assert_allclose(sims_a, sims_b, atol=1e-6)
