@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 from index.schema import ITEM_ID, TEXT
 from index.signals import SignalBatch
 from index.store import InventoryIndex, SignalIndex
-from index.vector_index import is_compressed
 from index.tables import TableLike
+from index.vector_index import is_compressed
 
 from .candidates import KEY_COLUMNS, SEED_EVIDENCE, candidate_schema, seed_evidence_name
 from .history import ReviewedExemplars
