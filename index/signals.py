@@ -105,9 +105,12 @@ class TextEmbeddingSignal(Signal):
         return self.encoder.dim
 
     def embed_items(self, table: pa.Table, *, show_progress: bool = False) -> SignalBatch:
-        if TEXT not in table.column_names:
-            raise SchemaError(f"text signal: no '{TEXT}' column in {table.column_names}")
-        texts = table.column(TEXT).to_pylist()
+        # No text column is a missing modality (image-only seeds or items), not an error.
+        texts = (
+            table.column(TEXT).to_pylist()
+            if TEXT in table.column_names
+            else [None] * table.num_rows
+        )
         ok = np.array([t is not None and bool(t.strip()) for t in texts], dtype=bool)
         vectors = np.zeros((len(texts), self.dim), np.float32)
         if ok.any():

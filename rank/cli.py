@@ -25,10 +25,51 @@ def _print_table(rows: list[tuple[str, object]], title: str) -> None:
         print(f"{k:<{width}}  {v}")
 
 
-def _text_signals(model: str | None):
+def _signals(args):
+    """The signals named by ``--signals`` (text, image, pdq), configured from the flags."""
     from index.signals import TextEmbeddingSignal
 
-    return [TextEmbeddingSignal(model=model)] if model else [TextEmbeddingSignal()]
+    out = []
+    for name in args.signals.split(","):
+        if name == "text":
+            out.append(
+                TextEmbeddingSignal(model=args.text_model)
+                if args.text_model
+                else TextEmbeddingSignal()
+            )
+        elif name == "image":
+            from index.clip_signal import ClipImageSignal
+
+            out.append(
+                ClipImageSignal(
+                    model=args.clip_model,
+                    pretrained=args.clip_pretrained,
+                    base_dir=args.image_base_dir,
+                )
+            )
+        elif name == "pdq":
+            from index.pdq_signal import PdqSignal
+
+            out.append(PdqSignal(base_dir=args.image_base_dir))
+        else:
+            raise ValueError(f"--signals: unknown signal {name!r}; choose from text, image, pdq")
+    return out
+
+
+def _add_signal_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--signals",
+        default="text",
+        help="comma-separated: text (MiniLM), image (CLIP), pdq (default: text)",
+    )
+    p.add_argument("--text-model", help="sentence-transformers name or path (default MiniLM)")
+    p.add_argument("--clip-model", default="ViT-B-32", help="open_clip model (default ViT-B-32)")
+    p.add_argument(
+        "--clip-pretrained",
+        default="laion2b_s34b_b79k",
+        help="open_clip pretrained tag, or a local checkpoint path",
+    )
+    p.add_argument("--image-base-dir", help="directory that image_path values are relative to")
 
 
 def cmd_fetch(args) -> int:
@@ -46,7 +87,7 @@ def cmd_index_build(args) -> int:
     idx = build_index(
         args.inventory,
         args.out,
-        signals=_text_signals(args.text_model),
+        signals=_signals(args),
         max_memory=args.max_memory,
         key=args.index_key,
         overwrite=args.overwrite,
@@ -87,9 +128,7 @@ def cmd_recall(args) -> int:
 def cmd_train(args) -> int:
     from .pipeline import train
 
-    model = train(
-        args.history, args.seeds, args.out, signals=_text_signals(args.text_model), k=args.k
-    )
+    model = train(args.history, args.seeds, args.out, signals=_signals(args), k=args.k)
     imp = list(model.ranker.feature_importance().items())[:5]
     _print_table(
         [
@@ -205,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True)
     b.add_argument("--max-memory", default="4G", help="index memory budget (default 4G)")
     b.add_argument("--index-key", help="force a FAISS factory string, e.g. IVF4096,PQ48")
-    b.add_argument("--text-model", help="sentence-transformers name or path (default MiniLM)")
+    _add_signal_flags(b)
     b.add_argument("--overwrite", action="store_true")
     b.set_defaults(func=cmd_index_build)
 
@@ -224,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", required=True)
     t.add_argument("--out", required=True, help="model directory")
     t.add_argument("--k", type=int, default=1000)
-    t.add_argument("--text-model")
+    _add_signal_flags(t)
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sweep", help="index + recall + rank an inventory into an escalation queue")

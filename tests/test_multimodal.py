@@ -100,3 +100,41 @@ def test_multimodal_recall_has_a_column_group_per_signal(tmp_path, signals):
     ranker = RiskRanker(n_estimators=20, min_child_samples=3, calibration_fraction=0.0).fit(train)
     assert any(f.startswith("pdq_") for f in ranker.features_)
     assert any(f.startswith("image_") for f in ranker.features_)
+
+
+def test_train_and_sweep_with_image_signals_roundtrip(tmp_path, signals):
+    from rank.pipeline import RiskModel, sweep, train
+
+    def rows(prefix, n_bad, n_ok, offset):
+        out = []
+        for i in range(n_bad):
+            out.append(
+                {
+                    "item_id": f"{prefix}bad{i}",
+                    "text": f"Replica bag offer {i}",
+                    "image_bytes": _creative(offset + i % 3, caption="SALE"),
+                    "verdict": 2,
+                }
+            )
+        for i in range(n_ok):
+            out.append(
+                {
+                    "item_id": f"{prefix}ok{i}",
+                    "text": f"Garden club meets on day {i}",
+                    "image_bytes": _creative(500 + offset + i),
+                    "verdict": 0,
+                }
+            )
+        return out
+
+    history = pa.Table.from_pylist(rows("h", 30, 60, 0)).append_column(
+        "policy", pa.array(["counterfeit"] * 90)
+    )
+    seeds = pa.table({"seed_id": ["s0"], "policy": ["counterfeit"], "image_bytes": [_creative(0)]})
+    train(history, seeds, tmp_path / "m", signals=signals, k=90, show_progress=False)
+    model = RiskModel.load(tmp_path / "m")  # CLIP + PDQ rebuilt from the manifest
+    assert [s.name for s in model.signals] == ["text", "image", "pdq"]
+    inv = pa.Table.from_pylist(rows("i", 10, 20, 0)).drop(["verdict"])
+    res = sweep(inv, seeds, model, k=30, show_progress=False)
+    top = res.queue.to_pandas().item_id.iloc[:10]
+    assert sum(t.startswith("ibad") for t in top) >= 8
