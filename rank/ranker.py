@@ -18,7 +18,12 @@ import numpy as np
 import pyarrow as pa
 
 from index.tables import SchemaError, TableLike, as_table, require_columns
-from recall.candidates import describe_feature, evidence_feature_columns, is_history_feature
+from recall.candidates import (
+    describe_feature,
+    evidence_feature_columns,
+    is_history_feature,
+    monotone_direction,
+)
 from recall.history import POSITIVE_VERDICT
 
 MODEL_FILES = {"full": "booster_full.txt", "cold": "booster_cold.txt"}
@@ -70,6 +75,7 @@ class RiskRanker:
         metadata_features: tuple[str, ...] = (),
         cold_start: bool = True,
         objective: str = "lambdarank",
+        monotone: bool = True,
         truncation_level: int = 512,
         random_state: int = 0,
     ) -> None:
@@ -83,11 +89,12 @@ class RiskRanker:
         self.metadata_features = metadata_features
         self.cold_start = cold_start
         self.objective = objective
+        self.monotone = monotone
         self.truncation_level = truncation_level
         self.random_state = random_state
 
     # -- fitting --------------------------------------------------------------------------
-    def _params(self, n_rows: int) -> dict:
+    def _params(self, n_rows: int, features: list[str]) -> dict:
         return {
             "objective": self.objective,
             "n_estimators": self.n_estimators,
@@ -101,6 +108,10 @@ class RiskRanker:
             "subsample_freq": 1,
             "colsample_bytree": 0.8,
             "random_state": self.random_state,
+            "monotone_constraints": [
+                monotone_direction(f) if self.monotone else 0 for f in features
+            ],
+            "monotone_constraints_method": "advanced",
             "verbose": -1,
             "n_jobs": 2,
         }
@@ -145,7 +156,11 @@ class RiskRanker:
             )
         evidence = evidence_feature_columns(table)
         self.features_ = evidence + [f for f in self.metadata_features if f not in evidence]
-        self.cold_features_ = [f for f in self.features_ if not is_history_feature(f)]
+        # Cold start runs on another policy's history: keep only seed evidence whose direction
+        # is known; undirected signals (density, metadata) did not transfer between data sets.
+        self.cold_features_ = [
+            f for f in self.features_ if not is_history_feature(f) and monotone_direction(f) != 0
+        ]
         sweeps = (
             table.column("sweep_id").to_pylist()
             if "sweep_id" in table.column_names
@@ -164,7 +179,7 @@ class RiskRanker:
             tr = np.flatnonzero(~calib)
             order, sizes = _groups([keys[i] for i in tr], self.max_group_size, rng)
             rows = tr[order]
-            model = lgb.LGBMRanker(**self._params(len(rows)))
+            model = lgb.LGBMRanker(**self._params(len(rows), feats))
             model.fit(X[rows], y[rows], group=sizes)
             self.models_[name] = model.booster_
             held = np.flatnonzero(calib)

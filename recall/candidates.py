@@ -30,6 +30,10 @@ SEED_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
         pa.float32(),
         "similarity to the centre of the items most like the seeds (query expansion)",
     ),
+    "pseudo_probe": (
+        pa.float32(),
+        "log-odds of a classifier self-trained on the seeds and the items most like them",
+    ),
     "density": (pa.float32(), "near-identical inventory neighbours (campaigns come in bursts)"),
     "neighbour_sim": (pa.float32(), "mean similarity to its 10 nearest inventory neighbours"),
 }
@@ -47,6 +51,36 @@ HISTORY_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
     "knn_verdict": (pa.float32(), "mean verdict (0-3) of the closest reviewed items"),
     "probe_score": (pa.float32(), "log-odds of a linear classifier trained on the reviewed items"),
 }
+
+# How each piece of evidence should move risk (+1 up, -1 down, 0 either way). The ranker
+# constrains its trees to these directions: what it learns on one policy's history then holds
+# on another's (cold start), and no reason ever reads "less similar to the seed, so riskier".
+MONOTONE = {
+    "best_sim": 1,
+    "top3_mean": 1,
+    "n_seeds_hi": 1,
+    "n_seeds_lo": 1,
+    "best_rank": -1,
+    "best_sim_z": 1,
+    "centroid_sim": 1,
+    "expansion_sim": 1,
+    "pseudo_probe": 1,
+    "best_distance": -1,
+    "pos_max_sim": 1,
+    "neg_max_sim": -1,
+    "knn_score": 1,
+    "knn_verdict": 1,
+    "probe_score": 1,
+}
+
+
+def monotone_direction(name: str) -> int:
+    """+1 / -1 / 0 for an evidence column (0 for metadata and undirected evidence)."""
+    for suffix, direction in MONOTONE.items():
+        if name.endswith("_" + suffix):
+            return direction
+    return 0
+
 
 KEY_COLUMNS = ("item_id", "policy", "severity", "action", "matched_seed_ids", "n_signals_matched")
 CANDIDATE_KEY_SCHEMA = pa.schema(

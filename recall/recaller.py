@@ -28,6 +28,10 @@ from .seeds import SeedSet
 DENSITY_K = 10
 EXPANSION_TOP = 10
 BACKGROUND_SAMPLE = 2048
+PSEUDO_MIN_POS = 10  # pseudo-positives: at least this many ...
+PSEUDO_POS_FRACTION = 0.10  # ... or this share of the candidates
+PSEUDO_MAX_NEG = 1000
+PSEUDO_ROUNDS = 2
 
 
 def _thresholds(si: SignalIndex) -> tuple[float, float]:
@@ -93,6 +97,32 @@ class _SignalState:
                 )
 
 
+def _pseudo_probe(seed_vecs: np.ndarray, items: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Log-odds of a linear probe self-trained on pseudo-labels (pseudo-relevance feedback).
+
+    Rank by ``start`` (similarity to the seeds' centre); the seeds and the top items are
+    positives, items from the lower half negatives; fit, re-rank by the probe, fit again. A
+    policy without review history still has a shape in embedding space that nearest-seed
+    similarity misses, and this recovers some of it without a single label.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    n = len(items)
+    if n < 4 * PSEUDO_MIN_POS:
+        return np.full(n, np.nan, np.float32)
+    n_pos = max(PSEUDO_MIN_POS, int(PSEUDO_POS_FRACTION * n))
+    rng = np.random.default_rng(0)
+    score = start
+    for _ in range(PSEUDO_ROUNDS):
+        order = np.argsort(-score)
+        lower = order[n // 2 :]
+        neg = rng.choice(lower, size=min(len(lower), PSEUDO_MAX_NEG), replace=False)
+        X = np.vstack([seed_vecs, items[order[:n_pos]], items[neg]]).astype(np.float32)
+        y = np.r_[np.ones(len(seed_vecs) + n_pos), np.zeros(len(neg))]
+        score = LogisticRegression(C=1.0, max_iter=1000).fit(X, y).decision_function(items)
+    return score.astype(np.float32)
+
+
 def _seed_evidence(
     state: _SignalState,
     q: np.ndarray,
@@ -140,6 +170,7 @@ def _seed_evidence(
             expansion /= np.linalg.norm(expansion) + 1e-12
             cols["centroid_sim"] = items @ centroid
             cols["expansion_sim"] = items @ expansion
+            cols["pseudo_probe"] = _pseudo_probe(q, items, cols["centroid_sim"])
         if state.si.signal.metric == "hamming":
             cols["best_distance"] = np.rint((1.0 - order[0]) * state.si.signal.dim)
         state.fill_density(pos, hi)
