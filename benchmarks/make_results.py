@@ -1,0 +1,39 @@
+"""Assemble benchmarks/RESULTS.md from the per-benchmark markdown files in results/."""
+
+from pathlib import Path
+
+HERE = Path(__file__).parent
+PARTS = [
+    ("quality.md", "Quality on real data (issue: core engine)"),
+    ("cpu_index.md", "CPU index build and search, 100k and 1M items (issue: core engine)"),
+    ("images.md", "Images: PDQ near-duplicate recall and CPU throughput (issue: images)"),
+    ("ray.md", "Ray engine vs single machine (issue: scale-out)"),
+]
+INTRO = """# riskrank results
+
+Every figure below was measured on the machine named in its section by the command given
+there; nothing is copied from elsewhere unless marked QUOTED. The development machine has
+2 CPU cores shared with other jobs during these runs (load averages are recorded), so
+timings are pessimistic; compare rows within one table, not across tables.
+
+**GPU: no figures.** The sessions that wrote this code had no GPU machine; nothing here was
+run on a GPU (see README, GPU).
+"""
+
+
+def main() -> None:
+    out = [INTRO]
+    for name, title in PARTS:
+        path = HERE / "results" / name
+        if not path.exists():
+            continue
+        body = path.read_text().splitlines()
+        if body and body[0].startswith("# "):
+            body = body[1:]
+        body = ["#" + line if line.startswith("#") else line for line in body]
+        out += [f"## {title}", "", *body, ""]
+    (HERE / "RESULTS.md").write_text("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
