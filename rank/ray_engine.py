@@ -5,11 +5,12 @@
 
 Stages, each exact so that the queue equals the single-machine one:
 
-1. **embed**: ``ray.data.read_parquet`` -> ``map_batches(ItemEmbedder)`` on an actor pool (one
-   GPU per actor where the cluster has GPUs). Each batch is validated with
-   ``index.schema.validate_inventory``; the driver then walks the batches once in input order,
-   numbering rows globally and quarantining item_ids first seen in an earlier batch or file, so
-   the quarantine equals the single-machine one and items in = indexed + quarantined.
+1. **embed**: ``ray.data.read_parquet`` -> ``map_batches`` of
+   ``index.schema.validate_inventory`` per batch; the driver walks the batches once in input
+   order, numbering rows globally and quarantining item_ids first seen in an earlier batch or
+   file, so the quarantine equals the single-machine one and items in = indexed +
+   quarantined. The valid items, in chunks of ``build_index``'s size, are then embedded by
+   ``map_batches(ItemEmbedder)`` on an actor pool (one GPU per actor where there are GPUs).
 2. **index**: the vectors are cut into contiguous shards. For IVF keys the quantizer is trained
    once, on the sample ``VectorIndex.build`` would take; Ray tasks add the shards in parallel and
    each shard is served by an actor (search + vector lookup). See ``index.sharded_index``.
@@ -60,61 +61,110 @@ def _col(kind: str, signal: str) -> str:
     return f"__rr_{kind}_{signal}"
 
 
-# ----------------------------------------------------------------------------- embedding
+# ----------------------------------------------------------------------------- validate
+
+
+def _validate(batch: pa.Table, *, require_text: bool) -> pa.Table:
+    """``validate_inventory`` on one batch (a Ray Data task): one row per input row, in order,
+    with the item_id as a string, the failure (null when valid) and the validated columns
+    (null for invalid rows)."""
+    n = batch.num_rows
+    items, bad = validate_inventory(batch, require_text=require_text)
+    ids: list[str | None] = [None] * n
+    reasons: list[str | None] = [None] * n
+    for row, item_id, why in zip(
+        bad.column("row").to_pylist(),
+        bad.column(ITEM_ID).to_pylist(),
+        bad.column("reason").to_pylist(),
+    ):
+        ids[row], reasons[row] = item_id, why
+    good = np.flatnonzero([r is None for r in reasons])
+    for row, item_id in zip(good, items.column(ITEM_ID).to_pylist()):
+        ids[row] = item_id
+    slots = np.full(n, -1)
+    slots[good] = np.arange(len(good))
+    take = pa.array(slots, mask=slots < 0)
+    cols = {_ID: pa.array(ids, pa.string()), _REASON: pa.array(reasons, pa.string())}
+    cols.update({name: items.column(name).take(take) for name in items.column_names})
+    return pa.table(cols)
+
+
+def _read(inventory):
+    """A Ray Dataset over the inventory rows, in input order."""
+    import pyarrow.dataset as pads
+    import ray
+
+    if isinstance(inventory, (list, tuple)) and all(isinstance(p, (str, Path)) for p in inventory):
+        files = [str(p) for p in inventory]
+    elif isinstance(inventory, (str, Path)):
+        path = Path(inventory)
+        if not path.exists():
+            raise FileNotFoundError(f"inventory: no such file or directory: {path}")
+        # The file order of pyarrow's own reader (what rank.pipeline.sweep reads): sorted paths.
+        files = pads.dataset(path, format="parquet").files if path.is_dir() else [str(path)]
+    else:
+        table = as_table(inventory, what="inventory")
+        step = max(1, -(-table.num_rows // 64))  # some blocks, for parallel validation
+        return ray.data.from_arrow([table.slice(s, step) for s in range(0, table.num_rows, step)])
+    if not files:
+        raise FileNotFoundError(f"inventory: no Parquet files in {inventory}")
+    return ray.data.read_parquet(files)
+
+
+def _collect_valid(blocks) -> tuple[pa.Table, list[dict], int]:
+    """One ordered pass over the validated blocks: global row numbers and duplicate ids.
+
+    Returns the rows that passed (validated columns, input order), the quarantine rows and the
+    number of rows read.
+    """
+    first_seen: dict[str, int] = {}
+    quarantined: list[dict] = []
+    kept: list[pa.Table] = []
+    n_in = 0
+    for block in blocks:
+        keep = np.zeros(block.num_rows, bool)
+        for i, (item_id, why) in enumerate(
+            zip(block.column(_ID).to_pylist(), block.column(_REASON).to_pylist())
+        ):
+            row = n_in + i
+            first = first_seen.setdefault(item_id, row) if item_id else row
+            if first != row and not (why or "").startswith(_UTF8_REASON):
+                why = f"duplicate item_id '{item_id}' (first seen at row {first})"
+            if why is None:
+                keep[i] = True
+            else:
+                quarantined.append(
+                    {ITEM_ID: item_id, "row": row, "stage": "validate", "reason": why}
+                )
+        n_in += block.num_rows
+        kept.append(block.filter(pa.array(keep)).drop([_ID, _REASON]))
+    if not kept:
+        raise ValueError("inventory: no rows were read")
+    return pa.concat_tables(kept, promote_options="default"), quarantined, n_in
+
+
+# ----------------------------------------------------------------------------- embed
 
 
 class ItemEmbedder:
-    """What each embedding actor runs (``map_batches``): validate a batch, then embed it.
+    """What each embedding actor runs (``map_batches``): one chunk of valid items -> vectors.
 
     The signals (encoders) are rebuilt from the model's manifest entries once per actor and
-    checked against them. Output: one row per input row, in order, with the item_id as a
-    string, the validation failure (null when valid), per signal the vector, ok flag and
-    reason, and the row's metadata columns (null for invalid rows). Subclass to instrument.
+    checked against them. Output: per signal the vector, ok flag and reason of every row, in
+    order. Subclass to instrument (the fault test does).
     """
 
-    def __init__(self, signals: Sequence[dict], names: Sequence[str], *, require_text: bool):
+    def __init__(self, signals: Sequence[dict], names: Sequence[str]):
         self.signals = dict(zip(names, _materialize(signals, check=True)))
-        self.require_text = require_text
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        n = batch.num_rows
-        items, bad = validate_inventory(batch, require_text=self.require_text)
-        ids: list[str | None] = [None] * n
-        reasons: list[str | None] = [None] * n
-        for row, item_id, why in zip(
-            bad.column("row").to_pylist(),
-            bad.column(ITEM_ID).to_pylist(),
-            bad.column("reason").to_pylist(),
-        ):
-            ids[row], reasons[row] = item_id, why
-        good = np.flatnonzero([r is None for r in reasons])
-        for row, item_id in zip(good, items.column(ITEM_ID).to_pylist()):
-            ids[row] = item_id
-        take = pa.array([None] * n, pa.int64())
-        if len(good):
-            slots = np.full(n, -1)
-            slots[good] = np.arange(len(good))
-            take = pa.array(slots, mask=slots < 0)
-        cols: dict[str, pa.Array] = {
-            _ID: pa.array(ids, pa.string()),
-            _REASON: pa.array(reasons, pa.string()),
-        }
+    def __call__(self, chunk: pa.Table) -> pa.Table:
+        cols: dict[str, pa.Array] = {}
         for name, signal in self.signals.items():
-            out = signal.embed_items(items)
-            vecs = np.zeros((n, out.vectors.shape[1]), out.vectors.dtype)
-            vecs[good] = out.vectors
-            ok = np.zeros(n, bool)
-            ok[good] = out.ok
-            why_not: list[str | None] = [None] * n
-            for row, r in zip(good, out.reasons or [None] * len(good)):
-                why_not[row] = r
-            flat = pa.array(vecs.ravel())
-            cols[_col("vec", name)] = pa.FixedSizeListArray.from_arrays(flat, vecs.shape[1])
-            cols[_col("ok", name)] = pa.array(ok)
-            cols[_col("why", name)] = pa.array(why_not, pa.string())
-        for name in items.column_names:
-            if name != IMAGE_BYTES:
-                cols[name] = items.column(name).take(take)
+            out = signal.embed_items(chunk)
+            flat = pa.array(np.ascontiguousarray(out.vectors).ravel())
+            cols[_col("vec", name)] = pa.FixedSizeListArray.from_arrays(flat, out.vectors.shape[1])
+            cols[_col("ok", name)] = pa.array(np.asarray(out.ok, bool))
+            cols[_col("why", name)] = pa.array(out.reasons or [None] * chunk.num_rows, pa.string())
         return pa.table(cols)
 
 
@@ -141,77 +191,13 @@ class _Collected:
     n_in: int
 
 
-def _read(inventory, batch_size: int):
-    """A Ray Dataset over the inventory, in input order, in blocks of ``batch_size`` rows."""
-    import pyarrow.dataset as pads
-    import ray
-
-    if isinstance(inventory, (list, tuple)) and all(isinstance(p, (str, Path)) for p in inventory):
-        files = [str(p) for p in inventory]
-    elif isinstance(inventory, (str, Path)):
-        path = Path(inventory)
-        if not path.exists():
-            raise FileNotFoundError(f"inventory: no such file or directory: {path}")
-        # The file order of pyarrow's own reader (what rank.pipeline.sweep reads): sorted paths.
-        files = pads.dataset(path, format="parquet").files if path.is_dir() else [str(path)]
-    else:
-        table = as_table(inventory, what="inventory")
-        parts = [table.slice(s, batch_size) for s in range(0, table.num_rows, batch_size)]
-        return ray.data.from_arrow(parts or [table])
-    if not files:
-        raise FileNotFoundError(f"inventory: no Parquet files in {inventory}")
-    # Small blocks, so that every actor gets work even when there are few files.
-    return ray.data.read_parquet(files).repartition(target_num_rows_per_block=batch_size)
-
-
-def _collect(blocks, names: Sequence[str]) -> _Collected:
-    """One ordered pass over the embedded blocks: global row numbers and duplicate ids."""
-    first_seen: dict[str, int] = {}
-    quarantined: list[dict] = []
-    kept_parts: list[pa.Table] = []
-    n_in = 0
-    for block in blocks:
-        keep = np.zeros(block.num_rows, bool)
-        for i, (item_id, why) in enumerate(
-            zip(block.column(_ID).to_pylist(), block.column(_REASON).to_pylist())
-        ):
-            row = n_in + i
-            first = first_seen.setdefault(item_id, row) if item_id else row
-            if first != row and not (why or "").startswith(_UTF8_REASON):
-                why = f"duplicate item_id '{item_id}' (first seen at row {first})"
-            if why is None:
-                keep[i] = True
-            else:
-                quarantined.append(
-                    {ITEM_ID: item_id, "row": row, "stage": "validate", "reason": why}
-                )
-        n_in += block.num_rows
-        kept_parts.append(block.filter(pa.array(keep)))
-    if not kept_parts:
-        raise ValueError("inventory: no rows were read")
-    kept = pa.concat_tables(kept_parts, promote_options="default")
-    ids = np.asarray(kept.column(_ID).to_pylist(), dtype=object)
-    ok = {n: np.asarray(kept.column(_col("ok", n)).to_pylist(), bool) for n in names}
-    ok_any = np.logical_or.reduce(list(ok.values()))
-    why = {n: kept.column(_col("why", n)).to_pylist() for n in names}
-    # Items no signal could use are quarantined, as build_index does.
-    for r in np.flatnonzero(~ok_any):
-        reason = "; ".join(f"{n}: {why[n][r]}" for n in names if why[n][r])
-        quarantined.append({ITEM_ID: ids[r], "row": -1, "stage": "encode", "reason": reason})
-    vectors, sig_ids = {}, {}
-    for n in names:
-        col = kept.column(_col("vec", n)).combine_chunks()
-        flat = col.flatten().to_numpy(zero_copy_only=False)
-        sel = np.flatnonzero(ok[n])
-        vectors[n] = np.ascontiguousarray(flat.reshape(-1, col.type.list_size)[sel])
-        sig_ids[n] = ids[sel].tolist()
-    meta = [c for c in kept.column_names if not c.startswith("__rr_")]
-    items = kept.filter(pa.array(ok_any)).select(meta)
-    return _Collected(items, quarantine_table(quarantined), vectors, sig_ids, n_in)
-
-
 def _embed(inventory, specs, names, require_text, plan: dict, show_progress: bool) -> _Collected:
-    """Stage 1: read, validate and embed on the actor pool; collect in input order."""
+    """Stage 1: validate (tasks), then embed chunk by chunk on the actor pool.
+
+    Chunks are ``chunk_size`` consecutive valid items, the chunks ``build_index`` encodes, so
+    each encoder call sees the same texts in the same batch: the vectors are bitwise those of
+    the single-machine path (batch composition changes padding, hence the last float bits).
+    """
     import ray
 
     ctx = ray.data.DataContext.get_current()
@@ -226,17 +212,20 @@ def _embed(inventory, specs, names, require_text, plan: dict, show_progress: boo
     # importing fsspec's optional HTTP filesystem (ImportError where aiohttp is absent).
     ctx.use_datasource_v2 = False
     try:
-        ds = _read(inventory, plan["batch_size"]).map_batches(
+        valid = _read(inventory).map_batches(
+            _validate, fn_kwargs={"require_text": require_text}, batch_format="pyarrow"
+        )
+        items, quarantined, n_in = _collect_valid(
+            valid.iter_batches(batch_size=None, batch_format="pyarrow")
+        )
+        size = plan["chunk_size"]
+        chunks = [items.slice(s, size) for s in range(0, items.num_rows, size)]
+        embedded = ray.data.from_arrow(chunks or [items]).map_batches(
             plan["embedder"],
-            fn_constructor_kwargs={
-                "signals": specs,
-                "names": names,
-                "require_text": require_text,
-                **plan["embedder_kwargs"],
-            },
-            batch_size=plan["batch_size"],
+            fn_constructor_kwargs={"signals": specs, "names": names, **plan["embedder_kwargs"]},
+            batch_size=None,  # one call per chunk
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=plan["actors"]),
+            compute=ray.data.ActorPoolStrategy(size=min(plan["actors"], max(1, len(chunks)))),
             num_cpus=plan["cpus_per_actor"],
             num_gpus=1 if plan["use_gpu"] else None,
             # Ray Data's own default for actor pools is -1 (restart and retry without limit);
@@ -247,10 +236,34 @@ def _embed(inventory, specs, names, require_text, plan: dict, show_progress: boo
                 if plan[knob] != -1
             },
         )
-        return _collect(ds.iter_batches(batch_size=None, batch_format="pyarrow"), names)
+        parts = list(embedded.iter_batches(batch_size=None, batch_format="pyarrow"))
     finally:
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved[:2]
         ctx.use_datasource_v2 = saved[2]
+    out = pa.concat_tables(parts) if parts else None
+    if out is None or out.num_rows != items.num_rows:
+        raise RuntimeError(
+            f"embedding returned {0 if out is None else out.num_rows} rows for "
+            f"{items.num_rows} valid items"
+        )
+    ids = np.asarray(items.column(ITEM_ID).to_pylist(), dtype=object)
+    ok = {n: np.asarray(out.column(_col("ok", n)).to_pylist(), bool) for n in names}
+    ok_any = np.logical_or.reduce(list(ok.values()))
+    why = {n: out.column(_col("why", n)).to_pylist() for n in names}
+    # Items no signal could use are quarantined, as build_index does.
+    for r in np.flatnonzero(~ok_any):
+        reason = "; ".join(f"{n}: {why[n][r]}" for n in names if why[n][r])
+        quarantined.append({ITEM_ID: ids[r], "row": -1, "stage": "encode", "reason": reason})
+    vectors, sig_ids = {}, {}
+    for n in names:
+        col = out.column(_col("vec", n)).combine_chunks()
+        flat = col.flatten().to_numpy(zero_copy_only=False)
+        sel = np.flatnonzero(ok[n])
+        vectors[n] = np.ascontiguousarray(flat.reshape(-1, col.type.list_size)[sel])
+        sig_ids[n] = ids[sel].tolist()
+    meta = [c for c in items.column_names if c != IMAGE_BYTES]
+    indexed = items.filter(pa.array(ok_any)).select(meta)
+    return _Collected(indexed, quarantine_table(quarantined), vectors, sig_ids, n_in)
 
 
 # ----------------------------------------------------------------------------- index files
@@ -452,24 +465,19 @@ def _rank(model: RiskModel, cands: pa.Table, chunk: int, max_retries: int):
 
 
 def _plan(resources: dict, *, use_gpu, concurrency, cpus_per_actor, num_shards) -> dict:
-    """Embedding actors and shards for this cluster.
-
-    Ray Data runs its own file listing as a 1-CPU task, so on a CPU-only cluster the actors
-    leave one CPU free (else nothing would ever be read): by default one actor per CPU, each
-    reserving ``(CPUs - 1) / actors`` CPUs (torch then runs one thread per actor).
-    """
+    """Embedding actors and index shards for this cluster (default: one actor per GPU, else
+    one single-threaded actor per CPU; one shard per CPU)."""
     cpus, gpus = float(resources.get("CPU", 0)), int(resources.get("GPU", 0))
     use_gpu = gpus > 0 if use_gpu is None else use_gpu
     if use_gpu and gpus == 0:
         raise ValueError("use_gpu=True but the Ray cluster has no GPU")
     if concurrency is None:
         concurrency = gpus if use_gpu else max(1, int(cpus))
-    if cpus_per_actor is None:
-        cpus_per_actor = 1.0 if use_gpu else round(max(cpus - 1, 0.1) / concurrency, 4)
-    if not use_gpu and concurrency * cpus_per_actor > cpus - 1 + 1e-9:
+    cpus_per_actor = 1.0 if cpus_per_actor is None else cpus_per_actor
+    if concurrency * cpus_per_actor > cpus:
         raise ValueError(
-            f"concurrency={concurrency} x cpus_per_actor={cpus_per_actor} leaves less than the "
-            f"1 free CPU Ray Data needs to list and read files on this {cpus:g}-CPU cluster"
+            f"concurrency={concurrency} x cpus_per_actor={cpus_per_actor} needs more than the "
+            f"{cpus:g} CPUs of the cluster: the actor pool would wait for CPUs forever"
         )
     return {
         "use_gpu": use_gpu,
@@ -491,7 +499,7 @@ def sweep_ray(
     index_key: str | None = None,
     address: str | None = None,
     num_shards: int | None = None,
-    batch_size: int = 256,
+    chunk_size: int = 2048,
     concurrency: int | None = None,
     cpus_per_actor: float | None = None,
     use_gpu: bool | None = None,
@@ -510,7 +518,9 @@ def sweep_ray(
     (``"auto"``, ``"ray://head:10001"``); default: the one ``ray.init`` already joined, else a
     new local one, shut down at the end. ``num_shards``: index shards (default: one per CPU).
     ``concurrency``: embedding actors (default: one per GPU, else one per CPU), each with
-    ``cpus_per_actor`` CPUs; ``batch_size``: rows per embedding call. ``max_restarts`` /
+    ``cpus_per_actor`` CPUs (default 1). ``chunk_size``: valid items per encoder call; the
+    default is ``build_index``'s, which gives vectors bitwise equal to the single machine's
+    (smaller chunks spread small inventories over more actors, equal to ~1e-7). ``max_restarts`` /
     ``max_task_retries`` (embedding and shard actors) and ``max_retries`` (tasks) are Ray's
     fault-tolerance knobs. ``embedder``: the actor class (``ItemEmbedder`` or a subclass),
     given ``embedder_kwargs`` as extra constructor arguments.
@@ -549,7 +559,7 @@ def sweep_ray(
             num_shards=num_shards,
         )
         plan.update(
-            batch_size=batch_size,
+            chunk_size=chunk_size,
             embedder=embedder,
             embedder_kwargs=embedder_kwargs or {},
             index_key=index_key,

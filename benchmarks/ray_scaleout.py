@@ -1,0 +1,485 @@
+#!/usr/bin/env python
+"""Ray engine vs single-machine sweep on this machine, side by side, and a 1B-item sizing plan.
+
+Data (real): the inventory is SpamAssassin's later groups (spam-2, easy-ham-2) plus the Insults
+test split, ``--items`` of them, written to ``--files`` Parquet files; the model is trained (not
+timed) on SpamAssassin's earlier groups and Insults' train split, ``--history`` reviews each;
+seeds: ``--seeds`` positive history texts per policy (``spam``, ``insult``).
+
+Both engines run the same sweep (same Parquet directory, seeds, model directory, ``--k``) in this
+one process, one after the other: ``rank.pipeline.sweep``, then ``rank.ray_engine.sweep_ray`` on
+a local Ray cluster of all this machine's CPUs, started before its timer (startup reported
+apart). Each engine loads the model from disk itself, so both pay for loading the encoder.
+items/s = items in / sweep seconds. The two queues are compared item by item.
+
+Sizing: ``VectorIndex.memory_bytes()`` of Flat, IVF-Flat, IVF-SQ8 and IVF-PQ indexes over
+``--sizing-n`` random 384-d unit vectors (per item = filled minus empty trained index, over n),
+and per-shard search time; a 1B-item plan is computed from those numbers, from the CPU
+embedding rate measured here, and from GPU figures QUOTED from ../shared/gpu/README.md (there is
+no GPU on this machine). results/ray.md says which number is which.
+
+    .venv/bin/python benchmarks/ray_scaleout.py            # ~15 min on 2 busy cores
+    .venv/bin/python benchmarks/ray_scaleout.py --quick    # 400 items, 20k sizing, to /tmp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see benchmarks/quality.py
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from index.sharded_index import shard_bounds, train_template, training_positions  # noqa: E402
+from index.vector_index import VectorIndex, default_nprobe  # noqa: E402
+from rank import datasets  # noqa: E402
+from rank.pipeline import RiskModel, sweep, train  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+DIM = 384
+BILLION = 1_000_000_000
+# Quoted, not measured here: ../shared/gpu/README.md, one H100, fp16, model only (no
+# tokenization, decoding or I/O), "seen by others".
+QUOTED_GPU = {
+    "minilm_len128_per_s": 82_500,
+    "minilm_len32_per_s": 191_000,
+    "clip_vit_b32_images_per_s": 31_600,
+}
+
+
+def _load() -> tuple[float, float, float]:
+    return tuple(round(x, 2) for x in os.getloadavg())
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_data(root: Path, n_items: int, n_files: int, n_history: int, n_seeds: int) -> dict:
+    spam, insults = datasets.load("spamassassin"), datasets.load("insults")
+    rng = np.random.default_rng(0)
+
+    def pick(table: pa.Table, mask, n: int) -> pa.Table:
+        rows = np.flatnonzero(np.asarray(mask))
+        return table.take(pa.array(np.sort(rng.choice(rows, min(n, len(rows)), replace=False))))
+
+    s_era = np.asarray(spam.column("era").to_pylist())
+    i_split = np.asarray(insults.column("split").to_pylist())
+    hist_parts, seed_rows = [], []
+    for policy, table, old in (
+        ("spam", spam, s_era == "old"),
+        ("insult", insults, i_split == "train"),
+    ):
+        h = pick(table, old, n_history)
+        hist_parts.append(
+            pa.table(
+                {
+                    "item_id": h.column("item_id"),
+                    "policy": pa.array([policy] * h.num_rows),
+                    "text": h.column("text"),
+                    # label 1 -> violating (2), 0 -> benign (0)
+                    "verdict": pa.array(
+                        [2 * int(v) for v in h.column("label").to_pylist()], pa.int8()
+                    ),
+                }
+            )
+        )
+        pos = [
+            t for t, lab in zip(h.column("text").to_pylist(), h.column("label").to_pylist()) if lab
+        ]
+        for j, text in enumerate(pos[:n_seeds]):
+            seed_rows.append({"seed_id": f"{policy}-{j}", "policy": policy, "text": text})
+    new = pa.concat_tables(
+        [
+            spam.filter(pa.array(s_era == "new")).select(["item_id", "text", "label"]),
+            insults.filter(pa.array(i_split == "test")).select(["item_id", "text", "label"]),
+        ]
+    )
+    inv = new.take(
+        pa.array(np.sort(rng.choice(new.num_rows, min(n_items, new.num_rows), replace=False)))
+    )
+    inv_dir = root / "inventory"
+    inv_dir.mkdir(parents=True)
+    for f, (a, b) in enumerate(shard_bounds(inv.num_rows, n_files)):
+        pq.write_table(inv.slice(a, b - a), inv_dir / f"part-{f:03d}.parquet")
+    mean_chars = float(np.mean([len(t or "") for t in inv.column("text").to_pylist()]))
+    return {
+        "inv_dir": inv_dir,
+        "items": inv.num_rows,
+        "mean_chars": round(mean_chars, 1),
+        "history": pa.concat_tables(hist_parts),
+        "seeds": pa.Table.from_pylist(seed_rows),
+    }
+
+
+# ----------------------------------------------------------------------------- engines
+
+
+def run_single(data: dict, model_dir: Path, out: Path, k: int) -> dict:
+    load0 = _load()
+    t0 = time.perf_counter()
+    res = sweep(
+        data["inv_dir"],
+        data["seeds"],
+        RiskModel.load(model_dir),
+        out_dir=out,
+        k=k,
+        show_progress=False,
+    )
+    secs = time.perf_counter() - t0
+    return {"result": res, "seconds": secs, "load_before": load0, "load_after": _load()}
+
+
+def run_ray(data: dict, model_dir: Path, out: Path, k: int, chunk_size: int) -> dict:
+    import ray
+
+    from rank.ray_engine import sweep_ray
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    startup = time.perf_counter() - t0
+    try:
+        load0 = _load()
+        t0 = time.perf_counter()
+        res = sweep_ray(
+            data["inv_dir"],
+            data["seeds"],
+            RiskModel.load(model_dir),
+            out_dir=out,
+            k=k,
+            chunk_size=chunk_size,
+            show_progress=False,
+        )
+        secs = time.perf_counter() - t0
+    finally:
+        ray.shutdown()
+    return {
+        "result": res,
+        "seconds": secs,
+        "startup_seconds": startup,
+        "load_before": load0,
+        "load_after": _load(),
+    }
+
+
+def compare(a: pa.Table, b: pa.Table) -> dict:
+    ia, ib = a.column("item_id").to_pylist(), b.column("item_id").to_pylist()
+    same_pos = sum(x == y for x, y in zip(ia, ib))
+    common = min(len(ia), len(ib))
+    sa = dict(zip(ia, a.column("risk_score").to_pylist()))
+    sb = dict(zip(ib, b.column("risk_score").to_pylist()))
+    both = set(sa) & set(sb)
+    return {
+        "queued": [len(ia), len(ib)],
+        "same_item_ids_same_order": ia == ib,
+        "share_same_position": round(same_pos / common, 6) if common else 1.0,
+        "same_item_set": set(ia) == set(ib),
+        "max_abs_score_diff": max((abs(sa[i] - sb[i]) for i in both), default=0.0),
+        "duplicate_item_ids": [len(ia) - len(set(ia)), len(ib) - len(set(ib))],
+    }
+
+
+# ----------------------------------------------------------------------------- sizing
+
+
+def measure_index(n: int, keys: list[str], n_queries: int, k: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((256, DIM)).astype(np.float32)
+    vecs = centres[rng.integers(0, 256, n)] + 0.6 * rng.standard_normal((n, DIM)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    queries = vecs[rng.choice(n, n_queries, replace=False)]
+    rows = []
+    for key in keys:
+        t0 = time.perf_counter()
+        # bytes/item do not depend on the training sample; PQ training is slow on 2 cores
+        sample = 10_000 if "PQ" in key else 50_000
+        empty = train_template(DIM, key, vecs[training_positions(n, train_sample=sample)]).size
+        idx = VectorIndex.build(vecs, key=key, train_sample=sample)
+        build = time.perf_counter() - t0
+        filled = idx.memory_bytes()
+        t0 = time.perf_counter()
+        idx.search(queries, k)
+        search = time.perf_counter() - t0
+        rows.append(
+            {
+                "key": key,
+                "n": n,
+                "bytes": filled,
+                "empty_trained_bytes": int(empty),
+                "bytes_per_item": round((filled - empty) / n, 2),
+                "nprobe": default_nprobe(key),
+                "build_seconds": round(build, 2),
+                "search_ms_per_query": round(1000 * search / n_queries, 3),
+                "k": k,
+            }
+        )
+        print(
+            f"  {key:>14}: {rows[-1]['bytes_per_item']:8.2f} B/item, build {build:.1f}s, "
+            f"search {rows[-1]['search_ms_per_query']} ms/query",
+            flush=True,
+        )
+    return rows
+
+
+def sizing_plan(index_rows: list[dict], cpu_items_per_s_per_core: float, shard_gib: float) -> dict:
+    """1B items: index memory and shards per key, vectors kept for exact evidence, embedding."""
+    nlist = 2 ** round(math.log2(4 * math.sqrt(BILLION)))  # what choose_index_key picks for 1B
+    centroid_bytes = nlist * DIM * 4
+    per_key = []
+    for r in index_rows:
+        total = BILLION * r["bytes_per_item"] + (
+            centroid_bytes if r["key"].startswith("IVF") else 0
+        )
+        per_key.append(
+            {
+                "key": r["key"].replace("IVF1024", f"IVF{nlist}"),
+                "bytes_per_item_measured": r["bytes_per_item"],
+                "index_tib": round(total / 2**40, 3),
+                "shards_at_budget": math.ceil(total / (shard_gib * 2**30)),
+            }
+        )
+    vectors_tib = BILLION * DIM * 4 / 2**40
+    return {
+        "items": BILLION,
+        "nlist": nlist,
+        "shard_budget_gib": shard_gib,
+        "index": per_key,
+        "exact_evidence_vectors": {
+            "fp32_tib": round(vectors_tib, 3),
+            "shards_at_budget": math.ceil(vectors_tib * 2**40 / (shard_gib * 2**30)),
+        },
+        "embedding": {
+            "cpu_core_hours_measured": round(BILLION / cpu_items_per_s_per_core / 3600, 0),
+            "gpu_hours_minilm_len128_quoted": round(
+                BILLION / QUOTED_GPU["minilm_len128_per_s"] / 3600, 2
+            ),
+            "gpu_hours_minilm_len32_quoted": round(
+                BILLION / QUOTED_GPU["minilm_len32_per_s"] / 3600, 2
+            ),
+            "gpu_hours_clip_vit_b32_quoted": round(
+                BILLION / QUOTED_GPU["clip_vit_b32_images_per_s"] / 3600, 2
+            ),
+        },
+    }
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def write_markdown(rep: dict, path: Path) -> None:
+    m, d = rep["machine"], rep["data"]
+    s, r = rep["single"], rep["ray"]
+    lines = [
+        "# Ray engine vs single machine, and a 1B-item sizing plan",
+        "",
+        f"Command: `{rep['command']}`  ",
+        f"Machine: {m['cpus']} CPUs, {m['ram_gib']} GiB RAM, no GPU, {m['platform']}, Python "
+        f"{m['python']}, ray {m['ray']}; load average at start {m['loadavg_start']}, at end "
+        f"{m['loadavg_end']} (other CPU-heavy jobs share this machine). Ray: a local cluster of "
+        f"this machine's {m['cpus']} CPUs, so this compares the engines on ONE machine; it is "
+        f"not a multi-node measurement.",
+        "",
+        f"Data: {d['items']:,} real texts (SpamAssassin spam-2 + easy-ham-2, Insults test; "
+        f"mean {d['mean_chars']:.0f} chars, MiniLM truncates at 256 tokens) in {d['files']} "
+        f"Parquet files; model trained on {d['history_rows']} reviews; {d['seeds']} seeds; "
+        f"k = {d['k']}.",
+        "",
+        "## Throughput, measured side by side in one run",
+        "",
+        "| engine | items/s | sweep s | embed+index s | recall s | rank s | queued "
+        "| load1 before/after |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in (("single machine (`sweep`)", s), ("Ray, local cluster (`sweep_ray`)", r)):
+        sec = e["report_seconds"]
+        lines.append(
+            f"| {name} | {e['items_per_s']:.1f} | {e['seconds']:.1f} | {sec['index']:.1f} | "
+            f"{sec['recall']:.1f} | {sec['rank']:.2f} | {e['queued']} | "
+            f"{e['load_before'][0]} / {e['load_after'][0]} |"
+        )
+    c = rep["agreement"]
+    lines += [
+        "",
+        f"Ray cluster startup (`ray.init`, not in the sweep time): {r['startup_seconds']:.1f} s. "
+        f"Ray plan: {r['plan']['actors']} embedding actors x {r['plan']['cpus_per_actor']} CPU, "
+        f"{r['plan']['num_shards']} index shards, chunks of {rep['data']['chunk_size']} items. "
+        f"Ray / single = {r['items_per_s'] / s['items_per_s']:.2f}x.",
+        "",
+        f"Queues: same item_ids in the same order: {c['same_item_ids_same_order']} "
+        f"(share at the same position {c['share_same_position']}), same set: "
+        f"{c['same_item_set']}, max |score difference| {c['max_abs_score_diff']:.2g}, duplicate "
+        f"item_ids (single, ray): {c['duplicate_item_ids']}; index vectors bitwise equal: "
+        f"{c.get('vectors_bitwise_equal', 'not recorded')}. Positions can differ only among "
+        f"items whose similarities tie exactly (duplicate texts): faiss returns equal scores in "
+        f"heap order, the shard merge by position, and best_rank, a ranker feature, follows.",
+        "",
+        "## Index memory per item (measured here)",
+        "",
+        f"`VectorIndex.build` over {rep['index_memory'][0]['n']:,} clustered random unit "
+        f"vectors of dim {DIM}; per item = (serialized filled index - serialized empty trained "
+        f"index) / n (IVF trained on 50k vectors, PQ on 10k); search = {rep['queries']} "
+        f"queries, k = {rep['index_memory'][0]['k']}, "
+        f"one shard, this machine.",
+        "",
+        "| key | bytes/item | empty trained index bytes | build s | search ms/query |",
+        "|---|---|---|---|---|",
+    ]
+    for x in rep["index_memory"]:
+        lines.append(
+            f"| {x['key']} | {x['bytes_per_item']} | {x['empty_trained_bytes']:,} | "
+            f"{x['build_seconds']} | {x['search_ms_per_query']} |"
+        )
+    p = rep["sizing_1b"]
+    e = p["embedding"]
+    lines += [
+        "",
+        "## 1B items: sizing plan (computed)",
+        "",
+        f"Index memory = 1e9 x measured bytes/item (+ {p['nlist']:,} IVF centroids x {DIM} x 4 B, "
+        f"what `choose_index_key` picks at 1B; bytes/item do not depend on nlist). Shards at "
+        f"{p['shard_budget_gib']:g} GiB of index per shard host:",
+        "",
+        "| key | bytes/item (measured) | index TiB | shards |",
+        "|---|---|---|---|",
+    ]
+    for x in p["index"]:
+        lines.append(
+            f"| {x['key']} | {x['bytes_per_item_measured']} | {x['index_tib']} | "
+            f"{x['shards_at_budget']} |"
+        )
+    v = p["exact_evidence_vectors"]
+    lines += [
+        "",
+        f"Exact evidence: the engine keeps every item's float32 vector (the shard actors serve "
+        f"them to recall): {v['fp32_tib']} TiB at 1B, {v['shards_at_budget']} shards at "
+        f"{p['shard_budget_gib']:g} GiB, whatever index key is used. That, not the index, "
+        f"decides the shard count at 1B unless vectors are stored as fp16/PQ (not done).",
+        "",
+        "Embedding 1B items:",
+        "",
+        "| source | rate | hours |",
+        "|---|---|---|",
+        f"| MiniLM on this machine's CPU (MEASURED: single-machine embed+index stage) | "
+        f"{rep['cpu_items_per_s_per_core']:.1f} items/s per core | "
+        f"{e['cpu_core_hours_measured']:,.0f} core-hours |",
+        f"| MiniLM, H100 fp16, length 128, model only (QUOTED) | "
+        f"{QUOTED_GPU['minilm_len128_per_s']:,}/s | "
+        f"{e['gpu_hours_minilm_len128_quoted']} GPU-hours |",
+        f"| MiniLM, H100 fp16, length 32, model only (QUOTED) | "
+        f"{QUOTED_GPU['minilm_len32_per_s']:,}/s | "
+        f"{e['gpu_hours_minilm_len32_quoted']} GPU-hours |",
+        f"| CLIP ViT-B-32 image tower, H100 fp16, model only (QUOTED) | "
+        f"{QUOTED_GPU['clip_vit_b32_images_per_s']:,}/s | {e['gpu_hours_clip_vit_b32_quoted']} "
+        f"GPU-hours |",
+        "",
+        "QUOTED = from ../shared/gpu/README.md (one H100, seen by others, not measured here; "
+        "no GPU on this machine). Model-only rates leave out tokenization, image decoding, "
+        "Parquet I/O and the driver-side collect, so real GPU-hours are higher; the GPU actors of "
+        "`sweep_ray` (`num_gpus=1` each) have not been run on a GPU.",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--items", type=int, default=4096, help="2 chunks: one per actor here")
+    ap.add_argument("--files", type=int, default=8)
+    ap.add_argument("--history", type=int, default=400, help="reviews per policy")
+    ap.add_argument("--seeds", type=int, default=5, help="seeds per policy")
+    ap.add_argument("--k", type=int, default=200)
+    ap.add_argument("--chunk-size", type=int, default=2048, help="items per encoder call")
+    ap.add_argument("--sizing-n", type=int, default=100_000)
+    ap.add_argument("--shard-gib", type=float, default=48.0, help="index GiB per shard host")
+    ap.add_argument("--quick", action="store_true", help="400 items, 20k sizing, results to /tmp")
+    ap.add_argument("--out", type=Path, default=None, help="directory for ray.json/.md")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.items, args.history, args.sizing_n = 400, 150, 20_000
+    out_dir = args.out or (Path("/tmp") if args.quick else RESULTS)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    import ray
+
+    rep: dict = {
+        "command": "python benchmarks/ray_scaleout.py " + " ".join(argv or sys.argv[1:]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "ray": ray.__version__,
+            "ram_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "loadavg_start": _load(),
+        },
+        "quoted_gpu": {**QUOTED_GPU, "source": "../shared/gpu/README.md (H100, model only)"},
+    }
+    work = Path(tempfile.mkdtemp(prefix="riskrank-ray-bench-"))
+    try:
+        print("data + model (not timed)...", flush=True)
+        data = make_data(work, args.items, args.files, args.history, args.seeds)
+        train(data["history"], data["seeds"], work / "model", k=args.k, show_progress=False)
+        rep["data"] = {
+            "items": data["items"],
+            "files": args.files,
+            "mean_chars": data["mean_chars"],
+            "history_rows": data["history"].num_rows,
+            "seeds": data["seeds"].num_rows,
+            "k": args.k,
+            "chunk_size": args.chunk_size,
+        }
+        print(f"single-machine sweep of {data['items']} items...", flush=True)
+        single = run_single(data, work / "model", work / "single", args.k)
+        print(f"  {single['seconds']:.1f}s; Ray sweep...", flush=True)
+        on_ray = run_ray(data, work / "model", work / "ray", args.k, args.chunk_size)
+        print(
+            f"  {on_ray['seconds']:.1f}s (+{on_ray['startup_seconds']:.1f}s ray.init)", flush=True
+        )
+        for name, e in (("single", single), ("ray", on_ray)):
+            res = e.pop("result")
+            e.update(
+                items_per_s=res.report["items_in"] / e["seconds"],
+                queued=res.queue.num_rows,
+                report_seconds=res.report["seconds"],
+                accounting=[
+                    res.report[x] for x in ("items_in", "items_indexed", "items_quarantined")
+                ],
+            )
+            if name == "ray":
+                e["plan"] = res.report["ray"]
+            e["queue"] = res.queue
+        rep["agreement"] = compare(single.pop("queue"), on_ray.pop("queue"))
+        va, vb = (np.load(work / e / "index" / "text" / "vectors.npy") for e in ("single", "ray"))
+        rep["agreement"]["vectors_bitwise_equal"] = bool(va.shape == vb.shape and (va == vb).all())
+        rep["single"], rep["ray"] = single, on_ray
+        cores = os.cpu_count() or 1
+        rep["cpu_items_per_s_per_core"] = data["items"] / single["report_seconds"]["index"] / cores
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"index memory at n={args.sizing_n}...", flush=True)
+    rep["queries"] = 100
+    keys = ["Flat", "IVF1024,Flat", "IVF1024,SQ8", "IVF1024,PQ48np", "IVF1024,PQ24np"]
+    rep["index_memory"] = measure_index(args.sizing_n, keys, rep["queries"], k=1000)
+    rep["sizing_1b"] = sizing_plan(
+        rep["index_memory"], rep["cpu_items_per_s_per_core"], args.shard_gib
+    )
+    rep["machine"]["loadavg_end"] = _load()
+    (out_dir / "ray.json").write_text(json.dumps(rep, indent=2, default=float) + "\n")
+    write_markdown(rep, out_dir / "ray.md")
+    print((out_dir / "ray.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,319 @@
+"""rank.ray_engine: a sweep on a local 2-CPU Ray cluster equals rank.pipeline.sweep, item by item,
+also when an embedding actor dies mid-run; index.sharded_index merges shards exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
+
+from index.sharded_index import ShardedIndex, merge_topk, shard_bounds  # noqa: E402
+from index.vector_index import SearchResult, VectorIndex  # noqa: E402
+from rank.pipeline import sweep, train  # noqa: E402
+from rank.ray_engine import ItemEmbedder, _plan, _read, sweep_ray  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+K = 40
+
+# ----------------------------------------------------------------------------- fixtures in code
+
+SCAM = [
+    "Congratulations {who}, you won {amount} in the {event}; pay a {fee} handling fee to claim it",
+    "{who}, your {event} prize of {amount} is waiting, just wire {fee} to release the funds",
+    "Double your bitcoin in {days} days: send {amount} to our wallet and get twice back, {who}",
+]
+FAKES = [
+    "Replica {brand} {item}, {pct}% off, looks exactly like the original, ships from {place}",
+    "Cheap {brand} {item} copies, AAA quality fake, {pct} percent discount, order via {place}",
+]
+BENIGN = [
+    "{who} shared the minutes of the {team} meeting about the {topic} roadmap for {days} weeks",
+    "Reminder: the {team} team lunch is on {day}, bring ideas about {topic}",
+    "{who} asked whether the {topic} report can move to {day} because of the {team} review",
+    "Our {team} volunteers planted {days} trees in the park on {day}, thanks {who}",
+]
+WORDS = {
+    "who": ["Anna", "Bob", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hiro", "Ines", "Jon"],
+    "amount": ["$5,000", "1 million euros", "$250,000", "10 BTC", "$75,000"],
+    "event": ["lottery", "online raffle", "loyalty draw", "sweepstakes"],
+    "fee": ["$50", "$99", "small", "$20"],
+    "days": ["2", "3", "5", "7", "10", "12"],
+    "brand": ["Rolex", "Gucci", "Louis Vuitton", "Prada", "Omega"],
+    "item": ["watch", "handbag", "wallet", "sunglasses", "belt"],
+    "pct": ["70", "80", "90"],
+    "place": ["WhatsApp", "our Telegram shop", "a private website"],
+    "team": ["design", "finance", "platform", "support", "research"],
+    "topic": ["pricing", "onboarding", "database", "mobile app", "hiring"],
+    "day": ["Monday", "Tuesday", "Thursday", "Friday"],
+}
+
+
+def _texts(templates: list[str], n: int, rng: np.random.Generator, used: set[str]) -> list[str]:
+    out = []
+    while len(out) < n:
+        t = templates[rng.integers(len(templates))]
+        text = t.format(**{k: v[rng.integers(len(v))] for k, v in WORDS.items()})
+        if text not in used:  # unique content: no exactly tied scores
+            used.add(text)
+            out.append(text)
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    used: set[str] = set()
+    root = tmp_path_factory.mktemp("ray-data")
+    # History: reviewed items, one policy each.
+    hist = []
+    for policy, templates, n_bad in (("scam", SCAM, 40), ("counterfeit", FAKES, 30)):
+        for t in _texts(templates, n_bad, rng, used):
+            hist.append((policy, t, int(rng.integers(2, 4))))
+        for t in _texts(BENIGN, 45, rng, used):
+            hist.append((policy, t, int(rng.integers(0, 2))))
+    history = pa.table(
+        {
+            "item_id": [f"h{i}" for i in range(len(hist))],
+            "policy": [p for p, _, _ in hist],
+            "text": [t for _, t, _ in hist],
+            "verdict": pa.array([v for _, _, v in hist], pa.int8()),
+        }
+    )
+    seeds = pa.table(
+        {
+            "seed_id": ["s1", "s2", "s3", "c1", "c2"],
+            "policy": ["scam", "scam", "scam", "counterfeit", "counterfeit"],
+            "text": [
+                "You won the lottery, pay a small fee to claim your prize",
+                "Send crypto to our wallet and we double it",
+                "Your prize money is waiting, wire the release fee",
+                "Replica designer watches, identical to the original",
+                "Fake luxury handbags at 90% off",
+            ],
+        }
+    )
+    texts = (
+        _texts(SCAM, 45, rng, used) + _texts(FAKES, 30, rng, used) + _texts(BENIGN, 165, rng, used)
+    )
+    order = rng.permutation(len(texts))
+    inv = pa.table(
+        {
+            "item_id": [f"item-{i:04d}" for i in range(len(texts))],
+            "text": [texts[i] for i in order],
+            "market": [["de", "fr", "us"][i % 3] for i in range(len(texts))],
+        }
+    )
+    inv_dir = root / "inventory"
+    inv_dir.mkdir()
+    files = []
+    for f, (a, b) in enumerate(shard_bounds(inv.num_rows, 3)):
+        part = inv.slice(a, b - a).to_pylist()
+        if f == 1:  # an empty text and a duplicate inside one file
+            part.insert(5, {"item_id": "empty-1", "text": "   ", "market": "de"})
+            part.insert(9, {**part[2], "text": "another text under the same id"})
+        if f == 2:  # an id that first appeared in the first file
+            part.insert(3, {"item_id": "item-0001", "text": "clash across files", "market": "us"})
+        path = inv_dir / f"part-{f}.parquet"
+        pq.write_table(pa.Table.from_pylist(part, schema=inv.schema), path)
+        files.append(path)
+    return {"root": root, "inv_dir": inv_dir, "files": files, "history": history, "seeds": seeds}
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    return train(data["history"], data["seeds"], data["root"] / "model", k=K, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def single(data, model):
+    out = data["root"] / "single"
+    return sweep(data["inv_dir"], data["seeds"], model, out_dir=out, k=K, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # The fault-injecting embedder below must reach the workers by value (tests/ is no package).
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+RAY_KW = dict(k=K, num_shards=3, rank_chunk_size=64)
+
+
+@pytest.fixture(scope="module")
+def on_ray(cluster, data, model):
+    out = data["root"] / "ray"
+    return sweep_ray(
+        data["inv_dir"], data["seeds"], model, out_dir=out, show_progress=False, **RAY_KW
+    )
+
+
+def assert_same_queue(a: pa.Table, b: pa.Table) -> None:
+    assert a.column_names == b.column_names
+    assert a.column("item_id").to_pylist() == b.column("item_id").to_pylist()
+    for col in ("risk_score", "risk_probability"):
+        np.testing.assert_allclose(a[col].to_numpy(), b[col].to_numpy(), rtol=0, atol=1e-5)
+    for col in ("rank", "policy", "action", "severity", "matched_seed_ids", "model", "text"):
+        assert a.column(col).to_pylist() == b.column(col).to_pylist(), col
+
+
+# ----------------------------------------------------------------------------- sharded index
+
+
+def _unit(rng, n, dim):
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("key", ["Flat", "IVF16,Flat", "IVF16,SQ8"])
+def test_sharded_search_equals_single_index(key):
+    rng = np.random.default_rng(0)
+    vecs, queries = _unit(rng, 3000, 32), _unit(rng, 20, 32)
+    single = VectorIndex.build(vecs, key=key).search(queries, 50)
+    sharded = ShardedIndex.build(vecs, key=key, num_shards=4).search(queries, 50)
+    np.testing.assert_array_equal(sharded.positions, single.positions)
+    np.testing.assert_allclose(sharded.scores, single.scores, atol=1e-6)
+
+
+def test_merge_keeps_missing_results_last_and_breaks_ties_by_position():
+    a = SearchResult(np.array([[0.9, 0.5, -3e38]], np.float32), np.array([[1, 0, -1]]))
+    b = SearchResult(np.array([[0.9, 0.7]], np.float32), np.array([[0, 1]]))
+    merged = merge_topk([a, b], [0, 10], k=4)
+    assert merged.positions.tolist() == [[1, 10, 11, 0]]
+    wide = merge_topk([a, b], [0, 10], k=5)
+    assert wide.positions.tolist()[0][-1] == -1
+
+
+def test_shard_bounds_cover_every_position_once():
+    bounds = shard_bounds(10, 4)
+    assert [b - a for a, b in bounds] == [3, 3, 2, 2]
+    assert shard_bounds(2, 5) == [(0, 1), (1, 2)]
+    with pytest.raises(ValueError, match="num_shards"):
+        shard_bounds(10, 0)
+
+
+def test_default_plan_and_an_impossible_actor_pool():
+    plan = _plan({"CPU": 2.0}, use_gpu=None, concurrency=None, cpus_per_actor=None, num_shards=None)
+    assert (plan["actors"], plan["cpus_per_actor"], plan["num_shards"]) == (2, 1.0, 2)
+    gpu = _plan(
+        {"CPU": 8.0, "GPU": 2.0}, use_gpu=None, concurrency=None, cpus_per_actor=None, num_shards=4
+    )
+    assert (gpu["actors"], gpu["use_gpu"]) == (2, True)
+    with pytest.raises(ValueError, match="wait for CPUs forever"):
+        _plan({"CPU": 2.0}, use_gpu=None, concurrency=3, cpus_per_actor=1.0, num_shards=None)
+
+
+def test_importing_the_engine_does_not_import_ray():
+    code = "import sys, rank, rank.pipeline, rank.ray_engine; print('ray' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- on the cluster
+
+
+def test_table_input_keeps_row_order(cluster):
+    table = pa.table({"item_id": [str(i) for i in range(1000)], "text": ["x"] * 1000})
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    try:
+        ds = _read(table)
+        assert ds.num_blocks() > 1  # validated in parallel
+        got = [r["item_id"] for r in ds.iter_rows()]
+    finally:
+        ctx.execution_options.preserve_order = False
+    assert got == table.column("item_id").to_pylist()
+
+
+def test_ray_queue_equals_single_machine_queue(on_ray, single):
+    assert on_ray.queue.num_rows > 50
+    assert_same_queue(on_ray.queue, single.queue)
+    assert on_ray.candidates.column_names == single.candidates.column_names
+    assert on_ray.candidates.num_rows == single.candidates.num_rows
+    for key in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued"):
+        assert on_ray.report[key] == single.report[key], key
+
+
+def test_quarantine_matches_including_duplicates_across_files(on_ray, single, data):
+    assert on_ray.quarantine.to_pylist() == single.quarantine.to_pylist()
+    reasons = {r["item_id"]: r["reason"] for r in on_ray.quarantine.to_pylist()}
+    assert reasons["item-0001"] == "duplicate item_id 'item-0001' (first seen at row 1)"
+    assert "empty" in reasons["empty-1"]
+    rows_in = sum(pq.read_metadata(f).num_rows for f in data["files"])
+    rep = on_ray.report
+    assert rep["items_in"] == rows_in == rep["items_indexed"] + rep["items_quarantined"]
+
+
+def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single):
+    ray_dir, one_dir = on_ray.out_dir, single.out_dir
+    for name in ("queue.parquet", "candidates.parquet", "quarantine.parquet", "report.json"):
+        assert (ray_dir / name).exists(), name
+    assert pq.read_table(ray_dir / "index" / "items.parquet").equals(
+        pq.read_table(one_dir / "index" / "items.parquet")
+    )
+    ids = pq.read_table(ray_dir / "index" / "text" / "ids.parquet")
+    assert ids.equals(pq.read_table(one_dir / "index" / "text" / "ids.parquet"))
+    entry = json.loads((ray_dir / "index" / "manifest.json").read_text())["signals"]["text"]
+    assert len(entry["shards"]) == 3 and entry["index_key"] == "Flat"
+    sharded = ShardedIndex.load(ray_dir / "index" / "text", entry)
+    vecs = np.load(one_dir / "index" / "text" / "vectors.npy")
+    # Same chunks as build_index: bitwise the same vectors.
+    np.testing.assert_array_equal(np.load(ray_dir / "index" / "text" / "vectors.npy"), vecs)
+    one = VectorIndex.load(one_dir / "index" / "text" / "index.faiss", "Flat", 1, use_gpu=False)
+    a, b = sharded.search(vecs[:10], 20), one.search(vecs[:10], 20)
+    np.testing.assert_array_equal(a.positions, b.positions)
+
+
+class DiesOnce(ItemEmbedder):
+    """Kills its worker process on its ``die_on``-th batch, once per run (marker file)."""
+
+    def __init__(self, *args, marker: str, die_on: int = 2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.marker, self.die_on, self.calls = marker, die_on, 0
+
+    def __call__(self, batch):
+        self.calls += 1
+        if self.calls == self.die_on:
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                os._exit(1)
+        return super().__call__(batch)
+
+
+def test_killed_embedding_actor_is_retried_and_the_queue_is_complete(cluster, data, model, on_ray):
+    marker = data["root"] / "killed-once"
+    got = sweep_ray(
+        [str(f) for f in data["files"]],  # a list of paths this time
+        data["seeds"],
+        model,
+        out_dir=data["root"] / "ray-fault",
+        chunk_size=32,  # ~10 chunks over 2 actors: one dies on its 2nd
+        embedder=DiesOnce,
+        embedder_kwargs={"marker": str(marker)},
+        show_progress=False,
+        **RAY_KW,
+    )
+    assert marker.exists()  # an actor really died mid-run
+    assert_same_queue(got.queue, on_ray.queue)
+    ids = got.queue.column("item_id").to_pylist()
+    assert len(ids) == len(set(ids))
+    rep = got.report
+    assert rep["items_in"] == rep["items_indexed"] + rep["items_quarantined"]
+    assert got.quarantine.equals(on_ray.quarantine)
