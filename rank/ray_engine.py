@@ -27,14 +27,12 @@ object refs. ``ray`` is imported inside functions only: importing this module do
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +41,15 @@ import pyarrow as pa
 from index.schema import IMAGE_BYTES, ITEM_ID, quarantine_table, validate_inventory
 from index.sharded_index import RayShardedIndex
 from index.signals import Signal, SignalBatch, TextEmbeddingSignal, signal_from_manifest
-from index.store import FORMAT_VERSION, MANIFEST, IndexMismatchError, InventoryIndex, SignalIndex
+from index.store import (  # the manifest is written the same way as build_index's
+    FORMAT_VERSION,
+    MANIFEST,
+    IndexMismatchError,
+    InventoryIndex,
+    SignalIndex,
+    _sha256,
+    _version,
+)
 from index.tables import TableLike, as_table, write_parquet
 from recall.candidates import KEY_COLUMNS
 from recall.recaller import recall
@@ -269,19 +275,6 @@ def _embed(inventory, specs, names, require_text, plan: dict, show_progress: boo
 # ----------------------------------------------------------------------------- index files
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _version() -> str:
-    try:
-        return metadata.version("riskrank")
-    except metadata.PackageNotFoundError:
-        return "dev"
 
 
 def _build_index(got: _Collected, model: RiskModel, specs, path: Path, plan: dict, t0: float):
