@@ -280,7 +280,8 @@ def sizing_plan(index_rows: list[dict], cpu_items_per_s_per_core: float, shard_g
 
 def write_markdown(rep: dict, path: Path) -> None:
     m, d = rep["machine"], rep["data"]
-    s, r = rep["single"], rep["ray"]
+    runs, med = rep["runs"], rep["median_items_per_s"]
+    plan = next(e["plan"] for e in runs if e["engine"] == "ray")
     lines = [
         "# Ray engine vs single machine, and a 1B-item sizing plan",
         "",
@@ -302,25 +303,31 @@ def write_markdown(rep: dict, path: Path) -> None:
         "| load1 before/after |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, e in (("single machine (`sweep`)", s), ("Ray, local cluster (`sweep_ray`)", r)):
+    names = {"single": "single machine (`sweep`)", "ray": "Ray, local cluster (`sweep_ray`)"}
+    for i, e in enumerate(runs, 1):
         sec = e["report_seconds"]
         lines.append(
-            f"| {name} | {e['items_per_s']:.1f} | {e['seconds']:.1f} | {sec['index']:.1f} | "
-            f"{sec['recall']:.1f} | {sec['rank']:.2f} | {e['queued']} | "
+            f"| {i}. {names[e['engine']]} | {e['items_per_s']:.1f} | {e['seconds']:.1f} | "
+            f"{sec['index']:.1f} | {sec['recall']:.1f} | {sec['rank']:.2f} | {e['queued']} | "
             f"{e['load_before'][0]} / {e['load_after'][0]} |"
         )
     c = rep["agreement"]
+    startup = [e["startup_seconds"] for e in runs if e["engine"] == "ray"]
     lines += [
         "",
-        f"Ray cluster startup (`ray.init`, not in the sweep time): {r['startup_seconds']:.1f} s. "
-        f"Ray plan: {r['plan']['actors']} embedding actors x {r['plan']['cpus_per_actor']} CPU, "
-        f"{r['plan']['num_shards']} index shards, chunks of {rep['data']['chunk_size']} items. "
-        f"Ray / single = {r['items_per_s'] / s['items_per_s']:.2f}x.",
+        f"Median items/s: single machine {med['single']:.1f}, Ray {med['ray']:.1f} "
+        f"(Ray / single = {med['ray'] / med['single']:.2f}x). Runs in A B B A order so that a "
+        f"drifting load weighs on both; the load of the other jobs varies, so compare runs "
+        f"with similar load1. Ray cluster startup (`ray.init`, not in the sweep time): "
+        f"{', '.join(f'{x:.1f}' for x in startup)} s. Ray plan: {plan['actors']} embedding "
+        f"actors x {plan['cpus_per_actor']} CPU (one torch thread each), {plan['num_shards']} "
+        f"index shards, chunks of {rep['data']['chunk_size']} items (= `build_index`'s).",
         "",
-        f"Queues: same item_ids in the same order: {c['same_item_ids_same_order']} "
-        f"(share at the same position {c['share_same_position']}), same set: "
-        f"{c['same_item_set']}, max |score difference| {c['max_abs_score_diff']:.2g}, duplicate "
-        f"item_ids (single, ray): {c['duplicate_item_ids']}; index vectors bitwise equal: "
+        f"Queues (first run of each engine): same item_ids in the same order: "
+        f"{c['same_item_ids_same_order']} (share at the same position "
+        f"{c['share_same_position']}), same set: {c['same_item_set']}, max |score difference| "
+        f"{c['max_abs_score_diff']:.2g}, duplicate item_ids (single, ray): "
+        f"{c['duplicate_item_ids']}; index vectors bitwise equal: "
         f"{c.get('vectors_bitwise_equal', 'not recorded')}. Positions can differ only among "
         f"items whose similarities tie exactly (duplicate texts): faiss returns equal scores in "
         f"heap order, the shard merge by position, and best_rank, a ranker feature, follows.",
@@ -401,13 +408,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5, help="seeds per policy")
     ap.add_argument("--k", type=int, default=200)
     ap.add_argument("--chunk-size", type=int, default=2048, help="items per encoder call")
+    ap.add_argument("--repeats", type=int, default=2, help="runs per engine, in A B B A order")
     ap.add_argument("--sizing-n", type=int, default=100_000)
     ap.add_argument("--shard-gib", type=float, default=48.0, help="index GiB per shard host")
     ap.add_argument("--quick", action="store_true", help="400 items, 20k sizing, results to /tmp")
     ap.add_argument("--out", type=Path, default=None, help="directory for ray.json/.md")
     args = ap.parse_args(argv)
     if args.quick:
-        args.items, args.history, args.sizing_n = 400, 150, 20_000
+        args.items, args.history, args.sizing_n, args.repeats = 400, 150, 20_000, 1
     out_dir = args.out or (Path("/tmp") if args.quick else RESULTS)
     out_dir.mkdir(parents=True, exist_ok=True)
     import ray
@@ -438,32 +446,42 @@ def main(argv: list[str] | None = None) -> int:
             "k": args.k,
             "chunk_size": args.chunk_size,
         }
-        print(f"single-machine sweep of {data['items']} items...", flush=True)
-        single = run_single(data, work / "model", work / "single", args.k)
-        print(f"  {single['seconds']:.1f}s; Ray sweep...", flush=True)
-        on_ray = run_ray(data, work / "model", work / "ray", args.k, args.chunk_size)
-        print(
-            f"  {on_ray['seconds']:.1f}s (+{on_ray['startup_seconds']:.1f}s ray.init)", flush=True
-        )
-        for name, e in (("single", single), ("ray", on_ray)):
+        # A B B A: a load that drifts during the run weighs on both engines alike.
+        runs: list[dict] = []
+        for i, engine in enumerate(["single", "ray", "ray", "single"][: 2 * args.repeats]):
+            out = work / f"{engine}-{i}"
+            print(f"{engine} sweep of {data['items']} items...", flush=True)
+            if engine == "single":
+                e = run_single(data, work / "model", out, args.k)
+            else:
+                e = run_ray(data, work / "model", out, args.k, args.chunk_size)
             res = e.pop("result")
             e.update(
+                engine=engine,
+                out=out,
                 items_per_s=res.report["items_in"] / e["seconds"],
                 queued=res.queue.num_rows,
                 report_seconds=res.report["seconds"],
-                accounting=[
-                    res.report[x] for x in ("items_in", "items_indexed", "items_quarantined")
-                ],
+                plan=res.report.get("ray"),
+                queue=res.queue,
             )
-            if name == "ray":
-                e["plan"] = res.report["ray"]
-            e["queue"] = res.queue
-        rep["agreement"] = compare(single.pop("queue"), on_ray.pop("queue"))
-        va, vb = (np.load(work / e / "index" / "text" / "vectors.npy") for e in ("single", "ray"))
+            print(f"  {e['seconds']:.1f}s, {e['items_per_s']:.1f} items/s", flush=True)
+            runs.append(e)
+        first = {e["engine"]: e for e in reversed(runs)}  # each engine's first run
+        rep["agreement"] = compare(first["single"]["queue"], first["ray"]["queue"])
+        va, vb = (
+            np.load(first[x]["out"] / "index" / "text" / "vectors.npy") for x in ("single", "ray")
+        )
         rep["agreement"]["vectors_bitwise_equal"] = bool(va.shape == vb.shape and (va == vb).all())
-        rep["single"], rep["ray"] = single, on_ray
-        cores = os.cpu_count() or 1
-        rep["cpu_items_per_s_per_core"] = data["items"] / single["report_seconds"]["index"] / cores
+        for e in runs:
+            del e["queue"], e["out"]
+        rep["runs"] = runs
+        rep["median_items_per_s"] = {
+            x: float(np.median([e["items_per_s"] for e in runs if e["engine"] == x]))
+            for x in ("single", "ray")
+        }
+        embed_s = np.median([e["report_seconds"]["index"] for e in runs if e["engine"] == "single"])
+        rep["cpu_items_per_s_per_core"] = data["items"] / embed_s / (os.cpu_count() or 1)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

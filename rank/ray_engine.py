@@ -3,7 +3,8 @@
 >>> result = sweep_ray("inventory/", seeds, "runs/model", out_dir="runs/sweep",
 ...                    address="auto", num_shards=8)                     # doctest: +SKIP
 
-Stages, each exact so that the queue equals the single-machine one:
+Stages, each exact so that the queue equals the single-machine one (up to the order of exactly
+tied similarities, i.e. duplicate content, which faiss leaves unspecified: index.sharded_index):
 
 1. **embed**: ``ray.data.read_parquet`` -> ``map_batches`` of
    ``index.schema.validate_inventory`` per batch; the driver walks the batches once in input
@@ -20,7 +21,7 @@ Stages, each exact so that the queue equals the single-machine one:
 4. **rank**: Ray tasks score chunks of candidates; the driver builds the queue (a global sort)
    and writes every output as Parquet, as ``sweep`` does.
 
-Faults: embedding actors are restarted (``max_restarts``) and their batch retried
+Faults: embedding actors are restarted (``max_restarts``) and their chunk retried
 (``max_task_retries``); tasks are retried (``max_retries``); shard actors rebuild from their
 object refs. ``ray`` is imported inside functions only: importing this module does not need it.
 """
@@ -231,7 +232,11 @@ def _embed(inventory, specs, names, require_text, plan: dict, show_progress: boo
             fn_constructor_kwargs={"signals": specs, "names": names, **plan["embedder_kwargs"]},
             batch_size=None,  # one call per chunk
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=min(plan["actors"], max(1, len(chunks)))),
+            # One chunk at a time per actor: else the first actor up (the others still load
+            # their model) queues several chunks and the rest of the pool idles.
+            compute=ray.data.ActorPoolStrategy(
+                size=min(plan["actors"], max(1, len(chunks))), max_tasks_in_flight_per_actor=1
+            ),
             num_cpus=plan["cpus_per_actor"],
             num_gpus=1 if plan["use_gpu"] else None,
             # Ray Data's own default for actor pools is -1 (restart and retry without limit);
@@ -273,8 +278,6 @@ def _embed(inventory, specs, names, require_text, plan: dict, show_progress: boo
 
 
 # ----------------------------------------------------------------------------- index files
-
-
 
 
 def _build_index(got: _Collected, model: RiskModel, specs, path: Path, plan: dict, t0: float):
