@@ -2,15 +2,17 @@
 """Ray engine vs single-machine sweep on this machine, side by side, and a 1B-item sizing plan.
 
 Data (real): the inventory is SpamAssassin's later groups (spam-2, easy-ham-2) plus the Insults
-test split, ``--items`` of them, written to ``--files`` Parquet files; the model is trained (not
-timed) on SpamAssassin's earlier groups and Insults' train split, ``--history`` reviews each;
-seeds: ``--seeds`` positive history texts per policy (``spam``, ``insult``).
+test split, ``--items`` of them in random order, written to ``--files`` Parquet files; the
+model is trained (not timed) on SpamAssassin's earlier groups and Insults' train split,
+``--history`` reviews each; seeds: ``--seeds`` positive history texts per policy (``spam``,
+``insult``).
 
 Both engines run the same sweep (same Parquet directory, seeds, model directory, ``--k``) in this
-one process, one after the other: ``rank.pipeline.sweep``, then ``rank.ray_engine.sweep_ray`` on
-a local Ray cluster of all this machine's CPUs, started before its timer (startup reported
-apart). Each engine loads the model from disk itself, so both pay for loading the encoder.
-items/s = items in / sweep seconds. The two queues are compared item by item.
+one process, ``--repeats`` times each in A B B A order: ``rank.pipeline.sweep`` and
+``rank.ray_engine.sweep_ray`` on a local Ray cluster of all this machine's CPUs, started before
+its timer (startup reported apart). Each engine loads the model from disk itself, so both pay
+for loading the encoder. items/s = items in / sweep seconds. The first queue of each engine
+is compared with the other item by item.
 
 Sizing: ``VectorIndex.memory_bytes()`` of Flat, IVF-Flat, IVF-SQ8 and IVF-PQ indexes over
 ``--sizing-n`` random 384-d unit vectors (per item = filled minus empty trained index, over n),
@@ -18,7 +20,7 @@ and per-shard search time; a 1B-item plan is computed from those numbers, from t
 embedding rate measured here, and from GPU figures QUOTED from ../shared/gpu/README.md (there is
 no GPU on this machine). results/ray.md says which number is which.
 
-    .venv/bin/python benchmarks/ray_scaleout.py            # ~15 min on 2 busy cores
+    .venv/bin/python benchmarks/ray_scaleout.py            # ~15-20 min on 2 busy cores
     .venv/bin/python benchmarks/ray_scaleout.py --quick    # 400 items, 20k sizing, to /tmp
 """
 
@@ -107,9 +109,9 @@ def make_data(root: Path, n_items: int, n_files: int, n_history: int, n_seeds: i
             insults.filter(pa.array(i_split == "test")).select(["item_id", "text", "label"]),
         ]
     )
-    inv = new.take(
-        pa.array(np.sort(rng.choice(new.num_rows, min(n_items, new.num_rows), replace=False)))
-    )
+    # Random order, as a real inventory mixes sources: sorted by source, the first chunk would
+    # be all long mails and the second all short comments, and one actor would do 3x the work.
+    inv = new.take(pa.array(rng.choice(new.num_rows, min(n_items, new.num_rows), replace=False)))
     inv_dir = root / "inventory"
     inv_dir.mkdir(parents=True)
     for f, (a, b) in enumerate(shard_bounds(inv.num_rows, n_files)):
