@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from .image_decode import DEFAULT_MAX_PIXELS, decode_images
 from .signals import Signal, SignalBatch
-from .vector_index import SearchResult, num_gpus, parse_bytes
+from .vector_index import GPU_MAX_K, SearchResult, num_gpus, parse_bytes, top_k_ties_by_position
 
 PDQ_BITS = 256
 PDQ_BYTES = PDQ_BITS // 8
@@ -325,9 +325,20 @@ class BinaryHashIndex:
         return int(self.index.d)
 
     def _raw_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest first; equal distances by position, also at the k-th place (as
+        ``VectorIndex.search`` orders equal scores)."""
         if self.key.startswith("BIVF"):
             faiss.downcast_IndexBinary(self._search_index).nprobe = self.nprobe
-        return self._search_index.search(np.ascontiguousarray(queries, np.uint8), k)
+        queries = np.ascontiguousarray(queries, np.uint8)
+
+        def nearest(n: int) -> tuple[np.ndarray, np.ndarray]:
+            dist, pos = self._search_index.search(queries, n)
+            return -dist.astype(np.int64), pos.astype(np.int64)
+
+        neg_dist, pos = top_k_ties_by_position(
+            nearest, k, self.ntotal, max_fetch=GPU_MAX_K if self.on_gpu else None
+        )
+        return np.where(pos >= 0, -neg_dist, self.dim + 1), pos
 
     def search(self, queries: np.ndarray, k: int) -> HammingSearchResult:
         """The ``k`` nearest items of each query, closest first.
@@ -347,7 +358,7 @@ class BinaryHashIndex:
             dist, pos = self._best_over_variants(queries, k)
         dist = dist.astype(np.int32)
         scores = np.where(pos >= 0, 1.0 - dist / self.dim, -np.inf).astype(np.float32)
-        return HammingSearchResult(scores, pos.astype(np.int64), dist)
+        return HammingSearchResult(scores, pos, dist)
 
     def _best_over_variants(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         n, v, width = queries.shape

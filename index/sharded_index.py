@@ -8,8 +8,8 @@ a shard's local position plus its start is the global position. Exactness:
   and every shard starts from a copy of it, so each vector gets the code and list it would get
   in a single index, and every shard probes the same ``nprobe`` lists a single index probes.
 
-Either way ``merge_topk`` returns the single index's top-k. Only the order among exactly equal
-scores (duplicate content) may differ: faiss leaves it unspecified, the merge orders by position.
+Either way ``merge_topk`` returns the single index's top-k, in the same order: both order
+exactly equal scores (duplicate content) by position (``order_ties_by_position``).
 
 ``ShardedIndex`` keeps its shards in this process; ``RayShardedIndex`` serves each shard from a
 Ray actor (ray imported lazily) and merges with the same ``merge_topk``.
@@ -28,7 +28,13 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .vector_index import SearchResult, VectorIndex, choose_index_key, default_nprobe
+from .vector_index import (
+    SearchResult,
+    VectorIndex,
+    choose_index_key,
+    default_nprobe,
+    order_ties_by_position,
+)
 
 ADD_BLOCK = 100_000  # what VectorIndex.build adds at a time
 
@@ -89,11 +95,8 @@ def merge_topk(results: Sequence[SearchResult], starts: Sequence[int], k: int) -
     positions = np.concatenate(
         [np.where(r.positions >= 0, r.positions + start, -1) for r, start in pairs], axis=1
     )
-    rank_by = np.where(positions >= 0, scores, -np.inf)
-    order = np.lexsort((positions, -rank_by), axis=1)[:, :k]
-    return SearchResult(
-        np.take_along_axis(scores, order, axis=1), np.take_along_axis(positions, order, axis=1)
-    )
+    scores, positions = order_ties_by_position(scores, positions)
+    return SearchResult(scores[:, :k], positions[:, :k])
 
 
 class ShardedIndex:

@@ -16,6 +16,7 @@ import faiss
 import numpy as np
 
 EXACT_MAX_ITEMS = 100_000
+GPU_MAX_K = 2048  # the largest k FAISS GPU indexes search
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
@@ -73,6 +74,45 @@ def default_nprobe(key: str) -> int:
 def num_gpus() -> int:
     get = getattr(faiss, "get_num_gpus", None)
     return int(get()) if get else 0
+
+
+def order_ties_by_position(
+    scores: np.ndarray, positions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row best score first, equal scores by ascending position, misses (-1) last.
+
+    FAISS leaves the order of exactly equal scores (duplicate content) to its heaps, so one
+    index and the same vectors in shards would list tied items differently; rank features
+    (``best_rank``) would follow. Ordering ties by position makes every index agree.
+
+    >>> s, p = order_ties_by_position(np.array([[0.5, 0.9, 0.5]]), np.array([[7, 2, 3]]))
+    >>> p.tolist()
+    [[2, 3, 7]]
+    """
+    rank_by = np.where(positions >= 0, scores, -np.inf)
+    order = np.lexsort((positions, -rank_by), axis=1)
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(positions, order, axis=1)
+
+
+def top_k_ties_by_position(
+    search, k: int, ntotal: int, max_fetch: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` of ``search(k') -> (scores, positions)`` (higher is better), with exactly
+    equal scores ordered by position, also at the cut: the k-th place goes to the lowest
+    position among the items tied there, whichever of them FAISS's heap kept. Fetches a few
+    more than ``k`` and widens until no tie reaches the end of what was fetched, so the result
+    is defined by the data alone and equal whether the vectors sit in one index or in shards.
+    """
+    fetch = min(ntotal, k + max(8, k // 8))
+    if max_fetch:
+        fetch = max(k, min(fetch, max_fetch))
+    while True:
+        scores, positions = order_ties_by_position(*search(fetch))
+        last = positions[:, -1] >= 0
+        open_tie = last & (scores[:, -1] == scores[:, k - 1])
+        if not open_tie.any() or fetch >= ntotal or (max_fetch and fetch >= max_fetch):
+            return scores[:, :k], positions[:, :k]
+        fetch = min(ntotal, 2 * fetch, *([max_fetch] if max_fetch else []))
 
 
 @dataclass
@@ -157,7 +197,12 @@ class VectorIndex:
             ivf.nprobe = self.nprobe
         elif self.on_gpu and self.key.startswith("IVF"):
             faiss.GpuParameterSpace().set_index_parameter(self._search_index, "nprobe", self.nprobe)
-        scores, positions = self._search_index.search(queries, k)
+        scores, positions = top_k_ties_by_position(
+            lambda n: self._search_index.search(queries, n),
+            k,
+            self.ntotal,
+            max_fetch=GPU_MAX_K if self.on_gpu else None,
+        )
         return SearchResult(scores, positions)
 
     def memory_bytes(self) -> int:

@@ -251,7 +251,7 @@ class RiskRanker:
             X = self._matrix(table.take(pa.array(rows)), feats)
             contrib = self.models_[name].predict(X, pred_contrib=True)[:, :-1]
             for r, x, c in zip(rows, X, contrib):
-                best = np.argsort(-c)[:top]
+                best = np.argsort(-c, kind="stable")[:top]
                 out[r] = [(feats[j], float(x[j]), float(c[j])) for j in best if c[j] > 0]
         return out
 

@@ -77,7 +77,7 @@ class _SignalState:
         for j, row in enumerate(fetched):
             row = row[row >= 0]
             exact = self.similarity(q[j : j + 1], np.asarray(self.vectors[np.sort(row)]))[0]
-            best = np.sort(row)[np.argsort(-exact)[:k]]
+            best = np.sort(row)[np.argsort(-exact, kind="stable")[:k]]
             out[j, : len(best)] = best
         return out
 
@@ -114,7 +114,7 @@ def _pseudo_probe(seed_vecs: np.ndarray, items: np.ndarray, start: np.ndarray) -
     rng = np.random.default_rng(0)
     score = start
     for _ in range(PSEUDO_ROUNDS):
-        order = np.argsort(-score)
+        order = np.argsort(-score, kind="stable")
         lower = order[n // 2 :]
         neg = rng.choice(lower, size=min(len(lower), PSEUDO_MAX_NEG), replace=False)
         X = np.vstack([seed_vecs, items[order[:n_pos]], items[neg]]).astype(np.float32)
@@ -165,7 +165,7 @@ def _seed_evidence(
         }
         if state.si.signal.metric == "cosine":
             centroid = centroid / (np.linalg.norm(centroid) + 1e-12)
-            top = np.argsort(-order[0])[:EXPANSION_TOP]
+            top = np.argsort(-order[0], kind="stable")[:EXPANSION_TOP]
             expansion = items[top].mean(0)
             expansion /= np.linalg.norm(expansion) + 1e-12
             cols["centroid_sim"] = items @ centroid

@@ -63,7 +63,7 @@ def _texts(templates: list[str], n: int, rng: np.random.Generator, used: set[str
     while len(out) < n:
         t = templates[rng.integers(len(templates))]
         text = t.format(**{k: v[rng.integers(len(v))] for k, v in WORDS.items()})
-        if text not in used:  # unique content: no exactly tied scores
+        if text not in used:  # fresh content; exact copies are added on purpose below
             used.add(text)
             out.append(text)
     return out
@@ -105,6 +105,9 @@ def data(tmp_path_factory):
     texts = (
         _texts(SCAM, 45, rng, used) + _texts(FAKES, 30, rng, used) + _texts(BENIGN, 165, rng, used)
     )
+    # Campaigns re-post the same ad: exact copies tie exactly in every similarity, and the
+    # engines must still agree on their order (index.vector_index.order_ties_by_position).
+    texts += [texts[i] for i in rng.choice(len(texts), size=30, replace=False)]
     order = rng.permutation(len(texts))
     inv = pa.table(
         {
@@ -187,6 +190,20 @@ def test_sharded_search_equals_single_index(key):
     np.testing.assert_allclose(sharded.scores, single.scores, atol=1e-6)
 
 
+@pytest.mark.parametrize("key", ["Flat", "IVF16,Flat"])
+def test_duplicate_vectors_come_back_in_position_order_sharded_or_not(key):
+    rng = np.random.default_rng(1)
+    base = _unit(rng, 400, 16)
+    vecs = np.concatenate([base, base[::-1], base[:50]])  # every vector 2-3 times
+    single = VectorIndex.build(vecs, key=key).search(base[:30], 12)
+    sharded = ShardedIndex.build(vecs, key=key, num_shards=5).search(base[:30], 12)
+    np.testing.assert_array_equal(sharded.positions, single.positions)
+    for scores, positions in zip(single.scores, single.positions):
+        tied = scores[:-1] == scores[1:]
+        assert tied.any()
+        assert (positions[:-1][tied] < positions[1:][tied]).all()
+
+
 def test_merge_keeps_missing_results_last_and_breaks_ties_by_position():
     a = SearchResult(np.array([[0.9, 0.5, -3e38]], np.float32), np.array([[1, 0, -1]]))
     b = SearchResult(np.array([[0.9, 0.7]], np.float32), np.array([[0, 1]]))
@@ -244,6 +261,13 @@ def test_ray_queue_equals_single_machine_queue(on_ray, single):
     assert_same_queue(on_ray.queue, single.queue)
     assert on_ray.candidates.column_names == single.candidates.column_names
     assert on_ray.candidates.num_rows == single.candidates.num_rows
+    # Every evidence value of every (item, policy), ranks of exactly tied copies included.
+    for col in single.candidates.column_names:
+        a, b = on_ray.candidates.column(col), single.candidates.column(col)
+        if pa.types.is_floating(b.type):
+            np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=0, atol=1e-6, err_msg=col)
+        else:
+            assert a.to_pylist() == b.to_pylist(), col
     for key in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued"):
         assert on_ray.report[key] == single.report[key], key
 
