@@ -307,6 +307,7 @@ class _ClipSignal(Signal):
 
     metric = "cosine"
     type_name = ""
+    runtime_options = ("base_dir", "decode_workers")
 
     def __init__(
         self,

@@ -109,6 +109,7 @@ class PdqSignal(Signal):
 
     name = "pdq"
     metric = "hamming"
+    runtime_options = ("base_dir", "decode_workers")
 
     def __init__(
         self,

@@ -12,7 +12,10 @@ Either way ``merge_topk`` returns the single index's top-k, in the same order: b
 exactly equal scores (duplicate content) by position (``order_ties_by_position``).
 
 ``ShardedIndex`` keeps its shards in this process; ``RayShardedIndex`` serves each shard from a
-Ray actor (ray imported lazily) and merges with the same ``merge_topk``.
+Ray actor (ray imported lazily) and merges with the same ``merge_topk``. On disk a sharded
+signal is ``shards/shard-NNNNN.faiss`` + ``shards/shard-NNNNN.npy`` (its vectors) per shard,
+listed in the manifest entry's ``shards``; ``ShardedIndex.load`` and ``ShardVectors.load`` open
+them.
 
 >>> vecs = np.eye(6, dtype=np.float32)
 >>> idx = ShardedIndex.build(vecs, num_shards=3)
@@ -102,8 +105,8 @@ def merge_topk(results: Sequence[SearchResult], starts: Sequence[int], k: int) -
 class ShardedIndex:
     """Shards of one FAISS index, searched in this process; same ``search`` as ``VectorIndex``.
 
-    Persisted as one file per shard plus the ``shards`` list of a manifest entry
-    (``{"file", "start", "count"}`` each), see ``save``/``load``.
+    ``load`` opens the shards a manifest entry lists (``{"file", "vectors", "start", "count"}``
+    each, as ``RayShardedIndex.write`` writes them).
     """
 
     def __init__(self, shards: Sequence[VectorIndex], key: str, nprobe: int) -> None:
@@ -156,17 +159,6 @@ class ShardedIndex:
     def memory_bytes(self) -> int:
         return sum(s.memory_bytes() for s in self.shards)
 
-    def save(self, directory: str | Path) -> list[dict]:
-        """Write ``shards/shard-NNNNN.faiss`` under ``directory``; return the manifest list."""
-        directory = Path(directory)
-        (directory / "shards").mkdir(parents=True, exist_ok=True)
-        entries = []
-        for i, (shard, start) in enumerate(zip(self.shards, self.starts)):
-            name = f"shards/shard-{i:05d}.faiss"
-            shard.save(directory / name)
-            entries.append({"file": name, "start": start, "count": shard.ntotal})
-        return entries
-
     @classmethod
     def load(cls, directory: str | Path, entry: dict) -> ShardedIndex:
         """Open the shards a manifest entry lists (``entry["shards"]``) under ``directory``."""
@@ -185,6 +177,52 @@ class ShardedIndex:
                 f"manifest's starts {recorded}"
             )
         return out
+
+
+# ----------------------------------------------------------------------------- vectors
+
+
+def take_across_shards(starts: Sequence[int], dim: int, positions, fetch) -> np.ndarray:
+    """Rows at global ``positions`` of vectors split into shards starting at ``starts``.
+
+    ``fetch([(shard, local positions), ...])`` returns one array per request (a list, so that
+    remote shards can be asked all at once).
+    """
+    pos = np.asarray(positions, dtype=np.int64).ravel()
+    shard = np.searchsorted(starts, pos, side="right") - 1
+    which = [int(s) for s in np.unique(shard)]
+    parts = fetch([(s, pos[shard == s] - starts[s]) for s in which])
+    out = np.zeros((len(pos), dim), parts[0].dtype if parts else np.float32)
+    for s, part in zip(which, parts):
+        out[shard == s] = part
+    return out
+
+
+class ShardVectors:
+    """``vectors[positions]`` over per-shard arrays (e.g. memory-mapped ``.npy`` files), as
+    exact evidence reads a single ``vectors.npy``."""
+
+    def __init__(self, parts: Sequence[np.ndarray], dim: int) -> None:
+        self.parts = list(parts)
+        self.dim = dim
+        self.starts = [int(x) for x in np.concatenate([[0], np.cumsum([len(p) for p in parts])])]
+
+    @classmethod
+    def load(cls, directory: str | Path, entry: dict) -> ShardVectors:
+        directory = Path(directory)
+        parts = [np.load(directory / s["vectors"], mmap_mode="r") for s in entry["shards"]]
+        return cls(parts, int(parts[0].shape[1]))
+
+    def __getitem__(self, positions) -> np.ndarray:
+        return take_across_shards(
+            self.starts[:-1],
+            self.dim,
+            positions,
+            lambda asks: [np.asarray(self.parts[s][local]) for s, local in asks],
+        )
+
+    def __len__(self) -> int:
+        return self.starts[-1]
 
 
 # ----------------------------------------------------------------------------- shards on Ray
@@ -213,12 +251,13 @@ def _add_shard(template: np.ndarray, vectors: np.ndarray, key: str, nprobe: int)
 class RayShardedIndex:
     """Shards served by Ray actors; ``search`` fans out to all of them and merges exactly.
 
-    ``build`` trains the template once (a Ray task), adds the shards in parallel (Ray tasks),
-    optionally writes them like ``ShardedIndex.save``, and starts one actor per shard. The
-    object is picklable (actor handles), so Ray tasks can search it as well.
+    ``build_from_refs`` takes each shard's vectors as Ray object refs (they never pass through
+    this process), trains the template once (a Ray task), adds the shards in parallel (Ray
+    tasks) and starts one actor per shard; ``write`` saves them one shard at a time. The object
+    is picklable (actor handles), so Ray tasks can search it as well.
 
-    >>> idx = RayShardedIndex.build(vectors, num_shards=8, directory="idx/text")  # doctest: +SKIP
-    >>> idx.search(queries, k=100).positions                                     # doctest: +SKIP
+    >>> idx = RayShardedIndex.build(vectors, num_shards=8)          # doctest: +SKIP
+    >>> idx.search(queries, k=100).positions                        # doctest: +SKIP
     """
 
     def __init__(self, servers: list, counts: Sequence[int], key: str, nprobe: int, dim: int):
@@ -226,52 +265,88 @@ class RayShardedIndex:
         self.counts = [int(c) for c in counts]
         self.starts = [int(x) for x in np.concatenate([[0], np.cumsum(self.counts)[:-1]])]
         self.key, self.nprobe, self.dim = key, nprobe, dim
-        self.shards: list[dict] = []  # manifest entries written by build(directory=...)
+        self.shards: list[dict] = []  # manifest entries, filled by write()
         self.on_gpu = False
+        self._built: list = []  # refs to the serialized shards, until written
+        self._parts: list = []  # refs to the shards' vectors, until written
 
     @classmethod
-    def build(
-        cls,
-        vectors: np.ndarray,
-        *,
-        num_shards: int,
-        key: str | None = None,
-        max_memory: int | str = "4G",
-        directory: str | Path | None = None,
-        task_options: dict | None = None,
-        actor_options: dict | None = None,
-    ) -> RayShardedIndex:
+    def build(cls, vectors: np.ndarray, *, num_shards: int, **kwargs) -> RayShardedIndex:
+        """From vectors in this process (see ``build_from_refs`` for the arguments)."""
         import ray
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         n, dim = vectors.shape
+        bounds = shard_bounds(n, num_shards) if n else [(0, 0)]
+        return cls.build_from_refs(
+            [ray.put(vectors[a:b]) for a, b in bounds],
+            [b - a for a, b in bounds],
+            ray.put(vectors[training_positions(n)]),
+            dim=dim,
+            **kwargs,
+        )
+
+    @classmethod
+    def build_from_refs(
+        cls,
+        parts: Sequence,
+        counts: Sequence[int],
+        sample,
+        *,
+        dim: int,
+        key: str | None = None,
+        max_memory: int | str = "4G",
+        task_options: dict | None = None,
+        actor_options: dict | None = None,
+    ) -> RayShardedIndex:
+        """``parts``: refs to each shard's vectors (``counts`` rows each, in position order);
+        ``sample``: ref to the training sample, drawn as ``training_positions`` draws it.
+        ``key``: default ``choose_index_key`` for the total count and ``max_memory``."""
+        import ray
+
+        n = int(sum(counts))
+        task_options = task_options or {}
         key = key or choose_index_key(n, dim, max_memory)
         nprobe = default_nprobe(key)
-        task_options = task_options or {}
-        sample = vectors[training_positions(n)]
-        train = ray.remote(train_template).options(**task_options)
-        template = train.remote(dim, key, sample)  # once, for every shard
-        bounds = shard_bounds(n, num_shards) if n else [(0, 0)]
-        parts = [ray.put(vectors[a:b]) for a, b in bounds]
+        template = ray.remote(train_template).options(**task_options).remote(dim, key, sample)
         add = ray.remote(_add_shard).options(**task_options)
         built = [add.remote(template, part, key, nprobe) for part in parts]
         server = ray.remote(_ShardServer).options(**(actor_options or {}))
         out = cls(
             [server.remote(b, part, key, nprobe) for b, part in zip(built, parts)],
-            [b - a for a, b in bounds],
+            counts,
             key,
             nprobe,
             dim,
         )
-        if directory is not None:
-            (Path(directory) / "shards").mkdir(parents=True, exist_ok=True)
-            for i, ((a, b), data) in enumerate(zip(bounds, ray.get(built))):
-                name = f"shards/shard-{i:05d}.faiss"
-                tmp = Path(directory) / (name + ".tmp")
-                np.asarray(data, np.uint8).tofile(tmp)
-                tmp.replace(Path(directory) / name)
-                out.shards.append({"file": name, "start": a, "count": b - a})
+        out._built, out._parts = built, list(parts)
         return out
+
+    def write(self, directory: str | Path) -> list[dict]:
+        """Write each shard's index and vectors under ``directory/shards/``, one shard in this
+        process at a time; return (and keep in ``shards``) the manifest list."""
+        import ray
+
+        (Path(directory) / "shards").mkdir(parents=True, exist_ok=True)
+        self.shards = []
+        for i, (built, part, start, count) in enumerate(
+            zip(self._built, self._parts, self.starts, self.counts)
+        ):
+            name = f"shards/shard-{i:05d}"
+            for suffix, data in ((".faiss", built), (".npy", part)):
+                tmp = Path(directory) / f"{name}.tmp{suffix}"
+                value = ray.get(data)
+                if suffix == ".faiss":
+                    np.asarray(value, np.uint8).tofile(tmp)
+                else:
+                    np.save(tmp, value)
+                tmp.replace(Path(directory) / f"{name}{suffix}")
+                del value
+            self.shards.append(
+                {"file": f"{name}.faiss", "vectors": f"{name}.npy", "start": start, "count": count}
+            )
+        self._built, self._parts = [], []  # the actors hold what they need
+        return self.shards
 
     @property
     def ntotal(self) -> int:
@@ -292,23 +367,19 @@ class RayShardedIndex:
         """Stored vectors at global ``positions``, fetched from the shards that hold them."""
         import ray
 
-        pos = np.asarray(positions, dtype=np.int64).ravel()
-        shard = np.searchsorted(self.starts, pos, side="right") - 1
-        which = [int(s) for s in np.unique(shard)]
-        parts = ray.get(
-            [self.servers[s].take.remote(pos[shard == s] - self.starts[s]) for s in which]
+        return take_across_shards(
+            self.starts,
+            self.dim,
+            positions,
+            lambda asks: ray.get([self.servers[s].take.remote(local) for s, local in asks]),
         )
-        out = np.zeros((len(pos), self.dim), parts[0].dtype if parts else np.float32)
-        for s, part in zip(which, parts):
-            out[shard == s] = part
-        return out
 
     @property
-    def vectors(self) -> ShardedVectors:
-        return ShardedVectors(self)
+    def vectors(self) -> RayShardVectors:
+        return RayShardVectors(self)
 
 
-class ShardedVectors:
+class RayShardVectors:
     """``vectors[positions]`` over a ``RayShardedIndex`` (where exact evidence is read from)."""
 
     def __init__(self, index: RayShardedIndex) -> None:

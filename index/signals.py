@@ -40,6 +40,20 @@ class Signal(ABC):
     # (weak, strong) similarity thresholds for "this seed matched": sentence embeddings of
     # paraphrases sit around 0.6-0.8 cosine; hash signals override with their own scale.
     match_thresholds: tuple[float, float] = (0.5, 0.7)
+    # Attributes that say where or how to read content but leave the vectors unchanged (e.g.
+    # the directory relative image paths live in). Manifests do not record them; whoever
+    # rebuilds a signal from its manifest entry elsewhere (a Ray worker) sets them again.
+    runtime_options: tuple[str, ...] = ()
+
+    def get_runtime_options(self) -> dict:
+        return {k: getattr(self, k) for k in self.runtime_options}
+
+    def set_runtime_options(self, **options) -> Signal:
+        for k, v in options.items():
+            if k not in self.runtime_options:
+                raise TypeError(f"{type(self).__name__}: unknown runtime option {k!r}")
+            setattr(self, k, v)
+        return self
 
     @abstractmethod
     def embed_items(self, table: pa.Table, *, show_progress: bool = False) -> SignalBatch:

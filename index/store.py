@@ -10,6 +10,8 @@ Layout::
       <signal>/index.faiss   the FAISS index of that signal (positions = rows of ids.parquet)
       <signal>/ids.parquet   position -> item_id
       <signal>/vectors.npy   the vectors themselves (exact evidence, density, re-ranking)
+      <signal>/shards/       instead of index.faiss + vectors.npy when built on Ray
+                             (index.ray_build): shard-NNNNN.faiss + shard-NNNNN.npy per shard
 
 Encoding runs in chunks cached under ``_work/``; a killed build resumes from the last finished
 chunk and the final index is identical. The manifest is written last, so a directory without
@@ -33,6 +35,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from .schema import IMAGE_BYTES, ITEM_ID, quarantine_table, validate_inventory
+from .sharded_index import ShardedIndex, ShardVectors
 from .signals import Signal, TextEmbeddingSignal, signal_from_manifest
 from .tables import SchemaError, TableLike, write_parquet
 
@@ -209,9 +212,14 @@ class InventoryIndex:
                     f"signal '{name}': query encoder does not match the index ({why}); "
                     f"rebuild the index or query with the encoder it was built with"
                 )
-            index = signal.load_index(sdir / "index.faiss", entry, use_gpu=use_gpu)
             ids = pq.read_table(sdir / "ids.parquet").column(ITEM_ID).to_numpy(zero_copy_only=False)
-            loaded[name] = SignalIndex(signal, entry, index, ids, sdir)
+            if "shards" in entry:  # written by index.ray_build: searched shard by shard here
+                index = ShardedIndex.load(sdir, entry)
+                vectors = ShardVectors.load(sdir, entry)
+            else:
+                index = signal.load_index(sdir / "index.faiss", entry, use_gpu=use_gpu)
+                vectors = None
+            loaded[name] = SignalIndex(signal, entry, index, ids, sdir, _vectors=vectors)
         return cls(path, manifest, loaded)
 
     def check_signal(self, name: str, signal: Signal) -> None:

@@ -72,6 +72,32 @@ def _add_signal_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-base-dir", help="directory that image_path values are relative to")
 
 
+def _add_ray_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray engine (with --engine ray; needs the [ray] extra)")
+    g.add_argument("--engine", choices=["local", "ray"], default="local")
+    g.add_argument("--address", help="Ray cluster to join, e.g. auto (default: a local one)")
+    g.add_argument("--num-shards", type=int, help="index shards per signal (default: 1 per CPU)")
+    g.add_argument(
+        "--concurrency", type=int, help="embedding actors (default: 1 per GPU, else 1 per CPU)"
+    )
+    g.add_argument("--cpus-per-actor", type=float, help="CPUs per embedding actor (default 1)")
+    g.add_argument(
+        "--use-gpu",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="GPU embedding actors (default: when the cluster has GPUs)",
+    )
+
+
+def _ray_kwargs(args) -> dict:
+    return {
+        "num_shards": args.num_shards,
+        "concurrency": args.concurrency,
+        "cpus_per_actor": args.cpus_per_actor,
+        "use_gpu": {"auto": None, "yes": True, "no": False}[args.use_gpu],
+    }
+
+
 def cmd_fetch(args) -> int:
     from . import datasets
 
@@ -84,21 +110,29 @@ def cmd_index_build(args) -> int:
     from index.store import build_index
 
     t = time.time()
-    idx = build_index(
-        args.inventory,
-        args.out,
-        signals=_signals(args),
-        max_memory=args.max_memory,
-        key=args.index_key,
-        overwrite=args.overwrite,
-    )
-    items = idx.manifest["items"]
+    kwargs = dict(signals=_signals(args), max_memory=args.max_memory, key=args.index_key)
+    if args.engine == "ray":
+        import ray
+
+        from index.ray_build import build_index_ray
+
+        if (Path(args.out) / "manifest.json").exists() and not args.overwrite:
+            raise FileExistsError(f"{args.out} already holds an index; pass --overwrite")
+        ray.init(address=args.address)
+        try:
+            built = build_index_ray(args.inventory, args.out, **kwargs, **_ray_kwargs(args))
+        finally:
+            ray.shutdown()
+    else:
+        built = build_index(args.inventory, args.out, **kwargs, overwrite=args.overwrite)
+    manifest = built.manifest
+    items = manifest["items"]
     _print_table(
         [
             ("items in", items["input"]),
             ("indexed", items["indexed"]),
             ("quarantined", items["quarantined"]),
-            *[(f"index ({n})", s.entry["index_key"]) for n, s in idx.signals.items()],
+            *[(f"index ({n})", e["index_key"]) for n, e in manifest["signals"].items()],
             ("seconds", round(time.time() - t, 1)),
         ],
         f"index {args.out}",
@@ -155,7 +189,10 @@ def cmd_sweep(args) -> int:
             out_dir=args.out,
             budget=args.budget,
             k=args.k,
+            max_memory=args.max_memory,
+            index_key=args.index_key,
             address=args.address,
+            **_ray_kwargs(args),
         )
     else:
         from .pipeline import sweep
@@ -246,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--index-key", help="force a FAISS factory string, e.g. IVF4096,PQ48")
     _add_signal_flags(b)
     b.add_argument("--overwrite", action="store_true")
+    _add_ray_flags(b)
     b.set_defaults(func=cmd_index_build)
 
     r = sub.add_parser("recall", help="seeds -> candidate table (Parquet)")
@@ -275,8 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--k", type=int, default=1000)
     s.add_argument("--max-memory", default="4G")
     s.add_argument("--index-key")
-    s.add_argument("--engine", choices=["local", "ray"], default="local")
-    s.add_argument("--address", help="Ray cluster address (with --engine ray)")
+    _add_ray_flags(s)
     s.set_defaults(func=cmd_sweep)
 
     e = sub.add_parser("eval", help="quality of a queue against labels")

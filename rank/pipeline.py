@@ -248,17 +248,46 @@ def sweep(
     )
     t_recall = time.time() - t0 - t_index
     scores, proba, reasons, variant = score_candidates(model, cands)
+    seconds = {"index": t_index, "recall": t_recall, "rank": time.time() - t0 - t_index - t_recall}
+    return finish_sweep(
+        cands,
+        (scores, proba, reasons, variant),
+        index.quarantine,
+        index.manifest,
+        seeds,
+        seconds,
+        out_dir=out if out_dir else None,
+        budget=budget,
+    )
+
+
+def finish_sweep(
+    cands: pa.Table,
+    scored: tuple[np.ndarray, np.ndarray, list[str], np.ndarray],
+    quarantine: pa.Table,
+    manifest: dict,
+    seeds: SeedSet,
+    seconds: dict[str, float],
+    *,
+    out_dir: Path | None,
+    budget: int | None,
+    extra: dict | None = None,
+) -> SweepResult:
+    """The end every sweep engine shares: queue, report (``extra`` keys added), the item
+    accounting check, and the files in ``out_dir``.
+
+    ``scored``: what ``score_candidates`` returns; ``manifest``: the index's.
+    """
+    scores, proba, reasons, variant = scored
     queue = build_queue(cands, scores, proba, reasons, variant, budget=budget)
-    t_rank = time.time() - t0 - t_index - t_recall
-    quarantine = index.quarantine
-    n_in = index.manifest["items"]["input"]
+    n_indexed = int(manifest["items"]["indexed"])
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     report = {
-        "items_in": n_in,
-        "items_indexed": index.num_items,
+        "items_in": manifest["items"]["input"],
+        "items_indexed": n_indexed,
         "items_quarantined": quarantine.num_rows,
         "items_recalled": recalled,
-        "items_not_recalled": index.num_items - recalled,
+        "items_not_recalled": n_indexed - recalled,
         "candidates": cands.num_rows,
         "queued": queue.num_rows,
         "policies": seeds.policies,
@@ -268,24 +297,27 @@ def sweep(
         if cands.num_rows
         else [],
         "seconds": {
-            "index": round(t_index, 2),
-            "recall": round(t_recall, 2),
-            "rank": round(t_rank, 2),
-            "total": round(time.time() - t0, 2),
+            **{stage: round(s, 2) for stage, s in seconds.items()},
+            "total": round(sum(seconds.values()), 2),
         },
         "index": {
-            n: {"key": s.entry["index_key"], "count": s.entry["count"]}
-            for n, s in index.signals.items()
+            n: {
+                "key": e["index_key"],
+                "count": e["count"],
+                **({"shards": len(e["shards"])} if "shards" in e else {}),
+            }
+            for n, e in manifest["signals"].items()
         },
+        **(extra or {}),
     }
     if report["items_in"] != report["items_indexed"] + report["items_quarantined"]:
         raise RuntimeError(f"item accounting broken: {report}")  # never silently lose items
     if out_dir:
-        write_parquet(cands, out / "candidates.parquet")
-        write_parquet(queue, out / "queue.parquet")
-        write_parquet(quarantine, out / "quarantine.parquet")
-        (out / "report.json").write_text(json.dumps(report, indent=2))
-    return SweepResult(queue, cands, quarantine, report, out if out_dir else None)
+        write_parquet(cands, out_dir / "candidates.parquet")
+        write_parquet(queue, out_dir / "queue.parquet")
+        write_parquet(quarantine, out_dir / "quarantine.parquet")
+        (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    return SweepResult(queue, cands, quarantine, report, out_dir)
 
 
 def _tmpdir() -> str:
@@ -300,4 +332,12 @@ def check_policies(seeds: SeedSet, model: RiskModel) -> list[str]:
     return [p for p in seeds.policies if p not in known]
 
 
-__all__ = ["RiskModel", "SweepResult", "SchemaError", "check_policies", "sweep", "train"]
+__all__ = [
+    "RiskModel",
+    "SchemaError",
+    "SweepResult",
+    "check_policies",
+    "finish_sweep",
+    "sweep",
+    "train",
+]

@@ -17,10 +17,13 @@ import pytest
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 
+from index.ray_build import _read, plan_cluster  # noqa: E402
 from index.sharded_index import ShardedIndex, merge_topk, shard_bounds  # noqa: E402
+from index.store import InventoryIndex  # noqa: E402
 from index.vector_index import SearchResult, VectorIndex  # noqa: E402
 from rank.pipeline import sweep, train  # noqa: E402
-from rank.ray_engine import ItemEmbedder, _plan, _read, sweep_ray  # noqa: E402
+from rank.ray_engine import ItemEmbedder, sweep_ray  # noqa: E402
+from recall.recaller import recall  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 40
@@ -222,14 +225,12 @@ def test_shard_bounds_cover_every_position_once():
 
 
 def test_default_plan_and_an_impossible_actor_pool():
-    plan = _plan({"CPU": 2.0}, use_gpu=None, concurrency=None, cpus_per_actor=None, num_shards=None)
+    plan = plan_cluster({"CPU": 2.0})
     assert (plan["actors"], plan["cpus_per_actor"], plan["num_shards"]) == (2, 1.0, 2)
-    gpu = _plan(
-        {"CPU": 8.0, "GPU": 2.0}, use_gpu=None, concurrency=None, cpus_per_actor=None, num_shards=4
-    )
+    gpu = plan_cluster({"CPU": 8.0, "GPU": 2.0}, num_shards=4)
     assert (gpu["actors"], gpu["use_gpu"]) == (2, True)
     with pytest.raises(ValueError, match="wait for CPUs forever"):
-        _plan({"CPU": 2.0}, use_gpu=None, concurrency=3, cpus_per_actor=1.0, num_shards=None)
+        plan_cluster({"CPU": 2.0}, concurrency=3, cpus_per_actor=1.0)
 
 
 def test_importing_the_engine_does_not_import_ray():
@@ -282,7 +283,7 @@ def test_quarantine_matches_including_duplicates_across_files(on_ray, single, da
     assert rep["items_in"] == rows_in == rep["items_indexed"] + rep["items_quarantined"]
 
 
-def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single):
+def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single, data):
     ray_dir, one_dir = on_ray.out_dir, single.out_dir
     for name in ("queue.parquet", "candidates.parquet", "quarantine.parquet", "report.json"):
         assert (ray_dir / name).exists(), name
@@ -293,13 +294,27 @@ def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single):
     assert ids.equals(pq.read_table(one_dir / "index" / "text" / "ids.parquet"))
     entry = json.loads((ray_dir / "index" / "manifest.json").read_text())["signals"]["text"]
     assert len(entry["shards"]) == 3 and entry["index_key"] == "Flat"
-    sharded = ShardedIndex.load(ray_dir / "index" / "text", entry)
+    assert sum(s["count"] for s in entry["shards"]) == entry["count"] == len(ids)
+    # Opened without Ray, checksums verified: shards searched and merged in this process.
+    loaded = InventoryIndex.load(ray_dir / "index")
+    one = InventoryIndex.load(one_dir / "index")
+    assert isinstance(loaded.signals["text"].index, ShardedIndex)
     vecs = np.load(one_dir / "index" / "text" / "vectors.npy")
-    # Same chunks as build_index: bitwise the same vectors.
-    np.testing.assert_array_equal(np.load(ray_dir / "index" / "text" / "vectors.npy"), vecs)
-    one = VectorIndex.load(one_dir / "index" / "text" / "index.faiss", "Flat", 1, use_gpu=False)
-    a, b = sharded.search(vecs[:10], 20), one.search(vecs[:10], 20)
+    # Same chunks as build_index: bitwise the same vectors, read back across the shard files.
+    every = np.arange(len(vecs))[::-1]
+    np.testing.assert_array_equal(loaded.signals["text"].vectors[every], vecs[every])
+    a = loaded.signals["text"].index.search(vecs[:10], 20)
+    b = one.signals["text"].index.search(vecs[:10], 20)
     np.testing.assert_array_equal(a.positions, b.positions)
+    # The plain recall over the Ray-written index gives the single machine's candidates.
+    kw = dict(k=K, show_progress=False)
+    got, want = recall(loaded, data["seeds"], **kw), recall(one, data["seeds"], **kw)
+    assert got.column_names == want.column_names
+    for col in want.column_names:
+        if pa.types.is_floating(want.column(col).type):
+            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), atol=1e-6)
+        else:
+            assert got.column(col).to_pylist() == want.column(col).to_pylist(), col
 
 
 class DiesOnce(ItemEmbedder):

@@ -1,0 +1,551 @@
+"""``build_index`` on a Ray cluster: the same index, embedded and sharded in parallel.
+
+>>> idx = build_index_ray("inventory/", "runs/idx", signals=[TextEmbeddingSignal()],
+...                       num_shards=8)                                   # doctest: +SKIP
+>>> idx.as_inventory_index().signals["text"].index.search(q, 10)          # doctest: +SKIP
+
+Stages, each exact, so that the index equals the single machine's:
+
+1. **validate**: ``ray.data.read_parquet`` -> ``map_batches`` of ``index.schema.validate_inventory``
+   per block. The driver then reads, block by block in input order, only the item ids, the
+   reasons, text and metadata (not the image bytes, which only encoders read): it numbers rows
+   globally and quarantines ids first seen in an earlier block or file, so the quarantine is the
+   single machine's and items in = indexed + quarantined.
+2. **embed**: Ray tasks cut the valid rows into chunks of ``chunk_size`` consecutive items (the
+   chunks ``build_index`` encodes, so every encoder call sees the same batch and the vectors are
+   bitwise the single machine's) and ``map_batches(ItemEmbedder)`` embeds them on an actor pool
+   (one GPU per actor where the cluster has GPUs). Vectors stay in the object store: the driver
+   fetches only the per-row ok flags and reasons.
+3. **shard**: per signal, the indexed items are cut into contiguous shards. For IVF keys the
+   quantizer is trained once, on the sample ``VectorIndex.build`` would take; Ray tasks gather
+   each shard's vectors and add them to a copy of it, and an actor serves each shard (search +
+   vector lookup, ``index.sharded_index.RayShardedIndex``). The driver writes one shard at a time
+   (``<signal>/shards/shard-NNNNN.faiss`` + ``.npy``) and the manifest last.
+
+Faults: embedding actors are restarted (``max_restarts``) and their chunk retried
+(``max_task_retries``); tasks are retried (``max_retries``). ``ray`` is imported inside
+functions: importing this module does not need it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .schema import IMAGE_BYTES, ITEM_ID, quarantine_table, validate_inventory
+from .sharded_index import RayShardedIndex, shard_bounds, training_positions
+from .signals import Signal, TextEmbeddingSignal, signal_from_manifest
+from .store import (
+    FORMAT_VERSION,
+    MANIFEST,
+    IndexMismatchError,
+    InventoryIndex,
+    SignalIndex,
+    _sha256,
+    _version,
+)
+from .tables import TableLike, as_table, write_parquet
+
+_ID, _REASON = "__rr_item_id", "__rr_reason"
+# index.schema's wording: a bad-UTF-8 row keeps that reason even when its id is a duplicate.
+_UTF8_REASON = "text is not valid UTF-8"
+
+
+def _col(kind: str, signal: str) -> str:
+    return f"__rr_{kind}_{signal}"
+
+
+# ----------------------------------------------------------------------------- validate
+
+
+def _validate(batch: pa.Table, *, require_text: bool) -> pa.Table:
+    """``validate_inventory`` on one block (a Ray Data task): one row per input row, in order,
+    with the item_id as a string, the failure (null when valid) and the validated columns
+    (null for invalid rows)."""
+    n = batch.num_rows
+    items, bad = validate_inventory(batch, require_text=require_text)
+    ids: list[str | None] = [None] * n
+    reasons: list[str | None] = [None] * n
+    for row, item_id, why in zip(
+        bad.column("row").to_pylist(),
+        bad.column(ITEM_ID).to_pylist(),
+        bad.column("reason").to_pylist(),
+    ):
+        ids[row], reasons[row] = item_id, why
+    good = np.flatnonzero([r is None for r in reasons])
+    for row, item_id in zip(good, items.column(ITEM_ID).to_pylist()):
+        ids[row] = item_id
+    slots = np.full(n, -1)
+    slots[good] = np.arange(len(good))
+    take = pa.array(slots, mask=slots < 0)
+    cols = {_ID: pa.array(ids, pa.string()), _REASON: pa.array(reasons, pa.string())}
+    cols.update({name: items.column(name).take(take) for name in items.column_names})
+    return pa.table(cols)
+
+
+def _read(inventory):
+    """A Ray Dataset over the inventory rows, in input order."""
+    import pyarrow.dataset as pads
+    import ray
+
+    if isinstance(inventory, (list, tuple)) and all(isinstance(p, (str, Path)) for p in inventory):
+        files = [str(p) for p in inventory]
+    elif isinstance(inventory, (str, Path)):
+        path = Path(inventory)
+        if not path.exists():
+            raise FileNotFoundError(f"inventory: no such file or directory: {path}")
+        # The file order of pyarrow's own reader (what rank.pipeline.sweep reads): sorted paths.
+        files = pads.dataset(path, format="parquet").files if path.is_dir() else [str(path)]
+    else:
+        table = as_table(inventory, what="inventory")
+        step = max(1, -(-table.num_rows // 64))  # some blocks, for parallel validation
+        return ray.data.from_arrow([table.slice(s, step) for s in range(0, table.num_rows, step)])
+    if not files:
+        raise FileNotFoundError(f"inventory: no Parquet files in {inventory}")
+    return ray.data.read_parquet(files)
+
+
+def _project(block: pa.Table) -> pa.Table:
+    """What the driver reads of a validated block: ids, reasons, text and metadata; not the
+    image bytes, which only the encoders read (the index keeps text for recall and the queue)."""
+    return block.select([c for c in block.column_names if c != IMAGE_BYTES])
+
+
+def _scan(projections) -> tuple[list[np.ndarray], pa.Table, list[dict], int]:
+    """One ordered pass over the blocks' projections: global row numbers and duplicate ids.
+
+    Returns per block the rows that passed, the metadata of all passing rows (input order),
+    the quarantine rows and the number of rows read.
+    """
+    first_seen: dict[str, int] = {}
+    quarantined: list[dict] = []
+    keep_rows: list[np.ndarray] = []
+    kept: list[pa.Table] = []
+    n_in = 0
+    for block in projections:
+        keep = np.zeros(block.num_rows, bool)
+        for i, (item_id, why) in enumerate(
+            zip(block.column(_ID).to_pylist(), block.column(_REASON).to_pylist())
+        ):
+            row = n_in + i
+            first = first_seen.setdefault(item_id, row) if item_id else row
+            if first != row and not (why or "").startswith(_UTF8_REASON):
+                why = f"duplicate item_id '{item_id}' (first seen at row {first})"
+            if why is None:
+                keep[i] = True
+            else:
+                quarantined.append(
+                    {ITEM_ID: item_id, "row": row, "stage": "validate", "reason": why}
+                )
+        n_in += block.num_rows
+        keep_rows.append(np.flatnonzero(keep))
+        kept.append(block.filter(pa.array(keep)).drop([_ID, _REASON]))
+    if not kept:
+        raise ValueError("inventory: no rows were read")
+    return keep_rows, pa.concat_tables(kept, promote_options="default"), quarantined, n_in
+
+
+def _gather_rows(rows: list[np.ndarray], *blocks: pa.Table) -> pa.Table:
+    """One chunk of valid items: ``rows[i]`` of ``blocks[i]``, concatenated (a Ray task)."""
+    parts = [b.take(pa.array(r)).drop([_ID, _REASON]) for r, b in zip(rows, blocks)]
+    return pa.concat_tables(parts, promote_options="default")
+
+
+def _chunk_specs(keep_rows: list[np.ndarray], size: int) -> list[list[tuple[int, np.ndarray]]]:
+    """Chunks of ``size`` consecutive valid rows as ``[(block, rows in block), ...]``."""
+    chunks: list[list[tuple[int, np.ndarray]]] = [[]]
+    room = size
+    for b, rows in enumerate(keep_rows):
+        while len(rows):
+            if room == 0:
+                chunks.append([])
+                room = size
+            take, rows = rows[:room], rows[room:]
+            chunks[-1].append((b, take))
+            room -= len(take)
+    return [c for c in chunks if c]
+
+
+# ----------------------------------------------------------------------------- embed
+
+
+class ItemEmbedder:
+    """What each embedding actor runs (``map_batches``): one chunk of valid items -> vectors.
+
+    The signals (encoders) are rebuilt from their manifest entries once per actor and checked
+    against them. Output: per signal the vector, ok flag and reason of every row, in order.
+    Subclass to instrument (the fault test does).
+    """
+
+    def __init__(self, signals: Sequence[dict], names: Sequence[str], options: dict | None = None):
+        self.signals = dict(zip(names, materialize_signals(signals, options, check=True)))
+
+    def __call__(self, chunk: pa.Table) -> pa.Table:
+        cols: dict[str, pa.Array] = {}
+        for name, signal in self.signals.items():
+            out = signal.embed_items(chunk)
+            flat = pa.array(np.ascontiguousarray(out.vectors).ravel())
+            cols[_col("vec", name)] = pa.FixedSizeListArray.from_arrays(flat, out.vectors.shape[1])
+            cols[_col("ok", name)] = pa.array(np.asarray(out.ok, bool))
+            cols[_col("why", name)] = pa.array(out.reasons or [None] * chunk.num_rows, pa.string())
+        return pa.table(cols)
+
+
+def materialize_signals(
+    specs: Sequence[dict], options: dict | None = None, *, check: bool = False
+) -> list[Signal]:
+    """Signals rebuilt from manifest entries (so workers load their own encoders), with the
+    runtime options (``Signal.runtime_options``, e.g. the image base_dir) of ``options[name]``."""
+    out = []
+    for spec in specs:
+        signal = signal_from_manifest(spec)
+        signal.set_runtime_options(**(options or {}).get(signal.name, {}))
+        why = signal.compatible_with(spec) if check else None
+        if why:
+            raise IndexMismatchError(f"embedding actor: encoder differs from the model's ({why})")
+        out.append(signal)
+    return out
+
+
+def _flags(embedded: pa.Table) -> pa.Table:
+    """The ok flags and reasons of an embedded block, without its vectors (a Ray task)."""
+    return embedded.select([c for c in embedded.column_names if not c.startswith("__rr_vec_")])
+
+
+def _gather_vectors(
+    column: str, rows: list[np.ndarray], order: np.ndarray | None, *blocks: pa.Table
+) -> np.ndarray:
+    """``rows[i]`` of ``blocks[i]``'s vector column, concatenated (then put in ``order``)."""
+    parts = []
+    for r, block in zip(rows, blocks):
+        col = block.column(column).combine_chunks()
+        flat = col.flatten().to_numpy(zero_copy_only=False)
+        parts.append(flat.reshape(-1, col.type.list_size)[r])
+    out = np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+    return out if order is None else out[order]
+
+
+@dataclass
+class _Embedded:
+    """Where every indexed item's vectors are: output blocks and their global row offsets."""
+
+    blocks: list  # ObjectRef[pa.Table], in valid-row order
+    offsets: np.ndarray  # first valid row of each block; offsets[-1] = number of valid rows
+    ok: dict[str, np.ndarray]  # per signal: the valid rows it embedded
+
+    def gather(self, name: str, rows: np.ndarray, dim: int, *, task_options: dict):
+        """A Ray object ref to the vectors of valid ``rows`` (any order) of signal ``name``."""
+        import ray
+
+        if len(rows) == 0:
+            return ray.put(np.zeros((0, dim), np.float32))
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        block_of = np.searchsorted(self.offsets, srt, side="right") - 1
+        which = np.unique(block_of)
+        local = [srt[block_of == b] - self.offsets[b] for b in which]
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        task = ray.remote(_gather_vectors).options(**task_options)
+        return task.remote(_col("vec", name), local, inverse, *[self.blocks[b] for b in which])
+
+
+def _embed(valid_blocks, keep_rows, specs, names, plan: dict) -> tuple[_Embedded, dict]:
+    """Stage 2: chunks gathered by tasks, embedded on the actor pool; vectors stay remote."""
+    import ray
+
+    gather = ray.remote(_gather_rows).options(max_retries=plan["max_retries"])
+    specs_chunks = _chunk_specs(keep_rows, plan["chunk_size"])
+    chunks = [
+        gather.remote([r for _, r in spec], *[valid_blocks[b] for b, _ in spec])
+        for spec in specs_chunks
+    ]
+    if not chunks:
+        raise ValueError("inventory: no valid items to embed")
+    embedded = ray.data.from_arrow_refs(chunks).map_batches(
+        plan["embedder"],
+        fn_constructor_kwargs={
+            "signals": specs,
+            "names": names,
+            "options": plan["options"],
+            **plan["embedder_kwargs"],
+        },
+        batch_size=None,  # one call per chunk
+        batch_format="pyarrow",
+        # One chunk at a time per actor: else the first actor up (the others still load their
+        # model) queues several chunks and the rest of the pool idles.
+        compute=ray.data.ActorPoolStrategy(
+            size=min(plan["actors"], len(chunks)), max_tasks_in_flight_per_actor=1
+        ),
+        num_cpus=plan["cpus_per_actor"],
+        num_gpus=1 if plan["use_gpu"] else None,
+        # Ray Data's own default for actor pools is -1 (restart and retry without limit);
+        # passing it again only draws a deprecation warning (ray_remote_args, Ray 2.60).
+        **{knob: plan[knob] for knob in ("max_restarts", "max_task_retries") if plan[knob] != -1},
+    )
+    blocks = embedded.to_arrow_refs()
+    flags = ray.get([ray.remote(_flags).remote(b) for b in blocks])
+    sizes = [f.num_rows for f in flags]
+    n_valid = sum(len(r) for r in keep_rows)
+    if sum(sizes) != n_valid:
+        raise RuntimeError(f"embedding returned {sum(sizes)} rows for {n_valid} valid items")
+    ok = {
+        n: np.concatenate([np.asarray(f.column(_col("ok", n)).to_pylist(), bool) for f in flags])
+        for n in names
+    }
+    why = {n: [w for f in flags for w in f.column(_col("why", n)).to_pylist()] for n in names}
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return _Embedded(blocks, offsets, ok), why
+
+
+# ----------------------------------------------------------------------------- shards
+
+
+def plan_cluster(
+    resources: dict, *, use_gpu=None, concurrency=None, cpus_per_actor=None, num_shards=None
+) -> dict:
+    """Embedding actors and index shards for this cluster (default: one actor per GPU, else
+    one single-threaded actor per CPU; one shard per CPU)."""
+    cpus, gpus = float(resources.get("CPU", 0)), int(resources.get("GPU", 0))
+    use_gpu = gpus > 0 if use_gpu is None else use_gpu
+    if use_gpu and gpus == 0:
+        raise ValueError("use_gpu=True but the Ray cluster has no GPU")
+    if concurrency is None:
+        concurrency = gpus if use_gpu else max(1, int(cpus))
+    cpus_per_actor = 1.0 if cpus_per_actor is None else cpus_per_actor
+    if concurrency * cpus_per_actor > cpus:
+        raise ValueError(
+            f"concurrency={concurrency} x cpus_per_actor={cpus_per_actor} needs more than the "
+            f"{cpus:g} CPUs of the cluster: the actor pool would wait for CPUs forever"
+        )
+    return {
+        "use_gpu": use_gpu,
+        "actors": concurrency,
+        "cpus_per_actor": cpus_per_actor,
+        "num_shards": num_shards or max(1, int(cpus)),
+    }
+
+
+def _shard_signal(emb: _Embedded, name: str, sdir: Path, plan: dict) -> RayShardedIndex:
+    """Stage 3 for one signal: train once, add shards in parallel, write one shard at a time."""
+    rows = np.flatnonzero(emb.ok[name])  # valid rows -> this signal's positions
+    n, dim = len(rows), plan["dims"][name]
+    opts = {"max_retries": plan["max_retries"]}
+    bounds = shard_bounds(n, plan["num_shards"]) if n else [(0, 0)]
+    index = RayShardedIndex.build_from_refs(
+        [emb.gather(name, rows[a:b], dim, task_options=opts) for a, b in bounds],
+        [b - a for a, b in bounds],
+        emb.gather(name, rows[training_positions(n)], dim, task_options=opts),
+        dim=dim,
+        key=plan["index_key"],
+        max_memory=plan["max_memory"],
+        task_options=opts,
+        # Shard actors mostly wait for searches; 0 CPUs keeps them from starving tasks.
+        actor_options={
+            "num_cpus": 0,
+            "max_restarts": plan["max_restarts"],
+            "max_task_retries": plan["max_task_retries"],
+        },
+    )
+    index.write(sdir)
+    return index
+
+
+# ----------------------------------------------------------------------------- the build
+
+
+@dataclass
+class RayIndex:
+    """An index built on Ray: the same files as ``build_index`` (sharded) plus live shard
+    actors serving it for the rest of this Ray session."""
+
+    path: Path
+    manifest: dict
+    indexes: dict[str, RayShardedIndex]
+    ids: dict[str, np.ndarray]
+    items: pa.Table
+    quarantine: pa.Table
+
+    def as_inventory_index(self) -> InventoryIndex:
+        """An ``InventoryIndex`` whose searches and vector reads go to the shard actors (usable
+        in Ray tasks on any node: it holds actor handles and the item table, not paths)."""
+        signals = {
+            name: SignalIndex(
+                signal_from_manifest(entry),
+                entry,
+                self.indexes[name],
+                self.ids[name],
+                self.path / name,
+                _vectors=self.indexes[name].vectors,
+            )
+            for name, entry in self.manifest["signals"].items()
+        }
+        index = InventoryIndex(self.path, self.manifest, signals)
+        index._items = self.items
+        return index
+
+
+def build_index_ray(
+    inventory: TableLike | Sequence[str | Path],
+    path: str | Path,
+    *,
+    signals: Sequence[Signal] | None = None,
+    specs: Sequence[dict] | None = None,
+    options: dict[str, dict] | None = None,
+    max_memory: int | str = "4G",
+    key: str | None = None,
+    num_shards: int | None = None,
+    chunk_size: int = 2048,
+    concurrency: int | None = None,
+    cpus_per_actor: float | None = None,
+    use_gpu: bool | None = None,
+    max_restarts: int = -1,
+    max_task_retries: int = -1,
+    max_retries: int = 3,
+    embedder: type[ItemEmbedder] = ItemEmbedder,
+    embedder_kwargs: dict | None = None,
+    show_progress: bool = True,
+) -> RayIndex:
+    """``index.store.build_index`` on the Ray cluster this process has joined (``ray.init``;
+    Ray Data starts a local one if none). Overwrites ``path``.
+
+    ``inventory``: a Parquet file, a directory of Parquet files (sorted path order, as pyarrow
+    reads it), a list of Parquet paths, or a table. ``signals`` (or their manifest entries,
+    ``specs``, e.g. a model's, with ``options``: per signal name its runtime options such as
+    ``{"image": {"base_dir": ...}}``): what to embed with; default text. ``num_shards``: index
+    shards per signal (default: one per CPU). ``concurrency``: embedding actors (default: one
+    per GPU, else one per CPU), each with ``cpus_per_actor`` CPUs (default 1). ``chunk_size``:
+    valid items per encoder call; the default is ``build_index``'s, which makes the vectors
+    bitwise equal. ``max_restarts`` / ``max_task_retries`` (actors) and ``max_retries`` (tasks)
+    are Ray's fault-tolerance knobs. ``embedder``: the actor class, given ``embedder_kwargs``
+    too.
+
+    ``InventoryIndex.load(path)`` opens the written index without Ray.
+    """
+    import ray
+
+    t0 = time.time()
+    if specs is None:
+        signals = list(signals or [TextEmbeddingSignal()])
+        specs = [s.describe() for s in signals]
+        options = {s.name: s.get_runtime_options() for s in signals}
+    signals = materialize_signals(specs, options)
+    for s in signals:
+        if type(s).build_index is not Signal.build_index:
+            raise NotImplementedError(
+                f"signal '{s.name}' ({type(s).__name__}) builds its own index type; the Ray "
+                f"engine shards FAISS float indexes only: use index.store.build_index"
+            )
+    names = [s.name for s in signals]
+    if len(set(names)) != len(names):
+        raise ValueError(f"signals: duplicate names {names}")
+    require_text = len(signals) == 1 and isinstance(signals[0], TextEmbeddingSignal)
+    plan = plan_cluster(
+        ray.cluster_resources(),
+        use_gpu=use_gpu,
+        concurrency=concurrency,
+        cpus_per_actor=cpus_per_actor,
+        num_shards=num_shards,
+    )
+    plan.update(
+        chunk_size=chunk_size,
+        embedder=embedder,
+        embedder_kwargs=embedder_kwargs or {},
+        index_key=key,
+        max_memory=max_memory,
+        max_restarts=max_restarts,
+        max_task_retries=max_task_retries,
+        max_retries=max_retries,
+        dims={s.name: s.dim for s in signals},
+        options={s.name: s.get_runtime_options() for s in signals},
+    )
+
+    ctx = ray.data.DataContext.get_current()
+    saved = (
+        ctx.execution_options.preserve_order,
+        ctx.enable_progress_bars,
+        getattr(ctx, "use_datasource_v2", False),
+    )
+    ctx.execution_options.preserve_order = True  # global row numbers = input order
+    ctx.enable_progress_bars = show_progress
+    # Ray 2.60's V2 Parquet reader lists files from a thread pool whose threads race on
+    # importing fsspec's optional HTTP filesystem (ImportError where aiohttp is absent).
+    ctx.use_datasource_v2 = False
+    try:
+        valid = _read(inventory).map_batches(
+            _validate, fn_kwargs={"require_text": require_text}, batch_format="pyarrow"
+        )
+        blocks = valid.to_arrow_refs()
+        project = ray.remote(_project)
+        keep_rows, items, quarantined, n_in = _scan(
+            ray.get(ref) for ref in [project.remote(b) for b in blocks]
+        )
+        emb, why = _embed(blocks, keep_rows, specs, names, plan)
+    finally:
+        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved[:2]
+        ctx.use_datasource_v2 = saved[2]
+    t_embed = time.time() - t0
+
+    ids = np.asarray(items.column(ITEM_ID).to_pylist(), dtype=object)
+    ok_any = np.logical_or.reduce(list(emb.ok.values()))
+    # Items no signal could use are quarantined, as build_index does.
+    for r in np.flatnonzero(~ok_any):
+        reason = "; ".join(f"{n}: {why[n][r]}" for n in names if why[n][r])
+        quarantined.append({ITEM_ID: ids[r], "row": -1, "stage": "encode", "reason": reason})
+    quarantine = quarantine_table(quarantined)
+    indexed = items.filter(pa.array(ok_any))
+
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    write_parquet(indexed, path / "items.parquet")
+    write_parquet(quarantine, path / "quarantine.parquet")
+    entries, indexes, sig_ids = {}, {}, {}
+    for signal, spec in zip(signals, specs):
+        name, sdir = signal.name, path / signal.name
+        tb = time.time()
+        index = _shard_signal(emb, name, sdir, plan)
+        build_s = time.time() - tb
+        sig_ids[name] = ids[emb.ok[name]]
+        id_table = pa.table({ITEM_ID: pa.array(sig_ids[name], pa.string())})
+        write_parquet(id_table, sdir / "ids.parquet")
+        files = ["ids.parquet"] + [f for s in index.shards for f in (s["file"], s["vectors"])]
+        entries[name] = {
+            **spec,
+            "metric": signal.metric,
+            "index_key": index.key,
+            "nprobe": index.nprobe,
+            "count": len(sig_ids[name]),
+            "index_bytes": sum((sdir / s["file"]).stat().st_size for s in index.shards),
+            "build_seconds": round(build_s, 3),
+            "shards": index.shards,
+            "checksums": {f: _sha256(sdir / f) for f in files},
+        }
+        indexes[name] = index
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "riskrank_version": _version(),
+        "engine": "ray",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.time() - t0, 3),
+        "embed_seconds": round(t_embed, 3),
+        "max_memory": str(max_memory),
+        "items": {"input": n_in, "indexed": indexed.num_rows, "quarantined": quarantine.num_rows},
+        "signals": entries,
+        "ray": {k: plan[k] for k in ("actors", "cpus_per_actor", "use_gpu", "num_shards")},
+    }
+    tmp = path / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.replace(path / MANIFEST)  # last: a directory without a manifest is never "finished"
+    return RayIndex(path, manifest, indexes, sig_ids, indexed, quarantine)
+
+
+__all__ = ["ItemEmbedder", "RayIndex", "build_index_ray", "plan_cluster"]
