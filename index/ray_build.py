@@ -6,11 +6,11 @@
 
 Stages, each exact, so that the index equals the single machine's:
 
-1. **validate**: ``ray.data.read_parquet`` -> ``map_batches`` of ``index.schema.validate_inventory``
-   per block. The driver then reads, block by block in input order, only the item ids, the
-   reasons, text and metadata (not the image bytes, which only encoders read): it numbers rows
-   globally and quarantines ids first seen in an earlier block or file, so the quarantine is the
-   single machine's and items in = indexed + quarantined.
+1. **validate** (``index.ray_inventory``): ``ray.data.read_parquet`` -> ``map_batches`` of
+   ``index.schema.validate_inventory`` per block; the driver numbers rows globally and
+   quarantines ids first seen in an earlier block or file, reading ids, reasons, text and
+   metadata only, so the quarantine is the single machine's and items in = indexed +
+   quarantined.
 2. **embed**: Ray tasks cut the valid rows into chunks of ``chunk_size`` consecutive items (the
    chunks ``build_index`` encodes, so every encoder call sees the same batch and the vectors are
    bitwise the single machine's) and ``map_batches(ItemEmbedder)`` embeds them on an actor pool
@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .schema import IMAGE_BYTES, ITEM_ID, quarantine_table, validate_inventory
+from .ray_inventory import ValidatedInventory, ordered_data_context, read_inventory
+from .schema import ITEM_ID, quarantine_table
 from .sharded_index import RayShardedIndex, shard_bounds, training_positions
 from .signals import Signal, TextEmbeddingSignal, signal_from_manifest
 from .store import (
@@ -51,126 +52,11 @@ from .store import (
     _sha256,
     _version,
 )
-from .tables import TableLike, as_table, write_parquet
-
-_ID, _REASON = "__rr_item_id", "__rr_reason"
-# index.schema's wording: a bad-UTF-8 row keeps that reason even when its id is a duplicate.
-_UTF8_REASON = "text is not valid UTF-8"
+from .tables import TableLike, write_parquet
 
 
 def _col(kind: str, signal: str) -> str:
     return f"__rr_{kind}_{signal}"
-
-
-# ----------------------------------------------------------------------------- validate
-
-
-def _validate(batch: pa.Table, *, require_text: bool) -> pa.Table:
-    """``validate_inventory`` on one block (a Ray Data task): one row per input row, in order,
-    with the item_id as a string, the failure (null when valid) and the validated columns
-    (null for invalid rows)."""
-    n = batch.num_rows
-    items, bad = validate_inventory(batch, require_text=require_text)
-    ids: list[str | None] = [None] * n
-    reasons: list[str | None] = [None] * n
-    for row, item_id, why in zip(
-        bad.column("row").to_pylist(),
-        bad.column(ITEM_ID).to_pylist(),
-        bad.column("reason").to_pylist(),
-    ):
-        ids[row], reasons[row] = item_id, why
-    good = np.flatnonzero([r is None for r in reasons])
-    for row, item_id in zip(good, items.column(ITEM_ID).to_pylist()):
-        ids[row] = item_id
-    slots = np.full(n, -1)
-    slots[good] = np.arange(len(good))
-    take = pa.array(slots, mask=slots < 0)
-    cols = {_ID: pa.array(ids, pa.string()), _REASON: pa.array(reasons, pa.string())}
-    cols.update({name: items.column(name).take(take) for name in items.column_names})
-    return pa.table(cols)
-
-
-def _read(inventory):
-    """A Ray Dataset over the inventory rows, in input order."""
-    import pyarrow.dataset as pads
-    import ray
-
-    if isinstance(inventory, (list, tuple)) and all(isinstance(p, (str, Path)) for p in inventory):
-        files = [str(p) for p in inventory]
-    elif isinstance(inventory, (str, Path)):
-        path = Path(inventory)
-        if not path.exists():
-            raise FileNotFoundError(f"inventory: no such file or directory: {path}")
-        # The file order of pyarrow's own reader (what rank.pipeline.sweep reads): sorted paths.
-        files = pads.dataset(path, format="parquet").files if path.is_dir() else [str(path)]
-    else:
-        table = as_table(inventory, what="inventory")
-        step = max(1, -(-table.num_rows // 64))  # some blocks, for parallel validation
-        return ray.data.from_arrow([table.slice(s, step) for s in range(0, table.num_rows, step)])
-    if not files:
-        raise FileNotFoundError(f"inventory: no Parquet files in {inventory}")
-    return ray.data.read_parquet(files)
-
-
-def _project(block: pa.Table) -> pa.Table:
-    """What the driver reads of a validated block: ids, reasons, text and metadata; not the
-    image bytes, which only the encoders read (the index keeps text for recall and the queue)."""
-    return block.select([c for c in block.column_names if c != IMAGE_BYTES])
-
-
-def _scan(projections) -> tuple[list[np.ndarray], pa.Table, list[dict], int]:
-    """One ordered pass over the blocks' projections: global row numbers and duplicate ids.
-
-    Returns per block the rows that passed, the metadata of all passing rows (input order),
-    the quarantine rows and the number of rows read.
-    """
-    first_seen: dict[str, int] = {}
-    quarantined: list[dict] = []
-    keep_rows: list[np.ndarray] = []
-    kept: list[pa.Table] = []
-    n_in = 0
-    for block in projections:
-        keep = np.zeros(block.num_rows, bool)
-        for i, (item_id, why) in enumerate(
-            zip(block.column(_ID).to_pylist(), block.column(_REASON).to_pylist())
-        ):
-            row = n_in + i
-            first = first_seen.setdefault(item_id, row) if item_id else row
-            if first != row and not (why or "").startswith(_UTF8_REASON):
-                why = f"duplicate item_id '{item_id}' (first seen at row {first})"
-            if why is None:
-                keep[i] = True
-            else:
-                quarantined.append(
-                    {ITEM_ID: item_id, "row": row, "stage": "validate", "reason": why}
-                )
-        n_in += block.num_rows
-        keep_rows.append(np.flatnonzero(keep))
-        kept.append(block.filter(pa.array(keep)).drop([_ID, _REASON]))
-    if not kept:
-        raise ValueError("inventory: no rows were read")
-    return keep_rows, pa.concat_tables(kept, promote_options="default"), quarantined, n_in
-
-
-def _gather_rows(rows: list[np.ndarray], *blocks: pa.Table) -> pa.Table:
-    """One chunk of valid items: ``rows[i]`` of ``blocks[i]``, concatenated (a Ray task)."""
-    parts = [b.take(pa.array(r)).drop([_ID, _REASON]) for r, b in zip(rows, blocks)]
-    return pa.concat_tables(parts, promote_options="default")
-
-
-def _chunk_specs(keep_rows: list[np.ndarray], size: int) -> list[list[tuple[int, np.ndarray]]]:
-    """Chunks of ``size`` consecutive valid rows as ``[(block, rows in block), ...]``."""
-    chunks: list[list[tuple[int, np.ndarray]]] = [[]]
-    room = size
-    for b, rows in enumerate(keep_rows):
-        while len(rows):
-            if room == 0:
-                chunks.append([])
-                room = size
-            take, rows = rows[:room], rows[room:]
-            chunks[-1].append((b, take))
-            room -= len(take)
-    return [c for c in chunks if c]
 
 
 # ----------------------------------------------------------------------------- embed
@@ -257,16 +143,11 @@ class _Embedded:
         return task.remote(_col("vec", name), local, inverse, *[self.blocks[b] for b in which])
 
 
-def _embed(valid_blocks, keep_rows, specs, names, plan: dict) -> tuple[_Embedded, dict]:
+def _embed(inv: ValidatedInventory, specs, names, plan: dict) -> tuple[_Embedded, dict]:
     """Stage 2: chunks gathered by tasks, embedded on the actor pool; vectors stay remote."""
     import ray
 
-    gather = ray.remote(_gather_rows).options(max_retries=plan["max_retries"])
-    specs_chunks = _chunk_specs(keep_rows, plan["chunk_size"])
-    chunks = [
-        gather.remote([r for _, r in spec], *[valid_blocks[b] for b, _ in spec])
-        for spec in specs_chunks
-    ]
+    chunks = inv.chunks(plan["chunk_size"], max_retries=plan["max_retries"])
     if not chunks:
         raise ValueError("inventory: no valid items to embed")
     embedded = ray.data.from_arrow_refs(chunks).map_batches(
@@ -293,7 +174,7 @@ def _embed(valid_blocks, keep_rows, specs, names, plan: dict) -> tuple[_Embedded
     blocks = embedded.to_arrow_refs()
     flags = ray.get([ray.remote(_flags).remote(b) for b in blocks])
     sizes = [f.num_rows for f in flags]
-    n_valid = sum(len(r) for r in keep_rows)
+    n_valid = inv.num_valid
     if sum(sizes) != n_valid:
         raise RuntimeError(f"embedding returned {sum(sizes)} rows for {n_valid} valid items")
     ok = {
@@ -467,32 +348,12 @@ def build_index_ray(
         options={s.name: s.get_runtime_options() for s in signals},
     )
 
-    ctx = ray.data.DataContext.get_current()
-    saved = (
-        ctx.execution_options.preserve_order,
-        ctx.enable_progress_bars,
-        getattr(ctx, "use_datasource_v2", False),
-    )
-    ctx.execution_options.preserve_order = True  # global row numbers = input order
-    ctx.enable_progress_bars = show_progress
-    # Ray 2.60's V2 Parquet reader lists files from a thread pool whose threads race on
-    # importing fsspec's optional HTTP filesystem (ImportError where aiohttp is absent).
-    ctx.use_datasource_v2 = False
-    try:
-        valid = _read(inventory).map_batches(
-            _validate, fn_kwargs={"require_text": require_text}, batch_format="pyarrow"
-        )
-        blocks = valid.to_arrow_refs()
-        project = ray.remote(_project)
-        keep_rows, items, quarantined, n_in = _scan(
-            ray.get(ref) for ref in [project.remote(b) for b in blocks]
-        )
-        emb, why = _embed(blocks, keep_rows, specs, names, plan)
-    finally:
-        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved[:2]
-        ctx.use_datasource_v2 = saved[2]
+    with ordered_data_context(show_progress):
+        inv = read_inventory(inventory, require_text=require_text)
+        emb, why = _embed(inv, specs, names, plan)
     t_embed = time.time() - t0
 
+    items, quarantined = inv.items, inv.quarantined
     ids = np.asarray(items.column(ITEM_ID).to_pylist(), dtype=object)
     ok_any = np.logical_or.reduce(list(emb.ok.values()))
     # Items no signal could use are quarantined, as build_index does.
@@ -538,7 +399,11 @@ def build_index_ray(
         "seconds": round(time.time() - t0, 3),
         "embed_seconds": round(t_embed, 3),
         "max_memory": str(max_memory),
-        "items": {"input": n_in, "indexed": indexed.num_rows, "quarantined": quarantine.num_rows},
+        "items": {
+            "input": inv.n_in,
+            "indexed": indexed.num_rows,
+            "quarantined": quarantine.num_rows,
+        },
         "signals": entries,
         "ray": {k: plan[k] for k in ("actors", "cpus_per_actor", "use_gpu", "num_shards")},
     }

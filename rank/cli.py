@@ -191,6 +191,7 @@ def cmd_sweep(args) -> int:
             k=args.k,
             max_memory=args.max_memory,
             index_key=args.index_key,
+            image_base_dir=args.image_base_dir,
             address=args.address,
             **_ray_kwargs(args),
         )
@@ -206,6 +207,7 @@ def cmd_sweep(args) -> int:
             k=args.k,
             max_memory=args.max_memory,
             index_key=args.index_key,
+            image_base_dir=args.image_base_dir,
         )
     out = Path(args.out)
     plot_sweep(result.queue, out)
@@ -313,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--k", type=int, default=1000)
     s.add_argument("--max-memory", default="4G")
     s.add_argument("--index-key")
+    s.add_argument("--image-base-dir", help="directory that image_path values are relative to")
     _add_ray_flags(s)
     s.set_defaults(func=cmd_sweep)
 

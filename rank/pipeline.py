@@ -217,9 +217,13 @@ def sweep(
     k: int = 1000,
     max_memory: int | str = "4G",
     index_key: str | None = None,
+    image_base_dir: str | Path | None = None,
     show_progress: bool = True,
 ) -> SweepResult:
     """Index ``inventory``, recall with ``seeds``, rank, and return the escalation queue.
+
+    ``image_base_dir``: where relative ``image_path`` values live (image signals only; a
+    model does not remember it).
 
     With ``out_dir`` everything is written there (``index/``, ``candidates.parquet``,
     ``queue.parquet``, ``quarantine.parquet``, ``report.json``); running the same sweep again
@@ -227,6 +231,7 @@ def sweep(
     """
     t0 = time.time()
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
+    set_image_base_dir(model, image_base_dir)
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     out = Path(out_dir) if out_dir else Path(_tmpdir())
     index = open_or_build_index(
@@ -259,6 +264,15 @@ def sweep(
         out_dir=out if out_dir else None,
         budget=budget,
     )
+
+
+def set_image_base_dir(model: RiskModel, base_dir: str | Path | None) -> None:
+    """Point the model's image-reading signals at ``base_dir`` (None: leave them as they are)."""
+    if base_dir is None:
+        return
+    for signal in model.signals:
+        if "base_dir" in signal.runtime_options:
+            signal.set_runtime_options(base_dir=base_dir)
 
 
 def finish_sweep(

@@ -37,7 +37,7 @@ from recall.candidates import KEY_COLUMNS
 from recall.recaller import recall
 from recall.seeds import SeedSet
 
-from .pipeline import RiskModel, SweepResult, finish_sweep, score_candidates
+from .pipeline import RiskModel, SweepResult, finish_sweep, score_candidates, set_image_base_dir
 
 # ----------------------------------------------------------------------------- recall
 
@@ -143,6 +143,7 @@ def sweep_ray(
     k: int = 1000,
     max_memory: int | str = "4G",
     index_key: str | None = None,
+    image_base_dir: str | Path | None = None,
     address: str | None = None,
     num_shards: int | None = None,
     chunk_size: int = 2048,
@@ -162,9 +163,10 @@ def sweep_ray(
     ``inventory``: a Parquet file, a directory of Parquet files (sorted path order, as pyarrow
     reads it), a list of Parquet paths, or a table. ``address``: the cluster to join
     (``"auto"``, ``"ray://head:10001"``); default: the one ``ray.init`` already joined, else a
-    new local one, shut down at the end. The index arguments (``num_shards``, ``chunk_size``,
-    ``concurrency``, ``cpus_per_actor``, ``use_gpu``, the fault knobs, ``embedder``) are
-    ``index.ray_build.build_index_ray``'s; ``rank_chunk_size``: candidates per ranking task.
+    new local one, shut down at the end. ``image_base_dir``: as in ``sweep``. The index
+    arguments (``num_shards``, ``chunk_size``, ``concurrency``, ``cpus_per_actor``, ``use_gpu``,
+    the fault knobs, ``embedder``) are ``index.ray_build.build_index_ray``'s;
+    ``rank_chunk_size``: candidates per ranking task.
 
     The index is written to ``out_dir/index`` (one FAISS file and one vector file per shard);
     ``index.store.InventoryIndex.load`` opens it without Ray.
@@ -175,6 +177,7 @@ def sweep_ray(
 
     t0 = time.time()
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
+    set_image_base_dir(model, image_base_dir)  # the actors get it from the model's signals
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     specs = model.info.get("signals") or [s.describe() for s in model.signals]
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="riskrank-sweep-"))

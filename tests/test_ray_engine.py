@@ -17,7 +17,8 @@ import pytest
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 
-from index.ray_build import _read, plan_cluster  # noqa: E402
+from index.ray_build import build_index_ray, plan_cluster  # noqa: E402
+from index.ray_inventory import _read  # noqa: E402
 from index.sharded_index import ShardedIndex, merge_topk, shard_bounds  # noqa: E402
 from index.store import InventoryIndex  # noqa: E402
 from index.vector_index import SearchResult, VectorIndex  # noqa: E402
@@ -356,3 +357,41 @@ def test_killed_embedding_actor_is_retried_and_the_queue_is_complete(cluster, da
     rep = got.report
     assert rep["items_in"] == rep["items_indexed"] + rep["items_quarantined"]
     assert got.quarantine.equals(on_ray.quarantine)
+
+
+def test_image_items_with_relative_paths_index_as_on_one_machine(cluster, tmp_path):
+    from PIL import Image
+
+    from index.clip_signal import ClipImageSignal, tiny_clip_encoder
+    from index.signals import TextEmbeddingSignal
+    from index.store import build_index
+
+    # Images referenced relative to a base directory, which manifests do not record: the
+    # embedding actors must get it from the caller's signal (Signal.runtime_options).
+    images = tmp_path / "creatives"
+    images.mkdir()
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(20):
+        pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(pixels).resize((64, 64)).save(images / f"ad{i}.png")
+        rows.append({"item_id": f"ad{i}", "text": f"offer number {i}", "image_path": f"ad{i}.png"})
+    rows.append({"item_id": "gone", "text": None, "image_path": "missing.png"})
+    inventory = pa.Table.from_pylist(rows)
+    signals = [TextEmbeddingSignal(), ClipImageSignal(tiny_clip_encoder(), base_dir=images)]
+
+    one = build_index(inventory, tmp_path / "one", signals=signals, chunk_size=8)
+    built = build_index_ray(
+        inventory, tmp_path / "ray", signals=signals, num_shards=2, chunk_size=8
+    )
+    two = InventoryIndex.load(tmp_path / "ray")
+    assert len(two.signals["image"].ids) == 20  # every image found by the actors
+    assert two.quarantine.to_pylist() == one.quarantine.to_pylist()
+    assert "missing.png" in two.quarantine.column("reason")[0].as_py()
+    for name in ("text", "image"):
+        assert list(two.signals[name].ids) == list(one.signals[name].ids)
+        every = np.arange(len(one.signals[name].ids))
+        np.testing.assert_allclose(
+            two.signals[name].vectors[every], one.signals[name].vectors[every], atol=1e-6
+        )
+    assert built.manifest["signals"]["image"]["shards"][1]["start"] == 10
