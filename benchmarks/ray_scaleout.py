@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from index.sharded_index import shard_bounds, train_template, training_positions  # noqa: E402
+from index.store import InventoryIndex  # noqa: E402
 from index.vector_index import VectorIndex, default_nprobe  # noqa: E402
 from rank import datasets  # noqa: E402
 from rank.pipeline import RiskModel, sweep, train  # noqa: E402
@@ -116,11 +117,13 @@ def make_data(root: Path, n_items: int, n_files: int, n_history: int, n_seeds: i
     inv_dir.mkdir(parents=True)
     for f, (a, b) in enumerate(shard_bounds(inv.num_rows, n_files)):
         pq.write_table(inv.slice(a, b - a), inv_dir / f"part-{f:03d}.parquet")
-    mean_chars = float(np.mean([len(t or "") for t in inv.column("text").to_pylist()]))
+    texts = inv.column("text").to_pylist()
+    mean_chars = float(np.mean([len(t or "") for t in texts]))
     return {
         "inv_dir": inv_dir,
         "items": inv.num_rows,
         "mean_chars": round(mean_chars, 1),
+        "exact_copies": len(texts) - len(set(texts)),
         "history": pa.concat_tables(hist_parts),
         "seeds": pa.Table.from_pylist(seed_rows),
     }
@@ -174,6 +177,25 @@ def run_ray(data: dict, model_dir: Path, out: Path, k: int, chunk_size: int) -> 
         "load_before": load0,
         "load_after": _load(),
     }
+
+
+def compare_candidates(a: pa.Table, b: pa.Table) -> dict:
+    """Every evidence value of every (item, policy) row, the engines' candidate tables."""
+    if a.column_names != b.column_names or a.num_rows != b.num_rows:
+        return {"same_shape": False}
+    worst, differ = 0.0, []
+    for col in b.column_names:
+        x, y = a.column(col), b.column(col)
+        if pa.types.is_floating(y.type):
+            xa, ya = x.to_numpy(zero_copy_only=False), y.to_numpy(zero_copy_only=False)
+            same_nan = np.isnan(xa) == np.isnan(ya)
+            gap = np.nanmax(np.abs(xa - ya), initial=0.0)
+            worst = max(worst, float(gap))
+            if not same_nan.all() or gap > 1e-6:
+                differ.append(col)
+        elif x.to_pylist() != y.to_pylist():
+            differ.append(col)
+    return {"same_shape": True, "max_abs_float_diff": worst, "columns_differing": differ}
 
 
 def compare(a: pa.Table, b: pa.Table) -> dict:
@@ -280,6 +302,15 @@ def sizing_plan(index_rows: list[dict], cpu_items_per_s_per_core: float, shard_g
 # ----------------------------------------------------------------------------- report
 
 
+def _candidates_line(c: dict | None) -> str:
+    if not c:
+        return "not compared"
+    if not c["same_shape"]:
+        return "DIFFERENT columns or row counts"
+    differ = ", ".join(c["columns_differing"]) or "none"
+    return f"columns differing: {differ}; max |float difference| {c['max_abs_float_diff']:.2g}"
+
+
 def write_markdown(rep: dict, path: Path) -> None:
     m, d = rep["machine"], rep["data"]
     runs, med = rep["runs"], rep["median_items_per_s"]
@@ -310,7 +341,8 @@ def write_markdown(rep: dict, path: Path) -> None:
         sec = e["report_seconds"]
         lines.append(
             f"| {i}. {names[e['engine']]} | {e['items_per_s']:.1f} | {e['seconds']:.1f} | "
-            f"{sec['index']:.1f} | {sec['recall']:.1f} | {sec['rank']:.2f} | {e['queued']} | "
+            f"{sec.get('index', sec.get('embed', 0) + sec.get('shard', 0)):.1f} | "
+            f"{sec['recall']:.1f} | {sec['rank']:.2f} | {e['queued']} | "
             f"{e['load_before'][0]} / {e['load_after'][0]} |"
         )
     c = rep["agreement"]
@@ -330,9 +362,10 @@ def write_markdown(rep: dict, path: Path) -> None:
         f"{c['share_same_position']}), same set: {c['same_item_set']}, max |score difference| "
         f"{c['max_abs_score_diff']:.2g}, duplicate item_ids (single, ray): "
         f"{c['duplicate_item_ids']}; index vectors bitwise equal: "
-        f"{c.get('vectors_bitwise_equal', 'not recorded')}. Positions can differ only among "
-        f"items whose similarities tie exactly (duplicate texts): faiss returns equal scores in "
-        f"heap order, the shard merge by position, and best_rank, a ranker feature, follows.",
+        f"{c.get('vectors_bitwise_equal', 'not recorded')}; candidate tables: "
+        f"{_candidates_line(c.get('candidates'))}. The inventory holds {d['exact_copies']} items "
+        f"whose text is an exact copy of an earlier item's: their similarities tie exactly, and "
+        f"both engines order ties by position (`index.vector_index.top_k_ties_by_position`).",
         "",
         "## Index memory per item (measured here)",
         "",
@@ -395,8 +428,8 @@ def write_markdown(rep: dict, path: Path) -> None:
         "",
         "QUOTED = from ../shared/gpu/README.md (one H100, seen by others, not measured here; "
         "no GPU on this machine). Model-only rates leave out tokenization, image decoding, "
-        "Parquet I/O and the driver-side collect, so real GPU-hours are higher; the GPU actors of "
-        "`sweep_ray` (`num_gpus=1` each) have not been run on a GPU.",
+        "Parquet I/O and the driver's pass over ids and text, so real GPU-hours are higher; "
+        "the GPU actors of `sweep_ray` (`num_gpus=1` each) have not been run on a GPU.",
         "",
     ]
     path.write_text("\n".join(lines))
@@ -443,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
             "items": data["items"],
             "files": args.files,
             "mean_chars": data["mean_chars"],
+            "exact_copies": data["exact_copies"],
             "history_rows": data["history"].num_rows,
             "seeds": data["seeds"].num_rows,
             "k": args.k,
@@ -466,17 +500,25 @@ def main(argv: list[str] | None = None) -> int:
                 report_seconds=res.report["seconds"],
                 plan=res.report.get("ray"),
                 queue=res.queue,
+                candidates=res.candidates,
             )
             print(f"  {e['seconds']:.1f}s, {e['items_per_s']:.1f} items/s", flush=True)
             runs.append(e)
         first = {e["engine"]: e for e in reversed(runs)}  # each engine's first run
         rep["agreement"] = compare(first["single"]["queue"], first["ray"]["queue"])
-        va, vb = (
-            np.load(first[x]["out"] / "index" / "text" / "vectors.npy") for x in ("single", "ray")
+        rep["agreement"]["candidates"] = compare_candidates(
+            first["single"]["candidates"], first["ray"]["candidates"]
         )
-        rep["agreement"]["vectors_bitwise_equal"] = bool(va.shape == vb.shape and (va == vb).all())
+        va, vb = (
+            InventoryIndex.load(first[x]["out"] / "index").signals["text"].vectors
+            for x in ("single", "ray")
+        )
+        every = np.arange(len(va))
+        rep["agreement"]["vectors_bitwise_equal"] = bool(
+            len(va) == len(vb) and (va[every] == vb[every]).all()
+        )
         for e in runs:
-            del e["queue"], e["out"]
+            del e["queue"], e["candidates"], e["out"]
         rep["runs"] = runs
         rep["median_items_per_s"] = {
             x: float(np.median([e["items_per_s"] for e in runs if e["engine"] == x]))

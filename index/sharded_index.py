@@ -267,8 +267,8 @@ class RayShardedIndex:
         self.key, self.nprobe, self.dim = key, nprobe, dim
         self.shards: list[dict] = []  # manifest entries, filled by write()
         self.on_gpu = False
-        self._built: list = []  # refs to the serialized shards, until written
-        self._parts: list = []  # refs to the shards' vectors, until written
+        self._built: list = []  # refs to the serialized shards (actor constructor arguments)
+        self._parts: list = []  # refs to the shards' vectors (idem)
 
     @classmethod
     def build(cls, vectors: np.ndarray, *, num_shards: int, **kwargs) -> RayShardedIndex:
@@ -345,7 +345,8 @@ class RayShardedIndex:
             self.shards.append(
                 {"file": f"{name}.faiss", "vectors": f"{name}.npy", "start": start, "count": count}
             )
-        self._built, self._parts = [], []  # the actors hold what they need
+        # _built and _parts stay referenced: a restarted shard actor is constructed again
+        # from them (Ray keeps objects only while someone refers to them).
         return self.shards
 
     @property

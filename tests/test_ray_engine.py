@@ -395,3 +395,22 @@ def test_image_items_with_relative_paths_index_as_on_one_machine(cluster, tmp_pa
             two.signals[name].vectors[every], one.signals[name].vectors[every], atol=1e-6
         )
     assert built.manifest["signals"]["image"]["shards"][1]["start"] == 10
+
+
+def test_a_killed_shard_actor_restarts_and_serves_the_same_results(cluster, tmp_path):
+    from index.sharded_index import RayShardedIndex
+
+    rng = np.random.default_rng(5)
+    vecs, queries = _unit(rng, 600, 16), _unit(rng, 8, 16)
+    index = RayShardedIndex.build(
+        vecs,
+        num_shards=3,
+        key="IVF8,Flat",
+        actor_options={"num_cpus": 0, "max_restarts": 2, "max_task_retries": 2},
+    )
+    index.write(tmp_path)  # the driver has written the shards; the actors still serve them
+    before = index.search(queries, 25)
+    ray.kill(index.servers[1], no_restart=False)
+    after = index.search(queries, 25)
+    np.testing.assert_array_equal(after.positions, before.positions)
+    np.testing.assert_array_equal(index.vectors[np.arange(200, 400)], vecs[200:400])
