@@ -1,5 +1,6 @@
-"""rank.ray_engine: a sweep on a local 2-CPU Ray cluster equals rank.pipeline.sweep, item by item,
-also when an embedding actor dies mid-run; index.sharded_index merges shards exactly."""
+"""rank.ray_engine: a sweep on a two-node local Ray cluster (1 CPU each) equals
+rank.pipeline.sweep, item by item and evidence value by value, also when an embedding actor dies
+mid-run; index.sharded_index merges shards exactly and survives a killed shard actor."""
 
 from __future__ import annotations
 
@@ -149,11 +150,22 @@ def single(data, model):
 
 @pytest.fixture(scope="module")
 def cluster():
+    """Two Ray nodes of one CPU each (two raylets, two object stores) on this machine: actors,
+    shards and chunks land on different nodes and objects cross between them, as on a real
+    cluster; only the file system is shared (as a real cluster's inventory store would be)."""
+    from ray.cluster_utils import Cluster
+
     # The fault-injecting embedder below must reach the workers by value (tests/ is no package).
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
+    nodes = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False},
+    )
+    nodes.add_node(num_cpus=1)
+    ray.init(address=nodes.address, log_to_driver=False)
+    yield nodes
     ray.shutdown()
+    nodes.shutdown()
 
 
 RAY_KW = dict(k=K, num_shards=3, rank_chunk_size=64)
@@ -259,6 +271,7 @@ def test_table_input_keeps_row_order(cluster):
 
 
 def test_ray_queue_equals_single_machine_queue(on_ray, single):
+    assert on_ray.report["ray"]["nodes"] == 2
     assert on_ray.queue.num_rows > 50
     assert_same_queue(on_ray.queue, single.queue)
     assert on_ray.candidates.column_names == single.candidates.column_names
