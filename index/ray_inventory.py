@@ -58,8 +58,13 @@ def _read(inventory):
     import pyarrow.dataset as pads
     import ray
 
+    filesystem = None
     if isinstance(inventory, (list, tuple)) and all(isinstance(p, (str, Path)) for p in inventory):
         files = [str(p) for p in inventory]
+    elif isinstance(inventory, str) and "://" in inventory:  # s3://, gs://, file://, ...
+        # pyarrow resolves the file system and lists the files in its (sorted) order.
+        found = pads.dataset(inventory, format="parquet")
+        files, filesystem = found.files, found.filesystem
     elif isinstance(inventory, (str, Path)):
         path = Path(inventory)
         if not path.exists():
@@ -72,7 +77,7 @@ def _read(inventory):
         return ray.data.from_arrow([table.slice(s, step) for s in range(0, table.num_rows, step)])
     if not files:
         raise FileNotFoundError(f"inventory: no Parquet files in {inventory}")
-    return ray.data.read_parquet(files)
+    return ray.data.read_parquet(files, filesystem=filesystem)
 
 
 def _project(block: pa.Table) -> pa.Table:

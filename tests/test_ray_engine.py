@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 
 from index.ray_build import build_index_ray, plan_cluster  # noqa: E402
-from index.ray_inventory import _read  # noqa: E402
+from index.ray_inventory import _read, ordered_data_context  # noqa: E402
 from index.sharded_index import ShardedIndex, merge_topk, shard_bounds  # noqa: E402
 from index.store import InventoryIndex  # noqa: E402
 from index.vector_index import SearchResult, VectorIndex  # noqa: E402
@@ -268,6 +268,13 @@ def test_table_input_keeps_row_order(cluster):
     finally:
         ctx.execution_options.preserve_order = False
     assert got == table.column("item_id").to_pylist()
+
+
+def test_a_uri_reads_the_same_rows_as_the_directory(cluster, data):
+    with ordered_data_context(show_progress=False):
+        by_path = [r["item_id"] for r in _read(data["inv_dir"]).iter_rows()]
+        by_uri = [r["item_id"] for r in _read(data["inv_dir"].as_uri()).iter_rows()]
+    assert by_uri == by_path and len(by_path) == 273
 
 
 def test_ray_queue_equals_single_machine_queue(on_ray, single):
