@@ -16,11 +16,13 @@ Stages, each exact, so that the index equals the single machine's:
    bitwise the single machine's) and ``map_batches(ItemEmbedder)`` embeds them on an actor pool
    (one GPU per actor where the cluster has GPUs). Vectors stay in the object store: the driver
    fetches only the per-row ok flags and reasons.
-3. **shard**: per signal, the indexed items are cut into contiguous shards. For IVF keys the
-   quantizer is trained once, on the sample ``VectorIndex.build`` would take; Ray tasks gather
-   each shard's vectors and add them to a copy of it, and an actor serves each shard (search +
-   vector lookup, ``index.sharded_index.RayShardedIndex``). The driver writes one shard at a time
-   (``<signal>/shards/shard-NNNNN.faiss`` + ``.npy``) and the manifest last.
+3. **shard**: per FAISS float signal, the indexed items are cut into contiguous shards. For
+   IVF keys the quantizer is trained once, on the sample ``VectorIndex.build`` would take; Ray
+   tasks gather each shard's vectors and add them to a copy of it, and an actor serves each
+   shard (search + vector lookup, ``index.ray_shards.RayShardedIndex``). The driver writes one
+   shard at a time (``<signal>/shards/shard-NNNNN.faiss`` + ``.npy``) and the manifest last. A
+   signal with its own index type (PDQ's binary index) is built whole by one task and served
+   by one actor (``index.ray_shards.RayServedIndex``), in ``build_index``'s layout.
 
 Faults: embedding actors are restarted (``max_restarts``) and their chunk retried
 (``max_task_retries``); tasks are retried (``max_retries``). ``ray`` is imported inside
@@ -40,8 +42,9 @@ import numpy as np
 import pyarrow as pa
 
 from .ray_inventory import ValidatedInventory, ordered_data_context, read_inventory
+from .ray_shards import RayServedIndex, RayShardedIndex
 from .schema import ITEM_ID, quarantine_table
-from .sharded_index import RayShardedIndex, shard_bounds, training_positions
+from .sharded_index import shard_bounds, training_positions
 from .signals import Signal, TextEmbeddingSignal, signal_from_manifest
 from .store import (
     FORMAT_VERSION,
@@ -66,7 +69,8 @@ class ItemEmbedder:
     """What each embedding actor runs (``map_batches``): one chunk of valid items -> vectors.
 
     The signals (encoders) are rebuilt from their manifest entries once per actor and checked
-    against them. Output: per signal the vector, ok flag and reason of every row, in order.
+    against them. Output: per signal the vector, ok flag and reason of every row, in order, and
+    the per-row evidence the signal records (``batch.evidence``, e.g. PDQ quality).
     Subclass to instrument (the fault test does).
     """
 
@@ -81,6 +85,8 @@ class ItemEmbedder:
             cols[_col("vec", name)] = pa.FixedSizeListArray.from_arrays(flat, out.vectors.shape[1])
             cols[_col("ok", name)] = pa.array(np.asarray(out.ok, bool))
             cols[_col("why", name)] = pa.array(out.reasons or [None] * chunk.num_rows, pa.string())
+            for key, values in (getattr(out, "evidence", None) or {}).items():
+                cols[_col("ev", name) + "__" + key] = pa.array(np.asarray(values))
         return pa.table(cols)
 
 
@@ -114,7 +120,7 @@ def _gather_vectors(
         col = block.column(column).combine_chunks()
         flat = col.flatten().to_numpy(zero_copy_only=False)
         parts.append(flat.reshape(-1, col.type.list_size)[r])
-    out = np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+    out = np.ascontiguousarray(np.concatenate(parts))  # float32 vectors, uint8 hashes, ...
     return out if order is None else out[order]
 
 
@@ -126,12 +132,15 @@ class _Embedded:
     offsets: np.ndarray  # first valid row of each block; offsets[-1] = number of valid rows
     ok: dict[str, np.ndarray]  # per signal: the valid rows it embedded
 
-    def gather(self, name: str, rows: np.ndarray, dim: int, *, task_options: dict):
+    evidence: dict[str, dict[str, np.ndarray]]  # per signal: per-row evidence columns
+
+    def gather(self, name: str, rows: np.ndarray, *, task_options: dict):
         """A Ray object ref to the vectors of valid ``rows`` (any order) of signal ``name``."""
         import ray
 
-        if len(rows) == 0:
-            return ray.put(np.zeros((0, dim), np.float32))
+        task = ray.remote(_gather_vectors).options(**task_options)
+        if len(rows) == 0:  # no rows of the first block: the width and dtype of the signal
+            return task.remote(_col("vec", name), [np.zeros(0, np.int64)], None, self.blocks[0])
         order = np.argsort(rows, kind="stable")
         srt = rows[order]
         block_of = np.searchsorted(self.offsets, srt, side="right") - 1
@@ -139,7 +148,6 @@ class _Embedded:
         local = [srt[block_of == b] - self.offsets[b] for b in which]
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
-        task = ray.remote(_gather_vectors).options(**task_options)
         return task.remote(_col("vec", name), local, inverse, *[self.blocks[b] for b in which])
 
 
@@ -183,7 +191,15 @@ def _embed(inv: ValidatedInventory, specs, names, plan: dict) -> tuple[_Embedded
     }
     why = {n: [w for f in flags for w in f.column(_col("why", n)).to_pylist()] for n in names}
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    return _Embedded(blocks, offsets, ok), why
+    evidence = {
+        n: {
+            c.split("__", 3)[-1]: np.concatenate([f.column(c).to_numpy() for f in flags])
+            for c in flags[0].column_names
+            if c.startswith(_col("ev", n) + "__")
+        }
+        for n in names
+    }
+    return _Embedded(blocks, offsets, ok, evidence), why
 
 
 # ----------------------------------------------------------------------------- shards
@@ -214,29 +230,53 @@ def plan_cluster(
     }
 
 
-def _shard_signal(emb: _Embedded, name: str, sdir: Path, plan: dict) -> RayShardedIndex:
+def _shard_signal(emb: _Embedded, name: str, sdir: Path, plan: dict):
     """Stage 3 for one signal: train once, add shards in parallel, write one shard at a time."""
     rows = np.flatnonzero(emb.ok[name])  # valid rows -> this signal's positions
     n, dim = len(rows), plan["dims"][name]
     opts = {"max_retries": plan["max_retries"]}
     bounds = shard_bounds(n, plan["num_shards"]) if n else [(0, 0)]
     index = RayShardedIndex.build_from_refs(
-        [emb.gather(name, rows[a:b], dim, task_options=opts) for a, b in bounds],
+        [emb.gather(name, rows[a:b], task_options=opts) for a, b in bounds],
         [b - a for a, b in bounds],
-        emb.gather(name, rows[training_positions(n)], dim, task_options=opts),
+        emb.gather(name, rows[training_positions(n)], task_options=opts),
         dim=dim,
         key=plan["index_key"],
         max_memory=plan["max_memory"],
         task_options=opts,
-        # Shard actors mostly wait for searches; 0 CPUs keeps them from starving tasks.
-        actor_options={
-            "num_cpus": 0,
-            "max_restarts": plan["max_restarts"],
-            "max_task_retries": plan["max_task_retries"],
-        },
+        actor_options=_actor_options(plan),
     )
-    index.write(sdir)
-    return index
+    shards = index.write(sdir)
+    return index, [f for shard in shards for f in (shard["file"], shard["vectors"])]
+
+
+def _serve_signal(emb: _Embedded, name: str, spec: dict, sdir: Path, plan: dict):
+    """Stage 3 for a signal with its own index type (PDQ): built whole in one task, served by
+    one actor, written in ``build_index``'s layout."""
+    rows = np.flatnonzero(emb.ok[name])
+    opts = {"max_retries": plan["max_retries"]}
+    key = plan["index_key"]
+    index = RayServedIndex.build_from_ref(
+        spec,
+        plan["options"][name],
+        emb.gather(name, rows, task_options=opts),
+        len(rows),
+        dim=plan["dims"][name],
+        key=key,
+        max_memory=plan["max_memory"],
+        task_options=opts,
+        actor_options=_actor_options(plan),
+    )
+    return index, index.write(sdir)
+
+
+def _actor_options(plan: dict) -> dict:
+    # Index actors mostly wait for searches; 0 CPUs keeps them from starving tasks.
+    return {
+        "num_cpus": 0,
+        "max_restarts": plan["max_restarts"],
+        "max_task_retries": plan["max_task_retries"],
+    }
 
 
 # ----------------------------------------------------------------------------- the build
@@ -249,10 +289,11 @@ class RayIndex:
 
     path: Path
     manifest: dict
-    indexes: dict[str, RayShardedIndex]
+    indexes: dict[str, RayShardedIndex | RayServedIndex]
     ids: dict[str, np.ndarray]
     items: pa.Table
     quarantine: pa.Table
+    evidence: dict[str, pa.Table]  # per signal that records per-item evidence (PDQ quality)
 
     def as_inventory_index(self) -> InventoryIndex:
         """An ``InventoryIndex`` whose searches and vector reads go to the shard actors (usable
@@ -265,6 +306,7 @@ class RayIndex:
                 self.ids[name],
                 self.path / name,
                 _vectors=self.indexes[name].vectors,
+                _evidence=self.evidence.get(name),
             )
             for name, entry in self.manifest["signals"].items()
         }
@@ -318,12 +360,6 @@ def build_index_ray(
         specs = [s.describe() for s in signals]
         options = {s.name: s.get_runtime_options() for s in signals}
     signals = materialize_signals(specs, options)
-    for s in signals:
-        if type(s).build_index is not Signal.build_index:
-            raise NotImplementedError(
-                f"signal '{s.name}' ({type(s).__name__}) builds its own index type; the Ray "
-                f"engine shards FAISS float indexes only: use index.store.build_index"
-            )
     names = [s.name for s in signals]
     if len(set(names)) != len(names):
         raise ValueError(f"signals: duplicate names {names}")
@@ -369,25 +405,39 @@ def build_index_ray(
     path.mkdir(parents=True)
     write_parquet(indexed, path / "items.parquet")
     write_parquet(quarantine, path / "quarantine.parquet")
-    entries, indexes, sig_ids = {}, {}, {}
+    entries, indexes, sig_ids, evidence = {}, {}, {}, {}
     for signal, spec in zip(signals, specs):
         name, sdir = signal.name, path / signal.name
         tb = time.time()
-        index = _shard_signal(emb, name, sdir, plan)
+        # FAISS float indexes are sharded; a signal with its own index type is served whole.
+        if type(signal).build_index is Signal.build_index:
+            index, files = _shard_signal(emb, name, sdir, plan)
+            layout = {"shards": index.shards}
+            index_files = [s_["file"] for s_ in index.shards]
+        else:
+            index, files = _serve_signal(emb, name, spec, sdir, plan)
+            layout, index_files = {}, ["index.faiss"]
         build_s = time.time() - tb
-        sig_ids[name] = ids[emb.ok[name]]
+        ok = emb.ok[name]
+        sig_ids[name] = ids[ok]
         id_table = pa.table({ITEM_ID: pa.array(sig_ids[name], pa.string())})
         write_parquet(id_table, sdir / "ids.parquet")
-        files = ["ids.parquet"] + [f for s in index.shards for f in (s["file"], s["vectors"])]
+        files.append("ids.parquet")
+        if emb.evidence[name]:
+            columns = {ITEM_ID: id_table.column(ITEM_ID)}
+            columns.update({k: pa.array(v[ok]) for k, v in emb.evidence[name].items()})
+            evidence[name] = pa.table(columns)
+            write_parquet(evidence[name], sdir / "evidence.parquet")
+            files.append("evidence.parquet")
         entries[name] = {
             **spec,
             "metric": signal.metric,
             "index_key": index.key,
             "nprobe": index.nprobe,
             "count": len(sig_ids[name]),
-            "index_bytes": sum((sdir / s["file"]).stat().st_size for s in index.shards),
+            "index_bytes": sum((sdir / f).stat().st_size for f in index_files),
             "build_seconds": round(build_s, 3),
-            "shards": index.shards,
+            **layout,
             "checksums": {f: _sha256(sdir / f) for f in files},
         }
         indexes[name] = index
@@ -410,7 +460,7 @@ def build_index_ray(
     tmp = path / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(path / MANIFEST)  # last: a directory without a manifest is never "finished"
-    return RayIndex(path, manifest, indexes, sig_ids, indexed, quarantine)
+    return RayIndex(path, manifest, indexes, sig_ids, indexed, quarantine, evidence)
 
 
 __all__ = ["ItemEmbedder", "RayIndex", "build_index_ray", "plan_cluster"]

@@ -126,11 +126,14 @@ class SignalIndex:
     ids: np.ndarray  # position -> item_id
     directory: Path
     _vectors: np.ndarray | None = None
+    _evidence: pa.Table | None = None  # given instead of read (workers without the files)
 
     @property
     def evidence(self) -> pa.Table | None:
         """Per-item evidence the signal recorded (``item_id`` + e.g. ``pdq_quality``), in index
         order, or None if it records none."""
+        if self._evidence is not None:
+            return self._evidence
         path = self.directory / "evidence.parquet"
         return pq.read_table(path) if path.exists() else None
 

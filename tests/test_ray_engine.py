@@ -383,11 +383,13 @@ def test_image_items_with_relative_paths_index_as_on_one_machine(cluster, tmp_pa
     from PIL import Image
 
     from index.clip_signal import ClipImageSignal, tiny_clip_encoder
+    from index.pdq_signal import PdqSignal
     from index.signals import TextEmbeddingSignal
     from index.store import build_index
 
     # Images referenced relative to a base directory, which manifests do not record: the
-    # embedding actors must get it from the caller's signal (Signal.runtime_options).
+    # embedding actors must get it from the caller's signal (Signal.runtime_options). PDQ has
+    # its own index type (binary, Hamming): served whole by one actor, with its quality column.
     images = tmp_path / "creatives"
     images.mkdir()
     rng = np.random.default_rng(3)
@@ -396,29 +398,55 @@ def test_image_items_with_relative_paths_index_as_on_one_machine(cluster, tmp_pa
         pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
         Image.fromarray(pixels).resize((64, 64)).save(images / f"ad{i}.png")
         rows.append({"item_id": f"ad{i}", "text": f"offer number {i}", "image_path": f"ad{i}.png"})
+    rows.append({"item_id": "copy", "text": "offer again", "image_path": "ad3.png"})  # a re-upload
     rows.append({"item_id": "gone", "text": None, "image_path": "missing.png"})
     inventory = pa.Table.from_pylist(rows)
-    signals = [TextEmbeddingSignal(), ClipImageSignal(tiny_clip_encoder(), base_dir=images)]
+    signals = [
+        TextEmbeddingSignal(),
+        ClipImageSignal(tiny_clip_encoder(), base_dir=images),
+        PdqSignal(base_dir=images),
+    ]
 
     one = build_index(inventory, tmp_path / "one", signals=signals, chunk_size=8)
     built = build_index_ray(
         inventory, tmp_path / "ray", signals=signals, num_shards=2, chunk_size=8
     )
     two = InventoryIndex.load(tmp_path / "ray")
-    assert len(two.signals["image"].ids) == 20  # every image found by the actors
+    assert len(two.signals["image"].ids) == 21  # every image found by the actors
     assert two.quarantine.to_pylist() == one.quarantine.to_pylist()
     assert "missing.png" in two.quarantine.column("reason")[0].as_py()
-    for name in ("text", "image"):
+    for name in ("text", "image", "pdq"):
         assert list(two.signals[name].ids) == list(one.signals[name].ids)
         every = np.arange(len(one.signals[name].ids))
         np.testing.assert_allclose(
             two.signals[name].vectors[every], one.signals[name].vectors[every], atol=1e-6
         )
-    assert built.manifest["signals"]["image"]["shards"][1]["start"] == 10
+    assert built.manifest["signals"]["image"]["shards"][1]["start"] == 11
+    assert "shards" not in built.manifest["signals"]["pdq"]  # served whole
+    assert two.signals["pdq"].evidence.equals(one.signals["pdq"].evidence)
+
+    # Recall through the live actors equals recall over the single machine's index.
+    seeds = pa.table(
+        {
+            "seed_id": ["s1", "s2"],
+            "policy": ["scam", "scam"],
+            "text": ["offer number 3", None],
+            "image_path": [str(images / "ad3.png"), str(images / "ad7.png")],
+        }
+    )
+    got = recall(built.as_inventory_index(), seeds, k=8, show_progress=False)
+    want = recall(one, seeds, k=8, show_progress=False)
+    assert got.column_names == want.column_names
+    assert "pdq_best_distance" in got.column_names and "pdq_quality" in got.column_names
+    for col in want.column_names:
+        if pa.types.is_floating(want.column(col).type):
+            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), atol=1e-6)
+        else:
+            assert got.column(col).to_pylist() == want.column(col).to_pylist(), col
 
 
 def test_a_killed_shard_actor_restarts_and_serves_the_same_results(cluster, tmp_path):
-    from index.sharded_index import RayShardedIndex
+    from index.ray_shards import RayShardedIndex
 
     rng = np.random.default_rng(5)
     vecs, queries = _unit(rng, 600, 16), _unit(rng, 8, 16)
