@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from index.ray_build import ItemEmbedder, RayIndex, build_index_ray, materialize_signals
+from index.ray_build import RayIndex, build_index_ray
+from index.ray_embed import ItemEmbedder, materialize_signals
 from index.schema import ITEM_ID
 from index.signals import SignalBatch
 from index.tables import TableLike

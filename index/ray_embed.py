@@ -1,0 +1,162 @@
+"""Embedding on Ray: chunks of valid items -> vectors on an actor pool, kept in the object store.
+
+``ItemEmbedder`` is what each actor runs; ``embed_chunks`` runs the pool over the chunks of an
+``index.ray_inventory.ValidatedInventory`` and returns where every vector is (``Embedded``),
+fetching to the driver only the per-row ok flags, reasons and evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from .ray_inventory import ValidatedInventory
+from .signals import Signal, signal_from_manifest
+from .store import IndexMismatchError
+
+
+def _col(kind: str, signal: str) -> str:
+    return f"__rr_{kind}_{signal}"
+
+
+class ItemEmbedder:
+    """What each embedding actor runs (``map_batches``): one chunk of valid items -> vectors.
+
+    The signals (encoders) are rebuilt from their manifest entries once per actor and checked
+    against them. Output: per signal the vector, ok flag and reason of every row, in order, and
+    the per-row evidence the signal records (``batch.evidence``, e.g. PDQ quality).
+    Subclass to instrument (the fault test does).
+    """
+
+    def __init__(self, signals: Sequence[dict], names: Sequence[str], options: dict | None = None):
+        self.signals = dict(zip(names, materialize_signals(signals, options, check=True)))
+
+    def __call__(self, chunk: pa.Table) -> pa.Table:
+        cols: dict[str, pa.Array] = {}
+        for name, signal in self.signals.items():
+            out = signal.embed_items(chunk)
+            flat = pa.array(np.ascontiguousarray(out.vectors).ravel())
+            cols[_col("vec", name)] = pa.FixedSizeListArray.from_arrays(flat, out.vectors.shape[1])
+            cols[_col("ok", name)] = pa.array(np.asarray(out.ok, bool))
+            cols[_col("why", name)] = pa.array(out.reasons or [None] * chunk.num_rows, pa.string())
+            for key, values in (getattr(out, "evidence", None) or {}).items():
+                cols[_col("ev", name) + "__" + key] = pa.array(np.asarray(values))
+        return pa.table(cols)
+
+
+def materialize_signals(
+    specs: Sequence[dict], options: dict | None = None, *, check: bool = False
+) -> list[Signal]:
+    """Signals rebuilt from manifest entries (so workers load their own encoders), with the
+    runtime options (``Signal.runtime_options``, e.g. the image base_dir) of ``options[name]``."""
+    out = []
+    for spec in specs:
+        signal = signal_from_manifest(spec)
+        signal.set_runtime_options(**(options or {}).get(signal.name, {}))
+        why = signal.compatible_with(spec) if check else None
+        if why:
+            raise IndexMismatchError(f"embedding actor: encoder differs from the model's ({why})")
+        out.append(signal)
+    return out
+
+
+def _flags(embedded: pa.Table) -> pa.Table:
+    """The ok flags and reasons of an embedded block, without its vectors (a Ray task)."""
+    return embedded.select([c for c in embedded.column_names if not c.startswith("__rr_vec_")])
+
+
+def _gather_vectors(
+    column: str, rows: list[np.ndarray], order: np.ndarray | None, *blocks: pa.Table
+) -> np.ndarray:
+    """``rows[i]`` of ``blocks[i]``'s vector column, concatenated (then put in ``order``)."""
+    parts = []
+    for r, block in zip(rows, blocks):
+        col = block.column(column).combine_chunks()
+        flat = col.flatten().to_numpy(zero_copy_only=False)
+        parts.append(flat.reshape(-1, col.type.list_size)[r])
+    out = np.ascontiguousarray(np.concatenate(parts))  # float32 vectors, uint8 hashes, ...
+    return out if order is None else out[order]
+
+
+@dataclass
+class Embedded:
+    """Where every indexed item's vectors are: output blocks and their global row offsets."""
+
+    blocks: list  # ObjectRef[pa.Table], in valid-row order
+    offsets: np.ndarray  # first valid row of each block; offsets[-1] = number of valid rows
+    ok: dict[str, np.ndarray]  # per signal: the valid rows it embedded
+
+    evidence: dict[str, dict[str, np.ndarray]]  # per signal: per-row evidence columns
+
+    def gather(self, name: str, rows: np.ndarray, *, task_options: dict):
+        """A Ray object ref to the vectors of valid ``rows`` (any order) of signal ``name``."""
+        import ray
+
+        task = ray.remote(_gather_vectors).options(**task_options)
+        if len(rows) == 0:  # no rows of the first block: the width and dtype of the signal
+            return task.remote(_col("vec", name), [np.zeros(0, np.int64)], None, self.blocks[0])
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        block_of = np.searchsorted(self.offsets, srt, side="right") - 1
+        which = np.unique(block_of)
+        local = [srt[block_of == b] - self.offsets[b] for b in which]
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return task.remote(_col("vec", name), local, inverse, *[self.blocks[b] for b in which])
+
+
+def embed_chunks(inv: ValidatedInventory, specs, names, plan: dict) -> tuple[Embedded, dict]:
+    """Stage 2: chunks gathered by tasks, embedded on the actor pool; vectors stay remote."""
+    import ray
+
+    chunks = inv.chunks(plan["chunk_size"], max_retries=plan["max_retries"])
+    if not chunks:
+        raise ValueError("inventory: no valid items to embed")
+    embedded = ray.data.from_arrow_refs(chunks).map_batches(
+        plan["embedder"],
+        fn_constructor_kwargs={
+            "signals": specs,
+            "names": names,
+            "options": plan["options"],
+            **plan["embedder_kwargs"],
+        },
+        batch_size=None,  # one call per chunk
+        batch_format="pyarrow",
+        # One chunk at a time per actor: else the first actor up (the others still load their
+        # model) queues several chunks and the rest of the pool idles.
+        compute=ray.data.ActorPoolStrategy(
+            size=min(plan["actors"], len(chunks)), max_tasks_in_flight_per_actor=1
+        ),
+        num_cpus=plan["cpus_per_actor"],
+        num_gpus=1 if plan["use_gpu"] else None,
+        # Ray Data's own default for actor pools is -1 (restart and retry without limit);
+        # passing it again only draws a deprecation warning (ray_remote_args, Ray 2.60).
+        **{knob: plan[knob] for knob in ("max_restarts", "max_task_retries") if plan[knob] != -1},
+    )
+    blocks = embedded.to_arrow_refs()
+    flags = ray.get([ray.remote(_flags).remote(b) for b in blocks])
+    sizes = [f.num_rows for f in flags]
+    n_valid = inv.num_valid
+    if sum(sizes) != n_valid:
+        raise RuntimeError(f"embedding returned {sum(sizes)} rows for {n_valid} valid items")
+    ok = {
+        n: np.concatenate([np.asarray(f.column(_col("ok", n)).to_pylist(), bool) for f in flags])
+        for n in names
+    }
+    why = {n: [w for f in flags for w in f.column(_col("why", n)).to_pylist()] for n in names}
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    evidence = {
+        n: {
+            c.split("__", 3)[-1]: np.concatenate([f.column(c).to_numpy() for f in flags])
+            for c in flags[0].column_names
+            if c.startswith(_col("ev", n) + "__")
+        }
+        for n in names
+    }
+    return Embedded(blocks, offsets, ok, evidence), why
+
+
+__all__ = ["Embedded", "ItemEmbedder", "embed_chunks", "materialize_signals"]
