@@ -192,7 +192,9 @@ def build_index_ray(
     show_progress: bool = True,
 ) -> RayIndex:
     """``index.store.build_index`` on the Ray cluster this process has joined (``ray.init``;
-    Ray Data starts a local one if none). Overwrites ``path``.
+    Ray Data starts a local one if none). Overwrites ``path``; run again after a crash, it
+    reuses the chunks the killed run embedded (saved under ``path/_work/``, which every node
+    must reach, until the manifest is written).
 
     ``inventory``: a Parquet file, a directory of Parquet files (sorted path order, as pyarrow
     reads it), a list of Parquet paths, or a table. ``signals`` (or their manifest entries,
@@ -239,9 +241,15 @@ def build_index_ray(
         options={s.name: s.get_runtime_options() for s in signals},
     )
 
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    for child in path.iterdir():  # all but _work/: chunks a killed run finished are reused
+        if child.name != "_work":
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
     with ordered_data_context(show_progress):
         inv = read_inventory(inventory, require_text=require_text)
-        emb, why = embed_chunks(inv, specs, names, plan)
+        emb = embed_chunks(inv, specs, names, plan, work=path / "_work")
+    why = emb.reasons
     t_embed = time.time() - t0
 
     items, quarantined = inv.items, inv.quarantined
@@ -254,10 +262,6 @@ def build_index_ray(
     quarantine = quarantine_table(quarantined)
     indexed = items.filter(pa.array(ok_any))
 
-    path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
     write_parquet(indexed, path / "items.parquet")
     write_parquet(quarantine, path / "quarantine.parquet")
     entries, indexes, sig_ids, evidence = {}, {}, {}, {}
@@ -303,6 +307,7 @@ def build_index_ray(
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - t0, 3),
         "embed_seconds": round(t_embed, 3),
+        "chunks": {"total": emb.chunks, "resumed": emb.resumed},
         "max_memory": str(max_memory),
         "items": {
             "input": inv.n_in,
@@ -315,6 +320,7 @@ def build_index_ray(
     tmp = path / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(path / MANIFEST)  # last: a directory without a manifest is never "finished"
+    shutil.rmtree(path / "_work", ignore_errors=True)
     return RayIndex(path, manifest, indexes, sig_ids, indexed, quarantine, evidence)
 
 

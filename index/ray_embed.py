@@ -7,15 +7,21 @@ fetching to the driver only the per-row ok flags, reasons and evidence.
 
 from __future__ import annotations
 
+import gc
+import hashlib
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from .ray_inventory import ValidatedInventory
+from .ray_inventory import SAVE_TO, ValidatedInventory
 from .signals import Signal, signal_from_manifest
-from .store import IndexMismatchError
+from .store import IndexMismatchError, _ids_digest
 
 
 def _col(kind: str, signal: str) -> str:
@@ -35,6 +41,19 @@ class ItemEmbedder:
         self.signals = dict(zip(names, materialize_signals(signals, options, check=True)))
 
     def __call__(self, chunk: pa.Table) -> pa.Table:
+        save_to = None
+        if SAVE_TO in chunk.column_names:
+            save_to = chunk.column(SAVE_TO)[0].as_py()
+            chunk = chunk.drop([SAVE_TO])
+        out = self.embed(chunk)
+        if save_to:  # a finished chunk survives a killed build (resume)
+            path = Path(save_to)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            pq.write_table(out, tmp)
+            tmp.replace(path)
+        return out
+
+    def embed(self, chunk: pa.Table) -> pa.Table:
         cols: dict[str, pa.Array] = {}
         for name, signal in self.signals.items():
             out = signal.embed_items(chunk)
@@ -90,6 +109,9 @@ class Embedded:
     ok: dict[str, np.ndarray]  # per signal: the valid rows it embedded
 
     evidence: dict[str, dict[str, np.ndarray]]  # per signal: per-row evidence columns
+    reasons: dict[str, list]  # per signal: why each valid row has no vector (None if it has)
+    chunks: int = 0  # chunks of the build
+    resumed: int = 0  # of which loaded from an earlier, killed run
 
     def gather(self, name: str, rows: np.ndarray, *, task_options: dict):
         """A Ray object ref to the vectors of valid ``rows`` (any order) of signal ``name``."""
@@ -108,13 +130,69 @@ class Embedded:
         return task.remote(_col("vec", name), local, inverse, *[self.blocks[b] for b in which])
 
 
-def embed_chunks(inv: ValidatedInventory, specs, names, plan: dict) -> tuple[Embedded, dict]:
-    """Stage 2: chunks gathered by tasks, embedded on the actor pool; vectors stay remote."""
+def _load_chunk(path: str) -> pa.Table:
+    return pq.read_table(path)
+
+
+def embed_chunks(
+    inv: ValidatedInventory, specs, names, plan: dict, work: Path | None = None
+) -> Embedded:
+    """Stage 2: chunks gathered by tasks, embedded on the actor pool; vectors stay remote.
+
+    With ``work`` (a directory every node can reach), each embedded chunk is also saved there,
+    named by its item ids and the signals, and a later run with the same chunks loads it
+    instead of embedding it again: a killed build resumes where it stopped.
+    """
     import ray
 
-    chunks = inv.chunks(plan["chunk_size"], max_retries=plan["max_retries"])
-    if not chunks:
+    size = plan["chunk_size"]
+    chunk_ids = inv.chunk_ids(size)
+    if not chunk_ids:
         raise ValueError("inventory: no valid items to embed")
+    saved: list[str | None] = [None] * len(chunk_ids)
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)
+        what = hashlib.sha256(json.dumps([list(specs), list(names)], default=str).encode())
+        saved = [
+            str(work / f"chunk-{i:06d}-{_ids_digest(ids)}-{what.hexdigest()[:12]}.parquet")
+            for i, ids in enumerate(chunk_ids)
+        ]
+    done = [i for i, path in enumerate(saved) if path and Path(path).exists()]
+    todo = [i for i in range(len(chunk_ids)) if i not in set(done)]
+    fresh = _run_pool(inv, todo, saved, specs, names, plan) if todo else []
+    load = ray.remote(_load_chunk).options(max_retries=plan["max_retries"])
+    loaded = [load.remote(saved[i]) for i in done]
+    flag = ray.remote(_flags)
+    fresh_flags = ray.get([flag.remote(b) for b in fresh])
+    loaded_flags = ray.get([flag.remote(b) for b in loaded])
+    # Back in chunk order; the pool's output blocks follow its input order, but may be cut
+    # differently from the chunks, so they are matched by row counts.
+    blocks, flags = [], []
+    pending = list(zip(fresh, fresh_flags))
+    from_disk = dict(zip(done, zip(loaded, loaded_flags)))
+    for i, ids in enumerate(chunk_ids):
+        if i in from_disk:
+            blocks.append(from_disk[i][0])
+            flags.append(from_disk[i][1])
+            continue
+        rows = 0
+        while rows < len(ids):
+            block, f = pending.pop(0)
+            blocks.append(block)
+            flags.append(f)
+            rows += f.num_rows
+    emb = _collect(blocks, flags, inv.num_valid, names)
+    emb.chunks, emb.resumed = len(chunk_ids), len(done)
+    return emb
+
+
+def _run_pool(inv: ValidatedInventory, todo: list[int], saved, specs, names, plan) -> list:
+    """Embed chunks ``todo`` on the actor pool; refs to the output blocks, in input order."""
+    import ray
+
+    chunks = inv.chunks(
+        plan["chunk_size"], only=todo, save_to=saved, max_retries=plan["max_retries"]
+    )
     embedded = ray.data.from_arrow_refs(chunks).map_batches(
         plan["embedder"],
         fn_constructor_kwargs={
@@ -128,7 +206,7 @@ def embed_chunks(inv: ValidatedInventory, specs, names, plan: dict) -> tuple[Emb
         # One chunk at a time per actor: else the first actor up (the others still load their
         # model) queues several chunks and the rest of the pool idles.
         compute=ray.data.ActorPoolStrategy(
-            size=min(plan["actors"], len(chunks)), max_tasks_in_flight_per_actor=1
+            size=min(plan["actors"], len(todo)), max_tasks_in_flight_per_actor=1
         ),
         num_cpus=plan["cpus_per_actor"],
         num_gpus=1 if plan["use_gpu"] else None,
@@ -136,10 +214,25 @@ def embed_chunks(inv: ValidatedInventory, specs, names, plan: dict) -> tuple[Emb
         # passing it again only draws a deprecation warning (ray_remote_args, Ray 2.60).
         **{knob: plan[knob] for knob in ("max_restarts", "max_task_retries") if plan[knob] != -1},
     )
-    blocks = embedded.to_arrow_refs()
-    flags = ray.get([ray.remote(_flags).remote(b) for b in blocks])
+    blocks, failure = None, None
+    try:
+        blocks = embedded.to_arrow_refs()
+    except Exception as err:  # noqa: BLE001 - re-raised below, without its traceback
+        failure = f"{type(err).__name__}: {err}"
+    # Ray Data releases the pool's actors by dropping their handles; whatever still refers to
+    # its executor (here: the error's traceback frames, kept by a notebook's last-error record)
+    # keeps them and their CPUs, and a retry in this Ray session would wait for CPUs forever.
+    # So the error is re-raised as text, and the cycles are collected now.
+    del embedded, chunks
+    gc.collect()
+    if failure is not None:
+        raise RuntimeError(f"embedding failed: {failure}")
+    return blocks
+
+
+def _collect(blocks: list, flags: list[pa.Table], n_valid: int, names) -> Embedded:
+    """``Embedded`` over the output blocks (in chunk order)."""
     sizes = [f.num_rows for f in flags]
-    n_valid = inv.num_valid
     if sum(sizes) != n_valid:
         raise RuntimeError(f"embedding returned {sum(sizes)} rows for {n_valid} valid items")
     ok = {
@@ -156,7 +249,7 @@ def embed_chunks(inv: ValidatedInventory, specs, names, plan: dict) -> tuple[Emb
         }
         for n in names
     }
-    return Embedded(blocks, offsets, ok, evidence), why
+    return Embedded(blocks, offsets, ok, evidence, why)
 
 
 __all__ = ["Embedded", "ItemEmbedder", "embed_chunks", "materialize_signals"]

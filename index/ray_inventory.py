@@ -9,7 +9,7 @@ image bytes stay in the object store until an encoder reads them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from .schema import IMAGE_BYTES, ITEM_ID, validate_inventory
 from .tables import as_table
 
 _ID, _REASON = "__rr_item_id", "__rr_reason"
+SAVE_TO = "__rr_save_to"  # a chunk's column: the file its embedding is saved to (resume)
 # index.schema's wording: a bad-UTF-8 row keeps that reason even when its id is a duplicate.
 _UTF8_REASON = "text is not valid UTF-8"
 
@@ -120,10 +121,14 @@ def _scan(projections) -> tuple[list[np.ndarray], pa.Table, list[dict], int]:
     return keep_rows, pa.concat_tables(kept, promote_options="default"), quarantined, n_in
 
 
-def _gather_rows(rows: list[np.ndarray], *blocks: pa.Table) -> pa.Table:
-    """One chunk of valid items: ``rows[i]`` of ``blocks[i]``, concatenated (a Ray task)."""
+def _gather_rows(rows: list[np.ndarray], save_to: str | None, *blocks: pa.Table) -> pa.Table:
+    """One chunk of valid items: ``rows[i]`` of ``blocks[i]``, concatenated (a Ray task), with
+    the file its embedding is to be saved to (``SAVE_TO``) when there is one."""
     parts = [b.take(pa.array(r)).drop([_ID, _REASON]) for r, b in zip(rows, blocks)]
-    return pa.concat_tables(parts, promote_options="default")
+    chunk = pa.concat_tables(parts, promote_options="default")
+    if save_to is not None:
+        chunk = chunk.append_column(SAVE_TO, pa.array([save_to] * chunk.num_rows, pa.string()))
+    return chunk
 
 
 def _chunk_specs(keep_rows: list[np.ndarray], size: int) -> list[list[tuple[int, np.ndarray]]]:
@@ -182,15 +187,33 @@ class ValidatedInventory:
     def num_valid(self) -> int:
         return int(sum(len(r) for r in self.keep_rows))
 
-    def chunks(self, size: int, *, max_retries: int = 3) -> list:
+    def chunk_ids(self, size: int) -> list[list[str]]:
+        """The item ids of each chunk of ``size`` consecutive valid items."""
+        ids = self.items.column(ITEM_ID).to_pylist()
+        return [ids[s : s + size] for s in range(0, len(ids), size)]
+
+    def chunks(
+        self,
+        size: int,
+        *,
+        only: Sequence[int] | None = None,
+        save_to: Sequence[str | None] | None = None,
+        max_retries: int = 3,
+    ) -> list:
         """Refs to tables of ``size`` consecutive valid items (content columns included),
-        gathered by Ray tasks."""
+        gathered by Ray tasks: every chunk, or the chunk numbers in ``only``. ``save_to[i]``
+        rides along with chunk ``i`` as the ``SAVE_TO`` column (where its embedding goes)."""
         import ray
 
         gather = ray.remote(_gather_rows).options(max_retries=max_retries)
+        specs = _chunk_specs(self.keep_rows, size)
         return [
-            gather.remote([r for _, r in spec], *[self.blocks[b] for b, _ in spec])
-            for spec in _chunk_specs(self.keep_rows, size)
+            gather.remote(
+                [r for _, r in specs[i]],
+                save_to[i] if save_to else None,
+                *[self.blocks[b] for b, _ in specs[i]],
+            )
+            for i in (range(len(specs)) if only is None else only)
         ]
 
 

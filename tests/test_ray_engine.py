@@ -462,3 +462,68 @@ def test_a_killed_shard_actor_restarts_and_serves_the_same_results(cluster, tmp_
     after = index.search(queries, 25)
     np.testing.assert_array_equal(after.positions, before.positions)
     np.testing.assert_array_equal(index.vectors[np.arange(200, 400)], vecs[200:400])
+
+
+class FailsOn(ItemEmbedder):
+    """Raises on the chunk holding item ``fail_on``: the build dies (an application error is
+    not retried), as a sweep killed mid-run would."""
+
+    def __init__(self, *args, fail_on: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fail_on = fail_on
+
+    def embed(self, chunk):
+        if self.fail_on in chunk.column("item_id").to_pylist():
+            raise RuntimeError("killed mid-build")
+        return super().embed(chunk)
+
+
+class Counts(ItemEmbedder):
+    """Leaves one file per chunk it embeds in ``calls``."""
+
+    def __init__(self, *args, calls: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = Path(calls)
+
+    def embed(self, chunk):
+        first = chunk.column("item_id")[0].as_py()
+        (self.calls / first).touch()
+        return super().embed(chunk)
+
+
+def test_a_killed_build_resumes_from_the_chunks_it_finished(cluster, data, single, tmp_path):
+    ids = pq.read_table(single.out_dir / "index" / "items.parquet").column("item_id").to_pylist()
+    kw = dict(num_shards=2, chunk_size=32, show_progress=False)
+    with pytest.raises(RuntimeError, match="killed mid-build"):
+        build_index_ray(
+            data["inv_dir"],
+            tmp_path / "idx",
+            embedder=FailsOn,
+            embedder_kwargs={"fail_on": ids[6 * 32 + 5]},  # in chunk 6 of 9
+            **kw,
+        )
+    assert not (tmp_path / "idx" / "manifest.json").exists()
+    finished = len(list((tmp_path / "idx" / "_work").glob("chunk-*.parquet")))
+    assert 1 <= finished < 9
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    built = build_index_ray(
+        data["inv_dir"],
+        tmp_path / "idx",
+        embedder=Counts,
+        embedder_kwargs={"calls": str(calls)},
+        **kw,
+    )
+    assert built.manifest["chunks"] == {"total": 9, "resumed": finished}
+    assert len(list(calls.iterdir())) == 9 - finished  # only the missing chunks embedded again
+    assert not (tmp_path / "idx" / "_work").exists()
+    resumed, one = (
+        InventoryIndex.load(tmp_path / "idx"),
+        InventoryIndex.load(single.out_dir / "index"),
+    )
+    assert list(resumed.signals["text"].ids) == list(one.signals["text"].ids)
+    every = np.arange(len(ids))
+    np.testing.assert_allclose(
+        resumed.signals["text"].vectors[every], one.signals["text"].vectors[every], atol=1e-6
+    )
+    assert resumed.quarantine.equals(one.quarantine)
