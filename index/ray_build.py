@@ -45,7 +45,7 @@ from .ray_embed import Embedded, ItemEmbedder, embed_chunks, materialize_signals
 from .ray_inventory import ordered_data_context, read_inventory
 from .ray_shards import RayServedIndex, RayShardedIndex
 from .schema import ITEM_ID, quarantine_table
-from .sharded_index import shard_bounds, training_positions
+from .sharded_index import shard_bounds
 from .signals import Signal, TextEmbeddingSignal, signal_from_manifest
 from .store import (
     FORMAT_VERSION,
@@ -56,6 +56,7 @@ from .store import (
     _version,
 )
 from .tables import TableLike, write_parquet
+from .vector_index import training_positions
 
 # ----------------------------------------------------------------------------- shards
 
@@ -190,11 +191,12 @@ def build_index_ray(
     embedder: type[ItemEmbedder] = ItemEmbedder,
     embedder_kwargs: dict | None = None,
     show_progress: bool = True,
+    overwrite: bool = False,
 ) -> RayIndex:
-    """``index.store.build_index`` on the Ray cluster this process has joined (``ray.init``;
-    Ray Data starts a local one if none). Overwrites ``path``; run again after a crash, it
-    reuses the chunks the killed run embedded (saved under ``path/_work/``, which every node
-    must reach, until the manifest is written).
+    """``index.store.build_index`` on the Ray cluster this process has joined (``ray.init``; Ray
+    Data starts a local one if none). Refuses a finished index at ``path`` unless ``overwrite``;
+    run again after a crash, it reuses the chunks the killed run embedded (saved under
+    ``path/_work/``, which every node must reach, until the manifest is written).
 
     ``inventory``: a Parquet file, a directory of Parquet files (sorted path order, as pyarrow
     reads it), a list of Parquet paths, or a table. ``signals`` (or their manifest entries,
@@ -242,6 +244,8 @@ def build_index_ray(
     )
 
     path = Path(path)
+    if (path / MANIFEST).exists() and not overwrite:
+        raise FileExistsError(f"{path} already holds an index; pass overwrite=True to rebuild")
     path.mkdir(parents=True, exist_ok=True)
     for child in path.iterdir():  # all but _work/: chunks a killed run finished are reused
         if child.name != "_work":

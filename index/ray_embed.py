@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,15 @@ import pyarrow.parquet as pq
 from .ray_inventory import SAVE_TO, ValidatedInventory
 from .signals import Signal, signal_from_manifest
 from .store import IndexMismatchError, _ids_digest
+from .tables import write_parquet
 
 
 def _col(kind: str, signal: str) -> str:
     return f"__rr_{kind}_{signal}"
+
+
+def _evidence_prefix(signal: str) -> str:
+    return _col("ev", signal) + "__"  # + the evidence's own name, e.g. pdq_quality
 
 
 class ItemEmbedder:
@@ -47,10 +51,7 @@ class ItemEmbedder:
             chunk = chunk.drop([SAVE_TO])
         out = self.embed(chunk)
         if save_to:  # a finished chunk survives a killed build (resume)
-            path = Path(save_to)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            pq.write_table(out, tmp)
-            tmp.replace(path)
+            write_parquet(out, save_to)
         return out
 
     def embed(self, chunk: pa.Table) -> pa.Table:
@@ -62,7 +63,7 @@ class ItemEmbedder:
             cols[_col("ok", name)] = pa.array(np.asarray(out.ok, bool))
             cols[_col("why", name)] = pa.array(out.reasons or [None] * chunk.num_rows, pa.string())
             for key, values in (getattr(out, "evidence", None) or {}).items():
-                cols[_col("ev", name) + "__" + key] = pa.array(np.asarray(values))
+                cols[_evidence_prefix(name) + key] = pa.array(np.asarray(values))
         return pa.table(cols)
 
 
@@ -107,7 +108,6 @@ class Embedded:
     blocks: list  # ObjectRef[pa.Table], in valid-row order
     offsets: np.ndarray  # first valid row of each block; offsets[-1] = number of valid rows
     ok: dict[str, np.ndarray]  # per signal: the valid rows it embedded
-
     evidence: dict[str, dict[str, np.ndarray]]  # per signal: per-row evidence columns
     reasons: dict[str, list]  # per signal: why each valid row has no vector (None if it has)
     chunks: int = 0  # chunks of the build
@@ -243,9 +243,9 @@ def _collect(blocks: list, flags: list[pa.Table], n_valid: int, names) -> Embedd
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     evidence = {
         n: {
-            c.split("__", 3)[-1]: np.concatenate([f.column(c).to_numpy() for f in flags])
+            c[len(_evidence_prefix(n)) :]: np.concatenate([f.column(c).to_numpy() for f in flags])
             for c in flags[0].column_names
-            if c.startswith(_col("ev", n) + "__")
+            if c.startswith(_evidence_prefix(n))
         }
         for n in names
     }

@@ -21,9 +21,14 @@ from .sharded_index import (
     shard_bounds,
     take_across_shards,
     train_template,
+)
+from .vector_index import (
+    SearchResult,
+    VectorIndex,
+    choose_index_key,
+    default_nprobe,
     training_positions,
 )
-from .vector_index import SearchResult, VectorIndex, choose_index_key, default_nprobe
 
 
 class _ShardServer:

@@ -37,6 +37,7 @@ from .vector_index import (
     choose_index_key,
     default_nprobe,
     order_ties_by_position,
+    training_positions,
 )
 
 ADD_BLOCK = 100_000  # what VectorIndex.build adds at a time
@@ -54,12 +55,6 @@ def shard_bounds(n: int, num_shards: int) -> list[tuple[int, int]]:
     sizes = [n // num_shards + (1 if s < n % num_shards else 0) for s in range(num_shards)]
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     return [(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
-
-
-def training_positions(n: int, *, train_sample: int = 200_000, seed: int = 0) -> np.ndarray:
-    """Rows ``VectorIndex.build`` trains an IVF quantizer on (same generator, same draw)."""
-    rng = np.random.default_rng(seed)
-    return rng.choice(n, size=min(n, train_sample), replace=False)
 
 
 def train_template(dim: int, key: str, sample: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ file/directory, and hands back pyarrow Tables (``.to_pandas()`` / ``polars.from_
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +80,11 @@ def require_columns(table: pa.Table, required: dict[str, str], *, what: str) -> 
 
 
 def write_parquet(table: pa.Table, path: str | Path) -> Path:
-    """Write atomically (temp file + rename) so a killed run never leaves half a file."""
+    """Write atomically (temp file + rename) so a killed run never leaves half a file; the
+    temp name is per process, so two writers of one file (a retried Ray task) do not collide."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
     return path

@@ -94,6 +94,13 @@ def order_ties_by_position(
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(positions, order, axis=1)
 
 
+def training_positions(n: int, *, train_sample: int = 200_000, seed: int = 0) -> np.ndarray:
+    """The rows an IVF/PQ quantizer is trained on: ``train_sample`` of ``n``, drawn without
+    replacement (sharded builds draw the same rows, so their shards equal one index)."""
+    rng = np.random.default_rng(seed)
+    return rng.choice(n, size=min(n, train_sample), replace=False)
+
+
 def top_k_ties_by_position(
     search, k: int, ntotal: int, max_fetch: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -156,9 +163,7 @@ class VectorIndex:
         key = key or choose_index_key(n, dim, max_memory)
         index = faiss.index_factory(dim, key, faiss.METRIC_INNER_PRODUCT)
         if not index.is_trained:
-            rng = np.random.default_rng(seed)
-            sample = vectors[rng.choice(n, size=min(n, train_sample), replace=False)]
-            index.train(sample)
+            index.train(vectors[training_positions(n, train_sample=train_sample, seed=seed)])
         for start in range(0, n, 100_000):
             index.add(vectors[start : start + 100_000])
         out = cls(index, key, nprobe or default_nprobe(key))

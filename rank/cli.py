@@ -116,11 +116,11 @@ def cmd_index_build(args) -> int:
 
         from index.ray_build import build_index_ray
 
-        if (Path(args.out) / "manifest.json").exists() and not args.overwrite:
-            raise FileExistsError(f"{args.out} already holds an index; pass --overwrite")
         ray.init(address=args.address)
         try:
-            built = build_index_ray(args.inventory, args.out, **kwargs, **_ray_kwargs(args))
+            built = build_index_ray(
+                args.inventory, args.out, **kwargs, **_ray_kwargs(args), overwrite=args.overwrite
+            )
         finally:
             ray.shutdown()
     else:

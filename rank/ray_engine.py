@@ -55,7 +55,7 @@ def _recall_policy(index, seeds: pa.Table, seed_vectors: dict, k: int, exemplars
     )
 
 
-def _embed_seeds(model: RiskModel, specs, seeds: SeedSet, use_gpu: bool) -> dict:
+def _embed_seeds(model: RiskModel, specs, options, seeds: SeedSet, use_gpu: bool) -> dict:
     """Seed vectors per signal, on the kind of device that embedded the inventory."""
     if not use_gpu:  # in this process, as rank.pipeline.sweep does
         return {s.name: s.embed_queries(seeds.table) for s in model.signals}
@@ -66,18 +66,19 @@ def _embed_seeds(model: RiskModel, specs, seeds: SeedSet, use_gpu: bool) -> dict
         return {n: s.embed_queries(table) for n, s in zip(names, signals)}
 
     names = [s.name for s in model.signals]
-    options = {s.name: s.get_runtime_options() for s in model.signals}
     task = ray.remote(embed).options(num_gpus=1)
     return ray.get(task.remote(specs, options, names, seeds.table))
 
 
-def _recall(built: RayIndex, model: RiskModel, specs, seeds: SeedSet, k: int, plan: dict):
+def _recall(built: RayIndex, model: RiskModel, specs, options, seeds: SeedSet, k: int, plan):
     """One task per policy; their searches fan out over the shards."""
     import ray
 
-    seed_vectors = _embed_seeds(model, specs, seeds, plan["use_gpu"])
+    seed_vectors = _embed_seeds(model, specs, options, seeds, plan["use_gpu"])
     # Actor handles and the item table, not paths: workers may be on other machines.
-    shared = [ray.put(x) for x in (built.as_inventory_index(), model.exemplars, model.lexical)]
+    index, exemplars, lexical = (
+        ray.put(x) for x in (built.as_inventory_index(), model.exemplars, model.lexical)
+    )
     task = ray.remote(_recall_policy).options(max_retries=plan["max_retries"])
     policy_of = np.asarray(seeds.table.column("policy").to_pylist(), dtype=object)
     pending = []
@@ -89,7 +90,6 @@ def _recall(built: RayIndex, model: RiskModel, specs, seeds: SeedSet, k: int, pl
             )
             for n, b in seed_vectors.items()
         }
-        index, exemplars, lexical = shared
         pending.append(task.remote(index, seeds.for_policy(policy), vecs, k, exemplars, lexical))
     tables = [t for t in ray.get(pending) if t.num_rows]
     if not tables:
@@ -181,6 +181,7 @@ def sweep_ray(
     set_image_base_dir(model, image_base_dir)  # the actors get it from the model's signals
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     specs = model.info.get("signals") or [s.describe() for s in model.signals]
+    options = {s.name: s.get_runtime_options() for s in model.signals}
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="riskrank-sweep-"))
 
     started = not ray.is_initialized()
@@ -191,7 +192,7 @@ def sweep_ray(
             inventory,
             out / "index",
             specs=specs,
-            options={s.name: s.get_runtime_options() for s in model.signals},
+            options=options,
             max_memory=max_memory,
             key=index_key,
             num_shards=num_shards,
@@ -205,10 +206,11 @@ def sweep_ray(
             embedder=embedder,
             embedder_kwargs=embedder_kwargs,
             show_progress=show_progress,
+            overwrite=True,  # a sweep's index is its own, rebuilt each run
         )
         plan = {**built.manifest["ray"], "max_retries": max_retries}
         t_index = time.time() - t0
-        cands = _recall(built, model, specs, seeds, k, plan)
+        cands = _recall(built, model, specs, options, seeds, k, plan)
         t_recall = time.time() - t0 - t_index
         scored = _rank(model, cands, rank_chunk_size, max_retries)
         resources = ray.cluster_resources()
@@ -221,9 +223,10 @@ def sweep_ray(
     finally:
         if started:
             ray.shutdown()
-    seconds = {
+    seconds = {  # setup: loading the model, joining or starting Ray
+        "setup": t_index - built.manifest["seconds"],
         "embed": built.manifest["embed_seconds"],
-        "shard": t_index - built.manifest["embed_seconds"],
+        "shard": built.manifest["seconds"] - built.manifest["embed_seconds"],
         "recall": t_recall,
         "rank": time.time() - t0 - t_index - t_recall,
     }
