@@ -19,4 +19,4 @@ test: install
 	RISKRANK_FETCH=1 $(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check index recall rank benchmarks tests
+	$(VENV)/bin/ruff check index recall rank riskrank benchmarks tests

@@ -42,11 +42,9 @@ import faiss
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from index import vector_index  # noqa: E402
-from index.vector_index import VectorIndex, choose_index_key, default_nprobe  # noqa: E402
+from riskrank.index.vectors import faiss_index as vector_index  # noqa: E402
+from riskrank.index.vectors.faiss_index import VectorIndex, choose_index_key, default_nprobe  # noqa: E402
 
 DIM = 384  # all-MiniLM-L6-v2 width
 RESULTS = ROOT / "benchmarks" / "results"

@@ -42,11 +42,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from index.image_decode import decode_image  # noqa: E402
-from index.pdq_signal import PDQ_MATCH_THRESHOLD  # noqa: E402
+from riskrank.index.signals.images import decode_image  # noqa: E402
+from riskrank.index.signals.pdq import PDQ_MATCH_THRESHOLD  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEBS = {  # Debian bookworm; a different release gives a different file: refuse, do not guess
@@ -277,7 +275,7 @@ def throughput(photo: bytes, with_clip: bool) -> dict:
     if with_clip:
         import torch
 
-        from index.clip_signal import ClipEncoder
+        from riskrank.index.signals.clip import ClipEncoder
 
         enc = ClipEncoder("ViT-B-32", pretrained=None, batch_size=32, device="cpu")
         net = enc._load()

@@ -54,21 +54,21 @@ import pyarrow.parquet as pq
 # 2-core machine that made each ranker fit 3-7x slower. Passive waiting changes speed, not results.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from index.schema import ITEM_ID  # noqa: E402
-from index.signals import SignalBatch, TextEmbeddingSignal  # noqa: E402
-from index.store import MANIFEST, InventoryIndex, build_index  # noqa: E402
-from rank import datasets  # noqa: E402
-from rank.metrics import ranking_report  # noqa: E402
-from rank.ranker import RiskRanker  # noqa: E402
-from recall.history import ReviewedExemplars, validate_history  # noqa: E402
-from recall.recaller import recall  # noqa: E402
+from riskrank.index import InventoryIndex, build_index  # noqa: E402
+from riskrank.index.manifest import MANIFEST  # noqa: E402
+from riskrank.index.schema import ITEM_ID  # noqa: E402
+from riskrank.index.signals import SignalBatch, TextEmbeddingSignal  # noqa: E402
+from riskrank.rank.app import datasets  # noqa: E402
+from riskrank.rank.evaluation.metrics import ranking_report  # noqa: E402
+from riskrank.rank.ranker import RiskRanker  # noqa: E402
+from riskrank.recall.history import ReviewedExemplars, validate_history  # noqa: E402
+from riskrank.recall.recaller import recall  # noqa: E402
 
 try:  # the n-gram probe rank.pipeline.train() adds by default, where this library version has it
     import inspect
 
-    from recall.lexical import LexicalProbe  # noqa: E402
+    from riskrank.recall.lexical import LexicalProbe  # noqa: E402
 
     LIB_LEXICAL = "lexical" in inspect.signature(recall).parameters
 except ImportError:  # older library: no lexical probe
@@ -447,7 +447,7 @@ def rank_normalise(t: pa.Table) -> pa.Table:
     sweep x policy here), so the cold ranker learns orderings, not data-set-specific scales."""
     from scipy.stats import rankdata
 
-    from recall.candidates import evidence_feature_columns
+    from riskrank.recall.candidates import evidence_feature_columns
 
     for c in evidence_feature_columns(t):
         v = np.asarray(t[c].to_numpy(zero_copy_only=False), float)
@@ -491,7 +491,7 @@ def feature_skew(hc: pa.Table, review: pa.Table, sc: pa.Table, d: Data) -> dict:
     time is one the ranker learns to over-trust."""
     from sklearn.metrics import average_precision_score
 
-    from recall.candidates import evidence_feature_columns
+    from riskrank.recall.candidates import evidence_feature_columns
 
     verdict = dict(zip(review["item_id"].to_pylist(), review["verdict"].to_pylist()))
     y_tr = np.array([verdict[i] >= 2 for i in hc["item_id"].to_pylist()])

@@ -43,13 +43,12 @@ import pyarrow.parquet as pq
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see benchmarks/quality.py
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from index.sharded_index import shard_bounds, train_template  # noqa: E402
-from index.store import InventoryIndex  # noqa: E402
-from index.vector_index import VectorIndex, default_nprobe, training_positions  # noqa: E402
-from rank import datasets  # noqa: E402
-from rank.pipeline import RiskModel, sweep, train  # noqa: E402
+from riskrank.index.store import InventoryIndex  # noqa: E402
+from riskrank.index.vectors.faiss_index import VectorIndex, default_nprobe, training_positions  # noqa: E402
+from riskrank.index.vectors.sharded import shard_bounds, train_template  # noqa: E402
+from riskrank.rank.app import datasets  # noqa: E402
+from riskrank.rank.pipeline import RiskModel, sweep, train  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DIM = 384
@@ -150,7 +149,7 @@ def run_single(data: dict, model_dir: Path, out: Path, k: int) -> dict:
 def run_ray(data: dict, model_dir: Path, out: Path, k: int, chunk_size: int) -> dict:
     import ray
 
-    from rank.ray_engine import sweep_ray
+    from riskrank.rank.ray_engine import sweep_ray
 
     t0 = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
@@ -366,7 +365,7 @@ def write_markdown(rep: dict, path: Path) -> None:
         f"{c.get('vectors_bitwise_equal', 'not recorded')}; candidate tables: "
         f"{_candidates_line(c.get('candidates'))}. The inventory holds {d['exact_copies']} items "
         f"whose text is an exact copy of an earlier item's: their similarities tie exactly, and "
-        f"both engines order ties by position (`index.vector_index.top_k_ties_by_position`).",
+        f"both engines order ties by position (`index.vectors.faiss_index.top_k_ties_by_position`).",
         "",
         "## Index memory per item (measured here)",
         "",

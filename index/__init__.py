@@ -1,19 +1,40 @@
-"""index: content -> vectors/hashes -> a persisted, searchable FAISS index.
+"""riskrank.index: content -> vectors/hashes -> a persisted, searchable FAISS index.
 
-Knows nothing of seeds or risk. See ``build_index`` and ``InventoryIndex``.
+Knows nothing of seeds or risk. ``build_index`` makes an index directory, ``InventoryIndex``
+opens one; ``signals`` are the ways of matching content, ``vectors`` the indexes that serve
+them, ``ray_engine`` the build on a Ray cluster.
 """
 
-from .schema import QUARANTINE_SCHEMA, validate_inventory
-from .signals import Signal, SignalBatch, TextEmbeddingSignal, register_signal
-from .store import IndexMismatchError, InventoryIndex, build_index
-from .tables import SchemaError, as_table
-from .text_encoder import TextEncoder
-from .vector_index import VectorIndex, choose_index_key
+from riskrank.index.build import build_index
+from riskrank.index.schema import QUARANTINE_SCHEMA, validate_inventory
+from riskrank.index.signals import (
+    PDQ_MATCH_THRESHOLD,
+    ClipEncoder,
+    ClipImageSignal,
+    ClipTextSignal,
+    PdqSignal,
+    Signal,
+    SignalBatch,
+    TextEmbeddingSignal,
+    TextEncoder,
+    register_signal,
+    registered_signals,
+)
+from riskrank.index.signals.images import decode_image, decode_images
+from riskrank.index.store import IndexMismatchError, InventoryIndex
+from riskrank.index.tables import SchemaError, as_table
+from riskrank.index.vectors import BinaryHashIndex, VectorIndex, choose_index_key
 
 __all__ = [
+    "PDQ_MATCH_THRESHOLD",
     "QUARANTINE_SCHEMA",
+    "BinaryHashIndex",
+    "ClipEncoder",
+    "ClipImageSignal",
+    "ClipTextSignal",
     "IndexMismatchError",
     "InventoryIndex",
+    "PdqSignal",
     "SchemaError",
     "Signal",
     "SignalBatch",
@@ -23,26 +44,9 @@ __all__ = [
     "as_table",
     "build_index",
     "choose_index_key",
-    "register_signal",
-    "validate_inventory",
-]
-
-# Image signals (issue "Images: CLIP and perceptual-hash recall"): registered so that
-# InventoryIndex.load can rebuild them from a manifest.
-from .clip_signal import ClipEncoder, ClipImageSignal, ClipTextSignal  # noqa: E402
-from .image_decode import decode_image, decode_images  # noqa: E402
-from .pdq_signal import PDQ_MATCH_THRESHOLD, BinaryHashIndex, PdqSignal  # noqa: E402
-
-register_signal("clip_image", ClipImageSignal)
-register_signal("clip_text", ClipTextSignal)
-register_signal("pdq", PdqSignal)
-__all__ += [
-    "PDQ_MATCH_THRESHOLD",
-    "BinaryHashIndex",
-    "ClipEncoder",
-    "ClipImageSignal",
-    "ClipTextSignal",
-    "PdqSignal",
     "decode_image",
     "decode_images",
+    "register_signal",
+    "registered_signals",
+    "validate_inventory",
 ]

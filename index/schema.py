@@ -18,7 +18,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .tables import SchemaError, TableLike, as_table, require_columns
+from riskrank.index.tables import SchemaError, TableLike, as_table, require_columns
 
 ITEM_ID = "item_id"
 TEXT = "text"

@@ -1,9 +1,10 @@
-"""rank: reviewed history -> RiskRanker -> the escalation queue; and the end-to-end sweep."""
+"""riskrank.rank: reviewed history -> RiskRanker -> the escalation queue; and the sweep."""
 
-from .metrics import ranking_report
-from .pipeline import RiskModel, SweepResult, sweep, train
-from .queue import build_queue
-from .ranker import RiskRanker
+from riskrank.rank.evaluation.metrics import ranking_report
+from riskrank.rank.model import RiskModel
+from riskrank.rank.pipeline import SweepResult, sweep, train
+from riskrank.rank.queue import build_queue
+from riskrank.rank.ranker import RiskRanker
 
 __all__ = [
     "RiskModel",

@@ -9,65 +9,26 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from index.schema import ITEM_ID
-from index.signals import Signal, TextEmbeddingSignal, signal_from_manifest
-from index.store import MANIFEST, InventoryIndex, build_index
-from index.tables import SchemaError, TableLike, as_table, write_parquet
-from recall.history import ReviewedExemplars, validate_history
-from recall.lexical import LexicalProbe
-from recall.recaller import recall
-from recall.seeds import SeedSet
-
-from .queue import build_queue
-from .ranker import RiskRanker
-
-MODEL_JSON = "model.json"
-
-
-@dataclass
-class RiskModel:
-    """A trained ranker plus what it needs at sweep time: the signals and the exemplars."""
-
-    ranker: RiskRanker
-    signals: list[Signal]
-    exemplars: dict[str, ReviewedExemplars]
-    info: dict = field(default_factory=dict)
-    lexical: LexicalProbe | None = None
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        self.ranker.save(path / "ranker")
-        for name, ex in self.exemplars.items():
-            ex.save(path / "exemplars" / name)
-        if self.lexical is not None:
-            self.lexical.save(path / "lexical")
-        meta = {
-            **self.info,
-            "signals": [s.describe() for s in self.signals],
-            "exemplars": sorted(self.exemplars),
-            "lexical": self.lexical is not None,
-        }
-        (path / MODEL_JSON).write_text(json.dumps(meta, indent=2))
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> RiskModel:
-        path = Path(path)
-        if not (path / MODEL_JSON).exists():
-            raise FileNotFoundError(
-                f"{path}: not a riskrank model (no {MODEL_JSON}); run `riskrank train`"
-            )
-        meta = json.loads((path / MODEL_JSON).read_text())
-        signals = [signal_from_manifest(e) for e in meta["signals"]]
-        exemplars = {n: ReviewedExemplars.load(path / "exemplars" / n) for n in meta["exemplars"]}
-        lexical = LexicalProbe.load(path / "lexical") if meta.get("lexical") else None
-        return cls(RiskRanker.load(path / "ranker"), signals, exemplars, meta, lexical)
+from riskrank.index.build import build_index
+from riskrank.index.manifest import MANIFEST
+from riskrank.index.schema import ITEM_ID
+from riskrank.index.signals.base import Signal
+from riskrank.index.signals.text import TextEmbeddingSignal
+from riskrank.index.store import InventoryIndex
+from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
+from riskrank.rank.model import RiskModel
+from riskrank.rank.queue import build_queue
+from riskrank.rank.ranker import RiskRanker
+from riskrank.recall.history import ReviewedExemplars, validate_history
+from riskrank.recall.lexical import LexicalProbe
+from riskrank.recall.recaller import recall
+from riskrank.recall.seeds import SeedSet
 
 
 def _digest(ids: list[str]) -> str:
@@ -83,6 +44,7 @@ def open_or_build_index(
     *,
     max_memory="4G",
     key=None,
+    chunk_size: int = 2048,
     show_progress=True,
 ) -> InventoryIndex:
     """Reuse ``path`` if it indexes exactly this inventory; otherwise (re)build, resuming chunks."""
@@ -101,6 +63,7 @@ def open_or_build_index(
         signals=signals,
         max_memory=max_memory,
         key=key,
+        chunk_size=chunk_size,
         show_progress=show_progress,
         overwrite=True,
     )
@@ -218,6 +181,7 @@ def sweep(
     max_memory: int | str = "4G",
     index_key: str | None = None,
     image_base_dir: str | Path | None = None,
+    chunk_size: int = 2048,
     show_progress: bool = True,
 ) -> SweepResult:
     """Index ``inventory``, recall with ``seeds``, rank, and return the escalation queue.
@@ -240,6 +204,7 @@ def sweep(
         model.signals,
         max_memory=max_memory,
         key=index_key,
+        chunk_size=chunk_size,
         show_progress=show_progress,
     )
     t_index = time.time() - t0

@@ -17,14 +17,14 @@ import lightgbm as lgb
 import numpy as np
 import pyarrow as pa
 
-from index.tables import SchemaError, TableLike, as_table, require_columns
-from recall.candidates import (
+from riskrank.index.tables import SchemaError, TableLike, as_table, require_columns
+from riskrank.recall.candidates import (
     describe_feature,
     evidence_feature_columns,
     is_history_feature,
     monotone_direction,
 )
-from recall.history import POSITIVE_VERDICT
+from riskrank.recall.history import POSITIVE_VERDICT
 
 MODEL_FILES = {"full": "booster_full.txt", "cold": "booster_cold.txt"}
 

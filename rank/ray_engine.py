@@ -5,13 +5,13 @@
 
 Stages, each exact, so that the queue equals the single-machine one item by item:
 
-1. **index** (``index.ray_build.build_index_ray``): Ray Data reads and validates the Parquet
+1. **index** (``index.ray_engine.build.build_index_ray``): Ray Data reads and validates the Parquet
    files, an actor pool embeds chunks of items (GPU actors where the cluster has GPUs), the
    IVF quantizer is trained once on a sample, shards are added in parallel, and one actor
    serves each shard.
 2. **recall**: one Ray task per policy runs ``recall.recaller.recall`` unchanged against the
    sharded index: every search fans out to all shards and is merged exactly
-   (``index.sharded_index.merge_topk``); exact evidence reads vectors from the shards.
+   (``index.vectors.sharded.merge_topk``); exact evidence reads vectors from the shards.
 3. **rank**: Ray tasks score chunks of candidates; the driver builds the queue (a global sort)
    and writes the outputs as ``sweep`` does (``rank.pipeline.finish_sweep``).
 
@@ -29,16 +29,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from index.ray_build import RayIndex, build_index_ray
-from index.ray_embed import ItemEmbedder, materialize_signals
-from index.schema import ITEM_ID
-from index.signals import SignalBatch
-from index.tables import TableLike
-from recall.candidates import KEY_COLUMNS
-from recall.recaller import recall
-from recall.seeds import SeedSet
-
-from .pipeline import RiskModel, SweepResult, finish_sweep, score_candidates, set_image_base_dir
+from riskrank.index.ray_engine.build import RayIndex, build_index_ray
+from riskrank.index.ray_engine.embed import ItemEmbedder, materialize_signals
+from riskrank.index.schema import ITEM_ID
+from riskrank.index.signals.base import SignalBatch
+from riskrank.index.tables import TableLike
+from riskrank.rank.pipeline import (
+    RiskModel,
+    SweepResult,
+    finish_sweep,
+    score_candidates,
+    set_image_base_dir,
+)
+from riskrank.recall.candidates import KEY_COLUMNS
+from riskrank.recall.recaller import recall
+from riskrank.recall.seeds import SeedSet
 
 # ----------------------------------------------------------------------------- recall
 
@@ -166,7 +171,7 @@ def sweep_ray(
     (``"auto"``, ``"ray://head:10001"``); default: the one ``ray.init`` already joined, else a
     new local one, shut down at the end. ``image_base_dir``: as in ``sweep``. The index
     arguments (``num_shards``, ``chunk_size``, ``concurrency``, ``cpus_per_actor``, ``use_gpu``,
-    the fault knobs, ``embedder``) are ``index.ray_build.build_index_ray``'s;
+    the fault knobs, ``embedder``) are ``index.ray_engine.build.build_index_ray``'s;
     ``rank_chunk_size``: candidates per ranking task.
 
     The index is written to ``out_dir/index`` (one FAISS file and one vector file per shard);

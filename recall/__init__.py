@@ -1,9 +1,9 @@
-"""recall: seeds -> nearest inventory -> a candidate table (one row per item x policy)."""
+"""riskrank.recall: seeds -> nearest inventory -> a candidate table (one row per item x policy)."""
 
-from .candidates import evidence_feature_columns, schema_markdown
-from .history import ReviewedExemplars, validate_history
-from .recaller import recall
-from .seeds import SeedSet
+from riskrank.recall.candidates import evidence_feature_columns, schema_markdown
+from riskrank.recall.history import ReviewedExemplars, validate_history
+from riskrank.recall.recaller import recall
+from riskrank.recall.seeds import SeedSet
 
 __all__ = [
     "ReviewedExemplars",

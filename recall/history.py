@@ -25,11 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from index.schema import ITEM_ID, quarantine_table
-from index.signals import Signal
-from index.tables import TableLike, as_table, require_columns, write_parquet
-
-from .candidates import HISTORY_EVIDENCE
+from riskrank.index.schema import ITEM_ID, quarantine_table
+from riskrank.index.signals.base import Signal
+from riskrank.index.tables import TableLike, as_table, require_columns, write_parquet
+from riskrank.recall.candidates import HISTORY_EVIDENCE
 
 VERDICT_MAX = 3
 POSITIVE_VERDICT = 2  # "violating": what positives, probes and probabilities are about

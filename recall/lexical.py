@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .candidates import history_evidence_name
+from riskrank.recall.candidates import history_evidence_name
 
 N_FEATURES = 2**19  # per analyzer; collisions cost little at this size (2 x 2 MB of float32)
 FEATURE = history_evidence_name("lexical", "probe_score")

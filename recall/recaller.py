@@ -14,16 +14,20 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from index.schema import ITEM_ID, TEXT
-from index.signals import SignalBatch
-from index.store import InventoryIndex, SignalIndex
-from index.tables import TableLike
-from index.vector_index import is_compressed
-
-from .candidates import KEY_COLUMNS, SEED_EVIDENCE, candidate_schema, seed_evidence_name
-from .history import ReviewedExemplars
-from .lexical import LexicalProbe
-from .seeds import SeedSet
+from riskrank.index.schema import ITEM_ID, TEXT
+from riskrank.index.signals.base import SignalBatch
+from riskrank.index.store import InventoryIndex, SignalIndex
+from riskrank.index.tables import TableLike
+from riskrank.index.vectors.faiss_index import is_compressed
+from riskrank.recall.candidates import (
+    KEY_COLUMNS,
+    SEED_EVIDENCE,
+    candidate_schema,
+    seed_evidence_name,
+)
+from riskrank.recall.history import ReviewedExemplars
+from riskrank.recall.lexical import LexicalProbe
+from riskrank.recall.seeds import SeedSet
 
 DENSITY_K = 10
 EXPANSION_TOP = 10

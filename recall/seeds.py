@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, TEXT
-from index.tables import SchemaError, TableLike, as_table, require_columns
+from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, TEXT
+from riskrank.index.tables import SchemaError, TableLike, as_table, require_columns
 
 SEED_KINDS = ("example", "description")
 SEED_SCHEMA = pa.schema(

@@ -108,14 +108,14 @@ def seeds() -> pa.Table:
 
 @pytest.fixture(scope="session")
 def text_signal():
-    from index.signals import TextEmbeddingSignal
+    from riskrank.index.signals import TextEmbeddingSignal
 
     return TextEmbeddingSignal()
 
 
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory, history, seeds, text_signal):
-    from rank.pipeline import train
+    from riskrank.rank.pipeline import train
 
     return train(
         history,

@@ -1,0 +1,127 @@
+"""Resumable, chunked encoding: one chunk format for every engine.
+
+An inventory's valid items are cut into chunks of ``chunk_size`` consecutive items; each chunk
+is embedded by every signal at once into one Arrow table (per signal: vector, ok flag, reason,
+and the per-row evidence the signal records) and saved under ``<index>/_work/`` as
+``chunk-<n>-<ids digest>-<signals digest>.parquet``. A build that dies keeps the chunks it
+finished; the next build of the same items with the same signals, under either engine, loads
+them instead of embedding again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from riskrank.index.manifest import ids_digest
+from riskrank.index.signals.base import Signal
+from riskrank.index.tables import write_parquet
+
+WORK = "_work"
+
+
+def column(kind: str, signal: str) -> str:
+    """Name of a chunk column: ``kind`` is ``vec``, ``ok``, ``why`` or ``ev``."""
+    return f"__rr_{kind}_{signal}"
+
+
+def evidence_prefix(signal: str) -> str:
+    return column("ev", signal) + "__"  # + the evidence's own name, e.g. pdq_quality
+
+
+def embed_chunk(signals: dict[str, Signal], chunk: pa.Table) -> pa.Table:
+    """Every signal's output for the rows of ``chunk``, as one table (the chunk format)."""
+    cols: dict[str, pa.Array] = {}
+    for name, signal in signals.items():
+        out = signal.embed_items(chunk)
+        flat = pa.array(np.ascontiguousarray(out.vectors).ravel())
+        cols[column("vec", name)] = pa.FixedSizeListArray.from_arrays(flat, out.vectors.shape[1])
+        cols[column("ok", name)] = pa.array(np.asarray(out.ok, bool))
+        cols[column("why", name)] = pa.array(out.reasons or [None] * chunk.num_rows, pa.string())
+        for key, values in (getattr(out, "evidence", None) or {}).items():
+            cols[evidence_prefix(name) + key] = pa.array(np.asarray(values))
+    return pa.table(cols)
+
+
+def vectors_of(table: pa.Table, name: str) -> np.ndarray:
+    """The ``(rows, width)`` vectors of signal ``name`` in a chunk table (float32 or uint8)."""
+    col = table.column(column("vec", name)).combine_chunks()
+    flat = col.flatten().to_numpy(zero_copy_only=False)
+    return flat.reshape(-1, col.type.list_size)
+
+
+def flags_of(table: pa.Table, name: str) -> tuple[np.ndarray, list[str | None]]:
+    """Per row: did signal ``name`` embed it, and why not."""
+    ok = np.asarray(table.column(column("ok", name)).to_pylist(), bool)
+    return ok, table.column(column("why", name)).to_pylist()
+
+
+def evidence_of(table: pa.Table, name: str) -> dict[str, np.ndarray]:
+    prefix = evidence_prefix(name)
+    return {
+        c[len(prefix) :]: table.column(c).to_numpy()
+        for c in table.column_names
+        if c.startswith(prefix)
+    }
+
+
+def signals_digest(specs: Sequence[dict], names: Sequence[str]) -> str:
+    """What the chunks were embedded with: a saved chunk is reused only by the same signals."""
+    text = json.dumps([list(specs), list(names)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def chunk_files(
+    work: Path, chunk_ids: Iterable[Sequence[object]], specs: Sequence[dict], names: Sequence[str]
+) -> list[Path]:
+    """Where each chunk's embedding is saved (named by its item ids and the signals)."""
+    what = signals_digest(specs, names)
+    return [
+        Path(work) / f"chunk-{i:06d}-{ids_digest(ids)}-{what}.parquet"
+        for i, ids in enumerate(chunk_ids)
+    ]
+
+
+def load_chunk(path: str | Path) -> pa.Table:
+    return pq.read_table(path)
+
+
+def save_chunk(table: pa.Table, path: str | Path) -> None:
+    write_parquet(table, path)
+
+
+@dataclass
+class Encoded:
+    """Every valid item's output, per signal, in item order (the local engine's result)."""
+
+    vectors: dict[str, np.ndarray]
+    ok: dict[str, np.ndarray]
+    reasons: dict[str, list[str | None]]
+    evidence: dict[str, dict[str, np.ndarray]]
+    chunks: int = 0
+    resumed: int = 0
+
+
+def concat_chunks(tables: list[pa.Table], names: Sequence[str], dims: dict[str, int]) -> Encoded:
+    """One ``Encoded`` from chunk tables in order."""
+    out = Encoded({}, {}, {}, {})
+    for name in names:
+        if tables:
+            out.vectors[name] = np.concatenate([vectors_of(t, name) for t in tables])
+            flags = [flags_of(t, name) for t in tables]
+            out.ok[name] = np.concatenate([f[0] for f in flags])
+            out.reasons[name] = [r for f in flags for r in f[1]]
+            evs = [evidence_of(t, name) for t in tables]
+            out.evidence[name] = {k: np.concatenate([e[k] for e in evs]) for k in evs[0]}
+        else:
+            out.vectors[name] = np.zeros((0, dims[name]), np.float32)
+            out.ok[name] = np.zeros(0, bool)
+            out.reasons[name], out.evidence[name] = [], {}
+    return out

@@ -1,0 +1,236 @@
+"""Reading an inventory on Ray: Parquet -> validated blocks, global row numbers, chunks.
+
+What ``index.build.build_index`` does in one process with ``validate_inventory``, done on a
+Ray cluster so that the outcome is the same: the same quarantine (reasons and global row
+numbers, duplicate ids across blocks and files included) and the same chunks of consecutive
+valid items for the encoders. Only ids, reasons, text and metadata pass through the driver;
+image bytes stay in the object store until an encoder reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from riskrank.index.schema import IMAGE_BYTES, ITEM_ID, validate_inventory
+from riskrank.index.tables import as_table
+
+_ID, _REASON = "__rr_item_id", "__rr_reason"
+SAVE_TO = "__rr_save_to"  # a chunk's column: the file its embedding is saved to (resume)
+# index.schema's wording: a bad-UTF-8 row keeps that reason even when its id is a duplicate.
+_UTF8_REASON = "text is not valid UTF-8"
+
+
+# ----------------------------------------------------------------------------- validate
+
+
+def _validate(batch: pa.Table, *, require_text: bool) -> pa.Table:
+    """``validate_inventory`` on one block (a Ray Data task): one row per input row, in order,
+    with the item_id as a string, the failure (null when valid) and the validated columns
+    (null for invalid rows)."""
+    n = batch.num_rows
+    items, bad = validate_inventory(batch, require_text=require_text)
+    ids: list[str | None] = [None] * n
+    reasons: list[str | None] = [None] * n
+    for row, item_id, why in zip(
+        bad.column("row").to_pylist(),
+        bad.column(ITEM_ID).to_pylist(),
+        bad.column("reason").to_pylist(),
+    ):
+        ids[row], reasons[row] = item_id, why
+    good = np.flatnonzero([r is None for r in reasons])
+    for row, item_id in zip(good, items.column(ITEM_ID).to_pylist()):
+        ids[row] = item_id
+    slots = np.full(n, -1)
+    slots[good] = np.arange(len(good))
+    take = pa.array(slots, mask=slots < 0)
+    cols = {_ID: pa.array(ids, pa.string()), _REASON: pa.array(reasons, pa.string())}
+    cols.update({name: items.column(name).take(take) for name in items.column_names})
+    return pa.table(cols)
+
+
+def _read(inventory):
+    """A Ray Dataset over the inventory rows, in input order."""
+    import pyarrow.dataset as pads
+    import ray
+
+    filesystem = None
+    if isinstance(inventory, (list, tuple)) and all(isinstance(p, (str, Path)) for p in inventory):
+        files = [str(p) for p in inventory]
+    elif isinstance(inventory, str) and "://" in inventory:  # s3://, gs://, file://, ...
+        # pyarrow resolves the file system and lists the files in its (sorted) order.
+        found = pads.dataset(inventory, format="parquet")
+        files, filesystem = found.files, found.filesystem
+    elif isinstance(inventory, (str, Path)):
+        path = Path(inventory)
+        if not path.exists():
+            raise FileNotFoundError(f"inventory: no such file or directory: {path}")
+        # The file order of pyarrow's own reader (what rank.pipeline.sweep reads): sorted paths.
+        files = pads.dataset(path, format="parquet").files if path.is_dir() else [str(path)]
+    else:
+        table = as_table(inventory, what="inventory")
+        step = max(1, -(-table.num_rows // 64))  # some blocks, for parallel validation
+        return ray.data.from_arrow([table.slice(s, step) for s in range(0, table.num_rows, step)])
+    if not files:
+        raise FileNotFoundError(f"inventory: no Parquet files in {inventory}")
+    return ray.data.read_parquet(files, filesystem=filesystem)
+
+
+def _project(block: pa.Table) -> pa.Table:
+    """What the driver reads of a validated block: ids, reasons, text and metadata; not the
+    image bytes, which only the encoders read (the index keeps text for recall and the queue)."""
+    return block.select([c for c in block.column_names if c != IMAGE_BYTES])
+
+
+def _scan(projections) -> tuple[list[np.ndarray], pa.Table, list[dict], int]:
+    """One ordered pass over the blocks' projections: global row numbers and duplicate ids.
+
+    Returns per block the rows that passed, the metadata of all passing rows (input order),
+    the quarantine rows and the number of rows read.
+    """
+    first_seen: dict[str, int] = {}
+    quarantined: list[dict] = []
+    keep_rows: list[np.ndarray] = []
+    kept: list[pa.Table] = []
+    n_in = 0
+    for block in projections:
+        keep = np.zeros(block.num_rows, bool)
+        for i, (item_id, why) in enumerate(
+            zip(block.column(_ID).to_pylist(), block.column(_REASON).to_pylist())
+        ):
+            row = n_in + i
+            first = first_seen.setdefault(item_id, row) if item_id else row
+            if first != row and not (why or "").startswith(_UTF8_REASON):
+                why = f"duplicate item_id '{item_id}' (first seen at row {first})"
+            if why is None:
+                keep[i] = True
+            else:
+                quarantined.append(
+                    {ITEM_ID: item_id, "row": row, "stage": "validate", "reason": why}
+                )
+        n_in += block.num_rows
+        keep_rows.append(np.flatnonzero(keep))
+        kept.append(block.filter(pa.array(keep)).drop([_ID, _REASON]))
+    if not kept:
+        raise ValueError("inventory: no rows were read")
+    return keep_rows, pa.concat_tables(kept, promote_options="default"), quarantined, n_in
+
+
+def _gather_rows(rows: list[np.ndarray], save_to: str | None, *blocks: pa.Table) -> pa.Table:
+    """One chunk of valid items: ``rows[i]`` of ``blocks[i]``, concatenated (a Ray task), with
+    the file its embedding is to be saved to (``SAVE_TO``) when there is one."""
+    parts = [b.take(pa.array(r)).drop([_ID, _REASON]) for r, b in zip(rows, blocks)]
+    chunk = pa.concat_tables(parts, promote_options="default")
+    if save_to is not None:
+        chunk = chunk.append_column(SAVE_TO, pa.array([save_to] * chunk.num_rows, pa.string()))
+    return chunk
+
+
+def _chunk_specs(keep_rows: list[np.ndarray], size: int) -> list[list[tuple[int, np.ndarray]]]:
+    """Chunks of ``size`` consecutive valid rows as ``[(block, rows in block), ...]``."""
+    chunks: list[list[tuple[int, np.ndarray]]] = [[]]
+    room = size
+    for b, rows in enumerate(keep_rows):
+        while len(rows):
+            if room == 0:
+                chunks.append([])
+                room = size
+            take, rows = rows[:room], rows[room:]
+            chunks[-1].append((b, take))
+            room -= len(take)
+    return [c for c in chunks if c]
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+@contextmanager
+def ordered_data_context(show_progress: bool) -> Iterator[None]:
+    """Ray Data settings for the build, restored afterwards: input order is kept (global row
+    numbers depend on it) and progress bars follow ``show_progress``."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    saved = (
+        ctx.execution_options.preserve_order,
+        ctx.enable_progress_bars,
+        getattr(ctx, "use_datasource_v2", False),
+    )
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = show_progress
+    # Ray 2.60's V2 Parquet reader lists files from a thread pool whose threads race on
+    # importing fsspec's optional HTTP filesystem (ImportError where aiohttp is absent).
+    ctx.use_datasource_v2 = False
+    try:
+        yield
+    finally:
+        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved[:2]
+        ctx.use_datasource_v2 = saved[2]
+
+
+@dataclass
+class ValidatedInventory:
+    """The inventory after validation, as ``build_index`` would see it."""
+
+    blocks: list  # ObjectRef[pa.Table] of validated blocks, in input order
+    keep_rows: list[np.ndarray]  # per block, the rows that passed
+    items: pa.Table  # ids, text and metadata of the rows that passed, in input order
+    quarantined: list[dict]  # rows for index.schema.quarantine_table
+    n_in: int  # rows read
+
+    @property
+    def num_valid(self) -> int:
+        return int(sum(len(r) for r in self.keep_rows))
+
+    def chunk_ids(self, size: int) -> list[list[str]]:
+        """The item ids of each chunk of ``size`` consecutive valid items."""
+        ids = self.items.column(ITEM_ID).to_pylist()
+        return [ids[s : s + size] for s in range(0, len(ids), size)]
+
+    def chunks(
+        self,
+        size: int,
+        *,
+        only: Sequence[int] | None = None,
+        save_to: Sequence[str | None] | None = None,
+        max_retries: int = 3,
+    ) -> list:
+        """Refs to tables of ``size`` consecutive valid items (content columns included),
+        gathered by Ray tasks: every chunk, or the chunk numbers in ``only``. ``save_to[i]``
+        rides along with chunk ``i`` as the ``SAVE_TO`` column (where its embedding goes)."""
+        import ray
+
+        gather = ray.remote(_gather_rows).options(max_retries=max_retries)
+        specs = _chunk_specs(self.keep_rows, size)
+        return [
+            gather.remote(
+                [r for _, r in specs[i]],
+                save_to[i] if save_to else None,
+                *[self.blocks[b] for b, _ in specs[i]],
+            )
+            for i in (range(len(specs)) if only is None else only)
+        ]
+
+
+def read_inventory(inventory, *, require_text: bool) -> ValidatedInventory:
+    """Validate ``inventory`` (a Parquet file, directory, list of files, or table) in Ray Data
+    tasks, then number rows and find duplicate ids in one ordered pass on the driver.
+
+    Call inside ``ordered_data_context``.
+    """
+    import ray
+
+    valid = _read(inventory).map_batches(
+        _validate, fn_kwargs={"require_text": require_text}, batch_format="pyarrow"
+    )
+    blocks = valid.to_arrow_refs()
+    project = ray.remote(_project)
+    keep_rows, items, quarantined, n_in = _scan(
+        ray.get(ref) for ref in [project.remote(b) for b in blocks]
+    )
+    return ValidatedInventory(blocks, keep_rows, items, quarantined, n_in)

@@ -1,0 +1,420 @@
+"""CLIP (open_clip) image and text signals sharing one joint embedding space.
+
+``ClipImageSignal`` ("image") embeds item images; a seed is embedded from its image when it has
+one, else from its text through CLIP's text tower, so a text seed such as "fake designer
+handbag" recalls images. ``ClipTextSignal`` ("clip_text") embeds item captions with the text
+tower, so an image seed can recall captions. Pass the same ``ClipEncoder`` to both to load the
+model once.
+
+The default model is an open_clip pretrained tag, downloaded on first use on machines that reach
+the model hubs; ``pretrained`` may also be a local checkpoint file. ``pretrained=None`` gives
+random weights (tests, speed runs): the encoder warns, and the manifest says so.
+
+>>> enc = ClipEncoder()                                   # doctest: +SKIP
+>>> image_sig, text_sig = ClipImageSignal(enc), ClipTextSignal(enc)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from riskrank.index.manifest import package_version, sha256_file
+from riskrank.index.schema import TEXT
+from riskrank.index.signals.base import Signal, SignalBatch
+from riskrank.index.signals.images import DEFAULT_MAX_PIXELS, decode_images
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
+TINY_CLIP_MODEL = "riskrank-tiny-clip"
+# A few-MB CLIP for tests: same code path as ViT-B-32, milliseconds per batch on a CPU.
+TINY_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+_PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def register_tiny_clip_config(name: str = TINY_CLIP_MODEL, embed_dim: int = 32) -> str:
+    """Register a tiny random-weight open_clip architecture under ``name``; returns the name.
+
+    Idempotent. Use with ``pretrained=None``; it exists for tests and never says anything about
+    CLIP quality.
+    """
+    import open_clip
+
+    if name in open_clip.list_models():
+        return name
+    config = {**TINY_CLIP_CONFIG, "embed_dim": embed_dim}
+    folder = Path(tempfile.gettempdir()) / f"riskrank-open-clip-configs-{os.getuid()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"  # open_clip names a config after its file
+    path.write_text(json.dumps(config))
+    open_clip.add_model_config(path)
+    return name
+
+
+class ClipEncoder:
+    """Batched, L2-normalised CLIP image and text embeddings (open_clip).
+
+    ``pretrained``: an open_clip tag (downloaded on first use), a local checkpoint path, or None
+    for random weights (seeded by ``init_seed``, so the same random model can be rebuilt from a
+    manifest). ``precision`` defaults to fp16 on CUDA and fp32 on CPU. The model loads lazily.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_CLIP_MODEL,
+        pretrained: str | os.PathLike | None = DEFAULT_CLIP_PRETRAINED,
+        *,
+        device: str | None = None,
+        batch_size: int = 32,
+        precision: str | None = None,
+        init_seed: int = 0,
+        cache_dir: str | None = None,
+    ) -> None:
+        if precision is not None and precision not in _PRECISIONS:
+            raise ValueError(f"precision: expected one of {_PRECISIONS} or None, got {precision!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+        if model.startswith(("hf-hub:", "local-dir:")):
+            # Those carry their own weights and config; describe() could not pin them yet.
+            raise ValueError(
+                f"model: {model!r} is not supported; pass an open_clip architecture name and "
+                f"pretrained=<tag or checkpoint file>"
+            )
+        self.model = model
+        self.pretrained = None if pretrained is None else str(pretrained)
+        self.device = device
+        self.batch_size = batch_size
+        self.precision = precision
+        self.init_seed = init_seed
+        self.cache_dir = cache_dir
+        self._net = None
+        self._preprocess = None
+        self._tokenizer = None
+        self._sha: str | None = None
+        # Decided once: describe() must not change if the file moves after loading.
+        self._is_path = pretrained is not None and (
+            os.path.isfile(pretrained)
+            or os.sep in str(pretrained)
+            or str(pretrained).endswith((".pt", ".pth", ".bin", ".safetensors"))
+        )
+        if model == TINY_CLIP_MODEL:
+            register_tiny_clip_config()
+
+    @property
+    def pretrained_is_path(self) -> bool:
+        """True when ``pretrained`` names a checkpoint file rather than an open_clip tag."""
+        return self._is_path
+
+    def _config(self) -> dict:
+        import open_clip
+
+        config = open_clip.get_model_config(self.model)
+        if config is None:
+            raise ValueError(
+                f"model: open_clip knows no architecture {self.model!r} "
+                f"(e.g. {DEFAULT_CLIP_MODEL!r}; see open_clip.list_models())"
+            )
+        return config
+
+    @property
+    def dim(self) -> int:
+        return int(self._config()["embed_dim"])
+
+    @property
+    def image_size(self) -> int:
+        size = self._config()["vision_cfg"].get("image_size", 224)
+        return int(size if isinstance(size, int) else max(size))
+
+    def _load(self):
+        if self._net is not None:
+            return self._net
+        import open_clip
+        import torch
+
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        precision = self.precision or ("fp16" if device.startswith("cuda") else "fp32")
+        if precision != "fp32" and not device.startswith("cuda"):
+            log.warning("ClipEncoder: %s on %s is slow; fp32 is the CPU default", precision, device)
+        if self.pretrained is None:
+            log.warning(
+                "ClipEncoder: model %r has RANDOM weights (pretrained=None, init_seed=%d): "
+                "embeddings are only good for tests and speed runs",
+                self.model,
+                self.init_seed,
+            )
+            # Seeded and on the CPU so that the same random model can be rebuilt anywhere.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.init_seed)
+                net, _, preprocess = open_clip.create_model_and_transforms(
+                    self.model, pretrained=None, precision=precision, device="cpu"
+                )
+            net = net.to(device)
+        else:
+            if self.pretrained_is_path and not os.path.isfile(self.pretrained):
+                raise FileNotFoundError(f"pretrained: no checkpoint file {self.pretrained!r}")
+            if not self.pretrained_is_path:
+                tags = open_clip.list_pretrained_tags_by_model(self.model)
+                if self.pretrained not in tags:
+                    raise ValueError(
+                        f"pretrained: {self.pretrained!r} is neither a checkpoint file nor an "
+                        f"open_clip tag for {self.model!r} (tags: {tags})"
+                    )
+            net, _, preprocess = open_clip.create_model_and_transforms(
+                self.model,
+                pretrained=self.pretrained,
+                precision=precision,
+                device=device,
+                cache_dir=self.cache_dir,
+            )
+        net.eval()
+        self._device = device
+        # Pixels must match the weights' dtype under fp16/bf16 (open_clip casts the weights only).
+        self._dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+        self._preprocess = preprocess
+        self._tokenizer = open_clip.get_tokenizer(self.model)
+        self._net = net
+        return net
+
+    def _run(self, batches, tower, total: int, desc: str, show_progress: bool) -> np.ndarray:
+        import torch
+
+        out = []
+        with (
+            torch.inference_mode(),
+            tqdm(total=total, desc=desc, unit="item", disable=not show_progress) as bar,
+        ):
+            for batch in batches:
+                emb = tower(batch)
+                emb = torch.nn.functional.normalize(emb.float(), dim=-1)
+                out.append(emb.cpu().numpy())
+                bar.update(len(batch))
+        if not out:
+            return np.zeros((0, self.dim), np.float32)
+        return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+    def preprocess(self, images: Sequence):
+        """The model's resize/crop/normalise of RGB ``PIL.Image``s, as one CPU tensor."""
+        import torch
+
+        self._load()
+        threads = torch.get_num_threads()
+        # Per-image ops are tiny: with torch's intra-op threads they spend their time in thread
+        # barriers, and on a shared CPU that collapsed throughput 35x (498 -> 14 images/s).
+        torch.set_num_threads(1)
+        try:
+            return torch.stack([self._preprocess(im) for im in images])
+        finally:
+            torch.set_num_threads(threads)
+
+    def encode_images(self, images: Sequence, *, show_progress: bool = False) -> np.ndarray:
+        """Embed RGB ``PIL.Image``s to an ``(n, dim)`` float32 array of unit vectors."""
+        net = self._load()
+        images = list(images)
+
+        def batches():
+            for start in range(0, len(images), self.batch_size):
+                pixels = self.preprocess(images[start : start + self.batch_size])
+                yield pixels.to(self._device, dtype=self._dtype)
+
+        return self._run(batches(), net.encode_image, len(images), "clip images", show_progress)
+
+    def encode_texts(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Embed strings with the text tower to an ``(n, dim)`` float32 array of unit vectors."""
+        net = self._load()
+        texts = list(texts)
+
+        def batches():
+            for start in range(0, len(texts), self.batch_size):
+                yield self._tokenizer(texts[start : start + self.batch_size]).to(self._device)
+
+        return self._run(batches(), net.encode_text, len(texts), "clip texts", show_progress)
+
+    def describe(self) -> dict:
+        """What a manifest records. ``model_version`` names the weights: the open_clip tag, the
+        checkpoint's sha256 prefix (so a moved file still matches) or the random-init seed."""
+        out = {
+            "model": self.model,
+            "pretrained": self.pretrained,
+            "dim": self.dim,
+            "image_size": self.image_size,
+            "library": "open_clip_torch==" + package_version("open_clip_torch", "unknown"),
+        }
+        if self.pretrained is None:
+            out["init_seed"] = self.init_seed
+            out["model_version"] = f"random-init:seed={self.init_seed}"
+        elif self.pretrained_is_path:
+            if self._sha is None:
+                if not os.path.isfile(self.pretrained):
+                    raise FileNotFoundError(f"pretrained: no checkpoint file {self.pretrained!r}")
+                self._sha = sha256_file(self.pretrained, 16)
+            out["pretrained_sha256"] = self._sha
+            out["model_version"] = f"sha256:{self._sha}"
+        else:
+            out["model_version"] = self.pretrained
+        return out
+
+    @classmethod
+    def from_manifest(cls, entry: dict) -> ClipEncoder:
+        """Rebuild the encoder a manifest entry describes (cached: signals share the model)."""
+        pretrained = entry.get("pretrained")
+        if entry.get("pretrained_sha256") and not (pretrained and os.path.isfile(pretrained)):
+            raise FileNotFoundError(
+                f"the index was built with CLIP checkpoint {pretrained!r} "
+                f"(sha256 {entry['pretrained_sha256']}...), which is not on this machine; pass "
+                f"signals={{name: ClipImageSignal(ClipEncoder(..., pretrained=<local copy>))}}"
+            )
+        return _shared_encoder(entry["model"], pretrained, int(entry.get("init_seed", 0)))
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_encoder(model: str, pretrained: str | None, init_seed: int) -> ClipEncoder:
+    return ClipEncoder(model, pretrained, init_seed=init_seed)
+
+
+class _ClipSignal(Signal):
+    """Shared plumbing: one encoder, image decoding options, manifest checks."""
+
+    metric = "cosine"
+    type_name = ""
+    runtime_options = ("base_dir", "decode_workers")
+
+    def __init__(
+        self,
+        encoder: ClipEncoder | None = None,
+        *,
+        base_dir: str | os.PathLike | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        decode_workers: int | None = None,
+        **encoder_kwargs,
+    ) -> None:
+        self.encoder = encoder or ClipEncoder(**encoder_kwargs)
+        self.base_dir = base_dir
+        self.max_pixels = max_pixels
+        self.decode_workers = decode_workers
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def describe(self) -> dict:
+        return {"type": self.type_name, **self.encoder.describe()}
+
+    def compatible_with(self, recorded: dict) -> str | None:
+        # Weights are named by model_version (tag / checkpoint sha256 / random seed), not by the
+        # path string, so an index stays usable after its checkpoint file moves.
+        mine = self.describe()
+        for key in ("type", "model", "model_version", "dim"):
+            if recorded.get(key) != mine.get(key):
+                return (
+                    f"{key}: index has {recorded.get(key)!r}, query encoder has {mine.get(key)!r}"
+                )
+        return None
+
+    @classmethod
+    def from_manifest(cls, entry: dict) -> _ClipSignal:
+        return cls(ClipEncoder.from_manifest(entry))
+
+    def _empty(self, n: int) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+        return np.zeros((n, self.dim), np.float32), np.zeros(n, bool), [None] * n
+
+    def _embed_images(
+        self, table: pa.Table, show_progress: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+        """Image vectors, row mask and reasons ("no image" where a row has none)."""
+        vectors, ok, reasons = self._empty(table.num_rows)
+        step = max(self.encoder.batch_size * 4, 64)  # bounded: decoded images live in memory
+        bar = tqdm(
+            total=table.num_rows, desc=f"{self.name} images", unit="item", disable=not show_progress
+        )
+        for start in range(0, table.num_rows, step):
+            images, why = decode_images(
+                table.slice(start, step),
+                base_dir=self.base_dir,
+                max_pixels=self.max_pixels,
+                draft_size=self.encoder.image_size,
+                workers=self.decode_workers,
+            )
+            good = [i for i, im in enumerate(images) if im is not None]
+            if good:
+                rows = np.asarray(good) + start
+                vectors[rows] = self.encoder.encode_images([images[i] for i in good])
+                ok[rows] = True
+            for i, (im, r) in enumerate(zip(images, why, strict=True)):
+                if im is None:
+                    reasons[start + i] = r or "no image"
+            bar.update(len(images))
+        bar.close()
+        return vectors, ok, reasons
+
+    def _embed_texts(
+        self, table: pa.Table, show_progress: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+        vectors, ok, reasons = self._empty(table.num_rows)
+        texts = table.column(TEXT).to_pylist() if TEXT in table.column_names else [None] * len(ok)
+        ok[:] = [t is not None and bool(str(t).strip()) for t in texts]
+        if ok.any():
+            vectors[ok] = self.encoder.encode_texts(
+                [t for t, good in zip(texts, ok, strict=True) if good], show_progress=show_progress
+            )
+        reasons = [None if good else "no text" for good in ok]
+        return vectors, ok, reasons
+
+    def embed_queries(self, table: pa.Table, *, show_progress: bool = False) -> SignalBatch:
+        """A seed's image if it has a usable one, else its text through the text tower."""
+        vectors, ok, reasons = self._embed_images(table, show_progress)
+        if not ok.all():
+            missing = np.flatnonzero(~ok)
+            tv, tok, treasons = self._embed_texts(table.take(pa.array(missing)), show_progress)
+            vectors[missing[tok]] = tv[tok]
+            ok[missing[tok]] = True
+            for j, row in enumerate(missing):
+                reasons[row] = None if tok[j] else f"{reasons[row]}; {treasons[j]}"
+        return SignalBatch(vectors, ok, reasons)
+
+
+class ClipImageSignal(_ClipSignal):
+    """CLIP image embedding of ``image_bytes`` / ``image_path`` (cosine).
+
+    Items: their image (rows without a usable one are ``ok=False`` with the reason). Seeds: their
+    image, else their text through the text tower (text-to-image recall).
+    """
+
+    name = "image"
+    type_name = "clip_image"
+
+    def embed_items(self, table: pa.Table, *, show_progress: bool = False) -> SignalBatch:
+        return SignalBatch(*self._embed_images(table, show_progress))
+
+
+class ClipTextSignal(_ClipSignal):
+    """CLIP text-tower embedding of the ``text`` column (cosine), in the image space.
+
+    Items: their caption. Seeds: their image if any (image-to-caption recall), else their text.
+    """
+
+    name = "clip_text"
+    type_name = "clip_text"
+
+    def embed_items(self, table: pa.Table, *, show_progress: bool = False) -> SignalBatch:
+        return SignalBatch(*self._embed_texts(table, show_progress))
+
+
+def tiny_clip_encoder(**kwargs) -> ClipEncoder:
+    """A random-weight tiny CLIP (``TINY_CLIP_MODEL``) for tests: fast, deterministic, useless
+    for quality."""
+    return ClipEncoder(register_tiny_clip_config(), pretrained=None, **kwargs)

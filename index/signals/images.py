@@ -1,0 +1,198 @@
+"""Bytes or a path in, one RGB ``PIL.Image`` out, or the reason why not.
+
+Inventory images come from scrapers, uploads and exports: truncated files, zero-byte blobs,
+decompression bombs, CMYK print JPEGs, 16-bit PNGs, transparent logos, animated GIFs and phone
+photos whose pixels are stored sideways. Every image signal decodes through here, so they all
+see the same pixels, and a bad row becomes a reason string instead of an exception.
+
+>>> image, reason = decode_image(None, None)
+>>> (image, reason)                       # no image at all: a missing modality, not an error
+(None, None)
+>>> decode_image(b"", None)[1]
+'image_bytes is empty (0 bytes)'
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH
+
+# 8192 x 8192: above any camera or screenshot, below what takes seconds and gigabytes to decode.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+WHITE = (255, 255, 255)
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _open_source(
+    data: bytes | None, path: str | os.PathLike | None, base_dir: str | os.PathLike | None
+) -> tuple[io.BytesIO | None, str | None]:
+    """Pick what to open: bytes win over a path (the bytes are what the platform served)."""
+    if data is not None:
+        if len(data) == 0:
+            return None, "image_bytes is empty (0 bytes)"
+        return io.BytesIO(bytes(data)), None
+    if path is None or str(path).strip() == "":
+        return None, None
+    text = str(path).strip()
+    parsed = urlparse(text)
+    if parsed.scheme in ("http", "https", "s3", "gs", "ftp"):
+        return None, f"remote URIs are not fetched: {text!r} (download the images, then index)"
+    if parsed.scheme == "file":
+        resolved = Path(unquote(parsed.path))
+    elif parsed.scheme and len(parsed.scheme) > 1:  # one letter is a Windows drive, not a scheme
+        return None, f"unsupported image URI scheme {parsed.scheme!r}: {text!r}"
+    else:
+        resolved = Path(text).expanduser()
+        if not resolved.is_absolute() and base_dir is not None:
+            resolved = Path(base_dir) / resolved
+    if not resolved.is_file():
+        return None, f"image file not found: {str(resolved)!r}"
+    try:
+        data = resolved.read_bytes()  # bytes, not a handle: animated files keep handles open
+    except OSError as exc:
+        return None, f"cannot read image file {str(resolved)!r}: {exc}"
+    if len(data) == 0:
+        return None, f"image file is empty (0 bytes): {str(resolved)!r}"
+    return io.BytesIO(data), None
+
+
+def _sixteen_bit_to_l(image: Image.Image) -> Image.Image:
+    """PIL's own convert clips 16-bit values at 255 (an all-white image); rescale instead."""
+    arr = np.asarray(image, dtype=np.float64)
+    if image.mode == "I" and arr.size and arr.max() <= 255:
+        scaled = arr  # 32-bit container holding 8-bit values (some TIFF writers)
+    else:
+        scaled = arr / 257.0
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = WHITE) -> Image.Image:
+    """Convert any PIL mode to RGB the way a viewer would show it.
+
+    Transparency is composited on ``background`` (white, as browsers show most pages) rather
+    than dropped: a naive ``convert("RGB")`` keeps the colour under fully transparent pixels,
+    which can be anything and is never what a viewer sees.
+    """
+    if image.mode in _SIXTEEN_BIT_MODES:
+        image = _sixteen_bit_to_l(image)
+    elif image.mode == "F":
+        arr = np.asarray(image, dtype=np.float64)
+        arr = arr * 255.0 if arr.size and arr.max() <= 1.0 else arr
+        image = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, background)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    if image.mode == "RGB":
+        return image
+    return image.convert("RGB")
+
+
+def decode_image(
+    data: bytes | None,
+    path: str | os.PathLike | None = None,
+    base_dir: str | os.PathLike | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+) -> tuple[Image.Image | None, str | None]:
+    """Decode one image to RGB. Returns ``(image, None)``, ``(None, reason)`` or ``(None, None)``.
+
+    ``data`` (encoded bytes) wins over ``path``; a relative ``path`` is resolved against
+    ``base_dir``; ``file://`` URIs are read, ``http(s)://`` ones are refused (no network).
+    Animated images give their first frame; EXIF orientation is applied. ``max_pixels`` refuses
+    decompression bombs before their pixels are allocated. ``draft_size`` lets JPEG decode at
+    1/2, 1/4 or 1/8 scale while both sides stay >= ``draft_size`` (several times faster for
+    camera photos; pass the size the model needs).
+
+    Never raises for bad content: ``(None, None)`` means the row has no image (normal),
+    ``(None, reason)`` means it has one that cannot be used.
+    """
+    source, reason = _open_source(data, path, base_dir)
+    if source is None:
+        return None, reason
+    try:
+        with warnings.catch_warnings():
+            # PIL only warns between its limit and twice it; a bomb is a bomb either way.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(source)
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                return None, (
+                    f"image too large: {width}x{height} = {width * height:,} pixels > "
+                    f"max_pixels {max_pixels:,} (decompression bomb guard)"
+                )
+            if draft_size and image.format == "JPEG":
+                image.draft(None, (draft_size, draft_size))
+            image.load()  # decode now, inside the guard: truncation surfaces here, not later
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return None, f"image too large (decompression bomb guard): {exc}"
+    except UnidentifiedImageError:
+        return None, "not a recognised image format (corrupt, or not an image)"
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        return None, f"image is truncated or corrupt: {exc}"
+    except MemoryError:
+        return None, "image too large: out of memory while decoding"
+    try:
+        image = ImageOps.exif_transpose(image) or image
+    except Exception:  # a broken EXIF block must not cost us the pixels
+        pass
+    try:
+        return to_rgb(image), None
+    except Exception as exc:  # exotic modes (LAB, ...) become a reason
+        return None, f"cannot convert {image.mode} image to RGB: {exc}"
+
+
+def has_image_columns(table: pa.Table) -> bool:
+    """True if ``table`` has an ``image_bytes`` or ``image_path`` column."""
+    return IMAGE_BYTES in table.column_names or IMAGE_PATH in table.column_names
+
+
+def decode_images(
+    table: pa.Table,
+    *,
+    base_dir: str | os.PathLike | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+    workers: int | None = None,
+) -> tuple[list[Image.Image | None], list[str | None]]:
+    """Decode the image of every row of ``table`` (``image_bytes`` and/or ``image_path``).
+
+    Returns ``(images, reasons)`` aligned with the rows, with the meaning of ``decode_image``.
+    A table without image columns gives all ``(None, None)``. Decoding runs on ``workers``
+    threads (PIL releases the GIL while decoding); keep ``table`` to a batch, since every
+    decoded image is held in memory.
+    """
+    n = table.num_rows
+    datas: Sequence[bytes | None] = (
+        table.column(IMAGE_BYTES).to_pylist() if IMAGE_BYTES in table.column_names else [None] * n
+    )
+    paths: Sequence[str | None] = (
+        table.column(IMAGE_PATH).to_pylist() if IMAGE_PATH in table.column_names else [None] * n
+    )
+
+    def one(i: int) -> tuple[Image.Image | None, str | None]:
+        try:
+            return decode_image(datas[i], paths[i], base_dir, max_pixels, draft_size)
+        except Exception as exc:  # a batch job quarantines, it never dies
+            return None, f"cannot decode image: {type(exc).__name__}: {exc}"
+
+    workers = workers if workers is not None else min(8, os.cpu_count() or 1)
+    if workers <= 1 or n <= 1:
+        results = [one(i) for i in range(n)]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(one, range(n)))
+    return [r[0] for r in results], [r[1] for r in results]

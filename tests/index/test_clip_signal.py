@@ -1,0 +1,228 @@
+"""CLIP signals with a tiny random-weight model: shapes, text-to-image queries, manifests, store.
+
+Random weights: these tests check plumbing (shapes, norms, masks, manifests, persistence),
+never embedding quality.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image, ImageDraw
+
+import riskrank.index
+from riskrank.index import IndexMismatchError, InventoryIndex, TextEmbeddingSignal, build_index
+from riskrank.index.signals.clip import (
+    TINY_CLIP_MODEL,
+    ClipEncoder,
+    ClipImageSignal,
+    ClipTextSignal,
+    tiny_clip_encoder,
+)
+from riskrank.index.signals.pdq import PdqSignal
+
+
+def picture(seed: int, size: int = 96) -> bytes:
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 256, 3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(12):
+        x, y, w, h = (int(v) for v in rng.integers(0, size, 4))
+        draw.rectangle((x, y, x + w, y + h), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def encoder() -> ClipEncoder:
+    return tiny_clip_encoder(batch_size=4)
+
+
+def test_encoder_outputs_unit_float32_and_warns_about_random_weights():
+    enc = tiny_clip_encoder(batch_size=3)
+    images = [Image.open(io.BytesIO(picture(s))).convert("RGB") for s in range(5)]
+    # Our own handler: pytest's log capture is off (see pyproject.toml).
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    log = logging.getLogger("riskrank.index.signals.clip")
+    log.addHandler(handler)
+    try:
+        img = enc.encode_images(images)
+    finally:
+        log.removeHandler(handler)
+    assert any("RANDOM weights" in m for m in seen)
+    txt = enc.encode_texts(["fake designer handbag", "cheap pills", "hello"])
+    for out, n in ((img, 5), (txt, 3)):
+        assert out.shape == (n, 32) and out.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(img[0], img[1])  # different pictures, different vectors
+    assert enc.encode_texts([]).shape == (0, 32)
+
+
+def test_reduced_precision_path_runs_and_agrees(encoder):
+    # bf16 is the GPU option; on a CPU it is slow but must give the same unit vectors, roughly.
+    low = tiny_clip_encoder(precision="bf16")
+    texts = ["fake designer handbag", "cheap pills"]
+    cos = np.sum(low.encode_texts(texts) * encoder.encode_texts(texts), axis=1)
+    assert low.encode_texts(texts).dtype == np.float32 and np.all(cos > 0.98)
+    with pytest.raises(ValueError, match="precision"):
+        ClipEncoder(TINY_CLIP_MODEL, pretrained=None, precision="fp8")
+
+
+def test_text_seed_is_embedded_through_the_text_tower(encoder):
+    sig = ClipImageSignal(encoder)
+    seeds = pa.table(
+        {
+            "item_id": ["img", "txt", "both", "nothing", "bad-img-with-text"],
+            "text": [None, "fake designer handbag", "ignored", None, "replica watch"],
+            "image_bytes": pa.array([picture(1), None, picture(2), None, b"broken"], pa.binary()),
+        }
+    )
+    batch = sig.embed_queries(seeds)
+    assert batch.vectors.shape == (5, 32)
+    assert batch.ok.tolist() == [True, True, True, False, True]
+    assert batch.reasons[3] == "no image; no text"
+    np.testing.assert_allclose(
+        batch.vectors[[1, 4]],
+        encoder.encode_texts(["fake designer handbag", "replica watch"]),
+        atol=1e-6,
+    )
+    image_only = sig.embed_items(seeds.select(["item_id", "image_bytes"]).slice(2, 1))
+    np.testing.assert_allclose(batch.vectors[2], image_only.vectors[0], atol=1e-6)
+    # Items are never embedded from text by the image signal.
+    assert sig.embed_items(seeds).ok.tolist() == [True, False, True, False, False]
+
+
+def test_clip_text_signal_embeds_captions_and_image_seeds(encoder):
+    sig = ClipTextSignal(encoder)
+    items = pa.table({"item_id": ["a", "b"], "text": ["red shoes", " "]})
+    batch = sig.embed_items(items)
+    assert batch.ok.tolist() == [True, False] and batch.reasons[1] == "no text"
+    seeds = pa.table({"item_id": ["s"], "image_bytes": pa.array([picture(3)], pa.binary())})
+    assert sig.embed_queries(seeds).ok.tolist() == [True]
+
+
+def test_describe_and_rebuild_give_the_same_random_model(encoder):
+    entry = ClipImageSignal(encoder).describe()
+    assert entry["type"] == "clip_image" and entry["model"] == TINY_CLIP_MODEL
+    assert entry["pretrained"] is None and entry["model_version"] == "random-init:seed=0"
+    assert entry["dim"] == 32
+    rebuilt = ClipImageSignal.from_manifest(entry)
+    assert rebuilt.compatible_with(entry) is None
+    probe = ["counterfeit sneakers"]
+    np.testing.assert_allclose(
+        rebuilt.encoder.encode_texts(probe), encoder.encode_texts(probe), atol=1e-6
+    )
+
+
+def test_checkpoint_path_is_pinned_by_sha256(encoder, tmp_path):
+    import torch
+
+    encoder.encode_texts(["load"])
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(encoder._net.state_dict(), ckpt)
+    from_file = ClipEncoder(TINY_CLIP_MODEL, pretrained=ckpt)
+    info = from_file.describe()
+    assert info["pretrained"] == str(ckpt) and len(info["pretrained_sha256"]) == 16
+    assert info["model_version"] == f"sha256:{info['pretrained_sha256']}"
+    np.testing.assert_allclose(
+        from_file.encode_texts(["x"]), encoder.encode_texts(["x"]), atol=1e-6
+    )
+    moved = tmp_path / "moved.pt"
+    ckpt.rename(moved)
+    assert (
+        ClipImageSignal(ClipEncoder(TINY_CLIP_MODEL, pretrained=moved)).compatible_with(
+            ClipImageSignal(from_file).describe()
+        )
+        is None
+    )  # same bytes at a new path still match
+    with pytest.raises(ValueError, match="neither a checkpoint file nor an open_clip tag"):
+        ClipEncoder(TINY_CLIP_MODEL, pretrained="no-such-tag").encode_texts(["x"])
+
+
+def inventory() -> pa.Table:
+    return pa.table(
+        {
+            "item_id": ["text+img", "text-only", "img-only", "bad-img-only", "text+bad-img"],
+            "text": ["designer bag sale", "free pills", None, None, "replica watch"],
+            "image_bytes": pa.array(
+                [picture(10), None, picture(11), b"\x89PNG\r\n\x1a\n truncated", b"not an image"],
+                pa.binary(),
+            ),
+            "seller": ["s1", "s2", "s3", "s4", "s5"],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, encoder):
+    path = tmp_path_factory.mktemp("idx")
+    signals = [TextEmbeddingSignal(), ClipImageSignal(encoder), PdqSignal()]
+    build_index(inventory(), path, signals=signals, show_progress=False)
+    return path
+
+
+def test_store_round_trip_with_text_clip_and_pdq(built, encoder):
+    idx = InventoryIndex.load(built)  # rebuilds every signal from the manifest
+    assert set(idx.signals) == {"text", "image", "pdq"}
+    assert idx.items.column("item_id").to_pylist() == [
+        "text+img",
+        "text-only",
+        "img-only",
+        "text+bad-img",
+    ]
+    quarantine = idx.quarantine.to_pylist()
+    assert [q["item_id"] for q in quarantine] == ["bad-img-only"]
+    assert "image: image is truncated or corrupt" in quarantine[0]["reason"]
+    assert "pdq: image is truncated or corrupt" in quarantine[0]["reason"]
+    assert idx.signals["image"].ids.tolist() == ["text+img", "img-only"]
+    assert idx.signals["pdq"].ids.tolist() == ["text+img", "img-only"]
+    assert idx.signals["text"].ids.tolist() == ["text+img", "text-only", "text+bad-img"]
+    assert idx.manifest["signals"]["pdq"]["metric"] == "hamming"
+    assert idx.manifest["signals"]["image"]["model_version"] == "random-init:seed=0"
+
+    seeds = inventory().slice(2, 1)  # the image-only item as its own seed
+    image_sig = idx.signals["image"]
+    q = image_sig.signal.embed_queries(seeds)
+    hit = image_sig.index.search(q.vectors, k=2)
+    assert image_sig.ids[hit.positions[0, 0]] == "img-only"
+    assert hit.scores[0, 0] == pytest.approx(1.0, abs=1e-4)
+    pdq = idx.signals["pdq"]
+    hit = pdq.index.search(pdq.signal.embed_queries(seeds).vectors, k=2)
+    assert pdq.ids[hit.positions[0, 0]] == "img-only" and hit.distances[0, 0] == 0
+
+    text_seed = pa.table({"item_id": ["s"], "text": ["fake designer handbag"]})
+    q = image_sig.signal.embed_queries(text_seed)
+    hit = image_sig.index.search(q.vectors, k=5)
+    assert q.ok.tolist() == [True] and hit.positions.shape == (1, 2)
+    assert np.all(hit.scores[0, :-1] >= hit.scores[0, 1:])
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        lambda: ClipEncoder("ViT-B-32", pretrained="laion2b_s34b_b79k"),  # different model
+        lambda: ClipEncoder(TINY_CLIP_MODEL, pretrained="laion2b_s34b_b79k"),  # different tag
+        lambda: ClipEncoder(TINY_CLIP_MODEL, pretrained=None, init_seed=1),  # other weights
+    ],
+    ids=["model", "pretrained-tag", "random-seed"],
+)
+def test_mismatched_clip_encoder_is_refused_on_load(built, other):
+    # describe() reads the architecture config only: no weights are downloaded here.
+    with pytest.raises(IndexMismatchError, match="signal 'image'"):
+        InventoryIndex.load(built, signals={"image": ClipImageSignal(other())})
+
+
+def test_image_signals_are_registered():
+    from riskrank.index.signals import registered_signals
+
+    registry = registered_signals()
+    assert registry["clip_image"] is riskrank.index.ClipImageSignal
+    assert registry["clip_text"] is riskrank.index.ClipTextSignal
+    assert registry["pdq"] is riskrank.index.PdqSignal

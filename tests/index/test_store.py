@@ -1,0 +1,167 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from riskrank.index import IndexMismatchError, InventoryIndex, build_index
+from riskrank.index.schema import validate_inventory
+from riskrank.index.signals import TextEmbeddingSignal
+from riskrank.index.tables import SchemaError, as_table
+from riskrank.index.vectors.faiss_index import VectorIndex, choose_index_key, parse_bytes
+
+
+def test_validate_quarantines_bad_rows_and_keeps_count():
+    table = pa.table(
+        {
+            "item_id": ["a", "b", "a", None, "c", "d"],
+            "text": pa.array([b"ok", b"fine", b"dup", b"x", b"\xff\xfe bad", b"   "], pa.binary()),
+            "price": [1.0, float("nan"), 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    clean, bad = validate_inventory(table)
+    assert clean.column("item_id").to_pylist() == ["a", "b"]
+    reasons = dict(zip(bad["row"].to_pylist(), bad["reason"].to_pylist()))
+    assert "duplicate item_id 'a'" in reasons[2]
+    assert "null" in reasons[3]
+    assert "UTF-8" in reasons[4]
+    assert "no content" in reasons[5]
+    assert clean.num_rows + bad.num_rows == table.num_rows
+    assert np.isnan(clean["price"].to_pylist()[1])  # NaN metadata passes through as missing
+
+
+def test_validate_table_level_errors_name_the_column():
+    with pytest.raises(SchemaError, match="missing column 'item_id'"):
+        validate_inventory({"id": ["a"], "text": ["x"]})
+    with pytest.raises(SchemaError, match="content column"):
+        validate_inventory({"item_id": ["a"], "title": ["x"]})
+
+
+def test_as_table_accepts_pandas_polars_and_parquet(tmp_path):
+    import pandas as pd
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    df = pd.DataFrame({"item_id": ["a"], "text": ["x"]})
+    assert as_table(df).num_rows == 1
+    assert as_table(pl.DataFrame({"item_id": ["a"], "text": ["x"]})).num_rows == 1
+    pq.write_table(as_table(df), tmp_path / "x.parquet")
+    assert as_table(tmp_path / "x.parquet").column_names == ["item_id", "text"]
+    with pytest.raises(FileNotFoundError):
+        as_table(tmp_path / "missing.parquet")
+    with pytest.raises(TypeError, match="expected a pyarrow Table"):
+        as_table(42)
+
+
+def test_budget_picks_index():
+    assert choose_index_key(50_000, 384, "4G") == "Flat"
+    assert choose_index_key(2_000_000, 384, "8G").endswith(",Flat")
+    assert choose_index_key(2_000_000, 384, "1G").endswith(",SQ8")
+    assert choose_index_key(2_000_000, 384, "300M").endswith("np")  # no polysemous training
+    assert ",PQ" in choose_index_key(2_000_000, 384, "300M")
+    with pytest.raises(ValueError, match="cannot hold"):
+        choose_index_key(10_000_000, 384, "10M")
+    assert parse_bytes("1.5G") == int(1.5 * 2**30)
+    with pytest.raises(ValueError):
+        parse_bytes("lots")
+
+
+def _unit(rng, n, d):
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_flat_is_exact_and_roundtrips(tmp_path):
+    rng = np.random.default_rng(0)
+    base, q = _unit(rng, 500, 32), _unit(rng, 7, 32)
+    idx = VectorIndex.build(base)
+    res = idx.search(q, 5)
+    brute = np.argsort(-(q @ base.T), axis=1)[:, :5]
+    assert (res.positions == brute).all()
+    idx.save(tmp_path / "i.faiss")
+    again = VectorIndex.load(tmp_path / "i.faiss", idx.key, idx.nprobe)
+    assert (again.search(q, 5).positions == res.positions).all()
+
+
+def test_ivf_finds_most_true_neighbours():
+    rng = np.random.default_rng(1)
+    centres = _unit(rng, 50, 32)
+    base = centres[rng.integers(50, size=5000)] + 0.1 * rng.normal(size=(5000, 32)).astype(
+        np.float32
+    )
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    idx = VectorIndex.build(base, key="IVF64,Flat", nprobe=8)
+    q = base[:50]
+    res = idx.search(q, 10)
+    exact = np.argsort(-(q @ base.T), axis=1)[:, :10]
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(res.positions, exact)])
+    assert overlap > 0.8
+
+
+class _CountingSignal(TextEmbeddingSignal):
+    """Real MiniLM, but counts calls and can die after N chunks (a killed build)."""
+
+    def __init__(self, encoder, die_after=None):
+        super().__init__(encoder)
+        self.calls = 0
+        self.die_after = die_after
+
+    def embed_items(self, table, *, show_progress=False):
+        if self.die_after is not None and self.calls >= self.die_after:
+            raise KeyboardInterrupt("simulated kill")
+        self.calls += 1
+        return super().embed_items(table, show_progress=show_progress)
+
+
+def test_build_load_manifest_and_resume(tmp_path, inventory_items, text_signal):
+    path = tmp_path / "idx"
+    dying = _CountingSignal(text_signal.encoder, die_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(inventory_items, path, signals=[dying], chunk_size=16, show_progress=False)
+    assert not (path / "manifest.json").exists()  # an interrupted build is never "finished"
+    with pytest.raises(FileNotFoundError, match="interrupted"):
+        InventoryIndex.load(path)
+    resumed = _CountingSignal(text_signal.encoder)
+    idx = build_index(inventory_items, path, signals=[resumed], chunk_size=16, show_progress=False)
+    n_chunks = -(-inventory_items.num_rows // 16)
+    assert resumed.calls == n_chunks - 2  # the two finished chunks were reused
+
+    fresh = build_index(
+        inventory_items,
+        tmp_path / "fresh",
+        signals=[text_signal],
+        chunk_size=16,
+        show_progress=False,
+    )
+    np.testing.assert_allclose(
+        idx.signals["text"].vectors, fresh.signals["text"].vectors, atol=1e-5
+    )
+
+    manifest = json.loads((path / "manifest.json").read_text())
+    entry = manifest["signals"]["text"]
+    assert entry["model"] == "all-MiniLM-L6-v2" and entry["dim"] == 384
+    assert entry["index_key"] == "Flat" and entry["count"] == inventory_items.num_rows
+    assert set(entry["checksums"]) == {"index.faiss", "ids.parquet", "vectors.npy"}
+    assert manifest["items"]["input"] == inventory_items.num_rows
+
+    loaded = InventoryIndex.load(path)
+    assert list(loaded.signals["text"].ids) == inventory_items["item_id"].to_pylist()
+    with pytest.raises(FileExistsError):
+        build_index(inventory_items, path, signals=[text_signal], show_progress=False)
+
+
+def test_load_refuses_other_encoder_and_corruption(tmp_path, inventory_items, text_signal):
+    path = tmp_path / "idx"
+    build_index(inventory_items.slice(0, 10), path, signals=[text_signal], show_progress=False)
+
+    class OtherModel(TextEmbeddingSignal):
+        def describe(self):
+            return {**super().describe(), "model": "paraphrase-multilingual-MiniLM-L12-v2"}
+
+    with pytest.raises(IndexMismatchError, match="model"):
+        InventoryIndex.load(path, signals={"text": OtherModel(text_signal.encoder)})
+    with open(path / "text" / "vectors.npy", "r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\x00\x01\x02\x03")
+    with pytest.raises(SchemaError, match="checksum"):
+        InventoryIndex.load(path)

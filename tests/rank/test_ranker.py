@@ -1,0 +1,83 @@
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from riskrank.index.tables import SchemaError
+from riskrank.rank.evaluation.metrics import (
+    average_precision,
+    ndcg_at,
+    precision_at,
+    ranking_report,
+)
+from riskrank.rank.ranker import RiskRanker, _groups
+
+
+def _synthetic_candidates(n=600, seed=0, with_history=True):
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.3
+    best = np.clip(0.35 + 0.3 * y + 0.12 * rng.normal(size=n), -1, 1)
+    cols = {
+        "item_id": [f"i{i}" for i in range(n)],
+        "policy": ["scam"] * n,
+        "text_best_sim": best,
+        "text_top3_mean": best - 0.05,
+        "text_density": rng.integers(0, 5, n).astype(float),
+        "verdict": pa.array((2 * y).astype(np.int8)),
+        "sweep_id": [f"sw{i % 2}" for i in range(n)],
+    }
+    if with_history:
+        cols["hist_text_knn_score"] = np.clip(y * 0.7 + 0.3 * rng.random(n), 0, 1)
+    return pa.table(cols), y
+
+
+def test_metrics_known_values():
+    y = np.array([1, 0, 1, 0])
+    s = np.array([0.9, 0.8, 0.7, -np.inf])
+    assert average_precision(y, s) == pytest.approx((1 + 2 / 3) / 2)
+    assert precision_at(y, s, 2) == 0.5
+    assert ndcg_at(np.array([2, 0]), np.array([1.0, 0.0]), 2) == 1.0
+    assert set(ranking_report(y, s)) == {"AP", "P@10", "P@50", "P@100", "R@5%", "NDCG@100"}
+
+
+def test_groups_split_under_limit():
+    keys = [("sw", "p")] * 25 + [("sw", "q")] * 3
+    order, sizes = _groups(keys, 10, np.random.default_rng(0))
+    assert sizes.max() <= 10 and sizes.sum() == 28
+    assert sorted(order.tolist()) == list(range(28))
+
+
+def test_fit_predict_calibrate_explain_roundtrip(tmp_path):
+    train, _ = _synthetic_candidates(seed=0)
+    test, y = _synthetic_candidates(seed=1)
+    ranker = RiskRanker(n_estimators=60).fit(train)
+    s = ranker.predict(test)
+    assert average_precision(y, s) > 0.9
+    p = ranker.predict_proba(test)
+    assert ((p >= 0) & (p <= 1)).all()
+    assert p[y].mean() > 0.6 > p[~y].mean()  # calibrated towards the base rates
+    reasons = ranker.reasons(test)
+    assert any("reviewed" in r or "seed" in r for r in reasons)
+    ranker.save(tmp_path / "m")
+    assert not list(tmp_path.glob("**/*.pkl"))
+    again = RiskRanker.load(tmp_path / "m")
+    np.testing.assert_allclose(again.predict_proba(test), p)
+    assert again.features_ == ranker.features_
+
+
+def test_cold_variant_used_without_history_and_errors_are_clear():
+    train, _ = _synthetic_candidates(seed=0)
+    ranker = RiskRanker(n_estimators=30).fit(train)
+    assert "cold" in ranker.models_
+    cold, y = _synthetic_candidates(seed=2, with_history=False)
+    _, variant = ranker._raw(cold)
+    assert set(variant) == {"cold"}
+    assert average_precision(y, ranker.predict(cold)) > 0.7
+    with pytest.raises(SchemaError, match="missing feature columns"):
+        ranker.predict(cold.drop(["text_best_sim"]))
+    no_pos = train.set_column(
+        train.column_names.index("verdict"), "verdict", pa.array(np.zeros(train.num_rows, np.int8))
+    )
+    with pytest.raises(SchemaError, match="both violating"):
+        RiskRanker().fit(no_pos)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        RiskRanker().predict(train)

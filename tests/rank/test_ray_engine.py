@@ -1,0 +1,529 @@
+"""rank.ray_engine: a sweep on a two-node local Ray cluster (1 CPU each) equals
+rank.pipeline.sweep, item by item and evidence value by value, also when an embedding actor dies
+mid-run; index.vectors.sharded merges shards exactly and survives a killed shard actor."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
+
+from riskrank.index.ray_engine.build import build_index_ray, plan_cluster  # noqa: E402
+from riskrank.index.ray_engine.inventory import _read, ordered_data_context  # noqa: E402
+from riskrank.index.store import InventoryIndex  # noqa: E402
+from riskrank.index.vectors.faiss_index import SearchResult, VectorIndex  # noqa: E402
+from riskrank.index.vectors.sharded import ShardedIndex, merge_topk, shard_bounds  # noqa: E402
+from riskrank.rank.pipeline import sweep, train  # noqa: E402
+from riskrank.rank.ray_engine import ItemEmbedder, sweep_ray  # noqa: E402
+from riskrank.recall.recaller import recall  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+K = 40
+
+# ----------------------------------------------------------------------------- fixtures in code
+
+SCAM = [
+    "Congratulations {who}, you won {amount} in the {event}; pay a {fee} handling fee to claim it",
+    "{who}, your {event} prize of {amount} is waiting, just wire {fee} to release the funds",
+    "Double your bitcoin in {days} days: send {amount} to our wallet and get twice back, {who}",
+]
+FAKES = [
+    "Replica {brand} {item}, {pct}% off, looks exactly like the original, ships from {place}",
+    "Cheap {brand} {item} copies, AAA quality fake, {pct} percent discount, order via {place}",
+]
+BENIGN = [
+    "{who} shared the minutes of the {team} meeting about the {topic} roadmap for {days} weeks",
+    "Reminder: the {team} team lunch is on {day}, bring ideas about {topic}",
+    "{who} asked whether the {topic} report can move to {day} because of the {team} review",
+    "Our {team} volunteers planted {days} trees in the park on {day}, thanks {who}",
+]
+WORDS = {
+    "who": ["Anna", "Bob", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hiro", "Ines", "Jon"],
+    "amount": ["$5,000", "1 million euros", "$250,000", "10 BTC", "$75,000"],
+    "event": ["lottery", "online raffle", "loyalty draw", "sweepstakes"],
+    "fee": ["$50", "$99", "small", "$20"],
+    "days": ["2", "3", "5", "7", "10", "12"],
+    "brand": ["Rolex", "Gucci", "Louis Vuitton", "Prada", "Omega"],
+    "item": ["watch", "handbag", "wallet", "sunglasses", "belt"],
+    "pct": ["70", "80", "90"],
+    "place": ["WhatsApp", "our Telegram shop", "a private website"],
+    "team": ["design", "finance", "platform", "support", "research"],
+    "topic": ["pricing", "onboarding", "database", "mobile app", "hiring"],
+    "day": ["Monday", "Tuesday", "Thursday", "Friday"],
+}
+
+
+def _texts(templates: list[str], n: int, rng: np.random.Generator, used: set[str]) -> list[str]:
+    out = []
+    while len(out) < n:
+        t = templates[rng.integers(len(templates))]
+        text = t.format(**{k: v[rng.integers(len(v))] for k, v in WORDS.items()})
+        if text not in used:  # fresh content; exact copies are added on purpose below
+            used.add(text)
+            out.append(text)
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    used: set[str] = set()
+    root = tmp_path_factory.mktemp("ray-data")
+    # History: reviewed items, one policy each.
+    hist = []
+    for policy, templates, n_bad in (("scam", SCAM, 40), ("counterfeit", FAKES, 30)):
+        for t in _texts(templates, n_bad, rng, used):
+            hist.append((policy, t, int(rng.integers(2, 4))))
+        for t in _texts(BENIGN, 45, rng, used):
+            hist.append((policy, t, int(rng.integers(0, 2))))
+    history = pa.table(
+        {
+            "item_id": [f"h{i}" for i in range(len(hist))],
+            "policy": [p for p, _, _ in hist],
+            "text": [t for _, t, _ in hist],
+            "verdict": pa.array([v for _, _, v in hist], pa.int8()),
+        }
+    )
+    seeds = pa.table(
+        {
+            "seed_id": ["s1", "s2", "s3", "c1", "c2"],
+            "policy": ["scam", "scam", "scam", "counterfeit", "counterfeit"],
+            "text": [
+                "You won the lottery, pay a small fee to claim your prize",
+                "Send crypto to our wallet and we double it",
+                "Your prize money is waiting, wire the release fee",
+                "Replica designer watches, identical to the original",
+                "Fake luxury handbags at 90% off",
+            ],
+        }
+    )
+    texts = (
+        _texts(SCAM, 45, rng, used) + _texts(FAKES, 30, rng, used) + _texts(BENIGN, 165, rng, used)
+    )
+    # Campaigns re-post the same ad: exact copies tie exactly in every similarity, and the
+    # engines must still agree on their order (index.vectors.faiss_index.order_ties_by_position).
+    texts += [texts[i] for i in rng.choice(len(texts), size=30, replace=False)]
+    order = rng.permutation(len(texts))
+    inv = pa.table(
+        {
+            "item_id": [f"item-{i:04d}" for i in range(len(texts))],
+            "text": [texts[i] for i in order],
+            "market": [["de", "fr", "us"][i % 3] for i in range(len(texts))],
+        }
+    )
+    inv_dir = root / "inventory"
+    inv_dir.mkdir()
+    files = []
+    for f, (a, b) in enumerate(shard_bounds(inv.num_rows, 3)):
+        part = inv.slice(a, b - a).to_pylist()
+        if f == 1:  # an empty text and a duplicate inside one file
+            part.insert(5, {"item_id": "empty-1", "text": "   ", "market": "de"})
+            part.insert(9, {**part[2], "text": "another text under the same id"})
+        if f == 2:  # an id that first appeared in the first file
+            part.insert(3, {"item_id": "item-0001", "text": "clash across files", "market": "us"})
+        path = inv_dir / f"part-{f}.parquet"
+        pq.write_table(pa.Table.from_pylist(part, schema=inv.schema), path)
+        files.append(path)
+    return {"root": root, "inv_dir": inv_dir, "files": files, "history": history, "seeds": seeds}
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    return train(data["history"], data["seeds"], data["root"] / "model", k=K, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def single(data, model):
+    out = data["root"] / "single"
+    return sweep(data["inv_dir"], data["seeds"], model, out_dir=out, k=K, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two Ray nodes of one CPU each (two raylets, two object stores) on this machine: actors,
+    shards and chunks land on different nodes and objects cross between them, as on a real
+    cluster; only the file system is shared (as a real cluster's inventory store would be)."""
+    from ray.cluster_utils import Cluster
+
+    # The fault-injecting embedder below must reach the workers by value (tests/ is no package).
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    nodes = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False},
+    )
+    nodes.add_node(num_cpus=1)
+    ray.init(address=nodes.address, log_to_driver=False)
+    yield nodes
+    ray.shutdown()
+    nodes.shutdown()
+
+
+RAY_KW = dict(k=K, num_shards=3, rank_chunk_size=64)
+
+
+@pytest.fixture(scope="module")
+def on_ray(cluster, data, model):
+    out = data["root"] / "ray"
+    return sweep_ray(
+        data["inv_dir"], data["seeds"], model, out_dir=out, show_progress=False, **RAY_KW
+    )
+
+
+def assert_same_queue(a: pa.Table, b: pa.Table) -> None:
+    assert a.column_names == b.column_names
+    assert a.column("item_id").to_pylist() == b.column("item_id").to_pylist()
+    for col in ("risk_score", "risk_probability"):
+        np.testing.assert_allclose(a[col].to_numpy(), b[col].to_numpy(), rtol=0, atol=1e-5)
+    for col in ("rank", "policy", "action", "severity", "matched_seed_ids", "model", "text"):
+        assert a.column(col).to_pylist() == b.column(col).to_pylist(), col
+
+
+# ----------------------------------------------------------------------------- sharded index
+
+
+def _unit(rng, n, dim):
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("key", ["Flat", "IVF16,Flat", "IVF16,SQ8"])
+def test_sharded_search_equals_single_index(key):
+    rng = np.random.default_rng(0)
+    vecs, queries = _unit(rng, 3000, 32), _unit(rng, 20, 32)
+    single = VectorIndex.build(vecs, key=key).search(queries, 50)
+    sharded = ShardedIndex.build(vecs, key=key, num_shards=4).search(queries, 50)
+    np.testing.assert_array_equal(sharded.positions, single.positions)
+    np.testing.assert_allclose(sharded.scores, single.scores, atol=1e-6)
+
+
+@pytest.mark.parametrize("key", ["Flat", "IVF16,Flat"])
+def test_duplicate_vectors_come_back_in_position_order_sharded_or_not(key):
+    rng = np.random.default_rng(1)
+    base = _unit(rng, 400, 16)
+    vecs = np.concatenate([base, base[::-1], base[:50]])  # every vector 2-3 times
+    single = VectorIndex.build(vecs, key=key).search(base[:30], 12)
+    sharded = ShardedIndex.build(vecs, key=key, num_shards=5).search(base[:30], 12)
+    np.testing.assert_array_equal(sharded.positions, single.positions)
+    for scores, positions in zip(single.scores, single.positions):
+        tied = scores[:-1] == scores[1:]
+        assert tied.any()
+        assert (positions[:-1][tied] < positions[1:][tied]).all()
+
+
+def test_merge_keeps_missing_results_last_and_breaks_ties_by_position():
+    a = SearchResult(np.array([[0.9, 0.5, -3e38]], np.float32), np.array([[1, 0, -1]]))
+    b = SearchResult(np.array([[0.9, 0.7]], np.float32), np.array([[0, 1]]))
+    merged = merge_topk([a, b], [0, 10], k=4)
+    assert merged.positions.tolist() == [[1, 10, 11, 0]]
+    wide = merge_topk([a, b], [0, 10], k=5)
+    assert wide.positions.tolist()[0][-1] == -1
+
+
+def test_shard_bounds_cover_every_position_once():
+    bounds = shard_bounds(10, 4)
+    assert [b - a for a, b in bounds] == [3, 3, 2, 2]
+    assert shard_bounds(2, 5) == [(0, 1), (1, 2)]
+    with pytest.raises(ValueError, match="num_shards"):
+        shard_bounds(10, 0)
+
+
+def test_default_plan_and_an_impossible_actor_pool():
+    plan = plan_cluster({"CPU": 2.0})
+    assert (plan["actors"], plan["cpus_per_actor"], plan["num_shards"]) == (2, 1.0, 2)
+    gpu = plan_cluster({"CPU": 8.0, "GPU": 2.0}, num_shards=4)
+    assert (gpu["actors"], gpu["use_gpu"]) == (2, True)
+    with pytest.raises(ValueError, match="wait for CPUs forever"):
+        plan_cluster({"CPU": 2.0}, concurrency=3, cpus_per_actor=1.0)
+
+
+def test_importing_the_engine_does_not_import_ray():
+    code = "import sys, riskrank, riskrank.rank.pipeline, riskrank.rank.ray_engine; print('ray' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- on the cluster
+
+
+def test_table_input_keeps_row_order(cluster):
+    table = pa.table({"item_id": [str(i) for i in range(1000)], "text": ["x"] * 1000})
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    try:
+        ds = _read(table)
+        assert ds.num_blocks() > 1  # validated in parallel
+        got = [r["item_id"] for r in ds.iter_rows()]
+    finally:
+        ctx.execution_options.preserve_order = False
+    assert got == table.column("item_id").to_pylist()
+
+
+def test_a_uri_reads_the_same_rows_as_the_directory(cluster, data):
+    with ordered_data_context(show_progress=False):
+        by_path = [r["item_id"] for r in _read(data["inv_dir"]).iter_rows()]
+        by_uri = [r["item_id"] for r in _read(data["inv_dir"].as_uri()).iter_rows()]
+    assert by_uri == by_path and len(by_path) == 273
+
+
+def test_ray_queue_equals_single_machine_queue(on_ray, single):
+    assert on_ray.report["ray"]["nodes"] == 2
+    assert on_ray.queue.num_rows > 50
+    assert_same_queue(on_ray.queue, single.queue)
+    assert on_ray.candidates.column_names == single.candidates.column_names
+    assert on_ray.candidates.num_rows == single.candidates.num_rows
+    # Every evidence value of every (item, policy), ranks of exactly tied copies included.
+    for col in single.candidates.column_names:
+        a, b = on_ray.candidates.column(col), single.candidates.column(col)
+        if pa.types.is_floating(b.type):
+            np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=0, atol=1e-6, err_msg=col)
+        else:
+            assert a.to_pylist() == b.to_pylist(), col
+    for key in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued"):
+        assert on_ray.report[key] == single.report[key], key
+
+
+def test_quarantine_matches_including_duplicates_across_files(on_ray, single, data):
+    assert on_ray.quarantine.to_pylist() == single.quarantine.to_pylist()
+    reasons = {r["item_id"]: r["reason"] for r in on_ray.quarantine.to_pylist()}
+    assert reasons["item-0001"] == "duplicate item_id 'item-0001' (first seen at row 1)"
+    assert "empty" in reasons["empty-1"]
+    rows_in = sum(pq.read_metadata(f).num_rows for f in data["files"])
+    rep = on_ray.report
+    assert rep["items_in"] == rows_in == rep["items_indexed"] + rep["items_quarantined"]
+
+
+def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single, data):
+    ray_dir, one_dir = on_ray.out_dir, single.out_dir
+    for name in ("queue.parquet", "candidates.parquet", "quarantine.parquet", "report.json"):
+        assert (ray_dir / name).exists(), name
+    assert pq.read_table(ray_dir / "index" / "items.parquet").equals(
+        pq.read_table(one_dir / "index" / "items.parquet")
+    )
+    ids = pq.read_table(ray_dir / "index" / "text" / "ids.parquet")
+    assert ids.equals(pq.read_table(one_dir / "index" / "text" / "ids.parquet"))
+    entry = json.loads((ray_dir / "index" / "manifest.json").read_text())["signals"]["text"]
+    assert len(entry["shards"]) == 3 and entry["index_key"] == "Flat"
+    assert sum(s["count"] for s in entry["shards"]) == entry["count"] == len(ids)
+    # Opened without Ray, checksums verified: shards searched and merged in this process.
+    loaded = InventoryIndex.load(ray_dir / "index")
+    one = InventoryIndex.load(one_dir / "index")
+    assert isinstance(loaded.signals["text"].index, ShardedIndex)
+    vecs = np.load(one_dir / "index" / "text" / "vectors.npy")
+    # Same chunks as build_index: bitwise the same vectors, read back across the shard files.
+    every = np.arange(len(vecs))[::-1]
+    np.testing.assert_array_equal(loaded.signals["text"].vectors[every], vecs[every])
+    a = loaded.signals["text"].index.search(vecs[:10], 20)
+    b = one.signals["text"].index.search(vecs[:10], 20)
+    np.testing.assert_array_equal(a.positions, b.positions)
+    # The plain recall over the Ray-written index gives the single machine's candidates.
+    kw = dict(k=K, show_progress=False)
+    got, want = recall(loaded, data["seeds"], **kw), recall(one, data["seeds"], **kw)
+    assert got.column_names == want.column_names
+    for col in want.column_names:
+        if pa.types.is_floating(want.column(col).type):
+            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), atol=1e-6)
+        else:
+            assert got.column(col).to_pylist() == want.column(col).to_pylist(), col
+
+
+class DiesOnce(ItemEmbedder):
+    """Kills its worker process on its ``die_on``-th batch, once per run (marker file)."""
+
+    def __init__(self, *args, marker: str, die_on: int = 2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.marker, self.die_on, self.calls = marker, die_on, 0
+
+    def __call__(self, batch):
+        self.calls += 1
+        if self.calls == self.die_on:
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                os._exit(1)
+        return super().__call__(batch)
+
+
+def test_killed_embedding_actor_is_retried_and_the_queue_is_complete(cluster, data, model, on_ray):
+    marker = data["root"] / "killed-once"
+    got = sweep_ray(
+        [str(f) for f in data["files"]],  # a list of paths this time
+        data["seeds"],
+        model,
+        out_dir=data["root"] / "ray-fault",
+        chunk_size=32,  # ~10 chunks over 2 actors: one dies on its 2nd
+        embedder=DiesOnce,
+        embedder_kwargs={"marker": str(marker)},
+        show_progress=False,
+        **RAY_KW,
+    )
+    assert marker.exists()  # an actor really died mid-run
+    assert_same_queue(got.queue, on_ray.queue)
+    ids = got.queue.column("item_id").to_pylist()
+    assert len(ids) == len(set(ids))
+    rep = got.report
+    assert rep["items_in"] == rep["items_indexed"] + rep["items_quarantined"]
+    assert got.quarantine.equals(on_ray.quarantine)
+
+
+def test_image_items_with_relative_paths_index_as_on_one_machine(cluster, tmp_path):
+    from PIL import Image
+
+    from riskrank.index import build_index
+    from riskrank.index.signals import TextEmbeddingSignal
+    from riskrank.index.signals.clip import ClipImageSignal, tiny_clip_encoder
+    from riskrank.index.signals.pdq import PdqSignal
+
+    # Images referenced relative to a base directory, which manifests do not record: the
+    # embedding actors must get it from the caller's signal (Signal.runtime_options). PDQ has
+    # its own index type (binary, Hamming): served whole by one actor, with its quality column.
+    images = tmp_path / "creatives"
+    images.mkdir()
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(20):
+        pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(pixels).resize((64, 64)).save(images / f"ad{i}.png")
+        rows.append({"item_id": f"ad{i}", "text": f"offer number {i}", "image_path": f"ad{i}.png"})
+    rows.append({"item_id": "copy", "text": "offer again", "image_path": "ad3.png"})  # a re-upload
+    rows.append({"item_id": "gone", "text": None, "image_path": "missing.png"})
+    inventory = pa.Table.from_pylist(rows)
+    signals = [
+        TextEmbeddingSignal(),
+        ClipImageSignal(tiny_clip_encoder(), base_dir=images),
+        PdqSignal(base_dir=images),
+    ]
+
+    one = build_index(inventory, tmp_path / "one", signals=signals, chunk_size=8)
+    built = build_index_ray(
+        inventory, tmp_path / "ray", signals=signals, num_shards=2, chunk_size=8
+    )
+    two = InventoryIndex.load(tmp_path / "ray")
+    assert len(two.signals["image"].ids) == 21  # every image found by the actors
+    assert two.quarantine.to_pylist() == one.quarantine.to_pylist()
+    assert "missing.png" in two.quarantine.column("reason")[0].as_py()
+    for name in ("text", "image", "pdq"):
+        assert list(two.signals[name].ids) == list(one.signals[name].ids)
+        every = np.arange(len(one.signals[name].ids))
+        np.testing.assert_allclose(
+            two.signals[name].vectors[every], one.signals[name].vectors[every], atol=1e-6
+        )
+    assert built.manifest["signals"]["image"]["shards"][1]["start"] == 11
+    assert "shards" not in built.manifest["signals"]["pdq"]  # served whole
+    assert two.signals["pdq"].evidence.equals(one.signals["pdq"].evidence)
+
+    # Recall through the live actors equals recall over the single machine's index.
+    seeds = pa.table(
+        {
+            "seed_id": ["s1", "s2"],
+            "policy": ["scam", "scam"],
+            "text": ["offer number 3", None],
+            "image_path": [str(images / "ad3.png"), str(images / "ad7.png")],
+        }
+    )
+    got = recall(built.as_inventory_index(), seeds, k=8, show_progress=False)
+    want = recall(one, seeds, k=8, show_progress=False)
+    assert got.column_names == want.column_names
+    assert "pdq_best_distance" in got.column_names and "pdq_quality" in got.column_names
+    for col in want.column_names:
+        if pa.types.is_floating(want.column(col).type):
+            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), atol=1e-6)
+        else:
+            assert got.column(col).to_pylist() == want.column(col).to_pylist(), col
+
+
+def test_a_killed_shard_actor_restarts_and_serves_the_same_results(cluster, tmp_path):
+    from riskrank.index.ray_engine.shards import RayShardedIndex
+
+    rng = np.random.default_rng(5)
+    vecs, queries = _unit(rng, 600, 16), _unit(rng, 8, 16)
+    index = RayShardedIndex.build(
+        vecs,
+        num_shards=3,
+        key="IVF8,Flat",
+        actor_options={"num_cpus": 0, "max_restarts": 2, "max_task_retries": 2},
+    )
+    index.write(tmp_path)  # the driver has written the shards; the actors still serve them
+    before = index.search(queries, 25)
+    ray.kill(index.servers[1], no_restart=False)
+    after = index.search(queries, 25)
+    np.testing.assert_array_equal(after.positions, before.positions)
+    np.testing.assert_array_equal(index.vectors[np.arange(200, 400)], vecs[200:400])
+
+
+class FailsOn(ItemEmbedder):
+    """Raises on the chunk holding item ``fail_on``: the build dies (an application error is
+    not retried), as a sweep killed mid-run would."""
+
+    def __init__(self, *args, fail_on: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fail_on = fail_on
+
+    def embed(self, chunk):
+        if self.fail_on in chunk.column("item_id").to_pylist():
+            raise RuntimeError("killed mid-build")
+        return super().embed(chunk)
+
+
+class Counts(ItemEmbedder):
+    """Leaves one file per chunk it embeds in ``calls``."""
+
+    def __init__(self, *args, calls: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = Path(calls)
+
+    def embed(self, chunk):
+        first = chunk.column("item_id")[0].as_py()
+        (self.calls / first).touch()
+        return super().embed(chunk)
+
+
+def test_a_killed_build_resumes_from_the_chunks_it_finished(cluster, data, single, tmp_path):
+    ids = pq.read_table(single.out_dir / "index" / "items.parquet").column("item_id").to_pylist()
+    kw = dict(num_shards=2, chunk_size=32, show_progress=False)
+    with pytest.raises(RuntimeError, match="killed mid-build"):
+        build_index_ray(
+            data["inv_dir"],
+            tmp_path / "idx",
+            embedder=FailsOn,
+            embedder_kwargs={"fail_on": ids[6 * 32 + 5]},  # in chunk 6 of 9
+            **kw,
+        )
+    assert not (tmp_path / "idx" / "manifest.json").exists()
+    finished = len(list((tmp_path / "idx" / "_work").glob("chunk-*.parquet")))
+    assert 1 <= finished < 9
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    built = build_index_ray(
+        data["inv_dir"],
+        tmp_path / "idx",
+        embedder=Counts,
+        embedder_kwargs={"calls": str(calls)},
+        **kw,
+    )
+    assert built.manifest["chunks"] == {"total": 9, "resumed": finished}
+    assert len(list(calls.iterdir())) == 9 - finished  # only the missing chunks embedded again
+    assert not (tmp_path / "idx" / "_work").exists()
+    resumed, one = (
+        InventoryIndex.load(tmp_path / "idx"),
+        InventoryIndex.load(single.out_dir / "index"),
+    )
+    assert list(resumed.signals["text"].ids) == list(one.signals["text"].ids)
+    every = np.arange(len(ids))
+    np.testing.assert_allclose(
+        resumed.signals["text"].vectors[every], one.signals["text"].vectors[every], atol=1e-6
+    )
+    assert resumed.quarantine.equals(one.quarantine)
