@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test,ray]'
 	touch $@
 
-.PHONY: install demo test lint
+.PHONY: install demo test lint wheel-check
 install: $(VENV)/.installed
 
 demo: install
@@ -20,3 +20,6 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check index recall rank riskrank benchmarks tests
+
+wheel-check: install
+	bash .ci/wheel_check.sh $(PY)

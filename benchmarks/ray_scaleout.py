@@ -365,7 +365,8 @@ def write_markdown(rep: dict, path: Path) -> None:
         f"{c.get('vectors_bitwise_equal', 'not recorded')}; candidate tables: "
         f"{_candidates_line(c.get('candidates'))}. The inventory holds {d['exact_copies']} items "
         f"whose text is an exact copy of an earlier item's: their similarities tie exactly, and "
-        f"both engines order ties by position (`index.vectors.faiss_index.top_k_ties_by_position`).",
+        f"both engines order ties by position "
+        f"(`index.vectors.faiss_index.top_k_ties_by_position`).",
         "",
         "## Index memory per item (measured here)",
         "",
