@@ -27,6 +27,7 @@ from riskrank.recall.candidates import (
 from riskrank.recall.history import POSITIVE_VERDICT
 
 MODEL_FILES = {"full": "booster_full.txt", "cold": "booster_cold.txt"}
+MAX_GROUP_ROWS = 10_000
 
 
 def _groups(
@@ -78,6 +79,7 @@ class RiskRanker:
         monotone: bool = True,
         truncation_level: int = 512,
         random_state: int = 0,
+        n_jobs: int = 2,
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -92,6 +94,36 @@ class RiskRanker:
         self.monotone = monotone
         self.truncation_level = truncation_level
         self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _check_params(self) -> None:
+        """scikit-learn style: ``__init__`` stores, ``fit`` validates (naming the argument)."""
+        checks = [
+            ("n_estimators", self.n_estimators >= 1, "an integer >= 1"),
+            ("learning_rate", 0 < self.learning_rate <= 1, "in (0, 1]"),
+            ("num_leaves", self.num_leaves >= 2, "an integer >= 2"),
+            ("min_child_samples", self.min_child_samples >= 1, "an integer >= 1"),
+            ("label_gain", len(self.label_gain) >= 4, "4 gains, one per verdict 0-3"),
+            # LightGBM refuses query groups over 10,000 rows.
+            (
+                "max_group_size",
+                2 <= self.max_group_size <= MAX_GROUP_ROWS,
+                f"between 2 and {MAX_GROUP_ROWS:,} (LightGBM's limit per group)",
+            ),
+            ("calibration_fraction", 0 < self.calibration_fraction < 1, "in (0, 1)"),
+            (
+                "objective",
+                self.objective in ("lambdarank", "rank_xendcg"),
+                "'lambdarank' or 'rank_xendcg'",
+            ),
+            ("truncation_level", self.truncation_level >= 1, "an integer >= 1"),
+            ("n_jobs", self.n_jobs == -1 or self.n_jobs >= 1, "-1 (all cores) or >= 1"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(
+                    f"RiskRanker: {name}={getattr(self, name)!r} is invalid; expected {expected}"
+                )
 
     # -- fitting --------------------------------------------------------------------------
     def _params(self, n_rows: int, features: list[str]) -> dict:
@@ -113,7 +145,9 @@ class RiskRanker:
             ],
             "monotone_constraints_method": "advanced",
             "verbose": -1,
-            "n_jobs": 2,
+            # Deliberate: on small shared machines OpenMP's spin-waiting over every core
+            # slows fits several-fold; the caller chooses (-1 = all cores).
+            "n_jobs": self.n_jobs,
         }
 
     def _matrix(self, table: pa.Table, features: list[str]) -> np.ndarray:
@@ -138,6 +172,7 @@ class RiskRanker:
         optional sweep_id) is joined onto it. Rows without a verdict are an error: every
         training row must be a reviewed one.
         """
+        self._check_params()
         table = as_table(candidates, what="training candidates")
         if history is not None:
             table = _attach_verdicts(table, as_table(history, what="history"))

@@ -81,3 +81,28 @@ def test_cold_variant_used_without_history_and_errors_are_clear():
         RiskRanker().fit(no_pos)
     with pytest.raises(RuntimeError, match="not fitted"):
         RiskRanker().predict(train)
+
+
+@pytest.mark.parametrize(
+    "param, value",
+    [
+        ("max_group_size", 20_000),
+        ("max_group_size", 1),
+        ("learning_rate", 0.0),
+        ("n_jobs", 0),
+        ("calibration_fraction", 1.0),
+        ("objective", "binary"),
+    ],
+)
+def test_invalid_parameters_are_refused_naming_them(param, value):
+    from riskrank.rank.ranker import RiskRanker
+
+    ranker = RiskRanker(**{param: value})  # __init__ only stores, as in scikit-learn
+    with pytest.raises(ValueError, match=param):
+        ranker.fit(pa.table({"item_id": ["a"], "policy": ["p"], "verdict": [2]}))
+
+
+def test_n_jobs_reaches_lightgbm():
+    from riskrank.rank.ranker import RiskRanker
+
+    assert RiskRanker(n_jobs=1)._params(100, [])["n_jobs"] == 1
