@@ -19,10 +19,11 @@ Stages, each exact, so that the index equals the single machine's:
 3. **shard**: per FAISS float signal, the indexed items are cut into contiguous shards. For
    IVF keys the quantizer is trained once, on the sample ``VectorIndex.build`` would take; Ray
    tasks gather each shard's vectors and add them to a copy of it, and an actor serves each
-   shard (search + vector lookup, ``index.ray_engine.shards.RayShardedIndex``). The driver writes one
-   shard at a time (``<signal>/shards/shard-NNNNN.faiss`` + ``.npy``) and the manifest last. A
-   signal with its own index type (PDQ's binary index) is built whole by one task and served
-   by one actor (``index.ray_engine.shards.RayServedIndex``), in ``build_index``'s layout.
+   shard (search + vector lookup, ``index.ray_engine.shards.RayShardedIndex``). The driver
+   writes one shard at a time (``<signal>/shards/shard-NNNNN.faiss`` + ``.npy``) and the
+   manifest last. A signal with its own index type (PDQ's binary index) is built whole by
+   one task and served by one actor (``index.ray_engine.shards.RayServedIndex``), in
+   ``build_index``'s layout.
 
 Faults: embedding actors are restarted (``max_restarts``) and their chunk retried
 (``max_task_retries``); tasks are retried (``max_retries``). ``ray`` is imported inside

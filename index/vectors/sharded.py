@@ -11,11 +11,11 @@ a shard's local position plus its start is the global position. Exactness:
 Either way ``merge_topk`` returns the single index's top-k, in the same order: both order
 exactly equal scores (duplicate content) by position (``order_ties_by_position``).
 
-``ShardedIndex`` keeps its shards in this process; ``index.ray_engine.shards.RayShardedIndex`` serves
-each shard from a Ray actor and merges with the same ``merge_topk``. On disk a sharded
-signal is ``shards/shard-NNNNN.faiss`` + ``shards/shard-NNNNN.npy`` (its vectors) per shard,
-listed in the manifest entry's ``shards``; ``ShardedIndex.load`` and ``ShardVectors.load`` open
-them.
+``ShardedIndex`` keeps its shards in this process;
+``index.ray_engine.shards.RayShardedIndex`` serves each shard from a Ray actor and merges
+with the same ``merge_topk``. On disk a sharded signal is ``shards/shard-NNNNN.faiss`` +
+``shards/shard-NNNNN.npy`` (its vectors) per shard, listed in the manifest entry's
+``shards``; ``ShardedIndex.load`` and ``ShardVectors.load`` open them.
 
 >>> vecs = np.eye(6, dtype=np.float32)
 >>> idx = ShardedIndex.build(vecs, num_shards=3)

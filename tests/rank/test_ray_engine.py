@@ -247,7 +247,10 @@ def test_default_plan_and_an_impossible_actor_pool():
 
 
 def test_importing_the_engine_does_not_import_ray():
-    code = "import sys, riskrank, riskrank.rank.pipeline, riskrank.rank.ray_engine; print('ray' in sys.modules)"
+    code = (
+        "import sys, riskrank, riskrank.rank.pipeline, riskrank.rank.ray_engine; "
+        "print('ray' in sys.modules)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
