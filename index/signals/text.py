@@ -41,8 +41,25 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+BACKENDS = ("torch", "onnx-int8")
+
+
+def default_threads() -> int:
+    """The CPUs this process may use (its affinity mask, not the machine's core count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class TextEncoder:
     """Batched, normalised sentence embeddings.
+
+    ``backend="torch"`` runs sentence-transformers in PyTorch (fp32 on CPU, fp16 on CUDA).
+    ``backend="onnx-int8"`` runs a dynamically quantised int8 export of the same weights in
+    ONNX Runtime on the CPU (made locally once and cached; ``index.signals.text_onnx``); its
+    vectors differ slightly from fp32, so the manifest records the backend and an index built
+    with one is refused to a query encoder of the other.
 
     >>> enc = TextEncoder()                     # doctest: +SKIP
     >>> enc.encode(["win a free iPhone"]).shape # doctest: +SKIP
@@ -56,15 +73,28 @@ class TextEncoder:
         device: str | None = None,
         batch_size: int = 64,
         max_seq_length: int | None = 256,
+        backend: str = "torch",
+        num_threads: int | None = None,
     ) -> None:
         self.model = model
         self.device = device
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
+        self.backend = backend
+        self.num_threads = num_threads
         self._st = None
+        self._onnx = None
+        self._dim: int | None = None
+
+    def _check_backend(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {BACKENDS}, got {self.backend!r}")
+        if self.backend == "onnx-int8" and (self.device or "cpu") != "cpu":
+            raise ValueError(f"backend='onnx-int8' runs on the CPU, got device={self.device!r}")
 
     def _load(self):
-        if self._st is None:
+        self._check_backend()
+        if self._st is None and self.backend == "torch":
             from sentence_transformers import SentenceTransformer
 
             path, _ = resolve_text_model(self.model)
@@ -77,8 +107,39 @@ class TextEncoder:
             self._st = st
         return self._st
 
+    def _load_onnx(self):
+        self._check_backend()
+        if self._onnx is None:
+            from riskrank.index.signals.text_onnx import OnnxSentenceModel
+
+            path, _ = resolve_text_model(self.model)
+            if not os.path.isdir(path):
+                raise ValueError(
+                    f"backend='onnx-int8' exports from local weights; {self.model!r} resolved to "
+                    f"{path!r}, which is not a directory"
+                )
+            self._onnx = OnnxSentenceModel(
+                path,
+                max_seq_length=self._onnx_max_length(path),
+                num_threads=self.num_threads or default_threads(),
+            )
+        return self._onnx
+
+    def _onnx_max_length(self, path: str) -> int:
+        """The same cap sentence-transformers applies: the model's own, lowered by ours."""
+        import json
+
+        cfg = os.path.join(path, "sentence_bert_config.json")
+        own = json.loads(open(cfg).read()).get("max_seq_length") if os.path.exists(cfg) else None
+        own = own or 512
+        return min(self.max_seq_length, own) if self.max_seq_length else own
+
     @property
     def dim(self) -> int:
+        if self.backend == "onnx-int8":
+            if self._dim is None:
+                self._dim = int(self.encode([_PROBE]).shape[1])
+            return self._dim
         st = self._load()
         get_dim = (
             getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
@@ -90,7 +151,14 @@ class TextEncoder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        self._check_backend()
+        if self.backend == "onnx-int8":
+            return self._encode_onnx(texts, show_progress)
         st = self._load()
+        if self.num_threads:
+            import torch
+
+            torch.set_num_threads(self.num_threads)
         out = st.encode(
             texts,
             batch_size=self.batch_size,
@@ -100,16 +168,44 @@ class TextEncoder:
         )
         return np.ascontiguousarray(out, dtype=np.float32)
 
+    def _encode_onnx(self, texts: list[str], show_progress: bool) -> np.ndarray:
+        from tqdm.auto import tqdm
+
+        model = self._load_onnx()
+        # Length bucketing, as sentence-transformers does: similar lengths share a batch, so
+        # little compute goes to padding. Characters are a cheap stand-in for tokens here.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = None
+        starts = range(0, len(texts), self.batch_size)
+        for start in tqdm(starts, desc="encode", unit="batch", disable=not show_progress):
+            rows = order[start : start + self.batch_size]
+            vecs = model.encode_batch([texts[i] for i in rows])
+            if out is None:
+                out = np.empty((len(texts), vecs.shape[1]), np.float32)
+            out[rows] = vecs
+        return out
+
+    def identity(self) -> dict:
+        """What makes this encoder's vectors what they are, beyond the model."""
+        if self.backend == "onnx-int8":
+            from riskrank.index.signals.text_onnx import RECIPE
+
+            return {"backend": self.backend, "quantization": RECIPE}
+        return {"backend": self.backend, "quantization": "none"}
+
     def describe(self) -> dict:
         """What the index manifest records; ``fingerprint`` pins the actual weights."""
         _, version = resolve_text_model(self.model)
         probe = self.encode([_PROBE])[0]
         fingerprint = hashlib.sha256(np.round(probe, 3).astype(np.float32).tobytes()).hexdigest()
+        library = "sentence-transformers==" + package_version("sentence-transformers", "unknown")
+        if self.backend == "onnx-int8":
+            library = "onnxruntime==" + package_version("onnxruntime", "unknown")
         return {
             "model": self.model,
             "model_version": version,
-            "library": "sentence-transformers=="
-            + package_version("sentence-transformers", "unknown"),
+            "library": library,
+            **self.identity(),
             "dim": self.dim,
             "max_seq_length": self.max_seq_length,
             "fingerprint": fingerprint[:16],
@@ -148,6 +244,24 @@ class TextEmbeddingSignal(Signal):
     def describe(self) -> dict:
         return {"type": "text_embedding", **self.encoder.describe()}
 
+    def compatible_with(self, recorded: dict) -> str | None:
+        """Also refuses another backend or ``max_seq_length``: int8 and fp32 vectors (or
+        differently truncated ones) of the same model are close but not interchangeable."""
+        why = super().compatible_with(recorded)
+        if why:
+            return why
+        mine = self.describe()
+        # Manifests written before backends existed were all built with PyTorch.
+        theirs = {"backend": "torch", "quantization": "none", **recorded}
+        for key in ("backend", "quantization", "max_seq_length"):
+            if key in mine and key in theirs and theirs[key] != mine[key]:
+                return f"{key}: index has {theirs[key]!r}, query encoder has {mine[key]!r}"
+        return None
+
     @classmethod
     def from_manifest(cls, entry: dict) -> TextEmbeddingSignal:
-        return cls(model=entry["model"], max_seq_length=entry.get("max_seq_length", 256))
+        return cls(
+            model=entry["model"],
+            max_seq_length=entry.get("max_seq_length", 256),
+            backend=entry.get("backend", "torch"),
+        )
