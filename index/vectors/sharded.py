@@ -36,6 +36,7 @@ from riskrank.index.vectors.faiss_index import (
     VectorIndex,
     choose_index_key,
     default_nprobe,
+    new_index,
     order_ties_by_position,
     training_positions,
 )
@@ -60,7 +61,7 @@ def shard_bounds(n: int, num_shards: int) -> list[tuple[int, int]]:
 def train_template(dim: int, key: str, sample: np.ndarray) -> np.ndarray:
     """An empty index of ``key``, trained on ``sample`` when the key needs training (IVF, PQ);
     serialized (``uint8``) so it can be shipped to whoever adds a shard."""
-    index = faiss.index_factory(dim, key, faiss.METRIC_INNER_PRODUCT)
+    index = new_index(dim, key)
     if not index.is_trained:
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
     return faiss.serialize_index(index)
