@@ -21,7 +21,7 @@ from riskrank.index.chunks import (
     WORK,
     Encoded,
     chunk_files,
-    concat_chunks,
+    collect_chunks,
     embed_chunk,
     load_chunk,
     save_chunk,
@@ -132,18 +132,22 @@ def encode_local(
     chunk_ids = [ids[s : s + chunk_size] for s in range(0, len(ids), chunk_size)]
     files = chunk_files(work, chunk_ids, [s.describe() for s in signals], names)
     by_name = dict(zip(names, signals))
-    tables, resumed = [], 0
-    bar = tqdm(files, desc="encode " + ",".join(names), unit="chunk", disable=not show_progress)
-    for i, path in enumerate(bar):
-        if path.exists():
-            tables.append(load_chunk(path))
-            resumed += 1
-            continue
-        work.mkdir(parents=True, exist_ok=True)
-        table = embed_chunk(by_name, items.slice(i * chunk_size, len(chunk_ids[i])))
-        save_chunk(table, path)
-        tables.append(table)
-    out = concat_chunks(tables, names, {s.name: s.dim for s in signals})
+    counts = {"resumed": 0}
+
+    def chunk_tables():  # one at a time: collect_chunks copies each out and drops it
+        bar = tqdm(files, desc="encode " + ",".join(names), unit="chunk", disable=not show_progress)
+        for i, path in enumerate(bar):
+            if path.exists():
+                counts["resumed"] += 1
+                yield load_chunk(path)
+                continue
+            work.mkdir(parents=True, exist_ok=True)
+            table = embed_chunk(by_name, items.slice(i * chunk_size, len(chunk_ids[i])))
+            save_chunk(table, path)
+            yield table
+
+    out = collect_chunks(chunk_tables(), len(ids), names, {s.name: s.dim for s in signals})
+    resumed = counts["resumed"]
     out.chunks, out.resumed = len(files), resumed
     return out
 
@@ -183,7 +187,10 @@ def build_index(
     entries = {}
     for signal in signals:
         ok, sdir = enc.ok[signal.name], path / signal.name
-        vecs = np.ascontiguousarray(enc.vectors[signal.name][ok])
+        # No copy when every row has this signal (the usual text-only inventory), and the
+        # encoded array is released as soon as its index is built.
+        vecs = enc.vectors.pop(signal.name)
+        vecs = vecs if ok.all() else np.ascontiguousarray(vecs[ok])
         sig_ids = [ids_all[i] for i in np.flatnonzero(ok)]
         files, _ = write_signal_files(
             sdir, sig_ids, {k: v[ok] for k, v in enc.evidence[signal.name].items()}

@@ -109,6 +109,40 @@ class Encoded:
     resumed: int = 0
 
 
+def collect_chunks(
+    tables: Iterable[pa.Table], n_rows: int, names: Sequence[str], dims: dict[str, int]
+) -> Encoded:
+    """One ``Encoded`` from chunk tables arriving in order, copied into arrays allocated once:
+    only the chunk in hand exists twice (holding every chunk table and then concatenating
+    held all the vectors twice: 1.5 GB extra at 1M MiniLM vectors)."""
+    out = Encoded({}, {}, {}, {})
+    evs: dict[str, list[dict[str, np.ndarray]]] = {n: [] for n in names}
+    start = 0
+    for table in tables:
+        stop = start + table.num_rows
+        for name in names:
+            vecs = vectors_of(table, name)
+            if name not in out.vectors:
+                out.vectors[name] = np.empty((n_rows, vecs.shape[1]), vecs.dtype)
+                out.ok[name] = np.empty(n_rows, bool)
+                out.reasons[name] = []
+            out.vectors[name][start:stop] = vecs
+            ok, why = flags_of(table, name)
+            out.ok[name][start:stop] = ok
+            out.reasons[name] += why
+            evs[name].append(evidence_of(table, name))
+        start = stop
+    if start != n_rows:
+        raise RuntimeError(f"chunks hold {start} rows, expected {n_rows}")
+    for name in names:
+        if name not in out.vectors:  # no rows at all
+            out.vectors[name] = np.zeros((0, dims[name]), np.float32)
+            out.ok[name], out.reasons[name] = np.zeros(0, bool), []
+        first = evs[name][0] if evs[name] else {}
+        out.evidence[name] = {k: np.concatenate([e[k] for e in evs[name]]) for k in first}
+    return out
+
+
 def concat_chunks(tables: list[pa.Table], names: Sequence[str], dims: dict[str, int]) -> Encoded:
     """One ``Encoded`` from chunk tables in order."""
     out = Encoded({}, {}, {}, {})

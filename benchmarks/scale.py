@@ -1,0 +1,345 @@
+#!/usr/bin/env python
+"""How a first sweep grows with the inventory: wall time per stage and peak RSS, 1e4 to 1e6+.
+
+Each size runs in a fresh child process (so its peak RSS is its own) through the product's
+own steps, the ones ``rank.pipeline.sweep`` chains: ``build_index`` (validate, encode in
+chunks, FAISS build, write), ``recall`` and the ranker (``score_candidates`` +
+``finish_sweep``). A thread samples the process's RSS every 20 ms and keeps each stage's peak.
+
+The encoder is a STAND-IN, so that everything else is what is measured: scikit-learn's
+``HashingVectorizer`` (word 1-2 grams, 384 signed hashed features, L2-normalised; deterministic,
+no fitting), as a ``TextEmbeddingSignal`` encoder. MiniLM would be ~96% of the sweep
+(``benchmarks/encoder.py`` measures it alone). The inventory is synthetic ads: 5 scam and 6
+benign templates filled at random (``numpy.random.default_rng(size)``), each with an item
+number so no two texts are equal; 2 % scam. The model is trained once per size on a 2,000-row
+synthetic review history with 3 seeds (one policy).
+
+Growth exponents are least-squares slopes of log(seconds) and log(peak RSS) on log(n) over
+the sizes from ``--fit-from`` on. Load averages are recorded per size: the machine is shared.
+
+    .venv/bin/python benchmarks/scale.py                        # 1e4, 1e5, 1e6
+    .venv/bin/python benchmarks/scale.py --sizes 10000 100000   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+DIM = 384
+SCAM = [
+    "Congratulations you won a {prize}, pay a small {fee} dollar fee to claim it today",
+    "Guaranteed loan approval in {n} minutes, no credit check, bad credit ok, apply now",
+    "Cheap {brand} replica watches and handbags, 90 percent off, order now",
+    "Work from home and earn {fee} dollars per day, no experience needed, sign up",
+    "Lose {n} pounds in a week with this miracle pill, doctors hate it, buy today",
+]
+BENIGN = [
+    "Our team meeting is moved to {day} at {n} pm in the small conference room",
+    "Recipe: roast the {food} with garlic and olive oil for {n} minutes",
+    "The {team} won the match last night after a late goal in extra time",
+    "Library opening hours change on {day}; returns can use the drop box",
+    "Quarterly report: revenue grew {n} percent, details in the attached slides",
+    "Hiking club trip to the lake on {day}, bring water and sturdy shoes",
+]
+FILL = {
+    "prize": ["iPhone", "car", "cruise", "gift card", "laptop"],
+    "fee": ["5", "9", "20", "49", "100"],
+    "n": ["3", "10", "15", "30", "45"],
+    "brand": ["Rolex", "Gucci", "Prada", "Omega"],
+    "day": ["Monday", "Tuesday", "Friday", "Sunday"],
+    "food": ["chicken", "potatoes", "salmon", "pumpkin"],
+    "team": ["home side", "visitors", "under-21s", "city club"],
+}
+
+
+class HashingEncoder:
+    """Stand-in text encoder: hashed word 1-2 grams, L2-normalised (see module docstring)."""
+
+    model = "stand-in-hashing-384"
+
+    def __init__(self) -> None:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self._hv = HashingVectorizer(n_features=DIM, ngram_range=(1, 2), norm="l2")
+
+    @property
+    def dim(self) -> int:
+        return DIM
+
+    def encode(self, texts, *, show_progress: bool = False) -> np.ndarray:
+        return self._hv.transform(list(texts)).toarray().astype(np.float32)
+
+    def describe(self) -> dict:
+        return {"model": self.model, "model_version": "sklearn-hashing", "dim": DIM}
+
+
+def make_texts(n: int, rng: np.random.Generator, scam_share: float) -> tuple[list[str], np.ndarray]:
+    scam = rng.random(n) < scam_share
+    fills = {k: rng.choice(v, size=n) for k, v in FILL.items()}
+    tpl = np.where(scam, rng.integers(len(SCAM), size=n), rng.integers(len(BENIGN), size=n))
+    texts = []
+    for i in range(n):
+        t = (SCAM if scam[i] else BENIGN)[tpl[i]]
+        texts.append(t.format(**{k: v[i] for k, v in fills.items()}) + f" (item {i})")
+    return texts, scam
+
+
+def make_inventory(n: int) -> pa.Table:
+    texts, _ = make_texts(n, np.random.default_rng(n), 0.02)
+    return pa.table({"item_id": pa.array([f"i{i}" for i in range(n)]), "text": texts})
+
+
+def make_history_and_seeds() -> tuple[pa.Table, pa.Table]:
+    texts, scam = make_texts(2000, np.random.default_rng(12345), 0.3)
+    history = pa.table(
+        {
+            "item_id": [f"h{i}" for i in range(len(texts))],
+            "text": texts,
+            "policy": ["scam"] * len(texts),
+            "verdict": pa.array(np.where(scam, 2, 0).astype(np.int8)),
+        }
+    )
+    seeds = pa.table(
+        {
+            "seed_id": ["s1", "s2", "s3"],
+            "policy": ["scam"] * 3,
+            "text": [
+                "You won a free iPhone, pay the fee to claim your prize",
+                "Instant loan approval, no credit check",
+                "Replica Rolex watches 90 percent off",
+            ],
+        }
+    )
+    return history, seeds
+
+
+class RssSampler(threading.Thread):
+    """Peak resident set size (bytes) per stage, sampled from /proc every 20 ms."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stage, self.peaks, self._done = "start", {}, threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self._page
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            r = self.rss()
+            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0), r)
+            time.sleep(0.02)
+
+    def enter(self, stage: str) -> None:
+        r = self.rss()  # the stage's peak is at least what it starts with
+        self.stage = stage
+        self.peaks[stage] = max(self.peaks.get(stage, 0), r)
+
+    def stop(self) -> dict:
+        self._done.set()
+        self.join()
+        return self.peaks
+
+
+def run_one(n: int, workdir: Path) -> dict:
+    """One sweep of ``n`` items in this process; returns seconds and peak RSS per stage."""
+    import faiss
+
+    from riskrank.index.build import build_index
+    from riskrank.index.signals.text import TextEmbeddingSignal
+    from riskrank.rank.pipeline import finish_sweep, score_candidates, train
+    from riskrank.recall.recaller import recall
+
+    faiss.omp_set_num_threads(2)
+    sampler = RssSampler()
+    sampler.start()
+    signal = TextEmbeddingSignal(HashingEncoder())
+    history, seeds = make_history_and_seeds()
+    model = train(history, seeds, workdir / "model", signals=[signal], show_progress=False)
+    sampler.enter("make inventory")
+    t, c = {"start": time.perf_counter()}, {"start": time.process_time()}
+    inventory = make_inventory(n)
+    t["make inventory"], c["make inventory"] = time.perf_counter(), time.process_time()
+    sampler.enter("index")
+    index = build_index(inventory, workdir / "index", signals=[signal], show_progress=False)
+    t["index"], c["index"] = time.perf_counter(), time.process_time()
+    del inventory
+    sampler.enter("recall")
+    cands = recall(
+        index, seeds, exemplars=model.exemplars, lexical=model.lexical, show_progress=False
+    )
+    t["recall"], c["recall"] = time.perf_counter(), time.process_time()
+    sampler.enter("rank")
+    scored = score_candidates(model, cands)
+    seconds = {"index": t["index"] - t["make inventory"], "recall": t["recall"] - t["index"]}
+    result = finish_sweep(
+        cands,
+        scored,
+        index.quarantine,
+        index.manifest,
+        model_seeds(seeds),
+        seconds,
+        out_dir=None,
+        budget=1000,
+    )
+    t["rank"], c["rank"] = time.perf_counter(), time.process_time()
+    peaks = sampler.stop()
+    entry = index.manifest["signals"]["text"]
+    names = ["make inventory", "index", "recall", "rank"]
+    stage_s = {s: t[s] - t[p] for p, s in zip(["start", *names], names)}
+    stage_s["faiss build (in index)"] = entry["build_seconds"]
+    # CPU seconds (all threads) per stage: on a machine loaded far past its 2 cores, wall
+    # time mostly measures the neighbours.
+    stage_cpu = {s: c[s] - c[p] for p, s in zip(["start", *names], names)}
+    return {
+        "n": n,
+        "index_key": entry["index_key"],
+        "queued": result.report["queued"],
+        "candidates": result.report["candidates"],
+        "seconds": {k: round(v, 2) for k, v in stage_s.items()},
+        "sweep_s": round(t["rank"] - t["make inventory"], 2),
+        "cpu_seconds": {k: round(v, 2) for k, v in stage_cpu.items()},
+        "sweep_cpu_s": round(c["rank"] - c["make inventory"], 2),
+        "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in peaks.items()},
+        "peak_rss_sweep_mb": round(max(peaks[s] for s in names[1:]) / 2**20, 1),
+        "vectors_mb": round(n * DIM * 4 / 2**20, 1),
+        "load": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def model_seeds(seeds: pa.Table):
+    from riskrank.recall.seeds import SeedSet
+
+    return SeedSet.from_table(seeds)
+
+
+def slope(xs, ys) -> float:
+    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--fit-from", type=int, default=100_000)
+    ap.add_argument("--out", default=str(RESULTS / "scale"))
+    ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        with tempfile.TemporaryDirectory(prefix="riskrank-scale-") as tmp:
+            print("RESULT " + json.dumps(run_one(args.child, Path(tmp))), flush=True)
+        return 0
+    rows = []
+    for n in args.sizes:
+        load0 = [round(x, 2) for x in os.getloadavg()]
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", str(n)], capture_output=True, text=True
+        )
+        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+        if proc.returncode or not line:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"size {n}: child failed (exit {proc.returncode})")
+        row = json.loads(line[0][7:])
+        row["load_before"] = load0
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    fit = [r for r in rows if r["n"] >= args.fit_from]
+    growth = {}
+    if len(fit) >= 2:
+        ns = [r["n"] for r in fit]
+        growth = {
+            "from_n": ns[0],
+            "to_n": ns[-1],
+            "sweep_seconds": round(slope(ns, [r["sweep_s"] for r in fit]), 3),
+            "sweep_cpu_seconds": round(slope(ns, [r["sweep_cpu_s"] for r in fit]), 3),
+            "peak_rss": round(slope(ns, [r["peak_rss_sweep_mb"] for r in fit]), 3),
+            **{
+                f"stage {s}": round(slope(ns, [max(r["seconds"][s], 1e-3) for r in fit]), 3)
+                for s in ("index", "faiss build (in index)", "recall", "rank")
+            },
+        }
+    meta = {
+        "command": "benchmarks/scale.py " + " ".join(argv or sys.argv[1:]),
+        "cpus": os.cpu_count(),
+        "encoder": HashingEncoder.model,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out + ".json").write_text(
+        json.dumps({"meta": meta, "rows": rows, "growth": growth}, indent=2)
+    )
+    plot(rows, Path(args.out + ".png"))
+    Path(args.out + ".md").write_text(render(rows, growth, meta))
+    print(render(rows, growth, meta))
+    return 0
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = [r["n"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for stage in ("index", "faiss build (in index)", "recall", "rank"):
+        a.loglog(ns, [max(r["seconds"][stage], 1e-2) for r in rows], "o-", label=stage)
+    a.loglog(ns, [r["sweep_s"] for r in rows], "k^-", label="sweep total")
+    a.set(xlabel="inventory items", ylabel="seconds", title="Wall time per stage")
+    a.legend(fontsize=8)
+    b.loglog(ns, [r["peak_rss_sweep_mb"] for r in rows], "o-", label="peak RSS (sweep)")
+    b.loglog(ns, [r["vectors_mb"] for r in rows], "s--", label="float32 vectors alone")
+    b.set(xlabel="inventory items", ylabel="MiB", title="Memory")
+    b.legend(fontsize=8)
+    fig.suptitle("riskrank first sweep, stand-in encoder (benchmarks/scale.py)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def render(rows: list[dict], growth: dict, meta: dict) -> str:
+    out = [
+        "# Scaling of a first sweep, stand-in encoder (issue: speed and memory)",
+        "",
+        f"`{meta['command']}`, {meta['cpus']} CPUs shared with other jobs. Encoder: "
+        f"{meta['encoder']} (scikit-learn HashingVectorizer; MiniLM is measured alone in the "
+        "encoder section). Each size in its own process. Plot: `results/scale.png`.",
+        "",
+        "| items | index key | make inventory s | index s (of which FAISS build) | recall s "
+        "| rank s | sweep s | sweep CPU-s (index / recall / rank) | peak RSS MiB | vectors MiB "
+        "| KiB/item beyond vectors | load 1/5/15 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        s, cpu = r["seconds"], r["cpu_seconds"]
+        beyond = (r["peak_rss_sweep_mb"] - r["vectors_mb"]) * 1024 / r["n"]
+        out.append(
+            f"| {r['n']:,} | {r['index_key']} | {s['make inventory']} | {s['index']} "
+            f"({s['faiss build (in index)']}) | {s['recall']} | {s['rank']} | {r['sweep_s']} "
+            f"| {r['sweep_cpu_s']} ({cpu['index']} / {cpu['recall']} / {cpu['rank']}) "
+            f"| {r['peak_rss_sweep_mb']:,} | {r['vectors_mb']:,} | {beyond:.2f} "
+            f"| {r['load']} |"
+        )
+    if growth:
+        out += [
+            "",
+            f"Fitted growth exponents (log-log slope, n = {growth['from_n']:,} to "
+            f"{growth['to_n']:,}): "
+            + ", ".join(f"{k} {v}" for k, v in growth.items() if k not in ("from_n", "to_n")),
+        ]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
