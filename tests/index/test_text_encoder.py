@@ -1,0 +1,88 @@
+"""TextEncoder backends: the int8 ONNX export against PyTorch fp32, and their manifests."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from riskrank.index import IndexMismatchError, InventoryIndex, build_index
+from riskrank.index.signals import TextEmbeddingSignal, TextEncoder
+from riskrank.index.signals.text_onnx import check_mean_pooled
+
+TEXTS = [
+    "Congratulations! You won an iPhone, pay a small shipping fee to claim it today",
+    "Our team meeting is moved to Friday at 3 pm in the small conference room",
+    "Cheap Rolex replica watches, 90% off, order now",
+    "Recipe: roast the pumpkin with garlic and olive oil for 45 minutes " * 20,  # truncated
+]
+
+
+def test_unknown_backend_and_gpu_int8_are_refused():
+    with pytest.raises(ValueError, match="backend: expected one of"):
+        TextEncoder(backend="tensorrt").encode(["x"])
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        TextEncoder(backend="onnx-int8", device="cuda").encode(["x"])
+
+
+def test_onnx_refuses_models_it_cannot_pool(tmp_path):
+    (tmp_path / "1_Pooling").mkdir()
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
+    ]
+    (tmp_path / "modules.json").write_text(json.dumps(modules))
+    (tmp_path / "1_Pooling" / "config.json").write_text(
+        json.dumps({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False})
+    )
+    with pytest.raises(ValueError, match="mean pooling"):
+        check_mean_pooled(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def int8_encoder(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    return TextEncoder(backend="onnx-int8", num_threads=2)
+
+
+def test_int8_vectors_stay_close_to_fp32(int8_encoder, text_signal, monkeypatch):
+    fp32 = text_signal.encoder.encode(TEXTS)
+    int8 = int8_encoder.encode(TEXTS)
+    assert int8.shape == fp32.shape and int8.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-5)
+    cos = (int8 * fp32).sum(axis=1)
+    assert cos.min() > 0.97, cos  # measured 0.98-0.99 on SpamAssassin mails
+    # Same neighbours: each text is still closest to its own fp32 vector.
+    assert ((int8 @ fp32.T).argmax(axis=1) == np.arange(len(TEXTS))).all()
+    # Bucketing by length must not reorder the output.
+    np.testing.assert_allclose(int8_encoder.encode(TEXTS[::-1])[::-1], int8, atol=1e-5)
+
+
+def test_manifest_records_backend_and_refuses_a_mix(tmp_path, inventory_items, int8_encoder):
+    fast = TextEmbeddingSignal(int8_encoder)
+    spec = fast.describe()
+    assert spec["backend"] == "onnx-int8" and spec["quantization"].startswith("int8")
+    path = tmp_path / "idx"
+    build_index(inventory_items.slice(0, 8), path, signals=[fast], show_progress=False)
+    entry = json.loads((path / "manifest.json").read_text())["signals"]["text"]
+    assert entry["backend"] == "onnx-int8"
+    # Rebuilt from the manifest alone, the query side is int8 too.
+    assert InventoryIndex.load(path).signals["text"].signal.encoder.backend == "onnx-int8"
+    with pytest.raises(IndexMismatchError, match="backend"):
+        InventoryIndex.load(path, signals={"text": TextEmbeddingSignal(backend="torch")})
+
+
+def test_old_manifests_count_as_torch(text_signal):
+    recorded = {k: v for k, v in text_signal.describe().items() if k != "backend"}
+    recorded.pop("quantization")
+    assert text_signal.compatible_with(recorded) is None
+    int8 = TextEmbeddingSignal(backend="onnx-int8")
+    int8.describe = lambda: {**recorded, "backend": "onnx-int8"}  # no export needed here
+    assert "backend" in int8.compatible_with(recorded)
