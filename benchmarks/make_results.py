@@ -8,6 +8,9 @@ PARTS = [
     ("cpu_index.md", "CPU index build and search, 100k and 1M items (issue: core engine)"),
     ("images.md", "Images: PDQ near-duplicate recall and CPU throughput (issue: images)"),
     ("ray.md", "Ray engine vs single machine (issue: scale-out)"),
+    ("encoder.md", "Text encoder: PyTorch fp32 vs ONNX Runtime int8 (issue: speed and memory)"),
+    ("ivf_build.md", "IVF build, old rule vs new (issue: speed and memory)"),
+    ("scale.md", "Scaling of a first sweep (issue: speed and memory)"),
 ]
 INTRO = """# riskrank results
 
