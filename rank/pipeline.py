@@ -16,7 +16,8 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.build import build_index
-from riskrank.index.manifest import MANIFEST
+from riskrank.index.content_digest import build_digest
+from riskrank.index.manifest import MANIFEST, write_text_atomic
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
@@ -31,12 +32,6 @@ from riskrank.recall.recaller import recall
 from riskrank.recall.seeds import SeedSet
 
 
-def _digest(ids: list[str]) -> str:
-    import hashlib
-
-    return hashlib.sha256("\x1f".join(ids).encode()).hexdigest()[:16]
-
-
 def open_or_build_index(
     inventory: TableLike,
     path: Path,
@@ -47,13 +42,10 @@ def open_or_build_index(
     chunk_size: int = 2048,
     show_progress=True,
 ) -> InventoryIndex:
-    """Reuse ``path`` if it indexes exactly this inventory; otherwise (re)build, resuming chunks."""
+    """Reuse ``path`` if it indexes exactly this inventory (same rows, same content, same
+    image files, same encoders: ``build_digest``); otherwise (re)build, resuming chunks."""
     table = as_table(inventory, what="inventory")
-    digest = (
-        _digest([str(x) for x in table.column(ITEM_ID).to_pylist()])
-        if ITEM_ID in table.column_names
-        else ""
-    )
+    digest = build_digest(table, signals)
     stamp = path / "inventory.digest"
     if (path / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
         return InventoryIndex.load(path, signals={s.name: s for s in signals})
@@ -67,7 +59,7 @@ def open_or_build_index(
         show_progress=show_progress,
         overwrite=True,
     )
-    stamp.write_text(digest)
+    write_text_atomic(digest, stamp)
     return index
 
 
