@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from riskrank.index.checksums import checksum_files
 from riskrank.index.chunks import (
     WORK,
     Encoded,
@@ -220,6 +221,7 @@ def build_index(
                 "quarantined": quarantined.num_rows,
             },
             "signals": entries,
+            "files": checksum_files(path, ["items.parquet", "quarantine.parquet"]),
         },
     )
     shutil.rmtree(path / WORK, ignore_errors=True)

@@ -132,11 +132,10 @@ def train(
         "k": k,
         "seconds": round(time.time() - t0, 2),
     }
-    write_parquet(quarantined, model_dir / "history_quarantine.parquet")
     model = RiskModel(
         ranker, [hindex.signals[s.name].signal for s in signals], exemplars, info, lexical
     )
-    model.save(model_dir)
+    model.save(model_dir, tables={"history_quarantine": quarantined})
     return model
 
 
