@@ -99,9 +99,9 @@ class Signal(ABC):
         keys = ["type", "model", "model_version", "pretrained", "dim", "max_seq_length"]
         if "fingerprint" in recorded or "fingerprint" in mine:
             # The fingerprint is the encoder's output on a fixed probe: it names the weights
-            # themselves, so a model copied to another path still matches and other weights
-            # under the same name do not. One side without it cannot be trusted to match.
-            keys = ["type", "dim", "max_seq_length", "fingerprint"]
+            # themselves, so other weights behind the same name are refused too. One side
+            # without it cannot be shown to match.
+            keys.append("fingerprint")
             if "fingerprint" not in recorded or "fingerprint" not in mine:
                 return "fingerprint: only one side records the encoder's weights fingerprint"
         for key in keys:
