@@ -23,6 +23,12 @@ from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
+from riskrank.rank.input_checks import (
+    check_budget,
+    check_history_trainable,
+    history_rows_not_indexed,
+    protect_metadata,
+)
 from riskrank.rank.model import RiskModel
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker
@@ -84,6 +90,7 @@ def train(
     model_dir = Path(model_dir)
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     hist, quarantined = validate_history(history)
+    check_history_trainable(hist)  # before minutes of embedding, not after
     signals = signals or [TextEmbeddingSignal()]
     # One index row per reviewed item, however many policies reviewed it.
     ids = hist.column(ITEM_ID).to_pylist()
@@ -91,10 +98,13 @@ def train(
     for i, item_id in enumerate(ids):
         first.setdefault(item_id, i)
     content_cols = [c for c in hist.column_names if c not in ("policy", "verdict", "sweep_id")]
-    items = hist.take(pa.array(list(first.values()))).select(content_cols)
+    items = hist.take(pa.array(list(first.values()), pa.int64())).select(content_cols)
+    items = protect_metadata(items, what="history")
     hindex = open_or_build_index(
         items, model_dir / "history_index", signals, show_progress=show_progress
     )
+    # Reviews of items that could not be indexed take no part in training: count them.
+    quarantined = pa.concat_tables([quarantined, history_rows_not_indexed(hist, hindex.quarantine)])
     exemplars = {}
     for name, si in hindex.signals.items():
         pos_of = {item_id: p for p, item_id in enumerate(si.ids)}
@@ -185,10 +195,12 @@ def sweep(
     after a crash resumes the embedding where it stopped.
     """
     t0 = time.time()
+    check_budget(budget)
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
     set_image_base_dir(model, image_base_dir)
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     out = Path(out_dir) if out_dir else Path(_tmpdir())
+    inventory = protect_metadata(as_table(inventory, what="inventory"))
     index = open_or_build_index(
         inventory,
         out / "index",

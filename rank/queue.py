@@ -66,8 +66,8 @@ def build_queue(
 ) -> pa.Table:
     """One row per item (its riskiest policy), sorted by probability then score."""
     n = candidates.num_rows
-    if n == 0:
-        return pa.table({c: pa.array([], pa.string()) for c in ("item_id", "policy")})
+    if n == 0:  # the full schema, so reports and readers of an empty queue need no special case
+        return QUEUE_SCHEMA.empty_table()
     ids = np.asarray(candidates.column("item_id").to_pylist(), dtype=object)
     pols = np.asarray(candidates.column("policy").to_pylist(), dtype=object)
     # Probabilities are comparable across policies; raw lambdarank scores are not.
