@@ -30,6 +30,7 @@ from riskrank.rank.input_checks import (
     protect_metadata,
 )
 from riskrank.rank.model import RiskModel
+from riskrank.rank.output_lock import holds_output_lock
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker
 from riskrank.recall.history import ReviewedExemplars, validate_history
@@ -69,6 +70,7 @@ def open_or_build_index(
     return index
 
 
+@holds_output_lock("model_dir", what="model directory")
 def train(
     history: TableLike,
     seeds: SeedSet | TableLike,
@@ -171,6 +173,7 @@ def score_candidates(
     return scores, proba, model.ranker.reasons(cands), variant
 
 
+@holds_output_lock("out_dir", what="sweep output directory")
 def sweep(
     inventory: TableLike,
     seeds: SeedSet | TableLike,

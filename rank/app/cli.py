@@ -345,10 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from riskrank.rank.output_lock import OutputLockedError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError, OutputLockedError) as exc:
         print(f"riskrank: error: {exc}", file=sys.stderr)
         return 2
 
