@@ -106,7 +106,13 @@ def train(
         items, model_dir / "history_index", signals, show_progress=show_progress
     )
     # Reviews of items that could not be indexed take no part in training: count them.
-    quarantined = pa.concat_tables([quarantined, history_rows_not_indexed(hist, hindex.quarantine)])
+    dropped = history_rows_not_indexed(hist, hindex.quarantine)
+    quarantined = pa.concat_tables([quarantined, dropped])
+    if dropped.num_rows:
+        gone = set(dropped.column(ITEM_ID).to_pylist())
+        usable = pa.array([i not in gone for i in ids], pa.bool_())
+        after = " once items without usable content are set aside"
+        check_history_trainable(hist.filter(usable), warn=False, after=after)
     exemplars = {}
     for name, si in hindex.signals.items():
         pos_of = {item_id: p for p, item_id in enumerate(si.ids)}
