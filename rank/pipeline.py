@@ -29,7 +29,7 @@ from riskrank.rank.input_checks import (
     history_rows_not_indexed,
     protect_metadata,
 )
-from riskrank.rank.model import RiskModel
+from riskrank.rank.model import RiskModel, check_model_dir
 from riskrank.rank.output_lock import holds_output_lock
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker
@@ -90,6 +90,7 @@ def train(
     evidence (recall/lexical.py).
     """
     model_dir = Path(model_dir)
+    check_model_dir(model_dir)  # a user's own directory is refused before it is written to
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     hist, quarantined = validate_history(history)
     check_history_trainable(hist)  # before minutes of embedding, not after
