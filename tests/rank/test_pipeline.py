@@ -176,6 +176,8 @@ def test_cli_train_sweep_eval(tmp_path, history, inventory_items, seeds, capsys)
                 str(tmp_path / "sweep"),
                 "--budget",
                 "20",
+                "--k",
+                "all",
             ]
         )
         == 0
@@ -185,7 +187,14 @@ def test_cli_train_sweep_eval(tmp_path, history, inventory_items, seeds, capsys)
     assert (tmp_path / "sweep" / "report.md").exists() and (
         tmp_path / "sweep" / "report.png"
     ).exists()
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    # 24 held-out reviews cannot show the precision target: said in the summary and report.
+    assert "WARNING: policy 'scam'" in out and "coverage" in out
+    assert "## Warnings" in (tmp_path / "sweep" / "report.md").read_text()
+    with pytest.raises(SystemExit):
+        main(
+            ["sweep", "--inventory", "x", "--seeds", "x", "--model", "x", "--out", "x", "--k", "0"]
+        )
     assert (
         main(
             [
