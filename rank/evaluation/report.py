@@ -79,7 +79,8 @@ def plot_sweep(queue: pa.Table, out: Path, labels: pa.Table | None = None) -> li
     ax = axes[0]
     if labels is not None:
         col = "verdict" if "verdict" in labels.column_names else "label"
-        truth = dict(zip(labels.column("item_id").to_pylist(), labels.column(col).to_pylist()))
+        ids = [str(i) for i in labels.column("item_id").to_pylist()]  # queue ids are strings
+        truth = dict(zip(ids, labels.column(col).to_pylist()))
         y = np.array([truth.get(i, 0) or 0 for i in queue.column("item_id").to_pylist()]) > 0
         ax.hist(
             [p[y], p[~y]],
