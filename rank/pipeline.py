@@ -17,13 +17,21 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.build import build_index
-from riskrank.index.manifest import MANIFEST
+from riskrank.index.content_digest import build_digest
+from riskrank.index.manifest import MANIFEST, write_text_atomic
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
+from riskrank.rank.input_checks import (
+    check_budget,
+    check_history_trainable,
+    history_rows_not_indexed,
+    protect_metadata,
+)
 from riskrank.rank.model import RiskModel
+from riskrank.rank.output_lock import holds_output_lock
 from riskrank.rank.queue import ScoredCandidates, build_queue
 from riskrank.rank.ranker import RiskRanker
 from riskrank.recall.history import ReviewedExemplars, validate_history
@@ -32,12 +40,6 @@ from riskrank.recall.recaller import DEFAULT_K, recall
 from riskrank.recall.seeds import SeedSet
 
 log = logging.getLogger("riskrank")
-
-
-def _digest(ids: list[str]) -> str:
-    import hashlib
-
-    return hashlib.sha256("\x1f".join(ids).encode()).hexdigest()[:16]
 
 
 def open_or_build_index(
@@ -50,13 +52,10 @@ def open_or_build_index(
     chunk_size: int = 2048,
     show_progress=True,
 ) -> InventoryIndex:
-    """Reuse ``path`` if it indexes exactly this inventory; otherwise (re)build, resuming chunks."""
+    """Reuse ``path`` if it indexes exactly this inventory (same rows, same content, same
+    image files, same encoders: ``build_digest``); otherwise (re)build, resuming chunks."""
     table = as_table(inventory, what="inventory")
-    digest = (
-        _digest([str(x) for x in table.column(ITEM_ID).to_pylist()])
-        if ITEM_ID in table.column_names
-        else ""
-    )
+    digest = build_digest(table, signals)
     stamp = path / "inventory.digest"
     if (path / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
         return InventoryIndex.load(path, signals={s.name: s for s in signals})
@@ -70,10 +69,11 @@ def open_or_build_index(
         show_progress=show_progress,
         overwrite=True,
     )
-    stamp.write_text(digest)
+    write_text_atomic(digest, stamp)
     return index
 
 
+@holds_output_lock("model_dir", what="model directory")
 def train(
     history: TableLike,
     seeds: SeedSet | TableLike,
@@ -98,6 +98,7 @@ def train(
     model_dir = Path(model_dir)
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     hist, quarantined = validate_history(history)
+    check_history_trainable(hist)  # before minutes of embedding, not after
     signals = signals or [TextEmbeddingSignal()]
     # One index row per reviewed item, however many policies reviewed it.
     ids = hist.column(ITEM_ID).to_pylist()
@@ -105,10 +106,13 @@ def train(
     for i, item_id in enumerate(ids):
         first.setdefault(item_id, i)
     content_cols = [c for c in hist.column_names if c not in ("policy", "verdict", "sweep_id")]
-    items = hist.take(pa.array(list(first.values()))).select(content_cols)
+    items = hist.take(pa.array(list(first.values()), pa.int64())).select(content_cols)
+    items = protect_metadata(items, what="history")
     hindex = open_or_build_index(
         items, model_dir / "history_index", signals, show_progress=show_progress
     )
+    # Reviews of items that could not be indexed take no part in training: count them.
+    quarantined = pa.concat_tables([quarantined, history_rows_not_indexed(hist, hindex.quarantine)])
     exemplars = {}
     for name, si in hindex.signals.items():
         pos_of = {item_id: p for p, item_id in enumerate(si.ids)}
@@ -146,11 +150,10 @@ def train(
         "k": k,
         "seconds": round(time.time() - t0, 2),
     }
-    write_parquet(quarantined, model_dir / "history_quarantine.parquet")
     model = RiskModel(
         ranker, [hindex.signals[s.name].signal for s in signals], exemplars, info, lexical
     )
-    model.save(model_dir)
+    model.save(model_dir, tables={"history_quarantine": quarantined})
     return model
 
 
@@ -186,6 +189,7 @@ def calibrate_scores(
     )
 
 
+@holds_output_lock("out_dir", what="sweep output directory")
 def sweep(
     inventory: TableLike,
     seeds: SeedSet | TableLike,
@@ -216,10 +220,12 @@ def sweep(
     after a crash resumes the embedding where it stopped.
     """
     t0 = time.time()
+    check_budget(budget)
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
     set_image_base_dir(model, image_base_dir)
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     out = Path(out_dir) if out_dir else Path(_tmpdir())
+    inventory = protect_metadata(as_table(inventory, what="inventory"))
     index = open_or_build_index(
         inventory,
         out / "index",

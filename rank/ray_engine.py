@@ -34,6 +34,7 @@ from riskrank.index.ray_engine.embed import ItemEmbedder, materialize_signals
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import SignalBatch
 from riskrank.index.tables import TableLike
+from riskrank.rank.output_lock import holds_output_lock
 from riskrank.rank.pipeline import (
     RiskModel,
     SweepResult,
@@ -137,6 +138,7 @@ def _rank(model: RiskModel, cands: pa.Table, chunk: int, max_retries: int):
 # ----------------------------------------------------------------------------- the sweep
 
 
+@holds_output_lock("out_dir", what="sweep output directory")
 def sweep_ray(
     inventory: TableLike | Sequence[str | Path],
     seeds: SeedSet | TableLike,

@@ -170,15 +170,23 @@ def cmd_recall(args) -> int:
     from riskrank.index.tables import write_parquet
     from riskrank.recall.recaller import recall
 
-    exemplars = lexical = None
+    exemplars = lexical = signals = None
     if args.model:
+        from riskrank.index.store import IndexMismatchError
         from riskrank.rank.pipeline import RiskModel
 
         model = RiskModel.load(args.model)
         exemplars, lexical = model.exemplars, model.lexical
-    cands = recall(
-        InventoryIndex.load(args.index), args.seeds, k=args.k, exemplars=exemplars, lexical=lexical
-    )
+        # The model's exemplars live in its encoders' spaces: the index must share them.
+        signals = {s.name: s for s in model.signals}
+    index = InventoryIndex.load(args.index, signals=signals)
+    missing = sorted(set(signals or ()) - set(index.signals))
+    if missing:
+        raise IndexMismatchError(
+            f"index {args.index} lacks the model's signals {missing} (it has "
+            f"{sorted(index.signals)}); build it with the model's signals"
+        )
+    cands = recall(index, args.seeds, k=args.k, exemplars=exemplars, lexical=lexical)
     write_parquet(cands, args.out)
     _print_table([("candidates", cands.num_rows), ("written", str(args.out))], "recall")
     return 0
@@ -388,10 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from riskrank.rank.output_lock import OutputLockedError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError, OutputLockedError) as exc:
         print(f"riskrank: error: {exc}", file=sys.stderr)
         return 2
 
