@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +32,14 @@ from riskrank.rank.input_checks import (
 )
 from riskrank.rank.model import RiskModel, check_model_dir
 from riskrank.rank.output_lock import holds_output_lock
-from riskrank.rank.queue import build_queue
+from riskrank.rank.queue import ScoredCandidates, build_queue
 from riskrank.rank.ranker import RiskRanker
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
-from riskrank.recall.recaller import recall
+from riskrank.recall.recaller import DEFAULT_K, recall
 from riskrank.recall.seeds import SeedSet
+
+log = logging.getLogger("riskrank")
 
 
 def open_or_build_index(
@@ -77,7 +80,7 @@ def train(
     model_dir: str | Path,
     *,
     signals: list[Signal] | None = None,
-    k: int = 1000,
+    k: int | None = DEFAULT_K,
     ranker: RiskRanker | None = None,
     lexical_probe: bool = True,
     show_progress: bool = True,
@@ -87,7 +90,10 @@ def train(
     The reviewed items are indexed, the seeds recall among them (each item's own review left
     out of its history evidence), and the ranker learns which evidence marks a violation.
     ``lexical_probe`` adds an n-gram classifier of the reviewed text as one more piece of
-    evidence (recall/lexical.py).
+    evidence (recall/lexical.py). ``k``: as in ``sweep`` (the ranker learns from the reviewed
+    items recall finds; None: all of them). ``ranker``: e.g.
+    ``RiskRanker(precision_target=0.99, policy_precision_targets={"scam": 0.9})`` sets the
+    precision that an automatic action must hold (default 0.95).
     """
     model_dir = Path(model_dir)
     check_model_dir(model_dir)  # a user's own directory is refused before it is written to
@@ -169,15 +175,25 @@ class SweepResult:
     out_dir: Path | None = None
 
 
-def score_candidates(
-    model: RiskModel, cands: pa.Table
-) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
-    """Raw scores, calibrated probabilities, reasons and model variant for each candidate row."""
+def score_candidates(model: RiskModel, cands: pa.Table) -> ScoredCandidates:
+    """Raw scores, calibrated probabilities, reasons, model variant and action thresholds."""
     if cands.num_rows == 0:
-        return np.zeros(0), np.zeros(0), [], np.zeros(0, dtype=object)
+        return calibrate_scores(model, cands, np.zeros(0), [], np.zeros(0, dtype=object))
     scores, variant = model.ranker._raw(cands)
-    proba = model.ranker.predict_proba(cands)
-    return scores, proba, model.ranker.reasons(cands), variant
+    return calibrate_scores(model, cands, scores, model.ranker.reasons(cands), variant)
+
+
+def calibrate_scores(
+    model: RiskModel, cands: pa.Table, scores: np.ndarray, reasons: list[str], variant
+) -> ScoredCandidates:
+    """The calibration step of ``score_candidates``, over ALL of a sweep's candidates at once
+    (a cold policy's base rate is estimated on them); engines that score in chunks call it
+    once on the driver."""
+    policies = cands.column("policy").to_pylist() if cands.num_rows else []
+    cal = model.ranker.calibrate(scores, variant, policies)
+    return ScoredCandidates(
+        scores, cal.proba, reasons, variant, cal.calibration, cal.action_threshold, cal.base_rates
+    )
 
 
 @holds_output_lock("out_dir", what="sweep output directory")
@@ -188,7 +204,7 @@ def sweep(
     *,
     out_dir: str | Path | None = None,
     budget: int | None = None,
-    k: int = 1000,
+    k: int | None = DEFAULT_K,
     max_memory: int | str = "4G",
     index_key: str | None = None,
     image_base_dir: str | Path | None = None,
@@ -196,6 +212,12 @@ def sweep(
     show_progress: bool = True,
 ) -> SweepResult:
     """Index ``inventory``, recall with ``seeds``, rank, and return the escalation queue.
+
+    ``k``: neighbours recalled per seed and signal (default ``DEFAULT_K`` = 5,000, also the
+    CLI's). Only recalled items can be queued: an inventory larger than ``k`` is covered in
+    part, and ``report["coverage"]`` says how much. ``k=None`` recalls every indexed item, so
+    the queue covers the whole inventory. ``budget``: keep only the queue's first ``budget``
+    rows (None: all of them); it cuts the queue, not recall.
 
     ``image_base_dir``: where relative ``image_path`` values live (image signals only; a
     model does not remember it).
@@ -230,11 +252,11 @@ def sweep(
         show_progress=show_progress,
     )
     t_recall = time.time() - t0 - t_index
-    scores, proba, reasons, variant = score_candidates(model, cands)
+    scored = score_candidates(model, cands)
     seconds = {"index": t_index, "recall": t_recall, "rank": time.time() - t0 - t_index - t_recall}
     return finish_sweep(
         cands,
-        (scores, proba, reasons, variant),
+        scored,
         index.quarantine,
         index.manifest,
         seeds,
@@ -255,7 +277,7 @@ def set_image_base_dir(model: RiskModel, base_dir: str | Path | None) -> None:
 
 def finish_sweep(
     cands: pa.Table,
-    scored: tuple[np.ndarray, np.ndarray, list[str], np.ndarray],
+    scored: ScoredCandidates,
     quarantine: pa.Table,
     manifest: dict,
     seeds: SeedSet,
@@ -270,10 +292,10 @@ def finish_sweep(
 
     ``scored``: what ``score_candidates`` returns; ``manifest``: the index's.
     """
-    scores, proba, reasons, variant = scored
-    queue = build_queue(cands, scores, proba, reasons, variant, budget=budget)
+    queue = build_queue(cands, scored, budget=budget)
     n_indexed = int(manifest["items"]["indexed"])
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
+    decisions = decision_report(cands, scored)
     report = {
         "items_in": manifest["items"]["input"],
         "items_indexed": n_indexed,
@@ -282,12 +304,9 @@ def finish_sweep(
         "items_not_recalled": n_indexed - recalled,
         "candidates": cands.num_rows,
         "queued": queue.num_rows,
+        "coverage": round(queue.num_rows / n_indexed, 4) if n_indexed else 0.0,
         "policies": seeds.policies,
-        "cold_start_policies": sorted(
-            {p for p, v in zip(cands.column("policy").to_pylist(), variant) if v == "cold"}
-        )
-        if cands.num_rows
-        else [],
+        **decisions,
         "seconds": {
             **{stage: round(s, 2) for stage, s in seconds.items()},
             "total": round(sum(seconds.values()), 2),
@@ -304,12 +323,46 @@ def finish_sweep(
     }
     if report["items_in"] != report["items_indexed"] + report["items_quarantined"]:
         raise RuntimeError(f"item accounting broken: {report}")  # never silently lose items
+    for warning in report["warnings"]:
+        log.warning(warning)
     if out_dir:
         write_parquet(cands, out_dir / "candidates.parquet")
         write_parquet(queue, out_dir / "queue.parquet")
         write_parquet(quarantine, out_dir / "quarantine.parquet")
         (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     return SweepResult(queue, cands, quarantine, report, out_dir)
+
+
+def decision_report(cands: pa.Table, scored: ScoredCandidates) -> dict:
+    """Per policy: how its probabilities were calibrated, its action threshold, cold or not,
+    and a warning for each policy that runs cold or can take no automatic action."""
+    pols = cands.column("policy").to_pylist() if cands.num_rows else []
+    per: dict[str, dict] = {}
+    for i, policy in enumerate(pols):
+        if policy not in per:
+            t = scored.action_threshold[i]
+            per[policy] = {
+                "model": str(scored.variant[i]),
+                "calibration": str(scored.calibration[i]),
+                "action_threshold": float(t) if np.isfinite(t) else None,
+            }
+            if policy in scored.base_rates:
+                per[policy]["estimated_base_rate"] = round(scored.base_rates[policy], 4)
+    cold = sorted(p for p, d in per.items() if d["model"] == "cold")
+    warnings = [
+        f"policy {p!r} has no review history: it runs cold start (seed evidence only), "
+        f"probabilities are {per[p]['calibration']} (base rate re-estimated on this sweep: "
+        f"{per[p].get('estimated_base_rate', 'n/a')}) and every item is escalated, never "
+        "actioned automatically"
+        for p in cold
+    ]
+    warnings += [
+        f"policy {p!r}: its held-out review history cannot show the precision target for an "
+        "automatic action; every item is escalated"
+        for p, d in sorted(per.items())
+        if d["model"] != "cold" and d["action_threshold"] is None
+    ]
+    return {"cold_start_policies": cold, "decisions": per, "warnings": warnings}
 
 
 def _tmpdir() -> str:
@@ -327,7 +380,9 @@ def check_policies(seeds: SeedSet, model: RiskModel) -> list[str]:
 __all__ = [
     "RiskModel",
     "SchemaError",
+    "DEFAULT_K",
     "SweepResult",
+    "calibrate_scores",
     "check_policies",
     "finish_sweep",
     "sweep",

@@ -56,7 +56,7 @@ HISTORY_SCHEMA = pa.schema(
 def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Table, pa.Table]:
     """Split review history into (clean rows, quarantined rows with reasons)."""
     table = as_table(data, what=what)
-    require_columns(table, {ITEM_ID: "string", "policy": "string", "verdict": "integer"}, what=what)
+    require_columns(table, {ITEM_ID: "id", "policy": "string", "verdict": "integer"}, what=what)
     if table.num_rows == 0:
         raise SchemaError(f"{what}: 0 rows; training needs reviewed items")
     if "sweep_id" not in table.column_names:
