@@ -144,6 +144,8 @@ def run_trial(data: dict, t: int, n: int, scenarios=("warm", "cold")) -> dict:
     rankers, cands = {}, {}
     for name, d in data.items():
         seeds, svec = d.seeds(n, t)
+        # as the demo's seeds: a severe policy whose suggested action is removal
+        seeds = seeds.append_column("action", pa.array(["remove"] * seeds.num_rows))
         hc = quality.history_candidates(d, seeds, svec, exemplars=True)
         rankers[name] = RiskRanker().fit(hc, history=d.review)
         cands[name] = {
