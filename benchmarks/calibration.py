@@ -198,7 +198,8 @@ def render(summary: dict, meta: dict) -> str:
         est = [v for b in s["estimated_base_rates"] for v in b.values()]
         lines.append(f"- {name}: true {s['true_base_rate']:.3f}, estimated "
                      f"{', '.join(f'{v:.3f}' for v in est)}")
-    lines += ["", "![reliability](calibration_reliability.png)", ""]
+    # RESULTS.md (benchmarks/) embeds this file: the picture's path is relative to it
+    lines += ["", "![reliability](results/calibration_reliability.png)", ""]
     return "\n".join(lines)
 
 
