@@ -260,7 +260,7 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
         (k.replace("_", " "), report[k])
         for k in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
     ]
-    rows.append(("coverage (queued / indexed)", f"{report.get('coverage', 0):.1%}"))
+    rows.append(("coverage (recalled / indexed)", f"{report.get('coverage', 0):.1%}"))
     rows.append(("seconds", report["seconds"]["total"]))
     if quality:
         rows += [(k, v) for k, v in quality.items() if k not in ("items", "positives")]
