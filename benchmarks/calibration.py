@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # noqa: E402  (the data sets, splits and cached indexes)
 
 from riskrank.index.signals import TextEmbeddingSignal  # noqa: E402
-from riskrank.rank.calibration import ScoreCalibrator  # noqa: E402
+from riskrank.rank.calibration import ScoreCalibrator, shift_prior  # noqa: E402
 from riskrank.rank.evaluation.metrics import average_precision  # noqa: E402
 from riskrank.rank.evaluation.report import evaluate  # noqa: E402
 from riskrank.rank.queue import ScoredCandidates, build_queue  # noqa: E402
@@ -133,9 +133,12 @@ def summarise(trials: list[dict]) -> dict:
         "true_base_rate": trials[0]["true_base_rate"],
         "estimated_base_rates": [t["base_rates"] for t in trials],
     }
-    if "p_no_shift" in trials[0]:
-        pn = np.concatenate([t["p_no_shift"] for t in trials])
-        out["ece_without_base_rate_reestimate"] = ece(pn, y)
+    for key, name in (("p_no_shift", "ece_without_base_rate_reestimate"),
+                      ("p_shift", "ece_with_base_rate_reestimate")):
+        if key in trials[0]:
+            out[name] = ece(np.concatenate([t[key] for t in trials]), y)
+    if "warm_em_base_rate" in trials[0]:
+        out["warm_em_base_rates"] = [round(t["warm_em_base_rate"], 4) for t in trials]
     return out
 
 
@@ -159,11 +162,18 @@ def run_trial(data: dict, t: int, n: int, scenarios=("warm", "cold")) -> dict:
             ranker = rankers[name] if scenario == "warm" else rankers[quality.OTHER[name]]
             queue, scored = queue_for(ranker, cands[name][scenario])
             m = measure(d, queue, scored, ranker)
+            ids = cands[name][scenario]["item_id"].to_pylist()
             if scenario == "cold":
                 # same queue rows, the borrowed calibrator left with its own base rate
-                pn = no_shift_proba(ranker, scored)
-                by_id = dict(zip(cands[name]["cold"]["item_id"].to_pylist(), pn))
+                by_id = dict(zip(ids, no_shift_proba(ranker, scored)))
                 m["p_no_shift"] = [by_id[i] for i in queue["item_id"].to_pylist()]
+            else:
+                # the alternative not taken: re-estimate the base rate warm too
+                own = ranker.calibration_["full"][d.policy]
+                shift, prior = shift_prior(own, scored.scores)
+                by_id = dict(zip(ids, own.predict(scored.scores, shift)))
+                m["p_shift"] = [by_id[i] for i in queue["item_id"].to_pylist()]
+                m["warm_em_base_rate"] = prior
             out[name][scenario] = m
     return out
 
@@ -174,7 +184,8 @@ def render(summary: dict, meta: dict) -> str:
         f"{meta['trials']} trials, {meta['n_seeds']} seeds per policy, exhaustive recall "
         f"(queue = whole sweep inventory). Commit {meta['commit']}; load average "
         f"{meta['load_before']} before, {meta['load_after']} after; {meta['seconds']:.0f} s.", "",
-        "| data set | scenario | calibration | ECE | ECE w/o base-rate re-estimate | "
+        "| data set | scenario | calibration | ECE | ECE if the base rate were handled the "
+        "other way (cold: not re-estimated; warm: re-estimated) | "
         "remove threshold(s) | removed (sum) | remove precision | queue AP | "
         "probability-only AP | raw scores sharing a p |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -184,7 +195,8 @@ def render(summary: dict, meta: dict) -> str:
             th = sorted({"none" if x is None else f"{x:.3f}" for x in s["action_thresholds"]})
             prec = "n/a (0 removed)" if s["remove_precision"] is None else \
                 f"{s['remove_precision']:.3f}"
-            nos = s.get("ece_without_base_rate_reestimate")
+            nos = s.get("ece_without_base_rate_reestimate",
+                        s.get("ece_with_base_rate_reestimate"))
             lines.append(
                 f"| {name} | {sc} | {', '.join(s['calibration'])} | {s['ece']:.3f} | "
                 f"{'' if nos is None else f'{nos:.3f}'} | {', '.join(th)} | {s['removed']:,} | "
