@@ -137,6 +137,8 @@ def summarise(trials: list[dict]) -> dict:
                       ("p_shift", "ece_with_base_rate_reestimate")):
         if key in trials[0]:
             out[name] = ece(np.concatenate([t[key] for t in trials]), y)
+    if "held_out_threshold" in trials[0]:
+        out["held_out_thresholds"] = [t["held_out_threshold"] for t in trials]
     if "warm_em_base_rate" in trials[0]:
         out["warm_em_base_rates"] = [round(t["warm_em_base_rate"], 4) for t in trials]
     return out
@@ -174,6 +176,7 @@ def run_trial(data: dict, t: int, n: int, scenarios=("warm", "cold")) -> dict:
                 by_id = dict(zip(ids, own.predict(scored.scores, shift)))
                 m["p_shift"] = [by_id[i] for i in queue["item_id"].to_pylist()]
                 m["warm_em_base_rate"] = prior
+                m["held_out_threshold"] = ranker.thresholds_[d.policy].to_dict()
             out[name][scenario] = m
     return out
 
@@ -202,6 +205,15 @@ def render(summary: dict, meta: dict) -> str:
                 f"{'' if nos is None else f'{nos:.3f}'} | {', '.join(th)} | {s['removed']:,} | "
                 f"{prec} | {s['queue_ap']:.3f} | {s['probability_only_ap']:.3f} | "
                 f"{s['raw_scores_sharing_a_probability']} |")
+    lines += ["", "Warm action thresholds chosen on held-out history (per trial: held-out "
+              "rows, cut size, precision, one-sided 95% lower bound; no threshold when the "
+              "bound never reaches 0.95):", ""]
+    for name, by_sc in summary.items():
+        for h in by_sc["warm"].get("held_out_thresholds", []):
+            th = "none" if h["threshold"] is None else f"P >= {h['threshold']:.3f}"
+            lines.append(f"- {name}: {th}; {h['n_heldout']} held out, best cut "
+                         f"{h['n_selected']} items, precision {h['precision'] or 0:.3f}, "
+                         f"lower bound {h['precision_lcb'] or 0:.3f}")
     lines += ["", "Base rates (cold: re-estimated by EM on the sweep, per trial):", ""]
     for name, by_sc in summary.items():
         if "cold" not in by_sc:

@@ -201,7 +201,8 @@ def cmd_train(args) -> int:
             *[
                 (
                     f"remove/act threshold ({p})",
-                    "none: history cannot show the target, always escalate"
+                    f"none: always escalate (best held-out cut: {t.n_selected} items, "
+                    f"precision lower bound {t.precision_lcb or 0:.3f} < {t.precision_target})"
                     if t.threshold is None
                     else f"P >= {t.threshold:.3f} (held-out precision {t.precision:.3f}, "
                     f"95% lower bound {t.precision_lcb:.3f}, {t.n_selected} of {t.n_heldout})",
