@@ -304,7 +304,8 @@ def finish_sweep(
         "items_not_recalled": n_indexed - recalled,
         "candidates": cands.num_rows,
         "queued": queue.num_rows,
-        "coverage": round(queue.num_rows / n_indexed, 4) if n_indexed else 0.0,
+        # share of the indexed inventory that was scored and so could be queued (budget aside)
+        "coverage": round(recalled / n_indexed, 4) if n_indexed else 0.0,
         "policies": seeds.policies,
         **decisions,
         "seconds": {
