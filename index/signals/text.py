@@ -247,16 +247,14 @@ class TextEmbeddingSignal(Signal):
     def compatible_with(self, recorded: dict) -> str | None:
         """Also refuses another backend or ``max_seq_length``: int8 and fp32 vectors (or
         differently truncated ones) of the same model are close but not interchangeable."""
-        why = super().compatible_with(recorded)
-        if why:
-            return why
         mine = self.describe()
-        # Manifests written before backends existed were all built with PyTorch.
+        # Manifests written before backends existed were all built with PyTorch. Checked
+        # before the base's fingerprint so the refusal names the backend, not just a digest.
         theirs = {"backend": "torch", "quantization": "none", **recorded}
         for key in ("backend", "quantization", "max_seq_length"):
             if key in mine and key in theirs and theirs[key] != mine[key]:
                 return f"{key}: index has {theirs[key]!r}, query encoder has {mine[key]!r}"
-        return None
+        return super().compatible_with(recorded)
 
     @classmethod
     def from_manifest(cls, entry: dict) -> TextEmbeddingSignal:
