@@ -1,5 +1,8 @@
 """The whole path: train on review history, sweep inventory into an escalation queue.
 
+One pipeline for every engine: ``sweep(..., engine="local" | "ray")`` picks the strategy
+(``rank.engine``) for the steps that parallelise; everything else is here, once.
+
 >>> model = train(history, seeds, "runs/model")                        # doctest: +SKIP
 >>> result = sweep(inventory, seeds, model, out_dir="runs/sweep", budget=200)  # doctest: +SKIP
 >>> result.queue.to_pandas().head()                                      # doctest: +SKIP
@@ -16,25 +19,21 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.build import build_index
-from riskrank.index.manifest import MANIFEST
+from riskrank.index.engine import Engine, resolve_engine
+from riskrank.index.manifest import MANIFEST, ids_digest
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
+from riskrank.rank.engine import resolve_sweep_engine
 from riskrank.rank.model import RiskModel
 from riskrank.rank.queue import build_queue
-from riskrank.rank.ranker import RiskRanker
+from riskrank.rank.ranker import RiskRanker, ScoredCandidates
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
 from riskrank.recall.recaller import recall
 from riskrank.recall.seeds import SeedSet
-
-
-def _digest(ids: list[str]) -> str:
-    import hashlib
-
-    return hashlib.sha256("\x1f".join(ids).encode()).hexdigest()[:16]
 
 
 def open_or_build_index(
@@ -42,32 +41,22 @@ def open_or_build_index(
     path: Path,
     signals: list[Signal],
     *,
-    max_memory="4G",
-    key=None,
-    chunk_size: int = 2048,
-    show_progress=True,
+    engine: str | Engine = "local",
+    **build_kw,
 ) -> InventoryIndex:
-    """Reuse ``path`` if it indexes exactly this inventory; otherwise (re)build, resuming chunks."""
-    table = as_table(inventory, what="inventory")
-    digest = (
-        _digest([str(x) for x in table.column(ITEM_ID).to_pylist()])
-        if ITEM_ID in table.column_names
-        else ""
-    )
-    stamp = path / "inventory.digest"
-    if (path / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
-        return InventoryIndex.load(path, signals={s.name: s for s in signals})
-    index = build_index(
-        table,
-        path,
-        signals=signals,
-        max_memory=max_memory,
-        key=key,
-        chunk_size=chunk_size,
-        show_progress=show_progress,
-        overwrite=True,
-    )
-    stamp.write_text(digest)
+    """Reuse ``path`` if it indexes exactly this inventory and the engine can reopen it;
+    otherwise (re)build with ``build_index`` (``build_kw``), resuming finished chunks."""
+    engine = resolve_engine(engine)
+    digest, stamp = "", path / "inventory.digest"
+    if engine.reopens:  # an engine that reads the inventory itself is not made to load it here
+        inventory = as_table(inventory, what="inventory")
+        if ITEM_ID in inventory.column_names:
+            digest = ids_digest(inventory.column(ITEM_ID).to_pylist())
+        if (path / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
+            return InventoryIndex.load(path, signals={s.name: s for s in signals})
+    index = build_index(inventory, path, signals=signals, engine=engine, overwrite=True, **build_kw)
+    if engine.reopens:
+        stamp.write_text(digest)
     return index
 
 
@@ -159,22 +148,12 @@ class SweepResult:
     out_dir: Path | None = None
 
 
-def score_candidates(
-    model: RiskModel, cands: pa.Table
-) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
-    """Raw scores, calibrated probabilities, reasons and model variant for each candidate row."""
-    if cands.num_rows == 0:
-        return np.zeros(0), np.zeros(0), [], np.zeros(0, dtype=object)
-    scores, variant = model.ranker._raw(cands)
-    proba = model.ranker.predict_proba(cands)
-    return scores, proba, model.ranker.reasons(cands), variant
-
-
 def sweep(
     inventory: TableLike,
     seeds: SeedSet | TableLike,
     model: RiskModel | str | Path,
     *,
+    engine: str | Engine = "local",
     out_dir: str | Path | None = None,
     budget: int | None = None,
     k: int = 1000,
@@ -186,48 +165,50 @@ def sweep(
 ) -> SweepResult:
     """Index ``inventory``, recall with ``seeds``, rank, and return the escalation queue.
 
+    ``engine``: ``"local"`` (this process), ``"ray"``, or a configured
+    ``rank.ray_engine.RaySweepEngine`` / ``index.ray_engine.engine.RayEngine`` (shards, actors,
+    cluster address, ...). Every engine gives the same queue and writes the same files.
+
     ``image_base_dir``: where relative ``image_path`` values live (image signals only; a
     model does not remember it).
 
     With ``out_dir`` everything is written there (``index/``, ``candidates.parquet``,
     ``queue.parquet``, ``quarantine.parquet``, ``report.json``); running the same sweep again
-    after a crash resumes the embedding where it stopped.
+    after a crash, under either engine, resumes the embedding where it stopped.
     """
     t0 = time.time()
+    engine = resolve_sweep_engine(engine)
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
-    set_image_base_dir(model, image_base_dir)
+    set_image_base_dir(model, image_base_dir)  # Ray's actors get it from the model's signals
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     out = Path(out_dir) if out_dir else Path(_tmpdir())
-    index = open_or_build_index(
-        inventory,
-        out / "index",
-        model.signals,
-        max_memory=max_memory,
-        key=index_key,
-        chunk_size=chunk_size,
-        show_progress=show_progress,
-    )
-    t_index = time.time() - t0
-    cands = recall(
-        index,
-        seeds,
-        k=k,
-        exemplars=model.exemplars,
-        lexical=model.lexical,
-        show_progress=show_progress,
-    )
-    t_recall = time.time() - t0 - t_index
-    scores, proba, reasons, variant = score_candidates(model, cands)
+    with engine.cluster(show_progress):
+        index = open_or_build_index(
+            inventory,
+            out / "index",
+            model.signals,
+            engine=engine,
+            max_memory=max_memory,
+            key=index_key,
+            chunk_size=chunk_size,
+            show_progress=show_progress,
+        )
+        t_index = time.time() - t0
+        cands = engine.recall(index, model, seeds, k=k, show_progress=show_progress)
+        t_recall = time.time() - t0 - t_index
+        scored = engine.score(model.ranker, cands)
+        extra = {"engine": engine.name, **engine.report()}
     seconds = {"index": t_index, "recall": t_recall, "rank": time.time() - t0 - t_index - t_recall}
     return finish_sweep(
         cands,
-        (scores, proba, reasons, variant),
+        scored,
         index.quarantine,
         index.manifest,
         seeds,
         seconds,
         out_dir=out if out_dir else None,
         budget=budget,
+        extra=extra,
     )
 
 
@@ -242,7 +223,7 @@ def set_image_base_dir(model: RiskModel, base_dir: str | Path | None) -> None:
 
 def finish_sweep(
     cands: pa.Table,
-    scored: tuple[np.ndarray, np.ndarray, list[str], np.ndarray],
+    scored: ScoredCandidates,
     quarantine: pa.Table,
     manifest: dict,
     seeds: SeedSet,
@@ -255,10 +236,9 @@ def finish_sweep(
     """The end every sweep engine shares: queue, report (``extra`` keys added), the item
     accounting check, and the files in ``out_dir``.
 
-    ``scored``: what ``score_candidates`` returns; ``manifest``: the index's.
+    ``scored``: the ranker's scores of ``cands``; ``manifest``: the index's.
     """
-    scores, proba, reasons, variant = scored
-    queue = build_queue(cands, scores, proba, reasons, variant, budget=budget)
+    queue = build_queue(cands, scored, budget=budget)
     n_indexed = int(manifest["items"]["indexed"])
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     report = {
@@ -271,7 +251,7 @@ def finish_sweep(
         "queued": queue.num_rows,
         "policies": seeds.policies,
         "cold_start_policies": sorted(
-            {p for p, v in zip(cands.column("policy").to_pylist(), variant) if v == "cold"}
+            {p for p, v in zip(cands.column("policy").to_pylist(), scored.variant) if v == "cold"}
         )
         if cands.num_rows
         else [],
@@ -305,17 +285,10 @@ def _tmpdir() -> str:
     return tempfile.mkdtemp(prefix="riskrank-sweep-")
 
 
-def check_policies(seeds: SeedSet, model: RiskModel) -> list[str]:
-    """Policies in ``seeds`` the model has no review history for (they run cold-start)."""
-    known = set(model.info.get("policies_with_history", []))
-    return [p for p in seeds.policies if p not in known]
-
-
 __all__ = [
     "RiskModel",
     "SchemaError",
     "SweepResult",
-    "check_policies",
     "finish_sweep",
     "sweep",
     "train",

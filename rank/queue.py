@@ -23,6 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from riskrank.rank.ranker import ScoredCandidates
+
 QUEUE_FRONT = (
     "rank",
     "item_id",
@@ -56,16 +58,21 @@ QUEUE_SCHEMA = pa.schema(
 
 
 def build_queue(
-    candidates: pa.Table,
-    scores: np.ndarray,
-    proba: np.ndarray,
-    reasons: list[str],
-    variant: np.ndarray,
-    *,
-    budget: int | None = None,
+    candidates: pa.Table, scored: ScoredCandidates, *, budget: int | None = None
 ) -> pa.Table:
-    """One row per item (its riskiest policy), sorted by probability then score."""
+    """One row per item (its riskiest policy), sorted by probability then score.
+
+    ``scored``: ``RiskRanker.score(candidates)`` (row by row).
+    """
     n = candidates.num_rows
+    if len(scored) != n:
+        raise ValueError(f"scored: {len(scored)} rows for {n} candidates")
+    scores, proba, reasons, variant = (
+        scored.raw,
+        scored.probability,
+        scored.reasons,
+        scored.variant,
+    )
     if n == 0:
         return pa.table({c: pa.array([], pa.string()) for c in ("item_id", "policy")})
     ids = np.asarray(candidates.column("item_id").to_pylist(), dtype=object)

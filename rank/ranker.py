@@ -11,6 +11,7 @@ used for policies that have no review history of their own.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm as lgb
@@ -45,6 +46,35 @@ def _groups(
             order.extend(part.tolist())
             sizes.append(len(part))
     return np.array(order, dtype=np.int64), np.array(sizes, dtype=np.int64)
+
+
+@dataclass
+class ScoredCandidates:
+    """What ``RiskRanker.score`` says of each candidate row, in row order."""
+
+    raw: np.ndarray  # ranking score (higher = riskier; comparable within one variant)
+    probability: np.ndarray  # P(violating), calibrated on held-out history
+    variant: np.ndarray  # "full", or "cold" for a policy without review history
+    reasons: list[str]  # the evidence that pushed the score up, in words
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    @classmethod
+    def empty(cls) -> ScoredCandidates:
+        return cls(np.zeros(0), np.zeros(0), np.zeros(0, dtype=object), [])
+
+    @classmethod
+    def concat(cls, parts: list[ScoredCandidates]) -> ScoredCandidates:
+        """Scores of consecutive slices of one candidate table, as one."""
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.raw for p in parts]),
+            np.concatenate([p.probability for p in parts]),
+            np.concatenate([p.variant for p in parts]),
+            [r for p in parts for r in p.reasons],
+        )
 
 
 class RiskRanker:
@@ -230,8 +260,12 @@ class RiskRanker:
         if not hasattr(self, "models_"):
             raise RuntimeError("RiskRanker is not fitted: call fit() or RiskRanker.load()")
 
-    def _variant_per_row(self, table: pa.Table) -> np.ndarray:
-        """'full' where the row's policy has history evidence, else 'cold'."""
+    def variants(self, candidates: TableLike) -> np.ndarray:
+        """Per row, the booster that scores it: ``"full"`` where the row's policy has history
+        evidence among ``candidates``, else ``"cold"``. Decided per policy over the whole
+        table: score slices of a table with ``score(slice, variant=variants(table)[slice])``."""
+        self._check_fitted()
+        table = as_table(candidates, what="candidates")
         hist = [f for f in self.features_ if is_history_feature(f)]
         if not hist or "cold" not in self.models_:
             return np.full(table.num_rows, "full", dtype=object)
@@ -246,9 +280,39 @@ class RiskRanker:
                 out[rows] = "cold"
         return out
 
-    def _raw(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    def _variant_of(self, table: pa.Table, variant: np.ndarray | None) -> np.ndarray:
+        if variant is None:
+            return self.variants(table)
+        variant = np.asarray(variant, dtype=object)
+        if len(variant) != table.num_rows or not set(variant) <= set(self.models_):
+            raise ValueError(
+                f"variant: expected {table.num_rows} values of {sorted(self.models_)}, "
+                f"got {len(variant)} of {sorted(set(variant))}"
+            )
+        return variant
+
+    def score(
+        self, candidates: TableLike, *, variant: np.ndarray | None = None, top: int = 3
+    ) -> ScoredCandidates:
+        """Raw score, calibrated probability, model variant and reasons of every row.
+
+        ``variant``: the rows' variants when ``candidates`` is a slice of a larger table
+        (``variants`` of the whole table); default: decided over ``candidates``.
+
+        >>> scored = ranker.score(candidates)          # doctest: +SKIP
+        >>> scored.probability[:3], scored.reasons[0]  # doctest: +SKIP
+        """
+        table = as_table(candidates, what="candidates")
+        if table.num_rows == 0:
+            return ScoredCandidates.empty()
         self._check_fitted()
-        variant = self._variant_per_row(table)
+        variant = self._variant_of(table, variant)
+        raw = self._raw(table, variant)
+        return ScoredCandidates(
+            raw, self._calibrate(raw, variant), variant, self._reasons(table, variant, top)
+        )
+
+    def _raw(self, table: pa.Table, variant: np.ndarray) -> np.ndarray:
         scores = np.zeros(table.num_rows)
         for name in set(variant):
             rows = variant == name
@@ -256,15 +320,9 @@ class RiskRanker:
             scores[rows] = self.models_[name].predict(
                 self._matrix(table.filter(pa.array(rows)), feats)
             )
-        return scores, variant
+        return scores
 
-    def predict(self, candidates: TableLike) -> np.ndarray:
-        """Raw ranking scores (higher = riskier; comparable within one model variant)."""
-        return self._raw(as_table(candidates, what="candidates"))[0]
-
-    def predict_proba(self, candidates: TableLike) -> np.ndarray:
-        """P(violating), calibrated on held-out history."""
-        scores, variant = self._raw(as_table(candidates, what="candidates"))
+    def _calibrate(self, scores: np.ndarray, variant: np.ndarray) -> np.ndarray:
         out = np.zeros(len(scores))
         for name in set(variant):
             a, b = self.calibration_[name]
@@ -272,13 +330,28 @@ class RiskRanker:
             out[rows] = 1.0 / (1.0 + np.exp(-(a * scores[rows] + b)))
         return out
 
+    def predict(self, candidates: TableLike) -> np.ndarray:
+        """Raw ranking scores (higher = riskier; comparable within one model variant)."""
+        self._check_fitted()
+        table = as_table(candidates, what="candidates")
+        return self._raw(table, self.variants(table))
+
+    def predict_proba(self, candidates: TableLike) -> np.ndarray:
+        """P(violating), calibrated on held-out history."""
+        self._check_fitted()
+        table = as_table(candidates, what="candidates")
+        variant = self.variants(table)
+        return self._calibrate(self._raw(table, variant), variant)
+
     def explain(
         self, candidates: TableLike, *, top: int = 3
     ) -> list[list[tuple[str, float, float]]]:
         """Per row, the ``top`` features that pushed the score up: (name, value, contribution)."""
         table = as_table(candidates, what="candidates")
         self._check_fitted()
-        variant = self._variant_per_row(table)
+        return self._explain(table, self.variants(table), top)
+
+    def _explain(self, table: pa.Table, variant: np.ndarray, top: int) -> list:
         out: list = [None] * table.num_rows
         for name in set(variant):
             rows = np.flatnonzero(variant == name)
@@ -292,9 +365,14 @@ class RiskRanker:
 
     def reasons(self, candidates: TableLike, *, top: int = 3) -> list[str]:
         """``explain`` in words, e.g. ``"similarity to the closest seed (text) = 0.91"``."""
+        self._check_fitted()
+        table = as_table(candidates, what="candidates")
+        return self._reasons(table, self.variants(table), top)
+
+    def _reasons(self, table: pa.Table, variant: np.ndarray, top: int) -> list[str]:
         return [
             "; ".join(f"{describe_feature(f)} = {v:.3g}" for f, v, _ in row)
-            for row in self.explain(candidates, top=top)
+            for row in self._explain(table, variant, top)
         ]
 
     def feature_importance(self) -> dict[str, float]:
