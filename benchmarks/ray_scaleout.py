@@ -9,7 +9,7 @@ model is trained (not timed) on SpamAssassin's earlier groups and Insults' train
 
 Both engines run the same sweep (same Parquet directory, seeds, model directory, ``--k``) in this
 one process, ``--repeats`` times each in A B B A order: ``rank.pipeline.sweep`` and
-``rank.ray_engine.sweep_ray`` on a local Ray cluster of all this machine's CPUs, started before
+``sweep(..., engine="ray")`` on a local Ray cluster of all this machine's CPUs, started before
 its timer (startup reported apart). Each engine loads the model from disk itself, so both pay
 for loading the encoder. items/s = items in / sweep seconds. The first queue of each engine
 is compared with the other item by item.
@@ -149,18 +149,17 @@ def run_single(data: dict, model_dir: Path, out: Path, k: int) -> dict:
 def run_ray(data: dict, model_dir: Path, out: Path, k: int, chunk_size: int) -> dict:
     import ray
 
-    from riskrank.rank.ray_engine import sweep_ray
-
     t0 = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     startup = time.perf_counter() - t0
     try:
         load0 = _load()
         t0 = time.perf_counter()
-        res = sweep_ray(
+        res = sweep(
             data["inv_dir"],
             data["seeds"],
             RiskModel.load(model_dir),
+            engine="ray",
             out_dir=out,
             k=k,
             chunk_size=chunk_size,
@@ -335,12 +334,16 @@ def write_markdown(rep: dict, path: Path) -> None:
         "| load1 before/after |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    names = {"single": "single machine (`sweep`)", "ray": "Ray, local cluster (`sweep_ray`)"}
+    names = {
+        "single": "single machine (`sweep`)",
+        "ray": 'Ray, local cluster (`sweep(engine="ray")`)',
+    }
     for i, e in enumerate(runs, 1):
         sec = e["report_seconds"]
         lines.append(
             f"| {i}. {names[e['engine']]} | {e['items_per_s']:.1f} | {e['seconds']:.1f} | "
-            # single: "index" (model load included); Ray: setup (model load) + embed + shard
+            # "index": model load, embedding and index build (reports before the one pipeline
+            # split Ray's into setup + embed + shard)
             f"{sec.get('index', sum(sec.get(x, 0) for x in ('setup', 'embed', 'shard'))):.1f} | "
             f"{sec['recall']:.1f} | {sec['rank']:.2f} | {e['queued']} | "
             f"{e['load_before'][0]} / {e['load_after'][0]} |"
@@ -430,7 +433,7 @@ def write_markdown(rep: dict, path: Path) -> None:
         "QUOTED = from ../shared/gpu/README.md (one H100, seen by others, not measured here; "
         "no GPU on this machine). Model-only rates leave out tokenization, image decoding, "
         "Parquet I/O and the driver's pass over ids and text, so real GPU-hours are higher; "
-        "the GPU actors of `sweep_ray` (`num_gpus=1` each) have not been run on a GPU.",
+        "the GPU actors of the Ray engine (`num_gpus=1` each) have not been run on a GPU.",
         "",
     ]
     path.write_text("\n".join(lines))
