@@ -311,8 +311,6 @@ def _candidates_line(c: dict | None) -> str:
 
 def write_markdown(rep: dict, path: Path) -> None:
     m, d = rep["machine"], rep["data"]
-    runs, med = rep["runs"], rep["median_items_per_s"]
-    plan = next(e["plan"] for e in runs if e["engine"] == "ray")
     lines = [
         "# Ray engine vs single machine, and a 1B-item sizing plan",
         "",
@@ -328,6 +326,15 @@ def write_markdown(rep: dict, path: Path) -> None:
         f"Parquet files; model trained on {d['history_rows']} reviews; {d['seeds']} seeds; "
         f"k = {d['k']}.",
         "",
+    ]
+    lines += _throughput_lines(rep) + _memory_lines(rep) + _sizing_lines(rep)
+    path.write_text("\n".join(lines))
+
+
+def _throughput_lines(rep: dict) -> list[str]:
+    d, runs, med = rep["data"], rep["runs"], rep["median_items_per_s"]
+    plan = next(e["plan"] for e in runs if e["engine"] == "ray")
+    lines = [
         "## Throughput, measured side by side in one run",
         "",
         "| engine | items/s | sweep s | embed+index s | recall s | rank s | queued "
@@ -371,6 +378,12 @@ def write_markdown(rep: dict, path: Path) -> None:
         f"both engines order ties by position "
         f"(`index.vectors.faiss_index.top_k_ties_by_position`).",
         "",
+    ]
+    return lines
+
+
+def _memory_lines(rep: dict) -> list[str]:
+    lines = [
         "## Index memory per item (measured here)",
         "",
         f"`VectorIndex.build` over {rep['index_memory'][0]['n']:,} clustered random unit "
@@ -387,10 +400,13 @@ def write_markdown(rep: dict, path: Path) -> None:
             f"| {x['key']} | {x['bytes_per_item']} | {x['empty_trained_bytes']:,} | "
             f"{x['build_seconds']} | {x['search_ms_per_query']} |"
         )
+    return lines + [""]
+
+
+def _sizing_lines(rep: dict) -> list[str]:
     p = rep["sizing_1b"]
     e = p["embedding"]
-    lines += [
-        "",
+    lines = [
         "## 1B items: sizing plan (computed)",
         "",
         f"Index memory = 1e9 x measured bytes/item (+ {p['nlist']:,} IVF centroids x {DIM} x 4 B, "
@@ -436,7 +452,59 @@ def write_markdown(rep: dict, path: Path) -> None:
         "the GPU actors of the Ray engine (`num_gpus=1` each) have not been run on a GPU.",
         "",
     ]
-    path.write_text("\n".join(lines))
+    return lines
+
+
+def _side_by_side(data: dict, work: Path, args) -> dict:
+    """Both engines' sweeps in A B B A order, their agreement and throughput."""
+    # A B B A: a load that drifts during the run weighs on both engines alike.
+    runs: list[dict] = []
+    for i, engine in enumerate(["single", "ray", "ray", "single"][: 2 * args.repeats]):
+        out = work / f"{engine}-{i}"
+        print(f"{engine} sweep of {data['items']} items...", flush=True)
+        if engine == "single":
+            e = run_single(data, work / "model", out, args.k)
+        else:
+            e = run_ray(data, work / "model", out, args.k, args.chunk_size)
+        res = e.pop("result")
+        e.update(
+            engine=engine,
+            out=out,
+            items_per_s=res.report["items_in"] / e["seconds"],
+            queued=res.queue.num_rows,
+            report_seconds=res.report["seconds"],
+            plan=res.report.get("ray"),
+            queue=res.queue,
+            candidates=res.candidates,
+        )
+        print(f"  {e['seconds']:.1f}s, {e['items_per_s']:.1f} items/s", flush=True)
+        runs.append(e)
+    first = {e["engine"]: e for e in reversed(runs)}  # each engine's first run
+    agreement = compare(first["single"]["queue"], first["ray"]["queue"])
+    agreement["candidates"] = compare_candidates(
+        first["single"]["candidates"], first["ray"]["candidates"]
+    )
+    va, vb = (
+        InventoryIndex.load(first[x]["out"] / "index").signals["text"].vectors
+        for x in ("single", "ray")
+    )
+    every = np.arange(len(va))
+    agreement["vectors_bitwise_equal"] = bool(len(va) == len(vb) and (va[every] == vb[every]).all())
+    for e in runs:
+        del e["queue"], e["candidates"], e["out"]
+
+    median = {
+        x: float(np.median([e["items_per_s"] for e in runs if e["engine"] == x]))
+        for x in ("single", "ray")
+    }
+    embed_s = np.median([e["report_seconds"]["index"] for e in runs if e["engine"] == "single"])
+    per_core = data["items"] / embed_s / (os.cpu_count() or 1)
+    return {
+        "agreement": agreement,
+        "runs": runs,
+        "median_items_per_s": median,
+        "cpu_items_per_s_per_core": per_core,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -486,50 +554,7 @@ def main(argv: list[str] | None = None) -> int:
             "k": args.k,
             "chunk_size": args.chunk_size,
         }
-        # A B B A: a load that drifts during the run weighs on both engines alike.
-        runs: list[dict] = []
-        for i, engine in enumerate(["single", "ray", "ray", "single"][: 2 * args.repeats]):
-            out = work / f"{engine}-{i}"
-            print(f"{engine} sweep of {data['items']} items...", flush=True)
-            if engine == "single":
-                e = run_single(data, work / "model", out, args.k)
-            else:
-                e = run_ray(data, work / "model", out, args.k, args.chunk_size)
-            res = e.pop("result")
-            e.update(
-                engine=engine,
-                out=out,
-                items_per_s=res.report["items_in"] / e["seconds"],
-                queued=res.queue.num_rows,
-                report_seconds=res.report["seconds"],
-                plan=res.report.get("ray"),
-                queue=res.queue,
-                candidates=res.candidates,
-            )
-            print(f"  {e['seconds']:.1f}s, {e['items_per_s']:.1f} items/s", flush=True)
-            runs.append(e)
-        first = {e["engine"]: e for e in reversed(runs)}  # each engine's first run
-        rep["agreement"] = compare(first["single"]["queue"], first["ray"]["queue"])
-        rep["agreement"]["candidates"] = compare_candidates(
-            first["single"]["candidates"], first["ray"]["candidates"]
-        )
-        va, vb = (
-            InventoryIndex.load(first[x]["out"] / "index").signals["text"].vectors
-            for x in ("single", "ray")
-        )
-        every = np.arange(len(va))
-        rep["agreement"]["vectors_bitwise_equal"] = bool(
-            len(va) == len(vb) and (va[every] == vb[every]).all()
-        )
-        for e in runs:
-            del e["queue"], e["candidates"], e["out"]
-        rep["runs"] = runs
-        rep["median_items_per_s"] = {
-            x: float(np.median([e["items_per_s"] for e in runs if e["engine"] == x]))
-            for x in ("single", "ray")
-        }
-        embed_s = np.median([e["report_seconds"]["index"] for e in runs if e["engine"] == "single"])
-        rep["cpu_items_per_s_per_core"] = data["items"] / embed_s / (os.cpu_count() or 1)
+        rep.update(_side_by_side(data, work, args))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -572,6 +572,7 @@ def test_a_killed_build_resumes_from_the_chunks_it_finished(
     assert on_disk == list(range(len(on_disk))) and len(on_disk) <= 6
     if killed == "local":
         assert len(on_disk) == 6
+    print(f"killed under {killed}: chunks on disk at failure {on_disk}")  # shown by -rP
     built, embedded = _resumed_build(resumed, data, tmp_path / "idx", tmp_path / "calls", encoder)
     assert built.manifest["engine"] == resumed
     assert built.manifest["chunks"] == {"total": 9, "resumed": len(on_disk)}
