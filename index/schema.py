@@ -2,7 +2,9 @@
 
 Inventory columns
 -----------------
-``item_id``      string, required, unique, non-null.
+``item_id``      string or integer, required, unique, non-null. Integers (a DataFrame index, a
+                 database key) are carried as their decimal strings: the queue and every output
+                 hold ``"7"`` for ``7``, and uniqueness is checked on those strings.
 ``text``         string, optional per row (null/empty allowed when the item has an image).
 ``image_bytes``  binary, optional: encoded image (JPEG/PNG/WebP/GIF...).
 ``image_path``   string, optional: path/URI of the image, resolved against a base directory.
@@ -91,7 +93,7 @@ def validate_inventory(
     (1, "duplicate item_id 'a' (first seen at row 0)")
     """
     table = as_table(data, what=what)
-    require_columns(table, {ITEM_ID: "string"}, what=what)
+    require_columns(table, {ITEM_ID: "id"}, what=what)
     present = [c for c in CONTENT_COLUMNS if c in table.column_names]
     if not present:
         raise SchemaError(

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 TableLike = Any  # pa.Table | pandas.DataFrame | polars.DataFrame | str | Path
+ID_COLUMN = "item_id"
 
 
 class SchemaError(ValueError):
@@ -44,7 +45,13 @@ def as_table(data: TableLike, *, what: str = "input") -> pa.Table:
         return pa.table(data)
     module = type(data).__module__.split(".")[0]
     if module == "pandas":
-        return pa.Table.from_pandas(data, preserve_index=False)
+        if ID_COLUMN not in data.columns and data.index.name == ID_COLUMN:
+            data = data.reset_index()  # ids kept as the DataFrame's index (a database key)
+        try:
+            return pa.Table.from_pandas(data, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            # e.g. an object column mixing 1 and "1": Arrow names the column in its message
+            raise SchemaError(f"{what}: a column has values of mixed types: {exc}") from exc
     if module == "polars":
         return data.to_arrow()
     raise TypeError(
@@ -69,10 +76,21 @@ def require_columns(table: pa.Table, required: dict[str, str], *, what: str) -> 
             or pa.types.is_dictionary(typ)
             or pa.types.is_null(typ),
             "integer": pa.types.is_integer(typ) or pa.types.is_floating(typ),
+            # ids: strings or integers (a DataFrame index, a database key); carried as strings
+            "id": pa.types.is_string(typ)
+            or pa.types.is_large_string(typ)
+            or pa.types.is_integer(typ)
+            or pa.types.is_dictionary(typ)
+            or pa.types.is_null(typ),
             "any": True,
         }[kind]
         if not ok:
-            problems.append(f"column '{name}' has type {typ}, expected {kind}")
+            hint = (
+                " (strings or integers; floats are refused: 7.0 is not an id)"
+                if kind == "id"
+                else ""
+            )
+            problems.append(f"column '{name}' has type {typ}, expected {kind}{hint}")
     if problems:
         raise SchemaError(
             f"{what}: " + "; ".join(problems) + f" (columns present: {table.column_names})"

@@ -40,7 +40,7 @@ class SweepEngine(Engine, Protocol):
         model: RiskModel,
         seeds: SeedSet,
         *,
-        k: int,
+        k: int | None,
         show_progress: bool,
     ) -> pa.Table: ...
 
@@ -62,7 +62,7 @@ class LocalSweepEngine(LocalEngine):
         model: RiskModel,
         seeds: SeedSet,
         *,
-        k: int,
+        k: int | None,
         show_progress: bool,
     ) -> pa.Table:
         return recall(

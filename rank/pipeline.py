@@ -11,6 +11,7 @@ One pipeline for every engine: ``sweep(..., engine="local" | "ray")`` picks the 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,10 @@ from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
-from riskrank.recall.recaller import recall
+from riskrank.recall.recaller import DEFAULT_K, recall
 from riskrank.recall.seeds import SeedSet
+
+log = logging.getLogger("riskrank")
 
 
 def open_or_build_index(
@@ -66,7 +69,7 @@ def train(
     model_dir: str | Path,
     *,
     signals: list[Signal] | None = None,
-    k: int = 1000,
+    k: int | None = DEFAULT_K,
     ranker: RiskRanker | None = None,
     lexical_probe: bool = True,
     show_progress: bool = True,
@@ -76,7 +79,10 @@ def train(
     The reviewed items are indexed, the seeds recall among them (each item's own review left
     out of its history evidence), and the ranker learns which evidence marks a violation.
     ``lexical_probe`` adds an n-gram classifier of the reviewed text as one more piece of
-    evidence (recall/lexical.py).
+    evidence (recall/lexical.py). ``k``: as in ``sweep`` (the ranker learns from the reviewed
+    items recall finds; None: all of them). ``ranker``: e.g.
+    ``RiskRanker(precision_target=0.99, policy_precision_targets={"scam": 0.9})`` sets the
+    precision that an automatic action must hold (default 0.95).
     """
     model_dir = Path(model_dir)
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
@@ -156,7 +162,7 @@ def sweep(
     engine: str | Engine = "local",
     out_dir: str | Path | None = None,
     budget: int | None = None,
-    k: int = 1000,
+    k: int | None = DEFAULT_K,
     max_memory: int | str = "4G",
     index_key: str | None = None,
     image_base_dir: str | Path | None = None,
@@ -168,6 +174,12 @@ def sweep(
     ``engine``: ``"local"`` (this process), ``"ray"``, or a configured
     ``rank.ray_engine.RaySweepEngine`` / ``index.ray_engine.engine.RayEngine`` (shards, actors,
     cluster address, ...). Every engine gives the same queue and writes the same files.
+
+    ``k``: neighbours recalled per seed and signal (default ``DEFAULT_K`` = 5,000, also the
+    CLI's). Only recalled items can be queued: an inventory larger than ``k`` is covered in
+    part, and ``report["coverage"]`` says how much. ``k=None`` recalls every indexed item, so
+    the queue covers the whole inventory. ``budget``: keep only the queue's first ``budget``
+    rows (None: all of them); it cuts the queue, not recall.
 
     ``image_base_dir``: where relative ``image_path`` values live (image signals only; a
     model does not remember it).
@@ -241,6 +253,7 @@ def finish_sweep(
     queue = build_queue(cands, scored, budget=budget)
     n_indexed = int(manifest["items"]["indexed"])
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
+    decisions = decision_report(cands, scored)
     report = {
         "items_in": manifest["items"]["input"],
         "items_indexed": n_indexed,
@@ -249,12 +262,9 @@ def finish_sweep(
         "items_not_recalled": n_indexed - recalled,
         "candidates": cands.num_rows,
         "queued": queue.num_rows,
+        "coverage": round(queue.num_rows / n_indexed, 4) if n_indexed else 0.0,
         "policies": seeds.policies,
-        "cold_start_policies": sorted(
-            {p for p, v in zip(cands.column("policy").to_pylist(), scored.variant) if v == "cold"}
-        )
-        if cands.num_rows
-        else [],
+        **decisions,
         "seconds": {
             **{stage: round(s, 2) for stage, s in seconds.items()},
             "total": round(sum(seconds.values()), 2),
@@ -271,12 +281,46 @@ def finish_sweep(
     }
     if report["items_in"] != report["items_indexed"] + report["items_quarantined"]:
         raise RuntimeError(f"item accounting broken: {report}")  # never silently lose items
+    for warning in report["warnings"]:
+        log.warning(warning)
     if out_dir:
         write_parquet(cands, out_dir / "candidates.parquet")
         write_parquet(queue, out_dir / "queue.parquet")
         write_parquet(quarantine, out_dir / "quarantine.parquet")
         (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     return SweepResult(queue, cands, quarantine, report, out_dir)
+
+
+def decision_report(cands: pa.Table, scored: ScoredCandidates) -> dict:
+    """Per policy: how its probabilities were calibrated, its action threshold, cold or not,
+    and a warning for each policy that runs cold or can take no automatic action."""
+    pols = cands.column("policy").to_pylist() if cands.num_rows else []
+    per: dict[str, dict] = {}
+    for i, policy in enumerate(pols):
+        if policy not in per:
+            t = scored.action_threshold[i]
+            per[policy] = {
+                "model": str(scored.variant[i]),
+                "calibration": str(scored.calibration[i]),
+                "action_threshold": float(t) if np.isfinite(t) else None,
+            }
+            if policy in scored.base_rates:
+                per[policy]["estimated_base_rate"] = round(scored.base_rates[policy], 4)
+    cold = sorted(p for p, d in per.items() if d["model"] == "cold")
+    warnings = [
+        f"policy {p!r} has no review history: it runs cold start (seed evidence only), "
+        f"probabilities are {per[p]['calibration']} (base rate re-estimated on this sweep: "
+        f"{per[p].get('estimated_base_rate', 'n/a')}) and every item is escalated, never "
+        "actioned automatically"
+        for p in cold
+    ]
+    warnings += [
+        f"policy {p!r}: its held-out review history cannot show the precision target for an "
+        "automatic action; every item is escalated"
+        for p, d in sorted(per.items())
+        if d["model"] != "cold" and d["action_threshold"] is None
+    ]
+    return {"cold_start_policies": cold, "decisions": per, "warnings": warnings}
 
 
 def _tmpdir() -> str:
@@ -288,6 +332,7 @@ def _tmpdir() -> str:
 __all__ = [
     "RiskModel",
     "SchemaError",
+    "DEFAULT_K",
     "SweepResult",
     "finish_sweep",
     "sweep",

@@ -107,7 +107,7 @@ def _recall(built: InventoryIndex, model: RiskModel, seeds: SeedSet, k: int, pla
 
 
 def _score_chunk(ranker: RiskRanker, cands: pa.Table, variant: np.ndarray) -> ScoredCandidates:
-    return ranker.score(cands, variant=variant)
+    return ranker.score(cands, variant=variant, calibrate=False)
 
 
 def _rank(ranker: RiskRanker, cands: pa.Table, chunk: int, max_retries: int) -> ScoredCandidates:
@@ -116,13 +116,16 @@ def _rank(ranker: RiskRanker, cands: pa.Table, chunk: int, max_retries: int) -> 
     import ray
 
     if cands.num_rows == 0:
-        return ScoredCandidates.empty()
+        return ranker.score(cands)
     variant = ranker.variants(cands)
     ref = ray.put(ranker)
     task = ray.remote(_score_chunk).options(max_retries=max_retries)
     starts = range(0, cands.num_rows, chunk)
     parts = [task.remote(ref, cands.slice(s, chunk), variant[s : s + chunk]) for s in starts]
-    return ScoredCandidates.concat(ray.get(parts))
+    # Calibrated on the driver over all candidates: a cold policy's base rate is estimated
+    # on all of its rows, as the local engine does.
+    scored = ScoredCandidates.concat(ray.get(parts))
+    return ranker.calibrate_scored(scored, cands.column("policy").to_pylist())
 
 
 # ----------------------------------------------------------------------------- the engine
@@ -163,7 +166,7 @@ class RaySweepEngine(RayEngine):
         model: RiskModel,
         seeds: SeedSet,
         *,
-        k: int,
+        k: int | None,
         show_progress: bool,
     ) -> pa.Table:
         return _recall(index, model, seeds, k, self.plan_)

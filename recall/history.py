@@ -50,7 +50,7 @@ HISTORY_SCHEMA = pa.schema(
 def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Table, pa.Table]:
     """Split review history into (clean rows, quarantined rows with reasons)."""
     table = as_table(data, what=what)
-    require_columns(table, {ITEM_ID: "string", "policy": "string", "verdict": "integer"}, what=what)
+    require_columns(table, {ITEM_ID: "id", "policy": "string", "verdict": "integer"}, what=what)
     if "sweep_id" not in table.column_names:
         table = table.append_column("sweep_id", pa.array(["history"] * table.num_rows, pa.string()))
     table = table.set_column(

@@ -56,7 +56,7 @@ class SeedSet:
     @classmethod
     def from_table(cls, data: TableLike, *, what: str = "seeds") -> SeedSet:
         table = as_table(data, what=what)
-        require_columns(table, {"seed_id": "string", "policy": "string"}, what=what)
+        require_columns(table, {"seed_id": "id", "policy": "string"}, what=what)
         if table.num_rows == 0:
             raise SchemaError(f"{what}: the seed set is empty; give at least one seed per policy")
         if not any(c in table.column_names for c in CONTENT_COLUMNS):

@@ -17,6 +17,31 @@ EPILOG = """examples:
 """
 
 
+def _k(value: str) -> int | None:
+    """``--k``: a positive integer, or ``all`` (recall every indexed item)."""
+    if value.lower() == "all":
+        return None
+    try:
+        k = int(value)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}")
+    return k
+
+
+def _add_k_flag(p: argparse.ArgumentParser) -> None:
+    from riskrank.recall.recaller import DEFAULT_K
+
+    p.add_argument(
+        "--k",
+        type=_k,
+        default=DEFAULT_K,
+        help=f"neighbours recalled per seed (default {DEFAULT_K}); only recalled items can be "
+        "queued; 'all' recalls every indexed item",
+    )
+
+
 def _print_table(rows: list[tuple[str, object]], title: str) -> None:
     width = max(len(k) for k, _ in rows)
     print(f"\n{title}")
@@ -165,14 +190,28 @@ def cmd_recall(args) -> int:
 
 def cmd_train(args) -> int:
     from riskrank.rank.pipeline import train
+    from riskrank.rank.ranker import RiskRanker
 
-    model = train(args.history, args.seeds, args.out, signals=_signals(args), k=args.k)
+    ranker = RiskRanker(precision_target=args.precision_target)
+    model = train(
+        args.history, args.seeds, args.out, signals=_signals(args), k=args.k, ranker=ranker
+    )
     imp = list(model.ranker.feature_importance().items())[:5]
     _print_table(
         [
             ("history rows", model.info["history_rows"]),
             ("history quarantined", model.info["history_quarantined"]),
             ("training candidates", model.info["training_candidates"]),
+            *[
+                (
+                    f"remove/act threshold ({p})",
+                    "none: history cannot show the target, always escalate"
+                    if t.threshold is None
+                    else f"P >= {t.threshold:.3f} (held-out precision {t.precision:.3f}, "
+                    f"95% lower bound {t.precision_lcb:.3f}, {t.n_selected} of {t.n_heldout})",
+                )
+                for p, t in sorted(model.ranker.thresholds_.items())
+            ],
             *[(f"top feature {i + 1}", f"{k} ({v:.0f})") for i, (k, v) in enumerate(imp)],
         ],
         f"model {args.out}",
@@ -208,11 +247,14 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
         (k.replace("_", " "), report[k])
         for k in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
     ]
+    rows.append(("coverage (queued / indexed)", f"{report.get('coverage', 0):.1%}"))
     rows.append(("seconds", report["seconds"]["total"]))
     if quality:
         rows += [(k, v) for k, v in quality.items() if k not in ("items", "positives")]
     rows += [("queue", str(out / "queue.parquet")), ("report", str(out / "report.md"))]
     _print_table(rows, "sweep summary")
+    for warning in report.get("warnings", []):
+        print(f"WARNING: {warning}")
 
 
 def cmd_eval(args) -> int:
@@ -279,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--index", required=True)
     r.add_argument("--seeds", required=True)
     r.add_argument("--out", required=True)
-    r.add_argument("--k", type=int, default=1000, help="neighbours per seed (default 1000)")
+    _add_k_flag(r)
     r.add_argument("--model", help="trained model dir: adds review-history evidence")
     r.set_defaults(func=cmd_recall)
 
@@ -289,7 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--seeds", required=True)
     t.add_argument("--out", required=True, help="model directory")
-    t.add_argument("--k", type=int, default=1000)
+    _add_k_flag(t)
+    t.add_argument(
+        "--precision-target",
+        type=float,
+        default=0.95,
+        help="precision an automatic action must hold on held-out history, at 95%% "
+        "confidence (default 0.95)",
+    )
     _add_signal_flags(t)
     t.set_defaults(func=cmd_train)
 
@@ -298,8 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", required=True)
     s.add_argument("--model", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--budget", type=int, help="items to escalate (default: every candidate)")
-    s.add_argument("--k", type=int, default=1000)
+    s.add_argument(
+        "--budget", type=int, help="keep the queue's first N rows (default: every recalled item)"
+    )
+    _add_k_flag(s)
     s.add_argument("--max-memory", default="4G")
     s.add_argument("--index-key")
     s.add_argument("--image-base-dir", help="directory that image_path values are relative to")
@@ -318,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--n-seeds", type=int, default=5)
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--k", type=int, default=5000)
+    _add_k_flag(d)
     d.set_defaults(func=cmd_demo)
     return p
 
