@@ -108,6 +108,29 @@ def discard_staged(files: Sequence[str | Path]) -> None:
         staged_path(path).unlink(missing_ok=True)
 
 
+class ChunkCommitter:
+    """Commits chunks in order as their rows arrive from parallel workers (output blocks come
+    in chunk order but may be cut differently from the chunks): a chunk is committed once all
+    its rows have arrived, and never before the chunks ahead of it.
+
+    >>> c = ChunkCommitter(["a", "b"], [3, 2], commit=print)
+    >>> c.received(2); c.received(2)
+    a
+    >>> c.received(1)
+    b
+    """
+
+    def __init__(self, files: Sequence[str | Path], sizes: Sequence[int], commit=commit_chunk):
+        self.files, self.ends, self.commit = list(files), np.cumsum(sizes), commit
+        self.rows, self.committed = 0, 0
+
+    def received(self, rows: int) -> None:
+        self.rows += rows
+        while self.committed < len(self.files) and self.rows >= self.ends[self.committed]:
+            self.commit(self.files[self.committed])
+            self.committed += 1
+
+
 def load_chunk(path: str | Path) -> pa.Table:
     return pq.read_table(path)
 

@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.chunks import (
+    ChunkCommitter,
     column,
-    commit_chunk,
     discard_staged,
     embed_chunk,
     evidence_of,
@@ -181,7 +181,7 @@ def _run_pool(inv: ValidatedInventory, todo: list[int], files, sizes, specs, nam
     )
     embedded = _pool(chunks, specs, names, plan, len(todo))
     blocks, failure = [], None
-    commit = _Committer([files[i] for i in todo], [sizes[i] for i in todo])
+    commit = ChunkCommitter([files[i] for i in todo], [sizes[i] for i in todo])
     try:
         for bundle in embedded.iter_internal_ref_bundles():
             for entry in bundle.blocks:
@@ -198,20 +198,6 @@ def _run_pool(inv: ValidatedInventory, todo: list[int], files, sizes, specs, nam
     if failure is not None:
         raise RuntimeError(f"embedding failed: {failure}")
     return blocks
-
-
-class _Committer:
-    """Renames each chunk's staged file to its final name once all its rows have arrived."""
-
-    def __init__(self, files: Sequence[Path], sizes: Sequence[int]) -> None:
-        self.files, self.ends = list(files), np.cumsum(sizes)
-        self.rows, self.next = 0, 0
-
-    def received(self, rows: int) -> None:
-        self.rows += rows
-        while self.next < len(self.files) and self.rows >= self.ends[self.next]:
-            commit_chunk(self.files[self.next])
-            self.next += 1
 
 
 def _pool(chunks: list, specs, names, plan: dict, n_chunks: int):
