@@ -18,13 +18,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from riskrank.index.checksums import checksum_files
 from riskrank.index.chunks import WORK, chunk_files
+from riskrank.index.content_digest import signal_base_dirs
 from riskrank.index.engine import (
     BuiltSignal,
     Embedding,
     Engine,
     ValidItems,
-    chunk_ids,
+    chunk_keys,
     resolve_engine,
 )
 from riskrank.index.manifest import MANIFEST, sha256_file, write_manifest
@@ -191,12 +193,13 @@ def build_index(
     path = prepare_directory(path, overwrite)
     t0 = time.time()
     with engine.session(show_progress):
-        valid = engine.read(inventory, require_text=requires_text(signals))
+        valid = engine.read(
+            inventory, require_text=requires_text(signals), base_dirs=signal_base_dirs(signals)
+        )
+        # Chunks are named by their rows' content, not their ids: a chunk embedded from other
+        # texts (or other image files) under the same ids is never reused.
         files = chunk_files(
-            path / WORK,
-            chunk_ids(valid.items, chunk_size, ITEM_ID),
-            [s.describe() for s in signals],
-            names,
+            path / WORK, chunk_keys(valid.keys, chunk_size), [s.describe() for s in signals], names
         )
         (path / WORK).mkdir(parents=True, exist_ok=True)
         emb = engine.embed(
@@ -229,6 +232,7 @@ def build_index(
             "items": {"input": valid.n_in, "indexed": indexed, "quarantined": quarantine.num_rows},
             "signals": entries,
             **engine.manifest(),
+            "files": checksum_files(path, ["items.parquet", "quarantine.parquet"]),
         },
     )
     shutil.rmtree(path / WORK, ignore_errors=True)

@@ -30,6 +30,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from riskrank.index.chunks import Encoded, concat_chunks, embed_chunk, load_chunk, save_chunk
+from riskrank.index.content_digest import row_digests
 from riskrank.index.schema import validate_inventory
 from riskrank.index.signals.base import Signal
 from riskrank.index.store import InventoryIndex
@@ -43,6 +44,7 @@ class ValidItems:
     items: pa.Table  # valid rows in input order (content columns may still be there)
     quarantined: pa.Table  # index.schema.QUARANTINE_SCHEMA rows
     n_in: int  # rows read
+    keys: list[str]  # per valid row, index.content_digest.row_digests (what chunks are named by)
     source: object = None  # the engine's own handle on the rows (Ray: blocks in the store)
 
 
@@ -80,7 +82,7 @@ class Engine(Protocol):
 
     def session(self, show_progress: bool) -> contextlib.AbstractContextManager: ...
 
-    def read(self, inventory, *, require_text: bool) -> ValidItems: ...
+    def read(self, inventory, *, require_text: bool, base_dirs: list) -> ValidItems: ...
 
     def embed(
         self,
@@ -119,9 +121,10 @@ class LocalEngine:
     def session(self, show_progress: bool) -> Iterator[None]:
         yield
 
-    def read(self, inventory: TableLike, *, require_text: bool) -> ValidItems:
+    def read(self, inventory: TableLike, *, require_text: bool, base_dirs: list) -> ValidItems:
         items, quarantined = validate_inventory(inventory, require_text=require_text)
-        return ValidItems(items, quarantined, items.num_rows + quarantined.num_rows)
+        keys = row_digests(items, base_dirs=base_dirs)
+        return ValidItems(items, quarantined, items.num_rows + quarantined.num_rows, keys)
 
     def embed(
         self,
@@ -196,9 +199,8 @@ def resolve_engine(engine: str | Engine) -> Engine:
     raise ValueError(f"engine: expected one of {list(ENGINES)} or an Engine, got {engine!r}")
 
 
-def chunk_ids(items: pa.Table, chunk_size: int, id_column: str) -> list[Sequence[object]]:
-    """The item ids of each chunk of ``chunk_size`` consecutive valid items (every engine's)."""
+def chunk_keys(keys: Sequence[str], chunk_size: int) -> list[Sequence[str]]:
+    """The row keys of each chunk of ``chunk_size`` consecutive valid items (every engine's)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size: expected >= 1, got {chunk_size}")
-    ids = items.column(id_column).to_pylist()
-    return [ids[s : s + chunk_size] for s in range(0, len(ids), chunk_size)]
+    return [keys[s : s + chunk_size] for s in range(0, len(keys), chunk_size)]

@@ -20,15 +20,23 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.build import build_index
+from riskrank.index.content_digest import build_digest
 from riskrank.index.engine import Engine, resolve_engine
-from riskrank.index.manifest import MANIFEST, ids_digest
+from riskrank.index.manifest import MANIFEST, write_text_atomic
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.rank.engine import resolve_sweep_engine
-from riskrank.rank.model import RiskModel
+from riskrank.rank.input_checks import (
+    check_budget,
+    check_history_trainable,
+    history_rows_not_indexed,
+    protect_metadata,
+)
+from riskrank.rank.model import RiskModel, check_model_dir
+from riskrank.rank.output_lock import holds_output_lock
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
 from riskrank.recall.history import ReviewedExemplars, validate_history
@@ -47,22 +55,23 @@ def open_or_build_index(
     engine: str | Engine = "local",
     **build_kw,
 ) -> InventoryIndex:
-    """Reuse ``path`` if it indexes exactly this inventory and the engine can reopen it;
-    otherwise (re)build with ``build_index`` (``build_kw``), resuming finished chunks."""
+    """Reuse ``path`` if it indexes exactly this inventory (same rows, same content, same
+    image files, same encoders: ``build_digest``) and the engine can reopen it; otherwise
+    (re)build with ``build_index`` (``build_kw``), resuming finished chunks."""
     engine = resolve_engine(engine)
-    digest, stamp = "", path / "inventory.digest"
+    digest, stamp = None, path / "inventory.digest"
     if engine.reopens:  # an engine that reads the inventory itself is not made to load it here
         inventory = as_table(inventory, what="inventory")
-        if ITEM_ID in inventory.column_names:
-            digest = ids_digest(inventory.column(ITEM_ID).to_pylist())
+        digest = build_digest(inventory, signals)
         if (path / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
             return InventoryIndex.load(path, signals={s.name: s for s in signals})
     index = build_index(inventory, path, signals=signals, engine=engine, overwrite=True, **build_kw)
-    if engine.reopens:
-        stamp.write_text(digest)
+    if digest is not None:
+        write_text_atomic(digest, stamp)
     return index
 
 
+@holds_output_lock("model_dir", what="model directory")
 def train(
     history: TableLike,
     seeds: SeedSet | TableLike,
@@ -85,8 +94,10 @@ def train(
     precision that an automatic action must hold (default 0.95).
     """
     model_dir = Path(model_dir)
+    check_model_dir(model_dir)  # a user's own directory is refused before it is written to
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     hist, quarantined = validate_history(history)
+    check_history_trainable(hist)  # before minutes of embedding, not after
     signals = signals or [TextEmbeddingSignal()]
     # One index row per reviewed item, however many policies reviewed it.
     ids = hist.column(ITEM_ID).to_pylist()
@@ -94,10 +105,19 @@ def train(
     for i, item_id in enumerate(ids):
         first.setdefault(item_id, i)
     content_cols = [c for c in hist.column_names if c not in ("policy", "verdict", "sweep_id")]
-    items = hist.take(pa.array(list(first.values()))).select(content_cols)
+    items = hist.take(pa.array(list(first.values()), pa.int64())).select(content_cols)
+    items = protect_metadata(items, what="history")
     hindex = open_or_build_index(
         items, model_dir / "history_index", signals, show_progress=show_progress
     )
+    # Reviews of items that could not be indexed take no part in training: count them.
+    dropped = history_rows_not_indexed(hist, hindex.quarantine)
+    quarantined = pa.concat_tables([quarantined, dropped])
+    if dropped.num_rows:
+        gone = set(dropped.column(ITEM_ID).to_pylist())
+        usable = pa.array([i not in gone for i in ids], pa.bool_())
+        after = " once items without usable content are set aside"
+        check_history_trainable(hist.filter(usable), warn=False, after=after)
     exemplars = {}
     for name, si in hindex.signals.items():
         pos_of = {item_id: p for p, item_id in enumerate(si.ids)}
@@ -135,11 +155,10 @@ def train(
         "k": k,
         "seconds": round(time.time() - t0, 2),
     }
-    write_parquet(quarantined, model_dir / "history_quarantine.parquet")
     model = RiskModel(
         ranker, [hindex.signals[s.name].signal for s in signals], exemplars, info, lexical
     )
-    model.save(model_dir)
+    model.save(model_dir, tables={"history_quarantine": quarantined})
     return model
 
 
@@ -154,6 +173,7 @@ class SweepResult:
     out_dir: Path | None = None
 
 
+@holds_output_lock("out_dir", what="sweep output directory")
 def sweep(
     inventory: TableLike,
     seeds: SeedSet | TableLike,
@@ -189,11 +209,17 @@ def sweep(
     after a crash, under either engine, resumes the embedding where it stopped.
     """
     t0 = time.time()
+    check_budget(budget)
     engine = resolve_sweep_engine(engine)
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
     set_image_base_dir(model, image_base_dir)  # Ray's actors get it from the model's signals
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     out = Path(out_dir) if out_dir else Path(_tmpdir())
+    if engine.reopens:
+        # Metadata named like the pipeline's own columns is renamed, not overwritten. (An
+        # engine that reads the inventory itself, Ray, is given it as it is: main's sweep_ray
+        # did not rename either.)
+        inventory = protect_metadata(as_table(inventory, what="inventory"))
     with engine.cluster(show_progress):
         index = open_or_build_index(
             inventory,
@@ -262,7 +288,8 @@ def finish_sweep(
         "items_not_recalled": n_indexed - recalled,
         "candidates": cands.num_rows,
         "queued": queue.num_rows,
-        "coverage": round(queue.num_rows / n_indexed, 4) if n_indexed else 0.0,
+        # share of the indexed inventory that was scored and so could be queued (budget aside)
+        "coverage": round(recalled / n_indexed, 4) if n_indexed else 0.0,
         "policies": seeds.policies,
         **decisions,
         "seconds": {

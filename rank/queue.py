@@ -95,8 +95,8 @@ def build_queue(
     n = candidates.num_rows
     if len(scored) != n:
         raise ValueError(f"scored: {len(scored)} rows for {n} candidates")
-    if n == 0:
-        return pa.table({c: pa.array([], pa.string()) for c in ("item_id", "policy")})
+    if n == 0:  # the full schema, so reports and readers of an empty queue need no special case
+        return QUEUE_SCHEMA.empty_table()
     scores, proba, reasons, variant = scored.scores, scored.proba, scored.reasons, scored.variant
     ids = np.asarray(candidates.column("item_id").to_pylist(), dtype=object)
     pols = np.asarray(candidates.column("policy").to_pylist(), dtype=object)

@@ -195,9 +195,10 @@ class RayEngine:
         with ordered_data_context(show_progress):
             yield
 
-    def read(self, inventory, *, require_text: bool) -> ValidItems:
-        inv = read_inventory(inventory, require_text=require_text)
-        return ValidItems(inv.items, quarantine_table(inv.quarantined), inv.n_in, source=inv)
+    def read(self, inventory, *, require_text: bool, base_dirs: list) -> ValidItems:
+        inv = read_inventory(inventory, require_text=require_text, base_dirs=base_dirs)
+        quarantine = quarantine_table(inv.quarantined)
+        return ValidItems(inv.items, quarantine, inv.n_in, inv.keys, source=inv)
 
     def embed(
         self,

@@ -174,15 +174,23 @@ def cmd_recall(args) -> int:
     from riskrank.index.tables import write_parquet
     from riskrank.recall.recaller import recall
 
-    exemplars = lexical = None
+    exemplars = lexical = signals = None
     if args.model:
+        from riskrank.index.store import IndexMismatchError
         from riskrank.rank.pipeline import RiskModel
 
         model = RiskModel.load(args.model)
         exemplars, lexical = model.exemplars, model.lexical
-    cands = recall(
-        InventoryIndex.load(args.index), args.seeds, k=args.k, exemplars=exemplars, lexical=lexical
-    )
+        # The model's exemplars live in its encoders' spaces: the index must share them.
+        signals = {s.name: s for s in model.signals}
+    index = InventoryIndex.load(args.index, signals=signals)
+    missing = sorted(set(signals or ()) - set(index.signals))
+    if missing:
+        raise IndexMismatchError(
+            f"index {args.index} lacks the model's signals {missing} (it has "
+            f"{sorted(index.signals)}); build it with the model's signals"
+        )
+    cands = recall(index, args.seeds, k=args.k, exemplars=exemplars, lexical=lexical)
     write_parquet(cands, args.out)
     _print_table([("candidates", cands.num_rows), ("written", str(args.out))], "recall")
     return 0
@@ -205,7 +213,8 @@ def cmd_train(args) -> int:
             *[
                 (
                     f"remove/act threshold ({p})",
-                    "none: history cannot show the target, always escalate"
+                    f"none: always escalate (best held-out cut: {t.n_selected} items, "
+                    f"precision lower bound {t.precision_lcb or 0:.3f} < {t.precision_target})"
                     if t.threshold is None
                     else f"P >= {t.threshold:.3f} (held-out precision {t.precision:.3f}, "
                     f"95% lower bound {t.precision_lcb:.3f}, {t.n_selected} of {t.n_heldout})",
@@ -247,7 +256,7 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
         (k.replace("_", " "), report[k])
         for k in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
     ]
-    rows.append(("coverage (queued / indexed)", f"{report.get('coverage', 0):.1%}"))
+    rows.append(("coverage (recalled / indexed)", f"{report.get('coverage', 0):.1%}"))
     rows.append(("seconds", report["seconds"]["total"]))
     if quality:
         rows += [(k, v) for k, v in quality.items() if k not in ("items", "positives")]
@@ -375,10 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from riskrank.rank.output_lock import OutputLockedError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError, OutputLockedError) as exc:
         print(f"riskrank: error: {exc}", file=sys.stderr)
         return 2
 

@@ -11,6 +11,7 @@ from riskrank.index.tables import SchemaError
 from riskrank.rank.app.cli import main
 from riskrank.rank.evaluation.metrics import average_precision
 from riskrank.rank.evaluation.report import evaluate, score_population
+from riskrank.rank.model_store import MODEL_JSON, seal
 from riskrank.rank.pipeline import RiskModel, sweep
 
 
@@ -284,5 +285,10 @@ def test_model_without_thresholds_is_refused(tmp_path, trained_model):
     meta = json.loads(meta_path.read_text())
     meta["format"] = "riskrank.RiskRanker/1"
     meta_path.write_text(json.dumps(meta))
+    # Re-seal, as an older riskrank would have saved it: the format check must refuse it,
+    # not the checksum check.
+    model_json = json.loads((tmp_path / "m" / MODEL_JSON).read_text())
+    model_json.pop("checksums")
+    seal(tmp_path / "m", model_json)
     with pytest.raises(ValueError, match="retrain"):
         RiskModel.load(tmp_path / "m")
