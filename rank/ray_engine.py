@@ -42,6 +42,7 @@ from riskrank.rank.pipeline import (
     finish_sweep,
     set_image_base_dir,
 )
+from riskrank.rank.reviewed import mark_reviewed
 from riskrank.recall.candidates import KEY_COLUMNS
 from riskrank.recall.recaller import DEFAULT_K, recall
 from riskrank.recall.seeds import SeedSet
@@ -162,6 +163,7 @@ def sweep_ray(
     max_retries: int = 3,
     embedder: type[ItemEmbedder] = ItemEmbedder,
     embedder_kwargs: dict | None = None,
+    include_reviewed: bool = False,
     show_progress: bool = True,
 ) -> SweepResult:
     """``rank.pipeline.sweep`` on a Ray cluster: the same queue, the same files in ``out_dir``.
@@ -172,7 +174,7 @@ def sweep_ray(
     new local one, shut down at the end. ``image_base_dir``: as in ``sweep``. The index
     arguments (``num_shards``, ``chunk_size``, ``concurrency``, ``cpus_per_actor``, ``use_gpu``,
     the fault knobs, ``embedder``) are ``index.ray_engine.build.build_index_ray``'s;
-    ``rank_chunk_size``: candidates per ranking task.
+    ``rank_chunk_size``: candidates per ranking task. ``include_reviewed``: as in ``sweep``.
 
     The index is written to ``out_dir/index`` (one FAISS file and one vector file per shard);
     ``index.store.InventoryIndex.load`` opens it without Ray.
@@ -235,6 +237,7 @@ def sweep_ray(
         "recall": t_recall,
         "rank": time.time() - t0 - t_index - t_recall,
     }
+    cands = mark_reviewed(cands, model.reviewed, inventory, model.signals)
     return finish_sweep(
         cands,
         scored,
@@ -245,6 +248,7 @@ def sweep_ray(
         out_dir=out if out_dir else None,
         budget=budget,
         extra={"engine": "ray", "ray": cluster},
+        include_reviewed=include_reviewed,
     )
 
 
