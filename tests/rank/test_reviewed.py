@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from riskrank.rank.app.cli import main
 from riskrank.rank.model import RiskModel
 from riskrank.rank.pipeline import sweep
-from riskrank.rank.reviewed import content_digests
+from riskrank.rank.reviewed import content_digests, mark_reviewed
 
 
 def _inventory(history: pa.Table, inventory_items: pa.Table) -> tuple[pa.Table, set, set]:
@@ -122,3 +122,24 @@ def test_cli_include_reviewed(tmp_path, history, inventory_items, seeds, hashing
     assert main(["sweep", *common, "--out", str(tmp_path / "b"), "--include-reviewed"]) == 0
     ids = set(pq.read_table(tmp_path / "b" / "queue.parquet")["item_id"].to_pylist())
     assert unchanged <= ids
+
+
+def test_parquet_inventory_is_marked_as_a_table_is(
+    tmp_path, history, inventory_items, hashing_model
+):
+    """The Ray engine hands over Parquet files or a directory: the marks must not differ."""
+    inv, changed, unchanged = _inventory(history, inventory_items)
+    (tmp_path / "inv").mkdir()
+    pq.write_table(inv.slice(0, 50), tmp_path / "inv" / "part-0.parquet")
+    pq.write_table(inv.slice(50), tmp_path / "inv" / "part-1.parquet")
+    ids = inv["item_id"].to_pylist()
+    cands = pa.table({"item_id": ids, "policy": ["scam"] * len(ids)})
+    signals = hashing_model.signals
+    as_table = mark_reviewed(cands, hashing_model.reviewed, inv, signals)
+    for source in (tmp_path / "inv", sorted((tmp_path / "inv").glob("*.parquet"))):
+        marked = mark_reviewed(cands, hashing_model.reviewed, source, signals)
+        assert marked.equals(as_table)
+    status = dict(zip(ids, as_table["reviewed"].to_pylist()))
+    assert {status[i] for i in changed} == {"changed"}
+    assert {status[i] for i in unchanged} == {"unchanged"}
+    assert sum(s == "" for s in status.values()) == inventory_items.num_rows
