@@ -36,7 +36,7 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -159,13 +159,16 @@ class RayIndex:
     items: pa.Table
     quarantine: pa.Table
     evidence: dict[str, pa.Table]  # per signal that records per-item evidence (PDQ quality)
+    # Per signal, its runtime options (image base_dir): seeds embedded through this index read
+    # their image paths from the same directory the items came from (index/paths.py).
+    options: dict[str, dict] = field(default_factory=dict)
 
     def as_inventory_index(self) -> InventoryIndex:
         """An ``InventoryIndex`` whose searches and vector reads go to the shard actors (usable
         in Ray tasks on any node: it holds actor handles and the item table, not paths)."""
         signals = {
             name: SignalIndex(
-                signal_from_manifest(entry),
+                signal_from_manifest(entry).set_runtime_options(**self.options.get(name, {})),
                 entry,
                 self.indexes[name],
                 self.ids[name],
@@ -315,7 +318,9 @@ def build_index_ray(
     }
     manifest = json.loads(write_manifest(path, manifest).read_text())
     shutil.rmtree(path / WORK, ignore_errors=True)
-    return RayIndex(path, manifest, indexes, sig_ids, indexed, quarantine, evidence)
+    return RayIndex(
+        path, manifest, indexes, sig_ids, indexed, quarantine, evidence, plan["options"]
+    )
 
 
 __all__ = ["ItemEmbedder", "RayIndex", "build_index_ray", "plan_cluster"]

@@ -25,6 +25,7 @@ from riskrank.index.chunks import (
     save_chunk,
     vectors_of,
 )
+from riskrank.index.content_digest import base_dirs_of, row_digests
 from riskrank.index.ray_engine.inventory import SAVE_TO, ValidatedInventory
 from riskrank.index.signals.base import Signal, signal_from_manifest
 from riskrank.index.store import IndexMismatchError
@@ -137,7 +138,12 @@ def embed_chunks(
     saved: list[str | None] = [None] * len(chunk_ids)
     if work is not None:
         work.mkdir(parents=True, exist_ok=True)
-        saved = [str(f) for f in chunk_files(work, chunk_ids, specs, names)]
+        # Named by content, as the local engine names them: a chunk embedded from other texts
+        # under the same ids is not reused. (Only the driver's columns count: image_bytes
+        # stay on the workers.)
+        keys = row_digests(inv.items, base_dirs=base_dirs_of(plan["options"].values()))
+        keyed = [keys[s : s + size] for s in range(0, len(keys), size)]
+        saved = [str(f) for f in chunk_files(work, keyed, specs, names)]
     done = [i for i, path in enumerate(saved) if path and Path(path).exists()]
     todo = [i for i in range(len(chunk_ids)) if i not in set(done)]
     fresh = _run_pool(inv, todo, saved, specs, names, plan) if todo else []
