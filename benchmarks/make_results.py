@@ -9,6 +9,8 @@ PARTS = [
     ("images.md", "Images: PDQ near-duplicate recall and CPU throughput (issue: images)"),
     ("ray.md", "Ray engine vs single machine (issue: scale-out)"),
     ("kill.md", "kill -9 trials: retrain and sweep (issue: hardening)"),
+    ("calibration.md", "Decisions: calibration and automatic actions (issue 11)"),
+    ("lexical_fit.md", "Training the lexical probe (issue 11, item 5)"),
 ]
 INTRO = """# riskrank results
 

@@ -76,7 +76,9 @@ def test_prior_shift_re_estimates_the_base_rate():
 def test_threshold_uses_a_lower_confidence_bound():
     # 20 hits out of 20: point precision 1.0, but 20 reviews cannot show 0.95 at 95%.
     p = np.linspace(0.99, 0.5, 20)
-    assert choose_threshold(p, np.ones(20, bool), 0.95).threshold is None
+    none = choose_threshold(p, np.ones(20, bool), 0.95)
+    assert none.threshold is None
+    assert none.n_selected == 20 and none.precision == 1.0 and none.precision_lcb < 0.95
     # 200 held-out rows, the top 100 all violating: the deepest cut whose bound holds is
     # chosen, and one more row would break it.
     p = np.linspace(1, 0, 200, endpoint=False)
@@ -130,7 +132,7 @@ def test_ranker_records_thresholds_per_policy_and_refuses_old_models(tmp_path):
     assert scam.precision_lcb >= 0.95
     assert loans.precision_target == 0.999 and loans.threshold is None  # 60 rows cannot show it
     test, y = _candidates(3000, 5)
-    cal = ranker.calibrate(*ranker._raw(test), test["policy"].to_pylist())
+    cal = ranker.calibrate(ranker.predict(test), ranker.variants(test), test["policy"].to_pylist())
     assert set(cal.calibration) == {"policy_history"}
     acted = cal.proba >= scam.threshold
     assert acted.sum() > 50 and y[acted].mean() >= 0.95
@@ -152,7 +154,7 @@ def test_cold_policy_does_not_inherit_the_training_base_rate():
     # History: 10% violations. A new policy's sweep: 50%. The cold path must not say 10%.
     ranker = RiskRanker(n_estimators=60).fit(_candidates(3000, 0, base_rate=0.1)[0])
     cold, y = _candidates(3000, 7, policy="new", with_history=False, base_rate=0.5)
-    cal = ranker.calibrate(*ranker._raw(cold), cold["policy"].to_pylist())
+    cal = ranker.calibrate(ranker.predict(cold), ranker.variants(cold), cold["policy"].to_pylist())
     assert set(cal.calibration) == {"transferred"}
     assert np.isnan(cal.action_threshold).all()  # never an automatic action
     assert cal.base_rates["new"] == pytest.approx(0.5, abs=0.1)
