@@ -3,7 +3,7 @@
 
 Each size runs in a fresh child process (so its peak RSS is its own) through the product's
 own steps, the ones ``rank.pipeline.sweep`` chains: ``build_index`` (validate, encode in
-chunks, FAISS build, write), ``recall`` and the ranker (``score_candidates`` +
+chunks, FAISS build, write), ``recall`` and the ranker (``RiskRanker.score`` +
 ``finish_sweep``). A thread samples the process's RSS every 20 ms and keeps each stage's peak.
 
 The encoder is a STAND-IN, so that everything else is what is measured: scikit-learn's
@@ -161,7 +161,7 @@ def run_one(n: int, workdir: Path) -> dict:
 
     from riskrank.index.build import build_index
     from riskrank.index.signals.text import TextEmbeddingSignal
-    from riskrank.rank.pipeline import finish_sweep, score_candidates, train
+    from riskrank.rank.pipeline import finish_sweep, train
     from riskrank.recall.recaller import recall
 
     faiss.omp_set_num_threads(2)
@@ -184,7 +184,7 @@ def run_one(n: int, workdir: Path) -> dict:
     )
     t["recall"], c["recall"] = time.perf_counter(), time.process_time()
     sampler.enter("rank")
-    scored = score_candidates(model, cands)
+    scored = model.ranker.score(cands)  # what the local sweep engine does
     seconds = {"index": t["index"] - t["make inventory"], "recall": t["recall"] - t["index"]}
     result = finish_sweep(
         cands,
