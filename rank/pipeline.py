@@ -25,6 +25,7 @@ from riskrank.index.tables import SchemaError, TableLike, as_table, write_parque
 from riskrank.rank.model import RiskModel
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker
+from riskrank.rank.reasons import explain_queue
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
 from riskrank.recall.recaller import recall
@@ -228,6 +229,7 @@ def sweep(
         seconds,
         out_dir=out if out_dir else None,
         budget=budget,
+        model=model,
     )
 
 
@@ -251,14 +253,18 @@ def finish_sweep(
     out_dir: Path | None,
     budget: int | None,
     extra: dict | None = None,
+    model: RiskModel | None = None,
 ) -> SweepResult:
     """The end every sweep engine shares: queue, report (``extra`` keys added), the item
     accounting check, and the files in ``out_dir``.
 
-    ``scored``: what ``score_candidates`` returns; ``manifest``: the index's.
+    ``scored``: what ``score_candidates`` returns; ``manifest``: the index's. ``model``: adds
+    the reviewer-facing reasons (rank/reasons.py) to the queue.
     """
     scores, proba, reasons, variant = scored
     queue = build_queue(cands, scores, proba, reasons, variant, budget=budget)
+    if model is not None:
+        queue = explain_queue(queue, cands, model, seeds)
     n_indexed = int(manifest["items"]["indexed"])
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     report = {

@@ -245,6 +245,7 @@ def sweep_ray(
         out_dir=out if out_dir else None,
         budget=budget,
         extra={"engine": "ray", "ray": cluster},
+        model=model,
     )
 
 

@@ -1,0 +1,193 @@
+"""Which words of an item drove its score, with character offsets a UI can highlight.
+
+Two kinds of span:
+
+* ``lexical``: words whose n-grams carry the lexical probe's log-odds (recall/lexical.py). The
+  probe is linear, so its score minus the intercept is exactly the sum over hashed features of
+  ``coef * tfidf``; each feature's share is handed to the words it came from (a word bigram
+  splits it between its two words, a character n-gram belongs to the word it lies in, a
+  feature seen several times splits it between its occurrences). Summing per word type and
+  keeping the strongest few gives phrases that really move the probe.
+* ``seed``: runs of at least two words the item shares with its closest seed, word for word.
+
+>>> spans = lexical_spans(probe.coefs["scam"][0], "Guaranteed approval, no credit check")
+... # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pyarrow as pa
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
+from sklearn.utils import murmurhash3_32
+
+from riskrank.recall.lexical import N_FEATURES, lexical_features
+
+# sklearn's default token pattern: what the probe's word n-grams are made of.
+TOKEN = re.compile(r"(?u)\b\w\w+\b")
+# char_wb n-grams never cross whitespace, so a whitespace-separated word owns its n-grams.
+WORD = re.compile(r"\S+")
+MAX_FLAGGED_WORDS = 6  # word types highlighted per item: enough to act on, few enough to read
+MIN_SHARED_TOKENS = 2
+
+SPAN_TYPE = pa.struct(
+    [
+        pa.field("start", pa.int32()),
+        pa.field("end", pa.int32()),
+        pa.field("phrase", pa.string()),
+        pa.field("source", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Span:
+    """``text[start:end] == phrase``; ``source`` is ``lexical`` or ``seed``."""
+
+    start: int
+    end: int
+    phrase: str
+    source: str
+    weight: float = 0.0
+
+    def as_row(self) -> dict:
+        return {"start": self.start, "end": self.end, "phrase": self.phrase, "source": self.source}
+
+
+@lru_cache(maxsize=1)
+def _char_analyzer():
+    # The same settings as the probe's character half (recall/lexical.py).
+    return HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5)).build_analyzer()
+
+
+@lru_cache(maxsize=200_000)
+def _char_features(word: str) -> tuple[int, ...]:
+    return tuple(N_FEATURES + _hash(g) for g in _char_analyzer()(word))
+
+
+def _hash(gram: str) -> int:
+    return abs(murmurhash3_32(gram, seed=0)) % N_FEATURES
+
+
+def word_contributions(coef: np.ndarray, text: str) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Whitespace-separated words of ``text`` (start, end) and each one's share of the probe's
+    log-odds (they sum to the probe score minus its intercept)."""
+    words = [(m.start(), m.end()) for m in WORD.finditer(text)]
+    scores = np.zeros(len(words))
+    if not words:
+        return words, scores
+    row = lexical_features([text])
+    value = dict(zip(row.indices.tolist(), (row.data * coef[row.indices]).tolist()))
+    starts = np.array([s for s, _ in words])
+
+    def owner(offset: int) -> int:
+        return int(np.searchsorted(starts, offset, side="right") - 1)
+
+    occurrences: list[tuple[int, tuple[int, ...]]] = []  # (feature, words it belongs to)
+    tokens = [(owner(m.start()), m.group().lower()) for m in TOKEN.finditer(text)]
+    for i, (w, tok) in enumerate(tokens):
+        occurrences.append((_hash(tok), (w,)))
+        if i + 1 < len(tokens):
+            occurrences.append((_hash(tok + " " + tokens[i + 1][1]), (w, tokens[i + 1][0])))
+    for w, (s, e) in enumerate(words):
+        occurrences += [(f, (w,)) for f in _char_features(text[s:e])]
+    count = Counter(f for f, _ in occurrences)
+    for f, owners in occurrences:
+        share = value.get(f, 0.0) / count[f] / len(owners)
+        for w in owners:
+            scores[w] += share
+    return words, scores
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    """Drop punctuation around a word ("approval," -> "approval") unless nothing is left."""
+    inner = re.search(r"\w(.*\w)?", text[start:end], re.S)
+    return (start + inner.start(), start + inner.end()) if inner else (start, end)
+
+
+def lexical_spans(coef: np.ndarray, text: str, *, max_words: int = MAX_FLAGGED_WORDS) -> list[Span]:
+    """Every occurrence of the ``max_words`` word types that add most to the probe's score,
+    adjacent ones merged into phrases; each span's weight is its words' contribution."""
+    if not text or not text.strip():
+        return []
+    words, scores = word_contributions(coef, text)
+    by_type: dict[str, float] = defaultdict(float)
+    keys = []
+    for (s, e), score in zip(words, scores):
+        a, b = _trim(text, s, e)
+        keys.append(text[a:b].lower())
+        by_type[keys[-1]] += score
+    top = sorted((k for k, v in by_type.items() if v > 0), key=lambda k: -by_type[k])
+    chosen = set(top[:max_words])
+    spans: list[Span] = []
+    run: list[int] = []
+    for w in range(len(words) + 1):
+        if w < len(words) and keys[w] in chosen:
+            run.append(w)
+            continue
+        if run:
+            start, _ = _trim(text, *words[run[0]])
+            _, end = _trim(text, *words[run[-1]])
+            weight = float(sum(scores[r] for r in run))
+            spans.append(Span(start, end, text[start:end], "lexical", weight))
+            run = []
+    return spans
+
+
+def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHARED_TOKENS):
+    """Runs of ``min_tokens``+ words ``text`` shares with ``seed_text`` (case-insensitive),
+    skipping runs made only of stop words."""
+    if not text or not seed_text:
+        return []
+    seed_tokens = [m.group().lower() for m in TOKEN.finditer(seed_text)]
+    grams = {
+        tuple(seed_tokens[i : i + min_tokens]) for i in range(len(seed_tokens) - min_tokens + 1)
+    }
+    tokens = list(TOKEN.finditer(text))
+    low = [m.group().lower() for m in tokens]
+    n = min_tokens - 1  # links: token i starts a shared n-gram; a chain of links is one run
+    link = [tuple(low[i : i + min_tokens]) in grams for i in range(len(tokens) - n)]
+    spans = []
+    i = 0
+    while i < len(link):
+        if not link[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(link) and link[j + 1]:
+            j += 1
+        first, last = i, j + n
+        if any(t not in ENGLISH_STOP_WORDS for t in low[first : last + 1]):
+            start, end = tokens[first].start(), tokens[last].end()
+            spans.append(Span(start, end, text[start:end], "seed", float(last + 1 - first)))
+        i = j + 1
+    return spans
+
+
+def flagged_phrases(spans: list[Span], limit: int = 5) -> list[str]:
+    """Distinct phrases, strongest first (lexical by contribution, then shared seed runs)."""
+    total: dict[str, float] = defaultdict(float)
+    for s in spans:
+        if s.source == "lexical":
+            total[s.phrase.lower()] += s.weight
+    shared = [
+        s.phrase.lower() for s in sorted(spans, key=lambda s: -s.weight) if s.source == "seed"
+    ]
+    ordered = sorted(total, key=lambda p: -total[p]) + shared
+    return list(dict.fromkeys(ordered))[:limit]
+
+
+def delete_spans(text: str, spans: list[Span]) -> str:
+    """``text`` with every span cut out (overlaps merged): what the faithfulness check scores."""
+    keep, pos = [], 0
+    for s in sorted(spans, key=lambda s: s.start):
+        if s.start > pos:
+            keep.append(text[pos : s.start])
+        pos = max(pos, s.end)
+    keep.append(text[pos:])
+    return " ".join(" ".join(keep).split())
