@@ -75,25 +75,8 @@ def test_delete_spans_merges_overlaps():
     assert delete_spans(text, spans) == "win today"
 
 
-@pytest.fixture(scope="module")
-def explained(tmp_path_factory, inventory_items, seeds, trained_model):
-    from riskrank.rank.pipeline import sweep
-
-    hostile = pa.table(
-        {
-            "item_id": ["evil"],
-            "text": ["<script>alert(1)</script> Guaranteed loan approval, no credit check"],
-            "label": [1],
-            "advertiser": ["adv0"],
-        }
-    )
-    inv = pa.concat_tables([inventory_items, hostile])
-    out = tmp_path_factory.mktemp("sweep")
-    return inv, sweep(inv, seeds, trained_model, out_dir=out, show_progress=False)
-
-
-def test_queue_rows_carry_checkable_reasons(explained, history, seeds):
-    inv, result = explained
+def test_queue_rows_carry_checkable_reasons(explained_sweep, history):
+    inv, seeds, result = explained_sweep
     queue = result.queue
     for field in EXPLANATION_SCHEMA:
         assert queue.schema.field(field.name).type == field.type
@@ -105,13 +88,18 @@ def test_queue_rows_carry_checkable_reasons(explained, history, seeds):
         text = text_of[row["item_id"]]
         for span in row["highlight_spans"]:
             assert text[span["start"] : span["end"]] == span["phrase"]
-        assert row["closest_seed_id"] in seed_ids and row["closest_seed_policy"] == "scam"
-        assert verdict_of[row["closest_reviewed_id"]] == row["closest_reviewed_verdict"]
+        assert row["closest_seed_id"] in seed_ids
+        assert row["closest_seed_policy"] == row["policy"]
+        if row["policy"] == "scam":  # the policy with review history
+            assert verdict_of[row["closest_reviewed_id"]] == row["closest_reviewed_verdict"]
         assert row["explanation"] and "log-odds" not in row["explanation"]
         assert row["action"] in row["remediation"]
     # The scam items at the top are explained by their wording and by earlier rejections.
     assert sum(bool(r["flagged_phrases"]) for r in top) >= 15
     assert sum("rejected" in r["explanation"] for r in top) >= 10
+    # A policy without review history still gets a closest seed and a sentence.
+    cold = [r for r in queue.to_pylist() if r["policy"] == "diet"]
+    assert cold and all(r["closest_seed_id"].startswith("d") and r["explanation"] for r in cold)
     evil = next(r for r in queue.to_pylist() if r["item_id"] == "evil")
     assert any(s["source"] == "seed" for s in evil["highlight_spans"])
     assert "no credit check" in evil["explanation"]
