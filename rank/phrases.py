@@ -34,6 +34,7 @@ TOKEN = re.compile(r"(?u)\b\w\w+\b")
 WORD = re.compile(r"\S+")
 MAX_FLAGGED_WORDS = 6  # word types highlighted per item: enough to act on, few enough to read
 MIN_SHARED_TOKENS = 2
+CLAUSE_END = re.compile(r"[.,;:!?)\]]$")
 
 SPAN_TYPE = pa.struct(
     [
@@ -127,7 +128,13 @@ def lexical_spans(coef: np.ndarray, text: str, *, max_words: int = MAX_FLAGGED_W
     spans: list[Span] = []
     run: list[int] = []
     for w in range(len(words) + 1):
-        if w < len(words) and keys[w] in chosen:
+        # A run stops at a sentence or clause break: "Congratulations! You" is two phrases.
+        joined = (
+            run
+            and w < len(words)
+            and not CLAUSE_END.search(text[words[w - 1][0] : words[w - 1][1]])
+        )
+        if w < len(words) and keys[w] in chosen and (not run or joined):
             run.append(w)
             continue
         if run:
@@ -135,7 +142,7 @@ def lexical_spans(coef: np.ndarray, text: str, *, max_words: int = MAX_FLAGGED_W
             _, end = _trim(text, *words[run[-1]])
             weight = float(sum(scores[r] for r in run))
             spans.append(Span(start, end, text[start:end], "lexical", weight))
-            run = []
+            run = [w] if w < len(words) and keys[w] in chosen else []
     return spans
 
 
@@ -169,17 +176,22 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
     return spans
 
 
-def flagged_phrases(spans: list[Span], limit: int = 5) -> list[str]:
-    """Distinct phrases, strongest first (lexical by contribution, then shared seed runs)."""
+def flagged_phrases(spans: list[Span], text: str, limit: int = 5) -> list[str]:
+    """What is highlighted, as distinct phrases strongest first: overlapping or touching
+    spans of either source are merged (what a reader sees as one mark is one phrase); a
+    phrase's weight is its lexical contribution plus a bonus per shared-seed word."""
+    merged: list[list] = []  # [start, end, weight]
+    for s in sorted(spans, key=lambda s: s.start):
+        weight = s.weight if s.source == "lexical" else 0.01 * s.weight
+        if merged and s.start <= merged[-1][1] + 1 and not text[merged[-1][1] : s.start].strip():
+            merged[-1][1] = max(merged[-1][1], s.end)
+            merged[-1][2] += weight
+        else:
+            merged.append([s.start, s.end, weight])
     total: dict[str, float] = defaultdict(float)
-    for s in spans:
-        if s.source == "lexical":
-            total[s.phrase.lower()] += s.weight
-    shared = [
-        s.phrase.lower() for s in sorted(spans, key=lambda s: -s.weight) if s.source == "seed"
-    ]
-    ordered = sorted(total, key=lambda p: -total[p]) + shared
-    return list(dict.fromkeys(ordered))[:limit]
+    for start, end, weight in merged:
+        total[" ".join(text[start:end].lower().split())] += weight
+    return sorted(total, key=lambda p: -total[p])[:limit]
 
 
 def delete_spans(text: str, spans: list[Span]) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from riskrank.rank.model import RiskModel
@@ -79,7 +80,9 @@ def _group(feature: str) -> str:
     return "seed:" + feature.split("_")[0]
 
 
-def _closest_seed(row: dict, signals: list[str], contrib: dict[str, float], seeds: dict) -> dict:
+def _closest_seed(
+    row: dict, signals: list[str], contrib: dict[str, float], seeds: dict, weak: dict
+) -> dict:
     """The closest seed under the signal the ranker leaned on most (similarities of different
     signals are not comparable, contributions are)."""
     have = [s for s in signals if row.get(f"{s}_best_seed_id")]
@@ -90,6 +93,7 @@ def _closest_seed(row: dict, signals: list[str], contrib: dict[str, float], seed
     text = seed.get("text")
     return {
         "id": row[f"{sig}_best_seed_id"],
+        "weak": weak.get(sig, -np.inf),
         "policy": seed.get("policy"),
         "signal": sig,
         "similarity": _num(row, f"{sig}_best_sim"),
@@ -141,6 +145,10 @@ def _seed_clause(ev: RowEvidence) -> str | None:
     if seed["distance"] == seed["distance"]:
         return f"its {seed['signal']} hash is {seed['distance']:.0f} bits from seed {seed['id']}"
     kind = "image" if seed["signal"] != "text" else "text"
+    if not seed["similarity"] >= seed.get("weak", -np.inf):  # NaN or below: not a match
+        return (
+            f"no seed is close (nearest {seed['id']}, {kind} similarity {seed['similarity']:.2f})"
+        )
     return f"its {kind} resembles seed {seed['id']} (similarity {seed['similarity']:.2f})"
 
 
@@ -234,7 +242,8 @@ def _explain_row(
     seed_rows: dict,
     signals: list[str],
 ) -> dict:
-    seed = _closest_seed(row, signals, contrib, seed_rows)
+    weak = {s.name: float(s.match_thresholds[0]) for s in model.signals}
+    seed = _closest_seed(row, signals, contrib, seed_rows, weak)
     spans: list[Span] = []
     lexical = model.lexical
     if text and lexical is not None and row["policy"] in lexical.coefs:
@@ -244,7 +253,7 @@ def _explain_row(
     spans.sort(key=lambda s: (s.start, s.end))
     reviewed = _closest_reviewed(row, model, seed.get("signal"))
     ev = RowEvidence(spans, seed, reviewed, contrib)
-    phrases = flagged_phrases(spans)
+    phrases = flagged_phrases(spans, text or "")
     verdict = reviewed.get("verdict")
     return {
         "explanation": sentence(ev),

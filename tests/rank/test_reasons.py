@@ -62,8 +62,34 @@ def test_shared_spans_are_word_runs_common_to_item_and_seed():
     assert [s.phrase for s in spans] == ["loan approval", "no credit check", "Of the best"]
     assert all(text[s.start : s.end] == s.phrase and s.source == "seed" for s in spans)
     assert shared_spans(text, None) == [] and shared_spans("", seed) == []
-    assert flagged_phrases(spans) == ["no credit check", "of the best", "loan approval"]
+    assert flagged_phrases(spans, text) == ["no credit check", "of the best", "loan approval"]
     assert shared_spans("of the day", "of the night") == []
+
+
+def test_flagged_phrases_merge_what_reads_as_one_mark():
+    from riskrank.rank.phrases import Span
+
+    text = "Cheap Rolex, 90% off, authentic quality. Congratulations! You won"
+    spans = [
+        Span(0, 5, "Cheap", "lexical", 0.5),
+        Span(13, 20, "90% off", "lexical", 0.2),
+        Span(13, 39, "90% off, authentic quality", "seed", 4.0),
+        Span(41, 56, "Congratulations", "lexical", 0.9),
+        Span(58, 65, "You won", "lexical", 0.1),
+    ]
+    assert flagged_phrases(spans, text) == [
+        "congratulations",
+        "cheap",
+        "90% off, authentic quality",
+        "you won",
+    ]
+
+
+def test_lexical_runs_stop_at_clause_breaks(probe):
+    coef, _ = probe.coefs["scam"]
+    text = "Congratulations! You won a car. Pay a small fee to claim it today"
+    phrases = [s.phrase for s in lexical_spans(coef, text, max_words=20)]
+    assert not any("!" in p or "." in p for p in phrases), phrases
 
 
 def test_delete_spans_merges_overlaps():
