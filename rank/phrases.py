@@ -17,12 +17,13 @@ Two kinds of span:
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
+import scipy.sparse as sp
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
 from sklearn.utils import murmurhash3_32
 
@@ -67,42 +68,52 @@ def _char_analyzer():
 
 
 @lru_cache(maxsize=200_000)
-def _char_features(word: str) -> tuple[int, ...]:
-    return tuple(N_FEATURES + _hash(g) for g in _char_analyzer()(word))
+def _char_features(word: str) -> np.ndarray:
+    return np.array([N_FEATURES + _hash(g) for g in _char_analyzer()(word)], np.int64)
 
 
+@lru_cache(maxsize=500_000)
 def _hash(gram: str) -> int:
     return abs(murmurhash3_32(gram, seed=0)) % N_FEATURES
 
 
-def word_contributions(coef: np.ndarray, text: str) -> tuple[list[tuple[int, int]], np.ndarray]:
+def word_contributions(
+    coef: np.ndarray, text: str, row: sp.csr_matrix | None = None
+) -> tuple[list[tuple[int, int]], np.ndarray]:
     """Whitespace-separated words of ``text`` (start, end) and each one's share of the probe's
-    log-odds (they sum to the probe score minus its intercept)."""
+    log-odds (they sum to the probe score minus its intercept). ``row``: the text's
+    ``lexical_features`` row when the caller computed many at once."""
     words = [(m.start(), m.end()) for m in WORD.finditer(text)]
-    scores = np.zeros(len(words))
     if not words:
-        return words, scores
-    row = lexical_features([text])
-    value = dict(zip(row.indices.tolist(), (row.data * coef[row.indices]).tolist()))
+        return words, np.zeros(0)
+    row = (lexical_features([text]) if row is None else row).tocsr().copy()
+    row.sort_indices()
+    contrib = row.data * coef[row.indices]
     starts = np.array([s for s, _ in words])
-
-    def owner(offset: int) -> int:
-        return int(np.searchsorted(starts, offset, side="right") - 1)
-
-    occurrences: list[tuple[int, tuple[int, ...]]] = []  # (feature, words it belongs to)
-    tokens = [(owner(m.start()), m.group().lower()) for m in TOKEN.finditer(text)]
-    for i, (w, tok) in enumerate(tokens):
-        occurrences.append((_hash(tok), (w,)))
-        if i + 1 < len(tokens):
-            occurrences.append((_hash(tok + " " + tokens[i + 1][1]), (w, tokens[i + 1][0])))
-    for w, (s, e) in enumerate(words):
-        occurrences += [(f, (w,)) for f in _char_features(text[s:e])]
-    count = Counter(f for f, _ in occurrences)
-    for f, owners in occurrences:
-        share = value.get(f, 0.0) / count[f] / len(owners)
-        for w in owners:
-            scores[w] += share
-    return words, scores
+    tokens = list(TOKEN.finditer(text))
+    owner = np.searchsorted(starts, [m.start() for m in tokens], side="right") - 1
+    low = [m.group().lower() for m in tokens]
+    # One entry per (feature occurrence, word it belongs to); a bigram is two half entries.
+    feats = [np.array([_hash(t) for t in low], np.int64)]
+    owners, frac = [owner], [np.ones(len(low))]
+    if len(low) > 1:
+        bigrams = np.array([_hash(a + " " + b) for a, b in zip(low, low[1:])], np.int64)
+        feats += [bigrams, bigrams]
+        owners += [owner[:-1], owner[1:]]
+        frac += [np.full(len(bigrams), 0.5)] * 2
+    for w, (a, b) in enumerate(words):
+        chars = _char_features(text[a:b])
+        feats.append(chars)
+        owners.append(np.full(len(chars), w))
+        frac.append(np.ones(len(chars)))
+    feats, owners, frac = np.concatenate(feats), np.concatenate(owners), np.concatenate(frac)
+    at = np.minimum(np.searchsorted(row.indices, feats), max(len(row.indices) - 1, 0))
+    hit = (row.indices[at] == feats) if len(row.indices) else np.zeros(len(feats), bool)
+    value = np.where(hit, contrib[at] if len(contrib) else 0.0, 0.0)
+    _, inverse = np.unique(feats, return_inverse=True)
+    count = np.bincount(inverse, weights=frac)  # occurrences of each feature in the text
+    share = value * frac / count[inverse]
+    return words, np.bincount(owners, weights=share, minlength=len(words))
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
@@ -111,12 +122,18 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return (start + inner.start(), start + inner.end()) if inner else (start, end)
 
 
-def lexical_spans(coef: np.ndarray, text: str, *, max_words: int = MAX_FLAGGED_WORDS) -> list[Span]:
+def lexical_spans(
+    coef: np.ndarray,
+    text: str,
+    *,
+    max_words: int = MAX_FLAGGED_WORDS,
+    row: sp.csr_matrix | None = None,
+) -> list[Span]:
     """Every occurrence of the ``max_words`` word types that add most to the probe's score,
     adjacent ones merged into phrases; each span's weight is its words' contribution."""
     if not text or not text.strip():
         return []
-    words, scores = word_contributions(coef, text)
+    words, scores = word_contributions(coef, text, row)
     by_type: dict[str, float] = defaultdict(float)
     keys = []
     for (s, e), score in zip(words, scores):

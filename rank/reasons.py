@@ -21,6 +21,7 @@ from riskrank.rank.model import RiskModel
 from riskrank.rank.phrases import SPAN_TYPE, Span, flagged_phrases, lexical_spans, shared_spans
 from riskrank.rank.queue import QUEUE_FRONT
 from riskrank.recall.lexical import FEATURE as LEXICAL_FEATURE
+from riskrank.recall.lexical import lexical_features
 from riskrank.recall.seeds import SeedSet
 
 EXCERPT_CHARS = 200
@@ -214,14 +215,17 @@ def explain_queue(
         c[: -len("_best_seed_id")] for c in queue.column_names if c.endswith("_best_seed_id")
     ]
     contributions = model.ranker.explain(queue, top=len(model.ranker.features_))
+    queue_rows = queue.to_pylist()
+    texts = [full_text.get(r["item_id"]) for r in queue_rows]
+    # One vectorizer pass for all rows; each row's share per word is then cheap.
+    features = lexical_features([t or "" for t in texts]) if model.lexical else None
     rows = []
-    for row, contrib in zip(queue.to_pylist(), contributions):
+    for i, (row, contrib) in enumerate(zip(queue_rows, contributions)):
         by_group: dict[str, float] = {}
         for feature, _, c in contrib or []:
             by_group[_group(feature)] = by_group.get(_group(feature), 0.0) + c
-        rows.append(
-            _explain_row(row, full_text.get(row["item_id"]), by_group, model, seed_rows, signals)
-        )
+        lex_row = features[i] if features is not None else None
+        rows.append(_explain_row(row, texts[i], by_group, model, seed_rows, signals, lex_row))
     cols = pa.Table.from_pylist(rows, schema=EXPLANATION_SCHEMA)
     table = queue.drop([c for c in cols.column_names if c in queue.column_names])
     front = [c for c in QUEUE_FRONT if c in table.column_names]
@@ -241,13 +245,14 @@ def _explain_row(
     model: RiskModel,
     seed_rows: dict,
     signals: list[str],
+    lex_row=None,
 ) -> dict:
     weak = {s.name: float(s.match_thresholds[0]) for s in model.signals}
     seed = _closest_seed(row, signals, contrib, seed_rows, weak)
     spans: list[Span] = []
     lexical = model.lexical
     if text and lexical is not None and row["policy"] in lexical.coefs:
-        spans += lexical_spans(lexical.coefs[row["policy"]][0], text)
+        spans += lexical_spans(lexical.coefs[row["policy"]][0], text, row=lex_row)
     if text and seed.get("text"):
         spans += shared_spans(text, seed["text"])
     spans.sort(key=lambda s: (s.start, s.end))
