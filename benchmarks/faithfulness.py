@@ -127,9 +127,13 @@ def run_variant(inventory, seeds, model, texts: dict[str, str], work: Path, name
     return result, time.time() - t0
 
 
-def summarise(before: np.ndarray, after: np.ndarray) -> dict:
+def summarise(before: np.ndarray, after: np.ndarray, population: np.ndarray) -> dict:
+    """Share of items whose score dropped, and where the item would now rank among the
+    unedited sweep's scores (``population``: every queued item's score before editing)."""
     delta = np.where(np.isfinite(after), after - before, np.nan)
+    rank_after = [1 + int((population > a).sum()) - int(b > a) for a, b in zip(after, before)]
     return {
+        "median_rank_after": float(np.median(rank_after)),
         "share_dropped": float(np.mean(after < before)),
         "share_unchanged": float(np.mean(after == before)),
         "share_rose": float(np.mean(after > before)),
@@ -139,14 +143,47 @@ def summarise(before: np.ndarray, after: np.ndarray) -> dict:
     }
 
 
+def prepare_reduced(demo: Path, n_history: int, n_sweep: int) -> None:
+    """The demo's inputs (same split, same seeds) with a random ``n_history`` reviewed items
+    and ``n_sweep`` inventory items, and a model trained on them: the demo at a size a
+    shared 2-core machine embeds in minutes."""
+    from riskrank.rank.app.demo import prepare
+    from riskrank.rank.pipeline import train
+
+    paths = prepare("spamassassin", demo / "inputs")
+    rng = np.random.default_rng(0)
+    for key, n in (("history", n_history), ("inventory", n_sweep), ("labels", None)):
+        table = pq.read_table(paths[key])
+        if key == "labels":  # the labels of the items kept
+            keep = set(pq.read_table(paths["inventory"])["item_id"].to_pylist())
+            rows = [i for i, x in enumerate(table["item_id"].to_pylist()) if x in keep]
+        else:
+            rows = np.sort(rng.choice(table.num_rows, size=min(n, table.num_rows), replace=False))
+        pq.write_table(table.take(pa.array(rows, pa.int64())), paths[key])
+    train(paths["history"], paths["seeds"], demo / "model", show_progress=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--demo", default=str(ROOT / "runs" / "demo"), help="riskrank demo --out dir")
     ap.add_argument("--top", type=int, default=50)
     ap.add_argument("--trials", type=int, default=3, help="random-deletion draws")
     ap.add_argument("--out", default=str(RESULTS / "faithfulness.json"))
+    ap.add_argument(
+        "--base-out",
+        help="where the unedited sweep goes (default: a temp dir); runs/demo/sweep leaves an "
+        "index `riskrank sweep --out runs/demo/sweep` reuses",
+    )
+    ap.add_argument(
+        "--reduced",
+        metavar="HISTORY,SWEEP",
+        help="build a reduced demo in --demo first (e.g. 1000,800 items; see prepare_reduced)",
+    )
     args = ap.parse_args(argv)
     demo = Path(args.demo)
+    if args.reduced and not (demo / "model" / "model.json").exists():
+        n_history, n_sweep = (int(x) for x in args.reduced.split(","))
+        prepare_reduced(demo, n_history, n_sweep)
     if not (demo / "model" / "model.json").exists():
         raise SystemExit(f"{demo}: no trained demo model; run `riskrank demo --out {demo}` first")
     inventory = pq.read_table(demo / "inputs" / "inventory.parquet")
@@ -157,12 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     primed = memo.prime(demo / "sweep" / "index")
     work = Path(tempfile.mkdtemp(prefix="riskrank-faithfulness-"))
     t0 = time.time()
-    base = sweep(inventory, seeds, model, out_dir=work / "base", show_progress=False)
+    base_out = Path(args.base_out) if args.base_out else work / "base"
+    base = sweep(inventory, seeds, model, out_dir=base_out, show_progress=False)
+    t_base = time.time() - t0
     top = base.queue.slice(0, args.top).to_pylist()
     ids = [r["item_id"] for r in top]
     policy_of = {r["item_id"]: r["policy"] for r in top}
     full = dict(zip(inventory["item_id"].to_pylist(), inventory["text"].to_pylist()))
     before = scores_of(model, base.candidates, ids, policy_of)
+    population = np.asarray(base.queue["risk_score"].to_numpy(), float)
     assert np.allclose(before, [r["risk_score"] for r in top])  # same rows as the queue's
     n_spans = [len(r["highlight_spans"]) for r in top]
     cut = {
@@ -171,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     variants = {}
     res, secs = run_variant(inventory, seeds, model, cut, work, "highlights")
-    variants["highlights"] = summarise(before, scores_of(model, res.candidates, ids, policy_of))
+    variants["highlights"] = summarise(
+        before, scores_of(model, res.candidates, ids, policy_of), population
+    )
     variants["highlights"]["seconds"] = round(secs, 1)
     for source in ("lexical", "seed"):
         part = {
@@ -183,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         res, _ = run_variant(inventory, seeds, model, part, work, f"only-{source}")
         variants[f"only {source} spans"] = summarise(
-            before, scores_of(model, res.candidates, ids, policy_of)
+            before, scores_of(model, res.candidates, ids, policy_of), population
         )
     randoms = []
     for trial in range(args.trials):
@@ -193,13 +235,17 @@ def main(argv: list[str] | None = None) -> int:
             for r in top
         }
         res, _ = run_variant(inventory, seeds, model, rand, work, f"random-{trial}")
-        randoms.append(summarise(before, scores_of(model, res.candidates, ids, policy_of)))
+        randoms.append(
+            summarise(before, scores_of(model, res.candidates, ids, policy_of), population)
+        )
     variants["random words, same lengths"] = {
         k: float(np.mean([r[k] for r in randoms])) for k in randoms[0]
     }
     words_cut = [len(WORD.findall(full[i])) - len(WORD.findall(cut[i])) for i in ids]
     out = {
         "demo": str(demo),
+        "reduced": args.reduced,
+        "inventory_items": inventory.num_rows,
         "top": args.top,
         "trials": args.trials,
         "items_with_highlights": int(sum(n > 0 for n in n_spans)),
@@ -209,16 +255,24 @@ def main(argv: list[str] | None = None) -> int:
         "texts_encoded": memo.encoded,
         "primed_from_demo_index": primed,
         "seconds": round(time.time() - t0, 1),
+        "seconds_base_sweep": round(t_base, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
-    print(f"top {args.top} of the demo queue; {out['mean_words_cut']:.1f} words cut per item")
-    print(f"{'deleted':32} {'score dropped':>14} {'unchanged':>10} {'mean change':>12}")
+    print(
+        f"top {args.top} of the demo queue ({inventory.num_rows} items); "
+        f"{out['mean_words_cut']:.1f} words cut per item; median rank before "
+        f"{np.median(np.arange(1, len(ids) + 1)):.0f}"
+    )
+    print(
+        f"{'deleted':32} {'score dropped':>14} {'unchanged':>10} {'mean change':>12} "
+        f"{'median rank after':>18}"
+    )
     for name, v in variants.items():
         print(
             f"{name:32} {v['share_dropped']:>14.0%} {v['share_unchanged']:>10.0%} "
-            f"{v['mean_score_change']:>12.3f}"
+            f"{v['mean_score_change']:>12.3f} {v['median_rank_after']:>18.0f}"
         )
     print(f"-> {args.out}")
     return 0

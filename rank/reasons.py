@@ -143,8 +143,11 @@ def _seed_clause(ev: RowEvidence) -> str | None:
     shared = list(dict.fromkeys(p.lower() for p in shared))[:3]
     if shared:
         return f"shares {_quote(shared)} with seed {seed['id']}"
-    if seed["distance"] == seed["distance"]:
-        return f"its {seed['signal']} hash is {seed['distance']:.0f} bits from seed {seed['id']}"
+    if seed["distance"] == seed["distance"]:  # a perceptual hash: say how many bits differ
+        return (
+            f"its image is a near-copy of seed {seed['id']} "
+            f"({seed['signal'].upper()}: {seed['distance']:.0f} bits differ)"
+        )
     kind = "image" if seed["signal"] != "text" else "text"
     if not seed["similarity"] >= seed.get("weak", -np.inf):  # NaN or below: not a match
         return (
@@ -188,11 +191,10 @@ def sentence(ev: RowEvidence) -> str:
 def remediation(action: str | None, phrases: list[str], seed: dict) -> str:
     """What to do, and for an advertiser what to change."""
     action = action or "human_review"
-    if phrases:
-        return f"{action}: change or remove {_quote(phrases)}"
+    todo = [f"change or remove {_quote(phrases)}"] if phrases else []
     if seed and seed.get("signal") not in (None, "text"):
-        return f"{action}: replace the image that matches seed {seed['id']}"
-    return action
+        todo.append(f"replace the image that matches seed {seed['id']}")
+    return f"{action}: {'; '.join(todo)}" if todo else action
 
 
 def explain_queue(
