@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from riskrank.index.store import InventoryIndex  # noqa: E402
 from riskrank.rank.model import RiskModel  # noqa: E402
 from riskrank.rank.phrases import WORD, Span, delete_spans  # noqa: E402
-from riskrank.rank.pipeline import score_candidates, sweep  # noqa: E402
+from riskrank.rank.pipeline import sweep  # noqa: E402
 from riskrank.recall.seeds import SeedSet  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -110,7 +110,7 @@ def random_deletion(text: str, spans: list[dict], rng: np.random.Generator) -> s
 
 def scores_of(model: RiskModel, cands: pa.Table, ids: list[str], policy_of: dict) -> np.ndarray:
     """Raw ranker score of each (item, its queue policy) row; -inf when no longer recalled."""
-    scores, _, _, _ = score_candidates(model, cands)
+    scores = model.ranker.score(cands, calibrate=False).scores  # raw scores need no calibration
     got = {
         (i, p): s
         for i, p, s in zip(cands["item_id"].to_pylist(), cands["policy"].to_pylist(), scores)

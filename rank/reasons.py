@@ -190,7 +190,7 @@ def sentence(ev: RowEvidence) -> str:
 
 def remediation(action: str | None, phrases: list[str], seed: dict) -> str:
     """What to do, and for an advertiser what to change."""
-    action = action or "human_review"
+    action = action or "escalate"
     todo = [f"change or remove {_quote(phrases)}"] if phrases else []
     if seed and seed.get("signal") not in (None, "text"):
         todo.append(f"replace the image that matches seed {seed['id']}")
