@@ -39,6 +39,7 @@ from riskrank.rank.model import RiskModel, check_model_dir
 from riskrank.rank.output_lock import holds_output_lock
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
+from riskrank.rank.reasons import explain_queue
 from riskrank.rank.reviewed import mark_reviewed, reviewed_counts, reviewed_table
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
@@ -257,6 +258,7 @@ def sweep(
         budget=budget,
         extra=extra,
         include_reviewed=include_reviewed,
+        model=model,
     )
 
 
@@ -281,14 +283,18 @@ def finish_sweep(
     budget: int | None,
     extra: dict | None = None,
     include_reviewed: bool = False,
+    model: RiskModel | None = None,
 ) -> SweepResult:
     """The end every sweep engine shares: queue, report (``extra`` keys added), the item
     accounting check, and the files in ``out_dir``.
 
     ``scored``: the ranker's scores of ``cands``; ``manifest``: the index's;
-    ``include_reviewed``: as in ``sweep`` (``cands`` marked by ``rank.reviewed``).
+    ``include_reviewed``: as in ``sweep`` (``cands`` marked by ``rank.reviewed``). ``model``:
+    adds the reviewer-facing reasons (rank/reasons.py) to the queue.
     """
     queue = build_queue(cands, scored, budget=budget, include_reviewed=include_reviewed)
+    if model is not None:
+        queue = explain_queue(queue, cands, model, seeds)
     n_indexed = int(manifest["items"]["indexed"])
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     decisions = decision_report(cands, scored)

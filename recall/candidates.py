@@ -62,6 +62,18 @@ HISTORY_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
     "probe_score": (pa.float32(), "log-odds of a linear classifier trained on the reviewed items"),
 }
 
+# The closest reviewed item itself, for reasons a reviewer can check ("looks like X, which
+# reviewers rejected"). Not ranking features: the ranker reads only the columns above.
+HISTORY_NEAREST: dict[str, tuple[pa.DataType, str]] = {
+    "nearest_id": (pa.string(), "id of the closest reviewed item"),
+    "nearest_sim": (pa.float32(), "similarity to the closest reviewed item"),
+    "nearest_verdict": (pa.float32(), "verdict (0-3) reviewers gave the closest reviewed item"),
+    "n_near_violating": (
+        pa.float32(),
+        "reviewed items confirmed violating above the strong match threshold (near-copies)",
+    ),
+}
+
 # How each piece of evidence should move risk (+1 up, -1 down, 0 either way). The ranker
 # constrains its trees to these directions: what it learns on one policy's history then holds
 # on another's (cold start), and no reason ever reads "less similar to the seed, so riskier".
@@ -116,7 +128,8 @@ def candidate_schema(signals: list[str], history: bool) -> pa.Schema:
         fields += [pa.field(seed_evidence_name(s, k), t) for k, (t, _) in BENIGN_EVIDENCE.items()]
         if history:
             fields += [
-                pa.field(history_evidence_name(s, k), t) for k, (t, _) in HISTORY_EVIDENCE.items()
+                pa.field(history_evidence_name(s, k), t)
+                for k, (t, _) in {**HISTORY_EVIDENCE, **HISTORY_NEAREST}.items()
             ]
     return pa.schema(fields)
 
@@ -168,6 +181,6 @@ def schema_markdown() -> str:
     lines.append("| `<signal>_best_seed_id` | string | id of the closest seed |")
     for suf, (typ, words) in BENIGN_EVIDENCE.items():
         lines.append(f"| `<signal>_{suf}` | {typ} | {words} |")
-    for suf, (typ, words) in HISTORY_EVIDENCE.items():
+    for suf, (typ, words) in {**HISTORY_EVIDENCE, **HISTORY_NEAREST}.items():
         lines.append(f"| `hist_<signal>_{suf}` | {typ} | {words} |")
     return "\n".join(lines)

@@ -280,9 +280,18 @@ def recall(
                 vecs = np.zeros((len(ids), q.shape[1]), np.float32)
                 have = cand_pos >= 0
                 vecs[have] = state.vectors[cand_pos[have]]
-                hist = exemplars[name].evidence(policy, ids, vecs, exclude_self=exclude_self)
+                hist = exemplars[name].evidence(
+                    policy,
+                    ids,
+                    vecs,
+                    exclude_self=exclude_self,
+                    near_copy_sim=_thresholds(state.si)[1],
+                )
                 for key, values in hist.items():
-                    cols[key] = np.where(have, values, np.nan).astype(np.float32)
+                    if values.dtype == object:  # the closest reviewed item's id
+                        cols[key] = np.where(have, values, None)
+                    else:
+                        cols[key] = np.where(have, values, np.nan).astype(np.float32)
         if text_of is not None:
             texts = [text_of.get(i) for i in ids]
             cols.update(lexical.evidence(policy, ids, texts, exclude_self=exclude_self))
