@@ -29,7 +29,8 @@ import pyarrow.parquet as pq
 
 from riskrank.index.manifest import FORMAT_VERSION, MANIFEST, sha256_file
 from riskrank.index.schema import ITEM_ID
-from riskrank.index.signals.base import Signal, signal_from_manifest
+from riskrank.index.signals.base import Signal
+from riskrank.index.signals.registry import signal_from_manifest
 from riskrank.index.tables import SchemaError
 from riskrank.index.vectors.sharded import ShardedIndex, ShardVectors
 

@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from riskrank.index.signals.base import Signal, signal_from_manifest
+from riskrank.index.signals.base import Signal
+from riskrank.index.signals.registry import signal_from_manifest
 from riskrank.rank.ranker import RiskRanker
 from riskrank.recall.history import ReviewedExemplars
 from riskrank.recall.lexical import LexicalProbe

@@ -176,7 +176,7 @@ class ReviewedExemplars:
         rows = self._by_policy.get(policy)
         pre = f"hist_{self.signal_name}_"
         if rows is None or len(rows) == 0 or n == 0:
-            return {pre + c: nan.copy() for c in HISTORY_EVIDENCE}
+            return {pre + c.suffix: nan.copy() for c in HISTORY_EVIDENCE}
         ex = self.vectors[rows]
         verdict = self._verdict[rows]
         ex_ids = self._ids[rows]

@@ -61,7 +61,7 @@ from riskrank.index.ray_engine.embed import (
 from riskrank.index.ray_engine.inventory import ordered_data_context, read_inventory
 from riskrank.index.ray_engine.shards import RayServedIndex, RayShardedIndex
 from riskrank.index.schema import ITEM_ID, quarantine_table
-from riskrank.index.signals import Signal, signal_from_manifest
+from riskrank.index.signals import IndexKind, Signal, signal_from_manifest
 from riskrank.index.store import InventoryIndex, SignalIndex
 from riskrank.index.tables import TableLike, write_parquet
 from riskrank.index.vectors.faiss_index import training_positions
@@ -270,8 +270,8 @@ def build_index_ray(
     for signal, spec in zip(signals, specs):
         name, sdir = signal.name, path / signal.name
         tb = time.time()
-        # FAISS float indexes are sharded; a signal with its own index type is served whole.
-        if type(signal).build_index is Signal.build_index:
+        # FAISS float indexes are sharded; binary hash indexes (PDQ) are served whole.
+        if signal.index_kind is IndexKind.FLOAT_VECTORS:
             index, files = _shard_signal(emb, name, sdir, plan)
             layout = {"shards": index.shards}
             index_files = [s_["file"] for s_ in index.shards]

@@ -27,9 +27,14 @@ import pyarrow as pa
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH
+from riskrank.index.signals.base import CliOption
 
 # 8192 x 8192: above any camera or screenshot, below what takes seconds and gigabytes to decode.
 DEFAULT_MAX_PIXELS = 8192 * 8192
+# The CLI flag every image-reading signal shares (declared once so the flags agree).
+IMAGE_BASE_DIR_OPTION = CliOption(
+    "--image-base-dir", "base_dir", "directory that image_path values are relative to"
+)
 WHITE = (255, 255, 255)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
