@@ -147,13 +147,3 @@ class InventoryIndex:
                 vectors = None
             loaded[name] = SignalIndex(signal, entry, index, ids, sdir, _vectors=vectors)
         return cls(path, manifest, loaded)
-
-    def check_signal(self, name: str, signal: Signal) -> None:
-        """Refuse a query signal that differs from the one this index was built with."""
-        if name not in self.signals:
-            raise IndexMismatchError(
-                f"index {self.path} has no '{name}' signal ({list(self.signals)})"
-            )
-        why = signal.compatible_with(self.signals[name].entry)
-        if why:
-            raise IndexMismatchError(f"signal '{name}' does not match index {self.path}: {why}")

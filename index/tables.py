@@ -53,26 +53,55 @@ def as_table(data: TableLike, *, what: str = "input") -> pa.Table:
     )
 
 
-def require_columns(table: pa.Table, required: dict[str, str], *, what: str) -> None:
-    """Raise ``SchemaError`` naming every missing or mistyped column."""
+def doc_field(name: str, typ: pa.DataType, doc: str, *, required: bool = False) -> pa.Field:
+    """A schema field with its meaning attached (``metadata["doc"]``): the README's column
+    tables are generated from these (``python -m riskrank.rank.app.doc_tables``)."""
+    return pa.field(name, typ, nullable=not required, metadata={"doc": doc})
+
+
+def type_family(typ: pa.DataType) -> str:
+    """What a column type is read as: ``string``, ``integer``, ``number``, ``binary``, ``list``
+    or the type itself."""
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return "string"
+    if pa.types.is_integer(typ):
+        return "integer"
+    if pa.types.is_floating(typ):
+        return "number"
+    if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
+        return "binary"
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return "list"
+    return str(typ)
+
+
+# Input types each family accepts: validation then converts (bytes text is decoded, float
+# verdicts from pandas are checked to be whole, a dictionary column is decoded).
+_ACCEPTS = {
+    "string": {"string", "binary"},
+    "integer": {"integer", "number"},
+    "number": {"integer", "number"},
+    "binary": {"binary"},
+}
+
+
+def check_columns(table: pa.Table, schema: pa.Schema, *, what: str) -> None:
+    """Check ``table`` against ``schema``: every required (non-nullable) field present, every
+    present field of a type validation can read. Raises one ``SchemaError`` naming every
+    missing or mistyped column; columns the schema does not name are not checked."""
     problems = []
-    for name, kind in required.items():
-        if name not in table.column_names:
-            problems.append(f"missing column '{name}' ({kind})")
+    for field in schema:
+        expected = type_family(field.type)
+        if field.name not in table.column_names:
+            if not field.nullable:
+                problems.append(f"missing column '{field.name}' ({expected})")
             continue
-        typ = table.schema.field(name).type
-        ok = {
-            "string": pa.types.is_string(typ)
-            or pa.types.is_large_string(typ)
-            or pa.types.is_binary(typ)
-            or pa.types.is_large_binary(typ)
-            or pa.types.is_dictionary(typ)
-            or pa.types.is_null(typ),
-            "integer": pa.types.is_integer(typ) or pa.types.is_floating(typ),
-            "any": True,
-        }[kind]
-        if not ok:
-            problems.append(f"column '{name}' has type {typ}, expected {kind}")
+        typ = table.schema.field(field.name).type
+        if pa.types.is_dictionary(typ):
+            typ = typ.value_type
+        readable = _ACCEPTS.get(expected, {expected})
+        if not (pa.types.is_null(typ) or type_family(typ) in readable):
+            problems.append(f"column '{field.name}' has type {typ}, expected {expected}")
     if problems:
         raise SchemaError(
             f"{what}: " + "; ".join(problems) + f" (columns present: {table.column_names})"

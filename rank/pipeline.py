@@ -305,17 +305,10 @@ def _tmpdir() -> str:
     return tempfile.mkdtemp(prefix="riskrank-sweep-")
 
 
-def check_policies(seeds: SeedSet, model: RiskModel) -> list[str]:
-    """Policies in ``seeds`` the model has no review history for (they run cold-start)."""
-    known = set(model.info.get("policies_with_history", []))
-    return [p for p in seeds.policies if p not in known]
-
-
 __all__ = [
     "RiskModel",
     "SchemaError",
     "SweepResult",
-    "check_policies",
     "finish_sweep",
     "sweep",
     "train",

@@ -1,20 +1,7 @@
 """The escalation queue: what reviewers work through, riskiest first.
 
-Queue columns
--------------
-``rank``              1 = review first.
-``item_id``
-``policy``            the policy the item most likely violates.
-``risk_score``        raw ranker score (ordering).
-``risk_probability``  P(violating), calibrated on held-out review history.
-``action``            suggested remediation: the closest seed's action when the probability is
-                      high, ``human_review`` otherwise.
-``severity``          of the closest seed (1-4).
-``reasons``           the evidence that pushed the score up, in words.
-``matched_seed_ids``  seeds the item matched, closest first.
-``other_policies``    further policies it matched with probability >= 0.5.
-``model``             ``full`` or ``cold`` (policy without review history).
-metadata              the item's own columns, passed through (``text`` truncated to 300 chars).
+Its columns are ``QUEUE_SCHEMA`` (the README's queue table is generated from it), then the
+candidates' evidence, then the item's own metadata (``text`` truncated to 300 chars).
 """
 
 from __future__ import annotations
@@ -23,33 +10,32 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-QUEUE_FRONT = (
-    "rank",
-    "item_id",
-    "policy",
-    "risk_score",
-    "risk_probability",
-    "action",
-    "severity",
-    "reasons",
-    "matched_seed_ids",
-    "other_policies",
-    "model",
-)
+from riskrank.index.tables import check_columns, doc_field
+from riskrank.recall.candidates import CANDIDATE_KEY_SCHEMA
+
 ACT_ON_SEED_ACTION = 0.8
 QUEUE_SCHEMA = pa.schema(
     [
-        pa.field("rank", pa.int64(), nullable=False),
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("policy", pa.string(), nullable=False),
-        pa.field("risk_score", pa.float64()),
-        pa.field("risk_probability", pa.float64()),
-        pa.field("action", pa.string()),
-        pa.field("severity", pa.int8()),
-        pa.field("reasons", pa.string()),
-        pa.field("matched_seed_ids", pa.list_(pa.string())),
-        pa.field("other_policies", pa.list_(pa.string())),
-        pa.field("model", pa.string()),
+        doc_field("rank", pa.int64(), "1 = review first", required=True),
+        doc_field("item_id", pa.string(), "the item", required=True),
+        doc_field("policy", pa.string(), "the policy it most likely violates", required=True),
+        doc_field("risk_score", pa.float64(), "raw ranker score (ordering within a policy)"),
+        doc_field("risk_probability", pa.float64(), "P(violating), calibrated on held-out history"),
+        doc_field(
+            "action",
+            pa.string(),
+            f"the closest seed's action when the probability is >= {ACT_ON_SEED_ACTION}, "
+            "else `human_review`",
+        ),
+        doc_field("severity", pa.int8(), "of the closest seed (1-4)"),
+        doc_field("reasons", pa.string(), "the evidence that pushed the score up, in words"),
+        doc_field("matched_seed_ids", pa.list_(pa.string()), "seeds it matched, closest first"),
+        doc_field(
+            "other_policies",
+            pa.list_(pa.string()),
+            "further policies it matched with probability >= 0.5",
+        ),
+        doc_field("model", pa.string(), "`full`, or `cold` for a policy without review history"),
     ],
     metadata={"doc": "escalation queue; evidence and item metadata columns follow these"},
 )
@@ -65,9 +51,10 @@ def build_queue(
     budget: int | None = None,
 ) -> pa.Table:
     """One row per item (its riskiest policy), sorted by probability then score."""
+    check_columns(candidates, CANDIDATE_KEY_SCHEMA, what="candidates")
     n = candidates.num_rows
     if n == 0:
-        return pa.table({c: pa.array([], pa.string()) for c in ("item_id", "policy")})
+        return QUEUE_SCHEMA.empty_table()
     ids = np.asarray(candidates.column("item_id").to_pylist(), dtype=object)
     pols = np.asarray(candidates.column("policy").to_pylist(), dtype=object)
     # Probabilities are comparable across policies; raw lambdarank scores are not.
@@ -104,5 +91,10 @@ def build_queue(
         table = table.set_column(
             table.column_names.index("text"), "text", pc.utf8_slice_codeunits(table["text"], 0, 300)
         )
-    front = [c for c in QUEUE_FRONT if c in table.column_names]
-    return table.select(front + [c for c in table.column_names if c not in front])
+    # The written-down contract first, in its order and types; evidence and metadata follow.
+    front = [f for f in QUEUE_SCHEMA if f.name in table.column_names]
+    for field in front:
+        i = table.column_names.index(field.name)
+        table = table.set_column(i, field, table.column(i).cast(field.type))
+    names = [f.name for f in front]
+    return table.select(names + [c for c in table.column_names if c not in names])

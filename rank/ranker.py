@@ -17,17 +17,26 @@ import lightgbm as lgb
 import numpy as np
 import pyarrow as pa
 
-from riskrank.index.tables import SchemaError, TableLike, as_table, require_columns
+from riskrank.index.tables import SchemaError, TableLike, as_table, check_columns
 from riskrank.recall.candidates import (
+    CANDIDATE_KEY_SCHEMA,
     describe_feature,
     evidence_feature_columns,
     is_history_feature,
     monotone_direction,
 )
-from riskrank.recall.history import POSITIVE_VERDICT
+from riskrank.recall.history import HISTORY_SCHEMA, POSITIVE_VERDICT
 
 MODEL_FILES = {"full": "booster_full.txt", "cold": "booster_cold.txt"}
 MAX_GROUP_ROWS = 10_000
+# What fit needs: candidates that carry their review verdict.
+TRAINING_SCHEMA = pa.schema(
+    [
+        CANDIDATE_KEY_SCHEMA.field("item_id"),
+        CANDIDATE_KEY_SCHEMA.field("policy"),
+        HISTORY_SCHEMA.field("verdict"),
+    ]
+)
 
 
 def _groups(
@@ -176,11 +185,7 @@ class RiskRanker:
         table = as_table(candidates, what="training candidates")
         if history is not None:
             table = _attach_verdicts(table, as_table(history, what="history"))
-        require_columns(
-            table,
-            {"item_id": "string", "policy": "string", "verdict": "integer"},
-            what="training candidates",
-        )
+        check_columns(table, TRAINING_SCHEMA, what="training candidates")
         y = np.asarray(table.column("verdict").to_numpy(zero_copy_only=False), dtype=np.float64)
         if np.isnan(y).any():
             raise SchemaError(f"training candidates: {int(np.isnan(y).sum())} rows have no verdict")

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from riskrank.index.signals.base import EvidenceColumn, Signal
 from riskrank.index.signals.registry import registered_signals, signal_class
+from riskrank.index.tables import doc_field
 
 # All float32 so that NaN can mean "this item has no such content" (LightGBM's missing value),
 # counts included. ``direction`` is how the evidence should move risk (+1 up, -1 down, 0 either
@@ -96,17 +97,21 @@ def monotone_direction(name: str) -> int:
     return found[1].direction if found else 0
 
 
-KEY_COLUMNS = ("item_id", "policy", "severity", "action", "matched_seed_ids", "n_signals_matched")
 CANDIDATE_KEY_SCHEMA = pa.schema(
     [
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("policy", pa.string(), nullable=False),
-        pa.field("severity", pa.int8()),
-        pa.field("action", pa.string()),
-        pa.field("matched_seed_ids", pa.list_(pa.string())),
-        pa.field("n_signals_matched", pa.int8()),
-    ]
+        doc_field("item_id", pa.string(), "the recalled item", required=True),
+        doc_field("policy", pa.string(), "the policy whose seeds recalled it", required=True),
+        doc_field("severity", pa.int8(), "severity of the closest seed (1-4)"),
+        doc_field("action", pa.string(), "action of the closest seed"),
+        doc_field("matched_seed_ids", pa.list_(pa.string()), "seeds it matched, closest first"),
+        doc_field("n_signals_matched", pa.int8(), "signals in which some seed matched it"),
+    ],
+    metadata={
+        "doc": "one row per (item, policy): these columns, one evidence group per signal, "
+        "hist_* evidence, then the item's metadata"
+    },
 )
+KEY_COLUMNS = tuple(CANDIDATE_KEY_SCHEMA.names)
 
 
 def candidate_schema(signals: Sequence[Signal | str], history: bool) -> pa.Schema:

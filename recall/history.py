@@ -1,14 +1,8 @@
 """Review history: items a human already judged, and their use as labelled exemplars.
 
-History columns
----------------
-``item_id``   string, required.
-``policy``    string, required.
-``verdict``   int 0-3, required: 0 benign, 1 borderline, 2 violating, 3 severe (graded labels
-              for learning to rank).
-``sweep_id``  string, optional (default "history"): which review batch; ranking groups are
-              sweep x policy.
-content       ``text`` / ``image_bytes`` / ``image_path`` as for inventory.
+Its columns are ``HISTORY_SCHEMA`` (``validate_history`` checks a table against it; the README's
+history table is generated from it). Verdicts are graded labels for learning to rank; ranking
+groups are sweep x policy.
 
 Reviewed items double as exemplars: a new item close to many confirmed violations and far from
 confirmed benign items is evidence of risk even if no seed resembles it.
@@ -25,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from riskrank.index.schema import ITEM_ID, quarantine_table
+from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH, ITEM_ID, TEXT, quarantine_table
 from riskrank.index.signals.base import Signal
-from riskrank.index.tables import TableLike, as_table, require_columns, write_parquet
+from riskrank.index.tables import TableLike, as_table, check_columns, doc_field, write_parquet
 from riskrank.recall.candidates import HISTORY_EVIDENCE
 
 VERDICT_MAX = 3
@@ -35,13 +29,20 @@ POSITIVE_VERDICT = 2  # "violating": what positives, probes and probabilities ar
 PROBE_C = 1.0
 HISTORY_SCHEMA = pa.schema(
     [
-        pa.field(ITEM_ID, pa.string(), nullable=False),
-        pa.field("policy", pa.string(), nullable=False),
-        pa.field("verdict", pa.int8(), nullable=False),
-        pa.field("sweep_id", pa.string()),
-        pa.field("text", pa.string()),
-        pa.field("image_bytes", pa.binary()),
-        pa.field("image_path", pa.string()),
+        doc_field(ITEM_ID, pa.string(), "the reviewed item", required=True),
+        doc_field("policy", pa.string(), "the policy it was reviewed under", required=True),
+        doc_field(
+            "verdict",
+            pa.int8(),
+            "0 benign, 1 borderline, 2 violating, 3 severe (graded labels)",
+            required=True,
+        ),
+        doc_field(
+            "sweep_id", pa.string(), "review batch (default `history`); groups are sweep x policy"
+        ),
+        doc_field(TEXT, pa.string(), "content, as for inventory"),
+        doc_field(IMAGE_BYTES, pa.binary(), "content, as for inventory"),
+        doc_field(IMAGE_PATH, pa.string(), "content, as for inventory"),
     ],
     metadata={"doc": "one human review of an item under a policy; verdict 0-3"},
 )
@@ -50,11 +51,11 @@ HISTORY_SCHEMA = pa.schema(
 def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Table, pa.Table]:
     """Split review history into (clean rows, quarantined rows with reasons)."""
     table = as_table(data, what=what)
-    require_columns(table, {ITEM_ID: "string", "policy": "string", "verdict": "integer"}, what=what)
+    check_columns(table, HISTORY_SCHEMA, what=what)
     if "sweep_id" not in table.column_names:
         table = table.append_column("sweep_id", pa.array(["history"] * table.num_rows, pa.string()))
     table = table.set_column(
-        0 if False else table.column_names.index(ITEM_ID),
+        table.column_names.index(ITEM_ID),
         ITEM_ID,
         pc.cast(table[ITEM_ID], pa.string()),
     )

@@ -96,7 +96,7 @@ class _SignalState:
                 )
 
 
-def _signal_evidence(signal: Signal, match: CandidateMatch) -> dict[str, np.ndarray]:
+def checked_signal_evidence(signal: Signal, match: CandidateMatch) -> dict[str, np.ndarray]:
     """The signal's own evidence, checked against what it declares (a plug-in's mistake is
     named here, not found later as a missing ranker feature)."""
     values = signal.candidate_evidence(match)
@@ -163,7 +163,7 @@ def _seed_evidence(
             "best_sim_z": ((sims - mu) / sd).max(0),
         }
         recorded = {key: values[pos] for key, values in state.item_evidence.items()}
-        cols.update(_signal_evidence(signal, CandidateMatch(q, items, sims, recorded)))
+        cols.update(checked_signal_evidence(signal, CandidateMatch(q, items, sims, recorded)))
         state.fill_density(pos, hi)
         dens = np.array([state.density[int(p)] for p in pos], dtype=np.float64).reshape(-1, 2)
         cols["density"], cols["neighbour_sim"] = dens[:, 0], dens[:, 1]

@@ -1,16 +1,8 @@
 """Seeds: known-violating examples (or policies written in words), grouped by policy.
 
-Seed columns
-------------
-``seed_id``   string, required, unique.
-``policy``    string, required: the policy the seed violates ("scam", "counterfeit", ...).
-``text`` / ``image_bytes`` / ``image_path``: the content, at least one per seed.
-``kind``      optional: ``"example"`` (default) or ``"description"`` - a policy written in words
-              ("loan offers promising guaranteed approval"), recalled zero-shot through the
-              same encoder.
-``severity``  optional int 1-4 (default 2): how bad a match is.
-``action``    optional string: what to do with a confirmed match ("remove", "age_restrict",
-              "review"...); default from severity.
+Their columns are ``SEED_SCHEMA`` (``SeedSet.from_table`` checks a table against it; the README's
+seeds table is generated from it). A ``description`` seed is a policy written in words ("loan
+offers promising guaranteed approval"), recalled zero-shot through the same encoder.
 
 Seeds are few and hand-picked, so bad seeds are errors (naming the seed), not quarantine.
 """
@@ -23,19 +15,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, TEXT
-from riskrank.index.tables import SchemaError, TableLike, as_table, require_columns
+from riskrank.index.tables import SchemaError, TableLike, as_table, check_columns, doc_field
 
 SEED_KINDS = ("example", "description")
 SEED_SCHEMA = pa.schema(
     [
-        pa.field("seed_id", pa.string(), nullable=False),
-        pa.field("policy", pa.string(), nullable=False),
-        pa.field("text", pa.string()),
-        pa.field("image_bytes", pa.binary()),
-        pa.field("image_path", pa.string()),
-        pa.field("kind", pa.string()),
-        pa.field("severity", pa.int8()),
-        pa.field("action", pa.string()),
+        doc_field("seed_id", pa.string(), "unique id of the seed", required=True),
+        doc_field("policy", pa.string(), "the policy the seed violates", required=True),
+        doc_field(TEXT, pa.string(), "text content; at least one content column per seed"),
+        doc_field(IMAGE_BYTES, pa.binary(), "encoded image; optional"),
+        doc_field(IMAGE_PATH, pa.string(), "image path/URI; optional"),
+        doc_field(
+            "kind",
+            pa.string(),
+            "`example` (default) or `description`: a policy in words, recalled zero-shot",
+        ),
+        doc_field("severity", pa.int8(), "1-4 (default 2): how bad a match is"),
+        doc_field(
+            "action", pa.string(), "what to do with a confirmed match; default from severity"
+        ),
     ],
     metadata={"doc": "a known violation (or a policy in words); content columns are optional"},
 )
@@ -56,7 +54,7 @@ class SeedSet:
     @classmethod
     def from_table(cls, data: TableLike, *, what: str = "seeds") -> SeedSet:
         table = as_table(data, what=what)
-        require_columns(table, {"seed_id": "string", "policy": "string"}, what=what)
+        check_columns(table, SEED_SCHEMA, what=what)
         if table.num_rows == 0:
             raise SchemaError(f"{what}: the seed set is empty; give at least one seed per policy")
         if not any(c in table.column_names for c in CONTENT_COLUMNS):

@@ -160,11 +160,6 @@ def decode_image(
         return None, f"cannot convert {image.mode} image to RGB: {exc}"
 
 
-def has_image_columns(table: pa.Table) -> bool:
-    """True if ``table`` has an ``image_bytes`` or ``image_path`` column."""
-    return IMAGE_BYTES in table.column_names or IMAGE_PATH in table.column_names
-
-
 def decode_images(
     table: pa.Table,
     *,
