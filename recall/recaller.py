@@ -174,6 +174,45 @@ def _seed_evidence(
     return out
 
 
+def _neighbours(
+    states: dict[str, _SignalState], batches: Mapping[str, SignalBatch], rows: np.ndarray, k: int
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
+    """For one policy's seed ``rows``: per signal, the query vectors of the seeds that have its
+    modality, those rows and their ``k`` nearest positions; and the union of the items found,
+    in the order first found (signal by signal)."""
+    per_signal = {}
+    cand_ids: dict[str, None] = {}
+    for name, state in states.items():
+        b = batches[name]
+        ok_rows = rows[b.ok[rows]]
+        if len(ok_rows) == 0 or state.si.index.ntotal == 0:
+            continue
+        q = np.ascontiguousarray(b.vectors[ok_rows])
+        ann = state.neighbours(q, k)
+        per_signal[name] = (q, ok_rows, ann)
+        for p in np.unique(ann[ann >= 0]):
+            cand_ids.setdefault(state.si.ids[p], None)
+    return per_signal, np.asarray(list(cand_ids), dtype=object)
+
+
+def _closest_seed_fields(
+    cols: dict[str, object], signals: list[str], seeds: pa.Table, rows: np.ndarray
+) -> None:
+    """``severity`` and ``action`` of each candidate's closest seed under the first signal
+    that has evidence; without one, the policy's highest severity and first action."""
+    seed_ids = seeds.column("seed_id").to_pylist()
+    severity = np.asarray(seeds.column("severity").to_pylist())
+    action = np.asarray(seeds.column("action").to_pylist(), dtype=object)
+    first_best = next(
+        (cols[f"{n}_best_seed_id"] for n in signals if f"{n}_best_seed_id" in cols), None
+    )
+    row_of = {s: r for r, s in enumerate(seed_ids)}
+    sev = np.array([severity[row_of[s]] if s else severity[rows].max() for s in first_best])
+    act = np.array([action[row_of[s]] if s else action[rows[0]] for s in first_best], dtype=object)
+    cols["severity"] = sev.astype(np.int8)
+    cols["action"] = act
+
+
 def recall(
     index: InventoryIndex,
     seeds: SeedSet | TableLike,
@@ -210,24 +249,10 @@ def recall(
 
     seed_ids_all = np.asarray(seeds.table.column("seed_id").to_pylist(), dtype=object)
     policy_all = np.asarray(seeds.table.column("policy").to_pylist(), dtype=object)
-    severity_all = np.asarray(seeds.table.column("severity").to_pylist())
-    action_all = np.asarray(seeds.table.column("action").to_pylist(), dtype=object)
     tables = []
     for policy in tqdm(seeds.policies, desc="recall", unit="policy", disable=not show_progress):
         rows = np.flatnonzero(policy_all == policy)
-        per_signal = {}
-        cand_ids: dict[str, None] = {}
-        for name, state in states.items():
-            b = batches[name]
-            ok_rows = rows[b.ok[rows]]
-            if len(ok_rows) == 0 or state.si.index.ntotal == 0:
-                continue
-            q = np.ascontiguousarray(b.vectors[ok_rows])
-            per_signal[name] = (q, ok_rows, state.neighbours(q, k))
-            ann = per_signal[name][2]
-            for p in np.unique(ann[ann >= 0]):
-                cand_ids.setdefault(state.si.ids[p], None)
-        ids = np.asarray(list(cand_ids), dtype=object)
+        per_signal, ids = _neighbours(states, batches, rows, k)
         if len(ids) == 0:
             continue
         cols: dict[str, object] = {ITEM_ID: ids, "policy": np.full(len(ids), policy, dtype=object)}
@@ -255,20 +280,7 @@ def recall(
         if text_of is not None:
             texts = [text_of.get(i) for i in ids]
             cols.update(lexical.evidence(policy, ids, texts, exclude_self=exclude_self))
-        # The suggested action follows the closest seed of the first signal that matched.
-        first_best = next(
-            (cols[f"{n}_best_seed_id"] for n in states if f"{n}_best_seed_id" in cols), None
-        )
-        sid_to_row = {s: r for r, s in enumerate(seed_ids_all)}
-        sev = np.array(
-            [severity_all[sid_to_row[s]] if s else severity_all[rows].max() for s in first_best]
-        )
-        act = np.array(
-            [action_all[sid_to_row[s]] if s else action_all[rows[0]] for s in first_best],
-            dtype=object,
-        )
-        cols["severity"] = sev.astype(np.int8)
-        cols["action"] = act
+        _closest_seed_fields(cols, list(states), seeds.table, rows)
         cols["matched_seed_ids"] = [
             [s for s, _ in sorted(m.items(), key=lambda kv: -kv[1])] for m in matched
         ]
