@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from riskrank.index.checksums import checksum_files
 from riskrank.index.chunks import (
     WORK,
     Encoded,
@@ -26,6 +27,7 @@ from riskrank.index.chunks import (
     load_chunk,
     save_chunk,
 )
+from riskrank.index.content_digest import row_digests, signal_base_dirs
 from riskrank.index.manifest import MANIFEST, sha256_file, write_manifest
 from riskrank.index.schema import IMAGE_BYTES, ITEM_ID, quarantine_table, validate_inventory
 from riskrank.index.signals.base import Signal
@@ -128,8 +130,10 @@ def encode_local(
     """Embed ``items`` chunk by chunk with every signal, reusing chunks a killed run (of either
     engine) finished and saving each new one before the next starts."""
     names = [s.name for s in signals]
-    ids = items.column(ITEM_ID).to_pylist()
-    chunk_ids = [ids[s : s + chunk_size] for s in range(0, len(ids), chunk_size)]
+    # Chunks are named by their rows' content, not their ids: a chunk embedded from other
+    # texts (or other image files) under the same ids is never reused.
+    keys = row_digests(items, base_dirs=signal_base_dirs(signals))
+    chunk_ids = [keys[s : s + chunk_size] for s in range(0, len(keys), chunk_size)]
     files = chunk_files(work, chunk_ids, [s.describe() for s in signals], names)
     by_name = dict(zip(names, signals))
     tables, resumed = [], 0
@@ -217,6 +221,7 @@ def build_index(
                 "quarantined": quarantined.num_rows,
             },
             "signals": entries,
+            "files": checksum_files(path, ["items.parquet", "quarantine.parquet"]),
         },
     )
     shutil.rmtree(path / WORK, ignore_errors=True)

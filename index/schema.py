@@ -2,7 +2,9 @@
 
 Its columns are ``INVENTORY_SCHEMA`` (``validate_inventory`` checks a table against it, and the
 README's inventory table is generated from it); any other column is metadata, passed through
-untouched to candidates and the queue.
+untouched to candidates and the queue. Integer ids (a DataFrame index, a database key) are
+carried as their decimal strings: the queue and every output hold ``"7"`` for ``7``, and
+uniqueness is checked on those strings.
 
 An item needs at least one modality. Rows that break the contract are not dropped: they go to
 the quarantine table (``item_id``, ``row``, ``stage``, ``reason``) so that
@@ -10,6 +12,8 @@ the quarantine table (``item_id``, ``row``, ``stage``, ``reason``) so that
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,7 +29,13 @@ CONTENT_COLUMNS = (TEXT, IMAGE_BYTES, IMAGE_PATH)
 
 INVENTORY_SCHEMA = pa.schema(
     [
-        doc_field(ITEM_ID, pa.string(), "unique id of the item", required=True),
+        doc_field(
+            ITEM_ID,
+            pa.string(),
+            "unique id of the item; an integer is carried as its decimal string",
+            required=True,
+            is_id=True,
+        ),
         doc_field(TEXT, pa.string(), "text content (UTF-8); optional when the item has an image"),
         doc_field(IMAGE_BYTES, pa.binary(), "encoded image (JPEG/PNG/WebP/GIF); optional"),
         doc_field(IMAGE_PATH, pa.string(), "image path/URI, resolved against a base dir; optional"),
@@ -42,6 +52,29 @@ QUARANTINE_SCHEMA = pa.schema(
     ],
     metadata={"doc": "a row that could not be used, with the reason"},
 )
+
+
+# Characters that render as nothing but are not whitespace to str.strip(): zero-width space
+# and joiners, word joiner, BOM, Hangul and braille fillers, variation selectors. A text made
+# only of them (a spam trick to dodge "empty text" checks) is empty.
+_INVISIBLE = frozenset("\u115f\u1160\u180e\u200b\u200c\u200d\u2060\u2800\u3164\ufeff\uffa0")
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+def is_blank(text: object) -> bool:
+    """True for None, and for text with nothing visible (whitespace, zero-width, fillers).
+
+    >>> is_blank("\u200b\u200d "), is_blank("hi\u200b")
+    (True, False)
+    """
+    if text is None:
+        return True
+    for ch in str(text):
+        if ch in _INVISIBLE or "\ufe00" <= ch <= "\ufe0f" or "\U000e0100" <= ch <= "\U000e01ef":
+            continue
+        if unicodedata.category(ch) not in _INVISIBLE_CATEGORIES:
+            return False
+    return True
 
 
 def quarantine_table(rows: list[dict]) -> pa.Table:
@@ -85,7 +118,11 @@ def validate_inventory(
     (1, "duplicate item_id 'a' (first seen at row 0)")
     """
     table = as_table(data, what=what)
+    # Ids, content of another type (a text column of ints or bools) and the like are input
+    # errors, not data: named here, before anything is embedded.
     check_columns(table, INVENTORY_SCHEMA, what=what)
+    if table.num_rows == 0:
+        raise SchemaError(f"{what}: 0 rows; nothing to index")
     present = [c for c in CONTENT_COLUMNS if c in table.column_names]
     if not present:
         raise SchemaError(
@@ -115,7 +152,7 @@ def validate_inventory(
     has_content = [False] * table.num_rows
     if text is not None:
         for i, t in enumerate(text.to_pylist()):
-            if t is not None and t.strip():
+            if not is_blank(t):
                 has_content[i] = True
     for col in (IMAGE_BYTES, IMAGE_PATH):
         if col in present:
@@ -124,16 +161,18 @@ def validate_inventory(
                     has_content[i] = True
     for i, ok in enumerate(has_content):
         if not ok:
-            bad.setdefault(i, "no content: text is empty and there is no image")
+            bad.setdefault(
+                i, "no content: text is empty (or only invisible characters) and there is no image"
+            )
     if require_text and text is not None:
         for i, t in enumerate(text.to_pylist()):
-            if t is None or not t.strip():
-                bad.setdefault(i, "text is empty (this index embeds text)")
+            if is_blank(t):
+                bad.setdefault(i, "text is empty or invisible (this index embeds text)")
 
     if text is not None:
         table = table.set_column(table.column_names.index(TEXT), TEXT, text)
     table = table.set_column(table.column_names.index(ITEM_ID), ITEM_ID, ids.cast(pa.string()))
-    keep = pa.array([i not in bad for i in range(table.num_rows)])
+    keep = pa.array([i not in bad for i in range(table.num_rows)], pa.bool_())
     rows = [
         {ITEM_ID: id_list[i], "row": i, "stage": "validate", "reason": reason}
         for i, reason in sorted(bad.items())

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from riskrank.index.checksums import verify_checksums
 from riskrank.index.manifest import FORMAT_VERSION, MANIFEST, sha256_file
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import Signal
@@ -117,11 +118,16 @@ class InventoryIndex:
                 f"{path} is not a riskrank index (no {MANIFEST}; an interrupted build leaves none: "
                 f"run the build again to resume it)"
             )
-        manifest = json.loads(mpath.read_text())
+        try:
+            manifest = json.loads(mpath.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SchemaError(f"{mpath}: unreadable manifest ({exc})") from exc
         if manifest.get("format_version") != FORMAT_VERSION:
             raise SchemaError(
                 f"{mpath}: format_version {manifest.get('format_version')} unsupported"
             )
+        if verify:  # items/quarantine tables (indexes from before these were recorded: none)
+            verify_checksums(path, manifest.get("files", {}), what="index")
         loaded = {}
         for name, entry in manifest["signals"].items():
             sdir = path / name

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 TableLike = Any  # pa.Table | pandas.DataFrame | polars.DataFrame | str | Path
+ID_COLUMN = "item_id"
 
 
 class SchemaError(ValueError):
@@ -23,9 +24,20 @@ class SchemaError(ValueError):
 def as_table(data: TableLike, *, what: str = "input") -> pa.Table:
     """Return ``data`` as a pyarrow Table.
 
+    Input Arrow cannot hold (a column mixing strings and numbers, a lone surrogate, two
+    columns with one name) is a ``SchemaError`` naming the column and the first bad row.
+
     >>> as_table({"item_id": ["a"], "text": ["hello"]}).num_rows
     1
     """
+    table = _to_arrow(data, what)
+    dupes = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
+    if dupes:
+        raise SchemaError(f"{what}: duplicate column names {dupes}; every column needs its own")
+    return table
+
+
+def _to_arrow(data: TableLike, what: str) -> pa.Table:
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):
@@ -36,15 +48,15 @@ def as_table(data: TableLike, *, what: str = "input") -> pa.Table:
             raise FileNotFoundError(f"{what}: no such file or directory: {path}")
         try:
             return pq.read_table(path)
-        except pa.ArrowInvalid as exc:
+        except (pa.ArrowInvalid, OSError) as exc:
             raise SchemaError(
                 f"{what}: {path} is not a readable Parquet file/dataset: {exc}"
             ) from exc
-    if isinstance(data, dict):
-        return pa.table(data)
     module = type(data).__module__.split(".")[0]
-    if module == "pandas":
-        return pa.Table.from_pandas(data, preserve_index=False)
+    if module == "pandas" and ID_COLUMN not in data.columns and data.index.name == ID_COLUMN:
+        data = data.reset_index()  # ids kept as the DataFrame's index (a database key)
+    if isinstance(data, dict) or module == "pandas":
+        return _from_columns(data, what)
     if module == "polars":
         return data.to_arrow()
     raise TypeError(
@@ -53,10 +65,68 @@ def as_table(data: TableLike, *, what: str = "input") -> pa.Table:
     )
 
 
-def doc_field(name: str, typ: pa.DataType, doc: str, *, required: bool = False) -> pa.Field:
+_CONVERSION_ERRORS = (
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+    UnicodeEncodeError,
+    OverflowError,
+    TypeError,
+    ValueError,
+)
+
+
+def _from_columns(data: Any, what: str) -> pa.Table:
+    """A dict of columns or a pandas DataFrame as Arrow; a column Arrow cannot hold is
+    diagnosed by name and row instead of surfacing the converter's traceback."""
+    is_pandas = not isinstance(data, dict)
+    names = [str(c) for c in data.columns] if is_pandas else [str(c) for c in data]
+    dupes = sorted({c for c in names if names.count(c) > 1})
+    if dupes:
+        raise SchemaError(f"{what}: duplicate column names {dupes}; every column needs its own")
+    try:
+        if is_pandas:
+            return pa.Table.from_pandas(data, preserve_index=False)
+        return pa.table(data)
+    except _CONVERSION_ERRORS as exc:
+        for name, values in data.items():  # a DataFrame and a dict both iterate this way
+            problem = _column_problem(list(values))
+            if problem:
+                raise SchemaError(f"{what}: column '{name}': {problem}") from exc
+        raise SchemaError(f"{what}: cannot convert to Arrow: {exc}") from exc
+
+
+def _column_problem(values: list) -> str | None:
+    """Why ``values`` cannot become one Arrow column (first bad row), or None if they can."""
+    try:
+        pa.array(values, from_pandas=True)
+        return None
+    except _CONVERSION_ERRORS as exc:
+        error = exc
+    first_type: dict[type, int] = {}
+    for row, value in enumerate(values):
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return f"row {row}: text is not valid Unicode ({exc.reason} at {exc.start})"
+        if value is None or (isinstance(value, float) and value != value):
+            continue
+        first_type.setdefault(type(value), row)
+    if len(first_type) > 1:
+        mixed = ", ".join(f"{t.__name__} (row {r})" for t, r in first_type.items())
+        return f"mixes value types: {mixed}; give the column a single type"
+    return f"cannot be stored as an Arrow column ({error})"
+
+
+def doc_field(
+    name: str, typ: pa.DataType, doc: str, *, required: bool = False, is_id: bool = False
+) -> pa.Field:
     """A schema field with its meaning attached (``metadata["doc"]``): the README's column
-    tables are generated from these (``python -m riskrank.rank.app.doc_tables``)."""
-    return pa.field(name, typ, nullable=not required, metadata={"doc": doc})
+    tables are generated from these (``python -m riskrank.rank.app.doc_tables``). ``is_id``:
+    an id column, which also accepts integers (carried as their decimal strings)."""
+    metadata = {"doc": doc, **({"kind": "id"} if is_id else {})}
+    return pa.field(name, typ, nullable=not required, metadata=metadata)
 
 
 def type_family(typ: pa.DataType) -> str:
@@ -75,14 +145,30 @@ def type_family(typ: pa.DataType) -> str:
     return str(typ)
 
 
+def field_family(field: pa.Field) -> str:
+    """``id`` for an id column (``doc_field(..., is_id=True)``), else its ``type_family``."""
+    return "id" if (field.metadata or {}).get(b"kind") == b"id" else type_family(field.type)
+
+
 # Input types each family accepts: validation then converts (bytes text is decoded, float
-# verdicts from pandas are checked to be whole, a dictionary column is decoded).
+# verdicts from pandas are checked to be whole, integer ids become strings, a dictionary
+# column is decoded). Ids refuse floats: 7.0 is not an id.
 _ACCEPTS = {
     "string": {"string", "binary"},
+    "binary": {"binary", "string"},
+    "id": {"string", "integer"},
     "integer": {"integer", "number"},
     "number": {"integer", "number"},
-    "binary": {"binary"},
 }
+
+
+def _first_value(table: pa.Table, name: str) -> str:
+    """`` (row 0: 'high')``: the first non-null value of a mistyped column, as evidence."""
+    column = table.column(name)
+    for row, value in enumerate(column.to_pylist()):
+        if value is not None:
+            return f" (row {row}: {name} {value!r})"
+    return ""
 
 
 def check_columns(table: pa.Table, schema: pa.Schema, *, what: str) -> None:
@@ -91,7 +177,7 @@ def check_columns(table: pa.Table, schema: pa.Schema, *, what: str) -> None:
     missing or mistyped column; columns the schema does not name are not checked."""
     problems = []
     for field in schema:
-        expected = type_family(field.type)
+        expected = field_family(field)
         if field.name not in table.column_names:
             if not field.nullable:
                 problems.append(f"missing column '{field.name}' ({expected})")
@@ -101,7 +187,12 @@ def check_columns(table: pa.Table, schema: pa.Schema, *, what: str) -> None:
             typ = typ.value_type
         readable = _ACCEPTS.get(expected, {expected})
         if not (pa.types.is_null(typ) or type_family(typ) in readable):
-            problems.append(f"column '{field.name}' has type {typ}, expected {expected}")
+            hint = " (strings or integers; floats are refused: 7.0 is not an id)"
+            problems.append(
+                f"column '{field.name}' has type {typ}, expected {expected}"
+                + (hint if expected == "id" else "")
+                + _first_value(table, field.name)
+            )
     if problems:
         raise SchemaError(
             f"{what}: " + "; ".join(problems) + f" (columns present: {table.column_names})"

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,25 +17,29 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.build import build_index
-from riskrank.index.manifest import MANIFEST
+from riskrank.index.content_digest import build_digest
+from riskrank.index.manifest import MANIFEST, write_text_atomic
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
+from riskrank.rank.input_checks import (
+    check_budget,
+    check_history_trainable,
+    history_rows_not_indexed,
+    protect_metadata,
+)
 from riskrank.rank.model import RiskModel
-from riskrank.rank.queue import build_queue
+from riskrank.rank.output_lock import holds_output_lock
+from riskrank.rank.queue import ScoredCandidates, build_queue
 from riskrank.rank.ranker import RiskRanker
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
-from riskrank.recall.recaller import recall
+from riskrank.recall.recaller import DEFAULT_K, recall
 from riskrank.recall.seeds import SeedSet
 
-
-def _digest(ids: list[str]) -> str:
-    import hashlib
-
-    return hashlib.sha256("\x1f".join(ids).encode()).hexdigest()[:16]
+log = logging.getLogger("riskrank")
 
 
 def open_or_build_index(
@@ -47,13 +52,10 @@ def open_or_build_index(
     chunk_size: int = 2048,
     show_progress=True,
 ) -> InventoryIndex:
-    """Reuse ``path`` if it indexes exactly this inventory; otherwise (re)build, resuming chunks."""
+    """Reuse ``path`` if it indexes exactly this inventory (same rows, same content, same
+    image files, same encoders: ``build_digest``); otherwise (re)build, resuming chunks."""
     table = as_table(inventory, what="inventory")
-    digest = (
-        _digest([str(x) for x in table.column(ITEM_ID).to_pylist()])
-        if ITEM_ID in table.column_names
-        else ""
-    )
+    digest = build_digest(table, signals)
     stamp = path / "inventory.digest"
     if (path / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
         return InventoryIndex.load(path, signals={s.name: s for s in signals})
@@ -67,17 +69,18 @@ def open_or_build_index(
         show_progress=show_progress,
         overwrite=True,
     )
-    stamp.write_text(digest)
+    write_text_atomic(digest, stamp)
     return index
 
 
+@holds_output_lock("model_dir", what="model directory")
 def train(
     history: TableLike,
     seeds: SeedSet | TableLike,
     model_dir: str | Path,
     *,
     signals: list[Signal] | None = None,
-    k: int = 1000,
+    k: int | None = DEFAULT_K,
     ranker: RiskRanker | None = None,
     lexical_probe: bool = True,
     show_progress: bool = True,
@@ -87,11 +90,15 @@ def train(
     The reviewed items are indexed, the seeds recall among them (each item's own review left
     out of its history evidence), and the ranker learns which evidence marks a violation.
     ``lexical_probe`` adds an n-gram classifier of the reviewed text as one more piece of
-    evidence (recall/lexical.py).
+    evidence (recall/lexical.py). ``k``: as in ``sweep`` (the ranker learns from the reviewed
+    items recall finds; None: all of them). ``ranker``: e.g.
+    ``RiskRanker(precision_target=0.99, policy_precision_targets={"scam": 0.9})`` sets the
+    precision that an automatic action must hold (default 0.95).
     """
     model_dir = Path(model_dir)
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     hist, quarantined = validate_history(history)
+    check_history_trainable(hist)  # before minutes of embedding, not after
     signals = signals or [TextEmbeddingSignal()]
     # One index row per reviewed item, however many policies reviewed it.
     ids = hist.column(ITEM_ID).to_pylist()
@@ -99,10 +106,13 @@ def train(
     for i, item_id in enumerate(ids):
         first.setdefault(item_id, i)
     content_cols = [c for c in hist.column_names if c not in ("policy", "verdict", "sweep_id")]
-    items = hist.take(pa.array(list(first.values()))).select(content_cols)
+    items = hist.take(pa.array(list(first.values()), pa.int64())).select(content_cols)
+    items = protect_metadata(items, what="history")
     hindex = open_or_build_index(
         items, model_dir / "history_index", signals, show_progress=show_progress
     )
+    # Reviews of items that could not be indexed take no part in training: count them.
+    quarantined = pa.concat_tables([quarantined, history_rows_not_indexed(hist, hindex.quarantine)])
     exemplars = {}
     for name, si in hindex.signals.items():
         pos_of = {item_id: p for p, item_id in enumerate(si.ids)}
@@ -140,11 +150,10 @@ def train(
         "k": k,
         "seconds": round(time.time() - t0, 2),
     }
-    write_parquet(quarantined, model_dir / "history_quarantine.parquet")
     model = RiskModel(
         ranker, [hindex.signals[s.name].signal for s in signals], exemplars, info, lexical
     )
-    model.save(model_dir)
+    model.save(model_dir, tables={"history_quarantine": quarantined})
     return model
 
 
@@ -159,17 +168,28 @@ class SweepResult:
     out_dir: Path | None = None
 
 
-def score_candidates(
-    model: RiskModel, cands: pa.Table
-) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
-    """Raw scores, calibrated probabilities, reasons and model variant for each candidate row."""
+def score_candidates(model: RiskModel, cands: pa.Table) -> ScoredCandidates:
+    """Raw scores, calibrated probabilities, reasons, model variant and action thresholds."""
     if cands.num_rows == 0:
-        return np.zeros(0), np.zeros(0), [], np.zeros(0, dtype=object)
+        return calibrate_scores(model, cands, np.zeros(0), [], np.zeros(0, dtype=object))
     scores, variant = model.ranker._raw(cands)
-    proba = model.ranker.predict_proba(cands)
-    return scores, proba, model.ranker.reasons(cands), variant
+    return calibrate_scores(model, cands, scores, model.ranker.reasons(cands), variant)
 
 
+def calibrate_scores(
+    model: RiskModel, cands: pa.Table, scores: np.ndarray, reasons: list[str], variant
+) -> ScoredCandidates:
+    """The calibration step of ``score_candidates``, over ALL of a sweep's candidates at once
+    (a cold policy's base rate is estimated on them); engines that score in chunks call it
+    once on the driver."""
+    policies = cands.column("policy").to_pylist() if cands.num_rows else []
+    cal = model.ranker.calibrate(scores, variant, policies)
+    return ScoredCandidates(
+        scores, cal.proba, reasons, variant, cal.calibration, cal.action_threshold, cal.base_rates
+    )
+
+
+@holds_output_lock("out_dir", what="sweep output directory")
 def sweep(
     inventory: TableLike,
     seeds: SeedSet | TableLike,
@@ -177,7 +197,7 @@ def sweep(
     *,
     out_dir: str | Path | None = None,
     budget: int | None = None,
-    k: int = 1000,
+    k: int | None = DEFAULT_K,
     max_memory: int | str = "4G",
     index_key: str | None = None,
     image_base_dir: str | Path | None = None,
@@ -185,6 +205,12 @@ def sweep(
     show_progress: bool = True,
 ) -> SweepResult:
     """Index ``inventory``, recall with ``seeds``, rank, and return the escalation queue.
+
+    ``k``: neighbours recalled per seed and signal (default ``DEFAULT_K`` = 5,000, also the
+    CLI's). Only recalled items can be queued: an inventory larger than ``k`` is covered in
+    part, and ``report["coverage"]`` says how much. ``k=None`` recalls every indexed item, so
+    the queue covers the whole inventory. ``budget``: keep only the queue's first ``budget``
+    rows (None: all of them); it cuts the queue, not recall.
 
     ``image_base_dir``: where relative ``image_path`` values live (image signals only; a
     model does not remember it).
@@ -194,10 +220,12 @@ def sweep(
     after a crash resumes the embedding where it stopped.
     """
     t0 = time.time()
+    check_budget(budget)
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
     set_image_base_dir(model, image_base_dir)
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     out = Path(out_dir) if out_dir else Path(_tmpdir())
+    inventory = protect_metadata(as_table(inventory, what="inventory"))
     index = open_or_build_index(
         inventory,
         out / "index",
@@ -217,11 +245,11 @@ def sweep(
         show_progress=show_progress,
     )
     t_recall = time.time() - t0 - t_index
-    scores, proba, reasons, variant = score_candidates(model, cands)
+    scored = score_candidates(model, cands)
     seconds = {"index": t_index, "recall": t_recall, "rank": time.time() - t0 - t_index - t_recall}
     return finish_sweep(
         cands,
-        (scores, proba, reasons, variant),
+        scored,
         index.quarantine,
         index.manifest,
         seeds,
@@ -242,7 +270,7 @@ def set_image_base_dir(model: RiskModel, base_dir: str | Path | None) -> None:
 
 def finish_sweep(
     cands: pa.Table,
-    scored: tuple[np.ndarray, np.ndarray, list[str], np.ndarray],
+    scored: ScoredCandidates,
     quarantine: pa.Table,
     manifest: dict,
     seeds: SeedSet,
@@ -257,10 +285,10 @@ def finish_sweep(
 
     ``scored``: what ``score_candidates`` returns; ``manifest``: the index's.
     """
-    scores, proba, reasons, variant = scored
-    queue = build_queue(cands, scores, proba, reasons, variant, budget=budget)
+    queue = build_queue(cands, scored, budget=budget)
     n_indexed = int(manifest["items"]["indexed"])
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
+    decisions = decision_report(cands, scored)
     report = {
         "items_in": manifest["items"]["input"],
         "items_indexed": n_indexed,
@@ -269,12 +297,9 @@ def finish_sweep(
         "items_not_recalled": n_indexed - recalled,
         "candidates": cands.num_rows,
         "queued": queue.num_rows,
+        "coverage": round(queue.num_rows / n_indexed, 4) if n_indexed else 0.0,
         "policies": seeds.policies,
-        "cold_start_policies": sorted(
-            {p for p, v in zip(cands.column("policy").to_pylist(), variant) if v == "cold"}
-        )
-        if cands.num_rows
-        else [],
+        **decisions,
         "seconds": {
             **{stage: round(s, 2) for stage, s in seconds.items()},
             "total": round(sum(seconds.values()), 2),
@@ -291,12 +316,46 @@ def finish_sweep(
     }
     if report["items_in"] != report["items_indexed"] + report["items_quarantined"]:
         raise RuntimeError(f"item accounting broken: {report}")  # never silently lose items
+    for warning in report["warnings"]:
+        log.warning(warning)
     if out_dir:
         write_parquet(cands, out_dir / "candidates.parquet")
         write_parquet(queue, out_dir / "queue.parquet")
         write_parquet(quarantine, out_dir / "quarantine.parquet")
         (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     return SweepResult(queue, cands, quarantine, report, out_dir)
+
+
+def decision_report(cands: pa.Table, scored: ScoredCandidates) -> dict:
+    """Per policy: how its probabilities were calibrated, its action threshold, cold or not,
+    and a warning for each policy that runs cold or can take no automatic action."""
+    pols = cands.column("policy").to_pylist() if cands.num_rows else []
+    per: dict[str, dict] = {}
+    for i, policy in enumerate(pols):
+        if policy not in per:
+            t = scored.action_threshold[i]
+            per[policy] = {
+                "model": str(scored.variant[i]),
+                "calibration": str(scored.calibration[i]),
+                "action_threshold": float(t) if np.isfinite(t) else None,
+            }
+            if policy in scored.base_rates:
+                per[policy]["estimated_base_rate"] = round(scored.base_rates[policy], 4)
+    cold = sorted(p for p, d in per.items() if d["model"] == "cold")
+    warnings = [
+        f"policy {p!r} has no review history: it runs cold start (seed evidence only), "
+        f"probabilities are {per[p]['calibration']} (base rate re-estimated on this sweep: "
+        f"{per[p].get('estimated_base_rate', 'n/a')}) and every item is escalated, never "
+        "actioned automatically"
+        for p in cold
+    ]
+    warnings += [
+        f"policy {p!r}: its held-out review history cannot show the precision target for an "
+        "automatic action; every item is escalated"
+        for p, d in sorted(per.items())
+        if d["model"] != "cold" and d["action_threshold"] is None
+    ]
+    return {"cold_start_policies": cold, "decisions": per, "warnings": warnings}
 
 
 def _tmpdir() -> str:
@@ -308,7 +367,9 @@ def _tmpdir() -> str:
 __all__ = [
     "RiskModel",
     "SchemaError",
+    "DEFAULT_K",
     "SweepResult",
+    "calibrate_scores",
     "finish_sweep",
     "sweep",
     "train",

@@ -1,10 +1,14 @@
 """The escalation queue: what reviewers work through, riskiest first.
 
 Its columns are ``QUEUE_SCHEMA`` (the README's queue table is generated from it), then the
-candidates' evidence, then the item's own metadata (``text`` truncated to 300 chars).
+candidates' evidence, then the item's own metadata (``text`` truncated to 300 chars). Ordered by
+``risk_probability`` then ``risk_score``; ``rank`` is that order and every metric
+(``rank.evaluation``) reads it, never the probability alone.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -13,19 +17,23 @@ import pyarrow.compute as pc
 from riskrank.index.tables import check_columns, doc_field
 from riskrank.recall.candidates import CANDIDATE_KEY_SCHEMA
 
-ACT_ON_SEED_ACTION = 0.8
+ESCALATE = "escalate"
+NOT_AUTOMATIC = frozenset({ESCALATE, "human_review", ""})
 QUEUE_SCHEMA = pa.schema(
     [
         doc_field("rank", pa.int64(), "1 = review first", required=True),
         doc_field("item_id", pa.string(), "the item", required=True),
         doc_field("policy", pa.string(), "the policy it most likely violates", required=True),
-        doc_field("risk_score", pa.float64(), "raw ranker score (ordering within a policy)"),
-        doc_field("risk_probability", pa.float64(), "P(violating), calibrated on held-out history"),
+        doc_field("risk_score", pa.float64(), "raw ranker score (ordering)"),
+        doc_field(
+            "risk_probability", pa.float64(), "P(violating); `calibration` says how far to trust it"
+        ),
         doc_field(
             "action",
             pa.string(),
-            f"the closest seed's action when the probability is >= {ACT_ON_SEED_ACTION}, "
-            "else `human_review`",
+            "the closest seed's action when `risk_probability >= action_threshold`, else "
+            "`escalate` (human review); cold and transferred policies always escalate, and so "
+            "do seeds whose action is `human_review`/`escalate`",
         ),
         doc_field("severity", pa.int8(), "of the closest seed (1-4)"),
         doc_field("reasons", pa.string(), "the evidence that pushed the score up, in words"),
@@ -36,25 +44,65 @@ QUEUE_SCHEMA = pa.schema(
             "further policies it matched with probability >= 0.5",
         ),
         doc_field("model", pa.string(), "`full`, or `cold` for a policy without review history"),
+        doc_field(
+            "calibration",
+            pa.string(),
+            "`policy_history` (calibrated on this policy's held-out reviews), `transferred` (no "
+            "usable history of its own: another calibrator, with the base rate re-estimated on "
+            "this sweep's candidates of the policy), or `none` (an order, not a probability)",
+        ),
+        doc_field(
+            "action_threshold",
+            pa.float64(),
+            "the probability from which the policy's suggested action is automatic: chosen on "
+            "held-out history for precision >= the target at 95% confidence; null when the "
+            "history cannot support the target (or the policy is cold)",
+        ),
     ],
     metadata={"doc": "escalation queue; evidence and item metadata columns follow these"},
 )
+QUEUE_FRONT = tuple(QUEUE_SCHEMA.names)
+
+
+@dataclass
+class ScoredCandidates:
+    """What ranking adds to each candidate row (``rank.pipeline.score_candidates``).
+
+    ``calibration``, ``action_threshold``, ``base_rates``: see ``RiskRanker.calibrate``.
+    """
+
+    scores: np.ndarray
+    proba: np.ndarray
+    reasons: list[str]
+    variant: np.ndarray
+    calibration: np.ndarray
+    action_threshold: np.ndarray
+    base_rates: dict[str, float]
+
+
+def suggested_actions(
+    seed_action: np.ndarray, proba: np.ndarray, threshold: np.ndarray
+) -> np.ndarray:
+    """The seed's action where the probability reaches a (finite) threshold, else escalate."""
+    seed_action = np.asarray(seed_action, dtype=object)
+    automatic = np.array([a is not None and a not in NOT_AUTOMATIC for a in seed_action])
+    with np.errstate(invalid="ignore"):
+        reached = np.isfinite(threshold) & (proba >= threshold)
+    return np.where(automatic & reached, seed_action, ESCALATE)
 
 
 def build_queue(
-    candidates: pa.Table,
-    scores: np.ndarray,
-    proba: np.ndarray,
-    reasons: list[str],
-    variant: np.ndarray,
-    *,
-    budget: int | None = None,
+    candidates: pa.Table, scored: ScoredCandidates, *, budget: int | None = None
 ) -> pa.Table:
-    """One row per item (its riskiest policy), sorted by probability then score."""
+    """One row per item (its riskiest policy), sorted by probability then score.
+
+    ``budget``: keep only the first ``budget`` rows (None: every recalled item).
+    """
     check_columns(candidates, CANDIDATE_KEY_SCHEMA, what="candidates")
     n = candidates.num_rows
-    if n == 0:
+    if n == 0:  # the full schema, so reports and readers of an empty queue need no special case
         return QUEUE_SCHEMA.empty_table()
+    scores, proba, reasons, variant = scored.scores, scored.proba, scored.reasons, scored.variant
     ids = np.asarray(candidates.column("item_id").to_pylist(), dtype=object)
     pols = np.asarray(candidates.column("policy").to_pylist(), dtype=object)
     # Probabilities are comparable across policies; raw lambdarank scores are not.
@@ -73,7 +121,8 @@ def build_queue(
     table = candidates.take(pa.array(rows))
     seed_action = np.asarray(table.column("action").to_pylist(), dtype=object)
     p = proba[rows]
-    action = np.where(p >= ACT_ON_SEED_ACTION, seed_action, "human_review")
+    threshold = scored.action_threshold[rows]
+    action = suggested_actions(seed_action, p, threshold)
     cols = {
         "rank": pa.array(np.arange(1, len(rows) + 1), pa.int64()),
         "risk_score": pa.array(scores[rows], pa.float64()),
@@ -82,6 +131,8 @@ def build_queue(
         "reasons": pa.array([reasons[r] for r in rows], pa.string()),
         "other_policies": pa.array([others[ids[r]] for r in rows], pa.list_(pa.string())),
         "model": pa.array(variant[rows].tolist(), pa.string()),
+        "calibration": pa.array(scored.calibration[rows].tolist(), pa.string()),
+        "action_threshold": pa.array(threshold, pa.float64(), mask=~np.isfinite(threshold)),
     }
     for name, col in cols.items():
         if name in table.column_names:

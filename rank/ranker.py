@@ -11,6 +11,7 @@ used for policies that have no review history of their own.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm as lgb
@@ -18,6 +19,12 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.tables import SchemaError, TableLike, as_table, check_columns
+from riskrank.rank.calibration import (
+    ActionThreshold,
+    ScoreCalibrator,
+    choose_threshold,
+    shift_prior,
+)
 from riskrank.recall.candidates import (
     CANDIDATE_KEY_SCHEMA,
     describe_feature,
@@ -37,6 +44,22 @@ TRAINING_SCHEMA = pa.schema(
         HISTORY_SCHEMA.field("verdict"),
     ]
 )
+FORMAT = "riskrank.RiskRanker/2"  # /2: per-policy calibration and action thresholds
+POOLED = "*"  # calibrator fitted on every policy's held-out rows
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """Per row: ``proba`` P(violating); ``calibration`` how it was obtained (``policy_history``:
+    on this policy's held-out reviews; ``transferred``: another calibrator with the base rate
+    re-estimated on these rows; ``none``: an order only); ``action_threshold`` the probability
+    from which the policy's suggested action is automatic (NaN: never). ``base_rates``: the
+    re-estimated base rate of each transferred policy."""
+
+    proba: np.ndarray
+    calibration: np.ndarray
+    action_threshold: np.ndarray
+    base_rates: dict[str, float]
 
 
 def _groups(
@@ -68,6 +91,12 @@ class RiskRanker:
     scores, and deeper trees overfit the history (Insults: 0.773 AP with 15 leaves, 0.790
     with 4).
 
+    Decisions (``rank/calibration.py``): ``calibration_fraction`` of the history is held out;
+    on it each policy gets its own calibrator and the probability from which its suggested
+    action is automatic: precision >= ``precision_target`` (per policy:
+    ``policy_precision_targets``) by a 95% lower confidence bound. A policy whose held-out
+    history cannot show that, or that has no history (cold start), always escalates.
+
     >>> ranker = RiskRanker().fit(train_candidates)          # doctest: +SKIP
     >>> ranker.predict_proba(sweep_candidates)[:3]           # doctest: +SKIP
     """
@@ -89,6 +118,8 @@ class RiskRanker:
         truncation_level: int = 512,
         random_state: int = 0,
         n_jobs: int = 2,
+        precision_target: float = 0.95,
+        policy_precision_targets: dict[str, float] | None = None,
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -104,6 +135,8 @@ class RiskRanker:
         self.truncation_level = truncation_level
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.precision_target = precision_target
+        self.policy_precision_targets = policy_precision_targets
 
     def _check_params(self) -> None:
         """scikit-learn style: ``__init__`` stores, ``fit`` validates (naming the argument)."""
@@ -127,6 +160,12 @@ class RiskRanker:
             ),
             ("truncation_level", self.truncation_level >= 1, "an integer >= 1"),
             ("n_jobs", self.n_jobs == -1 or self.n_jobs >= 1, "-1 (all cores) or >= 1"),
+            ("precision_target", 0 < self.precision_target <= 1, "in (0, 1]"),
+            (
+                "policy_precision_targets",
+                all(0 < v <= 1 for v in (self.policy_precision_targets or {}).values()),
+                "a dict {policy: target in (0, 1]}",
+            ),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -214,6 +253,8 @@ class RiskRanker:
         variants = {"full": self.features_}
         if self.cold_start and self.cold_features_ != self.features_:
             variants["cold"] = self.cold_features_
+        held = np.flatnonzero(calib)
+        held_policies = np.asarray(table.column("policy").to_pylist(), dtype=object)[held]
         for name, feats in variants.items():
             X = self._matrix(table, feats)
             tr = np.flatnonzero(~calib)
@@ -222,13 +263,39 @@ class RiskRanker:
             model = lgb.LGBMRanker(**self._params(len(rows), feats))
             model.fit(X[rows], y[rows], group=sizes)
             self.models_[name] = model.booster_
-            held = np.flatnonzero(calib)
-            self.calibration_[name] = _platt(
-                model.booster_.predict(X[held]), (y[held] >= POSITIVE_VERDICT).astype(float)
+            self.calibration_[name] = _fit_calibrators(
+                model.booster_.predict(X[held]),
+                y[held] >= POSITIVE_VERDICT,
+                held_policies if name == "full" else None,
             )
+        self.thresholds_ = self._fit_thresholds(
+            self.models_["full"].predict(self._matrix(table.take(pa.array(held)), self.features_)),
+            y[held] >= POSITIVE_VERDICT,
+            held_policies,
+            sorted(set(table.column("policy").to_pylist())),
+        )
         self.n_train_ = int((~calib).sum())
         self.n_calibration_ = int(calib.sum())
         return self
+
+    def _target(self, policy: str) -> float:
+        return (self.policy_precision_targets or {}).get(policy, self.precision_target)
+
+    def _fit_thresholds(
+        self, scores: np.ndarray, y: np.ndarray, policies: np.ndarray, all_policies: list[str]
+    ) -> dict[str, ActionThreshold]:
+        """Per policy, on its held-out rows scored by its own calibrator."""
+        out = {}
+        for policy in all_policies:
+            rows = policies == policy
+            cal = self.calibration_["full"].get(policy)
+            if cal is None:  # too little held-out history to calibrate: no automatic action
+                out[policy] = ActionThreshold(
+                    self._target(policy), None, int(rows.sum()), int(y[rows].sum())
+                )
+                continue
+            out[policy] = choose_threshold(cal.predict(scores[rows]), y[rows], self._target(policy))
+        return out
 
     # -- inference ------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -268,14 +335,46 @@ class RiskRanker:
         return self._raw(as_table(candidates, what="candidates"))[0]
 
     def predict_proba(self, candidates: TableLike) -> np.ndarray:
-        """P(violating), calibrated on held-out history."""
-        scores, variant = self._raw(as_table(candidates, what="candidates"))
-        out = np.zeros(len(scores))
-        for name in set(variant):
-            a, b = self.calibration_[name]
-            rows = variant == name
-            out[rows] = 1.0 / (1.0 + np.exp(-(a * scores[rows] + b)))
-        return out
+        """P(violating): see ``calibrate`` (a cold policy's base rate is estimated on these
+        rows)."""
+        table = as_table(candidates, what="candidates")
+        scores, variant = self._raw(table)
+        return self.calibrate(scores, variant, table.column("policy").to_pylist()).proba
+
+    def calibrate(self, scores: np.ndarray, variant: np.ndarray, policies) -> Calibrated:
+        """Raw scores (``predict``) of one sweep's candidates -> ``Calibrated``.
+
+        A policy scored by the full model with a calibrator of its own uses it
+        (``policy_history``). Otherwise (cold start, or too little held-out history) the
+        variant's pooled calibrator is used with the base rate re-estimated on this policy's
+        rows (``transferred``); pass all of a policy's candidates at once.
+        """
+        self._check_fitted()
+        scores = np.asarray(scores, float)
+        variant = np.asarray(variant, dtype=object)
+        pols = np.asarray(policies, dtype=object)
+        proba = np.zeros(len(scores))
+        kind = np.full(len(scores), "none", dtype=object)
+        threshold = np.full(len(scores), np.nan)
+        base_rates = {}
+        for name, policy in sorted(set(zip(variant, pols))):
+            rows = (variant == name) & (pols == policy)
+            cals = self.calibration_.get(name, {})
+            own = cals.get(policy) if name == "full" else None
+            if own is not None:
+                proba[rows] = own.predict(scores[rows])
+                kind[rows] = "policy_history"
+                t = self.thresholds_.get(policy)
+                threshold[rows] = np.nan if t is None or t.threshold is None else t.threshold
+                continue
+            pooled = cals.get(POOLED)
+            if pooled is None:
+                proba[rows] = ScoreCalibrator.uninformed(scores[rows]).predict(scores[rows])
+                continue
+            shift, base_rates[policy] = shift_prior(pooled, scores[rows])
+            proba[rows] = pooled.predict(scores[rows], shift)
+            kind[rows] = "transferred"
+        return Calibrated(proba, kind, threshold, base_rates)
 
     def explain(
         self, candidates: TableLike, *, top: int = 3
@@ -315,11 +414,15 @@ class RiskRanker:
         for name, booster in self.models_.items():
             booster.save_model(str(path / MODEL_FILES[name]))
         meta = {
-            "format": "riskrank.RiskRanker/1",
+            "format": FORMAT,
             "params": {k: v for k, v in vars(self).items() if not k.endswith("_")},
             "features": self.features_,
             "cold_features": self.cold_features_,
-            "calibration": {k: list(v) for k, v in self.calibration_.items()},
+            "calibration": {
+                variant: {p: c.to_dict() for p, c in cals.items() if c is not None}
+                for variant, cals in self.calibration_.items()
+            },
+            "action_thresholds": {p: t.to_dict() for p, t in self.thresholds_.items()},
             "n_train": self.n_train_,
             "n_calibration": self.n_calibration_,
         }
@@ -330,13 +433,25 @@ class RiskRanker:
     def load(cls, path: str | Path) -> RiskRanker:
         path = Path(path)
         meta = json.loads((path / "ranker.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(
+                f"{path}: ranker saved as {meta.get('format')!r}, without per-policy calibration "
+                f"and action thresholds ({FORMAT}); its probabilities and actions cannot be "
+                "trusted: retrain the model (`riskrank train` or rank.pipeline.train)"
+            )
         params = meta["params"]
         params["label_gain"] = tuple(params["label_gain"])
         params["metadata_features"] = tuple(params["metadata_features"])
         self = cls(**params)
         self.features_ = meta["features"]
         self.cold_features_ = meta["cold_features"]
-        self.calibration_ = {k: tuple(v) for k, v in meta["calibration"].items()}
+        self.calibration_ = {
+            variant: {p: ScoreCalibrator.from_dict(c) for p, c in cals.items()}
+            for variant, cals in meta["calibration"].items()
+        }
+        self.thresholds_ = {
+            p: ActionThreshold.from_dict(t) for p, t in meta["action_thresholds"].items()
+        }
         self.models_ = {
             name: lgb.Booster(model_file=str(path / MODEL_FILES[name]))
             for name in self.calibration_
@@ -345,14 +460,15 @@ class RiskRanker:
         return self
 
 
-def _platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Platt scaling: P(y=1) = sigmoid(a * score + b), a 1-D logistic regression."""
-    if len(scores) < 10 or y.min() == y.max():
-        return (1.0, 0.0)
-    from sklearn.linear_model import LogisticRegression
-
-    lr = LogisticRegression(C=1e4).fit(scores.reshape(-1, 1), y)
-    return (float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+def _fit_calibrators(
+    scores: np.ndarray, y: np.ndarray, policies: np.ndarray | None
+) -> dict[str, ScoreCalibrator | None]:
+    """The pooled calibrator (``POOLED``) and, given ``policies``, one per policy."""
+    out = {POOLED: ScoreCalibrator.fit(scores, y)}
+    for policy in sorted(set(policies)) if policies is not None else []:
+        rows = policies == policy
+        out[policy] = ScoreCalibrator.fit(scores[rows], y[rows])
+    return out
 
 
 def _attach_verdicts(table: pa.Table, history: pa.Table) -> pa.Table:

@@ -34,15 +34,16 @@ from riskrank.index.ray_engine.embed import ItemEmbedder, materialize_signals
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import SignalBatch
 from riskrank.index.tables import TableLike
+from riskrank.rank.output_lock import holds_output_lock
 from riskrank.rank.pipeline import (
     RiskModel,
     SweepResult,
+    calibrate_scores,
     finish_sweep,
-    score_candidates,
     set_image_base_dir,
 )
 from riskrank.recall.candidates import KEY_COLUMNS
-from riskrank.recall.recaller import recall
+from riskrank.recall.recaller import DEFAULT_K, recall
 from riskrank.recall.seeds import SeedSet
 
 # ----------------------------------------------------------------------------- recall
@@ -112,7 +113,7 @@ def _score_chunk(ranker, cands: pa.Table, variant: np.ndarray):
     # Full or cold-start model is chosen per policy over all candidates
     # (RiskRanker._variant_per_row); a chunk holding part of a policy must not choose again.
     ranker._variant_per_row = lambda table: variant
-    return score_candidates(RiskModel(ranker, [], {}), cands)
+    return ranker.predict(cands), ranker.reasons(cands)
 
 
 def _rank(model: RiskModel, cands: pa.Table, chunk: int, max_retries: int):
@@ -120,7 +121,7 @@ def _rank(model: RiskModel, cands: pa.Table, chunk: int, max_retries: int):
     import ray
 
     if cands.num_rows == 0:
-        return np.zeros(0), np.zeros(0), [], np.zeros(0, dtype=object)
+        return calibrate_scores(model, cands, np.zeros(0), [], np.zeros(0, dtype=object))
     variant = model.ranker._variant_per_row(cands)
     ranker = ray.put(model.ranker)
     task = ray.remote(_score_chunk).options(max_retries=max_retries)
@@ -128,17 +129,16 @@ def _rank(model: RiskModel, cands: pa.Table, chunk: int, max_retries: int):
     parts = ray.get(
         [task.remote(ranker, cands.slice(s, chunk), variant[s : s + chunk]) for s in starts]
     )
-    return (
-        np.concatenate([p[0] for p in parts]),
-        np.concatenate([p[1] for p in parts]),
-        [r for p in parts for r in p[2]],
-        np.concatenate([p[3] for p in parts]),
-    )
+    # Calibrated on the driver over all candidates: a cold policy's base rate is estimated
+    # on all of its rows, as the single machine does.
+    scores = np.concatenate([p[0] for p in parts])
+    return calibrate_scores(model, cands, scores, [r for p in parts for r in p[1]], variant)
 
 
 # ----------------------------------------------------------------------------- the sweep
 
 
+@holds_output_lock("out_dir", what="sweep output directory")
 def sweep_ray(
     inventory: TableLike | Sequence[str | Path],
     seeds: SeedSet | TableLike,
@@ -146,7 +146,7 @@ def sweep_ray(
     *,
     out_dir: str | Path | None = None,
     budget: int | None = None,
-    k: int = 1000,
+    k: int | None = DEFAULT_K,
     max_memory: int | str = "4G",
     index_key: str | None = None,
     image_base_dir: str | Path | None = None,

@@ -21,7 +21,14 @@ import pyarrow.parquet as pq
 
 from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH, ITEM_ID, TEXT, quarantine_table
 from riskrank.index.signals.base import Signal
-from riskrank.index.tables import TableLike, as_table, check_columns, doc_field, write_parquet
+from riskrank.index.tables import (
+    SchemaError,
+    TableLike,
+    as_table,
+    check_columns,
+    doc_field,
+    write_parquet,
+)
 from riskrank.recall.candidates import HISTORY_EVIDENCE
 
 VERDICT_MAX = 3
@@ -29,7 +36,7 @@ POSITIVE_VERDICT = 2  # "violating": what positives, probes and probabilities ar
 PROBE_C = 1.0
 HISTORY_SCHEMA = pa.schema(
     [
-        doc_field(ITEM_ID, pa.string(), "the reviewed item", required=True),
+        doc_field(ITEM_ID, pa.string(), "the reviewed item", required=True, is_id=True),
         doc_field("policy", pa.string(), "the policy it was reviewed under", required=True),
         doc_field(
             "verdict",
@@ -52,6 +59,8 @@ def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Tabl
     """Split review history into (clean rows, quarantined rows with reasons)."""
     table = as_table(data, what=what)
     check_columns(table, HISTORY_SCHEMA, what=what)
+    if table.num_rows == 0:
+        raise SchemaError(f"{what}: 0 rows; training needs reviewed items")
     if "sweep_id" not in table.column_names:
         table = table.append_column("sweep_id", pa.array(["history"] * table.num_rows, pa.string()))
     table = table.set_column(
@@ -83,7 +92,7 @@ def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Tabl
             pa.int8(),
         ),
     )
-    keep = pa.array([i not in bad for i in range(table.num_rows)])
+    keep = pa.array([i not in bad for i in range(table.num_rows)], pa.bool_())
     rows = [
         {ITEM_ID: ids[i], "row": i, "stage": "history", "reason": r} for i, r in sorted(bad.items())
     ]

@@ -32,6 +32,9 @@ from riskrank.recall.seeds import SeedSet
 
 DENSITY_K = 10
 BACKGROUND_SAMPLE = 2048
+# Neighbours per seed and signal, the one default of the library and the CLI: inventories of up
+# to 5,000 items are covered whole; past that, each seed's 5,000 nearest (k=None: every item).
+DEFAULT_K = 5000
 
 
 def _thresholds(si: SignalIndex) -> tuple[float, float]:
@@ -175,11 +178,14 @@ def _seed_evidence(
 
 
 def _neighbours(
-    states: dict[str, _SignalState], batches: Mapping[str, SignalBatch], rows: np.ndarray, k: int
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
+    states: dict[str, _SignalState],
+    batches: Mapping[str, SignalBatch],
+    rows: np.ndarray,
+    k: int | None,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int]], np.ndarray]:
     """For one policy's seed ``rows``: per signal, the query vectors of the seeds that have its
-    modality, those rows and their ``k`` nearest positions; and the union of the items found,
-    in the order first found (signal by signal)."""
+    modality, those rows, their ``k`` nearest positions and that ``k`` (None: every item); and
+    the union of the items found, in the order first found (signal by signal)."""
     per_signal = {}
     cand_ids: dict[str, None] = {}
     for name, state in states.items():
@@ -188,8 +194,9 @@ def _neighbours(
         if len(ok_rows) == 0 or state.si.index.ntotal == 0:
             continue
         q = np.ascontiguousarray(b.vectors[ok_rows])
-        ann = state.neighbours(q, k)
-        per_signal[name] = (q, ok_rows, ann)
+        k_sig = state.si.index.ntotal if k is None else k
+        ann = state.neighbours(q, k_sig)
+        per_signal[name] = (q, ok_rows, ann, k_sig)
         for p in np.unique(ann[ann >= 0]):
             cand_ids.setdefault(state.si.ids[p], None)
     return per_signal, np.asarray(list(cand_ids), dtype=object)
@@ -217,7 +224,7 @@ def recall(
     index: InventoryIndex,
     seeds: SeedSet | TableLike,
     *,
-    k: int = 1000,
+    k: int | None = DEFAULT_K,
     exemplars: Mapping[str, ReviewedExemplars] | None = None,
     exclude_self: bool = False,
     lexical: LexicalProbe | None = None,
@@ -226,9 +233,11 @@ def recall(
 ) -> pa.Table:
     """Recall inventory resembling ``seeds``: one candidate row per (item, policy).
 
-    ``k``: neighbours fetched per seed and signal. ``exemplars``: reviewed history per signal
-    (adds ``hist_*`` evidence). ``lexical``: n-gram probe trained on reviewed text (adds
-    ``hist_lexical_probe_score``). ``exclude_self``: leave each item's own review out (training).
+    ``k``: neighbours fetched per seed and signal; an item no seed has among its ``k``
+    nearest is not a candidate (None: every indexed item is one). ``exemplars``: reviewed
+    history per signal (adds ``hist_*`` evidence). ``lexical``: n-gram probe trained on
+    reviewed text (adds ``hist_lexical_probe_score``). ``exclude_self``: leave each item's
+    own review out (training).
     ``seed_vectors``: precomputed ``embed_queries`` output per signal, rows aligned with the
     seed table (skips re-encoding in repeated experiments).
 
@@ -260,9 +269,9 @@ def recall(
         for name, state in states.items():
             if name not in per_signal:
                 continue
-            q, ok_rows, ann = per_signal[name]
+            q, ok_rows, ann, k_sig = per_signal[name]
             cand_pos = np.array([state.pos_of.get(i, -1) for i in ids], dtype=np.int64)
-            ev = _seed_evidence(state, q, list(seed_ids_all[ok_rows]), cand_pos, ann, k)
+            ev = _seed_evidence(state, q, list(seed_ids_all[ok_rows]), cand_pos, ann, k_sig)
             cols.update(ev)
             lo, _ = _thresholds(state.si)
             best = ev[seed_evidence_name(name, "best_sim")]

@@ -14,13 +14,13 @@ from collections.abc import Iterable, Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, TEXT
+from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, TEXT, is_blank
 from riskrank.index.tables import SchemaError, TableLike, as_table, check_columns, doc_field
 
 SEED_KINDS = ("example", "description")
 SEED_SCHEMA = pa.schema(
     [
-        doc_field("seed_id", pa.string(), "unique id of the seed", required=True),
+        doc_field("seed_id", pa.string(), "unique id of the seed", required=True, is_id=True),
         doc_field("policy", pa.string(), "the policy the seed violates", required=True),
         doc_field(TEXT, pa.string(), "text content; at least one content column per seed"),
         doc_field(IMAGE_BYTES, pa.binary(), "encoded image; optional"),
@@ -77,7 +77,7 @@ class SeedSet:
         content = [False] * n
         if TEXT in table.column_names:
             for i, t in enumerate(table.column(TEXT).to_pylist()):
-                content[i] |= bool(t and str(t).strip())
+                content[i] |= not is_blank(t)
         for col in (IMAGE_BYTES, IMAGE_PATH):
             if col in table.column_names:
                 for i, v in enumerate(table.column(col).to_pylist()):
@@ -99,8 +99,11 @@ class SeedSet:
         for i, s in enumerate(sev):
             if s is None or s != s:
                 sev[i] = 2
-            elif not 1 <= int(s) <= 4:
-                raise SchemaError(f"{what}: seed '{ids[i]}': severity {s}, expected 1-4")
+            elif isinstance(s, bool) or not isinstance(s, (int, float)) or s not in (1, 2, 3, 4):
+                # 3.7 is not silently truncated to 3: a severity is one of four grades.
+                raise SchemaError(
+                    f"{what}: seed '{ids[i]}': severity {s!r}, expected an integer 1-4"
+                )
         table = table.set_column(
             table.column_names.index("severity"),
             "severity",

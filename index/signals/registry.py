@@ -42,14 +42,14 @@ def register_signal(cls: type[Signal]) -> type[Signal]:
     """Make a signal type known to manifests, models, recall, ranking and the CLI.
 
     Returns the class, so it also works as a decorator. Registering another class under a
-    taken type name or CLI name is refused; registering the same class again is a no-op.
+    taken type name is refused; registering the same class again is a no-op. Two classes may
+    share a signal name (a test encoder standing in for ``text``); ``--signals NAME`` then
+    means the first registered.
     """
     _check_declarations(cls)
-    for other in _REGISTRY.values():
-        if other is not cls and cls.type_name in (other.type_name, other.name):
-            raise ValueError(f"register_signal: type name {cls.type_name!r} is taken by {other}")
-        if other is not cls and cls.name in (other.type_name, other.name):
-            raise ValueError(f"register_signal: signal name {cls.name!r} is taken by {other}")
+    other = _REGISTRY.get(cls.type_name)
+    if other is not None and other is not cls:
+        raise ValueError(f"register_signal: type name {cls.type_name!r} is taken by {other}")
     _REGISTRY[cls.type_name] = cls
     return cls
 
@@ -65,11 +65,14 @@ def registered_signals() -> dict[str, type[Signal]]:
 
 
 def signal_class(name: str) -> type[Signal]:
-    """The registered class with this type name or signal name (``pdq``, ``text``, ...)."""
+    """The registered class with this type name, else the first with this signal name
+    (``pdq``, ``text``, ...)."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
     for cls in _REGISTRY.values():
-        if name in (cls.type_name, cls.name):
+        if name == cls.name:
             return cls
-    known = ", ".join(cls.name for cls in _REGISTRY.values())
+    known = ", ".join(dict.fromkeys(cls.name for cls in _REGISTRY.values()))
     raise ValueError(f"unknown signal {name!r}; registered: {known}")
 
 

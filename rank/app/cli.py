@@ -16,6 +16,31 @@ EPILOG = """examples:
 """
 
 
+def _k(value: str) -> int | None:
+    """``--k``: a positive integer, or ``all`` (recall every indexed item)."""
+    if value.lower() == "all":
+        return None
+    try:
+        k = int(value)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}")
+    return k
+
+
+def _add_k_flag(p: argparse.ArgumentParser) -> None:
+    from riskrank.recall.recaller import DEFAULT_K
+
+    p.add_argument(
+        "--k",
+        type=_k,
+        default=DEFAULT_K,
+        help=f"neighbours recalled per seed (default {DEFAULT_K}); only recalled items can be "
+        "queued; 'all' recalls every indexed item",
+    )
+
+
 def _print_table(rows: list[tuple[str, object]], title: str) -> None:
     width = max(len(k) for k, _ in rows)
     print(f"\n{title}")
@@ -44,7 +69,9 @@ def _add_signal_flags(p: argparse.ArgumentParser) -> None:
     from riskrank.index.signals import registered_signals
 
     classes = list(registered_signals().values())
-    listed = "; ".join(f"{cls.name}: {cls.summary}" for cls in classes)
+    first = {cls.name: cls for cls in reversed(classes)}  # a name means its first class
+    order = dict.fromkeys(cls.name for cls in classes)
+    listed = "; ".join(f"{name}: {first[name].summary}" for name in order)
     p.add_argument("--signals", default="text", help=f"comma-separated, default text ({listed})")
     g = p.add_argument_group("signal options")
     users: dict[str, tuple[object, list[str]]] = {}
@@ -56,7 +83,10 @@ def _add_signal_flags(p: argparse.ArgumentParser) -> None:
             users.setdefault(opt.flag, (opt, []))[1].append(cls.name)
     for opt, names in users.values():
         g.add_argument(
-            opt.flag, dest=opt.dest, type=opt.type, help=f"[{','.join(names)}] {opt.help}"
+            opt.flag,
+            dest=opt.dest,
+            type=opt.type,
+            help=f"[{','.join(dict.fromkeys(names))}] {opt.help}",
         )
 
 
@@ -133,15 +163,23 @@ def cmd_recall(args) -> int:
     from riskrank.index.tables import write_parquet
     from riskrank.recall.recaller import recall
 
-    exemplars = lexical = None
+    exemplars = lexical = signals = None
     if args.model:
+        from riskrank.index.store import IndexMismatchError
         from riskrank.rank.pipeline import RiskModel
 
         model = RiskModel.load(args.model)
         exemplars, lexical = model.exemplars, model.lexical
-    cands = recall(
-        InventoryIndex.load(args.index), args.seeds, k=args.k, exemplars=exemplars, lexical=lexical
-    )
+        # The model's exemplars live in its encoders' spaces: the index must share them.
+        signals = {s.name: s for s in model.signals}
+    index = InventoryIndex.load(args.index, signals=signals)
+    missing = sorted(set(signals or ()) - set(index.signals))
+    if missing:
+        raise IndexMismatchError(
+            f"index {args.index} lacks the model's signals {missing} (it has "
+            f"{sorted(index.signals)}); build it with the model's signals"
+        )
+    cands = recall(index, args.seeds, k=args.k, exemplars=exemplars, lexical=lexical)
     write_parquet(cands, args.out)
     _print_table([("candidates", cands.num_rows), ("written", str(args.out))], "recall")
     return 0
@@ -149,14 +187,28 @@ def cmd_recall(args) -> int:
 
 def cmd_train(args) -> int:
     from riskrank.rank.pipeline import train
+    from riskrank.rank.ranker import RiskRanker
 
-    model = train(args.history, args.seeds, args.out, signals=_signals(args), k=args.k)
+    ranker = RiskRanker(precision_target=args.precision_target)
+    model = train(
+        args.history, args.seeds, args.out, signals=_signals(args), k=args.k, ranker=ranker
+    )
     imp = list(model.ranker.feature_importance().items())[:5]
     _print_table(
         [
             ("history rows", model.info["history_rows"]),
             ("history quarantined", model.info["history_quarantined"]),
             ("training candidates", model.info["training_candidates"]),
+            *[
+                (
+                    f"remove/act threshold ({p})",
+                    "none: history cannot show the target, always escalate"
+                    if t.threshold is None
+                    else f"P >= {t.threshold:.3f} (held-out precision {t.precision:.3f}, "
+                    f"95% lower bound {t.precision_lcb:.3f}, {t.n_selected} of {t.n_heldout})",
+                )
+                for p, t in sorted(model.ranker.thresholds_.items())
+            ],
             *[(f"top feature {i + 1}", f"{k} ({v:.0f})") for i, (k, v) in enumerate(imp)],
         ],
         f"model {args.out}",
@@ -209,11 +261,14 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
         (k.replace("_", " "), report[k])
         for k in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
     ]
+    rows.append(("coverage (queued / indexed)", f"{report.get('coverage', 0):.1%}"))
     rows.append(("seconds", report["seconds"]["total"]))
     if quality:
         rows += [(k, v) for k, v in quality.items() if k not in ("items", "positives")]
     rows += [("queue", str(out / "queue.parquet")), ("report", str(out / "report.md"))]
     _print_table(rows, "sweep summary")
+    for warning in report.get("warnings", []):
+        print(f"WARNING: {warning}")
 
 
 def cmd_eval(args) -> int:
@@ -280,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--index", required=True)
     r.add_argument("--seeds", required=True)
     r.add_argument("--out", required=True)
-    r.add_argument("--k", type=int, default=1000, help="neighbours per seed (default 1000)")
+    _add_k_flag(r)
     r.add_argument("--model", help="trained model dir: adds review-history evidence")
     r.set_defaults(func=cmd_recall)
 
@@ -290,7 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--seeds", required=True)
     t.add_argument("--out", required=True, help="model directory")
-    t.add_argument("--k", type=int, default=1000)
+    _add_k_flag(t)
+    t.add_argument(
+        "--precision-target",
+        type=float,
+        default=0.95,
+        help="precision an automatic action must hold on held-out history, at 95%% "
+        "confidence (default 0.95)",
+    )
     _add_signal_flags(t)
     t.set_defaults(func=cmd_train)
 
@@ -299,8 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", required=True)
     s.add_argument("--model", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--budget", type=int, help="items to escalate (default: every candidate)")
-    s.add_argument("--k", type=int, default=1000)
+    s.add_argument(
+        "--budget", type=int, help="keep the queue's first N rows (default: every recalled item)"
+    )
+    _add_k_flag(s)
     s.add_argument("--max-memory", default="4G")
     s.add_argument("--index-key")
     s.add_argument("--image-base-dir", help="directory that image_path values are relative to")
@@ -319,16 +383,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--n-seeds", type=int, default=5)
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--k", type=int, default=5000)
+    _add_k_flag(d)
     d.set_defaults(func=cmd_demo)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from riskrank.rank.output_lock import OutputLockedError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError, OutputLockedError) as exc:
         print(f"riskrank: error: {exc}", file=sys.stderr)
         return 2
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from riskrank.index.schema import INVENTORY_SCHEMA, QUARANTINE_SCHEMA
 from riskrank.index.signals import registered_signals
+from riskrank.index.tables import field_family
 from riskrank.rank.queue import QUEUE_SCHEMA
 from riskrank.recall.candidates import (
     BEST_SEED,
@@ -53,9 +54,8 @@ def schema_table(schema: pa.Schema) -> str:
     lines = ["| column | type | required | meaning |", "| --- | --- | --- | --- |"]
     for f in schema:
         doc = (f.metadata or {}).get(b"doc", b"").decode()
-        lines.append(
-            f"| `{f.name}` | {_type(f.type)} | {'yes' if not f.nullable else ''} | {doc} |"
-        )
+        typ = "string or integer" if field_family(f) == "id" else _type(f.type)
+        lines.append(f"| `{f.name}` | {typ} | {'yes' if not f.nullable else ''} | {doc} |")
     return "\n".join(lines)
 
 
@@ -79,7 +79,7 @@ def evidence_table() -> str:
         for col in cls.evidence_columns:
             declared.setdefault(col.suffix, (col, []))[1].append(cls.name)
     for suffix, (col, names) in declared.items():
-        row(f"<signal>_{suffix}", col, ", ".join(names))
+        row(f"<signal>_{suffix}", col, ", ".join(dict.fromkeys(names)))
     for col in NEIGHBOURHOOD_EVIDENCE:
         row(f"<signal>_{col.suffix}", col, "all")
     lines.append(f"| `<signal>_{BEST_SEED.suffix}` | string | all | | {BEST_SEED.meaning} |")

@@ -120,8 +120,7 @@ def test_an_incomplete_plugin_is_refused_naming_what_is_missing():
     assert "name 'bad name'" in str(err.value) and "candidate_evidence" in str(err.value)
 
     class Clash(TrigramSignal):
-        type_name = "test_clash"
-        name = "pdq"
+        type_name = "pdq"
 
-    with pytest.raises(ValueError, match="signal name 'pdq' is taken"):
+    with pytest.raises(ValueError, match="type name 'pdq' is taken"):
         register_signal(Clash)
