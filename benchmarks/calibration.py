@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # noqa: E402  (the data sets, splits and cached indexes)
 
 from riskrank.index.signals import TextEmbeddingSignal  # noqa: E402
-from riskrank.rank.calibration import ScoreCalibrator  # noqa: E402
+from riskrank.rank.calibration import ScoreCalibrator, shift_prior  # noqa: E402
 from riskrank.rank.evaluation.metrics import average_precision  # noqa: E402
 from riskrank.rank.evaluation.report import evaluate  # noqa: E402
 from riskrank.rank.queue import ScoredCandidates, build_queue  # noqa: E402
@@ -133,9 +133,14 @@ def summarise(trials: list[dict]) -> dict:
         "true_base_rate": trials[0]["true_base_rate"],
         "estimated_base_rates": [t["base_rates"] for t in trials],
     }
-    if "p_no_shift" in trials[0]:
-        pn = np.concatenate([t["p_no_shift"] for t in trials])
-        out["ece_without_base_rate_reestimate"] = ece(pn, y)
+    for key, name in (("p_no_shift", "ece_without_base_rate_reestimate"),
+                      ("p_shift", "ece_with_base_rate_reestimate")):
+        if key in trials[0]:
+            out[name] = ece(np.concatenate([t[key] for t in trials]), y)
+    if "held_out_threshold" in trials[0]:
+        out["held_out_thresholds"] = [t["held_out_threshold"] for t in trials]
+    if "warm_em_base_rate" in trials[0]:
+        out["warm_em_base_rates"] = [round(t["warm_em_base_rate"], 4) for t in trials]
     return out
 
 
@@ -144,6 +149,8 @@ def run_trial(data: dict, t: int, n: int, scenarios=("warm", "cold")) -> dict:
     rankers, cands = {}, {}
     for name, d in data.items():
         seeds, svec = d.seeds(n, t)
+        # as the demo's seeds: a severe policy whose suggested action is removal
+        seeds = seeds.append_column("action", pa.array(["remove"] * seeds.num_rows))
         hc = quality.history_candidates(d, seeds, svec, exemplars=True)
         rankers[name] = RiskRanker().fit(hc, history=d.review)
         cands[name] = {
@@ -157,11 +164,19 @@ def run_trial(data: dict, t: int, n: int, scenarios=("warm", "cold")) -> dict:
             ranker = rankers[name] if scenario == "warm" else rankers[quality.OTHER[name]]
             queue, scored = queue_for(ranker, cands[name][scenario])
             m = measure(d, queue, scored, ranker)
+            ids = cands[name][scenario]["item_id"].to_pylist()
             if scenario == "cold":
                 # same queue rows, the borrowed calibrator left with its own base rate
-                pn = no_shift_proba(ranker, scored)
-                by_id = dict(zip(cands[name]["cold"]["item_id"].to_pylist(), pn))
+                by_id = dict(zip(ids, no_shift_proba(ranker, scored)))
                 m["p_no_shift"] = [by_id[i] for i in queue["item_id"].to_pylist()]
+            else:
+                # the alternative not taken: re-estimate the base rate warm too
+                own = ranker.calibration_["full"][d.policy]
+                shift, prior = shift_prior(own, scored.scores)
+                by_id = dict(zip(ids, own.predict(scored.scores, shift)))
+                m["p_shift"] = [by_id[i] for i in queue["item_id"].to_pylist()]
+                m["warm_em_base_rate"] = prior
+                m["held_out_threshold"] = ranker.thresholds_[d.policy].to_dict()
             out[name][scenario] = m
     return out
 
@@ -172,7 +187,8 @@ def render(summary: dict, meta: dict) -> str:
         f"{meta['trials']} trials, {meta['n_seeds']} seeds per policy, exhaustive recall "
         f"(queue = whole sweep inventory). Commit {meta['commit']}; load average "
         f"{meta['load_before']} before, {meta['load_after']} after; {meta['seconds']:.0f} s.", "",
-        "| data set | scenario | calibration | ECE | ECE w/o base-rate re-estimate | "
+        "| data set | scenario | calibration | ECE | ECE if the base rate were handled the "
+        "other way (cold: not re-estimated; warm: re-estimated) | "
         "remove threshold(s) | removed (sum) | remove precision | queue AP | "
         "probability-only AP | raw scores sharing a p |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -182,12 +198,22 @@ def render(summary: dict, meta: dict) -> str:
             th = sorted({"none" if x is None else f"{x:.3f}" for x in s["action_thresholds"]})
             prec = "n/a (0 removed)" if s["remove_precision"] is None else \
                 f"{s['remove_precision']:.3f}"
-            nos = s.get("ece_without_base_rate_reestimate")
+            nos = s.get("ece_without_base_rate_reestimate",
+                        s.get("ece_with_base_rate_reestimate"))
             lines.append(
                 f"| {name} | {sc} | {', '.join(s['calibration'])} | {s['ece']:.3f} | "
                 f"{'' if nos is None else f'{nos:.3f}'} | {', '.join(th)} | {s['removed']:,} | "
                 f"{prec} | {s['queue_ap']:.3f} | {s['probability_only_ap']:.3f} | "
                 f"{s['raw_scores_sharing_a_probability']} |")
+    lines += ["", "Warm action thresholds chosen on held-out history (per trial: held-out "
+              "rows, cut size, precision, one-sided 95% lower bound; no threshold when the "
+              "bound never reaches 0.95):", ""]
+    for name, by_sc in summary.items():
+        for h in by_sc["warm"].get("held_out_thresholds", []):
+            th = "none" if h["threshold"] is None else f"P >= {h['threshold']:.3f}"
+            lines.append(f"- {name}: {th}; {h['n_heldout']} held out, best cut "
+                         f"{h['n_selected']} items, precision {h['precision'] or 0:.3f}, "
+                         f"lower bound {h['precision_lcb'] or 0:.3f}")
     lines += ["", "Base rates (cold: re-estimated by EM on the sweep, per trial):", ""]
     for name, by_sc in summary.items():
         if "cold" not in by_sc:
@@ -196,7 +222,8 @@ def render(summary: dict, meta: dict) -> str:
         est = [v for b in s["estimated_base_rates"] for v in b.values()]
         lines.append(f"- {name}: true {s['true_base_rate']:.3f}, estimated "
                      f"{', '.join(f'{v:.3f}' for v in est)}")
-    lines += ["", "![reliability](calibration_reliability.png)", ""]
+    # RESULTS.md (benchmarks/) embeds this file: the picture's path is relative to it
+    lines += ["", "![reliability](results/calibration_reliability.png)", ""]
     return "\n".join(lines)
 
 

@@ -149,7 +149,8 @@ def shift_prior(
 class ActionThreshold:
     """Where automatic action starts for one policy, and what held-out history said about it.
 
-    ``threshold`` None: the history cannot support ``precision_target``; every row escalates.
+    ``threshold`` None: the history cannot support ``precision_target``; every row escalates,
+    and ``n_selected`` / ``precision`` / ``precision_lcb`` describe the best cut there was.
     """
 
     precision_target: float
@@ -195,12 +196,11 @@ def choose_threshold(proba: np.ndarray, y: np.ndarray, precision_target: float) 
     last_of_tie = np.append(p[1:] != p[:-1], True)
     lcb = precision_lower_bound(hits, n)
     ok = np.flatnonzero(last_of_tie & (lcb >= precision_target))
-    if len(ok) == 0:
-        return none
-    i = ok[-1]
+    # Without a threshold, the record keeps the best cut there was, to say how far off it is.
+    i = ok[-1] if len(ok) else int(np.argmax(np.where(last_of_tie, lcb, -1.0)))
     return ActionThreshold(
         precision_target,
-        float(p[i]),
+        float(p[i]) if len(ok) else None,
         len(y),
         int(y.sum()),
         int(n[i]),

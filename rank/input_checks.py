@@ -36,9 +36,12 @@ def check_budget(budget: int | None) -> None:
         raise ValueError(f"budget={budget!r}: expected a positive number of items (or None)")
 
 
-def check_history_trainable(hist: pa.Table, *, min_per_class: int = 2) -> None:
+def check_history_trainable(
+    hist: pa.Table, *, min_per_class: int = 2, warn: bool = True, after: str = ""
+) -> None:
     """Refuse history the ranker cannot learn from (no violating or no benign row) before
-    anything is embedded; warn about policies with fewer than ``min_per_class`` of a class."""
+    anything is embedded; warn about policies with fewer than ``min_per_class`` of a class.
+    ``after``: what already removed rows, for the message."""
     verdicts = hist.column("verdict").to_pylist()
     policies = hist.column("policy").to_pylist()
     pos = Counter(p for p, v in zip(policies, verdicts) if v >= POSITIVE_VERDICT)
@@ -46,9 +49,9 @@ def check_history_trainable(hist: pa.Table, *, min_per_class: int = 2) -> None:
     if not pos or not neg:
         raise SchemaError(
             f"history: {sum(pos.values())} violating (verdict>=2) and {sum(neg.values())} benign "
-            f"usable rows; training needs both"
+            f"usable rows{after}; training needs both (see the history quarantine)"
         )
-    for policy in sorted(set(policies)):
+    for policy in sorted(set(policies)) if warn else ():
         if pos[policy] < min_per_class or neg[policy] < min_per_class:
             warnings.warn(
                 f"history: policy {policy!r} has {pos[policy]} violating and {neg[policy]} "

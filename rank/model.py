@@ -15,7 +15,13 @@ from riskrank.index.signals.base import Signal
 from riskrank.index.signals.registry import signal_from_manifest
 from riskrank.index.store import IndexMismatchError
 from riskrank.index.tables import write_parquet
-from riskrank.rank.model_store import MODEL_JSON, read_sealed, seal, staged_directory
+from riskrank.rank.model_store import (
+    MODEL_JSON,
+    check_target,
+    read_sealed,
+    seal,
+    staged_directory,
+)
 from riskrank.rank.ranker import RiskRanker
 from riskrank.recall.history import ReviewedExemplars
 from riskrank.recall.lexical import LexicalProbe
@@ -24,7 +30,12 @@ from riskrank.recall.lexical import LexicalProbe
 # the reviewed items): carried across saves, never loaded by ``RiskModel.load``.
 CACHES = ("history_index",)
 
-__all__ = ["MODEL_JSON", "RiskModel"]
+__all__ = ["MODEL_JSON", "RiskModel", "check_model_dir"]
+
+
+def check_model_dir(path: str | Path) -> None:
+    """Refuse, before any work, a ``path`` that holds something other than a model."""
+    check_target(path, CACHES)
 
 
 @dataclass

@@ -56,8 +56,10 @@ def clean_stale(path: Path) -> list[Path]:
     return removed
 
 
-def _refuse_foreign(path: Path, keep: Sequence[str]) -> None:
-    """Never swap away a directory that is not a model (a user's ``--out .``)."""
+def check_target(path: str | Path, keep: Sequence[str] = ()) -> None:
+    """Never swap away a directory that is not a model (a user's ``--out .``): refuse a
+    directory holding anything but a model and the ``keep`` entries."""
+    path = Path(path)
     if not path.exists():
         return
     if not path.is_dir():
@@ -80,7 +82,7 @@ def staged_directory(path: str | Path, *, keep: Sequence[str] = ()) -> Iterator[
     unless the new one has its own."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _refuse_foreign(path, [*keep, MODEL_JSON, SEAL])
+    check_target(path, [*keep, MODEL_JSON, SEAL])
     clean_stale(path)
     stage = _sibling(path, _STAGING)
     stage.mkdir()

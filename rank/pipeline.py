@@ -30,7 +30,7 @@ from riskrank.rank.input_checks import (
     history_rows_not_indexed,
     protect_metadata,
 )
-from riskrank.rank.model import RiskModel
+from riskrank.rank.model import RiskModel, check_model_dir
 from riskrank.rank.output_lock import holds_output_lock
 from riskrank.rank.queue import ScoredCandidates, build_queue
 from riskrank.rank.ranker import RiskRanker
@@ -96,6 +96,7 @@ def train(
     precision that an automatic action must hold (default 0.95).
     """
     model_dir = Path(model_dir)
+    check_model_dir(model_dir)  # a user's own directory is refused before it is written to
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     hist, quarantined = validate_history(history)
     check_history_trainable(hist)  # before minutes of embedding, not after
@@ -112,7 +113,13 @@ def train(
         items, model_dir / "history_index", signals, show_progress=show_progress
     )
     # Reviews of items that could not be indexed take no part in training: count them.
-    quarantined = pa.concat_tables([quarantined, history_rows_not_indexed(hist, hindex.quarantine)])
+    dropped = history_rows_not_indexed(hist, hindex.quarantine)
+    quarantined = pa.concat_tables([quarantined, dropped])
+    if dropped.num_rows:
+        gone = set(dropped.column(ITEM_ID).to_pylist())
+        usable = pa.array([i not in gone for i in ids], pa.bool_())
+        after = " once items without usable content are set aside"
+        check_history_trainable(hist.filter(usable), warn=False, after=after)
     exemplars = {}
     for name, si in hindex.signals.items():
         pos_of = {item_id: p for p, item_id in enumerate(si.ids)}
@@ -297,7 +304,8 @@ def finish_sweep(
         "items_not_recalled": n_indexed - recalled,
         "candidates": cands.num_rows,
         "queued": queue.num_rows,
-        "coverage": round(queue.num_rows / n_indexed, 4) if n_indexed else 0.0,
+        # share of the indexed inventory that was scored and so could be queued (budget aside)
+        "coverage": round(recalled / n_indexed, 4) if n_indexed else 0.0,
         "policies": seeds.policies,
         **decisions,
         "seconds": {

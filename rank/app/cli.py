@@ -202,7 +202,8 @@ def cmd_train(args) -> int:
             *[
                 (
                     f"remove/act threshold ({p})",
-                    "none: history cannot show the target, always escalate"
+                    f"none: always escalate (best held-out cut: {t.n_selected} items, "
+                    f"precision lower bound {t.precision_lcb or 0:.3f} < {t.precision_target})"
                     if t.threshold is None
                     else f"P >= {t.threshold:.3f} (held-out precision {t.precision:.3f}, "
                     f"95% lower bound {t.precision_lcb:.3f}, {t.n_selected} of {t.n_heldout})",
@@ -261,7 +262,7 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
         (k.replace("_", " "), report[k])
         for k in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
     ]
-    rows.append(("coverage (queued / indexed)", f"{report.get('coverage', 0):.1%}"))
+    rows.append(("coverage (recalled / indexed)", f"{report.get('coverage', 0):.1%}"))
     rows.append(("seconds", report["seconds"]["total"]))
     if quality:
         rows += [(k, v) for k, v in quality.items() if k not in ("items", "positives")]

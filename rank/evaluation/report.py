@@ -132,7 +132,7 @@ def write_report(
     ):
         lines.append(f"| {key.replace('_', ' ')} | {report[key]:,} |")
     if "coverage" in report:
-        lines.append(f"| coverage (queued / indexed) | {report['coverage']:.1%} |")
+        lines.append(f"| coverage (recalled / indexed) | {report['coverage']:.1%} |")
     lines.append(f"| policies | {', '.join(report['policies'])} |")
     if report.get("cold_start_policies"):
         lines.append(f"| cold-start policies | {', '.join(report['cold_start_policies'])} |")

@@ -76,7 +76,9 @@ def test_prior_shift_re_estimates_the_base_rate():
 def test_threshold_uses_a_lower_confidence_bound():
     # 20 hits out of 20: point precision 1.0, but 20 reviews cannot show 0.95 at 95%.
     p = np.linspace(0.99, 0.5, 20)
-    assert choose_threshold(p, np.ones(20, bool), 0.95).threshold is None
+    none = choose_threshold(p, np.ones(20, bool), 0.95)
+    assert none.threshold is None
+    assert none.n_selected == 20 and none.precision == 1.0 and none.precision_lcb < 0.95
     # 200 held-out rows, the top 100 all violating: the deepest cut whose bound holds is
     # chosen, and one more row would break it.
     p = np.linspace(1, 0, 200, endpoint=False)

@@ -61,7 +61,7 @@ def test_a_save_killed_midway_leaves_the_old_model_whole(
     RiskModel.load(path)
 
 
-def test_half_written_and_foreign_directories_are_refused(tmp_path, hashing_model):
+def test_half_written_and_foreign_directories_are_refused(tmp_path, hashing_model, history, seeds):
     path = hashing_model.save(tmp_path / "m")
     (path / SEAL).unlink()
     with pytest.raises(ChecksumError, match=str(path)):
@@ -71,6 +71,11 @@ def test_half_written_and_foreign_directories_are_refused(tmp_path, hashing_mode
     with pytest.raises(FileExistsError, match="not a riskrank model"):
         hashing_model.save(tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "do not delete"
+    from conftest import train_small
+
+    with pytest.raises(FileExistsError, match="not a riskrank model"):
+        train_small(history, seeds, tmp_path / "mine", hashing_model.signals[0])
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
     # A staging directory of a killed save (its process is gone) is cleaned by the next save.
     stale = tmp_path / ".m.saving-999999999-abcd1234"
     stale.mkdir()
