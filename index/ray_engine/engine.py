@@ -249,9 +249,12 @@ class RayEngine:
         """An ``InventoryIndex`` whose searches and vector reads go to the shard actors (usable
         in Ray tasks on any node: it holds actor handles and the item table, not paths).
         ``InventoryIndex.load(path)`` opens the same files without Ray."""
+        # The caller's signals carry runtime options (an image base_dir) that manifests do not
+        # record; without them seeds' images would not be found, as the local engine's would.
+        given = {s.name: s for s in signals}
         loaded = {
             name: SignalIndex(
-                signal_from_manifest(entry),
+                given.get(name) or signal_from_manifest(entry),
                 entry,
                 built[name].index,
                 built[name].ids,
