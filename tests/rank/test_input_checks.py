@@ -20,7 +20,7 @@ from riskrank.recall.seeds import SeedSet
 def test_history_that_cannot_train_fails_before_embedding(
     tmp_path, history, seeds, hashing_signal, monkeypatch
 ):
-    import riskrank.index.engine as engine  # where the one build path embeds chunks
+    import riskrank.index.engine as engine  # the local engine embeds through embed_chunk
 
     def no_embedding(*args, **kwargs):
         raise AssertionError("embedded before the history was checked")
