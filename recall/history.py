@@ -1,14 +1,8 @@
 """Review history: items a human already judged, and their use as labelled exemplars.
 
-History columns
----------------
-``item_id``   string, required.
-``policy``    string, required.
-``verdict``   int 0-3, required: 0 benign, 1 borderline, 2 violating, 3 severe (graded labels
-              for learning to rank).
-``sweep_id``  string, optional (default "history"): which review batch; ranking groups are
-              sweep x policy.
-content       ``text`` / ``image_bytes`` / ``image_path`` as for inventory.
+Its columns are ``HISTORY_SCHEMA`` (``validate_history`` checks a table against it; the README's
+history table is generated from it). Verdicts are graded labels for learning to rank; ranking
+groups are sweep x policy.
 
 Reviewed items double as exemplars: a new item close to many confirmed violations and far from
 confirmed benign items is evidence of risk even if no seed resembles it.
@@ -25,13 +19,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from riskrank.index.schema import ITEM_ID, quarantine_table
+from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH, ITEM_ID, TEXT, quarantine_table
 from riskrank.index.signals.base import Signal
 from riskrank.index.tables import (
     SchemaError,
     TableLike,
     as_table,
-    require_columns,
+    check_columns,
+    doc_field,
     write_parquet,
 )
 from riskrank.recall.candidates import HISTORY_EVIDENCE, HISTORY_NEAREST
@@ -42,13 +37,20 @@ PROBE_C = 1.0
 EXCERPT_CHARS = 300  # of reviewed text kept with the exemplars, for reasons and reports
 HISTORY_SCHEMA = pa.schema(
     [
-        pa.field(ITEM_ID, pa.string(), nullable=False),
-        pa.field("policy", pa.string(), nullable=False),
-        pa.field("verdict", pa.int8(), nullable=False),
-        pa.field("sweep_id", pa.string()),
-        pa.field("text", pa.string()),
-        pa.field("image_bytes", pa.binary()),
-        pa.field("image_path", pa.string()),
+        doc_field(ITEM_ID, pa.string(), "the reviewed item", required=True, is_id=True),
+        doc_field("policy", pa.string(), "the policy it was reviewed under", required=True),
+        doc_field(
+            "verdict",
+            pa.int8(),
+            "0 benign, 1 borderline, 2 violating, 3 severe (graded labels)",
+            required=True,
+        ),
+        doc_field(
+            "sweep_id", pa.string(), "review batch (default `history`); groups are sweep x policy"
+        ),
+        doc_field(TEXT, pa.string(), "content, as for inventory"),
+        doc_field(IMAGE_BYTES, pa.binary(), "content, as for inventory"),
+        doc_field(IMAGE_PATH, pa.string(), "content, as for inventory"),
     ],
     metadata={"doc": "one human review of an item under a policy; verdict 0-3"},
 )
@@ -57,13 +59,13 @@ HISTORY_SCHEMA = pa.schema(
 def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Table, pa.Table]:
     """Split review history into (clean rows, quarantined rows with reasons)."""
     table = as_table(data, what=what)
-    require_columns(table, {ITEM_ID: "id", "policy": "string", "verdict": "integer"}, what=what)
+    check_columns(table, HISTORY_SCHEMA, what=what)
     if table.num_rows == 0:
         raise SchemaError(f"{what}: 0 rows; training needs reviewed items")
     if "sweep_id" not in table.column_names:
         table = table.append_column("sweep_id", pa.array(["history"] * table.num_rows, pa.string()))
     table = table.set_column(
-        0 if False else table.column_names.index(ITEM_ID),
+        table.column_names.index(ITEM_ID),
         ITEM_ID,
         pc.cast(table[ITEM_ID], pa.string()),
     )
@@ -199,8 +201,8 @@ class ReviewedExemplars:
         rows = self._by_policy.get(policy)
         pre = f"hist_{self.signal_name}_"
         if rows is None or len(rows) == 0 or n == 0:
-            out = {pre + c: nan.copy() for c in HISTORY_EVIDENCE}
-            out.update({pre + c: nan.copy() for c in HISTORY_NEAREST})
+            out = {pre + c.suffix: nan.copy() for c in HISTORY_EVIDENCE}
+            out.update({pre + c.suffix: nan.copy() for c in HISTORY_NEAREST})
             out[pre + "nearest_id"] = np.full(n, None, dtype=object)
             return out
         ex = self.vectors[rows]

@@ -52,50 +52,43 @@ def _print_table(rows: list[tuple[str, object]], title: str) -> None:
 
 
 def _signals(args):
-    """The signals named by ``--signals`` (text, image, pdq), configured from the flags."""
-    from riskrank.index.signals import TextEmbeddingSignal
+    """The signals named by ``--signals``, each configured from its own flags."""
+    from riskrank.index.signals import signal_class
 
     out = []
-    for name in args.signals.split(","):
-        if name == "text":
-            out.append(
-                TextEmbeddingSignal(model=args.text_model)
-                if args.text_model
-                else TextEmbeddingSignal()
-            )
-        elif name == "image":
-            from riskrank.index.signals.clip import ClipImageSignal
-
-            out.append(
-                ClipImageSignal(
-                    model=args.clip_model,
-                    pretrained=args.clip_pretrained,
-                    base_dir=args.image_base_dir,
-                )
-            )
-        elif name == "pdq":
-            from riskrank.index.signals.pdq import PdqSignal
-
-            out.append(PdqSignal(base_dir=args.image_base_dir))
-        else:
-            raise ValueError(f"--signals: unknown signal {name!r}; choose from text, image, pdq")
+    for token in args.signals.split(","):
+        try:
+            cls = signal_class(token.strip())
+        except ValueError as exc:
+            raise ValueError(f"--signals: {exc}") from None
+        out.append(cls.from_cli(vars(args)))
     return out
 
 
 def _add_signal_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--signals",
-        default="text",
-        help="comma-separated: text (MiniLM), image (CLIP), pdq (default: text)",
-    )
-    p.add_argument("--text-model", help="sentence-transformers name or path (default MiniLM)")
-    p.add_argument("--clip-model", default="ViT-B-32", help="open_clip model (default ViT-B-32)")
-    p.add_argument(
-        "--clip-pretrained",
-        default="laion2b_s34b_b79k",
-        help="open_clip pretrained tag, or a local checkpoint path",
-    )
-    p.add_argument("--image-base-dir", help="directory that image_path values are relative to")
+    """``--signals`` and every registered signal's own options, read from the registry."""
+    from riskrank.index.signals import registered_signals
+
+    classes = list(registered_signals().values())
+    first = {cls.name: cls for cls in reversed(classes)}  # a name means its first class
+    order = dict.fromkeys(cls.name for cls in classes)
+    listed = "; ".join(f"{name}: {first[name].summary}" for name in order)
+    p.add_argument("--signals", default="text", help=f"comma-separated, default text ({listed})")
+    g = p.add_argument_group("signal options")
+    users: dict[str, tuple[object, list[str]]] = {}
+    for cls in classes:
+        for opt in cls.cli_options:
+            if opt.flag in users and users[opt.flag][0] != opt:
+                # Two signals must not read one flag two ways.
+                raise ValueError(f"signal option {opt.flag}: declared differently by {cls}")
+            users.setdefault(opt.flag, (opt, []))[1].append(cls.name)
+    for opt, names in users.values():
+        g.add_argument(
+            opt.flag,
+            dest=opt.dest,
+            type=opt.type,
+            help=f"[{','.join(dict.fromkeys(names))}] {opt.help}",
+        )
 
 
 def _add_ray_flags(p: argparse.ArgumentParser) -> None:
