@@ -68,7 +68,7 @@ def reliability(p: np.ndarray, y: np.ndarray) -> list[dict]:
 
 
 def queue_for(ranker: RiskRanker, cands: pa.Table) -> tuple[pa.Table, ScoredCandidates]:
-    scores, variant = ranker._raw(cands)
+    scores, variant = ranker.predict(cands), ranker.variants(cands)
     cal = ranker.calibrate(scores, variant, cands["policy"].to_pylist())
     scored = ScoredCandidates(scores, cal.proba, [""] * len(scores), variant, cal.calibration,
                               cal.action_threshold, cal.base_rates)

@@ -1,5 +1,8 @@
 """The whole path: train on review history, sweep inventory into an escalation queue.
 
+One pipeline for every engine: ``sweep(..., engine="local" | "ray")`` picks the strategy
+(``rank.engine``) for the steps that parallelise; everything else is here, once.
+
 >>> model = train(history, seeds, "runs/model")                        # doctest: +SKIP
 >>> result = sweep(inventory, seeds, model, out_dir="runs/sweep", budget=200)  # doctest: +SKIP
 >>> result.queue.to_pandas().head()                                      # doctest: +SKIP
@@ -18,12 +21,14 @@ import pyarrow as pa
 
 from riskrank.index.build import build_index
 from riskrank.index.content_digest import build_digest
+from riskrank.index.engine import Engine, resolve_engine
 from riskrank.index.manifest import MANIFEST, write_text_atomic
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
+from riskrank.rank.engine import resolve_sweep_engine
 from riskrank.rank.input_checks import (
     check_budget,
     check_history_trainable,
@@ -32,8 +37,8 @@ from riskrank.rank.input_checks import (
 )
 from riskrank.rank.model import RiskModel, check_model_dir
 from riskrank.rank.output_lock import holds_output_lock
-from riskrank.rank.queue import ScoredCandidates, build_queue
-from riskrank.rank.ranker import RiskRanker
+from riskrank.rank.queue import build_queue
+from riskrank.rank.ranker import RiskRanker, ScoredCandidates
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
 from riskrank.recall.recaller import DEFAULT_K, recall
@@ -47,29 +52,22 @@ def open_or_build_index(
     path: Path,
     signals: list[Signal],
     *,
-    max_memory="4G",
-    key=None,
-    chunk_size: int = 2048,
-    show_progress=True,
+    engine: str | Engine = "local",
+    **build_kw,
 ) -> InventoryIndex:
     """Reuse ``path`` if it indexes exactly this inventory (same rows, same content, same
-    image files, same encoders: ``build_digest``); otherwise (re)build, resuming chunks."""
-    table = as_table(inventory, what="inventory")
-    digest = build_digest(table, signals)
-    stamp = path / "inventory.digest"
-    if (path / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
-        return InventoryIndex.load(path, signals={s.name: s for s in signals})
-    index = build_index(
-        table,
-        path,
-        signals=signals,
-        max_memory=max_memory,
-        key=key,
-        chunk_size=chunk_size,
-        show_progress=show_progress,
-        overwrite=True,
-    )
-    write_text_atomic(digest, stamp)
+    image files, same encoders: ``build_digest``) and the engine can reopen it; otherwise
+    (re)build with ``build_index`` (``build_kw``), resuming finished chunks."""
+    engine = resolve_engine(engine)
+    digest, stamp = None, path / "inventory.digest"
+    if engine.reopens:  # an engine that reads the inventory itself is not made to load it here
+        inventory = as_table(inventory, what="inventory")
+        digest = build_digest(inventory, signals)
+        if (path / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
+            return InventoryIndex.load(path, signals={s.name: s for s in signals})
+    index = build_index(inventory, path, signals=signals, engine=engine, overwrite=True, **build_kw)
+    if digest is not None:
+        write_text_atomic(digest, stamp)
     return index
 
 
@@ -175,33 +173,13 @@ class SweepResult:
     out_dir: Path | None = None
 
 
-def score_candidates(model: RiskModel, cands: pa.Table) -> ScoredCandidates:
-    """Raw scores, calibrated probabilities, reasons, model variant and action thresholds."""
-    if cands.num_rows == 0:
-        return calibrate_scores(model, cands, np.zeros(0), [], np.zeros(0, dtype=object))
-    scores, variant = model.ranker._raw(cands)
-    return calibrate_scores(model, cands, scores, model.ranker.reasons(cands), variant)
-
-
-def calibrate_scores(
-    model: RiskModel, cands: pa.Table, scores: np.ndarray, reasons: list[str], variant
-) -> ScoredCandidates:
-    """The calibration step of ``score_candidates``, over ALL of a sweep's candidates at once
-    (a cold policy's base rate is estimated on them); engines that score in chunks call it
-    once on the driver."""
-    policies = cands.column("policy").to_pylist() if cands.num_rows else []
-    cal = model.ranker.calibrate(scores, variant, policies)
-    return ScoredCandidates(
-        scores, cal.proba, reasons, variant, cal.calibration, cal.action_threshold, cal.base_rates
-    )
-
-
 @holds_output_lock("out_dir", what="sweep output directory")
 def sweep(
     inventory: TableLike,
     seeds: SeedSet | TableLike,
     model: RiskModel | str | Path,
     *,
+    engine: str | Engine = "local",
     out_dir: str | Path | None = None,
     budget: int | None = None,
     k: int | None = DEFAULT_K,
@@ -212,6 +190,10 @@ def sweep(
     show_progress: bool = True,
 ) -> SweepResult:
     """Index ``inventory``, recall with ``seeds``, rank, and return the escalation queue.
+
+    ``engine``: ``"local"`` (this process), ``"ray"``, or a configured
+    ``rank.ray_engine.RaySweepEngine`` / ``index.ray_engine.engine.RayEngine`` (shards, actors,
+    cluster address, ...). Every engine gives the same queue and writes the same files.
 
     ``k``: neighbours recalled per seed and signal (default ``DEFAULT_K`` = 5,000, also the
     CLI's). Only recalled items can be queued: an inventory larger than ``k`` is covered in
@@ -224,35 +206,36 @@ def sweep(
 
     With ``out_dir`` everything is written there (``index/``, ``candidates.parquet``,
     ``queue.parquet``, ``quarantine.parquet``, ``report.json``); running the same sweep again
-    after a crash resumes the embedding where it stopped.
+    after a crash, under either engine, resumes the embedding where it stopped.
     """
     t0 = time.time()
     check_budget(budget)
+    engine = resolve_sweep_engine(engine)
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
-    set_image_base_dir(model, image_base_dir)
+    set_image_base_dir(model, image_base_dir)  # Ray's actors get it from the model's signals
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     out = Path(out_dir) if out_dir else Path(_tmpdir())
-    inventory = protect_metadata(as_table(inventory, what="inventory"))
-    index = open_or_build_index(
-        inventory,
-        out / "index",
-        model.signals,
-        max_memory=max_memory,
-        key=index_key,
-        chunk_size=chunk_size,
-        show_progress=show_progress,
-    )
-    t_index = time.time() - t0
-    cands = recall(
-        index,
-        seeds,
-        k=k,
-        exemplars=model.exemplars,
-        lexical=model.lexical,
-        show_progress=show_progress,
-    )
-    t_recall = time.time() - t0 - t_index
-    scored = score_candidates(model, cands)
+    if engine.reopens:
+        # Metadata named like the pipeline's own columns is renamed, not overwritten. (An
+        # engine that reads the inventory itself, Ray, is given it as it is: main's sweep_ray
+        # did not rename either.)
+        inventory = protect_metadata(as_table(inventory, what="inventory"))
+    with engine.cluster(show_progress):
+        index = open_or_build_index(
+            inventory,
+            out / "index",
+            model.signals,
+            engine=engine,
+            max_memory=max_memory,
+            key=index_key,
+            chunk_size=chunk_size,
+            show_progress=show_progress,
+        )
+        t_index = time.time() - t0
+        cands = engine.recall(index, model, seeds, k=k, show_progress=show_progress)
+        t_recall = time.time() - t0 - t_index
+        scored = engine.score(model.ranker, cands)
+        extra = {"engine": engine.name, **engine.report()}
     seconds = {"index": t_index, "recall": t_recall, "rank": time.time() - t0 - t_index - t_recall}
     return finish_sweep(
         cands,
@@ -263,6 +246,7 @@ def sweep(
         seconds,
         out_dir=out if out_dir else None,
         budget=budget,
+        extra=extra,
     )
 
 
@@ -290,7 +274,7 @@ def finish_sweep(
     """The end every sweep engine shares: queue, report (``extra`` keys added), the item
     accounting check, and the files in ``out_dir``.
 
-    ``scored``: what ``score_candidates`` returns; ``manifest``: the index's.
+    ``scored``: the ranker's scores of ``cands``; ``manifest``: the index's.
     """
     queue = build_queue(cands, scored, budget=budget)
     n_indexed = int(manifest["items"]["indexed"])
@@ -372,19 +356,11 @@ def _tmpdir() -> str:
     return tempfile.mkdtemp(prefix="riskrank-sweep-")
 
 
-def check_policies(seeds: SeedSet, model: RiskModel) -> list[str]:
-    """Policies in ``seeds`` the model has no review history for (they run cold-start)."""
-    known = set(model.info.get("policies_with_history", []))
-    return [p for p in seeds.policies if p not in known]
-
-
 __all__ = [
     "RiskModel",
     "SchemaError",
     "DEFAULT_K",
     "SweepResult",
-    "calibrate_scores",
-    "check_policies",
     "finish_sweep",
     "sweep",
     "train",

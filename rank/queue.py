@@ -30,11 +30,11 @@ metadata              the item's own columns, passed through (``text`` truncated
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from riskrank.rank.ranker import ScoredCandidates
 
 QUEUE_FRONT = (
     "rank",
@@ -73,22 +73,6 @@ QUEUE_SCHEMA = pa.schema(
 )
 
 
-@dataclass
-class ScoredCandidates:
-    """What ranking adds to each candidate row (``rank.pipeline.score_candidates``).
-
-    ``calibration``, ``action_threshold``, ``base_rates``: see ``RiskRanker.calibrate``.
-    """
-
-    scores: np.ndarray
-    proba: np.ndarray
-    reasons: list[str]
-    variant: np.ndarray
-    calibration: np.ndarray
-    action_threshold: np.ndarray
-    base_rates: dict[str, float]
-
-
 def suggested_actions(
     seed_action: np.ndarray, proba: np.ndarray, threshold: np.ndarray
 ) -> np.ndarray:
@@ -105,9 +89,12 @@ def build_queue(
 ) -> pa.Table:
     """One row per item (its riskiest policy), sorted by probability then score.
 
-    ``budget``: keep only the first ``budget`` rows (None: every recalled item).
+    ``scored``: ``RiskRanker.score(candidates)`` (row by row, calibrated). ``budget``: keep
+    only the first ``budget`` rows (None: every recalled item).
     """
     n = candidates.num_rows
+    if len(scored) != n:
+        raise ValueError(f"scored: {len(scored)} rows for {n} candidates")
     if n == 0:  # the full schema, so reports and readers of an empty queue need no special case
         return QUEUE_SCHEMA.empty_table()
     scores, proba, reasons, variant = scored.scores, scored.proba, scored.reasons, scored.variant

@@ -10,6 +10,7 @@ used for policies that have no review history of their own.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,47 @@ def _groups(
             order.extend(part.tolist())
             sizes.append(len(part))
     return np.array(order, dtype=np.int64), np.array(sizes, dtype=np.int64)
+
+
+@dataclass
+class ScoredCandidates:
+    """What ranking says of each candidate row, in row order (``RiskRanker.score``).
+
+    ``calibration``, ``action_threshold``, ``base_rates``: see ``RiskRanker.calibrate``; before
+    calibration (``score(..., calibrate=False)``, a slice of a sweep's candidates) ``proba``
+    and ``action_threshold`` are NaN and ``calibration`` is ``"none"``.
+    """
+
+    scores: np.ndarray  # raw ranking score (higher = riskier; comparable within one variant)
+    proba: np.ndarray  # P(violating)
+    reasons: list[str]  # the evidence that pushed the score up, in words
+    variant: np.ndarray  # "full", or "cold" for a policy without review history
+    calibration: np.ndarray
+    action_threshold: np.ndarray
+    base_rates: dict[str, float]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def uncalibrated(
+        cls, scores: np.ndarray, reasons: list[str], variant: np.ndarray
+    ) -> ScoredCandidates:
+        n = len(scores)
+        nan = np.full(n, np.nan)
+        return cls(scores, nan, reasons, variant, np.full(n, "none", dtype=object), nan, {})
+
+    @classmethod
+    def concat(cls, parts: list[ScoredCandidates]) -> ScoredCandidates:
+        """Consecutive slices of one candidate table, uncalibrated, as one (calibrate it
+        afterwards, over all rows: ``RiskRanker.calibrate_scored``)."""
+        if not parts:
+            return cls.uncalibrated(np.zeros(0), [], np.zeros(0, dtype=object))
+        return cls.uncalibrated(
+            np.concatenate([p.scores for p in parts]),
+            [r for p in parts for r in p.reasons],
+            np.concatenate([p.variant for p in parts]),
+        )
 
 
 class RiskRanker:
@@ -299,8 +341,12 @@ class RiskRanker:
         if not hasattr(self, "models_"):
             raise RuntimeError("RiskRanker is not fitted: call fit() or RiskRanker.load()")
 
-    def _variant_per_row(self, table: pa.Table) -> np.ndarray:
-        """'full' where the row's policy has history evidence, else 'cold'."""
+    def variants(self, candidates: TableLike) -> np.ndarray:
+        """Per row, the booster that scores it: ``"full"`` where the row's policy has history
+        evidence among ``candidates``, else ``"cold"``. Decided per policy over the whole
+        table: score slices of a table with ``score(slice, variant=variants(table)[slice])``."""
+        self._check_fitted()
+        table = as_table(candidates, what="candidates")
         hist = [f for f in self.features_ if is_history_feature(f)]
         if not hist or "cold" not in self.models_:
             return np.full(table.num_rows, "full", dtype=object)
@@ -315,9 +361,59 @@ class RiskRanker:
                 out[rows] = "cold"
         return out
 
-    def _raw(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    def _variant_of(self, table: pa.Table, variant: np.ndarray | None) -> np.ndarray:
+        if variant is None:
+            return self.variants(table)
+        variant = np.asarray(variant, dtype=object)
+        if len(variant) != table.num_rows or not set(variant) <= set(self.models_):
+            raise ValueError(
+                f"variant: expected {table.num_rows} values of {sorted(self.models_)}, "
+                f"got {len(variant)} of {sorted(set(variant))}"
+            )
+        return variant
+
+    def score(
+        self,
+        candidates: TableLike,
+        *,
+        variant: np.ndarray | None = None,
+        calibrate: bool = True,
+        top: int = 3,
+    ) -> ScoredCandidates:
+        """Raw score, reasons, model variant and calibration (probability, how it was
+        calibrated, action threshold) of every row: what the queue is built from.
+
+        Calibration estimates a cold policy's base rate on its rows, so it needs all of a
+        sweep's candidates. To score a sweep in slices (an engine's tasks), pass each slice
+        its rows of ``variants(all candidates)`` and ``calibrate=False``, join the slices with
+        ``ScoredCandidates.concat`` and calibrate once with ``calibrate_scored``.
+
+        >>> scored = ranker.score(candidates)        # doctest: +SKIP
+        >>> scored.proba[:3], scored.reasons[0]      # doctest: +SKIP
+        """
         self._check_fitted()
-        variant = self._variant_per_row(table)
+        table = as_table(candidates, what="candidates")
+        variant = self._variant_of(table, variant)
+        raw = self._raw(table, variant) if table.num_rows else np.zeros(0)
+        reasons = self._reasons(table, variant, top) if table.num_rows else []
+        scored = ScoredCandidates.uncalibrated(raw, reasons, variant)
+        if not calibrate:
+            return scored
+        policies = table.column("policy").to_pylist() if table.num_rows else []
+        return self.calibrate_scored(scored, policies)
+
+    def calibrate_scored(self, scored: ScoredCandidates, policies) -> ScoredCandidates:
+        """``scored`` (all of a sweep's candidates, with their ``policies``) calibrated."""
+        cal = self.calibrate(scored.scores, scored.variant, policies)
+        return dataclasses.replace(
+            scored,
+            proba=cal.proba,
+            calibration=cal.calibration,
+            action_threshold=cal.action_threshold,
+            base_rates=cal.base_rates,
+        )
+
+    def _raw(self, table: pa.Table, variant: np.ndarray) -> np.ndarray:
         scores = np.zeros(table.num_rows)
         for name in set(variant):
             rows = variant == name
@@ -325,18 +421,7 @@ class RiskRanker:
             scores[rows] = self.models_[name].predict(
                 self._matrix(table.filter(pa.array(rows)), feats)
             )
-        return scores, variant
-
-    def predict(self, candidates: TableLike) -> np.ndarray:
-        """Raw ranking scores (higher = riskier; comparable within one model variant)."""
-        return self._raw(as_table(candidates, what="candidates"))[0]
-
-    def predict_proba(self, candidates: TableLike) -> np.ndarray:
-        """P(violating): see ``calibrate`` (a cold policy's base rate is estimated on these
-        rows)."""
-        table = as_table(candidates, what="candidates")
-        scores, variant = self._raw(table)
-        return self.calibrate(scores, variant, table.column("policy").to_pylist()).proba
+        return scores
 
     def calibrate(self, scores: np.ndarray, variant: np.ndarray, policies) -> Calibrated:
         """Raw scores (``predict``) of one sweep's candidates -> ``Calibrated``.
@@ -373,13 +458,30 @@ class RiskRanker:
             kind[rows] = "transferred"
         return Calibrated(proba, kind, threshold, base_rates)
 
+    def predict(self, candidates: TableLike) -> np.ndarray:
+        """Raw ranking scores (higher = riskier; comparable within one model variant)."""
+        self._check_fitted()
+        table = as_table(candidates, what="candidates")
+        return self._raw(table, self.variants(table))
+
+    def predict_proba(self, candidates: TableLike) -> np.ndarray:
+        """P(violating): see ``calibrate`` (a cold policy's base rate is estimated on these
+        rows)."""
+        self._check_fitted()
+        table = as_table(candidates, what="candidates")
+        variant = self.variants(table)
+        policies = table.column("policy").to_pylist()
+        return self.calibrate(self._raw(table, variant), variant, policies).proba
+
     def explain(
         self, candidates: TableLike, *, top: int = 3
     ) -> list[list[tuple[str, float, float]]]:
         """Per row, the ``top`` features that pushed the score up: (name, value, contribution)."""
         table = as_table(candidates, what="candidates")
         self._check_fitted()
-        variant = self._variant_per_row(table)
+        return self._explain(table, self.variants(table), top)
+
+    def _explain(self, table: pa.Table, variant: np.ndarray, top: int) -> list:
         out: list = [None] * table.num_rows
         for name in set(variant):
             rows = np.flatnonzero(variant == name)
@@ -393,9 +495,14 @@ class RiskRanker:
 
     def reasons(self, candidates: TableLike, *, top: int = 3) -> list[str]:
         """``explain`` in words, e.g. ``"similarity to the closest seed (text) = 0.91"``."""
+        self._check_fitted()
+        table = as_table(candidates, what="candidates")
+        return self._reasons(table, self.variants(table), top)
+
+    def _reasons(self, table: pa.Table, variant: np.ndarray, top: int) -> list[str]:
         return [
             "; ".join(f"{describe_feature(f)} = {v:.3g}" for f, v, _ in row)
-            for row in self.explain(candidates, top=top)
+            for row in self._explain(table, variant, top)
         ]
 
     def feature_importance(self) -> dict[str, float]:

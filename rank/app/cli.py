@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -114,13 +115,20 @@ def _add_ray_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _ray_kwargs(args) -> dict:
-    return {
-        "num_shards": args.num_shards,
-        "concurrency": args.concurrency,
-        "cpus_per_actor": args.cpus_per_actor,
-        "use_gpu": {"auto": None, "yes": True, "no": False}[args.use_gpu],
-    }
+def _engine(args):
+    """``--engine``: "local", or the Ray sweep engine with the cluster flags (it serves
+    ``build_index`` as well; Ray is imported only when a build or sweep starts on it)."""
+    if args.engine == "local":
+        return "local"
+    from riskrank.rank.ray_engine import RaySweepEngine
+
+    return RaySweepEngine(
+        address=args.address,
+        num_shards=args.num_shards,
+        concurrency=args.concurrency,
+        cpus_per_actor=args.cpus_per_actor,
+        use_gpu={"auto": None, "yes": True, "no": False}[args.use_gpu],
+    )
 
 
 def cmd_fetch(args) -> int:
@@ -135,21 +143,17 @@ def cmd_index_build(args) -> int:
     from riskrank.index import build_index
 
     t = time.time()
-    kwargs = dict(signals=_signals(args), max_memory=args.max_memory, key=args.index_key)
-    if args.engine == "ray":
-        import ray
-
-        from riskrank.index.ray_engine.build import build_index_ray
-
-        ray.init(address=args.address)
-        try:
-            built = build_index_ray(
-                args.inventory, args.out, **kwargs, **_ray_kwargs(args), overwrite=args.overwrite
-            )
-        finally:
-            ray.shutdown()
-    else:
-        built = build_index(args.inventory, args.out, **kwargs, overwrite=args.overwrite)
+    engine = _engine(args)
+    with contextlib.nullcontext() if engine == "local" else engine.cluster(show_progress=True):
+        built = build_index(
+            args.inventory,
+            args.out,
+            signals=_signals(args),
+            engine=engine,
+            max_memory=args.max_memory,
+            key=args.index_key,
+            overwrite=args.overwrite,
+        )
     manifest = built.manifest
     items = manifest["items"]
     _print_table(
@@ -226,37 +230,20 @@ def cmd_train(args) -> int:
 
 def cmd_sweep(args) -> int:
     from riskrank.rank.evaluation.report import plot_sweep, write_report
+    from riskrank.rank.pipeline import sweep
 
-    if args.engine == "ray":
-        from riskrank.rank.ray_engine import sweep_ray
-
-        result = sweep_ray(
-            args.inventory,
-            args.seeds,
-            args.model,
-            out_dir=args.out,
-            budget=args.budget,
-            k=args.k,
-            max_memory=args.max_memory,
-            index_key=args.index_key,
-            image_base_dir=args.image_base_dir,
-            address=args.address,
-            **_ray_kwargs(args),
-        )
-    else:
-        from riskrank.rank.pipeline import sweep
-
-        result = sweep(
-            args.inventory,
-            args.seeds,
-            args.model,
-            out_dir=args.out,
-            budget=args.budget,
-            k=args.k,
-            max_memory=args.max_memory,
-            index_key=args.index_key,
-            image_base_dir=args.image_base_dir,
-        )
+    result = sweep(
+        args.inventory,
+        args.seeds,
+        args.model,
+        engine=_engine(args),
+        out_dir=args.out,
+        budget=args.budget,
+        k=args.k,
+        max_memory=args.max_memory,
+        index_key=args.index_key,
+        image_base_dir=args.image_base_dir,
+    )
     out = Path(args.out)
     plot_sweep(result.queue, out)
     write_report(out, result.report, result.queue)

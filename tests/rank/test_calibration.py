@@ -134,7 +134,7 @@ def test_ranker_records_thresholds_per_policy_and_refuses_old_models(tmp_path):
     assert scam.precision_lcb >= 0.95
     assert loans.precision_target == 0.999 and loans.threshold is None  # 60 rows cannot show it
     test, y = _candidates(3000, 5)
-    cal = ranker.calibrate(*ranker._raw(test), test["policy"].to_pylist())
+    cal = ranker.calibrate(ranker.predict(test), ranker.variants(test), test["policy"].to_pylist())
     assert set(cal.calibration) == {"policy_history"}
     acted = cal.proba >= scam.threshold
     assert acted.sum() > 50 and y[acted].mean() >= 0.95
@@ -156,7 +156,7 @@ def test_cold_policy_does_not_inherit_the_training_base_rate():
     # History: 10% violations. A new policy's sweep: 50%. The cold path must not say 10%.
     ranker = RiskRanker(n_estimators=60).fit(_candidates(3000, 0, base_rate=0.1)[0])
     cold, y = _candidates(3000, 7, policy="new", with_history=False, base_rate=0.5)
-    cal = ranker.calibrate(*ranker._raw(cold), cold["policy"].to_pylist())
+    cal = ranker.calibrate(ranker.predict(cold), ranker.variants(cold), cold["policy"].to_pylist())
     assert set(cal.calibration) == {"transferred"}
     assert np.isnan(cal.action_threshold).all()  # never an automatic action
     assert cal.base_rates["new"] == pytest.approx(0.5, abs=0.1)

@@ -97,7 +97,7 @@ def test_model_roundtrip_and_cold_policy(tmp_path, inventory_items, seeds, train
 def test_killed_sweep_resumes_to_the_same_queue(
     tmp_path, inventory_items, seeds, trained_model, monkeypatch
 ):
-    import riskrank.index.build as build
+    import riskrank.index.engine as build  # the local engine embeds through embed_chunk
 
     inv = inventory_items.drop(["label"])
     clean = sweep(inv, seeds, trained_model, out_dir=tmp_path / "clean", k=200, show_progress=False)

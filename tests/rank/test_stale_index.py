@@ -78,9 +78,13 @@ def test_killed_build_chunks_are_not_reused_for_new_content(
     build_index(inv, tmp_path / "idx", signals=[hashing_signal], chunk_size=16, show_progress=False)
     work = tmp_path / "idx" / "_work"
     work.mkdir()
-    import riskrank.index.build as build
+    from riskrank.index.chunks import chunk_files
+    from riskrank.index.engine import LocalEngine, chunk_keys
 
-    build.encode_local(inv, [hashing_signal], work, 16, False)
+    engine = LocalEngine()  # the chunks the local engine saves, named as build_index names them
+    valid = engine.read(inv, require_text=True, base_dirs=[None])
+    files = chunk_files(work, chunk_keys(valid.keys, 16), [hashing_signal.describe()], ["text"])
+    engine.embed(valid, [hashing_signal], files, chunk_size=16, show_progress=False)
     assert len(list(work.glob("chunk-*.parquet"))) == 6
     rebuilt = build_index(
         swapped,
