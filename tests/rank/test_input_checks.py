@@ -20,7 +20,7 @@ from riskrank.recall.seeds import SeedSet
 def test_history_that_cannot_train_fails_before_embedding(
     tmp_path, history, seeds, hashing_signal, monkeypatch
 ):
-    import riskrank.index.build as build
+    import riskrank.index.engine as build  # the local engine embeds through embed_chunk
 
     def no_embedding(*args, **kwargs):
         raise AssertionError("embedded before the history was checked")
