@@ -247,10 +247,9 @@ class RayEngine:
     ) -> InventoryIndex:
         """An ``InventoryIndex`` whose searches and vector reads go to the shard actors (usable
         in Ray tasks on any node: it holds actor handles and the item table, not paths).
-        ``InventoryIndex.load(path)`` opens the same files without Ray.
-
-        Its signals are rebuilt from the manifest (light to ship to workers, unlike loaded
-        encoders) with the caller's runtime options: where seed images are read from."""
+        ``InventoryIndex.load(path)`` opens the same files without Ray."""
+        # Seeds embedded through this index read image paths from the items' directory
+        # (runtime options such as base_dir are not in the manifest; index/paths.py).
         options = {s.name: s.get_runtime_options() for s in signals}
         loaded = {
             name: SignalIndex(

@@ -243,6 +243,7 @@ def cmd_sweep(args) -> int:
         max_memory=args.max_memory,
         index_key=args.index_key,
         image_base_dir=args.image_base_dir,
+        include_reviewed=args.include_reviewed,
     )
     out = Path(args.out)
     plot_sweep(result.queue, out)
@@ -257,6 +258,8 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
         for k in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
     ]
     rows.append(("coverage (recalled / indexed)", f"{report.get('coverage', 0):.1%}"))
+    if report.get("reviewed", {}).get("excluded_from_queue"):
+        rows.append(("reviewed, unchanged (not queued)", report["reviewed"]["excluded_from_queue"]))
     rows.append(("seconds", report["seconds"]["total"]))
     if quality:
         rows += [(k, v) for k, v in quality.items() if k not in ("items", "positives")]
@@ -363,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-memory", default="4G")
     s.add_argument("--index-key")
     s.add_argument("--image-base-dir", help="directory that image_path values are relative to")
+    s.add_argument(
+        "--include-reviewed",
+        action="store_true",
+        help="keep items the model's history already judged and whose content is unchanged "
+        "(default: left out of the queue and counted in the report)",
+    )
     _add_ray_flags(s)
     s.set_defaults(func=cmd_sweep)
 
