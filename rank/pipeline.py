@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
+from riskrank.rank.exploration import EXPLORE_SHARE, arrange_queue
 from riskrank.rank.model import RiskModel
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker
@@ -183,8 +186,14 @@ def sweep(
     image_base_dir: str | Path | None = None,
     chunk_size: int = 2048,
     show_progress: bool = True,
+    campaigns: bool = False,
+    explore: float = EXPLORE_SHARE,
 ) -> SweepResult:
     """Index ``inventory``, recall with ``seeds``, rank, and return the escalation queue.
+
+    ``campaigns``: the budget counts campaigns (near-copies, rank/campaigns.py), one row each
+    with its members listed. ``explore``: the share of the budget spent on exploration
+    (rank/exploration.py; 0 = off).
 
     ``image_base_dir``: where relative ``image_path`` values live (image signals only; a
     model does not remember it).
@@ -228,6 +237,7 @@ def sweep(
         seconds,
         out_dir=out if out_dir else None,
         budget=budget,
+        arrange=partial(arrange_queue, index=index, campaigns=campaigns, explore=explore),
     )
 
 
@@ -251,14 +261,18 @@ def finish_sweep(
     out_dir: Path | None,
     budget: int | None,
     extra: dict | None = None,
+    arrange: Callable[..., pa.Table] | None = None,
 ) -> SweepResult:
     """The end every sweep engine shares: queue, report (``extra`` keys added), the item
     accounting check, and the files in ``out_dir``.
 
-    ``scored``: what ``score_candidates`` returns; ``manifest``: the index's.
+    ``scored``: what ``score_candidates`` returns; ``manifest``: the index's. ``arrange``
+    (queue, budget=) -> queue: campaigns and exploration slots (rank/exploration.py), which
+    then applies the budget instead of ``build_queue``.
     """
     scores, proba, reasons, variant = scored
-    queue = build_queue(cands, scores, proba, reasons, variant, budget=budget)
+    queue = build_queue(cands, scores, proba, reasons, variant, budget=None if arrange else budget)
+    queue = arrange(queue, budget=budget) if arrange else queue
     n_indexed = int(manifest["items"]["indexed"])
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     report = {
