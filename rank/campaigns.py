@@ -85,9 +85,12 @@ def link_campaigns(
             continue
         g = radius_graph(vecs, metrics[name], thresholds[name])
         positions = np.asarray(positions, np.int64)
-        graph = graph + sparse.coo_matrix(
-            (g.data, (positions[g.row], positions[g.col])), shape=(n_items, n_items)
-        ).tocsr()
+        graph = (
+            graph
+            + sparse.coo_matrix(
+                (g.data, (positions[g.row], positions[g.col])), shape=(n_items, n_items)
+            ).tocsr()
+        )
     _, labels = connected_components(graph, directed=False)
     return labels
 

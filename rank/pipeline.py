@@ -28,6 +28,7 @@ from riskrank.rank.exploration import EXPLORE_SHARE, arrange_queue
 from riskrank.rank.model import RiskModel
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker
+from riskrank.rank.review import record_lineage
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
 from riskrank.recall.recaller import recall
@@ -148,6 +149,7 @@ def train(
         ranker, [hindex.signals[s.name].signal for s in signals], exemplars, info, lexical
     )
     model.save(model_dir)
+    model.info.update(record_lineage(model_dir, hist, seeds))  # version 1: no parent
     return model
 
 

@@ -16,8 +16,9 @@ def test_campaigns_are_the_union_of_every_signals_radius_graph():
     rng = np.random.default_rng(0)
     base = _unit(rng.normal(size=(3, 16)))
     # items 0-2 are paraphrases of base[0]; 3-4 of base[1]; 5 alone; 6 has no text vector.
-    text = _unit(np.vstack([base[0] + 0.01 * rng.normal(size=(3, 16)), base[1], base[1] * 1.01,
-                            base[2]]))
+    text = _unit(
+        np.vstack([base[0] + 0.01 * rng.normal(size=(3, 16)), base[1], base[1] * 1.01, base[2]])
+    )
     # PDQ links item 5 to item 4 (same image, Hamming 3) and item 6 to nothing.
     hashes = rng.integers(0, 256, size=(3, 32), dtype=np.uint8)
     near = hashes[0].copy()
@@ -89,27 +90,39 @@ def test_exploration_share_spread_over_campaigns_and_evenly_placed():
         allocate_slots(q, 20, 1.5)
 
 
-def test_sweep_campaign_mode_budget_counts_campaigns(tmp_path, inventory_items, seeds,
-                                                      trained_model):
+def test_sweep_campaign_mode_budget_counts_campaigns(
+    tmp_path, inventory_items, seeds, trained_model
+):
     inv = inventory_items.drop(["label"])
     full = sweep(inv, seeds, trained_model, k=200, show_progress=False, explore=0).queue
     for c in ("campaign_id", "campaign_size", "campaign_rank", "slot", "slot_reason"):
         assert c in full.column_names
     sizes = full["campaign_size"].to_pylist()
     assert max(sizes) > 1  # the fixture's templates are re-posted with small changes
-    camp = sweep(inv, seeds, trained_model, k=200, show_progress=False, explore=0,
-                 campaigns=True, budget=5, out_dir=tmp_path / "camp").queue
+    camp = sweep(
+        inv,
+        seeds,
+        trained_model,
+        k=200,
+        show_progress=False,
+        explore=0,
+        campaigns=True,
+        budget=5,
+        out_dir=tmp_path / "camp",
+    ).queue
     assert camp.num_rows == 5
     assert camp["campaign_rank"].to_pylist() == [1] * 5
     members = camp["campaign_members"].to_pylist()
     assert sum(map(len, members)) > 5 and len({m for ms in members for m in ms}) == sum(
-        map(len, members))
+        map(len, members)
+    )
     # The first campaigns are the campaigns of the plain queue's riskiest items, in order.
     reps = full.filter(pa.compute.equal(full["campaign_rank"], 1))["item_id"].to_pylist()[:5]
     assert camp["item_id"].to_pylist() == reps
     by_id = dict(zip(full["item_id"].to_pylist(), full["campaign_id"].to_pylist()))
     for cid, ms in zip(camp["campaign_id"].to_pylist(), members):
         assert {by_id[m] for m in ms} == {cid}
-    explored = sweep(inv, seeds, trained_model, k=200, show_progress=False, budget=20,
-                     explore=0.25).queue
+    explored = sweep(
+        inv, seeds, trained_model, k=200, show_progress=False, budget=20, explore=0.25
+    ).queue
     assert explored["slot"].to_pylist().count("explore") == 5
