@@ -142,6 +142,14 @@ def allocate_slots(
     return out.append_column("slot_reason", pa.array(reasons, pa.string()))
 
 
+def reviewed_pairs(exemplars: Mapping) -> set[tuple[str, str]]:
+    """(item_id, policy) of every reviewed item a model's exemplars hold."""
+    out = set()
+    for ex in exemplars.values():
+        out |= set(zip(ex.table["item_id"].to_pylist(), ex.table["policy"].to_pylist()))
+    return out
+
+
 def arrange_queue(
     queue: pa.Table,
     index: InventoryIndex,
@@ -150,9 +158,17 @@ def arrange_queue(
     campaigns: bool = False,
     explore: float = EXPLORE_SHARE,
     thresholds: Mapping[str, float] | None = None,
+    reviewed: set[tuple[str, str]] | None = None,
 ) -> pa.Table:
     """The reviewers' queue from a ranked one: campaign columns, the budget (in campaigns when
-    ``campaigns``), exploit and explore slots."""
+    ``campaigns``), exploit and explore slots.
+
+    ``reviewed``: (item_id, policy) pairs that already have a verdict (the model's history);
+    they leave the queue, so a second sweep of the same inventory shows only new decisions.
+    """
+    if reviewed:
+        pairs = zip(queue["item_id"].to_pylist(), queue["policy"].to_pylist())
+        queue = queue.filter(pa.array([pair not in reviewed for pair in pairs], pa.bool_()))
     if queue.num_rows == 0:
         return queue
     queue = find_campaigns(queue, index, thresholds)

