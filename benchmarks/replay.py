@@ -51,7 +51,6 @@ import quality  # noqa: E402
 from riskrank.index.signals import SignalBatch, TextEmbeddingSignal  # noqa: E402
 from riskrank.rank.evaluation.metrics import average_precision  # noqa: E402
 from riskrank.rank.exploration import arrange_queue  # noqa: E402
-from riskrank.rank.pipeline import score_candidates  # noqa: E402
 from riskrank.rank.queue import build_queue  # noqa: E402
 from riskrank.rank.ranker import RiskRanker  # noqa: E402
 from riskrank.recall.history import ReviewedExemplars  # noqa: E402
@@ -147,8 +146,10 @@ def riskrank_queue(d: Set, st: State, ctx: dict, method: str) -> tuple[list, np.
             [ctx["other_hist"], hist]))
     open_rows = ~np.isin(crow, rows) & ~np.isin(crow, st.seeds)
     pool = cands.filter(pa.array(open_rows))
-    scores, proba, reasons, variant = score_candidates(_Model(model), pool)
-    queue = build_queue(pool, scores, proba, reasons, variant)
+    # The product's score_candidates also writes reasons (pred_contrib): not needed here.
+    proba = model.predict_proba(pool)
+    queue = build_queue(pool, model.predict(pool), proba, [""] * pool.num_rows,
+                        np.full(pool.num_rows, "full", dtype=object))
     queue = arrange_queue(queue, d.index, budget=ROUND, campaigns=method == "campaign",
                           explore=0.1 if method == "explore" else 0.0)
     full = np.full(len(d.ids), -np.inf)
@@ -156,13 +157,6 @@ def riskrank_queue(d: Set, st: State, ctx: dict, method: str) -> tuple[list, np.
     members = (queue["campaign_members"].to_pylist() if method == "campaign"
                else [[i] for i in queue["item_id"].to_pylist()])
     return [[d.row[m] for m in ms] for ms in members], full
-
-
-class _Model:
-    """What ``score_candidates`` reads from a RiskModel: its ranker."""
-
-    def __init__(self, ranker: RiskRanker) -> None:
-        self.ranker = ranker
 
 
 def review(d: Set, st: State, decisions: list[list[int]], rnd: int) -> None:
