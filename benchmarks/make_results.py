@@ -8,6 +8,8 @@ PARTS = [
     ("cpu_index.md", "CPU index build and search, 100k and 1M items (issue: core engine)"),
     ("images.md", "Images: PDQ near-duplicate recall and CPU throughput (issue: images)"),
     ("ray.md", "Ray engine vs single machine (issue: scale-out)"),
+    ("campaigns.md", "Campaigns: threshold and purity (issue 13)"),
+    ("replay.md", "Replay of the review loop (issue 13)"),
 ]
 INTRO = """# riskrank results
 

@@ -216,7 +216,8 @@ def purity(pairs: list[tuple[int, int]]) -> dict:
     multi = [(m, s) for m, s in pairs if m >= 2]
     return {"decisions_on_campaigns": len(multi),
             "members": sum(m for m, _ in multi),
-            "purity": round(sum(s for _, s in multi) / max(1, sum(m for m, _ in multi)), 4)}
+            "purity": round(sum(s for _, s in multi) / sum(m for m, _ in multi), 4)
+            if multi else None}
 
 
 def other_context(o: Set, trial: int) -> dict:
@@ -236,6 +237,11 @@ def _mean_of(trials: list[dict], key: str) -> tuple[float | None, list]:
     return (float(np.mean(vals)) if all(v is not None for v in vals) else None), vals
 
 
+def _mean_or_none(vals: list) -> float | None:
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
 def summarise(results: dict) -> list[dict]:
     """Per data set and method: mean reviews to 50% / 80% over trials (None if not reached)."""
     out = []
@@ -249,9 +255,82 @@ def summarise(results: dict) -> list[dict]:
                         "found_round0": float(np.mean(early)),
                         "found_after_3": float(np.mean([t["rounds"][min(2, len(t["rounds"]) - 1)]
                                                         ["found"] for t in trials])),
-                        "purity": float(np.mean([t["purity"]["purity"] for t in trials])),
+                        "purity": _mean_or_none([t["purity"]["purity"] for t in trials]),
                         "wrong_verdicts": float(np.mean([t["wrong_verdicts"] for t in trials]))})
     return out
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:.2f}x" if a is not None and b else "n/a (not reached)"
+
+
+def goal_check(summary: list[dict]) -> list[str]:
+    lines = []
+    by = {(s["set"], s["method"]): s for s in summary}
+    for name in dict.fromkeys(s["set"] for s in summary):
+        got = {m: by.get((name, m)) for m in METHODS}
+        rr = [got[m]["to_80"] for m in ("exploit", "explore", "campaign")
+              if got[m] and got[m]["to_80"] is not None]
+        best = min(rr) if rr else None
+        a = got["bank"]["to_80"] if got["bank"] else None
+        b = got["logreg"]["to_80"] if got["logreg"] else None
+        lines.append(f"- {name}: best riskrank (c-e) reviews to 80% = {best}; vs (a) "
+                     f"{_ratio(best, a)} (goal <= 0.7x), vs (b) {_ratio(best, b)} "
+                     "(goal <= 0.9x).")
+        c, d, e = got["exploit"], got["explore"], got["campaign"]
+        if c and d:
+            lines.append(f"- {name}: exploration's early yield (violations found in rounds 1-3):"
+                         f" (d) {d['found_after_3']:.0f} vs (c) {c['found_after_3']:.0f} = "
+                         f"{_ratio(d['found_after_3'], c['found_after_3'])} (goal >= 0.90x); "
+                         f"pays back by the end: reviews to 80% (d) {d['to_80']} vs (c) "
+                         f"{c['to_80']} ({_ratio(d['to_80'], c['to_80'])}).")
+        if c and e:
+            lines.append(f"- {name}: campaign mode decisions to 80% (e) {e['to_80']} vs (c) "
+                         f"{c['to_80']} ({_ratio(e['to_80'], c['to_80'])}; goal <= 0.5x on "
+                         f"SpamAssassin) at purity {_fmt(e['purity'])} (goal >= 0.98), "
+                         f"{e['wrong_verdicts']:.0f} wrong verdicts per trial.")
+    return lines
+
+
+def markdown(meta: dict, summary: list[dict], results: dict) -> str:
+    lines = [
+        "# Replay", "",
+        f"`python benchmarks/replay.py --trials {meta['trials']} --max-rounds "
+        f"{meta['max_rounds']}` (sets {meta['sets']}; complete: {meta['complete']}; seconds "
+        f"{meta['seconds']}; load average at the end {meta['load_average_end']}; commit "
+        f"{meta['library']['commit']}). Each round 100 decisions; stop at 80% of the violations"
+        " found. Violations exclude the 5 seeds. Trial t: seeds drawn with "
+        "`numpy.random.default_rng(t)`. Methods and set-up: the docstring of "
+        "benchmarks/replay.py. Plot: `results/replay.png`.", "",
+        "| data set | method | trials | decisions to 50% | decisions to 80% | found in round 1 "
+        "| found in rounds 1-3 | purity of campaign decisions | wrong verdicts |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summary:
+        lines.append(f"| {s['set']} | {LABEL[s['method']]} | {s['trials']} | {s['to_50']} "
+                     f"{s['to_50_trials']} | {s['to_80']} {s['to_80_trials']} | "
+                     f"{s['found_round0']:.0f} | {s['found_after_3']:.0f} | "
+                     f"{_fmt(s['purity'])} | {s['wrong_verdicts']:.0f} |")
+    lines += ["", "### Goal check", "", *goal_check(summary), "",
+              "### Per round (trial 0): violations found (cumulative) / AP on the items not yet "
+              "reviewed", ""]
+    for name, by_method in results.items():
+        n = max(len(t[0]["rounds"]) for t in by_method.values() if t)
+        lines += [f"{name}:", "", "| round | " + " | ".join(LABEL[m] for m in by_method) + " |",
+                  "|---" * (len(by_method) + 1) + "|"]
+        for r in range(n):
+            cells = []
+            for trials in by_method.values():
+                rs = trials[0]["rounds"] if trials else []
+                cells.append(f"{rs[r]['found']} / {rs[r]['ap_unreviewed']:.3f}"
+                             if r < len(rs) else "")
+            lines.append(f"| {r + 1} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
 
 
 def plot(results: dict, path: Path) -> None:
@@ -283,7 +362,12 @@ def main() -> None:
     p.add_argument("--sets", default="spamassassin,insults")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--combine", action="store_true",
+                   help="only merge replay_<set>.json files (runs with one --sets each, run in "
+                        "parallel) into replay.{json,md,png}")
     args = p.parse_args()
+    if args.combine:
+        return combine(args)
     signal = TextEmbeddingSignal()
     names = args.sets.split(",")
     data = {n: Set(n, signal) for n in {*names, *(quality.OTHER[n] for n in names)}}
@@ -297,21 +381,50 @@ def main() -> None:
             for method in results[name]:
                 res = run(d, method, ctx, args.max_rounds)
                 results[name][method].append(res)
+                write(args, results, t0, complete=False)
                 last = res["rounds"][-1]
                 print(f"{name} trial {trial} {method:>8}: rounds {len(res['rounds'])} "
                       f"found {last['found']}/{res['positives']} to50 {res['to_50']} "
                       f"to80 {res['to_80']} purity {res['purity']['purity']} "
                       f"({time.time() - t0:.0f} s)", flush=True)
+    for s in write(args, results, t0, complete=True):
+        print(s)
+
+
+def write(args, results: dict, t0: float, *, complete: bool) -> list[dict]:
+    """results/replay.{json,md,png} (replay_<set>.json for a one-set run); rewritten after
+    every run so a stopped replay leaves what it finished (``complete`` says which)."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarise(results)
+    done = {n: {m: t for m, t in ms.items() if t} for n, ms in results.items()}
+    done = {n: ms for n, ms in done.items() if ms}
     meta = {"trials": args.trials, "max_rounds": args.max_rounds, "round": ROUND,
             "seeds": N_SEEDS, "target": TARGET, "seconds": round(time.time() - t0),
-            "load_average_end": os.getloadavg(), "library": quality.library_state()}
+            "complete": complete, "load_average_end": os.getloadavg(),
+            "library": quality.library_state(), "sets": list(results)}
+    if len(results) == 1:
+        (out / f"replay_{next(iter(results))}.json").write_text(
+            json.dumps({"meta": meta, "results": done}, indent=1))
+    return report(out, meta, done)
+
+
+def report(out: Path, meta: dict, done: dict) -> list[dict]:
+    summary = summarise(done)
     (out / "replay.json").write_text(json.dumps({"meta": meta, "summary": summary,
-                                                 "results": results}, indent=1))
-    plot(results, out / "replay.png")
-    for s in summary:
+                                                 "results": done}, indent=1))
+    (out / "replay.md").write_text(markdown(meta, summary, done))
+    plot(done, out / "replay.png")
+    return summary
+
+
+def combine(args) -> None:
+    out = Path(args.out)
+    parts = [json.loads(p.read_text()) for p in sorted(out.glob("replay_*.json"))]
+    done = {n: ms for part in parts for n, ms in part["results"].items()}
+    meta = {**parts[0]["meta"], "seconds": [p["meta"]["seconds"] for p in parts],
+            "complete": all(p["meta"]["complete"] for p in parts), "sets": list(done),
+            "load_average_end": [p["meta"]["load_average_end"] for p in parts]}
+    for s in report(out, meta, done):
         print(s)
 
 
