@@ -57,7 +57,7 @@ from riskrank.recall.history import ReviewedExemplars  # noqa: E402
 from riskrank.recall.recaller import recall  # noqa: E402
 
 ROUND, N_SEEDS, TARGET = 100, 5, 0.8
-METHODS = ("bank", "logreg", "exploit", "explore", "campaign")
+METHODS = ("bank", "logreg", "exploit", "campaign", "explore")
 LABEL = {"bank": "(a) seed bank max cosine", "logreg": "(b) logreg on reviewed",
          "exploit": "(c) riskrank exploit", "explore": "(d) riskrank + 10% explore",
          "campaign": "(e) riskrank campaign mode"}
