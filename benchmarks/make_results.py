@@ -8,6 +8,9 @@ PARTS = [
     ("cpu_index.md", "CPU index build and search, 100k and 1M items (issue: core engine)"),
     ("images.md", "Images: PDQ near-duplicate recall and CPU throughput (issue: images)"),
     ("ray.md", "Ray engine vs single machine (issue: scale-out)"),
+    ("kill.md", "kill -9 trials: retrain and sweep (issue: hardening)"),
+    ("calibration.md", "Decisions: calibration and automatic actions (issue 11)"),
+    ("lexical_fit.md", "Training the lexical probe (issue 11, item 5)"),
     ("campaigns.md", "Campaigns: threshold and purity (issue 13)"),
     ("replay.md", "Replay of the review loop (issue 13)"),
 ]

@@ -653,7 +653,7 @@ def main(argv=None) -> int:
                     # The product's own path for a policy without history: the other policy's
                     # warm model; its rows have no history evidence -> its cold-start booster.
                     s_prod = d.scores_from(cold_sweep, oc["ranker"].predict(cold_sweep))
-                    assert set(oc["ranker"]._variant_per_row(cold_sweep)) == {"cold"}
+                    assert set(oc["ranker"].variants(cold_sweep)) == {"cold"}
                     add(name, "cold", "riskrank-product-cold", n, s_prod)
                     for m in ("maxcos", "tfidf"):
                         add(name, "cold", m, n, base[m])

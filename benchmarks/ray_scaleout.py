@@ -9,7 +9,7 @@ model is trained (not timed) on SpamAssassin's earlier groups and Insults' train
 
 Both engines run the same sweep (same Parquet directory, seeds, model directory, ``--k``) in this
 one process, ``--repeats`` times each in A B B A order: ``rank.pipeline.sweep`` and
-``rank.ray_engine.sweep_ray`` on a local Ray cluster of all this machine's CPUs, started before
+``sweep(..., engine="ray")`` on a local Ray cluster of all this machine's CPUs, started before
 its timer (startup reported apart). Each engine loads the model from disk itself, so both pay
 for loading the encoder. items/s = items in / sweep seconds. The first queue of each engine
 is compared with the other item by item.
@@ -149,18 +149,17 @@ def run_single(data: dict, model_dir: Path, out: Path, k: int) -> dict:
 def run_ray(data: dict, model_dir: Path, out: Path, k: int, chunk_size: int) -> dict:
     import ray
 
-    from riskrank.rank.ray_engine import sweep_ray
-
     t0 = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     startup = time.perf_counter() - t0
     try:
         load0 = _load()
         t0 = time.perf_counter()
-        res = sweep_ray(
+        res = sweep(
             data["inv_dir"],
             data["seeds"],
             RiskModel.load(model_dir),
+            engine="ray",
             out_dir=out,
             k=k,
             chunk_size=chunk_size,
@@ -312,8 +311,6 @@ def _candidates_line(c: dict | None) -> str:
 
 def write_markdown(rep: dict, path: Path) -> None:
     m, d = rep["machine"], rep["data"]
-    runs, med = rep["runs"], rep["median_items_per_s"]
-    plan = next(e["plan"] for e in runs if e["engine"] == "ray")
     lines = [
         "# Ray engine vs single machine, and a 1B-item sizing plan",
         "",
@@ -329,18 +326,31 @@ def write_markdown(rep: dict, path: Path) -> None:
         f"Parquet files; model trained on {d['history_rows']} reviews; {d['seeds']} seeds; "
         f"k = {d['k']}.",
         "",
+    ]
+    lines += _throughput_lines(rep) + _memory_lines(rep) + _sizing_lines(rep)
+    path.write_text("\n".join(lines))
+
+
+def _throughput_lines(rep: dict) -> list[str]:
+    d, runs, med = rep["data"], rep["runs"], rep["median_items_per_s"]
+    plan = next(e["plan"] for e in runs if e["engine"] == "ray")
+    lines = [
         "## Throughput, measured side by side in one run",
         "",
         "| engine | items/s | sweep s | embed+index s | recall s | rank s | queued "
         "| load1 before/after |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    names = {"single": "single machine (`sweep`)", "ray": "Ray, local cluster (`sweep_ray`)"}
+    names = {
+        "single": "single machine (`sweep`)",
+        "ray": 'Ray, local cluster (`sweep(engine="ray")`)',
+    }
     for i, e in enumerate(runs, 1):
         sec = e["report_seconds"]
         lines.append(
             f"| {i}. {names[e['engine']]} | {e['items_per_s']:.1f} | {e['seconds']:.1f} | "
-            # single: "index" (model load included); Ray: setup (model load) + embed + shard
+            # "index": model load, embedding and index build (reports before the one pipeline
+            # split Ray's into setup + embed + shard)
             f"{sec.get('index', sum(sec.get(x, 0) for x in ('setup', 'embed', 'shard'))):.1f} | "
             f"{sec['recall']:.1f} | {sec['rank']:.2f} | {e['queued']} | "
             f"{e['load_before'][0]} / {e['load_after'][0]} |"
@@ -368,6 +378,12 @@ def write_markdown(rep: dict, path: Path) -> None:
         f"both engines order ties by position "
         f"(`index.vectors.faiss_index.top_k_ties_by_position`).",
         "",
+    ]
+    return lines
+
+
+def _memory_lines(rep: dict) -> list[str]:
+    lines = [
         "## Index memory per item (measured here)",
         "",
         f"`VectorIndex.build` over {rep['index_memory'][0]['n']:,} clustered random unit "
@@ -384,10 +400,13 @@ def write_markdown(rep: dict, path: Path) -> None:
             f"| {x['key']} | {x['bytes_per_item']} | {x['empty_trained_bytes']:,} | "
             f"{x['build_seconds']} | {x['search_ms_per_query']} |"
         )
+    return lines + [""]
+
+
+def _sizing_lines(rep: dict) -> list[str]:
     p = rep["sizing_1b"]
     e = p["embedding"]
-    lines += [
-        "",
+    lines = [
         "## 1B items: sizing plan (computed)",
         "",
         f"Index memory = 1e9 x measured bytes/item (+ {p['nlist']:,} IVF centroids x {DIM} x 4 B, "
@@ -430,10 +449,62 @@ def write_markdown(rep: dict, path: Path) -> None:
         "QUOTED = from ../shared/gpu/README.md (one H100, seen by others, not measured here; "
         "no GPU on this machine). Model-only rates leave out tokenization, image decoding, "
         "Parquet I/O and the driver's pass over ids and text, so real GPU-hours are higher; "
-        "the GPU actors of `sweep_ray` (`num_gpus=1` each) have not been run on a GPU.",
+        "the GPU actors of the Ray engine (`num_gpus=1` each) have not been run on a GPU.",
         "",
     ]
-    path.write_text("\n".join(lines))
+    return lines
+
+
+def _side_by_side(data: dict, work: Path, args) -> dict:
+    """Both engines' sweeps in A B B A order, their agreement and throughput."""
+    # A B B A: a load that drifts during the run weighs on both engines alike.
+    runs: list[dict] = []
+    for i, engine in enumerate(["single", "ray", "ray", "single"][: 2 * args.repeats]):
+        out = work / f"{engine}-{i}"
+        print(f"{engine} sweep of {data['items']} items...", flush=True)
+        if engine == "single":
+            e = run_single(data, work / "model", out, args.k)
+        else:
+            e = run_ray(data, work / "model", out, args.k, args.chunk_size)
+        res = e.pop("result")
+        e.update(
+            engine=engine,
+            out=out,
+            items_per_s=res.report["items_in"] / e["seconds"],
+            queued=res.queue.num_rows,
+            report_seconds=res.report["seconds"],
+            plan=res.report.get("ray"),
+            queue=res.queue,
+            candidates=res.candidates,
+        )
+        print(f"  {e['seconds']:.1f}s, {e['items_per_s']:.1f} items/s", flush=True)
+        runs.append(e)
+    first = {e["engine"]: e for e in reversed(runs)}  # each engine's first run
+    agreement = compare(first["single"]["queue"], first["ray"]["queue"])
+    agreement["candidates"] = compare_candidates(
+        first["single"]["candidates"], first["ray"]["candidates"]
+    )
+    va, vb = (
+        InventoryIndex.load(first[x]["out"] / "index").signals["text"].vectors
+        for x in ("single", "ray")
+    )
+    every = np.arange(len(va))
+    agreement["vectors_bitwise_equal"] = bool(len(va) == len(vb) and (va[every] == vb[every]).all())
+    for e in runs:
+        del e["queue"], e["candidates"], e["out"]
+
+    median = {
+        x: float(np.median([e["items_per_s"] for e in runs if e["engine"] == x]))
+        for x in ("single", "ray")
+    }
+    embed_s = np.median([e["report_seconds"]["index"] for e in runs if e["engine"] == "single"])
+    per_core = data["items"] / embed_s / (os.cpu_count() or 1)
+    return {
+        "agreement": agreement,
+        "runs": runs,
+        "median_items_per_s": median,
+        "cpu_items_per_s_per_core": per_core,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -483,50 +554,7 @@ def main(argv: list[str] | None = None) -> int:
             "k": args.k,
             "chunk_size": args.chunk_size,
         }
-        # A B B A: a load that drifts during the run weighs on both engines alike.
-        runs: list[dict] = []
-        for i, engine in enumerate(["single", "ray", "ray", "single"][: 2 * args.repeats]):
-            out = work / f"{engine}-{i}"
-            print(f"{engine} sweep of {data['items']} items...", flush=True)
-            if engine == "single":
-                e = run_single(data, work / "model", out, args.k)
-            else:
-                e = run_ray(data, work / "model", out, args.k, args.chunk_size)
-            res = e.pop("result")
-            e.update(
-                engine=engine,
-                out=out,
-                items_per_s=res.report["items_in"] / e["seconds"],
-                queued=res.queue.num_rows,
-                report_seconds=res.report["seconds"],
-                plan=res.report.get("ray"),
-                queue=res.queue,
-                candidates=res.candidates,
-            )
-            print(f"  {e['seconds']:.1f}s, {e['items_per_s']:.1f} items/s", flush=True)
-            runs.append(e)
-        first = {e["engine"]: e for e in reversed(runs)}  # each engine's first run
-        rep["agreement"] = compare(first["single"]["queue"], first["ray"]["queue"])
-        rep["agreement"]["candidates"] = compare_candidates(
-            first["single"]["candidates"], first["ray"]["candidates"]
-        )
-        va, vb = (
-            InventoryIndex.load(first[x]["out"] / "index").signals["text"].vectors
-            for x in ("single", "ray")
-        )
-        every = np.arange(len(va))
-        rep["agreement"]["vectors_bitwise_equal"] = bool(
-            len(va) == len(vb) and (va[every] == vb[every]).all()
-        )
-        for e in runs:
-            del e["queue"], e["candidates"], e["out"]
-        rep["runs"] = runs
-        rep["median_items_per_s"] = {
-            x: float(np.median([e["items_per_s"] for e in runs if e["engine"] == x]))
-            for x in ("single", "ray")
-        }
-        embed_s = np.median([e["report_seconds"]["index"] for e in runs if e["engine"] == "single"])
-        rep["cpu_items_per_s_per_core"] = data["items"] / embed_s / (os.cpu_count() or 1)
+        rep.update(_side_by_side(data, work, args))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

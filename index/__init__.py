@@ -2,10 +2,11 @@
 
 Knows nothing of seeds or risk. ``build_index`` makes an index directory, ``InventoryIndex``
 opens one; ``signals`` are the ways of matching content, ``vectors`` the indexes that serve
-them, ``ray_engine`` the build on a Ray cluster.
+them; ``engine`` the strategy for the steps that parallelise, ``ray_engine`` the Ray one.
 """
 
 from riskrank.index.build import build_index
+from riskrank.index.engine import Engine, LocalEngine
 from riskrank.index.schema import QUARANTINE_SCHEMA, validate_inventory
 from riskrank.index.signals import (
     PDQ_MATCH_THRESHOLD,
@@ -32,8 +33,10 @@ __all__ = [
     "ClipEncoder",
     "ClipImageSignal",
     "ClipTextSignal",
+    "Engine",
     "IndexMismatchError",
     "InventoryIndex",
+    "LocalEngine",
     "PdqSignal",
     "SchemaError",
     "Signal",

@@ -1,13 +1,14 @@
 """``build_index``: validate -> encode (resumable chunks) -> one index per signal -> write.
 
 The one path every index is built by. ``engine="local"`` runs it in this process;
-``engine="ray"`` (``index.ray_engine``) replaces the steps that parallelise (reading and
-validating, embedding, adding to shards) and keeps the rest: the quarantine rule, the files,
-the chunk format and the manifest.
+``engine="ray"`` (``index.ray_engine.engine.RayEngine``) replaces the steps that parallelise
+(reading and validating, embedding, adding to shards; see ``index.engine``) and keeps the
+rest: the overwrite rule, the quarantine rule, the files, the chunk format and the manifest.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -15,19 +16,21 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from tqdm.auto import tqdm
+import pyarrow.parquet as pq
 
-from riskrank.index.chunks import (
-    WORK,
-    Encoded,
-    chunk_files,
-    concat_chunks,
-    embed_chunk,
-    load_chunk,
-    save_chunk,
+from riskrank.index.checksums import checksum_files
+from riskrank.index.chunks import WORK, chunk_files
+from riskrank.index.content_digest import signal_base_dirs
+from riskrank.index.engine import (
+    BuiltSignal,
+    Embedding,
+    Engine,
+    ValidItems,
+    chunk_keys,
+    resolve_engine,
 )
 from riskrank.index.manifest import MANIFEST, sha256_file, write_manifest
-from riskrank.index.schema import IMAGE_BYTES, ITEM_ID, quarantine_table, validate_inventory
+from riskrank.index.schema import IMAGE_BYTES, ITEM_ID, quarantine_table
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
@@ -118,34 +121,45 @@ def write_signal_files(sdir: Path, ids: Sequence[object], evidence: dict[str, np
     return files, table
 
 
-def encode_local(
-    items: pa.Table,
-    signals: list[Signal],
-    work: Path,
-    chunk_size: int,
-    show_progress: bool,
-) -> Encoded:
-    """Embed ``items`` chunk by chunk with every signal, reusing chunks a killed run (of either
-    engine) finished and saving each new one before the next starts."""
-    names = [s.name for s in signals]
-    ids = items.column(ITEM_ID).to_pylist()
-    chunk_ids = [ids[s : s + chunk_size] for s in range(0, len(ids), chunk_size)]
-    files = chunk_files(work, chunk_ids, [s.describe() for s in signals], names)
-    by_name = dict(zip(names, signals))
-    tables, resumed = [], 0
-    bar = tqdm(files, desc="encode " + ",".join(names), unit="chunk", disable=not show_progress)
-    for i, path in enumerate(bar):
-        if path.exists():
-            tables.append(load_chunk(path))
-            resumed += 1
-            continue
-        work.mkdir(parents=True, exist_ok=True)
-        table = embed_chunk(by_name, items.slice(i * chunk_size, len(chunk_ids[i])))
-        save_chunk(table, path)
-        tables.append(table)
-    out = concat_chunks(tables, names, {s.name: s.dim for s in signals})
-    out.chunks, out.resumed = len(files), resumed
-    return out
+def write_items(path: Path, valid: ValidItems, emb: Embedding, names: list[str]) -> pa.Table:
+    """``items.parquet`` (the indexed items' metadata) and ``quarantine.parquet`` (validation's
+    rows, then the items no signal could embed); returns the quarantine."""
+    ids = valid.items.column(ITEM_ID).to_pylist()
+    ok_any, extra = unusable_rows(ids, emb.ok, emb.reasons, names)
+    quarantined = valid.quarantined
+    if extra:
+        quarantined = pa.concat_tables([quarantined, quarantine_table(extra)])
+    meta_cols = [c for c in valid.items.column_names if c != IMAGE_BYTES]
+    write_parquet(valid.items.filter(pa.array(ok_any)).select(meta_cols), path / "items.parquet")
+    write_parquet(quarantined, path / "quarantine.parquet")
+    return quarantined
+
+
+def index_signal(
+    engine: Engine, emb: Embedding, signal: Signal, sdir: Path, ids: np.ndarray, **build_kw
+) -> tuple[dict, BuiltSignal]:
+    """One signal's index (built by the engine), ids and evidence files, and manifest entry."""
+    ok = emb.ok[signal.name]
+    sdir.mkdir(parents=True, exist_ok=True)
+    built = engine.index_signal(emb, signal, sdir, **build_kw)
+    more, table = write_signal_files(
+        sdir, ids[ok], {k: v[ok] for k, v in emb.evidence[signal.name].items()}
+    )
+    built.files += more
+    built.ids, built.evidence = ids[ok], table
+    index_bytes = sum((sdir / f).stat().st_size for f in built.index_files)
+    entry = signal_entry(
+        signal,
+        signal.describe(),
+        built.index,
+        int(ok.sum()),
+        index_bytes,
+        built.seconds,
+        sdir,
+        built.files,
+        built.layout,
+    )
+    return entry, built
 
 
 def build_index(
@@ -153,6 +167,7 @@ def build_index(
     path: str | Path,
     *,
     signals: Sequence[Signal] | None = None,
+    engine: str | Engine = "local",
     max_memory: int | str = "4G",
     key: str | None = None,
     use_gpu: bool | None = None,
@@ -162,64 +177,64 @@ def build_index(
 ) -> InventoryIndex:
     """Embed an inventory with each signal and persist one FAISS index per signal.
 
-    Resumable: chunks already encoded by an interrupted run of the same call are reused.
+    ``engine``: ``"local"`` (this process), ``"ray"`` or a configured
+    ``index.ray_engine.engine.RayEngine(num_shards=..., ...)`` (the Ray cluster this process
+    joined; the inventory may then be a Parquet file, directory, list of files or URI). Both
+    write the same files and read each other's chunks.
+
+    Resumable: the chunks a killed run (of either engine) finished are under ``path/_work/``
+    when it raises, and the next run of the same items and signals reuses them.
 
     >>> idx = build_index("inventory.parquet", "runs/idx", max_memory="2G")  # doctest: +SKIP
     """
+    engine = resolve_engine(engine)
     signals = check_signals(signals)
-    path = prepare_directory(path, overwrite)
-    items, quarantined = validate_inventory(inventory, require_text=requires_text(signals))
-    t0 = time.time()
-    enc = encode_local(items, signals, path / WORK, chunk_size, show_progress)
     names = [s.name for s in signals]
-    ids_all = items.column(ITEM_ID).to_pylist()
-    ok_any, extra = unusable_rows(ids_all, enc.ok, enc.reasons, names)
-    if extra:
-        quarantined = pa.concat_tables([quarantined, quarantine_table(extra)])
-    meta_cols = [c for c in items.column_names if c != IMAGE_BYTES]
-    write_parquet(items.filter(pa.array(ok_any)).select(meta_cols), path / "items.parquet")
-    write_parquet(quarantined, path / "quarantine.parquet")
-
-    entries = {}
+    path = prepare_directory(path, overwrite)
+    t0 = time.time()
+    with engine.session(show_progress):
+        valid = engine.read(
+            inventory, require_text=requires_text(signals), base_dirs=signal_base_dirs(signals)
+        )
+        # Chunks are named by their rows' content, not their ids: a chunk embedded from other
+        # texts (or other image files) under the same ids is never reused.
+        files = chunk_files(
+            path / WORK, chunk_keys(valid.keys, chunk_size), [s.describe() for s in signals], names
+        )
+        (path / WORK).mkdir(parents=True, exist_ok=True)
+        emb = engine.embed(
+            valid, signals, files, chunk_size=chunk_size, show_progress=show_progress
+        )
+    t_embed = time.time() - t0
+    quarantine = write_items(path, valid, emb, names)
+    ids = np.asarray(valid.items.column(ITEM_ID).to_pylist(), dtype=object)
+    entries, built = {}, {}
     for signal in signals:
-        ok, sdir = enc.ok[signal.name], path / signal.name
-        vecs = np.ascontiguousarray(enc.vectors[signal.name][ok])
-        sig_ids = [ids_all[i] for i in np.flatnonzero(ok)]
-        files, _ = write_signal_files(
-            sdir, sig_ids, {k: v[ok] for k, v in enc.evidence[signal.name].items()}
-        )
-        tb = time.time()
-        index = signal.build_index(vecs, key=key, max_memory=max_memory, use_gpu=use_gpu)
-        build_s = time.time() - tb
-        index.save(sdir / "index.faiss")
-        np.save(sdir / "vectors.npy", vecs)
-        index_bytes = (sdir / "index.faiss").stat().st_size
-        entries[signal.name] = signal_entry(
+        entries[signal.name], built[signal.name] = index_signal(
+            engine,
+            emb,
             signal,
-            signal.describe(),
-            index,
-            len(sig_ids),
-            index_bytes,
-            build_s,
-            sdir,
-            ["index.faiss", *files, "vectors.npy"],
+            path / signal.name,
+            ids,
+            key=key,
+            max_memory=max_memory,
+            use_gpu=use_gpu,
         )
-    write_manifest(
+    indexed = int(np.logical_or.reduce([emb.ok[n] for n in names]).sum())
+    manifest = write_manifest(
         path,
         {
-            "engine": "local",
+            "engine": engine.name,
             "seconds": round(time.time() - t0, 3),
-            "chunks": {"total": enc.chunks, "resumed": enc.resumed},
+            "embed_seconds": round(t_embed, 3),
+            "chunks": {"total": emb.chunks, "resumed": emb.resumed},
             "max_memory": str(max_memory),
-            "items": {
-                "input": items.num_rows + quarantined.num_rows - len(extra),
-                "indexed": int(ok_any.sum()),
-                "quarantined": quarantined.num_rows,
-            },
+            "items": {"input": valid.n_in, "indexed": indexed, "quarantined": quarantine.num_rows},
             "signals": entries,
+            **engine.manifest(),
+            "files": checksum_files(path, ["items.parquet", "quarantine.parquet"]),
         },
     )
     shutil.rmtree(path / WORK, ignore_errors=True)
-    return InventoryIndex.load(
-        path, verify=False, use_gpu=use_gpu, signals={s.name: s for s in signals}
-    )
+    items = pq.read_table(path / "items.parquet")
+    return engine.open(path, json.loads(manifest.read_text()), built, items, signals, use_gpu)

@@ -5,7 +5,9 @@ is embedded by every signal at once into one Arrow table (per signal: vector, ok
 and the per-row evidence the signal records) and saved under ``<index>/_work/`` as
 ``chunk-<n>-<ids digest>-<signals digest>.parquet``. A build that dies keeps the chunks it
 finished; the next build of the same items with the same signals, under either engine, loads
-them instead of embedding again.
+them instead of embedding again. Where workers embed in parallel (Ray), a worker writes
+``<chunk>.staged`` and the driver commits it (``commit_chunk``, a rename) in chunk order, so
+the chunks on disk when a build raises are exactly the ones its driver saw finish.
 """
 
 from __future__ import annotations
@@ -87,6 +89,46 @@ def chunk_files(
         Path(work) / f"chunk-{i:06d}-{ids_digest(ids)}-{what}.parquet"
         for i, ids in enumerate(chunk_ids)
     ]
+
+
+def staged_path(path: str | Path) -> Path:
+    """Where a worker writes a chunk before the driver commits it (never read as a chunk)."""
+    path = Path(path)
+    return path.with_name(path.name + ".staged")
+
+
+def commit_chunk(path: str | Path) -> None:
+    """Make a staged chunk a finished one (an atomic rename): from now on a resume uses it."""
+    staged_path(path).replace(path)
+
+
+def discard_staged(files: Sequence[str | Path]) -> None:
+    """Forget chunks staged but never committed (by a build that failed)."""
+    for path in files:
+        staged_path(path).unlink(missing_ok=True)
+
+
+class ChunkCommitter:
+    """Commits chunks in order as their rows arrive from parallel workers (output blocks come
+    in chunk order but may be cut differently from the chunks): a chunk is committed once all
+    its rows have arrived, and never before the chunks ahead of it.
+
+    >>> c = ChunkCommitter(["a", "b"], [3, 2], commit=print)
+    >>> c.received(2); c.received(2)
+    a
+    >>> c.received(1)
+    b
+    """
+
+    def __init__(self, files: Sequence[str | Path], sizes: Sequence[int], commit=commit_chunk):
+        self.files, self.ends, self.commit = list(files), np.cumsum(sizes), commit
+        self.rows, self.committed = 0, 0
+
+    def received(self, rows: int) -> None:
+        self.rows += rows
+        while self.committed < len(self.files) and self.rows >= self.ends[self.committed]:
+            self.commit(self.files[self.committed])
+            self.committed += 1
 
 
 def load_chunk(path: str | Path) -> pa.Table:

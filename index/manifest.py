@@ -44,13 +44,18 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def write_json_atomic(data: dict, path: str | Path) -> Path:
-    """Write ``data`` as JSON through a per-process temp file and a rename."""
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    """Write ``text`` through a per-process temp file and a rename (never half a file)."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
+    tmp.write_text(text)
     tmp.replace(path)
     return path
+
+
+def write_json_atomic(data: dict, path: str | Path) -> Path:
+    """Write ``data`` as JSON through a per-process temp file and a rename."""
+    return write_text_atomic(json.dumps(data, indent=2), path)
 
 
 def write_manifest(path: str | Path, manifest: dict) -> Path:

@@ -2,7 +2,9 @@
 
 Inventory columns
 -----------------
-``item_id``      string, required, unique, non-null.
+``item_id``      string or integer, required, unique, non-null. Integers (a DataFrame index, a
+                 database key) are carried as their decimal strings: the queue and every output
+                 hold ``"7"`` for ``7``, and uniqueness is checked on those strings.
 ``text``         string, optional per row (null/empty allowed when the item has an image).
 ``image_bytes``  binary, optional: encoded image (JPEG/PNG/WebP/GIF...).
 ``image_path``   string, optional: path/URI of the image, resolved against a base directory.
@@ -14,6 +16,8 @@ the quarantine table (``item_id``, ``row``, ``stage``, ``reason``) so that
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,6 +53,29 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("reason", pa.string()),
     ]
 )
+
+
+# Characters that render as nothing but are not whitespace to str.strip(): zero-width space
+# and joiners, word joiner, BOM, Hangul and braille fillers, variation selectors. A text made
+# only of them (a spam trick to dodge "empty text" checks) is empty.
+_INVISIBLE = frozenset("\u115f\u1160\u180e\u200b\u200c\u200d\u2060\u2800\u3164\ufeff\uffa0")
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+def is_blank(text: object) -> bool:
+    """True for None, and for text with nothing visible (whitespace, zero-width, fillers).
+
+    >>> is_blank("\u200b\u200d "), is_blank("hi\u200b")
+    (True, False)
+    """
+    if text is None:
+        return True
+    for ch in str(text):
+        if ch in _INVISIBLE or "\ufe00" <= ch <= "\ufe0f" or "\U000e0100" <= ch <= "\U000e01ef":
+            continue
+        if unicodedata.category(ch) not in _INVISIBLE_CATEGORIES:
+            return False
+    return True
 
 
 def quarantine_table(rows: list[dict]) -> pa.Table:
@@ -91,8 +118,12 @@ def validate_inventory(
     (1, "duplicate item_id 'a' (first seen at row 0)")
     """
     table = as_table(data, what=what)
-    require_columns(table, {ITEM_ID: "string"}, what=what)
+    require_columns(table, {ITEM_ID: "id"}, what=what)
+    if table.num_rows == 0:
+        raise SchemaError(f"{what}: 0 rows; nothing to index")
     present = [c for c in CONTENT_COLUMNS if c in table.column_names]
+    # Content of another type (a text column of ints or bools) is an input error, not data.
+    require_columns(table, {c: "string" for c in present}, what=what)
     if not present:
         raise SchemaError(
             f"{what}: needs at least one content column of {list(CONTENT_COLUMNS)}, "
@@ -121,7 +152,7 @@ def validate_inventory(
     has_content = [False] * table.num_rows
     if text is not None:
         for i, t in enumerate(text.to_pylist()):
-            if t is not None and t.strip():
+            if not is_blank(t):
                 has_content[i] = True
     for col in (IMAGE_BYTES, IMAGE_PATH):
         if col in present:
@@ -130,16 +161,18 @@ def validate_inventory(
                     has_content[i] = True
     for i, ok in enumerate(has_content):
         if not ok:
-            bad.setdefault(i, "no content: text is empty and there is no image")
+            bad.setdefault(
+                i, "no content: text is empty (or only invisible characters) and there is no image"
+            )
     if require_text and text is not None:
         for i, t in enumerate(text.to_pylist()):
-            if t is None or not t.strip():
-                bad.setdefault(i, "text is empty (this index embeds text)")
+            if is_blank(t):
+                bad.setdefault(i, "text is empty or invisible (this index embeds text)")
 
     if text is not None:
         table = table.set_column(table.column_names.index(TEXT), TEXT, text)
     table = table.set_column(table.column_names.index(ITEM_ID), ITEM_ID, ids.cast(pa.string()))
-    keep = pa.array([i not in bad for i in range(table.num_rows)])
+    keep = pa.array([i not in bad for i in range(table.num_rows)], pa.bool_())
     rows = [
         {ITEM_ID: id_list[i], "row": i, "stage": "validate", "reason": reason}
         for i, reason in sorted(bad.items())

@@ -11,7 +11,7 @@ Layout::
       <signal>/ids.parquet   position -> item_id
       <signal>/vectors.npy   the vectors themselves (exact evidence, density, re-ranking)
       <signal>/shards/       instead of index.faiss + vectors.npy when built on Ray
-                             (index.ray_engine.build): shard-NNNNN.faiss + shard-NNNNN.npy per shard
+                             (the Ray engine): shard-NNNNN.faiss + shard-NNNNN.npy per shard
 
 Built by ``index.build.build_index``; the manifest is written last, so a directory without
 one is never mistaken for a finished index.
@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from riskrank.index.checksums import verify_checksums
 from riskrank.index.manifest import FORMAT_VERSION, MANIFEST, sha256_file
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import Signal, signal_from_manifest
@@ -47,23 +48,24 @@ class SignalIndex:
     index: object
     ids: np.ndarray  # position -> item_id
     directory: Path
-    _vectors: np.ndarray | None = None
-    _evidence: pa.Table | None = None  # given instead of read (workers without the files)
+    # Given instead of read from ``directory`` (shards, or Ray workers without the files).
+    preloaded_vectors: np.ndarray | None = None
+    preloaded_evidence: pa.Table | None = None
 
     @property
     def evidence(self) -> pa.Table | None:
         """Per-item evidence the signal recorded (``item_id`` + e.g. ``pdq_quality``), in index
         order, or None if it records none."""
-        if self._evidence is not None:
-            return self._evidence
+        if self.preloaded_evidence is not None:
+            return self.preloaded_evidence
         path = self.directory / "evidence.parquet"
         return pq.read_table(path) if path.exists() else None
 
     @property
     def vectors(self) -> np.ndarray:
-        if self._vectors is None:
-            self._vectors = np.load(self.directory / "vectors.npy", mmap_mode="r")
-        return self._vectors
+        if self.preloaded_vectors is None:
+            self.preloaded_vectors = np.load(self.directory / "vectors.npy", mmap_mode="r")
+        return self.preloaded_vectors
 
 
 class InventoryIndex:
@@ -74,11 +76,17 @@ class InventoryIndex:
     >>> idx.signals["text"].ids[:3]                    # doctest: +SKIP
     """
 
-    def __init__(self, path: Path, manifest: dict, signals: dict[str, SignalIndex]):
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict,
+        signals: dict[str, SignalIndex],
+        items: pa.Table | None = None,
+    ):
         self.path = path
         self.manifest = manifest
         self.signals = signals
-        self._items: pa.Table | None = None
+        self._items = items  # None: read from path when first asked
 
     @property
     def items(self) -> pa.Table:
@@ -116,11 +124,16 @@ class InventoryIndex:
                 f"{path} is not a riskrank index (no {MANIFEST}; an interrupted build leaves none: "
                 f"run the build again to resume it)"
             )
-        manifest = json.loads(mpath.read_text())
+        try:
+            manifest = json.loads(mpath.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SchemaError(f"{mpath}: unreadable manifest ({exc})") from exc
         if manifest.get("format_version") != FORMAT_VERSION:
             raise SchemaError(
                 f"{mpath}: format_version {manifest.get('format_version')} unsupported"
             )
+        if verify:  # items/quarantine tables (indexes from before these were recorded: none)
+            verify_checksums(path, manifest.get("files", {}), what="index")
         loaded = {}
         for name, entry in manifest["signals"].items():
             sdir = path / name
@@ -138,13 +151,13 @@ class InventoryIndex:
                     f"rebuild the index or query with the encoder it was built with"
                 )
             ids = pq.read_table(sdir / "ids.parquet").column(ITEM_ID).to_numpy(zero_copy_only=False)
-            if "shards" in entry:  # written by index.ray_engine.build: searched shard by shard here
+            if "shards" in entry:  # written by the Ray engine: searched shard by shard here
                 index = ShardedIndex.load(sdir, entry)
                 vectors = ShardVectors.load(sdir, entry)
             else:
                 index = signal.load_index(sdir / "index.faiss", entry, use_gpu=use_gpu)
                 vectors = None
-            loaded[name] = SignalIndex(signal, entry, index, ids, sdir, _vectors=vectors)
+            loaded[name] = SignalIndex(signal, entry, index, ids, sdir, preloaded_vectors=vectors)
         return cls(path, manifest, loaded)
 
     def check_signal(self, name: str, signal: Signal) -> None:

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 TableLike = Any  # pa.Table | pandas.DataFrame | polars.DataFrame | str | Path
+ID_COLUMN = "item_id"
 
 
 class SchemaError(ValueError):
@@ -23,9 +24,20 @@ class SchemaError(ValueError):
 def as_table(data: TableLike, *, what: str = "input") -> pa.Table:
     """Return ``data`` as a pyarrow Table.
 
+    Input Arrow cannot hold (a column mixing strings and numbers, a lone surrogate, two
+    columns with one name) is a ``SchemaError`` naming the column and the first bad row.
+
     >>> as_table({"item_id": ["a"], "text": ["hello"]}).num_rows
     1
     """
+    table = _to_arrow(data, what)
+    dupes = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
+    if dupes:
+        raise SchemaError(f"{what}: duplicate column names {dupes}; every column needs its own")
+    return table
+
+
+def _to_arrow(data: TableLike, what: str) -> pa.Table:
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):
@@ -36,21 +48,75 @@ def as_table(data: TableLike, *, what: str = "input") -> pa.Table:
             raise FileNotFoundError(f"{what}: no such file or directory: {path}")
         try:
             return pq.read_table(path)
-        except pa.ArrowInvalid as exc:
+        except (pa.ArrowInvalid, OSError) as exc:
             raise SchemaError(
                 f"{what}: {path} is not a readable Parquet file/dataset: {exc}"
             ) from exc
-    if isinstance(data, dict):
-        return pa.table(data)
     module = type(data).__module__.split(".")[0]
-    if module == "pandas":
-        return pa.Table.from_pandas(data, preserve_index=False)
+    if module == "pandas" and ID_COLUMN not in data.columns and data.index.name == ID_COLUMN:
+        data = data.reset_index()  # ids kept as the DataFrame's index (a database key)
+    if isinstance(data, dict) or module == "pandas":
+        return _from_columns(data, what)
     if module == "polars":
         return data.to_arrow()
     raise TypeError(
         f"{what}: expected a pyarrow Table, pandas/polars DataFrame, dict of columns or a "
         f"Parquet path, got {type(data).__name__}"
     )
+
+
+_CONVERSION_ERRORS = (
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+    UnicodeEncodeError,
+    OverflowError,
+    TypeError,
+    ValueError,
+)
+
+
+def _from_columns(data: Any, what: str) -> pa.Table:
+    """A dict of columns or a pandas DataFrame as Arrow; a column Arrow cannot hold is
+    diagnosed by name and row instead of surfacing the converter's traceback."""
+    is_pandas = not isinstance(data, dict)
+    names = [str(c) for c in data.columns] if is_pandas else [str(c) for c in data]
+    dupes = sorted({c for c in names if names.count(c) > 1})
+    if dupes:
+        raise SchemaError(f"{what}: duplicate column names {dupes}; every column needs its own")
+    try:
+        if is_pandas:
+            return pa.Table.from_pandas(data, preserve_index=False)
+        return pa.table(data)
+    except _CONVERSION_ERRORS as exc:
+        for name, values in data.items():  # a DataFrame and a dict both iterate this way
+            problem = _column_problem(list(values))
+            if problem:
+                raise SchemaError(f"{what}: column '{name}': {problem}") from exc
+        raise SchemaError(f"{what}: cannot convert to Arrow: {exc}") from exc
+
+
+def _column_problem(values: list) -> str | None:
+    """Why ``values`` cannot become one Arrow column (first bad row), or None if they can."""
+    try:
+        pa.array(values, from_pandas=True)
+        return None
+    except _CONVERSION_ERRORS as exc:
+        error = exc
+    first_type: dict[type, int] = {}
+    for row, value in enumerate(values):
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return f"row {row}: text is not valid Unicode ({exc.reason} at {exc.start})"
+        if value is None or (isinstance(value, float) and value != value):
+            continue
+        first_type.setdefault(type(value), row)
+    if len(first_type) > 1:
+        mixed = ", ".join(f"{t.__name__} (row {r})" for t, r in first_type.items())
+        return f"mixes value types: {mixed}; give the column a single type"
+    return f"cannot be stored as an Arrow column ({error})"
 
 
 def require_columns(table: pa.Table, required: dict[str, str], *, what: str) -> None:
@@ -69,10 +135,21 @@ def require_columns(table: pa.Table, required: dict[str, str], *, what: str) -> 
             or pa.types.is_dictionary(typ)
             or pa.types.is_null(typ),
             "integer": pa.types.is_integer(typ) or pa.types.is_floating(typ),
+            # ids: strings or integers (a DataFrame index, a database key); carried as strings
+            "id": pa.types.is_string(typ)
+            or pa.types.is_large_string(typ)
+            or pa.types.is_integer(typ)
+            or pa.types.is_dictionary(typ)
+            or pa.types.is_null(typ),
             "any": True,
         }[kind]
         if not ok:
-            problems.append(f"column '{name}' has type {typ}, expected {kind}")
+            hint = (
+                " (strings or integers; floats are refused: 7.0 is not an id)"
+                if kind == "id"
+                else ""
+            )
+            problems.append(f"column '{name}' has type {typ}, expected {kind}{hint}")
     if problems:
         raise SchemaError(
             f"{what}: " + "; ".join(problems) + f" (columns present: {table.column_names})"

@@ -4,11 +4,12 @@ from riskrank.rank.evaluation.metrics import ranking_report
 from riskrank.rank.model import RiskModel
 from riskrank.rank.pipeline import SweepResult, sweep, train
 from riskrank.rank.queue import build_queue
-from riskrank.rank.ranker import RiskRanker
+from riskrank.rank.ranker import RiskRanker, ScoredCandidates
 
 __all__ = [
     "RiskModel",
     "RiskRanker",
+    "ScoredCandidates",
     "SweepResult",
     "build_queue",
     "ranking_report",

@@ -1,17 +1,40 @@
-"""RiskModel: a trained ranker plus what a sweep needs, saved as a directory (no pickle)."""
+"""RiskModel: a trained ranker plus what a sweep needs, saved as a directory (no pickle).
+
+The directory is saved as a whole and checksummed (rank/model_store.py): a load verifies
+every file before reading any, and refuses a half-written or altered model naming the file.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from riskrank.index.signals.base import Signal, signal_from_manifest
+from riskrank.index.store import IndexMismatchError
+from riskrank.index.tables import write_parquet
+from riskrank.rank.model_store import (
+    MODEL_JSON,
+    check_target,
+    read_sealed,
+    seal,
+    staged_directory,
+)
 from riskrank.rank.ranker import RiskRanker
 from riskrank.recall.history import ReviewedExemplars
 from riskrank.recall.lexical import LexicalProbe
 
-MODEL_JSON = "model.json"
+# Caches inside a model directory that are not part of the model (train's resumable index of
+# the reviewed items): carried across saves, never loaded by ``RiskModel.load``.
+CACHES = ("history_index",)
+
+__all__ = ["MODEL_JSON", "RiskModel", "check_model_dir"]
+
+
+def check_model_dir(path: str | Path) -> None:
+    """Refuse, before any work, a ``path`` that holds something other than a model."""
+    check_target(path, CACHES)
 
 
 @dataclass
@@ -24,31 +47,41 @@ class RiskModel:
     info: dict = field(default_factory=dict)
     lexical: LexicalProbe | None = None
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, *, tables: dict[str, pa.Table] | None = None) -> Path:
+        """Write the model to ``path`` atomically; ``tables`` (name -> table) are saved and
+        checksummed with it as ``<name>.parquet`` (e.g. the history quarantine)."""
         path = Path(path)
-        self.ranker.save(path / "ranker")
-        for name, ex in self.exemplars.items():
-            ex.save(path / "exemplars" / name)
-        if self.lexical is not None:
-            self.lexical.save(path / "lexical")
-        meta = {
-            **self.info,
-            "signals": [s.describe() for s in self.signals],
-            "exemplars": sorted(self.exemplars),
-            "lexical": self.lexical is not None,
-        }
-        (path / MODEL_JSON).write_text(json.dumps(meta, indent=2))
+        with staged_directory(path, keep=CACHES) as stage:
+            self.ranker.save(stage / "ranker")
+            for name, ex in self.exemplars.items():
+                ex.save(stage / "exemplars" / name)
+            if self.lexical is not None:
+                self.lexical.save(stage / "lexical")
+            for name, table in (tables or {}).items():
+                write_parquet(table, stage / f"{name}.parquet")
+            meta = {
+                **{k: v for k, v in self.info.items() if k != "checksums"},
+                "signals": [s.describe() for s in self.signals],
+                "exemplars": sorted(self.exemplars),
+                "lexical": self.lexical is not None,
+            }
+            seal(stage, meta, unchecked=CACHES)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> RiskModel:
+        """Open a saved model: every file's checksum is verified first, and each signal must
+        still encode as it did at training time (same weights fingerprint)."""
         path = Path(path)
-        if not (path / MODEL_JSON).exists():
-            raise FileNotFoundError(
-                f"{path}: not a riskrank model (no {MODEL_JSON}); run `riskrank train`"
-            )
-        meta = json.loads((path / MODEL_JSON).read_text())
+        meta = read_sealed(path)
         signals = [signal_from_manifest(e) for e in meta["signals"]]
+        for signal, entry in zip(signals, meta["signals"]):
+            why = signal.compatible_with(entry)
+            if why:
+                raise IndexMismatchError(
+                    f"{path}: signal '{signal.name}' no longer encodes as at training time "
+                    f"({why}); the model's exemplars and ranker belong to the old encoder"
+                )
         exemplars = {n: ReviewedExemplars.load(path / "exemplars" / n) for n in meta["exemplars"]}
         lexical = LexicalProbe.load(path / "lexical") if meta.get("lexical") else None
         return cls(RiskRanker.load(path / "ranker"), signals, exemplars, meta, lexical)

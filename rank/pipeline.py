@@ -1,5 +1,8 @@
 """The whole path: train on review history, sweep inventory into an escalation queue.
 
+One pipeline for every engine: ``sweep(..., engine="local" | "ray")`` picks the strategy
+(``rank.engine``) for the steps that parallelise; everything else is here, once.
+
 >>> model = train(history, seeds, "runs/model")                        # doctest: +SKIP
 >>> result = sweep(inventory, seeds, model, out_dir="runs/sweep", budget=200)  # doctest: +SKIP
 >>> result.queue.to_pandas().head()                                      # doctest: +SKIP
@@ -8,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,27 +22,33 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.build import build_index
-from riskrank.index.manifest import MANIFEST
+from riskrank.index.content_digest import build_digest
+from riskrank.index.engine import Engine, resolve_engine
+from riskrank.index.manifest import MANIFEST, write_text_atomic
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
+from riskrank.rank.engine import resolve_sweep_engine
 from riskrank.rank.exploration import EXPLORE_SHARE, arrange_queue, reviewed_pairs
-from riskrank.rank.model import RiskModel
+from riskrank.rank.input_checks import (
+    check_budget,
+    check_history_trainable,
+    history_rows_not_indexed,
+    protect_metadata,
+)
+from riskrank.rank.model import RiskModel, check_model_dir
+from riskrank.rank.output_lock import holds_output_lock
 from riskrank.rank.queue import build_queue
-from riskrank.rank.ranker import RiskRanker
-from riskrank.rank.review import record_lineage
+from riskrank.rank.ranker import RiskRanker, ScoredCandidates
+from riskrank.rank.review import lineage_info, lineage_tables
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
-from riskrank.recall.recaller import recall
+from riskrank.recall.recaller import DEFAULT_K, recall
 from riskrank.recall.seeds import SeedSet
 
-
-def _digest(ids: list[str]) -> str:
-    import hashlib
-
-    return hashlib.sha256("\x1f".join(ids).encode()).hexdigest()[:16]
+log = logging.getLogger("riskrank")
 
 
 def open_or_build_index(
@@ -46,42 +56,33 @@ def open_or_build_index(
     path: Path,
     signals: list[Signal],
     *,
-    max_memory="4G",
-    key=None,
-    chunk_size: int = 2048,
-    show_progress=True,
+    engine: str | Engine = "local",
+    **build_kw,
 ) -> InventoryIndex:
-    """Reuse ``path`` if it indexes exactly this inventory; otherwise (re)build, resuming chunks."""
-    table = as_table(inventory, what="inventory")
-    digest = (
-        _digest([str(x) for x in table.column(ITEM_ID).to_pylist()])
-        if ITEM_ID in table.column_names
-        else ""
-    )
-    stamp = path / "inventory.digest"
-    if (path / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
-        return InventoryIndex.load(path, signals={s.name: s for s in signals})
-    index = build_index(
-        table,
-        path,
-        signals=signals,
-        max_memory=max_memory,
-        key=key,
-        chunk_size=chunk_size,
-        show_progress=show_progress,
-        overwrite=True,
-    )
-    stamp.write_text(digest)
+    """Reuse ``path`` if it indexes exactly this inventory (same rows, same content, same
+    image files, same encoders: ``build_digest``) and the engine can reopen it; otherwise
+    (re)build with ``build_index`` (``build_kw``), resuming finished chunks."""
+    engine = resolve_engine(engine)
+    digest, stamp = None, path / "inventory.digest"
+    if engine.reopens:  # an engine that reads the inventory itself is not made to load it here
+        inventory = as_table(inventory, what="inventory")
+        digest = build_digest(inventory, signals)
+        if (path / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
+            return InventoryIndex.load(path, signals={s.name: s for s in signals})
+    index = build_index(inventory, path, signals=signals, engine=engine, overwrite=True, **build_kw)
+    if digest is not None:
+        write_text_atomic(digest, stamp)
     return index
 
 
+@holds_output_lock("model_dir", what="model directory")
 def train(
     history: TableLike,
     seeds: SeedSet | TableLike,
     model_dir: str | Path,
     *,
     signals: list[Signal] | None = None,
-    k: int = 1000,
+    k: int | None = DEFAULT_K,
     ranker: RiskRanker | None = None,
     lexical_probe: bool = True,
     show_progress: bool = True,
@@ -91,11 +92,16 @@ def train(
     The reviewed items are indexed, the seeds recall among them (each item's own review left
     out of its history evidence), and the ranker learns which evidence marks a violation.
     ``lexical_probe`` adds an n-gram classifier of the reviewed text as one more piece of
-    evidence (recall/lexical.py).
+    evidence (recall/lexical.py). ``k``: as in ``sweep`` (the ranker learns from the reviewed
+    items recall finds; None: all of them). ``ranker``: e.g.
+    ``RiskRanker(precision_target=0.99, policy_precision_targets={"scam": 0.9})`` sets the
+    precision that an automatic action must hold (default 0.95).
     """
     model_dir = Path(model_dir)
+    check_model_dir(model_dir)  # a user's own directory is refused before it is written to
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     hist, quarantined = validate_history(history)
+    check_history_trainable(hist)  # before minutes of embedding, not after
     signals = signals or [TextEmbeddingSignal()]
     # One index row per reviewed item, however many policies reviewed it.
     ids = hist.column(ITEM_ID).to_pylist()
@@ -103,10 +109,19 @@ def train(
     for i, item_id in enumerate(ids):
         first.setdefault(item_id, i)
     content_cols = [c for c in hist.column_names if c not in ("policy", "verdict", "sweep_id")]
-    items = hist.take(pa.array(list(first.values()))).select(content_cols)
+    items = hist.take(pa.array(list(first.values()), pa.int64())).select(content_cols)
+    items = protect_metadata(items, what="history")
     hindex = open_or_build_index(
         items, model_dir / "history_index", signals, show_progress=show_progress
     )
+    # Reviews of items that could not be indexed take no part in training: count them.
+    dropped = history_rows_not_indexed(hist, hindex.quarantine)
+    quarantined = pa.concat_tables([quarantined, dropped])
+    if dropped.num_rows:
+        gone = set(dropped.column(ITEM_ID).to_pylist())
+        usable = pa.array([i not in gone for i in ids], pa.bool_())
+        after = " once items without usable content are set aside"
+        check_history_trainable(hist.filter(usable), warn=False, after=after)
     exemplars = {}
     for name, si in hindex.signals.items():
         pos_of = {item_id: p for p, item_id in enumerate(si.ids)}
@@ -144,12 +159,13 @@ def train(
         "k": k,
         "seconds": round(time.time() - t0, 2),
     }
-    write_parquet(quarantined, model_dir / "history_quarantine.parquet")
     model = RiskModel(
         ranker, [hindex.signals[s.name].signal for s in signals], exemplars, info, lexical
     )
-    model.save(model_dir)
-    model.info.update(record_lineage(model_dir, hist, seeds))  # version 1: no parent
+    model.info.update(lineage_info(hist))  # version 1, no parent; import_verdicts re-stamps
+    model.save(
+        model_dir, tables={"history_quarantine": quarantined, **lineage_tables(hist, seeds)}
+    )
     return model
 
 
@@ -164,25 +180,16 @@ class SweepResult:
     out_dir: Path | None = None
 
 
-def score_candidates(
-    model: RiskModel, cands: pa.Table
-) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
-    """Raw scores, calibrated probabilities, reasons and model variant for each candidate row."""
-    if cands.num_rows == 0:
-        return np.zeros(0), np.zeros(0), [], np.zeros(0, dtype=object)
-    scores, variant = model.ranker._raw(cands)
-    proba = model.ranker.predict_proba(cands)
-    return scores, proba, model.ranker.reasons(cands), variant
-
-
+@holds_output_lock("out_dir", what="sweep output directory")
 def sweep(
     inventory: TableLike,
     seeds: SeedSet | TableLike,
     model: RiskModel | str | Path,
     *,
+    engine: str | Engine = "local",
     out_dir: str | Path | None = None,
     budget: int | None = None,
-    k: int = 1000,
+    k: int | None = DEFAULT_K,
     max_memory: int | str = "4G",
     index_key: str | None = None,
     image_base_dir: str | Path | None = None,
@@ -193,6 +200,16 @@ def sweep(
 ) -> SweepResult:
     """Index ``inventory``, recall with ``seeds``, rank, and return the escalation queue.
 
+    ``engine``: ``"local"`` (this process), ``"ray"``, or a configured
+    ``rank.ray_engine.RaySweepEngine`` / ``index.ray_engine.engine.RayEngine`` (shards, actors,
+    cluster address, ...). Every engine gives the same queue and writes the same files.
+
+    ``k``: neighbours recalled per seed and signal (default ``DEFAULT_K`` = 5,000, also the
+    CLI's). Only recalled items can be queued: an inventory larger than ``k`` is covered in
+    part, and ``report["coverage"]`` says how much. ``k=None`` recalls every indexed item, so
+    the queue covers the whole inventory. ``budget``: keep only the queue's first ``budget``
+    rows (None: all of them); it cuts the queue, not recall.
+
     ``campaigns``: the budget counts campaigns (near-copies, rank/campaigns.py), one row each
     with its members listed. ``explore``: the share of the budget spent on exploration
     (rank/exploration.py; 0 = off).
@@ -202,43 +219,47 @@ def sweep(
 
     With ``out_dir`` everything is written there (``index/``, ``candidates.parquet``,
     ``queue.parquet``, ``quarantine.parquet``, ``report.json``); running the same sweep again
-    after a crash resumes the embedding where it stopped.
+    after a crash, under either engine, resumes the embedding where it stopped.
     """
     t0 = time.time()
+    check_budget(budget)
+    engine = resolve_sweep_engine(engine)
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
-    set_image_base_dir(model, image_base_dir)
+    set_image_base_dir(model, image_base_dir)  # Ray's actors get it from the model's signals
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     out = Path(out_dir) if out_dir else Path(_tmpdir())
-    index = open_or_build_index(
-        inventory,
-        out / "index",
-        model.signals,
-        max_memory=max_memory,
-        key=index_key,
-        chunk_size=chunk_size,
-        show_progress=show_progress,
-    )
-    t_index = time.time() - t0
-    cands = recall(
-        index,
-        seeds,
-        k=k,
-        exemplars=model.exemplars,
-        lexical=model.lexical,
-        show_progress=show_progress,
-    )
-    t_recall = time.time() - t0 - t_index
-    scores, proba, reasons, variant = score_candidates(model, cands)
+    if engine.reopens:
+        # Metadata named like the pipeline's own columns is renamed, not overwritten. (An
+        # engine that reads the inventory itself, Ray, is given it as it is: main's sweep_ray
+        # did not rename either.)
+        inventory = protect_metadata(as_table(inventory, what="inventory"))
+    with engine.cluster(show_progress):
+        index = open_or_build_index(
+            inventory,
+            out / "index",
+            model.signals,
+            engine=engine,
+            max_memory=max_memory,
+            key=index_key,
+            chunk_size=chunk_size,
+            show_progress=show_progress,
+        )
+        t_index = time.time() - t0
+        cands = engine.recall(index, model, seeds, k=k, show_progress=show_progress)
+        t_recall = time.time() - t0 - t_index
+        scored = engine.score(model.ranker, cands)
+        extra = {"engine": engine.name, **engine.report()}
     seconds = {"index": t_index, "recall": t_recall, "rank": time.time() - t0 - t_index - t_recall}
     return finish_sweep(
         cands,
-        (scores, proba, reasons, variant),
+        scored,
         index.quarantine,
         index.manifest,
         seeds,
         seconds,
         out_dir=out if out_dir else None,
         budget=budget,
+        extra=extra,
         arrange=partial(
             arrange_queue,
             index=index,
@@ -260,7 +281,7 @@ def set_image_base_dir(model: RiskModel, base_dir: str | Path | None) -> None:
 
 def finish_sweep(
     cands: pa.Table,
-    scored: tuple[np.ndarray, np.ndarray, list[str], np.ndarray],
+    scored: ScoredCandidates,
     quarantine: pa.Table,
     manifest: dict,
     seeds: SeedSet,
@@ -274,15 +295,15 @@ def finish_sweep(
     """The end every sweep engine shares: queue, report (``extra`` keys added), the item
     accounting check, and the files in ``out_dir``.
 
-    ``scored``: what ``score_candidates`` returns; ``manifest``: the index's. ``arrange``
+    ``scored``: the ranker's scores of ``cands``; ``manifest``: the index's. ``arrange``
     (queue, budget=) -> queue: campaigns and exploration slots (rank/exploration.py), which
     then applies the budget instead of ``build_queue``.
     """
-    scores, proba, reasons, variant = scored
-    queue = build_queue(cands, scores, proba, reasons, variant, budget=None if arrange else budget)
+    queue = build_queue(cands, scored, budget=None if arrange else budget)
     queue = arrange(queue, budget=budget) if arrange else queue
     n_indexed = int(manifest["items"]["indexed"])
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
+    decisions = decision_report(cands, scored)
     report = {
         "items_in": manifest["items"]["input"],
         "items_indexed": n_indexed,
@@ -291,12 +312,10 @@ def finish_sweep(
         "items_not_recalled": n_indexed - recalled,
         "candidates": cands.num_rows,
         "queued": queue.num_rows,
+        # share of the indexed inventory that was scored and so could be queued (budget aside)
+        "coverage": round(recalled / n_indexed, 4) if n_indexed else 0.0,
         "policies": seeds.policies,
-        "cold_start_policies": sorted(
-            {p for p, v in zip(cands.column("policy").to_pylist(), variant) if v == "cold"}
-        )
-        if cands.num_rows
-        else [],
+        **decisions,
         "seconds": {
             **{stage: round(s, 2) for stage, s in seconds.items()},
             "total": round(sum(seconds.values()), 2),
@@ -313,6 +332,8 @@ def finish_sweep(
     }
     if report["items_in"] != report["items_indexed"] + report["items_quarantined"]:
         raise RuntimeError(f"item accounting broken: {report}")  # never silently lose items
+    for warning in report["warnings"]:
+        log.warning(warning)
     if out_dir:
         write_parquet(cands, out_dir / "candidates.parquet")
         write_parquet(queue, out_dir / "queue.parquet")
@@ -321,23 +342,49 @@ def finish_sweep(
     return SweepResult(queue, cands, quarantine, report, out_dir)
 
 
+def decision_report(cands: pa.Table, scored: ScoredCandidates) -> dict:
+    """Per policy: how its probabilities were calibrated, its action threshold, cold or not,
+    and a warning for each policy that runs cold or can take no automatic action."""
+    pols = cands.column("policy").to_pylist() if cands.num_rows else []
+    per: dict[str, dict] = {}
+    for i, policy in enumerate(pols):
+        if policy not in per:
+            t = scored.action_threshold[i]
+            per[policy] = {
+                "model": str(scored.variant[i]),
+                "calibration": str(scored.calibration[i]),
+                "action_threshold": float(t) if np.isfinite(t) else None,
+            }
+            if policy in scored.base_rates:
+                per[policy]["estimated_base_rate"] = round(scored.base_rates[policy], 4)
+    cold = sorted(p for p, d in per.items() if d["model"] == "cold")
+    warnings = [
+        f"policy {p!r} has no review history: it runs cold start (seed evidence only), "
+        f"probabilities are {per[p]['calibration']} (base rate re-estimated on this sweep: "
+        f"{per[p].get('estimated_base_rate', 'n/a')}) and every item is escalated, never "
+        "actioned automatically"
+        for p in cold
+    ]
+    warnings += [
+        f"policy {p!r}: its held-out review history cannot show the precision target for an "
+        "automatic action; every item is escalated"
+        for p, d in sorted(per.items())
+        if d["model"] != "cold" and d["action_threshold"] is None
+    ]
+    return {"cold_start_policies": cold, "decisions": per, "warnings": warnings}
+
+
 def _tmpdir() -> str:
     import tempfile
 
     return tempfile.mkdtemp(prefix="riskrank-sweep-")
 
 
-def check_policies(seeds: SeedSet, model: RiskModel) -> list[str]:
-    """Policies in ``seeds`` the model has no review history for (they run cold-start)."""
-    known = set(model.info.get("policies_with_history", []))
-    return [p for p in seeds.policies if p not in known]
-
-
 __all__ = [
     "RiskModel",
     "SchemaError",
+    "DEFAULT_K",
     "SweepResult",
-    "check_policies",
     "finish_sweep",
     "sweep",
     "train",

@@ -10,7 +10,9 @@ used for policies that have no review history of their own.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm as lgb
@@ -18,6 +20,12 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.tables import SchemaError, TableLike, as_table, require_columns
+from riskrank.rank.calibration import (
+    ActionThreshold,
+    ScoreCalibrator,
+    choose_threshold,
+    shift_prior,
+)
 from riskrank.recall.candidates import (
     describe_feature,
     evidence_feature_columns,
@@ -28,6 +36,22 @@ from riskrank.recall.history import POSITIVE_VERDICT
 
 MODEL_FILES = {"full": "booster_full.txt", "cold": "booster_cold.txt"}
 MAX_GROUP_ROWS = 10_000
+FORMAT = "riskrank.RiskRanker/2"  # /2: per-policy calibration and action thresholds
+POOLED = "*"  # calibrator fitted on every policy's held-out rows
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """Per row: ``proba`` P(violating); ``calibration`` how it was obtained (``policy_history``:
+    on this policy's held-out reviews; ``transferred``: another calibrator with the base rate
+    re-estimated on these rows; ``none``: an order only); ``action_threshold`` the probability
+    from which the policy's suggested action is automatic (NaN: never). ``base_rates``: the
+    re-estimated base rate of each transferred policy."""
+
+    proba: np.ndarray
+    calibration: np.ndarray
+    action_threshold: np.ndarray
+    base_rates: dict[str, float]
 
 
 def _groups(
@@ -47,6 +71,47 @@ def _groups(
     return np.array(order, dtype=np.int64), np.array(sizes, dtype=np.int64)
 
 
+@dataclass
+class ScoredCandidates:
+    """What ranking says of each candidate row, in row order (``RiskRanker.score``).
+
+    ``calibration``, ``action_threshold``, ``base_rates``: see ``RiskRanker.calibrate``; before
+    calibration (``score(..., calibrate=False)``, a slice of a sweep's candidates) ``proba``
+    and ``action_threshold`` are NaN and ``calibration`` is ``"none"``.
+    """
+
+    scores: np.ndarray  # raw ranking score (higher = riskier; comparable within one variant)
+    proba: np.ndarray  # P(violating)
+    reasons: list[str]  # the evidence that pushed the score up, in words
+    variant: np.ndarray  # "full", or "cold" for a policy without review history
+    calibration: np.ndarray
+    action_threshold: np.ndarray
+    base_rates: dict[str, float]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def uncalibrated(
+        cls, scores: np.ndarray, reasons: list[str], variant: np.ndarray
+    ) -> ScoredCandidates:
+        n = len(scores)
+        nan = np.full(n, np.nan)
+        return cls(scores, nan, reasons, variant, np.full(n, "none", dtype=object), nan, {})
+
+    @classmethod
+    def concat(cls, parts: list[ScoredCandidates]) -> ScoredCandidates:
+        """Consecutive slices of one candidate table, uncalibrated, as one (calibrate it
+        afterwards, over all rows: ``RiskRanker.calibrate_scored``)."""
+        if not parts:
+            return cls.uncalibrated(np.zeros(0), [], np.zeros(0, dtype=object))
+        return cls.uncalibrated(
+            np.concatenate([p.scores for p in parts]),
+            [r for p in parts for r in p.reasons],
+            np.concatenate([p.variant for p in parts]),
+        )
+
+
 class RiskRanker:
     """Learning-to-rank risk model.
 
@@ -58,6 +123,12 @@ class RiskRanker:
     Small trees, many of them, slowly: the evidence is a handful of strong, nearly monotone
     scores, and deeper trees overfit the history (Insults: 0.773 AP with 15 leaves, 0.790
     with 4).
+
+    Decisions (``rank/calibration.py``): ``calibration_fraction`` of the history is held out;
+    on it each policy gets its own calibrator and the probability from which its suggested
+    action is automatic: precision >= ``precision_target`` (per policy:
+    ``policy_precision_targets``) by a 95% lower confidence bound. A policy whose held-out
+    history cannot show that, or that has no history (cold start), always escalates.
 
     >>> ranker = RiskRanker().fit(train_candidates)          # doctest: +SKIP
     >>> ranker.predict_proba(sweep_candidates)[:3]           # doctest: +SKIP
@@ -80,6 +151,8 @@ class RiskRanker:
         truncation_level: int = 512,
         random_state: int = 0,
         n_jobs: int = 2,
+        precision_target: float = 0.95,
+        policy_precision_targets: dict[str, float] | None = None,
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -95,6 +168,8 @@ class RiskRanker:
         self.truncation_level = truncation_level
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.precision_target = precision_target
+        self.policy_precision_targets = policy_precision_targets
 
     def _check_params(self) -> None:
         """scikit-learn style: ``__init__`` stores, ``fit`` validates (naming the argument)."""
@@ -118,6 +193,12 @@ class RiskRanker:
             ),
             ("truncation_level", self.truncation_level >= 1, "an integer >= 1"),
             ("n_jobs", self.n_jobs == -1 or self.n_jobs >= 1, "-1 (all cores) or >= 1"),
+            ("precision_target", 0 < self.precision_target <= 1, "in (0, 1]"),
+            (
+                "policy_precision_targets",
+                all(0 < v <= 1 for v in (self.policy_precision_targets or {}).values()),
+                "a dict {policy: target in (0, 1]}",
+            ),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -209,6 +290,8 @@ class RiskRanker:
         variants = {"full": self.features_}
         if self.cold_start and self.cold_features_ != self.features_:
             variants["cold"] = self.cold_features_
+        held = np.flatnonzero(calib)
+        held_policies = np.asarray(table.column("policy").to_pylist(), dtype=object)[held]
         for name, feats in variants.items():
             X = self._matrix(table, feats)
             tr = np.flatnonzero(~calib)
@@ -217,21 +300,53 @@ class RiskRanker:
             model = lgb.LGBMRanker(**self._params(len(rows), feats))
             model.fit(X[rows], y[rows], group=sizes)
             self.models_[name] = model.booster_
-            held = np.flatnonzero(calib)
-            self.calibration_[name] = _platt(
-                model.booster_.predict(X[held]), (y[held] >= POSITIVE_VERDICT).astype(float)
+            self.calibration_[name] = _fit_calibrators(
+                model.booster_.predict(X[held]),
+                y[held] >= POSITIVE_VERDICT,
+                held_policies if name == "full" else None,
             )
+        self.thresholds_ = self._fit_thresholds(
+            self.models_["full"].predict(self._matrix(table.take(pa.array(held)), self.features_)),
+            y[held] >= POSITIVE_VERDICT,
+            held_policies,
+            sorted(set(table.column("policy").to_pylist())),
+        )
         self.n_train_ = int((~calib).sum())
         self.n_calibration_ = int(calib.sum())
         return self
+
+    def _target(self, policy: str) -> float:
+        return (self.policy_precision_targets or {}).get(policy, self.precision_target)
+
+    def _fit_thresholds(
+        self, scores: np.ndarray, y: np.ndarray, policies: np.ndarray, all_policies: list[str]
+    ) -> dict[str, ActionThreshold]:
+        """Per policy, on its held-out rows scored by its own calibrator."""
+        out = {}
+        for policy in all_policies:
+            rows = policies == policy
+            cal = self.calibration_["full"].get(policy)
+            if cal is None:  # too little held-out history to calibrate: no automatic action
+                out[policy] = ActionThreshold(
+                    self._target(policy), None, int(rows.sum()), int(y[rows].sum())
+                )
+                continue
+            out[policy] = choose_threshold(
+                cal.predict(scores[rows]), y[rows], self._target(policy)
+            )
+        return out
 
     # -- inference ------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "models_"):
             raise RuntimeError("RiskRanker is not fitted: call fit() or RiskRanker.load()")
 
-    def _variant_per_row(self, table: pa.Table) -> np.ndarray:
-        """'full' where the row's policy has history evidence, else 'cold'."""
+    def variants(self, candidates: TableLike) -> np.ndarray:
+        """Per row, the booster that scores it: ``"full"`` where the row's policy has history
+        evidence among ``candidates``, else ``"cold"``. Decided per policy over the whole
+        table: score slices of a table with ``score(slice, variant=variants(table)[slice])``."""
+        self._check_fitted()
+        table = as_table(candidates, what="candidates")
         hist = [f for f in self.features_ if is_history_feature(f)]
         if not hist or "cold" not in self.models_:
             return np.full(table.num_rows, "full", dtype=object)
@@ -246,9 +361,59 @@ class RiskRanker:
                 out[rows] = "cold"
         return out
 
-    def _raw(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    def _variant_of(self, table: pa.Table, variant: np.ndarray | None) -> np.ndarray:
+        if variant is None:
+            return self.variants(table)
+        variant = np.asarray(variant, dtype=object)
+        if len(variant) != table.num_rows or not set(variant) <= set(self.models_):
+            raise ValueError(
+                f"variant: expected {table.num_rows} values of {sorted(self.models_)}, "
+                f"got {len(variant)} of {sorted(set(variant))}"
+            )
+        return variant
+
+    def score(
+        self,
+        candidates: TableLike,
+        *,
+        variant: np.ndarray | None = None,
+        calibrate: bool = True,
+        top: int = 3,
+    ) -> ScoredCandidates:
+        """Raw score, reasons, model variant and calibration (probability, how it was
+        calibrated, action threshold) of every row: what the queue is built from.
+
+        Calibration estimates a cold policy's base rate on its rows, so it needs all of a
+        sweep's candidates. To score a sweep in slices (an engine's tasks), pass each slice
+        its rows of ``variants(all candidates)`` and ``calibrate=False``, join the slices with
+        ``ScoredCandidates.concat`` and calibrate once with ``calibrate_scored``.
+
+        >>> scored = ranker.score(candidates)        # doctest: +SKIP
+        >>> scored.proba[:3], scored.reasons[0]      # doctest: +SKIP
+        """
         self._check_fitted()
-        variant = self._variant_per_row(table)
+        table = as_table(candidates, what="candidates")
+        variant = self._variant_of(table, variant)
+        raw = self._raw(table, variant) if table.num_rows else np.zeros(0)
+        reasons = self._reasons(table, variant, top) if table.num_rows else []
+        scored = ScoredCandidates.uncalibrated(raw, reasons, variant)
+        if not calibrate:
+            return scored
+        policies = table.column("policy").to_pylist() if table.num_rows else []
+        return self.calibrate_scored(scored, policies)
+
+    def calibrate_scored(self, scored: ScoredCandidates, policies) -> ScoredCandidates:
+        """``scored`` (all of a sweep's candidates, with their ``policies``) calibrated."""
+        cal = self.calibrate(scored.scores, scored.variant, policies)
+        return dataclasses.replace(
+            scored,
+            proba=cal.proba,
+            calibration=cal.calibration,
+            action_threshold=cal.action_threshold,
+            base_rates=cal.base_rates,
+        )
+
+    def _raw(self, table: pa.Table, variant: np.ndarray) -> np.ndarray:
         scores = np.zeros(table.num_rows)
         for name in set(variant):
             rows = variant == name
@@ -256,21 +421,57 @@ class RiskRanker:
             scores[rows] = self.models_[name].predict(
                 self._matrix(table.filter(pa.array(rows)), feats)
             )
-        return scores, variant
+        return scores
+
+    def calibrate(self, scores: np.ndarray, variant: np.ndarray, policies) -> Calibrated:
+        """Raw scores (``predict``) of one sweep's candidates -> ``Calibrated``.
+
+        A policy scored by the full model with a calibrator of its own uses it
+        (``policy_history``). Otherwise (cold start, or too little held-out history) the
+        variant's pooled calibrator is used with the base rate re-estimated on this policy's
+        rows (``transferred``); pass all of a policy's candidates at once.
+        """
+        self._check_fitted()
+        scores = np.asarray(scores, float)
+        variant = np.asarray(variant, dtype=object)
+        pols = np.asarray(policies, dtype=object)
+        proba = np.zeros(len(scores))
+        kind = np.full(len(scores), "none", dtype=object)
+        threshold = np.full(len(scores), np.nan)
+        base_rates = {}
+        for name, policy in sorted(set(zip(variant, pols))):
+            rows = (variant == name) & (pols == policy)
+            cals = self.calibration_.get(name, {})
+            own = cals.get(policy) if name == "full" else None
+            if own is not None:
+                proba[rows] = own.predict(scores[rows])
+                kind[rows] = "policy_history"
+                t = self.thresholds_.get(policy)
+                threshold[rows] = np.nan if t is None or t.threshold is None else t.threshold
+                continue
+            pooled = cals.get(POOLED)
+            if pooled is None:
+                proba[rows] = ScoreCalibrator.uninformed(scores[rows]).predict(scores[rows])
+                continue
+            shift, base_rates[policy] = shift_prior(pooled, scores[rows])
+            proba[rows] = pooled.predict(scores[rows], shift)
+            kind[rows] = "transferred"
+        return Calibrated(proba, kind, threshold, base_rates)
 
     def predict(self, candidates: TableLike) -> np.ndarray:
         """Raw ranking scores (higher = riskier; comparable within one model variant)."""
-        return self._raw(as_table(candidates, what="candidates"))[0]
+        self._check_fitted()
+        table = as_table(candidates, what="candidates")
+        return self._raw(table, self.variants(table))
 
     def predict_proba(self, candidates: TableLike) -> np.ndarray:
-        """P(violating), calibrated on held-out history."""
-        scores, variant = self._raw(as_table(candidates, what="candidates"))
-        out = np.zeros(len(scores))
-        for name in set(variant):
-            a, b = self.calibration_[name]
-            rows = variant == name
-            out[rows] = 1.0 / (1.0 + np.exp(-(a * scores[rows] + b)))
-        return out
+        """P(violating): see ``calibrate`` (a cold policy's base rate is estimated on these
+        rows)."""
+        self._check_fitted()
+        table = as_table(candidates, what="candidates")
+        variant = self.variants(table)
+        policies = table.column("policy").to_pylist()
+        return self.calibrate(self._raw(table, variant), variant, policies).proba
 
     def explain(
         self, candidates: TableLike, *, top: int = 3
@@ -278,7 +479,9 @@ class RiskRanker:
         """Per row, the ``top`` features that pushed the score up: (name, value, contribution)."""
         table = as_table(candidates, what="candidates")
         self._check_fitted()
-        variant = self._variant_per_row(table)
+        return self._explain(table, self.variants(table), top)
+
+    def _explain(self, table: pa.Table, variant: np.ndarray, top: int) -> list:
         out: list = [None] * table.num_rows
         for name in set(variant):
             rows = np.flatnonzero(variant == name)
@@ -292,9 +495,14 @@ class RiskRanker:
 
     def reasons(self, candidates: TableLike, *, top: int = 3) -> list[str]:
         """``explain`` in words, e.g. ``"similarity to the closest seed (text) = 0.91"``."""
+        self._check_fitted()
+        table = as_table(candidates, what="candidates")
+        return self._reasons(table, self.variants(table), top)
+
+    def _reasons(self, table: pa.Table, variant: np.ndarray, top: int) -> list[str]:
         return [
             "; ".join(f"{describe_feature(f)} = {v:.3g}" for f, v, _ in row)
-            for row in self.explain(candidates, top=top)
+            for row in self._explain(table, variant, top)
         ]
 
     def feature_importance(self) -> dict[str, float]:
@@ -310,11 +518,15 @@ class RiskRanker:
         for name, booster in self.models_.items():
             booster.save_model(str(path / MODEL_FILES[name]))
         meta = {
-            "format": "riskrank.RiskRanker/1",
+            "format": FORMAT,
             "params": {k: v for k, v in vars(self).items() if not k.endswith("_")},
             "features": self.features_,
             "cold_features": self.cold_features_,
-            "calibration": {k: list(v) for k, v in self.calibration_.items()},
+            "calibration": {
+                variant: {p: c.to_dict() for p, c in cals.items() if c is not None}
+                for variant, cals in self.calibration_.items()
+            },
+            "action_thresholds": {p: t.to_dict() for p, t in self.thresholds_.items()},
             "n_train": self.n_train_,
             "n_calibration": self.n_calibration_,
         }
@@ -325,13 +537,25 @@ class RiskRanker:
     def load(cls, path: str | Path) -> RiskRanker:
         path = Path(path)
         meta = json.loads((path / "ranker.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(
+                f"{path}: ranker saved as {meta.get('format')!r}, without per-policy calibration "
+                f"and action thresholds ({FORMAT}); its probabilities and actions cannot be "
+                "trusted: retrain the model (`riskrank train` or rank.pipeline.train)"
+            )
         params = meta["params"]
         params["label_gain"] = tuple(params["label_gain"])
         params["metadata_features"] = tuple(params["metadata_features"])
         self = cls(**params)
         self.features_ = meta["features"]
         self.cold_features_ = meta["cold_features"]
-        self.calibration_ = {k: tuple(v) for k, v in meta["calibration"].items()}
+        self.calibration_ = {
+            variant: {p: ScoreCalibrator.from_dict(c) for p, c in cals.items()}
+            for variant, cals in meta["calibration"].items()
+        }
+        self.thresholds_ = {
+            p: ActionThreshold.from_dict(t) for p, t in meta["action_thresholds"].items()
+        }
         self.models_ = {
             name: lgb.Booster(model_file=str(path / MODEL_FILES[name]))
             for name in self.calibration_
@@ -340,14 +564,15 @@ class RiskRanker:
         return self
 
 
-def _platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Platt scaling: P(y=1) = sigmoid(a * score + b), a 1-D logistic regression."""
-    if len(scores) < 10 or y.min() == y.max():
-        return (1.0, 0.0)
-    from sklearn.linear_model import LogisticRegression
-
-    lr = LogisticRegression(C=1e4).fit(scores.reshape(-1, 1), y)
-    return (float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+def _fit_calibrators(
+    scores: np.ndarray, y: np.ndarray, policies: np.ndarray | None
+) -> dict[str, ScoreCalibrator | None]:
+    """The pooled calibrator (``POOLED``) and, given ``policies``, one per policy."""
+    out = {POOLED: ScoreCalibrator.fit(scores, y)}
+    for policy in sorted(set(policies)) if policies is not None else []:
+        rows = policies == policy
+        out[policy] = ScoreCalibrator.fit(scores[rows], y[rows])
+    return out
 
 
 def _attach_verdicts(table: pa.Table, history: pa.Table) -> pa.Table:

@@ -28,7 +28,6 @@ directory keeps ``history.parquet`` and ``seeds.parquet``, which the next import
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,26 +59,25 @@ def history_digest(history: pa.Table) -> str:
     return hashlib.sha256("\n".join("\x1f".join(r) for r in rows).encode()).hexdigest()
 
 
-def record_lineage(
-    model_dir: str | Path, history: pa.Table, seeds: SeedSet, parent: dict | None = None
-) -> dict:
-    """Keep the history and seeds a model was trained on, and stamp its version in
-    ``model.json`` (``parent``: the parent model's info; None = a first model)."""
-    model_dir = Path(model_dir)
-    write_parquet(history, model_dir / HISTORY_FILE)
-    write_parquet(seeds.table, model_dir / SEEDS_FILE)
-    lineage = {
-        "version": int(parent["version"]) + 1 if parent else 1,
-        "parent_version": int(parent["version"]) if parent else None,
+def lineage_info(history: pa.Table, parent: dict | None = None) -> dict:
+    """The version stamp a model's ``model.json`` carries (``parent``: the parent model's
+    info; None = a first model)."""
+    return {
+        "version": int(parent.get("version", 1)) + 1 if parent else 1,
+        "parent_version": int(parent.get("version", 1)) if parent else None,
         "parent_history_digest": parent.get("history_digest") if parent else None,
         "history_digest": history_digest(history),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    meta_path = model_dir / "model.json"
-    meta = json.loads(meta_path.read_text())
-    meta.update(lineage)
-    meta_path.write_text(json.dumps(meta, indent=2))
-    return lineage
+
+
+def lineage_tables(history: pa.Table, seeds: SeedSet) -> dict[str, pa.Table]:
+    """The history and seeds a model was trained on, saved (and checksummed) with it: the
+    next import starts from them."""
+    return {
+        HISTORY_FILE.removesuffix(".parquet"): history,
+        SEEDS_FILE.removesuffix(".parquet"): seeds.table,
+    }
 
 
 def read_verdicts(data: TableLike) -> pa.Table:
@@ -311,15 +309,18 @@ def import_verdicts(
     queue given as a path). ``strict``: raise ``SchemaError`` on any bad row instead of
     quarantining it.
     """
+    from riskrank.rank.model import RiskModel
+
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    if out_dir.resolve() == model_dir.resolve():
+    if out_dir.exists() and out_dir.resolve() == model_dir.resolve():
         raise ValueError(f"out_dir {out_dir}: must differ from model_dir (models are versioned)")
+    old = RiskModel.load(model_dir)  # verifies every file's checksum, history.parquet too
+    parent = old.info
     if not (model_dir / HISTORY_FILE).exists():
         raise FileNotFoundError(
             f"{model_dir}: no {HISTORY_FILE} (a model trained before versioning); retrain it "
             "with `riskrank train` first"
         )
-    parent = json.loads((model_dir / "model.json").read_text())
     history = pq.read_table(model_dir / HISTORY_FILE)
     seeds = SeedSet.from_table(model_dir / SEEDS_FILE)
     queue_path = Path(queue) if isinstance(queue, (str, Path)) else None
@@ -336,27 +337,22 @@ def import_verdicts(
         )
         raise SchemaError(f"verdicts: {quarantine.num_rows} bad rows, nothing imported: {listed}")
     merged = (
-        pa.concat_tables([history, new], promote_options="permissive")
-        if new.num_rows
-        else (history)
+        pa.concat_tables([history, new], promote_options="permissive") if new.num_rows else history
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_parquet(quarantine, out_dir / QUARANTINE_FILE)
-    model = None
-    if retrain:
-        from riskrank.rank.model import RiskModel
-        from riskrank.rank.pipeline import train
-
-        old = RiskModel.load(model_dir)
-        model = train(
-            merged,
-            seeds,
-            out_dir,
-            signals=old.signals,
-            k=int(parent.get("k", 1000)),
-            show_progress=show_progress,
-        )
-        model.info.update(record_lineage(out_dir, merged, seeds, parent=parent))
-    else:
+    if not retrain:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_parquet(quarantine, out_dir / QUARANTINE_FILE)
         write_parquet(merged, out_dir / HISTORY_FILE)
+        return ImportResult(imported, quarantine, merged, None, version)
+    from riskrank.rank.pipeline import train
+
+    model = train(
+        merged, seeds, out_dir, signals=old.signals, k=parent.get("k"), show_progress=show_progress
+    )
+    # Re-saved with its parent's lineage and the verdict quarantine, sealed with the rest.
+    model.info.update(lineage_info(merged, parent=parent))
+    tables = {"history_quarantine": pq.read_table(out_dir / "history_quarantine.parquet")}
+    tables.update(lineage_tables(merged, seeds))
+    tables[QUARANTINE_FILE.removesuffix(".parquet")] = quarantine
+    model.save(out_dir, tables=tables)
     return ImportResult(imported, quarantine, merged, model, version)

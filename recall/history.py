@@ -27,7 +27,13 @@ import pyarrow.parquet as pq
 
 from riskrank.index.schema import ITEM_ID, quarantine_table
 from riskrank.index.signals.base import Signal
-from riskrank.index.tables import TableLike, as_table, require_columns, write_parquet
+from riskrank.index.tables import (
+    SchemaError,
+    TableLike,
+    as_table,
+    require_columns,
+    write_parquet,
+)
 from riskrank.recall.candidates import HISTORY_EVIDENCE
 
 VERDICT_MAX = 3
@@ -50,7 +56,9 @@ HISTORY_SCHEMA = pa.schema(
 def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Table, pa.Table]:
     """Split review history into (clean rows, quarantined rows with reasons)."""
     table = as_table(data, what=what)
-    require_columns(table, {ITEM_ID: "string", "policy": "string", "verdict": "integer"}, what=what)
+    require_columns(table, {ITEM_ID: "id", "policy": "string", "verdict": "integer"}, what=what)
+    if table.num_rows == 0:
+        raise SchemaError(f"{what}: 0 rows; training needs reviewed items")
     if "sweep_id" not in table.column_names:
         table = table.append_column("sweep_id", pa.array(["history"] * table.num_rows, pa.string()))
     table = table.set_column(
@@ -82,7 +90,7 @@ def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Tabl
             pa.int8(),
         ),
     )
-    keep = pa.array([i not in bad for i in range(table.num_rows)])
+    keep = pa.array([i not in bad for i in range(table.num_rows)], pa.bool_())
     rows = [
         {ITEM_ID: ids[i], "row": i, "stage": "history", "reason": r} for i, r in sorted(bad.items())
     ]

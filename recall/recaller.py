@@ -36,6 +36,9 @@ PSEUDO_MIN_POS = 10  # pseudo-positives: at least this many ...
 PSEUDO_POS_FRACTION = 0.10  # ... or this share of the candidates
 PSEUDO_MAX_NEG = 1000
 PSEUDO_ROUNDS = 2
+# Neighbours per seed and signal, the one default of the library and the CLI: inventories of up
+# to 5,000 items are covered whole; past that, each seed's 5,000 nearest (k=None: every item).
+DEFAULT_K = 5000
 
 
 def _thresholds(si: SignalIndex) -> tuple[float, float]:
@@ -195,7 +198,7 @@ def recall(
     index: InventoryIndex,
     seeds: SeedSet | TableLike,
     *,
-    k: int = 1000,
+    k: int | None = DEFAULT_K,
     exemplars: Mapping[str, ReviewedExemplars] | None = None,
     exclude_self: bool = False,
     lexical: LexicalProbe | None = None,
@@ -204,9 +207,11 @@ def recall(
 ) -> pa.Table:
     """Recall inventory resembling ``seeds``: one candidate row per (item, policy).
 
-    ``k``: neighbours fetched per seed and signal. ``exemplars``: reviewed history per signal
-    (adds ``hist_*`` evidence). ``lexical``: n-gram probe trained on reviewed text (adds
-    ``hist_lexical_probe_score``). ``exclude_self``: leave each item's own review out (training).
+    ``k``: neighbours fetched per seed and signal; an item no seed has among its ``k``
+    nearest is not a candidate (None: every indexed item is one). ``exemplars``: reviewed
+    history per signal (adds ``hist_*`` evidence). ``lexical``: n-gram probe trained on
+    reviewed text (adds ``hist_lexical_probe_score``). ``exclude_self``: leave each item's
+    own review out (training).
     ``seed_vectors``: precomputed ``embed_queries`` output per signal, rows aligned with the
     seed table (skips re-encoding in repeated experiments).
 
@@ -240,7 +245,8 @@ def recall(
             if len(ok_rows) == 0 or state.si.index.ntotal == 0:
                 continue
             q = np.ascontiguousarray(b.vectors[ok_rows])
-            per_signal[name] = (q, ok_rows, state.neighbours(q, k))
+            k_sig = state.si.index.ntotal if k is None else k
+            per_signal[name] = (q, ok_rows, state.neighbours(q, k_sig), k_sig)
             ann = per_signal[name][2]
             for p in np.unique(ann[ann >= 0]):
                 cand_ids.setdefault(state.si.ids[p], None)
@@ -252,9 +258,9 @@ def recall(
         for name, state in states.items():
             if name not in per_signal:
                 continue
-            q, ok_rows, ann = per_signal[name]
+            q, ok_rows, ann, k_sig = per_signal[name]
             cand_pos = np.array([state.pos_of.get(i, -1) for i in ids], dtype=np.int64)
-            ev = _seed_evidence(state, q, list(seed_ids_all[ok_rows]), cand_pos, ann, k)
+            ev = _seed_evidence(state, q, list(seed_ids_all[ok_rows]), cand_pos, ann, k_sig)
             cols.update(ev)
             lo, _ = _thresholds(state.si)
             best = ev[seed_evidence_name(name, "best_sim")]

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, TEXT
+from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, TEXT, is_blank
 from riskrank.index.tables import SchemaError, TableLike, as_table, require_columns
 
 SEED_KINDS = ("example", "description")
@@ -56,11 +56,13 @@ class SeedSet:
     @classmethod
     def from_table(cls, data: TableLike, *, what: str = "seeds") -> SeedSet:
         table = as_table(data, what=what)
-        require_columns(table, {"seed_id": "string", "policy": "string"}, what=what)
+        require_columns(table, {"seed_id": "id", "policy": "string"}, what=what)
         if table.num_rows == 0:
             raise SchemaError(f"{what}: the seed set is empty; give at least one seed per policy")
         if not any(c in table.column_names for c in CONTENT_COLUMNS):
             raise SchemaError(f"{what}: needs a content column of {list(CONTENT_COLUMNS)}")
+        present = [c for c in CONTENT_COLUMNS if c in table.column_names]
+        require_columns(table, {c: "string" for c in present}, what=what)
         table = table.set_column(
             table.column_names.index("seed_id"), "seed_id", pc.cast(table["seed_id"], pa.string())
         )
@@ -79,7 +81,7 @@ class SeedSet:
         content = [False] * n
         if TEXT in table.column_names:
             for i, t in enumerate(table.column(TEXT).to_pylist()):
-                content[i] |= bool(t and str(t).strip())
+                content[i] |= not is_blank(t)
         for col in (IMAGE_BYTES, IMAGE_PATH):
             if col in table.column_names:
                 for i, v in enumerate(table.column(col).to_pylist()):
@@ -101,8 +103,11 @@ class SeedSet:
         for i, s in enumerate(sev):
             if s is None or s != s:
                 sev[i] = 2
-            elif not 1 <= int(s) <= 4:
-                raise SchemaError(f"{what}: seed '{ids[i]}': severity {s}, expected 1-4")
+            elif isinstance(s, bool) or not isinstance(s, (int, float)) or s not in (1, 2, 3, 4):
+                # 3.7 is not silently truncated to 3: a severity is one of four grades.
+                raise SchemaError(
+                    f"{what}: seed '{ids[i]}': severity {s!r}, expected an integer 1-4"
+                )
         table = table.set_column(
             table.column_names.index("severity"),
             "severity",

@@ -7,6 +7,7 @@ The short import for analysts::
     model = rr.train("reviews.parquet", "seeds.parquet", "models/scam")
     result = rr.sweep("ads.parquet", "seeds.parquet", model, out_dir="runs/today", budget=500)
     result.queue.to_pandas().head()
+    rr.sweep(..., engine="ray")   # or engine=rr.RaySweepEngine(address="auto", num_shards=8)
 
 The three stages live in ``riskrank.index`` (content -> searchable index),
 ``riskrank.recall`` (seeds -> candidate evidence) and ``riskrank.rank`` (evidence -> queue).
@@ -24,8 +25,11 @@ from riskrank.index import (
     build_index,
     register_signal,
 )
+from riskrank.index.engine import LocalEngine
 from riskrank.index.manifest import package_version
-from riskrank.rank import RiskModel, RiskRanker, SweepResult, sweep, train
+from riskrank.index.ray_engine.engine import RayEngine
+from riskrank.rank import RiskModel, RiskRanker, ScoredCandidates, SweepResult, sweep, train
+from riskrank.rank.ray_engine import RaySweepEngine
 from riskrank.recall import SeedSet, recall
 
 __version__ = package_version()
@@ -35,10 +39,14 @@ __all__ = [
     "ClipTextSignal",
     "IndexMismatchError",
     "InventoryIndex",
+    "LocalEngine",
     "PdqSignal",
+    "RayEngine",
+    "RaySweepEngine",
     "RiskModel",
     "RiskRanker",
     "SchemaError",
+    "ScoredCandidates",
     "SeedSet",
     "Signal",
     "SweepResult",

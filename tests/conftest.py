@@ -125,3 +125,36 @@ def trained_model(tmp_path_factory, history, seeds, text_signal):
         k=200,
         show_progress=False,
     )
+
+
+@pytest.fixture(scope="session")
+def hashing_signal():
+    """A tiny deterministic text signal (tests/hashing_signal.py) for tests that build often."""
+    from hashing_signal import HashingTextSignal
+
+    return HashingTextSignal()
+
+
+@pytest.fixture(scope="session")
+def hashing_model(tmp_path_factory, history, seeds, hashing_signal):
+    return train_small(history, seeds, tmp_path_factory.mktemp("hashing-model"), hashing_signal)
+
+
+def train_small(history, seeds, model_dir, signal, **kwargs):
+    """A model trained in seconds: hashing text, 100 trees on one thread, no lexical probe
+    (its n-gram logistic regression dominates a small train on shared cores)."""
+    from riskrank.rank.pipeline import train
+    from riskrank.rank.ranker import RiskRanker
+
+    ranker = RiskRanker(n_estimators=100, min_child_samples=10, n_jobs=1)
+    return train(
+        history,
+        seeds,
+        model_dir,
+        signals=[signal],
+        k=200,
+        ranker=ranker,
+        lexical_probe=False,
+        show_progress=False,
+        **kwargs,
+    )

@@ -16,13 +16,15 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.chunks import (
-    chunk_files,
+    ChunkCommitter,
     column,
+    discard_staged,
     embed_chunk,
     evidence_of,
     flags_of,
     load_chunk,
     save_chunk,
+    staged_path,
     vectors_of,
 )
 from riskrank.index.ray_engine.inventory import SAVE_TO, ValidatedInventory
@@ -48,7 +50,7 @@ class ItemEmbedder:
             save_to = chunk.column(SAVE_TO)[0].as_py()
             chunk = chunk.drop([SAVE_TO])
         out = self.embed(chunk)
-        if save_to:  # a finished chunk survives a killed build (resume)
+        if save_to:  # staged; the driver commits it when this output reaches it (resume)
             save_chunk(out, save_to)
         return out
 
@@ -120,29 +122,25 @@ class Embedded:
 
 
 def embed_chunks(
-    inv: ValidatedInventory, specs, names, plan: dict, work: Path | None = None
+    inv: ValidatedInventory, specs, names, plan: dict, files: Sequence[Path]
 ) -> Embedded:
     """Stage 2: chunks gathered by tasks, embedded on the actor pool; vectors stay remote.
 
-    With ``work`` (a directory every node can reach), each embedded chunk is also saved there,
-    named by its item ids and the signals, and a later run with the same chunks loads it
-    instead of embedding it again: a killed build resumes where it stopped.
+    Chunk ``i`` is saved as ``files[i]`` (``index.chunks.chunk_files``, every engine's names):
+    one that exists is loaded instead of embedded again, so a killed build resumes where it
+    stopped. The actors stage each chunk's file; the driver commits it when its output arrives.
     """
     import ray
 
-    size = plan["chunk_size"]
-    chunk_ids = inv.chunk_ids(size)
-    if not chunk_ids:
+    if not files:
         raise ValueError("inventory: no valid items to embed")
-    saved: list[str | None] = [None] * len(chunk_ids)
-    if work is not None:
-        work.mkdir(parents=True, exist_ok=True)
-        saved = [str(f) for f in chunk_files(work, chunk_ids, specs, names)]
-    done = [i for i, path in enumerate(saved) if path and Path(path).exists()]
-    todo = [i for i in range(len(chunk_ids)) if i not in set(done)]
-    fresh = _run_pool(inv, todo, saved, specs, names, plan) if todo else []
+    discard_staged(files)
+    done = [i for i, path in enumerate(files) if Path(path).exists()]
+    todo = [i for i in range(len(files)) if i not in set(done)]
+    sizes = [len(ids) for ids in inv.chunk_ids(plan["chunk_size"])]
+    fresh = _run_pool(inv, todo, files, sizes, specs, names, plan) if todo else []
     load = ray.remote(load_chunk).options(max_retries=plan["max_retries"])
-    loaded = [load.remote(saved[i]) for i in done]
+    loaded = [load.remote(files[i]) for i in done]
     flag = ray.remote(_flags)
     fresh_flags = ray.get([flag.remote(b) for b in fresh])
     loaded_flags = ray.get([flag.remote(b) for b in loaded])
@@ -151,30 +149,62 @@ def embed_chunks(
     blocks, flags = [], []
     pending = list(zip(fresh, fresh_flags))
     from_disk = dict(zip(done, zip(loaded, loaded_flags)))
-    for i, ids in enumerate(chunk_ids):
+    for i, size in enumerate(sizes):
         if i in from_disk:
             blocks.append(from_disk[i][0])
             flags.append(from_disk[i][1])
             continue
         rows = 0
-        while rows < len(ids):
+        while rows < size:
             block, f = pending.pop(0)
             blocks.append(block)
             flags.append(f)
             rows += f.num_rows
     emb = _collect(blocks, flags, inv.num_valid, names)
-    emb.chunks, emb.resumed = len(chunk_ids), len(done)
+    emb.chunks, emb.resumed = len(files), len(done)
     return emb
 
 
-def _run_pool(inv: ValidatedInventory, todo: list[int], saved, specs, names, plan) -> list:
-    """Embed chunks ``todo`` on the actor pool; refs to the output blocks, in input order."""
+def _run_pool(inv: ValidatedInventory, todo: list[int], files, sizes, specs, names, plan) -> list:
+    """Embed chunks ``todo`` on the actor pool; refs to the output blocks, in input order.
+
+    Each chunk's file is committed as soon as its whole output has reached the driver (blocks
+    arrive in input order). When a chunk fails, the error is raised after the commits of the
+    chunks before it and no later one: what is on disk then is what a resume uses, whatever
+    actors still running stage afterwards (a staged file is never read).
+    """
+    chunks = inv.chunks(
+        plan["chunk_size"],
+        only=todo,
+        save_to=[str(staged_path(f)) for f in files],
+        max_retries=plan["max_retries"],
+    )
+    embedded = _pool(chunks, specs, names, plan, len(todo))
+    blocks, failure = [], None
+    commit = ChunkCommitter([files[i] for i in todo], [sizes[i] for i in todo])
+    try:
+        for bundle in embedded.iter_internal_ref_bundles():
+            for entry in bundle.blocks:
+                blocks.append(entry.ref)
+                commit.received(entry.metadata.num_rows)
+    except Exception as err:  # noqa: BLE001 - re-raised below, without its traceback
+        failure = f"{type(err).__name__}: {err}"
+    # Ray Data releases the pool's actors by dropping their handles; whatever still refers to
+    # its executor (here: the error's traceback frames, kept by a notebook's last-error record)
+    # keeps them and their CPUs, and a retry in this Ray session would wait for CPUs forever.
+    # So the error is re-raised as text, and the cycles are collected now.
+    del embedded, chunks
+    gc.collect()
+    if failure is not None:
+        raise RuntimeError(f"embedding failed: {failure}")
+    return blocks
+
+
+def _pool(chunks: list, specs, names, plan: dict, n_chunks: int):
+    """The lazy Ray Dataset that embeds ``chunks`` on an actor pool of ``plan["embedder"]``."""
     import ray
 
-    chunks = inv.chunks(
-        plan["chunk_size"], only=todo, save_to=saved, max_retries=plan["max_retries"]
-    )
-    embedded = ray.data.from_arrow_refs(chunks).map_batches(
+    return ray.data.from_arrow_refs(chunks).map_batches(
         plan["embedder"],
         fn_constructor_kwargs={
             "signals": specs,
@@ -187,7 +217,7 @@ def _run_pool(inv: ValidatedInventory, todo: list[int], saved, specs, names, pla
         # One chunk at a time per actor: else the first actor up (the others still load their
         # model) queues several chunks and the rest of the pool idles.
         compute=ray.data.ActorPoolStrategy(
-            size=min(plan["actors"], len(todo)), max_tasks_in_flight_per_actor=1
+            size=min(plan["actors"], n_chunks), max_tasks_in_flight_per_actor=1
         ),
         num_cpus=plan["cpus_per_actor"],
         num_gpus=1 if plan["use_gpu"] else None,
@@ -195,20 +225,6 @@ def _run_pool(inv: ValidatedInventory, todo: list[int], saved, specs, names, pla
         # passing it again only draws a deprecation warning (ray_remote_args, Ray 2.60).
         **{knob: plan[knob] for knob in ("max_restarts", "max_task_retries") if plan[knob] != -1},
     )
-    blocks, failure = None, None
-    try:
-        blocks = embedded.to_arrow_refs()
-    except Exception as err:  # noqa: BLE001 - re-raised below, without its traceback
-        failure = f"{type(err).__name__}: {err}"
-    # Ray Data releases the pool's actors by dropping their handles; whatever still refers to
-    # its executor (here: the error's traceback frames, kept by a notebook's last-error record)
-    # keeps them and their CPUs, and a retry in this Ray session would wait for CPUs forever.
-    # So the error is re-raised as text, and the cycles are collected now.
-    del embedded, chunks
-    gc.collect()
-    if failure is not None:
-        raise RuntimeError(f"embedding failed: {failure}")
-    return blocks
 
 
 def _collect(blocks: list, flags: list[pa.Table], n_valid: int, names) -> Embedded:

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from riskrank.index.content_digest import row_digests
 from riskrank.index.schema import IMAGE_BYTES, ITEM_ID, validate_inventory
 from riskrank.index.tables import as_table
 
-_ID, _REASON = "__rr_item_id", "__rr_reason"
+_ID, _REASON, _KEY = "__rr_item_id", "__rr_reason", "__rr_key"
 SAVE_TO = "__rr_save_to"  # a chunk's column: the file its embedding is saved to (resume)
 # index.schema's wording: a bad-UTF-8 row keeps that reason even when its id is a duplicate.
 _UTF8_REASON = "text is not valid UTF-8"
@@ -29,12 +30,14 @@ _UTF8_REASON = "text is not valid UTF-8"
 # ----------------------------------------------------------------------------- validate
 
 
-def _validate(batch: pa.Table, *, require_text: bool) -> pa.Table:
+def _validate(batch: pa.Table, *, require_text: bool, base_dirs: list) -> pa.Table:
     """``validate_inventory`` on one block (a Ray Data task): one row per input row, in order,
-    with the item_id as a string, the failure (null when valid) and the validated columns
-    (null for invalid rows)."""
+    with the item_id as a string, the failure (null when valid), the row's content digest
+    (``index.content_digest.row_digests``: what chunks are named by, computed here where the
+    image bytes are) and the validated columns (null for invalid rows)."""
     n = batch.num_rows
     items, bad = validate_inventory(batch, require_text=require_text)
+    keys: list[str | None] = [None] * n
     ids: list[str | None] = [None] * n
     reasons: list[str | None] = [None] * n
     for row, item_id, why in zip(
@@ -44,12 +47,18 @@ def _validate(batch: pa.Table, *, require_text: bool) -> pa.Table:
     ):
         ids[row], reasons[row] = item_id, why
     good = np.flatnonzero([r is None for r in reasons])
-    for row, item_id in zip(good, items.column(ITEM_ID).to_pylist()):
-        ids[row] = item_id
+    for row, item_id, key in zip(
+        good, items.column(ITEM_ID).to_pylist(), row_digests(items, base_dirs=base_dirs)
+    ):
+        ids[row], keys[row] = item_id, key
     slots = np.full(n, -1)
     slots[good] = np.arange(len(good))
     take = pa.array(slots, mask=slots < 0)
-    cols = {_ID: pa.array(ids, pa.string()), _REASON: pa.array(reasons, pa.string())}
+    cols = {
+        _ID: pa.array(ids, pa.string()),
+        _REASON: pa.array(reasons, pa.string()),
+        _KEY: pa.array(keys, pa.string()),
+    }
     cols.update({name: items.column(name).take(take) for name in items.column_names})
     return pa.table(cols)
 
@@ -87,12 +96,13 @@ def _project(block: pa.Table) -> pa.Table:
     return block.select([c for c in block.column_names if c != IMAGE_BYTES])
 
 
-def _scan(projections) -> tuple[list[np.ndarray], pa.Table, list[dict], int]:
+def _scan(projections) -> tuple[list[np.ndarray], pa.Table, list[dict], int, list[str]]:
     """One ordered pass over the blocks' projections: global row numbers and duplicate ids.
 
     Returns per block the rows that passed, the metadata of all passing rows (input order),
-    the quarantine rows and the number of rows read.
+    the quarantine rows, the number of rows read and the passing rows' content digests.
     """
+    keys: list[str] = []
     first_seen: dict[str, int] = {}
     quarantined: list[dict] = []
     keep_rows: list[np.ndarray] = []
@@ -115,16 +125,19 @@ def _scan(projections) -> tuple[list[np.ndarray], pa.Table, list[dict], int]:
                 )
         n_in += block.num_rows
         keep_rows.append(np.flatnonzero(keep))
-        kept.append(block.filter(pa.array(keep)).drop([_ID, _REASON]))
+        passed = block.filter(pa.array(keep))
+        keys += passed.column(_KEY).to_pylist()
+        kept.append(passed.drop([_ID, _REASON, _KEY]))
     if not kept:
         raise ValueError("inventory: no rows were read")
-    return keep_rows, pa.concat_tables(kept, promote_options="default"), quarantined, n_in
+    items = pa.concat_tables(kept, promote_options="default")
+    return keep_rows, items, quarantined, n_in, keys
 
 
 def _gather_rows(rows: list[np.ndarray], save_to: str | None, *blocks: pa.Table) -> pa.Table:
     """One chunk of valid items: ``rows[i]`` of ``blocks[i]``, concatenated (a Ray task), with
     the file its embedding is to be saved to (``SAVE_TO``) when there is one."""
-    parts = [b.take(pa.array(r)).drop([_ID, _REASON]) for r, b in zip(rows, blocks)]
+    parts = [b.take(pa.array(r)).drop([_ID, _REASON, _KEY]) for r, b in zip(rows, blocks)]
     chunk = pa.concat_tables(parts, promote_options="default")
     if save_to is not None:
         chunk = chunk.append_column(SAVE_TO, pa.array([save_to] * chunk.num_rows, pa.string()))
@@ -182,6 +195,7 @@ class ValidatedInventory:
     items: pa.Table  # ids, text and metadata of the rows that passed, in input order
     quarantined: list[dict]  # rows for index.schema.quarantine_table
     n_in: int  # rows read
+    keys: list[str]  # content digest of each row that passed (index.content_digest)
 
     @property
     def num_valid(self) -> int:
@@ -217,7 +231,7 @@ class ValidatedInventory:
         ]
 
 
-def read_inventory(inventory, *, require_text: bool) -> ValidatedInventory:
+def read_inventory(inventory, *, require_text: bool, base_dirs: list) -> ValidatedInventory:
     """Validate ``inventory`` (a Parquet file, directory, list of files, or table) in Ray Data
     tasks, then number rows and find duplicate ids in one ordered pass on the driver.
 
@@ -226,11 +240,13 @@ def read_inventory(inventory, *, require_text: bool) -> ValidatedInventory:
     import ray
 
     valid = _read(inventory).map_batches(
-        _validate, fn_kwargs={"require_text": require_text}, batch_format="pyarrow"
+        _validate,
+        fn_kwargs={"require_text": require_text, "base_dirs": base_dirs},
+        batch_format="pyarrow",
     )
     blocks = valid.to_arrow_refs()
     project = ray.remote(_project)
-    keep_rows, items, quarantined, n_in = _scan(
+    keep_rows, items, quarantined, n_in, keys = _scan(
         ray.get(ref) for ref in [project.remote(b) for b in blocks]
     )
-    return ValidatedInventory(blocks, keep_rows, items, quarantined, n_in)
+    return ValidatedInventory(blocks, keep_rows, items, quarantined, n_in, keys)

@@ -22,8 +22,8 @@ from riskrank.index.vectors.faiss_index import (
     training_positions,
 )
 from riskrank.index.vectors.sharded import (
-    _empty,
     build_shard,
+    empty_result,
     merge_topk,
     shard_bounds,
     take_across_shards,
@@ -160,7 +160,7 @@ class RayShardedIndex:
 
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.ntotal == 0 or len(queries) == 0:
-            return _empty(len(queries))
+            return empty_result(len(queries))
         k = max(1, min(k, self.ntotal))
         ref = ray.put(queries)
         parts = ray.get([s.search.remote(ref, k) for s in self.servers])

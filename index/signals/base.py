@@ -96,7 +96,15 @@ class Signal(ABC):
     def compatible_with(self, recorded: dict) -> str | None:
         """Return why ``recorded`` (a manifest entry) does not match this signal, or None."""
         mine = self.describe()
-        for key in ("type", "model", "model_version", "pretrained", "dim"):
+        keys = ["type", "model", "model_version", "pretrained", "dim", "max_seq_length"]
+        if "fingerprint" in recorded or "fingerprint" in mine:
+            # The fingerprint is the encoder's output on a fixed probe: it names the weights
+            # themselves, so other weights behind the same name are refused too. One side
+            # without it cannot be shown to match.
+            keys.append("fingerprint")
+            if "fingerprint" not in recorded or "fingerprint" not in mine:
+                return "fingerprint: only one side records the encoder's weights fingerprint"
+        for key in keys:
             if key in recorded and key in mine and recorded[key] != mine[key]:
                 return f"{key}: index has {recorded[key]!r}, query encoder has {mine[key]!r}"
         return None

@@ -19,13 +19,12 @@ import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from riskrank.index.paths import read_capped, resolve_image_path
 from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH
 
 # 8192 x 8192: above any camera or screenshot, below what takes seconds and gigabytes to decode.
@@ -35,33 +34,25 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 def _open_source(
-    data: bytes | None, path: str | os.PathLike | None, base_dir: str | os.PathLike | None
+    data: bytes | None,
+    path: str | os.PathLike | None,
+    base_dir: str | os.PathLike | None,
+    max_bytes: int | None = None,
 ) -> tuple[io.BytesIO | None, str | None]:
-    """Pick what to open: bytes win over a path (the bytes are what the platform served)."""
+    """Pick what to open: bytes win over a path (the bytes are what the platform served).
+    A path must stay inside ``base_dir`` and under the byte cap (index/paths.py)."""
     if data is not None:
         if len(data) == 0:
             return None, "image_bytes is empty (0 bytes)"
         return io.BytesIO(bytes(data)), None
     if path is None or str(path).strip() == "":
         return None, None
-    text = str(path).strip()
-    parsed = urlparse(text)
-    if parsed.scheme in ("http", "https", "s3", "gs", "ftp"):
-        return None, f"remote URIs are not fetched: {text!r} (download the images, then index)"
-    if parsed.scheme == "file":
-        resolved = Path(unquote(parsed.path))
-    elif parsed.scheme and len(parsed.scheme) > 1:  # one letter is a Windows drive, not a scheme
-        return None, f"unsupported image URI scheme {parsed.scheme!r}: {text!r}"
-    else:
-        resolved = Path(text).expanduser()
-        if not resolved.is_absolute() and base_dir is not None:
-            resolved = Path(base_dir) / resolved
-    if not resolved.is_file():
-        return None, f"image file not found: {str(resolved)!r}"
-    try:
-        data = resolved.read_bytes()  # bytes, not a handle: animated files keep handles open
-    except OSError as exc:
-        return None, f"cannot read image file {str(resolved)!r}: {exc}"
+    resolved, reason = resolve_image_path(path, base_dir)
+    if resolved is None:
+        return None, reason
+    data, reason = read_capped(resolved, max_bytes)
+    if data is None:
+        return None, reason
     if len(data) == 0:
         return None, f"image file is empty (0 bytes): {str(resolved)!r}"
     return io.BytesIO(data), None
@@ -107,11 +98,14 @@ def decode_image(
     base_dir: str | os.PathLike | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[Image.Image | None, str | None]:
     """Decode one image to RGB. Returns ``(image, None)``, ``(None, reason)`` or ``(None, None)``.
 
     ``data`` (encoded bytes) wins over ``path``; a relative ``path`` is resolved against
-    ``base_dir``; ``file://`` URIs are read, ``http(s)://`` ones are refused (no network).
+    ``base_dir`` (default: the working directory) and must not leave it, symlinks resolved;
+    ``file://`` URIs inside it are read, ``http(s)://`` ones are refused (no network). Files
+    over ``max_bytes`` (default 50 MiB, or ``$RISKRANK_MAX_IMAGE_BYTES``) are refused unread.
     Animated images give their first frame; EXIF orientation is applied. ``max_pixels`` refuses
     decompression bombs before their pixels are allocated. ``draft_size`` lets JPEG decode at
     1/2, 1/4 or 1/8 scale while both sides stay >= ``draft_size`` (several times faster for
@@ -120,7 +114,7 @@ def decode_image(
     Never raises for bad content: ``(None, None)`` means the row has no image (normal),
     ``(None, reason)`` means it has one that cannot be used.
     """
-    source, reason = _open_source(data, path, base_dir)
+    source, reason = _open_source(data, path, base_dir, max_bytes)
     if source is None:
         return None, reason
     try:
@@ -167,6 +161,7 @@ def decode_images(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
     workers: int | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[list[Image.Image | None], list[str | None]]:
     """Decode the image of every row of ``table`` (``image_bytes`` and/or ``image_path``).
 
@@ -185,7 +180,7 @@ def decode_images(
 
     def one(i: int) -> tuple[Image.Image | None, str | None]:
         try:
-            return decode_image(datas[i], paths[i], base_dir, max_pixels, draft_size)
+            return decode_image(datas[i], paths[i], base_dir, max_pixels, draft_size, max_bytes)
         except Exception as exc:  # a batch job quarantines, it never dies
             return None, f"cannot decode image: {type(exc).__name__}: {exc}"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.manifest import package_version
-from riskrank.index.schema import TEXT
+from riskrank.index.schema import TEXT, is_blank
 from riskrank.index.signals.base import Signal, SignalBatch
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
@@ -136,7 +136,7 @@ class TextEmbeddingSignal(Signal):
             if TEXT in table.column_names
             else [None] * table.num_rows
         )
-        ok = np.array([t is not None and bool(t.strip()) for t in texts], dtype=bool)
+        ok = np.array([not is_blank(t) for t in texts], dtype=bool)  # zero-width-only: none
         vectors = np.zeros((len(texts), self.dim), np.float32)
         if ok.any():
             vectors[ok] = self.encoder.encode(

@@ -37,10 +37,9 @@ from riskrank.index.vectors.faiss_index import (
     choose_index_key,
     default_nprobe,
     order_ties_by_position,
+    train_and_add,
     training_positions,
 )
-
-ADD_BLOCK = 100_000  # what VectorIndex.build adds at a time
 
 
 def shard_bounds(n: int, num_shards: int) -> list[tuple[int, int]]:
@@ -67,15 +66,15 @@ def train_template(dim: int, key: str, sample: np.ndarray) -> np.ndarray:
 
 
 def build_shard(template: np.ndarray, vectors: np.ndarray, key: str, nprobe: int) -> VectorIndex:
-    """Add one shard's vectors to a copy of the trained template."""
+    """Add one shard's vectors to a copy of the trained template, in ``VectorIndex.build``'s
+    blocks (the template is trained: nothing is trained again)."""
     index = faiss.deserialize_index(np.asarray(template, dtype=np.uint8))
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    for start in range(0, len(vectors), ADD_BLOCK):
-        index.add(vectors[start : start + ADD_BLOCK])
+    train_and_add(index, np.ascontiguousarray(vectors, dtype=np.float32))
     return VectorIndex(index, key, nprobe)
 
 
-def _empty(n_queries: int) -> SearchResult:
+def empty_result(n_queries: int) -> SearchResult:
+    """What a search of an empty index (or with no queries) returns."""
     return SearchResult(np.zeros((n_queries, 0), np.float32), np.zeros((n_queries, 0), np.int64))
 
 
@@ -88,7 +87,7 @@ def merge_topk(results: Sequence[SearchResult], starts: Sequence[int], k: int) -
     n_queries = len(results[0].scores) if results else 0
     pairs = [(r, start) for r, start in zip(results, starts) if r.scores.shape[1]]
     if not pairs or n_queries == 0:
-        return _empty(n_queries)
+        return empty_result(n_queries)
     scores = np.concatenate([r.scores for r, _ in pairs], axis=1)
     positions = np.concatenate(
         [np.where(r.positions >= 0, r.positions + start, -1) for r, start in pairs], axis=1
@@ -147,7 +146,7 @@ class ShardedIndex:
     def search(self, queries: np.ndarray, k: int) -> SearchResult:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.ntotal == 0 or len(queries) == 0:
-            return _empty(len(queries))
+            return empty_result(len(queries))
         k = max(1, min(k, self.ntotal))
         return merge_topk([s.search(queries, k) for s in self.shards], self.starts, k)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -15,6 +16,31 @@ EPILOG = """examples:
   riskrank eval --queue sweep/queue.parquet --labels truth.parquet
   riskrank review import verdicts.csv --queue sweep/queue.parquet --model model/ --out model-v2/
 """
+
+
+def _k(value: str) -> int | None:
+    """``--k``: a positive integer, or ``all`` (recall every indexed item)."""
+    if value.lower() == "all":
+        return None
+    try:
+        k = int(value)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}")
+    return k
+
+
+def _add_k_flag(p: argparse.ArgumentParser) -> None:
+    from riskrank.recall.recaller import DEFAULT_K
+
+    p.add_argument(
+        "--k",
+        type=_k,
+        default=DEFAULT_K,
+        help=f"neighbours recalled per seed (default {DEFAULT_K}); only recalled items can be "
+        "queued; 'all' recalls every indexed item",
+    )
 
 
 def _print_table(rows: list[tuple[str, object]], title: str) -> None:
@@ -90,13 +116,20 @@ def _add_ray_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _ray_kwargs(args) -> dict:
-    return {
-        "num_shards": args.num_shards,
-        "concurrency": args.concurrency,
-        "cpus_per_actor": args.cpus_per_actor,
-        "use_gpu": {"auto": None, "yes": True, "no": False}[args.use_gpu],
-    }
+def _engine(args):
+    """``--engine``: "local", or the Ray sweep engine with the cluster flags (it serves
+    ``build_index`` as well; Ray is imported only when a build or sweep starts on it)."""
+    if args.engine == "local":
+        return "local"
+    from riskrank.rank.ray_engine import RaySweepEngine
+
+    return RaySweepEngine(
+        address=args.address,
+        num_shards=args.num_shards,
+        concurrency=args.concurrency,
+        cpus_per_actor=args.cpus_per_actor,
+        use_gpu={"auto": None, "yes": True, "no": False}[args.use_gpu],
+    )
 
 
 def cmd_fetch(args) -> int:
@@ -111,21 +144,17 @@ def cmd_index_build(args) -> int:
     from riskrank.index import build_index
 
     t = time.time()
-    kwargs = dict(signals=_signals(args), max_memory=args.max_memory, key=args.index_key)
-    if args.engine == "ray":
-        import ray
-
-        from riskrank.index.ray_engine.build import build_index_ray
-
-        ray.init(address=args.address)
-        try:
-            built = build_index_ray(
-                args.inventory, args.out, **kwargs, **_ray_kwargs(args), overwrite=args.overwrite
-            )
-        finally:
-            ray.shutdown()
-    else:
-        built = build_index(args.inventory, args.out, **kwargs, overwrite=args.overwrite)
+    engine = _engine(args)
+    with contextlib.nullcontext() if engine == "local" else engine.cluster(show_progress=True):
+        built = build_index(
+            args.inventory,
+            args.out,
+            signals=_signals(args),
+            engine=engine,
+            max_memory=args.max_memory,
+            key=args.index_key,
+            overwrite=args.overwrite,
+        )
     manifest = built.manifest
     items = manifest["items"]
     _print_table(
@@ -146,15 +175,23 @@ def cmd_recall(args) -> int:
     from riskrank.index.tables import write_parquet
     from riskrank.recall.recaller import recall
 
-    exemplars = lexical = None
+    exemplars = lexical = signals = None
     if args.model:
+        from riskrank.index.store import IndexMismatchError
         from riskrank.rank.pipeline import RiskModel
 
         model = RiskModel.load(args.model)
         exemplars, lexical = model.exemplars, model.lexical
-    cands = recall(
-        InventoryIndex.load(args.index), args.seeds, k=args.k, exemplars=exemplars, lexical=lexical
-    )
+        # The model's exemplars live in its encoders' spaces: the index must share them.
+        signals = {s.name: s for s in model.signals}
+    index = InventoryIndex.load(args.index, signals=signals)
+    missing = sorted(set(signals or ()) - set(index.signals))
+    if missing:
+        raise IndexMismatchError(
+            f"index {args.index} lacks the model's signals {missing} (it has "
+            f"{sorted(index.signals)}); build it with the model's signals"
+        )
+    cands = recall(index, args.seeds, k=args.k, exemplars=exemplars, lexical=lexical)
     write_parquet(cands, args.out)
     _print_table([("candidates", cands.num_rows), ("written", str(args.out))], "recall")
     return 0
@@ -162,14 +199,29 @@ def cmd_recall(args) -> int:
 
 def cmd_train(args) -> int:
     from riskrank.rank.pipeline import train
+    from riskrank.rank.ranker import RiskRanker
 
-    model = train(args.history, args.seeds, args.out, signals=_signals(args), k=args.k)
+    ranker = RiskRanker(precision_target=args.precision_target)
+    model = train(
+        args.history, args.seeds, args.out, signals=_signals(args), k=args.k, ranker=ranker
+    )
     imp = list(model.ranker.feature_importance().items())[:5]
     _print_table(
         [
             ("history rows", model.info["history_rows"]),
             ("history quarantined", model.info["history_quarantined"]),
             ("training candidates", model.info["training_candidates"]),
+            *[
+                (
+                    f"remove/act threshold ({p})",
+                    f"none: always escalate (best held-out cut: {t.n_selected} items, "
+                    f"precision lower bound {t.precision_lcb or 0:.3f} < {t.precision_target})"
+                    if t.threshold is None
+                    else f"P >= {t.threshold:.3f} (held-out precision {t.precision:.3f}, "
+                    f"95% lower bound {t.precision_lcb:.3f}, {t.n_selected} of {t.n_heldout})",
+                )
+                for p, t in sorted(model.ranker.thresholds_.items())
+            ],
             *[(f"top feature {i + 1}", f"{k} ({v:.0f})") for i, (k, v) in enumerate(imp)],
         ],
         f"model {args.out}",
@@ -179,42 +231,22 @@ def cmd_train(args) -> int:
 
 def cmd_sweep(args) -> int:
     from riskrank.rank.evaluation.report import plot_sweep, write_report
+    from riskrank.rank.pipeline import sweep
 
-    if args.engine == "ray":
-        from riskrank.rank.ray_engine import sweep_ray
-
-        if args.campaign_mode:
-            raise ValueError("--campaign-mode: not available with --engine ray yet")
-
-        result = sweep_ray(
-            args.inventory,
-            args.seeds,
-            args.model,
-            out_dir=args.out,
-            budget=args.budget,
-            k=args.k,
-            max_memory=args.max_memory,
-            index_key=args.index_key,
-            image_base_dir=args.image_base_dir,
-            address=args.address,
-            **_ray_kwargs(args),
-        )
-    else:
-        from riskrank.rank.pipeline import sweep
-
-        result = sweep(
-            args.inventory,
-            args.seeds,
-            args.model,
-            out_dir=args.out,
-            budget=args.budget,
-            k=args.k,
-            max_memory=args.max_memory,
-            index_key=args.index_key,
-            image_base_dir=args.image_base_dir,
-            campaigns=args.campaign_mode,
-            explore=args.explore,
-        )
+    result = sweep(
+        args.inventory,
+        args.seeds,
+        args.model,
+        engine=_engine(args),
+        out_dir=args.out,
+        budget=args.budget,
+        k=args.k,
+        max_memory=args.max_memory,
+        index_key=args.index_key,
+        image_base_dir=args.image_base_dir,
+        campaigns=args.campaign_mode,
+        explore=args.explore,
+    )
     out = Path(args.out)
     plot_sweep(result.queue, out)
     write_report(out, result.report, result.queue)
@@ -227,11 +259,14 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
         (k.replace("_", " "), report[k])
         for k in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
     ]
+    rows.append(("coverage (recalled / indexed)", f"{report.get('coverage', 0):.1%}"))
     rows.append(("seconds", report["seconds"]["total"]))
     if quality:
         rows += [(k, v) for k, v in quality.items() if k not in ("items", "positives")]
     rows += [("queue", str(out / "queue.parquet")), ("report", str(out / "report.md"))]
     _print_table(rows, "sweep summary")
+    for warning in report.get("warnings", []):
+        print(f"WARNING: {warning}")
 
 
 def cmd_eval(args) -> int:
@@ -328,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--index", required=True)
     r.add_argument("--seeds", required=True)
     r.add_argument("--out", required=True)
-    r.add_argument("--k", type=int, default=1000, help="neighbours per seed (default 1000)")
+    _add_k_flag(r)
     r.add_argument("--model", help="trained model dir: adds review-history evidence")
     r.set_defaults(func=cmd_recall)
 
@@ -338,7 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--seeds", required=True)
     t.add_argument("--out", required=True, help="model directory")
-    t.add_argument("--k", type=int, default=1000)
+    _add_k_flag(t)
+    t.add_argument(
+        "--precision-target",
+        type=float,
+        default=0.95,
+        help="precision an automatic action must hold on held-out history, at 95%% "
+        "confidence (default 0.95)",
+    )
     _add_signal_flags(t)
     t.set_defaults(func=cmd_train)
 
@@ -347,8 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", required=True)
     s.add_argument("--model", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--budget", type=int, help="items to escalate (default: every candidate)")
-    s.add_argument("--k", type=int, default=1000)
+    s.add_argument(
+        "--budget", type=int, help="keep the queue's first N rows (default: every recalled item)"
+    )
+    _add_k_flag(s)
     s.add_argument("--max-memory", default="4G")
     s.add_argument("--index-key")
     s.add_argument("--image-base-dir", help="directory that image_path values are relative to")
@@ -391,16 +435,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--n-seeds", type=int, default=5)
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--k", type=int, default=5000)
+    _add_k_flag(d)
     d.set_defaults(func=cmd_demo)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from riskrank.rank.output_lock import OutputLockedError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError, OutputLockedError) as exc:
         print(f"riskrank: error: {exc}", file=sys.stderr)
         return 2
 

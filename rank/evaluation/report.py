@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from riskrank.index.tables import SchemaError
 from riskrank.rank.evaluation.metrics import ranking_report
 
 
@@ -22,15 +23,42 @@ def score_population(queue_or_candidates: pa.Table, item_ids: list[str], column:
     return np.array([best.get(i, -np.inf) for i in item_ids])
 
 
+def queue_order_scores(queue: pa.Table, item_ids: list) -> np.ndarray:
+    """The queue's own order as scores for ``item_ids``: ``-rank``; items not queued -inf.
+
+    Every metric reads this, never ``risk_probability`` alone: ties in probability are broken
+    by the raw score in the queue, and an evaluation must judge the order reviewers get.
+    Ids are compared as strings (the queue stores them so; labels may hold integers).
+    """
+    if "rank" not in queue.column_names:
+        raise SchemaError(
+            f"queue: no 'rank' column (columns: {queue.column_names}); is this a riskrank queue?"
+        )
+    best: dict[str, float] = {}
+    for i, r in zip(queue.column("item_id").to_pylist(), queue.column("rank").to_pylist()):
+        if r is not None:
+            best[str(i)] = max(best.get(str(i), -np.inf), -float(r))
+    return np.array([best.get(str(i), -np.inf) for i in item_ids])
+
+
 def evaluate(queue: pa.Table, labels: pa.Table, *, budget_fraction: float = 0.05) -> dict:
-    """Quality of a queue against ground truth ``labels`` (item_id, verdict or label)."""
+    """Quality of a queue's order against ground truth ``labels`` (item_id, verdict or label).
+
+    Ranked by the queue's ``rank``; labelled items the queue does not hold rank last, and
+    ``coverage`` is the share of labelled items it holds.
+    """
     col = "verdict" if "verdict" in labels.column_names else "label"
+    if "item_id" not in labels.column_names or col not in labels.column_names:
+        raise SchemaError(
+            f"labels: need 'item_id' and 'verdict' (or 'label'), got {labels.column_names}"
+        )
     ids = labels.column("item_id").to_pylist()
     y = np.asarray(labels.column(col).to_pylist(), dtype=float)
-    s = score_population(queue, ids, "risk_probability")
+    s = queue_order_scores(queue, ids)
     return {
         "items": len(ids),
         "positives": int((y > 0).sum()),
+        "coverage": float(np.isfinite(s).mean()) if len(s) else 0.0,
         **ranking_report(y, s, budget_fraction=budget_fraction),
     }
 
@@ -51,7 +79,8 @@ def plot_sweep(queue: pa.Table, out: Path, labels: pa.Table | None = None) -> li
     ax = axes[0]
     if labels is not None:
         col = "verdict" if "verdict" in labels.column_names else "label"
-        truth = dict(zip(labels.column("item_id").to_pylist(), labels.column(col).to_pylist()))
+        ids = [str(i) for i in labels.column("item_id").to_pylist()]  # queue ids are strings
+        truth = dict(zip(ids, labels.column(col).to_pylist()))
         y = np.array([truth.get(i, 0) or 0 for i in queue.column("item_id").to_pylist()]) > 0
         ax.hist(
             [p[y], p[~y]],
@@ -63,7 +92,7 @@ def plot_sweep(queue: pa.Table, out: Path, labels: pa.Table | None = None) -> li
         ax.legend()
         ids = labels.column("item_id").to_pylist()
         yy = np.asarray(labels.column(col).to_pylist(), float) > 0
-        s = score_population(queue, ids, "risk_probability")
+        s = queue_order_scores(queue, ids)
         order = np.argsort(-s, kind="stable")
         hits = yy[order]
         prec = np.cumsum(hits) / np.arange(1, len(hits) + 1)
@@ -102,6 +131,8 @@ def write_report(
         "queued",
     ):
         lines.append(f"| {key.replace('_', ' ')} | {report[key]:,} |")
+    if "coverage" in report:
+        lines.append(f"| coverage (recalled / indexed) | {report['coverage']:.1%} |")
     lines.append(f"| policies | {', '.join(report['policies'])} |")
     if report.get("cold_start_policies"):
         lines.append(f"| cold-start policies | {', '.join(report['cold_start_policies'])} |")
@@ -110,6 +141,22 @@ def write_report(
         f"| seconds (index / recall / rank / total) | {secs['index']} / {secs['recall']} / "
         f"{secs['rank']} / {secs['total']} |"
     )
+    if report.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"- **{w}**" for w in report["warnings"]]
+    if report.get("decisions"):
+        lines += [
+            "",
+            "## Decisions per policy",
+            "",
+            "| policy | model | calibration | automatic action from P >= |",
+            "| --- | --- | --- | --- |",
+        ]
+        for p, d in sorted(report["decisions"].items()):
+            t = d["action_threshold"]
+            lines.append(
+                f"| {p} | {d['model']} | {d['calibration']} | "
+                f"{'never (escalate)' if t is None else f'{t:.3f}'} |"
+            )
     if quality:
         lines += ["", "## Quality against the labels", "", "| metric | value |", "| --- | --- |"]
         lines += [

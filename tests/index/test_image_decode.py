@@ -147,7 +147,7 @@ def test_paths_are_resolved_and_remote_uris_refused(tmp_path):
     (tmp_path / "a.png").write_bytes(encode(Image.new("RGB", (8, 8), RED)))
     (tmp_path / "empty.png").write_bytes(b"")
     assert decode_image(None, "a.png", base_dir=tmp_path)[0].getpixel((1, 1)) == RED
-    assert decode_image(None, (tmp_path / "a.png").as_uri())[0] is not None
+    assert decode_image(None, (tmp_path / "a.png").as_uri(), base_dir=tmp_path)[0] is not None
     assert "not found" in decode_image(None, "missing.png", base_dir=tmp_path)[1]
     assert "empty" in decode_image(None, "empty.png", base_dir=tmp_path)[1]
     assert "remote URIs are not fetched" in decode_image(None, "https://x.test/a.png")[1]

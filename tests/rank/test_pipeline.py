@@ -1,11 +1,17 @@
+import json
+import logging
+
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from riskrank.index.tables import SchemaError
 from riskrank.rank.app.cli import main
 from riskrank.rank.evaluation.metrics import average_precision
-from riskrank.rank.evaluation.report import score_population
+from riskrank.rank.evaluation.report import evaluate, score_population
+from riskrank.rank.model_store import MODEL_JSON, seal
 from riskrank.rank.pipeline import RiskModel, sweep
 
 
@@ -44,7 +50,13 @@ def test_sweep_end_to_end_counts_and_quality(tmp_path, inventory_items, seeds, t
     top = q.iloc[0]
     assert top.reasons and top.model == "full"
     assert q.matched_seed_ids.iloc[:10].map(len).sum() > 0
-    assert top.action in {"remove", "human_review"}
+    # 24 held-out reviews cannot show 95% precision at 95% confidence: no automatic action.
+    assert set(q.calibration) == {"policy_history"}
+    assert trained_model.ranker.thresholds_["scam"].threshold is None
+    assert q.action_threshold.isna().all() and set(q.action) == {"escalate"}
+    assert any("cannot show the precision target" in w for w in r["warnings"])
+    assert r["decisions"]["scam"]["calibration"] == "policy_history"
+    assert 0 < r["coverage"] <= 1
     for f in ("queue.parquet", "candidates.parquet", "quarantine.parquet", "report.json"):
         assert (tmp_path / "sw" / f).exists()
     assert pq.read_table(tmp_path / "sw" / "quarantine.parquet").num_rows == 3
@@ -61,9 +73,23 @@ def test_model_roundtrip_and_cold_policy(tmp_path, inventory_items, seeds, train
             "text": ["Replica designer handbags, authentic quality, 90% off"],
         }
     )
-    res = sweep(inventory_items.drop(["label"]), new_policy, model, k=50, show_progress=False)
+    # pytest's logging plugin is off (pyproject): listen on the library's logger directly.
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        res = sweep(inventory_items.drop(["label"]), new_policy, model, k=50, show_progress=False)
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
     assert res.report["cold_start_policies"] == ["counterfeit"]
     assert set(res.queue["model"].to_pylist()) == {"cold"}
+    # Cold: calibration transferred with the base rate re-estimated here, never automatic.
+    assert set(res.queue["calibration"].to_pylist()) == {"transferred"}
+    assert set(res.queue["action"].to_pylist()) == {"escalate"}
+    assert "estimated_base_rate" in res.report["decisions"]["counterfeit"]
+    assert any("'counterfeit' has no review history" in w for w in res.report["warnings"])
+    assert any("'counterfeit' has no review history" in r.getMessage() for r in records)
     top = res.queue.to_pandas().text.iloc[:5]
     assert sum("replica" in t.lower() for t in top) >= 3
 
@@ -71,7 +97,7 @@ def test_model_roundtrip_and_cold_policy(tmp_path, inventory_items, seeds, train
 def test_killed_sweep_resumes_to_the_same_queue(
     tmp_path, inventory_items, seeds, trained_model, monkeypatch
 ):
-    import riskrank.index.build as build
+    import riskrank.index.engine as build  # the local engine embeds through embed_chunk
 
     inv = inventory_items.drop(["label"])
     clean = sweep(inv, seeds, trained_model, out_dir=tmp_path / "clean", k=200, show_progress=False)
@@ -151,6 +177,8 @@ def test_cli_train_sweep_eval(tmp_path, history, inventory_items, seeds, capsys)
                 str(tmp_path / "sweep"),
                 "--budget",
                 "20",
+                "--k",
+                "all",
             ]
         )
         == 0
@@ -160,7 +188,14 @@ def test_cli_train_sweep_eval(tmp_path, history, inventory_items, seeds, capsys)
     assert (tmp_path / "sweep" / "report.md").exists() and (
         tmp_path / "sweep" / "report.png"
     ).exists()
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    # 24 held-out reviews cannot show the precision target: said in the summary and report.
+    assert "WARNING: policy 'scam'" in out and "coverage" in out
+    assert "## Warnings" in (tmp_path / "sweep" / "report.md").read_text()
+    with pytest.raises(SystemExit):
+        main(
+            ["sweep", "--inventory", "x", "--seeds", "x", "--model", "x", "--out", "x", "--k", "0"]
+        )
     assert (
         main(
             [
@@ -190,3 +225,70 @@ def test_cli_train_sweep_eval(tmp_path, history, inventory_items, seeds, capsys)
         )
         == 2
     )
+
+
+def test_integer_ids_and_k_none_cover_every_item(inventory_items, seeds, trained_model):
+    # A DataFrame whose ids are its integer index (a database key), and k=None: every indexed
+    # item gets a queue row, ids come back as their decimal strings.
+    df = inventory_items.drop(["label"]).to_pandas()
+    df.index = pd.Index(range(100, 100 + len(df)), name="item_id")
+    df = df.drop(columns=["item_id"])
+    res = sweep(df, seeds, trained_model, k=None, show_progress=False)
+    q = res.queue.to_pandas()
+    assert sorted(q.item_id) == sorted(str(i) for i in df.index)
+    assert res.report["coverage"] == 1.0 and res.report["items_not_recalled"] == 0
+    labels = pa.table({"item_id": list(df.index), "label": inventory_items["label"]})
+    assert evaluate(res.queue, labels)["coverage"] == 1.0  # integer labels match string ids
+
+
+def test_integer_ids_duplicates_still_caught():
+    from riskrank.index.schema import validate_inventory
+    from riskrank.index.tables import SchemaError
+    from riskrank.recall.history import validate_history
+    from riskrank.recall.seeds import SeedSet
+
+    items, bad = validate_inventory({"item_id": [7, 8, 7], "text": ["a", "b", "c"]})
+    assert items["item_id"].to_pylist() == ["7", "8"]
+    assert bad["reason"].to_pylist() == ["duplicate item_id '7' (first seen at row 0)"]
+    hist, bad = validate_history({"item_id": [1, 1], "policy": ["p", "p"], "verdict": [0, 2]})
+    assert hist["item_id"].to_pylist() == ["1"] and "duplicate review" in bad["reason"][0].as_py()
+    assert SeedSet.from_table({"seed_id": [5], "policy": ["p"], "text": ["x"]}).table[
+        "seed_id"
+    ].to_pylist() == ["5"]
+    with pytest.raises(SchemaError, match="floats are refused"):
+        validate_inventory({"item_id": [1.0, 2.0], "text": ["a", "b"]})
+    mixed = pd.DataFrame({"item_id": [1, "1"], "text": ["a", "b"]})
+    with pytest.raises(SchemaError, match="item_id"):
+        validate_inventory(mixed)
+
+
+def test_eval_reads_the_queue_order_not_the_probability():
+    # Two items tied at the same probability; the queue (raw score) puts the violation first.
+    queue = pa.table(
+        {
+            "rank": [1, 2, 3],
+            "item_id": ["b", "a", "c"],
+            "risk_probability": [0.9999, 0.9999, 0.2],
+        }
+    )
+    labels = pa.table({"item_id": ["a", "b", "c", "d"], "label": [0, 1, 0, 1]})
+    q = evaluate(queue, labels)
+    assert q["coverage"] == 0.75
+    assert q["AP"] == pytest.approx((1 + 2 / 4) / 2)  # b first; d never queued ranks last
+    with pytest.raises(SchemaError, match="rank"):
+        evaluate(queue.drop(["rank"]), labels)
+
+
+def test_model_without_thresholds_is_refused(tmp_path, trained_model):
+    trained_model.save(tmp_path / "m")
+    meta_path = tmp_path / "m" / "ranker" / "ranker.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format"] = "riskrank.RiskRanker/1"
+    meta_path.write_text(json.dumps(meta))
+    # Re-seal, as an older riskrank would have saved it: the format check must refuse it,
+    # not the checksum check.
+    model_json = json.loads((tmp_path / "m" / MODEL_JSON).read_text())
+    model_json.pop("checksums")
+    seal(tmp_path / "m", model_json)
+    with pytest.raises(ValueError, match="retrain"):
+        RiskModel.load(tmp_path / "m")

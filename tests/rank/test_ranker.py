@@ -13,7 +13,9 @@ from riskrank.rank.ranker import RiskRanker, _groups
 
 
 def _synthetic_candidates(n=600, seed=0, with_history=True):
-    rng = np.random.default_rng(seed)
+    # Not seed 0 of RiskRanker(random_state=0): the same stream would hold out exactly the
+    # positives (random() < 0.2 inside random() < 0.3) and leave nothing to calibrate on.
+    rng = np.random.default_rng(100 + seed)
     y = rng.random(n) < 0.3
     best = np.clip(0.35 + 0.3 * y + 0.12 * rng.normal(size=n), -1, 1)
     cols = {
@@ -69,8 +71,7 @@ def test_cold_variant_used_without_history_and_errors_are_clear():
     ranker = RiskRanker(n_estimators=30).fit(train)
     assert "cold" in ranker.models_
     cold, y = _synthetic_candidates(seed=2, with_history=False)
-    _, variant = ranker._raw(cold)
-    assert set(variant) == {"cold"}
+    assert set(ranker.score(cold).variant) == {"cold"}
     assert average_precision(y, ranker.predict(cold)) > 0.7
     with pytest.raises(SchemaError, match="missing feature columns"):
         ranker.predict(cold.drop(["text_best_sim"]))
@@ -106,3 +107,35 @@ def test_n_jobs_reaches_lightgbm():
     from riskrank.rank.ranker import RiskRanker
 
     assert RiskRanker(n_jobs=1)._params(100, [])["n_jobs"] == 1
+
+
+def test_score_is_predict_proba_reasons_and_variant_in_one_and_slices_agree():
+    train, _ = _synthetic_candidates(seed=0)
+    ranker = RiskRanker(n_estimators=30).fit(train)
+    warm, _ = _synthetic_candidates(seed=3)
+    cold, _ = _synthetic_candidates(seed=4, with_history=False)
+    # Two policies, one with history evidence, one without: both boosters are used.
+    cold = cold.set_column(
+        cold.column_names.index("policy"), "policy", pa.array(["other"] * cold.num_rows)
+    )
+    both = pa.concat_tables([warm, cold], promote_options="default")
+    scored = ranker.score(both)
+    assert len(scored) == both.num_rows
+    assert set(scored.variant) == {"full", "cold"}
+    np.testing.assert_allclose(scored.scores, ranker.predict(both))
+    np.testing.assert_allclose(scored.proba, ranker.predict_proba(both))
+    assert scored.reasons == ranker.reasons(both)
+    # Slices told the whole table's variants score as the whole table does.
+    variant = ranker.variants(both)
+    parts = [
+        ranker.score(both.slice(s, 37), variant=variant[s : s + 37], calibrate=False)
+        for s in range(0, both.num_rows, 37)
+    ]
+    joined = ranker.calibrate_scored(type(scored).concat(parts), both.column("policy").to_pylist())
+    np.testing.assert_array_equal(joined.scores, scored.scores)
+    np.testing.assert_array_equal(joined.proba, scored.proba)
+    assert list(joined.calibration) == list(scored.calibration)
+    assert list(joined.variant) == list(scored.variant) and joined.reasons == scored.reasons
+    with pytest.raises(ValueError, match="variant: expected"):
+        ranker.score(both.slice(0, 5), variant=variant[:4])
+    assert len(ranker.score(both.slice(0, 0))) == 0

@@ -1,6 +1,7 @@
-"""rank.ray_engine: a sweep on a two-node local Ray cluster (1 CPU each) equals
-rank.pipeline.sweep, item by item and evidence value by value, also when an embedding actor dies
-mid-run; index.vectors.sharded merges shards exactly and survives a killed shard actor."""
+"""The Ray engine: a sweep on a two-node local Ray cluster (1 CPU each) equals the local
+engine's, item by item and evidence value by value, also when an embedding actor dies mid-run;
+a build killed under either engine resumes under either; index.vectors.sharded merges shards
+exactly and survives a killed shard actor."""
 
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ import pytest
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 
-from riskrank.index.ray_engine.build import build_index_ray, plan_cluster  # noqa: E402
+from riskrank.index.build import build_index  # noqa: E402
+from riskrank.index.ray_engine.engine import RayEngine, plan_cluster  # noqa: E402
 from riskrank.index.ray_engine.inventory import _read, ordered_data_context  # noqa: E402
+from riskrank.index.signals.text import TextEmbeddingSignal  # noqa: E402
 from riskrank.index.store import InventoryIndex  # noqa: E402
 from riskrank.index.vectors.faiss_index import SearchResult, VectorIndex  # noqa: E402
 from riskrank.index.vectors.sharded import ShardedIndex, merge_topk, shard_bounds  # noqa: E402
 from riskrank.rank.pipeline import sweep, train  # noqa: E402
-from riskrank.rank.ray_engine import ItemEmbedder, sweep_ray  # noqa: E402
+from riskrank.rank.ray_engine import ItemEmbedder, RaySweepEngine  # noqa: E402
 from riskrank.recall.recaller import recall  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,14 +171,21 @@ def cluster():
     nodes.shutdown()
 
 
-RAY_KW = dict(k=K, num_shards=3, rank_chunk_size=64)
+def on_cluster(**kw) -> RaySweepEngine:
+    return RaySweepEngine(num_shards=3, rank_chunk_size=64, **kw)
 
 
 @pytest.fixture(scope="module")
 def on_ray(cluster, data, model):
     out = data["root"] / "ray"
-    return sweep_ray(
-        data["inv_dir"], data["seeds"], model, out_dir=out, show_progress=False, **RAY_KW
+    return sweep(
+        data["inv_dir"],
+        data["seeds"],
+        model,
+        engine=on_cluster(),
+        out_dir=out,
+        k=K,
+        show_progress=False,
     )
 
 
@@ -362,16 +372,15 @@ class DiesOnce(ItemEmbedder):
 
 def test_killed_embedding_actor_is_retried_and_the_queue_is_complete(cluster, data, model, on_ray):
     marker = data["root"] / "killed-once"
-    got = sweep_ray(
+    got = sweep(
         [str(f) for f in data["files"]],  # a list of paths this time
         data["seeds"],
         model,
+        engine=on_cluster(embedder=DiesOnce, embedder_kwargs={"marker": str(marker)}),
         out_dir=data["root"] / "ray-fault",
         chunk_size=32,  # ~10 chunks over 2 actors: one dies on its 2nd
-        embedder=DiesOnce,
-        embedder_kwargs={"marker": str(marker)},
+        k=K,
         show_progress=False,
-        **RAY_KW,
     )
     assert marker.exists()  # an actor really died mid-run
     assert_same_queue(got.queue, on_ray.queue)
@@ -385,8 +394,6 @@ def test_killed_embedding_actor_is_retried_and_the_queue_is_complete(cluster, da
 def test_image_items_with_relative_paths_index_as_on_one_machine(cluster, tmp_path):
     from PIL import Image
 
-    from riskrank.index import build_index
-    from riskrank.index.signals import TextEmbeddingSignal
     from riskrank.index.signals.clip import ClipImageSignal, tiny_clip_encoder
     from riskrank.index.signals.pdq import PdqSignal
 
@@ -411,8 +418,8 @@ def test_image_items_with_relative_paths_index_as_on_one_machine(cluster, tmp_pa
     ]
 
     one = build_index(inventory, tmp_path / "one", signals=signals, chunk_size=8)
-    built = build_index_ray(
-        inventory, tmp_path / "ray", signals=signals, num_shards=2, chunk_size=8
+    built = build_index(
+        inventory, tmp_path / "ray", signals=signals, engine=RayEngine(num_shards=2), chunk_size=8
     )
     two = InventoryIndex.load(tmp_path / "ray")
     assert len(two.signals["image"].ids) == 21  # every image found by the actors
@@ -437,7 +444,7 @@ def test_image_items_with_relative_paths_index_as_on_one_machine(cluster, tmp_pa
             "image_path": [str(images / "ad3.png"), str(images / "ad7.png")],
         }
     )
-    got = recall(built.as_inventory_index(), seeds, k=8, show_progress=False)
+    got = recall(built, seeds, k=8, show_progress=False)
     want = recall(one, seeds, k=8, show_progress=False)
     assert got.column_names == want.column_names
     assert "pdq_best_distance" in got.column_names and "pdq_quality" in got.column_names
@@ -494,39 +501,90 @@ class Counts(ItemEmbedder):
         return super().embed(chunk)
 
 
-def test_a_killed_build_resumes_from_the_chunks_it_finished(cluster, data, single, tmp_path):
-    ids = pq.read_table(single.out_dir / "index" / "items.parquet").column("item_id").to_pylist()
-    kw = dict(num_shards=2, chunk_size=32, show_progress=False)
+class FailsOnItem(TextEmbeddingSignal):
+    """The local engine's kill: raises on the chunk holding item ``fail_on``."""
+
+    def __init__(self, encoder, *, fail_on: str):
+        super().__init__(encoder)
+        self.fail_on = fail_on
+
+    def embed_items(self, table, *, show_progress=False):
+        if self.fail_on in table.column("item_id").to_pylist():
+            raise RuntimeError("killed mid-build")
+        return super().embed_items(table, show_progress=show_progress)
+
+
+class CountsChunks(TextEmbeddingSignal):
+    """The local engine's counter: one call per chunk it embeds."""
+
+    def __init__(self, encoder):
+        super().__init__(encoder)
+        self.calls = 0
+
+    def embed_items(self, table, *, show_progress=False):
+        self.calls += 1
+        return super().embed_items(table, show_progress=show_progress)
+
+
+CHUNK = dict(chunk_size=32, show_progress=False)  # 9 chunks of the 273-row inventory's valid items
+
+
+def _killed_build(engine: str, data, path: Path, fail_on: str, encoder) -> list[int]:
+    """Build under ``engine`` until it dies on ``fail_on``; the chunks on disk when it raised."""
     with pytest.raises(RuntimeError, match="killed mid-build"):
-        build_index_ray(
-            data["inv_dir"],
-            tmp_path / "idx",
-            embedder=FailsOn,
-            embedder_kwargs={"fail_on": ids[6 * 32 + 5]},  # in chunk 6 of 9
-            **kw,
-        )
-    assert not (tmp_path / "idx" / "manifest.json").exists()
-    finished = len(list((tmp_path / "idx" / "_work").glob("chunk-*.parquet")))
-    assert 1 <= finished < 9
-    calls = tmp_path / "calls"
-    calls.mkdir()
-    built = build_index_ray(
-        data["inv_dir"],
-        tmp_path / "idx",
-        embedder=Counts,
-        embedder_kwargs={"calls": str(calls)},
-        **kw,
-    )
-    assert built.manifest["chunks"] == {"total": 9, "resumed": finished}
-    assert len(list(calls.iterdir())) == 9 - finished  # only the missing chunks embedded again
+        if engine == "ray":
+            ray_engine = RayEngine(
+                num_shards=2, embedder=FailsOn, embedder_kwargs={"fail_on": fail_on}
+            )
+            build_index(data["inv_dir"], path, engine=ray_engine, **CHUNK)
+        else:
+            build_index(
+                data["inv_dir"], path, signals=[FailsOnItem(encoder, fail_on=fail_on)], **CHUNK
+            )
+    assert not (path / "manifest.json").exists()
+    return sorted(int(f.name.split("-")[1]) for f in (path / "_work").glob("chunk-*.parquet"))
+
+
+def _resumed_build(engine: str, data, path: Path, calls: Path, encoder):
+    """Build under ``engine`` again; the index and how many chunks it embedded itself."""
+    if engine == "ray":
+        calls.mkdir()
+        ray_engine = RayEngine(num_shards=2, embedder=Counts, embedder_kwargs={"calls": str(calls)})
+        built = build_index(data["inv_dir"], path, engine=ray_engine, **CHUNK)
+        return built, len(list(calls.iterdir()))
+    counting = CountsChunks(encoder)
+    built = build_index(data["inv_dir"], path, signals=[counting], **CHUNK)
+    return built, counting.calls
+
+
+@pytest.mark.parametrize("killed, resumed", [("ray", "ray"), ("ray", "local"), ("local", "ray")])
+def test_a_killed_build_resumes_from_the_chunks_it_finished(
+    cluster, data, single, model, tmp_path, killed, resumed
+):
+    """What is on disk when the build raises is exactly what the resume uses, whichever
+    engine ran either (one chunk format): chunks still embedding on other actors when the
+    error surfaced are never committed, so the count taken at failure time holds."""
+    ids = pq.read_table(single.out_dir / "index" / "items.parquet").column("item_id").to_pylist()
+    encoder = model.signals[0].encoder
+    on_disk = _killed_build(killed, data, tmp_path / "idx", ids[6 * 32 + 5], encoder)  # chunk 6
+    # Committed in chunk order and never the chunk that failed: a prefix of chunks 0-5 (all
+    # six on one machine, where nothing runs beside the failing chunk).
+    assert on_disk == list(range(len(on_disk))) and len(on_disk) <= 6
+    if killed == "local":
+        assert len(on_disk) == 6
+    print(f"killed under {killed}: chunks on disk at failure {on_disk}")  # shown by -rP
+    built, embedded = _resumed_build(resumed, data, tmp_path / "idx", tmp_path / "calls", encoder)
+    assert built.manifest["engine"] == resumed
+    assert built.manifest["chunks"] == {"total": 9, "resumed": len(on_disk)}
+    assert embedded == 9 - len(on_disk)  # only the missing chunks embedded again
     assert not (tmp_path / "idx" / "_work").exists()
-    resumed, one = (
+    again, one = (
         InventoryIndex.load(tmp_path / "idx"),
         InventoryIndex.load(single.out_dir / "index"),
     )
-    assert list(resumed.signals["text"].ids) == list(one.signals["text"].ids)
+    assert list(again.signals["text"].ids) == list(one.signals["text"].ids)
     every = np.arange(len(ids))
     np.testing.assert_allclose(
-        resumed.signals["text"].vectors[every], one.signals["text"].vectors[every], atol=1e-6
+        again.signals["text"].vectors[every], one.signals["text"].vectors[every], atol=1e-6
     )
-    assert resumed.quarantine.equals(one.quarantine)
+    assert again.quarantine.equals(one.quarantine)

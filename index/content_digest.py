@@ -1,0 +1,115 @@
+"""Digests of what an index was built from: the content of every row, and the encoders.
+
+Reusing an index or a saved chunk is only safe when the inputs that made it are the same,
+and the item ids alone do not say that: an inventory re-exported with the same ids and new
+texts would be scored on the old vectors (stale, silently wrong results). So a row's digest
+covers its id and its content (text, image bytes, and the bytes of the file an ``image_path``
+names), and a build's digest adds the signals' ``describe()`` (encoder, weights fingerprint).
+
+>>> import pyarrow as pa
+>>> a = row_digests(pa.table({"item_id": ["x"], "text": ["hello"]}))
+>>> b = row_digests(pa.table({"item_id": ["x"], "text": ["hello!"]}))
+>>> a == b
+False
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+
+import pyarrow as pa
+
+from riskrank.index.paths import max_image_bytes, resolve_image_path
+from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_PATH, ITEM_ID
+
+_BATCH = 8192
+
+
+def _encode(value: object) -> bytes:
+    """Unambiguous bytes of one cell: a type tag, a length, the payload."""
+    if value is None:
+        return b"N"
+    if isinstance(value, bytes):
+        tag, payload = b"B", value
+    elif isinstance(value, str):
+        tag, payload = b"S", value.encode("utf-8", "surrogatepass")
+    else:  # numbers, dates, lists, dicts: repr is stable and keeps NaN/inf apart
+        tag, payload = b"R", repr(value).encode("utf-8", "surrogatepass")
+    return tag + len(payload).to_bytes(8, "little") + payload
+
+
+def _file_token(value: object, base_dirs: Sequence[object]) -> bytes:
+    """What the file an ``image_path`` names holds (per base directory a signal reads from):
+    its bytes' sha256, or the reason it cannot be read. Oversized files are named by size and
+    mtime (they are quarantined unread anyway)."""
+    if value is None or str(value).strip() == "":
+        return b"-"
+    out = []
+    for base in base_dirs:
+        path, reason = resolve_image_path(str(value), base)
+        if path is None:
+            out.append(b"!" + str(reason).encode("utf-8", "surrogatepass"))
+            continue
+        stat = path.stat()
+        if stat.st_size > max_image_bytes():
+            out.append(f"big:{stat.st_size}:{stat.st_mtime_ns}".encode())
+            continue
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        out.append(h.digest())
+    return b"|".join(out)
+
+
+def row_digests(
+    table: pa.Table,
+    *,
+    columns: Iterable[str] | None = None,
+    base_dirs: Sequence[str | os.PathLike | None] = (None,),
+) -> list[str]:
+    """One hex digest per row of ``table`` over ``columns`` (default: ``item_id`` and the
+    content columns present), with the file behind each ``image_path`` read from every
+    directory in ``base_dirs``."""
+    wanted = list(columns) if columns is not None else [ITEM_ID, *CONTENT_COLUMNS]
+    names = [c for c in wanted if c in table.column_names]
+    out: list[str] = []
+    for start in range(0, table.num_rows, _BATCH):
+        part = table.slice(start, _BATCH)
+        cols = [(n, part.column(n).to_pylist()) for n in names]
+        for r in range(part.num_rows):
+            h = hashlib.sha256()
+            for name, values in cols:
+                h.update(_encode(name))
+                h.update(_encode(values[r]))
+                if name == IMAGE_PATH:
+                    h.update(_file_token(values[r], base_dirs))
+            out.append(h.hexdigest()[:16])
+    return out
+
+
+def signal_base_dirs(signals: Iterable[object]) -> list[str | os.PathLike | None]:
+    """The directories the signals read ``image_path`` values from (None: working directory)."""
+    dirs = []
+    for signal in signals:
+        options = signal.get_runtime_options() if hasattr(signal, "get_runtime_options") else {}
+        if "base_dir" in options and options["base_dir"] not in dirs:
+            dirs.append(options["base_dir"])
+    return dirs or [None]
+
+
+def build_digest(table: pa.Table, signals: Sequence[object]) -> str:
+    """Digest of a whole build: every column of every row (metadata too: it is copied into
+    the index's items table), the files behind image paths, and each signal's ``describe()``
+    (encoder and weights fingerprint)."""
+    specs = [s.describe() for s in signals]
+    h = hashlib.sha256()
+    h.update(json.dumps([list(table.column_names), specs], default=str).encode())
+    h.update(str(table.num_rows).encode())
+    dirs = signal_base_dirs(signals)
+    for digest in row_digests(table, columns=table.column_names, base_dirs=dirs):
+        h.update(digest.encode())
+    return h.hexdigest()[:32]

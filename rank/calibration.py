@@ -1,0 +1,211 @@
+"""Raw ranking scores -> probabilities that mean what they say, and when an action may be automatic.
+
+Three pieces, each fitted on held-out review history (rows the booster never trained on):
+
+* ``ScoreCalibrator``: Platt scaling on standardised scores with a capped slope, squeezed so
+  that it is strictly increasing everywhere: two distinct raw scores never share a probability
+  (a steep fit used to push hundreds of items to exactly 1.0, and a queue ordered by
+  probability then lost its order). Probabilities stay within ``sigmoid(+-LOGIT_BOUND)``: a
+  held-out set of a few hundred reviews cannot vouch for more confidence than that anyway.
+* ``shift_prior``: a policy without history of its own borrows a calibrator fitted on other
+  policies' history; their base rate must not come with it. The base rate is re-estimated on
+  the sweep's own scores by EM (Saerens, Latinne & Decaestecker 2002, "Adjusting the outputs
+  of a classifier to new a priori probabilities").
+* ``choose_threshold``: the lowest probability at which a suggested action's precision on the
+  held-out history is at least the target by a one-sided 95% Clopper-Pearson lower bound, not
+  the point estimate (60 held-out hits in a row are needed before 0.95 can be claimed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+MAX_SLOPE = 4.0  # per standard deviation of held-out scores
+MIN_SLOPE = 1e-3  # strictly increasing even when the fit finds no signal
+LOGIT_BOUND = 9.0  # probabilities within (1.2e-4, 1 - 1.2e-4)
+MIN_HELDOUT = 20  # held-out rows of a policy needed to fit its own calibrator ...
+MIN_PER_CLASS = 5  # ... with at least this many violating and benign ones
+CONFIDENCE = 0.95
+CALIBRATION_KINDS = ("policy_history", "transferred", "none")
+
+
+def _squeeze(logit: np.ndarray) -> np.ndarray:
+    # tanh keeps the map strictly increasing while bounding it; float64 still separates
+    # logits far past the bound (derivative 8e-9 at ten times the bound).
+    return LOGIT_BOUND * np.tanh(np.asarray(logit, float) / LOGIT_BOUND)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p / (1.0 - p)))
+
+
+@dataclass(frozen=True)
+class ScoreCalibrator:
+    """P(violating | raw score) = sigmoid(squeeze(slope * (score - center) / scale + intercept)).
+
+    ``base_rate``: share of violations in the rows it was fitted on (the prior it carries).
+
+    >>> cal = ScoreCalibrator.fit(np.array([0.1, 0.5, 2.0] * 20), np.array([0, 0, 1] * 20))
+    >>> bool(cal.predict(np.array([2.0]))[0] > 0.9)
+    True
+    """
+
+    center: float
+    scale: float
+    slope: float
+    intercept: float
+    base_rate: float
+    n: int
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, y: np.ndarray) -> ScoreCalibrator | None:
+        """None when there are too few rows of either class to fit one."""
+        from sklearn.linear_model import LogisticRegression
+
+        scores, y = np.asarray(scores, float), np.asarray(y).astype(bool)
+        if len(scores) < MIN_HELDOUT or min(y.sum(), (~y).sum()) < MIN_PER_CLASS:
+            return None
+        center, scale = float(np.median(scores)), float(np.std(scores))
+        scale = scale if scale > 0 else 1.0
+        z = ((scores - center) / scale).reshape(-1, 1)
+        # C=1 on standardised scores: a mild prior against the extreme slopes that separable
+        # held-out sets produce; the cap below is the hard guarantee.
+        lr = LogisticRegression(C=1.0).fit(z, y)
+        slope = float(np.clip(lr.coef_[0, 0], MIN_SLOPE, MAX_SLOPE))
+        intercept = float(lr.intercept_[0])
+        if slope != lr.coef_[0, 0]:  # refit the intercept alone for the capped slope
+            intercept = _refit_intercept(slope * z[:, 0], y)
+        return cls(center, scale, slope, intercept, float(y.mean()), len(y))
+
+    @classmethod
+    def uninformed(cls, scores: np.ndarray) -> ScoreCalibrator:
+        """Standardise and squeeze only (``calibration == "none"``): an order, not a probability."""
+        scores = np.asarray(scores, float)
+        scale = float(np.std(scores)) if len(scores) > 1 and np.std(scores) > 0 else 1.0
+        center = float(np.median(scores)) if len(scores) else 0.0
+        return cls(center, scale, 1.0, 0.0, 0.5, 0)
+
+    def logit(self, scores: np.ndarray, shift: float = 0.0) -> np.ndarray:
+        """Unsqueezed log-odds, plus ``shift`` (a change of prior)."""
+        z = (np.asarray(scores, float) - self.center) / self.scale
+        return self.slope * z + self.intercept + shift
+
+    def predict(self, scores: np.ndarray, shift: float = 0.0) -> np.ndarray:
+        return _sigmoid(_squeeze(self.logit(scores, shift)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ScoreCalibrator:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+def _refit_intercept(x: np.ndarray, y: np.ndarray) -> float:
+    """Maximum-likelihood intercept for fixed log-odds ``x`` (1-D Newton steps)."""
+    b = 0.0
+    for _ in range(50):
+        p = _sigmoid(x + b)
+        step = (y.sum() - p.sum()) / max(float((p * (1 - p)).sum()), 1e-9)
+        b += step
+        if abs(step) < 1e-10:
+            break
+    return float(b)
+
+
+def shift_prior(
+    cal: ScoreCalibrator, scores: np.ndarray, *, max_iter: int = 200, tol: float = 1e-7
+) -> tuple[float, float]:
+    """(log-odds shift, estimated base rate) of the population ``scores`` came from.
+
+    EM of Saerens et al. (2002): posteriors under the calibrator's prior are re-weighted to a
+    candidate prior, whose new estimate is their mean, until it settles. Assumes the score
+    distribution within each class transfers; the base rate is what it re-learns.
+    """
+    scores = np.asarray(scores, float)
+    if len(scores) == 0:
+        return 0.0, cal.base_rate
+    train_prior = float(np.clip(cal.base_rate, 1e-4, 1 - 1e-4))
+    base = cal.logit(scores)
+    prior = train_prior
+    shift = 0.0
+    for _ in range(max_iter):
+        shift = _logit(prior) - _logit(train_prior)
+        new = float(np.clip(_sigmoid(base + shift).mean(), 1e-4, 1 - 1e-4))
+        if abs(new - prior) < tol:
+            prior = new
+            break
+        prior = new
+    return _logit(prior) - _logit(train_prior), prior
+
+
+@dataclass(frozen=True)
+class ActionThreshold:
+    """Where automatic action starts for one policy, and what held-out history said about it.
+
+    ``threshold`` None: the history cannot support ``precision_target``; every row escalates,
+    and ``n_selected`` / ``precision`` / ``precision_lcb`` describe the best cut there was.
+    """
+
+    precision_target: float
+    threshold: float | None
+    n_heldout: int
+    n_violating: int
+    n_selected: int = 0
+    precision: float | None = None
+    precision_lcb: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ActionThreshold:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+def precision_lower_bound(hits: np.ndarray, n: np.ndarray, confidence: float = CONFIDENCE):
+    """One-sided Clopper-Pearson lower bound on a precision of ``hits`` out of ``n``."""
+    from scipy.stats import beta
+
+    hits, n = np.asarray(hits, float), np.asarray(n, float)
+    lcb = beta.ppf(1.0 - confidence, hits, n - hits + 1)
+    return np.where(hits > 0, np.nan_to_num(lcb, nan=0.0), 0.0)
+
+
+def choose_threshold(
+    proba: np.ndarray, y: np.ndarray, precision_target: float
+) -> ActionThreshold:
+    """Lowest held-out probability whose top slice meets ``precision_target`` at 95% confidence.
+
+    Candidate cut points are the distinct probabilities (a cut never splits tied items); the
+    deepest one whose lower bound reaches the target wins.
+    """
+    if not 0 < precision_target <= 1:
+        raise ValueError(f"precision_target={precision_target!r}: expected a value in (0, 1]")
+    proba, y = np.asarray(proba, float), np.asarray(y).astype(bool)
+    none = ActionThreshold(precision_target, None, len(y), int(y.sum()))
+    if len(y) == 0 or not y.any():
+        return none
+    order = np.argsort(-proba, kind="stable")
+    p, hits = proba[order], np.cumsum(y[order])
+    n = np.arange(1, len(p) + 1)
+    last_of_tie = np.append(p[1:] != p[:-1], True)
+    lcb = precision_lower_bound(hits, n)
+    ok = np.flatnonzero(last_of_tie & (lcb >= precision_target))
+    # Without a threshold, the record keeps the best cut there was, to say how far off it is.
+    i = ok[-1] if len(ok) else int(np.argmax(np.where(last_of_tie, lcb, -1.0)))
+    return ActionThreshold(
+        precision_target,
+        float(p[i]) if len(ok) else None,
+        len(y),
+        int(y.sum()),
+        int(n[i]),
+        float(hits[i] / n[i]),
+        float(lcb[i]),
+    )

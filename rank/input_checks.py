@@ -1,0 +1,112 @@
+"""What ``train`` and ``sweep`` check about their inputs before the expensive part starts.
+
+Embedding thousands of items takes minutes; an input that cannot train or whose metadata
+would collide with the queue's own columns should fail (or be fixed, loudly) first.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+
+import pyarrow as pa
+
+from riskrank.index.schema import CONTENT_COLUMNS, ITEM_ID, quarantine_table
+from riskrank.index.tables import SchemaError
+from riskrank.rank.queue import QUEUE_FRONT
+from riskrank.recall.candidates import KEY_COLUMNS, evidence_feature_columns
+from riskrank.recall.history import POSITIVE_VERDICT
+
+log = logging.getLogger("riskrank")
+METADATA_PREFIX = "meta_"
+# Columns the pipeline itself writes into candidates and the queue (besides evidence).
+_RESERVED = {*QUEUE_FRONT, *KEY_COLUMNS, "verdict", "sweep_id"}
+
+
+class ThinHistoryWarning(UserWarning):
+    """A policy's review history has too few examples of a class to learn from reliably."""
+
+
+def check_budget(budget: int | None) -> None:
+    """``budget`` is the number of items to escalate: None (all) or a positive integer."""
+    if budget is None:
+        return
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
+        raise ValueError(f"budget={budget!r}: expected a positive number of items (or None)")
+
+
+def check_history_trainable(
+    hist: pa.Table, *, min_per_class: int = 2, warn: bool = True, after: str = ""
+) -> None:
+    """Refuse history the ranker cannot learn from (no violating or no benign row) before
+    anything is embedded; warn about policies with fewer than ``min_per_class`` of a class.
+    ``after``: what already removed rows, for the message."""
+    verdicts = hist.column("verdict").to_pylist()
+    policies = hist.column("policy").to_pylist()
+    pos = Counter(p for p, v in zip(policies, verdicts) if v >= POSITIVE_VERDICT)
+    neg = Counter(p for p, v in zip(policies, verdicts) if v < POSITIVE_VERDICT)
+    if not pos or not neg:
+        raise SchemaError(
+            f"history: {sum(pos.values())} violating (verdict>=2) and {sum(neg.values())} benign "
+            f"usable rows{after}; training needs both (see the history quarantine)"
+        )
+    for policy in sorted(set(policies)) if warn else ():
+        if pos[policy] < min_per_class or neg[policy] < min_per_class:
+            warnings.warn(
+                f"history: policy {policy!r} has {pos[policy]} violating and {neg[policy]} "
+                f"benign reviews; its probabilities will rest on almost nothing",
+                ThinHistoryWarning,
+                stacklevel=3,
+            )
+
+
+def history_rows_not_indexed(hist: pa.Table, index_quarantine: pa.Table) -> pa.Table:
+    """Quarantine rows for the reviews whose item could not be indexed (no usable content):
+    they take no part in training, so they count as quarantined."""
+    reasons = dict(
+        zip(
+            index_quarantine.column(ITEM_ID).to_pylist(),
+            index_quarantine.column("reason").to_pylist(),
+        )
+    )
+    rows = [
+        {ITEM_ID: item_id, "row": r, "stage": "history-index", "reason": reasons[item_id]}
+        for r, item_id in enumerate(hist.column(ITEM_ID).to_pylist())
+        if item_id in reasons
+    ]
+    return quarantine_table(rows)
+
+
+def _reserved(name: str) -> bool:
+    return (
+        name in _RESERVED
+        or name.startswith(("hist_", "__rr_"))
+        or bool(evidence_feature_columns(pa.table({name: pa.array([], pa.float32())})))
+    )
+
+
+def protect_metadata(table: pa.Table, *, what: str = "inventory") -> pa.Table:
+    """Rename metadata columns whose names the pipeline writes itself (``rank``, ``policy``,
+    ``severity``, ``model``, evidence such as ``text_best_sim``...) to ``meta_<name>``, so
+    they reach the queue instead of being overwritten (or, for evidence names, mistaken for
+    evidence by the ranker). Each rename is logged."""
+    names = list(table.column_names)
+    taken = set(names)
+    renamed = {}
+    for i, name in enumerate(names):
+        if name in CONTENT_COLUMNS or name == ITEM_ID or not _reserved(name):
+            continue
+        new = METADATA_PREFIX + name
+        while new in taken:
+            new = METADATA_PREFIX + new
+        taken.add(new)
+        names[i] = renamed[name] = new
+    if renamed:
+        log.warning(
+            "%s: metadata columns renamed so the queue keeps them: %s",
+            what,
+            ", ".join(f"{a} -> {b}" for a, b in renamed.items()),
+        )
+        table = table.rename_columns(names)
+    return table

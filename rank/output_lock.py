@@ -1,0 +1,89 @@
+"""One writer per output directory, and no leftovers from writers that died.
+
+Two sweeps into one ``--out`` (or two trains into one model directory) interleave their
+files: a queue from one run beside the candidates of the other. ``output_lock`` takes an
+exclusive ``filelock`` on ``.<name>.lock`` beside the directory and refuses a second writer
+at once with a clear error; the lock dies with its process, so a killed run never leaves
+the directory locked. Holding the lock, it removes the temp files (``<file>.<pid>.tmp``)
+that killed runs left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+
+class OutputLockedError(RuntimeError):
+    """Another process is writing into the same output directory."""
+
+
+def lock_path(directory: str | Path) -> Path:
+    directory = Path(directory).absolute()
+    return directory.parent / f".{directory.name}.lock"
+
+
+def _pid_of_tmp(path: Path) -> int | None:
+    parts = path.name.rsplit(".", 2)  # <file>.<pid>.tmp
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def clean_temp_files(directory: str | Path) -> list[Path]:
+    """Remove ``*.<pid>.tmp`` files under ``directory`` whose writer is not this process (the
+    caller holds the lock: any other writer is dead)."""
+    removed = []
+    root = Path(directory)
+    if not root.is_dir():
+        return removed
+    for path in root.rglob("*.tmp"):
+        pid = _pid_of_tmp(path)
+        if pid is not None and pid != os.getpid() and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def output_lock(directory: str | Path, *, what: str = "output directory") -> Iterator[Path]:
+    """Hold the exclusive lock of ``directory`` for the block; refuse if another holds it."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path(directory), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise OutputLockedError(
+            f"{what} {directory} is in use by another riskrank run (lock {lock_path(directory)}); "
+            f"wait for it to finish or write somewhere else"
+        ) from exc
+    try:
+        clean_temp_files(directory)
+        yield directory
+    finally:
+        lock.release()
+
+
+def holds_output_lock(argument: str, *, what: str) -> Callable:
+    """Decorator: run the function holding ``output_lock`` on its ``argument`` (a directory
+    path; no lock when it is None)."""
+
+    def wrap(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def locked(*args, **kwargs):
+            target = signature.bind(*args, **kwargs).arguments.get(argument)
+            if target is None:
+                return fn(*args, **kwargs)
+            with output_lock(target, what=what):
+                return fn(*args, **kwargs)
+
+        return locked
+
+    return wrap

@@ -1,0 +1,64 @@
+"""Hostile tables get a SchemaError naming the column (and row), never a library traceback."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from riskrank.index.schema import is_blank, validate_inventory
+from riskrank.index.tables import SchemaError, as_table
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"item_id": pa.array([], pa.string()), "text": pa.array([], pa.string())}, "0 rows"),
+        ({"item_id": ["a", "b"], "text": [1, 2]}, "column 'text' has type int64"),
+        ({"item_id": ["a", "b"], "text": [True, False]}, "column 'text' has type bool"),
+        ({"item_id": ["a"], "text": ["x"], "image_path": [3]}, "column 'image_path'"),
+        (pd.DataFrame([["a", "x", "y"]], columns=["item_id", "text", "text"]), r"\['text'\]"),
+        (
+            pa.Table.from_arrays([pa.array(["a"])] * 3, names=["item_id", "text", "text"]),
+            "duplicate column names",
+        ),
+        (
+            pd.DataFrame({"item_id": ["a", "b"], "text": ["x", "y"], "price": ["1", 2]}),
+            r"column 'price': mixes value types: str \(row 0\), int \(row 1\)",
+        ),
+        (
+            pd.DataFrame(
+                {"item_id": ["a", "b"], "text": pd.Series(["x", "y\ud800"], dtype=object)}
+            ),
+            "column 'text': row 1: text is not valid Unicode",
+        ),
+        ({"item_id": ["a", "b"], "text": ["x", "bad \udcff"]}, "column 'text': row 1"),
+    ],
+)
+def test_bad_tables_are_schema_errors_naming_the_column(data, match):
+    with pytest.raises(SchemaError, match=match):
+        validate_inventory(data)
+
+
+def test_mixed_types_from_pandas_name_the_first_rows_of_each_type():
+    df = pd.DataFrame(
+        {"item_id": ["a", "b", "c"], "verdict": pd.Series([None, "2", 0], dtype=object)}
+    )
+    with pytest.raises(
+        SchemaError, match=r"'verdict': mixes value types: str \(row 1\), int \(row 2\)"
+    ):
+        as_table(df, what="history")
+
+
+def test_invisible_only_text_is_empty():
+    assert is_blank("\u200b\u200c\u200d\ufeff \u2060\u3164\u2800\ufe0f")
+    assert not is_blank("a\u200b") and not is_blank("\u00e9") and not is_blank("😀")
+    table = pa.table({"item_id": ["zw", "ok"], "text": ["\u200b\u200b\u2060", "real words"]})
+    clean, bad = validate_inventory(table)
+    assert clean["item_id"].to_pylist() == ["ok"]
+    assert "invisible" in bad["reason"][0].as_py()
+
+
+def test_text_signal_does_not_embed_invisible_text(hashing_signal):
+    out = hashing_signal.embed_items(pa.table({"text": ["\u200b\u200d", "words"]}))
+    assert out.ok.tolist() == [False, True]

@@ -1,0 +1,163 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from riskrank.rank.calibration import (
+    LOGIT_BOUND,
+    MAX_SLOPE,
+    ScoreCalibrator,
+    choose_threshold,
+    precision_lower_bound,
+    shift_prior,
+)
+from riskrank.rank.queue import ESCALATE, suggested_actions
+from riskrank.rank.ranker import RiskRanker
+
+
+def _scores(n, base_rate, rng, sep=2.0):
+    y = rng.random(n) < base_rate
+    return rng.normal(sep * y, 1.0), y
+
+
+def test_separable_history_cannot_saturate_into_ties():
+    # Perfectly separated held-out scores: unregularised Platt drives the slope to infinity.
+    rng = np.random.default_rng(0)
+    s = np.r_[rng.normal(-3, 0.3, 300), rng.normal(3, 0.3, 100)]
+    y = np.r_[np.zeros(300), np.ones(100)]
+    cal = ScoreCalibrator.fit(s, y)
+    assert 0 < cal.slope <= MAX_SLOPE
+    # Scores far beyond anything seen, 1e-6 apart: every one keeps a probability of its own.
+    probe = np.r_[np.linspace(-40, 40, 20001), 10 + 1e-6 * np.arange(100), s]
+    probe = np.unique(probe)
+    p = cal.predict(probe)
+    assert np.all(np.diff(p) > 0), "not strictly increasing"
+    assert len(np.unique(p)) == len(probe)
+    assert p.max() < 1.0 and p.min() > 0.0
+    assert p.max() <= 1 / (1 + np.exp(-LOGIT_BOUND))
+
+
+def test_calibrated_on_its_own_distribution():
+    rng = np.random.default_rng(1)
+    s, y = _scores(4000, 0.3, rng)
+    cal = ScoreCalibrator.fit(s, y)
+    test_s, test_y = _scores(20000, 0.3, rng)
+    p = cal.predict(test_s)
+    bins = np.clip((p * 10).astype(int), 0, 9)
+    ece = sum(
+        abs(p[bins == b].mean() - test_y[bins == b].mean()) * (bins == b).mean()
+        for b in range(10)
+        if (bins == b).any()
+    )
+    assert ece < 0.02
+    assert cal.predict(test_s).mean() == pytest.approx(0.3, abs=0.02)
+
+
+def test_too_little_history_gives_no_calibrator():
+    assert ScoreCalibrator.fit(np.arange(10.0), np.r_[np.zeros(5), np.ones(5)]) is None
+    assert ScoreCalibrator.fit(np.arange(100.0), np.r_[np.zeros(97), np.ones(3)]) is None
+
+
+def test_prior_shift_re_estimates_the_base_rate():
+    # Calibrated where 10% violate; the new population has 50%: EM must find ~0.5, and the
+    # shifted probabilities must match the new base rate instead of inheriting 0.1.
+    rng = np.random.default_rng(2)
+    s, y = _scores(5000, 0.1, rng, sep=3.0)
+    cal = ScoreCalibrator.fit(s, y)
+    new_s, new_y = _scores(5000, 0.5, rng, sep=3.0)
+    unshifted = cal.predict(new_s).mean()
+    shift, prior = shift_prior(cal, new_s)
+    assert prior == pytest.approx(new_y.mean(), abs=0.04)
+    assert shift > 0
+    assert abs(cal.predict(new_s, shift).mean() - new_y.mean()) < abs(unshifted - new_y.mean())
+
+
+def test_threshold_uses_a_lower_confidence_bound():
+    # 20 hits out of 20: point precision 1.0, but 20 reviews cannot show 0.95 at 95%.
+    p = np.linspace(0.99, 0.5, 20)
+    none = choose_threshold(p, np.ones(20, bool), 0.95)
+    assert none.threshold is None
+    assert none.n_selected == 20 and none.precision == 1.0 and none.precision_lcb < 0.95
+    # 200 held-out rows, the top 100 all violating: the deepest cut whose bound holds is
+    # chosen, and one more row would break it.
+    p = np.linspace(1, 0, 200, endpoint=False)
+    y = np.r_[np.ones(100, bool), np.zeros(100, bool)]
+    t = choose_threshold(p, y, 0.95)
+    assert t.threshold is not None and t.precision_lcb >= 0.95
+    assert y[p >= t.threshold].mean() == t.precision >= 0.95
+    assert t.n_selected == (p >= t.threshold).sum() > 100
+    n = t.n_selected + 1
+    assert precision_lower_bound(np.array([y[:n].sum()]), np.array([n]))[0] < 0.95
+    # Clopper-Pearson: 59 of 59 is the first run that clears 0.95 one-sided at 95%.
+    lcb = precision_lower_bound(np.array([58, 59]), np.array([58, 59]))
+    assert lcb[0] < 0.95 <= lcb[1]
+    with pytest.raises(ValueError, match="precision_target"):
+        choose_threshold(p, y, 1.5)
+
+
+def test_actions_only_at_a_finite_threshold():
+    acts = suggested_actions(
+        np.array(["remove", "remove", "remove", "human_review"], dtype=object),
+        np.array([0.99, 0.5, 0.99, 0.99]),
+        np.array([0.9, 0.9, np.nan, 0.9]),
+    )
+    assert acts.tolist() == ["remove", ESCALATE, ESCALATE, ESCALATE]
+
+
+def _candidates(n, seed, policy="scam", with_history=True, base_rate=0.3):
+    # Not the ranker's random_state stream: its held-out draw would pick exactly the positives.
+    rng = np.random.default_rng(1000 + seed)
+    y = rng.random(n) < base_rate
+    best = np.clip(0.35 + 0.3 * y + 0.12 * rng.normal(size=n), -1, 1)
+    cols = {
+        "item_id": [f"{policy}{seed}-{i}" for i in range(n)],
+        "policy": [policy] * n,
+        "text_best_sim": best,
+        "text_top3_mean": best - 0.05,
+        "verdict": pa.array((2 * y).astype(np.int8)),
+    }
+    if with_history:
+        cols["hist_text_knn_score"] = np.clip(y * 0.7 + 0.3 * rng.random(n), 0, 1)
+    return pa.table(cols), y
+
+
+def test_ranker_records_thresholds_per_policy_and_refuses_old_models(tmp_path):
+    train = pa.concat_tables(
+        [_candidates(1500, 0)[0], _candidates(300, 1, policy="loans")[0]],
+    )
+    ranker = RiskRanker(
+        n_estimators=60, policy_precision_targets={"loans": 0.999}
+    ).fit(train)
+    scam, loans = ranker.thresholds_["scam"], ranker.thresholds_["loans"]
+    assert scam.precision_target == 0.95 and scam.threshold is not None
+    assert scam.precision_lcb >= 0.95
+    assert loans.precision_target == 0.999 and loans.threshold is None  # 60 rows cannot show it
+    test, y = _candidates(3000, 5)
+    cal = ranker.calibrate(ranker.predict(test), ranker.variants(test), test["policy"].to_pylist())
+    assert set(cal.calibration) == {"policy_history"}
+    acted = cal.proba >= scam.threshold
+    assert acted.sum() > 50 and y[acted].mean() >= 0.95
+    assert len(np.unique(cal.proba)) == len(np.unique(ranker.predict(test)))
+
+    ranker.save(tmp_path / "m")
+    again = RiskRanker.load(tmp_path / "m")
+    assert again.thresholds_ == ranker.thresholds_
+    np.testing.assert_allclose(again.predict_proba(test), ranker.predict_proba(test))
+    meta = json.loads((tmp_path / "m" / "ranker.json").read_text())
+    meta["format"] = "riskrank.RiskRanker/1"
+    del meta["action_thresholds"]
+    (tmp_path / "m" / "ranker.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="retrain"):
+        RiskRanker.load(tmp_path / "m")
+
+
+def test_cold_policy_does_not_inherit_the_training_base_rate():
+    # History: 10% violations. A new policy's sweep: 50%. The cold path must not say 10%.
+    ranker = RiskRanker(n_estimators=60).fit(_candidates(3000, 0, base_rate=0.1)[0])
+    cold, y = _candidates(3000, 7, policy="new", with_history=False, base_rate=0.5)
+    cal = ranker.calibrate(ranker.predict(cold), ranker.variants(cold), cold["policy"].to_pylist())
+    assert set(cal.calibration) == {"transferred"}
+    assert np.isnan(cal.action_threshold).all()  # never an automatic action
+    assert cal.base_rates["new"] == pytest.approx(0.5, abs=0.1)
+    assert cal.proba.mean() == pytest.approx(y.mean(), abs=0.1)

@@ -1,0 +1,132 @@
+"""Train and sweep refuse or repair bad inputs before the expensive work, and say so."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import train_small
+
+from riskrank.index.tables import SchemaError
+from riskrank.rank.app.cli import main
+from riskrank.rank.input_checks import ThinHistoryWarning
+from riskrank.rank.pipeline import sweep
+from riskrank.recall.seeds import SeedSet
+
+
+def test_history_that_cannot_train_fails_before_embedding(
+    tmp_path, history, seeds, hashing_signal, monkeypatch
+):
+    import riskrank.index.build as build
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("embedded before the history was checked")
+
+    monkeypatch.setattr(build, "embed_chunk", no_embedding)
+    benign = history.set_column(3, "verdict", pa.array([0] * history.num_rows, pa.int8()))
+    with pytest.raises(SchemaError, match="0 violating"):
+        train_small(benign, seeds, tmp_path / "m", hashing_signal)
+    with pytest.raises(SchemaError, match="0 rows"):
+        train_small(history.slice(0, 0), seeds, tmp_path / "m", hashing_signal)
+
+
+def test_thin_history_warns_and_dropped_rows_are_counted(tmp_path, seeds, hashing_signal):
+    hist = pa.table(
+        {
+            "item_id": ["a", "b", "c", "d"],
+            "text": ["You won a free iPhone, pay shipping", "Team meeting on Monday", "", None],
+            "policy": ["scam"] * 4,
+            "verdict": pa.array([2, 0, 2, 0], pa.int8()),
+        }
+    )
+    with pytest.warns(ThinHistoryWarning, match="'scam' has 1 violating and 1 benign"):
+        train_small(hist.slice(0, 2), seeds, tmp_path / "m", hashing_signal)
+    more = pa.concat_tables(
+        [hist]
+        + [
+            pa.table(
+                {
+                    "item_id": [f"x{i}", f"y{i}"],
+                    "text": [f"win a free prize number {i}", f"library hours change on day {i}"],
+                    "policy": ["scam"] * 2,
+                    "verdict": pa.array([2, 0], pa.int8()),
+                }
+            )
+            for i in range(30)
+        ]
+    )
+    model = train_small(more, seeds, tmp_path / "m2", hashing_signal)
+    assert model.info["history_quarantined"] == 2
+    q = pq.read_table(tmp_path / "m2" / "history_quarantine.parquet")
+    assert sorted(q["item_id"].to_pylist()) == ["c", "d"]
+
+
+def test_seed_severity_must_be_a_grade():
+    base = {"seed_id": ["s"], "policy": ["p"], "text": ["x"]}
+    with pytest.raises(SchemaError, match="severity 3.7"):
+        SeedSet.from_table({**base, "severity": [3.7]})
+    with pytest.raises(SchemaError, match="severity 'high'"):
+        SeedSet.from_table({**base, "severity": ["high"]})
+    assert SeedSet.from_table({**base, "severity": [3.0]}).table["severity"].to_pylist() == [3]
+    with pytest.raises(SchemaError, match="no content"):
+        SeedSet.from_table({**base, "text": ["\u200b\u200b"]})
+
+
+def test_budget_must_be_positive(inventory_items, seeds, hashing_model):
+    for budget in (0, -5):
+        with pytest.raises(ValueError, match="budget"):
+            sweep(inventory_items, seeds, hashing_model, budget=budget, show_progress=False)
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_metadata_named_like_queue_columns_is_kept_with_a_prefix(
+    inventory_items, seeds, hashing_model
+):
+    n = inventory_items.num_rows
+    inv = (
+        inventory_items.append_column("rank", pa.array(range(n)))
+        .append_column("model", pa.array(["mine"] * n))
+        .append_column("text_best_sim", pa.array([9.0] * n))
+        .append_column("meta_rank", pa.array(["taken"] * n))
+    )
+    records = _Records()  # pytest's log capture is off in this suite (-p no:logging)
+    logging.getLogger("riskrank").addHandler(records)
+    try:
+        res = sweep(inv, seeds, hashing_model, k=200, show_progress=False)
+    finally:
+        logging.getLogger("riskrank").removeHandler(records)
+    said = " ".join(records.lines)
+    assert "rank -> meta_meta_rank" in said and "model -> meta_model" in said
+    q = res.queue.to_pandas()
+    assert list(q["rank"]) == list(range(1, len(q) + 1))
+    assert set(q["meta_model"]) == {"mine"} and set(q["model"]) <= {"full", "cold"}
+    assert set(q["meta_text_best_sim"]) == {9.0} and q["text_best_sim"].max() <= 1.0 + 1e-6
+    assert set(q["meta_rank"]) == {"taken"}  # the user's own meta_rank is untouched
+    orig = dict(zip(inv["item_id"].to_pylist(), inv["rank"].to_pylist()))
+    assert all(orig[i] == r for i, r in zip(q["item_id"], q["meta_meta_rank"]))
+
+
+def test_cli_sweep_with_every_row_quarantined_reports(tmp_path, seeds, hashing_model, capsys):
+    hashing_model.save(tmp_path / "m")
+    pq.write_table(seeds, tmp_path / "s.parquet")
+    pq.write_table(
+        pa.table({"item_id": ["a", "b"], "text": ["", "\u200b"]}), tmp_path / "i.parquet"
+    )
+    argv = ["sweep", "--inventory", str(tmp_path / "i.parquet"), "--seeds"]
+    argv += [str(tmp_path / "s.parquet"), "--model", str(tmp_path / "m"), "--out"]
+    assert main(argv + [str(tmp_path / "o")]) == 0
+    assert re.search(r"items quarantined\s+2\n", capsys.readouterr().out)
+    assert pq.read_table(tmp_path / "o" / "queue.parquet").num_rows == 0
+    assert main(argv + [str(tmp_path / "o2"), "--budget", "0"]) == 2
+    assert "budget=0" in capsys.readouterr().err

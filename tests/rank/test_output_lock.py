@@ -1,0 +1,80 @@
+"""One writer per output directory; what killed writers left behind is cleaned."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from riskrank.rank.app.cli import main
+from riskrank.rank.output_lock import OutputLockedError, clean_temp_files, lock_path, output_lock
+from riskrank.rank.pipeline import sweep
+
+
+def test_a_second_sweep_into_a_busy_directory_is_refused(
+    tmp_path, inventory_items, seeds, hashing_model
+):
+    out = tmp_path / "sw"
+    # Another process holds the directory (as a running sweep would).
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from riskrank.rank.output_lock import output_lock
+                with output_lock({str(out)!r}):
+                    print("held", flush=True)
+                    sys.stdin.read()
+                """
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputLockedError, match="in use by another riskrank run"):
+            sweep(inventory_items, seeds, hashing_model, out_dir=out, show_progress=False)
+    finally:
+        holder.communicate("")
+    assert not (out / "queue.parquet").exists()
+    # The holder is gone: its lock went with it.
+    res = sweep(inventory_items, seeds, hashing_model, out_dir=out, k=200, show_progress=False)
+    assert res.queue.num_rows > 0
+
+
+def test_the_lock_is_exclusive_within_a_process_too(tmp_path):
+    with output_lock(tmp_path / "x"):
+        with pytest.raises(OutputLockedError):
+            with output_lock(tmp_path / "x"):
+                pass
+    assert lock_path(tmp_path / "x") == tmp_path / ".x.lock"
+
+
+def test_cli_refuses_a_busy_model_directory(tmp_path, capsys):
+    with output_lock(tmp_path / "model"):
+        argv = ["train", "--history", "h.parquet", "--seeds", "s.parquet"]
+        assert main(argv + ["--out", str(tmp_path / "model")]) == 2
+    assert "in use" in capsys.readouterr().err
+
+
+def test_temp_files_of_dead_writers_are_removed(tmp_path, inventory_items, seeds, hashing_model):
+    out = tmp_path / "sw"
+    (out / "index" / "_work").mkdir(parents=True)
+    leftovers = [
+        out / "queue.parquet.999999999.tmp",
+        out / "index" / "items.parquet.999999998.tmp",
+        out / "index" / "_work" / "chunk-000000-ab-cd.parquet.999999997.tmp",
+    ]
+    for p in leftovers:
+        p.write_bytes(b"half a file")
+    keep = out / "notes.tmp"  # not one of ours (no pid): left alone
+    keep.write_text("mine")
+    sweep(inventory_items, seeds, hashing_model, out_dir=out, k=200, show_progress=False)
+    assert not any(p.exists() for p in leftovers) and keep.exists()
+    assert clean_temp_files(tmp_path / "missing") == []
