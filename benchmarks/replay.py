@@ -251,6 +251,7 @@ def summarise(results: dict) -> list[dict]:
             m80, v80 = _mean_of(trials, "to_80")
             early = [t["rounds"][0]["found"] for t in trials]
             out.append({"set": name, "method": method, "trials": len(trials),
+                        "positives": trials[0]["positives"],
                         "to_50": m50, "to_80": m80, "to_50_trials": v50, "to_80_trials": v80,
                         "found_round0": float(np.mean(early)),
                         "found_after_3": float(np.mean([t["rounds"][min(2, len(t["rounds"]) - 1)]
@@ -278,9 +279,13 @@ def goal_check(summary: list[dict]) -> list[str]:
         best = min(rr) if rr else None
         a = got["bank"]["to_80"] if got["bank"] else None
         b = got["logreg"]["to_80"] if got["logreg"] else None
+        positives = next(s["positives"] for s in summary if s["set"] == name)
+        floor = int(np.ceil(TARGET * positives))
         lines.append(f"- {name}: best riskrank (c-e) reviews to 80% = {best}; vs (a) "
                      f"{_ratio(best, a)} (goal <= 0.7x), vs (b) {_ratio(best, b)} "
-                     "(goal <= 0.9x).")
+                     f"(goal <= 0.9x). One review per item can do no better than {floor} "
+                     f"(every review a violation): {_ratio(floor, a)} of (a), "
+                     f"{_ratio(floor, b)} of (b).")
         c, d, e = got["exploit"], got["explore"], got["campaign"]
         if c and d:
             lines.append(f"- {name}: exploration's early yield (violations found in rounds 1-3):"
