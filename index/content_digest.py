@@ -93,11 +93,17 @@ def row_digests(
 
 def signal_base_dirs(signals: Iterable[object]) -> list[str | os.PathLike | None]:
     """The directories the signals read ``image_path`` values from (None: working directory)."""
+    return base_dirs_of(
+        s.get_runtime_options() if hasattr(s, "get_runtime_options") else {} for s in signals
+    )
+
+
+def base_dirs_of(options: Iterable[dict]) -> list[str | os.PathLike | None]:
+    """The same from signals' runtime options (``{"base_dir": ...}``), as Ray workers get them."""
     dirs = []
-    for signal in signals:
-        options = signal.get_runtime_options() if hasattr(signal, "get_runtime_options") else {}
-        if "base_dir" in options and options["base_dir"] not in dirs:
-            dirs.append(options["base_dir"])
+    for opts in options:
+        if "base_dir" in opts and opts["base_dir"] not in dirs:
+            dirs.append(opts["base_dir"])
     return dirs or [None]
 
 

@@ -58,12 +58,24 @@ def write_json_atomic(data: dict, path: str | Path) -> Path:
     return write_text_atomic(json.dumps(data, indent=2), path)
 
 
+SELF_DIGEST = "manifest_sha256"
+
+
+def manifest_digest(manifest: dict) -> str:
+    """sha256 of the manifest's content (canonical JSON, without its own digest): a flipped
+    byte in ``nprobe``, a count or an index key is noticed like one in a data file."""
+    body = {k: v for k, v in manifest.items() if k != SELF_DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def write_manifest(path: str | Path, manifest: dict) -> Path:
-    """The index's manifest, with the format version, riskrank version and time added."""
+    """The index's manifest, with the format version, riskrank version, time and its own
+    digest added."""
     full = {
         "format_version": FORMAT_VERSION,
         "riskrank_version": package_version(),
         "created_at": utc_now(),
         **manifest,
     }
+    full[SELF_DIGEST] = manifest_digest(full)
     return write_json_atomic(full, Path(path) / MANIFEST)

@@ -27,8 +27,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from riskrank.index.checksums import verify_checksums
-from riskrank.index.manifest import FORMAT_VERSION, MANIFEST, sha256_file
+from riskrank.index.checksums import ChecksumError, verify_checksums
+from riskrank.index.manifest import (
+    FORMAT_VERSION,
+    MANIFEST,
+    SELF_DIGEST,
+    manifest_digest,
+    sha256_file,
+)
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import Signal, signal_from_manifest
 from riskrank.index.tables import SchemaError
@@ -132,7 +138,10 @@ class InventoryIndex:
             raise SchemaError(
                 f"{mpath}: format_version {manifest.get('format_version')} unsupported"
             )
-        if verify:  # items/quarantine tables (indexes from before these were recorded: none)
+        if verify:  # (indexes from before these were recorded have neither: nothing to check)
+            recorded = manifest.get(SELF_DIGEST)
+            if recorded is not None and recorded != manifest_digest(manifest):
+                raise ChecksumError(f"{mpath}: checksum mismatch (manifest changed or corrupt)")
             verify_checksums(path, manifest.get("files", {}), what="index")
         loaded = {}
         for name, entry in manifest["signals"].items():

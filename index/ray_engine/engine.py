@@ -248,9 +248,12 @@ class RayEngine:
         """An ``InventoryIndex`` whose searches and vector reads go to the shard actors (usable
         in Ray tasks on any node: it holds actor handles and the item table, not paths).
         ``InventoryIndex.load(path)`` opens the same files without Ray."""
+        # Seeds embedded through this index read image paths from the items' directory
+        # (runtime options such as base_dir are not in the manifest; index/paths.py).
+        options = {s.name: s.get_runtime_options() for s in signals}
         loaded = {
             name: SignalIndex(
-                signal_from_manifest(entry),
+                signal_from_manifest(entry).set_runtime_options(**options.get(name, {})),
                 entry,
                 built[name].index,
                 built[name].ids,

@@ -126,9 +126,7 @@ def test_ranker_records_thresholds_per_policy_and_refuses_old_models(tmp_path):
     train = pa.concat_tables(
         [_candidates(1500, 0)[0], _candidates(300, 1, policy="loans")[0]],
     )
-    ranker = RiskRanker(
-        n_estimators=60, policy_precision_targets={"loans": 0.999}
-    ).fit(train)
+    ranker = RiskRanker(n_estimators=60, policy_precision_targets={"loans": 0.999}).fit(train)
     scam, loans = ranker.thresholds_["scam"], ranker.thresholds_["loans"]
     assert scam.precision_target == 0.95 and scam.threshold is not None
     assert scam.precision_lcb >= 0.95

@@ -20,12 +20,12 @@ from riskrank.recall.seeds import SeedSet
 def test_history_that_cannot_train_fails_before_embedding(
     tmp_path, history, seeds, hashing_signal, monkeypatch
 ):
-    import riskrank.index.build as build
+    import riskrank.index.engine as engine  # the local engine embeds through embed_chunk
 
     def no_embedding(*args, **kwargs):
         raise AssertionError("embedded before the history was checked")
 
-    monkeypatch.setattr(build, "embed_chunk", no_embedding)
+    monkeypatch.setattr(engine, "embed_chunk", no_embedding)
     benign = history.set_column(3, "verdict", pa.array([0] * history.num_rows, pa.int8()))
     with pytest.raises(SchemaError, match="0 violating"):
         train_small(benign, seeds, tmp_path / "m", hashing_signal)

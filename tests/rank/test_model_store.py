@@ -95,6 +95,18 @@ def test_index_tables_are_checksummed(tmp_path, inventory_items, hashing_signal)
         InventoryIndex.load(tmp_path / "idx")
 
 
+def test_index_manifest_carries_its_own_checksum(tmp_path, inventory_items, hashing_signal):
+    import json
+
+    build_index(inventory_items, tmp_path / "idx", signals=[hashing_signal], show_progress=False)
+    mpath = tmp_path / "idx" / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    manifest["signals"]["text"]["nprobe"] = 7  # parses fine, searches differently
+    mpath.write_text(json.dumps(manifest, indent=2))
+    with pytest.raises(ChecksumError, match="manifest.json"):
+        InventoryIndex.load(tmp_path / "idx")
+
+
 def test_other_weights_under_the_same_name_are_refused(
     tmp_path, inventory_items, seeds, history, hashing_model, capsys
 ):
