@@ -310,7 +310,9 @@ def markdown(meta: dict, summary: list[dict], results: dict) -> str:
         f"{meta['library']['commit']}). Each round 100 decisions; stop at 80% of the violations"
         " found. Violations exclude the 5 seeds. Trial t: seeds drawn with "
         "`numpy.random.default_rng(t)`. Methods and set-up: the docstring of "
-        "benchmarks/replay.py. Plot: `results/replay.png`.", "",
+        "benchmarks/replay.py. Plot: `results/replay.png`."
+        + ("" if meta["complete"] else " **Stopped before every trial finished: the trials "
+           "column says how many each row has.**"), "",
         "| data set | method | trials | decisions to 50% | decisions to 80% | found in round 1 "
         "| found in rounds 1-3 | purity of campaign decisions | wrong verdicts |",
         "|---|---|---|---|---|---|---|---|---|",
