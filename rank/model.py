@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from riskrank.index.signals.base import Signal, signal_from_manifest
 from riskrank.index.store import IndexMismatchError
@@ -22,6 +23,7 @@ from riskrank.rank.model_store import (
     staged_directory,
 )
 from riskrank.rank.ranker import RiskRanker
+from riskrank.rank.reviewed import REVIEWED_TABLE
 from riskrank.recall.history import ReviewedExemplars
 from riskrank.recall.lexical import LexicalProbe
 
@@ -39,13 +41,18 @@ def check_model_dir(path: str | Path) -> None:
 
 @dataclass
 class RiskModel:
-    """A trained ranker plus what it needs at sweep time: the signals and the exemplars."""
+    """A trained ranker plus what it needs at sweep time: the signals and the exemplars.
+
+    ``reviewed``: the reviews with the content digest of what the reviewer saw
+    (``rank/reviewed.py``); None for models trained before digests were kept.
+    """
 
     ranker: RiskRanker
     signals: list[Signal]
     exemplars: dict[str, ReviewedExemplars]
     info: dict = field(default_factory=dict)
     lexical: LexicalProbe | None = None
+    reviewed: pa.Table | None = None
 
     def save(self, path: str | Path, *, tables: dict[str, pa.Table] | None = None) -> Path:
         """Write the model to ``path`` atomically; ``tables`` (name -> table) are saved and
@@ -57,6 +64,8 @@ class RiskModel:
                 ex.save(stage / "exemplars" / name)
             if self.lexical is not None:
                 self.lexical.save(stage / "lexical")
+            if self.reviewed is not None:
+                write_parquet(self.reviewed, stage / f"{REVIEWED_TABLE}.parquet")
             for name, table in (tables or {}).items():
                 write_parquet(table, stage / f"{name}.parquet")
             meta = {
@@ -64,6 +73,7 @@ class RiskModel:
                 "signals": [s.describe() for s in self.signals],
                 "exemplars": sorted(self.exemplars),
                 "lexical": self.lexical is not None,
+                "reviewed": self.reviewed is not None,
             }
             seal(stage, meta, unchecked=CACHES)
         return path
@@ -84,4 +94,8 @@ class RiskModel:
                 )
         exemplars = {n: ReviewedExemplars.load(path / "exemplars" / n) for n in meta["exemplars"]}
         lexical = LexicalProbe.load(path / "lexical") if meta.get("lexical") else None
-        return cls(RiskRanker.load(path / "ranker"), signals, exemplars, meta, lexical)
+        reviewed = (
+            pq.read_table(path / f"{REVIEWED_TABLE}.parquet") if meta.get("reviewed") else None
+        )
+        ranker = RiskRanker.load(path / "ranker")
+        return cls(ranker, signals, exemplars, meta, lexical, reviewed)

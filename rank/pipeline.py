@@ -31,7 +31,7 @@ from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.rank.engine import resolve_sweep_engine
-from riskrank.rank.exploration import EXPLORE_SHARE, arrange_queue, reviewed_pairs
+from riskrank.rank.exploration import EXPLORE_SHARE, arrange_queue
 from riskrank.rank.input_checks import (
     check_budget,
     check_history_trainable,
@@ -42,7 +42,9 @@ from riskrank.rank.model import RiskModel, check_model_dir
 from riskrank.rank.output_lock import holds_output_lock
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
+from riskrank.rank.reasons import explain_queue
 from riskrank.rank.review import lineage_info, lineage_tables
+from riskrank.rank.reviewed import mark_reviewed, reviewed_counts, reviewed_table
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
 from riskrank.recall.recaller import DEFAULT_K, recall
@@ -159,9 +161,10 @@ def train(
         "k": k,
         "seconds": round(time.time() - t0, 2),
     }
-    model = RiskModel(
-        ranker, [hindex.signals[s.name].signal for s in signals], exemplars, info, lexical
-    )
+    model_signals = [hindex.signals[s.name].signal for s in signals]
+    # What each reviewer saw, as a digest: a sweep re-escalates an item only if it changed.
+    reviewed = reviewed_table(hist, model_signals)
+    model = RiskModel(ranker, model_signals, exemplars, info, lexical, reviewed)
     model.info.update(lineage_info(hist))  # version 1, no parent; import_verdicts re-stamps
     model.save(
         model_dir, tables={"history_quarantine": quarantined, **lineage_tables(hist, seeds)}
@@ -194,6 +197,7 @@ def sweep(
     index_key: str | None = None,
     image_base_dir: str | Path | None = None,
     chunk_size: int = 2048,
+    include_reviewed: bool = False,
     show_progress: bool = True,
     campaigns: bool = False,
     explore: float = EXPLORE_SHARE,
@@ -216,6 +220,10 @@ def sweep(
 
     ``image_base_dir``: where relative ``image_path`` values live (image signals only; a
     model does not remember it).
+
+    ``include_reviewed``: keep items the model's history already judged under a policy and
+    whose content is unchanged since (default: left out of the queue, counted in
+    ``report["reviewed"]``; the ``reviewed`` / ``previous_verdict`` columns say which).
 
     With ``out_dir`` everything is written there (``index/``, ``candidates.parquet``,
     ``queue.parquet``, ``quarantine.parquet``, ``report.json``); running the same sweep again
@@ -249,6 +257,8 @@ def sweep(
         t_recall = time.time() - t0 - t_index
         scored = engine.score(model.ranker, cands)
         extra = {"engine": engine.name, **engine.report()}
+    # Not a feature: whether a reviewer already judged this content (rank/reviewed.py).
+    cands = mark_reviewed(cands, model.reviewed, inventory, model.signals)
     seconds = {"index": t_index, "recall": t_recall, "rank": time.time() - t0 - t_index - t_recall}
     return finish_sweep(
         cands,
@@ -260,13 +270,9 @@ def sweep(
         out_dir=out if out_dir else None,
         budget=budget,
         extra=extra,
-        arrange=partial(
-            arrange_queue,
-            index=index,
-            campaigns=campaigns,
-            explore=explore,
-            reviewed=reviewed_pairs(model.exemplars),
-        ),
+        include_reviewed=include_reviewed,
+        model=model,
+        arrange=partial(arrange_queue, index=index, campaigns=campaigns, explore=explore),
     )
 
 
@@ -290,17 +296,25 @@ def finish_sweep(
     out_dir: Path | None,
     budget: int | None,
     extra: dict | None = None,
+    include_reviewed: bool = False,
+    model: RiskModel | None = None,
     arrange: Callable[..., pa.Table] | None = None,
 ) -> SweepResult:
     """The end every sweep engine shares: queue, report (``extra`` keys added), the item
     accounting check, and the files in ``out_dir``.
 
-    ``scored``: the ranker's scores of ``cands``; ``manifest``: the index's. ``arrange``
-    (queue, budget=) -> queue: campaigns and exploration slots (rank/exploration.py), which
-    then applies the budget instead of ``build_queue``.
+    ``scored``: the ranker's scores of ``cands``; ``manifest``: the index's;
+    ``include_reviewed``: as in ``sweep`` (``cands`` marked by ``rank.reviewed``). ``model``:
+    adds the reviewer-facing reasons (rank/reasons.py) to the queue. ``arrange`` (queue,
+    budget=) -> queue: campaigns and exploration slots (rank/exploration.py), which then
+    applies the budget instead of ``build_queue``.
     """
-    queue = build_queue(cands, scored, budget=None if arrange else budget)
+    queue = build_queue(
+        cands, scored, budget=None if arrange else budget, include_reviewed=include_reviewed
+    )
     queue = arrange(queue, budget=budget) if arrange else queue
+    if model is not None:
+        queue = explain_queue(queue, cands, model, seeds)
     n_indexed = int(manifest["items"]["indexed"])
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     decisions = decision_report(cands, scored)
@@ -315,6 +329,7 @@ def finish_sweep(
         # share of the indexed inventory that was scored and so could be queued (budget aside)
         "coverage": round(recalled / n_indexed, 4) if n_indexed else 0.0,
         "policies": seeds.policies,
+        "reviewed": reviewed_counts(cands, include_reviewed),
         **decisions,
         "seconds": {
             **{stage: round(s, 2) for stage, s in seconds.items()},

@@ -22,6 +22,10 @@ Queue columns
 ``matched_seed_ids``  seeds the item matched, closest first.
 ``other_policies``    further policies it matched with probability >= 0.5.
 ``model``             ``full`` or ``cold`` (policy without review history).
+``reviewed``          ``""`` (not reviewed under this policy), ``"changed"`` (reviewed, content
+                      edited since) or ``"unchanged"`` (reviewed, same content: left out of the
+                      queue unless ``include_reviewed``); see ``rank/reviewed.py``.
+``previous_verdict``  the earlier review's verdict 0-3 (null when not reviewed).
 
 Ordered by ``risk_probability`` then ``risk_score``; ``rank`` is that order and every metric
 (``rank.evaluation``) reads it, never the probability alone.
@@ -50,6 +54,8 @@ QUEUE_FRONT = (
     "model",
     "calibration",
     "action_threshold",
+    "reviewed",
+    "previous_verdict",
 )
 ESCALATE = "escalate"
 NOT_AUTOMATIC = frozenset({ESCALATE, "human_review", ""})
@@ -68,6 +74,8 @@ QUEUE_SCHEMA = pa.schema(
         pa.field("model", pa.string()),
         pa.field("calibration", pa.string()),
         pa.field("action_threshold", pa.float64()),
+        pa.field("reviewed", pa.string()),
+        pa.field("previous_verdict", pa.int8()),
     ],
     metadata={"doc": "escalation queue; evidence and item metadata columns follow these"},
 )
@@ -85,12 +93,18 @@ def suggested_actions(
 
 
 def build_queue(
-    candidates: pa.Table, scored: ScoredCandidates, *, budget: int | None = None
+    candidates: pa.Table,
+    scored: ScoredCandidates,
+    *,
+    budget: int | None = None,
+    include_reviewed: bool = False,
 ) -> pa.Table:
     """One row per item (its riskiest policy), sorted by probability then score.
 
     ``scored``: ``RiskRanker.score(candidates)`` (row by row, calibrated). ``budget``: keep
     only the first ``budget`` rows (None: every recalled item).
+    ``include_reviewed``: keep candidate rows marked ``reviewed == "unchanged"`` (default:
+    an item already judged under a policy is not escalated again for it).
     """
     n = candidates.num_rows
     if len(scored) != n:
@@ -104,7 +118,12 @@ def build_queue(
     order = np.lexsort((-scores, -proba))
     first: dict[str, int] = {}
     others: dict[str, list[str]] = {}
+    skip = np.zeros(n, dtype=bool)
+    if not include_reviewed and "reviewed" in candidates.column_names:
+        skip = np.asarray(candidates.column("reviewed").to_pylist(), dtype=object) == "unchanged"
     for r in order:
+        if skip[r]:
+            continue
         if ids[r] not in first:
             first[ids[r]] = r
             others[ids[r]] = []

@@ -44,12 +44,34 @@ SIGNAL_EXTRA_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
     "quality": (pa.float32(), "quality of the item's own hash (0-100; low = flat image)"),
 }
 
+# Benign seeds (the allowlist, recall/allowlist.py): per signal, NaN when the policy has none,
+# so a model trained without them and candidates recalled without them stay compatible.
+BENIGN_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
+    "benign_sim": (pa.float32(), "similarity to the policy's closest benign seed (allowlist)"),
+    "benign_margin": (
+        pa.float32(),
+        "closest violating seed's similarity minus closest benign seed's (negative: more benign)",
+    ),
+}
+
 HISTORY_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
     "pos_max_sim": (pa.float32(), "similarity to the closest item reviewers confirmed violating"),
     "neg_max_sim": (pa.float32(), "similarity to the closest item reviewers found benign"),
     "knn_score": (pa.float32(), "share of confirmed violations among the closest reviewed items"),
     "knn_verdict": (pa.float32(), "mean verdict (0-3) of the closest reviewed items"),
     "probe_score": (pa.float32(), "log-odds of a linear classifier trained on the reviewed items"),
+}
+
+# The closest reviewed item itself, for reasons a reviewer can check ("looks like X, which
+# reviewers rejected"). Not ranking features: the ranker reads only the columns above.
+HISTORY_NEAREST: dict[str, tuple[pa.DataType, str]] = {
+    "nearest_id": (pa.string(), "id of the closest reviewed item"),
+    "nearest_sim": (pa.float32(), "similarity to the closest reviewed item"),
+    "nearest_verdict": (pa.float32(), "verdict (0-3) reviewers gave the closest reviewed item"),
+    "n_near_violating": (
+        pa.float32(),
+        "reviewed items confirmed violating above the strong match threshold (near-copies)",
+    ),
 }
 
 # How each piece of evidence should move risk (+1 up, -1 down, 0 either way). The ranker
@@ -66,6 +88,8 @@ MONOTONE = {
     "expansion_sim": 1,
     "pseudo_probe": 1,
     "best_distance": -1,
+    "benign_sim": -1,
+    "benign_margin": 1,
     "pos_max_sim": 1,
     "neg_max_sim": -1,
     "knn_score": 1,
@@ -101,9 +125,11 @@ def candidate_schema(signals: list[str], history: bool) -> pa.Schema:
     for s in signals:
         fields += [pa.field(seed_evidence_name(s, k), t) for k, (t, _) in SEED_EVIDENCE.items()]
         fields.append(pa.field(f"{s}_best_seed_id", pa.string()))
+        fields += [pa.field(seed_evidence_name(s, k), t) for k, (t, _) in BENIGN_EVIDENCE.items()]
         if history:
             fields += [
-                pa.field(history_evidence_name(s, k), t) for k, (t, _) in HISTORY_EVIDENCE.items()
+                pa.field(history_evidence_name(s, k), t)
+                for k, (t, _) in {**HISTORY_EVIDENCE, **HISTORY_NEAREST}.items()
             ]
     return pa.schema(fields)
 
@@ -123,7 +149,7 @@ def describe_feature(name: str) -> str:
         for suf, (_, words) in HISTORY_EVIDENCE.items():
             if name.endswith("_" + suf):
                 return f"{words} ({name[5 : -len(suf) - 1]})"
-    for suf, (_, words) in {**SEED_EVIDENCE, **SIGNAL_EXTRA_EVIDENCE}.items():
+    for suf, (_, words) in {**SEED_EVIDENCE, **SIGNAL_EXTRA_EVIDENCE, **BENIGN_EVIDENCE}.items():
         if name.endswith("_" + suf):
             return f"{words} ({name[: -len(suf) - 1]})"
     return name
@@ -135,7 +161,10 @@ def evidence_feature_columns(table: pa.Table) -> list[str]:
     for name in table.column_names:
         if name.startswith("hist_") and any(name.endswith("_" + s) for s in HISTORY_EVIDENCE):
             out.append(name)
-        elif any(name.endswith("_" + s) for s in (*SEED_EVIDENCE, *SIGNAL_EXTRA_EVIDENCE)):
+        elif any(
+            name.endswith("_" + s)
+            for s in (*SEED_EVIDENCE, *SIGNAL_EXTRA_EVIDENCE, *BENIGN_EVIDENCE)
+        ):
             out.append(name)
     return out
 
@@ -150,6 +179,8 @@ def schema_markdown() -> str:
     for suf, (typ, words) in SEED_EVIDENCE.items():
         lines.append(f"| `<signal>_{suf}` | {typ} | {words} |")
     lines.append("| `<signal>_best_seed_id` | string | id of the closest seed |")
-    for suf, (typ, words) in HISTORY_EVIDENCE.items():
+    for suf, (typ, words) in BENIGN_EVIDENCE.items():
+        lines.append(f"| `<signal>_{suf}` | {typ} | {words} |")
+    for suf, (typ, words) in {**HISTORY_EVIDENCE, **HISTORY_NEAREST}.items():
         lines.append(f"| `hist_<signal>_{suf}` | {typ} | {words} |")
     return "\n".join(lines)

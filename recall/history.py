@@ -34,11 +34,12 @@ from riskrank.index.tables import (
     require_columns,
     write_parquet,
 )
-from riskrank.recall.candidates import HISTORY_EVIDENCE
+from riskrank.recall.candidates import HISTORY_EVIDENCE, HISTORY_NEAREST
 
 VERDICT_MAX = 3
 POSITIVE_VERDICT = 2  # "violating": what positives, probes and probabilities are about
 PROBE_C = 1.0
+EXCERPT_CHARS = 300  # of reviewed text kept with the exemplars, for reasons and reports
 HISTORY_SCHEMA = pa.schema(
     [
         pa.field(ITEM_ID, pa.string(), nullable=False),
@@ -164,27 +165,44 @@ class ReviewedExemplars:
             ok = batch.ok
             vectors = batch.vectors[ok]
             history = history.filter(pa.array(ok))
-        keep = [c for c in (ITEM_ID, "policy", "verdict") if c in history.column_names]
-        return cls(signal.name, vectors, history.select(keep), k=k)
+        # sweep_id and a text excerpt let a queue row say "looks like X, which reviewers
+        # rejected in sweep S" without the history table at hand.
+        keep = [c for c in (ITEM_ID, "policy", "verdict", "sweep_id") if c in history.column_names]
+        table = history.select(keep)
+        if "text" in history.column_names:
+            excerpt = pc.utf8_slice_codeunits(history["text"], 0, EXCERPT_CHARS)
+            table = table.append_column("text", excerpt)
+        return cls(signal.name, vectors, table, k=k)
 
     @property
     def policies(self) -> list[str]:
         return sorted(self._by_policy)
 
     def evidence(
-        self, policy: str, item_ids: np.ndarray, item_vectors: np.ndarray, *, exclude_self: bool
+        self,
+        policy: str,
+        item_ids: np.ndarray,
+        item_vectors: np.ndarray,
+        *,
+        exclude_self: bool,
+        near_copy_sim: float | None = None,
     ) -> dict[str, np.ndarray]:
         """History evidence for items (rows of ``item_vectors``) under ``policy``.
 
         ``exclude_self`` drops an item's own review (leave-one-out), which is what training
         rows need so the ranker never learns from an item seeing its own label.
+        ``near_copy_sim``: similarity above which a reviewed item counts as a near-copy
+        (``hist_<signal>_n_near_violating``; NaN without it).
         """
         n = len(item_ids)
         nan = np.full(n, np.nan, np.float32)
         rows = self._by_policy.get(policy)
         pre = f"hist_{self.signal_name}_"
         if rows is None or len(rows) == 0 or n == 0:
-            return {pre + c: nan.copy() for c in HISTORY_EVIDENCE}
+            out = {pre + c: nan.copy() for c in HISTORY_EVIDENCE}
+            out.update({pre + c: nan.copy() for c in HISTORY_NEAREST})
+            out[pre + "nearest_id"] = np.full(n, None, dtype=object)
+            return out
         ex = self.vectors[rows]
         verdict = self._verdict[rows]
         ex_ids = self._ids[rows]
@@ -215,12 +233,19 @@ class ReviewedExemplars:
                     if item_id in oof:
                         probe[i] = oof[item_id]
         return {
+            **_nearest(pre, sims, pos, verdict, ex_ids, pos_mask, near_copy_sim),
             pre + "probe_score": probe,
             pre + "pos_max_sim": pos_max.astype(np.float32),
             pre + "neg_max_sim": neg_max.astype(np.float32),
             pre + "knn_score": ((w * pos_mask).sum(1) / wsum).astype(np.float32),
             pre + "knn_verdict": ((w * verdict[pos]).sum(1) / wsum).astype(np.float32),
         }
+
+    def reviewed(self, item_ids: list[str | None]) -> list[dict | None]:
+        """The stored review of each id (id, policy, verdict, sweep_id, text excerpt if kept)."""
+        row_of = {item_id: r for r, item_id in enumerate(self._ids)}
+        rows = self.table.to_pylist()
+        return [rows[row_of[i]] if i in row_of else None for i in item_ids]
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -241,3 +266,30 @@ class ReviewedExemplars:
         vectors = index.reconstruct_n(0, index.ntotal)
         table = pq.read_table(path / "exemplars.parquet")
         return cls(meta["signal"], vectors, table, k=meta["k"], probes=meta["probes"])
+
+
+def _nearest(
+    pre: str,
+    sims: np.ndarray,
+    pos: np.ndarray,
+    verdict: np.ndarray,
+    ex_ids: np.ndarray,
+    violating: np.ndarray,
+    near_copy_sim: float | None,
+) -> dict[str, np.ndarray]:
+    """The closest reviewed item of each row (its id, similarity, verdict) and the number of
+    confirmed violations among the neighbours closer than ``near_copy_sim``."""
+    valid = np.isfinite(sims)
+    best = np.where(valid, sims, -np.inf).argmax(1)
+    r = np.arange(len(sims))
+    found = valid[r, best]
+    ids = np.where(found, ex_ids[pos[r, best]], None).astype(object)
+    near = np.full(len(sims), np.nan, np.float32)
+    if near_copy_sim is not None:
+        near = (valid & violating & (sims >= near_copy_sim)).sum(1).astype(np.float32)
+    return {
+        pre + "nearest_id": ids,
+        pre + "nearest_sim": np.where(found, sims[r, best], np.nan).astype(np.float32),
+        pre + "nearest_verdict": np.where(found, verdict[pos[r, best]], np.nan).astype(np.float32),
+        pre + "n_near_violating": near,
+    }

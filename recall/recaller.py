@@ -19,6 +19,7 @@ from riskrank.index.signals.base import SignalBatch
 from riskrank.index.store import InventoryIndex, SignalIndex
 from riskrank.index.tables import TableLike
 from riskrank.index.vectors.faiss_index import is_compressed
+from riskrank.recall.allowlist import benign_evidence
 from riskrank.recall.candidates import (
     KEY_COLUMNS,
     SEED_EVIDENCE,
@@ -234,9 +235,11 @@ def recall(
     policy_all = np.asarray(seeds.table.column("policy").to_pylist(), dtype=object)
     severity_all = np.asarray(seeds.table.column("severity").to_pylist())
     action_all = np.asarray(seeds.table.column("action").to_pylist(), dtype=object)
+    benign_all = seeds.benign  # the allowlist: evidence only, never queries
     tables = []
     for policy in tqdm(seeds.policies, desc="recall", unit="policy", disable=not show_progress):
-        rows = np.flatnonzero(policy_all == policy)
+        rows = np.flatnonzero((policy_all == policy) & ~benign_all)
+        benign_rows = np.flatnonzero((policy_all == policy) & benign_all)
         per_signal = {}
         cand_ids: dict[str, None] = {}
         for name, state in states.items():
@@ -264,6 +267,11 @@ def recall(
             cols.update(ev)
             lo, _ = _thresholds(state.si)
             best = ev[seed_evidence_name(name, "best_sim")]
+            ok_benign = benign_rows[batches[name].ok[benign_rows]]
+            benign_q = np.ascontiguousarray(batches[name].vectors[ok_benign])
+            cols.update(
+                benign_evidence(name, state.similarity, benign_q, state.vectors, cand_pos, best)
+            )
             best_sims.append(np.nan_to_num(best, nan=-np.inf) >= lo)
             for c, sid in enumerate(ev[f"{name}_best_seed_id"]):
                 if sid is not None and best[c] >= lo:
@@ -272,9 +280,18 @@ def recall(
                 vecs = np.zeros((len(ids), q.shape[1]), np.float32)
                 have = cand_pos >= 0
                 vecs[have] = state.vectors[cand_pos[have]]
-                hist = exemplars[name].evidence(policy, ids, vecs, exclude_self=exclude_self)
+                hist = exemplars[name].evidence(
+                    policy,
+                    ids,
+                    vecs,
+                    exclude_self=exclude_self,
+                    near_copy_sim=_thresholds(state.si)[1],
+                )
                 for key, values in hist.items():
-                    cols[key] = np.where(have, values, np.nan).astype(np.float32)
+                    if values.dtype == object:  # the closest reviewed item's id
+                        cols[key] = np.where(have, values, None)
+                    else:
+                        cols[key] = np.where(have, values, np.nan).astype(np.float32)
         if text_of is not None:
             texts = [text_of.get(i) for i in ids]
             cols.update(lexical.evidence(policy, ids, texts, exclude_self=exclude_self))

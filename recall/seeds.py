@@ -5,9 +5,13 @@ Seed columns
 ``seed_id``   string, required, unique.
 ``policy``    string, required: the policy the seed violates ("scam", "counterfeit", ...).
 ``text`` / ``image_bytes`` / ``image_path``: the content, at least one per seed.
-``kind``      optional: ``"example"`` (default) or ``"description"`` - a policy written in words
-              ("loan offers promising guaranteed approval"), recalled zero-shot through the
-              same encoder.
+``kind``      optional: ``"example"`` (default; ``"violating"`` is the same) - a known
+              violation; ``"description"`` - a policy written in words ("loan offers promising
+              guaranteed approval"), recalled zero-shot through the same encoder; or
+              ``"benign"`` - a known look-alike that must NOT be escalated (a real loan offer
+              next to the scam template, a news article quoting an insult). Benign seeds recall
+              nothing; they add evidence (``recall/allowlist.py``): how close a candidate is to
+              the policy's nearest benign seed, and the margin to its nearest violating seed.
 ``severity``  optional int 1-4 (default 2): how bad a match is.
 ``action``    optional string: what to do with a confirmed match ("remove", "age_restrict",
               "review"...); default from severity.
@@ -19,13 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, TEXT, is_blank
 from riskrank.index.tables import SchemaError, TableLike, as_table, require_columns
 
-SEED_KINDS = ("example", "description")
+BENIGN = "benign"
+SEED_KINDS = ("example", "violating", "description", BENIGN)
 SEED_SCHEMA = pa.schema(
     [
         pa.field("seed_id", pa.string(), nullable=False),
@@ -40,6 +46,19 @@ SEED_SCHEMA = pa.schema(
     metadata={"doc": "a known violation (or a policy in words); content columns are optional"},
 )
 DEFAULT_ACTIONS = {1: "monitor", 2: "human_review", 3: "remove", 4: "remove_and_report"}
+
+
+def _check_policies_recall(table: pa.Table, what: str) -> None:
+    """A policy whose seeds are all benign would recall nothing and silently drop out."""
+    kinds: dict[str, set[str]] = {}
+    for pol, kind in zip(table.column("policy").to_pylist(), table.column("kind").to_pylist()):
+        kinds.setdefault(pol, set()).add(kind)
+    only_benign = sorted(p for p, k in kinds.items() if k == {BENIGN})
+    if only_benign:
+        raise SchemaError(
+            f"{what}: policy {only_benign[0]!r} has only benign seeds (kind='benign'); give at "
+            "least one violating seed (kind 'example' or 'description') for it to recall items"
+        )
 
 
 class SeedSet:
@@ -92,11 +111,17 @@ class SeedSet:
 
         if "kind" not in table.column_names:
             table = table.append_column("kind", pa.array(["example"] * n, pa.string()))
-        for i, kind in enumerate(table.column("kind").to_pylist()):
+        # A seed file that gives kinds for a few rows only: the others are plain examples.
+        kinds = ["example" if k is None or k == "" else k for k in table.column("kind").to_pylist()]
+        for i, kind in enumerate(kinds):
             if kind not in SEED_KINDS:
                 raise SchemaError(
                     f"{what}: seed '{ids[i]}': kind {kind!r}, expected one of {SEED_KINDS}"
                 )
+        table = table.set_column(
+            table.column_names.index("kind"), "kind", pa.array(kinds, pa.string())
+        )
+        _check_policies_recall(table, what)
         if "severity" not in table.column_names:
             table = table.append_column("severity", pa.array([2] * n, pa.int8()))
         sev = table.column("severity").to_pylist()
@@ -149,6 +174,11 @@ class SeedSet:
 
     def for_policy(self, policy: str) -> pa.Table:
         return self.table.filter(pc.equal(self.table["policy"], policy))
+
+    @property
+    def benign(self) -> np.ndarray:
+        """Per seed row: True for benign seeds (the allowlist), False for violating ones."""
+        return np.asarray(self.table.column("kind").to_pylist(), dtype=object) == BENIGN
 
     def __len__(self) -> int:
         return self.table.num_rows

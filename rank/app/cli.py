@@ -246,12 +246,34 @@ def cmd_sweep(args) -> int:
         image_base_dir=args.image_base_dir,
         campaigns=args.campaign_mode,
         explore=args.explore,
+        include_reviewed=args.include_reviewed,
     )
     out = Path(args.out)
-    plot_sweep(result.queue, out)
+    plot = plot_sweep(result.queue, out)[0]
     write_report(out, result.report, result.queue)
+    _write_html(result, out, plot, args.seeds, image_base_dir=args.image_base_dir)
     _summary(result.report, out)
     return 0
+
+
+def _write_html(result, out: Path, plot: Path, seeds, **kwargs) -> Path:
+    """report.html next to report.md, with the full item texts the highlights index."""
+    from riskrank.index.tables import as_table
+    from riskrank.rank.evaluation.html_report import write_html_report
+
+    cands = result.candidates
+    texts = {}
+    if cands.num_rows and "text" in cands.column_names:
+        texts = dict(zip(cands.column("item_id").to_pylist(), cands.column("text").to_pylist()))
+    return write_html_report(
+        out,
+        result.report,
+        result.queue,
+        texts=texts,
+        seeds=as_table(seeds, what="seeds"),
+        plot=plot,
+        **kwargs,
+    )
 
 
 def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
@@ -260,10 +282,13 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
         for k in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
     ]
     rows.append(("coverage (recalled / indexed)", f"{report.get('coverage', 0):.1%}"))
+    if report.get("reviewed", {}).get("excluded_from_queue"):
+        rows.append(("reviewed, unchanged (not queued)", report["reviewed"]["excluded_from_queue"]))
     rows.append(("seconds", report["seconds"]["total"]))
     if quality:
         rows += [(k, v) for k, v in quality.items() if k not in ("items", "positives")]
     rows += [("queue", str(out / "queue.parquet")), ("report", str(out / "report.md"))]
+    rows.append(("html report", str(out / "report.html")))
     _print_table(rows, "sweep summary")
     for warning in report.get("warnings", []):
         print(f"WARNING: {warning}")
@@ -297,8 +322,9 @@ def cmd_demo(args) -> int:
     result = sweep(paths["inventory"], paths["seeds"], model, out_dir=out / "sweep", k=args.k)
     labels = pq.read_table(paths["labels"])
     quality = evaluate(result.queue, labels)
-    plot_sweep(result.queue, out / "sweep", labels)
+    plot = plot_sweep(result.queue, out / "sweep", labels)[0]
     write_report(out / "sweep", result.report, result.queue, quality)
+    _write_html(result, out / "sweep", plot, paths["seeds"], quality=quality, labels=labels)
     _summary(result.report, out / "sweep", quality)
     return 0
 
@@ -406,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.1,
         help="share of the budget for exploration (default 0.1; 0 = off)",
+    )
+    s.add_argument(
+        "--include-reviewed",
+        action="store_true",
+        help="keep items the model's history already judged and whose content is unchanged "
+        "(default: left out of the queue and counted in the report)",
     )
     _add_ray_flags(s)
     s.set_defaults(func=cmd_sweep)

@@ -133,6 +133,17 @@ def write_report(
         lines.append(f"| {key.replace('_', ' ')} | {report[key]:,} |")
     if "coverage" in report:
         lines.append(f"| coverage (recalled / indexed) | {report['coverage']:.1%} |")
+    rev = report.get("reviewed")
+    if rev:
+        lines.append(
+            f"| reviewed before: unchanged / changed (candidate rows) | {rev['unchanged']:,} / "
+            f"{rev['changed']:,} |"
+        )
+        lines.append(
+            f"| reviewed and unchanged, left out of the queue (items) | "
+            f"{rev['excluded_from_queue']:,}"
+            f"{' (kept: include_reviewed)' if rev['include_reviewed'] else ''} |"
+        )
     lines.append(f"| policies | {', '.join(report['policies'])} |")
     if report.get("cold_start_policies"):
         lines.append(f"| cold-start policies | {', '.join(report['cold_start_policies'])} |")

@@ -1,0 +1,148 @@
+"""Already reviewed items: an item a reviewer judged under a policy is not escalated again
+for that policy unless its content changed since the review.
+
+At training time the model keeps, per review, the item's content digest (text, image bytes,
+the bytes of the file an ``image_path`` names: ``index.content_digest.row_digests``) in
+``reviewed.parquet``. A sweep digests the same content of today's candidates and marks each
+candidate row:
+
+``reviewed``          ``""`` (no review under this policy), ``"unchanged"`` (reviewed, same
+                      content today) or ``"changed"`` (reviewed, content edited since).
+``previous_verdict``  the review's verdict 0-3 (null when not reviewed).
+
+The queue leaves ``unchanged`` rows out by default (``include_reviewed=True`` keeps them) and
+the report counts them. A model trained before digests were kept marks nothing and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from riskrank.index.content_digest import row_digests, signal_base_dirs
+from riskrank.index.schema import CONTENT_COLUMNS, ITEM_ID
+from riskrank.index.tables import TableLike, as_table
+
+log = logging.getLogger("riskrank")
+REVIEWED_TABLE = "reviewed"  # reviewed.parquet in the model directory
+UNCHANGED, CHANGED = "unchanged", "changed"
+REVIEWED_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field("policy", pa.string(), nullable=False),
+        pa.field("verdict", pa.int8(), nullable=False),
+        pa.field("content_digest", pa.string(), nullable=False),
+    ],
+    metadata={"doc": "one review kept by the model: what the reviewer saw, as a digest"},
+)
+_CONTENT_TYPES = {"text": pa.string(), "image_bytes": pa.binary(), "image_path": pa.string()}
+
+
+def content_digests(table: pa.Table, signals: Iterable[object]) -> list[str]:
+    """One digest per row over the content columns only (not the id, not metadata).
+
+    Absent content columns count as empty, so a text-only history and an inventory with an
+    empty image column digest alike; image files are read from the signals' base directory.
+    """
+    for name in CONTENT_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, _CONTENT_TYPES[name]))
+    return row_digests(table, columns=CONTENT_COLUMNS, base_dirs=signal_base_dirs(signals))
+
+
+def reviewed_table(history: pa.Table, signals: Sequence[object]) -> pa.Table:
+    """What the model keeps of validated ``history``: item, policy, verdict, content digest."""
+    return pa.table(
+        {
+            ITEM_ID: history.column(ITEM_ID),
+            "policy": history.column("policy"),
+            "verdict": history.column("verdict").cast(pa.int8()),
+            "content_digest": pa.array(content_digests(history, signals), pa.string()),
+        },
+        schema=REVIEWED_SCHEMA,
+    )
+
+
+def _inventory_rows(inventory: TableLike | Sequence[str | Path], ids: set[str]) -> pa.Table:
+    """Today's rows of the reviewed items only (first row per id), from a table or Parquet
+    file(s), reading just the id and content columns."""
+    if isinstance(inventory, (str, Path)):
+        inventory = [inventory]
+    if isinstance(inventory, Sequence) and inventory and isinstance(inventory[0], (str, Path)):
+        # Parquet file(s) or a directory (the Ray engine): read only what the digest needs.
+        paths = [str(p) for p in inventory]
+        data = ds.dataset(paths if len(paths) > 1 else paths[0], format="parquet")
+        cols = [c for c in (ITEM_ID, *CONTENT_COLUMNS) if c in data.schema.names]
+        table = data.to_table(columns=cols)
+    else:
+        table = as_table(inventory, what="inventory")
+        table = table.select([c for c in (ITEM_ID, *CONTENT_COLUMNS) if c in table.column_names])
+    table = table.set_column(0, ITEM_ID, pc.cast(table[ITEM_ID], pa.string()))
+    table = table.filter(pc.is_in(table[ITEM_ID], pa.array(sorted(ids), pa.string())))
+    first: dict[str, int] = {}
+    for r, item_id in enumerate(table.column(ITEM_ID).to_pylist()):
+        first.setdefault(item_id, r)
+    return table.take(pa.array(list(first.values()), pa.int64()))
+
+
+def mark_reviewed(
+    cands: pa.Table,
+    reviewed: pa.Table | None,
+    inventory: TableLike | Sequence[str | Path],
+    signals: Sequence[object],
+) -> pa.Table:
+    """``cands`` with ``reviewed`` and ``previous_verdict`` columns (see the module doc)."""
+    n = cands.num_rows
+    status: list[str] = [""] * n
+    verdicts: list[int | None] = [None] * n
+    if reviewed is None:
+        log.warning(
+            "the model keeps no content digests of its reviews (trained before they were "
+            "kept): already reviewed items cannot be recognised and are queued again; retrain"
+        )
+    elif n:
+        review = {
+            (i, p): (v, d)
+            for i, p, v, d in zip(
+                *(reviewed.column(c).to_pylist() for c in (ITEM_ID, "policy", "verdict")),
+                reviewed.column("content_digest").to_pylist(),
+            )
+        }
+        ids = cands.column(ITEM_ID).to_pylist()
+        pols = cands.column("policy").to_pylist()
+        hit = [r for r in range(n) if (ids[r], pols[r]) in review]
+        today: dict[str, str] = {}
+        if hit:
+            rows = _inventory_rows(inventory, {ids[r] for r in hit})
+            today = dict(zip(rows.column(ITEM_ID).to_pylist(), content_digests(rows, signals)))
+        for r in hit:
+            verdicts[r], digest = review[(ids[r], pols[r])]
+            status[r] = UNCHANGED if today.get(ids[r]) == digest else CHANGED
+    for name, values in (
+        ("reviewed", pa.array(status, pa.string())),
+        ("previous_verdict", pa.array(verdicts, pa.int8())),
+    ):
+        if name in cands.column_names:
+            cands = cands.drop([name])
+        cands = cands.append_column(name, values)
+    return cands
+
+
+def reviewed_counts(cands: pa.Table, include_reviewed: bool) -> dict:
+    """For the report: reviewed candidate rows by status, and the items the queue left out
+    because every policy they were recalled for had already reviewed them unchanged."""
+    status = cands.column("reviewed").to_pylist() if "reviewed" in cands.column_names else []
+    ids = cands.column(ITEM_ID).to_pylist() if status else []
+    unchanged = {i for i, s in zip(ids, status) if s == UNCHANGED}
+    fully = unchanged - {i for i, s in zip(ids, status) if s != UNCHANGED}
+    return {
+        "unchanged": sum(s == UNCHANGED for s in status),
+        "changed": sum(s == CHANGED for s in status),
+        "excluded_from_queue": 0 if include_reviewed else len(fully),
+        "include_reviewed": include_reviewed,
+    }

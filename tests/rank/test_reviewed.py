@@ -1,0 +1,145 @@
+"""Already reviewed items are not escalated again unless their content changed since."""
+
+import json
+import logging
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from riskrank.rank.app.cli import main
+from riskrank.rank.model import RiskModel
+from riskrank.rank.pipeline import sweep
+from riskrank.rank.reviewed import content_digests, mark_reviewed
+
+
+def _inventory(history: pa.Table, inventory_items: pa.Table) -> tuple[pa.Table, set, set]:
+    """New items, plus 20 reviewed items of which the first 5 were edited since review."""
+    reviewed = history.slice(0, 20).select(["item_id", "text"])
+    texts = reviewed["text"].to_pylist()
+    edited = [t + " Limited offer, act now!" if i < 5 else t for i, t in enumerate(texts)]
+    ids = reviewed["item_id"].to_pylist()
+    old = pa.table({"item_id": ids, "text": edited})
+    new = inventory_items.select(["item_id", "text"])
+    return pa.concat_tables([new, old]), set(ids[:5]), set(ids[5:])
+
+
+def test_unchanged_reviews_leave_the_queue_changed_ones_come_back(
+    tmp_path, history, inventory_items, seeds, hashing_model
+):
+    inv, changed, unchanged = _inventory(history, inventory_items)
+    res = sweep(inv, seeds, hashing_model, out_dir=tmp_path / "sw", k=None, show_progress=False)
+    q = res.queue.to_pandas().set_index("item_id")
+    assert not set(q.index) & unchanged
+    assert changed <= set(q.index)
+    assert set(q.loc[list(changed), "reviewed"]) == {"changed"}
+    verdict = dict(zip(history["item_id"].to_pylist(), history["verdict"].to_pylist()))
+    assert all(q.loc[i, "previous_verdict"] == verdict[i] for i in changed)
+    new = q.drop(index=list(changed))
+    assert set(new.reviewed) == {""} and new.previous_verdict.isna().all()
+    rev = res.report["reviewed"]
+    assert rev == {
+        "unchanged": 15,
+        "changed": 5,
+        "excluded_from_queue": 15,
+        "include_reviewed": False,
+    }
+    assert json.loads((tmp_path / "sw" / "report.json").read_text())["reviewed"] == rev
+    # Every indexed item is recalled (k=None): the 15 are missing from the queue, nothing else.
+    assert res.queue.num_rows == res.report["items_indexed"] - 15
+
+    kept = sweep(inv, seeds, hashing_model, k=None, include_reviewed=True, show_progress=False)
+    kq = kept.queue.to_pandas().set_index("item_id")
+    assert unchanged <= set(kq.index)
+    assert set(kq.loc[list(unchanged), "reviewed"]) == {"unchanged"}
+    assert kept.report["reviewed"]["excluded_from_queue"] == 0
+    assert kept.queue.num_rows == res.queue.num_rows + 15
+
+
+def test_a_review_counts_for_its_own_policy_only(history, inventory_items, seeds, hashing_model):
+    inv, _, unchanged = _inventory(history, inventory_items)
+    other = seeds.set_column(1, "policy", pa.array(["counterfeit"] * seeds.num_rows))
+    res = sweep(inv, other, hashing_model, k=None, show_progress=False)
+    q = res.queue.to_pandas().set_index("item_id")
+    assert unchanged <= set(q.index)  # reviewed for "scam", never for "counterfeit"
+    assert set(q.reviewed) == {""}
+
+
+def test_content_digest_sees_text_and_image_edits_not_absent_columns():
+    text_only = pa.table({"item_id": ["a"], "text": ["hello"]})
+    with_image = pa.table(
+        {"item_id": ["a"], "text": ["hello"], "image_bytes": pa.array([None], pa.binary())}
+    )
+    other_id = pa.table({"item_id": ["b"], "text": ["hello"]})
+    assert content_digests(text_only, []) == content_digests(with_image, [])
+    assert content_digests(text_only, []) == content_digests(other_id, [])
+    edited = pa.table({"item_id": ["a"], "text": ["hello!"]})
+    assert content_digests(text_only, []) != content_digests(edited, [])
+    img = pa.table({"item_id": ["a"], "text": ["hello"], "image_bytes": [b"\x89PNG1"]})
+    img2 = pa.table({"item_id": ["a"], "text": ["hello"], "image_bytes": [b"\x89PNG2"]})
+    assert content_digests(img, []) != content_digests(img2, [])
+
+
+def test_model_keeps_digests_and_an_older_model_says_it_cannot(
+    tmp_path, history, inventory_items, seeds, hashing_model
+):
+    saved = RiskModel.load(hashing_model.save(tmp_path / "m"))
+    assert saved.reviewed.num_rows == history.num_rows
+    assert pq.read_table(tmp_path / "m" / "reviewed.parquet").equals(saved.reviewed)
+    # A model from before digests were kept: nothing is recognised, and a warning says why.
+    saved.reviewed = None
+    saved.save(tmp_path / "old")
+    old = RiskModel.load(tmp_path / "old")
+    assert old.reviewed is None and not (tmp_path / "old" / "reviewed.parquet").exists()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        inv, _, unchanged = _inventory(history, inventory_items)
+        res = sweep(inv, seeds, old, k=None, show_progress=False)
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    assert unchanged <= set(res.queue["item_id"].to_pylist())
+    assert res.report["reviewed"]["unchanged"] == 0
+    assert any("no content digests of its reviews" in r.getMessage() for r in records)
+
+
+def test_cli_include_reviewed(tmp_path, history, inventory_items, seeds, hashing_model, capsys):
+    inv, _, unchanged = _inventory(history, inventory_items)
+    pq.write_table(inv, tmp_path / "inv.parquet")
+    pq.write_table(seeds, tmp_path / "seeds.parquet")
+    hashing_model.save(tmp_path / "m")
+    common = [
+        "--inventory",
+        str(tmp_path / "inv.parquet"),
+        "--seeds",
+        str(tmp_path / "seeds.parquet"),
+    ]
+    common += ["--model", str(tmp_path / "m"), "--k", "all"]
+    assert main(["sweep", *common, "--out", str(tmp_path / "a")]) == 0
+    assert "reviewed, unchanged (not queued)" in capsys.readouterr().out
+    assert "left out of the queue (items) | 15" in (tmp_path / "a" / "report.md").read_text()
+    assert main(["sweep", *common, "--out", str(tmp_path / "b"), "--include-reviewed"]) == 0
+    ids = set(pq.read_table(tmp_path / "b" / "queue.parquet")["item_id"].to_pylist())
+    assert unchanged <= ids
+
+
+def test_parquet_inventory_is_marked_as_a_table_is(
+    tmp_path, history, inventory_items, hashing_model
+):
+    """The Ray engine hands over Parquet files or a directory: the marks must not differ."""
+    inv, changed, unchanged = _inventory(history, inventory_items)
+    (tmp_path / "inv").mkdir()
+    pq.write_table(inv.slice(0, 50), tmp_path / "inv" / "part-0.parquet")
+    pq.write_table(inv.slice(50), tmp_path / "inv" / "part-1.parquet")
+    ids = inv["item_id"].to_pylist()
+    cands = pa.table({"item_id": ids, "policy": ["scam"] * len(ids)})
+    signals = hashing_model.signals
+    as_table = mark_reviewed(cands, hashing_model.reviewed, inv, signals)
+    for source in (tmp_path / "inv", sorted((tmp_path / "inv").glob("*.parquet"))):
+        marked = mark_reviewed(cands, hashing_model.reviewed, source, signals)
+        assert marked.equals(as_table)
+    status = dict(zip(ids, as_table["reviewed"].to_pylist()))
+    assert {status[i] for i in changed} == {"changed"}
+    assert {status[i] for i in unchanged} == {"unchanged"}
+    assert sum(s == "" for s in status.values()) == inventory_items.num_rows
