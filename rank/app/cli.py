@@ -14,6 +14,7 @@ EPILOG = """examples:
   riskrank train --history reviews.parquet --seeds seeds.parquet --out model/
   riskrank sweep --inventory ads/ --seeds seeds.parquet --model model/ --out sweep/ --budget 500
   riskrank eval --queue sweep/queue.parquet --labels truth.parquet
+  riskrank review import verdicts.csv --queue sweep/queue.parquet --model model/ --out model-v2/
 """
 
 
@@ -236,6 +237,8 @@ def cmd_sweep(args) -> int:
         max_memory=args.max_memory,
         index_key=args.index_key,
         image_base_dir=args.image_base_dir,
+        campaigns=args.campaign_mode,
+        explore=args.explore,
         include_reviewed=args.include_reviewed,
     )
     out = Path(args.out)
@@ -319,6 +322,36 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_review_import(args) -> int:
+    from riskrank.rank.review import import_verdicts
+
+    res = import_verdicts(
+        args.verdicts,
+        args.queue,
+        args.model,
+        out_dir=args.out,
+        inventory=args.inventory,
+        strict=args.strict,
+        retrain=not args.no_retrain,
+    )
+    source = res.imported["verdict_source"].to_pylist() if res.imported.num_rows else []
+    _print_table(
+        [
+            ("verdicts imported (items)", res.imported.num_rows),
+            ("  from campaign verdicts", sum(s.startswith("campaign:") for s in source)),
+            ("rows quarantined", res.quarantine.num_rows),
+            ("history rows", res.history.num_rows),
+            ("model version", res.version),
+            ("model", str(args.out)),
+            ("quarantine", str(Path(args.out) / "verdicts_quarantine.parquet")),
+        ],
+        f"review import {args.verdicts}",
+    )
+    for r in res.quarantine.to_pylist()[:10]:
+        print(f"  quarantined row {r['row']} ({r['item_id']}): {r['reason']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="riskrank",
@@ -383,6 +416,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--index-key")
     s.add_argument("--image-base-dir", help="directory that image_path values are relative to")
     s.add_argument(
+        "--campaign-mode",
+        action="store_true",
+        help="the budget counts campaigns of near-copies: one row each, members listed",
+    )
+    s.add_argument(
+        "--explore",
+        type=float,
+        default=0.1,
+        help="share of the budget for exploration (default 0.1; 0 = off)",
+    )
+    s.add_argument(
         "--include-reviewed",
         action="store_true",
         help="keep items the model's history already judged and whose content is unchanged "
@@ -390,6 +434,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_ray_flags(s)
     s.set_defaults(func=cmd_sweep)
+
+    rv = sub.add_parser("review", help="reviewers' verdicts back into the model").add_subparsers(
+        dest="review_cmd", required=True
+    )
+    ri = rv.add_parser("import", help="validate verdicts on a queue, append to history, retrain")
+    ri.add_argument("verdicts", help="Parquet or CSV: item_id or campaign_id, verdict 0-3")
+    ri.add_argument("--queue", required=True, help="the queue.parquet the verdicts answer")
+    ri.add_argument("--model", required=True, help="the model directory that made the queue")
+    ri.add_argument("--out", required=True, help="directory for the next model version")
+    ri.add_argument("--inventory", help="items' content (default: the sweep's index by the queue)")
+    ri.add_argument("--strict", action="store_true", help="refuse the file on any bad row")
+    ri.add_argument("--no-retrain", action="store_true", help="only append to the history")
+    ri.set_defaults(func=cmd_review_import)
 
     e = sub.add_parser("eval", help="quality of a queue against labels")
     e.add_argument("--queue", required=True)
