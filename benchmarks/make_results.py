@@ -11,6 +11,8 @@ PARTS = [
     ("kill.md", "kill -9 trials: retrain and sweep (issue: hardening)"),
     ("calibration.md", "Decisions: calibration and automatic actions (issue 11)"),
     ("lexical_fit.md", "Training the lexical probe (issue 11, item 5)"),
+    ("campaigns.md", "Campaigns: threshold and purity (issue 13)"),
+    ("replay.md", "Replay of the review loop (issue 13)"),
     ("encoder.md", "Text encoder: PyTorch fp32 vs ONNX Runtime int8 (issue: speed and memory)"),
     ("ivf_build.md", "IVF build, old rule vs new (issue: speed and memory)"),
     ("scale.md", "Scaling of a first sweep (issue: speed and memory)"),

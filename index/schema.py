@@ -1,14 +1,10 @@
 """The inventory contract: what an item is, and how bad rows are quarantined.
 
-Inventory columns
------------------
-``item_id``      string or integer, required, unique, non-null. Integers (a DataFrame index, a
-                 database key) are carried as their decimal strings: the queue and every output
-                 hold ``"7"`` for ``7``, and uniqueness is checked on those strings.
-``text``         string, optional per row (null/empty allowed when the item has an image).
-``image_bytes``  binary, optional: encoded image (JPEG/PNG/WebP/GIF...).
-``image_path``   string, optional: path/URI of the image, resolved against a base directory.
-anything else    metadata: passed through untouched to candidates and the queue.
+Its columns are ``INVENTORY_SCHEMA`` (``validate_inventory`` checks a table against it, and the
+README's inventory table is generated from it); any other column is metadata, passed through
+untouched to candidates and the queue. Integer ids (a DataFrame index, a database key) are
+carried as their decimal strings: the queue and every output hold ``"7"`` for ``7``, and
+uniqueness is checked on those strings.
 
 An item needs at least one modality. Rows that break the contract are not dropped: they go to
 the quarantine table (``item_id``, ``row``, ``stage``, ``reason``) so that
@@ -22,7 +18,7 @@ import unicodedata
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from riskrank.index.tables import SchemaError, TableLike, as_table, require_columns
+from riskrank.index.tables import SchemaError, TableLike, as_table, check_columns, doc_field
 
 ITEM_ID = "item_id"
 TEXT = "text"
@@ -31,27 +27,30 @@ IMAGE_PATH = "image_path"
 CONTENT_COLUMNS = (TEXT, IMAGE_BYTES, IMAGE_PATH)
 
 
-def _f(name: str, typ: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
-    return pa.field(name, typ, nullable=nullable, metadata={"doc": doc})
-
-
 INVENTORY_SCHEMA = pa.schema(
     [
-        _f(ITEM_ID, pa.string(), "unique id of the item", nullable=False),
-        _f(TEXT, pa.string(), "text content (UTF-8); optional when the item has an image"),
-        _f(IMAGE_BYTES, pa.binary(), "encoded image (JPEG/PNG/WebP/GIF); optional"),
-        _f(IMAGE_PATH, pa.string(), "image path/URI, resolved against a base dir; optional"),
+        doc_field(
+            ITEM_ID,
+            pa.string(),
+            "unique id of the item; an integer is carried as its decimal string",
+            required=True,
+            is_id=True,
+        ),
+        doc_field(TEXT, pa.string(), "text content (UTF-8); optional when the item has an image"),
+        doc_field(IMAGE_BYTES, pa.binary(), "encoded image (JPEG/PNG/WebP/GIF); optional"),
+        doc_field(IMAGE_PATH, pa.string(), "image path/URI, resolved against a base dir; optional"),
     ],
     metadata={"doc": "inventory item; any other column is metadata and passes through"},
 )
 
 QUARANTINE_SCHEMA = pa.schema(
     [
-        pa.field(ITEM_ID, pa.string(), nullable=True),
-        pa.field("row", pa.int64()),
-        pa.field("stage", pa.string()),
-        pa.field("reason", pa.string()),
-    ]
+        doc_field(ITEM_ID, pa.string(), "id of the row (null when the id itself was missing)"),
+        doc_field("row", pa.int64(), "row number in the input (-1: found after validation)"),
+        doc_field("stage", pa.string(), "where it was refused: validate, encode, history"),
+        doc_field("reason", pa.string(), "why, in words"),
+    ],
+    metadata={"doc": "a row that could not be used, with the reason"},
 )
 
 
@@ -110,7 +109,8 @@ def validate_inventory(
 ) -> tuple[pa.Table, pa.Table]:
     """Split inventory into (clean items, quarantined rows).
 
-    Raises ``SchemaError`` for table-level problems (missing ``item_id``, no content column);
+    Raises ``SchemaError`` for table-level problems (``INVENTORY_SCHEMA``: missing ``item_id``,
+    a column of a type it cannot be read as; no content column);
     row-level problems (null/duplicate id, no content, bad UTF-8) are quarantined.
 
     >>> items, bad = validate_inventory({"item_id": ["a", "a"], "text": ["x", "y"]})
@@ -118,12 +118,12 @@ def validate_inventory(
     (1, "duplicate item_id 'a' (first seen at row 0)")
     """
     table = as_table(data, what=what)
-    require_columns(table, {ITEM_ID: "id"}, what=what)
+    # Ids, content of another type (a text column of ints or bools) and the like are input
+    # errors, not data: named here, before anything is embedded.
+    check_columns(table, INVENTORY_SCHEMA, what=what)
     if table.num_rows == 0:
         raise SchemaError(f"{what}: 0 rows; nothing to index")
     present = [c for c in CONTENT_COLUMNS if c in table.column_names]
-    # Content of another type (a text column of ints or bools) is an input error, not data.
-    require_columns(table, {c: "string" for c in present}, what=what)
     if not present:
         raise SchemaError(
             f"{what}: needs at least one content column of {list(CONTENT_COLUMNS)}, "

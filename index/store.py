@@ -36,7 +36,8 @@ from riskrank.index.manifest import (
     sha256_file,
 )
 from riskrank.index.schema import ITEM_ID
-from riskrank.index.signals.base import Signal, signal_from_manifest
+from riskrank.index.signals.base import Signal
+from riskrank.index.signals.registry import signal_from_manifest
 from riskrank.index.tables import SchemaError
 from riskrank.index.vectors.sharded import ShardedIndex, ShardVectors
 
@@ -168,13 +169,3 @@ class InventoryIndex:
                 vectors = None
             loaded[name] = SignalIndex(signal, entry, index, ids, sdir, preloaded_vectors=vectors)
         return cls(path, manifest, loaded)
-
-    def check_signal(self, name: str, signal: Signal) -> None:
-        """Refuse a query signal that differs from the one this index was built with."""
-        if name not in self.signals:
-            raise IndexMismatchError(
-                f"index {self.path} has no '{name}' signal ({list(self.signals)})"
-            )
-        why = signal.compatible_with(self.signals[name].entry)
-        if why:
-            raise IndexMismatchError(f"signal '{name}' does not match index {self.path}: {why}")

@@ -119,37 +119,80 @@ def _column_problem(values: list) -> str | None:
     return f"cannot be stored as an Arrow column ({error})"
 
 
-def require_columns(table: pa.Table, required: dict[str, str], *, what: str) -> None:
-    """Raise ``SchemaError`` naming every missing or mistyped column."""
+def doc_field(
+    name: str, typ: pa.DataType, doc: str, *, required: bool = False, is_id: bool = False
+) -> pa.Field:
+    """A schema field with its meaning attached (``metadata["doc"]``): the README's column
+    tables are generated from these (``python -m riskrank.rank.app.doc_tables``). ``is_id``:
+    an id column, which also accepts integers (carried as their decimal strings)."""
+    metadata = {"doc": doc, **({"kind": "id"} if is_id else {})}
+    return pa.field(name, typ, nullable=not required, metadata=metadata)
+
+
+def type_family(typ: pa.DataType) -> str:
+    """What a column type is read as: ``string``, ``integer``, ``number``, ``binary``, ``list``
+    or the type itself."""
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return "string"
+    if pa.types.is_integer(typ):
+        return "integer"
+    if pa.types.is_floating(typ):
+        return "number"
+    if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
+        return "binary"
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return "list"
+    return str(typ)
+
+
+def field_family(field: pa.Field) -> str:
+    """``id`` for an id column (``doc_field(..., is_id=True)``), else its ``type_family``."""
+    return "id" if (field.metadata or {}).get(b"kind") == b"id" else type_family(field.type)
+
+
+# Input types each family accepts: validation then converts (bytes text is decoded, float
+# verdicts from pandas are checked to be whole, integer ids become strings, a dictionary
+# column is decoded). Ids refuse floats: 7.0 is not an id.
+_ACCEPTS = {
+    "string": {"string", "binary"},
+    "binary": {"binary", "string"},
+    "id": {"string", "integer"},
+    "integer": {"integer", "number"},
+    "number": {"integer", "number"},
+}
+
+
+def _first_value(table: pa.Table, name: str) -> str:
+    """`` (row 0: 'high')``: the first non-null value of a mistyped column, as evidence."""
+    column = table.column(name)
+    for row, value in enumerate(column.to_pylist()):
+        if value is not None:
+            return f" (row {row}: {name} {value!r})"
+    return ""
+
+
+def check_columns(table: pa.Table, schema: pa.Schema, *, what: str) -> None:
+    """Check ``table`` against ``schema``: every required (non-nullable) field present, every
+    present field of a type validation can read. Raises one ``SchemaError`` naming every
+    missing or mistyped column; columns the schema does not name are not checked."""
     problems = []
-    for name, kind in required.items():
-        if name not in table.column_names:
-            problems.append(f"missing column '{name}' ({kind})")
+    for field in schema:
+        expected = field_family(field)
+        if field.name not in table.column_names:
+            if not field.nullable:
+                problems.append(f"missing column '{field.name}' ({expected})")
             continue
-        typ = table.schema.field(name).type
-        ok = {
-            "string": pa.types.is_string(typ)
-            or pa.types.is_large_string(typ)
-            or pa.types.is_binary(typ)
-            or pa.types.is_large_binary(typ)
-            or pa.types.is_dictionary(typ)
-            or pa.types.is_null(typ),
-            "integer": pa.types.is_integer(typ) or pa.types.is_floating(typ),
-            # ids: strings or integers (a DataFrame index, a database key); carried as strings
-            "id": pa.types.is_string(typ)
-            or pa.types.is_large_string(typ)
-            or pa.types.is_integer(typ)
-            or pa.types.is_dictionary(typ)
-            or pa.types.is_null(typ),
-            "any": True,
-        }[kind]
-        if not ok:
-            hint = (
-                " (strings or integers; floats are refused: 7.0 is not an id)"
-                if kind == "id"
-                else ""
+        typ = table.schema.field(field.name).type
+        if pa.types.is_dictionary(typ):
+            typ = typ.value_type
+        readable = _ACCEPTS.get(expected, {expected})
+        if not (pa.types.is_null(typ) or type_family(typ) in readable):
+            hint = " (strings or integers; floats are refused: 7.0 is not an id)"
+            problems.append(
+                f"column '{field.name}' has type {typ}, expected {expected}"
+                + (hint if expected == "id" else "")
+                + _first_value(table, field.name)
             )
-            problems.append(f"column '{name}' has type {typ}, expected {kind}{hint}")
     if problems:
         raise SchemaError(
             f"{what}: " + "; ".join(problems) + f" (columns present: {table.column_names})"

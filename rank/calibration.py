@@ -178,9 +178,7 @@ def precision_lower_bound(hits: np.ndarray, n: np.ndarray, confidence: float = C
     return np.where(hits > 0, np.nan_to_num(lcb, nan=0.0), 0.0)
 
 
-def choose_threshold(
-    proba: np.ndarray, y: np.ndarray, precision_target: float
-) -> ActionThreshold:
+def choose_threshold(proba: np.ndarray, y: np.ndarray, precision_target: float) -> ActionThreshold:
     """Lowest held-out probability whose top slice meets ``precision_target`` at 95% confidence.
 
     Candidate cut points are the distinct probabilities (a cut never splits tied items); the

@@ -12,7 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from riskrank.index.signals.base import Signal, signal_from_manifest
+from riskrank.index.signals.base import Signal
+from riskrank.index.signals.registry import signal_from_manifest
 from riskrank.index.store import IndexMismatchError
 from riskrank.index.tables import write_parquet
 from riskrank.rank.model_store import (

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.rank.engine import resolve_sweep_engine
+from riskrank.rank.exploration import EXPLORE_SHARE, arrange_queue
 from riskrank.rank.input_checks import (
     check_budget,
     check_history_trainable,
@@ -39,6 +42,8 @@ from riskrank.rank.model import RiskModel, check_model_dir
 from riskrank.rank.output_lock import holds_output_lock
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
+from riskrank.rank.reasons import explain_queue
+from riskrank.rank.review import lineage_info, lineage_tables
 from riskrank.rank.reviewed import mark_reviewed, reviewed_counts, reviewed_table
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
@@ -160,7 +165,10 @@ def train(
     # What each reviewer saw, as a digest: a sweep re-escalates an item only if it changed.
     reviewed = reviewed_table(hist, model_signals)
     model = RiskModel(ranker, model_signals, exemplars, info, lexical, reviewed)
-    model.save(model_dir, tables={"history_quarantine": quarantined})
+    model.info.update(lineage_info(hist))  # version 1, no parent; import_verdicts re-stamps
+    model.save(
+        model_dir, tables={"history_quarantine": quarantined, **lineage_tables(hist, seeds)}
+    )
     return model
 
 
@@ -191,6 +199,8 @@ def sweep(
     chunk_size: int = 2048,
     include_reviewed: bool = False,
     show_progress: bool = True,
+    campaigns: bool = False,
+    explore: float = EXPLORE_SHARE,
 ) -> SweepResult:
     """Index ``inventory``, recall with ``seeds``, rank, and return the escalation queue.
 
@@ -203,6 +213,10 @@ def sweep(
     part, and ``report["coverage"]`` says how much. ``k=None`` recalls every indexed item, so
     the queue covers the whole inventory. ``budget``: keep only the queue's first ``budget``
     rows (None: all of them); it cuts the queue, not recall.
+
+    ``campaigns``: the budget counts campaigns (near-copies, rank/campaigns.py), one row each
+    with its members listed. ``explore``: the share of the budget spent on exploration
+    (rank/exploration.py; 0 = off).
 
     ``image_base_dir``: where relative ``image_path`` values live (image signals only; a
     model does not remember it).
@@ -257,6 +271,8 @@ def sweep(
         budget=budget,
         extra=extra,
         include_reviewed=include_reviewed,
+        model=model,
+        arrange=partial(arrange_queue, index=index, campaigns=campaigns, explore=explore),
     )
 
 
@@ -281,14 +297,24 @@ def finish_sweep(
     budget: int | None,
     extra: dict | None = None,
     include_reviewed: bool = False,
+    model: RiskModel | None = None,
+    arrange: Callable[..., pa.Table] | None = None,
 ) -> SweepResult:
     """The end every sweep engine shares: queue, report (``extra`` keys added), the item
     accounting check, and the files in ``out_dir``.
 
     ``scored``: the ranker's scores of ``cands``; ``manifest``: the index's;
-    ``include_reviewed``: as in ``sweep`` (``cands`` marked by ``rank.reviewed``).
+    ``include_reviewed``: as in ``sweep`` (``cands`` marked by ``rank.reviewed``). ``model``:
+    adds the reviewer-facing reasons (rank/reasons.py) to the queue. ``arrange`` (queue,
+    budget=) -> queue: campaigns and exploration slots (rank/exploration.py), which then
+    applies the budget instead of ``build_queue``.
     """
-    queue = build_queue(cands, scored, budget=budget, include_reviewed=include_reviewed)
+    queue = build_queue(
+        cands, scored, budget=None if arrange else budget, include_reviewed=include_reviewed
+    )
+    queue = arrange(queue, budget=budget) if arrange else queue
+    if model is not None:
+        queue = explain_queue(queue, cands, model, seeds)
     n_indexed = int(manifest["items"]["indexed"])
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     decisions = decision_report(cands, scored)

@@ -1,35 +1,9 @@
 """The escalation queue: what reviewers work through, riskiest first.
 
-Queue columns
--------------
-``rank``              1 = review first.
-``item_id``
-``policy``            the policy the item most likely violates.
-``risk_score``        raw ranker score (ordering).
-``risk_probability``  P(violating); ``calibration`` says how far to trust it.
-``calibration``       ``policy_history`` (calibrated on this policy's held-out reviews),
-                      ``transferred`` (no usable history of its own: another calibrator, with
-                      the base rate re-estimated on this sweep's candidates of the policy), or
-                      ``none`` (an order, not a probability).
-``action_threshold``  the probability from which the policy's suggested action is automatic:
-                      chosen on held-out history for precision >= the target at 95% confidence;
-                      null when the history cannot support the target (or the policy is cold).
-``action``            the closest seed's action when ``risk_probability >= action_threshold``,
-                      else ``escalate`` (human review). Cold and transferred policies always
-                      escalate; so do seeds whose action is ``human_review``/``escalate``.
-``severity``          of the closest seed (1-4).
-``reasons``           the evidence that pushed the score up, in words.
-``matched_seed_ids``  seeds the item matched, closest first.
-``other_policies``    further policies it matched with probability >= 0.5.
-``model``             ``full`` or ``cold`` (policy without review history).
-``reviewed``          ``""`` (not reviewed under this policy), ``"changed"`` (reviewed, content
-                      edited since) or ``"unchanged"`` (reviewed, same content: left out of the
-                      queue unless ``include_reviewed``); see ``rank/reviewed.py``.
-``previous_verdict``  the earlier review's verdict 0-3 (null when not reviewed).
-
-Ordered by ``risk_probability`` then ``risk_score``; ``rank`` is that order and every metric
+Its columns are ``QUEUE_SCHEMA`` (the README's queue table is generated from it), then the
+candidates' evidence, then the item's own metadata (``text`` truncated to 300 chars). Ordered by
+``risk_probability`` then ``risk_score``; ``rank`` is that order and every metric
 (``rank.evaluation``) reads it, never the probability alone.
-metadata              the item's own columns, passed through (``text`` truncated to 300 chars).
 """
 
 from __future__ import annotations
@@ -38,47 +12,65 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from riskrank.index.tables import check_columns, doc_field
 from riskrank.rank.ranker import ScoredCandidates
+from riskrank.recall.candidates import CANDIDATE_KEY_SCHEMA
 
-QUEUE_FRONT = (
-    "rank",
-    "item_id",
-    "policy",
-    "risk_score",
-    "risk_probability",
-    "action",
-    "severity",
-    "reasons",
-    "matched_seed_ids",
-    "other_policies",
-    "model",
-    "calibration",
-    "action_threshold",
-    "reviewed",
-    "previous_verdict",
-)
 ESCALATE = "escalate"
 NOT_AUTOMATIC = frozenset({ESCALATE, "human_review", ""})
 QUEUE_SCHEMA = pa.schema(
     [
-        pa.field("rank", pa.int64(), nullable=False),
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("policy", pa.string(), nullable=False),
-        pa.field("risk_score", pa.float64()),
-        pa.field("risk_probability", pa.float64()),
-        pa.field("action", pa.string()),
-        pa.field("severity", pa.int8()),
-        pa.field("reasons", pa.string()),
-        pa.field("matched_seed_ids", pa.list_(pa.string())),
-        pa.field("other_policies", pa.list_(pa.string())),
-        pa.field("model", pa.string()),
-        pa.field("calibration", pa.string()),
-        pa.field("action_threshold", pa.float64()),
-        pa.field("reviewed", pa.string()),
-        pa.field("previous_verdict", pa.int8()),
+        doc_field("rank", pa.int64(), "1 = review first", required=True),
+        doc_field("item_id", pa.string(), "the item", required=True),
+        doc_field("policy", pa.string(), "the policy it most likely violates", required=True),
+        doc_field("risk_score", pa.float64(), "raw ranker score (ordering)"),
+        doc_field(
+            "risk_probability", pa.float64(), "P(violating); `calibration` says how far to trust it"
+        ),
+        doc_field(
+            "action",
+            pa.string(),
+            "the closest seed's action when `risk_probability >= action_threshold`, else "
+            "`escalate` (human review); cold and transferred policies always escalate, and so "
+            "do seeds whose action is `human_review`/`escalate`",
+        ),
+        doc_field("severity", pa.int8(), "of the closest seed (1-4)"),
+        doc_field("reasons", pa.string(), "the evidence that pushed the score up, in words"),
+        doc_field("matched_seed_ids", pa.list_(pa.string()), "seeds it matched, closest first"),
+        doc_field(
+            "other_policies",
+            pa.list_(pa.string()),
+            "further policies it matched with probability >= 0.5",
+        ),
+        doc_field("model", pa.string(), "`full`, or `cold` for a policy without review history"),
+        doc_field(
+            "calibration",
+            pa.string(),
+            "`policy_history` (calibrated on this policy's held-out reviews), `transferred` (no "
+            "usable history of its own: another calibrator, with the base rate re-estimated on "
+            "this sweep's candidates of the policy), or `none` (an order, not a probability)",
+        ),
+        doc_field(
+            "action_threshold",
+            pa.float64(),
+            "the probability from which the policy's suggested action is automatic: chosen on "
+            "held-out history for precision >= the target at 95% confidence; null when the "
+            "history cannot support the target (or the policy is cold)",
+        ),
+        doc_field(
+            "reviewed",
+            pa.string(),
+            "`unchanged` / `changed` when the model's history holds a verdict on this item for "
+            "this policy (content compared by digest), else empty; unchanged ones are left out "
+            "unless `include_reviewed`",
+        ),
+        doc_field(
+            "previous_verdict", pa.int8(), "that earlier verdict (0-3), null when not reviewed"
+        ),
     ],
     metadata={"doc": "escalation queue; evidence and item metadata columns follow these"},
 )
+QUEUE_FRONT = tuple(QUEUE_SCHEMA.names)
 
 
 def suggested_actions(
@@ -106,6 +98,7 @@ def build_queue(
     ``include_reviewed``: keep candidate rows marked ``reviewed == "unchanged"`` (default:
     an item already judged under a policy is not escalated again for it).
     """
+    check_columns(candidates, CANDIDATE_KEY_SCHEMA, what="candidates")
     n = candidates.num_rows
     if len(scored) != n:
         raise ValueError(f"scored: {len(scored)} rows for {n} candidates")
@@ -156,5 +149,10 @@ def build_queue(
         table = table.set_column(
             table.column_names.index("text"), "text", pc.utf8_slice_codeunits(table["text"], 0, 300)
         )
-    front = [c for c in QUEUE_FRONT if c in table.column_names]
-    return table.select(front + [c for c in table.column_names if c not in front])
+    # The written-down contract first, in its order and types; evidence and metadata follow.
+    front = [f for f in QUEUE_SCHEMA if f.name in table.column_names]
+    for field in front:
+        i = table.column_names.index(field.name)
+        table = table.set_column(i, field, table.column(i).cast(field.type))
+    names = [f.name for f in front]
+    return table.select(names + [c for c in table.column_names if c not in names])

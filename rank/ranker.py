@@ -19,7 +19,7 @@ import lightgbm as lgb
 import numpy as np
 import pyarrow as pa
 
-from riskrank.index.tables import SchemaError, TableLike, as_table, require_columns
+from riskrank.index.tables import SchemaError, TableLike, as_table, check_columns
 from riskrank.rank.calibration import (
     ActionThreshold,
     ScoreCalibrator,
@@ -27,15 +27,24 @@ from riskrank.rank.calibration import (
     shift_prior,
 )
 from riskrank.recall.candidates import (
+    CANDIDATE_KEY_SCHEMA,
     describe_feature,
     evidence_feature_columns,
     is_history_feature,
     monotone_direction,
 )
-from riskrank.recall.history import POSITIVE_VERDICT
+from riskrank.recall.history import HISTORY_SCHEMA, POSITIVE_VERDICT
 
 MODEL_FILES = {"full": "booster_full.txt", "cold": "booster_cold.txt"}
 MAX_GROUP_ROWS = 10_000
+# What fit needs: candidates that carry their review verdict.
+TRAINING_SCHEMA = pa.schema(
+    [
+        CANDIDATE_KEY_SCHEMA.field("item_id"),
+        CANDIDATE_KEY_SCHEMA.field("policy"),
+        HISTORY_SCHEMA.field("verdict"),
+    ]
+)
 FORMAT = "riskrank.RiskRanker/2"  # /2: per-policy calibration and action thresholds
 POOLED = "*"  # calibrator fitted on every policy's held-out rows
 
@@ -257,11 +266,7 @@ class RiskRanker:
         table = as_table(candidates, what="training candidates")
         if history is not None:
             table = _attach_verdicts(table, as_table(history, what="history"))
-        require_columns(
-            table,
-            {"item_id": "string", "policy": "string", "verdict": "integer"},
-            what="training candidates",
-        )
+        check_columns(table, TRAINING_SCHEMA, what="training candidates")
         y = np.asarray(table.column("verdict").to_numpy(zero_copy_only=False), dtype=np.float64)
         if np.isnan(y).any():
             raise SchemaError(f"training candidates: {int(np.isnan(y).sum())} rows have no verdict")
@@ -331,9 +336,7 @@ class RiskRanker:
                     self._target(policy), None, int(rows.sum()), int(y[rows].sum())
                 )
                 continue
-            out[policy] = choose_threshold(
-                cal.predict(scores[rows]), y[rows], self._target(policy)
-            )
+            out[policy] = choose_threshold(cal.predict(scores[rows]), y[rows], self._target(policy))
         return out
 
     # -- inference ------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """riskrank.recall: seeds -> nearest inventory -> a candidate table (one row per item x policy)."""
 
-from riskrank.recall.candidates import evidence_feature_columns, schema_markdown
+from riskrank.recall.candidates import evidence_feature_columns
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.recaller import recall
 from riskrank.recall.seeds import SeedSet
@@ -10,6 +10,5 @@ __all__ = [
     "SeedSet",
     "evidence_feature_columns",
     "recall",
-    "schema_markdown",
     "validate_history",
 ]

@@ -29,7 +29,10 @@ Similarity = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 def empty_benign_evidence(signal: str, n: int) -> dict[str, np.ndarray]:
     """All-NaN benign columns: the policy has no benign seed (or no vector for this signal)."""
-    return {seed_evidence_name(signal, s): np.full(n, np.nan, np.float32) for s in BENIGN_EVIDENCE}
+    return {
+        seed_evidence_name(signal, s): np.full(n, np.nan, np.float32)
+        for s in (c.suffix for c in BENIGN_EVIDENCE)
+    }
 
 
 def benign_evidence(

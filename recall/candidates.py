@@ -4,119 +4,156 @@ Key columns: ``item_id``, ``policy``, ``severity`` (of the best-matching seed), 
 (suggested by that seed), ``matched_seed_ids`` (list, closest first), ``n_signals_matched``.
 
 Per signal ``<s>`` (``text``, ``image``, ``pdq``, ...) one column group, NaN where the item has
-no such content:
-
+no such content: the evidence recall computes for every signal (below), then the evidence the
+signal itself declares (``Signal.evidence_columns``: e.g. ``centroid_sim`` for embeddings,
+``best_distance`` for PDQ). Reviewed history adds ``hist_<s>_*``. Everything here is read from
+these declarations and the signal registry: the README's tables, the ranker's features, their
+monotone directions and the words of its reasons.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pyarrow as pa
 
-# name suffix -> (dtype, what it means). All float32 so that NaN can mean "this item has no
-# such content" (LightGBM's missing value), counts included. Written once; the README table and
-# the ranker's human-readable reasons are generated from it.
-SEED_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
-    "best_sim": (pa.float32(), "similarity to the closest seed"),
-    "top3_mean": (pa.float32(), "mean similarity to the 3 closest seeds"),
-    "n_seeds_hi": (pa.float32(), "seeds matched above the strong threshold"),
-    "n_seeds_lo": (pa.float32(), "seeds matched above the weak threshold"),
-    "best_rank": (pa.float32(), "rank of the item in its closest seed's neighbour list"),
-    "best_sim_z": (
-        pa.float32(),
-        "closest-seed similarity in std-devs above the inventory's typical similarity to that seed",
-    ),
-    "centroid_sim": (pa.float32(), "similarity to the centre of the policy's seeds"),
-    "expansion_sim": (
-        pa.float32(),
-        "similarity to the centre of the items most like the seeds (query expansion)",
-    ),
-    "pseudo_probe": (
-        pa.float32(),
-        "log-odds of a classifier self-trained on the seeds and the items most like them",
-    ),
-    "density": (pa.float32(), "near-identical inventory neighbours (campaigns come in bursts)"),
-    "neighbour_sim": (pa.float32(), "mean similarity to its 10 nearest inventory neighbours"),
-}
-SEED_EVIDENCE_STR = {"best_seed_id": "id of the closest seed"}
-# Evidence only some signals produce (hash signals, signals that grade their own input).
-SIGNAL_EXTRA_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
-    "best_distance": (pa.float32(), "Hamming distance (bits) to the closest seed hash"),
-    "quality": (pa.float32(), "quality of the item's own hash (0-100; low = flat image)"),
-}
+from riskrank.index.signals.base import EvidenceColumn, Signal
+from riskrank.index.signals.registry import registered_signals, signal_class
+from riskrank.index.tables import doc_field
 
+# All float32 so that NaN can mean "this item has no such content" (LightGBM's missing value),
+# counts included. ``direction`` is how the evidence should move risk (+1 up, -1 down, 0 either
+# way): the ranker constrains its trees to it, so what it learns on one policy's history holds
+# on another's (cold start), and no reason ever reads "less similar to the seed, so riskier".
+MATCH_EVIDENCE = (
+    EvidenceColumn("best_sim", "similarity to the closest seed", direction=1),
+    EvidenceColumn("top3_mean", "mean similarity to the 3 closest seeds", direction=1),
+    EvidenceColumn("n_seeds_hi", "seeds matched above the strong threshold", direction=1),
+    EvidenceColumn("n_seeds_lo", "seeds matched above the weak threshold", direction=1),
+    EvidenceColumn(
+        "best_rank", "rank of the item in its closest seed's neighbour list", direction=-1
+    ),
+    EvidenceColumn(
+        "best_sim_z",
+        "closest-seed similarity in std-devs above the inventory's typical similarity to that seed",
+        direction=1,
+    ),
+)
+NEIGHBOURHOOD_EVIDENCE = (
+    EvidenceColumn("density", "near-identical inventory neighbours (campaigns come in bursts)"),
+    EvidenceColumn("neighbour_sim", "mean similarity to its 10 nearest inventory neighbours"),
+)
+BEST_SEED = EvidenceColumn("best_seed_id", "id of the closest seed", pa.string())
+HISTORY_EVIDENCE = (
+    EvidenceColumn(
+        "pos_max_sim", "similarity to the closest item reviewers confirmed violating", direction=1
+    ),
+    EvidenceColumn(
+        "neg_max_sim", "similarity to the closest item reviewers found benign", direction=-1
+    ),
+    EvidenceColumn(
+        "knn_score", "share of confirmed violations among the closest reviewed items", direction=1
+    ),
+    EvidenceColumn("knn_verdict", "mean verdict (0-3) of the closest reviewed items", direction=1),
+    EvidenceColumn(
+        "probe_score", "log-odds of a linear classifier trained on the reviewed items", direction=1
+    ),
+)
 # Benign seeds (the allowlist, recall/allowlist.py): per signal, NaN when the policy has none,
 # so a model trained without them and candidates recalled without them stay compatible.
-BENIGN_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
-    "benign_sim": (pa.float32(), "similarity to the policy's closest benign seed (allowlist)"),
-    "benign_margin": (
-        pa.float32(),
-        "closest violating seed's similarity minus closest benign seed's (negative: more benign)",
+BENIGN_EVIDENCE = (
+    EvidenceColumn(
+        "benign_sim", "similarity to the policy's closest benign seed (allowlist)", direction=-1
     ),
-}
+    EvidenceColumn(
+        "benign_margin",
+        "closest violating seed's similarity minus closest benign seed's (negative: more benign)",
+        direction=1,
+    ),
+)
+# The closest reviewed item itself, for reasons a reviewer can check ("looks like X, which
+# reviewers rejected"). Not ranking features: the ranker reads only HISTORY_EVIDENCE.
+HISTORY_NEAREST = (
+    EvidenceColumn("nearest_id", "id of the closest reviewed item", pa.string()),
+    EvidenceColumn("nearest_sim", "similarity to the closest reviewed item"),
+    EvidenceColumn("nearest_verdict", "verdict (0-3) reviewers gave the closest reviewed item"),
+    EvidenceColumn(
+        "n_near_violating",
+        "reviewed items confirmed violating above the strong match threshold (near-copies)",
+    ),
+)
+COMMON_EVIDENCE = MATCH_EVIDENCE + NEIGHBOURHOOD_EVIDENCE + BENIGN_EVIDENCE
 
-HISTORY_EVIDENCE: dict[str, tuple[pa.DataType, str]] = {
-    "pos_max_sim": (pa.float32(), "similarity to the closest item reviewers confirmed violating"),
-    "neg_max_sim": (pa.float32(), "similarity to the closest item reviewers found benign"),
-    "knn_score": (pa.float32(), "share of confirmed violations among the closest reviewed items"),
-    "knn_verdict": (pa.float32(), "mean verdict (0-3) of the closest reviewed items"),
-    "probe_score": (pa.float32(), "log-odds of a linear classifier trained on the reviewed items"),
-}
 
-# How each piece of evidence should move risk (+1 up, -1 down, 0 either way). The ranker
-# constrains its trees to these directions: what it learns on one policy's history then holds
-# on another's (cold start), and no reason ever reads "less similar to the seed, so riskier".
-MONOTONE = {
-    "best_sim": 1,
-    "top3_mean": 1,
-    "n_seeds_hi": 1,
-    "n_seeds_lo": 1,
-    "best_rank": -1,
-    "best_sim_z": 1,
-    "centroid_sim": 1,
-    "expansion_sim": 1,
-    "pseudo_probe": 1,
-    "best_distance": -1,
-    "benign_sim": -1,
-    "benign_margin": 1,
-    "pos_max_sim": 1,
-    "neg_max_sim": -1,
-    "knn_score": 1,
-    "knn_verdict": 1,
-    "probe_score": 1,
-}
+def signal_evidence_columns(signal: Signal | type[Signal]) -> tuple[EvidenceColumn, ...]:
+    """A signal's numeric evidence group, in column order (``best_seed_id`` follows it)."""
+    return MATCH_EVIDENCE + tuple(signal.evidence_columns) + NEIGHBOURHOOD_EVIDENCE
+
+
+def _suffix_specs() -> dict[str, EvidenceColumn]:
+    """Every evidence suffix recall or a registered signal declares, longest first (so
+    ``neighbour_sim`` is not read as ``..._sim``); the first declaration of a suffix wins."""
+    specs: dict[str, EvidenceColumn] = {}
+    for col in COMMON_EVIDENCE + tuple(
+        c for cls in registered_signals().values() for c in cls.evidence_columns
+    ):
+        specs.setdefault(col.suffix, col)
+    return dict(sorted(specs.items(), key=lambda kv: -len(kv[0])))
+
+
+def _spec(name: str) -> tuple[str, EvidenceColumn] | None:
+    """``(signal, declaration)`` of an evidence column (None for keys and metadata)."""
+    if name.startswith("hist_"):
+        for col in HISTORY_EVIDENCE:
+            if name.endswith("_" + col.suffix):
+                return name[5 : -len(col.suffix) - 1], col
+        return None
+    for suffix, col in _suffix_specs().items():
+        if name.endswith("_" + suffix):
+            return name[: -len(suffix) - 1], col
+    return None
 
 
 def monotone_direction(name: str) -> int:
     """+1 / -1 / 0 for an evidence column (0 for metadata and undirected evidence)."""
-    for suffix, direction in MONOTONE.items():
-        if name.endswith("_" + suffix):
-            return direction
-    return 0
+    found = _spec(name)
+    return found[1].direction if found else 0
 
 
-KEY_COLUMNS = ("item_id", "policy", "severity", "action", "matched_seed_ids", "n_signals_matched")
 CANDIDATE_KEY_SCHEMA = pa.schema(
     [
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("policy", pa.string(), nullable=False),
-        pa.field("severity", pa.int8()),
-        pa.field("action", pa.string()),
-        pa.field("matched_seed_ids", pa.list_(pa.string())),
-        pa.field("n_signals_matched", pa.int8()),
-    ]
+        doc_field("item_id", pa.string(), "the recalled item", required=True),
+        doc_field("policy", pa.string(), "the policy whose seeds recalled it", required=True),
+        doc_field("severity", pa.int8(), "severity of the closest seed (1-4)"),
+        doc_field("action", pa.string(), "action of the closest seed"),
+        doc_field("matched_seed_ids", pa.list_(pa.string()), "seeds it matched, closest first"),
+        doc_field("n_signals_matched", pa.int8(), "signals in which some seed matched it"),
+    ],
+    metadata={
+        "doc": "one row per (item, policy): these columns, one evidence group per signal, "
+        "hist_* evidence, then the item's metadata"
+    },
 )
+KEY_COLUMNS = tuple(CANDIDATE_KEY_SCHEMA.names)
 
 
-def candidate_schema(signals: list[str], history: bool) -> pa.Schema:
-    """Full candidate schema for the given signals (item metadata columns follow it)."""
+def candidate_schema(signals: Sequence[Signal | str], history: bool) -> pa.Schema:
+    """Full candidate schema for the given signals (instances, or registered names); item
+    metadata columns follow it."""
     fields = list(CANDIDATE_KEY_SCHEMA)
-    for s in signals:
-        fields += [pa.field(seed_evidence_name(s, k), t) for k, (t, _) in SEED_EVIDENCE.items()]
-        fields.append(pa.field(f"{s}_best_seed_id", pa.string()))
-        fields += [pa.field(seed_evidence_name(s, k), t) for k, (t, _) in BENIGN_EVIDENCE.items()]
+    for signal in signals:
+        signal = signal_class(signal) if isinstance(signal, str) else signal
+        name = signal.name
+        fields += [
+            pa.field(seed_evidence_name(name, c.suffix), c.dtype)
+            for c in signal_evidence_columns(signal)
+        ]
+        fields.append(pa.field(seed_evidence_name(name, BEST_SEED.suffix), BEST_SEED.dtype))
+        fields += [pa.field(seed_evidence_name(name, c.suffix), c.dtype) for c in BENIGN_EVIDENCE]
         if history:
             fields += [
-                pa.field(history_evidence_name(s, k), t) for k, (t, _) in HISTORY_EVIDENCE.items()
+                pa.field(history_evidence_name(name, c.suffix), c.dtype)
+                for c in HISTORY_EVIDENCE + HISTORY_NEAREST
             ]
     return pa.schema(fields)
 
@@ -131,43 +168,29 @@ def history_evidence_name(signal: str, suffix: str) -> str:
 
 def describe_feature(name: str) -> str:
     """Words for an evidence column (for reasons and docs)."""
-    if name.startswith("hist_"):
-        signal, _, suffix = name[5:].partition("_")
-        for suf, (_, words) in HISTORY_EVIDENCE.items():
-            if name.endswith("_" + suf):
-                return f"{words} ({name[5 : -len(suf) - 1]})"
-    for suf, (_, words) in {**SEED_EVIDENCE, **SIGNAL_EXTRA_EVIDENCE, **BENIGN_EVIDENCE}.items():
-        if name.endswith("_" + suf):
-            return f"{words} ({name[: -len(suf) - 1]})"
-    return name
+    found = _spec(name)
+    return f"{found[1].meaning} ({found[0]})" if found else name
 
 
 def evidence_feature_columns(table: pa.Table) -> list[str]:
-    """The numeric evidence columns of a candidate table, in table order."""
+    """The numeric evidence columns of a candidate table, in table order.
+
+    Recall's own evidence (``<s>_best_sim`` ...) and ``hist_*`` count under any signal name; a
+    signal-specific suffix (``_p``, ``_quality``) only under the name of a signal the table has
+    evidence of (``<s>_best_seed_id``) or of a registered signal, so metadata is not taken."""
+    tail = "_" + BEST_SEED.suffix
+    signals = {n[: -len(tail)] for n in table.column_names if n.endswith(tail)}
+    signals |= {cls.name for cls in registered_signals().values()}
     out = []
     for name in table.column_names:
-        if name.startswith("hist_") and any(name.endswith("_" + s) for s in HISTORY_EVIDENCE):
-            out.append(name)
-        elif any(
-            name.endswith("_" + s)
-            for s in (*SEED_EVIDENCE, *SIGNAL_EXTRA_EVIDENCE, *BENIGN_EVIDENCE)
-        ):
+        found = _spec(name)
+        if found is None:
+            continue
+        signal, col = found
+        if name.startswith("hist_") or col in COMMON_EVIDENCE or signal in signals:
             out.append(name)
     return out
 
 
 def is_history_feature(name: str) -> bool:
     return name.startswith("hist_")
-
-
-def schema_markdown() -> str:
-    """The candidate-table evidence columns as a markdown table (README)."""
-    lines = ["| column | type | meaning |", "| --- | --- | --- |"]
-    for suf, (typ, words) in SEED_EVIDENCE.items():
-        lines.append(f"| `<signal>_{suf}` | {typ} | {words} |")
-    lines.append("| `<signal>_best_seed_id` | string | id of the closest seed |")
-    for suf, (typ, words) in BENIGN_EVIDENCE.items():
-        lines.append(f"| `<signal>_{suf}` | {typ} | {words} |")
-    for suf, (typ, words) in HISTORY_EVIDENCE.items():
-        lines.append(f"| `hist_<signal>_{suf}` | {typ} | {words} |")
-    return "\n".join(lines)

@@ -1,14 +1,8 @@
 """Review history: items a human already judged, and their use as labelled exemplars.
 
-History columns
----------------
-``item_id``   string, required.
-``policy``    string, required.
-``verdict``   int 0-3, required: 0 benign, 1 borderline, 2 violating, 3 severe (graded labels
-              for learning to rank).
-``sweep_id``  string, optional (default "history"): which review batch; ranking groups are
-              sweep x policy.
-content       ``text`` / ``image_bytes`` / ``image_path`` as for inventory.
+Its columns are ``HISTORY_SCHEMA`` (``validate_history`` checks a table against it; the README's
+history table is generated from it). Verdicts are graded labels for learning to rank; ranking
+groups are sweep x policy.
 
 Reviewed items double as exemplars: a new item close to many confirmed violations and far from
 confirmed benign items is evidence of risk even if no seed resembles it.
@@ -25,29 +19,38 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from riskrank.index.schema import ITEM_ID, quarantine_table
+from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH, ITEM_ID, TEXT, quarantine_table
 from riskrank.index.signals.base import Signal
 from riskrank.index.tables import (
     SchemaError,
     TableLike,
     as_table,
-    require_columns,
+    check_columns,
+    doc_field,
     write_parquet,
 )
-from riskrank.recall.candidates import HISTORY_EVIDENCE
+from riskrank.recall.candidates import HISTORY_EVIDENCE, HISTORY_NEAREST
 
 VERDICT_MAX = 3
 POSITIVE_VERDICT = 2  # "violating": what positives, probes and probabilities are about
 PROBE_C = 1.0
+EXCERPT_CHARS = 300  # of reviewed text kept with the exemplars, for reasons and reports
 HISTORY_SCHEMA = pa.schema(
     [
-        pa.field(ITEM_ID, pa.string(), nullable=False),
-        pa.field("policy", pa.string(), nullable=False),
-        pa.field("verdict", pa.int8(), nullable=False),
-        pa.field("sweep_id", pa.string()),
-        pa.field("text", pa.string()),
-        pa.field("image_bytes", pa.binary()),
-        pa.field("image_path", pa.string()),
+        doc_field(ITEM_ID, pa.string(), "the reviewed item", required=True, is_id=True),
+        doc_field("policy", pa.string(), "the policy it was reviewed under", required=True),
+        doc_field(
+            "verdict",
+            pa.int8(),
+            "0 benign, 1 borderline, 2 violating, 3 severe (graded labels)",
+            required=True,
+        ),
+        doc_field(
+            "sweep_id", pa.string(), "review batch (default `history`); groups are sweep x policy"
+        ),
+        doc_field(TEXT, pa.string(), "content, as for inventory"),
+        doc_field(IMAGE_BYTES, pa.binary(), "content, as for inventory"),
+        doc_field(IMAGE_PATH, pa.string(), "content, as for inventory"),
     ],
     metadata={"doc": "one human review of an item under a policy; verdict 0-3"},
 )
@@ -56,13 +59,13 @@ HISTORY_SCHEMA = pa.schema(
 def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Table, pa.Table]:
     """Split review history into (clean rows, quarantined rows with reasons)."""
     table = as_table(data, what=what)
-    require_columns(table, {ITEM_ID: "id", "policy": "string", "verdict": "integer"}, what=what)
+    check_columns(table, HISTORY_SCHEMA, what=what)
     if table.num_rows == 0:
         raise SchemaError(f"{what}: 0 rows; training needs reviewed items")
     if "sweep_id" not in table.column_names:
         table = table.append_column("sweep_id", pa.array(["history"] * table.num_rows, pa.string()))
     table = table.set_column(
-        0 if False else table.column_names.index(ITEM_ID),
+        table.column_names.index(ITEM_ID),
         ITEM_ID,
         pc.cast(table[ITEM_ID], pa.string()),
     )
@@ -164,27 +167,44 @@ class ReviewedExemplars:
             ok = batch.ok
             vectors = batch.vectors[ok]
             history = history.filter(pa.array(ok))
-        keep = [c for c in (ITEM_ID, "policy", "verdict") if c in history.column_names]
-        return cls(signal.name, vectors, history.select(keep), k=k)
+        # sweep_id and a text excerpt let a queue row say "looks like X, which reviewers
+        # rejected in sweep S" without the history table at hand.
+        keep = [c for c in (ITEM_ID, "policy", "verdict", "sweep_id") if c in history.column_names]
+        table = history.select(keep)
+        if "text" in history.column_names:
+            excerpt = pc.utf8_slice_codeunits(history["text"], 0, EXCERPT_CHARS)
+            table = table.append_column("text", excerpt)
+        return cls(signal.name, vectors, table, k=k)
 
     @property
     def policies(self) -> list[str]:
         return sorted(self._by_policy)
 
     def evidence(
-        self, policy: str, item_ids: np.ndarray, item_vectors: np.ndarray, *, exclude_self: bool
+        self,
+        policy: str,
+        item_ids: np.ndarray,
+        item_vectors: np.ndarray,
+        *,
+        exclude_self: bool,
+        near_copy_sim: float | None = None,
     ) -> dict[str, np.ndarray]:
         """History evidence for items (rows of ``item_vectors``) under ``policy``.
 
         ``exclude_self`` drops an item's own review (leave-one-out), which is what training
         rows need so the ranker never learns from an item seeing its own label.
+        ``near_copy_sim``: similarity above which a reviewed item counts as a near-copy
+        (``hist_<signal>_n_near_violating``; NaN without it).
         """
         n = len(item_ids)
         nan = np.full(n, np.nan, np.float32)
         rows = self._by_policy.get(policy)
         pre = f"hist_{self.signal_name}_"
         if rows is None or len(rows) == 0 or n == 0:
-            return {pre + c: nan.copy() for c in HISTORY_EVIDENCE}
+            out = {pre + c.suffix: nan.copy() for c in HISTORY_EVIDENCE}
+            out.update({pre + c.suffix: nan.copy() for c in HISTORY_NEAREST})
+            out[pre + "nearest_id"] = np.full(n, None, dtype=object)
+            return out
         ex = self.vectors[rows]
         verdict = self._verdict[rows]
         ex_ids = self._ids[rows]
@@ -215,12 +235,19 @@ class ReviewedExemplars:
                     if item_id in oof:
                         probe[i] = oof[item_id]
         return {
+            **_nearest(pre, sims, pos, verdict, ex_ids, pos_mask, near_copy_sim),
             pre + "probe_score": probe,
             pre + "pos_max_sim": pos_max.astype(np.float32),
             pre + "neg_max_sim": neg_max.astype(np.float32),
             pre + "knn_score": ((w * pos_mask).sum(1) / wsum).astype(np.float32),
             pre + "knn_verdict": ((w * verdict[pos]).sum(1) / wsum).astype(np.float32),
         }
+
+    def reviewed(self, item_ids: list[str | None]) -> list[dict | None]:
+        """The stored review of each id (id, policy, verdict, sweep_id, text excerpt if kept)."""
+        row_of = {item_id: r for r, item_id in enumerate(self._ids)}
+        rows = self.table.to_pylist()
+        return [rows[row_of[i]] if i in row_of else None for i in item_ids]
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -241,3 +268,30 @@ class ReviewedExemplars:
         vectors = index.reconstruct_n(0, index.ntotal)
         table = pq.read_table(path / "exemplars.parquet")
         return cls(meta["signal"], vectors, table, k=meta["k"], probes=meta["probes"])
+
+
+def _nearest(
+    pre: str,
+    sims: np.ndarray,
+    pos: np.ndarray,
+    verdict: np.ndarray,
+    ex_ids: np.ndarray,
+    violating: np.ndarray,
+    near_copy_sim: float | None,
+) -> dict[str, np.ndarray]:
+    """The closest reviewed item of each row (its id, similarity, verdict) and the number of
+    confirmed violations among the neighbours closer than ``near_copy_sim``."""
+    valid = np.isfinite(sims)
+    best = np.where(valid, sims, -np.inf).argmax(1)
+    r = np.arange(len(sims))
+    found = valid[r, best]
+    ids = np.where(found, ex_ids[pos[r, best]], None).astype(object)
+    near = np.full(len(sims), np.nan, np.float32)
+    if near_copy_sim is not None:
+        near = (valid & violating & (sims >= near_copy_sim)).sum(1).astype(np.float32)
+    return {
+        pre + "nearest_id": ids,
+        pre + "nearest_sim": np.where(found, sims[r, best], np.nan).astype(np.float32),
+        pre + "nearest_verdict": np.where(found, verdict[pos[r, best]], np.nan).astype(np.float32),
+        pre + "n_near_violating": near,
+    }

@@ -16,14 +16,15 @@ import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from riskrank.index.schema import ITEM_ID, TEXT
-from riskrank.index.signals.base import SignalBatch
+from riskrank.index.signals.base import CandidateMatch, Signal, SignalBatch
 from riskrank.index.store import InventoryIndex, SignalIndex
 from riskrank.index.tables import TableLike
 from riskrank.index.vectors.faiss_index import is_compressed
 from riskrank.recall.allowlist import benign_evidence
 from riskrank.recall.candidates import (
     KEY_COLUMNS,
-    SEED_EVIDENCE,
+    MATCH_EVIDENCE,
+    NEIGHBOURHOOD_EVIDENCE,
     candidate_schema,
     seed_evidence_name,
 )
@@ -32,12 +33,7 @@ from riskrank.recall.lexical import LexicalProbe
 from riskrank.recall.seeds import SeedSet
 
 DENSITY_K = 10
-EXPANSION_TOP = 10
 BACKGROUND_SAMPLE = 2048
-PSEUDO_MIN_POS = 10  # pseudo-positives: at least this many ...
-PSEUDO_POS_FRACTION = 0.10  # ... or this share of the candidates
-PSEUDO_MAX_NEG = 1000
-PSEUDO_ROUNDS = 2
 # Neighbours per seed and signal, the one default of the library and the CLI: inventories of up
 # to 5,000 items are covered whole; past that, each seed's 5,000 nearest (k=None: every item).
 DEFAULT_K = 5000
@@ -59,12 +55,11 @@ class _SignalState:
         bg = np.sort(rng.choice(n, size=min(n, BACKGROUND_SAMPLE), replace=False)) if n else []
         self.background = np.asarray(self.vectors[bg])
         self.density: dict[int, tuple[int, float]] = {}
-        # Item-level evidence a signal recorded at index time (e.g. PDQ hash quality).
+        # Item-level evidence a signal recorded at index time (``SignalBatch.evidence``), handed
+        # back to the signal by its own key.
         ev = si.evidence if hasattr(si, "evidence") else None
         self.item_evidence = {
-            (c if c.startswith(si.signal.name + "_") else f"{si.signal.name}_{c}"): np.asarray(
-                ev.column(c).to_numpy(zero_copy_only=False), np.float32
-            )
+            c: ev.column(c).to_numpy(zero_copy_only=False)
             for c in (ev.column_names if ev is not None else [])
             if c != ITEM_ID
         }
@@ -106,30 +101,24 @@ class _SignalState:
                 )
 
 
-def _pseudo_probe(seed_vecs: np.ndarray, items: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Log-odds of a linear probe self-trained on pseudo-labels (pseudo-relevance feedback).
-
-    Rank by ``start`` (similarity to the seeds' centre); the seeds and the top items are
-    positives, items from the lower half negatives; fit, re-rank by the probe, fit again. A
-    policy without review history still has a shape in embedding space that nearest-seed
-    similarity misses, and this recovers some of it without a single label.
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    n = len(items)
-    if n < 4 * PSEUDO_MIN_POS:
-        return np.full(n, np.nan, np.float32)
-    n_pos = max(PSEUDO_MIN_POS, int(PSEUDO_POS_FRACTION * n))
-    rng = np.random.default_rng(0)
-    score = start
-    for _ in range(PSEUDO_ROUNDS):
-        order = np.argsort(-score, kind="stable")
-        lower = order[n // 2 :]
-        neg = rng.choice(lower, size=min(len(lower), PSEUDO_MAX_NEG), replace=False)
-        X = np.vstack([seed_vecs, items[order[:n_pos]], items[neg]]).astype(np.float32)
-        y = np.r_[np.ones(len(seed_vecs) + n_pos), np.zeros(len(neg))]
-        score = LogisticRegression(C=1.0, max_iter=1000).fit(X, y).decision_function(items)
-    return score.astype(np.float32)
+def checked_signal_evidence(signal: Signal, match: CandidateMatch) -> dict[str, np.ndarray]:
+    """The signal's own evidence, checked against what it declares (a plug-in's mistake is
+    named here, not found later as a missing ranker feature)."""
+    values = signal.candidate_evidence(match)
+    declared = [c.suffix for c in signal.evidence_columns]
+    if sorted(values) != sorted(declared):
+        raise ValueError(
+            f"signal {signal.name!r} ({type(signal).__name__}): candidate_evidence returned "
+            f"{sorted(values)}, but evidence_columns declares {declared}"
+        )
+    n = len(match.items)
+    for suffix, v in values.items():
+        if np.shape(v) != (n,):
+            raise ValueError(
+                f"signal {signal.name!r}: evidence {suffix!r} has shape {np.shape(v)}, "
+                f"expected ({n},) (one value per candidate)"
+            )
+    return values
 
 
 def _seed_evidence(
@@ -140,12 +129,19 @@ def _seed_evidence(
     ann: np.ndarray,
     k: int,
 ) -> dict[str, np.ndarray]:
-    """Evidence columns of one signal for candidates at ``cand_pos`` (-1 = no vector)."""
-    name = state.si.signal.name
+    """Evidence columns of one signal for candidates at ``cand_pos`` (-1 = no vector): recall's
+    own (closeness to seeds, neighbourhood), then the signal's (``Signal.candidate_evidence``)."""
+    signal = state.si.signal
+    name = signal.name
     lo, hi = _thresholds(state.si)
     n = len(cand_pos)
     have = cand_pos >= 0
-    out = {seed_evidence_name(name, s): np.full(n, np.nan, np.float32) for s in SEED_EVIDENCE}
+    suffixes = [
+        *(c.suffix for c in MATCH_EVIDENCE),
+        *(c.suffix for c in signal.evidence_columns),
+        *(c.suffix for c in NEIGHBOURHOOD_EVIDENCE),
+    ]
+    out = {seed_evidence_name(name, s): np.full(n, np.nan, np.float32) for s in suffixes}
     best_seed = np.full(n, None, dtype=object)
     if have.any():
         pos = cand_pos[have]
@@ -163,7 +159,6 @@ def _seed_evidence(
                 c = lookup.get(int(p))
                 if c is not None:
                     rank[j, c] = r + 1
-        centroid = q.mean(0)
         cols = {
             "best_sim": order[0],
             "top3_mean": order[: min(3, len(order))].mean(0),
@@ -172,25 +167,13 @@ def _seed_evidence(
             "best_rank": rank[best_j, np.arange(len(pos))],
             "best_sim_z": ((sims - mu) / sd).max(0),
         }
-        if state.si.signal.metric == "cosine":
-            centroid = centroid / (np.linalg.norm(centroid) + 1e-12)
-            top = np.argsort(-order[0], kind="stable")[:EXPANSION_TOP]
-            expansion = items[top].mean(0)
-            expansion /= np.linalg.norm(expansion) + 1e-12
-            cols["centroid_sim"] = items @ centroid
-            cols["expansion_sim"] = items @ expansion
-            cols["pseudo_probe"] = _pseudo_probe(q, items, cols["centroid_sim"])
-        if state.si.signal.metric == "hamming":
-            cols["best_distance"] = np.rint((1.0 - order[0]) * state.si.signal.dim)
+        recorded = {key: values[pos] for key, values in state.item_evidence.items()}
+        cols.update(checked_signal_evidence(signal, CandidateMatch(q, items, sims, recorded)))
         state.fill_density(pos, hi)
         dens = np.array([state.density[int(p)] for p in pos], dtype=np.float64).reshape(-1, 2)
         cols["density"], cols["neighbour_sim"] = dens[:, 0], dens[:, 1]
         for suffix, values in cols.items():
-            out.setdefault(seed_evidence_name(name, suffix), np.full(n, np.nan, np.float32))
             out[seed_evidence_name(name, suffix)][have] = values
-        for col, values in state.item_evidence.items():
-            out[col] = np.full(n, np.nan, np.float32)
-            out[col][have] = values[pos]
         best_seed[have] = np.asarray(seed_ids, dtype=object)[best_j]
     out[f"{name}_best_seed_id"] = best_seed
     return out
@@ -203,6 +186,49 @@ def texts_of(items: pa.Table, ids) -> list[str | None]:
     item_ids = pc.cast(items.column(ITEM_ID), pa.string()).combine_chunks()
     where = pc.index_in(pa.array([str(i) for i in ids], pa.string()), value_set=item_ids)
     return items.column(TEXT).take(where).to_pylist()
+
+
+def _neighbours(
+    states: dict[str, _SignalState],
+    batches: Mapping[str, SignalBatch],
+    rows: np.ndarray,
+    k: int | None,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int]], np.ndarray]:
+    """For one policy's seed ``rows``: per signal, the query vectors of the seeds that have its
+    modality, those rows, their ``k`` nearest positions and that ``k`` (None: every item); and
+    the union of the items found, in the order first found (signal by signal)."""
+    per_signal = {}
+    cand_ids: dict[str, None] = {}
+    for name, state in states.items():
+        b = batches[name]
+        ok_rows = rows[b.ok[rows]]
+        if len(ok_rows) == 0 or state.si.index.ntotal == 0:
+            continue
+        q = np.ascontiguousarray(b.vectors[ok_rows])
+        k_sig = state.si.index.ntotal if k is None else k
+        ann = state.neighbours(q, k_sig)
+        per_signal[name] = (q, ok_rows, ann, k_sig)
+        for p in np.unique(ann[ann >= 0]):
+            cand_ids.setdefault(state.si.ids[p], None)
+    return per_signal, np.asarray(list(cand_ids), dtype=object)
+
+
+def _closest_seed_fields(
+    cols: dict[str, object], signals: list[str], seeds: pa.Table, rows: np.ndarray
+) -> None:
+    """``severity`` and ``action`` of each candidate's closest seed under the first signal
+    that has evidence; without one, the policy's highest severity and first action."""
+    seed_ids = seeds.column("seed_id").to_pylist()
+    severity = np.asarray(seeds.column("severity").to_pylist())
+    action = np.asarray(seeds.column("action").to_pylist(), dtype=object)
+    first_best = next(
+        (cols[f"{n}_best_seed_id"] for n in signals if f"{n}_best_seed_id" in cols), None
+    )
+    row_of = {s: r for r, s in enumerate(seed_ids)}
+    sev = np.array([severity[row_of[s]] if s else severity[rows].max() for s in first_best])
+    act = np.array([action[row_of[s]] if s else action[rows[0]] for s in first_best], dtype=object)
+    cols["severity"] = sev.astype(np.int8)
+    cols["action"] = act
 
 
 def recall(
@@ -239,27 +265,12 @@ def recall(
 
     seed_ids_all = np.asarray(seeds.table.column("seed_id").to_pylist(), dtype=object)
     policy_all = np.asarray(seeds.table.column("policy").to_pylist(), dtype=object)
-    severity_all = np.asarray(seeds.table.column("severity").to_pylist())
-    action_all = np.asarray(seeds.table.column("action").to_pylist(), dtype=object)
     benign_all = seeds.benign  # the allowlist: evidence only, never queries
     tables = []
     for policy in tqdm(seeds.policies, desc="recall", unit="policy", disable=not show_progress):
         rows = np.flatnonzero((policy_all == policy) & ~benign_all)
         benign_rows = np.flatnonzero((policy_all == policy) & benign_all)
-        per_signal = {}
-        cand_ids: dict[str, None] = {}
-        for name, state in states.items():
-            b = batches[name]
-            ok_rows = rows[b.ok[rows]]
-            if len(ok_rows) == 0 or state.si.index.ntotal == 0:
-                continue
-            q = np.ascontiguousarray(b.vectors[ok_rows])
-            k_sig = state.si.index.ntotal if k is None else k
-            per_signal[name] = (q, ok_rows, state.neighbours(q, k_sig), k_sig)
-            ann = per_signal[name][2]
-            for p in np.unique(ann[ann >= 0]):
-                cand_ids.setdefault(state.si.ids[p], None)
-        ids = np.asarray(list(cand_ids), dtype=object)
+        per_signal, ids = _neighbours(states, batches, rows, k)
         if len(ids) == 0:
             continue
         cols: dict[str, object] = {ITEM_ID: ids, "policy": np.full(len(ids), policy, dtype=object)}
@@ -286,26 +297,22 @@ def recall(
                 vecs = np.zeros((len(ids), q.shape[1]), np.float32)
                 have = cand_pos >= 0
                 vecs[have] = state.vectors[cand_pos[have]]
-                hist = exemplars[name].evidence(policy, ids, vecs, exclude_self=exclude_self)
+                hist = exemplars[name].evidence(
+                    policy,
+                    ids,
+                    vecs,
+                    exclude_self=exclude_self,
+                    near_copy_sim=_thresholds(state.si)[1],
+                )
                 for key, values in hist.items():
-                    cols[key] = np.where(have, values, np.nan).astype(np.float32)
+                    if values.dtype == object:  # the closest reviewed item's id
+                        cols[key] = np.where(have, values, None)
+                    else:
+                        cols[key] = np.where(have, values, np.nan).astype(np.float32)
         if lexical_texts:
             texts = texts_of(index.items, ids)
             cols.update(lexical.evidence(policy, ids, texts, exclude_self=exclude_self))
-        # The suggested action follows the closest seed of the first signal that matched.
-        first_best = next(
-            (cols[f"{n}_best_seed_id"] for n in states if f"{n}_best_seed_id" in cols), None
-        )
-        sid_to_row = {s: r for r, s in enumerate(seed_ids_all)}
-        sev = np.array(
-            [severity_all[sid_to_row[s]] if s else severity_all[rows].max() for s in first_best]
-        )
-        act = np.array(
-            [action_all[sid_to_row[s]] if s else action_all[rows[0]] for s in first_best],
-            dtype=object,
-        )
-        cols["severity"] = sev.astype(np.int8)
-        cols["action"] = act
+        _closest_seed_fields(cols, list(states), seeds.table, rows)
         cols["matched_seed_ids"] = [
             [s for s, _ in sorted(m.items(), key=lambda kv: -kv[1])] for m in matched
         ]
@@ -327,11 +334,13 @@ def _finish(tables: list[pa.Table], index: InventoryIndex) -> pa.Table:
     table = pa.concat_tables(tables, promote_options="default")
     front = list(KEY_COLUMNS)
     # Conform to the written-down contract (numpy gives float64/object columns).
-    names = sorted(
-        {n[: -len("_best_seed_id")] for n in table.column_names if n.endswith("_best_seed_id")}
-    )
+    signals = [
+        si.signal
+        for si in index.signals.values()
+        if f"{si.signal.name}_best_seed_id" in table.column_names
+    ]
     has_hist = any(n.startswith("hist_") for n in table.column_names)
-    for field in candidate_schema(names, has_hist):
+    for field in candidate_schema(signals, has_hist):
         if field.name in table.column_names and table.schema.field(field.name).type != field.type:
             i = table.column_names.index(field.name)
             table = table.set_column(i, field.name, table.column(field.name).cast(field.type))

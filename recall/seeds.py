@@ -1,20 +1,13 @@
 """Seeds: known-violating examples (or policies written in words), grouped by policy.
 
-Seed columns
-------------
-``seed_id``   string, required, unique.
-``policy``    string, required: the policy the seed violates ("scam", "counterfeit", ...).
-``text`` / ``image_bytes`` / ``image_path``: the content, at least one per seed.
-``kind``      optional: ``"example"`` (default; ``"violating"`` is the same) - a known
-              violation; ``"description"`` - a policy written in words ("loan offers promising
-              guaranteed approval"), recalled zero-shot through the same encoder; or
-              ``"benign"`` - a known look-alike that must NOT be escalated (a real loan offer
-              next to the scam template, a news article quoting an insult). Benign seeds recall
-              nothing; they add evidence (``recall/allowlist.py``): how close a candidate is to
-              the policy's nearest benign seed, and the margin to its nearest violating seed.
-``severity``  optional int 1-4 (default 2): how bad a match is.
-``action``    optional string: what to do with a confirmed match ("remove", "age_restrict",
-              "review"...); default from severity.
+Their columns are ``SEED_SCHEMA`` (``SeedSet.from_table`` checks a table against it; the README's
+seeds table is generated from it). A ``description`` seed is a policy written in words ("loan
+offers promising guaranteed approval"), recalled zero-shot through the same encoder.
+
+``kind="benign"`` marks a known look-alike that must NOT be escalated (a real loan offer next to
+the scam template, a news article quoting an insult). Benign seeds recall nothing; they add
+evidence (``recall/allowlist.py``): how close a candidate is to the policy's nearest benign seed,
+and the margin to its nearest violating seed.
 
 Seeds are few and hand-picked, so bad seeds are errors (naming the seed), not quarantine.
 """
@@ -28,20 +21,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, TEXT, is_blank
-from riskrank.index.tables import SchemaError, TableLike, as_table, require_columns
+from riskrank.index.tables import SchemaError, TableLike, as_table, check_columns, doc_field
 
 BENIGN = "benign"
 SEED_KINDS = ("example", "violating", "description", BENIGN)
 SEED_SCHEMA = pa.schema(
     [
-        pa.field("seed_id", pa.string(), nullable=False),
-        pa.field("policy", pa.string(), nullable=False),
-        pa.field("text", pa.string()),
-        pa.field("image_bytes", pa.binary()),
-        pa.field("image_path", pa.string()),
-        pa.field("kind", pa.string()),
-        pa.field("severity", pa.int8()),
-        pa.field("action", pa.string()),
+        doc_field("seed_id", pa.string(), "unique id of the seed", required=True, is_id=True),
+        doc_field("policy", pa.string(), "the policy the seed violates", required=True),
+        doc_field(TEXT, pa.string(), "text content; at least one content column per seed"),
+        doc_field(IMAGE_BYTES, pa.binary(), "encoded image; optional"),
+        doc_field(IMAGE_PATH, pa.string(), "image path/URI; optional"),
+        doc_field(
+            "kind",
+            pa.string(),
+            "`example` (default; `violating` is the same), `description` (a policy in words, "
+            "recalled zero-shot) or `benign` (a known look-alike that must not be escalated)",
+        ),
+        doc_field("severity", pa.int8(), "1-4 (default 2): how bad a match is"),
+        doc_field(
+            "action", pa.string(), "what to do with a confirmed match; default from severity"
+        ),
     ],
     metadata={"doc": "a known violation (or a policy in words); content columns are optional"},
 )
@@ -75,13 +75,11 @@ class SeedSet:
     @classmethod
     def from_table(cls, data: TableLike, *, what: str = "seeds") -> SeedSet:
         table = as_table(data, what=what)
-        require_columns(table, {"seed_id": "id", "policy": "string"}, what=what)
+        check_columns(table, SEED_SCHEMA, what=what)
         if table.num_rows == 0:
             raise SchemaError(f"{what}: the seed set is empty; give at least one seed per policy")
         if not any(c in table.column_names for c in CONTENT_COLUMNS):
             raise SchemaError(f"{what}: needs a content column of {list(CONTENT_COLUMNS)}")
-        present = [c for c in CONTENT_COLUMNS if c in table.column_names]
-        require_columns(table, {c: "string" for c in present}, what=what)
         table = table.set_column(
             table.column_names.index("seed_id"), "seed_id", pc.cast(table["seed_id"], pa.string())
         )

@@ -158,3 +158,33 @@ def train_small(history, seeds, model_dir, signal, **kwargs):
         show_progress=False,
         **kwargs,
     )
+
+
+HOSTILE_TEXT = "<script>alert(1)</script> Guaranteed loan approval, no credit check & <b>more</b>"
+
+
+@pytest.fixture(scope="session")
+def explained_sweep(tmp_path_factory, inventory_items, seeds, trained_model):
+    """A sweep with a second, cold-start policy and one item whose text is hostile HTML:
+    (inventory, seeds, SweepResult)."""
+    from riskrank.rank.pipeline import sweep
+
+    hostile = pa.table(
+        {"item_id": ["evil"], "text": [HOSTILE_TEXT], "label": [1], "advertiser": ["adv0"]}
+    )
+    inv = pa.concat_tables([inventory_items, hostile])
+    diet = pa.table(
+        {
+            "seed_id": ["d1", "d2"],
+            "policy": ["diet"] * 2,
+            "text": [
+                "Miracle diet pill: lose 30 pounds in a week, doctors hate it",
+                "Lose weight fast without exercise, buy the miracle pill today",
+            ],
+            "severity": pa.array([2, 2], pa.int8()),
+            "action": ["human_review"] * 2,
+        }
+    )
+    all_seeds = pa.concat_tables([seeds, diet])
+    out = tmp_path_factory.mktemp("explained-sweep")
+    return inv, all_seeds, sweep(inv, all_seeds, trained_model, out_dir=out, show_progress=False)

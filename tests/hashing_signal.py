@@ -9,7 +9,7 @@ import hashlib
 import numpy as np
 from sklearn.feature_extraction.text import HashingVectorizer
 
-from riskrank.index.signals.base import register_signal
+from riskrank.index.signals import register_signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 
 DIM = 64
@@ -45,15 +45,17 @@ class HashingEncoder:
 class HashingTextSignal(TextEmbeddingSignal):
     """``text`` signal with the hashing encoder (registered as ``test_hashing_text``)."""
 
+    type_name = "test_hashing_text"
+
     def __init__(self, salt: str = "", encoder=None) -> None:
         super().__init__(encoder or HashingEncoder(salt))
 
     def describe(self) -> dict:
-        return {"type": "test_hashing_text", **self.encoder.describe()}
+        return {"type": self.type_name, **self.encoder.describe()}
 
     @classmethod
     def from_manifest(cls, entry: dict) -> HashingTextSignal:
         return cls(entry.get("salt", ""))
 
 
-register_signal("test_hashing_text", HashingTextSignal)
+register_signal(HashingTextSignal)

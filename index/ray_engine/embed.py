@@ -28,7 +28,8 @@ from riskrank.index.chunks import (
     vectors_of,
 )
 from riskrank.index.ray_engine.inventory import SAVE_TO, ValidatedInventory
-from riskrank.index.signals.base import Signal, signal_from_manifest
+from riskrank.index.signals.base import Signal
+from riskrank.index.signals.registry import signal_from_manifest
 from riskrank.index.store import IndexMismatchError
 
 

@@ -27,7 +27,7 @@ machine's:
    tasks gather each shard's vectors and add them to a copy of it, and an actor serves each
    shard (search + vector lookup, ``index.ray_engine.shards.RayShardedIndex``). The driver
    writes one shard at a time (``<signal>/shards/shard-NNNNN.faiss`` + ``.npy``) and the
-   manifest last. A signal with its own index type (PDQ's binary index) is built whole by
+   manifest last. A binary-hash signal (``IndexKind.BINARY_HASHES``: PDQ) is built whole by
    one task and served by one actor (``index.ray_engine.shards.RayServedIndex``), in
    ``build_index``'s layout.
 
@@ -52,7 +52,8 @@ from riskrank.index.ray_engine.embed import Embedded, ItemEmbedder, embed_chunks
 from riskrank.index.ray_engine.inventory import ordered_data_context, read_inventory
 from riskrank.index.ray_engine.shards import RayServedIndex, RayShardedIndex
 from riskrank.index.schema import quarantine_table
-from riskrank.index.signals.base import Signal, signal_from_manifest
+from riskrank.index.signals.base import IndexKind, Signal
+from riskrank.index.signals.registry import signal_from_manifest
 from riskrank.index.store import InventoryIndex, SignalIndex
 from riskrank.index.vectors.faiss_index import training_positions
 from riskrank.index.vectors.sharded import shard_bounds
@@ -106,7 +107,7 @@ def _shard_signal(emb: Embedded, name: str, sdir: Path, plan: dict):
 
 
 def _serve_signal(emb: Embedded, name: str, spec: dict, sdir: Path, plan: dict):
-    """Stage 3 for a signal with its own index type (PDQ): built whole in one task, served by
+    """Stage 3 for a binary-hash signal (PDQ): built whole in one task, served by
     one actor, written in ``build_index``'s layout."""
     rows = np.flatnonzero(emb.ok[name])
     opts = {"max_retries": plan["max_retries"]}
@@ -220,11 +221,11 @@ class RayEngine:
     def index_signal(
         self, emb: Embedded, signal: Signal, sdir: Path, *, key, max_memory, use_gpu
     ) -> BuiltSignal:
-        """FAISS float indexes are sharded; a signal with its own index type is served whole.
+        """FAISS float indexes are sharded; binary hash indexes (PDQ) are served whole.
         (``use_gpu`` is the local engine's FAISS search device; shard actors search on CPU.)"""
         plan = {**self.plan_, "index_key": key, "max_memory": max_memory}
         t0 = time.time()
-        if type(signal).build_index is Signal.build_index:
+        if signal.index_kind is IndexKind.FLOAT_VECTORS:
             index, files = _shard_signal(emb, signal.name, sdir, plan)
             index_files = [shard["file"] for shard in index.shards]
             layout = {"shards": index.shards}

@@ -199,7 +199,7 @@ class _SignalIndexServer:
     """Ray actor body: a signal's own index (whatever ``Signal.load_index`` opens) + vectors."""
 
     def __init__(self, spec: dict, options: dict, blob, vectors: np.ndarray):
-        from riskrank.index.signals.base import signal_from_manifest
+        from riskrank.index.signals.registry import signal_from_manifest
 
         signal = signal_from_manifest(spec).set_runtime_options(**options)
         with tempfile.TemporaryDirectory() as tmp:
@@ -217,7 +217,7 @@ class _SignalIndexServer:
 
 def _build_signal_index(spec: dict, options: dict, vectors: np.ndarray, key, max_memory) -> dict:
     """A signal's own index over ``vectors`` (a Ray task): its file's bytes, key and nprobe."""
-    from riskrank.index.signals.base import signal_from_manifest
+    from riskrank.index.signals.registry import signal_from_manifest
 
     signal = signal_from_manifest(spec).set_runtime_options(**options)
     index = signal.build_index(vectors, key=key, max_memory=max_memory, use_gpu=False)
@@ -228,8 +228,8 @@ def _build_signal_index(spec: dict, options: dict, vectors: np.ndarray, key, max
 
 
 class RayServedIndex:
-    """A signal that builds its own index type (``Signal.build_index`` overridden, e.g. PDQ's
-    ``BinaryHashIndex``), built whole by one Ray task and served by one actor. ``search``
+    """A signal whose index is not a sharded FAISS float index (``IndexKind.BINARY_HASHES``,
+    PDQ's ``BinaryHashIndex``), built whole by one Ray task and served by one actor. ``search``
     returns what that index's ``search`` returns.
     """
 

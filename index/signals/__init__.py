@@ -1,30 +1,41 @@
-"""Signals: one class per way of matching content (text embedding, CLIP, PDQ, ...).
+"""Signals: one class per way of matching content (text embedding, CLIP, PDQ, NSFW, ...).
 
-``base`` holds the ``Signal`` contract and the registry; each other module is one signal
-family. Built-in signals are registered here, one line each.
+``base`` is the contract every signal fulfils; ``registry`` is the one registry (keyed by type
+name) where the built-ins register, one line each; each other module is one signal family.
 """
 
 from riskrank.index.signals.base import (
+    CandidateMatch,
+    CliOption,
+    Comparison,
+    EvidenceColumn,
+    IndexKind,
     Signal,
     SignalBatch,
-    register_signal,
-    registered_signals,
-    signal_from_manifest,
 )
 from riskrank.index.signals.clip import ClipEncoder, ClipImageSignal, ClipTextSignal
+from riskrank.index.signals.nsfw import NsfwSignal
 from riskrank.index.signals.pdq import PDQ_MATCH_THRESHOLD, PdqSignal
+from riskrank.index.signals.registry import (
+    register_signal,
+    registered_signals,
+    signal_class,
+    signal_from_manifest,
+    unregister_signal,
+)
 from riskrank.index.signals.text import TextEmbeddingSignal, TextEncoder
-
-register_signal("text_embedding", TextEmbeddingSignal)
-register_signal("clip_image", ClipImageSignal)
-register_signal("clip_text", ClipTextSignal)
-register_signal("pdq", PdqSignal)
 
 __all__ = [
     "PDQ_MATCH_THRESHOLD",
+    "CandidateMatch",
     "ClipEncoder",
     "ClipImageSignal",
     "ClipTextSignal",
+    "CliOption",
+    "Comparison",
+    "EvidenceColumn",
+    "IndexKind",
+    "NsfwSignal",
     "PdqSignal",
     "Signal",
     "SignalBatch",
@@ -32,5 +43,7 @@ __all__ = [
     "TextEncoder",
     "register_signal",
     "registered_signals",
+    "signal_class",
     "signal_from_manifest",
+    "unregister_signal",
 ]

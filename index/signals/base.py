@@ -1,59 +1,133 @@
-"""Signal types: one small class per way of matching content.
+"""The signal contract: everything one way of matching content must provide.
 
-A signal knows how to turn items (and seeds) into vectors or hashes, how to compare them and
-which index serves them. The index, recall and ranking stages only talk to this interface, so a
-new signal (CLIP image, perceptual hash, ...) plugs in by registering a class here; no other
-signal changes.
+Modelled on python-threatexchange's ``SignalType``: a signal is one small class that says how to
+compute itself from content, how two of its values compare, which index serves it, how it is
+written in (and rebuilt from) an index manifest, which evidence columns it adds to the candidate
+table (and what they mean), and which command-line options configure it. Recall, ranking and the
+CLI only ask these questions; none of them names a signal. A new signal is one module with a
+``Signal`` subclass plus one ``register_signal`` line (``index/signals/registry.py``).
 """
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
-from riskrank.index.tables import SchemaError
+
+class IndexKind(enum.Enum):
+    """What a signal's vectors are, and so which index serves them."""
+
+    FLOAT_VECTORS = "float_vectors"  # unit float32 vectors, inner product (FAISS float index)
+    BINARY_HASHES = "binary_hashes"  # packed uint8 bit strings, Hamming (FAISS binary index)
+
+
+METRIC_OF_KIND = {IndexKind.FLOAT_VECTORS: "cosine", IndexKind.BINARY_HASHES: "hamming"}
+
+
+@dataclass(frozen=True)
+class EvidenceColumn:
+    """One evidence column a signal adds to the candidate table, as ``<signal name>_<suffix>``.
+
+    ``direction``: how the value should move risk (+1 up, -1 down, 0 either way); the ranker
+    constrains its trees to it, so a learned rule transfers between policies (cold start).
+    """
+
+    suffix: str
+    meaning: str
+    dtype: pa.DataType = field(default_factory=pa.float32)
+    direction: int = 0
+
+
+@dataclass(frozen=True)
+class CliOption:
+    """A command-line option of a signal: ``flag`` (``--pdq-match-threshold``) sets the
+    constructor keyword ``keyword`` when given. Two signals may share a flag (the image base
+    directory) if they declare it identically."""
+
+    flag: str
+    keyword: str
+    help: str
+    type: type = str
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
 
 
 @dataclass
 class SignalBatch:
     """Vectors for the rows of a table. ``ok[i]`` is False where the row lacks this modality
-    (normal: an item without an image) or its content could not be decoded (``reasons[i]``)."""
+    (normal: an item without an image) or its content could not be decoded (``reasons[i]``).
+    ``evidence``: per-row values the signal records at index time (e.g. a hash's quality),
+    stored beside the index and handed back to ``candidate_evidence`` as ``item_evidence``."""
 
     vectors: np.ndarray
     ok: np.ndarray
     reasons: list[str | None] = field(default_factory=list)
+    evidence: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Comparison:
+    """How close two values of a signal are: ``similarity`` (higher = closer, the scale recall
+    uses), ``distance`` in the signal's own unit (bits for a hash), and whether that counts as a
+    weak / strong match under the signal's thresholds."""
+
+    similarity: float
+    distance: float
+    match: bool
+    strong_match: bool
+
+
+@dataclass
+class CandidateMatch:
+    """What ``candidate_evidence`` gets for one policy: the policy's query (seed) vectors, the
+    candidates' vectors, their dense similarity (``queries x items``) and the per-item evidence
+    recorded at index time for those candidates (``SignalBatch.evidence``, by its key)."""
+
+    queries: np.ndarray
+    items: np.ndarray
+    similarity: np.ndarray
+    item_evidence: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Signal(ABC):
-    """One way of matching content.
+    """One way of matching content. Subclasses declare the class attributes and implement the
+    abstract methods; ``register_signal`` checks the declarations.
 
-    ``name`` prefixes this signal's evidence columns (``text_best_sim`` ...); ``metric`` is
-    ``"cosine"`` (unit vectors, inner product) or ``"hamming"`` (packed binary hashes).
+    ``type_name``: the registry key, written as ``type`` in manifests (``describe()``).
+    ``name``: the instance's name, prefix of its evidence columns (``text_best_sim``) and its
+    token in the CLI's ``--signals``. ``index_kind``: float vectors or binary hashes.
+    ``match_thresholds``: (weak, strong) similarity for "this seed matched".
+    ``evidence_columns``: the signal-specific columns ``candidate_evidence`` returns.
+    ``cli_options``: the flags that configure it from the command line.
+    ``summary``: one line for ``--help``.
     """
 
+    type_name: ClassVar[str] = ""
     name: str = ""
-    metric: str = "cosine"
-    # (weak, strong) similarity thresholds for "this seed matched": sentence embeddings of
-    # paraphrases sit around 0.6-0.8 cosine; hash signals override with their own scale.
+    summary: ClassVar[str] = ""
+    index_kind: ClassVar[IndexKind] = IndexKind.FLOAT_VECTORS
+    # Sentence embeddings of paraphrases sit around 0.6-0.8 cosine; hash signals override.
     match_thresholds: tuple[float, float] = (0.5, 0.7)
+    evidence_columns: ClassVar[tuple[EvidenceColumn, ...]] = ()
+    cli_options: ClassVar[tuple[CliOption, ...]] = ()
     # Attributes that say where or how to read content but leave the vectors unchanged (e.g.
     # the directory relative image paths live in). Manifests do not record them; whoever
     # rebuilds a signal from its manifest entry elsewhere (a Ray worker) sets them again.
-    runtime_options: tuple[str, ...] = ()
+    runtime_options: ClassVar[tuple[str, ...]] = ()
 
-    def get_runtime_options(self) -> dict:
-        return {k: getattr(self, k) for k in self.runtime_options}
+    @property
+    def metric(self) -> str:
+        """``"cosine"`` (unit vectors, inner product) or ``"hamming"`` (packed bits)."""
+        return METRIC_OF_KIND[self.index_kind]
 
-    def set_runtime_options(self, **options) -> Signal:
-        for k, v in options.items():
-            if k not in self.runtime_options:
-                raise TypeError(f"{type(self).__name__}: unknown runtime option {k!r}")
-            setattr(self, k, v)
-        return self
-
+    # -- computing -------------------------------------------------------------------------
     @abstractmethod
     def embed_items(self, table: pa.Table, *, show_progress: bool = False) -> SignalBatch:
         """Vectors for inventory rows."""
@@ -62,36 +136,21 @@ class Signal(ABC):
         """Vectors for seed rows; by default seeds are embedded like items."""
         return self.embed_items(table, show_progress=show_progress)
 
-    @abstractmethod
-    def describe(self) -> dict:
-        """Everything the manifest must record to refuse a mismatched query later."""
-
     @property
     @abstractmethod
     def dim(self) -> int:
         """Vector width (bits for a binary hash)."""
 
-    def similarity(self, queries: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Dense ``(n_queries, n_items)`` similarity, higher = closer."""
-        return queries @ items.T
+    # -- the manifest ----------------------------------------------------------------------
+    @abstractmethod
+    def describe(self) -> dict:
+        """Everything the manifest must record to rebuild this signal and refuse a mismatched
+        query later; must hold ``"type": type_name``."""
 
-    def build_index(
-        self,
-        vectors: np.ndarray,
-        *,
-        key: str | None = None,
-        max_memory: int | str = "4G",
-        use_gpu: bool | None = None,
-    ):
-        """The index that serves this signal (a FAISS float index by default)."""
-        from riskrank.index.vectors.faiss_index import VectorIndex
-
-        return VectorIndex.build(vectors, key=key, max_memory=max_memory, use_gpu=use_gpu)
-
-    def load_index(self, path, entry: dict, *, use_gpu: bool | None = None):
-        from riskrank.index.vectors.faiss_index import VectorIndex
-
-        return VectorIndex.load(path, entry["index_key"], entry["nprobe"], use_gpu=use_gpu)
+    @classmethod
+    @abstractmethod
+    def from_manifest(cls, entry: dict) -> Signal:
+        """The query-side signal a manifest entry (``describe()`` output) describes."""
 
     def compatible_with(self, recorded: dict) -> str | None:
         """Return why ``recorded`` (a manifest entry) does not match this signal, or None."""
@@ -109,23 +168,72 @@ class Signal(ABC):
                 return f"{key}: index has {recorded[key]!r}, query encoder has {mine[key]!r}"
         return None
 
+    # -- comparing -------------------------------------------------------------------------
+    def similarity(self, queries: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Dense ``(n_queries, n_items)`` similarity, higher = closer."""
+        return queries @ items.T
 
-_REGISTRY: dict[str, type[Signal]] = {}
+    def distance(self, similarity: np.ndarray) -> np.ndarray:
+        """A similarity in the signal's own distance unit (``1 - cosine`` by default)."""
+        return 1.0 - np.asarray(similarity, np.float32)
 
+    def compare(self, a: np.ndarray, b: np.ndarray) -> Comparison:
+        """Compare two single vectors (the ``compare_hash`` of python-threatexchange)."""
+        sim = float(self.similarity(np.asarray(a)[None], np.asarray(b)[None])[0, 0])
+        weak, strong = self.match_thresholds
+        return Comparison(sim, float(self.distance(np.float32(sim))), sim >= weak, sim >= strong)
 
-def register_signal(type_name: str, cls: type[Signal]) -> None:
-    """Make a signal type loadable from a manifest (``describe()['type']``)."""
-    _REGISTRY[type_name] = cls
+    # -- the index -------------------------------------------------------------------------
+    def build_index(
+        self,
+        vectors: np.ndarray,
+        *,
+        key: str | None = None,
+        max_memory: int | str = "4G",
+        use_gpu: bool | None = None,
+    ):
+        """The index that serves this signal, chosen by ``index_kind``."""
+        if self.index_kind is IndexKind.BINARY_HASHES:
+            from riskrank.index.vectors.hamming import BinaryHashIndex
 
+            if key is not None and not key.startswith("B"):
+                key = None  # a float-index key forced for the whole store is not meant for hashes
+            return BinaryHashIndex.build(vectors, key=key, max_memory=max_memory, use_gpu=use_gpu)
+        from riskrank.index.vectors.faiss_index import VectorIndex
 
-def registered_signals() -> dict[str, type[Signal]]:
-    """Every registered signal type, by type name."""
-    return dict(_REGISTRY)
+        return VectorIndex.build(vectors, key=key, max_memory=max_memory, use_gpu=use_gpu)
 
+    def load_index(self, path, entry: dict, *, use_gpu: bool | None = None):
+        if self.index_kind is IndexKind.BINARY_HASHES:
+            from riskrank.index.vectors.hamming import BinaryHashIndex
 
-def signal_from_manifest(entry: dict) -> Signal:
-    """Rebuild the query-side signal an index was built with."""
-    type_name = entry.get("type")
-    if type_name not in _REGISTRY:
-        raise SchemaError(f"unknown signal type {type_name!r}; known: {sorted(_REGISTRY)}")
-    return _REGISTRY[type_name].from_manifest(entry)
+            return BinaryHashIndex.load(path, entry["index_key"], entry["nprobe"], use_gpu=use_gpu)
+        from riskrank.index.vectors.faiss_index import VectorIndex
+
+        return VectorIndex.load(path, entry["index_key"], entry["nprobe"], use_gpu=use_gpu)
+
+    # -- evidence --------------------------------------------------------------------------
+    @abstractmethod
+    def candidate_evidence(self, match: CandidateMatch) -> dict[str, np.ndarray]:
+        """The signal-specific evidence for candidates: ``{suffix: values}`` with exactly the
+        suffixes of ``evidence_columns``, one value per row of ``match.items``."""
+
+    # -- the command line ------------------------------------------------------------------
+    @classmethod
+    def from_cli(cls, options: dict[str, Any]) -> Signal:
+        """Build from parsed CLI values (``{dest: value}``); options not given keep defaults."""
+        kwargs = {
+            o.keyword: options[o.dest] for o in cls.cli_options if options.get(o.dest) is not None
+        }
+        return cls(**kwargs)
+
+    # -- runtime options -------------------------------------------------------------------
+    def get_runtime_options(self) -> dict:
+        return {k: getattr(self, k) for k in self.runtime_options}
+
+    def set_runtime_options(self, **options) -> Signal:
+        for k, v in options.items():
+            if k not in self.runtime_options:
+                raise TypeError(f"{type(self).__name__}: unknown runtime option {k!r}")
+            setattr(self, k, v)
+        return self

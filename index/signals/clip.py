@@ -30,8 +30,13 @@ from tqdm.auto import tqdm
 
 from riskrank.index.manifest import package_version, sha256_file
 from riskrank.index.schema import TEXT
-from riskrank.index.signals.base import Signal, SignalBatch
-from riskrank.index.signals.images import DEFAULT_MAX_PIXELS, decode_images
+from riskrank.index.signals.base import CliOption, SignalBatch
+from riskrank.index.signals.embedding import EmbeddingSignal
+from riskrank.index.signals.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_BASE_DIR_OPTION,
+    decode_images,
+)
 
 log = logging.getLogger(__name__)
 
@@ -286,11 +291,21 @@ def _shared_encoder(model: str, pretrained: str | None, init_seed: int) -> ClipE
     return ClipEncoder(model, pretrained, init_seed=init_seed)
 
 
-class _ClipSignal(Signal):
+CLIP_CLI_OPTIONS = (
+    CliOption("--clip-model", "model", f"open_clip model (default {DEFAULT_CLIP_MODEL})"),
+    CliOption(
+        "--clip-pretrained",
+        "pretrained",
+        f"open_clip pretrained tag, or a local checkpoint path (default {DEFAULT_CLIP_PRETRAINED})",
+    ),
+    IMAGE_BASE_DIR_OPTION,
+)
+
+
+class _ClipSignal(EmbeddingSignal):
     """Shared plumbing: one encoder, image decoding options, manifest checks."""
 
-    metric = "cosine"
-    type_name = ""
+    cli_options = CLIP_CLI_OPTIONS
     runtime_options = ("base_dir", "decode_workers")
 
     def __init__(
@@ -396,6 +411,7 @@ class ClipImageSignal(_ClipSignal):
 
     name = "image"
     type_name = "clip_image"
+    summary = "CLIP (open_clip) embedding of the image; text seeds go through the text tower"
 
     def embed_items(self, table: pa.Table, *, show_progress: bool = False) -> SignalBatch:
         return SignalBatch(*self._embed_images(table, show_progress))
@@ -409,6 +425,7 @@ class ClipTextSignal(_ClipSignal):
 
     name = "clip_text"
     type_name = "clip_text"
+    summary = "CLIP text-tower embedding of the caption, in the image space"
 
     def embed_items(self, table: pa.Table, *, show_progress: bool = False) -> SignalBatch:
         return SignalBatch(*self._embed_texts(table, show_progress))

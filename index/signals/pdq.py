@@ -23,14 +23,26 @@ from importlib import metadata
 import numpy as np
 import pyarrow as pa
 
-from riskrank.index.signals.base import Signal, SignalBatch
-from riskrank.index.signals.images import DEFAULT_MAX_PIXELS, decode_images
-from riskrank.index.vectors.hamming import BinaryHashIndex, hamming_distances
+from riskrank.index.signals.base import (
+    CandidateMatch,
+    CliOption,
+    EvidenceColumn,
+    IndexKind,
+    Signal,
+    SignalBatch,
+)
+from riskrank.index.signals.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_BASE_DIR_OPTION,
+    decode_images,
+)
+from riskrank.index.vectors.hamming import hamming_distances
 
 PDQ_BITS = 256
 PDQ_BYTES = PDQ_BITS // 8
 PDQ_MATCH_THRESHOLD = 31
 PDQ_QUALITY_FLOOR = 50
+QUALITY_EVIDENCE = "pdq_quality"  # the key of the per-item evidence stored beside the index
 
 
 def pdq_hex(vector: np.ndarray) -> str:
@@ -70,14 +82,13 @@ class PdqBatch(SignalBatch):
     quality_floor: int = PDQ_QUALITY_FLOOR
     dihedral: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        # Persisted next to the vectors; recall hands it back to ``candidate_evidence``.
+        self.evidence = {QUALITY_EVIDENCE: self.quality}
+
     @property
     def low_quality(self) -> np.ndarray:
         return self.ok & (self.quality < self.quality_floor)
-
-    @property
-    def evidence(self) -> dict[str, np.ndarray]:
-        """Per-row columns a store can persist next to the vectors (``pdq_quality``)."""
-        return {"pdq_quality": self.quality}
 
 
 class PdqSignal(Signal):
@@ -88,8 +99,25 @@ class PdqSignal(Signal):
     other PDQ implementations) trades a little fidelity for much faster decoding of big JPEGs.
     """
 
+    type_name = "pdq"
     name = "pdq"
-    metric = "hamming"
+    summary = "PDQ perceptual hash of the image (Hamming, match at <= 31 bits)"
+    index_kind = IndexKind.BINARY_HASHES
+    evidence_columns = (
+        EvidenceColumn(
+            "best_distance", "Hamming distance (bits) to the closest seed hash", direction=-1
+        ),
+        EvidenceColumn("quality", "quality of the item's own hash (0-100; low = flat image)"),
+    )
+    cli_options = (
+        IMAGE_BASE_DIR_OPTION,
+        CliOption(
+            "--pdq-match-threshold",
+            "match_threshold",
+            f"Hamming distance (bits) that counts as a PDQ match (default {PDQ_MATCH_THRESHOLD})",
+            int,
+        ),
+    )
     runtime_options = ("base_dir", "decode_workers")
 
     def __init__(
@@ -158,7 +186,14 @@ class PdqSignal(Signal):
                 if dihedral is not None:
                     dihedral[row] = variants
                 ok[row] = True
-        return PdqBatch(vectors, ok, reasons, quality, self.quality_floor, dihedral)
+        return PdqBatch(
+            vectors,
+            ok,
+            reasons,
+            quality=quality,
+            quality_floor=self.quality_floor,
+            dihedral=dihedral,
+        )
 
     def embed_items(self, table: pa.Table, *, show_progress: bool = False) -> PdqBatch:
         return self._hash(table, keep_dihedral=False, show_progress=show_progress)
@@ -170,20 +205,15 @@ class PdqSignal(Signal):
         """``1 - hamming / 256``: 1.0 identical, ~0.5 unrelated, >= 0.879 within the threshold."""
         return 1.0 - hamming_distances(queries, items).astype(np.float32) / PDQ_BITS
 
-    def build_index(
-        self,
-        vectors: np.ndarray,
-        *,
-        key: str | None = None,
-        max_memory: int | str = "4G",
-        use_gpu: bool | None = None,
-    ):
-        if key is not None and not key.startswith("B"):
-            key = None  # a float-index key forced for the whole store is not meant for hashes
-        return BinaryHashIndex.build(vectors, key=key, max_memory=max_memory, use_gpu=use_gpu)
+    def distance(self, similarity: np.ndarray) -> np.ndarray:
+        """Bits: ``similarity`` is ``1 - hamming / 256``."""
+        return np.rint((1.0 - np.asarray(similarity, np.float32)) * PDQ_BITS)
 
-    def load_index(self, path, entry: dict, *, use_gpu: bool | None = None):
-        return BinaryHashIndex.load(path, entry["index_key"], entry["nprobe"], use_gpu=use_gpu)
+    def candidate_evidence(self, match: CandidateMatch) -> dict[str, np.ndarray]:
+        return {
+            "best_distance": self.distance(match.similarity.max(0)),
+            "quality": np.asarray(match.item_evidence[QUALITY_EVIDENCE], np.float32),
+        }
 
     def describe(self) -> dict:
         try:
@@ -191,7 +221,7 @@ class PdqSignal(Signal):
         except metadata.PackageNotFoundError:
             library = "pdqhash==unknown"
         return {
-            "type": "pdq",
+            "type": self.type_name,
             "model": "pdq",
             "dim": PDQ_BITS,
             "match_threshold": self.match_threshold,

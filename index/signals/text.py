@@ -11,7 +11,8 @@ import pyarrow as pa
 
 from riskrank.index.manifest import package_version
 from riskrank.index.schema import TEXT, is_blank
-from riskrank.index.signals.base import Signal, SignalBatch
+from riskrank.index.signals.base import CliOption, SignalBatch
+from riskrank.index.signals.embedding import EmbeddingSignal
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 _PROBE = "riskrank encoder fingerprint probe: limited offer, click here"
@@ -212,11 +213,15 @@ class TextEncoder:
         }
 
 
-class TextEmbeddingSignal(Signal):
+class TextEmbeddingSignal(EmbeddingSignal):
     """Sentence-transformers embedding of the ``text`` column."""
 
+    type_name = "text_embedding"
     name = "text"
-    metric = "cosine"
+    summary = "sentence-transformers embedding of the text (MiniLM, offline)"
+    cli_options = (
+        CliOption("--text-model", "model", "sentence-transformers name or path (default MiniLM)"),
+    )
 
     def __init__(self, encoder=None, *, model: str | None = None, **encoder_kwargs) -> None:
         self.encoder = encoder or TextEncoder(model or DEFAULT_TEXT_MODEL, **encoder_kwargs)
@@ -242,7 +247,7 @@ class TextEmbeddingSignal(Signal):
         return SignalBatch(vectors, ok, reasons)
 
     def describe(self) -> dict:
-        return {"type": "text_embedding", **self.encoder.describe()}
+        return {"type": self.type_name, **self.encoder.describe()}
 
     def compatible_with(self, recorded: dict) -> str | None:
         """Also refuses another backend or ``max_seq_length``: int8 and fp32 vectors (or

@@ -14,6 +14,7 @@ EPILOG = """examples:
   riskrank train --history reviews.parquet --seeds seeds.parquet --out model/
   riskrank sweep --inventory ads/ --seeds seeds.parquet --model model/ --out sweep/ --budget 500
   riskrank eval --queue sweep/queue.parquet --labels truth.parquet
+  riskrank review import verdicts.csv --queue sweep/queue.parquet --model model/ --out model-v2/
 """
 
 
@@ -52,50 +53,43 @@ def _print_table(rows: list[tuple[str, object]], title: str) -> None:
 
 
 def _signals(args):
-    """The signals named by ``--signals`` (text, image, pdq), configured from the flags."""
-    from riskrank.index.signals import TextEmbeddingSignal
+    """The signals named by ``--signals``, each configured from its own flags."""
+    from riskrank.index.signals import signal_class
 
     out = []
-    for name in args.signals.split(","):
-        if name == "text":
-            out.append(
-                TextEmbeddingSignal(model=args.text_model)
-                if args.text_model
-                else TextEmbeddingSignal()
-            )
-        elif name == "image":
-            from riskrank.index.signals.clip import ClipImageSignal
-
-            out.append(
-                ClipImageSignal(
-                    model=args.clip_model,
-                    pretrained=args.clip_pretrained,
-                    base_dir=args.image_base_dir,
-                )
-            )
-        elif name == "pdq":
-            from riskrank.index.signals.pdq import PdqSignal
-
-            out.append(PdqSignal(base_dir=args.image_base_dir))
-        else:
-            raise ValueError(f"--signals: unknown signal {name!r}; choose from text, image, pdq")
+    for token in args.signals.split(","):
+        try:
+            cls = signal_class(token.strip())
+        except ValueError as exc:
+            raise ValueError(f"--signals: {exc}") from None
+        out.append(cls.from_cli(vars(args)))
     return out
 
 
 def _add_signal_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--signals",
-        default="text",
-        help="comma-separated: text (MiniLM), image (CLIP), pdq (default: text)",
-    )
-    p.add_argument("--text-model", help="sentence-transformers name or path (default MiniLM)")
-    p.add_argument("--clip-model", default="ViT-B-32", help="open_clip model (default ViT-B-32)")
-    p.add_argument(
-        "--clip-pretrained",
-        default="laion2b_s34b_b79k",
-        help="open_clip pretrained tag, or a local checkpoint path",
-    )
-    p.add_argument("--image-base-dir", help="directory that image_path values are relative to")
+    """``--signals`` and every registered signal's own options, read from the registry."""
+    from riskrank.index.signals import registered_signals
+
+    classes = list(registered_signals().values())
+    first = {cls.name: cls for cls in reversed(classes)}  # a name means its first class
+    order = dict.fromkeys(cls.name for cls in classes)
+    listed = "; ".join(f"{name}: {first[name].summary}" for name in order)
+    p.add_argument("--signals", default="text", help=f"comma-separated, default text ({listed})")
+    g = p.add_argument_group("signal options")
+    users: dict[str, tuple[object, list[str]]] = {}
+    for cls in classes:
+        for opt in cls.cli_options:
+            if opt.flag in users and users[opt.flag][0] != opt:
+                # Two signals must not read one flag two ways.
+                raise ValueError(f"signal option {opt.flag}: declared differently by {cls}")
+            users.setdefault(opt.flag, (opt, []))[1].append(cls.name)
+    for opt, names in users.values():
+        g.add_argument(
+            opt.flag,
+            dest=opt.dest,
+            type=opt.type,
+            help=f"[{','.join(dict.fromkeys(names))}] {opt.help}",
+        )
 
 
 def _add_ray_flags(p: argparse.ArgumentParser) -> None:
@@ -243,13 +237,36 @@ def cmd_sweep(args) -> int:
         max_memory=args.max_memory,
         index_key=args.index_key,
         image_base_dir=args.image_base_dir,
+        campaigns=args.campaign_mode,
+        explore=args.explore,
         include_reviewed=args.include_reviewed,
     )
     out = Path(args.out)
-    plot_sweep(result.queue, out)
+    plot = plot_sweep(result.queue, out)[0]
     write_report(out, result.report, result.queue)
+    _write_html(result, out, plot, args.seeds, image_base_dir=args.image_base_dir)
     _summary(result.report, out)
     return 0
+
+
+def _write_html(result, out: Path, plot: Path, seeds, **kwargs) -> Path:
+    """report.html next to report.md, with the full item texts the highlights index."""
+    from riskrank.index.tables import as_table
+    from riskrank.rank.evaluation.html_report import write_html_report
+
+    cands = result.candidates
+    texts = {}
+    if cands.num_rows and "text" in cands.column_names:
+        texts = dict(zip(cands.column("item_id").to_pylist(), cands.column("text").to_pylist()))
+    return write_html_report(
+        out,
+        result.report,
+        result.queue,
+        texts=texts,
+        seeds=as_table(seeds, what="seeds"),
+        plot=plot,
+        **kwargs,
+    )
 
 
 def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
@@ -264,6 +281,7 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
     if quality:
         rows += [(k, v) for k, v in quality.items() if k not in ("items", "positives")]
     rows += [("queue", str(out / "queue.parquet")), ("report", str(out / "report.md"))]
+    rows.append(("html report", str(out / "report.html")))
     _print_table(rows, "sweep summary")
     for warning in report.get("warnings", []):
         print(f"WARNING: {warning}")
@@ -297,9 +315,40 @@ def cmd_demo(args) -> int:
     result = sweep(paths["inventory"], paths["seeds"], model, out_dir=out / "sweep", k=args.k)
     labels = pq.read_table(paths["labels"])
     quality = evaluate(result.queue, labels)
-    plot_sweep(result.queue, out / "sweep", labels)
+    plot = plot_sweep(result.queue, out / "sweep", labels)[0]
     write_report(out / "sweep", result.report, result.queue, quality)
+    _write_html(result, out / "sweep", plot, paths["seeds"], quality=quality, labels=labels)
     _summary(result.report, out / "sweep", quality)
+    return 0
+
+
+def cmd_review_import(args) -> int:
+    from riskrank.rank.review import import_verdicts
+
+    res = import_verdicts(
+        args.verdicts,
+        args.queue,
+        args.model,
+        out_dir=args.out,
+        inventory=args.inventory,
+        strict=args.strict,
+        retrain=not args.no_retrain,
+    )
+    source = res.imported["verdict_source"].to_pylist() if res.imported.num_rows else []
+    _print_table(
+        [
+            ("verdicts imported (items)", res.imported.num_rows),
+            ("  from campaign verdicts", sum(s.startswith("campaign:") for s in source)),
+            ("rows quarantined", res.quarantine.num_rows),
+            ("history rows", res.history.num_rows),
+            ("model version", res.version),
+            ("model", str(args.out)),
+            ("quarantine", str(Path(args.out) / "verdicts_quarantine.parquet")),
+        ],
+        f"review import {args.verdicts}",
+    )
+    for r in res.quarantine.to_pylist()[:10]:
+        print(f"  quarantined row {r['row']} ({r['item_id']}): {r['reason']}")
     return 0
 
 
@@ -367,6 +416,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--index-key")
     s.add_argument("--image-base-dir", help="directory that image_path values are relative to")
     s.add_argument(
+        "--campaign-mode",
+        action="store_true",
+        help="the budget counts campaigns of near-copies: one row each, members listed",
+    )
+    s.add_argument(
+        "--explore",
+        type=float,
+        default=0.1,
+        help="share of the budget for exploration (default 0.1; 0 = off)",
+    )
+    s.add_argument(
         "--include-reviewed",
         action="store_true",
         help="keep items the model's history already judged and whose content is unchanged "
@@ -374,6 +434,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_ray_flags(s)
     s.set_defaults(func=cmd_sweep)
+
+    rv = sub.add_parser("review", help="reviewers' verdicts back into the model").add_subparsers(
+        dest="review_cmd", required=True
+    )
+    ri = rv.add_parser("import", help="validate verdicts on a queue, append to history, retrain")
+    ri.add_argument("verdicts", help="Parquet or CSV: item_id or campaign_id, verdict 0-3")
+    ri.add_argument("--queue", required=True, help="the queue.parquet the verdicts answer")
+    ri.add_argument("--model", required=True, help="the model directory that made the queue")
+    ri.add_argument("--out", required=True, help="directory for the next model version")
+    ri.add_argument("--inventory", help="items' content (default: the sweep's index by the queue)")
+    ri.add_argument("--strict", action="store_true", help="refuse the file on any bad row")
+    ri.add_argument("--no-retrain", action="store_true", help="only append to the history")
+    ri.set_defaults(func=cmd_review_import)
 
     e = sub.add_parser("eval", help="quality of a queue against labels")
     e.add_argument("--queue", required=True)

@@ -43,3 +43,28 @@ def test_scores_are_probabilities_and_missing_rows_are_null():
     assert features.column_names == ["item_id", NSFW_COLUMN]
     assert features.column(NSFW_COLUMN).null_count == 2
     assert scorer.describe()["model_version"].startswith("sha256:")
+
+
+def test_nsfw_signal_indexes_probabilities_and_adds_them_as_evidence(tmp_path):
+    from riskrank.index import build_index
+    from riskrank.index.signals import NsfwSignal
+    from riskrank.recall.recaller import recall
+
+    colours = [(20, 120, 200), (230, 180, 150), (200, 160, 140), (10, 10, 10)]
+    inv = pa.table(
+        {
+            "item_id": [f"i{n}" for n in range(len(colours))] + ["none"],
+            "text": ["x"] * (len(colours) + 1),
+            "image_bytes": pa.array([png(c) for c in colours] + [None], pa.binary()),
+        }
+    )
+    signal = NsfwSignal()
+    idx = build_index(inv, tmp_path / "idx", signals=[signal], show_progress=False)
+    assert idx.manifest["signals"]["nsfw"]["type"] == "nsfw_open_nsfw"
+    assert "none" not in set(idx.signals["nsfw"].ids)  # no image: not in this signal's index
+    p = NsfwScorer().score_items(inv).p_nsfw[: len(colours)]
+    assert np.allclose(np.asarray(idx.signals["nsfw"].vectors)[:, 0], p, atol=1e-6)
+    seeds = pa.table({"seed_id": ["s"], "policy": ["adult"], "image_bytes": [png(colours[1])]})
+    cands = recall(idx, seeds, k=len(colours), show_progress=False).to_pandas()
+    by_id = dict(zip(cands.item_id, cands.nsfw_p))
+    assert np.allclose([by_id[f"i{n}"] for n in range(len(colours))], p, atol=1e-6)

@@ -11,12 +11,12 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from riskrank.index.signals.pdq import (
     PDQ_MATCH_THRESHOLD,
-    BinaryHashIndex,
     PdqSignal,
     hamming_distances,
     pdq_from_hex,
     pdq_hex,
 )
+from riskrank.index.vectors.hamming import BinaryHashIndex
 
 
 def scene(seed: int, size: int = 256) -> Image.Image:

@@ -37,6 +37,22 @@ def test_validate_table_level_errors_name_the_column():
         validate_inventory({"item_id": ["a"], "title": ["x"]})
 
 
+def test_the_written_schemas_are_what_validation_checks():
+    from riskrank.recall.history import validate_history
+    from riskrank.recall.seeds import SeedSet
+
+    # An optional column of a type it cannot be read as is named, not a deep traceback.
+    with pytest.raises(SchemaError, match="column 'text' has type int64, expected string"):
+        validate_inventory({"item_id": ["a"], "text": [3]})
+    with pytest.raises(SchemaError, match="column 'image_bytes' has type double, expected binary"):
+        validate_inventory({"item_id": ["a"], "image_bytes": [1.5]})
+    seeds = {"seed_id": ["s"], "policy": ["p"], "text": ["x"], "severity": ["high"]}
+    with pytest.raises(SchemaError, match="column 'severity' has type string, expected integer"):
+        SeedSet.from_table(seeds)
+    with pytest.raises(SchemaError, match="missing column 'verdict' \\(integer\\)"):
+        validate_history({"item_id": ["a"], "policy": ["p"], "text": ["x"]})
+
+
 def test_as_table_accepts_pandas_polars_and_parquet(tmp_path):
     import pandas as pd
     import polars as pl

@@ -138,3 +138,10 @@ def test_train_and_sweep_with_image_signals_roundtrip(tmp_path, signals):
     res = sweep(inv, seeds, model, k=30, show_progress=False)
     top = res.queue.to_pandas().item_id.iloc[:10]
     assert sum(t.startswith("ibad") for t in top) >= 8
+    # Reasons for image items: the image-only seed, the signal that matched, what to replace.
+    for row in res.queue.slice(0, 5).to_pylist():
+        assert row["closest_seed_id"] == "s0" and row["closest_seed_excerpt"] == "[image]"
+        assert row["closest_seed_signal"] in ("image", "pdq")
+        assert "replace the image that matches seed s0" in row["remediation"]
+        if row["closest_seed_signal"] == "pdq":
+            assert row["closest_seed_distance"] == row["pdq_best_distance"]

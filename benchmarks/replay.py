@@ -1,0 +1,439 @@
+#!/usr/bin/env python
+"""Replay of the review loop: simulated reviewers return the true labels, round after round.
+
+Per data set (the sweep side of benchmarks/quality.py's split: SpamAssassin's new groups,
+Insults' test set) and trial t (``numpy.random.default_rng(t)``):
+
+* 5 violating items are drawn as seeds; they are known, never queued and not counted as found.
+* The policy has no review history. The model's history holds the OTHER data set's policy
+  (its sweep side, labelled, with its own 5 seeds drawn by the same rng): round 0 is ranked by
+  the model trained on that alone (cold start), later rounds by the model retrained on it plus
+  every verdict of this policy so far (what ``riskrank review import`` does).
+* Each round reviewers decide 100 queue entries (items, or campaigns in campaign mode); the
+  loop stops at 80% of the violations found or after ``--max-rounds`` rounds.
+
+Methods (same seeds and trials):
+  (a) bank      max cosine to a seed bank; every confirmed violation joins the bank.
+  (b) logreg    logistic regression on the MiniLM vectors of the reviewed items (+ the seeds as
+                positives), retrained each round; round 0 (no negatives yet) ranks as (a).
+  (c) exploit   riskrank: ``recall`` (exhaustive, with the reviewed items as exemplars),
+                ``RiskRanker`` retrained each round, ``arrange_queue(explore=0)``.
+  (d) explore   the same with ``arrange_queue(explore=0.1)``.
+  (e) campaign  the same in campaign mode (``campaigns=True``, explore 0): one decision per
+                campaign, the representative's true label applied to every member (a member
+                whose true label differs gets a wrong verdict: that is the purity cost).
+
+Not the product's whole path: no lexical n-gram probe (CPU), and the library's recall/ranker/
+queue functions are called on cached MiniLM indexes instead of re-embedding per round.
+
+    .venv/bin/python benchmarks/replay.py [--trials 5] [--max-rounds 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import quality  # noqa: E402
+
+from riskrank.index.signals import SignalBatch, TextEmbeddingSignal  # noqa: E402
+from riskrank.rank.evaluation.metrics import average_precision  # noqa: E402
+from riskrank.rank.exploration import arrange_queue  # noqa: E402
+from riskrank.rank.queue import build_queue  # noqa: E402
+from riskrank.rank.ranker import RiskRanker  # noqa: E402
+from riskrank.recall.history import ReviewedExemplars  # noqa: E402
+from riskrank.recall.recaller import recall  # noqa: E402
+
+ROUND, N_SEEDS, TARGET = 100, 5, 0.8
+METHODS = ("bank", "logreg", "exploit", "campaign", "explore")
+LABEL = {"bank": "(a) seed bank max cosine", "logreg": "(b) logreg on reviewed",
+         "exploit": "(c) riskrank exploit", "explore": "(d) riskrank + 10% explore",
+         "campaign": "(e) riskrank campaign mode"}
+
+
+class Set:
+    """One data set's sweep side: cached index, vectors and labels in index order."""
+
+    def __init__(self, name: str, signal: TextEmbeddingSignal) -> None:
+        self.name, self.policy = name, quality.POLICY[name]
+        _, sweep = quality.split(name)
+        self.index = quality.open_index(name, "sweep", sweep, signal)
+        si = self.index.signals["text"]
+        self.ids = list(si.ids)
+        self.row = {i: r for r, i in enumerate(self.ids)}
+        label = dict(zip(sweep["item_id"].to_pylist(), sweep["label"].to_pylist()))
+        text = dict(zip(sweep["item_id"].to_pylist(), sweep["text"].to_pylist()))
+        self.y = np.array([label[i] for i in self.ids], int)
+        self.text = [text[i] for i in self.ids]
+        self.X = np.ascontiguousarray(si.vectors, np.float32)
+
+    def seeds(self, trial: int) -> tuple[np.ndarray, pa.Table, dict]:
+        rng = np.random.default_rng(trial)
+        rows = np.sort(rng.choice(np.flatnonzero(self.y == 1), N_SEEDS, replace=False))
+        table = pa.table({"seed_id": [self.ids[r] for r in rows],
+                          "policy": [self.policy] * N_SEEDS,
+                          "text": [self.text[r] for r in rows]})
+        batch = SignalBatch(self.X[rows], np.ones(N_SEEDS, bool), [None] * N_SEEDS)
+        return rows, table, {"text": batch}
+
+    def history(self, rows: np.ndarray, verdicts: np.ndarray, sweep_ids: list[str]) -> pa.Table:
+        return pa.table({"item_id": [self.ids[r] for r in rows],
+                         "policy": [self.policy] * len(rows),
+                         "verdict": pa.array(2 * np.asarray(verdicts), pa.int8()),
+                         "sweep_id": sweep_ids})
+
+
+@dataclass
+class State:
+    """What the reviewers have decided so far in one (method, trial) run."""
+
+    seeds: np.ndarray
+    verdict: dict[int, int] = field(default_factory=dict)  # row -> label given
+    reviewed_in: dict[int, int] = field(default_factory=dict)  # row -> round
+    decisions: int = 0
+    curve: list[tuple[int, int]] = field(default_factory=list)  # (decisions, found) per decision
+    purity: list[tuple[int, int]] = field(default_factory=list)  # (members, same label)
+
+
+def bank_scores(d: Set, st: State) -> np.ndarray:
+    bank = np.concatenate([st.seeds, [r for r, v in st.verdict.items() if v == 1]]).astype(int)
+    return (d.X @ d.X[bank].T).max(1)
+
+
+def logreg_scores(d: Set, st: State) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+
+    rows = np.array(list(st.verdict), int)
+    y = np.array([st.verdict[r] for r in rows], int)
+    if len(rows) == 0 or y.min() == 1:
+        return bank_scores(d, st)  # no negatives yet: a classifier cannot be fitted
+    X = np.vstack([d.X[rows], d.X[st.seeds]])
+    y = np.concatenate([y, np.ones(len(st.seeds), int)])
+    return LogisticRegression(C=1.0, max_iter=2000).fit(X, y).decision_function(d.X)
+
+
+def riskrank_queue(d: Set, st: State, ctx: dict, method: str) -> tuple[list, np.ndarray]:
+    """One round of the product's path: recall, retrain, score, arrange the queue."""
+    rows = np.array(sorted(st.verdict), int)
+    exemplars = None
+    hist = None
+    if len(rows):
+        hist = d.history(rows, [st.verdict[r] for r in rows],
+                         [f"round-{st.reviewed_in[r]}" for r in rows])
+        exemplars = {"text": ReviewedExemplars("text", d.X[rows], hist.select(
+            ["item_id", "policy", "verdict"]))}
+    cands = recall(d.index, ctx["seeds"], k=len(d.ids), exemplars=exemplars, exclude_self=True,
+                   seed_vectors=ctx["svec"], show_progress=False)
+    crow = np.array([d.row[i] for i in cands["item_id"].to_pylist()])
+    if hist is None:
+        model = ctx["cold"]
+    else:
+        train = pa.concat_tables([ctx["other_cands"], cands.filter(pa.array(
+            np.isin(crow, rows)))], promote_options="permissive")
+        model = RiskRanker(n_jobs=1).fit(train, history=pa.concat_tables(
+            [ctx["other_hist"], hist]))
+    open_rows = ~np.isin(crow, rows) & ~np.isin(crow, st.seeds)
+    pool = cands.filter(pa.array(open_rows))
+    # The product's score_candidates also writes reasons (pred_contrib): not needed here.
+    proba = model.predict_proba(pool)
+    queue = build_queue(pool, model.predict(pool), proba, [""] * pool.num_rows,
+                        np.full(pool.num_rows, "full", dtype=object))
+    queue = arrange_queue(queue, d.index, budget=ROUND, campaigns=method == "campaign",
+                          explore=0.1 if method == "explore" else 0.0)
+    full = np.full(len(d.ids), -np.inf)
+    full[crow[open_rows]] = proba
+    members = (queue["campaign_members"].to_pylist() if method == "campaign"
+               else [[i] for i in queue["item_id"].to_pylist()])
+    return [[d.row[m] for m in ms] for ms in members], full
+
+
+def review(d: Set, st: State, decisions: list[list[int]], rnd: int) -> None:
+    """Simulated reviewers: the representative's true label, applied to every member."""
+    found = st.curve[-1][1] if st.curve else 0
+    for members in decisions:
+        v = int(d.y[members[0]])
+        for m in members:
+            st.verdict[m] = v
+            st.reviewed_in[m] = rnd
+            found += int(v == 1 and d.y[m] == 1)
+        st.decisions += 1
+        st.curve.append((st.decisions, found))
+        st.purity.append((len(members), int((d.y[members] == v).sum())))
+
+
+def run(d: Set, method: str, ctx: dict, max_rounds: int) -> dict:
+    st = State(seeds=ctx["seed_rows"])
+    positives = int(d.y.sum()) - N_SEEDS
+    rounds = []
+    for rnd in range(max_rounds):
+        t0 = time.time()
+        open_mask = np.ones(len(d.ids), bool)
+        open_mask[list(st.verdict)] = False
+        open_mask[st.seeds] = False
+        if method in ("bank", "logreg"):
+            scores = bank_scores(d, st) if method == "bank" else logreg_scores(d, st)
+            scores = np.where(open_mask, scores, -np.inf)
+            top = np.argsort(-scores, kind="stable")[:ROUND]
+            decisions = [[int(r)] for r in top if open_mask[r]]
+        else:
+            decisions, scores = riskrank_queue(d, st, ctx, method)
+        ap = average_precision(d.y[open_mask], scores[open_mask])
+        review(d, st, decisions, rnd)
+        found = st.curve[-1][1]
+        rounds.append({"round": rnd, "decisions": st.decisions, "items_reviewed": len(st.verdict),
+                       "found": found, "recall": round(found / positives, 4),
+                       "ap_unreviewed": round(float(ap), 4), "seconds": round(time.time() - t0, 1)})
+        if found >= TARGET * positives or not open_mask.any():
+            break
+    return {"rounds": rounds, "positives": positives,
+            "to_50": reviews_to(st.curve, 0.5 * positives),
+            "to_80": reviews_to(st.curve, 0.8 * positives),
+            "purity": purity(st.purity),
+            "wrong_verdicts": int(sum(m - s for m, s in st.purity))}
+
+
+def reviews_to(curve: list[tuple[int, int]], goal: float) -> int | None:
+    """Decisions spent when the found count first reaches ``goal`` (None: never)."""
+    for decisions, found in curve:
+        if found >= goal:
+            return decisions
+    return None
+
+
+def purity(pairs: list[tuple[int, int]]) -> dict:
+    multi = [(m, s) for m, s in pairs if m >= 2]
+    return {"decisions_on_campaigns": len(multi),
+            "members": sum(m for m, _ in multi),
+            "purity": round(sum(s for _, s in multi) / sum(m for m, _ in multi), 4)
+            if multi else None}
+
+
+def other_context(o: Set, trial: int) -> dict:
+    """The other data set as the model's history: its candidates and the cold-start model."""
+    rows, seeds, svec = o.seeds(trial)
+    cands = recall(o.index, seeds, k=len(o.ids), seed_vectors=svec, show_progress=False)
+    keep = ~np.isin(np.array([o.row[i] for i in cands["item_id"].to_pylist()]), rows)
+    cands = cands.filter(pa.array(keep))
+    crow = np.array([o.row[i] for i in cands["item_id"].to_pylist()])
+    hist = o.history(crow, o.y[crow], ["other"] * len(crow))
+    return {"other_cands": cands, "other_hist": hist,
+            "cold": RiskRanker(n_jobs=1).fit(cands, history=hist)}
+
+
+def _mean_of(trials: list[dict], key: str) -> tuple[float | None, list]:
+    vals = [t[key] for t in trials]
+    return (float(np.mean(vals)) if all(v is not None for v in vals) else None), vals
+
+
+def _mean_or_none(vals: list) -> float | None:
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def summarise(results: dict) -> list[dict]:
+    """Per data set and method: mean reviews to 50% / 80% over trials (None if not reached)."""
+    out = []
+    for name, by_method in results.items():
+        for method, trials in by_method.items():
+            m50, v50 = _mean_of(trials, "to_50")
+            m80, v80 = _mean_of(trials, "to_80")
+            early = [t["rounds"][0]["found"] for t in trials]
+            out.append({"set": name, "method": method, "trials": len(trials),
+                        "positives": trials[0]["positives"],
+                        "to_50": m50, "to_80": m80, "to_50_trials": v50, "to_80_trials": v80,
+                        "found_round0": float(np.mean(early)),
+                        "found_after_3": float(np.mean([t["rounds"][min(2, len(t["rounds"]) - 1)]
+                                                        ["found"] for t in trials])),
+                        "purity": _mean_or_none([t["purity"]["purity"] for t in trials]),
+                        "wrong_verdicts": float(np.mean([t["wrong_verdicts"] for t in trials]))})
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:.2f}x" if a is not None and b else "n/a (not reached)"
+
+
+def goal_check(summary: list[dict]) -> list[str]:
+    lines = []
+    by = {(s["set"], s["method"]): s for s in summary}
+    for name in dict.fromkeys(s["set"] for s in summary):
+        got = {m: by.get((name, m)) for m in METHODS}
+        rr = [got[m]["to_80"] for m in ("exploit", "explore", "campaign")
+              if got[m] and got[m]["to_80"] is not None]
+        best = min(rr) if rr else None
+        a = got["bank"]["to_80"] if got["bank"] else None
+        b = got["logreg"]["to_80"] if got["logreg"] else None
+        positives = next(s["positives"] for s in summary if s["set"] == name)
+        floor = int(np.ceil(TARGET * positives))
+        lines.append(f"- {name}: best riskrank (c-e) reviews to 80% = {best}; vs (a) "
+                     f"{_ratio(best, a)} (goal <= 0.7x), vs (b) {_ratio(best, b)} "
+                     f"(goal <= 0.9x). One review per item can do no better than {floor} "
+                     f"(every review a violation): {_ratio(floor, a)} of (a), "
+                     f"{_ratio(floor, b)} of (b).")
+        c, d, e = got["exploit"], got["explore"], got["campaign"]
+        if c and d:
+            lines.append(f"- {name}: exploration's early yield (violations found in rounds 1-3):"
+                         f" (d) {d['found_after_3']:.0f} vs (c) {c['found_after_3']:.0f} = "
+                         f"{_ratio(d['found_after_3'], c['found_after_3'])} (goal >= 0.90x); "
+                         f"pays back by the end: reviews to 80% (d) {d['to_80']} vs (c) "
+                         f"{c['to_80']} ({_ratio(d['to_80'], c['to_80'])}).")
+        if c and e:
+            lines.append(f"- {name}: campaign mode decisions to 80% (e) {e['to_80']} vs (c) "
+                         f"{c['to_80']} ({_ratio(e['to_80'], c['to_80'])}; goal <= 0.5x on "
+                         f"SpamAssassin) at purity {_fmt(e['purity'])} (goal >= 0.98), "
+                         f"{e['wrong_verdicts']:.0f} wrong verdicts per trial.")
+    return lines
+
+
+def markdown(meta: dict, summary: list[dict], results: dict) -> str:
+    lines = [
+        "# Replay", "",
+        f"`python benchmarks/replay.py --trials {meta['trials']} --max-rounds "
+        f"{meta['max_rounds']}` (sets {meta['sets']}; complete: {meta['complete']}; seconds "
+        f"{meta['seconds']}; load average at the end {meta['load_average_end']}; commit "
+        f"{meta['library']['commit']}). Each round 100 decisions; stop at 80% of the violations"
+        " found. Violations exclude the 5 seeds. Trial t: seeds drawn with "
+        "`numpy.random.default_rng(t)`. Methods and set-up: the docstring of "
+        "benchmarks/replay.py. Plot: `results/replay.png`."
+        + ("" if meta["complete"] else " **Stopped before every trial finished: the trials "
+           "column says how many each row has.**"), "",
+        "| data set | method | trials | decisions to 50% | decisions to 80% | found in round 1 "
+        "| found in rounds 1-3 | purity of campaign decisions | wrong verdicts |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summary:
+        lines.append(f"| {s['set']} | {LABEL[s['method']]} | {s['trials']} | {s['to_50']} "
+                     f"{s['to_50_trials']} | {s['to_80']} {s['to_80_trials']} | "
+                     f"{s['found_round0']:.0f} | {s['found_after_3']:.0f} | "
+                     f"{_fmt(s['purity'])} | {s['wrong_verdicts']:.0f} |")
+    lines += ["", "### Goal check", "", *goal_check(summary), "",
+              "### Per round (trial 0): violations found (cumulative) / AP on the items not yet "
+              "reviewed", ""]
+    for name, by_method in results.items():
+        n = max(len(t[0]["rounds"]) for t in by_method.values() if t)
+        lines += [f"{name}:", "", "| round | " + " | ".join(LABEL[m] for m in by_method) + " |",
+                  "|---" * (len(by_method) + 1) + "|"]
+        for r in range(n):
+            cells = []
+            for trials in by_method.values():
+                rs = trials[0]["rounds"] if trials else []
+                cells.append(f"{rs[r]['found']} / {rs[r]['ap_unreviewed']:.3f}"
+                             if r < len(rs) else "")
+            lines.append(f"| {r + 1} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
+    for ax, (name, by_method) in zip(axes[0], results.items()):
+        for method, trials in by_method.items():
+            for k, t in enumerate(trials):
+                xs = [r["decisions"] for r in t["rounds"]]
+                ys = [r["recall"] for r in t["rounds"]]
+                ax.plot(xs, ys, color=f"C{METHODS.index(method)}", alpha=0.8, lw=1.2,
+                        label=LABEL[method] if k == 0 else None)
+        ax.axhline(TARGET, color="grey", ls=":", lw=1)
+        ax.set(title=f"{name}: violations found per review decision", xlabel="review decisions",
+               ylabel="share of violations found", ylim=(0, 1.02))
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--max-rounds", type=int, default=40)
+    p.add_argument("--sets", default="spamassassin,insults")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--combine", action="store_true",
+                   help="only merge replay_<set>.json files (runs with one --sets each, run in "
+                        "parallel) into replay.{json,md,png}")
+    args = p.parse_args()
+    if args.combine:
+        return combine(args)
+    signal = TextEmbeddingSignal()
+    names = args.sets.split(",")
+    data = {n: Set(n, signal) for n in {*names, *(quality.OTHER[n] for n in names)}}
+    results: dict = {n: {m: [] for m in args.methods.split(",")} for n in names}
+    t0 = time.time()
+    for trial in range(args.trials):
+        for name in names:
+            d = data[name]
+            ctx = other_context(data[quality.OTHER[name]], trial)
+            ctx["seed_rows"], ctx["seeds"], ctx["svec"] = d.seeds(trial)
+            for method in results[name]:
+                res = run(d, method, ctx, args.max_rounds)
+                results[name][method].append(res)
+                write(args, results, t0, complete=False)
+                last = res["rounds"][-1]
+                print(f"{name} trial {trial} {method:>8}: rounds {len(res['rounds'])} "
+                      f"found {last['found']}/{res['positives']} to50 {res['to_50']} "
+                      f"to80 {res['to_80']} purity {res['purity']['purity']} "
+                      f"({time.time() - t0:.0f} s)", flush=True)
+    for s in write(args, results, t0, complete=True):
+        print(s)
+
+
+def write(args, results: dict, t0: float, *, complete: bool) -> list[dict]:
+    """results/replay.{json,md,png} (replay_<set>.json for a one-set run); rewritten after
+    every run so a stopped replay leaves what it finished (``complete`` says which)."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    done = {n: {m: t for m, t in ms.items() if t} for n, ms in results.items()}
+    done = {n: ms for n, ms in done.items() if ms}
+    meta = {"trials": args.trials, "max_rounds": args.max_rounds, "round": ROUND,
+            "seeds": N_SEEDS, "target": TARGET, "seconds": round(time.time() - t0),
+            "complete": complete, "load_average_end": os.getloadavg(),
+            "library": quality.library_state(), "sets": list(results)}
+    if len(results) == 1:
+        (out / f"replay_{next(iter(results))}.json").write_text(
+            json.dumps({"meta": meta, "results": done}, indent=1))
+    return report(out, meta, done)
+
+
+def report(out: Path, meta: dict, done: dict) -> list[dict]:
+    summary = summarise(done)
+    (out / "replay.json").write_text(json.dumps({"meta": meta, "summary": summary,
+                                                 "results": done}, indent=1))
+    (out / "replay.md").write_text(markdown(meta, summary, done))
+    plot(done, out / "replay.png")
+    return summary
+
+
+def combine(args) -> None:
+    out = Path(args.out)
+    parts = [json.loads(p.read_text()) for p in sorted(out.glob("replay_*.json"))]
+    done = {n: ms for part in parts for n, ms in part["results"].items()}
+    meta = {**parts[0]["meta"], "seconds": [p["meta"]["seconds"] for p in parts],
+            "complete": all(p["meta"]["complete"] for p in parts), "sets": list(done),
+            "load_average_end": [p["meta"]["load_average_end"] for p in parts]}
+    for s in report(out, meta, done):
+        print(s)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""``report.html``: one self-contained page per sweep that an analyst opens from disk.
+
+No network: CSS, the small sort/filter script, the plot and thumbnails are all inline (images
+as base64). Built with Jinja2 with autoescaping on, because inventory text is hostile: a
+``<script>`` in an ad is shown, never run.
+
+>>> write_html_report(out, result.report, result.queue, texts=full_texts)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from riskrank.rank.evaluation.report import plot_sweep
+
+TOP_DEFAULT = 50
+EXCERPT_WINDOW = 600  # characters of an item's text shown around its first highlight
+THUMBNAIL_PX = 96
+MARK_CLASS = {0: None, 1: "lexical", 2: "seed", 3: "seed lexical"}
+VERDICT_WORDS = {0: "benign", 1: "borderline", 2: "violating", 3: "severe"}
+COUNT_KEYS = (
+    "items_in",
+    "items_indexed",
+    "items_quarantined",
+    "items_recalled",
+    "items_not_recalled",
+    "candidates",
+    "queued",
+)
+
+
+def _environment():
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    # autoescape=True for every template: there is no trusted text in a queue.
+    return Environment(
+        loader=PackageLoader("riskrank.rank.evaluation", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def thumbnail(
+    data: bytes | None, path: str | None = None, base_dir: str | Path | None = None
+) -> str | None:
+    """A small inline PNG of an image (``data:`` URI), or None when there is none or it cannot
+    be decoded safely (the index's guarded decoder: no bombs, no remote URIs)."""
+    if not data and not path:
+        return None
+    from riskrank.index.signals.images import decode_image
+
+    image, _ = decode_image(data, path, base_dir)
+    if image is None:
+        return None
+    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def segments(text: str | None, spans: list[dict] | None, window: int = EXCERPT_WINDOW) -> list:
+    """``text`` cut into (piece, mark-class-or-None) around its highlights, at most ``window``
+    characters starting a little before the first one, for the template to wrap in <mark>.
+    Overlapping spans are merged; where a seed span and a lexical one overlap, both classes."""
+    if not text:
+        return []
+    spans = sorted(spans or [], key=lambda s: s["start"])
+    lo = max(0, spans[0]["start"] - window // 4) if spans else 0
+    hi = min(len(text), lo + window)
+    cover = np.zeros(hi - lo, np.int8)
+    for s in spans:
+        a, b = max(s["start"], lo) - lo, min(s["end"], hi) - lo
+        if a < b:
+            cover[a:b] |= 2 if s["source"] == "seed" else 1
+    out: list[tuple[str, str | None]] = [("\u2026", None)] if lo > 0 else []
+    cuts = np.flatnonzero(np.diff(cover)) + 1
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(cover)]):
+        out.append((text[lo + a : lo + b], MARK_CLASS[int(cover[a])]))
+    if hi < len(text):
+        out.append(("\u2026", None))
+    return out
+
+
+def policy_counts(queue: pa.Table) -> list[dict]:
+    """Per policy: items queued, how many at P >= 0.8 / 0.5, the mean probability."""
+    if queue.num_rows == 0:
+        return []
+    pols = np.asarray(queue.column("policy").to_pylist(), dtype=object)
+    p = np.asarray(queue.column("risk_probability").to_pylist(), float)
+    rows = []
+    for policy in sorted(set(pols)):
+        q = p[pols == policy]
+        rows.append(
+            {
+                "policy": policy,
+                "queued": int(len(q)),
+                "p80": int((q >= 0.8).sum()),
+                "p50": int((q >= 0.5).sum()),
+                "mean": float(np.nanmean(q)) if len(q) else float("nan"),
+            }
+        )
+    return rows
+
+
+def campaigns(queue: pa.Table, limit: int = 30) -> list[dict] | None:
+    """Queue rows grouped by ``campaign_id`` (None when the queue has no such column)."""
+    if "campaign_id" not in queue.column_names:
+        return None
+    groups: dict[str, dict] = {}
+    cols = ["campaign_id", "item_id", "policy", "rank", "risk_probability"]
+    for row in queue.select(cols).to_pylist():
+        cid = row["campaign_id"]
+        if cid is None or cid == "":
+            continue
+        g = groups.setdefault(str(cid), {"id": str(cid), "items": [], "policies": set(), "p": 0.0})
+        g["items"].append(row["item_id"])
+        g["policies"].add(row["policy"])
+        g["p"] = max(g["p"], row["risk_probability"] or 0.0)
+        g.setdefault("best_rank", row["rank"])
+    out = sorted(groups.values(), key=lambda g: (-len(g["items"]), -g["p"]))[:limit]
+    for g in out:
+        g["policies"] = ", ".join(sorted(g["policies"]))
+    return out
+
+
+def _row_context(row: dict, text: str | None, seed_images: dict, image_base_dir) -> dict:
+    verdict = row.get("closest_reviewed_verdict")
+    return {
+        "rank": row["rank"],
+        "item_id": row["item_id"],
+        "policy": row["policy"],
+        "p": row.get("risk_probability"),
+        "action": row.get("action"),
+        "remediation": row.get("remediation"),
+        "explanation": row.get("explanation") or row.get("reasons"),
+        "segments": segments(text, row.get("highlight_spans")),
+        "thumb": thumbnail(row.get("image_bytes"), row.get("image_path"), image_base_dir),
+        "campaign_id": row.get("campaign_id"),
+        "seed": {
+            "id": row.get("closest_seed_id"),
+            "excerpt": row.get("closest_seed_excerpt"),
+            "signal": row.get("closest_seed_signal"),
+            "similarity": row.get("closest_seed_similarity"),
+            "distance": row.get("closest_seed_distance"),
+            "thumb": seed_images.get(row.get("closest_seed_id")),
+        },
+        "reviewed": {
+            "id": row.get("closest_reviewed_id"),
+            "verdict": VERDICT_WORDS.get(verdict, "") if verdict is not None else "",
+            "violating": verdict is not None and verdict >= 2,
+            "sweep": row.get("closest_reviewed_sweep"),
+            "similarity": row.get("closest_reviewed_similarity"),
+            "excerpt": row.get("closest_reviewed_excerpt"),
+        },
+    }
+
+
+def _seed_thumbnails(seeds: pa.Table | None, image_base_dir) -> dict:
+    if seeds is None or not {"image_bytes", "image_path"} & set(seeds.column_names):
+        return {}
+    out = {}
+    for s in seeds.to_pylist():
+        uri = thumbnail(s.get("image_bytes"), s.get("image_path"), image_base_dir)
+        if uri:
+            out[s["seed_id"]] = uri
+    return out
+
+
+def write_html_report(
+    out: str | Path,
+    report: dict,
+    queue: pa.Table,
+    *,
+    quality: dict | None = None,
+    labels: pa.Table | None = None,
+    texts: dict[str, str] | None = None,
+    seeds: pa.Table | None = None,
+    image_base_dir: str | Path | None = None,
+    top: int = TOP_DEFAULT,
+    plot: str | Path | None = None,
+) -> Path:
+    """Write ``out/report.html``.
+
+    ``texts``: item_id -> full text (the queue's ``text`` is truncated; highlight offsets index
+    the full text, so without it only highlights inside the truncated text show). ``seeds``:
+    the seed table, for seed thumbnails. ``plot``: the PNG ``plot_sweep`` wrote (drawn here
+    when not given). ``top``: queue rows shown.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot = Path(plot) if plot else plot_sweep(queue, out, labels)[0]
+    texts = texts or {}
+    seed_images = _seed_thumbnails(seeds, image_base_dir)
+    rows = []
+    for row in queue.slice(0, top).to_pylist():
+        text = texts.get(row["item_id"], row.get("text"))
+        rows.append(_row_context(row, text, seed_images, image_base_dir))
+    counts = [(k.replace("_", " "), report[k]) for k in COUNT_KEYS if k in report]
+    html = (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            counts=counts,
+            seconds=report.get("seconds", {}),
+            policies_in_sweep=report.get("policies", []),
+            cold=report.get("cold_start_policies", []),
+            policy_rows=policy_counts(queue),
+            plot=_png_data_uri(plot),
+            quality=quality,
+            rows=rows,
+            top=len(rows),
+            queued=queue.num_rows,
+            policies=sorted({r["policy"] for r in rows}),
+            campaigns=campaigns(queue),
+        )
+    )
+    path = out / "report.html"
+    path.write_text(html, encoding="utf-8")
+    return path

@@ -1,0 +1,181 @@
+"""Active mining: a share of each review budget goes to items that teach the ranker most.
+
+The rest of the budget (``exploit``) is the riskiest units, as before. The exploration share
+(``explore``, default 0.1; 0 turns it off) is drawn from the units below the exploit cut, taking
+turns between three reasons and between policies, and never twice from one campaign (nor from a
+campaign the exploit slots already show):
+
+``uncertain``   the calibrated probability is closest to 0.5: a verdict moves the boundary.
+``uncovered``   farthest from every reviewed item (the ``hist_*_pos/neg_max_sim`` evidence):
+                a region of the inventory reviewers have never looked at.
+``campaign``    the largest campaign no member of which is a near-copy of a reviewed item:
+                one decision labels many items.
+
+Queue columns added: ``slot`` (``exploit`` / ``explore``) and ``slot_reason`` (in words). The
+explore units are spread evenly through the review order, so a reviewer who stops early has
+still seen a share of them.
+
+>>> queue = arrange_queue(queue, index, budget=100, explore=0.1)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+
+import numpy as np
+import pyarrow as pa
+
+from riskrank.index.store import InventoryIndex
+from riskrank.rank.campaigns import CAMPAIGN_THRESHOLDS, campaign_view, find_campaigns
+
+EXPLORE_SHARE = 0.1
+REASONS = ("uncertain", "uncovered", "campaign")
+
+
+def reviewed_closeness(queue: pa.Table) -> np.ndarray:
+    """Per row, the similarity of the closest reviewed item under any cosine signal (-1 where
+    the policy has no reviewed item): low = a region no reviewer has looked at."""
+    cols = [
+        c
+        for c in queue.column_names
+        if c.startswith("hist_") and c.endswith(("_pos_max_sim", "_neg_max_sim"))
+    ]
+    out = np.full(queue.num_rows, -1.0)
+    for c in cols:
+        v = np.asarray(queue[c].to_numpy(zero_copy_only=False), np.float64)
+        out = np.fmax(out, np.nan_to_num(v, nan=-1.0))
+    return out
+
+
+def _explore_scores(units: pa.Table, closeness: np.ndarray, cover: np.ndarray) -> dict:
+    """Per reason, a score (higher = explore first) and whether a unit qualifies at all."""
+    p = np.asarray(units["risk_probability"].to_numpy(zero_copy_only=False), np.float64)
+    size = np.asarray(units["campaign_size"].to_numpy(), np.float64)
+    link = CAMPAIGN_THRESHOLDS.get("text", 1.0)
+    return {
+        "uncertain": (-np.abs(p - 0.5), np.isfinite(p)),
+        "uncovered": (-closeness, np.ones(len(p), bool)),
+        "campaign": (size, (size > 1) & (cover < link)),
+    }
+
+
+def _pick_explore(units: pa.Table, pool: np.ndarray, n: int, scores: dict) -> list[tuple]:
+    """``n`` (unit row, reason) picks from ``pool``, turn by turn over reasons x policies."""
+    policies = np.asarray(units["policy"].to_pylist(), dtype=object)
+    campaigns = np.asarray(units["campaign_id"].to_pylist(), dtype=object)
+    queues = {}
+    for reason in REASONS:
+        score, ok = scores[reason]
+        for pol in sorted(set(policies[pool])):
+            rows = pool[ok[pool] & (policies[pool] == pol)]
+            # Stable sort: ties keep risk order.
+            queues[(reason, pol)] = deque(rows[np.argsort(-score[rows], kind="stable")])
+    taken_campaigns = set(campaigns[np.setdiff1d(np.arange(units.num_rows), pool)])
+    picks: list[tuple] = []
+    turns = list(queues)
+    while len(picks) < n and any(queues.values()):
+        for key in turns:
+            q = queues[key]
+            while q and campaigns[q[0]] in taken_campaigns:
+                q.popleft()
+            if q and len(picks) < n:
+                row = q.popleft()
+                taken_campaigns.add(campaigns[row])
+                picks.append((row, key[0]))
+    return picks
+
+
+def _reason_text(reason: str, p: float, close: float, size: int) -> str:
+    near = f"closest reviewed item {close:.2f}" if close > -1 else "no reviewed item"
+    if reason == "uncertain":
+        return f"explore: ranker unsure (p={p:.2f})"
+    if reason == "uncovered":
+        return f"explore: far from every reviewed item ({near})"
+    return f"explore: campaign of {size} never reviewed ({near})"
+
+
+def allocate_slots(
+    units: pa.Table, budget: int | None, explore: float, cover: np.ndarray | None = None
+) -> pa.Table:
+    """Cut ``units`` (rank order) to ``budget``: exploit the riskiest, explore ``explore`` of it.
+
+    ``cover``: per unit, how close its campaign's closest member is to a reviewed item (default:
+    the unit's own closeness).
+    """
+    if not 0 <= explore < 1:
+        raise ValueError(f"explore={explore!r} is invalid; expected a share in [0, 1)")
+    if budget is not None and budget < 0:
+        raise ValueError(f"budget={budget!r} is invalid; expected an integer >= 0")
+    n = units.num_rows
+    budget = n if budget is None else min(budget, n)
+    closeness = reviewed_closeness(units)
+    cover = closeness if cover is None else cover
+    n_explore = int(np.floor(budget * explore + 0.5)) if budget < n else 0
+    exploit = np.arange(budget - n_explore)
+    picks = _pick_explore(
+        units, np.arange(budget - n_explore, n), n_explore, _explore_scores(units, closeness, cover)
+    )
+    p = np.asarray(units["risk_probability"].to_numpy(zero_copy_only=False), np.float64)
+    size = units["campaign_size"].to_pylist()
+    # Explore units spread evenly through the review order.
+    total = len(exploit) + len(picks)
+    at = {int((j + 0.5) * total / len(picks)) for j in range(len(picks))} if picks else set()
+    order, reasons, slots = [], [], []
+    ex, pk = iter(exploit), iter(picks)
+    for pos in range(total):
+        if pos in at:
+            row, why = next(pk)
+            order.append(row)
+            reasons.append(_reason_text(why, p[row], closeness[row], size[row]))
+            slots.append("explore")
+        else:
+            row = next(ex)
+            order.append(row)
+            reasons.append(f"risk: p={p[row]:.2f}")
+            slots.append("exploit")
+    out = units.take(pa.array(order, pa.int64()))
+    out = out.set_column(
+        out.column_names.index("rank"), "rank", pa.array(np.arange(1, total + 1), pa.int64())
+    )
+    out = out.append_column("slot", pa.array(slots, pa.string()))
+    return out.append_column("slot_reason", pa.array(reasons, pa.string()))
+
+
+def reviewed_pairs(exemplars: Mapping) -> set[tuple[str, str]]:
+    """(item_id, policy) of every reviewed item a model's exemplars hold."""
+    out = set()
+    for ex in exemplars.values():
+        out |= set(zip(ex.table["item_id"].to_pylist(), ex.table["policy"].to_pylist()))
+    return out
+
+
+def arrange_queue(
+    queue: pa.Table,
+    index: InventoryIndex,
+    *,
+    budget: int | None,
+    campaigns: bool = False,
+    explore: float = EXPLORE_SHARE,
+    thresholds: Mapping[str, float] | None = None,
+    reviewed: set[tuple[str, str]] | None = None,
+) -> pa.Table:
+    """The reviewers' queue from a ranked one: campaign columns, the budget (in campaigns when
+    ``campaigns``), exploit and explore slots.
+
+    ``reviewed``: (item_id, policy) pairs that already have a verdict (the model's history);
+    they leave the queue, so a second sweep of the same inventory shows only new decisions.
+    """
+    if reviewed:
+        pairs = zip(queue["item_id"].to_pylist(), queue["policy"].to_pylist())
+        queue = queue.filter(pa.array([pair not in reviewed for pair in pairs], pa.bool_()))
+    if queue.num_rows == 0:
+        return queue
+    queue = find_campaigns(queue, index, thresholds)
+    closeness = reviewed_closeness(queue)
+    cover_of: dict[str, float] = {}
+    for cid, c in zip(queue["campaign_id"].to_pylist(), closeness):
+        cover_of[cid] = max(cover_of.get(cid, -1.0), float(c))
+    units = campaign_view(queue) if campaigns else queue
+    cover = np.array([cover_of[c] for c in units["campaign_id"].to_pylist()])
+    return allocate_slots(units, budget, explore, cover)

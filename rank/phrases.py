@@ -1,0 +1,222 @@
+"""Which words of an item drove its score, with character offsets a UI can highlight.
+
+Two kinds of span:
+
+* ``lexical``: words whose n-grams carry the lexical probe's log-odds (recall/lexical.py). The
+  probe is linear, so its score minus the intercept is exactly the sum over hashed features of
+  ``coef * tfidf``; each feature's share is handed to the words it came from (a word bigram
+  splits it between its two words, a character n-gram belongs to the word it lies in, a
+  feature seen several times splits it between its occurrences). Summing per word type and
+  keeping the strongest few gives phrases that really move the probe.
+* ``seed``: runs of at least two words the item shares with its closest seed, word for word.
+
+>>> spans = lexical_spans(probe.coefs["scam"][0], "Guaranteed approval, no credit check")
+... # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
+from sklearn.utils import murmurhash3_32
+
+from riskrank.recall.lexical import N_FEATURES, lexical_features
+
+# sklearn's default token pattern: what the probe's word n-grams are made of.
+TOKEN = re.compile(r"(?u)\b\w\w+\b")
+# char_wb n-grams never cross whitespace, so a whitespace-separated word owns its n-grams.
+WORD = re.compile(r"\S+")
+MAX_FLAGGED_WORDS = 6  # word types highlighted per item: enough to act on, few enough to read
+MIN_SHARED_TOKENS = 2
+CLAUSE_END = re.compile(r"[.,;:!?)\]]$")
+
+SPAN_TYPE = pa.struct(
+    [
+        pa.field("start", pa.int32()),
+        pa.field("end", pa.int32()),
+        pa.field("phrase", pa.string()),
+        pa.field("source", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Span:
+    """``text[start:end] == phrase``; ``source`` is ``lexical`` or ``seed``."""
+
+    start: int
+    end: int
+    phrase: str
+    source: str
+    weight: float = 0.0
+
+    def as_row(self) -> dict:
+        return {"start": self.start, "end": self.end, "phrase": self.phrase, "source": self.source}
+
+
+@lru_cache(maxsize=1)
+def _char_analyzer():
+    # The same settings as the probe's character half (recall/lexical.py).
+    return HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5)).build_analyzer()
+
+
+@lru_cache(maxsize=200_000)
+def _char_features(word: str) -> np.ndarray:
+    return np.array([N_FEATURES + _hash(g) for g in _char_analyzer()(word)], np.int64)
+
+
+@lru_cache(maxsize=500_000)
+def _hash(gram: str) -> int:
+    return abs(murmurhash3_32(gram, seed=0)) % N_FEATURES
+
+
+def word_contributions(
+    coef: np.ndarray, text: str, row: sp.csr_matrix | None = None
+) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Whitespace-separated words of ``text`` (start, end) and each one's share of the probe's
+    log-odds (they sum to the probe score minus its intercept). ``row``: the text's
+    ``lexical_features`` row when the caller computed many at once."""
+    words = [(m.start(), m.end()) for m in WORD.finditer(text)]
+    if not words:
+        return words, np.zeros(0)
+    row = (lexical_features([text]) if row is None else row).tocsr().copy()
+    row.sort_indices()
+    contrib = row.data * coef[row.indices]
+    starts = np.array([s for s, _ in words])
+    tokens = list(TOKEN.finditer(text))
+    owner = np.searchsorted(starts, [m.start() for m in tokens], side="right") - 1
+    low = [m.group().lower() for m in tokens]
+    # One entry per (feature occurrence, word it belongs to); a bigram is two half entries.
+    feats = [np.array([_hash(t) for t in low], np.int64)]
+    owners, frac = [owner], [np.ones(len(low))]
+    if len(low) > 1:
+        bigrams = np.array([_hash(a + " " + b) for a, b in zip(low, low[1:])], np.int64)
+        feats += [bigrams, bigrams]
+        owners += [owner[:-1], owner[1:]]
+        frac += [np.full(len(bigrams), 0.5)] * 2
+    for w, (a, b) in enumerate(words):
+        chars = _char_features(text[a:b])
+        feats.append(chars)
+        owners.append(np.full(len(chars), w))
+        frac.append(np.ones(len(chars)))
+    feats, owners, frac = np.concatenate(feats), np.concatenate(owners), np.concatenate(frac)
+    at = np.minimum(np.searchsorted(row.indices, feats), max(len(row.indices) - 1, 0))
+    hit = (row.indices[at] == feats) if len(row.indices) else np.zeros(len(feats), bool)
+    value = np.where(hit, contrib[at] if len(contrib) else 0.0, 0.0)
+    _, inverse = np.unique(feats, return_inverse=True)
+    count = np.bincount(inverse, weights=frac)  # occurrences of each feature in the text
+    share = value * frac / count[inverse]
+    return words, np.bincount(owners, weights=share, minlength=len(words))
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    """Drop punctuation around a word ("approval," -> "approval") unless nothing is left."""
+    inner = re.search(r"\w(.*\w)?", text[start:end], re.S)
+    return (start + inner.start(), start + inner.end()) if inner else (start, end)
+
+
+def lexical_spans(
+    coef: np.ndarray,
+    text: str,
+    *,
+    max_words: int = MAX_FLAGGED_WORDS,
+    row: sp.csr_matrix | None = None,
+) -> list[Span]:
+    """Every occurrence of the ``max_words`` word types that add most to the probe's score,
+    adjacent ones merged into phrases; each span's weight is its words' contribution."""
+    if not text or not text.strip():
+        return []
+    words, scores = word_contributions(coef, text, row)
+    by_type: dict[str, float] = defaultdict(float)
+    keys = []
+    for (s, e), score in zip(words, scores):
+        a, b = _trim(text, s, e)
+        keys.append(text[a:b].lower())
+        by_type[keys[-1]] += score
+    top = sorted((k for k, v in by_type.items() if v > 0), key=lambda k: -by_type[k])
+    chosen = set(top[:max_words])
+    spans: list[Span] = []
+    run: list[int] = []
+    for w in range(len(words) + 1):
+        # A run stops at a sentence or clause break: "Congratulations! You" is two phrases.
+        joined = (
+            run
+            and w < len(words)
+            and not CLAUSE_END.search(text[words[w - 1][0] : words[w - 1][1]])
+        )
+        if w < len(words) and keys[w] in chosen and (not run or joined):
+            run.append(w)
+            continue
+        if run:
+            start, _ = _trim(text, *words[run[0]])
+            _, end = _trim(text, *words[run[-1]])
+            weight = float(sum(scores[r] for r in run))
+            spans.append(Span(start, end, text[start:end], "lexical", weight))
+            run = [w] if w < len(words) and keys[w] in chosen else []
+    return spans
+
+
+def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHARED_TOKENS):
+    """Runs of ``min_tokens``+ words ``text`` shares with ``seed_text`` (case-insensitive),
+    skipping runs made only of stop words."""
+    if not text or not seed_text:
+        return []
+    seed_tokens = [m.group().lower() for m in TOKEN.finditer(seed_text)]
+    grams = {
+        tuple(seed_tokens[i : i + min_tokens]) for i in range(len(seed_tokens) - min_tokens + 1)
+    }
+    tokens = list(TOKEN.finditer(text))
+    low = [m.group().lower() for m in tokens]
+    n = min_tokens - 1  # links: token i starts a shared n-gram; a chain of links is one run
+    link = [tuple(low[i : i + min_tokens]) in grams for i in range(len(tokens) - n)]
+    spans = []
+    i = 0
+    while i < len(link):
+        if not link[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(link) and link[j + 1]:
+            j += 1
+        first, last = i, j + n
+        if any(t not in ENGLISH_STOP_WORDS for t in low[first : last + 1]):
+            start, end = tokens[first].start(), tokens[last].end()
+            spans.append(Span(start, end, text[start:end], "seed", float(last + 1 - first)))
+        i = j + 1
+    return spans
+
+
+def flagged_phrases(spans: list[Span], text: str, limit: int = 5) -> list[str]:
+    """What is highlighted, as distinct phrases strongest first: overlapping or touching
+    spans of either source are merged (what a reader sees as one mark is one phrase); a
+    phrase's weight is its lexical contribution plus a bonus per shared-seed word."""
+    merged: list[list] = []  # [start, end, weight]
+    for s in sorted(spans, key=lambda s: s.start):
+        weight = s.weight if s.source == "lexical" else 0.01 * s.weight
+        if merged and s.start <= merged[-1][1] + 1 and not text[merged[-1][1] : s.start].strip():
+            merged[-1][1] = max(merged[-1][1], s.end)
+            merged[-1][2] += weight
+        else:
+            merged.append([s.start, s.end, weight])
+    total: dict[str, float] = defaultdict(float)
+    for start, end, weight in merged:
+        total[" ".join(text[start:end].lower().split())] += weight
+    return sorted(total, key=lambda p: -total[p])[:limit]
+
+
+def delete_spans(text: str, spans: list[Span]) -> str:
+    """``text`` with every span cut out (overlaps merged): what the faithfulness check scores."""
+    keep, pos = [], 0
+    for s in sorted(spans, key=lambda s: s.start):
+        if s.start > pos:
+            keep.append(text[pos : s.start])
+        pos = max(pos, s.end)
+    keep.append(text[pos:])
+    return " ".join(" ".join(keep).split())

@@ -1,0 +1,285 @@
+"""Reasons a reviewer can check and act on, as queue columns.
+
+For each queue row: the phrases that drove the score (with character offsets into the item's
+text), the closest seed, the closest reviewed item and its verdict, one sentence in plain
+words built from those and from the ranker's feature contributions, and a remediation line an
+advertiser-facing message can be built from.
+
+>>> queue = explain_queue(queue, candidates, model, seeds)   # doctest: +SKIP
+>>> queue.column("explanation")[0]                           # doctest: +SKIP
+"uses 'guaranteed', 'approval'; shares 'no credit check' with seed s2; 3 near-copies ..."
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from riskrank.rank.model import RiskModel
+from riskrank.rank.phrases import SPAN_TYPE, Span, flagged_phrases, lexical_spans, shared_spans
+from riskrank.rank.queue import QUEUE_FRONT
+from riskrank.recall.lexical import FEATURE as LEXICAL_FEATURE
+from riskrank.recall.lexical import lexical_features
+from riskrank.recall.seeds import SeedSet
+
+EXCERPT_CHARS = 200
+VERDICT_WORDS = {0: "found benign", 1: "marked borderline", 2: "rejected", 3: "rejected as severe"}
+
+EXPLANATION_SCHEMA = pa.schema(
+    [
+        pa.field("explanation", pa.string()),
+        pa.field("remediation", pa.string()),
+        pa.field("flagged_phrases", pa.list_(pa.string())),
+        pa.field("highlight_spans", pa.list_(SPAN_TYPE)),
+        pa.field("closest_seed_id", pa.string()),
+        pa.field("closest_seed_policy", pa.string()),
+        pa.field("closest_seed_signal", pa.string()),
+        pa.field("closest_seed_similarity", pa.float32()),
+        pa.field("closest_seed_distance", pa.float32()),
+        pa.field("closest_seed_excerpt", pa.string()),
+        pa.field("closest_reviewed_id", pa.string()),
+        pa.field("closest_reviewed_verdict", pa.int8()),
+        pa.field("closest_reviewed_similarity", pa.float32()),
+        pa.field("closest_reviewed_sweep", pa.string()),
+        pa.field("closest_reviewed_excerpt", pa.string()),
+        pa.field("near_copies_violating", pa.int32()),
+    ],
+    metadata={"doc": "reasons per queue row (rank/reasons.py); spans index the item's text"},
+)
+
+
+@dataclass
+class RowEvidence:
+    """What one queue row's reasons are built from."""
+
+    spans: list[Span]
+    seed: dict
+    reviewed: dict
+    contrib: dict[str, float]  # the ranker's positive contributions, by evidence group
+
+
+def _excerpt(text: str | None, n: int = EXCERPT_CHARS) -> str | None:
+    if not text:
+        return None
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1].rstrip() + "\u2026"
+
+
+def _num(row: dict, key: str) -> float:
+    v = row.get(key)
+    return float(v) if v is not None and v == v else float("nan")
+
+
+def _group(feature: str) -> str:
+    """Which kind of evidence a ranker feature is: lexical, history or seed (by signal)."""
+    if feature == LEXICAL_FEATURE:
+        return "lexical"
+    if feature.startswith("hist_"):
+        return "history:" + feature[5:].split("_")[0]
+    return "seed:" + feature.split("_")[0]
+
+
+def _closest_seed(
+    row: dict, signals: list[str], contrib: dict[str, float], seeds: dict, weak: dict
+) -> dict:
+    """The closest seed under the signal the ranker leaned on most (similarities of different
+    signals are not comparable, contributions are)."""
+    have = [s for s in signals if row.get(f"{s}_best_seed_id")]
+    if not have:
+        return {}
+    sig = max(have, key=lambda s: (contrib.get("seed:" + s, 0.0), -have.index(s)))
+    seed = seeds.get(row[f"{sig}_best_seed_id"], {})
+    text = seed.get("text")
+    return {
+        "id": row[f"{sig}_best_seed_id"],
+        "weak": weak.get(sig, -np.inf),
+        "policy": seed.get("policy"),
+        "signal": sig,
+        "similarity": _num(row, f"{sig}_best_sim"),
+        "distance": _num(row, f"{sig}_best_distance"),
+        "text": text,
+        "excerpt": _excerpt(text) or ("[image]" if _has_image(seed) else None),
+    }
+
+
+def _has_image(row: dict) -> bool:
+    return bool(row.get("image_bytes") or row.get("image_path"))
+
+
+def _closest_reviewed(row: dict, model: RiskModel, signal: str | None) -> dict:
+    """The closest reviewed item under ``signal`` (else any signal with history evidence)."""
+    names = [signal] if signal in model.exemplars else []
+    names += [s for s in model.exemplars if s not in names]
+    for s in names:
+        item_id = row.get(f"hist_{s}_nearest_id")
+        if not item_id:
+            continue
+        stored = model.exemplars[s].reviewed([item_id])[0] or {}
+        verdict = _num(row, f"hist_{s}_nearest_verdict")
+        near = _num(row, f"hist_{s}_n_near_violating")
+        return {
+            "id": item_id,
+            "verdict": None if verdict != verdict else int(verdict),
+            "similarity": _num(row, f"hist_{s}_nearest_sim"),
+            "sweep": stored.get("sweep_id"),
+            "excerpt": _excerpt(stored.get("text")),
+            "near_violating": None if near != near else int(near),
+        }
+    return {}
+
+
+def _quote(phrases: list[str]) -> str:
+    quoted = [f"'{p}'" for p in phrases]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def _seed_clause(ev: RowEvidence) -> str | None:
+    seed = ev.seed
+    if not seed:
+        return None
+    shared = [s.phrase for s in ev.spans if s.source == "seed"]
+    shared = list(dict.fromkeys(p.lower() for p in shared))[:3]
+    if shared:
+        return f"shares {_quote(shared)} with seed {seed['id']}"
+    if seed["distance"] == seed["distance"]:  # a perceptual hash: say how many bits differ
+        return (
+            f"its image is a near-copy of seed {seed['id']} "
+            f"({seed['signal'].upper()}: {seed['distance']:.0f} bits differ)"
+        )
+    kind = "image" if seed["signal"] != "text" else "text"
+    if not seed["similarity"] >= seed.get("weak", -np.inf):  # NaN or below: not a match
+        return (
+            f"no seed is close (nearest {seed['id']}, {kind} similarity {seed['similarity']:.2f})"
+        )
+    return f"its {kind} resembles seed {seed['id']} (similarity {seed['similarity']:.2f})"
+
+
+def _history_clause(ev: RowEvidence) -> str | None:
+    rev = ev.reviewed
+    if not rev:
+        return None
+    near = rev.get("near_violating") or 0
+    when = f" in {rev['sweep']}" if rev.get("sweep") else ""
+    if near:
+        copies = "1 near-copy was" if near == 1 else f"{near} near-copies were"
+        return f"{copies} rejected{when}"
+    words = VERDICT_WORDS.get(rev["verdict"], "reviewed")
+    return f"the closest reviewed item {rev['id']} was {words}{when}"
+
+
+def sentence(ev: RowEvidence) -> str:
+    """One plain-words sentence: the evidence groups the ranker leaned on, strongest first."""
+    clauses: dict[str, str | None] = {}
+    lexical = [s.phrase.lower() for s in ev.spans if s.source == "lexical"]
+    if lexical:
+        clauses["lexical"] = f"uses {_quote(list(dict.fromkeys(lexical))[:3])}"
+    clauses["seed"] = _seed_clause(ev)
+    clauses["history"] = _history_clause(ev)
+    weight = {"lexical": 0.0, "seed": 0.0, "history": 0.0}
+    for group, c in ev.contrib.items():
+        weight[group.split(":")[0]] += c
+    order = sorted(clauses, key=lambda g: -weight[g])
+    parts = [clauses[g] for g in order if clauses[g] and (weight[g] > 0 or g != "lexical")]
+    if not parts:
+        return "little evidence of risk"
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:]
+
+
+def remediation(action: str | None, phrases: list[str], seed: dict) -> str:
+    """What to do, and for an advertiser what to change."""
+    action = action or "escalate"
+    todo = [f"change or remove {_quote(phrases)}"] if phrases else []
+    if seed and seed.get("signal") not in (None, "text"):
+        todo.append(f"replace the image that matches seed {seed['id']}")
+    return f"{action}: {'; '.join(todo)}" if todo else action
+
+
+def explain_queue(
+    queue: pa.Table, candidates: pa.Table, model: RiskModel, seeds: SeedSet
+) -> pa.Table:
+    """``queue`` with the columns of ``EXPLANATION_SCHEMA`` after its front columns.
+
+    Text comes from ``candidates`` (the queue's own ``text`` is truncated), so span offsets
+    index the item's full text as the inventory gave it.
+    """
+    if queue.num_rows == 0 or "item_id" not in queue.column_names:
+        return queue
+    full_text = {}
+    if "text" in candidates.column_names:
+        full_text = dict(
+            zip(candidates.column("item_id").to_pylist(), candidates.column("text").to_pylist())
+        )
+    seed_rows = {r["seed_id"]: r for r in seeds.table.to_pylist()}
+    signals = [
+        c[: -len("_best_seed_id")] for c in queue.column_names if c.endswith("_best_seed_id")
+    ]
+    contributions = model.ranker.explain(queue, top=len(model.ranker.features_))
+    queue_rows = queue.to_pylist()
+    texts = [full_text.get(r["item_id"]) for r in queue_rows]
+    # One vectorizer pass for all rows; each row's share per word is then cheap.
+    features = lexical_features([t or "" for t in texts]) if model.lexical else None
+    rows = []
+    for i, (row, contrib) in enumerate(zip(queue_rows, contributions)):
+        by_group: dict[str, float] = {}
+        for feature, _, c in contrib or []:
+            by_group[_group(feature)] = by_group.get(_group(feature), 0.0) + c
+        lex_row = features[i] if features is not None else None
+        rows.append(_explain_row(row, texts[i], by_group, model, seed_rows, signals, lex_row))
+    cols = pa.Table.from_pylist(rows, schema=EXPLANATION_SCHEMA)
+    table = queue.drop([c for c in cols.column_names if c in queue.column_names])
+    front = [c for c in QUEUE_FRONT if c in table.column_names]
+    rest = [c for c in table.column_names if c not in front]
+    out = table.select(front)
+    for name in cols.column_names:
+        out = out.append_column(cols.schema.field(name), cols.column(name))
+    for name in rest:
+        out = out.append_column(table.schema.field(name), table.column(name))
+    return out
+
+
+def _explain_row(
+    row: dict,
+    text: str | None,
+    contrib: dict[str, float],
+    model: RiskModel,
+    seed_rows: dict,
+    signals: list[str],
+    lex_row=None,
+) -> dict:
+    weak = {s.name: float(s.match_thresholds[0]) for s in model.signals}
+    seed = _closest_seed(row, signals, contrib, seed_rows, weak)
+    spans: list[Span] = []
+    lexical = model.lexical
+    if text and lexical is not None and row["policy"] in lexical.coefs:
+        spans += lexical_spans(lexical.coefs[row["policy"]][0], text, row=lex_row)
+    if text and seed.get("text"):
+        spans += shared_spans(text, seed["text"])
+    spans.sort(key=lambda s: (s.start, s.end))
+    reviewed = _closest_reviewed(row, model, seed.get("signal"))
+    ev = RowEvidence(spans, seed, reviewed, contrib)
+    phrases = flagged_phrases(spans, text or "")
+    verdict = reviewed.get("verdict")
+    return {
+        "explanation": sentence(ev),
+        "remediation": remediation(row.get("action"), phrases, seed),
+        "flagged_phrases": phrases,
+        "highlight_spans": [s.as_row() for s in spans],
+        "closest_seed_id": seed.get("id"),
+        "closest_seed_policy": seed.get("policy"),
+        "closest_seed_signal": seed.get("signal"),
+        "closest_seed_similarity": seed.get("similarity"),
+        "closest_seed_distance": seed.get("distance"),
+        "closest_seed_excerpt": seed.get("excerpt"),
+        "closest_reviewed_id": reviewed.get("id"),
+        "closest_reviewed_verdict": verdict,
+        "closest_reviewed_similarity": reviewed.get("similarity"),
+        "closest_reviewed_sweep": reviewed.get("sweep"),
+        "closest_reviewed_excerpt": reviewed.get("excerpt"),
+        "near_copies_violating": reviewed.get("near_violating"),
+    }
+
+
+__all__ = ["EXPLANATION_SCHEMA", "RowEvidence", "explain_queue", "remediation", "sentence"]

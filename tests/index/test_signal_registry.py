@@ -1,0 +1,70 @@
+"""The signal contract: one registry, comparisons, index kinds, CLI options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from riskrank.index.signals import (
+    CandidateMatch,
+    IndexKind,
+    PdqSignal,
+    registered_signals,
+    signal_class,
+    signal_from_manifest,
+)
+from riskrank.index.tables import SchemaError
+from riskrank.index.vectors.hamming import BinaryHashIndex
+from riskrank.recall.recaller import checked_signal_evidence
+
+
+def _flip(packed: np.ndarray, bits: int) -> np.ndarray:
+    unpacked = np.unpackbits(packed)
+    unpacked[:bits] ^= 1
+    return np.packbits(unpacked)
+
+
+def test_built_ins_are_in_the_one_registry_by_type_and_by_name():
+    registry = registered_signals()
+    assert list(registry)[:5] == [
+        "text_embedding",
+        "clip_image",
+        "clip_text",
+        "pdq",
+        "nsfw_open_nsfw",
+    ]
+    assert signal_class("pdq") is PdqSignal and signal_class("image") is registry["clip_image"]
+    with pytest.raises(ValueError, match="unknown signal 'nope'; registered: text, image"):
+        signal_class("nope")
+    with pytest.raises(SchemaError, match="'md5'.*not registered"):
+        signal_from_manifest({"type": "md5"})
+
+
+def test_pdq_compares_in_bits_against_its_thresholds():
+    sig = PdqSignal()
+    h = np.random.default_rng(0).integers(0, 256, 32, dtype=np.uint8)
+    same, near, far, other = (sig.compare(h, _flip(h, b)) for b in (0, 20, 40, 120))
+    assert (same.distance, same.match, same.strong_match) == (0, True, True)
+    assert (near.distance, near.match, near.strong_match) == (20, True, True)  # <= 31 bits
+    assert (far.distance, far.match, far.strong_match) == (40, True, False)  # <= 62 bits
+    assert (other.distance, other.match) == (120, False)
+    assert sig.metric == "hamming" and sig.index_kind is IndexKind.BINARY_HASHES
+    assert isinstance(sig.build_index(np.stack([h, _flip(h, 3)]), key="IVF4,Flat"), BinaryHashIndex)
+
+
+def test_cli_values_configure_a_signal_and_absent_ones_keep_defaults():
+    sig = PdqSignal.from_cli({"pdq_match_threshold": 20, "image_base_dir": "imgs/"})
+    assert (sig.match_threshold, sig.base_dir) == (20, "imgs/")
+    assert PdqSignal.from_cli({}).match_threshold == 31
+
+
+def test_evidence_a_signal_does_not_declare_is_refused_naming_the_signal():
+    class Careless(PdqSignal):
+        def candidate_evidence(self, match):
+            return {"best_distance": np.zeros(len(match.items)), "surprise": np.zeros(2)}
+
+    h = np.zeros((2, 32), np.uint8)
+    match = CandidateMatch(h[:1], h, np.ones((1, 2), np.float32), {"pdq_quality": np.ones(2)})
+    assert set(checked_signal_evidence(PdqSignal(), match)) == {"best_distance", "quality"}
+    with pytest.raises(ValueError, match="signal 'pdq' \\(Careless\\).*surprise"):
+        checked_signal_evidence(Careless(), match)

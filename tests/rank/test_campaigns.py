@@ -1,0 +1,128 @@
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from riskrank.rank.campaigns import add_campaign_columns, campaign_view, link_campaigns
+from riskrank.rank.exploration import allocate_slots
+from riskrank.rank.pipeline import sweep
+
+
+def _unit(v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_campaigns_are_the_union_of_every_signals_radius_graph():
+    rng = np.random.default_rng(0)
+    base = _unit(rng.normal(size=(3, 16)))
+    # items 0-2 are paraphrases of base[0]; 3-4 of base[1]; 5 alone; 6 has no text vector.
+    text = _unit(
+        np.vstack([base[0] + 0.01 * rng.normal(size=(3, 16)), base[1], base[1] * 1.01, base[2]])
+    )
+    # PDQ links item 5 to item 4 (same image, Hamming 3) and item 6 to nothing.
+    hashes = rng.integers(0, 256, size=(3, 32), dtype=np.uint8)
+    near = hashes[0].copy()
+    near[0] ^= 0b111
+    vectors = {
+        "text": (np.arange(6), text),
+        "pdq": (np.array([4, 5, 6]), np.vstack([hashes[0], near, hashes[2]])),
+    }
+    metrics = {"text": "cosine", "pdq": "hamming"}
+    labels = link_campaigns(vectors, metrics, 7, {"text": 0.95, "pdq": 31})
+    groups = sorted(sorted(np.flatnonzero(labels == lab).tolist()) for lab in set(labels))
+    assert groups == [[0, 1, 2], [3, 4, 5], [6]]
+    # Text alone: 5 is no longer linked; a signal without a threshold is not used.
+    labels = link_campaigns(vectors, metrics, 7, {"text": 0.95})
+    groups = sorted(sorted(np.flatnonzero(labels == lab).tolist()) for lab in set(labels))
+    assert groups == [[0, 1, 2], [3, 4], [5], [6]]
+    # Threshold is inclusive: identical vectors (cosine 1.0) link at threshold 1.0.
+    same = _unit(np.vstack([base[0], base[0]]))
+    assert len(set(link_campaigns({"text": (np.arange(2), same)}, metrics, 2, {"text": 1.0}))) == 1
+
+
+def _queue(ids, p, labels, policy="scam"):
+    q = pa.table(
+        {
+            "rank": np.arange(1, len(ids) + 1),
+            "item_id": ids,
+            "policy": [policy] * len(ids),
+            "risk_probability": p,
+        }
+    )
+    return add_campaign_columns(q, np.asarray(labels))
+
+
+def test_campaign_columns_and_campaign_view():
+    q = _queue(["a", "b", "c", "d", "e"], [0.9, 0.8, 0.7, 0.6, 0.5], [0, 1, 0, 2, 0])
+    assert q["campaign_id"].to_pylist() == ["c-a", "c-b", "c-a", "c-d", "c-a"]
+    assert q["campaign_size"].to_pylist() == [3, 1, 3, 1, 3]
+    assert q["campaign_rank"].to_pylist() == [1, 1, 2, 1, 3]
+    view = campaign_view(q)
+    assert view["item_id"].to_pylist() == ["a", "b", "d"]
+    assert view["campaign_members"].to_pylist() == [["a", "c", "e"], ["b"], ["d"]]
+
+
+def test_exploration_share_spread_over_campaigns_and_evenly_placed():
+    n = 40
+    p = np.linspace(0.99, 0.01, n)
+    labels = list(range(n))
+    labels[30:36] = [30] * 6  # one campaign of 6 below the cut
+    q = _queue([f"i{k}" for k in range(n)], p, labels)
+    out = allocate_slots(q, 20, 0.2)
+    assert out.num_rows == 20
+    assert out["rank"].to_pylist() == list(range(1, 21))
+    slots = out["slot"].to_pylist()
+    assert slots.count("explore") == 4 and slots.count("exploit") == 16
+    explore = out.filter(pa.compute.equal(out["slot"], "explore"))
+    # Each explored unit comes from a different campaign, all from below the exploit cut.
+    assert len(set(explore["campaign_id"].to_pylist())) == 4
+    assert min(explore["risk_probability"].to_pylist()) < p[15]
+    assert all(r.startswith("explore: ") for r in explore["slot_reason"].to_pylist())
+    reasons = " ".join(explore["slot_reason"].to_pylist())
+    assert "unsure" in reasons and "campaign of 6" in reasons
+    # Not all at the end: a reviewer who stops half way has seen some exploration.
+    assert "explore" in slots[:10]
+    # 0 turns exploration off: the plain riskiest-first cut.
+    off = allocate_slots(q, 20, 0.0)
+    assert off["item_id"].to_pylist() == [f"i{k}" for k in range(20)]
+    assert set(off["slot"].to_pylist()) == {"exploit"}
+    with pytest.raises(ValueError, match="explore"):
+        allocate_slots(q, 20, 1.5)
+
+
+def test_sweep_campaign_mode_budget_counts_campaigns(
+    tmp_path, inventory_items, seeds, trained_model
+):
+    inv = inventory_items.drop(["label"])
+    full = sweep(inv, seeds, trained_model, k=200, show_progress=False, explore=0).queue
+    for c in ("campaign_id", "campaign_size", "campaign_rank", "slot", "slot_reason"):
+        assert c in full.column_names
+    sizes = full["campaign_size"].to_pylist()
+    assert max(sizes) > 1  # the fixture's templates are re-posted with small changes
+    camp = sweep(
+        inv,
+        seeds,
+        trained_model,
+        k=200,
+        show_progress=False,
+        explore=0,
+        campaigns=True,
+        budget=5,
+        out_dir=tmp_path / "camp",
+    ).queue
+    assert camp.num_rows == 5
+    assert camp["campaign_rank"].to_pylist() == [1] * 5
+    members = camp["campaign_members"].to_pylist()
+    assert sum(map(len, members)) > 5 and len({m for ms in members for m in ms}) == sum(
+        map(len, members)
+    )
+    # The first campaigns are the campaigns of the plain queue's riskiest items, in order.
+    reps = full.filter(pa.compute.equal(full["campaign_rank"], 1))["item_id"].to_pylist()[:5]
+    assert camp["item_id"].to_pylist() == reps
+    by_id = dict(zip(full["item_id"].to_pylist(), full["campaign_id"].to_pylist()))
+    for cid, ms in zip(camp["campaign_id"].to_pylist(), members):
+        assert {by_id[m] for m in ms} == {cid}
+    explored = sweep(
+        inv, seeds, trained_model, k=200, show_progress=False, budget=20, explore=0.25
+    ).queue
+    assert explored["slot"].to_pylist().count("explore") == 5

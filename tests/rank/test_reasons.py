@@ -1,0 +1,144 @@
+"""Reasons per queue row: phrases with offsets, closest seed and reviewed item, one sentence."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from riskrank.rank.phrases import (
+    delete_spans,
+    flagged_phrases,
+    lexical_spans,
+    shared_spans,
+    word_contributions,
+)
+from riskrank.rank.reasons import EXPLANATION_SCHEMA
+from riskrank.recall.lexical import LexicalProbe, lexical_features
+
+
+@pytest.fixture(scope="module")
+def probe(history) -> LexicalProbe:
+    return LexicalProbe.fit(
+        history["text"].to_pylist(),
+        history["policy"].to_pylist(),
+        history["verdict"].to_pylist(),
+        history["item_id"].to_pylist(),
+    )
+
+
+def _probe_score(probe: LexicalProbe, text: str) -> float:
+    coef, intercept = probe.coefs["scam"]
+    return float((lexical_features([text]) @ coef)[0] + intercept)
+
+
+def test_word_shares_add_up_to_the_probe_score(probe, inventory_items):
+    coef, intercept = probe.coefs["scam"]
+    for text in inventory_items["text"].to_pylist()[:20] + ["approval, approval!! $$$ no-credit"]:
+        words, scores = word_contributions(coef, text)
+        assert len(words) == len(text.split())
+        assert scores.sum() + intercept == pytest.approx(_probe_score(probe, text), abs=1e-4)
+
+
+def test_lexical_spans_point_into_the_text_and_move_the_score(probe, inventory_items):
+    coef, _ = probe.coefs["scam"]
+    texts = inventory_items.filter(pa.compute.equal(inventory_items["label"], 1))["text"]
+    dropped = 0
+    for text in texts.to_pylist():
+        spans = lexical_spans(coef, text)
+        assert spans and all(text[s.start : s.end] == s.phrase for s in spans)
+        assert all(s.weight > 0 and s.source == "lexical" for s in spans)
+        dropped += _probe_score(probe, delete_spans(text, spans)) < _probe_score(probe, text)
+    assert dropped == len(texts)
+
+
+def test_shared_spans_are_word_runs_common_to_item_and_seed():
+    text = "APPLY NOW: Guaranteed loan approval, no credit check. Of the best."
+    seed = "Instant loan approval guaranteed, no credit check needed; the best of the best"
+    spans = shared_spans(text, seed)
+    # "approval, no" is not in the seed: two runs, not one; "of the" alone is all stop words.
+    assert [s.phrase for s in spans] == ["loan approval", "no credit check", "Of the best"]
+    assert all(text[s.start : s.end] == s.phrase and s.source == "seed" for s in spans)
+    assert shared_spans(text, None) == [] and shared_spans("", seed) == []
+    assert flagged_phrases(spans, text) == ["no credit check", "of the best", "loan approval"]
+    assert shared_spans("of the day", "of the night") == []
+
+
+def test_flagged_phrases_merge_what_reads_as_one_mark():
+    from riskrank.rank.phrases import Span
+
+    text = "Cheap Rolex, 90% off, authentic quality. Congratulations! You won"
+    spans = [
+        Span(0, 5, "Cheap", "lexical", 0.5),
+        Span(13, 20, "90% off", "lexical", 0.2),
+        Span(13, 39, "90% off, authentic quality", "seed", 4.0),
+        Span(41, 56, "Congratulations", "lexical", 0.9),
+        Span(58, 65, "You won", "lexical", 0.1),
+    ]
+    assert flagged_phrases(spans, text) == [
+        "congratulations",
+        "cheap",
+        "90% off, authentic quality",
+        "you won",
+    ]
+
+
+def test_lexical_runs_stop_at_clause_breaks(probe):
+    coef, _ = probe.coefs["scam"]
+    text = "Congratulations! You won a car. Pay a small fee to claim it today"
+    phrases = [s.phrase for s in lexical_spans(coef, text, max_words=20)]
+    assert not any("!" in p or "." in p for p in phrases), phrases
+
+
+def test_delete_spans_merges_overlaps():
+    from riskrank.rank.phrases import Span
+
+    text = "win a free iphone today"
+    spans = [Span(4, 10, "a free", "seed"), Span(6, 17, "free iphone", "lexical")]
+    assert delete_spans(text, spans) == "win today"
+
+
+def test_queue_rows_carry_checkable_reasons(explained_sweep, history):
+    inv, seeds, result = explained_sweep
+    queue = result.queue
+    for field in EXPLANATION_SCHEMA:
+        assert queue.schema.field(field.name).type == field.type
+    text_of = dict(zip(inv["item_id"].to_pylist(), inv["text"].to_pylist()))
+    verdict_of = dict(zip(history["item_id"].to_pylist(), history["verdict"].to_pylist()))
+    seed_ids = set(seeds["seed_id"].to_pylist())
+    top = queue.slice(0, 20).to_pylist()
+    for row in top:
+        text = text_of[row["item_id"]]
+        for span in row["highlight_spans"]:
+            assert text[span["start"] : span["end"]] == span["phrase"]
+        assert row["closest_seed_id"] in seed_ids
+        assert row["closest_seed_policy"] == row["policy"]
+        if row["policy"] == "scam":  # the policy with review history
+            assert verdict_of[row["closest_reviewed_id"]] == row["closest_reviewed_verdict"]
+        assert row["explanation"] and "log-odds" not in row["explanation"]
+        assert row["action"] in row["remediation"]
+    # Items queued under the policy with history are explained by their wording and by
+    # earlier rejections (the cold policy takes many items: its probabilities are transferred).
+    scam = [r for r in queue.to_pylist() if r["policy"] == "scam"]
+    assert len(scam) >= 5
+    assert sum(bool(r["flagged_phrases"]) for r in scam) >= len(scam) - 1
+    assert sum("rejected" in r["explanation"] for r in scam) >= len(scam) // 2
+    # A policy without review history still gets a closest seed and a sentence.
+    cold = [r for r in queue.to_pylist() if r["policy"] == "diet"]
+    assert cold and all(r["closest_seed_id"].startswith("d") and r["explanation"] for r in cold)
+    evil = next(r for r in queue.to_pylist() if r["item_id"] == "evil")
+    assert evil["explanation"]
+    if evil["policy"] == "scam":  # else the cold policy's transferred probability won
+        assert any(s["source"] == "seed" for s in evil["highlight_spans"])
+        assert "no credit check" in evil["explanation"]
+
+
+def test_readme_documents_every_queue_column():
+    from riskrank.rank.queue import QUEUE_SCHEMA
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", readme, re.M))
+    for name in [f.name for f in QUEUE_SCHEMA] + [f.name for f in EXPLANATION_SCHEMA]:
+        assert name in documented, f"queue column {name} is not in the README's queue table"

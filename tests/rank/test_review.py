@@ -1,0 +1,168 @@
+import json
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+
+from riskrank.index.tables import SchemaError
+from riskrank.rank.app.cli import main
+from riskrank.rank.pipeline import sweep, train
+from riskrank.rank.review import history_digest, import_verdicts
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory, history, seeds, inventory_items, text_signal):
+    """A version-1 model and the sweep queue it made (item mode, exploration off)."""
+    root = tmp_path_factory.mktemp("loop")
+    train(history, seeds, root / "v1", signals=[text_signal], k=200, show_progress=False)
+    inv = inventory_items.drop(["label"])
+    sweep(inv, seeds, root / "v1", out_dir=root / "day1", k=200, show_progress=False, explore=0)
+    return root, pq.read_table(root / "day1" / "queue.parquet")
+
+
+def _campaign(queue):
+    """A campaign with >= 2 members in the queue, and its members."""
+    big = queue.filter(pc.greater(queue["campaign_size"], 1))
+    cid = big["campaign_id"][0].as_py()
+    return cid, queue.filter(pc.equal(queue["campaign_id"], cid))["item_id"].to_pylist()
+
+
+def test_first_model_records_version_and_history(loop, history):
+    root, _ = loop
+    meta = json.loads((root / "v1" / "model.json").read_text())
+    assert meta["version"] == 1 and meta["parent_version"] is None
+    assert meta["history_digest"] == history_digest(history)
+    assert meta["created_at"].endswith("Z")
+    assert pq.read_table(root / "v1" / "history.parquet").num_rows == history.num_rows
+
+
+def test_bad_verdict_rows_are_quarantined_with_reasons_and_nothing_lost(loop, tmp_path):
+    root, queue = loop
+    ids = queue["item_id"].to_pylist()
+    cid, members = _campaign(queue)
+    free = [i for i in ids if i not in members]
+    rows = [
+        {"item_id": free[0], "campaign_id": None, "verdict": "2"},  # 0 ok
+        {"item_id": "nope", "campaign_id": None, "verdict": "2"},  # 1 unknown item
+        {"item_id": free[1], "campaign_id": None, "verdict": "5"},  # 2 out of range
+        {"item_id": free[2], "campaign_id": None, "verdict": "1.5"},  # 3 not an integer
+        {"item_id": free[3], "campaign_id": None, "verdict": "abc"},  # 4 not a number
+        {"item_id": free[4], "campaign_id": None, "verdict": None},  # 5 missing
+        {"item_id": free[5], "campaign_id": None, "verdict": "0"},  # 6 conflicts with 7
+        {"item_id": free[5], "campaign_id": None, "verdict": "3"},  # 7
+        {"item_id": free[6], "campaign_id": None, "verdict": "2.0"},  # 8 ok (integral)
+        {"item_id": free[6], "campaign_id": None, "verdict": "2"},  # 9 duplicate of 8
+        {"item_id": None, "campaign_id": "c-nope", "verdict": "2"},  # 10 unknown campaign
+        {"item_id": None, "campaign_id": None, "verdict": "2"},  # 11 no id
+        {"item_id": None, "campaign_id": cid, "verdict": "3"},  # 12 ok: whole campaign
+        {"item_id": members[1], "campaign_id": None, "verdict": "0"},  # 13 ok: member override
+    ]
+    path = tmp_path / "verdicts.csv"
+    pcsv.write_csv(pa.Table.from_pylist(rows), path)
+    res = import_verdicts(
+        path, root / "day1" / "queue.parquet", root / "v1", out_dir=tmp_path / "v2", retrain=False
+    )
+    reasons = {r["row"]: r["reason"] for r in res.quarantine.to_pylist()}
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 6, 7, 9, 10, 11]
+    assert "unknown item_id 'nope'" in reasons[1]
+    assert "not an integer grade 0-3" in reasons[2] and "'1.5'" in reasons[3]
+    assert "conflicting" in reasons[6] and "row 7 = 3" in reasons[6]
+    assert "duplicate" in reasons[9] and "row 8" in reasons[9]
+    assert "unknown campaign_id" in reasons[10] and "neither" in reasons[11]
+    got = {r["item_id"]: r for r in res.imported.to_pylist()}
+    assert got[free[0]]["verdict"] == 2 and got[free[6]]["verdict"] == 2
+    # The campaign verdict reaches every member and says so; the member's own verdict wins.
+    for m in members:
+        assert m in got
+    assert got[members[0]]["verdict"] == 3
+    assert got[members[0]]["verdict_source"] == f"campaign:{cid}"
+    assert got[members[1]]["verdict"] == 0 and got[members[1]]["verdict_source"] == "item"
+    # Nothing lost: every input row is imported or quarantined.
+    assert set(res.imported["row"].to_pylist()) | set(reasons) == set(range(len(rows)))
+    assert pq.read_table(tmp_path / "v2" / "verdicts_quarantine.parquet").num_rows == 10
+    # Full text, not the queue's 300-character cut, goes to the history.
+    hist = pq.read_table(tmp_path / "v2" / "history.parquet")
+    assert hist.num_rows == 120 + res.imported.num_rows
+    assert None not in hist["text"].to_pylist()
+
+
+def test_strict_import_refuses_the_file_naming_rows(loop, tmp_path):
+    root, queue = loop
+    ok = queue["item_id"][0].as_py()
+    bad = pa.table({"item_id": [ok, "ghost"], "verdict": [2, 9]})
+    with pytest.raises(SchemaError, match=r"row 1 \(ghost\)"):
+        import_verdicts(
+            bad,
+            root / "day1" / "queue.parquet",
+            root / "v1",
+            out_dir=tmp_path / "v2",
+            strict=True,
+            retrain=False,
+        )
+    assert not (tmp_path / "v2").exists()
+    with pytest.raises(SchemaError, match="need a 'verdict' column"):
+        import_verdicts(
+            pa.table({"item_id": [ok]}),
+            root / "day1" / "queue.parquet",
+            root / "v1",
+            out_dir=tmp_path / "v3",
+            retrain=False,
+        )
+
+
+def test_cli_review_import_retrains_a_new_version(loop, tmp_path, capsys):
+    root, queue = loop
+    top = queue["item_id"].to_pylist()[:12]
+    truth = dict(zip(queue["item_id"].to_pylist(), queue["text"].to_pylist()))
+    verdicts = pa.table(
+        {
+            "item_id": top,
+            "verdict": [2 if "won" in truth[i] or "loan" in truth[i] else 0 for i in top],
+        }
+    )
+    pq.write_table(verdicts, tmp_path / "v.parquet")
+    rc = main(
+        [
+            "review",
+            "import",
+            str(tmp_path / "v.parquet"),
+            "--queue",
+            str(root / "day1" / "queue.parquet"),
+            "--model",
+            str(root / "v1"),
+            "--out",
+            str(tmp_path / "v2"),
+        ]
+    )
+    assert rc == 0
+    assert "model version" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "v2" / "model.json").read_text())
+    parent = json.loads((root / "v1" / "model.json").read_text())
+    assert meta["version"] == 2 and meta["parent_version"] == 1
+    assert meta["parent_history_digest"] == parent["history_digest"] != meta["history_digest"]
+    assert meta["history_rows"] == 120 + 12
+    # The next sweep of the same inventory leaves the reviewed items out of the queue.
+    inv = pq.read_table(root / "day1" / "index" / "items.parquet")
+    seeds = pq.read_table(tmp_path / "v2" / "seeds.parquet")
+    day2 = sweep(inv, seeds, tmp_path / "v2", k=200, show_progress=False, explore=0).queue
+    assert not set(top) & set(day2["item_id"].to_pylist())
+    assert day2.num_rows == queue.num_rows - len(top)
+    # Re-importing the same verdicts onto v2 is refused row by row: already in the history.
+    rc = main(
+        [
+            "review",
+            "import",
+            str(tmp_path / "v.parquet"),
+            "--queue",
+            str(root / "day1" / "queue.parquet"),
+            "--model",
+            str(tmp_path / "v2"),
+            "--out",
+            str(tmp_path / "v3"),
+            "--strict",
+        ]
+    )
+    assert rc == 2
+    assert "already in the history" in capsys.readouterr().err
