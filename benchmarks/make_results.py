@@ -11,6 +11,7 @@ PARTS = [
     ("kill.md", "kill -9 trials: retrain and sweep (issue: hardening)"),
     ("calibration.md", "Decisions: calibration and automatic actions (issue 11)"),
     ("lexical_fit.md", "Training the lexical probe (issue 11, item 5)"),
+    ("faithfulness.md", "Faithfulness of the highlighted phrases (issue 14)"),
     ("campaigns.md", "Campaigns: threshold and purity (issue 13)"),
     ("replay.md", "Replay of the review loop (issue 13)"),
     ("encoder.md", "Text encoder: PyTorch fp32 vs ONNX Runtime int8 (issue: speed and memory)"),
