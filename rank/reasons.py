@@ -130,8 +130,22 @@ def _closest_reviewed(row: dict, model: RiskModel, signal: str | None) -> dict:
     return {}
 
 
+QUOTE_CHARS = 60  # a shared span can be a whole paragraph of a copied template
+QUOTE_MAX = 5  # phrases quoted in one sentence; ``flagged_phrases`` keeps all of them
+
+
+def _short(phrase: str) -> str:
+    if len(phrase) <= QUOTE_CHARS:
+        return phrase
+    cut = phrase[:QUOTE_CHARS].rsplit(" ", 1)[0] or phrase[:QUOTE_CHARS]
+    return cut + " ..."
+
+
 def _quote(phrases: list[str]) -> str:
-    quoted = [f"'{p}'" for p in phrases]
+    extra = len(phrases) - QUOTE_MAX
+    quoted = [f"'{_short(p)}'" for p in phrases[:QUOTE_MAX]]
+    if extra > 0:
+        quoted.append(f"{extra} more")
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
