@@ -54,6 +54,13 @@ with tempfile.TemporaryDirectory() as tmp:
     result = rr.sweep(inventory, seeds, model, out_dir=f"{tmp}/sweep", budget=10,
                       show_progress=False, k=50)
     queue = result.queue.to_pandas()
-    assert len(queue) == 10 and queue["text"].str.contains("loan|prize").all(), queue
+    # One slot in ten goes to exploration by default (issue 13): only exploit rows must be scams.
+    exploit = queue[queue["slot"] == "exploit"]
+    assert len(queue) == 10 and len(exploit) >= 9, queue
+    assert exploit["text"].str.contains("loan|prize").all(), exploit
+from importlib import resources
+
+template = resources.files("riskrank.rank.evaluation") / "templates" / "report.html.j2"
+assert template.is_file(), "report.html template missing from the wheel"
 print(f"wheel check: riskrank {rr.__version__} from {rr.__file__}; sweep queued {len(queue)}")
 PY
