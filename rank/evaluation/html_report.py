@@ -17,22 +17,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from riskrank.rank.evaluation.report import plot_sweep
+from riskrank.rank.evaluation.report import COUNT_KEYS, plot_sweep
 
 TOP_DEFAULT = 50
 EXCERPT_WINDOW = 600  # characters of an item's text shown around its first highlight
 THUMBNAIL_PX = 96
 MARK_CLASS = {0: None, 1: "lexical", 2: "seed", 3: "seed lexical"}
 VERDICT_WORDS = {0: "benign", 1: "borderline", 2: "violating", 3: "severe"}
-COUNT_KEYS = (
-    "items_in",
-    "items_indexed",
-    "items_quarantined",
-    "items_recalled",
-    "items_not_recalled",
-    "candidates",
-    "queued",
-)
 
 
 def _environment():

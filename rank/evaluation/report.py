@@ -114,6 +114,17 @@ def plot_sweep(queue: pa.Table, out: Path, labels: pa.Table | None = None) -> li
     paths.append(path)
     return paths
 
+# The sweep's item accounting, in the order both reports (markdown and HTML) show it.
+COUNT_KEYS = (
+    "items_in",
+    "items_indexed",
+    "items_quarantined",
+    "items_recalled",
+    "items_not_recalled",
+    "candidates",
+    "queued",
+)
+
 
 def write_report(
     out: Path, report: dict, queue: pa.Table, quality: dict | None = None, top: int = 10
@@ -121,15 +132,7 @@ def write_report(
     """``report.md`` next to the queue: counts, timings, quality (if known) and the top items."""
     lines = ["# riskrank sweep report", ""]
     lines += ["| | |", "| --- | --- |"]
-    for key in (
-        "items_in",
-        "items_indexed",
-        "items_quarantined",
-        "items_recalled",
-        "items_not_recalled",
-        "candidates",
-        "queued",
-    ):
+    for key in COUNT_KEYS:
         lines.append(f"| {key.replace('_', ' ')} | {report[key]:,} |")
     if "coverage" in report:
         lines.append(f"| coverage (recalled / indexed) | {report['coverage']:.1%} |")
