@@ -4,8 +4,9 @@ Shaped like a scikit-learn estimator: ``__init__`` stores parameters, ``fit`` le
 reviewed candidates, ``predict``/``predict_proba``/``explain`` use what was learned, ``save``/
 ``load`` use LightGBM's text model + JSON (no pickle).
 
-Two boosters are learned: one on all evidence, and a *cold-start* one on seed evidence alone,
-used for policies that have no review history of their own.
+Two boosters are learned: one on all evidence, and a *cold-start* one on the seed evidence that
+transfers between policies (``is_policy_relative``: z-scores, ranks, self-trained probes; not raw
+similarities), used for policies that have no review history of their own.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from riskrank.recall.candidates import (
     describe_feature,
     evidence_feature_columns,
     is_history_feature,
+    is_policy_relative,
     monotone_direction,
 )
 from riskrank.recall.history import HISTORY_SCHEMA, POSITIVE_VERDICT
@@ -277,11 +279,7 @@ class RiskRanker:
             )
         evidence = evidence_feature_columns(table)
         self.features_ = evidence + [f for f in self.metadata_features if f not in evidence]
-        # Cold start runs on another policy's history: keep only seed evidence whose direction
-        # is known; undirected signals (density, metadata) did not transfer between data sets.
-        self.cold_features_ = [
-            f for f in self.features_ if not is_history_feature(f) and monotone_direction(f) != 0
-        ]
+        self.cold_features_ = _cold_features(self.features_)
         sweeps = (
             table.column("sweep_id").to_pylist()
             if "sweep_id" in table.column_names
@@ -565,6 +563,17 @@ class RiskRanker:
         }
         self.n_train_, self.n_calibration_ = meta["n_train"], meta["n_calibration"]
         return self
+
+
+def _cold_features(features: list[str]) -> list[str]:
+    """What the cold-start booster sees: it runs on another policy's history, so only seed
+    evidence whose direction is known (undirected signals, density and metadata, did not
+    transfer between data sets) and whose scale does not depend on which policy's seeds
+    measured it (``is_policy_relative``)."""
+    seed_evidence = [f for f in features if not is_history_feature(f) and monotone_direction(f)]
+    # A table without relative evidence (hand-made candidates; recall always adds it) keeps a
+    # cold booster on what it has rather than none.
+    return [f for f in seed_evidence if is_policy_relative(f)] or seed_evidence
 
 
 def _fit_calibrators(

@@ -159,3 +159,27 @@ def test_cold_policy_does_not_inherit_the_training_base_rate():
     assert np.isnan(cal.action_threshold).all()  # never an automatic action
     assert cal.base_rates["new"] == pytest.approx(0.5, abs=0.1)
     assert cal.proba.mean() == pytest.approx(y.mean(), abs=0.1)
+
+
+def test_a_cold_policy_does_not_bury_a_warm_policys_violations(
+    explained_sweep, trained_model, seeds, tmp_path
+):
+    # The same inventory swept with the warm policy's seeds alone, then with a cold policy
+    # (diet: no review history) added. Its transferred probabilities once put its benign items
+    # above the warm policy's violations: queue AP 1.0 -> 0.846, because the seed-only booster
+    # had learned a cut on raw similarity that the diet seeds' benign neighbours also passed.
+    from riskrank.rank.evaluation.report import evaluate
+    from riskrank.rank.pipeline import sweep
+
+    inv, all_seeds, mixed = explained_sweep
+    labels = inv.select(["item_id", "label"])
+    warm = sweep(inv, seeds, trained_model, out_dir=tmp_path / "warm", show_progress=False)
+    warm_ap, mixed_ap = evaluate(warm.queue, labels)["AP"], evaluate(mixed.queue, labels)["AP"]
+    assert warm_ap >= 0.95
+    assert mixed_ap >= warm_ap - 0.03, (warm_ap, mixed_ap)
+    # ... and the cold policy still finds its own campaign first among its candidates.
+    diet = mixed.candidates.filter(pa.compute.equal(mixed.candidates["policy"], "diet"))
+    proba = trained_model.ranker.score(diet).proba
+    top = np.argsort(-proba, kind="stable")[:5]
+    texts = diet["text"].to_pylist()
+    assert all("pounds" in texts[i] for i in top), [texts[i] for i in top]
