@@ -267,7 +267,9 @@ def render(summary: dict, meta: dict) -> str:
         f"(queue = whole sweep inventory). Commit {meta['commit']}; load average "
         f"{meta['load_before']} before, {meta['load_after']} after; {meta['seconds']:.0f} s.", "",
         "Every policy's base rate is re-estimated on the sweep (EM); `ECE, prior kept` is the "
-        "same calibrator with its own held-out base rate (cold: the other data set's).", "",
+        "same calibrator with its own held-out base rate (cold: the other data set's). Remove "
+        "thresholds are as the queue shows them: the held-out cut, moved with the base rate.",
+        "",
         "| data set | scenario | calibration | ECE | ECE, prior kept | "
         "remove threshold(s) | removed (sum) | remove precision | queue AP | "
         "probability-only AP | raw scores sharing a p |",
