@@ -395,18 +395,22 @@ class _Assembled:
     old_position: np.ndarray  # per new position, the previous version's position or -1
 
 
-def _assemble(signal: Signal, keys: list[str], plan: dict, prev, delta) -> _Assembled:
+def _assemble(signal: Signal, ids, keys: list[str], plan: dict, prev, delta) -> _Assembled:
     """Vectors for every row of today's items: the previous version's where it holds the
-    content, else the delta's (the row the content was embedded through)."""
+    content (the item's own position when its content is unchanged, so that an IVF index
+    keeps its entry), else the delta's (the row the content was embedded through)."""
     n = len(keys)
     old_pos_of = {k: p for p, k in enumerate(prev.keys)} if prev else {}
+    own_pos = {str(i): p for p, i in enumerate(prev.ids)} if prev else {}
     dsi = delta.signals.get(signal.name) if delta is not None else None
     delta_pos = {str(i): p for p, i in enumerate(dsi.ids)} if dsi is not None else {}
     embed_ids = plan["delta_ids"]
     old = np.full(n, -1, np.int64)
     new = np.full(n, -1, np.int64)
     for r, k in enumerate(keys):
-        p = old_pos_of.get(k)
+        p = own_pos.get(ids[r])
+        if p is None or prev.keys[p] != k:
+            p = old_pos_of.get(k)
         if p is not None:
             old[r] = p
         elif plan["source"][r] >= 0:
@@ -457,7 +461,7 @@ def _write_version(
     plan["delta_ids"] = {r: str(ids[r]) for r in plan["embed_rows"]}
     entries, indexed = {}, np.zeros(items.num_rows, bool)
     for signal in signals:
-        asm = _assemble(signal, keys[signal.name], plan, prev.get(signal.name), delta)
+        asm = _assemble(signal, ids, keys[signal.name], plan, prev.get(signal.name), delta)
         stats.reused_vectors += int((asm.old_position >= 0).sum())
         indexed[asm.rows] = True
         entries[signal.name] = _write_signal(
