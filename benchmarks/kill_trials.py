@@ -7,8 +7,9 @@ whole or be refused; a table must be readable), re-runs the same call and compar
 outputs with an uninterrupted run's: byte-identical model files, the same queue (ids and
 probabilities). An update trial (issue 12) updates a copy of a day-0 standing index to day 1
 (3,000 items: 10% edited, 5% taken down, 15% new); right after the kill a reader must see day 0
-or day 1 whole, and the re-run must give the uninterrupted day 1. The runs use the hashing text signal of the test suite (tests/), so a trial
-costs seconds; every file format, lock and swap is the real one.
+or day 1 whole, and the re-run must give the uninterrupted day 1. The runs use the hashing
+text signal of the test suite (tests/), so a trial costs seconds; every file format, lock and
+swap is the real one.
 
     python benchmarks/kill_trials.py --trials 20 --seed 0
 
