@@ -317,6 +317,48 @@ def test_quarantine_matches_including_duplicates_across_files(on_ray, single, da
     assert rep["items_in"] == rows_in == rep["items_indexed"] + rep["items_quarantined"]
 
 
+def test_both_engines_update_a_standing_index_the_same_way(cluster, data, single, model, tmp_path):
+    """Day 1 (3 texts edited, 2 items taken down, 2 new) over copies of the local engine's day-0
+    standing index: the Ray engine embeds the same few contents and leaves the same version."""
+    import shutil
+
+    day0 = pq.read_table(data["inv_dir"])
+    texts = day0["text"].to_pylist()
+    for r in (3, 10, 17):
+        texts[r] = f"{texts[r]} Updated offer, reply today."
+    day1 = day0.set_column(day0.schema.get_field_index("text"), "text", pa.array(texts))
+    day1 = day1.filter(pa.array([r not in (5, 6) for r in range(day0.num_rows)]))
+    extra = day1.slice(0, 2).to_pylist()
+    for i, row in enumerate(extra):
+        row["item_id"], row["text"] = f"new-{i}", f"Brand new listing number {i}, ships today"
+    day1 = pa.concat_tables([day1, pa.Table.from_pylist(extra, schema=day1.schema)])
+    runs = {}
+    for name, engine in (("local", "local"), ("ray", on_cluster())):
+        shutil.copytree(single.out_dir / "index", tmp_path / f"st-{name}")
+        runs[name] = sweep(
+            day1,
+            data["seeds"],
+            model,
+            engine=engine,
+            out_dir=tmp_path / name,
+            index_dir=tmp_path / f"st-{name}",
+            k=K,
+            show_progress=False,
+        )
+    local, on_ray = runs["local"], runs["ray"]
+    assert local.report["index_update"]["embedded"] == on_ray.report["index_update"]["embedded"]
+    assert local.report["index_update"]["removed"] >= 2
+    assert_same_queue(on_ray.queue, local.queue)
+    a = current_version(tmp_path / "st-local")
+    b = current_version(tmp_path / "st-ray")
+    np.testing.assert_array_equal(
+        np.load(a / "text" / "vectors.npy"), np.load(b / "text" / "vectors.npy")
+    )
+    assert pq.read_table(a / "text" / "ids.parquet").equals(
+        pq.read_table(b / "text" / "ids.parquet")
+    )
+
+
 def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single, data, tmp_path):
     for name in ("queue.parquet", "candidates.parquet", "quarantine.parquet", "report.json"):
         assert (on_ray.out_dir / name).exists(), name
@@ -324,9 +366,7 @@ def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single, data,
     # embeds, the version written is the same files.
     ray_dir = current_version(on_ray.out_dir / "index")
     one_dir = current_version(single.out_dir / "index")
-    assert pq.read_table(ray_dir / "items.parquet").equals(
-        pq.read_table(one_dir / "items.parquet")
-    )
+    assert pq.read_table(ray_dir / "items.parquet").equals(pq.read_table(one_dir / "items.parquet"))
     ids = pq.read_table(ray_dir / "text" / "ids.parquet")
     assert ids.equals(pq.read_table(one_dir / "text" / "ids.parquet"))
     np.testing.assert_array_equal(
