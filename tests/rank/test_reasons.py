@@ -54,6 +54,40 @@ def test_lexical_spans_point_into_the_text_and_move_the_score(probe, inventory_i
     assert dropped == len(texts)
 
 
+def test_lexical_highlights_are_content_words_not_pronouns(probe):
+    """The probe weights 'You' and 'it' in "Congratulations! You won ..." (they do add to the
+    score), but a reviewer cannot act on a highlighted pronoun: stop words may only extend a
+    phrase around a content word ("claim it today"), never stand alone."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    coef, _ = probe.coefs["scam"]
+    texts = [
+        "Congratulations! You won a car. Pay a small $5 shipping fee to claim it today",
+        "Claim your prize: you and your family are winners, your reward awaits you",
+        "Guaranteed loan approval in 3 minutes, no credit check, bad credit ok, apply now",
+    ]
+    for text in texts:
+        words, scores = word_contributions(coef, text)
+        spans = lexical_spans(coef, text)
+        assert spans, text
+        for s in spans:
+            assert text[s.start : s.end] == s.phrase and s.weight > 0
+            tokens = re.findall(r"[^\W\d_]+", s.phrase.lower())
+            assert any(t not in ENGLISH_STOP_WORDS for t in tokens), (s.phrase, text)
+        # The strongest content word is still highlighted.
+        content = [
+            (score, text[a:b])
+            for (a, b), score in zip(words, scores)
+            if re.sub(r"\W", "", text[a:b].lower()) not in ENGLISH_STOP_WORDS
+        ]
+        best = re.sub(r"^\W+|\W+$", "", max(content)[1])
+        assert any(best in s.phrase for s in spans), (best, [s.phrase for s in spans])
+    phrases = [s.phrase for s in lexical_spans(coef, texts[0])]
+    assert "You" not in phrases and "claim it today" in phrases, phrases
+    # A word far weaker than the item's strongest is not worth a reviewer's attention.
+    assert all("family" not in p for p in (s.phrase for s in lexical_spans(coef, texts[1])))
+
+
 def test_shared_spans_are_word_runs_common_to_item_and_seed():
     text = "APPLY NOW: Guaranteed loan approval, no credit check. Of the best."
     seed = "Instant loan approval guaranteed, no credit check needed; the best of the best"
