@@ -37,6 +37,11 @@ MAX_FLAGGED_WORDS = 6  # word types highlighted per item: enough to act on, few 
 # A word adding under a tenth of what the item's strongest word adds is noise to a reader
 # ("family" at 0.017 next to "claim" at 0.186 in a prize scam).
 MIN_WORD_SHARE = 0.1
+# A long mail spreads its wording evidence over many words: six of them carried too little
+# of it to move the ranker (benchmarks/results/faithfulness.md), so highlights go on until
+# they carry half of the item's content-word evidence, at most MAX_COVER_WORDS word types.
+COVER_SHARE = 0.5
+MAX_COVER_WORDS = 20
 LETTERS = re.compile(r"[^\W\d_]+")
 MIN_SHARED_TOKENS = 2
 CLAUSE_END = re.compile(r"[.,;:!?)\]]$")
@@ -134,10 +139,11 @@ def _is_stop_word(key: str) -> bool:
 
 
 def _chosen_types(
-    keys: list[str], scores: np.ndarray, max_words: int, min_share: float
+    keys: list[str], scores: np.ndarray, max_words: int, min_share: float, cover: float
 ) -> set[str]:
-    """The ``max_words`` content word types adding most to the score, each adding at least
-    ``min_share`` of the strongest one's contribution."""
+    """Content word types strongest first: at least ``max_words`` of them, more (up to
+    ``MAX_COVER_WORDS``) until they carry ``cover`` of the item's positive content-word
+    contribution; each adding at least ``min_share`` of the strongest one's contribution."""
     by_type: dict[str, float] = defaultdict(float)
     for key, score in zip(keys, scores):
         if not _is_stop_word(key):
@@ -145,8 +151,15 @@ def _chosen_types(
     top = sorted((k for k, v in by_type.items() if v > 0), key=lambda k: -by_type[k])
     if not top:
         return set()
-    floor = min_share * by_type[top[0]]
-    return {k for k in top[:max_words] if by_type[k] >= floor}
+    floor, goal = min_share * by_type[top[0]], cover * sum(by_type[k] for k in top)
+    chosen: set[str] = set()
+    carried = 0.0
+    for key in top[: max(max_words, MAX_COVER_WORDS)]:
+        if by_type[key] < floor or (len(chosen) >= max_words and carried >= goal):
+            break
+        chosen.add(key)
+        carried += by_type[key]
+    return chosen
 
 
 def lexical_spans(
@@ -155,10 +168,13 @@ def lexical_spans(
     *,
     max_words: int = MAX_FLAGGED_WORDS,
     min_share: float = MIN_WORD_SHARE,
+    cover: float = COVER_SHARE,
     row: sp.csr_matrix | None = None,
 ) -> list[Span]:
-    """Every occurrence of the ``max_words`` content word types that add most to the probe's
-    score, adjacent ones merged into phrases; each span's weight is its words' contribution.
+    """Every occurrence of the content word types that add most to the probe's score
+    (``max_words`` of them, more in a long text until they carry ``cover`` of its content
+    words' contribution), adjacent ones merged into phrases; each span's weight is its
+    words' contribution.
 
     Stop words (scikit-learn's ``ENGLISH_STOP_WORDS``) are never highlighted on their own,
     however much the probe weights them ('you', 'your' in scam mail): a reviewer acts on
@@ -170,7 +186,7 @@ def lexical_spans(
         return []
     words, scores = word_contributions(coef, text, row)
     keys = [text[a:b].lower() for a, b in (_trim(text, s, e) for s, e in words)]
-    chosen = _chosen_types(keys, scores, max_words, min_share)
+    chosen = _chosen_types(keys, scores, max_words, min_share, cover)
     core = [k in chosen for k in keys]
 
     def _ends_clause(w: int) -> bool:
