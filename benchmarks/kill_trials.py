@@ -1,12 +1,15 @@
-"""kill -9 trials: many retrains and sweeps killed at random points, then re-run.
+"""kill -9 trials: many retrains, sweeps and standing-index updates killed at random points.
 
 Each trial starts a worker process (a retrain over an existing model, or a sweep into a
 fresh directory), SIGKILLs it at a random moment, checks what a reader would load right
 then (a model must load as the old one or the new one, or be refused; an index must load
 whole or be refused; a table must be readable), re-runs the same call and compares the
 outputs with an uninterrupted run's: byte-identical model files, the same queue (ids and
-probabilities). The runs use the hashing text signal of the test suite (tests/), so a trial
-costs seconds; every file format, lock and swap is the real one.
+probabilities). An update trial (issue 12) updates a copy of a day-0 standing index to day 1
+(3,000 items: 10% edited, 5% taken down, 15% new); right after the kill a reader must see day 0
+or day 1 whole, and the re-run must give the uninterrupted day 1. The runs use the hashing
+text signal of the test suite (tests/), so a trial costs seconds; every file format, lock and
+swap is the real one.
 
     python benchmarks/kill_trials.py --trials 20 --seed 0
 
@@ -29,12 +32,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the hashing signal and the harness
 
-from kill_harness import run_trials  # noqa: E402
+from kill_harness import run_trials, run_update_trials  # noqa: E402
 
 
 def summarise(trials) -> dict:
     out = {}
-    for kind in ("train", "sweep"):
+    for kind in ("train", "sweep", "update"):
         ts = [t for t in trials if t.kind == kind]
         out[kind] = {
             "trials": len(ts),
@@ -49,7 +52,7 @@ def summarise(trials) -> dict:
 
 def markdown(summary: dict, args, load_before, load_after, seconds: float) -> str:
     lines = [
-        "# kill -9 trials: retrain and sweep",
+        "# kill -9 trials: retrain, sweep and standing-index update",
         "",
         f"Command: `python benchmarks/kill_trials.py --trials {args.trials} --seed {args.seed}`  ",
         f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, "
@@ -91,6 +94,7 @@ def main() -> None:
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         trials = run_trials(Path(tmp), args.trials, args.seed)
+        trials += run_update_trials(Path(tmp) / "update", args.trials, args.seed)
     seconds = time.time() - t0
     load_after = tuple(round(x, 2) for x in os.getloadavg())
     summary = summarise(trials)

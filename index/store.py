@@ -42,6 +42,19 @@ from riskrank.index.tables import SchemaError
 from riskrank.index.vectors.sharded import ShardedIndex, ShardVectors
 
 
+def current_version(path: Path) -> Path:
+    """The directory of the version a standing index (index/standing.py) names as current;
+    any other path as it is."""
+    state = path / "standing.json"
+    if not state.is_file():
+        return path
+    try:
+        version = int(json.loads(state.read_text())["current"])
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise SchemaError(f"{state}: unreadable standing-index state ({exc})") from exc
+    return path / "versions" / f"v{version:06d}"
+
+
 class IndexMismatchError(ValueError):
     """A query encoder differs from the one the index was built with."""
 
@@ -124,7 +137,7 @@ class InventoryIndex:
         ``signals`` may supply query encoders (e.g. an already-loaded model); each is checked
         against what the manifest recorded and refused with ``IndexMismatchError`` if different.
         """
-        path = Path(path)
+        path = current_version(Path(path))
         mpath = path / MANIFEST
         if not mpath.exists():
             raise FileNotFoundError(

@@ -7,10 +7,13 @@ Three pieces, each fitted on held-out review history (rows the booster never tra
   (a steep fit used to push hundreds of items to exactly 1.0, and a queue ordered by
   probability then lost its order). Probabilities stay within ``sigmoid(+-LOGIT_BOUND)``: a
   held-out set of a few hundred reviews cannot vouch for more confidence than that anyway.
-* ``shift_prior``: a policy without history of its own borrows a calibrator fitted on other
-  policies' history; their base rate must not come with it. The base rate is re-estimated on
-  the sweep's own scores by EM (Saerens, Latinne & Decaestecker 2002, "Adjusting the outputs
-  of a classifier to new a priori probabilities").
+* ``shift_prior``: a sweep's base rate is not its history's (SpamAssassin: 14% spam held out,
+  50% in the sweep), and a policy without history of its own borrows a calibrator fitted on
+  other policies' history, whose base rate must not come with it. The base rate is
+  re-estimated on the sweep's own scores by EM (Saerens, Latinne & Decaestecker 2002,
+  "Adjusting the outputs of a classifier to new a priori probabilities").
+* ``shift_threshold``: an action threshold moved with the base rate: the same raw-score cut,
+  kept only while its held-out precision bound, re-weighted to the new base rate, holds.
 * ``choose_threshold``: the lowest probability at which a suggested action's precision on the
   held-out history is at least the target by a one-sided 95% Clopper-Pearson lower bound, not
   the point estimate (60 held-out hits in a row are needed before 0.95 can be claimed).
@@ -18,16 +21,20 @@ Three pieces, each fitted on held-out review history (rows the booster never tra
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 MAX_SLOPE = 4.0  # per standard deviation of held-out scores
 MIN_SLOPE = 1e-3  # strictly increasing even when the fit finds no signal
 LOGIT_BOUND = 9.0  # probabilities within (1.2e-4, 1 - 1.2e-4)
+# The calibrator's own base rate counts as this many rows of evidence when the base rate is
+# re-estimated, so that a sweep with a handful of a policy's candidates cannot swing it.
+PRIOR_ROWS = 20
 MIN_HELDOUT = 20  # held-out rows of a policy needed to fit its own calibrator ...
 MIN_PER_CLASS = 5  # ... with at least this many violating and benign ones
 CONFIDENCE = 0.95
+MAX_CUTS = 200  # held-out cuts kept per threshold (evenly spaced; the chosen one always)
 CALIBRATION_KINDS = ("policy_history", "transferred", "none")
 
 
@@ -43,6 +50,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _logit(p: float) -> float:
     return float(np.log(p / (1.0 - p)))
+
+
+def _unsqueeze(logit: float) -> float:
+    return float(LOGIT_BOUND * np.arctanh(np.clip(logit / LOGIT_BOUND, -1 + 1e-15, 1 - 1e-15)))
 
 
 @dataclass(frozen=True)
@@ -126,7 +137,8 @@ def shift_prior(
 
     EM of Saerens et al. (2002): posteriors under the calibrator's prior are re-weighted to a
     candidate prior, whose new estimate is their mean, until it settles. Assumes the score
-    distribution within each class transfers; the base rate is what it re-learns.
+    distribution within each class transfers; the base rate is what it re-learns. The
+    calibrator's base rate enters as ``PRIOR_ROWS`` extra rows (a Beta prior; MAP, not ML).
     """
     scores = np.asarray(scores, float)
     if len(scores) == 0:
@@ -137,7 +149,8 @@ def shift_prior(
     shift = 0.0
     for _ in range(max_iter):
         shift = _logit(prior) - _logit(train_prior)
-        new = float(np.clip(_sigmoid(base + shift).mean(), 1e-4, 1 - 1e-4))
+        hits = _sigmoid(base + shift).sum() + PRIOR_ROWS * train_prior
+        new = float(np.clip(hits / (len(scores) + PRIOR_ROWS), 1e-4, 1 - 1e-4))
         if abs(new - prior) < tol:
             prior = new
             break
@@ -151,6 +164,9 @@ class ActionThreshold:
 
     ``threshold`` None: the history cannot support ``precision_target``; every row escalates,
     and ``n_selected`` / ``precision`` / ``precision_lcb`` describe the best cut there was.
+    ``cuts``: ``[probability, violating, rows]`` of held-out cuts from the top down to the
+    threshold (at most ``MAX_CUTS``), so a sweep whose base rate fell can pick a higher one
+    (``shift_threshold``); empty in models saved before it was kept.
     """
 
     precision_target: float
@@ -160,13 +176,14 @@ class ActionThreshold:
     n_selected: int = 0
     precision: float | None = None
     precision_lcb: float | None = None
+    cuts: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> ActionThreshold:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 def precision_lower_bound(hits: np.ndarray, n: np.ndarray, confidence: float = CONFIDENCE):
@@ -198,6 +215,9 @@ def choose_threshold(proba: np.ndarray, y: np.ndarray, precision_target: float) 
     ok = np.flatnonzero(last_of_tie & (lcb >= precision_target))
     # Without a threshold, the record keeps the best cut there was, to say how far off it is.
     i = ok[-1] if len(ok) else int(np.argmax(np.where(last_of_tie, lcb, -1.0)))
+    ends = np.flatnonzero(last_of_tie[: i + 1]) if len(ok) else np.zeros(0, int)
+    keep = np.linspace(0, len(ends) - 1, min(len(ends), MAX_CUTS)).round().astype(int)
+    ends = ends[np.unique(keep)]
     return ActionThreshold(
         precision_target,
         float(p[i]) if len(ok) else None,
@@ -206,4 +226,30 @@ def choose_threshold(proba: np.ndarray, y: np.ndarray, precision_target: float) 
         int(n[i]),
         float(hits[i] / n[i]),
         float(lcb[i]),
+        [[float(p[j]), int(hits[j]), int(n[j])] for j in ends],
     )
+
+
+def shift_threshold(t: ActionThreshold, shift: float) -> float | None:
+    """``t`` (chosen on a calibrator's held-out rows) for a population ``shift`` log-odds of base
+    rate away from them; None: no automatic action there.
+
+    Where the base rate rose, the raw-score cut stays where held-out history put it:
+    ``predict(scores, shift) >=`` the returned value exactly where ``predict(scores) >=
+    t.threshold``; precision there can only rise (the cut is not lowered: the held-out rows
+    that could justify a deeper one are not kept). Where it fell, precision falls with it: a
+    cut's precision odds scale with the base rate's odds, so each kept cut's held-out lower
+    bound moves by ``shift`` in log-odds, and the deepest cut that still reaches the target
+    is used; None when none does.
+    """
+    if t.threshold is None:
+        return None
+    cut = t.threshold
+    if shift < 0:
+        cuts = np.array(t.cuts or [[t.threshold, t.precision * t.n_selected, t.n_selected]])
+        lcb = np.clip(precision_lower_bound(cuts[:, 1], cuts[:, 2]), 1e-12, 1 - 1e-12)
+        holds = np.flatnonzero(_sigmoid(np.log(lcb / (1 - lcb)) + shift) >= t.precision_target)
+        if not len(holds):
+            return None
+        cut = float(cuts[holds[-1], 0])  # the deepest cut that still holds
+    return float(_sigmoid(_squeeze(_unsqueeze(_logit(cut)) + shift)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from riskrank.index.build import build_index
 from riskrank.index.content_digest import build_digest
-from riskrank.index.engine import Engine, resolve_engine
-from riskrank.index.manifest import MANIFEST, write_text_atomic
+from riskrank.index.engine import Engine
+from riskrank.index.manifest import ids_digest
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
+from riskrank.index.standing import DELTA, VERSIONS, StandingIndex
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.rank.engine import resolve_sweep_engine
@@ -53,28 +54,45 @@ from riskrank.recall.seeds import SeedSet
 log = logging.getLogger("riskrank")
 
 
-def open_or_build_index(
+def update_standing_index(
     inventory: TableLike,
     path: Path,
     signals: list[Signal],
     *,
     engine: str | Engine = "local",
+    deletions=None,
+    own: bool = True,
     **build_kw,
-) -> InventoryIndex:
-    """Reuse ``path`` if it indexes exactly this inventory (same rows, same content, same
-    image files, same encoders: ``build_digest``) and the engine can reopen it; otherwise
-    (re)build with ``build_index`` (``build_kw``), resuming finished chunks."""
-    engine = resolve_engine(engine)
-    digest, stamp = None, path / "inventory.digest"
-    if engine.reopens:  # an engine that reads the inventory itself is not made to load it here
-        inventory = as_table(inventory, what="inventory")
-        digest = build_digest(inventory, signals)
-        if (path / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
-            return InventoryIndex.load(path, signals={s.name: s for s in signals})
-    index = build_index(inventory, path, signals=signals, engine=engine, overwrite=True, **build_kw)
-    if digest is not None:
-        write_text_atomic(digest, stamp)
-    return index
+) -> tuple[InventoryIndex, dict]:
+    """Bring the standing index at ``path`` (index/standing.py) to ``inventory``: only new and
+    changed content is embedded (on ``engine``), what is gone or in ``deletions`` leaves it.
+    Returns the current version and what the update did (``{}`` when the index already held
+    exactly this inventory: nothing is written then).
+
+    ``own``: ``path`` is riskrank's own cache (a sweep's ``out_dir/index``, a model's
+    ``history_index``), so an index of an older layout there is replaced; a directory the user
+    named (``own=False``) that holds something else is refused."""
+    standing = StandingIndex(path)
+    if own and path.is_dir() and not StandingIndex.is_standing(path):
+        for child in path.iterdir():  # an index of the layout before standing indexes (ours)
+            if child.name not in (DELTA, VERSIONS):  # (these: a first update to resume)
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    inventory = as_table(inventory, what="inventory")
+    digest = update_digest(inventory, signals, deletions)
+    state = standing.state()
+    if state is not None and state.get("inventory_digest") == digest:
+        return standing.load(signals), {}
+    index, stats = standing.update(
+        inventory, signals, deletions=deletions, engine=engine, **build_kw
+    )
+    standing.set_state(inventory_digest=digest)
+    return index, stats.as_dict()
+
+
+def update_digest(inventory: pa.Table, signals: list[Signal], deletions) -> str:
+    """What an update was made from: every cell and image file, the encoders, the deletions."""
+    named = sorted(str(i) for i in deletions) if deletions is not None else None
+    return f"{build_digest(inventory, signals)}-{ids_digest(named or [])}-{named is not None}"
 
 
 @holds_output_lock("model_dir", what="model directory")
@@ -113,7 +131,7 @@ def train(
     content_cols = [c for c in hist.column_names if c not in ("policy", "verdict", "sweep_id")]
     items = hist.take(pa.array(list(first.values()), pa.int64())).select(content_cols)
     items = protect_metadata(items, what="history")
-    hindex = open_or_build_index(
+    hindex, _ = update_standing_index(
         items, model_dir / "history_index", signals, show_progress=show_progress
     )
     # Reviews of items that could not be indexed take no part in training: count them.
@@ -185,12 +203,14 @@ class SweepResult:
 
 @holds_output_lock("out_dir", what="sweep output directory")
 def sweep(
-    inventory: TableLike,
+    inventory: TableLike | None,
     seeds: SeedSet | TableLike,
     model: RiskModel | str | Path,
     *,
     engine: str | Engine = "local",
     out_dir: str | Path | None = None,
+    index_dir: str | Path | None = None,
+    deletions=None,
     budget: int | None = None,
     k: int | None = DEFAULT_K,
     max_memory: int | str = "4G",
@@ -225,9 +245,17 @@ def sweep(
     whose content is unchanged since (default: left out of the queue, counted in
     ``report["reviewed"]``; the ``reviewed`` / ``previous_verdict`` columns say which).
 
-    With ``out_dir`` everything is written there (``index/``, ``candidates.parquet``,
-    ``queue.parquet``, ``quarantine.parquet``, ``report.json``); running the same sweep again
-    after a crash, under either engine, resumes the embedding where it stopped.
+    ``index_dir``: the standing index (index/standing.py) this sweep updates: a team's daily
+    sweeps name the same one, so each embeds only the items that are new or changed since the
+    last and drops those gone (``report["index_update"]`` says what it did). Default:
+    ``out_dir/index``. ``deletions``: item ids to take out of the index even if the inventory
+    still lists them. ``inventory=None`` sweeps the standing index as it is, embedding only the
+    seeds: new seeds or a new policy matched retroactively against everything indexed.
+
+    With ``out_dir`` everything is written there (``index/`` unless ``index_dir``,
+    ``candidates.parquet``, ``queue.parquet``, ``quarantine.parquet``, ``report.json``);
+    running the same sweep again after a crash, under either engine, resumes the embedding
+    where it stopped.
     """
     t0 = time.time()
     check_budget(budget)
@@ -236,17 +264,17 @@ def sweep(
     set_image_base_dir(model, image_base_dir)  # Ray's actors get it from the model's signals
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     out = Path(out_dir) if out_dir else Path(_tmpdir())
-    if engine.reopens:
-        # Metadata named like the pipeline's own columns is renamed, not overwritten. (An
-        # engine that reads the inventory itself, Ray, is given it as it is: main's sweep_ray
-        # did not rename either.)
+    if inventory is not None:
+        # Metadata named like the pipeline's own columns is renamed, not overwritten.
         inventory = protect_metadata(as_table(inventory, what="inventory"))
-    with engine.cluster(show_progress):
-        index = open_or_build_index(
+    with engine.cluster(show_progress), engine.session(show_progress):
+        index, update = sweep_index(
             inventory,
-            out / "index",
+            Path(index_dir) if index_dir else out / "index",
             model.signals,
+            own=index_dir is None,
             engine=engine,
+            deletions=deletions,
             max_memory=max_memory,
             key=index_key,
             chunk_size=chunk_size,
@@ -256,9 +284,16 @@ def sweep(
         cands = engine.recall(index, model, seeds, k=k, show_progress=show_progress)
         t_recall = time.time() - t0 - t_index
         scored = engine.score(model.ranker, cands)
-        extra = {"engine": engine.name, **engine.report()}
-    # Not a feature: whether a reviewer already judged this content (rank/reviewed.py).
-    cands = mark_reviewed(cands, model.reviewed, inventory, model.signals)
+        extra = {
+            "engine": engine.name,
+            **engine.report(),
+            "index_update": update,
+            "index_version_dir": str(index.path.resolve()),
+        }
+    # Not a feature: whether a reviewer already judged this content (rank/reviewed.py). A
+    # retroactive sweep reads it from the index's items (text and image paths are kept).
+    today = inventory if inventory is not None else index.items
+    cands = mark_reviewed(cands, model.reviewed, today, model.signals)
     seconds = {"index": t_index, "recall": t_recall, "rank": time.time() - t0 - t_index - t_recall}
     return finish_sweep(
         cands,
@@ -274,6 +309,19 @@ def sweep(
         model=model,
         arrange=partial(arrange_queue, index=index, campaigns=campaigns, explore=explore),
     )
+
+
+def sweep_index(inventory, path: Path, signals, *, own: bool, **update_kw):
+    """The index a sweep searches: the standing index at ``path`` brought up to ``inventory``
+    (``update_standing_index``), or as it stands when ``inventory`` is None."""
+    if inventory is not None:
+        return update_standing_index(inventory, path, signals, own=own, **update_kw)
+    if not StandingIndex.is_standing(path):
+        raise FileNotFoundError(
+            f"{path} holds no standing index: a sweep without an inventory searches one that "
+            "an earlier sweep (or `riskrank index update`) made; pass the inventory"
+        )
+    return StandingIndex(path).load(signals), {}
 
 
 def set_image_base_dir(model: RiskModel, base_dir: str | Path | None) -> None:

@@ -28,6 +28,7 @@ directory keeps ``history.parquet`` and ``seeds.parquet``, which the next import
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from riskrank.index.schema import ITEM_ID, quarantine_table
+from riskrank.index.store import current_version
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.recall.history import VERDICT_MAX
 from riskrank.recall.seeds import SeedSet
@@ -238,13 +240,29 @@ class ImportResult:
     version: int
 
 
+def _sweep_items_path(queue_path: Path | None) -> Path | None:
+    """The items table of the index version the sweep beside ``queue_path`` searched (its
+    report names it; a standing index keeps the two newest versions), else the current
+    version of the index in the sweep's directory."""
+    if queue_path is None:
+        return None
+    candidates = []
+    report = queue_path.parent / "report.json"
+    if report.exists():
+        named = json.loads(report.read_text()).get("index_version_dir")
+        candidates += [Path(named)] if named else []
+    candidates.append(current_version(queue_path.parent / "index"))
+    return next((c / "items.parquet" for c in candidates if (c / "items.parquet").exists()), None)
+
+
 def _content(item_ids: list[str], inventory: TableLike | None, queue_path: Path | None):
     """item_id -> content row, from ``inventory`` or else the sweep's index next to the queue
     (the queue's own ``text`` is cut to 300 characters, so it is never used)."""
+    items = _sweep_items_path(queue_path) if inventory is None else None
     if inventory is not None:
         table = as_table(inventory, what="inventory")
-    elif queue_path is not None and (queue_path.parent / "index" / "items.parquet").exists():
-        table = pq.read_table(queue_path.parent / "index" / "items.parquet")
+    elif items is not None:
+        table = pq.read_table(items)
     else:
         return {}
     want = pa.array(sorted(set(item_ids)), pa.string())

@@ -194,3 +194,19 @@ def evidence_feature_columns(table: pa.Table) -> list[str]:
 
 def is_history_feature(name: str) -> bool:
     return name.startswith("hist_")
+
+
+# Seed evidence whose scale is set by this inventory or by the policy's own seeds: a z-score
+# against the inventory's background, a rank in a seed's neighbour list, the log-odds of a probe
+# self-trained on this inventory, a margin between the policy's own violating and benign seeds.
+# Raw similarities are not: how close a policy's seeds lie to their items (benign ones included)
+# depends on the seeds. A cut on raw similarity learned from one policy's history put a new
+# policy's benign items level with its violations, above a warm policy's violations in a mixed
+# queue (tests/rank/test_calibration.py); only these transfer to a policy without history.
+POLICY_RELATIVE = frozenset({"best_sim_z", "best_rank", "pseudo_probe", "benign_margin"})
+
+
+def is_policy_relative(name: str) -> bool:
+    """True for seed evidence that transfers to a policy without history (``POLICY_RELATIVE``)."""
+    found = _spec(name)
+    return found is not None and not is_history_feature(name) and found[1].suffix in POLICY_RELATIVE

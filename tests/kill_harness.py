@@ -244,6 +244,94 @@ def run_trials(root: Path, n: int, seed: int, spread: float = 1.5) -> list[Trial
     return trials
 
 
+def run_update(inventory, standing_dir) -> None:
+    """One standing-index update (index/standing.py) to ``inventory``, in small chunks so a
+    kill can land between them."""
+    from hashing_signal import HashingTextSignal
+
+    from riskrank.index.standing import StandingIndex
+
+    StandingIndex(standing_dir).update(
+        inventory, [HashingTextSignal()], chunk_size=32, show_progress=False
+    )
+
+
+def standing_fingerprint(standing_dir: Path) -> dict:
+    """What a reader of the standing index sees: the version's ids, vectors and items."""
+    import hashlib
+
+    import numpy as np
+
+    from riskrank.index.standing import StandingIndex
+
+    idx = StandingIndex(standing_dir).load()  # checksums verified
+    text = idx.signals["text"]
+    return {
+        "ids": [str(i) for i in text.ids],
+        "vectors": hashlib.sha256(np.ascontiguousarray(text.vectors).tobytes()).hexdigest(),
+        "items": idx.items.num_rows,
+        "quarantined": idx.quarantine.num_rows,
+    }
+
+
+def update_inputs(root: Path, n: int = 3000) -> dict[str, Path]:
+    """Day 0 and day 1 inventories (day 1: 10% edited, 5% taken down, 15% new)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from conftest import make_items
+
+    root.mkdir(parents=True, exist_ok=True)
+    day0 = make_items(n // 3, n - n // 3, prefix="i", seed=4).drop(["label"])
+    texts = [f"{t} (v2)" if i % 10 == 0 else t for i, t in enumerate(day0["text"].to_pylist())]
+    day1 = day0.set_column(1, "text", pa.array(texts))
+    day1 = day1.filter(pa.array([i % 20 != 1 for i in range(n)]))
+    fresh = make_items(n // 20, n // 10, prefix="n", seed=8).drop(["label"])
+    day1 = pa.concat_tables([day1, fresh])
+    paths = {"day0": root / "day0.parquet", "day1": root / "day1.parquet"}
+    pq.write_table(day0, paths["day0"])
+    pq.write_table(day1, paths["day1"])
+    return paths
+
+
+def update_trial(root: Path, paths: dict, ref: dict, delay: float) -> Trial:
+    """Update a copy of the day-0 standing index to day 1, killed after ``delay`` seconds:
+    a reader then sees day 0 or day 1, whole; the re-run gives the uninterrupted day 1."""
+    import shutil
+
+    target = root / "standing"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(root / "ref_standing_day0", target)
+    killed = kill_at(["update", paths["day1"], target], delay)
+    seen = standing_fingerprint(target)
+    if seen == ref["day0"]:
+        after = "previous version"
+    elif seen == ref["day1"]:
+        after = "new version"
+    else:
+        raise AssertionError(f"{target}: a reader saw neither day 0 nor day 1")
+    run_update(paths["day1"], target)
+    return Trial("update", delay, killed, after, standing_fingerprint(target) == ref["day1"])
+
+
+def run_update_trials(root: Path, n: int, seed: int, spread: float = 1.5) -> list[Trial]:
+    """``n`` update trials, kill delays drawn (seeded) over ``spread`` times an uninterrupted
+    update's duration."""
+    import shutil
+
+    paths = update_inputs(root / "inputs")
+    run_update(paths["day0"], root / "ref_standing_day0")
+    shutil.copytree(root / "ref_standing_day0", root / "ref_standing_day1")
+    t = time.time()
+    run_update(paths["day1"], root / "ref_standing_day1")
+    t_update = time.time() - t
+    ref = {
+        "day0": standing_fingerprint(root / "ref_standing_day0"),
+        "day1": standing_fingerprint(root / "ref_standing_day1"),
+    }
+    rng = random.Random(seed)
+    return [update_trial(root, paths, ref, rng.uniform(0, spread * t_update)) for _ in range(n)]
+
+
 def _worker(argv: list[str]) -> None:
     import hashing_signal  # noqa: F401 - imported before "ready": the kill lands in the work
 
@@ -254,6 +342,8 @@ def _worker(argv: list[str]) -> None:
         run_train(*argv[1:])
     elif argv[0] == "sweep":
         run_sweep(*argv[1:])
+    elif argv[0] == "update":
+        run_update(*argv[1:])
     else:
         raise SystemExit(f"unknown command {argv[0]!r}")
 

@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from riskrank.index.schema import CONTENT_COLUMNS
+
 
 class IndexKind(enum.Enum):
     """What a signal's vectors are, and so which index serves them."""
@@ -121,6 +123,10 @@ class Signal(ABC):
     # the directory relative image paths live in). Manifests do not record them; whoever
     # rebuilds a signal from its manifest entry elsewhere (a Ray worker) sets them again.
     runtime_options: ClassVar[tuple[str, ...]] = ()
+    # The inventory columns the signal reads: a standing index (index/standing.py) re-embeds
+    # an item for this signal only when one of these changed. A plug-in that does not say
+    # reads them all (an edit to any content re-embeds it: never stale, sometimes wasted).
+    content_columns: ClassVar[tuple[str, ...]] = CONTENT_COLUMNS
 
     @property
     def metric(self) -> str:

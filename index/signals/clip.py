@@ -29,7 +29,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from riskrank.index.manifest import package_version, sha256_file
-from riskrank.index.schema import TEXT
+from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH, TEXT
 from riskrank.index.signals.base import CliOption, SignalBatch
 from riskrank.index.signals.embedding import EmbeddingSignal
 from riskrank.index.signals.images import (
@@ -411,6 +411,7 @@ class ClipImageSignal(_ClipSignal):
 
     name = "image"
     type_name = "clip_image"
+    content_columns = (IMAGE_BYTES, IMAGE_PATH)
     summary = "CLIP (open_clip) embedding of the image; text seeds go through the text tower"
 
     def embed_items(self, table: pa.Table, *, show_progress: bool = False) -> SignalBatch:
@@ -425,6 +426,7 @@ class ClipTextSignal(_ClipSignal):
 
     name = "clip_text"
     type_name = "clip_text"
+    content_columns = (TEXT,)
     summary = "CLIP text-tower embedding of the caption, in the image space"
 
     def embed_items(self, table: pa.Table, *, show_progress: bool = False) -> SignalBatch:

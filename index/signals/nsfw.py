@@ -24,7 +24,7 @@ from importlib import metadata
 import numpy as np
 import pyarrow as pa
 
-from riskrank.index.schema import ITEM_ID
+from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH, ITEM_ID
 from riskrank.index.signals.base import (
     CandidateMatch,
     EvidenceColumn,
@@ -144,6 +144,7 @@ class NsfwSignal(Signal):
     evidence_columns = (EvidenceColumn("p", "P(nsfw) of the item's own image (open_nsfw)"),)
     cli_options = (IMAGE_BASE_DIR_OPTION,)
     runtime_options = ("base_dir",)
+    content_columns = (IMAGE_BYTES, IMAGE_PATH)
 
     def __init__(self, scorer: NsfwScorer | None = None, *, base_dir=None, **scorer_kwargs):
         self.scorer = scorer or NsfwScorer(base_dir=base_dir, **scorer_kwargs)

@@ -23,6 +23,7 @@ from importlib import metadata
 import numpy as np
 import pyarrow as pa
 
+from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH
 from riskrank.index.signals.base import (
     CandidateMatch,
     CliOption,
@@ -119,6 +120,7 @@ class PdqSignal(Signal):
         ),
     )
     runtime_options = ("base_dir", "decode_workers")
+    content_columns = (IMAGE_BYTES, IMAGE_PATH)
 
     def __init__(
         self,

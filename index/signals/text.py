@@ -219,6 +219,7 @@ class TextEmbeddingSignal(EmbeddingSignal):
     type_name = "text_embedding"
     name = "text"
     summary = "sentence-transformers embedding of the text (MiniLM, offline)"
+    content_columns = (TEXT,)
     cli_options = (
         CliOption("--text-model", "model", "sentence-transformers name or path (default MiniLM)"),
     )

@@ -207,6 +207,56 @@ class FaissIndex:
         """Serialized size: what the index costs in RAM on CPU."""
         return int(type(self)._serialize(self.index).size)
 
+    # -- in-place updates (index/standing.py) ---------------------------------------------
+    def _ivf(self):
+        """The IVF part of the index (float or binary), or None for an exact index."""
+        if isinstance(self.index, faiss.Index):
+            return faiss.try_extract_index_ivf(self.index)
+        ivf = None
+        if isinstance(self.index, faiss.IndexBinary):
+            ivf = faiss.downcast_IndexBinary(self.index)
+            ivf = ivf if isinstance(ivf, faiss.IndexBinaryIVF) else None
+        return ivf
+
+    @property
+    def is_ivf(self) -> bool:
+        return self._ivf() is not None
+
+    def imbalance(self) -> float:
+        """FAISS's imbalance factor of the inverted lists (1.0 = even; exact indexes: 1.0)."""
+        ivf = self._ivf()
+        return float(ivf.invlists.imbalance_factor()) if ivf is not None and self.ntotal else 1.0
+
+    def update_in_place(
+        self, old_to_new: np.ndarray, vectors: np.ndarray, positions: np.ndarray
+    ) -> None:
+        """Apply an inventory change to a trained IVF index without retraining it: drop the
+        items whose ``old_to_new`` is -1, renumber the rest (position ``p`` becomes
+        ``old_to_new[p]``) and add ``vectors`` at ``positions``. Positions then follow the new
+        inventory, as a rebuild's would (ties are ordered by position). An IVF index stores
+        each item's id in its inverted list, so renumbering rewrites those ids in place; an
+        exact index has no ids to rewrite (its positions are its storage order) and is re-laid
+        from its vectors instead (``index/standing.py``)."""
+        ivf = self._ivf()
+        if ivf is None:
+            raise TypeError(f"update_in_place: {self.key!r} is not an IVF index")
+        old_to_new = np.asarray(old_to_new, np.int64)
+        gone = np.flatnonzero(old_to_new < 0).astype(np.int64)
+        if len(gone):
+            self.index.remove_ids(gone)
+        invlists = ivf.invlists
+        for lst in range(ivf.nlist):
+            size = invlists.list_size(lst)
+            if size:
+                ptr = invlists.get_ids(lst)
+                ids = faiss.rev_swig_ptr(ptr, size)  # a view of the list's ids
+                ids[:] = old_to_new[ids]
+                invlists.release_ids(lst, ptr)
+        if len(positions):
+            self.index.add_with_ids(vectors, np.asarray(positions, np.int64))
+        self._search_index = self.index
+        self.on_gpu = False
+
     def save(self, path: str | Path) -> None:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from riskrank.index.tables import SchemaError
+
 EPILOG = """examples:
   riskrank demo                                   # fetch SpamAssassin, train, sweep, report
   riskrank train --history reviews.parquet --seeds seeds.parquet --out model/
@@ -163,6 +165,50 @@ def cmd_index_build(args) -> int:
     return 0
 
 
+def cmd_index_update(args) -> int:
+    from riskrank.index.standing import StandingIndex
+
+    engine = _engine(args)
+    with contextlib.nullcontext() if engine == "local" else engine.cluster(show_progress=True):
+        _, stats = StandingIndex(args.index).update(
+            args.inventory,
+            _signals(args),
+            deletions=_read_ids(args.delete),
+            engine=engine,
+            max_memory=args.max_memory,
+            key=args.index_key,
+        )
+    rows = [
+        (name, getattr(stats, name))
+        for name in ("items_in", "deleted", "added", "changed", "unchanged", "removed")
+    ]
+    rows += [("embedded (distinct contents)", stats.embedded)]
+    rows += [("vectors reused", stats.reused_vectors)]
+    rows += [(f"index ({n})", f"{d['key']} {d['index']}") for n, d in stats.signals.items()]
+    if stats.deletions_unknown:
+        rows.append(("deletions never indexed", len(stats.deletions_unknown)))
+    rows.append(("seconds", round(sum(stats.seconds.values()), 1)))
+    _print_table(rows, f"standing index {args.index}: version {stats.version}")
+    return 0
+
+
+def _read_ids(path: str | None) -> list[str] | None:
+    """Item ids from a text file (one per line) or a Parquet/CSV file's item_id column."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--delete: {p} is not a file")
+    if p.suffix.lower() in (".parquet", ".csv"):
+        from riskrank.index.tables import as_table
+
+        table = as_table(str(p), what=f"--delete {p}")
+        if "item_id" not in table.column_names:
+            raise SchemaError(f"--delete {p}: needs an item_id column, has {table.column_names}")
+        return [str(i) for i in table.column("item_id").to_pylist() if i is not None]
+    return [line.strip() for line in p.read_text().splitlines() if line.strip()]
+
+
 def cmd_recall(args) -> int:
     from riskrank.index.store import InventoryIndex
     from riskrank.index.tables import write_parquet
@@ -226,12 +272,19 @@ def cmd_sweep(args) -> int:
     from riskrank.rank.evaluation.report import plot_sweep, write_report
     from riskrank.rank.pipeline import sweep
 
+    if args.inventory is None and args.index is None:
+        raise SchemaError(
+            "sweep: give --inventory (today's items), or --index (a standing index) to sweep "
+            "it as it stands"
+        )
     result = sweep(
         args.inventory,
         args.seeds,
         args.model,
         engine=_engine(args),
         out_dir=args.out,
+        index_dir=args.index,
+        deletions=_read_ids(args.delete),
         budget=args.budget,
         k=args.k,
         max_memory=args.max_memory,
@@ -360,11 +413,27 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (
+        _fetch_parser,
+        _index_parsers,
+        _recall_parser,
+        _train_parser,
+        _sweep_parser,
+        _review_parser,
+        _eval_parser,
+        _demo_parser,
+    ):
+        add(sub)
+    return p
 
+
+def _fetch_parser(sub) -> None:
     f = sub.add_parser("fetch", help="download the real evaluation corpora into the cache")
     f.add_argument("names", nargs="+", choices=["spamassassin", "insults"])
     f.set_defaults(func=cmd_fetch)
 
+
+def _index_parsers(sub) -> None:
     ix = sub.add_parser("index", help="index commands").add_subparsers(
         dest="index_cmd", required=True
     )
@@ -378,6 +447,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ray_flags(b)
     b.set_defaults(func=cmd_index_build)
 
+    u = ix.add_parser(
+        "update",
+        help="bring a standing index to today's inventory: embed only new and changed items",
+    )
+    u.add_argument("--inventory", required=True, help="today's full inventory (Parquet)")
+    u.add_argument("--index", required=True, help="the standing index directory (made if new)")
+    _add_delete_flag(u)
+    u.add_argument("--max-memory", default="4G", help="index memory budget (default 4G)")
+    u.add_argument("--index-key", help="force a FAISS factory string, e.g. IVF4096,PQ48")
+    _add_signal_flags(u)
+    _add_ray_flags(u)
+    u.set_defaults(func=cmd_index_update)
+
+
+def _add_delete_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--delete",
+        help="item ids to take out of the index even if the inventory lists them: a text file "
+        "(one id per line) or a Parquet/CSV file with an item_id column",
+    )
+
+
+def _recall_parser(sub) -> None:
     r = sub.add_parser("recall", help="seeds -> candidate table (Parquet)")
     r.add_argument("--index", required=True)
     r.add_argument("--seeds", required=True)
@@ -386,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", help="trained model dir: adds review-history evidence")
     r.set_defaults(func=cmd_recall)
 
+
+def _train_parser(sub) -> None:
     t = sub.add_parser("train", help="train the risk ranker on review history")
     t.add_argument(
         "--history", required=True, help="reviewed items: item_id, text, policy, verdict"
@@ -403,11 +497,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_signal_flags(t)
     t.set_defaults(func=cmd_train)
 
+
+def _sweep_parser(sub) -> None:
     s = sub.add_parser("sweep", help="index + recall + rank an inventory into an escalation queue")
-    s.add_argument("--inventory", required=True)
+    s.add_argument(
+        "--inventory",
+        help="today's full inventory (Parquet); without it, --index is swept as it stands "
+        "(new seeds or policies matched retroactively: only the seeds are embedded)",
+    )
     s.add_argument("--seeds", required=True)
     s.add_argument("--model", required=True)
     s.add_argument("--out", required=True)
+    s.add_argument(
+        "--index",
+        help="standing index the sweep updates (default OUT/index); name the same one every "
+        "day and each sweep embeds only new and changed items",
+    )
+    _add_delete_flag(s)
     s.add_argument(
         "--budget", type=int, help="keep the queue's first N rows (default: every recalled item)"
     )
@@ -435,6 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ray_flags(s)
     s.set_defaults(func=cmd_sweep)
 
+
+def _review_parser(sub) -> None:
     rv = sub.add_parser("review", help="reviewers' verdicts back into the model").add_subparsers(
         dest="review_cmd", required=True
     )
@@ -448,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     ri.add_argument("--no-retrain", action="store_true", help="only append to the history")
     ri.set_defaults(func=cmd_review_import)
 
+
+def _eval_parser(sub) -> None:
     e = sub.add_parser("eval", help="quality of a queue against labels")
     e.add_argument("--queue", required=True)
     e.add_argument("--labels", required=True, help="item_id + verdict (or label)")
@@ -455,6 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
 
+
+def _demo_parser(sub) -> None:
     d = sub.add_parser("demo", help="real sweep on SpamAssassin (or Insults), end to end")
     d.add_argument("--dataset", choices=["spamassassin", "insults"], default="spamassassin")
     d.add_argument("--out", default="runs/demo")
@@ -462,7 +574,6 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     _add_k_flag(d)
     d.set_defaults(func=cmd_demo)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

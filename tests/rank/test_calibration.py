@@ -7,10 +7,12 @@ import pytest
 from riskrank.rank.calibration import (
     LOGIT_BOUND,
     MAX_SLOPE,
+    ActionThreshold,
     ScoreCalibrator,
     choose_threshold,
     precision_lower_bound,
     shift_prior,
+    shift_threshold,
 )
 from riskrank.rank.queue import ESCALATE, suggested_actions
 from riskrank.rank.ranker import RiskRanker
@@ -150,6 +152,59 @@ def test_ranker_records_thresholds_per_policy_and_refuses_old_models(tmp_path):
         RiskRanker.load(tmp_path / "m")
 
 
+def test_shifted_threshold_keeps_the_raw_score_cut_and_drops_it_when_precision_falls():
+    rng = np.random.default_rng(3)
+    s, y = _scores(4000, 0.2, rng, sep=3.0)
+    cal = ScoreCalibrator.fit(s, y)
+    t = choose_threshold(cal.predict(s), y, 0.95)
+    assert t.threshold is not None and t.precision_lcb < 1
+    probe = np.sort(rng.normal(1.5, 2.0, 5000))
+    for shift in (2.0, 0.3, 0.0):
+        moved = shift_threshold(t, shift)
+        np.testing.assert_array_equal(
+            cal.predict(probe, shift) >= moved, cal.predict(probe) >= t.threshold
+        )
+    # The base rate fell: a higher held-out cut, whose bound re-weighted to it still holds.
+    acted = cal.predict(s) >= t.threshold
+    prior = y.mean()
+    for shift in (-0.3, -0.6):
+        moved = shift_threshold(t, shift)
+        now = cal.predict(s, shift) >= moved
+        assert now.sum() < acted.sum() and not (now & ~acted).any()
+        assert y[now].mean() >= 0.95
+        # the same rows under the lower base rate: precision odds scale with the prior's odds
+        new_prior = 1 / (1 + np.exp(-(np.log(prior / (1 - prior)) + shift)))
+        w = np.where(y, new_prior / prior, (1 - new_prior) / (1 - prior))
+        assert (w * y)[now].sum() / w[now].sum() >= 0.95
+    assert shift_threshold(t, -8.0) is None  # 1 in 40 times the odds: nothing holds
+    old_model = ActionThreshold.from_dict({k: v for k, v in t.to_dict().items() if k != "cuts"})
+    assert old_model.cuts == [] and shift_threshold(old_model, -8.0) is None
+
+
+def test_warm_policy_base_rate_follows_the_sweep_and_actions_keep_their_precision():
+    # History 15% violations, sweep 50%: the policy's own calibrator must follow the sweep, and
+    # automatic actions stay exactly where the held-out cut put them.
+    ranker = RiskRanker(n_estimators=60).fit(_candidates(4000, 0, base_rate=0.15)[0])
+    t = ranker.thresholds_["scam"]
+    assert t.threshold is not None
+    sweep, y = _candidates(3000, 8, base_rate=0.5)
+    scores = ranker.predict(sweep)
+    cal = ranker.calibrate(scores, ranker.variants(sweep), sweep["policy"].to_pylist())
+    assert set(cal.calibration) == {"policy_history"}
+    assert cal.base_rates["scam"] == pytest.approx(0.5, abs=0.05)
+    assert cal.proba.mean() == pytest.approx(y.mean(), abs=0.05)
+    unshifted = ranker.calibration_["full"]["scam"].predict(scores)
+    acted = cal.proba >= cal.action_threshold
+    np.testing.assert_array_equal(acted, unshifted >= t.threshold)
+    assert acted.sum() > 50 and y[acted].mean() >= 0.95
+    # A sweep with few violations: fewer automatic actions, or none, never a worse precision.
+    rare, y = _candidates(3000, 9, base_rate=0.03)
+    cal = ranker.calibrate(ranker.predict(rare), ranker.variants(rare), rare["policy"].to_pylist())
+    assert cal.base_rates["scam"] < 0.06
+    acted = cal.proba >= cal.action_threshold
+    assert not acted.any() or y[acted].mean() >= 0.95
+
+
 def test_cold_policy_does_not_inherit_the_training_base_rate():
     # History: 10% violations. A new policy's sweep: 50%. The cold path must not say 10%.
     ranker = RiskRanker(n_estimators=60).fit(_candidates(3000, 0, base_rate=0.1)[0])
@@ -159,3 +214,27 @@ def test_cold_policy_does_not_inherit_the_training_base_rate():
     assert np.isnan(cal.action_threshold).all()  # never an automatic action
     assert cal.base_rates["new"] == pytest.approx(0.5, abs=0.1)
     assert cal.proba.mean() == pytest.approx(y.mean(), abs=0.1)
+
+
+def test_a_cold_policy_does_not_bury_a_warm_policys_violations(
+    explained_sweep, trained_model, seeds, tmp_path
+):
+    # The same inventory swept with the warm policy's seeds alone, then with a cold policy
+    # (diet: no review history) added. Its transferred probabilities once put its benign items
+    # above the warm policy's violations: queue AP 1.0 -> 0.846, because the seed-only booster
+    # had learned a cut on raw similarity that the diet seeds' benign neighbours also passed.
+    from riskrank.rank.evaluation.report import evaluate
+    from riskrank.rank.pipeline import sweep
+
+    inv, all_seeds, mixed = explained_sweep
+    labels = inv.select(["item_id", "label"])
+    warm = sweep(inv, seeds, trained_model, out_dir=tmp_path / "warm", show_progress=False)
+    warm_ap, mixed_ap = evaluate(warm.queue, labels)["AP"], evaluate(mixed.queue, labels)["AP"]
+    assert warm_ap >= 0.95
+    assert mixed_ap >= warm_ap - 0.03, (warm_ap, mixed_ap)
+    # ... and the cold policy still finds its own campaign first among its candidates.
+    diet = mixed.candidates.filter(pa.compute.equal(mixed.candidates["policy"], "diet"))
+    proba = trained_model.ranker.score(diet).proba
+    top = np.argsort(-proba, kind="stable")[:5]
+    texts = diet["text"].to_pylist()
+    assert all("pounds" in texts[i] for i in top), [texts[i] for i in top]

@@ -4,7 +4,7 @@ runs many more trials."""
 
 from __future__ import annotations
 
-from kill_harness import run_trials
+from kill_harness import run_trials, run_update_trials
 
 
 def test_killed_retrains_and_sweeps_recover_exactly(tmp_path):
@@ -18,3 +18,11 @@ def test_killed_retrains_and_sweeps_recover_exactly(tmp_path):
             assert t.after_kill in ("old model", "new model") or t.after_kill.startswith(
                 "refused"
             ), t
+
+
+def test_killed_standing_index_updates_leave_a_whole_version_and_resume(tmp_path):
+    trials = run_update_trials(tmp_path, 3, seed=3, spread=0.8)
+    assert len(trials) == 3
+    for t in trials:
+        assert t.equal, t
+        assert t.after_kill in ("previous version", "new version"), t

@@ -23,7 +23,7 @@ from riskrank.index.build import build_index  # noqa: E402
 from riskrank.index.ray_engine.engine import RayEngine, plan_cluster  # noqa: E402
 from riskrank.index.ray_engine.inventory import _read, ordered_data_context  # noqa: E402
 from riskrank.index.signals.text import TextEmbeddingSignal  # noqa: E402
-from riskrank.index.store import InventoryIndex  # noqa: E402
+from riskrank.index.store import InventoryIndex, current_version  # noqa: E402
 from riskrank.index.vectors.faiss_index import SearchResult, VectorIndex  # noqa: E402
 from riskrank.index.vectors.sharded import ShardedIndex, merge_topk, shard_bounds  # noqa: E402
 from riskrank.rank.pipeline import sweep, train  # noqa: E402
@@ -317,23 +317,72 @@ def test_quarantine_matches_including_duplicates_across_files(on_ray, single, da
     assert rep["items_in"] == rows_in == rep["items_indexed"] + rep["items_quarantined"]
 
 
-def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single, data):
-    ray_dir, one_dir = on_ray.out_dir, single.out_dir
-    for name in ("queue.parquet", "candidates.parquet", "quarantine.parquet", "report.json"):
-        assert (ray_dir / name).exists(), name
-    assert pq.read_table(ray_dir / "index" / "items.parquet").equals(
-        pq.read_table(one_dir / "index" / "items.parquet")
+def test_both_engines_update_a_standing_index_the_same_way(cluster, data, single, model, tmp_path):
+    """Day 1 (3 texts edited, 2 items taken down, 2 new) over copies of the local engine's day-0
+    standing index: the Ray engine embeds the same few contents and leaves the same version."""
+    import shutil
+
+    day0 = pq.read_table(data["inv_dir"])
+    texts = day0["text"].to_pylist()
+    for r in (3, 10, 17):
+        texts[r] = f"{texts[r]} Updated offer, reply today."
+    day1 = day0.set_column(day0.schema.get_field_index("text"), "text", pa.array(texts))
+    day1 = day1.filter(pa.array([r not in (5, 6) for r in range(day0.num_rows)]))
+    extra = day1.slice(0, 2).to_pylist()
+    for i, row in enumerate(extra):
+        row["item_id"], row["text"] = f"new-{i}", f"Brand new listing number {i}, ships today"
+    day1 = pa.concat_tables([day1, pa.Table.from_pylist(extra, schema=day1.schema)])
+    runs = {}
+    for name, engine in (("local", "local"), ("ray", on_cluster())):
+        shutil.copytree(single.out_dir / "index", tmp_path / f"st-{name}")
+        runs[name] = sweep(
+            day1,
+            data["seeds"],
+            model,
+            engine=engine,
+            out_dir=tmp_path / name,
+            index_dir=tmp_path / f"st-{name}",
+            k=K,
+            show_progress=False,
+        )
+    local, on_ray = runs["local"], runs["ray"]
+    assert local.report["index_update"]["embedded"] == on_ray.report["index_update"]["embedded"]
+    assert local.report["index_update"]["removed"] >= 2
+    assert_same_queue(on_ray.queue, local.queue)
+    a = current_version(tmp_path / "st-local")
+    b = current_version(tmp_path / "st-ray")
+    np.testing.assert_array_equal(
+        np.load(a / "text" / "vectors.npy"), np.load(b / "text" / "vectors.npy")
     )
-    ids = pq.read_table(ray_dir / "index" / "text" / "ids.parquet")
-    assert ids.equals(pq.read_table(one_dir / "index" / "text" / "ids.parquet"))
-    entry = json.loads((ray_dir / "index" / "manifest.json").read_text())["signals"]["text"]
+    assert pq.read_table(a / "text" / "ids.parquet").equals(
+        pq.read_table(b / "text" / "ids.parquet")
+    )
+
+
+def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single, data, tmp_path):
+    for name in ("queue.parquet", "candidates.parquet", "quarantine.parquet", "report.json"):
+        assert (on_ray.out_dir / name).exists(), name
+    # Both engines update the same standing index the same way (index/standing.py): Ray
+    # embeds, the version written is the same files.
+    ray_dir = current_version(on_ray.out_dir / "index")
+    one_dir = current_version(single.out_dir / "index")
+    assert pq.read_table(ray_dir / "items.parquet").equals(pq.read_table(one_dir / "items.parquet"))
+    ids = pq.read_table(ray_dir / "text" / "ids.parquet")
+    assert ids.equals(pq.read_table(one_dir / "text" / "ids.parquet"))
+    np.testing.assert_array_equal(
+        np.load(ray_dir / "text" / "vectors.npy"), np.load(one_dir / "text" / "vectors.npy")
+    )
+    assert on_ray.report["index_update"]["embedded"] == single.report["index_update"]["embedded"]
+    # build_index on Ray writes shards; opened without Ray, checksums verified, they are
+    # searched and merged in this process.
+    build_index(data["inv_dir"], tmp_path / "sharded", engine=RayEngine(num_shards=3))
+    entry = json.loads((tmp_path / "sharded" / "manifest.json").read_text())["signals"]["text"]
     assert len(entry["shards"]) == 3 and entry["index_key"] == "Flat"
     assert sum(s["count"] for s in entry["shards"]) == entry["count"] == len(ids)
-    # Opened without Ray, checksums verified: shards searched and merged in this process.
-    loaded = InventoryIndex.load(ray_dir / "index")
-    one = InventoryIndex.load(one_dir / "index")
+    loaded = InventoryIndex.load(tmp_path / "sharded")
+    one = InventoryIndex.load(single.out_dir / "index")
     assert isinstance(loaded.signals["text"].index, ShardedIndex)
-    vecs = np.load(one_dir / "index" / "text" / "vectors.npy")
+    vecs = np.load(one_dir / "text" / "vectors.npy")
     # Same chunks as build_index: bitwise the same vectors, read back across the shard files.
     every = np.arange(len(vecs))[::-1]
     np.testing.assert_array_equal(loaded.signals["text"].vectors[every], vecs[every])
@@ -564,7 +613,8 @@ def test_a_killed_build_resumes_from_the_chunks_it_finished(
     """What is on disk when the build raises is exactly what the resume uses, whichever
     engine ran either (one chunk format): chunks still embedding on other actors when the
     error surfaced are never committed, so the count taken at failure time holds."""
-    ids = pq.read_table(single.out_dir / "index" / "items.parquet").column("item_id").to_pylist()
+    ids = pq.read_table(current_version(single.out_dir / "index") / "items.parquet")
+    ids = ids.column("item_id").to_pylist()
     encoder = model.signals[0].encoder
     on_disk = _killed_build(killed, data, tmp_path / "idx", ids[6 * 32 + 5], encoder)  # chunk 6
     # Committed in chunk order and never the chunk that failed: a prefix of chunks 0-5 (all

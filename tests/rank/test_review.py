@@ -6,6 +6,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
+from riskrank.index.store import current_version
 from riskrank.index.tables import SchemaError
 from riskrank.rank.app.cli import main
 from riskrank.rank.pipeline import sweep, train
@@ -144,7 +145,7 @@ def test_cli_review_import_retrains_a_new_version(loop, tmp_path, capsys):
     assert meta["parent_history_digest"] == parent["history_digest"] != meta["history_digest"]
     assert meta["history_rows"] == 120 + 12
     # The next sweep of the same inventory leaves the reviewed items out of the queue.
-    inv = pq.read_table(root / "day1" / "index" / "items.parquet")
+    inv = pq.read_table(current_version(root / "day1" / "index") / "items.parquet")
     seeds = pq.read_table(tmp_path / "v2" / "seeds.parquet")
     day2 = sweep(inv, seeds, tmp_path / "v2", k=200, show_progress=False, explore=0).queue
     assert not set(top) & set(day2["item_id"].to_pylist())

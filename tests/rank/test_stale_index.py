@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 
 from riskrank.index.build import build_index
 from riskrank.index.content_digest import build_digest, row_digests
+from riskrank.index.store import current_version
 from riskrank.rank.pipeline import sweep
 
 
@@ -45,7 +46,7 @@ def test_same_ids_new_texts_rebuild_the_index(tmp_path, inventory_items, seeds, 
         )
         >= 8
     )
-    stored = pq.read_table(out / "index" / "items.parquet")
+    stored = pq.read_table(current_version(out / "index") / "items.parquet")
     assert stored["text"].to_pylist() == swapped["text"].to_pylist()
 
 

@@ -1,0 +1,586 @@
+"""A standing index: the one index a team's daily sweeps update, never rebuild.
+
+A sweep over today's full inventory embeds only what it has not seen: every item carries, per
+signal, a **content key** (the digest of the columns the signal reads, ``Signal.content_columns``,
+with the file behind an ``image_path``, and of the encoder's ``describe()``). Today's rows whose
+key the current version holds reuse its vector; the others are embedded, each distinct content
+once (copies of one ad under many ids cost one embedding); items gone from the inventory, or
+named in a deletion list, leave the index. A changed text under the same id has another key, so
+it is always re-embedded: never stale.
+
+Layout::
+
+    my-standing-index/
+      standing.json        {"current": 3, ...}: the version readers open (replaced atomically)
+      versions/v000003/    an ordinary index directory (index/store.py), plus per signal
+                           keys.parquet: the content key of every position
+      versions/v000002/    the previous version, kept while readers may still hold it
+      _delta/              an update in progress: the build of the contents to embed (resumable)
+
+**Crash safety.** A version directory is written whole before ``standing.json`` names it, and
+never changed after; an update killed at any moment leaves the previous version current and
+complete, and running it again resumes the embedding (``_delta`` is an ordinary resumable
+build) and finishes. A reader (``StandingIndex.load``, ``InventoryIndex.load``) opens the
+version ``standing.json`` names and sees that version only. The two newest versions are kept,
+so a reader that opened a version survives the next update.
+
+**The FAISS index of each signal** keeps positions in inventory order, as a rebuild's would, so
+that a sweep's queue equals a from-scratch sweep's (ties are ordered by position):
+
+- an exact index (``Flat``, ``BFlat``) is its vectors: it is re-laid from the kept and new
+  vectors (a copy, no training);
+- an IVF index is updated in place: removed items are deleted from their lists, kept items
+  renumbered, new ones added (``FaissIndex.update_in_place``), with the quantizer it was
+  trained with. It is **retrained** (a fresh build) when
+
+  1. the index type the current size calls for differs (``choose_index_key``: e.g. the
+     inventory grew past the size where the list count doubles, or crossed the exact-index
+     limit), or a forced ``key`` changed;
+  2. more than ``RETRAIN_ADDED_SHARE`` (half) of today's items were added after the quantizer
+     was trained: its centroids describe another inventory;
+  3. the lists' imbalance factor grew past ``RETRAIN_IMBALANCE_GROWTH`` (2x) the one measured
+     right after training: new content piles into few lists and searches slow down.
+
+  Each version's manifest records, per signal, what was done and why (``update``).
+
+>>> idx, stats = StandingIndex("runs/standing").update(today, signals)   # doctest: +SKIP
+>>> stats.embedded, stats.reused, stats.removed                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from riskrank.index.build import (
+    build_index,
+    check_signals,
+    requires_text,
+    signal_entry,
+    write_signal_files,
+)
+from riskrank.index.checksums import checksum_files
+from riskrank.index.chunks import signals_digest
+from riskrank.index.content_digest import build_digest, row_digests, signal_base_dirs
+from riskrank.index.engine import Engine, resolve_engine
+from riskrank.index.manifest import (
+    MANIFEST,
+    write_json_atomic,
+    write_manifest,
+    write_text_atomic,
+)
+from riskrank.index.schema import IMAGE_BYTES, ITEM_ID, quarantine_table, validate_inventory
+from riskrank.index.signals.base import IndexKind, Signal
+from riskrank.index.store import IndexMismatchError, InventoryIndex, SignalIndex
+from riskrank.index.tables import SchemaError, TableLike, write_parquet
+from riskrank.index.vectors.faiss_index import choose_index_key
+from riskrank.index.vectors.hamming import choose_binary_index_key
+
+log = logging.getLogger(__name__)
+
+STATE = "standing.json"
+VERSIONS = "versions"
+DELTA = "_delta"
+KEYS = "keys.parquet"
+KEEP_VERSIONS = 2
+RETRAIN_ADDED_SHARE = 0.5
+RETRAIN_IMBALANCE_GROWTH = 2.0
+DELTA_KEY = "Flat"  # the delta build only carries vectors: an exact index costs a copy
+
+
+class NotAStandingIndexError(ValueError):
+    """An update was pointed at a directory that holds something else."""
+
+
+@dataclass
+class UpdateStats:
+    """What one update did (also in the version's manifest and a sweep's report)."""
+
+    version: int
+    items_in: int = 0  # rows read
+    deleted: int = 0  # rows left out because the deletion list names them
+    deletions_unknown: list[str] = field(default_factory=list)  # named, but never indexed
+    added: int = 0  # ids the previous version did not hold
+    changed: int = 0  # ids whose content (for some signal) changed
+    unchanged: int = 0
+    removed: int = 0  # ids of the previous version gone from today's inventory (or deleted)
+    embedded: int = 0  # distinct contents embedded by this update
+    reused_vectors: int = 0  # (item, signal) vectors taken from the previous version
+    shared_content: int = 0  # rows embedded through another row with the same content
+    signals: dict[str, dict] = field(default_factory=dict)  # per signal: index action, why
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Previous:
+    """One signal's part of the current version: what an update can reuse."""
+
+    ids: np.ndarray
+    keys: list[str]
+    vectors: object  # positions -> vectors (np.ndarray / memmap)
+    evidence: pa.Table | None
+    index: object | None  # the FAISS index, loaded when it may be updated in place
+    entry: dict
+
+
+def signal_content_keys(table: pa.Table, signal: Signal) -> list[str]:
+    """Per row, the digest of what ``signal`` reads (its content columns, the file behind an
+    ``image_path``) and of the encoder itself: equal keys, equal vectors. Item ids are not
+    part of it, so copies of one content under many ids share a key."""
+    spec = signals_digest([signal.describe()], [signal.name])
+    cols = [c for c in signal.content_columns if c in table.column_names]
+    if not cols:
+        return [f"{spec}-none"] * table.num_rows
+    digests = row_digests(table, columns=cols, base_dirs=signal_base_dirs([signal]))
+    return [f"{spec}-{d}" for d in digests]
+
+
+def index_key_for(signal: Signal, n: int, max_memory, key: str | None) -> str:
+    """The FAISS key a fresh build of ``n`` vectors of ``signal`` would use."""
+    if signal.index_kind is IndexKind.BINARY_HASHES:
+        return key if key and key.startswith("B") else choose_binary_index_key(n, signal.dim)
+    return key or choose_index_key(n, signal.dim, max_memory)
+
+
+class StandingIndex:
+    """A directory of index versions that ``update`` advances (see the module docstring).
+
+    >>> standing = StandingIndex("runs/standing")                      # doctest: +SKIP
+    >>> idx, stats = standing.update("today.parquet", [TextEmbeddingSignal()])  # doctest: +SKIP
+    >>> idx = standing.load()                  # the current version    # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # -- reading ---------------------------------------------------------------------------
+    @staticmethod
+    def is_standing(path: str | Path) -> bool:
+        return (Path(path) / STATE).is_file()
+
+    def state(self) -> dict | None:
+        path = self.path / STATE
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SchemaError(f"{path}: unreadable standing-index state ({exc})") from exc
+
+    @property
+    def version(self) -> int | None:
+        state = self.state()
+        return None if state is None else int(state["current"])
+
+    def version_dir(self, version: int) -> Path:
+        return self.path / VERSIONS / f"v{version:06d}"
+
+    def current_dir(self) -> Path:
+        version = self.version
+        if version is None:
+            raise FileNotFoundError(f"{self.path} is not a standing index (no {STATE})")
+        return self.version_dir(version)
+
+    def load(self, signals: Sequence[Signal] | None = None, **kw) -> InventoryIndex:
+        """The current version (``kw``: ``InventoryIndex.load``'s ``verify``, ``use_gpu``)."""
+        by_name = {s.name: s for s in signals} if signals else None
+        return InventoryIndex.load(self.current_dir(), signals=by_name, **kw)
+
+    def check_target(self) -> None:
+        """Refuse, before anything is written, a directory that holds anything but a standing
+        index (or the leftovers of its own first, interrupted, update)."""
+        if not self.path.exists() or self.is_standing(self.path):
+            return
+        if not self.path.is_dir():
+            raise NotAStandingIndexError(f"{self.path} is a file, not a standing index")
+        own = {DELTA, VERSIONS}
+        other = sorted(p.name for p in self.path.iterdir() if p.name not in own)
+        if other:
+            what = "a plain index (riskrank index build)" if MANIFEST in other else "other files"
+            raise NotAStandingIndexError(
+                f"{self.path} is not a riskrank standing index: it holds {what} "
+                f"({', '.join(other[:5])}); point the update at a new or empty directory"
+            )
+
+    # -- updating --------------------------------------------------------------------------
+    def update(
+        self,
+        inventory: TableLike,
+        signals: Sequence[Signal] | None = None,
+        *,
+        deletions: Iterable[object] | None = None,
+        engine: str | Engine = "local",
+        key: str | None = None,
+        max_memory: int | str = "4G",
+        chunk_size: int = 2048,
+        use_gpu: bool | None = None,
+        show_progress: bool = True,
+    ) -> tuple[InventoryIndex, UpdateStats]:
+        """Make today's ``inventory`` the current version: embed only new and changed content
+        (on ``engine``), drop what is gone or in ``deletions``, reuse every other vector.
+
+        ``deletions``: item ids to take out even if the inventory still lists them; ids the
+        index never held are reported (``stats.deletions_unknown``), not an error. Returns the
+        new version and what the update did. See the module docstring for the guarantees.
+        """
+        self.check_target()
+        signals = check_signals(signals)
+        engine = resolve_engine(engine)
+        t0 = time.time()
+        version = (self.version or 0) + 1
+        stats = UpdateStats(version)
+        prev = self._previous(signals)
+        items, quarantined = self._read(inventory, signals, deletions, prev, stats)
+        keys = {s.name: signal_content_keys(items, s) for s in signals}
+        plan = _plan(items, keys, prev, stats)
+        stats.seconds["read"] = time.time() - t0
+        delta = self._embed(items, plan, signals, engine, chunk_size, show_progress)
+        stats.seconds["embed"] = time.time() - t0 - stats.seconds["read"]
+        vdir = self.version_dir(version)
+        shutil.rmtree(vdir, ignore_errors=True)  # a version never made current: redo it
+        vdir.mkdir(parents=True)
+        t1 = time.time()
+        written = _write_version(
+            vdir, items, quarantined, keys, plan, prev, delta, signals, stats,
+            key=key, max_memory=max_memory,
+        )  # fmt: skip
+        stats.seconds["index"] = time.time() - t1
+        self._commit(version, written, stats)
+        return self.load(signals, verify=False, use_gpu=use_gpu), stats
+
+    def _previous(self, signals: list[Signal]) -> dict[str, _Previous]:
+        """What the current version offers each of ``signals`` (nothing from an index built
+        with another encoder: its vectors are not today's)."""
+        if self.version is None:
+            return {}
+        current = InventoryIndex.load(self.current_dir(), verify=True, use_gpu=False)
+        out = {}
+        for signal in signals:
+            si = current.signals.get(signal.name)
+            if si is None:  # a signal new to this index: every item is embedded for it
+                log.info("standing index: signal %r is new, embedding every item", signal.name)
+                continue
+            why = signal.compatible_with(si.entry)
+            if why:
+                raise IndexMismatchError(
+                    f"{self.path}: signal {signal.name!r} of this standing index was built with "
+                    f"another encoder ({why}); update it with the encoder it was built with, or "
+                    "start a new standing index (a new directory) for the new encoder"
+                )
+            out[signal.name] = _previous_signal(si)
+        return out
+
+    def _read(self, inventory, signals, deletions, prev, stats) -> tuple[pa.Table, pa.Table]:
+        """Validated rows of today's inventory less the deletion list, and the quarantine."""
+        items, quarantined = validate_inventory(inventory, require_text=requires_text(signals))
+        stats.items_in = items.num_rows + quarantined.num_rows
+        if deletions is None:
+            return items, quarantined
+        named = {str(i) for i in deletions}
+        ids = items.column(ITEM_ID).to_pylist()
+        keep = np.array([i not in named for i in ids], bool)
+        stats.deleted = int((~keep).sum())
+        known = set(ids) | {str(i) for p in prev.values() for i in p.ids}
+        stats.deletions_unknown = sorted(named - known)
+        if stats.deletions_unknown:
+            log.warning(
+                "deletion list: %d id(s) the index never held and today's inventory does not "
+                "list (ignored): %s",
+                len(stats.deletions_unknown),
+                ", ".join(stats.deletions_unknown[:5]),
+            )
+        return items.filter(pa.array(keep)), quarantined
+
+    def _embed(self, items, plan, signals, engine, chunk_size, show_progress):
+        """Embed the distinct contents no version holds (an ordinary, resumable build under
+        ``_delta``; reused as it is when a killed update had finished it)."""
+        todo = plan["embed_rows"]
+        if not len(todo):
+            return None
+        table = items.take(pa.array(todo, pa.int64()))
+        ddir = self.path / DELTA
+        stamp, digest = ddir / "inventory.digest", build_digest(table, signals)
+        if (ddir / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
+            return InventoryIndex.load(ddir, signals={s.name: s for s in signals})
+        delta = build_index(
+            table, ddir, signals=signals, engine=engine, key=DELTA_KEY, chunk_size=chunk_size,
+            show_progress=show_progress, overwrite=True,
+        )  # fmt: skip
+        write_text_atomic(digest, stamp)
+        return delta
+
+    def set_state(self, **fields) -> None:
+        """Record ``fields`` beside the current version (e.g. the digest of the inventory it
+        was made from); they are dropped by the next update."""
+        state = self.state()
+        if state is None:
+            raise FileNotFoundError(f"{self.path} is not a standing index (no {STATE})")
+        write_json_atomic({**state, **fields}, self.path / STATE)
+
+    def _commit(self, version: int, written: Path, stats: UpdateStats) -> None:
+        """Make ``version`` current (one atomic replace), then forget what is no longer needed."""
+        write_json_atomic(
+            {"current": version, "format": 1, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            self.path / STATE,
+        )
+        shutil.rmtree(self.path / DELTA, ignore_errors=True)
+        keep = {self.version_dir(v).name for v in range(version - KEEP_VERSIONS + 1, version + 1)}
+        for old in (self.path / VERSIONS).iterdir():
+            if old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _previous_signal(si: SignalIndex) -> _Previous:
+    keys = pq.read_table(si.directory / KEYS).column("content_key").to_pylist()
+    ivf = str(si.entry["index_key"]).startswith(("IVF", "BIVF")) and "shards" not in si.entry
+    return _Previous(si.ids, keys, si.vectors, si.evidence, si.index if ivf else None, si.entry)
+
+
+def _plan(items: pa.Table, keys: dict[str, list[str]], prev: dict, stats: UpdateStats) -> dict:
+    """Which rows need embedding (one per distinct content no version holds), and for each
+    row the row it takes its new vectors from."""
+    names = list(keys)
+    known = {n: set(prev[n].keys) if n in prev else set() for n in names}
+    rep_of: dict[tuple, int] = {}
+    source = np.full(items.num_rows, -1, np.int64)  # row whose embedding this row uses
+    for r in range(items.num_rows):
+        content = tuple(keys[n][r] for n in names)
+        if all(content[i] in known[n] for i, n in enumerate(names)):
+            continue
+        source[r] = rep_of.setdefault(content, r)
+    embed_rows = np.array(sorted(rep_of.values()), np.int64)
+    stats.embedded = len(embed_rows)
+    stats.shared_content = int((source >= 0).sum()) - len(embed_rows)
+    _count_changes(items, keys, prev, stats)
+    return {"embed_rows": embed_rows, "source": source}
+
+
+def _count_changes(items: pa.Table, keys: dict, prev: dict, stats: UpdateStats) -> None:
+    before: dict[str, dict[str, str]] = {}
+    for name, p in prev.items():
+        for item_id, k in zip(p.ids, p.keys):
+            before.setdefault(str(item_id), {})[name] = k
+    ids = items.column(ITEM_ID).to_pylist()
+    for r, item_id in enumerate(ids):
+        old = before.get(item_id)
+        if old is None:
+            stats.added += 1
+        elif any(old.get(n, keys[n][r]) != keys[n][r] for n in keys):
+            stats.changed += 1
+        else:
+            stats.unchanged += 1
+    stats.removed = len(set(before) - set(ids))
+
+
+@dataclass
+class _Assembled:
+    """One signal's new version: rows of ``items`` it indexes, in order, and their vectors."""
+
+    rows: np.ndarray
+    vectors: np.ndarray
+    keys: list[str]
+    evidence: dict[str, np.ndarray]
+    old_position: np.ndarray  # per new position, the previous version's position or -1
+
+
+def _assemble(signal: Signal, ids, keys: list[str], plan: dict, prev, delta) -> _Assembled:
+    """Vectors for every row of today's items: the previous version's where it holds the
+    content (the item's own position when its content is unchanged, so that an IVF index
+    keeps its entry), else the delta's (the row the content was embedded through)."""
+    n = len(keys)
+    old_pos_of = {k: p for p, k in enumerate(prev.keys)} if prev else {}
+    own_pos = {str(i): p for p, i in enumerate(prev.ids)} if prev else {}
+    dsi = delta.signals.get(signal.name) if delta is not None else None
+    delta_pos = {str(i): p for p, i in enumerate(dsi.ids)} if dsi is not None else {}
+    embed_ids = plan["delta_ids"]
+    old = np.full(n, -1, np.int64)
+    new = np.full(n, -1, np.int64)
+    for r, k in enumerate(keys):
+        p = own_pos.get(ids[r])
+        if p is None or prev.keys[p] != k:
+            p = old_pos_of.get(k)
+        if p is not None:
+            old[r] = p
+        elif plan["source"][r] >= 0:
+            new[r] = delta_pos.get(embed_ids[int(plan["source"][r])], -1)
+    rows = np.flatnonzero((old >= 0) | (new >= 0))
+    vectors = np.empty((len(rows), signal_width(signal)), _dtype(signal))
+    from_old, from_new = old[rows] >= 0, new[rows] >= 0
+    if from_old.any():
+        vectors[from_old] = np.asarray(prev.vectors[old[rows][from_old]])
+    if from_new.any():
+        vectors[from_new] = np.asarray(dsi.vectors[new[rows][from_new]])
+    evidence = _assemble_evidence(prev, dsi, old[rows], new[rows])
+    return _Assembled(rows, vectors, [keys[r] for r in rows], evidence, old[rows])
+
+
+def signal_width(signal: Signal) -> int:
+    """Columns of the signal's vector array (bytes for a binary hash)."""
+    return signal.dim // 8 if signal.index_kind is IndexKind.BINARY_HASHES else signal.dim
+
+
+def _dtype(signal: Signal):
+    return np.uint8 if signal.index_kind is IndexKind.BINARY_HASHES else np.float32
+
+
+def _assemble_evidence(prev, dsi, old: np.ndarray, new: np.ndarray) -> dict[str, np.ndarray]:
+    sources = [(t, pos) for t, pos in ((prev and prev.evidence, old), (dsi and dsi.evidence, new))]
+    cols = next((t.column_names for t, _ in sources if t is not None), None)
+    if cols is None:
+        return {}
+    out = {}
+    for name in (c for c in cols if c != ITEM_ID):
+        parts = [None] * len(old)
+        for table, pos in sources:
+            if table is None:
+                continue
+            values = table.column(name).to_numpy(zero_copy_only=False)
+            for i in np.flatnonzero(pos >= 0):
+                parts[i] = values[pos[i]]
+        out[name] = np.asarray(parts)
+    return out
+
+
+def _write_version(
+    vdir, items, quarantined, keys, plan, prev, delta, signals, stats, *, key, max_memory
+) -> Path:
+    """Every file of the new version, the manifest last."""
+    ids = np.asarray(items.column(ITEM_ID).to_pylist(), dtype=object)
+    plan["delta_ids"] = {r: str(ids[r]) for r in plan["embed_rows"]}
+    entries, indexed = {}, np.zeros(items.num_rows, bool)
+    for signal in signals:
+        asm = _assemble(signal, ids, keys[signal.name], plan, prev.get(signal.name), delta)
+        stats.reused_vectors += int((asm.old_position >= 0).sum())
+        indexed[asm.rows] = True
+        entries[signal.name] = _write_signal(
+            vdir / signal.name, signal, ids[asm.rows], asm, prev.get(signal.name), stats,
+            key=key, max_memory=max_memory,
+        )  # fmt: skip
+    quarantined = _quarantine(quarantined, items, indexed, delta, plan)
+    meta = [c for c in items.column_names if c != IMAGE_BYTES]
+    write_parquet(items.filter(pa.array(indexed)).select(meta), vdir / "items.parquet")
+    write_parquet(quarantined, vdir / "quarantine.parquet")
+    input_rows = stats.items_in - stats.deleted
+    write_manifest(
+        vdir,
+        {
+            "engine": "standing",
+            "items": {
+                "input": input_rows,
+                "indexed": int(indexed.sum()),
+                "quarantined": quarantined.num_rows,
+                "deleted": stats.deleted,
+            },
+            "signals": entries,
+            "standing": {"version": stats.version, "update": stats.as_dict()},
+            "files": checksum_files(vdir, ["items.parquet", "quarantine.parquet"]),
+        },
+    )
+    return vdir
+
+
+def _quarantine(quarantined: pa.Table, items: pa.Table, indexed, delta, plan) -> pa.Table:
+    """Validation's rows, then today's items no signal indexed, with the reason the delta
+    build gave for their content (copies carry their representative's reason)."""
+    missing = np.flatnonzero(~indexed)
+    if not len(missing):
+        return quarantined
+    reasons = {}
+    if delta is not None:
+        q = delta.quarantine
+        reasons = dict(zip(q.column(ITEM_ID).to_pylist(), q.column("reason").to_pylist()))
+    ids = items.column(ITEM_ID).to_pylist()
+    rows = [
+        {
+            ITEM_ID: ids[r],
+            "row": -1,
+            "stage": "encode",
+            "reason": reasons.get(
+                plan["delta_ids"].get(int(plan["source"][r])),
+                "no signal could embed the item's content",
+            ),
+        }
+        for r in missing
+    ]
+    return pa.concat_tables([quarantined, quarantine_table(rows)])
+
+
+def _write_signal(sdir: Path, signal, ids, asm: _Assembled, prev, stats, *, key, max_memory):
+    """One signal's files in the new version; returns its manifest entry."""
+    sdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    index, action, why, ivf = _maintain_index(signal, asm, prev, stats.version, key, max_memory)
+    seconds = time.time() - t0
+    index.save(sdir / "index.faiss")
+    np.save(sdir / "vectors.npy", asm.vectors)
+    files, _ = write_signal_files(sdir, ids, asm.evidence)
+    write_parquet(pa.table({"content_key": pa.array(asm.keys, pa.string())}), sdir / KEYS)
+    stats.signals[signal.name] = {"index": action, "why": why, "key": index.key}
+    return signal_entry(
+        signal,
+        signal.describe(),
+        index,
+        len(ids),
+        (sdir / "index.faiss").stat().st_size,
+        seconds,
+        sdir,
+        ["index.faiss", "vectors.npy", *files, KEYS],
+        {"ivf": ivf} if ivf else None,
+    )
+
+
+def _maintain_index(signal, asm: _Assembled, prev, version: int, key, max_memory):
+    """The signal's FAISS index for the new version: (index, action, why, IVF bookkeeping).
+    An IVF index is updated in place unless a retrain rule (module docstring) fires."""
+    n = len(asm.rows)
+    key_now = index_key_for(signal, n, max_memory, key)
+    if prev is None:
+        return _fresh(signal, asm, key_now, version, "built", "no previous version")
+    if prev.entry["index_key"] != key_now:
+        why = f"index key {prev.entry['index_key']} -> {key_now} for {n:,} items"
+        return _fresh(signal, asm, key_now, version, "retrained", why)
+    if prev.index is None:
+        return _fresh(signal, asm, key_now, version, "re-laid", "exact index: its vectors")
+    info = prev.entry["ivf"]
+    first_use, keep_old = np.unique(asm.old_position, return_index=True)
+    kept = first_use >= 0
+    added = np.setdiff1d(np.arange(n), keep_old[kept])
+    since = int(info["added_since_training"]) + len(added)
+    if n and since / n > RETRAIN_ADDED_SHARE:
+        why = f"{since / n:.0%} of the items were added since the quantizer was trained"
+        return _fresh(signal, asm, key_now, version, "retrained", why)
+    index = prev.index
+    old_to_new = np.full(index.ntotal, -1, np.int64)
+    old_to_new[first_use[kept]] = keep_old[kept]
+    index.update_in_place(old_to_new, asm.vectors[added], added)
+    limit = RETRAIN_IMBALANCE_GROWTH * float(info["imbalance_at_training"])
+    if index.imbalance() > limit:
+        why = f"list imbalance {index.imbalance():.2f} > {limit:.2f}"
+        return _fresh(signal, asm, key_now, version, "retrained", why)
+    ivf = {**info, "added_since_training": since}
+    return index, "in-place", f"{len(added):,} added, {int((old_to_new < 0).sum()):,} removed", ivf
+
+
+def _fresh(signal, asm: _Assembled, key: str, version: int, action: str, why: str):
+    index = signal.build_index(asm.vectors, key=key, use_gpu=False)
+    ivf = None
+    if index.is_ivf:
+        ivf = {
+            "trained_items": len(asm.rows),
+            "trained_version": version,
+            "added_since_training": 0,
+            "imbalance_at_training": round(index.imbalance(), 4),
+        }
+    return index, action, why, ivf

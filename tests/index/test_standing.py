@@ -1,0 +1,248 @@
+"""The standing index (index/standing.py): an update embeds only what changed, reuses every
+other vector, and leaves exactly what a rebuild of the same inventory would hold."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from conftest import make_items
+from hashing_signal import HashingTextSignal
+
+import riskrank.index.standing as standing_mod
+from riskrank.index.build import build_index
+from riskrank.index.standing import NotAStandingIndexError, StandingIndex
+from riskrank.index.store import IndexMismatchError, InventoryIndex
+
+
+class CountingSignal(HashingTextSignal):
+    """The hashing signal, counting the texts it embeds."""
+
+    def __init__(self, salt: str = "") -> None:
+        super().__init__(salt)
+        self.embedded: list[str] = []
+
+    def embed_items(self, table, *, show_progress=False):
+        self.embedded += table.column("text").to_pylist()
+        return super().embed_items(table, show_progress=show_progress)
+
+
+def _inventory(n: int = 120, seed: int = 0) -> pa.Table:
+    return make_items(n // 3, n - n // 3, prefix="i", seed=seed).drop(["label"])
+
+
+def _replace_text(table: pa.Table, item_id: str, text: str) -> pa.Table:
+    texts = [
+        text if i == item_id else t
+        for i, t in zip(table["item_id"].to_pylist(), table["text"].to_pylist())
+    ]
+    return table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts))
+
+
+def assert_same_index(got: InventoryIndex, want: InventoryIndex) -> None:
+    """Same items in the same positions with the same vectors, items and quarantine."""
+    for name, w in want.signals.items():
+        g = got.signals[name]
+        assert list(g.ids) == list(w.ids)
+        np.testing.assert_array_equal(np.asarray(g.vectors), np.asarray(w.vectors))
+        q = np.asarray(w.vectors[: min(5, len(w.ids))])
+        if len(q):
+            a, b = g.index.search(q, 10), w.index.search(q, 10)
+            np.testing.assert_array_equal(a.positions, b.positions)
+    assert got.items.equals(want.items)
+    assert got.quarantine.select(["item_id", "reason"]).equals(
+        want.quarantine.select(["item_id", "reason"])
+    )
+
+
+def test_second_day_embeds_only_new_and_changed_content(tmp_path):
+    day0 = _inventory()
+    signal = CountingSignal()
+    standing = StandingIndex(tmp_path / "st")
+    _, stats0 = standing.update(day0, [signal], show_progress=False)
+    # The fixture's ads repeat texts: each distinct text is embedded once.
+    distinct = len(set(day0["text"].to_pylist()))
+    assert distinct < day0.num_rows and stats0.added == day0.num_rows
+    assert stats0.embedded == len(signal.embedded) == distinct
+    assert stats0.shared_content == day0.num_rows - distinct
+    ids = day0["item_id"].to_pylist()
+    day1 = _replace_text(day0, ids[3], "a brand new text for this ad")
+    day1 = day1.filter(pa.array([i != ids[7] for i in ids]))  # taken down
+    new = pa.table(
+        {
+            "item_id": ["n1", "n2", "n3"],
+            "text": ["copy of one ad", "copy of one ad", day0["text"][10].as_py()],
+            "advertiser": ["a", "b", "c"],
+        }
+    )
+    day1 = pa.concat_tables([day1, new])
+    signal.embedded.clear()
+    idx, stats = standing.update(day1, [signal], show_progress=False)
+    # The changed text, and the new copies' content once; n3 repeats an indexed text.
+    assert sorted(signal.embedded) == sorted(["a brand new text for this ad", "copy of one ad"])
+    assert (stats.added, stats.changed, stats.removed, stats.embedded) == (3, 1, 1, 2)
+    assert stats.shared_content == 1 and stats.reused_vectors == day1.num_rows - 3
+    assert standing.version == 2
+    assert_same_index(idx, build_index(day1, tmp_path / "ref", signals=[signal]))
+
+
+def test_a_changed_text_is_never_stale(tmp_path):
+    day0 = _inventory()
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(day0, [HashingTextSignal()], show_progress=False)
+    item = day0["item_id"][0].as_py()
+    idx, _ = standing.update(
+        _replace_text(day0, item, "edited after review"), [HashingTextSignal()]
+    )
+    pos = list(idx.signals["text"].ids).index(item)
+    want = HashingTextSignal().embed_items(pa.table({"text": ["edited after review"]})).vectors[0]
+    np.testing.assert_array_equal(idx.signals["text"].vectors[pos], want)
+
+
+def test_deletion_list_removes_items_and_reports_unknown_ids(tmp_path):
+    day0 = _inventory()
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(day0, [HashingTextSignal()], show_progress=False)
+    gone = day0["item_id"][5].as_py()
+    idx, stats = standing.update(
+        day0, [HashingTextSignal()], deletions=[gone, "never-seen"], show_progress=False
+    )
+    assert gone not in set(idx.signals["text"].ids)
+    assert stats.deleted == 1 and stats.deletions_unknown == ["never-seen"]
+    assert stats.embedded == 0
+    manifest = idx.manifest["items"]
+    assert manifest["input"] == day0.num_rows - 1 and manifest["deleted"] == 1
+
+
+def test_another_encoder_is_refused(tmp_path):
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(_inventory(), [HashingTextSignal()], show_progress=False)
+    with pytest.raises(IndexMismatchError, match="another encoder"):
+        standing.update(_inventory(), [HashingTextSignal(salt="v2")], show_progress=False)
+    assert standing.version == 1
+
+
+def test_a_directory_that_is_not_a_standing_index_is_refused_untouched(tmp_path):
+    plain = tmp_path / "plain"
+    build_index(_inventory(), plain, signals=[HashingTextSignal()], show_progress=False)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("mine")
+    for path in (plain, other):
+        before = sorted(p.name for p in path.rglob("*"))
+        with pytest.raises(NotAStandingIndexError, match="not a riskrank standing index"):
+            StandingIndex(path).update(_inventory(), [HashingTextSignal()], show_progress=False)
+        assert sorted(p.name for p in path.rglob("*")) == before
+
+
+def test_duplicate_ids_with_different_content_are_quarantined(tmp_path):
+    inv = _inventory()
+    dup = pa.table(
+        {"item_id": [inv["item_id"][0].as_py()], "text": ["other text"], "advertiser": ["z"]}
+    )
+    idx, _ = StandingIndex(tmp_path / "st").update(
+        pa.concat_tables([inv, dup]), [HashingTextSignal()], show_progress=False
+    )
+    reasons = idx.quarantine["reason"].to_pylist()
+    assert len(reasons) == 1 and reasons[0].startswith("duplicate item_id")
+    assert idx.num_items == inv.num_rows
+
+
+def test_update_killed_before_commit_leaves_previous_version_and_resumes(tmp_path, monkeypatch):
+    day0 = _inventory()
+    standing = StandingIndex(tmp_path / "st")
+    v1, _ = standing.update(day0, [HashingTextSignal()], show_progress=False)
+    day1 = _inventory(150, seed=5)
+    real_commit = StandingIndex._commit
+    seen = {}
+
+    def dies(self, *args, **kwargs):
+        # A reader opening the index now, with the new version's files all written, still
+        # sees the previous version, whole.
+        seen["reader"] = list(StandingIndex(self.path).load().signals["text"].ids)
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(StandingIndex, "_commit", dies)
+    with pytest.raises(KeyboardInterrupt):
+        standing.update(day1, [HashingTextSignal()], show_progress=False)
+    assert seen["reader"] == list(v1.signals["text"].ids)
+    assert standing.version == 1
+    assert_same_index(standing.load(), v1)
+    monkeypatch.setattr(StandingIndex, "_commit", real_commit)
+    idx, stats = standing.update(day1, [HashingTextSignal()], show_progress=False)
+    assert stats.version == 2 and standing.version == 2
+    assert_same_index(idx, build_index(day1, tmp_path / "ref", signals=[HashingTextSignal()]))
+
+
+def test_old_versions_are_dropped_but_the_previous_one_is_kept(tmp_path):
+    standing = StandingIndex(tmp_path / "st")
+    for seed in range(4):
+        standing.update(_inventory(seed=seed), [HashingTextSignal()], show_progress=False)
+    versions = sorted(p.name for p in (tmp_path / "st" / "versions").iterdir())
+    assert versions == ["v000003", "v000004"]
+    assert json.loads((tmp_path / "st" / "standing.json").read_text())["current"] == 4
+
+
+def _ivf_days(tmp_path, share_new: float, key: str = "IVF8,Flat"):
+    base = _inventory(600, seed=1)
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(base, [HashingTextSignal()], key=key, show_progress=False)
+    n_new = int(share_new * base.num_rows)
+    fresh = make_items(n_new // 2, n_new - n_new // 2, prefix="new", seed=9).drop(["label"])
+    keep = pa.array([i % 10 != 0 for i in range(base.num_rows)])  # 10% taken down
+    day1 = pa.concat_tables([base.filter(keep), fresh])
+    idx, stats = standing.update(day1, [HashingTextSignal()], key=key, show_progress=False)
+    return day1, idx, stats, standing
+
+
+def test_ivf_index_is_updated_in_place_and_recalls_like_a_rebuild(tmp_path):
+    day1, idx, stats, _ = _ivf_days(tmp_path, 0.2)
+    assert stats.signals["text"]["index"] == "in-place", stats.signals
+    entry = idx.signals["text"].entry
+    assert entry["ivf"]["trained_version"] == 1 and entry["ivf"]["added_since_training"] > 0
+    ref = build_index(day1, tmp_path / "ref", signals=[HashingTextSignal()], key="IVF8,Flat")
+    assert list(idx.signals["text"].ids) == list(ref.signals["text"].ids)
+    queries = np.asarray(ref.signals["text"].vectors[::7])
+    exact = VectorTruth(np.asarray(ref.signals["text"].vectors))
+    k = 20
+    got = idx.signals["text"].index.search(queries, k).positions
+    want = exact.top(queries, k)
+    recall = np.mean([len(set(g) & set(w)) / k for g, w in zip(got, want)])
+    rebuilt = ref.signals["text"].index.search(queries, k).positions
+    recall_rebuild = np.mean([len(set(g) & set(w)) / k for g, w in zip(rebuilt, want)])
+    print(f"recall@{k}: in place {recall:.3f}, rebuild {recall_rebuild:.3f}")
+    assert recall >= 0.99 * recall_rebuild
+
+
+class VectorTruth:
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+
+    def top(self, queries: np.ndarray, k: int) -> np.ndarray:
+        sims = queries @ self.vectors.T
+        return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+
+
+def test_ivf_is_retrained_when_most_items_are_new(tmp_path):
+    _, idx, stats, _ = _ivf_days(tmp_path, 1.5)
+    assert stats.signals["text"]["index"] == "retrained"
+    assert "added since the quantizer was trained" in stats.signals["text"]["why"]
+    assert idx.signals["text"].entry["ivf"]["trained_version"] == 2
+
+
+def test_ivf_is_retrained_when_its_lists_become_unbalanced(tmp_path, monkeypatch):
+    monkeypatch.setattr(standing_mod, "RETRAIN_IMBALANCE_GROWTH", 0.5)  # any imbalance trips it
+    _, _, stats, _ = _ivf_days(tmp_path, 0.2)
+    assert stats.signals["text"]["index"] == "retrained"
+    assert "imbalance" in stats.signals["text"]["why"]
+
+
+def test_ivf_is_retrained_when_the_size_calls_for_another_index(tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        standing_mod, "choose_index_key", lambda n, d, m: f"IVF{8 if n < 650 else 16},Flat"
+    )
+    _, _, stats, _ = _ivf_days(tmp_path, 0.3, key=None)
+    assert stats.signals["text"]["index"] == "retrained"
+    assert "IVF8,Flat -> IVF16,Flat" in stats.signals["text"]["why"]

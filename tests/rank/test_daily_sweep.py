@@ -1,0 +1,171 @@
+"""Daily sweeps over one standing index (issue 12): whatever sequence of additions, edits,
+take-downs and new seeds came before, a sweep's queue equals a from-scratch sweep of the same
+final inventory, item by item; new seeds run retroactively without re-embedding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from conftest import make_items
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from riskrank.index.build import build_index
+from riskrank.index.standing import StandingIndex
+from riskrank.rank.app.cli import main
+from riskrank.rank.pipeline import sweep
+
+SWEEP = dict(k=200, show_progress=False, chunk_size=32)
+NEW_SEEDS = [
+    "Work from home and earn $5000 a week, no experience needed",
+    "Your account is suspended, verify your password at this link",
+    "Cheap prescription pills shipped overnight without a prescription",
+]
+
+
+def assert_same_queue(got, want) -> None:
+    assert got.queue["item_id"].to_pylist() == want.queue["item_id"].to_pylist()
+    assert got.queue["policy"].to_pylist() == want.queue["policy"].to_pylist()
+    np.testing.assert_array_equal(
+        got.queue["risk_probability"].to_numpy(), want.queue["risk_probability"].to_numpy()
+    )
+    for key in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued"):
+        assert got.report[key] == want.report[key], key
+
+
+def _pool() -> pa.Table:
+    """Items the steps draw from: ads, and texts to edit them into."""
+    return make_items(60, 120, prefix="p", seed=11).drop(["label"])
+
+
+def _apply(inv: pa.Table, step: tuple, pool: pa.Table, counter: list[int]) -> pa.Table:
+    kind, amount = step
+    n = inv.num_rows
+    if kind == "add":
+        start = counter[0] % pool.num_rows
+        take = [(start + i) % pool.num_rows for i in range(amount)]
+        rows = pool.take(pa.array(take)).to_pylist()
+        for r in rows:
+            counter[0] += 1
+            r["item_id"] = f"new-{counter[0]}"
+        return pa.concat_tables([inv, pa.Table.from_pylist(rows, schema=inv.schema)])
+    if kind == "change" and n:
+        texts = inv["text"].to_pylist()
+        for i in range(min(amount, n)):
+            texts[(i * 7) % n] = pool["text"][(counter[0] + i) % pool.num_rows].as_py() + " (ed)"
+        counter[0] += amount
+        return inv.set_column(inv.schema.get_field_index("text"), "text", pa.array(texts))
+    if kind == "delete" and n > amount:
+        return inv.filter(pa.array([(i * 5) % n >= amount for i in range(n)]))
+    return inv
+
+
+steps = st.lists(
+    st.tuples(st.sampled_from(["add", "change", "delete", "new_seed"]), st.integers(1, 12)),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=steps)
+def test_any_sequence_of_updates_equals_a_fresh_sweep(
+    steps, tmp_path_factory, inventory_items, seeds, hashing_model, hashing_signal
+):
+    root = tmp_path_factory.mktemp("daily")
+    standing = root / "standing"
+    inv, pool, counter = inventory_items.drop(["label"]), _pool(), [0]
+    day_seeds = seeds
+    sweep(inv, day_seeds, hashing_model, out_dir=root / "day0", index_dir=standing, **SWEEP)
+    for day, step in enumerate(steps, start=1):
+        if step[0] == "new_seed":
+            row = {"seed_id": f"x{day}", "policy": "scam", "text": NEW_SEEDS[day % 3]}
+            day_seeds = pa.concat_tables(
+                [day_seeds, pa.Table.from_pylist([row]).cast(day_seeds.select(list(row)).schema)],
+                promote_options="default",
+            )
+        inv = _apply(inv, step, pool, counter)
+        sweep(inv, day_seeds, hashing_model, out_dir=root / f"d{day}", index_dir=standing, **SWEEP)
+        # After every step the standing index holds what a rebuild of the day would.
+        got = StandingIndex(standing).load()
+        fresh = build_index(inv, root / f"ref{day}", signals=[hashing_signal], show_progress=False)
+        assert list(got.signals["text"].ids) == list(fresh.signals["text"].ids)
+        np.testing.assert_array_equal(
+            np.asarray(got.signals["text"].vectors), np.asarray(fresh.signals["text"].vectors)
+        )
+    last = sweep(inv, day_seeds, hashing_model, out_dir=root / "last", index_dir=standing, **SWEEP)
+    assert last.report["index_update"] == {}  # same inventory again: nothing to do
+    scratch = sweep(inv, day_seeds, hashing_model, out_dir=root / "scratch", **SWEEP)
+    assert_same_queue(last, scratch)
+
+
+def test_day_two_reports_what_it_embedded(tmp_path, inventory_items, seeds, hashing_model):
+    inv = inventory_items.drop(["label"])
+    day0 = sweep(inv, seeds, hashing_model, out_dir=tmp_path / "d0", index_dir=tmp_path / "st")
+    assert day0.report["index_update"]["added"] == inv.num_rows
+    edited = inv.set_column(
+        1,
+        "text",
+        pa.array(
+            [f"edited {i}: {t}" if i < 3 else t for i, t in enumerate(inv["text"].to_pylist())]
+        ),
+    )
+    day1 = sweep(edited, seeds, hashing_model, out_dir=tmp_path / "d1", index_dir=tmp_path / "st")
+    upd = day1.report["index_update"]
+    assert (upd["changed"], upd["added"], upd["removed"], upd["embedded"]) == (3, 0, 0, 3)
+    assert upd["reused_vectors"] == inv.num_rows - 3
+
+
+def test_new_seeds_run_retroactively_without_embedding_inventory(
+    tmp_path, inventory_items, seeds, hashing_model, monkeypatch
+):
+    inv = inventory_items.drop(["label"])
+    sweep(inv, seeds, hashing_model, out_dir=tmp_path / "d0", index_dir=tmp_path / "st", **SWEEP)
+    new = pa.table({"seed_id": ["n1"], "policy": ["scam"], "text": [NEW_SEEDS[0]]})
+    more = pa.concat_tables([seeds, new], promote_options="default")
+    embedded = []
+    model_signal = type(hashing_model.signals[0])
+    real = model_signal.embed_items
+
+    def counting(self, table, **kw):
+        embedded.append(table.num_rows)
+        return real(self, table, **kw)
+
+    monkeypatch.setattr(model_signal, "embed_items", counting)
+    retro = sweep(None, more, hashing_model, out_dir=tmp_path / "r", index_dir=tmp_path / "st")
+    # Only the seeds were embedded (embed_queries -> embed_items, 4 rows), no inventory.
+    assert embedded == [more.num_rows] and retro.report["index_update"] == {}
+    monkeypatch.setattr(model_signal, "embed_items", real)
+    assert_same_queue(retro, sweep(inv, more, hashing_model, out_dir=tmp_path / "f", **SWEEP))
+
+
+def test_cli_updates_a_standing_index_and_sweeps_it_retroactively(
+    tmp_path, inventory_items, seeds, hashing_model, capsys
+):
+    inv = inventory_items.drop(["label"])
+    pq.write_table(inv, tmp_path / "inv.parquet")
+    pq.write_table(seeds, tmp_path / "seeds.parquet")
+    gone = inv["item_id"][0].as_py()
+    (tmp_path / "delete.txt").write_text(f"{gone}\nnever-indexed\n")
+    st_dir = tmp_path / "st"
+    argv = ["index", "update", "--inventory", str(tmp_path / "inv.parquet"), "--index", str(st_dir)]
+    argv += ["--signals", "test_hashing_text", "--delete", str(tmp_path / "delete.txt")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "version 1" in out and "deletions never indexed" in out
+    assert gone not in set(StandingIndex(st_dir).load().items["item_id"].to_pylist())
+    argv = ["sweep", "--index", str(st_dir), "--seeds", str(tmp_path / "seeds.parquet")]
+    model_dir = hashing_model.save(tmp_path / "model")
+    argv += ["--model", str(model_dir), "--out", str(tmp_path / "sw"), "--k", "200"]
+    assert main(argv) == 0
+    queue = pq.read_table(tmp_path / "sw" / "queue.parquet")
+    assert queue.num_rows and gone not in set(queue["item_id"].to_pylist())
+    argv = ["sweep", "--seeds", "s", "--model", "m", "--out", str(tmp_path / "x")]
+    assert main(argv) == 2
+    assert "give --inventory" in capsys.readouterr().err
