@@ -43,15 +43,14 @@ def _to_arrow(data: TableLike, what: str) -> pa.Table:
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
     if isinstance(data, (str, Path)):
-        path = Path(data)
-        if not path.exists():
-            raise FileNotFoundError(f"{what}: no such file or directory: {path}")
+        return _read_parquet(data, what)
+    if isinstance(data, (list, tuple)) and data and all(isinstance(d, (str, Path)) for d in data):
+        # Several Parquet files (as Ray reads them): rows in the order of the list.
+        tables = [_read_parquet(d, what) for d in data]
         try:
-            return pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise SchemaError(
-                f"{what}: {path} is not a readable Parquet file/dataset: {exc}"
-            ) from exc
+            return pa.concat_tables(tables, promote_options="default")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise SchemaError(f"{what}: the files' schemas do not agree: {exc}") from exc
     module = type(data).__module__.split(".")[0]
     if module == "pandas" and ID_COLUMN not in data.columns and data.index.name == ID_COLUMN:
         data = data.reset_index()  # ids kept as the DataFrame's index (a database key)
@@ -60,9 +59,24 @@ def _to_arrow(data: TableLike, what: str) -> pa.Table:
     if module == "polars":
         return data.to_arrow()
     raise TypeError(
-        f"{what}: expected a pyarrow Table, pandas/polars DataFrame, dict of columns or a "
-        f"Parquet path, got {type(data).__name__}"
+        f"{what}: expected a pyarrow Table, pandas/polars DataFrame, dict of columns, a "
+        f"Parquet path or a list of them, got {type(data).__name__}"
     )
+
+
+def _read_parquet(data: str | Path, what: str) -> pa.Table:
+    """A Parquet file or directory, or a URI pyarrow reads (``s3://``, ``gs://``, ``file://``)."""
+    if isinstance(data, str) and "://" in data:
+        source = data
+    else:
+        source = Path(data)
+        if not source.exists():
+            raise FileNotFoundError(f"{what}: no such file or directory: {source}")
+    try:
+        return pq.read_table(source)
+    except (pa.ArrowInvalid, OSError) as exc:
+        msg = f"{what}: {source} is not a readable Parquet file/dataset: {exc}"
+        raise SchemaError(msg) from exc
 
 
 _CONVERSION_ERRORS = (

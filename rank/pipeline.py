@@ -105,6 +105,7 @@ def train(
     k: int | None = DEFAULT_K,
     ranker: RiskRanker | None = None,
     lexical_probe: bool = True,
+    engine: str | Engine = "local",
     show_progress: bool = True,
 ) -> RiskModel:
     """Fit a RiskModel on reviewed history.
@@ -115,7 +116,10 @@ def train(
     evidence (recall/lexical.py). ``k``: as in ``sweep`` (the ranker learns from the reviewed
     items recall finds; None: all of them). ``ranker``: e.g.
     ``RiskRanker(precision_target=0.99, policy_precision_targets={"scam": 0.9})`` sets the
-    precision that an automatic action must hold (default 0.95).
+    precision that an automatic action must hold (default 0.95). ``engine``: where the
+    reviewed items are embedded (``"local"``, ``"ray"`` or a configured engine); the history
+    index is a standing index (index/standing.py), so a retrain after ``review import``
+    embeds only the newly reviewed items.
     """
     model_dir = Path(model_dir)
     check_model_dir(model_dir)  # a user's own directory is refused before it is written to
@@ -123,16 +127,13 @@ def train(
     hist, quarantined = validate_history(history)
     check_history_trainable(hist)  # before minutes of embedding, not after
     signals = signals or [TextEmbeddingSignal()]
-    # One index row per reviewed item, however many policies reviewed it.
     ids = hist.column(ITEM_ID).to_pylist()
-    first = {}
-    for i, item_id in enumerate(ids):
-        first.setdefault(item_id, i)
-    content_cols = [c for c in hist.column_names if c not in ("policy", "verdict", "sweep_id")]
-    items = hist.take(pa.array(list(first.values()), pa.int64())).select(content_cols)
-    items = protect_metadata(items, what="history")
     hindex, _ = update_standing_index(
-        items, model_dir / "history_index", signals, show_progress=show_progress
+        history_items(hist),
+        model_dir / "history_index",
+        signals,
+        engine=engine,
+        show_progress=show_progress,
     )
     # Reviews of items that could not be indexed take no part in training: count them.
     dropped = history_rows_not_indexed(hist, hindex.quarantine)
@@ -142,14 +143,7 @@ def train(
         usable = pa.array([i not in gone for i in ids], pa.bool_())
         after = " once items without usable content are set aside"
         check_history_trainable(hist.filter(usable), warn=False, after=after)
-    exemplars = {}
-    for name, si in hindex.signals.items():
-        pos_of = {item_id: p for p, item_id in enumerate(si.ids)}
-        rows = [r for r, item_id in enumerate(ids) if item_id in pos_of]
-        vecs = np.asarray(si.vectors[[pos_of[ids[r]] for r in rows]])
-        exemplars[name] = ReviewedExemplars.build(
-            hist.take(pa.array(rows, pa.int64())), si.signal, vectors=vecs
-        )
+    exemplars = history_exemplars(hindex, hist)
     lexical = None
     if lexical_probe and "text" in hist.column_names:
         lexical = LexicalProbe.fit(
@@ -188,6 +182,32 @@ def train(
         model_dir, tables={"history_quarantine": quarantined, **lineage_tables(hist, seeds)}
     )
     return model
+
+
+def history_items(hist: pa.Table) -> pa.Table:
+    """One row per reviewed item (however many policies reviewed it): its content and
+    metadata, the review columns left out."""
+    ids = hist.column(ITEM_ID).to_pylist()
+    first: dict[str, int] = {}
+    for i, item_id in enumerate(ids):
+        first.setdefault(item_id, i)
+    content_cols = [c for c in hist.column_names if c not in ("policy", "verdict", "sweep_id")]
+    items = hist.take(pa.array(list(first.values()), pa.int64())).select(content_cols)
+    return protect_metadata(items, what="history")
+
+
+def history_exemplars(hindex: InventoryIndex, hist: pa.Table) -> dict[str, ReviewedExemplars]:
+    """Per signal, the reviewed items' vectors with their reviews (the history evidence)."""
+    ids = hist.column(ITEM_ID).to_pylist()
+    exemplars = {}
+    for name, si in hindex.signals.items():
+        pos_of = {item_id: p for p, item_id in enumerate(si.ids)}
+        rows = [r for r, item_id in enumerate(ids) if item_id in pos_of]
+        vecs = np.asarray(si.vectors[[pos_of[ids[r]] for r in rows]])
+        exemplars[name] = ReviewedExemplars.build(
+            hist.take(pa.array(rows, pa.int64())), si.signal, vectors=vecs
+        )
+    return exemplars
 
 
 @dataclass
@@ -357,12 +377,16 @@ def finish_sweep(
     budget=) -> queue: campaigns and exploration slots (rank/exploration.py), which then
     applies the budget instead of ``build_queue``.
     """
+    t0 = time.time()
     queue = build_queue(
         cands, scored, budget=None if arrange else budget, include_reviewed=include_reviewed
     )
     queue = arrange(queue, budget=budget) if arrange else queue
+    t_arrange = time.time() - t0
     if model is not None:
         queue = explain_queue(queue, cands, model, seeds)
+    # The queue's own stages, so that the report's total is the sweep's wall time.
+    seconds = {**seconds, "queue": t_arrange, "reasons": time.time() - t0 - t_arrange}
     n_indexed = int(manifest["items"]["indexed"])
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     decisions = decision_report(cands, scored)
@@ -429,8 +453,13 @@ def decision_report(cands: pa.Table, scored: ScoredCandidates) -> dict:
         for p in cold
     ]
     warnings += [
-        f"policy {p!r}: its held-out review history cannot show the precision target for an "
-        "automatic action; every item is escalated"
+        f"policy {p!r}: its held-out review history"
+        + (
+            f", re-weighted to this sweep's estimated base rate ({d['estimated_base_rate']}),"
+            if "estimated_base_rate" in d
+            else ""
+        )
+        + " cannot show the precision target for an automatic action; every item is escalated"
         for p, d in sorted(per.items())
         if d["model"] != "cold" and d["action_threshold"] is None
     ]

@@ -62,3 +62,16 @@ def test_invisible_only_text_is_empty():
 def test_text_signal_does_not_embed_invisible_text(hashing_signal):
     out = hashing_signal.embed_items(pa.table({"text": ["\u200b\u200d", "words"]}))
     assert out.ok.tolist() == [False, True]
+
+
+def test_a_list_of_parquet_files_is_read_in_order(tmp_path):
+    import pyarrow.parquet as pq
+
+
+    pq.write_table(pa.table({"item_id": ["a"], "text": ["x"]}), tmp_path / "1.parquet")
+    pq.write_table(pa.table({"item_id": ["b"], "n": [3]}), tmp_path / "2.parquet")
+    table = as_table([tmp_path / "1.parquet", str(tmp_path / "2.parquet")])
+    assert table["item_id"].to_pylist() == ["a", "b"]
+    assert table["n"].to_pylist() == [None, 3]  # schemas merged, missing cells null
+    with pytest.raises(FileNotFoundError, match="missing.parquet"):
+        as_table([tmp_path / "1.parquet", tmp_path / "missing.parquet"])

@@ -359,6 +359,27 @@ def test_both_engines_update_a_standing_index_the_same_way(cluster, data, single
     )
 
 
+def test_train_embeds_history_on_ray_into_the_same_model(cluster, data, model, single, tmp_path):
+    on_ray = train(
+        data["history"],
+        data["seeds"],
+        tmp_path / "model",
+        k=K,
+        engine=RayEngine(num_shards=2),
+        show_progress=False,
+    )
+    a = current_version(data["root"] / "model" / "history_index")
+    b = current_version(tmp_path / "model" / "history_index")
+    np.testing.assert_array_equal(
+        np.load(a / "text" / "vectors.npy"), np.load(b / "text" / "vectors.npy")
+    )
+    np.testing.assert_allclose(
+        on_ray.ranker.score(single.candidates).scores,
+        model.ranker.score(single.candidates).scores,
+        atol=1e-9,
+    )
+
+
 def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single, data, tmp_path):
     for name in ("queue.parquet", "candidates.parquet", "quarantine.parquet", "report.json"):
         assert (on_ray.out_dir / name).exists(), name
