@@ -3,7 +3,8 @@
 
 The same ``--n`` SpamAssassin mails (drawn with ``numpy.random.default_rng(0)``; the texts
 the issue profiled) go through every configuration of ``TextEncoder`` (``--configs``,
-``backend@max_seq_length``), in ``--rounds`` rounds whose order alternates (A B C, C B A, ...)
+``backend@max_seq_length``, optionally ``/b<batch size>`` and ``/t<threads>``: e.g.
+``onnx-int8@256/b16/t1``), in ``--rounds`` rounds whose order alternates (A B C, C B A, ...)
 so a change in machine load between configurations is shared out rather than charged to one.
 Reported: items/s per round, the median, its ratio to the first configuration (the baseline,
 PyTorch fp32 at 256 tokens as in ``TextEncoder()``), and how close each configuration's
@@ -12,6 +13,8 @@ export made, before any timing. Load averages are recorded before and after.
 
     .venv/bin/python benchmarks/encoder.py            # 256 mails, 2 rounds
     .venv/bin/python benchmarks/encoder.py --n 64 --rounds 1   # smoke
+    .venv/bin/python benchmarks/encoder.py --n 128 --configs torch@256 onnx-int8@256 \
+        onnx-int8@256/b16 onnx-int8@256/t1 onnx-int8@256/b16/t1   # batch size and threads
 """
 
 from __future__ import annotations
@@ -38,9 +41,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_CONFIGS = ["torch@256", "onnx-int8@256", "onnx-int8@128", "torch@128"]
 
 
-def parse_config(text: str) -> tuple[str, int]:
-    backend, _, length = text.partition("@")
-    return backend, int(length or 256)
+def parse_config(text: str) -> dict:
+    """``"onnx-int8@256/b16/t1"`` -> TextEncoder keyword arguments (threads: None = default)."""
+    head, *opts = text.split("/")
+    backend, _, length = head.partition("@")
+    kwargs = {"backend": backend, "max_seq_length": int(length or 256), "num_threads": None}
+    for opt in opts:
+        if opt[:1] not in ("b", "t") or not opt[1:].isdigit():
+            raise SystemExit(f"--configs {text!r}: options are /b<batch size> and /t<threads>")
+        kwargs["batch_size" if opt[0] == "b" else "num_threads"] = int(opt[1:])
+    return kwargs
 
 
 def sample_texts(n: int) -> list[str]:
@@ -83,8 +93,9 @@ def main(argv=None) -> int:
     texts = sample_texts(args.n)
     encoders = {}
     for cfg in args.configs:
-        backend, length = parse_config(cfg)
-        enc = TextEncoder(backend=backend, max_seq_length=length, num_threads=threads)
+        kwargs = parse_config(cfg)
+        kwargs["num_threads"] = kwargs["num_threads"] or threads
+        enc = TextEncoder(**kwargs)
         enc.encode(texts[:4])  # load the model (and make the int8 export) before timing
         encoders[cfg] = enc
     load_before = os.getloadavg()
@@ -133,7 +144,8 @@ def render(rows: list[dict], meta: dict) -> str:
         "",
         f"`{meta['command']}`: {meta['n_texts']} SpamAssassin mails (mean {meta['mean_chars']} "
         f"characters), {meta['rounds']} rounds in alternating order, {meta['threads']} threads, "
-        f"{meta['cpus']} CPUs. Load average (1/5/15 min) before {meta['load_before']}, after "
+        f"{meta['cpus']} CPUs (unless a config says /t), batch 64 (unless /b). Load average "
+        f"(1/5/15 min) before {meta['load_before']}, after "
         f"{meta['load_after']}: a shared machine, so compare the ratios, not the absolute rates.",
         "",
         "| config (backend@max_seq_length) | items/s per round | median | x baseline "

@@ -108,14 +108,24 @@ def random_deletion(text: str, spans: list[dict], rng: np.random.Generator) -> s
     return delete_spans(text, [Span(a, b, text[a:b], "random") for a, b in cut])
 
 
-def scores_of(model: RiskModel, cands: pa.Table, ids: list[str], policy_of: dict) -> np.ndarray:
-    """Raw ranker score of each (item, its queue policy) row; -inf when no longer recalled."""
+# Evidence recorded per item before and after each cut, to say why a score did not drop.
+WATCHED = ("hist_lexical_probe_score", "text_best_sim", "hist_text_nearest_sim")
+
+
+def scores_of(
+    model: RiskModel, cands: pa.Table, ids: list[str], policy_of: dict, evidence: dict | None = None
+) -> np.ndarray:
+    """Raw ranker score of each (item, its queue policy) row; -inf when no longer recalled.
+    ``evidence``: filled with the ``WATCHED`` columns of those rows (name -> list)."""
     scores = model.ranker.score(cands, calibrate=False).scores  # raw scores need no calibration
-    got = {
-        (i, p): s
-        for i, p, s in zip(cands["item_id"].to_pylist(), cands["policy"].to_pylist(), scores)
-    }
-    return np.array([got.get((i, policy_of[i]), -np.inf) for i in ids])
+    keys = list(zip(cands["item_id"].to_pylist(), cands["policy"].to_pylist()))
+    row_of = {key: r for r, key in enumerate(keys)}
+    rows = [row_of.get((i, policy_of[i])) for i in ids]
+    if evidence is not None:
+        for name in (c for c in WATCHED if c in cands.column_names):
+            col = cands[name].to_pylist()
+            evidence[name] = [None if r is None else col[r] for r in rows]
+    return np.array([-np.inf if r is None else scores[r] for r in rows])
 
 
 def run_variant(inventory, seeds, model, texts: dict[str, str], work: Path, name: str):
@@ -210,11 +220,16 @@ def main(argv: list[str] | None = None) -> int:
         for r in top
     }
     variants = {}
+    per_item = {i: {"before": float(b), "words_cut": 0} for i, b in zip(ids, before)}
+    watched: dict[str, dict] = {"before": {}}
+    scores_of(model, base.candidates, ids, policy_of, watched["before"])
     res, secs = run_variant(inventory, seeds, model, cut, work, "highlights")
-    variants["highlights"] = summarise(
-        before, scores_of(model, res.candidates, ids, policy_of), population
-    )
+    watched["highlights"] = {}
+    after = scores_of(model, res.candidates, ids, policy_of, watched["highlights"])
+    variants["highlights"] = summarise(before, after, population)
     variants["highlights"]["seconds"] = round(secs, 1)
+    for i, a in zip(ids, after):
+        per_item[i]["highlights"] = float(a)
     for source in ("lexical", "seed"):
         part = {
             r["item_id"]: delete_spans(
@@ -224,9 +239,11 @@ def main(argv: list[str] | None = None) -> int:
             for r in top
         }
         res, _ = run_variant(inventory, seeds, model, part, work, f"only-{source}")
-        variants[f"only {source} spans"] = summarise(
-            before, scores_of(model, res.candidates, ids, policy_of), population
-        )
+        watched[f"only {source}"] = {}
+        after = scores_of(model, res.candidates, ids, policy_of, watched[f"only {source}"])
+        variants[f"only {source} spans"] = summarise(before, after, population)
+        for i, a in zip(ids, after):
+            per_item[i][f"only {source}"] = float(a)
     randoms = []
     for trial in range(args.trials):
         rng = np.random.default_rng(trial)
@@ -242,6 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         k: float(np.mean([r[k] for r in randoms])) for k in randoms[0]
     }
     words_cut = [len(WORD.findall(full[i])) - len(WORD.findall(cut[i])) for i in ids]
+    for n, (i, row) in enumerate(zip(ids, top)):
+        per_item[i]["words_cut"] = words_cut[n]
+        per_item[i]["words"] = len(WORD.findall(full[i]))
+        per_item[i]["rank"] = n + 1
+        per_item[i]["flagged_phrases"] = len(row["flagged_phrases"])  # no corpus text in results
+        for variant, cols in watched.items():
+            per_item[i].update({f"{c} {variant}": v[n] for c, v in cols.items()})
     out = {
         "demo": str(demo),
         "reduced": args.reduced,
@@ -257,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.time() - t0, 1),
         "seconds_base_sweep": round(t_base, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
+        "items": per_item,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))

@@ -32,6 +32,10 @@ Indexes are built once per data set under ``benchmarks/.cache/`` (gitignored) an
     .venv/bin/python benchmarks/quality.py              # full run (~20 min on 2 CPU cores)
     .venv/bin/python benchmarks/quality.py --quick      # smoke test: 2 trials, n=5
     .venv/bin/python benchmarks/quality.py --experiments  # + prototype features (labelled)
+    # the int8 text encoder against an fp32 run of the same trials (paired AP differences):
+    .venv/bin/python benchmarks/quality.py --datasets insults --scenarios warm --n-seeds 5 \
+        --text-backend onnx-int8 --baseline benchmarks/results/quality_fp32.json \
+        --out benchmarks/results/quality_int8
 """
 
 from __future__ import annotations
@@ -146,8 +150,10 @@ def _index_matches(path: Path, items: pa.Table) -> bool:
 def open_index(
     name: str, side: str, items: pa.Table, signal: TextEmbeddingSignal
 ) -> InventoryIndex:
-    """Build (once) or reuse the index of ``items`` under benchmarks/.cache/<name>/<side>."""
-    path = CACHE / name / side
+    """Build (once) or reuse the index of ``items`` under benchmarks/.cache/<name>/<side>
+    (``.cache/<backend>/<name>/<side>`` for a text backend other than PyTorch's)."""
+    backend = signal.encoder.backend
+    path = (CACHE if backend == "torch" else CACHE / backend) / name / side
     items = items.select(["item_id", "text"])
     if not _index_matches(path, items):
         pre = PREBUILT.get((name, side))
@@ -521,6 +527,10 @@ def main(argv=None) -> int:
                     help="also run the labelled prototype features (n=5 only)")
     ap.add_argument("--exp-trials", type=int, default=10,
                     help="trials (the first ones) that also run the experiments (default 10)")
+    ap.add_argument("--text-backend", default="torch", choices=["torch", "onnx-int8"],
+                    help="TextEncoder backend of the text signal (indexes cached per backend)")
+    ap.add_argument("--baseline", default=None,
+                    help="a quality.json of the same trials: report paired AP differences")
     ap.add_argument("--out", default=str(RESULTS / "quality"),
                     help="output prefix (writes <out>.json and <out>.md)")
     args = ap.parse_args(argv)
@@ -532,7 +542,7 @@ def main(argv=None) -> int:
     log(f"quality benchmark: datasets={args.datasets} scenarios={args.scenarios} "
         f"n={args.n_seeds} trials={args.trials} experiments={args.experiments}")
 
-    signal = TextEmbeddingSignal()
+    signal = TextEmbeddingSignal(backend=args.text_backend)
     needed = list(args.datasets)
     if "cold" in args.scenarios:
         needed += [OTHER[n] for n in args.datasets if OTHER[n] not in needed]
@@ -740,11 +750,20 @@ def main(argv=None) -> int:
                     "platform": platform.platform()},
         "total_seconds": round(time.time() - t_start, 1),
     }
+    per_trial_ap = {ds: {sc: {m: {str(n): [round(r["AP"], 6) for r in v]
+                                  for n, v in per_n.items()}
+                              for m, per_n in raw[ds][sc].items()} for sc in raw[ds]}
+                    for ds in raw}
     out = {"meta": meta, "results": results, "feature_importance_n5": imp,
-           "timings": time_summary, "goal_checks": goals, "error_analysis": analysis}
+           "timings": time_summary, "goal_checks": goals, "error_analysis": analysis,
+           "per_trial_AP": per_trial_ap}
+    if args.baseline:
+        out["vs_baseline"] = paired_ap(per_trial_ap, json.loads(Path(args.baseline).read_text()))
     if experiments:
         out["experiments_NOT_THE_LIBRARY"] = experiments
     md = render(results, imp, time_summary, goals, analysis, meta, experiments)
+    if args.baseline:
+        md += render_paired(out["vs_baseline"], args.baseline)
     outp = Path(args.out)
     outp.parent.mkdir(parents=True, exist_ok=True)
     outp.with_suffix(".json").write_text(json.dumps(out, indent=2))
@@ -757,6 +776,39 @@ def main(argv=None) -> int:
     log(f"wrote {outp.with_suffix('.json')} and {outp.with_suffix('.md')} "
         f"in {time.time() - t_start:.0f} s")
     return 0
+
+
+def paired_ap(per_trial: dict, baseline: dict) -> list[dict]:
+    """AP of each method against the baseline run's, trial by trial (same seeds per trial)."""
+    base = baseline.get("per_trial_AP")
+    if base is None:
+        raise SystemExit("--baseline: that quality.json has no per_trial_AP (re-run it)")
+    rows = []
+    for ds, per_sc in per_trial.items():
+        for sc, per_m in per_sc.items():
+            for m, per_n in per_m.items():
+                for n, aps in per_n.items():
+                    ref = base.get(ds, {}).get(sc, {}).get(m, {}).get(n)
+                    if ref is None or len(ref) != len(aps):
+                        continue
+                    diff = np.asarray(aps) - np.asarray(ref)
+                    rows.append({"dataset": ds, "scenario": sc, "method": m, "n": int(n),
+                                 "trials": len(aps), "AP": round(float(np.mean(aps)), 4),
+                                 "baseline_AP": round(float(np.mean(ref)), 4),
+                                 "mean_diff": round(float(diff.mean()), 4),
+                                 "max_abs_diff": round(float(np.abs(diff).max()), 4)})
+    return rows
+
+
+def render_paired(rows: list[dict], baseline: str) -> str:
+    L = ["", f"## Against the baseline run `{baseline}` (same trials and seeds, paired)", "",
+         "| data set | scenario | method | n | trials | AP | baseline AP | mean diff "
+         "| max abs diff |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        L.append(f"| {r['dataset']} | {r['scenario']} | {r['method']} | {r['n']} | "
+                 f"{r['trials']} | {r['AP']:.4f} | {r['baseline_AP']:.4f} | "
+                 f"{r['mean_diff']:+.4f} | {r['max_abs_diff']:.4f} |")
+    return "\n".join(L) + "\n"
 
 
 def goal_checks(results: dict, args) -> list[dict]:

@@ -22,6 +22,9 @@ no GPU on this machine). results/ray.md says which number is which.
 
     .venv/bin/python benchmarks/ray_scaleout.py            # ~15-20 min on 2 busy cores
     .venv/bin/python benchmarks/ray_scaleout.py --quick    # 400 items, 20k sizing, to /tmp
+    # the 1B plan again from results/ray.json's measurements and today's index rules
+    # (ray.md, ray.json and the README's table between its sizing-1b markers):
+    .venv/bin/python benchmarks/ray_scaleout.py --sizing-only --write-readme README.md
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -45,7 +49,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see benchmarks/quality.py
 ROOT = Path(__file__).resolve().parents[1]
 
 from riskrank.index.store import InventoryIndex  # noqa: E402
-from riskrank.index.vectors.faiss_index import VectorIndex, default_nprobe, training_positions  # noqa: E402
+from riskrank.index.vectors.faiss_index import (  # noqa: E402
+    VectorIndex,
+    choose_index_key,
+    default_nprobe,
+    ivf_nlist,
+    training_positions,
+)
 from riskrank.index.vectors.sharded import shard_bounds, train_template  # noqa: E402
 from riskrank.rank.app import datasets  # noqa: E402
 from riskrank.rank.pipeline import RiskModel, sweep, train  # noqa: E402
@@ -257,7 +267,7 @@ def measure_index(n: int, keys: list[str], n_queries: int, k: int) -> list[dict]
 
 def sizing_plan(index_rows: list[dict], cpu_items_per_s_per_core: float, shard_gib: float) -> dict:
     """1B items: index memory and shards per key, vectors kept for exact evidence, embedding."""
-    nlist = 2 ** round(math.log2(4 * math.sqrt(BILLION)))  # what choose_index_key picks for 1B
+    nlist = ivf_nlist(BILLION)  # the index's own rule, so the plan follows it
     centroid_bytes = nlist * DIM * 4
     per_key = []
     for r in index_rows:
@@ -266,16 +276,23 @@ def sizing_plan(index_rows: list[dict], cpu_items_per_s_per_core: float, shard_g
         )
         per_key.append(
             {
-                "key": r["key"].replace("IVF1024", f"IVF{nlist}"),
+                "key": re.sub(r"^IVF\d+", f"IVF{nlist}", r["key"]),
                 "bytes_per_item_measured": r["bytes_per_item"],
                 "index_tib": round(total / 2**40, 3),
                 "shards_at_budget": math.ceil(total / (shard_gib * 2**30)),
             }
         )
     vectors_tib = BILLION * DIM * 4 / 2**40
+    # The smallest budget (in steps of 0.1 TiB) at which choose_index_key picks each kind.
+    picks = {}
+    for tenths in range(1, 40):
+        picked = _key_at(f"{tenths / 10:.1f}T")
+        if picked:
+            picks.setdefault(picked.split(",")[-1], {"key": picked, "budget_tib": tenths / 10})
     return {
         "items": BILLION,
         "nlist": nlist,
+        "picked_at_budget": picks,
         "shard_budget_gib": shard_gib,
         "index": per_key,
         "exact_evidence_vectors": {
@@ -295,6 +312,13 @@ def sizing_plan(index_rows: list[dict], cpu_items_per_s_per_core: float, shard_g
             ),
         },
     }
+
+
+def _key_at(budget: str) -> str | None:
+    try:
+        return choose_index_key(BILLION, DIM, budget)
+    except ValueError:  # the budget holds not even IVF-PQ
+        return None
 
 
 # ----------------------------------------------------------------------------- report
@@ -407,7 +431,7 @@ def _sizing_lines(rep: dict) -> list[str]:
     p = rep["sizing_1b"]
     e = p["embedding"]
     lines = [
-        "## 1B items: sizing plan (computed)",
+        SIZING_HEADING,
         "",
         f"Index memory = 1e9 x measured bytes/item (+ {p['nlist']:,} IVF centroids x {DIM} x 4 B, "
         f"what `choose_index_key` picks at 1B; bytes/item do not depend on nlist). Shards at "
@@ -453,6 +477,55 @@ def _sizing_lines(rep: dict) -> list[str]:
         "",
     ]
     return lines
+
+
+SIZING_HEADING = "## 1B items: sizing plan (computed)"
+README_START = "<!-- sizing-1b:start: benchmarks/ray_scaleout.py --sizing-only --write-readme -->"
+README_END = "<!-- sizing-1b:end -->"
+
+
+def readme_sizing_table(rep: dict) -> list[str]:
+    """The README's 1B table, from the same plan as ray.md (so the two cannot disagree)."""
+    p, e = rep["sizing_1b"], rep["sizing_1b"]["embedding"]
+    gib = p["shard_budget_gib"]
+    picked = {v["key"]: v["budget_tib"] for v in p.get("picked_at_budget", {}).values()}
+    lines = [
+        f"| what | per item | 1B items | hosts at {gib:g} GiB each |",
+        "| --- | --- | --- | --- |",
+    ]
+    for x in p["index"]:
+        if not x["key"].startswith("IVF") or x["key"].endswith(",Flat"):
+            continue
+        why = f" (what a {picked[x['key']]:g} TiB budget picks)" if x["key"] in picked else ""
+        lines.append(
+            f"| index `{x['key']}`{why} | {x['bytes_per_item_measured']:,.0f} B "
+            f"| {x['index_tib']:.2f} TiB | {x['shards_at_budget']} |"
+        )
+    v = p["exact_evidence_vectors"]
+    rate, q = rep["cpu_items_per_s_per_core"], QUOTED_GPU
+    lines += [
+        f"| float32 vectors kept for exact evidence | {DIM * 4:,} B | {v['fp32_tib']:.2f} TiB "
+        f"| {v['shards_at_budget']} |",
+        f"| embedding, MiniLM on CPU (measured here) | {rate:.1f} items/s per core "
+        f"| {e['cpu_core_hours_measured']:,.0f} core-hours | |",
+        f"| embedding, MiniLM on H100 fp16, length 128 (quoted) | {q['minilm_len128_per_s']:,} "
+        f"items/s | {e['gpu_hours_minilm_len128_quoted']:.1f} GPU-hours "
+        f"| 8 GPUs: ~{e['gpu_hours_minilm_len128_quoted'] / 8:.1f} h model time |",
+        f"| embedding, CLIP ViT-B-32 images on H100 fp16 (quoted) "
+        f"| {q['clip_vit_b32_images_per_s']:,} images/s "
+        f"| {e['gpu_hours_clip_vit_b32_quoted']:.1f} GPU-hours "
+        f"| 8 GPUs: ~{e['gpu_hours_clip_vit_b32_quoted'] / 8:.1f} h model time |",
+    ]
+    return lines
+
+
+def write_readme_table(rep: dict, readme: Path) -> None:
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise SystemExit(f"{readme}: no {README_START!r} ... {README_END!r} markers")
+    body = "\n".join([README_START, "", *readme_sizing_table(rep), ""])
+    readme.write_text(text[:start] + body + "\n" + text[end:])
 
 
 def _side_by_side(data: dict, work: Path, args) -> dict:
@@ -520,7 +593,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shard-gib", type=float, default=48.0, help="index GiB per shard host")
     ap.add_argument("--quick", action="store_true", help="400 items, 20k sizing, results to /tmp")
     ap.add_argument("--out", type=Path, default=None, help="directory for ray.json/.md")
+    ap.add_argument(
+        "--sizing-only",
+        action="store_true",
+        help="recompute the 1B plan from --out's ray.json (its measurements) with today's rules",
+    )
+    ap.add_argument("--write-readme", type=Path, default=None, help="also rewrite its 1B table")
     args = ap.parse_args(argv)
+    if args.sizing_only:
+        return _sizing_only(args.out or RESULTS, args.shard_gib, args.write_readme)
     if args.quick:
         args.items, args.history, args.sizing_n, args.repeats = 400, 150, 20_000, 1
     out_dir = args.out or (Path("/tmp") if args.quick else RESULTS)
@@ -569,6 +650,20 @@ def main(argv: list[str] | None = None) -> int:
     (out_dir / "ray.json").write_text(json.dumps(rep, indent=2, default=float) + "\n")
     write_markdown(rep, out_dir / "ray.md")
     print((out_dir / "ray.md").read_text())
+    return 0
+
+
+def _sizing_only(out_dir: Path, shard_gib: float, readme: Path | None) -> int:
+    rep = json.loads((out_dir / "ray.json").read_text())
+    rep["sizing_1b"] = sizing_plan(rep["index_memory"], rep["cpu_items_per_s_per_core"], shard_gib)
+    (out_dir / "ray.json").write_text(json.dumps(rep, indent=2, default=float) + "\n")
+    # Only the plan's section: the runs above it were measured by the code of their day.
+    md = (out_dir / "ray.md").read_text()
+    head = md[: md.index(SIZING_HEADING)] if SIZING_HEADING in md else md + "\n"
+    (out_dir / "ray.md").write_text(head + "\n".join(_sizing_lines(rep)))
+    if readme:
+        write_readme_table(rep, readme)
+    print("\n".join(readme_sizing_table(rep)))
     return 0
 
 

@@ -34,6 +34,15 @@ TOKEN = re.compile(r"(?u)\b\w\w+\b")
 # char_wb n-grams never cross whitespace, so a whitespace-separated word owns its n-grams.
 WORD = re.compile(r"\S+")
 MAX_FLAGGED_WORDS = 6  # word types highlighted per item: enough to act on, few enough to read
+# A word adding under a tenth of what the item's strongest word adds is noise to a reader
+# ("family" at 0.017 next to "claim" at 0.186 in a prize scam).
+MIN_WORD_SHARE = 0.1
+# A long mail spreads its wording evidence over many words: six of them carried too little
+# of it to move the ranker (benchmarks/results/faithfulness.md), so highlights go on until
+# they carry half of the item's content-word evidence, at most MAX_COVER_WORDS word types.
+COVER_SHARE = 0.5
+MAX_COVER_WORDS = 20
+LETTERS = re.compile(r"[^\W\d_]+")
 MIN_SHARED_TOKENS = 2
 CLAUSE_END = re.compile(r"[.,;:!?)\]]$")
 
@@ -122,44 +131,87 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return (start + inner.start(), start + inner.end()) if inner else (start, end)
 
 
+def _is_stop_word(key: str) -> bool:
+    """A word made only of stop words and single letters ("you", "you're", "it's", "I"):
+    function words a reviewer cannot act on. Numbers and symbols ("$5", "!!!") are not."""
+    parts = LETTERS.findall(key)
+    return bool(parts) and all(len(p) == 1 or p in ENGLISH_STOP_WORDS for p in parts)
+
+
+def _chosen_types(
+    keys: list[str], scores: np.ndarray, max_words: int, min_share: float, cover: float
+) -> set[str]:
+    """Content word types strongest first: at least ``max_words`` of them, more (up to
+    ``MAX_COVER_WORDS``) until they carry ``cover`` of the item's positive content-word
+    contribution; each adding at least ``min_share`` of the strongest one's contribution."""
+    by_type: dict[str, float] = defaultdict(float)
+    for key, score in zip(keys, scores):
+        if not _is_stop_word(key):
+            by_type[key] += score
+    top = sorted((k for k, v in by_type.items() if v > 0), key=lambda k: -by_type[k])
+    if not top:
+        return set()
+    floor, goal = min_share * by_type[top[0]], cover * sum(by_type[k] for k in top)
+    chosen: set[str] = set()
+    carried = 0.0
+    for key in top[: max(max_words, MAX_COVER_WORDS)]:
+        if by_type[key] < floor or (len(chosen) >= max_words and carried >= goal):
+            break
+        chosen.add(key)
+        carried += by_type[key]
+    return chosen
+
+
 def lexical_spans(
     coef: np.ndarray,
     text: str,
     *,
     max_words: int = MAX_FLAGGED_WORDS,
+    min_share: float = MIN_WORD_SHARE,
+    cover: float = COVER_SHARE,
     row: sp.csr_matrix | None = None,
 ) -> list[Span]:
-    """Every occurrence of the ``max_words`` word types that add most to the probe's score,
-    adjacent ones merged into phrases; each span's weight is its words' contribution."""
+    """Every occurrence of the content word types that add most to the probe's score
+    (``max_words`` of them, more in a long text until they carry ``cover`` of its content
+    words' contribution), adjacent ones merged into phrases; each span's weight is its
+    words' contribution.
+
+    Stop words (scikit-learn's ``ENGLISH_STOP_WORDS``) are never highlighted on their own,
+    however much the probe weights them ('you', 'your' in scam mail): a reviewer acts on
+    "shipping fee", not on "you". One that itself adds to the score may extend a phrase
+    around a highlighted word ("claim it today", "no credit check"), so the phrase reads as
+    written and its whole weight is cut when the faithfulness check deletes it.
+    """
     if not text or not text.strip():
         return []
     words, scores = word_contributions(coef, text, row)
-    by_type: dict[str, float] = defaultdict(float)
-    keys = []
-    for (s, e), score in zip(words, scores):
-        a, b = _trim(text, s, e)
-        keys.append(text[a:b].lower())
-        by_type[keys[-1]] += score
-    top = sorted((k for k, v in by_type.items() if v > 0), key=lambda k: -by_type[k])
-    chosen = set(top[:max_words])
+    keys = [text[a:b].lower() for a, b in (_trim(text, s, e) for s, e in words)]
+    chosen = _chosen_types(keys, scores, max_words, min_share, cover)
+    core = [k in chosen for k in keys]
+
+    def _ends_clause(w: int) -> bool:
+        return bool(CLAUSE_END.search(text[words[w][0] : words[w][1]]))
+
+    joins = [c or (_is_stop_word(k) and x > 0) for c, k, x in zip(core, keys, scores)]
     spans: list[Span] = []
     run: list[int] = []
     for w in range(len(words) + 1):
         # A run stops at a sentence or clause break: "Congratulations! You" is two phrases.
-        joined = (
-            run
-            and w < len(words)
-            and not CLAUSE_END.search(text[words[w - 1][0] : words[w - 1][1]])
-        )
-        if w < len(words) and keys[w] in chosen and (not run or joined):
+        breaks = w == len(words) or not joins[w]
+        breaks = breaks or bool(run and _ends_clause(w - 1))
+        if not breaks:
             run.append(w)
             continue
-        if run:
+        # A stop word at the end that leads into an unhighlighted word of the same clause
+        # belongs to that next phrase ("Pay a [small fee]"); at a clause end it stays ("now").
+        while run and not core[run[-1]] and w < len(words) and not _ends_clause(run[-1]):
+            run.pop()
+        if any(core[r] for r in run):  # stop words alone are not a phrase
             start, _ = _trim(text, *words[run[0]])
             _, end = _trim(text, *words[run[-1]])
             weight = float(sum(scores[r] for r in run))
             spans.append(Span(start, end, text[start:end], "lexical", weight))
-            run = [w] if w < len(words) and keys[w] in chosen else []
+        run = [w] if w < len(words) and joins[w] else []
     return spans
 
 

@@ -377,12 +377,16 @@ def finish_sweep(
     budget=) -> queue: campaigns and exploration slots (rank/exploration.py), which then
     applies the budget instead of ``build_queue``.
     """
+    t0 = time.time()
     queue = build_queue(
         cands, scored, budget=None if arrange else budget, include_reviewed=include_reviewed
     )
     queue = arrange(queue, budget=budget) if arrange else queue
+    t_arrange = time.time() - t0
     if model is not None:
         queue = explain_queue(queue, cands, model, seeds)
+    # The queue's own stages, so that the report's total is the sweep's wall time.
+    seconds = {**seconds, "queue": t_arrange, "reasons": time.time() - t0 - t_arrange}
     n_indexed = int(manifest["items"]["indexed"])
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     decisions = decision_report(cands, scored)

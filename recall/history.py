@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH, ITEM_ID, TEXT, quarantine_table
-from riskrank.index.signals.base import Signal
+from riskrank.index.signals.base import IndexKind, Signal
 from riskrank.index.tables import (
     SchemaError,
     TableLike,
@@ -113,8 +113,14 @@ class ReviewedExemplars:
         table: pa.Table,
         k: int = 15,
         probes: dict[str, tuple[list[float], float]] | None = None,
+        binary_bits: int | None = None,
     ):
         self.signal_name = signal_name
+        # A binary-hash signal (PDQ): ``vectors`` are its hashes as +-1/sqrt(bits) floats
+        # (``hash_signs``), so inner product is 1 - 2 * hamming / bits; items' packed hashes
+        # are converted the same way in ``evidence`` and similarities reported as
+        # 1 - hamming / bits, the signal's own scale.
+        self.binary_bits = binary_bits
         self.vectors = np.ascontiguousarray(vectors, np.float32)
         self.table = table  # item_id, policy, verdict per row of vectors
         self.k = k
@@ -169,12 +175,15 @@ class ReviewedExemplars:
             history = history.filter(pa.array(ok))
         # sweep_id and a text excerpt let a queue row say "looks like X, which reviewers
         # rejected in sweep S" without the history table at hand.
+        bits = signal.dim if signal.index_kind is IndexKind.BINARY_HASHES else None
+        if bits:
+            vectors = hash_signs(vectors, bits)
         keep = [c for c in (ITEM_ID, "policy", "verdict", "sweep_id") if c in history.column_names]
         table = history.select(keep)
         if "text" in history.column_names:
             excerpt = pc.utf8_slice_codeunits(history["text"], 0, EXCERPT_CHARS)
             table = table.append_column("text", excerpt)
-        return cls(signal.name, vectors, table, k=k)
+        return cls(signal.name, vectors, table, k=k, binary_bits=bits)
 
     @property
     def policies(self) -> list[str]:
@@ -205,6 +214,8 @@ class ReviewedExemplars:
             out.update({pre + c.suffix: nan.copy() for c in HISTORY_NEAREST})
             out[pre + "nearest_id"] = np.full(n, None, dtype=object)
             return out
+        if self.binary_bits:
+            item_vectors = hash_signs(item_vectors, self.binary_bits)
         ex = self.vectors[rows]
         verdict = self._verdict[rows]
         ex_ids = self._ids[rows]
@@ -212,6 +223,8 @@ class ReviewedExemplars:
         index.add(ex)
         k = min(self.k + (1 if exclude_self else 0), len(rows))
         sims, pos = index.search(np.ascontiguousarray(item_vectors, np.float32), k)
+        if self.binary_bits:
+            sims = (sims + 1) / 2  # 1 - hamming / bits
         if exclude_self:
             self_hit = ex_ids[pos] == np.asarray(item_ids, dtype=object)[:, None]
             sims = np.where(self_hit, -np.inf, sims)
@@ -257,7 +270,12 @@ class ReviewedExemplars:
         faiss.write_index(index, str(path / "exemplars.faiss"))
         write_parquet(self.table, path / "exemplars.parquet")
         probes = {p: (c.tolist(), b) for p, (c, b) in self.probes.items()}
-        meta = {"signal": self.signal_name, "k": self.k, "probes": probes}
+        meta = {
+            "signal": self.signal_name,
+            "k": self.k,
+            "probes": probes,
+            "binary_bits": self.binary_bits,
+        }
         (path / "exemplars.json").write_text(json.dumps(meta))
 
     @classmethod
@@ -267,7 +285,27 @@ class ReviewedExemplars:
         index = faiss.read_index(str(path / "exemplars.faiss"))
         vectors = index.reconstruct_n(0, index.ntotal)
         table = pq.read_table(path / "exemplars.parquet")
-        return cls(meta["signal"], vectors, table, k=meta["k"], probes=meta["probes"])
+        return cls(
+            meta["signal"],
+            vectors,
+            table,
+            k=meta["k"],
+            probes=meta["probes"],
+            binary_bits=meta.get("binary_bits"),
+        )
+
+
+def hash_signs(hashes: np.ndarray, bits: int) -> np.ndarray:
+    """Packed binary hashes as unit float vectors of +-1/sqrt(bits): the inner product of two
+    is 1 - 2 * hamming / bits (the raw bytes as floats would compare nothing meaningful).
+
+    >>> a = np.zeros((1, 32), np.uint8); b = a.copy(); b[0, 0] = 0b1111
+    >>> float((hash_signs(a, 256) @ hash_signs(b, 256).T)[0, 0])  # 4 bits differ
+    0.96875
+    """
+    hashes = np.ascontiguousarray(hashes, np.uint8)
+    signs = np.unpackbits(hashes, axis=1)[:, :bits].astype(np.float32) * 2 - 1
+    return signs / np.float32(np.sqrt(bits))
 
 
 def _nearest(

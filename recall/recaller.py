@@ -9,6 +9,7 @@ signal) still gets its similarity to all the others.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -256,76 +257,156 @@ def recall(
     >>> cands.to_pandas().sort_values("text_best_sim", ascending=False).head()  # doctest: +SKIP
     """
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
-    lexical_texts = lexical is not None and TEXT in index.items.column_names
     states = {name: _SignalState(si) for name, si in index.signals.items()}
+    run = _RecallRun(
+        index=index,
+        seeds=seeds,
+        states=states,
+        batches=_seed_batches(states, seeds, seed_vectors),
+        k=k,
+        exemplars=exemplars or {},
+        exclude_self=exclude_self,
+        lexical=lexical if TEXT in index.items.column_names else None,
+        seed_ids=np.asarray(seeds.table.column("seed_id").to_pylist(), dtype=object),
+    )
+    tables = []
+    for policy in tqdm(seeds.policies, desc="recall", unit="policy", disable=not show_progress):
+        table = _recall_policy(run, policy)
+        if table is not None:
+            tables.append(table)
+    return _finish(tables, index)
+
+
+@dataclass(frozen=True)
+class _RecallRun:
+    """What every policy of one ``recall`` call shares."""
+
+    index: InventoryIndex
+    seeds: SeedSet
+    states: dict[str, _SignalState]
+    batches: dict[str, SignalBatch]  # seed vectors per signal, rows aligned with the seeds
+    k: int | None
+    exemplars: Mapping[str, ReviewedExemplars]
+    exclude_self: bool
+    lexical: LexicalProbe | None  # None also when the index holds no text
+    seed_ids: np.ndarray  # of the seed table's rows
+
+
+@dataclass
+class _PolicyCandidates:
+    """One policy's candidates and the evidence columns gathered for them, signal by signal."""
+
+    policy: str
+    ids: np.ndarray
+    cols: dict[str, object]
+    # Per candidate: seed id -> its similarity, for seeds matching at the weak threshold.
+    matched: list[dict[str, float]]
+    # Per signal that ran: which candidates its closest seed matches at the weak threshold.
+    signal_matches: list[np.ndarray]
+
+
+def _seed_batches(
+    states: dict[str, _SignalState],
+    seeds: SeedSet,
+    seed_vectors: Mapping[str, SignalBatch] | None,
+) -> dict[str, SignalBatch]:
+    """Every signal's seed vectors: the caller's where given, else embedded here."""
     batches = dict(seed_vectors or {})
     for name, state in states.items():
         if name not in batches:
             batches[name] = state.si.signal.embed_queries(seeds.table, show_progress=False)
+    return batches
 
-    seed_ids_all = np.asarray(seeds.table.column("seed_id").to_pylist(), dtype=object)
-    policy_all = np.asarray(seeds.table.column("policy").to_pylist(), dtype=object)
-    benign_all = seeds.benign  # the allowlist: evidence only, never queries
-    tables = []
-    for policy in tqdm(seeds.policies, desc="recall", unit="policy", disable=not show_progress):
-        rows = np.flatnonzero((policy_all == policy) & ~benign_all)
-        benign_rows = np.flatnonzero((policy_all == policy) & benign_all)
-        per_signal, ids = _neighbours(states, batches, rows, k)
-        if len(ids) == 0:
-            continue
-        cols: dict[str, object] = {ITEM_ID: ids, "policy": np.full(len(ids), policy, dtype=object)}
-        best_sims, matched = [], [dict() for _ in ids]
-        for name, state in states.items():
-            if name not in per_signal:
-                continue
-            q, ok_rows, ann, k_sig = per_signal[name]
-            cand_pos = np.array([state.pos_of.get(i, -1) for i in ids], dtype=np.int64)
-            ev = _seed_evidence(state, q, list(seed_ids_all[ok_rows]), cand_pos, ann, k_sig)
-            cols.update(ev)
-            lo, _ = _thresholds(state.si)
-            best = ev[seed_evidence_name(name, "best_sim")]
-            ok_benign = benign_rows[batches[name].ok[benign_rows]]
-            benign_q = np.ascontiguousarray(batches[name].vectors[ok_benign])
-            cols.update(
-                benign_evidence(name, state.similarity, benign_q, state.vectors, cand_pos, best)
-            )
-            best_sims.append(np.nan_to_num(best, nan=-np.inf) >= lo)
-            for c, sid in enumerate(ev[f"{name}_best_seed_id"]):
-                if sid is not None and best[c] >= lo:
-                    matched[c][sid] = max(matched[c].get(sid, -np.inf), float(best[c]))
-            if exemplars and name in exemplars:
-                vecs = np.zeros((len(ids), q.shape[1]), np.float32)
-                have = cand_pos >= 0
-                vecs[have] = state.vectors[cand_pos[have]]
-                hist = exemplars[name].evidence(
-                    policy,
-                    ids,
-                    vecs,
-                    exclude_self=exclude_self,
-                    near_copy_sim=_thresholds(state.si)[1],
-                )
-                for key, values in hist.items():
-                    if values.dtype == object:  # the closest reviewed item's id
-                        cols[key] = np.where(have, values, None)
-                    else:
-                        cols[key] = np.where(have, values, np.nan).astype(np.float32)
-        if lexical_texts:
-            texts = texts_of(index.items, ids)
-            cols.update(lexical.evidence(policy, ids, texts, exclude_self=exclude_self))
-        _closest_seed_fields(cols, list(states), seeds.table, rows)
-        cols["matched_seed_ids"] = [
-            [s for s, _ in sorted(m.items(), key=lambda kv: -kv[1])] for m in matched
-        ]
-        cols["n_signals_matched"] = np.sum(best_sims, axis=0).astype(np.int8) if best_sims else 0
-        tables.append(
-            pa.table(
-                {
-                    k_: pa.array(list(v) if isinstance(v, np.ndarray) and v.dtype == object else v)
-                    for k_, v in cols.items()
-                }
-            )
-        )
-    return _finish(tables, index)
+
+def _recall_policy(run: _RecallRun, policy: str) -> pa.Table | None:
+    """One policy's candidate rows (None when its seeds find nothing)."""
+    policy_all = np.asarray(run.seeds.table.column("policy").to_pylist(), dtype=object)
+    benign_all = run.seeds.benign  # the allowlist: evidence only, never queries
+    rows = np.flatnonzero((policy_all == policy) & ~benign_all)
+    benign_rows = np.flatnonzero((policy_all == policy) & benign_all)
+    per_signal, ids = _neighbours(run.states, run.batches, rows, run.k)
+    if len(ids) == 0:
+        return None
+    cands = _PolicyCandidates(
+        policy=policy,
+        ids=ids,
+        cols={ITEM_ID: ids, "policy": np.full(len(ids), policy, dtype=object)},
+        matched=[dict() for _ in ids],
+        signal_matches=[],
+    )
+    for name in run.states:
+        if name in per_signal:
+            _add_signal_evidence(run, cands, name, per_signal[name], benign_rows)
+    cols = cands.cols
+    if run.lexical is not None:
+        texts = texts_of(run.index.items, ids)
+        cols.update(run.lexical.evidence(policy, ids, texts, exclude_self=run.exclude_self))
+    _closest_seed_fields(cols, list(run.states), run.seeds.table, rows)
+    cols["matched_seed_ids"] = [
+        [s for s, _ in sorted(m.items(), key=lambda kv: -kv[1])] for m in cands.matched
+    ]
+    hits = cands.signal_matches
+    cols["n_signals_matched"] = np.sum(hits, axis=0).astype(np.int8) if hits else 0
+    return pa.table(
+        {
+            name: pa.array(list(v) if isinstance(v, np.ndarray) and v.dtype == object else v)
+            for name, v in cols.items()
+        }
+    )
+
+
+def _add_signal_evidence(
+    run: _RecallRun,
+    cands: _PolicyCandidates,
+    name: str,
+    found: tuple[np.ndarray, np.ndarray, np.ndarray, int],
+    benign_rows: np.ndarray,
+) -> None:
+    """One signal's evidence for ``cands``: closeness to the policy's seeds, to its benign
+    seeds and (with history) to reviewed items; and which seeds each candidate matches."""
+    state, batch = run.states[name], run.batches[name]
+    q, ok_rows, ann, k_sig = found
+    cand_pos = np.array([state.pos_of.get(i, -1) for i in cands.ids], dtype=np.int64)
+    ev = _seed_evidence(state, q, list(run.seed_ids[ok_rows]), cand_pos, ann, k_sig)
+    cands.cols.update(ev)
+    lo, _ = _thresholds(state.si)
+    best = ev[seed_evidence_name(name, "best_sim")]
+    ok_benign = benign_rows[batch.ok[benign_rows]]
+    benign_q = np.ascontiguousarray(batch.vectors[ok_benign])
+    cands.cols.update(
+        benign_evidence(name, state.similarity, benign_q, state.vectors, cand_pos, best)
+    )
+    cands.signal_matches.append(np.nan_to_num(best, nan=-np.inf) >= lo)
+    for c, sid in enumerate(ev[f"{name}_best_seed_id"]):
+        if sid is not None and best[c] >= lo:
+            cands.matched[c][sid] = max(cands.matched[c].get(sid, -np.inf), float(best[c]))
+    if name in run.exemplars:
+        cands.cols.update(_history_columns(run, cands, name, cand_pos, dim=q.shape[1]))
+
+
+def _history_columns(
+    run: _RecallRun, cands: _PolicyCandidates, name: str, cand_pos: np.ndarray, dim: int
+) -> dict[str, np.ndarray]:
+    """``hist_<signal>_*``: closeness of each candidate to the reviewed items of its policy
+    (NaN / None for a candidate without this signal's vector)."""
+    state = run.states[name]
+    vecs = np.zeros((len(cands.ids), dim), np.float32)
+    have = cand_pos >= 0
+    vecs[have] = state.vectors[cand_pos[have]]
+    hist = run.exemplars[name].evidence(
+        cands.policy,
+        cands.ids,
+        vecs,
+        exclude_self=run.exclude_self,
+        near_copy_sim=_thresholds(state.si)[1],
+    )
+    out = {}
+    for key, values in hist.items():
+        if values.dtype == object:  # the closest reviewed item's id
+            out[key] = np.where(have, values, None)
+        else:
+            out[key] = np.where(have, values, np.nan).astype(np.float32)
+    return out
 
 
 def _finish(tables: list[pa.Table], index: InventoryIndex) -> pa.Table:

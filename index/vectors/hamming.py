@@ -142,8 +142,8 @@ class BinaryHashIndex(FaissIndex):
             faiss.downcast_IndexBinary(self._search_index).nprobe = self.nprobe
         queries = np.ascontiguousarray(queries, np.uint8)
 
-        def nearest(n: int) -> tuple[np.ndarray, np.ndarray]:
-            dist, pos = self._search_index.search(queries, n)
+        def nearest(n: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+            dist, pos = self._search_index.search(queries if rows is None else queries[rows], n)
             return -dist.astype(np.int64), pos.astype(np.int64)
 
         neg_dist, pos = top_k_ties_by_position(

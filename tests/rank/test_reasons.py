@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from conftest import SCAM
 
 from riskrank.rank.phrases import (
     delete_spans,
@@ -52,6 +53,67 @@ def test_lexical_spans_point_into_the_text_and_move_the_score(probe, inventory_i
         assert all(s.weight > 0 and s.source == "lexical" for s in spans)
         dropped += _probe_score(probe, delete_spans(text, spans)) < _probe_score(probe, text)
     assert dropped == len(texts)
+
+
+def test_lexical_highlights_are_content_words_not_pronouns(probe):
+    """The probe weights 'You' and 'it' in "Congratulations! You won ..." (they do add to the
+    score), but a reviewer cannot act on a highlighted pronoun: stop words may only extend a
+    phrase around a content word ("claim it today"), never stand alone."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    coef, _ = probe.coefs["scam"]
+    texts = [
+        "Congratulations! You won a car. Pay a small $5 shipping fee to claim it today",
+        "Claim your prize: you and your family are winners, your reward awaits you",
+        "Guaranteed loan approval in 3 minutes, no credit check, bad credit ok, apply now",
+    ]
+    for text in texts:
+        words, scores = word_contributions(coef, text)
+        spans = lexical_spans(coef, text)
+        assert spans, text
+        for s in spans:
+            assert text[s.start : s.end] == s.phrase and s.weight > 0
+            tokens = re.findall(r"[^\W\d_]+", s.phrase.lower())
+            assert any(t not in ENGLISH_STOP_WORDS for t in tokens), (s.phrase, text)
+        # The strongest content word is still highlighted.
+        content = [
+            (score, text[a:b])
+            for (a, b), score in zip(words, scores)
+            if re.sub(r"\W", "", text[a:b].lower()) not in ENGLISH_STOP_WORDS
+        ]
+        best = re.sub(r"^\W+|\W+$", "", max(content)[1])
+        assert any(best in s.phrase for s in spans), (best, [s.phrase for s in spans])
+    phrases = [s.phrase for s in lexical_spans(coef, texts[0])]
+    assert "You" not in phrases and "claim it today" in phrases, phrases
+    # A word far weaker than the item's strongest is not worth a reviewer's attention.
+    assert all("family" not in p for p in (s.phrase for s in lexical_spans(coef, texts[1])))
+
+
+def test_long_texts_highlight_until_half_the_wording_evidence_is_covered(probe):
+    """Six words carried too little of a long mail's evidence to move the ranker; past six,
+    highlights go on until they carry half of the content words' positive contribution."""
+    from riskrank.rank.phrases import COVER_SHARE, _is_stop_word
+
+    coef, _ = probe.coefs["scam"]
+    text = " ".join(SCAM).format(
+        prize="car", fee="20", n="10", brand="Rolex", day="Monday", food="salmon", team="city"
+    )
+    words, scores = word_contributions(coef, text)
+    by_type: dict[str, float] = {}
+    for (a, b), score in zip(words, scores):
+        key = re.sub(r"^\W+|\W+$", "", text[a:b].lower())
+        if not _is_stop_word(key):
+            by_type[key] = by_type.get(key, 0.0) + score
+    positive = sum(v for v in by_type.values() if v > 0)
+    spans = lexical_spans(coef, text)
+    lit = {re.sub(r"^\W+|\W+$", "", text[a:b].lower()) for a, b in words} & {
+        w for s in spans for w in re.findall(r"\S+", s.phrase.lower())
+    }
+    chosen = {w for w in lit if w in by_type}
+    assert len(chosen) > 6, chosen
+    assert sum(by_type[w] for w in chosen) >= COVER_SHARE * positive
+    # The short ad of the same wording still gets few, strong words.
+    assert len(lexical_spans(coef, SCAM[1])) <= 6
 
 
 def test_shared_spans_are_word_runs_common_to_item_and_seed():

@@ -137,3 +137,28 @@ def test_lossy_index_is_rescored_to_exact_neighbours(tmp_path, inventory_items, 
     sims_a = np.take_along_axis(q @ vecs.T, a, 1)
     sims_b = np.take_along_axis(q @ vecs.T, b, 1)
     np.testing.assert_allclose(sims_a, sims_b, atol=1e-6)
+
+
+def test_history_evidence_of_a_hash_signal_is_hamming_similarity():
+    """PDQ's reviewed items are compared by Hamming distance (1 - hamming / bits), not as the
+    packed bytes' inner product."""
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.index.vectors.hamming import hamming_distances
+
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 256, size=(6, 32), dtype=np.uint8)
+    history = pa.table(
+        {
+            "item_id": [f"h{i}" for i in range(6)],
+            "policy": ["scam"] * 6,
+            "verdict": pa.array([3, 3, 3, 0, 0, 0], pa.int8()),
+        }
+    )
+    ex = ReviewedExemplars.build(history, PdqSignal(), vectors=hashes)
+    items = hashes[[0, 4]].copy()
+    items[0, 0] ^= 0b111  # 3 bits from h0
+    out = ex.evidence("scam", np.array(["x", "y"], object), items, exclude_self=False)
+    assert out["hist_pdq_nearest_id"].tolist() == ["h0", "h4"]
+    want = 1 - hamming_distances(items, hashes).min(axis=1) / 256
+    np.testing.assert_allclose(out["hist_pdq_nearest_sim"], want, atol=1e-6)
+    assert out["hist_pdq_nearest_sim"][0] == pytest.approx(1 - 3 / 256)
