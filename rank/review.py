@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from riskrank.index.schema import ITEM_ID, quarantine_table
+from riskrank.index.standing import StandingIndex
 from riskrank.index.store import current_version
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.recall.history import VERDICT_MAX
@@ -240,6 +242,20 @@ class ImportResult:
     version: int
 
 
+def seed_history_index(model_dir: Path, out_dir: Path) -> None:
+    """Start the next version's history index from its parent's (a standing index,
+    index/standing.py): the retrain then embeds only the newly reviewed items, not the whole
+    history again."""
+    parent, child = model_dir / "history_index", out_dir / "history_index"
+    if child.exists() or not StandingIndex.is_standing(parent) or model_dir == out_dir:
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / ".history_index.copy"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(parent, tmp, ignore=shutil.ignore_patterns("_delta"))
+    tmp.rename(child)
+
+
 def _sweep_items_path(queue_path: Path | None) -> Path | None:
     """The items table of the index version the sweep beside ``queue_path`` searched (its
     report names it; a standing index keeps the two newest versions), else the current
@@ -364,6 +380,7 @@ def import_verdicts(
         return ImportResult(imported, quarantine, merged, None, version)
     from riskrank.rank.pipeline import train
 
+    seed_history_index(Path(model_dir), out_dir)
     model = train(
         merged, seeds, out_dir, signals=old.signals, k=parent.get("k"), show_progress=show_progress
     )

@@ -144,6 +144,12 @@ def test_cli_review_import_retrains_a_new_version(loop, tmp_path, capsys):
     assert meta["version"] == 2 and meta["parent_version"] == 1
     assert meta["parent_history_digest"] == parent["history_digest"] != meta["history_digest"]
     assert meta["history_rows"] == 120 + 12
+    # The retrain started from v1's history index: only the 12 new reviews were embedded.
+    update = json.loads(
+        (current_version(tmp_path / "v2" / "history_index") / "manifest.json").read_text()
+    )["standing"]["update"]
+    assert (update["added"], update["unchanged"]) == (12, 120)
+    assert update["embedded"] <= 12
     # The next sweep of the same inventory leaves the reviewed items out of the queue.
     inv = pq.read_table(current_version(root / "day1" / "index") / "items.parquet")
     seeds = pq.read_table(tmp_path / "v2" / "seeds.parquet")
