@@ -380,6 +380,21 @@ def test_train_embeds_history_on_ray_into_the_same_model(cluster, data, model, s
     )
 
 
+def test_campaign_mode_and_exploration_match_on_ray(cluster, data, model, single, tmp_path):
+    """Campaigns and exploration slots run in the step both engines share: a Ray sweep with a
+    budget in campaign mode, 10% exploring, gives the local engine's queue row by row."""
+    kw = dict(k=K, budget=12, campaigns=True, explore=0.1, show_progress=False)
+    index = single.out_dir / "index"  # both start from the same standing index: no embedding
+    local = sweep(data["inv_dir"], data["seeds"], model, index_dir=index, **kw)
+    on_ray = sweep(
+        data["inv_dir"], data["seeds"], model, engine=on_cluster(), index_dir=index, **kw
+    )
+    assert_same_queue(on_ray.queue, local.queue)
+    for col in ("campaign_id", "campaign_size", "campaign_members", "slot", "slot_reason"):
+        assert on_ray.queue[col].to_pylist() == local.queue[col].to_pylist(), col
+    assert "explore" in local.queue["slot"].to_pylist()
+
+
 def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single, data, tmp_path):
     for name in ("queue.parquet", "candidates.parquet", "quarantine.parquet", "report.json"):
         assert (on_ray.out_dir / name).exists(), name
