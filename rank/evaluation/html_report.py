@@ -120,7 +120,9 @@ def campaigns(queue: pa.Table, limit: int = 30) -> list[dict] | None:
         g["policies"].add(row["policy"])
         g["p"] = max(g["p"], row["risk_probability"] or 0.0)
         g.setdefault("best_rank", row["rank"])
-    out = sorted(groups.values(), key=lambda g: (-len(g["items"]), -g["p"]))[:limit]
+    # In queue order (the riskiest member first), as a reviewer works: sorting by size put a
+    # 106-mail campaign of benign mail (max P 0.03) at the top of the demo's report.
+    out = sorted(groups.values(), key=lambda g: g["best_rank"])[:limit]
     for g in out:
         g["policies"] = ", ".join(sorted(g["policies"]))
     return out

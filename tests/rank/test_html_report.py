@@ -67,14 +67,15 @@ def test_segments_cut_text_around_highlights():
 def test_campaigns_group_queue_rows():
     q = pa.table(
         {
-            "rank": [1, 2, 3, 4],
-            "item_id": ["a", "b", "c", "d"],
-            "policy": ["scam", "scam", "diet", "scam"],
-            "risk_probability": [0.9, 0.8, 0.7, 0.1],
-            "campaign_id": ["c1", None, "c1", "c2"],
+            "rank": [1, 2, 3, 4, 5, 6],
+            "item_id": ["a", "b", "c", "d", "e", "f"],
+            "policy": ["scam", "scam", "diet", "scam", "scam", "scam"],
+            "risk_probability": [0.9, 0.8, 0.7, 0.1, 0.1, 0.05],
+            "campaign_id": ["c1", None, "c1", "c2", "c2", "c2"],
         }
     )
     groups = campaigns(q)
+    # The riskiest campaign first, not the largest (c2 is larger and benign-looking).
     assert [g["id"] for g in groups] == ["c1", "c2"]
     assert groups[0]["items"] == ["a", "c"] and groups[0]["policies"] == "diet, scam"
     assert campaigns(q.drop(["campaign_id"])) is None
