@@ -380,19 +380,22 @@ def test_train_embeds_history_on_ray_into_the_same_model(cluster, data, model, s
     )
 
 
-def test_campaign_mode_and_exploration_match_on_ray(cluster, data, model, single, tmp_path):
-    """Campaigns and exploration slots run in the step both engines share: a Ray sweep with a
-    budget in campaign mode, 10% exploring, gives the local engine's queue row by row."""
-    kw = dict(k=K, budget=12, campaigns=True, explore=0.1, show_progress=False)
+def test_campaign_mode_and_exploration_match_on_ray(cluster, data, model, single):
+    """Campaigns and exploration slots run in the step both engines share: with a budget, in
+    campaign mode and with 10% exploring, a Ray sweep gives the local engine's queue row by
+    row."""
     index = single.out_dir / "index"  # both start from the same standing index: no embedding
-    local = sweep(data["inv_dir"], data["seeds"], model, index_dir=index, **kw)
-    on_ray = sweep(
-        data["inv_dir"], data["seeds"], model, engine=on_cluster(), index_dir=index, **kw
-    )
-    assert_same_queue(on_ray.queue, local.queue)
-    for col in ("campaign_id", "campaign_size", "campaign_members", "slot", "slot_reason"):
-        assert on_ray.queue[col].to_pylist() == local.queue[col].to_pylist(), col
-    assert "explore" in local.queue["slot"].to_pylist()
+    for kw in (dict(campaigns=True, explore=0.1), dict(campaigns=False, explore=0.1)):
+        kw.update(k=K, budget=12, index_dir=index, show_progress=False)
+        local = sweep(data["inv_dir"], data["seeds"], model, **kw)
+        on_ray = sweep(data["inv_dir"], data["seeds"], model, engine=on_cluster(), **kw)
+        assert_same_queue(on_ray.queue, local.queue)
+        cols = ["campaign_id", "campaign_size", "slot", "slot_reason"]
+        cols += ["campaign_members"] if kw["campaigns"] else []
+        for col in cols:
+            assert on_ray.queue[col].to_pylist() == local.queue[col].to_pylist(), col
+        if not kw["campaigns"]:
+            assert "explore" in local.queue["slot"].to_pylist()
 
 
 def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single, data, tmp_path):
