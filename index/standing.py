@@ -74,6 +74,7 @@ from riskrank.index.content_digest import build_digest, row_digests, signal_base
 from riskrank.index.engine import Engine, resolve_engine
 from riskrank.index.manifest import (
     MANIFEST,
+    ids_digest,
     write_json_atomic,
     write_manifest,
     write_text_atomic,
@@ -81,7 +82,7 @@ from riskrank.index.manifest import (
 from riskrank.index.schema import IMAGE_BYTES, ITEM_ID, quarantine_table, validate_inventory
 from riskrank.index.signals.base import IndexKind, Signal
 from riskrank.index.store import IndexMismatchError, InventoryIndex, SignalIndex
-from riskrank.index.tables import SchemaError, TableLike, write_parquet
+from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.index.vectors.faiss_index import choose_index_key
 from riskrank.index.vectors.hamming import choose_binary_index_key
 
@@ -145,6 +146,12 @@ def signal_content_keys(table: pa.Table, signal: Signal) -> list[str]:
         return [f"{spec}-none"] * table.num_rows
     digests = row_digests(table, columns=cols, base_dirs=signal_base_dirs([signal]))
     return [f"{spec}-{d}" for d in digests]
+
+
+def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) -> str:
+    """What an update was made from: every cell and image file, the encoders, the deletions."""
+    named = sorted(str(i) for i in deletions) if deletions is not None else None
+    return f"{build_digest(inventory, signals)}-{ids_digest(named or [])}-{named is not None}"
 
 
 def index_key_for(signal: Signal, n: int, max_memory, key: str | None) -> str:
@@ -227,17 +234,23 @@ class StandingIndex:
         chunk_size: int = 2048,
         use_gpu: bool | None = None,
         show_progress: bool = True,
-    ) -> tuple[InventoryIndex, UpdateStats]:
+    ) -> tuple[InventoryIndex, UpdateStats | None]:
         """Make today's ``inventory`` the current version: embed only new and changed content
         (on ``engine``), drop what is gone or in ``deletions``, reuse every other vector.
 
         ``deletions``: item ids to take out even if the inventory still lists them; ids the
         index never held are reported (``stats.deletions_unknown``), not an error. Returns the
-        new version and what the update did. See the module docstring for the guarantees.
+        new version and what the update did; ``None`` instead of the stats when the current
+        version was made from exactly this inventory, deletions and encoders (nothing is
+        written then). See the module docstring for the guarantees.
         """
         self.check_target()
         signals = check_signals(signals)
         engine = resolve_engine(engine)
+        inventory = as_table(inventory, what="inventory")
+        digest = inventory_digest(inventory, signals, deletions)
+        if (self.state() or {}).get("inventory_digest") == digest:
+            return self.load(signals, use_gpu=use_gpu), None
         t0 = time.time()
         version = (self.version or 0) + 1
         stats = UpdateStats(version)
@@ -257,7 +270,7 @@ class StandingIndex:
             key=key, max_memory=max_memory,
         )  # fmt: skip
         stats.seconds["index"] = time.time() - t1
-        self._commit(version, written, stats)
+        self._commit(version, written, digest)
         return self.load(signals, verify=False, use_gpu=use_gpu), stats
 
     def _previous(self, signals: list[Signal]) -> dict[str, _Previous]:
@@ -321,18 +334,15 @@ class StandingIndex:
         write_text_atomic(digest, stamp)
         return delta
 
-    def set_state(self, **fields) -> None:
-        """Record ``fields`` beside the current version (e.g. the digest of the inventory it
-        was made from); they are dropped by the next update."""
-        state = self.state()
-        if state is None:
-            raise FileNotFoundError(f"{self.path} is not a standing index (no {STATE})")
-        write_json_atomic({**state, **fields}, self.path / STATE)
-
-    def _commit(self, version: int, written: Path, stats: UpdateStats) -> None:
+    def _commit(self, version: int, written: Path, digest: str) -> None:
         """Make ``version`` current (one atomic replace), then forget what is no longer needed."""
         write_json_atomic(
-            {"current": version, "format": 1, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            {
+                "current": version,
+                "format": 1,
+                "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "inventory_digest": digest,  # what it was made from: the same again is a no-op
+            },
             self.path / STATE,
         )
         shutil.rmtree(self.path / DELTA, ignore_errors=True)
@@ -436,20 +446,21 @@ def _dtype(signal: Signal):
 
 
 def _assemble_evidence(prev, dsi, old: np.ndarray, new: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-item evidence columns of the new positions: taken from the previous version where
+    the vector was, else from the delta build."""
     sources = [(t, pos) for t, pos in ((prev and prev.evidence, old), (dsi and dsi.evidence, new))]
     cols = next((t.column_names for t, _ in sources if t is not None), None)
     if cols is None:
         return {}
     out = {}
     for name in (c for c in cols if c != ITEM_ID):
-        parts = [None] * len(old)
+        parts = np.empty(len(old), dtype=object)
         for table, pos in sources:
-            if table is None:
-                continue
-            values = table.column(name).to_numpy(zero_copy_only=False)
-            for i in np.flatnonzero(pos >= 0):
-                parts[i] = values[pos[i]]
-        out[name] = np.asarray(parts)
+            if table is not None:
+                values = table.column(name).to_numpy(zero_copy_only=False)
+                hit = pos >= 0
+                parts[hit] = values[pos[hit]]
+        out[name] = np.asarray(parts.tolist())
     return out
 
 

@@ -22,9 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from riskrank.index.content_digest import build_digest
 from riskrank.index.engine import Engine
-from riskrank.index.manifest import ids_digest
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
@@ -77,22 +75,10 @@ def update_standing_index(
         for child in path.iterdir():  # an index of the layout before standing indexes (ours)
             if child.name not in (DELTA, VERSIONS):  # (these: a first update to resume)
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
-    inventory = as_table(inventory, what="inventory")
-    digest = update_digest(inventory, signals, deletions)
-    state = standing.state()
-    if state is not None and state.get("inventory_digest") == digest:
-        return standing.load(signals), {}
     index, stats = standing.update(
         inventory, signals, deletions=deletions, engine=engine, **build_kw
     )
-    standing.set_state(inventory_digest=digest)
-    return index, stats.as_dict()
-
-
-def update_digest(inventory: pa.Table, signals: list[Signal], deletions) -> str:
-    """What an update was made from: every cell and image file, the encoders, the deletions."""
-    named = sorted(str(i) for i in deletions) if deletions is not None else None
-    return f"{build_digest(inventory, signals)}-{ids_digest(named or [])}-{named is not None}"
+    return index, stats.as_dict() if stats is not None else {}
 
 
 @holds_output_lock("model_dir", what="model directory")

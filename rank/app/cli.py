@@ -178,6 +178,10 @@ def cmd_index_update(args) -> int:
             max_memory=args.max_memory,
             key=args.index_key,
         )
+    if stats is None:
+        version = StandingIndex(args.index).version
+        print(f"standing index {args.index}: version {version} already holds this inventory")
+        return 0
     rows = [
         (name, getattr(stats, name))
         for name in ("items_in", "deleted", "added", "changed", "unchanged", "removed")
