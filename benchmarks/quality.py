@@ -63,6 +63,7 @@ from riskrank.index import InventoryIndex, build_index  # noqa: E402
 from riskrank.index.manifest import MANIFEST  # noqa: E402
 from riskrank.index.schema import ITEM_ID  # noqa: E402
 from riskrank.index.signals import SignalBatch, TextEmbeddingSignal  # noqa: E402
+from riskrank.index.signals.text import BACKENDS  # noqa: E402
 from riskrank.rank.app import datasets  # noqa: E402
 from riskrank.rank.evaluation.metrics import ranking_report  # noqa: E402
 from riskrank.rank.ranker import RiskRanker  # noqa: E402
@@ -151,9 +152,9 @@ def open_index(
     name: str, side: str, items: pa.Table, signal: TextEmbeddingSignal
 ) -> InventoryIndex:
     """Build (once) or reuse the index of ``items`` under benchmarks/.cache/<name>/<side>
-    (``.cache/<backend>/<name>/<side>`` for a text backend other than PyTorch's)."""
-    backend = signal.encoder.backend
-    path = (CACHE if backend == "torch" else CACHE / backend) / name / side
+    (``.cache/<backend>[@<max_seq_length>]/<name>/<side>`` for an encoder other than
+    PyTorch's at 256 tokens: each encoder's vectors are cached apart)."""
+    path = encoder_cache(signal.encoder) / name / side
     items = items.select(["item_id", "text"])
     if not _index_matches(path, items):
         pre = PREBUILT.get((name, side))
@@ -173,6 +174,14 @@ def open_index(
     if n_in != items.num_rows:
         raise RuntimeError(f"{path}: index has {n_in} input items, expected {items.num_rows}")
     return index
+
+
+def encoder_cache(encoder) -> Path:
+    """Where the indexes of one encoder live; the default one keeps the original place."""
+    backend, length = encoder.backend, encoder.max_seq_length
+    if (backend, length) == ("torch", 256):
+        return CACHE
+    return CACHE / (backend if length == 256 else f"{backend}@{length}")
 
 
 class Data:
@@ -527,8 +536,10 @@ def main(argv=None) -> int:
                     help="also run the labelled prototype features (n=5 only)")
     ap.add_argument("--exp-trials", type=int, default=10,
                     help="trials (the first ones) that also run the experiments (default 10)")
-    ap.add_argument("--text-backend", default="torch", choices=["torch", "onnx-int8"],
-                    help="TextEncoder backend of the text signal (indexes cached per backend)")
+    ap.add_argument("--text-backend", default="torch", choices=list(BACKENDS),
+                    help="TextEncoder backend of the text signal (indexes cached per encoder)")
+    ap.add_argument("--max-seq-length", type=int, default=256,
+                    help="TextEncoder max_seq_length (tokens kept per text; default 256)")
     ap.add_argument("--baseline", default=None,
                     help="a quality.json of the same trials: report paired AP differences")
     ap.add_argument("--out", default=str(RESULTS / "quality"),
@@ -542,7 +553,7 @@ def main(argv=None) -> int:
     log(f"quality benchmark: datasets={args.datasets} scenarios={args.scenarios} "
         f"n={args.n_seeds} trials={args.trials} experiments={args.experiments}")
 
-    signal = TextEmbeddingSignal(backend=args.text_backend)
+    signal = TextEmbeddingSignal(backend=args.text_backend, max_seq_length=args.max_seq_length)
     needed = list(args.datasets)
     if "cold" in args.scenarios:
         needed += [OTHER[n] for n in args.datasets if OTHER[n] not in needed]
@@ -852,7 +863,9 @@ def render(results, imp, times, goals, analysis, meta, experiments=None) -> str:
          f"inventory ({inv}); "
          f"recall is exhaustive (k = items in the index searched), so every method ranks "
          f"every item. R@5% = recall within a review budget of 5% of the inventory. "
-         f"Encoder: {meta['encoder'].get('model')} ({meta['encoder'].get('model_version')}).", "",
+         f"Encoder: {meta['encoder'].get('model')} ({meta['encoder'].get('model_version')}), "
+         f"backend {meta['encoder'].get('backend', 'torch')}, "
+         f"max_seq_length {meta['encoder'].get('max_seq_length')}.", "",
          "Methods: " + "; ".join(f"**{k}** = {v}" for k, v in meta["methods"].items()) + ".", "",
          f"Library measured: commit {str(meta['library']['commit'])[:10]}"
          + (" plus uncommitted changes" if meta["library"]["library_uncommitted"] else "")
