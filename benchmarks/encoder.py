@@ -34,7 +34,9 @@ import numpy as np
 # with spinning off too (index/signals/text_onnx.py). Set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from riskrank.index.signals.text import TextEncoder, default_threads  # noqa: E402
+from encoder_variants import VARIANTS, VariantEncoder  # noqa: E402
+
+from riskrank.index.signals.text import BACKENDS, TextEncoder, default_threads  # noqa: E402
 from riskrank.rank.app import datasets  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,6 +47,8 @@ def parse_config(text: str) -> dict:
     """``"onnx-int8@256/b16/t1"`` -> TextEncoder keyword arguments (threads: None = default)."""
     head, *opts = text.split("/")
     backend, _, length = head.partition("@")
+    if backend not in BACKENDS + VARIANTS:
+        raise SystemExit(f"--configs {text!r}: backend is one of {BACKENDS + VARIANTS}")
     kwargs = {"backend": backend, "max_seq_length": int(length or 256), "num_threads": None}
     for opt in opts:
         if opt[:1] not in ("b", "t") or not opt[1:].isdigit():
@@ -53,10 +57,28 @@ def parse_config(text: str) -> dict:
     return kwargs
 
 
-def sample_texts(n: int) -> list[str]:
+def sample_texts(n: int) -> tuple[list[str], list[str]]:
+    """The timed mails, and calibration texts for static quantisation that are not among them:
+    48 other mails and 16 Insults comments (short texts have other activation ranges)."""
     texts = datasets.load("spamassassin").column("text").to_pylist()
-    rows = np.random.default_rng(0).choice(len(texts), size=min(n, len(texts)), replace=False)
-    return [texts[i] for i in rows]
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(texts), size=min(n, len(texts)), replace=False)
+    taken = set(rows.tolist())
+    others = [i for i in rng.permutation(len(texts)) if i not in taken][:48]
+    comments = datasets.load("insults").column("text").to_pylist()[:1600:100]
+    return [texts[i] for i in rows], [texts[i] for i in others] + comments
+
+
+def make_encoder(kwargs: dict, calibration: list[str]):
+    if kwargs["backend"] in BACKENDS:
+        return TextEncoder(**kwargs)
+    return VariantEncoder(
+        kwargs["backend"],
+        max_seq_length=kwargs["max_seq_length"],
+        batch_size=kwargs.get("batch_size", 64),
+        num_threads=kwargs["num_threads"],
+        calibration=calibration,
+    )
 
 
 def timed_rounds(encoders: dict, texts: list[str], rounds: int) -> tuple[dict, dict, dict]:
@@ -81,6 +103,47 @@ def timed_rounds(encoders: dict, texts: list[str], rounds: int) -> tuple[dict, d
     return speed, per_cpu, vectors
 
 
+def profile_int8(texts: list[str], max_seq_length: int, batch_size: int) -> dict:
+    """Where one thread's time goes in the library's int8 model: tokenizer vs ONNX Runtime
+    (process CPU time), and ORT's per-operator kernel time by operator type."""
+    import onnxruntime as ort
+
+    from riskrank.index.signals.text import resolve_text_model
+    from riskrank.index.signals.text_onnx import SentenceTokenizer, int8_model_path
+
+    model_dir = resolve_text_model("all-MiniLM-L6-v2")[0]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(RESULTS / "_ort_profile")
+    session = ort.InferenceSession(str(int8_model_path(model_dir)), options)
+    tokenize = SentenceTokenizer(model_dir, max_seq_length=max_seq_length)
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    cpu = {"tokenizer_cpu_s": 0.0, "onnxruntime_cpu_s": 0.0}
+    for start in range(0, len(texts), batch_size):
+        c0 = time.process_time()
+        feeds = tokenize([texts[i] for i in order[start : start + batch_size]])
+        c1 = time.process_time()
+        session.run(None, feeds)
+        cpu["tokenizer_cpu_s"] += c1 - c0
+        cpu["onnxruntime_cpu_s"] += time.process_time() - c1
+    trace = Path(session.end_profiling())
+    by_op: dict[str, float] = {}
+    for event in json.loads(trace.read_text()):
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            by_op[op] = by_op.get(op, 0.0) + event["dur"]
+    trace.unlink()
+    total = sum(by_op.values())
+    shares = {op: round(us / total, 3) for op, us in sorted(by_op.items(), key=lambda kv: -kv[1])}
+    return {
+        **{k: round(v, 2) for k, v in cpu.items()},
+        "kernel_time_share": shares,
+        "max_seq_length": max_seq_length,
+        "batch_size": batch_size,
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=256, help="mails to encode per configuration")
@@ -88,14 +151,19 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS)
     ap.add_argument("--threads", type=int, default=None, help="default: CPUs in affinity")
     ap.add_argument("--out", default=str(RESULTS / "encoder"))
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile the int8 model on one thread (tokenizer vs operators), batch 16",
+    )
     args = ap.parse_args(argv)
     threads = args.threads or default_threads()
-    texts = sample_texts(args.n)
+    texts, calibration = sample_texts(args.n)
     encoders = {}
     for cfg in args.configs:
         kwargs = parse_config(cfg)
         kwargs["num_threads"] = kwargs["num_threads"] or threads
-        enc = TextEncoder(**kwargs)
+        enc = make_encoder(kwargs, calibration)
         enc.encode(texts[:4])  # load the model (and make the int8 export) before timing
         encoders[cfg] = enc
     load_before = os.getloadavg()
@@ -131,6 +199,8 @@ def main(argv=None) -> int:
         "machine": platform.processor() or platform.machine(),
         "command": "benchmarks/encoder.py " + " ".join(argv or sys.argv[1:]),
     }
+    if args.profile:
+        meta["profile_int8"] = profile_int8(texts, 256, 16)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out + ".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     Path(args.out + ".md").write_text(render(rows, meta))
@@ -160,6 +230,15 @@ def render(rows: list[dict], meta: dict) -> str:
             f"| {r['median_items_per_cpu_s']:.2f} | {r['cpu_ratio_to_baseline']:.2f} "
             f"| {r['cos_to_baseline_min']:.4f} / {r['cos_to_baseline_mean']:.4f} |"
         )
+    prof = meta.get("profile_int8")
+    if prof:
+        out += [
+            "",
+            f"Profile of onnx-int8@{prof['max_seq_length']}, one thread, batch "
+            f"{prof['batch_size']}: tokenizer {prof['tokenizer_cpu_s']} CPU-s, ONNX Runtime "
+            f"{prof['onnxruntime_cpu_s']} CPU-s; share of ORT kernel time by operator: "
+            + ", ".join(f"{op} {s:.1%}" for op, s in prof["kernel_time_share"].items()),
+        ]
     return "\n".join(out) + "\n"
 
 

@@ -76,7 +76,8 @@ def check_mean_pooled(model_dir: str | Path) -> None:
         )
 
 
-def _export_fp32(model_dir: Path, out: Path) -> None:
+def export_fp32(model_dir: Path, out: Path) -> None:
+    """Write ``model_dir``'s transformer (fp32, eager attention) to the ONNX file ``out``."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -110,7 +111,8 @@ def _export_fp32(model_dir: Path, out: Path) -> None:
     )
 
 
-def _optimize(model_dir: Path, src: Path, out: Path) -> None:
+def fuse(model_dir: Path, src: Path, out: Path) -> None:
+    """ONNX Runtime's BERT optimizer: attention, embedding, layer norms and GELU fused."""
     from onnxruntime.transformers.optimizer import optimize_model
 
     config = json.loads((model_dir / "config.json").read_text())
@@ -142,8 +144,8 @@ def int8_model_path(model_dir: str | Path) -> Path:
     tmp = final.parent.with_name(final.parent.name + f".{os.getpid()}.tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        _export_fp32(model_dir, tmp / "fp32.onnx")
-        _optimize(model_dir, tmp / "fp32.onnx", tmp / "fused.onnx")
+        export_fp32(model_dir, tmp / "fp32.onnx")
+        fuse(model_dir, tmp / "fp32.onnx", tmp / "fused.onnx")
         # Weights of MatMul and fused Attention only: the embedding tables stay fp32 (int8
         # there cost most of the per-tensor run's accuracy and saves no compute).
         quantize_dynamic(
@@ -166,15 +168,56 @@ def int8_model_path(model_dir: str | Path) -> Path:
     return final
 
 
-class OnnxSentenceModel:
-    """Tokenise, run the int8 transformer, mean-pool over real tokens, normalise."""
+def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """Mean over real tokens, then unit length: sentence-transformers' Pooling + Normalize."""
+    mask = attention_mask[..., None].astype(np.float32)
+    pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
-    def __init__(self, model_dir: str | Path, *, max_seq_length: int, num_threads: int) -> None:
-        import onnxruntime as ort
+
+class SentenceTokenizer:
+    """The model's own tokenizer: int64 ``input_ids``, ``attention_mask``, ``token_type_ids``,
+    truncated to ``max_seq_length`` and padded to the longest text of the batch."""
+
+    def __init__(self, model_dir: str | Path, *, max_seq_length: int) -> None:
         from transformers import AutoTokenizer
 
-        self.path = int8_model_path(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.max_seq_length = max_seq_length
+
+    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        enc = self.tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.max_seq_length,
+            return_tensors="np",
+        )
+        feeds = {k: enc[k].astype(np.int64) for k in _INPUTS if k in enc}
+        feeds.setdefault("token_type_ids", np.zeros_like(feeds["input_ids"]))
+        return feeds
+
+
+class OnnxSentenceModel:
+    """Tokenise, run the int8 transformer, mean-pool over real tokens, normalise.
+
+    ``model_path`` runs another export of the same transformer instead of the cached int8 one
+    (``benchmarks/encoder.py`` times fp32 and statically quantised copies this way).
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        max_seq_length: int,
+        num_threads: int,
+        model_path: str | Path | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(model_path) if model_path else int8_model_path(model_dir)
+        self.tokenize = SentenceTokenizer(model_dir, max_seq_length=max_seq_length)
         self.max_seq_length = max_seq_length
         options = ort.SessionOptions()
         # Deliberate thread counts: the machine is shared, and inter-op threads only help
@@ -190,18 +233,6 @@ class OnnxSentenceModel:
         self.needs = {i.name for i in self.session.get_inputs()}
 
     def encode_batch(self, texts: list[str]) -> np.ndarray:
-        enc = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_seq_length,
-            return_tensors="np",
-        )
-        feeds = {k: enc[k].astype(np.int64) for k in _INPUTS if k in self.needs}
-        if "token_type_ids" in self.needs and "token_type_ids" not in enc:
-            feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-        hidden = self.session.run(None, feeds)[0]
-        mask = enc["attention_mask"][..., None].astype(np.float32)
-        pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        feeds = self.tokenize(texts)
+        hidden = self.session.run(None, {k: v for k, v in feeds.items() if k in self.needs})[0]
+        return mean_pool(hidden, feeds["attention_mask"])
