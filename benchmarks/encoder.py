@@ -75,7 +75,7 @@ def make_encoder(kwargs: dict, calibration: list[str]):
     return VariantEncoder(
         kwargs["backend"],
         max_seq_length=kwargs["max_seq_length"],
-        batch_size=kwargs.get("batch_size", 64),
+        batch_size=kwargs.get("batch_size", 16),
         num_threads=kwargs["num_threads"],
         calibration=calibration,
     )
@@ -214,8 +214,8 @@ def render(rows: list[dict], meta: dict) -> str:
         "",
         f"`{meta['command']}`: {meta['n_texts']} SpamAssassin mails (mean {meta['mean_chars']} "
         f"characters), {meta['rounds']} rounds in alternating order, {meta['threads']} threads, "
-        f"{meta['cpus']} CPUs (unless a config says /t), batch 64 (unless /b). Load average "
-        f"(1/5/15 min) before {meta['load_before']}, after "
+        f"{meta['cpus']} CPUs (unless a config says /t), batch: torch 64, others 16 (unless "
+        f"/b). Load average (1/5/15 min) before {meta['load_before']}, after "
         f"{meta['load_after']}: a shared machine, so compare the ratios, not the absolute rates.",
         "",
         "| config (backend@max_seq_length) | items/s per round | median | x baseline "

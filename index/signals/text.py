@@ -43,6 +43,9 @@ def default_device() -> str:
 
 
 BACKENDS = ("torch", "onnx-int8")
+# Texts per batch when not given. int8 ONNX Runtime: 16 (benchmarks/results/encoder_settings.md:
+# batches of 64 long mails ran slower per CPU-second than 16, whose activations stay in cache).
+DEFAULT_BATCH = {"torch": 64, "onnx-int8": 16}
 
 
 def default_threads() -> int:
@@ -72,7 +75,7 @@ class TextEncoder:
         model: str = DEFAULT_TEXT_MODEL,
         *,
         device: str | None = None,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         max_seq_length: int | None = 256,
         backend: str = "torch",
         num_threads: int | None = None,
@@ -162,7 +165,7 @@ class TextEncoder:
             torch.set_num_threads(self.num_threads)
         out = st.encode(
             texts,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size or DEFAULT_BATCH["torch"],
             convert_to_numpy=True,
             normalize_embeddings=True,
             show_progress_bar=show_progress,
@@ -177,9 +180,10 @@ class TextEncoder:
         # little compute goes to padding. Characters are a cheap stand-in for tokens here.
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = None
-        starts = range(0, len(texts), self.batch_size)
+        batch = self.batch_size or DEFAULT_BATCH[self.backend]
+        starts = range(0, len(texts), batch)
         for start in tqdm(starts, desc="encode", unit="batch", disable=not show_progress):
-            rows = order[start : start + self.batch_size]
+            rows = order[start : start + batch]
             vecs = model.encode_batch([texts[i] for i in rows])
             if out is None:
                 out = np.empty((len(texts), vecs.shape[1]), np.float32)
@@ -222,6 +226,17 @@ class TextEmbeddingSignal(EmbeddingSignal):
     content_columns = (TEXT,)
     cli_options = (
         CliOption("--text-model", "model", "sentence-transformers name or path (default MiniLM)"),
+        CliOption(
+            "--text-backend",
+            "backend",
+            f"one of {', '.join(BACKENDS)} (default torch: PyTorch fp32; onnx-int8 needs .[fast])",
+        ),
+        CliOption(
+            "--text-max-seq-length",
+            "max_seq_length",
+            "tokens kept per text (default 256); recorded in the index manifest",
+            int,
+        ),
     )
 
     def __init__(self, encoder=None, *, model: str | None = None, **encoder_kwargs) -> None:
