@@ -17,6 +17,8 @@ NNCF are not dependencies of the library: ``pip install openvino nncf`` to time 
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +70,7 @@ def _static_int8_export(calibration: list[str]) -> Path:
     if out.exists():
         return out
     pre = CACHE / "fp32-pre.onnx"
-    # ONNX's shape inference only: the symbolic one stops at the exporter's mask arithmetic.
-    quant_pre_process(str(_fp32_export()), str(pre), skip_symbolic_shape=True)
+    fp32 = _fp32_export()
     tokenizer = SentenceTokenizer(_model_dir(), max_seq_length=256)
 
     class OneTextAtATime(CalibrationDataReader):
@@ -80,16 +81,20 @@ def _static_int8_export(calibration: list[str]) -> Path:
             text = next(self.texts, None)
             return None if text is None else tokenizer([text])
 
-    quantize_static(
-        str(pre),
-        str(out),
-        OneTextAtATime(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["MatMul"],
-        per_channel=True,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-    )
+    # Both steps leave scratch files in the working directory: give them a throwaway one.
+    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+        # ONNX's shape inference only: the symbolic one stops at the exporter's mask arithmetic.
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre),
+            str(out),
+            OneTextAtATime(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+        )
     return out
 
 
