@@ -368,11 +368,13 @@ def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
         lines += [
             "",
             f"Day 1 vectors against the from-scratch build: same ids in the same positions; "
-            f"{v['rows_differing']:,} of {v['rows']:,} differ, by at most {v['max_abs_diff']:.2g} "
-            "(MiniLM's output depends slightly on which texts share its batch: new contents "
-            "are embedded in other batches than in a full build). That float noise is what "
-            "moves the few queue rows above; with a deterministic signal the queues are equal "
-            "item by item (tests/rank/test_daily_sweep.py).",
+            f"{v['rows_differing']:,} of {v['rows']:,} differ"
+            + (
+                f", by at most {v['max_abs_diff']:.2g}."
+                if v["rows_differing"]
+                else " (each text is padded to its own length, so its vector does not depend "
+                "on which texts share its batch: index/signals/text.py `encode_padded`)."
+            ),
         ]
     lines += [
         "",
