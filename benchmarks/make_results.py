@@ -21,6 +21,7 @@ PARTS = [
     ("quality_int8.md", "Quality with the int8 text encoder vs fp32, Insults (issue 15)"),
     ("encoder_candidates.md", "Text encoder candidates side by side, with a profile (issue 15)"),
     ("encoder_small_batches.md", "Text encoder: smaller batches and 224 tokens (issue 15)"),
+    ("encoder_batch1.md", "Text encoder: int8 one text per batch, after the padding change (15)"),
     ("quality_fp32_n5.md", "Quality at n=5, PyTorch fp32 at 256 tokens, 5 trials (issue 15)"),
     ("quality_int8_n5.md", "Quality at n=5, int8 at 256 tokens vs fp32, paired (issue 15)"),
     ("quality_int8_192_n5.md", "Quality at n=5, int8 at 192 tokens vs fp32, paired (issue 15)"),

@@ -43,9 +43,11 @@ def default_device() -> str:
 
 
 BACKENDS = ("torch", "onnx-int8")
-# Texts per batch when not given. int8 ONNX Runtime: 16 (benchmarks/results/encoder_settings.md:
-# batches of 64 long mails ran slower per CPU-second than 16, whose activations stay in cache).
-DEFAULT_BATCH = {"torch": 64, "onnx-int8": 16}
+# Texts per batch when not given. int8 ONNX Runtime: one text at a time. Dynamic int8 scales
+# activations per batch tensor, so in a shared batch a text's vector moved with its batchmates
+# (cosine 0.984-0.994 to itself alone); alone it needs no padding either, and measured 1.26x
+# the items per CPU-second of batches of 16 (benchmarks/results/encoder_batch1.md).
+DEFAULT_BATCH = {"torch": 64, "onnx-int8": 1}
 
 
 def default_threads() -> int:
