@@ -24,6 +24,7 @@ PARTS = [
     ("encoder_batch1.md", "Text encoder: int8 one text per batch, after the padding change (15)"),
     ("quality_fp32_n5.md", "Quality at n=5, PyTorch fp32 at 256 tokens, 5 trials (issue 15)"),
     ("quality_int8_n5.md", "Quality at n=5, int8 at 256 tokens vs fp32, paired (issue 15)"),
+    ("quality_int8_b1_n5.md", "Quality at n=5, int8 one text per batch vs fp32, paired (issue 15)"),
     ("quality_int8_192_n5.md", "Quality at n=5, int8 at 192 tokens vs fp32, paired (issue 15)"),
     ("ivf_build.md", "IVF build, old rule vs new (issue: speed and memory)"),
     ("scale.md", "Scaling of a first sweep (issue: speed and memory)"),
