@@ -19,6 +19,7 @@ cluster. ``resolve_engine("local" | "ray" | engine)`` picks one.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from riskrank.index.schema import validate_inventory
 from riskrank.index.signals.base import Signal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import TableLike
-from riskrank.index.vectors.stored import StoredVectors
+from riskrank.index.vectors.stored import StoredVectors, save_rows
 
 
 @dataclass
@@ -158,7 +159,10 @@ class LocalEngine:
                 yield table
 
         dims = {s.name: s.dim for s in signals}
-        out = collect_chunks(chunk_tables(), valid.items.num_rows, names, dims)
+        # The vectors go to files beside the chunks as they arrive (``index_signal`` moves
+        # them into the index): never all in memory.
+        spill = Path(files[0]).parent if files else None
+        out = collect_chunks(chunk_tables(), valid.items.num_rows, names, dims, spill)
         resumed = counts["resumed"]
         out.chunks, out.resumed = len(files), resumed
         return out
@@ -171,7 +175,10 @@ class LocalEngine:
         # half of a 1M-item sweep's peak (2 x 1.5 GB, issue 15). No copy when every row has
         # this signal (the usual text-only inventory).
         vecs, ok = emb.vectors.pop(signal.name), emb.ok[signal.name]
-        np.save(sdir / "vectors.npy", vecs if ok.all() else vecs[ok])
+        if isinstance(vecs, StoredVectors) and ok.all():
+            os.replace(vecs.path, sdir / "vectors.npy")  # written while embedding: no copy
+        else:
+            save_rows(sdir / "vectors.npy", vecs, np.flatnonzero(ok))
         del vecs
         t0 = time.time()
         stored = StoredVectors(sdir / "vectors.npy")

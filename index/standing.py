@@ -85,7 +85,7 @@ from riskrank.index.store import IndexMismatchError, InventoryIndex, SignalIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.index.vectors.faiss_index import choose_index_key
 from riskrank.index.vectors.hamming import choose_binary_index_key
-from riskrank.index.vectors.stored import StoredVectors
+from riskrank.index.vectors.stored import StoredVectors, open_npy
 
 log = logging.getLogger(__name__)
 
@@ -451,13 +451,7 @@ def _write_vectors(path: Path, asm: _Assembled, block: int = 65_536) -> StoredVe
     the delta's files, and read it back as ``StoredVectors``: the whole matrix is never in
     memory (at 1M items it is 1.5 GB, as much again as the IVF-Flat index built next)."""
     n = len(asm.rows)
-    header = {
-        "descr": np.lib.format.dtype_to_descr(asm.dtype),
-        "fortran_order": False,
-        "shape": (n, asm.width),
-    }
-    with open(path, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, header)
+    with open_npy(path, n, asm.width, asm.dtype) as f:
         for start in range(0, n, block):
             stop = min(n, start + block)
             part = np.empty((stop - start, asm.width), asm.dtype)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -54,6 +55,12 @@ class StoredVectors:
         self.dtype = np.dtype(dtype)
         self._offset = self._file.tell()
         self._row_bytes = self.shape[1] * self.dtype.itemsize
+        size = os.fstat(self._file.fileno()).st_size
+        if size < self._offset + self.nbytes:
+            self._file.close()
+            raise ValueError(
+                f"{self.path}: {size} bytes, too short for its {self.shape} {self.dtype} rows"
+            )
 
     ndim = 2
 
@@ -133,3 +140,25 @@ class StoredVectors:
 
     def __repr__(self) -> str:
         return f"StoredVectors({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def open_npy(path: str | Path, n_rows: int, width: int, dtype) -> BinaryIO:
+    """A new ``.npy`` file of ``(n_rows, width)`` ``dtype``, open for its rows to be appended
+    in order (``ndarray.tofile``); the caller closes it once every row is written."""
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+        "fortran_order": False,
+        "shape": (int(n_rows), int(width)),
+    }
+    f = open(path, "wb")  # noqa: SIM115 (returned open)
+    np.lib.format.write_array_header_1_0(f, header)
+    return f
+
+
+def save_rows(path: str | Path, vectors, rows: np.ndarray, block: int = 65_536) -> None:
+    """Save ``vectors[rows]`` (an array or ``StoredVectors``) as a ``.npy`` file, reading and
+    writing ``block`` rows at a time (the rows kept are never all in memory)."""
+    rows = np.asarray(rows, np.int64)
+    with open_npy(path, len(rows), vectors.shape[1], vectors.dtype) as f:
+        for start in range(0, len(rows), block):
+            np.ascontiguousarray(vectors[rows[start : start + block]]).tofile(f)
