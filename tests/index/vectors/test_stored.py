@@ -79,3 +79,16 @@ def test_an_index_built_from_the_file_equals_one_built_from_the_array(saved):
     ra, rb = a.search(vecs[:50], 10), b.search(vecs[:50], 10)
     np.testing.assert_array_equal(ra.positions, rb.positions)
     np.testing.assert_array_equal(ra.scores, rb.scores)
+
+
+def test_an_exact_index_filled_in_blocks_is_byte_for_byte_faiss_s_own(saved):
+    import faiss
+
+    from riskrank.index.vectors.faiss_index import train_and_add
+
+    vecs, stored = saved
+    ours, theirs = faiss.IndexFlatIP(16), faiss.IndexFlatIP(16)
+    train_and_add(ours, stored, block=300)  # blocks that do not divide the 1,000 rows
+    theirs.add(vecs)
+    assert ours.ntotal == 1000
+    assert faiss.serialize_index(ours).tobytes() == faiss.serialize_index(theirs).tobytes()
