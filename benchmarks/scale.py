@@ -462,8 +462,9 @@ def render_goals(rows: list[dict], growth: dict) -> list[str]:
         ok = growth["sweep_cpu_seconds"] <= 1.1
         out.append(
             f"- growth exponent <= 1.1: sweep CPU-seconds {growth['sweep_cpu_seconds']}, wall "
-            f"{growth['sweep_seconds']}, over {growth['from_n']:,}-{growth['to_n']:,} only "
-            f"({'met on CPU-seconds' if ok else 'MISSED'}; the issue asks 1e5-5e6)."
+            f"{growth['sweep_seconds']}, over {growth['from_n']:,}-{growth['to_n']:,} "
+            f"({'met on CPU-seconds' if ok else 'MISSED'}; the issue asks 1e5-5e6; the index "
+            f"stage alone grows as n^{growth['stage index']} in wall seconds)."
         )
         if 5_000_000 not in stand:
             est = (stand[max(stand)]["peak_rss_sweep_mb"] * 2**20) + (
