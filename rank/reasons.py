@@ -236,8 +236,10 @@ def explain_queue(
     wrote it are not attributed again; it is then rewritten with this queue's. The reasons
     are the same with or without it.
     """
-    if queue.num_rows == 0 or "item_id" not in queue.column_names:
+    if "item_id" not in queue.column_names:
         return queue
+    if queue.num_rows == 0:  # a quiet day's queue has a full one's columns
+        return _with_columns(queue, EXPLANATION_SCHEMA.empty_table())
     inputs = _RowInputs.gather(queue, candidates, model, seeds)
     spans = cache if isinstance(cache, SpanCache) else SpanCache(cache, model_identity(model.info))
     weak = {s.name: float(s.match_thresholds[0]) for s in model.signals}
@@ -256,7 +258,11 @@ def explain_queue(
         reviewed = _closest_reviewed(row, model, seed.get("signal"), inputs.stored)
         rows.append(_explain_row(row, text, inputs.contrib[i], seed, found, reviewed))
     spans.save()
-    cols = pa.Table.from_pylist(rows, schema=EXPLANATION_SCHEMA)
+    return _with_columns(queue, pa.Table.from_pylist(rows, schema=EXPLANATION_SCHEMA))
+
+
+def _with_columns(queue: pa.Table, cols: pa.Table) -> pa.Table:
+    """``cols`` after the queue's front columns, replacing any of the same name."""
     table = queue.drop([c for c in cols.column_names if c in queue.column_names])
     front = [c for c in QUEUE_FRONT if c in table.column_names]
     rest = [c for c in table.column_names if c not in front]

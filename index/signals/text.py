@@ -70,7 +70,7 @@ def encode_padded(st, texts: list[str], batch_size: int, show_progress: bool) ->
     (index/standing.py) could not equal a from-scratch build bit for bit. Here each text is
     padded to its own token count rounded up to ``PAD_MULTIPLE`` and only texts of one padded
     length share a batch; its vector is then the same whatever else is encoded with it
-    (checked bitwise across batch sizes and groupings in tests/index/test_text_signal.py).
+    (checked bitwise across batch sizes and groupings in tests/index/test_text_encoder.py).
     Texts are ordered by length, as sentence-transformers does, so padding stays small.
     """
     import torch
