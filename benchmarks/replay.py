@@ -58,12 +58,21 @@ from riskrank.index.signals import SignalBatch, TextEmbeddingSignal  # noqa: E40
 from riskrank.rank.evaluation.metrics import average_precision  # noqa: E402
 from riskrank.rank.exploration import arrange_queue  # noqa: E402
 from riskrank.rank.queue import build_queue  # noqa: E402
-from riskrank.rank.ranker import RiskRanker, ScoredCandidates  # noqa: E402
+from riskrank.rank.ranker import (  # noqa: E402
+    MIN_POLICY_REVIEWS,
+    RiskRanker,
+    ScoredCandidates,
+)
 from riskrank.recall.candidates import candidate_schema  # noqa: E402
 from riskrank.recall.history import ReviewedExemplars  # noqa: E402
 from riskrank.recall.recaller import recall  # noqa: E402
 
 ROUND, N_SEEDS, TARGET = 100, 5, 0.8
+# --young-model cold: the cold-start model ranks until the policy has this many reviews (after
+# the first 100 it ranked the rest better than the retrained full booster on Insults; after
+# 200, no better: see RESULTS.md, replay).
+KEEP_COLD_REVIEWS = 200
+LOADS: list[list[float]] = []  # load average (1, 5, 15 min) after each (set, method, trial)
 METHODS = ("bank", "logreg", "exploit", "campaign", "explore")
 LABEL = {"bank": "(a) seed bank max cosine", "logreg": "(b) logreg on reviewed",
          "exploit": "(c) riskrank exploit", "explore": "(d) riskrank + 10% explore",
@@ -177,7 +186,8 @@ def riskrank_queue(d: Set, st: State, ctx: dict, method: str) -> tuple[list, np.
     """One round of the product's path: recall, retrain, score, arrange the queue."""
     rows = np.array(sorted(st.verdict), int)
     crow = ctx["base_rows"]
-    if len(rows) == 0:
+    young = ctx.get("young_model", "transfer")
+    if len(rows) == 0 or (young == "cold" and len(rows) < KEEP_COLD_REVIEWS):
         cands, model = ctx["base"], ctx["cold"]
     else:
         hist = d.history(rows, [st.verdict[r] for r in rows],
@@ -188,7 +198,10 @@ def riskrank_queue(d: Set, st: State, ctx: dict, method: str) -> tuple[list, np.
         # cold_start=False: the policy now has history evidence, so its rows are scored by
         # the full booster; the cold one would be fitted (half the fit) and never used. The
         # full booster is the same either way (it is fitted first, from the same rng draws).
-        model = RiskRanker(n_jobs=1, cold_start=False).fit(
+        # young == "full": every policy with history on the full booster (before the
+        # transfer booster existed).
+        model = RiskRanker(n_jobs=1, cold_start=False,
+                           min_policy_reviews=0 if young == "full" else MIN_POLICY_REVIEWS).fit(
             train, history=pa.concat_tables([ctx["other_hist"], hist]))
     open_rows = ~np.isin(crow, rows) & ~np.isin(crow, st.seeds)
     pool = cands.filter(pa.array(open_rows))
@@ -433,6 +446,10 @@ def main() -> None:
     p.add_argument("--check-cache", action="store_true",
                    help="every round, also run recall() with the reviewed items and assert the "
                         "cached candidate table equals it (slower)")
+    p.add_argument("--young-model", choices=("transfer", "full", "cold"), default="transfer",
+                   help="what ranks a policy with few reviews of its own: the library's transfer "
+                        "booster (default), the full booster (the code before it), or the "
+                        f"cold-start model until {KEEP_COLD_REVIEWS} reviews")
     p.add_argument("--combine", action="store_true",
                    help="only merge replay_<set>.json files (runs with one --sets each, run in "
                         "parallel) into replay.{json,md,png}")
@@ -448,9 +465,11 @@ def main() -> None:
         for name in names:
             d = data[name]
             ctx = trial_context(d, data[quality.OTHER[name]], trial, args.check_cache)
+            ctx["young_model"] = args.young_model
             for method in results[name]:
                 res = run(d, method, ctx, args.max_rounds)
                 results[name][method].append(res)
+                LOADS.append([round(x, 2) for x in os.getloadavg()])
                 write(args, results, t0, complete=False)
                 last = res["rounds"][-1]
                 print(f"{name} trial {trial} {method:>8}: rounds {len(res['rounds'])} "
@@ -471,7 +490,8 @@ def write(args, results: dict, t0: float, *, complete: bool) -> list[dict]:
     meta = {"trials": args.trials, "max_rounds": args.max_rounds, "round": ROUND,
             "seeds": N_SEEDS, "target": TARGET, "seconds": round(time.time() - t0),
             "complete": complete, "load_average_end": os.getloadavg(),
-            "library": quality.library_state(), "sets": list(results)}
+            "library": quality.library_state(), "sets": list(results),
+            "young_model": args.young_model, "load_average_samples": LOADS}
     if len(results) == 1:
         (out / f"replay_{next(iter(results))}.json").write_text(
             json.dumps({"meta": meta, "results": done}, indent=1))

@@ -42,7 +42,12 @@ QUEUE_SCHEMA = pa.schema(
             pa.list_(pa.string()),
             "further policies it matched with probability >= 0.5",
         ),
-        doc_field("model", pa.string(), "`full`, or `cold` for a policy without review history"),
+        doc_field(
+            "model",
+            pa.string(),
+            "`full`; `transfer` for a policy with few reviews of its own (relative seed evidence "
+            "and its history); `cold` for a policy without review history",
+        ),
         doc_field(
             "calibration",
             pa.string(),
