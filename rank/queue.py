@@ -83,7 +83,8 @@ def suggested_actions(
 ) -> np.ndarray:
     """The seed's action where the probability reaches a (finite) threshold, else escalate."""
     seed_action = np.asarray(seed_action, dtype=object)
-    automatic = np.array([a is not None and a not in NOT_AUTOMATIC for a in seed_action])
+    # dtype given: with no rows (every candidate already reviewed) numpy would infer float.
+    automatic = np.array([a is not None and a not in NOT_AUTOMATIC for a in seed_action], bool)
     with np.errstate(invalid="ignore"):
         reached = np.isfinite(threshold) & (proba >= threshold)
     return np.where(automatic & reached, seed_action, ESCALATE)
