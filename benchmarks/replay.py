@@ -343,6 +343,16 @@ def _ratio(a, b) -> str:
     return f"{a / b:.2f}x" if a is not None and b else "n/a (not reached)"
 
 
+def _pays_back(explore: list, exploit: list) -> str:
+    """Whether exploration needed fewer reviews to 80%, trial by trial (same seeds)."""
+    pairs = [(d, c) for d, c in zip(explore, exploit) if d is not None and c is not None]
+    if not pairs:
+        return "n/a"
+    fewer = sum(d < c for d, c in pairs)
+    verdict = "yes" if fewer * 2 > len(pairs) else "no"
+    return f"{verdict} (fewer reviews in {fewer} of {len(pairs)} trials)"
+
+
 def goal_check(summary: list[dict]) -> list[str]:
     lines = []
     by = {(s["set"], s["method"]): s for s in summary}
@@ -366,7 +376,8 @@ def goal_check(summary: list[dict]) -> list[str]:
                          f" (d) {d['found_after_3']:.0f} vs (c) {c['found_after_3']:.0f} = "
                          f"{_ratio(d['found_after_3'], c['found_after_3'])} (goal >= 0.90x); "
                          f"pays back by the end: reviews to 80% (d) {d['to_80']} vs (c) "
-                         f"{c['to_80']} ({_ratio(d['to_80'], c['to_80'])}).")
+                         f"{c['to_80']} ({_ratio(d['to_80'], c['to_80'])}): "
+                         f"{_pays_back(d['to_80_trials'], c['to_80_trials'])}.")
         if c and e:
             lines.append(f"- {name}: campaign mode decisions to 80% (e) {e['to_80']} vs (c) "
                          f"{c['to_80']} ({_ratio(e['to_80'], c['to_80'])}; goal <= 0.5x on "
@@ -396,22 +407,35 @@ def markdown(meta: dict, summary: list[dict], results: dict) -> str:
                      f"{s['to_50_trials']} | {s['to_80']} {s['to_80_trials']} | "
                      f"{s['found_round0']:.0f} | {s['found_after_3']:.0f} | "
                      f"{_fmt(s['purity'])} | {s['wrong_verdicts']:.0f} |")
-    lines += ["", "### Goal check", "", *goal_check(summary), "",
-              "### Per round (trial 0): violations found (cumulative) / AP on the items not yet "
-              "reviewed", ""]
+    lines += ["", "### Goal check", "", *goal_check(summary), ""]
+    lines += per_round_tables(results)
+    return "\n".join(lines) + "\n"
+
+
+def per_round_tables(results: dict) -> list[str]:
+    """Per data set, per round: violations found (cumulative) / AP on the items not yet
+    reviewed, the mean over the trials that ran that round (a trial stops at 80%)."""
+    lines = ["### Per round, mean over trials: violations found (cumulative) / AP on the items "
+             "not yet reviewed (in brackets: trials still running at that round, where fewer "
+             "than all)", ""]
     for name, by_method in results.items():
-        n = max(len(t[0]["rounds"]) for t in by_method.values() if t)
+        n = max(len(t["rounds"]) for ts in by_method.values() for t in ts)
         lines += [f"{name}:", "", "| round | " + " | ".join(LABEL[m] for m in by_method) + " |",
                   "|---" * (len(by_method) + 1) + "|"]
         for r in range(n):
             cells = []
             for trials in by_method.values():
-                rs = trials[0]["rounds"] if trials else []
-                cells.append(f"{rs[r]['found']} / {rs[r]['ap_unreviewed']:.3f}"
-                             if r < len(rs) else "")
+                at = [t["rounds"][r] for t in trials if r < len(t["rounds"])]
+                if not at:
+                    cells.append("")
+                    continue
+                found = np.mean([x["found"] for x in at])
+                ap = np.mean([x["ap_unreviewed"] for x in at])
+                more = f" ({len(at)})" if len(at) < len(trials) else ""
+                cells.append(f"{found:.0f} / {ap:.3f}{more}")
             lines.append(f"| {r + 1} | " + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def plot(results: dict, path: Path) -> None:
