@@ -480,6 +480,8 @@ def main() -> None:
     args = p.parse_args()
     if args.combine:
         return combine(args)
+    # The code this process imported: later commits are not re-imported by a running replay.
+    args.library = quality.library_state()
     signal = TextEmbeddingSignal()
     names = args.sets.split(",")
     data = {n: Set(n, signal) for n in {*names, *(quality.OTHER[n] for n in names)}}
@@ -514,7 +516,7 @@ def write(args, results: dict, t0: float, *, complete: bool) -> list[dict]:
     meta = {"trials": args.trials, "max_rounds": args.max_rounds, "round": ROUND,
             "seeds": N_SEEDS, "target": TARGET, "seconds": round(time.time() - t0),
             "complete": complete, "load_average_end": os.getloadavg(),
-            "library": quality.library_state(), "sets": list(results),
+            "library": args.library, "sets": list(results),
             "young_model": args.young_model, "load_average_samples": LOADS}
     if len(results) == 1:
         (out / f"replay_{next(iter(results))}.json").write_text(
