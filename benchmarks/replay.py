@@ -65,6 +65,7 @@ from riskrank.rank.ranker import (  # noqa: E402
 )
 from riskrank.recall.candidates import candidate_schema  # noqa: E402
 from riskrank.recall.history import ReviewedExemplars  # noqa: E402
+from riskrank.recall.lexical import LexicalProbe  # noqa: E402
 from riskrank.recall.recaller import recall  # noqa: E402
 
 ROUND, N_SEEDS, TARGET = 100, 5, 0.8
@@ -160,10 +161,21 @@ def history_candidates(d: Set, ctx: dict, rows: np.ndarray, hist: pa.Table) -> p
     for j, (name, values) in enumerate(ev.items()):
         col = pa.array(list(values) if values.dtype == object else values).cast(types[name])
         base = base.add_column(at + j, name, col)
+    lexical = None
+    if ctx.get("lexical"):
+        # As rank.pipeline.train fits it: on the reviewed texts (this policy's reviews only:
+        # the other set's rows carry no history evidence here either).
+        lexical = LexicalProbe.fit([d.text[r] for r in rows], hist["policy"].to_pylist(),
+                                   hist["verdict"].to_pylist(), hist["item_id"].to_pylist())
+        texts = [d.text[r] for r in ctx["base_rows"]]
+        lex = lexical.evidence(d.policy, ids, texts, exclude_self=True)
+        at = base.column_names.index("text")  # recall adds it after every signal's evidence
+        for j, (name, values) in enumerate(lex.items()):
+            base = base.add_column(at + j, name, pa.array(values, pa.float32()))
     if ctx.get("check_cache"):
         slow = recall(d.index, ctx["seeds"], k=len(d.ids), exclude_self=True,
                       exemplars={"text": exemplars}, seed_vectors=ctx["svec"],
-                      show_progress=False)
+                      lexical=lexical, show_progress=False)
         same_table(base, slow, what=f"{d.name}: cached candidates vs recall()")
     return base
 
@@ -474,6 +486,9 @@ def main() -> None:
                    help="what ranks a policy with few reviews of its own: the library's transfer "
                         "booster (default), the full booster (the code before it), or the "
                         f"cold-start model until {KEEP_COLD_REVIEWS} reviews")
+    p.add_argument("--lexical", action="store_true",
+                   help="riskrank arms also use the lexical n-gram probe on the reviewed texts "
+                        "(the product's train does; off by default for CPU)")
     p.add_argument("--combine", action="store_true",
                    help="only merge replay_<set>.json files (runs with one --sets each, run in "
                         "parallel) into replay.{json,md,png}")
@@ -492,6 +507,7 @@ def main() -> None:
             d = data[name]
             ctx = trial_context(d, data[quality.OTHER[name]], trial, args.check_cache)
             ctx["young_model"] = args.young_model
+            ctx["lexical"] = args.lexical
             for method in results[name]:
                 res = run(d, method, ctx, args.max_rounds)
                 results[name][method].append(res)
@@ -517,7 +533,8 @@ def write(args, results: dict, t0: float, *, complete: bool) -> list[dict]:
             "seeds": N_SEEDS, "target": TARGET, "seconds": round(time.time() - t0),
             "complete": complete, "load_average_end": os.getloadavg(),
             "library": args.library, "sets": list(results),
-            "young_model": args.young_model, "load_average_samples": LOADS}
+            "young_model": args.young_model, "lexical": args.lexical,
+            "load_average_samples": LOADS}
     if len(results) == 1:
         (out / f"replay_{next(iter(results))}.json").write_text(
             json.dumps({"meta": meta, "results": done}, indent=1))
