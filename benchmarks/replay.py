@@ -542,11 +542,19 @@ def write(args, results: dict, t0: float, *, complete: bool) -> list[dict]:
 
 
 def report(out: Path, meta: dict, done: dict) -> list[dict]:
-    summary = summarise(done)
+    """Summary, tables and plot over the trials every method of a set finished (a stopped
+    replay leaves some methods a trial ahead; comparing them would not be paired). The json
+    keeps every finished run."""
+    paired = {}
+    for name, by_method in done.items():
+        k = min(len(t) for t in by_method.values())
+        if k:
+            paired[name] = {m: t[:k] for m, t in by_method.items()}
+    summary = summarise(paired)
     (out / "replay.json").write_text(json.dumps({"meta": meta, "summary": summary,
                                                  "results": done}, indent=1))
-    (out / "replay.md").write_text(markdown(meta, summary, done))
-    plot(done, out / "replay.png")
+    (out / "replay.md").write_text(markdown(meta, summary, paired))
+    plot(paired, out / "replay.png")
     return summary
 
 
