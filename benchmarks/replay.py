@@ -17,7 +17,8 @@ Methods (same seeds and trials):
   (b) logreg    logistic regression on the MiniLM vectors of the reviewed items (+ the seeds as
                 positives), retrained each round; round 0 (no negatives yet) ranks as (a).
   (c) exploit   riskrank: ``recall`` (exhaustive, with the reviewed items as exemplars),
-                ``RiskRanker`` retrained each round, ``arrange_queue(explore=0)``.
+                ``RiskRanker`` retrained each round (the policy is young: its transfer
+                booster ranks it; ``--young-model`` compares), ``arrange_queue(explore=0)``.
   (d) explore   the same with ``arrange_queue(explore=0.1)``.
   (e) campaign  the same in campaign mode (``campaigns=True``, explore 0): one decision per
                 campaign, the representative's true label applied to every member (a member
