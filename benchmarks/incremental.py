@@ -173,6 +173,7 @@ def worker(spec: dict) -> dict:
         "peak_rss_mib": peak_rss_mib(),
         "items_indexed": result.report["items_indexed"],
         "queued": result.report["queued"],
+        "reasons": result.report.get("reasons"),
     }
 
 
@@ -219,6 +220,24 @@ def compare_queues(a: str, b: str) -> dict:
         "rows_moved": sum(s > 0 for s in shifts),
         "max_rank_shift": max(shifts, default=0),
         "max_abs_probability_diff": max((abs(pa_[k] - pb[k]) for k in common), default=0.0),
+        **same_reasons(qa, qb, ka, kb, common),
+    }
+
+
+def same_reasons(qa: pa.Table, qb: pa.Table, ka: list, kb: list, common: set) -> dict:
+    """Rows of both queues whose reviewer-facing reasons are identical (NaN equal to NaN)."""
+    from riskrank.rank.reasons import EXPLANATION_SCHEMA
+
+    names = [n for n in EXPLANATION_SCHEMA.names if n in qa.column_names]
+    ra = dict(zip(ka, zip(*(qa[n].to_pylist() for n in names))))
+    rb = dict(zip(kb, zip(*(qb[n].to_pylist() for n in names))))
+
+    def same(x, y) -> bool:
+        return all(u == v or (u != u and v != v) for u, v in zip(x, y))
+
+    return {
+        "common_rows": len(common),
+        "reasons_identical_rows": sum(same(ra[k], rb[k]) for k in common),
     }
 
 
@@ -334,6 +353,11 @@ def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
                     f"(by at most {q.get('max_rank_shift', '?')}), "
                     f"max dp {q['max_abs_probability_diff']:.2g}"
                 )  # fmt: skip
+                if "reasons_identical_rows" in q:
+                    equal += (
+                        f"; reasons identical on {q['reasons_identical_rows']:,} of "
+                        f"{q['common_rows']:,} common rows"
+                    )
             lines.append(
                 f"| {day} | {kind} | {r['embedded']:,} | {r['wall_s']} | {st['index']} ({parts}) "
                 f"| {st['recall']} | {st['rank']} | {post} | {r['peak_rss_mib']} | {ratio} "
@@ -344,18 +368,28 @@ def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
         lines += [
             "",
             f"Day 1 vectors against the from-scratch build: same ids in the same positions; "
-            f"{v['rows_differing']:,} of {v['rows']:,} differ, by at most {v['max_abs_diff']:.2g} "
-            "(MiniLM's output depends slightly on which texts share its batch: new contents "
-            "are embedded in other batches than in a full build). That float noise is what "
-            "moves the few queue rows above; with a deterministic signal the queues are equal "
-            "item by item (tests/rank/test_daily_sweep.py).",
+            f"{v['rows_differing']:,} of {v['rows']:,} differ"
+            + (
+                f", by at most {v['max_abs_diff']:.2g}."
+                if v["rows_differing"]
+                else " (each text is padded to its own length, so its vector does not depend "
+                "on which texts share its batch: index/signals/text.py `encode_padded`)."
+            ),
         ]
     lines += [
         "",
         "Wall = the worker's whole sweep call. `queue + reasons` is the queue, campaign/slot "
-        "arrangement and reasons step (timed in the report since this run; for rows without it, "
-        "wall minus the three stages): ~3-7 ms per queued row whatever the index, so it "
-        "weighs on the ratio of a cheap day.",
+        "arrangement and reasons step. A standing index's sweeps reuse the last sweep's "
+        "text-only work (rank/sweep_cache.py: the lexical probe's n-gram scores in recall, the "
+        "phrase attributions of the reasons) for texts they saw before; a from-scratch sweep "
+        "has no such cache. Reasons attributed / reused per sweep: "
+        + "; ".join(
+            f"{day} {kind}: {d[kind].get('reasons')}"
+            for day, d in res["days"].items()
+            for kind in ("standing", "scratch")
+            if kind in d
+        )
+        + ".",
         *[f"\nNote: {n}" for n in res.get("notes", [])],
         "",
         "Goals: day 1 <= 10% of a full sweep, day 2 <= 5%, queues equal to the from-scratch "

@@ -2,9 +2,13 @@
 """How a first sweep grows with the inventory: wall time per stage and peak RSS, 1e4 to 1e6+.
 
 Each size runs in a fresh child process (so its peak RSS is its own) through the product's
-own steps, the ones ``rank.pipeline.sweep`` chains: ``build_index`` (validate, encode in
-chunks, FAISS build, write), ``recall`` and the ranker (``RiskRanker.score`` +
-``finish_sweep``). A thread samples the process's RSS every 20 ms and keeps each stage's peak.
+own steps: ``build_index`` (validate, encode in chunks, FAISS build, write), ``recall`` and the
+ranker (``RiskRanker.score`` + ``finish_sweep``). ``rank.pipeline.sweep`` reaches the same
+``build_index`` through its standing index's first update (``index/standing.py``), which then
+re-lays the vectors into a version directory; that path is not what is timed here. A thread
+samples the process's RSS (anonymous memory and mapped file pages) every 20 ms and keeps each
+stage's peak. Stored vectors are read with ``pread`` (``index/vectors/stored.py``), so the
+page cache holding ``vectors.npy`` is not in the process's RSS.
 
 The encoder is a STAND-IN, so that everything else is what is measured: scikit-learn's
 ``HashingVectorizer`` (word 1-2 grams, 384 signed hashed features, L2-normalised; deterministic,
@@ -391,7 +395,8 @@ def render(rows: list[dict], growth: dict, meta: dict) -> str:
             f"{cpu['rank']}) | {r['peak_rss_sweep_mb']:,} | {r['vectors_mb']:,} | {beyond:.2f} "
             f"| {r['disk_bytes'] / r['n']:,.0f} | {r['load']} |"
         )
-    out += render_disk(rows) + render_growth(growth) + render_goals(rows, growth)
+    out += render_disk(rows) + render_bytes(rows) + render_growth(growth)
+    out += render_goals(rows, growth)
     out += render_minilm(rows)
     return "\n".join(out) + "\n"
 
@@ -402,6 +407,27 @@ def render_disk(rows: list[dict]) -> list[str]:
         f"{name} {size / big['n']:,.0f}" for name, size in big["disk_files"].items() if size
     )
     return ["", f"On disk at {big['n']:,} items, bytes per item by file: {parts}."]
+
+
+def render_bytes(rows: list[dict]) -> list[str]:
+    """Where each large sweep's peak RSS goes, from what was measured: RSS before the inventory
+    (libraries, encoder, model), the inventory table (RSS growth while it was made), the FAISS
+    index (its file's size: its lists are what it holds in RAM), and the rest at the peak."""
+    out = []
+    for r in (r for r in rows if r["encoder"] == "stand-in" and r["n"] >= 1_000_000):
+        p, mib = r["peak_rss_mb"], 2**20
+        index = sum(v for k, v in r["disk_files"].items() if k.endswith("index.faiss")) / mib
+        inventory = p["make inventory"] - p["start"]
+        stage = max(("index", "recall", "rank"), key=lambda s: p[s])
+        rest = r["peak_rss_sweep_mb"] - p["start"] - inventory - index
+        out.append(
+            f"- {r['n']:,} items: peak {r['peak_rss_sweep_mb']:,.0f} MiB in the {stage} stage = "
+            f"{p['start']:,.0f} before the inventory (libraries, model) + {inventory:,.0f} "
+            f"inventory table + {index:,.0f} FAISS index {r['index_key']} + {rest:,.0f} the "
+            f"rest ({rest * mib / r['n']:,.0f} B/item: ids, content digests, item table, "
+            "recall's lookups, transients)."
+        )
+    return ["", "Where the peak RSS goes:", *out] if out else []
 
 
 def render_growth(growth: dict) -> list[str]:
@@ -436,8 +462,9 @@ def render_goals(rows: list[dict], growth: dict) -> list[str]:
         ok = growth["sweep_cpu_seconds"] <= 1.1
         out.append(
             f"- growth exponent <= 1.1: sweep CPU-seconds {growth['sweep_cpu_seconds']}, wall "
-            f"{growth['sweep_seconds']}, over {growth['from_n']:,}-{growth['to_n']:,} only "
-            f"({'met on CPU-seconds' if ok else 'MISSED'}; the issue asks 1e5-5e6)."
+            f"{growth['sweep_seconds']}, over {growth['from_n']:,}-{growth['to_n']:,} "
+            f"({'met on CPU-seconds' if ok else 'MISSED'}; the issue asks 1e5-5e6; the index "
+            f"stage alone grows as n^{growth['stage index']} in wall seconds)."
         )
         if 5_000_000 not in stand:
             est = (stand[max(stand)]["peak_rss_sweep_mb"] * 2**20) + (

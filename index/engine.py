@@ -19,6 +19,7 @@ cluster. ``resolve_engine("local" | "ray" | engine)`` picks one.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from riskrank.index.schema import validate_inventory
 from riskrank.index.signals.base import Signal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import TableLike
+from riskrank.index.vectors.stored import StoredVectors, save_rows
 
 
 @dataclass
@@ -157,7 +159,10 @@ class LocalEngine:
                 yield table
 
         dims = {s.name: s.dim for s in signals}
-        out = collect_chunks(chunk_tables(), valid.items.num_rows, names, dims)
+        # The vectors go to files beside the chunks as they arrive (``index_signal`` moves
+        # them into the index): never all in memory.
+        spill = Path(files[0]).parent if files else None
+        out = collect_chunks(chunk_tables(), valid.items.num_rows, names, dims, spill)
         resumed = counts["resumed"]
         out.chunks, out.resumed = len(files), resumed
         return out
@@ -165,15 +170,21 @@ class LocalEngine:
     def index_signal(
         self, emb: Encoded, signal: Signal, sdir: Path, *, key, max_memory, use_gpu
     ) -> BuiltSignal:
-        # No copy when every row has this signal (the usual text-only inventory), and the
-        # encoded array is released once its index is built (1.5 GB per copy at 1M MiniLM).
+        # The vectors are written first and released, and the index is built from the file
+        # block by block: an IVF-Flat index is itself a copy of them, and holding both was
+        # half of a 1M-item sweep's peak (2 x 1.5 GB, issue 15). No copy when every row has
+        # this signal (the usual text-only inventory).
         vecs, ok = emb.vectors.pop(signal.name), emb.ok[signal.name]
-        vecs = vecs if ok.all() else np.ascontiguousarray(vecs[ok])
+        if isinstance(vecs, StoredVectors) and ok.all():
+            os.replace(vecs.path, sdir / "vectors.npy")  # written while embedding: no copy
+        else:
+            save_rows(sdir / "vectors.npy", vecs, np.flatnonzero(ok))
+        del vecs
         t0 = time.time()
-        index = signal.build_index(vecs, key=key, max_memory=max_memory, use_gpu=use_gpu)
+        stored = StoredVectors(sdir / "vectors.npy")
+        index = signal.build_index(stored, key=key, max_memory=max_memory, use_gpu=use_gpu)
         seconds = time.time() - t0
         index.save(sdir / "index.faiss")
-        np.save(sdir / "vectors.npy", vecs)
         return BuiltSignal(index, ["index.faiss", "vectors.npy"], ["index.faiss"], seconds)
 
     def manifest(self) -> dict:
@@ -188,6 +199,10 @@ class LocalEngine:
         signals: list[Signal],
         use_gpu: bool | None,
     ) -> InventoryIndex:
+        # Read back from the files just written: the built indexes go first, so that an index
+        # is never held twice (1.5 GB per copy of a 1M-item IVF-Flat index).
+        for b in built.values():
+            b.index = None
         return InventoryIndex.load(
             path, verify=False, use_gpu=use_gpu, signals={s.name: s for s in signals}
         )

@@ -85,6 +85,7 @@ from riskrank.index.store import IndexMismatchError, InventoryIndex, SignalIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.index.vectors.faiss_index import choose_index_key
 from riskrank.index.vectors.hamming import choose_binary_index_key
+from riskrank.index.vectors.stored import StoredVectors, open_npy
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class _Previous:
 
     ids: np.ndarray
     keys: list[str]
-    vectors: object  # positions -> vectors (np.ndarray / memmap)
+    vectors: object  # positions -> vectors (np.ndarray / StoredVectors)
     evidence: pa.Table | None
     index: object | None  # the FAISS index, loaded when it may be updated in place
     entry: dict
@@ -278,20 +279,27 @@ class StandingIndex:
         with another encoder: its vectors are not today's)."""
         if self.version is None:
             return {}
-        current = InventoryIndex.load(self.current_dir(), verify=True, use_gpu=False)
+        try:
+            # The caller's signals open it: a plug-in encoder need not be constructible from
+            # the manifest alone (the stand-in of benchmarks/scale.py is not).
+            current = InventoryIndex.load(
+                self.current_dir(),
+                signals={s.name: s for s in signals},
+                verify=True,
+                use_gpu=False,
+            )
+        except IndexMismatchError as exc:
+            raise IndexMismatchError(
+                f"{self.path}: this standing index was built with another encoder ({exc}); "
+                "update it with the encoder it was built with, or start a new standing index "
+                "(a new directory) for the new encoder"
+            ) from exc
         out = {}
         for signal in signals:
             si = current.signals.get(signal.name)
             if si is None:  # a signal new to this index: every item is embedded for it
                 log.info("standing index: signal %r is new, embedding every item", signal.name)
                 continue
-            why = signal.compatible_with(si.entry)
-            if why:
-                raise IndexMismatchError(
-                    f"{self.path}: signal {signal.name!r} of this standing index was built with "
-                    f"another encoder ({why}); update it with the encoder it was built with, or "
-                    "start a new standing index (a new directory) for the new encoder"
-                )
             out[signal.name] = _previous_signal(si)
         return out
 
@@ -326,12 +334,18 @@ class StandingIndex:
         ddir = self.path / DELTA
         stamp, digest = ddir / "inventory.digest", build_digest(table, signals)
         if (ddir / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
-            return InventoryIndex.load(ddir, signals={s.name: s for s in signals})
-        delta = build_index(
-            table, ddir, signals=signals, engine=engine, key=DELTA_KEY, chunk_size=chunk_size,
-            show_progress=show_progress, overwrite=True,
-        )  # fmt: skip
-        write_text_atomic(digest, stamp)
+            delta = InventoryIndex.load(ddir, signals={s.name: s for s in signals})
+        else:
+            delta = build_index(
+                table, ddir, signals=signals, engine=engine, key=DELTA_KEY,
+                chunk_size=chunk_size, show_progress=show_progress, overwrite=True,
+            )  # fmt: skip
+            write_text_atomic(digest, stamp)
+        # Only the delta's vectors, ids and evidence are read; its exact index (a copy of the
+        # vectors) is never searched, and holding it beside the new version's index was 1.5 GB
+        # more at 1M items.
+        for si in delta.signals.values():
+            si.index = None
         return delta
 
     def _commit(self, version: int, written: Path, digest: str) -> None:
@@ -396,13 +410,18 @@ def _count_changes(items: pa.Table, keys: dict, prev: dict, stats: UpdateStats) 
 
 @dataclass
 class _Assembled:
-    """One signal's new version: rows of ``items`` it indexes, in order, and their vectors."""
+    """One signal's new version: rows of ``items`` it indexes, in order, and where each one's
+    vector comes from (``vectors`` once ``_write_vectors`` has written them)."""
 
     rows: np.ndarray
-    vectors: np.ndarray
     keys: list[str]
     evidence: dict[str, np.ndarray]
     old_position: np.ndarray  # per new position, the previous version's position or -1
+    delta_position: np.ndarray  # per new position, the delta build's position or -1
+    sources: tuple  # (the previous version's vectors, the delta's), either may be None
+    width: int
+    dtype: np.dtype
+    vectors: StoredVectors | None = None
 
 
 def _assemble(signal: Signal, ids, keys: list[str], plan: dict, prev, delta) -> _Assembled:
@@ -426,14 +445,29 @@ def _assemble(signal: Signal, ids, keys: list[str], plan: dict, prev, delta) -> 
         elif plan["source"][r] >= 0:
             new[r] = delta_pos.get(embed_ids[int(plan["source"][r])], -1)
     rows = np.flatnonzero((old >= 0) | (new >= 0))
-    vectors = np.empty((len(rows), signal_width(signal)), _dtype(signal))
-    from_old, from_new = old[rows] >= 0, new[rows] >= 0
-    if from_old.any():
-        vectors[from_old] = np.asarray(prev.vectors[old[rows][from_old]])
-    if from_new.any():
-        vectors[from_new] = np.asarray(dsi.vectors[new[rows][from_new]])
     evidence = _assemble_evidence(prev, dsi, old[rows], new[rows])
-    return _Assembled(rows, vectors, [keys[r] for r in rows], evidence, old[rows])
+    sources = (prev.vectors if prev else None, dsi.vectors if dsi is not None else None)
+    return _Assembled(
+        rows, [keys[r] for r in rows], evidence, old[rows], new[rows], sources,
+        signal_width(signal), np.dtype(_dtype(signal)),
+    )  # fmt: skip
+
+
+def _write_vectors(path: Path, asm: _Assembled, block: int = 65_536) -> StoredVectors:
+    """Write the new version's ``vectors.npy`` block by block from the previous version's and
+    the delta's files, and read it back as ``StoredVectors``: the whole matrix is never in
+    memory (at 1M items it is 1.5 GB, as much again as the IVF-Flat index built next)."""
+    n = len(asm.rows)
+    with open_npy(path, n, asm.width, asm.dtype) as f:
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            part = np.empty((stop - start, asm.width), asm.dtype)
+            positions = (asm.old_position[start:stop], asm.delta_position[start:stop])
+            for pos, source in zip(positions, asm.sources):
+                if (pos >= 0).any():
+                    part[pos >= 0] = source[pos[pos >= 0]]
+            part.tofile(f)
+    return StoredVectors(path)
 
 
 def signal_width(signal: Signal) -> int:
@@ -531,11 +565,11 @@ def _quarantine(quarantined: pa.Table, items: pa.Table, indexed, delta, plan) ->
 def _write_signal(sdir: Path, signal, ids, asm: _Assembled, prev, stats, *, key, max_memory):
     """One signal's files in the new version; returns its manifest entry."""
     sdir.mkdir(parents=True, exist_ok=True)
+    asm.vectors = _write_vectors(sdir / "vectors.npy", asm)  # the index is built from the file
     t0 = time.time()
     index, action, why, ivf = _maintain_index(signal, asm, prev, stats.version, key, max_memory)
     seconds = time.time() - t0
     index.save(sdir / "index.faiss")
-    np.save(sdir / "vectors.npy", asm.vectors)
     files, _ = write_signal_files(sdir, ids, asm.evidence)
     write_parquet(pa.table({"content_key": pa.array(asm.keys, pa.string())}), sdir / KEYS)
     stats.signals[signal.name] = {"index": action, "why": why, "key": index.key}

@@ -9,7 +9,8 @@ Layout::
       quarantine.parquet     rows that could not be indexed, with the reason
       <signal>/index.faiss   the FAISS index of that signal (positions = rows of ids.parquet)
       <signal>/ids.parquet   position -> item_id
-      <signal>/vectors.npy   the vectors themselves (exact evidence, density, re-ranking)
+      <signal>/vectors.npy   the vectors themselves (exact evidence, density, re-ranking;
+                             read row by row as asked, index/vectors/stored.py)
       <signal>/shards/       instead of index.faiss + vectors.npy when built on Ray
                              (the Ray engine): shard-NNNNN.faiss + shard-NNNNN.npy per shard
 
@@ -40,6 +41,7 @@ from riskrank.index.signals.base import Signal
 from riskrank.index.signals.registry import signal_from_manifest
 from riskrank.index.tables import SchemaError
 from riskrank.index.vectors.sharded import ShardedIndex, ShardVectors
+from riskrank.index.vectors.stored import StoredVectors
 
 
 def current_version(path: Path) -> Path:
@@ -69,7 +71,7 @@ class SignalIndex:
     ids: np.ndarray  # position -> item_id
     directory: Path
     # Given instead of read from ``directory`` (shards, or Ray workers without the files).
-    preloaded_vectors: np.ndarray | None = None
+    preloaded_vectors: np.ndarray | StoredVectors | ShardVectors | None = None
     preloaded_evidence: pa.Table | None = None
 
     @property
@@ -82,9 +84,11 @@ class SignalIndex:
         return pq.read_table(path) if path.exists() else None
 
     @property
-    def vectors(self) -> np.ndarray:
+    def vectors(self) -> np.ndarray | StoredVectors:
+        """Position -> vector, read from ``vectors.npy`` row by row as asked (never the whole
+        file held, index/vectors/stored.py)."""
         if self.preloaded_vectors is None:
-            self.preloaded_vectors = np.load(self.directory / "vectors.npy", mmap_mode="r")
+            self.preloaded_vectors = StoredVectors(self.directory / "vectors.npy")
         return self.preloaded_vectors
 
 

@@ -6,6 +6,7 @@ every file before reading any, and refuses a half-written or altered model namin
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,9 @@ class RiskModel:
                 "reviewed": self.reviewed is not None,
             }
             seal(stage, meta, unchecked=CACHES)
+        # What a loaded copy would carry: the saved files' checksums are the model's identity
+        # (the reasons cache, rank/reasons_cache.py, keys on them).
+        self.info["checksums"] = json.loads((path / MODEL_JSON).read_text())["checksums"]
         return path
 
     @classmethod

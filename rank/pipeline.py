@@ -44,6 +44,8 @@ from riskrank.rank.ranker import RiskRanker, ScoredCandidates
 from riskrank.rank.reasons import explain_queue
 from riskrank.rank.review import lineage_info, lineage_tables
 from riskrank.rank.reviewed import mark_reviewed, reviewed_counts, reviewed_table
+from riskrank.rank.sweep_cache import FILE as REASONS_FILE
+from riskrank.rank.sweep_cache import LEXICAL_FILE, LexicalMemo, SpanCache, model_identity
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
 from riskrank.recall.recaller import DEFAULT_K, recall
@@ -164,9 +166,7 @@ def train(
     reviewed = reviewed_table(hist, model_signals)
     model = RiskModel(ranker, model_signals, exemplars, info, lexical, reviewed)
     model.info.update(lineage_info(hist))  # version 1, no parent; import_verdicts re-stamps
-    model.save(
-        model_dir, tables={"history_quarantine": quarantined, **lineage_tables(hist, seeds)}
-    )
+    model.save(model_dir, tables={"history_quarantine": quarantined, **lineage_tables(hist, seeds)})
     return model
 
 
@@ -273,10 +273,11 @@ def sweep(
     if inventory is not None:
         # Metadata named like the pipeline's own columns is renamed, not overwritten.
         inventory = protect_metadata(as_table(inventory, what="inventory"))
+    index_path = Path(index_dir) if index_dir else out / "index"
     with engine.cluster(show_progress), engine.session(show_progress):
         index, update = sweep_index(
             inventory,
-            Path(index_dir) if index_dir else out / "index",
+            index_path,
             model.signals,
             own=index_dir is None,
             engine=engine,
@@ -287,7 +288,8 @@ def sweep(
             show_progress=show_progress,
         )
         t_index = time.time() - t0
-        cands = engine.recall(index, model, seeds, k=k, show_progress=show_progress)
+        memo = LexicalMemo(index_path / LEXICAL_FILE, model_identity(model.info))
+        cands = recall_with_memo(engine, index, model, seeds, memo, k=k, progress=show_progress)
         t_recall = time.time() - t0 - t_index
         scored = engine.score(model.ranker, cands)
         extra = {
@@ -314,7 +316,22 @@ def sweep(
         include_reviewed=include_reviewed,
         model=model,
         arrange=partial(arrange_queue, index=index, campaigns=campaigns, explore=explore),
+        reasons_cache=index_path / REASONS_FILE,
     )
+
+
+def recall_with_memo(engine, index, model: RiskModel, seeds, memo: LexicalMemo, *, k, progress):
+    """``engine.recall`` with the lexical probe's scores of the last sweep's texts at hand
+    (rank/sweep_cache.py); this sweep's are kept for the next one."""
+    if model.lexical is None:
+        return engine.recall(index, model, seeds, k=k, show_progress=progress)
+    model.lexical.memo = memo.load()
+    try:
+        cands = engine.recall(index, model, seeds, k=k, show_progress=progress)
+    finally:
+        model.lexical.memo = {}
+    memo.save(cands, model.lexical)
+    return cands
 
 
 def sweep_index(inventory, path: Path, signals, *, own: bool, **update_kw):
@@ -353,6 +370,7 @@ def finish_sweep(
     include_reviewed: bool = False,
     model: RiskModel | None = None,
     arrange: Callable[..., pa.Table] | None = None,
+    reasons_cache: Path | None = None,
 ) -> SweepResult:
     """The end every sweep engine shares: queue, report (``extra`` keys added), the item
     accounting check, and the files in ``out_dir``.
@@ -361,7 +379,8 @@ def finish_sweep(
     ``include_reviewed``: as in ``sweep`` (``cands`` marked by ``rank.reviewed``). ``model``:
     adds the reviewer-facing reasons (rank/reasons.py) to the queue. ``arrange`` (queue,
     budget=) -> queue: campaigns and exploration slots (rank/exploration.py), which then
-    applies the budget instead of ``build_queue``.
+    applies the budget instead of ``build_queue``. ``reasons_cache``: a file of the last
+    sweep's phrase attributions, reused for unchanged texts (rank/sweep_cache.py).
     """
     t0 = time.time()
     queue = build_queue(
@@ -370,7 +389,9 @@ def finish_sweep(
     queue = arrange(queue, budget=budget) if arrange else queue
     t_arrange = time.time() - t0
     if model is not None:
-        queue = explain_queue(queue, cands, model, seeds)
+        spans = SpanCache(reasons_cache, model_identity(model.info))
+        queue = explain_queue(queue, cands, model, seeds, cache=spans)
+        extra = {**(extra or {}), "reasons": spans.counts()}
     # The queue's own stages, so that the report's total is the sweep's wall time.
     seconds = {**seconds, "queue": t_arrange, "reasons": time.time() - t0 - t_arrange}
     n_indexed = int(manifest["items"]["indexed"])

@@ -13,6 +13,8 @@ advertiser-facing message can be built from.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +22,7 @@ import pyarrow as pa
 from riskrank.rank.model import RiskModel
 from riskrank.rank.phrases import SPAN_TYPE, Span, flagged_phrases, lexical_spans, shared_spans
 from riskrank.rank.queue import QUEUE_FRONT
+from riskrank.rank.sweep_cache import SpanCache, model_identity
 from riskrank.recall.lexical import FEATURE as LEXICAL_FEATURE
 from riskrank.recall.lexical import lexical_features
 from riskrank.recall.seeds import SeedSet
@@ -108,23 +111,29 @@ def _has_image(row: dict) -> bool:
     return bool(row.get("image_bytes") or row.get("image_path"))
 
 
-def _closest_reviewed(row: dict, model: RiskModel, signal: str | None) -> dict:
-    """The closest reviewed item under ``signal`` (else any signal with history evidence)."""
+def _closest_reviewed(
+    row: dict, model: RiskModel, signal: str | None, stored: dict | None = None
+) -> dict:
+    """The closest reviewed item under ``signal`` (else any signal with history evidence).
+    ``stored``: signal -> item id -> stored review, looked up for all rows at once."""
     names = [signal] if signal in model.exemplars else []
     names += [s for s in model.exemplars if s not in names]
     for s in names:
         item_id = row.get(f"hist_{s}_nearest_id")
         if not item_id:
             continue
-        stored = model.exemplars[s].reviewed([item_id])[0] or {}
+        if stored is not None and item_id in stored.get(s, {}):
+            review = stored[s][item_id] or {}
+        else:
+            review = model.exemplars[s].reviewed([item_id])[0] or {}
         verdict = _num(row, f"hist_{s}_nearest_verdict")
         near = _num(row, f"hist_{s}_n_near_violating")
         return {
             "id": item_id,
             "verdict": None if verdict != verdict else int(verdict),
             "similarity": _num(row, f"hist_{s}_nearest_sim"),
-            "sweep": stored.get("sweep_id"),
-            "excerpt": _excerpt(stored.get("text")),
+            "sweep": review.get("sweep_id"),
+            "excerpt": _excerpt(review.get("text")),
             "near_violating": None if near != near else int(near),
         }
     return {}
@@ -212,36 +221,41 @@ def remediation(action: str | None, phrases: list[str], seed: dict) -> str:
 
 
 def explain_queue(
-    queue: pa.Table, candidates: pa.Table, model: RiskModel, seeds: SeedSet
+    queue: pa.Table,
+    candidates: pa.Table,
+    model: RiskModel,
+    seeds: SeedSet,
+    *,
+    cache: SpanCache | str | Path | None = None,
 ) -> pa.Table:
     """``queue`` with the columns of ``EXPLANATION_SCHEMA`` after its front columns.
 
     Text comes from ``candidates`` (the queue's own ``text`` is truncated), so span offsets
-    index the item's full text as the inventory gave it.
+    index the item's full text as the inventory gave it. ``cache``: phrase attributions
+    (rank/sweep_cache.py), or the Parquet file of them: texts attributed by the sweep that
+    wrote it are not attributed again; it is then rewritten with this queue's. The reasons
+    are the same with or without it.
     """
     if queue.num_rows == 0 or "item_id" not in queue.column_names:
         return queue
-    full_text = {}
-    if "text" in candidates.column_names:
-        full_text = dict(
-            zip(candidates.column("item_id").to_pylist(), candidates.column("text").to_pylist())
-        )
-    seed_rows = {r["seed_id"]: r for r in seeds.table.to_pylist()}
-    signals = [
-        c[: -len("_best_seed_id")] for c in queue.column_names if c.endswith("_best_seed_id")
+    inputs = _RowInputs.gather(queue, candidates, model, seeds)
+    spans = cache if isinstance(cache, SpanCache) else SpanCache(cache, model_identity(model.info))
+    weak = {s.name: float(s.match_thresholds[0]) for s in model.signals}
+    closest = [
+        _closest_seed(row, inputs.signals, contrib, inputs.seed_rows, weak)
+        for row, contrib in zip(inputs.rows, inputs.contrib)
     ]
-    contributions = model.ranker.explain(queue, top=len(model.ranker.features_))
-    queue_rows = queue.to_pylist()
-    texts = [full_text.get(r["item_id"]) for r in queue_rows]
-    # One vectorizer pass for all rows; each row's share per word is then cheap.
-    features = lexical_features([t or "" for t in texts]) if model.lexical else None
+    lexical = _attribute_lexical(inputs, model, spans)
     rows = []
-    for i, (row, contrib) in enumerate(zip(queue_rows, contributions)):
-        by_group: dict[str, float] = {}
-        for feature, _, c in contrib or []:
-            by_group[_group(feature)] = by_group.get(_group(feature), 0.0) + c
-        lex_row = features[i] if features is not None else None
-        rows.append(_explain_row(row, texts[i], by_group, model, seed_rows, signals, lex_row))
+    for i, row in enumerate(inputs.rows):
+        text, seed = inputs.texts[i], closest[i]
+        found = list(lexical[i])
+        if text and seed.get("text"):
+            key = spans.shared_key(text, seed["text"])
+            found += spans.get(key, partial(shared_spans, text, seed["text"]))
+        reviewed = _closest_reviewed(row, model, seed.get("signal"), inputs.stored)
+        rows.append(_explain_row(row, text, inputs.contrib[i], seed, found, reviewed))
+    spans.save()
     cols = pa.Table.from_pylist(rows, schema=EXPLANATION_SCHEMA)
     table = queue.drop([c for c in cols.column_names if c in queue.column_names])
     front = [c for c in QUEUE_FRONT if c in table.column_names]
@@ -254,25 +268,76 @@ def explain_queue(
     return out
 
 
+@dataclass
+class _RowInputs:
+    """What the queue's reasons are computed from, row by row."""
+
+    rows: list[dict]
+    texts: list[str | None]
+    contrib: list[dict[str, float]]  # the ranker's positive contributions, by evidence group
+    seed_rows: dict[str, dict]
+    signals: list[str]
+    stored: dict[str, dict[str, dict]]  # signal -> reviewed item id -> its stored review
+
+    @classmethod
+    def gather(
+        cls, queue: pa.Table, candidates: pa.Table, model: RiskModel, seeds: SeedSet
+    ) -> _RowInputs:
+        full_text = {}
+        if "text" in candidates.column_names:
+            ids = candidates.column("item_id").to_pylist()
+            full_text = dict(zip(ids, candidates.column("text").to_pylist()))
+        signals = [
+            c[: -len("_best_seed_id")] for c in queue.column_names if c.endswith("_best_seed_id")
+        ]
+        contributions = model.ranker.explain(queue, top=len(model.ranker.features_))
+        by_group = []
+        for contrib in contributions:
+            groups: dict[str, float] = {}
+            for feature, _, c in contrib or []:
+                groups[_group(feature)] = groups.get(_group(feature), 0.0) + c
+            by_group.append(groups)
+        rows = queue.to_pylist()
+        stored = {}
+        for s, ex in model.exemplars.items():  # one lookup per signal, not one per row
+            wanted = sorted({r.get(f"hist_{s}_nearest_id") for r in rows} - {None, ""})
+            stored[s] = dict(zip(wanted, ex.reviewed(wanted)))
+        return cls(
+            rows,
+            [full_text.get(r["item_id"]) for r in rows],
+            by_group,
+            {r["seed_id"]: r for r in seeds.table.to_pylist()},
+            signals,
+            stored,
+        )
+
+
+def _attribute_lexical(inputs: _RowInputs, model: RiskModel, spans: SpanCache) -> list[list]:
+    """Per row, the lexical probe's spans of its text (empty where the row's policy has no
+    probe); each distinct (policy, text) is attributed once, and only if ``spans`` lacks it."""
+    probe = model.lexical
+    keys: list[str | None] = []
+    todo: dict[str, tuple[str, str]] = {}
+    for row, text in zip(inputs.rows, inputs.texts):
+        if not text or probe is None or row["policy"] not in probe.coefs:
+            keys.append(None)
+            continue
+        keys.append(spans.lexical_key(row["policy"], text))
+        todo[keys[-1]] = (row["policy"], text)
+    missing = spans.missing([k for k in keys if k is not None])
+    if missing:
+        # One vectorizer pass for all of them; each text's share per word is then cheap.
+        features = lexical_features([todo[k][1] for k in missing])
+        for j, key in enumerate(missing):
+            policy, text = todo[key]
+            spans.put(key, lexical_spans(probe.coefs[policy][0], text, row=features[j]))
+    return [spans.get(k) if k is not None else [] for k in keys]
+
+
 def _explain_row(
-    row: dict,
-    text: str | None,
-    contrib: dict[str, float],
-    model: RiskModel,
-    seed_rows: dict,
-    signals: list[str],
-    lex_row=None,
+    row: dict, text: str | None, contrib: dict[str, float], seed: dict, spans: list, reviewed: dict
 ) -> dict:
-    weak = {s.name: float(s.match_thresholds[0]) for s in model.signals}
-    seed = _closest_seed(row, signals, contrib, seed_rows, weak)
-    spans: list[Span] = []
-    lexical = model.lexical
-    if text and lexical is not None and row["policy"] in lexical.coefs:
-        spans += lexical_spans(lexical.coefs[row["policy"]][0], text, row=lex_row)
-    if text and seed.get("text"):
-        spans += shared_spans(text, seed["text"])
     spans.sort(key=lambda s: (s.start, s.end))
-    reviewed = _closest_reviewed(row, model, seed.get("signal"))
     ev = RowEvidence(spans, seed, reviewed, contrib)
     phrases = flagged_phrases(spans, text or "")
     verdict = reviewed.get("verdict")

@@ -8,6 +8,7 @@ per policy, saved as ``.npy`` + JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,11 @@ def lexical_features(texts: Sequence[str | None]) -> sp.csr_matrix:
     return normalize(m)
 
 
+def score_key(policy: str, text: str) -> str:
+    """The key of ``text``'s probe score under ``policy`` in ``LexicalProbe.memo``."""
+    return hashlib.blake2b(json.dumps([policy, text]).encode(), digest_size=16).hexdigest()
+
+
 def _logreg(C: float):
     from sklearn.linear_model import LogisticRegression
 
@@ -59,6 +65,10 @@ class LexicalProbe:
         self.coefs = coefs
         self.C = C
         self._oof: dict[str, dict[str, float]] = {}
+        # Scores of texts met before, by ``score_key`` (a standing index's last sweep fills
+        # it: rank/sweep_cache.py). A hit is the float32 score the n-grams would give again,
+        # so the vectorizer, most of recall's time on long texts, only sees new texts.
+        self.memo: dict[str, float] = {}
 
     @classmethod
     def fit(
@@ -121,10 +131,15 @@ class LexicalProbe:
         score = np.full(n, np.nan, np.float32)
         if policy in self.coefs and n:
             coef, intercept = self.coefs[policy]
-            has_text = np.array([bool(t and t.strip()) for t in texts])
-            if has_text.any():
-                X = lexical_features([t for t, h in zip(texts, has_text) if h])
-                score[has_text] = X @ coef + intercept
+            todo = np.array([bool(t and t.strip()) for t in texts])
+            if self.memo:
+                for i in np.flatnonzero(todo):
+                    hit = self.memo.get(score_key(policy, texts[i]))
+                    if hit is not None:
+                        score[i], todo[i] = hit, False
+            if todo.any():
+                X = lexical_features([t for t, h in zip(texts, todo) if h])
+                score[todo] = X @ coef + intercept
             if exclude_self and policy in self._oof:
                 oof = self._oof[policy]
                 for i, item_id in enumerate(item_ids):

@@ -53,6 +53,55 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+PAD_MULTIPLE = 8  # a text is padded to its token count rounded up to this, never further
+
+
+def encode_padded(st, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+    """Unit vectors from a SentenceTransformer, each text's independent of its batchmates.
+
+    ``SentenceTransformer.encode`` pads a batch to its longest text, and the padded length
+    changes the float sums of every text in it (by ~1e-7): the same text got another vector
+    when other texts shared its batch, so a standing index that embeds only new items
+    (index/standing.py) could not equal a from-scratch build bit for bit. Here each text is
+    padded to its own token count rounded up to ``PAD_MULTIPLE`` and only texts of one padded
+    length share a batch; its vector is then the same whatever else is encoded with it
+    (checked bitwise across batch sizes and groupings in tests/index/test_text_signal.py).
+    Texts are ordered by length, as sentence-transformers does, so padding stays small.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    preprocess = getattr(st, "preprocess", None) or st.tokenize
+    pad_id = st.tokenizer.pad_token_id or 0
+    lengths = np.concatenate(
+        [
+            preprocess(texts[i : i + 4096])["attention_mask"].sum(1).numpy()
+            for i in range(0, len(texts), 4096)
+        ]
+    )
+    padded = -(-lengths // PAD_MULTIPLE) * PAD_MULTIPLE
+    order = np.lexsort((np.arange(len(texts)), padded))
+    batches = []
+    for width in np.unique(padded):
+        rows = order[padded[order] == width]
+        batches += [(int(width), rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
+    out = np.empty((len(texts), 0), np.float32)
+    for width, rows in tqdm(batches, desc="encode", unit="batch", disable=not show_progress):
+        features = preprocess([texts[i] for i in rows])
+        for name, value in features.items():
+            if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] < width:
+                fill = pad_id if name == "input_ids" else 0
+                value = torch.nn.functional.pad(value, (0, width - value.shape[1]), value=fill)
+            features[name] = value.to(st.device) if torch.is_tensor(value) else value
+        with torch.inference_mode():
+            emb = st.forward(features)["sentence_embedding"].float()
+            emb = torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
+        if out.shape[1] != emb.shape[1]:
+            out = np.empty((len(texts), emb.shape[1]), np.float32)
+        out[rows] = emb
+    return out
+
+
 class TextEncoder:
     """Batched, normalised sentence embeddings.
 
@@ -160,14 +209,7 @@ class TextEncoder:
             import torch
 
             torch.set_num_threads(self.num_threads)
-        out = st.encode(
-            texts,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=show_progress,
-        )
-        return np.ascontiguousarray(out, dtype=np.float32)
+        return encode_padded(st, texts, self.batch_size, show_progress)
 
     def _encode_onnx(self, texts: list[str], show_progress: bool) -> np.ndarray:
         from tqdm.auto import tqdm

@@ -15,6 +15,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from riskrank.index.vectors.stored import StoredVectors
+
 EXACT_MAX_ITEMS = 100_000
 GPU_MAX_K = 2048  # the largest k FAISS GPU indexes search
 # k-means points per IVF list. FAISS warns below 39 and subsamples above 256; 64 keeps the
@@ -163,14 +165,34 @@ def _open_ties(scores: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
 
 
 def train_and_add(
-    index, vectors: np.ndarray, *, train_sample: int = 200_000, seed: int = 0, block: int = 100_000
+    index, vectors, *, train_sample: int = 200_000, seed: int = 0, block: int = 100_000
 ) -> None:
     """Train ``index`` (if it needs it) on ``training_positions`` of ``vectors``, then add them
-    in blocks of ``block`` rows (bounds FAISS's temporary copies)."""
+    in blocks of ``block`` rows (bounds FAISS's temporary copies). ``vectors``: an array or
+    ``StoredVectors`` (a saved file read block by block, so that the index and the vectors are
+    never both held in memory)."""
     if not index.is_trained:
-        index.train(vectors[training_positions(len(vectors), train_sample=train_sample, seed=seed)])
+        sample = vectors[training_positions(len(vectors), train_sample=train_sample, seed=seed)]
+        index.train(np.ascontiguousarray(sample))
+        del sample
+    if isinstance(index, faiss.IndexFlat) and index.ntotal == 0 and len(vectors):
+        _fill_flat(index, vectors, block)
+        return
     for start in range(0, len(vectors), block):
-        index.add(vectors[start : start + block])
+        index.add(np.ascontiguousarray(vectors[start : start + block]))
+
+
+def _fill_flat(index, vectors, block: int) -> None:
+    """Fill an empty exact float index block by block into storage sized once. Its codes are
+    the float32 vectors' bytes, and ``add`` grows them by reallocating: old and new buffers
+    together were 1.2 GB over the index itself when the last blocks of 1M vectors went in."""
+    n, size = len(vectors), index.code_size
+    index.codes.resize(n * size)
+    codes = faiss.rev_swig_ptr(index.codes.data(), n * size).reshape(n, size)
+    for start in range(0, n, block):
+        part = np.ascontiguousarray(vectors[start : start + block], np.float32)
+        codes[start : start + len(part)] = part.view(np.uint8).reshape(len(part), size)
+    index.ntotal = n
 
 
 @dataclass
@@ -293,7 +315,7 @@ class VectorIndex(FaissIndex):
     @classmethod
     def build(
         cls,
-        vectors: np.ndarray,
+        vectors: np.ndarray | StoredVectors,
         *,
         key: str | None = None,
         max_memory: int | str = "4G",
@@ -302,7 +324,9 @@ class VectorIndex(FaissIndex):
         train_sample: int = 200_000,
         seed: int = 0,
     ) -> VectorIndex:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        """An index of ``vectors`` (an array, or ``StoredVectors``: read in blocks as added)."""
+        if not isinstance(vectors, StoredVectors):
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         n, dim = vectors.shape
         key = key or choose_index_key(n, dim, max_memory)
         index = new_index(dim, key)

@@ -41,6 +41,7 @@ from riskrank.index.vectors.faiss_index import (
     train_and_add,
     training_positions,
 )
+from riskrank.index.vectors.stored import StoredVectors
 
 
 def shard_bounds(n: int, num_shards: int) -> list[tuple[int, int]]:
@@ -194,7 +195,7 @@ def take_across_shards(starts: Sequence[int], dim: int, positions, fetch) -> np.
 
 
 class ShardVectors:
-    """``vectors[positions]`` over per-shard arrays (e.g. memory-mapped ``.npy`` files), as
+    """``vectors[positions]`` over per-shard arrays (e.g. ``StoredVectors`` of ``.npy`` files), as
     exact evidence reads a single ``vectors.npy``."""
 
     def __init__(self, parts: Sequence[np.ndarray], dim: int) -> None:
@@ -205,7 +206,7 @@ class ShardVectors:
     @classmethod
     def load(cls, directory: str | Path, entry: dict) -> ShardVectors:
         directory = Path(directory)
-        parts = [np.load(directory / s["vectors"], mmap_mode="r") for s in entry["shards"]]
+        parts = [StoredVectors(directory / s["vectors"]) for s in entry["shards"]]
         return cls(parts, int(parts[0].shape[1]))
 
     def __getitem__(self, positions) -> np.ndarray:

@@ -1,5 +1,6 @@
 """index.chunks and index.engine: the one chunk format's commit rule, and picking an engine."""
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -49,3 +50,19 @@ def test_engines_are_picked_by_name_or_given_and_a_wrong_one_is_refused(tmp_path
     with pytest.raises(ValueError, match="engine: expected one of \\['local', 'ray'\\]"):
         build_index({"item_id": ["a"], "text": ["x"]}, tmp_path / "idx", engine="spark")
     assert not (tmp_path / "idx").exists()  # refused before anything was written
+
+
+def test_collected_vectors_spill_to_a_file_equal_to_the_held_array(tmp_path, hashing_signal):
+    from riskrank.index.chunks import collect_chunks, embed_chunk
+    from riskrank.index.vectors.stored import StoredVectors
+
+    texts = [f"ad number {i} cheap watches" for i in range(50)]
+    signals, dims = {"text": hashing_signal}, {"text": hashing_signal.dim}
+    chunks = [embed_chunk(signals, pa.table({"text": texts[s : s + 16]})) for s in range(0, 50, 16)]
+    held = collect_chunks(chunks, 50, ["text"], dims)
+    spilled = collect_chunks(chunks, 50, ["text"], dims, spill=tmp_path)
+    assert isinstance(spilled.vectors["text"], StoredVectors)
+    np.testing.assert_array_equal(np.asarray(spilled.vectors["text"]), held.vectors["text"])
+    np.testing.assert_array_equal(spilled.ok["text"], held.ok["text"])
+    with pytest.raises(RuntimeError, match="expected 60"):
+        collect_chunks(chunks, 60, ["text"], dims, spill=tmp_path)

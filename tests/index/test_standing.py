@@ -246,3 +246,17 @@ def test_ivf_is_retrained_when_the_size_calls_for_another_index(tmp_path, monkey
     _, _, stats, _ = _ivf_days(tmp_path, 0.3, key=None)
     assert stats.signals["text"]["index"] == "retrained"
     assert "IVF8,Flat -> IVF16,Flat" in stats.signals["text"]["why"]
+
+
+def test_an_update_opens_its_index_with_the_callers_encoder(tmp_path, monkeypatch):
+    """A plug-in encoder need not be constructible from the manifest alone: the update opens
+    the current version with the signals it was given."""
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(_inventory(), [HashingTextSignal()], show_progress=False)
+
+    def unavailable(entry):
+        raise AssertionError("the update rebuilt a signal from the manifest")
+
+    monkeypatch.setattr("riskrank.index.store.signal_from_manifest", unavailable)
+    _, stats = standing.update(_inventory(seed=1), [HashingTextSignal()], show_progress=False)
+    assert stats is not None and standing.version == 2

@@ -86,3 +86,26 @@ def test_old_manifests_count_as_torch(text_signal):
     int8 = TextEmbeddingSignal(backend="onnx-int8")
     int8.describe = lambda: {**recorded, "backend": "onnx-int8"}  # no export needed here
     assert "backend" in int8.compatible_with(recorded)
+
+
+def test_a_texts_vector_does_not_depend_on_its_batchmates(text_signal):
+    """Each text is padded to its own length (index/signals/text.py ``encode_padded``), so a
+    standing index that embeds only new texts holds the vectors a full rebuild would."""
+    enc = text_signal.encoder
+    texts = [
+        "win",
+        "Guaranteed loan approval, no credit check, apply today!",
+        "thanks for the lovely photos from the trip",
+        "you are an idiot and everyone knows it " * 6,
+        "Meeting moved to 3pm; agenda attached. " * 20,
+        "",
+        "cheap pills",
+    ]
+    together = enc.encode(texts)
+    alone = np.concatenate([enc.encode([t]) for t in texts])
+    np.testing.assert_array_equal(together, alone)  # bitwise, not approximately
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        order = rng.permutation(len(texts))[: rng.integers(2, len(texts))]
+        np.testing.assert_array_equal(enc.encode([texts[i] for i in order]), together[order])
+    np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)

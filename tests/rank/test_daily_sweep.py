@@ -15,6 +15,7 @@ from riskrank.index.build import build_index
 from riskrank.index.standing import StandingIndex
 from riskrank.rank.app.cli import main
 from riskrank.rank.pipeline import sweep
+from riskrank.rank.reasons import EXPLANATION_SCHEMA
 
 SWEEP = dict(k=200, show_progress=False, chunk_size=32)
 NEW_SEEDS = [
@@ -32,6 +33,11 @@ def assert_same_queue(got, want) -> None:
     )
     for key in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued"):
         assert got.report[key] == want.report[key], key
+    # Reasons too: a standing index's sweeps reuse the last sweep's phrase attributions
+    # (rank/reasons_cache.py), a fresh sweep computes them all.
+    for name in EXPLANATION_SCHEMA.names:
+        a, b = got.queue[name].to_pylist(), want.queue[name].to_pylist()
+        assert all(x == y or (x != x and y != y) for x, y in zip(a, b, strict=True)), name
 
 
 def _pool() -> pa.Table:
@@ -120,6 +126,10 @@ def test_day_two_reports_what_it_embedded(tmp_path, inventory_items, seeds, hash
     upd = day1.report["index_update"]
     assert (upd["changed"], upd["added"], upd["removed"], upd["embedded"]) == (3, 0, 0, 3)
     assert upd["reused_vectors"] == inv.num_rows - 3
+    # The reasons of unchanged texts were not attributed again.
+    reasons = day1.report["reasons"]
+    assert day0.report["reasons"]["reused"] == 0 and reasons["reused"] > 0
+    assert 0 < reasons["attributed"] < day0.report["reasons"]["attributed"]
 
 
 def test_new_seeds_run_retroactively_without_embedding_inventory(

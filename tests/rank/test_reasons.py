@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import SCAM
@@ -205,3 +207,146 @@ def test_readme_documents_every_queue_column():
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", readme, re.M))
     for name in [f.name for f in QUEUE_SCHEMA] + [f.name for f in EXPLANATION_SCHEMA]:
         assert name in documented, f"queue column {name} is not in the README's queue table"
+
+
+def _unexplained(queue: pa.Table) -> pa.Table:
+    return queue.drop([c for c in EXPLANATION_SCHEMA.names if c in queue.column_names])
+
+
+def _same(a: pa.Table, b: pa.Table) -> bool:
+    """Column by column, NaN equal to NaN (a text seed's hash distance is NaN)."""
+    for name in EXPLANATION_SCHEMA.names:
+        for x, y in zip(a.column(name).to_pylist(), b.column(name).to_pylist(), strict=True):
+            if x != y and not (x != x and y != y):
+                return False
+    return True
+
+
+def test_cached_attributions_give_the_reasons_an_uncached_sweep_gives(
+    explained_sweep, trained_model, tmp_path
+):
+    from riskrank.rank.reasons import explain_queue
+    from riskrank.rank.sweep_cache import SpanCache, model_identity
+    from riskrank.recall.seeds import SeedSet
+
+    _, seeds, result = explained_sweep
+    queue, cands = _unexplained(result.queue), result.candidates
+    seeds = SeedSet.from_table(seeds)
+    path = tmp_path / "reasons.parquet"
+    model_id = model_identity(trained_model.info)
+    assert model_id  # a trained (saved) model has an identity
+
+    first = SpanCache(path, model_id)
+    fresh = explain_queue(queue, cands, trained_model, seeds, cache=first)
+    assert _same(fresh, result.queue) and first.computed > 0 and path.exists()
+    # Copies of one text are attributed once even in one sweep.
+    assert first.computed < 2 * queue.num_rows
+
+    again = SpanCache(path, model_id)
+    assert _same(explain_queue(queue, cands, trained_model, seeds, cache=again), fresh)
+    assert again.counts() == {"attributed": 0, "reused": first.computed}
+
+    # An edited text is attributed anew (never stale); every other one comes from the file.
+    texts = cands.column("text").to_pylist()
+    edited = queue.column("item_id")[0].as_py()
+    for at, item_id in enumerate(cands.column("item_id").to_pylist()):  # a row per policy
+        if item_id == edited:
+            texts[at] = texts[at] + " Act now: guaranteed approval, no credit check!"
+    cands2 = cands.set_column(cands.column_names.index("text"), "text", pa.array(texts))
+    third = SpanCache(path, model_id)
+    cached = explain_queue(queue, cands2, trained_model, seeds, cache=third)
+    assert _same(cached, explain_queue(queue, cands2, trained_model, seeds))
+    assert not _same(cached, fresh)
+    rows_of_edited = queue.column("item_id").to_pylist().count(edited)  # one per policy
+    assert 1 <= third.computed <= 2 * rows_of_edited  # its lexical and its shared spans
+    assert third.counts()["reused"] > 0
+
+    # Another model's lexical attributions are not this one's.
+    other = SpanCache(path, "another-model")
+    assert _same(explain_queue(queue, cands2, trained_model, seeds, cache=other), cached)
+    assert other.computed > third.computed
+    # A corrupt file is ignored, loudly.
+    path.write_bytes(b"not parquet")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("riskrank.rank.sweep_cache")
+    logger.addHandler(handler)  # pytest's logging plugin is off (pyproject.toml)
+    try:
+        broken = explain_queue(queue, cands, trained_model, seeds, cache=path)
+    finally:
+        logger.removeHandler(handler)
+    assert _same(broken, fresh)
+    assert any("ignoring the reasons cache" in r.getMessage() for r in records)
+
+
+def test_an_unchanged_standing_index_is_swept_without_vectorizing_any_text(
+    explained_sweep, trained_model, tmp_path, monkeypatch
+):
+    """The lexical probe's scores and the phrase attributions of the last sweep's texts are
+    reused (rank/sweep_cache.py): the n-gram vectorizer sees no text, the queue is the same."""
+    import importlib
+    import shutil
+
+    from riskrank.rank.pipeline import sweep
+    from riskrank.recall.lexical import lexical_features
+
+    _, seeds, first = explained_sweep
+    standing = tmp_path / "standing"
+    shutil.copytree(first.out_dir / "index", standing)
+    assert (standing / "cache" / "lexical.parquet").exists()
+    vectorized: list[int] = []
+
+    def counting(texts):
+        vectorized.append(len(texts))
+        return lexical_features(texts)
+
+    # By module object: the package attribute ``riskrank.recall`` is the recall function.
+    for name in ("riskrank.recall.lexical", "riskrank.rank.reasons"):
+        monkeypatch.setattr(importlib.import_module(name), "lexical_features", counting)
+    again = sweep(
+        None, seeds, trained_model, index_dir=standing, out_dir=tmp_path / "out",
+        show_progress=False,
+    )  # fmt: skip
+    assert vectorized == []
+    assert again.report["reasons"] == {
+        "attributed": 0,
+        "reused": first.report["reasons"]["attributed"],
+    }
+    assert again.queue["item_id"].to_pylist() == first.queue["item_id"].to_pylist()
+    np.testing.assert_array_equal(
+        again.candidates["hist_lexical_probe_score"].to_numpy(),
+        first.candidates["hist_lexical_probe_score"].to_numpy(),
+    )
+    assert _same(again.queue, first.queue)
+
+    # A text edited since is vectorized (its own score, never the old one), the rest is not.
+    (standing / "cache" / "lexical.parquet").unlink()
+    again2 = sweep(
+        None, seeds, trained_model, index_dir=standing, out_dir=tmp_path / "out2",
+        show_progress=False,
+    )  # fmt: skip
+    assert sum(vectorized) > 0  # the memo file was gone: every text scored anew, same scores
+    np.testing.assert_array_equal(
+        again2.candidates["hist_lexical_probe_score"].to_numpy(),
+        first.candidates["hist_lexical_probe_score"].to_numpy(),
+    )
+
+
+def test_probe_memo_hits_are_the_scores_the_ngrams_give(history):
+    from riskrank.recall.lexical import LexicalProbe, score_key
+
+    rows = history.filter(pa.compute.is_valid(history["text"]))
+    probe = LexicalProbe.fit(
+        rows["text"].to_pylist(), rows["policy"].to_pylist(), rows["verdict"].to_pylist(),
+        rows["item_id"].to_pylist(),
+    )  # fmt: skip
+    policy = probe.policies[0]
+    texts = [*rows["text"].to_pylist()[:20], "", None, "guaranteed approval today"]
+    ids = [f"x{i}" for i in range(len(texts))]
+    fresh = probe.evidence(policy, ids, texts, exclude_self=False)["hist_lexical_probe_score"]
+    probe.memo = {score_key(policy, t): float(s) for t, s in zip(texts[:10], fresh[:10])}
+    probe.memo[score_key(policy, texts[-1])] = 123.0  # a hit is used as it is
+    memo = probe.evidence(policy, ids, texts, exclude_self=False)["hist_lexical_probe_score"]
+    np.testing.assert_array_equal(memo[:-1], fresh[:-1])
+    assert memo[-1] == 123.0 and np.isnan(memo[20]) and np.isnan(memo[21])

@@ -1,0 +1,205 @@
+"""What a sweep over a standing index can reuse from the last one: text-only computations.
+
+A daily sweep over a standing index re-embeds only what changed (index/standing.py), but two
+other steps still read every candidate's full text, and on a cheap day they were most of
+its time: the lexical probe's n-gram vectorizer in recall (``hist_lexical_probe_score``,
+recall/lexical.py) and the phrase attribution of the reasons step (rank/reasons.py). Both
+are pure functions of their inputs, so they are kept by a digest of exactly those inputs,
+next to the standing index (``cache/``), and reused by the next sweep:
+
+- ``lexical.parquet``: the probe's score by (policy, text), for one model;
+- ``reasons.parquet``: lexical spans by (model, policy, text) and the spans an item shares
+  with a seed by (item text, seed text).
+
+Everything else (embeddings aside) depends on the day's inventory and seeds (ranks,
+densities and the sweep's pseudo-label probe are inventory-relative) and is recomputed. A
+sweep with these files therefore gives the queue and reasons a sweep without them gives,
+bit for bit; copies of one text in one queue are attributed once even without them.
+
+Each file is rewritten after a sweep with the entries that sweep used, so it never outgrows
+one sweep, and keyed to the model's identity (its sealed checksums). A file that cannot be
+read is ignored with a warning: a cache can slow a sweep down, never break it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from riskrank.index.tables import write_parquet
+from riskrank.rank.phrases import Span
+from riskrank.recall.lexical import FEATURE as LEXICAL_FEATURE
+from riskrank.recall.lexical import LexicalProbe, score_key
+
+log = logging.getLogger(__name__)
+
+DIR = "cache"
+FILE = f"{DIR}/reasons.parquet"
+LEXICAL_FILE = f"{DIR}/lexical.parquet"
+LEXICAL_SCHEMA = pa.schema([pa.field("key", pa.string()), pa.field("score", pa.float32())])
+SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string()),
+        pa.field(
+            "spans",
+            pa.list_(
+                pa.struct(
+                    [
+                        pa.field("start", pa.int64()),
+                        pa.field("end", pa.int64()),
+                        pa.field("phrase", pa.string()),
+                        pa.field("source", pa.string()),
+                        pa.field("weight", pa.float64()),
+                    ]
+                )
+            ),
+        ),
+    ],
+    metadata={"doc": "phrase spans by a digest of their inputs (rank/reasons_cache.py)"},
+)
+
+
+def model_identity(info: dict) -> str | None:
+    """A digest of a saved model's files (None for a model never saved: nothing is stored
+    then, since lexical spans could not be told apart from another model's)."""
+    checksums = info.get("checksums")
+    if not isinstance(checksums, dict) or not checksums:
+        return None
+    return hashlib.sha256(json.dumps(checksums, sort_keys=True).encode()).hexdigest()
+
+
+def _digest(*parts: str | None) -> str:
+    blob = json.dumps(parts, ensure_ascii=False).encode()
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+class SpanCache:
+    """Spans by input digest: this sweep's (always), the last sweep's (with a ``path``)."""
+
+    def __init__(self, path: str | Path | None = None, model_id: str | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.model_id = model_id
+        self.stored = self._read() if self.path is not None and model_id else {}
+        self.used: dict[str, list[Span]] = {}
+        self.computed = 0  # attributions computed in this sweep (the rest came from the cache)
+
+    def lexical_key(self, policy: str, text: str) -> str:
+        return _digest("lexical", self.model_id, policy, text)
+
+    @staticmethod
+    def shared_key(text: str, seed_text: str) -> str:
+        return _digest("shared", text, seed_text)
+
+    def missing(self, keys: list[str]) -> list[str]:
+        """Distinct ``keys`` neither computed in this sweep nor stored."""
+        out = []
+        for key in dict.fromkeys(keys):
+            if key in self.used:
+                continue
+            if key in self.stored:
+                self.used[key] = self.stored[key]
+            else:
+                out.append(key)
+        return out
+
+    def put(self, key: str, spans: list[Span]) -> None:
+        self.used[key] = spans
+        self.computed += 1
+
+    def get(self, key: str, compute: Callable[[], list[Span]] | None = None) -> list[Span]:
+        if key not in self.used and not self.missing([key]):
+            return self.used[key]
+        if key not in self.used:
+            self.put(key, compute())
+        return self.used[key]
+
+    def counts(self) -> dict[str, int]:
+        """Texts attributed in this sweep and attributions taken from the last one's file."""
+        return {"attributed": self.computed, "reused": len(self.used) - self.computed}
+
+    def save(self) -> None:
+        """Keep exactly the entries this sweep used."""
+        if self.path is None or not self.model_id:
+            return
+        keys = list(self.used)
+        spans = [[_span_row(s) for s in self.used[k]] for k in keys]
+        table = pa.table({"key": keys, "spans": spans}, schema=SCHEMA)
+        try:
+            write_parquet(table, self.path)
+        except OSError as exc:  # e.g. a read-only index directory: the sweep itself succeeded
+            log.warning("could not write the reasons cache %s (%s)", self.path, exc)
+
+    def _read(self) -> dict[str, list[Span]]:
+        if not self.path.exists():
+            return {}
+        try:
+            table = pq.read_table(self.path)
+            if table.schema.remove_metadata() != SCHEMA.remove_metadata():
+                raise ValueError("its columns are not this riskrank's")
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            log.warning(
+                "ignoring the reasons cache %s (%s): attributing every text", self.path, exc
+            )
+            return {}
+        spans = table.column("spans").to_pylist()
+        return {k: [Span(**s) for s in v] for k, v in zip(table.column("key").to_pylist(), spans)}
+
+
+def _span_row(s: Span) -> dict:
+    return {
+        "start": s.start,
+        "end": s.end,
+        "phrase": s.phrase,
+        "source": s.source,
+        "weight": s.weight,
+    }
+
+
+class LexicalMemo:
+    """The lexical probe's scores of the last sweep's texts (``LexicalProbe.memo``)."""
+
+    def __init__(self, path: str | Path, model_id: str | None) -> None:
+        self.path, self.model_id = Path(path), model_id
+
+    def load(self) -> dict[str, float]:
+        if not self.model_id or not self.path.exists():
+            return {}
+        try:
+            table = pq.read_table(self.path)
+            if table.schema.remove_metadata() != LEXICAL_SCHEMA:
+                raise ValueError("its columns are not this riskrank's")
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            log.warning("ignoring the lexical cache %s (%s)", self.path, exc)
+            return {}
+        if (table.schema.metadata or {}).get(b"model") != self.model_id.encode():
+            return {}  # another model's probe
+        return dict(zip(table.column("key").to_pylist(), table.column("score").to_pylist()))
+
+    def save(self, candidates: pa.Table, probe: LexicalProbe | None) -> None:
+        """Keep the scores ``candidates`` carry (``hist_lexical_probe_score``) by text."""
+        needed = {"policy", "text", LEXICAL_FEATURE}
+        if probe is None or not self.model_id or not needed <= set(candidates.column_names):
+            return
+        scores = candidates.column(LEXICAL_FEATURE).to_numpy(zero_copy_only=False)
+        memo: dict[str, float] = {}
+        rows = zip(candidates.column("policy").to_pylist(), candidates.column("text").to_pylist())
+        for (policy, text), score in zip(rows, scores):
+            if text and text.strip() and policy in probe.coefs and score == score:
+                memo[score_key(policy, text)] = score
+        table = pa.table(
+            {"key": list(memo), "score": pa.array(list(memo.values()), pa.float32())},
+            schema=LEXICAL_SCHEMA.with_metadata({"model": self.model_id}),
+        )
+        try:
+            write_parquet(table, self.path)
+        except OSError as exc:
+            log.warning("could not write the lexical cache %s (%s)", self.path, exc)
+
+
+__all__ = ["FILE", "LEXICAL_FILE", "LexicalMemo", "SpanCache", "model_identity"]
