@@ -471,6 +471,7 @@ def plot(results: dict, path: Path) -> None:
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)  # rewritten after every run: open figures would pile up
 
 
 def main() -> None:
