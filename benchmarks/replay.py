@@ -562,7 +562,9 @@ def report(out: Path, meta: dict, done: dict) -> list[dict]:
 
 def combine(args) -> None:
     out = Path(args.out)
-    parts = [json.loads(p.read_text()) for p in sorted(out.glob("replay_*.json"))]
+    # replay_<set>.json only (replay_young.json is another benchmark's).
+    parts = [json.loads(p.read_text()) for p in sorted(out.glob("replay_*.json"))
+             if p.stem.removeprefix("replay_") in quality.POLICY]
     done = {n: ms for part in parts for n, ms in part["results"].items()}
     meta = {**parts[0]["meta"], "seconds": [p["meta"]["seconds"] for p in parts],
             "complete": all(p["meta"]["complete"] for p in parts), "sets": list(done),
