@@ -16,6 +16,8 @@ PARTS = [
     ("faithfulness.md", "Faithfulness of the highlighted phrases (issue 14)"),
     ("campaigns.md", "Campaigns: threshold and purity (issue 13)"),
     ("replay.md", "Replay of the review loop (issue 13)"),
+    ("replay_notes.md", "Replay: what changed and why (issue 13)"),
+    ("replay_young.md", "Replay: which model ranks a young policy (issue 13)"),
     ("encoder.md", "Text encoder: PyTorch fp32 vs ONNX Runtime int8 (issue: speed and memory)"),
     ("encoder_settings.md", "Text encoder: int8 batch size and threads (issue: speed and memory)"),
     ("quality_int8.md", "Quality with the int8 text encoder vs fp32, Insults (issue 15)"),

@@ -17,14 +17,21 @@ Methods (same seeds and trials):
   (b) logreg    logistic regression on the MiniLM vectors of the reviewed items (+ the seeds as
                 positives), retrained each round; round 0 (no negatives yet) ranks as (a).
   (c) exploit   riskrank: ``recall`` (exhaustive, with the reviewed items as exemplars),
-                ``RiskRanker`` retrained each round, ``arrange_queue(explore=0)``.
+                ``RiskRanker`` retrained each round (the policy is young: its transfer
+                booster ranks it; ``--young-model`` compares), ``arrange_queue(explore=0)``.
   (d) explore   the same with ``arrange_queue(explore=0.1)``.
   (e) campaign  the same in campaign mode (``campaigns=True``, explore 0): one decision per
                 campaign, the representative's true label applied to every member (a member
                 whose true label differs gets a wrong verdict: that is the purity cost).
 
 Not the product's whole path: no lexical n-gram probe (CPU), and the library's recall/ranker/
-queue functions are called on cached MiniLM indexes instead of re-embedding per round.
+queue functions are called on cached MiniLM indexes instead of re-embedding per round. Two
+shortcuts change no number (``--check-cache`` asserts the first each round; the second follows
+from the fit's order of random draws): the seeds' evidence is recalled once per (set, trial)
+and each round adds only the reviewed items' ``hist_text_*`` columns; the per-round ranker is
+fitted without the cold-start booster, which a policy with history never uses. Measured on
+4 rounds x 3 riskrank arms x 2 sets, interleaved with the old code: identical rounds, 222 s
+before, 96 s after (load average 7-9).
 
     .venv/bin/python benchmarks/replay.py [--trials 5] [--max-rounds 40]
 """
@@ -52,11 +59,22 @@ from riskrank.index.signals import SignalBatch, TextEmbeddingSignal  # noqa: E40
 from riskrank.rank.evaluation.metrics import average_precision  # noqa: E402
 from riskrank.rank.exploration import arrange_queue  # noqa: E402
 from riskrank.rank.queue import build_queue  # noqa: E402
-from riskrank.rank.ranker import RiskRanker  # noqa: E402
+from riskrank.rank.ranker import (  # noqa: E402
+    MIN_POLICY_REVIEWS,
+    RiskRanker,
+    ScoredCandidates,
+)
+from riskrank.recall.candidates import candidate_schema  # noqa: E402
 from riskrank.recall.history import ReviewedExemplars  # noqa: E402
+from riskrank.recall.lexical import LexicalProbe  # noqa: E402
 from riskrank.recall.recaller import recall  # noqa: E402
 
 ROUND, N_SEEDS, TARGET = 100, 5, 0.8
+# --young-model cold: the cold-start model ranks until the policy has this many reviews (after
+# the first 100 it ranked the rest better than the retrained full booster on Insults; after
+# 200, no better: see RESULTS.md, replay).
+KEEP_COLD_REVIEWS = 200
+LOADS: list[list[float]] = []  # load average (1, 5, 15 min) after each (set, method, trial)
 METHODS = ("bank", "logreg", "exploit", "campaign", "explore")
 LABEL = {"bank": "(a) seed bank max cosine", "logreg": "(b) logreg on reviewed",
          "exploit": "(c) riskrank exploit", "explore": "(d) riskrank + 10% explore",
@@ -124,32 +142,88 @@ def logreg_scores(d: Set, st: State) -> np.ndarray:
     return LogisticRegression(C=1.0, max_iter=2000).fit(X, y).decision_function(d.X)
 
 
+def history_candidates(d: Set, ctx: dict, rows: np.ndarray, hist: pa.Table) -> pa.Table:
+    """``recall(d.index, seeds, k=all, exemplars=reviewed rows, exclude_self=True)``, built from
+    the seed-only recall of this (set, trial) plus this round's ``hist_text_*`` columns.
+
+    The seeds never change within a trial, so their evidence (most of recall's cost: a probe
+    self-trained on the seeds, neighbourhoods, background z-scores) is computed once per trial
+    and reused by every round and arm; only the reviewed items' evidence is new each round.
+    Same columns, order, types and values as recall's own table: ``--check-cache`` asserts it.
+    """
+    base, ids = ctx["base"], ctx["base_ids"]
+    exemplars = ReviewedExemplars("text", d.X[rows], hist.select(["item_id", "policy", "verdict"]))
+    signal = d.index.signals["text"].signal
+    ev = exemplars.evidence(d.policy, ids, d.X[ctx["base_rows"]], exclude_self=True,
+                            near_copy_sim=signal.match_thresholds[1])
+    types = {f.name: f.type for f in candidate_schema([signal], history=True)}
+    # recall writes a signal's history columns after its seed and benign-seed evidence.
+    at = base.column_names.index("text_benign_margin") + 1
+    for j, (name, values) in enumerate(ev.items()):
+        col = pa.array(list(values) if values.dtype == object else values).cast(types[name])
+        base = base.add_column(at + j, name, col)
+    lexical = None
+    if ctx.get("lexical"):
+        # As rank.pipeline.train fits it: on the reviewed texts (this policy's reviews only:
+        # the other set's rows carry no history evidence here either).
+        lexical = LexicalProbe.fit([d.text[r] for r in rows], hist["policy"].to_pylist(),
+                                   hist["verdict"].to_pylist(), hist["item_id"].to_pylist())
+        texts = [d.text[r] for r in ctx["base_rows"]]
+        lex = lexical.evidence(d.policy, ids, texts, exclude_self=True)
+        at = base.column_names.index("text")  # recall adds it after every signal's evidence
+        for j, (name, values) in enumerate(lex.items()):
+            base = base.add_column(at + j, name, pa.array(values, pa.float32()))
+    if ctx.get("check_cache"):
+        slow = recall(d.index, ctx["seeds"], k=len(d.ids), exclude_self=True,
+                      exemplars={"text": exemplars}, seed_vectors=ctx["svec"],
+                      lexical=lexical, show_progress=False)
+        same_table(base, slow, what=f"{d.name}: cached candidates vs recall()")
+    return base
+
+
+def same_table(got: pa.Table, want: pa.Table, what: str) -> None:
+    """Same columns, order, types and values (NaN equal to NaN, which Arrow's equals denies)."""
+    if got.schema != want.schema:
+        raise AssertionError(f"{what}: schema {got.schema.names} != {want.schema.names}")
+    for name in want.column_names:
+        a, b = got[name], want[name]
+        if pa.types.is_floating(a.type):
+            ok = np.array_equal(a.to_numpy(), b.to_numpy(), equal_nan=True)
+        else:
+            ok = a.to_pylist() == b.to_pylist()
+        if not ok:
+            raise AssertionError(f"{what}: column {name!r} differs")
+
+
 def riskrank_queue(d: Set, st: State, ctx: dict, method: str) -> tuple[list, np.ndarray]:
     """One round of the product's path: recall, retrain, score, arrange the queue."""
     rows = np.array(sorted(st.verdict), int)
-    exemplars = None
-    hist = None
-    if len(rows):
+    crow = ctx["base_rows"]
+    young = ctx.get("young_model", "transfer")
+    if len(rows) == 0 or (young == "cold" and len(rows) < KEEP_COLD_REVIEWS):
+        cands, model = ctx["base"], ctx["cold"]
+    else:
         hist = d.history(rows, [st.verdict[r] for r in rows],
                          [f"round-{st.reviewed_in[r]}" for r in rows])
-        exemplars = {"text": ReviewedExemplars("text", d.X[rows], hist.select(
-            ["item_id", "policy", "verdict"]))}
-    cands = recall(d.index, ctx["seeds"], k=len(d.ids), exemplars=exemplars, exclude_self=True,
-                   seed_vectors=ctx["svec"], show_progress=False)
-    crow = np.array([d.row[i] for i in cands["item_id"].to_pylist()])
-    if hist is None:
-        model = ctx["cold"]
-    else:
+        cands = history_candidates(d, ctx, rows, hist)
         train = pa.concat_tables([ctx["other_cands"], cands.filter(pa.array(
             np.isin(crow, rows)))], promote_options="permissive")
-        model = RiskRanker(n_jobs=1).fit(train, history=pa.concat_tables(
-            [ctx["other_hist"], hist]))
+        # cold_start=False: the policy now has history evidence, so its rows are scored by
+        # the full booster; the cold one would be fitted (half the fit) and never used. The
+        # full booster is the same either way (it is fitted first, from the same rng draws).
+        # young == "full": every policy with history on the full booster (before the
+        # transfer booster existed).
+        model = RiskRanker(n_jobs=1, cold_start=False,
+                           min_policy_reviews=0 if young == "full" else MIN_POLICY_REVIEWS).fit(
+            train, history=pa.concat_tables([ctx["other_hist"], hist]))
     open_rows = ~np.isin(crow, rows) & ~np.isin(crow, st.seeds)
     pool = cands.filter(pa.array(open_rows))
-    # The product's score_candidates also writes reasons (pred_contrib): not needed here.
-    proba = model.predict_proba(pool)
-    queue = build_queue(pool, model.predict(pool), proba, [""] * pool.num_rows,
-                        np.full(pool.num_rows, "full", dtype=object))
+    # The product's score() also writes reasons (pred_contrib): not needed here.
+    scored = model.calibrate_scored(ScoredCandidates.uncalibrated(
+        model.predict(pool), [""] * pool.num_rows, model.variants(pool)),
+        pool["policy"].to_pylist())
+    proba = scored.proba
+    queue = build_queue(pool, scored)
     queue = arrange_queue(queue, d.index, budget=ROUND, campaigns=method == "campaign",
                           explore=0.1 if method == "explore" else 0.0)
     full = np.full(len(d.ids), -np.inf)
@@ -232,6 +306,19 @@ def other_context(o: Set, trial: int) -> dict:
             "cold": RiskRanker(n_jobs=1).fit(cands, history=hist)}
 
 
+def trial_context(d: Set, o: Set, trial: int, check_cache: bool = False) -> dict:
+    """What every round and arm of one (set, trial) shares: the seeds, their candidates (seed
+    evidence only: every item, as recall returns it with no history) and the other set."""
+    ctx = other_context(o, trial)
+    ctx["seed_rows"], ctx["seeds"], ctx["svec"] = d.seeds(trial)
+    ctx["base"] = recall(d.index, ctx["seeds"], k=len(d.ids), exclude_self=True,
+                         seed_vectors=ctx["svec"], show_progress=False)
+    ctx["base_ids"] = np.asarray(ctx["base"]["item_id"].to_pylist(), dtype=object)
+    ctx["base_rows"] = np.array([d.row[i] for i in ctx["base_ids"]])
+    ctx["check_cache"] = check_cache
+    return ctx
+
+
 def _mean_of(trials: list[dict], key: str) -> tuple[float | None, list]:
     vals = [t[key] for t in trials]
     return (float(np.mean(vals)) if all(v is not None for v in vals) else None), vals
@@ -269,6 +356,16 @@ def _ratio(a, b) -> str:
     return f"{a / b:.2f}x" if a is not None and b else "n/a (not reached)"
 
 
+def _pays_back(explore: list, exploit: list) -> str:
+    """Whether exploration needed fewer reviews to 80%, trial by trial (same seeds)."""
+    pairs = [(d, c) for d, c in zip(explore, exploit) if d is not None and c is not None]
+    if not pairs:
+        return "n/a"
+    fewer = sum(d < c for d, c in pairs)
+    verdict = "yes" if fewer * 2 > len(pairs) else "no"
+    return f"{verdict} (fewer reviews in {fewer} of {len(pairs)} trials)"
+
+
 def goal_check(summary: list[dict]) -> list[str]:
     lines = []
     by = {(s["set"], s["method"]): s for s in summary}
@@ -292,7 +389,8 @@ def goal_check(summary: list[dict]) -> list[str]:
                          f" (d) {d['found_after_3']:.0f} vs (c) {c['found_after_3']:.0f} = "
                          f"{_ratio(d['found_after_3'], c['found_after_3'])} (goal >= 0.90x); "
                          f"pays back by the end: reviews to 80% (d) {d['to_80']} vs (c) "
-                         f"{c['to_80']} ({_ratio(d['to_80'], c['to_80'])}).")
+                         f"{c['to_80']} ({_ratio(d['to_80'], c['to_80'])}): "
+                         f"{_pays_back(d['to_80_trials'], c['to_80_trials'])}.")
         if c and e:
             lines.append(f"- {name}: campaign mode decisions to 80% (e) {e['to_80']} vs (c) "
                          f"{c['to_80']} ({_ratio(e['to_80'], c['to_80'])}; goal <= 0.5x on "
@@ -322,22 +420,35 @@ def markdown(meta: dict, summary: list[dict], results: dict) -> str:
                      f"{s['to_50_trials']} | {s['to_80']} {s['to_80_trials']} | "
                      f"{s['found_round0']:.0f} | {s['found_after_3']:.0f} | "
                      f"{_fmt(s['purity'])} | {s['wrong_verdicts']:.0f} |")
-    lines += ["", "### Goal check", "", *goal_check(summary), "",
-              "### Per round (trial 0): violations found (cumulative) / AP on the items not yet "
-              "reviewed", ""]
+    lines += ["", "### Goal check", "", *goal_check(summary), ""]
+    lines += per_round_tables(results)
+    return "\n".join(lines) + "\n"
+
+
+def per_round_tables(results: dict) -> list[str]:
+    """Per data set, per round: violations found (cumulative) / AP on the items not yet
+    reviewed, the mean over the trials that ran that round (a trial stops at 80%)."""
+    lines = ["### Per round, mean over trials: violations found (cumulative) / AP on the items "
+             "not yet reviewed (in brackets: trials still running at that round, where fewer "
+             "than all)", ""]
     for name, by_method in results.items():
-        n = max(len(t[0]["rounds"]) for t in by_method.values() if t)
+        n = max(len(t["rounds"]) for ts in by_method.values() for t in ts)
         lines += [f"{name}:", "", "| round | " + " | ".join(LABEL[m] for m in by_method) + " |",
                   "|---" * (len(by_method) + 1) + "|"]
         for r in range(n):
             cells = []
             for trials in by_method.values():
-                rs = trials[0]["rounds"] if trials else []
-                cells.append(f"{rs[r]['found']} / {rs[r]['ap_unreviewed']:.3f}"
-                             if r < len(rs) else "")
+                at = [t["rounds"][r] for t in trials if r < len(t["rounds"])]
+                if not at:
+                    cells.append("")
+                    continue
+                found = np.mean([x["found"] for x in at])
+                ap = np.mean([x["ap_unreviewed"] for x in at])
+                more = f" ({len(at)})" if len(at) < len(trials) else ""
+                cells.append(f"{found:.0f} / {ap:.3f}{more}")
             lines.append(f"| {r + 1} | " + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def plot(results: dict, path: Path) -> None:
@@ -360,6 +471,7 @@ def plot(results: dict, path: Path) -> None:
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)  # rewritten after every run: open figures would pile up
 
 
 def main() -> None:
@@ -369,12 +481,24 @@ def main() -> None:
     p.add_argument("--sets", default="spamassassin,insults")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--check-cache", action="store_true",
+                   help="every round, also run recall() with the reviewed items and assert the "
+                        "cached candidate table equals it (slower)")
+    p.add_argument("--young-model", choices=("transfer", "full", "cold"), default="transfer",
+                   help="what ranks a policy with few reviews of its own: the library's transfer "
+                        "booster (default), the full booster (the code before it), or the "
+                        f"cold-start model until {KEEP_COLD_REVIEWS} reviews")
+    p.add_argument("--lexical", action="store_true",
+                   help="riskrank arms also use the lexical n-gram probe on the reviewed texts "
+                        "(the product's train does; off by default for CPU)")
     p.add_argument("--combine", action="store_true",
                    help="only merge replay_<set>.json files (runs with one --sets each, run in "
                         "parallel) into replay.{json,md,png}")
     args = p.parse_args()
     if args.combine:
         return combine(args)
+    # The code this process imported: later commits are not re-imported by a running replay.
+    args.library = quality.library_state()
     signal = TextEmbeddingSignal()
     names = args.sets.split(",")
     data = {n: Set(n, signal) for n in {*names, *(quality.OTHER[n] for n in names)}}
@@ -383,11 +507,13 @@ def main() -> None:
     for trial in range(args.trials):
         for name in names:
             d = data[name]
-            ctx = other_context(data[quality.OTHER[name]], trial)
-            ctx["seed_rows"], ctx["seeds"], ctx["svec"] = d.seeds(trial)
+            ctx = trial_context(d, data[quality.OTHER[name]], trial, args.check_cache)
+            ctx["young_model"] = args.young_model
+            ctx["lexical"] = args.lexical
             for method in results[name]:
                 res = run(d, method, ctx, args.max_rounds)
                 results[name][method].append(res)
+                LOADS.append([round(x, 2) for x in os.getloadavg()])
                 write(args, results, t0, complete=False)
                 last = res["rounds"][-1]
                 print(f"{name} trial {trial} {method:>8}: rounds {len(res['rounds'])} "
@@ -408,7 +534,9 @@ def write(args, results: dict, t0: float, *, complete: bool) -> list[dict]:
     meta = {"trials": args.trials, "max_rounds": args.max_rounds, "round": ROUND,
             "seeds": N_SEEDS, "target": TARGET, "seconds": round(time.time() - t0),
             "complete": complete, "load_average_end": os.getloadavg(),
-            "library": quality.library_state(), "sets": list(results)}
+            "library": args.library, "sets": list(results),
+            "young_model": args.young_model, "lexical": args.lexical,
+            "load_average_samples": LOADS}
     if len(results) == 1:
         (out / f"replay_{next(iter(results))}.json").write_text(
             json.dumps({"meta": meta, "results": done}, indent=1))
@@ -416,17 +544,27 @@ def write(args, results: dict, t0: float, *, complete: bool) -> list[dict]:
 
 
 def report(out: Path, meta: dict, done: dict) -> list[dict]:
-    summary = summarise(done)
+    """Summary, tables and plot over the trials every method of a set finished (a stopped
+    replay leaves some methods a trial ahead; comparing them would not be paired). The json
+    keeps every finished run."""
+    paired = {}
+    for name, by_method in done.items():
+        k = min(len(t) for t in by_method.values())
+        if k:
+            paired[name] = {m: t[:k] for m, t in by_method.items()}
+    summary = summarise(paired)
     (out / "replay.json").write_text(json.dumps({"meta": meta, "summary": summary,
                                                  "results": done}, indent=1))
-    (out / "replay.md").write_text(markdown(meta, summary, done))
-    plot(done, out / "replay.png")
+    (out / "replay.md").write_text(markdown(meta, summary, paired))
+    plot(paired, out / "replay.png")
     return summary
 
 
 def combine(args) -> None:
     out = Path(args.out)
-    parts = [json.loads(p.read_text()) for p in sorted(out.glob("replay_*.json"))]
+    # replay_<set>.json only (replay_young.json is another benchmark's).
+    parts = [json.loads(p.read_text()) for p in sorted(out.glob("replay_*.json"))
+             if p.stem.removeprefix("replay_") in quality.POLICY]
     done = {n: ms for part in parts for n, ms in part["results"].items()}
     meta = {**parts[0]["meta"], "seconds": [p["meta"]["seconds"] for p in parts],
             "complete": all(p["meta"]["complete"] for p in parts), "sets": list(done),

@@ -169,8 +169,8 @@ def arrange_queue(
     if reviewed:
         pairs = zip(queue["item_id"].to_pylist(), queue["policy"].to_pylist())
         queue = queue.filter(pa.array([pair not in reviewed for pair in pairs], pa.bool_()))
-    if queue.num_rows == 0:
-        return queue
+    # An empty queue goes the same way (0 campaigns, 0 slots): its columns must not depend on
+    # how many rows it has, or readers of a quiet day's queue break.
     queue = find_campaigns(queue, index, thresholds)
     closeness = reviewed_closeness(queue)
     cover_of: dict[str, float] = {}

@@ -42,7 +42,12 @@ QUEUE_SCHEMA = pa.schema(
             pa.list_(pa.string()),
             "further policies it matched with probability >= 0.5",
         ),
-        doc_field("model", pa.string(), "`full`, or `cold` for a policy without review history"),
+        doc_field(
+            "model",
+            pa.string(),
+            "`full`; `transfer` for a policy with few reviews of its own (relative seed evidence "
+            "and its history); `cold` for a policy without review history",
+        ),
         doc_field(
             "calibration",
             pa.string(),
@@ -78,7 +83,8 @@ def suggested_actions(
 ) -> np.ndarray:
     """The seed's action where the probability reaches a (finite) threshold, else escalate."""
     seed_action = np.asarray(seed_action, dtype=object)
-    automatic = np.array([a is not None and a not in NOT_AUTOMATIC for a in seed_action])
+    # dtype given: with no rows (every candidate already reviewed) numpy would infer float.
+    automatic = np.array([a is not None and a not in NOT_AUTOMATIC for a in seed_action], bool)
     with np.errstate(invalid="ignore"):
         reached = np.isfinite(threshold) & (proba >= threshold)
     return np.where(automatic & reached, seed_action, ESCALATE)

@@ -4,9 +4,13 @@ Shaped like a scikit-learn estimator: ``__init__`` stores parameters, ``fit`` le
 reviewed candidates, ``predict``/``predict_proba``/``explain`` use what was learned, ``save``/
 ``load`` use LightGBM's text model + JSON (no pickle).
 
-Two boosters are learned: one on all evidence, and a *cold-start* one on the seed evidence that
-transfers between policies (``is_policy_relative``: z-scores, ranks, self-trained probes; not raw
-similarities), used for policies that have no review history of their own.
+Up to three boosters are learned: one on all evidence (``full``); a *cold-start* one on the
+seed evidence that transfers between policies (``is_policy_relative``: z-scores, ranks,
+self-trained probes; not raw similarities), used for policies that have no review history of
+their own; and a ``transfer`` one on that seed evidence plus the history evidence, used for a
+policy with fewer than ``min_policy_reviews`` reviews of its own and fewer than the other
+policies have, whose raw similarities would otherwise be read through cuts learned mostly on
+other policies' rows.
 """
 
 from __future__ import annotations
@@ -38,7 +42,23 @@ from riskrank.recall.candidates import (
 )
 from riskrank.recall.history import HISTORY_SCHEMA, POSITIVE_VERDICT
 
-MODEL_FILES = {"full": "booster_full.txt", "cold": "booster_cold.txt"}
+MODEL_FILES = {
+    "full": "booster_full.txt",
+    "cold": "booster_cold.txt",
+    "transfer": "booster_transfer.txt",
+}
+# Variants learned for policies with reviews of their own: calibrated per policy.
+OWN_HISTORY = ("full", "transfer")
+# Below this many reviewed rows of its own (and outnumbered by other policies' rows) a policy is
+# scored by the ``transfer`` booster. Measured on the replay (a new policy reviewed 100 items a
+# round next to another policy's history; RESULTS.md): on the same unreviewed Insults items the
+# transfer booster ranked above the full one at all 8 retrained rounds (0.689 vs 0.588 AP after
+# the first 100 reviews, 0.214 vs 0.197 after 800), and the loop needed fewer reviews to 80%
+# (Insults 854 vs 880, SpamAssassin 1,141 vs 1,163; trial 0). The 2,000: above the replay's
+# largest young history (~1,300), below the smallest warm one (3,250). A policy alone keeps the
+# full booster: there the two were level (a one-off check on quality.py's warm sets, trials 0-1,
+# raw seed columns dropped: Insults 0.838/0.836 full vs 0.835/0.836, SpamAssassin 0.998 both).
+MIN_POLICY_REVIEWS = 2000
 MAX_GROUP_ROWS = 10_000
 # What fit needs: candidates that carry their review verdict.
 TRAINING_SCHEMA = pa.schema(
@@ -165,6 +185,7 @@ class RiskRanker:
         n_jobs: int = 2,
         precision_target: float = 0.95,
         policy_precision_targets: dict[str, float] | None = None,
+        min_policy_reviews: int = MIN_POLICY_REVIEWS,
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -182,6 +203,7 @@ class RiskRanker:
         self.n_jobs = n_jobs
         self.precision_target = precision_target
         self.policy_precision_targets = policy_precision_targets
+        self.min_policy_reviews = min_policy_reviews
 
     def _check_params(self) -> None:
         """scikit-learn style: ``__init__`` stores, ``fit`` validates (naming the argument)."""
@@ -206,6 +228,7 @@ class RiskRanker:
             ("truncation_level", self.truncation_level >= 1, "an integer >= 1"),
             ("n_jobs", self.n_jobs == -1 or self.n_jobs >= 1, "-1 (all cores) or >= 1"),
             ("precision_target", 0 < self.precision_target <= 1, "in (0, 1]"),
+            ("min_policy_reviews", self.min_policy_reviews >= 0, "an integer >= 0 (0: never)"),
             (
                 "policy_precision_targets",
                 all(0 < v <= 1 for v in (self.policy_precision_targets or {}).values()),
@@ -281,19 +304,49 @@ class RiskRanker:
         evidence = evidence_feature_columns(table)
         self.features_ = evidence + [f for f in self.metadata_features if f not in evidence]
         self.cold_features_ = _cold_features(self.features_)
+        self.transfer_features_ = _transfer_features(self.features_, self.cold_features_)
         sweeps = (
             table.column("sweep_id").to_pylist()
             if "sweep_id" in table.column_names
             else ["history"] * table.num_rows
         )
-        keys = list(zip(sweeps, table.column("policy").to_pylist()))
+        policies = np.asarray(table.column("policy").to_pylist(), dtype=object)
+        self.policy_reviews_ = {str(p): int((policies == p).sum()) for p in sorted(set(policies))}
+        keys = list(zip(sweeps, policies.tolist()))
 
         rng = np.random.default_rng(self.random_state)
         calib = rng.random(table.num_rows) < self.calibration_fraction
+        held = np.flatnonzero(calib)
+        self._fit_variants(table, y, keys, calib, rng)
+        held_table = table.take(pa.array(held))
+        self.thresholds_ = self._fit_thresholds(
+            {n: self._predict_variant(held_table, n) for n in OWN_HISTORY if n in self.models_},
+            y[held] >= POSITIVE_VERDICT,
+            policies[held],
+            sorted(self.policy_reviews_),
+        )
+        self.n_train_ = int((~calib).sum())
+        self.n_calibration_ = int(calib.sum())
+        return self
+
+    def _fit_variants(
+        self,
+        table: pa.Table,
+        y: np.ndarray,
+        keys: list[tuple],
+        calib: np.ndarray,
+        rng: np.random.Generator,
+    ) -> None:
+        """One booster per variant on the rows not held out, and its calibrators on those held
+        out. ``transfer`` comes last so the others' random draws do not depend on it."""
         self.models_, self.calibration_ = {}, {}
         variants = {"full": self.features_}
         if self.cold_start and self.cold_features_ != self.features_:
             variants["cold"] = self.cold_features_
+        young = [p for p in self.policy_reviews_ if self._is_young(p)]
+        hist = any(is_history_feature(f) for f in self.features_)
+        if young and hist and self.transfer_features_ != self.features_:
+            variants["transfer"] = self.transfer_features_
         held = np.flatnonzero(calib)
         held_policies = np.asarray(table.column("policy").to_pylist(), dtype=object)[held]
         for name, feats in variants.items():
@@ -307,36 +360,57 @@ class RiskRanker:
             self.calibration_[name] = _fit_calibrators(
                 model.booster_.predict(X[held]),
                 y[held] >= POSITIVE_VERDICT,
-                held_policies if name == "full" else None,
+                held_policies if name in OWN_HISTORY else None,
             )
-        self.thresholds_ = self._fit_thresholds(
-            self.models_["full"].predict(self._matrix(table.take(pa.array(held)), self.features_)),
-            y[held] >= POSITIVE_VERDICT,
-            held_policies,
-            sorted(set(table.column("policy").to_pylist())),
-        )
-        self.n_train_ = int((~calib).sum())
-        self.n_calibration_ = int(calib.sum())
-        return self
 
     def _target(self, policy: str) -> float:
         return (self.policy_precision_targets or {}).get(policy, self.precision_target)
 
     def _fit_thresholds(
-        self, scores: np.ndarray, y: np.ndarray, policies: np.ndarray, all_policies: list[str]
+        self,
+        scores: dict[str, np.ndarray],
+        y: np.ndarray,
+        policies: np.ndarray,
+        all_policies: list[str],
     ) -> dict[str, ActionThreshold]:
-        """Per policy, on its held-out rows scored by its own calibrator."""
+        """Per policy, on its held-out rows scored by the variant that scores it
+        (``scores[variant]``) and that variant's calibrator for it."""
         out = {}
         for policy in all_policies:
             rows = policies == policy
-            cal = self.calibration_["full"].get(policy)
+            variant = self._history_variant(policy)
+            cal = self.calibration_[variant].get(policy)
             if cal is None:  # too little held-out history to calibrate: no automatic action
                 out[policy] = ActionThreshold(
                     self._target(policy), None, int(rows.sum()), int(y[rows].sum())
                 )
                 continue
-            out[policy] = choose_threshold(cal.predict(scores[rows]), y[rows], self._target(policy))
+            out[policy] = choose_threshold(
+                cal.predict(scores[variant][rows]), y[rows], self._target(policy)
+            )
         return out
+
+    def _history_variant(self, policy: str) -> str:
+        """The booster for a policy with history evidence: ``transfer`` while it is young
+        (``_is_young``; and one was learned), else ``full``."""
+        return "transfer" if "transfer" in self.models_ and self._is_young(policy) else "full"
+
+    def _is_young(self, policy: str) -> bool:
+        """Fewer than ``min_policy_reviews`` reviews of its own, outnumbered by other policies'
+        reviews: the full booster's cuts on raw similarities were learned mostly on other
+        policies' rows. (A model of one policy alone learns them from that policy: on Insults'
+        3,947 reviews, 0.838 AP full vs 0.835 transfer.)"""
+        counts = getattr(self, "policy_reviews_", {})
+        own = counts.get(policy, 0)
+        return own < self.min_policy_reviews and own < sum(counts.values()) - own
+
+    def _features_of(self, variant: str) -> list[str]:
+        return {"full": self.features_, "cold": self.cold_features_}.get(
+            variant, getattr(self, "transfer_features_", [])
+        )
+
+    def _predict_variant(self, table: pa.Table, variant: str) -> np.ndarray:
+        return self.models_[variant].predict(self._matrix(table, self._features_of(variant)))
 
     # -- inference ------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -344,23 +418,24 @@ class RiskRanker:
             raise RuntimeError("RiskRanker is not fitted: call fit() or RiskRanker.load()")
 
     def variants(self, candidates: TableLike) -> np.ndarray:
-        """Per row, the booster that scores it: ``"full"`` where the row's policy has history
-        evidence among ``candidates``, else ``"cold"``. Decided per policy over the whole
+        """Per row, the booster that scores it: where the row's policy has history evidence
+        among ``candidates``, ``"full"`` (or ``"transfer"`` while the policy has fewer than
+        ``min_policy_reviews`` reviews), else ``"cold"``. Decided per policy over the whole
         table: score slices of a table with ``score(slice, variant=variants(table)[slice])``."""
         self._check_fitted()
         table = as_table(candidates, what="candidates")
         hist = [f for f in self.features_ if is_history_feature(f)]
-        if not hist or "cold" not in self.models_:
+        if not hist:
             return np.full(table.num_rows, "full", dtype=object)
+        no_history = "cold" if "cold" in self.models_ else "full"
         if not all(f in table.column_names for f in hist):
-            return np.full(table.num_rows, "cold", dtype=object)
+            return np.full(table.num_rows, no_history, dtype=object)
         X = self._matrix(table, hist)
         pols = np.asarray(table.column("policy").to_pylist(), dtype=object)
         out = np.full(table.num_rows, "full", dtype=object)
         for p in set(pols):
             rows = pols == p
-            if np.isnan(X[rows]).all():
-                out[rows] = "cold"
+            out[rows] = no_history if np.isnan(X[rows]).all() else self._history_variant(p)
         return out
 
     def _variant_of(self, table: pa.Table, variant: np.ndarray | None) -> np.ndarray:
@@ -419,10 +494,7 @@ class RiskRanker:
         scores = np.zeros(table.num_rows)
         for name in set(variant):
             rows = variant == name
-            feats = self.features_ if name == "full" else self.cold_features_
-            scores[rows] = self.models_[name].predict(
-                self._matrix(table.filter(pa.array(rows)), feats)
-            )
+            scores[rows] = self._predict_variant(table.filter(pa.array(rows)), name)
         return scores
 
     def calibrate(self, scores: np.ndarray, variant: np.ndarray, policies) -> Calibrated:
@@ -446,7 +518,7 @@ class RiskRanker:
         for name, policy in sorted(set(zip(variant, pols))):
             rows = (variant == name) & (pols == policy)
             cals = self.calibration_.get(name, {})
-            own = cals.get(policy) if name == "full" else None
+            own = cals.get(policy) if name in OWN_HISTORY else None
             if own is not None:
                 # Its own history's base rate is not this sweep's either (measured on
                 # SpamAssassin: ECE 0.062 kept, 0.027 re-estimated; benchmarks/calibration.py).
@@ -493,7 +565,7 @@ class RiskRanker:
         out: list = [None] * table.num_rows
         for name in set(variant):
             rows = np.flatnonzero(variant == name)
-            feats = self.features_ if name == "full" else self.cold_features_
+            feats = self._features_of(name)
             X = self._matrix(table.take(pa.array(rows)), feats)
             contrib = self.models_[name].predict(X, pred_contrib=True)[:, :-1]
             for r, x, c in zip(rows, X, contrib):
@@ -530,6 +602,8 @@ class RiskRanker:
             "params": {k: v for k, v in vars(self).items() if not k.endswith("_")},
             "features": self.features_,
             "cold_features": self.cold_features_,
+            "transfer_features": self.transfer_features_,
+            "policy_reviews": self.policy_reviews_,
             "calibration": {
                 variant: {p: c.to_dict() for p, c in cals.items() if c is not None}
                 for variant, cals in self.calibration_.items()
@@ -557,6 +631,10 @@ class RiskRanker:
         self = cls(**params)
         self.features_ = meta["features"]
         self.cold_features_ = meta["cold_features"]
+        # Models saved before the transfer booster existed score every policy with history by
+        # the full one (``_history_variant``: no "transfer" model).
+        self.transfer_features_ = meta.get("transfer_features", [])
+        self.policy_reviews_ = meta.get("policy_reviews", {})
         self.calibration_ = {
             variant: {p: ScoreCalibrator.from_dict(c) for p, c in cals.items()}
             for variant, cals in meta["calibration"].items()
@@ -581,6 +659,13 @@ def _cold_features(features: list[str]) -> list[str]:
     # A table without relative evidence (hand-made candidates; recall always adds it) keeps a
     # cold booster on what it has rather than none.
     return [f for f in seed_evidence if is_policy_relative(f)] or seed_evidence
+
+
+def _transfer_features(features: list[str], cold_features: list[str]) -> list[str]:
+    """What the transfer booster sees: the cold booster's seed evidence and the history
+    evidence (a policy's own reviews), in table order."""
+    keep = set(cold_features)
+    return [f for f in features if f in keep or is_history_feature(f)]
 
 
 def _fit_calibrators(

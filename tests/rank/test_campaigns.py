@@ -126,3 +126,19 @@ def test_sweep_campaign_mode_budget_counts_campaigns(
         inv, seeds, trained_model, k=200, show_progress=False, budget=20, explore=0.25
     ).queue
     assert explored["slot"].to_pylist().count("explore") == 5
+
+
+@pytest.mark.parametrize("campaigns", [False, True])
+def test_an_empty_queue_has_the_campaign_and_slot_columns_of_a_full_one(
+    campaigns, history_items, inventory_items, seeds, hashing_model
+):
+    kw = dict(k=200, show_progress=False, budget=10, campaigns=campaigns, explore=0.2)
+    full = sweep(inventory_items.drop(["label"]), seeds, hashing_model, **kw).queue
+    # The model's own history again: every item already reviewed, nothing left to queue.
+    empty = sweep(history_items.drop(["label"]), seeds, hashing_model, **kw).queue
+    assert full.num_rows > 0 and empty.num_rows == 0
+    arranged = [c for c in full.column_names if c.startswith(("campaign_", "slot"))]
+    expected = {"campaign_id", "campaign_size", "campaign_rank", "slot", "slot_reason"}
+    assert set(arranged) == expected | ({"campaign_members"} if campaigns else set())
+    for c in arranged:
+        assert empty.schema.field(c).type == full.schema.field(c).type, c

@@ -139,3 +139,67 @@ def test_score_is_predict_proba_reasons_and_variant_in_one_and_slices_agree():
     with pytest.raises(ValueError, match="variant: expected"):
         ranker.score(both.slice(0, 5), variant=variant[:4])
     assert len(ranker.score(both.slice(0, 0))) == 0
+
+
+def _two_policies(n_old=600, n_new=120):
+    """An established policy and a young one, both with history evidence and a z-scored
+    similarity (policy-relative) next to the raw one."""
+    parts = []
+    for policy, n, seed in (("scam", n_old, 0), ("young", n_new, 5)):
+        t, _ = _synthetic_candidates(n=n, seed=seed)
+        best = t["text_best_sim"].to_numpy()
+        t = t.set_column(t.column_names.index("policy"), "policy", pa.array([policy] * n))
+        t = t.set_column(
+            t.column_names.index("item_id"), "item_id", pa.array([f"{policy}{i}" for i in range(n)])
+        )
+        parts.append(
+            t.append_column("text_best_sim_z", pa.array((best - best.mean()) / best.std()))
+        )
+    return pa.concat_tables(parts)
+
+
+def test_a_young_policy_is_ranked_by_the_transfer_booster_until_it_has_enough_reviews(tmp_path):
+    train = _two_policies()
+    ranker = RiskRanker(n_estimators=30).fit(train)
+    assert ranker.policy_reviews_ == {"scam": 600, "young": 120}
+    # Relative seed evidence and history evidence only: no raw similarity.
+    assert ranker.transfer_features_ == ["hist_text_knn_score", "text_best_sim_z"]
+    variant = ranker.variants(train)
+    young = np.asarray(train["policy"].to_pylist()) == "young"
+    assert set(variant[young]) == {"transfer"} and set(variant[~young]) == {"full"}
+    scored = ranker.score(train)
+    assert set(scored.calibration[young]) == {"policy_history"}  # its own calibrator
+    assert np.isfinite(scored.proba).all()
+    ranker.save(tmp_path / "m")
+    again = RiskRanker.load(tmp_path / "m")
+    assert list(again.variants(train)) == list(variant)
+    np.testing.assert_allclose(again.predict_proba(train), ranker.predict_proba(train))
+    # Enough reviews of its own (or min_policy_reviews=0): the full booster.
+    assert set(RiskRanker(n_estimators=30, min_policy_reviews=100).fit(train).variants(train)) == {
+        "full"
+    }
+    assert "transfer" not in RiskRanker(n_estimators=30, min_policy_reviews=0).fit(train).models_
+
+
+def test_a_policy_alone_keeps_the_full_booster_however_few_its_reviews():
+    train, _ = _synthetic_candidates(n=300, seed=0)
+    ranker = RiskRanker(n_estimators=30).fit(train)
+    assert "transfer" not in ranker.models_
+    assert set(ranker.variants(train)) == {"full"}
+
+
+def test_a_model_saved_without_a_transfer_booster_loads_and_scores_as_before(tmp_path):
+    import json
+
+    train = _two_policies()
+    ranker = RiskRanker(n_estimators=30, min_policy_reviews=0).fit(train)
+    ranker.save(tmp_path / "m")
+    meta_path = tmp_path / "m" / "ranker.json"
+    meta = json.loads(meta_path.read_text())
+    for key in ("transfer_features", "policy_reviews"):
+        meta.pop(key)
+    meta["params"].pop("min_policy_reviews")  # as written before the parameter existed
+    meta_path.write_text(json.dumps(meta))
+    again = RiskRanker.load(tmp_path / "m")
+    assert set(again.variants(train)) == {"full"}
+    np.testing.assert_allclose(again.predict_proba(train), ranker.predict_proba(train))
