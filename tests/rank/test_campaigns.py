@@ -142,3 +142,5 @@ def test_an_empty_queue_has_the_campaign_and_slot_columns_of_a_full_one(
     assert set(arranged) == expected | ({"campaign_members"} if campaigns else set())
     for c in arranged:
         assert empty.schema.field(c).type == full.schema.field(c).type, c
+    # ... and the reasons columns (rank/reasons.py), in the same order as a full queue's.
+    assert empty.column_names == full.column_names
