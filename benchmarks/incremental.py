@@ -151,7 +151,7 @@ def worker(spec: dict) -> dict:
     """One sweep, in this process; what it cost."""
     from riskrank.rank.pipeline import sweep
 
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     inventory = spec["inventory"]
     result = sweep(
         inventory,
@@ -161,10 +161,11 @@ def worker(spec: dict) -> dict:
         index_dir=spec.get("index_dir"),
         show_progress=False,
     )
-    wall = time.time() - t0
+    wall, cpu = time.time() - t0, time.process_time() - c0
     update = result.report.get("index_update") or {}
     return {
         "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),  # all threads of the worker: steadier than wall under load
         "stages_s": result.report["seconds"],
         "update_stages_s": {k: round(v, 2) for k, v in (update.get("seconds") or {}).items()},
         "embedded": update.get("embedded", 0),
@@ -308,6 +309,72 @@ def run(root: Path, items: int, sample: int | None = None) -> dict:
     return {"counts": paths["counts"], "train_s": round(t_train, 1), "days": days}
 
 
+def rerun_day1(kept: Path, out: Path) -> dict:
+    """Day 1's standing and scratch sweeps again, back to back, from a kept run: the day-0
+    version of the standing index is restored and day 0's sweep re-run on it (nothing is
+    embedded) so that day 1 starts from the cache day 0 left. For when the load changed
+    between the full run's sweeps."""
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    standing = out / "standing"
+    shutil.copytree(kept / "standing", standing)
+    shutil.rmtree(standing / "cache")
+    shutil.rmtree(standing / "versions" / "v000002")
+    state = json.loads((standing / "standing.json").read_text())
+    state["current"] = 1
+    state.pop("inventory_digest", None)
+    (standing / "standing.json").write_text(json.dumps(state))
+
+    def spec(inv, sub, index_dir=None):
+        return {
+            "inventory": str(kept / inv),
+            "seeds": str(kept / "seeds_day0.parquet"),
+            "model": str(kept / "model"),
+            "out": str(out / sub),
+            "index_dir": index_dir,
+        }
+
+    load = [tuple(round(x, 2) for x in os.getloadavg())]
+    day0 = run_sweep(spec("day0.parquet", "d0", str(standing)))
+    load.append(tuple(round(x, 2) for x in os.getloadavg()))
+    d1 = run_sweep(spec("day1.parquet", "d1", str(standing)))
+    load.append(tuple(round(x, 2) for x in os.getloadavg()))
+    d1s = run_sweep(spec("day1.parquet", "d1-scratch"))
+    load.append(tuple(round(x, 2) for x in os.getloadavg()))
+    return {
+        "day0_again": day0,
+        "standing": d1,
+        "scratch": d1s,
+        "queue": compare_queues(out / "d1", out / "d1-scratch"),
+        "ratio_wall": round(d1["wall_s"] / d1s["wall_s"], 4),
+        "ratio_cpu": round(d1["cpu_s"] / d1s["cpu_s"], 4),
+        "load": load,
+    }
+
+
+def rerun_lines(r: dict | None) -> list[str]:
+    if not r:
+        return []
+    q = r["queue"]
+    st, sc = r["standing"], r["scratch"]
+    return [
+        "",
+        "**Day 1 re-measured back to back** (`--rerun-day1 KEPT_RUN`: the day-0 version "
+        "restored, day 0's sweep re-run on it to rebuild its cache, then day 1's standing and "
+        "scratch sweeps one after the other; load average before/between/after: "
+        f"{r['load']}): standing {st['embedded']:,} embedded, wall {st['wall_s']} s, CPU "
+        f"{st['cpu_s']} s (stages {st['stages_s']}); scratch {sc['embedded']:,} embedded, wall "
+        f"{sc['wall_s']} s, CPU {sc['cpu_s']} s (stages {sc['stages_s']}). Ratio: wall "
+        f"{r['ratio_wall']:.3f}, CPU {r['ratio_cpu']:.3f}. Queues: "
+        + ("identical" if q["same_rows_same_order"] else "differ")
+        + f" ({q['rows'][1]:,} rows; reasons identical on {q.get('reasons_identical_rows', 0):,}"
+        f" of {q.get('common_rows', 0):,}).",
+        "",
+    ]
+
+
 def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
     c = res["counts"]
     lines = [
@@ -342,7 +409,9 @@ def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
             if kind == "standing" and "ratio_wall" in d:
                 ratio = f"{d['ratio_wall']:.3f} ({d['ratio_staged']:.3f})"
             staged = st["index"] + st["recall"] + st["rank"]
-            post = st.get("queue", 0) + st.get("reasons", 0) or round(r["wall_s"] - staged, 1)
+            post = round(st.get("queue", 0) + st.get("reasons", 0), 2) or round(
+                r["wall_s"] - staged, 1
+            )
             q = d.get("queue", {})
             equal = ""
             if kind == "standing" and q:
@@ -392,6 +461,7 @@ def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
         + ".",
         *[f"\nNote: {n}" for n in res.get("notes", [])],
         "",
+        *rerun_lines(res.get("day1_rerun")),
         "Goals: day 1 <= 10% of a full sweep, day 2 <= 5%, queues equal to the from-scratch "
         "sweeps. Index actions: "
         + "; ".join(
@@ -409,9 +479,18 @@ def main() -> None:
     p.add_argument("--sample", type=int, help="smoke run on this many pool items (not a result)")
     p.add_argument("--rebuild", help="kept run directory: recompute the tables from it")
     p.add_argument("--note", action="append", help="with --rebuild: a note to print under it")
+    p.add_argument("--rerun-day1", help="kept run directory: re-measure day 1 (see rerun_day1)")
     args = p.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.rerun_day1:
+        res = json.loads((RESULTS / "incremental.json").read_text())
+        res["day1_rerun"] = rerun_day1(Path(args.rerun_day1), Path(args.rerun_day1 + "-day1"))
+        (RESULTS / "incremental.json").write_text(json.dumps(res, indent=2))
+        text = markdown(res, args, res["load_before"], res["load_after"], res["seconds"])
+        (RESULTS / "incremental.md").write_text(text)
+        print(text)
         return
     if args.rebuild:  # the tables again from a kept run (new comparisons, no new sweeps)
         res = json.loads((RESULTS / "incremental.json").read_text())
