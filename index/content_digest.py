@@ -28,6 +28,12 @@ from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_PATH, ITEM_ID
 _BATCH = 8192
 
 
+def key_digest(*parts: str | None) -> str:
+    """A short digest of a few strings (cache keys: rank/sweep_cache.py, recall/lexical.py)."""
+    blob = json.dumps(parts, ensure_ascii=False).encode()
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
 def _encode(value: object) -> bytes:
     """Unambiguous bytes of one cell: a type tag, a length, the payload."""
     if value is None:

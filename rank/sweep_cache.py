@@ -32,6 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from riskrank.index.content_digest import key_digest
 from riskrank.index.tables import write_parquet
 from riskrank.rank.phrases import Span
 from riskrank.recall.lexical import FEATURE as LEXICAL_FEATURE
@@ -74,11 +75,6 @@ def model_identity(info: dict) -> str | None:
     return hashlib.sha256(json.dumps(checksums, sort_keys=True).encode()).hexdigest()
 
 
-def _digest(*parts: str | None) -> str:
-    blob = json.dumps(parts, ensure_ascii=False).encode()
-    return hashlib.blake2b(blob, digest_size=16).hexdigest()
-
-
 class SpanCache:
     """Spans by input digest: this sweep's (always), the last sweep's (with a ``path``)."""
 
@@ -90,11 +86,11 @@ class SpanCache:
         self.computed = 0  # attributions computed in this sweep (the rest came from the cache)
 
     def lexical_key(self, policy: str, text: str) -> str:
-        return _digest("lexical", self.model_id, policy, text)
+        return key_digest("lexical", self.model_id, policy, text)
 
     @staticmethod
     def shared_key(text: str, seed_text: str) -> str:
-        return _digest("shared", text, seed_text)
+        return key_digest("shared", text, seed_text)
 
     def missing(self, keys: list[str]) -> list[str]:
         """Distinct ``keys`` neither computed in this sweep nor stored."""
@@ -113,9 +109,9 @@ class SpanCache:
         self.computed += 1
 
     def get(self, key: str, compute: Callable[[], list[Span]] | None = None) -> list[Span]:
-        if key not in self.used and not self.missing([key]):
-            return self.used[key]
-        if key not in self.used:
+        """The spans of ``key``, computed by ``compute`` when neither this sweep nor the file
+        has them."""
+        if self.missing([key]):
             self.put(key, compute())
         return self.used[key]
 

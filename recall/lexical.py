@@ -8,7 +8,6 @@ per policy, saved as ``.npy`` + JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from riskrank.index.content_digest import key_digest
 from riskrank.recall.candidates import history_evidence_name
 
 N_FEATURES = 2**19  # per analyzer; collisions cost little at this size (2 x 2 MB of float32)
@@ -45,7 +45,7 @@ def lexical_features(texts: Sequence[str | None]) -> sp.csr_matrix:
 
 def score_key(policy: str, text: str) -> str:
     """The key of ``text``'s probe score under ``policy`` in ``LexicalProbe.memo``."""
-    return hashlib.blake2b(json.dumps([policy, text]).encode(), digest_size=16).hexdigest()
+    return key_digest(policy, text)
 
 
 def _logreg(C: float):

@@ -90,7 +90,7 @@ def encode_padded(st, texts: list[str], batch_size: int, show_progress: bool) ->
     for width in np.unique(padded):
         rows = order[padded[order] == width]
         batches += [(int(width), rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
-    out = np.empty((len(texts), 0), np.float32)
+    out = None
     for width, rows in tqdm(batches, desc="encode", unit="batch", disable=not show_progress):
         features = preprocess([texts[i] for i in rows])
         for name, value in features.items():
@@ -101,7 +101,7 @@ def encode_padded(st, texts: list[str], batch_size: int, show_progress: bool) ->
         with torch.inference_mode():
             emb = st.forward(features)["sentence_embedding"].float()
             emb = torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
-        if out.shape[1] != emb.shape[1]:
+        if out is None:
             out = np.empty((len(texts), emb.shape[1]), np.float32)
         out[rows] = emb
     return out
