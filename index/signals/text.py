@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -42,12 +42,13 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-BACKENDS = ("torch", "onnx-int8")
+BACKENDS = ("torch", "onnx-int8", "openvino")
+CPU_ONLY = ("onnx-int8", "openvino")
 # Texts per batch when not given. int8 ONNX Runtime: one text at a time. Dynamic int8 scales
 # activations per batch tensor, so in a shared batch a text's vector moved with its batchmates
 # (cosine 0.984-0.994 to itself alone); alone it needs no padding either, and measured 1.26x
 # the items per CPU-second of batches of 16 (benchmarks/results/encoder_batch1.md).
-DEFAULT_BATCH = {"torch": 64, "onnx-int8": 1}
+DEFAULT_BATCH = {"torch": 64, "onnx-int8": 1, "openvino": 16}
 
 
 def default_threads() -> int:
@@ -61,6 +62,39 @@ def default_threads() -> int:
 PAD_MULTIPLE = 8  # a text is padded to its token count rounded up to this, never further
 
 
+def padded_batches(lengths: np.ndarray, batch_size: int) -> list[tuple[int, np.ndarray]]:
+    """(padded width, rows) per batch: each text padded to its token count rounded up to
+    ``PAD_MULTIPLE``, only texts of one width in a batch, shortest first (so padding stays
+    small, as sentence-transformers' length ordering does)."""
+    padded = -(-np.asarray(lengths) // PAD_MULTIPLE) * PAD_MULTIPLE
+    order = np.lexsort((np.arange(len(padded)), padded))
+    batches = []
+    for width in np.unique(padded):
+        rows = order[padded[order] == width]
+        batches += [(int(width), rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
+    return batches
+
+
+def encode_in_padded_batches(
+    texts: list[str],
+    lengths: np.ndarray,
+    embed: Callable[[list[str], int], np.ndarray],
+    batch_size: int,
+    show_progress: bool,
+) -> np.ndarray:
+    """``embed(batch texts, padded width)`` over ``padded_batches``, rows back in order."""
+    from tqdm.auto import tqdm
+
+    out = None
+    batches = padded_batches(lengths, batch_size)
+    for width, rows in tqdm(batches, desc="encode", unit="batch", disable=not show_progress):
+        emb = embed([texts[i] for i in rows], width)
+        if out is None:
+            out = np.empty((len(texts), emb.shape[1]), np.float32)
+        out[rows] = emb
+    return out
+
+
 def encode_padded(st, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
     """Unit vectors from a SentenceTransformer, each text's independent of its batchmates.
 
@@ -69,12 +103,11 @@ def encode_padded(st, texts: list[str], batch_size: int, show_progress: bool) ->
     when other texts shared its batch, so a standing index that embeds only new items
     (index/standing.py) could not equal a from-scratch build bit for bit. Here each text is
     padded to its own token count rounded up to ``PAD_MULTIPLE`` and only texts of one padded
-    length share a batch; its vector is then the same whatever else is encoded with it
-    (checked bitwise across batch sizes and groupings in tests/index/test_text_encoder.py).
-    Texts are ordered by length, as sentence-transformers does, so padding stays small.
+    length share a batch (``padded_batches``); its vector is then the same whatever else is
+    encoded with it (checked bitwise across batch sizes and groupings in
+    tests/index/test_text_encoder.py).
     """
     import torch
-    from tqdm.auto import tqdm
 
     preprocess = getattr(st, "preprocess", None) or st.tokenize
     pad_id = st.tokenizer.pad_token_id or 0
@@ -84,15 +117,9 @@ def encode_padded(st, texts: list[str], batch_size: int, show_progress: bool) ->
             for i in range(0, len(texts), 4096)
         ]
     )
-    padded = -(-lengths // PAD_MULTIPLE) * PAD_MULTIPLE
-    order = np.lexsort((np.arange(len(texts)), padded))
-    batches = []
-    for width in np.unique(padded):
-        rows = order[padded[order] == width]
-        batches += [(int(width), rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
-    out = None
-    for width, rows in tqdm(batches, desc="encode", unit="batch", disable=not show_progress):
-        features = preprocess([texts[i] for i in rows])
+
+    def embed(batch: list[str], width: int) -> np.ndarray:
+        features = preprocess(batch)
         for name, value in features.items():
             if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] < width:
                 fill = pad_id if name == "input_ids" else 0
@@ -100,11 +127,9 @@ def encode_padded(st, texts: list[str], batch_size: int, show_progress: bool) ->
             features[name] = value.to(st.device) if torch.is_tensor(value) else value
         with torch.inference_mode():
             emb = st.forward(features)["sentence_embedding"].float()
-            emb = torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
-        if out is None:
-            out = np.empty((len(texts), emb.shape[1]), np.float32)
-        out[rows] = emb
-    return out
+            return torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
+
+    return encode_in_padded_batches(texts, lengths, embed, batch_size, show_progress)
 
 
 class TextEncoder:
@@ -144,8 +169,10 @@ class TextEncoder:
     def _check_backend(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {self.backend!r}")
-        if self.backend == "onnx-int8" and (self.device or "cpu") != "cpu":
-            raise ValueError(f"backend='onnx-int8' runs on the CPU, got device={self.device!r}")
+        if self.backend in CPU_ONLY and (self.device or "cpu") != "cpu":
+            raise ValueError(
+                f"backend={self.backend!r} runs on the CPU, got device={self.device!r}"
+            )
 
     def _load(self):
         self._check_backend()
@@ -163,17 +190,22 @@ class TextEncoder:
         return self._st
 
     def _load_onnx(self):
+        """The CPU-only backend's model (ONNX Runtime int8 or OpenVINO), made once."""
         self._check_backend()
         if self._onnx is None:
-            from riskrank.index.signals.text_onnx import OnnxSentenceModel
-
             path, _ = resolve_text_model(self.model)
             if not os.path.isdir(path):
                 raise ValueError(
-                    f"backend='onnx-int8' exports from local weights; {self.model!r} resolved to "
-                    f"{path!r}, which is not a directory"
+                    f"backend={self.backend!r} exports from local weights; {self.model!r} "
+                    f"resolved to {path!r}, which is not a directory"
                 )
-            self._onnx = OnnxSentenceModel(
+            if self.backend == "openvino":
+                from riskrank.index.signals.text_openvino import (
+                    OpenVinoSentenceModel as Model,
+                )
+            else:
+                from riskrank.index.signals.text_onnx import OnnxSentenceModel as Model
+            self._onnx = Model(
                 path,
                 max_seq_length=self._onnx_max_length(path),
                 num_threads=self.num_threads or default_threads(),
@@ -191,7 +223,7 @@ class TextEncoder:
 
     @property
     def dim(self) -> int:
-        if self.backend == "onnx-int8":
+        if self.backend in CPU_ONLY:
             if self._dim is None:
                 self._dim = int(self.encode([_PROBE]).shape[1])
             return self._dim
@@ -209,6 +241,11 @@ class TextEncoder:
         self._check_backend()
         if self.backend == "onnx-int8":
             return self._encode_onnx(texts, show_progress)
+        if self.backend == "openvino":
+            model = self._load_onnx()
+            batch = self.batch_size or DEFAULT_BATCH["openvino"]
+            lengths = model.token_counts(texts)
+            return encode_in_padded_batches(texts, lengths, model.embed, batch, show_progress)
         st = self._load()
         if self.num_threads:
             import torch
@@ -240,6 +277,13 @@ class TextEncoder:
             from riskrank.index.signals.text_onnx import RECIPE
 
             return {"backend": self.backend, "quantization": RECIPE}
+        if self.backend == "openvino":
+            # The precision the compiled model runs (bf16 here, f32 on CPUs without bf16).
+            return {
+                "backend": self.backend,
+                "quantization": "none",
+                "precision": self._load_onnx().precision,
+            }
         return {"backend": self.backend, "quantization": "none"}
 
     def describe(self) -> dict:
@@ -250,6 +294,8 @@ class TextEncoder:
         library = "sentence-transformers==" + package_version("sentence-transformers", "unknown")
         if self.backend == "onnx-int8":
             library = "onnxruntime==" + package_version("onnxruntime", "unknown")
+        if self.backend == "openvino":
+            library = "openvino==" + package_version("openvino", "unknown")
         return {
             "model": self.model,
             "model_version": version,
@@ -316,7 +362,7 @@ class TextEmbeddingSignal(EmbeddingSignal):
         # Manifests written before backends existed were all built with PyTorch. Checked
         # before the base's fingerprint so the refusal names the backend, not just a digest.
         theirs = {"backend": "torch", "quantization": "none", **recorded}
-        for key in ("backend", "quantization", "max_seq_length"):
+        for key in ("backend", "quantization", "precision", "max_seq_length"):
             if key in mine and key in theirs and theirs[key] != mine[key]:
                 return f"{key}: index has {theirs[key]!r}, query encoder has {mine[key]!r}"
         return super().compatible_with(recorded)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -127,23 +128,42 @@ def fuse(model_dir: Path, src: Path, out: Path) -> None:
     optimized.save_model_to_file(str(out))
 
 
+def cached_export(
+    model_dir: Path, recipe: str, filename: str, make: Callable[[Path], None]
+) -> Path:
+    """``$RISKRANK_CACHE/onnx/<weights digest>-<recipe>/<filename>``, made once by
+    ``make(scratch_dir)`` (which writes ``filename`` there) if missing. The finished folder
+    appears atomically, so a half-written export is never picked up by another process."""
+    final = onnx_cache_root() / f"{weights_digest(model_dir)}-{recipe}" / filename
+    if final.exists():
+        return final
+    tmp = final.parent.with_name(final.parent.name + f".{os.getpid()}.tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        make(tmp)
+        final.parent.parent.mkdir(parents=True, exist_ok=True)
+        tmp.replace(final.parent)
+    except OSError:  # another process may have finished the same export first
+        if not final.exists():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
 def int8_model_path(model_dir: str | Path) -> Path:
     """The cached int8 ONNX export of ``model_dir``, made (once) if missing."""
     model_dir = Path(model_dir)
     check_mean_pooled(model_dir)
-    final = onnx_cache_root() / f"{weights_digest(model_dir)}-{RECIPE}" / "model.onnx"
-    if final.exists():
-        return final
-    try:
-        import onnx
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError as e:
-        raise ImportError(
-            "backend='onnx-int8' needs onnxruntime and onnx: pip install 'riskrank[fast]'"
-        ) from e
-    tmp = final.parent.with_name(final.parent.name + f".{os.getpid()}.tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    try:
+
+    def make(tmp: Path) -> None:
+        try:
+            import onnx
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+        except ImportError as e:
+            raise ImportError(
+                "backend='onnx-int8' needs onnxruntime and onnx: pip install 'riskrank[fast]'"
+            ) from e
         export_fp32(model_dir, tmp / "fp32.onnx")
         fuse(model_dir, tmp / "fp32.onnx", tmp / "fused.onnx")
         # Weights of MatMul and fused Attention only: the embedding tables stay fp32 (int8
@@ -158,14 +178,8 @@ def int8_model_path(model_dir: str | Path) -> Path:
         )
         for name in ("fp32.onnx", "fused.onnx"):
             (tmp / name).unlink()
-        final.parent.parent.mkdir(parents=True, exist_ok=True)
-        tmp.replace(final.parent)  # atomic: a half-written export is never picked up
-    except OSError:  # another process may have finished the same export first
-        if not final.exists():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+    return cached_export(model_dir, RECIPE, "model.onnx", make)
 
 
 def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

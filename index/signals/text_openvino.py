@@ -1,0 +1,101 @@
+"""The shipped sentence-transformers weights compiled by OpenVINO for the CPU, in bf16 where the
+CPU computes bf16 natively (AVX512-BF16 or AMX), f32 elsewhere.
+
+The transformer is the library's own fp32 ONNX export (``text_onnx.export_fp32``), converted
+once to OpenVINO IR with f32 weights and cached next to the int8 export, under
+``$RISKRANK_CACHE/onnx/<weights digest>-<recipe>/``. The weights stay f32 on disk; the
+precision is chosen when compiling, and the one the device actually runs is read back from the
+compiled model (``precision``): a CPU without bf16 silently runs f32, and the index manifest
+must say which. Pooling and normalisation stay in numpy, as in the int8 path.
+
+Needs the ``[fast]`` extra (``openvino``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from riskrank.index.signals.text_onnx import (
+    SentenceTokenizer,
+    cached_export,
+    check_mean_pooled,
+    export_fp32,
+    mean_pool,
+)
+
+# Bump when the conversion changes: the cache key carries it.
+RECIPE = "openvino-ir-f32-v1"
+
+
+def import_openvino():
+    try:
+        import openvino
+    except ImportError as e:
+        raise ImportError("backend='openvino' needs OpenVINO: pip install 'riskrank[fast]'") from e
+    return openvino
+
+
+def openvino_ir_path(model_dir: str | Path) -> Path:
+    """The cached OpenVINO IR (``model.xml`` + ``model.bin``) of ``model_dir``'s transformer."""
+    model_dir = Path(model_dir)
+    check_mean_pooled(model_dir)
+    ov = import_openvino()
+
+    def make(tmp: Path) -> None:
+        export_fp32(model_dir, tmp / "fp32.onnx")
+        # f32 weights in the IR (OpenVINO's default would store them as f16): the compiled
+        # precision is the only rounding, and an f32 compile still matches PyTorch.
+        ir = ov.convert_model(tmp / "fp32.onnx")
+        ov.save_model(ir, tmp / "model.xml", compress_to_fp16=False)
+        (tmp / "fp32.onnx").unlink()
+
+    return cached_export(model_dir, RECIPE, "model.xml", make)
+
+
+class OpenVinoSentenceModel:
+    """Tokenise, run the transformer compiled by OpenVINO, mean-pool, normalise.
+
+    ``embed(texts, width)`` pads every text to ``width`` tokens, so that with
+    ``text.encode_in_padded_batches`` a text's vector does not depend on its batchmates.
+    """
+
+    def __init__(self, model_dir: str | Path, *, max_seq_length: int, num_threads: int) -> None:
+        ov = import_openvino()
+        core = ov.Core()
+        self.compiled = core.compile_model(
+            core.read_model(openvino_ir_path(model_dir)),
+            "CPU",
+            {
+                # Deliberate threads, one stream, no pinning: the machine is shared, and a
+                # pinned thread waits for its core while another one is free.
+                "INFERENCE_NUM_THREADS": num_threads,
+                "NUM_STREAMS": 1,
+                "PERFORMANCE_HINT": "LATENCY",
+                "ENABLE_CPU_PINNING": False,
+                "INFERENCE_PRECISION_HINT": "bf16",
+            },
+        )
+        # What the device actually runs (a CPU without bf16 falls back to f32), not the hint.
+        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.request = self.compiled.create_infer_request()
+        self.tokenize = SentenceTokenizer(model_dir, max_seq_length=max_seq_length)
+        self.max_seq_length = max_seq_length
+
+    def token_counts(self, texts: list[str]) -> np.ndarray:
+        """Tokens per text after truncation to ``max_seq_length``."""
+        return self.tokenize(texts)["attention_mask"].sum(axis=1)
+
+    def embed(self, texts: list[str], width: int) -> np.ndarray:
+        feeds = self.tokenize(texts)
+        pad = width - feeds["input_ids"].shape[1]
+        if pad > 0:  # padded positions are masked out; ids as the tokenizer itself pads
+            pad_id = self.tokenize.tokenizer.pad_token_id or 0
+            fill = {"input_ids": pad_id}
+            feeds = {
+                k: np.pad(v, ((0, 0), (0, pad)), constant_values=fill.get(k, 0))
+                for k, v in feeds.items()
+            }
+        hidden = self.request.infer(feeds)[0]
+        return mean_pool(hidden, feeds["attention_mask"])
