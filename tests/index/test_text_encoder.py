@@ -148,3 +148,69 @@ def test_a_texts_vector_does_not_depend_on_its_batchmates(text_signal):
         order = rng.permutation(len(texts))[: rng.integers(2, len(texts))]
         np.testing.assert_array_equal(enc.encode([texts[i] for i in order]), together[order])
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+
+
+def test_openvino_without_openvino_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    with pytest.raises(ImportError, match=r"riskrank\[fast\]"):
+        TextEncoder(backend="openvino").encode(["x"])
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        TextEncoder(backend="openvino", device="cuda").encode(["x"])
+
+
+@pytest.fixture(scope="module")
+def openvino_encoder():
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnx")  # the IR is converted from the library's fp32 ONNX export
+    return TextEncoder(backend="openvino", num_threads=2)
+
+
+def test_openvino_vectors_match_fp32_and_do_not_depend_on_batchmates(openvino_encoder, text_signal):
+    enc = openvino_encoder
+    texts = [f"offer number {i}: " + "cheap pills " * (i % 13) for i in range(40)] + TEXTS
+    together = enc.encode(texts)
+    assert together.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    cos = (together * text_signal.encoder.encode(texts)).sum(axis=1)
+    assert cos.min() > 0.999, cos  # bf16 measured >= 0.9999 on SpamAssassin mails
+    # Padded to its own length like the torch path: bitwise the same vector whatever else
+    # shares its batch, alone, in another order or in batches of another size.
+    alone = np.vstack([enc.encode([t]) for t in texts[::9]])
+    np.testing.assert_array_equal(together[::9], alone)
+    np.testing.assert_array_equal(enc.encode(texts[::-1])[::-1], together)
+    batch64 = TextEncoder(backend="openvino", num_threads=2, batch_size=64).encode(texts)
+    np.testing.assert_array_equal(batch64, together)
+
+
+def test_openvino_manifest_records_precision_and_refuses_a_mix(
+    tmp_path, inventory_items, openvino_encoder
+):
+    signal = TextEmbeddingSignal(openvino_encoder)
+    path = tmp_path / "idx"
+    build_index(inventory_items.slice(0, 8), path, signals=[signal], show_progress=False)
+    entry = json.loads((path / "manifest.json").read_text())["signals"]["text"]
+    # The precision read back from the compiled model: bf16 needs the CPU's support.
+    assert entry["backend"] == "openvino" and entry["precision"] in ("bf16", "f32")
+    assert entry["max_seq_length"] == 256 and entry["library"].startswith("openvino==")
+    assert InventoryIndex.load(path).signals["text"].signal.encoder.backend == "openvino"
+    with pytest.raises(IndexMismatchError, match="backend"):
+        InventoryIndex.load(path, signals={"text": TextEmbeddingSignal(backend="torch")})
+    # The same backend compiled at the other precision (another CPU) is refused too.
+    other = "f32" if entry["precision"] == "bf16" else "bf16"
+    assert "precision" in signal.compatible_with({**entry, "precision": other})
+    assert signal.compatible_with(entry) is None
+
+
+def test_cli_builds_an_openvino_index(tmp_path, inventory_items, openvino_encoder):
+    import pyarrow.parquet as pq
+
+    from riskrank.rank.app.cli import main
+
+    pq.write_table(inventory_items.slice(0, 6), tmp_path / "inv.parquet")
+    out = tmp_path / "idx"
+    args = ["index", "build", str(tmp_path / "inv.parquet"), "--out", str(out)]
+    assert main([*args, "--text-backend", "openvino"]) == 0
+    entry = json.loads((out / "manifest.json").read_text())["signals"]["text"]
+    assert entry["backend"] == "openvino"
