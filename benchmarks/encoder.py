@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Text encoder throughput, side by side in one run: PyTorch fp32 vs ONNX Runtime int8.
+"""Text encoder throughput, side by side in one run: PyTorch fp32 vs ONNX Runtime int8 vs
+OpenVINO (bf16 where the CPU has it).
 
 The same ``--n`` SpamAssassin mails (drawn with ``numpy.random.default_rng(0)``; the texts
 the issue profiled) go through every configuration of ``TextEncoder`` (``--configs``,
@@ -15,6 +16,9 @@ export made, before any timing. Load averages are recorded before and after.
     .venv/bin/python benchmarks/encoder.py --n 64 --rounds 1   # smoke
     .venv/bin/python benchmarks/encoder.py --n 128 --configs torch@256 onnx-int8@256 \
         onnx-int8@256/b16 onnx-int8@256/t1 onnx-int8@256/b16/t1   # batch size and threads
+    .venv/bin/python benchmarks/encoder.py --n 256 --rounds 3 --configs torch@256 \
+        onnx-int8@256 openvino@256 openvino@256/t1 openvino@256/b1 openvino@256/b64 \
+        --out benchmarks/results/encoder_openvino   # the OpenVINO backend (needs .[fast])
 """
 
 from __future__ import annotations
@@ -36,7 +40,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from encoder_variants import VARIANTS, VariantEncoder  # noqa: E402
 
-from riskrank.index.signals.text import BACKENDS, TextEncoder, default_threads  # noqa: E402
+from riskrank.index.signals.text import (  # noqa: E402
+    BACKENDS,
+    DEFAULT_BATCH,
+    TextEncoder,
+    default_threads,
+)
 from riskrank.rank.app import datasets  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -186,6 +195,8 @@ def main(argv=None) -> int:
                 "ratio_to_baseline": round(med / float(np.median(speed[base])), 2),
                 "cos_to_baseline_min": round(float(cos.min()), 4),
                 "cos_to_baseline_mean": round(float(cos.mean()), 4),
+                # What each config ran: the effective precision where the backend records one.
+                "identity": encoders[cfg].identity() if hasattr(encoders[cfg], "identity") else {},
             }
         )
     meta = {
@@ -196,6 +207,7 @@ def main(argv=None) -> int:
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in load_after],
         "cpus": os.cpu_count(),
+        "default_batch": DEFAULT_BATCH,
         "machine": platform.processor() or platform.machine(),
         "command": "benchmarks/encoder.py " + " ".join(argv or sys.argv[1:]),
     }
@@ -214,13 +226,15 @@ def render(rows: list[dict], meta: dict) -> str:
         "",
         f"`{meta['command']}`: {meta['n_texts']} SpamAssassin mails (mean {meta['mean_chars']} "
         f"characters), {meta['rounds']} rounds in alternating order, {meta['threads']} threads, "
-        f"{meta['cpus']} CPUs (unless a config says /t), batch: torch 64, others 16 (unless "
-        f"/b). Load average (1/5/15 min) before {meta['load_before']}, after "
+        f"{meta['cpus']} CPUs (unless a config says /t), batch: library defaults "
+        f"{meta['default_batch']}, candidates 16 (unless /b). Load average (1/5/15 min) "
+        f"before {meta['load_before']}, after "
         f"{meta['load_after']}: a shared machine, so compare the ratios, not the absolute rates.",
         "",
         "| config (backend@max_seq_length) | items/s per round | median | x baseline "
-        "| items/CPU-s per round | median | x baseline | cos to baseline min / mean |",
-        "|---|---|---|---|---|---|---|---|",
+        "| items/CPU-s per round | median | x baseline | cos to baseline min / mean "
+        "| precision run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
@@ -228,7 +242,8 @@ def render(rows: list[dict], meta: dict) -> str:
             f"| {r['median_items_per_s']:.2f} | {r['ratio_to_baseline']:.2f} "
             f"| {', '.join(f'{s:.2f}' for s in r['items_per_cpu_s'])} "
             f"| {r['median_items_per_cpu_s']:.2f} | {r['cpu_ratio_to_baseline']:.2f} "
-            f"| {r['cos_to_baseline_min']:.4f} / {r['cos_to_baseline_mean']:.4f} |"
+            f"| {r['cos_to_baseline_min']:.4f} / {r['cos_to_baseline_mean']:.4f} "
+            f"| {r.get('identity', {}).get('precision', '-')} |"
         )
     prof = meta.get("profile_int8")
     if prof:
