@@ -42,13 +42,14 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-BACKENDS = ("torch", "onnx-int8", "openvino")
-CPU_ONLY = ("onnx-int8", "openvino")
+BACKENDS = ("torch", "onnx-int8", "openvino", "openvino-int8w")
+CPU_ONLY = ("onnx-int8", "openvino", "openvino-int8w")
+OPENVINO = ("openvino", "openvino-int8w")
 # Texts per batch when not given. int8 ONNX Runtime: one text at a time. Dynamic int8 scales
 # activations per batch tensor, so in a shared batch a text's vector moved with its batchmates
 # (cosine 0.984-0.994 to itself alone); alone it needs no padding either, and measured 1.26x
 # the items per CPU-second of batches of 16 (benchmarks/results/encoder_batch1.md).
-DEFAULT_BATCH = {"torch": 64, "onnx-int8": 1, "openvino": 16}
+DEFAULT_BATCH = {"torch": 64, "onnx-int8": 1, "openvino": 16, "openvino-int8w": 16}
 
 
 def default_threads() -> int:
@@ -139,7 +140,11 @@ class TextEncoder:
     ``backend="onnx-int8"`` runs a dynamically quantised int8 export of the same weights in
     ONNX Runtime on the CPU (made locally once and cached; ``index.signals.text_onnx``); its
     vectors differ slightly from fp32, so the manifest records the backend and an index built
-    with one is refused to a query encoder of the other.
+    with one is refused to a query encoder of the other. ``backend="openvino"`` compiles the
+    same weights with OpenVINO, in bf16 where the CPU has it (f32 elsewhere; the manifest records
+    the precision it actually ran), and ``"openvino-int8w"`` with int8 weights too
+    (``index.signals.text_openvino``); like PyTorch's, their vectors do not depend on which
+    texts share a batch.
 
     >>> enc = TextEncoder()                     # doctest: +SKIP
     >>> enc.encode(["win a free iPhone"]).shape # doctest: +SKIP
@@ -199,17 +204,19 @@ class TextEncoder:
                     f"backend={self.backend!r} exports from local weights; {self.model!r} "
                     f"resolved to {path!r}, which is not a directory"
                 )
-            if self.backend == "openvino":
-                from riskrank.index.signals.text_openvino import (
-                    OpenVinoSentenceModel as Model,
-                )
+            kwargs = {
+                "max_seq_length": self._onnx_max_length(path),
+                "num_threads": self.num_threads or default_threads(),
+            }
+            if self.backend in OPENVINO:
+                from riskrank.index.signals.text_openvino import OpenVinoSentenceModel
+
+                int8w = self.backend == "openvino-int8w"
+                self._onnx = OpenVinoSentenceModel(path, int8_weights=int8w, **kwargs)
             else:
-                from riskrank.index.signals.text_onnx import OnnxSentenceModel as Model
-            self._onnx = Model(
-                path,
-                max_seq_length=self._onnx_max_length(path),
-                num_threads=self.num_threads or default_threads(),
-            )
+                from riskrank.index.signals.text_onnx import OnnxSentenceModel
+
+                self._onnx = OnnxSentenceModel(path, **kwargs)
         return self._onnx
 
     def _onnx_max_length(self, path: str) -> int:
@@ -241,9 +248,9 @@ class TextEncoder:
         self._check_backend()
         if self.backend == "onnx-int8":
             return self._encode_onnx(texts, show_progress)
-        if self.backend == "openvino":
+        if self.backend in OPENVINO:
             model = self._load_onnx()
-            batch = self.batch_size or DEFAULT_BATCH["openvino"]
+            batch = self.batch_size or DEFAULT_BATCH[self.backend]
             lengths = model.token_counts(texts)
             return encode_in_padded_batches(texts, lengths, model.embed, batch, show_progress)
         st = self._load()
@@ -277,11 +284,13 @@ class TextEncoder:
             from riskrank.index.signals.text_onnx import RECIPE
 
             return {"backend": self.backend, "quantization": RECIPE}
-        if self.backend == "openvino":
+        if self.backend in OPENVINO:
+            from riskrank.index.signals.text_openvino import INT8_WEIGHTS_RECIPE
+
             # The precision the compiled model runs (bf16 here, f32 on CPUs without bf16).
             return {
                 "backend": self.backend,
-                "quantization": "none",
+                "quantization": INT8_WEIGHTS_RECIPE if self.backend == "openvino-int8w" else "none",
                 "precision": self._load_onnx().precision,
             }
         return {"backend": self.backend, "quantization": "none"}
@@ -294,7 +303,7 @@ class TextEncoder:
         library = "sentence-transformers==" + package_version("sentence-transformers", "unknown")
         if self.backend == "onnx-int8":
             library = "onnxruntime==" + package_version("onnxruntime", "unknown")
-        if self.backend == "openvino":
+        if self.backend in OPENVINO:
             library = "openvino==" + package_version("openvino", "unknown")
         return {
             "model": self.model,
@@ -319,7 +328,7 @@ class TextEmbeddingSignal(EmbeddingSignal):
         CliOption(
             "--text-backend",
             "backend",
-            f"one of {', '.join(BACKENDS)} (default torch: PyTorch fp32; onnx-int8 needs .[fast])",
+            f"one of {', '.join(BACKENDS)} (default torch: PyTorch fp32; the others need .[fast])",
         ),
         CliOption(
             "--text-max-seq-length",
