@@ -77,21 +77,20 @@ def padded_batches(lengths: np.ndarray, batch_size: int) -> list[tuple[int, np.n
 
 
 def encode_in_padded_batches(
-    texts: list[str],
     lengths: np.ndarray,
-    embed: Callable[[list[str], int], np.ndarray],
+    embed: Callable[[np.ndarray, int], np.ndarray],
     batch_size: int,
     show_progress: bool,
 ) -> np.ndarray:
-    """``embed(batch texts, padded width)`` over ``padded_batches``, rows back in order."""
+    """``embed(rows, padded width)`` over ``padded_batches``, each row's vector in its place."""
     from tqdm.auto import tqdm
 
     out = None
     batches = padded_batches(lengths, batch_size)
     for width, rows in tqdm(batches, desc="encode", unit="batch", disable=not show_progress):
-        emb = embed([texts[i] for i in rows], width)
+        emb = embed(rows, width)
         if out is None:
-            out = np.empty((len(texts), emb.shape[1]), np.float32)
+            out = np.empty((len(lengths), emb.shape[1]), np.float32)
         out[rows] = emb
     return out
 
@@ -119,8 +118,8 @@ def encode_padded(st, texts: list[str], batch_size: int, show_progress: bool) ->
         ]
     )
 
-    def embed(batch: list[str], width: int) -> np.ndarray:
-        features = preprocess(batch)
+    def embed(rows: np.ndarray, width: int) -> np.ndarray:
+        features = preprocess([texts[i] for i in rows])
         for name, value in features.items():
             if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] < width:
                 fill = pad_id if name == "input_ids" else 0
@@ -130,7 +129,7 @@ def encode_padded(st, texts: list[str], batch_size: int, show_progress: bool) ->
             emb = st.forward(features)["sentence_embedding"].float()
             return torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
 
-    return encode_in_padded_batches(texts, lengths, embed, batch_size, show_progress)
+    return encode_in_padded_batches(lengths, embed, batch_size, show_progress)
 
 
 class TextEncoder:
@@ -249,10 +248,8 @@ class TextEncoder:
         if self.backend == "onnx-int8":
             return self._encode_onnx(texts, show_progress)
         if self.backend in OPENVINO:
-            model = self._load_onnx()
             batch = self.batch_size or DEFAULT_BATCH[self.backend]
-            lengths = model.token_counts(texts)
-            return encode_in_padded_batches(texts, lengths, model.embed, batch, show_progress)
+            return self._load_onnx().encode(texts, batch, show_progress)
         st = self._load()
         if self.num_threads:
             import torch

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from riskrank.index.signals.text_onnx import (
-    SentenceTokenizer,
     cached_export,
     check_mean_pooled,
     export_fp32,
@@ -90,8 +89,8 @@ def int8_weights_ir_path(model_dir: str | Path) -> Path:
 class OpenVinoSentenceModel:
     """Tokenise, run the transformer compiled by OpenVINO, mean-pool, normalise.
 
-    ``embed(texts, width)`` pads every text to ``width`` tokens, so that with
-    ``text.encode_in_padded_batches`` a text's vector does not depend on its batchmates.
+    ``encode`` pads every text to its own length rounded up (``text.padded_batches``), as the
+    PyTorch path does, so a text's vector does not depend on its batchmates.
     """
 
     def __init__(
@@ -102,6 +101,8 @@ class OpenVinoSentenceModel:
         num_threads: int,
         int8_weights: bool = False,
     ) -> None:
+        from transformers import AutoTokenizer
+
         ov = import_openvino()
         core = ov.Core()
         ir = int8_weights_ir_path(model_dir) if int8_weights else openvino_ir_path(model_dir)
@@ -121,22 +122,32 @@ class OpenVinoSentenceModel:
         # What the device actually runs (a CPU without bf16 falls back to f32), not the hint.
         self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.request = self.compiled.create_infer_request()
-        self.tokenize = SentenceTokenizer(model_dir, max_seq_length=max_seq_length)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.max_seq_length = max_seq_length
 
-    def token_counts(self, texts: list[str]) -> np.ndarray:
-        """Tokens per text after truncation to ``max_seq_length``."""
-        return self.tokenize(texts)["attention_mask"].sum(axis=1)
+    def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+        from riskrank.index.signals.text import encode_in_padded_batches
 
-    def embed(self, texts: list[str], width: int) -> np.ndarray:
-        feeds = self.tokenize(texts)
-        pad = width - feeds["input_ids"].shape[1]
-        if pad > 0:  # padded positions are masked out; ids as the tokenizer itself pads
-            pad_id = self.tokenize.tokenizer.pad_token_id or 0
-            fill = {"input_ids": pad_id}
+        # Tokenised once, unpadded: the lengths decide the batches, the ids fill them.
+        tokens = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
+        ids = tokens["input_ids"]
+        types = tokens.get("token_type_ids")
+        pad_id = self.tokenizer.pad_token_id or 0
+
+        def embed(rows: np.ndarray, width: int) -> np.ndarray:
             feeds = {
-                k: np.pad(v, ((0, 0), (0, pad)), constant_values=fill.get(k, 0))
-                for k, v in feeds.items()
+                "input_ids": np.full((len(rows), width), pad_id, np.int64),
+                "attention_mask": np.zeros((len(rows), width), np.int64),
+                "token_type_ids": np.zeros((len(rows), width), np.int64),
             }
-        hidden = self.request.infer(feeds)[0]
-        return mean_pool(hidden, feeds["attention_mask"])
+            for j, i in enumerate(rows):
+                n = len(ids[i])
+                feeds["input_ids"][j, :n] = ids[i]
+                feeds["attention_mask"][j, :n] = 1
+                if types is not None:
+                    feeds["token_type_ids"][j, :n] = types[i]
+            hidden = self.request.infer(feeds)[0]
+            return mean_pool(hidden, feeds["attention_mask"])
+
+        lengths = np.array([len(x) for x in ids])
+        return encode_in_padded_batches(lengths, embed, batch_size, show_progress)
