@@ -55,6 +55,26 @@ def feeds_for(texts: list[str], model_dir: str) -> list[dict]:
     return out
 
 
+def render(rows: dict, meta: dict, command: str) -> str:
+    out = [
+        "# OpenVINO compile settings for the text encoder",
+        "",
+        f"`benchmarks/openvino_settings.py {command}`: {meta['n_texts']} SpamAssassin mails, "
+        f"model only (tokenised beforehand), batches of 16 texts of one padded width, "
+        f"{meta['rounds']} rounds in alternating order, OpenVINO {meta['openvino']}. "
+        f"Load average before {meta['load_before']}, after {meta['load_after']}.",
+        "",
+        "| setting | items/s per round | median | items/CPU-s per round | median |",
+        "|---|---|---|---|---|",
+    ]
+    for n, r in rows.items():
+        out.append(
+            f"| {n} | {', '.join(map(str, r['items_per_s']))} | {r['median_items_per_s']} "
+            f"| {', '.join(map(str, r['items_per_cpu_s']))} | {r['median_items_per_cpu_s']} |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> int:
     import openvino as ov
 
@@ -107,16 +127,11 @@ def main(argv=None) -> int:
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "openvino": ov.__version__,
     }
-    print(json.dumps(meta))
-    print("| setting | items/s per round | median | items/CPU-s per round | median |")
-    print("|---|---|---|---|---|")
-    for n, r in rows.items():
-        print(
-            f"| {n} | {', '.join(map(str, r['items_per_s']))} | {r['median_items_per_s']} "
-            f"| {', '.join(map(str, r['items_per_cpu_s']))} | {r['median_items_per_cpu_s']} |"
-        )
+    text = render(rows, meta, " ".join(argv or sys.argv[1:]))
+    print(text)
     if args.out:
         Path(args.out + ".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        Path(args.out + ".md").write_text(text)
     return 0
 
 
