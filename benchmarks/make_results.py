@@ -29,6 +29,12 @@ PARTS = [
     ("quality_int8_n5.md", "Quality at n=5, int8 at 256 tokens vs fp32, paired (issue 15)"),
     ("quality_int8_b1_n5.md", "Quality at n=5, int8 one text per batch vs fp32, paired (issue 15)"),
     ("quality_int8_192_n5.md", "Quality at n=5, int8 at 192 tokens vs fp32, paired (issue 15)"),
+    ("encoder_openvino.md", "Text encoder: the OpenVINO backends side by side (issue 15)"),
+    ("openvino_settings.md", "Text encoder: OpenVINO hint, threads, precision (issue 15)"),
+    ("quality_fp32_ov_n5.md", "Quality at n=5, PyTorch fp32 on the OpenVINO branch (issue 15)"),
+    ("quality_openvino_n5.md", "Quality at n=5, OpenVINO bf16 (issue 15)"),
+    ("quality_openvino_int8w_n5.md", "Quality at n=5, OpenVINO int8 weights (issue 15)"),
+    ("quality_openvino_paired.md", "Quality at n=5, OpenVINO vs fp32 on the same code (15)"),
     ("ivf_build.md", "IVF build, old rule vs new (issue: speed and memory)"),
     ("scale.md", "Scaling of a first sweep (issue: speed and memory)"),
 ]
