@@ -11,8 +11,9 @@ must say which. Pooling and normalisation stay in numpy, as in the int8 path.
 ``int8_weights=True`` (``backend="openvino-int8w"``) stores the MatMul weights as int8 per
 output channel (NNCF's ``compress_weights``, asymmetric; no calibration data, so the vectors
 depend on nothing but the weights); activations still run in bf16. On the 2-core EPYC
-(AVX512-BF16, no AMX) that measured 36 against bf16's 31.5 items per CPU-second, cosine to
-f32 min 0.999 (bf16 alone: 0.99997), see benchmarks/results/encoder_openvino.md.
+(AVX512-BF16, no AMX) its gain over bf16 was small and unsteady: +5% items per CPU-second on
+one thread, none on two in the same run (benchmarks/results/encoder_openvino.md), at cosine to
+f32 min 0.998 (bf16 alone: 0.9999).
 
 Needs the ``[fast]`` extra (``openvino``, ``nncf`` for int8 weights).
 """
