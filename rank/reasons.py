@@ -314,8 +314,10 @@ class _RowInputs:
 
 def _row_column(name: str) -> bool:
     """The queue columns the reasons read (the rest of a wide queue is not copied to Python)."""
-    return name in ("item_id", "policy", "action") or name.startswith("hist_") or (
-        name.endswith(("_best_seed_id", "_best_sim", "_best_distance"))
+    return (
+        name in ("item_id", "policy", "action")
+        or name.startswith("hist_")
+        or (name.endswith(("_best_seed_id", "_best_sim", "_best_distance")))
     )
 
 
@@ -330,8 +332,7 @@ def _group_contributions(queue: pa.Table, model: RiskModel) -> list[dict[str, fl
     touched = (positive > 0).astype(float) @ member > 0
     sums = positive @ member
     return [
-        {groups[k]: float(sums[i, k]) for k in np.flatnonzero(touched[i])}
-        for i in range(len(sums))
+        {groups[k]: float(sums[i, k]) for k in np.flatnonzero(touched[i])} for i in range(len(sums))
     ]
 
 
