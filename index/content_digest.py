@@ -30,8 +30,10 @@ _BATCH = 8192
 
 def key_digest(*parts: str | None) -> str:
     """A short digest of a few strings (cache keys: rank/sweep_cache.py, recall/lexical.py)."""
-    blob = json.dumps(parts, ensure_ascii=False).encode()
-    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:  # tagged and length-prefixed: ("ab", "c") and ("a", "bc") differ
+        h.update(_encode(part))
+    return h.hexdigest()
 
 
 def _encode(value: object) -> bytes:

@@ -563,14 +563,31 @@ class RiskRanker:
 
     def _explain(self, table: pa.Table, variant: np.ndarray, top: int) -> list:
         out: list = [None] * table.num_rows
-        for name in set(variant):
+        for rows, feats, X, contrib in self._contributions(table, variant):
+            # One sort for all rows; the lists are then plain lookups.
+            order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
+            for r, x, c, best in zip(rows, X, contrib, order):
+                out[r] = [(feats[j], float(x[j]), float(c[j])) for j in best if c[j] > 0]
+        return out
+
+    def _contributions(self, table: pa.Table, variant: np.ndarray):
+        """Per model variant present: its rows, features, feature matrix and LightGBM's
+        per-feature contributions (``pred_contrib``, the bias column dropped)."""
+        for name in sorted(set(variant)):
             rows = np.flatnonzero(variant == name)
             feats = self._features_of(name)
             X = self._matrix(table.take(pa.array(rows)), feats)
-            contrib = self.models_[name].predict(X, pred_contrib=True)[:, :-1]
-            for r, x, c in zip(rows, X, contrib):
-                best = np.argsort(-c, kind="stable")[:top]
-                out[r] = [(feats[j], float(x[j]), float(c[j])) for j in best if c[j] > 0]
+            yield rows, feats, X, self.models_[name].predict(X, pred_contrib=True)[:, :-1]
+
+    def contributions(self, candidates: TableLike) -> np.ndarray:
+        """Each row's contribution to its score per feature of ``features_`` (0 where the
+        row's model variant does not use the feature): ``explain`` as one matrix."""
+        self._check_fitted()
+        table = as_table(candidates, what="candidates")
+        out = np.zeros((table.num_rows, len(self.features_)))
+        column = {f: j for j, f in enumerate(self.features_)}
+        for rows, feats, _, contrib in self._contributions(table, self.variants(table)):
+            out[np.ix_(rows, [column[f] for f in feats])] = contrib
         return out
 
     def reasons(self, candidates: TableLike, *, top: int = 3) -> list[str]:

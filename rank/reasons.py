@@ -13,7 +13,7 @@ advertiser-facing message can be built from.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,7 @@ class RowEvidence:
     contrib: dict[str, float]  # the ranker's positive contributions, by evidence group
 
 
+@lru_cache(maxsize=4096)  # the same seed's or reviewed item's text recurs on many rows
 def _excerpt(text: str | None, n: int = EXCERPT_CHARS) -> str | None:
     if not text:
         return None
@@ -296,14 +297,7 @@ class _RowInputs:
         signals = [
             c[: -len("_best_seed_id")] for c in queue.column_names if c.endswith("_best_seed_id")
         ]
-        contributions = model.ranker.explain(queue, top=len(model.ranker.features_))
-        by_group = []
-        for contrib in contributions:
-            groups: dict[str, float] = {}
-            for feature, _, c in contrib or []:
-                groups[_group(feature)] = groups.get(_group(feature), 0.0) + c
-            by_group.append(groups)
-        rows = queue.to_pylist()
+        rows = queue.select([c for c in queue.column_names if _row_column(c)]).to_pylist()
         stored = {}
         for s, ex in model.exemplars.items():  # one lookup per signal, not one per row
             wanted = sorted({r.get(f"hist_{s}_nearest_id") for r in rows} - {None, ""})
@@ -311,11 +305,35 @@ class _RowInputs:
         return cls(
             rows,
             [full_text.get(r["item_id"]) for r in rows],
-            by_group,
+            _group_contributions(queue, model),
             {r["seed_id"]: r for r in seeds.table.to_pylist()},
             signals,
             stored,
         )
+
+
+def _row_column(name: str) -> bool:
+    """The queue columns the reasons read (the rest of a wide queue is not copied to Python)."""
+    return (
+        name in ("item_id", "policy", "action")
+        or name.startswith("hist_")
+        or (name.endswith(("_best_seed_id", "_best_sim", "_best_distance")))
+    )
+
+
+def _group_contributions(queue: pa.Table, model: RiskModel) -> list[dict[str, float]]:
+    """Per row, the ranker's positive contributions summed by evidence group (``_group``)."""
+    features = model.ranker.features_
+    groups = sorted({_group(f) for f in features})
+    member = np.zeros((len(features), len(groups)))
+    for j, f in enumerate(features):
+        member[j, groups.index(_group(f))] = 1.0
+    positive = np.maximum(model.ranker.contributions(queue), 0.0)
+    touched = (positive > 0).astype(float) @ member > 0
+    sums = positive @ member
+    return [
+        {groups[k]: float(sums[i, k]) for k in np.flatnonzero(touched[i])} for i in range(len(sums))
+    ]
 
 
 def _attribute_lexical(inputs: _RowInputs, model: RiskModel, spans: SpanCache) -> list[list]:
