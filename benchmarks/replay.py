@@ -491,6 +491,10 @@ def main() -> None:
     p.add_argument("--lexical", action="store_true",
                    help="riskrank arms also use the lexical n-gram probe on the reviewed texts "
                         "(the product's train does; off by default for CPU)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a one-set run from the replay_<set>.json in --out: the runs it "
+                        "finished are kept, the missing (trial, method) runs are run (its meta "
+                        "then names both code states)")
     p.add_argument("--combine", action="store_true",
                    help="only merge replay_<set>.json files (runs with one --sets each, run in "
                         "parallel) into replay.{json,md,png}")
@@ -503,14 +507,19 @@ def main() -> None:
     names = args.sets.split(",")
     data = {n: Set(n, signal) for n in {*names, *(quality.OTHER[n] for n in names)}}
     results: dict = {n: {m: [] for m in args.methods.split(",")} for n in names}
+    if args.resume:
+        resume(args, results)
     t0 = time.time()
     for trial in range(args.trials):
         for name in names:
+            todo = [m for m, runs in results[name].items() if len(runs) <= trial]
+            if not todo:
+                continue
             d = data[name]
             ctx = trial_context(d, data[quality.OTHER[name]], trial, args.check_cache)
             ctx["young_model"] = args.young_model
             ctx["lexical"] = args.lexical
-            for method in results[name]:
+            for method in todo:
                 res = run(d, method, ctx, args.max_rounds)
                 results[name][method].append(res)
                 LOADS.append([round(x, 2) for x in os.getloadavg()])
@@ -522,6 +531,28 @@ def main() -> None:
                       f"({time.time() - t0:.0f} s)", flush=True)
     for s in write(args, results, t0, complete=True):
         print(s)
+
+
+def resume(args, results: dict) -> None:
+    """``results`` start from the runs a stopped one-set replay wrote (same options)."""
+    if len(results) != 1:
+        raise SystemExit("--resume continues a one-set run: give one --sets")
+    name = next(iter(results))
+    path = Path(args.out) / f"replay_{name}.json"
+    old = json.loads(path.read_text())
+    # A run older than an option ran with its default.
+    for key, default in (("max_rounds", 40), ("young_model", "transfer"), ("lexical", False)):
+        if old["meta"].get(key, default) != getattr(args, key):
+            raise SystemExit(f"--resume: {path} ran with {key}={old['meta'].get(key, default)!r}")
+    for method in results[name]:
+        results[name][method] = old["results"].get(name, {}).get(method, [])
+    before = old["meta"]["library"]["commit"]
+    args.library = {
+        **args.library,
+        "commit": f"{args.library['commit']}, resuming a run whose finished runs came from "
+        f"{before}",
+        "resumed_from": old["meta"]["library"],
+    }
 
 
 def write(args, results: dict, t0: float, *, complete: bool) -> list[dict]:
