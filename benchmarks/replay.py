@@ -16,6 +16,8 @@ Methods (same seeds and trials):
   (a) bank      max cosine to a seed bank; every confirmed violation joins the bank.
   (b) logreg    logistic regression on the MiniLM vectors of the reviewed items (+ the seeds as
                 positives), retrained each round; round 0 (no negatives yet) ranks as (a).
+  (b') logreg-lex the same on the MiniLM vector plus the lexical probe's word and character
+                n-grams: the features riskrank's arms have (``--lexical``, the default).
   (c) exploit   riskrank: ``recall`` (exhaustive, with the reviewed items as exemplars),
                 ``RiskRanker`` retrained each round (the policy is young: its transfer
                 booster ranks it; ``--young-model`` compares), ``arrange_queue(explore=0)``.
@@ -24,8 +26,10 @@ Methods (same seeds and trials):
                 campaign, the representative's true label applied to every member (a member
                 whose true label differs gets a wrong verdict: that is the purity cost).
 
-Not the product's whole path: no lexical n-gram probe (CPU), and the library's recall/ranker/
-queue functions are called on cached MiniLM indexes instead of re-embedding per round. Two
+The product's path, with the lexical n-gram probe refitted on the reviewed texts every round
+(``--no-lexical`` leaves it out, as this replay did before it became the default), except the
+library's recall/ranker/queue functions are called on cached MiniLM indexes instead of
+re-embedding per round. Two
 shortcuts change no number (``--check-cache`` asserts the first each round; the second follows
 from the fit's order of random draws): the seeds' evidence is recalled once per (set, trial)
 and each round adds only the reviewed items' ``hist_text_*`` columns; the per-round ranker is
@@ -66,7 +70,7 @@ from riskrank.rank.ranker import (  # noqa: E402
 )
 from riskrank.recall.candidates import candidate_schema  # noqa: E402
 from riskrank.recall.history import ReviewedExemplars  # noqa: E402
-from riskrank.recall.lexical import LexicalProbe  # noqa: E402
+from riskrank.recall.lexical import LexicalProbe, lexical_features  # noqa: E402
 from riskrank.recall.recaller import recall  # noqa: E402
 
 ROUND, N_SEEDS, TARGET = 100, 5, 0.8
@@ -75,8 +79,9 @@ ROUND, N_SEEDS, TARGET = 100, 5, 0.8
 # 200, no better: see RESULTS.md, replay).
 KEEP_COLD_REVIEWS = 200
 LOADS: list[list[float]] = []  # load average (1, 5, 15 min) after each (set, method, trial)
-METHODS = ("bank", "logreg", "exploit", "campaign", "explore")
+METHODS = ("bank", "logreg", "exploit", "campaign", "explore", "logreg-lex")
 LABEL = {"bank": "(a) seed bank max cosine", "logreg": "(b) logreg on reviewed",
+         "logreg-lex": "(b') logreg on reviewed, vectors + n-grams",
          "exploit": "(c) riskrank exploit", "explore": "(d) riskrank + 10% explore",
          "campaign": "(e) riskrank campaign mode"}
 
@@ -96,6 +101,7 @@ class Set:
         self.y = np.array([label[i] for i in self.ids], int)
         self.text = [text[i] for i in self.ids]
         self.X = np.ascontiguousarray(si.vectors, np.float32)
+        self.ngrams = None  # (b')'s features, made on first use
 
     def seeds(self, trial: int) -> tuple[np.ndarray, pa.Table, dict]:
         rng = np.random.default_rng(trial)
@@ -140,6 +146,23 @@ def logreg_scores(d: Set, st: State) -> np.ndarray:
     X = np.vstack([d.X[rows], d.X[st.seeds]])
     y = np.concatenate([y, np.ones(len(st.seeds), int)])
     return LogisticRegression(C=1.0, max_iter=2000).fit(X, y).decision_function(d.X)
+
+
+def logreg_lex_scores(d: Set, st: State) -> np.ndarray:
+    """(b'): (b) with the lexical probe's word and character n-grams beside the MiniLM vector,
+    the features riskrank's arms get with ``--lexical``: a baseline as strong in features."""
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression
+
+    rows = np.array(list(st.verdict), int)
+    y = np.array([st.verdict[r] for r in rows], int)
+    if len(rows) == 0 or y.min() == 1:
+        return bank_scores(d, st)
+    if d.ngrams is None:
+        d.ngrams = sp.hstack([sp.csr_matrix(d.X), lexical_features(d.text)]).tocsr()
+    X = d.ngrams[np.concatenate([rows, st.seeds])]
+    y = np.concatenate([y, np.ones(len(st.seeds), int)])
+    return LogisticRegression(C=1.0, max_iter=2000).fit(X, y).decision_function(d.ngrams)
 
 
 def history_candidates(d: Set, ctx: dict, rows: np.ndarray, hist: pa.Table) -> pa.Table:
@@ -247,6 +270,9 @@ def review(d: Set, st: State, decisions: list[list[int]], rnd: int) -> None:
         st.purity.append((len(members), int((d.y[members] == v).sum())))
 
 
+BASELINES = {"bank": bank_scores, "logreg": logreg_scores, "logreg-lex": logreg_lex_scores}
+
+
 def run(d: Set, method: str, ctx: dict, max_rounds: int) -> dict:
     st = State(seeds=ctx["seed_rows"])
     positives = int(d.y.sum()) - N_SEEDS
@@ -256,8 +282,8 @@ def run(d: Set, method: str, ctx: dict, max_rounds: int) -> dict:
         open_mask = np.ones(len(d.ids), bool)
         open_mask[list(st.verdict)] = False
         open_mask[st.seeds] = False
-        if method in ("bank", "logreg"):
-            scores = bank_scores(d, st) if method == "bank" else logreg_scores(d, st)
+        if method in BASELINES:
+            scores = BASELINES[method](d, st)
             scores = np.where(open_mask, scores, -np.inf)
             top = np.argsort(-scores, kind="stable")[:ROUND]
             decisions = [[int(r)] for r in top if open_mask[r]]
@@ -383,6 +409,10 @@ def goal_check(summary: list[dict]) -> list[str]:
                      f"(goal <= 0.9x). One review per item can do no better than {floor} "
                      f"(every review a violation): {_ratio(floor, a)} of (a), "
                      f"{_ratio(floor, b)} of (b).")
+        if got["logreg-lex"]:
+            b2 = got["logreg-lex"]["to_80"]
+            lines.append(f"- {name}: vs (b') logreg on vectors + n-grams ({b2}): "
+                         f"{_ratio(best, b2)}.")
         c, d, e = got["exploit"], got["explore"], got["campaign"]
         if c and d:
             lines.append(f"- {name}: exploration's early yield (violations found in rounds 1-3):"
@@ -488,9 +518,14 @@ def main() -> None:
                    help="what ranks a policy with few reviews of its own: the library's transfer "
                         "booster (default), the full booster (the code before it), or the "
                         f"cold-start model until {KEEP_COLD_REVIEWS} reviews")
-    p.add_argument("--lexical", action="store_true",
-                   help="riskrank arms also use the lexical n-gram probe on the reviewed texts "
-                        "(the product's train does; off by default for CPU)")
+    p.add_argument("--lexical", action=argparse.BooleanOptionalAction, default=True,
+                   help="riskrank arms use the lexical n-gram probe fitted on the reviewed texts, "
+                        "as the product's train does (default; --no-lexical: embeddings only, "
+                        "as the replay was run before this option became the default)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a one-set run from the replay_<set>.json in --out: the runs it "
+                        "finished are kept, the missing (trial, method) runs are run (its meta "
+                        "then names both code states)")
     p.add_argument("--combine", action="store_true",
                    help="only merge replay_<set>.json files (runs with one --sets each, run in "
                         "parallel) into replay.{json,md,png}")
@@ -503,14 +538,19 @@ def main() -> None:
     names = args.sets.split(",")
     data = {n: Set(n, signal) for n in {*names, *(quality.OTHER[n] for n in names)}}
     results: dict = {n: {m: [] for m in args.methods.split(",")} for n in names}
+    if args.resume:
+        resume(args, results)
     t0 = time.time()
     for trial in range(args.trials):
         for name in names:
+            todo = [m for m, runs in results[name].items() if len(runs) <= trial]
+            if not todo:
+                continue
             d = data[name]
             ctx = trial_context(d, data[quality.OTHER[name]], trial, args.check_cache)
             ctx["young_model"] = args.young_model
             ctx["lexical"] = args.lexical
-            for method in results[name]:
+            for method in todo:
                 res = run(d, method, ctx, args.max_rounds)
                 results[name][method].append(res)
                 LOADS.append([round(x, 2) for x in os.getloadavg()])
@@ -522,6 +562,28 @@ def main() -> None:
                       f"({time.time() - t0:.0f} s)", flush=True)
     for s in write(args, results, t0, complete=True):
         print(s)
+
+
+def resume(args, results: dict) -> None:
+    """``results`` start from the runs a stopped one-set replay wrote (same options)."""
+    if len(results) != 1:
+        raise SystemExit("--resume continues a one-set run: give one --sets")
+    name = next(iter(results))
+    path = Path(args.out) / f"replay_{name}.json"
+    old = json.loads(path.read_text())
+    # A run older than an option ran with its default.
+    for key, default in (("max_rounds", 40), ("young_model", "transfer"), ("lexical", False)):
+        if old["meta"].get(key, default) != getattr(args, key):
+            raise SystemExit(f"--resume: {path} ran with {key}={old['meta'].get(key, default)!r}")
+    for method in results[name]:
+        results[name][method] = old["results"].get(name, {}).get(method, [])
+    before = old["meta"]["library"]["commit"]
+    args.library = {
+        **args.library,
+        "commit": f"{args.library['commit']}, resuming a run whose finished runs came from "
+        f"{before}",
+        "resumed_from": old["meta"]["library"],
+    }
 
 
 def write(args, results: dict, t0: float, *, complete: bool) -> list[dict]:
