@@ -51,7 +51,10 @@ def score_key(policy: str, text: str) -> str:
 def _logreg(C: float):
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=C, solver="liblinear", dual=True, max_iter=1000)
+    # liblinear shuffles with numpy's global generator unless seeded: the coefficients then
+    # moved by ~1e-5 with whatever else had drawn from it (a replay's arms changed each
+    # other's results through it).
+    return LogisticRegression(C=C, solver="liblinear", dual=True, max_iter=1000, random_state=0)
 
 
 class LexicalProbe:
