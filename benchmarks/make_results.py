@@ -17,6 +17,7 @@ PARTS = [
     ("faithfulness.md", "Faithfulness of the highlighted phrases (issue 14)"),
     ("campaigns.md", "Campaigns: threshold and purity (issue 13)"),
     ("replay.md", "Replay of the review loop (issue 13)"),
+    ("replay_embeddings_only.md", "Replay without the lexical probe (the earlier replay)"),
     ("replay_notes.md", "Replay: what changed and why (issue 13)"),
     ("replay_young.md", "Replay: which model ranks a young policy (issue 13)"),
     ("encoder.md", "Text encoder: PyTorch fp32 vs ONNX Runtime int8 (issue: speed and memory)"),
