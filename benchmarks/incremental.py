@@ -264,17 +264,26 @@ def vector_differences(standing: Path, scratch: Path) -> dict:
 # ----------------------------------------------------------------------------- driver
 
 
-def train_model(paths: dict, model_dir: Path) -> float:
+ENCODER_WORDS = {
+    "torch": "PyTorch fp32 (the default)",
+    "openvino": "OpenVINO bf16 (`--text-backend openvino`)",
+}
+
+
+def train_model(paths: dict, model_dir: Path, backend: str = "torch") -> float:
+    """The model every sweep uses; its text signal's encoder (``backend``) embeds them all."""
+    from riskrank.index.signals import TextEmbeddingSignal
     from riskrank.rank.pipeline import train
 
     t0 = time.time()
-    train(paths["history"], paths["seeds_day0"], model_dir, show_progress=False)
+    signals = [TextEmbeddingSignal(backend=backend)]
+    train(paths["history"], paths["seeds_day0"], model_dir, signals=signals, show_progress=False)
     return time.time() - t0
 
 
-def run(root: Path, items: int, sample: int | None = None) -> dict:
+def run(root: Path, items: int, sample: int | None = None, backend: str = "torch") -> dict:
     paths = make_data(root, items, sample=sample)
-    t_train = train_model(paths, root / "model")
+    t_train = train_model(paths, root / "model", backend)
     model, standing = str(root / "model"), str(root / "standing")
 
     def spec(inv, seeds, out, index_dir=None):
@@ -306,7 +315,12 @@ def run(root: Path, items: int, sample: int | None = None) -> dict:
         ]
         d["ratio_staged"] = round(staged[0] / staged[1], 4)
         d["ratio_embedded"] = round(d["standing"]["embedded"] / max(1, d["scratch"]["embedded"]), 4)
-    return {"counts": paths["counts"], "train_s": round(t_train, 1), "days": days}
+    return {
+        "counts": paths["counts"],
+        "train_s": round(t_train, 1),
+        "days": days,
+        "text_backend": backend,
+    }
 
 
 def rerun_day1(kept: Path, out: Path) -> dict:
@@ -380,7 +394,9 @@ def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
     lines = [
         "# Daily sweeps: standing index vs from-scratch sweeps (issue 12)",
         "",
-        f"Command: `.venv/bin/python benchmarks/incremental.py --items {args.items}`  ",
+        f"Command: `.venv/bin/python benchmarks/incremental.py --items {args.items}"
+        + ("" if args.text_backend == "torch" else f" --text-backend {args.text_backend}")
+        + "`  ",
         f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python "
         f"{platform.python_version()}; load average at start {load_before}, at end "
         f"{load_after} (other work ran beside it: compare the ratios); {seconds:.0f} s in all.",
@@ -390,7 +406,9 @@ def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
         f"perturbed copies, see the script's docstring); day 0: {c['day0']:,} items; day 1: "
         f"{c['new']:,} new, {c['edited']:,} edited, {c['deleted']:,} taken down -> "
         f"{c['day1']:,} items; day 2: a new policy's 5 seeds. Model trained once beforehand "
-        f"({res['train_s']} s, not counted). Encoder: MiniLM (fp32, the default).",
+        f"({res['train_s']} s, not counted). Encoder: MiniLM, "
+        + ENCODER_WORDS.get(res.get("text_backend", "torch"), res.get("text_backend", "?"))
+        + ".",
         "",
         "| day | sweep | items embedded | wall s | index s (read / embed / index) | recall s "
         "| rank s | queue + reasons s | peak RSS MiB | ratio to scratch: wall (index+recall+rank) "
@@ -476,6 +494,8 @@ def main() -> None:
     p.add_argument("--items", type=int, default=21_000)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--keep", help="work directory to keep (default: a temporary one)")
+    p.add_argument("--text-backend", default="torch",
+                   help="TextEncoder backend of the model's text signal (results get a suffix)")
     p.add_argument("--sample", type=int, help="smoke run on this many pool items (not a result)")
     p.add_argument("--rebuild", help="kept run directory: recompute the tables from it")
     p.add_argument("--note", action="append", help="with --rebuild: a note to print under it")
@@ -517,12 +537,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp)
         root.mkdir(parents=True, exist_ok=True)
-        res = run(root, args.items, args.sample)
+        res = run(root, args.items, args.sample, args.text_backend)
     seconds = time.time() - t0
     load_after = tuple(round(x, 2) for x in os.getloadavg())
     res.update(load_before=load_before, load_after=load_after, seconds=round(seconds, 1))
     RESULTS.mkdir(exist_ok=True)
     suffix = f"_smoke{args.sample}" if args.sample else ""
+    suffix += "" if args.text_backend == "torch" else f"_{args.text_backend}"
     (RESULTS / f"incremental{suffix}.json").write_text(json.dumps(res, indent=2))
     text = markdown(res, args, load_before, load_after, seconds)
     (RESULTS / f"incremental{suffix}.md").write_text(text)
