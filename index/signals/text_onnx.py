@@ -212,6 +212,16 @@ class SentenceTokenizer:
         feeds.setdefault("token_type_ids", np.zeros_like(feeds["input_ids"]))
         return feeds
 
+    def unpadded(self, texts: list[str]) -> tuple[list[list[int]], list[list[int]] | None]:
+        """Per text, its ``input_ids`` and ``token_type_ids`` (None if the model has none),
+        truncated the same way but not padded: the caller pads them into its own batches."""
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
+        return enc["input_ids"], enc.get("token_type_ids")
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
+
 
 class OnnxSentenceModel:
     """Tokenise, run the int8 transformer, mean-pool over real tokens, normalise.

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from riskrank.index.signals.text_onnx import (
+    SentenceTokenizer,
     cached_export,
     check_mean_pooled,
     export_fp32,
@@ -102,8 +103,6 @@ class OpenVinoSentenceModel:
         num_threads: int,
         int8_weights: bool = False,
     ) -> None:
-        from transformers import AutoTokenizer
-
         ov = import_openvino()
         core = ov.Core()
         ir = int8_weights_ir_path(model_dir) if int8_weights else openvino_ir_path(model_dir)
@@ -123,17 +122,14 @@ class OpenVinoSentenceModel:
         # What the device actually runs (a CPU without bf16 falls back to f32), not the hint.
         self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.request = self.compiled.create_infer_request()
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.max_seq_length = max_seq_length
+        self.tokenize = SentenceTokenizer(model_dir, max_seq_length=max_seq_length)
 
     def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
         from riskrank.index.signals.text import encode_in_padded_batches
 
         # Tokenised once, unpadded: the lengths decide the batches, the ids fill them.
-        tokens = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
-        ids = tokens["input_ids"]
-        types = tokens.get("token_type_ids")
-        pad_id = self.tokenizer.pad_token_id or 0
+        ids, types = self.tokenize.unpadded(texts)
+        pad_id = self.tokenize.pad_id
 
         def embed(rows: np.ndarray, width: int) -> np.ndarray:
             feeds = {
