@@ -136,33 +136,29 @@ def bank_scores(d: Set, st: State) -> np.ndarray:
     return (d.X @ d.X[bank].T).max(1)
 
 
-def logreg_scores(d: Set, st: State) -> np.ndarray:
+def logreg_scores(d: Set, st: State, X=None) -> np.ndarray:
+    """(b): logistic regression on the reviewed items' features ``X`` (default the MiniLM
+    vectors) with the seeds as positives; every item scored."""
     from sklearn.linear_model import LogisticRegression
 
+    X = d.X if X is None else X
     rows = np.array(list(st.verdict), int)
     y = np.array([st.verdict[r] for r in rows], int)
     if len(rows) == 0 or y.min() == 1:
         return bank_scores(d, st)  # no negatives yet: a classifier cannot be fitted
-    X = np.vstack([d.X[rows], d.X[st.seeds]])
     y = np.concatenate([y, np.ones(len(st.seeds), int)])
-    return LogisticRegression(C=1.0, max_iter=2000).fit(X, y).decision_function(d.X)
+    train = X[np.concatenate([rows, st.seeds]).astype(int)]
+    return LogisticRegression(C=1.0, max_iter=2000).fit(train, y).decision_function(X)
 
 
 def logreg_lex_scores(d: Set, st: State) -> np.ndarray:
     """(b'): (b) with the lexical probe's word and character n-grams beside the MiniLM vector,
     the features riskrank's arms get with ``--lexical``: a baseline as strong in features."""
     import scipy.sparse as sp
-    from sklearn.linear_model import LogisticRegression
 
-    rows = np.array(list(st.verdict), int)
-    y = np.array([st.verdict[r] for r in rows], int)
-    if len(rows) == 0 or y.min() == 1:
-        return bank_scores(d, st)
     if d.ngrams is None:
         d.ngrams = sp.hstack([sp.csr_matrix(d.X), lexical_features(d.text)]).tocsr()
-    X = d.ngrams[np.concatenate([rows, st.seeds])]
-    y = np.concatenate([y, np.ones(len(st.seeds), int)])
-    return LogisticRegression(C=1.0, max_iter=2000).fit(X, y).decision_function(d.ngrams)
+    return logreg_scores(d, st, d.ngrams)
 
 
 def history_candidates(d: Set, ctx: dict, rows: np.ndarray, hist: pa.Table) -> pa.Table:
@@ -570,6 +566,8 @@ def resume(args, results: dict) -> None:
         raise SystemExit("--resume continues a one-set run: give one --sets")
     name = next(iter(results))
     path = Path(args.out) / f"replay_{name}.json"
+    if not path.exists():
+        raise SystemExit(f"--resume: no {path} to continue (run without --resume first)")
     old = json.loads(path.read_text())
     # A run older than an option ran with its default.
     for key, default in (("max_rounds", 40), ("young_model", "transfer"), ("lexical", False)):
