@@ -42,14 +42,20 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-BACKENDS = ("torch", "onnx-int8", "openvino", "openvino-int8w")
-CPU_ONLY = ("onnx-int8", "openvino", "openvino-int8w")
-OPENVINO = ("openvino", "openvino-int8w")
+BACKENDS = ("torch", "onnx-int8", "openvino", "openvino-int8w", "openvino-int8")
+CPU_ONLY = ("onnx-int8", "openvino", "openvino-int8w", "openvino-int8")
+OPENVINO = ("openvino", "openvino-int8w", "openvino-int8")
 # Texts per batch when not given. int8 ONNX Runtime: one text at a time. Dynamic int8 scales
 # activations per batch tensor, so in a shared batch a text's vector moved with its batchmates
 # (cosine 0.984-0.994 to itself alone); alone it needs no padding either, and measured 1.26x
 # the items per CPU-second of batches of 16 (benchmarks/results/encoder_batch1.md).
-DEFAULT_BATCH = {"torch": 64, "onnx-int8": 1, "openvino": 16, "openvino-int8w": 16}
+DEFAULT_BATCH = {
+    "torch": 64,
+    "onnx-int8": 1,
+    "openvino": 16,
+    "openvino-int8w": 16,
+    "openvino-int8": 16,
+}
 
 
 def default_threads() -> int:
@@ -141,9 +147,11 @@ class TextEncoder:
     vectors differ slightly from fp32, so the manifest records the backend and an index built
     with one is refused to a query encoder of the other. ``backend="openvino"`` compiles the
     same weights with OpenVINO, in bf16 where the CPU has it (f32 elsewhere; the manifest records
-    the precision it actually ran), and ``"openvino-int8w"`` with int8 weights too
-    (``index.signals.text_openvino``); like PyTorch's, their vectors do not depend on which
-    texts share a batch.
+    the precision it actually ran), ``"openvino-int8w"`` with int8 weights too, and
+    ``"openvino-int8"`` with int8 weights and activations, whose ranges are fixed by
+    ``calibration`` texts (``index.signals.text_openvino.CalibrationTexts``, a list of texts or
+    a Parquet file with a ``text`` column; recorded in the manifest by digest). Like PyTorch's,
+    the OpenVINO backends' vectors do not depend on which texts share a batch.
 
     >>> enc = TextEncoder()                     # doctest: +SKIP
     >>> enc.encode(["win a free iPhone"]).shape # doctest: +SKIP
@@ -159,8 +167,10 @@ class TextEncoder:
         max_seq_length: int | None = 256,
         backend: str = "torch",
         num_threads: int | None = None,
+        calibration=None,
     ) -> None:
         self.model = model
+        self.calibration = calibration
         self.device = device
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
@@ -173,6 +183,10 @@ class TextEncoder:
     def _check_backend(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {self.backend!r}")
+        if self.calibration is not None and self.backend != "openvino-int8":
+            raise ValueError(
+                f"calibration: only backend='openvino-int8' uses it, got {self.backend!r}"
+            )
         if self.backend in CPU_ONLY and (self.device or "cpu") != "cpu":
             raise ValueError(
                 f"backend={self.backend!r} runs on the CPU, got device={self.device!r}"
@@ -210,13 +224,32 @@ class TextEncoder:
             if self.backend in OPENVINO:
                 from riskrank.index.signals.text_openvino import OpenVinoSentenceModel
 
-                int8w = self.backend == "openvino-int8w"
-                self._onnx = OpenVinoSentenceModel(path, int8_weights=int8w, **kwargs)
+                ir = self._openvino_ir(path, kwargs["max_seq_length"])
+                self._onnx = OpenVinoSentenceModel(path, ir=ir, **kwargs)
             else:
                 from riskrank.index.signals.text_onnx import OnnxSentenceModel
 
                 self._onnx = OnnxSentenceModel(path, **kwargs)
         return self._onnx
+
+    def _openvino_ir(self, path: str, max_seq_length: int):
+        """The IR the OpenVINO backend compiles (None: the f32 one)."""
+        from riskrank.index.signals import text_openvino as tov
+
+        if self.backend == "openvino-int8w":
+            return tov.int8_weights_ir_path(path)
+        if self.backend != "openvino-int8":
+            return None
+        if self.calibration is None:
+            raise ValueError(
+                "backend='openvino-int8' needs calibration texts: calibration=[...] (a few "
+                "hundred unlabelled texts like the inventory, not the items to be judged) or "
+                "a Parquet file with a 'text' column; the CLI's default is the fetched "
+                "history-side corpus (riskrank.rank.app.encoder_calibration)"
+            )
+        if not isinstance(self.calibration, dict):  # a manifest's record stays as it is
+            self.calibration = tov.CalibrationTexts.of(self.calibration)
+        return tov.quantized_ir_path(path, self.calibration, max_seq_length=max_seq_length)
 
     def _onnx_max_length(self, path: str) -> int:
         """The same cap sentence-transformers applies: the model's own, lowered by ours."""
@@ -282,14 +315,25 @@ class TextEncoder:
 
             return {"backend": self.backend, "quantization": RECIPE}
         if self.backend in OPENVINO:
-            from riskrank.index.signals.text_openvino import INT8_WEIGHTS_RECIPE
+            from riskrank.index.signals import text_openvino as tov
 
-            # The precision the compiled model runs (bf16 here, f32 on CPUs without bf16).
-            return {
+            quantization = {
+                "openvino": "none",
+                "openvino-int8w": tov.INT8_WEIGHTS_RECIPE,
+                "openvino-int8": tov.INT8_RECIPE,
+            }[self.backend]
+            # The precision the compiled model runs (bf16 here, f32 on CPUs without bf16): for
+            # openvino-int8, that of the operations left unquantised.
+            out = {
                 "backend": self.backend,
-                "quantization": INT8_WEIGHTS_RECIPE if self.backend == "openvino-int8w" else "none",
+                "quantization": quantization,
                 "precision": self._load_onnx().precision,
             }
+            if self.backend == "openvino-int8":
+                cal = self.calibration
+                out["calibration"] = cal if isinstance(cal, dict) else cal.identity()
+                out["nncf"] = package_version("nncf", "unknown")
+            return out
         return {"backend": self.backend, "quantization": "none"}
 
     def describe(self) -> dict:
@@ -326,6 +370,12 @@ class TextEmbeddingSignal(EmbeddingSignal):
             "--text-backend",
             "backend",
             f"one of {', '.join(BACKENDS)} (default torch: PyTorch fp32; the others need .[fast])",
+        ),
+        CliOption(
+            "--text-calibration",
+            "calibration",
+            "openvino-int8: Parquet file whose 'text' column calibrates the int8 ranges "
+            "(default: the fetched history-side corpus)",
         ),
         CliOption(
             "--text-max-seq-length",
@@ -368,8 +418,11 @@ class TextEmbeddingSignal(EmbeddingSignal):
         # Manifests written before backends existed were all built with PyTorch. Checked
         # before the base's fingerprint so the refusal names the backend, not just a digest.
         theirs = {"backend": "torch", "quantization": "none", **recorded}
-        for key in ("backend", "quantization", "precision", "max_seq_length"):
+        for key in ("backend", "quantization", "precision", "max_seq_length", "calibration"):
             if key in mine and key in theirs and theirs[key] != mine[key]:
+                # The same texts under another name make the same vectors.
+                if key == "calibration" and theirs[key]["digest"] == mine[key]["digest"]:
+                    continue
                 return f"{key}: index has {theirs[key]!r}, query encoder has {mine[key]!r}"
         return super().compatible_with(recorded)
 
@@ -379,4 +432,6 @@ class TextEmbeddingSignal(EmbeddingSignal):
             model=entry["model"],
             max_seq_length=entry.get("max_seq_length", 256),
             backend=entry.get("backend", "torch"),
+            # openvino-int8: the recorded identity finds the cached IR those texts made.
+            calibration=entry.get("calibration"),
         )

@@ -128,13 +128,18 @@ def fuse(model_dir: Path, src: Path, out: Path) -> None:
     optimized.save_model_to_file(str(out))
 
 
+def export_path(model_dir: Path, recipe: str, filename: str) -> Path:
+    """Where ``cached_export`` keeps (or will make) ``filename`` for these weights and recipe."""
+    return onnx_cache_root() / f"{weights_digest(model_dir)}-{recipe}" / filename
+
+
 def cached_export(
     model_dir: Path, recipe: str, filename: str, make: Callable[[Path], None]
 ) -> Path:
     """``$RISKRANK_CACHE/onnx/<weights digest>-<recipe>/<filename>``, made once by
     ``make(scratch_dir)`` (which writes ``filename`` there) if missing. The finished folder
     appears atomically, so a half-written export is never picked up by another process."""
-    final = onnx_cache_root() / f"{weights_digest(model_dir)}-{recipe}" / filename
+    final = export_path(model_dir, recipe, filename)
     if final.exists():
         return final
     tmp = final.parent.with_name(final.parent.name + f".{os.getpid()}.tmp")

@@ -58,13 +58,19 @@ def _signals(args):
     """The signals named by ``--signals``, each configured from its own flags."""
     from riskrank.index.signals import signal_class
 
+    options = dict(vars(args))
+    if options.get("text_backend") == "openvino-int8" and not options.get("text_calibration"):
+        # The index layer fetches no data sets: the app supplies the default calibration.
+        from riskrank.rank.app.encoder_calibration import history_calibration_texts
+
+        options["text_calibration"] = history_calibration_texts()
     out = []
     for token in args.signals.split(","):
         try:
             cls = signal_class(token.strip())
         except ValueError as exc:
             raise ValueError(f"--signals: {exc}") from None
-        out.append(cls.from_cli(vars(args)))
+        out.append(cls.from_cli(options))
     return out
 
 
