@@ -553,7 +553,15 @@ def main(argv=None) -> int:
     log(f"quality benchmark: datasets={args.datasets} scenarios={args.scenarios} "
         f"n={args.n_seeds} trials={args.trials} experiments={args.experiments}")
 
-    signal = TextEmbeddingSignal(backend=args.text_backend, max_seq_length=args.max_seq_length)
+    calibration = None
+    if args.text_backend == "openvino-int8":
+        # The history sides, never the swept items this benchmark judges (its docstring).
+        from riskrank.rank.app.encoder_calibration import history_calibration_texts
+
+        calibration = history_calibration_texts()
+    signal = TextEmbeddingSignal(
+        backend=args.text_backend, max_seq_length=args.max_seq_length, calibration=calibration
+    )
     needed = list(args.datasets)
     if "cold" in args.scenarios:
         needed += [OTHER[n] for n in args.datasets if OTHER[n] not in needed]
