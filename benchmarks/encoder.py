@@ -79,6 +79,12 @@ def sample_texts(n: int) -> tuple[list[str], list[str]]:
 
 
 def make_encoder(kwargs: dict, calibration: list[str]):
+    if kwargs["backend"] == "openvino-int8":
+        # The library's default calibration (the history sides), as the CLI uses: the vectors
+        # compared below are those an index built with this backend holds.
+        from riskrank.rank.app.encoder_calibration import history_calibration_texts
+
+        return TextEncoder(**kwargs, calibration=history_calibration_texts())
     if kwargs["backend"] in BACKENDS:
         return TextEncoder(**kwargs)
     return VariantEncoder(
