@@ -236,7 +236,7 @@ def test_openvino_manifest_records_precision_and_refuses_a_mix(
     assert entry["quantization"] == {
         "openvino": "none",
         "openvino-int8w": "nncf-int8-asym-weights-v1",
-        "openvino-int8": "nncf-int8-static-mixed-sq0.8-v1",
+        "openvino-int8": "nncf-int8-static-mixed-v1",
     }[backend]
     # Loaded from the manifest alone: for full int8 the recorded calibration digest finds the
     # cached quantised model, and the vectors are those of the encoder that built the index.
