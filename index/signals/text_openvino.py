@@ -205,50 +205,64 @@ def quantized_ir_path(
     ov = import_openvino()
 
     def make(tmp: Path) -> None:
-        nncf = import_nncf("openvino-int8")
-        model = ov.Core().read_model(f32)
-        keep = keep_float_scope(nncf, model, model_dir)
-        tokenize = SentenceTokenizer(model_dir, max_seq_length=max_seq_length)
-
-        def one_text(text: str) -> dict[str, np.ndarray]:
-            # One text per sample, unpadded: padding tokens would widen the ranges.
-            ids, types = tokenize.unpadded([text])
-            width = len(ids[0])
-            return {
-                "input_ids": np.array(ids, np.int64),
-                "attention_mask": np.ones((1, width), np.int64),
-                "token_type_ids": np.array(types, np.int64)
-                if types is not None
-                else np.zeros((1, width), np.int64),
-            }
-
-        model = nncf.quantize(
-            model,
-            nncf.Dataset(list(calibration.texts), one_text),
-            model_type=nncf.ModelType.TRANSFORMER,  # SmoothQuant, attention kept float
-            # Symmetric weights, asymmetric activations: GELU outputs are mostly one-signed.
-            preset=nncf.QuantizationPreset.MIXED,
-            subset_size=len(calibration.texts),
-            ignored_scope=keep,
-        )
+        model = quantize(ov.Core().read_model(f32), model_dir, calibration, max_seq_length)
         ov.save_model(model, tmp / "model.xml", compress_to_fp16=False)
 
     return cached_export(model_dir, recipe, "model.xml", make)
 
 
-def keep_float_scope(nncf, model, model_dir: Path):
-    """``INT8_KEEP_FLOAT`` as NNCF's ignored scope, refused with a clear error for a model
-    whose operations are named otherwise (NNCF's own check fails deep in its stack)."""
+def quantize(
+    model,
+    model_dir: Path,
+    calibration: CalibrationTexts,
+    max_seq_length: int,
+    keep_float: Sequence[str] = INT8_KEEP_FLOAT,
+):
+    """NNCF's post-training int8 of the f32 OpenVINO ``model``, activation ranges from
+    ``calibration``; MatMuls matching a ``keep_float`` pattern stay float
+    (benchmarks/int8_scope.py compares choices of it)."""
+    nncf = import_nncf("openvino-int8")
+    keep = keep_float_scope(nncf, model, model_dir, keep_float)
+    tokenize = SentenceTokenizer(model_dir, max_seq_length=max_seq_length)
+
+    def one_text(text: str) -> dict[str, np.ndarray]:
+        # One text per sample, unpadded: padding tokens would widen the ranges.
+        ids, types = tokenize.unpadded([text])
+        width = len(ids[0])
+        return {
+            "input_ids": np.array(ids, np.int64),
+            "attention_mask": np.ones((1, width), np.int64),
+            "token_type_ids": np.array(types, np.int64)
+            if types is not None
+            else np.zeros((1, width), np.int64),
+        }
+
+    return nncf.quantize(
+        model,
+        nncf.Dataset(list(calibration.texts), one_text),
+        model_type=nncf.ModelType.TRANSFORMER,  # SmoothQuant, attention kept float
+        # Symmetric weights, asymmetric activations: GELU outputs are mostly one-signed.
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=len(calibration.texts),
+        ignored_scope=keep,
+    )
+
+
+def keep_float_scope(nncf, model, model_dir: Path, patterns: Sequence[str]):
+    """``patterns`` as NNCF's ignored scope (None if empty), refused with a clear error for a
+    model whose operations are named otherwise (NNCF's own check fails deep in its stack)."""
     import re
 
+    if not patterns:
+        return None
     names = [op.get_friendly_name() for op in model.get_ops()]
-    for pattern in INT8_KEEP_FLOAT:
+    for pattern in patterns:
         if not any(re.fullmatch(pattern, n) for n in names):
             raise ValueError(
                 f"backend='openvino-int8': {model_dir} has no operation matching {pattern!r} "
                 "(a BERT-style layer naming is expected); use backend='openvino'"
             )
-    return nncf.IgnoredScope(patterns=list(INT8_KEEP_FLOAT))
+    return nncf.IgnoredScope(patterns=list(patterns))
 
 
 class OpenVinoSentenceModel:
@@ -265,6 +279,7 @@ class OpenVinoSentenceModel:
         max_seq_length: int,
         num_threads: int,
         ir: str | Path | None = None,
+        precision: str = "bf16",
     ) -> None:
         ov = import_openvino()
         core = ov.Core()
@@ -279,7 +294,8 @@ class OpenVinoSentenceModel:
                 "NUM_STREAMS": 1,
                 "PERFORMANCE_HINT": "LATENCY",
                 "ENABLE_CPU_PINNING": False,
-                "INFERENCE_PRECISION_HINT": "bf16",
+                # Of the float operations; int8 ones run int8 either way.
+                "INFERENCE_PRECISION_HINT": precision,
             },
         )
         # What the device actually runs (a CPU without bf16 falls back to f32), not the hint.
