@@ -21,9 +21,9 @@ operations left unquantised run in bf16. Activation ranges are fixed once, from 
 texts (``CalibrationTexts``): static per-tensor scales, so unlike ONNX Runtime's dynamic int8 a
 text's vector does not depend on its batchmates. The texts decide the vectors, so their digest
 keys the cached IR and the index manifest records it. The FFN down-projections of the first two
-layers stay unquantised: of MiniLM's 36 MatMuls they moved the vectors most (cosine to f32 min
-0.980 with all int8, 0.995 without those two, at 1.46x bf16's items per CPU-second against
-1.56x; measured on 128 SpamAssassin mails, see benchmarks/results/encoder_openvino_int8.md).
+layers stay unquantised: of MiniLM's 36 MatMuls they moved the vectors most (on 128 swept
+SpamAssassin mails, cosine to f32 min 0.981 with all int8, 0.995 without those two, at 1.45x
+and 1.41x bf16's items per CPU-second; benchmarks/results/int8_scope.md).
 
 Needs the ``[fast]`` extra (``openvino``, ``nncf`` for int8 weights).
 """
