@@ -37,6 +37,11 @@ PARTS = [
     ("quality_openvino_n5.md", "Quality at n=5, OpenVINO bf16 (issue 15)"),
     ("quality_openvino_int8w_n5.md", "Quality at n=5, OpenVINO int8 weights (issue 15)"),
     ("quality_openvino_paired.md", "Quality at n=5, OpenVINO vs fp32 on the same code (15)"),
+    ("encoder_openvino_int8.md", "Text encoder: OpenVINO full int8 side by side (issue 15)"),
+    ("int8_scope.md", "Text encoder: which MatMuls full int8 keeps float (issue 15)"),
+    ("quality_openvino_int8_n5.md", "Quality at n=5, OpenVINO full int8 (issue 15)"),
+    ("quality_openvino_int8_paired.md", "Quality at n=5, full int8 vs fp32 on later code (15)"),
+    ("quality_openvino_int8_sq08_n5.md", "Quality at n=5, full int8 with SmoothQuant 0.8 (15)"),
     ("ivf_build.md", "IVF build, old rule vs new (issue: speed and memory)"),
     ("scale.md", "Scaling of a first sweep (issue: speed and memory)"),
 ]
