@@ -95,6 +95,12 @@ def _reason_text(reason: str, p: float, close: float, size: int) -> str:
     return f"explore: campaign of {size} never reviewed ({near})"
 
 
+def _explore_count(units: pa.Table, budget: int, explore: float) -> int:
+    """Explore slots in a cut of ``budget`` of ``units`` (none when the cut takes every unit:
+    there is nothing below it)."""
+    return int(np.floor(budget * explore + 0.5)) if budget < units.num_rows else 0
+
+
 def allocate_slots(
     units: pa.Table, budget: int | None, explore: float, cover: np.ndarray | None = None
 ) -> pa.Table:
@@ -111,7 +117,7 @@ def allocate_slots(
     budget = n if budget is None else min(budget, n)
     closeness = reviewed_closeness(units)
     cover = closeness if cover is None else cover
-    n_explore = int(np.floor(budget * explore + 0.5)) if budget < n else 0
+    n_explore = _explore_count(units, budget, explore)
     exploit = np.arange(budget - n_explore)
     picks = _pick_explore(
         units, np.arange(budget - n_explore, n), n_explore, _explore_scores(units, closeness, cover)
