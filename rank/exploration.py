@@ -19,6 +19,9 @@ for what they teach alone (p nearest 0.5 on either side, the farthest item, the 
 campaign) were violations 29% / 54% of the time and cost 4.4% more reviews to reach 80% recall
 than exploiting alone, on both sets; weighted, 39% / 85%, and 0.9% more. Neither pays back
 (``benchmarks/explore_variants.py``; ``benchmarks/results/replay_explore_variants.md``).
+There, a young policy's calibrated p sat far below its violation rate under the cut (mean 0.17
+where 58% were violations), so ``uncertain`` seldom had a unit to pick and its turns went to
+the other two reasons.
 
 Queue columns added: ``slot`` (``exploit`` / ``explore``) and ``slot_reason`` (in words). The
 explore units are spread evenly through the review order, so a reviewer who stops early has
