@@ -395,12 +395,16 @@ def finish_sweep(
     # The queue's own stages, so that the report's total is the sweep's wall time.
     seconds = {**seconds, "queue": t_arrange, "reasons": time.time() - t0 - t_arrange}
     n_indexed = int(manifest["items"]["indexed"])
+    # Rows of today's inventory that a deletion list took out (standing index only): counted,
+    # so that rows in = indexed + quarantined + deleted, and none is unaccounted for.
+    n_deleted = int(manifest["items"].get("deleted", 0))
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     decisions = decision_report(cands, scored)
     report = {
-        "items_in": manifest["items"]["input"],
+        "items_in": int(manifest["items"]["input"]) + n_deleted,
         "items_indexed": n_indexed,
         "items_quarantined": quarantine.num_rows,
+        "items_deleted": n_deleted,
         "items_recalled": recalled,
         "items_not_recalled": n_indexed - recalled,
         "candidates": cands.num_rows,
@@ -424,7 +428,8 @@ def finish_sweep(
         },
         **(extra or {}),
     }
-    if report["items_in"] != report["items_indexed"] + report["items_quarantined"]:
+    accounted = report["items_indexed"] + report["items_quarantined"] + n_deleted
+    if report["items_in"] != accounted:
         raise RuntimeError(f"item accounting broken: {report}")  # never silently lose items
     for warning in report["warnings"]:
         log.warning(warning)

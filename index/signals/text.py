@@ -290,7 +290,12 @@ class TextEncoder:
                 "quantization": INT8_WEIGHTS_RECIPE if self.backend == "openvino-int8w" else "none",
                 "precision": self._load_onnx().precision,
             }
-        return {"backend": self.backend, "quantization": "none"}
+        ident = {"backend": self.backend, "quantization": "none"}
+        if (self.device or default_device()).startswith("cuda"):
+            # PyTorch runs fp16 on CUDA (``_load`` halves the model there). Recorded only then,
+            # so the content keys of CPU-built (fp32) indexes stay what they were.
+            ident["precision"] = "f16"
+        return ident
 
     def describe(self) -> dict:
         """What the index manifest records; ``fingerprint`` pins the actual weights."""
@@ -311,6 +316,15 @@ class TextEncoder:
             "max_seq_length": self.max_seq_length,
             "fingerprint": fingerprint[:16],
         }
+
+
+def _identity_defaults(entry: dict) -> dict:
+    """``entry`` with what an absent key means: manifests written before backends existed
+    were all PyTorch, and PyTorch without a recorded precision ran fp32 (on a CPU)."""
+    out = {"backend": "torch", "quantization": "none", **entry}
+    if out["backend"] == "torch":
+        out.setdefault("precision", "f32")
+    return out
 
 
 class TextEmbeddingSignal(EmbeddingSignal):
@@ -364,10 +378,8 @@ class TextEmbeddingSignal(EmbeddingSignal):
     def compatible_with(self, recorded: dict) -> str | None:
         """Also refuses another backend or ``max_seq_length``: int8 and fp32 vectors (or
         differently truncated ones) of the same model are close but not interchangeable."""
-        mine = self.describe()
-        # Manifests written before backends existed were all built with PyTorch. Checked
-        # before the base's fingerprint so the refusal names the backend, not just a digest.
-        theirs = {"backend": "torch", "quantization": "none", **recorded}
+        # Checked before the base's fingerprint so the refusal names the cause, not a digest.
+        mine, theirs = _identity_defaults(self.describe()), _identity_defaults(recorded)
         for key in ("backend", "quantization", "precision", "max_seq_length"):
             if key in mine and key in theirs and theirs[key] != mine[key]:
                 return f"{key}: index has {theirs[key]!r}, query encoder has {mine[key]!r}"

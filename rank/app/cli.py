@@ -331,6 +331,8 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
         (k.replace("_", " "), report[k])
         for k in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
     ]
+    if report.get("items_deleted"):
+        rows.insert(3, ("items deleted (deletion list)", report["items_deleted"]))
     rows.append(("coverage (recalled / indexed)", f"{report.get('coverage', 0):.1%}"))
     if report.get("reviewed", {}).get("excluded_from_queue"):
         rows.append(("reviewed, unchanged (not queued)", report["reviewed"]["excluded_from_queue"]))

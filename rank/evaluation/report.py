@@ -119,6 +119,7 @@ COUNT_KEYS = (
     "items_in",
     "items_indexed",
     "items_quarantined",
+    "items_deleted",
     "items_recalled",
     "items_not_recalled",
     "candidates",
@@ -133,7 +134,8 @@ def write_report(
     lines = ["# riskrank sweep report", ""]
     lines += ["| | |", "| --- | --- |"]
     for key in COUNT_KEYS:
-        lines.append(f"| {key.replace('_', ' ')} | {report[key]:,} |")
+        if key in report:  # reports written before a key existed still render
+            lines.append(f"| {key.replace('_', ' ')} | {report[key]:,} |")
     if "coverage" in report:
         lines.append(f"| coverage (recalled / indexed) | {report['coverage']:.1%} |")
     rev = report.get("reviewed")

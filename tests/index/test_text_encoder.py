@@ -88,6 +88,15 @@ def test_old_manifests_count_as_torch(text_signal):
     assert "backend" in int8.compatible_with(recorded)
 
 
+def test_a_gpu_built_fp16_index_is_refused_to_cpu_queries(text_signal):
+    # PyTorch on CUDA runs the model in fp16; the manifest says so (no GPU needed to ask).
+    assert TextEncoder(device="cuda:0").identity()["precision"] == "f16"
+    # A CPU encoder records no precision: its content keys are what they were before.
+    assert "precision" not in text_signal.describe()
+    recorded = {**text_signal.describe(), "precision": "f16"}
+    assert text_signal.compatible_with(recorded).startswith("precision: index has 'f16'")
+
+
 def test_backend_and_token_cap_are_cli_options():
     signal = TextEmbeddingSignal.from_cli({"text_backend": "onnx-int8", "text_max_seq_length": 192})
     assert (signal.encoder.backend, signal.encoder.max_seq_length) == ("onnx-int8", 192)

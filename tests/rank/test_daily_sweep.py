@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from riskrank.index.build import build_index
 from riskrank.index.standing import StandingIndex
 from riskrank.rank.app.cli import main
+from riskrank.rank.evaluation.report import write_report
 from riskrank.rank.pipeline import sweep
 from riskrank.rank.reasons import EXPLANATION_SCHEMA
 
@@ -179,3 +180,20 @@ def test_cli_updates_a_standing_index_and_sweeps_it_retroactively(
     argv = ["sweep", "--seeds", "s", "--model", "m", "--out", str(tmp_path / "x")]
     assert main(argv) == 2
     assert "give --inventory" in capsys.readouterr().err
+
+
+def test_rows_a_deletion_list_takes_out_are_counted(
+    tmp_path, inventory_items, seeds, hashing_model
+):
+    inv = inventory_items.drop(["label"])
+    gone = inv["item_id"][0].as_py()
+    res = sweep(
+        inv, seeds, hashing_model, out_dir=tmp_path / "d", index_dir=tmp_path / "st",
+        deletions=[gone, "never-indexed"], **SWEEP,
+    )  # fmt: skip
+    r = res.report
+    # Every row of the file is accounted for: indexed, quarantined or deleted.
+    assert (r["items_in"], r["items_deleted"]) == (inv.num_rows, 1)
+    assert r["items_in"] == r["items_indexed"] + r["items_quarantined"] + r["items_deleted"]
+    assert gone not in set(res.queue["item_id"].to_pylist())
+    assert "| items deleted | 1 |" in write_report(tmp_path, r, res.queue).read_text()
