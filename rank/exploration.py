@@ -107,12 +107,14 @@ def _pick_explore(units: pa.Table, pool: np.ndarray, n: int, scores: dict) -> li
 
 
 def _reason_text(reason: str, p: float, close: float, size: int) -> str:
+    # "by p x ..." rather than "likely violation": a young policy's p can be far below its
+    # violation rate (see the module docstring), and the text must not overstate it.
     near = f"closest reviewed item {close:.2f}" if close > -1 else "no reviewed item"
     if reason == "uncertain":
         return f"explore: ranker unsure, leaning violation (p={p:.2f})"
     if reason == "uncovered":
-        return f"explore: far from every reviewed item ({near}), likely violation (p={p:.2f})"
-    return f"explore: campaign of {size} never reviewed ({near}), p={p:.2f}"
+        return f"explore: far from every reviewed item ({near}), by p x distance (p={p:.2f})"
+    return f"explore: campaign of {size} never reviewed ({near}), by p x size (p={p:.2f})"
 
 
 def _explore_count(units: pa.Table, budget: int, explore: float) -> int:

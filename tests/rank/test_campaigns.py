@@ -110,9 +110,11 @@ def test_explore_picks_weigh_what_they_teach_by_the_chance_of_a_violation():
     assert why["u11"] == "explore: ranker unsure, leaning violation (p=0.56)"
     assert why["u8"] == (
         "explore: far from every reviewed item (closest reviewed item 0.30), "
-        "likely violation (p=0.85)"
+        "by p x distance (p=0.85)"
     )
-    assert why["u9"] == "explore: campaign of 2 never reviewed (closest reviewed item 0.60), p=0.75"
+    assert why["u9"] == (
+        "explore: campaign of 2 never reviewed (closest reviewed item 0.60), by p x size (p=0.75)"
+    )
     # A campaign with a near-copy of a reviewed item is not "never reviewed": X is skipped
     # and the campaign slot goes to Y, whose members are all far from every reviewed item.
     covered = q.set_column(
