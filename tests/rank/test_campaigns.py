@@ -90,6 +90,44 @@ def test_exploration_share_spread_over_campaigns_and_evenly_placed():
         allocate_slots(q, 20, 1.5)
 
 
+def test_explore_picks_weigh_what_they_teach_by_the_chance_of_a_violation():
+    # 20 units, budget 10, 3 explore slots: the exploit cut takes units 0-6.
+    p = [0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.85, 0.75, 0.72, 0.56, 0.48]
+    p += [0.30, 0.25, 0.20, 0.15, 0.10, 0.08, 0.05]
+    close = [0.9] * 7 + [0.95, 0.3, 0.6, 0.6, 0.85, 0.85, 0.5, 0.5, 0.5, 0.5, 0.05, 0.9, 0.9]
+    labels = list(range(20))
+    labels[10] = 9  # campaign X: units 9-10, p about 0.7
+    labels[14:17] = [13] * 3  # campaign Y: units 13-16, larger but p 0.15-0.3
+    q = _queue([f"u{k}" for k in range(20)], p, labels)
+    q = q.append_column("hist_text_neg_max_sim", pa.array(close, pa.float32()))
+    out = allocate_slots(q, 10, 0.3)
+    explore = out.filter(pa.compute.equal(out["slot"], "explore"))
+    why = dict(zip(explore["item_id"].to_pylist(), explore["slot_reason"].to_pylist()))
+    # Unsure on the violating side (0.56, not 0.48 which is nearer 0.5); far AND likely
+    # (0.85 x 0.7, not the farthest unit at p 0.10); campaign by p x size (X: 0.75 x 2 beats
+    # Y: 0.30 x 4).
+    assert set(why) == {"u11", "u8", "u9"}
+    assert why["u11"] == "explore: ranker unsure, leaning violation (p=0.56)"
+    assert why["u8"] == (
+        "explore: far from every reviewed item (closest reviewed item 0.30), "
+        "by p x distance (p=0.85)"
+    )
+    assert why["u9"] == (
+        "explore: campaign of 2 never reviewed (closest reviewed item 0.60), by p x size (p=0.75)"
+    )
+    # A campaign with a near-copy of a reviewed item is not "never reviewed": X is skipped
+    # and the campaign slot goes to Y, whose members are all far from every reviewed item.
+    covered = q.set_column(
+        q.column_names.index("hist_text_neg_max_sim"),
+        "hist_text_neg_max_sim",
+        pa.array(close[:9] + [0.8] + close[10:], pa.float32()),
+    )
+    cover = np.array(close[:9] + [0.8, 0.8] + close[11:])
+    out = allocate_slots(covered, 10, 0.3, cover)
+    reasons = out.filter(pa.compute.equal(out["slot"], "explore"))["slot_reason"].to_pylist()
+    assert any(r.startswith("explore: campaign of 4 never reviewed") for r in reasons)
+
+
 def test_sweep_campaign_mode_budget_counts_campaigns(
     tmp_path, inventory_items, seeds, trained_model
 ):
