@@ -56,25 +56,40 @@ BINS = 10
 def ece(p: np.ndarray, y: np.ndarray) -> float:
     b = np.clip((p * BINS).astype(int), 0, BINS - 1)
     return float(
-        sum(abs(p[b == i].mean() - y[b == i].mean()) * (b == i).mean() for i in range(BINS) if
-            (b == i).any())
+        sum(
+            abs(p[b == i].mean() - y[b == i].mean()) * (b == i).mean()
+            for i in range(BINS)
+            if (b == i).any()
+        )
     )
 
 
 def reliability(p: np.ndarray, y: np.ndarray) -> list[dict]:
     b = np.clip((p * BINS).astype(int), 0, BINS - 1)
     return [
-        {"bin": i, "n": int((b == i).sum()), "mean_p": float(p[b == i].mean()),
-         "frac_violating": float(y[b == i].mean())}
-        for i in range(BINS) if (b == i).any()
+        {
+            "bin": i,
+            "n": int((b == i).sum()),
+            "mean_p": float(p[b == i].mean()),
+            "frac_violating": float(y[b == i].mean()),
+        }
+        for i in range(BINS)
+        if (b == i).any()
     ]
 
 
 def queue_for(ranker: RiskRanker, cands: pa.Table) -> tuple[pa.Table, ScoredCandidates]:
     scores, variant = ranker.predict(cands), ranker.variants(cands)
     cal = ranker.calibrate(scores, variant, cands["policy"].to_pylist())
-    scored = ScoredCandidates(scores, cal.proba, [""] * len(scores), variant, cal.calibration,
-                              cal.action_threshold, cal.base_rates)
+    scored = ScoredCandidates(
+        scores,
+        cal.proba,
+        [""] * len(scores),
+        variant,
+        cal.calibration,
+        cal.action_threshold,
+        cal.base_rates,
+    )
     return build_queue(cands, scored), scored
 
 
@@ -93,10 +108,12 @@ def measure(d, queue: pa.Table, scored: ScoredCandidates, ranker: RiskRanker) ->
     distinct_p = len(np.unique(scored.proba))
     t = q.action_threshold.dropna()
     return {
-        "p": p.tolist(), "y": y.tolist(),
+        "p": p.tolist(),
+        "y": y.tolist(),
         "calibration": sorted(set(q.calibration)),
         "action_threshold": float(t.iloc[0]) if len(t) else None,
-        "removed": int(acted.sum()), "removed_violating": int(y[acted].sum()),
+        "removed": int(acted.sum()),
+        "removed_violating": int(y[acted].sum()),
         "queue_ap": evaluate(queue, labels)["AP"],
         "probability_only_ap": average_precision(d.y, prob_only),
         "raw_scores_sharing_a_probability": distinct_raw - distinct_p,
@@ -147,8 +164,10 @@ def shifted_shape_proba(scores, src_scores, src_y, iters=500) -> tuple[np.ndarra
         b = (1 - pi) * norm.pdf(scores, m0 + d, np.sqrt(v0))
         r = a / (a + b + 1e-300)
         new_pi = float(r.mean())
-        new_d = float((r * (scores - m1) / v1 + (1 - r) * (scores - m0) / v0).sum()
-                      / (r / v1 + (1 - r) / v0).sum())
+        new_d = float(
+            (r * (scores - m1) / v1 + (1 - r) * (scores - m0) / v0).sum()
+            / (r / v1 + (1 - r) / v0).sum()
+        )
         done = abs(new_pi - pi) < 1e-8 and abs(new_d - d) < 1e-8
         pi, d = new_pi, new_d
         if done:
@@ -159,16 +178,21 @@ def shifted_shape_proba(scores, src_scores, src_y, iters=500) -> tuple[np.ndarra
 def cold_heldout_scores(ranker: RiskRanker, hc: pa.Table, review: pa.Table):
     """The cold booster's scores and labels on its own held-out rows, drawn as ``fit`` draws
     them (the rows with a verdict, in order; ``random_state``, ``calibration_fraction``)."""
-    verdict = dict(zip(zip(review["item_id"].to_pylist(), review["policy"].to_pylist()),
-                       review["verdict"].to_pylist()))
+    verdict = dict(
+        zip(
+            zip(review["item_id"].to_pylist(), review["policy"].to_pylist()),
+            review["verdict"].to_pylist(),
+        )
+    )
     keys = list(zip(hc["item_id"].to_pylist(), hc["policy"].to_pylist()))
     have = np.array([k in verdict for k in keys])
     rows = np.flatnonzero(have)
     rng = np.random.default_rng(ranker.random_state)
     held = rows[rng.random(len(rows)) < ranker.calibration_fraction]
     t = hc.take(pa.array(held))
-    X = np.column_stack([np.asarray(t[f].to_numpy(zero_copy_only=False), float)
-                         for f in ranker.cold_features_])
+    X = np.column_stack(
+        [np.asarray(t[f].to_numpy(zero_copy_only=False), float) for f in ranker.cold_features_]
+    )
     y = np.array([verdict[keys[i]] >= 2 for i in held])
     return ranker.models_["cold"].predict(X), y
 
@@ -181,8 +205,7 @@ def summarise(trials: list[dict]) -> dict:
     out = {
         "trials": len(trials),
         "ece": ece(p, y),
-        "ece_per_trial": [round(ece(np.array(t["p"]), np.array(t["y"], float)), 4)
-                          for t in trials],
+        "ece_per_trial": [round(ece(np.array(t["p"]), np.array(t["y"], float)), 4) for t in trials],
         "reliability": reliability(p, y),
         "calibration": sorted({c for t in trials for c in t["calibration"]}),
         "action_thresholds": [t["action_threshold"] for t in trials],
@@ -191,14 +214,16 @@ def summarise(trials: list[dict]) -> dict:
         "remove_precision": hits / removed if removed else None,
         "queue_ap": float(np.mean([t["queue_ap"] for t in trials])),
         "probability_only_ap": float(np.mean([t["probability_only_ap"] for t in trials])),
-        "raw_scores_sharing_a_probability": sum(t["raw_scores_sharing_a_probability"]
-                                                for t in trials),
+        "raw_scores_sharing_a_probability": sum(
+            t["raw_scores_sharing_a_probability"] for t in trials
+        ),
         "coverage": float(np.mean([t["coverage"] for t in trials])),
         "true_base_rate": trials[0]["true_base_rate"],
         "estimated_base_rates": [t["base_rates"] for t in trials],
     }
     out["ece_without_base_rate_reestimate"] = ece(
-        np.concatenate([t["p_no_shift"] for t in trials]), y)
+        np.concatenate([t["p_no_shift"] for t in trials]), y
+    )
     for key in trials[0].get("alternatives", {}):
         out.setdefault("cold_alternatives", {})[key] = {
             "ece": ece(np.concatenate([t["alternatives"][key]["p"] for t in trials]), y),
@@ -226,8 +251,7 @@ def run_trial(data: dict, t: int, n: int, scenarios=("warm", "cold")) -> dict:
         if "cold" in scenarios:
             held[name] = cold_heldout_scores(rankers[name], hc, d.review)
         cands[name] = {
-            sc: quality.sweep_candidates(d, seeds, svec, exemplars=sc == "warm")
-            for sc in scenarios
+            sc: quality.sweep_candidates(d, seeds, svec, exemplars=sc == "warm") for sc in scenarios
         }
     out: dict = {}
     for name, d in data.items():
@@ -252,8 +276,11 @@ def run_trial(data: dict, t: int, n: int, scenarios=("warm", "cold")) -> dict:
                 th = ranker.thresholds_[d.policy]
                 m["held_out_threshold"] = {k: v for k, v in th.to_dict().items() if k != "cuts"}
                 # ... and re-estimated probabilities against the held-out probability threshold
-                naive = (np.array(m["p"]) >= th.threshold) if th.threshold is not None else \
-                    np.zeros(len(m["p"]), bool)
+                naive = (
+                    (np.array(m["p"]) >= th.threshold)
+                    if th.threshold is not None
+                    else np.zeros(len(m["p"]), bool)
+                )
                 m["removed_unmoved_threshold"] = int(naive.sum())
                 m["removed_unmoved_threshold_violating"] = int(np.array(m["y"])[naive].sum())
             out[name][scenario] = m
@@ -262,10 +289,12 @@ def run_trial(data: dict, t: int, n: int, scenarios=("warm", "cold")) -> dict:
 
 def render(summary: dict, meta: dict) -> str:
     lines = [
-        "# Calibration and automatic actions (benchmarks/calibration.py)", "",
+        "# Calibration and automatic actions (benchmarks/calibration.py)",
+        "",
         f"{meta['trials']} trials, {meta['n_seeds']} seeds per policy, exhaustive recall "
         f"(queue = whole sweep inventory). Commit {meta['commit']}; load average "
-        f"{meta['load_before']} before, {meta['load_after']} after; {meta['seconds']:.0f} s.", "",
+        f"{meta['load_before']} before, {meta['load_after']} after; {meta['seconds']:.0f} s.",
+        "",
         "Every policy's base rate is re-estimated on the sweep (EM); `ECE, prior kept` is the "
         "same calibrator with its own held-out base rate (cold: the other data set's). Remove "
         "thresholds are as the queue shows them: the held-out cut, moved with the base rate.",
@@ -278,54 +307,84 @@ def render(summary: dict, meta: dict) -> str:
     for name, by_sc in summary.items():
         for sc, s in by_sc.items():
             th = sorted({"none" if x is None else f"{x:.3f}" for x in s["action_thresholds"]})
-            prec = "n/a (0 removed)" if s["remove_precision"] is None else \
-                f"{s['remove_precision']:.4f}"
+            prec = (
+                "n/a (0 removed)"
+                if s["remove_precision"] is None
+                else f"{s['remove_precision']:.4f}"
+            )
             lines.append(
                 f"| {name} | {sc} | {', '.join(s['calibration'])} | {s['ece']:.3f} | "
                 f"{s['ece_without_base_rate_reestimate']:.3f} | {', '.join(th)} | "
                 f"{s['removed']:,} | {prec} | {s['queue_ap']:.3f} | "
-                f"{s['probability_only_ap']:.3f} | {s['raw_scores_sharing_a_probability']} |")
-    lines += ["", "Warm action thresholds chosen on held-out history (per trial: held-out "
-              "rows, cut size, precision, one-sided 95% lower bound; no threshold when the "
-              "bound never reaches 0.95):", ""]
+                f"{s['probability_only_ap']:.3f} | {s['raw_scores_sharing_a_probability']} |"
+            )
+    lines += [
+        "",
+        "Warm action thresholds chosen on held-out history (per trial: held-out "
+        "rows, cut size, precision, one-sided 95% lower bound; no threshold when the "
+        "bound never reaches 0.95):",
+        "",
+    ]
     for name, by_sc in summary.items():
         for h in by_sc["warm"].get("held_out_thresholds", []):
             th = "none" if h["threshold"] is None else f"P >= {h['threshold']:.3f}"
-            lines.append(f"- {name}: {th}; {h['n_heldout']} held out, best cut "
-                         f"{h['n_selected']} items, precision {h['precision'] or 0:.3f}, "
-                         f"lower bound {h['precision_lcb'] or 0:.3f}")
-    lines += ["", "The rule not adopted: re-estimated probabilities compared with the held-out "
-              "probability threshold unchanged (the adopted rule keeps the held-out raw-score "
-              "cut, `rank.calibration.shift_threshold`):", ""]
+            lines.append(
+                f"- {name}: {th}; {h['n_heldout']} held out, best cut "
+                f"{h['n_selected']} items, precision {h['precision'] or 0:.3f}, "
+                f"lower bound {h['precision_lcb'] or 0:.3f}"
+            )
+    lines += [
+        "",
+        "The rule not adopted: re-estimated probabilities compared with the held-out "
+        "probability threshold unchanged (the adopted rule keeps the held-out raw-score "
+        "cut, `rank.calibration.shift_threshold`):",
+        "",
+    ]
     for name, by_sc in summary.items():
         w = by_sc["warm"]
         if w.get("removed_unmoved_threshold"):
-            lines.append(f"- {name}: {w['removed_unmoved_threshold']:,} removed, precision "
-                         f"{w['removed_unmoved_threshold_precision']:.4f} (adopted: "
-                         f"{w['removed']:,}, {w['remove_precision'] or 0:.4f})")
+            lines.append(
+                f"- {name}: {w['removed_unmoved_threshold']:,} removed, precision "
+                f"{w['removed_unmoved_threshold_precision']:.4f} (adopted: "
+                f"{w['removed']:,}, {w['remove_precision'] or 0:.4f})"
+            )
         else:
             lines.append(f"- {name}: 0 removed either way")
     lines += ["", "Base rates re-estimated by EM on the sweep, per trial:", ""]
     for name, by_sc in summary.items():
         for sc, s in by_sc.items():
             est = [v for b in s["estimated_base_rates"] for v in b.values()]
-            lines.append(f"- {name} {sc}: true {s['true_base_rate']:.3f}, estimated "
-                         f"{', '.join(f'{v:.3f}' for v in est)}")
-    alts = [(n, by["cold"]) for n, by in summary.items() if "cold_alternatives" in by.get(
-        "cold", {})]
+            lines.append(
+                f"- {name} {sc}: true {s['true_base_rate']:.3f}, estimated "
+                f"{', '.join(f'{v:.3f}' for v in est)}"
+            )
+    alts = [
+        (n, by["cold"]) for n, by in summary.items() if "cold_alternatives" in by.get("cold", {})
+    ]
     if alts:
-        lines += ["", "Cold: other estimates tried on the same scores (ECE over the same rows; "
-                  "base rate per trial):", "",
-                  "| data set | method | ECE | base rate per trial |", "| --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "Cold: other estimates tried on the same scores (ECE over the same rows; "
+            "base rate per trial):",
+            "",
+            "| data set | method | ECE | base rate per trial |",
+            "| --- | --- | --- | --- |",
+        ]
         for name, s in alts:
             est = [v for b in s["estimated_base_rates"] for v in b.values()]
-            lines.append(f"| {name} | EM on the transferred calibrator (adopted) | "
-                         f"{s['ece']:.3f} | {', '.join(f'{v:.2f}' for v in est)} |")
-            lines.append(f"| {name} | transferred calibrator, prior kept | "
-                         f"{s['ece_without_base_rate_reestimate']:.3f} | |")
+            lines.append(
+                f"| {name} | EM on the transferred calibrator (adopted) | "
+                f"{s['ece']:.3f} | {', '.join(f'{v:.2f}' for v in est)} |"
+            )
+            lines.append(
+                f"| {name} | transferred calibrator, prior kept | "
+                f"{s['ece_without_base_rate_reestimate']:.3f} | |"
+            )
             for method, a in s["cold_alternatives"].items():
-                lines.append(f"| {name} | {method} | {a['ece']:.3f} | "
-                             f"{', '.join(f'{v:.2f}' for v in a['base_rates'])} |")
+                lines.append(
+                    f"| {name} | {method} | {a['ece']:.3f} | "
+                    f"{', '.join(f'{v:.2f}' for v in a['base_rates'])} |"
+                )
     # RESULTS.md (benchmarks/) embeds this file: the picture's path is relative to it
     lines += ["", "![reliability](results/calibration_reliability.png)", ""]
     return "\n".join(lines)
@@ -342,8 +401,12 @@ def plot(summary: dict, path: Path) -> None:
         ax.plot([0, 1], [0, 1], ls=":", color="grey", label="perfect")
         for sc, s in by_sc.items():
             r = s["reliability"]
-            ax.plot([b["mean_p"] for b in r], [b["frac_violating"] for b in r], marker="o",
-                    label=f"{sc} (ECE {s['ece']:.3f})")
+            ax.plot(
+                [b["mean_p"] for b in r],
+                [b["frac_violating"] for b in r],
+                marker="o",
+                label=f"{sc} (ECE {s['ece']:.3f})",
+            )
         ax.set_title(name)
         ax.set_xlabel("predicted P(violating), 10 bins")
         ax.set_ylabel("share violating")
@@ -358,8 +421,13 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--n-seeds", type=int, default=5)
     ap.add_argument("--out", default=str(RESULTS / "calibration"))
-    ap.add_argument("--datasets", nargs="+", default=["spamassassin", "insults"],
-                    choices=["spamassassin", "insults"], help="cold needs both")
+    ap.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["spamassassin", "insults"],
+        choices=["spamassassin", "insults"],
+        help="cold needs both",
+    )
     args = ap.parse_args(argv)
     t0, load_before = time.time(), os.getloadavg()
     signal = TextEmbeddingSignal()
@@ -371,13 +439,16 @@ def main(argv=None) -> int:
         for name, by_sc in run_trial(data, t, args.n_seeds, scenarios).items():
             for sc, m in by_sc.items():
                 per[name][sc].append(m)
-                quality.log(f"  trial {t} {name} {sc}: ECE {ece(np.array(m['p']), np.array(m['y'], float)):.3f} "  # noqa: E501
-                            f"removed {m['removed']} ({m['removed_violating']} violating), "
-                            f"threshold {m['action_threshold']}, base rates {m['base_rates']}")
+                quality.log(
+                    f"  trial {t} {name} {sc}: ECE {ece(np.array(m['p']), np.array(m['y'], float)):.3f} "  # noqa: E501
+                    f"removed {m['removed']} ({m['removed_violating']} violating), "
+                    f"threshold {m['action_threshold']}, base rates {m['base_rates']}"
+                )
         quality.log(f"trial {t} done in {time.time() - t1:.0f} s")
     summary = {n: {sc: summarise(ts) for sc, ts in by.items()} for n, by in per.items()}
     meta = {
-        "trials": args.trials, "n_seeds": args.n_seeds,
+        "trials": args.trials,
+        "n_seeds": args.n_seeds,
         "commit": quality.library_state()["commit"],
         "library_uncommitted": quality.library_state()["library_uncommitted"],
         "load_before": " ".join(f"{x:.1f}" for x in load_before),
@@ -387,8 +458,9 @@ def main(argv=None) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    slim = {n: {sc: {k: v for k, v in s.items()} for sc, s in by.items()}
-            for n, by in summary.items()}
+    slim = {
+        n: {sc: {k: v for k, v in s.items()} for sc, s in by.items()} for n, by in summary.items()
+    }
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": slim}, indent=1))
     out.with_suffix(".md").write_text(render(summary, meta))
     plot(summary, out.parent / "calibration_reliability.png")

@@ -64,9 +64,14 @@ def threshold_curve(x: np.ndarray, y: np.ndarray) -> list[dict]:
     out = []
     for t in GRID:
         m = sims >= t
-        out.append({"threshold": float(t), "pairs": int(m.sum()),
-                    "same_label": float(same[m].mean()) if m.any() else float("nan"),
-                    **purity(x, y, float(t))})
+        out.append(
+            {
+                "threshold": float(t),
+                "pairs": int(m.sum()),
+                "same_label": float(same[m].mean()) if m.any() else float("nan"),
+                **purity(x, y, float(t)),
+            }
+        )
     return out
 
 
@@ -81,8 +86,9 @@ def choose(curve: list[dict], key: str) -> float:
 
 
 def purity(x: np.ndarray, y: np.ndarray, threshold: float) -> dict:
-    labels = link_campaigns({"text": (np.arange(len(x)), x)}, {"text": "cosine"}, len(x),
-                            {"text": threshold})
+    labels = link_campaigns(
+        {"text": (np.arange(len(x)), x)}, {"text": "cosine"}, len(x), {"text": threshold}
+    )
     sizes = np.bincount(labels)
     pos = np.bincount(labels, weights=y.astype(float), minlength=len(sizes))
     multi = sizes >= 2
@@ -111,15 +117,23 @@ def main() -> None:
     chosen = choose(curve, "purity_worst_case")
     print("SpamAssassin old groups: pairs with cosine >= t, and the campaigns t gives")
     for row in curve:
-        print(f"  t={row['threshold']:.2f}  pairs={row['pairs']:>7}  "
-              f"same label={row['same_label']:.4f}  campaigns={row['campaigns']}  "
-              f"largest={row['largest']}  worst-case purity={row['purity_worst_case']}")
-    print(f"pairs' agreement >= {AGREEMENT} from t={choose(curve, 'same_label')}; campaigns' "
-          f"worst-case purity >= {AGREEMENT} from t={chosen} (chosen); "
-          f"library constant: {CAMPAIGN_THRESHOLDS['text']}")
-    results = {"threshold_curve": curve, "chosen": chosen,
-               "pairs_rule": choose(curve, "same_label"),
-               "library_threshold": CAMPAIGN_THRESHOLDS["text"], "purity": {}}
+        print(
+            f"  t={row['threshold']:.2f}  pairs={row['pairs']:>7}  "
+            f"same label={row['same_label']:.4f}  campaigns={row['campaigns']}  "
+            f"largest={row['largest']}  worst-case purity={row['purity_worst_case']}"
+        )
+    print(
+        f"pairs' agreement >= {AGREEMENT} from t={choose(curve, 'same_label')}; campaigns' "
+        f"worst-case purity >= {AGREEMENT} from t={chosen} (chosen); "
+        f"library constant: {CAMPAIGN_THRESHOLDS['text']}"
+    )
+    results = {
+        "threshold_curve": curve,
+        "chosen": chosen,
+        "pairs_rule": choose(curve, "same_label"),
+        "library_threshold": CAMPAIGN_THRESHOLDS["text"],
+        "purity": {},
+    }
     for name in ("spamassassin", "insults"):
         xs, ys, _ = side_vectors(name, "sweep")
         results["purity"][name] = purity(xs, ys, CAMPAIGN_THRESHOLDS["text"])
@@ -135,37 +149,48 @@ def main() -> None:
 
 def markdown(r: dict) -> str:
     lines = [
-        "# Campaigns", "",
+        "# Campaigns",
+        "",
         "`python benchmarks/campaigns.py` (MiniLM text signal; load average at the end "
-        f"{', '.join(f'{v:.1f}' for v in r['load_average'])}; {r['seconds']} s).", "",
-        "### Choosing the text threshold on SpamAssassin's old mails (history side, 3,250)", "",
+        f"{', '.join(f'{v:.1f}' for v in r['load_average'])}; {r['seconds']} s).",
+        "",
+        "### Choosing the text threshold on SpamAssassin's old mails (history side, 3,250)",
+        "",
         "Pairs = mail pairs with cosine >= t; same label = share of them whose two mails share "
         "a label. Campaigns = connected components at t; worst-case purity = share of members "
         "of campaigns of 2+ sharing the representative's label if every representative carried "
-        "its campaign's rarer label.", "",
+        "its campaign's rarer label.",
+        "",
         "| t | pairs | same label | campaigns | largest | worst-case purity | best-case purity |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in r["threshold_curve"]:
         if round(row["threshold"] * 100) % 5 and not 0.6 <= row["threshold"] <= 0.75:
             continue
-        lines.append(f"| {row['threshold']:.2f} | {row['pairs']} | {row['same_label']:.4f} | "
-                     f"{row['campaigns']} | {row['largest']} | {row['purity_worst_case']} | "
-                     f"{row['purity_best_case']} |")
+        lines.append(
+            f"| {row['threshold']:.2f} | {row['pairs']} | {row['same_label']:.4f} | "
+            f"{row['campaigns']} | {row['largest']} | {row['purity_worst_case']} | "
+            f"{row['purity_best_case']} |"
+        )
     lines += [
-        "", f"Pairs' agreement reaches 0.98 at t = {r['pairs_rule']}, but links chain: the "
+        "",
+        f"Pairs' agreement reaches 0.98 at t = {r['pairs_rule']}, but links chain: the "
         f"campaigns' worst-case purity reaches 0.98 only from t = {r['chosen']}, the threshold "
-        f"chosen (library constant: {r['library_threshold']}).", "",
-        "### Purity on the sweeps the threshold never saw", "",
+        f"chosen (library constant: {r['library_threshold']}).",
+        "",
+        "### Purity on the sweeps the threshold never saw",
+        "",
         "| data set | items | campaigns | campaigns of 2+ | items in them | largest | decisions "
         "per item | purity (best case) | purity (worst case) | mixed campaigns |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, p in r["purity"].items():
-        lines.append(f"| {name} | {p['items']} | {p['campaigns']} | {p['campaigns_size_2plus']} "
-                     f"| {p['items_in_campaigns_2plus']} | {p['largest']} | "
-                     f"{p['decisions_per_item']} | {p['purity_best_case']} | "
-                     f"{p['purity_worst_case']} | {p['mixed_campaigns']} |")
+        lines.append(
+            f"| {name} | {p['items']} | {p['campaigns']} | {p['campaigns_size_2plus']} "
+            f"| {p['items_in_campaigns_2plus']} | {p['largest']} | "
+            f"{p['decisions_per_item']} | {p['purity_best_case']} | "
+            f"{p['purity_worst_case']} | {p['mixed_campaigns']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

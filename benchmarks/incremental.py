@@ -494,8 +494,11 @@ def main() -> None:
     p.add_argument("--items", type=int, default=21_000)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--keep", help="work directory to keep (default: a temporary one)")
-    p.add_argument("--text-backend", default="torch",
-                   help="TextEncoder backend of the model's text signal (results get a suffix)")
+    p.add_argument(
+        "--text-backend",
+        default="torch",
+        help="TextEncoder backend of the model's text signal (results get a suffix)",
+    )
     p.add_argument("--sample", type=int, help="smoke run on this many pool items (not a result)")
     p.add_argument("--rebuild", help="kept run directory: recompute the tables from it")
     p.add_argument("--note", action="append", help="with --rebuild: a note to print under it")

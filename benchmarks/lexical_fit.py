@@ -26,8 +26,10 @@ from riskrank.recall.lexical import LexicalProbe
 
 def history(name: str):
     table = datasets.load(name)
-    old = pc.equal(table["era"], "old") if name == "spamassassin" else pc.equal(
-        table["split"], "train"
+    old = (
+        pc.equal(table["era"], "old")
+        if name == "spamassassin"
+        else pc.equal(table["split"], "train")
     )
     return table.filter(old)
 

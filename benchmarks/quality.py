@@ -90,15 +90,17 @@ METHOD_LABEL = {
     "logreg": "(d) logreg on history embeddings, no seeds",
     "logreg-transfer": "(d') logreg trained on the OTHER data set's history (transfer)",
     "riskrank-product-cold": "(a') cold start through the product's own path: the other "
-                             "policy's warm model, whose cold-start booster (seed evidence only) "
-                             "serves a policy without history",
+    "policy's warm model, whose cold-start booster (seed evidence only) "
+    "serves a policy without history",
 }
 OTHER = {"spamassassin": "insults", "insults": "spamassassin"}
 POLICY = {"spamassassin": "spam", "insults": "insult"}
 # Where indexes of the SpamAssassin old/new groups built by the same product code may already be
 # (reused only if their item ids and texts are exactly the ones needed).
-PREBUILT = {("spamassassin", "history"): Path("/tmp/model1/history_index"),
-            ("spamassassin", "sweep"): Path("/tmp/sweep1/index")}
+PREBUILT = {
+    ("spamassassin", "history"): Path("/tmp/model1/history_index"),
+    ("spamassassin", "sweep"): Path("/tmp/sweep1/index"),
+}
 GOALS = {"warm": {"spamassassin": 0.975, "insults": 0.81}, "cold_margin": 0.08}
 
 
@@ -111,9 +113,10 @@ def library_state() -> dict:
         r = subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True)
         return r.stdout.strip() if r.returncode == 0 else None
 
-    return {"commit": git("rev-parse", "HEAD"),
-            "library_uncommitted": git("status", "--porcelain", "--", "index", "recall",
-                                       "rank")}
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "library_uncommitted": git("status", "--porcelain", "--", "index", "recall", "rank"),
+    }
 
 
 def log(*a) -> None:
@@ -121,6 +124,7 @@ def log(*a) -> None:
 
 
 # ------------------------------------------------------------------------------ data + indexes
+
 
 def split(name: str) -> tuple[pa.Table, pa.Table]:
     """(history rows, sweep rows) with item_id, text, label (+ group for SpamAssassin)."""
@@ -142,10 +146,12 @@ def _index_matches(path: Path, items: pa.Table) -> bool:
     quarantined = set(pq.read_table(path / "quarantine.parquet").column(ITEM_ID).to_pylist())
     want = dict(zip(items[ITEM_ID].to_pylist(), items["text"].to_pylist()))
     got_ids = got[ITEM_ID].to_pylist()
-    return ("text" in got.column_names
-            and set(got_ids) | quarantined == set(want)
-            and got_ids == [i for i in want if i in set(got_ids)]
-            and all(want[i] == x for i, x in zip(got_ids, got["text"].to_pylist())))
+    return (
+        "text" in got.column_names
+        and set(got_ids) | quarantined == set(want)
+        and got_ids == [i for i in want if i in set(got_ids)]
+        and all(want[i] == x for i, x in zip(got_ids, got["text"].to_pylist()))
+    )
 
 
 def open_index(
@@ -200,12 +206,14 @@ class Data:
         self.spos = {i: p for p, i in enumerate(ss.ids)}
         # Review history exactly as a user would hand it to riskrank.
         n = self.hist.num_rows
-        review = pa.table({
-            "item_id": self.hist["item_id"],
-            "policy": pa.array([self.policy] * n),
-            "verdict": pc.multiply(self.hist["label"].cast(pa.int8()), pa.scalar(2, pa.int8())),
-            "sweep_id": pa.array(["history"] * n),
-        })
+        review = pa.table(
+            {
+                "item_id": self.hist["item_id"],
+                "policy": pa.array([self.policy] * n),
+                "verdict": pc.multiply(self.hist["label"].cast(pa.int8()), pa.scalar(2, pa.int8())),
+                "sweep_id": pa.array(["history"] * n),
+            }
+        )
         self.review, quarantined = validate_history(review)
         assert quarantined.num_rows == 0, quarantined
         self.text_of = dict(zip(self.hist["item_id"].to_pylist(), self.hist["text"].to_pylist()))
@@ -213,19 +221,28 @@ class Data:
         # Exemplars as rank.pipeline.train builds them: history rows with a vector.
         ids = self.review["item_id"].to_pylist()
         rows = [r for r, i in enumerate(ids) if i in self.hpos]
-        self.exemplars = {"text": ReviewedExemplars.build(
-            self.review.take(pa.array(rows, pa.int64())), hs.signal,
-            vectors=self.hvec_all[[self.hpos[ids[r]] for r in rows]])}
+        self.exemplars = {
+            "text": ReviewedExemplars.build(
+                self.review.take(pa.array(rows, pa.int64())),
+                hs.signal,
+                vectors=self.hvec_all[[self.hpos[ids[r]] for r in rows]],
+            )
+        }
         # The lexical probe, as rank.pipeline.train() fits it (when the library has one).
         self.lexical = None
         if LIB_LEXICAL:
             t1 = time.time()
             self.lexical = LexicalProbe.fit(
                 [self.text_of_row(r) for r in range(self.review.num_rows)],
-                self.review["policy"].to_pylist(), self.review["verdict"].to_pylist(), ids)
+                self.review["policy"].to_pylist(),
+                self.review["verdict"].to_pylist(),
+                ids,
+            )
             self.lex_cache = _lexical_cache(self)
-            log(f"  {name}: library lexical probe fitted + evidence cached in "
-                f"{time.time() - t1:.1f} s")
+            log(
+                f"  {name}: library lexical probe fitted + evidence cached in "
+                f"{time.time() - t1:.1f} s"
+            )
         # Seeds are drawn from indexed positive history items (an empty text cannot be a seed).
         hlabel = self.hist["label"].to_numpy()
         self.pos_ids = [i for i, y in zip(ids, hlabel) if y == 1 and i in self.hpos]
@@ -241,19 +258,23 @@ class Data:
         self.sweep_has_vec = np.array([i in self.spos for i in self.sweep_ids])
         self.Xs = np.zeros((len(self.sweep_ids), self.svec_all.shape[1]), np.float32)
         self.Xs[self.sweep_has_vec] = self.svec_all[
-            [self.spos[i] for i, h in zip(self.sweep_ids, self.sweep_has_vec) if h]]
+            [self.spos[i] for i, h in zip(self.sweep_ids, self.sweep_has_vec) if h]
+        ]
         self.k_hist, self.k_sweep = len(hs.ids), len(ss.ids)
-        log(f"  {name}: history {self.hist.num_rows} rows ({len(self.pos_ids)} positive, indexed "
+        log(
+            f"  {name}: history {self.hist.num_rows} rows ({len(self.pos_ids)} positive, indexed "
             f"{self.k_hist}), sweep {len(self.sweep_ids)} rows ({int(self.y.sum())} positive, "
-            f"indexed {self.k_sweep}), ready in {time.time() - t0:.1f} s")
+            f"indexed {self.k_sweep}), ready in {time.time() - t0:.1f} s"
+        )
 
     def seeds(self, n: int, trial: int) -> tuple[pa.Table, dict]:
         """The trial's seeds (seeded RNG = trial) and their vectors from the history index."""
         rng = np.random.default_rng(trial)
         pick = rng.choice(len(self.pos_ids), size=n, replace=False)
         sids = [self.pos_ids[p] for p in pick]
-        table = pa.table({"seed_id": sids, "policy": [self.policy] * n,
-                          "text": [self.text_of[s] for s in sids]})
+        table = pa.table(
+            {"seed_id": sids, "policy": [self.policy] * n, "text": [self.text_of[s] for s in sids]}
+        )
         vecs = np.ascontiguousarray(self.hvec_all[[self.hpos[s] for s in sids]], np.float32)
         return table, {"text": SignalBatch(vecs, np.ones(n, bool), [None] * n)}
 
@@ -266,6 +287,7 @@ class Data:
 
 
 # ------------------------------------------------------------------------------ methods
+
 
 def _lexical_cache(d: Data) -> dict:
     """The library's lexical evidence for every item of both indexes, computed once.
@@ -297,8 +319,15 @@ def _attach_lexical(d: Data, t: pa.Table, side: str) -> pa.Table:
 
 def _recall(d: Data, side: str, seeds, svec, exemplars: bool) -> pa.Table:
     index, k = (d.hindex, d.k_hist) if side == "history" else (d.sindex, d.k_sweep)
-    t = recall(index, seeds, k=k, exclude_self=side == "history", seed_vectors=svec,
-               show_progress=False, exemplars=d.exemplars if exemplars else None)
+    t = recall(
+        index,
+        seeds,
+        k=k,
+        exclude_self=side == "history",
+        seed_vectors=svec,
+        show_progress=False,
+        exemplars=d.exemplars if exemplars else None,
+    )
     if exemplars and d.lexical is not None:
         t = _attach_lexical(d, t, side)
     return t
@@ -308,16 +337,26 @@ def check_lexical_equivalence(d: Data, seeds, svec) -> None:
     """--quick: the cached lexical columns equal recall(..., lexical=probe) exactly."""
     for side in ("history", "sweep"):
         index, k = (d.hindex, d.k_hist) if side == "history" else (d.sindex, d.k_sweep)
-        ref = recall(index, seeds, k=k, exclude_self=side == "history", seed_vectors=svec,
-                     show_progress=False, exemplars=d.exemplars, lexical=d.lexical)
+        ref = recall(
+            index,
+            seeds,
+            k=k,
+            exclude_self=side == "history",
+            seed_vectors=svec,
+            show_progress=False,
+            exemplars=d.exemplars,
+            lexical=d.lexical,
+        )
         got = _recall(d, side, seeds, svec, True)
         assert ref.column_names == got.column_names, (ref.column_names, got.column_names)
         for c in ref.column_names:
             if pa.types.is_floating(ref[c].type) or pa.types.is_integer(ref[c].type):
                 assert ref[c].type == got[c].type, (c, ref[c].type, got[c].type)
-                assert np.array_equal(np.asarray(ref[c].to_numpy(zero_copy_only=False), float),
-                                      np.asarray(got[c].to_numpy(zero_copy_only=False), float),
-                                      equal_nan=True), c
+                assert np.array_equal(
+                    np.asarray(ref[c].to_numpy(zero_copy_only=False), float),
+                    np.asarray(got[c].to_numpy(zero_copy_only=False), float),
+                    equal_nan=True,
+                ), c
     log(f"  {d.name}: lexical cache == recall(..., lexical=probe) on both sides (checked)")
 
 
@@ -367,25 +406,26 @@ def drop_hist(t: pa.Table) -> pa.Table:
 # PROTOTYPES, NOT THE LIBRARY. Extra candidate columns passed to RiskRanker through its
 # ``metadata_features`` hook; method (a) above never sees them.
 
+
 class Experiments:
     """Prototype features (see --experiments). Settings of the PRF scorer (top 10% / bottom 50%,
     2 rounds) were picked on trials 0-3 at n=5 of these same data sets: mildly optimistic."""
 
     NAMES = {
         "exp:+lexical": "warm: riskrank + two lexical probes as features: logistic regressions on "
-                        "TF-IDF word 1-2-grams and char_wb 2-5-grams of the review history "
-                        "(out-of-fold on training rows)",
+        "TF-IDF word 1-2-grams and char_wb 2-5-grams of the review history "
+        "(out-of-fold on training rows)",
         "exp:+lexical+reg": "warm: the same, with a more regularised booster "
-                            "(RiskRanker(min_child_samples=100, num_leaves=7))",
+        "(RiskRanker(min_child_samples=100, num_leaves=7))",
         "exp:reg": "warm: the library's own features with a more regularised booster "
-                   "(RiskRanker(min_child_samples=100, num_leaves=7))",
+        "(RiskRanker(min_child_samples=100, num_leaves=7))",
         "exp:cold-ranknorm": "cold: riskrank cold ranker with every seed-evidence column replaced "
-                             "by its percentile within the (sweep, policy) candidate set",
+        "by its percentile within the (sweep, policy) candidate set",
         "exp:cold-prf": "cold, no ranker: pseudo-relevance-feedback probe. Start from cosine to "
-                        "the seeds' centroid; twice: logistic regression on the embeddings with "
-                        "seeds + top 10% as positives and bottom 50% as negatives, re-score",
+        "the seeds' centroid; twice: logistic regression on the embeddings with "
+        "seeds + top 10% as positives and bottom 50% as negatives, re-score",
         "exp:cold-ranker+prf": "cold: riskrank cold ranker + the PRF score (as a percentile "
-                               "within the candidate set) as a feature",
+        "within the candidate set) as a feature",
     }
 
     def __init__(self, d: Data) -> None:
@@ -402,14 +442,27 @@ class Experiments:
         hids = d.hist["item_id"].to_pylist()
         for col, vec in (
             ("exp_lex_word", TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2))),
-            ("exp_lex_char", TfidfVectorizer(sublinear_tf=True, min_df=2, analyzer="char_wb",
-                                             ngram_range=(2, 5), max_features=200_000)),
+            (
+                "exp_lex_char",
+                TfidfVectorizer(
+                    sublinear_tf=True,
+                    min_df=2,
+                    analyzer="char_wb",
+                    ngram_range=(2, 5),
+                    max_features=200_000,
+                ),
+            ),
         ):
             Xh = vec.fit_transform(htexts)
             Xs = vec.transform(d.sweep_texts)
             lr = LogisticRegression(C=10.0, max_iter=3000)
-            oof = cross_val_predict(lr, Xh, yh, method="decision_function",
-                                    cv=StratifiedKFold(5, shuffle=True, random_state=0))
+            oof = cross_val_predict(
+                lr,
+                Xh,
+                yh,
+                method="decision_function",
+                cv=StratifiedKFold(5, shuffle=True, random_state=0),
+            )
             self.lex_hist[col] = dict(zip(hids, oof))
             self.lex_sweep[col] = dict(zip(d.sweep_ids, lr.fit(Xh, yh).decision_function(Xs)))
 
@@ -424,17 +477,29 @@ class Experiments:
         feats = tuple(self.lex_hist)
         hc2, sc2 = self._lex(hc, "history"), self._lex(sc, "sweep")
         out = {}
-        runs = (("exp:reg", {"min_child_samples": 100, "num_leaves": 7}),) if LIB_LEXICAL else (
-            ("exp:+lexical", {}),
-            ("exp:+lexical+reg", {"min_child_samples": 100, "num_leaves": 7}))
+        runs = (
+            (("exp:reg", {"min_child_samples": 100, "num_leaves": 7}),)
+            if LIB_LEXICAL
+            else (
+                ("exp:+lexical", {}),
+                ("exp:+lexical+reg", {"min_child_samples": 100, "num_leaves": 7}),
+            )
+        )
         for name, kw in runs:
             r = RiskRanker(metadata_features=feats, **kw).fit(hc2, history=review)
             out[name] = self.d.scores_from(sc2, r.predict(sc2))
         return out
 
 
-def prf_scores(cands: pa.Table, vectors: np.ndarray, pos_of: dict, seed_vecs: np.ndarray,
-               top: float = 0.1, bottom: float = 0.5, rounds: int = 2) -> np.ndarray:
+def prf_scores(
+    cands: pa.Table,
+    vectors: np.ndarray,
+    pos_of: dict,
+    seed_vecs: np.ndarray,
+    top: float = 0.1,
+    bottom: float = 0.5,
+    rounds: int = 2,
+) -> np.ndarray:
     """Experiment: pseudo-relevance feedback over one candidate set (no labels used)."""
     from sklearn.linear_model import LogisticRegression
 
@@ -444,7 +509,7 @@ def prf_scores(cands: pa.Table, vectors: np.ndarray, pos_of: dict, seed_vecs: np
     n = len(s)
     for _ in range(rounds):
         order = np.argsort(-s)
-        pos, neg = order[: max(1, int(top * n))], order[int((1 - bottom) * n):]
+        pos, neg = order[: max(1, int(top * n))], order[int((1 - bottom) * n) :]
         X = np.vstack([seed_vecs, V[pos], V[neg]])
         y = np.r_[np.ones(len(seed_vecs) + len(pos)), np.zeros(len(neg))]
         s = LogisticRegression(C=1.0, max_iter=2000).fit(X, y).decision_function(V)
@@ -475,9 +540,12 @@ def rank_normalise(t: pa.Table) -> pa.Table:
 
 # ------------------------------------------------------------------------------ the run
 
+
 def summarize(per_trial: list[dict]) -> dict:
-    return {m: [float(np.mean([r[m] for r in per_trial])), float(np.std([r[m] for r in per_trial]))]
-            for m in per_trial[0]}
+    return {
+        m: [float(np.mean([r[m] for r in per_trial])), float(np.std([r[m] for r in per_trial]))]
+        for m in per_trial[0]
+    }
 
 
 def fmt(ms) -> str:
@@ -492,12 +560,22 @@ def error_analysis(d: Data, score: np.ndarray, top: int = 8) -> dict:
     n_pos = int(d.y.sum())
     fp = [r for r in order[:n_pos] if d.y[r] == 0]  # benign items above the cut-off at #positives
     fn = [r for r in order[::-1] if d.y[r] == 1][:top]
+
     def show(r):
         text = d.sweep_texts[r].replace("\n", " | ")
-        return {"item_id": d.sweep_ids[r], "rank": int(rank[r]), "label": int(d.y[r]),
-                "text": text[:160]}
-    return {"benign_above_cutoff": len(fp), "cutoff": n_pos,
-            "top_benign": [show(r) for r in fp[:top]], "lowest_positive": [show(r) for r in fn]}
+        return {
+            "item_id": d.sweep_ids[r],
+            "rank": int(rank[r]),
+            "label": int(d.y[r]),
+            "text": text[:160],
+        }
+
+    return {
+        "benign_above_cutoff": len(fp),
+        "cutoff": n_pos,
+        "top_benign": [show(r) for r in fp[:top]],
+        "lowest_positive": [show(r) for r in fn],
+    }
 
 
 def feature_skew(hc: pa.Table, review: pa.Table, sc: pa.Table, d: Data) -> dict:
@@ -517,10 +595,14 @@ def feature_skew(hc: pa.Table, review: pa.Table, sc: pa.Table, d: Data) -> dict:
         b = np.nan_to_num(np.asarray(sc[c].to_numpy(zero_copy_only=False), float), nan=-9)
         if c.endswith("best_rank"):  # lower is better
             a, b = -a, -b
-        out[c] = {"train_AP": round(float(average_precision_score(y_tr, a)), 4),
-                  "sweep_AP": round(float(average_precision_score(y_sw, b)), 4)}
-    out["_base_rate"] = {"train_AP": round(float(y_tr.mean()), 4),
-                         "sweep_AP": round(float(y_sw.mean()), 4)}
+        out[c] = {
+            "train_AP": round(float(average_precision_score(y_tr, a)), 4),
+            "sweep_AP": round(float(average_precision_score(y_sw, b)), 4),
+        }
+    out["_base_rate"] = {
+        "train_AP": round(float(y_tr.mean()), 4),
+        "sweep_AP": round(float(y_sw.mean()), 4),
+    }
     return out
 
 
@@ -528,30 +610,57 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--n-seeds", type=int, nargs="+", default=[1, 5, 20])
-    ap.add_argument("--datasets", nargs="+", default=["spamassassin", "insults"],
-                    choices=["spamassassin", "insults"])
+    ap.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["spamassassin", "insults"],
+        choices=["spamassassin", "insults"],
+    )
     ap.add_argument("--scenarios", nargs="+", default=["warm", "cold"], choices=["warm", "cold"])
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 trials, n=5")
-    ap.add_argument("--experiments", action="store_true",
-                    help="also run the labelled prototype features (n=5 only)")
-    ap.add_argument("--exp-trials", type=int, default=10,
-                    help="trials (the first ones) that also run the experiments (default 10)")
-    ap.add_argument("--text-backend", default="torch", choices=list(BACKENDS),
-                    help="TextEncoder backend of the text signal (indexes cached per encoder)")
-    ap.add_argument("--max-seq-length", type=int, default=256,
-                    help="TextEncoder max_seq_length (tokens kept per text; default 256)")
-    ap.add_argument("--baseline", default=None,
-                    help="a quality.json of the same trials: report paired AP differences")
-    ap.add_argument("--out", default=str(RESULTS / "quality"),
-                    help="output prefix (writes <out>.json and <out>.md)")
+    ap.add_argument(
+        "--experiments",
+        action="store_true",
+        help="also run the labelled prototype features (n=5 only)",
+    )
+    ap.add_argument(
+        "--exp-trials",
+        type=int,
+        default=10,
+        help="trials (the first ones) that also run the experiments (default 10)",
+    )
+    ap.add_argument(
+        "--text-backend",
+        default="torch",
+        choices=list(BACKENDS),
+        help="TextEncoder backend of the text signal (indexes cached per encoder)",
+    )
+    ap.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=256,
+        help="TextEncoder max_seq_length (tokens kept per text; default 256)",
+    )
+    ap.add_argument(
+        "--baseline",
+        default=None,
+        help="a quality.json of the same trials: report paired AP differences",
+    )
+    ap.add_argument(
+        "--out",
+        default=str(RESULTS / "quality"),
+        help="output prefix (writes <out>.json and <out>.md)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.trials, args.n_seeds = 2, [5]
     t_start = time.time()
     lib_state = library_state()
     log(f"library at {lib_state}")
-    log(f"quality benchmark: datasets={args.datasets} scenarios={args.scenarios} "
-        f"n={args.n_seeds} trials={args.trials} experiments={args.experiments}")
+    log(
+        f"quality benchmark: datasets={args.datasets} scenarios={args.scenarios} "
+        f"n={args.n_seeds} trials={args.trials} experiments={args.experiments}"
+    )
 
     calibration = None
     if args.text_backend == "openvino-int8":
@@ -572,9 +681,11 @@ def main(argv=None) -> int:
         d.logreg, d.logreg_info = fit_logreg(d.Xh, d.yh)
         d.logreg_sweep = logreg_scores(d.logreg, d)
         timings[d.name]["logreg_fit_s"] = round(time.time() - t0, 2)
-        log(f"  {d.name}: logreg C={d.logreg_info['C']} (5-fold CV AP "
+        log(
+            f"  {d.name}: logreg C={d.logreg_info['C']} (5-fold CV AP "
             f"{ {k: round(v, 3) for k, v in d.logreg_info['cv_ap'].items()} }) "
-            f"in {time.time() - t0:.1f} s")
+            f"in {time.time() - t0:.1f} s"
+        )
     exps = {}
     if args.experiments:
         for n in args.datasets:
@@ -624,8 +735,9 @@ def main(argv=None) -> int:
                 d, c = data[name], cache[name]
                 seeds, hc, sc, ranker = c["seeds"], c["hc"], c["sc"], c["ranker"]
                 t_ds = time.time()
-                base = {"maxcos": d.scores_from(sc, sc["text_best_sim"].to_numpy(
-                    zero_copy_only=False))}
+                base = {
+                    "maxcos": d.scores_from(sc, sc["text_best_sim"].to_numpy(zero_copy_only=False))
+                }
                 t0 = time.time()
                 base["tfidf"] = tfidf_scores(d, seeds)
                 tick(name, "tfidf", time.time() - t0)
@@ -641,19 +753,29 @@ def main(argv=None) -> int:
                         importance[name]["warm"].append(ranker.feature_importance())
                         if t == 0:
                             analysis[name] = {
-                                "trial": 0, "n_seeds": 5,
+                                "trial": 0,
+                                "n_seeds": 5,
                                 "seed_ids": seeds["seed_id"].to_pylist(),
                                 "riskrank": error_analysis(d, s_rank),
                                 "logreg": error_analysis(d, d.logreg_sweep),
-                                "feature_AP_train_vs_sweep": feature_skew(hc, d.review, sc, d)}
+                                "feature_AP_train_vs_sweep": feature_skew(hc, d.review, sc, d),
+                            }
                         if name in exps and t < args.exp_trials:
                             t0 = time.time()
                             for m, sx in exps[name].warm(hc, sc, d.review).items():
-                                add(name, "warm", m, n, sx,
-                                    into=exp_raw[name].setdefault("warm", {}))
+                                add(
+                                    name,
+                                    "warm",
+                                    m,
+                                    n,
+                                    sx,
+                                    into=exp_raw[name].setdefault("warm", {}),
+                                )
                             tick(name, "experiments_warm", time.time() - t0)
-                    line.append(f"{name} warm AP {raw[name]['warm']['riskrank'][n][-1]['AP']:.3f}"
-                                f" (maxcos {raw[name]['warm']['maxcos'][n][-1]['AP']:.3f})")
+                    line.append(
+                        f"{name} warm AP {raw[name]['warm']['riskrank'][n][-1]['AP']:.3f}"
+                        f" (maxcos {raw[name]['warm']['maxcos'][n][-1]['AP']:.3f})"
+                    )
                 if "cold" in args.scenarios:
                     o = data[OTHER[name]]
                     oc = cache[o.name]
@@ -665,16 +787,26 @@ def main(argv=None) -> int:
                     cold_train = drop_hist(oc["hc"])
                     cold_sweep = drop_hist(sc)
                     if args.quick:
-                        ref = recall(o.hindex, oc["seeds"], k=o.k_hist, exclude_self=True,
-                                     seed_vectors=oc["svec"], show_progress=False)
+                        ref = recall(
+                            o.hindex,
+                            oc["seeds"],
+                            k=o.k_hist,
+                            exclude_self=True,
+                            seed_vectors=oc["svec"],
+                            show_progress=False,
+                        )
                         assert ref.column_names == cold_train.column_names
                         for col in ref.column_names:
                             if pa.types.is_floating(ref[col].type) or pa.types.is_integer(
-                                    ref[col].type):
+                                ref[col].type
+                            ):
                                 assert np.allclose(
                                     np.asarray(ref[col].to_numpy(zero_copy_only=False), float),
-                                    np.asarray(cold_train[col].to_numpy(zero_copy_only=False),
-                                               float), equal_nan=True), col
+                                    np.asarray(
+                                        cold_train[col].to_numpy(zero_copy_only=False), float
+                                    ),
+                                    equal_nan=True,
+                                ), col
                     cranker = RiskRanker().fit(cold_train, history=o.review)
                     s_cold = d.scores_from(cold_sweep, cranker.predict(cold_sweep))
                     tick(name, "ranker_fit_predict_cold", time.time() - t0)
@@ -694,37 +826,84 @@ def main(argv=None) -> int:
                             into = exp_raw[name].setdefault("cold", {})
                             r2 = RiskRanker().fit(rank_normalise(cold_train), history=o.review)
                             cs2 = rank_normalise(cold_sweep)
-                            add(name, "cold", "exp:cold-ranknorm", n,
-                                d.scores_from(cs2, r2.predict(cs2)), into=into)
-                            prf_sw = prf_scores(cold_sweep, d.svec_all, d.spos,
-                                                c["svec"]["text"].vectors)
-                            add(name, "cold", "exp:cold-prf", n,
-                                d.scores_from(cold_sweep, prf_sw), into=into)
-                            prf_tr = prf_scores(cold_train, o.hvec_all, o.hpos,
-                                                oc["svec"]["text"].vectors)
+                            add(
+                                name,
+                                "cold",
+                                "exp:cold-ranknorm",
+                                n,
+                                d.scores_from(cs2, r2.predict(cs2)),
+                                into=into,
+                            )
+                            prf_sw = prf_scores(
+                                cold_sweep, d.svec_all, d.spos, c["svec"]["text"].vectors
+                            )
+                            add(
+                                name,
+                                "cold",
+                                "exp:cold-prf",
+                                n,
+                                d.scores_from(cold_sweep, prf_sw),
+                                into=into,
+                            )
+                            prf_tr = prf_scores(
+                                cold_train, o.hvec_all, o.hpos, oc["svec"]["text"].vectors
+                            )
                             tr3 = with_percentile(cold_train, "exp_prf_pct", prf_tr)
                             sw3 = with_percentile(cold_sweep, "exp_prf_pct", prf_sw)
                             r3 = RiskRanker(metadata_features=("exp_prf_pct",)).fit(
-                                tr3, history=o.review)
-                            add(name, "cold", "exp:cold-ranker+prf", n,
-                                d.scores_from(sw3, r3.predict(sw3)), into=into)
+                                tr3, history=o.review
+                            )
+                            add(
+                                name,
+                                "cold",
+                                "exp:cold-ranker+prf",
+                                n,
+                                d.scores_from(sw3, r3.predict(sw3)),
+                                into=into,
+                            )
                             tick(name, "experiments_cold", time.time() - t0)
                     line.append(f"cold AP {raw[name]['cold']['riskrank'][n][-1]['AP']:.3f}")
-                per_trial_s[name].append(time.time() - t_ds + method_s[name][
-                    "recall_history_and_sweep"][-1] + method_s[name]["ranker_fit_warm"][-1])
-            log(f"[n={n:>2} trial {t + 1:>2}/{args.trials}] " + "; ".join(line)
-                + f"  ({time.time() - t_trial:.1f} s, elapsed {time.time() - t_start:.0f} s)")
+                per_trial_s[name].append(
+                    time.time()
+                    - t_ds
+                    + method_s[name]["recall_history_and_sweep"][-1]
+                    + method_s[name]["ranker_fit_warm"][-1]
+                )
+            log(
+                f"[n={n:>2} trial {t + 1:>2}/{args.trials}] "
+                + "; ".join(line)
+                + f"  ({time.time() - t_trial:.1f} s, elapsed {time.time() - t_start:.0f} s)"
+            )
 
     # -- results ------------------------------------------------------------------------------
-    results = {ds: {sc: {m: {str(n): summarize(v) for n, v in per_n.items()}
-                         for m, per_n in raw[ds][sc].items()} for sc in raw[ds]} for ds in raw}
-    experiments = {ds: {sc: {m: {str(n): summarize(v) for n, v in per_n.items()}
-                             for m, per_n in exp_raw[ds].get(sc, {}).items()}
-                        for sc in ("warm", "cold")} for ds in exp_raw if exp_raw[ds]}
+    results = {
+        ds: {
+            sc: {
+                m: {str(n): summarize(v) for n, v in per_n.items()}
+                for m, per_n in raw[ds][sc].items()
+            }
+            for sc in raw[ds]
+        }
+        for ds in raw
+    }
+    experiments = {
+        ds: {
+            sc: {
+                m: {str(n): summarize(v) for n, v in per_n.items()}
+                for m, per_n in exp_raw[ds].get(sc, {}).items()
+            }
+            for sc in ("warm", "cold")
+        }
+        for ds in exp_raw
+        if exp_raw[ds]
+    }
     for ds in experiments:  # same-trial references, so the prototypes read against the library
         for sc in experiments[ds]:
-            ref = {m: {"5": summarize(raw[ds][sc][m][5][: args.exp_trials])}
-                   for m in ("riskrank", "logreg", "maxcos") if 5 in raw[ds].get(sc, {}).get(m, {})}
+            ref = {
+                m: {"5": summarize(raw[ds][sc][m][5][: args.exp_trials])}
+                for m in ("riskrank", "logreg", "maxcos")
+                if 5 in raw[ds].get(sc, {}).get(m, {})
+            }
             experiments[ds][sc] = {**ref, **experiments[ds][sc]}
     imp = {}
     for ds, per_sc in importance.items():
@@ -734,48 +913,67 @@ def main(argv=None) -> int:
                 tot = {k: float(np.mean([x.get(k, 0.0) for x in lst])) for k in keys}
                 z = sum(tot.values()) or 1.0
                 imp.setdefault(ds, {})[sc] = {
-                    k: round(v / z, 4) for k, v in sorted(tot.items(), key=lambda kv: -kv[1])}
+                    k: round(v / z, 4) for k, v in sorted(tot.items(), key=lambda kv: -kv[1])
+                }
     time_summary = {
-        ds: {**timings[ds],
-             **{f"{k}_mean_s": round(float(np.mean(v)), 3) for k, v in method_s[ds].items()},
-             "trial_mean_s_all_methods_and_scenarios": round(float(np.mean(per_trial_s[ds])),
-                                                             2)}
-        for ds in args.datasets}
+        ds: {
+            **timings[ds],
+            **{f"{k}_mean_s": round(float(np.mean(v)), 3) for k, v in method_s[ds].items()},
+            "trial_mean_s_all_methods_and_scenarios": round(float(np.mean(per_trial_s[ds])), 2),
+        }
+        for ds in args.datasets
+    }
     goals = goal_checks(results, args)
     meta = {
-        "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None
-                                                                 else argv),
-        "trials": args.trials, "n_seeds": args.n_seeds,
+        "command": "python benchmarks/quality.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "trials": args.trials,
+        "n_seeds": args.n_seeds,
         "experiment_trials": min(args.exp_trials, args.trials) if exps else 0,
         "seed_rng": "numpy default_rng(trial)",
         "recall_k": {ds: {"history": data[ds].k_hist, "sweep": data[ds].k_sweep} for ds in data},
         "recall_note": "k = number of items in the index searched: exhaustive, every item is a "
-                       "candidate; metrics over the whole sweep inventory (unscored = last).",
+        "candidate; metrics over the whole sweep inventory (unscored = last).",
         "encoder": signal.describe(),
         "sweep_items": {ds: len(data[ds].sweep_ids) for ds in data},
         "sweep_positives": {ds: int(data[ds].y.sum()) for ds in data},
         "logreg": {ds: data[ds].logreg_info for ds in data},
         "logreg_note": "(d) does not use seeds: fitted once per data set, numbers repeat "
-                       "across n with std 0.",
+        "across n with std 0.",
         "cold_note": "cold: ranker trained on the OTHER data set's history candidates (its seeds, "
-                     "same n and trial), seed evidence only; (b), (c) are the same seeds/"
-                     "inventory as warm; (d') logreg-transfer = classifier of the other data "
-                     "set's history (a transfer baseline; a new policy has no history).",
+        "same n and trial), seed evidence only; (b), (c) are the same seeds/"
+        "inventory as warm; (d') logreg-transfer = classifier of the other data "
+        "set's history (a transfer baseline; a new policy has no history).",
         "methods": METHOD_LABEL,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "library_lexical_probe": LIB_LEXICAL,
         "library": lib_state,
-        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
-                    "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": __import__("os").cpu_count(),
+            "platform": platform.platform(),
+        },
         "total_seconds": round(time.time() - t_start, 1),
     }
-    per_trial_ap = {ds: {sc: {m: {str(n): [round(r["AP"], 6) for r in v]
-                                  for n, v in per_n.items()}
-                              for m, per_n in raw[ds][sc].items()} for sc in raw[ds]}
-                    for ds in raw}
-    out = {"meta": meta, "results": results, "feature_importance_n5": imp,
-           "timings": time_summary, "goal_checks": goals, "error_analysis": analysis,
-           "per_trial_AP": per_trial_ap}
+    per_trial_ap = {
+        ds: {
+            sc: {
+                m: {str(n): [round(r["AP"], 6) for r in v] for n, v in per_n.items()}
+                for m, per_n in raw[ds][sc].items()
+            }
+            for sc in raw[ds]
+        }
+        for ds in raw
+    }
+    out = {
+        "meta": meta,
+        "results": results,
+        "feature_importance_n5": imp,
+        "timings": time_summary,
+        "goal_checks": goals,
+        "error_analysis": analysis,
+        "per_trial_AP": per_trial_ap,
+    }
     if args.baseline:
         out["vs_baseline"] = paired_ap(per_trial_ap, json.loads(Path(args.baseline).read_text()))
     if experiments:
@@ -792,8 +990,10 @@ def main(argv=None) -> int:
     except Exception as exc:  # the plot is optional
         log(f"(no plot: {exc})")
     log("\n" + md)
-    log(f"wrote {outp.with_suffix('.json')} and {outp.with_suffix('.md')} "
-        f"in {time.time() - t_start:.0f} s")
+    log(
+        f"wrote {outp.with_suffix('.json')} and {outp.with_suffix('.md')} "
+        f"in {time.time() - t_start:.0f} s"
+    )
     return 0
 
 
@@ -811,22 +1011,37 @@ def paired_ap(per_trial: dict, baseline: dict) -> list[dict]:
                     if ref is None or len(ref) != len(aps):
                         continue
                     diff = np.asarray(aps) - np.asarray(ref)
-                    rows.append({"dataset": ds, "scenario": sc, "method": m, "n": int(n),
-                                 "trials": len(aps), "AP": round(float(np.mean(aps)), 4),
-                                 "baseline_AP": round(float(np.mean(ref)), 4),
-                                 "mean_diff": round(float(diff.mean()), 4),
-                                 "max_abs_diff": round(float(np.abs(diff).max()), 4)})
+                    rows.append(
+                        {
+                            "dataset": ds,
+                            "scenario": sc,
+                            "method": m,
+                            "n": int(n),
+                            "trials": len(aps),
+                            "AP": round(float(np.mean(aps)), 4),
+                            "baseline_AP": round(float(np.mean(ref)), 4),
+                            "mean_diff": round(float(diff.mean()), 4),
+                            "max_abs_diff": round(float(np.abs(diff).max()), 4),
+                        }
+                    )
     return rows
 
 
 def render_paired(rows: list[dict], baseline: str) -> str:
-    L = ["", f"## Against the baseline run `{baseline}` (same trials and seeds, paired)", "",
-         "| data set | scenario | method | n | trials | AP | baseline AP | mean diff "
-         "| max abs diff |", "|---|---|---|---|---|---|---|---|---|"]
+    L = [
+        "",
+        f"## Against the baseline run `{baseline}` (same trials and seeds, paired)",
+        "",
+        "| data set | scenario | method | n | trials | AP | baseline AP | mean diff "
+        "| max abs diff |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        L.append(f"| {r['dataset']} | {r['scenario']} | {r['method']} | {r['n']} | "
-                 f"{r['trials']} | {r['AP']:.4f} | {r['baseline_AP']:.4f} | "
-                 f"{r['mean_diff']:+.4f} | {r['max_abs_diff']:.4f} |")
+        L.append(
+            f"| {r['dataset']} | {r['scenario']} | {r['method']} | {r['n']} | "
+            f"{r['trials']} | {r['AP']:.4f} | {r['baseline_AP']:.4f} | "
+            f"{r['mean_diff']:+.4f} | {r['max_abs_diff']:.4f} |"
+        )
     return "\n".join(L) + "\n"
 
 
@@ -840,107 +1055,156 @@ def goal_checks(results: dict, args) -> list[dict]:
                 target = GOALS["warm"][ds]
                 best_other = max(w["maxcos"][n]["AP"][0], w["logreg"][n]["AP"][0])
                 ok = ap_ >= target and ap_ > best_other
-                checks.append({"dataset": ds, "scenario": "warm", "n": int(n),
-                               "goal": f"AP >= {target} and > maxcos, logreg",
-                               "riskrank_AP": round(ap_, 4),
-                               "maxcos_AP": round(w["maxcos"][n]["AP"][0], 4),
-                               "logreg_AP": round(w["logreg"][n]["AP"][0], 4),
-                               "gap_to_target": round(ap_ - target, 4),
-                               "gap_to_best_baseline": round(ap_ - best_other, 4),
-                               "status": "PASS" if ok else "MISS"})
+                checks.append(
+                    {
+                        "dataset": ds,
+                        "scenario": "warm",
+                        "n": int(n),
+                        "goal": f"AP >= {target} and > maxcos, logreg",
+                        "riskrank_AP": round(ap_, 4),
+                        "maxcos_AP": round(w["maxcos"][n]["AP"][0], 4),
+                        "logreg_AP": round(w["logreg"][n]["AP"][0], 4),
+                        "gap_to_target": round(ap_ - target, 4),
+                        "gap_to_best_baseline": round(ap_ - best_other, 4),
+                        "status": "PASS" if ok else "MISS",
+                    }
+                )
         c = results[ds].get("cold")
         if c:
             for n in map(str, args.n_seeds):
                 ap_, mc = c["riskrank"][n]["AP"][0], c["maxcos"][n]["AP"][0]
-                checks.append({"dataset": ds, "scenario": "cold", "n": int(n),
-                               "goal": f"AP >= maxcos + {GOALS['cold_margin']}"
-                                       + ("" if n == "5" else " (goal is stated for n=5)"),
-                               "riskrank_AP": round(ap_, 4), "maxcos_AP": round(mc, 4),
-                               "gap_to_target": round(ap_ - mc - GOALS["cold_margin"], 4),
-                               "status": "PASS" if ap_ >= mc + GOALS["cold_margin"] else "MISS"})
+                checks.append(
+                    {
+                        "dataset": ds,
+                        "scenario": "cold",
+                        "n": int(n),
+                        "goal": f"AP >= maxcos + {GOALS['cold_margin']}"
+                        + ("" if n == "5" else " (goal is stated for n=5)"),
+                        "riskrank_AP": round(ap_, 4),
+                        "maxcos_AP": round(mc, 4),
+                        "gap_to_target": round(ap_ - mc - GOALS["cold_margin"], 4),
+                        "status": "PASS" if ap_ >= mc + GOALS["cold_margin"] else "MISS",
+                    }
+                )
     return checks
 
 
 def render(results, imp, times, goals, analysis, meta, experiments=None) -> str:
     pos = meta["sweep_positives"]
     inv = ", ".join(f"{k}: {v} items, {pos[k]} positive" for k, v in meta["sweep_items"].items())
-    L = ["# Quality benchmark (riskrank vs. seed matching vs. history classifier)", "",
-         f"`{meta['command']}` — {meta['trials']} trials per n (trial t: seeds drawn with "
-         f"`numpy.random.default_rng(t)` from the history side's positives; all methods of a "
-         f"trial share the seeds), mean ± std over trials. Metrics over the whole sweep "
-         f"inventory ({inv}); "
-         f"recall is exhaustive (k = items in the index searched), so every method ranks "
-         f"every item. R@5% = recall within a review budget of 5% of the inventory. "
-         f"Encoder: {meta['encoder'].get('model')} ({meta['encoder'].get('model_version')}), "
-         f"backend {meta['encoder'].get('backend', 'torch')}, "
-         f"max_seq_length {meta['encoder'].get('max_seq_length')}.", "",
-         "Methods: " + "; ".join(f"**{k}** = {v}" for k, v in meta["methods"].items()) + ".", "",
-         f"Library measured: commit {str(meta['library']['commit'])[:10]}"
-         + (" plus uncommitted changes" if meta["library"]["library_uncommitted"] else "")
-         + "; (a) uses what `rank.pipeline.train` uses: text exemplars"
-         + (" and the lexical n-gram probe" if meta["library_lexical_probe"] else "") + ".", "",
-         f"{meta['logreg_note']} {meta['cold_note']}", "",
-         "| data set | scenario | method | n | " + " | ".join(METRICS) + " |",
-         "|---|---|---|---|" + "---|" * len(METRICS)]
+    L = [
+        "# Quality benchmark (riskrank vs. seed matching vs. history classifier)",
+        "",
+        f"`{meta['command']}` — {meta['trials']} trials per n (trial t: seeds drawn with "
+        f"`numpy.random.default_rng(t)` from the history side's positives; all methods of a "
+        f"trial share the seeds), mean ± std over trials. Metrics over the whole sweep "
+        f"inventory ({inv}); "
+        f"recall is exhaustive (k = items in the index searched), so every method ranks "
+        f"every item. R@5% = recall within a review budget of 5% of the inventory. "
+        f"Encoder: {meta['encoder'].get('model')} ({meta['encoder'].get('model_version')}), "
+        f"backend {meta['encoder'].get('backend', 'torch')}, "
+        f"max_seq_length {meta['encoder'].get('max_seq_length')}.",
+        "",
+        "Methods: " + "; ".join(f"**{k}** = {v}" for k, v in meta["methods"].items()) + ".",
+        "",
+        f"Library measured: commit {str(meta['library']['commit'])[:10]}"
+        + (" plus uncommitted changes" if meta["library"]["library_uncommitted"] else "")
+        + "; (a) uses what `rank.pipeline.train` uses: text exemplars"
+        + (" and the lexical n-gram probe" if meta["library_lexical_probe"] else "")
+        + ".",
+        "",
+        f"{meta['logreg_note']} {meta['cold_note']}",
+        "",
+        "| data set | scenario | method | n | " + " | ".join(METRICS) + " |",
+        "|---|---|---|---|" + "---|" * len(METRICS),
+    ]
     for ds, per_sc in results.items():
         for sc, per_m in per_sc.items():
             for m, per_n in per_m.items():
                 for n, met in per_n.items():
                     name = f"**{m}**" if m == "riskrank" else m
-                    L.append(f"| {ds} | {sc} | {name} | {n} | "
-                             + " | ".join(fmt(met[k]) for k in METRICS) + " |")
-    L += ["", "## Goal check", "",
-          "| data set | scenario | n | goal | riskrank AP | baselines AP | gap | status |",
-          "|---|---|---|---|---|---|---|---|"]
+                    L.append(
+                        f"| {ds} | {sc} | {name} | {n} | "
+                        + " | ".join(fmt(met[k]) for k in METRICS)
+                        + " |"
+                    )
+    L += [
+        "",
+        "## Goal check",
+        "",
+        "| data set | scenario | n | goal | riskrank AP | baselines AP | gap | status |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for g in goals:
-        base = f"maxcos {g['maxcos_AP']:.3f}" + (f", logreg {g['logreg_AP']:.3f}"
-                                                 if "logreg_AP" in g else "")
+        base = f"maxcos {g['maxcos_AP']:.3f}" + (
+            f", logreg {g['logreg_AP']:.3f}" if "logreg_AP" in g else ""
+        )
         gap = f"{g['gap_to_target']:+.3f}"
         if "gap_to_best_baseline" in g:
             gap += f" (vs best baseline {g['gap_to_best_baseline']:+.3f})"
-        L.append(f"| {g['dataset']} | {g['scenario']} | {g['n']} | {g['goal']} | "
-                 f"{g['riskrank_AP']:.3f} | {base} | {gap} | **{g['status']}** |")
+        L.append(
+            f"| {g['dataset']} | {g['scenario']} | {g['n']} | {g['goal']} | "
+            f"{g['riskrank_AP']:.3f} | {base} | {gap} | **{g['status']}** |"
+        )
     if imp:
         L += ["", "## Ranker feature importance (gain share, mean over the n=5 trials)", ""]
         for ds, per_sc in imp.items():
             for sc, fi in per_sc.items():
-                L.append(f"- {ds} / {sc}: "
-                         + ", ".join(f"{k} {v:.3f}" for k, v in list(fi.items())[:8]))
-    L += ["", "## Timings (seconds, this machine: "
-          f"{meta['machine']['cpus']} CPUs, shared)", ""]
+                L.append(
+                    f"- {ds} / {sc}: " + ", ".join(f"{k} {v:.3f}" for k, v in list(fi.items())[:8])
+                )
+    L += ["", f"## Timings (seconds, this machine: {meta['machine']['cpus']} CPUs, shared)", ""]
     for ds, tm in times.items():
         L.append(f"- {ds}: " + ", ".join(f"{k} {v}" for k, v in tm.items()))
     L.append(f"- total run: {meta['total_seconds']} s")
     if experiments:
-        L += ["", "## Experiments: prototypes, NOT the library (n=5, first "
-              f"{meta['experiment_trials']} trials)", "",
-              "Extra candidate columns given to the library's RiskRanker through its "
-              "`metadata_features` hook (cold: transformed seed evidence); method (a) above is "
-              "the library as it is. Same seeds as the table above; the library's rows are "
-              "repeated for reference over the same trials.", ""]
+        L += [
+            "",
+            "## Experiments: prototypes, NOT the library (n=5, first "
+            f"{meta['experiment_trials']} trials)",
+            "",
+            "Extra candidate columns given to the library's RiskRanker through its "
+            "`metadata_features` hook (cold: transformed seed evidence); method (a) above is "
+            "the library as it is. Same seeds as the table above; the library's rows are "
+            "repeated for reference over the same trials.",
+            "",
+        ]
         used = {m for per_sc in experiments.values() for per_m in per_sc.values() for m in per_m}
         L += [f"- **{k}**: {v}" for k, v in Experiments.NAMES.items() if k in used]
-        L += ["", "| data set | scenario | method | n | " + " | ".join(METRICS) + " |",
-              "|---|---|---|---|" + "---|" * len(METRICS)]
+        L += [
+            "",
+            "| data set | scenario | method | n | " + " | ".join(METRICS) + " |",
+            "|---|---|---|---|" + "---|" * len(METRICS),
+        ]
         for ds, per_sc in experiments.items():
             for sc, per_m in per_sc.items():
                 for m, per_n in per_m.items():
                     for n, met in per_n.items():
-                        L.append(f"| {ds} | {sc} | {m} | {n} | "
-                                 + " | ".join(fmt(met[k]) for k in METRICS) + " |")
+                        L.append(
+                            f"| {ds} | {sc} | {m} | {n} | "
+                            + " | ".join(fmt(met[k]) for k in METRICS)
+                            + " |"
+                        )
     if analysis:
-        L += ["", "## Train/sweep skew of the evidence (trial 0, n=5, warm): AP of each column "
-              "alone", ""]
+        L += [
+            "",
+            "## Train/sweep skew of the evidence (trial 0, n=5, warm): AP of each column alone",
+            "",
+        ]
         for ds, a in analysis.items():
             sk = a["feature_AP_train_vs_sweep"]
-            L.append(f"- {ds}: " + ", ".join(
-                f"{k} {v['train_AP']:.3f}->{v['sweep_AP']:.3f}" for k, v in sk.items()))
+            L.append(
+                f"- {ds}: "
+                + ", ".join(f"{k} {v['train_AP']:.3f}->{v['sweep_AP']:.3f}" for k, v in sk.items())
+            )
         L += ["", "## Where the warm ranker errs (trial 0, n=5)", ""]
         for ds, a in analysis.items():
             r = a["riskrank"]
-            L.append(f"- {ds}: {r['benign_above_cutoff']} benign items rank above the cut-off "
-                     f"at #positives = {r['cutoff']} (logreg: "
-                     f"{a['logreg']['benign_above_cutoff']}). Highest-ranked benign:")
+            L.append(
+                f"- {ds}: {r['benign_above_cutoff']} benign items rank above the cut-off "
+                f"at #positives = {r['cutoff']} (logreg: "
+                f"{a['logreg']['benign_above_cutoff']}). Highest-ranked benign:"
+            )
             for x in r["top_benign"][:5]:
                 L.append(f"  - rank {x['rank']}: `{x['text'][:110]}`")
             L.append("  Lowest-ranked positives:")
@@ -955,8 +1219,14 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"riskrank": "C0", "riskrank-product-cold": "C9", "maxcos": "C1", "tfidf": "C2",
-              "logreg": "C3", "logreg-transfer": "C4"}
+    colors = {
+        "riskrank": "C0",
+        "riskrank-product-cold": "C9",
+        "maxcos": "C1",
+        "tfidf": "C2",
+        "logreg": "C3",
+        "logreg-transfer": "C4",
+    }
     panels = [(ds, sc) for ds in results for sc in results[ds]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
     for ax, (ds, sc) in zip(axes[0], panels):
@@ -964,8 +1234,16 @@ def plot(results: dict, path: Path) -> None:
             ns = sorted(per_n, key=int)
             mean = [per_n[n]["AP"][0] for n in ns]
             std = [per_n[n]["AP"][1] for n in ns]
-            ax.errorbar([int(n) for n in ns], mean, yerr=std, marker="o", capsize=3, label=m,
-                        color=colors.get(m), linestyle="--" if m.endswith("cold") else "-")
+            ax.errorbar(
+                [int(n) for n in ns],
+                mean,
+                yerr=std,
+                marker="o",
+                capsize=3,
+                label=m,
+                color=colors.get(m),
+                linestyle="--" if m.endswith("cold") else "-",
+            )
         ax.set_xscale("log")
         ax.set_title(f"{ds} / {sc}")
         ax.set_xlabel("seeds per policy")

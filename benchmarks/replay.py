@@ -80,10 +80,14 @@ ROUND, N_SEEDS, TARGET = 100, 5, 0.8
 KEEP_COLD_REVIEWS = 200
 LOADS: list[list[float]] = []  # load average (1, 5, 15 min) after each (set, method, trial)
 METHODS = ("bank", "logreg", "exploit", "campaign", "explore", "logreg-lex")
-LABEL = {"bank": "(a) seed bank max cosine", "logreg": "(b) logreg on reviewed",
-         "logreg-lex": "(b') logreg on reviewed, vectors + n-grams",
-         "exploit": "(c) riskrank exploit", "explore": "(d) riskrank + 10% explore",
-         "campaign": "(e) riskrank campaign mode"}
+LABEL = {
+    "bank": "(a) seed bank max cosine",
+    "logreg": "(b) logreg on reviewed",
+    "logreg-lex": "(b') logreg on reviewed, vectors + n-grams",
+    "exploit": "(c) riskrank exploit",
+    "explore": "(d) riskrank + 10% explore",
+    "campaign": "(e) riskrank campaign mode",
+}
 
 
 class Set:
@@ -106,17 +110,25 @@ class Set:
     def seeds(self, trial: int) -> tuple[np.ndarray, pa.Table, dict]:
         rng = np.random.default_rng(trial)
         rows = np.sort(rng.choice(np.flatnonzero(self.y == 1), N_SEEDS, replace=False))
-        table = pa.table({"seed_id": [self.ids[r] for r in rows],
-                          "policy": [self.policy] * N_SEEDS,
-                          "text": [self.text[r] for r in rows]})
+        table = pa.table(
+            {
+                "seed_id": [self.ids[r] for r in rows],
+                "policy": [self.policy] * N_SEEDS,
+                "text": [self.text[r] for r in rows],
+            }
+        )
         batch = SignalBatch(self.X[rows], np.ones(N_SEEDS, bool), [None] * N_SEEDS)
         return rows, table, {"text": batch}
 
     def history(self, rows: np.ndarray, verdicts: np.ndarray, sweep_ids: list[str]) -> pa.Table:
-        return pa.table({"item_id": [self.ids[r] for r in rows],
-                         "policy": [self.policy] * len(rows),
-                         "verdict": pa.array(2 * np.asarray(verdicts), pa.int8()),
-                         "sweep_id": sweep_ids})
+        return pa.table(
+            {
+                "item_id": [self.ids[r] for r in rows],
+                "policy": [self.policy] * len(rows),
+                "verdict": pa.array(2 * np.asarray(verdicts), pa.int8()),
+                "sweep_id": sweep_ids,
+            }
+        )
 
 
 @dataclass
@@ -173,8 +185,13 @@ def history_candidates(d: Set, ctx: dict, rows: np.ndarray, hist: pa.Table) -> p
     base, ids = ctx["base"], ctx["base_ids"]
     exemplars = ReviewedExemplars("text", d.X[rows], hist.select(["item_id", "policy", "verdict"]))
     signal = d.index.signals["text"].signal
-    ev = exemplars.evidence(d.policy, ids, d.X[ctx["base_rows"]], exclude_self=True,
-                            near_copy_sim=signal.match_thresholds[1])
+    ev = exemplars.evidence(
+        d.policy,
+        ids,
+        d.X[ctx["base_rows"]],
+        exclude_self=True,
+        near_copy_sim=signal.match_thresholds[1],
+    )
     types = {f.name: f.type for f in candidate_schema([signal], history=True)}
     # recall writes a signal's history columns after its seed and benign-seed evidence.
     at = base.column_names.index("text_benign_margin") + 1
@@ -185,17 +202,28 @@ def history_candidates(d: Set, ctx: dict, rows: np.ndarray, hist: pa.Table) -> p
     if ctx.get("lexical"):
         # As rank.pipeline.train fits it: on the reviewed texts (this policy's reviews only:
         # the other set's rows carry no history evidence here either).
-        lexical = LexicalProbe.fit([d.text[r] for r in rows], hist["policy"].to_pylist(),
-                                   hist["verdict"].to_pylist(), hist["item_id"].to_pylist())
+        lexical = LexicalProbe.fit(
+            [d.text[r] for r in rows],
+            hist["policy"].to_pylist(),
+            hist["verdict"].to_pylist(),
+            hist["item_id"].to_pylist(),
+        )
         texts = [d.text[r] for r in ctx["base_rows"]]
         lex = lexical.evidence(d.policy, ids, texts, exclude_self=True)
         at = base.column_names.index("text")  # recall adds it after every signal's evidence
         for j, (name, values) in enumerate(lex.items()):
             base = base.add_column(at + j, name, pa.array(values, pa.float32()))
     if ctx.get("check_cache"):
-        slow = recall(d.index, ctx["seeds"], k=len(d.ids), exclude_self=True,
-                      exemplars={"text": exemplars}, seed_vectors=ctx["svec"],
-                      lexical=lexical, show_progress=False)
+        slow = recall(
+            d.index,
+            ctx["seeds"],
+            k=len(d.ids),
+            exclude_self=True,
+            exemplars={"text": exemplars},
+            seed_vectors=ctx["svec"],
+            lexical=lexical,
+            show_progress=False,
+        )
         same_table(base, slow, what=f"{d.name}: cached candidates vs recall()")
     return base
 
@@ -222,33 +250,49 @@ def riskrank_queue(d: Set, st: State, ctx: dict, method: str) -> tuple[list, np.
     if len(rows) == 0 or (young == "cold" and len(rows) < KEEP_COLD_REVIEWS):
         cands, model = ctx["base"], ctx["cold"]
     else:
-        hist = d.history(rows, [st.verdict[r] for r in rows],
-                         [f"round-{st.reviewed_in[r]}" for r in rows])
+        hist = d.history(
+            rows, [st.verdict[r] for r in rows], [f"round-{st.reviewed_in[r]}" for r in rows]
+        )
         cands = history_candidates(d, ctx, rows, hist)
-        train = pa.concat_tables([ctx["other_cands"], cands.filter(pa.array(
-            np.isin(crow, rows)))], promote_options="permissive")
+        train = pa.concat_tables(
+            [ctx["other_cands"], cands.filter(pa.array(np.isin(crow, rows)))],
+            promote_options="permissive",
+        )
         # cold_start=False: the policy now has history evidence, so its rows are scored by
         # the full booster; the cold one would be fitted (half the fit) and never used. The
         # full booster is the same either way (it is fitted first, from the same rng draws).
         # young == "full": every policy with history on the full booster (before the
         # transfer booster existed).
-        model = RiskRanker(n_jobs=1, cold_start=False,
-                           min_policy_reviews=0 if young == "full" else MIN_POLICY_REVIEWS).fit(
-            train, history=pa.concat_tables([ctx["other_hist"], hist]))
+        model = RiskRanker(
+            n_jobs=1,
+            cold_start=False,
+            min_policy_reviews=0 if young == "full" else MIN_POLICY_REVIEWS,
+        ).fit(train, history=pa.concat_tables([ctx["other_hist"], hist]))
     open_rows = ~np.isin(crow, rows) & ~np.isin(crow, st.seeds)
     pool = cands.filter(pa.array(open_rows))
     # The product's score() also writes reasons (pred_contrib): not needed here.
-    scored = model.calibrate_scored(ScoredCandidates.uncalibrated(
-        model.predict(pool), [""] * pool.num_rows, model.variants(pool)),
-        pool["policy"].to_pylist())
+    scored = model.calibrate_scored(
+        ScoredCandidates.uncalibrated(
+            model.predict(pool), [""] * pool.num_rows, model.variants(pool)
+        ),
+        pool["policy"].to_pylist(),
+    )
     proba = scored.proba
     queue = build_queue(pool, scored)
-    queue = arrange_queue(queue, d.index, budget=ROUND, campaigns=method == "campaign",
-                          explore=0.1 if method == "explore" else 0.0)
+    queue = arrange_queue(
+        queue,
+        d.index,
+        budget=ROUND,
+        campaigns=method == "campaign",
+        explore=0.1 if method == "explore" else 0.0,
+    )
     full = np.full(len(d.ids), -np.inf)
     full[crow[open_rows]] = proba
-    members = (queue["campaign_members"].to_pylist() if method == "campaign"
-               else [[i] for i in queue["item_id"].to_pylist()])
+    members = (
+        queue["campaign_members"].to_pylist()
+        if method == "campaign"
+        else [[i] for i in queue["item_id"].to_pylist()]
+    )
     return [[d.row[m] for m in ms] for ms in members], full
 
 
@@ -288,16 +332,27 @@ def run(d: Set, method: str, ctx: dict, max_rounds: int) -> dict:
         ap = average_precision(d.y[open_mask], scores[open_mask])
         review(d, st, decisions, rnd)
         found = st.curve[-1][1]
-        rounds.append({"round": rnd, "decisions": st.decisions, "items_reviewed": len(st.verdict),
-                       "found": found, "recall": round(found / positives, 4),
-                       "ap_unreviewed": round(float(ap), 4), "seconds": round(time.time() - t0, 1)})
+        rounds.append(
+            {
+                "round": rnd,
+                "decisions": st.decisions,
+                "items_reviewed": len(st.verdict),
+                "found": found,
+                "recall": round(found / positives, 4),
+                "ap_unreviewed": round(float(ap), 4),
+                "seconds": round(time.time() - t0, 1),
+            }
+        )
         if found >= TARGET * positives or not open_mask.any():
             break
-    return {"rounds": rounds, "positives": positives,
-            "to_50": reviews_to(st.curve, 0.5 * positives),
-            "to_80": reviews_to(st.curve, 0.8 * positives),
-            "purity": purity(st.purity),
-            "wrong_verdicts": int(sum(m - s for m, s in st.purity))}
+    return {
+        "rounds": rounds,
+        "positives": positives,
+        "to_50": reviews_to(st.curve, 0.5 * positives),
+        "to_80": reviews_to(st.curve, 0.8 * positives),
+        "purity": purity(st.purity),
+        "wrong_verdicts": int(sum(m - s for m, s in st.purity)),
+    }
 
 
 def reviews_to(curve: list[tuple[int, int]], goal: float) -> int | None:
@@ -310,10 +365,11 @@ def reviews_to(curve: list[tuple[int, int]], goal: float) -> int | None:
 
 def purity(pairs: list[tuple[int, int]]) -> dict:
     multi = [(m, s) for m, s in pairs if m >= 2]
-    return {"decisions_on_campaigns": len(multi),
-            "members": sum(m for m, _ in multi),
-            "purity": round(sum(s for _, s in multi) / sum(m for m, _ in multi), 4)
-            if multi else None}
+    return {
+        "decisions_on_campaigns": len(multi),
+        "members": sum(m for m, _ in multi),
+        "purity": round(sum(s for _, s in multi) / sum(m for m, _ in multi), 4) if multi else None,
+    }
 
 
 def other_context(o: Set, trial: int) -> dict:
@@ -324,8 +380,11 @@ def other_context(o: Set, trial: int) -> dict:
     cands = cands.filter(pa.array(keep))
     crow = np.array([o.row[i] for i in cands["item_id"].to_pylist()])
     hist = o.history(crow, o.y[crow], ["other"] * len(crow))
-    return {"other_cands": cands, "other_hist": hist,
-            "cold": RiskRanker(n_jobs=1).fit(cands, history=hist)}
+    return {
+        "other_cands": cands,
+        "other_hist": hist,
+        "cold": RiskRanker(n_jobs=1).fit(cands, history=hist),
+    }
 
 
 def trial_context(d: Set, o: Set, trial: int, check_cache: bool = False) -> dict:
@@ -333,8 +392,14 @@ def trial_context(d: Set, o: Set, trial: int, check_cache: bool = False) -> dict
     evidence only: every item, as recall returns it with no history) and the other set."""
     ctx = other_context(o, trial)
     ctx["seed_rows"], ctx["seeds"], ctx["svec"] = d.seeds(trial)
-    ctx["base"] = recall(d.index, ctx["seeds"], k=len(d.ids), exclude_self=True,
-                         seed_vectors=ctx["svec"], show_progress=False)
+    ctx["base"] = recall(
+        d.index,
+        ctx["seeds"],
+        k=len(d.ids),
+        exclude_self=True,
+        seed_vectors=ctx["svec"],
+        show_progress=False,
+    )
     ctx["base_ids"] = np.asarray(ctx["base"]["item_id"].to_pylist(), dtype=object)
     ctx["base_rows"] = np.array([d.row[i] for i in ctx["base_ids"]])
     ctx["check_cache"] = check_cache
@@ -359,14 +424,26 @@ def summarise(results: dict) -> list[dict]:
             m50, v50 = _mean_of(trials, "to_50")
             m80, v80 = _mean_of(trials, "to_80")
             early = [t["rounds"][0]["found"] for t in trials]
-            out.append({"set": name, "method": method, "trials": len(trials),
-                        "positives": trials[0]["positives"],
-                        "to_50": m50, "to_80": m80, "to_50_trials": v50, "to_80_trials": v80,
-                        "found_round0": float(np.mean(early)),
-                        "found_after_3": float(np.mean([t["rounds"][min(2, len(t["rounds"]) - 1)]
-                                                        ["found"] for t in trials])),
-                        "purity": _mean_or_none([t["purity"]["purity"] for t in trials]),
-                        "wrong_verdicts": float(np.mean([t["wrong_verdicts"] for t in trials]))})
+            out.append(
+                {
+                    "set": name,
+                    "method": method,
+                    "trials": len(trials),
+                    "positives": trials[0]["positives"],
+                    "to_50": m50,
+                    "to_80": m80,
+                    "to_50_trials": v50,
+                    "to_80_trials": v80,
+                    "found_round0": float(np.mean(early)),
+                    "found_after_3": float(
+                        np.mean(
+                            [t["rounds"][min(2, len(t["rounds"]) - 1)]["found"] for t in trials]
+                        )
+                    ),
+                    "purity": _mean_or_none([t["purity"]["purity"] for t in trials]),
+                    "wrong_verdicts": float(np.mean([t["wrong_verdicts"] for t in trials])),
+                }
+            )
     return out
 
 
@@ -393,41 +470,52 @@ def goal_check(summary: list[dict]) -> list[str]:
     by = {(s["set"], s["method"]): s for s in summary}
     for name in dict.fromkeys(s["set"] for s in summary):
         got = {m: by.get((name, m)) for m in METHODS}
-        rr = [got[m]["to_80"] for m in ("exploit", "explore", "campaign")
-              if got[m] and got[m]["to_80"] is not None]
+        rr = [
+            got[m]["to_80"]
+            for m in ("exploit", "explore", "campaign")
+            if got[m] and got[m]["to_80"] is not None
+        ]
         best = min(rr) if rr else None
         a = got["bank"]["to_80"] if got["bank"] else None
         b = got["logreg"]["to_80"] if got["logreg"] else None
         positives = next(s["positives"] for s in summary if s["set"] == name)
         floor = int(np.ceil(TARGET * positives))
-        lines.append(f"- {name}: best riskrank (c-e) reviews to 80% = {best}; vs (a) "
-                     f"{_ratio(best, a)} (goal <= 0.7x), vs (b) {_ratio(best, b)} "
-                     f"(goal <= 0.9x). One review per item can do no better than {floor} "
-                     f"(every review a violation): {_ratio(floor, a)} of (a), "
-                     f"{_ratio(floor, b)} of (b).")
+        lines.append(
+            f"- {name}: best riskrank (c-e) reviews to 80% = {best}; vs (a) "
+            f"{_ratio(best, a)} (goal <= 0.7x), vs (b) {_ratio(best, b)} "
+            f"(goal <= 0.9x). One review per item can do no better than {floor} "
+            f"(every review a violation): {_ratio(floor, a)} of (a), "
+            f"{_ratio(floor, b)} of (b)."
+        )
         if got["logreg-lex"]:
             b2 = got["logreg-lex"]["to_80"]
-            lines.append(f"- {name}: vs (b') logreg on vectors + n-grams ({b2}): "
-                         f"{_ratio(best, b2)}.")
+            lines.append(
+                f"- {name}: vs (b') logreg on vectors + n-grams ({b2}): {_ratio(best, b2)}."
+            )
         c, d, e = got["exploit"], got["explore"], got["campaign"]
         if c and d:
-            lines.append(f"- {name}: exploration's early yield (violations found in rounds 1-3):"
-                         f" (d) {d['found_after_3']:.0f} vs (c) {c['found_after_3']:.0f} = "
-                         f"{_ratio(d['found_after_3'], c['found_after_3'])} (goal >= 0.90x); "
-                         f"pays back by the end: reviews to 80% (d) {d['to_80']} vs (c) "
-                         f"{c['to_80']} ({_ratio(d['to_80'], c['to_80'])}): "
-                         f"{_pays_back(d['to_80_trials'], c['to_80_trials'])}.")
+            lines.append(
+                f"- {name}: exploration's early yield (violations found in rounds 1-3):"
+                f" (d) {d['found_after_3']:.0f} vs (c) {c['found_after_3']:.0f} = "
+                f"{_ratio(d['found_after_3'], c['found_after_3'])} (goal >= 0.90x); "
+                f"pays back by the end: reviews to 80% (d) {d['to_80']} vs (c) "
+                f"{c['to_80']} ({_ratio(d['to_80'], c['to_80'])}): "
+                f"{_pays_back(d['to_80_trials'], c['to_80_trials'])}."
+            )
         if c and e:
-            lines.append(f"- {name}: campaign mode decisions to 80% (e) {e['to_80']} vs (c) "
-                         f"{c['to_80']} ({_ratio(e['to_80'], c['to_80'])}; goal <= 0.5x on "
-                         f"SpamAssassin) at purity {_fmt(e['purity'])} (goal >= 0.98), "
-                         f"{e['wrong_verdicts']:.0f} wrong verdicts per trial.")
+            lines.append(
+                f"- {name}: campaign mode decisions to 80% (e) {e['to_80']} vs (c) "
+                f"{c['to_80']} ({_ratio(e['to_80'], c['to_80'])}; goal <= 0.5x on "
+                f"SpamAssassin) at purity {_fmt(e['purity'])} (goal >= 0.98), "
+                f"{e['wrong_verdicts']:.0f} wrong verdicts per trial."
+            )
     return lines
 
 
 def markdown(meta: dict, summary: list[dict], results: dict) -> str:
     lines = [
-        "# Replay", "",
+        "# Replay",
+        "",
         f"`python benchmarks/replay.py --trials {meta['trials']} --max-rounds "
         f"{meta['max_rounds']}` (sets {meta['sets']}; complete: {meta['complete']}; seconds "
         f"{meta['seconds']}; load average at the end {meta['load_average_end']}; commit "
@@ -435,17 +523,24 @@ def markdown(meta: dict, summary: list[dict], results: dict) -> str:
         " found. Violations exclude the 5 seeds. Trial t: seeds drawn with "
         "`numpy.random.default_rng(t)`. Methods and set-up: the docstring of "
         "benchmarks/replay.py. Plot: `results/replay.png`."
-        + ("" if meta["complete"] else " **Stopped before every trial finished: the trials "
-           "column says how many each row has.**"), "",
+        + (
+            ""
+            if meta["complete"]
+            else " **Stopped before every trial finished: the trials "
+            "column says how many each row has.**"
+        ),
+        "",
         "| data set | method | trials | decisions to 50% | decisions to 80% | found in round 1 "
         "| found in rounds 1-3 | purity of campaign decisions | wrong verdicts |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
-        lines.append(f"| {s['set']} | {LABEL[s['method']]} | {s['trials']} | {s['to_50']} "
-                     f"{s['to_50_trials']} | {s['to_80']} {s['to_80_trials']} | "
-                     f"{s['found_round0']:.0f} | {s['found_after_3']:.0f} | "
-                     f"{_fmt(s['purity'])} | {s['wrong_verdicts']:.0f} |")
+        lines.append(
+            f"| {s['set']} | {LABEL[s['method']]} | {s['trials']} | {s['to_50']} "
+            f"{s['to_50_trials']} | {s['to_80']} {s['to_80_trials']} | "
+            f"{s['found_round0']:.0f} | {s['found_after_3']:.0f} | "
+            f"{_fmt(s['purity'])} | {s['wrong_verdicts']:.0f} |"
+        )
     lines += ["", "### Goal check", "", *goal_check(summary), ""]
     lines += per_round_tables(results)
     return "\n".join(lines) + "\n"
@@ -454,13 +549,20 @@ def markdown(meta: dict, summary: list[dict], results: dict) -> str:
 def per_round_tables(results: dict) -> list[str]:
     """Per data set, per round: violations found (cumulative) / AP on the items not yet
     reviewed, the mean over the trials that ran that round (a trial stops at 80%)."""
-    lines = ["### Per round, mean over trials: violations found (cumulative) / AP on the items "
-             "not yet reviewed (in brackets: trials still running at that round, where fewer "
-             "than all)", ""]
+    lines = [
+        "### Per round, mean over trials: violations found (cumulative) / AP on the items "
+        "not yet reviewed (in brackets: trials still running at that round, where fewer "
+        "than all)",
+        "",
+    ]
     for name, by_method in results.items():
         n = max(len(t["rounds"]) for ts in by_method.values() for t in ts)
-        lines += [f"{name}:", "", "| round | " + " | ".join(LABEL[m] for m in by_method) + " |",
-                  "|---" * (len(by_method) + 1) + "|"]
+        lines += [
+            f"{name}:",
+            "",
+            "| round | " + " | ".join(LABEL[m] for m in by_method) + " |",
+            "|---" * (len(by_method) + 1) + "|",
+        ]
         for r in range(n):
             cells = []
             for trials in by_method.values():
@@ -489,11 +591,21 @@ def plot(results: dict, path: Path) -> None:
             for k, t in enumerate(trials):
                 xs = [r["decisions"] for r in t["rounds"]]
                 ys = [r["recall"] for r in t["rounds"]]
-                ax.plot(xs, ys, color=f"C{METHODS.index(method)}", alpha=0.8, lw=1.2,
-                        label=LABEL[method] if k == 0 else None)
+                ax.plot(
+                    xs,
+                    ys,
+                    color=f"C{METHODS.index(method)}",
+                    alpha=0.8,
+                    lw=1.2,
+                    label=LABEL[method] if k == 0 else None,
+                )
         ax.axhline(TARGET, color="grey", ls=":", lw=1)
-        ax.set(title=f"{name}: violations found per review decision", xlabel="review decisions",
-               ylabel="share of violations found", ylim=(0, 1.02))
+        ax.set(
+            title=f"{name}: violations found per review decision",
+            xlabel="review decisions",
+            ylabel="share of violations found",
+            ylim=(0, 1.02),
+        )
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -507,24 +619,41 @@ def main() -> None:
     p.add_argument("--sets", default="spamassassin,insults")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    p.add_argument("--check-cache", action="store_true",
-                   help="every round, also run recall() with the reviewed items and assert the "
-                        "cached candidate table equals it (slower)")
-    p.add_argument("--young-model", choices=("transfer", "full", "cold"), default="transfer",
-                   help="what ranks a policy with few reviews of its own: the library's transfer "
-                        "booster (default), the full booster (the code before it), or the "
-                        f"cold-start model until {KEEP_COLD_REVIEWS} reviews")
-    p.add_argument("--lexical", action=argparse.BooleanOptionalAction, default=True,
-                   help="riskrank arms use the lexical n-gram probe fitted on the reviewed texts, "
-                        "as the product's train does (default; --no-lexical: embeddings only, "
-                        "as the replay was run before this option became the default)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue a one-set run from the replay_<set>.json in --out: the runs it "
-                        "finished are kept, the missing (trial, method) runs are run (its meta "
-                        "then names both code states)")
-    p.add_argument("--combine", action="store_true",
-                   help="only merge replay_<set>.json files (runs with one --sets each, run in "
-                        "parallel) into replay.{json,md,png}")
+    p.add_argument(
+        "--check-cache",
+        action="store_true",
+        help="every round, also run recall() with the reviewed items and assert the "
+        "cached candidate table equals it (slower)",
+    )
+    p.add_argument(
+        "--young-model",
+        choices=("transfer", "full", "cold"),
+        default="transfer",
+        help="what ranks a policy with few reviews of its own: the library's transfer "
+        "booster (default), the full booster (the code before it), or the "
+        f"cold-start model until {KEEP_COLD_REVIEWS} reviews",
+    )
+    p.add_argument(
+        "--lexical",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="riskrank arms use the lexical n-gram probe fitted on the reviewed texts, "
+        "as the product's train does (default; --no-lexical: embeddings only, "
+        "as the replay was run before this option became the default)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a one-set run from the replay_<set>.json in --out: the runs it "
+        "finished are kept, the missing (trial, method) runs are run (its meta "
+        "then names both code states)",
+    )
+    p.add_argument(
+        "--combine",
+        action="store_true",
+        help="only merge replay_<set>.json files (runs with one --sets each, run in "
+        "parallel) into replay.{json,md,png}",
+    )
     args = p.parse_args()
     if args.combine:
         return combine(args)
@@ -552,10 +681,13 @@ def main() -> None:
                 LOADS.append([round(x, 2) for x in os.getloadavg()])
                 write(args, results, t0, complete=False)
                 last = res["rounds"][-1]
-                print(f"{name} trial {trial} {method:>8}: rounds {len(res['rounds'])} "
-                      f"found {last['found']}/{res['positives']} to50 {res['to_50']} "
-                      f"to80 {res['to_80']} purity {res['purity']['purity']} "
-                      f"({time.time() - t0:.0f} s)", flush=True)
+                print(
+                    f"{name} trial {trial} {method:>8}: rounds {len(res['rounds'])} "
+                    f"found {last['found']}/{res['positives']} to50 {res['to_50']} "
+                    f"to80 {res['to_80']} purity {res['purity']['purity']} "
+                    f"({time.time() - t0:.0f} s)",
+                    flush=True,
+                )
     for s in write(args, results, t0, complete=True):
         print(s)
 
@@ -591,15 +723,25 @@ def write(args, results: dict, t0: float, *, complete: bool) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     done = {n: {m: t for m, t in ms.items() if t} for n, ms in results.items()}
     done = {n: ms for n, ms in done.items() if ms}
-    meta = {"trials": args.trials, "max_rounds": args.max_rounds, "round": ROUND,
-            "seeds": N_SEEDS, "target": TARGET, "seconds": round(time.time() - t0),
-            "complete": complete, "load_average_end": os.getloadavg(),
-            "library": args.library, "sets": list(results),
-            "young_model": args.young_model, "lexical": args.lexical,
-            "load_average_samples": LOADS}
+    meta = {
+        "trials": args.trials,
+        "max_rounds": args.max_rounds,
+        "round": ROUND,
+        "seeds": N_SEEDS,
+        "target": TARGET,
+        "seconds": round(time.time() - t0),
+        "complete": complete,
+        "load_average_end": os.getloadavg(),
+        "library": args.library,
+        "sets": list(results),
+        "young_model": args.young_model,
+        "lexical": args.lexical,
+        "load_average_samples": LOADS,
+    }
     if len(results) == 1:
         (out / f"replay_{next(iter(results))}.json").write_text(
-            json.dumps({"meta": meta, "results": done}, indent=1))
+            json.dumps({"meta": meta, "results": done}, indent=1)
+        )
     return report(out, meta, done)
 
 
@@ -613,8 +755,9 @@ def report(out: Path, meta: dict, done: dict) -> list[dict]:
         if k:
             paired[name] = {m: t[:k] for m, t in by_method.items()}
     summary = summarise(paired)
-    (out / "replay.json").write_text(json.dumps({"meta": meta, "summary": summary,
-                                                 "results": done}, indent=1))
+    (out / "replay.json").write_text(
+        json.dumps({"meta": meta, "summary": summary, "results": done}, indent=1)
+    )
     (out / "replay.md").write_text(markdown(meta, summary, paired))
     plot(paired, out / "replay.png")
     return summary
@@ -623,12 +766,19 @@ def report(out: Path, meta: dict, done: dict) -> list[dict]:
 def combine(args) -> None:
     out = Path(args.out)
     # replay_<set>.json only (replay_young.json is another benchmark's).
-    parts = [json.loads(p.read_text()) for p in sorted(out.glob("replay_*.json"))
-             if p.stem.removeprefix("replay_") in quality.POLICY]
+    parts = [
+        json.loads(p.read_text())
+        for p in sorted(out.glob("replay_*.json"))
+        if p.stem.removeprefix("replay_") in quality.POLICY
+    ]
     done = {n: ms for part in parts for n, ms in part["results"].items()}
-    meta = {**parts[0]["meta"], "seconds": [p["meta"]["seconds"] for p in parts],
-            "complete": all(p["meta"]["complete"] for p in parts), "sets": list(done),
-            "load_average_end": [p["meta"]["load_average_end"] for p in parts]}
+    meta = {
+        **parts[0]["meta"],
+        "seconds": [p["meta"]["seconds"] for p in parts],
+        "complete": all(p["meta"]["complete"] for p in parts),
+        "sets": list(done),
+        "load_average_end": [p["meta"]["load_average_end"] for p in parts],
+    }
     for s in report(out, meta, done):
         print(s)
 

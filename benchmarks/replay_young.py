@@ -52,13 +52,17 @@ def round_aps(d: replay.Set, st: replay.State, ctx: dict) -> dict:
     y = d.y[crow[open_rows]]
     out = {"cold": ctx["cold"].predict(ctx["base"].filter(pa.array(open_rows)))}
     if len(rows):
-        hist = d.history(rows, [st.verdict[r] for r in rows],
-                         [f"round-{st.reviewed_in[r]}" for r in rows])
+        hist = d.history(
+            rows, [st.verdict[r] for r in rows], [f"round-{st.reviewed_in[r]}" for r in rows]
+        )
         cands = replay.history_candidates(d, ctx, rows, hist)
-        train = pa.concat_tables([ctx["other_cands"], cands.filter(pa.array(
-            np.isin(crow, rows)))], promote_options="permissive")
+        train = pa.concat_tables(
+            [ctx["other_cands"], cands.filter(pa.array(np.isin(crow, rows)))],
+            promote_options="permissive",
+        )
         model = RiskRanker(n_jobs=1, cold_start=False).fit(
-            train, history=pa.concat_tables([ctx["other_hist"], hist]))
+            train, history=pa.concat_tables([ctx["other_hist"], hist])
+        )
         pool = cands.filter(pa.array(open_rows))
         for name in ("full", "transfer"):
             if name in model.models_:
@@ -73,8 +77,14 @@ def follow(d: replay.Set, ctx: dict, max_rounds: int) -> list[dict]:
     rounds = []
     for rnd in range(max_rounds):
         aps = round_aps(d, st, ctx)
-        rounds.append({"round": rnd, "reviewed": len(st.verdict),
-                       "positives_reviewed": int(sum(st.verdict.values())), **aps})
+        rounds.append(
+            {
+                "round": rnd,
+                "reviewed": len(st.verdict),
+                "positives_reviewed": int(sum(st.verdict.values())),
+                **aps,
+            }
+        )
         print(d.name, rounds[-1], flush=True)
         decisions, _ = replay.riskrank_queue(d, st, ctx, "exploit")
         replay.review(d, st, decisions, rnd)
@@ -85,21 +95,29 @@ def follow(d: replay.Set, ctx: dict, max_rounds: int) -> list[dict]:
 
 def markdown(meta: dict, results: dict) -> str:
     lines = [
-        "# Which model ranks a young policy (replay, issue 13)", "",
+        "# Which model ranks a young policy (replay, issue 13)",
+        "",
         f"`python benchmarks/replay_young.py --sets {','.join(results)} --trials "
         f"{meta['trials']}` (commit {meta['library']['commit']}; {meta['seconds']} s; load "
         f"average at the end {meta['load_average_end']}). Along the replay's exploit arm, each "
         "round's items not yet reviewed are scored by the cold-start model kept, the retrained "
         "full booster and the retrained transfer booster (the docstring of "
-        "benchmarks/replay_young.py). AP on those items; mean over trials.", "",
+        "benchmarks/replay_young.py). AP on those items; mean over trials.",
+        "",
     ]
     for name, trials in results.items():
-        lines += [f"{name}:", "", "| round | reviewed (violating) | " + " | ".join(MODELS) + " |",
-                  "|---" * (len(MODELS) + 2) + "|"]
+        lines += [
+            f"{name}:",
+            "",
+            "| round | reviewed (violating) | " + " | ".join(MODELS) + " |",
+            "|---" * (len(MODELS) + 2) + "|",
+        ]
         for r in range(max(len(t) for t in trials)):
             at = [t[r] for t in trials if r < len(t)]
-            cells = [f"{np.mean([x[m] for x in at]):.3f}" if all(m in x for x in at) else ""
-                     for m in MODELS]
+            cells = [
+                f"{np.mean([x[m] for x in at]):.3f}" if all(m in x for x in at) else ""
+                for m in MODELS
+            ]
             rev = np.mean([x["reviewed"] for x in at])
             pos = np.mean([x["positives_reviewed"] for x in at])
             lines.append(f"| {r + 1} | {rev:.0f} ({pos:.0f}) | " + " | ".join(cells) + " |")
@@ -124,11 +142,14 @@ def main() -> None:
         for name in names:
             ctx = replay.trial_context(data[name], data[quality.OTHER[name]], trial)
             results[name].append(follow(data[name], ctx, args.max_rounds))
-    meta = {"trials": args.trials, "seconds": round(time.time() - t0),
-            "load_average_end": [round(x, 1) for x in os.getloadavg()], "library": library}
+    meta = {
+        "trials": args.trials,
+        "seconds": round(time.time() - t0),
+        "load_average_end": [round(x, 1) for x in os.getloadavg()],
+        "library": library,
+    }
     out = Path(args.out)
-    (out / "replay_young.json").write_text(json.dumps({"meta": meta, "results": results},
-                                                      indent=1))
+    (out / "replay_young.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     (out / "replay_young.md").write_text(markdown(meta, results))
     print(markdown(meta, results))
 

@@ -114,6 +114,7 @@ def plot_sweep(queue: pa.Table, out: Path, labels: pa.Table | None = None) -> li
     paths.append(path)
     return paths
 
+
 # The sweep's item accounting, in the order both reports (markdown and HTML) show it.
 COUNT_KEYS = (
     "items_in",

@@ -67,7 +67,6 @@ def test_text_signal_does_not_embed_invisible_text(hashing_signal):
 def test_a_list_of_parquet_files_is_read_in_order(tmp_path):
     import pyarrow.parquet as pq
 
-
     pq.write_table(pa.table({"item_id": ["a"], "text": ["x"]}), tmp_path / "1.parquet")
     pq.write_table(pa.table({"item_id": ["b"], "n": [3]}), tmp_path / "2.parquet")
     table = as_table([tmp_path / "1.parquet", str(tmp_path / "2.parquet")])

@@ -242,11 +242,14 @@ def test_openvino_manifest_records_precision_and_refuses_a_mix(
     # The precision read back from the compiled model: bf16 needs the CPU's support.
     assert entry["backend"] == backend and entry["precision"] in ("bf16", "f32")
     assert entry["max_seq_length"] == 256 and entry["library"].startswith("openvino==")
-    assert entry["quantization"] == {
-        "openvino": "none",
-        "openvino-int8w": "nncf-int8-asym-weights-v1",
-        "openvino-int8": "nncf-int8-static-mixed-v1",
-    }[backend]
+    assert (
+        entry["quantization"]
+        == {
+            "openvino": "none",
+            "openvino-int8w": "nncf-int8-asym-weights-v1",
+            "openvino-int8": "nncf-int8-static-mixed-v1",
+        }[backend]
+    )
     # Loaded from the manifest alone: for full int8 the recorded calibration digest finds the
     # cached quantised model, and the vectors are those of the encoder that built the index.
     loaded = InventoryIndex.load(path).signals["text"].signal
