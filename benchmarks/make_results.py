@@ -40,6 +40,7 @@ PARTS = [
     ("encoder_openvino_int8.md", "Text encoder: OpenVINO full int8, quiet machine (issue 15)"),
     ("encoder_openvino_int8_loaded.md", "Text encoder: OpenVINO full int8 under load (issue 15)"),
     ("int8_scope.md", "Text encoder: which MatMuls full int8 keeps float (issue 15)"),
+    ("int8_precision.md", "Text encoder: full int8 with bf16 or f32 float ops (issue 15)"),
     ("quality_openvino_int8_n5.md", "Quality at n=5, OpenVINO full int8 (issue 15)"),
     ("quality_openvino_int8_paired.md", "Quality at n=5, full int8 vs fp32 on later code (15)"),
     ("quality_openvino_int8_sq08_n5.md", "Quality at n=5, full int8 with SmoothQuant 0.8 (15)"),
