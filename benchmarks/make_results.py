@@ -45,7 +45,7 @@ PARTS = [
     ("quality_openvino_int8_paired.md", "Quality at n=5, full int8 vs fp32 on later code (15)"),
     ("quality_openvino_int8_sq08_n5.md", "Quality at n=5, full int8 with SmoothQuant 0.8 (15)"),
     ("quality_openvino_int8_n5_fresh.md", "Quality at n=5, full int8, fresh caches (issue 15)"),
-    ("quality_openvino_int8_paired_fresh.md", "Quality at n=5, full int8 vs fresh fp32, paired (15)"),
+    ("quality_openvino_int8_paired_fresh.md", "Quality n=5, full int8 vs fresh fp32, paired (15)"),
     ("ivf_build.md", "IVF build, old rule vs new (issue: speed and memory)"),
     ("ivf_build_1m.md", "IVF build at 1M items, old rule vs new (issue 15)"),
     ("scale.md", "Scaling of a first sweep (issue: speed and memory)"),
