@@ -10,6 +10,9 @@ different way; none is a product backend, they exist to be measured:
 - ``openvino-f32`` / ``openvino-bf16``: the fp32 export compiled by OpenVINO with that
   inference precision (bf16 runs on CPUs with AVX512-BF16 or AMX).
 - ``openvino-int8w``: NNCF's int8 weight compression (per channel), bf16 elsewhere.
+- ``openvino-int8-f32``: the library's ``openvino-int8`` IR (default calibration, the same
+  cached IR) with its float operations forced to f32, which every x86 CPU runs alike: what an
+  int8 encoder not tied to a bf16 CPU would cost.
 
 Exports are cached under ``benchmarks/.cache/encoder_variants/`` (gitignored). OpenVINO and
 NNCF are not dependencies of the library: ``pip install openvino nncf`` to time those.
@@ -33,7 +36,14 @@ from riskrank.index.signals.text_onnx import (
 )
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "encoder_variants"
-VARIANTS = ("ort-fp32", "ort-static-int8", "openvino-f32", "openvino-bf16", "openvino-int8w")
+VARIANTS = (
+    "ort-fp32",
+    "ort-static-int8",
+    "openvino-f32",
+    "openvino-bf16",
+    "openvino-int8w",
+    "openvino-int8-f32",
+)
 
 
 def _model_dir() -> Path:
@@ -152,7 +162,24 @@ class VariantEncoder:
         if variant not in VARIANTS:
             raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
         self.batch_size = batch_size
-        if variant.startswith("ort-"):
+        self.library_model = None
+        if variant == "openvino-int8-f32":
+            from riskrank.index.signals.text_openvino import (
+                OpenVinoSentenceModel,
+                quantized_ir_path,
+            )
+            from riskrank.rank.app.encoder_calibration import history_calibration_texts
+
+            calibration = history_calibration_texts()
+            ir = quantized_ir_path(_model_dir(), calibration, max_seq_length=max_seq_length)
+            self.library_model = OpenVinoSentenceModel(
+                _model_dir(),
+                max_seq_length=max_seq_length,
+                num_threads=num_threads,
+                ir=ir,
+                precision="f32",
+            )
+        elif variant.startswith("ort-"):
             path = _fused_export() if variant == "ort-fp32" else _static_int8_export(calibration)
             self.model = OnnxSentenceModel(
                 _model_dir(),
@@ -167,7 +194,14 @@ class VariantEncoder:
                 path, precision=precision, max_seq_length=max_seq_length, threads=num_threads
             )
 
+    def identity(self) -> dict:
+        """The precision the library's model ran (read back from OpenVINO), as
+        ``TextEncoder.identity`` records it; the other variants record none."""
+        return {"precision": self.library_model.precision} if self.library_model else {}
+
     def encode(self, texts: list[str]) -> np.ndarray:
+        if self.library_model is not None:  # the library's own padded batches
+            return self.library_model.encode(texts, self.batch_size, False)
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.empty((len(texts), 384), np.float32)
         for start in range(0, len(texts), self.batch_size):
