@@ -105,14 +105,20 @@ class CalibrationTexts:
 
     @classmethod
     def _from_parquet(cls, path: Path) -> CalibrationTexts:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         if not path.is_file():
             raise FileNotFoundError(f"calibration: {path} is not a file")
-        schema = pq.read_schema(path)
-        if "text" not in schema.names:
-            raise ValueError(f"calibration: {path} has no 'text' column (has {schema.names})")
-        texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
+        try:
+            schema = pq.read_schema(path)
+            if "text" not in schema.names:
+                raise ValueError(f"calibration: {path} has no 'text' column (has {schema.names})")
+            texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            raise ValueError(
+                f"calibration: {path} is not a readable Parquet file ({exc})"
+            ) from None
         return cls(path.name, tuple(t for t in texts if isinstance(t, str)))
 
 

@@ -317,6 +317,9 @@ def test_int8_needs_calibration_and_says_what_is_missing(tmp_path, monkeypatch):
     pq.write_table(pa.table({"body": ["a"]}), tmp_path / "cal.parquet")
     with pytest.raises(ValueError, match=r"cal.parquet has no 'text' column"):
         TextEncoder(backend="openvino-int8", calibration=tmp_path / "cal.parquet").encode(["x"])
+    (tmp_path / "cal.csv").write_text("text\na comment\n")  # a CSV named as the calibration
+    with pytest.raises(ValueError, match=r"cal.csv is not a readable Parquet file"):
+        TextEncoder(backend="openvino-int8", calibration=tmp_path / "cal.csv").encode(["x"])
     # A manifest's calibration identity finds a cached model but cannot make a missing one.
     monkeypatch.setenv("RISKRANK_CACHE", str(tmp_path / "empty"))
     recorded = {"name": "history-v1", "digest": "0123456789abcdef", "size": 300}
