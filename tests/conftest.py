@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import pytest
+
+# Ray starts its workers at nice 15, so on a machine whose other processes run at nice 0 they
+# get a few percent of a core: with two busy neighbours on 2 cores one recall task of the Ray
+# tests ran at 3% CPU for minutes. The clusters these tests start (the raylets inherit this
+# environment) run their workers at the tests' own priority instead.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 SCAM = [
     "Congratulations! You won a {prize}. Pay a small ${fee} shipping fee to claim it today",
