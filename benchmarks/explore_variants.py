@@ -2,14 +2,13 @@
 """Ways of choosing the exploration share, compared on the replay (benchmarks/replay.py).
 
 Each variant runs replay's arm (d) (``arrange_queue(explore=0.1)``, every other step the
-library's) with the library's choice of explore units replaced by the variant's: the three
-seams are ``rank.exploration``'s ``REASONS`` (the turn order), ``_explore_scores`` (per reason,
-a score and who qualifies) and ``_explore_count`` (how many of the budget's slots explore).
-``library`` is whatever ``rank.exploration`` does at the commit run (``unweighted`` until the
-yield weighting was adopted, ``yield`` since); the others are written out here so that a
-variant means the same at every commit. ``exploit`` is arm (c), run here so that every pair
-shares a process. Variants share each (set, trial)'s seeds, recall and cold-start model, as
-replay's arms do.
+library's) with another ``rank.exploration.ExploreRule``: its ``reasons`` (the turn order),
+``scores`` (per reason, a score and who qualifies) and ``count`` (how many of the budget's
+slots explore). ``library`` is whatever ``rank.exploration`` does at the commit run
+(``unweighted`` until the yield weighting was adopted, ``yield`` since); the others are written
+out here so that a variant means the same at every commit. ``exploit`` is arm (c), run here so
+that every pair shares a process. Variants share each (set, trial)'s seeds, recall and
+cold-start model, as replay's arms do.
 
 Besides reviews to 50% / 80% and violations found in rounds 1-3, every round records what the
 exploration cost: the true labels of the explore picks (per reason) and of the exploit units
@@ -26,8 +25,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +38,8 @@ import quality  # noqa: E402
 import replay  # noqa: E402
 
 from riskrank.index.signals import TextEmbeddingSignal  # noqa: E402
-from riskrank.rank import exploration  # noqa: E402
 from riskrank.rank.campaigns import CAMPAIGN_THRESHOLDS  # noqa: E402
+from riskrank.rank.exploration import DEFAULT_RULE, ExploreRule  # noqa: E402
 
 
 def _p(units: pa.Table) -> np.ndarray:
@@ -88,24 +85,23 @@ def yield_both_sides_scores(units: pa.Table, closeness: np.ndarray, cover: np.nd
 def opportunity_count(units: pa.Table, budget: int, explore: float) -> int:
     """At most ``explore`` of the budget; each slot kept only as far as the exploit unit it
     displaces is unlikely a violation: round(share x budget x (1 - mean p of those units))."""
-    most = LIBRARY[2](units, budget, explore)
+    most = DEFAULT_RULE.count(units, budget, explore)
     if most == 0:
         return 0
     tail = _p(units)[budget - most : budget]
     return int(np.floor(most * (1.0 - float(np.mean(tail))) + 0.5))
 
 
-LIBRARY = (exploration.REASONS, exploration._explore_scores, exploration._explore_count)
-VARIANTS: dict[str, tuple[tuple, Callable, Callable]] = {
-    "exploit": LIBRARY,  # replay's arm (c), explore=0, run here so that pairs share a process
-    "library": LIBRARY,
-    "unweighted": (LIBRARY[0], unweighted_scores, LIBRARY[2]),
-    "yield": (LIBRARY[0], yield_scores, LIBRARY[2]),
-    "opportunity": (LIBRARY[0], unweighted_scores, opportunity_count),
-    "yield-opportunity": (LIBRARY[0], yield_scores, opportunity_count),
-    "uncovered-only": (("uncovered",), unweighted_scores, LIBRARY[2]),
-    "yield-uncovered-only": (("uncovered",), yield_scores, LIBRARY[2]),
-    "yield-both-sides": (LIBRARY[0], yield_both_sides_scores, LIBRARY[2]),
+VARIANTS: dict[str, ExploreRule] = {
+    "exploit": DEFAULT_RULE,  # replay's arm (c), explore=0, run here so that pairs share a process
+    "library": DEFAULT_RULE,
+    "unweighted": ExploreRule(scores=unweighted_scores),
+    "yield": ExploreRule(scores=yield_scores),
+    "opportunity": ExploreRule(scores=unweighted_scores, count=opportunity_count),
+    "yield-opportunity": ExploreRule(scores=yield_scores, count=opportunity_count),
+    "uncovered-only": ExploreRule(reasons=("uncovered",), scores=unweighted_scores),
+    "yield-uncovered-only": ExploreRule(reasons=("uncovered",), scores=yield_scores),
+    "yield-both-sides": ExploreRule(scores=yield_both_sides_scores),
 }
 
 
@@ -122,13 +118,13 @@ def _reason_of(text: str) -> str:
 
 
 class Recorder:
-    """Wraps ``allocate_slots``: per call, the labels of explore picks and displaced units."""
+    """replay's ``observe`` hook: per round, the labels of the explore picks and of the exploit
+    units they displaced (the next units in risk order below the exploit cut)."""
 
     def __init__(self, d: replay.Set) -> None:
         self.d, self.rounds = d, []
 
-    def __call__(self, units, budget, explore, cover=None):
-        out = ORIGINAL_ALLOCATE(units, budget, explore, cover)
+    def __call__(self, ranked: pa.Table, out: pa.Table) -> None:
         slot = out["slot"].to_pylist()
         y = [int(self.d.y[self.d.row[i]]) for i in out["item_id"].to_pylist()]
         p = _p(out)
@@ -136,33 +132,17 @@ class Recorder:
         picks = [
             (why[k], y[k], round(float(p[k]), 3)) for k in range(len(y)) if slot[k] == "explore"
         ]
-        n = len(picks)
-        shown = units.num_rows if budget is None else min(budget, units.num_rows)
-        cut = units.slice(shown - n, n)["item_id"].to_pylist() if n else []
+        # arrange_queue keeps the ranked order (replay passes no reviewed pairs): the exploit
+        # units are its first rows, and the ones displaced come right after them.
+        n, shown = len(picks), out.num_rows
+        cut = ranked.slice(shown - n, n)["item_id"].to_pylist() if n else []
         self.rounds.append(
             {
                 "picks": picks,
                 "displaced_y": [int(self.d.y[self.d.row[i]]) for i in cut],
-                "displaced_p": [round(float(v), 3) for v in _p(units)[shown - n : shown]],
+                "displaced_p": [round(float(v), 3) for v in _p(ranked)[shown - n : shown]],
             }
         )
-        return out
-
-
-ORIGINAL_ALLOCATE = exploration.allocate_slots
-
-
-@contextmanager
-def variant(name: str, recorder: Recorder):
-    reasons, scores, count = VARIANTS[name]
-    exploration.REASONS, exploration._explore_scores = reasons, scores
-    exploration._explore_count = count
-    exploration.allocate_slots = recorder
-    try:
-        yield
-    finally:
-        exploration.REASONS, exploration._explore_scores, exploration._explore_count = LIBRARY
-        exploration.allocate_slots = ORIGINAL_ALLOCATE
 
 
 def summary_rows(results: dict) -> list[str]:
@@ -181,9 +161,11 @@ def summary_rows(results: dict) -> list[str]:
         for why, y, _ in picks:
             per.setdefault(why, []).append(y)
         per_txt = ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in sorted(per.items()))
+        # None: a trial that stopped (--max-rounds) before reaching the mark
         mean80 = np.mean(to80) if None not in to80 else None
+        mean50 = f"{np.mean(to50):.1f}" if None not in to50 else None
         lines.append(
-            f"| {name} | {var} | {len(trials)} | {mean80} {to80} | {np.mean(to50):.1f} | "
+            f"| {name} | {var} | {len(trials)} | {mean80} {to80} | {mean50} | "
             f"{np.mean(early):.1f} {early} | {len(picks)} | {sum(y for _, y, _ in picks)} | "
             f"{sum(disp)}/{len(disp)} | {per_txt} |"
         )
@@ -214,9 +196,9 @@ def main() -> None:
             ctx["young_model"], ctx["lexical"] = "transfer", True
             for var in args.variants.split(","):
                 rec = Recorder(d)
-                with variant(var, rec):
-                    method = "exploit" if var == "exploit" else "explore"
-                    res = replay.run(d, method, ctx, args.max_rounds)
+                ctx["explore_rule"], ctx["observe"] = VARIANTS[var], rec
+                method = "exploit" if var == "exploit" else "explore"
+                res = replay.run(d, method, ctx, args.max_rounds)
                 res["explore"], res["trial"] = rec.rounds, trial
                 res["load"] = os.getloadavg()
                 results.setdefault((name, var), []).append(res)

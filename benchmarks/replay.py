@@ -61,7 +61,7 @@ import quality  # noqa: E402
 
 from riskrank.index.signals import SignalBatch, TextEmbeddingSignal  # noqa: E402
 from riskrank.rank.evaluation.metrics import average_precision  # noqa: E402
-from riskrank.rank.exploration import arrange_queue  # noqa: E402
+from riskrank.rank.exploration import DEFAULT_RULE, arrange_queue  # noqa: E402
 from riskrank.rank.queue import build_queue  # noqa: E402
 from riskrank.rank.ranker import (  # noqa: E402
     MIN_POLICY_REVIEWS,
@@ -278,14 +278,17 @@ def riskrank_queue(d: Set, st: State, ctx: dict, method: str) -> tuple[list, np.
         pool["policy"].to_pylist(),
     )
     proba = scored.proba
-    queue = build_queue(pool, scored)
+    ranked = build_queue(pool, scored)
     queue = arrange_queue(
-        queue,
+        ranked,
         d.index,
         budget=ROUND,
         campaigns=method == "campaign",
         explore=0.1 if method == "explore" else 0.0,
+        rule=ctx.get("explore_rule", DEFAULT_RULE),
     )
+    if "observe" in ctx:  # benchmarks/explore_variants.py: what each round's slots were
+        ctx["observe"](ranked, queue)
     full = np.full(len(d.ids), -np.inf)
     full[crow[open_rows]] = proba
     members = (

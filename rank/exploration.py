@@ -25,7 +25,8 @@ the other two reasons.
 
 Queue columns added: ``slot`` (``exploit`` / ``explore``) and ``slot_reason`` (in words). The
 explore units are spread evenly through the review order, so a reviewer who stops early has
-still seen a share of them.
+still seen a share of them. ``ExploreRule`` is the seam for another choice (which reasons, how
+each scores units, how many slots explore), passed to ``arrange_queue`` / ``allocate_slots``.
 
 >>> queue = arrange_queue(queue, index, budget=100, explore=0.1)   # doctest: +SKIP
 """
@@ -33,7 +34,8 @@ still seen a share of them.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -65,8 +67,13 @@ def reviewed_closeness(queue: pa.Table) -> np.ndarray:
 UNSURE_BAND = (0.5, 0.9)
 
 
-def _explore_scores(units: pa.Table, closeness: np.ndarray, cover: np.ndarray) -> dict:
-    """Per reason, a score (higher = explore first) and whether a unit qualifies at all."""
+def explore_scores(units: pa.Table, closeness: np.ndarray, cover: np.ndarray) -> dict:
+    """Per reason, a score (higher = explore first) and whether a unit qualifies at all.
+
+    ``units``: the ranked units (rows or campaign representatives); ``closeness``: each unit's
+    ``reviewed_closeness``; ``cover``: how close its campaign's closest member is to a reviewed
+    item. Returns ``{reason: (score, qualifies)}``, two arrays of ``units.num_rows``.
+    """
     p = np.asarray(units["risk_probability"].to_numpy(zero_copy_only=False), np.float64)
     size = np.asarray(units["campaign_size"].to_numpy(), np.float64)
     link = CAMPAIGN_THRESHOLDS.get("text", 1.0)
@@ -80,12 +87,14 @@ def _explore_scores(units: pa.Table, closeness: np.ndarray, cover: np.ndarray) -
     }
 
 
-def _pick_explore(units: pa.Table, pool: np.ndarray, n: int, scores: dict) -> list[tuple]:
+def _pick_explore(
+    units: pa.Table, pool: np.ndarray, n: int, scores: dict, reasons: tuple[str, ...]
+) -> list[tuple]:
     """``n`` (unit row, reason) picks from ``pool``, turn by turn over reasons x policies."""
     policies = np.asarray(units["policy"].to_pylist(), dtype=object)
     campaigns = np.asarray(units["campaign_id"].to_pylist(), dtype=object)
     queues = {}
-    for reason in REASONS:
+    for reason in reasons:
         score, ok = scores[reason]
         for pol in sorted(set(policies[pool])):
             rows = pool[ok[pool] & (policies[pool] == pol)]
@@ -117,19 +126,49 @@ def _reason_text(reason: str, p: float, close: float, size: int) -> str:
     return f"explore: campaign of {size} never reviewed ({near}), by p x size (p={p:.2f})"
 
 
-def _explore_count(units: pa.Table, budget: int, explore: float) -> int:
+def explore_count(units: pa.Table, budget: int, explore: float) -> int:
     """Explore slots in a cut of ``budget`` of ``units`` (none when the cut takes every unit:
     there is nothing below it)."""
     return int(np.floor(budget * explore + 0.5)) if budget < units.num_rows else 0
 
 
+@dataclass(frozen=True)
+class ExploreRule:
+    """How the explore share of a budget is spent: the seam for trying other choices
+    (benchmarks/explore_variants.py compares some on the replay).
+
+    ``reasons``: which of ``REASONS`` take turns, in order. ``scores(units, closeness, cover)``:
+    per reason, a score and who qualifies (as ``explore_scores``). ``count(units, budget,
+    explore)``: how many of the budget's slots explore (as ``explore_count``).
+
+    >>> arrange_queue(queue, index, budget=100, rule=ExploreRule(reasons=("uncovered",)))
+    ... # doctest: +SKIP
+    """
+
+    reasons: tuple[str, ...] = REASONS
+    scores: Callable[[pa.Table, np.ndarray, np.ndarray], dict] = explore_scores
+    count: Callable[[pa.Table, int, float], int] = explore_count
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.reasons if r not in REASONS]
+        if unknown or not self.reasons:
+            raise ValueError(f"reasons: expected some of {REASONS}, got {self.reasons!r}")
+
+
+DEFAULT_RULE = ExploreRule()
+
+
 def allocate_slots(
-    units: pa.Table, budget: int | None, explore: float, cover: np.ndarray | None = None
+    units: pa.Table,
+    budget: int | None,
+    explore: float,
+    cover: np.ndarray | None = None,
+    rule: ExploreRule = DEFAULT_RULE,
 ) -> pa.Table:
     """Cut ``units`` (rank order) to ``budget``: exploit the riskiest, explore ``explore`` of it.
 
     ``cover``: per unit, how close its campaign's closest member is to a reviewed item (default:
-    the unit's own closeness).
+    the unit's own closeness). ``rule``: how the explore slots are chosen.
     """
     if not 0 <= explore < 1:
         raise ValueError(f"explore={explore!r} is invalid; expected a share in [0, 1)")
@@ -139,10 +178,13 @@ def allocate_slots(
     budget = n if budget is None else min(budget, n)
     closeness = reviewed_closeness(units)
     cover = closeness if cover is None else cover
-    n_explore = _explore_count(units, budget, explore)
+    n_explore = int(rule.count(units, budget, explore))
+    if not 0 <= n_explore <= budget:
+        raise ValueError(f"rule.count gave {n_explore} explore slots for a budget of {budget}")
     exploit = np.arange(budget - n_explore)
+    pool = np.arange(budget - n_explore, n)
     picks = _pick_explore(
-        units, np.arange(budget - n_explore, n), n_explore, _explore_scores(units, closeness, cover)
+        units, pool, n_explore, rule.scores(units, closeness, cover), rule.reasons
     )
     p = np.asarray(units["risk_probability"].to_numpy(zero_copy_only=False), np.float64)
     size = units["campaign_size"].to_pylist()
@@ -187,12 +229,14 @@ def arrange_queue(
     explore: float = EXPLORE_SHARE,
     thresholds: Mapping[str, float] | None = None,
     reviewed: set[tuple[str, str]] | None = None,
+    rule: ExploreRule = DEFAULT_RULE,
 ) -> pa.Table:
     """The reviewers' queue from a ranked one: campaign columns, the budget (in campaigns when
     ``campaigns``), exploit and explore slots.
 
     ``reviewed``: (item_id, policy) pairs that already have a verdict (the model's history);
     they leave the queue, so a second sweep of the same inventory shows only new decisions.
+    ``rule``: how the explore slots are chosen (``ExploreRule``).
     """
     if reviewed:
         pairs = zip(queue["item_id"].to_pylist(), queue["policy"].to_pylist())
@@ -206,4 +250,4 @@ def arrange_queue(
         cover_of[cid] = max(cover_of.get(cid, -1.0), float(c))
     units = campaign_view(queue) if campaigns else queue
     cover = np.array([cover_of[c] for c in units["campaign_id"].to_pylist()])
-    return allocate_slots(units, budget, explore, cover)
+    return allocate_slots(units, budget, explore, cover, rule)

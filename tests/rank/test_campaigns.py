@@ -3,7 +3,7 @@ import pyarrow as pa
 import pytest
 
 from riskrank.rank.campaigns import add_campaign_columns, campaign_view, link_campaigns
-from riskrank.rank.exploration import allocate_slots
+from riskrank.rank.exploration import ExploreRule, allocate_slots
 from riskrank.rank.pipeline import sweep
 
 
@@ -126,6 +126,26 @@ def test_explore_picks_weigh_what_they_teach_by_the_chance_of_a_violation():
     out = allocate_slots(covered, 10, 0.3, cover)
     reasons = out.filter(pa.compute.equal(out["slot"], "explore"))["slot_reason"].to_pylist()
     assert any(r.startswith("explore: campaign of 4 never reviewed") for r in reasons)
+
+
+def test_an_explore_rule_chooses_the_reasons_and_the_number_of_slots():
+    n = 40
+    p = np.linspace(0.99, 0.01, n)
+    q = _queue([f"i{k}" for k in range(n)], p, list(range(n)))
+    q = q.append_column("hist_text_neg_max_sim", pa.array(np.linspace(0.9, 0.1, n), pa.float32()))
+    only_far = allocate_slots(q, 20, 0.2, rule=ExploreRule(reasons=("uncovered",)))
+    reasons = only_far.filter(pa.compute.equal(only_far["slot"], "explore"))["slot_reason"]
+    assert len(reasons) == 4 and all("far from every" in r for r in reasons.to_pylist())
+
+    def two_slots(units, budget, explore):
+        return 2
+
+    out = allocate_slots(q, 20, 0.2, rule=ExploreRule(count=two_slots))
+    assert out["slot"].to_pylist().count("explore") == 2 and out.num_rows == 20
+    with pytest.raises(ValueError, match="explore slots for a budget of 20"):
+        allocate_slots(q, 20, 0.2, rule=ExploreRule(count=lambda u, b, e: 21))
+    with pytest.raises(ValueError, match="reasons"):
+        ExploreRule(reasons=("curious",))
 
 
 def test_sweep_campaign_mode_budget_counts_campaigns(
