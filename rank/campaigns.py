@@ -6,6 +6,13 @@ threshold of each other under ANY signal (union across signals); a campaign is a
 component of that graph (``scipy.sparse.csgraph.connected_components``), found over a radius
 graph that FAISS builds (``range_search`` among the queued items).
 
+A cosine link is proposed by FAISS in float32 a little below the threshold and decided in
+float64 pair by pair (``recall.neighbours.pair_inner_products``), so that it is a function of
+the two vectors alone, whatever else is searched with them. A sweep over a standing index
+therefore keeps the last sweep's links between contents it saw then (``LinkCache``, by content
+key) and searches only the new contents against the queue: the same campaigns as a
+from-scratch sweep, at a fraction of the search.
+
 Queue columns added
 -------------------
 ``campaign_id``       ``c-<item_id of the representative>``; the same for every member.
@@ -27,6 +34,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from riskrank.index.store import InventoryIndex
+from riskrank.recall.neighbours import content_keys, pair_inner_products
 
 # Per-signal link thresholds. ``text`` (MiniLM cosine): the lowest threshold from which the
 # campaigns it forms on SpamAssassin's OLD mail groups (the history side, never the sweeps the
@@ -43,29 +51,79 @@ COSINE_SLACK = 1e-5
 CAMPAIGN_COLUMNS = ("campaign_id", "campaign_size", "campaign_rank")
 
 
-def radius_graph(vectors: np.ndarray, metric: str, threshold: float) -> sparse.coo_matrix:
-    """Pairs of rows within ``threshold`` (cosine >= t on unit vectors, or Hamming <= t on
-    packed binary hashes), as a sparse n x n adjacency matrix."""
-    n = len(vectors)
-    if n == 0:
-        return sparse.coo_matrix((0, 0), dtype=np.int8)
+# What a stored link means: bump when the rule below changes, so old caches are not used.
+LINK_RULE = "float32 proposal, float64 pair decision"
+PROPOSE_MARGIN = 1e-3  # float32 error of a 384-d unit dot product is ~1e-6 (2.3e-5 at worst)
+
+
+def radius_pairs(
+    queries: np.ndarray, base: np.ndarray, metric: str, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(query row, base row) of every pair within ``threshold``: cosine >= t on unit vectors
+    (decided by ``pair_inner_products``), or Hamming <= t on packed binary hashes."""
+    if len(queries) == 0 or len(base) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     if metric == "cosine":
-        x = np.ascontiguousarray(vectors, np.float32)
-        index = faiss.IndexFlatIP(x.shape[1])
-        index.add(x)
-        # FAISS keeps inner products strictly above the radius; the slack makes ">= t" hold
-        # for float32 dot products of identical unit vectors (0.9999999 for 1.0).
-        lims, _, nbr = index.range_search(x, float(threshold) - COSINE_SLACK)
-    elif metric == "hamming":
-        x = np.ascontiguousarray(vectors, np.uint8)
-        index = faiss.IndexBinaryFlat(x.shape[1] * 8)
-        index.add(x)
-        # Binary range search keeps distances strictly below the radius.
+        x = np.ascontiguousarray(queries, np.float32)
+        y = np.ascontiguousarray(base, np.float32)
+        index = faiss.IndexFlatIP(y.shape[1])
+        index.add(y)
+        lims, _, nbr = index.range_search(x, float(threshold) - PROPOSE_MARGIN)
+        rows = np.repeat(np.arange(len(x)), np.diff(lims).astype(np.int64))
+        nbr = nbr.astype(np.int64)
+        # COSINE_SLACK: ">= t" holds for the dot product of a unit vector with itself.
+        keep = pair_inner_products(x[rows], y[nbr]) >= float(threshold) - COSINE_SLACK
+        return rows[keep], nbr[keep]
+    if metric == "hamming":
+        x = np.ascontiguousarray(queries, np.uint8)
+        y = np.ascontiguousarray(base, np.uint8)
+        index = faiss.IndexBinaryFlat(y.shape[1] * 8)
+        index.add(y)
+        # Binary range search keeps distances strictly below the radius (integers: exact).
         lims, _, nbr = index.range_search(x, int(threshold) + 1)
-    else:
-        raise ValueError(f"radius_graph: metric {metric!r} is not 'cosine' or 'hamming'")
-    rows = np.repeat(np.arange(n), np.diff(lims).astype(np.int64))
+        rows = np.repeat(np.arange(len(x)), np.diff(lims).astype(np.int64))
+        return rows, nbr.astype(np.int64)
+    raise ValueError(f"radius_graph: metric {metric!r} is not 'cosine' or 'hamming'")
+
+
+def radius_graph(vectors: np.ndarray, metric: str, threshold: float) -> sparse.coo_matrix:
+    """Pairs of rows within ``threshold`` (``radius_pairs`` of the rows among themselves), as a
+    sparse n x n adjacency matrix."""
+    n = len(vectors)
+    rows, nbr = radius_pairs(vectors, vectors, metric, threshold)
     return sparse.coo_matrix((np.ones(len(nbr), np.int8), (rows, nbr)), shape=(n, n))
+
+
+def _signal_links(
+    name: str, vecs: np.ndarray, metric: str, threshold: float, keys, links
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linked (row, row) pairs of one signal's ``vecs``. With content ``keys`` and a
+    ``LinkCache``: rows of one content are linked to each other, links between contents the
+    cache saw are taken from it, and only new contents are searched (against all of them)."""
+    if keys is None or links is None:
+        g = radius_graph(vecs, metric, threshold)
+        return g.row.astype(np.int64), g.col.astype(np.int64)
+    first: dict[str, int] = {}
+    rep_of = np.array([first.setdefault(k, r) for r, k in enumerate(keys)], np.int64)
+    contents, rep_rows = list(first), np.array(list(first.values()), np.int64)
+    known = links.known(name)
+    new = np.flatnonzero([k not in known for k in contents])
+    ca, cb = links.edges(name, {k: j for j, k in enumerate(contents)})
+    qa, qb = radius_pairs(vecs[rep_rows[new]], vecs[rep_rows], metric, threshold)
+    a, b = np.concatenate([ca, new[qa]]), np.concatenate([cb, qb])
+    a, b = a[a != b], b[a != b]
+    links.put(name, contents, a, b)
+    # Rows of one content link to each other as a search would link them (itself within t).
+    same = np.arange(len(keys))
+    if (
+        len(rep_rows)
+        and len(radius_pairs(vecs[rep_rows[:1]], vecs[rep_rows[:1]], metric, threshold)[0]) == 0
+    ):
+        same = np.zeros(0, np.int64)
+    return (
+        np.concatenate([rep_rows[a], rep_of[same]]),
+        np.concatenate([rep_rows[b], same]),
+    )
 
 
 def link_campaigns(
@@ -73,24 +131,30 @@ def link_campaigns(
     metrics: Mapping[str, str],
     n_items: int,
     thresholds: Mapping[str, float] | None = None,
+    keys: Mapping[str, list[str]] | None = None,
+    links=None,
 ) -> np.ndarray:
     """Component label per item (0..n_items-1) from the union of every signal's radius graph.
 
     ``vectors[signal] = (positions, vectors)``: which of the ``n_items`` items the signal has a
     vector for (an item without that modality simply has no link through it). Signals without a
-    threshold are not used.
+    threshold are not used. ``keys[signal]``: the content key of each of those vectors
+    (index/standing.py) and ``links`` a ``rank.sweep_cache.LinkCache``: links between contents
+    the last sweep saw are reused (see the module docstring).
     """
     thresholds = CAMPAIGN_THRESHOLDS if thresholds is None else thresholds
     graph = sparse.coo_matrix((n_items, n_items), dtype=np.int8).tocsr()
     for name, (positions, vecs) in vectors.items():
         if name not in thresholds or len(positions) == 0:
             continue
-        g = radius_graph(vecs, metrics[name], thresholds[name])
+        sig_keys = (keys or {}).get(name)
+        rows, cols = _signal_links(name, vecs, metrics[name], thresholds[name], sig_keys, links)
         positions = np.asarray(positions, np.int64)
         graph = (
             graph
             + sparse.coo_matrix(
-                (g.data, (positions[g.row], positions[g.col])), shape=(n_items, n_items)
+                (np.ones(len(rows), np.int8), (positions[rows], positions[cols])),
+                shape=(n_items, n_items),
             ).tocsr()
         )
     _, labels = connected_components(graph, directed=False)
@@ -99,9 +163,10 @@ def link_campaigns(
 
 def queue_vectors(
     index: InventoryIndex, item_ids: list[str]
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
-    """Each signal's vectors for the queue's items, and each signal's metric."""
-    out, metrics = {}, {}
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str], dict[str, list[str]]]:
+    """Each signal's vectors for the queue's items, each signal's metric, and (where the index
+    is a standing index's version) each of those vectors' content key."""
+    out, metrics, keys = {}, {}, {}
     for name, si in index.signals.items():
         pos_of = {item_id: p for p, item_id in enumerate(si.ids)}
         have = [(q, pos_of[i]) for q, i in enumerate(item_ids) if i in pos_of]
@@ -110,7 +175,10 @@ def queue_vectors(
         vecs = np.asarray(si.vectors[index_pos.tolist()]) if len(have) else np.zeros((0, 1))
         out[name] = (queue_pos, vecs)
         metrics[name] = si.signal.metric
-    return out, metrics
+        stored = content_keys(si)
+        if stored is not None:
+            keys[name] = [stored[p] for p in index_pos]
+    return out, metrics, keys
 
 
 def add_campaign_columns(queue: pa.Table, labels: np.ndarray) -> pa.Table:
@@ -148,10 +216,17 @@ def campaign_view(queue: pa.Table) -> pa.Table:
 
 
 def find_campaigns(
-    queue: pa.Table, index: InventoryIndex, thresholds: Mapping[str, float] | None = None
+    queue: pa.Table,
+    index: InventoryIndex,
+    thresholds: Mapping[str, float] | None = None,
+    links=None,
 ) -> pa.Table:
     """The queue (rank order, one row per item) with its campaign columns, linked through the
-    vectors ``index`` holds for the queued items."""
+    vectors ``index`` holds for the queued items. ``links``: a ``rank.sweep_cache.LinkCache``
+    (a standing index's sweeps), saved with this queue's links."""
     ids = queue.column("item_id").to_pylist()
-    vecs, metrics = queue_vectors(index, ids)
-    return add_campaign_columns(queue, link_campaigns(vecs, metrics, len(ids), thresholds))
+    vecs, metrics, keys = queue_vectors(index, ids)
+    labels = link_campaigns(vecs, metrics, len(ids), thresholds, keys, links)
+    if links is not None:
+        links.save()
+    return add_campaign_columns(queue, labels)

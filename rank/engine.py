@@ -5,7 +5,8 @@ index (``index.build.build_index`` with the same engine), the queue, the report,
 accounting check and the files. A sweep engine adds to an index engine only:
 
 ``cluster``  the context the sweep runs in (Ray: join or start a cluster, shut down a started one)
-``recall``   seeds -> candidate table, against the index the engine built
+``recall``   seeds -> candidate table, against the index the engine built (``neighbours``: the
+             last sweep's neighbourhoods, recall/neighbours.py; an engine may ignore it)
 ``score``    candidates -> ``rank.ranker.ScoredCandidates``
 ``report``   what the engine adds to the sweep report
 
@@ -24,6 +25,7 @@ from riskrank.index.engine import ENGINES, Engine, LocalEngine
 from riskrank.index.store import InventoryIndex
 from riskrank.rank.model import RiskModel
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
+from riskrank.recall.neighbours import NeighbourMemo
 from riskrank.recall.recaller import recall
 from riskrank.recall.seeds import SeedSet
 
@@ -42,6 +44,7 @@ class SweepEngine(Engine, Protocol):
         *,
         k: int | None,
         show_progress: bool,
+        neighbours: NeighbourMemo | None = None,
     ) -> pa.Table: ...
 
     def score(self, ranker: RiskRanker, candidates: pa.Table) -> ScoredCandidates: ...
@@ -64,6 +67,7 @@ class LocalSweepEngine(LocalEngine):
         *,
         k: int | None,
         show_progress: bool,
+        neighbours: NeighbourMemo | None = None,
     ) -> pa.Table:
         return recall(
             index,
@@ -72,6 +76,7 @@ class LocalSweepEngine(LocalEngine):
             exemplars=model.exemplars,
             lexical=model.lexical,
             show_progress=show_progress,
+            neighbours=neighbours,
         )
 
     def score(self, ranker: RiskRanker, candidates: pa.Table) -> ScoredCandidates:

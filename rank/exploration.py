@@ -36,12 +36,19 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from riskrank.index.store import InventoryIndex
-from riskrank.rank.campaigns import CAMPAIGN_THRESHOLDS, campaign_view, find_campaigns
+from riskrank.rank.campaigns import (
+    CAMPAIGN_THRESHOLDS,
+    LINK_RULE,
+    campaign_view,
+    find_campaigns,
+)
+from riskrank.rank.sweep_cache import LinkCache
 
 EXPLORE_SHARE = 0.1
 REASONS = ("uncertain", "uncovered", "campaign")
@@ -230,20 +237,31 @@ def arrange_queue(
     thresholds: Mapping[str, float] | None = None,
     reviewed: set[tuple[str, str]] | None = None,
     rule: ExploreRule = DEFAULT_RULE,
+    links_cache: str | Path | None = None,
 ) -> pa.Table:
     """The reviewers' queue from a ranked one: campaign columns, the budget (in campaigns when
     ``campaigns``), exploit and explore slots.
 
     ``reviewed``: (item_id, policy) pairs that already have a verdict (the model's history);
     they leave the queue, so a second sweep of the same inventory shows only new decisions.
-    ``rule``: how the explore slots are chosen (``ExploreRule``).
+    ``rule``: how the explore slots are chosen (``ExploreRule``). ``links_cache``: a file of
+    the last sweep's campaign links (a standing index's ``cache/links.parquet``), reused for
+    contents seen then and rewritten with this queue's (rank/sweep_cache.py).
     """
     if reviewed:
         pairs = zip(queue["item_id"].to_pylist(), queue["policy"].to_pylist())
         queue = queue.filter(pa.array([pair not in reviewed for pair in pairs], pa.bool_()))
     # An empty queue goes the same way (0 campaigns, 0 slots): its columns must not depend on
     # how many rows it has, or readers of a quiet day's queue break.
-    queue = find_campaigns(queue, index, thresholds)
+    links = None
+    if links_cache is not None:
+        rules = {
+            "thresholds": dict(CAMPAIGN_THRESHOLDS if thresholds is None else thresholds),
+            "metrics": {name: si.signal.metric for name, si in index.signals.items()},
+            "links": LINK_RULE,
+        }
+        links = LinkCache(links_cache, rules)
+    queue = find_campaigns(queue, index, thresholds, links=links)
     closeness = reviewed_closeness(queue)
     cover_of: dict[str, float] = {}
     for cid, c in zip(queue["campaign_id"].to_pylist(), closeness):

@@ -45,10 +45,18 @@ from riskrank.rank.reasons import explain_queue
 from riskrank.rank.review import lineage_info, lineage_tables
 from riskrank.rank.reviewed import mark_reviewed, reviewed_counts, reviewed_table
 from riskrank.rank.sweep_cache import FILE as REASONS_FILE
-from riskrank.rank.sweep_cache import LEXICAL_FILE, LexicalMemo, SpanCache, model_identity
+from riskrank.rank.sweep_cache import (
+    LEXICAL_FILE,
+    LINKS_FILE,
+    LexicalMemo,
+    SpanCache,
+    model_identity,
+)
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
-from riskrank.recall.recaller import DEFAULT_K, recall
+from riskrank.recall.neighbours import FILE as NEIGHBOURS_FILE
+from riskrank.recall.neighbours import NeighbourMemo
+from riskrank.recall.recaller import DEFAULT_K, NEIGHBOUR_RULES, recall
 from riskrank.recall.seeds import SeedSet
 
 log = logging.getLogger("riskrank")
@@ -289,7 +297,10 @@ def sweep(
         )
         t_index = time.time() - t0
         memo = LexicalMemo(index_path / LEXICAL_FILE, model_identity(model.info))
-        cands = recall_with_memo(engine, index, model, seeds, memo, k=k, progress=show_progress)
+        neighbours = NeighbourMemo(index_path / NEIGHBOURS_FILE, NEIGHBOUR_RULES)
+        cands = recall_with_memo(
+            engine, index, model, seeds, memo, neighbours, k=k, progress=show_progress
+        )
         t_recall = time.time() - t0 - t_index
         scored = engine.score(model.ranker, cands)
         extra = {
@@ -315,22 +326,34 @@ def sweep(
         extra=extra,
         include_reviewed=include_reviewed,
         model=model,
-        arrange=partial(arrange_queue, index=index, campaigns=campaigns, explore=explore),
+        arrange=partial(
+            arrange_queue,
+            index=index,
+            campaigns=campaigns,
+            explore=explore,
+            links_cache=index_path / LINKS_FILE,
+        ),
         reasons_cache=index_path / REASONS_FILE,
     )
 
 
-def recall_with_memo(engine, index, model: RiskModel, seeds, memo: LexicalMemo, *, k, progress):
-    """``engine.recall`` with the lexical probe's scores of the last sweep's texts at hand
-    (rank/sweep_cache.py); this sweep's are kept for the next one."""
-    if model.lexical is None:
-        return engine.recall(index, model, seeds, k=k, show_progress=progress)
-    model.lexical.memo = memo.load()
+def recall_with_memo(
+    engine, index, model: RiskModel, seeds, memo: LexicalMemo, neighbours, *, k, progress
+):
+    """``engine.recall`` with what the last sweep over this standing index left at hand
+    (rank/sweep_cache.py: the lexical probe's scores of its texts; recall/neighbours.py: its
+    items' neighbourhoods); this sweep's are kept for the next one."""
+    if model.lexical is not None:
+        model.lexical.memo = memo.load()
     try:
-        cands = engine.recall(index, model, seeds, k=k, show_progress=progress)
+        cands = engine.recall(
+            index, model, seeds, k=k, show_progress=progress, neighbours=neighbours
+        )
     finally:
-        model.lexical.memo = {}
+        if model.lexical is not None:
+            model.lexical.memo = {}
     memo.save(cands, model.lexical)
+    neighbours.save()
     return cands
 
 

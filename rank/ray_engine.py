@@ -168,7 +168,11 @@ class RaySweepEngine(RayEngine):
         *,
         k: int | None,
         show_progress: bool,
+        neighbours=None,
     ) -> pa.Table:
+        # ``neighbours`` (the last sweep's, recall/neighbours.py) is not used here: each
+        # policy's task searches its candidates' neighbourhoods whole. The values are the
+        # same (a neighbour's similarity is computed pair by pair); only the time differs.
         return _recall(index, model, seeds, k, self.plan_)
 
     def score(self, ranker: RiskRanker, candidates: pa.Table) -> ScoredCandidates:

@@ -9,7 +9,10 @@ next to the standing index (``cache/``), and reused by the next sweep:
 
 - ``lexical.parquet``: the probe's score by (policy, text), for one model;
 - ``reasons.parquet``: lexical spans by (model, policy, text) and the spans an item shares
-  with a seed by (item text, seed text).
+  with a seed by (item text, seed text);
+- ``links.parquet``: the campaign links (rank/campaigns.py) between the contents of the last
+  queue, by content key (a key names the content and the encoder that embedded it); a link is a
+  function of the two vectors alone, so the next sweep searches only contents new to it.
 
 Everything else (embeddings aside) depends on the day's inventory and seeds (ranks,
 densities and the sweep's pseudo-label probe are inventory-relative) and is recomputed. A
@@ -29,6 +32,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -43,6 +47,14 @@ log = logging.getLogger(__name__)
 DIR = "cache"
 FILE = f"{DIR}/reasons.parquet"
 LEXICAL_FILE = f"{DIR}/lexical.parquet"
+LINKS_FILE = f"{DIR}/links.parquet"
+LINKS_SCHEMA = pa.schema(
+    [
+        pa.field("signal", pa.string()),
+        pa.field("key", pa.string()),
+        pa.field("partner", pa.string()),  # null: a content of the queue (its links follow)
+    ]
+)
 LEXICAL_SCHEMA = pa.schema([pa.field("key", pa.string()), pa.field("score", pa.float32())])
 SCHEMA = pa.schema(
     [
@@ -157,6 +169,77 @@ def _span_row(s: Span) -> dict:
     }
 
 
+class LinkCache:
+    """Campaign links between contents, per signal: the last queue's (read) and this one's.
+
+    ``rules``: what a link means (thresholds and metrics, rank/campaigns.py); a file written
+    under other rules is not used.
+    """
+
+    def __init__(self, path: str | Path | None, rules: dict) -> None:
+        self.path = Path(path) if path is not None else None
+        self.rules = json.dumps(rules, sort_keys=True)
+        self._known: dict[str, set[str]] = {}
+        self._edges: dict[str, list[tuple[str, str]]] = {}
+        self._now: dict[str, tuple[list[str], list[tuple[str, str]]]] = {}
+        if self.path is not None:
+            self._read()
+
+    def known(self, signal: str) -> set[str]:
+        """Contents whose links to each other the last sweep found (all of them)."""
+        return self._known.get(signal, set())
+
+    def edges(self, signal: str, index_of: dict[str, int]):
+        """The stored links between contents in ``index_of`` (content key -> index), as two
+        index arrays."""
+        pairs = [
+            (index_of[a], index_of[b])
+            for a, b in self._edges.get(signal, [])
+            if a in index_of and b in index_of
+        ]
+        arr = np.array(pairs, np.int64).reshape(-1, 2)
+        return arr[:, 0], arr[:, 1]
+
+    def put(self, signal: str, contents: list[str], a, b) -> None:
+        """This queue's ``contents`` of ``signal`` and their links (index pairs into it)."""
+        pairs = {tuple(sorted((contents[i], contents[j]))) for i, j in zip(a, b)}
+        self._now[signal] = (list(contents), sorted(pairs))
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        cols: dict[str, list] = {"signal": [], "key": [], "partner": []}
+        for signal, (contents, pairs) in self._now.items():
+            rows = [(k, None) for k in contents] + list(pairs)
+            cols["signal"] += [signal] * len(rows)
+            cols["key"] += [r[0] for r in rows]
+            cols["partner"] += [r[1] for r in rows]
+        table = pa.table(cols, schema=LINKS_SCHEMA.with_metadata({"rules": self.rules}))
+        try:
+            write_parquet(table, self.path)
+        except OSError as exc:
+            log.warning("could not write the campaign links cache %s (%s)", self.path, exc)
+
+    def _read(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            table = pq.read_table(self.path)
+            if table.schema.remove_metadata() != LINKS_SCHEMA:
+                raise ValueError("its columns are not this riskrank's")
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            log.warning("ignoring the campaign links cache %s (%s)", self.path, exc)
+            return
+        if (table.schema.metadata or {}).get(b"rules") != self.rules.encode():
+            return  # links under other thresholds
+        cols = [table.column(c).to_pylist() for c in ("signal", "key", "partner")]
+        for signal, key, partner in zip(*cols):
+            if partner is None:
+                self._known.setdefault(signal, set()).add(key)
+            else:
+                self._edges.setdefault(signal, []).append((key, partner))
+
+
 class LexicalMemo:
     """The lexical probe's scores of the last sweep's texts (``LexicalProbe.memo``)."""
 
@@ -198,4 +281,12 @@ class LexicalMemo:
             log.warning("could not write the lexical cache %s (%s)", self.path, exc)
 
 
-__all__ = ["FILE", "LEXICAL_FILE", "LexicalMemo", "SpanCache", "model_identity"]
+__all__ = [
+    "FILE",
+    "LEXICAL_FILE",
+    "LINKS_FILE",
+    "LexicalMemo",
+    "LinkCache",
+    "SpanCache",
+    "model_identity",
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,9 +32,18 @@ from riskrank.recall.candidates import (
 )
 from riskrank.recall.history import ReviewedExemplars
 from riskrank.recall.lexical import LexicalProbe
+from riskrank.recall.neighbours import NeighbourMemo, SignalNeighbours
 from riskrank.recall.seeds import SeedSet
 
 DENSITY_K = 10
+# What a stored neighbourhood means (recall/neighbours.py): bump when the rule changes.
+MARGIN = 8  # neighbours fetched beyond DENSITY_K: float32 proposes, float64 decides
+STORED = DENSITY_K + 4  # neighbours kept for the next sweep (recall/neighbours.py)
+NEIGHBOUR_RULES = {
+    "k": DENSITY_K,
+    "stored": STORED,
+    "similarity": "float32 proposal, float64 pair",
+}
 BACKGROUND_SAMPLE = 2048
 # Neighbours per seed and signal, the one default of the library and the CLI: inventories of up
 # to 5,000 items are covered whole; past that, each seed's 5,000 nearest (k=None: every item).
@@ -47,8 +57,13 @@ def _thresholds(si: SignalIndex) -> tuple[float, float]:
 class _SignalState:
     """Per-signal lookups reused across policies."""
 
-    def __init__(self, si: SignalIndex, seed: int = 0) -> None:
+    def __init__(
+        self, si: SignalIndex, seed: int = 0, memo: SignalNeighbours | None = None
+    ) -> None:
         self.si = si
+        # recall/neighbours.py: the last sweep's neighbours (exact cosine indexes only)
+        exact = getattr(si.index, "key", "") == "Flat" and si.signal.metric == "cosine"
+        self.memo = memo if exact else None
         self.vectors = si.vectors
         self.pos_of = {item_id: i for i, item_id in enumerate(si.ids)}
         n = len(si.ids)
@@ -87,19 +102,95 @@ class _SignalState:
         return out
 
     def fill_density(self, positions: np.ndarray, hi: float) -> None:
-        """Neighbourhood of each position, computed once per item for all policies."""
+        """Neighbourhood of each position, computed once per item for all policies: its
+        ``DENSITY_K`` nearest other items (recall/neighbours.py: the last sweep's where they
+        still hold, merged with the nearest of the items new since then)."""
         todo = np.array([p for p in positions if p not in self.density], dtype=np.int64)
+        if self.memo is not None and len(todo):
+            todo = self._merge_stored(todo, hi)
+        # A few more than needed: the float64 similarities decide which DENSITY_K they are,
+        # and the first STORED of them are kept for the next sweep.
+        fetch = DENSITY_K + 1 + (MARGIN if self.rescore else 0)
         for start in range(0, len(todo), 4096):
             chunk = todo[start : start + 4096]
-            res = self.si.index.search(np.asarray(self.vectors[chunk]), DENSITY_K + 1)
-            sims = np.where(res.positions == chunk[:, None], np.nan, res.scores)
-            sims = np.where(res.positions < 0, np.nan, sims)
-            for p, row in zip(chunk, sims):
-                row = row[~np.isnan(row)][:DENSITY_K]
-                self.density[int(p)] = (
-                    int((row >= hi).sum()),
-                    float(row.mean()) if len(row) else np.nan,
-                )
+            res = self.si.index.search(np.asarray(self.vectors[chunk]), fetch)
+            nbrs = np.where(res.positions == chunk[:, None], -1, res.positions)
+            scores = self._pair_scores(chunk, nbrs) if self.rescore else res.scores
+            nbrs, scores = _best_first(nbrs, scores)
+            self._set_density(chunk, nbrs, scores, hi)
+            if self.memo is not None:
+                found = (nbrs >= 0).sum(1)
+                # Complete to the STORED-th (the rest is margin); everything, if all was found.
+                whole = found < fetch - 1
+                levels = np.where(whole, -np.inf, scores[:, min(STORED, fetch) - 1])
+                self.memo.record(chunk, nbrs, scores, np.minimum(found, STORED), levels)
+
+    @property
+    def rescore(self) -> bool:
+        """Similarities computed pair by pair in float64 (cosine signals)."""
+        return self.si.signal.metric == "cosine"
+
+    def _pair_scores(self, rows: np.ndarray, nbrs: np.ndarray, block: int = 512) -> np.ndarray:
+        """Float64 inner product of each row's vector with each of its ``nbrs`` (-1: none),
+        pair by pair: a value does not depend on the other pairs computed with it."""
+        out = np.full(nbrs.shape, -np.inf)
+        for i in range(0, len(rows), block):
+            q = np.asarray(self.vectors[rows[i : i + block].tolist()], np.float64)
+            n = nbrs[i : i + block]
+            v = np.asarray(self.vectors[np.maximum(n, 0).ravel().tolist()], np.float64)
+            sims = (q[:, None, :] * v.reshape(*n.shape, -1)).sum(-1)
+            out[i : i + block] = np.where(n >= 0, sims, -np.inf)
+        return out
+
+    def _set_density(self, rows: np.ndarray, nbrs: np.ndarray, scores, hi: float) -> None:
+        """From each row's neighbours, best first (-1: none): how many of the first
+        ``DENSITY_K`` reach ``hi``, and their mean."""
+        top = np.asarray(scores, np.float64)[:, :DENSITY_K]
+        valid = nbrs[:, :DENSITY_K] >= 0
+        n_valid = valid.sum(1)
+        total = np.where(valid, top, 0.0).sum(1)
+        counts = (valid & (top >= hi)).sum(1)
+        for j, p in enumerate(rows):
+            mean = float(total[j] / n_valid[j]) if n_valid[j] else np.nan
+            self.density[int(p)] = (int(counts[j]), mean)
+
+    def _merge_stored(self, todo: np.ndarray, hi: float) -> np.ndarray:
+        """Neighbourhoods of ``todo`` from the stored lists merged with the nearest fresh items,
+        where that is exact; returns the positions left to search whole."""
+        memo = self.memo
+        rows, nbrs, scores, level = memo.stored(todo, STORED)
+        if not len(rows):
+            return todo
+        fresh = memo.fresh
+        if len(fresh):
+            index = faiss.IndexFlatIP(self.vectors.shape[1])
+            index.add(np.ascontiguousarray(self.vectors[fresh.tolist()], np.float32))
+            fetch = min(DENSITY_K + MARGIN, len(fresh))
+            q = np.asarray(self.vectors[rows.tolist()], np.float32)
+            _, found = index.search(q, fetch)
+            extra = np.where(found >= 0, fresh[np.maximum(found, 0)], -1)
+            extra_scores = self._pair_scores(rows, extra)
+            extra, extra_scores = _best_first(extra, extra_scores)
+            if fetch < len(fresh):  # complete to the STORED-th fresh item (the rest: margin)
+                level = np.maximum(level, extra_scores[:, min(STORED, fetch) - 1])
+            nbrs = np.concatenate([nbrs, extra], axis=1)
+            scores = np.concatenate([scores, extra_scores], axis=1)
+        nbrs, scores = _best_first(nbrs, scores)
+        # Exact down to ``level``: enough there for DENSITY_K, or search the item whole.
+        enough = ((nbrs >= 0) & (scores >= level[:, None])).sum(1)
+        ok = enough >= DENSITY_K
+        self._set_density(rows[ok], nbrs[ok], scores[ok], hi)
+        count = np.minimum(enough[ok], STORED)
+        kept_level = np.where(enough[ok] > STORED, scores[ok][:, STORED - 1], level[ok])
+        memo.record(rows[ok], nbrs[ok], scores[ok], count, kept_level)
+        return np.setdiff1d(todo, rows[ok])
+
+
+def _best_first(nbrs: np.ndarray, scores) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's neighbours by score, best first, equal scores by position, none (-1) last."""
+    scores = np.where(nbrs >= 0, np.asarray(scores, np.float64), -np.inf)
+    order = np.lexsort((np.where(nbrs >= 0, nbrs, np.iinfo(np.int64).max), -scores), axis=1)
+    return np.take_along_axis(nbrs, order, axis=1), np.take_along_axis(scores, order, axis=1)
 
 
 def checked_signal_evidence(signal: Signal, match: CandidateMatch) -> dict[str, np.ndarray]:
@@ -242,6 +333,7 @@ def recall(
     lexical: LexicalProbe | None = None,
     seed_vectors: Mapping[str, SignalBatch] | None = None,
     show_progress: bool = True,
+    neighbours: NeighbourMemo | None = None,
 ) -> pa.Table:
     """Recall inventory resembling ``seeds``: one candidate row per (item, policy).
 
@@ -251,13 +343,18 @@ def recall(
     reviewed text (adds ``hist_lexical_probe_score``). ``exclude_self``: leave each item's
     own review out (training).
     ``seed_vectors``: precomputed ``embed_queries`` output per signal, rows aligned with the
-    seed table (skips re-encoding in repeated experiments).
+    seed table (skips re-encoding in repeated experiments). ``neighbours``: the last sweep's
+    neighbourhoods over this standing index (recall/neighbours.py); this call's are recorded in
+    it (the caller saves it).
 
     >>> cands = recall(InventoryIndex.load("runs/idx"), seeds, k=500)   # doctest: +SKIP
     >>> cands.to_pandas().sort_values("text_best_sim", ascending=False).head()  # doctest: +SKIP
     """
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
-    states = {name: _SignalState(si) for name, si in index.signals.items()}
+    states = {
+        name: _SignalState(si, memo=neighbours.for_signal(name, si) if neighbours else None)
+        for name, si in index.signals.items()
+    }
     run = _RecallRun(
         index=index,
         seeds=seeds,

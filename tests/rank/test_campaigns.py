@@ -2,9 +2,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from riskrank.rank.campaigns import add_campaign_columns, campaign_view, link_campaigns
+from riskrank.rank.campaigns import (
+    add_campaign_columns,
+    campaign_view,
+    link_campaigns,
+    radius_graph,
+)
 from riskrank.rank.exploration import ExploreRule, allocate_slots
 from riskrank.rank.pipeline import sweep
+from riskrank.rank.sweep_cache import LinkCache
 
 
 def _unit(v):
@@ -50,6 +56,61 @@ def _queue(ids, p, labels, policy="scam"):
         }
     )
     return add_campaign_columns(q, np.asarray(labels))
+
+
+def _partition(labels) -> set:
+    groups: dict = {}
+    for i, lab in enumerate(labels):
+        groups.setdefault(int(lab), []).append(i)
+    return {tuple(g) for g in groups.values()}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_links_kept_from_the_last_queue_give_the_campaigns_a_full_search_gives(tmp_path, seed):
+    # Day after day, queues share most contents (some ids repeat one content), lose some and
+    # gain some; linking with the last queue's links (LinkCache) equals a search of all pairs.
+    rng = np.random.default_rng(seed)
+    base = _unit(rng.normal(size=(30, 16)))
+    pool = _unit(base[rng.integers(30, size=400)] + 0.1 * rng.normal(size=(400, 16)))
+    pool[380:] = pool[:20]  # the same content under other ids
+    keys = [f"k{i}" for i in range(380)] + [f"k{i}" for i in range(20)]
+    rules = {"t": 0.9}
+    path = tmp_path / "links.parquet"
+    taken = rng.permutation(400)[:250]
+    sims = (pool @ pool.T)[np.triu_indices(400, 1)]
+    assert ((sims > 0.85) & (sims < 0.95)).sum() > 100  # links around the threshold
+    for day in range(4):
+        if day:  # 30 leave, 40 arrive (some of them seen on earlier days)
+            rest = np.setdiff1d(np.arange(400), taken)
+            taken = np.concatenate([rng.permutation(taken)[30:], rng.choice(rest, 40, False)])
+        vecs = {"text": (np.arange(len(taken)), pool[taken])}
+        full = link_campaigns(vecs, {"text": "cosine"}, len(taken), {"text": 0.9})
+        cache = LinkCache(path, rules)
+        kept = link_campaigns(
+            vecs,
+            {"text": "cosine"},
+            len(taken),
+            {"text": 0.9},
+            keys={"text": [keys[i] for i in taken]},
+            links=cache,
+        )
+        cache.save()
+        assert _partition(kept) == _partition(full)
+        assert len(_partition(full)) < len(taken) - 20  # campaigns of several items
+        if day:
+            assert cache.known("text")  # the last queue's links were read and used
+    # Other rules (thresholds): the stored links are not used.
+    assert not LinkCache(path, {"t": 0.8}).known("text")
+
+
+def test_a_cosine_link_does_not_depend_on_what_else_is_searched():
+    rng = np.random.default_rng(1)
+    x = _unit(rng.normal(size=(64, 8)))
+    x[1] = _unit(x[0:1] + 0.3 * rng.normal(size=(1, 8)))[0]
+    t = float(x[0] @ x[1])  # a pair exactly at the threshold (in float64)
+    alone = radius_graph(x[:2], "cosine", t).tocsr()
+    among = radius_graph(x, "cosine", t).tocsr()
+    assert alone[0, 1] == among[0, 1]
 
 
 def test_campaign_columns_and_campaign_view():

@@ -34,6 +34,14 @@ def assert_same_queue(got, want) -> None:
     )
     for key in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued"):
         assert got.report[key] == want.report[key], key
+    # Every piece of evidence, bit for bit: a standing index's sweeps take neighbourhoods
+    # (recall/neighbours.py) and campaign links (rank/sweep_cache.py) from the last sweep.
+    assert got.candidates.column_names == want.candidates.column_names
+    for name in got.candidates.column_names:
+        a, b = got.candidates[name].to_pylist(), want.candidates[name].to_pylist()
+        assert all(x == y or (x != x and y != y) for x, y in zip(a, b, strict=True)), name
+    for name in ("campaign_id", "campaign_size", "campaign_rank", "slot", "slot_reason"):
+        assert got.queue[name].to_pylist() == want.queue[name].to_pylist(), name
     # Reasons too: a standing index's sweeps reuse the last sweep's phrase attributions
     # (rank/reasons_cache.py), a fresh sweep computes them all.
     for name in EXPLANATION_SCHEMA.names:
@@ -98,7 +106,11 @@ def test_any_sequence_of_updates_equals_a_fresh_sweep(
                 promote_options="default",
             )
         inv = _apply(inv, step, pool, counter)
-        sweep(inv, day_seeds, hashing_model, out_dir=root / f"d{day}", index_dir=standing, **SWEEP)
+        today = sweep(
+            inv, day_seeds, hashing_model, out_dir=root / f"d{day}", index_dir=standing, **SWEEP
+        )
+        scratch = sweep(inv, day_seeds, hashing_model, out_dir=root / f"s{day}", **SWEEP)
+        assert_same_queue(today, scratch)
         # After every step the standing index holds what a rebuild of the day would.
         got = StandingIndex(standing).load()
         fresh = build_index(inv, root / f"ref{day}", signals=[hashing_signal], show_progress=False)

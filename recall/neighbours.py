@@ -1,0 +1,229 @@
+"""Each item's nearest inventory neighbours, kept from one sweep over a standing index to the next.
+
+recall's neighbourhood evidence (``density``, ``neighbour_sim``: ``NEIGHBOURHOOD_EVIDENCE``)
+summarises a candidate's ``DENSITY_K`` nearest items in the whole inventory. A search of the
+inventory for every candidate was, after the embedding, the largest cost of a daily sweep that
+embeds little. Its result for an item changes only if the item changed, if one of its
+neighbours left or changed, or if a new item comes closer than they are. So a sweep over a
+standing index keeps, per recalled item, its neighbours (ids, content keys, similarities) and
+the content key of every item the inventory held (``NeighbourMemo``, next to the standing
+index: ``cache/neighbours.parquet``); the next sweep searches, for an item whose content is
+unchanged, only the items new since then (``fresh``), and merges them with its stored
+neighbours that are still there.
+
+A stored list holds a few more than ``DENSITY_K`` (``STORED``) and the level it is complete to
+(``complete_to``: every item of that inventory more similar than it is in the list). Merged
+with the fresh items' nearest (complete to their own level), the result is exact above the
+higher of the two levels; where that leaves fewer than ``DENSITY_K`` (several neighbours left
+or changed), the item's neighbourhood is searched whole.
+
+For this to equal a search of the whole inventory, a neighbour's similarity must not depend on
+what else was searched with it: FAISS proposes neighbours in float32 (a few more than needed)
+and each similarity is then computed in float64 pair by pair (``pair_inner_products``;
+recall's ``_SignalState._pair_scores`` does the same for a whole block). Only
+exact (``Flat``) cosine indexes of a standing index's version (which records content keys)
+take part; any other index is searched whole, as before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from riskrank.index.store import SignalIndex
+from riskrank.index.tables import write_parquet
+
+log = logging.getLogger(__name__)
+
+FILE = "cache/neighbours.parquet"
+KEYS = "keys.parquet"  # index/standing.py: a version's content key per position
+SCHEMA = pa.schema(
+    [
+        pa.field("signal", pa.string()),
+        pa.field("item_id", pa.string()),  # every item of that sweep's inventory, in position order
+        pa.field("key", pa.string()),
+        # positions (rows of this signal here) of its nearest items, best first; null: the
+        # item's own neighbours were not needed
+        pa.field("neighbours", pa.list_(pa.int32())),
+        pa.field("similarities", pa.list_(pa.float64())),
+        pa.field("complete_to", pa.float64()),
+    ]
+)
+
+
+def pair_inner_products(a: np.ndarray, b: np.ndarray, block: int = 8192) -> np.ndarray:
+    """Row-by-row dot products in float64 (products of float32 values are exact there); each
+    row's value depends on that row's two vectors only, not on the rows around it."""
+    out = np.empty(len(a), np.float64)
+    for i in range(0, len(a), block):
+        x = np.asarray(a[i : i + block], np.float64)
+        out[i : i + block] = (x * np.asarray(b[i : i + block], np.float64)).sum(axis=1)
+    return out
+
+
+def content_keys(si: SignalIndex) -> list[str] | None:
+    """The content key of every position of a standing index version's signal (None for an
+    index made otherwise)."""
+    directory = getattr(si, "directory", None)
+    path = Path(directory) / KEYS if directory is not None else None
+    if path is None or not path.exists():
+        return None
+    keys = pq.read_table(path, columns=["content_key"]).column("content_key").to_pylist()
+    return keys if len(keys) == len(si.ids) else None
+
+
+class NeighbourMemo:
+    """The last sweep's neighbours (read from ``path``) and this sweep's (``save``).
+
+    ``rules``: what the stored neighbours mean (how many, how scored); a file written under
+    other rules is not used.
+    """
+
+    def __init__(self, path: str | Path, rules: dict) -> None:
+        self.path = Path(path)
+        self.rules = json.dumps(rules, sort_keys=True)
+        self._stored: dict[str, pa.Table] = {}
+        self._now: dict[str, SignalNeighbours] = {}
+        self._read()
+
+    def for_signal(self, name: str, si: SignalIndex) -> SignalNeighbours | None:
+        """Today's view for one signal (None where it cannot take part: no content keys)."""
+        keys = content_keys(si)
+        if keys is None:
+            return None
+        view = SignalNeighbours([str(i) for i in si.ids], keys, self._stored.get(name))
+        self._now[name] = view
+        return view
+
+    def save(self) -> None:
+        tables = [view.table(name) for name, view in self._now.items()]
+        if not tables:
+            return
+        table = pa.concat_tables(tables).replace_schema_metadata({"rules": self.rules})
+        try:
+            write_parquet(table, self.path)
+        except OSError as exc:
+            log.warning("could not write the neighbours cache %s (%s)", self.path, exc)
+
+    def _read(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            table = pq.read_table(self.path)
+            if table.schema.remove_metadata() != SCHEMA:
+                raise ValueError("its columns are not this riskrank's")
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            log.warning("ignoring the neighbours cache %s (%s)", self.path, exc)
+            return
+        if (table.schema.metadata or {}).get(b"rules") != self.rules.encode():
+            return
+        for name in pc.unique(table.column("signal")).to_pylist():
+            self._stored[name] = table.filter(pc.equal(table.column("signal"), name))
+
+
+class SignalNeighbours:
+    """One signal's stored neighbours (the last sweep's positions), mapped to today's."""
+
+    def __init__(self, ids: list[str], keys: list[str], stored: pa.Table | None) -> None:
+        self.ids, self.keys = ids, keys
+        n = len(ids)
+        # today's position -> the last sweep's position of the same item and content (-1: new)
+        self.before = np.full(n, -1, np.int64)
+        self._stored = stored
+        self.to_today = np.zeros(0, np.int64)
+        if stored is not None and stored.num_rows:
+            old_ids = stored.column("item_id").to_pylist()
+            old_keys = stored.column("key").to_pylist()
+            old_pos = {(i, k): q for q, (i, k) in enumerate(zip(old_ids, old_keys))}
+            self.before = np.array([old_pos.get(ik, -1) for ik in zip(ids, keys)], np.int64)
+            self.to_today = np.full(len(old_ids), -1, np.int64)
+            known = self.before >= 0
+            self.to_today[self.before[known]] = np.flatnonzero(known)
+        self.fresh = np.flatnonzero(self.before < 0)
+        self._rows: list[np.ndarray] = []
+        self._lists: list[tuple] = []
+
+    def stored(self, positions: np.ndarray, width: int):
+        """For those of ``positions`` (today) whose content is as it was and whose neighbours
+        were stored: (their positions, neighbours as today's positions (-1: gone or changed
+        since, or none), similarities, complete-to levels), ``width`` columns."""
+        empty = np.zeros(0, np.int64)
+        if self._stored is None or not len(positions):
+            return empty, np.zeros((0, width), np.int64), np.zeros((0, width)), np.zeros(0)
+        old = self.before[positions]
+        lists = self._stored.column("neighbours")
+        has = old >= 0
+        has[has] = pc.is_valid(lists.take(pa.array(old[has]))).to_numpy(zero_copy_only=False)
+        rows, old = positions[has], old[has]
+        nbr = self._stored.column("neighbours").take(pa.array(old)).combine_chunks()
+        sim = self._stored.column("similarities").take(pa.array(old)).combine_chunks()
+        lens = np.diff(nbr.offsets.to_numpy())
+        out_pos = np.full((len(rows), width), -1, np.int64)
+        out_sim = np.full((len(rows), width), -np.inf)
+        at = (np.repeat(np.arange(len(rows)), lens), _ranks(lens))
+        flat_nbr = pc.list_flatten(nbr).to_numpy().astype(np.int64)
+        out_pos[at] = self.to_today[flat_nbr]
+        out_sim[at] = pc.list_flatten(sim).to_numpy()
+        out_sim[out_pos < 0] = -np.inf
+        levels = (
+            self._stored.column("complete_to").take(pa.array(old)).to_numpy(zero_copy_only=False)
+        )
+        return rows, out_pos, out_sim, np.nan_to_num(levels, nan=-np.inf)
+
+    def record(self, rows, nbr_positions, sims, count, levels) -> None:
+        """Each of ``rows``' first ``count`` neighbours (today's positions, best first) and
+        the level its list is complete to."""
+        self._rows.append(np.asarray(rows, np.int64))
+        self._lists.append((nbr_positions, sims, np.asarray(count), np.asarray(levels)))
+
+    def table(self, name: str) -> pa.Table:
+        """Today's inventory with the neighbours this sweep found, as stored."""
+        n = len(self.ids)
+        offsets = np.zeros(n + 1, np.int64)
+        lengths = np.zeros(n, np.int64)
+        level = np.full(n, np.nan)
+        nbr_of: dict[int, tuple] = {}
+        for rows, (nbrs, sims, count, lev) in zip(self._rows, self._lists):
+            for j, p in enumerate(rows):
+                nbr_of[int(p)] = (nbrs[j, : count[j]], sims[j, : count[j]])
+            lengths[rows] = count
+            level[rows] = lev
+        has = np.zeros(n, bool)
+        has[list(nbr_of)] = True
+        offsets[1:] = np.cumsum(lengths)
+        order = sorted(nbr_of)
+        flat_nbr = np.concatenate([nbr_of[p][0] for p in order] or [np.zeros(0, np.int64)])
+        flat_sim = np.concatenate([nbr_of[p][1] for p in order] or [np.zeros(0)])
+        mask = pa.array(~has)
+        neighbours = pa.ListArray.from_arrays(
+            pa.array(offsets, pa.int32()), pa.array(flat_nbr, pa.int32()), mask=mask
+        )
+        similarities = pa.ListArray.from_arrays(
+            pa.array(offsets, pa.int32()), pa.array(flat_sim, pa.float64()), mask=mask
+        )
+        return pa.table(
+            {
+                "signal": pa.array([name] * n, pa.string()),
+                "item_id": pa.array(self.ids, pa.string()),
+                "key": pa.array(self.keys, pa.string()),
+                "neighbours": neighbours,
+                "similarities": similarities,
+                "complete_to": pa.array(np.where(has, level, np.nan), pa.float64(), mask=~has),
+            },
+            schema=SCHEMA,
+        )
+
+
+def _ranks(lengths: np.ndarray) -> np.ndarray:
+    """0, 1, ... within each run of ``lengths``."""
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.arange(int(lengths.sum())) - starts
+
+
+__all__ = ["FILE", "NeighbourMemo", "SignalNeighbours", "content_keys", "pair_inner_products"]
