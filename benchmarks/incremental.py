@@ -222,7 +222,23 @@ def compare_queues(a: str, b: str) -> dict:
         "max_rank_shift": max(shifts, default=0),
         "max_abs_probability_diff": max((abs(pa_[k] - pb[k]) for k in common), default=0.0),
         **same_reasons(qa, qb, ka, kb, common),
+        **same_candidates(Path(a), Path(b)),
     }
+
+
+def same_candidates(a: Path, b: Path) -> dict:
+    """Whether both sweeps' candidate tables (every evidence column, e.g. the density that a
+    standing index's sweep merges from the last sweep's neighbourhoods) are equal bit for bit;
+    the columns that differ, if any."""
+    ca, cb = pq.read_table(a / "candidates.parquet"), pq.read_table(b / "candidates.parquet")
+    if ca.column_names != cb.column_names or ca.num_rows != cb.num_rows:
+        return {"candidates_identical": False, "candidate_columns_differing": ["(shape)"]}
+    differ = []
+    for name in ca.column_names:
+        x, y = ca[name].to_pylist(), cb[name].to_pylist()
+        if not all(u == v or (u != u and v != v) for u, v in zip(x, y)):
+            differ.append(name)
+    return {"candidates_identical": not differ, "candidate_columns_differing": differ}
 
 
 def same_reasons(qa: pa.Table, qb: pa.Table, ka: list, kb: list, common: set) -> dict:
@@ -411,7 +427,8 @@ def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
         + ".",
         "",
         "| day | sweep | items embedded | wall s | index s (read / embed / index) | recall s "
-        "| rank s | queue + reasons s | peak RSS MiB | ratio to scratch: wall (index+recall+rank) "
+        "| rank s | queue + reasons s | peak RSS MiB | ratio to scratch: wall / CPU "
+        "(index+recall+rank wall) "
         "| queue equal |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -425,7 +442,8 @@ def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
             parts = " / ".join(str(up.get(k, "-")) for k in ("read", "embed", "index"))
             ratio = ""
             if kind == "standing" and "ratio_wall" in d:
-                ratio = f"{d['ratio_wall']:.3f} ({d['ratio_staged']:.3f})"
+                cpu = r["cpu_s"] / d["scratch"]["cpu_s"]
+                ratio = f"{d['ratio_wall']:.3f} / {cpu:.3f} ({d['ratio_staged']:.3f})"
             staged = st["index"] + st["recall"] + st["rank"]
             post = round(st.get("queue", 0) + st.get("reasons", 0), 2) or round(
                 r["wall_s"] - staged, 1
@@ -444,6 +462,12 @@ def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
                     equal += (
                         f"; reasons identical on {q['reasons_identical_rows']:,} of "
                         f"{q['common_rows']:,} common rows"
+                    )
+                if "candidates_identical" in q:
+                    equal += (
+                        "; candidate evidence identical"
+                        if q["candidates_identical"]
+                        else f"; candidate columns differing: {q['candidate_columns_differing']}"
                     )
             lines.append(
                 f"| {day} | {kind} | {r['embedded']:,} | {r['wall_s']} | {st['index']} ({parts}) "
@@ -468,8 +492,9 @@ def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
         "Wall = the worker's whole sweep call. `queue + reasons` is the queue, campaign/slot "
         "arrangement and reasons step. A standing index's sweeps reuse the last sweep's "
         "text-only work (rank/sweep_cache.py: the lexical probe's n-gram scores in recall, the "
-        "phrase attributions of the reasons) for texts they saw before; a from-scratch sweep "
-        "has no such cache. Reasons attributed / reused per sweep: "
+        "phrase attributions of the reasons) for texts they saw before, and its neighbourhoods "
+        "and campaign links for contents it saw (recall/neighbours.py, LinkCache); a "
+        "from-scratch sweep has no such cache. Reasons attributed / reused per sweep: "
         + "; ".join(
             f"{day} {kind}: {d[kind].get('reasons')}"
             for day, d in res["days"].items()

@@ -14,8 +14,9 @@ next to the standing index (``cache/``), and reused by the next sweep:
   queue, by content key (a key names the content and the encoder that embedded it); a link is a
   function of the two vectors alone, so the next sweep searches only contents new to it.
 
-Everything else (embeddings aside) depends on the day's inventory and seeds (ranks,
-densities and the sweep's pseudo-label probe are inventory-relative) and is recomputed. A
+Neighbourhoods (the density evidence) are kept by recall/neighbours.py in the same
+directory. Everything else (embeddings aside) depends on the day's inventory and seeds (ranks,
+z-scores and the sweep's pseudo-label probe are inventory-relative) and is recomputed. A
 sweep with these files therefore gives the queue and reasons a sweep without them gives,
 bit for bit; copies of one text in one queue are attributed once even without them.
 

@@ -4,6 +4,8 @@ final inventory, item by item; new seeds run retroactively without re-embedding.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -143,6 +145,34 @@ def test_day_two_reports_what_it_embedded(tmp_path, inventory_items, seeds, hash
     reasons = day1.report["reasons"]
     assert day0.report["reasons"]["reused"] == 0 and reasons["reused"] > 0
     assert 0 < reasons["attributed"] < day0.report["reasons"]["attributed"]
+
+
+def test_unreadable_or_foreign_caches_only_mean_the_work_is_done_again(
+    tmp_path, inventory_items, seeds, hashing_model
+):
+    inv = inventory_items.drop(["label"])
+    st = tmp_path / "st"
+    sweep(inv, seeds, hashing_model, out_dir=tmp_path / "d0", index_dir=st, **SWEEP)
+    for name in ("neighbours.parquet", "links.parquet"):
+        assert (st / "cache" / name).exists()
+    (st / "cache" / "neighbours.parquet").write_bytes(b"not parquet")
+    pq.write_table(pa.table({"x": [1]}), st / "cache" / "links.parquet")
+    edited = inv.set_column(
+        1,
+        "text",
+        pa.array([f"edited: {t}" if i < 5 else t for i, t in enumerate(inv["text"].to_pylist())]),
+    )
+    warned = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warned.append(record.getMessage())
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        got = sweep(edited, seeds, hashing_model, out_dir=tmp_path / "d1", index_dir=st, **SWEEP)
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    assert any("ignoring the neighbours cache" in w for w in warned), warned
+    assert any("ignoring the campaign links cache" in w for w in warned), warned
+    assert_same_queue(got, sweep(edited, seeds, hashing_model, out_dir=tmp_path / "s", **SWEEP))
 
 
 def test_new_seeds_run_retroactively_without_embedding_inventory(
