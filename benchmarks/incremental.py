@@ -384,14 +384,17 @@ def rerun_day1(kept: Path, out: Path) -> dict:
     }
 
 
-def rerun_lines(r: dict | None) -> list[str]:
-    if not r:
-        return []
+def rerun_lines(reruns: list[dict]) -> list[str]:
+    """One paragraph per ``--rerun-day1`` (each one is kept: this machine's speed varies)."""
+    return [line for n, r in enumerate(reruns, 1) for line in _rerun_lines(r, n)]
+
+
+def _rerun_lines(r: dict, n: int) -> list[str]:
     q = r["queue"]
     st, sc = r["standing"], r["scratch"]
     return [
         "",
-        "**Day 1 re-measured back to back** (`--rerun-day1 KEPT_RUN`: the day-0 version "
+        f"**Day 1 re-measured back to back, {n}** (`--rerun-day1 KEPT_RUN`: the day-0 version "
         "restored, day 0's sweep re-run on it to rebuild its cache, then day 1's standing and "
         "scratch sweeps one after the other; load average before/between/after: "
         f"{r['load']}): standing {st['embedded']:,} embedded, wall {st['wall_s']} s, CPU "
@@ -400,9 +403,20 @@ def rerun_lines(r: dict | None) -> list[str]:
         f"{r['ratio_wall']:.3f}, CPU {r['ratio_cpu']:.3f}. Queues: "
         + ("identical" if q["same_rows_same_order"] else "differ")
         + f" ({q['rows'][1]:,} rows; reasons identical on {q.get('reasons_identical_rows', 0):,}"
-        f" of {q.get('common_rows', 0):,}).",
+        f" of {q.get('common_rows', 0):,}"
+        + (
+            "; candidate evidence identical"
+            if q.get("candidates_identical")
+            else f"; candidate columns differing: {q.get('candidate_columns_differing', '?')}"
+        )
+        + ").",
         "",
     ]
+
+
+def reruns(res: dict) -> list[dict]:
+    """The kept ``--rerun-day1`` results (older files kept one, as ``day1_rerun``)."""
+    return res.get("day1_reruns") or ([res["day1_rerun"]] if res.get("day1_rerun") else [])
 
 
 def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
@@ -504,7 +518,7 @@ def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
         + ".",
         *[f"\nNote: {n}" for n in res.get("notes", [])],
         "",
-        *rerun_lines(res.get("day1_rerun")),
+        *rerun_lines(reruns(res)),
         "Goals: day 1 <= 10% of a full sweep, day 2 <= 5%, queues equal to the from-scratch "
         "sweeps. Index actions: "
         + "; ".join(
@@ -534,7 +548,10 @@ def main() -> None:
         return
     if args.rerun_day1:
         res = json.loads((RESULTS / "incremental.json").read_text())
-        res["day1_rerun"] = rerun_day1(Path(args.rerun_day1), Path(args.rerun_day1 + "-day1"))
+        res["day1_reruns"] = reruns(res) + [
+            rerun_day1(Path(args.rerun_day1), Path(args.rerun_day1 + "-day1"))
+        ]
+        res.pop("day1_rerun", None)
         (RESULTS / "incremental.json").write_text(json.dumps(res, indent=2))
         text = markdown(res, args, res["load_before"], res["load_after"], res["seconds"])
         (RESULTS / "incremental.md").write_text(text)
