@@ -6,6 +6,7 @@ file/directory, and hands back pyarrow Tables (``.to_pandas()`` / ``polars.from_
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,38 @@ def write_parquet(table: pa.Table, path: str | Path) -> Path:
     pq.write_table(table, tmp)
     tmp.replace(path)
     return path
+
+
+def read_cache_table(
+    path: Path,
+    schema: pa.Schema,
+    what: str,
+    log: logging.Logger,
+    *,
+    stamp: tuple[str, str] | None = None,
+) -> pa.Table | None:
+    """A cache file written by ``write_cache_table``: None when it is absent, was made under
+    another ``stamp`` (metadata key, value), or cannot be read or has other columns (then
+    with a warning on the caller's ``log``): a cache can slow a sweep down, never break it."""
+    if not path.exists():
+        return None
+    try:
+        table = pq.read_table(path)
+        if table.schema.remove_metadata() != schema.remove_metadata():
+            raise ValueError("its columns are not this riskrank's")
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        log.warning("ignoring the %s %s (%s)", what, path, exc)
+        return None
+    if stamp is not None and (table.schema.metadata or {}).get(stamp[0].encode()) != (
+        stamp[1].encode()
+    ):
+        return None
+    return table
+
+
+def write_cache_table(table: pa.Table, path: Path, what: str, log: logging.Logger) -> None:
+    """``write_parquet``; a failure (e.g. a read-only directory) is only warned about."""
+    try:
+        write_parquet(table, path)
+    except OSError as exc:
+        log.warning("could not write the %s %s (%s)", what, path, exc)

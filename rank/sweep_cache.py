@@ -35,10 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from riskrank.index.content_digest import key_digest
-from riskrank.index.tables import write_parquet
+from riskrank.index.tables import read_cache_table, write_cache_table
 from riskrank.rank.phrases import Span
 from riskrank.recall.lexical import FEATURE as LEXICAL_FEATURE
 from riskrank.recall.lexical import LexicalProbe, score_key
@@ -139,22 +138,11 @@ class SpanCache:
         keys = list(self.used)
         spans = [[_span_row(s) for s in self.used[k]] for k in keys]
         table = pa.table({"key": keys, "spans": spans}, schema=SCHEMA)
-        try:
-            write_parquet(table, self.path)
-        except OSError as exc:  # e.g. a read-only index directory: the sweep itself succeeded
-            log.warning("could not write the reasons cache %s (%s)", self.path, exc)
+        write_cache_table(table, self.path, "reasons cache", log)
 
     def _read(self) -> dict[str, list[Span]]:
-        if not self.path.exists():
-            return {}
-        try:
-            table = pq.read_table(self.path)
-            if table.schema.remove_metadata() != SCHEMA.remove_metadata():
-                raise ValueError("its columns are not this riskrank's")
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            log.warning(
-                "ignoring the reasons cache %s (%s): attributing every text", self.path, exc
-            )
+        table = read_cache_table(self.path, SCHEMA, "reasons cache (attributing every text)", log)
+        if table is None:
             return {}
         spans = table.column("spans").to_pylist()
         return {k: [Span(**s) for s in v] for k, v in zip(table.column("key").to_pylist(), spans)}
@@ -216,23 +204,15 @@ class LinkCache:
             cols["key"] += [r[0] for r in rows]
             cols["partner"] += [r[1] for r in rows]
         table = pa.table(cols, schema=LINKS_SCHEMA.with_metadata({"rules": self.rules}))
-        try:
-            write_parquet(table, self.path)
-        except OSError as exc:
-            log.warning("could not write the campaign links cache %s (%s)", self.path, exc)
+        write_cache_table(table, self.path, "campaign links cache", log)
 
     def _read(self) -> None:
-        if not self.path.exists():
+        # Links made under other thresholds are not read.
+        table = read_cache_table(
+            self.path, LINKS_SCHEMA, "campaign links cache", log, stamp=("rules", self.rules)
+        )
+        if table is None:
             return
-        try:
-            table = pq.read_table(self.path)
-            if table.schema.remove_metadata() != LINKS_SCHEMA:
-                raise ValueError("its columns are not this riskrank's")
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            log.warning("ignoring the campaign links cache %s (%s)", self.path, exc)
-            return
-        if (table.schema.metadata or {}).get(b"rules") != self.rules.encode():
-            return  # links under other thresholds
         cols = [table.column(c).to_pylist() for c in ("signal", "key", "partner")]
         for signal, key, partner in zip(*cols):
             if partner is None:
@@ -248,17 +228,14 @@ class LexicalMemo:
         self.path, self.model_id = Path(path), model_id
 
     def load(self) -> dict[str, float]:
-        if not self.model_id or not self.path.exists():
+        if not self.model_id:
             return {}
-        try:
-            table = pq.read_table(self.path)
-            if table.schema.remove_metadata() != LEXICAL_SCHEMA:
-                raise ValueError("its columns are not this riskrank's")
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            log.warning("ignoring the lexical cache %s (%s)", self.path, exc)
+        # Another model's probe scores are not read.
+        table = read_cache_table(
+            self.path, LEXICAL_SCHEMA, "lexical cache", log, stamp=("model", self.model_id)
+        )
+        if table is None:
             return {}
-        if (table.schema.metadata or {}).get(b"model") != self.model_id.encode():
-            return {}  # another model's probe
         return dict(zip(table.column("key").to_pylist(), table.column("score").to_pylist()))
 
     def save(self, candidates: pa.Table, probe: LexicalProbe | None) -> None:
@@ -276,10 +253,7 @@ class LexicalMemo:
             {"key": list(memo), "score": pa.array(list(memo.values()), pa.float32())},
             schema=LEXICAL_SCHEMA.with_metadata({"model": self.model_id}),
         )
-        try:
-            write_parquet(table, self.path)
-        except OSError as exc:
-            log.warning("could not write the lexical cache %s (%s)", self.path, exc)
+        write_cache_table(table, self.path, "lexical cache", log)
 
 
 __all__ = [

@@ -19,9 +19,8 @@ or changed), the item's neighbourhood is searched whole.
 
 For this to equal a search of the whole inventory, a neighbour's similarity must not depend on
 what else was searched with it: FAISS proposes neighbours in float32 (a few more than needed)
-and each similarity is then computed in float64 pair by pair (``pair_inner_products``;
-recall's ``_SignalState._pair_scores`` does the same for a whole block). Only
-exact (``Flat``) cosine indexes of a standing index's version (which records content keys)
+and each similarity is then computed in float64 pair by pair (``pair_inner_products``).
+Only exact (``Flat``) cosine indexes of a standing index's version (which records content keys)
 take part; any other index is searched whole, as before.
 """
 
@@ -36,13 +35,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from riskrank.index.standing import KEYS
 from riskrank.index.store import SignalIndex
-from riskrank.index.tables import write_parquet
+from riskrank.index.tables import read_cache_table, write_cache_table
 
 log = logging.getLogger(__name__)
 
 FILE = "cache/neighbours.parquet"
-KEYS = "keys.parquet"  # index/standing.py: a version's content key per position
 SCHEMA = pa.schema(
     [
         pa.field("signal", pa.string()),
@@ -106,22 +105,13 @@ class NeighbourMemo:
         if not tables:
             return
         table = pa.concat_tables(tables).replace_schema_metadata({"rules": self.rules})
-        try:
-            write_parquet(table, self.path)
-        except OSError as exc:
-            log.warning("could not write the neighbours cache %s (%s)", self.path, exc)
+        write_cache_table(table, self.path, "neighbours cache", log)
 
     def _read(self) -> None:
-        if not self.path.exists():
-            return
-        try:
-            table = pq.read_table(self.path)
-            if table.schema.remove_metadata() != SCHEMA:
-                raise ValueError("its columns are not this riskrank's")
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            log.warning("ignoring the neighbours cache %s (%s)", self.path, exc)
-            return
-        if (table.schema.metadata or {}).get(b"rules") != self.rules.encode():
+        table = read_cache_table(
+            self.path, SCHEMA, "neighbours cache", log, stamp=("rules", self.rules)
+        )
+        if table is None:
             return
         for name in pc.unique(table.column("signal")).to_pylist():
             self._stored[name] = table.filter(pc.equal(table.column("signal"), name))

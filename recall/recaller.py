@@ -32,13 +32,13 @@ from riskrank.recall.candidates import (
 )
 from riskrank.recall.history import ReviewedExemplars
 from riskrank.recall.lexical import LexicalProbe
-from riskrank.recall.neighbours import NeighbourMemo, SignalNeighbours
+from riskrank.recall.neighbours import NeighbourMemo, SignalNeighbours, pair_inner_products
 from riskrank.recall.seeds import SeedSet
 
 DENSITY_K = 10
-# What a stored neighbourhood means (recall/neighbours.py): bump when the rule changes.
 MARGIN = 8  # neighbours fetched beyond DENSITY_K: float32 proposes, float64 decides
 STORED = DENSITY_K + 4  # neighbours kept for the next sweep (recall/neighbours.py)
+# What a stored neighbourhood means (recall/neighbours.py): change it when the rule changes.
 NEIGHBOUR_RULES = {
     "k": DENSITY_K,
     "stored": STORED,
@@ -135,10 +135,10 @@ class _SignalState:
         pair by pair: a value does not depend on the other pairs computed with it."""
         out = np.full(nbrs.shape, -np.inf)
         for i in range(0, len(rows), block):
-            q = np.asarray(self.vectors[rows[i : i + block].tolist()], np.float64)
             n = nbrs[i : i + block]
-            v = np.asarray(self.vectors[np.maximum(n, 0).ravel().tolist()], np.float64)
-            sims = (q[:, None, :] * v.reshape(*n.shape, -1)).sum(-1)
+            q = np.asarray(self.vectors[np.repeat(rows[i : i + block], n.shape[1]).tolist()])
+            v = np.asarray(self.vectors[np.maximum(n, 0).ravel().tolist()])
+            sims = pair_inner_products(q, v).reshape(n.shape)
             out[i : i + block] = np.where(n >= 0, sims, -np.inf)
         return out
 
