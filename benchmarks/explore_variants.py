@@ -174,13 +174,17 @@ def summary_rows(results: dict) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sets", default="insults")
+    ap.add_argument("--sets", default=None, help="default insults (or the --data sets)")
+    quality.add_data_options(ap)
     ap.add_argument("--variants", default="library")
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--first-trial", type=int, default=0)
     ap.add_argument("--max-rounds", type=int, default=40)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    args.sets = args.sets or ",".join(
+        quality.register_data(args.data, args.cold_from) or ["insults"]
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     library = quality.library_state()

@@ -38,6 +38,9 @@ fitted without the cold-start booster, which a policy with history never uses. M
 before, 96 s after (load average 7-9).
 
     .venv/bin/python benchmarks/replay.py [--trials 5] [--max-rounds 40]
+    # on a labelled set of your own (item_id, text, label; see quality.read_labelled), its
+    # round 0 ranked by a model of SpamAssassin's history; results under runs/replay/:
+    .venv/bin/python benchmarks/replay.py --data mine=labelled.parquet [--cold-from insults]
 """
 
 from __future__ import annotations
@@ -619,9 +622,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--trials", type=int, default=5)
     p.add_argument("--max-rounds", type=int, default=40)
-    p.add_argument("--sets", default="spamassassin,insults")
+    p.add_argument("--sets", default=None, help="default spamassassin,insults (or the --data sets)")
     p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument(
+        "--out",
+        default=None,
+        help="default benchmarks/results (runs/replay with --data: the committed results stay)",
+    )
+    quality.add_data_options(p)
     p.add_argument(
         "--check-cache",
         action="store_true",
@@ -658,12 +666,17 @@ def main() -> None:
         "parallel) into replay.{json,md,png}",
     )
     args = p.parse_args()
+    own = quality.register_data(args.data, args.cold_from)
+    args.sets = args.sets or ",".join(own or quality.SHIPPED)
+    args.out = args.out or str(ROOT / ("runs/replay" if own else "benchmarks/results"))
     if args.combine:
         return combine(args)
     # The code this process imported: later commits are not re-imported by a running replay.
     args.library = quality.library_state()
     signal = TextEmbeddingSignal()
     names = args.sets.split(",")
+    if unknown := [n for n in names if n not in quality.POLICY]:
+        p.error(f"unknown set(s) {unknown}: spamassassin, insults or a --data NAME")
     data = {n: Set(n, signal) for n in {*names, *(quality.OTHER[n] for n in names)}}
     results: dict = {n: {m: [] for m in args.methods.split(",")} for n in names}
     if args.resume:
