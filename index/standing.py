@@ -81,7 +81,7 @@ from riskrank.index.manifest import (
 )
 from riskrank.index.schema import IMAGE_BYTES, ITEM_ID, quarantine_table, validate_inventory
 from riskrank.index.signals.base import IndexKind, Signal
-from riskrank.index.store import IndexMismatchError, InventoryIndex, SignalIndex
+from riskrank.index.store import KEYS, IndexMismatchError, InventoryIndex, SignalIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.index.vectors.faiss_index import choose_index_key
 from riskrank.index.vectors.hamming import choose_binary_index_key
@@ -92,7 +92,6 @@ log = logging.getLogger(__name__)
 STATE = "standing.json"
 VERSIONS = "versions"
 DELTA = "_delta"
-KEYS = "keys.parquet"
 KEEP_VERSIONS = 2
 RETRAIN_ADDED_SHARE = 0.5
 RETRAIN_IMBALANCE_GROWTH = 2.0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,10 @@ class IndexMismatchError(ValueError):
     """A query encoder differs from the one the index was built with."""
 
 
+# A standing index version's content key per position (written by index/standing.py).
+KEYS = "keys.parquet"
+
+
 @dataclass
 class SignalIndex:
     """One signal's part of an inventory index."""
@@ -90,6 +95,17 @@ class SignalIndex:
         if self.preloaded_vectors is None:
             self.preloaded_vectors = StoredVectors(self.directory / "vectors.npy")
         return self.preloaded_vectors
+
+    @cached_property
+    def content_keys(self) -> list[str] | None:
+        """The content key of every position where this is a standing index version
+        (index/standing.py writes ``keys.parquet``), else None; read once per loaded index
+        (recall's neighbourhoods and the campaign links both ask)."""
+        path = Path(self.directory) / KEYS if self.directory is not None else None
+        if path is None or not path.exists():
+            return None
+        keys = pq.read_table(path, columns=["content_key"]).column("content_key").to_pylist()
+        return keys if len(keys) == len(self.ids) else None
 
 
 class InventoryIndex:

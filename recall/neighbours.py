@@ -33,9 +33,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from riskrank.index.standing import KEYS
 from riskrank.index.store import SignalIndex
 from riskrank.index.tables import read_cache_table, write_cache_table
 
@@ -68,13 +66,8 @@ def pair_inner_products(a: np.ndarray, b: np.ndarray, block: int = 8192) -> np.n
 
 def content_keys(si: SignalIndex) -> list[str] | None:
     """The content key of every position of a standing index version's signal (None for an
-    index made otherwise)."""
-    directory = getattr(si, "directory", None)
-    path = Path(directory) / KEYS if directory is not None else None
-    if path is None or not path.exists():
-        return None
-    keys = pq.read_table(path, columns=["content_key"]).column("content_key").to_pylist()
-    return keys if len(keys) == len(si.ids) else None
+    index made otherwise; read once per loaded index: ``SignalIndex.content_keys``)."""
+    return getattr(si, "content_keys", None)
 
 
 class NeighbourMemo:
