@@ -6,7 +6,9 @@ with the file behind an ``image_path``, and of the encoder's ``describe()``). To
 key the current version holds reuse its vector; the others are embedded, each distinct content
 once (copies of one ad under many ids cost one embedding); items gone from the inventory, or
 named in a deletion list, leave the index. A changed text under the same id has another key, so
-it is always re-embedded: never stale.
+it is always re-embedded: never stale. Content another standing index holds under the same key
+(a ``donor``: the sweep's index when reviewed items join a model's history index) takes its
+vector from there instead of being embedded again.
 
 Layout::
 
@@ -116,6 +118,7 @@ class UpdateStats:
     removed: int = 0  # ids of the previous version gone from today's inventory (or deleted)
     embedded: int = 0  # distinct contents embedded by this update
     reused_vectors: int = 0  # (item, signal) vectors taken from the previous version
+    donated_vectors: int = 0  # (item, signal) vectors taken from the donor index
     shared_content: int = 0  # rows embedded through another row with the same content
     signals: dict[str, dict] = field(default_factory=dict)  # per signal: index action, why
     seconds: dict[str, float] = field(default_factory=dict)
@@ -228,6 +231,7 @@ class StandingIndex:
         signals: Sequence[Signal] | None = None,
         *,
         deletions: Iterable[object] | None = None,
+        donor: str | Path | None = None,
         engine: str | Engine = "local",
         key: str | None = None,
         max_memory: int | str = "4G",
@@ -239,7 +243,12 @@ class StandingIndex:
         (on ``engine``), drop what is gone or in ``deletions``, reuse every other vector.
 
         ``deletions``: item ids to take out even if the inventory still lists them; ids the
-        index never held are reported (``stats.deletions_unknown``), not an error. Returns the
+        index never held are reported (``stats.deletions_unknown``), not an error. ``donor``:
+        another standing index (or one of its versions) whose vector is taken for any content
+        it holds under the same content key instead of embedding that content again, e.g. a
+        sweep's index when its reviewed items join a model's history index. The key digests
+        the content and the encoder, so a donor made with other encoders offers nothing.
+        Returns the
         new version and what the update did; ``None`` instead of the stats when the current
         version was made from exactly this inventory, deletions and encoders (nothing is
         written then). See the module docstring for the guarantees.
@@ -255,9 +264,10 @@ class StandingIndex:
         version = (self.version or 0) + 1
         stats = UpdateStats(version)
         prev = self._previous(signals)
+        donated = _donor(donor, signals) if donor is not None else {}
         items, quarantined = self._read(inventory, signals, deletions, prev, stats)
         keys = {s.name: signal_content_keys(items, s) for s in signals}
-        plan = _plan(items, keys, prev, stats)
+        plan = _plan(items, keys, prev, stats, donated)
         stats.seconds["read"] = time.time() - t0
         delta = self._embed(items, plan, signals, engine, chunk_size, show_progress)
         stats.seconds["embed"] = time.time() - t0 - stats.seconds["read"]
@@ -267,7 +277,7 @@ class StandingIndex:
         t1 = time.time()
         written = _write_version(
             vdir, items, quarantined, keys, plan, prev, delta, signals, stats,
-            key=key, max_memory=max_memory,
+            key=key, max_memory=max_memory, donated=donated,
         )  # fmt: skip
         stats.seconds["index"] = time.time() - t1
         self._commit(version, written, digest)
@@ -365,17 +375,49 @@ class StandingIndex:
                 shutil.rmtree(old, ignore_errors=True)
 
 
+def _donor(donor: str | Path, signals: list[Signal]) -> dict[str, _Previous]:
+    """What the standing index (or version directory) ``donor`` offers each of ``signals``:
+    its ids, content keys and vectors (checksums verified). A donor made with another
+    encoder, or an index without content keys (not a standing one), offers nothing for that
+    signal; a directory that holds no index is refused."""
+    path = Path(donor)
+    if StandingIndex.is_standing(path):
+        path = StandingIndex(path).current_dir()
+    if not (path / MANIFEST).exists():
+        raise NotAStandingIndexError(f"donor {donor}: not an index")
+    out = {}
+    for signal in signals:
+        try:
+            index = InventoryIndex.load(path, signals={signal.name: signal}, use_gpu=False)
+        except IndexMismatchError as exc:
+            log.info("donor %s offers nothing for %r: %s", donor, signal.name, exc)
+            continue
+        si = index.signals.get(signal.name)
+        if si is None:
+            continue
+        if si.content_keys is None:  # an index built otherwise: nothing to match by
+            log.info("donor %s offers nothing for %r: no content keys", donor, signal.name)
+            continue
+        out[signal.name] = _Previous(si.ids, si.content_keys, si.vectors, si.evidence, None, {})
+    return out
+
+
 def _previous_signal(si: SignalIndex) -> _Previous:
     keys = pq.read_table(si.directory / KEYS).column("content_key").to_pylist()
     ivf = str(si.entry["index_key"]).startswith(("IVF", "BIVF")) and "shards" not in si.entry
     return _Previous(si.ids, keys, si.vectors, si.evidence, si.index if ivf else None, si.entry)
 
 
-def _plan(items: pa.Table, keys: dict[str, list[str]], prev: dict, stats: UpdateStats) -> dict:
-    """Which rows need embedding (one per distinct content no version holds), and for each
-    row the row it takes its new vectors from."""
+def _plan(
+    items: pa.Table, keys: dict[str, list[str]], prev: dict, stats: UpdateStats, donated: dict
+) -> dict:
+    """Which rows need embedding (one per distinct content neither the current version nor
+    the donor holds), and for each row the row it takes its new vectors from."""
     names = list(keys)
-    known = {n: set(prev[n].keys) if n in prev else set() for n in names}
+    known = {
+        n: {*(prev[n].keys if n in prev else ()), *(donated[n].keys if n in donated else ())}
+        for n in names
+    }
     rep_of: dict[tuple, int] = {}
     source = np.full(items.num_rows, -1, np.int64)  # row whose embedding this row uses
     for r in range(items.num_rows):
@@ -417,37 +459,48 @@ class _Assembled:
     evidence: dict[str, np.ndarray]
     old_position: np.ndarray  # per new position, the previous version's position or -1
     delta_position: np.ndarray  # per new position, the delta build's position or -1
-    sources: tuple  # (the previous version's vectors, the delta's), either may be None
+    donor_position: np.ndarray  # per new position, the donor's position or -1
+    sources: tuple  # (the previous version's vectors, the delta's, the donor's); any may be None
     width: int
     dtype: np.dtype
     vectors: StoredVectors | None = None
 
 
-def _assemble(signal: Signal, ids, keys: list[str], plan: dict, prev, delta) -> _Assembled:
+def _assemble(
+    signal: Signal, ids, keys: list[str], plan: dict, prev, delta, donor=None
+) -> _Assembled:
     """Vectors for every row of today's items: the previous version's where it holds the
     content (the item's own position when its content is unchanged, so that an IVF index
-    keeps its entry), else the delta's (the row the content was embedded through)."""
+    keeps its entry), else the donor's, else the delta's (the row the content was embedded
+    through)."""
     n = len(keys)
     old_pos_of = {k: p for p, k in enumerate(prev.keys)} if prev else {}
+    donor_pos_of = {k: p for p, k in reversed(list(enumerate(donor.keys)))} if donor else {}
     own_pos = {str(i): p for p, i in enumerate(prev.ids)} if prev else {}
     dsi = delta.signals.get(signal.name) if delta is not None else None
     delta_pos = {str(i): p for p, i in enumerate(dsi.ids)} if dsi is not None else {}
     embed_ids = plan["delta_ids"]
     old = np.full(n, -1, np.int64)
     new = np.full(n, -1, np.int64)
+    given = np.full(n, -1, np.int64)
     for r, k in enumerate(keys):
         p = own_pos.get(ids[r])
         if p is None or prev.keys[p] != k:
             p = old_pos_of.get(k)
         if p is not None:
             old[r] = p
+        elif k in donor_pos_of:
+            given[r] = donor_pos_of[k]
         elif plan["source"][r] >= 0:
             new[r] = delta_pos.get(embed_ids[int(plan["source"][r])], -1)
-    rows = np.flatnonzero((old >= 0) | (new >= 0))
-    evidence = _assemble_evidence(prev, dsi, old[rows], new[rows])
-    sources = (prev.vectors if prev else None, dsi.vectors if dsi is not None else None)
+    rows = np.flatnonzero((old >= 0) | (new >= 0) | (given >= 0))
+    evidence = _assemble_evidence(
+        ((prev and prev.evidence, old[rows]), (dsi and dsi.evidence, new[rows]),
+         (donor and donor.evidence, given[rows]))
+    )  # fmt: skip
+    sources = tuple(s.vectors if s is not None else None for s in (prev, dsi, donor))
     return _Assembled(
-        rows, [keys[r] for r in rows], evidence, old[rows], new[rows], sources,
+        rows, [keys[r] for r in rows], evidence, old[rows], new[rows], given[rows], sources,
         signal_width(signal), np.dtype(_dtype(signal)),
     )  # fmt: skip
 
@@ -461,8 +514,8 @@ def _write_vectors(path: Path, asm: _Assembled, block: int = 65_536) -> StoredVe
         for start in range(0, n, block):
             stop = min(n, start + block)
             part = np.empty((stop - start, asm.width), asm.dtype)
-            positions = (asm.old_position[start:stop], asm.delta_position[start:stop])
-            for pos, source in zip(positions, asm.sources):
+            positions = (asm.old_position, asm.delta_position, asm.donor_position)
+            for pos, source in zip((p[start:stop] for p in positions), asm.sources):
                 if (pos >= 0).any():
                     part[pos >= 0] = source[pos[pos >= 0]]
             part.tofile(f)
@@ -478,16 +531,16 @@ def _dtype(signal: Signal):
     return np.uint8 if signal.index_kind is IndexKind.BINARY_HASHES else np.float32
 
 
-def _assemble_evidence(prev, dsi, old: np.ndarray, new: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-item evidence columns of the new positions: taken from the previous version where
-    the vector was, else from the delta build."""
-    sources = [(t, pos) for t, pos in ((prev and prev.evidence, old), (dsi and dsi.evidence, new))]
+def _assemble_evidence(sources) -> dict[str, np.ndarray]:
+    """Per-item evidence columns of the new positions, from the (evidence table, position per
+    new position or -1) pairs of the sources their vectors came from (the previous version,
+    the delta build, the donor)."""
     cols = next((t.column_names for t, _ in sources if t is not None), None)
     if cols is None:
         return {}
     out = {}
     for name in (c for c in cols if c != ITEM_ID):
-        parts = np.empty(len(old), dtype=object)
+        parts = np.empty(len(sources[0][1]), dtype=object)
         for table, pos in sources:
             if table is not None:
                 values = table.column(name).to_numpy(zero_copy_only=False)
@@ -498,15 +551,19 @@ def _assemble_evidence(prev, dsi, old: np.ndarray, new: np.ndarray) -> dict[str,
 
 
 def _write_version(
-    vdir, items, quarantined, keys, plan, prev, delta, signals, stats, *, key, max_memory
+    vdir, items, quarantined, keys, plan, prev, delta, signals, stats, *, key, max_memory, donated
 ) -> Path:
     """Every file of the new version, the manifest last."""
     ids = np.asarray(items.column(ITEM_ID).to_pylist(), dtype=object)
     plan["delta_ids"] = {r: str(ids[r]) for r in plan["embed_rows"]}
     entries, indexed = {}, np.zeros(items.num_rows, bool)
     for signal in signals:
-        asm = _assemble(signal, ids, keys[signal.name], plan, prev.get(signal.name), delta)
+        asm = _assemble(
+            signal, ids, keys[signal.name], plan, prev.get(signal.name), delta,
+            donated.get(signal.name),
+        )  # fmt: skip
         stats.reused_vectors += int((asm.old_position >= 0).sum())
+        stats.donated_vectors += int((asm.donor_position >= 0).sum())
         indexed[asm.rows] = True
         entries[signal.name] = _write_signal(
             vdir / signal.name, signal, ids[asm.rows], asm, prev.get(signal.name), stats,

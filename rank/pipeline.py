@@ -102,6 +102,7 @@ def train(
     ranker: RiskRanker | None = None,
     lexical_probe: bool = True,
     engine: str | Engine = "local",
+    index_donor: str | Path | None = None,
     show_progress: bool = True,
 ) -> RiskModel:
     """Fit a RiskModel on reviewed history.
@@ -115,7 +116,8 @@ def train(
     precision that an automatic action must hold (default 0.95). ``engine``: where the
     reviewed items are embedded (``"local"``, ``"ray"`` or a configured engine); the history
     index is a standing index (index/standing.py), so a retrain after ``review import``
-    embeds only the newly reviewed items.
+    embeds only the newly reviewed items, and none whose vector ``index_donor`` (a sweep's
+    standing index, as ``review import`` passes it) holds for the same content and encoder.
     """
     model_dir = Path(model_dir)
     check_model_dir(model_dir)  # a user's own directory is refused before it is written to
@@ -129,6 +131,7 @@ def train(
         model_dir / "history_index",
         signals,
         engine=engine,
+        donor=index_donor,
         show_progress=show_progress,
     )
     # Reviews of items that could not be indexed take no part in training: count them.

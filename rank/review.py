@@ -381,9 +381,14 @@ def import_verdicts(
     from riskrank.rank.pipeline import train
 
     seed_history_index(Path(model_dir), out_dir)
+    # The reviewed items' vectors, where the sweep's standing index holds them, are not
+    # embedded again for the history index (matched by content and encoder).
+    sweep_items = _sweep_items_path(queue_path)
     model = train(
-        merged, seeds, out_dir, signals=old.signals, k=parent.get("k"), show_progress=show_progress
-    )
+        merged, seeds, out_dir, signals=old.signals, k=parent.get("k"),
+        index_donor=sweep_items.parent if sweep_items is not None else None,
+        show_progress=show_progress,
+    )  # fmt: skip
     # Re-saved with its parent's lineage and the verdict quarantine, sealed with the rest.
     model.info.update(lineage_info(merged, parent=parent))
     tables = {"history_quarantine": pq.read_table(out_dir / "history_quarantine.parquet")}

@@ -260,3 +260,44 @@ def test_an_update_opens_its_index_with_the_callers_encoder(tmp_path, monkeypatc
     monkeypatch.setattr("riskrank.index.store.signal_from_manifest", unavailable)
     _, stats = standing.update(_inventory(seed=1), [HashingTextSignal()], show_progress=False)
     assert stats is not None and standing.version == 2
+
+
+def test_a_donor_index_gives_the_vectors_of_content_it_holds(tmp_path):
+    """The history index takes reviewed items' vectors from the sweep's standing index: only
+    content the donor does not hold is embedded, and the result equals an embedding."""
+    inventory = _inventory()
+    sweep = StandingIndex(tmp_path / "sweep")
+    sweep.update(inventory, [HashingTextSignal()], show_progress=False)
+    # Reviewed: 30 of the swept items under their ids, one under another id (a copy), one new.
+    reviewed = pa.concat_tables(
+        [
+            inventory.slice(0, 30),
+            pa.table({"item_id": ["copy"], "text": [inventory["text"][40].as_py()]}),
+            pa.table({"item_id": ["fresh"], "text": ["a text no sweep has seen"]}),
+        ],
+        promote_options="permissive",
+    )
+    signal = CountingSignal()
+    got, stats = StandingIndex(tmp_path / "hist").update(
+        reviewed, [signal], donor=tmp_path / "sweep", show_progress=False
+    )
+    assert signal.embedded == ["a text no sweep has seen"] and stats.embedded == 1
+    assert stats.donated_vectors == 31
+    want = build_index(reviewed, tmp_path / "ref", signals=[HashingTextSignal()])
+    assert_same_index(got, want)
+    # A version directory is a donor too; so is nothing, for another encoder's keys.
+    other = CountingSignal(salt="v2")
+    _, stats = StandingIndex(tmp_path / "hist2").update(
+        reviewed, [other], donor=sweep.current_dir(), show_progress=False
+    )
+    distinct = len(set(reviewed["text"].to_pylist()))
+    assert stats.donated_vectors == 0 and len(other.embedded) == stats.embedded == distinct
+
+
+def test_a_donor_that_is_no_index_is_refused(tmp_path):
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(NotAStandingIndexError, match="not an index"):
+        StandingIndex(tmp_path / "hist").update(
+            _inventory(), [HashingTextSignal()], donor=tmp_path / "notes", show_progress=False
+        )
+    assert StandingIndex(tmp_path / "hist").version is None

@@ -173,3 +173,22 @@ def test_cli_review_import_retrains_a_new_version(loop, tmp_path, capsys):
     )
     assert rc == 2
     assert "already in the history" in capsys.readouterr().err
+
+
+def test_reviewed_items_vectors_come_from_the_sweeps_index(loop, seeds, inventory_items, tmp_path):
+    """Reviewed items the sweep embedded are not embedded again for the history index: the
+    retrain takes their vectors from the sweep's standing index (same content and encoder)."""
+    root, _ = loop
+    inv = inventory_items.drop(["label"])
+    texts = [f"{t} (seen only on day 3, ad {i})" for i, t in enumerate(inv["text"].to_pylist())]
+    inv = inv.set_column(inv.schema.get_field_index("text"), "text", pa.array(texts))
+    day3 = tmp_path / "day3"
+    sweep(inv, seeds, root / "v1", out_dir=day3, k=200, show_progress=False, explore=0)
+    queue = pq.read_table(day3 / "queue.parquet")
+    top = queue["item_id"].to_pylist()[:5]
+    verdicts = pa.table({"item_id": top, "verdict": [2, 0, 2, 0, 0]})
+    import_verdicts(verdicts, day3 / "queue.parquet", root / "v1", out_dir=tmp_path / "v2")
+    update = json.loads(
+        (current_version(tmp_path / "v2" / "history_index") / "manifest.json").read_text()
+    )["standing"]["update"]
+    assert (update["added"], update["embedded"], update["donated_vectors"]) == (5, 0, 5)
