@@ -70,7 +70,7 @@ from riskrank.index.build import (
     signal_entry,
     write_signal_files,
 )
-from riskrank.index.checksums import checksum_files
+from riskrank.index.checksums import checksum_files, verify_checksums
 from riskrank.index.chunks import signals_digest
 from riskrank.index.content_digest import build_digest, row_digests, signal_base_dirs
 from riskrank.index.engine import Engine, resolve_engine
@@ -377,27 +377,33 @@ class StandingIndex:
 
 def _donor(donor: str | Path, signals: list[Signal]) -> dict[str, _Previous]:
     """What the standing index (or version directory) ``donor`` offers each of ``signals``:
-    its ids, content keys and vectors (checksums verified). A donor made with another
-    encoder, or an index without content keys (not a standing one), offers nothing for that
-    signal; a directory that holds no index is refused."""
+    its ids, content keys, vectors and evidence, each file checked against the checksum its
+    manifest recorded (nothing else of it is opened: not its FAISS index, not its other
+    signals). A signal the donor holds with another encoder, in shards, or without content
+    keys (an index that is not a standing one) offers nothing; a directory that holds no
+    index is refused."""
     path = Path(donor)
     if StandingIndex.is_standing(path):
         path = StandingIndex(path).current_dir()
     if not (path / MANIFEST).exists():
-        raise NotAStandingIndexError(f"donor {donor}: not an index")
+        raise NotAStandingIndexError(f"donor {donor}: not an index (no {MANIFEST})")
+    entries = json.loads((path / MANIFEST).read_text()).get("signals", {})
     out = {}
     for signal in signals:
-        try:
-            index = InventoryIndex.load(path, signals={signal.name: signal}, use_gpu=False)
-        except IndexMismatchError as exc:
-            log.info("donor %s offers nothing for %r: %s", donor, signal.name, exc)
+        entry = entries.get(signal.name)
+        why = "not indexed" if entry is None else signal.compatible_with(entry)
+        why = why or ("sharded" if "shards" in entry else "")
+        why = why or ("no content keys" if not (path / signal.name / KEYS).exists() else "")
+        if why:
+            log.info("donor %s offers nothing for %r: %s", donor, signal.name, why)
             continue
-        si = index.signals.get(signal.name)
-        if si is None:
-            continue
-        if si.content_keys is None:  # an index built otherwise: nothing to match by
-            log.info("donor %s offers nothing for %r: no content keys", donor, signal.name)
-            continue
+        sdir = path / signal.name
+        read = {f: d for f, d in entry["checksums"].items() if f != "index.faiss"}
+        verify_checksums(sdir, read, what="donor index")
+        ids = pq.read_table(sdir / "ids.parquet").column(ITEM_ID).to_numpy(zero_copy_only=False)
+        si = SignalIndex(signal, entry, None, ids, sdir)
+        if si.content_keys is None:
+            raise SchemaError(f"{sdir / KEYS}: one content key per item expected")
         out[signal.name] = _Previous(si.ids, si.content_keys, si.vectors, si.evidence, None, {})
     return out
 

@@ -13,6 +13,7 @@ from hashing_signal import HashingTextSignal
 
 import riskrank.index.standing as standing_mod
 from riskrank.index.build import build_index
+from riskrank.index.checksums import ChecksumError
 from riskrank.index.standing import NotAStandingIndexError, StandingIndex
 from riskrank.index.store import IndexMismatchError, InventoryIndex
 
@@ -301,3 +302,16 @@ def test_a_donor_that_is_no_index_is_refused(tmp_path):
             _inventory(), [HashingTextSignal()], donor=tmp_path / "notes", show_progress=False
         )
     assert StandingIndex(tmp_path / "hist").version is None
+
+
+def test_a_corrupt_donor_is_refused_by_its_checksums(tmp_path):
+    sweep = StandingIndex(tmp_path / "sweep")
+    sweep.update(_inventory(), [HashingTextSignal()], show_progress=False)
+    vectors = sweep.current_dir() / "text" / "vectors.npy"
+    data = bytearray(vectors.read_bytes())
+    data[-1] ^= 0xFF
+    vectors.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="vectors.npy"):
+        StandingIndex(tmp_path / "hist").update(
+            _inventory(), [HashingTextSignal()], donor=tmp_path / "sweep", show_progress=False
+        )
