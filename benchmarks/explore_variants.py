@@ -182,9 +182,10 @@ def main() -> None:
     ap.add_argument("--max-rounds", type=int, default=40)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    args.sets = args.sets or ",".join(
-        quality.register_data(args.data, args.cold_from) or ["insults"]
-    )
+    own = quality.register_data(args.data, args.cold_from)
+    args.sets = args.sets or ",".join(own or ["insults"])
+    if unknown := [n for n in args.sets.split(",") if n not in quality.POLICY]:
+        ap.error(f"unknown set(s) {unknown}: spamassassin, insults or a --data NAME")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     library = quality.library_state()
