@@ -134,6 +134,11 @@ def main() -> None:
         "library_threshold": CAMPAIGN_THRESHOLDS["text"],
         "purity": {},
     }
+    # The same rule on Insults' history (train.csv): does a threshold exist for short comments?
+    xi, yi, _ = side_vectors("insults", "history")
+    results["insults_history_curve"] = threshold_curve(xi, yi)
+    results["insults_chosen"] = choose(results["insults_history_curve"], "purity_worst_case")
+    print(f"Insults train.csv: worst-case purity >= {AGREEMENT} from t={results['insults_chosen']}")
     for name in ("spamassassin", "insults"):
         xs, ys, _ = side_vectors(name, "sweep")
         results["purity"][name] = purity(xs, ys, CAMPAIGN_THRESHOLDS["text"])
@@ -177,6 +182,31 @@ def markdown(r: dict) -> str:
         f"Pairs' agreement reaches 0.98 at t = {r['pairs_rule']}, but links chain: the "
         f"campaigns' worst-case purity reaches 0.98 only from t = {r['chosen']}, the threshold "
         f"chosen (library constant: {r['library_threshold']}).",
+        "",
+        "### The same rule on Insults' history (train.csv, 3,947 comments)",
+        "",
+        "| t | pairs | same label | items in campaigns of 2+ | worst-case purity | "
+        "best-case purity |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in r.get("insults_history_curve", []):
+        if round(row["threshold"] * 100) % 5:
+            continue
+        lines.append(
+            f"| {row['threshold']:.2f} | {row['pairs']} | {row['same_label']:.4f} | "
+            f"{row['items_in_campaigns_2plus']} | {row['purity_worst_case']} | "
+            f"{row['purity_best_case']} |"
+        )
+    lines += [
+        "",
+        f"Lowest t from which the worst-case purity stays >= {AGREEMENT}: "
+        f"{r.get('insults_chosen')} (None: no threshold on the grid). Close short comments "
+        "carry different labels: of the 5 disagreeing pairs at t >= 0.70 (read by hand, "
+        "2026-12-03), one is the same text ('fucking idiots') labelled both ways, one is "
+        "'You are a liar.' (0) beside 'You are a fool.' (1), three are hashtag strings. So no "
+        "link threshold chosen from this history, nor one chosen per model from its own "
+        "history, would make Insults' campaigns 98% pure: with so few near-copies, one "
+        "disagreeing pair moves the purity by points.",
         "",
         "### Purity on the sweeps the threshold never saw",
         "",
