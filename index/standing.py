@@ -402,16 +402,22 @@ def _donor(donor: str | Path, signals: list[Signal]) -> dict[str, _Previous]:
         verify_checksums(sdir, read, what="donor index")
         ids = pq.read_table(sdir / "ids.parquet").column(ITEM_ID).to_numpy(zero_copy_only=False)
         si = SignalIndex(signal, entry, None, ids, sdir)
-        if si.content_keys is None:
-            raise SchemaError(f"{sdir / KEYS}: one content key per item expected")
-        out[signal.name] = _Previous(si.ids, si.content_keys, si.vectors, si.evidence, None, {})
+        out[signal.name] = _Previous(si.ids, _content_keys(si), si.vectors, si.evidence, None, {})
     return out
 
 
 def _previous_signal(si: SignalIndex) -> _Previous:
-    keys = pq.read_table(si.directory / KEYS).column("content_key").to_pylist()
     ivf = str(si.entry["index_key"]).startswith(("IVF", "BIVF")) and "shards" not in si.entry
+    keys = _content_keys(si)
     return _Previous(si.ids, keys, si.vectors, si.evidence, si.index if ivf else None, si.entry)
+
+
+def _content_keys(si: SignalIndex) -> list[str]:
+    """A version's content keys (``SignalIndex.content_keys``, the one reader of the file),
+    refused unless there is one per item."""
+    if si.content_keys is None:
+        raise SchemaError(f"{Path(si.directory) / KEYS}: one content key per item expected")
+    return si.content_keys
 
 
 def _plan(
