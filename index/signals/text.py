@@ -50,13 +50,21 @@ OPENVINO = ("openvino", "openvino-int8w", "openvino-int8")
 # activations per batch tensor, so in a shared batch a text's vector moved with its batchmates
 # (cosine 0.984-0.994 to itself alone); alone it needs no padding either, and measured 1.26x
 # the items per CPU-second of batches of 16 (benchmarks/results/encoder_batch1.md).
+# OpenVINO with int8 weights (int8w): one text at a time too. On a CPU without AVX-512 (an AVX2
+# EPYC), its FullyConnected kernels sum a text's rows otherwise when other texts share the
+# request (vectors moved by up to 1.4e-7), so a standing index would not equal a rebuild bit for
+# bit; alone, a text's vector is its own, at about the same items per CPU-second (measured on
+# that CPU: 11.8 alone, 11.6 in batches of 16), so ``batch_size`` does not apply to it (it
+# would trade a standing index's equality for nothing). bf16/f32 and full int8 are
+# batch-independent there.
 DEFAULT_BATCH = {
     "torch": 64,
     "onnx-int8": 1,
     "openvino": 16,
-    "openvino-int8w": 16,
+    "openvino-int8w": 1,
     "openvino-int8": 16,
 }
+ONE_TEXT_PER_REQUEST = ("openvino-int8w",)
 
 
 def default_threads() -> int:
@@ -152,7 +160,8 @@ class TextEncoder:
     ``"openvino-int8"`` with int8 weights and activations, whose ranges are fixed by
     ``calibration`` texts (``index.signals.text_openvino.CalibrationTexts``, a list of texts or
     a Parquet file with a ``text`` column; recorded in the manifest by digest). Like PyTorch's,
-    the OpenVINO backends' vectors do not depend on which texts share a batch.
+    the OpenVINO backends' vectors do not depend on which texts share a batch (``openvino-int8w``
+    by running one text per request whatever ``batch_size`` says: ``DEFAULT_BATCH``).
 
     >>> enc = TextEncoder()                     # doctest: +SKIP
     >>> enc.encode(["win a free iPhone"]).shape # doctest: +SKIP
@@ -284,6 +293,7 @@ class TextEncoder:
             return self._encode_onnx(texts, show_progress)
         if self.backend in OPENVINO:
             batch = self.batch_size or DEFAULT_BATCH[self.backend]
+            batch = 1 if self.backend in ONE_TEXT_PER_REQUEST else batch
             return self._load_onnx().encode(texts, batch, show_progress)
         st = self._load()
         if self.num_threads:
