@@ -434,7 +434,13 @@ def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single, data,
     assert got.column_names == want.column_names
     for col in want.column_names:
         if pa.types.is_floating(want.column(col).type):
-            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), atol=1e-6)
+            # Image vectors agree to float rounding, not bit for bit: on a CPU without AVX-512
+            # torch sums an image otherwise in another batch (6e-8 here, between two local builds
+            # with other chunk sizes too). A z-score divides that by the spread of the seed's
+            # similarities, which the tiny random CLIP squeezes (every image at cosine ~0.996):
+            # 1.2e-7 in image_best_sim became 1.4e-5 in image_best_sim_z.
+            atol = 1e-4 if col.endswith("_z") else 1e-6
+            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), atol=atol)
         else:
             assert got.column(col).to_pylist() == want.column(col).to_pylist(), col
 
@@ -538,7 +544,13 @@ def test_image_items_with_relative_paths_index_as_on_one_machine(cluster, tmp_pa
     assert "pdq_best_distance" in got.column_names and "pdq_quality" in got.column_names
     for col in want.column_names:
         if pa.types.is_floating(want.column(col).type):
-            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), atol=1e-6)
+            # Image vectors agree to float rounding, not bit for bit: on a CPU without AVX-512
+            # torch sums an image otherwise in another batch (6e-8 here, between two local builds
+            # with other chunk sizes too). A z-score divides that by the spread of the seed's
+            # similarities, which the tiny random CLIP squeezes (every image at cosine ~0.996):
+            # 1.2e-7 in image_best_sim became 1.4e-5 in image_best_sim_z.
+            atol = 1e-4 if col.endswith("_z") else 1e-6
+            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), atol=atol)
         else:
             assert got.column(col).to_pylist() == want.column(col).to_pylist(), col
 
