@@ -215,6 +215,7 @@ def main(argv=None) -> int:
         "cpus": os.cpu_count(),
         "default_batch": DEFAULT_BATCH,
         "machine": platform.processor() or platform.machine(),
+        "cpu": cpu_isa(),
         "command": "benchmarks/encoder.py " + " ".join(argv or sys.argv[1:]),
     }
     if args.profile:
@@ -224,6 +225,27 @@ def main(argv=None) -> int:
     Path(args.out + ".md").write_text(render(rows, meta))
     print(render(rows, meta))
     return 0
+
+
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_isa() -> dict:
+    """The CPU's model and the instruction sets int8 and bf16 kernels depend on (Linux). The
+    int8 backends' speed is the CPU's: 3.8x PyTorch on an AVX512-BF16/VNNI EPYC, 0.94x on an
+    AVX2-only one (benchmarks/results/encoder_avx2.md)."""
+    try:
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+    except OSError:
+        return {"model": platform.processor() or "unknown", "flags": "unknown"}
+    info = dict(ln.split(":", 1) for ln in first.splitlines() if ":" in ln)
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    flags = set(info.get("flags", "").split())
+    return {
+        "model": info.get("model name", ""),
+        "family": info.get("cpu family", ""),
+        "flags": [f for f in ISA_FLAGS if f in flags],
+    }
 
 
 def render(rows: list[dict], meta: dict) -> str:
@@ -236,6 +258,14 @@ def render(rows: list[dict], meta: dict) -> str:
         f"{meta['default_batch']}, candidates 16 (unless /b). Load average (1/5/15 min) "
         f"before {meta['load_before']}, after "
         f"{meta['load_after']}: a shared machine, so compare the ratios, not the absolute rates.",
+        *(
+            [
+                f"CPU: {meta['cpu'].get('model')} (family {meta['cpu'].get('family')}), int8/bf16 "
+                f"flags present: {meta['cpu'].get('flags')} (int8 speed depends on them)."
+            ]
+            if meta.get("cpu")
+            else []
+        ),
         "",
         "| config (backend@max_seq_length) | items/s per round | median | x baseline "
         "| items/CPU-s per round | median | x baseline | cos to baseline min / mean "
