@@ -70,7 +70,11 @@ class _SignalState:
         rng = np.random.default_rng(seed)
         bg = np.sort(rng.choice(n, size=min(n, BACKGROUND_SAMPLE), replace=False)) if n else []
         self.background = np.asarray(self.vectors[bg])
-        self.density: dict[int, tuple[int, float]] = {}
+        # Per position: how many of its DENSITY_K nearest reach ``hi`` and their mean
+        # similarity (``fill_density``); -1 / NaN until computed. Arrays, not a dict: a sweep
+        # reads them for every candidate of every policy.
+        self.density_count = np.full(n, -1, np.int64)
+        self.density_mean = np.full(n, np.nan)
         # Item-level evidence a signal recorded at index time (``SignalBatch.evidence``), handed
         # back to the signal by its own key.
         ev = si.evidence if hasattr(si, "evidence") else None
@@ -105,7 +109,8 @@ class _SignalState:
         """Neighbourhood of each position, computed once per item for all policies: its
         ``DENSITY_K`` nearest other items (recall/neighbours.py: the last sweep's where they
         still hold, merged with the nearest of the items new since then)."""
-        todo = np.array([p for p in positions if p not in self.density], dtype=np.int64)
+        positions = np.asarray(positions, np.int64)
+        todo = positions[self.density_count[positions] < 0]
         if self.memo is not None and len(todo):
             todo = self._merge_stored(todo, hi)
         # A few more than needed: the float64 similarities decide which DENSITY_K they are,
@@ -149,10 +154,13 @@ class _SignalState:
         valid = nbrs[:, :DENSITY_K] >= 0
         n_valid = valid.sum(1)
         total = np.where(valid, top, 0.0).sum(1)
-        counts = (valid & (top >= hi)).sum(1)
-        for j, p in enumerate(rows):
-            mean = float(total[j] / n_valid[j]) if n_valid[j] else np.nan
-            self.density[int(p)] = (int(counts[j]), mean)
+        self.density_count[rows] = (valid & (top >= hi)).sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.density_mean[rows] = np.where(n_valid > 0, total / n_valid, np.nan)
+
+    def density(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``fill_density``'s count and mean similarity of each of ``positions``."""
+        return self.density_count[positions].astype(np.float64), self.density_mean[positions]
 
     def _merge_stored(self, todo: np.ndarray, hi: float) -> np.ndarray:
         """Neighbourhoods of ``todo`` from the stored lists merged with the nearest fresh items,
@@ -262,8 +270,7 @@ def _seed_evidence(
         recorded = {key: values[pos] for key, values in state.item_evidence.items()}
         cols.update(checked_signal_evidence(signal, CandidateMatch(q, items, sims, recorded)))
         state.fill_density(pos, hi)
-        dens = np.array([state.density[int(p)] for p in pos], dtype=np.float64).reshape(-1, 2)
-        cols["density"], cols["neighbour_sim"] = dens[:, 0], dens[:, 1]
+        cols["density"], cols["neighbour_sim"] = state.density(pos)
         for suffix, values in cols.items():
             out[seed_evidence_name(name, suffix)][have] = values
         best_seed[have] = np.asarray(seed_ids, dtype=object)[best_j]
