@@ -14,6 +14,10 @@ one item by item:
 2. **recall**: one Ray task per policy runs ``recall.recaller.recall`` unchanged against the
    sharded index: every search fans out to all shards and is merged exactly
    (``index.vectors.sharded.merge_topk``); exact evidence reads vectors from the shards.
+   Over a standing index each task starts from the last sweep's neighbourhoods
+   (recall/neighbours.py, prepared on the driver, which reads the version's content keys)
+   and sends back the ones it found, so a daily sweep's recall grows with what changed here
+   too.
 3. **rank**: Ray tasks score chunks of candidates (``RiskRanker.score``, each chunk told the
    variant chosen over all candidates); the driver builds the queue (a global sort).
 
@@ -39,14 +43,19 @@ from riskrank.index.store import InventoryIndex
 from riskrank.rank.model import RiskModel
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
 from riskrank.recall.candidates import KEY_COLUMNS
+from riskrank.recall.neighbours import NeighbourMemo
 from riskrank.recall.recaller import recall
 from riskrank.recall.seeds import SeedSet
 
 # ----------------------------------------------------------------------------- recall
 
 
-def _recall_policy(index, seeds: pa.Table, seed_vectors: dict, k: int, exemplars, lexical):
-    return recall(
+def _recall_policy(
+    index, seeds: pa.Table, seed_vectors: dict, k: int, exemplars, lexical, neighbours
+) -> tuple[pa.Table, dict]:
+    """One policy's candidates, and the neighbourhoods its recall found (for the driver's
+    ``NeighbourMemo``; ``neighbours``: a prepared copy of it, or None)."""
+    table = recall(
         index,
         SeedSet(seeds),
         k=k,
@@ -54,7 +63,9 @@ def _recall_policy(index, seeds: pa.Table, seed_vectors: dict, k: int, exemplars
         lexical=lexical,
         seed_vectors=seed_vectors,
         show_progress=False,
+        neighbours=neighbours,
     )
+    return table, neighbours.recorded() if neighbours is not None else {}
 
 
 def _embed_seeds(model: RiskModel, seeds: SeedSet, use_gpu: bool) -> dict:
@@ -75,13 +86,25 @@ def _embed_seeds(model: RiskModel, seeds: SeedSet, use_gpu: bool) -> dict:
     return ray.get(task.remote(specs, options, names, seeds.table))
 
 
-def _recall(built: InventoryIndex, model: RiskModel, seeds: SeedSet, k: int, plan):
-    """One task per policy; their searches fan out over the shards."""
+def _recall(
+    built: InventoryIndex,
+    model: RiskModel,
+    seeds: SeedSet,
+    k: int,
+    plan,
+    neighbours: NeighbourMemo | None = None,
+):
+    """One task per policy; their searches fan out over the shards. ``neighbours``: the last
+    sweep's neighbourhoods (recall/neighbours.py), prepared here and shipped to each task;
+    what the tasks found comes back into it (the caller saves it)."""
     import ray
 
     seed_vectors = _embed_seeds(model, seeds, plan["use_gpu"])
     # Actor handles and the item table, not paths: workers may be on other machines.
-    index, exemplars, lexical = (ray.put(x) for x in (built, model.exemplars, model.lexical))
+    memo = neighbours.prepare(built) if neighbours is not None else None
+    index, exemplars, lexical, memo_ref = (
+        ray.put(x) for x in (built, model.exemplars, model.lexical, memo)
+    )
     task = ray.remote(_recall_policy).options(max_retries=plan["max_retries"])
     policy_of = np.asarray(seeds.table.column("policy").to_pylist(), dtype=object)
     pending = []
@@ -93,8 +116,15 @@ def _recall(built: InventoryIndex, model: RiskModel, seeds: SeedSet, k: int, pla
             )
             for n, b in seed_vectors.items()
         }
-        pending.append(task.remote(index, seeds.for_policy(policy), vecs, k, exemplars, lexical))
-    tables = [t for t in ray.get(pending) if t.num_rows]
+        pending.append(
+            task.remote(index, seeds.for_policy(policy), vecs, k, exemplars, lexical, memo_ref)
+        )
+    tables = []
+    for table, recorded in ray.get(pending):
+        if neighbours is not None:
+            neighbours.add_recorded(recorded)
+        if table.num_rows:
+            tables.append(table)
     if not tables:
         return pa.table({ITEM_ID: pa.array([], pa.string()), "policy": pa.array([], pa.string())})
     table = pa.concat_tables(tables, promote_options="default")
@@ -170,10 +200,7 @@ class RaySweepEngine(RayEngine):
         show_progress: bool,
         neighbours=None,
     ) -> pa.Table:
-        # ``neighbours`` (the last sweep's, recall/neighbours.py) is not used here: each
-        # policy's task searches its candidates' neighbourhoods whole. The values are the
-        # same (a neighbour's similarity is computed pair by pair); only the time differs.
-        return _recall(index, model, seeds, k, self.plan_)
+        return _recall(index, model, seeds, k, self.plan_, neighbours)
 
     def score(self, ranker: RiskRanker, candidates: pa.Table) -> ScoredCandidates:
         return _rank(ranker, candidates, self.rank_chunk_size, self.max_retries)

@@ -85,13 +85,36 @@ class NeighbourMemo:
         self._read()
 
     def for_signal(self, name: str, si: SignalIndex) -> SignalNeighbours | None:
-        """Today's view for one signal (None where it cannot take part: no content keys)."""
+        """Today's view for one signal (None where it cannot take part: no content keys),
+        made once: a memo serves one sweep over one index version."""
+        if name in self._now:
+            return self._now[name]
         keys = content_keys(si)
         if keys is None:
             return None
         view = SignalNeighbours([str(i) for i in si.ids], keys, self._stored.get(name))
         self._now[name] = view
         return view
+
+    def prepare(self, index) -> NeighbourMemo:
+        """Every signal's view of ``index`` (an ``InventoryIndex``), made here: an engine ships
+        the prepared memo to its recall tasks, which may run where the version's content keys
+        cannot be read, and brings back what they ``recorded``."""
+        for name, si in index.signals.items():
+            self.for_signal(name, si)
+        return self
+
+    def recorded(self) -> dict[str, list]:
+        """What this copy's recall found, per signal (``add_recorded`` takes it)."""
+        return {name: view.recorded() for name, view in self._now.items()}
+
+    def add_recorded(self, recorded: dict[str, list]) -> None:
+        """Neighbours another copy of this memo found (a recall task's ``recorded``).
+        An item found by several tasks (a candidate of several policies) is found the same
+        by each; the last record of it is kept."""
+        for name, records in recorded.items():
+            if name in self._now:
+                self._now[name].add_recorded(records)
 
     def save(self) -> None:
         tables = [view.table(name) for name, view in self._now.items()]
@@ -129,8 +152,8 @@ class SignalNeighbours:
             known = self.before >= 0
             self.to_today[self.before[known]] = np.flatnonzero(known)
         self.fresh = np.flatnonzero(self.before < 0)
-        self._rows: list[np.ndarray] = []
-        self._lists: list[tuple] = []
+        # (rows, (neighbours, similarities, count, complete-to level)) per ``record`` call
+        self._records: list[tuple[np.ndarray, tuple]] = []
 
     def stored(self, positions: np.ndarray, width: int):
         """For those of ``positions`` (today) whose content is as it was and whose neighbours
@@ -162,8 +185,18 @@ class SignalNeighbours:
     def record(self, rows, nbr_positions, sims, count, levels) -> None:
         """Each of ``rows``' first ``count`` neighbours (today's positions, best first) and
         the level its list is complete to."""
-        self._rows.append(np.asarray(rows, np.int64))
-        self._lists.append((nbr_positions, sims, np.asarray(count), np.asarray(levels)))
+        self._records.append(
+            (
+                np.asarray(rows, np.int64),
+                (nbr_positions, sims, np.asarray(count), np.asarray(levels)),
+            )
+        )
+
+    def recorded(self) -> list:
+        return list(self._records)
+
+    def add_recorded(self, records: list) -> None:
+        self._records += records
 
     def table(self, name: str) -> pa.Table:
         """Today's inventory with the neighbours this sweep found, as stored."""
@@ -172,7 +205,7 @@ class SignalNeighbours:
         lengths = np.zeros(n, np.int64)
         level = np.full(n, np.nan)
         nbr_of: dict[int, tuple] = {}
-        for rows, (nbrs, sims, count, lev) in zip(self._rows, self._lists):
+        for rows, (nbrs, sims, count, lev) in self._records:
             for j, p in enumerate(rows):
                 nbr_of[int(p)] = (nbrs[j, : count[j]], sims[j, : count[j]])
             lengths[rows] = count

@@ -357,6 +357,11 @@ def test_both_engines_update_a_standing_index_the_same_way(cluster, data, single
     assert pq.read_table(a / "text" / "ids.parquet").equals(
         pq.read_table(b / "text" / "ids.parquet")
     )
+    # Recall on Ray started from day 0's neighbourhoods and kept day 1's, as the local one:
+    # both standing indexes now hold the same neighbours cache (day 0's differs from it).
+    cached = [pq.read_table(tmp_path / f"st-{n}" / "cache" / "neighbours.parquet") for n in runs]
+    day0 = pq.read_table(single.out_dir / "index" / "cache" / "neighbours.parquet")
+    assert cached[0].equals(cached[1]) and not cached[0].equals(day0)
 
 
 def test_train_embeds_history_on_ray_into_the_same_model(cluster, data, model, single, tmp_path):
