@@ -15,7 +15,7 @@ one item by item:
    sharded index: every search fans out to all shards and is merged exactly
    (``index.vectors.sharded.merge_topk``); exact evidence reads vectors from the shards.
    Over a standing index each task starts from the last sweep's neighbourhoods
-   (recall/neighbours.py, prepared on the driver, which reads the version's content keys)
+   (recall/neighbours.py: a copy made on the driver, which reads the version's content keys)
    and sends back the ones it found, so a daily sweep's recall grows with what changed here
    too.
 3. **rank**: Ray tasks score chunks of candidates (``RiskRanker.score``, each chunk told the
@@ -54,7 +54,7 @@ def _recall_policy(
     index, seeds: pa.Table, seed_vectors: dict, k: int, exemplars, lexical, neighbours
 ) -> tuple[pa.Table, dict]:
     """One policy's candidates, and the neighbourhoods its recall found (for the driver's
-    ``NeighbourMemo``; ``neighbours``: a prepared copy of it, or None)."""
+    ``NeighbourMemo``; ``neighbours``: its ``for_tasks`` copy, or None)."""
     table = recall(
         index,
         SeedSet(seeds),
@@ -95,13 +95,13 @@ def _recall(
     neighbours: NeighbourMemo | None = None,
 ):
     """One task per policy; their searches fan out over the shards. ``neighbours``: the last
-    sweep's neighbourhoods (recall/neighbours.py), prepared here and shipped to each task;
+    sweep's neighbourhoods (recall/neighbours.py), copied for the tasks here (``for_tasks``);
     what the tasks found comes back into it (the caller saves it)."""
     import ray
 
     seed_vectors = _embed_seeds(model, seeds, plan["use_gpu"])
     # Actor handles and the item table, not paths: workers may be on other machines.
-    memo = neighbours.prepare(built) if neighbours is not None else None
+    memo = neighbours.for_tasks(built) if neighbours is not None else None
     index, exemplars, lexical, memo_ref = (
         ray.put(x) for x in (built, model.exemplars, model.lexical, memo)
     )

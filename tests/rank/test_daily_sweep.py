@@ -239,3 +239,54 @@ def test_rows_a_deletion_list_takes_out_are_counted(
     assert r["items_in"] == r["items_indexed"] + r["items_quarantined"] + r["items_deleted"]
     assert gone not in set(res.queue["item_id"].to_pylist())
     assert "| items deleted | 1 |" in write_report(tmp_path, r, res.queue).read_text()
+
+
+def test_neighbourhoods_found_by_tasks_are_saved_as_one_recall_saves_them(
+    tmp_path, inventory_items, seeds, hashing_model
+):
+    """The Ray engine's way (rank/ray_engine.py), without Ray: one pickled ``for_tasks`` copy
+    of the memo per policy's recall, what each found folded back into the driver's memo."""
+    import pickle
+    import shutil
+
+    from riskrank.recall.neighbours import FILE, NeighbourMemo
+    from riskrank.recall.recaller import NEIGHBOUR_RULES, recall
+    from riskrank.recall.seeds import SeedSet
+
+    inv = inventory_items.drop(["label"])
+    st = tmp_path / "st"
+    sweep(inv, seeds, hashing_model, out_dir=tmp_path / "d0", index_dir=st, **SWEEP)
+    texts = inv["text"].to_pylist()
+    texts[:4] = [f"edited: {t}" for t in texts[:4]]
+    index, _ = StandingIndex(st).update(
+        inv.set_column(1, "text", pa.array(texts)), hashing_model.signals
+    )
+    for name in ("one", "tasks"):
+        shutil.copy(st / FILE, tmp_path / f"{name}.parquet")
+    one, driver = (
+        NeighbourMemo(tmp_path / f"{n}.parquet", NEIGHBOUR_RULES) for n in ("one", "tasks")
+    )
+    # A second policy, so that two tasks find neighbourhoods (some of the same items).
+    other = pa.table({"seed_id": ["n1", "n2"], "policy": ["phishing"] * 2, "text": NEW_SEEDS[:2]})
+    seed_set = SeedSet.from_table(pa.concat_tables([seeds, other], promote_options="default"))
+    whole = recall(index, seed_set, k=SWEEP["k"], show_progress=False, neighbours=one)
+    parts = []
+    for policy in seed_set.policies:
+        copy = pickle.loads(pickle.dumps(driver.for_tasks(index)))
+        assert all(view.ids is None for view in copy._now.values())
+        parts.append(
+            recall(
+                index,
+                SeedSet(seed_set.for_policy(policy)),
+                k=SWEEP["k"],
+                show_progress=False,
+                neighbours=copy,
+            )
+        )
+        driver.add_recorded(copy.recorded())
+    one.save(), driver.save()
+    saved = pq.read_table(tmp_path / "one.parquet")
+    assert saved.equals(pq.read_table(tmp_path / "tasks.parquet"))
+    assert not saved.equals(pq.read_table(st / FILE))  # day 1's neighbourhoods, not day 0's
+    cols = [c for c in whole.column_names if c.endswith(("_density", "_neighbour_sim"))]
+    assert cols and pa.concat_tables(parts).select(cols).equals(whole.select(cols))
