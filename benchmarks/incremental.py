@@ -373,7 +373,12 @@ def rerun_day1(kept: Path, out: Path) -> dict:
     load.append(tuple(round(x, 2) for x in os.getloadavg()))
     d1s = run_sweep(spec("day1.parquet", "d1-scratch"))
     load.append(tuple(round(x, 2) for x in os.getloadavg()))
+    from encoder import cpu_isa  # benchmarks/: this script's directory
+    from quality import library_state
+
     return {
+        **library_state(),  # the code measured: the ratio moves with the machine and the code
+        "cpu": cpu_isa(),
         "day0_again": day0,
         "standing": d1,
         "scratch": d1s,
@@ -389,6 +394,11 @@ def rerun_lines(reruns: list[dict]) -> list[str]:
     return [line for n, r in enumerate(reruns, 1) for line in _rerun_lines(r, n)]
 
 
+def _cpu(cpu: dict) -> str:
+    flags = ", ".join(cpu.get("flags") or []) or "no AVX-512/VNNI/bf16 flags"
+    return f"{cpu.get('model') or 'a CPU'} (family {cpu.get('family', '?')}; {flags})"
+
+
 def _rerun_lines(r: dict, n: int) -> list[str]:
     q = r["queue"]
     st, sc = r["standing"], r["scratch"]
@@ -396,8 +406,11 @@ def _rerun_lines(r: dict, n: int) -> list[str]:
         "",
         f"**Day 1 re-measured back to back, {n}** (`--rerun-day1 KEPT_RUN`: the day-0 version "
         "restored, day 0's sweep re-run on it to rebuild its cache, then day 1's standing and "
-        "scratch sweeps one after the other; load average before/between/after: "
-        f"{r['load']}): standing {st['embedded']:,} embedded, wall {st['wall_s']} s, CPU "
+        "scratch sweeps one after the other"
+        + (f"; at {r['commit'][:7]}" if r.get("commit") else "")
+        + (f", on {_cpu(r['cpu'])}" if r.get("cpu") else "")
+        + f"; load average before/between/after: {r['load']}): "
+        f"standing {st['embedded']:,} embedded, wall {st['wall_s']} s, CPU "
         f"{st['cpu_s']} s (stages {st['stages_s']}); scratch {sc['embedded']:,} embedded, wall "
         f"{sc['wall_s']} s, CPU {sc['cpu_s']} s (stages {sc['stages_s']}). Ratio: wall "
         f"{r['ratio_wall']:.3f}, CPU {r['ratio_cpu']:.3f}. Queues: "
