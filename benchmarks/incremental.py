@@ -395,7 +395,10 @@ def rerun_lines(reruns: list[dict]) -> list[str]:
 
 
 def _cpu(cpu: dict) -> str:
-    flags = ", ".join(cpu.get("flags") or []) or "no AVX-512/VNNI/bf16 flags"
+    """``encoder.cpu_isa``'s record in words (its flags are "unknown" off Linux)."""
+    flags = cpu.get("flags")
+    if isinstance(flags, list):
+        flags = ", ".join(flags) or "none of the AVX2/AVX-512/VNNI/bf16/AMX flags"
     return f"{cpu.get('model') or 'a CPU'} (family {cpu.get('family', '?')}; {flags})"
 
 

@@ -284,7 +284,8 @@ def test_neighbourhoods_found_by_tasks_are_saved_as_one_recall_saves_them(
             )
         )
         driver.add_recorded(copy.recorded())
-    one.save(), driver.save()
+    one.save()
+    driver.save()
     saved = pq.read_table(tmp_path / "one.parquet")
     assert saved.equals(pq.read_table(tmp_path / "tasks.parquet"))
     assert not saved.equals(pq.read_table(st / FILE))  # day 1's neighbourhoods, not day 0's

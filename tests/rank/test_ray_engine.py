@@ -201,6 +201,22 @@ def assert_same_queue(a: pa.Table, b: pa.Table) -> None:
 # ----------------------------------------------------------------------------- sharded index
 
 
+def assert_same_candidates(got: pa.Table, want: pa.Table) -> None:
+    """Every column of two candidate tables: equal, floats to rounding."""
+    assert got.column_names == want.column_names
+    for col in want.column_names:
+        if pa.types.is_floating(want.column(col).type):
+            # Image vectors agree to float rounding, not bit for bit: on a CPU without AVX-512
+            # torch sums an image otherwise in another batch (6e-8 here, between two local builds
+            # with other chunk sizes too). A z-score divides that by the spread of the seed's
+            # similarities, which the tiny random CLIP squeezes (every image at cosine ~0.996):
+            # 1.2e-7 in image_best_sim became 1.4e-5 in image_best_sim_z.
+            atol = 1e-4 if col.endswith("_z") else 1e-6
+            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), atol=atol)
+        else:
+            assert got.column(col).to_pylist() == want.column(col).to_pylist(), col
+
+
 def _unit(rng, n, dim):
     x = rng.standard_normal((n, dim)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -436,18 +452,7 @@ def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single, data,
     # The plain recall over the Ray-written index gives the single machine's candidates.
     kw = dict(k=K, show_progress=False)
     got, want = recall(loaded, data["seeds"], **kw), recall(one, data["seeds"], **kw)
-    assert got.column_names == want.column_names
-    for col in want.column_names:
-        if pa.types.is_floating(want.column(col).type):
-            # Image vectors agree to float rounding, not bit for bit: on a CPU without AVX-512
-            # torch sums an image otherwise in another batch (6e-8 here, between two local builds
-            # with other chunk sizes too). A z-score divides that by the spread of the seed's
-            # similarities, which the tiny random CLIP squeezes (every image at cosine ~0.996):
-            # 1.2e-7 in image_best_sim became 1.4e-5 in image_best_sim_z.
-            atol = 1e-4 if col.endswith("_z") else 1e-6
-            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), atol=atol)
-        else:
-            assert got.column(col).to_pylist() == want.column(col).to_pylist(), col
+    assert_same_candidates(got, want)
 
 
 class DiesOnce(ItemEmbedder):
@@ -545,19 +550,8 @@ def test_image_items_with_relative_paths_index_as_on_one_machine(cluster, tmp_pa
     )
     got = recall(built, seeds, k=8, show_progress=False)
     want = recall(one, seeds, k=8, show_progress=False)
-    assert got.column_names == want.column_names
     assert "pdq_best_distance" in got.column_names and "pdq_quality" in got.column_names
-    for col in want.column_names:
-        if pa.types.is_floating(want.column(col).type):
-            # Image vectors agree to float rounding, not bit for bit: on a CPU without AVX-512
-            # torch sums an image otherwise in another batch (6e-8 here, between two local builds
-            # with other chunk sizes too). A z-score divides that by the spread of the seed's
-            # similarities, which the tiny random CLIP squeezes (every image at cosine ~0.996):
-            # 1.2e-7 in image_best_sim became 1.4e-5 in image_best_sim_z.
-            atol = 1e-4 if col.endswith("_z") else 1e-6
-            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), atol=atol)
-        else:
-            assert got.column(col).to_pylist() == want.column(col).to_pylist(), col
+    assert_same_candidates(got, want)
 
 
 def test_a_killed_shard_actor_restarts_and_serves_the_same_results(cluster, tmp_path):
