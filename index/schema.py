@@ -14,6 +14,7 @@ the quarantine table (``item_id``, ``row``, ``stage``, ``reason``) so that
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -104,6 +105,20 @@ def _as_text_column(table: pa.Table, bad: dict[int, str]) -> pa.Array:
     return pa.array(out, pa.string())
 
 
+NO_CONTENT = "no content: text is empty (or only invisible characters) and there is no image"
+
+
+def has_content(row: Mapping) -> bool:
+    """A row carries something to match: visible text, image bytes or an image path.
+
+    >>> has_content({"text": " \u200b"}), has_content({"text": "", "image_path": "a.png"})
+    (False, True)
+    """
+    if not is_blank(row.get(TEXT)):
+        return True
+    return any(row.get(c) is not None and len(row[c]) > 0 for c in (IMAGE_BYTES, IMAGE_PATH))
+
+
 def validate_inventory(
     data: TableLike, *, what: str = "inventory", require_text: bool = False
 ) -> tuple[pa.Table, pa.Table]:
@@ -149,21 +164,12 @@ def validate_inventory(
         else:
             seen[item_id] = i
 
-    has_content = [False] * table.num_rows
+    columns = {c: table.column(c).to_pylist() for c in present if c != TEXT}
     if text is not None:
-        for i, t in enumerate(text.to_pylist()):
-            if not is_blank(t):
-                has_content[i] = True
-    for col in (IMAGE_BYTES, IMAGE_PATH):
-        if col in present:
-            for i, v in enumerate(table.column(col).to_pylist()):
-                if v is not None and len(v) > 0:
-                    has_content[i] = True
-    for i, ok in enumerate(has_content):
-        if not ok:
-            bad.setdefault(
-                i, "no content: text is empty (or only invisible characters) and there is no image"
-            )
+        columns[TEXT] = text.to_pylist()
+    for i in range(table.num_rows):
+        if not has_content({c: v[i] for c, v in columns.items()}):
+            bad.setdefault(i, NO_CONTENT)
     if require_text and text is not None:
         for i, t in enumerate(text.to_pylist()):
             if is_blank(t):

@@ -122,6 +122,32 @@ def train(
     model_dir = Path(model_dir)
     check_model_dir(model_dir)  # a user's own directory is refused before it is written to
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
+    model, hist, quarantined = fit_model(
+        history, seeds, model_dir, signals=signals, k=k, ranker=ranker,
+        lexical_probe=lexical_probe, engine=engine, index_donor=index_donor,
+        show_progress=show_progress,
+    )  # fmt: skip
+    model.info.update(lineage_info(hist))  # version 1, no parent
+    model.save(model_dir, tables={"history_quarantine": quarantined, **lineage_tables(hist, seeds)})
+    return model
+
+
+def fit_model(
+    history: TableLike,
+    seeds: SeedSet,
+    model_dir: Path,
+    *,
+    signals: list[Signal] | None,
+    k: int | None,
+    ranker: RiskRanker | None = None,
+    lexical_probe: bool = True,
+    engine: str | Engine = "local",
+    index_donor: str | Path | None = None,
+    show_progress: bool = True,
+) -> tuple[RiskModel, pa.Table, pa.Table]:
+    """``train`` up to the save: the model (its history index already under ``model_dir``),
+    the clean history rows and the quarantined ones. ``review import`` saves it once, with
+    its lineage, so a killed import never leaves a model stamped as a first version."""
     hist, quarantined = validate_history(history)
     check_history_trainable(hist)  # before minutes of embedding, not after
     signals = signals or [TextEmbeddingSignal()]
@@ -175,10 +201,7 @@ def train(
     model_signals = [hindex.signals[s.name].signal for s in signals]
     # What each reviewer saw, as a digest: a sweep re-escalates an item only if it changed.
     reviewed = reviewed_table(hist, model_signals)
-    model = RiskModel(ranker, model_signals, exemplars, info, lexical, reviewed)
-    model.info.update(lineage_info(hist))  # version 1, no parent; import_verdicts re-stamps
-    model.save(model_dir, tables={"history_quarantine": quarantined, **lineage_tables(hist, seeds)})
-    return model
+    return RiskModel(ranker, model_signals, exemplars, info, lexical, reviewed), hist, quarantined
 
 
 def history_items(hist: pa.Table) -> pa.Table:
@@ -311,6 +334,8 @@ def sweep(
             **engine.report(),
             "index_update": update,
             "index_version_dir": str(index.path.resolve()),
+            # Which model made the queue: `review import` checks its verdicts go to its line.
+            "model": {k: model.info.get(k) for k in ("version", "history_digest", "created_at")},
         }
     # Not a feature: whether a reviewer already judged this content (rank/reviewed.py). A
     # retroactive sweep reads it from the index's items (text and image paths are kept).

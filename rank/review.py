@@ -6,16 +6,25 @@ Verdict file columns (Parquet or CSV)
 ``campaign_id``  a whole campaign (from the queue): the verdict applies to every member the
                  queue lists (``campaign_members`` in campaign mode, rows with that
                  ``campaign_id`` otherwise), and ``verdict_source`` says so. A member's own item
-                 verdict, where there is one, wins over its campaign's.
+                 verdict, where there is one, wins over its campaign's (and a member whose own
+                 rows were quarantined takes none). A row naming both is the item's verdict
+                 (the item must be a member), except the row a campaign-mode queue showed for
+                 the campaign, its representative: that is the campaign's verdict.
 ``verdict``      integer 0-3 (0 benign, 1 borderline, 2 violating, 3 severe).
-``policy``       optional: default the policy the queue showed the item under.
+``policy``       optional: default (also for a blank cell) the policy the queue showed the
+                 item under.
 
-Every row is either imported or quarantined with its reason (``verdicts_quarantine.parquet``
-in the new model directory): unknown item or campaign ids, a missing or out-of-range or
-non-integer verdict, a policy the model has no seeds for, duplicate or conflicting verdicts
-(all rows of a conflict are quarantined: nobody can tell which one is right), an item the
-history already has a verdict for, an item whose content cannot be found. ``strict=True``
-raises ``SchemaError`` naming the rows instead, and nothing is imported.
+Ids are text; integer ids are read as their digits, as the inventory reads them. Every row
+is either imported or quarantined with its reason (``verdicts_quarantine.parquet`` in the new
+model directory; ``row`` counts the file's data rows from 0, so a CSV's line is row + 2):
+unknown item or campaign ids, a missing or out-of-range or non-integer verdict, a policy the
+model has no seeds for, duplicate or conflicting verdicts (all rows of a conflict are
+quarantined: nobody can tell which one is right), a campaign verdict that reaches no member,
+an item the history already has a verdict for, an item whose content cannot be found or is
+empty. ``strict=True`` raises ``SchemaError`` naming the rows instead, and nothing is
+imported. Refused before anything is written: an ``out_dir`` that already holds a model or
+holds a user's files, and a queue made by a later model version than ``model_dir`` (its
+``report.json`` names the model).
 
 Models are versioned: ``model.json`` records ``version``, ``parent_version``,
 ``history_digest`` (sha256 of the sorted item/policy/verdict rows) and ``created_at``; the
@@ -32,13 +41,14 @@ import json
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from riskrank.index.schema import ITEM_ID, quarantine_table
+from riskrank.index.schema import ITEM_ID, NO_CONTENT, has_content, quarantine_table
 from riskrank.index.standing import StandingIndex
 from riskrank.index.store import current_version
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
@@ -94,13 +104,46 @@ def read_verdicts(data: TableLike) -> pa.Table:
             raise FileNotFoundError(f"verdicts: no such file: {path}")
         try:
             names = pcsv.read_csv(path).column_names
-            return pcsv.read_csv(
+            if repeated := sorted({c for c in names if names.count(c) > 1}):
+                raise SchemaError(f"verdicts: {path} names the column(s) {repeated} twice")
+            table = pcsv.read_csv(
                 path,
                 convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in names}),
             )
         except pa.ArrowInvalid as exc:
             raise SchemaError(f"verdicts: {path} is not a readable CSV file: {exc}") from exc
-    return as_table(data, what="verdicts")
+    else:
+        table = as_table(data, what="verdicts")
+    return _typed_columns(table)
+
+
+def _typed_columns(table: pa.Table) -> pa.Table:
+    """Ids and policy as text (integer ids as their digits, as the inventory reads them), a
+    verdict column of numbers or text: other types are refused, naming the column."""
+    names = table.column_names
+    if repeated := sorted({c for c in names if names.count(c) > 1}):
+        raise SchemaError(f"verdicts: the column(s) {repeated} appear twice")
+    for name in (ITEM_ID, "campaign_id", "policy"):
+        if name not in names:
+            continue
+        kind = table.schema.field(name).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if not (
+            pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or pa.types.is_integer(kind)
+            or pa.types.is_null(kind)
+        ):
+            raise SchemaError(f"verdicts: column {name!r} is {kind}; it must hold text or integers")
+        table = table.set_column(names.index(name), name, pc.cast(table[name], pa.string()))
+    if "verdict" in names:
+        kind = table.schema.field("verdict").type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if pa.types.is_nested(kind) or pa.types.is_binary(kind) or pa.types.is_temporal(kind):
+            raise SchemaError(f"verdicts: column 'verdict' is {kind}; it must hold grades 0-3")
+    return table
 
 
 def parse_verdict(value) -> int | None:
@@ -109,7 +152,7 @@ def parse_verdict(value) -> int | None:
         return None
     try:
         number = float(str(value).strip()) if isinstance(value, str) else float(value)
-    except ValueError:
+    except (TypeError, ValueError):
         return None
     if number != number or not number.is_integer() or not 0 <= number <= VERDICT_MAX:
         return None
@@ -125,11 +168,14 @@ class QueueIndex:
         ids, pols = queue[ITEM_ID].to_pylist(), queue["policy"].to_pylist()
         self.policy = dict(zip(ids, pols))
         self.members: dict[str, list[str]] = {}
-        if "campaign_members" in queue.column_names:  # campaign mode: one row per campaign
-            for cid, ms, pol in zip(
-                queue["campaign_id"].to_pylist(), queue["campaign_members"].to_pylist(), pols
+        # Campaign mode: one row per campaign, its representative (the row a reviewer saw).
+        self.shown_for: dict[str, str] = {}
+        if "campaign_members" in queue.column_names:
+            for cid, ms, pol, rep in zip(
+                queue["campaign_id"].to_pylist(), queue["campaign_members"].to_pylist(), pols, ids
             ):
                 self.members[cid] = list(ms)
+                self.shown_for[rep] = cid
                 for m in ms:
                     self.policy.setdefault(m, pol)
         elif "campaign_id" in queue.column_names:
@@ -146,13 +192,31 @@ class VerdictCheck:
     quarantine: pa.Table
 
 
-def _row_problem(ref: str | None, kind: str, verdict, policy, q: QueueIndex, policies) -> str:
-    if not ref:
-        return "neither item_id nor campaign_id is given"
-    if kind == "item" and ref not in q.policy:
-        return f"unknown item_id {ref!r}: not in the queue"
-    if kind == "campaign" and ref not in q.members:
-        return f"unknown campaign_id {ref!r}: not in the queue"
+def _text(value) -> str | None:
+    """A cell as text, None where it is empty (a blank CSV cell means 'not given')."""
+    return None if value is None or not str(value).strip() else str(value)
+
+
+def _unit(item: str | None, camp: str | None, q: QueueIndex) -> tuple[str, str | None, str]:
+    """What a row judges: (kind, ref, problem). A row naming both an item and its campaign
+    is an item verdict, except the row a campaign-mode queue showed for the campaign (its
+    representative): that is the campaign's verdict."""
+    if item and camp:
+        if camp not in q.members:
+            return "campaign", camp, f"unknown campaign_id {camp!r}: not in the queue"
+        if item not in q.members[camp]:
+            return "item", item, f"item_id {item!r} is not a member of campaign_id {camp!r}"
+        return ("campaign", camp, "") if q.shown_for.get(item) == camp else ("item", item, "")
+    if item:
+        known = item in q.policy
+        return "item", item, "" if known else f"unknown item_id {item!r}: not in the queue"
+    if camp:
+        known = camp in q.members
+        return "campaign", camp, "" if known else f"unknown campaign_id {camp!r}: not in the queue"
+    return "item", None, "neither item_id nor campaign_id is given"
+
+
+def _row_problem(verdict, policy, policies) -> str:
     if parse_verdict(verdict) is None:
         return f"verdict {verdict!r} is not an integer grade 0-{VERDICT_MAX}"
     if policy is not None and policy not in policies:
@@ -180,7 +244,12 @@ def _dedupe(rows: list[dict], bad: dict[int, str]) -> list[dict]:
 
 
 def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> VerdictCheck:
-    """Validate verdict rows against the queue they answer; expand campaign verdicts."""
+    """Validate verdict rows against the queue they answer; expand campaign verdicts.
+
+    A member's own item verdict wins over its campaign's; a member whose own rows were all
+    quarantined (a bad grade, a conflict) takes no verdict from its campaign either: the
+    reviewer meant to judge it alone. A campaign verdict that reaches no member is
+    quarantined, so every row is accounted for."""
     cols = verdicts.column_names
     if "verdict" not in cols or not ({ITEM_ID, "campaign_id"} & set(cols)):
         raise SchemaError(
@@ -192,12 +261,17 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
         return verdicts[name].to_pylist() if name in cols else [None] * verdicts.num_rows
 
     bad: dict[int, str] = {}
-    rows = []
+    rows, own_rows = [], {}  # item -> the rows that judge it alone
+    refs = []
     for i, (item, camp, v, pol) in enumerate(
         zip(col(ITEM_ID), col("campaign_id"), col("verdict"), col("policy"))
     ):
-        kind, ref = ("item", item) if item else ("campaign", camp)
-        problem = _row_problem(ref, kind, v, pol, q, policies)
+        kind, ref, problem = _unit(_text(item), _text(camp), q)
+        refs.append(ref)
+        if kind == "item" and ref is not None:
+            own_rows.setdefault(ref, []).append(i)
+        pol = _text(pol)
+        problem = problem or _row_problem(v, pol, policies)
         if problem:
             bad[i] = problem
             continue
@@ -207,12 +281,35 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
             {"row": i, "kind": kind, "ref": ref, "policy": pol, "verdict": parse_verdict(v)}
         )
     rows = _dedupe(rows, bad)
+    own_bad = {m: [i for i in rs if i in bad] for m, rs in own_rows.items()}
     out: dict[tuple, dict] = {}
+    skipped: list[dict] = []
     for r in sorted(rows, key=lambda r: r["kind"] != "item"):  # item verdicts first: they win
-        members = [r["ref"]] if r["kind"] == "item" else q.members[r["ref"]]
-        source = "item" if r["kind"] == "item" else f"campaign:{r['ref']}"
-        for m in members:
-            out.setdefault((m, r["policy"]), {**r, ITEM_ID: m, "verdict_source": source})
+        if r["kind"] == "item":
+            out[(r["ref"], r["policy"])] = {**r, ITEM_ID: r["ref"], "verdict_source": "item"}
+            continue
+        reached = 0
+        for m in q.members[r["ref"]]:
+            if (m, r["policy"]) in out:
+                continue  # the member's own verdict
+            if own_bad.get(m):  # the reviewer judged it alone, in rows quarantined
+                listed = ", ".join(map(str, own_bad[m]))
+                skipped.append(
+                    {
+                        ITEM_ID: m,
+                        "row": r["row"],
+                        "stage": "verdicts",
+                        "reason": f"campaign {r['ref']!r} verdict not applied to member {m!r}: "
+                        f"its own verdict rows ({listed}) were quarantined",
+                    }
+                )
+                continue
+            out[(m, r["policy"])] = {**r, ITEM_ID: m, "verdict_source": f"campaign:{r['ref']}"}
+            reached += 1
+        if not reached and not any(s["row"] == r["row"] for s in skipped):
+            bad[r["row"]] = (
+                f"campaign {r['ref']!r} verdict reaches no member: each has its own verdict"
+            )
     accepted = pa.table(
         {
             ITEM_ID: pa.array([k[0] for k in out], pa.string()),
@@ -222,12 +319,15 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
             "row": pa.array([r["row"] for r in out.values()], pa.int64()),
         }
     )
-    refs = [i or c for i, c in zip(col(ITEM_ID), col("campaign_id"))]
     quarantine = [
         {ITEM_ID: refs[i], "row": i, "stage": "verdicts", "reason": why}
         for i, why in sorted(bad.items())
     ]
-    return VerdictCheck(accepted, quarantine_table(quarantine))
+    return VerdictCheck(accepted, quarantine_table(sorted(quarantine + skipped, key=_by_row)))
+
+
+def _by_row(entry: dict) -> int:
+    return entry["row"]
 
 
 @dataclass
@@ -240,6 +340,7 @@ class ImportResult:
     history: pa.Table
     model: object | None
     version: int
+    rows: int  # verdict rows in the file
 
 
 def seed_history_index(model_dir: Path, out_dir: Path) -> None:
@@ -308,6 +409,8 @@ def _new_rows(
             why = f"already in the history with verdict {seen[key]} ({r['verdict_source']})"
         elif r[ITEM_ID] not in content:
             why = "no content found for the item: pass the inventory (--inventory)"
+        elif not has_content(content[r[ITEM_ID]]):
+            why = NO_CONTENT
         if why:
             bad.append({ITEM_ID: r[ITEM_ID], "row": r["row"], "stage": "verdicts", "reason": why})
             continue
@@ -355,12 +458,13 @@ def import_verdicts(
             f"{model_dir}: no {HISTORY_FILE} (a model trained before versioning); retrain it "
             "with `riskrank train` first"
         )
+    check_out_dir(out_dir, retrain)  # before anything is written
+    queue_path = Path(queue) if isinstance(queue, (str, Path)) else None
+    check_queue_model(queue_path, model_dir, parent)
     history = pq.read_table(model_dir / HISTORY_FILE)
     seeds = SeedSet.from_table(model_dir / SEEDS_FILE)
-    queue_path = Path(queue) if isinstance(queue, (str, Path)) else None
-    check = check_verdicts(
-        read_verdicts(verdicts), QueueIndex(as_table(queue, what="queue")), set(seeds.policies)
-    )
+    table = read_verdicts(verdicts)
+    check = check_verdicts(table, QueueIndex(as_table(queue, what="queue")), set(seeds.policies))
     version = int(parent.get("version", 1)) + 1
     content = _content(check.accepted[ITEM_ID].to_pylist(), inventory, queue_path)
     new, imported, more_bad = _new_rows(check, history, content, f"review-v{version}")
@@ -373,26 +477,63 @@ def import_verdicts(
     merged = (
         pa.concat_tables([history, new], promote_options="permissive") if new.num_rows else history
     )
+    result = partial(ImportResult, imported, quarantine, merged, version=version, rows=len(table))
     if not retrain:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_parquet(quarantine, out_dir / QUARANTINE_FILE)
         write_parquet(merged, out_dir / HISTORY_FILE)
-        return ImportResult(imported, quarantine, merged, None, version)
-    from riskrank.rank.pipeline import train
+        return result(None)
+    from riskrank.rank.pipeline import fit_model
 
     seed_history_index(Path(model_dir), out_dir)
     # The reviewed items' vectors, where the sweep's standing index holds them, are not
     # embedded again for the history index (matched by content and encoder).
     sweep_items = _sweep_items_path(queue_path)
-    model = train(
+    model, _, history_quarantine = fit_model(
         merged, seeds, out_dir, signals=old.signals, k=parent.get("k"),
         index_donor=sweep_items.parent if sweep_items is not None else None,
         show_progress=show_progress,
     )  # fmt: skip
-    # Re-saved with its parent's lineage and the verdict quarantine, sealed with the rest.
+    # Saved once, with its parent's lineage and the verdict quarantine, all sealed together.
     model.info.update(lineage_info(merged, parent=parent))
-    tables = {"history_quarantine": pq.read_table(out_dir / "history_quarantine.parquet")}
-    tables.update(lineage_tables(merged, seeds))
+    tables = {"history_quarantine": history_quarantine, **lineage_tables(merged, seeds)}
     tables[QUARANTINE_FILE.removesuffix(".parquet")] = quarantine
     model.save(out_dir, tables=tables)
-    return ImportResult(imported, quarantine, merged, model, version)
+    return result(model)
+
+
+def check_out_dir(out_dir: Path, retrain: bool) -> None:
+    """Refuse, before anything is written, an ``out_dir`` an import must not write into:
+    a finished model (versions are not overwritten), a user's own directory, and, without a
+    retrain, any directory with files in it (the history written there is not a model)."""
+    from riskrank.rank.model import MODEL_JSON, check_model_dir
+
+    if not out_dir.exists():
+        return
+    if (out_dir / MODEL_JSON).exists():
+        info = json.loads((out_dir / MODEL_JSON).read_text())
+        raise FileExistsError(
+            f"{out_dir} already holds a model (version {info.get('version')}); models are "
+            "versioned: import into a new directory"
+        )
+    if retrain:
+        check_model_dir(out_dir)  # leftovers of a killed import (its history index) are kept
+    elif any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} is not empty: --no-retrain writes into an empty one")
+
+
+def check_queue_model(queue_path: Path | None, model_dir: Path, parent: dict) -> None:
+    """Refuse verdicts on a queue made by a later model than ``model_dir``: the new version
+    would lack the reviews that model was trained on (the sweep's report names it)."""
+    report = queue_path.parent / "report.json" if queue_path is not None else None
+    if report is None or not report.exists():
+        return
+    made_by = json.loads(report.read_text()).get("model") or {}
+    if made_by.get("history_digest") in (None, parent.get("history_digest")):
+        return
+    if int(made_by.get("version") or 0) > int(parent.get("version") or 1):
+        raise ValueError(
+            f"{queue_path} was made by model version {made_by['version']} (created "
+            f"{made_by.get('created_at')}), later than {model_dir} (version "
+            f"{parent.get('version')}): import into the model that made the queue or a later one"
+        )

@@ -400,11 +400,15 @@ def cmd_review_import(args) -> int:
         retrain=not args.no_retrain,
     )
     source = res.imported["verdict_source"].to_pylist() if res.imported.num_rows else []
+    used = set(res.imported["row"].to_pylist())
     _print_table(
         [
+            ("verdict rows in the file", res.rows),
+            ("  imported", len(used)),
+            ("  quarantined", len(set(res.quarantine["row"].to_pylist()) - used)),
             ("verdicts imported (items)", res.imported.num_rows),
             ("  from campaign verdicts", sum(s.startswith("campaign:") for s in source)),
-            ("rows quarantined", res.quarantine.num_rows),
+            ("quarantine entries", res.quarantine.num_rows),
             ("history rows", res.history.num_rows),
             ("model version", res.version),
             ("model", str(args.out)),

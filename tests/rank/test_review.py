@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -9,6 +10,7 @@ import pytest
 from riskrank.index.store import current_version
 from riskrank.index.tables import SchemaError
 from riskrank.rank.app.cli import main
+from riskrank.rank.model import RiskModel
 from riskrank.rank.pipeline import sweep, train
 from riskrank.rank.review import history_digest, import_verdicts
 
@@ -192,3 +194,145 @@ def test_reviewed_items_vectors_come_from_the_sweeps_index(loop, seeds, inventor
         (current_version(tmp_path / "v2" / "history_index") / "manifest.json").read_text()
     )["standing"]["update"]
     assert (update["added"], update["embedded"], update["donated_vectors"]) == (5, 0, 5)
+
+
+def _import(verdicts, root, out, **kw):
+    return import_verdicts(
+        verdicts, root / "day1" / "queue.parquet", root / "v1", out_dir=out, retrain=False, **kw
+    )
+
+
+def test_every_awkward_row_is_imported_or_quarantined(loop, tmp_path):
+    """Rows that used to vanish or win wrongly: a campaign verdict all of whose members judged
+    themselves, a member whose own verdicts conflict, an item named with a campaign it is not
+    in, a blank policy cell (the default, not an unknown policy)."""
+    root, queue = loop
+    cid, members = _campaign(queue)
+    other, others = _campaign(queue.filter(pc.not_equal(queue["campaign_id"], cid)))
+    free = [i for i in queue["item_id"].to_pylist() if i not in members + others]
+    rows = [
+        [None, cid, "2", ""],  # 0: every member has its own verdict below: reaches none
+        *[[m, None, "0", ""] for m in members],  # 1..n: the members' own (blank policy)
+        [None, other, "3", ""],  # applies to others[1:]
+        [others[0], None, "0", ""],  # conflicts with the next row: both quarantined,
+        [others[0], None, "2", ""],  # and others[0] takes no campaign verdict either
+        [free[0], cid, "2", ""],  # an item named with a campaign it is not in
+        [members[0], cid, "0", ""],  # member + campaign, item-mode queue: the item's own
+    ]
+    path = tmp_path / "v.csv"
+    path.write_text(
+        "item_id,campaign_id,verdict,policy\n"
+        + "\n".join(",".join(c or "" for c in r) for r in rows)
+        + "\n"
+    )
+    res = _import(path, root, tmp_path / "v2")
+    n = len(members)
+    why = {}
+    for r in res.quarantine.to_pylist():
+        why.setdefault(r["row"], []).append(r["reason"])
+    got = {r["item_id"]: r for r in res.imported.to_pylist()}
+    assert "reaches no member" in why[0][0]
+    assert "not a member of campaign_id" in why[n + 4][0]
+    assert all("conflicting" in w for w in why[n + 2] + why[n + 3])
+    assert "duplicate verdict for item" in why[n + 5][0]  # of row 1
+    # others[0] judged alone (and quarantined): the campaign verdict passes it over, saying so.
+    assert others[0] not in got and "not applied to member" in why[n + 1][0]
+    assert all(got[m]["verdict_source"] == f"campaign:{other}" for m in others[1:])
+    assert all(got[m]["policy"] == "scam" and got[m]["verdict"] == 0 for m in members[1:])
+    assert set(res.imported["row"].to_pylist()) | set(why) == set(range(len(rows)))
+    assert res.rows == len(rows)
+
+
+def test_badly_typed_verdict_files_get_a_clear_error(loop, tmp_path):
+    root, queue = loop
+    ok = queue["item_id"][0].as_py()
+    path = tmp_path / "twice.csv"
+    path.write_text(f"item_id,verdict,verdict\n{ok},2,0\n")
+    with pytest.raises(SchemaError, match=r"\['verdict'\] twice"):
+        _import(path, root, tmp_path / "a")
+    for table, column in (
+        (pa.table({"item_id": [ok], "verdict": pa.array([[2]])}), "verdict"),
+        (pa.table({"campaign_id": pa.array([["c-x"]]), "verdict": [2]}), "campaign_id"),
+        (pa.table({"item_id": [1.5], "verdict": [2]}), "item_id"),
+    ):
+        with pytest.raises(SchemaError, match=f"column '{column}' is"):
+            _import(table, root, tmp_path / "b")
+    # Integer ids are read as their digits (as the inventory reads them): here, unknown ones.
+    res = _import(pa.table({"item_id": [0, 123], "verdict": [2, 2]}), root, tmp_path / "c")
+    assert [r["reason"] for r in res.quarantine.to_pylist()] == [
+        "unknown item_id '0': not in the queue",
+        "unknown item_id '123': not in the queue",
+    ]
+
+
+def test_a_campaign_mode_queue_row_is_its_campaigns_verdict(loop, inventory_items, tmp_path):
+    """Verdicts written back on a campaign-mode queue's rows (item_id and campaign_id both
+    copied from the row) judge the campaign; naming another member judges that item."""
+    root, queue = loop
+    cid, members = _campaign(queue)
+    shown = pa.table(
+        {
+            "item_id": [members[0]],
+            "policy": ["scam"],
+            "campaign_id": [cid],
+            "campaign_members": pa.array([members], pa.list_(pa.string())),
+        }
+    )
+    inv = inventory_items.drop(["label"])
+    both = pa.table({"item_id": [members[0]], "campaign_id": [cid], "verdict": [2]})
+    res = import_verdicts(both, shown, root / "v1", out_dir=tmp_path / "a", inventory=inv,
+                          retrain=False)  # fmt: skip
+    assert sorted(res.imported["item_id"].to_pylist()) == sorted(members)
+    one = pa.table({"item_id": [members[1]], "campaign_id": [cid], "verdict": [2]})
+    res = import_verdicts(one, shown, root / "v1", out_dir=tmp_path / "b", inventory=inv,
+                          retrain=False)  # fmt: skip
+    assert res.imported["item_id"].to_pylist() == [members[1]]
+    assert res.imported["verdict_source"].to_pylist() == ["item"]
+
+
+def test_items_without_content_are_quarantined_not_imported(loop, inventory_items, tmp_path):
+    root, queue = loop
+    top = queue["item_id"].to_pylist()[:3]
+    inv = inventory_items.drop(["label"])
+    blank = {top[0]: "", top[1]: " \u200b "}
+    texts = [blank.get(i, t) for i, t in zip(inv["item_id"].to_pylist(), inv["text"].to_pylist())]
+    inv = inv.set_column(inv.schema.get_field_index("text"), "text", pa.array(texts))
+    res = _import(pa.table({"item_id": top, "verdict": [2, 2, 2]}), root, tmp_path / "v2",
+                  inventory=inv)  # fmt: skip
+    assert res.imported["item_id"].to_pylist() == [top[2]]
+    assert [r["item_id"] for r in res.quarantine.to_pylist()] == top[:2]
+    assert all("no content" in r["reason"] for r in res.quarantine.to_pylist())
+
+
+def test_import_refuses_targets_and_queues_before_writing(loop, tmp_path):
+    root, queue = loop
+    verdicts = pa.table({"item_id": [queue["item_id"][0].as_py()], "verdict": [2]})
+    before = (root / "v1" / "model.json").read_text()
+    # A finished model is never overwritten, with or without a retrain.
+    shutil.copytree(root / "v1", tmp_path / "copy")
+    for retrain in (False, True):
+        with pytest.raises(FileExistsError, match="already holds a model"):
+            import_verdicts(verdicts, root / "day1" / "queue.parquet", root / "v1",
+                            out_dir=tmp_path / "copy", retrain=retrain)  # fmt: skip
+    RiskModel.load(tmp_path / "copy")  # untouched: every checksum still holds
+    assert (root / "v1" / "model.json").read_text() == before
+    # A user's own directory: refused, and nothing is written into it.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "history.parquet").write_text("my own file")
+    for retrain in (False, True):
+        with pytest.raises(FileExistsError):
+            import_verdicts(verdicts, root / "day1" / "queue.parquet", root / "v1",
+                            out_dir=mine, retrain=retrain)  # fmt: skip
+        assert sorted(p.name for p in mine.iterdir()) == ["history.parquet"]
+    # A queue made by a later model version than --model: its reviews would be lost.
+    later = tmp_path / "later"
+    later.mkdir()
+    pq.write_table(queue, later / "queue.parquet")
+    report = json.loads((root / "day1" / "report.json").read_text())
+    assert report["model"]["version"] == 1
+    report["model"] = {"version": 2, "history_digest": "f" * 64, "created_at": "2026-12-03"}
+    (later / "report.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match="made by model version 2"):
+        import_verdicts(verdicts, later / "queue.parquet", root / "v1", out_dir=tmp_path / "v2")
+    assert not (tmp_path / "v2").exists()
