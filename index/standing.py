@@ -81,7 +81,13 @@ from riskrank.index.manifest import (
     write_manifest,
     write_text_atomic,
 )
-from riskrank.index.schema import IMAGE_BYTES, ITEM_ID, quarantine_table, validate_inventory
+from riskrank.index.schema import (
+    IMAGE_BYTES,
+    ITEM_ID,
+    is_blank,
+    quarantine_table,
+    validate_inventory,
+)
 from riskrank.index.signals.base import IndexKind, Signal
 from riskrank.index.store import KEYS, IndexMismatchError, InventoryIndex, SignalIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
@@ -139,16 +145,25 @@ class _Previous:
     entry: dict
 
 
+NOTHING = "-none"  # the key's ending where a row has nothing for the signal (no image)
+
+
 def signal_content_keys(table: pa.Table, signal: Signal) -> list[str]:
     """Per row, the digest of what ``signal`` reads (its content columns, the file behind an
     ``image_path``) and of the encoder itself: equal keys, equal vectors. Item ids are not
-    part of it, so copies of one content under many ids share a key."""
+    part of it, so copies of one content under many ids share a key. A row with nothing for
+    the signal (a text-only ad under an image signal) gets the key ending in ``NOTHING``:
+    there is nothing to embed, today or any other day."""
     spec = signals_digest([signal.describe()], [signal.name])
     cols = [c for c in signal.content_columns if c in table.column_names]
     if not cols:
-        return [f"{spec}-none"] * table.num_rows
+        return [f"{spec}{NOTHING}"] * table.num_rows
     digests = row_digests(table, columns=cols, base_dirs=signal_base_dirs([signal]))
-    return [f"{spec}-{d}" for d in digests]
+    absent = np.ones(table.num_rows, bool)
+    for c in cols:
+        values = table.column(c).to_pylist()
+        absent &= [v is None or (isinstance(v, str) and is_blank(v)) for v in values]
+    return [f"{spec}{NOTHING}" if a else f"{spec}-{d}" for a, d in zip(absent, digests)]
 
 
 def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) -> str:
@@ -434,7 +449,7 @@ def _plan(
     source = np.full(items.num_rows, -1, np.int64)  # row whose embedding this row uses
     for r in range(items.num_rows):
         content = tuple(keys[n][r] for n in names)
-        if all(content[i] in known[n] for i, n in enumerate(names)):
+        if all(k in known[n] or k.endswith(NOTHING) for k, n in zip(content, names)):
             continue
         source[r] = rep_of.setdefault(content, r)
     embed_rows = np.array(sorted(rep_of.values()), np.int64)
@@ -454,11 +469,17 @@ def _count_changes(items: pa.Table, keys: dict, prev: dict, stats: UpdateStats) 
         old = before.get(item_id)
         if old is None:
             stats.added += 1
-        elif any(old.get(n, keys[n][r]) != keys[n][r] for n in keys):
+        elif any(_differs(old.get(n), keys[n][r]) for n in keys):
             stats.changed += 1
         else:
             stats.unchanged += 1
     stats.removed = len(set(before) - set(ids))
+
+
+def _differs(before: str | None, key: str) -> bool:
+    """Whether an item's content for one signal changed (``before``: None where that signal
+    did not index the item: it had nothing for it, or what it had could not be used)."""
+    return before != key if before is not None else not key.endswith(NOTHING)
 
 
 @dataclass

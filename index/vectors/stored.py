@@ -124,6 +124,8 @@ class StoredVectors:
     def _fill(self, out: np.ndarray, first_row: int) -> None:
         """Read ``len(out)`` rows from ``first_row`` into ``out`` (preads return at most
         ~2 GiB each, so a large run takes several)."""
+        if out.size == 0:  # no rows (a signal with nothing to embed today): nothing to read
+            return
         view = memoryview(out).cast("B")
         done, offset = 0, self._offset + first_row * self._row_bytes
         while done < len(view):

@@ -315,3 +315,44 @@ def test_a_corrupt_donor_is_refused_by_its_checksums(tmp_path):
         StandingIndex(tmp_path / "hist").update(
             _inventory(), [HashingTextSignal()], donor=tmp_path / "sweep", show_progress=False
         )
+
+
+def test_items_without_one_kind_of_content_are_not_embedded_again(tmp_path):
+    """Text-only and image-only ads in a text + PDQ index: each signal has nothing to embed
+    for some rows, and that is known, not new, on every later day."""
+    from test_pdq_signal import jpeg, scene
+
+    from riskrank.index.signals.pdq import PdqSignal
+
+    class CountingPdq(PdqSignal):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedded: list[str] = []
+
+        def embed_items(self, table, *, show_progress=False):
+            self.embedded += table.column("item_id").to_pylist()
+            return super().embed_items(table, show_progress=show_progress)
+
+    text, pdq = CountingSignal(), CountingPdq()
+    images = [jpeg(scene(s, size=96)) for s in range(4)]
+    day0 = pa.table(
+        {
+            "item_id": ["both0", "both1", "text0", "text1", "image0", "image1"],
+            "text": ["ad zero", "ad one", "text only zero", "text only one", None, None],
+            "image_bytes": pa.array([*images[:2], None, None, *images[2:]], pa.binary()),
+        }
+    )
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(day0, [text, pdq], show_progress=False)
+    text.embedded.clear()
+    pdq.embedded.clear()
+    new = pa.table(
+        {"item_id": ["text2"], "text": ["a new text-only ad"], "image_bytes": pa.array([None])},
+        schema=day0.schema,
+    )
+    day1 = pa.concat_tables([day0, new])
+    idx, stats = standing.update(day1, [text, pdq], show_progress=False)
+    assert text.embedded == ["a new text-only ad"] and pdq.embedded in ([], ["text2"])
+    assert (stats.added, stats.changed, stats.unchanged, stats.embedded) == (1, 0, 6, 1)
+    ref = build_index(day1, tmp_path / "ref", signals=[CountingSignal(), PdqSignal()])
+    assert_same_index(idx, ref)
