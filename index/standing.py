@@ -81,6 +81,7 @@ from riskrank.index.manifest import (
     write_manifest,
     write_text_atomic,
 )
+from riskrank.index.output_lock import output_lock
 from riskrank.index.schema import (
     IMAGE_BYTES,
     ITEM_ID,
@@ -100,6 +101,7 @@ log = logging.getLogger(__name__)
 STATE = "standing.json"
 VERSIONS = "versions"
 DELTA = "_delta"
+LOCK = ".update.lock"  # one writer at a time (index/output_lock.py); readers need no lock
 KEEP_VERSIONS = 2
 RETRAIN_ADDED_SHARE = 0.5
 RETRAIN_IMBALANCE_GROWTH = 2.0
@@ -230,7 +232,7 @@ class StandingIndex:
             return
         if not self.path.is_dir():
             raise NotAStandingIndexError(f"{self.path} is a file, not a standing index")
-        own = {DELTA, VERSIONS}
+        own = {DELTA, VERSIONS, LOCK}
         other = sorted(p.name for p in self.path.iterdir() if p.name not in own)
         if other:
             what = "a plain index (riskrank index build)" if MANIFEST in other else "other files"
@@ -269,6 +271,18 @@ class StandingIndex:
         written then). See the module docstring for the guarantees.
         """
         self.check_target()
+        self.path.mkdir(parents=True, exist_ok=True)
+        with output_lock(self.path, what="standing index", lock_file=self.path / LOCK):
+            return self._update(
+                inventory, signals, deletions=deletions, donor=donor, engine=engine, key=key,
+                max_memory=max_memory, chunk_size=chunk_size, use_gpu=use_gpu,
+                show_progress=show_progress,
+            )  # fmt: skip
+
+    def _update(
+        self, inventory, signals, *, deletions, donor, engine, key, max_memory, chunk_size,
+        use_gpu, show_progress,
+    ) -> tuple[InventoryIndex, UpdateStats | None]:  # fmt: skip
         signals = check_signals(signals)
         engine = resolve_engine(engine)
         inventory = as_table(inventory, what="inventory")
@@ -318,6 +332,12 @@ class StandingIndex:
                 "update it with the encoder it was built with, or start a new standing index "
                 "(a new directory) for the new encoder"
             ) from exc
+        if dropped := sorted(set(current.signals) - {s.name for s in signals}):
+            log.warning(
+                "standing index %s: signal(s) %s are not in this update, so the new version "
+                "leaves them out (version %d keeps them until it is pruned; an update with them "
+                "embeds every item for them again)", self.path, dropped, self.version,
+            )  # fmt: skip
         out = {}
         for signal in signals:
             si = current.signals.get(signal.name)

@@ -65,6 +65,26 @@ def _to_arrow(data: TableLike, what: str) -> pa.Table:
     )
 
 
+def read_text_csv(path: str | Path, *, what: str) -> pa.Table:
+    """A CSV file with every column read as text (ids keep their leading zeros); a missing or
+    unreadable file, or a column named twice, is a clear error."""
+    import pyarrow.csv as pcsv
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: no such file: {path}")
+    try:
+        names = pcsv.read_csv(path).column_names
+        if repeated := sorted({c for c in names if names.count(c) > 1}):
+            raise SchemaError(f"{what}: {path} names the column(s) {repeated} twice")
+        return pcsv.read_csv(
+            path,
+            convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in names}),
+        )
+    except pa.ArrowInvalid as exc:
+        raise SchemaError(f"{what}: {path} is not a readable CSV file: {exc}") from exc
+
+
 def _read_parquet(data: str | Path, what: str) -> pa.Table:
     """A Parquet file or directory, or a URI pyarrow reads (``s3://``, ``gs://``, ``file://``)."""
     if isinstance(data, str) and "://" in data:

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.engine import Engine
+from riskrank.index.output_lock import holds_output_lock
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
@@ -38,7 +39,6 @@ from riskrank.rank.input_checks import (
     protect_metadata,
 )
 from riskrank.rank.model import RiskModel, check_model_dir
-from riskrank.rank.output_lock import holds_output_lock
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
 from riskrank.rank.reasons import explain_queue
@@ -390,6 +390,12 @@ def sweep_index(inventory, path: Path, signals, *, own: bool, **update_kw):
     (``update_standing_index``), or as it stands when ``inventory`` is None."""
     if inventory is not None:
         return update_standing_index(inventory, path, signals, own=own, **update_kw)
+    if update_kw.get("deletions") is not None:
+        raise ValueError(
+            "a deletion list needs today's inventory: a sweep without one searches the standing "
+            "index as it stands (pass the inventory with the deletions, or run `riskrank index "
+            "update --inventory ... --delete ...` first)"
+        )
     if not StandingIndex.is_standing(path):
         raise FileNotFoundError(
             f"{path} holds no standing index: a sweep without an inventory searches one that "

@@ -49,9 +49,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from riskrank.index.schema import ITEM_ID, NO_CONTENT, has_content, quarantine_table
-from riskrank.index.standing import StandingIndex
+from riskrank.index.standing import DELTA, LOCK, StandingIndex
 from riskrank.index.store import current_version
-from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
+from riskrank.index.tables import SchemaError, TableLike, as_table, read_text_csv, write_parquet
 from riskrank.recall.history import VERDICT_MAX
 from riskrank.recall.seeds import SeedSet
 
@@ -97,21 +97,7 @@ def lineage_tables(history: pa.Table, seeds: SeedSet) -> dict[str, pa.Table]:
 def read_verdicts(data: TableLike) -> pa.Table:
     """A verdict table from Parquet, CSV (every column read as text) or a DataFrame/Table."""
     if isinstance(data, (str, Path)) and str(data).lower().endswith(".csv"):
-        import pyarrow.csv as pcsv
-
-        path = Path(data)
-        if not path.exists():
-            raise FileNotFoundError(f"verdicts: no such file: {path}")
-        try:
-            names = pcsv.read_csv(path).column_names
-            if repeated := sorted({c for c in names if names.count(c) > 1}):
-                raise SchemaError(f"verdicts: {path} names the column(s) {repeated} twice")
-            table = pcsv.read_csv(
-                path,
-                convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in names}),
-            )
-        except pa.ArrowInvalid as exc:
-            raise SchemaError(f"verdicts: {path} is not a readable CSV file: {exc}") from exc
+        table = read_text_csv(data, what="verdicts")
     else:
         table = as_table(data, what="verdicts")
     return _typed_columns(table)
@@ -353,7 +339,7 @@ def seed_history_index(model_dir: Path, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / ".history_index.copy"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(parent, tmp, ignore=shutil.ignore_patterns("_delta"))
+    shutil.copytree(parent, tmp, ignore=shutil.ignore_patterns(DELTA, LOCK))
     tmp.rename(child)
 
 

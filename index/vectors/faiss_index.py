@@ -173,7 +173,16 @@ def train_and_add(
     never both held in memory)."""
     if not index.is_trained:
         sample = vectors[training_positions(len(vectors), train_sample=train_sample, seed=seed)]
-        index.train(np.ascontiguousarray(sample))
+        try:
+            index.train(np.ascontiguousarray(sample))
+        except RuntimeError as exc:  # FAISS's own message is a C++ assertion: say what to do
+            said = re.search(r"Number of training points.*?\)[^)]*\)", str(exc))
+            raise ValueError(
+                f"FAISS cannot train this index on {len(sample)} vectors"
+                f"{': ' + said.group(0) if said else ''}. A forced index key (--index-key) "
+                "needs enough items for its lists and codebooks; leave it unset and riskrank "
+                "picks one that fits the size"
+            ) from exc
         del sample
     if isinstance(index, faiss.IndexFlat) and index.ntotal == 0 and len(vectors):
         _fill_flat(index, vectors, block)

@@ -210,9 +210,11 @@ def _read_ids(path: str | None) -> list[str] | None:
     if not p.is_file():
         raise FileNotFoundError(f"--delete: {p} is not a file")
     if p.suffix.lower() in (".parquet", ".csv"):
-        from riskrank.index.tables import as_table
+        from riskrank.index.tables import as_table, read_text_csv
 
-        table = as_table(str(p), what=f"--delete {p}")
+        what = f"--delete {p}"
+        csv = p.suffix.lower() == ".csv"
+        table = read_text_csv(p, what=what) if csv else as_table(str(p), what=what)
         if "item_id" not in table.column_names:
             raise SchemaError(f"--delete {p}: needs an item_id column, has {table.column_names}")
         return [str(i) for i in table.column("item_id").to_pylist() if i is not None]
@@ -593,7 +595,7 @@ def _demo_parser(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from riskrank.rank.output_lock import OutputLockedError
+    from riskrank.index.output_lock import OutputLockedError
 
     args = build_parser().parse_args(argv)
     try:

@@ -4,6 +4,7 @@ other vector, and leaves exactly what a rebuild of the same inventory would hold
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pyarrow as pa
@@ -356,3 +357,59 @@ def test_items_without_one_kind_of_content_are_not_embedded_again(tmp_path):
     assert (stats.added, stats.changed, stats.unchanged, stats.embedded) == (1, 0, 6, 1)
     ref = build_index(day1, tmp_path / "ref", signals=[CountingSignal(), PdqSignal()])
     assert_same_index(idx, ref)
+
+
+def test_a_second_writer_is_refused_while_an_update_runs(tmp_path, monkeypatch):
+    """Two updates of one standing index at once would both write the next version: the
+    second is refused at once (the lock dies with its process, so a killed one never blocks)."""
+    from riskrank.index.output_lock import OutputLockedError
+
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(_inventory(), [HashingTextSignal()], show_progress=False)
+    seen = []
+    real_plan = standing_mod._plan
+
+    def second_writer(*args, **kwargs):  # runs inside the first update, holding the lock
+        with pytest.raises(OutputLockedError, match="standing index .* is in use"):
+            StandingIndex(tmp_path / "st").update(
+                _inventory(seed=5), [HashingTextSignal()], show_progress=False
+            )
+        seen.append(True)
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(standing_mod, "_plan", second_writer)
+    _, stats = standing.update(_inventory(seed=1), [HashingTextSignal()], show_progress=False)
+    assert seen == [True] and stats.version == 2 and standing.version == 2
+
+
+def test_a_forced_ivf_key_on_too_few_items_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"Number of training points \(12\).*forced index key"):
+        StandingIndex(tmp_path / "st").update(
+            _inventory(12), [HashingTextSignal()], key="IVF16,Flat", show_progress=False
+        )
+
+
+def test_an_update_without_one_of_the_signals_says_it_leaves_it_out(tmp_path):
+    from test_pdq_signal import jpeg, scene
+
+    from riskrank.index.signals.pdq import PdqSignal
+
+    day0 = pa.table(
+        {
+            "item_id": ["a", "b"],
+            "text": ["ad a", "ad b"],
+            "image_bytes": pa.array([jpeg(scene(s, size=96)) for s in range(2)], pa.binary()),
+        }
+    )
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(day0, [HashingTextSignal(), PdqSignal()], show_progress=False)
+    said = []  # pytest's log capture is off (pyproject.toml): a handler of our own
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        idx, _ = standing.update(day0, [HashingTextSignal()], show_progress=False)
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    assert list(idx.signals) == ["text"]
+    assert any("signal(s) ['pdq'] are not in this update" in m for m in said)

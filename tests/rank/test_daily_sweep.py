@@ -205,10 +205,11 @@ def test_cli_updates_a_standing_index_and_sweeps_it_retroactively(
     pq.write_table(inv, tmp_path / "inv.parquet")
     pq.write_table(seeds, tmp_path / "seeds.parquet")
     gone = inv["item_id"][0].as_py()
-    (tmp_path / "delete.txt").write_text(f"{gone}\nnever-indexed\n")
+    # A CSV with an item_id column, as --help says (ids read as text).
+    (tmp_path / "delete.csv").write_text(f"item_id,why\n{gone},taken down\nnever-indexed,x\n")
     st_dir = tmp_path / "st"
     argv = ["index", "update", "--inventory", str(tmp_path / "inv.parquet"), "--index", str(st_dir)]
-    argv += ["--signals", "test_hashing_text", "--delete", str(tmp_path / "delete.txt")]
+    argv += ["--signals", "test_hashing_text", "--delete", str(tmp_path / "delete.csv")]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "version 1" in out and "deletions never indexed" in out
@@ -219,6 +220,14 @@ def test_cli_updates_a_standing_index_and_sweeps_it_retroactively(
     assert main(argv) == 0
     queue = pq.read_table(tmp_path / "sw" / "queue.parquet")
     assert queue.num_rows and gone not in set(queue["item_id"].to_pylist())
+    # A deletion list without the inventory would be ignored: refused, naming what to do.
+    (tmp_path / "more.txt").write_text(queue["item_id"][0].as_py() + "\n")
+    assert (
+        main([*argv[:-4], "--out", str(tmp_path / "sw2"), "--delete", str(tmp_path / "more.txt")])
+        == 2
+    )
+    assert "a deletion list needs today's inventory" in capsys.readouterr().err
+    assert not (tmp_path / "sw2" / "queue.parquet").exists()
     argv = ["sweep", "--seeds", "s", "--model", "m", "--out", str(tmp_path / "x")]
     assert main(argv) == 2
     assert "give --inventory" in capsys.readouterr().err

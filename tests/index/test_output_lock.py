@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
+from riskrank.index.output_lock import OutputLockedError, clean_temp_files, lock_path, output_lock
 from riskrank.rank.app.cli import main
-from riskrank.rank.output_lock import OutputLockedError, clean_temp_files, lock_path, output_lock
 from riskrank.rank.pipeline import sweep
 
 
@@ -25,7 +25,7 @@ def test_a_second_sweep_into_a_busy_directory_is_refused(
             textwrap.dedent(
                 f"""
                 import sys, time
-                from riskrank.rank.output_lock import output_lock
+                from riskrank.index.output_lock import output_lock
                 with output_lock({str(out)!r}):
                     print("held", flush=True)
                     sys.stdin.read()

@@ -1,7 +1,8 @@
 """One writer per output directory, and no leftovers from writers that died.
 
-Two sweeps into one ``--out`` (or two trains into one model directory) interleave their
-files: a queue from one run beside the candidates of the other. ``output_lock`` takes an
+Two sweeps into one ``--out`` (or two trains into one model directory, or two updates of
+one standing index) interleave their files: a queue from one run beside the candidates of
+the other, one day's items lost from the index. ``output_lock`` takes an
 exclusive ``filelock`` on ``.<name>.lock`` beside the directory and refuses a second writer
 at once with a clear error; the lock dies with its process, so a killed run never leaves
 the directory locked. Holding the lock, it removes the temp files (``<file>.<pid>.tmp``)
@@ -50,16 +51,20 @@ def clean_temp_files(directory: str | Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def output_lock(directory: str | Path, *, what: str = "output directory") -> Iterator[Path]:
-    """Hold the exclusive lock of ``directory`` for the block; refuse if another holds it."""
+def output_lock(
+    directory: str | Path, *, what: str = "output directory", lock_file: Path | None = None
+) -> Iterator[Path]:
+    """Hold the exclusive lock of ``directory`` for the block; refuse if another holds it.
+    ``lock_file``: where the lock lives (default beside the directory, ``lock_path``)."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(lock_path(directory), timeout=0)
+    lock_file = lock_file or lock_path(directory)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_file, timeout=0)
     try:
         lock.acquire()
     except Timeout as exc:
         raise OutputLockedError(
-            f"{what} {directory} is in use by another riskrank run (lock {lock_path(directory)}); "
+            f"{what} {directory} is in use by another riskrank run (lock {lock_file}); "
             f"wait for it to finish or write somewhere else"
         ) from exc
     try:
