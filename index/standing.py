@@ -164,7 +164,9 @@ def signal_content_keys(table: pa.Table, signal: Signal) -> list[str]:
     absent = np.ones(table.num_rows, bool)
     for c in cols:
         values = table.column(c).to_pylist()
-        absent &= [v is None or (isinstance(v, str) and is_blank(v)) for v in values]
+        absent &= np.array(
+            [v is None or (isinstance(v, str) and is_blank(v)) for v in values], bool
+        )
     return [f"{spec}{NOTHING}" if a else f"{spec}-{d}" for a, d in zip(absent, digests)]
 
 

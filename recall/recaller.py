@@ -127,7 +127,9 @@ class _SignalState:
                 found = (nbrs >= 0).sum(1)
                 # Complete to the STORED-th (the rest is margin); everything, if all was found.
                 whole = found < fetch - 1
-                levels = np.where(whole, -np.inf, scores[:, min(STORED, fetch) - 1])
+                last = min(STORED, fetch) - 1  # FAISS returns fewer columns on a tiny index
+                level = scores[:, last] if scores.shape[1] > last else -np.inf
+                levels = np.where(whole, -np.inf, level)
                 self.memo.record(chunk, nbrs, scores, np.minimum(found, STORED), levels)
 
     @property
