@@ -232,7 +232,7 @@ def _dedupe(rows: list[dict], bad: dict[int, str]) -> list[dict]:
 def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> VerdictCheck:
     """Validate verdict rows against the queue they answer; expand campaign verdicts.
 
-    A member's own item verdict wins over its campaign's; a member whose own rows were all
+    A member's own item verdict wins over its campaign's; a member whose own rows were
     quarantined (a bad grade, a conflict) takes no verdict from its campaign either: the
     reviewer meant to judge it alone. A campaign verdict that reaches no member is
     quarantined, so every row is accounted for."""
@@ -268,34 +268,7 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
         )
     rows = _dedupe(rows, bad)
     own_bad = {m: [i for i in rs if i in bad] for m, rs in own_rows.items()}
-    out: dict[tuple, dict] = {}
-    skipped: list[dict] = []
-    for r in sorted(rows, key=lambda r: r["kind"] != "item"):  # item verdicts first: they win
-        if r["kind"] == "item":
-            out[(r["ref"], r["policy"])] = {**r, ITEM_ID: r["ref"], "verdict_source": "item"}
-            continue
-        reached = 0
-        for m in q.members[r["ref"]]:
-            if (m, r["policy"]) in out:
-                continue  # the member's own verdict
-            if own_bad.get(m):  # the reviewer judged it alone, in rows quarantined
-                listed = ", ".join(map(str, own_bad[m]))
-                skipped.append(
-                    {
-                        ITEM_ID: m,
-                        "row": r["row"],
-                        "stage": "verdicts",
-                        "reason": f"campaign {r['ref']!r} verdict not applied to member {m!r}: "
-                        f"its own verdict rows ({listed}) were quarantined",
-                    }
-                )
-                continue
-            out[(m, r["policy"])] = {**r, ITEM_ID: m, "verdict_source": f"campaign:{r['ref']}"}
-            reached += 1
-        if not reached and not any(s["row"] == r["row"] for s in skipped):
-            bad[r["row"]] = (
-                f"campaign {r['ref']!r} verdict reaches no member: each has its own verdict"
-            )
+    out, skipped = _expand(rows, q, own_bad, bad)
     accepted = pa.table(
         {
             ITEM_ID: pa.array([k[0] for k in out], pa.string()),
@@ -310,6 +283,41 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
         for i, why in sorted(bad.items())
     ]
     return VerdictCheck(accepted, quarantine_table(sorted(quarantine + skipped, key=_by_row)))
+
+
+def _expand(
+    rows: list[dict], q: QueueIndex, own_bad: dict[str, list[int]], bad: dict[int, str]
+) -> tuple[dict[tuple, dict], list[dict]]:
+    """One verdict per (item, policy): item verdicts first (they win), then each campaign's
+    to its other members, except members whose own rows (``own_bad``) were quarantined. A
+    campaign verdict that reaches nobody goes to ``bad``. Returns the verdicts and the
+    quarantine entries of the members passed over."""
+    out: dict[tuple, dict] = {}
+    skipped: list[dict] = []
+    for r in sorted(rows, key=lambda r: r["kind"] != "item"):
+        if r["kind"] == "item":
+            out[(r["ref"], r["policy"])] = {**r, ITEM_ID: r["ref"], "verdict_source": "item"}
+            continue
+        reached, passed_over = 0, 0
+        for m in q.members[r["ref"]]:
+            if (m, r["policy"]) in out:
+                continue  # the member's own verdict
+            if own_bad.get(m):  # the reviewer judged it alone, in rows quarantined
+                listed = ", ".join(map(str, own_bad[m]))
+                why = (
+                    f"campaign {r['ref']!r} verdict not applied to member {m!r}: its own "
+                    f"verdict rows ({listed}) were quarantined"
+                )
+                skipped.append({ITEM_ID: m, "row": r["row"], "stage": "verdicts", "reason": why})
+                passed_over += 1
+                continue
+            out[(m, r["policy"])] = {**r, ITEM_ID: m, "verdict_source": f"campaign:{r['ref']}"}
+            reached += 1
+        if not reached and not passed_over:
+            bad[r["row"]] = (
+                f"campaign {r['ref']!r} verdict reaches no member: each has its own verdict"
+            )
+    return out, skipped
 
 
 def _by_row(entry: dict) -> int:
