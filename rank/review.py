@@ -48,6 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from riskrank.index.output_lock import holds_output_lock
 from riskrank.index.schema import ITEM_ID, NO_CONTENT, has_content, quarantine_table
 from riskrank.index.standing import DELTA, LOCK, StandingIndex
 from riskrank.index.store import current_version
@@ -422,6 +423,7 @@ def _new_rows(
     return pa.Table.from_pylist(rows), pa.Table.from_pylist(kept, check.accepted.schema), bad
 
 
+@holds_output_lock("out_dir", what="model directory")  # as train holds it: one writer
 def import_verdicts(
     verdicts: TableLike,
     queue: TableLike,

@@ -336,3 +336,13 @@ def test_import_refuses_targets_and_queues_before_writing(loop, tmp_path):
     with pytest.raises(ValueError, match="made by model version 2"):
         import_verdicts(verdicts, later / "queue.parquet", root / "v1", out_dir=tmp_path / "v2")
     assert not (tmp_path / "v2").exists()
+
+
+def test_a_second_import_into_the_same_directory_is_refused(loop, tmp_path):
+    from riskrank.index.output_lock import OutputLockedError, output_lock
+
+    root, queue = loop
+    verdicts = pa.table({"item_id": [queue["item_id"][0].as_py()], "verdict": [2]})
+    with output_lock(tmp_path / "v2", what="model directory"):  # another import, running
+        with pytest.raises(OutputLockedError, match="in use by another riskrank run"):
+            _import(verdicts, root, tmp_path / "v2")
