@@ -4,7 +4,8 @@ Violating content comes in bursts (the same scam re-posted with a new phone numb
 insult pasted under many articles). Items are linked when they are within a per-signal
 threshold of each other under ANY signal (union across signals); a campaign is a connected
 component of that graph (``scipy.sparse.csgraph.connected_components``), found over a radius
-graph that FAISS builds (``range_search`` among the queued items).
+graph that FAISS builds (``range_search`` among the queued items, a block of them at a time,
+so that a campaign of thousands of near-copies does not hold its million links at once).
 
 A cosine link is proposed by FAISS in float32 a little below the threshold and decided in
 float64 pair by pair (``recall.neighbours.pair_inner_products``), so that it is a function of
@@ -25,7 +26,7 @@ Queue columns added
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import faiss
 import numpy as np
@@ -56,34 +57,66 @@ LINK_RULE = "float32 proposal, float64 pair decision"
 PROPOSE_MARGIN = 1e-3  # float32 error of a 384-d unit dot product is ~1e-6 (2.3e-5 at worst)
 
 
-def radius_pairs(
+PAIRS_PER_SEARCH = 4_000_000  # range-search results held at once (ids and scores: ~48 MB)
+STORED_LINKS_PER_CONTENT = 32  # a queue denser in links than this keeps none for the next sweep
+
+
+def radius_pair_chunks(
     queries: np.ndarray, base: np.ndarray, metric: str, threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """(query row, base row) of every pair within ``threshold``: cosine >= t on unit vectors
-    (decided by ``pair_inner_products``), or Hamming <= t on packed binary hashes."""
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(query row, base row) of every pair within ``threshold``, a block of queries at a time:
+    cosine >= t on unit vectors, or Hamming <= t on packed binary hashes.
+
+    A campaign of near-copies links every member to every other, so the pairs grow as the
+    square of its size (a 300,000-ad inventory of template ads made 36 million): the queries
+    are searched in blocks sized so that one block's results stay near ``PAIRS_PER_SEARCH``,
+    and a caller that needs only components (``_Components``) never holds them all. A cosine
+    pair is proposed by FAISS in float32 a little below the threshold; one whose float32
+    score clears the threshold by more than float32's error is a link, and only the pairs in
+    between are decided in float64 (``recall.neighbours.pair_inner_products``), so a link is
+    a function of the two vectors alone, whatever else is searched with them."""
     if len(queries) == 0 or len(base) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return
     if metric == "cosine":
         x = np.ascontiguousarray(queries, np.float32)
         y = np.ascontiguousarray(base, np.float32)
         index = faiss.IndexFlatIP(y.shape[1])
-        index.add(y)
-        lims, _, nbr = index.range_search(x, float(threshold) - PROPOSE_MARGIN)
-        rows = np.repeat(np.arange(len(x)), np.diff(lims).astype(np.int64))
-        nbr = nbr.astype(np.int64)
-        # COSINE_SLACK: ">= t" holds for the dot product of a unit vector with itself.
-        keep = pair_inner_products(x[rows], y[nbr]) >= float(threshold) - COSINE_SLACK
-        return rows[keep], nbr[keep]
-    if metric == "hamming":
+        radius = float(threshold) - PROPOSE_MARGIN
+    elif metric == "hamming":
         x = np.ascontiguousarray(queries, np.uint8)
         y = np.ascontiguousarray(base, np.uint8)
         index = faiss.IndexBinaryFlat(y.shape[1] * 8)
-        index.add(y)
-        # Binary range search keeps distances strictly below the radius (integers: exact).
-        lims, _, nbr = index.range_search(x, int(threshold) + 1)
-        rows = np.repeat(np.arange(len(x)), np.diff(lims).astype(np.int64))
-        return rows, nbr.astype(np.int64)
-    raise ValueError(f"radius_graph: metric {metric!r} is not 'cosine' or 'hamming'")
+        radius = int(threshold) + 1  # binary range search keeps distances strictly below it
+    else:
+        raise ValueError(f"radius_graph: metric {metric!r} is not 'cosine' or 'hamming'")
+    index.add(y)
+    start, block = 0, 1024
+    while start < len(x):
+        lims, score, nbr = index.range_search(x[start : start + block], radius)
+        rows = start + np.repeat(np.arange(len(lims) - 1), np.diff(lims).astype(np.int64))
+        nbr = nbr.astype(np.int64)
+        if metric == "cosine":
+            # COSINE_SLACK: ">= t" holds for the dot product of a unit vector with itself.
+            keep = score >= float(threshold) + PROPOSE_MARGIN
+            near = np.flatnonzero(~keep)
+            keep[near] = (
+                pair_inner_products(x[rows[near]], y[nbr[near]]) >= float(threshold) - COSINE_SLACK
+            )
+            rows, nbr = rows[keep], nbr[keep]
+        yield rows, nbr
+        start += block
+        per_query = max(1.0, len(score) / block)
+        block = int(min(4096, max(1, PAIRS_PER_SEARCH // per_query)))
+
+
+def radius_pairs(
+    queries: np.ndarray, base: np.ndarray, metric: str, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of ``radius_pair_chunks`` at once (for small inputs: they grow as n²)."""
+    chunks = list(radius_pair_chunks(queries, base, metric, threshold))
+    if not chunks:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
 
 
 def radius_graph(vectors: np.ndarray, metric: str, threshold: float) -> sparse.coo_matrix:
@@ -94,25 +127,82 @@ def radius_graph(vectors: np.ndarray, metric: str, threshold: float) -> sparse.c
     return sparse.coo_matrix((np.ones(len(nbr), np.int8), (rows, nbr)), shape=(n, n))
 
 
+class _Components:
+    """The connected components of links added in blocks, in memory that grows with the
+    items, not the links: once the links held pass a few per item they are replaced by one
+    link from each item to the first item of its component, which joins the same items."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.a: list[np.ndarray] = []
+        self.b: list[np.ndarray] = []
+        self.held = 0
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        self.a.append(np.asarray(a, np.int64))
+        self.b.append(np.asarray(b, np.int64))
+        self.held += len(self.a[-1])
+        if self.held > 4 * self.n + PAIRS_PER_SEARCH:
+            self._compress()
+
+    def links(self) -> tuple[np.ndarray, np.ndarray]:
+        self._compress()
+        return self.a[0], self.b[0]
+
+    def _compress(self) -> None:
+        if self.n == 0:
+            self.a, self.b, self.held = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], 0
+            return
+        a = np.concatenate(self.a) if self.a else np.zeros(0, np.int64)
+        b = np.concatenate(self.b) if self.b else np.zeros(0, np.int64)
+        graph = sparse.coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(self.n, self.n))
+        _, labels = connected_components(graph, directed=False)
+        first = np.full(labels.max() + 1, self.n, np.int64)
+        np.minimum.at(first, labels, np.arange(self.n))
+        root = first[labels]
+        joined = np.flatnonzero(root != np.arange(self.n))
+        self.a, self.b, self.held = [joined], [root[joined]], len(joined)
+
+
 def _signal_links(
     name: str, vecs: np.ndarray, metric: str, threshold: float, keys, links
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Linked (row, row) pairs of one signal's ``vecs``. With content ``keys`` and a
-    ``LinkCache``: rows of one content are linked to each other, links between contents the
-    cache saw are taken from it, and only new contents are searched (against all of them)."""
+    """Pairs of ``vecs`` rows that join the same components as the signal's links do. With
+    content ``keys`` and a ``LinkCache``: rows of one content are linked to each other, links
+    between contents the cache saw are taken from it, only new contents are searched (against
+    all of them), and this queue's links are stored for the next sweep unless there are more
+    than ``STORED_LINKS_PER_CONTENT`` per content (the next sweep then searches them all)."""
     if keys is None or links is None:
-        g = radius_graph(vecs, metric, threshold)
-        return g.row.astype(np.int64), g.col.astype(np.int64)
+        parts = _Components(len(vecs))
+        for rows, nbr in radius_pair_chunks(vecs, vecs, metric, threshold):
+            parts.add(rows, nbr)
+        return parts.links()
     first: dict[str, int] = {}
     rep_of = np.array([first.setdefault(k, r) for r, k in enumerate(keys)], np.int64)
     contents, rep_rows = list(first), np.array(list(first.values()), np.int64)
     known = links.known(name)
     new = np.flatnonzero([k not in known for k in contents])
     ca, cb = links.edges(name, {k: j for j, k in enumerate(contents)})
-    qa, qb = radius_pairs(vecs[rep_rows[new]], vecs[rep_rows], metric, threshold)
-    a, b = np.concatenate([ca, new[qa]]), np.concatenate([cb, qb])
-    a, b = a[a != b], b[a != b]
-    links.put(name, contents, a, b)
+    parts = _Components(len(contents))
+    parts.add(ca, cb)
+    kept, cap = [(ca, cb)], STORED_LINKS_PER_CONTENT * len(contents)
+    for qa, qb in radius_pair_chunks(vecs[rep_rows[new]], vecs[rep_rows], metric, threshold):
+        a, b = new[qa], qb
+        parts.add(a[a != b], b[a != b])
+        if kept is not None:
+            kept.append((a[a != b], b[a != b]))
+            if sum(len(k[0]) for k in kept) > cap:
+                kept = None
+    if kept is None:
+        links.skip(name)
+    else:
+        links.put(
+            name,
+            contents,
+            np.concatenate([k[0] for k in kept]),
+            np.concatenate([k[1] for k in kept]),
+        )
+    a, b = parts.links()
     # Rows of one content link to each other as a search would link them (itself within t).
     same = np.arange(len(keys))
     if (

@@ -194,6 +194,11 @@ class LinkCache:
         pairs = {tuple(sorted((contents[i], contents[j]))) for i, j in zip(a, b)}
         self._now[signal] = (list(contents), sorted(pairs))
 
+    def skip(self, signal: str) -> None:
+        """Keep no links of ``signal`` for the next sweep (too many to store: it searches all)."""
+        self._now.pop(signal, None)
+        log.info("campaign links cache: %s has too many links to keep; not stored", signal)
+
     def save(self) -> None:
         if self.path is None:
             return

@@ -263,3 +263,58 @@ def test_an_empty_queue_has_the_campaign_and_slot_columns_of_a_full_one(
         assert empty.schema.field(c).type == full.schema.field(c).type, c
     # ... and the reasons columns (rank/reasons.py), in the same order as a full queue's.
     assert empty.column_names == full.column_names
+
+
+def _all_pairs_partition(x: np.ndarray, t: float) -> set:
+    # The reference: every pair decided in float64, components of the whole graph.
+    sims = np.asarray(x, np.float64) @ np.asarray(x, np.float64).T
+    from scipy.sparse.csgraph import connected_components
+
+    return _partition(connected_components(sims >= t - 1e-5, directed=False)[1])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_campaigns_found_in_small_blocks_equal_one_search_of_all_pairs(monkeypatch, seed):
+    # Dense campaigns (every member links to every other) searched a few queries at a time,
+    # their links folded into components as they come: the same campaigns as all pairs at once.
+    import riskrank.rank.campaigns as campaigns
+
+    rng = np.random.default_rng(seed)
+    centres = _unit(rng.normal(size=(12, 16)))
+    x = _unit(centres[rng.integers(12, size=300)] + 0.08 * rng.normal(size=(300, 16)))
+    sims = (x @ x.T)[np.triu_indices(300, 1)]
+    assert (sims >= 0.9).sum() > 2000  # many links per item: the case that grew as n²
+    expected = _all_pairs_partition(x, 0.9)
+    monkeypatch.setattr(campaigns, "PAIRS_PER_SEARCH", 50)  # ~2 queries a block; compress often
+    labels = link_campaigns({"text": (np.arange(300), x)}, {"text": "cosine"}, 300, {"text": 0.9})
+    assert _partition(labels) == expected
+    assert 1 < len(expected) < 100
+
+
+def test_a_queue_too_dense_in_links_stores_none_and_the_next_sweep_searches_all(
+    tmp_path, monkeypatch
+):
+    import riskrank.rank.campaigns as campaigns
+
+    rng = np.random.default_rng(7)
+    centres = _unit(rng.normal(size=(5, 16)))
+    x = _unit(centres[rng.integers(5, size=120)] + 0.05 * rng.normal(size=(120, 16)))
+    keys = {"text": [f"k{i}" for i in range(120)]}
+    vecs, metric, rules = {"text": (np.arange(120), x)}, {"text": "cosine"}, {"t": 0.9}
+    expected = _all_pairs_partition(x, 0.9)
+    path = tmp_path / "links.parquet"
+    monkeypatch.setattr(campaigns, "STORED_LINKS_PER_CONTENT", 2)
+    cache = LinkCache(path, rules)
+    labels = link_campaigns(vecs, metric, 120, {"text": 0.9}, keys=keys, links=cache)
+    cache.save()
+    assert _partition(labels) == expected
+    assert not LinkCache(path, rules).known("text")  # nothing kept: more than 2 links each
+    monkeypatch.setattr(campaigns, "STORED_LINKS_PER_CONTENT", 1000)
+    cache = LinkCache(path, rules)
+    labels = link_campaigns(vecs, metric, 120, {"text": 0.9}, keys=keys, links=cache)
+    cache.save()
+    assert _partition(labels) == expected
+    again = LinkCache(path, rules)
+    assert len(again.known("text")) == 120
+    labels = link_campaigns(vecs, metric, 120, {"text": 0.9}, keys=keys, links=again)
+    assert _partition(labels) == expected
