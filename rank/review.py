@@ -24,7 +24,8 @@ an item the history already has a verdict for, an item whose content cannot be f
 empty. ``strict=True`` raises ``SchemaError`` naming the rows instead, and nothing is
 imported. Refused before anything is written: an ``out_dir`` that already holds a model or
 holds a user's files, and a queue made by a later model version than ``model_dir`` (its
-``report.json`` names the model).
+``report.json`` names the model). A file that imports nothing (no rows, or every row
+quarantined) is refused with the reasons counted: a new version would be its parent again.
 
 Models are versioned: ``model.json`` records ``version``, ``parent_version``,
 ``history_digest`` (sha256 of the sorted item/policy/verdict rows) and ``created_at``; the
@@ -40,6 +41,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -470,6 +472,10 @@ def import_verdicts(
             f"row {r['row']} ({r[ITEM_ID]}): {r['reason']}" for r in quarantine.to_pylist()[:20]
         )
         raise SchemaError(f"verdicts: {quarantine.num_rows} bad rows, nothing imported: {listed}")
+    if imported.num_rows == 0 and retrain:
+        # A new version trained on the parent's history alone would be the parent again.
+        why = _why(quarantine, len(table))
+        raise SchemaError(f"verdicts: nothing to import, no new model version trained: {why}")
     merged = (
         pa.concat_tables([history, new], promote_options="permissive") if new.num_rows else history
     )
@@ -496,6 +502,15 @@ def import_verdicts(
     tables[QUARANTINE_FILE.removesuffix(".parquet")] = quarantine
     model.save(out_dir, tables=tables)
     return result(model)
+
+
+def _why(quarantine: pa.Table, rows: int) -> str:
+    """Why an import took nothing: an empty file, or each reason with how many rows had it."""
+    if rows == 0:
+        return "the file has no rows"
+    reasons = Counter(quarantine.column("reason").to_pylist())
+    listed = "; ".join(f"{why} ({n})" for why, n in reasons.most_common(10))
+    return f"all {rows} rows were quarantined: {listed}"
 
 
 def check_out_dir(out_dir: Path, retrain: bool) -> None:

@@ -346,3 +346,25 @@ def test_a_second_import_into_the_same_directory_is_refused(loop, tmp_path):
     with output_lock(tmp_path / "v2", what="model directory"):  # another import, running
         with pytest.raises(OutputLockedError, match="in use by another riskrank run"):
             _import(verdicts, root, tmp_path / "v2")
+
+
+def test_a_file_that_imports_nothing_trains_no_new_version(loop, tmp_path):
+    # A header-only file, or one whose every row is quarantined: a "new" version would be its
+    # parent trained again. Refused with the reasons counted; nothing is written.
+    root, queue = loop
+    header = tmp_path / "header.csv"
+    header.write_text("item_id,verdict\n")
+    bad = pa.table(
+        {"item_id": ["nope-1", "nope-2", queue["item_id"][0].as_py()], "verdict": [2, 2, 9]}
+    )
+    for verdicts, why in (
+        (header, "the file has no rows"),
+        (bad, r"all 3 rows were quarantined: unknown item_id 'nope-1'.*\(1\)"),
+    ):
+        out = tmp_path / "v2"
+        with pytest.raises(SchemaError, match=f"nothing to import, no new model version.*{why}"):
+            import_verdicts(verdicts, root / "day1" / "queue.parquet", root / "v1", out_dir=out)
+        assert not out.exists()
+    # Without a retrain the history is written unchanged, with the quarantine beside it.
+    res = _import(bad, root, tmp_path / "h")
+    assert res.imported.num_rows == 0 and res.quarantine.num_rows == 3
