@@ -1,0 +1,139 @@
+#!/usr/bin/env python
+"""The whole CLI sweep at scale: ``riskrank sweep`` as a user runs it, stand-in encoder.
+
+``benchmarks/scale.py`` times index, recall and ranking with a budget of 1,000 and no output
+files. A user's sweep goes further: the default budget queues every recalled item, campaigns
+link the queue's near-copies, every queued row gets its reasons, and queue.parquet, report.md,
+report.png and report.html are written. This runs exactly that (``rank.app.cli.main``) on
+``scale.py``'s synthetic template ads, with the text encoder swapped for ``scale.py``'s hashing
+stand-in (``TextEncoder.encode`` / ``dim`` / ``_describe`` replaced in this process only), so
+that what is measured is everything but MiniLM. Template ads are near-copies by construction:
+the campaign step's worst case (every member of a campaign links to every other).
+
+Prints the sweep's stage seconds, queued rows and this process's peak RSS (VmHWM).
+``--day1``: the sweep keeps a standing index, then day 1 (1% of the items removed, 2% edited,
+5% new ads) is swept on it and from scratch, and their queues are compared column by column.
+
+    .venv/bin/python benchmarks/cli_scale.py --items 300000 --scam-share 0.02
+    .venv/bin/python benchmarks/cli_scale.py --items 300000 --scam-share 0.3
+    .venv/bin/python benchmarks/cli_scale.py --items 100000 --scam-share 0.3 --day1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from incremental import peak_rss_mib  # noqa: E402
+from scale import DIM, HashingEncoder, make_history_and_seeds, make_texts  # noqa: E402
+
+
+def use_stand_in_encoder() -> None:
+    """Every ``TextEncoder`` of this process embeds with the hashing stand-in."""
+    from riskrank.index.signals import text
+
+    stand_in = HashingEncoder()
+
+    def encode(self, texts, *, show_progress=False):
+        texts = list(texts)
+        return stand_in.encode(texts) if texts else np.zeros((0, DIM), np.float32)
+
+    def describe(self):
+        return {
+            **stand_in.describe(),
+            "library": "scikit-learn",
+            "backend": "torch",
+            "quantization": "none",
+            "max_seq_length": self.max_seq_length,
+            "fingerprint": "stand-in",
+        }
+
+    text.TextEncoder.encode = encode
+    text.TextEncoder.dim = property(lambda self: DIM)
+    text.TextEncoder._describe = describe
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--items", type=int, default=300_000)
+    ap.add_argument("--scam-share", type=float, default=0.02)
+    ap.add_argument("--keep", help="work directory to keep (default: a temporary one)")
+    ap.add_argument("--day1", action="store_true", help="then day 1: standing vs scratch")
+    args = ap.parse_args(argv)
+    use_stand_in_encoder()
+    from riskrank.rank.app.cli import main as cli
+
+    with tempfile.TemporaryDirectory(prefix="riskrank-cli-scale-") as tmp:
+        root = Path(args.keep or tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        history, seeds = make_history_and_seeds()
+        pq.write_table(history, root / "history.parquet")
+        pq.write_table(seeds, root / "seeds.parquet")
+        texts, _ = make_texts(args.items, np.random.default_rng(args.items), args.scam_share)
+        ids = [f"i{i}" for i in range(args.items)]
+        pq.write_table(pa.table({"item_id": ids, "text": texts}), root / "inventory.parquet")
+        del texts, ids
+        files = {k: str(root / f"{k}.parquet") for k in ("history", "seeds", "inventory")}
+        train = ["train", "--history", files["history"], "--seeds", files["seeds"]]
+        assert cli([*train, "--out", str(root / "model")]) == 0
+        load0 = [round(x, 2) for x in os.getloadavg()]
+        t0 = time.time()
+        sweep = ["sweep", "--seeds", files["seeds"], "--model", str(root / "model")]
+        standing = ["--index", str(root / "standing")] if args.day1 else []
+        inventory = ["--inventory", files["inventory"]]
+        rc = cli([*sweep, *inventory, "--out", str(root / "sweep"), *standing])
+        wall = time.time() - t0
+        report = json.loads((root / "sweep" / "report.json").read_text())
+        row = {
+            "items": args.items,
+            "scam_share": args.scam_share,
+            "exit": rc,
+            "wall_s": round(wall, 2),
+            "seconds": report["seconds"],
+            "queued": report["queued"],
+            "campaigns": len(set(pq.read_table(root / "sweep" / "queue.parquet")["campaign_id"])),
+            "peak_rss_mib": peak_rss_mib(),
+            "load_before": load0,
+            "load_after": [round(x, 2) for x in os.getloadavg()],
+        }
+        if args.day1:
+            row["day1"] = day1(root, cli, sweep, standing)
+    print("RESULT " + json.dumps(row))
+    return 0
+
+
+def day1(root: Path, cli, sweep: list[str], standing: list[str]) -> dict:
+    """Day 1 swept on the standing index and from scratch; their queues, column by column."""
+    inv = pq.read_table(root / "inventory.parquet")
+    rng = np.random.default_rng(1)
+    kept = inv.filter(pa.array(rng.random(inv.num_rows) >= 0.01))
+    texts = [t + " edited" if rng.random() < 0.02 else t for t in kept["text"].to_pylist()]
+    new, _ = make_texts(inv.num_rows // 20, np.random.default_rng(99), 0.3)
+    ids = kept["item_id"].to_pylist() + [f"new{i}" for i in range(len(new))]
+    pq.write_table(pa.table({"item_id": ids, "text": texts + new}), root / "day1.parquet")
+    out = {}
+    for name, extra in (("standing", standing), ("scratch", [])):
+        t0 = time.time()
+        inventory = ["--inventory", str(root / "day1.parquet")]
+        assert cli([*sweep, *inventory, "--out", str(root / f"day1-{name}"), *extra]) == 0
+        report = json.loads((root / f"day1-{name}" / "report.json").read_text())
+        out[name] = {"wall_s": round(time.time() - t0, 2), "seconds": report["seconds"]}
+    a, b = (pq.read_table(root / f"day1-{n}" / "queue.parquet") for n in ("standing", "scratch"))
+    columns = ("item_id", "campaign_id", "campaign_size", "campaign_rank", "risk_probability")
+    out["queued"] = [a.num_rows, b.num_rows]
+    out["equal"] = {c: a[c].to_pylist() == b[c].to_pylist() for c in columns}
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
