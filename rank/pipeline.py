@@ -447,7 +447,8 @@ def finish_sweep(
     t_arrange = time.time() - t0
     if model is not None:
         spans = SpanCache(reasons_cache, model_identity(model.info))
-        queue = explain_queue(queue, cands, model, seeds, cache=spans)
+        contrib = queued_rows(queue, cands, scored.contributions)
+        queue = explain_queue(queue, cands, model, seeds, cache=spans, contributions=contrib)
         extra = {**(extra or {}), "reasons": spans.counts()}
     # The queue's own stages, so that the report's total is the sweep's wall time.
     seconds = {**seconds, "queue": t_arrange, "reasons": time.time() - t0 - t_arrange}
@@ -496,6 +497,20 @@ def finish_sweep(
         write_parquet(quarantine, out_dir / "quarantine.parquet")
         (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     return SweepResult(queue, cands, quarantine, report, out_dir)
+
+
+def queued_rows(queue: pa.Table, cands: pa.Table, values: np.ndarray | None):
+    """``values`` (one row per candidate) of the queue's rows, found by (item, policy); None
+    where there are none, or a queue row is not one candidate's (the caller computes them)."""
+    if values is None or queue.num_rows == 0 or "policy" not in queue.column_names:
+        return None
+    keys = zip(cands.column(ITEM_ID).to_pylist(), cands.column("policy").to_pylist())
+    row_of = {key: r for r, key in enumerate(keys)}
+    if len(row_of) != cands.num_rows:
+        return None
+    wanted = zip(queue.column(ITEM_ID).to_pylist(), queue.column("policy").to_pylist())
+    rows = [row_of.get(key) for key in wanted]
+    return None if None in rows else values[rows]
 
 
 def decision_report(cands: pa.Table, scored: ScoredCandidates) -> dict:

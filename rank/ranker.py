@@ -119,17 +119,26 @@ class ScoredCandidates:
     calibration: np.ndarray
     action_threshold: np.ndarray
     base_rates: dict[str, float]
+    # Per row, its contribution to its score per feature of ``RiskRanker.features_``
+    # (``RiskRanker.contributions``): kept so the reasons step need not run LightGBM's
+    # ``pred_contrib`` over the queue again (the costliest call of ranking).
+    contributions: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
 
     @classmethod
     def uncalibrated(
-        cls, scores: np.ndarray, reasons: list[str], variant: np.ndarray
+        cls,
+        scores: np.ndarray,
+        reasons: list[str],
+        variant: np.ndarray,
+        contributions: np.ndarray | None = None,
     ) -> ScoredCandidates:
         n = len(scores)
         nan = np.full(n, np.nan)
-        return cls(scores, nan, reasons, variant, np.full(n, "none", dtype=object), nan, {})
+        none = np.full(n, "none", dtype=object)
+        return cls(scores, nan, reasons, variant, none, nan, {}, contributions)
 
     @classmethod
     def concat(cls, parts: list[ScoredCandidates]) -> ScoredCandidates:
@@ -137,10 +146,12 @@ class ScoredCandidates:
         afterwards, over all rows: ``RiskRanker.calibrate_scored``)."""
         if not parts:
             return cls.uncalibrated(np.zeros(0), [], np.zeros(0, dtype=object))
+        contrib = [p.contributions for p in parts]
         return cls.uncalibrated(
             np.concatenate([p.scores for p in parts]),
             [r for p in parts for r in p.reasons],
             np.concatenate([p.variant for p in parts]),
+            None if any(c is None for c in contrib) else np.concatenate(contrib),
         )
 
 
@@ -472,8 +483,9 @@ class RiskRanker:
         table = as_table(candidates, what="candidates")
         variant = self._variant_of(table, variant)
         raw = self._raw(table, variant) if table.num_rows else np.zeros(0)
-        reasons = self._reasons(table, variant, top) if table.num_rows else []
-        scored = ScoredCandidates.uncalibrated(raw, reasons, variant)
+        contrib = np.zeros((table.num_rows, len(self.features_)))
+        reasons = self._reasons(table, variant, top, contrib) if table.num_rows else []
+        scored = ScoredCandidates.uncalibrated(raw, reasons, variant, contrib)
         if not calibrate:
             return scored
         policies = table.column("policy").to_pylist() if table.num_rows else []
@@ -561,9 +573,15 @@ class RiskRanker:
         self._check_fitted()
         return self._explain(table, self.variants(table), top)
 
-    def _explain(self, table: pa.Table, variant: np.ndarray, top: int) -> list:
+    def _explain(
+        self, table: pa.Table, variant: np.ndarray, top: int, matrix: np.ndarray | None = None
+    ) -> list:
+        """Per row, its ``top`` (feature, value, contribution); ``matrix`` (rows x
+        ``features_``), where given, is filled with every contribution (``contributions``)."""
         out: list = [None] * table.num_rows
         for rows, feats, X, contrib in self._contributions(table, variant):
+            if matrix is not None:
+                matrix[np.ix_(rows, self._columns(feats))] = contrib
             # One sort for all rows; the lists are then plain lookups.
             order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
             for r, x, c, best in zip(rows, X, contrib, order):
@@ -585,10 +603,14 @@ class RiskRanker:
         self._check_fitted()
         table = as_table(candidates, what="candidates")
         out = np.zeros((table.num_rows, len(self.features_)))
-        column = {f: j for j, f in enumerate(self.features_)}
         for rows, feats, _, contrib in self._contributions(table, self.variants(table)):
-            out[np.ix_(rows, [column[f] for f in feats])] = contrib
+            out[np.ix_(rows, self._columns(feats))] = contrib
         return out
+
+    def _columns(self, feats: list[str]) -> list[int]:
+        """Where each of ``feats`` is in ``features_``."""
+        column = {f: j for j, f in enumerate(self.features_)}
+        return [column[f] for f in feats]
 
     def reasons(self, candidates: TableLike, *, top: int = 3) -> list[str]:
         """``explain`` in words, e.g. ``"similarity to the closest seed (text) = 0.91"``."""
@@ -596,10 +618,12 @@ class RiskRanker:
         table = as_table(candidates, what="candidates")
         return self._reasons(table, self.variants(table), top)
 
-    def _reasons(self, table: pa.Table, variant: np.ndarray, top: int) -> list[str]:
+    def _reasons(
+        self, table: pa.Table, variant: np.ndarray, top: int, matrix: np.ndarray | None = None
+    ) -> list[str]:
         return [
             "; ".join(f"{describe_feature(f)} = {v:.3g}" for f, v, _ in row)
-            for row in self._explain(table, variant, top)
+            for row in self._explain(table, variant, top, matrix)
         ]
 
     def feature_importance(self) -> dict[str, float]:

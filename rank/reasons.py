@@ -228,6 +228,7 @@ def explain_queue(
     seeds: SeedSet,
     *,
     cache: SpanCache | str | Path | None = None,
+    contributions: np.ndarray | None = None,
 ) -> pa.Table:
     """``queue`` with the columns of ``EXPLANATION_SCHEMA`` after its front columns.
 
@@ -235,13 +236,15 @@ def explain_queue(
     index the item's full text as the inventory gave it. ``cache``: phrase attributions
     (rank/sweep_cache.py), or the Parquet file of them: texts attributed by the sweep that
     wrote it are not attributed again; it is then rewritten with this queue's. The reasons
-    are the same with or without it.
+    are the same with or without it. ``contributions``: the queue rows' ``RiskRanker``
+    contributions (``ScoredCandidates.contributions`` of the rows queued), if the ranking
+    kept them; otherwise they are computed here.
     """
     if "item_id" not in queue.column_names:
         return queue
     if queue.num_rows == 0:  # a quiet day's queue has a full one's columns
         return _with_columns(queue, EXPLANATION_SCHEMA.empty_table())
-    inputs = _RowInputs.gather(queue, candidates, model, seeds)
+    inputs = _RowInputs.gather(queue, candidates, model, seeds, contributions)
     spans = cache if isinstance(cache, SpanCache) else SpanCache(cache, model_identity(model.info))
     weak = {s.name: float(s.match_thresholds[0]) for s in model.signals}
     closest = [
@@ -288,7 +291,12 @@ class _RowInputs:
 
     @classmethod
     def gather(
-        cls, queue: pa.Table, candidates: pa.Table, model: RiskModel, seeds: SeedSet
+        cls,
+        queue: pa.Table,
+        candidates: pa.Table,
+        model: RiskModel,
+        seeds: SeedSet,
+        contributions: np.ndarray | None = None,
     ) -> _RowInputs:
         full_text = {}
         if "text" in candidates.column_names:
@@ -305,7 +313,7 @@ class _RowInputs:
         return cls(
             rows,
             [full_text.get(r["item_id"]) for r in rows],
-            _group_contributions(queue, model),
+            _group_contributions(queue, model, contributions),
             {r["seed_id"]: r for r in seeds.table.to_pylist()},
             signals,
             stored,
@@ -321,14 +329,18 @@ def _row_column(name: str) -> bool:
     )
 
 
-def _group_contributions(queue: pa.Table, model: RiskModel) -> list[dict[str, float]]:
+def _group_contributions(
+    queue: pa.Table, model: RiskModel, contributions: np.ndarray | None = None
+) -> list[dict[str, float]]:
     """Per row, the ranker's positive contributions summed by evidence group (``_group``)."""
     features = model.ranker.features_
     groups = sorted({_group(f) for f in features})
     member = np.zeros((len(features), len(groups)))
     for j, f in enumerate(features):
         member[j, groups.index(_group(f))] = 1.0
-    positive = np.maximum(model.ranker.contributions(queue), 0.0)
+    if contributions is None:
+        contributions = model.ranker.contributions(queue)
+    positive = np.maximum(contributions, 0.0)
     touched = (positive > 0).astype(float) @ member > 0
     sums = positive @ member
     return [

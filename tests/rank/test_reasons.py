@@ -354,3 +354,28 @@ def test_probe_memo_hits_are_the_scores_the_ngrams_give(history):
     memo = probe.evidence(policy, ids, texts, exclude_self=False)["hist_lexical_probe_score"]
     np.testing.assert_array_equal(memo[:-1], fresh[:-1])
     assert memo[-1] == 123.0 and np.isnan(memo[20]) and np.isnan(memo[21])
+
+
+def test_reasons_from_the_rankings_contributions_equal_reasons_computed_again(
+    explained_sweep, trained_model
+):
+    # The sweep hands the ranker's per-feature contributions to the reasons step instead of
+    # running pred_contrib over the queue a second time: the same reasons either way, for
+    # both model variants (the diet policy runs cold).
+    from riskrank.rank.pipeline import queued_rows
+    from riskrank.rank.reasons import explain_queue
+    from riskrank.recall.seeds import SeedSet
+
+    _, seeds, result = explained_sweep
+    cands, ranker = result.candidates, trained_model.ranker
+    scored = ranker.score(cands)
+    assert set(scored.variant) == {"full", "cold"}
+    np.testing.assert_array_equal(scored.contributions, ranker.contributions(cands))
+    queue = result.queue
+    kept = queued_rows(queue, cands, scored.contributions)
+    assert kept is not None and len(kept) == queue.num_rows
+    seed_set = SeedSet.from_table(seeds)
+    again = explain_queue(queue, cands, trained_model, seed_set)
+    given = explain_queue(queue, cands, trained_model, seed_set, contributions=kept)
+    assert given.to_pandas().equals(again.to_pandas())
+    assert again.to_pandas().equals(queue.to_pandas())  # what the sweep itself wrote
