@@ -379,3 +379,22 @@ def test_reasons_from_the_rankings_contributions_equal_reasons_computed_again(
     given = explain_queue(queue, cands, trained_model, seed_set, contributions=kept)
     assert given.to_pandas().equals(again.to_pandas())
     assert again.to_pandas().equals(queue.to_pandas())  # what the sweep itself wrote
+
+
+def test_span_cache_reads_back_what_it_saved(tmp_path):
+    from riskrank.rank.phrases import Span
+    from riskrank.rank.sweep_cache import SPAN_TYPE, SpanCache
+
+    assert Span._fields == tuple(f.name for f in SPAN_TYPE)  # read back by position
+    cache = SpanCache(tmp_path / "reasons.parquet", "model-1")
+    spans = {
+        "a": [Span(0, 5, "Cheap", "lexical", 0.5), Span(6, 9, "now", "seed", 2.0)],
+        "b": [],  # a text with nothing to highlight is kept too (not attributed again)
+        "c": [Span(3, 4, "é", "lexical", 1e-9)],
+    }
+    for key, value in spans.items():
+        cache.put(key, value)
+    cache.save()
+    again = SpanCache(tmp_path / "reasons.parquet", "model-1")
+    assert again.stored == spans
+    assert again.missing(["a", "b", "c", "d"]) == ["d"]
