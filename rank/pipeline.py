@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from riskrank.index import collector
 from riskrank.index.engine import Engine
 from riskrank.index.output_lock import holds_output_lock
 from riskrank.index.schema import ITEM_ID
@@ -242,6 +243,7 @@ class SweepResult:
 
 
 @holds_output_lock("out_dir", what="sweep output directory")
+@collector.frozen()  # libraries and models are not walked by the sweep's collections
 def sweep(
     inventory: TableLike | None,
     seeds: SeedSet | TableLike,
@@ -301,6 +303,7 @@ def sweep(
     check_budget(budget)
     engine = resolve_sweep_engine(engine)
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
+    collector.freeze_more()  # the model and its encoders, loaded just now
     set_image_base_dir(model, image_base_dir)  # Ray's actors get it from the model's signals
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     out = Path(out_dir) if out_dir else Path(_tmpdir())

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
+from riskrank.index import collector
 from riskrank.index.manifest import package_version
 from riskrank.index.schema import TEXT, is_blank
 from riskrank.index.signals.base import CliOption, SignalBatch
@@ -206,11 +207,13 @@ class TextEncoder:
     def _load(self):
         self._check_backend()
         if self._st is None and self.backend == "torch":
-            from sentence_transformers import SentenceTransformer
-
             path, _ = resolve_text_model(self.model)
             device = self.device or default_device()
-            st = SentenceTransformer(path, device=device)
+            with collector.paused():  # ~400,000 objects imported; no cyclic garbage made
+                from sentence_transformers import SentenceTransformer
+
+                st = SentenceTransformer(path, device=device)
+                collector.freeze_more()  # in a sweep: not walked by its collections
             if self.max_seq_length:
                 st.max_seq_length = min(self.max_seq_length, st.max_seq_length or 10**6)
             if device.startswith("cuda"):
