@@ -90,7 +90,8 @@ def radius_pair_chunks(
     else:
         raise ValueError(f"radius_graph: metric {metric!r} is not 'cosine' or 'hamming'")
     index.add(y)
-    start, block = 0, 1024
+    # A first block small enough for one dense campaign's rows, then sized by what came back.
+    start, block = 0, 128
     while start < len(x):
         lims, score, nbr = index.range_search(x[start : start + block], radius)
         rows = start + np.repeat(np.arange(len(lims) - 1), np.diff(lims).astype(np.int64))
