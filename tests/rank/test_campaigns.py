@@ -318,3 +318,22 @@ def test_a_queue_too_dense_in_links_stores_none_and_the_next_sweep_searches_all(
     assert len(again.known("text")) == 120
     labels = link_campaigns(vecs, metric, 120, {"text": 0.9}, keys=keys, links=again)
     assert _partition(labels) == expected
+
+
+def test_pdq_campaigns_found_in_small_blocks_equal_one_search_of_all_pairs(monkeypatch):
+    import riskrank.rank.campaigns as campaigns
+
+    rng = np.random.default_rng(11)
+    originals = rng.integers(0, 256, size=(8, 32), dtype=np.uint8)
+    hashes = originals[rng.integers(8, size=200)].copy()
+    flips = rng.integers(0, 256, size=hashes.shape, dtype=np.uint8)
+    hashes ^= flips & (rng.random(hashes.shape) < 0.05).astype(np.uint8) * 0xFF  # ~10 bits off
+    bits = np.unpackbits(hashes, axis=1).astype(np.int64)
+    hamming = (bits[:, None, :] != bits[None, :, :]).sum(axis=2)
+    from scipy.sparse.csgraph import connected_components
+
+    expected = _partition(connected_components(hamming <= 31, directed=False)[1])
+    assert 1 < len(expected) < 200
+    monkeypatch.setattr(campaigns, "PAIRS_PER_SEARCH", 30)
+    labels = link_campaigns({"pdq": (np.arange(200), hashes)}, {"pdq": "hamming"}, 200, {"pdq": 31})
+    assert _partition(labels) == expected
