@@ -17,6 +17,7 @@ Prints the sweep's stage seconds, queued rows and this process's peak RSS (VmHWM
     .venv/bin/python benchmarks/cli_scale.py --items 300000 --scam-share 0.02
     .venv/bin/python benchmarks/cli_scale.py --items 300000 --scam-share 0.3
     .venv/bin/python benchmarks/cli_scale.py --items 100000 --scam-share 0.3 --day1
+    .venv/bin/python benchmarks/cli_scale.py --items 300000 --scam-share 0.3 --k all
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scam-share", type=float, default=0.02)
     ap.add_argument("--keep", help="work directory to keep (default: a temporary one)")
     ap.add_argument("--day1", action="store_true", help="then day 1: standing vs scratch")
+    ap.add_argument("--k", default=None, help="the sweep's --k (default: the CLI's; 'all')")
     args = ap.parse_args(argv)
     use_stand_in_encoder()
     from riskrank.rank.app.cli import main as cli
@@ -89,6 +91,7 @@ def main(argv=None) -> int:
         load0 = [round(x, 2) for x in os.getloadavg()]
         t0 = time.time()
         sweep = ["sweep", "--seeds", files["seeds"], "--model", str(root / "model")]
+        sweep += ["--k", args.k] if args.k else []
         standing = ["--index", str(root / "standing")] if args.day1 else []
         inventory = ["--inventory", files["inventory"]]
         rc = cli([*sweep, *inventory, "--out", str(root / "sweep"), *standing])
@@ -97,6 +100,7 @@ def main(argv=None) -> int:
         row = {
             "items": args.items,
             "scam_share": args.scam_share,
+            "k": args.k or "default",
             "exit": rc,
             "wall_s": round(wall, 2),
             "seconds": report["seconds"],
