@@ -87,6 +87,16 @@ class _SignalState:
     def similarity(self, q: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.si.signal.similarity(q, items)
 
+    def _every_item(self, q: np.ndarray, block: int = 262_144) -> np.ndarray:
+        """Every item's position, best first, from the stored vectors. ``k=None`` promises
+        every indexed item; an IVF index searched for all of them still visits only
+        ``nprobe`` of its lists (a 300,000-ad sweep with ``--k all`` recalled 9.4% of them)."""
+        n = self.si.index.ntotal
+        sims = np.empty((len(q), n), np.float32)
+        for a in range(0, n, block):
+            sims[:, a : a + block] = self.similarity(q, np.asarray(self.vectors[a : a + block]))
+        return np.argsort(-sims, axis=1, kind="stable")
+
     def neighbours(self, q: np.ndarray, k: int) -> np.ndarray:
         """Positions of each query's ``k`` nearest items, best first.
 
@@ -94,6 +104,8 @@ class _SignalState:
         vectors: PQ48 alone found 38% of the true top 10 at 1M items, re-scored 86%.
         """
         key = getattr(self.si.index, "key", "")
+        if k >= self.si.index.ntotal and (key.startswith(("IVF", "BIVF")) or is_compressed(key)):
+            return self._every_item(q)
         if not is_compressed(key):
             return self.si.index.search(q, k).positions
         fetched = self.si.index.search(q, min(4 * k, self.si.index.ntotal)).positions

@@ -162,3 +162,26 @@ def test_history_evidence_of_a_hash_signal_is_hamming_similarity():
     want = 1 - hamming_distances(items, hashes).min(axis=1) / 256
     np.testing.assert_allclose(out["hist_pdq_nearest_sim"], want, atol=1e-6)
     assert out["hist_pdq_nearest_sim"][0] == pytest.approx(1 - 3 / 256)
+
+
+def test_k_none_recalls_every_item_of_an_ivf_index_too(
+    tmp_path, inventory_items, seeds, text_signal
+):
+    # k=None promises every indexed item as a candidate; an IVF index searched for all of them
+    # visits only nprobe of its lists (IVF8: 1 of 8 here), which recalled a fraction before.
+    ivf = build_index(
+        inventory_items, tmp_path / "ivf", signals=[text_signal], key="IVF8,Flat",
+        show_progress=False,
+    )  # fmt: skip
+    flat = build_index(
+        inventory_items, tmp_path / "flat", signals=[text_signal], show_progress=False
+    )
+    n_policies = len(set(seeds["policy"].to_pylist()))
+    for index in (ivf, flat):
+        cands = recall(index, seeds, k=None, show_progress=False)
+        assert cands.num_rows == inventory_items.num_rows * n_policies
+    a = recall(ivf, seeds, k=None, show_progress=False).sort_by("item_id")
+    b = recall(flat, seeds, k=None, show_progress=False).sort_by("item_id")
+    np.testing.assert_allclose(
+        a["text_best_sim"].to_numpy(), b["text_best_sim"].to_numpy(), atol=1e-6
+    )
