@@ -69,12 +69,11 @@ def radius_pair_chunks(
 
     A campaign of near-copies links every member to every other, so the pairs grow as the
     square of its size (a 300,000-ad inventory of template ads made 36 million): the queries
-    are searched in blocks sized so that one block's results stay near ``PAIRS_PER_SEARCH``,
-    and a caller that needs only components (``_Components``) never holds them all. A cosine
-    pair is proposed by FAISS in float32 a little below the threshold; one whose float32
-    score clears the threshold by more than float32's error is a link, and only the pairs in
-    between are decided in float64 (``recall.neighbours.pair_inner_products``), so a link is
-    a function of the two vectors alone, whatever else is searched with them."""
+    are searched in blocks sized so that one block's results stay near ``PAIRS_PER_SEARCH``.
+    A caller that needs only components uses ``radius_components``, which does not search every
+    link. A cosine pair is proposed by FAISS in float32 a little below the threshold and
+    decided by ``_decide``, so a link is a function of the two vectors alone, whatever else is
+    searched with them."""
     if len(queries) == 0 or len(base) == 0:
         return
     if metric == "cosine":
@@ -90,21 +89,37 @@ def radius_pair_chunks(
     else:
         raise ValueError(f"radius_graph: metric {metric!r} is not 'cosine' or 'hamming'")
     index.add(y)
-    # A first block small enough for one dense campaign's rows, then sized by what came back.
+    for rows, nbr, score in _range_blocks(index, x, radius):
+        keep = _decide(metric, threshold, score, x, rows, y, nbr)
+        yield rows[keep], nbr[keep]
+
+
+def _decide(metric, threshold, score, x, rows, y, cols) -> np.ndarray:
+    """The link rule on searched pairs (``x[rows]``, ``y[cols]``) and their FAISS scores. A
+    cosine score that clears the threshold by more than float32's error is a link, one below
+    it by as much is not, and only the pairs in between are decided in float64
+    (``recall.neighbours.pair_inner_products``). ``COSINE_SLACK``: ">= t" holds for the dot
+    product of a unit vector with itself."""
+    if metric == "hamming":
+        return np.asarray(score) <= threshold
+    score = np.asarray(score)
+    keep = score >= float(threshold) + PROPOSE_MARGIN
+    near = np.flatnonzero(~keep & (score >= float(threshold) - PROPOSE_MARGIN))
+    keep[near] = (
+        pair_inner_products(x[rows[near]], y[cols[near]]) >= float(threshold) - COSINE_SLACK
+    )
+    return keep
+
+
+def _range_blocks(index, queries: np.ndarray, radius) -> Iterator[tuple[np.ndarray, ...]]:
+    """(query row, base row, score) of a range search, a block of queries at a time: the first
+    small enough for one dense campaign's rows, the next sized by what came back, so that a
+    block's results stay near ``PAIRS_PER_SEARCH``."""
     start, block = 0, 128
-    while start < len(x):
-        lims, score, nbr = index.range_search(x[start : start + block], radius)
+    while start < len(queries):
+        lims, score, nbr = index.range_search(queries[start : start + block], radius)
         rows = start + np.repeat(np.arange(len(lims) - 1), np.diff(lims).astype(np.int64))
-        nbr = nbr.astype(np.int64)
-        if metric == "cosine":
-            # COSINE_SLACK: ">= t" holds for the dot product of a unit vector with itself.
-            keep = score >= float(threshold) + PROPOSE_MARGIN
-            near = np.flatnonzero(~keep)
-            keep[near] = (
-                pair_inner_products(x[rows[near]], y[nbr[near]]) >= float(threshold) - COSINE_SLACK
-            )
-            rows, nbr = rows[keep], nbr[keep]
-        yield rows, nbr
+        yield rows, nbr.astype(np.int64), score
         start += block
         per_query = max(1.0, len(score) / block)
         block = int(min(4096, max(1, PAIRS_PER_SEARCH // per_query)))
@@ -150,6 +165,13 @@ class _Components:
         self._compress()
         return self.a[0], self.b[0]
 
+    def labels(self) -> np.ndarray:
+        """Each item's component, named by its first item."""
+        a, b = self.links()
+        root = np.arange(self.n)
+        root[a] = b
+        return root
+
     def _compress(self) -> None:
         if self.n == 0:
             self.a, self.b, self.held = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], 0
@@ -165,6 +187,202 @@ class _Components:
         self.a, self.b, self.held = [joined], [root[joined]], len(joined)
 
 
+# Components without every link: a cover (see ``radius_components``).
+COVER_SHARE = 0.5  # a cover group reaches at most this share of the link distance
+COVER_BLOCK = 1024  # items given their cover group at a time
+RADIUS_TIERS = 4  # searches of the items against cover groups of like radius
+COVER_PROBE = 4096  # rows covered first to see whether a cover pays
+COVER_MAX_LEADERS = 0.5  # share of the probe's rows leading groups above which it does not
+
+
+def _unit_rows(x: np.ndarray) -> bool:
+    norms = np.linalg.norm(np.asarray(x, np.float32), axis=1)
+    return bool(len(norms)) and bool(np.all(np.abs(norms - 1.0) <= 1e-3))
+
+
+class _Space:
+    """The link rule as a distance that keeps the triangle inequality: Euclidean distance
+    between unit vectors (cosine ``s >= t`` is ``d <= sqrt(2 - 2t)``) or Hamming distance.
+    Cosine scores come from float32, so every distance here is an upper (``high``) or lower
+    (``low``) bound that holds within ``PROPOSE_MARGIN`` of the exact score."""
+
+    def __init__(self, vectors: np.ndarray, metric: str, threshold: float) -> None:
+        self.metric, self.threshold = metric, threshold
+        if metric == "cosine":
+            self.x = np.ascontiguousarray(vectors, np.float32)
+            self.reach = float(np.sqrt(2.0 - 2.0 * (float(threshold) - COSINE_SLACK)))
+        elif metric == "hamming":
+            self.x = np.ascontiguousarray(vectors, np.uint8)
+            self.reach = float(threshold)
+        else:
+            raise ValueError(f"radius_components: metric {metric!r} is not 'cosine' or 'hamming'")
+        self.cover = COVER_SHARE * self.reach
+
+    def index(self, rows: np.ndarray):
+        if self.metric == "cosine":
+            index = faiss.IndexFlatIP(self.x.shape[1])
+        else:
+            index = faiss.IndexBinaryFlat(self.x.shape[1] * 8)
+        index.add(self.x[rows])
+        return index
+
+    def high(self, score: np.ndarray) -> np.ndarray:
+        if self.metric == "hamming":
+            return np.asarray(score, np.float64)
+        s = np.asarray(score, np.float64) - PROPOSE_MARGIN
+        return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * s))
+
+    def low(self, score: np.ndarray) -> np.ndarray:
+        if self.metric == "hamming":
+            return np.asarray(score, np.float64)
+        s = np.asarray(score, np.float64) + PROPOSE_MARGIN
+        return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * s))
+
+    def radius(self, distance: float):
+        """The range-search radius that returns every pair with ``low <= distance``."""
+        if self.metric == "hamming":
+            return int(np.floor(distance)) + 1  # binary range search keeps d < radius
+        return float(1.0 - distance**2 / 2.0 - PROPOSE_MARGIN)
+
+    def scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Scores of rows ``a`` against rows ``b`` (a small block), as FAISS would give them."""
+        if self.metric == "cosine":
+            return self.x[a] @ self.x[b].T
+        bits_a = np.unpackbits(self.x[a], axis=1).astype(np.int32)
+        bits_b = np.unpackbits(self.x[b], axis=1).astype(np.int32)
+        return bits_a @ (1 - bits_b).T + (1 - bits_a) @ bits_b.T
+
+    def nearest(self, index, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        score, pos = index.search(self.x[a], 1)
+        return pos[:, 0].astype(np.int64), self.high(score[:, 0])
+
+    def links(self, rows, cols, score) -> np.ndarray:
+        """The link rule (``_decide``) on pairs of rows."""
+        return _decide(self.metric, self.threshold, score, self.x, rows, self.x, cols)
+
+    def cover_groups(self, rows: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Greedy cover of the first ``rows`` rows (all by default), in order: a row within
+        ``cover`` of a leader joins its group, any other row leads a new group. Returns each
+        group's leader row, each row's group and each group's radius (the farthest member's
+        distance from its leader, an upper bound)."""
+        n = len(self.x) if rows is None else min(rows, len(self.x))
+        group, dist = np.empty(n, np.int64), np.zeros(n)
+        leaders: list[int] = []
+        index = None
+        for a in range(0, n, COVER_BLOCK):
+            rows = np.arange(a, min(n, a + COVER_BLOCK))
+            got = np.full(len(rows), -1, np.int64)
+            if index is not None:
+                pos, d = self.nearest(index, rows)
+                hit = d <= self.cover
+                got[hit], dist[rows[hit]] = pos[hit], d[hit]
+            rest = rows[got < 0]
+            if len(rest):
+                d = self.high(self.scores(rest, rest))
+                open_ = np.ones(len(rest), bool)
+                start = len(leaders)
+                for i in range(len(rest)):
+                    if not open_[i]:
+                        continue
+                    take = open_ & (d[i] <= self.cover)
+                    take[i] = True
+                    got[rest[take] - a] = len(leaders)
+                    dist[rest[take]] = d[i, take]
+                    dist[rest[i]] = 0.0
+                    leaders.append(int(rest[i]))
+                    open_ &= ~take
+                new = np.asarray(leaders[start:], np.int64)
+                if index is None:
+                    index = self.index(new)
+                else:
+                    index.add(self.x[new])
+            group[rows] = got
+        leader = np.asarray(leaders, np.int64)
+        radius = np.zeros(len(leader))
+        np.maximum.at(radius, group, dist)
+        return leader, group, radius
+
+
+def radius_components(vectors: np.ndarray, metric: str, threshold: float) -> np.ndarray:
+    """Component label of every row of the radius graph of ``radius_pair_chunks`` (rows linked
+    by the same rule), found exactly without searching every link.
+
+    A campaign of m near-copies has m² links; its components need far fewer. Rows are first
+    covered by groups of radius at most ``COVER_SHARE`` of the link distance around a leader
+    (``_Space.cover_groups``): a member is linked to its leader, so a group is connected. Every
+    row is then searched against the leaders only, and linked (by the rule) to those within
+    reach. A link x-y with y in group B means x is within reach + radius(B) of B's leader
+    (triangle inequality), so the groups in that band that the links so far have not joined
+    to x are the only places a missing link can be: x is checked against their members. With
+    near-copies the leaders are few, and the work grows with rows x leaders, not rows²
+    (``benchmarks/campaign_links.py``). Without them nearly every row leads its own group and
+    the cover costs more than it saves: when more than ``COVER_MAX_LEADERS`` of the first
+    ``COVER_PROBE`` rows lead, every link is searched instead, as it is for cosine vectors
+    that are not unit vectors (the distance is Euclidean between unit vectors)."""
+    n = len(vectors)
+    parts = _Components(n)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    if metric == "cosine" and not _unit_rows(vectors):
+        space = None
+    else:
+        space = _Space(vectors, metric, threshold)
+        probe = min(n, COVER_PROBE)
+        if len(space.cover_groups(probe)[0]) > COVER_MAX_LEADERS * probe:
+            space = None
+    if space is None:
+        for rows, nbr in radius_pair_chunks(vectors, vectors, metric, threshold):
+            parts.add(rows, nbr)
+        return parts.labels()
+    leader, group, radius = space.cover_groups()
+    parts.add(np.arange(n), leader[group])
+    size = np.bincount(group, minlength=len(leader))
+    radius[size == 1] = 0.0  # a group of one has no member to find beyond its leader
+    band_x, band_g = [], []
+    edges = np.linspace(0.0, space.cover, RADIUS_TIERS + 1)
+    tier = np.clip(np.searchsorted(edges, radius, side="left") - 1, 0, RADIUS_TIERS - 1)
+    for t in range(RADIUS_TIERS):
+        groups = np.flatnonzero(tier == t)
+        if not len(groups):
+            continue
+        index = space.index(leader[groups])
+        reach = space.reach + float(radius[groups].max())
+        for rows, pos, score in _range_blocks(index, space.x, space.radius(reach)):
+            g = groups[pos]
+            link = space.links(rows, leader[g], score)
+            parts.add(rows[link], leader[g[link]])
+            band = ~link & (size[g] > 1) & (space.low(score) <= space.reach + radius[g])
+            band_x.append(rows[band])
+            band_g.append(g[band])
+    if not band_x or not sum(len(b) for b in band_x):
+        return parts.labels()
+    xs, gs = np.concatenate(band_x), np.concatenate(band_g)
+    members = np.argsort(group, kind="stable")
+    first = np.concatenate([[0], np.cumsum(size)])
+    labels = parts.labels()
+    order = np.argsort(gs, kind="stable")
+    xs, gs = xs[order], gs[order]
+    cuts = np.flatnonzero(np.diff(gs)) + 1
+    checked = 0
+    for x_rows, g in zip(np.split(xs, cuts), gs[np.concatenate([[0], cuts])]):
+        x_rows = x_rows[labels[x_rows] != labels[leader[g]]]
+        if not len(x_rows):
+            continue
+        m = members[first[g] : first[g + 1]]
+        a, b = radius_pairs(space.x[x_rows], space.x[m], metric, threshold)
+        parts.add(x_rows[a], m[b])
+        checked += len(x_rows) * len(m)
+        if len(a) and checked > PAIRS_PER_SEARCH:
+            labels, checked = parts.labels(), 0
+    return parts.labels()
+
+
+def _star(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Links from each row to the first row of its component (``_Components.labels``)."""
+    joined = np.flatnonzero(labels != np.arange(len(labels)))
+    return joined, labels[joined]
+
+
 def _signal_links(
     name: str, vecs: np.ndarray, metric: str, threshold: float, keys, links
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -174,10 +392,7 @@ def _signal_links(
     all of them), and this queue's links are stored for the next sweep unless there are more
     than ``STORED_LINKS_PER_CONTENT`` per content (the next sweep then searches them all)."""
     if keys is None or links is None:
-        parts = _Components(len(vecs))
-        for rows, nbr in radius_pair_chunks(vecs, vecs, metric, threshold):
-            parts.add(rows, nbr)
-        return parts.links()
+        return _star(radius_components(vecs, metric, threshold))
     first: dict[str, int] = {}
     rep_of = np.array([first.setdefault(k, r) for r, k in enumerate(keys)], np.int64)
     contents, rep_rows = list(first), np.array(list(first.values()), np.int64)
@@ -190,12 +405,14 @@ def _signal_links(
     for qa, qb in radius_pair_chunks(vecs[rep_rows[new]], vecs[rep_rows], metric, threshold):
         a, b = new[qa], qb
         parts.add(a[a != b], b[a != b])
-        if kept is not None:
-            kept.append((a[a != b], b[a != b]))
-            if sum(len(k[0]) for k in kept) > cap:
-                kept = None
+        kept.append((a[a != b], b[a != b]))
+        if sum(len(k[0]) for k in kept) > cap:
+            kept = None
+            break
     if kept is None:
+        # Too dense to store: the components of every content, without every link.
         links.skip(name)
+        a, b = _star(radius_components(vecs[rep_rows], metric, threshold))
     else:
         links.put(
             name,
@@ -203,7 +420,7 @@ def _signal_links(
             np.concatenate([k[0] for k in kept]),
             np.concatenate([k[1] for k in kept]),
         )
-    a, b = parts.links()
+        a, b = parts.links()
     # Rows of one content link to each other as a search would link them (itself within t).
     same = np.arange(len(keys))
     if (

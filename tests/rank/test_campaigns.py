@@ -337,3 +337,79 @@ def test_pdq_campaigns_found_in_small_blocks_equal_one_search_of_all_pairs(monke
     monkeypatch.setattr(campaigns, "PAIRS_PER_SEARCH", 30)
     labels = link_campaigns({"pdq": (np.arange(200), hashes)}, {"pdq": "hamming"}, 200, {"pdq": 31})
     assert _partition(labels) == expected
+
+
+def _on_circle(angles, dim=8):
+    x = np.zeros((len(angles), dim), np.float32)
+    x[:, 0], x[:, 1] = np.cos(angles), np.sin(angles)
+    return x
+
+
+def test_a_link_to_a_cover_group_member_far_from_its_leader_is_found(monkeypatch):
+    # Link: angle <= acos(0.9) = 0.451 rad. Rows in order: leader L (0), y (0.203, in L's
+    # group), leader M (0.812), x (0.631, in M's group). x-y (0.428) is the only link between
+    # the two groups; x is 0.631 from L and y 0.609 from M: no leader is within reach of the
+    # other group's members. It is found by checking x against the members of L's group.
+    import riskrank.rank.campaigns as campaigns
+    from riskrank.rank.campaigns import _Space, radius_components
+
+    monkeypatch.setattr(campaigns, "COVER_MAX_LEADERS", 1.0)  # always cover
+    x = _on_circle([0.0, 0.203, 0.812, 0.631])
+    leader, group, _ = _Space(x, "cosine", 0.9).cover_groups()
+    assert leader.tolist() == [0, 2] and group.tolist() == [0, 0, 1, 1]
+    assert _partition(radius_components(x, "cosine", 0.9)) == {(0, 1, 2, 3)}
+    assert _partition(radius_components(x[:, ::-1].copy(), "cosine", 0.9)) == {(0, 1, 2, 3)}
+    apart = _on_circle([0.0, 0.203, 0.900, 0.700])  # x-y now 0.497 apart: no link
+    assert _partition(radius_components(apart, "cosine", 0.9)) == {(0, 1), (2, 3)}
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("spread", [0.02, 0.08, 0.2])
+def test_components_from_a_cover_equal_those_of_every_link(monkeypatch, seed, spread):
+    import riskrank.rank.campaigns as campaigns
+
+    rng = np.random.default_rng(seed)
+    centres = _unit(rng.normal(size=(10, 16)))
+    x = _unit(centres[rng.integers(10, size=400)] + spread * rng.normal(size=(400, 16)))
+    monkeypatch.setattr(campaigns, "COVER_BLOCK", 37)  # many blocks, leaders from each
+    monkeypatch.setattr(campaigns, "COVER_MAX_LEADERS", 1.0)  # always cover
+    for t in (0.8, 0.9, 0.97):
+        expected = _all_pairs_partition(x, t)
+        assert _partition(campaigns.radius_components(x, "cosine", t)) == expected
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pdq_components_from_a_cover_equal_those_of_every_link(monkeypatch, seed):
+    from scipy.sparse.csgraph import connected_components
+
+    import riskrank.rank.campaigns as campaigns
+
+    rng = np.random.default_rng(seed)
+    originals = rng.integers(0, 256, size=(6, 32), dtype=np.uint8)
+    hashes = originals[rng.integers(6, size=250)].copy()
+    noise = (rng.random((250, 256)) < rng.uniform(0.02, 0.12, size=(250, 1))).astype(np.uint8)
+    hashes ^= np.packbits(noise, axis=1)
+    bits = np.unpackbits(hashes, axis=1).astype(np.int64)
+    hamming = (bits[:, None, :] != bits[None, :, :]).sum(axis=2)
+    monkeypatch.setattr(campaigns, "COVER_BLOCK", 29)
+    monkeypatch.setattr(campaigns, "COVER_MAX_LEADERS", 1.0)
+    for t in (15, 31, 45):
+        expected = _partition(connected_components(hamming <= t, directed=False)[1])
+        assert _partition(campaigns.radius_components(hashes, "hamming", t)) == expected
+
+
+def test_near_copies_are_covered_by_few_leaders_and_other_vectors_are_searched_pairwise():
+    from riskrank.rank.campaigns import _Space, radius_components
+
+    rng = np.random.default_rng(3)
+    centres = _unit(rng.normal(size=(5, 32)))
+    x = _unit(centres[rng.integers(5, size=2000)] + 0.01 * rng.normal(size=(2000, 32)))
+    leader, group, radius = _Space(x, "cosine", 0.7).cover_groups()
+    assert len(leader) == 5  # 2,000 rows, 5 leaders: the search is 2,000 x 5, not 2,000²
+    assert _partition(radius_components(x, "cosine", 0.7)) == _all_pairs_partition(x, 0.7)
+    from scipy.sparse.csgraph import connected_components
+
+    scaled = x[:300] * 2.0  # not unit vectors: no distance to cover with; every pair searched
+    graph = radius_graph(scaled, "cosine", 0.7)
+    expected = _partition(connected_components(graph, directed=False)[1])
+    assert _partition(radius_components(scaled, "cosine", 0.7)) == expected
