@@ -18,6 +18,7 @@ PARTS = [
     ("faithfulness.md", "Faithfulness of the highlighted phrases (issue 14)"),
     ("campaigns.md", "Campaigns: threshold and purity (issue 13)"),
     ("cli_scale.md", "The whole CLI sweep at 300,000 items, stand-in encoder (issues 13, 15)"),
+    ("campaign_links.md", "Campaign components: every link vs a cover (issues 13, 15)"),
     ("replay.md", "Replay of the review loop (issue 13)"),
     ("replay_embeddings_only.md", "Replay without the lexical probe (the earlier replay)"),
     ("replay_notes.md", "Replay: what changed and why (issue 13)"),

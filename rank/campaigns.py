@@ -3,9 +3,11 @@
 Violating content comes in bursts (the same scam re-posted with a new phone number, the same
 insult pasted under many articles). Items are linked when they are within a per-signal
 threshold of each other under ANY signal (union across signals); a campaign is a connected
-component of that graph (``scipy.sparse.csgraph.connected_components``), found over a radius
-graph that FAISS builds (``range_search`` among the queued items, a block of them at a time,
-so that a campaign of thousands of near-copies does not hold its million links at once).
+component of that graph (``scipy.sparse.csgraph.connected_components``). A campaign of m
+near-copies has m² links but needs far fewer to be connected: ``radius_components`` covers the
+queued items with groups around leaders and searches items against leaders (FAISS
+``range_search``, a block at a time), checking group members only where the triangle
+inequality leaves a link possible: the components of every link, exactly, at rows x leaders.
 
 A cosine link is proposed by FAISS in float32 a little below the threshold and decided in
 float64 pair by pair (``recall.neighbours.pair_inner_products``), so that it is a function of
