@@ -10,7 +10,9 @@ stand-in (``TextEncoder.encode`` / ``dim`` / ``_describe`` replaced in this proc
 that what is measured is everything but MiniLM. Template ads are near-copies by construction:
 the campaign step's worst case (every member of a campaign links to every other).
 
-Prints the sweep's stage seconds, queued rows and this process's peak RSS (VmHWM).
+Prints the sweep's stage seconds, queued rows and this process's peak RSS (VmHWM);
+``--rss-steps``: also each main step's own peak (its peak mark reset before it runs, so the
+process's overall peak is then the largest of them, not VmHWM).
 ``--day1``: the sweep keeps a standing index, then day 1 (1% of the items removed, 2% edited,
 5% new ads) is swept on it and from scratch, and their queues are compared column by column.
 
@@ -18,6 +20,7 @@ Prints the sweep's stage seconds, queued rows and this process's peak RSS (VmHWM
     .venv/bin/python benchmarks/cli_scale.py --items 300000 --scam-share 0.3
     .venv/bin/python benchmarks/cli_scale.py --items 100000 --scam-share 0.3 --day1
     .venv/bin/python benchmarks/cli_scale.py --items 300000 --scam-share 0.3 --k all
+    .venv/bin/python benchmarks/cli_scale.py --items 100000 --scam-share 0.3 --k all --rss-steps
 """
 
 from __future__ import annotations
@@ -64,6 +67,42 @@ def use_stand_in_encoder() -> None:
     text.TextEncoder._describe = describe
 
 
+STEPS = {  # module: functions whose own peak RSS --rss-steps reports
+    "riskrank.rank.pipeline": ("recall_with_memo", "explain_queue", "build_queue"),
+    "riskrank.rank.exploration": ("find_campaigns",),
+}
+
+
+def measure_step_peaks() -> dict[str, float]:
+    """Wrap each of ``STEPS``: the kernel's peak-RSS mark is reset before it runs (``5`` to
+    /proc/self/clear_refs) and read after, so each gets its own peak (MiB), whatever ran before
+    it. The dict fills as the sweep runs; ``other`` is the peak outside them."""
+    import importlib
+
+    peaks: dict[str, float] = {}
+
+    def reset() -> None:
+        Path("/proc/self/clear_refs").write_text("5")
+
+    def wrap(name, fn):
+        def step(*args, **kwargs):
+            peaks["other"] = max(peaks.get("other", 0.0), peak_rss_mib())
+            reset()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                peaks[name] = max(peaks.get(name, 0.0), peak_rss_mib())
+                reset()
+
+        return step
+
+    for module, names in STEPS.items():
+        mod = importlib.import_module(module)
+        for name in names:
+            setattr(mod, name, wrap(name, getattr(mod, name)))
+    return peaks
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--items", type=int, default=300_000)
@@ -71,8 +110,10 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", help="work directory to keep (default: a temporary one)")
     ap.add_argument("--day1", action="store_true", help="then day 1: standing vs scratch")
     ap.add_argument("--k", default=None, help="the sweep's --k (default: the CLI's; 'all')")
+    ap.add_argument("--rss-steps", action="store_true", help="peak RSS of each step (MiB)")
     args = ap.parse_args(argv)
     use_stand_in_encoder()
+    step_peaks = measure_step_peaks() if args.rss_steps else None
     from riskrank.rank.app.cli import main as cli
 
     with tempfile.TemporaryDirectory(prefix="riskrank-cli-scale-") as tmp:
@@ -106,7 +147,8 @@ def main(argv=None) -> int:
             "seconds": report["seconds"],
             "queued": report["queued"],
             "campaigns": len(set(pq.read_table(root / "sweep" / "queue.parquet")["campaign_id"])),
-            "peak_rss_mib": peak_rss_mib(),
+            "peak_rss_mib": max([peak_rss_mib(), *(step_peaks or {}).values()]),
+            **({"step_peak_rss_mib": step_peaks} if step_peaks is not None else {}),
             "load_before": load0,
             "load_after": [round(x, 2) for x in os.getloadavg()],
         }
