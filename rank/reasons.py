@@ -142,6 +142,9 @@ def _closest_reviewed(
 
 QUOTE_CHARS = 60  # a shared span can be a whole paragraph of a copied template
 QUOTE_MAX = 5  # phrases quoted in one sentence; ``flagged_phrases`` keeps all of them
+# Queue rows explained at a time: their Python rows and lexical features are held per slice
+# (all 300,000 rows at once peaked at 6.2 GB; benchmarks/results/cli_scale.md).
+REASON_ROWS = 20_000
 
 
 def _short(phrase: str) -> str:
@@ -244,8 +247,26 @@ def explain_queue(
         return queue
     if queue.num_rows == 0:  # a quiet day's queue has a full one's columns
         return _with_columns(queue, EXPLANATION_SCHEMA.empty_table())
-    inputs = _RowInputs.gather(queue, candidates, model, seeds, contributions)
     spans = cache if isinstance(cache, SpanCache) else SpanCache(cache, model_identity(model.info))
+    texts = _full_texts(candidates)
+    parts = []
+    for start in range(0, queue.num_rows, REASON_ROWS):  # Python rows held a slice at a time
+        part = queue.slice(start, REASON_ROWS)
+        contrib = None if contributions is None else contributions[start : start + REASON_ROWS]
+        inputs = _RowInputs.gather(part, texts, model, seeds, contrib)
+        parts.append(pa.Table.from_pylist(_explain_rows(inputs, model, spans), EXPLANATION_SCHEMA))
+    spans.save()
+    return _with_columns(queue, pa.concat_tables(parts))
+
+
+def _full_texts(candidates: pa.Table) -> dict[str, str]:
+    if "text" not in candidates.column_names:
+        return {}
+    return dict(zip(candidates["item_id"].to_pylist(), candidates["text"].to_pylist()))
+
+
+def _explain_rows(inputs: _RowInputs, model: RiskModel, spans: SpanCache) -> list[dict]:
+    """The reasons of each of ``inputs``' rows (``EXPLANATION_SCHEMA``)."""
     weak = {s.name: float(s.match_thresholds[0]) for s in model.signals}
     closest = [
         _closest_seed(row, inputs.signals, contrib, inputs.seed_rows, weak)
@@ -261,8 +282,7 @@ def explain_queue(
             found += spans.get(key, partial(shared_spans, text, seed["text"]))
         reviewed = _closest_reviewed(row, model, seed.get("signal"), inputs.stored)
         rows.append(_explain_row(row, text, inputs.contrib[i], seed, found, reviewed))
-    spans.save()
-    return _with_columns(queue, pa.Table.from_pylist(rows, schema=EXPLANATION_SCHEMA))
+    return rows
 
 
 def _with_columns(queue: pa.Table, cols: pa.Table) -> pa.Table:
@@ -293,15 +313,11 @@ class _RowInputs:
     def gather(
         cls,
         queue: pa.Table,
-        candidates: pa.Table,
+        full_text: dict[str, str],
         model: RiskModel,
         seeds: SeedSet,
         contributions: np.ndarray | None = None,
     ) -> _RowInputs:
-        full_text = {}
-        if "text" in candidates.column_names:
-            ids = candidates.column("item_id").to_pylist()
-            full_text = dict(zip(ids, candidates.column("text").to_pylist()))
         signals = [
             c[: -len("_best_seed_id")] for c in queue.column_names if c.endswith("_best_seed_id")
         ]

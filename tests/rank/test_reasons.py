@@ -381,6 +381,28 @@ def test_reasons_from_the_rankings_contributions_equal_reasons_computed_again(
     assert again.to_pandas().equals(queue.to_pandas())  # what the sweep itself wrote
 
 
+def test_reasons_explained_a_few_rows_at_a_time_equal_all_at_once(
+    explained_sweep, trained_model, monkeypatch
+):
+    # A queue is explained a slice at a time (memory); slices of 3 rows, with and without the
+    # ranker's contributions, give the reasons the sweep wrote in one slice.
+    import riskrank.rank.reasons as reasons
+    from riskrank.rank.pipeline import queued_rows
+    from riskrank.recall.seeds import SeedSet
+
+    _, seeds, result = explained_sweep
+    cands, queue = result.candidates, result.queue
+    assert queue.num_rows > 6
+    kept = queued_rows(queue, cands, trained_model.ranker.score(cands).contributions)
+    monkeypatch.setattr(reasons, "REASON_ROWS", 3)
+    seed_set = SeedSet.from_table(seeds)
+    for contributions in (None, kept):
+        sliced = reasons.explain_queue(
+            queue, cands, trained_model, seed_set, contributions=contributions
+        )
+        assert sliced.to_pandas().equals(queue.to_pandas())
+
+
 def test_span_cache_reads_back_what_it_saved(tmp_path):
     from riskrank.rank.phrases import Span
     from riskrank.rank.sweep_cache import SPAN_TYPE, SpanCache
