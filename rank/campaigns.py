@@ -340,7 +340,9 @@ def radius_components(vectors: np.ndarray, metric: str, threshold: float) -> np.
     parts.add(np.arange(n), leader[group])
     size = np.bincount(group, minlength=len(leader))
     radius[size == 1] = 0.0  # a group of one has no member to find beyond its leader
-    band_x, band_g = [], []
+    # Rows in a band of groups whose members may link to them, a row and a group per pair.
+    band_x, band_g, pending, limit = [], [], 0, PAIRS_PER_SEARCH
+    small = np.int32 if n < 2**31 else np.int64
     edges = np.linspace(0.0, space.cover, RADIUS_TIERS + 1)
     tier = np.clip(np.searchsorted(edges, radius, side="left") - 1, 0, RADIUS_TIERS - 1)
     for t in range(RADIUS_TIERS):
@@ -354,8 +356,15 @@ def radius_components(vectors: np.ndarray, metric: str, threshold: float) -> np.
             link = space.links(rows, leader[g], score)
             parts.add(rows[link], leader[g[link]])
             band = ~link & (size[g] > 1) & (space.low(score) <= space.reach + radius[g])
-            band_x.append(rows[band])
-            band_g.append(g[band])
+            band_x.append(rows[band].astype(small))
+            band_g.append(g[band].astype(small))
+            pending += len(band_x[-1])
+            if pending > limit:  # drop the pairs that the links found so far have joined
+                labels = parts.labels()
+                xs, gs = np.concatenate(band_x), np.concatenate(band_g)
+                keep = labels[xs] != labels[leader[gs]]
+                band_x, band_g, pending = [xs[keep]], [gs[keep]], int(keep.sum())
+                limit = max(PAIRS_PER_SEARCH, 2 * pending)
     if not band_x or not sum(len(b) for b in band_x):
         return parts.labels()
     xs, gs = np.concatenate(band_x), np.concatenate(band_g)

@@ -373,6 +373,8 @@ def test_components_from_a_cover_equal_those_of_every_link(monkeypatch, seed, sp
     x = _unit(centres[rng.integers(10, size=400)] + spread * rng.normal(size=(400, 16)))
     monkeypatch.setattr(campaigns, "COVER_BLOCK", 37)  # many blocks, leaders from each
     monkeypatch.setattr(campaigns, "COVER_MAX_LEADERS", 1.0)  # always cover
+    if seed % 2:  # small search blocks; rows to check dropped as soon as links join them
+        monkeypatch.setattr(campaigns, "PAIRS_PER_SEARCH", 60)
     for t in (0.8, 0.9, 0.97):
         expected = _all_pairs_partition(x, t)
         assert _partition(campaigns.radius_components(x, "cosine", t)) == expected
@@ -393,6 +395,7 @@ def test_pdq_components_from_a_cover_equal_those_of_every_link(monkeypatch, seed
     hamming = (bits[:, None, :] != bits[None, :, :]).sum(axis=2)
     monkeypatch.setattr(campaigns, "COVER_BLOCK", 29)
     monkeypatch.setattr(campaigns, "COVER_MAX_LEADERS", 1.0)
+    monkeypatch.setattr(campaigns, "PAIRS_PER_SEARCH", 40)
     for t in (15, 31, 45):
         expected = _partition(connected_components(hamming <= t, directed=False)[1])
         assert _partition(campaigns.radius_components(hashes, "hamming", t)) == expected
