@@ -340,9 +340,16 @@ def radius_components(vectors: np.ndarray, metric: str, threshold: float) -> np.
     parts.add(np.arange(n), leader[group])
     size = np.bincount(group, minlength=len(leader))
     radius[size == 1] = 0.0  # a group of one has no member to find beyond its leader
-    # Rows in a band of groups whose members may link to them, a row and a group per pair.
-    band_x, band_g, pending, limit = [], [], 0, PAIRS_PER_SEARCH
-    small = np.int32 if n < 2**31 else np.int64
+    band = _Band(n, leader, parts)
+    _link_to_leaders(space, leader, size, radius, parts, band)
+    _check_members(space, band, group, size, parts)
+    return parts.labels()
+
+
+def _link_to_leaders(space: _Space, leader, size, radius, parts: _Components, band) -> None:
+    """Every row searched against the leaders (a search per tier of group radius, so that a
+    tight group is searched no wider than it needs): links by the rule go to ``parts``, and
+    groups whose members may still be within reach go to ``band``."""
     edges = np.linspace(0.0, space.cover, RADIUS_TIERS + 1)
     tier = np.clip(np.searchsorted(edges, radius, side="left") - 1, 0, RADIUS_TIERS - 1)
     for t in range(RADIUS_TIERS):
@@ -355,37 +362,62 @@ def radius_components(vectors: np.ndarray, metric: str, threshold: float) -> np.
             g = groups[pos]
             link = space.links(rows, leader[g], score)
             parts.add(rows[link], leader[g[link]])
-            band = ~link & (size[g] > 1) & (space.low(score) <= space.reach + radius[g])
-            band_x.append(rows[band].astype(small))
-            band_g.append(g[band].astype(small))
-            pending += len(band_x[-1])
-            if pending > limit:  # drop the pairs that the links found so far have joined
-                labels = parts.labels()
-                xs, gs = np.concatenate(band_x), np.concatenate(band_g)
-                keep = labels[xs] != labels[leader[gs]]
-                band_x, band_g, pending = [xs[keep]], [gs[keep]], int(keep.sum())
-                limit = max(PAIRS_PER_SEARCH, 2 * pending)
-    if not band_x or not sum(len(b) for b in band_x):
-        return parts.labels()
-    xs, gs = np.concatenate(band_x), np.concatenate(band_g)
+            maybe = ~link & (size[g] > 1) & (space.low(score) <= space.reach + radius[g])
+            band.add(rows[maybe], g[maybe])
+
+
+class _Band:
+    """(row, group) pairs where the row may link to a member of the group: int32 where rows
+    fit, and pruned of the pairs that the links found so far have joined whenever they pass
+    ``PAIRS_PER_SEARCH`` (300,000 template ads held 3.3 GB of them unpruned)."""
+
+    def __init__(self, n: int, leader: np.ndarray, parts: _Components) -> None:
+        self.leader, self.parts = leader, parts
+        self.dtype = np.int32 if n < 2**31 else np.int64
+        self.rows: list[np.ndarray] = []
+        self.groups: list[np.ndarray] = []
+        self.held, self.limit = 0, PAIRS_PER_SEARCH
+
+    def add(self, rows: np.ndarray, groups: np.ndarray) -> None:
+        self.rows.append(rows.astype(self.dtype))
+        self.groups.append(groups.astype(self.dtype))
+        self.held += len(rows)
+        if self.held > self.limit:
+            self.prune()
+            self.limit = max(PAIRS_PER_SEARCH, 2 * self.held)
+
+    def prune(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pairs not yet joined, as (rows, groups)."""
+        labels = self.parts.labels()
+        rows = np.concatenate(self.rows) if self.rows else np.zeros(0, self.dtype)
+        groups = np.concatenate(self.groups) if self.groups else np.zeros(0, self.dtype)
+        keep = labels[rows] != labels[self.leader[groups]]
+        self.rows, self.groups, self.held = [rows[keep]], [groups[keep]], int(keep.sum())
+        return self.rows[0], self.groups[0]
+
+
+def _check_members(space: _Space, band: _Band, group, size, parts: _Components) -> None:
+    """Each band row checked by the rule against the members of its group, a group at a
+    time, skipping rows that links found meanwhile have joined to the group."""
+    xs, gs = band.prune()
+    if not len(xs):
+        return
     members = np.argsort(group, kind="stable")
     first = np.concatenate([[0], np.cumsum(size)])
-    labels = parts.labels()
     order = np.argsort(gs, kind="stable")
     xs, gs = xs[order], gs[order]
     cuts = np.flatnonzero(np.diff(gs)) + 1
-    checked = 0
+    labels, checked = parts.labels(), 0
     for x_rows, g in zip(np.split(xs, cuts), gs[np.concatenate([[0], cuts])]):
-        x_rows = x_rows[labels[x_rows] != labels[leader[g]]]
+        x_rows = x_rows[labels[x_rows] != labels[band.leader[g]]]
         if not len(x_rows):
             continue
         m = members[first[g] : first[g + 1]]
-        a, b = radius_pairs(space.x[x_rows], space.x[m], metric, threshold)
+        a, b = radius_pairs(space.x[x_rows], space.x[m], space.metric, space.threshold)
         parts.add(x_rows[a], m[b])
         checked += len(x_rows) * len(m)
         if len(a) and checked > PAIRS_PER_SEARCH:
             labels, checked = parts.labels(), 0
-    return parts.labels()
 
 
 def _star(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
