@@ -11,6 +11,7 @@ PARTS = [
     ("ray.md", "Ray engine vs single machine (issue: scale-out)"),
     ("kill.md", "kill -9 trials: retrain, sweep and standing-index update (issues 10, 12)"),
     ("incremental.md", "Daily sweeps: standing index vs from-scratch sweeps (issue 12)"),
+    ("incremental_head.md", "Daily sweeps: a whole new run at 7c298de (issue 12)"),
     ("incremental_openvino.md", "Daily sweeps with the OpenVINO bf16 encoder (issue 12)"),
     ("incremental_ivf.md", "Daily sweeps: an IVF index updated in place vs a rebuild (issue 12)"),
     ("calibration.md", "Decisions: calibration and automatic actions (issue 11)"),
