@@ -78,20 +78,10 @@ def radius_pair_chunks(
     searched with them."""
     if len(queries) == 0 or len(base) == 0:
         return
-    if metric == "cosine":
-        x = np.ascontiguousarray(queries, np.float32)
-        y = np.ascontiguousarray(base, np.float32)
-        index = faiss.IndexFlatIP(y.shape[1])
-        radius = float(threshold) - PROPOSE_MARGIN
-    elif metric == "hamming":
-        x = np.ascontiguousarray(queries, np.uint8)
-        y = np.ascontiguousarray(base, np.uint8)
-        index = faiss.IndexBinaryFlat(y.shape[1] * 8)
-        radius = int(threshold) + 1  # binary range search keeps distances strictly below it
-    else:
-        raise ValueError(f"radius_graph: metric {metric!r} is not 'cosine' or 'hamming'")
-    index.add(y)
-    for rows, nbr, score in _range_blocks(index, x, radius):
+    space = _Space(base, metric, threshold)
+    x, y = space.cast(queries), space.x
+    index = space.index()
+    for rows, nbr, score in _range_blocks(index, x, space.radius(space.reach)):
         keep = _decide(metric, threshold, score, x, rows, y, nbr)
         yield rows[keep], nbr[keep]
 
@@ -209,23 +199,27 @@ class _Space:
     (``low``) bound that holds within ``PROPOSE_MARGIN`` of the exact score."""
 
     def __init__(self, vectors: np.ndarray, metric: str, threshold: float) -> None:
+        if metric not in ("cosine", "hamming"):
+            raise ValueError(f"campaign links: metric {metric!r} is not 'cosine' or 'hamming'")
         self.metric, self.threshold = metric, threshold
+        self.x = self.cast(vectors)
         if metric == "cosine":
-            self.x = np.ascontiguousarray(vectors, np.float32)
             self.reach = float(np.sqrt(2.0 - 2.0 * (float(threshold) - COSINE_SLACK)))
-        elif metric == "hamming":
-            self.x = np.ascontiguousarray(vectors, np.uint8)
-            self.reach = float(threshold)
         else:
-            raise ValueError(f"radius_components: metric {metric!r} is not 'cosine' or 'hamming'")
+            self.reach = float(threshold)
         self.cover = COVER_SHARE * self.reach
 
-    def index(self, rows: np.ndarray):
+    def cast(self, vectors: np.ndarray) -> np.ndarray:
+        """Vectors as FAISS takes them: float32 (cosine) or packed uint8 bits (Hamming)."""
+        return np.ascontiguousarray(vectors, np.float32 if self.metric == "cosine" else np.uint8)
+
+    def index(self, rows: np.ndarray | None = None):
+        """An exact FAISS index of ``rows`` (all by default)."""
         if self.metric == "cosine":
             index = faiss.IndexFlatIP(self.x.shape[1])
         else:
             index = faiss.IndexBinaryFlat(self.x.shape[1] * 8)
-        index.add(self.x[rows])
+        index.add(self.x if rows is None else self.x[rows])
         return index
 
     def high(self, score: np.ndarray) -> np.ndarray:
