@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -306,66 +308,73 @@ def sweep(
     collector.freeze_more()  # the model and its encoders, loaded just now
     set_image_base_dir(model, image_base_dir)  # Ray's actors get it from the model's signals
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
-    out = Path(out_dir) if out_dir else Path(_tmpdir())
-    if inventory is not None:
-        # Metadata named like the pipeline's own columns is renamed, not overwritten.
-        inventory = protect_metadata(as_table(inventory, what="inventory"))
-    index_path = Path(index_dir) if index_dir else out / "index"
-    with engine.cluster(show_progress), engine.session(show_progress):
-        index, update = sweep_index(
-            inventory,
-            index_path,
-            model.signals,
-            own=index_dir is None,
-            engine=engine,
-            deletions=deletions,
-            max_memory=max_memory,
-            key=index_key,
-            chunk_size=chunk_size,
-            show_progress=show_progress,
-        )
-        t_index = time.time() - t0
-        memo = LexicalMemo(index_path / LEXICAL_FILE, model_identity(model.info))
-        neighbours = NeighbourMemo(index_path / NEIGHBOURS_FILE, NEIGHBOUR_RULES)
-        cands = recall_with_memo(
-            engine, index, model, seeds, memo, neighbours, k=k, progress=show_progress
-        )
-        t_recall = time.time() - t0 - t_index
-        scored = engine.score(model.ranker, cands)
-        extra = {
-            "engine": engine.name,
-            **engine.report(),
-            "index_update": update,
-            "index_version_dir": str(index.path.resolve()),
-            # Which model made the queue: `review import` checks its verdicts go to its line.
-            "model": {k: model.info.get(k) for k in ("version", "history_digest", "created_at")},
+    with _work_dir(out_dir) as out:
+        if inventory is not None:
+            # Metadata named like the pipeline's own columns is renamed, not overwritten.
+            inventory = protect_metadata(as_table(inventory, what="inventory"))
+        index_path = Path(index_dir) if index_dir else out / "index"
+        with engine.cluster(show_progress), engine.session(show_progress):
+            index, update = sweep_index(
+                inventory,
+                index_path,
+                model.signals,
+                own=index_dir is None,
+                engine=engine,
+                deletions=deletions,
+                max_memory=max_memory,
+                key=index_key,
+                chunk_size=chunk_size,
+                show_progress=show_progress,
+            )
+            t_index = time.time() - t0
+            memo = LexicalMemo(index_path / LEXICAL_FILE, model_identity(model.info))
+            neighbours = NeighbourMemo(index_path / NEIGHBOURS_FILE, NEIGHBOUR_RULES)
+            cands = recall_with_memo(
+                engine, index, model, seeds, memo, neighbours, k=k, progress=show_progress
+            )
+            t_recall = time.time() - t0 - t_index
+            scored = engine.score(model.ranker, cands)
+            extra = {
+                "engine": engine.name,
+                **engine.report(),
+                "index_update": update,
+                # None: a temporary index, gone when the sweep returns.
+                "index_version_dir": str(index.path.resolve()) if out_dir or index_dir else None,
+                # Which model made the queue: `review import` checks its verdicts go to its line.
+                "model": {
+                    k: model.info.get(k) for k in ("version", "history_digest", "created_at")
+                },
+            }
+        # Not a feature: whether a reviewer already judged this content (rank/reviewed.py). A
+        # retroactive sweep reads it from the index's items (text and image paths are kept).
+        today = inventory if inventory is not None else index.items
+        cands = mark_reviewed(cands, model.reviewed, today, model.signals)
+        seconds = {
+            "index": t_index,
+            "recall": t_recall,
+            "rank": time.time() - t0 - t_index - t_recall,
         }
-    # Not a feature: whether a reviewer already judged this content (rank/reviewed.py). A
-    # retroactive sweep reads it from the index's items (text and image paths are kept).
-    today = inventory if inventory is not None else index.items
-    cands = mark_reviewed(cands, model.reviewed, today, model.signals)
-    seconds = {"index": t_index, "recall": t_recall, "rank": time.time() - t0 - t_index - t_recall}
-    return finish_sweep(
-        cands,
-        scored,
-        index.quarantine,
-        index.manifest,
-        seeds,
-        seconds,
-        out_dir=out if out_dir else None,
-        budget=budget,
-        extra=extra,
-        include_reviewed=include_reviewed,
-        model=model,
-        arrange=partial(
-            arrange_queue,
-            index=index,
-            campaigns=campaigns,
-            explore=explore,
-            links_cache=index_path / LINKS_FILE,
-        ),
-        reasons_cache=index_path / REASONS_FILE,
-    )
+        return finish_sweep(
+            cands,
+            scored,
+            index.quarantine,
+            index.manifest,
+            seeds,
+            seconds,
+            out_dir=out if out_dir else None,
+            budget=budget,
+            extra=extra,
+            include_reviewed=include_reviewed,
+            model=model,
+            arrange=partial(
+                arrange_queue,
+                index=index,
+                campaigns=campaigns,
+                explore=explore,
+                links_cache=index_path / LINKS_FILE,
+            ),
+            reasons_cache=index_path / REASONS_FILE,
+        )
 
 
 def recall_with_memo(
@@ -553,10 +562,16 @@ def decision_report(cands: pa.Table, scored: ScoredCandidates) -> dict:
     return {"cold_start_policies": cold, "decisions": per, "warnings": warnings}
 
 
-def _tmpdir() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="riskrank-sweep-")
+@contextmanager
+def _work_dir(out_dir: str | Path | None) -> Iterator[Path]:
+    """``out_dir``; without one, a temporary directory for the sweep's index that is removed
+    when the sweep returns (its tables are in memory: a library sweep left a whole index
+    behind in /tmp on every call)."""
+    if out_dir:
+        yield Path(out_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="riskrank-sweep-") as tmp:
+        yield Path(tmp)
 
 
 __all__ = [

@@ -1,5 +1,6 @@
 import json
 import logging
+import tempfile
 
 import numpy as np
 import pandas as pd
@@ -227,13 +228,18 @@ def test_cli_train_sweep_eval(tmp_path, history, inventory_items, seeds, capsys)
     )
 
 
-def test_integer_ids_and_k_none_cover_every_item(inventory_items, seeds, trained_model):
+def test_integer_ids_and_k_none_cover_every_item(
+    inventory_items, seeds, trained_model, tmp_path, monkeypatch
+):
     # A DataFrame whose ids are its integer index (a database key), and k=None: every indexed
     # item gets a queue row, ids come back as their decimal strings.
     df = inventory_items.drop(["label"]).to_pandas()
     df.index = pd.Index(range(100, 100 + len(df)), name="item_id")
     df = df.drop(columns=["item_id"])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     res = sweep(df, seeds, trained_model, k=None, show_progress=False)
+    # No out_dir: the index lived in a temporary directory, removed when the sweep returned.
+    assert list(tmp_path.iterdir()) == [] and res.report["index_version_dir"] is None
     q = res.queue.to_pandas()
     assert sorted(q.item_id) == sorted(str(i) for i in df.index)
     assert res.report["coverage"] == 1.0 and res.report["items_not_recalled"] == 0
