@@ -787,7 +787,8 @@ def report(out: Path, meta: dict, done: dict) -> list[dict]:
         json.dumps({"meta": meta, "summary": summary, "results": done}, indent=1)
     )
     (out / "replay.md").write_text(markdown(meta, summary, paired))
-    plot(paired, out / "replay.png")
+    if paired:  # --trials 0 (only build the index caches) has nothing to plot
+        plot(paired, out / "replay.png")
     return summary
 
 
