@@ -256,16 +256,22 @@ class _Space:
         """The link rule (``_decide``) on pairs of rows."""
         return _decide(self.metric, self.threshold, score, self.x, rows, self.x, cols)
 
-    def cover_groups(self, rows: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Greedy cover of the first ``rows`` rows (all by default), in order: a row within
-        ``cover`` of a leader joins its group, any other row leads a new group. Returns each
-        group's leader row, each row's group and each group's radius (the farthest member's
-        distance from its leader, an upper bound)."""
-        n = len(self.x) if rows is None else min(rows, len(self.x))
+    def cover_groups(self, probe: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Greedy cover of the rows, in order: a row within ``cover`` of a leader joins its
+        group, any other row leads a new group. Returns each group's leader row, each row's
+        group and each group's radius (the farthest member's distance from its leader, an
+        upper bound). ``probe``: give up (None) as soon as the first ``probe`` rows (a block
+        boundary at or past it) are covered if more than ``COVER_MAX_LEADERS`` of them lead:
+        the cover would not pay. The probe is the start of the cover, never done twice."""
+        n = len(self.x)
         group, dist = np.empty(n, np.int64), np.zeros(n)
         leaders: list[int] = []
         index = None
         for a in range(0, n, COVER_BLOCK):
+            if 0 < probe <= a:  # the blocks before ``a`` are covered
+                if len(leaders) > COVER_MAX_LEADERS * a:
+                    return None
+                probe = 0
             rows = np.arange(a, min(n, a + COVER_BLOCK))
             got = np.full(len(rows), -1, np.int64)
             if index is not None:
@@ -293,6 +299,8 @@ class _Space:
                 else:
                     index.add(self.x[new])
             group[rows] = got
+        if probe and len(leaders) > COVER_MAX_LEADERS * n:  # fewer rows than the probe
+            return None
         leader = np.asarray(leaders, np.int64)
         radius = np.zeros(len(leader))
         np.maximum.at(radius, group, dist)
@@ -319,18 +327,15 @@ def radius_components(vectors: np.ndarray, metric: str, threshold: float) -> np.
     parts = _Components(n)
     if n == 0:
         return np.zeros(0, np.int64)
-    if metric == "cosine" and not _unit_rows(vectors):
-        space = None
-    else:
+    cover = None
+    if metric != "cosine" or _unit_rows(vectors):
         space = _Space(vectors, metric, threshold)
-        probe = min(n, COVER_PROBE)
-        if len(space.cover_groups(probe)[0]) > COVER_MAX_LEADERS * probe:
-            space = None
-    if space is None:
+        cover = space.cover_groups(probe=COVER_PROBE)
+    if cover is None:
         for rows, nbr in radius_pair_chunks(vectors, vectors, metric, threshold):
             parts.add(rows, nbr)
         return parts.labels()
-    leader, group, radius = space.cover_groups()
+    leader, group, radius = cover
     parts.add(np.arange(n), leader[group])
     size = np.bincount(group, minlength=len(leader))
     radius[size == 1] = 0.0  # a group of one has no member to find beyond its leader

@@ -416,3 +416,20 @@ def test_near_copies_are_covered_by_few_leaders_and_other_vectors_are_searched_p
     graph = radius_graph(scaled, "cosine", 0.7)
     expected = _partition(connected_components(graph, directed=False)[1])
     assert _partition(radius_components(scaled, "cosine", 0.7)) == expected
+
+
+@pytest.mark.parametrize("rows", [300, 1000])
+def test_the_probe_is_the_start_of_the_cover_and_gives_up_without_near_copies(monkeypatch, rows):
+    import riskrank.rank.campaigns as campaigns
+    from riskrank.rank.campaigns import _Space
+
+    monkeypatch.setattr(campaigns, "COVER_BLOCK", 64)
+    rng = np.random.default_rng(5)
+    centres = _unit(rng.normal(size=(5, 32)))
+    near = _unit(centres[rng.integers(5, size=rows)] + 0.01 * rng.normal(size=(rows, 32)))
+    scattered = _unit(rng.normal(size=(rows, 32)))  # every row leads its own group
+    for probe in (200, 500, 5000):  # inside a block, past the rows
+        space = _Space(near, "cosine", 0.7)
+        whole, probed = space.cover_groups(), space.cover_groups(probe=probe)
+        assert all(np.array_equal(a, b) for a, b in zip(whole, probed, strict=True))
+        assert _Space(scattered, "cosine", 0.7).cover_groups(probe=probe) is None
