@@ -67,14 +67,23 @@ def check_mean_pooled(model_dir: str | Path) -> None:
             " (-> Normalize) models are supported, use backend='torch'"
         )
     pooling = json.loads((model_dir / modules[1]["path"] / "config.json").read_text())
-    if (
-        not pooling.get("pooling_mode_mean_tokens")
-        or sum(bool(v) for k, v in pooling.items() if k.startswith("pooling_mode")) != 1
-    ):
+    if pooling_modes(pooling) != ("mean",):
         raise ValueError(
             f"backend='onnx-int8': {model_dir} does not use plain mean pooling ({pooling}); "
             "use backend='torch'"
         )
+
+
+def pooling_modes(config: dict) -> tuple[str, ...]:
+    """A Pooling module's modes from its config in either format sentence-transformers writes:
+    ``pooling_mode`` (6.x: a name or a list of names) or the older ``pooling_mode_*`` flags,
+    where no flag set means mean pooling, as sentence-transformers reads it."""
+    mode = config.get("pooling_mode")
+    if mode is not None:
+        return (mode,) if isinstance(mode, str) else tuple(mode)
+    flags = [k for k, v in config.items() if k.startswith("pooling_mode_") and v]
+    named = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
+    return tuple(named.get(k, k.removeprefix("pooling_mode_")) for k in flags) or ("mean",)
 
 
 def export_fp32(model_dir: Path, out: Path) -> None:

@@ -27,8 +27,9 @@ def test_unknown_backend_and_gpu_int8_are_refused():
         TextEncoder(backend="onnx-int8", device="cuda").encode(["x"])
 
 
-def test_onnx_refuses_models_it_cannot_pool(tmp_path):
-    (tmp_path / "1_Pooling").mkdir()
+def write_pipeline(root, pooling: dict) -> None:
+    """A Transformer -> Pooling modules.json and the Pooling config (no weights)."""
+    (root / "1_Pooling").mkdir()
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {
@@ -38,12 +39,43 @@ def test_onnx_refuses_models_it_cannot_pool(tmp_path):
             "type": "sentence_transformers.models.Pooling",
         },
     ]
-    (tmp_path / "modules.json").write_text(json.dumps(modules))
-    (tmp_path / "1_Pooling" / "config.json").write_text(
-        json.dumps({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False})
-    )
+    (root / "modules.json").write_text(json.dumps(modules))
+    (root / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+
+
+@pytest.mark.parametrize(
+    "pooling",
+    [
+        {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False},
+        {"pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": True},
+        {"embedding_dimension": 384, "pooling_mode": "cls", "include_prompt": True},  # 6.x
+        {"embedding_dimension": 384, "pooling_mode": ["mean", "max"]},
+    ],
+)
+def test_onnx_refuses_models_it_cannot_pool(tmp_path, pooling):
+    write_pipeline(tmp_path, pooling)
     with pytest.raises(ValueError, match="mean pooling"):
         check_mean_pooled(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "pooling",
+    [
+        {"word_embedding_dimension": 384, "pooling_mode_mean_tokens": True},  # before 6.x
+        {"embedding_dimension": 384, "pooling_mode": "mean", "include_prompt": True},  # 6.x
+        {"embedding_dimension": 384, "pooling_mode": ["mean"]},
+    ],
+)
+def test_onnx_takes_mean_pooling_in_either_config_format(tmp_path, pooling):
+    write_pipeline(tmp_path, pooling)
+    check_mean_pooled(tmp_path)
+
+
+def test_a_model_saved_by_this_sentence_transformers_is_taken(text_signal, tmp_path):
+    """A user's own (e.g. fine-tuned) model saved with today's sentence-transformers writes
+    the 6.x Pooling config; it was refused as 'not mean pooling'."""
+    text_signal.encoder._load().save(str(tmp_path / "saved"))
+    check_mean_pooled(tmp_path / "saved")
 
 
 @pytest.fixture(scope="module")
