@@ -70,7 +70,7 @@ from riskrank.index import InventoryIndex, build_index  # noqa: E402
 from riskrank.index.manifest import MANIFEST  # noqa: E402
 from riskrank.index.schema import ITEM_ID  # noqa: E402
 from riskrank.index.signals import SignalBatch, TextEmbeddingSignal  # noqa: E402
-from riskrank.index.signals.text import BACKENDS  # noqa: E402
+from riskrank.index.signals.text import BACKENDS, DEFAULT_TEXT_MODEL  # noqa: E402
 from riskrank.rank.app import datasets  # noqa: E402
 from riskrank.rank.evaluation.metrics import ranking_report  # noqa: E402
 from riskrank.rank.ranker import RiskRanker  # noqa: E402
@@ -297,12 +297,13 @@ def open_index(
     name: str, side: str, items: pa.Table, signal: TextEmbeddingSignal
 ) -> InventoryIndex:
     """Build (once) or reuse the index of ``items`` under benchmarks/.cache/<name>/<side>
-    (``.cache/<backend>[@<max_seq_length>]/<name>/<side>`` for an encoder other than
-    PyTorch's at 256 tokens: each encoder's vectors are cached apart)."""
+    (``.cache/[model-<digest>/]<backend>[@<max_seq_length>]/<name>/<side>`` for another
+    model or an encoder other than PyTorch's at 256 tokens: each encoder's vectors are
+    cached apart)."""
     path = encoder_cache(signal.encoder) / name / side
     items = items.select(["item_id", "text"])
     if not _index_matches(path, items):
-        pre = PREBUILT.get((name, side))
+        pre = PREBUILT.get((name, side)) if encoder_cache(signal.encoder) == CACHE else None
         if pre is not None and _index_matches(pre, items):
             log(f"  {name}/{side}: copying prebuilt index {pre} (same item ids and texts)")
             if path.exists():
@@ -324,9 +325,16 @@ def open_index(
 def encoder_cache(encoder) -> Path:
     """Where the indexes of one encoder live; the default one keeps the original place."""
     backend, length = encoder.backend, encoder.max_seq_length
+    # Another model (--text-model): its own folder, named by the path's digest.
+    own = encoder.model not in (DEFAULT_TEXT_MODEL, f"sentence-transformers/{DEFAULT_TEXT_MODEL}")
+    root = (
+        CACHE / ("model-" + hashlib.sha256(encoder.model.encode()).hexdigest()[:12])
+        if own
+        else CACHE
+    )
     if (backend, length) == ("torch", 256):
-        return CACHE
-    return CACHE / (backend if length == 256 else f"{backend}@{length}")
+        return root
+    return root / (backend if length == 256 else f"{backend}@{length}")
 
 
 class Data:
@@ -776,6 +784,12 @@ def main(argv=None) -> int:
         help="TextEncoder backend of the text signal (indexes cached per encoder)",
     )
     ap.add_argument(
+        "--text-model",
+        default=DEFAULT_TEXT_MODEL,
+        help="TextEncoder model: a sentence-transformers name or local directory (default "
+        "MiniLM; indexes cached per model)",
+    )
+    ap.add_argument(
         "--max-seq-length",
         type=int,
         default=256,
@@ -817,7 +831,10 @@ def main(argv=None) -> int:
 
         calibration = history_calibration_texts()
     signal = TextEmbeddingSignal(
-        backend=args.text_backend, max_seq_length=args.max_seq_length, calibration=calibration
+        model=args.text_model,
+        backend=args.text_backend,
+        max_seq_length=args.max_seq_length,
+        calibration=calibration,
     )
     needed = list(args.datasets)
     if "cold" in args.scenarios:
