@@ -149,7 +149,9 @@ def markdown(res: dict) -> str:
     lines = [
         "# Fewer MiniLM layers for the 3x encoder goal (issue 15, an experiment not adopted)",
         "",
-        f"`{res['command']}` at {res['library']}; {res['machine']}; load average before "
+        f"`{res['command']}` at {res['library']['commit'][:7]}"
+        f"{' (library files changed since)' if res['library'].get('library_uncommitted') else ''}"
+        f"; {res['machine']}; load average before "
         f"{res['load'][0]}, after {res['load'][1]}. How the models are made: the script's "
         "docstring.",
         "",
@@ -187,16 +189,27 @@ def main() -> None:
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--work", default="/tmp/encoder_layers", help="quality.py's outputs")
     p.add_argument("--note", action="append", default=[], help="a line printed under the tables")
+    p.add_argument(
+        "--rebuild", action="store_true", help="the tables again from the JSON, notes added"
+    )
     args = p.parse_args()
+    if args.rebuild:
+        res = json.loads((RESULTS / "encoder_layers.json").read_text())
+        res["notes"] = res.get("notes", []) + args.note
+        (RESULTS / "encoder_layers.json").write_text(json.dumps(res, indent=2))
+        (RESULTS / "encoder_layers.md").write_text(markdown(res))
+        return
+    from encoder import cpu_isa
     from quality import library_state
 
     load_before = tuple(round(x, 2) for x in os.getloadavg())
     t0 = time.time()
     models = make_models(args.layers, args.center)
+    cpu = cpu_isa()
     res = {
         "command": "benchmarks/encoder_layers.py " + " ".join(sys.argv[1:]),
         "library": library_state(),
-        "machine": f"{os.cpu_count()} CPUs",
+        "machine": f"{os.cpu_count()} CPUs, {cpu['model']}, int8/bf16 flags {cpu['flags']}",
         "anisotropy": anisotropy(models),
         "speed": speed(models, args.rounds),
     }
