@@ -129,3 +129,20 @@ def test_register_data_names_the_policy_and_its_cold_start_donor(quality, tmp_pa
     finally:
         for table in (quality.EXTRA, quality.POLICY, quality.OTHER):
             table.pop("mine", None)
+
+
+def test_each_text_model_has_its_own_index_cache(quality, tmp_path):
+    """--text-model: another model's vectors never land in (or are read from) the default
+    model's cache, and two models do not share one."""
+    from riskrank.index.signals import TextEncoder
+
+    default = quality.encoder_cache(TextEncoder())
+    assert default == quality.CACHE  # the default keeps its place
+    a = quality.encoder_cache(TextEncoder(str(tmp_path / "a")))
+    b = quality.encoder_cache(TextEncoder(str(tmp_path / "b")))
+    assert len({default, a, b}) == 3
+    assert quality.encoder_cache(TextEncoder(str(tmp_path / "a"), backend="onnx-int8")) not in {
+        default,
+        a,
+        b,
+    }
