@@ -66,7 +66,7 @@ import pyarrow.parquet as pq
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 
-from riskrank.index import InventoryIndex, build_index  # noqa: E402
+from riskrank.index import IndexMismatchError, InventoryIndex, build_index  # noqa: E402
 from riskrank.index.manifest import MANIFEST  # noqa: E402
 from riskrank.index.schema import ITEM_ID  # noqa: E402
 from riskrank.index.signals import SignalBatch, TextEmbeddingSignal  # noqa: E402
@@ -302,6 +302,14 @@ def open_index(
     cached apart)."""
     path = encoder_cache(signal.encoder) / name / side
     items = items.select(["item_id", "text"])
+
+    def embed() -> None:
+        model = signal.describe()["model"]
+        log(f"  {name}/{side}: embedding {items.num_rows} items with {model} (once) ...")
+        t0 = time.time()
+        build_index(items, path, signals=[signal], show_progress=False, overwrite=True)
+        log(f"  {name}/{side}: built in {time.time() - t0:.0f} s")
+
     if not _index_matches(path, items):
         pre = PREBUILT.get((name, side)) if encoder_cache(signal.encoder) == CACHE else None
         if pre is not None and _index_matches(pre, items):
@@ -310,12 +318,15 @@ def open_index(
                 shutil.rmtree(path)
             shutil.copytree(pre, path, ignore=shutil.ignore_patterns("_work"))
         else:
-            model = signal.describe()["model"]
-            log(f"  {name}/{side}: embedding {items.num_rows} items with {model} (once) ...")
-            t0 = time.time()
-            build_index(items, path, signals=[signal], show_progress=False, overwrite=True)
-            log(f"  {name}/{side}: built in {time.time() - t0:.0f} s")
-    index = InventoryIndex.load(path, signals={"text": signal})
+            embed()
+    try:
+        index = InventoryIndex.load(path, signals={"text": signal})
+    except IndexMismatchError as e:
+        # A --text-model directory's cache is named by its path: weights retrained in place
+        # make another encoder, which the manifest's fingerprint refuses. Embed again.
+        log(f"  {name}/{side}: the cached index was made by another encoder ({e}); again")
+        embed()
+        index = InventoryIndex.load(path, signals={"text": signal})
     n_in = index.manifest["items"]["input"]
     if n_in != items.num_rows:
         raise RuntimeError(f"{path}: index has {n_in} input items, expected {items.num_rows}")
