@@ -17,7 +17,8 @@ shipped to users would be distilled on texts of their kind, which this does not 
     .venv/bin/python benchmarks/encoder_distil.py --out benchmarks/.cache/encoder_layers/minilm-L3d
     .venv/bin/python benchmarks/quality.py --quick --text-model <out> [--text-backend onnx-int8]
 
-Then ``encoder_layers.py``'s speed rounds, or ``TextEncoder(<out>, backend="onnx-int8")``.
+Then ``encoder_layers.py --model L3d=<out>`` times it beside the full and the cut model; a
+library user loads it as ``TextEncoder(<out>, backend="onnx-int8")``.
 Results: benchmarks/results/encoder_distil.md (written by hand from those runs).
 """
 
@@ -69,6 +70,7 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
+    from encoder_layers import keep_layers  # benchmarks/: this script's directory
     from sentence_transformers import SentenceTransformer
 
     from riskrank.index.signals.text import resolve_text_model
@@ -82,9 +84,7 @@ def main() -> None:
 
     st = SentenceTransformer(resolve_text_model("all-MiniLM-L6-v2")[0], device="cpu")
     st.max_seq_length = 256
-    auto = st[0].auto_model
-    auto.encoder.layer = torch.nn.ModuleList([auto.encoder.layer[i] for i in keep])
-    auto.config.num_hidden_layers = len(keep)
+    keep_layers(st, keep)
 
     batch = 16
     steps = args.epochs * ((len(texts) + batch - 1) // batch)

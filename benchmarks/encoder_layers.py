@@ -42,6 +42,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 RESULTS = HERE / "results"
 MODELS = HERE / ".cache" / "encoder_layers"
+TITLE = "Fewer MiniLM layers for the 3x encoder goal (issue 15, an experiment not adopted)"
+
+
+def keep_layers(st, keep: list[int]) -> None:
+    """Cut a loaded SentenceTransformer's transformer to its layers ``keep`` (in place)."""
+    import torch
+
+    auto = st[0].auto_model
+    auto.encoder.layer = torch.nn.ModuleList([auto.encoder.layer[i] for i in keep])
+    auto.config.num_hidden_layers = len(keep)
 
 
 def make_models(layers: list[int], center: bool) -> dict[str, str]:
@@ -59,9 +69,7 @@ def make_models(layers: list[int], center: bool) -> dict[str, str]:
         plain = MODELS / f"minilm-L{k}"
         if not (plain / "modules.json").exists():
             st = SentenceTransformer(full, device="cpu")
-            auto = st[0].auto_model
-            auto.encoder.layer = auto.encoder.layer[:k]
-            auto.config.num_hidden_layers = k
+            keep_layers(st, list(range(k)))
             st.save(str(plain))
         out[f"L{k}"] = str(plain)
         if not center:
@@ -147,7 +155,7 @@ def quality(models: dict[str, str], backend_of: dict[str, str], out: Path) -> di
 
 def markdown(res: dict) -> str:
     lines = [
-        "# Fewer MiniLM layers for the 3x encoder goal (issue 15, an experiment not adopted)",
+        "# " + res.get("title", TITLE),
         "",
         f"`{res['command']}` at {res['library']['commit'][:7]}"
         f"{' (library files changed since)' if res['library'].get('library_uncommitted') else ''}"
@@ -187,6 +195,14 @@ def main() -> None:
     p.add_argument("--center", action="store_true", help="also the centred variants")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--skip-quality", action="store_true")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also time (and judge) a model of your own, e.g. encoder_distil.py's student",
+    )
+    p.add_argument("--out", default="encoder_layers", help="results/<out>.{md,json}")
     p.add_argument("--work", default="/tmp/encoder_layers", help="quality.py's outputs")
     p.add_argument("--note", action="append", default=[], help="a line printed under the tables")
     p.add_argument(
@@ -194,10 +210,10 @@ def main() -> None:
     )
     args = p.parse_args()
     if args.rebuild:
-        res = json.loads((RESULTS / "encoder_layers.json").read_text())
+        res = json.loads((RESULTS / f"{args.out}.json").read_text())
         res["notes"] = res.get("notes", []) + args.note
-        (RESULTS / "encoder_layers.json").write_text(json.dumps(res, indent=2))
-        (RESULTS / "encoder_layers.md").write_text(markdown(res))
+        (RESULTS / f"{args.out}.json").write_text(json.dumps(res, indent=2))
+        (RESULTS / f"{args.out}.md").write_text(markdown(res))
         return
     from encoder import cpu_isa
     from quality import library_state
@@ -205,8 +221,15 @@ def main() -> None:
     load_before = tuple(round(x, 2) for x in os.getloadavg())
     t0 = time.time()
     models = make_models(args.layers, args.center)
+    models.update(dict(m.split("=", 1) for m in args.model))
     cpu = cpu_isa()
     res = {
+        "title": TITLE
+        + (
+            " and models of your own: " + ", ".join(m.split("=")[0] for m in args.model)
+            if args.model
+            else ""
+        ),
         "command": "benchmarks/encoder_layers.py " + " ".join(sys.argv[1:]),
         "library": library_state(),
         "machine": f"{os.cpu_count()} CPUs, {cpu['model']}, int8/bf16 flags {cpu['flags']}",
@@ -223,9 +246,9 @@ def main() -> None:
     res["load"] = [load_before, tuple(round(x, 2) for x in os.getloadavg())]
     res["seconds"] = round(time.time() - t0, 1)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "encoder_layers.json").write_text(json.dumps(res, indent=2))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(res, indent=2))
     text = markdown(res)
-    (RESULTS / "encoder_layers.md").write_text(text)
+    (RESULTS / f"{args.out}.md").write_text(text)
     print(text)
 
 
