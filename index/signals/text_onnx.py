@@ -77,7 +77,8 @@ def check_mean_pooled(model_dir: str | Path) -> None:
 def pooling_modes(config: dict) -> tuple[str, ...]:
     """A Pooling module's modes from its config in either format sentence-transformers writes:
     ``pooling_mode`` (6.x: a name or a list of names) or the older ``pooling_mode_*`` flags,
-    where no flag set means mean pooling, as sentence-transformers reads it."""
+    where no flag set means mean pooling, as sentence-transformers reads it. Written here:
+    sentence-transformers' own converter (``_convert_legacy_pooling_kwargs``) is private."""
     mode = config.get("pooling_mode")
     if mode is not None:
         return (mode,) if isinstance(mode, str) else tuple(mode)
