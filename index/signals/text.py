@@ -111,7 +111,17 @@ def encode_in_padded_batches(
     return out
 
 
-def encode_padded(st, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+TOKENIZE_CHUNK = 8192  # texts tokenised at once: their token ids are held until embedded
+
+
+def encode_padded(
+    st,
+    texts: list[str],
+    batch_size: int,
+    show_progress: bool,
+    *,
+    fixed_rows: bool | None = None,
+) -> np.ndarray:
     """Unit vectors from a SentenceTransformer, each text's independent of its batchmates.
 
     ``SentenceTransformer.encode`` pads a batch to its longest text, and the padded length
@@ -122,30 +132,66 @@ def encode_padded(st, texts: list[str], batch_size: int, show_progress: bool) ->
     length share a batch (``padded_batches``); its vector is then the same whatever else is
     encoded with it (checked bitwise across batch sizes and groupings in
     tests/index/test_text_encoder.py).
+
+    ``fixed_rows`` (default: on CUDA) also fills every batch up to ``batch_size`` rows with
+    copies of its first text: cuBLAS picks its kernels by the number of rows, and in fp16 on an
+    H200 a text's vector moved (up to 1.2e-4) with the number of texts that shared its batch
+    (48 of 64 texts alone vs in batches; benchmarks/results/gpu.md). With the shapes fixed, the
+    same kernels run whatever the batchmates are. It also pads every text by ``PAD_MULTIPLE``
+    more tokens: transformers drops the attention mask of a batch without padding, and that
+    unmasked attention kernel gave the texts that fill their padded width other vectors alone
+    than among padded batchmates (all 48 texts that moved). On the CPU neither rows nor the
+    mask ever changed a vector, so nothing is added there.
+
+    Texts are tokenised once, ``TOKENIZE_CHUNK`` at a time (tokenising was the GPU path's
+    bottleneck: a second pass to count tokens halved its items/s); a text's vector does not
+    depend on its chunk either.
     """
     import torch
 
     preprocess = getattr(st, "preprocess", None) or st.tokenize
     pad_id = st.tokenizer.pad_token_id or 0
-    lengths = np.concatenate(
-        [
-            preprocess(texts[i : i + 4096])["attention_mask"].sum(1).numpy()
-            for i in range(0, len(texts), 4096)
-        ]
-    )
+    if fixed_rows is None:
+        fixed_rows = str(st.device).startswith("cuda")
+    out = None
+    chunks = range(0, len(texts), TOKENIZE_CHUNK)
+    bar = _progress(len(texts), show_progress)
+    for chunk_start in chunks:
+        features = preprocess(texts[chunk_start : chunk_start + TOKENIZE_CHUNK])
+        lengths = features["attention_mask"].sum(1).numpy()
+        for width, rows in padded_batches(lengths, batch_size):
+            # On CUDA every row gets padding: a batch without any runs unmasked attention, a
+            # kernel whose sums differ from the masked one (fixed_rows, docstring).
+            width = width + PAD_MULTIPLE if fixed_rows else width
+            batch = {}
+            take = torch.from_numpy(rows)
+            if fixed_rows and len(rows) < batch_size:
+                take = torch.cat([take, take[:1].expand(batch_size - len(rows))])
+            for name, value in features.items():
+                if torch.is_tensor(value) and value.dim() == 2:
+                    value = value[take, :width]
+                    if value.shape[1] < width:
+                        fill = pad_id if name == "input_ids" else 0
+                        value = torch.nn.functional.pad(
+                            value, (0, width - value.shape[1]), value=fill
+                        )
+                    value = value.to(st.device)
+                batch[name] = value
+            with torch.inference_mode():
+                emb = st.forward(batch)["sentence_embedding"][: len(rows)].float()
+                emb = torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
+            if out is None:
+                out = np.empty((len(texts), emb.shape[1]), np.float32)
+            out[chunk_start + rows] = emb
+            bar.update(len(rows))
+    bar.close()
+    return out
 
-    def embed(rows: np.ndarray, width: int) -> np.ndarray:
-        features = preprocess([texts[i] for i in rows])
-        for name, value in features.items():
-            if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] < width:
-                fill = pad_id if name == "input_ids" else 0
-                value = torch.nn.functional.pad(value, (0, width - value.shape[1]), value=fill)
-            features[name] = value.to(st.device) if torch.is_tensor(value) else value
-        with torch.inference_mode():
-            emb = st.forward(features)["sentence_embedding"].float()
-            return torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
 
-    return encode_in_padded_batches(lengths, embed, batch_size, show_progress)
+def _progress(total: int, show: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="encode", unit="text", disable=not show)
 
 
 class TextEncoder:

@@ -192,6 +192,35 @@ def test_a_texts_vector_does_not_depend_on_its_batchmates(text_signal):
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
 
 
+def test_chunks_and_the_cuda_batch_layout_keep_a_texts_vector(text_signal, monkeypatch):
+    """Texts are tokenised once per chunk, and on CUDA every batch is filled to ``batch_size``
+    rows and padded one ``PAD_MULTIPLE`` further (the kernels then do not change with the
+    batchmates). Run here on the CPU: chunking leaves every vector bitwise as it was, and the
+    CUDA layout is batch-independent too and within float error of the plain one."""
+    import riskrank.index.signals.text as text_mod
+
+    st = text_signal.encoder._load()
+    texts = [
+        "win",
+        "Guaranteed loan approval, no credit check, apply today!",
+        "you are an idiot and everyone knows it " * 6,
+        "",
+        "cheap pills",
+        "cheap pills!",
+        "Meeting moved to 3pm; agenda attached. " * 20,
+    ]
+    plain = text_mod.encode_padded(st, texts, 4, False)
+    monkeypatch.setattr(text_mod, "TOKENIZE_CHUNK", 2)
+    np.testing.assert_array_equal(text_mod.encode_padded(st, texts, 4, False), plain)
+    cuda = text_mod.encode_padded(st, texts, 4, False, fixed_rows=True)
+    alone = np.concatenate(
+        [text_mod.encode_padded(st, [t], 4, False, fixed_rows=True) for t in texts]
+    )
+    np.testing.assert_array_equal(cuda, alone)
+    np.testing.assert_allclose(cuda, plain, atol=1e-5)
+    assert cuda.shape == plain.shape == (len(texts), 384)
+
+
 def test_openvino_without_openvino_names_the_extra(monkeypatch):
     import sys
 
