@@ -1,0 +1,599 @@
+#!/usr/bin/env python
+"""The GPU paths, measured on a GPU machine (issue 15, item 5): the text encoder in fp16
+against the model alone, and exact top-k with faiss-gpu against torch and faiss on the CPU.
+
+Two steps, because the GPU machines here have no network and no model weights:
+
+    .venv/bin/python benchmarks/gpu.py prepare          # here: writes .gpucarry/ (ignored)
+    # there, with .gpu/ (../shared/gpu/pack) and .gpucarry/ carried along:
+    source .gpu/activate.sh && python3 benchmarks/gpu.py run --out $OUT/gpu.json
+    .venv/bin/python benchmarks/gpu.py render RUN.json  # here: benchmarks/results/gpu.md
+
+``prepare`` copies the shipped MiniLM's configuration and tokenizer (not its weights: 87 MB
+would not travel) and ``--texts`` SpamAssassin mails (the texts issue 15 profiled on the CPU)
+into ``.gpucarry/``. ``run`` builds MiniLM's architecture with **random weights** from that
+configuration (speed does not depend on the weights; quality is never measured here) and
+saves it as a sentence-transformers folder, then times:
+
+* text: riskrank's ``TextEncoder`` (fp16 on CUDA, each text padded to its own length rounded
+  up to 8, one padded length per batch: ``index/signals/text.py`` ``encode_padded``) at two
+  batch sizes; sentence-transformers' own ``encode`` (a batch padded to its longest text);
+  the model alone on the same padded batches already on the GPU (no tokenising, no copies);
+  tokenising alone. Also whether a text's fp16 vector depends on its batchmates (a standing
+  index must equal a rebuild), and fp16 against fp32 vectors (cosine; a numerical check).
+* top-k: ``--items`` clustered unit vectors (``--dim``; ``clustered``: how they are made) and
+  ``--queries`` new points from the same clusters, k=``--k``. Exact fp32 top-k by torch on the
+  GPU is the reference; then torch fp16, faiss-gpu Flat fp32 and fp16 codes, riskrank's
+  ``VectorIndex`` on the GPU (its codes, ties ordered by position), faiss on the CPU (all
+  cores, ``--cpu-queries`` queries), and riskrank's default IVF index for that size built on
+  the CPU and searched on the GPU and the CPU. Each: seconds, queries/s and the overlap of its
+  top-k with the reference.
+
+Every timed step runs once to warm up first; GPU steps end with ``torch.cuda.synchronize``.
+A section that fails records its error and the rest still runs; results are written after
+each section, so a run cut short still returns what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CARRY = ROOT / ".gpucarry"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+# -- here: what travels ---------------------------------------------------------------------
+def prepare(n_texts: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from riskrank.index.signals.text import resolve_text_model
+    from riskrank.rank.app import datasets
+
+    path, version = resolve_text_model("all-MiniLM-L6-v2")
+    shutil.rmtree(CARRY, ignore_errors=True)
+    model = CARRY / "minilm-config"
+    shutil.copytree(
+        path, model, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "README.md")
+    )
+    (model / "SOURCE").write_text(f"{version}: configuration and tokenizer only, no weights\n")
+    texts = datasets.load("spamassassin").column("text").to_pylist()
+    rows = np.random.default_rng(0).permutation(len(texts))[:n_texts]
+    pq.write_table(pa.table({"text": [texts[i] for i in rows]}), CARRY / "texts.parquet")
+    size = sum(f.stat().st_size for f in CARRY.rglob("*") if f.is_file())
+    print(f"wrote {CARRY} ({size / 1e6:.1f} MB): {len(rows)} mails, {model.name}/")
+
+
+# -- there: helpers ---------------------------------------------------------------------------
+def sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeat: int = 1):
+    """(seconds of the fastest of ``repeat`` runs after one warm-up run, last result)."""
+    out = fn()
+    sync()
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        sync()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def random_weights_model(config_dir: Path, device: str) -> Path:
+    """A sentence-transformers folder: ``config_dir``'s architecture, seeded random weights."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    out = Path(tempfile.mkdtemp(prefix="riskrank-gpu-minilm-"))
+    shutil.copytree(config_dir, out, dirs_exist_ok=True)
+    torch.manual_seed(0)
+    AutoModel.from_config(AutoConfig.from_pretrained(config_dir)).save_pretrained(out)
+    return out
+
+
+def overlap(found: np.ndarray, reference: np.ndarray, k: int | None = None) -> float:
+    """Mean share of each query's reference top-k that ``found``'s top-k also lists."""
+    k = k or reference.shape[1]
+    found, reference = found[:, :k], reference[:, :k]
+    hits = [len(np.intersect1d(f[f >= 0], r)) for f, r in zip(found, reference)]
+    return float(np.mean(hits) / k)
+
+
+# -- there: the text encoder ----------------------------------------------------------------
+def text_section(args, device: str) -> dict:
+    import pyarrow.parquet as pq
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from riskrank.index.signals.text import TextEncoder, padded_batches
+
+    base = pq.read_table(CARRY / "texts.parquet").column("text").to_pylist()
+    texts = (base * (-(-args.text_items // len(base))))[: args.text_items]
+    model_dir = random_weights_model(CARRY / "minilm-config", device)
+    out: dict = {"items": len(texts), "distinct": len(set(texts)), "model": "MiniLM-L6 random"}
+
+    encoders = {}
+    for batch in args.text_batches:
+        enc = TextEncoder(str(model_dir), device=device, batch_size=batch)
+        enc.encode(texts[:64])
+        encoders[batch] = enc
+        seconds, vectors = timed(lambda e=enc: e.encode(texts))
+        out[f"riskrank_b{batch}_items_s"] = len(texts) / seconds
+        out["identity"] = enc.identity()
+    st = encoders[args.text_batches[0]]._load()  # halved on CUDA by TextEncoder
+    out["dtype"] = str(next(st.parameters()).dtype)
+    out["max_seq_length"] = st.max_seq_length
+
+    batch = max(args.text_batches)
+    seconds, _ = timed(
+        lambda: st.encode(texts, batch_size=batch, convert_to_numpy=True, show_progress_bar=False)
+    )
+    out[f"st_encode_b{batch}_items_s"] = len(texts) / seconds
+
+    tokenize = getattr(st, "preprocess", None) or st.tokenize  # as encode_padded does
+    seconds, tokens = timed(lambda: tokenize(texts))
+    out["tokenize_items_s"] = len(texts) / seconds
+    lengths = tokens["attention_mask"].sum(1).numpy()
+    out["tokens_mean"] = float(lengths.mean())
+    out["truncated_share"] = float((lengths >= st.max_seq_length).mean())
+
+    # The model alone: riskrank's padded batches, tokenised and on the GPU beforehand.
+    pad = st.tokenizer.pad_token_id or 0
+    prepared = []
+    for width, rows in padded_batches(lengths, batch):
+        features = {}
+        for name, value in tokenize([texts[i] for i in rows]).items():
+            if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] < width:
+                fill = pad if name == "input_ids" else 0
+                value = torch.nn.functional.pad(value, (0, width - value.shape[1]), value=fill)
+            features[name] = value.to(device) if torch.is_tensor(value) else value
+        prepared.append(features)
+
+    def model_only():
+        with torch.inference_mode():
+            for features in prepared:
+                st.forward(dict(features))["sentence_embedding"]
+
+    seconds, _ = timed(model_only, repeat=2)
+    out[f"model_only_b{batch}_items_s"] = len(texts) / seconds
+    for length, fixed_batch in ((128, 512), (32, 512)):
+        ids = torch.randint(1000, 30000, (fixed_batch, length), device=device)
+        mask = torch.ones_like(ids)
+        features = {"input_ids": ids, "attention_mask": mask, "token_type_ids": mask * 0}
+
+        def fixed(f=features):
+            with torch.inference_mode():
+                for _ in range(10):
+                    st.forward(dict(f))["sentence_embedding"]
+
+        seconds, _ = timed(fixed, repeat=2)
+        out[f"model_only_len{length}_b{fixed_batch}_items_s"] = 10 * fixed_batch / seconds
+
+    # Is a text's fp16 vector its own, whatever shares its batch?
+    sample = texts[:512]
+    by = {b: encoders[b].encode(sample) for b in args.text_batches}
+    alone = np.stack([encoders[args.text_batches[0]].encode([t])[0] for t in sample[:64]])
+    first = by[args.text_batches[0]]
+    out["batch_independence"] = {
+        "alone_vs_batched_rows_differing": int((alone != first[:64]).any(1).sum()),
+        "alone_vs_batched_max_abs": float(np.abs(alone - first[:64]).max()),
+        "batch_sizes_rows_differing": {
+            f"b{b}": int((by[b] != first).any(1).sum()) for b in args.text_batches[1:]
+        },
+        "rows": len(sample),
+    }
+    # fp16 against fp32 on the same device: a numerical check (random weights).
+    if device.startswith("cuda"):
+        from riskrank.index.signals.text import encode_padded
+
+        st32 = SentenceTransformer(str(model_dir), device=device)
+        st32.max_seq_length = st.max_seq_length
+        v32 = encode_padded(st32, sample, 64, False)
+        cos = (v32 * first).sum(1)
+        out["fp16_vs_fp32_cosine"] = {"mean": float(cos.mean()), "min": float(cos.min())}
+        del st32
+    shutil.rmtree(model_dir, ignore_errors=True)
+    return out
+
+
+# -- there: is a text's vector its own? -------------------------------------------------------
+def independence_section(args, device: str) -> dict:
+    """Each of 64 mails encoded alone against the same mail among 512 (``encode_padded``,
+    batch 64, fp16), under three attention implementations, and which rows moved: those whose
+    token count fills its padded width (no padding, so no attention mask alone) or the rest."""
+    import pyarrow.parquet as pq
+    from sentence_transformers import SentenceTransformer
+
+    from riskrank.index.signals.text import PAD_MULTIPLE, encode_padded
+
+    texts = (
+        pq.read_table(CARRY / "texts.parquet").column("text").to_pylist()[: args.independence_texts]
+    )
+    model_dir = random_weights_model(CARRY / "minilm-config", device)
+    st = SentenceTransformer(str(model_dir), device=device)
+    st.max_seq_length = 256
+    if device.startswith("cuda"):
+        st.half()
+    lengths = st.preprocess(texts[:64])["attention_mask"].sum(1).numpy()
+    full = lengths % PAD_MULTIPLE == 0
+    out: dict = {"rows": 64, "rows_filling_their_width": int(full.sum())}
+
+    def check(label: str) -> None:
+        t = time.perf_counter()
+        batched = encode_padded(st, texts, 64, False)
+        sync()
+        seconds = time.perf_counter() - t
+        alone = np.stack([encode_padded(st, [x], 64, False)[0] for x in texts[:64]])
+        moved = (alone != batched[:64]).any(1)
+        out[label] = {
+            "rows_differing": int(moved.sum()),
+            "of_them_filling_width": int((moved & full).sum()),
+            "max_abs": float(np.abs(alone - batched[:64]).max()),
+            "items_s": len(texts) / seconds,
+        }
+
+    check("sdpa")
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel(SDPBackend.MATH):
+            check("sdpa_math")
+    except Exception as exc:  # noqa: BLE001 - recorded
+        out["sdpa_math"] = {"error": repr(exc)}
+    try:
+        bert = st[0].auto_model
+        if hasattr(bert, "set_attn_implementation"):
+            bert.set_attn_implementation("eager")
+        else:
+            bert.config._attn_implementation = "eager"
+        check("eager")
+    except Exception as exc:  # noqa: BLE001 - recorded
+        out["eager"] = {"error": repr(exc)}
+    shutil.rmtree(model_dir, ignore_errors=True)
+    return out
+
+
+# -- there: top-k -----------------------------------------------------------------------------
+def clustered(n: int, dim: int, seed: int, device: str, centres=None):
+    """Unit vectors around ``n // 400`` random centres (noise of norm 0.6 around a unit centre:
+    members of a cluster at cosine ~0.74 to each other, like paraphrases; a query's top-100
+    lies in its own cluster, so the reference order is well defined). Made on
+    ``device`` with torch (seeded), returned as a float32 torch tensor there."""
+    import torch
+
+    g = torch.Generator(device=device).manual_seed(seed)
+    if centres is None:
+        centres = torch.randn(max(1, n // 400), dim, generator=g, device=device)
+        centres = torch.nn.functional.normalize(centres, dim=1)
+    pick = torch.randint(0, len(centres), (n,), generator=g, device=device)
+    noise = torch.randn(n, dim, generator=g, device=device) * (0.6 / dim**0.5)
+    return torch.nn.functional.normalize(centres[pick] + noise, dim=1), centres
+
+
+def torch_topk(queries, base, k: int, chunk: int = 2048):
+    import torch
+
+    scores, positions = [], []
+    for start in range(0, len(queries), chunk):
+        s, p = (queries[start : start + chunk] @ base.T).topk(k, dim=1)
+        scores.append(s)
+        positions.append(p)
+    return torch.cat(scores), torch.cat(positions)
+
+
+def topk_section(args, device: str, record) -> dict:
+    import faiss
+    import torch
+
+    from riskrank.index.vectors.faiss_index import VectorIndex, choose_index_key, num_gpus
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    k = args.k
+    base, centres = clustered(args.items, args.dim, 1, device)
+    queries, _ = clustered(args.queries, args.dim, 2, device, centres)
+    base_np = base.cpu().numpy()
+    queries_np = queries.cpu().numpy()
+    out: dict = {"items": args.items, "dim": args.dim, "queries": args.queries, "k": k}
+    out["gpus_faiss_sees"] = num_gpus()
+
+    seconds, (_, ref) = timed(lambda q=queries, b=base: torch_topk(q, b, k))
+    ref = ref.cpu().numpy()
+    out["torch_fp32"] = {"s": seconds, "queries_s": args.queries / seconds, "overlap": 1.0}
+    out["torch_fp32"]["overlap10"] = 1.0
+    record()
+    base16, queries16 = base.half(), queries.half()
+    seconds, (_, pos) = timed(lambda q=queries16, b=base16: torch_topk(q, b, k))
+    out["torch_fp16"] = {
+        "s": seconds,
+        "queries_s": args.queries / seconds,
+        "overlap": overlap(pos.cpu().numpy(), ref),
+        "overlap10": overlap(pos.cpu().numpy(), ref, 10),
+    }
+    del base16, queries16, base, queries
+    torch.cuda.empty_cache() if device.startswith("cuda") else None
+    record()
+
+    flat = faiss.IndexFlatIP(args.dim)
+    flat.add(base_np)
+    if num_gpus():
+        for name, fp16 in (("faiss_gpu_flat_fp32", False), ("faiss_gpu_flat_fp16", True)):
+            opts = faiss.GpuMultipleClonerOptions()
+            opts.useFloat16 = fp16
+            t = time.perf_counter()
+            gpu = faiss.index_cpu_to_all_gpus(flat, co=opts)
+            clone_s = time.perf_counter() - t
+            seconds, (_, pos) = timed(lambda g=gpu: g.search(queries_np, k))
+            out[name] = {
+                "s": seconds,
+                "queries_s": args.queries / seconds,
+                "overlap": overlap(pos, ref),
+                "overlap10": overlap(pos, ref, 10),
+                "clone_s": clone_s,
+            }
+            del gpu
+            record()
+        t = time.perf_counter()
+        index = VectorIndex.build(base_np, key="Flat", use_gpu=True)
+        build_s = time.perf_counter() - t
+        seconds, res = timed(lambda: index.search(queries_np, k))
+        out["riskrank_flat_gpu"] = {
+            "s": seconds,
+            "queries_s": args.queries / seconds,
+            "overlap": overlap(res.positions, ref),
+            "overlap10": overlap(res.positions, ref, 10),
+            "build_s": build_s,
+        }
+        del index
+        record()
+
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    nq = min(args.cpu_queries, args.queries)
+    seconds, (_, pos) = timed(lambda f=flat: f.search(queries_np[:nq], k))
+    out["faiss_cpu_flat"] = {
+        "s": seconds,
+        "queries": nq,
+        "queries_s": nq / seconds,
+        "overlap": overlap(pos, ref[:nq]),
+        "overlap10": overlap(pos, ref[:nq], 10),
+        "threads": faiss.omp_get_max_threads(),
+    }
+    del flat
+    record()
+
+    key = choose_index_key(args.items, args.dim)
+    t = time.perf_counter()
+    ivf = VectorIndex.build(base_np, key=key, use_gpu=False)
+    build_s = time.perf_counter() - t
+    entry = {"key": key, "nprobe": ivf.nprobe, "build_cpu_s": build_s}
+    seconds, res = timed(lambda: ivf.search(queries_np[:nq], k))
+    entry["cpu"] = {
+        "s": seconds,
+        "queries": nq,
+        "queries_s": nq / seconds,
+        "overlap": overlap(res.positions, ref[:nq]),
+        "overlap10": overlap(res.positions, ref[:nq], 10),
+    }
+    if num_gpus():
+        t = time.perf_counter()
+        ivf.to_gpu()
+        entry["clone_s"] = time.perf_counter() - t
+        seconds, res = timed(lambda: ivf.search(queries_np, k))
+        entry["gpu"] = {
+            "s": seconds,
+            "queries_s": args.queries / seconds,
+            "overlap": overlap(res.positions, ref),
+            "overlap10": overlap(res.positions, ref, 10),
+        }
+    out["riskrank_default_index"] = entry
+    return out
+
+
+def run(args) -> int:
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    result: dict = {
+        "argv": sys.argv[1:],
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor(),
+        "cpus": os.cpu_count(),
+        "load_before": os.getloadavg(),
+    }
+    for name in ("faiss", "sentence_transformers", "transformers", "numpy"):
+        try:
+            result[name] = __import__(name).__version__
+        except Exception as exc:  # noqa: BLE001 - record and go on
+            result[name] = f"not importable: {exc}"
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+
+    def record():
+        result["load_after"] = os.getloadavg()
+        Path(args.out).write_text(json.dumps(result, indent=1))
+
+    sections = {
+        "text": lambda: text_section(args, device),
+        "independence": lambda: independence_section(args, device),
+        "topk": None,
+    }
+    for name in args.sections:
+        t = time.perf_counter()
+        try:
+            if name == "topk":
+                result["topk"] = {}
+                result["topk"] = topk_section(args, device, record)
+            else:
+                result[name] = sections[name]()
+        except Exception:  # noqa: BLE001 - the other sections still run
+            result.setdefault(name, {})
+            result[name] = {**(result[name] or {}), "error": traceback.format_exc()[-3000:]}
+        result.setdefault(name, {})["section_s"] = time.perf_counter() - t
+        record()
+        print(name, json.dumps(result[name])[:2000], flush=True)
+    return 0
+
+
+# -- here: the table --------------------------------------------------------------------------
+def render(
+    path: str, out: str, before: str | None, independence: list[str], note: str | None
+) -> None:
+    r = json.loads(Path(path).read_text())
+    lines = [
+        "# GPU paths (issue 15, item 5)",
+        "",
+        f"Machine: {r['device']}, {r['cpus']} CPUs; torch {r['torch']}, faiss {r['faiss']}, "
+        f"sentence-transformers {r['sentence_transformers']}, transformers "
+        f"{r['transformers']}, Python {r['python']}. Load average before/after: "
+        f"{r['load_before']} / {r.get('load_after')}. Command: `python3 benchmarks/gpu.py "
+        f"{' '.join(r['argv'])}` (see the script's docstring).",
+        "",
+    ]
+    if note:
+        lines += [Path(note).read_text().strip(), ""]
+    t = r.get("text", {})
+    if "error" in t:
+        lines += ["Text section failed:", "", "```", t["error"], "```", ""]
+    if "items" in t:
+        lines += [
+            f"## Text encoder: {t['model']} weights, {t.get('dtype')}, "
+            f"max_seq_length {t.get('max_seq_length')}",
+            "",
+            f"{t['items']:,} SpamAssassin mails ({t['distinct']:,} distinct, repeated), mean "
+            f"{t.get('tokens_mean', 0):.0f} tokens, {t.get('truncated_share', 0):.0%} cut at "
+            "the maximum. Speed does not depend on the weights; no quality is measured here.",
+            "",
+            "| path | items/s |",
+            "|---|---|",
+        ]
+        for key, value in t.items():
+            if key.endswith("_items_s"):
+                lines.append(f"| {key[: -len('_items_s')]} | {value:,.0f} |")
+        lines += ["", f"Batch independence: `{json.dumps(t.get('batch_independence'))}`", ""]
+        if "fp16_vs_fp32_cosine" in t:
+            lines += [f"fp16 vs fp32 vectors, cosine: `{t['fp16_vs_fp32_cosine']}`", ""]
+    k = r.get("topk", {})
+    if "error" in k:
+        lines += ["Top-k section failed:", "", "```", k["error"], "```", ""]
+    if "items" in k:
+        lines += [
+            f"## Exact top-{k['k']}: {k['items']:,} x {k['dim']} clustered unit vectors, "
+            f"{k['queries']:,} queries",
+            "",
+            "| path | s | queries/s | top-100 overlap with exact fp32 | top-10 overlap |",
+            "|---|---|---|---|---|",
+        ]
+        for key, value in k.items():
+            if isinstance(value, dict) and "queries_s" in value:
+                note = f" ({value['queries']:,} queries)" if "queries" in value else ""
+                lines.append(
+                    f"| {key}{note} | {value['s']:.3f} | {value['queries_s']:,.0f} | "
+                    f"{value['overlap']:.4f} | {value.get('overlap10', float('nan')):.4f} |"
+                )
+        ivf = k.get("riskrank_default_index")
+        if ivf:
+            for where in ("cpu", "gpu"):
+                if where in ivf:
+                    v = ivf[where]
+                    lines.append(
+                        f"| riskrank default `{ivf['key']}` nprobe {ivf['nprobe']} on {where} | "
+                        f"{v['s']:.3f} | {v['queries_s']:,.0f} | {v['overlap']:.4f} | "
+                        f"{v.get('overlap10', float('nan')):.4f} |"
+                    )
+            lines += ["", f"IVF build on the CPU: {ivf['build_cpu_s']:.1f} s", ""]
+    if before:
+        b = json.loads(Path(before).read_text())
+        lines += [
+            f"## Against the run before the changes (`{Path(before).name}`, same machine kind)",
+            "",
+            "| path | before | this run |",
+            "|---|---|---|",
+        ]
+        for section in ("text", "topk"):
+            for key, value in b.get(section, {}).items():
+                now = r.get(section, {}).get(key)
+                if key.endswith("_items_s") and now:
+                    lines.append(
+                        f"| {key[: -len('_items_s')]} items/s | {value:,.0f} | {now:,.0f} |"
+                    )
+                elif isinstance(value, dict) and "queries_s" in value and isinstance(now, dict):
+                    lines.append(
+                        f"| {key} queries/s (top-100 overlap) | {value['queries_s']:,.0f} "
+                        f"({value['overlap']:.4f}) | {now['queries_s']:,.0f} "
+                        f"({now['overlap']:.4f}) |"
+                    )
+        lines.append("")
+    for run in independence:
+        i = json.loads(Path(run).read_text()).get("independence", {})
+        lines += [
+            f"## A text alone against the same text among 512 (`{Path(run).name}`)",
+            "",
+            f"{i.get('rows')} texts, {i.get('rows_filling_their_width')} of them filling their "
+            "padded width (no padding of their own).",
+            "",
+            "| attention | texts whose vector moved | of them filling their width | max abs |",
+            "|---|---|---|---|",
+        ]
+        for name in ("sdpa", "sdpa_math", "eager"):
+            v = i.get(name, {})
+            if "rows_differing" in v:
+                lines.append(
+                    f"| {name} | {v['rows_differing']} | {v['of_them_filling_width']} | "
+                    f"{v['max_abs']:.2g} |"
+                )
+        lines.append("")
+    Path(out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="step", required=True)
+    pp = sub.add_parser("prepare")
+    pp.add_argument("--texts", type=int, default=4096)
+    pr = sub.add_parser("run")
+    pr.add_argument("--out", default="gpu.json")
+    pr.add_argument("--sections", nargs="+", default=["text", "topk"])
+    pr.add_argument("--text-items", type=int, default=20_000)
+    pr.add_argument("--text-batches", type=int, nargs="+", default=[64, 256])
+    pr.add_argument("--independence-texts", type=int, default=512)
+    pr.add_argument("--items", type=int, default=2_000_000)
+    pr.add_argument("--dim", type=int, default=384)
+    pr.add_argument("--queries", type=int, default=10_000)
+    pr.add_argument("--cpu-queries", type=int, default=1_000)
+    pr.add_argument("--k", type=int, default=100)
+    pn = sub.add_parser("render")
+    pn.add_argument("json")
+    pn.add_argument("--out", default=str(RESULTS / "gpu.md"))
+    pn.add_argument("--before", help="an earlier run's json, shown beside this one")
+    pn.add_argument("--independence", nargs="*", default=[], help="runs of that section")
+    pn.add_argument("--note", help="a Markdown file: what the runs were, shown first")
+    args = p.parse_args(argv)
+    if args.step == "prepare":
+        prepare(args.texts)
+    elif args.step == "run":
+        return run(args)
+    else:
+        render(args.json, args.out, args.before, args.independence, args.note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
