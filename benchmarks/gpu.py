@@ -468,9 +468,12 @@ def render(
     ]
     if note:
         lines += [Path(note).read_text().strip(), ""]
+
+    def failed(section: dict, name: str) -> list[str]:
+        return [f"{name} section failed:", "", "```", section["error"], "```", ""]
+
     t = r.get("text", {})
-    if "error" in t:
-        lines += ["Text section failed:", "", "```", t["error"], "```", ""]
+    lines += failed(t, "Text") if "error" in t else []
     if "items" in t:
         lines += [
             f"## Text encoder: {t['model']} weights, {t.get('dtype')}, "
@@ -490,8 +493,7 @@ def render(
         if "fp16_vs_fp32_cosine" in t:
             lines += [f"fp16 vs fp32 vectors, cosine: `{t['fp16_vs_fp32_cosine']}`", ""]
     k = r.get("topk", {})
-    if "error" in k:
-        lines += ["Top-k section failed:", "", "```", k["error"], "```", ""]
+    lines += failed(k, "Top-k") if "error" in k else []
     if "items" in k:
         lines += [
             f"## Exact top-{k['k']}: {k['items']:,} x {k['dim']} clustered unit vectors, "
