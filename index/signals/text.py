@@ -133,15 +133,14 @@ def encode_padded(
     encoded with it (checked bitwise across batch sizes and groupings in
     tests/index/test_text_encoder.py).
 
-    ``fixed_rows`` (default: on CUDA) also fills every batch up to ``batch_size`` rows with
-    copies of its first text: cuBLAS picks its kernels by the number of rows, and in fp16 on an
-    H200 a text's vector moved (up to 1.2e-4) with the number of texts that shared its batch
-    (48 of 64 texts alone vs in batches; benchmarks/results/gpu.md). With the shapes fixed, the
-    same kernels run whatever the batchmates are. It also pads every text by ``PAD_MULTIPLE``
-    more tokens: transformers drops the attention mask of a batch without padding, and that
-    unmasked attention kernel gave the texts that fill their padded width other vectors alone
-    than among padded batchmates (all 48 texts that moved). On the CPU neither rows nor the
-    mask ever changed a vector, so nothing is added there.
+    ``fixed_rows`` (default: on CUDA) pads every text by ``PAD_MULTIPLE`` more tokens and
+    fills every batch up to ``batch_size`` rows with copies of its first text. In fp16 on an
+    H200 a text's vector moved with its batchmates (48 of 64 texts alone vs among 512, up to
+    1.2e-4; benchmarks/results/gpu.md): every moved text filled its padded width, so alone it
+    had no padding, transformers dropped the attention mask and another attention kernel ran.
+    With the extra padding 10 of 64 moved, by at most 3e-8. Filling the rows alone changed
+    nothing measured; it is kept because the 3e-8 run had both (no GPU time was left to run
+    without it). On the CPU neither ever changed a vector, so nothing is added there.
 
     Texts are tokenised once, ``TOKENIZE_CHUNK`` at a time (tokenising was the GPU path's
     bottleneck: a second pass to count tokens halved its items/s); a text's vector does not
