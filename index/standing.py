@@ -117,7 +117,8 @@ class UpdateStats:
     """What one update did (also in the version's manifest and a sweep's report)."""
 
     version: int
-    items_in: int = 0  # rows read
+    items_in: int = 0  # rows read: invalid + deleted + added + changed + unchanged
+    invalid: int = 0  # rows refused as they were read (wrong types, no content, repeated id)
     deleted: int = 0  # rows left out because the deletion list names them
     deletions_unknown: list[str] = field(default_factory=list)  # named, but never indexed
     added: int = 0  # ids the previous version did not hold
@@ -128,6 +129,8 @@ class UpdateStats:
     reused_vectors: int = 0  # (item, signal) vectors taken from the previous version
     donated_vectors: int = 0  # (item, signal) vectors taken from the donor index
     shared_content: int = 0  # rows embedded through another row with the same content
+    indexed: int = 0  # items the new version holds
+    quarantined: int = 0  # rows in the new version's quarantine: invalid + not embeddable
     signals: dict[str, dict] = field(default_factory=dict)  # per signal: index action, why
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -171,9 +174,29 @@ def signal_content_keys(table: pa.Table, signal: Signal) -> list[str]:
 
 
 def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) -> str:
-    """What an update was made from: every cell and image file, the encoders, the deletions."""
-    named = sorted(str(i) for i in deletions) if deletions is not None else None
-    return f"{build_digest(inventory, signals)}-{ids_digest(named or [])}-{named is not None}"
+    """What an update was made from: every cell and image file, the encoders, and the
+    deletions that take effect (the named ids today's inventory lists). A deletion list that
+    names nothing listed, or is empty, makes the same version as no list: the same again is
+    a no-op, not a new identical version that pushes an older one out."""
+    named = {str(i) for i in deletions} if deletions is not None else set()
+    listed = set()
+    if named and ITEM_ID in inventory.column_names:  # (a table without ids is refused later)
+        listed = {str(i) for i in inventory.column(ITEM_ID).to_pylist() if i is not None}
+    effective = sorted(named & listed)
+    return f"{build_digest(inventory, signals)}-{ids_digest(effective)}-{bool(effective)}"
+
+
+def _warn_unlisted(inventory: pa.Table, deletions) -> None:
+    """Say which deletions name ids today's inventory does not list, when the current
+    version was made from this inventory (so it never held them either)."""
+    named = {str(i) for i in deletions or ()}
+    if named and ITEM_ID in inventory.column_names:
+        unknown = sorted(named - {str(i) for i in inventory.column(ITEM_ID).to_pylist()})
+        if unknown:
+            log.warning(
+                "deletion list: %d id(s) the index never held and today's inventory does not "
+                "list (ignored): %s", len(unknown), ", ".join(unknown[:5]),
+            )  # fmt: skip
 
 
 def index_key_for(signal: Signal, n: int, max_memory, key: str | None) -> str:
@@ -290,6 +313,7 @@ class StandingIndex:
         inventory = as_table(inventory, what="inventory")
         digest = inventory_digest(inventory, signals, deletions)
         if (self.state() or {}).get("inventory_digest") == digest:
+            _warn_unlisted(inventory, deletions)
             return self.load(signals, use_gpu=use_gpu), None
         t0 = time.time()
         version = (self.version or 0) + 1
@@ -353,6 +377,7 @@ class StandingIndex:
         """Validated rows of today's inventory less the deletion list, and the quarantine."""
         items, quarantined = validate_inventory(inventory, require_text=requires_text(signals))
         stats.items_in = items.num_rows + quarantined.num_rows
+        stats.invalid = quarantined.num_rows
         if deletions is None:
             return items, quarantined
         named = {str(i) for i in deletions}
@@ -629,6 +654,7 @@ def _write_version(
     write_parquet(items.filter(pa.array(indexed)).select(meta), vdir / "items.parquet")
     write_parquet(quarantined, vdir / "quarantine.parquet")
     input_rows = stats.items_in - stats.deleted
+    stats.indexed, stats.quarantined = int(indexed.sum()), quarantined.num_rows
     write_manifest(
         vdir,
         {

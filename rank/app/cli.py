@@ -188,10 +188,14 @@ def cmd_index_update(args) -> int:
         version = StandingIndex(args.index).version
         print(f"standing index {args.index}: version {version} already holds this inventory")
         return 0
+    # items in = invalid + deleted + added + changed + unchanged; the quarantine also holds
+    # the added or changed rows whose content could not be embedded.
     rows = [
-        (name, getattr(stats, name))
-        for name in ("items_in", "deleted", "added", "changed", "unchanged", "removed")
+        (name.replace("_", " "), getattr(stats, name))
+        for name in ("items_in", "invalid", "deleted", "added", "changed", "unchanged")
     ]
+    rows += [("removed (gone or deleted)", stats.removed), ("indexed", stats.indexed)]
+    rows += [("quarantined", stats.quarantined)]
     rows += [("embedded (distinct contents)", stats.embedded)]
     rows += [("vectors reused", stats.reused_vectors)]
     rows += [(f"index ({n})", f"{d['key']} {d['index']}") for n, d in stats.signals.items()]

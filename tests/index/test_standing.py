@@ -139,6 +139,55 @@ def test_a_directory_that_is_not_a_standing_index_is_refused_untouched(tmp_path)
         assert sorted(p.name for p in path.rglob("*")) == before
 
 
+def test_a_deletion_list_that_deletes_nothing_makes_no_new_version(tmp_path):
+    """An empty list, or one naming only ids today's inventory does not list, changes nothing:
+    no new identical version (which would push an older one out), and unknown ids are still
+    reported."""
+    day0 = _inventory()
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(day0, [HashingTextSignal()], show_progress=False)
+    said = []  # pytest's log capture is off (pyproject.toml): a handler of our own
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        for deletions in ([], ["never-seen", "nor-this"]):
+            _, stats = standing.update(
+                day0, [HashingTextSignal()], deletions=deletions, show_progress=False
+            )
+            assert stats is None and standing.version == 1
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    assert any("2 id(s) the index never held" in m and "never-seen" in m for m in said)
+    listed = day0["item_id"][3].as_py()
+    _, stats = standing.update(
+        day0, [HashingTextSignal()], deletions=[listed, "never-seen"], show_progress=False
+    )
+    assert stats.version == 2 and stats.deleted == 1
+    _, again = standing.update(day0, [HashingTextSignal()], deletions=[listed], show_progress=False)
+    assert again is None and standing.version == 2
+
+
+def test_update_counts_add_up(tmp_path):
+    """items in = invalid + deleted + added + changed + unchanged; the version holds the
+    indexed items and the quarantine the rest (deletions aside)."""
+    day0 = _inventory()
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(day0, [HashingTextSignal()], show_progress=False)
+    ids = day0["item_id"].to_pylist()
+    bad = pa.table({"item_id": ["empty-1", "blank-2", ids[0]], "text": ["", "  \n", "other"]})
+    day1 = pa.concat_tables(
+        [_replace_text(day0, ids[1], "edited text"), bad], promote_options="default"
+    )
+    idx, st = standing.update(day1, [HashingTextSignal()], deletions=[ids[2]], show_progress=False)
+    assert (st.items_in, st.invalid, st.deleted) == (day1.num_rows, 3, 1)
+    assert (st.added, st.changed, st.unchanged) == (0, 1, day0.num_rows - 2)
+    assert st.items_in == st.invalid + st.deleted + st.added + st.changed + st.unchanged
+    assert st.indexed == idx.num_items == day0.num_rows - 1
+    assert st.quarantined == idx.quarantine.num_rows == 3
+    assert st.indexed + st.quarantined + st.deleted == st.items_in
+
+
 def test_duplicate_ids_with_different_content_are_quarantined(tmp_path):
     inv = _inventory()
     dup = pa.table(
