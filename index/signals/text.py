@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import os
+import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -112,6 +115,21 @@ def encode_in_padded_batches(
 
 
 TOKENIZE_CHUNK = 8192  # texts tokenised at once: their token ids are held until embedded
+_TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> FastTokenizer
+
+
+def text_tokenizer(st, *, fast: bool = True) -> Callable[[list[str]], dict]:
+    """What tokenises texts for ``st``: ``FastTokenizer`` where it gives ``st.preprocess``'s
+    features exactly (checked once per model; ``index.signals.text_tokens``), else
+    ``preprocess`` itself."""
+    preprocess = getattr(st, "preprocess", None) or st.tokenize
+    if not fast:
+        return preprocess
+    if st not in _TOKENIZERS:
+        from riskrank.index.signals.text_tokens import FastTokenizer
+
+        _TOKENIZERS[st] = FastTokenizer.for_model(st) or preprocess
+    return _TOKENIZERS[st]
 
 
 def encode_padded(
@@ -121,6 +139,9 @@ def encode_padded(
     show_progress: bool,
     *,
     fixed_rows: bool | None = None,
+    fast_tokenizer: bool = True,
+    prefetch: bool | None = None,
+    chunk: int = TOKENIZE_CHUNK,
 ) -> np.ndarray:
     """Unit vectors from a SentenceTransformer, each text's independent of its batchmates.
 
@@ -142,47 +163,58 @@ def encode_padded(
     nothing measured; it is kept because the 3e-8 run had both (no GPU time was left to run
     without it). On the CPU neither ever changed a vector, so nothing is added there.
 
-    Texts are tokenised once, ``TOKENIZE_CHUNK`` at a time (tokenising was the GPU path's
-    bottleneck: a second pass to count tokens halved its items/s); a text's vector does not
-    depend on its chunk either.
+    Texts are tokenised once, ``chunk`` at a time, by ``text_tokenizer`` (``fast_tokenizer``:
+    the Rust tokenizer directly where it is exact; tokenising was the GPU path's bottleneck);
+    with ``prefetch`` (default: on CUDA) the next chunk is tokenised in a thread while this
+    one runs on the GPU (the Rust tokenizer releases the GIL). A text's vector depends on
+    neither.
     """
     import torch
 
-    preprocess = getattr(st, "preprocess", None) or st.tokenize
+    tokenize = text_tokenizer(st, fast=fast_tokenizer)
     pad_id = st.tokenizer.pad_token_id or 0
-    if fixed_rows is None:
-        fixed_rows = str(st.device).startswith("cuda")
+    on_cuda = str(st.device).startswith("cuda")
+    fixed_rows = on_cuda if fixed_rows is None else fixed_rows
+    prefetch = on_cuda if prefetch is None else prefetch
     out = None
-    chunks = range(0, len(texts), TOKENIZE_CHUNK)
+    starts = list(range(0, len(texts), chunk))
     bar = _progress(len(texts), show_progress)
-    for chunk_start in chunks:
-        features = preprocess(texts[chunk_start : chunk_start + TOKENIZE_CHUNK])
-        lengths = features["attention_mask"].sum(1).numpy()
-        for width, rows in padded_batches(lengths, batch_size):
-            # On CUDA every row gets padding: a batch without any runs unmasked attention, a
-            # kernel whose sums differ from the masked one (fixed_rows, docstring).
-            width = width + PAD_MULTIPLE if fixed_rows else width
-            batch = {}
-            take = torch.from_numpy(rows)
-            if fixed_rows and len(rows) < batch_size:
-                take = torch.cat([take, take[:1].expand(batch_size - len(rows))])
-            for name, value in features.items():
-                if torch.is_tensor(value) and value.dim() == 2:
-                    value = value[take, :width]
-                    if value.shape[1] < width:
-                        fill = pad_id if name == "input_ids" else 0
-                        value = torch.nn.functional.pad(
-                            value, (0, width - value.shape[1]), value=fill
-                        )
-                    value = value.to(st.device)
-                batch[name] = value
-            with torch.inference_mode():
-                emb = st.forward(batch)["sentence_embedding"][: len(rows)].float()
-                emb = torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
-            if out is None:
-                out = np.empty((len(texts), emb.shape[1]), np.float32)
-            out[chunk_start + rows] = emb
-            bar.update(len(rows))
+    with ThreadPoolExecutor(1) if prefetch else contextlib.nullcontext() as pool:
+
+        def submit(i):
+            part = texts[starts[i] : starts[i] + chunk]
+            return pool.submit(tokenize, part) if pool else part
+
+        pending = submit(0) if starts else None
+        for i, chunk_start in enumerate(starts):
+            features = pending.result() if pool else tokenize(pending)
+            pending = submit(i + 1) if i + 1 < len(starts) else None
+            lengths = features["attention_mask"].sum(1).numpy()
+            for width, rows in padded_batches(lengths, batch_size):
+                # On CUDA every row gets padding: a batch without any runs unmasked attention,
+                # a kernel whose sums differ from the masked one (fixed_rows, docstring).
+                width = width + PAD_MULTIPLE if fixed_rows else width
+                batch = {}
+                take = torch.from_numpy(rows)
+                if fixed_rows and len(rows) < batch_size:
+                    take = torch.cat([take, take[:1].expand(batch_size - len(rows))])
+                for name, value in features.items():
+                    if torch.is_tensor(value) and value.dim() == 2:
+                        value = value[take, :width]
+                        if value.shape[1] < width:
+                            fill = pad_id if name == "input_ids" else 0
+                            value = torch.nn.functional.pad(
+                                value, (0, width - value.shape[1]), value=fill
+                            )
+                        value = value.to(st.device)
+                    batch[name] = value
+                with torch.inference_mode():
+                    emb = st.forward(batch)["sentence_embedding"][: len(rows)].float()
+                    emb = torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
+                if out is None:
+                    out = np.empty((len(texts), emb.shape[1]), np.float32)
+                out[chunk_start + rows] = emb
+                bar.update(len(rows))
     bar.close()
     return out
 

@@ -192,7 +192,7 @@ def test_a_texts_vector_does_not_depend_on_its_batchmates(text_signal):
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
 
 
-def test_chunks_and_the_cuda_batch_layout_keep_a_texts_vector(text_signal, monkeypatch):
+def test_chunks_and_the_cuda_batch_layout_keep_a_texts_vector(text_signal):
     """Texts are tokenised once per chunk, and on CUDA every batch is filled to ``batch_size``
     rows and padded one ``PAD_MULTIPLE`` further (the kernels then do not change with the
     batchmates). Run here on the CPU: chunking leaves every vector bitwise as it was, and the
@@ -210,8 +210,7 @@ def test_chunks_and_the_cuda_batch_layout_keep_a_texts_vector(text_signal, monke
         "Meeting moved to 3pm; agenda attached. " * 20,
     ]
     plain = text_mod.encode_padded(st, texts, 4, False)
-    monkeypatch.setattr(text_mod, "TOKENIZE_CHUNK", 2)
-    np.testing.assert_array_equal(text_mod.encode_padded(st, texts, 4, False), plain)
+    np.testing.assert_array_equal(text_mod.encode_padded(st, texts, 4, False, chunk=2), plain)
     cuda = text_mod.encode_padded(st, texts, 4, False, fixed_rows=True)
     alone = np.concatenate(
         [text_mod.encode_padded(st, [t], 4, False, fixed_rows=True) for t in texts]
@@ -219,6 +218,53 @@ def test_chunks_and_the_cuda_batch_layout_keep_a_texts_vector(text_signal, monke
     np.testing.assert_array_equal(cuda, alone)
     np.testing.assert_allclose(cuda, plain, atol=1e-5)
     assert cuda.shape == plain.shape == (len(texts), 384)
+
+
+def test_the_fast_tokenizer_gives_preprocess_features_on_real_texts(text_signal):
+    """Every SpamAssassin mail and insult, cut before tokenising or not, gets exactly the
+    token ids, types and mask that sentence-transformers' ``preprocess`` gives; so do texts
+    whose cut falls short of ``max_seq_length`` (tokenised again whole)."""
+    from riskrank.index.signals.text_tokens import FastTokenizer, same_features
+    from riskrank.rank.app import datasets
+
+    st = text_signal.encoder._load()
+    fast = FastTokenizer.for_model(st)
+    assert fast is not None and fast.cut  # MiniLM: a BERT pre-tokenizer, cut at whitespace
+    uncut = FastTokenizer.for_model(st, cut=False)
+    short = ["hi " + "x" * 3000, "a " * 1100 + "b" * 900, "word " * 500, " " * 3000 + "end"]
+    for name in ("spamassassin", "insults"):
+        texts = datasets.load(name).column("text").to_pylist() + short
+        want = st.preprocess(texts)
+        assert same_features(fast(texts), want), name
+        assert same_features(uncut(texts), want), name
+    assert max(len(t) for t in texts) > fast.max_chars  # some texts were cut
+
+
+def test_the_fast_tokenizer_stands_aside_where_it_is_not_exact(text_signal, monkeypatch):
+    """A model whose ``preprocess`` gives other features than the Rust tokenizer (here: a
+    lower-casing module, and ids shifted by one) is tokenised by ``preprocess``; the vectors
+    of either tokenizer, with or without the prefetch thread, are bitwise the same."""
+    import riskrank.index.signals.text as text_mod
+    from riskrank.index.signals.text_tokens import FastTokenizer
+
+    st = text_signal.encoder._load()
+    real = st.preprocess
+
+    def shifted(texts, **kw):
+        out = real(texts, **kw)
+        return {**out, "input_ids": out["input_ids"] + 1}
+
+    monkeypatch.setattr(st, "preprocess", shifted)
+    assert FastTokenizer.for_model(st) is None
+    monkeypatch.setattr(st, "preprocess", real)
+    monkeypatch.setattr(st[0], "do_lower_case", True, raising=False)
+    assert FastTokenizer.for_model(st) is None
+    monkeypatch.undo()
+    assert isinstance(text_mod.text_tokenizer(st), FastTokenizer)
+    texts = TEXTS + ["", "win a free iPhone " * 200, "🎉 prize"]
+    slow = text_mod.encode_padded(st, texts, 2, False, fast_tokenizer=False)
+    fast = text_mod.encode_padded(st, texts, 2, False, prefetch=True, chunk=3)
+    np.testing.assert_array_equal(fast, slow)
 
 
 def test_openvino_without_openvino_names_the_extra(monkeypatch):
