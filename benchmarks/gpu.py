@@ -123,7 +123,7 @@ def text_section(args, device: str) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from riskrank.index.signals.text import TextEncoder, padded_batches
+    from riskrank.index.signals.text import TextEncoder
 
     base = pq.read_table(CARRY / "texts.parquet").column("text").to_pylist()
     texts = (base * (-(-args.text_items // len(base))))[: args.text_items]
@@ -148,7 +148,7 @@ def text_section(args, device: str) -> dict:
     )
     out[f"st_encode_b{batch}_items_s"] = len(texts) / seconds
 
-    tokenize = getattr(st, "preprocess", None) or st.tokenize  # as encode_padded does
+    tokenize = getattr(st, "preprocess", None) or st.tokenize  # transformers' wrapper
     seconds, tokens = timed(lambda: tokenize(texts))
     out["tokenize_items_s"] = len(texts) / seconds
     lengths = tokens["attention_mask"].sum(1).numpy()
@@ -156,24 +156,7 @@ def text_section(args, device: str) -> dict:
     out["truncated_share"] = float((lengths >= st.max_seq_length).mean())
 
     # The model alone: riskrank's padded batches, tokenised and on the GPU beforehand.
-    pad = st.tokenizer.pad_token_id or 0
-    prepared = []
-    for width, rows in padded_batches(lengths, batch):
-        features = {}
-        for name, value in tokenize([texts[i] for i in rows]).items():
-            if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] < width:
-                fill = pad if name == "input_ids" else 0
-                value = torch.nn.functional.pad(value, (0, width - value.shape[1]), value=fill)
-            features[name] = value.to(device) if torch.is_tensor(value) else value
-        prepared.append(features)
-
-    def model_only():
-        with torch.inference_mode():
-            for features in prepared:
-                st.forward(dict(features))["sentence_embedding"]
-
-    seconds, _ = timed(model_only, repeat=2)
-    out[f"model_only_b{batch}_items_s"] = len(texts) / seconds
+    out[f"model_only_b{batch}_items_s"] = model_only_rate(st, texts, lengths, batch, device)
     for length, fixed_batch in ((128, 512), (32, 512)):
         ids = torch.randint(1000, 30000, (fixed_batch, length), device=device)
         mask = torch.ones_like(ids)
@@ -269,6 +252,112 @@ def independence_section(args, device: str) -> dict:
         out["eager"] = {"error": repr(exc)}
     shutil.rmtree(model_dir, ignore_errors=True)
     return out
+
+
+# -- there: the text encoder's pipeline, one change at a time ---------------------------------
+PIPELINE_VARIANTS = {  # encode_padded keywords: before this work, then one change at a time
+    "wrapper_serial": {"fast_tokenizer": False, "prefetch": False},
+    "fast_serial": {"prefetch": False},
+    "fast_prefetch_c8192": {"prefetch": True},
+    "fast_prefetch_c2048": {"prefetch": True, "chunk": 2048},
+    "fast_prefetch_c1024": {"prefetch": True, "chunk": 1024},
+    "fast_prefetch_c2048_nofill": {"prefetch": True, "chunk": 2048, "fill_rows": False},
+}
+
+
+def once(fn):
+    """(seconds, result) of one run; the caller warms up first."""
+    sync()
+    t = time.perf_counter()
+    out = fn()
+    sync()
+    return time.perf_counter() - t, out
+
+
+def pipeline_section(args, device: str) -> dict:
+    """Tokenising alone (transformers' wrapper, the Rust tokenizer uncut and cut) and
+    ``encode_padded`` with each change of ``PIPELINE_VARIANTS``, at each batch size, in one
+    process on the same texts; each variant's vectors against the wrapper's, and the default
+    path's text alone against the same text among the rest."""
+    import pyarrow.parquet as pq
+
+    from riskrank.index.signals.text import TextEncoder, encode_padded, text_tokenizer
+    from riskrank.index.signals.text_tokens import FastTokenizer, same_features
+
+    base = pq.read_table(CARRY / "texts.parquet").column("text").to_pylist()
+    texts = (base * (-(-args.text_items // len(base))))[: args.text_items]
+    model_dir = random_weights_model(CARRY / "minilm-config", device)
+    enc = TextEncoder(str(model_dir), device=device, batch_size=64)
+    enc.encode(texts[:256])  # loads, halves on CUDA, warms up
+    st = enc._load()
+    out: dict = {"items": len(texts), "distinct": len(set(texts)), "model": "MiniLM-L6 random"}
+    wrapper = text_tokenizer(st, fast=False)
+    fast, uncut = FastTokenizer.for_model(st), FastTokenizer.for_model(st, cut=False)
+    out["fast_tokenizer_exact_on_probes"] = fast is not None
+    out["default_tokenizer"] = type(text_tokenizer(st)).__name__
+    for name, tok in (("wrapper", wrapper), ("fast_uncut", uncut), ("fast_cut", fast)):
+        if tok is not None:
+            tok(texts[:256])
+            seconds, features = once(lambda t=tok: t(texts))
+            out[f"tokenize_{name}_items_s"] = len(texts) / seconds
+            if name == "wrapper":
+                want = features
+            else:
+                out[f"tokenize_{name}_equals_wrapper"] = same_features(features, want)
+    lengths = want["attention_mask"].sum(1).numpy()
+    out["tokens_mean"] = float(lengths.mean())
+    out["truncated_share"] = float((lengths >= st.max_seq_length).mean())
+    del want, features
+    vectors = {}
+    for batch in args.text_batches:
+        for name, kw in PIPELINE_VARIANTS.items():
+            encode_padded(st, texts[:512], batch, False, **kw)  # warm-up
+            seconds, v = once(lambda kw=kw, b=batch: encode_padded(st, texts, b, False, **kw))
+            out[f"{name}_b{batch}_items_s"] = len(texts) / seconds
+            ref = vectors.setdefault(batch, v)
+            out[f"{name}_b{batch}_vs_wrapper"] = {
+                "rows_differing": int((v != ref).any(1).sum()),
+                "max_abs": float(np.abs(v - ref).max()),
+            }
+    seconds, v = once(lambda: enc.encode(texts))
+    out["riskrank_default_b64_items_s"] = len(texts) / seconds
+    alone = np.stack([enc.encode([t])[0] for t in texts[:64]])
+    out["default_alone_vs_batched"] = {
+        "rows_differing": int((alone != v[:64]).any(1).sum()),
+        "max_abs": float(np.abs(alone - v[:64]).max()),
+        "rows": 64,
+    }
+    out["model_only_b64_items_s"] = model_only_rate(st, texts, lengths, 64, device)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    return out
+
+
+def model_only_rate(st, texts, lengths, batch: int, device: str) -> float:
+    """Texts/s of the model alone on riskrank's padded batches, tokenised and on the GPU
+    beforehand."""
+    import torch
+
+    from riskrank.index.signals.text import padded_batches
+
+    tokenize = getattr(st, "preprocess", None) or st.tokenize  # transformers' wrapper
+    pad = st.tokenizer.pad_token_id or 0
+    prepared = []
+    for width, rows in padded_batches(lengths, batch):
+        features = {}
+        for name, value in tokenize([texts[i] for i in rows]).items():
+            if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] < width:
+                fill = pad if name == "input_ids" else 0
+                value = torch.nn.functional.pad(value, (0, width - value.shape[1]), value=fill)
+            features[name] = value.to(device) if torch.is_tensor(value) else value
+        prepared.append(features)
+
+    def model_only():
+        with torch.inference_mode():
+            for features in prepared:
+                st.forward(dict(features))["sentence_embedding"]
+
+    seconds, _ = timed(model_only, repeat=2)
+    return len(texts) / seconds
 
 
 # -- there: top-k -----------------------------------------------------------------------------
@@ -432,6 +521,7 @@ def run(args) -> int:
     sections = {
         "text": lambda: text_section(args, device),
         "independence": lambda: independence_section(args, device),
+        "pipeline": lambda: pipeline_section(args, device),
         "topk": None,
     }
     for name in args.sections:
@@ -492,6 +582,7 @@ def render(
         lines += ["", f"Batch independence: `{json.dumps(t.get('batch_independence'))}`", ""]
         if "fp16_vs_fp32_cosine" in t:
             lines += [f"fp16 vs fp32 vectors, cosine: `{t['fp16_vs_fp32_cosine']}`", ""]
+    lines += render_pipeline(r.get("pipeline", {}))
     k = r.get("topk", {})
     lines += failed(k, "Top-k") if "error" in k else []
     if "items" in k:
@@ -563,6 +654,45 @@ def render(
         lines.append("")
     Path(out).write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
+
+
+def render_pipeline(p: dict) -> list[str]:
+    if "error" in p:
+        return ["Pipeline section failed:", "", "```", p["error"], "```", ""]
+    if "items" not in p:
+        return []
+    lines = [
+        "## The text encoder's pipeline, one change at a time (`--sections pipeline`)",
+        "",
+        f"{p['items']:,} SpamAssassin mails ({p['distinct']:,} distinct, repeated), mean "
+        f"{p['tokens_mean']:.0f} tokens, {p['truncated_share']:.0%} cut at the maximum; one "
+        f"process, each variant warmed up on 512 texts, then timed once. Default tokenizer: "
+        f"{p['default_tokenizer']}.",
+        "",
+        "| tokenising alone | texts/s | same features as the wrapper |",
+        "|---|---|---|",
+    ]
+    for name in ("wrapper", "fast_uncut", "fast_cut"):
+        if f"tokenize_{name}_items_s" in p:
+            same = p.get(f"tokenize_{name}_equals_wrapper", "(reference)")
+            lines.append(f"| {name} | {p[f'tokenize_{name}_items_s']:,.0f} | {same} |")
+    lines += [
+        "",
+        "| encode_padded | texts/s | rows differing from wrapper_serial (max abs) |",
+        "|---|---|---|",
+    ]
+    for key, value in p.items():
+        if key.endswith("_items_s") and not key.startswith("tokenize_"):
+            d = p.get(f"{key[: -len('_items_s')]}_vs_wrapper")
+            diff = f"{d['rows_differing']} ({d['max_abs']:.2g})" if d else ""
+            lines.append(f"| {key[: -len('_items_s')]} | {value:,.0f} | {diff} |")
+    lines += [
+        "",
+        "Default path, a text alone vs among the rest: "
+        f"`{json.dumps(p.get('default_alone_vs_batched'))}`",
+        "",
+    ]
+    return lines
 
 
 def main(argv=None) -> int:

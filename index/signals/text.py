@@ -139,6 +139,7 @@ def encode_padded(
     show_progress: bool,
     *,
     fixed_rows: bool | None = None,
+    fill_rows: bool | None = None,
     fast_tokenizer: bool = True,
     prefetch: bool | None = None,
     chunk: int = TOKENIZE_CHUNK,
@@ -161,7 +162,8 @@ def encode_padded(
     had no padding, transformers dropped the attention mask and another attention kernel ran.
     With the extra padding 10 of 64 moved, by at most 3e-8. Filling the rows alone changed
     nothing measured; it is kept because the 3e-8 run had both (no GPU time was left to run
-    without it). On the CPU neither ever changed a vector, so nothing is added there.
+    without it; ``fill_rows=False`` leaves it out, for measuring). On the CPU neither ever
+    changed a vector, so nothing is added there.
 
     Texts are tokenised once, ``chunk`` at a time, by ``text_tokenizer`` (``fast_tokenizer``:
     the Rust tokenizer directly where it is exact; tokenising was the GPU path's bottleneck);
@@ -175,6 +177,7 @@ def encode_padded(
     pad_id = st.tokenizer.pad_token_id or 0
     on_cuda = str(st.device).startswith("cuda")
     fixed_rows = on_cuda if fixed_rows is None else fixed_rows
+    fill_rows = fixed_rows if fill_rows is None else fill_rows
     prefetch = on_cuda if prefetch is None else prefetch
     out = None
     starts = list(range(0, len(texts), chunk))
@@ -196,7 +199,7 @@ def encode_padded(
                 width = width + PAD_MULTIPLE if fixed_rows else width
                 batch = {}
                 take = torch.from_numpy(rows)
-                if fixed_rows and len(rows) < batch_size:
+                if fill_rows and len(rows) < batch_size:
                     take = torch.cat([take, take[:1].expand(batch_size - len(rows))])
                 for name, value in features.items():
                     if torch.is_tensor(value) and value.dim() == 2:

@@ -68,20 +68,22 @@ class FastTokenizer:
     def for_model(cls, st, *, cut: bool = True) -> FastTokenizer | None:
         """A ``FastTokenizer`` for ``st`` if it reproduces ``st.preprocess`` on ``PROBES``
         exactly, else None (use ``preprocess``)."""
-        try:
-            from sentence_transformers.base.modules import Transformer
-        except ImportError:  # another sentence-transformers layout: nothing to vouch for
-            return None
         first = st[0] if len(st) else None
-        if type(first) is not Transformer or getattr(first, "do_lower_case", False):
+        kind = type(first)  # sentence-transformers' text Transformer module (its path moves)
+        if kind.__name__ != "Transformer" or not kind.__module__.startswith("sentence_trans"):
             return None
-        if st.default_prompt_name or any(st.prompts.values()):
+        if getattr(first, "do_lower_case", False):
+            return None
+        if getattr(st, "default_prompt_name", None) or any(
+            (getattr(st, "prompts", {}) or {}).values()
+        ):
             return None
         if not getattr(st.tokenizer, "is_fast", False):
             return None
         try:
             fast = cls(st, cut=cut)
-            want = st.preprocess(list(PROBES))
+            preprocess = getattr(st, "preprocess", None) or st.tokenize
+            want = preprocess(list(PROBES))
             fast.constants = {k: v for k, v in want.items() if not hasattr(v, "shape")}
             fast.fields = tuple(k for k in fast.fields if k in want)
             got = fast(list(PROBES))
