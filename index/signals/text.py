@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import os
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -141,7 +139,6 @@ def encode_padded(
     fixed_rows: bool | None = None,
     fill_rows: bool | None = None,
     fast_tokenizer: bool = True,
-    prefetch: bool | None = None,
     chunk: int = TOKENIZE_CHUNK,
 ) -> np.ndarray:
     """Unit vectors from a SentenceTransformer, each text's independent of its batchmates.
@@ -166,58 +163,47 @@ def encode_padded(
     changed a vector, so nothing is added there.
 
     Texts are tokenised once, ``chunk`` at a time, by ``text_tokenizer`` (``fast_tokenizer``:
-    the Rust tokenizer directly where it is exact; tokenising was the GPU path's bottleneck);
-    with ``prefetch`` (default: on CUDA) the next chunk is tokenised in a thread while this
-    one runs on the GPU (the Rust tokenizer releases the GIL). A text's vector depends on
-    neither.
+    the Rust tokenizer directly where it is exact; transformers' wrapper was the GPU path's
+    bottleneck). A text's vector depends on neither. Tokenising the next chunk in a thread
+    while the GPU ran this one was measured on an H200 and gained nothing (6,742 texts/s
+    against 7,035 without; benchmarks/results/gpu.md), so it is not done.
     """
     import torch
 
     tokenize = text_tokenizer(st, fast=fast_tokenizer)
     pad_id = st.tokenizer.pad_token_id or 0
-    on_cuda = str(st.device).startswith("cuda")
-    fixed_rows = on_cuda if fixed_rows is None else fixed_rows
+    fixed_rows = str(st.device).startswith("cuda") if fixed_rows is None else fixed_rows
     fill_rows = fixed_rows if fill_rows is None else fill_rows
-    prefetch = on_cuda if prefetch is None else prefetch
     out = None
-    starts = list(range(0, len(texts), chunk))
     bar = _progress(len(texts), show_progress)
-    with ThreadPoolExecutor(1) if prefetch else contextlib.nullcontext() as pool:
-
-        def submit(i):
-            part = texts[starts[i] : starts[i] + chunk]
-            return pool.submit(tokenize, part) if pool else part
-
-        pending = submit(0) if starts else None
-        for i, chunk_start in enumerate(starts):
-            features = pending.result() if pool else tokenize(pending)
-            pending = submit(i + 1) if i + 1 < len(starts) else None
-            lengths = features["attention_mask"].sum(1).numpy()
-            for width, rows in padded_batches(lengths, batch_size):
-                # On CUDA every row gets padding: a batch without any runs unmasked attention,
-                # a kernel whose sums differ from the masked one (fixed_rows, docstring).
-                width = width + PAD_MULTIPLE if fixed_rows else width
-                batch = {}
-                take = torch.from_numpy(rows)
-                if fill_rows and len(rows) < batch_size:
-                    take = torch.cat([take, take[:1].expand(batch_size - len(rows))])
-                for name, value in features.items():
-                    if torch.is_tensor(value) and value.dim() == 2:
-                        value = value[take, :width]
-                        if value.shape[1] < width:
-                            fill = pad_id if name == "input_ids" else 0
-                            value = torch.nn.functional.pad(
-                                value, (0, width - value.shape[1]), value=fill
-                            )
-                        value = value.to(st.device)
-                    batch[name] = value
-                with torch.inference_mode():
-                    emb = st.forward(batch)["sentence_embedding"][: len(rows)].float()
-                    emb = torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
-                if out is None:
-                    out = np.empty((len(texts), emb.shape[1]), np.float32)
-                out[chunk_start + rows] = emb
-                bar.update(len(rows))
+    for chunk_start in range(0, len(texts), chunk):
+        features = tokenize(texts[chunk_start : chunk_start + chunk])
+        lengths = features["attention_mask"].sum(1).numpy()
+        for width, rows in padded_batches(lengths, batch_size):
+            # On CUDA every row gets padding: a batch without any runs unmasked attention, a
+            # kernel whose sums differ from the masked one (fixed_rows, docstring).
+            width = width + PAD_MULTIPLE if fixed_rows else width
+            batch = {}
+            take = torch.from_numpy(rows)
+            if fill_rows and len(rows) < batch_size:
+                take = torch.cat([take, take[:1].expand(batch_size - len(rows))])
+            for name, value in features.items():
+                if torch.is_tensor(value) and value.dim() == 2:
+                    value = value[take, :width]
+                    if value.shape[1] < width:
+                        fill = pad_id if name == "input_ids" else 0
+                        value = torch.nn.functional.pad(
+                            value, (0, width - value.shape[1]), value=fill
+                        )
+                    value = value.to(st.device)
+                batch[name] = value
+            with torch.inference_mode():
+                emb = st.forward(batch)["sentence_embedding"][: len(rows)].float()
+                emb = torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
+            if out is None:
+                out = np.empty((len(texts), emb.shape[1]), np.float32)
+            out[chunk_start + rows] = emb
+            bar.update(len(rows))
     bar.close()
     return out
 
