@@ -67,6 +67,10 @@ DEFAULT_BATCH = {
     "openvino-int8": 16,
 }
 ONE_TEXT_PER_REQUEST = ("openvino-int8w",)
+# PyTorch on CUDA: on an H200 (fp16, MiniLM, 20,000 mails) batches of 256 ran 1.25x the
+# texts/s of 64 and 1.06x those of 512 (benchmarks/results/gpu.md, run 6); a text's vector
+# does not depend on its batch (encode_padded).
+CUDA_BATCH = 256
 
 
 def default_threads() -> int:
@@ -136,8 +140,7 @@ def encode_padded(
     batch_size: int,
     show_progress: bool,
     *,
-    fixed_rows: bool | None = None,
-    fill_rows: bool | None = None,
+    extra_padding: bool | None = None,
     fast_tokenizer: bool = True,
     chunk: int = TOKENIZE_CHUNK,
 ) -> np.ndarray:
@@ -152,15 +155,14 @@ def encode_padded(
     encoded with it (checked bitwise across batch sizes and groupings in
     tests/index/test_text_encoder.py).
 
-    ``fixed_rows`` (default: on CUDA) pads every text by ``PAD_MULTIPLE`` more tokens and
-    fills every batch up to ``batch_size`` rows with copies of its first text. In fp16 on an
-    H200 a text's vector moved with its batchmates (48 of 64 texts alone vs among 512, up to
-    1.2e-4; benchmarks/results/gpu.md): every moved text filled its padded width, so alone it
-    had no padding, transformers dropped the attention mask and another attention kernel ran.
-    With the extra padding 10 of 64 moved, by at most 3e-8. Filling the rows alone changed
-    nothing measured; it is kept because the 3e-8 run had both (no GPU time was left to run
-    without it; ``fill_rows=False`` leaves it out, for measuring). On the CPU neither ever
-    changed a vector, so nothing is added there.
+    ``extra_padding`` (default: on CUDA) pads every text by ``PAD_MULTIPLE`` more tokens. In
+    fp16 on an H200 a text's vector moved with its batchmates (48 of 64 texts alone vs among
+    512, up to 1.2e-4; benchmarks/results/gpu.md): every moved text filled its padded width,
+    so alone it had no padding, transformers dropped the attention mask and another attention
+    kernel ran. With the extra padding 10 of 64 moved, by at most 3e-8 (float32 rounding of a
+    unit vector). Filling every batch up to ``batch_size`` rows as well changed nothing (10 of
+    64 at 3e-8 either way, run 6) and cost 14-18% of the texts/s, so it is not done. On the
+    CPU a vector never moved, so nothing is added there.
 
     Texts are tokenised once, ``chunk`` at a time, by ``text_tokenizer`` (``fast_tokenizer``:
     the Rust tokenizer directly where it is exact; transformers' wrapper was the GPU path's
@@ -172,8 +174,8 @@ def encode_padded(
 
     tokenize = text_tokenizer(st, fast=fast_tokenizer)
     pad_id = st.tokenizer.pad_token_id or 0
-    fixed_rows = str(st.device).startswith("cuda") if fixed_rows is None else fixed_rows
-    fill_rows = fixed_rows if fill_rows is None else fill_rows
+    if extra_padding is None:
+        extra_padding = str(st.device).startswith("cuda")
     out = None
     bar = _progress(len(texts), show_progress)
     for chunk_start in range(0, len(texts), chunk):
@@ -181,12 +183,10 @@ def encode_padded(
         lengths = features["attention_mask"].sum(1).numpy()
         for width, rows in padded_batches(lengths, batch_size):
             # On CUDA every row gets padding: a batch without any runs unmasked attention, a
-            # kernel whose sums differ from the masked one (fixed_rows, docstring).
-            width = width + PAD_MULTIPLE if fixed_rows else width
+            # kernel whose sums differ from the masked one (extra_padding, docstring).
+            width = width + PAD_MULTIPLE if extra_padding else width
             batch = {}
             take = torch.from_numpy(rows)
-            if fill_rows and len(rows) < batch_size:
-                take = torch.cat([take, take[:1].expand(batch_size - len(rows))])
             for name, value in features.items():
                 if torch.is_tensor(value) and value.dim() == 2:
                     value = value[take, :width]
@@ -369,7 +369,10 @@ class TextEncoder:
             import torch
 
             torch.set_num_threads(self.num_threads)
-        return encode_padded(st, texts, self.batch_size or DEFAULT_BATCH["torch"], show_progress)
+        batch = self.batch_size or (
+            CUDA_BATCH if str(st.device).startswith("cuda") else DEFAULT_BATCH["torch"]
+        )
+        return encode_padded(st, texts, batch, show_progress)
 
     def _encode_onnx(self, texts: list[str], show_progress: bool) -> np.ndarray:
         from tqdm.auto import tqdm

@@ -193,10 +193,10 @@ def test_a_texts_vector_does_not_depend_on_its_batchmates(text_signal):
 
 
 def test_chunks_and_the_cuda_batch_layout_keep_a_texts_vector(text_signal):
-    """Texts are tokenised once per chunk, and on CUDA every batch is filled to ``batch_size``
-    rows and padded one ``PAD_MULTIPLE`` further (the kernels then do not change with the
-    batchmates). Run here on the CPU: chunking leaves every vector bitwise as it was, and the
-    CUDA layout is batch-independent too and within float error of the plain one."""
+    """Texts are tokenised once per chunk, and on CUDA every text is padded one
+    ``PAD_MULTIPLE`` further (the attention kernel then does not change with the batchmates).
+    Run here on the CPU: chunking leaves every vector bitwise as it was, and the CUDA padding
+    is batch-independent too and within float error of the plain one."""
     import riskrank.index.signals.text as text_mod
 
     st = text_signal.encoder._load()
@@ -211,9 +211,9 @@ def test_chunks_and_the_cuda_batch_layout_keep_a_texts_vector(text_signal):
     ]
     plain = text_mod.encode_padded(st, texts, 4, False)
     np.testing.assert_array_equal(text_mod.encode_padded(st, texts, 4, False, chunk=2), plain)
-    cuda = text_mod.encode_padded(st, texts, 4, False, fixed_rows=True)
+    cuda = text_mod.encode_padded(st, texts, 4, False, extra_padding=True)
     alone = np.concatenate(
-        [text_mod.encode_padded(st, [t], 4, False, fixed_rows=True) for t in texts]
+        [text_mod.encode_padded(st, [t], 4, False, extra_padding=True) for t in texts]
     )
     np.testing.assert_array_equal(cuda, alone)
     np.testing.assert_allclose(cuda, plain, atol=1e-5)
