@@ -21,6 +21,10 @@ saves it as a sentence-transformers folder, then times:
   the model alone on the same padded batches already on the GPU (no tokenising, no copies);
   tokenising alone. Also whether a text's fp16 vector depends on its batchmates (a standing
   index must equal a rebuild), and fp16 against fp32 vectors (cosine; a numerical check).
+* pipeline (``--sections pipeline``): tokenising alone (transformers' wrapper, the Rust
+  tokenizer uncut and cut: ``index/signals/text_tokens.py``) and ``encode_padded`` with the
+  wrapper against today's path (``PIPELINE_VARIANTS``), per batch size, each variant's vectors
+  against the wrapper's, and a text alone against the same text among 512.
 * top-k: ``--items`` clustered unit vectors (``--dim``; ``clustered``: how they are made) and
   ``--queries`` new points from the same clusters, k=``--k``. Exact fp32 top-k by torch on the
   GPU is the reference; then torch fp16, faiss-gpu Flat fp32 and fp16 codes, riskrank's
@@ -550,7 +554,13 @@ def run(args) -> int:
 
 # -- here: the table --------------------------------------------------------------------------
 def render(
-    path: str, out: str, before: str | None, independence: list[str], note: str | None
+    path: str,
+    out: str,
+    before: str | None,
+    independence: list[str],
+    note: str | None,
+    pipeline: list[str] = (),
+    pipeline_note: str | None = None,
 ) -> None:
     r = json.loads(Path(path).read_text())
     lines = [
@@ -589,7 +599,7 @@ def render(
         lines += ["", f"Batch independence: `{json.dumps(t.get('batch_independence'))}`", ""]
         if "fp16_vs_fp32_cosine" in t:
             lines += [f"fp16 vs fp32 vectors, cosine: `{t['fp16_vs_fp32_cosine']}`", ""]
-    lines += render_pipeline(r.get("pipeline", {}))
+    lines += render_pipeline(r.get("pipeline", {}), Path(path).name)
     k = r.get("topk", {})
     lines += failed(k, "Top-k") if "error" in k else []
     if "items" in k:
@@ -659,30 +669,42 @@ def render(
                     f"{v['max_abs']:.2g} |"
                 )
         lines.append("")
+    if pipeline:
+        lines += ["# The text encoder's pipeline on the GPU", ""]
+        lines += [Path(pipeline_note).read_text().strip(), ""] if pipeline_note else []
+    for run in pipeline:
+        p = json.loads(Path(run).read_text())
+        lines += render_pipeline(p.get("pipeline", {}), Path(run).name, p)
     Path(out).write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 
 
-def render_pipeline(p: dict) -> list[str]:
+def render_pipeline(p: dict, name: str, run: dict | None = None) -> list[str]:
     if "error" in p:
-        return ["Pipeline section failed:", "", "```", p["error"], "```", ""]
+        return [f"Pipeline section of {name} failed:", "", "```", p["error"], "```", ""]
     if "items" not in p:
         return []
-    lines = [
-        "## The text encoder's pipeline, one change at a time (`--sections pipeline`)",
-        "",
+    lines = [f"## The text encoder's pipeline, one change at a time (`{name}`)", ""]
+    if run:
+        lines += [
+            f"Machine: {run['device']}, {run['cpus']} CPUs; sentence-transformers "
+            f"{run['sentence_transformers']}. Load average before/after: {run['load_before']} "
+            f"/ {run.get('load_after')}. Command: `python3 benchmarks/gpu.py "
+            f"{' '.join(run['argv'])}`.",
+            "",
+        ]
+    lines += [
         f"{p['items']:,} SpamAssassin mails ({p['distinct']:,} distinct, repeated), mean "
-        f"{p['tokens_mean']:.0f} tokens, {p['truncated_share']:.0%} cut at the maximum; one "
-        "process, each variant run once to warm up, then the faster of two timed runs. "
-        f"Default tokenizer: {p['default_tokenizer']}.",
+        f"{p['tokens_mean']:.0f} tokens, {p['truncated_share']:.0%} cut at the maximum, all "
+        f"in one process. Default tokenizer: {p['default_tokenizer']}.",
         "",
         "| tokenising alone | texts/s | same features as the wrapper |",
         "|---|---|---|",
     ]
-    for name in ("wrapper", "fast_uncut", "fast_cut"):
-        if f"tokenize_{name}_items_s" in p:
-            same = p.get(f"tokenize_{name}_equals_wrapper", "(reference)")
-            lines.append(f"| {name} | {p[f'tokenize_{name}_items_s']:,.0f} | {same} |")
+    for tok in ("wrapper", "fast_uncut", "fast_cut"):
+        if f"tokenize_{tok}_items_s" in p:
+            same = p.get(f"tokenize_{tok}_equals_wrapper", "(reference)")
+            lines.append(f"| {tok} | {p[f'tokenize_{tok}_items_s']:,.0f} | {same} |")
     lines += [
         "",
         "| encode_padded | texts/s | rows differing from the wrapper's (max abs) |",
@@ -730,13 +752,18 @@ def main(argv=None) -> int:
     pn.add_argument("--before", help="an earlier run's json, shown beside this one")
     pn.add_argument("--independence", nargs="*", default=[], help="runs of that section")
     pn.add_argument("--note", help="a Markdown file: what the runs were, shown first")
+    pn.add_argument("--pipeline", nargs="*", default=[], help="runs of the pipeline section")
+    pn.add_argument("--pipeline-note", help="a Markdown file shown before those runs")
     args = p.parse_args(argv)
     if args.step == "prepare":
         prepare(args.texts)
     elif args.step == "run":
         return run(args)
     else:
-        render(args.json, args.out, args.before, args.independence, args.note)
+        render(
+            args.json, args.out, args.before, args.independence, args.note,
+            args.pipeline, args.pipeline_note,
+        )  # fmt: skip
     return 0
 
 

@@ -161,7 +161,7 @@ def encode_padded(
     so alone it had no padding, transformers dropped the attention mask and another attention
     kernel ran. With the extra padding 10 of 64 moved, by at most 3e-8 (float32 rounding of a
     unit vector). Filling every batch up to ``batch_size`` rows as well changed nothing (10 of
-    64 at 3e-8 either way, run 6) and cost 14-18% of the texts/s, so it is not done. On the
+    64 at 3e-8 either way, run 6) and cost 12-15% of the texts/s, so it is not done. On the
     CPU a vector never moved, so nothing is added there.
 
     Texts are tokenised once, ``chunk`` at a time, by ``text_tokenizer`` (``fast_tokenizer``:
