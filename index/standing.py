@@ -191,12 +191,15 @@ def _warn_unlisted(inventory: pa.Table, deletions) -> None:
     version was made from this inventory (so it never held them either)."""
     named = {str(i) for i in deletions or ()}
     if named and ITEM_ID in inventory.column_names:
-        unknown = sorted(named - {str(i) for i in inventory.column(ITEM_ID).to_pylist()})
-        if unknown:
-            log.warning(
-                "deletion list: %d id(s) the index never held and today's inventory does not "
-                "list (ignored): %s", len(unknown), ", ".join(unknown[:5]),
-            )  # fmt: skip
+        _warn_unknown(sorted(named - {str(i) for i in inventory.column(ITEM_ID).to_pylist()}))
+
+
+def _warn_unknown(unknown: list[str]) -> None:
+    if unknown:
+        log.warning(
+            "deletion list: %d id(s) the index never held and today's inventory does not list "
+            "(ignored): %s", len(unknown), ", ".join(unknown[:5]),
+        )  # fmt: skip
 
 
 def index_key_for(signal: Signal, n: int, max_memory, key: str | None) -> str:
@@ -386,13 +389,7 @@ class StandingIndex:
         stats.deleted = int((~keep).sum())
         known = set(ids) | {str(i) for p in prev.values() for i in p.ids}
         stats.deletions_unknown = sorted(named - known)
-        if stats.deletions_unknown:
-            log.warning(
-                "deletion list: %d id(s) the index never held and today's inventory does not "
-                "list (ignored): %s",
-                len(stats.deletions_unknown),
-                ", ".join(stats.deletions_unknown[:5]),
-            )
+        _warn_unknown(stats.deletions_unknown)
         return items.filter(pa.array(keep)), quarantined
 
     def _embed(self, items, plan, signals, engine, chunk_size, show_progress):
