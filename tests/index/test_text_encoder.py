@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 from conftest import make_items
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from riskrank.index import IndexMismatchError, InventoryIndex, build_index
 from riskrank.index.signals import TextEmbeddingSignal, TextEncoder
@@ -238,6 +240,33 @@ def test_the_fast_tokenizer_gives_preprocess_features_on_real_texts(text_signal)
         assert same_features(fast(texts), want), name
         assert same_features(uncut(texts), want), name
     assert max(len(t) for t in texts) > fast.max_chars  # some texts were cut
+
+
+# Pieces of awkward text: combining marks, CJK, emoji with modifiers, zero-width and exotic
+# blanks, controls, a BOM, bidi overrides, ligatures, long words.
+PIECES = (
+    "a", "Z", "é", "e\u0301", "ß", "İ", "中", "テ", "한", "🎉", "👍🏽", "\u200b", "\u00a0",
+    "\u3000", "\u2028", "\x85", " ", "  ", "\n", "\t", "\r\n", "\x00", "\x07", "\ufeff",
+    "-", ".", "!", "'", "$", "http://x.y/z?q=1", "word", "WORD", "lo" * 60, "\u0300", "ﬁ", "Ⅻ",
+    "①", "\U0001d400", "ǅ", "ﾊﾟ", "\u0e01\u0e34", "ا", "\u202e", "\u00ad",
+)  # fmt: skip
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    hst.lists(
+        hst.lists(hst.sampled_from(PIECES), max_size=1500).map("".join), min_size=1, max_size=16
+    )
+)
+def test_the_fast_tokenizer_is_exact_on_awkward_text(text_signal, texts):
+    """Generated texts up to ~6,000 characters (so many are cut before tokenising) get the
+    same features from the Rust tokenizer, cut or not, as from ``preprocess``."""
+    from riskrank.index.signals.text_tokens import FastTokenizer, same_features
+
+    st = text_signal.encoder._load()
+    want = st.preprocess(texts)
+    assert same_features(FastTokenizer.for_model(st)(texts), want)
+    assert same_features(FastTokenizer.for_model(st, cut=False)(texts), want)
 
 
 def test_the_fast_tokenizer_stands_aside_where_it_is_not_exact(text_signal, monkeypatch):
