@@ -8,6 +8,7 @@ PARTS = [
     ("quality_n5_final.md", "Quality at n=5 on the final code of 2026-12-02, 3 trials (issue 9)"),
     ("cpu_index.md", "CPU index build and search, 100k and 1M items (issue: core engine)"),
     ("gpu.md", "GPU paths on an H200: fp16 text encoder, exact top-k (issue 15)"),
+    ("tokenizer_speed.md", "Tokenising on the CPU: the wrapper vs the Rust tokenizer (issue 15)"),
     ("images.md", "Images: PDQ near-duplicate recall and CPU throughput (issue: images)"),
     ("ray.md", "Ray engine vs single machine (issue: scale-out)"),
     ("kill.md", "kill -9 trials: retrain, sweep and standing-index update (issues 10, 12)"),
