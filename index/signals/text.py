@@ -117,7 +117,7 @@ def encode_in_padded_batches(
 
 
 TOKENIZE_CHUNK = 8192  # texts tokenised at once: their token ids are held until embedded
-_TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> FastTokenizer
+_TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (max, tokenizer)
 
 
 def text_tokenizer(st, *, fast: bool = True) -> Callable[[list[str]], dict]:
@@ -127,11 +127,12 @@ def text_tokenizer(st, *, fast: bool = True) -> Callable[[list[str]], dict]:
     preprocess = getattr(st, "preprocess", None) or st.tokenize
     if not fast:
         return preprocess
-    if st not in _TOKENIZERS:
+    made = _TOKENIZERS.get(st)
+    if made is None or made[0] != st.max_seq_length:  # (a changed maximum: check again)
         from riskrank.index.signals.text_tokens import FastTokenizer
 
-        _TOKENIZERS[st] = FastTokenizer.for_model(st) or preprocess
-    return _TOKENIZERS[st]
+        made = _TOKENIZERS[st] = (st.max_seq_length, FastTokenizer.for_model(st))
+    return made[1] or preprocess
 
 
 def encode_padded(

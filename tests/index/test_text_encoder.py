@@ -290,6 +290,11 @@ def test_the_fast_tokenizer_stands_aside_where_it_is_not_exact(text_signal, monk
     assert FastTokenizer.for_model(st) is None
     monkeypatch.undo()
     assert isinstance(text_mod.text_tokenizer(st), FastTokenizer)
+    # A model whose maximum changes after its first use gets a tokenizer for the new maximum.
+    monkeypatch.setattr(st, "max_seq_length", 16)
+    assert text_mod.text_tokenizer(st)(["word " * 40])["input_ids"].shape == (1, 16)
+    monkeypatch.undo()
+    assert text_mod.text_tokenizer(st).max_length == st.max_seq_length
     texts = TEXTS + ["", "win a free iPhone " * 200, "🎉 prize"]
     slow = text_mod.encode_padded(st, texts, 2, False, fast_tokenizer=False)
     fast = text_mod.encode_padded(st, texts, 2, False, chunk=3)
