@@ -358,6 +358,14 @@ class TextEncoder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        if (
+            bad := next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        ) is not None:
+            raise TypeError(
+                f"texts[{bad}]: expected a string, got {type(texts[bad]).__name__} "
+                f"({texts[bad]!r:.40}); tables go through the inventory's validation, which "
+                "quarantines such rows"
+            )
         self._check_backend()
         if self.backend == "onnx-int8":
             return self._encode_onnx(texts, show_progress)

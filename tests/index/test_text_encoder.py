@@ -22,6 +22,12 @@ TEXTS = [
 ]
 
 
+def test_a_text_that_is_not_a_string_is_named(text_signal):
+    for bad in (None, 3, float("nan")):
+        with pytest.raises(TypeError, match=r"texts\[1\]: expected a string, got"):
+            text_signal.encoder.encode(["fine", bad])
+
+
 def test_unknown_backend_and_gpu_int8_are_refused():
     with pytest.raises(ValueError, match="backend: expected one of"):
         TextEncoder(backend="tensorrt").encode(["x"])
