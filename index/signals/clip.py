@@ -16,12 +16,14 @@ random weights (tests, speed runs): the encoder warns, and the manifest says so.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,24 @@ TINY_CLIP_CONFIG = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
 _PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """torch's intra-op threads at 1 inside the block (process-wide), restored after.
+
+    Per-image ops are tiny: with intra-op threads they spend their time in thread barriers, and
+    on a shared CPU that collapsed preprocessing throughput 35x (498 -> 14 images/s). Images are
+    prepared in parallel by the decode threads instead.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def register_tiny_clip_config(name: str = TINY_CLIP_MODEL, embed_dim: int = 32) -> str:
@@ -212,31 +232,46 @@ class ClipEncoder:
             return np.zeros((0, self.dim), np.float32)
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
+    def prepare(self, image):
+        """The model's resize/crop/normalise of one RGB ``PIL.Image``: a CPU tensor. Thread-safe;
+        run it with torch's intra-op threads at 1 (``one_torch_thread``), as ``preprocess`` does."""
+        self._load()
+        return self._preprocess(image)
+
     def preprocess(self, images: Sequence):
         """The model's resize/crop/normalise of RGB ``PIL.Image``s, as one CPU tensor."""
         import torch
 
         self._load()
-        threads = torch.get_num_threads()
-        # Per-image ops are tiny: with torch's intra-op threads they spend their time in thread
-        # barriers, and on a shared CPU that collapsed throughput 35x (498 -> 14 images/s).
-        torch.set_num_threads(1)
-        try:
+        with one_torch_thread():
             return torch.stack([self._preprocess(im) for im in images])
-        finally:
-            torch.set_num_threads(threads)
+
+    def encode_pixels(self, pixels: Sequence, *, show_progress: bool = False) -> np.ndarray:
+        """Embed images already through ``prepare`` (CPU tensors, one per image, or one stacked
+        tensor) to an ``(n, dim)`` float32 array of unit vectors, ``batch_size`` at a time."""
+        import torch
+
+        net = self._load()
+        n = len(pixels)
+        pin = self._device.startswith("cuda")
+
+        def batches():
+            for start in range(0, n, self.batch_size):
+                chunk = pixels[start : start + self.batch_size]
+                batch = chunk if isinstance(chunk, torch.Tensor) else torch.stack(list(chunk))
+                if pin:  # page-locked: the copy to the GPU runs without a staging copy
+                    batch = batch.pin_memory()
+                yield batch.to(self._device, dtype=self._dtype, non_blocking=pin)
+
+        return self._run(batches(), net.encode_image, n, "clip images", show_progress)
 
     def encode_images(self, images: Sequence, *, show_progress: bool = False) -> np.ndarray:
         """Embed RGB ``PIL.Image``s to an ``(n, dim)`` float32 array of unit vectors."""
-        net = self._load()
+        self._load()
         images = list(images)
-
-        def batches():
-            for start in range(0, len(images), self.batch_size):
-                pixels = self.preprocess(images[start : start + self.batch_size])
-                yield pixels.to(self._device, dtype=self._dtype)
-
-        return self._run(batches(), net.encode_image, len(images), "clip images", show_progress)
+        with one_torch_thread():
+            pixels = [self._preprocess(im) for im in images]
+        return self.encode_pixels(pixels, show_progress=show_progress)
 
     def encode_texts(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Embed strings with the text tower to an ``(n, dim)`` float32 array of unit vectors."""
@@ -306,7 +341,7 @@ class _ClipSignal(EmbeddingSignal):
     """Shared plumbing: one encoder, image decoding options, manifest checks."""
 
     cli_options = CLIP_CLI_OPTIONS
-    runtime_options = ("base_dir", "decode_workers")
+    runtime_options = ("base_dir", "decode_workers", "prepare_ahead")
 
     def __init__(
         self,
@@ -315,12 +350,15 @@ class _ClipSignal(EmbeddingSignal):
         base_dir: str | os.PathLike | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         decode_workers: int | None = None,
+        prepare_ahead: bool | None = None,
         **encoder_kwargs,
     ) -> None:
         self.encoder = encoder or ClipEncoder(**encoder_kwargs)
         self.base_dir = base_dir
         self.max_pixels = max_pixels
         self.decode_workers = decode_workers
+        # Prepare the next chunk of images while the model runs (None: on a GPU only).
+        self.prepare_ahead = prepare_ahead
 
     @property
     def dim(self) -> int:
@@ -352,27 +390,50 @@ class _ClipSignal(EmbeddingSignal):
     ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
         """Image vectors, row mask and reasons ("no image" where a row has none)."""
         vectors, ok, reasons = self._empty(table.num_rows)
-        step = max(self.encoder.batch_size * 4, 64)  # bounded: decoded images live in memory
+        encoder = self.encoder
+        encoder._load()
+        step = max(encoder.batch_size * 4, 64)  # bounded: prepared images live in memory
+        starts = range(0, table.num_rows, step)
+        # Decoding and the model's resize/crop/normalise run together in the decode threads.
+        # On a GPU the next chunk is prepared while the model runs on this one (the CPU side
+        # is the bound there); on a CPU the two take turns, each with all the cores.
+        ahead = self.prepare_ahead
+        overlap = len(starts) > 1 and (
+            encoder._device.startswith("cuda") if ahead is None else ahead
+        )
+
+        def prepare(start: int) -> tuple[list, list[str | None]]:
+            with one_torch_thread():
+                return decode_images(
+                    table.slice(start, step),
+                    base_dir=self.base_dir,
+                    max_pixels=self.max_pixels,
+                    draft_size=encoder.image_size,
+                    workers=self.decode_workers,
+                    transform=encoder.prepare,
+                )
+
         bar = tqdm(
             total=table.num_rows, desc=f"{self.name} images", unit="item", disable=not show_progress
         )
-        for start in range(0, table.num_rows, step):
-            images, why = decode_images(
-                table.slice(start, step),
-                base_dir=self.base_dir,
-                max_pixels=self.max_pixels,
-                draft_size=self.encoder.image_size,
-                workers=self.decode_workers,
-            )
-            good = [i for i, im in enumerate(images) if im is not None]
-            if good:
-                rows = np.asarray(good) + start
-                vectors[rows] = self.encoder.encode_images([images[i] for i in good])
-                ok[rows] = True
-            for i, (im, r) in enumerate(zip(images, why, strict=True)):
-                if im is None:
-                    reasons[start + i] = r or "no image"
-            bar.update(len(images))
+        with ThreadPoolExecutor(max_workers=1) as ahead:
+            pending = ahead.submit(prepare, starts[0]) if overlap else None
+            for n, start in enumerate(starts):
+                if pending is not None:
+                    pixels, why = pending.result()
+                    nxt = n + 1 < len(starts)
+                    pending = ahead.submit(prepare, starts[n + 1]) if nxt else None
+                else:
+                    pixels, why = prepare(start)
+                good = [i for i, px in enumerate(pixels) if px is not None]
+                if good:
+                    rows = np.asarray(good) + start
+                    vectors[rows] = encoder.encode_pixels([pixels[i] for i in good])
+                    ok[rows] = True
+                for i, (px, r) in enumerate(zip(pixels, why, strict=True)):
+                    if px is None:
+                        reasons[start + i] = r or "no image"
+                bar.update(len(pixels))
         bar.close()
         return vectors, ok, reasons
 

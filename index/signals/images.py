@@ -17,8 +17,9 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -162,13 +163,18 @@ def decode_images(
     draft_size: int | None = None,
     workers: int | None = None,
     max_bytes: int | None = None,
-) -> tuple[list[Image.Image | None], list[str | None]]:
+    transform: Callable[[Image.Image], Any] | None = None,
+) -> tuple[list[Any], list[str | None]]:
     """Decode the image of every row of ``table`` (``image_bytes`` and/or ``image_path``).
 
     Returns ``(images, reasons)`` aligned with the rows, with the meaning of ``decode_image``.
     A table without image columns gives all ``(None, None)``. Decoding runs on ``workers``
     threads (PIL releases the GIL while decoding); keep ``table`` to a batch, since every
     decoded image is held in memory.
+
+    ``transform`` (e.g. a model's resize/crop/normalise) runs on each decoded image in the same
+    worker thread, and its result takes the image's place; one that raises makes the row
+    ``(None, reason)``. It must be thread-safe.
     """
     n = table.num_rows
     datas: Sequence[bytes | None] = (
@@ -178,11 +184,19 @@ def decode_images(
         table.column(IMAGE_PATH).to_pylist() if IMAGE_PATH in table.column_names else [None] * n
     )
 
-    def one(i: int) -> tuple[Image.Image | None, str | None]:
+    def one(i: int) -> tuple[Any, str | None]:
         try:
-            return decode_image(datas[i], paths[i], base_dir, max_pixels, draft_size, max_bytes)
+            image, reason = decode_image(
+                datas[i], paths[i], base_dir, max_pixels, draft_size, max_bytes
+            )
         except Exception as exc:  # a batch job quarantines, it never dies
             return None, f"cannot decode image: {type(exc).__name__}: {exc}"
+        if image is None or transform is None:
+            return image, reason
+        try:
+            return transform(image), None
+        except Exception as exc:
+            return None, f"cannot prepare image for the model: {type(exc).__name__}: {exc}"
 
     workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     if workers <= 1 or n <= 1:

@@ -99,6 +99,52 @@ def test_text_seed_is_embedded_through_the_text_tower(encoder):
     assert sig.embed_items(seeds).ok.tolist() == [True, False, True, False, False]
 
 
+@pytest.mark.parametrize("ahead", [False, True])
+def test_images_prepared_in_the_decode_threads_give_the_plain_vectors(encoder, ahead):
+    # 150 rows = three chunks of 64 (batch 4 x 4, at least 64): preparing the next chunk while
+    # the model runs (the GPU default) or taking turns (the CPU default) must change nothing,
+    # including which rows are bad and why, and must not mix up rows across chunks.
+    n = 150
+    datas = [picture(i) for i in range(n)]
+    datas[5], datas[70], datas[149] = b"broken", None, b"\xff\xd8 truncated"
+    table = pa.table({"item_id": [f"i{i}" for i in range(n)], "image_bytes": pa.array(datas)})
+    sig = ClipImageSignal(encoder, decode_workers=2, prepare_ahead=ahead)
+    got = sig.embed_items(table)
+    good = [i for i, d in enumerate(datas) if d is not None and len(d) > 20]
+    # What the signal did before images were prepared in the threads: per chunk of 64 rows,
+    # encode_images on its decoded pictures (a batch's vectors depend on its batchmates on a
+    # CPU only in the last bits; the chunking is what keeps them bitwise equal).
+    want = np.concatenate(
+        [
+            encoder.encode_images(
+                [Image.open(io.BytesIO(datas[i])).convert("RGB") for i in good if lo <= i < lo + 64]
+            )
+            for lo in range(0, n, 64)
+        ]
+    )
+    assert got.ok.tolist() == [i in set(good) for i in range(n)]
+    assert np.array_equal(got.vectors[good], want)
+    assert not got.vectors[[5, 70, 149]].any()
+    assert got.reasons[70] == "no image"
+    assert "not a recognised image format" in got.reasons[5]
+    assert got.reasons[149] and all(got.reasons[i] is None for i in good)
+
+
+def test_a_transform_that_fails_quarantines_its_row():
+    from riskrank.index.signals.images import decode_images
+
+    def transform(image):
+        if image.size[0] == 32:
+            raise RuntimeError("too small for this model")
+        return image.size
+
+    table = pa.table({"image_bytes": pa.array([picture(1, 32), picture(2, 40), None])})
+    out, why = decode_images(table, workers=2, transform=transform)
+    assert out == [None, (40, 40), None]
+    assert why[0] == "cannot prepare image for the model: RuntimeError: too small for this model"
+    assert why[1:] == [None, None]
+
+
 def test_clip_text_signal_embeds_captions_and_image_seeds(encoder):
     sig = ClipTextSignal(encoder)
     items = pa.table({"item_id": ["a", "b"], "text": ["red shoes", " "]})
