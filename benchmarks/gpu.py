@@ -59,7 +59,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 # -- here: what travels ---------------------------------------------------------------------
-def prepare(n_texts: int) -> None:
+def prepare(n_texts: int, images: bool = True) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -76,8 +76,56 @@ def prepare(n_texts: int) -> None:
     texts = datasets.load("spamassassin").column("text").to_pylist()
     rows = np.random.default_rng(0).permutation(len(texts))[:n_texts]
     pq.write_table(pa.table({"text": [texts[i] for i in rows]}), CARRY / "texts.parquet")
+    n_images = prepare_images(CARRY) if images else 0
     size = sum(f.stat().st_size for f in CARRY.rglob("*") if f.is_file())
-    print(f"wrote {CARRY} ({size / 1e6:.1f} MB): {len(rows)} mails, {model.name}/")
+    print(
+        f"wrote {CARRY} ({size / 1e6:.1f} MB): {len(rows)} mails, {n_images} images, {model.name}/"
+    )
+
+
+# What the image section needs beyond the GPU machines' own packages (open_clip and the two
+# packages its tokenizer imports); torchvision only goes in if theirs is missing.
+CLIP_WHEELS = ["open_clip_torch==3.3.0", "ftfy==6.3.1", "wcwidth==0.9.4", "regex==2026.11.19"]
+TORCHVISION_WHEEL = "torchvision==0.26.0"  # the release built against torch 2.11
+
+
+def prepare_images(carry: Path) -> int:
+    """Real photos as ad creatives: every JPEG/PNG of Debian's ``opencv-doc`` examples (the
+    set ``benchmarks/images.py`` uses), centre-cropped square and saved as JPEG q85 at 400x400
+    (a feed creative, ~15-40 KB) and at 1080x1080 (a full-size upload); and the wheels above
+    for CPython 3.12 (``pip download``, from PyPI)."""
+    import io
+    import subprocess
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image, ImageOps
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from images import opencv_photos
+
+    rows: dict[str, list] = {"name": [], "side": [], "image_bytes": []}
+    for name, data in opencv_photos(Path.home() / ".cache" / "riskrank").items():
+        photo = Image.open(io.BytesIO(data)).convert("RGB")
+        if min(photo.size) < 128:
+            continue
+        for side in (400, 1080):
+            square = ImageOps.fit(photo, (side, side), Image.BICUBIC)
+            buf = io.BytesIO()
+            square.save(buf, format="JPEG", quality=85)
+            rows["name"].append(name)
+            rows["side"].append(side)
+            rows["image_bytes"].append(buf.getvalue())
+    pq.write_table(pa.table(rows), carry / "images.parquet")
+    wheels = carry / "wheels"
+    for extra, specs in (("", CLIP_WHEELS), ("torchvision", [TORCHVISION_WHEEL])):
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+             "--python-version", "3.12", "--platform", "manylinux2014_x86_64",
+             "--platform", "manylinux_2_28_x86_64", "-q", "-d", str(wheels / extra), *specs],
+            check=True,
+        )  # fmt: skip
+    return len(rows["name"])
 
 
 # -- there: helpers ---------------------------------------------------------------------------
@@ -371,6 +419,162 @@ def model_only_rate(st, texts, lengths, batch: int, device: str) -> float:
     return len(texts) / seconds
 
 
+# -- there: CLIP images ----------------------------------------------------------------------
+def clip_importable() -> str:
+    """Import open_clip, unpacking the carried wheels into /tmp/clip-site first if needed;
+    returns how torchvision came (theirs, or the carried wheel)."""
+    import importlib
+    import zipfile
+
+    site = Path("/tmp/clip-site")
+    source = "the machine's"
+    try:
+        importlib.import_module("open_clip")
+        return source
+    except ImportError:
+        pass
+    try:
+        importlib.import_module("torchvision")
+    except ImportError:
+        for wheel in (CARRY / "wheels" / "torchvision").glob("*.whl"):
+            zipfile.ZipFile(wheel).extractall(site)
+        source = "carried wheel"
+    for wheel in (CARRY / "wheels").glob("*.whl"):
+        zipfile.ZipFile(wheel).extractall(site)
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
+    importlib.import_module("open_clip")
+    return source
+
+
+def stand_in_for_absent(names=("faiss", "lightgbm")) -> list[str]:
+    """Importing riskrank imports faiss and LightGBM, which the image section never calls; a
+    call that leaves ``.gpu/`` behind (to carry photos instead) gets placeholders for the ones
+    not importable, which raise if anything calls them. Returns their names."""
+    import importlib
+    import types
+
+    class Absent(types.ModuleType):
+        def __getattr__(self, attr):
+            def absent(*args, **kwargs):
+                raise ImportError(f"{self.__name__} is not on this machine ({attr})")
+
+            return absent
+
+    missing = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            sys.modules[name] = Absent(name)
+            missing.append(name)
+    return missing
+
+
+def image_section(args, device: str) -> dict:
+    """CLIP ViT-B-32 (random weights, fp16 on CUDA) on real photos as JPEG creatives, through
+    riskrank's image signal and in parts: decoding alone, decoding plus the model's
+    resize/crop/normalise in the decode threads, the path before this change (preprocessing in
+    the main thread between decode and model), the signal with and without preparing the next
+    chunk while the model runs, and the model alone on pixels already on the GPU. Each at
+    ``--image-batches``; vectors of the new path against the old one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    out: dict = {"torchvision": clip_importable(), "stand_ins": stand_in_for_absent()}
+    import open_clip
+    import torchvision
+
+    from riskrank.index.signals.clip import ClipEncoder, ClipImageSignal, one_torch_thread
+    from riskrank.index.signals.images import decode_images
+
+    out["open_clip"], out["torchvision_version"] = open_clip.__version__, torchvision.__version__
+    photos = pq.read_table(CARRY / "images.parquet")
+    for side in args.image_sides:
+        part = photos.filter(pa.compute.equal(photos["side"], side))
+        n = args.image_items
+        reps = -(-n // part.num_rows)
+        datas = (part.column("image_bytes").to_pylist() * reps)[:n]
+        table = pa.table({"item_id": [f"i{i}" for i in range(n)], "image_bytes": datas})
+        res: dict = {"items": n, "distinct": part.num_rows, "kb_mean": float(
+            np.mean([len(d) for d in part.column("image_bytes").to_pylist()]) / 1e3
+        )}  # fmt: skip
+        for batch in args.image_batches:
+            enc = ClipEncoder("ViT-B-32", pretrained=None, device=device, batch_size=batch)
+            enc._load()
+            step = max(batch * 4, 64)
+            warm = table.slice(0, min(n, 2 * step))
+
+            def old_path(t, enc=enc, step=step):
+                # The signal before: per chunk, decode in threads, then preprocess in this
+                # thread, then the model.
+                parts = []
+                for start in range(0, t.num_rows, step):
+                    images, _ = decode_images(t.slice(start, step), draft_size=enc.image_size)
+                    parts.append(enc.encode_images([im for im in images if im is not None]))
+                return np.concatenate(parts)
+
+            old_path(warm)
+            seconds, ref = once(lambda t=table: old_path(t))
+            res[f"before_b{batch}_items_s"] = n / seconds
+            for label, kw in (
+                ("signal_turns", {"prepare_ahead": False}),
+                ("signal_ahead", {"prepare_ahead": True}),
+                ("signal_ahead_w16", {"prepare_ahead": True, "decode_workers": 16}),
+            ):
+                sig = ClipImageSignal(enc, **kw)
+                sig.embed_items(warm)
+                seconds, got = once(lambda sig=sig, t=table: sig.embed_items(t))
+                res[f"{label}_b{batch}_items_s"] = n / seconds
+                res[f"{label}_b{batch}_vs_before"] = {
+                    "rows_differing": int((got.vectors != ref).any(1).sum()),
+                    "max_abs": float(np.abs(got.vectors - ref).max()),
+                    "ok": int(got.ok.sum()),
+                }
+            # The model alone: one prepared batch, already on the GPU, run n / batch times.
+            images, _ = decode_images(table.slice(0, batch), draft_size=enc.image_size)
+            pixels = enc.preprocess(images).to(device, dtype=enc._dtype)
+            net = enc._net
+
+            def model_only(net=net, pixels=pixels, times=-(-n // batch)):
+                with torch.inference_mode():
+                    for _ in range(times):
+                        net.encode_image(pixels)
+
+            seconds, _ = timed(model_only)
+            res[f"model_only_b{batch}_items_s"] = n / seconds
+        for workers in args.image_workers:
+            seconds, _ = timed(
+                lambda w=workers, t=table: decode_images(t, draft_size=224, workers=w)
+            )
+            res[f"decode_w{workers}_items_s"] = n / seconds
+
+            def prepared(w=workers, t=table, enc=enc):
+                with one_torch_thread():
+                    return decode_images(t, draft_size=224, workers=w, transform=enc.prepare)
+
+            seconds, _ = timed(prepared)
+            res[f"decode_prepare_w{workers}_items_s"] = n / seconds
+        if device.startswith("cuda"):
+            try:  # the GPU's own JPEG decoder: what moving decoding there could give
+                from torchvision.io import decode_jpeg
+
+                raw = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
+
+                def gpu_decode(raw=raw, n=n):
+                    for start in range(0, n, 256):
+                        decode_jpeg(raw[start : start + 256], device=device)
+
+                seconds, _ = timed(gpu_decode)
+                res["gpu_decode_jpeg_items_s"] = n / seconds
+            except Exception as exc:  # noqa: BLE001 - a reference figure only
+                res["gpu_decode_jpeg_error"] = repr(exc)[:300]
+        out[f"side{side}"] = res
+        print(side, json.dumps(res), flush=True)
+    return out
+
+
 # -- there: top-k -----------------------------------------------------------------------------
 def clustered(n: int, dim: int, seed: int, device: str, centres=None):
     """Unit vectors around ``n // 400`` random centres (noise of norm 0.6 around a unit centre:
@@ -533,6 +737,7 @@ def run(args) -> int:
         "text": lambda: text_section(args, device),
         "independence": lambda: independence_section(args, device),
         "pipeline": lambda: pipeline_section(args, device),
+        "image": lambda: image_section(args, device),
         "topk": None,
     }
     for name in args.sections:
@@ -735,6 +940,7 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="step", required=True)
     pp = sub.add_parser("prepare")
     pp.add_argument("--texts", type=int, default=4096)
+    pp.add_argument("--no-images", action="store_true", help="mails and MiniLM's config only")
     pr = sub.add_parser("run")
     pr.add_argument("--out", default="gpu.json")
     pr.add_argument("--sections", nargs="+", default=["text", "topk"])
@@ -746,6 +952,10 @@ def main(argv=None) -> int:
     pr.add_argument("--queries", type=int, default=10_000)
     pr.add_argument("--cpu-queries", type=int, default=1_000)
     pr.add_argument("--k", type=int, default=100)
+    pr.add_argument("--image-items", type=int, default=8192)
+    pr.add_argument("--image-sides", type=int, nargs="+", default=[400, 1080])
+    pr.add_argument("--image-batches", type=int, nargs="+", default=[32, 256])
+    pr.add_argument("--image-workers", type=int, nargs="+", default=[8, 16])
     pn = sub.add_parser("render")
     pn.add_argument("json")
     pn.add_argument("--out", default=str(RESULTS / "gpu.md"))
@@ -756,7 +966,7 @@ def main(argv=None) -> int:
     pn.add_argument("--pipeline-note", help="a Markdown file shown before those runs")
     args = p.parse_args(argv)
     if args.step == "prepare":
-        prepare(args.texts)
+        prepare(args.texts, images=not args.no_images)
     elif args.step == "run":
         return run(args)
     else:
