@@ -471,6 +471,59 @@ def stand_in_for_absent(names=("faiss", "lightgbm")) -> list[str]:
     return missing
 
 
+def gpu_prepare_rates(table, enc, device: str, workers: int) -> dict:
+    """Decode in threads (uint8 arrays), then resize (bicubic, antialiased), crop and normalise
+    each image on the GPU with torchvision, batch and run the model: images/s, and how far its
+    pixels are from the model's own (PIL) preprocessing on the first 256 images."""
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
+    from riskrank.index.signals.clip import one_torch_thread
+    from riskrank.index.signals.images import decode_images
+
+    side = enc.image_size
+    mean = torch.tensor(enc._preprocess.transforms[-1].mean, device=device).view(3, 1, 1)
+    std = torch.tensor(enc._preprocess.transforms[-1].std, device=device).view(3, 1, 1)
+
+    def on_gpu(arrays):
+        out = []
+        for a in arrays:
+            x = torch.from_numpy(a).to(device, non_blocking=True).permute(2, 0, 1)
+            x = F.resize(x, side, interpolation=F.InterpolationMode.BICUBIC, antialias=True)
+            x = F.center_crop(x, [side, side]).float().div_(255)
+            out.append(x.sub_(mean).div_(std))
+        return torch.stack(out)
+
+    def run_all():
+        vectors = []
+        for start in range(0, table.num_rows, enc.batch_size * 4):
+            with one_torch_thread():
+                arrays, _ = decode_images(
+                    table.slice(start, enc.batch_size * 4), draft_size=side, workers=workers,
+                    transform=np.array,
+                )  # fmt: skip
+            pixels = on_gpu([a for a in arrays if a is not None]).to(enc._dtype)
+            with torch.inference_mode():
+                for b in range(0, len(pixels), enc.batch_size):
+                    vectors.append(enc._net.encode_image(pixels[b : b + enc.batch_size]).cpu())
+        return vectors
+
+    run_all_first = table.slice(0, 256)
+    seconds, _ = timed(run_all)
+    with one_torch_thread():
+        images, _ = decode_images(run_all_first, draft_size=side, workers=workers)
+    ref = enc.preprocess(images).to(device)
+    mine = on_gpu([np.array(im) for im in images])
+    diff = (mine - ref).abs()
+    return {
+        f"gpu_prepare_b{enc.batch_size}_items_s": table.num_rows / seconds,
+        "gpu_prepare_pixels_vs_pil": {
+            "max_abs": float(diff.max()), "mean_abs": float(diff.mean()),
+            "note": "normalised pixel units (about 1/0.27 per unit of [0, 1] intensity)",
+        },
+    }  # fmt: skip
+
+
 def image_section(args, device: str) -> dict:
     """CLIP ViT-B-32 (random weights, fp16 on CUDA) on real photos as JPEG creatives, through
     riskrank's image signal and in parts: decoding alone, decoding plus the model's
@@ -557,6 +610,10 @@ def image_section(args, device: str) -> dict:
             seconds, _ = timed(prepared)
             res[f"decode_prepare_w{workers}_items_s"] = n / seconds
         if device.startswith("cuda"):
+            try:  # resize/crop/normalise on the GPU instead: its speed, and its pixels' distance
+                res.update(gpu_prepare_rates(table, enc, device, args.image_workers[-1]))
+            except Exception as exc:  # noqa: BLE001 - a reference figure only
+                res["gpu_prepare_error"] = repr(exc)[:300]
             try:  # the GPU's own JPEG decoder: what moving decoding there could give
                 from torchvision.io import decode_jpeg
 
