@@ -25,6 +25,11 @@ saves it as a sentence-transformers folder, then times:
   tokenizer uncut and cut: ``index/signals/text_tokens.py``) and ``encode_padded`` with the
   wrapper against today's path (``PIPELINE_VARIANTS``), per batch size, each variant's vectors
   against the wrapper's, and a text alone against the same text among 512.
+* image (``--sections image``; ``prepare`` also carries real photos and open_clip's wheels):
+  CLIP ViT-B-32 with random weights on JPEG creatives, riskrank's image signal against the
+  path before it and against its parts (``image_section``).
+* sweep (``--sections sweep``): ``benchmarks/incremental.py``'s three days of daily sweeps,
+  the text encoder on the GPU (``sweep_section``).
 * top-k: ``--items`` clustered unit vectors (``--dim``; ``clustered``: how they are made) and
   ``--queries`` new points from the same clusters, k=``--k``. Exact fp32 top-k by torch on the
   GPU is the reference; then torch fp16, faiss-gpu Flat fp32 and fp16 codes, riskrank's
@@ -77,6 +82,7 @@ def prepare(n_texts: int, images: bool = True) -> None:
     rows = np.random.default_rng(0).permutation(len(texts))[:n_texts]
     pq.write_table(pa.table({"text": [texts[i] for i in rows]}), CARRY / "texts.parquet")
     n_images = prepare_images(CARRY) if images else 0
+    prepare_sweep(CARRY / "sweep")
     size = sum(f.stat().st_size for f in CARRY.rglob("*") if f.is_file())
     print(
         f"wrote {CARRY} ({size / 1e6:.1f} MB): {len(rows)} mails, {n_images} images, {model.name}/"
@@ -87,6 +93,24 @@ def prepare(n_texts: int, images: bool = True) -> None:
 # packages its tokenizer imports); torchvision only goes in if theirs is missing.
 CLIP_WHEELS = ["open_clip_torch==3.3.0", "ftfy==6.3.1", "wcwidth==0.9.4", "regex==2026.11.19"]
 TORCHVISION_WHEEL = "torchvision==0.26.0"  # the release built against torch 2.11
+
+
+def prepare_sweep(out: Path, mails: int = 2_400) -> None:
+    """For the sweep section: ``mails`` SpamAssassin mails (seeded sample; the daily-sweep
+    benchmark takes 5 seeds, 600 for history and 1,500 for the inventory from them) and every
+    Insults comment, with ids and labels, zstd-compressed (what travels is capped)."""
+    import pyarrow.parquet as pq
+
+    from riskrank.rank.app import datasets
+
+    out.mkdir(parents=True, exist_ok=True)
+    spam = datasets.load("spamassassin").select(["item_id", "text", "label"])
+    rows = np.sort(np.random.default_rng(1).permutation(spam.num_rows)[:mails])
+    for name, table in (
+        ("spamassassin", spam.take(rows)),
+        ("insults", datasets.load("insults").select(["item_id", "text", "label"])),
+    ):
+        pq.write_table(table, out / f"{name}.parquet", compression="zstd", compression_level=19)
 
 
 def prepare_images(carry: Path) -> int:
@@ -527,10 +551,11 @@ def gpu_prepare_rates(table, enc, device: str, workers: int) -> dict:
 def image_section(args, device: str) -> dict:
     """CLIP ViT-B-32 (random weights, fp16 on CUDA) on real photos as JPEG creatives, through
     riskrank's image signal and in parts: decoding alone, decoding plus the model's
-    resize/crop/normalise in the decode threads, the path before this change (preprocessing in
-    the main thread between decode and model), the signal with and without preparing the next
-    chunk while the model runs, and the model alone on pixels already on the GPU. Each at
-    ``--image-batches``; vectors of the new path against the old one."""
+    resize/crop/normalise in the decode threads, the path before ``92fdd10`` (preprocessing in
+    the main thread between decode and model), the signal (8 and 16 decode threads), the model
+    alone on pixels already on the GPU, resize/crop/normalise on the GPU instead, and the GPU's
+    JPEG decoder. Each at ``--image-batches``; the signal's vectors against the old path's.
+    (Run 8 also timed preparing the next chunk while the model ran: slower, since removed.)"""
     import pyarrow as pa
     import pyarrow.parquet as pq
     import torch
@@ -571,11 +596,7 @@ def image_section(args, device: str) -> dict:
             old_path(warm)
             seconds, ref = once(lambda t=table: old_path(t))
             res[f"before_b{batch}_items_s"] = n / seconds
-            for label, kw in (
-                ("signal_turns", {"prepare_ahead": False}),
-                ("signal_ahead", {"prepare_ahead": True}),
-                ("signal_ahead_w16", {"prepare_ahead": True, "decode_workers": 16}),
-            ):
+            for label, kw in (("signal", {}), ("signal_w16", {"decode_workers": 16})):
                 sig = ClipImageSignal(enc, **kw)
                 sig.embed_items(warm)
                 seconds, got = once(lambda sig=sig, t=table: sig.embed_items(t))
@@ -630,6 +651,35 @@ def image_section(args, device: str) -> dict:
         out[f"side{side}"] = res
         print(side, json.dumps(res), flush=True)
     return out
+
+
+# -- there: a whole daily sweep -----------------------------------------------------------
+def sweep_section(args, device: str) -> dict:
+    """``benchmarks/incremental.py``'s daily sweeps (day 0 full, day 1 standing and from
+    scratch, day 2 a new policy: the product's ``sweep``, each in its own process) with the
+    text encoder on this machine's GPU: MiniLM's architecture with random weights, so speed
+    only (recall and queues are meaningless). Its pool is made from the mails and comments
+    ``prepare`` carried, the way the CPU run makes it from the whole data sets."""
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import incremental
+
+    model_dir = random_weights_model(CARRY / "minilm-config", device)
+    root = Path(tempfile.mkdtemp(prefix="riskrank-gpu-sweep-"))
+    tables = {
+        n: pq.read_table(CARRY / "sweep" / f"{n}.parquet") for n in ("spamassassin", "insults")
+    }
+    paths = incremental.make_data(
+        root, args.sweep_items, spam=tables["spamassassin"], insults=tables["insults"]
+    )
+    t0 = time.perf_counter()
+    res = incremental.run(root, args.sweep_items, paths=paths, text_model=str(model_dir))
+    res["seconds"] = time.perf_counter() - t0
+    res["text_model"] = "MiniLM-L6 architecture, random weights"
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    return res
 
 
 # -- there: top-k -----------------------------------------------------------------------------
@@ -795,6 +845,7 @@ def run(args) -> int:
         "independence": lambda: independence_section(args, device),
         "pipeline": lambda: pipeline_section(args, device),
         "image": lambda: image_section(args, device),
+        "sweep": lambda: sweep_section(args, device),
         "topk": None,
     }
     for name in args.sections:
@@ -823,6 +874,8 @@ def render(
     note: str | None,
     pipeline: list[str] = (),
     pipeline_note: str | None = None,
+    image: list[str] = (),
+    image_note: str | None = None,
 ) -> None:
     r = json.loads(Path(path).read_text())
     lines = [
@@ -937,8 +990,56 @@ def render(
     for run in pipeline:
         p = json.loads(Path(run).read_text())
         lines += render_pipeline(p.get("pipeline", {}), Path(run).name, p)
+    if image:
+        lines += ["# CLIP images on the GPU", ""]
+        lines += [Path(image_note).read_text().strip(), ""] if image_note else []
+    for run in image:
+        lines += render_image(json.loads(Path(run).read_text()), Path(run).name)
     Path(out).write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
+
+
+def render_image(run: dict, name: str) -> list[str]:
+    """One run's image section: images/s per path, per creative size and batch size."""
+    im = run.get("image", {})
+    lines = [
+        f"## `{name}`: {run.get('device')}, {run.get('cpus')} CPUs, torch {run.get('torch')}, "
+        f"torchvision {im.get('torchvision_version')} ({im.get('torchvision')}), open_clip "
+        f"{im.get('open_clip')}; load before/after {run.get('load_before')} / "
+        f"{run.get('load_after')}",
+        "",
+    ]
+    if "error" in im:
+        return lines + ["```", im["error"], "```", ""]
+    for key, r in im.items():
+        if not key.startswith("side"):
+            continue
+        lines += [
+            f"**{key[4:]}x{key[4:]} JPEG q85** ({r['items']:,} images cycling {r['distinct']} "
+            f"photos, {r['kb_mean']:.0f} KB mean)",
+            "",
+            "| path | batch | images/s | vectors vs before: rows differing (max abs) |",
+            "|---|---|---|---|",
+        ]
+        for k, v in r.items():
+            if not k.endswith("_items_s") or "_b" not in k or k.startswith("decode"):
+                continue
+            path, batch = k[: -len("_items_s")].rsplit("_b", 1)
+            d = r.get(f"{path}_b{batch}_vs_before")
+            diff = f"{d['rows_differing']} ({d['max_abs']:.2g})" if d else ""
+            lines.append(f"| {path} | {batch} | {v:,.0f} | {diff} |")
+        for k, v in r.items():
+            if k.startswith("decode") or k == "gpu_decode_jpeg_items_s":
+                lines.append(f"| {k[: -len('_items_s')]} (no model) | | {v:,.0f} | |")
+        px = r.get("gpu_prepare_pixels_vs_pil")
+        if px:
+            lines += [
+                "",
+                f"Pixels prepared on the GPU against PIL's (first 256 images, normalised units): "
+                f"max abs {px['max_abs']:.3f}, mean abs {px['mean_abs']:.4f}.",
+            ]
+        lines.append("")
+    return lines
 
 
 def render_pipeline(p: dict, name: str, run: dict | None = None) -> list[str]:
@@ -1010,6 +1111,7 @@ def main(argv=None) -> int:
     pr.add_argument("--cpu-queries", type=int, default=1_000)
     pr.add_argument("--k", type=int, default=100)
     pr.add_argument("--image-items", type=int, default=8192)
+    pr.add_argument("--sweep-items", type=int, default=21_000)
     pr.add_argument("--image-sides", type=int, nargs="+", default=[400, 1080])
     pr.add_argument("--image-batches", type=int, nargs="+", default=[32, 256])
     pr.add_argument("--image-workers", type=int, nargs="+", default=[8, 16])
@@ -1021,6 +1123,8 @@ def main(argv=None) -> int:
     pn.add_argument("--note", help="a Markdown file: what the runs were, shown first")
     pn.add_argument("--pipeline", nargs="*", default=[], help="runs of the pipeline section")
     pn.add_argument("--pipeline-note", help="a Markdown file shown before those runs")
+    pn.add_argument("--image", nargs="*", default=[], help="runs of the image section")
+    pn.add_argument("--image-note", help="a Markdown file shown before those runs")
     args = p.parse_args(argv)
     if args.step == "prepare":
         prepare(args.texts, images=not args.no_images)
@@ -1029,7 +1133,7 @@ def main(argv=None) -> int:
     else:
         render(
             args.json, args.out, args.before, args.independence, args.note,
-            args.pipeline, args.pipeline_note,
+            args.pipeline, args.pipeline_note, args.image, args.image_note,
         )  # fmt: skip
     return 0
 

@@ -57,12 +57,17 @@ def perturbed(text: str, n: int, rng: np.random.Generator) -> str:
     return " ".join(kept) + f" #{n}"
 
 
-def make_data(root: Path, items: int, seed: int = 0, sample: int | None = None) -> dict:
-    """The inventories of each day, the history and the seeds, as Parquet files."""
+def make_data(
+    root: Path, items: int, seed: int = 0, sample: int | None = None, spam=None, insults=None
+) -> dict:
+    """The inventories of each day, the history and the seeds, as Parquet files. ``spam`` and
+    ``insults`` (tables with ``item_id``, ``text``, ``label``) default to the whole data sets;
+    benchmarks/gpu.py passes subsets it carried to a machine without them."""
     from riskrank.rank.app.datasets import load
 
     rng = np.random.default_rng(seed)
-    spam, insults = load("spamassassin"), load("insults")
+    spam = load("spamassassin") if spam is None else spam
+    insults = load("insults") if insults is None else insults
     s_ids = rng.permutation(spam.num_rows)
     spam_label = spam["label"].to_numpy()
     spam_seed_rows = [int(r) for r in s_ids if spam_label[r] == 1][:SEEDS_PER_POLICY]
@@ -286,20 +291,30 @@ ENCODER_WORDS = {
 }
 
 
-def train_model(paths: dict, model_dir: Path, backend: str = "torch") -> float:
-    """The model every sweep uses; its text signal's encoder (``backend``) embeds them all."""
+def train_model(
+    paths: dict, model_dir: Path, backend: str = "torch", text_model: str | None = None
+) -> float:
+    """The model every sweep uses; its text signal's encoder (``backend``; ``text_model``, a
+    sentence-transformers folder, instead of MiniLM) embeds them all."""
     from riskrank.index.signals import TextEmbeddingSignal
     from riskrank.rank.pipeline import train
 
     t0 = time.time()
-    signals = [TextEmbeddingSignal(backend=backend)]
+    signals = [TextEmbeddingSignal(model=text_model, backend=backend)]
     train(paths["history"], paths["seeds_day0"], model_dir, signals=signals, show_progress=False)
     return time.time() - t0
 
 
-def run(root: Path, items: int, sample: int | None = None, backend: str = "torch") -> dict:
-    paths = make_data(root, items, sample=sample)
-    t_train = train_model(paths, root / "model", backend)
+def run(
+    root: Path,
+    items: int,
+    sample: int | None = None,
+    backend: str = "torch",
+    paths: dict | None = None,
+    text_model: str | None = None,
+) -> dict:
+    paths = paths or make_data(root, items, sample=sample)
+    t_train = train_model(paths, root / "model", backend, text_model)
     model, standing = str(root / "model"), str(root / "standing")
 
     def spec(inv, seeds, out, index_dir=None):

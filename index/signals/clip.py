@@ -23,7 +23,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -341,7 +340,7 @@ class _ClipSignal(EmbeddingSignal):
     """Shared plumbing: one encoder, image decoding options, manifest checks."""
 
     cli_options = CLIP_CLI_OPTIONS
-    runtime_options = ("base_dir", "decode_workers", "prepare_ahead")
+    runtime_options = ("base_dir", "decode_workers")
 
     def __init__(
         self,
@@ -350,15 +349,12 @@ class _ClipSignal(EmbeddingSignal):
         base_dir: str | os.PathLike | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         decode_workers: int | None = None,
-        prepare_ahead: bool | None = None,
         **encoder_kwargs,
     ) -> None:
         self.encoder = encoder or ClipEncoder(**encoder_kwargs)
         self.base_dir = base_dir
         self.max_pixels = max_pixels
         self.decode_workers = decode_workers
-        # Prepare the next chunk of images while the model runs (None: on a GPU only).
-        self.prepare_ahead = prepare_ahead
 
     @property
     def dim(self) -> int:
@@ -393,18 +389,15 @@ class _ClipSignal(EmbeddingSignal):
         encoder = self.encoder
         encoder._load()
         step = max(encoder.batch_size * 4, 64)  # bounded: prepared images live in memory
-        starts = range(0, table.num_rows, step)
-        # Decoding and the model's resize/crop/normalise run together in the decode threads.
-        # On a GPU the next chunk is prepared while the model runs on this one (the CPU side
-        # is the bound there); on a CPU the two take turns, each with all the cores.
-        ahead = self.prepare_ahead
-        overlap = len(starts) > 1 and (
-            encoder._device.startswith("cuda") if ahead is None else ahead
+        bar = tqdm(
+            total=table.num_rows, desc=f"{self.name} images", unit="item", disable=not show_progress
         )
-
-        def prepare(start: int) -> tuple[list, list[str | None]]:
+        for start in range(0, table.num_rows, step):
+            # Decoding and the model's resize/crop/normalise run together in the decode threads
+            # (on a GPU machine they are the bound: benchmarks/results/gpu.md, images). Preparing
+            # the next chunk while the model ran on this one was slower there (GIL).
             with one_torch_thread():
-                return decode_images(
+                pixels, why = decode_images(
                     table.slice(start, step),
                     base_dir=self.base_dir,
                     max_pixels=self.max_pixels,
@@ -412,28 +405,15 @@ class _ClipSignal(EmbeddingSignal):
                     workers=self.decode_workers,
                     transform=encoder.prepare,
                 )
-
-        bar = tqdm(
-            total=table.num_rows, desc=f"{self.name} images", unit="item", disable=not show_progress
-        )
-        with ThreadPoolExecutor(max_workers=1) as ahead:
-            pending = ahead.submit(prepare, starts[0]) if overlap else None
-            for n, start in enumerate(starts):
-                if pending is not None:
-                    pixels, why = pending.result()
-                    nxt = n + 1 < len(starts)
-                    pending = ahead.submit(prepare, starts[n + 1]) if nxt else None
-                else:
-                    pixels, why = prepare(start)
-                good = [i for i, px in enumerate(pixels) if px is not None]
-                if good:
-                    rows = np.asarray(good) + start
-                    vectors[rows] = encoder.encode_pixels([pixels[i] for i in good])
-                    ok[rows] = True
-                for i, (px, r) in enumerate(zip(pixels, why, strict=True)):
-                    if px is None:
-                        reasons[start + i] = r or "no image"
-                bar.update(len(pixels))
+            good = [i for i, px in enumerate(pixels) if px is not None]
+            if good:
+                rows = np.asarray(good) + start
+                vectors[rows] = encoder.encode_pixels([pixels[i] for i in good])
+                ok[rows] = True
+            for i, (px, r) in enumerate(zip(pixels, why, strict=True)):
+                if px is None:
+                    reasons[start + i] = r or "no image"
+            bar.update(len(pixels))
         bar.close()
         return vectors, ok, reasons
 
