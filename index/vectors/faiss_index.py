@@ -368,17 +368,19 @@ class VectorIndex(FaissIndex):
             return SearchResult(
                 np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
             )
-        ivf = faiss.try_extract_index_ivf(self._search_index) if not self.on_gpu else None
+        gpu = self.on_gpu and k <= GPU_MAX_K
+        # FAISS's GPU indexes select at most GPU_MAX_K neighbours; a larger k (recall's default
+        # is 5,000) is searched on the CPU index, which is kept beside the GPU clone.
+        index = self._search_index if gpu else self.index
+        ivf = faiss.try_extract_index_ivf(index) if not gpu else None
         if ivf is not None:
             ivf.nprobe = self.nprobe
-        elif self.on_gpu and self.key.startswith("IVF"):
-            faiss.GpuParameterSpace().set_index_parameter(self._search_index, "nprobe", self.nprobe)
+        elif gpu and self.key.startswith("IVF"):
+            faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", self.nprobe)
         scores, positions = top_k_ties_by_position(
-            lambda n, rows: self._search_index.search(
-                queries if rows is None else queries[rows], n
-            ),
+            lambda n, rows: index.search(queries if rows is None else queries[rows], n),
             k,
             self.ntotal,
-            max_fetch=GPU_MAX_K if self.on_gpu else None,
+            max_fetch=GPU_MAX_K if gpu else None,
         )
         return SearchResult(scores, positions)

@@ -138,16 +138,19 @@ class BinaryHashIndex(FaissIndex):
     def _raw_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest first; equal distances by position, also at the k-th place (as
         ``VectorIndex.search`` orders equal scores)."""
+        # The GPU selects at most GPU_MAX_K neighbours; a larger k runs on the CPU index.
+        gpu = self.on_gpu and k <= GPU_MAX_K
+        index = self._search_index if gpu else self.index
         if self.key.startswith("BIVF"):
-            faiss.downcast_IndexBinary(self._search_index).nprobe = self.nprobe
+            faiss.downcast_IndexBinary(index).nprobe = self.nprobe
         queries = np.ascontiguousarray(queries, np.uint8)
 
         def nearest(n: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-            dist, pos = self._search_index.search(queries if rows is None else queries[rows], n)
+            dist, pos = index.search(queries if rows is None else queries[rows], n)
             return -dist.astype(np.int64), pos.astype(np.int64)
 
         neg_dist, pos = top_k_ties_by_position(
-            nearest, k, self.ntotal, max_fetch=GPU_MAX_K if self.on_gpu else None
+            nearest, k, self.ntotal, max_fetch=GPU_MAX_K if gpu else None
         )
         return np.where(pos >= 0, -neg_dist, self.dim + 1), pos
 
