@@ -401,12 +401,15 @@ class StandingIndex:
         table = items.take(pa.array(todo, pa.int64()))
         ddir = self.path / DELTA
         stamp, digest = ddir / "inventory.digest", build_digest(table, signals)
+        # Never on a GPU: the delta's index is dropped unsearched (below), and a GPU clone of it
+        # cost GPU memory and FAISS's GPU set-up for nothing.
         if (ddir / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
-            delta = InventoryIndex.load(ddir, signals={s.name: s for s in signals})
+            delta = InventoryIndex.load(ddir, signals={s.name: s for s in signals}, use_gpu=False)
         else:
             delta = build_index(
                 table, ddir, signals=signals, engine=engine, key=DELTA_KEY,
                 chunk_size=chunk_size, show_progress=show_progress, overwrite=True,
+                use_gpu=False,
             )  # fmt: skip
             write_text_atomic(digest, stamp)
         # Only the delta's vectors, ids and evidence are read; its exact index (a copy of the

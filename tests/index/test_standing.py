@@ -462,3 +462,20 @@ def test_an_update_without_one_of_the_signals_says_it_leaves_it_out(tmp_path):
         logging.getLogger("riskrank").removeHandler(handler)
     assert list(idx.signals) == ["text"]
     assert any("signal(s) ['pdq'] are not in this update" in m for m in said)
+
+
+def test_the_delta_of_an_update_never_goes_to_a_gpu(tmp_path, monkeypatch):
+    # The delta's index is dropped unsearched; on a GPU machine it was cloned to the GPU all
+    # the same. A machine with "one GPU" here: clones are counted, not made.
+    import riskrank.index.vectors.faiss_index as fi
+
+    clones: list[int] = []
+    monkeypatch.setattr(fi, "num_gpus", lambda: 1)
+    monkeypatch.setattr(fi.VectorIndex, "to_gpu", lambda self, **kw: clones.append(self.ntotal))
+    day0 = _inventory()
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(day0, [HashingTextSignal()], show_progress=False)
+    clones.clear()
+    day1 = _replace_text(day0, day0["item_id"][3].as_py(), "a brand new text for this ad")
+    standing.update(day1, [HashingTextSignal()], show_progress=False)
+    assert clones == [day1.num_rows]  # the new version's index only, not the 1-item delta
