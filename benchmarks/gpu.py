@@ -876,6 +876,8 @@ def render(
     pipeline_note: str | None = None,
     image: list[str] = (),
     image_note: str | None = None,
+    sweep: list[str] = (),
+    sweep_note: str | None = None,
 ) -> None:
     r = json.loads(Path(path).read_text())
     lines = [
@@ -990,6 +992,11 @@ def render(
     for run in pipeline:
         p = json.loads(Path(run).read_text())
         lines += render_pipeline(p.get("pipeline", {}), Path(run).name, p)
+    if sweep:
+        lines += ["# Daily sweeps with the text encoder on the GPU", ""]
+        lines += [Path(sweep_note).read_text().strip(), ""] if sweep_note else []
+    for run in sweep:
+        lines += render_sweep(json.loads(Path(run).read_text()), Path(run).name)
     if image:
         lines += ["# CLIP images on the GPU", ""]
         lines += [Path(image_note).read_text().strip(), ""] if image_note else []
@@ -997,6 +1004,65 @@ def render(
         lines += render_image(json.loads(Path(run).read_text()), Path(run).name)
     Path(out).write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
+
+
+def render_sweep(run: dict, name: str) -> list[str]:
+    """One run's sweep section, in the columns of ``benchmarks/incremental.py``'s table."""
+    sw = run.get("sweep", {})
+    lines = [
+        f"## `{name}`: {run.get('device')}, {run.get('cpus')} CPUs, torch {run.get('torch')}, "
+        f"faiss {run.get('faiss')}; load before/after {run.get('load_before')} / "
+        f"{run.get('load_after')}",
+        "",
+    ]
+    if "days" not in sw:
+        return lines + ["```", sw.get("error", "no result"), "```", ""]
+    c = sw["counts"]
+    lines += [
+        f"Pool {c['pool']:,} ({c['copies']:,} perturbed copies); day 0 {c['day0']:,} items; "
+        f"day 1: {c['new']:,} new, {c['edited']:,} edited, {c['deleted']:,} taken down; day 2: "
+        f"a new policy's seeds. Model trained beforehand in {sw['train_s']} s. Encoder: "
+        f"{sw.get('text_model')}, fp16 on the GPU.",
+        "",
+        "| day | sweep | items embedded | wall s | index s (read / embed / index) | recall s | "
+        "rank s | queue + reasons s | peak RSS MiB | ratio to scratch: wall (index+recall+rank) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for day, d in sw["days"].items():
+        for kind in ("standing", "scratch"):
+            if kind not in d:
+                continue
+            x, st = d[kind], d[kind]["stages_s"]
+            up = x.get("update_stages_s") or {}
+            parts = " / ".join(str(up.get(k, "-")) for k in ("read", "embed", "index"))
+            ratio = (
+                f"{d['ratio_wall']:.3f} ({d['ratio_staged']:.3f})"
+                if kind == "standing" and "ratio_wall" in d
+                else ""
+            )
+            lines.append(
+                f"| {day} | {kind} | {x['embedded']:,} | {x['wall_s']} | {st['index']} "
+                f"({parts}) | {st['recall']} | {st['rank']} | "
+                f"{round(st['queue'] + st['reasons'], 2)} | {x['peak_rss_mib']} | {ratio} |"
+            )
+    lines.append("")
+    for day, d in sw["days"].items():
+        q = d.get("queue")
+        if q:
+            lines.append(
+                f"- {day} queues, standing vs scratch: {q['rows'][0]:,} and {q['rows'][1]:,} rows, "
+                f"same set {q['same_set']}, same order {q['same_rows_same_order']} (first "
+                f"difference at rank {q.get('first_different_rank')}, {q.get('rows_moved')} rows "
+                f"moved, at most {q.get('max_rank_shift')} places), largest probability "
+                f"difference {q.get('max_abs_probability_diff', 0):.2g}."
+            )
+        v = d.get("vectors")
+        if v:
+            lines.append(
+                f"- {day} vectors, standing vs scratch: {v['rows_differing']} of {v['rows']:,} "
+                f"rows differ, at most {v['max_abs_diff']:.2g}."
+            )
+    return lines + [""]
 
 
 def render_image(run: dict, name: str) -> list[str]:
@@ -1125,6 +1191,8 @@ def main(argv=None) -> int:
     pn.add_argument("--pipeline-note", help="a Markdown file shown before those runs")
     pn.add_argument("--image", nargs="*", default=[], help="runs of the image section")
     pn.add_argument("--image-note", help="a Markdown file shown before those runs")
+    pn.add_argument("--sweep", nargs="*", default=[], help="runs of the sweep section")
+    pn.add_argument("--sweep-note", help="a Markdown file shown before those runs")
     args = p.parse_args(argv)
     if args.step == "prepare":
         prepare(args.texts, images=not args.no_images)
@@ -1134,6 +1202,7 @@ def main(argv=None) -> int:
         render(
             args.json, args.out, args.before, args.independence, args.note,
             args.pipeline, args.pipeline_note, args.image, args.image_note,
+            args.sweep, args.sweep_note,
         )  # fmt: skip
     return 0
 
