@@ -50,6 +50,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -119,7 +120,6 @@ def prepare_images(carry: Path) -> int:
     (a feed creative, ~15-40 KB) and at 1080x1080 (a full-size upload); and the wheels above
     for CPython 3.12 (``pip download``, from PyPI)."""
     import io
-    import subprocess
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -673,13 +673,67 @@ def sweep_section(args, device: str) -> dict:
     paths = incremental.make_data(
         root, args.sweep_items, spam=tables["spamassassin"], insults=tables["insults"]
     )
+    # Where a sweep's embed stage goes (run 10: ~1,100-1,500 texts/s against ~8,700 for the
+    # encoder alone in run 7), in a fresh process as a sweep worker is.
+    out = subprocess.run(
+        [sys.executable, __file__, "attribute", json.dumps(
+            {"model": str(model_dir), "inventory": paths["day0"], "root": str(root / "attr")}
+        )],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    lines = out.stdout.strip().splitlines()
+    attribution = (
+        json.loads(lines[-1]) if out.returncode == 0 and lines else {"error": out.stderr[-2000:]}
+    )
     t0 = time.perf_counter()
     res = incremental.run(root, args.sweep_items, paths=paths, text_model=str(model_dir))
     res["seconds"] = time.perf_counter() - t0
+    res["embed_attribution"] = attribution
     res["text_model"] = "MiniLM-L6 architecture, random weights"
     shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(model_dir, ignore_errors=True)
     return res
+
+
+def attribute(spec: dict) -> dict:
+    """Seconds of each part of embedding a day-0 inventory, in this (fresh) process: importing
+    the encoder's libraries, loading the model, encoding the distinct texts twice (cold, then
+    warm), and the whole ``build_index`` of the inventory with that loaded encoder, its index
+    on the CPU and then on the GPU where faiss sees one."""
+    import pyarrow.parquet as pq
+
+    t = {}
+    t0 = time.perf_counter()
+    import torch  # noqa: F401 - timed
+    from sentence_transformers import SentenceTransformer  # noqa: F401 - timed
+
+    from riskrank.index.build import build_index
+    from riskrank.index.signals.text import TextEmbeddingSignal, TextEncoder
+    from riskrank.index.vectors.faiss_index import num_gpus
+
+    t["import_s"] = time.perf_counter() - t0
+    enc = TextEncoder(spec["model"])
+    t0 = time.perf_counter()
+    enc._load()
+    sync()
+    t["load_s"] = time.perf_counter() - t0
+    inventory = pq.read_table(spec["inventory"])
+    texts = list(dict.fromkeys(inventory.column("text").to_pylist()))
+    t["texts"] = len(texts)
+    for label in ("encode_cold_s", "encode_warm_s"):
+        t0 = time.perf_counter()
+        enc.encode(texts)
+        sync()
+        t[label] = time.perf_counter() - t0
+    signal = TextEmbeddingSignal(enc)
+    for use_gpu in (False, True) if num_gpus() else (False,):
+        t0 = time.perf_counter()
+        build_index(
+            inventory, Path(spec["root"]) / f"gpu{use_gpu}", signals=[signal],
+            show_progress=False, overwrite=True, use_gpu=use_gpu,
+        )  # fmt: skip
+        t[f"build_index_gpu_{use_gpu}_s"] = time.perf_counter() - t0
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in t.items()}
 
 
 # -- there: top-k -----------------------------------------------------------------------------
@@ -1046,6 +1100,11 @@ def render_sweep(run: dict, name: str) -> list[str]:
                 f"{round(st['queue'] + st['reasons'], 2)} | {x['peak_rss_mib']} | {ratio} |"
             )
     lines.append("")
+    a = sw.get("embed_attribution")
+    if a:
+        lines.append(
+            f"- Day 0's embedding in parts (a fresh process, `attribute`): `{json.dumps(a)}`."
+        )
     for day, d in sw["days"].items():
         q = d.get("queue")
         if q:
@@ -1181,6 +1240,8 @@ def main(argv=None) -> int:
     pr.add_argument("--image-sides", type=int, nargs="+", default=[400, 1080])
     pr.add_argument("--image-batches", type=int, nargs="+", default=[32, 256])
     pr.add_argument("--image-workers", type=int, nargs="+", default=[8, 16])
+    pa_ = sub.add_parser("attribute", help=argparse.SUPPRESS)
+    pa_.add_argument("spec")
     pn = sub.add_parser("render")
     pn.add_argument("json")
     pn.add_argument("--out", default=str(RESULTS / "gpu.md"))
@@ -1196,6 +1257,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.step == "prepare":
         prepare(args.texts, images=not args.no_images)
+    elif args.step == "attribute":
+        print(json.dumps(attribute(json.loads(args.spec))))
     elif args.step == "run":
         return run(args)
     else:
