@@ -205,37 +205,139 @@ def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+    "added_tokens.json", "sentencepiece.bpe.model", "spiece.model", "merges.txt", "vocab.json",
+)  # fmt: skip
+
+
+def tokenizer_cache_path(model_dir: str | Path, max_seq_length: int) -> Path:
+    """``$RISKRANK_CACHE/onnx/tokenizer-<digest>/max<N>.json``: the digest covers the model's
+    tokenizer files and the transformers release whose wrapper the copy was checked against
+    (read from the package's metadata, not by importing it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    model_dir = Path(model_dir)
+    try:
+        release = version("transformers")
+    except PackageNotFoundError:
+        release = "none"
+    h = hashlib.sha256(f"transformers=={release}".encode())
+    for name in TOKENIZER_FILES:
+        if (model_dir / name).is_file():
+            h.update(name.encode())
+            h.update((model_dir / name).read_bytes())
+    return onnx_cache_root() / f"tokenizer-{h.hexdigest()[:16]}" / f"max{max_seq_length}.json"
+
+
 class SentenceTokenizer:
     """The model's own tokenizer: int64 ``input_ids``, ``attention_mask``, ``token_type_ids``,
-    truncated to ``max_seq_length`` and padded to the longest text of the batch."""
+    truncated to ``max_seq_length`` and padded to the longest text of the batch.
 
-    def __init__(self, model_dir: str | Path, *, max_seq_length: int) -> None:
+    The ids are what transformers' tokenizer wrapper gives (``tokenizer(texts, truncation=True,
+    max_length=...)``), but after the first time they come from the wrapper's own Rust tokenizer
+    through the ``tokenizers`` library alone: importing transformers (and with it torch) took
+    ~6 s of every sweep with these backends on the 2-core CPU, more than the ONNX model's load.
+    The copy (the wrapper's backend tokenizer as transformers set it up, with its truncation) is
+    cached at ``tokenizer_cache_path`` only after it gave the wrapper's ids on ``PROBES``
+    (``index.signals.text_tokens``); where it does not, the wrapper is used. ``fast=False``:
+    always the wrapper.
+    """
+
+    def __init__(self, model_dir: str | Path, *, max_seq_length: int, fast: bool = True) -> None:
+        self.max_seq_length = max_seq_length
+        self.tokenizer = None  # transformers' wrapper, only where the copy is not used
+        self._fast = None
+        self._pad_id = 0
+        self._types = True  # does the wrapper give token_type_ids (else zeros, as it is fed)
+        cached = tokenizer_cache_path(model_dir, max_seq_length)
+        if fast and cached.is_file():
+            from tokenizers import Tokenizer
+
+            saved = json.loads(cached.read_text())
+            self._fast = Tokenizer.from_str(saved["tokenizer"])
+            self._pad_id, self._types = int(saved["pad_id"]), bool(saved["token_type_ids"])
+            return
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.max_seq_length = max_seq_length
+        self._pad_id = self.tokenizer.pad_token_id or 0
+        if fast:
+            self._fast = self._checked_copy(cached)
+            if self._fast is not None:
+                self.tokenizer = None
+
+    def _checked_copy(self, cached: Path):
+        """The wrapper's Rust tokenizer with its truncation, if it gives the wrapper's ids on
+        ``PROBES`` (then saved to ``cached``), else None."""
+        from tokenizers import Tokenizer
+
+        from riskrank.index.manifest import write_text_atomic
+        from riskrank.index.signals.text_tokens import PROBES
+
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None or getattr(self.tokenizer, "truncation_side", "right") != "right":
+            return None
+        copy = Tokenizer.from_str(backend.to_str())
+        copy.no_padding()
+        copy.enable_truncation(self.max_seq_length)
+        want = self.tokenizer(list(PROBES), truncation=True, max_length=self.max_seq_length)
+        got = copy.encode_batch(list(PROBES))
+        self._types = "token_type_ids" in want
+        want_types = want["token_type_ids"] if self._types else [None] * len(PROBES)
+        for g, ids, types in zip(got, want["input_ids"], want_types, strict=True):
+            if g.ids != ids or (types is not None and g.type_ids != types):
+                return None
+        record = {"tokenizer": copy.to_str(), "pad_id": self._pad_id, "token_type_ids": self._types}
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(json.dumps(record), cached)
+        return copy
+
+    @property
+    def is_fast(self) -> bool:
+        """True where the ids come from the checked copy, without transformers."""
+        return self._fast is not None
 
     def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
-        enc = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_seq_length,
-            return_tensors="np",
-        )
-        feeds = {k: enc[k].astype(np.int64) for k in _INPUTS if k in enc}
-        feeds.setdefault("token_type_ids", np.zeros_like(feeds["input_ids"]))
+        if self._fast is None:
+            enc = self.tokenizer(
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=self.max_seq_length,
+                return_tensors="np",
+            )
+            feeds = {k: enc[k].astype(np.int64) for k in _INPUTS if k in enc}
+            feeds.setdefault("token_type_ids", np.zeros_like(feeds["input_ids"]))
+            return feeds
+        encodings = self._fast.encode_batch(list(texts))
+        width = max((len(e.ids) for e in encodings), default=0)
+        feeds = {
+            "input_ids": np.full((len(encodings), width), self._pad_id, np.int64),
+            "attention_mask": np.zeros((len(encodings), width), np.int64),
+            "token_type_ids": np.zeros((len(encodings), width), np.int64),
+        }
+        for row, e in enumerate(encodings):
+            n = len(e.ids)
+            feeds["input_ids"][row, :n] = e.ids
+            feeds["attention_mask"][row, :n] = 1
+            if self._types:
+                feeds["token_type_ids"][row, :n] = e.type_ids
         return feeds
 
     def unpadded(self, texts: list[str]) -> tuple[list[list[int]], list[list[int]] | None]:
         """Per text, its ``input_ids`` and ``token_type_ids`` (None if the model has none),
         truncated the same way but not padded: the caller pads them into its own batches."""
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
-        return enc["input_ids"], enc.get("token_type_ids")
+        if self._fast is None:
+            enc = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
+            return enc["input_ids"], enc.get("token_type_ids")
+        encodings = self._fast.encode_batch(list(texts))
+        types = [e.type_ids for e in encodings] if self._types else None
+        return [e.ids for e in encodings], types
 
     @property
     def pad_id(self) -> int:
-        return self.tokenizer.pad_token_id or 0
+        return self._pad_id
 
 
 class OnnxSentenceModel:

@@ -502,3 +502,64 @@ def test_cli_builds_a_full_int8_index(tmp_path, inventory_items):
     entry = json.loads((out / "manifest.json").read_text())["signals"]["text"]
     assert entry["backend"] == "openvino-int8" and entry["calibration"]["name"] == "cal.parquet"
     assert entry["calibration"]["size"] == len(CALIBRATION)
+
+
+def test_the_onnx_tokenizer_copy_is_exact_cached_and_needs_no_transformers(tmp_path, monkeypatch):
+    """The ONNX/OpenVINO backends' ``SentenceTokenizer`` gives transformers' wrapper's ids on
+    every SpamAssassin mail and insult (padded and unpadded), saves its checked copy, and a
+    later process tokenises from that copy without importing transformers or torch."""
+    import subprocess
+    import sys
+
+    from riskrank.index.signals.text import resolve_text_model
+    from riskrank.index.signals.text_onnx import SentenceTokenizer, tokenizer_cache_path
+    from riskrank.rank.app import datasets
+
+    monkeypatch.setenv("RISKRANK_CACHE", str(tmp_path))
+    path, _ = resolve_text_model("all-MiniLM-L6-v2")
+    wrapper = SentenceTokenizer(path, max_seq_length=256, fast=False)
+    fast = SentenceTokenizer(path, max_seq_length=256)
+    assert fast.is_fast and not wrapper.is_fast
+    assert tokenizer_cache_path(path, 256).is_file()
+    texts = [
+        t for name in ("spamassassin", "insults") for t in datasets.load(name)["text"].to_pylist()
+    ]
+    assert fast.unpadded(texts) == wrapper.unpadded(texts)
+    for start in range(0, len(texts), 997):  # padded batches, as the ONNX backend feeds them
+        got, want = fast(texts[start : start + 997]), wrapper(texts[start : start + 997])
+        assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in got)
+    assert fast.pad_id == wrapper.pad_id
+    probe = (
+        "import sys\n"
+        "from riskrank.index.signals.text_onnx import SentenceTokenizer\n"
+        f"tok = SentenceTokenizer({str(path)!r}, max_seq_length=256)\n"
+        "ids, _ = tok.unpadded(['win a free iPhone'])\n"
+        "print(tok.is_fast, 'transformers' in sys.modules, 'torch' in sys.modules, ids[0][:3])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+        env={**__import__("os").environ, "RISKRANK_CACHE": str(tmp_path)},
+    )  # fmt: skip
+    assert out.stdout.split()[:3] == ["True", "False", "False"], out.stdout + out.stderr
+
+
+def test_an_onnx_tokenizer_copy_that_disagrees_is_not_used(tmp_path, monkeypatch):
+    from tokenizers import Tokenizer
+
+    from riskrank.index.signals.text import resolve_text_model
+    from riskrank.index.signals.text_onnx import SentenceTokenizer, tokenizer_cache_path
+
+    monkeypatch.setenv("RISKRANK_CACHE", str(tmp_path))
+    path, _ = resolve_text_model("all-MiniLM-L6-v2")
+    real = Tokenizer.from_str
+
+    def drifted(text):  # the copy gains a token the wrapper does not have
+        tok = real(text)
+        tok.add_tokens(["longwordwithoutspaces"])  # a PROBES word the vocabulary splits
+        return tok
+
+    monkeypatch.setattr(Tokenizer, "from_str", staticmethod(drifted))
+    tok = SentenceTokenizer(path, max_seq_length=256)
+    assert not tok.is_fast and not tokenizer_cache_path(path, 256).exists()
+    monkeypatch.undo()
+    assert tok.unpadded(["win a free iPhone"])[0] == [[101, 2663, 1037, 2489, 18059, 102]]
