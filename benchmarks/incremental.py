@@ -291,6 +291,16 @@ ENCODER_WORDS = {
 }
 
 
+def recorded_precision(index_dir: Path) -> str | None:
+    """The text encoder's precision as the standing index's manifest recorded it (OpenVINO
+    runs bf16 only where the CPU has it: the label above is what was asked for)."""
+    for manifest in sorted(index_dir.glob("versions/*/manifest.json")):
+        for entry in json.loads(manifest.read_text()).get("signals", {}).values():
+            if isinstance(entry, dict) and entry.get("precision"):
+                return str(entry["precision"])
+    return None
+
+
 def train_model(
     paths: dict, model_dir: Path, backend: str = "torch", text_model: str | None = None
 ) -> float:
@@ -351,6 +361,7 @@ def run(
         "train_s": round(t_train, 1),
         "days": days,
         "text_backend": backend,
+        "text_precision": recorded_precision(root / "standing"),
     }
 
 
@@ -469,6 +480,11 @@ def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
         f"{c['day1']:,} items; day 2: a new policy's 5 seeds. Model trained once beforehand "
         f"({res['train_s']} s, not counted). Encoder: MiniLM, "
         + ENCODER_WORDS.get(res.get("text_backend", "torch"), res.get("text_backend", "?"))
+        + (
+            f"; it ran in {res['text_precision']} (the index manifest's record)"
+            if res.get("text_precision")
+            else ""
+        )
         + ".",
         "",
         "| day | sweep | items embedded | wall s | index s (read / embed / index) | recall s "

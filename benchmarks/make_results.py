@@ -15,6 +15,10 @@ PARTS = [
     ("incremental.md", "Daily sweeps: standing index vs from-scratch sweeps (issue 12)"),
     ("incremental_head.md", "Daily sweeps: a whole new run at 7c298de (issue 12)"),
     ("incremental_openvino.md", "Daily sweeps with the OpenVINO bf16 encoder (issue 12)"),
+    (
+        "incremental_openvino_avx2.md",
+        "Daily sweeps with the OpenVINO encoder, its sweeps without torch (issue 12)",
+    ),
     ("incremental_ivf.md", "Daily sweeps: an IVF index updated in place vs a rebuild (issue 12)"),
     ("calibration.md", "Decisions: calibration and automatic actions (issue 11)"),
     ("lexical_fit.md", "Training the lexical probe (issue 11, item 5)"),
