@@ -236,8 +236,8 @@ class SentenceTokenizer:
 
     The ids are what transformers' tokenizer wrapper gives (``tokenizer(texts, truncation=True,
     max_length=...)``), but after the first time they come from the wrapper's own Rust tokenizer
-    through the ``tokenizers`` library alone: importing transformers (and with it torch) took
-    ~6 s of every sweep with these backends on the 2-core CPU, more than the ONNX model's load.
+    through the ``tokenizers`` library alone: importing transformers (and with it torch) made
+    a new process's first vector take 3.2-4.8 s on the 2-core CPU, against 0.3-0.7 s now.
     The copy (the wrapper's backend tokenizer as transformers set it up, with its truncation) is
     cached at ``tokenizer_cache_path`` only after it gave the wrapper's ids on ``PROBES``
     (``index.signals.text_tokens``); where it does not, the wrapper is used. ``fast=False``:
@@ -254,10 +254,13 @@ class SentenceTokenizer:
         if fast and cached.is_file():
             from tokenizers import Tokenizer
 
-            saved = json.loads(cached.read_text())
-            self._fast = Tokenizer.from_str(saved["tokenizer"])
-            self._pad_id, self._types = int(saved["pad_id"]), bool(saved["token_type_ids"])
-            return
+            try:
+                saved = json.loads(cached.read_text())
+                self._fast = Tokenizer.from_str(saved["tokenizer"])
+                self._pad_id, self._types = int(saved["pad_id"]), bool(saved["token_type_ids"])
+                return
+            except Exception:  # an unreadable copy is checked and written again below
+                self._fast = None
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -541,6 +541,11 @@ def test_the_onnx_tokenizer_copy_is_exact_cached_and_needs_no_transformers(tmp_p
         env={**__import__("os").environ, "RISKRANK_CACHE": str(tmp_path)},
     )  # fmt: skip
     assert out.stdout.split()[:3] == ["True", "False", "False"], out.stdout + out.stderr
+    # A damaged copy is checked and written again, not trusted or fatal.
+    tokenizer_cache_path(path, 256).write_text('{"tokenizer": "not json')
+    again = SentenceTokenizer(path, max_seq_length=256)
+    assert again.is_fast and again.unpadded(texts[:50]) == wrapper.unpadded(texts[:50])
+    assert json.loads(tokenizer_cache_path(path, 256).read_text())["pad_id"] == wrapper.pad_id
 
 
 def test_an_onnx_tokenizer_copy_that_disagrees_is_not_used(tmp_path, monkeypatch):
