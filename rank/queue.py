@@ -1,8 +1,8 @@
 """The escalation queue: what reviewers work through, riskiest first.
 
 Its columns are ``QUEUE_SCHEMA`` (the README's queue table is generated from it), then the
-candidates' evidence, then the item's own metadata (``text`` truncated to 300 chars). Ordered by
-``risk_probability`` then ``risk_score``; ``rank`` is that order and every metric
+candidates' evidence, then the item's own metadata (``text`` cut to ``QUEUE_TEXT_CHARS``).
+Ordered by ``risk_probability`` then ``risk_score``; ``rank`` is that order and every metric
 (``rank.evaluation``) reads it, never the probability alone.
 """
 
@@ -90,6 +90,14 @@ def suggested_actions(
     return np.where(automatic & reached, seed_action, ESCALATE)
 
 
+QUEUE_TEXT_CHARS = 300  # the queue holds the start of each item's text, not all of it
+
+
+def shown_text(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """What the queue shows of texts (review import checks verdicts' content against it)."""
+    return pc.utf8_slice_codeunits(text, 0, QUEUE_TEXT_CHARS)
+
+
 def build_queue(
     candidates: pa.Table,
     scored: ScoredCandidates,
@@ -152,9 +160,8 @@ def build_queue(
             table = table.drop([name])
         table = table.append_column(name, col)
     if "text" in table.column_names:
-        table = table.set_column(
-            table.column_names.index("text"), "text", pc.utf8_slice_codeunits(table["text"], 0, 300)
-        )
+        i = table.column_names.index("text")
+        table = table.set_column(i, "text", shown_text(table["text"]))
     # The written-down contract first, in its order and types; evidence and metadata follow.
     front = [f for f in QUEUE_SCHEMA if f.name in table.column_names]
     for field in front:

@@ -15,16 +15,20 @@ Verdict file columns (Parquet or CSV)
                  item under.
 
 Ids are text; integer ids are read as their digits, as the inventory reads them. Every row
-is either imported or quarantined with its reason (``verdicts_quarantine.parquet`` in the new
-model directory; ``row`` counts the file's data rows from 0, so a CSV's line is row + 2):
-unknown item or campaign ids, a missing or out-of-range or non-integer verdict, a policy the
-model has no seeds for, duplicate or conflicting verdicts (all rows of a conflict are
+is either imported or quarantined with its reason (``verdicts_quarantine.parquet`` in the
+new model directory; ``row`` counts the file's data rows from 0, so a CSV's line is row +
+2): unknown item or campaign ids, a missing or out-of-range or non-integer verdict, a policy
+the model has no seeds for, duplicate or conflicting verdicts (all rows of a conflict are
 quarantined: nobody can tell which one is right), a campaign verdict that reaches no member,
-an item the history already has a verdict for, an item whose content cannot be found or is
-empty. ``strict=True`` raises ``SchemaError`` naming the rows instead, and nothing is
-imported. Refused before anything is written: an ``out_dir`` that already holds a model or
-holds a user's files, and a queue made by a later model version than ``model_dir`` (its
-``report.json`` names the model). A file that imports nothing (no rows, or every row
+an item the history already has a verdict for on the same content, an item whose content
+cannot be found or is empty, or is not what the queue showed (the start of its text: an
+``--inventory`` edited since the sweep). An item whose content changed since its review (the
+sweep queued it as ``reviewed="changed"``) takes the new verdict: its new history row
+replaces the old one, and the next sweep sees it reviewed and unchanged. ``strict=True``
+raises ``SchemaError`` naming the rows instead, and nothing is imported. Refused before
+anything is written: an ``out_dir`` that already holds a model or holds a user's files, and
+a queue made by a later model version than ``model_dir`` or by another model of its version
+(its ``report.json`` names the model). A file that imports nothing (no rows, or every row
 quarantined) is refused with the reasons counted: a new version would be its parent again.
 
 Models are versioned: ``model.json`` records ``version``, ``parent_version``,
@@ -55,6 +59,8 @@ from riskrank.index.schema import ITEM_ID, NO_CONTENT, has_content, quarantine_t
 from riskrank.index.standing import DELTA, LOCK, StandingIndex
 from riskrank.index.store import current_version
 from riskrank.index.tables import SchemaError, TableLike, as_table, read_text_csv, write_parquet
+from riskrank.rank.queue import shown_text
+from riskrank.rank.reviewed import content_digests
 from riskrank.recall.history import VERDICT_MAX
 from riskrank.recall.seeds import SeedSet
 
@@ -156,6 +162,10 @@ class QueueIndex:
             raise SchemaError(f"queue: needs item_id and policy columns, has {queue.column_names}")
         ids, pols = queue[ITEM_ID].to_pylist(), queue["policy"].to_pylist()
         self.policy = dict(zip(ids, pols))
+        # What a reviewer saw of each row's text (the queue cuts it to QUEUE_TEXT_CHARS).
+        self.shown_text: dict[str, str] = {}
+        if "text" in queue.column_names:
+            self.shown_text = {i: t for i, t in zip(ids, queue["text"].to_pylist()) if t}
         self.members: dict[str, list[str]] = {}
         # Campaign mode: one row per campaign, its representative (the row a reviewer saw).
         self.shown_for: dict[str, str] = {}
@@ -260,12 +270,12 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
         if kind == "item" and ref is not None:
             own_rows.setdefault(ref, []).append(i)
         pol = _text(pol)
+        if not problem and pol is None:  # a blank cell: the policy the queue showed
+            pol = q.policy[ref] if kind == "item" else q.policy[q.members[ref][0]]
         problem = problem or _row_problem(v, pol, policies)
         if problem:
             bad[i] = problem
             continue
-        if pol is None:
-            pol = q.policy[ref] if kind == "item" else q.policy[q.members[ref][0]]
         rows.append(
             {"row": i, "kind": kind, "ref": ref, "policy": pol, "verdict": parse_verdict(v)}
         )
@@ -338,6 +348,7 @@ class ImportResult:
     model: object | None
     version: int
     rows: int  # verdict rows in the file
+    replaced: int = 0  # re-reviews of edited items that replaced their old history row
 
 
 def seed_history_index(model_dir: Path, out_dir: Path) -> None:
@@ -357,14 +368,20 @@ def seed_history_index(model_dir: Path, out_dir: Path) -> None:
 def _sweep_items_path(queue_path: Path | None) -> Path | None:
     """The items table of the index version the sweep beside ``queue_path`` searched (its
     report names it; a standing index keeps the two newest versions), else the current
-    version of the index in the sweep's directory."""
+    version of that standing index (the named one was pruned by later sweeps: its items'
+    content may have changed since, which ``_new_rows`` checks against what the queue
+    showed), else the current version of the index in the sweep's directory."""
     if queue_path is None:
         return None
     candidates = []
     report = queue_path.parent / "report.json"
     if report.exists():
         named = json.loads(report.read_text()).get("index_version_dir")
-        candidates += [Path(named)] if named else []
+        if named:
+            candidates.append(Path(named))
+            standing = Path(named).parent.parent  # <standing>/versions/v000001
+            if StandingIndex.is_standing(standing):
+                candidates.append(current_version(standing))
     candidates.append(current_version(queue_path.parent / "index"))
     return next((c / "items.parquet" for c in candidates if (c / "items.parquet").exists()), None)
 
@@ -387,30 +404,98 @@ def _content(item_ids: list[str], inventory: TableLike | None, queue_path: Path 
     }
 
 
+def _shown_differs(content: dict, shown: str | None) -> bool:
+    """Whether an item's content is not what the queue showed of it (its text's start)."""
+    text = content.get("text")
+    if shown is None or not isinstance(text, str):
+        return False  # nothing shown to compare (a campaign member, an image-only item)
+    return shown_text(pa.array([text], pa.string()))[0].as_py() != shown
+
+
+def _changed_since_review(
+    history: pa.Table, rows: list[int], contents: list[dict], signals: list
+) -> list[bool]:
+    """Per reviewed history row, whether the content now found for its item differs."""
+    if not rows:
+        return []
+    old = content_digests(history.take(pa.array(rows, pa.int64())), signals)
+    new = content_digests(_content_table(contents), signals)
+    return [a != b for a, b in zip(old, new)]
+
+
+def _content_table(contents: list[dict]) -> pa.Table:
+    types = {"text": pa.string(), "image_bytes": pa.binary(), "image_path": pa.string()}
+    return pa.table({c: pa.array([r.get(c) for r in contents], types[c]) for c in CONTENT})
+
+
 def _new_rows(
-    check: VerdictCheck, history: pa.Table, content: dict, sweep_id: str
-) -> tuple[pa.Table, pa.Table, list[dict]]:
-    """History rows for accepted verdicts, the accepted rows they came from, and the rows
-    that cannot be used (for the quarantine)."""
-    seen = dict(
+    check: VerdictCheck,
+    history: pa.Table,
+    content: dict,
+    sweep_id: str,
+    shown: dict[str, str] | None = None,
+    signals: list | None = None,
+) -> tuple[pa.Table, pa.Table, list[dict], list[int]]:
+    """History rows for accepted verdicts, the accepted rows they came from, the rows that
+    cannot be used (for the quarantine), and the history rows the new ones replace.
+
+    An item already in the history under the policy takes a new verdict only when its
+    content changed since that review (the sweep queued it as ``reviewed="changed"``): the
+    new review replaces the old row, so the model learns today's content under the new
+    verdict and the next sweep sees it as reviewed, unchanged. Content found for an item
+    (in ``--inventory`` or the sweep's index) must be what the queue showed the reviewer
+    (``shown``: the start of its text), or the verdict would be stored on other content."""
+    shown = shown or {}
+    at = {
+        key: (verdict, row)
+        for row, (key, verdict) in enumerate(
+            zip(
+                zip(history[ITEM_ID].to_pylist(), history["policy"].to_pylist()),
+                history["verdict"].to_pylist(),
+            )
+        )
+    }
+    accepted = check.accepted.to_pylist()
+    again = [r for r in accepted if (r[ITEM_ID], r["policy"]) in at and r[ITEM_ID] in content]
+    changed = dict(
         zip(
-            zip(history[ITEM_ID].to_pylist(), history["policy"].to_pylist()),
-            history["verdict"].to_pylist(),
+            ((r[ITEM_ID], r["policy"]) for r in again),
+            _changed_since_review(
+                history,
+                [at[(r[ITEM_ID], r["policy"])][1] for r in again],
+                [content[r[ITEM_ID]] for r in again],
+                signals or [],
+            ),
         )
     )
-    rows, kept, bad = [], [], []
-    for r in check.accepted.to_pylist():
+    rows, kept, bad, replaced = [], [], [], []
+    for r in accepted:
         key = (r[ITEM_ID], r["policy"])
         why = ""
-        if key in seen:
-            why = f"already in the history with verdict {seen[key]} ({r['verdict_source']})"
+        if key in at and r[ITEM_ID] not in content:
+            why = (
+                f"already in the history with verdict {at[key][0]}; no content found to tell "
+                "whether it changed since: pass the inventory (--inventory)"
+            )
         elif r[ITEM_ID] not in content:
             why = "no content found for the item: pass the inventory (--inventory)"
         elif not has_content(content[r[ITEM_ID]]):
             why = NO_CONTENT
+        elif _shown_differs(content[r[ITEM_ID]], shown.get(r[ITEM_ID])):
+            why = (
+                "the content found for the item is not what the queue showed (its text "
+                "starts differently): pass the inventory the sweep ran on (--inventory)"
+            )
+        elif key in at and not changed.get(key):
+            why = (
+                f"already in the history with verdict {at[key][0]}, content unchanged "
+                f"(this row's verdict: {r['verdict_source']})"
+            )
         if why:
             bad.append({ITEM_ID: r[ITEM_ID], "row": r["row"], "stage": "verdicts", "reason": why})
             continue
+        if key in at:
+            replaced.append(at[key][1])
         kept.append(r)
         rows.append(
             {
@@ -422,7 +507,8 @@ def _new_rows(
                 **content[r[ITEM_ID]],
             }
         )
-    return pa.Table.from_pylist(rows), pa.Table.from_pylist(kept, check.accepted.schema), bad
+    new = pa.Table.from_pylist(rows)
+    return new, pa.Table.from_pylist(kept, check.accepted.schema), bad, replaced
 
 
 @holds_output_lock("out_dir", what="model directory")  # as train holds it: one writer
@@ -462,10 +548,16 @@ def import_verdicts(
     history = pq.read_table(model_dir / HISTORY_FILE)
     seeds = SeedSet.from_table(model_dir / SEEDS_FILE)
     table = read_verdicts(verdicts)
-    check = check_verdicts(table, QueueIndex(as_table(queue, what="queue")), set(seeds.policies))
+    q = QueueIndex(as_table(queue, what="queue"))
+    check = check_verdicts(table, q, set(seeds.policies))
     version = int(parent.get("version", 1)) + 1
     content = _content(check.accepted[ITEM_ID].to_pylist(), inventory, queue_path)
-    new, imported, more_bad = _new_rows(check, history, content, f"review-v{version}")
+    new, imported, more_bad, replaced = _new_rows(
+        check, history, content, f"review-v{version}", shown=q.shown_text, signals=old.signals
+    )
+    if replaced:  # re-reviews of edited items: the new row takes the old one's place
+        gone = set(replaced)
+        history = history.filter(pa.array([i not in gone for i in range(history.num_rows)]))
     quarantine = pa.concat_tables([check.quarantine, quarantine_table(more_bad)])
     if strict and quarantine.num_rows:
         listed = "; ".join(
@@ -479,7 +571,10 @@ def import_verdicts(
     merged = (
         pa.concat_tables([history, new], promote_options="permissive") if new.num_rows else history
     )
-    result = partial(ImportResult, imported, quarantine, merged, version=version, rows=len(table))
+    result = partial(
+        ImportResult, imported, quarantine, merged, version=version, rows=len(table),
+        replaced=len(replaced),
+    )  # fmt: skip
     if not retrain:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_parquet(quarantine, out_dir / QUARANTINE_FILE)
@@ -534,17 +629,25 @@ def check_out_dir(out_dir: Path, retrain: bool) -> None:
 
 
 def check_queue_model(queue_path: Path | None, model_dir: Path, parent: dict) -> None:
-    """Refuse verdicts on a queue made by a later model than ``model_dir``: the new version
-    would lack the reviews that model was trained on (the sweep's report names it)."""
+    """Refuse verdicts on a queue made by a model that is not ``model_dir``'s or one of its
+    ancestors (the sweep's report names the model): a later version (the new one would lack
+    the reviews that model was trained on), or another model of the same version (a sibling:
+    two imports from one parent). Only the version and the history digest are recorded, so
+    an older model on another branch cannot be told from an ancestor and is let through."""
     report = queue_path.parent / "report.json" if queue_path is not None else None
     if report is None or not report.exists():
         return
     made_by = json.loads(report.read_text()).get("model") or {}
     if made_by.get("history_digest") in (None, parent.get("history_digest")):
         return
-    if int(made_by.get("version") or 0) > int(parent.get("version") or 1):
-        raise ValueError(
-            f"{queue_path} was made by model version {made_by['version']} (created "
-            f"{made_by.get('created_at')}), later than {model_dir} (version "
-            f"{parent.get('version')}): import into the model that made the queue or a later one"
-        )
+    made, have = int(made_by.get("version") or 0), int(parent.get("version") or 1)
+    if made < have:
+        return
+    which = "later than" if made > have else "a different model of the same version as"
+    raise ValueError(
+        f"{queue_path} was made by model version {made_by['version']} (created "
+        f"{made_by.get('created_at')}, history digest {str(made_by['history_digest'])[:12]}), "
+        f"{which} {model_dir} (version {parent.get('version')}, history digest "
+        f"{str(parent.get('history_digest'))[:12]}): import into the model that made the "
+        "queue or a later one"
+    )

@@ -414,6 +414,7 @@ def cmd_review_import(args) -> int:
             ("  quarantined", len(set(res.quarantine["row"].to_pylist()) - used)),
             ("verdicts imported (items)", res.imported.num_rows),
             ("  from campaign verdicts", sum(s.startswith("campaign:") for s in source)),
+            ("  re-reviews of edited items", res.replaced),
             ("quarantine entries", res.quarantine.num_rows),
             ("history rows", res.history.num_rows),
             ("model version", res.version),

@@ -368,3 +368,91 @@ def test_a_file_that_imports_nothing_trains_no_new_version(loop, tmp_path):
     # Without a retrain the history is written unchanged, with the quarantine beside it.
     res = _import(bad, root, tmp_path / "h")
     assert res.imported.num_rows == 0 and res.quarantine.num_rows == 3
+
+
+def _one_item_queue(item_id: str, text: str, policy: str = "scam") -> pa.Table:
+    """A queue as a sweep writes it for one item: the start of its text, as shown."""
+    return pa.table({"item_id": [item_id], "policy": [policy], "text": [text[:300]]})
+
+
+def test_a_re_review_of_an_edited_item_replaces_its_old_verdict(loop, tmp_path):
+    """An item reviewed before and edited since (the sweep queues it as reviewed=changed)
+    takes the new verdict on its new content, in place of the old row; the same content
+    again is still refused, and the next sweep sees the item reviewed and unchanged."""
+    from riskrank.rank.reviewed import UNCHANGED, mark_reviewed
+
+    root, _ = loop
+    history = pq.read_table(root / "v1" / "history.parquet")
+    old = history.slice(3, 1).to_pylist()[0]
+    edited = old["text"] + " Updated: now with free shipping, reply with your card number."
+    inventory = pa.table({"item_id": [old["item_id"]], "text": [edited]})
+    verdicts = pa.table({"item_id": [old["item_id"]], "verdict": [1 - min(old["verdict"], 1)]})
+    queue = _one_item_queue(old["item_id"], edited)
+    res = import_verdicts(verdicts, queue, root / "v1", out_dir=tmp_path / "v2",
+                          inventory=inventory)  # fmt: skip
+    assert res.replaced == 1 and res.quarantine.num_rows == 0
+    hist = pq.read_table(tmp_path / "v2" / "history.parquet")
+    mine = hist.filter(pc.equal(hist["item_id"], old["item_id"])).to_pylist()
+    assert len(mine) == 1 and hist.num_rows == history.num_rows  # replaced, not added
+    assert mine[0]["text"] == edited and mine[0]["verdict"] == verdicts["verdict"][0].as_py()
+    # The next sweep of this content: reviewed, unchanged (so not queued again).
+    model = RiskModel.load(tmp_path / "v2")
+    reviewed = pq.read_table(tmp_path / "v2" / "reviewed.parquet")
+    marked = mark_reviewed(queue.select(["item_id", "policy"]), reviewed, inventory, model.signals)
+    assert marked["reviewed"].to_pylist() == [UNCHANGED]
+    # The old content again (nothing edited): already in the history, refused.
+    same = pa.table({"item_id": [old["item_id"]], "text": [old["text"]]})
+    res = import_verdicts(verdicts, _one_item_queue(old["item_id"], old["text"]), root / "v1",
+                          out_dir=tmp_path / "v3", inventory=same, retrain=False)  # fmt: skip
+    assert res.imported.num_rows == 0 and res.replaced == 0
+    assert "content unchanged" in res.quarantine["reason"][0].as_py()
+
+
+def test_content_that_is_not_what_the_queue_showed_is_quarantined(loop, tmp_path):
+    """An --inventory edited since the sweep would put the verdict on content the reviewer
+    never saw: the row is quarantined instead."""
+    root, queue = loop
+    top = queue.slice(0, 2).to_pylist()
+    inv = pa.table(
+        {
+            "item_id": [r["item_id"] for r in top],
+            "text": ["Hi team, the quarterly report is attached. Regards, Ann", top[1]["text"]],
+        }
+    )
+    verdicts = pa.table({"item_id": [r["item_id"] for r in top], "verdict": [3, 2]})
+    res = _import(verdicts, root, tmp_path / "v2", inventory=inv)
+    assert res.imported["item_id"].to_pylist() == [top[1]["item_id"]]
+    assert res.quarantine["item_id"].to_pylist() == [top[0]["item_id"]]
+    assert "not what the queue showed" in res.quarantine["reason"][0].as_py()
+
+
+def test_a_blank_policy_is_checked_like_a_written_one(loop, tmp_path):
+    """A blank policy cell takes the queue's policy, and that policy must be one the model
+    has seeds for, as a written one must (a new policy's sweep runs without its seeds in
+    the model)."""
+    root, queue = loop
+    item = queue["item_id"][0].as_py()
+    shown = _one_item_queue(item, queue["text"][0].as_py(), policy="phishing")
+    for policy in (None, "phishing"):
+        verdicts = pa.table({"item_id": [item], "verdict": [2], "policy": [policy]})
+        res = import_verdicts(verdicts, shown, root / "v1", out_dir=tmp_path / str(policy),
+                              retrain=False)  # fmt: skip
+        assert res.imported.num_rows == 0
+        assert "not one of the model's seed policies" in res.quarantine["reason"][0].as_py()
+
+
+def test_a_queue_made_by_a_sibling_model_is_refused(loop, tmp_path):
+    """Two imports from one parent both make a version 2: a queue of one is not the other's."""
+    root, queue = loop
+    sibling = tmp_path / "sibling"
+    sibling.mkdir()
+    pq.write_table(queue, sibling / "queue.parquet")
+    report = json.loads((root / "day1" / "report.json").read_text())
+    parent = json.loads((root / "v1" / "model.json").read_text())
+    report["model"] = {"version": 1, "history_digest": "e" * 64, "created_at": "2026-12-04"}
+    (sibling / "report.json").write_text(json.dumps(report))
+    verdicts = pa.table({"item_id": [queue["item_id"][0].as_py()], "verdict": [2]})
+    assert parent["history_digest"] != "e" * 64 and parent["version"] == 1
+    with pytest.raises(ValueError, match="a different model of the same version"):
+        import_verdicts(verdicts, sibling / "queue.parquet", root / "v1", out_dir=tmp_path / "v2")
+    assert not (tmp_path / "v2").exists()
