@@ -58,6 +58,7 @@ from riskrank.rank.campaigns import (
     campaign_view,
     find_campaigns,
 )
+from riskrank.rank.input_checks import check_explore
 from riskrank.rank.sweep_cache import LinkCache
 
 EXPLORE_SHARE = 0.1
@@ -187,8 +188,7 @@ def allocate_slots(
     ``cover``: per unit, how close its campaign's closest member is to a reviewed item (default:
     the unit's own closeness). ``rule``: how the explore slots are chosen.
     """
-    if not 0 <= explore < 1:
-        raise ValueError(f"explore={explore!r} is invalid; expected a share in [0, 1)")
+    check_explore(explore)
     if budget is not None and budget < 0:
         raise ValueError(f"budget={budget!r} is invalid; expected an integer >= 0")
     n = units.num_rows

@@ -36,6 +36,13 @@ def check_budget(budget: int | None) -> None:
         raise ValueError(f"budget={budget!r}: expected a positive number of items (or None)")
 
 
+def check_explore(explore: float) -> None:
+    """``explore`` is the share of the budget spent on exploration: a number in [0, 1)."""
+    ok = isinstance(explore, (int, float)) and not isinstance(explore, bool)
+    if not ok or not 0 <= explore < 1:  # (NaN fails the comparison)
+        raise ValueError(f"explore={explore!r} is invalid; expected a share in [0, 1)")
+
+
 def check_history_trainable(
     hist: pa.Table, *, min_per_class: int = 2, warn: bool = True, after: str = ""
 ) -> None:

@@ -37,6 +37,7 @@ from riskrank.rank.engine import resolve_sweep_engine
 from riskrank.rank.exploration import EXPLORE_SHARE, arrange_queue
 from riskrank.rank.input_checks import (
     check_budget,
+    check_explore,
     check_history_trainable,
     history_rows_not_indexed,
     protect_metadata,
@@ -303,6 +304,7 @@ def sweep(
     """
     t0 = time.time()
     check_budget(budget)
+    check_explore(explore)  # before anything is embedded or a standing index moves
     engine = resolve_sweep_engine(engine)
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
     collector.freeze_more()  # the model and its encoders, loaded just now

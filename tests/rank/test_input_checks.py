@@ -130,3 +130,22 @@ def test_cli_sweep_with_every_row_quarantined_reports(tmp_path, seeds, hashing_m
     assert pq.read_table(tmp_path / "o" / "queue.parquet").num_rows == 0
     assert main(argv + [str(tmp_path / "o2"), "--budget", "0"]) == 2
     assert "budget=0" in capsys.readouterr().err
+
+
+def test_a_bad_explore_share_is_refused_before_the_index_moves(
+    tmp_path, seeds, inventory_items, hashing_model, capsys
+):
+    """--explore is checked with --budget, before anything is embedded: a standing index
+    is not moved to a new version by a sweep that then fails."""
+    hashing_model.save(tmp_path / "m")
+    pq.write_table(seeds, tmp_path / "s.parquet")
+    pq.write_table(inventory_items.drop(["label"]), tmp_path / "i.parquet")
+    argv = ["sweep", "--inventory", str(tmp_path / "i.parquet"), "--seeds"]
+    argv += [str(tmp_path / "s.parquet"), "--model", str(tmp_path / "m")]
+    argv += ["--index", str(tmp_path / "standing")]
+    for share in ("1.5", "-0.5", "nan"):
+        assert main(argv + ["--out", str(tmp_path / "o"), "--explore", share]) == 2
+        assert "expected a share in [0, 1)" in capsys.readouterr().err
+        assert not (tmp_path / "standing").exists()
+    with pytest.raises(ValueError, match="explore=True"):
+        sweep(inventory_items.drop(["label"]), seeds, hashing_model, explore=True)
