@@ -456,3 +456,24 @@ def test_a_queue_made_by_a_sibling_model_is_refused(loop, tmp_path):
     with pytest.raises(ValueError, match="a different model of the same version"):
         import_verdicts(verdicts, sibling / "queue.parquet", root / "v1", out_dir=tmp_path / "v2")
     assert not (tmp_path / "v2").exists()
+
+
+def test_verdicts_on_a_queue_whose_index_version_was_pruned(loop, inventory_items, tmp_path):
+    """A standing index keeps two versions; a queue older than that still finds its items'
+    content in the index's current version, checked against what the queue showed."""
+    root, _ = loop
+    inv = inventory_items.drop(["label"])
+    out = tmp_path / "day1"
+    sweep(inv, root / "v1" / "seeds.parquet", root / "v1", out_dir=out, k=200,
+          index_dir=tmp_path / "standing", show_progress=False, explore=0)  # fmt: skip
+    queue = pq.read_table(out / "queue.parquet")
+    report = json.loads((out / "report.json").read_text())
+    pruned = tmp_path / "standing" / "versions" / "v000000"  # as if later sweeps removed it
+    assert not pruned.exists() and report["index_version_dir"] != str(pruned)
+    report["index_version_dir"] = str(pruned)
+    (out / "report.json").write_text(json.dumps(report))
+    top = queue["item_id"].to_pylist()[:3]
+    verdicts = pa.table({"item_id": top, "verdict": [2, 2, 2]})
+    res = import_verdicts(verdicts, out / "queue.parquet", root / "v1", out_dir=tmp_path / "v2",
+                          retrain=False)  # fmt: skip
+    assert res.imported["item_id"].to_pylist() == top and res.quarantine.num_rows == 0
