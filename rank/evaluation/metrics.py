@@ -1,7 +1,12 @@
 """Ranking quality metrics over a whole labelled population.
 
 Items the system never scored (not recalled) count as ranked last, so a method cannot look
-good by recalling little.
+good by recalling little. Items with equal scores (the not-recalled tail at -inf, a
+campaign's members) are in no order: every metric is its expected value over all orders of
+each tie (McSherry & Najork, ECIR 2008), so it depends neither on the input's row order nor
+on a random draw. Written out here (a few lines of numpy) because scikit-learn's
+``average_precision_score`` treats a tie as one threshold step, which is not the expected
+precision a reviewer working through the tied items gets, and has no P@k.
 """
 
 from __future__ import annotations
@@ -9,39 +14,71 @@ from __future__ import annotations
 import numpy as np
 
 
-def _order(scores: np.ndarray, rng_seed: int = 0) -> np.ndarray:
-    # Random tie-break: equal scores (e.g. -inf for everything not recalled) must not be ordered
-    # by input position, which could leak the label order.
-    rng = np.random.default_rng(rng_seed)
-    jitter = rng.random(len(scores))
-    return np.lexsort((jitter, -np.nan_to_num(scores, nan=-np.inf, neginf=-1e30)))
+def _ties(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tie groups in descending score order: (each item's group, group start, group size).
+    NaN counts as -inf (not scored)."""
+    s = np.nan_to_num(np.asarray(scores, float), nan=-np.inf)
+    order = np.argsort(-s, kind="stable")
+    ss = s[order]
+    new_group = np.r_[True, ss[1:] != ss[:-1]] if len(ss) else np.zeros(0, bool)
+    starts = np.flatnonzero(new_group)
+    sizes = np.diff(np.r_[starts, len(ss)])
+    group = np.empty(len(ss), np.int64)
+    group[order] = np.cumsum(new_group) - 1
+    return group, starts, sizes
+
+
+def _per_group(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    return np.bincount(group, weights=np.asarray(values, float), minlength=n_groups)
+
+
+def _expected_in_top(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
+    """Expected number of positives among the first ``k`` over the ties' orders."""
+    y = np.asarray(labels) > 0
+    group, starts, sizes = _ties(scores)
+    pos = _per_group(y, group, len(starts))
+    share = np.clip((k - starts) / np.maximum(sizes, 1), 0.0, 1.0)
+    return float((pos * share).sum())
 
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Expected AP over the orders of tied items."""
     y = np.asarray(labels) > 0
     if not y.any():
         return float("nan")
-    hits = y[_order(np.asarray(scores, float))]
-    prec = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float(prec[hits].sum() / y.sum())
+    group, starts, sizes = _ties(scores)
+    pos = _per_group(y, group, len(starts))
+    before = np.cumsum(pos) - pos  # positives ranked above each group
+    total = 0.0
+    for g in np.flatnonzero(pos):
+        t, r, n0 = sizes[g], pos[g], starts[g]
+        j = np.arange(1, t + 1)
+        # A positive at the group's j-th place has the others' expected share above it.
+        hits = before[g] + 1 + (j - 1) * ((r - 1) / (t - 1) if t > 1 else 0.0)
+        total += r / t * (hits / (n0 + j)).sum()
+    return float(total / y.sum())
 
 
 def precision_at(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
-    y = np.asarray(labels) > 0
-    return float(y[_order(np.asarray(scores, float))][:k].mean())
+    n = min(k, len(labels))
+    return _expected_in_top(labels, scores, k) / n if n else float("nan")
 
 
 def recall_at(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
     y = np.asarray(labels) > 0
     if not y.any():
         return float("nan")
-    return float(y[_order(np.asarray(scores, float))][:k].sum() / y.sum())
+    return _expected_in_top(labels, scores, k) / y.sum()
 
 
 def ndcg_at(gains: np.ndarray, scores: np.ndarray, k: int) -> float:
     g = np.asarray(gains, float)
     disc = 1.0 / np.log2(np.arange(2, k + 2))
-    got = (2 ** g[_order(np.asarray(scores, float))][:k] - 1) @ disc[: min(k, len(g))]
+    group, starts, sizes = _ties(scores)
+    mean_gain = _per_group(2**g - 1, group, len(starts)) / np.maximum(sizes, 1)
+    places = np.arange(min(k, len(g)))  # each of the first k places holds its group's mean
+    at = np.searchsorted(starts, places, side="right") - 1
+    got = (mean_gain[at] * disc[: len(places)]).sum()
     ideal = (2 ** np.sort(g)[::-1][:k] - 1) @ disc[: min(k, len(g))]
     return float(got / ideal) if ideal > 0 else float("nan")
 

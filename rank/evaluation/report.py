@@ -28,24 +28,37 @@ def queue_order_scores(queue: pa.Table, item_ids: list) -> np.ndarray:
 
     Every metric reads this, never ``risk_probability`` alone: ties in probability are broken
     by the raw score in the queue, and an evaluation must judge the order reviewers get.
-    Ids are compared as strings (the queue stores them so; labels may hold integers).
+    A campaign-mode queue's members (``campaign_members``) share their campaign's rank: one
+    decision covers them, in no order among themselves (the metrics take the expected value
+    over tied items). Ids are compared as strings (the queue stores them so; labels may hold
+    integers).
     """
     if "rank" not in queue.column_names:
         raise SchemaError(
             f"queue: no 'rank' column (columns: {queue.column_names}); is this a riskrank queue?"
         )
     best: dict[str, float] = {}
-    for i, r in zip(queue.column("item_id").to_pylist(), queue.column("rank").to_pylist()):
-        if r is not None:
-            best[str(i)] = max(best.get(str(i), -np.inf), -float(r))
+    ids, ranks = queue.column("item_id").to_pylist(), queue.column("rank").to_pylist()
+    members = (
+        queue.column("campaign_members").to_pylist()
+        if "campaign_members" in queue.column_names
+        else [None] * len(ids)
+    )
+    for i, r, ms in zip(ids, ranks, members):
+        if r is None:
+            continue
+        for j in [i, *(ms or [])]:  # a campaign's members are decided with it, at its rank
+            best[str(j)] = max(best.get(str(j), -np.inf), -float(r))
     return np.array([best.get(str(i), -np.inf) for i in item_ids])
 
 
 def evaluate(queue: pa.Table, labels: pa.Table, *, budget_fraction: float = 0.05) -> dict:
     """Quality of a queue's order against ground truth ``labels`` (item_id, verdict or label).
 
-    Ranked by the queue's ``rank``; labelled items the queue does not hold rank last, and
-    ``coverage`` is the share of labelled items it holds.
+    Ranked by the queue's ``rank``; labelled items the queue does not hold rank last, tied
+    (every metric is its expected value over the orders of tied items, so the labels' row
+    order does not matter), and ``coverage`` is the share of labelled items it holds (a
+    campaign's members included).
     """
     col = "verdict" if "verdict" in labels.column_names else "label"
     if "item_id" not in labels.column_names or col not in labels.column_names:

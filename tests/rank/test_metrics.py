@@ -1,0 +1,96 @@
+"""Metrics with tied scores are their expected value over every order of the ties."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from riskrank.rank.evaluation.metrics import (
+    average_precision,
+    ndcg_at,
+    precision_at,
+    recall_at,
+)
+
+
+def _strict(metric, labels, scores, *args):
+    """The metric of one strict order: ``scores`` broken by position (no ties left)."""
+    n = len(scores)
+    return metric(labels, np.asarray(scores, float) - np.arange(n) * 1e-9, *args)
+
+
+def _brute(metric, labels, scores, *args):
+    """The mean of ``metric`` over every ordering of the tied items (small inputs only)."""
+    labels, scores = np.asarray(labels), np.asarray(scores, float)
+    vals = []
+    for perm in itertools.permutations(range(len(labels))):
+        perm = np.array(perm)
+        s = scores[perm]
+        # Keep the order of distinct scores; only tied items trade places.
+        if not np.all(np.diff(np.nan_to_num(s, nan=-np.inf, neginf=-1e300)) <= 0):
+            continue
+        vals.append(_strict(metric, labels[perm], s, *args))
+    return float(np.mean(vals))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tied_metrics_equal_the_mean_over_every_order(seed):
+    rng = np.random.default_rng(seed)
+    n = 7
+    scores = rng.choice([0.9, 0.5, 0.5, 0.2, -np.inf], n)
+    scores[rng.integers(n)] = np.nan  # not scored: ranked with the -inf tail
+    labels = rng.integers(0, 4, n)
+    labels[0] = 2  # at least one positive
+    for metric, args in (
+        (average_precision, ()),
+        (precision_at, (3,)),
+        (precision_at, (10,)),
+        (recall_at, (2,)),
+        (ndcg_at, (4,)),
+    ):
+        want = _brute(metric, labels, scores, *args)
+        assert metric(labels, scores, *args) == pytest.approx(want, abs=1e-9), metric.__name__
+
+
+def test_metrics_do_not_depend_on_row_order():
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 500)
+    s = np.where(rng.random(500) < 0.3, rng.random(500), -np.inf)  # a long tied tail
+    perm = rng.permutation(500)
+    for metric, args in ((average_precision, ()), (precision_at, (200,)), (ndcg_at, (300,))):
+        assert metric(y, s, *args) == pytest.approx(metric(y[perm], s[perm], *args), abs=1e-12)
+
+
+def test_without_ties_the_metrics_are_the_usual_ones():
+    y = np.array([1, 0, 1, 0, 0, 1])
+    s = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    assert average_precision(y, s) == pytest.approx((1 + 2 / 3 + 3 / 6) / 3)
+    assert precision_at(y, s, 3) == pytest.approx(2 / 3)
+    assert recall_at(y, s, 2) == pytest.approx(1 / 3)
+    # All tied: AP is the expected AP of a random order, P@k the base rate.
+    flat = np.zeros(6)
+    assert precision_at(y, flat, 2) == pytest.approx(0.5)
+    assert average_precision(y, flat) == pytest.approx(_brute(average_precision, y, flat))
+
+
+def test_evaluate_counts_campaign_members_and_ignores_the_labels_row_order():
+    import pyarrow as pa
+
+    from riskrank.rank.evaluation.report import evaluate
+
+    queue = pa.table(
+        {
+            "item_id": ["a", "d"],
+            "rank": [1, 2],
+            "campaign_members": pa.array([["a", "b", "c"], ["d"]], pa.list_(pa.string())),
+        }
+    )
+    ids = ["a", "b", "c", "d", "e", "f", "g", "h"]
+    verdicts = [2, 2, 0, 0, 2, 0, 2, 0]
+    labels = pa.table({"item_id": ids, "verdict": verdicts})
+    got = evaluate(queue, labels)
+    assert got["coverage"] == pytest.approx(4 / 8)  # the campaign's members are held
+    # a, b, c tied at rank 1, then d, then the unqueued tail (e-h): P@10 is all 8 rows.
+    assert got["P@10"] == pytest.approx(4 / 8)
+    flipped = labels.take(pa.array(list(range(7, -1, -1))))
+    assert evaluate(queue, flipped) == pytest.approx(got)
