@@ -11,6 +11,8 @@ The short import for analysts::
 
 The three stages live in ``riskrank.index`` (content -> searchable index),
 ``riskrank.recall`` (seeds -> candidate evidence) and ``riskrank.rank`` (evidence -> queue).
+The recall step itself is ``rr.recall_candidates`` (``riskrank.recall.recall``): under the
+name ``recall`` it would hide the package, and ``import riskrank.recall`` would give a function.
 """
 
 from riskrank.index import (
@@ -30,7 +32,8 @@ from riskrank.index.manifest import package_version
 from riskrank.index.ray_engine.engine import RayEngine
 from riskrank.rank import RiskModel, RiskRanker, ScoredCandidates, SweepResult, sweep, train
 from riskrank.rank.ray_engine import RaySweepEngine
-from riskrank.recall import SeedSet, recall
+from riskrank.recall import SeedSet
+from riskrank.recall import recall as recall_candidates  # ``riskrank.recall`` is the package
 
 __version__ = package_version()
 
@@ -53,7 +56,7 @@ __all__ = [
     "TextEmbeddingSignal",
     "__version__",
     "build_index",
-    "recall",
+    "recall_candidates",
     "register_signal",
     "sweep",
     "train",
