@@ -417,8 +417,11 @@ def cmd_review_import(args) -> int:
             ("  re-reviews of edited items", res.replaced),
             ("quarantine entries", res.quarantine.num_rows),
             ("history rows", res.history.num_rows),
-            ("model version", res.version),
-            ("model", str(args.out)),
+            *(
+                [("model", f"none trained (--no-retrain): {Path(args.out) / 'history.parquet'}")]
+                if res.model is None
+                else [("model version", res.version), ("model", str(args.out))]
+            ),
             ("quarantine", str(Path(args.out) / "verdicts_quarantine.parquet")),
         ],
         f"review import {args.verdicts}",

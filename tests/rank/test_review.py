@@ -477,3 +477,14 @@ def test_verdicts_on_a_queue_whose_index_version_was_pruned(loop, inventory_item
     res = import_verdicts(verdicts, out / "queue.parquet", root / "v1", out_dir=tmp_path / "v2",
                           retrain=False)  # fmt: skip
     assert res.imported["item_id"].to_pylist() == top and res.quarantine.num_rows == 0
+
+
+def test_cli_no_retrain_says_no_model_was_trained(loop, tmp_path, capsys):
+    root, queue = loop
+    verdicts = tmp_path / "v.csv"
+    verdicts.write_text(f"item_id,verdict\n{queue['item_id'][0].as_py()},2\n")
+    argv = ["review", "import", str(verdicts), "--queue", str(root / "day1" / "queue.parquet")]
+    rc = main(argv + ["--model", str(root / "v1"), "--out", str(tmp_path / "h"), "--no-retrain"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "none trained (--no-retrain)" in out and "model version" not in out
+    assert not (tmp_path / "h" / "model.json").exists()
