@@ -382,6 +382,10 @@ def cmd_demo(args) -> int:
     out = Path(args.out)
     print(f"riskrank demo: {args.dataset}, {args.n_seeds} seeds, output in {out}/", flush=True)
     paths = prepare(args.dataset, out / "inputs", n_seeds=args.n_seeds, seed=args.seed)
+    if args.inputs_only:
+        for name, path in paths.items():
+            print(f"  {name:<10} {path}")
+        return 0
     model = train(paths["history"], paths["seeds"], out / "model", k=args.k)
     result = sweep(paths["inventory"], paths["seeds"], model, out_dir=out / "sweep", k=args.k)
     labels = pq.read_table(paths["labels"])
@@ -598,6 +602,12 @@ def _demo_parser(sub) -> None:
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--n-seeds", type=int, default=5)
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument(
+        "--inputs-only",
+        action="store_true",
+        help="fetch the data set and write its inputs (history, seeds, inventory, labels "
+        "Parquet) under OUT/inputs, then stop: no training, no sweep",
+    )
     _add_k_flag(d)
     d.set_defaults(func=cmd_demo)
 

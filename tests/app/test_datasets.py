@@ -324,3 +324,16 @@ def test_real_insults():
     assert not df.text.str.contains(r"\\(?:n|x[0-9a-f]{2})", regex=True).any()
     assert not df.text.str.contains("\u00c2\u00a0|\u00e2\u20ac").any()
     assert (df.text.str.len() > 0).all()
+
+
+@pytest.mark.data
+def test_demo_inputs_only_writes_the_inputs_and_stops(tmp_path, capsys):
+    """The README's review loop starts from the demo's inputs, without the whole demo."""
+    from riskrank.rank.app.cli import main
+
+    _need("insults")
+    assert main(["demo", "--dataset", "insults", "--out", str(tmp_path), "--inputs-only"]) == 0
+    names = sorted(p.name for p in (tmp_path / "inputs").iterdir())
+    assert names == ["history.parquet", "inventory.parquet", "labels.parquet", "seeds.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inputs"]  # no model, no sweep
+    assert "inventory" in capsys.readouterr().out
