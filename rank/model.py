@@ -33,12 +33,24 @@ from riskrank.recall.lexical import LexicalProbe
 # the reviewed items): carried across saves, never loaded by ``RiskModel.load``.
 CACHES = ("history_index",)
 
-__all__ = ["MODEL_JSON", "RiskModel", "check_model_dir"]
+__all__ = ["MODEL_JSON", "RiskModel", "check_model_dir", "check_not_in_model"]
 
 
 def check_model_dir(path: str | Path) -> None:
     """Refuse, before any work, a ``path`` that holds something other than a model."""
     check_target(path, CACHES)
+
+
+def check_not_in_model(path: str | Path, what: str) -> None:
+    """Refuse ``path`` (a sweep's ``--index``, an index update's) inside a model directory:
+    a model's ``history_index`` is its own, sealed with it, and is not an inventory index."""
+    here = Path(path).resolve()
+    for directory in (here, *here.parents):
+        if (directory / MODEL_JSON).is_file():
+            raise ValueError(
+                f"{what} {path} is inside the model directory {directory}: a model's own "
+                "history index is not an inventory index; name a directory of its own"
+            )
 
 
 @dataclass

@@ -42,7 +42,7 @@ from riskrank.rank.input_checks import (
     history_rows_not_indexed,
     protect_metadata,
 )
-from riskrank.rank.model import RiskModel, check_model_dir
+from riskrank.rank.model import RiskModel, check_model_dir, check_not_in_model
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
 from riskrank.rank.reasons import explain_queue
@@ -305,6 +305,8 @@ def sweep(
     t0 = time.time()
     check_budget(budget)
     check_explore(explore)  # before anything is embedded or a standing index moves
+    if index_dir is not None:
+        check_not_in_model(index_dir, "index_dir")
     engine = resolve_sweep_engine(engine)
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
     collector.freeze_more()  # the model and its encoders, loaded just now

@@ -173,7 +173,9 @@ def cmd_index_build(args) -> int:
 
 def cmd_index_update(args) -> int:
     from riskrank.index.standing import StandingIndex
+    from riskrank.rank.model import check_not_in_model
 
+    check_not_in_model(args.index, "--index")
     engine = _engine(args)
     with contextlib.nullcontext() if engine == "local" else engine.cluster(show_progress=True):
         _, stats = StandingIndex(args.index).update(

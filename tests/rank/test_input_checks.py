@@ -149,3 +149,22 @@ def test_a_bad_explore_share_is_refused_before_the_index_moves(
         assert not (tmp_path / "standing").exists()
     with pytest.raises(ValueError, match="explore=True"):
         sweep(inventory_items.drop(["label"]), seeds, hashing_model, explore=True)
+
+
+def test_an_index_inside_a_model_directory_is_refused(
+    tmp_path, seeds, inventory_items, hashing_model, capsys
+):
+    """A model's history_index is sealed with it: a sweep or an index update pointed there
+    is refused before anything is written."""
+    hashing_model.save(tmp_path / "m")
+    target = tmp_path / "m" / "history_index"
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "m").rglob("*"))
+    inv = inventory_items.drop(["label"])
+    pq.write_table(inv, tmp_path / "i.parquet")
+    with pytest.raises(ValueError, match="inside the model directory"):
+        sweep(inv, seeds, hashing_model, index_dir=target, show_progress=False)
+    argv = ["index", "update", "--inventory", str(tmp_path / "i.parquet"), "--index", str(target)]
+    assert main(argv) == 2
+    assert "inside the model directory" in capsys.readouterr().err
+    after = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "m").rglob("*"))
+    assert after == before
