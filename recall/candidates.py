@@ -31,7 +31,9 @@ MATCH_EVIDENCE = (
     EvidenceColumn("n_seeds_hi", "seeds matched above the strong threshold", direction=1),
     EvidenceColumn("n_seeds_lo", "seeds matched above the weak threshold", direction=1),
     EvidenceColumn(
-        "best_rank", "rank of the item in its closest seed's neighbour list", direction=-1
+        "best_rank",
+        "rank of the item in its closest seed's neighbour list (copies share a rank)",
+        direction=-1,
     ),
     EvidenceColumn(
         "best_sim_z",

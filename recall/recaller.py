@@ -48,6 +48,7 @@ BACKGROUND_SAMPLE = 2048
 # Neighbours per seed and signal, the one default of the library and the CLI: inventories of up
 # to 5,000 items are covered whole; past that, each seed's 5,000 nearest (k=None: every item).
 DEFAULT_K = 5000
+TIED_SIMILARITY = 1e-6  # similarities this close rank alike in a seed's neighbour list
 
 
 def _thresholds(si: SignalIndex) -> tuple[float, float]:
@@ -265,14 +266,22 @@ def _seed_evidence(
         best_j = sims.argmax(0)
         bg = state.similarity(q, state.background)
         mu, sd = bg.mean(1, keepdims=True), bg.std(1, keepdims=True) + 1e-6
-        # Rank of each candidate in each seed's ANN list (k + 1 where absent).
+        # Rank of each candidate in each seed's ANN list (k + 1 where absent). A run of equal
+        # similarities shares its first place: the index lists exact copies of one ad in the
+        # inventory's row order, and a copy's evidence must not depend on that. "Equal" is
+        # within TIED_SIMILARITY: the same vectors' similarities differ in the last bits
+        # between engines (the Ray engine's shards batch them differently).
         rank = np.full(sims.shape, k + 1, np.int32)
         lookup = {int(p): c for c, p in enumerate(pos)}
         for j, row in enumerate(ann):
+            run_sim, run_rank = np.inf, 0
             for r, p in enumerate(row):
                 c = lookup.get(int(p))
-                if c is not None:
-                    rank[j, c] = r + 1
+                if c is None:
+                    continue
+                if abs(sims[j, c] - run_sim) > TIED_SIMILARITY:
+                    run_sim, run_rank = sims[j, c], r + 1
+                rank[j, c] = run_rank
         cols = {
             "best_sim": order[0],
             "top3_mean": order[: min(3, len(order))].mean(0),

@@ -185,3 +185,25 @@ def test_k_none_recalls_every_item_of_an_ivf_index_too(
     np.testing.assert_allclose(
         a["text_best_sim"].to_numpy(), b["text_best_sim"].to_numpy(), atol=1e-6
     )
+
+
+def test_exact_copies_get_the_same_evidence_whatever_the_row_order(
+    tmp_path, inventory_items, seeds, text_signal
+):
+    """Copies of one ad under other ids tie in every seed's neighbour list: they share a
+    rank there, so neither their evidence nor a queue depends on the export's row order."""
+    inv = inventory_items.drop(["label"])
+    ad = inv.slice(0, 1).to_pylist()[0]
+    copies = pa.Table.from_pylist([{**ad, "item_id": f"copy{i}"} for i in range(4)], inv.schema)
+    one = pa.concat_tables([inv.slice(0, 10), copies, inv.slice(10)])
+    other = pa.concat_tables([copies.slice(2), inv.slice(10), copies.slice(0, 2), inv.slice(0, 10)])
+    cols = ["text_best_rank", "text_best_sim", "text_density", "text_neighbour_sim"]
+    got = []
+    for name, table in (("one", one), ("other", other)):
+        index = build_index(table, tmp_path / name, signals=[text_signal], show_progress=False)
+        cands = recall(index, seeds, k=40, show_progress=False).to_pandas().set_index("item_id")
+        got.append(cands.sort_index()[cols])
+    same = [ad["item_id"], *(f"copy{i}" for i in range(4))]
+    for frame in got:
+        assert (frame.loc[same].nunique() == 1).all(), frame.loc[same]
+    assert got[0].loc[same].iloc[0].to_dict() == got[1].loc[same].iloc[0].to_dict()
