@@ -358,11 +358,14 @@ def sweep(
             "recall": t_recall,
             "rank": time.time() - t0 - t_index - t_recall,
         }
+        manifest = index.manifest
+        if inventory is None:  # the index as it stands: this sweep had no deletion list
+            manifest = {**manifest, "items": {**manifest["items"], "deleted": 0}}
         return finish_sweep(
             cands,
             scored,
             index.quarantine,
-            index.manifest,
+            manifest,
             seeds,
             seconds,
             out_dir=out if out_dir else None,

@@ -4,6 +4,7 @@ final inventory, item by item; new seeds run retroactively without re-embedding.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -220,6 +221,10 @@ def test_cli_updates_a_standing_index_and_sweeps_it_retroactively(
     assert main(argv) == 0
     queue = pq.read_table(tmp_path / "sw" / "queue.parquet")
     assert queue.num_rows and gone not in set(queue["item_id"].to_pylist())
+    # It reports what it swept, not the last update's deletion list.
+    report = json.loads((tmp_path / "sw" / "report.json").read_text())
+    assert report["items_deleted"] == 0 and report["items_in"] == inv.num_rows - 1
+    assert report["items_in"] == report["items_indexed"] + report["items_quarantined"]
     # A deletion list without the inventory would be ignored: refused, naming what to do.
     (tmp_path / "more.txt").write_text(queue["item_id"][0].as_py() + "\n")
     assert (
