@@ -103,6 +103,28 @@ def lineage_tables(history: pa.Table, seeds: SeedSet) -> dict[str, pa.Table]:
     }
 
 
+def add_seeds(seeds: SeedSet, more: TableLike) -> SeedSet:
+    """``seeds`` (a model's) plus ``more`` (a sweep's seed file, which may list the model's
+    own seeds too): a seed_id in both must name the same seed (policy, kind and content)."""
+    extra = SeedSet.from_table(more, what="seeds to add").table
+    same = ["policy", "kind", *(c for c in CONTENT if c in seeds.table.column_names)]
+    have = {r["seed_id"]: r for r in seeds.table.select(["seed_id", *same]).to_pylist()}
+    keep = []
+    for r in extra.to_pylist():
+        old = have.get(r["seed_id"])
+        if old is not None and any(old.get(c) != r.get(c) for c in same):
+            raise SchemaError(
+                f"seeds to add: seed '{r['seed_id']}' differs from the model's seed of that id "
+                "(give a new seed a new seed_id)"
+            )
+        keep.append(old is None)
+    added = extra.filter(pa.array(keep, pa.bool_()))
+    if not added.num_rows:
+        return seeds
+    merged = pa.concat_tables([seeds.table, added], promote_options="permissive")
+    return SeedSet.from_table(merged)
+
+
 def read_verdicts(data: TableLike) -> pa.Table:
     """A verdict table from Parquet, CSV (every column read as text) or a DataFrame/Table."""
     if isinstance(data, (str, Path)) and str(data).lower().endswith(".csv"):
@@ -521,10 +543,15 @@ def import_verdicts(
     inventory: TableLike | None = None,
     strict: bool = False,
     retrain: bool = True,
+    seeds: TableLike | None = None,
     show_progress: bool = False,
 ) -> ImportResult:
     """Import reviewers' verdicts on ``queue``, append them to the history of the model in
     ``model_dir`` and train the next model version into ``out_dir``.
+
+    ``seeds``: seeds to add to the model's own (``add_seeds``), e.g. a new policy's from the
+    sweep that ran it retroactively: without them its verdicts are quarantined (the model
+    has no seeds for that policy), with them the next version learns it.
 
     ``inventory``: where the reviewed items' content is (default: the sweep's index beside a
     queue given as a path). ``strict``: raise ``SchemaError`` on any bad row instead of
@@ -532,6 +559,7 @@ def import_verdicts(
     """
     from riskrank.rank.model import RiskModel
 
+    seeds_to_add = seeds
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.exists() and out_dir.resolve() == model_dir.resolve():
         raise ValueError(f"out_dir {out_dir}: must differ from model_dir (models are versioned)")
@@ -547,6 +575,8 @@ def import_verdicts(
     check_queue_model(queue_path, model_dir, parent)
     history = pq.read_table(model_dir / HISTORY_FILE)
     seeds = SeedSet.from_table(model_dir / SEEDS_FILE)
+    if seeds_to_add is not None:
+        seeds = add_seeds(seeds, seeds_to_add)
     table = read_verdicts(verdicts)
     q = QueueIndex(as_table(queue, what="queue"))
     check = check_verdicts(table, q, set(seeds.policies))

@@ -410,6 +410,7 @@ def cmd_review_import(args) -> int:
         inventory=args.inventory,
         strict=args.strict,
         retrain=not args.no_retrain,
+        seeds=args.seeds,
     )
     source = res.imported["verdict_source"].to_pylist() if res.imported.num_rows else []
     used = set(res.imported["row"].to_pylist())
@@ -586,6 +587,11 @@ def _review_parser(sub) -> None:
     ri.add_argument("--inventory", help="items' content (default: the sweep's index by the queue)")
     ri.add_argument("--strict", action="store_true", help="refuse the file on any bad row")
     ri.add_argument("--no-retrain", action="store_true", help="only append to the history")
+    ri.add_argument(
+        "--seeds",
+        help="seeds to add to the model's (e.g. the new policy's seeds a retroactive sweep "
+        "ran): its verdicts are imported and the next version learns the policy",
+    )
     ri.set_defaults(func=cmd_review_import)
 
 

@@ -488,3 +488,29 @@ def test_cli_no_retrain_says_no_model_was_trained(loop, tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "none trained (--no-retrain)" in out and "model version" not in out
     assert not (tmp_path / "h" / "model.json").exists()
+
+
+def test_a_new_policys_verdicts_import_with_its_seeds(loop, inventory_items, seeds, tmp_path):
+    """Verdicts from a sweep that ran a new policy's seeds: with those seeds added the
+    verdicts are imported and the next version holds the policy; a seed_id that names
+    another seed than the model's is refused."""
+    root, queue = loop
+    item = queue["item_id"][0].as_py()
+    inv = inventory_items.drop(["label"])
+    inv = inv.filter(pc.equal(inv["item_id"], item))
+    shown = _one_item_queue(item, inv["text"][0].as_py(), policy="phishing")
+    new = pa.table({"seed_id": ["p1"], "policy": ["phishing"], "text": ["verify your account"]})
+    sweep_seeds = pa.concat_tables([seeds, new], promote_options="default")  # as the sweep had
+    verdicts = pa.table({"item_id": [item], "verdict": [2]})
+    res = import_verdicts(verdicts, shown, root / "v1", out_dir=tmp_path / "v2", inventory=inv,
+                          seeds=sweep_seeds)  # fmt: skip
+    assert res.imported["policy"].to_pylist() == ["phishing"] and res.quarantine.num_rows == 0
+    kept = pq.read_table(tmp_path / "v2" / "seeds.parquet")
+    assert sorted(kept["seed_id"].to_pylist()) == sorted(sweep_seeds["seed_id"].to_pylist())
+    assert "phishing" in RiskModel.load(tmp_path / "v2").info["policies_with_history"]
+    other = new.set_column(2, "text", pa.array([seeds["text"][0].as_py()]))
+    clash = other.set_column(0, "seed_id", pa.array([seeds["seed_id"][0].as_py()]))
+    with pytest.raises(SchemaError, match="differs from the model's seed of that id"):
+        import_verdicts(verdicts, shown, root / "v1", out_dir=tmp_path / "v3", inventory=inv,
+                        seeds=clash, retrain=False)  # fmt: skip
+    assert not (tmp_path / "v3").exists()
