@@ -72,6 +72,12 @@ QUEUE_SCHEMA = pa.schema(
         doc_field(
             "previous_verdict", pa.int8(), "that earlier verdict (0-3), null when not reviewed"
         ),
+        doc_field(
+            "reviewed_elsewhere",
+            pa.list_(pa.string()),
+            "`policy:verdict` of reviews of this same content under other policies (it is "
+            "queued all the same: a review counts for its own policy)",
+        ),
     ],
     metadata={"doc": "escalation queue; evidence and item metadata columns follow these"},
 )

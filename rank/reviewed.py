@@ -9,6 +9,9 @@ candidate row:
 ``reviewed``          ``""`` (no review under this policy), ``"unchanged"`` (reviewed, same
                       content today) or ``"changed"`` (reviewed, content edited since).
 ``previous_verdict``  the review's verdict 0-3 (null when not reviewed).
+``reviewed_elsewhere`` ``policy:verdict`` of reviews of this same content under other
+                      policies (e.g. a new policy's first sweep: the reviewer sees that the
+                      item was judged before, for another reason); they do not keep it out.
 
 The queue leaves ``unchanged`` rows out by default (``include_reviewed=True`` keeps them) and
 the report counts them. A model trained before digests were kept marks nothing and says so.
@@ -96,36 +99,42 @@ def mark_reviewed(
     inventory: TableLike | Sequence[str | Path],
     signals: Sequence[object],
 ) -> pa.Table:
-    """``cands`` with ``reviewed`` and ``previous_verdict`` columns (see the module doc)."""
+    """``cands`` with ``reviewed``, ``previous_verdict`` and ``reviewed_elsewhere`` columns
+    (see the module doc)."""
     n = cands.num_rows
     status: list[str] = [""] * n
     verdicts: list[int | None] = [None] * n
+    elsewhere: list[list[str]] = [[] for _ in range(n)]
     if reviewed is None:
         log.warning(
             "the model keeps no content digests of its reviews (trained before they were "
             "kept): already reviewed items cannot be recognised and are queued again; retrain"
         )
     elif n:
-        review = {
-            (i, p): (v, d)
-            for i, p, v, d in zip(
-                *(reviewed.column(c).to_pylist() for c in (ITEM_ID, "policy", "verdict")),
-                reviewed.column("content_digest").to_pylist(),
-            )
-        }
+        by_item: dict[str, list[tuple[str, int, str]]] = {}
+        for i, p, v, d in zip(
+            *(reviewed.column(c).to_pylist() for c in (ITEM_ID, "policy", "verdict")),
+            reviewed.column("content_digest").to_pylist(),
+        ):
+            by_item.setdefault(i, []).append((p, v, d))
         ids = cands.column(ITEM_ID).to_pylist()
         pols = cands.column("policy").to_pylist()
-        hit = [r for r in range(n) if (ids[r], pols[r]) in review]
+        hit = [r for r in range(n) if ids[r] in by_item]
         today: dict[str, str] = {}
         if hit:
             rows = _inventory_rows(inventory, {ids[r] for r in hit})
             today = dict(zip(rows.column(ITEM_ID).to_pylist(), content_digests(rows, signals)))
         for r in hit:
-            verdicts[r], digest = review[(ids[r], pols[r])]
-            status[r] = UNCHANGED if today.get(ids[r]) == digest else CHANGED
+            for policy, verdict, digest in by_item[ids[r]]:
+                same = today.get(ids[r]) == digest
+                if policy == pols[r]:
+                    verdicts[r], status[r] = verdict, UNCHANGED if same else CHANGED
+                elif same:  # this content, judged under another policy
+                    elsewhere[r].append(f"{policy}:{verdict}")
     for name, values in (
         ("reviewed", pa.array(status, pa.string())),
         ("previous_verdict", pa.array(verdicts, pa.int8())),
+        ("reviewed_elsewhere", pa.array(elsewhere, pa.list_(pa.string()))),
     ):
         if name in cands.column_names:
             cands = cands.drop([name])

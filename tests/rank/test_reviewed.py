@@ -56,12 +56,20 @@ def test_unchanged_reviews_leave_the_queue_changed_ones_come_back(
 
 
 def test_a_review_counts_for_its_own_policy_only(history, inventory_items, seeds, hashing_model):
-    inv, _, unchanged = _inventory(history, inventory_items)
+    inv, changed, unchanged = _inventory(history, inventory_items)
     other = seeds.set_column(1, "policy", pa.array(["counterfeit"] * seeds.num_rows))
     res = sweep(inv, other, hashing_model, k=None, show_progress=False)
     q = res.queue.to_pandas().set_index("item_id")
     assert unchanged <= set(q.index)  # reviewed for "scam", never for "counterfeit"
     assert set(q.reviewed) == {""}
+    # ... but the reviewer sees that this same content was judged for "scam" (not the edited).
+    verdict = dict(zip(history["item_id"].to_pylist(), history["verdict"].to_pylist()))
+    for item in unchanged:
+        assert list(q.loc[item, "reviewed_elsewhere"]) == [f"scam:{verdict[item]}"]
+    for item in changed & set(q.index):
+        assert list(q.loc[item, "reviewed_elsewhere"]) == []
+    fresh = q.drop(index=list((unchanged | changed) & set(q.index)))
+    assert all(len(v) == 0 for v in fresh.reviewed_elsewhere)
 
 
 def test_content_digest_sees_text_and_image_edits_not_absent_columns():
