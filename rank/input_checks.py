@@ -7,6 +7,7 @@ would collide with the queue's own columns should fail (or be fixed, loudly) fir
 from __future__ import annotations
 
 import logging
+import numbers
 import warnings
 from collections import Counter
 
@@ -38,7 +39,7 @@ def check_budget(budget: int | None) -> None:
 
 def check_explore(explore: float) -> None:
     """``explore`` is the share of the budget spent on exploration: a number in [0, 1)."""
-    ok = isinstance(explore, (int, float)) and not isinstance(explore, bool)
+    ok = isinstance(explore, numbers.Real) and not isinstance(explore, bool)  # numpy too
     if not ok or not 0 <= explore < 1:  # (NaN fails the comparison)
         raise ValueError(f"explore={explore!r} is invalid; expected a share in [0, 1)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -149,6 +150,9 @@ def test_a_bad_explore_share_is_refused_before_the_index_moves(
         assert not (tmp_path / "standing").exists()
     with pytest.raises(ValueError, match="explore=True"):
         sweep(inventory_items.drop(["label"]), seeds, hashing_model, explore=True)
+    from riskrank.rank.input_checks import check_explore
+
+    check_explore(np.float32(0.1))  # a numpy share is a share
 
 
 def test_an_index_inside_a_model_directory_is_refused(
