@@ -34,6 +34,8 @@ quarantined) is refused with the reasons counted: a new version would be its par
 Models are versioned: ``model.json`` records ``version``, ``parent_version``,
 ``history_digest`` (sha256 of the sorted item/policy/verdict rows) and ``created_at``; the
 directory keeps ``history.parquet`` and ``seeds.parquet``, which the next import starts from.
+``retrain=False`` (``--no-retrain``) writes the new history with ``pending.json`` instead of
+a model; ``retrain_pending`` trains it later with the same lineage.
 
 >>> result = import_verdicts("verdicts.csv", "runs/day1/queue.parquet", "models/v1",
 ...                          out_dir="models/v2")                       # doctest: +SKIP
@@ -67,6 +69,7 @@ from riskrank.recall.seeds import SeedSet
 HISTORY_FILE = "history.parquet"
 SEEDS_FILE = "seeds.parquet"
 QUARANTINE_FILE = "verdicts_quarantine.parquet"
+PENDING_FILE = "pending.json"  # what a --no-retrain import leaves for retrain_pending
 CONTENT = ("text", "image_bytes", "image_path")
 
 
@@ -563,6 +566,11 @@ def import_verdicts(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.exists() and out_dir.resolve() == model_dir.resolve():
         raise ValueError(f"out_dir {out_dir}: must differ from model_dir (models are versioned)")
+    if (model_dir / PENDING_FILE).exists():
+        raise ValueError(
+            f"{model_dir} is a --no-retrain import (a history, not a model): train it first "
+            f"(`riskrank review retrain {model_dir} --out DIR`), then import into that model"
+        )
     old = RiskModel.load(model_dir)  # verifies every file's checksum, history.parquet too
     parent = old.info
     if not (model_dir / HISTORY_FILE).exists():
@@ -605,28 +613,134 @@ def import_verdicts(
         ImportResult, imported, quarantine, merged, version=version, rows=len(table),
         replaced=len(replaced),
     )  # fmt: skip
+    sweep_items = _sweep_items_path(queue_path)
     if not retrain:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_parquet(quarantine, out_dir / QUARANTINE_FILE)
-        write_parquet(merged, out_dir / HISTORY_FILE)
+        write_pending(out_dir, model_dir, parent, merged, seeds, quarantine, sweep_items)
         return result(None)
+    model = _train_next(
+        model_dir, old, merged, seeds, out_dir, quarantine=quarantine, sweep_items=sweep_items,
+        show_progress=show_progress,
+    )  # fmt: skip
+    return result(model)
+
+
+def _train_next(
+    model_dir: Path,
+    old,
+    merged: pa.Table,
+    seeds: SeedSet,
+    out_dir: Path,
+    *,
+    quarantine: pa.Table,
+    sweep_items: Path | None,
+    show_progress: bool,
+):
+    """Train ``old``'s next version on ``merged`` into ``out_dir`` and save it once, with its
+    lineage and the verdict quarantine, all sealed together."""
     from riskrank.rank.pipeline import fit_model
 
+    parent = old.info
     seed_history_index(Path(model_dir), out_dir)
     # The reviewed items' vectors, where the sweep's standing index holds them, are not
     # embedded again for the history index (matched by content and encoder).
-    sweep_items = _sweep_items_path(queue_path)
     model, _, history_quarantine = fit_model(
         merged, seeds, out_dir, signals=old.signals, k=parent.get("k"),
         index_donor=sweep_items.parent if sweep_items is not None else None,
         show_progress=show_progress,
     )  # fmt: skip
-    # Saved once, with its parent's lineage and the verdict quarantine, all sealed together.
     model.info.update(lineage_info(merged, parent=parent))
     tables = {"history_quarantine": history_quarantine, **lineage_tables(merged, seeds)}
     tables[QUARANTINE_FILE.removesuffix(".parquet")] = quarantine
     model.save(out_dir, tables=tables)
-    return result(model)
+    return model
+
+
+def write_pending(
+    out_dir: Path,
+    model_dir: Path,
+    parent: dict,
+    history: pa.Table,
+    seeds: SeedSet,
+    quarantine: pa.Table,
+    sweep_items: Path | None,
+) -> None:
+    """What ``--no-retrain`` leaves: the new history, the seeds (with any ``--seeds`` added),
+    the quarantine, and ``pending.json`` naming the parent model (its directory, version and
+    history digest) and the new history's digest, written last: ``retrain_pending`` trains
+    the next version from them, with the lineage an import would have given it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_parquet(quarantine, out_dir / QUARANTINE_FILE)
+    write_parquet(history, out_dir / HISTORY_FILE)
+    write_parquet(seeds.table, out_dir / SEEDS_FILE)
+    pending = {
+        "parent_dir": str(model_dir.resolve()),
+        "parent_version": int(parent.get("version", 1)),
+        "parent_history_digest": parent.get("history_digest"),
+        "history_digest": history_digest(history),
+        "sweep_items": str(sweep_items.resolve()) if sweep_items is not None else None,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    tmp = out_dir / f".{PENDING_FILE}.tmp"
+    tmp.write_text(json.dumps(pending, indent=1))
+    tmp.replace(out_dir / PENDING_FILE)
+
+
+@holds_output_lock("out_dir", what="model directory")
+def retrain_pending(
+    pending_dir: str | Path,
+    *,
+    out_dir: str | Path,
+    model_dir: str | Path | None = None,
+    show_progress: bool = False,
+):
+    """Train the next model version from a ``--no-retrain`` import (``import_verdicts(...,
+    retrain=False)``): its parent is the model it was imported into (``pending.json``;
+    ``model_dir`` if that directory has moved), so the new model carries the same version,
+    parent and history digest an import with a retrain would have given it.
+
+    Refused, before anything is written: a directory that is not a ``--no-retrain`` import,
+    a history edited since (its digest), a parent whose history is not the one the import
+    started from, and an ``out_dir`` that holds a model or a user's files.
+    """
+    from riskrank.rank.model import RiskModel
+
+    pending_dir, out_dir = Path(pending_dir), Path(out_dir)
+    marker = pending_dir / PENDING_FILE
+    if not marker.exists():
+        raise FileNotFoundError(
+            f"{pending_dir}: no {PENDING_FILE}; not the output of `riskrank review import "
+            "--no-retrain`"
+        )
+    pending = json.loads(marker.read_text())
+    model_dir = Path(model_dir) if model_dir is not None else Path(pending["parent_dir"])
+    check_out_dir(out_dir, True)
+    history = pq.read_table(pending_dir / HISTORY_FILE)
+    if history_digest(history) != pending["history_digest"]:
+        raise ValueError(
+            f"{pending_dir / HISTORY_FILE} changed since the import wrote it (history digest "
+            "differs); import the verdicts again"
+        )
+    if pending["history_digest"] == pending["parent_history_digest"]:
+        raise SchemaError(
+            f"{pending_dir}: the import took no verdicts (see {QUARANTINE_FILE}); a new "
+            "version would be its parent again"
+        )
+    old = RiskModel.load(model_dir)  # verifies every file's checksum
+    if old.info.get("history_digest") != pending["parent_history_digest"]:
+        raise ValueError(
+            f"{model_dir} (version {old.info.get('version')}) is not the model {pending_dir} "
+            f"was imported into (version {pending['parent_version']}, history digest "
+            f"{str(pending['parent_history_digest'])[:12]}): pass that model's directory"
+        )
+    seeds = SeedSet.from_table(pending_dir / SEEDS_FILE)
+    quarantine = pq.read_table(pending_dir / QUARANTINE_FILE)
+    sweep_items = Path(pending["sweep_items"]) if pending.get("sweep_items") else None
+    if sweep_items is not None and not sweep_items.exists():
+        sweep_items = None  # pruned since: the reviewed items are embedded instead
+    return _train_next(
+        model_dir, old, history, seeds, out_dir, quarantine=quarantine,
+        sweep_items=sweep_items, show_progress=show_progress,
+    )  # fmt: skip
 
 
 def _why(quarantine: pa.Table, rows: int) -> str:

@@ -399,6 +399,23 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_review_retrain(args) -> int:
+    from riskrank.rank.review import retrain_pending
+
+    model = retrain_pending(args.pending, out_dir=args.out, model_dir=args.model)
+    info = model.info
+    _print_table(
+        [
+            ("model version", info.get("version")),
+            ("parent version", info.get("parent_version")),
+            ("history digest", str(info.get("history_digest"))[:12]),
+            ("model", str(args.out)),
+        ],
+        f"review retrain {args.pending}",
+    )
+    return 0
+
+
 def cmd_review_import(args) -> int:
     from riskrank.rank.review import import_verdicts
 
@@ -425,7 +442,10 @@ def cmd_review_import(args) -> int:
             ("quarantine entries", res.quarantine.num_rows),
             ("history rows", res.history.num_rows),
             *(
-                [("model", f"none trained (--no-retrain): {Path(args.out) / 'history.parquet'}")]
+                [
+                    ("model", f"none trained (--no-retrain): {Path(args.out) / 'history.parquet'}"),
+                    ("to train it", f"riskrank review retrain {args.out} --out NEW_MODEL_DIR"),
+                ]
                 if res.model is None
                 else [("model version", res.version), ("model", str(args.out))]
             ),
@@ -593,6 +613,17 @@ def _review_parser(sub) -> None:
         "ran): its verdicts are imported and the next version learns the policy",
     )
     ri.set_defaults(func=cmd_review_import)
+    rt = rv.add_parser(
+        "retrain",
+        help="train the next model version from a --no-retrain import",
+        description="Train the next model version from what `review import --no-retrain` "
+        "wrote (its history, seeds and the parent it names): the same version, parent and "
+        "history digest an import with a retrain gives.",
+    )
+    rt.add_argument("pending", help="the --out directory of `review import --no-retrain`")
+    rt.add_argument("--out", required=True, help="directory for the next model version")
+    rt.add_argument("--model", help="the parent model, if its directory has moved since")
+    rt.set_defaults(func=cmd_review_retrain)
 
 
 def _eval_parser(sub) -> None:

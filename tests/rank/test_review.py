@@ -514,3 +514,65 @@ def test_a_new_policys_verdicts_import_with_its_seeds(loop, inventory_items, see
         import_verdicts(verdicts, shown, root / "v1", out_dir=tmp_path / "v3", inventory=inv,
                         seeds=clash, retrain=False)  # fmt: skip
     assert not (tmp_path / "v3").exists()
+
+
+def test_a_no_retrain_import_trains_later_with_its_lineage(loop, seeds, tmp_path, capsys):
+    """`review import --no-retrain` then `review retrain`: the model is the version, parent
+    and history an import with a retrain gives; what would break the lineage is refused."""
+    root, queue = loop
+    top = queue["item_id"].to_pylist()[:6]
+    pq.write_table(pa.table({"item_id": top, "verdict": [2, 0, 2, 0, 2, 0]}), tmp_path / "v.pq")
+    new = pa.table({"seed_id": ["p1"], "policy": ["phishing"], "text": ["verify your account"]})
+    pq.write_table(pa.concat_tables([seeds, new], promote_options="default"), tmp_path / "s.pq")
+    argv = [
+        "review",
+        "import",
+        str(tmp_path / "v.pq"),
+        "--queue",
+        str(root / "day1" / "queue.parquet"),
+    ]
+    argv += ["--seeds", str(tmp_path / "s.pq")]
+    h = tmp_path / "h"
+    assert main(argv + ["--model", str(root / "v1"), "--out", str(h), "--no-retrain"]) == 0
+    assert f"riskrank review retrain {h}" in capsys.readouterr().out
+    # A pending import is not a model: importing into it says what to do.
+    assert main(argv + ["--model", str(h), "--out", str(tmp_path / "x")]) == 2
+    assert "--no-retrain import" in capsys.readouterr().err
+    # Its history edited since, or another parent: refused before anything is written.
+    saved = pq.read_table(h / "history.parquet")
+    pq.write_table(saved.slice(1), h / "history.parquet")
+    assert main(["review", "retrain", str(h), "--out", str(tmp_path / "bad")]) == 2
+    assert "changed since the import" in capsys.readouterr().err
+    pq.write_table(saved, h / "history.parquet")
+    sibling = tmp_path / "sib"
+    import_verdicts(tmp_path / "v.pq", root / "day1" / "queue.parquet", root / "v1",
+                    out_dir=sibling, seeds=tmp_path / "s.pq")  # fmt: skip
+    rc = main(
+        ["review", "retrain", str(h), "--out", str(tmp_path / "bad"), "--model", str(sibling)]
+    )
+    assert rc == 2 and "is not the model" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    # Trained: version 2 of v1, on the imported history, with the added policy's seeds.
+    assert main(["review", "retrain", str(h), "--out", str(tmp_path / "v2")]) == 0
+    meta = json.loads((tmp_path / "v2" / "model.json").read_text())
+    parent = json.loads((root / "v1" / "model.json").read_text())
+    assert (meta["version"], meta["parent_version"]) == (2, 1)
+    assert meta["parent_history_digest"] == parent["history_digest"]
+    assert (
+        meta["history_digest"]
+        == history_digest(saved)
+        == json.loads((sibling / "model.json").read_text())["history_digest"]
+    )  # the same as the import that retrained at once
+    assert "p1" in pq.read_table(tmp_path / "v2" / "seeds.parquet")["seed_id"].to_pylist()
+    # Once trained, a second model from the same pending import is just another directory.
+    assert main(["review", "retrain", str(h), "--out", str(tmp_path / "v2")]) == 2
+    assert "already holds a model" in capsys.readouterr().err
+    # A pending import that took no verdict would train its parent again: refused.
+    (tmp_path / "none.csv").write_text("item_id,verdict\nno-such-item,2\n")
+    none = ["review", "import", str(tmp_path / "none.csv"), "--queue", argv[4]]
+    assert (
+        main(none + ["--model", str(root / "v1"), "--out", str(tmp_path / "h0"), "--no-retrain"])
+        == 0
+    )
+    assert main(["review", "retrain", str(tmp_path / "h0"), "--out", str(tmp_path / "v0")]) == 2
+    assert "took no verdicts" in capsys.readouterr().err
