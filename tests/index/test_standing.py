@@ -479,3 +479,47 @@ def test_the_delta_of_an_update_never_goes_to_a_gpu(tmp_path, monkeypatch):
     day1 = _replace_text(day0, day0["item_id"][3].as_py(), "a brand new text for this ad")
     standing.update(day1, [HashingTextSignal()], show_progress=False)
     assert clones == [day1.num_rows]  # the new version's index only, not the 1-item delta
+
+
+def test_an_image_file_rewritten_at_the_same_path_is_embedded_again(tmp_path):
+    """Items name their images by path: a creative replaced on disk under the same name
+    (same id, same path, same text) is changed content, re-hashed, never stale; a file that
+    went missing leaves the image index that day (the item stays, by its text)."""
+    from test_pdq_signal import jpeg, scene
+
+    from riskrank.index.signals.pdq import PdqSignal
+
+    class CountingPdq(PdqSignal):
+        def __init__(self, base_dir) -> None:
+            super().__init__(base_dir=base_dir)
+            self.embedded: list[str] = []
+
+        def embed_items(self, table, *, show_progress=False):
+            self.embedded += table.column("item_id").to_pylist()
+            return super().embed_items(table, show_progress=show_progress)
+
+    images = tmp_path / "creatives"
+    images.mkdir()
+    for i in range(4):
+        (images / f"ad{i}.jpg").write_bytes(jpeg(scene(i, size=96)))
+    inv = pa.table(
+        {
+            "item_id": [f"ad{i}" for i in range(4)],
+            "text": [f"offer {i}" for i in range(4)],
+            "image_path": [f"ad{i}.jpg" for i in range(4)],
+        }
+    )
+    pdq = CountingPdq(images)
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(inv, [HashingTextSignal(), pdq], show_progress=False)
+    pdq.embedded.clear()
+    (images / "ad1.jpg").write_bytes(jpeg(scene(7, size=96)))  # the same name, a new picture
+    (images / "ad3.jpg").unlink()
+    idx, stats = standing.update(inv, [HashingTextSignal(), pdq], show_progress=False)
+    assert sorted(pdq.embedded) == ["ad1", "ad3"]  # ad3: tried, and its file is gone
+    assert (stats.changed, stats.unchanged) == (2, 2)
+    assert "ad3" not in idx.signals["pdq"].ids and "ad3" in idx.signals["text"].ids
+    ref = build_index(
+        inv, tmp_path / "ref", signals=[HashingTextSignal(), PdqSignal(base_dir=images)]
+    )
+    assert_same_index(idx, ref)
