@@ -30,7 +30,14 @@ from riskrank.index.engine import (
     resolve_engine,
 )
 from riskrank.index.manifest import MANIFEST, sha256_file, write_manifest
-from riskrank.index.schema import IMAGE_BYTES, ITEM_ID, quarantine_table
+from riskrank.index.schema import (
+    ABSENT_REASONS,
+    IMAGE_BYTES,
+    ITEM_ID,
+    SIGNAL_FAILURES,
+    quarantine_table,
+    signal_failure_table,
+)
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
@@ -121,9 +128,33 @@ def write_signal_files(sdir: Path, ids: Sequence[object], evidence: dict[str, np
     return files, table
 
 
+def signal_failures(
+    ids: Sequence[object],
+    ok: dict[str, np.ndarray],
+    reasons: dict[str, list],
+    names: Sequence[str],
+    ok_any: np.ndarray,
+) -> pa.Table:
+    """Why each signal holds no vector for an item that had content for it (a corrupt image
+    beside a good text: the item is kept by its text), and for a quarantined item (no signal
+    could use it) every signal's reason, as its quarantine row joins them."""
+    rows: dict[str, list] = {ITEM_ID: [], "signal": [], "reason": []}
+    for name in names:
+        why = reasons[name]
+        for r in np.flatnonzero(~ok[name]):
+            w = why[r]
+            if w is None or (ok_any[r] and w in ABSENT_REASONS):
+                continue
+            rows[ITEM_ID].append(str(ids[r]))
+            rows["signal"].append(name)
+            rows["reason"].append(w)
+    return signal_failure_table(rows)
+
+
 def write_items(path: Path, valid: ValidItems, emb: Embedding, names: list[str]) -> pa.Table:
-    """``items.parquet`` (the indexed items' metadata) and ``quarantine.parquet`` (validation's
-    rows, then the items no signal could embed); returns the quarantine."""
+    """``items.parquet`` (the indexed items' metadata), ``quarantine.parquet`` (validation's
+    rows, then the items no signal could embed) and ``signal_failures.parquet`` (why a
+    signal lacks an item it had content for); returns the quarantine."""
     ids = valid.items.column(ITEM_ID).to_pylist()
     ok_any, extra = unusable_rows(ids, emb.ok, emb.reasons, names)
     quarantined = valid.quarantined
@@ -132,6 +163,8 @@ def write_items(path: Path, valid: ValidItems, emb: Embedding, names: list[str])
     meta_cols = [c for c in valid.items.column_names if c != IMAGE_BYTES]
     write_parquet(valid.items.filter(pa.array(ok_any)).select(meta_cols), path / "items.parquet")
     write_parquet(quarantined, path / "quarantine.parquet")
+    failures = signal_failures(ids, emb.ok, emb.reasons, names, ok_any)
+    write_parquet(failures, path / SIGNAL_FAILURES)
     return quarantined
 
 
@@ -232,7 +265,7 @@ def build_index(
             "items": {"input": valid.n_in, "indexed": indexed, "quarantined": quarantine.num_rows},
             "signals": entries,
             **engine.manifest(),
-            "files": checksum_files(path, ["items.parquet", "quarantine.parquet"]),
+            "files": checksum_files(path, ["items.parquet", "quarantine.parquet", SIGNAL_FAILURES]),
         },
     )
     shutil.rmtree(path / WORK, ignore_errors=True)

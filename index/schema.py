@@ -78,6 +78,29 @@ def is_blank(text: object) -> bool:
     return True
 
 
+# Why a signal holds no vector for an item (``signal_failures.parquet`` beside the quarantine):
+# an item kept by one signal but not another (a good text beside a corrupt image) is not
+# quarantined, and without this table nobody could tell why its image matched nothing.
+SIGNAL_FAILURES = "signal_failures.parquet"
+SIGNAL_FAILURE_SCHEMA = pa.schema(
+    [
+        (ITEM_ID, pa.string()),
+        ("signal", pa.string()),
+        ("reason", pa.string()),
+        ("key", pa.string()),  # the content key (a standing index's versions; else null)
+    ]
+)
+# A signal's reason where a row has no content of its kind at all: nothing failed.
+ABSENT_REASONS = frozenset({"no text", "no image"})
+
+
+def signal_failure_table(rows: dict[str, list]) -> pa.Table:
+    """``{item_id: [...], signal: [...], reason: [...], key: [...]}`` as the table."""
+    n = len(rows.get(ITEM_ID, ()))
+    cols = {f.name: rows.get(f.name, [None] * n) for f in SIGNAL_FAILURE_SCHEMA}
+    return pa.table(cols, schema=SIGNAL_FAILURE_SCHEMA)
+
+
 def quarantine_table(rows: list[dict]) -> pa.Table:
     """Build a quarantine table from ``[{item_id, row, stage, reason}, ...]``."""
     return pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)

@@ -85,8 +85,10 @@ from riskrank.index.output_lock import output_lock
 from riskrank.index.schema import (
     IMAGE_BYTES,
     ITEM_ID,
+    SIGNAL_FAILURES,
     is_blank,
     quarantine_table,
+    signal_failure_table,
     validate_inventory,
 )
 from riskrank.index.signals.base import IndexKind, Signal
@@ -148,6 +150,11 @@ class _Previous:
     evidence: pa.Table | None
     index: object | None  # the FAISS index, loaded when it may be updated in place
     entry: dict
+    # Contents this signal could not embed (a corrupt image): content key -> reason, and
+    # item_id -> content key. The same content is not tried again (it would fail again), and
+    # its item counts as unchanged, not as changed every day.
+    failed: dict[str, str] = field(default_factory=dict)
+    failed_items: dict[str, str] = field(default_factory=dict)
 
 
 NOTHING = "-none"  # the key's ending where a row has nothing for the signal (no image)
@@ -367,6 +374,7 @@ class StandingIndex:
                 "leaves them out (version %d keeps them until it is pruned; an update with them "
                 "embeds every item for them again)", self.path, dropped, self.version,
             )  # fmt: skip
+        failures = _failures_by_signal(current.path)
         out = {}
         for signal in signals:
             si = current.signals.get(signal.name)
@@ -374,6 +382,9 @@ class StandingIndex:
                 log.info("standing index: signal %r is new, embedding every item", signal.name)
                 continue
             out[signal.name] = _previous_signal(si)
+            out[signal.name].failed, out[signal.name].failed_items = failures.get(
+                signal.name, ({}, {})
+            )
         return out
 
     def _read(self, inventory, signals, deletions, prev, stats) -> tuple[pa.Table, pa.Table]:
@@ -489,7 +500,11 @@ def _plan(
     the donor holds), and for each row the row it takes its new vectors from."""
     names = list(keys)
     known = {
-        n: {*(prev[n].keys if n in prev else ()), *(donated[n].keys if n in donated else ())}
+        n: {
+            *(prev[n].keys if n in prev else ()),
+            *(prev[n].failed if n in prev else ()),
+            *(donated[n].keys if n in donated else ()),
+        }
         for n in names
     }
     rep_of: dict[tuple, int] = {}
@@ -511,6 +526,8 @@ def _count_changes(items: pa.Table, keys: dict, prev: dict, stats: UpdateStats) 
     for name, p in prev.items():
         for item_id, k in zip(p.ids, p.keys):
             before.setdefault(str(item_id), {})[name] = k
+        for item_id, k in p.failed_items.items():
+            before.setdefault(item_id, {})[name] = k
     ids = items.column(ITEM_ID).to_pylist()
     for r, item_id in enumerate(ids):
         old = before.get(item_id)
@@ -637,6 +654,7 @@ def _write_version(
     ids = np.asarray(items.column(ITEM_ID).to_pylist(), dtype=object)
     plan["delta_ids"] = {r: str(ids[r]) for r in plan["embed_rows"]}
     entries, indexed = {}, np.zeros(items.num_rows, bool)
+    held = {}  # per signal: which rows it indexes
     for signal in signals:
         asm = _assemble(
             signal, ids, keys[signal.name], plan, prev.get(signal.name), delta,
@@ -645,14 +663,18 @@ def _write_version(
         stats.reused_vectors += int((asm.old_position >= 0).sum())
         stats.donated_vectors += int((asm.donor_position >= 0).sum())
         indexed[asm.rows] = True
+        held[signal.name] = np.zeros(items.num_rows, bool)
+        held[signal.name][asm.rows] = True
         entries[signal.name] = _write_signal(
             vdir / signal.name, signal, ids[asm.rows], asm, prev.get(signal.name), stats,
             key=key, max_memory=max_memory,
         )  # fmt: skip
-    quarantined = _quarantine(quarantined, items, indexed, delta, plan)
+    failures = _failures(ids, keys, signals, indexed, held, plan, prev, delta)
+    quarantined = _quarantine(quarantined, ids, indexed, failures, [s.name for s in signals])
     meta = [c for c in items.column_names if c != IMAGE_BYTES]
     write_parquet(items.filter(pa.array(indexed)).select(meta), vdir / "items.parquet")
     write_parquet(quarantined, vdir / "quarantine.parquet")
+    write_parquet(failures, vdir / SIGNAL_FAILURES)
     input_rows = stats.items_in - stats.deleted
     stats.indexed, stats.quarantined = int(indexed.sum()), quarantined.num_rows
     write_manifest(
@@ -667,35 +689,82 @@ def _write_version(
             },
             "signals": entries,
             "standing": {"version": stats.version, "update": stats.as_dict()},
-            "files": checksum_files(vdir, ["items.parquet", "quarantine.parquet"]),
+            "files": checksum_files(vdir, ["items.parquet", "quarantine.parquet", SIGNAL_FAILURES]),
         },
     )
     return vdir
 
 
-def _quarantine(quarantined: pa.Table, items: pa.Table, indexed, delta, plan) -> pa.Table:
-    """Validation's rows, then today's items no signal indexed, with the reason the delta
-    build gave for their content (copies carry their representative's reason)."""
+def _failures(ids, keys, signals, indexed, held, plan, prev, delta) -> pa.Table:
+    """Today's ``signal_failures``, as a from-scratch build would list them (index/build.py
+    ``signal_failures``): per signal, the rows with content for it that it does not hold,
+    and for rows no signal holds every signal's reason. The reason is the delta build's
+    where the content was embedded today, else the one recorded when it failed before."""
+    from_delta: dict[tuple[str, str], str] = {}
+    if delta is not None:
+        t = delta.signal_failures
+        from_delta = {
+            (i, n): w
+            for i, n, w in zip(
+                t[ITEM_ID].to_pylist(), t["signal"].to_pylist(), t["reason"].to_pylist()
+            )
+        }
+    rows: dict[str, list] = {ITEM_ID: [], "signal": [], "reason": [], "key": []}
+    for signal in signals:
+        name, k = signal.name, keys[signal.name]
+        old = prev[name].failed if name in prev else {}
+        lacking = ~held[name]
+        for r in np.flatnonzero(lacking):
+            if indexed[r] and k[r].endswith(NOTHING):
+                continue  # no content of this kind: nothing failed
+            source = int(plan["source"][r])
+            why = from_delta.get((plan["delta_ids"].get(source), name)) if source >= 0 else None
+            rows[ITEM_ID].append(str(ids[r]))
+            rows["signal"].append(name)
+            rows["reason"].append(why or old.get(k[r]) or "could not be embedded")
+            rows["key"].append(k[r])
+    return signal_failure_table(rows)
+
+
+def _failures_by_signal(vdir: Path) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+    """A version's ``signal_failures`` per signal: (content key -> reason, item_id -> key).
+    A version written before the table existed has none: its failed contents are tried again
+    once, and recorded then."""
+    path = vdir / SIGNAL_FAILURES
+    if not path.exists():
+        return {}
+    t = pq.read_table(path)
+    out: dict[str, tuple[dict, dict]] = {}
+    for i, n, w, k in zip(*(t[c].to_pylist() for c in (ITEM_ID, "signal", "reason", "key"))):
+        if k is None:
+            continue
+        by_key, by_item = out.setdefault(n, ({}, {}))
+        by_key[k] = w
+        by_item[i] = k
+    return out
+
+
+def _quarantine(quarantined: pa.Table, ids, indexed, failures: pa.Table, names) -> pa.Table:
+    """Validation's rows, then today's items no signal indexed, each with every signal's
+    reason joined as a from-scratch build joins them (index/build.py ``unusable_rows``)."""
     missing = np.flatnonzero(~indexed)
     if not len(missing):
         return quarantined
-    reasons = {}
-    if delta is not None:
-        q = delta.quarantine
-        reasons = dict(zip(q.column(ITEM_ID).to_pylist(), q.column("reason").to_pylist()))
-    ids = items.column(ITEM_ID).to_pylist()
-    rows = [
-        {
-            ITEM_ID: ids[r],
-            "row": -1,
-            "stage": "encode",
-            "reason": reasons.get(
-                plan["delta_ids"].get(int(plan["source"][r])),
-                "no signal could embed the item's content",
-            ),
-        }
-        for r in missing
-    ]
+    why: dict[str, dict[str, str]] = {}
+    for i, n, w in zip(*(failures[c].to_pylist() for c in (ITEM_ID, "signal", "reason"))):
+        why.setdefault(i, {})[n] = w
+    rows = []
+    for r in missing:
+        reasons = why.get(str(ids[r]), {})
+        rows.append(
+            {
+                ITEM_ID: ids[r],
+                "row": -1,
+                "stage": "encode",
+                "reason": "; ".join(f"{n}: {reasons[n]}" for n in names if n in reasons)
+                or "no signal could embed the item's content",
+            }
+        )
     return pa.concat_tables([quarantined, quarantine_table(rows)])
 
 

@@ -7,6 +7,8 @@ Layout::
                              type, counts, file checksums
       items.parquet          item_id + metadata columns, in index order (no content bytes)
       quarantine.parquet     rows that could not be indexed, with the reason
+      signal_failures.parquet  why a signal lacks an item that had content for it (a
+                             corrupt image beside a good text), per item and signal
       <signal>/index.faiss   the FAISS index of that signal (positions = rows of ids.parquet)
       <signal>/ids.parquet   position -> item_id
       <signal>/vectors.npy   the vectors themselves (exact evidence, density, re-ranking;
@@ -37,7 +39,7 @@ from riskrank.index.manifest import (
     manifest_digest,
     sha256_file,
 )
-from riskrank.index.schema import ITEM_ID
+from riskrank.index.schema import ITEM_ID, SIGNAL_FAILURES, signal_failure_table
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.registry import signal_from_manifest
 from riskrank.index.tables import SchemaError
@@ -138,6 +140,16 @@ class InventoryIndex:
     @property
     def quarantine(self) -> pa.Table:
         return pq.read_table(self.path / "quarantine.parquet")
+
+    @property
+    def signal_failures(self) -> pa.Table:
+        """Why a signal holds no vector for an item that had content for it (item_id,
+        signal, reason): a corrupt image beside a good text keeps the item, by its text,
+        and is listed here. Empty for an index written before the table existed."""
+        path = self.path / SIGNAL_FAILURES
+        if not path.exists():
+            return signal_failure_table({}).drop(["key"])
+        return pq.read_table(path).select([ITEM_ID, "signal", "reason"])
 
     @property
     def num_items(self) -> int:

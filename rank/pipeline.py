@@ -15,6 +15,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import pyarrow as pa
 from riskrank.index import collector
 from riskrank.index.engine import Engine
 from riskrank.index.output_lock import holds_output_lock
-from riskrank.index.schema import ITEM_ID
+from riskrank.index.schema import ITEM_ID, SIGNAL_FAILURES
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.standing import DELTA, VERSIONS, StandingIndex
@@ -371,6 +372,7 @@ def sweep(
             out_dir=out if out_dir else None,
             budget=budget,
             extra=extra,
+            signal_failures=index.signal_failures,
             include_reviewed=include_reviewed,
             model=model,
             arrange=partial(
@@ -432,6 +434,19 @@ def set_image_base_dir(model: RiskModel, base_dir: str | Path | None) -> None:
             signal.set_runtime_options(base_dir=base_dir)
 
 
+def _kept_without(failures: pa.Table | None, quarantine: pa.Table) -> dict[str, int]:
+    """Per signal, the indexed items it holds no vector for although they had content for it
+    (a corrupt image beside a good text): items the sweep kept, by another signal."""
+    if failures is None or not failures.num_rows:
+        return {}
+    gone = set(quarantine.column(ITEM_ID).to_pylist())
+    counts = Counter(
+        n for i, n in zip(failures[ITEM_ID].to_pylist(), failures["signal"].to_pylist())
+        if i not in gone
+    )  # fmt: skip
+    return dict(sorted(counts.items()))
+
+
 def finish_sweep(
     cands: pa.Table,
     scored: ScoredCandidates,
@@ -447,6 +462,7 @@ def finish_sweep(
     model: RiskModel | None = None,
     arrange: Callable[..., pa.Table] | None = None,
     reasons_cache: Path | None = None,
+    signal_failures: pa.Table | None = None,
 ) -> SweepResult:
     """The end every sweep engine shares: queue, report (``extra`` keys added), the item
     accounting check, and the files in ``out_dir``.
@@ -457,6 +473,8 @@ def finish_sweep(
     budget=) -> queue: campaigns and exploration slots (rank/exploration.py), which then
     applies the budget instead of ``build_queue``. ``reasons_cache``: a file of the last
     sweep's phrase attributions, reused for unchanged texts (rank/sweep_cache.py).
+    ``signal_failures``: the index's (why a signal lacks an item it had content for); the
+    report counts, per signal, the indexed items it lacks, and ``out_dir`` gets the table.
     """
     t0 = time.time()
     queue = build_queue(
@@ -503,6 +521,7 @@ def finish_sweep(
             }
             for n, e in manifest["signals"].items()
         },
+        "signal_failures": _kept_without(signal_failures, quarantine),
         **(extra or {}),
     }
     accounted = report["items_indexed"] + report["items_quarantined"] + n_deleted
@@ -514,6 +533,8 @@ def finish_sweep(
         write_parquet(cands, out_dir / "candidates.parquet")
         write_parquet(queue, out_dir / "queue.parquet")
         write_parquet(quarantine, out_dir / "quarantine.parquet")
+        if signal_failures is not None:
+            write_parquet(signal_failures, out_dir / SIGNAL_FAILURES)
         (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     return SweepResult(queue, cands, quarantine, report, out_dir)
 

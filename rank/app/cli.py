@@ -347,6 +347,8 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
     ]
     if report.get("items_deleted"):
         rows.insert(3, ("items deleted (deletion list)", report["items_deleted"]))
+    for signal, n in report.get("signal_failures", {}).items():  # kept by another signal
+        rows.append((f"indexed without {signal} (signal_failures.parquet)", n))
     rows.append(("coverage (recalled / indexed)", f"{report.get('coverage', 0):.1%}"))
     if report.get("reviewed", {}).get("excluded_from_queue"):
         rows.append(("reviewed, unchanged (not queued)", report["reviewed"]["excluded_from_queue"]))

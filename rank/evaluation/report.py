@@ -152,6 +152,8 @@ def write_report(
             lines.append(f"| {key.replace('_', ' ')} | {report[key]:,} |")
     if "coverage" in report:
         lines.append(f"| coverage (recalled / indexed) | {report['coverage']:.1%} |")
+    for signal, n in report.get("signal_failures", {}).items():
+        lines.append(f"| indexed without {signal}: content it could not use | {n:,} |")
     rev = report.get("reviewed")
     if rev:
         lines.append(

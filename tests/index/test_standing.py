@@ -523,3 +523,39 @@ def test_an_image_file_rewritten_at_the_same_path_is_embedded_again(tmp_path):
         inv, tmp_path / "ref", signals=[HashingTextSignal(), PdqSignal(base_dir=images)]
     )
     assert_same_index(idx, ref)
+
+
+def test_content_a_signal_could_not_use_is_listed_and_not_tried_again(tmp_path):
+    """A corrupt image beside a good text keeps the item (by its text): the index says why
+    its image matched nothing (``signal_failures``), and later updates neither embed it
+    again nor count it as changed; the lists equal a from-scratch build's."""
+    from test_pdq_signal import jpeg, scene
+
+    from riskrank.index.signals.pdq import PdqSignal
+
+    text, pdq = CountingSignal(), PdqSignal()
+    day0 = pa.table(
+        {
+            "item_id": ["good", "broken", "nothing"],
+            "text": ["ad with a picture", "ad with a broken picture", None],
+            "image_bytes": pa.array(
+                [jpeg(scene(1, size=96)), b"not a jpeg", b"garbage"], pa.binary()
+            ),
+        }
+    )
+    standing = StandingIndex(tmp_path / "st")
+    idx, _ = standing.update(day0, [text, pdq], show_progress=False)
+    failed = {(r["item_id"], r["signal"]): r["reason"] for r in idx.signal_failures.to_pylist()}
+    assert set(failed) == {("broken", "pdq"), ("nothing", "text"), ("nothing", "pdq")}
+    assert "not a recognised image" in failed["broken", "pdq"]
+    assert idx.quarantine["item_id"].to_pylist() == ["nothing"]
+    text.embedded.clear()
+    new = pa.table({"item_id": ["new"], "text": ["a new ad"], "image_bytes": pa.array([None])})
+    day1 = pa.concat_tables([day0, new.cast(day0.schema)])
+    idx, stats = standing.update(day1, [text, pdq], show_progress=False)
+    assert text.embedded == ["a new ad"]  # neither "broken" nor "nothing" again
+    assert (stats.added, stats.changed, stats.unchanged, stats.embedded) == (1, 0, 3, 1)
+    ref = build_index(day1, tmp_path / "ref", signals=[CountingSignal(), PdqSignal()])
+    assert_same_index(idx, ref)
+    rows = sorted(map(tuple, idx.signal_failures.to_pandas().to_numpy().tolist()))
+    assert rows == sorted(map(tuple, ref.signal_failures.to_pandas().to_numpy().tolist()))

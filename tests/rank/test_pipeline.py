@@ -298,3 +298,34 @@ def test_model_without_thresholds_is_refused(tmp_path, trained_model):
     seal(tmp_path / "m", model_json)
     with pytest.raises(ValueError, match="retrain"):
         RiskModel.load(tmp_path / "m")
+
+
+def test_an_item_kept_without_its_image_is_counted_and_listed(
+    tmp_path, history, seeds, inventory_items
+):
+    """A good text beside a corrupt image: the item is swept by its text, and the report
+    says the image signal lacks it (and why), where before nothing did."""
+    import io
+
+    from hashing_signal import HashingTextSignal
+    from PIL import Image
+
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.rank.pipeline import train
+    from riskrank.rank.ranker import RiskRanker
+
+    ranker = RiskRanker(n_estimators=50, min_child_samples=10, n_jobs=1)
+    train(history, seeds, tmp_path / "m", signals=[HashingTextSignal(), PdqSignal()],
+          ranker=ranker, lexical_probe=False, show_progress=False)  # fmt: skip
+    inv = inventory_items.drop(["label"]).slice(0, 20)
+    picture = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(pixels).resize((96, 96)).save(picture, format="PNG")
+    images = [picture.getvalue(), b"not a jpeg", *[None] * 18]
+    inv = inv.append_column("image_bytes", pa.array(images, pa.binary()))
+    res = sweep(inv, seeds, tmp_path / "m", out_dir=tmp_path / "out", show_progress=False)
+    assert res.report["signal_failures"] == {"pdq": 1}
+    assert res.report["items_indexed"] == 20 and res.quarantine.num_rows == 0
+    listed = pq.read_table(tmp_path / "out" / "signal_failures.parquet").to_pylist()
+    assert [(r["item_id"], r["signal"]) for r in listed] == [(inv["item_id"][1].as_py(), "pdq")]
+    assert "not a recognised image" in listed[0]["reason"]

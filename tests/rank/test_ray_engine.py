@@ -514,6 +514,7 @@ def test_image_items_with_relative_paths_index_as_on_one_machine(cluster, tmp_pa
         rows.append({"item_id": f"ad{i}", "text": f"offer number {i}", "image_path": f"ad{i}.png"})
     rows.append({"item_id": "copy", "text": "offer again", "image_path": "ad3.png"})  # a re-upload
     rows.append({"item_id": "gone", "text": None, "image_path": "missing.png"})
+    rows.append({"item_id": "lost", "text": "offer, picture lost", "image_path": "lost.png"})
     inventory = pa.Table.from_pylist(rows)
     signals = [
         TextEmbeddingSignal(),
@@ -529,6 +530,10 @@ def test_image_items_with_relative_paths_index_as_on_one_machine(cluster, tmp_pa
     assert len(two.signals["image"].ids) == 21  # every image found by the actors
     assert two.quarantine.to_pylist() == one.quarantine.to_pylist()
     assert "missing.png" in two.quarantine.column("reason")[0].as_py()
+    # Kept by its text, without its image: both engines say so, alike.
+    assert two.signal_failures.equals(one.signal_failures)
+    lacking = {(r["item_id"], r["signal"]) for r in two.signal_failures.to_pylist()}
+    assert {("lost", "image"), ("lost", "pdq")} <= lacking and ("lost", "text") not in lacking
     for name in ("text", "image", "pdq"):
         assert list(two.signals[name].ids) == list(one.signals[name].ids)
         every = np.arange(len(one.signals[name].ids))
