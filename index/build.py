@@ -58,16 +58,51 @@ def requires_text(signals: Sequence[Signal]) -> bool:
     return len(signals) == 1 and isinstance(signals[0], TextEmbeddingSignal)
 
 
-def prepare_directory(path: str | Path, overwrite: bool) -> Path:
-    """Refuse a finished index unless ``overwrite``; clear all but the resumable ``_work/``."""
+# What an index directory holds (index/store.py) and what a killed build leaves in it; the
+# standing index's delta build keeps its digest stamp beside them (index/standing.py).
+INDEX_FILES = frozenset(
+    {MANIFEST, "items.parquet", "quarantine.parquet", SIGNAL_FAILURES, WORK, "inventory.digest"}
+)
+
+
+def prepare_directory(path: str | Path, overwrite: bool, names: Sequence[str] = ()) -> Path:
+    """Refuse a finished index unless ``overwrite``; clear all but the resumable ``_work/``.
+
+    Only an index's own files are ever removed: a directory holding anything else (a
+    user's ``--out .``, a sweep's outputs, photos) is refused before anything is touched,
+    with or without ``overwrite``. ``names``: the signals about to be built (their folders
+    are an index's own, as are those the directory's manifest records)."""
     path = Path(path)
-    if (path / MANIFEST).exists() and not overwrite:
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} is a file; an index is written into a directory")
+    finished = (path / MANIFEST).exists()
+    if finished and not overwrite:
         raise FileExistsError(f"{path} already holds an index; pass overwrite=True to rebuild")
+    if path.exists():
+        own = set(INDEX_FILES) | set(names)
+        if finished:
+            own |= set(json.loads((path / MANIFEST).read_text()).get("signals", {}))
+        foreign = sorted(p.name for p in path.iterdir() if not _index_file(p.name, own))
+        if foreign:
+            listed = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise FileExistsError(
+                f"{path} holds files that are not a riskrank index ({listed}); building an "
+                "index there would delete them: choose a new or empty directory"
+            )
     path.mkdir(parents=True, exist_ok=True)
     for child in path.iterdir():
         if child.name != WORK:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     return path
+
+
+def _index_file(name: str, own: set[str]) -> bool:
+    """An index's own entry, or the temp file of one a killed write left (``<name>.<pid>.tmp``,
+    index/tables.py ``write_parquet``)."""
+    if name in own:
+        return True
+    stem, _, pid = name.removesuffix(".tmp").rpartition(".")
+    return name.endswith(".tmp") and pid.isdigit() and stem in own
 
 
 def unusable_rows(
@@ -223,7 +258,7 @@ def build_index(
     engine = resolve_engine(engine)
     signals = check_signals(signals)
     names = [s.name for s in signals]
-    path = prepare_directory(path, overwrite)
+    path = prepare_directory(path, overwrite, names)
     t0 = time.time()
     with engine.session(show_progress):
         valid = engine.read(

@@ -181,3 +181,34 @@ def test_load_refuses_other_encoder_and_corruption(tmp_path, inventory_items, te
         f.write(b"\x00\x01\x02\x03")
     with pytest.raises(SchemaError, match="checksum"):
         InventoryIndex.load(path)
+
+
+def test_a_build_never_deletes_files_that_are_not_an_index(tmp_path):
+    """`riskrank index build ... --out DIR` cleared DIR whatever it held (a user's notes, a
+    sweep's queue): anything but an index's own files is refused, untouched, overwrite or not;
+    a killed build's leftovers and a finished index (with overwrite) are rebuilt."""
+    from hashing_signal import HashingTextSignal
+
+    inv = pa.table({"item_id": ["a", "b"], "text": ["one ad", "another ad"]})
+    mine = tmp_path / "mine"
+    (mine / "photos").mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep me")
+    (mine / "photos" / "a.jpg").write_bytes(b"x")
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match=r"not a riskrank index \(notes.txt, photos\)"):
+            build_index(inv, mine, signals=[HashingTextSignal()], overwrite=overwrite)
+    assert sorted(p.name for p in mine.rglob("*")) == ["a.jpg", "notes.txt", "photos"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        build_index(inv, tmp_path / "file", signals=[HashingTextSignal()])
+    idx = tmp_path / "idx"
+    build_index(inv, idx, signals=[HashingTextSignal()], show_progress=False)
+    (idx / "manifest.json").unlink()  # a killed build: its files, no manifest
+    (idx / "items.parquet.123.tmp").write_bytes(b"half")
+    assert build_index(inv, idx, signals=[HashingTextSignal()], show_progress=False).num_items == 2
+    with pytest.raises(FileExistsError, match="already holds an index"):
+        build_index(inv, idx, signals=[HashingTextSignal()])
+    rebuilt = build_index(
+        inv, idx, signals=[HashingTextSignal()], overwrite=True, show_progress=False
+    )
+    assert rebuilt.num_items == 2 and not (idx / "items.parquet.123.tmp").exists()
