@@ -47,11 +47,7 @@ def _to_arrow(data: TableLike, what: str) -> pa.Table:
         return _read_parquet(data, what)
     if isinstance(data, (list, tuple)) and data and all(isinstance(d, (str, Path)) for d in data):
         # Several Parquet files (as Ray reads them): rows in the order of the list.
-        tables = [_read_parquet(d, what) for d in data]
-        try:
-            return pa.concat_tables(tables, promote_options="default")
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise SchemaError(f"{what}: the files' schemas do not agree: {exc}") from exc
+        return _concat_files([_read_parquet(d, what) for d in data], [str(d) for d in data], what)
     module = type(data).__module__.split(".")[0]
     if module == "pandas" and ID_COLUMN not in data.columns and data.index.name == ID_COLUMN:
         data = data.reset_index()  # ids kept as the DataFrame's index (a database key)
@@ -86,7 +82,12 @@ def read_text_csv(path: str | Path, *, what: str) -> pa.Table:
 
 
 def _read_parquet(data: str | Path, what: str) -> pa.Table:
-    """A Parquet file or directory, or a URI pyarrow reads (``s3://``, ``gs://``, ``file://``)."""
+    """A Parquet file or directory, or a URI pyarrow reads (``s3://``, ``gs://``, ``file://``).
+
+    A directory's files are read one by one and joined on the union of their columns (a
+    column some files lack is null there): pyarrow's dataset reader takes the first file's
+    schema and silently drops the columns only later files have, so images, paths or
+    metadata in those files were lost depending on the order of the files."""
     if isinstance(data, str) and "://" in data:
         source = data
     else:
@@ -94,10 +95,50 @@ def _read_parquet(data: str | Path, what: str) -> pa.Table:
         if not source.exists():
             raise FileNotFoundError(f"{what}: no such file or directory: {source}")
     try:
+        if isinstance(source, Path) and source.is_dir():
+            import pyarrow.dataset as ds
+
+            fragments = list(ds.dataset(source, format="parquet").get_fragments())
+            if len(fragments) > 1:
+                tables = [f.to_table() for f in fragments]
+                return _concat_files(tables, [f.path for f in fragments], what)
         return pq.read_table(source)
     except (pa.ArrowInvalid, OSError) as exc:
         msg = f"{what}: {source} is not a readable Parquet file/dataset: {exc}"
         raise SchemaError(msg) from exc
+
+
+def _concat_files(tables: list[pa.Table], names: list[str], what: str) -> pa.Table:
+    """Files' rows in order, on the union of their columns. Ids are text: an ``item_id``
+    written as integers in one file and as strings in another is read as digits."""
+    try:
+        return pa.concat_tables(tables, promote_options="default")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        first = exc
+    ids = [t.schema.field(ID_COLUMN).type if ID_COLUMN in t.column_names else None for t in tables]
+    if any(t is not None and pa.types.is_integer(t) for t in ids):
+        tables = [
+            t.set_column(
+                t.schema.get_field_index(ID_COLUMN), ID_COLUMN, t[ID_COLUMN].cast(pa.string())
+            )
+            if k is not None and pa.types.is_integer(k)
+            else t
+            for t, k in zip(tables, ids)
+        ]
+        try:
+            return pa.concat_tables(tables, promote_options="default")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+    columns: dict[str, dict[str, str]] = {}
+    for table, name in zip(tables, names):
+        for field in table.schema:
+            columns.setdefault(field.name, {})[name] = str(field.type)
+    clash = {c: kinds for c, kinds in columns.items() if len(set(kinds.values())) > 1}
+    listed = "; ".join(
+        f"'{c}' is " + ", ".join(f"{t} in {Path(n).name}" for n, t in list(kinds.items())[:3])
+        for c, kinds in clash.items()
+    )
+    raise SchemaError(f"{what}: the files' columns do not agree: {listed or first}") from first
 
 
 _CONVERSION_ERRORS = (

@@ -74,3 +74,21 @@ def test_a_list_of_parquet_files_is_read_in_order(tmp_path):
     assert table["n"].to_pylist() == [None, 3]  # schemas merged, missing cells null
     with pytest.raises(FileNotFoundError, match="missing.parquet"):
         as_table([tmp_path / "1.parquet", tmp_path / "missing.parquet"])
+
+
+def test_a_parquet_directory_keeps_every_files_columns(tmp_path):
+    """pyarrow's dataset reader took the first file's schema: a column only a later file had
+    (image paths, metadata) was dropped, and which ones depended on the files' order."""
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "ads"
+    d.mkdir()
+    pq.write_table(pa.table({"item_id": [1, 2], "text": ["a", "b"]}), d / "part-0.parquet")
+    later = {"item_id": ["3", "x4"], "text": ["c", None], "image_path": [None, "x4.jpg"]}
+    pq.write_table(pa.table(later), d / "part-1.parquet")
+    table = as_table(d)
+    assert table["item_id"].to_pylist() == ["1", "2", "3", "x4"]  # ids are text
+    assert table["image_path"].to_pylist() == [None, None, None, "x4.jpg"]
+    pq.write_table(pa.table({"item_id": ["5"], "text": [7]}), d / "part-2.parquet")
+    with pytest.raises(SchemaError, match="'text' is string in part-0.parquet.*int64 in part-2"):
+        as_table(d)
