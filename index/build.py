@@ -42,6 +42,7 @@ from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import TableLike, write_parquet
+from riskrank.index.vectors.faiss_index import parse_bytes
 
 
 def check_signals(signals: Sequence[Signal] | None) -> list[Signal]:
@@ -257,6 +258,7 @@ def build_index(
     """
     engine = resolve_engine(engine)
     signals = check_signals(signals)
+    parse_bytes(max_memory)  # a typo is refused now, not after the embedding
     names = [s.name for s in signals]
     path = prepare_directory(path, overwrite, names)
     t0 = time.time()

@@ -63,6 +63,11 @@ def output_lock(
     try:
         lock.acquire()
     except Timeout as exc:
+        if not lock_file.exists():  # not held by anyone: it could not even be created
+            raise PermissionError(
+                f"cannot write {what} {directory}: its lock file {lock_file} cannot be created "
+                "there (not writable?)"
+            ) from exc
         raise OutputLockedError(
             f"{what} {directory} is in use by another riskrank run (lock {lock_file}); "
             f"wait for it to finish or write somewhere else"

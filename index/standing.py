@@ -94,7 +94,7 @@ from riskrank.index.schema import (
 from riskrank.index.signals.base import IndexKind, Signal
 from riskrank.index.store import KEYS, IndexMismatchError, InventoryIndex, SignalIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
-from riskrank.index.vectors.faiss_index import choose_index_key
+from riskrank.index.vectors.faiss_index import choose_index_key, parse_bytes
 from riskrank.index.vectors.hamming import choose_binary_index_key
 from riskrank.index.vectors.stored import StoredVectors, open_npy
 
@@ -185,6 +185,10 @@ def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) 
     deletions that take effect (the named ids today's inventory lists). A deletion list that
     names nothing listed, or is empty, makes the same version as no list: the same again is
     a no-op, not a new identical version that pushes an older one out."""
+    ids = inventory.schema.field(ITEM_ID).type if ITEM_ID in inventory.column_names else None
+    if ids is not None and pa.types.is_integer(ids):  # ids are text: 7 and "7" are one id
+        at = inventory.column_names.index(ITEM_ID)
+        inventory = inventory.set_column(at, ITEM_ID, inventory[ITEM_ID].cast(pa.string()))
     named = {str(i) for i in deletions} if deletions is not None else set()
     listed = set()
     if named and ITEM_ID in inventory.column_names:  # (a table without ids is refused later)
@@ -320,6 +324,7 @@ class StandingIndex:
     ) -> tuple[InventoryIndex, UpdateStats | None]:  # fmt: skip
         signals = check_signals(signals)
         engine = resolve_engine(engine)
+        parse_bytes(max_memory)  # a typo is refused now, not after the embedding
         inventory = as_table(inventory, what="inventory")
         digest = inventory_digest(inventory, signals, deletions)
         if (self.state() or {}).get("inventory_digest") == digest:

@@ -69,6 +69,30 @@ def check_history_trainable(
             )
 
 
+def history_rows_without_seeds(hist: pa.Table, seeds) -> tuple[pa.Table, pa.Table]:
+    """Split off the reviews under a policy the seeds do not name (a typo, "Spam" for
+    "spam"): recall finds candidates per seed policy, so they would train nothing while the
+    model listed the policy as having history. Quarantined with the reason, as ``review
+    import`` quarantines verdicts under such a policy."""
+    have = set(seeds.policies)
+    policies = hist.column("policy").to_pylist()
+    keep = [p in have for p in policies]
+    if all(keep):
+        return hist, quarantine_table([])
+    named = ", ".join(repr(p) for p in sorted(have))
+    rows = [
+        {
+            ITEM_ID: i,
+            "row": -1,
+            "stage": "history",
+            "reason": f"policy {p!r} has no seeds (the seeds' policies: {named})",
+        }
+        for i, p, k in zip(hist.column(ITEM_ID).to_pylist(), policies, keep)
+        if not k
+    ]
+    return hist.filter(pa.array(keep)), quarantine_table(rows)
+
+
 def history_rows_not_indexed(hist: pa.Table, index_quarantine: pa.Table) -> pa.Table:
     """Quarantine rows for the reviews whose item could not be indexed (no usable content):
     they take no part in training, so they count as quarantined."""

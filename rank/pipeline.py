@@ -34,6 +34,7 @@ from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.standing import DELTA, VERSIONS, StandingIndex
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
+from riskrank.index.vectors.faiss_index import parse_bytes
 from riskrank.rank.engine import resolve_sweep_engine
 from riskrank.rank.exploration import EXPLORE_SHARE, arrange_queue
 from riskrank.rank.input_checks import (
@@ -41,6 +42,7 @@ from riskrank.rank.input_checks import (
     check_explore,
     check_history_trainable,
     history_rows_not_indexed,
+    history_rows_without_seeds,
     protect_metadata,
 )
 from riskrank.rank.model import RiskModel, check_model_dir, check_not_in_model
@@ -57,11 +59,12 @@ from riskrank.rank.sweep_cache import (
     SpanCache,
     model_identity,
 )
+from riskrank.recall.candidates import with_every_signal
 from riskrank.recall.history import ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
 from riskrank.recall.neighbours import FILE as NEIGHBOURS_FILE
 from riskrank.recall.neighbours import NeighbourMemo
-from riskrank.recall.recaller import DEFAULT_K, NEIGHBOUR_RULES, recall
+from riskrank.recall.recaller import DEFAULT_K, NEIGHBOUR_RULES, check_k, recall
 from riskrank.recall.seeds import SeedSet
 
 log = logging.getLogger("riskrank")
@@ -126,6 +129,7 @@ def train(
     """
     model_dir = Path(model_dir)
     check_model_dir(model_dir)  # a user's own directory is refused before it is written to
+    check_k(k)
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     model, hist, quarantined = fit_model(
         history, seeds, model_dir, signals=signals, k=k, ranker=ranker,
@@ -154,7 +158,12 @@ def fit_model(
     the clean history rows and the quarantined ones. ``review import`` saves it once, with
     its lineage, so a killed import never leaves a model stamped as a first version."""
     hist, quarantined = validate_history(history)
-    check_history_trainable(hist)  # before minutes of embedding, not after
+    hist, unseeded = history_rows_without_seeds(hist, seeds)
+    quarantined = pa.concat_tables([quarantined, unseeded])
+    after = (
+        f" ({unseeded.num_rows} under policies the seeds do not name)" if unseeded.num_rows else ""
+    )
+    check_history_trainable(hist, after=after)  # before minutes of embedding, not after
     signals = signals or [TextEmbeddingSignal()]
     ids = hist.column(ITEM_ID).to_pylist()
     hindex, _ = update_standing_index(
@@ -306,6 +315,12 @@ def sweep(
     t0 = time.time()
     check_budget(budget)
     check_explore(explore)  # before anything is embedded or a standing index moves
+    check_k(k)
+    parse_bytes(max_memory)  # a typo is refused now, not after the embedding
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise FileExistsError(
+            f"{out_dir} exists and is not a directory; choose an output directory"
+        )
     if index_dir is not None:
         check_not_in_model(index_dir, "index_dir")
     engine = resolve_sweep_engine(engine)
@@ -337,6 +352,8 @@ def sweep(
             cands = recall_with_memo(
                 engine, index, model, seeds, memo, neighbours, k=k, progress=show_progress
             )
+            # A day without images (or without text): the missing signal's evidence is null.
+            cands = with_every_signal(cands, model.signals, lexical=model.lexical is not None)
             t_recall = time.time() - t0 - t_index
             scored = engine.score(model.ranker, cands)
             extra = {

@@ -183,7 +183,9 @@ class RaySweepEngine(RayEngine):
 
         started = not ray.is_initialized()
         if started:
-            ray.init(address=self.address, log_to_driver=show_progress)
+            # No address: a private local instance, never a cluster `ray start` left running
+            # on this machine (ray.init(None) joins that one).
+            ray.init(address=self.address or "local", log_to_driver=show_progress)
         try:
             yield
         finally:

@@ -160,6 +160,27 @@ def candidate_schema(signals: Sequence[Signal | str], history: bool) -> pa.Schem
     return pa.schema(fields)
 
 
+def with_every_signal(
+    table: pa.Table, signals: Sequence[Signal], *, lexical: bool = False
+) -> pa.Table:
+    """``table`` with null evidence columns for each of ``signals`` that gave it none: a day
+    whose inventory has no item of one kind (no images at all) is searched by the other
+    signals only, and a ranker trained with every signal reads the missing one as "no
+    evidence" (LightGBM's missing value), as it does for one item without an image.
+    ``lexical``: the model has the lexical probe, whose score a day without text lacks too."""
+    has_hist = any(c.startswith("hist_") for c in table.column_names)
+    probe = history_evidence_name("lexical", "probe_score")
+    if lexical and probe not in table.column_names:
+        table = table.append_column(probe, pa.nulls(table.num_rows, pa.float64()))
+    for signal in signals:
+        if seed_evidence_name(signal.name, BEST_SEED.suffix) in table.column_names:
+            continue
+        for field in candidate_schema([signal], has_hist):
+            if field.name not in table.column_names:
+                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table
+
+
 def seed_evidence_name(signal: str, suffix: str) -> str:
     return f"{signal}_{suffix}"
 

@@ -64,6 +64,13 @@ def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Tabl
         raise SchemaError(f"{what}: 0 rows; training needs reviewed items")
     if "sweep_id" not in table.column_names:
         table = table.append_column("sweep_id", pa.array(["history"] * table.num_rows, pa.string()))
+    else:  # optional per row too: a blank one (histories concatenated) takes the default
+        sid = pc.cast(table["sweep_id"], pa.string())
+        sid = pc.if_else(
+            pc.equal(pc.utf8_trim_whitespace(sid), ""), pa.scalar(None, pa.string()), sid
+        )
+        sid = pc.fill_null(sid, "history")
+        table = table.set_column(table.column_names.index("sweep_id"), "sweep_id", sid)
     table = table.set_column(
         table.column_names.index(ITEM_ID),
         ITEM_ID,
@@ -73,7 +80,8 @@ def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Tabl
     seen: dict[tuple, int] = {}
     ids = table.column(ITEM_ID).to_pylist()
     pols = table.column("policy").to_pylist()
-    for i, v in enumerate(table.column("verdict").to_pylist()):
+    verdicts = table.column("verdict").to_pylist()
+    for i, v in enumerate(verdicts):
         key = (ids[i], pols[i])
         if not ids[i] or not pols[i]:
             bad[i] = "item_id or policy is null"
@@ -85,6 +93,20 @@ def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Tabl
             bad[i] = f"duplicate review of ({ids[i]}, {pols[i]}) (first at row {seen[key]})"
         else:
             seen[key] = i
+    # Reviews of one item under one policy that disagree: nobody can tell which is right, and
+    # keeping the first would let the file's row order choose the label. All are quarantined.
+    rows_of: dict[tuple, list[int]] = {}
+    for i, key in enumerate(zip(ids, pols)):
+        if i not in bad or bad[i].startswith("duplicate review"):
+            rows_of.setdefault(key, []).append(i)
+    for (item, policy), rows in rows_of.items():
+        given = sorted({int(verdicts[i]) for i in rows})
+        if len(given) > 1:
+            for i in rows:
+                bad[i] = (
+                    f"conflicting verdicts {given} for ({item}, {policy}) at rows {rows}; "
+                    "keep the one that is right"
+                )
     table = table.set_column(
         table.column_names.index("verdict"),
         "verdict",

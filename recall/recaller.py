@@ -8,6 +8,7 @@ signal) still gets its similarity to all the others.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -353,6 +354,15 @@ def _closest_seed_fields(
     cols["action"] = act
 
 
+def check_k(k: object) -> None:
+    """``k`` (neighbours per seed and signal) is a positive whole number, or None for every
+    indexed item: 0, -1 or True recalled a few items silently, 2.5 or "5" failed inside
+    FAISS after the embedding."""
+    whole = isinstance(k, numbers.Integral) and not isinstance(k, bool)
+    if k is not None and (not whole or k <= 0):
+        raise ValueError(f"k={k!r}: expected a positive number of neighbours (or None: all)")
+
+
 def recall(
     index: InventoryIndex,
     seeds: SeedSet | TableLike,
@@ -380,6 +390,7 @@ def recall(
     >>> cands = recall(InventoryIndex.load("runs/idx"), seeds, k=500)   # doctest: +SKIP
     >>> cands.to_pandas().sort_values("text_best_sim", ascending=False).head()  # doctest: +SKIP
     """
+    check_k(k)
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     states = {
         name: _SignalState(si, memo=neighbours.for_signal(name, si) if neighbours else None)

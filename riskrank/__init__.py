@@ -7,6 +7,7 @@ The short import for analysts::
     model = rr.train("reviews.parquet", "seeds.parquet", "models/scam")
     result = rr.sweep("ads.parquet", "seeds.parquet", model, out_dir="runs/today", budget=500)
     result.queue.to_pandas().head()
+    rr.write_reports(result, "seeds.parquet")  # report.md, report.png, report.html
     rr.sweep(..., engine="ray")   # or engine=rr.RaySweepEngine(address="auto", num_shards=8)
 
 The three stages live in ``riskrank.index`` (content -> searchable index),
@@ -31,6 +32,7 @@ from riskrank.index.engine import LocalEngine
 from riskrank.index.manifest import package_version
 from riskrank.index.ray_engine.engine import RayEngine
 from riskrank.rank import RiskModel, RiskRanker, ScoredCandidates, SweepResult, sweep, train
+from riskrank.rank.evaluation.report import write_sweep_reports as write_reports
 from riskrank.rank.ray_engine import RaySweepEngine
 from riskrank.recall import SeedSet
 from riskrank.recall import recall as recall_candidates  # ``riskrank.recall`` is the package
@@ -60,4 +62,5 @@ __all__ = [
     "register_signal",
     "sweep",
     "train",
+    "write_reports",
 ]

@@ -178,7 +178,9 @@ class RayEngine:
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=self.address, log_to_driver=show_progress)
+            # No address: a private local instance, never a cluster `ray start` left running
+            # on this machine (ray.init(None) joins that one).
+            ray.init(address=self.address or "local", log_to_driver=show_progress)
         self.plan_ = plan_cluster(
             ray.cluster_resources(),
             use_gpu=self.use_gpu,

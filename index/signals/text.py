@@ -278,8 +278,17 @@ class TextEncoder:
             device = self.device or default_device()
             with collector.paused():  # ~400,000 objects imported; no cyclic garbage made
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
 
-                st = SentenceTransformer(path, device=device)
+                # transformers' "Loading weights" bar printed even with show_progress=False;
+                # riskrank's own bars say what a sweep is doing.
+                shown = hf_logging.is_progress_bar_enabled()
+                hf_logging.disable_progress_bar()
+                try:
+                    st = SentenceTransformer(path, device=device)
+                finally:
+                    if shown:
+                        hf_logging.enable_progress_bar()
                 collector.freeze_more()  # in a sweep: not walked by its collections
             if self.max_seq_length:
                 st.max_seq_length = min(self.max_seq_length, st.max_seq_length or 10**6)

