@@ -147,14 +147,15 @@ class LocalEngine:
 
         def chunk_tables():  # one at a time: collect_chunks copies each out and drops it
             bar = tqdm(
-                files, desc="encode " + ",".join(names), unit="chunk", disable=not show_progress
+                files, desc="chunks " + ",".join(names), unit="chunk", disable=not show_progress
             )
             for i, path in enumerate(bar):
                 if path.exists():
                     counts["resumed"] += 1
                     yield load_chunk(path)
                     continue
-                table = embed_chunk(by_name, valid.items.slice(i * chunk_size, chunk_size))
+                chunk = valid.items.slice(i * chunk_size, chunk_size)
+                table = embed_chunk(by_name, chunk, show_progress=show_progress)
                 save_chunk(table, path)
                 yield table
 

@@ -220,7 +220,9 @@ class ClipEncoder:
         out = []
         with (
             torch.inference_mode(),
-            tqdm(total=total, desc=desc, unit="item", disable=not show_progress) as bar,
+            tqdm(
+                total=total, desc=desc, unit="item", disable=not show_progress, leave=False
+            ) as bar,
         ):
             for batch in batches:
                 emb = tower(batch)
@@ -390,7 +392,11 @@ class _ClipSignal(EmbeddingSignal):
         encoder._load()
         step = max(encoder.batch_size * 4, 64)  # bounded: prepared images live in memory
         bar = tqdm(
-            total=table.num_rows, desc=f"{self.name} images", unit="item", disable=not show_progress
+            total=table.num_rows,
+            desc=f"{self.name} images",
+            unit="item",
+            disable=not show_progress,
+            leave=False,
         )
         for start in range(0, table.num_rows, step):
             # Decoding and the model's resize/crop/normalise run together in the decode threads

@@ -95,7 +95,11 @@ class NsfwScorer:
         ok = np.zeros(n, bool)
         reasons: list[str | None] = [None] * n
         for start in tqdm(
-            range(0, n, self.batch_size), desc="nsfw", unit="batch", disable=not show_progress
+            range(0, n, self.batch_size),
+            desc="nsfw",
+            unit="batch",
+            disable=not show_progress,
+            leave=False,
         ):
             images, why = decode_images(
                 table.slice(start, self.batch_size),

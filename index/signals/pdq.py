@@ -165,7 +165,11 @@ class PdqSignal(Signal):
         ok = np.zeros(n, bool)
         reasons: list[str | None] = [None] * n
         starts = tqdm(
-            range(0, n, self.batch_size), desc="pdq", unit="batch", disable=not show_progress
+            range(0, n, self.batch_size),
+            desc="pdq",
+            unit="batch",
+            disable=not show_progress,
+            leave=False,
         )
         for start in starts:  # bounded batches: decoded images live in memory
             images, why = decode_images(

@@ -108,7 +108,9 @@ def encode_in_padded_batches(
 
     out = None
     batches = padded_batches(lengths, batch_size)
-    for width, rows in tqdm(batches, desc="encode", unit="batch", disable=not show_progress):
+    for width, rows in tqdm(
+        batches, desc="encode", unit="batch", disable=not show_progress, leave=False
+    ):
         emb = embed(rows, width)
         if out is None:
             out = np.empty((len(lengths), emb.shape[1]), np.float32)
@@ -212,7 +214,7 @@ def encode_padded(
 def _progress(total: int, show: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="encode", unit="text", disable=not show)
+    return tqdm(total=total, desc="encode", unit="text", disable=not show, leave=False)
 
 
 class TextEncoder:
@@ -402,7 +404,9 @@ class TextEncoder:
         out = None
         batch = self.batch_size or DEFAULT_BATCH[self.backend]
         starts = range(0, len(texts), batch)
-        for start in tqdm(starts, desc="encode", unit="batch", disable=not show_progress):
+        for start in tqdm(
+            starts, desc="encode", unit="batch", disable=not show_progress, leave=False
+        ):
             rows = order[start : start + batch]
             vecs = model.encode_batch([texts[i] for i in rows])
             if out is None:
