@@ -83,7 +83,9 @@ def prepare_directory(path: str | Path, overwrite: bool, names: Sequence[str] = 
         own = set(INDEX_FILES) | set(names)
         if finished:
             own |= set(json.loads((path / MANIFEST).read_text()).get("signals", {}))
-        foreign = sorted(p.name for p in path.iterdir() if not _index_file(p.name, own))
+        foreign = sorted(
+            p.name for p in path.iterdir() if not (_index_file(p.name, own) or _signal_folder(p))
+        )
         if foreign:
             listed = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
             raise FileExistsError(
@@ -95,6 +97,18 @@ def prepare_directory(path: str | Path, overwrite: bool, names: Sequence[str] = 
         if child.name != WORK:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     return path
+
+
+# What a signal's folder holds (index/store.py); a killed build's folder of a signal not in
+# this build (a standing delta re-run with other signals) is still the index's own.
+SIGNAL_FILES = frozenset(
+    {"ids.parquet", "evidence.parquet", "keys.parquet", "vectors.npy", "index.faiss", "shards"}
+)
+
+
+def _signal_folder(path: Path) -> bool:
+    entries = list(path.iterdir()) if path.is_dir() else []
+    return bool(entries) and all(_index_file(c.name, set(SIGNAL_FILES)) for c in entries)
 
 
 def _index_file(name: str, own: set[str]) -> bool:

@@ -86,6 +86,7 @@ from riskrank.index.schema import (
     IMAGE_BYTES,
     ITEM_ID,
     SIGNAL_FAILURES,
+    TEXT,
     is_blank,
     quarantine_table,
     signal_failure_table,
@@ -724,11 +725,30 @@ def _failures(ids, keys, signals, indexed, held, plan, prev, delta) -> pa.Table:
                 continue  # no content of this kind: nothing failed
             source = int(plan["source"][r])
             why = from_delta.get((plan["delta_ids"].get(source), name)) if source >= 0 else None
+            if why is None and k[r].endswith(NOTHING):
+                why = _absent_reason(signal)
             rows[ITEM_ID].append(str(ids[r]))
             rows["signal"].append(name)
             rows["reason"].append(why or old.get(k[r]) or "could not be embedded")
-            rows["key"].append(k[r])
+            # A failure that may not recur (memory pressure, an unexpected decoder error) is
+            # listed but not remembered: the next update tries that content again.
+            rows["key"].append(k[r] if _lasting(rows["reason"][-1]) else None)
     return signal_failure_table(rows)
+
+
+# Reasons an image signal gives that may not recur for the same bytes (index/signals/images.py).
+_PASSING_FAILURES = ("image too large: out of memory", "cannot decode image: ", "cannot prepare")
+
+
+def _lasting(reason: str) -> bool:
+    """Whether the same content would fail again for the same reason (corrupt bytes, too
+    many pixels, a path outside the base directory), so need not be tried again."""
+    return not reason.startswith(_PASSING_FAILURES)
+
+
+def _absent_reason(signal: Signal) -> str:
+    """What a signal says of a row with no content of its kind (as ``embed_items`` does)."""
+    return "no text" if tuple(signal.content_columns) == (TEXT,) else "no image"
 
 
 def _failures_by_signal(vdir: Path) -> dict[str, tuple[dict[str, str], dict[str, str]]]:

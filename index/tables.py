@@ -98,14 +98,28 @@ def _read_parquet(data: str | Path, what: str) -> pa.Table:
         if isinstance(source, Path) and source.is_dir():
             import pyarrow.dataset as ds
 
-            fragments = list(ds.dataset(source, format="parquet").get_fragments())
+            fragments = list(
+                ds.dataset(source, format="parquet", partitioning="hive").get_fragments()
+            )
             if len(fragments) > 1:
-                tables = [f.to_table() for f in fragments]
+                tables = [_with_partition_keys(f) for f in fragments]
                 return _concat_files(tables, [f.path for f in fragments], what)
         return pq.read_table(source)
     except (pa.ArrowInvalid, OSError) as exc:
         msg = f"{what}: {source} is not a readable Parquet file/dataset: {exc}"
         raise SchemaError(msg) from exc
+
+
+def _with_partition_keys(fragment) -> pa.Table:
+    """A file's rows with its hive partition values (``day=2024-01-01/``) as columns, as
+    pyarrow's own directory reader gives them."""
+    import pyarrow.dataset as ds
+
+    table = fragment.to_table()
+    for key, value in ds.get_partition_keys(fragment.partition_expression).items():
+        if key not in table.column_names:
+            table = table.append_column(key, pa.array([value] * table.num_rows))
+    return table
 
 
 def _concat_files(tables: list[pa.Table], names: list[str], what: str) -> pa.Table:

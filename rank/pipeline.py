@@ -456,7 +456,10 @@ def _kept_without(failures: pa.Table | None, quarantine: pa.Table) -> dict[str, 
     (a corrupt image beside a good text): items the sweep kept, by another signal."""
     if failures is None or not failures.num_rows:
         return {}
-    gone = set(quarantine.column(ITEM_ID).to_pylist())
+    # Items no signal could embed (a duplicate id's later rows are quarantined at validation
+    # under the same id while its first row is indexed: not gone).
+    stage = quarantine.column("stage").to_pylist()
+    gone = {i for i, st in zip(quarantine.column(ITEM_ID).to_pylist(), stage) if st == "encode"}
     counts = Counter(
         n for i, n in zip(failures[ITEM_ID].to_pylist(), failures["signal"].to_pylist())
         if i not in gone

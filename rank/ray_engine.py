@@ -29,6 +29,7 @@ need it.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
@@ -183,9 +184,10 @@ class RaySweepEngine(RayEngine):
 
         started = not ray.is_initialized()
         if started:
-            # No address: a private local instance, never a cluster `ray start` left running
-            # on this machine (ray.init(None) joins that one).
-            ray.init(address=self.address or "local", log_to_driver=show_progress)
+            # No address: RAY_ADDRESS (a Ray job's), else a private local instance, never a
+            # cluster `ray start` left running on this machine (ray.init(None) joins that one).
+            address = self.address or os.environ.get("RAY_ADDRESS") or "local"
+            ray.init(address=address, log_to_driver=show_progress)
         try:
             yield
         finally:

@@ -56,6 +56,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from riskrank.index.manifest import sha256_file
 from riskrank.index.output_lock import holds_output_lock
 from riskrank.index.schema import ITEM_ID, NO_CONTENT, has_content, quarantine_table
 from riskrank.index.standing import DELTA, LOCK, StandingIndex
@@ -583,6 +584,7 @@ def import_verdicts(
     check_queue_model(queue_path, model_dir, parent)
     history = pq.read_table(model_dir / HISTORY_FILE)
     seeds = SeedSet.from_table(model_dir / SEEDS_FILE)
+    model_seeds = seeds.table.num_rows
     if seeds_to_add is not None:
         seeds = add_seeds(seeds, seeds_to_add)
     table = read_verdicts(verdicts)
@@ -615,7 +617,8 @@ def import_verdicts(
     )  # fmt: skip
     sweep_items = _sweep_items_path(queue_path)
     if not retrain:
-        write_pending(out_dir, model_dir, parent, merged, seeds, quarantine, sweep_items)
+        news = imported.num_rows + seeds.table.num_rows - model_seeds
+        write_pending(out_dir, model_dir, parent, merged, seeds, quarantine, sweep_items, news)
         return result(None)
     model = _train_next(
         model_dir, old, merged, seeds, out_dir, quarantine=quarantine, sweep_items=sweep_items,
@@ -663,6 +666,7 @@ def write_pending(
     seeds: SeedSet,
     quarantine: pa.Table,
     sweep_items: Path | None,
+    news: int,
 ) -> None:
     """What ``--no-retrain`` leaves: the new history, the seeds (with any ``--seeds`` added),
     the quarantine, and ``pending.json`` naming the parent model (its directory, version and
@@ -677,6 +681,10 @@ def write_pending(
         "parent_version": int(parent.get("version", 1)),
         "parent_history_digest": parent.get("history_digest"),
         "history_digest": history_digest(history),
+        # What the import added (verdicts, re-reviews, seeds): none, and a retrain would
+        # give the parent again. The files' own digests tell any later edit.
+        "imported": int(news),
+        "files": {f: sha256_file(out_dir / f) for f in (HISTORY_FILE, SEEDS_FILE, QUARANTINE_FILE)},
         "sweep_items": str(sweep_items.resolve()) if sweep_items is not None else None,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -714,13 +722,18 @@ def retrain_pending(
     pending = json.loads(marker.read_text())
     model_dir = Path(model_dir) if model_dir is not None else Path(pending["parent_dir"])
     check_out_dir(out_dir, True)
+    for name, digest in pending.get("files", {}).items():
+        if not (pending_dir / name).exists() or sha256_file(pending_dir / name) != digest:
+            raise ValueError(
+                f"{pending_dir / name} changed since the import wrote it; import the verdicts again"
+            )
     history = pq.read_table(pending_dir / HISTORY_FILE)
     if history_digest(history) != pending["history_digest"]:
         raise ValueError(
             f"{pending_dir / HISTORY_FILE} changed since the import wrote it (history digest "
             "differs); import the verdicts again"
         )
-    if pending["history_digest"] == pending["parent_history_digest"]:
+    if not pending.get("imported", 1):
         raise SchemaError(
             f"{pending_dir}: the import took no verdicts (see {QUARANTINE_FILE}); a new "
             "version would be its parent again"

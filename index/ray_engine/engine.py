@@ -39,6 +39,7 @@ functions: importing this module does not need it.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -178,9 +179,10 @@ class RayEngine:
         import ray
 
         if not ray.is_initialized():
-            # No address: a private local instance, never a cluster `ray start` left running
-            # on this machine (ray.init(None) joins that one).
-            ray.init(address=self.address or "local", log_to_driver=show_progress)
+            # No address: RAY_ADDRESS (a Ray job's), else a private local instance, never a
+            # cluster `ray start` left running on this machine (ray.init(None) joins that one).
+            address = self.address or os.environ.get("RAY_ADDRESS") or "local"
+            ray.init(address=address, log_to_driver=show_progress)
         self.plan_ = plan_cluster(
             ray.cluster_resources(),
             use_gpu=self.use_gpu,

@@ -103,7 +103,10 @@ def _add_signal_flags(p: argparse.ArgumentParser) -> None:
 def _add_ray_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Ray engine (with --engine ray; needs the [ray] extra)")
     g.add_argument("--engine", choices=["local", "ray"], default="local")
-    g.add_argument("--address", help="Ray cluster to join, e.g. auto (default: a local one)")
+    g.add_argument(
+        "--address",
+        help="Ray cluster to join, e.g. auto (default: $RAY_ADDRESS, else a new local one)",
+    )
     g.add_argument("--num-shards", type=int, help="index shards per signal (default: 1 per CPU)")
     g.add_argument(
         "--concurrency", type=int, help="embedding actors (default: 1 per GPU, else 1 per CPU)"

@@ -92,3 +92,9 @@ def test_a_parquet_directory_keeps_every_files_columns(tmp_path):
     pq.write_table(pa.table({"item_id": ["5"], "text": [7]}), d / "part-2.parquet")
     with pytest.raises(SchemaError, match="'text' is string in part-0.parquet.*int64 in part-2"):
         as_table(d)
+    # Hive partitions (day=.../) are columns, as pyarrow's directory reader made them.
+    for day in ("2024-01-01", "2024-01-02"):
+        (tmp_path / "days" / f"day={day}").mkdir(parents=True)
+        one = {"item_id": [day], "text": ["an ad"]}
+        pq.write_table(pa.table(one), tmp_path / "days" / f"day={day}" / "part.parquet")
+    assert as_table(tmp_path / "days")["day"].to_pylist() == ["2024-01-01", "2024-01-02"]

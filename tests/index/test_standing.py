@@ -559,6 +559,16 @@ def test_content_a_signal_could_not_use_is_listed_and_not_tried_again(tmp_path):
     assert_same_index(idx, ref)
     rows = sorted(map(tuple, idx.signal_failures.to_pandas().to_numpy().tolist()))
     assert rows == sorted(map(tuple, ref.signal_failures.to_pandas().to_numpy().tolist()))
+    # Day 2: the broken picture again under a new id, with no text: nothing is embedded, and
+    # its quarantine reason ("text: no text; pdq: ...") is the from-scratch build's.
+    again = pa.table({"item_id": ["again"], "text": [None], "image_bytes": [b"not a jpeg"]})
+    day2 = pa.concat_tables([day1, again.cast(day0.schema)])
+    idx, stats = standing.update(day2, [text, pdq], show_progress=False)
+    assert stats.embedded == 0
+    ref = build_index(day2, tmp_path / "ref2", signals=[CountingSignal(), PdqSignal()])
+    assert_same_index(idx, ref)
+    rows = sorted(map(tuple, idx.signal_failures.to_pandas().to_numpy().tolist()))
+    assert rows == sorted(map(tuple, ref.signal_failures.to_pandas().to_numpy().tolist()))
 
 
 def test_integer_ids_one_day_and_their_digits_the_next_are_the_same_inventory(tmp_path):

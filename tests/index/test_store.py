@@ -205,6 +205,8 @@ def test_a_build_never_deletes_files_that_are_not_an_index(tmp_path):
     build_index(inv, idx, signals=[HashingTextSignal()], show_progress=False)
     (idx / "manifest.json").unlink()  # a killed build: its files, no manifest
     (idx / "items.parquet.123.tmp").write_bytes(b"half")
+    (idx / "pdq").mkdir()  # a signal of an earlier, killed attempt with other signals
+    (idx / "pdq" / "ids.parquet").write_bytes(b"x")
     assert build_index(inv, idx, signals=[HashingTextSignal()], show_progress=False).num_items == 2
     with pytest.raises(FileExistsError, match="already holds an index"):
         build_index(inv, idx, signals=[HashingTextSignal()])

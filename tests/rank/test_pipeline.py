@@ -323,9 +323,12 @@ def test_an_item_kept_without_its_image_is_counted_and_listed(
     Image.fromarray(pixels).resize((96, 96)).save(picture, format="PNG")
     images = [picture.getvalue(), b"not a jpeg", *[None] * 18]
     inv = inv.append_column("image_bytes", pa.array(images, pa.binary()))
-    res = sweep(inv, seeds, tmp_path / "m", out_dir=tmp_path / "out", show_progress=False)
+    at = inv.schema.get_field_index("image_bytes")
+    dup = inv.slice(1, 1).set_column(at, "image_bytes", pa.array([None], pa.binary()))
+    with_dup = pa.concat_tables([inv, dup])  # the broken item's id again: its copy quarantined
+    res = sweep(with_dup, seeds, tmp_path / "m", out_dir=tmp_path / "out", show_progress=False)
     assert res.report["signal_failures"] == {"pdq": 1}
-    assert res.report["items_indexed"] == 20 and res.quarantine.num_rows == 0
+    assert res.report["items_indexed"] == 20 and res.quarantine.num_rows == 1
     listed = pq.read_table(tmp_path / "out" / "signal_failures.parquet").to_pylist()
     assert [(r["item_id"], r["signal"]) for r in listed] == [(inv["item_id"][1].as_py(), "pdq")]
     assert "not a recognised image" in listed[0]["reason"]

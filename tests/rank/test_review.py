@@ -544,6 +544,11 @@ def test_a_no_retrain_import_trains_later_with_its_lineage(loop, seeds, tmp_path
     assert main(["review", "retrain", str(h), "--out", str(tmp_path / "bad")]) == 2
     assert "changed since the import" in capsys.readouterr().err
     pq.write_table(saved, h / "history.parquet")
+    kept_seeds = pq.read_table(h / "seeds.parquet")
+    pq.write_table(kept_seeds.slice(1), h / "seeds.parquet")
+    assert main(["review", "retrain", str(h), "--out", str(tmp_path / "bad")]) == 2
+    assert "seeds.parquet changed since the import" in capsys.readouterr().err
+    pq.write_table(kept_seeds, h / "seeds.parquet")
     sibling = tmp_path / "sib"
     import_verdicts(tmp_path / "v.pq", root / "day1" / "queue.parquet", root / "v1",
                     out_dir=sibling, seeds=tmp_path / "s.pq")  # fmt: skip
