@@ -105,12 +105,12 @@ def test_killed_sweep_resumes_to_the_same_queue(
     real = build.embed_chunk
     calls = []
 
-    def dying(signals, chunk):
+    def dying(signals, chunk, **kwargs):
         # Encode two chunks for real, then die as a killed process would.
         if len(calls) == 2:
             raise KeyboardInterrupt("killed")
         calls.append(chunk.num_rows)
-        return real(signals, chunk)
+        return real(signals, chunk, **kwargs)
 
     monkeypatch.setattr(build, "embed_chunk", dying)
     with pytest.raises(KeyboardInterrupt):
