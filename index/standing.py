@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Iterable, Sequence
@@ -94,7 +95,7 @@ from riskrank.index.schema import (
 )
 from riskrank.index.signals.base import IndexKind, Signal
 from riskrank.index.store import KEYS, IndexMismatchError, InventoryIndex, SignalIndex
-from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
+from riskrank.index.tables import SchemaError, TableLike, as_table, read_text_csv, write_parquet
 from riskrank.index.vectors.faiss_index import choose_index_key, parse_bytes
 from riskrank.index.vectors.hamming import choose_binary_index_key
 from riskrank.index.vectors.stored import StoredVectors, open_npy
@@ -179,6 +180,41 @@ def signal_content_keys(table: pa.Table, signal: Signal) -> list[str]:
             [v is None or (isinstance(v, str) and is_blank(v)) for v in values], bool
         )
     return [f"{spec}{NOTHING}" if a else f"{spec}-{d}" for a, d in zip(absent, digests)]
+
+
+def read_deletions(deletions, *, what: str = "deletions") -> list[str] | None:
+    """A deletion list as item ids: a list (or any iterable) of ids, a table or DataFrame with
+    an ``item_id`` column, or a file: text (one id per line), Parquet or CSV with
+    ``item_id``. A string used to be split into its characters (the taken-down ad stayed,
+    any one-character id went), and 3.0 (a float column with a null) never matched item 3:
+    ids are text, and a whole float is read as its digits."""
+    if deletions is None:
+        return None
+    if isinstance(deletions, (str, os.PathLike)):
+        path = Path(deletions)
+        if not path.is_file():
+            raise FileNotFoundError(f"{what}: {path} is not a file (a deletion list)")
+        if path.suffix.lower() in (".parquet", ".csv"):
+            csv = path.suffix.lower() == ".csv"
+            where = f"{what} {path}"
+            deletions = read_text_csv(path, what=where) if csv else as_table(str(path), what=where)
+        else:
+            return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    module = type(deletions).__module__.split(".")[0]
+    tabular = module in ("pandas", "polars") and hasattr(deletions, "columns")  # not a Series
+    if isinstance(deletions, pa.Table) or tabular:
+        table = as_table(deletions, what=what)
+        if ITEM_ID not in table.column_names:
+            raise SchemaError(f"{what}: needs an {ITEM_ID} column, has {table.column_names}")
+        deletions = table.column(ITEM_ID).to_pylist()
+    out = []
+    for i in deletions:
+        if i is None or (isinstance(i, float) and i != i):
+            continue
+        if isinstance(i, float) and i.is_integer():
+            i = int(i)
+        out.append(str(i).strip())
+    return out
 
 
 def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) -> str:
@@ -326,6 +362,7 @@ class StandingIndex:
         signals = check_signals(signals)
         engine = resolve_engine(engine)
         parse_bytes(max_memory)  # a typo is refused now, not after the embedding
+        deletions = read_deletions(deletions)
         inventory = as_table(inventory, what="inventory")
         digest = inventory_digest(inventory, signals, deletions)
         if (self.state() or {}).get("inventory_digest") == digest:
@@ -404,7 +441,8 @@ class StandingIndex:
         ids = items.column(ITEM_ID).to_pylist()
         keep = np.array([i not in named for i in ids], bool)
         stats.deleted = int((~keep).sum())
-        known = set(ids) | {str(i) for p in prev.values() for i in p.ids}
+        listed = {str(i) for i in quarantined.column(ITEM_ID).to_pylist() if i is not None}
+        known = set(ids) | listed | {str(i) for p in prev.values() for i in p.ids}
         stats.deletions_unknown = sorted(named - known)
         _warn_unknown(stats.deletions_unknown)
         return items.filter(pa.array(keep)), quarantined

@@ -213,21 +213,9 @@ def cmd_index_update(args) -> int:
 
 def _read_ids(path: str | None) -> list[str] | None:
     """Item ids from a text file (one per line) or a Parquet/CSV file's item_id column."""
-    if path is None:
-        return None
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"--delete: {p} is not a file")
-    if p.suffix.lower() in (".parquet", ".csv"):
-        from riskrank.index.tables import as_table, read_text_csv
+    from riskrank.index.standing import read_deletions
 
-        what = f"--delete {p}"
-        csv = p.suffix.lower() == ".csv"
-        table = read_text_csv(p, what=what) if csv else as_table(str(p), what=what)
-        if "item_id" not in table.column_names:
-            raise SchemaError(f"--delete {p}: needs an item_id column, has {table.column_names}")
-        return [str(i) for i in table.column("item_id").to_pylist() if i is not None]
-    return [line.strip() for line in p.read_text().splitlines() if line.strip()]
+    return read_deletions(path, what="--delete")
 
 
 def cmd_recall(args) -> int:

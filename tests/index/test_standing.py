@@ -581,3 +581,31 @@ def test_integer_ids_one_day_and_their_digits_the_next_are_the_same_inventory(tm
     for table in (as_text, as_ints):
         assert standing.update(table, [HashingTextSignal()], show_progress=False)[1] is None
     assert standing.version == 1
+
+
+def test_a_deletion_list_is_read_as_ids_whatever_its_form(tmp_path):
+    """A file name used to be split into its characters (the taken-down ad stayed, any
+    one-character id went), a DataFrame gave its column names, and 3.0 never matched 3."""
+    import pandas as pd
+
+    from riskrank.index.standing import read_deletions
+
+    (tmp_path / "gone.txt").write_text("ad7\n x \n")
+    pd.DataFrame({"item_id": [3.0, None]}).to_parquet(tmp_path / "gone.parquet")
+    assert read_deletions(str(tmp_path / "gone.txt")) == ["ad7", "x"]
+    assert read_deletions(tmp_path / "gone.parquet") == ["3"]
+    assert read_deletions(pd.DataFrame({"item_id": ["a", "b"]})) == ["a", "b"]
+    assert read_deletions(pd.Series([1, 2])) == ["1", "2"]
+    assert read_deletions(["t", 4.0]) == ["t", "4"]
+    with pytest.raises(FileNotFoundError, match="not a file"):
+        read_deletions("taken_down.txt")
+    standing = StandingIndex(tmp_path / "st")
+    inv = pa.table({"item_id": ["t", "x", "keep"], "text": ["one ad", "two ad", "three ad"]})
+    idx, stats = standing.update(
+        inv, [HashingTextSignal()], deletions=str(tmp_path / "gone.txt"), show_progress=False
+    )
+    assert list(idx.signals["text"].ids) == ["t", "keep"] and stats.deleted == 1
+    # An id today's inventory lists, though its row is quarantined, is not "unknown".
+    bad = pa.table({"item_id": ["t", "keep", "blank"], "text": ["one ad", "three ad", " "]})
+    _, stats = standing.update(bad, [HashingTextSignal()], deletions=["blank"], show_progress=False)
+    assert stats.deletions_unknown == []
