@@ -78,10 +78,13 @@ def row_digests(
     *,
     columns: Iterable[str] | None = None,
     base_dirs: Sequence[str | os.PathLike | None] = (None,),
+    skip_nulls: bool = False,
 ) -> list[str]:
     """One hex digest per row of ``table`` over ``columns`` (default: ``item_id`` and the
     content columns present), with the file behind each ``image_path`` read from every
-    directory in ``base_dirs``."""
+    directory in ``base_dirs``. ``skip_nulls``: a null cell adds nothing, so a table with an
+    all-null column digests as one without that column (a day's export that adds an empty
+    ``image_path`` column changes no item's content)."""
     wanted = list(columns) if columns is not None else [ITEM_ID, *CONTENT_COLUMNS]
     names = [c for c in wanted if c in table.column_names]
     out: list[str] = []
@@ -91,6 +94,8 @@ def row_digests(
         for r in range(part.num_rows):
             h = hashlib.sha256()
             for name, values in cols:
+                if skip_nulls and values[r] is None:
+                    continue
                 h.update(_encode(name))
                 h.update(_encode(values[r]))
                 if name == IMAGE_PATH:

@@ -172,7 +172,11 @@ def signal_content_keys(table: pa.Table, signal: Signal) -> list[str]:
     cols = [c for c in signal.content_columns if c in table.column_names]
     if not cols:
         return [f"{spec}{NOTHING}"] * table.num_rows
-    digests = row_digests(table, columns=cols, base_dirs=signal_base_dirs([signal]))
+    # Null cells add nothing: an all-null column appearing in a day's table (an export that
+    # now writes image_path) changes no item's key, so nothing is embedded again for it.
+    digests = row_digests(
+        table, columns=cols, base_dirs=signal_base_dirs([signal]), skip_nulls=True
+    )
     absent = np.ones(table.num_rows, bool)
     for c in cols:
         values = table.column(c).to_pylist()

@@ -609,3 +609,29 @@ def test_a_deletion_list_is_read_as_ids_whatever_its_form(tmp_path):
     bad = pa.table({"item_id": ["t", "keep", "blank"], "text": ["one ad", "three ad", " "]})
     _, stats = standing.update(bad, [HashingTextSignal()], deletions=["blank"], show_progress=False)
     assert stats.deletions_unknown == []
+
+
+def test_an_empty_column_appearing_changes_no_items_content(tmp_path):
+    """An export that starts writing an all-null image_path column beside image_bytes made
+    every image item 'changed' and embedded again: a null cell now adds nothing to a key."""
+    from test_pdq_signal import jpeg, scene
+
+    from riskrank.index.signals.pdq import PdqSignal
+
+    day0 = pa.table(
+        {
+            "item_id": ["a", "b"],
+            "text": ["ad a", "ad b"],
+            "image_bytes": pa.array([jpeg(scene(s, size=96)) for s in range(2)], pa.binary()),
+        }
+    )
+    day1 = day0.append_column("image_path", pa.nulls(2, pa.string()))
+    text = CountingSignal()
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(day0, [text, PdqSignal()], show_progress=False)
+    text.embedded.clear()
+    idx, stats = standing.update(day1, [text, PdqSignal()], show_progress=False)
+    assert (stats.changed, stats.unchanged, stats.embedded) == (0, 2, 0) and text.embedded == []
+    assert_same_index(
+        idx, build_index(day1, tmp_path / "ref", signals=[CountingSignal(), PdqSignal()])
+    )
