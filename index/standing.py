@@ -94,6 +94,7 @@ from riskrank.index.schema import (
     validate_inventory,
 )
 from riskrank.index.signals.base import IndexKind, Signal
+from riskrank.index.signals.images import PASSING_FAILURES
 from riskrank.index.store import KEYS, IndexMismatchError, InventoryIndex, SignalIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, read_text_csv, write_parquet
 from riskrank.index.vectors.faiss_index import choose_index_key, parse_bytes
@@ -778,14 +779,10 @@ def _failures(ids, keys, signals, indexed, held, plan, prev, delta) -> pa.Table:
     return signal_failure_table(rows)
 
 
-# Reasons an image signal gives that may not recur for the same bytes (index/signals/images.py).
-_PASSING_FAILURES = ("image too large: out of memory", "cannot decode image: ", "cannot prepare")
-
-
 def _lasting(reason: str) -> bool:
     """Whether the same content would fail again for the same reason (corrupt bytes, too
     many pixels, a path outside the base directory), so need not be tried again."""
-    return not reason.startswith(_PASSING_FAILURES)
+    return not reason.startswith(PASSING_FAILURES)
 
 
 def _absent_reason(signal: Signal) -> str:

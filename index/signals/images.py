@@ -39,6 +39,14 @@ WHITE = (255, 255, 255)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
+# Reasons that may not recur for the same bytes (memory pressure, an unexpected error): a
+# standing index lists them but tries that content again (index/standing.py).
+OUT_OF_MEMORY = "image too large: out of memory while decoding"
+UNEXPECTED_DECODE = "cannot decode image: "
+UNEXPECTED_PREPARE = "cannot prepare image for the model: "
+PASSING_FAILURES = (OUT_OF_MEMORY, UNEXPECTED_DECODE, UNEXPECTED_PREPARE)
+
+
 def _open_source(
     data: bytes | None,
     path: str | os.PathLike | None,
@@ -144,7 +152,7 @@ def decode_image(
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         return None, f"image is truncated or corrupt: {exc}"
     except MemoryError:
-        return None, "image too large: out of memory while decoding"
+        return None, OUT_OF_MEMORY
     try:
         image = ImageOps.exif_transpose(image) or image
     except Exception:  # a broken EXIF block must not cost us the pixels
@@ -190,13 +198,13 @@ def decode_images(
                 datas[i], paths[i], base_dir, max_pixels, draft_size, max_bytes
             )
         except Exception as exc:  # a batch job quarantines, it never dies
-            return None, f"cannot decode image: {type(exc).__name__}: {exc}"
+            return None, f"{UNEXPECTED_DECODE}{type(exc).__name__}: {exc}"
         if image is None or transform is None:
             return image, reason
         try:
             return transform(image), None
         except Exception as exc:
-            return None, f"cannot prepare image for the model: {type(exc).__name__}: {exc}"
+            return None, f"{UNEXPECTED_PREPARE}{type(exc).__name__}: {exc}"
 
     workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     if workers <= 1 or n <= 1:
