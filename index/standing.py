@@ -4,11 +4,12 @@ A sweep over today's full inventory embeds only what it has not seen: every item
 signal, a **content key** (the digest of the columns the signal reads, ``Signal.content_columns``,
 with the file behind an ``image_path``, and of the encoder's ``describe()``). Today's rows whose
 key the current version holds reuse its vector; the others are embedded, each distinct content
-once (copies of one ad under many ids cost one embedding); items gone from the inventory, or
-named in a deletion list, leave the index. A changed text under the same id has another key, so
-it is always re-embedded: never stale. Content another standing index holds under the same key
-(a ``donor``: the sweep's index when reviewed items join a model's history index) takes its
-vector from there instead of being embedded again.
+once (copies of one ad under many ids cost one embedding), and each signal apart (a new image
+beside an unchanged text costs an image embedding, not a text one too); items gone from the
+inventory, or named in a deletion list, leave the index. A changed text under the same id has
+another key, so it is always re-embedded: never stale. Content another standing index holds
+under the same key (a ``donor``: the sweep's index when reviewed items join a model's history
+index) takes its vector from there instead of being embedded again.
 
 Layout::
 
@@ -17,7 +18,8 @@ Layout::
       versions/v000003/    an ordinary index directory (index/store.py), plus per signal
                            keys.parquet: the content key of every position
       versions/v000002/    the previous version, kept while readers may still hold it
-      _delta/              an update in progress: the build of the contents to embed (resumable)
+      _delta/<signals>/    an update in progress: per group of signals that need the same
+                           rows, the build of the contents to embed (resumable)
 
 **Crash safety.** A version directory is written whole before ``standing.json`` names it, and
 never changed after; an update killed at any moment leaves the previous version current and
@@ -72,7 +74,7 @@ from riskrank.index.build import (
     write_signal_files,
 )
 from riskrank.index.checksums import checksum_files, verify_checksums
-from riskrank.index.chunks import signals_digest
+from riskrank.index.chunks import WORK, signals_digest
 from riskrank.index.content_digest import build_digest, row_digests, signal_base_dirs
 from riskrank.index.engine import Engine, resolve_engine
 from riskrank.index.manifest import (
@@ -130,10 +132,11 @@ class UpdateStats:
     changed: int = 0  # ids whose content (for some signal) changed
     unchanged: int = 0
     removed: int = 0  # ids of the previous version gone from today's inventory (or deleted)
-    embedded: int = 0  # distinct contents embedded by this update
+    embedded: int = 0  # rows embedded for at least one signal (one per distinct content)
+    embedded_by_signal: dict[str, int] = field(default_factory=dict)  # contents per signal
     reused_vectors: int = 0  # (item, signal) vectors taken from the previous version
     donated_vectors: int = 0  # (item, signal) vectors taken from the donor index
-    shared_content: int = 0  # rows embedded through another row with the same content
+    shared_content: int = 0  # rows whose new content was all embedded through other rows
     indexed: int = 0  # items the new version holds
     quarantined: int = 0  # rows in the new version's quarantine: invalid + not embeddable
     signals: dict[str, dict] = field(default_factory=dict)  # per signal: index action, why
@@ -453,21 +456,36 @@ class StandingIndex:
         return items.filter(pa.array(keep)), quarantined
 
     def _embed(self, items, plan, signals, engine, chunk_size, show_progress):
-        """Embed the distinct contents no version holds (an ordinary, resumable build under
-        ``_delta``; reused as it is when a killed update had finished it)."""
-        todo = plan["embed_rows"]
-        if not len(todo):
-            return None
-        table = items.take(pa.array(todo, pa.int64()))
+        """Embed the contents no version holds: per group of signals that need the same rows,
+        an ordinary, resumable build under ``_delta/<signals>`` (reused as it is when a killed
+        update had finished it). Returns each signal's delta build (absent: nothing to embed)."""
         ddir = self.path / DELTA
-        stamp, digest = ddir / "inventory.digest", build_digest(table, signals)
+        if (ddir / MANIFEST).exists() or (ddir / WORK).exists():
+            shutil.rmtree(ddir)  # a killed update of the one-build layout: its build is redone
+        groups: dict[tuple, list[Signal]] = {}
+        for signal in signals:
+            rows = plan["embed"][signal.name]
+            if len(rows):
+                groups.setdefault(tuple(rows.tolist()), []).append(signal)
+        out = {}
+        for rows, group in groups.items():
+            delta = self._embed_group(
+                items.take(pa.array(rows, pa.int64())), group, ddir, engine, chunk_size,
+                show_progress,
+            )  # fmt: skip
+            out.update((s.name, delta) for s in group)
+        return out
+
+    def _embed_group(self, table, signals, ddir, engine, chunk_size, show_progress):
+        gdir = ddir / "+".join(s.name for s in signals)
+        stamp, digest = gdir / "inventory.digest", build_digest(table, signals)
         # Never on a GPU: the delta's index is dropped unsearched (below), and a GPU clone of it
         # cost GPU memory and FAISS's GPU set-up for nothing.
-        if (ddir / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
-            delta = InventoryIndex.load(ddir, signals={s.name: s for s in signals}, use_gpu=False)
+        if (gdir / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
+            delta = InventoryIndex.load(gdir, signals={s.name: s for s in signals}, use_gpu=False)
         else:
             delta = build_index(
-                table, ddir, signals=signals, engine=engine, key=DELTA_KEY,
+                table, gdir, signals=signals, engine=engine, key=DELTA_KEY,
                 chunk_size=chunk_size, show_progress=show_progress, overwrite=True,
                 use_gpu=False,
             )  # fmt: skip
@@ -545,29 +563,33 @@ def _content_keys(si: SignalIndex) -> list[str]:
 def _plan(
     items: pa.Table, keys: dict[str, list[str]], prev: dict, stats: UpdateStats, donated: dict
 ) -> dict:
-    """Which rows need embedding (one per distinct content neither the current version nor
-    the donor holds), and for each row the row it takes its new vectors from."""
-    names = list(keys)
-    known = {
-        n: {
-            *(prev[n].keys if n in prev else ()),
-            *(prev[n].failed if n in prev else ()),
-            *(donated[n].keys if n in donated else ()),
+    """Per signal, which rows need embedding for it (one per distinct content of that signal
+    neither the current version nor the donor holds), and for each row the row it takes that
+    signal's new vector from. Signals are planned apart: a new image under an unchanged text
+    costs an image embedding only, and one text under many images is embedded once."""
+    source: dict[str, np.ndarray] = {}  # per signal, per row: the row it embeds through, or -1
+    embed: dict[str, np.ndarray] = {}  # per signal: the rows embedded for it
+    for name, k in keys.items():
+        known = {
+            *(prev[name].keys if name in prev else ()),
+            *(prev[name].failed if name in prev else ()),
+            *(donated[name].keys if name in donated else ()),
         }
-        for n in names
-    }
-    rep_of: dict[tuple, int] = {}
-    source = np.full(items.num_rows, -1, np.int64)  # row whose embedding this row uses
-    for r in range(items.num_rows):
-        content = tuple(keys[n][r] for n in names)
-        if all(k in known[n] or k.endswith(NOTHING) for k, n in zip(content, names)):
-            continue
-        source[r] = rep_of.setdefault(content, r)
-    embed_rows = np.array(sorted(rep_of.values()), np.int64)
-    stats.embedded = len(embed_rows)
-    stats.shared_content = int((source >= 0).sum()) - len(embed_rows)
+        rep_of: dict[str, int] = {}
+        src = np.full(items.num_rows, -1, np.int64)
+        for r, key in enumerate(k):
+            if key not in known and not key.endswith(NOTHING):
+                src[r] = rep_of.setdefault(key, r)
+        source[name], embed[name] = src, np.array(sorted(rep_of.values()), np.int64)
+    rows = np.unique(np.concatenate([np.zeros(0, np.int64), *embed.values()]))
+    stats.embedded = len(rows)
+    stats.embedded_by_signal = {n: len(e) for n, e in embed.items()}
+    needing = np.zeros(items.num_rows, bool)
+    for src in source.values():
+        needing |= src >= 0
+    stats.shared_content = int(needing.sum()) - len(rows)
     _count_changes(items, keys, prev, stats)
-    return {"embed_rows": embed_rows, "source": source}
+    return {"embed_rows": rows, "embed": embed, "source": source}
 
 
 def _count_changes(items: pa.Table, keys: dict, prev: dict, stats: UpdateStats) -> None:
@@ -624,6 +646,7 @@ def _assemble(
     donor_pos_of = {k: p for p, k in reversed(list(enumerate(donor.keys)))} if donor else {}
     own_pos = {str(i): p for p, i in enumerate(prev.ids)} if prev else {}
     dsi = delta.signals.get(signal.name) if delta is not None else None
+    source = plan["source"][signal.name]
     delta_pos = {str(i): p for p, i in enumerate(dsi.ids)} if dsi is not None else {}
     embed_ids = plan["delta_ids"]
     old = np.full(n, -1, np.int64)
@@ -637,8 +660,8 @@ def _assemble(
             old[r] = p
         elif k in donor_pos_of:
             given[r] = donor_pos_of[k]
-        elif plan["source"][r] >= 0:
-            new[r] = delta_pos.get(embed_ids[int(plan["source"][r])], -1)
+        elif source[r] >= 0:
+            new[r] = delta_pos.get(embed_ids[int(source[r])], -1)
     rows = np.flatnonzero((old >= 0) | (new >= 0) | (given >= 0))
     evidence = _assemble_evidence(
         ((prev and prev.evidence, old[rows]), (dsi and dsi.evidence, new[rows]),
@@ -706,7 +729,7 @@ def _write_version(
     held = {}  # per signal: which rows it indexes
     for signal in signals:
         asm = _assemble(
-            signal, ids, keys[signal.name], plan, prev.get(signal.name), delta,
+            signal, ids, keys[signal.name], plan, prev.get(signal.name), delta.get(signal.name),
             donated.get(signal.name),
         )  # fmt: skip
         stats.reused_vectors += int((asm.old_position >= 0).sum())
@@ -750,14 +773,10 @@ def _failures(ids, keys, signals, indexed, held, plan, prev, delta) -> pa.Table:
     and for rows no signal holds every signal's reason. The reason is the delta build's
     where the content was embedded today, else the one recorded when it failed before."""
     from_delta: dict[tuple[str, str], str] = {}
-    if delta is not None:
-        t = delta.signal_failures
-        from_delta = {
-            (i, n): w
-            for i, n, w in zip(
-                t[ITEM_ID].to_pylist(), t["signal"].to_pylist(), t["reason"].to_pylist()
-            )
-        }
+    for built in {id(d): d for d in delta.values()}.values():
+        t = built.signal_failures
+        cols = (t[ITEM_ID].to_pylist(), t["signal"].to_pylist(), t["reason"].to_pylist())
+        from_delta.update(((i, n), w) for i, n, w in zip(*cols))
     rows: dict[str, list] = {ITEM_ID: [], "signal": [], "reason": [], "key": []}
     for signal in signals:
         name, k = signal.name, keys[signal.name]
@@ -766,7 +785,7 @@ def _failures(ids, keys, signals, indexed, held, plan, prev, delta) -> pa.Table:
         for r in np.flatnonzero(lacking):
             if indexed[r] and k[r].endswith(NOTHING):
                 continue  # no content of this kind: nothing failed
-            source = int(plan["source"][r])
+            source = int(plan["source"][name][r])
             why = from_delta.get((plan["delta_ids"].get(source), name)) if source >= 0 else None
             if why is None and k[r].endswith(NOTHING):
                 why = _absent_reason(signal)

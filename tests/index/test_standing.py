@@ -408,6 +408,75 @@ def test_items_without_one_kind_of_content_are_not_embedded_again(tmp_path):
     assert_same_index(idx, ref)
 
 
+def test_each_signal_embeds_only_its_own_new_content(tmp_path, monkeypatch):
+    """A new creative swapped into three unchanged ads costs one image embedding and no text
+    one; an edited text beside an unchanged image costs one text embedding and no image one;
+    one text under two new images is embedded once. The result is still a rebuild's."""
+    from test_pdq_signal import jpeg, scene
+
+    from riskrank.index.signals.pdq import PdqSignal
+
+    class CountingPdq(PdqSignal):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedded: list[str] = []
+
+        def embed_items(self, table, *, show_progress=False):
+            self.embedded += table.column("item_id").to_pylist()
+            return super().embed_items(table, show_progress=show_progress)
+
+    text, pdq = CountingSignal(), CountingPdq()
+    images = [jpeg(scene(s, size=96)) for s in range(8)]
+    ids = [f"ad{i}" for i in range(6)]
+    day0 = pa.table(
+        {
+            "item_id": ids,
+            "text": [f"offer number {i}" for i in range(6)],
+            "image_bytes": pa.array(images[:6], pa.binary()),
+        }
+    )
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(day0, [text, pdq], show_progress=False)
+    text.embedded.clear()
+    pdq.embedded.clear()
+    swapped = [images[6] if i in ("ad0", "ad1", "ad2") else b for i, b in zip(ids, images)]
+    edited = [t if i != "ad4" else "offer number 4, now with free shipping" for i, t in
+              zip(ids, day0["text"].to_pylist())]  # fmt: skip
+    day1 = pa.table(
+        {
+            "item_id": [*ids, "new0", "new1"],
+            "text": [*edited, "a brand new offer", "a brand new offer"],
+            "image_bytes": pa.array([*swapped, images[7], images[0]], pa.binary()),
+        }
+    )
+    idx, stats = standing.update(day1, [text, pdq], show_progress=False)
+    assert sorted(text.embedded) == ["a brand new offer", "offer number 4, now with free shipping"]
+    assert sorted(pdq.embedded) == ["ad0", "new0"]  # new1's image is ad0's of yesterday
+    assert stats.embedded_by_signal == {"text": 2, "pdq": 2}
+    assert (stats.added, stats.changed, stats.unchanged, stats.embedded) == (2, 4, 2, 3)
+    ref = build_index(day1, tmp_path / "ref", signals=[CountingSignal(), PdqSignal()])
+    assert_same_index(idx, ref)
+    # Killed after both builds but before the commit, the update resumes on the builds it made.
+    text.embedded.clear()
+    pdq.embedded.clear()
+    day2 = day1.slice(0, 7)
+    day2 = day2.set_column(2, "image_bytes", pa.array([images[1]] * 7, pa.binary()))
+    real_commit = StandingIndex._commit
+
+    def dies(self, *args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(StandingIndex, "_commit", dies)
+    with pytest.raises(KeyboardInterrupt):
+        standing.update(day2, [text, pdq], show_progress=False)
+    monkeypatch.setattr(StandingIndex, "_commit", real_commit)
+    assert standing.version == 2 and pdq.embedded == ["ad0"] and text.embedded == []
+    idx, _ = standing.update(day2, [text, pdq], show_progress=False)
+    assert pdq.embedded == ["ad0"]  # not embedded again: the killed update's build is reused
+    ref = build_index(day2, tmp_path / "ref2", signals=[CountingSignal(), PdqSignal()])
+    assert_same_index(idx, ref)
+
+
 def test_a_second_writer_is_refused_while_an_update_runs(tmp_path, monkeypatch):
     """Two updates of one standing index at once would both write the next version: the
     second is refused at once (the lock dies with its process, so a killed one never blocks)."""
