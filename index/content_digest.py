@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 import pyarrow as pa
 
 from riskrank.index.paths import max_image_bytes, resolve_image_path
-from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_PATH, ITEM_ID
+from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, ITEM_ID
 
 _BATCH = 8192
 
@@ -73,35 +73,84 @@ def _file_token(value: object, base_dirs: Sequence[object]) -> bytes:
     return b"|".join(out)
 
 
+def _image_token(data: bytes | None, path: object, base_dirs: Sequence[object]) -> bytes | None:
+    """The picture an image signal decodes (index/signals/images.py: bytes win over a path):
+    the bytes' sha256, else the file's, else None (no image). The same picture digests alike
+    whether it came as bytes or as a file, under any name or folder (a daily export that
+    writes its creatives to a dated folder changes no item's content)."""
+    if data is not None:
+        return hashlib.sha256(bytes(data)).digest()
+    if path is None or str(path).strip() == "":
+        return None
+    token = _file_token(path, base_dirs)
+    # An unread (oversized) file is named by size and mtime: its path tells two apart.
+    return token + b"@" + str(path).encode("utf-8", "surrogatepass") if b"big:" in token else token
+
+
+IMAGES, IMAGE_CELLS = "content", "cells"
+
+
 def row_digests(
     table: pa.Table,
     *,
     columns: Iterable[str] | None = None,
     base_dirs: Sequence[str | os.PathLike | None] = (None,),
     skip_nulls: bool = False,
+    images: str = IMAGES,
 ) -> list[str]:
     """One hex digest per row of ``table`` over ``columns`` (default: ``item_id`` and the
     content columns present), with the file behind each ``image_path`` read from every
     directory in ``base_dirs``. ``skip_nulls``: a null cell adds nothing, so a table with an
     all-null column digests as one without that column (a day's export that adds an empty
-    ``image_path`` column changes no item's content)."""
+    ``image_path`` column changes no item's content).
+
+    ``images``: ``"content"`` digests ``image_bytes`` and ``image_path`` as one, the picture
+    itself (``_image_token``); ``"cells"`` digests each cell as it is, the path's file beside
+    it: what a whole build was made from (``build_digest``: the paths are copied into its
+    items table), and how content keys and review digests were made before 2026-12-05
+    (index/standing.py, rank/reviewed.py read those with it)."""
     wanted = list(columns) if columns is not None else [ITEM_ID, *CONTENT_COLUMNS]
     names = [c for c in wanted if c in table.column_names]
+    joint = images == IMAGES and any(n in IMAGE_COLUMNS for n in names)
+    if joint:  # the image columns become one entry, where the first of them was
+        first = min(names.index(n) for n in IMAGE_COLUMNS if n in names)
+        names = [n for i, n in enumerate(names) if n not in IMAGE_COLUMNS or i == first]
+        names[first] = IMAGE
     out: list[str] = []
     for start in range(0, table.num_rows, _BATCH):
         part = table.slice(start, _BATCH)
-        cols = [(n, part.column(n).to_pylist()) for n in names]
+        cols = [(n, _values(part, n)) for n in names]
         for r in range(part.num_rows):
             h = hashlib.sha256()
             for name, values in cols:
-                if skip_nulls and values[r] is None:
+                value = values[r]
+                if name == IMAGE:
+                    value = _image_token(*value, base_dirs)
+                if skip_nulls and value is None:
                     continue
                 h.update(_encode(name))
-                h.update(_encode(values[r]))
+                h.update(_encode(value))
                 if name == IMAGE_PATH:
                     h.update(_file_token(values[r], base_dirs))
             out.append(h.hexdigest()[:16])
     return out
+
+
+IMAGE = "image"  # the joint entry of the image columns in a digest
+IMAGE_COLUMNS = (IMAGE_BYTES, IMAGE_PATH)
+
+
+def _values(table: pa.Table, name: str) -> list:
+    """One column's cells; for ``IMAGE``, (bytes, path) pairs (a missing column: None)."""
+    if name != IMAGE:
+        return table.column(name).to_pylist()
+    none = [None] * table.num_rows
+    return list(
+        zip(
+            *(table.column(c).to_pylist() if c in table.column_names else none
+              for c in IMAGE_COLUMNS)
+        )
+    )  # fmt: skip
 
 
 def signal_base_dirs(signals: Iterable[object]) -> list[str | os.PathLike | None]:
@@ -129,6 +178,8 @@ def build_digest(table: pa.Table, signals: Sequence[object]) -> str:
     h.update(json.dumps([list(table.column_names), specs], default=str).encode())
     h.update(str(table.num_rows).encode())
     dirs = signal_base_dirs(signals)
-    for digest in row_digests(table, columns=table.column_names, base_dirs=dirs):
+    for digest in row_digests(
+        table, columns=table.column_names, base_dirs=dirs, images=IMAGE_CELLS
+    ):
         h.update(digest.encode())
     return h.hexdigest()[:32]

@@ -75,7 +75,14 @@ from riskrank.index.build import (
 )
 from riskrank.index.checksums import checksum_files, verify_checksums
 from riskrank.index.chunks import WORK, signals_digest
-from riskrank.index.content_digest import build_digest, row_digests, signal_base_dirs
+from riskrank.index.content_digest import (
+    IMAGE_CELLS,
+    IMAGE_COLUMNS,
+    IMAGES,
+    build_digest,
+    row_digests,
+    signal_base_dirs,
+)
 from riskrank.index.engine import Engine, resolve_engine
 from riskrank.index.manifest import (
     MANIFEST,
@@ -164,9 +171,12 @@ class _Previous:
 
 
 NOTHING = "-none"  # the key's ending where a row has nothing for the signal (no image)
+# Content keys written since 2026-12-05 digest an image as the picture, not its path too
+# (index/content_digest.py); a signal's manifest entry says so (absent: the keys before).
+KEY_FORMAT = 2
 
 
-def signal_content_keys(table: pa.Table, signal: Signal) -> list[str]:
+def signal_content_keys(table: pa.Table, signal: Signal, images: str = IMAGES) -> list[str]:
     """Per row, the digest of what ``signal`` reads (its content columns, the file behind an
     ``image_path``) and of the encoder itself: equal keys, equal vectors. Item ids are not
     part of it, so copies of one content under many ids share a key. A row with nothing for
@@ -179,7 +189,7 @@ def signal_content_keys(table: pa.Table, signal: Signal) -> list[str]:
     # Null cells add nothing: an all-null column appearing in a day's table (an export that
     # now writes image_path) changes no item's key, so nothing is embedded again for it.
     digests = row_digests(
-        table, columns=cols, base_dirs=signal_base_dirs([signal]), skip_nulls=True
+        table, columns=cols, base_dirs=signal_base_dirs([signal]), skip_nulls=True, images=images
     )
     absent = np.ones(table.num_rows, bool)
     for c in cols:
@@ -383,6 +393,7 @@ class StandingIndex:
         donated = _donor(donor, signals) if donor is not None else {}
         items, quarantined = self._read(inventory, signals, deletions, prev, stats)
         keys = {s.name: signal_content_keys(items, s) for s in signals}
+        _read_legacy_keys(items, signals, keys, prev, donated)
         plan = _plan(items, keys, prev, stats, donated)
         stats.seconds["read"] = time.time() - t0
         delta = self._embed(items, plan, signals, engine, chunk_size, show_progress)
@@ -515,6 +526,29 @@ class StandingIndex:
                 shutil.rmtree(old, ignore_errors=True)
 
 
+def _read_legacy_keys(items, signals, keys, *holders: dict[str, _Previous]) -> None:
+    """Rewrite the image keys a version (or donor) written before ``KEY_FORMAT`` 2 holds,
+    which digested the image's path as well as the picture, as today's keys of the same
+    content: the first update after an upgrade embeds nothing again for them. Only contents
+    in today's inventory can be matched (the others are gone anyway)."""
+    for signal in signals:
+        if not set(signal.content_columns) & set(IMAGE_COLUMNS):
+            continue  # text keys are the same in both formats
+        old = [
+            h[signal.name]
+            for h in holders
+            if signal.name in h and h[signal.name].entry.get("content_keys") != KEY_FORMAT
+        ]
+        if not old:
+            continue
+        legacy = signal_content_keys(items, signal, images=IMAGE_CELLS)
+        now = dict(zip(legacy, keys[signal.name]))
+        for p in old:
+            p.keys = [now.get(k, k) for k in p.keys]
+            p.failed = {now.get(k, k): w for k, w in p.failed.items()}
+            p.failed_items = {i: now.get(k, k) for i, k in p.failed_items.items()}
+
+
 def _donor(donor: str | Path, signals: list[Signal]) -> dict[str, _Previous]:
     """What the standing index (or version directory) ``donor`` offers each of ``signals``:
     its ids, content keys, vectors and evidence, each file checked against the checksum its
@@ -542,7 +576,8 @@ def _donor(donor: str | Path, signals: list[Signal]) -> dict[str, _Previous]:
         verify_checksums(sdir, read, what="donor index")
         ids = pq.read_table(sdir / "ids.parquet").column(ITEM_ID).to_numpy(zero_copy_only=False)
         si = SignalIndex(signal, entry, None, ids, sdir)
-        out[signal.name] = _Previous(si.ids, _content_keys(si), si.vectors, si.evidence, None, {})
+        keys = _content_keys(si)
+        out[signal.name] = _Previous(si.ids, keys, si.vectors, si.evidence, None, entry)
     return out
 
 
@@ -871,7 +906,7 @@ def _write_signal(sdir: Path, signal, ids, asm: _Assembled, prev, stats, *, key,
         seconds,
         sdir,
         ["index.faiss", "vectors.npy", *files, KEYS],
-        {"ivf": ivf} if ivf else None,
+        {"content_keys": KEY_FORMAT, **({"ivf": ivf} if ivf else {})},
     )
 
 

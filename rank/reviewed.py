@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from riskrank.index.content_digest import row_digests, signal_base_dirs
+from riskrank.index.content_digest import IMAGE_CELLS, IMAGES, row_digests, signal_base_dirs
 from riskrank.index.schema import CONTENT_COLUMNS, ITEM_ID
 from riskrank.index.tables import TableLike, as_table
 
@@ -41,21 +41,36 @@ REVIEWED_SCHEMA = pa.schema(
         pa.field("verdict", pa.int8(), nullable=False),
         pa.field("content_digest", pa.string(), nullable=False),
     ],
-    metadata={"doc": "one review kept by the model: what the reviewer saw, as a digest"},
+    # content_digests 2: an image digests as the picture, not its path too (written since
+    # 2026-12-05; a model without it kept the digests before, and is read with them).
+    metadata={
+        "doc": "one review kept by the model: what the reviewer saw, as a digest",
+        "content_digests": "2",
+    },
 )
 _CONTENT_TYPES = {"text": pa.string(), "image_bytes": pa.binary(), "image_path": pa.string()}
 
 
-def content_digests(table: pa.Table, signals: Iterable[object]) -> list[str]:
+def content_digests(table: pa.Table, signals: Iterable[object], images: str = IMAGES) -> list[str]:
     """One digest per row over the content columns only (not the id, not metadata).
 
     Absent content columns count as empty, so a text-only history and an inventory with an
-    empty image column digest alike; image files are read from the signals' base directory.
+    empty image column digest alike; image files are read from the signals' base directory,
+    and the same picture digests alike as bytes or as a file under any name (``images``:
+    index/content_digest.py ``row_digests``).
     """
     for name in CONTENT_COLUMNS:
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(table.num_rows, _CONTENT_TYPES[name]))
-    return row_digests(table, columns=CONTENT_COLUMNS, base_dirs=signal_base_dirs(signals))
+    dirs = signal_base_dirs(signals)
+    return row_digests(table, columns=CONTENT_COLUMNS, base_dirs=dirs, images=images)
+
+
+def digest_format(reviewed: pa.Table) -> str:
+    """How a model's ``reviewed`` digests were made: today's way, or (a model trained before
+    2026-12-05) the legacy one, which digested an image's path too."""
+    meta = reviewed.schema.metadata or {}
+    return IMAGES if meta.get(b"content_digests") == b"2" else IMAGE_CELLS
 
 
 def reviewed_table(history: pa.Table, signals: Sequence[object]) -> pa.Table:
@@ -123,7 +138,8 @@ def mark_reviewed(
         today: dict[str, str] = {}
         if hit:
             rows = _inventory_rows(inventory, {ids[r] for r in hit})
-            today = dict(zip(rows.column(ITEM_ID).to_pylist(), content_digests(rows, signals)))
+            digests = content_digests(rows, signals, images=digest_format(reviewed))
+            today = dict(zip(rows.column(ITEM_ID).to_pylist(), digests))
         for r in hit:
             for policy, verdict, digest in by_item[ids[r]]:
                 same = today.get(ids[r]) == digest

@@ -594,6 +594,76 @@ def test_an_image_file_rewritten_at_the_same_path_is_embedded_again(tmp_path):
     assert_same_index(idx, ref)
 
 
+def test_a_picture_moved_to_another_file_or_into_bytes_is_not_embedded_again(tmp_path, monkeypatch):
+    """A daily export that writes its creatives to a dated folder under new names, or ships
+    them as bytes one day, changes no item's image: nothing is embedded again. An index whose
+    keys were written before (they digested the path too) is read without re-embedding what
+    is unchanged since."""
+    from test_pdq_signal import jpeg, scene
+
+    from riskrank.index.signals.pdq import PdqSignal
+
+    class CountingPdq(PdqSignal):
+        def __init__(self, base_dir) -> None:
+            super().__init__(base_dir=base_dir)
+            self.embedded: list[str] = []
+
+        def embed_items(self, table, *, show_progress=False):
+            self.embedded += table.column("item_id").to_pylist()
+            return super().embed_items(table, show_progress=show_progress)
+
+    pictures = [jpeg(scene(i, size=96)) for i in range(5)]
+    for day in ("2026-12-04", "2026-12-05"):
+        (tmp_path / day).mkdir()
+        for i, pic in enumerate(pictures):
+            name = f"ad{i}.jpg" if day == "2026-12-04" else f"creative-{i}-v2.jpg"
+            (tmp_path / day / name).write_bytes(pic)
+    ids = [f"ad{i}" for i in range(4)]
+    texts = [f"offer {i}" for i in range(4)]
+
+    def by_path(day: str, names: list[str]) -> pa.Table:
+        return pa.table(
+            {"item_id": ids, "text": texts, "image_path": [f"{day}/{n}" for n in names]}
+        )
+
+    day0 = by_path("2026-12-04", [f"ad{i}.jpg" for i in range(4)])
+    day1 = by_path("2026-12-05", [f"creative-{i}-v2.jpg" for i in range(4)])
+    day2 = pa.table({"item_id": ids, "text": texts, "image_bytes": pictures[:4]})
+    # Day 0 is written as an index made before the key format: keys digest the path too.
+    real_keys = standing_mod.signal_content_keys
+    monkeypatch.setattr(
+        standing_mod,
+        "signal_content_keys",
+        lambda table, signal, images="cells": real_keys(table, signal, images="cells"),
+    )
+    monkeypatch.setattr(standing_mod, "KEY_FORMAT", 1)
+    pdq = CountingPdq(tmp_path)
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(day0, [HashingTextSignal(), pdq], show_progress=False)
+    monkeypatch.undo()
+    assert sorted(pdq.embedded) == ids
+    # The first update after the upgrade reads the old keys: only the new item is embedded.
+    pdq.embedded.clear()
+    new = pa.table({"item_id": ["ad4"], "text": ["offer 4"], "image_path": ["2026-12-04/ad4.jpg"]})
+    _, stats = standing.update(
+        pa.concat_tables([day0, new]), [HashingTextSignal(), pdq], show_progress=False
+    )
+    assert pdq.embedded == ["ad4"] and (stats.embedded, stats.unchanged) == (1, 4)
+    for day in (day1, day2):
+        pdq.embedded.clear()
+        idx, stats = standing.update(day, [HashingTextSignal(), pdq], show_progress=False)
+        assert pdq.embedded == [] and (stats.embedded, stats.unchanged) == (0, 4)
+        ref = build_index(day, tmp_path / "ref", signals=[HashingTextSignal(), pdq], overwrite=True)
+        assert_same_index(idx, ref)
+    entry = json.loads((standing.current_dir() / "manifest.json").read_text())["signals"]["pdq"]
+    assert entry["content_keys"] == standing_mod.KEY_FORMAT
+    # Another picture under yesterday's name is new content.
+    (tmp_path / "2026-12-05" / "creative-0-v2.jpg").write_bytes(pictures[4])
+    pdq.embedded.clear()
+    standing.update(day1, [HashingTextSignal(), pdq], show_progress=False)
+    assert pdq.embedded == ["ad0"]
+
+
 def test_content_a_signal_could_not_use_is_listed_and_not_tried_again(tmp_path):
     """A corrupt image beside a good text keeps the item (by its text): the index says why
     its image matched nothing (``signal_failures``), and later updates neither embed it

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from riskrank.rank.app.cli import main
 from riskrank.rank.model import RiskModel
 from riskrank.rank.pipeline import sweep
-from riskrank.rank.reviewed import content_digests, mark_reviewed
+from riskrank.rank.reviewed import content_digests, mark_reviewed, reviewed_table
 
 
 def _inventory(history: pa.Table, inventory_items: pa.Table) -> tuple[pa.Table, set, set]:
@@ -85,6 +85,50 @@ def test_content_digest_sees_text_and_image_edits_not_absent_columns():
     img = pa.table({"item_id": ["a"], "text": ["hello"], "image_bytes": [b"\x89PNG1"]})
     img2 = pa.table({"item_id": ["a"], "text": ["hello"], "image_bytes": [b"\x89PNG2"]})
     assert content_digests(img, []) != content_digests(img2, [])
+
+
+class _ImageDir:
+    """A signal's runtime options as content_digests reads them: where image paths live."""
+
+    def __init__(self, base_dir) -> None:
+        self.base_dir = base_dir
+
+    def get_runtime_options(self) -> dict:
+        return {"base_dir": self.base_dir}
+
+
+def test_an_image_digests_as_the_picture_wherever_it_is_kept(tmp_path):
+    """A reviewed creative moved from bytes into a file, or to a dated folder under a new
+    name, is what the reviewer saw: unchanged. Another picture is changed. A model trained
+    before (its digests named the path too) is still read the way it was written."""
+    pic, other = b"\x89PNG picture one", b"\x89PNG picture two"
+    for name, data in [("d1/a.png", pic), ("d2/ad-a-v2.png", pic), ("d2/b.png", other)]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    signals = [_ImageDir(tmp_path)]
+
+    def row(**image) -> pa.Table:
+        return pa.table({"item_id": ["a"], "text": ["hi"], **{k: [v] for k, v in image.items()}})
+
+    same = [row(image_bytes=pic), row(image_path="d1/a.png"), row(image_path="d2/ad-a-v2.png")]
+    digests = {content_digests(t, signals)[0] for t in same}
+    assert len(digests) == 1
+    assert content_digests(row(image_path="d2/b.png"), signals)[0] not in digests
+    gone = [content_digests(row(image_path=f"d3/{n}.png"), signals)[0] for n in "xy"]
+    assert gone[0] != gone[1]  # two missing files are not one content
+
+    history = row(image_path="d1/a.png").append_column("policy", pa.array(["scam"]))
+    history = history.append_column("verdict", pa.array([3], pa.int8()))
+    cands = pa.table({"item_id": ["a"], "policy": ["scam"]})
+    reviewed = reviewed_table(history, signals)
+    for today, status in [(same[2], "unchanged"), (row(image_path="d2/b.png"), "changed")]:
+        assert mark_reviewed(cands, reviewed, today, signals)["reviewed"].to_pylist() == [status]
+    legacy = reviewed.set_column(
+        3, "content_digest", pa.array(content_digests(history, signals, images="cells"))
+    ).replace_schema_metadata({"doc": "a model trained before 2026-12-05"})
+    assert legacy["content_digest"] != reviewed["content_digest"]
+    marked = mark_reviewed(cands, legacy, same[1], signals)
+    assert marked["reviewed"].to_pylist() == ["unchanged"]
 
 
 def test_model_keeps_digests_and_an_older_model_says_it_cannot(
