@@ -124,7 +124,7 @@ def test_killed_sweep_resumes_to_the_same_queue(
             chunk_size=16,
         )
     monkeypatch.setattr(build, "embed_chunk", real)
-    assert len(list((tmp_path / "sw" / "index" / "_delta" / "_work").glob("chunk-*.parquet"))) == 2
+    assert len(list((tmp_path / "sw" / "index" / "_delta").glob("*/_work/chunk-*.parquet"))) == 2
     again = sweep(
         inv,
         seeds,
