@@ -138,7 +138,7 @@ class UpdateStats:
     added: int = 0  # ids the previous version did not hold
     changed: int = 0  # ids whose content (for some signal) changed
     unchanged: int = 0
-    removed: int = 0  # ids of the previous version gone from today's inventory (or deleted)
+    removed: int = 0  # ids the previous version indexed, gone from today's inventory (or deleted)
     embedded: int = 0  # rows embedded for at least one signal (one per distinct content)
     embedded_by_signal: dict[str, int] = field(default_factory=dict)  # contents per signal
     reused_vectors: int = 0  # (item, signal) vectors taken from the previous version
@@ -643,7 +643,10 @@ def _count_changes(items: pa.Table, keys: dict, prev: dict, stats: UpdateStats) 
             stats.changed += 1
         else:
             stats.unchanged += 1
-    stats.removed = len(set(before) - set(ids))
+    # Removed from the index: held by some signal yesterday. An item quarantined yesterday
+    # (no signal could use its content) that is gone today was never in the index.
+    held = {str(i) for p in prev.values() for i in p.ids}
+    stats.removed = len(held - set(ids))
 
 
 def _differs(before: str | None, key: str) -> bool:

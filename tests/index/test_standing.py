@@ -708,6 +708,10 @@ def test_content_a_signal_could_not_use_is_listed_and_not_tried_again(tmp_path):
     assert_same_index(idx, ref)
     rows = sorted(map(tuple, idx.signal_failures.to_pandas().to_numpy().tolist()))
     assert rows == sorted(map(tuple, ref.signal_failures.to_pandas().to_numpy().tolist()))
+    # Day 3: the two quarantined items and one indexed item are gone: one left the index.
+    day3 = day2.filter(pa.array([i in ("good", "broken") for i in day2["item_id"].to_pylist()]))
+    _, stats = standing.update(day3, [text, pdq], show_progress=False)
+    assert (stats.removed, stats.unchanged, stats.embedded) == (1, 2, 0)
 
 
 def test_integer_ids_one_day_and_their_digits_the_next_are_the_same_inventory(tmp_path):
