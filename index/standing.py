@@ -1,12 +1,13 @@
 """A standing index: the one index a team's daily sweeps update, never rebuild.
 
 A sweep over today's full inventory embeds only what it has not seen: every item carries, per
-signal, a **content key** (the digest of the columns the signal reads, ``Signal.content_columns``,
-with the file behind an ``image_path``, and of the encoder's ``describe()``). Today's rows whose
-key the current version holds reuse its vector; the others are embedded, each distinct content
-once (copies of one ad under many ids cost one embedding), and each signal apart (a new image
-beside an unchanged text costs an image embedding, not a text one too); items gone from the
-inventory, or named in a deletion list, leave the index. A changed text under the same id has
+signal, a **content key** (the digest of what the signal reads, ``Signal.content_columns``: for
+image signals the picture itself, as ``image_bytes`` or as the file behind an ``image_path``
+under any name; and of the encoder's ``describe()``). Today's rows whose key the current
+version holds reuse its vector; the others are embedded, each distinct content once (copies of
+one ad under many ids cost one embedding), and each signal apart (a new image beside an
+unchanged text costs an image embedding, not a text one too); items gone from the inventory,
+or named in a deletion list, leave the index. A changed text under the same id has
 another key, so it is always re-embedded: never stale. Content another standing index holds
 under the same key (a ``donor``: the sweep's index when reviewed items join a model's history
 index) takes its vector from there instead of being embedded again.
