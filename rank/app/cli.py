@@ -201,9 +201,9 @@ def cmd_index_update(args) -> int:
     ]
     rows += [("removed (gone or deleted)", stats.removed), ("indexed", stats.indexed)]
     rows += [("quarantined", stats.quarantined)]
-    rows += [("embedded (distinct contents)", stats.embedded)]
+    rows += [("items embedded (one per content)", stats.embedded)]
     if len(stats.embedded_by_signal) > 1:  # each signal embeds only its own new content
-        rows += [(f"  of them for {n}", k) for n, k in stats.embedded_by_signal.items()]
+        rows += [(f"  contents for {n}", k) for n, k in stats.embedded_by_signal.items()]
     rows += [("vectors reused", stats.reused_vectors)]
     rows += [(f"index ({n})", f"{d['key']} {d['index']}") for n, d in stats.signals.items()]
     if stats.deletions_unknown:
