@@ -20,6 +20,10 @@ PARTS = [
         "Daily sweeps with the OpenVINO encoder, its sweeps without torch (issue 12)",
     ),
     ("incremental_ivf.md", "Daily sweeps: an IVF index updated in place vs a rebuild (issue 12)"),
+    (
+        "incremental_images.md",
+        "Daily updates of ads with pictures: what each signal embeds (issue 12)",
+    ),
     ("calibration.md", "Decisions: calibration and automatic actions (issue 11)"),
     ("lexical_fit.md", "Training the lexical probe (issue 11, item 5)"),
     ("faithfulness.md", "Faithfulness of the highlighted phrases (issue 14)"),

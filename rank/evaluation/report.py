@@ -141,6 +141,32 @@ COUNT_KEYS = (
 )
 
 
+def index_update_rows(report: dict) -> list[tuple[str, str]]:
+    """What the sweep's standing-index update did, as (label, value) rows for the reports
+    (none when the sweep updated nothing: no standing index, or the same inventory again)."""
+    u = report.get("index_update") or {}
+    if not u:
+        return []
+    rows = [
+        (label, f"{u[key]:,}")
+        for key, label in (
+            ("added", "added"),
+            ("changed", "changed (some signal's content)"),
+            ("unchanged", "unchanged"),
+            ("removed", "removed (gone or deleted)"),
+            ("embedded", "items embedded (one per content)"),
+        )
+        if key in u
+    ]
+    by_signal = u.get("embedded_by_signal") or {}
+    if len(by_signal) > 1:
+        rows += [(f"contents embedded for {n}", f"{k:,}") for n, k in by_signal.items()]
+    if "reused_vectors" in u:
+        rows.append(("vectors reused", f"{u['reused_vectors']:,}"))
+    rows += [(f"index ({n})", f"{d['key']} {d['index']}") for n, d in u.get("signals", {}).items()]
+    return rows
+
+
 def write_report(
     out: Path, report: dict, queue: pa.Table, quality: dict | None = None, top: int = 10
 ) -> Path:
@@ -173,6 +199,10 @@ def write_report(
         f"| seconds (index / recall / rank / total) | {secs['index']} / {secs['recall']} / "
         f"{secs['rank']} / {secs['total']} |"
     )
+    if update := index_update_rows(report):
+        version = report["index_update"].get("version")
+        lines += ["", f"## Standing index update (version {version})", ""]
+        lines += ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in update]
     if report.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- **{w}**" for w in report["warnings"]]
     if report.get("decisions"):

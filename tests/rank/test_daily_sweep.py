@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from riskrank.index.build import build_index
 from riskrank.index.standing import StandingIndex
 from riskrank.rank.app.cli import main
-from riskrank.rank.evaluation.report import write_report
+from riskrank.rank.evaluation.report import write_report, write_sweep_reports
 from riskrank.rank.pipeline import sweep
 from riskrank.rank.reasons import EXPLANATION_SCHEMA
 
@@ -142,6 +142,15 @@ def test_day_two_reports_what_it_embedded(tmp_path, inventory_items, seeds, hash
     upd = day1.report["index_update"]
     assert (upd["changed"], upd["added"], upd["removed"], upd["embedded"]) == (3, 0, 0, 3)
     assert upd["reused_vectors"] == inv.num_rows - 3
+    # The reports a reviewer lead reads say it too, not only report.json.
+    paths = write_sweep_reports(day1, seeds)
+    md = paths["markdown"].read_text()
+    assert "## Standing index update (version 2)" in md
+    assert "| changed (some signal's content) | 3 |" in md and "| vectors reused |" in md
+    html = paths["html"].read_text()
+    assert 'id="index-update"' in html and "standing index update (version 2)" in html
+    day0_md = write_sweep_reports(day0, seeds)["markdown"].read_text()
+    assert "## Standing index update (version 1)" in day0_md
     # The reasons of unchanged texts were not attributed again.
     reasons = day1.report["reasons"]
     assert day0.report["reasons"]["reused"] == 0 and reasons["reused"] > 0
