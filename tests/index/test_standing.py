@@ -11,6 +11,8 @@ import pyarrow as pa
 import pytest
 from conftest import make_items
 from hashing_signal import HashingTextSignal
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
 
 import riskrank.index.standing as standing_mod
 from riskrank.index.build import build_index
@@ -778,3 +780,112 @@ def test_an_empty_column_appearing_changes_no_items_content(tmp_path):
     assert_same_index(
         idx, build_index(day1, tmp_path / "ref", signals=[CountingSignal(), PdqSignal()])
     )
+
+
+# ----------------------------------------------------------------------------- property test
+# Random days of a text + image inventory: texts edited, creatives swapped, items added and
+# taken down, and the creatives shipped now as files under a new dated folder, now as bytes.
+# After every day the standing index equals a rebuild, and each signal embedded exactly the
+# distinct contents it had not seen the day before, once each.
+
+_STEPS = hst.lists(
+    hst.tuples(
+        hst.sampled_from(["add", "edit_text", "swap_image", "move", "delete"]),
+        hst.integers(1, 6),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=_STEPS)
+def test_any_sequence_of_days_embeds_each_new_content_once_per_signal(steps, tmp_path_factory):
+    from test_pdq_signal import jpeg, scene
+
+    from riskrank.index.signals.pdq import PdqSignal
+
+    class CountingPdq(PdqSignal):
+        def __init__(self, base_dir) -> None:
+            super().__init__(base_dir=base_dir)
+            self.embedded: list[bytes] = []
+
+        def embed_items(self, table, *, show_progress=False):
+            for b, p in zip(*(_column(table, c) for c in ("image_bytes", "image_path"))):
+                if b is not None or p is not None:  # (a row without a picture costs nothing)
+                    self.embedded.append(b if b is not None else (root / p).read_bytes())
+            return super().embed_items(table, show_progress=show_progress)
+
+    root = tmp_path_factory.mktemp("days")
+    pictures = [jpeg(scene(s, size=64)) for s in range(16)]
+    texts = [f"ad text number {i}, buy now" for i in range(40)]
+    # Each item: [id, text index or None, picture index or None]; two share one creative,
+    # one has no picture, one no text.
+    items = [[f"ad{i}", i % 12, i % 9] for i in range(12)] + [["t", 12, None], ["p", None, 10]]
+    counter = [13]
+    text, pdq = CountingSignal(), CountingPdq(root)
+    standing = StandingIndex(root / "st")
+    mode = "path:day0"
+
+    def render(day: int) -> pa.Table:
+        cols = {
+            "item_id": [i for i, _, _ in items],
+            "text": [texts[t] if t is not None else None for _, t, _ in items],
+        }
+        if mode == "bytes":
+            cols["image_bytes"] = pa.array(
+                [pictures[p] if p is not None else None for _, _, p in items], pa.binary()
+            )
+        else:
+            folder = root / f"export-{day}"
+            folder.mkdir(exist_ok=True)
+            paths = []
+            for _, _, p in items:
+                if p is not None:
+                    (folder / f"creative-{p}-{day}.jpg").write_bytes(pictures[p])
+                paths.append(f"export-{day}/creative-{p}-{day}.jpg" if p is not None else None)
+            cols["image_path"] = pa.array(paths, pa.string())
+        return pa.table(cols)
+
+    seen_texts: set = set()
+    seen_pictures: set = set()
+    for day, (kind, n) in enumerate([("start", 0), *steps]):
+        if kind == "add":
+            for _ in range(n):
+                counter[0] += 1
+                items.append([f"new{counter[0]}", counter[0] % 40, counter[0] % 16])
+        elif kind == "edit_text":
+            for k in range(min(n, len(items))):
+                items[(k * 5 + day) % len(items)][1] = (day * 7 + k) % 40
+        elif kind == "swap_image":
+            for k in range(min(n, len(items))):
+                items[(k * 3 + day) % len(items)][2] = (day * 5 + k) % 16
+        elif kind == "move":
+            mode = "bytes" if mode != "bytes" else f"path:day{day}"
+        elif kind == "delete" and len(items) > n + 1:
+            del items[:n]
+        table = render(day)
+        text.embedded.clear()
+        pdq.embedded.clear()
+        idx, stats = standing.update(table, [text, pdq], show_progress=False)
+        today_texts = {texts[t] for _, t, _ in items if t is not None}
+        today_pictures = {pictures[p] for _, _, p in items if p is not None}
+        assert len(text.embedded) == len(set(text.embedded))  # one embedding per content
+        assert set(text.embedded) == today_texts - seen_texts
+        assert len(pdq.embedded) == len(set(pdq.embedded))
+        assert set(pdq.embedded) == today_pictures - seen_pictures
+        seen_texts, seen_pictures = today_texts, today_pictures
+        ref = build_index(
+            table, root / "ref", signals=[HashingTextSignal(), PdqSignal(base_dir=root)],
+            overwrite=True,
+        )  # fmt: skip
+        assert_same_index(idx, ref)
+
+
+def _column(table: pa.Table, name: str) -> list:
+    return table.column(name).to_pylist() if name in table.column_names else [None] * len(table)
