@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from riskrank.rank.evaluation.report import COUNT_KEYS, index_update_rows, plot_sweep
+from riskrank.rank.evaluation.report import count_rows, index_update_rows, plot_sweep
 
 TOP_DEFAULT = 50
 EXCERPT_WINDOW = 600  # characters of an item's text shown around its first highlight
@@ -200,7 +200,7 @@ def write_html_report(
     for row in queue.slice(0, top).to_pylist():
         text = texts.get(row["item_id"], row.get("text"))
         rows.append(_row_context(row, text, seed_images, image_base_dir))
-    counts = [(k.replace("_", " "), report[k]) for k in COUNT_KEYS if k in report]
+    counts = count_rows(report)
     html = (
         _environment()
         .get_template("report.html.j2")

@@ -141,6 +141,34 @@ COUNT_KEYS = (
 )
 
 
+def count_rows(report: dict) -> list[tuple[str, str]]:
+    """The sweep's counts as (label, value) rows, the same in report.md and report.html."""
+    rows = [
+        (key.replace("_", " "), f"{report[key]:,}")
+        for key in COUNT_KEYS
+        if key in report  # reports written before a key existed still render
+    ]
+    if "coverage" in report:
+        rows.append(("coverage (recalled / indexed)", f"{report['coverage']:.1%}"))
+    for signal, n in report.get("signal_failures", {}).items():
+        rows.append((f"indexed without {signal}: content it could not use", f"{n:,}"))
+    if rev := report.get("reviewed"):
+        rows.append(
+            (
+                "reviewed before: unchanged / changed (candidate rows)",
+                f"{rev['unchanged']:,} / {rev['changed']:,}",
+            )
+        )
+        kept = " (kept: include_reviewed)" if rev["include_reviewed"] else ""
+        rows.append(
+            (
+                "reviewed and unchanged, left out of the queue (items)",
+                f"{rev['excluded_from_queue']:,}{kept}",
+            )
+        )
+    return rows
+
+
 def index_update_rows(report: dict) -> list[tuple[str, str]]:
     """What the sweep's standing-index update did, as (label, value) rows for the reports
     (none when the sweep updated nothing: no standing index, or the same inventory again)."""
@@ -172,25 +200,7 @@ def write_report(
 ) -> Path:
     """``report.md`` next to the queue: counts, timings, quality (if known) and the top items."""
     lines = ["# riskrank sweep report", ""]
-    lines += ["| | |", "| --- | --- |"]
-    for key in COUNT_KEYS:
-        if key in report:  # reports written before a key existed still render
-            lines.append(f"| {key.replace('_', ' ')} | {report[key]:,} |")
-    if "coverage" in report:
-        lines.append(f"| coverage (recalled / indexed) | {report['coverage']:.1%} |")
-    for signal, n in report.get("signal_failures", {}).items():
-        lines.append(f"| indexed without {signal}: content it could not use | {n:,} |")
-    rev = report.get("reviewed")
-    if rev:
-        lines.append(
-            f"| reviewed before: unchanged / changed (candidate rows) | {rev['unchanged']:,} / "
-            f"{rev['changed']:,} |"
-        )
-        lines.append(
-            f"| reviewed and unchanged, left out of the queue (items) | "
-            f"{rev['excluded_from_queue']:,}"
-            f"{' (kept: include_reviewed)' if rev['include_reviewed'] else ''} |"
-        )
+    lines += ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in count_rows(report)]
     lines.append(f"| policies | {', '.join(report['policies'])} |")
     if report.get("cold_start_policies"):
         lines.append(f"| cold-start policies | {', '.join(report['cold_start_policies'])} |")

@@ -149,6 +149,7 @@ def test_day_two_reports_what_it_embedded(tmp_path, inventory_items, seeds, hash
     assert "| changed (some signal's content) | 3 |" in md and "| vectors reused |" in md
     html = paths["html"].read_text()
     assert 'id="index-update"' in html and "standing index update (version 2)" in html
+    assert "coverage (recalled / indexed)" in md and "coverage (recalled / indexed)" in html
     day0_md = write_sweep_reports(day0, seeds)["markdown"].read_text()
     assert "## Standing index update (version 1)" in day0_md
     # The reasons of unchanged texts were not attributed again.
