@@ -9,6 +9,8 @@ image bytes stay in the object store until an encoder reads them.
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -165,7 +167,9 @@ def _chunk_specs(keep_rows: list[np.ndarray], size: int) -> list[list[tuple[int,
 @contextmanager
 def ordered_data_context(show_progress: bool) -> Iterator[None]:
     """Ray Data settings for the build, restored afterwards: input order is kept (global row
-    numbers depend on it) and progress bars follow ``show_progress``."""
+    numbers depend on it) and progress bars follow ``show_progress``, on a terminal only.
+    Where stdout is a log file, Ray Data logs its progress instead, a block of lines every
+    10 s that said "0/1" for minutes (the build's own bars count the items)."""
     import ray
 
     ctx = ray.data.DataContext.get_current()
@@ -175,15 +179,33 @@ def ordered_data_context(show_progress: bool) -> Iterator[None]:
         getattr(ctx, "use_datasource_v2", False),
     )
     ctx.execution_options.preserve_order = True
-    ctx.enable_progress_bars = show_progress
+    ctx.enable_progress_bars = show_progress and sys.stdout.isatty()
     # Ray 2.60's V2 Parquet reader lists files from a thread pool whose threads race on
     # importing fsspec's optional HTTP filesystem (ImportError where aiohttp is absent).
     ctx.use_datasource_v2 = False
+    # Ray Data's INFO lines on the console (execution plans, parquet batch estimates,
+    # "Progress bars disabled. To enable, set ...") are for Ray's developers: the console
+    # shows its warnings only. Its session log file still gets everything (the logger's own
+    # level is left alone: a file handler that never opened its file during the session
+    # failed on Ray's late debug lines once the session directory was gone).
+    consoles = [
+        h
+        for h in logging.getLogger("ray.data").handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
+    for handler in consoles:
+        handler.addFilter(_warnings_only)
     try:
         yield
     finally:
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved[:2]
         ctx.use_datasource_v2 = saved[2]
+        for handler in consoles:
+            handler.removeFilter(_warnings_only)
+
+
+def _warnings_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING and "Progress bars disabled" not in str(record.msg)
 
 
 @dataclass
