@@ -122,9 +122,22 @@ def _with_partition_keys(fragment) -> pa.Table:
     return table
 
 
+def _narrow_offsets(table: pa.Table) -> pa.Table:
+    """``large_string``/``large_binary`` columns as ``string``/``binary`` (a file's cells are
+    far below 2 GiB per column chunk)."""
+    narrow = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
+    fields = [pa.field(f.name, narrow.get(f.type, f.type), f.nullable) for f in table.schema]
+    if all(f.type == g.type for f, g in zip(fields, table.schema)):
+        return table
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+
+
 def _concat_files(tables: list[pa.Table], names: list[str], what: str) -> pa.Table:
     """Files' rows in order, on the union of their columns. Ids are text: an ``item_id``
-    written as integers in one file and as strings in another is read as digits."""
+    written as integers in one file and as strings in another is read as digits. Text and
+    bytes are one type each, whatever offset width a writer chose (pandas writes a ``str``
+    column as ``large_string`` and an ``object`` one as ``string``)."""
+    tables = [_narrow_offsets(t) for t in tables]
     try:
         return pa.concat_tables(tables, promote_options="default")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:

@@ -92,6 +92,18 @@ def test_a_parquet_directory_keeps_every_files_columns(tmp_path):
     pq.write_table(pa.table({"item_id": ["5"], "text": [7]}), d / "part-2.parquet")
     with pytest.raises(SchemaError, match="'text' is string in part-0.parquet.*int64 in part-2"):
         as_table(d)
+    # Text and bytes written with 64-bit offsets by one writer and 32-bit by another (pandas
+    # does both, by dtype) are the same columns.
+    w = tmp_path / "widths"
+    w.mkdir()
+    pq.write_table(pa.table({"item_id": ["a"], "image_path": ["a.jpg"]}), w / "part-0.parquet")
+    wide = {"item_id": pa.array(["b"], pa.large_string()), "text": ["ad"]}
+    wide["image_bytes"] = pa.array([b"\x89PNG"], pa.large_binary())
+    wide["image_path"] = pa.array([None], pa.large_string())
+    pq.write_table(pa.table(wide), w / "part-1.parquet")
+    table = as_table(w)
+    assert table["image_path"].to_pylist() == ["a.jpg", None]
+    assert table.schema.field("image_bytes").type == pa.binary()
     # Hive partitions (day=.../) are columns, as pyarrow's directory reader made them.
     for day in ("2024-01-01", "2024-01-02"):
         (tmp_path / "days" / f"day={day}").mkdir(parents=True)
