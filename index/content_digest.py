@@ -61,15 +61,18 @@ def _file_token(value: object, base_dirs: Sequence[object]) -> bytes:
         if path is None:
             out.append(b"!" + str(reason).encode("utf-8", "surrogatepass"))
             continue
-        stat = path.stat()
-        if stat.st_size > max_image_bytes():
-            out.append(f"big:{stat.st_size}:{stat.st_mtime_ns}".encode())
-            continue
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        out.append(h.digest())
+        try:
+            stat = path.stat()
+            if stat.st_size > max_image_bytes():
+                out.append(f"big:{stat.st_size}:{stat.st_mtime_ns}".encode())
+                continue
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            out.append(h.digest())
+        except OSError as exc:  # unreadable (permissions, vanished): the signal says so too
+            out.append(f"!cannot read {str(path)!r}: {type(exc).__name__}".encode())
     return b"|".join(out)
 
 

@@ -68,7 +68,9 @@ def _open_source(
     if data is None:
         return None, reason
     if len(data) == 0:
-        return None, f"image file is empty (0 bytes): {str(resolved)!r}"
+        # No path in the reason: every empty file is one content (one key), and a standing
+        # index lists the reason it remembered for that key under each item that has it.
+        return None, "image file is empty (0 bytes)"
     return io.BytesIO(data), None
 
 

@@ -716,6 +716,36 @@ def test_content_a_signal_could_not_use_is_listed_and_not_tried_again(tmp_path):
     assert (stats.removed, stats.unchanged, stats.embedded) == (1, 2, 0)
 
 
+def test_empty_image_files_are_listed_as_a_rebuild_lists_them(tmp_path):
+    """Every empty file is one content (one key): each item's failure reason is the one a
+    from-scratch build gives it, not a copy naming the first item's file."""
+    from riskrank.index.signals.pdq import PdqSignal
+
+    (tmp_path / "imgs").mkdir()
+    for name in "abc":
+        (tmp_path / "imgs" / f"{name}.jpg").write_bytes(b"")
+    inv = pa.table(
+        {
+            "item_id": list("abc"),
+            "text": ["ad a", "ad b", "ad c"],
+            "image_path": [f"imgs/{n}.jpg" for n in "abc"],
+        }
+    )
+    signals = [HashingTextSignal(), PdqSignal(base_dir=tmp_path)]
+    idx, _ = StandingIndex(tmp_path / "st").update(inv, signals, show_progress=False)
+    ref = build_index(inv, tmp_path / "ref", signals=signals)
+
+    def rows(t):
+        return sorted(
+            tuple(r.values()) for r in t.select(["item_id", "signal", "reason"]).to_pylist()
+        )
+
+    assert rows(idx.signal_failures) == rows(ref.signal_failures)
+    assert {r["reason"] for r in idx.signal_failures.to_pylist()} == {
+        "image file is empty (0 bytes)"
+    }
+
+
 def test_integer_ids_one_day_and_their_digits_the_next_are_the_same_inventory(tmp_path):
     """Ids are text: an export that wrote 7 one day and "7" the next changed nothing, yet
     wrote a new version (the README: the same inventory again writes nothing)."""
