@@ -56,9 +56,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from riskrank.index.manifest import sha256_file
+from riskrank.index.manifest import MANIFEST, sha256_file
 from riskrank.index.output_lock import holds_output_lock
-from riskrank.index.schema import ITEM_ID, NO_CONTENT, has_content, quarantine_table
+from riskrank.index.schema import (
+    IMAGE_BYTES,
+    ITEM_ID,
+    NO_CONTENT,
+    has_content,
+    is_blank,
+    quarantine_table,
+)
+from riskrank.index.signals.registry import signal_class
 from riskrank.index.standing import DELTA, LOCK, StandingIndex
 from riskrank.index.store import current_version
 from riskrank.index.tables import SchemaError, TableLike, as_table, read_text_csv, write_parquet
@@ -414,20 +422,41 @@ def _sweep_items_path(queue_path: Path | None) -> Path | None:
 
 def _content(item_ids: list[str], inventory: TableLike | None, queue_path: Path | None):
     """item_id -> content row, from ``inventory`` or else the sweep's index next to the queue
-    (the queue's own ``text`` is cut to 300 characters, so it is never used)."""
+    (the queue's own ``text`` is cut to 300 characters, so it is never used), and the ids
+    whose picture the index could not give (it came as ``image_bytes``, which an index does
+    not keep: their history rows would lose it)."""
     items = _sweep_items_path(queue_path) if inventory is None else None
     if inventory is not None:
         table = as_table(inventory, what="inventory")
     elif items is not None:
         table = pq.read_table(items)
     else:
-        return {}
+        return {}, set()
     want = pa.array(sorted(set(item_ids)), pa.string())
     table = table.filter(pc.is_in(pc.cast(table[ITEM_ID], pa.string()), value_set=want))
     cols = [c for c in CONTENT if c in table.column_names]
-    return {
+    content = {
         str(r[ITEM_ID]): {c: r[c] for c in cols} for r in table.select([ITEM_ID, *cols]).to_pylist()
     }
+    lost = set() if items is None else _pictures_not_kept(items.parent, content)
+    return content, lost
+
+
+def _pictures_not_kept(vdir: Path, content: dict[str, dict]) -> set[str]:
+    """Ids an image signal of the index at ``vdir`` holds whose row there names no
+    ``image_path``: their picture came as bytes, and only the inventory still has it."""
+    entries = json.loads((vdir / MANIFEST).read_text()).get("signals", {})
+    lost: set[str] = set()
+    for name, entry in entries.items():
+        try:
+            reads_images = IMAGE_BYTES in signal_class(entry.get("type", "")).content_columns
+        except (KeyError, ValueError):
+            continue  # a plug-in not registered here: nothing known of what it reads
+        if not reads_images or not (vdir / name / "ids.parquet").exists():
+            continue
+        held = pq.read_table(vdir / name / "ids.parquet").column(ITEM_ID).to_pylist()
+        lost |= {i for i in held if i in content and is_blank(content[i].get("image_path"))}
+    return lost
 
 
 def _shown_differs(content: dict, shown: str | None) -> bool:
@@ -461,6 +490,7 @@ def _new_rows(
     sweep_id: str,
     shown: dict[str, str] | None = None,
     signals: list | None = None,
+    pictures_lost: set[str] = frozenset(),
 ) -> tuple[pa.Table, pa.Table, list[dict], list[int]]:
     """History rows for accepted verdicts, the accepted rows they came from, the rows that
     cannot be used (for the quarantine), and the history rows the new ones replace.
@@ -507,6 +537,11 @@ def _new_rows(
             why = "no content found for the item: pass the inventory (--inventory)"
         elif not has_content(content[r[ITEM_ID]]):
             why = NO_CONTENT
+        elif r[ITEM_ID] in pictures_lost:
+            why = (
+                "its picture came as image_bytes, which the sweep's index does not keep (the "
+                "history row would lose it): pass the inventory the sweep ran on (--inventory)"
+            )
         elif _shown_differs(content[r[ITEM_ID]], shown.get(r[ITEM_ID])):
             why = (
                 "the content found for the item is not what the queue showed (its text "
@@ -591,10 +626,11 @@ def import_verdicts(
     q = QueueIndex(as_table(queue, what="queue"))
     check = check_verdicts(table, q, set(seeds.policies))
     version = int(parent.get("version", 1)) + 1
-    content = _content(check.accepted[ITEM_ID].to_pylist(), inventory, queue_path)
+    content, pictures_lost = _content(check.accepted[ITEM_ID].to_pylist(), inventory, queue_path)
     new, imported, more_bad, replaced = _new_rows(
-        check, history, content, f"review-v{version}", shown=q.shown_text, signals=old.signals
-    )
+        check, history, content, f"review-v{version}", shown=q.shown_text, signals=old.signals,
+        pictures_lost=pictures_lost,
+    )  # fmt: skip
     if replaced:  # re-reviews of edited items: the new row takes the old one's place
         gone = set(replaced)
         history = history.filter(pa.array([i not in gone for i in range(history.num_rows)]))

@@ -6,6 +6,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
+from hashing_signal import HashingTextSignal
 
 from riskrank.index.store import current_version
 from riskrank.index.tables import SchemaError
@@ -581,3 +582,49 @@ def test_a_no_retrain_import_trains_later_with_its_lineage(loop, seeds, tmp_path
     )
     assert main(["review", "retrain", str(tmp_path / "h0"), "--out", str(tmp_path / "v0")]) == 2
     assert "took no verdicts" in capsys.readouterr().err
+
+
+def test_a_picture_the_sweeps_index_did_not_keep_is_not_lost_silently(tmp_path):
+    """An index keeps image paths but not image bytes: a verdict on an item whose picture
+    came as bytes, with content taken from the sweep's index, would store a history row
+    without its picture (and the next model would queue the item again as changed). Such
+    rows are quarantined with what to do; with the inventory they import whole."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from riskrank.index.build import build_index
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.rank.review import QueueIndex, _content, _new_rows, check_verdicts
+
+    def jpeg(seed: int) -> bytes:
+        pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="JPEG")
+        return buf.getvalue()
+
+    (tmp_path / "b.jpg").write_bytes(jpeg(2))
+    inv = pa.table(
+        {
+            "item_id": ["a", "b", "c"],
+            "text": ["ad a", "ad b", "ad c"],
+            "image_bytes": pa.array([jpeg(1), None, None], pa.binary()),
+            "image_path": [None, "b.jpg", None],
+        }
+    )
+    signals = [HashingTextSignal(), PdqSignal(base_dir=tmp_path)]
+    build_index(inv, tmp_path / "sw" / "index", signals=signals)
+    queue_path = tmp_path / "sw" / "queue.parquet"
+    content, lost = _content(["a", "b", "c"], None, queue_path)
+    assert lost == {"a"} and "image_bytes" not in content["a"]
+    content_inv, lost_inv = _content(["a", "b", "c"], inv, queue_path)
+    assert lost_inv == set() and content_inv["a"]["image_bytes"] is not None
+    queue = pa.table({"item_id": ["a", "b", "c"], "policy": ["scam"] * 3, "rank": [1, 2, 3]})
+    verdicts = pa.table({"item_id": ["a", "b", "c"], "verdict": [2, 2, 0]})
+    check = check_verdicts(verdicts, QueueIndex(queue), {"scam"})
+    empty = pa.table({"item_id": pa.array([], pa.string()), "policy": pa.array([], pa.string()),
+                      "verdict": pa.array([], pa.int8())})  # fmt: skip
+    new, _, bad, _ = _new_rows(check, empty, content, "s", pictures_lost=lost)
+    assert new["item_id"].to_pylist() == ["b", "c"]
+    assert [r["item_id"] for r in bad] == ["a"] and "--inventory" in bad[0]["reason"]
