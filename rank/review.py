@@ -56,10 +56,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from riskrank.index.content_digest import signal_base_dirs
 from riskrank.index.manifest import MANIFEST, sha256_file
 from riskrank.index.output_lock import holds_output_lock
+from riskrank.index.paths import read_capped, resolve_image_path
 from riskrank.index.schema import (
     IMAGE_BYTES,
+    IMAGE_PATH,
     ITEM_ID,
     NO_CONTENT,
     has_content,
@@ -565,11 +568,30 @@ def _new_rows(
                 "verdict": r["verdict"],
                 "sweep_id": sweep_id,
                 "verdict_source": r["verdict_source"],
-                **content[r[ITEM_ID]],
+                **_with_picture(content[r[ITEM_ID]], signals or []),
             }
         )
-    new = pa.Table.from_pylist(rows)
+    names = list(dict.fromkeys(k for row in rows for k in row))  # (from_pylist: the first's)
+    new = pa.Table.from_pylist([{k: row.get(k) for k in names} for row in rows])
     return new, pa.Table.from_pylist(kept, check.accepted.schema), bad, replaced
+
+
+def _with_picture(content: dict, signals: list) -> dict:
+    """A history row's content with its picture's bytes when it names only a file: the
+    history keeps what the reviewer saw, not a path into an export folder that a later day
+    rotates away (the retrain would find nothing there, drop the picture from the review,
+    and the next sweep queue the item again as changed). The path is kept beside the bytes
+    (bytes win when an image is decoded, and digest as the same picture). A file that
+    cannot be read is left as a path: the retrain lists why."""
+    path = content.get(IMAGE_PATH)
+    if content.get(IMAGE_BYTES) is not None or is_blank(path):
+        return content
+    for base in signal_base_dirs(signals):
+        resolved, _ = resolve_image_path(str(path), base)
+        data = read_capped(resolved)[0] if resolved is not None else None
+        if data:
+            return {**content, IMAGE_BYTES: data}
+    return content
 
 
 @holds_output_lock("out_dir", what="model directory")  # as train holds it: one writer

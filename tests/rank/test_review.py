@@ -597,6 +597,7 @@ def test_a_picture_the_sweeps_index_did_not_keep_is_not_lost_silently(tmp_path):
     from riskrank.index.build import build_index
     from riskrank.index.signals.pdq import PdqSignal
     from riskrank.rank.review import QueueIndex, _content, _new_rows, check_verdicts
+    from riskrank.rank.reviewed import content_digests
 
     def jpeg(seed: int) -> bytes:
         pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
@@ -625,6 +626,13 @@ def test_a_picture_the_sweeps_index_did_not_keep_is_not_lost_silently(tmp_path):
     check = check_verdicts(verdicts, QueueIndex(queue), {"scam"})
     empty = pa.table({"item_id": pa.array([], pa.string()), "policy": pa.array([], pa.string()),
                       "verdict": pa.array([], pa.int8())})  # fmt: skip
-    new, _, bad, _ = _new_rows(check, empty, content, "s", pictures_lost=lost)
+    new, _, bad, _ = _new_rows(check, empty, content, "s", signals=signals, pictures_lost=lost)
     assert new["item_id"].to_pylist() == ["b", "c"]
     assert [r["item_id"] for r in bad] == ["a"] and "--inventory" in bad[0]["reason"]
+    # The history keeps the picture itself, not only a path into an export folder a later
+    # day rotates away; it digests as the picture the sweep saw.
+    assert new["image_bytes"].to_pylist() == [(tmp_path / "b.jpg").read_bytes(), None]
+    assert new["image_path"].to_pylist() == ["b.jpg", None]
+    seen = content_digests(inv.slice(1, 1), signals)
+    (tmp_path / "b.jpg").unlink()
+    assert content_digests(new.slice(0, 1), signals) == seen
