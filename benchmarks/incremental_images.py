@@ -22,7 +22,7 @@ is checked against the build: the same ids in the same positions and the same ve
 signal. Also reported, **computed from the keys, not run**: what the update embedded before
 this change, which planned on the tuple of all signals' keys (a row with any new content was
 embedded by every signal) and whose image keys digested the file's path too
-(``row_digests(images="cells")``).
+(``signal_content_keys(legacy=True)``).
 
     .venv/bin/python benchmarks/incremental_images.py [--ads 3000]
 
@@ -140,7 +140,7 @@ def before_change(table: pa.Table, signals, known: dict[str, set]) -> tuple[int,
     """What the update before this change would embed, per signal: one row per distinct tuple
     of all signals' keys (path-digesting image keys) that has a key unknown yesterday, embedded
     by every signal. Returns that count and today's keys in that format."""
-    keys = {s.name: signal_content_keys(table, s, images="cells") for s in signals}
+    keys = {s.name: signal_content_keys(table, s, legacy=True) for s in signals}
     tuples = set()
     for r in range(table.num_rows):
         row = tuple(keys[s.name][r] for s in signals)
@@ -249,7 +249,7 @@ def markdown(res: dict, args, load: tuple, seconds: float) -> str:
         "Embedded counts are distinct contents per signal (copies of one creative or text "
         "under many ads cost one). The before-this-change column is what the update at "
         "2cfd208 (before 4ab4f13 and 11b57be) would have embedded for these tables, computed "
-        'from its keys (`row_digests(images="cells")`) and its plan, not a timed run of '
+        "from its keys (`signal_content_keys(legacy=True)`) and its plan, not a timed run of "
         "that code.",
     ]
     return "\n".join(lines) + "\n"

@@ -173,17 +173,24 @@ class _Previous:
 
 NOTHING = "-none"  # the key's ending where a row has nothing for the signal (no image)
 # Content keys written since 2026-12-05 digest an image as the picture, not its path too
-# (index/content_digest.py); a signal's manifest entry says so (absent: the keys before).
+# (index/content_digest.py), and leave a signal's recall settings out; a signal's manifest
+# entry says so (absent: the keys before).
 KEY_FORMAT = 2
 
 
-def signal_content_keys(table: pa.Table, signal: Signal, images: str = IMAGES) -> list[str]:
-    """Per row, the digest of what ``signal`` reads (its content columns, the file behind an
-    ``image_path``) and of the encoder itself: equal keys, equal vectors. Item ids are not
-    part of it, so copies of one content under many ids share a key. A row with nothing for
-    the signal (a text-only ad under an image signal) gets the key ending in ``NOTHING``:
-    there is nothing to embed, today or any other day."""
-    spec = signals_digest([signal.describe()], [signal.name])
+def signal_content_keys(table: pa.Table, signal: Signal, legacy: bool = False) -> list[str]:
+    """Per row, the digest of what ``signal`` reads (its content columns, the picture behind
+    an ``image_path``) and of the encoder itself (``describe()`` less its
+    ``recall_settings``): equal keys, equal vectors. Item ids are not part of it, so copies
+    of one content under many ids share a key. A row with nothing for the signal (a
+    text-only ad under an image signal) gets the key ending in ``NOTHING``: there is nothing
+    to embed, today or any other day. ``legacy``: the keys of versions written before
+    ``KEY_FORMAT`` 2 (image cells and paths digested, every ``describe()`` key)."""
+    spec = signal.describe()
+    if not legacy:
+        spec = {k: v for k, v in spec.items() if k not in signal.recall_settings}
+    spec = signals_digest([spec], [signal.name])
+    images = IMAGE_CELLS if legacy else IMAGES
     cols = [c for c in signal.content_columns if c in table.column_names]
     if not cols:
         return [f"{spec}{NOTHING}"] * table.num_rows
@@ -533,8 +540,8 @@ def _read_legacy_keys(items, signals, keys, *holders: dict[str, _Previous]) -> N
     content: the first update after an upgrade embeds nothing again for them. Only contents
     in today's inventory can be matched (the others are gone anyway)."""
     for signal in signals:
-        if not set(signal.content_columns) & set(IMAGE_COLUMNS):
-            continue  # text keys are the same in both formats
+        if not set(signal.content_columns) & set(IMAGE_COLUMNS) and not signal.recall_settings:
+            continue  # such keys are the same in both formats
         old = [
             h[signal.name]
             for h in holders
@@ -542,7 +549,7 @@ def _read_legacy_keys(items, signals, keys, *holders: dict[str, _Previous]) -> N
         ]
         if not old:
             continue
-        legacy = signal_content_keys(items, signal, images=IMAGE_CELLS)
+        legacy = signal_content_keys(items, signal, legacy=True)
         now = dict(zip(legacy, keys[signal.name]))
         for p in old:
             p.keys = [now.get(k, k) for k in p.keys]

@@ -127,6 +127,9 @@ class Signal(ABC):
     # an item for this signal only when one of these changed. A plug-in that does not say
     # reads them all (an edit to any content re-embeds it: never stale, sometimes wasted).
     content_columns: ClassVar[tuple[str, ...]] = CONTENT_COLUMNS
+    # ``describe()`` keys that change how vectors are compared, not the vectors (PDQ's match
+    # threshold): a content key leaves them out, so changing one re-embeds nothing.
+    recall_settings: ClassVar[tuple[str, ...]] = ()
 
     @property
     def metric(self) -> str:

@@ -121,6 +121,7 @@ class PdqSignal(Signal):
     )
     runtime_options = ("base_dir", "decode_workers")
     content_columns = (IMAGE_BYTES, IMAGE_PATH)
+    recall_settings = ("match_threshold",)
 
     def __init__(
         self,

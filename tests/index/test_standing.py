@@ -636,7 +636,7 @@ def test_a_picture_moved_to_another_file_or_into_bytes_is_not_embedded_again(tmp
     monkeypatch.setattr(
         standing_mod,
         "signal_content_keys",
-        lambda table, signal, images="cells": real_keys(table, signal, images="cells"),
+        lambda table, signal, legacy=True: real_keys(table, signal, legacy=True),
     )
     monkeypatch.setattr(standing_mod, "KEY_FORMAT", 1)
     pdq = CountingPdq(tmp_path)
@@ -744,6 +744,30 @@ def test_empty_image_files_are_listed_as_a_rebuild_lists_them(tmp_path):
     assert {r["reason"] for r in idx.signal_failures.to_pylist()} == {
         "image file is empty (0 bytes)"
     }
+
+
+def test_a_recall_setting_changes_no_content_key(tmp_path):
+    """PDQ's match threshold says which hashes match, not what a picture hashes to: a team
+    that tunes it re-hashes nothing and sees no item changed."""
+    from test_pdq_signal import jpeg, scene
+
+    from riskrank.index.signals.pdq import PdqSignal
+
+    inv = pa.table(
+        {
+            "item_id": ["a", "b"],
+            "text": ["ad a", "ad b"],
+            "image_bytes": pa.array([jpeg(scene(1, size=64)), jpeg(scene(2, size=64))]),
+        }
+    )
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(inv, [HashingTextSignal(), PdqSignal(match_threshold=31)], show_progress=False)
+    tuned = [HashingTextSignal(), PdqSignal(match_threshold=40)]
+    idx, stats = standing.update(inv.slice(0, 2), tuned, show_progress=False)
+    assert stats is None or (stats.changed, stats.embedded) == (0, 0)
+    more = pa.concat_tables([inv, inv.slice(0, 1).set_column(0, "item_id", pa.array(["c"]))])
+    _, stats = standing.update(more, tuned, show_progress=False)
+    assert (stats.added, stats.changed, stats.embedded) == (1, 0, 0)
 
 
 def test_integer_ids_one_day_and_their_digits_the_next_are_the_same_inventory(tmp_path):
