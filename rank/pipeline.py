@@ -544,6 +544,9 @@ def finish_sweep(
         "signal_failures": _kept_without(signal_failures, quarantine),
         **(extra or {}),
     }
+    report["warnings"] = report.get("warnings", []) + missing_files_warnings(
+        signal_failures, manifest
+    )
     accounted = report["items_indexed"] + report["items_quarantined"] + n_deleted
     if report["items_in"] != accounted:
         raise RuntimeError(f"item accounting broken: {report}")  # never silently lose items
@@ -557,6 +560,33 @@ def finish_sweep(
             write_parquet(signal_failures, out_dir / SIGNAL_FAILURES)
         (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     return SweepResult(queue, cands, quarantine, report, out_dir)
+
+
+NOT_FOUND = "image file not found"  # index/paths.py's reason for a path with no file
+
+
+def missing_files_warnings(signal_failures: pa.Table | None, manifest: dict) -> list[str]:
+    """A warning per image signal for which most named image files were not found: a sweep
+    run from another directory, or without the image base directory its paths are relative
+    to, finishes with its pictures matching nothing (and reviewed image ads queued again as
+    changed), which one line of counts did not make plain."""
+    if signal_failures is None or not signal_failures.num_rows:
+        return []
+    out = []
+    reasons = zip(signal_failures["signal"].to_pylist(), signal_failures["reason"].to_pylist())
+    missing: dict[str, list[str]] = {}
+    for signal, reason in reasons:
+        if str(reason).startswith(NOT_FOUND):
+            missing.setdefault(signal, []).append(str(reason))
+    for signal, found in missing.items():
+        held = int(manifest["signals"].get(signal, {}).get("count", 0))
+        if len(found) >= 10 and len(found) > held:
+            out.append(
+                f"{signal}: the image files of {len(found):,} items were not found and "
+                f"{held:,} were read: is the image base directory right (--image-base-dir; "
+                f"relative image paths are read from it)? e.g. {found[0]}"
+            )
+    return out
 
 
 def queued_rows(queue: pa.Table, cands: pa.Table, values: np.ndarray | None):

@@ -409,3 +409,27 @@ def test_a_max_memory_typo_is_refused_before_anything_is_embedded(tmp_path, hash
     with pytest.raises(ValueError, match="max_memory: cannot parse 'lots'"):
         build_index(inv, tmp_path / "idx", signals=[HashingTextSignal()], max_memory="lots")
     assert not (tmp_path / "out" / "index").exists() and not (tmp_path / "idx").exists()
+
+
+def test_a_sweep_whose_image_files_are_mostly_missing_says_so():
+    """Run from another directory, or without the base directory its image paths are
+    relative to, a sweep's pictures match nothing: the report warns, naming a path."""
+    from riskrank.rank.pipeline import missing_files_warnings
+
+    def failures(n_missing: int, n_other: int) -> pa.Table:
+        reasons = [f"image file not found: '/x/{i}.jpg'" for i in range(n_missing)]
+        reasons += ["image is truncated or corrupt: broken"] * n_other
+        n = len(reasons)
+        return pa.table(
+            {"item_id": [str(i) for i in range(n)], "signal": ["pdq"] * n, "reason": reasons}
+        )
+
+    manifest = {"signals": {"pdq": {"count": 24}, "text": {"count": 800}}}
+    (warning,) = missing_files_warnings(failures(722, 5), manifest)
+    assert "the image files of 722 items were not found and 24 were read" in warning
+    assert "--image-base-dir" in warning
+    assert "'/x/0.jpg'" in warning
+    # A few missing files among many pictures is the ordinary day: listed, not warned about.
+    assert missing_files_warnings(failures(3, 0), manifest) == []
+    assert missing_files_warnings(failures(20, 0), {"signals": {"pdq": {"count": 700}}}) == []
+    assert missing_files_warnings(None, manifest) == []
