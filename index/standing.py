@@ -95,6 +95,7 @@ from riskrank.index.manifest import (
 from riskrank.index.output_lock import output_lock
 from riskrank.index.schema import (
     IMAGE_BYTES,
+    IMAGE_PATH,
     ITEM_ID,
     SIGNAL_FAILURES,
     TEXT,
@@ -104,7 +105,7 @@ from riskrank.index.schema import (
     validate_inventory,
 )
 from riskrank.index.signals.base import IndexKind, Signal
-from riskrank.index.signals.images import PASSING_FAILURES
+from riskrank.index.signals.images import CHANGED_WHILE_READ, PASSING_FAILURES
 from riskrank.index.store import KEYS, IndexMismatchError, InventoryIndex, SignalIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, read_text_csv, write_parquet
 from riskrank.index.vectors.faiss_index import choose_index_key, parse_bytes
@@ -405,6 +406,7 @@ class StandingIndex:
         plan = _plan(items, keys, prev, stats, donated)
         stats.seconds["read"] = time.time() - t0
         delta = self._embed(items, plan, signals, engine, chunk_size, show_progress)
+        _drop_rewritten_files(items, plan, keys, signals)
         stats.seconds["embed"] = time.time() - t0 - stats.seconds["read"]
         vdir = self.version_dir(version)
         shutil.rmtree(vdir, ignore_errors=True)  # a version never made current: redo it
@@ -635,6 +637,33 @@ def _plan(
     return {"embed_rows": rows, "embed": embed, "source": source}
 
 
+def _drop_rewritten_files(items: pa.Table, plan: dict, keys: dict, signals) -> None:
+    """Digest again the image files just embedded: a file rewritten since the update keyed
+    it (an exporter writing into the folder meanwhile) may have given a vector of other
+    bytes than its key names, which a later item with the old picture would reuse. Such a
+    content's vector is not kept: it is listed (``CHANGED_WHILE_READ``) and embedded again
+    by the next update. (A file changed and changed back between the reads goes unseen.)"""
+    plan["rewritten"] = {}
+    for signal in signals:
+        rows = plan["embed"][signal.name]
+        if not len(rows) or IMAGE_PATH not in items.column_names:
+            continue
+        if not set(signal.content_columns) & set(IMAGE_COLUMNS):
+            continue
+        now = signal_content_keys(items.take(pa.array(rows, pa.int64())), signal)
+        moved = {int(r) for r, k in zip(rows, now) if k != keys[signal.name][r]}
+        if moved:
+            log.warning(
+                "standing index: %d image file(s) changed while this update read them (%s): "
+                "not kept, embedded again next update", len(moved),
+                ", ".join(str(items[ITEM_ID][r]) for r in sorted(moved)[:3]),
+            )  # fmt: skip
+            src = plan["source"][signal.name]
+            hit = np.isin(src, list(moved))
+            plan["rewritten"][signal.name] = set(np.flatnonzero(hit).tolist())
+            src[hit] = -1
+
+
 def _count_changes(items: pa.Table, keys: dict, prev: dict, stats: UpdateStats) -> None:
     before: dict[str, dict[str, str]] = {}
     for name, p in prev.items():
@@ -833,6 +862,8 @@ def _failures(ids, keys, signals, indexed, held, plan, prev, delta) -> pa.Table:
                 continue  # no content of this kind: nothing failed
             source = int(plan["source"][name][r])
             why = from_delta.get((plan["delta_ids"].get(source), name)) if source >= 0 else None
+            if r in plan.get("rewritten", {}).get(name, ()):
+                why = CHANGED_WHILE_READ
             if why is None and k[r].endswith(NOTHING):
                 why = _absent_reason(signal)
             rows[ITEM_ID].append(str(ids[r]))

@@ -44,7 +44,10 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 OUT_OF_MEMORY = "image too large: out of memory while decoding"
 UNEXPECTED_DECODE = "cannot decode image: "
 UNEXPECTED_PREPARE = "cannot prepare image for the model: "
-PASSING_FAILURES = (OUT_OF_MEMORY, UNEXPECTED_DECODE, UNEXPECTED_PREPARE)
+# The file behind an image_path was rewritten between the update digesting it and the
+# signal reading it: the vector may be of other bytes than the key names.
+CHANGED_WHILE_READ = "image file changed while the update read it"
+PASSING_FAILURES = (OUT_OF_MEMORY, UNEXPECTED_DECODE, UNEXPECTED_PREPARE, CHANGED_WHILE_READ)
 
 
 def _open_source(

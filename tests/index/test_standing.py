@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import make_items
 from hashing_signal import HashingTextSignal
@@ -768,6 +769,56 @@ def test_a_recall_setting_changes_no_content_key(tmp_path):
     more = pa.concat_tables([inv, inv.slice(0, 1).set_column(0, "item_id", pa.array(["c"]))])
     _, stats = standing.update(more, tuned, show_progress=False)
     assert (stats.added, stats.changed, stats.embedded) == (1, 0, 0)
+
+
+def test_an_image_file_rewritten_while_the_update_reads_it_is_not_kept(tmp_path):
+    """An exporter rewrites a creative between the update keying the file and the signal
+    hashing it: the hash is of other bytes than the key names, and a later ad with the old
+    picture would reuse it. That vector is not kept; the next update embeds the file again."""
+    from test_pdq_signal import jpeg, scene
+
+    from riskrank.index.signals.pdq import PdqSignal
+
+    a, b = jpeg(scene(1, size=64)), jpeg(scene(2, size=64))
+    (tmp_path / "r1.jpg").write_bytes(a)
+
+    class Rewriting(PdqSignal):
+        def embed_items(self, table, *, show_progress=False):
+            (tmp_path / "r1.jpg").write_bytes(b)  # the exporter, mid-update
+            return super().embed_items(table, show_progress=show_progress)
+
+    day0 = pa.table({"item_id": ["race-1"], "text": ["an ad"], "image_path": ["r1.jpg"]})
+    standing = StandingIndex(tmp_path / "st")
+    said = []  # pytest's log capture is off (pyproject.toml): a handler of our own
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        idx, _ = standing.update(
+            day0, [HashingTextSignal(), Rewriting(base_dir=tmp_path)], show_progress=False
+        )
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    assert any("changed while this update read them" in m for m in said)
+    assert "race-1" not in list(idx.signals["pdq"].ids)
+    (failure,) = idx.signal_failures.to_pylist()
+    assert failure["reason"] == "image file changed while the update read it"
+    kept = pq.read_table(standing.current_dir() / "signal_failures.parquet")
+    assert kept["key"].to_pylist() == [None]  # not remembered: tried again
+    # Next day: the file holds b, and an ad with picture a (as bytes) is new content.
+    day1 = pa.table(
+        {
+            "item_id": ["race-1", "race-2"],
+            "text": ["an ad", "another ad"],
+            "image_path": ["r1.jpg", None],
+            "image_bytes": pa.array([None, a], pa.binary()),
+        }
+    )
+    pdq = PdqSignal(base_dir=tmp_path)
+    idx, stats = standing.update(day1, [HashingTextSignal(), pdq], show_progress=False)
+    assert stats.embedded_by_signal["pdq"] == 2
+    ref = build_index(day1, tmp_path / "ref", signals=[HashingTextSignal(), pdq])
+    assert_same_index(idx, ref)
 
 
 def test_integer_ids_one_day_and_their_digits_the_next_are_the_same_inventory(tmp_path):
