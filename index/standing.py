@@ -146,6 +146,10 @@ class UpdateStats:
     reused_vectors: int = 0  # (item, signal) vectors taken from the previous version
     donated_vectors: int = 0  # (item, signal) vectors taken from the donor index
     shared_content: int = 0  # rows whose new content was all embedded through other rows
+    # Chunks of the embedding (per delta build), and those a killed run of this same update
+    # had finished: their contents count as embedded above, but were not embedded again.
+    chunks: int = 0
+    chunks_resumed: int = 0
     indexed: int = 0  # items the new version holds
     quarantined: int = 0  # rows in the new version's quarantine: invalid + not embeddable
     signals: dict[str, dict] = field(default_factory=dict)  # per signal: index action, why
@@ -405,7 +409,7 @@ class StandingIndex:
         _read_legacy_keys(items, signals, keys, prev, donated)
         plan = _plan(items, keys, prev, stats, donated)
         stats.seconds["read"] = time.time() - t0
-        delta = self._embed(items, plan, signals, engine, chunk_size, show_progress)
+        delta = self._embed(items, plan, signals, engine, chunk_size, show_progress, stats)
         _drop_rewritten_files(items, plan, keys, signals)
         stats.seconds["embed"] = time.time() - t0 - stats.seconds["read"]
         vdir = self.version_dir(version)
@@ -476,7 +480,7 @@ class StandingIndex:
         _warn_unknown(stats.deletions_unknown)
         return items.filter(pa.array(keep)), quarantined
 
-    def _embed(self, items, plan, signals, engine, chunk_size, show_progress):
+    def _embed(self, items, plan, signals, engine, chunk_size, show_progress, stats):
         """Embed the contents no version holds: per group of signals that need the same rows,
         an ordinary, resumable build under ``_delta/<signals>`` (reused as it is when a killed
         update had finished it). Returns each signal's delta build (absent: nothing to embed)."""
@@ -495,6 +499,9 @@ class StandingIndex:
                 show_progress,
             )  # fmt: skip
             out.update((s.name, delta) for s in group)
+            chunks = delta.manifest.get("chunks", {})
+            stats.chunks += int(chunks.get("total", 0))
+            stats.chunks_resumed += int(chunks.get("resumed", 0))
         return out
 
     def _embed_group(self, table, signals, ddir, engine, chunk_size, show_progress):
@@ -504,6 +511,8 @@ class StandingIndex:
         # cost GPU memory and FAISS's GPU set-up for nothing.
         if (gdir / MANIFEST).exists() and stamp.exists() and stamp.read_text() == digest:
             delta = InventoryIndex.load(gdir, signals={s.name: s for s in signals}, use_gpu=False)
+            chunks = delta.manifest.get("chunks", {})  # a killed update built all of it
+            delta.manifest["chunks"] = {**chunks, "resumed": chunks.get("total", 0)}
         else:
             delta = build_index(
                 table, gdir, signals=signals, engine=engine, key=DELTA_KEY,

@@ -204,6 +204,9 @@ def cmd_index_update(args) -> int:
     rows += [("items embedded (one per content)", stats.embedded)]
     if len(stats.embedded_by_signal) > 1:  # each signal embeds only its own new content
         rows += [(f"  contents for {n}", k) for n, k in stats.embedded_by_signal.items()]
+    if stats.chunks_resumed:
+        done = f"{stats.chunks_resumed} of {stats.chunks} chunks"
+        rows += [("  resumed from a killed run", done)]
     rows += [("vectors reused", stats.reused_vectors)]
     rows += [(f"index ({n})", f"{d['key']} {d['index']}") for n, d in stats.signals.items()]
     if stats.deletions_unknown:

@@ -227,6 +227,7 @@ def test_update_killed_before_commit_leaves_previous_version_and_resumes(tmp_pat
     monkeypatch.setattr(StandingIndex, "_commit", real_commit)
     idx, stats = standing.update(day1, [HashingTextSignal()], show_progress=False)
     assert stats.version == 2 and standing.version == 2
+    assert stats.chunks_resumed == stats.chunks > 0  # the killed run had embedded it all
     assert_same_index(idx, build_index(day1, tmp_path / "ref", signals=[HashingTextSignal()]))
 
 
@@ -474,8 +475,9 @@ def test_each_signal_embeds_only_its_own_new_content(tmp_path, monkeypatch):
         standing.update(day2, [text, pdq], show_progress=False)
     monkeypatch.setattr(StandingIndex, "_commit", real_commit)
     assert standing.version == 2 and pdq.embedded == ["ad0"] and text.embedded == []
-    idx, _ = standing.update(day2, [text, pdq], show_progress=False)
+    idx, stats = standing.update(day2, [text, pdq], show_progress=False)
     assert pdq.embedded == ["ad0"]  # not embedded again: the killed update's build is reused
+    assert stats.chunks_resumed == stats.chunks == 1
     ref = build_index(day2, tmp_path / "ref2", signals=[CountingSignal(), PdqSignal()])
     assert_same_index(idx, ref)
 

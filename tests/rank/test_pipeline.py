@@ -134,6 +134,8 @@ def test_killed_sweep_resumes_to_the_same_queue(
         show_progress=False,
         chunk_size=16,
     )
+    assert again.report["index_update"]["chunks_resumed"] == 2  # and the rest embedded now
+    assert again.report["index_update"]["chunks"] > 2
     assert again.queue["item_id"].to_pylist() == clean.queue["item_id"].to_pylist()
     np.testing.assert_allclose(
         again.queue["risk_probability"].to_numpy(),
