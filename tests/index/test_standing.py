@@ -18,8 +18,21 @@ from hypothesis import strategies as hst
 import riskrank.index.standing as standing_mod
 from riskrank.index.build import build_index
 from riskrank.index.checksums import ChecksumError
+from riskrank.index.signals.pdq import PdqSignal
 from riskrank.index.standing import NotAStandingIndexError, StandingIndex
 from riskrank.index.store import IndexMismatchError, InventoryIndex
+
+
+class CountingPdq(PdqSignal):
+    """PDQ, counting the items it hashes."""
+
+    def __init__(self, base_dir=None) -> None:
+        super().__init__(base_dir=base_dir)
+        self.embedded: list[str] = []
+
+    def embed_items(self, table, *, show_progress=False):
+        self.embedded += table.column("item_id").to_pylist()
+        return super().embed_items(table, show_progress=show_progress)
 
 
 class CountingSignal(HashingTextSignal):
@@ -376,17 +389,6 @@ def test_items_without_one_kind_of_content_are_not_embedded_again(tmp_path):
     for some rows, and that is known, not new, on every later day."""
     from test_pdq_signal import jpeg, scene
 
-    from riskrank.index.signals.pdq import PdqSignal
-
-    class CountingPdq(PdqSignal):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embedded: list[str] = []
-
-        def embed_items(self, table, *, show_progress=False):
-            self.embedded += table.column("item_id").to_pylist()
-            return super().embed_items(table, show_progress=show_progress)
-
     text, pdq = CountingSignal(), CountingPdq()
     images = [jpeg(scene(s, size=96)) for s in range(4)]
     day0 = pa.table(
@@ -417,17 +419,6 @@ def test_each_signal_embeds_only_its_own_new_content(tmp_path, monkeypatch):
     one; an edited text beside an unchanged image costs one text embedding and no image one;
     one text under two new images is embedded once. The result is still a rebuild's."""
     from test_pdq_signal import jpeg, scene
-
-    from riskrank.index.signals.pdq import PdqSignal
-
-    class CountingPdq(PdqSignal):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embedded: list[str] = []
-
-        def embed_items(self, table, *, show_progress=False):
-            self.embedded += table.column("item_id").to_pylist()
-            return super().embed_items(table, show_progress=show_progress)
 
     text, pdq = CountingSignal(), CountingPdq()
     images = [jpeg(scene(s, size=96)) for s in range(8)]
@@ -515,8 +506,6 @@ def test_a_forced_ivf_key_on_too_few_items_is_a_clear_error(tmp_path):
 def test_an_update_without_one_of_the_signals_says_it_leaves_it_out(tmp_path):
     from test_pdq_signal import jpeg, scene
 
-    from riskrank.index.signals.pdq import PdqSignal
-
     day0 = pa.table(
         {
             "item_id": ["a", "b"],
@@ -561,17 +550,6 @@ def test_an_image_file_rewritten_at_the_same_path_is_embedded_again(tmp_path):
     went missing leaves the image index that day (the item stays, by its text)."""
     from test_pdq_signal import jpeg, scene
 
-    from riskrank.index.signals.pdq import PdqSignal
-
-    class CountingPdq(PdqSignal):
-        def __init__(self, base_dir) -> None:
-            super().__init__(base_dir=base_dir)
-            self.embedded: list[str] = []
-
-        def embed_items(self, table, *, show_progress=False):
-            self.embedded += table.column("item_id").to_pylist()
-            return super().embed_items(table, show_progress=show_progress)
-
     images = tmp_path / "creatives"
     images.mkdir()
     for i in range(4):
@@ -605,17 +583,6 @@ def test_a_picture_moved_to_another_file_or_into_bytes_is_not_embedded_again(tmp
     keys were written before (they digested the path too) is read without re-embedding what
     is unchanged since."""
     from test_pdq_signal import jpeg, scene
-
-    from riskrank.index.signals.pdq import PdqSignal
-
-    class CountingPdq(PdqSignal):
-        def __init__(self, base_dir) -> None:
-            super().__init__(base_dir=base_dir)
-            self.embedded: list[str] = []
-
-        def embed_items(self, table, *, show_progress=False):
-            self.embedded += table.column("item_id").to_pylist()
-            return super().embed_items(table, show_progress=show_progress)
 
     pictures = [jpeg(scene(i, size=96)) for i in range(5)]
     for day in ("2026-12-04", "2026-12-05"):
@@ -675,8 +642,6 @@ def test_content_a_signal_could_not_use_is_listed_and_not_tried_again(tmp_path):
     again nor count it as changed; the lists equal a from-scratch build's."""
     from test_pdq_signal import jpeg, scene
 
-    from riskrank.index.signals.pdq import PdqSignal
-
     text, pdq = CountingSignal(), PdqSignal()
     day0 = pa.table(
         {
@@ -722,7 +687,6 @@ def test_content_a_signal_could_not_use_is_listed_and_not_tried_again(tmp_path):
 def test_empty_image_files_are_listed_as_a_rebuild_lists_them(tmp_path):
     """Every empty file is one content (one key): each item's failure reason is the one a
     from-scratch build gives it, not a copy naming the first item's file."""
-    from riskrank.index.signals.pdq import PdqSignal
 
     (tmp_path / "imgs").mkdir()
     for name in "abc":
@@ -754,8 +718,6 @@ def test_a_recall_setting_changes_no_content_key(tmp_path):
     that tunes it re-hashes nothing and sees no item changed."""
     from test_pdq_signal import jpeg, scene
 
-    from riskrank.index.signals.pdq import PdqSignal
-
     inv = pa.table(
         {
             "item_id": ["a", "b"],
@@ -778,8 +740,6 @@ def test_an_image_file_rewritten_while_the_update_reads_it_is_not_kept(tmp_path)
     hashing it: the hash is of other bytes than the key names, and a later ad with the old
     picture would reuse it. That vector is not kept; the next update embeds the file again."""
     from test_pdq_signal import jpeg, scene
-
-    from riskrank.index.signals.pdq import PdqSignal
 
     a, b = jpeg(scene(1, size=64)), jpeg(scene(2, size=64))
     (tmp_path / "r1.jpg").write_bytes(a)
@@ -868,8 +828,6 @@ def test_an_empty_column_appearing_changes_no_items_content(tmp_path):
     every image item 'changed' and embedded again: a null cell now adds nothing to a key."""
     from test_pdq_signal import jpeg, scene
 
-    from riskrank.index.signals.pdq import PdqSignal
-
     day0 = pa.table(
         {
             "item_id": ["a", "b"],
@@ -915,9 +873,7 @@ _STEPS = hst.lists(
 def test_any_sequence_of_days_embeds_each_new_content_once_per_signal(steps, tmp_path_factory):
     from test_pdq_signal import jpeg, scene
 
-    from riskrank.index.signals.pdq import PdqSignal
-
-    class CountingPdq(PdqSignal):
+    class PictureCountingPdq(PdqSignal):
         def __init__(self, base_dir) -> None:
             super().__init__(base_dir=base_dir)
             self.embedded: list[bytes] = []
@@ -935,7 +891,7 @@ def test_any_sequence_of_days_embeds_each_new_content_once_per_signal(steps, tmp
     # one has no picture, one no text.
     items = [[f"ad{i}", i % 12, i % 9] for i in range(12)] + [["t", 12, None], ["p", None, 10]]
     counter = [13]
-    text, pdq = CountingSignal(), CountingPdq(root)
+    text, pdq = CountingSignal(), PictureCountingPdq(root)
     standing = StandingIndex(root / "st")
     mode = "path:day0"
 
