@@ -81,8 +81,8 @@ def _image_token(data: bytes | None, path: object, base_dirs: Sequence[object]) 
     the bytes' sha256, else the file's, else None (no image). The same picture digests alike
     whether it came as bytes or as a file, under any name or folder (a daily export that
     writes its creatives to a dated folder changes no item's content)."""
-    if data is not None:
-        return hashlib.sha256(bytes(data)).digest()
+    if data is not None:  # as many times as a path's token has parts: one per base dir
+        return b"|".join([hashlib.sha256(bytes(data)).digest()] * len(base_dirs))
     if path is None or str(path).strip() == "":
         return None
     token = _file_token(path, base_dirs)
@@ -114,15 +114,15 @@ def row_digests(
     (index/standing.py, rank/reviewed.py read those with it)."""
     wanted = list(columns) if columns is not None else [ITEM_ID, *CONTENT_COLUMNS]
     names = [c for c in wanted if c in table.column_names]
-    joint = images == IMAGES and any(n in IMAGE_COLUMNS for n in names)
-    if joint:  # the image columns become one entry, where the first of them was
-        first = min(names.index(n) for n in IMAGE_COLUMNS if n in names)
+    read = [n for n in IMAGE_COLUMNS if n in names]  # the image columns asked for
+    if images == IMAGES and read:  # they become one entry, where the first of them was
+        first = min(names.index(n) for n in read)
         names = [n for i, n in enumerate(names) if n not in IMAGE_COLUMNS or i == first]
         names[first] = IMAGE
     out: list[str] = []
     for start in range(0, table.num_rows, _BATCH):
         part = table.slice(start, _BATCH)
-        cols = [(n, _values(part, n)) for n in names]
+        cols = [(n, _values(part, n, read)) for n in names]
         for r in range(part.num_rows):
             h = hashlib.sha256()
             for name, values in cols:
@@ -139,18 +139,22 @@ def row_digests(
     return out
 
 
-IMAGE = "image"  # the joint entry of the image columns in a digest
+# The joint entry of the image columns in a digest: not a name a table's column can have
+# (an inventory's metadata column called "image" is digested as itself).
+IMAGE = "\x00image"
 IMAGE_COLUMNS = (IMAGE_BYTES, IMAGE_PATH)
 
 
-def _values(table: pa.Table, name: str) -> list:
-    """One column's cells; for ``IMAGE``, (bytes, path) pairs (a missing column: None)."""
+def _values(table: pa.Table, name: str, read: Sequence[str] = IMAGE_COLUMNS) -> list:
+    """One column's cells; for ``IMAGE``, (bytes, path) pairs of the image columns in
+    ``read`` (others, and missing ones, as None: a signal that reads only paths is keyed by
+    the file even where the row also has bytes)."""
     if name != IMAGE:
         return table.column(name).to_pylist()
     none = [None] * table.num_rows
     return list(
         zip(
-            *(table.column(c).to_pylist() if c in table.column_names else none
+            *(table.column(c).to_pylist() if c in read and c in table.column_names else none
               for c in IMAGE_COLUMNS)
         )
     )  # fmt: skip

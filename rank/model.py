@@ -116,3 +116,13 @@ class RiskModel:
         )
         ranker = RiskRanker.load(path / "ranker")
         return cls(ranker, signals, exemplars, meta, lexical, reviewed)
+
+
+def set_image_base_dir(model: RiskModel, base_dir: str | Path | None) -> None:
+    """Point the model's image-reading signals at ``base_dir`` (None: leave them as they are):
+    where a sweep's or a review import's relative ``image_path`` values live."""
+    if base_dir is None:
+        return
+    for signal in model.signals:
+        if "base_dir" in signal.runtime_options:
+            signal.set_runtime_options(base_dir=base_dir)

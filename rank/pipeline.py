@@ -45,7 +45,12 @@ from riskrank.rank.input_checks import (
     history_rows_without_seeds,
     protect_metadata,
 )
-from riskrank.rank.model import RiskModel, check_model_dir, check_not_in_model
+from riskrank.rank.model import (
+    RiskModel,
+    check_model_dir,
+    check_not_in_model,
+    set_image_base_dir,
+)
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
 from riskrank.rank.reasons import explain_queue
@@ -440,15 +445,6 @@ def sweep_index(inventory, path: Path, signals, *, own: bool, **update_kw):
             "an earlier sweep (or `riskrank index update`) made; pass the inventory"
         )
     return StandingIndex(path).load(signals), {}
-
-
-def set_image_base_dir(model: RiskModel, base_dir: str | Path | None) -> None:
-    """Point the model's image-reading signals at ``base_dir`` (None: leave them as they are)."""
-    if base_dir is None:
-        return
-    for signal in model.signals:
-        if "base_dir" in signal.runtime_options:
-            signal.set_runtime_options(base_dir=base_dir)
 
 
 def _kept_without(failures: pa.Table | None, quarantine: pa.Table) -> dict[str, int]:

@@ -70,8 +70,14 @@ from riskrank.index.schema import (
     quarantine_table,
 )
 from riskrank.index.signals.registry import signal_class
-from riskrank.index.standing import DELTA, LOCK, StandingIndex
-from riskrank.index.store import current_version
+from riskrank.index.standing import (
+    DELTA,
+    KEY_FORMAT,
+    LOCK,
+    StandingIndex,
+    signal_content_keys,
+)
+from riskrank.index.store import KEYS, current_version
 from riskrank.index.tables import SchemaError, TableLike, as_table, read_text_csv, write_parquet
 from riskrank.rank.queue import shown_text
 from riskrank.rank.reviewed import content_digests
@@ -423,7 +429,7 @@ def _sweep_items_path(queue_path: Path | None) -> Path | None:
     return next((c / "items.parquet" for c in candidates if (c / "items.parquet").exists()), None)
 
 
-def _content(item_ids: list[str], inventory: TableLike | None, queue_path: Path | None):
+def _content(item_ids: list[str], inventory: TableLike | None, queue_path: Path | None, signals=()):
     """item_id -> content row, from ``inventory`` or else the sweep's index next to the queue
     (the queue's own ``text`` is cut to 300 characters, so it is never used), and the ids
     whose picture the index could not give (it came as ``image_bytes``, which an index does
@@ -441,24 +447,40 @@ def _content(item_ids: list[str], inventory: TableLike | None, queue_path: Path 
     content = {
         str(r[ITEM_ID]): {c: r[c] for c in cols} for r in table.select([ITEM_ID, *cols]).to_pylist()
     }
-    lost = set() if items is None else _pictures_not_kept(items.parent, content)
+    lost = set() if items is None else _pictures_not_kept(items.parent, content, signals)
     return content, lost
 
 
-def _pictures_not_kept(vdir: Path, content: dict[str, dict]) -> set[str]:
+def _pictures_not_kept(vdir: Path, content: dict[str, dict], signals=()) -> set[str]:
     """Ids an image signal of the index at ``vdir`` holds whose row there names no
-    ``image_path``: their picture came as bytes, and only the inventory still has it."""
+    ``image_path``: their picture came as bytes, and only the inventory still has it. Where
+    the index keeps content keys (a standing index) and ``signals`` holds that signal, also
+    the ids whose file today is not the picture the sweep embedded (it had bytes beside the
+    path, or the file was replaced since)."""
+    by_name = {s.name: s for s in signals}
     entries = json.loads((vdir / MANIFEST).read_text()).get("signals", {})
     lost: set[str] = set()
     for name, entry in entries.items():
         try:
-            reads_images = IMAGE_BYTES in signal_class(entry.get("type", "")).content_columns
+            reads = set(signal_class(entry.get("type", "")).content_columns)
         except (KeyError, ValueError):
             continue  # a plug-in not registered here: nothing known of what it reads
+        # Only a signal that reads nothing but the picture: one that reads every column (a
+        # plug-in's default) may hold an item by its text alone.
+        reads_images = IMAGE_BYTES in reads and reads <= {IMAGE_BYTES, IMAGE_PATH}
         if not reads_images or not (vdir / name / "ids.parquet").exists():
             continue
         held = pq.read_table(vdir / name / "ids.parquet").column(ITEM_ID).to_pylist()
         lost |= {i for i in held if i in content and is_blank(content[i].get("image_path"))}
+        keys_file = vdir / name / KEYS
+        if name not in by_name or not keys_file.exists() or entry.get("content_keys") != KEY_FORMAT:
+            continue  # (keys of an index written before: another format, not compared)
+        keys = pq.read_table(keys_file).column("content_key").to_pylist()
+        files = [(i, k) for i, k in zip(held, keys) if i in content and i not in lost]
+        if files:
+            rows = pa.table({IMAGE_PATH: [content[i].get(IMAGE_PATH) for i, _ in files]})
+            now = signal_content_keys(rows, by_name[name])
+            lost |= {i for (i, k), n in zip(files, now) if n != k}
     return lost
 
 
@@ -542,8 +564,9 @@ def _new_rows(
             why = NO_CONTENT
         elif r[ITEM_ID] in pictures_lost:
             why = (
-                "its picture came as image_bytes, which the sweep's index does not keep (the "
-                "history row would lose it): pass the inventory the sweep ran on (--inventory)"
+                "its picture came as image_bytes, which the sweep's index does not keep, or its "
+                "image file is not the picture the sweep saw: pass the inventory the sweep ran "
+                "on (--inventory), or the sweep's --image-base-dir"
             )
         elif _shown_differs(content[r[ITEM_ID]], shown.get(r[ITEM_ID])):
             why = (
@@ -605,6 +628,7 @@ def import_verdicts(
     strict: bool = False,
     retrain: bool = True,
     seeds: TableLike | None = None,
+    image_base_dir: str | Path | None = None,
     show_progress: bool = False,
 ) -> ImportResult:
     """Import reviewers' verdicts on ``queue``, append them to the history of the model in
@@ -614,11 +638,13 @@ def import_verdicts(
     sweep that ran it retroactively: without them its verdicts are quarantined (the model
     has no seeds for that policy), with them the next version learns it.
 
+    ``image_base_dir``: where relative ``image_path`` values live (as the sweep's): the
+    reviewed pictures are read there, kept in the history and embedded by the retrain.
     ``inventory``: where the reviewed items' content is (default: the sweep's index beside a
     queue given as a path). ``strict``: raise ``SchemaError`` on any bad row instead of
     quarantining it.
     """
-    from riskrank.rank.model import RiskModel
+    from riskrank.rank.model import RiskModel, set_image_base_dir
 
     seeds_to_add = seeds
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -630,6 +656,7 @@ def import_verdicts(
             f"(`riskrank review retrain {model_dir} --out DIR`), then import into that model"
         )
     old = RiskModel.load(model_dir)  # verifies every file's checksum, history.parquet too
+    set_image_base_dir(old, image_base_dir)  # reviewed pictures are read (and embedded) there
     parent = old.info
     if not (model_dir / HISTORY_FILE).exists():
         raise FileNotFoundError(
@@ -648,7 +675,9 @@ def import_verdicts(
     q = QueueIndex(as_table(queue, what="queue"))
     check = check_verdicts(table, q, set(seeds.policies))
     version = int(parent.get("version", 1)) + 1
-    content, pictures_lost = _content(check.accepted[ITEM_ID].to_pylist(), inventory, queue_path)
+    content, pictures_lost = _content(
+        check.accepted[ITEM_ID].to_pylist(), inventory, queue_path, old.signals
+    )
     new, imported, more_bad, replaced = _new_rows(
         check, history, content, f"review-v{version}", shown=q.shown_text, signals=old.signals,
         pictures_lost=pictures_lost,
@@ -757,6 +786,7 @@ def retrain_pending(
     *,
     out_dir: str | Path,
     model_dir: str | Path | None = None,
+    image_base_dir: str | Path | None = None,
     show_progress: bool = False,
 ):
     """Train the next model version from a ``--no-retrain`` import (``import_verdicts(...,
@@ -768,7 +798,7 @@ def retrain_pending(
     a history edited since (its digest), a parent whose history is not the one the import
     started from, and an ``out_dir`` that holds a model or a user's files.
     """
-    from riskrank.rank.model import RiskModel
+    from riskrank.rank.model import RiskModel, set_image_base_dir
 
     pending_dir, out_dir = Path(pending_dir), Path(out_dir)
     marker = pending_dir / PENDING_FILE
@@ -792,6 +822,7 @@ def retrain_pending(
             "version would be its parent again"
         )
     old = RiskModel.load(model_dir)  # verifies every file's checksum
+    set_image_base_dir(old, image_base_dir)  # where the history's relative image paths live
     if old.info.get("history_digest") != pending["parent_history_digest"]:
         raise ValueError(
             f"{model_dir} (version {old.info.get('version')}) is not the model {pending_dir} "

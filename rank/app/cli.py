@@ -376,7 +376,9 @@ def cmd_demo(args) -> int:
 def cmd_review_retrain(args) -> int:
     from riskrank.rank.review import retrain_pending
 
-    model = retrain_pending(args.pending, out_dir=args.out, model_dir=args.model)
+    model = retrain_pending(
+        args.pending, out_dir=args.out, model_dir=args.model, image_base_dir=args.image_base_dir
+    )
     info = model.info
     _print_table(
         [
@@ -402,6 +404,7 @@ def cmd_review_import(args) -> int:
         strict=args.strict,
         retrain=not args.no_retrain,
         seeds=args.seeds,
+        image_base_dir=args.image_base_dir,
     )
     source = res.imported["verdict_source"].to_pylist() if res.imported.num_rows else []
     used = set(res.imported["row"].to_pylist())
@@ -605,6 +608,7 @@ def _review_parser(sub) -> None:
         help="seeds to add to the model's (e.g. the new policy's seeds a retroactive sweep "
         "ran): its verdicts are imported and the next version learns the policy",
     )
+    ri.add_argument("--image-base-dir", help=IMAGE_BASE_DIR_HELP)
     ri.set_defaults(func=cmd_review_import)
     rt = rv.add_parser(
         "retrain",
@@ -616,7 +620,11 @@ def _review_parser(sub) -> None:
     rt.add_argument("pending", help="the --out directory of `review import --no-retrain`")
     rt.add_argument("--out", required=True, help="directory for the next model version")
     rt.add_argument("--model", help="the parent model, if its directory has moved since")
+    rt.add_argument("--image-base-dir", help=IMAGE_BASE_DIR_HELP)
     rt.set_defaults(func=cmd_review_retrain)
+
+
+IMAGE_BASE_DIR_HELP = "directory that image_path values are relative to (as the sweep's)"
 
 
 def _eval_parser(sub) -> None:

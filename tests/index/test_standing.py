@@ -952,3 +952,23 @@ def test_any_sequence_of_days_embeds_each_new_content_once_per_signal(steps, tmp
 
 def _column(table: pa.Table, name: str) -> list:
     return table.column(name).to_pylist() if name in table.column_names else [None] * len(table)
+
+
+def test_image_keys_read_only_the_columns_asked_for_and_never_a_column_named_image():
+    """A metadata column called ``image`` is digested as itself (the joint picture entry
+    has a name no column can take), and a digest of ``image_path`` alone is the file's even
+    where the row also carries bytes."""
+    from riskrank.index.content_digest import build_digest, row_digests
+
+    a = pa.table({"item_id": ["x"], "text": ["t"], "image": ["campaign-1"]})
+    b = pa.table({"item_id": ["x"], "text": ["t"], "image": ["campaign-2"]})
+    assert build_digest(a, [HashingTextSignal()]) != build_digest(b, [HashingTextSignal()])
+    assert row_digests(a, columns=["image"]) != row_digests(b, columns=["image"])
+    path_only = pa.table({"image_path": ["missing.jpg"]})
+    with_bytes = pa.table({"image_path": ["missing.jpg"], "image_bytes": [b"\x89PNG"]})
+    assert row_digests(path_only, columns=["image_path"]) == row_digests(
+        with_bytes, columns=["image_path"]
+    )
+    assert row_digests(with_bytes, columns=["image_bytes", "image_path"]) != row_digests(
+        path_only, columns=["image_bytes", "image_path"]
+    )

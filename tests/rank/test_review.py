@@ -636,3 +636,54 @@ def test_a_picture_the_sweeps_index_did_not_keep_is_not_lost_silently(tmp_path):
     seen = content_digests(inv.slice(1, 1), signals)
     (tmp_path / "b.jpg").unlink()
     assert content_digests(new.slice(0, 1), signals) == seen
+
+
+def test_which_pictures_an_import_cannot_take_from_the_sweeps_index(tmp_path):
+    """Only a signal that reads nothing but pictures marks an item whose picture the index
+    lacks (a plug-in reading every column may hold it by its text); and with a standing
+    index's content keys, a file that is not the picture the sweep embedded is found too."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.index.signals.registry import register_signal, unregister_signal
+    from riskrank.index.standing import StandingIndex
+    from riskrank.rank.review import _pictures_not_kept
+
+    def jpeg(seed: int) -> bytes:
+        pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="JPEG")
+        return buf.getvalue()
+
+    class ReadsEverything(HashingTextSignal):  # a plug-in that does not say what it reads
+        type_name = "test_reads_everything"
+        name = "everything"
+        content_columns = ("text", "image_bytes", "image_path")
+
+    register_signal(ReadsEverything)
+    try:
+        (tmp_path / "same.jpg").write_bytes(jpeg(1))
+        (tmp_path / "other.jpg").write_bytes(jpeg(3))
+        inv = pa.table(
+            {
+                "item_id": ["bytes-only", "same", "both", "text-only"],
+                "text": ["ad 0", "ad 1", "ad 2", "ad 3"],
+                "image_bytes": pa.array([jpeg(0), None, jpeg(2), None], pa.binary()),
+                "image_path": [None, "same.jpg", "other.jpg", None],
+            }
+        )
+        pdq = PdqSignal(base_dir=tmp_path)
+        StandingIndex(tmp_path / "st").update(inv, [ReadsEverything(), pdq], show_progress=False)
+        vdir = StandingIndex(tmp_path / "st").current_dir()
+        content = {
+            r["item_id"]: {"text": r["text"], "image_path": r["image_path"]}
+            for r in inv.select(["item_id", "text", "image_path"]).to_pylist()
+        }
+        # "both": the sweep embedded its bytes, its file is another picture.
+        assert _pictures_not_kept(vdir, content, [pdq]) == {"bytes-only", "both"}
+        assert _pictures_not_kept(vdir, content) == {"bytes-only"}  # no keys compared
+    finally:
+        unregister_signal("test_reads_everything")
