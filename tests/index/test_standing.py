@@ -728,8 +728,9 @@ def test_a_recall_setting_changes_no_content_key(tmp_path):
     standing = StandingIndex(tmp_path / "st")
     standing.update(inv, [HashingTextSignal(), PdqSignal(match_threshold=31)], show_progress=False)
     tuned = [HashingTextSignal(), PdqSignal(match_threshold=40)]
-    idx, stats = standing.update(inv.slice(0, 2), tuned, show_progress=False)
-    assert stats is None or (stats.changed, stats.embedded) == (0, 0)
+    _, stats = standing.update(inv, tuned, show_progress=False)
+    # A new version (its manifest records the new threshold), nothing changed or embedded.
+    assert (stats.changed, stats.unchanged, stats.embedded) == (0, 2, 0)
     more = pa.concat_tables([inv, inv.slice(0, 1).set_column(0, "item_id", pa.array(["c"]))])
     _, stats = standing.update(more, tuned, show_progress=False)
     assert (stats.added, stats.changed, stats.embedded) == (1, 0, 0)
