@@ -92,3 +92,20 @@ def read_capped(path: Path, max_bytes: int | None = None) -> tuple[bytes | None,
     if len(data) > cap:
         return None, f"image file too large: more than cap {cap:,} bytes: {str(path)!r}"
     return data, None
+
+
+def read_image_file(
+    value: str | os.PathLike, base_dir: str | os.PathLike | None, max_bytes: int | None = None
+) -> tuple[bytes | None, str | None]:
+    """The bytes of the image file an ``image_path`` names (resolved inside ``base_dir``,
+    capped), or ``(None, reason)``: what an image signal reads, and what a review history
+    keeps of a reviewed picture."""
+    resolved, reason = resolve_image_path(value, base_dir)
+    if resolved is None:
+        return None, reason
+    data, reason = read_capped(resolved, max_bytes)
+    if data is not None and len(data) == 0:
+        # No path in the reason: every empty file is one content (one key), and a standing
+        # index lists the reason it remembered for that key under each item that has it.
+        return None, "image file is empty (0 bytes)"
+    return data, reason

@@ -59,7 +59,7 @@ import pyarrow.parquet as pq
 from riskrank.index.content_digest import signal_base_dirs
 from riskrank.index.manifest import MANIFEST, sha256_file
 from riskrank.index.output_lock import holds_output_lock
-from riskrank.index.paths import read_capped, resolve_image_path
+from riskrank.index.paths import read_image_file
 from riskrank.index.schema import (
     IMAGE_BYTES,
     IMAGE_PATH,
@@ -610,9 +610,8 @@ def _with_picture(content: dict, signals: list) -> dict:
     if content.get(IMAGE_BYTES) is not None or is_blank(path):
         return content
     for base in signal_base_dirs(signals):
-        resolved, _ = resolve_image_path(str(path), base)
-        data = read_capped(resolved)[0] if resolved is not None else None
-        if data:
+        data, _ = read_image_file(str(path), base)
+        if data is not None:
             return {**content, IMAGE_BYTES: data}
     return content
 

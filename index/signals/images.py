@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from riskrank.index.paths import read_capped, resolve_image_path
+from riskrank.index.paths import read_image_file
 from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH
 from riskrank.index.signals.base import CliOption
 
@@ -64,17 +64,8 @@ def _open_source(
         return io.BytesIO(bytes(data)), None
     if path is None or str(path).strip() == "":
         return None, None
-    resolved, reason = resolve_image_path(path, base_dir)
-    if resolved is None:
-        return None, reason
-    data, reason = read_capped(resolved, max_bytes)
-    if data is None:
-        return None, reason
-    if len(data) == 0:
-        # No path in the reason: every empty file is one content (one key), and a standing
-        # index lists the reason it remembered for that key under each item that has it.
-        return None, "image file is empty (0 bytes)"
-    return io.BytesIO(data), None
+    data, reason = read_image_file(path, base_dir, max_bytes)
+    return (io.BytesIO(data), None) if data is not None else (None, reason)
 
 
 def _sixteen_bit_to_l(image: Image.Image) -> Image.Image:

@@ -193,25 +193,9 @@ def cmd_index_update(args) -> int:
         version = StandingIndex(args.index).version
         print(f"standing index {args.index}: version {version} already holds this inventory")
         return 0
-    # items in = invalid + deleted + added + changed + unchanged; the quarantine also holds
-    # the added or changed rows whose content could not be embedded.
-    rows = [
-        (name.replace("_", " "), getattr(stats, name))
-        for name in ("items_in", "invalid", "deleted", "added", "changed", "unchanged")
-    ]
-    rows += [("removed (gone or deleted)", stats.removed), ("indexed", stats.indexed)]
-    rows += [("quarantined", stats.quarantined)]
-    rows += [("items embedded (one per content)", stats.embedded)]
-    if len(stats.embedded_by_signal) > 1:  # each signal embeds only its own new content
-        rows += [(f"  contents for {n}", k) for n, k in stats.embedded_by_signal.items()]
-    if stats.chunks_resumed:
-        done = f"{stats.chunks_resumed} of {stats.chunks} chunks"
-        rows += [("  resumed from a killed run", done)]
-    rows += [("vectors reused", stats.reused_vectors)]
-    rows += [(f"index ({n})", f"{d['key']} {d['index']}") for n, d in stats.signals.items()]
-    if stats.deletions_unknown:
-        rows.append(("deletions never indexed", len(stats.deletions_unknown)))
-    rows.append(("seconds", round(sum(stats.seconds.values()), 1)))
+    from riskrank.rank.evaluation.report import update_rows
+
+    rows = update_rows(stats.as_dict(), full=True)
     _print_table(rows, f"standing index {args.index}: version {stats.version}")
     return 0
 

@@ -172,26 +172,37 @@ def count_rows(report: dict) -> list[tuple[str, str]]:
 def index_update_rows(report: dict) -> list[tuple[str, str]]:
     """What the sweep's standing-index update did, as (label, value) rows for the reports
     (none when the sweep updated nothing: no standing index, or the same inventory again)."""
-    u = report.get("index_update") or {}
+    return update_rows(report.get("index_update") or {})
+
+
+def update_rows(u: dict, *, full: bool = False) -> list[tuple[str, str]]:
+    """A standing-index update's stats (``UpdateStats.as_dict()``) as (label, value) rows:
+    the reports' section, and with ``full`` what ``riskrank index update`` prints (also the
+    accounting a sweep's report shows in its own counts: items in = invalid + deleted + added
+    + changed + unchanged; the quarantine also holds added or changed rows whose content
+    could not be embedded)."""
     if not u:
         return []
-    rows = [
-        (label, f"{u[key]:,}")
-        for key, label in (
-            ("added", "added"),
-            ("changed", "changed (some signal's content)"),
-            ("unchanged", "unchanged"),
-            ("removed", "removed (gone or deleted)"),
-            ("embedded", "items embedded (one per content)"),
-        )
-        if key in u
-    ]
+    counts = [("added", "added"), ("changed", "changed (some signal's content)")]
+    counts += [("unchanged", "unchanged"), ("removed", "removed (gone or deleted)")]
+    if full:
+        head = [("items_in", "items in"), ("invalid", "invalid"), ("deleted", "deleted")]
+        counts = [*head, *counts, ("indexed", "indexed"), ("quarantined", "quarantined")]
+    counts.append(("embedded", "items embedded (one per content)"))
+    rows = [(label, f"{u[key]:,}") for key, label in counts if key in u]
     by_signal = u.get("embedded_by_signal") or {}
-    if len(by_signal) > 1:
-        rows += [(f"contents embedded for {n}", f"{k:,}") for n, k in by_signal.items()]
+    if len(by_signal) > 1:  # each signal embeds only its own new content
+        rows += [(f"  contents for {n}", f"{k:,}") for n, k in by_signal.items()]
+    if u.get("chunks_resumed"):
+        done = f"{u['chunks_resumed']} of {u['chunks']} chunks"
+        rows.append(("  resumed from a killed run", done))
     if "reused_vectors" in u:
         rows.append(("vectors reused", f"{u['reused_vectors']:,}"))
     rows += [(f"index ({n})", f"{d['key']} {d['index']}") for n, d in u.get("signals", {}).items()]
+    if full and u.get("deletions_unknown"):
+        rows.append(("deletions never indexed", f"{len(u['deletions_unknown']):,}"))
+    if full:
+        rows.append(("seconds", f"{sum(u.get('seconds', {}).values()):.1f}"))
     return rows
 
 
