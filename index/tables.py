@@ -142,11 +142,11 @@ def _concat_files(tables: list[pa.Table], names: list[str], what: str) -> pa.Tab
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         first = exc
     # Only files that disagree are cast (a 64-bit column chunk over 2 GiB cannot narrow).
-    tables = [_narrow_offsets(t) for t in tables]
     try:
+        tables = [_narrow_offsets(t) for t in tables]
         return pa.concat_tables(tables, promote_options="default")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        pass
+        pass  # (still disagreeing, or too large to narrow: named below)
     ids = [t.schema.field(ID_COLUMN).type if ID_COLUMN in t.column_names else None for t in tables]
     if any(t is not None and pa.types.is_integer(t) for t in ids):
         tables = [
