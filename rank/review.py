@@ -392,6 +392,12 @@ class ImportResult:
     version: int
     rows: int  # verdict rows in the file
     replaced: int = 0  # re-reviews of edited items that replaced their old history row
+    seeds_added: int = 0  # seed rows ``seeds=`` added to the model's
+
+    @property
+    def added_nothing(self) -> bool:
+        """No verdict, re-review or seed came in: a retrain would give the parent again."""
+        return self.imported.num_rows == 0 and self.seeds_added == 0
 
 
 def seed_history_index(model_dir: Path, out_dir: Path) -> None:
@@ -697,13 +703,14 @@ def import_verdicts(
     merged = (
         pa.concat_tables([history, new], promote_options="permissive") if new.num_rows else history
     )
+    seeds_added = seeds.table.num_rows - model_seeds
     result = partial(
         ImportResult, imported, quarantine, merged, version=version, rows=len(table),
-        replaced=len(replaced),
+        replaced=len(replaced), seeds_added=seeds_added,
     )  # fmt: skip
     sweep_items = _sweep_items_path(queue_path)
     if not retrain:
-        news = imported.num_rows + seeds.table.num_rows - model_seeds
+        news = imported.num_rows + seeds_added
         write_pending(out_dir, model_dir, parent, merged, seeds, quarantine, sweep_items, news)
         return result(None)
     model = _train_next(

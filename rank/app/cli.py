@@ -405,7 +405,11 @@ def cmd_review_import(args) -> int:
             *(
                 [
                     ("model", f"none trained (--no-retrain): {Path(args.out) / 'history.parquet'}"),
-                    ("to train it", f"riskrank review retrain {args.out} --out NEW_MODEL_DIR"),
+                    (
+                        ("nothing to train", "the import added no verdict or seed")
+                        if res.added_nothing
+                        else ("to train it", f"riskrank review retrain {args.out} --out NEW_DIR")
+                    ),
                 ]
                 if res.model is None
                 else [("model version", res.version), ("model", str(args.out))]

@@ -489,6 +489,13 @@ def test_cli_no_retrain_says_no_model_was_trained(loop, tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "none trained (--no-retrain)" in out and "model version" not in out
     assert not (tmp_path / "h" / "model.json").exists()
+    assert f"riskrank review retrain {tmp_path / 'h'}" in out
+    # Every verdict quarantined: the history is kept, but there is nothing to train (a retrain
+    # would refuse it), so the CLI does not suggest one.
+    verdicts.write_text("item_id,verdict\nghost,2\n")
+    rc = main(argv + ["--model", str(root / "v1"), "--out", str(tmp_path / "g"), "--no-retrain"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "nothing to train" in out and "review retrain" not in out
 
 
 def test_a_new_policys_verdicts_import_with_its_seeds(loop, inventory_items, seeds, tmp_path):
