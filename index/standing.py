@@ -183,15 +183,18 @@ NOTHING = "-none"  # the key's ending where a row has nothing for the signal (no
 KEY_FORMAT = 2
 
 
-def signal_content_keys(table: pa.Table, signal: Signal, legacy: bool = False) -> list[str]:
+def signal_content_keys(
+    table: pa.Table, signal: Signal, legacy: bool = False, spec: dict | None = None
+) -> list[str]:
     """Per row, the digest of what ``signal`` reads (its content columns, the picture behind
     an ``image_path``) and of the encoder itself (``describe()`` less its
     ``recall_settings``): equal keys, equal vectors. Item ids are not part of it, so copies
     of one content under many ids share a key. A row with nothing for the signal (a
     text-only ad under an image signal) gets the key ending in ``NOTHING``: there is nothing
     to embed, today or any other day. ``legacy``: the keys of versions written before
-    ``KEY_FORMAT`` 2 (image cells and paths digested, every ``describe()`` key)."""
-    spec = signal.describe()
+    ``KEY_FORMAT`` 2 (image cells and paths digested, every ``describe()`` key); ``spec``:
+    the ``describe()`` those were made with, where it differs from today's."""
+    spec = signal.describe() if spec is None else spec
     if not legacy:
         spec = {k: v for k, v in spec.items() if k not in signal.recall_settings}
     spec = signals_digest([spec], [signal.name])
@@ -560,9 +563,17 @@ def _read_legacy_keys(items, signals, keys, *holders: dict[str, _Previous]) -> N
         ]
         if not old:
             continue
-        legacy = signal_content_keys(items, signal, legacy=True)
-        now = dict(zip(legacy, keys[signal.name]))
+        by_spec: dict[str, dict[str, str]] = {}  # legacy key -> today's, per old describe()
         for p in old:
+            # Old keys digested every describe() key, recall settings too: match them with the
+            # settings that version was made with (a PDQ threshold changed on the upgrade day).
+            was = {k: p.entry[k] for k in signal.recall_settings if k in p.entry}
+            spec = {**signal.describe(), **was}
+            tag = json.dumps(spec, sort_keys=True, default=str)
+            if tag not in by_spec:
+                legacy = signal_content_keys(items, signal, legacy=True, spec=spec)
+                by_spec[tag] = dict(zip(legacy, keys[signal.name]))
+            now = by_spec[tag]
             p.keys = [now.get(k, k) for k in p.keys]
             p.failed = {now.get(k, k): w for k, w in p.failed.items()}
             p.failed_items = {i: now.get(k, k) for i, k in p.failed_items.items()}

@@ -26,8 +26,8 @@ from riskrank.index.store import IndexMismatchError, InventoryIndex
 class CountingPdq(PdqSignal):
     """PDQ, counting the items it hashes."""
 
-    def __init__(self, base_dir=None) -> None:
-        super().__init__(base_dir=base_dir)
+    def __init__(self, base_dir=None, **kw) -> None:
+        super().__init__(base_dir=base_dir, **kw)
         self.embedded: list[str] = []
 
     def embed_items(self, table, *, show_progress=False):
@@ -734,6 +734,32 @@ def test_a_recall_setting_changes_no_content_key(tmp_path):
     more = pa.concat_tables([inv, inv.slice(0, 1).set_column(0, "item_id", pa.array(["c"]))])
     _, stats = standing.update(more, tuned, show_progress=False)
     assert (stats.added, stats.changed, stats.embedded) == (1, 0, 0)
+
+
+def test_an_upgrade_and_a_new_recall_setting_on_one_day_re_hash_nothing(tmp_path, monkeypatch):
+    """An index written before the key format made its keys with every ``describe()`` key,
+    PDQ's threshold too: the first update after the upgrade, with the threshold tuned that same
+    day, matches them with the threshold they were made with, not today's."""
+    from test_pdq_signal import jpeg, scene
+
+    pics = [jpeg(scene(i, size=64)) for i in range(3)]
+    inv = pa.table({"item_id": ["a", "b", "c"], "text": ["x", "y", "z"], "image_bytes": pics})
+    real_keys = standing_mod.signal_content_keys
+    monkeypatch.setattr(
+        standing_mod,
+        "signal_content_keys",
+        lambda table, signal, legacy=True: real_keys(table, signal, legacy=True),
+    )
+    monkeypatch.setattr(standing_mod, "KEY_FORMAT", 1)
+    standing = StandingIndex(tmp_path / "st")
+    old = [HashingTextSignal(), CountingPdq(match_threshold=31)]
+    standing.update(inv, old, show_progress=False)
+    monkeypatch.undo()
+    tuned = CountingPdq(match_threshold=40)
+    idx, stats = standing.update(inv.slice(0, 2), [HashingTextSignal(), tuned], show_progress=False)
+    assert tuned.embedded == [] and (stats.changed, stats.embedded, stats.removed) == (0, 0, 1)
+    ref = build_index(inv.slice(0, 2), tmp_path / "ref", signals=[HashingTextSignal(), tuned])
+    assert_same_index(idx, ref)
 
 
 def test_an_image_file_rewritten_while_the_update_reads_it_is_not_kept(tmp_path):
