@@ -60,6 +60,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from filelock import FileLock
 
 # LightGBM (n_jobs=2 in RiskRanker) spin-waits between OpenMP barriers by default; on a shared
 # 2-core machine that made each ranker fit 3-7x slower. Passive waiting changes speed, not results.
@@ -68,7 +69,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from riskrank.index import IndexMismatchError, InventoryIndex, build_index  # noqa: E402
 from riskrank.index.manifest import MANIFEST  # noqa: E402
-from riskrank.index.schema import ITEM_ID  # noqa: E402
+from riskrank.index.schema import ITEM_ID, is_blank  # noqa: E402
 from riskrank.index.signals import SignalBatch, TextEmbeddingSignal  # noqa: E402
 from riskrank.index.signals.text import BACKENDS, DEFAULT_TEXT_MODEL  # noqa: E402
 from riskrank.rank.app import datasets  # noqa: E402
@@ -139,44 +140,68 @@ SHIPPED = ("spamassassin", "insults")
 # Labelled text sets given with --data NAME=FILE (read once, checked): name -> (history, sweep).
 # A set's policy is its name; its cold start borrows --cold-from's history (OTHER).
 EXTRA: dict[str, tuple[pa.Table, pa.Table]] = {}
+# What each --data set was made from (a run's meta records it; --resume compares it).
+DATA_FILES: dict[str, dict] = {}
 SIDES = {"history": "history", "train": "history", "sweep": "sweep", "test": "sweep"}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # Least a side needs: the seeds are drawn from positives (quality: history; replay: sweep).
 MIN_POSITIVES = {"history": 5, "sweep": 6}
 
 
-def read_labelled(path: str | Path) -> tuple[pa.Table, pa.Table]:
-    """A labelled text set from Parquet or CSV, as (history, sweep) tables of item_id, text,
-    label (1 = violating).
+def read_labelled(
+    path: str | Path, sides: tuple[str, ...] = ("history", "sweep")
+) -> tuple[pa.Table, pa.Table]:
+    """A labelled text set from Parquet (a file or a directory of files) or CSV (RFC 4180:
+    quoted texts may hold line breaks), as (history, sweep) tables of item_id, text, label
+    (1 = violating).
 
     Columns: ``item_id``, ``text``, and ``label`` (0/1 or boolean) or ``verdict`` (riskrank's
-    0-3; >= 2 is violating); optional ``split`` (``history``/``train`` vs ``sweep``/``test``).
-    Without ``split``, an item's side is a hash of its id (stable under any row order, about
-    half each). Rows whose text is empty are left out and counted in the log; anything else
-    wrong (a missing column, a repeated id, a missing or unknown label or side, a side with
-    too few violations to draw seeds from) stops with what is wrong, naming the file.
+    0-3; >= 2 is violating), not both; optional ``split`` (``history``/``train`` vs
+    ``sweep``/``test``). Without ``split``, an item's side is a hash of its id (stable under
+    any row order, about half each). CSV ids are read as written (``007`` is not ``7``).
+    Rows whose text is empty (or only invisible characters, which the index would quarantine)
+    are left out and counted in the log; anything else wrong (a missing column, texts that are
+    not strings or not UTF-8, a repeated id, a missing or unknown label or side, a side in
+    ``sides`` with too few violations to draw seeds from) stops with what is wrong, naming the
+    file. Only the ``sides`` the caller uses are checked for violations.
     """
     path = Path(path)
 
     def fail(why: str):
         raise SystemExit(f"--data {path}: {why}")
 
-    if not path.is_file():
-        fail("no such file")
+    if not path.exists():
+        fail("no such file or directory")
     try:
-        if path.suffix.lower() == ".csv":
-            t = pacsv.read_csv(path)
+        if path.is_dir():
+            t = pq.read_table(path)  # a Parquet dataset: every file below it
+        elif path.suffix.lower() == ".csv":
+            t = pacsv.read_csv(
+                path,
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={"item_id": pa.string(), "text": pa.string()}
+                ),
+            )
         elif path.suffix.lower() in (".parquet", ".pq"):
             t = pq.read_table(path)
         else:
-            fail("give a .parquet or .csv file")
+            fail("give a .parquet or .csv file, or a directory of Parquet files")
     except (pa.ArrowInvalid, OSError) as e:
-        fail(f"unreadable ({str(e).splitlines()[0]})")
+        why = str(e).splitlines()[0]
+        if "UTF8" in why or "UTF-8" in why:
+            fail(f"a text is not valid UTF-8; save the file as UTF-8 ({why})")
+        fail(f"unreadable ({why})")
     have = set(t.column_names)
     missing = [c for c in ("item_id", "text") if c not in have]
     if missing or not have & {"label", "verdict"}:
         need = missing + ([] if have & {"label", "verdict"} else ["label (or verdict)"])
         fail(f"missing column(s) {', '.join(need)}; it has {sorted(have)}")
+    if {"label", "verdict"} <= have:
+        fail("it has both 'label' and 'verdict' columns: keep the one that holds the truth")
+    text_type = t.schema.field("text").type
+    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+        fail(f"the text column holds {text_type}, not strings")
     if t.num_rows == 0:
         fail("no rows")
     ids = t["item_id"].to_pylist()
@@ -196,26 +221,36 @@ def read_labelled(path: str | Path) -> tuple[pa.Table, pa.Table]:
         fail(f"{len(bad)} {col}(s) missing or outside {sorted(allowed)}, e.g. row {r}: {v!r}")
     label = [int(v) for v in raw] if col == "label" else [int(v >= 2) for v in raw]
     if "split" in have:
-        sides = [SIDES.get(str(v).strip().lower()) for v in t["split"].to_pylist()]
-        if None in sides:
-            r = sides.index(None)
+        row_sides = [SIDES.get(str(v).strip().lower()) for v in t["split"].to_pylist()]
+        if None in row_sides:
+            r = row_sides.index(None)
             fail(f"split must be one of {sorted(SIDES)}; row {r} has {t['split'][r].as_py()!r}")
     else:
         digest = (hashlib.blake2b(i.encode(), digest_size=8).digest() for i in ids)
-        sides = ["history" if d[0] % 2 == 0 else "sweep" for d in digest]
+        row_sides = ["history" if d[0] % 2 == 0 else "sweep" for d in digest]
+        log(
+            f"  --data {path}: no split column, so each row's side is a hash of its id "
+            f"(sweep {row_sides.count('sweep')}, history {row_sides.count('history')} rows; "
+            "a split column chooses them)"
+        )
     texts = t["text"].to_pylist()
-    keep = [r for r, x in enumerate(texts) if isinstance(x, str) and x.strip()]
+    keep = [r for r, x in enumerate(texts) if x is not None and not is_blank(x)]
     if len(keep) < len(texts):
-        log(f"  --data {path}: {len(texts) - len(keep)} row(s) with an empty text left out")
+        log(
+            f"  --data {path}: {len(texts) - len(keep)} row(s) with an empty text (or only "
+            "invisible characters) left out"
+        )
     out = {}
     for side in ("history", "sweep"):
-        rows = [r for r in keep if sides[r] == side]
+        rows = [r for r in keep if row_sides[r] == side]
         pos = sum(label[r] for r in rows)
-        if pos < MIN_POSITIVES[side] or pos == len(rows):
+        if side in sides and (pos < MIN_POSITIVES[side] or pos == len(rows)):
             fail(
                 f"its {side} side has {len(rows)} rows, {pos} violating: it needs at least "
                 f"{MIN_POSITIVES[side]} violating and one benign row"
             )
+        if side not in sides:
+            log(f"  --data {path}: its {side} side ({len(rows)} rows) is not used here")
         out[side] = pa.table(
             {
                 "item_id": [ids[r] for r in rows],
@@ -245,8 +280,24 @@ def add_data_options(ap: argparse.ArgumentParser) -> None:
     )
 
 
-def register_data(specs: list[str], cold_from: str) -> list[str]:
-    """Read and check each ``NAME=FILE``; returns the names."""
+def file_digest(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (their relative paths and bytes, sorted)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def register_data(
+    specs: list[str], cold_from: str, sides: tuple[str, ...] = ("history", "sweep")
+) -> list[str]:
+    """Read and check each ``NAME=FILE`` (``sides``: the sides the caller draws seeds from);
+    returns the names. ``DATA_FILES`` records what each was made from."""
     names = []
     for spec in specs:
         name, sep, file = spec.partition("=")
@@ -257,8 +308,14 @@ def register_data(specs: list[str], cold_from: str) -> list[str]:
                 f"--data {spec!r}: NAME must be letters, digits, '-' or '_' and not "
                 f"{', '.join([*SHIPPED, *EXTRA])}"
             )
-        EXTRA[name] = read_labelled(file)
+        EXTRA[name] = read_labelled(file, sides)
         POLICY[name], OTHER[name] = name, cold_from
+        DATA_FILES[name] = {
+            "file": str(Path(file).resolve()),
+            "sha256": file_digest(Path(file)),
+            "rows": {side: t.num_rows for side, t in zip(("history", "sweep"), EXTRA[name])},
+            "cold_from": cold_from,
+        }
         names.append(name)
     return names
 
@@ -310,23 +367,33 @@ def open_index(
         build_index(items, path, signals=[signal], show_progress=False, overwrite=True)
         log(f"  {name}/{side}: built in {time.time() - t0:.0f} s")
 
-    if not _index_matches(path, items):
-        pre = PREBUILT.get((name, side)) if encoder_cache(signal.encoder) == CACHE else None
-        if pre is not None and _index_matches(pre, items):
-            log(f"  {name}/{side}: copying prebuilt index {pre} (same item ids and texts)")
-            if path.exists():
-                shutil.rmtree(path)
-            shutil.copytree(pre, path, ignore=shutil.ignore_patterns("_work"))
-        else:
+    # Two benchmarks started together on a fresh cache would build the same index in place;
+    # the second waits for the first and then reuses what it built.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.parent / f".{side}.lock")):
+        if not _index_matches(path, items):
+            pre = PREBUILT.get((name, side)) if encoder_cache(signal.encoder) == CACHE else None
+            if pre is not None and _index_matches(pre, items):
+                log(f"  {name}/{side}: copying prebuilt index {pre} (same item ids and texts)")
+                if path.exists():
+                    shutil.rmtree(path)
+                shutil.copytree(pre, path, ignore=shutil.ignore_patterns("_work"))
+            else:
+                embed()
+        try:
+            index = InventoryIndex.load(path, signals={"text": signal})
+        except IndexMismatchError as e:
+            # A --text-model directory's cache is named by its path: weights retrained in
+            # place make another encoder, which the manifest's fingerprint refuses. Again.
+            log(f"  {name}/{side}: the cached index was made by another encoder ({e}); again")
             embed()
-    try:
-        index = InventoryIndex.load(path, signals={"text": signal})
-    except IndexMismatchError as e:
-        # A --text-model directory's cache is named by its path: weights retrained in place
-        # make another encoder, which the manifest's fingerprint refuses. Embed again.
-        log(f"  {name}/{side}: the cached index was made by another encoder ({e}); again")
-        embed()
-        index = InventoryIndex.load(path, signals={"text": signal})
+            index = InventoryIndex.load(path, signals={"text": signal})
+    if index.manifest["items"].get("quarantined"):
+        q = pq.read_table(path / "quarantine.parquet").column("reason").to_pylist()
+        log(
+            f"  {name}/{side}: {len(q)} of {items.num_rows} rows quarantined by the index, "
+            f"left out (e.g. {q[0]!r})"
+        )
     n_in = index.manifest["items"]["input"]
     if n_in != items.num_rows:
         raise RuntimeError(f"{path}: index has {n_in} input items, expected {items.num_rows}")

@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -531,16 +532,25 @@ def goal_check(summary: list[dict]) -> list[str]:
 
 
 def markdown(meta: dict, summary: list[dict], results: dict) -> str:
+    # The command as it was given (runs before it was recorded: as it would have been).
+    command = meta.get("command") or (
+        f"python benchmarks/replay.py --trials {meta['trials']} --max-rounds {meta['max_rounds']}"
+    )
+    data = [
+        f"`{n}` = `{d['file']}` (sha256 {d['sha256'][:16]}..., sweep side {d['rows']['sweep']} "
+        f"rows, cold start from {d['cold_from']})"
+        for n, d in meta.get("data", {}).items()
+    ]
     lines = [
         "# Replay",
         "",
-        f"`python benchmarks/replay.py --trials {meta['trials']} --max-rounds "
-        f"{meta['max_rounds']}` (sets {meta['sets']}; complete: {meta['complete']}; seconds "
+        *([f"Data: {'; '.join(data)}.", ""] if data else []),
+        f"`{command}` (sets {meta['sets']}; complete: {meta['complete']}; seconds "
         f"{meta['seconds']}; load average at the end {meta['load_average_end']}; commit "
         f"{meta['library']['commit']}). Each round 100 decisions; stop at 80% of the violations"
         " found. Violations exclude the 5 seeds. Trial t: seeds drawn with "
         "`numpy.random.default_rng(t)`. Methods and set-up: the docstring of "
-        "benchmarks/replay.py. Plot: `results/replay.png`."
+        f"benchmarks/replay.py. Plot: `{meta.get('plot', 'results/replay.png')}`."
         + (
             ""
             if meta["complete"]
@@ -633,7 +643,7 @@ def plot(results: dict, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--trials", type=int, default=5)
-    p.add_argument("--max-rounds", type=int, default=40)
+    p.add_argument("--max-rounds", type=_at_least_one, default=40)
     p.add_argument("--sets", default=None, help="default spamassassin,insults (or the --data sets)")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument(
@@ -678,7 +688,10 @@ def main() -> None:
         "parallel) into replay.{json,md,png}",
     )
     args = p.parse_args()
-    own = quality.register_data(args.data, args.cold_from)
+    if unknown := [m for m in args.methods.split(",") if m not in METHODS]:
+        p.error(f"unknown method(s) {unknown}: {', '.join(METHODS)}")
+    # The replay draws seeds from a set's sweep side only: its history side is never read.
+    own = quality.register_data(args.data, args.cold_from, sides=("sweep",))
     args.sets = args.sets or ",".join(own or quality.SHIPPED)
     args.out = args.out or str(ROOT / ("runs/replay" if own else "benchmarks/results"))
     if args.combine:
@@ -720,6 +733,21 @@ def main() -> None:
         print(s)
 
 
+def _at_least_one(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: at least 1 round")
+    return n
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository where it is inside it."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def resume(args, results: dict) -> None:
     """``results`` start from the runs a stopped one-set replay wrote (same options)."""
     if len(results) != 1:
@@ -733,6 +761,19 @@ def resume(args, results: dict) -> None:
     for key, default in (("max_rounds", 40), ("young_model", "transfer"), ("lexical", False)):
         if old["meta"].get(key, default) != getattr(args, key):
             raise SystemExit(f"--resume: {path} ran with {key}={old['meta'].get(key, default)!r}")
+    # The same data: a --data file (its digest) and the history its cold start borrowed.
+    was, now = old["meta"].get("data", {}).get(name), quality.DATA_FILES.get(name)
+    if (was or now) and (
+        was is None
+        or now is None
+        or (was["sha256"], was["cold_from"]) != (now["sha256"], now["cold_from"])
+    ):
+        said = "no recorded data file" if was is None else f"{was['file']} ({was['sha256'][:12]}, "
+        said += "" if was is None else f"cold start from {was['cold_from']})"
+        raise SystemExit(
+            f"--resume: {path} ran on {said}, not this --data {name} and --cold-from; "
+            "start it again without --resume (or in another --out)"
+        )
     for method in results[name]:
         results[name][method] = old["results"].get(name, {}).get(method, [])
     before = old["meta"]["library"]["commit"]
@@ -764,6 +805,10 @@ def write(args, results: dict, t0: float, *, complete: bool) -> list[dict]:
         "sets": list(results),
         "young_model": args.young_model,
         "lexical": args.lexical,
+        "methods": args.methods.split(","),
+        "command": shlex.join(["python", "benchmarks/replay.py", *sys.argv[1:]]),
+        "data": {n: quality.DATA_FILES[n] for n in results if n in quality.DATA_FILES},
+        "plot": _shown(out / "replay.png"),
         "load_average_samples": LOADS,
     }
     if len(results) == 1:
@@ -807,7 +852,12 @@ def combine(args) -> None:
         "complete": all(p["meta"]["complete"] for p in parts),
         "sets": list(done),
         "load_average_end": [p["meta"]["load_average_end"] for p in parts],
+        "data": {n: d for p in parts for n, d in p["meta"].get("data", {}).items()},
+        "plot": _shown(out / "replay.png"),
     }
+    commands = [p["meta"]["command"] for p in parts if "command" in p["meta"]]
+    if commands:
+        meta["command"] = " ; ".join([*commands, "... --combine"])
     for s in report(out, meta, done):
         print(s)
 

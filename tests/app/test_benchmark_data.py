@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -79,7 +80,57 @@ def test_empty_texts_are_left_out_and_counted(quality, tmp_path, capsys):
     cols["text"][2] = None
     hist, sweep = quality.read_labelled(_write(tmp_path, cols))
     assert hist.num_rows + sweep.num_rows == 58
-    assert "2 row(s) with an empty text left out" in capsys.readouterr().out
+    assert "2 row(s) with an empty text (or only invisible characters) left out" in (
+        capsys.readouterr().out
+    )
+
+
+def test_texts_of_invisible_characters_are_left_out_and_counted_as_the_index_would(
+    quality, tmp_path, capsys
+):
+    """The index quarantines a text of zero-width characters: the set must not count it as
+    a row (a replay's violations would include rows it never sees)."""
+    cols = _set()
+    cols["text"][0] = "\u200b\u200d\u200b"
+    hist, sweep = quality.read_labelled(_write(tmp_path, cols))
+    assert hist.num_rows + sweep.num_rows == 59
+    assert "1 row(s) with an empty text" in capsys.readouterr().out
+
+
+def test_csv_as_a_data_owner_writes_it(quality, tmp_path):
+    """RFC 4180 CSV: quoted texts with line breaks (mails), and ids kept as written."""
+    cols = _set()
+    # Long enough (about 3 MB) that Arrow's reader splits the file into blocks: a block
+    # boundary inside a quoted line break broke rows apart before.
+    body = "\n".join(f'line {j}, "quoted" words' for j in range(2000))
+    cols["text"] = [f"Subject: offer {i}\n\n{body}" for i in range(60)]
+    cols["item_id"] = [str(100 + i) for i in range(60)]  # ids that look like numbers
+    cols["item_id"][7], cols["item_id"][8] = "007", "7"
+    hist, sweep = quality.read_labelled(_write(tmp_path, cols, "mails.csv"))
+    both = pa.concat_tables([hist, sweep])
+    assert both.num_rows == 60 and {"007", "7"} <= set(both["item_id"].to_pylist())
+    text = dict(zip(both["item_id"].to_pylist(), both["text"].to_pylist()))
+    assert text["103"] == cols["text"][3]
+
+
+def test_a_parquet_directory_is_one_set(quality, tmp_path):
+    cols = _set()
+    (tmp_path / "set").mkdir()
+    for part in range(2):
+        chunk = {k: v[part * 30 : (part + 1) * 30] for k, v in cols.items()}
+        pq.write_table(pa.table(chunk), tmp_path / "set" / f"part-{part}.parquet")
+    hist, sweep = quality.read_labelled(tmp_path / "set")
+    assert hist.num_rows + sweep.num_rows == 60
+
+
+def test_only_the_sides_a_benchmark_uses_need_violations(quality, tmp_path):
+    """The replay draws seeds from the sweep side only: a set that is all sweep is fine there
+    and refused where the history side is used."""
+    path = _write(tmp_path, _set(split=["sweep"] * 60))
+    _, sweep = quality.read_labelled(path, sides=("sweep",))
+    assert sweep.num_rows == 60
+    with pytest.raises(SystemExit, match="history side has 0 rows"):
+        quality.read_labelled(path)
 
 
 @pytest.mark.parametrize(
@@ -90,6 +141,8 @@ def test_empty_texts_are_left_out_and_counted(quality, tmp_path, capsys):
         (lambda c: c["item_id"].__setitem__(5, "m4"), "1 repeated item_id(s), e.g. 'm4'"),
         (lambda c: c["label"].__setitem__(3, 2), "outside [0, 1], e.g. row 3: 2"),
         (lambda c: c["label"].__setitem__(3, None), "e.g. row 3: None"),
+        (lambda c: c.__setitem__("verdict", [0] * 60), "both 'label' and 'verdict'"),
+        (lambda c: c.__setitem__("text", list(range(60))), "holds int64, not strings"),
         (lambda c: c.__setitem__("split", ["history"] * 59 + ["later"]), "row 59 has 'later'"),
         (lambda c: c.__setitem__("label", [int(i == 0) for i in range(60)]), "needs at least"),
     ],
@@ -114,6 +167,14 @@ def test_unreadable_or_unknown_files_are_refused(quality, tmp_path):
         quality.read_labelled(tmp_path / "x.json")
 
 
+def test_a_csv_that_is_not_utf8_says_so(quality, tmp_path):
+    path = tmp_path / "cp1252.csv"
+    rows = "".join(f"m{i},text {i},{int(i % 3 == 0)}\n" for i in range(60))
+    path.write_bytes(b"item_id,text,label\n" + rows.encode() + "m60,caf\u00e9,0\n".encode("cp1252"))
+    with pytest.raises(SystemExit, match="not valid UTF-8"):
+        quality.read_labelled(path)
+
+
 def test_register_data_names_the_policy_and_its_cold_start_donor(quality, tmp_path):
     path = _write(tmp_path, _set())
     ap = argparse.ArgumentParser()
@@ -123,11 +184,14 @@ def test_register_data_names_the_policy_and_its_cold_start_donor(quality, tmp_pa
         assert quality.register_data(args.data, args.cold_from) == ["mine"]
         assert quality.POLICY["mine"] == "mine" and quality.OTHER["mine"] == "insults"
         assert quality.split("mine") == quality.EXTRA["mine"]
+        made = quality.DATA_FILES["mine"]
+        assert made["file"] == str(path.resolve()) and made["cold_from"] == "insults"
+        assert len(made["sha256"]) == 64 and sum(made["rows"].values()) == 60
         for spec in ("insults=" + str(path), "mine=" + str(path), "a b=x", "nofile"):
             with pytest.raises(SystemExit):
                 quality.register_data([spec], "spamassassin")
     finally:
-        for table in (quality.EXTRA, quality.POLICY, quality.OTHER):
+        for table in (quality.EXTRA, quality.POLICY, quality.OTHER, quality.DATA_FILES):
             table.pop("mine", None)
 
 
@@ -146,3 +210,53 @@ def test_each_text_model_has_its_own_index_cache(quality, tmp_path):
         a,
         b,
     }
+
+
+@pytest.fixture(scope="module")
+def replay(quality):
+    spec = importlib.util.spec_from_file_location("replay", ROOT / "benchmarks" / "replay.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["replay"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("replay", None)
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--methods", "bank,foo"], "unknown method(s) ['foo']"),
+        (["--max-rounds", "0"], "at least 1"),
+    ],
+)
+def test_replay_refuses_bad_options_before_any_work(replay, monkeypatch, capsys, argv, says):
+    monkeypatch.setattr(sys, "argv", ["replay.py", "--trials", "0", *argv])
+    with pytest.raises(SystemExit) as err:
+        replay.main()
+    assert err.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_replay_resume_refuses_another_data_file_under_the_same_name(replay, tmp_path):
+    """--resume must not average trials of two different files (or cold starts) as one set."""
+    made = {"file": "/data/a.parquet", "sha256": "a" * 64, "cold_from": "insults", "rows": {}}
+    meta = {"max_rounds": 40, "young_model": "transfer", "lexical": True,
+            "library": {"commit": "c0"}, "data": {"mine": made}}  # fmt: skip
+    (tmp_path / "replay_mine.json").write_text(json.dumps({"meta": meta, "results": {}}))
+    args = argparse.Namespace(out=str(tmp_path), max_rounds=40, young_model="transfer",
+                              lexical=True, library={"commit": "c1"})  # fmt: skip
+    try:
+        for now in (
+            {**made, "sha256": "b" * 64},
+            {**made, "cold_from": "spamassassin"},
+        ):
+            replay.quality.DATA_FILES["mine"] = now
+            with pytest.raises(SystemExit, match="ran on /data/a.parquet"):
+                replay.resume(args, {"mine": {"bank": []}})
+        replay.quality.DATA_FILES["mine"] = dict(made)
+        replay.resume(args, {"mine": {"bank": []}})  # the same file: resumed
+        del meta["data"]  # a run that recorded no file cannot be shown to be this one
+        (tmp_path / "replay_mine.json").write_text(json.dumps({"meta": meta, "results": {}}))
+        with pytest.raises(SystemExit, match="no recorded data file"):
+            replay.resume(args, {"mine": {"bank": []}})
+    finally:
+        replay.quality.DATA_FILES.pop("mine", None)
