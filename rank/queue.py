@@ -111,7 +111,7 @@ def build_queue(
     budget: int | None = None,
     include_reviewed: bool = False,
 ) -> pa.Table:
-    """One row per item (its riskiest policy), sorted by probability then score.
+    """One row per item (its riskiest policy), sorted by probability, score, then item id.
 
     ``scored``: ``RiskRanker.score(candidates)`` (row by row, calibrated). ``budget``: keep
     only the first ``budget`` rows (None: every recalled item).
@@ -127,8 +127,12 @@ def build_queue(
     scores, proba, reasons, variant = scored.scores, scored.proba, scored.reasons, scored.variant
     ids = np.asarray(candidates.column("item_id").to_pylist(), dtype=object)
     pols = np.asarray(candidates.column("policy").to_pylist(), dtype=object)
-    # Probabilities are comparable across policies; raw lambdarank scores are not.
-    order = np.lexsort((-scores, -proba))
+    # Probabilities are comparable across policies; raw lambdarank scores are not. Ties (near-
+    # copies score alike) go by item id and policy, not by the export's row order: the same
+    # inventory gives the same queue, ranks and campaign ids however it was ordered or split.
+    tie_id = np.unique(ids.astype(str), return_inverse=True)[1]
+    tie_pol = np.unique(pols.astype(str), return_inverse=True)[1]
+    order = np.lexsort((tie_pol, tie_id, -scores, -proba))
     first: dict[str, int] = {}
     others: dict[str, list[str]] = {}
     skip = np.zeros(n, dtype=bool)

@@ -315,3 +315,21 @@ def test_neighbourhoods_found_by_tasks_are_saved_as_one_recall_saves_them(
     assert not saved.equals(pq.read_table(st / FILE))  # day 1's neighbourhoods, not day 0's
     cols = [c for c in whole.column_names if c.endswith(("_density", "_neighbour_sim"))]
     assert cols and pa.concat_tables(parts).select(cols).equals(whole.select(cols))
+
+
+def test_the_queue_does_not_depend_on_the_exports_row_order(
+    tmp_path, inventory_items, seeds, hashing_model
+):
+    """Copies of one ad under several ids score alike; their order, ranks and campaign ids
+    must come from the items, not from how the export happened to order or split its rows."""
+    inv = inventory_items.drop(["label"])
+    copies = inv.slice(0, 6).set_column(0, "item_id", pa.array([f"copy-{i}" for i in range(6)]))
+    inv = pa.concat_tables([inv, copies, copies.set_column(0, "item_id", pa.array(
+        [f"again-{i}" for i in range(6)]))])  # fmt: skip
+    shuffled = inv.take(pa.array(np.random.default_rng(3).permutation(inv.num_rows)))
+    a = sweep(inv, seeds, hashing_model, out_dir=tmp_path / "a", **SWEEP)
+    b = sweep(shuffled, seeds, hashing_model, out_dir=tmp_path / "b", **SWEEP)
+    proba = a.queue["risk_probability"].to_numpy()
+    assert len(set(proba)) < len(proba)  # there are ties to break
+    for name in ("item_id", "policy", "rank", "risk_probability", "campaign_id", "campaign_rank"):
+        assert a.queue[name].to_pylist() == b.queue[name].to_pylist(), name
