@@ -261,7 +261,20 @@ def flagged_phrases(spans: list[Span], text: str, limit: int = 5) -> list[str]:
     total: dict[str, float] = defaultdict(float)
     for start, end, weight in merged:
         total[" ".join(text[start:end].lower().split())] += weight
-    return sorted(total, key=lambda p: -total[p])[:limit]
+    strongest = sorted(total, key=lambda p: -total[p])[:limit]
+    # A highlight can cover a whole pasted template (a 200 KB text was one 199,996-character
+    # phrase): the queue keeps its start, as it does of the text (``highlight_spans`` keep
+    # where it is).
+    return list(dict.fromkeys(_cut(p) for p in strongest))
+
+
+PHRASE_CHARS = 200
+
+
+def _cut(phrase: str) -> str:
+    if len(phrase) <= PHRASE_CHARS:
+        return phrase
+    return (phrase[:PHRASE_CHARS].rsplit(" ", 1)[0] or phrase[:PHRASE_CHARS]) + " ..."
 
 
 def delete_spans(text: str, spans: list[Span]) -> str:

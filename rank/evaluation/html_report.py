@@ -26,6 +26,17 @@ MARK_CLASS = {0: None, 1: "lexical", 2: "seed", 3: "seed lexical"}
 VERDICT_WORDS = {0: "benign", 1: "borderline", 2: "violating", 3: "severe"}
 
 
+# Bidirectional controls in inventory text reorder what the page shows around them (an
+# override makes "kcilc" read "click", and can move a reason's words); shown as their names.
+_BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+BIDI_CONTROLS = {c: f"[U+{c:04X}]" for c in _BIDI}
+
+
+def visible_controls(value):
+    """Every value the page prints, with bidirectional controls shown, not obeyed."""
+    return value.translate(BIDI_CONTROLS) if isinstance(value, str) else value
+
+
 def _environment():
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -36,6 +47,7 @@ def _environment():
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=visible_controls,
     )
 
 

@@ -167,3 +167,12 @@ def test_report_in_headless_chromium(html_report, tmp_path):
         assert shot.stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+def test_bidirectional_controls_are_shown_not_obeyed():
+    """A right-to-left override in an ad's text reorders what the reviewer reads around it
+    ("kcilc" reads "click"); every value the page prints shows such controls by name."""
+    from riskrank.rank.evaluation.html_report import _environment
+
+    page = _environment().from_string("<p>{{ text }}</p>").render(text="free \u202ekcilc\u202c now")
+    assert "\u202e" not in page and "free [U+202E]kcilc[U+202C] now" in page

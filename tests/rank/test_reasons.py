@@ -420,3 +420,14 @@ def test_span_cache_reads_back_what_it_saved(tmp_path):
     again = SpanCache(tmp_path / "reasons.parquet", "model-1")
     assert again.stored == spans
     assert again.missing(["a", "b", "c", "d"]) == ["d"]
+
+
+def test_a_highlight_over_a_whole_pasted_text_is_kept_short():
+    """A 200 KB text highlighted end to end was one 199,996-character flagged phrase, carried
+    in every queue row twice; the phrase keeps its start (the spans keep where it is)."""
+    from riskrank.rank.phrases import PHRASE_CHARS, Span, flagged_phrases
+
+    text = "free money click here now " * 8000
+    phrases = flagged_phrases([Span(0, len(text) - 1, text[:-1], "lexical", 1.0)], text)
+    assert len(phrases) == 1 and len(phrases[0]) <= PHRASE_CHARS + 4
+    assert phrases[0].startswith("free money click here now") and phrases[0].endswith(" ...")
