@@ -316,6 +316,15 @@ class StandingIndex:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise SchemaError(f"{path}: unreadable standing-index state ({exc})") from exc
 
+    def last_update(self) -> dict:
+        """What the update that made the current version did (``UpdateStats.as_dict()``, the
+        unknown deletions as a count) and when; ``{}`` for an index written before this was
+        kept, or no index."""
+        state = self.state() or {}
+        if "update" not in state:
+            return {}
+        return {**state["update"], "updated_at": state.get("updated_at")}
+
     @property
     def version(self) -> int | None:
         state = self.state()
@@ -424,7 +433,7 @@ class StandingIndex:
             key=key, max_memory=max_memory, donated=donated,
         )  # fmt: skip
         stats.seconds["index"] = time.time() - t1
-        self._commit(version, written, digest)
+        self._commit(version, written, digest, stats)
         return self.load(signals, verify=False, use_gpu=use_gpu), stats
 
     def _previous(self, signals: list[Signal]) -> dict[str, _Previous]:
@@ -530,14 +539,19 @@ class StandingIndex:
             si.index = None
         return delta
 
-    def _commit(self, version: int, written: Path, digest: str) -> None:
-        """Make ``version`` current (one atomic replace), then forget what is no longer needed."""
+    def _commit(self, version: int, written: Path, digest: str, stats: UpdateStats) -> None:
+        """Make ``version`` current (one atomic replace), then forget what is no longer needed.
+        The state keeps what the update did: a sweep killed after this point and run again
+        finds nothing to do, and its report still says what made the version."""
+        made = stats.as_dict()
+        made["deletions_unknown"] = len(made["deletions_unknown"])  # the ids are in the log
         write_json_atomic(
             {
                 "current": version,
                 "format": 1,
                 "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "inventory_digest": digest,  # what it was made from: the same again is a no-op
+                "update": made,
             },
             self.path / STATE,
         )

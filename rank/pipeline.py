@@ -352,6 +352,11 @@ def sweep(
                 show_progress=show_progress,
             )
             t_index = time.time() - t0
+            # Nothing to update (the same inventory again, a sweep run again after a kill, or
+            # no inventory): the report says which update made the version it searched.
+            earlier = StandingIndex(index_path).last_update() if not update else {}
+            if earlier:
+                earlier["no_inventory"] = inventory is None
             memo = LexicalMemo(index_path / LEXICAL_FILE, model_identity(model.info))
             neighbours = NeighbourMemo(index_path / NEIGHBOURS_FILE, NEIGHBOUR_RULES)
             cands = recall_with_memo(
@@ -365,6 +370,7 @@ def sweep(
                 "engine": engine.name,
                 **engine.report(),
                 "index_update": update,
+                **({"index_up_to_date": earlier} if earlier else {}),
                 # None: a temporary index, gone when the sweep returns.
                 "index_version_dir": str(index.path.resolve()) if out_dir or index_dir else None,
                 # Which model made the queue: `review import` checks its verdicts go to its line.

@@ -298,6 +298,8 @@ def cmd_sweep(args) -> int:
 
 
 def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
+    from riskrank.rank.evaluation.report import index_summary
+
     rows = [
         (k.replace("_", " "), report[k])
         for k in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
@@ -307,6 +309,8 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
     for signal, n in report.get("signal_failures", {}).items():  # kept by another signal
         rows.append((f"indexed without {signal} (signal_failures.parquet)", n))
     rows.append(("coverage (recalled / indexed)", f"{report.get('coverage', 0):.1%}"))
+    if index_line := index_summary(report):
+        rows.append(("standing index", index_line))
     if report.get("reviewed", {}).get("excluded_from_queue"):
         rows.append(("reviewed, unchanged (not queued)", report["reviewed"]["excluded_from_queue"]))
     rows.append(("seconds", report["seconds"]["total"]))

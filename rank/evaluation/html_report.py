@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from riskrank.rank.evaluation.report import count_rows, index_update_rows, plot_sweep
+from riskrank.rank.evaluation.report import count_rows, index_section, plot_sweep
 
 TOP_DEFAULT = 50
 EXCERPT_WINDOW = 600  # characters of an item's text shown around its first highlight
@@ -219,8 +219,7 @@ def write_html_report(
         .render(
             generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             counts=counts,
-            index_update=index_update_rows(report),
-            index_version=(report.get("index_update") or {}).get("version"),
+            index_section=index_section(report),
             seconds=report.get("seconds", {}),
             policies_in_sweep=report.get("policies", []),
             cold=report.get("cold_start_policies", []),

@@ -175,6 +175,42 @@ def index_update_rows(report: dict) -> list[tuple[str, str]]:
     return update_rows(report.get("index_update") or {})
 
 
+def index_section(report: dict) -> tuple[str, str | None, list[tuple[str, str]]] | None:
+    """The reports' standing-index section: (title, a sentence or None, rows). A sweep that
+    found the index up to date (the same inventory again, a run again after a kill, new seeds
+    only) says so and shows the update that made the version it searched."""
+    if rows := index_update_rows(report):
+        version = report["index_update"].get("version")
+        return f"Standing index update (version {version})", None, rows
+    earlier = report.get("index_up_to_date")
+    if not earlier:
+        return None
+    why = (
+        "no inventory was given, so it searched the index as it stands (only the seeds were "
+        "embedded)"
+        if earlier.get("no_inventory")
+        else "the index already held this inventory (the same inventory again, or a sweep run "
+        "again after a killed one had updated the index)"
+    )
+    note = (
+        f"This sweep embedded no inventory item: {why}. The update that made this version, "
+        f"at {earlier.get('updated_at')}:"
+    )
+    title = f"Standing index (version {earlier.get('version')}): up to date"
+    return title, note, update_rows(earlier)
+
+
+def index_summary(report: dict) -> str | None:
+    """One line of what the sweep did to its standing index (the CLI's summary)."""
+    u = report.get("index_update") or {}
+    if u:
+        counts = ", ".join(f"{k} {u.get(k, 0):,}" for k in ("added", "changed", "removed"))
+        return f"version {u.get('version')}: {counts}; embedded {u.get('embedded', 0):,}"
+    if earlier := report.get("index_up_to_date"):
+        return f"version {earlier.get('version')}, up to date: nothing embedded"
+    return None
+
+
 def update_rows(u: dict, *, full: bool = False) -> list[tuple[str, str]]:
     """A standing-index update's stats (``UpdateStats.as_dict()``) as (label, value) rows:
     the reports' section, and with ``full`` what ``riskrank index update`` prints (also the
@@ -199,8 +235,9 @@ def update_rows(u: dict, *, full: bool = False) -> list[tuple[str, str]]:
     if "reused_vectors" in u:
         rows.append(("vectors reused", f"{u['reused_vectors']:,}"))
     rows += [(f"index ({n})", f"{d['key']} {d['index']}") for n, d in u.get("signals", {}).items()]
-    if full and u.get("deletions_unknown"):
-        rows.append(("deletions never indexed", f"{len(u['deletions_unknown']):,}"))
+    if unknown := u.get("deletions_unknown"):  # the ids, or (kept in the state) their count
+        n = unknown if isinstance(unknown, int) else len(unknown)
+        rows.append(("deletions never indexed", f"{n:,}"))
     if full:
         rows.append(("seconds", f"{sum(u.get('seconds', {}).values()):.1f}"))
     return rows
@@ -220,10 +257,10 @@ def write_report(
         f"| seconds (index / recall / rank / total) | {secs['index']} / {secs['recall']} / "
         f"{secs['rank']} / {secs['total']} |"
     )
-    if update := index_update_rows(report):
-        version = report["index_update"].get("version")
-        lines += ["", f"## Standing index update (version {version})", ""]
-        lines += ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in update]
+    if section := index_section(report):
+        title, note, rows = section
+        lines += ["", f"## {title}", ""] + ([note, ""] if note else [])
+        lines += ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in rows]
     if report.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- **{w}**" for w in report["warnings"]]
     if report.get("decisions"):

@@ -148,7 +148,7 @@ def test_day_two_reports_what_it_embedded(tmp_path, inventory_items, seeds, hash
     assert "## Standing index update (version 2)" in md
     assert "| changed (some signal's content) | 3 |" in md and "| vectors reused |" in md
     html = paths["html"].read_text()
-    assert 'id="index-update"' in html and "standing index update (version 2)" in html
+    assert 'id="index-update"' in html and "Standing index update (version 2)" in html
     assert "coverage (recalled / indexed)" in md and "coverage (recalled / indexed)" in html
     day0_md = write_sweep_reports(day0, seeds)["markdown"].read_text()
     assert "## Standing index update (version 1)" in day0_md
@@ -156,6 +156,20 @@ def test_day_two_reports_what_it_embedded(tmp_path, inventory_items, seeds, hash
     reasons = day1.report["reasons"]
     assert day0.report["reasons"]["reused"] == 0 and reasons["reused"] > 0
     assert 0 < reasons["attributed"] < day0.report["reasons"]["attributed"]
+    # The same day run again (as after a sweep killed once its update had committed): it
+    # embeds nothing, and its report still says what made the version it searched.
+    again = sweep(edited, seeds, hashing_model, out_dir=tmp_path / "d1b", index_dir=tmp_path / "st")
+    assert again.report["index_update"] == {}
+    made = again.report["index_up_to_date"]
+    assert (made["version"], made["changed"], made["embedded"]) == (2, 3, 3)
+    md = write_sweep_reports(again, seeds)["markdown"].read_text()
+    assert "## Standing index (version 2): up to date" in md and "already held this" in md
+    assert "| changed (some signal's content) | 3 |" in md
+    # New seeds only, no inventory: said so too.
+    st = tmp_path / "st"
+    seeds_only = sweep(None, seeds, hashing_model, out_dir=tmp_path / "d1c", index_dir=st)
+    md = write_sweep_reports(seeds_only, seeds)["markdown"].read_text()
+    assert "only the seeds were embedded" in md
 
 
 def test_unreadable_or_foreign_caches_only_mean_the_work_is_done_again(
@@ -229,6 +243,8 @@ def test_cli_updates_a_standing_index_and_sweeps_it_retroactively(
     model_dir = hashing_model.save(tmp_path / "model")
     argv += ["--model", str(model_dir), "--out", str(tmp_path / "sw"), "--k", "200"]
     assert main(argv) == 0
+    out = capsys.readouterr().out  # the summary says the index was searched as it stands
+    assert "standing index" in out and "version 1, up to date: nothing embedded" in out
     queue = pq.read_table(tmp_path / "sw" / "queue.parquet")
     assert queue.num_rows and gone not in set(queue["item_id"].to_pylist())
     # It reports what it swept, not the last update's deletion list.
