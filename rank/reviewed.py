@@ -169,5 +169,8 @@ def reviewed_counts(cands: pa.Table, include_reviewed: bool) -> dict:
         "unchanged": sum(s == UNCHANGED for s in status),
         "changed": sum(s == CHANGED for s in status),
         "excluded_from_queue": 0 if include_reviewed else len(fully),
+        # A review counts for its own policy: such an item can still be queued for another
+        # (a confirmed scam recalled by the insult seeds too).
+        "queued_for_other_policies": 0 if include_reviewed else len(unchanged - fully),
         "include_reviewed": include_reviewed,
     }

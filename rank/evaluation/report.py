@@ -166,6 +166,13 @@ def count_rows(report: dict) -> list[tuple[str, str]]:
                 f"{rev['excluded_from_queue']:,}{kept}",
             )
         )
+        if rev.get("queued_for_other_policies"):
+            rows.append(
+                (
+                    "reviewed and unchanged for a policy, queued for another (items)",
+                    f"{rev['queued_for_other_policies']:,}",
+                )
+            )
     return rows
 
 

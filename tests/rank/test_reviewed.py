@@ -41,6 +41,7 @@ def test_unchanged_reviews_leave_the_queue_changed_ones_come_back(
         "unchanged": 15,
         "changed": 5,
         "excluded_from_queue": 15,
+        "queued_for_other_policies": 0,
         "include_reviewed": False,
     }
     assert json.loads((tmp_path / "sw" / "report.json").read_text())["reviewed"] == rev
@@ -70,6 +71,18 @@ def test_a_review_counts_for_its_own_policy_only(history, inventory_items, seeds
         assert list(q.loc[item, "reviewed_elsewhere"]) == []
     fresh = q.drop(index=list((unchanged | changed) & set(q.index)))
     assert all(len(v) == 0 for v in fresh.reviewed_elsewhere)
+    # Both policies at once: the 15 are not left out (queued for counterfeit), and the report
+    # says so rather than "0 left out" alone.
+    renamed = other.set_column(0, "seed_id", pa.array([f"cf-{i}" for i in range(other.num_rows)]))
+    two = pa.concat_tables([seeds, renamed])
+    both = sweep(inv, two, hashing_model, k=None, show_progress=False)
+    rev = both.report["reviewed"]
+    assert (rev["excluded_from_queue"], rev["queued_for_other_policies"]) == (0, 15)
+    from riskrank.rank.evaluation.report import count_rows
+
+    assert ("reviewed and unchanged for a policy, queued for another (items)", "15") in (
+        count_rows(both.report)
+    )
 
 
 def test_content_digest_sees_text_and_image_edits_not_absent_columns():
