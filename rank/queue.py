@@ -20,7 +20,7 @@ ESCALATE = "escalate"
 NOT_AUTOMATIC = frozenset({ESCALATE, "human_review", ""})
 QUEUE_SCHEMA = pa.schema(
     [
-        doc_field("rank", pa.int64(), "1 = review first", required=True),
+        doc_field("rank", pa.int64(), "1 = review first (equal scores: by item id)", required=True),
         doc_field("item_id", pa.string(), "the item", required=True),
         doc_field("policy", pa.string(), "the policy it most likely violates", required=True),
         doc_field("risk_score", pa.float64(), "raw ranker score (ordering)"),
