@@ -6,6 +6,10 @@ HERE = Path(__file__).parent
 PARTS = [
     ("quality.md", "Quality on real data (issue: core engine)"),
     ("quality_n5_final.md", "Quality at n=5 on the final code of 2026-12-02, 3 trials (issue 9)"),
+    (
+        "quality_history_exact_paired.md",
+        "Quality with the closest review of each kind searched exactly, paired (n=5, 5 trials)",
+    ),
     ("cpu_index.md", "CPU index build and search, 100k and 1M items (issue: core engine)"),
     ("gpu.md", "GPU paths on an H200: fp16 text encoder, exact top-k (issue 15)"),
     ("tokenizer_speed.md", "Tokenising on the CPU: the wrapper vs the Rust tokenizer (issue 15)"),

@@ -252,8 +252,12 @@ class ReviewedExemplars:
             sims = np.where(self_hit, -np.inf, sims)
         pos_mask = verdict[pos] >= POSITIVE_VERDICT
         valid = np.isfinite(sims)
-        pos_max = np.where(pos_mask & valid, sims, -1).max(1)
-        neg_max = np.where(~pos_mask & valid, sims, -1).max(1)
+        # The closest confirmed violation and the closest benign review over all of the
+        # policy's reviews, not only among the k nearest (where all k can be of one kind).
+        queries = np.ascontiguousarray(item_vectors, np.float32)
+        violating = verdict >= POSITIVE_VERDICT
+        pos_max = self._closest(ex[violating], ex_ids[violating], queries, item_ids, exclude_self)
+        neg_max = self._closest(ex[~violating], ex_ids[~violating], queries, item_ids, exclude_self)
         # Softmax weights over the neighbours: the closest reviews count most.
         w = np.where(
             valid, np.exp((sims - np.nanmax(np.where(valid, sims, -9), 1, keepdims=True)) / 0.05), 0
@@ -277,6 +281,30 @@ class ReviewedExemplars:
             pre + "knn_score": ((w * pos_mask).sum(1) / wsum).astype(np.float32),
             pre + "knn_verdict": ((w * verdict[pos]).sum(1) / wsum).astype(np.float32),
         }
+
+    def _closest(
+        self,
+        ex: np.ndarray,
+        ex_ids: np.ndarray,
+        queries: np.ndarray,
+        item_ids,
+        exclude_self: bool,
+    ) -> np.ndarray:
+        """Per query, the similarity of its closest row of ``ex`` (NaN where there is none;
+        with ``exclude_self``, an item's own review does not count)."""
+        n = len(queries)
+        if len(ex) == 0 or n == 0:
+            return np.full(n, np.nan, np.float32)
+        index = faiss.IndexFlatIP(ex.shape[1])
+        index.add(np.ascontiguousarray(ex, np.float32))
+        sims, pos = index.search(queries, min(2 if exclude_self else 1, len(ex)))
+        if self.binary_bits:
+            sims = (sims + 1) / 2  # 1 - hamming / bits
+        if exclude_self:
+            own = ex_ids[pos] == np.asarray(item_ids, dtype=object)[:, None]
+            sims = np.where(own, -np.inf, sims)
+        best = sims.max(1)
+        return np.where(np.isfinite(best), best, np.nan).astype(np.float32)
 
     def reviewed(self, item_ids: list[str | None]) -> list[dict | None]:
         """The stored review of each id (id, policy, verdict, sweep_id, text excerpt if kept)."""

@@ -110,6 +110,36 @@ def test_history_validation_and_leave_one_out(history, text_signal):
     ).all()
 
 
+def test_the_closest_review_of_each_kind_is_found_beyond_the_k_nearest():
+    """An item whose k nearest reviews are all violations still has a closest benign review:
+    its similarity, never a placeholder a cosine cannot take (it was -1, and reviewers read
+    'similarity to the closest item reviewers found benign = -1' as a top reason). A policy
+    with no review of a kind has none: NaN."""
+    rng = np.random.default_rng(0)
+    item = np.zeros(8, np.float32)
+    item[0] = 1.0
+    near = item + 0.1 * rng.standard_normal((20, 8)).astype(np.float32)  # violating, close
+    far = np.zeros((1, 8), np.float32)
+    far[0, :2] = (0.4, 0.9)  # the one benign review, further than all 20
+    vecs = np.concatenate([near, far])
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    table = pa.table(
+        {
+            "item_id": [f"r{i}" for i in range(21)],
+            "policy": ["scam"] * 21,
+            "verdict": pa.array([2] * 20 + [0], pa.int8()),
+        }
+    )
+    ex = ReviewedExemplars("text", vecs, table, k=15)
+    ev = ex.evidence("scam", np.array(["new"], dtype=object), item[None], exclude_self=False)
+    assert ev["hist_text_neg_max_sim"][0] == pytest.approx(vecs[20] @ item, abs=1e-5)
+    assert ev["hist_text_pos_max_sim"][0] == pytest.approx((vecs[:20] @ item).max(), abs=1e-5)
+    only_violating = ReviewedExemplars("text", vecs[:20], table.slice(0, 20), k=15)
+    ev = only_violating.evidence("scam", np.array(["new"], dtype=object), item[None],
+                                 exclude_self=False)  # fmt: skip
+    assert np.isnan(ev["hist_text_neg_max_sim"][0])
+
+
 def test_exemplars_roundtrip_without_pickle(tmp_path, history, text_signal):
     ex = ReviewedExemplars.build(history.slice(0, 20), text_signal)
     ex.save(tmp_path / "ex")
