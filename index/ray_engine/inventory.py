@@ -20,13 +20,22 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.content_digest import row_digests
-from riskrank.index.schema import IMAGE_BYTES, ITEM_ID, validate_inventory
+from riskrank.index.schema import (
+    IMAGE_BYTES,
+    IMAGE_PATH,
+    ITEM_ID,
+    TEXT,
+    duplicate_reasons,
+    validate_inventory,
+)
 from riskrank.index.tables import as_table
 
 _ID, _REASON, _KEY = "__rr_item_id", "__rr_reason", "__rr_key"
+# The row's text and image bytes as they are (a digest; the path stays in the projection):
+# what repeated ids are compared by, as validate_inventory compares the cells.
+_CELLS = "__rr_cells"
+_HIDDEN = [_ID, _REASON, _KEY, _CELLS]
 SAVE_TO = "__rr_save_to"  # a chunk's column: the file its embedding is saved to (resume)
-# index.schema's wording: a bad-UTF-8 row keeps that reason even when its id is a duplicate.
-_UTF8_REASON = "text is not valid UTF-8"
 
 
 # ----------------------------------------------------------------------------- validate
@@ -38,8 +47,10 @@ def _validate(batch: pa.Table, *, require_text: bool, base_dirs: list) -> pa.Tab
     (``index.content_digest.row_digests``: what chunks are named by, computed here where the
     image bytes are) and the validated columns (null for invalid rows)."""
     n = batch.num_rows
-    items, bad = validate_inventory(batch, require_text=require_text)
+    # Repeated ids are judged across all blocks (_scan), not within one.
+    items, bad = validate_inventory(batch, require_text=require_text, duplicates=False)
     keys: list[str | None] = [None] * n
+    cells: list[str | None] = [None] * n
     ids: list[str | None] = [None] * n
     reasons: list[str | None] = [None] * n
     for row, item_id, why in zip(
@@ -49,10 +60,11 @@ def _validate(batch: pa.Table, *, require_text: bool, base_dirs: list) -> pa.Tab
     ):
         ids[row], reasons[row] = item_id, why
     good = np.flatnonzero([r is None for r in reasons])
-    for row, item_id, key in zip(
-        good, items.column(ITEM_ID).to_pylist(), row_digests(items, base_dirs=base_dirs)
+    raw = row_digests(items, columns=[TEXT, IMAGE_BYTES], images="cells")
+    for row, item_id, key, cell in zip(
+        good, items.column(ITEM_ID).to_pylist(), row_digests(items, base_dirs=base_dirs), raw
     ):
-        ids[row], keys[row] = item_id, key
+        ids[row], keys[row], cells[row] = item_id, key, cell
     slots = np.full(n, -1)
     slots[good] = np.arange(len(good))
     take = pa.array(slots, mask=slots < 0)
@@ -60,6 +72,7 @@ def _validate(batch: pa.Table, *, require_text: bool, base_dirs: list) -> pa.Tab
         _ID: pa.array(ids, pa.string()),
         _REASON: pa.array(reasons, pa.string()),
         _KEY: pa.array(keys, pa.string()),
+        _CELLS: pa.array(cells, pa.string()),
     }
     cols.update({name: items.column(name).take(take) for name in items.column_names})
     return pa.table(cols)
@@ -99,37 +112,48 @@ def _project(block: pa.Table) -> pa.Table:
 
 
 def _scan(projections) -> tuple[list[np.ndarray], pa.Table, list[dict], int, list[str]]:
-    """One ordered pass over the blocks' projections: global row numbers and duplicate ids.
+    """The blocks' projections in order: global row numbers, and repeated ids judged over all
+    of them (``schema.duplicate_reasons``, as a single machine's validation does).
 
     Returns per block the rows that passed, the metadata of all passing rows (input order),
     the quarantine rows, the number of rows read and the passing rows' content digests.
     """
+    blocks = list(projections)
+    ids: list[str | None] = []
+    why: dict[int, str] = {}
+    contents: list[tuple] = []
+    for block in blocks:
+        paths = (
+            block.column(IMAGE_PATH).to_pylist()
+            if IMAGE_PATH in block.column_names
+            else [None] * block.num_rows
+        )
+        for item_id, reason, cell, path in zip(
+            block.column(_ID).to_pylist(),
+            block.column(_REASON).to_pylist(),
+            block.column(_CELLS).to_pylist(),
+            paths,
+        ):
+            if reason is not None:
+                why[len(ids)] = reason
+            ids.append(item_id)
+            contents.append((cell, path))
+    why.update(duplicate_reasons(ids, contents, why))
+    quarantined = [
+        {ITEM_ID: ids[row], "row": row, "stage": "validate", "reason": reason}
+        for row, reason in sorted(why.items())
+    ]
     keys: list[str] = []
-    first_seen: dict[str, int] = {}
-    quarantined: list[dict] = []
     keep_rows: list[np.ndarray] = []
     kept: list[pa.Table] = []
     n_in = 0
-    for block in projections:
-        keep = np.zeros(block.num_rows, bool)
-        for i, (item_id, why) in enumerate(
-            zip(block.column(_ID).to_pylist(), block.column(_REASON).to_pylist())
-        ):
-            row = n_in + i
-            first = first_seen.setdefault(item_id, row) if item_id else row
-            if first != row and not (why or "").startswith(_UTF8_REASON):
-                why = f"duplicate item_id '{item_id}' (first seen at row {first})"
-            if why is None:
-                keep[i] = True
-            else:
-                quarantined.append(
-                    {ITEM_ID: item_id, "row": row, "stage": "validate", "reason": why}
-                )
+    for block in blocks:
+        keep = np.array([n_in + i not in why for i in range(block.num_rows)], bool)
         n_in += block.num_rows
         keep_rows.append(np.flatnonzero(keep))
         passed = block.filter(pa.array(keep))
         keys += passed.column(_KEY).to_pylist()
-        kept.append(passed.drop([_ID, _REASON, _KEY]))
+        kept.append(passed.drop(_HIDDEN))
     if not kept:
         raise ValueError("inventory: no rows were read")
     items = pa.concat_tables(kept, promote_options="default")
@@ -139,7 +163,7 @@ def _scan(projections) -> tuple[list[np.ndarray], pa.Table, list[dict], int, lis
 def _gather_rows(rows: list[np.ndarray], save_to: str | None, *blocks: pa.Table) -> pa.Table:
     """One chunk of valid items: ``rows[i]`` of ``blocks[i]``, concatenated (a Ray task), with
     the file its embedding is to be saved to (``SAVE_TO``) when there is one."""
-    parts = [b.take(pa.array(r)).drop([_ID, _REASON, _KEY]) for r, b in zip(rows, blocks)]
+    parts = [b.take(pa.array(r)).drop(_HIDDEN) for r, b in zip(rows, blocks)]
     chunk = pa.concat_tables(parts, promote_options="default")
     if save_to is not None:
         chunk = chunk.append_column(SAVE_TO, pa.array([save_to] * chunk.num_rows, pa.string()))

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from riskrank.index import IndexMismatchError, InventoryIndex, build_index
@@ -20,14 +21,16 @@ def test_validate_quarantines_bad_rows_and_keeps_count():
         }
     )
     clean, bad = validate_inventory(table)
-    assert clean.column("item_id").to_pylist() == ["a", "b"]
+    # 'a' twice with different texts: which is live is unknown, so neither is indexed.
+    assert clean.column("item_id").to_pylist() == ["b"]
     reasons = dict(zip(bad["row"].to_pylist(), bad["reason"].to_pylist()))
-    assert "duplicate item_id 'a'" in reasons[2]
+    assert reasons[0] == reasons[2]
+    assert reasons[2].startswith("item_id 'a' has different content in rows 0, 2")
     assert "null" in reasons[3]
     assert "UTF-8" in reasons[4]
     assert "no content" in reasons[5]
     assert clean.num_rows + bad.num_rows == table.num_rows
-    assert np.isnan(clean["price"].to_pylist()[1])  # NaN metadata passes through as missing
+    assert np.isnan(clean["price"].to_pylist()[0])  # NaN metadata passes through as missing
 
 
 def test_validate_table_level_errors_name_the_column():
@@ -214,3 +217,22 @@ def test_a_build_never_deletes_files_that_are_not_an_index(tmp_path):
         inv, idx, signals=[HashingTextSignal()], overwrite=True, show_progress=False
     )
     assert rebuilt.num_items == 2 and not (idx / "items.parquet.123.tmp").exists()
+
+
+def test_repeated_ids_are_judged_whatever_the_rows_order():
+    """An id listed twice with one content keeps one row; with two contents it keeps none
+    (first-row-wins let a shuffled export make the other text the item's content)."""
+    table = pa.table(
+        {
+            "item_id": ["a", "b", "a", "c", "c", "d"],
+            "text": ["same", "b", "same", "one", "two", "d"],
+        }
+    )
+    for order in (range(6), [4, 2, 5, 0, 3, 1]):
+        clean, bad = validate_inventory(table.take(pa.array(list(order))))
+        assert sorted(clean["item_id"].to_pylist()) == ["a", "b", "d"]
+        assert clean.filter(pc.equal(clean["item_id"], "a"))["text"][0].as_py() == "same"
+        reasons = bad["reason"].to_pylist()
+        assert sum("has different content" in r for r in reasons) == 2
+        same = "duplicate item_id 'a' (the same content as row"
+        assert sum(r.startswith(same) for r in reasons) == 1
