@@ -196,11 +196,12 @@ def test_update_counts_add_up(tmp_path):
         [_replace_text(day0, ids[1], "edited text"), bad], promote_options="default"
     )
     idx, st = standing.update(day1, [HashingTextSignal()], deletions=[ids[2]], show_progress=False)
-    assert (st.items_in, st.invalid, st.deleted) == (day1.num_rows, 3, 1)
-    assert (st.added, st.changed, st.unchanged) == (0, 1, day0.num_rows - 2)
+    # Invalid: two empty texts, and both rows of ids[0] (listed again with another text).
+    assert (st.items_in, st.invalid, st.deleted) == (day1.num_rows, 4, 1)
+    assert (st.added, st.changed, st.unchanged) == (0, 1, day0.num_rows - 3)
     assert st.items_in == st.invalid + st.deleted + st.added + st.changed + st.unchanged
-    assert st.indexed == idx.num_items == day0.num_rows - 1
-    assert st.quarantined == idx.quarantine.num_rows == 3
+    assert st.indexed == idx.num_items == day0.num_rows - 2
+    assert st.quarantined == idx.quarantine.num_rows == 4
     assert st.indexed + st.quarantined + st.deleted == st.items_in
 
 
