@@ -48,10 +48,14 @@ NEIGHBOURHOOD_EVIDENCE = (
 BEST_SEED = EvidenceColumn("best_seed_id", "id of the closest seed", pa.string())
 HISTORY_EVIDENCE = (
     EvidenceColumn(
-        "pos_max_sim", "similarity to the closest item reviewers confirmed violating", direction=1
+        "pos_max_sim",
+        "similarity to the closest item reviewers confirmed violating (NaN: none reviewed so)",
+        direction=1,
     ),
     EvidenceColumn(
-        "neg_max_sim", "similarity to the closest item reviewers found benign", direction=-1
+        "neg_max_sim",
+        "similarity to the closest item reviewers found benign (NaN: none reviewed so)",
+        direction=-1,
     ),
     EvidenceColumn(
         "knn_score", "share of confirmed violations among the closest reviewed items", direction=1

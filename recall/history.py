@@ -136,8 +136,13 @@ class ReviewedExemplars:
         k: int = 15,
         probes: dict[str, tuple[list[float], float]] | None = None,
         binary_bits: int | None = None,
+        closest_of_each_kind: bool = True,
     ):
         self.signal_name = signal_name
+        # ``*_max_sim`` over all of a policy's reviews of each kind (since 2026-12-05); False
+        # for exemplars saved before, whose ranker learned them among the k nearest, -1 where
+        # none of the k was of that kind: it is fed what it was trained on until retrained.
+        self.closest_of_each_kind = closest_of_each_kind
         # A binary-hash signal (PDQ): ``vectors`` are its hashes as +-1/sqrt(bits) floats
         # (``hash_signs``), so inner product is 1 - 2 * hamming / bits; items' packed hashes
         # are converted the same way in ``evidence`` and similarities reported as
@@ -256,8 +261,14 @@ class ReviewedExemplars:
         # policy's reviews, not only among the k nearest (where all k can be of one kind).
         queries = np.ascontiguousarray(item_vectors, np.float32)
         violating = verdict >= POSITIVE_VERDICT
-        pos_max = self._closest(ex[violating], ex_ids[violating], queries, item_ids, exclude_self)
-        neg_max = self._closest(ex[~violating], ex_ids[~violating], queries, item_ids, exclude_self)
+        if self.closest_of_each_kind:
+            pos_max = self._closest(ex[violating], ex_ids[violating], queries, item_ids,
+                                    exclude_self)  # fmt: skip
+            neg_max = self._closest(ex[~violating], ex_ids[~violating], queries, item_ids,
+                                    exclude_self)  # fmt: skip
+        else:
+            pos_max = np.where(pos_mask & valid, sims, -1).max(1)
+            neg_max = np.where(~pos_mask & valid, sims, -1).max(1)
         # Softmax weights over the neighbours: the closest reviews count most.
         w = np.where(
             valid, np.exp((sims - np.nanmax(np.where(valid, sims, -9), 1, keepdims=True)) / 0.05), 0
@@ -325,6 +336,7 @@ class ReviewedExemplars:
             "k": self.k,
             "probes": probes,
             "binary_bits": self.binary_bits,
+            "closest_of_each_kind": self.closest_of_each_kind,
         }
         (path / "exemplars.json").write_text(json.dumps(meta))
 
@@ -342,6 +354,7 @@ class ReviewedExemplars:
             k=meta["k"],
             probes=meta["probes"],
             binary_bits=meta.get("binary_bits"),
+            closest_of_each_kind=meta.get("closest_of_each_kind", False),
         )
 
 

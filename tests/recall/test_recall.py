@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -110,7 +112,7 @@ def test_history_validation_and_leave_one_out(history, text_signal):
     ).all()
 
 
-def test_the_closest_review_of_each_kind_is_found_beyond_the_k_nearest():
+def test_the_closest_review_of_each_kind_is_found_beyond_the_k_nearest(tmp_path):
     """An item whose k nearest reviews are all violations still has a closest benign review:
     its similarity, never a placeholder a cosine cannot take (it was -1, and reviewers read
     'similarity to the closest item reviewers found benign = -1' as a top reason). A policy
@@ -138,6 +140,15 @@ def test_the_closest_review_of_each_kind_is_found_beyond_the_k_nearest():
     ev = only_violating.evidence("scam", np.array(["new"], dtype=object), item[None],
                                  exclude_self=False)  # fmt: skip
     assert np.isnan(ev["hist_text_neg_max_sim"][0])
+    # Exemplars saved before keep the evidence their ranker was trained on until retrained.
+    ex.save(tmp_path / "ex")
+    meta = json.loads((tmp_path / "ex" / "exemplars.json").read_text())
+    assert ReviewedExemplars.load(tmp_path / "ex").closest_of_each_kind
+    del meta["closest_of_each_kind"]
+    (tmp_path / "ex" / "exemplars.json").write_text(json.dumps(meta))
+    old = ReviewedExemplars.load(tmp_path / "ex")
+    ev = old.evidence("scam", np.array(["new"], dtype=object), item[None], exclude_self=False)
+    assert ev["hist_text_neg_max_sim"][0] == -1
 
 
 def test_exemplars_roundtrip_without_pickle(tmp_path, history, text_signal):
