@@ -14,7 +14,7 @@ the quarantine table (``item_id``, ``row``, ``stage``, ``reason``) so that
 from __future__ import annotations
 
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 
 import pyarrow as pa
@@ -143,16 +143,35 @@ def has_content(row: Mapping) -> bool:
     return any(row.get(c) is not None and len(row[c]) > 0 for c in (IMAGE_BYTES, IMAGE_PATH))
 
 
+def _cell(value):
+    """A cell as a hashable value that equals itself (NaN is no value, like null)."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, list):
+        return tuple(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _cell(v)) for k, v in value.items()))
+    return value
+
+
+def row_key(cells: Mapping[str, object]) -> tuple:
+    """What two rows of one id are compared by: every non-null cell, by column name (a
+    column absent from one file and null in another is the same nothing)."""
+    kept = ((name, _cell(value)) for name, value in cells.items())
+    return tuple(sorted((name, value) for name, value in kept if value is not None))
+
+
 def duplicate_reasons(
-    ids: Sequence[str | None], contents: Sequence[Hashable], refused: Mapping[int, str]
+    ids: Sequence[str | None], contents: Mapping[int, Hashable], refused: Mapping[int, str]
 ) -> dict[int, str]:
     """Rows to quarantine for sharing an id, whatever the rows' order: among rows not refused
-    for another reason, an id whose rows hold one content keeps its first row (the copies are
-    quarantined); an id whose rows hold different contents keeps none, since which one is live
-    is unknown (first-row-wins made a shuffled export's other text the item's content).
+    for another reason, an id whose rows are the same (``contents``: a key per row, for rows
+    whose id repeats) keeps its first row (the copies are quarantined); an id whose rows differ,
+    in content or metadata, keeps none, since which one is live is unknown (first-row-wins made
+    a shuffled export's other text the item's content).
 
-    >>> duplicate_reasons(["a", "a", "b", "b"], ["x", "x", "y", "z"], {})[1]
-    "duplicate item_id 'a' (the same content as row 0)"
+    >>> duplicate_reasons(["a", "a", "b", "b"], dict(enumerate("xxyz")), {})[1]
+    "duplicate item_id 'a' (the same as row 0)"
     """
     rows_of: dict[str, list[int]] = defaultdict(list)
     for i, item_id in enumerate(ids):
@@ -164,13 +183,13 @@ def duplicate_reasons(
             continue
         if len({contents[r] for r in rows}) == 1:
             for r in rows[1:]:
-                out[r] = f"duplicate item_id '{item_id}' (the same content as row {rows[0]})"
+                out[r] = f"duplicate item_id '{item_id}' (the same as row {rows[0]})"
             continue
         listed = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
         for r in rows:
             out[r] = (
-                f"item_id '{item_id}' has different content in rows {listed}: which one is "
-                "live is unknown, so none is indexed"
+                f"item_id '{item_id}' differs between rows {listed} (content or metadata): "
+                "which one is live is unknown, so none is indexed"
             )
     return out
 
@@ -193,7 +212,7 @@ def validate_inventory(
 
     >>> items, bad = validate_inventory({"item_id": ["a", "a"], "text": ["x", "y"]})
     >>> items.num_rows, bad.column("reason")[0].as_py().split(":")[0]
-    (0, "item_id 'a' has different content in rows 0, 1")
+    (0, "item_id 'a' differs between rows 0, 1 (content or metadata)")
     """
     table = as_table(data, what=what)
     # Ids, content of another type (a text column of ints or bools) and the like are input
@@ -231,13 +250,17 @@ def validate_inventory(
         for i, t in enumerate(text.to_pylist()):
             if is_blank(t):
                 bad.setdefault(i, "text is empty or invisible (this index embeds text)")
-    if duplicates:
-        contents = list(zip(*(columns[c] for c in present)))
-        bad.update(duplicate_reasons(id_list, contents, dict(bad)))
 
     if text is not None:
         table = table.set_column(table.column_names.index(TEXT), TEXT, text)
     table = table.set_column(table.column_names.index(ITEM_ID), ITEM_ID, ids.cast(pa.string()))
+    if duplicates:
+        counts = Counter(i for i in id_list if i)
+        repeated = [r for r, i in enumerate(id_list) if i and counts[i] > 1]
+        if repeated:  # only these rows' cells are read
+            rows_of = table.drop([ITEM_ID]).take(pa.array(repeated)).to_pylist()
+            contents = {r: row_key(cells) for r, cells in zip(repeated, rows_of)}
+            bad.update(duplicate_reasons(id_list, contents, dict(bad)))
     keep = pa.array([i not in bad for i in range(table.num_rows)], pa.bool_())
     rows = [
         {ITEM_ID: id_list[i], "row": i, "stage": "validate", "reason": reason}

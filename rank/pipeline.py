@@ -458,8 +458,8 @@ def _kept_without(failures: pa.Table | None, quarantine: pa.Table) -> dict[str, 
     (a corrupt image beside a good text): items the sweep kept, by another signal."""
     if failures is None or not failures.num_rows:
         return {}
-    # Items no signal could embed (a duplicate id's later rows are quarantined at validation
-    # under the same id while its first row is indexed: not gone).
+    # Items no signal could embed (rows quarantined at validation can share an indexed item's
+    # id, a copy of a repeated id whose first row is indexed: not gone).
     stage = quarantine.column("stage").to_pylist()
     gone = {i for i, st in zip(quarantine.column(ITEM_ID).to_pylist(), stage) if st == "encode"}
     counts = Counter(
@@ -529,7 +529,7 @@ def finish_sweep(
         # share of the indexed inventory that was scored and so could be queued (budget aside)
         "coverage": round(recalled / n_indexed, 4) if n_indexed else 0.0,
         "policies": seeds.policies,
-        "reviewed": reviewed_counts(cands, include_reviewed),
+        "reviewed": reviewed_counts(cands, include_reviewed, set(queue[ITEM_ID].to_pylist())),
         **decisions,
         "seconds": {
             **{stage: round(s, 2) for stage, s in seconds.items()},

@@ -10,10 +10,10 @@ manifest are ``build_index``'s own. The steps, each exact, so that the index equ
 machine's:
 
 1. **validate** (``index.ray_engine.inventory``): ``ray.data.read_parquet`` -> ``map_batches`` of
-   ``index.schema.validate_inventory`` per block; the driver numbers rows globally and
-   quarantines ids first seen in an earlier block or file, reading ids, reasons, text and
-   metadata only, so the quarantine is the single machine's and items in = indexed +
-   quarantined.
+   ``index.schema.validate_inventory`` per block; the driver numbers rows globally and judges
+   repeated ids over all blocks and files (``schema.duplicate_reasons``: one row kept if they
+   are the same, none if they differ), reading ids, reasons, text and metadata only, so the
+   quarantine is the single machine's and items in = indexed + quarantined.
 2. **embed**: Ray tasks cut the valid rows into chunks of ``chunk_size`` consecutive items (the
    chunks ``build_index`` encodes, so every encoder call sees the same batch and the vectors are
    bitwise the single machine's) and ``map_batches(ItemEmbedder)`` embeds them on an actor pool

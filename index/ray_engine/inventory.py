@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,17 +23,17 @@ import pyarrow as pa
 from riskrank.index.content_digest import row_digests
 from riskrank.index.schema import (
     IMAGE_BYTES,
-    IMAGE_PATH,
     ITEM_ID,
     TEXT,
     duplicate_reasons,
+    row_key,
     validate_inventory,
 )
 from riskrank.index.tables import as_table
 
 _ID, _REASON, _KEY = "__rr_item_id", "__rr_reason", "__rr_key"
-# The row's text and image bytes as they are (a digest; the path stays in the projection):
-# what repeated ids are compared by, as validate_inventory compares the cells.
+# The row's text and image bytes as they are (a digest; the projection keeps every other
+# column): what rows of a repeated id are compared by, as validate_inventory compares cells.
 _CELLS = "__rr_cells"
 _HIDDEN = [_ID, _REASON, _KEY, _CELLS]
 SAVE_TO = "__rr_save_to"  # a chunk's column: the file its embedding is saved to (resume)
@@ -60,7 +61,7 @@ def _validate(batch: pa.Table, *, require_text: bool, base_dirs: list) -> pa.Tab
     ):
         ids[row], reasons[row] = item_id, why
     good = np.flatnonzero([r is None for r in reasons])
-    raw = row_digests(items, columns=[TEXT, IMAGE_BYTES], images="cells")
+    raw = row_digests(items, columns=[TEXT, IMAGE_BYTES], images="cells", skip_nulls=True)
     for row, item_id, key, cell in zip(
         good, items.column(ITEM_ID).to_pylist(), row_digests(items, base_dirs=base_dirs), raw
     ):
@@ -121,23 +122,25 @@ def _scan(projections) -> tuple[list[np.ndarray], pa.Table, list[dict], int, lis
     blocks = list(projections)
     ids: list[str | None] = []
     why: dict[int, str] = {}
-    contents: list[tuple] = []
     for block in blocks:
-        paths = (
-            block.column(IMAGE_PATH).to_pylist()
-            if IMAGE_PATH in block.column_names
-            else [None] * block.num_rows
-        )
-        for item_id, reason, cell, path in zip(
-            block.column(_ID).to_pylist(),
-            block.column(_REASON).to_pylist(),
-            block.column(_CELLS).to_pylist(),
-            paths,
+        for item_id, reason in zip(
+            block.column(_ID).to_pylist(), block.column(_REASON).to_pylist()
         ):
             if reason is not None:
                 why[len(ids)] = reason
             ids.append(item_id)
-            contents.append((cell, path))
+    counts = Counter(i for i in ids if i)
+    contents: dict[int, tuple] = {}  # what rows of a repeated id are compared by
+    start = 0
+    for block in blocks:
+        local = [r for r, i in enumerate(ids[start : start + block.num_rows]) if counts[i] > 1]
+        if local:
+            shown = block.drop(
+                [c for c in (_ID, _REASON, _KEY, ITEM_ID) if c in block.column_names]
+            )
+            for r, cells in zip(local, shown.take(pa.array(local)).to_pylist()):
+                contents[start + r] = row_key(cells)
+        start += block.num_rows
     why.update(duplicate_reasons(ids, contents, why))
     quarantined = [
         {ITEM_ID: ids[row], "row": row, "stage": "validate", "reason": reason}

@@ -25,7 +25,7 @@ def test_validate_quarantines_bad_rows_and_keeps_count():
     assert clean.column("item_id").to_pylist() == ["b"]
     reasons = dict(zip(bad["row"].to_pylist(), bad["reason"].to_pylist()))
     assert reasons[0] == reasons[2]
-    assert reasons[2].startswith("item_id 'a' has different content in rows 0, 2")
+    assert reasons[2].startswith("item_id 'a' differs between rows 0, 2")
     assert "null" in reasons[3]
     assert "UTF-8" in reasons[4]
     assert "no content" in reasons[5]
@@ -233,6 +233,23 @@ def test_repeated_ids_are_judged_whatever_the_rows_order():
         assert sorted(clean["item_id"].to_pylist()) == ["a", "b", "d"]
         assert clean.filter(pc.equal(clean["item_id"], "a"))["text"][0].as_py() == "same"
         reasons = bad["reason"].to_pylist()
-        assert sum("has different content" in r for r in reasons) == 2
-        same = "duplicate item_id 'a' (the same content as row"
+        assert sum("differs between rows" in r for r in reasons) == 2
+        same = "duplicate item_id 'a' (the same as row"
         assert sum(r.startswith(same) for r in reasons) == 1
+
+
+def test_repeated_ids_that_differ_only_in_metadata_keep_no_row():
+    """The kept row's metadata (advertiser, market) travels into the queue: rows that differ
+    there are as ambiguous as rows that differ in text. NaN equals NaN (as null does)."""
+    table = pa.table(
+        {
+            "item_id": ["a", "a", "b", "b"],
+            "text": ["x", "x", "y", "y"],
+            "advertiser": ["acme", "evil-co", "z", "z"],
+            "price": [1.0, 1.0, float("nan"), float("nan")],
+        }
+    )
+    for order in ([0, 1, 2, 3], [1, 0, 3, 2]):
+        clean, bad = validate_inventory(table.take(pa.array(order)))
+        assert clean["item_id"].to_pylist() == ["b"]
+        assert sorted(bad["reason"].to_pylist())[-1].startswith("item_id 'a' differs between rows")

@@ -259,7 +259,7 @@ def test_integer_ids_duplicates_still_caught():
 
     items, bad = validate_inventory({"item_id": [7, 8, 7], "text": ["a", "a", "a"]})
     assert items["item_id"].to_pylist() == ["7", "8"]
-    assert bad["reason"].to_pylist() == ["duplicate item_id '7' (the same content as row 0)"]
+    assert bad["reason"].to_pylist() == ["duplicate item_id '7' (the same as row 0)"]
     hist, bad = validate_history({"item_id": [1, 1], "policy": ["p", "p"], "verdict": [2, 2]})
     assert hist["item_id"].to_pylist() == ["1"] and "duplicate review" in bad["reason"][0].as_py()
     assert SeedSet.from_table({"seed_id": [5], "policy": ["p"], "text": ["x"]}).table[
