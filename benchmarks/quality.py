@@ -202,11 +202,16 @@ def read_labelled(
     text_type = t.schema.field("text").type
     if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
         fail(f"the text column holds {text_type}, not strings")
+    try:  # Parquet strings are not checked when read
+        t.column("text").validate(full=True)
+    except pa.ArrowInvalid as e:
+        fail(f"a text is not valid UTF-8; save the file as UTF-8 ({str(e).splitlines()[0]})")
     if t.num_rows == 0:
         fail("no rows")
     ids = t["item_id"].to_pylist()
-    if any(i is None for i in ids):
-        fail(f"{sum(i is None for i in ids)} row(s) without an item_id")
+    missing_ids = [r for r, i in enumerate(ids) if i is None or not str(i).strip()]
+    if missing_ids:  # a CSV's empty cell reads as "" now that ids are read as strings
+        fail(f"{len(missing_ids)} row(s) without an item_id, e.g. row {missing_ids[0]}")
     ids = [str(i) for i in ids]
     if len(set(ids)) != len(ids):
         seen: set = set()
@@ -283,7 +288,16 @@ def add_data_options(ap: argparse.ArgumentParser) -> None:
 def file_digest(path: Path) -> str:
     """sha256 of a file, or of a directory's files (their relative paths and bytes, sorted)."""
     h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    # A directory: the files its Parquet reader reads (it skips names starting "." or "_").
+    files = (
+        sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and not any(part[0] in "._" for part in p.relative_to(path).parts)
+        )
+        if path.is_dir()
+        else [path]
+    )
     for f in files:
         if path.is_dir():
             h.update(str(f.relative_to(path)).encode() + b"\0")

@@ -175,6 +175,18 @@ def test_a_csv_that_is_not_utf8_says_so(quality, tmp_path):
         quality.read_labelled(path)
 
 
+def test_a_parquet_text_that_is_not_utf8_and_an_empty_csv_id_are_refused(quality, tmp_path):
+    cols = _set()
+    raw = pa.array([t.encode() for t in cols["text"][:-1]] + [b"\xff bad"], pa.binary())
+    cols["text"] = raw.view(pa.string())  # Parquet strings are not checked when written or read
+    with pytest.raises(SystemExit, match="not valid UTF-8"):
+        quality.read_labelled(_write(tmp_path, cols))
+    cols = _set()
+    cols["item_id"][4] = ""  # a CSV's empty cell, read as a string
+    with pytest.raises(SystemExit, match="without an item_id, e.g. row 4"):
+        quality.read_labelled(_write(tmp_path, cols, "ids.csv"))
+
+
 def test_register_data_names_the_policy_and_its_cold_start_donor(quality, tmp_path):
     path = _write(tmp_path, _set())
     ap = argparse.ArgumentParser()
