@@ -272,9 +272,12 @@ PHRASE_CHARS = 200
 
 
 def _cut(phrase: str) -> str:
+    """At most ``PHRASE_CHARS`` characters, " ..." included, cut between words."""
     if len(phrase) <= PHRASE_CHARS:
         return phrase
-    return (phrase[:PHRASE_CHARS].rsplit(" ", 1)[0] or phrase[:PHRASE_CHARS]) + " ..."
+    room = PHRASE_CHARS - 4
+    # One character more: a space there means the last word ends at the cut and is kept.
+    return (phrase[: room + 1].rsplit(" ", 1)[0] or phrase[:room]) + " ..."
 
 
 def delete_spans(text: str, spans: list[Span]) -> str:

@@ -585,7 +585,13 @@ class RiskRanker:
             # One sort for all rows; the lists are then plain lookups.
             order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
             for r, x, c, best in zip(rows, X, contrib, order):
-                out[r] = [(feats[j], float(x[j]), float(c[j])) for j in best if c[j] > 0]
+                # A missing value (NaN: no review of that kind, no image) is no reason a
+                # reviewer can check, whatever LightGBM's missing branch contributes.
+                out[r] = [
+                    (feats[j], float(x[j]), float(c[j]))
+                    for j in best
+                    if c[j] > 0 and np.isfinite(x[j])
+                ]
         return out
 
     def _contributions(self, table: pa.Table, variant: np.ndarray):

@@ -158,9 +158,13 @@ def mark_reviewed(
     return cands
 
 
-def reviewed_counts(cands: pa.Table, include_reviewed: bool) -> dict:
-    """For the report: reviewed candidate rows by status, and the items the queue left out
-    because every policy they were recalled for had already reviewed them unchanged."""
+def reviewed_counts(
+    cands: pa.Table, include_reviewed: bool, queued: set[str] | None = None
+) -> dict:
+    """For the report: reviewed candidate rows by status, the items the queue left out
+    because every policy they were recalled for had already reviewed them unchanged, and
+    those of ``queued`` (the queue's items, after its budget) reviewed unchanged for a policy
+    but queued for another."""
     status = cands.column("reviewed").to_pylist() if "reviewed" in cands.column_names else []
     ids = cands.column(ITEM_ID).to_pylist() if status else []
     unchanged = {i for i, s in zip(ids, status) if s == UNCHANGED}
@@ -171,6 +175,8 @@ def reviewed_counts(cands: pa.Table, include_reviewed: bool) -> dict:
         "excluded_from_queue": 0 if include_reviewed else len(fully),
         # A review counts for its own policy: such an item can still be queued for another
         # (a confirmed scam recalled by the insult seeds too).
-        "queued_for_other_policies": 0 if include_reviewed else len(unchanged - fully),
+        "queued_for_other_policies": 0
+        if include_reviewed
+        else len((unchanged - fully) & (queued if queued is not None else unchanged)),
         "include_reviewed": include_reviewed,
     }

@@ -214,7 +214,7 @@ def index_summary(report: dict) -> str | None:
         counts = ", ".join(f"{k} {u.get(k, 0):,}" for k in ("added", "changed", "removed"))
         return f"version {u.get('version')}: {counts}; embedded {u.get('embedded', 0):,}"
     if earlier := report.get("index_up_to_date"):
-        return f"version {earlier.get('version')}, up to date: nothing embedded"
+        return f"version {earlier.get('version')}, up to date: no inventory item embedded"
     return None
 
 

@@ -244,7 +244,7 @@ def test_cli_updates_a_standing_index_and_sweeps_it_retroactively(
     argv += ["--model", str(model_dir), "--out", str(tmp_path / "sw"), "--k", "200"]
     assert main(argv) == 0
     out = capsys.readouterr().out  # the summary says the index was searched as it stands
-    assert "standing index" in out and "version 1, up to date: nothing embedded" in out
+    assert "standing index" in out and "version 1, up to date: no inventory item embedded" in out
     queue = pq.read_table(tmp_path / "sw" / "queue.parquet")
     assert queue.num_rows and gone not in set(queue["item_id"].to_pylist())
     # It reports what it swept, not the last update's deletion list.

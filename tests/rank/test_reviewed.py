@@ -83,6 +83,9 @@ def test_a_review_counts_for_its_own_policy_only(history, inventory_items, seeds
     assert ("reviewed and unchanged for a policy, queued for another (items)", "15") in (
         count_rows(both.report)
     )
+    cut = sweep(inv, two, hashing_model, k=None, budget=20, show_progress=False)
+    shown = set(cut.queue["item_id"].to_pylist()) & unchanged
+    assert cut.report["reviewed"]["queued_for_other_policies"] == len(shown) < 15
 
 
 def test_content_digest_sees_text_and_image_edits_not_absent_columns():
