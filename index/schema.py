@@ -206,8 +206,8 @@ def validate_inventory(
     Raises ``SchemaError`` for table-level problems (``INVENTORY_SCHEMA``: missing ``item_id``,
     a column of a type it cannot be read as; no content column);
     row-level problems (null/duplicate id, no content, bad UTF-8) are quarantined: of rows
-    sharing an id, one is kept if they hold the same content, none if they differ
-    (``duplicate_reasons``). ``duplicates=False`` leaves repeated ids to the caller (the Ray
+    sharing an id, one is kept if they are the same (content and metadata), none if they
+    differ (``duplicate_reasons``). ``duplicates=False`` leaves repeated ids to the caller (the Ray
     engine judges them across all blocks).
 
     >>> items, bad = validate_inventory({"item_id": ["a", "a"], "text": ["x", "y"]})
