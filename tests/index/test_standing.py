@@ -603,13 +603,7 @@ def test_a_picture_moved_to_another_file_or_into_bytes_is_not_embedded_again(tmp
     day1 = by_path("2026-12-05", [f"creative-{i}-v2.jpg" for i in range(4)])
     day2 = pa.table({"item_id": ids, "text": texts, "image_bytes": pictures[:4]})
     # Day 0 is written as an index made before the key format: keys digest the path too.
-    real_keys = standing_mod.signal_content_keys
-    monkeypatch.setattr(
-        standing_mod,
-        "signal_content_keys",
-        lambda table, signal, legacy=True: real_keys(table, signal, legacy=True),
-    )
-    monkeypatch.setattr(standing_mod, "KEY_FORMAT", 1)
+    _write_keys_as_before_key_format(monkeypatch)
     pdq = CountingPdq(tmp_path)
     standing = StandingIndex(tmp_path / "st")
     standing.update(day0, [HashingTextSignal(), pdq], show_progress=False)
@@ -737,6 +731,18 @@ def test_a_recall_setting_changes_no_content_key(tmp_path):
     assert (stats.added, stats.changed, stats.embedded) == (1, 0, 0)
 
 
+def _write_keys_as_before_key_format(monkeypatch) -> None:
+    """Until ``monkeypatch.undo()``, updates write an index as one made before KEY_FORMAT 2:
+    keys digest image paths and every ``describe()`` key."""
+    real_keys = standing_mod.signal_content_keys
+    monkeypatch.setattr(
+        standing_mod,
+        "signal_content_keys",
+        lambda table, signal, legacy=True: real_keys(table, signal, legacy=True),
+    )
+    monkeypatch.setattr(standing_mod, "KEY_FORMAT", 1)
+
+
 def test_an_upgrade_and_a_new_recall_setting_on_one_day_re_hash_nothing(tmp_path, monkeypatch):
     """An index written before the key format made its keys with every ``describe()`` key,
     PDQ's threshold too: the first update after the upgrade, with the threshold tuned that same
@@ -745,13 +751,7 @@ def test_an_upgrade_and_a_new_recall_setting_on_one_day_re_hash_nothing(tmp_path
 
     pics = [jpeg(scene(i, size=64)) for i in range(3)]
     inv = pa.table({"item_id": ["a", "b", "c"], "text": ["x", "y", "z"], "image_bytes": pics})
-    real_keys = standing_mod.signal_content_keys
-    monkeypatch.setattr(
-        standing_mod,
-        "signal_content_keys",
-        lambda table, signal, legacy=True: real_keys(table, signal, legacy=True),
-    )
-    monkeypatch.setattr(standing_mod, "KEY_FORMAT", 1)
+    _write_keys_as_before_key_format(monkeypatch)
     standing = StandingIndex(tmp_path / "st")
     old = [HashingTextSignal(), CountingPdq(match_threshold=31)]
     standing.update(inv, old, show_progress=False)
