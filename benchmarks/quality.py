@@ -140,6 +140,7 @@ SHIPPED = ("spamassassin", "insults")
 # Labelled text sets given with --data NAME=FILE (read once, checked): name -> (history, sweep).
 # A set's policy is its name; its cold start borrows --cold-from's history (OTHER).
 EXTRA: dict[str, tuple[pa.Table, pa.Table]] = {}
+NOT_UTF8 = "a text is not valid UTF-8; save the file as UTF-8"
 # What each --data set was made from (a run's meta records it; --resume compares it).
 DATA_FILES: dict[str, dict] = {}
 SIDES = {"history": "history", "train": "history", "sweep": "sweep", "test": "sweep"}
@@ -189,9 +190,7 @@ def read_labelled(
             fail("give a .parquet or .csv file, or a directory of Parquet files")
     except (pa.ArrowInvalid, OSError) as e:
         why = str(e).splitlines()[0]
-        if "UTF8" in why or "UTF-8" in why:
-            fail(f"a text is not valid UTF-8; save the file as UTF-8 ({why})")
-        fail(f"unreadable ({why})")
+        fail(f"{NOT_UTF8} ({why})" if "UTF8" in why or "UTF-8" in why else f"unreadable ({why})")
     have = set(t.column_names)
     missing = [c for c in ("item_id", "text") if c not in have]
     if missing or not have & {"label", "verdict"}:
@@ -205,7 +204,7 @@ def read_labelled(
     try:  # Parquet strings are not checked when read
         t.column("text").validate(full=True)
     except pa.ArrowInvalid as e:
-        fail(f"a text is not valid UTF-8; save the file as UTF-8 ({str(e).splitlines()[0]})")
+        fail(f"{NOT_UTF8} ({str(e).splitlines()[0]})")
     if t.num_rows == 0:
         fail("no rows")
     ids = t["item_id"].to_pylist()

@@ -768,8 +768,11 @@ def resume(args, results: dict) -> None:
         or now is None
         or (was["sha256"], was["cold_from"]) != (now["sha256"], now["cold_from"])
     ):
-        said = "no recorded data file" if was is None else f"{was['file']} ({was['sha256'][:12]}, "
-        said += "" if was is None else f"cold start from {was['cold_from']})"
+        said = (
+            "no recorded data file"
+            if was is None
+            else f"{was['file']} ({was['sha256'][:12]}, cold start from {was['cold_from']})"
+        )
         raise SystemExit(
             f"--resume: {path} ran on {said}, not this --data {name} and --cold-from; "
             "start it again without --resume (or in another --out)"
