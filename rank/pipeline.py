@@ -35,6 +35,7 @@ from riskrank.index.standing import DELTA, VERSIONS, StandingIndex
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.index.vectors.faiss_index import parse_bytes
+from riskrank.rank import sweep_output
 from riskrank.rank.engine import resolve_sweep_engine
 from riskrank.rank.exploration import EXPLORE_SHARE, arrange_queue
 from riskrank.rank.input_checks import (
@@ -281,6 +282,7 @@ def sweep(
     show_progress: bool = True,
     campaigns: bool = False,
     explore: float = EXPLORE_SHARE,
+    reports: bool = False,
 ) -> SweepResult:
     """Index ``inventory``, recall with ``seeds``, rank, and return the escalation queue.
 
@@ -313,9 +315,12 @@ def sweep(
     seeds: new seeds or a new policy matched retroactively against everything indexed.
 
     With ``out_dir`` everything is written there (``index/`` unless ``index_dir``,
-    ``candidates.parquet``, ``queue.parquet``, ``quarantine.parquet``, ``report.json``);
-    running the same sweep again after a crash, under either engine, resumes the embedding
-    where it stopped.
+    ``candidates.parquet``, ``queue.parquet``, ``quarantine.parquet``, ``report.json``;
+    ``reports=True`` adds ``report.md``, ``report.png`` and ``report.html``, as
+    ``rr.write_reports`` would); running the same sweep again after a crash, under either
+    engine, resumes the embedding where it stopped. The previous run's outputs there are
+    removed just before the new ones are written, and ``_SUCCESS`` is written once they all
+    are: wait for it (``rr.sweep_complete(out_dir)``) before reading them.
     """
     t0 = time.time()
     check_budget(budget)
@@ -411,7 +416,14 @@ def sweep(
                 links_cache=index_path / LINKS_FILE,
             ),
             reasons_cache=index_path / REASONS_FILE,
+            reports=_reports_writer(seeds, image_base_dir) if reports else None,
         )
+
+
+def _reports_writer(seeds: SeedSet, image_base_dir) -> Callable[[SweepResult], object]:
+    from riskrank.rank.evaluation.report import write_reports_into
+
+    return partial(write_reports_into, seeds=seeds.table, image_base_dir=image_base_dir)
 
 
 def recall_with_memo(
@@ -485,6 +497,7 @@ def finish_sweep(
     arrange: Callable[..., pa.Table] | None = None,
     reasons_cache: Path | None = None,
     signal_failures: pa.Table | None = None,
+    reports: Callable[[SweepResult], object] | None = None,
 ) -> SweepResult:
     """The end every sweep engine shares: queue, report (``extra`` keys added), the item
     accounting check, and the files in ``out_dir``.
@@ -497,6 +510,9 @@ def finish_sweep(
     sweep's phrase attributions, reused for unchanged texts (rank/sweep_cache.py).
     ``signal_failures``: the index's (why a signal lacks an item it had content for); the
     report counts, per signal, the indexed items it lacks, and ``out_dir`` gets the table.
+    ``reports``: writes the human reports of the result into ``out_dir`` before the run is
+    marked complete (rank/sweep_output.py: the previous run's outputs are removed first and
+    ``_SUCCESS`` is written last).
     """
     t0 = time.time()
     queue = build_queue(
@@ -554,14 +570,19 @@ def finish_sweep(
         raise RuntimeError(f"item accounting broken: {report}")  # never silently lose items
     for warning in report["warnings"]:
         log.warning(warning)
+    result = SweepResult(queue, cands, quarantine, report, out_dir)
     if out_dir:
+        sweep_output.begin(out_dir)
         write_parquet(cands, out_dir / "candidates.parquet")
         write_parquet(queue, out_dir / "queue.parquet")
         write_parquet(quarantine, out_dir / "quarantine.parquet")
         if signal_failures is not None:
             write_parquet(signal_failures, out_dir / SIGNAL_FAILURES)
         (out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    return SweepResult(queue, cands, quarantine, report, out_dir)
+        if reports is not None:
+            reports(result)
+        sweep_output.complete(out_dir)
+    return result
 
 
 NOT_FOUND = "image file not found"  # index/paths.py's reason for a path with no file

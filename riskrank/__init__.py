@@ -8,6 +8,8 @@ The short import for analysts::
     result = rr.sweep("ads.parquet", "seeds.parquet", model, out_dir="runs/today", budget=500)
     result.queue.to_pandas().head()
     rr.write_reports(result, "seeds.parquet")  # report.md, report.png, report.html
+    rr.sweep(..., reports=True)   # the same reports, written before the run's _SUCCESS marker
+    rr.sweep_complete("runs/today")  # True once every output of the run is written
     rr.sweep(..., engine="ray")   # or engine=rr.RaySweepEngine(address="auto", num_shards=8)
 
 The three stages live in ``riskrank.index`` (content -> searchable index),
@@ -34,6 +36,7 @@ from riskrank.index.ray_engine.engine import RayEngine
 from riskrank.rank import RiskModel, RiskRanker, ScoredCandidates, SweepResult, sweep, train
 from riskrank.rank.evaluation.report import write_sweep_reports as write_reports
 from riskrank.rank.ray_engine import RaySweepEngine
+from riskrank.rank.sweep_output import is_complete as sweep_complete
 from riskrank.recall import SeedSet
 from riskrank.recall import recall as recall_candidates  # ``riskrank.recall`` is the package
 
@@ -61,6 +64,7 @@ __all__ = [
     "recall_candidates",
     "register_signal",
     "sweep",
+    "sweep_complete",
     "train",
     "write_reports",
 ]

@@ -52,7 +52,10 @@ def run_sweep(inventory, seeds, model_dir, out_dir) -> None:
 
     from riskrank.rank.pipeline import sweep
 
-    sweep(inventory, seeds, model_dir, out_dir=out_dir, k=200, chunk_size=32, show_progress=False)
+    sweep(
+        inventory, seeds, model_dir, out_dir=out_dir, k=200, chunk_size=32, show_progress=False,
+        reports=True,  # as the CLI does: a kill can land between the queue and its reports
+    )  # fmt: skip
 
 
 def make_inputs(root: Path, *, n_history: int = 400, n_inventory: int = 800) -> dict[str, Path]:
@@ -166,11 +169,13 @@ def inspect_model(model_dir: Path, old: dict | None, new: dict) -> str:
     raise AssertionError(f"{model_dir} loaded a model that is neither the old nor the new one")
 
 
-def inspect_sweep(out_dir: Path) -> str:
-    """After a kill: the index opens whole or is refused; every table present is readable."""
+def inspect_sweep(out_dir: Path, reference: dict) -> str:
+    """After a kill: the index opens whole or is refused; every table present is readable;
+    where the run's ``_SUCCESS`` marker is, every file it lists is there and the run's."""
     import pyarrow.parquet as pq
 
     from riskrank.index.store import InventoryIndex
+    from riskrank.rank.sweep_output import MARKER
 
     state = []
     try:
@@ -183,6 +188,13 @@ def inspect_sweep(out_dir: Path) -> str:
         if path.exists():
             pq.read_table(path)  # written atomically: never half a file
             state.append(name)
+    marker = Path(out_dir) / MARKER
+    if marker.exists():
+        listed = json.loads(marker.read_text())["files"]
+        missing = [f for f in listed if not (Path(out_dir) / f).is_file()]
+        assert not missing and "report.md" in listed, (listed, missing)
+        assert sweep_outcome(out_dir) == reference, "a marked run differs from the reference"
+        state.append("complete")
     return ", ".join(state)
 
 
@@ -206,7 +218,7 @@ def sweep_trial(root: Path, paths: dict, reference: dict, delay: float) -> Trial
     shutil.rmtree(out, ignore_errors=True)
     args = ["sweep", paths["inventory"], paths["seeds"], root / "ref_model_b", out]
     killed = kill_at(args, delay)
-    after = inspect_sweep(out)
+    after = inspect_sweep(out, reference)
     run_sweep(paths["inventory"], paths["seeds"], root / "ref_model_b", out)
     return Trial("sweep", delay, killed, after, sweep_outcome(out) == reference)
 

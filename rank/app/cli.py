@@ -267,7 +267,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from riskrank.rank.evaluation.report import write_sweep_reports
     from riskrank.rank.pipeline import sweep
 
     if args.inventory is None and args.index is None:
@@ -291,8 +290,8 @@ def cmd_sweep(args) -> int:
         campaigns=args.campaign_mode,
         explore=args.explore,
         include_reviewed=args.include_reviewed,
+        reports=True,  # written before the run's _SUCCESS marker
     )
-    write_sweep_reports(result, args.seeds, image_base_dir=args.image_base_dir)
     _summary(result.report, Path(args.out))
     return 0
 
@@ -546,8 +545,9 @@ def _sweep_parser(sub) -> None:
     s.add_argument(
         "--out",
         required=True,
-        help="output directory: queue.parquet, report.md/.html/.png, report.json (a re-run "
-        "into it replaces them and reuses its index/)",
+        help="output directory: queue.parquet, report.md/.html/.png, report.json, and "
+        "_SUCCESS once they are all written (a re-run into it replaces them and reuses its "
+        "index/)",
     )
     s.add_argument(
         "--index",

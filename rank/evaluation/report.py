@@ -329,13 +329,41 @@ def write_sweep_reports(
     >>> result = rr.sweep("ads.parquet", "seeds.parquet", model, out_dir="runs/a")  # doctest: +SKIP
     >>> rr.write_reports(result, "seeds.parquet")["html"]                         # doctest: +SKIP
     """
-    from riskrank.index.tables import as_table
-    from riskrank.rank.evaluation.html_report import write_html_report
+    from riskrank.rank import sweep_output
 
     out = Path(out_dir) if out_dir is not None else result.out_dir
     if out is None:
         raise ValueError("write_reports: the sweep had no out_dir; pass out_dir=")
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    # Beside the sweep's own files: its marker is off while the reports are written, so no
+    # reader takes a half-written report (or none) for the finished run's.
+    own = result.out_dir is not None and out.resolve() == Path(result.out_dir).resolve()
+    if own:
+        sweep_output.begin(out, sweep_output.REPORTS)
+    written = write_reports_into(
+        result, seeds, out_dir=out, labels=labels, quality=quality, image_base_dir=image_base_dir
+    )
+    if own:
+        sweep_output.complete(out)
+    return written
+
+
+def write_reports_into(
+    result,
+    seeds,
+    *,
+    out_dir: str | Path | None = None,
+    labels=None,
+    quality: dict | None = None,
+    image_base_dir: str | Path | None = None,
+) -> dict[str, Path]:
+    """``write_sweep_reports`` without the completion marker (a sweep that writes its reports
+    itself marks the run complete after them: rank/sweep_output.py)."""
+    from riskrank.index.tables import as_table
+    from riskrank.rank.evaluation.html_report import write_html_report
+
+    out = Path(out_dir) if out_dir is not None else Path(result.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels = as_table(labels, what="labels") if labels is not None else None
     if labels is not None and quality is None:
