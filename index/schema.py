@@ -13,14 +13,23 @@ the quarantine table (``item_id``, ``row``, ``stage``, ``reason``) so that
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from riskrank.index.tables import SchemaError, TableLike, as_table, check_columns, doc_field
+from riskrank.index.tables import (
+    FILES_KEY,
+    SchemaError,
+    TableLike,
+    as_table,
+    check_columns,
+    doc_field,
+)
 
 ITEM_ID = "item_id"
 TEXT = "text"
@@ -51,6 +60,10 @@ QUARANTINE_SCHEMA = pa.schema(
         doc_field("row", pa.int64(), "row number in the input (-1: found after validation)"),
         doc_field("stage", pa.string(), "where it was refused: validate, encode, history"),
         doc_field("reason", pa.string(), "why, in words"),
+        doc_field(
+            "file", pa.string(), "the Parquet file of the row (a directory's: relative to it)"
+        ),
+        doc_field("file_row", pa.int64(), "row number within that file"),
     ],
     metadata={"doc": "a row that could not be used, with the reason"},
 )
@@ -103,8 +116,38 @@ def signal_failure_table(rows: dict[str, list]) -> pa.Table:
 
 
 def quarantine_table(rows: list[dict]) -> pa.Table:
-    """Build a quarantine table from ``[{item_id, row, stage, reason}, ...]``."""
+    """Build a quarantine table from ``[{item_id, row, stage, reason[, file, file_row]}, ...]``
+    (no file: null)."""
     return pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
+
+
+class SourceFiles:
+    """Which file an input row came from: the runs of rows ``tables.FILES_KEY`` records
+    (none for a table made in memory). ``where(row)`` -> ``{"file", "file_row"}``."""
+
+    def __init__(self, runs: list[tuple[str, int]]) -> None:
+        self.names = [name for name, _ in runs]
+        self.starts = np.cumsum([0] + [int(n) for _, n in runs])
+
+    @classmethod
+    def of(cls, table: pa.Table) -> SourceFiles:
+        raw = (table.schema.metadata or {}).get(FILES_KEY)
+        return cls(json.loads(raw) if raw else [])
+
+    def where(self, row: int) -> dict:
+        if not self.names or not 0 <= row < self.starts[-1]:
+            return {}
+        i = int(np.searchsorted(self.starts, row, side="right")) - 1
+        return {"file": self.names[i], "file_row": int(row - self.starts[i])}
+
+
+def without_files(table: pa.Table) -> pa.Table:
+    """``table`` without the record of its files (the index keeps items, not where they
+    were read from)."""
+    meta = table.schema.metadata or {}
+    if FILES_KEY not in meta:
+        return table
+    return table.replace_schema_metadata({k: v for k, v in meta.items() if k != FILES_KEY})
 
 
 def _as_text_column(table: pa.Table, bad: dict[int, str]) -> pa.Array:
@@ -262,8 +305,9 @@ def validate_inventory(
             contents = {r: row_key(cells) for r, cells in zip(repeated, rows_of)}
             bad.update(duplicate_reasons(id_list, contents, dict(bad)))
     keep = pa.array([i not in bad for i in range(table.num_rows)], pa.bool_())
+    files = SourceFiles.of(table)
     rows = [
-        {ITEM_ID: id_list[i], "row": i, "stage": "validate", "reason": reason}
+        {ITEM_ID: id_list[i], "row": i, "stage": "validate", "reason": reason, **files.where(i)}
         for i, reason in sorted(bad.items())
     ]
-    return table.filter(keep), quarantine_table(rows)
+    return without_files(table.filter(keep)), quarantine_table(rows)

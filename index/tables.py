@@ -16,6 +16,10 @@ import pyarrow.parquet as pq
 
 TableLike = Any  # pa.Table | pandas.DataFrame | polars.DataFrame | str | Path
 ID_COLUMN = "item_id"
+# Schema metadata of a table read from Parquet: which file each run of rows came from, as
+# JSON [[name, rows], ...] in row order, so that a quarantined row names its file
+# (index/schema.py ``SourceFiles``). A directory's files are named relative to it.
+FILES_KEY = b"riskrank.files"
 
 
 class SchemaError(ValueError):
@@ -47,7 +51,9 @@ def _to_arrow(data: TableLike, what: str) -> pa.Table:
         return _read_parquet(data, what)
     if isinstance(data, (list, tuple)) and data and all(isinstance(d, (str, Path)) for d in data):
         # Several Parquet files (as Ray reads them): rows in the order of the list.
-        return _concat_files([_read_parquet(d, what) for d in data], [str(d) for d in data], what)
+        tables = [_read_parquet(d, what) for d in data]
+        names = [str(d) for d in data]
+        return with_files(_concat_files(tables, names, what), names, tables)
     module = type(data).__module__.split(".")[0]
     if module == "pandas" and ID_COLUMN not in data.columns and data.index.name == ID_COLUMN:
         data = data.reset_index()  # ids kept as the DataFrame's index (a database key)
@@ -103,11 +109,36 @@ def _read_parquet(data: str | Path, what: str) -> pa.Table:
             )
             if len(fragments) > 1:
                 tables = [_with_partition_keys(f) for f in fragments]
-                return _concat_files(tables, [f.path for f in fragments], what)
-        return pq.read_table(source)
+                joined = _concat_files(tables, [f.path for f in fragments], what)
+                return with_files(joined, [relative_to(f.path, source) for f in fragments], tables)
+            table = pq.read_table(source)
+            names = [relative_to(f.path, source) for f in fragments] or [str(data)]
+            return with_files(table, names[:1], [table])
+        table = pq.read_table(source)
+        if isinstance(source, str):  # a URI: one dataset, as the Ray engine reads it
+            return table
+        return with_files(table, [str(data)], [table])
     except (pa.ArrowInvalid, OSError) as exc:
         msg = f"{what}: {source} is not a readable Parquet file/dataset: {exc}"
         raise SchemaError(msg) from exc
+
+
+def relative_to(path: str, directory: Path) -> str:
+    """A file of ``directory`` named relative to it (as the quarantine names it)."""
+    try:
+        return Path(path).relative_to(directory).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def with_files(table: pa.Table, names: list[str], tables: list[pa.Table]) -> pa.Table:
+    """``table`` (``tables`` joined, in order) with ``FILES_KEY``: which file each run of its
+    rows came from."""
+    import json
+
+    runs = [[name, t.num_rows] for name, t in zip(names, tables)]
+    meta = {**(table.schema.metadata or {}), FILES_KEY: json.dumps(runs).encode()}
+    return table.replace_schema_metadata(meta)
 
 
 def _with_partition_keys(fragment) -> pa.Table:

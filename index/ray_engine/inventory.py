@@ -25,11 +25,12 @@ from riskrank.index.schema import (
     IMAGE_BYTES,
     ITEM_ID,
     TEXT,
+    SourceFiles,
     duplicate_reasons,
     row_key,
     validate_inventory,
 )
-from riskrank.index.tables import as_table
+from riskrank.index.tables import as_table, relative_to
 
 _ID, _REASON, _KEY = "__rr_item_id", "__rr_reason", "__rr_key"
 # The row's text and image bytes as they are (a digest; the projection keeps every other
@@ -80,13 +81,16 @@ def _validate(batch: pa.Table, *, require_text: bool, base_dirs: list) -> pa.Tab
 
 
 def _read(inventory):
-    """A Ray Dataset over the inventory rows, in input order."""
+    """A Ray Dataset over the inventory rows, in input order, and which file each run of
+    rows comes from (``schema.SourceFiles``: named as ``tables.as_table`` names them, so
+    that both engines' quarantines say the same)."""
     import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
     import ray
 
-    filesystem = None
+    filesystem, names = None, None
     if isinstance(inventory, (list, tuple)) and all(isinstance(p, (str, Path)) for p in inventory):
-        files = [str(p) for p in inventory]
+        files = names = [str(p) for p in inventory]
     elif isinstance(inventory, str) and "://" in inventory:  # s3://, gs://, file://, ...
         # pyarrow resolves the file system and lists the files in its (sorted) order.
         found = pads.dataset(inventory, format="parquet")
@@ -97,13 +101,21 @@ def _read(inventory):
             raise FileNotFoundError(f"inventory: no such file or directory: {path}")
         # The file order of pyarrow's own reader (what rank.pipeline.sweep reads): sorted paths.
         files = pads.dataset(path, format="parquet").files if path.is_dir() else [str(path)]
+        names = [relative_to(f, path) for f in files] if path.is_dir() else [str(inventory)]
     else:
         table = as_table(inventory, what="inventory")
         step = max(1, -(-table.num_rows // 64))  # some blocks, for parallel validation
-        return ray.data.from_arrow([table.slice(s, step) for s in range(0, table.num_rows, step)])
+        blocks = [table.slice(s, step) for s in range(0, table.num_rows, step)]
+        return ray.data.from_arrow(blocks), SourceFiles.of(table)
     if not files:
         raise FileNotFoundError(f"inventory: no Parquet files in {inventory}")
-    return ray.data.read_parquet(files, filesystem=filesystem)
+    runs = []
+    if names is not None:  # (a URI's files are not named: as_table reads it as one dataset)
+        try:
+            runs = [[n, pq.read_metadata(f).num_rows] for n, f in zip(names, files)]
+        except (OSError, pa.ArrowInvalid):
+            runs = []  # Ray's reader names the bad file
+    return ray.data.read_parquet(files, filesystem=filesystem), SourceFiles(runs)
 
 
 def _project(block: pa.Table) -> pa.Table:
@@ -112,9 +124,12 @@ def _project(block: pa.Table) -> pa.Table:
     return block.select([c for c in block.column_names if c != IMAGE_BYTES])
 
 
-def _scan(projections) -> tuple[list[np.ndarray], pa.Table, list[dict], int, list[str]]:
+def _scan(
+    projections, files: SourceFiles | None = None
+) -> tuple[list[np.ndarray], pa.Table, list[dict], int, list[str]]:
     """The blocks' projections in order: global row numbers, and repeated ids judged over all
-    of them (``schema.duplicate_reasons``, as a single machine's validation does).
+    of them (``schema.duplicate_reasons``, as a single machine's validation does); ``files``
+    names each quarantined row's file.
 
     Returns per block the rows that passed, the metadata of all passing rows (input order),
     the quarantine rows, the number of rows read and the passing rows' content digests.
@@ -142,8 +157,9 @@ def _scan(projections) -> tuple[list[np.ndarray], pa.Table, list[dict], int, lis
                 contents[start + r] = row_key(cells)
         start += block.num_rows
     why.update(duplicate_reasons(ids, contents, why))
+    files = files or SourceFiles([])
     quarantined = [
-        {ITEM_ID: ids[row], "row": row, "stage": "validate", "reason": reason}
+        {ITEM_ID: ids[row], "row": row, "stage": "validate", "reason": reason, **files.where(row)}
         for row, reason in sorted(why.items())
     ]
     keys: list[str] = []
@@ -288,7 +304,8 @@ def read_inventory(inventory, *, require_text: bool, base_dirs: list) -> Validat
     """
     import ray
 
-    valid = _read(inventory).map_batches(
+    data, files = _read(inventory)
+    valid = data.map_batches(
         _validate,
         fn_kwargs={"require_text": require_text, "base_dirs": base_dirs},
         batch_format="pyarrow",
@@ -296,6 +313,6 @@ def read_inventory(inventory, *, require_text: bool, base_dirs: list) -> Validat
     blocks = valid.to_arrow_refs()
     project = ray.remote(_project)
     keep_rows, items, quarantined, n_in, keys = _scan(
-        ray.get(ref) for ref in [project.remote(b) for b in blocks]
+        (ray.get(ref) for ref in [project.remote(b) for b in blocks]), files
     )
     return ValidatedInventory(blocks, keep_rows, items, quarantined, n_in, keys)

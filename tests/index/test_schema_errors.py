@@ -110,3 +110,34 @@ def test_a_parquet_directory_keeps_every_files_columns(tmp_path):
         one = {"item_id": [day], "text": ["an ad"]}
         pq.write_table(pa.table(one), tmp_path / "days" / f"day={day}" / "part.parquet")
     assert as_table(tmp_path / "days")["day"].to_pylist() == ["2024-01-01", "2024-01-02"]
+
+
+def test_a_quarantined_row_names_its_file(tmp_path):
+    """Row numbers of a directory count over all its files: an outsider's quarantine said
+    "row 613" of a three-file export and named no file."""
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "ads"
+    (d / "day=2").mkdir(parents=True)
+    pq.write_table(pa.table({"item_id": ["a", "b"], "text": ["x", "y"]}), d / "part-0.parquet")
+    pq.write_table(pa.table({"item_id": ["c", None, "d"], "text": ["z", "w", ""]}),
+                   d / "part-1.parquet")  # fmt: skip
+    pq.write_table(pa.table({"item_id": ["e", "a"], "text": ["v", "other"]}),
+                   d / "day=2" / "part.parquet")  # fmt: skip
+    items, bad = validate_inventory(d)
+    got = [(r["row"], r["file"], r["file_row"], r["reason"][:12]) for r in bad.to_pylist()]
+    assert got == [  # the files in pyarrow's (sorted) order: day=2/ first
+        (1, "day=2/part.parquet", 1, "item_id 'a' "),  # differs from its row in part-0
+        (2, "part-0.parquet", 0, "item_id 'a' "),
+        (5, "part-1.parquet", 1, "item_id is n"),
+        (6, "part-1.parquet", 2, "no content: "),
+    ]
+    assert b"riskrank.files" not in (items.schema.metadata or {})  # not carried into the index
+    # One file, a list of files: named as given. A table made in memory: no file.
+    one = tmp_path / "one.parquet"
+    pq.write_table(pa.table({"item_id": ["a", ""], "text": ["x", "y"]}), one)
+    assert validate_inventory(one)[1].to_pylist()[0]["file"] == str(one)
+    listed = validate_inventory([d / "part-0.parquet", str(one)])[1].to_pylist()
+    # (its "a" repeats part-0's row exactly: the copy is quarantined, the first kept)
+    assert [(r["file"], r["file_row"]) for r in listed] == [(str(one), 0), (str(one), 1)]
+    assert validate_inventory(pq.read_table(one))[1].to_pylist()[0]["file"] is None

@@ -328,6 +328,9 @@ def test_quarantine_matches_including_duplicates_across_files(on_ray, single, da
     reasons = {r["item_id"]: r["reason"] for r in on_ray.quarantine.to_pylist()}
     assert reasons["item-0001"].startswith("item_id 'item-0001' differs between rows 1, ")
     assert "empty" in reasons["empty-1"]
+    # Each row names its file and its row there (the global row number named none).
+    where = {(r["file"], r["file_row"]) for r in on_ray.quarantine.to_pylist()}
+    assert ("part-1.parquet", 5) in where and ("part-2.parquet", 3) in where
     rows_in = sum(pq.read_metadata(f).num_rows for f in data["files"])
     rep = on_ray.report
     assert rep["items_in"] == rows_in == rep["items_indexed"] + rep["items_quarantined"]
@@ -435,7 +438,10 @@ def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single, data,
     assert on_ray.report["index_update"]["embedded"] == single.report["index_update"]["embedded"]
     # build_index on Ray writes shards; opened without Ray, checksums verified, they are
     # searched and merged in this process.
-    build_index(data["inv_dir"], tmp_path / "sharded", engine=RayEngine(num_shards=3))
+    sharded = build_index(data["inv_dir"], tmp_path / "sharded", engine=RayEngine(num_shards=3))
+    # Read by Ray from the directory (not a table the pipeline read): the same quarantine,
+    # files named alike.
+    assert sharded.quarantine.to_pylist() == single.quarantine.to_pylist()
     entry = json.loads((tmp_path / "sharded" / "manifest.json").read_text())["signals"]["text"]
     assert len(entry["shards"]) == 3 and entry["index_key"] == "Flat"
     assert sum(s["count"] for s in entry["shards"]) == entry["count"] == len(ids)
