@@ -13,7 +13,6 @@ the quarantine table (``item_id``, ``row``, ``stage``, ``reason``) so that
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
@@ -23,12 +22,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from riskrank.index.tables import (
-    FILES_KEY,
     SchemaError,
     TableLike,
     as_table,
     check_columns,
     doc_field,
+    file_runs,
+    without_files,
 )
 
 ITEM_ID = "item_id"
@@ -131,8 +131,7 @@ class SourceFiles:
 
     @classmethod
     def of(cls, table: pa.Table) -> SourceFiles:
-        raw = (table.schema.metadata or {}).get(FILES_KEY)
-        return cls(json.loads(raw) if raw else [])
+        return cls(file_runs(table))
 
     def where(self, row: int) -> dict:
         if not self.names or not 0 <= row < self.starts[-1]:
@@ -141,13 +140,16 @@ class SourceFiles:
         return {"file": self.names[i], "file_row": int(row - self.starts[i])}
 
 
-def without_files(table: pa.Table) -> pa.Table:
-    """``table`` without the record of its files (the index keeps items, not where they
-    were read from)."""
-    meta = table.schema.metadata or {}
-    if FILES_KEY not in meta:
-        return table
-    return table.replace_schema_metadata({k: v for k, v in meta.items() if k != FILES_KEY})
+def name_files(quarantine: pa.Table, files: SourceFiles) -> pa.Table:
+    """``quarantine`` (of any version of ``QUARANTINE_SCHEMA``) with ``file``/``file_row``
+    from ``files``, today's input: an index found up to date returns the quarantine the
+    version was made with, whose files were that day's (the same rows under other names)."""
+    rows = quarantine.to_pylist()
+    for r in rows:
+        at = r.get("row")
+        where = files.where(at) if r.get("stage") == "validate" and at is not None else {}
+        r["file"], r["file_row"] = where.get("file"), where.get("file_row")
+    return quarantine_table(rows)
 
 
 def _as_text_column(table: pa.Table, bad: dict[int, str]) -> pa.Array:
@@ -257,7 +259,7 @@ def validate_inventory(
     >>> items.num_rows, bad.column("reason")[0].as_py().split(":")[0]
     (0, "item_id 'a' differs between rows 0, 1 (content or metadata)")
     """
-    table = as_table(data, what=what)
+    table = as_table(data, what=what, files=True)
     # Ids, content of another type (a text column of ints or bools) and the like are input
     # errors, not data: named here, before anything is embedded.
     check_columns(table, INVENTORY_SCHEMA, what=what)

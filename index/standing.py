@@ -406,7 +406,7 @@ class StandingIndex:
         engine = resolve_engine(engine)
         parse_bytes(max_memory)  # a typo is refused now, not after the embedding
         deletions = read_deletions(deletions)
-        inventory = as_table(inventory, what="inventory")
+        inventory = as_table(inventory, what="inventory", files=True)
         digest = inventory_digest(inventory, signals, deletions)
         if (self.state() or {}).get("inventory_digest") == digest:
             _warn_unlisted(inventory, deletions)

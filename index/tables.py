@@ -26,11 +26,17 @@ class SchemaError(ValueError):
     """Input does not have the columns or types a stage needs; the message says which."""
 
 
-def as_table(data: TableLike, *, what: str = "input") -> pa.Table:
+def as_table(data: TableLike, *, what: str = "input", files: bool = False) -> pa.Table:
     """Return ``data`` as a pyarrow Table.
 
     Input Arrow cannot hold (a column mixing strings and numbers, a lone surrogate, two
     columns with one name) is a ``SchemaError`` naming the column and the first bad row.
+
+    ``files``: an inventory read from Parquet records which file each run of its rows came
+    from (``FILES_KEY``), for validation to name a quarantined row's file; it is meant for
+    that read only (a slice or sort of the table would not match it) and validation drops it.
+    Without ``files`` a read from Parquet carries no such record; a table passed in is
+    returned as it is.
 
     >>> as_table({"item_id": ["a"], "text": ["hello"]}).num_rows
     1
@@ -39,7 +45,17 @@ def as_table(data: TableLike, *, what: str = "input") -> pa.Table:
     dupes = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
     if dupes:
         raise SchemaError(f"{what}: duplicate column names {dupes}; every column needs its own")
+    if not files and not isinstance(data, pa.Table):
+        table = without_files(table)
     return table
+
+
+def without_files(table: pa.Table) -> pa.Table:
+    """``table`` without the record of the files it was read from (``FILES_KEY``)."""
+    meta = table.schema.metadata or {}
+    if FILES_KEY not in meta:
+        return table
+    return table.replace_schema_metadata({k: v for k, v in meta.items() if k != FILES_KEY})
 
 
 def _to_arrow(data: TableLike, what: str) -> pa.Table:
@@ -52,8 +68,14 @@ def _to_arrow(data: TableLike, what: str) -> pa.Table:
     if isinstance(data, (list, tuple)) and data and all(isinstance(d, (str, Path)) for d in data):
         # Several Parquet files (as Ray reads them): rows in the order of the list.
         tables = [_read_parquet(d, what) for d in data]
-        names = [str(d) for d in data]
-        return with_files(_concat_files(tables, names, what), names, tables)
+        joined = _concat_files(tables, [str(d) for d in data], what)
+        # A listed directory's files are named under it (``dir/part-0.parquet``).
+        runs = [
+            [f"{str(d).rstrip('/')}/{name}" if Path(d).is_dir() else str(d), n]
+            for d, t in zip(data, tables)
+            for name, n in file_runs(t) or [[str(d), t.num_rows]]
+        ]
+        return _with_runs(joined, runs)
     module = type(data).__module__.split(".")[0]
     if module == "pandas" and ID_COLUMN not in data.columns and data.index.name == ID_COLUMN:
         data = data.reset_index()  # ids kept as the DataFrame's index (a database key)
@@ -134,11 +156,24 @@ def relative_to(path: str, directory: Path) -> str:
 def with_files(table: pa.Table, names: list[str], tables: list[pa.Table]) -> pa.Table:
     """``table`` (``tables`` joined, in order) with ``FILES_KEY``: which file each run of its
     rows came from."""
+    return _with_runs(table, [[name, t.num_rows] for name, t in zip(names, tables)])
+
+
+def _with_runs(table: pa.Table, runs: list) -> pa.Table:
     import json
 
-    runs = [[name, t.num_rows] for name, t in zip(names, tables)]
     meta = {**(table.schema.metadata or {}), FILES_KEY: json.dumps(runs).encode()}
     return table.replace_schema_metadata(meta)
+
+
+def file_runs(table: pa.Table) -> list[list]:
+    """``FILES_KEY``'s ``[[name, rows], ...]``; ``[]`` without one, or where its rows do not
+    add up to the table's (a table derived from the read, not the read itself)."""
+    import json
+
+    raw = (table.schema.metadata or {}).get(FILES_KEY)
+    runs = json.loads(raw) if raw else []
+    return runs if sum(int(n) for _, n in runs) == table.num_rows else []
 
 
 def _with_partition_keys(fragment) -> pa.Table:
@@ -336,6 +371,15 @@ def check_columns(table: pa.Table, schema: pa.Schema, *, what: str) -> None:
         raise SchemaError(
             f"{what}: " + "; ".join(problems) + f" (columns present: {table.column_names})"
         )
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` atomically (temp file + rename), as ``write_parquet`` writes tables."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
 
 
 def write_parquet(table: pa.Table, path: str | Path) -> Path:

@@ -15,8 +15,9 @@ import logging
 import shutil
 import tempfile
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -28,12 +29,18 @@ import pyarrow as pa
 from riskrank.index import collector
 from riskrank.index.engine import Engine
 from riskrank.index.output_lock import holds_output_lock
-from riskrank.index.schema import ITEM_ID, SIGNAL_FAILURES
+from riskrank.index.schema import (
+    ITEM_ID,
+    SIGNAL_FAILURES,
+    SourceFiles,
+    name_files,
+    quarantine_table,
+)
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.standing import DELTA, VERSIONS, StandingIndex
 from riskrank.index.store import InventoryIndex
-from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
+from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet, write_text
 from riskrank.index.vectors.faiss_index import parse_bytes
 from riskrank.rank import sweep_output
 from riskrank.rank.engine import resolve_sweep_engine
@@ -282,7 +289,7 @@ def sweep(
     show_progress: bool = True,
     campaigns: bool = False,
     explore: float = EXPLORE_SHARE,
-    reports: bool = False,
+    reports: bool | Mapping = False,
 ) -> SweepResult:
     """Index ``inventory``, recall with ``seeds``, rank, and return the escalation queue.
 
@@ -317,10 +324,12 @@ def sweep(
     With ``out_dir`` everything is written there (``index/`` unless ``index_dir``,
     ``candidates.parquet``, ``queue.parquet``, ``quarantine.parquet``, ``report.json``;
     ``reports=True`` adds ``report.md``, ``report.png`` and ``report.html``, as
-    ``rr.write_reports`` would); running the same sweep again after a crash, under either
-    engine, resumes the embedding where it stopped. The previous run's outputs there are
-    removed just before the new ones are written, and ``_SUCCESS`` is written once they all
-    are: wait for it (``rr.sweep_complete(out_dir)``) before reading them.
+    ``rr.write_reports`` would, or pass its options: ``reports={"labels": truth}``); running
+    the same sweep again after a crash, under either engine, resumes the embedding where it
+    stopped. The previous run's ``_SUCCESS`` there is removed once the inputs are read, its
+    outputs just before the new ones are written, and ``_SUCCESS`` (with the run's id, also
+    ``report["run_id"]``) is written once they all are: wait for it
+    (``rr.sweep_complete(out_dir)``) before reading them.
     """
     t0 = time.time()
     check_budget(budget)
@@ -331,6 +340,8 @@ def sweep(
         raise FileExistsError(
             f"{out_dir} exists and is not a directory; choose an output directory"
         )
+    if reports and out_dir is None:
+        raise ValueError("sweep: reports= writes files into out_dir; give out_dir")
     if index_dir is not None:
         check_not_in_model(index_dir, "index_dir")
     engine = resolve_sweep_engine(engine)
@@ -339,9 +350,13 @@ def sweep(
     set_image_base_dir(model, image_base_dir)  # Ray's actors get it from the model's signals
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     with _work_dir(out_dir) as out:
+        files = None
         if inventory is not None:
             # Metadata named like the pipeline's own columns is renamed, not overwritten.
-            inventory = protect_metadata(as_table(inventory, what="inventory"))
+            inventory = protect_metadata(as_table(inventory, what="inventory", files=True))
+            files = SourceFiles.of(inventory)
+        if out_dir:  # inputs read: the previous run's marker is not this run's
+            sweep_output.begin(out, ())
         index_path = Path(index_dir) if index_dir else out / "index"
         with engine.cluster(show_progress), engine.session(show_progress):
             index, update = sweep_index(
@@ -395,10 +410,17 @@ def sweep(
         manifest = index.manifest
         if inventory is None:  # the index as it stands: this sweep had no deletion list
             manifest = {**manifest, "items": {**manifest["items"], "deleted": 0}}
+        # Files named from today's input (an index found up to date kept the day's it was
+        # made from); a retroactive sweep keeps the version's (older ones: no file columns).
+        quarantine = (
+            name_files(index.quarantine, files)
+            if files is not None
+            else quarantine_table(index.quarantine.to_pylist())
+        )
         return finish_sweep(
             cands,
             scored,
-            index.quarantine,
+            quarantine,
             manifest,
             seeds,
             seconds,
@@ -416,14 +438,18 @@ def sweep(
                 links_cache=index_path / LINKS_FILE,
             ),
             reasons_cache=index_path / REASONS_FILE,
-            reports=_reports_writer(seeds, image_base_dir) if reports else None,
+            reports=_reports_writer(seeds, image_base_dir, reports) if reports else None,
         )
 
 
-def _reports_writer(seeds: SeedSet, image_base_dir) -> Callable[[SweepResult], object]:
+def _reports_writer(seeds: SeedSet, image_base_dir, options) -> Callable[[SweepResult], object]:
+    """``rr.write_reports`` of the result with ``options`` (True: none), before its marker."""
     from riskrank.rank.evaluation.report import write_reports_into
 
-    return partial(write_reports_into, seeds=seeds.table, image_base_dir=image_base_dir)
+    options = dict(options) if isinstance(options, Mapping) else {}
+    if unknown := sorted(set(options) - {"labels", "quality"}):
+        raise TypeError(f"sweep: reports= takes labels and quality, not {unknown}")
+    return partial(write_reports_into, seeds=seeds.table, image_base_dir=image_base_dir, **options)
 
 
 def recall_with_memo(
@@ -570,7 +596,9 @@ def finish_sweep(
         raise RuntimeError(f"item accounting broken: {report}")  # never silently lose items
     for warning in report["warnings"]:
         log.warning(warning)
-    result = SweepResult(queue, cands, quarantine, report, out_dir)
+    report["run_id"] = uuid.uuid4().hex  # names this run's files (rank/sweep_output.py)
+    # Absolute: write_reports later, from another working directory, finds the same files.
+    result = SweepResult(queue, cands, quarantine, report, out_dir.resolve() if out_dir else None)
     if out_dir:
         sweep_output.begin(out_dir)
         write_parquet(cands, out_dir / "candidates.parquet")
@@ -578,10 +606,10 @@ def finish_sweep(
         write_parquet(quarantine, out_dir / "quarantine.parquet")
         if signal_failures is not None:
             write_parquet(signal_failures, out_dir / SIGNAL_FAILURES)
-        (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+        write_text(out_dir / "report.json", json.dumps(report, indent=2))
         if reports is not None:
             reports(result)
-        sweep_output.complete(out_dir)
+        sweep_output.complete(out_dir, report["run_id"])
     return result
 
 

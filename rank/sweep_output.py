@@ -3,11 +3,20 @@
 A sweep writes its files one after another (the queue, the candidates, ``report.json``, then
 the reports a person reads). A run killed in between, or a consumer reading while it writes,
 saw today's ``queue.parquet`` beside yesterday's ``report.md``, or a queue without its
-reports, and could not tell that the run had died (an outsider's kill trial). So a run first
-removes the marker and then the previous run's outputs, writes its own, and writes the marker
-``_SUCCESS`` last: the name Hadoop and Spark jobs leave, which schedulers' file sensors
-(Airflow, Luigi) already wait for. Its presence means that every file it lists is complete
-and from one run; a consumer waits for it (or for the command's exit code).
+reports, and could not tell that the run had died (an outsider's kill trial). So:
+
+- a run removes the previous run's marker as soon as it has read its inputs (a sensor started
+  for today's run never takes yesterday's marker for today's, nor does one after today's run
+  died);
+- just before writing, it removes the previous run's outputs, so none is left to pass as
+  this run's;
+- it writes the marker ``_SUCCESS`` last: the name Hadoop and Spark jobs leave, which
+  schedulers' file sensors (Airflow, Luigi) already wait for. It lists the files the run wrote
+  and the run's id (also in ``report.json``'s ``run_id``).
+
+``rr.write_reports`` beside a run's own files takes the marker off while it rewrites the
+reports and puts it back; it puts back only a marker that was there, of the same run, and
+refuses a directory that holds another run's (rank/evaluation/report.py).
 
 The standing index under ``out_dir/index`` is not an output of this kind: it has its own
 versions and commit (index/standing.py) and is never removed here.
@@ -16,11 +25,11 @@ versions and commit (index/standing.py) and is never removed here.
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 from riskrank.index.schema import SIGNAL_FAILURES
+from riskrank.index.tables import write_text
 
 MARKER = "_SUCCESS"
 TABLES = ("queue.parquet", "candidates.parquet", "quarantine.parquet", SIGNAL_FAILURES)
@@ -31,24 +40,29 @@ OUTPUTS = (*TABLES, "report.json", *REPORTS)
 def begin(out_dir: Path, files: tuple[str, ...] = OUTPUTS) -> None:
     """Before a run writes ``files``: the marker goes first (a reader then never sees one
     beside missing files), then the previous run's ``files``, so none is left to pass as
-    this run's."""
+    this run's. ``files=()``: the marker only (a run has started)."""
     (out_dir / MARKER).unlink(missing_ok=True)
     for name in files:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def complete(out_dir: Path) -> Path:
-    """The marker, written atomically once every output is: which outputs the run left
-    (a sweep without reports lists no ``report.md``) and when it finished."""
+def complete(out_dir: Path, run_id: str | None) -> Path:
+    """The marker, written atomically once every output is: the run's id, which outputs it
+    left (a sweep without reports lists no ``report.md``) and when it finished."""
     body = {
+        "run_id": run_id,
         "files": [name for name in OUTPUTS if (out_dir / name).is_file()],
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    path = out_dir / MARKER
-    tmp = path.with_name(f"{MARKER}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(body, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text(out_dir / MARKER, json.dumps(body, indent=2) + "\n")
+
+
+def marker(out_dir: str | Path) -> dict | None:
+    """The marker's contents; None where there is none (or it is unreadable)."""
+    try:
+        return json.loads((Path(out_dir) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def is_complete(out_dir: str | Path) -> bool:

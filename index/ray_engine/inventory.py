@@ -90,7 +90,16 @@ def _read(inventory):
 
     filesystem, names = None, None
     if isinstance(inventory, (list, tuple)) and all(isinstance(p, (str, Path)) for p in inventory):
-        files = names = [str(p) for p in inventory]
+        # A listed directory is its files, named under it (as tables.as_table names them).
+        files, names = [], []
+        for p in inventory:
+            if Path(p).is_dir():
+                found = pads.dataset(Path(p), format="parquet").files
+                files += found
+                names += [f"{str(p).rstrip('/')}/{relative_to(f, Path(p))}" for f in found]
+            else:
+                files.append(str(p))
+                names.append(str(p))
     elif isinstance(inventory, str) and "://" in inventory:  # s3://, gs://, file://, ...
         # pyarrow resolves the file system and lists the files in its (sorted) order.
         found = pads.dataset(inventory, format="parquet")

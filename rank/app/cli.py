@@ -341,7 +341,7 @@ def cmd_demo(args) -> int:
     import pyarrow.parquet as pq
 
     from riskrank.rank.app.demo import prepare
-    from riskrank.rank.evaluation.report import evaluate, write_sweep_reports
+    from riskrank.rank.evaluation.report import evaluate
     from riskrank.rank.pipeline import sweep, train
 
     out = Path(args.out)
@@ -352,11 +352,13 @@ def cmd_demo(args) -> int:
             print(f"  {name:<10} {path}")
         return 0
     model = train(paths["history"], paths["seeds"], out / "model", k=args.k)
-    result = sweep(paths["inventory"], paths["seeds"], model, out_dir=out / "sweep", k=args.k)
     labels = pq.read_table(paths["labels"])
-    quality = evaluate(result.queue, labels)
-    write_sweep_reports(result, paths["seeds"], labels=labels, quality=quality)
-    _summary(result.report, out / "sweep", quality)
+    # The reports (with the quality against the labels) go before the run's _SUCCESS.
+    result = sweep(
+        paths["inventory"], paths["seeds"], model, out_dir=out / "sweep", k=args.k,
+        reports={"labels": labels},
+    )  # fmt: skip
+    _summary(result.report, out / "sweep", evaluate(result.queue, labels))
     return 0
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from riskrank.index.tables import write_text
 from riskrank.rank.evaluation.report import count_rows, index_section, plot_sweep
 
 TOP_DEFAULT = 50
@@ -233,6 +234,4 @@ def write_html_report(
             campaigns=campaigns(queue),
         )
     )
-    path = out / "report.html"
-    path.write_text(html, encoding="utf-8")
-    return path
+    return write_text(out / "report.html", html)

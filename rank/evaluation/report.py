@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from riskrank.index.tables import SchemaError
+from riskrank.index.tables import SchemaError, write_text
 from riskrank.rank.evaluation.metrics import ranking_report
 
 
@@ -122,7 +123,9 @@ def plot_sweep(queue: pa.Table, out: Path, labels: pa.Table | None = None) -> li
     ax.set_title("escalation queue by calibrated risk")
     fig.tight_layout()
     path = out / "report.png"
-    fig.savefig(path, dpi=110)
+    tmp = path.with_name(f"report.{os.getpid()}.tmp.png")  # atomic, as the other outputs
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(path)
     plt.close(fig)
     paths.append(path)
     return paths
@@ -305,8 +308,8 @@ def write_report(
         )
     lines += ["", "![risk distribution](report.png)", ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
-    (out / "report.json").write_text(json.dumps({**report, "quality": quality}, indent=2))
+    write_text(path, "\n".join(lines))
+    write_text(out / "report.json", json.dumps({**report, "quality": quality}, indent=2))
     return path
 
 
@@ -336,16 +339,24 @@ def write_sweep_reports(
         raise ValueError("write_reports: the sweep had no out_dir; pass out_dir=")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    # Beside the sweep's own files: its marker is off while the reports are written, so no
-    # reader takes a half-written report (or none) for the finished run's.
-    own = result.out_dir is not None and out.resolve() == Path(result.out_dir).resolve()
-    if own:
+    # Beside a finished run's files: only that run's own result may rewrite its reports, and
+    # its marker is off meanwhile (no reader takes a half-written report for the run's).
+    # Elsewhere, or beside a run that did not finish, no marker is made.
+    found = sweep_output.marker(out)
+    run = result.report.get("run_id")
+    if found is not None and (run is None or found.get("run_id") != run):
+        raise ValueError(
+            f"write_reports: {out} holds the outputs of another sweep run "
+            f"({found.get('run_id')}, finished {found.get('finished_at')}); this result's "
+            "reports there would mix two runs: pass another out_dir="
+        )
+    if found is not None:
         sweep_output.begin(out, sweep_output.REPORTS)
     written = write_reports_into(
         result, seeds, out_dir=out, labels=labels, quality=quality, image_base_dir=image_base_dir
     )
-    if own:
-        sweep_output.complete(out)
+    if found is not None:
+        sweep_output.complete(out, run)
     return written
 
 

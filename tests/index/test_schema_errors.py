@@ -141,3 +141,39 @@ def test_a_quarantined_row_names_its_file(tmp_path):
     # (its "a" repeats part-0's row exactly: the copy is quarantined, the first kept)
     assert [(r["file"], r["file_row"]) for r in listed] == [(str(one), 0), (str(one), 1)]
     assert validate_inventory(pq.read_table(one))[1].to_pylist()[0]["file"] is None
+
+
+def test_the_file_record_stays_with_the_inventory_read(tmp_path, history, seeds, hashing_signal):
+    """It named the wrong file for a slice or sort of the table, and was written into model
+    files with the trainer's paths (reviewed)."""
+    import pyarrow.parquet as pq
+    from conftest import train_small
+
+    from riskrank.index.tables import FILES_KEY
+
+    d = tmp_path / "ads"
+    d.mkdir()
+    pq.write_table(pa.table({"item_id": ["a", "b"], "text": ["x", ""]}), d / "p0.parquet")
+    pq.write_table(pa.table({"item_id": ["c", "d"], "text": ["z", ""]}), d / "p1.parquet")
+    assert FILES_KEY not in (as_table(d).schema.metadata or {})  # only an inventory read has it
+    read = as_table(d, files=True)
+    assert [r["file"] for r in validate_inventory(read)[1].to_pylist()] == [
+        "p0.parquet", "p1.parquet"
+    ]  # fmt: skip
+    # A slice of the read is not the read: its rows name no file rather than a wrong one.
+    assert validate_inventory(read.slice(2))[1].to_pylist()[0]["file"] is None
+    # A list naming a directory: its files under it.
+    one = tmp_path / "one.parquet"
+    pq.write_table(pa.table({"item_id": ["e"], "text": [""]}), one)
+    got = validate_inventory([d, one])[1].to_pylist()
+    assert [(r["file"], r["file_row"]) for r in got] == [
+        (f"{d}/p0.parquet", 1), (f"{d}/p1.parquet", 1), (str(one), 0)
+    ]  # fmt: skip
+    # A model trained from Parquet files keeps no record of them.
+    hist, sd = tmp_path / "history.parquet", tmp_path / "seeds.parquet"
+    pq.write_table(history, hist)
+    pq.write_table(seeds, sd)
+    model = train_small(str(hist), str(sd), tmp_path / "model", hashing_signal)
+    for path in (tmp_path / "model").rglob("*.parquet"):
+        assert FILES_KEY not in (pq.read_schema(path).metadata or {}), path
+    assert model is not None

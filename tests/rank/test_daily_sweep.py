@@ -349,3 +349,27 @@ def test_the_queue_does_not_depend_on_the_exports_row_order(
     assert len(set(proba)) < len(proba)  # there are ties to break
     for name in ("item_id", "policy", "rank", "risk_probability", "campaign_id", "campaign_rank"):
         assert a.queue[name].to_pylist() == b.queue[name].to_pylist(), name
+
+
+def test_an_up_to_date_index_names_todays_files_in_the_quarantine(tmp_path, hashing_model, seeds):
+    """The same rows exported under other file names find the index up to date; the
+    quarantine the version was made with named yesterday's files (reviewed)."""
+    rows = make_items(10, 20, prefix="u", seed=5).drop(["label"]).to_pylist()
+    rows[12]["text"] = " "  # quarantined: no content
+    mon, tue = tmp_path / "mon", tmp_path / "tue"
+    for day, names in ((mon, ("part-0", "part-1")), (tue, ("a", "b"))):
+        day.mkdir()
+        for name, part in zip(names, (rows[:10], rows[10:])):
+            pq.write_table(pa.Table.from_pylist(part), day / f"{name}.parquet")
+    standing = tmp_path / "standing"
+    first = sweep(mon, seeds, hashing_model, out_dir=tmp_path / "o1", index_dir=standing, **SWEEP)
+    again = sweep(tue, seeds, hashing_model, out_dir=tmp_path / "o2", index_dir=standing, **SWEEP)
+    assert "index_up_to_date" in again.report
+    where = [(r["file"], r["file_row"]) for r in again.quarantine.to_pylist()]
+    assert where == [("b.parquet", 2)]
+    assert [(r["file"], r["file_row"]) for r in first.quarantine.to_pylist()] == [
+        ("part-1.parquet", 2)
+    ]
+    # A retroactive sweep (no inventory) keeps the version's names.
+    retro = sweep(None, seeds, hashing_model, index_dir=standing, **SWEEP)
+    assert [r["file"] for r in retro.quarantine.to_pylist()] == ["part-1.parquet"]

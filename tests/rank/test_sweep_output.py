@@ -33,10 +33,11 @@ def test_a_finished_sweep_lists_its_files_in_the_marker(tmp_path, inventory_item
     # write_reports beside the sweep's files: the marker then lists them too.
     rr.write_reports(result, seeds)
     assert {"report.md", "report.html", "report.png"} <= set(_listed(out))
-    # Written elsewhere, they are not this run's outputs: no marker there.
+    # Written elsewhere, they are not a finished run's outputs: no marker there.
     other = tmp_path / "elsewhere"
     rr.write_reports(result, seeds, out_dir=other)
     assert (other / "report.md").is_file() and not rr.sweep_complete(other)
+    assert json.loads((out / MARKER).read_text())["run_id"] == result.report["run_id"]
 
 
 def test_reports_true_writes_them_before_the_marker(tmp_path, inventory_items, seeds,
@@ -80,16 +81,90 @@ def test_a_run_that_dies_while_writing_leaves_no_marker_and_no_stale_report(
     assert (out / "report.md").read_text() != yesterday
 
 
-def test_a_sweep_refused_before_writing_keeps_the_previous_run(tmp_path, inventory_items, seeds,
-                                                               hashing_model):  # fmt: skip
+def test_a_run_that_fails_after_reading_its_inputs_takes_the_marker_off(
+    tmp_path, inventory_items, seeds, hashing_model, monkeypatch
+):
+    """A file sensor started for today's run must not fire on yesterday's marker, during the
+    run or after it died; yesterday's files stay as they were."""
+    import riskrank.rank.pipeline as pipeline
+
     out = tmp_path / "run"
     sweep(inventory_items, seeds, hashing_model, out_dir=out, **SWEEP)
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    bad = inventory_items.drop(["item_id"])
-    with pytest.raises(rr.SchemaError):
-        sweep(bad, seeds, hashing_model, out_dir=out, **SWEEP)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != MARKER}
+    seen = []
+
+    def recall(*args, **kwargs):
+        seen.append(rr.sweep_complete(out))
+        raise RuntimeError("died while recalling")
+
+    monkeypatch.setattr(pipeline, "recall_with_memo", recall)
+    with pytest.raises(RuntimeError, match="died while recalling"):
+        sweep(inventory_items.slice(0, 50), seeds, hashing_model, out_dir=out, **SWEEP)
+    assert seen == [False] and not rr.sweep_complete(out)
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    assert after == before and rr.sweep_complete(out)
+    assert after == before  # nothing of yesterday's was removed or rewritten
+    # Refused while reading its arguments (before its inputs): the previous run stays whole.
+    monkeypatch.undo()
+    sweep(inventory_items, seeds, hashing_model, out_dir=out, **SWEEP)
+    with pytest.raises(ValueError, match="budget"):
+        sweep(inventory_items, seeds, hashing_model, out_dir=out, budget=-1, **SWEEP)
+    assert rr.sweep_complete(out)
+
+
+def test_write_reports_marks_only_its_own_finished_run(tmp_path, inventory_items, seeds,
+                                                       hashing_model, monkeypatch):  # fmt: skip
+    out = tmp_path / "run"
+    yesterday = sweep(inventory_items, seeds, hashing_model, out_dir=out, **SWEEP)
+    assert json.loads((out / MARKER).read_text())["run_id"] == yesterday.report["run_id"]
+    today = sweep(inventory_items.slice(0, 40), seeds, hashing_model, out_dir=out, **SWEEP)
+    # Yesterday's result would put yesterday's reports beside today's queue: refused.
+    with pytest.raises(ValueError, match="another sweep run"):
+        rr.write_reports(yesterday, seeds)
+    # Into another sweep's directory: refused too (its report.json would be overwritten).
+    other = tmp_path / "other"
+    sweep(inventory_items, seeds, hashing_model, out_dir=other, **SWEEP)
+    with pytest.raises(ValueError, match="another sweep run"):
+        rr.write_reports(today, seeds, out_dir=other)
+    rr.write_reports(today, seeds)
+    assert rr.sweep_complete(out) and "report.md" in _listed(out)
+    # A run that died while writing: reports of a result beside it make no marker.
+    import riskrank.rank.pipeline as pipeline
+
+    def died(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "write_parquet", died)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(inventory_items, seeds, hashing_model, out_dir=out, **SWEEP)
+    monkeypatch.undo()
+    rr.write_reports(today, seeds)
+    assert (out / "report.md").is_file() and not rr.sweep_complete(out)
+
+
+def test_a_relative_out_dir_is_the_same_directory_after_a_chdir(
+    tmp_path, inventory_items, seeds, hashing_model, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    result = sweep(inventory_items, seeds, hashing_model, out_dir="runs/today", **SWEEP)
+    assert result.out_dir == tmp_path / "runs" / "today"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    rr.write_reports(result, seeds)
+    assert not (tmp_path / "elsewhere" / "runs").exists()
+    assert "report.md" in _listed(tmp_path / "runs" / "today")
+
+
+def test_reports_take_labels_and_need_an_out_dir(tmp_path, inventory_items, seeds,
+                                                hashing_model):  # fmt: skip
+    labels = inventory_items.select(["item_id", "label"])
+    out = tmp_path / "run"
+    sweep(inventory_items, seeds, hashing_model, out_dir=out, reports={"labels": labels}, **SWEEP)
+    assert "Quality against the labels" in (out / "report.md").read_text()
+    assert "report.md" in _listed(out)
+    with pytest.raises(ValueError, match="give out_dir"):
+        sweep(inventory_items, seeds, hashing_model, reports=True, **SWEEP)
+    with pytest.raises(TypeError, match="labels and quality"):
+        sweep(inventory_items, seeds, hashing_model, out_dir=out, reports={"label": 1}, **SWEEP)
 
 
 def test_cli_sweep_marks_its_run_complete_after_the_reports(tmp_path, inventory_items, seeds,
