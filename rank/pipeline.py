@@ -43,6 +43,7 @@ from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet, write_text
 from riskrank.index.vectors.faiss_index import parse_bytes
 from riskrank.rank import sweep_output
+from riskrank.rank.coverage import coverage_report, coverage_warnings, unlike_reviews
 from riskrank.rank.engine import resolve_sweep_engine
 from riskrank.rank.exploration import EXPLORE_SHARE, arrange_queue
 from riskrank.rank.input_checks import (
@@ -545,6 +546,11 @@ def finish_sweep(
         cands, scored, budget=None if arrange else budget, include_reviewed=include_reviewed
     )
     queue = arrange(queue, budget=budget) if arrange else queue
+    if model is not None:  # does its policy's history cover the item?
+        flags = unlike_reviews(queue, getattr(model.ranker, "coverage_", {}))
+        if "unlike_reviews" in queue.column_names:  # (an empty queue has every column)
+            queue = queue.drop(["unlike_reviews"])
+        queue = queue.append_column("unlike_reviews", flags)
     t_arrange = time.time() - t0
     if model is not None:
         spans = SpanCache(reasons_cache, model_identity(model.info))
@@ -559,6 +565,12 @@ def finish_sweep(
     n_deleted = int(manifest["items"].get("deleted", 0))
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     decisions = decision_report(cands, scored)
+    if model is not None:  # how like its reviews each policy's candidates are
+        coverage = coverage_report(cands, getattr(model.ranker, "coverage_", {}))
+        for policy, per_signal in coverage.items():
+            if policy in decisions["decisions"]:
+                decisions["decisions"][policy]["history_coverage"] = per_signal
+        decisions["warnings"] += coverage_warnings(coverage)
     report = {
         "items_in": int(manifest["items"]["input"]) + n_deleted,
         "items_indexed": n_indexed,

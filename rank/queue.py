@@ -78,6 +78,13 @@ QUEUE_SCHEMA = pa.schema(
             "`policy:verdict` of reviews of this same content under other policies (it is "
             "queued all the same: a review counts for its own policy)",
         ),
+        doc_field(
+            "unlike_reviews",
+            pa.bool_(),
+            "true when the item is farther from every item reviewed for this policy than 95% "
+            "of those reviews are from each other (under each signal it has): its probability "
+            "extrapolates (rank/coverage.py); null for a policy without that measure",
+        ),
     ],
     metadata={"doc": "escalation queue; evidence and item metadata columns follow these"},
 )

@@ -32,6 +32,7 @@ from riskrank.rank.calibration import (
     shift_prior,
     shift_threshold,
 )
+from riskrank.rank.coverage import fit_coverage
 from riskrank.recall.candidates import (
     CANDIDATE_KEY_SCHEMA,
     describe_feature,
@@ -338,6 +339,8 @@ class RiskRanker:
         )
         self.n_train_ = int((~calib).sum())
         self.n_calibration_ = int(calib.sum())
+        # How alike the reviews are (rank/coverage.py): a sweep says where it is not.
+        self.coverage_ = fit_coverage(table, policies)
         return self
 
     def _fit_variants(
@@ -658,6 +661,7 @@ class RiskRanker:
             "action_thresholds": {p: t.to_dict() for p, t in self.thresholds_.items()},
             "n_train": self.n_train_,
             "n_calibration": self.n_calibration_,
+            "history_coverage": self.coverage_,
         }
         (path / "ranker.json").write_text(json.dumps(meta, indent=2, default=list))
         return path
@@ -694,6 +698,7 @@ class RiskRanker:
             for name in self.calibration_
         }
         self.n_train_, self.n_calibration_ = meta["n_train"], meta["n_calibration"]
+        self.coverage_ = meta.get("history_coverage", {})  # (none before it was kept)
         return self
 
 

@@ -225,6 +225,14 @@ def write_html_report(
             policies_in_sweep=report.get("policies", []),
             cold=report.get("cold_start_policies", []),
             policy_rows=policy_counts(queue),
+            warnings=report.get("warnings", []),
+            unlike={
+                policy: ", ".join(
+                    f"{c['share_below']:.1%} ({signal})" for signal, c in sorted(cov.items())
+                )
+                for policy, d in report.get("decisions", {}).items()
+                if (cov := d.get("history_coverage"))
+            },
             plot=_png_data_uri(plot),
             quality=quality,
             rows=rows,

@@ -278,14 +278,19 @@ def write_report(
             "",
             "## Decisions per policy",
             "",
-            "| policy | model | calibration | automatic action from P >= |",
-            "| --- | --- | --- | --- |",
+            "| policy | model | calibration | automatic action from P >= "
+            "| candidates unlike its reviews (reviews: 5%) |",
+            "| --- | --- | --- | --- | --- |",
         ]
         for p, d in sorted(report["decisions"].items()):
             t = d["action_threshold"]
+            unlike = ", ".join(
+                f"{c['share_below']:.1%} ({signal})"
+                for signal, c in sorted(d.get("history_coverage", {}).items())
+            )
             lines.append(
                 f"| {p} | {d['model']} | {d['calibration']} | "
-                f"{'never (escalate)' if t is None else f'{t:.3f}'} |"
+                f"{'never (escalate)' if t is None else f'{t:.3f}'} | {unlike or '-'} |"
             )
     if quality:
         lines += ["", "## Quality against the labels", "", "| metric | value |", "| --- | --- |"]
