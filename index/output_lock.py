@@ -35,16 +35,28 @@ def _pid_of_tmp(path: Path) -> int | None:
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def clean_temp_files(directory: str | Path) -> list[Path]:
-    """Remove ``*.<pid>.tmp`` files under ``directory`` whose writer is not this process (the
-    caller holds the lock: any other writer is dead)."""
+    """Remove ``*.<pid>.tmp`` files under ``directory`` whose writer is dead. The caller holds
+    the directory's lock, but a subdirectory can be another writer's (a shared standing
+    index, another day's output under this one): a live writer's file is left alone (a
+    reviewer saw a sweep into the parent delete them)."""
     removed = []
     root = Path(directory)
     if not root.is_dir():
         return removed
     for path in root.rglob("*.tmp"):
         pid = _pid_of_tmp(path)
-        if pid is not None and pid != os.getpid() and path.is_file():
+        if pid is not None and pid != os.getpid() and not _alive(pid) and path.is_file():
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

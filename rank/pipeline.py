@@ -350,15 +350,17 @@ def sweep(
     collector.freeze_more()  # the model and its encoders, loaded just now
     set_image_base_dir(model, image_base_dir)  # Ray's actors get it from the model's signals
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
+    writer = _reports_writer(seeds, image_base_dir, reports) if reports else None
     with _work_dir(out_dir) as out:
         files = None
         if inventory is not None:
             # Metadata named like the pipeline's own columns is renamed, not overwritten.
             inventory = protect_metadata(as_table(inventory, what="inventory", files=True))
             files = SourceFiles.of(inventory)
-        if out_dir:  # inputs read: the previous run's marker is not this run's
-            sweep_output.begin(out, ())
         index_path = Path(index_dir) if index_dir else out / "index"
+        check_sweep_index(inventory, index_path, deletions)
+        if out_dir:  # inputs read and checked: the previous run's marker is not this run's
+            sweep_output.begin(out, ())
         with engine.cluster(show_progress), engine.session(show_progress):
             index, update = sweep_index(
                 inventory,
@@ -439,17 +441,19 @@ def sweep(
                 links_cache=index_path / LINKS_FILE,
             ),
             reasons_cache=index_path / REASONS_FILE,
-            reports=_reports_writer(seeds, image_base_dir, reports) if reports else None,
+            reports=writer,
         )
 
 
 def _reports_writer(seeds: SeedSet, image_base_dir, options) -> Callable[[SweepResult], object]:
     """``rr.write_reports`` of the result with ``options`` (True: none), before its marker."""
-    from riskrank.rank.evaluation.report import write_reports_into
+    from riskrank.rank.evaluation.report import check_labels, write_reports_into
 
     options = dict(options) if isinstance(options, Mapping) else {}
     if unknown := sorted(set(options) - {"labels", "quality"}):
         raise TypeError(f"sweep: reports= takes labels and quality, not {unknown}")
+    if options.get("labels") is not None:  # checked now, not after the embedding
+        options["labels"] = check_labels(as_table(options["labels"], what="labels"))
     return partial(write_reports_into, seeds=seeds.table, image_base_dir=image_base_dir, **options)
 
 
@@ -473,12 +477,11 @@ def recall_with_memo(
     return cands
 
 
-def sweep_index(inventory, path: Path, signals, *, own: bool, **update_kw):
-    """The index a sweep searches: the standing index at ``path`` brought up to ``inventory``
-    (``update_standing_index``), or as it stands when ``inventory`` is None."""
+def check_sweep_index(inventory, path: Path, deletions) -> None:
+    """What ``sweep_index`` refuses, checked before a sweep touches its outputs."""
     if inventory is not None:
-        return update_standing_index(inventory, path, signals, own=own, **update_kw)
-    if update_kw.get("deletions") is not None:
+        return
+    if deletions is not None:
         raise ValueError(
             "a deletion list needs today's inventory: a sweep without one searches the standing "
             "index as it stands (pass the inventory with the deletions, or run `riskrank index "
@@ -489,6 +492,14 @@ def sweep_index(inventory, path: Path, signals, *, own: bool, **update_kw):
             f"{path} holds no standing index: a sweep without an inventory searches one that "
             "an earlier sweep (or `riskrank index update`) made; pass the inventory"
         )
+
+
+def sweep_index(inventory, path: Path, signals, *, own: bool, **update_kw):
+    """The index a sweep searches: the standing index at ``path`` brought up to ``inventory``
+    (``update_standing_index``), or as it stands when ``inventory`` is None."""
+    if inventory is not None:
+        return update_standing_index(inventory, path, signals, own=own, **update_kw)
+    check_sweep_index(inventory, path, update_kw.get("deletions"))
     return StandingIndex(path).load(signals), {}
 
 
@@ -616,12 +627,15 @@ def finish_sweep(
         write_parquet(cands, out_dir / "candidates.parquet")
         write_parquet(queue, out_dir / "queue.parquet")
         write_parquet(quarantine, out_dir / "quarantine.parquet")
+        written = ["candidates.parquet", "queue.parquet", "quarantine.parquet", "report.json"]
         if signal_failures is not None:
             write_parquet(signal_failures, out_dir / SIGNAL_FAILURES)
+            written.append(SIGNAL_FAILURES)
         write_text(out_dir / "report.json", json.dumps(report, indent=2))
         if reports is not None:
             reports(result)
-        sweep_output.complete(out_dir, report["run_id"])
+            written += list(sweep_output.REPORTS)
+        sweep_output.complete(out_dir, report["run_id"], written)
     return result
 
 

@@ -79,6 +79,7 @@ from riskrank.index.standing import (
 )
 from riskrank.index.store import KEYS, current_version
 from riskrank.index.tables import SchemaError, TableLike, as_table, read_text_csv, write_parquet
+from riskrank.rank import sweep_output
 from riskrank.rank.queue import shown_text
 from riskrank.rank.reviewed import content_digests
 from riskrank.recall.history import VERDICT_MAX
@@ -881,10 +882,28 @@ def check_queue_model(queue_path: Path | None, model_dir: Path, parent: dict) ->
     the reviews that model was trained on), or another model of the same version (a sibling:
     two imports from one parent). Only the version and the history digest are recorded, so
     an older model on another branch cannot be told from an ancestor and is let through."""
-    report = queue_path.parent / "report.json" if queue_path is not None else None
-    if report is None or not report.exists():
+    if queue_path is None:
         return
-    made_by = json.loads(report.read_text()).get("model") or {}
+    folder, report = queue_path.parent, queue_path.parent / "report.json"
+    if not report.exists():
+        # A queue on its own is let through; beside the other outputs of a sweep, a missing
+        # report means the sweep died after writing the queue (a reviewer's finding: the
+        # check was skipped and verdicts went to the wrong model).
+        if any((folder / f).exists() for f in ("candidates.parquet", "quarantine.parquet")):
+            raise ValueError(
+                f"{queue_path}: the sweep that wrote it did not finish (no report.json beside "
+                f"it, no {sweep_output.MARKER}), so which model made it cannot be checked; run "
+                "the sweep again and review its queue"
+            )
+        return
+    made = json.loads(report.read_text())
+    marker = sweep_output.marker(folder)
+    if marker is not None and marker.get("run_id") != made.get("run_id"):
+        raise ValueError(
+            f"{queue_path}: its {sweep_output.MARKER} and report.json are from different sweep "
+            "runs; run the sweep again and review its queue"
+        )
+    made_by = made.get("model") or {}
     if made_by.get("history_digest") in (None, parent.get("history_digest")):
         return
     made, have = int(made_by.get("version") or 0), int(parent.get("version") or 1)

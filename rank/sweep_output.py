@@ -14,9 +14,11 @@ reports, and could not tell that the run had died (an outsider's kill trial). So
   schedulers' file sensors (Airflow, Luigi) already wait for. It lists the files the run wrote
   and the run's id (also in ``report.json``'s ``run_id``).
 
-``rr.write_reports`` beside a run's own files takes the marker off while it rewrites the
-reports and puts it back; it puts back only a marker that was there, of the same run, and
-refuses a directory that holds another run's (rank/evaluation/report.py).
+``rr.write_reports`` beside a run's own files, under the directory's lock, takes the marker
+off while it rewrites the reports and puts it back; it puts back only a marker that was there,
+of the same run, and refuses a directory holding another run's marker or ``report.json``
+(rank/evaluation/report.py). Should it fail while writing, the marker stays off: the files
+are then not one finished run's.
 
 The standing index under ``out_dir/index`` is not an output of this kind: it has its own
 versions and commit (index/standing.py) and is never removed here.
@@ -46,12 +48,12 @@ def begin(out_dir: Path, files: tuple[str, ...] = OUTPUTS) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def complete(out_dir: Path, run_id: str | None) -> Path:
-    """The marker, written atomically once every output is: the run's id, which outputs it
-    left (a sweep without reports lists no ``report.md``) and when it finished."""
+def complete(out_dir: Path, run_id: str | None, files: list[str]) -> Path:
+    """The marker, written atomically once every output is: the run's id, the ``files`` it
+    wrote (a sweep without reports lists no ``report.md``) and when it finished."""
     body = {
         "run_id": run_id,
-        "files": [name for name in OUTPUTS if (out_dir / name).is_file()],
+        "files": [name for name in OUTPUTS if name in files and (out_dir / name).is_file()],
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return write_text(out_dir / MARKER, json.dumps(body, indent=2) + "\n")

@@ -53,6 +53,16 @@ def queue_order_scores(queue: pa.Table, item_ids: list) -> np.ndarray:
     return np.array([best.get(str(i), -np.inf) for i in item_ids])
 
 
+def check_labels(labels: pa.Table) -> pa.Table:
+    """``labels`` if it has ``item_id`` and ``verdict`` (or ``label``), else a SchemaError."""
+    col = "verdict" if "verdict" in labels.column_names else "label"
+    if "item_id" not in labels.column_names or col not in labels.column_names:
+        raise SchemaError(
+            f"labels: need 'item_id' and 'verdict' (or 'label'), got {labels.column_names}"
+        )
+    return labels
+
+
 def evaluate(queue: pa.Table, labels: pa.Table, *, budget_fraction: float = 0.05) -> dict:
     """Quality of a queue's order against ground truth ``labels`` (item_id, verdict or label).
 
@@ -61,11 +71,7 @@ def evaluate(queue: pa.Table, labels: pa.Table, *, budget_fraction: float = 0.05
     order does not matter), and ``coverage`` is the share of labelled items it holds (a
     campaign's members included).
     """
-    col = "verdict" if "verdict" in labels.column_names else "label"
-    if "item_id" not in labels.column_names or col not in labels.column_names:
-        raise SchemaError(
-            f"labels: need 'item_id' and 'verdict' (or 'label'), got {labels.column_names}"
-        )
+    col = "verdict" if "verdict" in check_labels(labels).column_names else "label"
     ids = labels.column("item_id").to_pylist()
     y = np.asarray(labels.column(col).to_pylist(), dtype=float)
     s = queue_order_scores(queue, ids)
@@ -123,8 +129,8 @@ def plot_sweep(queue: pa.Table, out: Path, labels: pa.Table | None = None) -> li
     ax.set_title("escalation queue by calibrated risk")
     fig.tight_layout()
     path = out / "report.png"
-    tmp = path.with_name(f"report.{os.getpid()}.tmp.png")  # atomic, as the other outputs
-    fig.savefig(tmp, dpi=110)
+    tmp = path.with_name(f"report.png.{os.getpid()}.tmp")  # atomic, as the other outputs
+    fig.savefig(tmp, dpi=110, format="png")
     tmp.replace(path)
     plt.close(fig)
     paths.append(path)
@@ -334,9 +340,15 @@ def write_sweep_reports(
     ``out_dir``: default the sweep's own. ``labels`` (item_id + verdict or label): adds the
     quality against them (``quality``: already computed) and the precision-recall curve.
 
+    Into the sweep's own directory, the run's ``_SUCCESS`` is taken off while they are
+    written and put back after; a directory holding another run's outputs is refused
+    (rank/sweep_output.py). Elsewhere no marker is made.
+
     >>> result = rr.sweep("ads.parquet", "seeds.parquet", model, out_dir="runs/a")  # doctest: +SKIP
     >>> rr.write_reports(result, "seeds.parquet")["html"]                         # doctest: +SKIP
     """
+    from riskrank.index.output_lock import output_lock
+    from riskrank.index.tables import as_table
     from riskrank.rank import sweep_output
 
     out = Path(out_dir) if out_dir is not None else result.out_dir
@@ -344,25 +356,41 @@ def write_sweep_reports(
         raise ValueError("write_reports: the sweep had no out_dir; pass out_dir=")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    # Beside a finished run's files: only that run's own result may rewrite its reports, and
-    # its marker is off meanwhile (no reader takes a half-written report for the run's).
-    # Elsewhere, or beside a run that did not finish, no marker is made.
-    found = sweep_output.marker(out)
-    run = result.report.get("run_id")
-    if found is not None and (run is None or found.get("run_id") != run):
-        raise ValueError(
-            f"write_reports: {out} holds the outputs of another sweep run "
-            f"({found.get('run_id')}, finished {found.get('finished_at')}); this result's "
-            "reports there would mix two runs: pass another out_dir="
-        )
-    if found is not None:
-        sweep_output.begin(out, sweep_output.REPORTS)
-    written = write_reports_into(
-        result, seeds, out_dir=out, labels=labels, quality=quality, image_base_dir=image_base_dir
-    )
-    if found is not None:
-        sweep_output.complete(out, run)
+    # Checked first: a bad labels table must not cost the run its marker and reports.
+    labels = as_table(labels, what="labels") if labels is not None else None
+    if labels is not None and quality is None:
+        quality = evaluate(result.queue, labels)
+    # Beside a finished run's files only that run's own result may rewrite its reports, with
+    # its marker off meanwhile (no reader takes a half-written report for the run's), and
+    # under the directory's lock (no sweep or other writer in between). A directory holding
+    # another run's marker or report.json is refused; elsewhere no marker is made.
+    with output_lock(out, what="sweep output directory"):
+        found = sweep_output.marker(out)
+        run = result.report.get("run_id")
+        theirs = found.get("run_id") if found is not None else _report_run(out)
+        if theirs is not None and theirs != run:
+            raise ValueError(
+                f"write_reports: {out} holds the outputs of another sweep run ({theirs}); "
+                "this result's reports there would mix two runs: pass another out_dir="
+            )
+        if found is not None:
+            sweep_output.begin(out, sweep_output.REPORTS)
+        written = write_reports_into(
+            result, seeds, out_dir=out, labels=labels, quality=quality,
+            image_base_dir=image_base_dir,
+        )  # fmt: skip
+        if found is not None:
+            files = [*found.get("files", []), "report.json", *sweep_output.REPORTS]
+            sweep_output.complete(out, run, files)
     return written
+
+
+def _report_run(out: Path) -> str | None:
+    """The run id in ``out/report.json``, if there is one."""
+    try:
+        return json.loads((out / "report.json").read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def write_reports_into(

@@ -78,3 +78,16 @@ def test_temp_files_of_dead_writers_are_removed(tmp_path, inventory_items, seeds
     sweep(inventory_items, seeds, hashing_model, out_dir=out, k=200, show_progress=False)
     assert not any(p.exists() for p in leftovers) and keep.exists()
     assert clean_temp_files(tmp_path / "missing") == []
+
+
+def test_a_live_writers_temp_files_are_left_alone(tmp_path, inventory_items, seeds, hashing_model):
+    """A sweep into a parent of another writer's directory (a shared standing index) must
+    not delete that writer's in-flight files (a reviewer's finding)."""
+    import os
+
+    out = tmp_path / "runs"
+    live = out / "shared_index" / f"items.parquet.{os.getppid()}.tmp"  # a live process
+    live.parent.mkdir(parents=True)
+    live.write_bytes(b"in flight")
+    sweep(inventory_items, seeds, hashing_model, out_dir=out, k=200, show_progress=False)
+    assert live.read_bytes() == b"in flight"

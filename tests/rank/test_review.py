@@ -694,3 +694,25 @@ def test_which_pictures_an_import_cannot_take_from_the_sweeps_index(tmp_path):
         assert _pictures_not_kept(vdir, content) == {"bytes-only"}  # no keys compared
     finally:
         unregister_signal("test_reads_everything")
+
+
+def test_a_queue_whose_sweep_did_not_finish_is_refused(loop, tmp_path):
+    """A sweep killed after writing queue.parquet and before report.json: the model check
+    was skipped and the verdicts imported into another model (a reviewer's finding)."""
+    import shutil
+
+    root, queue = loop
+    died = tmp_path / "died"
+    shutil.copytree(root / "day1", died, ignore=shutil.ignore_patterns("index"))
+    (died / "report.json").unlink()
+    (died / "_SUCCESS").unlink(missing_ok=True)
+    verdicts = pa.table({"item_id": queue["item_id"].to_pylist()[:3], "verdict": [2, 0, 2]})
+    with pytest.raises(ValueError, match="did not finish"):
+        import_verdicts(verdicts, died / "queue.parquet", root / "v1", out_dir=tmp_path / "v2")
+    # A queue on its own (copied out of its sweep's folder) is still taken.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(died / "queue.parquet", alone / "queue.parquet")
+    res = import_verdicts(verdicts, alone / "queue.parquet", root / "v1",
+                          out_dir=tmp_path / "v3", retrain=False)  # fmt: skip
+    assert res is not None

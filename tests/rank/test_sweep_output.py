@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -178,3 +179,42 @@ def test_cli_sweep_marks_its_run_complete_after_the_reports(tmp_path, inventory_
     assert {"queue.parquet", "report.md", "report.html", "report.png", "report.json"} <= set(
         _listed(out)
     )
+
+
+def test_write_reports_keeps_a_finished_run_whole(tmp_path, inventory_items, seeds,
+                                                  hashing_model):  # fmt: skip
+    """Found by a reviewer: a bad labels table cost the run its marker and reports; a result
+    wrote its reports beside another run's while that run's marker was off."""
+    from riskrank.index.output_lock import OutputLockedError, output_lock
+
+    out = tmp_path / "run"
+    result = sweep(inventory_items, seeds, hashing_model, out_dir=out, reports=True, **SWEEP)
+    bad = pa.table({"item_id": ["x"], "lbl": [1]})
+    with pytest.raises(rr.SchemaError, match="labels"):
+        rr.write_reports(result, seeds, labels=bad)
+    assert rr.sweep_complete(out) and (out / "report.md").is_file()
+    # While a sweep (or another writer) holds the directory: refused, nothing written.
+    with output_lock(out, what="sweep output directory"):
+        with pytest.raises(OutputLockedError):
+            rr.write_reports(result, seeds)
+    # Marker off (a run in flight or dead) but report.json another run's: refused too.
+    other = sweep(inventory_items.slice(0, 30), seeds, hashing_model, **SWEEP)
+    (out / MARKER).unlink()
+    with pytest.raises(ValueError, match="another sweep run"):
+        rr.write_reports(other, seeds, out_dir=out)
+
+
+def test_arguments_are_refused_before_the_previous_run_is_touched(
+    tmp_path, inventory_items, seeds, hashing_model
+):
+    out = tmp_path / "run"
+    sweep(inventory_items, seeds, hashing_model, out_dir=out, index_dir=tmp_path / "st", **SWEEP)
+    with pytest.raises(TypeError, match="labels and quality"):
+        sweep(inventory_items, seeds, hashing_model, out_dir=out, reports={"label": 1}, **SWEEP)
+    with pytest.raises(rr.SchemaError, match="labels"):
+        sweep(inventory_items, seeds, hashing_model, out_dir=out,
+              reports={"labels": pa.table({"item_id": ["x"]})}, **SWEEP)  # fmt: skip
+    with pytest.raises(ValueError, match="deletion list needs today's inventory"):
+        sweep(None, seeds, hashing_model, out_dir=out, index_dir=tmp_path / "st",
+              deletions=["x"], **SWEEP)  # fmt: skip
+    assert rr.sweep_complete(out)
