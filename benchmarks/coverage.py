@@ -84,7 +84,7 @@ def _inventory(parts: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(parts).drop(["policy", "label"])
 
 
-def summarise(result, truth: dict[str, tuple[str, int]]) -> dict:
+def summarise(result, truth: dict[str, tuple[str, int]], swept: set[str]) -> dict:
     """Per policy: the report's coverage and the share below split by domain; the warnings;
     where each domain's violations were queued."""
     from riskrank.rank.coverage import nearest_review
@@ -106,7 +106,18 @@ def summarise(result, truth: dict[str, tuple[str, int]]) -> dict:
                 "candidates": int(m.sum()),
                 "share_below": round(float((near[m] < cov["threshold"]).mean()), 4),
             }
-        per[policy] = {**cov, "by_domain": by_domain}
+        own = "mail" if policy == "spam" else "comment"  # the domain its violations are in
+        rows = pols == policy
+        ids = np.asarray(cands["item_id"].to_pylist(), dtype=object)[rows]
+        violating = np.array([truth[i] == (own, 1) for i in ids], bool)
+        like = ~(near[rows] < cov["threshold"])  # the rows the base rate is estimated on
+        per[policy] = {
+            **cov,
+            "by_domain": by_domain,
+            "estimated_base_rate": d.get("estimated_base_rate"),
+            "true_share": round(float(violating.mean()), 4),
+            "true_share_like": round(float(violating[like].mean()), 4),
+        }
     queue = result.queue
     placed: dict[str, dict[str, int]] = {}
     rows = zip(
@@ -124,7 +135,20 @@ def summarise(result, truth: dict[str, tuple[str, int]]) -> dict:
                 flagged = f"{policy} (unlike_reviews)"
                 placed[key][flagged] = placed[key].get(flagged, 0) + 1
     warned = [w for w in report["warnings"] if "farther from every item" in w]
-    return {"policies": per, "warnings": warned, "violations_queued_under": placed}
+    # The queue's order against the truth (a violation of either policy): average precision
+    # over every violation swept, and benign items queued under a policy at P >= 0.5.
+    hits = np.array([truth[i][1] for i in queue["item_id"].to_pylist()], bool)
+    positives = sum(label for item, (_, label) in truth.items() if item in swept)
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    ap = float(precision[hits].sum() / positives) if positives else float("nan")
+    p = np.asarray(queue["risk_probability"].to_pylist(), float)
+    return {
+        "policies": per,
+        "warnings": warned,
+        "violations_queued_under": placed,
+        "average_precision": round(ap, 4),
+        "benign_at_p50": int(((~hits) & (p >= 0.5)).sum()),
+    }
 
 
 def run(mails: int, comments: int) -> dict:
@@ -157,8 +181,9 @@ def run(mails: int, comments: int) -> dict:
         }
         out = {}
         for name, (inv, seeds) in sweeps.items():
-            result = sweep(_inventory(inv), _seeds(seeds), model, k=None, show_progress=False)
-            out[name] = summarise(result, truth)
+            table = _inventory(inv)
+            result = sweep(table, _seeds(seeds), model, k=None, show_progress=False)
+            out[name] = summarise(result, truth, set(table["item_id"].to_pylist()))
     return {"train_s": round(t_train, 1), "sweeps": out, "mails": mails, "comments": comments}
 
 
@@ -179,8 +204,8 @@ def markdown(res: dict, command: str, load: tuple, seconds: float) -> str:
         "candidates fall below it.",
         "",
         "| sweep | policy | threshold | candidates | below | mails below | comments below "
-        "| warned |",
-        "|---|---|---|---|---|---|---|---|",
+        "| warned | base rate: estimated / true among the rows like its reviews / among all |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in res["sweeps"].items():
         for policy, c in s["policies"].items():
@@ -193,7 +218,8 @@ def markdown(res: dict, command: str, load: tuple, seconds: float) -> str:
             lines.append(
                 f"| {name} | {policy} | {c['threshold']:.3f} | {c['candidates']} | "
                 f"{c['share_below']:.1%} | {share('mail')} | {share('comment')} | "
-                f"{'yes' if warned else 'no'} |"
+                f"{'yes' if warned else 'no'} | {c['estimated_base_rate']} / "
+                f"{c['true_share_like']} / {c['true_share']} |"
             )
     lines += [
         "",
@@ -202,7 +228,10 @@ def markdown(res: dict, command: str, load: tuple, seconds: float) -> str:
         "",
     ]
     for name, s in res["sweeps"].items():
-        lines.append(f"- {name}: {json.dumps(s['violations_queued_under'], sort_keys=True)}")
+        lines.append(
+            f"- {name}: {json.dumps(s['violations_queued_under'], sort_keys=True)}; queue AP "
+            f"{s['average_precision']:.4f}, benign items at P >= 0.5: {s['benign_at_p50']}"
+        )
     return "\n".join(lines) + "\n"
 
 

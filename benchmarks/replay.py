@@ -283,6 +283,7 @@ def riskrank_queue(d: Set, st: State, ctx: dict, method: str) -> tuple[list, np.
             model.predict(pool), [""] * pool.num_rows, model.variants(pool)
         ),
         pool["policy"].to_pylist(),
+        covered=model.covered(pool),  # as the product's score() calibrates
     )
     proba = scored.proba
     ranked = build_queue(pool, scored)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from riskrank.index import collector
 from riskrank.index.engine import Engine
@@ -553,12 +554,14 @@ def finish_sweep(
     ``_SUCCESS`` is written last).
     """
     t0 = time.time()
+    coverage = getattr(model.ranker, "coverage_", {}) if model is not None else {}
     queue = build_queue(
-        cands, scored, budget=None if arrange else budget, include_reviewed=include_reviewed
-    )
+        cands, scored, budget=None if arrange else budget, include_reviewed=include_reviewed,
+        unlike=np.asarray(unlike_reviews(cands, coverage).to_pylist(), dtype=object),
+    )  # fmt: skip
     queue = arrange(queue, budget=budget) if arrange else queue
     if model is not None:  # does its policy's history cover the item?
-        flags = unlike_reviews(queue, getattr(model.ranker, "coverage_", {}))
+        flags = unlike_reviews(queue, coverage)
         if "unlike_reviews" in queue.column_names:  # (an empty queue has every column)
             queue = queue.drop(["unlike_reviews"])
         queue = queue.append_column("unlike_reviews", flags)
@@ -577,11 +580,17 @@ def finish_sweep(
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     decisions = decision_report(cands, scored)
     if model is not None:  # how like its reviews each policy's candidates are
-        coverage = coverage_report(cands, getattr(model.ranker, "coverage_", {}))
-        for policy, per_signal in coverage.items():
+        # Over the candidates the queue can show: reviewed, unchanged items are their own
+        # nearest review (similarity 1) and would dilute the share (a reviewer's finding).
+        shown = cands
+        if not include_reviewed and "reviewed" in cands.column_names and cands.num_rows:
+            unchanged = pc.equal(cands["reviewed"], "unchanged")
+            shown = cands.filter(pc.invert(pc.fill_null(unchanged, False)))
+        covered = coverage_report(shown, coverage)
+        for policy, per_signal in covered.items():
             if policy in decisions["decisions"]:
                 decisions["decisions"][policy]["history_coverage"] = per_signal
-        decisions["warnings"] += coverage_warnings(coverage)
+        decisions["warnings"] += coverage_warnings(covered)
     report = {
         "items_in": int(manifest["items"]["input"]) + n_deleted,
         "items_indexed": n_indexed,

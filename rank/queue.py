@@ -111,12 +111,31 @@ def shown_text(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     return pc.utf8_slice_codeunits(text, 0, QUEUE_TEXT_CHARS)
 
 
+def _prefer_covered(first, others, order, skip, ids, pols, proba, unlike) -> None:
+    """``build_queue``'s ``unlike`` rule, in place on the chosen row of each item."""
+    outside = {i for i, r in first.items() if unlike[r] is True or unlike[r] == 1}
+    if not outside:
+        return
+    for r in order:
+        item = ids[r]
+        if item not in outside or skip[r] or r == first[item]:
+            continue
+        if proba[r] >= 0.5 and unlike[r] is not None and not unlike[r]:
+            was = first[item]
+            first[item] = r
+            others[item] = [p for p in others[item] if p != pols[r]]
+            if proba[was] >= 0.5:
+                others[item].insert(0, pols[was])
+            outside.discard(item)
+
+
 def build_queue(
     candidates: pa.Table,
     scored: ScoredCandidates,
     *,
     budget: int | None = None,
     include_reviewed: bool = False,
+    unlike: np.ndarray | None = None,
 ) -> pa.Table:
     """One row per item (its riskiest policy), sorted by probability, score, then item id.
 
@@ -124,6 +143,11 @@ def build_queue(
     only the first ``budget`` rows (None: every recalled item).
     ``include_reviewed``: keep candidate rows marked ``reviewed == "unchanged"`` (default:
     an item already judged under a policy is not escalated again for it).
+    ``unlike``: per candidate row, whether the item is unlike every review of that policy
+    (rank/coverage.py; None: not known). An item whose riskiest policy's model extrapolates
+    there, and which another policy's model, whose reviews do cover it, also finds violating
+    (P >= 0.5), is queued under that other policy: two models agree it violates, and the one
+    that has seen such items says how much.
     """
     check_columns(candidates, CANDIDATE_KEY_SCHEMA, what="candidates")
     n = candidates.num_rows
@@ -153,7 +177,11 @@ def build_queue(
             others[ids[r]] = []
         elif proba[r] >= 0.5:
             others[ids[r]].append(pols[r])
-    rows = np.array(list(first.values()), dtype=np.int64)
+    if unlike is not None:
+        _prefer_covered(first, others, order, skip, ids, pols, proba, unlike)
+    position = np.empty(n, np.int64)
+    position[order] = np.arange(n)
+    rows = np.array(sorted(first.values(), key=lambda r: position[r]), dtype=np.int64)
     if budget is not None:
         rows = rows[:budget]
     table = candidates.take(pa.array(rows))

@@ -156,7 +156,9 @@ def _rank(ranker: RiskRanker, cands: pa.Table, chunk: int, max_retries: int) -> 
     # Calibrated on the driver over all candidates: a cold policy's base rate is estimated
     # on all of its rows, as the local engine does.
     scored = ScoredCandidates.concat(ray.get(parts))
-    return ranker.calibrate_scored(scored, cands.column("policy").to_pylist())
+    return ranker.calibrate_scored(
+        scored, cands.column("policy").to_pylist(), covered=ranker.covered(cands)
+    )
 
 
 # ----------------------------------------------------------------------------- the engine

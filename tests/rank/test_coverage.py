@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute
+import pytest
 from conftest import make_items, train_small
 
 from riskrank.rank.coverage import QUANTILE, WARN_SHARE, coverage_report, fit_coverage
@@ -30,20 +31,28 @@ def _foreign(n: int) -> pa.Table:
     )
 
 
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, history, seeds, hashing_signal):
+    """The shared history with each text made distinct ("ref <n>"): the fixture's 120
+    reviews hold 58 distinct texts, and copies under other ids do not count toward the
+    threshold (``test_copies_in_the_history_do_not_make_the_threshold_one``)."""
+    texts = [f"{t} ref {i}" for i, t in enumerate(history["text"].to_pylist())]
+    distinct = history.set_column(1, "text", pa.array(texts))
+    return train_small(distinct, seeds, tmp_path_factory.mktemp("coverage-model"), hashing_signal)
+
+
 def _coverage_warnings(report: dict) -> list[str]:
     return [w for w in report["warnings"] if "farther from every item" in w]
 
 
-def test_a_sweep_unlike_the_reviews_is_reported_and_warned(
-    tmp_path, hashing_model, inventory_items, seeds
-):
-    ranker = hashing_model.ranker
+def test_a_sweep_unlike_the_reviews_is_reported_and_warned(tmp_path, model, inventory_items, seeds):
+    ranker = model.ranker
     assert set(ranker.coverage_) == {"scam"} and set(ranker.coverage_["scam"]) == {"text"}
     inv = inventory_items.drop(["label"])
-    alike = sweep(inv, seeds, hashing_model, **SWEEP).report
+    alike = sweep(inv, seeds, model, **SWEEP).report
     cov = alike["decisions"]["scam"]["history_coverage"]["text"]
     assert cov["share_below"] <= WARN_SHARE and not _coverage_warnings(alike)
-    result = sweep(pa.concat_tables([inv, _foreign(90)]), seeds, hashing_model, **SWEEP)
+    result = sweep(pa.concat_tables([inv, _foreign(90)]), seeds, model, **SWEEP)
     # Each queue row says whether its item is unlike the policy's reviews.
     queue = result.queue
     flags = dict(zip(queue["item_id"].to_pylist(), queue["unlike_reviews"].to_pylist()))
@@ -60,8 +69,8 @@ def test_a_sweep_unlike_the_reviews_is_reported_and_warned(
     assert 'id="warnings"' in html and f"{cov['share_below']:.1%} (text)" in html
 
 
-def test_coverage_is_the_reviews_own_quantile_and_survives_save(tmp_path, hashing_model):
-    ranker = hashing_model.ranker
+def test_coverage_is_the_reviews_own_quantile_and_survives_save(tmp_path, model):
+    ranker = model.ranker
     path = ranker.save(tmp_path / "ranker")
     assert RiskRanker.load(path).coverage_ == ranker.coverage_
     # Without it (a ranker saved before coverage was kept): nothing reported, no error.
@@ -102,3 +111,79 @@ def test_young_and_cold_policies_have_no_coverage(tmp_path, history, seeds, hash
     assert "history_coverage" not in result.report["decisions"]["diet"]  # no reviews: cold
     rows = result.queue.filter(pa.compute.equal(result.queue["policy"], "diet"))
     assert rows.num_rows and rows["unlike_reviews"].null_count == rows.num_rows
+
+
+def _scored(proba: list[float]):
+    from riskrank.rank.ranker import ScoredCandidates
+
+    n = len(proba)
+    p = np.asarray(proba, float)
+    none = np.full(n, np.nan)
+    return ScoredCandidates(
+        p, p, [""] * n, np.full(n, "full", dtype=object), np.full(n, "policy_history"), none, {}
+    )
+
+
+def test_an_item_unlike_its_riskiest_policys_reviews_goes_to_a_policy_that_covers_it():
+    """The two-domain case: a comment scored 0.94 by the spam model (which never saw a
+    comment) and 0.7 by the insult model (which did) is queued under insult."""
+    from riskrank.rank.queue import build_queue
+
+    cands = pa.table(
+        {
+            "item_id": ["c1", "c1", "c2", "c2", "m1", "m1", "c3", "c3"],
+            "policy": ["spam", "insult"] * 4,
+            "action": ["remove"] * 8,
+            "matched_seed_ids": pa.array([[]] * 8, pa.list_(pa.string())),
+        }
+    )
+    proba = [0.94, 0.70, 0.90, 0.30, 0.80, 0.60, 0.85, 0.60]
+    unlike = np.array([True, False, True, False, False, True, True, None], dtype=object)
+    q = build_queue(cands, _scored(proba), unlike=unlike)
+    got = dict(zip(q["item_id"].to_pylist(), q["policy"].to_pylist()))
+    # c1: moved (insult covers it, P >= 0.5); c2: insult finds it benign, so it stays under
+    # spam; m1: its riskiest policy covers it; c3: insult's coverage is not known.
+    assert got == {"c1": "insult", "c2": "spam", "m1": "spam", "c3": "spam"}
+    row = q.to_pylist()[q["item_id"].to_pylist().index("c1")]
+    assert row["risk_probability"] == 0.70 and row["other_policies"] == ["spam"]
+    # The order follows the rows chosen: c2 0.90, c3 0.85, m1 0.80, c1 0.70.
+    assert q["item_id"].to_pylist() == ["c2", "c3", "m1", "c1"]
+    plain = build_queue(cands, _scored(proba))
+    assert plain["policy"].to_pylist() == ["spam"] * 4
+
+
+def test_reviewed_items_left_out_of_the_queue_do_not_dilute_the_share(model, history_items, seeds):
+    """Reviewed, unchanged items are their own nearest review: counted, 120 of them hid 25
+    foreign items that made up the whole queue (a reviewer's finding)."""
+    texts = [f"{t} ref {i}" for i, t in enumerate(history_items["text"].to_pylist())]
+    reviewed = history_items.drop(["label"]).set_column(1, "text", pa.array(texts))
+    result = sweep(pa.concat_tables([reviewed, _foreign(25)]), seeds, model, **SWEEP)
+    assert result.report["reviewed"]["excluded_from_queue"] > 0
+    cov = result.report["decisions"]["scam"]["history_coverage"]["text"]
+    assert cov["candidates"] == result.queue.num_rows == 25 and cov["share_below"] == 1.0
+    assert _coverage_warnings(result.report)
+
+
+def test_copies_in_the_history_do_not_make_the_threshold_one():
+    """Reviews whose nearest other review is the same content under another id are left
+    out of the quantile: with 60% copies it was 1.0 (every edited copy 'unlike')."""
+    near = np.concatenate([np.full(120, 0.99999994), np.linspace(0.5, 0.99, 80)])
+    rows = pa.table({"hist_text_pos_max_sim": near, "hist_text_neg_max_sim": np.full(200, np.nan)})
+    fitted = fit_coverage(rows, np.array(["p"] * 200, dtype=object))
+    assert fitted["p"]["text"] == pytest.approx(np.quantile(near[120:], QUANTILE))
+
+
+def test_the_base_rate_is_estimated_on_the_rows_like_the_reviews(model):
+    from riskrank.rank.ranker import MIN_COVERED
+
+    ranker = model.ranker
+    scores = np.linspace(-3.0, 3.0, 200)
+    variant = np.full(200, "full", dtype=object)
+    policies = ["scam"] * 200
+    like = scores < 0  # the covered rows: the low-scoring half
+    every = ranker.calibrate(scores, variant, policies).base_rates["scam"]
+    covered = ranker.calibrate(scores, variant, policies, covered=like).base_rates["scam"]
+    alone = ranker.calibrate(scores[like], variant[like], policies[:100]).base_rates["scam"]
+    assert covered == alone < every
+    few = scores < scores[MIN_COVERED - 2]  # too few covered rows: all rows, as before
+    assert ranker.calibrate(scores, variant, policies, covered=few).base_rates["scam"] == every
