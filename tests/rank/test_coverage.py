@@ -187,3 +187,6 @@ def test_the_base_rate_is_estimated_on_the_rows_like_the_reviews(model):
     assert covered == alone < every
     few = scores < scores[MIN_COVERED - 2]  # too few covered rows: all rows, as before
     assert ranker.calibrate(scores, variant, policies, covered=few).base_rates["scam"] == every
+    # A few unlike rows (no more than the share a sweep warns at): all rows, as before.
+    most = scores < scores[int(200 * (1 - WARN_SHARE))]
+    assert ranker.calibrate(scores, variant, policies, covered=most).base_rates["scam"] == every
