@@ -48,7 +48,7 @@ def write_text_atomic(text: str, path: str | Path) -> Path:
     """Write ``text`` through a per-process temp file and a rename (never half a file)."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
 

@@ -35,7 +35,8 @@ def _pid_of_tmp(path: Path) -> int | None:
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -56,7 +57,7 @@ def clean_temp_files(directory: str | Path) -> list[Path]:
         return removed
     for path in root.rglob("*.tmp"):
         pid = _pid_of_tmp(path)
-        if pid is not None and pid != os.getpid() and not _alive(pid) and path.is_file():
+        if pid is not None and pid != os.getpid() and not pid_alive(pid) and path.is_file():
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

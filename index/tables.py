@@ -373,15 +373,6 @@ def check_columns(table: pa.Table, schema: pa.Schema, *, what: str) -> None:
         )
 
 
-def write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` atomically (temp file + rename), as ``write_parquet`` writes tables."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
 def write_parquet(table: pa.Table, path: str | Path) -> Path:
     """Write atomically (temp file + rename) so a killed run never leaves half a file; the
     temp name is per process, so two writers of one file (a retried Ray task) do not collide."""

@@ -21,20 +21,11 @@ from pathlib import Path
 
 from riskrank.index.checksums import ChecksumError, checksum_files, files_under, verify_checksums
 from riskrank.index.manifest import sha256_file, write_text_atomic
+from riskrank.index.output_lock import pid_alive
 
 MODEL_JSON = "model.json"
 SEAL = MODEL_JSON + ".sha256"
 _STAGING, _OLD = "saving", "old"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 def _sibling(path: Path, kind: str) -> Path:
@@ -50,7 +41,7 @@ def clean_stale(path: Path) -> list[Path]:
                 pid = int(p.name.rsplit("-", 2)[1])
             except (IndexError, ValueError):
                 continue
-            if not _pid_alive(pid) or pid == os.getpid():
+            if not pid_alive(pid) or pid == os.getpid():
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p)
     return removed

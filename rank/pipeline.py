@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from riskrank.index import collector
 from riskrank.index.engine import Engine
+from riskrank.index.manifest import write_text_atomic
 from riskrank.index.output_lock import holds_output_lock
 from riskrank.index.schema import (
     ITEM_ID,
@@ -41,7 +42,7 @@ from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.standing import DELTA, VERSIONS, StandingIndex
 from riskrank.index.store import InventoryIndex
-from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet, write_text
+from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.index.vectors.faiss_index import parse_bytes
 from riskrank.rank import sweep_output
 from riskrank.rank.coverage import coverage_report, coverage_warnings, unlike_reviews
@@ -640,7 +641,7 @@ def finish_sweep(
         if signal_failures is not None:
             write_parquet(signal_failures, out_dir / SIGNAL_FAILURES)
             written.append(SIGNAL_FAILURES)
-        write_text(out_dir / "report.json", json.dumps(report, indent=2))
+        write_text_atomic(json.dumps(report, indent=2), out_dir / "report.json")
         if reports is not None:
             reports(result)
             written += list(sweep_output.REPORTS)

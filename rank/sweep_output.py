@@ -30,8 +30,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from riskrank.index.manifest import write_text_atomic
 from riskrank.index.schema import SIGNAL_FAILURES
-from riskrank.index.tables import write_text
 
 MARKER = "_SUCCESS"
 TABLES = ("queue.parquet", "candidates.parquet", "quarantine.parquet", SIGNAL_FAILURES)
@@ -56,7 +56,7 @@ def complete(out_dir: Path, run_id: str | None, files: list[str]) -> Path:
         "files": [name for name in OUTPUTS if name in files and (out_dir / name).is_file()],
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    return write_text(out_dir / MARKER, json.dumps(body, indent=2) + "\n")
+    return write_text_atomic(json.dumps(body, indent=2) + "\n", out_dir / MARKER)
 
 
 def marker(out_dir: str | Path) -> dict | None:

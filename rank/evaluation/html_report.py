@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from riskrank.index.tables import write_text
+from riskrank.index.manifest import write_text_atomic
 from riskrank.rank.evaluation.report import count_rows, index_section, plot_sweep
 
 TOP_DEFAULT = 50
@@ -242,4 +242,4 @@ def write_html_report(
             campaigns=campaigns(queue),
         )
     )
-    return write_text(out / "report.html", html)
+    return write_text_atomic(html, out / "report.html")

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from riskrank.index.tables import SchemaError, write_text
+from riskrank.index.manifest import write_text_atomic
+from riskrank.index.tables import SchemaError
 from riskrank.rank.evaluation.metrics import ranking_report
 
 
@@ -319,8 +320,8 @@ def write_report(
         )
     lines += ["", "![risk distribution](report.png)", ""]
     path = out / "report.md"
-    write_text(path, "\n".join(lines))
-    write_text(out / "report.json", json.dumps({**report, "quality": quality}, indent=2))
+    write_text_atomic("\n".join(lines), path)
+    write_text_atomic(json.dumps({**report, "quality": quality}, indent=2), out / "report.json")
     return path
 
 
