@@ -61,7 +61,11 @@ QUARANTINE_SCHEMA = pa.schema(
         doc_field("stage", pa.string(), "where it was refused: validate, encode, history"),
         doc_field("reason", pa.string(), "why, in words"),
         doc_field(
-            "file", pa.string(), "the Parquet file of the row (a directory's: relative to it)"
+            "file",
+            pa.string(),
+            "the inventory's Parquet file of a row refused at validation (a directory's file "
+            "relative to it; a listed path as given); null for a table made in memory, a URI "
+            "and the other stages",
         ),
         doc_field("file_row", pa.int64(), "row number within that file"),
     ],
