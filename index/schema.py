@@ -13,9 +13,10 @@ the quarantine table (``item_id``, ``row``, ``stage``, ``reason``) so that
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -143,6 +144,30 @@ class SourceFiles:
         i = int(np.searchsorted(self.starts, row, side="right")) - 1
         return {"file": self.names[i], "file_row": int(row - self.starts[i])}
 
+    def label(self, row: int) -> str:
+        """``row`` as a reason names it: the input's row number, and where a file is known,
+        the file's own row (``"row 7 (part-1.parquet row 2)"``)."""
+        where = self.where(row)
+        if not where:
+            return f"row {row}"
+        return f"row {row} ({where['file']} row {where['file_row']})"
+
+    def relabel(self, reason: str, item_id: str | None) -> str:
+        """``reason`` with each row it names after the quoted ``item_id`` (``label``'s form,
+        with or without a file) named by this input's files: an up-to-date index keeps the
+        reasons of the day it was made, when the same rows may have come in other files. The
+        id itself is left alone (an id may read ``row 5``); a reason without it is unchanged."""
+        quoted = f"'{item_id}'"
+        at = reason.find(quoted) if item_id is not None else -1
+        if at < 0:
+            return reason
+        cut = at + len(quoted)
+        return reason[:cut] + _ROW_LABEL.sub(lambda m: self.label(int(m.group(1))), reason[cut:])
+
+
+# A row as ``SourceFiles.label`` names it, with or without its file part.
+_ROW_LABEL = re.compile(r"\brow (\d+)(?: \((?:(?!\) ).)*? row \d+\))?")
+
 
 def name_files(quarantine: pa.Table, files: SourceFiles) -> pa.Table:
     """``quarantine`` (of any version of ``QUARANTINE_SCHEMA``) with ``file``/``file_row``
@@ -153,6 +178,8 @@ def name_files(quarantine: pa.Table, files: SourceFiles) -> pa.Table:
         at = r.get("row")
         where = files.where(at) if r.get("stage") == "validate" and at is not None else {}
         r["file"], r["file_row"] = where.get("file"), where.get("file_row")
+        if r.get("stage") == "validate" and r.get("reason"):
+            r["reason"] = files.relabel(r["reason"], r.get(ITEM_ID))
     return quarantine_table(rows)
 
 
@@ -211,13 +238,17 @@ def row_key(cells: Mapping[str, object]) -> tuple:
 
 
 def duplicate_reasons(
-    ids: Sequence[str | None], contents: Mapping[int, Hashable], refused: Mapping[int, str]
+    ids: Sequence[str | None],
+    contents: Mapping[int, Hashable],
+    refused: Mapping[int, str],
+    label: Callable[[int], str] = lambda row: f"row {row}",
 ) -> dict[int, str]:
     """Rows to quarantine for sharing an id, whatever the rows' order: among rows not refused
     for another reason, an id whose rows are the same (``contents``: a key per row, for rows
     whose id repeats) keeps its first row (the copies are quarantined); an id whose rows differ,
     in content or metadata, keeps none, since which one is live is unknown (first-row-wins made
-    a shuffled export's other text the item's content).
+    a shuffled export's other text the item's content). ``label`` names a row in a reason
+    (``SourceFiles.label``: with its file and the file's row where the input had files).
 
     >>> duplicate_reasons(["a", "a", "b", "b"], dict(enumerate("xxyz")), {})[1]
     "duplicate item_id 'a' (the same as row 0)"
@@ -232,12 +263,12 @@ def duplicate_reasons(
             continue
         if len({contents[r] for r in rows}) == 1:
             for r in rows[1:]:
-                out[r] = f"duplicate item_id '{item_id}' (the same as row {rows[0]})"
+                out[r] = f"duplicate item_id '{item_id}' (the same as {label(rows[0])})"
             continue
-        listed = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+        listed = ", ".join(map(label, rows[:10])) + (", ..." if len(rows) > 10 else "")
         for r in rows:
             out[r] = (
-                f"item_id '{item_id}' differs between rows {listed} (content or metadata): "
+                f"item_id '{item_id}' differs between {listed} (content or metadata): "
                 "which one is live is unknown, so none is indexed"
             )
     return out
@@ -261,7 +292,7 @@ def validate_inventory(
 
     >>> items, bad = validate_inventory({"item_id": ["a", "a"], "text": ["x", "y"]})
     >>> items.num_rows, bad.column("reason")[0].as_py().split(":")[0]
-    (0, "item_id 'a' differs between rows 0, 1 (content or metadata)")
+    (0, "item_id 'a' differs between row 0, row 1 (content or metadata)")
     """
     table = as_table(data, what=what, files=True)
     # Ids, content of another type (a text column of ints or bools) and the like are input
@@ -303,15 +334,15 @@ def validate_inventory(
     if text is not None:
         table = table.set_column(table.column_names.index(TEXT), TEXT, text)
     table = table.set_column(table.column_names.index(ITEM_ID), ITEM_ID, ids.cast(pa.string()))
+    files = SourceFiles.of(table)
     if duplicates:
         counts = Counter(i for i in id_list if i)
         repeated = [r for r, i in enumerate(id_list) if i and counts[i] > 1]
         if repeated:  # only these rows' cells are read
             rows_of = table.drop([ITEM_ID]).take(pa.array(repeated)).to_pylist()
             contents = {r: row_key(cells) for r, cells in zip(repeated, rows_of)}
-            bad.update(duplicate_reasons(id_list, contents, dict(bad)))
+            bad.update(duplicate_reasons(id_list, contents, dict(bad), files.label))
     keep = pa.array([i not in bad for i in range(table.num_rows)], pa.bool_())
-    files = SourceFiles.of(table)
     rows = [
         {ITEM_ID: id_list[i], "row": i, "stage": "validate", "reason": reason, **files.where(i)}
         for i, reason in sorted(bad.items())

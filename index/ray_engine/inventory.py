@@ -165,8 +165,8 @@ def _scan(
             for r, cells in zip(local, shown.take(pa.array(local)).to_pylist()):
                 contents[start + r] = row_key(cells)
         start += block.num_rows
-    why.update(duplicate_reasons(ids, contents, why))
     files = files or SourceFiles([])
+    why.update(duplicate_reasons(ids, contents, why, files.label))
     quarantined = [
         {ITEM_ID: ids[row], "row": row, "stage": "validate", "reason": reason, **files.where(row)}
         for row, reason in sorted(why.items())

@@ -132,6 +132,11 @@ def test_a_quarantined_row_names_its_file(tmp_path):
         (5, "part-1.parquet", 1, "item_id is n"),
         (6, "part-1.parquet", 2, "no content: "),
     ]
+    # The reason names the other rows as the quarantine names them: by file and row there.
+    assert bad.to_pylist()[0]["reason"].startswith(
+        "item_id 'a' differs between row 1 (day=2/part.parquet row 1), "
+        "row 2 (part-0.parquet row 0) (content or metadata)"
+    )
     assert b"riskrank.files" not in (items.schema.metadata or {})  # not carried into the index
     # One file, a list of files: named as given. A table made in memory: no file.
     one = tmp_path / "one.parquet"
@@ -140,6 +145,8 @@ def test_a_quarantined_row_names_its_file(tmp_path):
     listed = validate_inventory([d / "part-0.parquet", str(one)])[1].to_pylist()
     # (its "a" repeats part-0's row exactly: the copy is quarantined, the first kept)
     assert [(r["file"], r["file_row"]) for r in listed] == [(str(one), 0), (str(one), 1)]
+    first = d / "part-0.parquet"
+    assert listed[0]["reason"] == f"duplicate item_id 'a' (the same as row 0 ({first} row 0))"
     assert validate_inventory(pq.read_table(one))[1].to_pylist()[0]["file"] is None
 
 
@@ -177,3 +184,17 @@ def test_the_file_record_stays_with_the_inventory_read(tmp_path, history, seeds,
     for path in (tmp_path / "model").rglob("*.parquet"):
         assert FILES_KEY not in (pq.read_schema(path).metadata or {}), path
     assert model is not None
+
+
+def test_a_reason_is_relabelled_by_todays_files_but_never_inside_its_id():
+    """An up-to-date index keeps the reasons of the day it was made; the rows they name are
+    named again from today's files, and an id that reads like a row is left as it is."""
+    from riskrank.index.schema import SourceFiles
+
+    today = SourceFiles([("a.parquet", 2), ("b.parquet", 3)])
+    old = "item_id 'row 4' differs between row 1 (mon/x (1).parquet row 1), row 3"
+    assert today.relabel(old, "row 4") == (
+        "item_id 'row 4' differs between row 1 (a.parquet row 1), row 3 (b.parquet row 1)"
+    )
+    assert SourceFiles([]).relabel(old, "row 4") == "item_id 'row 4' differs between row 1, row 3"
+    assert today.relabel("no content: text is empty", "row 4") == "no content: text is empty"

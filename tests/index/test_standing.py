@@ -214,7 +214,7 @@ def test_duplicate_ids_with_different_content_are_quarantined(tmp_path):
         pa.concat_tables([inv, dup]), [HashingTextSignal()], show_progress=False
     )
     reasons = idx.quarantine["reason"].to_pylist()
-    assert len(reasons) == 2 and all("differs between rows" in r for r in reasons)
+    assert len(reasons) == 2 and all("differs between row " in r for r in reasons)
     assert idx.num_items == inv.num_rows - 1
 
 

@@ -356,6 +356,7 @@ def test_an_up_to_date_index_names_todays_files_in_the_quarantine(tmp_path, hash
     quarantine the version was made with named yesterday's files (reviewed)."""
     rows = make_items(10, 20, prefix="u", seed=5).drop(["label"]).to_pylist()
     rows[12]["text"] = " "  # quarantined: no content
+    rows.append(dict(rows[3]))  # an exact copy of row 3: quarantined, its reason names row 3
     mon, tue = tmp_path / "mon", tmp_path / "tue"
     for day, names in ((mon, ("part-0", "part-1")), (tue, ("a", "b"))):
         day.mkdir()
@@ -365,11 +366,13 @@ def test_an_up_to_date_index_names_todays_files_in_the_quarantine(tmp_path, hash
     first = sweep(mon, seeds, hashing_model, out_dir=tmp_path / "o1", index_dir=standing, **SWEEP)
     again = sweep(tue, seeds, hashing_model, out_dir=tmp_path / "o2", index_dir=standing, **SWEEP)
     assert "index_up_to_date" in again.report
-    where = [(r["file"], r["file_row"]) for r in again.quarantine.to_pylist()]
-    assert where == [("b.parquet", 2)]
-    assert [(r["file"], r["file_row"]) for r in first.quarantine.to_pylist()] == [
-        ("part-1.parquet", 2)
+    where = [(r["file"], r["file_row"], r["reason"]) for r in again.quarantine.to_pylist()]
+    same = f"duplicate item_id '{rows[3]['item_id']}' (the same as row 3 ({{}} row 3))"
+    assert [w[:2] for w in where] == [("b.parquet", 2), ("b.parquet", 20)]
+    assert where[1][2] == same.format("a.parquet")
+    assert [(r["file"], r["file_row"], r["reason"]) for r in first.quarantine.to_pylist()][1:] == [
+        ("part-1.parquet", 20, same.format("part-0.parquet"))
     ]
     # A retroactive sweep (no inventory) keeps the version's names.
     retro = sweep(None, seeds, hashing_model, index_dir=standing, **SWEEP)
-    assert [r["file"] for r in retro.quarantine.to_pylist()] == ["part-1.parquet"]
+    assert [r["file"] for r in retro.quarantine.to_pylist()] == ["part-1.parquet"] * 2

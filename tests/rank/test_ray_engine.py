@@ -326,7 +326,7 @@ def test_ray_queue_equals_single_machine_queue(on_ray, single):
 def test_quarantine_matches_including_duplicates_across_files(on_ray, single, data):
     assert on_ray.quarantine.to_pylist() == single.quarantine.to_pylist()
     reasons = {r["item_id"]: r["reason"] for r in on_ray.quarantine.to_pylist()}
-    assert reasons["item-0001"].startswith("item_id 'item-0001' differs between rows 1, ")
+    assert reasons["item-0001"].startswith("item_id 'item-0001' differs between row 1 (")
     assert "empty" in reasons["empty-1"]
     # Each row names its file and its row there (the global row number named none).
     where = {(r["file"], r["file_row"]) for r in on_ray.quarantine.to_pylist()}
