@@ -7,6 +7,8 @@ every file before reading any, and refuses a half-written or altered model namin
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +118,21 @@ class RiskModel:
         )
         ranker = RiskRanker.load(path / "ranker")
         return cls(ranker, signals, exemplars, meta, lexical, reviewed)
+
+
+@contextmanager
+def image_base_dir_for(model: RiskModel, base_dir: str | Path | None) -> Iterator[None]:
+    """``set_image_base_dir`` for the length of a call (a sweep's): the model's signals get
+    their own ``base_dir`` back after it, so a later sweep that names none does not read
+    pictures from the folder an earlier one named (an outsider's report)."""
+    held = [(s, s.get_runtime_options()["base_dir"]) for s in model.signals
+            if "base_dir" in s.runtime_options]  # fmt: skip
+    set_image_base_dir(model, base_dir)
+    try:
+        yield
+    finally:
+        for signal, before in held:
+            signal.set_runtime_options(base_dir=before)
 
 
 def set_image_base_dir(model: RiskModel, base_dir: str | Path | None) -> None:

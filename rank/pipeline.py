@@ -60,7 +60,7 @@ from riskrank.rank.model import (
     RiskModel,
     check_model_dir,
     check_not_in_model,
-    set_image_base_dir,
+    image_base_dir_for,
 )
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
@@ -350,10 +350,10 @@ def sweep(
     engine = resolve_sweep_engine(engine)
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
     collector.freeze_more()  # the model and its encoders, loaded just now
-    set_image_base_dir(model, image_base_dir)  # Ray's actors get it from the model's signals
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     writer = _reports_writer(seeds, image_base_dir, reports) if reports else None
-    with _work_dir(out_dir) as out:
+    # Ray's actors get the folder from the model's signals; the caller's model gets its own back.
+    with image_base_dir_for(model, image_base_dir), _work_dir(out_dir) as out:
         files = None
         if inventory is not None:
             # Metadata named like the pipeline's own columns is renamed, not overwritten.

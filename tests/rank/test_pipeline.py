@@ -346,6 +346,19 @@ def test_an_item_kept_without_its_image_is_counted_and_listed(
     row = only.queue.to_pylist()[0]
     assert row["item_id"] == "p0" and row["pdq_best_distance"] == 0 and row["text_best_sim"] is None
 
+    # image_base_dir is the sweep's, not the model's: one loaded model swept with it and then
+    # without it read the pictures from the earlier folder (an outsider's report).
+    (tmp_path / "creatives").mkdir()
+    (tmp_path / "creatives" / "p0.png").write_bytes(images[0])
+    by_path = pa.table({"item_id": ["p0"], "text": ["an offer"], "image_path": ["p0.png"]})
+    model = RiskModel.load(tmp_path / "m")
+    kw = {"show_progress": False}
+    lost = sweep(by_path, seeds, model, **kw).report["signal_failures"]
+    found = sweep(by_path, seeds, model, image_base_dir=tmp_path / "creatives", **kw)
+    again = sweep(by_path, seeds, model, **kw).report["signal_failures"]
+    assert lost == again == {"pdq": 1} and found.report["signal_failures"] == {}
+    assert [s.get_runtime_options()["base_dir"] for s in model.signals[1:]] == [None]
+
 
 def test_history_rows_that_cannot_teach_are_quarantined_before_embedding():
     """Disagreeing reviews of one item (the file's row order chose the label), a blank
