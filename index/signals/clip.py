@@ -225,13 +225,28 @@ class ClipEncoder:
             ) as bar,
         ):
             for batch in batches:
-                emb = tower(batch)
+                real = len(batch)
+                emb = tower(self._full(batch))[:real]
                 emb = torch.nn.functional.normalize(emb.float(), dim=-1)
                 out.append(emb.cpu().numpy())
-                bar.update(len(batch))
+                bar.update(real)
         if not out:
             return np.zeros((0, self.dim), np.float32)
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+    def _full(self, batch):
+        """``batch`` made up to ``batch_size`` rows with copies of its last: a CPU's kernels
+        sum a row otherwise when the batch has another number of rows (vectors moved in
+        their last bits, ~6e-8), so a picture's vector depended on how many shared its batch
+        and a standing index's few new pictures differed from a rebuild's (an outsider's
+        report). With one batch shape the vector is the picture's alone; the padding costs
+        at most one batch of work per call."""
+        import torch
+
+        missing = self.batch_size - len(batch)
+        if missing <= 0:
+            return batch
+        return torch.cat([batch, batch[-1:].expand(missing, *batch.shape[1:])])
 
     def prepare(self, image):
         """The model's resize/crop/normalise of one RGB ``PIL.Image``: a CPU tensor. Thread-safe;

@@ -578,6 +578,28 @@ def test_an_image_file_rewritten_at_the_same_path_is_embedded_again(tmp_path):
     assert_same_index(idx, ref)
 
 
+def test_a_day_of_few_new_pictures_gives_a_rebuilds_clip_vectors(tmp_path):
+    """A day adds two pictures: CLIP embedded them in a batch of two, a rebuild in a batch
+    of 20 (52 = 32 + 20), and a CPU sums a row otherwise in another batch shape (vectors
+    6e-8 apart, the image evidence with them: an outsider's report). Exact indexes must
+    equal a rebuild."""
+    from test_clip_signal import picture
+
+    from riskrank.index.signals.clip import ClipImageSignal, tiny_clip_encoder
+
+    def inventory(n):
+        return pa.table({"item_id": [f"p{i}" for i in range(n)],
+                         "image_bytes": pa.array([picture(i) for i in range(n)])})  # fmt: skip
+
+    clip = ClipImageSignal(tiny_clip_encoder())  # batches of 32
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(inventory(50), [clip], show_progress=False)
+    idx, stats = standing.update(inventory(52), [clip], show_progress=False)
+    assert stats.embedded == 2
+    ref = build_index(inventory(52), tmp_path / "ref", signals=[clip], show_progress=False)
+    assert_same_index(idx, ref)
+
+
 def test_a_picture_moved_to_another_file_or_into_bytes_is_not_embedded_again(tmp_path, monkeypatch):
     """A daily export that writes its creatives to a dated folder under new names, or ships
     them as bytes one day, changes no item's image: nothing is embedded again. An index whose
