@@ -262,13 +262,16 @@ def history_exemplars(hindex: InventoryIndex, hist: pa.Table) -> dict[str, Revie
 
 @dataclass
 class SweepResult:
-    """What a sweep produced; the same tables are on disk under ``out_dir``."""
+    """What a sweep produced; the same tables are on disk under ``out_dir``.
+    ``signal_failures``: items swept without one of their signals, with why (a picture that
+    would not decode: the item is swept by its text; ``signal_failures.parquet``)."""
 
     queue: pa.Table
     candidates: pa.Table
     quarantine: pa.Table
     report: dict
     out_dir: Path | None = None
+    signal_failures: pa.Table | None = None
 
 
 @holds_output_lock("out_dir", what="sweep output directory")
@@ -631,7 +634,9 @@ def finish_sweep(
         log.warning(warning)
     report["run_id"] = uuid.uuid4().hex  # names this run's files (rank/sweep_output.py)
     # Absolute: write_reports later, from another working directory, finds the same files.
-    result = SweepResult(queue, cands, quarantine, report, out_dir.resolve() if out_dir else None)
+    result = SweepResult(
+        queue, cands, quarantine, report, out_dir.resolve() if out_dir else None, signal_failures
+    )
     if out_dir:
         sweep_output.begin(out_dir)
         write_parquet(cands, out_dir / "candidates.parquet")

@@ -333,6 +333,7 @@ def test_an_item_kept_without_its_image_is_counted_and_listed(
     assert res.report["items_indexed"] == 20 and res.quarantine.num_rows == 1
     listed = pq.read_table(tmp_path / "out" / "signal_failures.parquet").to_pylist()
     assert [(r["item_id"], r["signal"]) for r in listed] == [(inv["item_id"][1].as_py(), "pdq")]
+    assert res.signal_failures.to_pylist() == listed  # the table too, not only its counts
     assert "not a recognised image" in listed[0]["reason"]
     # A day with no image at all, and one with images only: the model's other signal has no
     # item to search, and its evidence is missing, as for one item without an image.
