@@ -204,6 +204,11 @@ def _fill_flat(index, vectors, block: int) -> None:
     index.ntotal = n
 
 
+# What a pickled index leaves out: the searched copy (a GPU clone where there is one) and its
+# GPU resources; the CPU index travels as bytes.
+_NOT_PICKLED = ("index", "_search_index", "_gpu_resources", "on_gpu")
+
+
 @dataclass
 class SearchResult:
     """``scores[i, j]`` is the similarity of query i to item ``positions[i, j]`` (-1 = none)."""
@@ -221,12 +226,27 @@ class FaissIndex:
     _write = staticmethod(faiss.write_index)
     _read = staticmethod(faiss.read_index)
     _serialize = staticmethod(faiss.serialize_index)
+    _deserialize = staticmethod(faiss.deserialize_index)
 
     def __init__(self, index, key: str, nprobe: int = 1) -> None:
         self.index = index
         self.key = key
         self.nprobe = nprobe
         self._search_index = index
+        self.on_gpu = False
+
+    def __getstate__(self) -> dict:
+        """Pickled (Ray sends indexes to its tasks) as FAISS's own bytes of the CPU index: a
+        binary index has no pickle support of its own and a GPU clone none either; the copy
+        searches on the CPU where it lands."""
+        state = {k: v for k, v in self.__dict__.items() if k not in _NOT_PICKLED}
+        state["index"] = np.asarray(type(self)._serialize(self.index))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.index = type(self)._deserialize(state["index"])
+        self._search_index = self.index
         self.on_gpu = False
 
     def to_gpu(self) -> FaissIndex:  # pragma: no cover - overridden

@@ -80,6 +80,7 @@ class BinaryHashIndex(FaissIndex):
     _write = staticmethod(faiss.write_index_binary)
     _read = staticmethod(faiss.read_index_binary)
     _serialize = staticmethod(faiss.serialize_index_binary)
+    _deserialize = staticmethod(faiss.deserialize_index_binary)
 
     @staticmethod
     def _wants_gpu(use_gpu: bool | None) -> bool:

@@ -102,6 +102,38 @@ def test_index_search_scores_distances_and_round_trip(originals, tmp_path):
     assert again.memory_bytes() >= 6 * 32
 
 
+def test_a_binary_index_pickles_as_faiss_bytes(originals):
+    """Ray sends an index to its recall tasks by pickling it: FAISS's binary indexes have no
+    pickle support, and a Ray sweep of any model with PDQ died there (an outsider's report)."""
+    import pickle
+
+    from riskrank.index.vectors.faiss_index import VectorIndex
+
+    sig = PdqSignal()
+    items = sig.embed_items(table([jpeg(im) for im in originals]))
+    query = sig.embed_queries(table([jpeg(originals[3].resize((200, 200)), 60)])).vectors
+    for index in (sig.build_index(items.vectors), BinaryHashIndex.build(
+            np.tile(items.vectors, (700, 1)), key="BIVF4", nprobe=2)):  # fmt: skip
+        copy = pickle.loads(pickle.dumps(index))
+        assert (type(copy), copy.key, copy.nprobe, copy.on_gpu) == (
+            BinaryHashIndex,
+            index.key,
+            index.nprobe,
+            False,
+        )
+        for a, b in zip(
+            copy.search(query, 5).__dict__.values(), index.search(query, 5).__dict__.values()
+        ):
+            np.testing.assert_array_equal(a, b)
+    vectors = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
+    ivf = VectorIndex.build(vectors, key="IVF4,Flat", nprobe=3)
+    copy = pickle.loads(pickle.dumps(ivf))
+    assert (copy.key, copy.nprobe) == ("IVF4,Flat", 3)
+    np.testing.assert_array_equal(
+        copy.search(vectors[:4], 7).positions, ivf.search(vectors[:4], 7).positions
+    )
+
+
 def test_forced_ivf_key_and_float_keys_are_ignored(originals):
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 256, (3000, 32), dtype=np.uint8)
