@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 DEFAULT_MAX_IMAGE_BYTES = 50 * 2**20
 MAX_IMAGE_BYTES_ENV = "RISKRANK_MAX_IMAGE_BYTES"
 REMOTE_SCHEMES = ("http", "https", "s3", "gs", "ftp")
+EMPTY_IMAGE = "image is empty (0 bytes)"  # a file or bytes: one content, one reason
 
 
 def max_image_bytes(explicit: int | None = None) -> int:
@@ -105,7 +106,8 @@ def read_image_file(
         return None, reason
     data, reason = read_capped(resolved, max_bytes)
     if data is not None and len(data) == 0:
-        # No path in the reason: every empty file is one content (one key), and a standing
-        # index lists the reason it remembered for that key under each item that has it.
-        return None, "image file is empty (0 bytes)"
+        # No path and no source in the reason: every empty picture, file or bytes, is one
+        # content (one key), and a standing index lists the reason it remembered for that
+        # key under each item that has it (an empty file was listed as empty image_bytes).
+        return None, EMPTY_IMAGE
     return data, reason

@@ -9,7 +9,7 @@ see the same pixels, and a bad row becomes a reason string instead of an excepti
 >>> (image, reason)                       # no image at all: a missing modality, not an error
 (None, None)
 >>> decode_image(b"", None)[1]
-'image_bytes is empty (0 bytes)'
+'image is empty (0 bytes)'
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from riskrank.index.paths import read_image_file
+from riskrank.index.paths import EMPTY_IMAGE, read_image_file
 from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH
 from riskrank.index.signals.base import CliOption
 
@@ -60,7 +60,7 @@ def _open_source(
     A path must stay inside ``base_dir`` and under the byte cap (index/paths.py)."""
     if data is not None:
         if len(data) == 0:
-            return None, "image_bytes is empty (0 bytes)"
+            return None, EMPTY_IMAGE
         return io.BytesIO(bytes(data)), None
     if path is None or str(path).strip() == "":
         return None, None

@@ -726,7 +726,7 @@ def test_empty_image_files_are_listed_as_a_rebuild_lists_them(tmp_path):
 
     assert rows(idx.signal_failures) == rows(ref.signal_failures)
     assert {r["reason"] for r in idx.signal_failures.to_pylist()} == {
-        "image file is empty (0 bytes)"
+        "image is empty (0 bytes)"
     }
 
 
