@@ -10,6 +10,7 @@ The short import for analysts::
     rr.write_reports(result, "seeds.parquet")  # report.md, report.png, report.html
     rr.sweep(..., reports=True)   # the same reports, written before the run's _SUCCESS marker
     rr.sweep_complete("runs/today")  # True once every output of the run is written
+    rr.info("standing/")  # what a directory riskrank wrote is, and its state (also models, runs)
     rr.sweep(..., engine="ray")   # or engine=rr.RaySweepEngine(address="auto", num_shards=8)
 
 The three stages live in ``riskrank.index`` (content -> searchable index),
@@ -34,6 +35,7 @@ from riskrank.index.engine import LocalEngine
 from riskrank.index.manifest import package_version
 from riskrank.index.ray_engine.engine import RayEngine
 from riskrank.rank import RiskModel, RiskRanker, ScoredCandidates, SweepResult, sweep, train
+from riskrank.rank.app.info import info
 from riskrank.rank.evaluation.report import write_sweep_reports as write_reports
 from riskrank.rank.ray_engine import RaySweepEngine
 from riskrank.rank.sweep_output import is_complete as sweep_complete
@@ -61,6 +63,7 @@ __all__ = [
     "TextEmbeddingSignal",
     "__version__",
     "build_index",
+    "info",
     "recall_candidates",
     "register_signal",
     "sweep",

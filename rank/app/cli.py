@@ -17,6 +17,7 @@ EPILOG = """examples:
   riskrank sweep --inventory ads/ --seeds seeds.parquet --model model/ --out sweep/ --budget 500
   riskrank eval --queue sweep/queue.parquet --labels truth.parquet
   riskrank review import verdicts.csv --queue sweep/queue.parquet --model model/ --out model-v2/
+  riskrank info sweep/                            # a run finished? (or a standing index, a model)
 """
 
 
@@ -337,6 +338,14 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_info(args) -> int:
+    from riskrank.rank.app.info import format_info, info
+
+    about = info(args.path)
+    print(json.dumps(about, indent=2) if args.json else format_info(about))
+    return 0
+
+
 def cmd_demo(args) -> int:
     import pyarrow.parquet as pq
 
@@ -444,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         _sweep_parser,
         _review_parser,
         _eval_parser,
+        _info_parser,
         _demo_parser,
     ):
         add(sub)
@@ -633,6 +643,17 @@ def _eval_parser(sub) -> None:
     )
     e.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     e.set_defaults(func=cmd_eval)
+
+
+def _info_parser(sub) -> None:
+    i = sub.add_parser(
+        "info",
+        help="what a directory is and its state: a standing index (version, last update), "
+        "an index, a model (version, parent, reviews) or a sweep's output (finished or not)",
+    )
+    i.add_argument("path", help="a directory riskrank wrote")
+    i.add_argument("--json", action="store_true", help="print it as JSON instead")
+    i.set_defaults(func=cmd_info)
 
 
 def _demo_parser(sub) -> None:

@@ -1,0 +1,75 @@
+"""``riskrank info`` / ``rr.info``: what a directory riskrank wrote is, and its state."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+from conftest import make_items, train_small
+
+import riskrank as rr
+from riskrank.rank.app.cli import main
+from riskrank.rank.pipeline import sweep
+
+SWEEP = {"show_progress": False}
+
+
+def test_a_standing_index_a_model_and_a_sweep_say_what_they_are(
+    tmp_path, hashing_signal, seeds, history, capsys
+):
+    hashing_model = train_small(history, seeds, tmp_path / "model", hashing_signal)
+    day0 = make_items(10, 20, prefix="i", seed=1).drop(["label"])
+    day1 = pa.concat_tables([day0.slice(3), make_items(2, 3, prefix="n", seed=2).drop(["label"])])
+    standing, out = tmp_path / "standing", tmp_path / "run"
+    sweep(day0, seeds, hashing_model, index_dir=standing, **SWEEP)
+    today = sweep(day1, seeds, hashing_model, index_dir=standing, out_dir=out, **SWEEP)
+
+    about = rr.info(standing)
+    assert about["kind"] == "standing index"
+    assert (about["version"], about["versions_kept"]) == (2, [1, 2])
+    update = today.report["index_update"]
+    for key in ("added", "removed", "unchanged", "embedded"):
+        assert about["last_update"][key] == update[key], key
+    assert (update["added"], update["removed"]) == (5, 3)
+    assert about["items"]["indexed"] == day1.num_rows
+    assert about["signals"]["text"]["count"] == day1.num_rows
+    assert about["disk_bytes"] > 0
+
+    model = rr.info(tmp_path / "model")
+    assert model["kind"] == "model" and model["version"] == 1 and model["parent_version"] is None
+    verdicts = history["verdict"].to_pylist()
+    assert model["reviews"]["scam"] == {
+        "reviews": sum(p == "scam" for p in history["policy"].to_pylist()),
+        "violating": sum(v >= 2 for v, p in zip(verdicts, history["policy"].to_pylist())
+                         if p == "scam"),
+    }  # fmt: skip
+
+    run = rr.info(out)
+    assert (run["kind"], run["complete"], run["run_id"]) == (
+        "sweep output",
+        True,
+        today.report["run_id"],
+    )
+    assert run["queued"] == today.queue.num_rows
+    (out / "_SUCCESS").unlink()  # a run that died before its marker
+    assert rr.info(out)["complete"] is False
+
+    # The command line: the same, for a person or as JSON.
+    assert main(["info", str(standing)]) == 0
+    text = capsys.readouterr().out
+    assert "version 2 (kept: v1, v2)" in text and "5 added" in text and "3 removed" in text
+    assert main(["info", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["complete"] is False
+
+
+def test_a_directory_riskrank_did_not_write_is_named_as_such(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(rr.SchemaError, match="not a riskrank directory"):
+        rr.info(tmp_path)
+    assert main(["info", str(tmp_path)]) == 2
+    assert "not a riskrank directory" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "absent")]) == 2
+    (tmp_path / "standing.json").write_text("{not json")
+    with pytest.raises(rr.SchemaError, match="unreadable"):
+        rr.info(tmp_path)
