@@ -7,9 +7,7 @@ every file before reading any, and refuses a half-written or altered model namin
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -120,26 +118,17 @@ class RiskModel:
         return cls(ranker, signals, exemplars, meta, lexical, reviewed)
 
 
-@contextmanager
-def image_base_dir_for(model: RiskModel, base_dir: str | Path | None) -> Iterator[None]:
-    """``set_image_base_dir`` for the length of a call (a sweep's): the model's signals get
-    their own ``base_dir`` back after it, so a later sweep that names none does not read
-    pictures from the folder an earlier one named (an outsider's report)."""
-    held = [(s, s.get_runtime_options()["base_dir"]) for s in model.signals
-            if "base_dir" in s.runtime_options]  # fmt: skip
-    set_image_base_dir(model, base_dir)
-    try:
-        yield
-    finally:
-        for signal, before in held:
-            signal.set_runtime_options(base_dir=before)
-
-
-def set_image_base_dir(model: RiskModel, base_dir: str | Path | None) -> None:
-    """Point the model's image-reading signals at ``base_dir`` (None: leave them as they are):
-    where a sweep's or a review import's relative ``image_path`` values live."""
-    if base_dir is None:
-        return
-    for signal in model.signals:
-        if "base_dir" in signal.runtime_options:
-            signal.set_runtime_options(base_dir=base_dir)
+def with_image_base_dir(model: RiskModel, base_dir: str | Path | None) -> RiskModel:
+    """``model`` for one sweep whose relative ``image_path`` values live in ``base_dir``: a
+    copy whose image-reading signals read there (each a shallow copy, sharing its loaded
+    encoder); the caller's model and its signals are left as they are. Setting the folder on
+    the caller's model made a later sweep that named none read the earlier one's folder, and
+    two sweeps sharing a model read each other's (outsiders' and a reviewer's reports).
+    ``None``: the model itself."""
+    if base_dir is None or not any("base_dir" in s.runtime_options for s in model.signals):
+        return model
+    signals = [
+        s.with_runtime_options(base_dir=base_dir) if "base_dir" in s.runtime_options else s
+        for s in model.signals
+    ]
+    return replace(model, signals=signals)

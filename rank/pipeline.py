@@ -60,7 +60,7 @@ from riskrank.rank.model import (
     RiskModel,
     check_model_dir,
     check_not_in_model,
-    image_base_dir_for,
+    with_image_base_dir,
 )
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
@@ -354,9 +354,10 @@ def sweep(
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
     collector.freeze_more()  # the model and its encoders, loaded just now
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
+    # Ray's actors get the folder from the model's signals: a copy's, the caller's untouched.
+    model = with_image_base_dir(model, image_base_dir)
     writer = _reports_writer(seeds, image_base_dir, reports) if reports else None
-    # Ray's actors get the folder from the model's signals; the caller's model gets its own back.
-    with image_base_dir_for(model, image_base_dir), _work_dir(out_dir) as out:
+    with _work_dir(out_dir) as out:
         files = None
         if inventory is not None:
             # Metadata named like the pipeline's own columns is renamed, not overwritten.

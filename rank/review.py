@@ -650,7 +650,7 @@ def import_verdicts(
     queue given as a path). ``strict``: raise ``SchemaError`` on any bad row instead of
     quarantining it.
     """
-    from riskrank.rank.model import RiskModel, set_image_base_dir
+    from riskrank.rank.model import RiskModel, with_image_base_dir
 
     seeds_to_add = seeds
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -662,7 +662,7 @@ def import_verdicts(
             f"(`riskrank review retrain {model_dir} --out DIR`), then import into that model"
         )
     old = RiskModel.load(model_dir)  # verifies every file's checksum, history.parquet too
-    set_image_base_dir(old, image_base_dir)  # reviewed pictures are read (and embedded) there
+    old = with_image_base_dir(old, image_base_dir)  # reviewed pictures are read, embedded there
     parent = old.info
     if not (model_dir / HISTORY_FILE).exists():
         raise FileNotFoundError(
@@ -805,7 +805,7 @@ def retrain_pending(
     a history edited since (its digest), a parent whose history is not the one the import
     started from, and an ``out_dir`` that holds a model or a user's files.
     """
-    from riskrank.rank.model import RiskModel, set_image_base_dir
+    from riskrank.rank.model import RiskModel, with_image_base_dir
 
     pending_dir, out_dir = Path(pending_dir), Path(out_dir)
     marker = pending_dir / PENDING_FILE
@@ -829,7 +829,7 @@ def retrain_pending(
             "version would be its parent again"
         )
     old = RiskModel.load(model_dir)  # verifies every file's checksum
-    set_image_base_dir(old, image_base_dir)  # where the history's relative image paths live
+    old = with_image_base_dir(old, image_base_dir)  # where the history's relative image paths live
     if old.info.get("history_digest") != pending["parent_history_digest"]:
         raise ValueError(
             f"{model_dir} (version {old.info.get('version')}) is not the model {pending_dir} "

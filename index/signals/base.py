@@ -10,6 +10,7 @@ CLI only ask these questions; none of them names a signal. A new signal is one m
 
 from __future__ import annotations
 
+import copy
 import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -246,3 +247,9 @@ class Signal(ABC):
                 raise TypeError(f"{type(self).__name__}: unknown runtime option {k!r}")
             setattr(self, k, v)
         return self
+
+    def with_runtime_options(self, **options) -> Signal:
+        """A copy with ``options`` set, sharing everything else (a loaded encoder): one
+        call's settings (a sweep's image folder) without touching this signal, which other
+        calls may be using. A signal whose options live in a shared part copies that too."""
+        return copy.copy(self).set_runtime_options(**options)

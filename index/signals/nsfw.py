@@ -16,6 +16,7 @@ array([0.01, nan, 0.93], dtype=float32)
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -152,6 +153,11 @@ class NsfwSignal(Signal):
 
     def __init__(self, scorer: NsfwScorer | None = None, *, base_dir=None, **scorer_kwargs):
         self.scorer = scorer or NsfwScorer(base_dir=base_dir, **scorer_kwargs)
+
+    def with_runtime_options(self, **options) -> NsfwSignal:
+        out = copy.copy(self)
+        out.scorer = copy.copy(self.scorer)  # base_dir lives there
+        return out.set_runtime_options(**options)
 
     @property
     def base_dir(self):

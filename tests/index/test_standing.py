@@ -725,9 +725,7 @@ def test_empty_image_files_are_listed_as_a_rebuild_lists_them(tmp_path):
         )
 
     assert rows(idx.signal_failures) == rows(ref.signal_failures)
-    assert {r["reason"] for r in idx.signal_failures.to_pylist()} == {
-        "image is empty (0 bytes)"
-    }
+    assert {r["reason"] for r in idx.signal_failures.to_pylist()} == {"image is empty (0 bytes)"}
 
 
 def test_a_recall_setting_changes_no_content_key(tmp_path):

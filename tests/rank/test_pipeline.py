@@ -359,6 +359,20 @@ def test_an_item_kept_without_its_image_is_counted_and_listed(
     again = sweep(by_path, seeds, model, **kw).report["signal_failures"]
     assert lost == again == {"pdq": 1} and found.report["signal_failures"] == {}
     assert [s.get_runtime_options()["base_dir"] for s in model.signals[1:]] == [None]
+    # Never set on the caller's model, even for the length of a sweep: two sweeps sharing a
+    # model (threads) read each other's folders, and the first to end reset the other's.
+    from riskrank.index.signals.clip import ClipImageSignal, tiny_clip_encoder
+    from riskrank.index.signals.nsfw import NsfwSignal
+    from riskrank.rank.model import with_image_base_dir
+
+    clip = ClipImageSignal(tiny_clip_encoder())
+    model.signals.extend([clip, NsfwSignal()])
+    monday, tuesday = (with_image_base_dir(model, d) for d in ("/data/mon", "/data/tue"))
+    for copy, folder in ((monday, "/data/mon"), (tuesday, "/data/tue")):
+        assert [s.base_dir for s in copy.signals[1:]] == [folder] * 3
+    assert [s.base_dir for s in model.signals[1:]] == [None] * 3
+    assert monday.signals[2].encoder is clip.encoder and monday.ranker is model.ranker
+    assert with_image_base_dir(model, None) is model
 
 
 def test_history_rows_that_cannot_teach_are_quarantined_before_embedding():
