@@ -146,11 +146,12 @@ class SourceFiles:
 
     def label(self, row: int) -> str:
         """``row`` as a reason names it: the input's row number, and where a file is known,
-        the file's own row (``"row 7 (part-1.parquet row 2)"``)."""
+        the file (quoted as Python quotes a string, so any name reads back) and its own row
+        (``"row 7 ('part-1.parquet' row 2)"``)."""
         where = self.where(row)
         if not where:
             return f"row {row}"
-        return f"row {row} ({where['file']} row {where['file_row']})"
+        return f"row {row} ({where['file']!r} row {where['file_row']})"
 
     def relabel(self, reason: str, item_id: str | None) -> str:
         """``reason`` with each row it names after the quoted ``item_id`` (``label``'s form,
@@ -165,8 +166,9 @@ class SourceFiles:
         return reason[:cut] + _ROW_LABEL.sub(lambda m: self.label(int(m.group(1))), reason[cut:])
 
 
-# A row as ``SourceFiles.label`` names it, with or without its file part.
-_ROW_LABEL = re.compile(r"\brow (\d+)(?: \((?:(?!\) ).)*? row \d+\))?")
+# A row as ``SourceFiles.label`` names it, with or without its file part: the name is a
+# Python string literal, read to its closing quote whatever it holds (") ", parentheses).
+_ROW_LABEL = re.compile(r"""\brow (\d+)(?: \((?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*") row \d+\))?""")
 
 
 def name_files(quarantine: pa.Table, files: SourceFiles) -> pa.Table:

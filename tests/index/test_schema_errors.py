@@ -134,8 +134,8 @@ def test_a_quarantined_row_names_its_file(tmp_path):
     ]
     # The reason names the other rows as the quarantine names them: by file and row there.
     assert bad.to_pylist()[0]["reason"].startswith(
-        "item_id 'a' differs between row 1 (day=2/part.parquet row 1), "
-        "row 2 (part-0.parquet row 0) (content or metadata)"
+        "item_id 'a' differs between row 1 ('day=2/part.parquet' row 1), "
+        "row 2 ('part-0.parquet' row 0) (content or metadata)"
     )
     assert b"riskrank.files" not in (items.schema.metadata or {})  # not carried into the index
     # One file, a list of files: named as given. A table made in memory: no file.
@@ -146,7 +146,7 @@ def test_a_quarantined_row_names_its_file(tmp_path):
     # (its "a" repeats part-0's row exactly: the copy is quarantined, the first kept)
     assert [(r["file"], r["file_row"]) for r in listed] == [(str(one), 0), (str(one), 1)]
     first = d / "part-0.parquet"
-    assert listed[0]["reason"] == f"duplicate item_id 'a' (the same as row 0 ({first} row 0))"
+    assert listed[0]["reason"] == f"duplicate item_id 'a' (the same as row 0 ('{first}' row 0))"
     assert validate_inventory(pq.read_table(one))[1].to_pylist()[0]["file"] is None
 
 
@@ -192,9 +192,19 @@ def test_a_reason_is_relabelled_by_todays_files_but_never_inside_its_id():
     from riskrank.index.schema import SourceFiles
 
     today = SourceFiles([("a.parquet", 2), ("b.parquet", 3)])
-    old = "item_id 'row 4' differs between row 1 (mon/x (1).parquet row 1), row 3"
-    assert today.relabel(old, "row 4") == (
-        "item_id 'row 4' differs between row 1 (a.parquet row 1), row 3 (b.parquet row 1)"
-    )
-    assert SourceFiles([]).relabel(old, "row 4") == "item_id 'row 4' differs between row 1, row 3"
+    # Any file name reads back: a folder "Q1 (final) exports/" had its reason mangled.
+    for name in ("mon/x (1).parquet", "Q1 (final) exports/p.parquet", 'it\'s "odd" row 2)'):
+        monday = SourceFiles([(name, 5)])
+        old = (
+            f"item_id 'row 4' differs between {monday.label(1)}, {monday.label(3)} "
+            "(content or metadata)"
+        )
+        assert today.relabel(old, "row 4") == (
+            "item_id 'row 4' differs between row 1 ('a.parquet' row 1), "
+            "row 3 ('b.parquet' row 1) (content or metadata)"
+        )
+        assert SourceFiles([]).relabel(old, "row 4") == (
+            "item_id 'row 4' differs between row 1, row 3 (content or metadata)"
+        )
+        assert monday.relabel(old, "row 4") == old
     assert today.relabel("no content: text is empty", "row 4") == "no content: text is empty"

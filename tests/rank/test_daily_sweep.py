@@ -367,7 +367,7 @@ def test_an_up_to_date_index_names_todays_files_in_the_quarantine(tmp_path, hash
     again = sweep(tue, seeds, hashing_model, out_dir=tmp_path / "o2", index_dir=standing, **SWEEP)
     assert "index_up_to_date" in again.report
     where = [(r["file"], r["file_row"], r["reason"]) for r in again.quarantine.to_pylist()]
-    same = f"duplicate item_id '{rows[3]['item_id']}' (the same as row 3 ({{}} row 3))"
+    same = f"duplicate item_id '{rows[3]['item_id']}' (the same as row 3 ('{{}}' row 3))"
     assert [w[:2] for w in where] == [("b.parquet", 2), ("b.parquet", 20)]
     assert where[1][2] == same.format("a.parquet")
     assert [(r["file"], r["file_row"], r["reason"]) for r in first.quarantine.to_pylist()][1:] == [

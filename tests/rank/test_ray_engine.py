@@ -505,7 +505,7 @@ def test_killed_embedding_actor_is_retried_and_the_queue_is_complete(cluster, da
     )
     named = zip(got.quarantine["file"].to_pylist(), on_ray.quarantine["file"].to_pylist())
     assert all(a == str(data["inv_dir"] / b) for a, b in named)
-    reasons = [r.replace(f"{data['inv_dir']}/", "") for r in got.quarantine["reason"].to_pylist()]
+    reasons = [r.replace(f"'{data['inv_dir']}/", "'") for r in got.quarantine["reason"].to_pylist()]
     assert reasons == on_ray.quarantine["reason"].to_pylist()
 
 
