@@ -93,6 +93,7 @@ from riskrank.index.manifest import (
     write_text_atomic,
 )
 from riskrank.index.output_lock import output_lock
+from riskrank.index.paths import EMPTY_IMAGE
 from riskrank.index.schema import (
     IMAGE_BYTES,
     IMAGE_PATH,
@@ -933,9 +934,17 @@ def _failures_by_signal(vdir: Path) -> dict[str, tuple[dict[str, str], dict[str,
         if k is None:
             continue
         by_key, by_item = out.setdefault(n, ({}, {}))
-        by_key[k] = w
+        by_key[k] = _RENAMED_REASONS.get(w, w)
         by_item[i] = k
     return out
+
+
+# Reasons a version remembers under an older wording: an empty picture has one reason now,
+# file or bytes (one content, one key); an index kept from before lists it as a rebuild does.
+_RENAMED_REASONS = {
+    "image_bytes is empty (0 bytes)": EMPTY_IMAGE,
+    "image file is empty (0 bytes)": EMPTY_IMAGE,
+}
 
 
 def _quarantine(quarantined: pa.Table, ids, indexed, failures: pa.Table, names) -> pa.Table:

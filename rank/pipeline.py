@@ -263,8 +263,10 @@ def history_exemplars(hindex: InventoryIndex, hist: pa.Table) -> dict[str, Revie
 @dataclass
 class SweepResult:
     """What a sweep produced; the same tables are on disk under ``out_dir``.
-    ``signal_failures``: items swept without one of their signals, with why (a picture that
-    would not decode: the item is swept by its text; ``signal_failures.parquet``)."""
+    ``signal_failures``: per (item, signal), why a signal lacks an item it had content for (a
+    picture that would not decode: the item is swept by its text), as
+    ``signal_failures.parquet``. It lists quarantined items too (no signal could use them:
+    ``quarantine`` says so); ``report["signal_failures"]`` counts only the items swept."""
 
     queue: pa.Table
     candidates: pa.Table

@@ -726,6 +726,21 @@ def test_empty_image_files_are_listed_as_a_rebuild_lists_them(tmp_path):
 
     assert rows(idx.signal_failures) == rows(ref.signal_failures)
     assert {r["reason"] for r in idx.signal_failures.to_pylist()} == {"image is empty (0 bytes)"}
+    # A version kept from before the one wording remembers the old one: read as the new
+    # (an index made before the upgrade listed 'image_bytes is empty' where a rebuild did not).
+    from riskrank.index.schema import SIGNAL_FAILURES, signal_failure_table
+    from riskrank.index.standing import _failures_by_signal
+
+    old = tmp_path / "old"
+    old.mkdir()
+    pq.write_table(signal_failure_table({
+        "item_id": list("abc"), "signal": ["pdq"] * 3, "key": ["k1", "k2", "k3"],
+        "reason": ["image_bytes is empty (0 bytes)", "image file is empty (0 bytes)",
+                   "image is too large"],
+    }), old / SIGNAL_FAILURES)  # fmt: skip
+    by_key, _ = _failures_by_signal(old)["pdq"]
+    assert by_key == {"k1": "image is empty (0 bytes)", "k2": "image is empty (0 bytes)",
+                      "k3": "image is too large"}  # fmt: skip
 
 
 def test_a_recall_setting_changes_no_content_key(tmp_path):
