@@ -1,12 +1,14 @@
 """What a riskrank directory is and the state it is in: ``riskrank info PATH`` / ``rr.info``.
 
-A team that sweeps every day keeps three kinds of directory: a standing index (its versions
-and the update that made the current one), models (their version, parent and history) and
-sweep outputs (whether today's run finished). Each says what it is in its own JSON files
-(``standing.json`` and the version's ``manifest.json``; ``model.json``; ``_SUCCESS`` and
+A team that sweeps every day keeps these kinds of directory: a standing index (its versions
+and the update that made the current one), models (their version, parent and history), the
+history a ``review import --no-retrain`` leaves for its retrain, and sweep outputs (whether
+today's run finished). Each says what it is in its own JSON files (``standing.json`` and the
+version's ``manifest.json``; ``model.json``; ``pending.json``; ``_SUCCESS`` and
 ``report.json``); this reads those alone, so it answers at once: it loads no FAISS index, no
 encoder and no model, and checks no checksum (``InventoryIndex.load`` and ``RiskModel.load``
-do, when they are used).
+do, when they are used). It takes no lock: beside a running update it reports the version
+readers see then.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from riskrank.index.manifest import MANIFEST
-from riskrank.index.standing import STATE, VERSIONS
-from riskrank.index.store import current_version
+from riskrank.index.standing import DELTA, STATE, VERSIONS
 from riskrank.index.tables import SchemaError
 from riskrank.rank import sweep_output
 from riskrank.rank.model_store import MODEL_JSON
-from riskrank.rank.review import HISTORY_FILE
+from riskrank.rank.review import HISTORY_FILE, PENDING_FILE
 from riskrank.recall.history import POSITIVE_VERDICT
 
-KINDS = ("standing index", "index", "model", "sweep output")
+KINDS = ("standing index", "index", "model", "pending import", "sweep output")
+SIGNAL_KEYS = ("type", "model", "model_version", "backend", "precision", "quantization",
+               "dim", "max_seq_length", "metric", "index_key", "count", "index_bytes")  # fmt: skip
+REPORT_COUNTS = ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
 
 
 def info(path: str | Path) -> dict:
@@ -37,40 +41,90 @@ def info(path: str | Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
     if (path / STATE).is_file():
-        return _index(path, standing=True)
+        return _standing(path)
     if (path / MANIFEST).is_file():
-        return _index(path, standing=False)
+        return _index(path, path, kind="index")
     if (path / MODEL_JSON).is_file():
         return _model(path)
+    if (path / PENDING_FILE).is_file():
+        return _pending(path)
     if (path / sweep_output.MARKER).is_file() or (path / "report.json").is_file():
         return _sweep_output(path)
+    if (path / DELTA).is_dir():
+        raise SchemaError(
+            f"{path}: a standing index whose first update has not finished (only {DELTA}/): "
+            "running the update (or the sweep) again finishes it"
+        )
     raise SchemaError(
         f"{path}: not a riskrank directory (none of {STATE}, {MANIFEST}, {MODEL_JSON}, "
-        f"{sweep_output.MARKER} or report.json in it)"
+        f"{PENDING_FILE}, {sweep_output.MARKER} or report.json in it)"
     )
 
 
 def _read_json(path: Path) -> dict:
+    """``path``'s JSON; a file gone meanwhile raises ``FileNotFoundError`` as it is."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"{path}: unreadable ({exc})") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
         raise SchemaError(f"{path}: unreadable ({exc})") from exc
 
 
 def _disk_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    """What ``path`` holds on disk; files an update removes while this walks are skipped."""
+    total = 0
+    for f in path.rglob("*"):
+        try:
+            if f.is_file():
+                total += f.stat().st_size
+        except OSError:
+            continue
+    return total
 
 
-def _index(path: Path, *, standing: bool) -> dict:
-    vdir = current_version(path)
+def _standing(path: Path, tries: int = 3) -> dict:
+    """The version ``standing.json`` names, with the state read once: an update running
+    beside this commits a newer version and drops the oldest, so a version gone while it is
+    read is read again from the state as it then is."""
+    for attempt in range(tries):
+        state = _read_json(path / STATE)
+        try:
+            current = int(state["current"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(f"{path / STATE}: unreadable standing-index state ({exc})") from exc
+        try:
+            out = _index(path, path / VERSIONS / f"v{current:06d}", kind="standing index")
+            break
+        except FileNotFoundError:
+            if attempt == tries - 1:
+                raise
+    versions = sorted(int(d.name[1:]) for d in (path / VERSIONS).glob("v*") if d.name[1:].isdigit())
+    out.update(
+        version=current,
+        versions_kept=[v for v in versions if v <= current],
+        # Written by an update that has not committed: one running now, or one killed
+        # (running it again finishes it); no reader opens them.
+        versions_unfinished=[v for v in versions if v > current],
+        updating=(path / DELTA).is_dir(),
+        updated_at=state.get("updated_at"),
+        last_update=state.get("update", {}),
+    )
+    return out
+
+
+def _index(path: Path, vdir: Path, *, kind: str) -> dict:
     manifest = _read_json(vdir / MANIFEST)
-    signals = {}
-    for name, entry in manifest.get("signals", {}).items():
-        keep = ("type", "model", "model_version", "backend", "precision", "quantization",
-                "dim", "max_seq_length", "metric", "index_key", "count", "index_bytes")  # fmt: skip
-        signals[name] = {k: entry[k] for k in keep if k in entry}
-    out = {
-        "kind": "standing index" if standing else "index",
+    signals = {
+        name: {k: entry[k] for k in SIGNAL_KEYS if k in entry}
+        for name, entry in manifest.get("signals", {}).items()
+    }
+    return {
+        "kind": kind,
         "path": str(path.resolve()),
         "created_at": manifest.get("created_at"),
         "riskrank_version": manifest.get("riskrank_version"),
@@ -78,37 +132,31 @@ def _index(path: Path, *, standing: bool) -> dict:
         "signals": signals,
         "disk_bytes": _disk_bytes(path),
     }
-    if standing:
-        state = _read_json(path / STATE)
-        kept = sorted(int(d.name[1:]) for d in (path / VERSIONS).glob("v*") if d.name[1:].isdigit())
-        out.update(
-            version=int(state["current"]),
-            versions_kept=kept,
-            updated_at=state.get("updated_at"),
-            last_update=state.get("update", {}),
-        )
-    return out
 
 
-def _model(path: Path) -> dict:
-    meta = _read_json(path / MODEL_JSON)
+def _reviews(history: Path) -> dict[str, dict[str, int]]:
+    """Reviews and violating verdicts per policy in a history table."""
     reviews: dict[str, dict[str, int]] = {}
-    history = path / HISTORY_FILE
     if history.is_file():
         table = pq.read_table(history, columns=["policy", "verdict"])
         for policy, verdict in zip(table["policy"].to_pylist(), table["verdict"].to_pylist()):
             counts = reviews.setdefault(policy, {"reviews": 0, "violating": 0})
             counts["reviews"] += 1
             counts["violating"] += int(verdict is not None and verdict >= POSITIVE_VERDICT)
+    return dict(sorted(reviews.items()))
+
+
+def _model(path: Path) -> dict:
+    meta = _read_json(path / MODEL_JSON)
     return {
         "kind": "model",
         "path": str(path.resolve()),
-        "version": meta.get("version"),
+        "version": meta.get("version"),  # None: made before models were versioned
         "parent_version": meta.get("parent_version"),
         "created_at": meta.get("created_at") or meta.get("trained_at"),
         "history_rows": meta.get("history_rows"),
         "history_digest": meta.get("history_digest"),
-        "reviews": dict(sorted(reviews.items())),
+        "reviews": _reviews(path / HISTORY_FILE),
         "policies_with_history": meta.get("policies_with_history", []),
         "signals": [
             {k: s[k] for k in ("type", "model", "model_version", "backend") if k in s}
@@ -119,19 +167,34 @@ def _model(path: Path) -> dict:
     }
 
 
+def _pending(path: Path) -> dict:
+    """A ``review import --no-retrain`` output: a history waiting for its retrain."""
+    pending = _read_json(path / PENDING_FILE)
+    return {
+        "kind": "pending import",
+        "path": str(path.resolve()),
+        "parent_dir": pending.get("parent_dir"),
+        "parent_version": pending.get("parent_version"),
+        "imported": pending.get("imported"),
+        "created_at": pending.get("created_at"),
+        "reviews": _reviews(path / HISTORY_FILE),
+    }
+
+
 def _sweep_output(path: Path) -> dict:
     report = _read_json(path / "report.json") if (path / "report.json").is_file() else {}
-    marker = sweep_output.marker(path)
-    complete = sweep_output.is_complete(path)
-    keep = ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
+    marker = sweep_output.marker(path) or {}
     return {
         "kind": "sweep output",
         "path": str(path.resolve()),
-        "complete": complete,
-        "run_id": (marker or {}).get("run_id") or report.get("run_id"),
-        "finished_at": (marker or {}).get("finished_at"),
-        "files": (marker or {}).get("files", []),
-        **{k: report[k] for k in keep if k in report},
+        "complete": sweep_output.is_complete(path),
+        "run_id": marker.get("run_id"),
+        "finished_at": marker.get("finished_at"),
+        "files": marker.get("files", []),
+        # Without the marker report.json may be a finished run's from before markers, or the
+        # last run's while a new one runs (or after it died): its run is named apart.
+        "report_run_id": report.get("run_id"),
+        **{k: report[k] for k in REPORT_COUNTS if k in report},
         "warnings": report.get("warnings", []),
     }
 
@@ -142,56 +205,97 @@ def _mib(n: int) -> str:
 
 def format_info(about: dict) -> str:
     """``info``'s answer as a person reads it (the CLI's output; ``--json`` gives the dict)."""
-    kind, lines = about["kind"], []
+    kind = about["kind"]
     if kind in ("standing index", "index"):
-        head = f"{kind} {about['path']}"
-        if kind == "standing index":
-            kept = ", ".join(f"v{v}" for v in about["versions_kept"])
-            head += f": version {about['version']} (kept: {kept}), updated {about['updated_at']}"
-        lines.append(head)
-        items = about["items"]
+        return "\n".join(_index_lines(about))
+    if kind in ("model", "pending import"):
+        return "\n".join(_model_lines(about))
+    return "\n".join(_sweep_lines(about))
+
+
+def _index_lines(about: dict) -> list[str]:
+    head = f"{about['kind']} {about['path']}"
+    if about["kind"] == "standing index":
+        kept = ", ".join(f"v{v}" for v in about["versions_kept"])
+        head += f": version {about['version']} (kept: {kept}), updated {about['updated_at']}"
+    lines = [head]
+    unfinished = about.get("versions_unfinished") or []
+    if unfinished or about.get("updating"):
         lines.append(
-            f"items: {items.get('indexed', 0):,} indexed, {items.get('quarantined', 0):,} "
-            f"quarantined, of {items.get('input', 0):,} read"
+            "an update has not committed ("
+            + (", ".join(f"v{v}" for v in unfinished) or "embedding")
+            + "): one running now, or one killed (running it again finishes it); readers "
+            "see the version above"
         )
-        for name, s in about["signals"].items():
-            encoder = " ".join(
-                str(s[k]) for k in ("model", "model_version", "backend", "precision") if s.get(k)
-            )
-            lines.append(
-                f"signal {name}: {s.get('type')} {encoder}, dim {s.get('dim')}, "
-                f"{s.get('index_key')} over {s.get('count', 0):,} items"
-            )
-        last = about.get("last_update") or {}
-        if last:
-            lines.append(
-                f"last update: {last.get('added', 0):,} added, {last.get('changed', 0):,} "
-                f"changed, {last.get('removed', 0):,} removed, {last.get('unchanged', 0):,} "
-                f"unchanged; {last.get('embedded', 0):,} embedded, "
-                f"{last.get('reused_vectors', 0):,} vectors reused"
-            )
-        lines.append(f"on disk: {_mib(about['disk_bytes'])}")
-    elif kind == "model":
-        parent = about["parent_version"]
+    items = about["items"]
+    lines.append(
+        f"items: {items.get('indexed', 0):,} indexed, {items.get('quarantined', 0):,} "
+        f"quarantined, of {items.get('input', 0):,} read"
+    )
+    for name, s in about["signals"].items():
+        encoder = " ".join(
+            str(s[k]) for k in ("model", "model_version", "backend", "precision") if s.get(k)
+        )
         lines.append(
+            f"signal {name}: {s.get('type')} {encoder}, dim {s.get('dim')}, "
+            f"{s.get('index_key')} over {s.get('count', 0):,} items"
+        )
+    last = about.get("last_update") or {}
+    if last:
+        lines.append(
+            f"last update: {last.get('added', 0):,} added, {last.get('changed', 0):,} changed, "
+            f"{last.get('removed', 0):,} removed, {last.get('unchanged', 0):,} unchanged; "
+            f"{last.get('embedded', 0):,} embedded, {last.get('reused_vectors', 0):,} vectors "
+            "reused"
+        )
+    lines.append(f"on disk: {_mib(about['disk_bytes'])}")
+    return lines
+
+
+def _model_lines(about: dict) -> list[str]:
+    parent = about["parent_version"]
+    if about["kind"] == "pending import":
+        lines = [
+            f"pending import {about['path']}: {about['imported'] or 0:,} verdicts imported into "
+            f"the history of version {parent} ({about['parent_dir']}), not trained yet "
+            "(`riskrank review retrain` trains it)"
+        ]
+    elif about["version"] is None:
+        lines = [f"model {about['path']}: unversioned (made before models were versioned), "
+                 f"made {about['created_at']}"]  # fmt: skip
+    else:
+        lines = [
             f"model {about['path']}: version {about['version']}"
             + (f" (parent {parent})" if parent else " (first)")
             + f", made {about['created_at']}"
-        )
-        for policy, n in about["reviews"].items():
-            lines.append(f"policy {policy}: {n['reviews']:,} reviews, {n['violating']:,} violating")
-        for s in about["signals"]:
-            lines.append("signal: " + " ".join(str(v) for v in s.values()))
+        ]
+    for policy, n in about["reviews"].items():
+        lines.append(f"policy {policy}: {n['reviews']:,} reviews, {n['violating']:,} violating")
+    for s in about.get("signals", []):
+        lines.append("signal: " + " ".join(str(v) for v in s.values()))
+    if "disk_bytes" in about:
         lines.append(f"on disk: {_mib(about['disk_bytes'])}")
+    return lines
+
+
+def _sweep_lines(about: dict) -> list[str]:
+    if about["complete"]:
+        lines = [
+            f"sweep output {about['path']}: complete",
+            f"run {about['run_id']}, finished {about['finished_at']}",
+        ]
     else:
-        state = "complete" if about["complete"] else "NOT complete (no _SUCCESS of its run)"
-        lines.append(f"sweep output {about['path']}: {state}")
-        if about.get("finished_at"):
-            lines.append(f"run {about['run_id']}, finished {about['finished_at']}")
-        shown = ("items_in", "items_indexed", "items_quarantined", "queued")
-        counts = [f"{k.replace('_', ' ')} {about[k]:,}" for k in shown if k in about]
-        if counts:
-            lines.append(", ".join(counts))
-        for warning in about["warnings"]:
-            lines.append(f"warning: {warning}")
-    return "\n".join(lines)
+        lines = [
+            f"sweep output {about['path']}: not marked complete (no _SUCCESS of its run): a "
+            "run in progress, one that died, or one written before riskrank wrote markers"
+        ]
+        if about.get("report_run_id") or any(k in about for k in REPORT_COUNTS):
+            lines.append(
+                f"the counts below are report.json's (run {about.get('report_run_id')}), "
+                "which may not be the other files' run or today's"
+            )
+    counts = [f"{k.replace('_', ' ')} {about[k]:,}" for k in REPORT_COUNTS if k in about]
+    if counts:
+        lines.append(", ".join(counts))
+    lines += [f"warning: {w}" for w in about["warnings"]]
+    return lines

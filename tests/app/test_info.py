@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pyarrow as pa
 import pytest
@@ -11,6 +12,7 @@ from conftest import make_items, train_small
 import riskrank as rr
 from riskrank.rank.app.cli import main
 from riskrank.rank.pipeline import sweep
+from riskrank.rank.review import import_verdicts
 
 SWEEP = {"show_progress": False}
 
@@ -61,6 +63,35 @@ def test_a_standing_index_a_model_and_a_sweep_say_what_they_are(
     assert "version 2 (kept: v1, v2)" in text and "5 added" in text and "3 removed" in text
     assert main(["info", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["complete"] is False
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "not marked complete" in text and today.report["run_id"] in text  # whose counts
+
+    # An update that has not committed (killed, or running now): its version is not kept,
+    # readers see the current one (a reviewer's report: "kept: v1, v2, v3" at version 2).
+    shutil.copytree(standing / "versions" / "v000002", standing / "versions" / "v000003")
+    (standing / "_delta").mkdir()
+    about = rr.info(standing)
+    assert (about["version"], about["versions_kept"], about["versions_unfinished"]) == (
+        2, [1, 2], [3]
+    )  # fmt: skip
+    assert about["updating"] and about["items"]["indexed"] == day1.num_rows
+    assert main(["info", str(standing)]) == 0
+    assert "an update has not committed (v3)" in capsys.readouterr().out
+
+    # What review import --no-retrain leaves: a history waiting for its retrain.
+    top = today.queue.slice(0, 4)
+    verdicts = pa.table({"item_id": top["item_id"], "policy": top["policy"],
+                         "verdict": pa.array([3, 0, 2, 1], pa.int8())})  # fmt: skip
+    import_verdicts(verdicts, out / "queue.parquet", tmp_path / "model",
+                    out_dir=tmp_path / "pending", retrain=False)  # fmt: skip
+    pending = rr.info(tmp_path / "pending")
+    assert (pending["kind"], pending["parent_version"], pending["imported"]) == (
+        "pending import",
+        1,
+        4,
+    )
+    assert sum(n["reviews"] for n in pending["reviews"].values()) == history.num_rows + 4
 
 
 def test_a_directory_riskrank_did_not_write_is_named_as_such(tmp_path, capsys):
