@@ -65,7 +65,7 @@ from riskrank.rank.model import (
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
 from riskrank.rank.reasons import explain_queue
-from riskrank.rank.review import lineage_info, lineage_tables
+from riskrank.rank.review import lineage_info, lineage_tables, with_provenance
 from riskrank.rank.reviewed import mark_reviewed, reviewed_counts, reviewed_table
 from riskrank.rank.sweep_cache import FILE as REASONS_FILE
 from riskrank.rank.sweep_cache import (
@@ -636,6 +636,9 @@ def finish_sweep(
     for warning in report["warnings"]:
         log.warning(warning)
     report["run_id"] = uuid.uuid4().hex  # names this run's files (rank/sweep_output.py)
+    # The queue says which model and run made it, in the table itself: `review import` checks
+    # a queue handed over in memory, or copied away from its report.json, as one on disk.
+    queue = with_provenance(queue, report.get("model"), report["run_id"])
     # Absolute: write_reports later, from another working directory, finds the same files.
     result = SweepResult(
         queue, cands, quarantine, report, out_dir.resolve() if out_dir else None, signal_failures

@@ -8,6 +8,8 @@ Ordered by ``risk_probability`` then ``risk_score``; ``rank`` is that order and 
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -85,6 +87,12 @@ QUEUE_SCHEMA = pa.schema(
             "of those reviews are from each other (under each signal it has): its probability "
             "extrapolates (rank/coverage.py); null for a policy without that measure",
         ),
+        doc_field(
+            "text_sha256",
+            pa.string(),
+            "sha256 of the item's whole text as swept (`text` holds its first 300 characters): "
+            "`review import` stores a verdict only on the text the reviewer was shown",
+        ),
     ],
     metadata={"doc": "escalation queue; evidence and item metadata columns follow these"},
 )
@@ -104,6 +112,17 @@ def suggested_actions(
 
 
 QUEUE_TEXT_CHARS = 300  # the queue holds the start of each item's text, not all of it
+
+
+def text_digests(text) -> pa.Array:
+    """sha256 of each whole text (null where there is none): what the queue records of a text
+    it shows only the start of."""
+    values = text.to_pylist() if hasattr(text, "to_pylist") else list(text)
+    return pa.array(
+        [hashlib.sha256(t.encode("utf-8")).hexdigest() if isinstance(t, str) else None
+         for t in values],
+        pa.string(),
+    )  # fmt: skip
 
 
 def shown_text(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -205,6 +224,9 @@ def build_queue(
             table = table.drop([name])
         table = table.append_column(name, col)
     if "text" in table.column_names:
+        if "text_sha256" in table.column_names:
+            table = table.drop(["text_sha256"])
+        table = table.append_column("text_sha256", text_digests(table["text"]))
         i = table.column_names.index("text")
         table = table.set_column(i, "text", shown_text(table["text"]))
     # The written-down contract first, in its order and types; evidence and metadata follow.

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 from collections import Counter
@@ -80,7 +81,7 @@ from riskrank.index.standing import (
 from riskrank.index.store import KEYS, current_version
 from riskrank.index.tables import SchemaError, TableLike, as_table, read_text_csv, write_parquet
 from riskrank.rank import sweep_output
-from riskrank.rank.queue import shown_text
+from riskrank.rank.queue import shown_text, text_digests
 from riskrank.rank.reviewed import content_digests
 from riskrank.recall.history import VERDICT_MAX
 from riskrank.recall.seeds import SeedSet
@@ -198,6 +199,26 @@ def parse_verdict(value) -> int | None:
     return int(number)
 
 
+log = logging.getLogger("riskrank")
+PROVENANCE_KEY = b"riskrank.queue"  # the queue table's metadata: which model and run made it
+
+
+def with_provenance(queue: pa.Table, model: dict | None, run_id: str) -> pa.Table:
+    """``queue`` with the model that made it (version, history digest, when) and the run's
+    id in its schema metadata, which Parquet keeps."""
+    body = json.dumps({"model": model or {}, "run_id": run_id}).encode()
+    return queue.replace_schema_metadata({**(queue.schema.metadata or {}), PROVENANCE_KEY: body})
+
+
+def queue_provenance(queue: pa.Table) -> dict | None:
+    """What ``with_provenance`` wrote, or None (a queue from before, or one rebuilt by hand)."""
+    raw = (queue.schema.metadata or {}).get(PROVENANCE_KEY)
+    try:
+        return json.loads(raw) if raw else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
 class QueueIndex:
     """Which items and campaigns a queue showed, under which policy."""
 
@@ -205,11 +226,28 @@ class QueueIndex:
         if ITEM_ID not in queue.column_names or "policy" not in queue.column_names:
             raise SchemaError(f"queue: needs item_id and policy columns, has {queue.column_names}")
         ids, pols = queue[ITEM_ID].to_pylist(), queue["policy"].to_pylist()
+        # A queue lists an item once, under the policy it was shown for; candidates.parquet
+        # (beside it) lists it once per policy, and was taken as the queue: the last row's
+        # policy won, and insults were imported as spam (an outsider's report).
+        repeated = sorted({i for i, n in Counter(ids).items() if n > 1})
+        if repeated:
+            raise SchemaError(
+                f"queue: item_id {repeated[0]!r} (and {len(repeated) - 1} more) is listed more "
+                "than once, which a sweep's queue never does (candidates.parquet lists an item "
+                "per policy): pass the queue.parquet the reviewers worked from"
+            )
         self.policy = dict(zip(ids, pols))
         # What a reviewer saw of each row's text (the queue cuts it to QUEUE_TEXT_CHARS).
         self.shown_text: dict[str, str] = {}
         if "text" in queue.column_names:
             self.shown_text = {i: t for i, t in zip(ids, queue["text"].to_pylist()) if t}
+        # The whole text's digest (queues since text_sha256): the start alone let a text
+        # edited after its 300th character pass as the one shown (an outsider's report).
+        self.shown_digest: dict[str, str] = {}
+        if "text_sha256" in queue.column_names:
+            self.shown_digest = {
+                i: d for i, d in zip(ids, queue["text_sha256"].to_pylist()) if d is not None
+            }
         self.members: dict[str, list[str]] = {}
         # Campaign mode: one row per campaign, its representative (the row a reviewer saw).
         self.shown_for: dict[str, str] = {}
@@ -491,9 +529,12 @@ def _pictures_not_kept(vdir: Path, content: dict[str, dict], signals=()) -> set[
     return lost
 
 
-def _shown_differs(content: dict, shown: str | None) -> bool:
-    """Whether an item's content is not what the queue showed of it (its text's start)."""
+def _shown_differs(content: dict, shown: str | None, digest: str | None = None) -> bool:
+    """Whether an item's content is not what the queue showed of it: its whole text's digest
+    where the queue has one, else its text's start."""
     text = content.get("text")
+    if digest is not None:
+        return not isinstance(text, str) or text_digests([text])[0].as_py() != digest
     if shown is None or not isinstance(text, str):
         return False  # nothing shown to compare (a campaign member, an image-only item)
     return shown_text(pa.array([text], pa.string()))[0].as_py() != shown
@@ -510,6 +551,19 @@ def _changed_since_review(
     return [a != b for a, b in zip(old, new)]
 
 
+def _imported_versions(history: pa.Table) -> list[int]:
+    """Per history row, the model version its review was imported into (``review-v<N>``), 0
+    for rows the first model was trained on."""
+    if "sweep_id" not in history.column_names:
+        return [0] * history.num_rows
+    out = []
+    for sweep_id in history["sweep_id"].to_pylist():
+        name = str(sweep_id or "")
+        tail = name.removeprefix("review-v")
+        out.append(int(tail) if name.startswith("review-v") and tail.isdigit() else 0)
+    return out
+
+
 def _content_table(contents: list[dict]) -> pa.Table:
     types = {"text": pa.string(), "image_bytes": pa.binary(), "image_path": pa.string()}
     return pa.table({c: pa.array([r.get(c) for r in contents], types[c]) for c in CONTENT})
@@ -523,6 +577,8 @@ def _new_rows(
     shown: dict[str, str] | None = None,
     signals: list | None = None,
     pictures_lost: set[str] = frozenset(),
+    queue_version: int | None = None,
+    digests: dict[str, str] | None = None,
 ) -> tuple[pa.Table, pa.Table, list[dict], list[int]]:
     """History rows for accepted verdicts, the accepted rows they came from, the rows that
     cannot be used (for the quarantine), and the history rows the new ones replace.
@@ -532,8 +588,14 @@ def _new_rows(
     new review replaces the old row, so the model learns today's content under the new
     verdict and the next sweep sees it as reviewed, unchanged. Content found for an item
     (in ``--inventory`` or the sweep's index) must be what the queue showed the reviewer
-    (``shown``: the start of its text), or the verdict would be stored on other content."""
-    shown = shown or {}
+    (``shown``: the start of its text), or the verdict would be stored on other content.
+
+    ``queue_version``: the model version that made the queue. A review in the history that
+    was imported into a later version than that (``sweep_id`` ``review-v<N>``) is newer than
+    these verdicts: a late file from an older queue does not replace it (it did: a day-2
+    re-review of an edited item, verdict 3, went back to the day-1 text under verdict 0)."""
+    shown, digests = shown or {}, digests or {}
+    imported_in = _imported_versions(history)
     at = {
         key: (verdict, row)
         for row, (key, verdict) in enumerate(
@@ -575,15 +637,25 @@ def _new_rows(
                 "image file is not the picture the sweep saw: pass the inventory the sweep ran "
                 "on (--inventory), or the sweep's --image-base-dir"
             )
-        elif _shown_differs(content[r[ITEM_ID]], shown.get(r[ITEM_ID])):
+        elif _shown_differs(content[r[ITEM_ID]], shown.get(r[ITEM_ID]), digests.get(r[ITEM_ID])):
             why = (
-                "the content found for the item is not what the queue showed (its text "
-                "starts differently): pass the inventory the sweep ran on (--inventory)"
+                "the content found for the item is not the text the queue showed (another "
+                "text_sha256, or its start differs): the item was edited since the sweep, or "
+                "the sweep's index version is gone; pass the inventory the sweep ran on "
+                "(--inventory)"
             )
         elif key in at and not changed.get(key):
             why = (
                 f"already in the history with verdict {at[key][0]}, content unchanged "
                 f"(this row's verdict: {r['verdict_source']})"
+            )
+        elif (
+            key in at and queue_version is not None and imported_in[at[key][1]] > int(queue_version)
+        ):
+            why = (
+                f"a newer review is in the history (verdict {at[key][0]}, imported into model "
+                f"version {imported_in[at[key][1]]}) than this queue, made by version "
+                f"{queue_version}: this verdict is older and does not replace it"
             )
         if why:
             bad.append({ITEM_ID: r[ITEM_ID], "row": r["row"], "stage": "verdicts", "reason": why})
@@ -671,14 +743,21 @@ def import_verdicts(
         )
     check_out_dir(out_dir, retrain)  # before anything is written
     queue_path = Path(queue) if isinstance(queue, (str, Path)) else None
-    check_queue_model(queue_path, model_dir, parent)
+    queue = as_table(queue, what="queue")
+    made_by = check_queue_model(queue_path, model_dir, parent, queue)
+    if made_by is None:
+        log.warning(
+            "the queue does not say which model made it (a table without riskrank's metadata "
+            "and no report.json beside it): verdicts cannot be checked against this model's "
+            "line, nor against reviews imported after the queue was made"
+        )
     history = pq.read_table(model_dir / HISTORY_FILE)
     seeds = SeedSet.from_table(model_dir / SEEDS_FILE)
     model_seeds = seeds.table.num_rows
     if seeds_to_add is not None:
         seeds = add_seeds(seeds, seeds_to_add)
     table = read_verdicts(verdicts)
-    q = QueueIndex(as_table(queue, what="queue"))
+    q = QueueIndex(queue)
     check = check_verdicts(table, q, set(seeds.policies))
     version = int(parent.get("version", 1)) + 1
     content, pictures_lost = _content(
@@ -686,7 +765,8 @@ def import_verdicts(
     )
     new, imported, more_bad, replaced = _new_rows(
         check, history, content, f"review-v{version}", shown=q.shown_text, signals=old.signals,
-        pictures_lost=pictures_lost,
+        pictures_lost=pictures_lost, queue_version=(made_by or {}).get("version"),
+        digests=q.shown_digest,
     )  # fmt: skip
     if replaced:  # re-reviews of edited items: the new row takes the old one's place
         gone = set(replaced)
@@ -876,14 +956,23 @@ def check_out_dir(out_dir: Path, retrain: bool) -> None:
         raise FileExistsError(f"{out_dir} is not empty: --no-retrain writes into an empty one")
 
 
-def check_queue_model(queue_path: Path | None, model_dir: Path, parent: dict) -> None:
+def check_queue_model(
+    queue_path: Path | None, model_dir: Path, parent: dict, queue: pa.Table | None = None
+) -> dict | None:
     """Refuse verdicts on a queue made by a model that is not ``model_dir``'s or one of its
-    ancestors (the sweep's report names the model): a later version (the new one would lack
-    the reviews that model was trained on), or another model of the same version (a sibling:
-    two imports from one parent). Only the version and the history digest are recorded, so
-    an older model on another branch cannot be told from an ancestor and is let through."""
+    ancestors (the queue's own metadata names the model, else the sweep's report): a later
+    version (the new one would lack the reviews that model was trained on), or another model
+    of the same version (a sibling: two imports from one parent). Only the version and the
+    history digest are recorded, so an older model on another branch cannot be told from an
+    ancestor and is let through. Returns the model that made the queue, where known.
+
+    A queue handed over in memory (``result.queue``, a DataFrame read from the file) was let
+    through unchecked: it carries its model now (``with_provenance``)."""
+    known = queue_provenance(queue) if queue is not None else None
+    if known is not None:
+        _check_made_by(known.get("model") or {}, queue_path or "the queue", model_dir, parent)
     if queue_path is None:
-        return
+        return (known or {}).get("model")
     folder, report = queue_path.parent, queue_path.parent / "report.json"
     if not report.exists():
         # A queue on its own is let through; beside the other outputs of a sweep, a missing
@@ -895,7 +984,7 @@ def check_queue_model(queue_path: Path | None, model_dir: Path, parent: dict) ->
                 f"it, no {sweep_output.MARKER}), so which model made it cannot be checked; run "
                 "the sweep again and review its queue"
             )
-        return
+        return (known or {}).get("model")
     made = json.loads(report.read_text())
     marker = sweep_output.marker(folder)
     if marker is not None and marker.get("run_id") != made.get("run_id"):
@@ -903,7 +992,17 @@ def check_queue_model(queue_path: Path | None, model_dir: Path, parent: dict) ->
             f"{queue_path}: its {sweep_output.MARKER} and report.json are from different sweep "
             "runs; run the sweep again and review its queue"
         )
+    if known is not None and known.get("run_id") != made.get("run_id"):
+        raise ValueError(
+            f"{queue_path}: the queue is from another sweep run than the report.json beside "
+            "it; review the queue of the run that wrote that folder, or move it with its files"
+        )
     made_by = made.get("model") or {}
+    _check_made_by(made_by, queue_path, model_dir, parent)
+    return made_by
+
+
+def _check_made_by(made_by: dict, queue_path, model_dir: Path, parent: dict) -> None:
     if made_by.get("history_digest") in (None, parent.get("history_digest")):
         return
     made, have = int(made_by.get("version") or 0), int(parent.get("version") or 1)

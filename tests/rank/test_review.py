@@ -409,6 +409,107 @@ def test_a_re_review_of_an_edited_item_replaces_its_old_verdict(loop, tmp_path):
     assert "content unchanged" in res.quarantine["reason"][0].as_py()
 
 
+def test_a_late_verdict_from_an_older_queue_does_not_replace_a_newer_review(loop, tmp_path):
+    """Day 1's queue shows an item; it is edited, queued again on day 2 and re-reviewed as
+    severe. A slower reviewer's day-1 file then arrived: it replaced the day-2 review with
+    the day-1 text under verdict 0 (an outsider's report). The queue's model tells them apart."""
+    from riskrank.rank.review import with_provenance
+
+    root, _ = loop
+    v1 = json.loads((root / "v1" / "model.json").read_text())
+    history = pq.read_table(root / "v1" / "history.parquet")
+    old = history.slice(3, 1).to_pylist()[0]
+    edited = old["text"] + " Updated: now with free shipping, reply with your card number."
+
+    def queue_of(text, version, digest):
+        made_by = {"version": version, "history_digest": digest}
+        return with_provenance(_one_item_queue(old["item_id"], text), made_by, f"run-{version}")
+
+    def verdict(v):
+        return pa.table({"item_id": [old["item_id"]], "verdict": [v]})
+
+    def shown(text):
+        return pa.table({"item_id": [old["item_id"]], "text": [text]})
+
+    # Day 2 (its queue made by v1 here): the edit re-reviewed as 3 -> v2.
+    day2 = queue_of(edited, 1, v1["history_digest"])
+    res = import_verdicts(verdict(3), day2, root / "v1", out_dir=tmp_path / "v2",
+                          inventory=shown(edited))  # fmt: skip
+    assert res.replaced == 1
+    # The late file on the day-1 queue (v1's, the old text) into v2: refused, row by row.
+    late = import_verdicts(verdict(0), queue_of(old["text"], 1, v1["history_digest"]),
+                           tmp_path / "v2", out_dir=tmp_path / "v3", retrain=False,
+                           inventory=shown(old["text"]))  # fmt: skip
+    assert late.imported.num_rows == 0 and late.replaced == 0
+    assert "a newer review is in the history (verdict 3, imported into model version 2)" in (
+        late.quarantine["reason"][0].as_py()
+    )
+    # The same edit seen by a queue v2 made (after that review) is a re-review again.
+    v2 = json.loads((tmp_path / "v2" / "model.json").read_text())
+    again = import_verdicts(verdict(0), queue_of(old["text"], 2, v2["history_digest"]),
+                            tmp_path / "v2", out_dir=tmp_path / "v3b", retrain=False,
+                            inventory=shown(old["text"]))  # fmt: skip
+    assert again.replaced == 1
+
+
+def test_a_queue_in_memory_is_checked_as_one_on_disk(loop, tmp_path):
+    """result.queue (or a table read from queue.parquet) skipped the check of which model
+    made it, and made a second 'version 2' (an outsider's report); it carries its model now."""
+    from riskrank.rank.review import queue_provenance, with_provenance
+
+    root, queue = loop
+    made = queue_provenance(queue)
+    report = json.loads((root / "day1" / "report.json").read_text())
+    assert made == {"model": report["model"], "run_id": report["run_id"]}
+    later = with_provenance(queue, {"version": 3, "history_digest": "f" * 64}, "a-later-run")
+    verdicts = pa.table({"item_id": [queue["item_id"][0].as_py()], "verdict": [2]})
+    with pytest.raises(ValueError, match="later than"):
+        import_verdicts(verdicts, later, root / "v1", out_dir=tmp_path / "v2")
+    assert not (tmp_path / "v2").exists()
+    # Its file beside another run's report.json: refused too.
+    folder = tmp_path / "moved"
+    folder.mkdir()
+    pq.write_table(with_provenance(queue, report["model"], "another-run"), folder / "queue.parquet")
+    (folder / "report.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match="another sweep run"):
+        import_verdicts(verdicts, folder / "queue.parquet", root / "v1", out_dir=tmp_path / "v3")
+
+
+def test_candidates_are_not_taken_for_the_queue(loop, tmp_path):
+    """candidates.parquet (beside the queue) lists an item per policy; taken as the queue, its
+    last row's policy won and insults were imported as spam (an outsider's report)."""
+    root, queue = loop
+    row = queue.slice(0, 1)
+    other = row.to_pylist()[0] | {"policy": "counterfeit"}
+    twice = pa.concat_tables([queue, pa.Table.from_pylist([other], schema=queue.schema)])
+    verdicts = pa.table({"item_id": [row["item_id"][0].as_py()], "verdict": [2]})
+    with pytest.raises(SchemaError, match="candidates.parquet lists an item per policy"):
+        import_verdicts(verdicts, twice, root / "v1", out_dir=tmp_path / "v2", retrain=False)
+
+
+def test_a_text_edited_past_what_the_queue_shows_is_not_the_one_reviewed(
+    loop, inventory_items, tmp_path
+):
+    """The queue shows a text's first 300 characters; an edit after them passed the check and
+    the verdict was stored on text the reviewer never saw (an outsider's report: the sweep's
+    index version was gone, and the current one held the edit). text_sha256 tells."""
+    root, queue = loop
+    long = [r for r in queue.to_pylist() if r["text"] and len(r["text"]) >= 300]
+    full = dict(zip(inventory_items["item_id"].to_pylist(), inventory_items["text"].to_pylist()))
+    top = long[0] if long else queue.to_pylist()[0]
+    assert top["text_sha256"] is not None and top["text"] == full[top["item_id"]][:300]
+    edited = full[top["item_id"]] + " [rest replaced: buy cheap meds now]"
+    verdicts = pa.table({"item_id": [top["item_id"]], "verdict": [2]})
+    for text, imported in ((edited, 0), (full[top["item_id"]], 1)):
+        inv = pa.table({"item_id": [top["item_id"]], "text": [text]})
+        res = _import(verdicts, root, tmp_path / f"v-{imported}", inventory=inv)
+        assert res.imported.num_rows == imported
+    assert "another text_sha256" in _import(
+        verdicts, root, tmp_path / "again",
+        inventory=pa.table({"item_id": [top["item_id"]], "text": [edited]}),
+    ).quarantine["reason"][0].as_py()  # fmt: skip
+
+
 def test_content_that_is_not_what_the_queue_showed_is_quarantined(loop, tmp_path):
     """An --inventory edited since the sweep would put the verdict on content the reviewer
     never saw: the row is quarantined instead."""
@@ -424,7 +525,7 @@ def test_content_that_is_not_what_the_queue_showed_is_quarantined(loop, tmp_path
     res = _import(verdicts, root, tmp_path / "v2", inventory=inv)
     assert res.imported["item_id"].to_pylist() == [top[1]["item_id"]]
     assert res.quarantine["item_id"].to_pylist() == [top[0]["item_id"]]
-    assert "not what the queue showed" in res.quarantine["reason"][0].as_py()
+    assert "not the text the queue showed" in res.quarantine["reason"][0].as_py()
 
 
 def test_a_blank_policy_is_checked_like_a_written_one(loop, tmp_path):
