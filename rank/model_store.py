@@ -110,9 +110,13 @@ def read_sealed(path: str | Path) -> dict:
     if not (path / MODEL_JSON).exists():
         leftovers = sorted(p.name for p in path.parent.glob(f".{path.name}.*-*"))
         hint = f"; an interrupted save left {leftovers}" if leftovers else ""
-        raise FileNotFoundError(
-            f"{path}: not a riskrank model (no {MODEL_JSON}){hint}; run `riskrank train`"
-        )
+        todo = "run `riskrank train`"
+        if (path / "pending.json").exists():  # rank/review.py PENDING_FILE (no import cycle)
+            hint, todo = (
+                ", but a `review import --no-retrain` history",
+                (f"train it first: `riskrank review retrain {path} --out DIR`"),
+            )
+        raise FileNotFoundError(f"{path}: not a riskrank model (no {MODEL_JSON}){hint}; {todo}")
     if not (path / SEAL).exists():
         raise ChecksumError(
             f"{path}: model has no {SEAL} (saved by an older riskrank, or half-written); retrain it"

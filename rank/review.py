@@ -301,7 +301,11 @@ def _row_problem(verdict, policy, policies) -> str:
     if parse_verdict(verdict) is None:
         return f"verdict {verdict!r} is not an integer grade 0-{VERDICT_MAX}"
     if policy is not None and policy not in policies:
-        return f"policy {policy!r} is not one of the model's seed policies {sorted(policies)}"
+        return (
+            f"policy {policy!r} is not one of the model's seed policies {sorted(policies)}: a "
+            "new policy's verdicts import with its seeds (--seeds / seeds=, the seed file its "
+            "sweep ran)"
+        )
     return ""
 
 

@@ -10,6 +10,8 @@ The short import for analysts::
     rr.write_reports(result, "seeds.parquet")  # report.md, report.png, report.html
     rr.sweep(..., reports=True)   # the same reports, written before the run's _SUCCESS marker
     rr.sweep_complete("runs/today")  # True once every output of the run is written
+    rr.import_verdicts("verdicts.csv", "runs/today/queue.parquet", "models/scam",
+                       out_dir="models/scam-v2")  # reviewers' verdicts back in, retrained
     rr.info("standing/")  # what a directory riskrank wrote is, and its state (also models, runs)
     rr.sweep(..., engine="ray")   # or engine=rr.RaySweepEngine(address="auto", num_shards=8)
 
@@ -38,6 +40,7 @@ from riskrank.rank import RiskModel, RiskRanker, ScoredCandidates, SweepResult, 
 from riskrank.rank.app.info import info
 from riskrank.rank.evaluation.report import write_sweep_reports as write_reports
 from riskrank.rank.ray_engine import RaySweepEngine
+from riskrank.rank.review import import_verdicts, retrain_pending
 from riskrank.rank.sweep_output import is_complete as sweep_complete
 from riskrank.recall import SeedSet
 from riskrank.recall import recall as recall_candidates  # ``riskrank.recall`` is the package
@@ -63,9 +66,11 @@ __all__ = [
     "TextEmbeddingSignal",
     "__version__",
     "build_index",
+    "import_verdicts",
     "info",
     "recall_candidates",
     "register_signal",
+    "retrain_pending",
     "sweep",
     "sweep_complete",
     "train",

@@ -92,6 +92,10 @@ def test_a_standing_index_a_model_and_a_sweep_say_what_they_are(
         4,
     )
     assert sum(n["reviews"] for n in pending["reviews"].values()) == history.num_rows + 4
+    # Swept as if it were a model: the error says how to train it (it said `riskrank train`).
+    with pytest.raises(FileNotFoundError, match="riskrank review retrain"):
+        sweep(day1, seeds, tmp_path / "pending", **SWEEP)
+    assert rr.import_verdicts is import_verdicts and callable(rr.retrain_pending)
 
 
 def test_a_directory_riskrank_did_not_write_is_named_as_such(tmp_path, capsys):
