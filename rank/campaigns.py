@@ -579,4 +579,20 @@ def find_campaigns(
     labels = link_campaigns(vecs, metrics, len(ids), thresholds, keys, links)
     if links is not None:
         links.save()
-    return add_campaign_columns(queue, labels)
+    return add_campaign_columns(queue, by_policy(labels, queue.column("policy").to_pylist()))
+
+
+def by_policy(labels: np.ndarray, policies: list) -> np.ndarray:
+    """Linked items split by the policy each is queued under: a campaign is one decision
+    under one policy. Across policies a spam campaign took in items queued under insult (an
+    item reviewed for spam stays queued for insult), its verdict was given to them under
+    spam, and members already reviewed for spam were listed again (an outsider's report).
+
+    >>> by_policy(np.array([0, 0, 0, 1]), ["spam", "insult", "spam", "spam"]).tolist()
+    [0, 1, 0, 2]
+    """
+    out: dict[tuple[int, object], int] = {}
+    return np.array(
+        [out.setdefault((int(lab), pol), len(out)) for lab, pol in zip(labels, policies)],
+        np.int64,
+    )

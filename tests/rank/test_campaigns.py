@@ -123,6 +123,27 @@ def test_campaign_columns_and_campaign_view():
     assert view["campaign_members"].to_pylist() == [["a", "c", "e"], ["b"], ["d"]]
 
 
+def test_a_campaign_holds_the_items_of_one_policy(tmp_path):
+    """Near-copies queued under two policies are two campaigns: one campaign verdict is one
+    policy's, and a spam campaign gave its verdict to items queued under insult (members
+    already reviewed for spam were listed again: an outsider's report)."""
+    from hashing_signal import HashingTextSignal
+
+    from riskrank.index.build import build_index
+    from riskrank.rank.campaigns import find_campaigns
+
+    text = "cheap pills online, no prescription needed, order now"
+    ids = ["a", "b", "c", "d", "e"]
+    items = pa.table({"item_id": ids, "text": [text, text + "!", text, "a quiet lake", text]})
+    index = build_index(items, tmp_path / "idx", signals=[HashingTextSignal()],
+                        show_progress=False)  # fmt: skip
+    queue = pa.table({"item_id": ids, "policy": ["spam", "insult", "spam", "spam", "insult"],
+                      "rank": list(range(1, 6))})  # fmt: skip
+    got = find_campaigns(queue, index)
+    assert got["campaign_id"].to_pylist() == ["c-a", "c-b", "c-a", "c-d", "c-b"]
+    assert got["campaign_size"].to_pylist() == [2, 2, 2, 1, 2]
+
+
 def test_exploration_share_spread_over_campaigns_and_evenly_placed():
     n = 40
     p = np.linspace(0.99, 0.01, n)
