@@ -475,6 +475,18 @@ def test_a_queue_in_memory_is_checked_as_one_on_disk(loop, tmp_path):
         import_verdicts(verdicts, folder / "queue.parquet", root / "v1", out_dir=tmp_path / "v3")
 
 
+def test_ids_and_policies_padded_by_a_spreadsheet_are_the_queued_ones(loop, tmp_path):
+    """A spreadsheet export pads cells with spaces or a tab: such rows were quarantined as
+    unknown ids and policies (an outsider's report)."""
+    root, queue = loop
+    a, b = queue["item_id"].to_pylist()[:2]
+    verdicts = pa.table({"item_id": [f" {a}\t", b], "policy": ["scam", " scam "],
+                         "verdict": [2, 0]})  # fmt: skip
+    res = _import(verdicts, root, tmp_path / "v2")
+    assert sorted(res.imported["item_id"].to_pylist()) == sorted([a, b])
+    assert res.quarantine.num_rows == 0 and set(res.imported["policy"].to_pylist()) == {"scam"}
+
+
 def test_candidates_are_not_taken_for_the_queue(loop, tmp_path):
     """candidates.parquet (beside the queue) lists an item per policy; taken as the queue, its
     last row's policy won and insults were imported as spam (an outsider's report)."""
