@@ -385,6 +385,23 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
     return VerdictCheck(accepted, quarantine_table(sorted(quarantine + skipped, key=_by_row)))
 
 
+BINARY_SCALE_MIN = 10  # verdicts, all 0 or 1, from which an import says what 1 means here
+
+
+def _warn_binary_scale(verdicts: list[int]) -> bool:
+    """Warn when every one of many verdicts is 0 or 1: a team that writes 1 for "violating"
+    imports it as borderline (not violating) on the 0-3 scale, silently (an outsider's
+    note). The verdicts are imported as given."""
+    if len(verdicts) < BINARY_SCALE_MIN or not set(verdicts) <= {0, 1} or 1 not in verdicts:
+        return False
+    log.warning(
+        "every one of the %d verdicts is 0 or 1: on riskrank's 0-3 scale both mean not "
+        "violating (violating is 2 or 3). If your reviewers wrote 1 for violating, map 1 to "
+        "2 and import again into a fresh --out", len(verdicts),
+    )  # fmt: skip
+    return True
+
+
 def _known(value: str | None, known) -> str | None:
     """``value``, or its stripped form where only that is known: spreadsheet exports pad ids
     and policies with spaces or a tab, and such rows were quarantined as unknown (an
@@ -774,6 +791,7 @@ def import_verdicts(
     table = read_verdicts(verdicts)
     q = QueueIndex(queue)
     check = check_verdicts(table, q, set(seeds.policies))
+    _warn_binary_scale(check.accepted["verdict"].to_pylist())
     version = int(parent.get("version", 1)) + 1
     content, pictures_lost = _content(
         check.accepted[ITEM_ID].to_pylist(), inventory, queue_path, old.signals

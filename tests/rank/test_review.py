@@ -487,6 +487,14 @@ def test_ids_and_policies_padded_by_a_spreadsheet_are_the_queued_ones(loop, tmp_
     assert res.quarantine.num_rows == 0 and set(res.imported["policy"].to_pylist()) == {"scam"}
 
 
+def test_a_file_of_only_zeros_and_ones_says_what_one_means():
+    from riskrank.rank.review import _warn_binary_scale
+
+    assert _warn_binary_scale([0, 1] * 5)
+    assert not _warn_binary_scale([0, 1] * 4)  # too few to tell
+    assert not _warn_binary_scale([0, 1, 2] * 5) and not _warn_binary_scale([0] * 12)
+
+
 def test_candidates_are_not_taken_for_the_queue(loop, tmp_path):
     """candidates.parquet (beside the queue) lists an item per policy; taken as the queue, its
     last row's policy won and insults were imported as spam (an outsider's report)."""
