@@ -195,7 +195,8 @@ def test_explore_picks_weigh_what_they_teach_by_the_chance_of_a_violation():
         "by p x distance (p=0.85)"
     )
     assert why["u9"] == (
-        "explore: campaign of 2 never reviewed (closest reviewed item 0.60), by p x size (p=0.75)"
+        "explore: campaign of 2 never reviewed for its policy (closest reviewed item 0.60), "
+        "by p x size (p=0.75)"
     )
     # A campaign with a near-copy of a reviewed item is not "never reviewed": X is skipped
     # and the campaign slot goes to Y, whose members are all far from every reviewed item.
@@ -207,7 +208,9 @@ def test_explore_picks_weigh_what_they_teach_by_the_chance_of_a_violation():
     cover = np.array(close[:9] + [0.8, 0.8] + close[11:])
     out = allocate_slots(covered, 10, 0.3, cover)
     reasons = out.filter(pa.compute.equal(out["slot"], "explore"))["slot_reason"].to_pylist()
-    assert any(r.startswith("explore: campaign of 4 never reviewed") for r in reasons)
+    assert any(
+        r.startswith("explore: campaign of 4 never reviewed for its policy") for r in reasons
+    )
 
 
 def test_an_explore_rule_chooses_the_reasons_and_the_number_of_slots():
