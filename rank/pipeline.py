@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
@@ -638,7 +639,8 @@ def finish_sweep(
     report["run_id"] = uuid.uuid4().hex  # names this run's files (rank/sweep_output.py)
     # The queue says which model and run made it, in the table itself: `review import` checks
     # a queue handed over in memory, or copied away from its report.json, as one on disk.
-    queue = with_provenance(queue, report.get("model"), report["run_id"])
+    swept_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    queue = with_provenance(queue, report.get("model"), report["run_id"], swept_at)
     # Absolute: write_reports later, from another working directory, finds the same files.
     result = SweepResult(
         queue, cands, quarantine, report, out_dir.resolve() if out_dir else None, signal_failures

@@ -201,12 +201,23 @@ def parse_verdict(value) -> int | None:
 
 log = logging.getLogger("riskrank")
 PROVENANCE_KEY = b"riskrank.queue"  # the queue table's metadata: which model and run made it
+# A history row's column: when the sweep whose queue its verdict answered ran (null: the
+# first model's reviews, or a queue that did not say).
+QUEUE_SWEPT_AT = "queue_swept_at"
 
 
-def with_provenance(queue: pa.Table, model: dict | None, run_id: str) -> pa.Table:
-    """``queue`` with the model that made it (version, history digest, when) and the run's
-    id in its schema metadata, which Parquet keeps."""
-    body = json.dumps({"model": model or {}, "run_id": run_id}).encode()
+def _later(a: str | None, b: str | None) -> bool:
+    """Whether sweep time ``a`` is after ``b`` (both known; ISO 8601 UTC strings)."""
+    return a is not None and b is not None and a > b
+
+
+def with_provenance(
+    queue: pa.Table, model: dict | None, run_id: str, swept_at: str | None = None
+) -> pa.Table:
+    """``queue`` with the model that made it (version, history digest, when), the run's id
+    and when it swept (UTC, ISO 8601 to the microsecond) in its schema metadata, which
+    Parquet keeps."""
+    body = json.dumps({"model": model or {}, "run_id": run_id, "swept_at": swept_at}).encode()
     return queue.replace_schema_metadata({**(queue.schema.metadata or {}), PROVENANCE_KEY: body})
 
 
@@ -583,19 +594,6 @@ def _changed_since_review(
     return [a != b for a, b in zip(old, new)]
 
 
-def _imported_versions(history: pa.Table) -> list[int]:
-    """Per history row, the model version its review was imported into (``review-v<N>``), 0
-    for rows the first model was trained on."""
-    if "sweep_id" not in history.column_names:
-        return [0] * history.num_rows
-    out = []
-    for sweep_id in history["sweep_id"].to_pylist():
-        name = str(sweep_id or "")
-        tail = name.removeprefix("review-v")
-        out.append(int(tail) if name.startswith("review-v") and tail.isdigit() else 0)
-    return out
-
-
 def _content_table(contents: list[dict]) -> pa.Table:
     types = {"text": pa.string(), "image_bytes": pa.binary(), "image_path": pa.string()}
     return pa.table({c: pa.array([r.get(c) for r in contents], types[c]) for c in CONTENT})
@@ -609,7 +607,7 @@ def _new_rows(
     shown: dict[str, str] | None = None,
     signals: list | None = None,
     pictures_lost: set[str] = frozenset(),
-    queue_version: int | None = None,
+    swept_at: str | None = None,
     digests: dict[str, str] | None = None,
 ) -> tuple[pa.Table, pa.Table, list[dict], list[int]]:
     """History rows for accepted verdicts, the accepted rows they came from, the rows that
@@ -622,12 +620,18 @@ def _new_rows(
     (in ``--inventory`` or the sweep's index) must be what the queue showed the reviewer
     (``shown``: the start of its text), or the verdict would be stored on other content.
 
-    ``queue_version``: the model version that made the queue. A review in the history that
-    was imported into a later version than that (``sweep_id`` ``review-v<N>``) is newer than
-    these verdicts: a late file from an older queue does not replace it (it did: a day-2
-    re-review of an edited item, verdict 3, went back to the day-1 text under verdict 0)."""
+    ``swept_at``: when the queue's sweep ran. A review in the history taken from a later
+    sweep's queue (``QUEUE_SWEPT_AT``) judged later content than these verdicts did: a late
+    file from an older queue does not replace it (it did: a day-2 re-review of an edited
+    item, verdict 3, went back to the day-1 text under verdict 0). Sweep times, not model
+    versions, order them: a model retrained from scratch starts again at version 1, and a
+    late file imported first must not make the live text's verdict look the older."""
     shown, digests = shown or {}, digests or {}
-    imported_in = _imported_versions(history)
+    reviewed_at = (
+        history[QUEUE_SWEPT_AT].to_pylist()
+        if QUEUE_SWEPT_AT in history.column_names
+        else [None] * history.num_rows
+    )
     at = {
         key: (verdict, row)
         for row, (key, verdict) in enumerate(
@@ -681,13 +685,11 @@ def _new_rows(
                 f"already in the history with verdict {at[key][0]}, content unchanged "
                 f"(this row's verdict: {r['verdict_source']})"
             )
-        elif (
-            key in at and queue_version is not None and imported_in[at[key][1]] > int(queue_version)
-        ):
+        elif key in at and _later(reviewed_at[at[key][1]], swept_at):
             why = (
-                f"a newer review is in the history (verdict {at[key][0]}, imported into model "
-                f"version {imported_in[at[key][1]]}) than this queue, made by version "
-                f"{queue_version}: this verdict is older and does not replace it"
+                f"a review from a later sweep is in the history (verdict {at[key][0]}, on the "
+                f"content swept {reviewed_at[at[key][1]]}); this verdict is on the content of "
+                f"an earlier sweep ({swept_at}) and does not replace it"
             )
         if why:
             bad.append({ITEM_ID: r[ITEM_ID], "row": r["row"], "stage": "verdicts", "reason": why})
@@ -702,6 +704,7 @@ def _new_rows(
                 "verdict": r["verdict"],
                 "sweep_id": sweep_id,
                 "verdict_source": r["verdict_source"],
+                QUEUE_SWEPT_AT: swept_at,
                 **_with_picture(content[r[ITEM_ID]], signals or []),
             }
         )
@@ -781,7 +784,7 @@ def import_verdicts(
         log.warning(
             "the queue does not say which model made it (a table without riskrank's metadata "
             "and no report.json beside it): verdicts cannot be checked against this model's "
-            "line, nor against reviews imported after the queue was made"
+            "line, nor against reviews of content swept after the queue was made"
         )
     history = pq.read_table(model_dir / HISTORY_FILE)
     seeds = SeedSet.from_table(model_dir / SEEDS_FILE)
@@ -798,7 +801,7 @@ def import_verdicts(
     )
     new, imported, more_bad, replaced = _new_rows(
         check, history, content, f"review-v{version}", shown=q.shown_text, signals=old.signals,
-        pictures_lost=pictures_lost, queue_version=(made_by or {}).get("version"),
+        pictures_lost=pictures_lost, swept_at=(queue_provenance(queue) or {}).get("swept_at"),
         digests=q.shown_digest,
     )  # fmt: skip
     if replaced:  # re-reviews of edited items: the new row takes the old one's place

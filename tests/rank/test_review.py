@@ -412,18 +412,21 @@ def test_a_re_review_of_an_edited_item_replaces_its_old_verdict(loop, tmp_path):
 def test_a_late_verdict_from_an_older_queue_does_not_replace_a_newer_review(loop, tmp_path):
     """Day 1's queue shows an item; it is edited, queued again on day 2 and re-reviewed as
     severe. A slower reviewer's day-1 file then arrived: it replaced the day-2 review with
-    the day-1 text under verdict 0 (an outsider's report). The queue's model tells them apart."""
-    from riskrank.rank.review import with_provenance
+    the day-1 text under verdict 0 (an outsider's report). When each queue swept orders them:
+    not model versions (a model retrained from scratch is version 1 again, and a late file
+    imported first made the live text's verdict look the older: a reviewer's report)."""
+    from riskrank.rank.review import QUEUE_SWEPT_AT, with_provenance
 
     root, _ = loop
     v1 = json.loads((root / "v1" / "model.json").read_text())
+    made_by = {"version": 1, "history_digest": v1["history_digest"]}
     history = pq.read_table(root / "v1" / "history.parquet")
     old = history.slice(3, 1).to_pylist()[0]
     edited = old["text"] + " Updated: now with free shipping, reply with your card number."
+    monday, tuesday = "2026-12-07T06:00:00.000000+00:00", "2026-12-08T06:00:00.000000+00:00"
 
-    def queue_of(text, version, digest):
-        made_by = {"version": version, "history_digest": digest}
-        return with_provenance(_one_item_queue(old["item_id"], text), made_by, f"run-{version}")
+    def queue_of(text, swept):
+        return with_provenance(_one_item_queue(old["item_id"], text), made_by, swept, swept)
 
     def verdict(v):
         return pa.table({"item_id": [old["item_id"]], "verdict": [v]})
@@ -431,24 +434,53 @@ def test_a_late_verdict_from_an_older_queue_does_not_replace_a_newer_review(loop
     def shown(text):
         return pa.table({"item_id": [old["item_id"]], "text": [text]})
 
-    # Day 2 (its queue made by v1 here): the edit re-reviewed as 3 -> v2.
-    day2 = queue_of(edited, 1, v1["history_digest"])
-    res = import_verdicts(verdict(3), day2, root / "v1", out_dir=tmp_path / "v2",
-                          inventory=shown(edited))  # fmt: skip
-    assert res.replaced == 1
-    # The late file on the day-1 queue (v1's, the old text) into v2: refused, row by row.
-    late = import_verdicts(verdict(0), queue_of(old["text"], 1, v1["history_digest"]),
-                           tmp_path / "v2", out_dir=tmp_path / "v3", retrain=False,
+    def row(model):
+        hist = pq.read_table(model / "history.parquet")
+        return hist.filter(pc.equal(hist["item_id"], old["item_id"])).to_pylist()
+
+    # Tuesday's queue shows the edit: re-reviewed as 3 -> v2, stamped with its sweep.
+    res = import_verdicts(verdict(3), queue_of(edited, tuesday), root / "v1",
+                          out_dir=tmp_path / "v2", inventory=shown(edited))  # fmt: skip
+    assert res.replaced == 1 and row(tmp_path / "v2")[0][QUEUE_SWEPT_AT] == tuesday
+    # The late file on Monday's queue (the old text) into v2: refused, row by row.
+    late = import_verdicts(verdict(0), queue_of(old["text"], monday), tmp_path / "v2",
+                           out_dir=tmp_path / "v3", retrain=False,
                            inventory=shown(old["text"]))  # fmt: skip
     assert late.imported.num_rows == 0 and late.replaced == 0
-    assert "a newer review is in the history (verdict 3, imported into model version 2)" in (
+    assert "a review from a later sweep is in the history (verdict 3" in (
         late.quarantine["reason"][0].as_py()
     )
-    # The same edit seen by a queue v2 made (after that review) is a re-review again.
-    v2 = json.loads((tmp_path / "v2" / "model.json").read_text())
-    again = import_verdicts(verdict(0), queue_of(old["text"], 2, v2["history_digest"]),
-                            tmp_path / "v2", out_dir=tmp_path / "v3b", retrain=False,
-                            inventory=shown(old["text"]))  # fmt: skip
+    # The other order: a verdict on Monday's queue (the edit, then live) imported first, then
+    # Tuesday's on the text live then (the edit undone) replaces it; the version rule had
+    # refused it, Tuesday's queue being made by the model before Monday's import.
+    first = import_verdicts(verdict(0), queue_of(edited, monday), root / "v1",
+                            out_dir=tmp_path / "m2", inventory=shown(edited))  # fmt: skip
+    assert first.replaced == 1
+    then = import_verdicts(verdict(3), queue_of(old["text"], tuesday), tmp_path / "m2",
+                           out_dir=tmp_path / "m3", retrain=False,
+                           inventory=shown(old["text"]))  # fmt: skip
+    assert then.replaced == 1 and then.imported["verdict"].to_pylist() == [3]
+    # A model retrained from scratch on that history is version 1 again: a later sweep's
+    # re-review is still a re-review (versions refused it until they caught up).
+    retrained = tmp_path / "scratch"
+    train(pq.read_table(tmp_path / "v2" / "history.parquet"), root / "v1" / "seeds.parquet",
+          retrained, k=200, show_progress=False)  # fmt: skip
+    scratch = json.loads((retrained / "model.json").read_text())
+    assert scratch["version"] == 1
+    wednesday = "2026-12-09T06:00:00.000000+00:00"
+    again = import_verdicts(
+        verdict(1),
+        with_provenance(
+            _one_item_queue(old["item_id"], old["text"]),
+            {"version": 1, "history_digest": scratch["history_digest"]},
+            wednesday,
+            wednesday,
+        ),  # fmt: skip
+        retrained,
+        out_dir=tmp_path / "s2",
+        retrain=False,
+        inventory=shown(old["text"]),
+    )
     assert again.replaced == 1
 
 
@@ -460,7 +492,10 @@ def test_a_queue_in_memory_is_checked_as_one_on_disk(loop, tmp_path):
     root, queue = loop
     made = queue_provenance(queue)
     report = json.loads((root / "day1" / "report.json").read_text())
-    assert made == {"model": report["model"], "run_id": report["run_id"]}
+    assert {k: made[k] for k in ("model", "run_id")} == {
+        "model": report["model"], "run_id": report["run_id"]
+    }  # fmt: skip
+    assert made["swept_at"].endswith("+00:00")  # when it swept: what orders late verdicts
     later = with_provenance(queue, {"version": 3, "history_digest": "f" * 64}, "a-later-run")
     verdicts = pa.table({"item_id": [queue["item_id"][0].as_py()], "verdict": [2]})
     with pytest.raises(ValueError, match="later than"):
@@ -507,27 +542,31 @@ def test_candidates_are_not_taken_for_the_queue(loop, tmp_path):
         import_verdicts(verdicts, twice, root / "v1", out_dir=tmp_path / "v2", retrain=False)
 
 
-def test_a_text_edited_past_what_the_queue_shows_is_not_the_one_reviewed(
-    loop, inventory_items, tmp_path
-):
+def test_a_text_edited_past_what_the_queue_shows_is_not_the_one_reviewed(loop, tmp_path):
     """The queue shows a text's first 300 characters; an edit after them passed the check and
     the verdict was stored on text the reviewer never saw (an outsider's report: the sweep's
-    index version was gone, and the current one held the edit). text_sha256 tells."""
+    index version was gone, and the current one held the edit). text_sha256 tells. (The
+    fixture's texts are shorter than 300 characters: a reviewer found the first version of
+    this test passed without the digest.)"""
+    from riskrank.rank.queue import shown_text, text_digests
+
     root, queue = loop
-    long = [r for r in queue.to_pylist() if r["text"] and len(r["text"]) >= 300]
-    full = dict(zip(inventory_items["item_id"].to_pylist(), inventory_items["text"].to_pylist()))
-    top = long[0] if long else queue.to_pylist()[0]
-    assert top["text_sha256"] is not None and top["text"] == full[top["item_id"]][:300]
-    edited = full[top["item_id"]] + " [rest replaced: buy cheap meds now]"
-    verdicts = pa.table({"item_id": [top["item_id"]], "verdict": [2]})
-    for text, imported in ((edited, 0), (full[top["item_id"]], 1)):
-        inv = pa.table({"item_id": [top["item_id"]], "text": [text]})
-        res = _import(verdicts, root, tmp_path / f"v-{imported}", inventory=inv)
+    assert "text_sha256" in queue.column_names and all(queue["text_sha256"].to_pylist())
+    mail = "Dear customer, your parcel is waiting. " * 12  # 468 characters
+    edited = mail + "Pay the release fee at http://pay.example now."
+    assert len(mail) > 300 and edited[:300] == mail[:300]
+    shown = pa.table(
+        {"item_id": ["long-1"], "policy": ["scam"], "text": shown_text(pa.array([mail])),
+         "text_sha256": text_digests([mail])}
+    )  # fmt: skip
+    verdicts = pa.table({"item_id": ["long-1"], "verdict": [2]})
+    for text, imported in ((edited, 0), (mail, 1)):
+        res = import_verdicts(verdicts, shown, root / "v1", out_dir=tmp_path / f"v{imported}",
+                              inventory=pa.table({"item_id": ["long-1"], "text": [text]}),
+                              retrain=False)  # fmt: skip
         assert res.imported.num_rows == imported
-    assert "another text_sha256" in _import(
-        verdicts, root, tmp_path / "again",
-        inventory=pa.table({"item_id": [top["item_id"]], "text": [edited]}),
-    ).quarantine["reason"][0].as_py()  # fmt: skip
+        if not imported:
+            assert "another text_sha256" in res.quarantine["reason"][0].as_py()
 
 
 def test_content_that_is_not_what_the_queue_showed_is_quarantined(loop, tmp_path):
