@@ -236,6 +236,12 @@ class QueueIndex:
     def __init__(self, queue: pa.Table) -> None:
         if ITEM_ID not in queue.column_names or "policy" not in queue.column_names:
             raise SchemaError(f"queue: needs item_id and policy columns, has {queue.column_names}")
+        judged = [c for c in ("verdict", "label") if c in queue.column_names]
+        if judged and "rank" not in queue.column_names:
+            raise SchemaError(
+                f"queue: has a {judged[0]!r} column and no 'rank': a verdicts or labels file, "
+                "not a sweep's queue; pass the queue.parquet the reviewers worked from"
+            )
         ids, pols = queue[ITEM_ID].to_pylist(), queue["policy"].to_pylist()
         # A queue lists an item once, under the policy it was shown for; candidates.parquet
         # (beside it) lists it once per policy, and was taken as the queue: the last row's

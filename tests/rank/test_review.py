@@ -540,6 +540,19 @@ def test_candidates_are_not_taken_for_the_queue(loop, tmp_path):
     verdicts = pa.table({"item_id": [row["item_id"][0].as_py()], "verdict": [2]})
     with pytest.raises(SchemaError, match="candidates.parquet lists an item per policy"):
         import_verdicts(verdicts, twice, root / "v1", out_dir=tmp_path / "v2", retrain=False)
+    # A labels file (one policy, each item once) is not a queue either (a reviewer's report);
+    # a queue exported whole with a verdict column added still is one.
+    labels = pa.table({"item_id": queue["item_id"], "policy": queue["policy"],
+                       "label": [1] * queue.num_rows})  # fmt: skip
+    with pytest.raises(SchemaError, match="a verdicts or labels file"):
+        import_verdicts(verdicts, labels, root / "v1", out_dir=tmp_path / "v3", retrain=False)
+    whole = queue.append_column("verdict", pa.array([2] * queue.num_rows))
+    res = import_verdicts(whole.slice(0, 3), whole, root / "v1", out_dir=tmp_path / "v4",
+                          retrain=False)  # fmt: skip
+    assert res.rows == 3  # read as the queue (in memory: its content comes with --inventory)
+    assert set(res.quarantine["reason"].to_pylist()) == {
+        "no content found for the item: pass the inventory (--inventory)"
+    }
 
 
 def test_a_text_edited_past_what_the_queue_shows_is_not_the_one_reviewed(loop, tmp_path):
