@@ -201,6 +201,8 @@ def parse_verdict(value) -> int | None:
 
 log = logging.getLogger("riskrank")
 PROVENANCE_KEY = b"riskrank.queue"  # the queue table's metadata: which model and run made it
+PROVENANCE_ATTR = "riskrank.queue"  # the same, in a DataFrame's attrs
+PANDAS_ATTRS = b"PANDAS_ATTRS"  # where pandas keeps DataFrame.attrs in a Parquet file
 # A history row's column: when the sweep whose queue its verdict answered ran (null: the
 # first model's reviews, or a queue that did not say).
 QUEUE_SWEPT_AT = "queue_swept_at"
@@ -216,9 +218,18 @@ def with_provenance(
 ) -> pa.Table:
     """``queue`` with the model that made it (version, history digest, when), the run's id
     and when it swept (UTC, ISO 8601 to the microsecond) in its schema metadata, which
-    Parquet keeps."""
-    body = json.dumps({"model": model or {}, "run_id": run_id, "swept_at": swept_at}).encode()
-    return queue.replace_schema_metadata({**(queue.schema.metadata or {}), PROVENANCE_KEY: body})
+    Parquet keeps; also as pandas' ``DataFrame.attrs`` (``PANDAS_ATTRS``, which
+    ``pd.read_parquet`` restores), since a DataFrame drops Arrow's metadata and a queue read
+    with pandas went unchecked (an outsider's repro)."""
+    about = {"model": model or {}, "run_id": run_id, "swept_at": swept_at}
+    meta = dict(queue.schema.metadata or {})
+    try:
+        attrs = json.loads(meta.get(PANDAS_ATTRS, b"{}"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        attrs = {}
+    attrs = {**(attrs if isinstance(attrs, dict) else {}), PROVENANCE_ATTR: about}
+    meta.update({PROVENANCE_KEY: json.dumps(about).encode(), PANDAS_ATTRS: json.dumps(attrs)})
+    return queue.replace_schema_metadata(meta)
 
 
 def queue_provenance(queue: pa.Table) -> dict | None:
@@ -784,7 +795,13 @@ def import_verdicts(
         )
     check_out_dir(out_dir, retrain)  # before anything is written
     queue_path = Path(queue) if isinstance(queue, (str, Path)) else None
+    attrs = getattr(queue, "attrs", None)  # a DataFrame read with pd.read_parquet keeps these
     queue = as_table(queue, what="queue")
+    if isinstance(attrs, dict) and isinstance(attrs.get(PROVENANCE_ATTR), dict):
+        about = json.dumps(attrs[PROVENANCE_ATTR]).encode()
+        queue = queue.replace_schema_metadata(
+            {**(queue.schema.metadata or {}), PROVENANCE_KEY: about}
+        )
     made_by = check_queue_model(queue_path, model_dir, parent, queue)
     if made_by is None:
         log.warning(

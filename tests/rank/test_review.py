@@ -501,6 +501,17 @@ def test_a_queue_in_memory_is_checked_as_one_on_disk(loop, tmp_path):
     with pytest.raises(ValueError, match="later than"):
         import_verdicts(verdicts, later, root / "v1", out_dir=tmp_path / "v2")
     assert not (tmp_path / "v2").exists()
+    # Read with pandas (the outsider's repro: a DataFrame drops Arrow's metadata), the queue
+    # keeps its provenance in DataFrame.attrs, which pd.read_parquet restores.
+    import pandas as pd
+
+    swept = pd.read_parquet(root / "day1" / "queue.parquet").attrs["riskrank.queue"]
+    assert swept["run_id"] == report["run_id"]  # as the sweep wrote it
+    pq.write_table(later, tmp_path / "later.parquet")
+    frame = pd.read_parquet(tmp_path / "later.parquet")
+    assert frame.attrs["riskrank.queue"]["run_id"] == "a-later-run"
+    with pytest.raises(ValueError, match="later than"):
+        import_verdicts(verdicts, frame, root / "v1", out_dir=tmp_path / "v2")
     # Its file beside another run's report.json: refused too.
     folder = tmp_path / "moved"
     folder.mkdir()
