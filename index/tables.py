@@ -6,6 +6,7 @@ file/directory, and hands back pyarrow Tables (``.to_pandas()`` / ``polars.from_
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -250,6 +251,23 @@ _CONVERSION_ERRORS = (
 )
 
 
+PANDAS_ATTRS = b"PANDAS_ATTRS"  # where pandas keeps DataFrame.attrs in a Parquet file
+
+
+def _with_attrs(table: pa.Table, attrs: dict) -> pa.Table:
+    """``table`` with a DataFrame's ``attrs`` kept as pandas keeps them in Parquet (and
+    ``pd.read_parquet`` restores them): ``Table.from_pandas`` drops them, and a queue read
+    with pandas lost the record of the sweep that made it (rank/review.py). Attributes JSON
+    cannot hold are left out."""
+    if not attrs:
+        return table
+    try:
+        body = json.dumps(attrs)
+    except (TypeError, ValueError):
+        return table
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), PANDAS_ATTRS: body})
+
+
 def _from_columns(data: Any, what: str) -> pa.Table:
     """A dict of columns or a pandas DataFrame as Arrow; a column Arrow cannot hold is
     diagnosed by name and row instead of surfacing the converter's traceback."""
@@ -260,7 +278,7 @@ def _from_columns(data: Any, what: str) -> pa.Table:
         raise SchemaError(f"{what}: duplicate column names {dupes}; every column needs its own")
     try:
         if is_pandas:
-            return pa.Table.from_pandas(data, preserve_index=False)
+            return _with_attrs(pa.Table.from_pandas(data, preserve_index=False), data.attrs)
         return pa.table(data)
     except _CONVERSION_ERRORS as exc:
         for name, values in data.items():  # a DataFrame and a dict both iterate this way

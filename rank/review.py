@@ -79,7 +79,14 @@ from riskrank.index.standing import (
     signal_content_keys,
 )
 from riskrank.index.store import KEYS, current_version
-from riskrank.index.tables import SchemaError, TableLike, as_table, read_text_csv, write_parquet
+from riskrank.index.tables import (
+    PANDAS_ATTRS,
+    SchemaError,
+    TableLike,
+    as_table,
+    read_text_csv,
+    write_parquet,
+)
 from riskrank.rank import sweep_output
 from riskrank.rank.queue import shown_text, text_digests
 from riskrank.rank.reviewed import content_digests
@@ -201,8 +208,7 @@ def parse_verdict(value) -> int | None:
 
 log = logging.getLogger("riskrank")
 PROVENANCE_KEY = b"riskrank.queue"  # the queue table's metadata: which model and run made it
-PROVENANCE_ATTR = "riskrank.queue"  # the same, in a DataFrame's attrs
-PANDAS_ATTRS = b"PANDAS_ATTRS"  # where pandas keeps DataFrame.attrs in a Parquet file
+PROVENANCE_ATTR = "riskrank.queue"  # the same, in a DataFrame's attrs (``PANDAS_ATTRS``)
 # A history row's column: when the sweep whose queue its verdict answered ran (null: the
 # first model's reviews, or a queue that did not say).
 QUEUE_SWEPT_AT = "queue_swept_at"
@@ -233,12 +239,17 @@ def with_provenance(
 
 
 def queue_provenance(queue: pa.Table) -> dict | None:
-    """What ``with_provenance`` wrote, or None (a queue from before, or one rebuilt by hand)."""
-    raw = (queue.schema.metadata or {}).get(PROVENANCE_KEY)
+    """What ``with_provenance`` wrote, or None (a queue from before, or one rebuilt by hand):
+    Arrow's metadata of a queue table or file, else the attrs of a DataFrame read from the
+    file with pandas (``as_table`` keeps them as ``PANDAS_ATTRS``)."""
+    meta = queue.schema.metadata or {}
     try:
-        return json.loads(raw) if raw else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        if meta.get(PROVENANCE_KEY):
+            return json.loads(meta[PROVENANCE_KEY])
+        about = json.loads(meta.get(PANDAS_ATTRS, b"{}")).get(PROVENANCE_ATTR)
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return None
+    return about if isinstance(about, dict) else None
 
 
 class QueueIndex:
@@ -795,13 +806,7 @@ def import_verdicts(
         )
     check_out_dir(out_dir, retrain)  # before anything is written
     queue_path = Path(queue) if isinstance(queue, (str, Path)) else None
-    attrs = getattr(queue, "attrs", None)  # a DataFrame read with pd.read_parquet keeps these
     queue = as_table(queue, what="queue")
-    if isinstance(attrs, dict) and isinstance(attrs.get(PROVENANCE_ATTR), dict):
-        about = json.dumps(attrs[PROVENANCE_ATTR]).encode()
-        queue = queue.replace_schema_metadata(
-            {**(queue.schema.metadata or {}), PROVENANCE_KEY: about}
-        )
     made_by = check_queue_model(queue_path, model_dir, parent, queue)
     if made_by is None:
         log.warning(
