@@ -22,6 +22,7 @@ Queue columns added
 ``campaign_size``     members in the queue (1 = an item that is not part of a campaign).
 ``campaign_rank``     1 = the representative (the member the ranker found riskiest), 2, 3 ...
 ``campaign_members``  campaign mode only: the members' item ids, representative first.
+``campaign_members_text_sha256``  campaign mode only: each member's ``text_sha256``, same order.
 
 >>> labels = link_campaigns({"text": vectors}, {"text": "cosine"})    # doctest: +SKIP
 """
@@ -38,6 +39,8 @@ from scipy.sparse.csgraph import connected_components
 
 from riskrank.index.store import InventoryIndex
 from riskrank.recall.neighbours import content_keys, pair_inner_products
+
+MEMBER_DIGESTS = "campaign_members_text_sha256"
 
 # Per-signal link thresholds. ``text`` (MiniLM cosine): the lowest threshold from which the
 # campaigns it forms on SpamAssassin's OLD mail groups (the history side, never the sweeps the
@@ -554,15 +557,29 @@ def add_campaign_columns(queue: pa.Table, labels: np.ndarray) -> pa.Table:
 
 
 def campaign_view(queue: pa.Table) -> pa.Table:
-    """Campaign mode: one row per campaign (its representative) with ``campaign_members``."""
+    """Campaign mode: one row per campaign (its representative) with ``campaign_members`` and,
+    where the queue has ``text_sha256``, ``campaign_members_text_sha256`` (each member's, in
+    the same order): a campaign verdict is stored on a member only if its text is still the
+    one swept, as an item verdict is (members have no row of their own to carry it)."""
     members: dict[str, list[str]] = {}
-    for cid, item_id in zip(queue["campaign_id"].to_pylist(), queue["item_id"].to_pylist()):
+    digests: dict[str, list[str | None]] = {}
+    has_digest = "text_sha256" in queue.column_names
+    row_digests = queue["text_sha256"].to_pylist() if has_digest else [None] * queue.num_rows
+    for cid, item_id, digest in zip(
+        queue["campaign_id"].to_pylist(), queue["item_id"].to_pylist(), row_digests
+    ):
         members.setdefault(cid, []).append(item_id)
+        digests.setdefault(cid, []).append(digest)
     reps = queue.filter(pa.compute.equal(queue["campaign_rank"], 1))
-    return reps.append_column(
-        "campaign_members",
-        pa.array([members[c] for c in reps["campaign_id"].to_pylist()], pa.list_(pa.string())),
+    cids = reps["campaign_id"].to_pylist()
+    reps = reps.append_column(
+        "campaign_members", pa.array([members[c] for c in cids], pa.list_(pa.string()))
     )
+    if has_digest:
+        reps = reps.append_column(
+            MEMBER_DIGESTS, pa.array([digests[c] for c in cids], pa.list_(pa.string()))
+        )
+    return reps
 
 
 def find_campaigns(

@@ -88,6 +88,7 @@ from riskrank.index.tables import (
     write_parquet,
 )
 from riskrank.rank import sweep_output
+from riskrank.rank.campaigns import MEMBER_DIGESTS
 from riskrank.rank.queue import shown_text, text_digests
 from riskrank.rank.reviewed import content_digests
 from riskrank.recall.history import VERDICT_MAX
@@ -298,6 +299,14 @@ class QueueIndex:
                 self.shown_for[rep] = cid
                 for m in ms:
                     self.policy.setdefault(m, pol)
+            # Members have no row of their own: their digests ride on the campaign's row.
+            if MEMBER_DIGESTS in queue.column_names:
+                for ms, ds in zip(
+                    queue["campaign_members"].to_pylist(), queue[MEMBER_DIGESTS].to_pylist()
+                ):
+                    for m, d in zip(ms or [], ds or []):
+                        if d is not None:
+                            self.shown_digest.setdefault(m, d)
         elif "campaign_id" in queue.column_names:
             for cid, item_id in zip(queue["campaign_id"].to_pylist(), ids):
                 self.members.setdefault(cid, []).append(item_id)

@@ -121,6 +121,11 @@ def test_campaign_columns_and_campaign_view():
     view = campaign_view(q)
     assert view["item_id"].to_pylist() == ["a", "b", "d"]
     assert view["campaign_members"].to_pylist() == [["a", "c", "e"], ["b"], ["d"]]
+    assert "campaign_members_text_sha256" not in view.column_names  # (a queue without text)
+    digests = q.append_column("text_sha256", pa.array(["da", "db", "dc", None, "de"]))
+    assert campaign_view(digests)["campaign_members_text_sha256"].to_pylist() == [
+        ["da", "dc", "de"], ["db"], [None]
+    ]
 
 
 def test_a_campaign_holds_the_items_of_one_policy(tmp_path):
@@ -282,7 +287,8 @@ def test_an_empty_queue_has_the_campaign_and_slot_columns_of_a_full_one(
     assert full.num_rows > 0 and empty.num_rows == 0
     arranged = [c for c in full.column_names if c.startswith(("campaign_", "slot"))]
     expected = {"campaign_id", "campaign_size", "campaign_rank", "slot", "slot_reason"}
-    assert set(arranged) == expected | ({"campaign_members"} if campaigns else set())
+    members = {"campaign_members", "campaign_members_text_sha256"}
+    assert set(arranged) == expected | (members if campaigns else set())
     for c in arranged:
         assert empty.schema.field(c).type == full.schema.field(c).type, c
     # ... and the reasons columns (rank/reasons.py), in the same order as a full queue's.

@@ -593,6 +593,30 @@ def test_a_text_edited_past_what_the_queue_shows_is_not_the_one_reviewed(loop, t
             assert "another text_sha256" in res.quarantine["reason"][0].as_py()
 
 
+def test_a_campaign_verdict_skips_a_member_edited_since_the_sweep(loop, inventory_items, tmp_path):
+    """A campaign-mode queue shows one row per campaign; its other members had no digest of
+    their own, so a campaign verdict was stored on a member's edited text (a noted gap).
+    The campaign's row now carries each member's text_sha256."""
+    from riskrank.rank.campaigns import MEMBER_DIGESTS, campaign_view
+
+    root, queue = loop
+    cid, members = _campaign(queue)
+    shown = campaign_view(queue).filter(pc.equal(pc.field("campaign_id"), cid))
+    assert shown[MEMBER_DIGESTS].to_pylist() == [
+        queue.filter(pc.equal(queue["campaign_id"], cid))["text_sha256"].to_pylist()
+    ]
+    inv = inventory_items.drop(["label"])
+    texts = [t + " Call now." if i == members[1] else t
+             for i, t in zip(inv["item_id"].to_pylist(), inv["text"].to_pylist())]  # fmt: skip
+    inv = inv.set_column(inv.schema.get_field_index("text"), "text", pa.array(texts))
+    verdicts = pa.table({"campaign_id": [cid], "verdict": [2]})
+    res = import_verdicts(verdicts, shown, root / "v1", out_dir=tmp_path / "v", inventory=inv,
+                          retrain=False)  # fmt: skip
+    assert sorted(res.imported["item_id"].to_pylist()) == sorted(members[:1] + members[2:])
+    (bad,) = res.quarantine.to_pylist()
+    assert bad["item_id"] == members[1] and "another text_sha256" in bad["reason"]
+
+
 def test_content_that_is_not_what_the_queue_showed_is_quarantined(loop, tmp_path):
     """An --inventory edited since the sweep would put the verdict on content the reviewer
     never saw: the row is quarantined instead."""
