@@ -6,7 +6,9 @@ int8 but loses cold-start quality: its vectors are no similarity space. This tra
 model to give the full model's vectors back: the student keeps teacher layers ``--keep``
 (default 0, 2, 5), and is trained with the mean squared distance between its unit vectors and
 the teacher's (AdamW, lr 1e-4, 100 warm-up steps then linear decay, batch 16, texts sorted by
-length within shuffled chunks of 800, seed 0, ``max_seq_length`` 256).
+length within shuffled chunks of 800, seed 0, ``max_seq_length`` 256). ``--relational W`` adds
+W times the mean squared difference between the batch's pairwise cosines and the teacher's:
+cold start compares the student's vectors with the student's, not with the teacher's.
 
 Training texts: the HISTORY sides of ``quality.py``'s two sets (3,250 SpamAssassin mails of the
 old era, 3,947 Insults training comments; labels unused), never the swept items it judges.
@@ -66,6 +68,13 @@ def main() -> None:
     p.add_argument("--keep", default="0,2,5", help="teacher layers the student keeps")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--relational",
+        type=float,
+        default=0.0,
+        help="weight of a second loss on the batch's pairwise cosines (student vs teacher);"
+        " 0 (the default) trains on the vectors alone",
+    )
     p.add_argument("--out", required=True, help="directory the student is saved to")
     args = p.parse_args()
 
@@ -103,6 +112,12 @@ def main() -> None:
             out = st(st.tokenize([texts[i] for i in rows]))["sentence_embedding"]
             # mean squared distance per text between unit vectors (= 2 - 2 cosine)
             loss = torch.nn.functional.mse_loss(out, y[rows]) * y.shape[1]
+            if args.relational and len(rows) > 1:
+                # cold start ranks items by their cosine to the seeds, both sides the
+                # student's: match the batch's pairwise cosines to the teacher's too
+                off = ~torch.eye(len(rows), dtype=torch.bool)
+                rel = (out @ out.T - y[rows] @ y[rows].T)[off]
+                loss = loss + args.relational * rel.pow(2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()

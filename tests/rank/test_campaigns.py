@@ -124,7 +124,9 @@ def test_campaign_columns_and_campaign_view():
     assert "campaign_members_text_sha256" not in view.column_names  # (a queue without text)
     digests = q.append_column("text_sha256", pa.array(["da", "db", "dc", None, "de"]))
     assert campaign_view(digests)["campaign_members_text_sha256"].to_pylist() == [
-        ["da", "dc", "de"], ["db"], [None]
+        ["da", "dc", "de"],
+        ["db"],
+        [None],
     ]
 
 
