@@ -640,7 +640,9 @@ def finish_sweep(
     # The queue says which model and run made it, in the table itself: `review import` checks
     # a queue handed over in memory, or copied away from its report.json, as one on disk.
     swept_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-    queue = with_provenance(queue, report.get("model"), report["run_id"], swept_at)
+    queue = with_provenance(
+        queue, report.get("model"), report["run_id"], swept_at, report.get("index_version_dir")
+    )
     # Absolute: write_reports later, from another working directory, finds the same files.
     result = SweepResult(
         queue, cands, quarantine, report, out_dir.resolve() if out_dir else None, signal_failures

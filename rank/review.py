@@ -221,14 +221,22 @@ def _later(a: str | None, b: str | None) -> bool:
 
 
 def with_provenance(
-    queue: pa.Table, model: dict | None, run_id: str, swept_at: str | None = None
+    queue: pa.Table,
+    model: dict | None,
+    run_id: str,
+    swept_at: str | None = None,
+    index_version_dir: str | None = None,
 ) -> pa.Table:
-    """``queue`` with the model that made it (version, history digest, when), the run's id
-    and when it swept (UTC, ISO 8601 to the microsecond) in its schema metadata, which
+    """``queue`` with the model that made it (version, history digest, when), the run's id,
+    when it swept (UTC, ISO 8601 to the microsecond) and the index version it searched (where
+    ``review import`` finds what was swept for a queue handed over in memory: the README's
+    library example imported nothing, an outsider found) in its schema metadata, which
     Parquet keeps; also as pandas' ``DataFrame.attrs`` (``PANDAS_ATTRS``, which
     ``pd.read_parquet`` restores), since a DataFrame drops Arrow's metadata and a queue read
     with pandas went unchecked (an outsider's repro)."""
     about = {"model": model or {}, "run_id": run_id, "swept_at": swept_at}
+    if index_version_dir:
+        about["index_version_dir"] = index_version_dir
     meta = dict(queue.schema.metadata or {})
     try:
         attrs = json.loads(meta.get(PANDAS_ATTRS, b"{}"))
@@ -292,12 +300,25 @@ class QueueIndex:
         # Campaign mode: one row per campaign, its representative (the row a reviewer saw).
         self.shown_for: dict[str, str] = {}
         if "campaign_members" in queue.column_names:
+            for col in ("campaign_members", MEMBER_DIGESTS):
+                kind = queue.schema.field(col).type if col in queue.column_names else None
+                if kind is not None and not (
+                    pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_null(kind)
+                ):
+                    # A CSV export read back (or a sheet's joined list) holds text: it was
+                    # read character by character, and every verdict quarantined with
+                    # reasons naming '[' and 's' (an outsider's report).
+                    raise SchemaError(
+                        f"queue: {col!r} is {kind}, not a list of item ids (a CSV export or a "
+                        "spreadsheet loses list columns): pass the queue.parquet the reviewers "
+                        "worked from"
+                    )
             for cid, ms, pol, rep in zip(
                 queue["campaign_id"].to_pylist(), queue["campaign_members"].to_pylist(), pols, ids
             ):
-                self.members[cid] = list(ms)
+                self.members[cid] = list(ms or [])
                 self.shown_for[rep] = cid
-                for m in ms:
+                for m in self.members[cid]:
                     self.policy.setdefault(m, pol)
             # Members have no row of their own: their digests ride on the campaign's row.
             if MEMBER_DIGESTS in queue.column_names:
@@ -310,6 +331,11 @@ class QueueIndex:
         elif "campaign_id" in queue.column_names:
             for cid, item_id in zip(queue["campaign_id"].to_pylist(), ids):
                 self.members.setdefault(cid, []).append(item_id)
+
+    def member_ids(self) -> list[str]:
+        """Campaign-mode members without a row of their own (no text or digest shown)."""
+        shown = set(self.shown_for)
+        return [m for ms in self.members.values() for m in ms if self.shown_for and m not in shown]
 
 
 @dataclass
@@ -533,33 +559,68 @@ def seed_history_index(model_dir: Path, out_dir: Path) -> None:
     tmp.rename(child)
 
 
-def _sweep_items_path(queue_path: Path | None) -> Path | None:
-    """The items table of the index version the sweep beside ``queue_path`` searched (its
-    report names it; a standing index keeps the two newest versions), else the current
-    version of that standing index (the named one was pruned by later sweeps: its items'
-    content may have changed since, which ``_new_rows`` checks against what the queue
-    showed), else the current version of the index in the sweep's directory."""
-    if queue_path is None:
-        return None
-    candidates = []
-    report = queue_path.parent / "report.json"
-    if report.exists():
-        named = json.loads(report.read_text()).get("index_version_dir")
+def _swept_version(queue_path: Path | None, about: dict) -> Path | None:
+    """The index version the queue's sweep searched: named by the report.json beside
+    ``queue_path``, else by the queue's provenance (a queue in memory); None if unnamed."""
+    if queue_path is not None and (queue_path.parent / "report.json").exists():
+        named = json.loads((queue_path.parent / "report.json").read_text()).get("index_version_dir")
         if named:
-            candidates.append(Path(named))
-            standing = Path(named).parent.parent  # <standing>/versions/v000001
-            if StandingIndex.is_standing(standing):
-                candidates.append(current_version(standing))
-    candidates.append(current_version(queue_path.parent / "index"))
+            return Path(named)
+    named = about.get("index_version_dir")
+    return Path(named) if isinstance(named, str) and named else None
+
+
+def _sweep_items_path(queue_path: Path | None, about: dict | None = None) -> Path | None:
+    """The items table of the index version the queue's sweep searched (``_swept_version``; a
+    standing index keeps the two newest versions), else the current version of that standing
+    index (the named one was pruned by later sweeps: its items' content may have changed
+    since, which ``_new_rows`` checks against what the queue showed), else the current
+    version of the index in the sweep's directory."""
+    candidates = []
+    named = _swept_version(queue_path, about or {})
+    if named is not None:
+        candidates.append(named)
+        standing = named.parent.parent  # <standing>/versions/v000001
+        if StandingIndex.is_standing(standing):
+            candidates.append(current_version(standing))
+    if queue_path is not None:
+        candidates.append(current_version(queue_path.parent / "index"))
     return next((c / "items.parquet" for c in candidates if (c / "items.parquet").exists()), None)
 
 
-def _content(item_ids: list[str], inventory: TableLike | None, queue_path: Path | None, signals=()):
-    """item_id -> content row, from ``inventory`` or else the sweep's index next to the queue
+def _swept_digests(
+    queue_path: Path | None, about: dict, item_ids: list[str], known: dict[str, str]
+) -> dict[str, str]:
+    """text_sha256 of the swept text of ``item_ids`` the queue gives no digest for (campaign
+    members of a queue without ``campaign_members_text_sha256``, queues written before
+    digests), read from the index version the sweep searched while it is kept: content
+    found in an inventory is checked against it."""
+    want = sorted({i for i in item_ids if i not in known})
+    vdir = _swept_version(queue_path, about)
+    if not want or vdir is None or not (vdir / "items.parquet").exists():
+        return {}
+    items = pq.read_table(vdir / "items.parquet")
+    if "text" not in items.column_names:
+        return {}
+    items = items.filter(
+        pc.is_in(pc.cast(items[ITEM_ID], pa.string()), value_set=pa.array(want, pa.string()))
+    )
+    ids, texts = items[ITEM_ID].to_pylist(), items["text"].to_pylist()
+    return {str(i): d for i, t, d in zip(ids, texts, text_digests(items["text"]).to_pylist()) if t}
+
+
+def _content(
+    item_ids: list[str],
+    inventory: TableLike | None,
+    queue_path: Path | None,
+    signals=(),
+    about: dict | None = None,
+):
+    """item_id -> content row, from ``inventory`` or else the index the queue's sweep searched
     (the queue's own ``text`` is cut to 300 characters, so it is never used), and the ids
     whose picture the index could not give (it came as ``image_bytes``, which an index does
     not keep: their history rows would lose it)."""
-    items = _sweep_items_path(queue_path) if inventory is None else None
+    items = _sweep_items_path(queue_path, about) if inventory is None else None
     if inventory is not None:
         table = as_table(inventory, what="inventory")
     elif items is not None:
@@ -833,13 +894,23 @@ def import_verdicts(
     check = check_verdicts(table, q, set(seeds.policies))
     _warn_binary_scale(check.accepted["verdict"].to_pylist())
     version = int(parent.get("version", 1)) + 1
-    content, pictures_lost = _content(
-        check.accepted[ITEM_ID].to_pylist(), inventory, queue_path, old.signals
-    )
+    about = queue_provenance(queue) or {}
+    accepted_ids = check.accepted[ITEM_ID].to_pylist()
+    content, pictures_lost = _content(accepted_ids, inventory, queue_path, old.signals, about)
+    digests = dict(q.shown_digest)
+    if inventory is not None:  # content from elsewhere: check it against what was swept
+        digests.update(_swept_digests(queue_path, about, accepted_ids, digests))
+    unchecked = [m for m in q.member_ids() if m in content and m not in digests]
+    if inventory is not None and unchecked:
+        log.warning(
+            "%d campaign members' verdicts are stored on the inventory's content unchecked: the "
+            "queue carries no campaign_members_text_sha256 (written before it, or the column "
+            "was dropped), and the index version its sweep searched is not named or is gone",
+            len(unchecked),
+        )
     new, imported, more_bad, replaced = _new_rows(
         check, history, content, f"review-v{version}", shown=q.shown_text, signals=old.signals,
-        pictures_lost=pictures_lost, swept_at=(queue_provenance(queue) or {}).get("swept_at"),
-        digests=q.shown_digest,
+        pictures_lost=pictures_lost, swept_at=about.get("swept_at"), digests=digests,
     )  # fmt: skip
     if replaced:  # re-reviews of edited items: the new row takes the old one's place
         gone = set(replaced)
@@ -862,7 +933,7 @@ def import_verdicts(
         ImportResult, imported, quarantine, merged, version=version, rows=len(table),
         replaced=len(replaced), seeds_added=seeds_added,
     )  # fmt: skip
-    sweep_items = _sweep_items_path(queue_path)
+    sweep_items = _sweep_items_path(queue_path, about)
     if not retrain:
         news = imported.num_rows + seeds_added
         write_pending(out_dir, model_dir, parent, merged, seeds, quarantine, sweep_items, news)

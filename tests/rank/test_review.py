@@ -1,4 +1,5 @@
 import json
+import logging
 import shutil
 
 import pyarrow as pa
@@ -560,10 +561,9 @@ def test_candidates_are_not_taken_for_the_queue(loop, tmp_path):
     whole = queue.append_column("verdict", pa.array([2] * queue.num_rows))
     res = import_verdicts(whole.slice(0, 3), whole, root / "v1", out_dir=tmp_path / "v4",
                           retrain=False)  # fmt: skip
-    assert res.rows == 3  # read as the queue (in memory: its content comes with --inventory)
-    assert set(res.quarantine["reason"].to_pylist()) == {
-        "no content found for the item: pass the inventory (--inventory)"
-    }
+    # Read as the queue; in memory, its content is found through the index version its
+    # provenance names.
+    assert res.rows == 3 and res.imported.num_rows == 3 and res.quarantine.num_rows == 0
 
 
 def test_a_text_edited_past_what_the_queue_shows_is_not_the_one_reviewed(loop, tmp_path):
@@ -593,11 +593,17 @@ def test_a_text_edited_past_what_the_queue_shows_is_not_the_one_reviewed(loop, t
             assert "another text_sha256" in res.quarantine["reason"][0].as_py()
 
 
-def test_a_campaign_verdict_skips_a_member_edited_since_the_sweep(loop, inventory_items, tmp_path):
+@pytest.mark.parametrize("digests", ["kept", "dropped", "dropped, version gone"])
+def test_a_campaign_verdict_skips_a_member_edited_since_the_sweep(
+    digests, loop, inventory_items, tmp_path
+):
     """A campaign-mode queue shows one row per campaign; its other members had no digest of
     their own, so a campaign verdict was stored on a member's edited text (a noted gap).
-    The campaign's row now carries each member's text_sha256."""
+    The campaign's row now carries each member's text_sha256; a queue without them (written
+    before, or the column dropped in a notebook: an outsider's report) is checked against
+    the index version its sweep searched, and where that is gone the import says so."""
     from riskrank.rank.campaigns import MEMBER_DIGESTS, campaign_view
+    from riskrank.rank.review import PROVENANCE_KEY
 
     root, queue = loop
     cid, members = _campaign(queue)
@@ -605,16 +611,61 @@ def test_a_campaign_verdict_skips_a_member_edited_since_the_sweep(loop, inventor
     assert shown[MEMBER_DIGESTS].to_pylist() == [
         queue.filter(pc.equal(queue["campaign_id"], cid))["text_sha256"].to_pylist()
     ]
+    if digests != "kept":
+        shown = shown.drop([MEMBER_DIGESTS])
+    if digests == "dropped, version gone":
+        about = json.loads(shown.schema.metadata[PROVENANCE_KEY])
+        about["index_version_dir"] = str(tmp_path / "pruned")
+        meta = {**shown.schema.metadata, PROVENANCE_KEY: json.dumps(about).encode()}
+        shown = shown.replace_schema_metadata(meta)
     inv = inventory_items.drop(["label"])
     texts = [t + " Call now." if i == members[1] else t
              for i, t in zip(inv["item_id"].to_pylist(), inv["text"].to_pylist())]  # fmt: skip
     inv = inv.set_column(inv.schema.get_field_index("text"), "text", pa.array(texts))
     verdicts = pa.table({"campaign_id": [cid], "verdict": [2]})
-    res = import_verdicts(verdicts, shown, root / "v1", out_dir=tmp_path / "v", inventory=inv,
-                          retrain=False)  # fmt: skip
+    said = []  # pytest's log capture is off (pyproject.toml): a handler of our own
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        res = import_verdicts(verdicts, shown, root / "v1", out_dir=tmp_path / "v",
+                              inventory=inv, retrain=False)  # fmt: skip
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    unchecked = any("stored on the inventory's content unchecked" in m for m in said)
+    assert unchecked == (digests == "dropped, version gone")
+    if unchecked:
+        return
     assert sorted(res.imported["item_id"].to_pylist()) == sorted(members[:1] + members[2:])
     (bad,) = res.quarantine.to_pylist()
     assert bad["item_id"] == members[1] and "another text_sha256" in bad["reason"]
+
+
+def test_a_queue_in_memory_finds_what_its_sweep_searched(loop, tmp_path):
+    """The README's library example (the sweep's queue handed over in memory, no inventory)
+    quarantined every verdict as "no content found": only a queue's path led to the index.
+    The queue's provenance names the index version its sweep searched."""
+    root, queue = loop
+    top = queue["item_id"].to_pylist()[:3]
+    verdicts = pa.table({"item_id": top, "verdict": [2, 0, 3]})
+    res = import_verdicts(verdicts, queue, root / "v1", out_dir=tmp_path / "v", retrain=False)
+    assert sorted(res.imported["item_id"].to_pylist()) == sorted(top)
+
+
+def test_a_queue_whose_member_lists_became_text_is_refused(loop, tmp_path):
+    """A campaign-mode queue exported to CSV (or a sheet's joined list) holds its members as
+    text: it was read character by character and every verdict quarantined with reasons
+    naming '[' and 's' (an outsider's report)."""
+    from riskrank.rank.campaigns import campaign_view
+
+    root, queue = loop
+    view = campaign_view(queue)
+    joined = pa.array(["; ".join(m) for m in view["campaign_members"].to_pylist()])
+    view = view.set_column(view.schema.get_field_index("campaign_members"), "campaign_members",
+                           joined)  # fmt: skip
+    verdicts = pa.table({"campaign_id": view["campaign_id"].to_pylist()[:1], "verdict": [2]})
+    with pytest.raises(SchemaError, match="'campaign_members' is string, not a list of item ids"):
+        import_verdicts(verdicts, view, root / "v1", out_dir=tmp_path / "v", retrain=False)
 
 
 def test_content_that_is_not_what_the_queue_showed_is_quarantined(loop, tmp_path):
