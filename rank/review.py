@@ -707,6 +707,7 @@ def _new_rows(
     pictures_lost: set[str] = frozenset(),
     swept_at: str | None = None,
     digests: dict[str, str] | None = None,
+    from_inventory: bool = False,
 ) -> tuple[pa.Table, pa.Table, list[dict], list[int]]:
     """History rows for accepted verdicts, the accepted rows they came from, the rows that
     cannot be used (for the quarantine), and the history rows the new ones replace.
@@ -756,7 +757,10 @@ def _new_rows(
     for r in accepted:
         key = (r[ITEM_ID], r["policy"])
         why = ""
-        if key in at and r[ITEM_ID] not in content:
+        if from_inventory and r[ITEM_ID] not in content:
+            # The user did pass one: telling them to pass it helps nobody (an outsider).
+            why = "not in the inventory given (taken down since the sweep?)"
+        elif key in at and r[ITEM_ID] not in content:
             why = (
                 f"already in the history with verdict {at[key][0]}; no content found to tell "
                 "whether it changed since: pass the inventory (--inventory)"
@@ -770,6 +774,14 @@ def _new_rows(
                 "its picture came as image_bytes, which the sweep's index does not keep, or its "
                 "image file is not the picture the sweep saw: pass the inventory the sweep ran "
                 "on (--inventory), or the sweep's --image-base-dir"
+            )
+        elif from_inventory and _shown_differs(
+            content[r[ITEM_ID]], shown.get(r[ITEM_ID]), digests.get(r[ITEM_ID])
+        ):
+            why = (
+                "the inventory given holds another text for the item than the queue showed "
+                "(another text_sha256, or its start differs): edited since the sweep? pass "
+                "the inventory the sweep ran on"
             )
         elif _shown_differs(content[r[ITEM_ID]], shown.get(r[ITEM_ID]), digests.get(r[ITEM_ID])):
             why = (
@@ -911,6 +923,7 @@ def import_verdicts(
     new, imported, more_bad, replaced = _new_rows(
         check, history, content, f"review-v{version}", shown=q.shown_text, signals=old.signals,
         pictures_lost=pictures_lost, swept_at=about.get("swept_at"), digests=digests,
+        from_inventory=inventory is not None,
     )  # fmt: skip
     if replaced:  # re-reviews of edited items: the new row takes the old one's place
         gone = set(replaced)

@@ -679,11 +679,15 @@ def test_content_that_is_not_what_the_queue_showed_is_quarantined(loop, tmp_path
             "text": ["Hi team, the quarterly report is attached. Regards, Ann", top[1]["text"]],
         }
     )
-    verdicts = pa.table({"item_id": [r["item_id"] for r in top], "verdict": [3, 2]})
+    third = queue["item_id"][2].as_py()  # taken down: not in the inventory given
+    verdicts = pa.table({"item_id": [r["item_id"] for r in top] + [third], "verdict": [3, 2, 1]})
     res = _import(verdicts, root, tmp_path / "v2", inventory=inv)
     assert res.imported["item_id"].to_pylist() == [top[1]["item_id"]]
-    assert res.quarantine["item_id"].to_pylist() == [top[0]["item_id"]]
-    assert "not the text the queue showed" in res.quarantine["reason"][0].as_py()
+    assert res.quarantine["item_id"].to_pylist() == [top[0]["item_id"], third]
+    # The reasons say what is wrong with the inventory given, not to pass one (an outsider).
+    edited, gone = res.quarantine["reason"].to_pylist()
+    assert edited.startswith("the inventory given holds another text for the item than the queue")
+    assert gone == "not in the inventory given (taken down since the sweep?)"
 
 
 def test_a_blank_policy_is_checked_like_a_written_one(loop, tmp_path):
