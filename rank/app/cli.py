@@ -434,7 +434,9 @@ def cmd_review_import(args) -> int:
     )
     for r in res.quarantine.to_pylist()[:10]:
         print(f"  quarantined row {r['row']} ({r['item_id']}): {r['reason']}")
-    return 0
+    # An import that added nothing failed at what it was for, as one with a retrain does
+    # (that one refuses): a script running `review import` must be able to tell.
+    return 1 if res.model is None and res.added_nothing else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -753,12 +753,14 @@ def test_cli_no_retrain_says_no_model_was_trained(loop, tmp_path, capsys):
     assert rc == 0 and "none trained (--no-retrain)" in out and "model version" not in out
     assert not (tmp_path / "h" / "model.json").exists()
     assert f"riskrank review retrain {tmp_path / 'h'}" in out
-    # Every verdict quarantined: the history is kept, but there is nothing to train (a retrain
-    # would refuse it), so the CLI does not suggest one.
+    # Every verdict quarantined: the history and quarantine are kept, but there is nothing to
+    # train (a retrain would refuse it), so the CLI does not suggest one, and exits 1 as an
+    # import with a retrain does (it exited 0: an outsider's report).
     verdicts.write_text("item_id,verdict\nghost,2\n")
     rc = main(argv + ["--model", str(root / "v1"), "--out", str(tmp_path / "g"), "--no-retrain"])
     out = capsys.readouterr().out
-    assert rc == 0 and "nothing to train" in out and "review retrain" not in out
+    assert rc == 1 and "nothing to train" in out and "review retrain" not in out
+    assert (tmp_path / "g" / "verdicts_quarantine.parquet").exists()
 
 
 def test_a_new_policys_verdicts_import_with_its_seeds(loop, inventory_items, seeds, tmp_path):
@@ -848,7 +850,7 @@ def test_a_no_retrain_import_trains_later_with_its_lineage(loop, seeds, tmp_path
     none = ["review", "import", str(tmp_path / "none.csv"), "--queue", argv[4]]
     assert (
         main(none + ["--model", str(root / "v1"), "--out", str(tmp_path / "h0"), "--no-retrain"])
-        == 0
+        == 1  # (nothing imported)
     )
     assert main(["review", "retrain", str(tmp_path / "h0"), "--out", str(tmp_path / "v0")]) == 2
     assert "took no verdicts" in capsys.readouterr().err
