@@ -68,5 +68,7 @@ def marker(out_dir: str | Path) -> dict | None:
 
 
 def is_complete(out_dir: str | Path) -> bool:
-    """Whether ``out_dir`` holds a finished sweep's outputs (its marker is there)."""
-    return (Path(out_dir) / MARKER).is_file()
+    """Whether ``out_dir`` holds a finished sweep's outputs (its marker is there, and is
+    riskrank's: Hadoop and Spark write an empty ``_SUCCESS``)."""
+    about = marker(out_dir)
+    return isinstance(about, dict) and "run_id" in about

@@ -40,25 +40,63 @@ def info(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
+    if not path.is_dir():
+        raise SchemaError(f"{path}: a file, not a directory (info reads riskrank's directories)")
+    # Each kind by its own file AND riskrank's keys in it: manifest.json, model.json,
+    # report.json and _SUCCESS (Hadoop's and Spark's marker) are common names, and other
+    # tools' folders were called riskrank indexes, models and finished sweeps (an outsider).
     if (path / STATE).is_file():
         return _standing(path)
-    if (path / MANIFEST).is_file():
+    if _ours(path / MANIFEST, "signals", "items"):
         return _index(path, path, kind="index")
-    if (path / MODEL_JSON).is_file():
+    if _ours(path / MODEL_JSON, "signals"):
         return _model(path)
-    if (path / PENDING_FILE).is_file():
+    if _ours(path / PENDING_FILE, "parent_dir", "files"):
         return _pending(path)
-    if (path / sweep_output.MARKER).is_file() or (path / "report.json").is_file():
+    if _ours(path / sweep_output.MARKER, "run_id", "files") or _ours(
+        path / "report.json", "items_in"
+    ):
         return _sweep_output(path)
     if (path / DELTA).is_dir():
         raise SchemaError(
             f"{path}: a standing index whose first update has not finished (only {DELTA}/): "
             "running the update (or the sweep) again finishes it"
         )
+    if (path / "index" / DELTA).is_dir() and not (path / "index" / STATE).is_file():
+        raise SchemaError(
+            f"{path}: a sweep whose first run has not finished (its index/ holds only "
+            f"{DELTA}/): running the sweep again finishes it"
+        )
+    if (path / "history_index").is_dir():
+        raise SchemaError(
+            f"{path}: an unfinished model directory (history_index/ without {MODEL_JSON}: a "
+            "train or review import that was stopped): running it again finishes it"
+        )
+    found = [n for n in (STATE, MANIFEST, MODEL_JSON, PENDING_FILE, sweep_output.MARKER,
+                         "report.json") if (path / n).exists()]  # fmt: skip
     raise SchemaError(
-        f"{path}: not a riskrank directory (none of {STATE}, {MANIFEST}, {MODEL_JSON}, "
-        f"{PENDING_FILE}, {sweep_output.MARKER} or report.json in it)"
+        f"{path}: not a riskrank directory ("
+        + (
+            f"its {', '.join(found)} {'is' if len(found) == 1 else 'are'} not riskrank's"
+            if found
+            else f"none of {STATE}, {MANIFEST}, {MODEL_JSON}, {PENDING_FILE}, "
+            f"{sweep_output.MARKER} or report.json in it"
+        )
+        + ")"
     )
+
+
+def _ours(path: Path, *keys: str) -> bool:
+    """Whether ``path`` is a JSON object with every one of riskrank's ``keys`` (an empty or
+    unreadable file, or another tool's JSON, is not ours)."""
+    if not path.is_file():
+        return False
+    try:
+        text = path.read_text()
+        about = json.loads(text) if text.strip() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(about, dict) and all(k in about for k in keys)
 
 
 def _read_json(path: Path) -> dict:

@@ -108,3 +108,37 @@ def test_a_directory_riskrank_did_not_write_is_named_as_such(tmp_path, capsys):
     (tmp_path / "standing.json").write_text("{not json")
     with pytest.raises(rr.SchemaError, match="unreadable"):
         rr.info(tmp_path)
+    assert main(["info", str(tmp_path / "notes.txt")]) == 2
+    assert "a file, not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name, body",
+    [
+        ("manifest.json", '{"a": 1}'),  # any tool's manifest
+        ("_SUCCESS", ""),  # Hadoop's and Spark's marker
+        ("model.json", '{"modelTopology": {}, "weightsManifest": []}'),  # TensorFlow.js
+        ("report.json", '{"title": "Q3"}'),
+        ("pending.json", "[]"),
+    ],
+)
+def test_another_tools_files_are_not_taken_for_riskranks(name, body, tmp_path):
+    """These are common names: other tools' folders were called a riskrank index, a finished
+    sweep and a model (an outsider's report)."""
+    (tmp_path / name).write_text(body)
+    (tmp_path / "part-00000.parquet").write_bytes(b"PAR1")
+    with pytest.raises(rr.SchemaError, match=f"its {name} is not riskrank's"):
+        rr.info(tmp_path)
+    assert not rr.sweep_complete(tmp_path)
+
+
+def test_a_killed_first_sweep_or_import_is_named(tmp_path):
+    """A first sweep killed while embedding leaves only index/_delta/, and a first import
+    killed mid-way a history_index/ without model.json: both were "not a riskrank
+    directory" (an outsider's report)."""
+    (tmp_path / "run" / "index" / "_delta").mkdir(parents=True)
+    with pytest.raises(rr.SchemaError, match="a sweep whose first run has not finished"):
+        rr.info(tmp_path / "run")
+    (tmp_path / "v2" / "history_index").mkdir(parents=True)
+    with pytest.raises(rr.SchemaError, match="an unfinished model directory"):
+        rr.info(tmp_path / "v2")
