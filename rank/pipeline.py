@@ -608,6 +608,18 @@ def finish_sweep(
         "items_not_recalled": n_indexed - recalled,
         "candidates": cands.num_rows,
         "queued": queue.num_rows,
+        # Campaign mode queues campaigns: how many items they hold, and how the budget was
+        # split, were only in the queue itself (an outsider's report).
+        **(
+            {"queued_items": sum(len(m or []) for m in queue["campaign_members"].to_pylist())}
+            if "campaign_members" in queue.column_names
+            else {}
+        ),
+        **(
+            {"slots": {s: n for s, n in sorted(Counter(queue["slot"].to_pylist()).items()) if s}}
+            if "slot" in queue.column_names
+            else {}
+        ),
         # share of the indexed inventory that was scored and so could be queued (budget aside)
         "coverage": round(recalled / n_indexed, 4) if n_indexed else 0.0,
         "policies": seeds.policies,

@@ -298,12 +298,13 @@ def cmd_sweep(args) -> int:
 
 
 def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
-    from riskrank.rank.evaluation.report import index_summary
+    from riskrank.rank.evaluation.report import index_summary, queue_count_rows
 
     rows = [
         (k.replace("_", " "), report[k])
-        for k in ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
+        for k in ("items_in", "items_indexed", "items_quarantined", "candidates")
     ]
+    rows += queue_count_rows(report)
     if report.get("items_deleted"):
         rows.insert(3, ("items deleted (deletion list)", report["items_deleted"]))
     for signal, n in report.get("signal_failures", {}).items():  # kept by another signal

@@ -29,7 +29,8 @@ from riskrank.recall.history import POSITIVE_VERDICT
 KINDS = ("standing index", "index", "model", "pending import", "sweep output")
 SIGNAL_KEYS = ("type", "model", "model_version", "backend", "precision", "quantization",
                "dim", "max_seq_length", "metric", "index_key", "count", "index_bytes")  # fmt: skip
-REPORT_COUNTS = ("items_in", "items_indexed", "items_quarantined", "candidates", "queued")
+REPORT_COUNTS = ("items_in", "items_indexed", "items_quarantined", "candidates", "queued",
+                 "queued_items")  # fmt: skip
 
 
 def info(path: str | Path) -> dict:
@@ -233,6 +234,7 @@ def _sweep_output(path: Path) -> dict:
         # last run's while a new one runs (or after it died): its run is named apart.
         "report_run_id": report.get("run_id"),
         **{k: report[k] for k in REPORT_COUNTS if k in report},
+        **({"slots": report["slots"]} if "slots" in report else {}),
         "warnings": report.get("warnings", []),
     }
 
@@ -332,7 +334,14 @@ def _sweep_lines(about: dict) -> list[str]:
                 f"the counts below are report.json's (run {about.get('report_run_id')}), "
                 "which may not be the other files' run or today's"
             )
-    counts = [f"{k.replace('_', ' ')} {about[k]:,}" for k in REPORT_COUNTS if k in about]
+    # Campaign mode: the queue's rows are campaigns.
+    label = {"queued": "queued campaigns", "queued_items": "items in them"}
+    label = label if "queued_items" in about else {}
+    counts = [
+        f"{label.get(k, k.replace('_', ' '))} {about[k]:,}" for k in REPORT_COUNTS if k in about
+    ]
+    if about.get("slots"):
+        counts.append("slots " + ", ".join(f"{s} {n:,}" for s, n in about["slots"].items()))
     if counts:
         lines.append(", ".join(counts))
     lines += [f"warning: {w}" for w in about["warnings"]]

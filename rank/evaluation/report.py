@@ -151,13 +151,29 @@ COUNT_KEYS = (
 )
 
 
+def queue_count_rows(report: dict) -> list[tuple[str, str]]:
+    """What the queue holds: in campaign mode, campaigns and the items in them; the budget's
+    split into exploit and explore slots."""
+    if "queued_items" in report:
+        rows = [
+            ("queued (campaigns)", f"{report['queued']:,}"),
+            ("items in the queued campaigns", f"{report['queued_items']:,}"),
+        ]
+    else:
+        rows = [("queued", f"{report['queued']:,}")] if "queued" in report else []
+    if slots := report.get("slots"):
+        rows.append(("slots", ", ".join(f"{s} {n:,}" for s, n in slots.items())))
+    return rows
+
+
 def count_rows(report: dict) -> list[tuple[str, str]]:
     """The sweep's counts as (label, value) rows, the same in report.md and report.html."""
     rows = [
         (key.replace("_", " "), f"{report[key]:,}")
         for key in COUNT_KEYS
-        if key in report  # reports written before a key existed still render
+        if key in report and key != "queued"  # reports written before a key existed render
     ]
+    rows += queue_count_rows(report)
     if "coverage" in report:
         rows.append(("coverage (recalled / indexed)", f"{report['coverage']:.1%}"))
     for signal, n in report.get("signal_failures", {}).items():

@@ -465,3 +465,30 @@ def test_the_probe_is_the_start_of_the_cover_and_gives_up_without_near_copies(mo
         whole, probed = space.cover_groups(), space.cover_groups(probe=probe)
         assert all(np.array_equal(a, b) for a, b in zip(whole, probed, strict=True))
         assert _Space(scattered, "cosine", 0.7).cover_groups(probe=probe) is None
+
+
+def test_a_campaign_mode_report_says_how_many_items_its_campaigns_hold(
+    tmp_path, inventory_items, seeds, hashing_model
+):
+    """Campaign mode's "queued" counts campaigns; the items they hold and the budget's split
+    into slots were only in the queue itself (an outsider's report)."""
+    from riskrank.rank.app.info import format_info, info
+
+    kw = dict(k=200, show_progress=False, budget=10, explore=0.2, out_dir=tmp_path / "run",
+              reports=True)  # fmt: skip
+    res = sweep(inventory_items.drop(["label"]), seeds, hashing_model, campaigns=True, **kw)
+    members = sum(len(m) for m in res.queue["campaign_members"].to_pylist())
+    assert members > res.queue.num_rows  # the fixture has campaigns of several items
+    assert res.report["queued_items"] == members
+    slots = res.queue["slot"].to_pylist()
+    assert res.report["slots"] == {s: slots.count(s) for s in sorted(set(slots))}
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert f"| items in the queued campaigns | {members:,} |" in md
+    assert f"queued campaigns {res.queue.num_rows:,}, items in them {members:,}" in format_info(
+        info(tmp_path / "run")
+    )
+    items = sweep(inventory_items.drop(["label"]), seeds, hashing_model, **kw)
+    assert "queued_items" not in items.report and sum(items.report["slots"].values()) == len(
+        items.queue
+    )
+    assert f"| queued | {len(items.queue)} |" in (tmp_path / "run" / "report.md").read_text()
