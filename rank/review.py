@@ -708,6 +708,7 @@ def _new_rows(
     swept_at: str | None = None,
     digests: dict[str, str] | None = None,
     from_inventory: bool = False,
+    unverifiable: set[str] = frozenset(),
 ) -> tuple[pa.Table, pa.Table, list[dict], list[int]]:
     """History rows for accepted verdicts, the accepted rows they came from, the rows that
     cannot be used (for the quarantine), and the history rows the new ones replace.
@@ -774,6 +775,13 @@ def _new_rows(
                 "its picture came as image_bytes, which the sweep's index does not keep, or its "
                 "image file is not the picture the sweep saw: pass the inventory the sweep ran "
                 "on (--inventory), or the sweep's --image-base-dir"
+            )
+        elif r[ITEM_ID] in unverifiable:
+            why = (
+                "a campaign member whose text the queue carries no digest of (no "
+                "campaign_members_text_sha256), and the index version its sweep searched is "
+                "gone: the text found now may not be the one swept; pass the inventory the "
+                "sweep ran on (--inventory)"
             )
         elif from_inventory and _shown_differs(
             content[r[ITEM_ID]], shown.get(r[ITEM_ID]), digests.get(r[ITEM_ID])
@@ -910,20 +918,34 @@ def import_verdicts(
     accepted_ids = check.accepted[ITEM_ID].to_pylist()
     content, pictures_lost = _content(accepted_ids, inventory, queue_path, old.signals, about)
     digests = dict(q.shown_digest)
-    if inventory is not None:  # content from elsewhere: check it against what was swept
+    swept = _swept_version(queue_path, about)
+    found_in = None if inventory is not None else _sweep_items_path(queue_path, about)
+    if not (swept is not None and found_in is not None and found_in.parent == swept):
+        # Content from an inventory, or from a later version of the index (the one searched
+        # was pruned): check it against what was swept, where that version is kept.
         digests.update(_swept_digests(queue_path, about, accepted_ids, digests))
-    unchecked = [m for m in q.member_ids() if m in content and m not in digests]
+    # Members have no row of their own: without digests their text was not checked at all.
+    unchecked = {
+        m
+        for m in q.member_ids()
+        if m not in digests and isinstance(content.get(m, {}).get("text"), str)
+    }
     if inventory is not None and unchecked:
         log.warning(
-            "%d campaign members' verdicts are stored on the inventory's content unchecked: the "
-            "queue carries no campaign_members_text_sha256 (written before it, or the column "
-            "was dropped), and the index version its sweep searched is not named or is gone",
+            "%d campaign members' verdicts are stored on the inventory's text unchecked: the "
+            "queue carries no text digest for them (campaign_members_text_sha256: written "
+            "before it, or the column was dropped), and the index version its sweep searched "
+            "is not named or is gone",
             len(unchecked),
         )
+    # Without an inventory the text found is a later version's, and nothing tells whether
+    # the member was edited since: quarantined (a reviewer's repro stored five edited texts).
+    later = inventory is None and found_in is not None and found_in.parent != swept
     new, imported, more_bad, replaced = _new_rows(
         check, history, content, f"review-v{version}", shown=q.shown_text, signals=old.signals,
         pictures_lost=pictures_lost, swept_at=about.get("swept_at"), digests=digests,
         from_inventory=inventory is not None,
+        unverifiable=unchecked if later else frozenset(),
     )  # fmt: skip
     if replaced:  # re-reviews of edited items: the new row takes the old one's place
         gone = set(replaced)

@@ -1,6 +1,7 @@
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -593,15 +594,26 @@ def test_a_text_edited_past_what_the_queue_shows_is_not_the_one_reviewed(loop, t
             assert "another text_sha256" in res.quarantine["reason"][0].as_py()
 
 
-@pytest.mark.parametrize("digests", ["kept", "dropped", "dropped, version gone"])
+@pytest.mark.parametrize(
+    "digests, version, inventory",
+    [
+        ("kept", "kept", True),
+        ("kept", "gone", True),  # the member digests alone catch the edit
+        ("dropped", "kept", True),  # the version the sweep searched does
+        ("dropped", "gone", True),  # nothing can: warned
+        ("dropped", "gone", False),  # the index's later text: members quarantined
+    ],
+)
 def test_a_campaign_verdict_skips_a_member_edited_since_the_sweep(
-    digests, loop, inventory_items, tmp_path
+    digests, version, inventory, loop, inventory_items, tmp_path
 ):
     """A campaign-mode queue shows one row per campaign; its other members had no digest of
     their own, so a campaign verdict was stored on a member's edited text (a noted gap).
     The campaign's row now carries each member's text_sha256; a queue without them (written
     before, or the column dropped in a notebook: an outsider's report) is checked against
-    the index version its sweep searched, and where that is gone the import says so."""
+    the index version its sweep searched; where that is gone, members' verdicts on an
+    inventory's text are warned about, and on the index's later text quarantined (a
+    reviewer's repro stored five edited texts)."""
     from riskrank.rank.campaigns import MEMBER_DIGESTS, campaign_view
     from riskrank.rank.review import PROVENANCE_KEY
 
@@ -611,11 +623,11 @@ def test_a_campaign_verdict_skips_a_member_edited_since_the_sweep(
     assert shown[MEMBER_DIGESTS].to_pylist() == [
         queue.filter(pc.equal(queue["campaign_id"], cid))["text_sha256"].to_pylist()
     ]
-    if digests != "kept":
+    if digests == "dropped":
         shown = shown.drop([MEMBER_DIGESTS])
-    if digests == "dropped, version gone":
+    if version == "gone":  # pruned by later sweeps: the standing index's current one is left
         about = json.loads(shown.schema.metadata[PROVENANCE_KEY])
-        about["index_version_dir"] = str(tmp_path / "pruned")
+        about["index_version_dir"] = str(Path(about["index_version_dir"]).parent / "v999999")
         meta = {**shown.schema.metadata, PROVENANCE_KEY: json.dumps(about).encode()}
         shown = shown.replace_schema_metadata(meta)
     inv = inventory_items.drop(["label"])
@@ -629,16 +641,21 @@ def test_a_campaign_verdict_skips_a_member_edited_since_the_sweep(
     logging.getLogger("riskrank").addHandler(handler)
     try:
         res = import_verdicts(verdicts, shown, root / "v1", out_dir=tmp_path / "v",
-                              inventory=inv, retrain=False)  # fmt: skip
+                              inventory=inv if inventory else None, retrain=False)  # fmt: skip
     finally:
         logging.getLogger("riskrank").removeHandler(handler)
-    unchecked = any("stored on the inventory's content unchecked" in m for m in said)
-    assert unchecked == (digests == "dropped, version gone")
-    if unchecked:
+    warned = any("stored on the inventory's text unchecked" in m for m in said)
+    assert warned == (digests == "dropped" and version == "gone" and inventory)
+    if warned:
+        return
+    bad = res.quarantine.to_pylist()
+    if not inventory:  # the representative's own digest checks it; its members cannot be
+        assert res.imported["item_id"].to_pylist() == members[:1]
+        assert sorted(r["item_id"] for r in bad) == sorted(members[1:])
+        assert all("carries no digest" in r["reason"] for r in bad)
         return
     assert sorted(res.imported["item_id"].to_pylist()) == sorted(members[:1] + members[2:])
-    (bad,) = res.quarantine.to_pylist()
-    assert bad["item_id"] == members[1] and "another text_sha256" in bad["reason"]
+    assert [r["item_id"] for r in bad] == [members[1]] and "another text_sha256" in bad[0]["reason"]
 
 
 def test_a_queue_in_memory_finds_what_its_sweep_searched(loop, tmp_path):
