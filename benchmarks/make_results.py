@@ -65,6 +65,10 @@ PARTS = [
     ("encoder_layers.md", "Text encoder: MiniLM cut to 3 layers, int8 and centred (issue 15)"),
     ("encoder_distil.md", "Text encoder: a 3-layer MiniLM distilled from the full one (issue 15)"),
     ("encoder_distil_speed.md", "Text encoder: the distilled student timed beside the others (15)"),
+    (
+        "encoder_distil_relational.md",
+        "Text encoder: the 3-layer student with a loss on pairwise cosines (issue 15)",
+    ),
     ("int8_scope.md", "Text encoder: which MatMuls full int8 keeps float (issue 15)"),
     ("int8_precision.md", "Text encoder: full int8 with bf16 or f32 float ops (issue 15)"),
     ("quality_openvino_int8_n5.md", "Quality at n=5, OpenVINO full int8 (issue 15)"),
