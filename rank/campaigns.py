@@ -23,6 +23,8 @@ Queue columns added
 ``campaign_rank``     1 = the representative (the member the ranker found riskiest), 2, 3 ...
 ``campaign_members``  campaign mode only: the members' item ids, representative first.
 ``campaign_members_text_sha256``  campaign mode only: each member's ``text_sha256``, same order.
+``campaign_members_previous_verdict``  campaign mode only: each member's earlier verdict (null:
+                      never reviewed), same order.
 
 >>> labels = link_campaigns({"text": vectors}, {"text": "cosine"})    # doctest: +SKIP
 """
@@ -41,6 +43,7 @@ from riskrank.index.store import InventoryIndex
 from riskrank.recall.neighbours import content_keys, pair_inner_products
 
 MEMBER_DIGESTS = "campaign_members_text_sha256"
+MEMBER_VERDICTS = "campaign_members_previous_verdict"
 
 # Per-signal link thresholds. ``text`` (MiniLM cosine): the lowest threshold from which the
 # campaigns it forms on SpamAssassin's OLD mail groups (the history side, never the sweeps the
@@ -558,27 +561,26 @@ def add_campaign_columns(queue: pa.Table, labels: np.ndarray) -> pa.Table:
 
 def campaign_view(queue: pa.Table) -> pa.Table:
     """Campaign mode: one row per campaign (its representative) with ``campaign_members`` and,
-    where the queue has ``text_sha256``, ``campaign_members_text_sha256`` (each member's, in
-    the same order): a campaign verdict is stored on a member only if its text is still the
-    one swept, as an item verdict is (members have no row of their own to carry it)."""
-    members: dict[str, list[str]] = {}
-    digests: dict[str, list[str | None]] = {}
-    has_digest = "text_sha256" in queue.column_names
-    row_digests = queue["text_sha256"].to_pylist() if has_digest else [None] * queue.num_rows
-    for cid, item_id, digest in zip(
-        queue["campaign_id"].to_pylist(), queue["item_id"].to_pylist(), row_digests
-    ):
-        members.setdefault(cid, []).append(item_id)
-        digests.setdefault(cid, []).append(digest)
+    in the same order, what the members' own rows would have said where the queue has it:
+    ``campaign_members_text_sha256`` (a campaign verdict is stored on a member only if its
+    text is still the one swept, as an item verdict is) and
+    ``campaign_members_previous_verdict`` (a member re-reviewed after an edit, whose earlier
+    verdict was the opposite of the representative's, was hidden behind the representative's
+    row: an outsider's report)."""
+    cids_of_rows = queue["campaign_id"].to_pylist()
     reps = queue.filter(pa.compute.equal(queue["campaign_rank"], 1))
     cids = reps["campaign_id"].to_pylist()
-    reps = reps.append_column(
-        "campaign_members", pa.array([members[c] for c in cids], pa.list_(pa.string()))
-    )
-    if has_digest:
-        reps = reps.append_column(
-            MEMBER_DIGESTS, pa.array([digests[c] for c in cids], pa.list_(pa.string()))
-        )
+    for name, source, kind in (
+        ("campaign_members", "item_id", pa.string()),
+        (MEMBER_DIGESTS, "text_sha256", pa.string()),
+        (MEMBER_VERDICTS, "previous_verdict", pa.int8()),
+    ):
+        if source not in queue.column_names:
+            continue
+        lists: dict[str, list] = {}
+        for cid, value in zip(cids_of_rows, queue[source].to_pylist()):
+            lists.setdefault(cid, []).append(value)
+        reps = reps.append_column(name, pa.array([lists[c] for c in cids], pa.list_(kind)))
     return reps
 
 

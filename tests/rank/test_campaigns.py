@@ -123,6 +123,12 @@ def test_campaign_columns_and_campaign_view():
     assert view["campaign_members"].to_pylist() == [["a", "c", "e"], ["b"], ["d"]]
     assert "campaign_members_text_sha256" not in view.column_names  # (a queue without text)
     digests = q.append_column("text_sha256", pa.array(["da", "db", "dc", None, "de"]))
+    earlier = digests.append_column("previous_verdict", pa.array([None, 0, 3, None, 2], pa.int8()))
+    assert campaign_view(earlier)["campaign_members_previous_verdict"].to_pylist() == [
+        [None, 3, 2],
+        [0],
+        [None],
+    ]
     assert campaign_view(digests)["campaign_members_text_sha256"].to_pylist() == [
         ["da", "dc", "de"],
         ["db"],
@@ -289,7 +295,11 @@ def test_an_empty_queue_has_the_campaign_and_slot_columns_of_a_full_one(
     assert full.num_rows > 0 and empty.num_rows == 0
     arranged = [c for c in full.column_names if c.startswith(("campaign_", "slot"))]
     expected = {"campaign_id", "campaign_size", "campaign_rank", "slot", "slot_reason"}
-    members = {"campaign_members", "campaign_members_text_sha256"}
+    members = {
+        "campaign_members",
+        "campaign_members_text_sha256",
+        "campaign_members_previous_verdict",
+    }
     assert set(arranged) == expected | (members if campaigns else set())
     for c in arranged:
         assert empty.schema.field(c).type == full.schema.field(c).type, c

@@ -415,7 +415,8 @@ def test_campaign_mode_and_exploration_match_on_ray(cluster, data, model, single
         on_ray = sweep(data["inv_dir"], data["seeds"], model, engine=on_cluster(), **kw)
         assert_same_queue(on_ray.queue, local.queue)
         cols = ["campaign_id", "campaign_size", "slot", "slot_reason"]
-        cols += ["campaign_members", "campaign_members_text_sha256"] if kw["campaigns"] else []
+        members = ["campaign_members", "campaign_members_text_sha256"]
+        cols += members + ["campaign_members_previous_verdict"] if kw["campaigns"] else []
         for col in cols:
             assert on_ray.queue[col].to_pylist() == local.queue[col].to_pylist(), col
         if not kw["campaigns"]:
