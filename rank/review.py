@@ -956,14 +956,16 @@ def import_verdicts(
             f"row {r['row']} ({r[ITEM_ID]}): {r['reason']}" for r in quarantine.to_pylist()[:20]
         )
         raise SchemaError(f"verdicts: {quarantine.num_rows} bad rows, nothing imported: {listed}")
-    if imported.num_rows == 0 and retrain:
-        # A new version trained on the parent's history alone would be the parent again.
+    seeds_added = seeds.table.num_rows - model_seeds
+    if imported.num_rows == 0 and not seeds_added and retrain:
+        # A new version trained on the parent's history and seeds alone would be the parent
+        # again. (New seeds alone make a new version, as --no-retrain's retrain does: the two
+        # disagreed, a reviewer found.)
         why = _why(quarantine, len(table))
         raise SchemaError(f"verdicts: nothing to import, no new model version trained: {why}")
     merged = (
         pa.concat_tables([history, new], promote_options="permissive") if new.num_rows else history
     )
-    seeds_added = seeds.table.num_rows - model_seeds
     result = partial(
         ImportResult, imported, quarantine, merged, version=version, rows=len(table),
         replaced=len(replaced), seeds_added=seeds_added,

@@ -804,6 +804,13 @@ def test_a_new_policys_verdicts_import_with_its_seeds(loop, inventory_items, see
         import_verdicts(verdicts, shown, root / "v1", out_dir=tmp_path / "v3", inventory=inv,
                         seeds=clash, retrain=False)  # fmt: skip
     assert not (tmp_path / "v3").exists()
+    # Every verdict quarantined but the new policy's seeds added: a new version holding them,
+    # as a --no-retrain import and its retrain give (it was refused as "nothing to import").
+    ghost = pa.table({"item_id": ["ghost"], "verdict": [2]})
+    res = import_verdicts(ghost, shown, root / "v1", out_dir=tmp_path / "v4", inventory=inv,
+                          seeds=sweep_seeds)  # fmt: skip
+    assert res.imported.num_rows == 0 and res.seeds_added == 1 and res.model is not None
+    assert "p1" in pq.read_table(tmp_path / "v4" / "seeds.parquet")["seed_id"].to_pylist()
 
 
 def test_a_no_retrain_import_trains_later_with_its_lineage(loop, seeds, tmp_path, capsys):
