@@ -670,6 +670,124 @@ def _pictures_not_kept(vdir: Path, content: dict[str, dict], signals=()) -> set[
     return lost
 
 
+def _image_signals(vdir: Path, signals=()) -> list[tuple[object, list[str], list[str]]]:
+    """(signal, held ids, content keys) of each signal of the index at ``vdir`` that reads
+    nothing but the picture and keeps content keys of today's format."""
+    by_name = {s.name: s for s in signals}
+    out = []
+    for name, entry in json.loads((vdir / MANIFEST).read_text()).get("signals", {}).items():
+        try:
+            reads = set(signal_class(entry.get("type", "")).content_columns)
+        except (KeyError, ValueError):
+            continue
+        keys_file = vdir / name / KEYS
+        if not (IMAGE_BYTES in reads and reads <= {IMAGE_BYTES, IMAGE_PATH}) or (
+            name not in by_name or not keys_file.exists() or entry.get("content_keys") != KEY_FORMAT
+        ):
+            continue
+        held = pq.read_table(vdir / name / "ids.parquet").column(ITEM_ID).to_pylist()
+        keys = pq.read_table(keys_file).column("content_key").to_pylist()
+        out.append((by_name[name], held, keys))
+    return out
+
+
+def _pictures_not_swept(vdir: Path, content: dict[str, dict], signals=()) -> set[str]:
+    """Ids whose picture found now (an inventory's bytes or file, or a later index version's
+    file) is not the one the sweep searched at ``vdir`` embedded: a verdict on a picture
+    replaced under its path, or edited in the inventory, was stored on the new picture (an
+    outsider's report). Only items that version's image signals held are compared."""
+    changed: set[str] = set()
+    for signal, held, keys in _image_signals(vdir, signals):
+        pairs = [(i, k) for i, k in zip(held, keys) if i in content]
+        if not pairs:
+            continue
+        rows = pa.table(
+            {
+                IMAGE_BYTES: pa.array([content[i].get(IMAGE_BYTES) for i, _ in pairs], pa.binary()),
+                IMAGE_PATH: pa.array([content[i].get(IMAGE_PATH) for i, _ in pairs], pa.string()),
+            }
+        )
+        now = signal_content_keys(rows, signal)
+        changed |= {i for (i, k), n in zip(pairs, now) if n != k}
+    return changed
+
+
+def _picture_unreadable(content: dict, signals: list) -> str | None:
+    """The path of an item's picture that names a file no signal's base directory has (and
+    comes without bytes), else None: stored as it is, the history row would keep a dead path
+    and the retrain drop the picture (an outsider's report: a moved export folder made 35
+    good reviews "re-reviews of edited items" without their pictures)."""
+    path = content.get(IMAGE_PATH)
+    if content.get(IMAGE_BYTES) is not None or is_blank(path) or not _reads_pictures(signals):
+        return None  # (no signal reads pictures: the path is metadata)
+    bases = signal_base_dirs(signals) or [None]
+    if any(read_image_file(str(path), base)[0] is not None for base in bases):
+        return None
+    return str(path)
+
+
+def _reads_pictures(signals) -> bool:
+    """Whether a signal reads nothing but the picture (an image signal)."""
+    return any(
+        IMAGE_BYTES in cols and set(cols) <= {IMAGE_BYTES, IMAGE_PATH}
+        for cols in (tuple(getattr(s, "content_columns", ())) for s in signals)
+    )
+
+
+def _has_picture(content: dict) -> bool:
+    return content.get(IMAGE_BYTES) is not None or not is_blank(content.get(IMAGE_PATH))
+
+
+def _picture_problems(
+    content: dict[str, dict],
+    swept: Path | None,
+    found_in: Path | None,
+    from_inventory: bool,
+    signals: list,
+) -> dict[str, str]:
+    """item_id -> why its verdict cannot be stored with the picture found for it: a file no
+    base directory has; a picture that is not the one the sweep embedded (content from an
+    inventory, or from a later index version, checked against the version the sweep
+    searched); or, without an inventory and with that version gone, a picture nothing can
+    check (a late import put day-1 verdicts on pictures added on day 3: an outsider)."""
+    if not content or not _reads_pictures(signals):
+        return {}
+    problems: dict[str, str] = {}
+    for item_id, row in content.items():
+        if (path := _picture_unreadable(row, signals)) is not None:
+            problems[item_id] = (
+                f"its picture file {path!r} is not found under the image base directory: pass "
+                "the sweep's --image-base-dir (or an inventory with the pictures)"
+            )
+    kept = swept is not None and (swept / MANIFEST).exists()
+    from_swept = kept and found_in is not None and found_in.parent == swept
+    if kept and not from_swept:
+        for item_id in _pictures_not_swept(swept, content, signals) - set(problems):
+            problems[item_id] = (
+                ("the inventory given holds" if from_inventory else "the index now holds")
+                + " another picture for the item than the sweep embedded (replaced or edited "
+                "since the sweep?): pass the inventory the sweep ran on"
+            )
+    elif not kept and not from_inventory and found_in is not None:
+        for item_id, row in content.items():
+            if item_id not in problems and _has_picture(row):
+                problems[item_id] = (
+                    "its picture cannot be checked: the index version the sweep searched is gone "
+                    "and the queue carries no digest of pictures; pass the inventory the sweep "
+                    "ran on (--inventory)"
+                )
+    elif not kept and from_inventory:
+        unchecked = sum(_has_picture(r) for i, r in content.items() if i not in problems)
+        if unchecked:
+            log.warning(
+                "%d items' pictures in the inventory cannot be checked against what the sweep "
+                "embedded (the index version it searched is not named or is gone): verdicts "
+                "stored on them take the inventory's pictures as they are",
+                unchecked,
+            )
+    return problems
+
+
 def _shown_differs(content: dict, shown: str | None, digest: str | None = None) -> bool:
     """Whether an item's content is not what the queue showed of it: its whole text's digest
     where the queue has one, else its text's start."""
@@ -709,6 +827,7 @@ def _new_rows(
     digests: dict[str, str] | None = None,
     from_inventory: bool = False,
     unverifiable: set[str] = frozenset(),
+    pictures: dict[str, str] | None = None,
 ) -> tuple[pa.Table, pa.Table, list[dict], list[int]]:
     """History rows for accepted verdicts, the accepted rows they came from, the rows that
     cannot be used (for the quarantine), and the history rows the new ones replace.
@@ -768,14 +887,16 @@ def _new_rows(
             )
         elif r[ITEM_ID] not in content:
             why = "no content found for the item: pass the inventory (--inventory)"
-        elif not has_content(content[r[ITEM_ID]]):
-            why = NO_CONTENT
-        elif r[ITEM_ID] in pictures_lost:
+        elif r[ITEM_ID] in pictures_lost:  # (first: an image-only item's row is empty)
             why = (
                 "its picture came as image_bytes, which the sweep's index does not keep, or its "
                 "image file is not the picture the sweep saw: pass the inventory the sweep ran "
                 "on (--inventory), or the sweep's --image-base-dir"
             )
+        elif not has_content(content[r[ITEM_ID]]):
+            why = NO_CONTENT
+        elif r[ITEM_ID] in (pictures or {}):
+            why = pictures[r[ITEM_ID]]
         elif r[ITEM_ID] in unverifiable:
             why = (
                 "a campaign member whose text the queue carries no digest of (no "
@@ -941,11 +1062,12 @@ def import_verdicts(
     # Without an inventory the text found is a later version's, and nothing tells whether
     # the member was edited since: quarantined (a reviewer's repro stored five edited texts).
     later = inventory is None and found_in is not None and found_in.parent != swept
+    pictures = _picture_problems(content, swept, found_in, inventory is not None, old.signals)
     new, imported, more_bad, replaced = _new_rows(
         check, history, content, f"review-v{version}", shown=q.shown_text, signals=old.signals,
         pictures_lost=pictures_lost, swept_at=about.get("swept_at"), digests=digests,
         from_inventory=inventory is not None,
-        unverifiable=unchecked if later else frozenset(),
+        unverifiable=unchecked if later else frozenset(), pictures=pictures,
     )  # fmt: skip
     if replaced:  # re-reviews of edited items: the new row takes the old one's place
         gone = set(replaced)

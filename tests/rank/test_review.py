@@ -985,6 +985,52 @@ def test_which_pictures_an_import_cannot_take_from_the_sweeps_index(tmp_path):
         unregister_signal("test_reads_everything")
 
 
+def test_a_verdict_is_not_stored_on_a_picture_the_sweep_did_not_embed(tmp_path):
+    """An outsider's three days with pictures: a picture replaced under its path (or edited
+    in the --inventory) after the sweep took the verdict; a late import, the version its
+    sweep searched gone, put day-1 verdicts on day-3 pictures; a moved export folder made
+    good reviews rows with a dead path. Each is quarantined with why now."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.index.standing import StandingIndex
+    from riskrank.rank.review import _picture_problems
+
+    def jpeg(seed: int) -> bytes:
+        pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="JPEG")
+        return buf.getvalue()
+
+    for i in range(3):
+        (tmp_path / f"p{i}.jpg").write_bytes(jpeg(i))
+    inv = pa.table({"item_id": ["a", "b", "c"], "text": ["ad a", "ad b", "ad c"],
+                    "image_path": ["p0.jpg", "p1.jpg", "p2.jpg"]})  # fmt: skip
+    signals = [HashingTextSignal(), PdqSignal(base_dir=tmp_path)]
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(inv, signals, show_progress=False)
+    swept = standing.current_dir()
+    content = {r["item_id"]: r for r in inv.to_pylist()}
+    (tmp_path / "p1.jpg").write_bytes(jpeg(7))  # replaced under its path after the sweep
+    (tmp_path / "p2.jpg").unlink()  # the export folder rotated away
+    edited = {**content, "a": {**content["a"], "image_bytes": jpeg(8)}}  # edited inventory
+    found = _picture_problems(edited, swept, None, True, signals)
+    assert sorted(found) == ["a", "b", "c"]
+    assert found["a"].startswith("the inventory given holds another picture")
+    assert "another picture" in found["b"] and "is not found" in found["c"]
+    # Content from the version the sweep searched: only the unreadable file here (the
+    # replaced one is _pictures_not_kept's); a text-only model reads no picture at all.
+    items = swept / "items.parquet"
+    assert list(_picture_problems(content, swept, items, False, signals)) == ["c"]
+    assert _picture_problems(edited, swept, None, True, signals[:1]) == {}
+    # The version the sweep searched gone, no inventory: nothing can check the pictures.
+    late = _picture_problems(content, tmp_path / "gone", items, False, signals)
+    assert "cannot be checked" in late["a"] and "cannot be checked" in late["b"]
+
+
 def test_a_queue_whose_sweep_did_not_finish_is_refused(loop, tmp_path):
     """A sweep killed after writing queue.parquet and before report.json: the model check
     was skipped and the verdicts imported into another model (a reviewer's finding)."""
