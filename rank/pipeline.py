@@ -66,7 +66,7 @@ from riskrank.rank.model import (
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
 from riskrank.rank.reasons import explain_queue
-from riskrank.rank.review import lineage_info, lineage_tables, with_provenance
+from riskrank.rank.review import keep_pictures, lineage_info, lineage_tables, with_provenance
 from riskrank.rank.reviewed import mark_reviewed, reviewed_counts, reviewed_table
 from riskrank.rank.sweep_cache import FILE as REASONS_FILE
 from riskrank.rank.sweep_cache import (
@@ -154,6 +154,7 @@ def train(
         show_progress=show_progress,
     )  # fmt: skip
     model.info.update(lineage_info(hist))  # version 1, no parent
+    hist = keep_pictures(hist, model.signals)  # the next import starts from this history
     model.save(model_dir, tables={"history_quarantine": quarantined, **lineage_tables(hist, seeds)})
     return model
 

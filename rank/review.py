@@ -125,6 +125,23 @@ def lineage_info(history: pa.Table, parent: dict | None = None) -> dict:
     }
 
 
+def keep_pictures(history: pa.Table, signals: list) -> pa.Table:
+    """``history`` with each picture that comes as a file also as its bytes (where a base
+    directory of ``signals`` has it), as an import keeps reviewed pictures: a model keeps
+    what its reviewers saw, not paths into an export folder. A retrain after the folder had
+    moved lost the pictures of the first model's 120 reviews (an outsider's report)."""
+    if IMAGE_PATH not in history.column_names or not _reads_pictures(signals):
+        return history
+    rows = history.select(
+        [c for c in (IMAGE_BYTES, IMAGE_PATH) if c in history.column_names]
+    ).to_pylist()
+    data = [_with_picture(r, signals).get(IMAGE_BYTES) for r in rows]
+    column = pa.array(data, pa.binary())
+    if IMAGE_BYTES in history.column_names:
+        return history.set_column(history.schema.get_field_index(IMAGE_BYTES), IMAGE_BYTES, column)
+    return history.append_column(IMAGE_BYTES, column)
+
+
 def lineage_tables(history: pa.Table, seeds: SeedSet) -> dict[str, pa.Table]:
     """The history and seeds a model was trained on, saved (and checksummed) with it: the
     next import starts from them."""

@@ -1051,3 +1051,36 @@ def test_a_queue_whose_sweep_did_not_finish_is_refused(loop, tmp_path):
     res = import_verdicts(verdicts, alone / "queue.parquet", root / "v1",
                           out_dir=tmp_path / "v3", retrain=False)  # fmt: skip
     assert res is not None
+
+
+def test_a_model_keeps_the_pictures_of_its_history(history, seeds, tmp_path):
+    """`train` kept path-only history rows: once the export folder had moved, the retrain
+    after an import lost the pictures of the first model's reviews (an outsider's report:
+    image vectors 300 -> 235). The saved history holds each file's bytes beside its path."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from riskrank.index.signals.pdq import PdqSignal
+
+    def jpeg(seed: int) -> bytes:
+        pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="JPEG")
+        return buf.getvalue()
+
+    paths = [f"p{i}.jpg" if i % 3 == 0 else None for i in range(history.num_rows)]
+    for i, p in enumerate(paths):
+        if p:
+            (tmp_path / p).write_bytes(jpeg(i))
+    hist = history.append_column("image_path", pa.array(paths, pa.string()))
+    signals = [HashingTextSignal(), PdqSignal(base_dir=tmp_path)]
+    train(hist, seeds, tmp_path / "m", signals=signals, k=200, show_progress=False)
+    kept = pq.read_table(tmp_path / "m" / "history.parquet")
+    by_id = dict(zip(kept["item_id"].to_pylist(), kept["image_bytes"].to_pylist()))
+    for item_id, p in zip(hist["item_id"].to_pylist(), paths):
+        assert by_id[item_id] == ((tmp_path / p).read_bytes() if p else None)
+    # A text-only model keeps the paths as they are (they are metadata to it).
+    train(hist, seeds, tmp_path / "t", signals=[HashingTextSignal()], k=200, show_progress=False)
+    assert "image_bytes" not in pq.read_table(tmp_path / "t" / "history.parquet").column_names
