@@ -660,51 +660,39 @@ def _pictures_not_kept(vdir: Path, content: dict[str, dict], signals=()) -> set[
     the index keeps content keys (a standing index) and ``signals`` holds that signal, also
     the ids whose file today is not the picture the sweep embedded (it had bytes beside the
     path, or the file was replaced since)."""
-    by_name = {s.name: s for s in signals}
-    entries = json.loads((vdir / MANIFEST).read_text()).get("signals", {})
-    lost: set[str] = set()
-    for name, entry in entries.items():
-        try:
-            reads = set(signal_class(entry.get("type", "")).content_columns)
-        except (KeyError, ValueError):
-            continue  # a plug-in not registered here: nothing known of what it reads
-        # Only a signal that reads nothing but the picture: one that reads every column (a
-        # plug-in's default) may hold an item by its text alone.
-        reads_images = IMAGE_BYTES in reads and reads <= {IMAGE_BYTES, IMAGE_PATH}
-        if not reads_images or not (vdir / name / "ids.parquet").exists():
-            continue
-        held = pq.read_table(vdir / name / "ids.parquet").column(ITEM_ID).to_pylist()
-        lost |= {i for i in held if i in content and is_blank(content[i].get("image_path"))}
-        keys_file = vdir / name / KEYS
-        if name not in by_name or not keys_file.exists() or entry.get("content_keys") != KEY_FORMAT:
-            continue  # (keys of an index written before: another format, not compared)
-        keys = pq.read_table(keys_file).column("content_key").to_pylist()
-        files = [(i, k) for i, k in zip(held, keys) if i in content and i not in lost]
-        if files:
-            rows = pa.table({IMAGE_PATH: [content[i].get(IMAGE_PATH) for i, _ in files]})
-            now = signal_content_keys(rows, by_name[name])
-            lost |= {i for (i, k), n in zip(files, now) if n != k}
-    return lost
+    lost = {
+        i
+        for _, held, _ in _image_signals(vdir, signals)
+        for i in held
+        if i in content and is_blank(content[i].get(IMAGE_PATH))
+    }
+    rest = {i: row for i, row in content.items() if i not in lost}
+    return lost | _pictures_not_swept(vdir, rest, signals)
 
 
-def _image_signals(vdir: Path, signals=()) -> list[tuple[object, list[str], list[str]]]:
+def _image_signals(vdir: Path, signals=()) -> list[tuple[object, list[str], list[str] | None]]:
     """(signal, held ids, content keys) of each signal of the index at ``vdir`` that reads
-    nothing but the picture and keeps content keys of today's format."""
+    nothing but the picture (one that reads every column, a plug-in's default, may hold an
+    item by its text alone). Signal and keys are None where they cannot be compared: a
+    signal not in ``signals``, or keys of an index written before (another format)."""
     by_name = {s.name: s for s in signals}
     out = []
     for name, entry in json.loads((vdir / MANIFEST).read_text()).get("signals", {}).items():
         try:
             reads = set(signal_class(entry.get("type", "")).content_columns)
         except (KeyError, ValueError):
+            continue  # a plug-in not registered here: nothing known of what it reads
+        if not (IMAGE_BYTES in reads and reads <= {IMAGE_BYTES, IMAGE_PATH}):
             continue
-        keys_file = vdir / name / KEYS
-        if not (IMAGE_BYTES in reads and reads <= {IMAGE_BYTES, IMAGE_PATH}) or (
-            name not in by_name or not keys_file.exists() or entry.get("content_keys") != KEY_FORMAT
-        ):
+        if not (vdir / name / "ids.parquet").exists():
             continue
         held = pq.read_table(vdir / name / "ids.parquet").column(ITEM_ID).to_pylist()
-        keys = pq.read_table(keys_file).column("content_key").to_pylist()
-        out.append((by_name[name], held, keys))
+        keys_file = vdir / name / KEYS
+        if name in by_name and keys_file.exists() and entry.get("content_keys") == KEY_FORMAT:
+            keys = pq.read_table(keys_file).column("content_key").to_pylist()
+            out.append((by_name[name], held, keys))
+        else:
+            out.append((None, held, None))
     return out
 
 
@@ -715,8 +703,8 @@ def _pictures_not_swept(vdir: Path, content: dict[str, dict], signals=()) -> set
     outsider's report). Only items that version's image signals held are compared."""
     changed: set[str] = set()
     for signal, held, keys in _image_signals(vdir, signals):
-        pairs = [(i, k) for i, k in zip(held, keys) if i in content]
-        if not pairs:
+        pairs = [(i, k) for i, k in zip(held, keys or []) if i in content]
+        if signal is None or not pairs:
             continue
         rows = pa.table(
             {
@@ -729,18 +717,13 @@ def _pictures_not_swept(vdir: Path, content: dict[str, dict], signals=()) -> set
     return changed
 
 
-def _picture_unreadable(content: dict, signals: list) -> str | None:
-    """The path of an item's picture that names a file no signal's base directory has (and
-    comes without bytes), else None: stored as it is, the history row would keep a dead path
-    and the retrain drop the picture (an outsider's report: a moved export folder made 35
-    good reviews "re-reviews of edited items" without their pictures)."""
+def _picture_unreadable(content: dict) -> str | None:
+    """The path of an item's picture that names a file ``_with_picture`` could not read (the
+    row has a path and no bytes), else None: stored as it is, the history row would keep a
+    dead path and the retrain drop the picture (an outsider's report: a moved export folder
+    made 35 good reviews "re-reviews of edited items" without their pictures)."""
     path = content.get(IMAGE_PATH)
-    if content.get(IMAGE_BYTES) is not None or is_blank(path) or not _reads_pictures(signals):
-        return None  # (no signal reads pictures: the path is metadata)
-    bases = signal_base_dirs(signals) or [None]
-    if any(read_image_file(str(path), base)[0] is not None for base in bases):
-        return None
-    return str(path)
+    return None if content.get(IMAGE_BYTES) is not None or is_blank(path) else str(path)
 
 
 def _reads_pictures(signals) -> bool:
@@ -770,8 +753,8 @@ def _picture_problems(
     if not content or not _reads_pictures(signals):
         return {}
     problems: dict[str, str] = {}
-    for item_id, row in content.items():
-        if (path := _picture_unreadable(row, signals)) is not None:
+    for item_id, row in content.items():  # (pictures already read: import_verdicts)
+        if (path := _picture_unreadable(row)) is not None:
             problems[item_id] = (
                 f"its picture file {path!r} is not found under the image base directory: pass "
                 "the sweep's --image-base-dir (or an inventory with the pictures)"
@@ -1055,6 +1038,8 @@ def import_verdicts(
     about = queue_provenance(queue) or {}
     accepted_ids = check.accepted[ITEM_ID].to_pylist()
     content, pictures_lost = _content(accepted_ids, inventory, queue_path, old.signals, about)
+    if _reads_pictures(old.signals):  # each picture read once: checked, then stored
+        content = {i: _with_picture(row, old.signals) for i, row in content.items()}
     digests = dict(q.shown_digest)
     swept = _swept_version(queue_path, about)
     found_in = None if inventory is not None else _sweep_items_path(queue_path, about)

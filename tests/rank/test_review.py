@@ -997,7 +997,7 @@ def test_a_verdict_is_not_stored_on_a_picture_the_sweep_did_not_embed(tmp_path):
 
     from riskrank.index.signals.pdq import PdqSignal
     from riskrank.index.standing import StandingIndex
-    from riskrank.rank.review import _picture_problems
+    from riskrank.rank.review import _picture_problems, _with_picture
 
     def jpeg(seed: int) -> bytes:
         pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
@@ -1013,10 +1013,13 @@ def test_a_verdict_is_not_stored_on_a_picture_the_sweep_did_not_embed(tmp_path):
     standing = StandingIndex(tmp_path / "st")
     standing.update(inv, signals, show_progress=False)
     swept = standing.current_dir()
-    content = {r["item_id"]: r for r in inv.to_pylist()}
     (tmp_path / "p1.jpg").write_bytes(jpeg(7))  # replaced under its path after the sweep
     (tmp_path / "p2.jpg").unlink()  # the export folder rotated away
+    # As import_verdicts hands them over: each picture read once (bytes beside the path).
+    content = {r["item_id"]: _with_picture(r, signals) for r in inv.to_pylist()}
     edited = {**content, "a": {**content["a"], "image_bytes": jpeg(8)}}  # edited inventory
+    # A file the sweep embedded, read into bytes, is the picture it embedded.
+    assert _picture_problems({"a": content["a"]}, swept, None, True, signals) == {}
     found = _picture_problems(edited, swept, None, True, signals)
     assert sorted(found) == ["a", "b", "c"]
     assert found["a"].startswith("the inventory given holds another picture")
