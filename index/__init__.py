@@ -5,6 +5,8 @@ opens one; ``signals`` are the ways of matching content, ``vectors`` the indexes
 them; ``engine`` the strategy for the steps that parallelise, ``ray_engine`` the Ray one.
 """
 
+# cpu_math asks MKL for reproducible sums (MKL_CBWR) before any encoder runs: its docstring.
+import riskrank.index.cpu_math  # noqa: F401
 from riskrank.index.build import build_index
 from riskrank.index.engine import Engine, LocalEngine
 from riskrank.index.schema import QUARANTINE_SCHEMA, validate_inventory

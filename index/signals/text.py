@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index import collector
+from riskrank.index.cpu_math import warn_if_not_reproducible
 from riskrank.index.manifest import package_version
 from riskrank.index.schema import TEXT, is_blank
 from riskrank.index.signals.base import CliOption, SignalBatch
@@ -165,7 +166,9 @@ def encode_padded(
     kernel ran. With the extra padding 10 of 64 moved, by at most 3e-8 (float32 rounding of a
     unit vector). Filling every batch up to ``batch_size`` rows as well changed nothing (10 of
     64 at 3e-8 either way, run 6) and cost 12-15% of the texts/s, so it is not done. On the
-    CPU a vector never moved, so nothing is added there.
+    CPU the padding is enough with MKL in its strict reproducible mode, which riskrank asks
+    for on import (index/cpu_math.py: on an AVX-512 Xeon, MKL's default mode moved a text's
+    vector with its batchmates by up to 2.2e-7); nothing is added there.
 
     Texts are tokenised once, ``chunk`` at a time, by ``text_tokenizer`` (``fast_tokenizer``:
     the Rust tokenizer directly where it is exact; transformers' wrapper was the GPU path's
@@ -389,9 +392,10 @@ class TextEncoder:
             import torch
 
             torch.set_num_threads(self.num_threads)
-        batch = self.batch_size or (
-            CUDA_BATCH if str(st.device).startswith("cuda") else DEFAULT_BATCH["torch"]
-        )
+        on_cuda = str(st.device).startswith("cuda")
+        if not on_cuda:
+            warn_if_not_reproducible()  # padding alone does not do with MKL in its default mode
+        batch = self.batch_size or (CUDA_BATCH if on_cuda else DEFAULT_BATCH["torch"])
         return encode_padded(st, texts, batch, show_progress)
 
     def _encode_onnx(self, texts: list[str], show_progress: bool) -> np.ndarray:

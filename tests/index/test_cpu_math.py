@@ -1,0 +1,52 @@
+"""MKL's strict reproducible mode, on which a text's vector being its own rests (cpu_math)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from riskrank.index.cpu_math import MKL_ENV, STRICT_MODE, mkl_strict
+
+
+def test_importing_riskrank_puts_mkl_in_strict_mode():
+    # This process imported riskrank before any matrix product ran (conftest), as a CLI run
+    # or a notebook that starts with `import riskrank` does.
+    strict = mkl_strict()
+    if strict is None:
+        pytest.skip("this PyTorch has no MKL (an ARM or macOS build)")
+    assert os.environ[MKL_ENV] == STRICT_MODE
+    assert strict is True
+
+
+def _run(code: str, **env) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k != MKL_ENV} | env
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=600
+    )
+
+
+def test_mkl_set_up_before_riskrank_is_said_once_and_a_users_choice_is_kept():
+    if mkl_strict() is None:
+        pytest.skip("this PyTorch has no MKL (an ARM or macOS build)")
+    # torch's MKL ran before riskrank was imported: MKL read its mode then, so the strict
+    # mode cannot take effect, and the encoder says so (once) instead of silently giving
+    # vectors that depend on their batchmates on an AVX-512 CPU.
+    late = _run(
+        "import torch; a = torch.ones(64, 64); (a @ a).sum()\n"
+        "from riskrank.index.signals import TextEmbeddingSignal\n"
+        "from riskrank.index.cpu_math import mkl_strict\n"
+        "enc = TextEmbeddingSignal().encoder\n"
+        "enc.encode(['win']); enc.encode(['cheap pills'])\n"
+        "print('strict', mkl_strict())\n"
+    )
+    assert late.returncode == 0, late.stderr[-2000:]
+    assert "strict False" in late.stdout
+    assert late.stderr.count("not in its strict reproducible mode") == 1
+    assert "Import riskrank before running torch" in late.stderr
+    # A mode the user chose is theirs: riskrank does not overwrite it.
+    chosen = _run(
+        "import os, riskrank\nprint(os.environ['MKL_CBWR'])\n", **{MKL_ENV: "COMPATIBLE"}
+    )
+    assert chosen.returncode == 0, chosen.stderr[-2000:]
+    assert chosen.stdout.strip() == "COMPATIBLE"
