@@ -230,7 +230,8 @@ class TextEncoder:
     with one is refused to a query encoder of the other. ``backend="openvino"`` compiles the
     same weights with OpenVINO, in bf16 where the CPU has it (f32 elsewhere; the manifest records
     the precision it actually ran), ``"openvino-int8w"`` with int8 weights too, and
-    ``"openvino-int8"`` with int8 weights and activations, whose ranges are fixed by
+    ``"openvino-int8"`` with int8 weights and activations (its other operations in f32 on
+    every CPU: ``text_openvino.INT8_FLOAT_PRECISION``), whose ranges are fixed by
     ``calibration`` texts (``index.signals.text_openvino.CalibrationTexts``, a list of texts or
     a Parquet file with a ``text`` column; recorded in the manifest by digest). Like PyTorch's,
     the OpenVINO backends' vectors do not depend on which texts share a batch (``openvino-int8w``
@@ -317,9 +318,14 @@ class TextEncoder:
                 "num_threads": self.num_threads or default_threads(),
             }
             if self.backend in OPENVINO:
-                from riskrank.index.signals.text_openvino import OpenVinoSentenceModel
+                from riskrank.index.signals.text_openvino import (
+                    INT8_FLOAT_PRECISION,
+                    OpenVinoSentenceModel,
+                )
 
                 ir = self._openvino_ir(path, kwargs["max_seq_length"])
+                if self.backend == "openvino-int8":
+                    kwargs["precision"] = INT8_FLOAT_PRECISION
                 self._onnx = OpenVinoSentenceModel(path, ir=ir, **kwargs)
             else:
                 from riskrank.index.signals.text_onnx import OnnxSentenceModel
@@ -432,8 +438,8 @@ class TextEncoder:
                 "openvino-int8w": tov.INT8_WEIGHTS_RECIPE,
                 "openvino-int8": tov.INT8_RECIPE,
             }[self.backend]
-            # The precision the compiled model runs (bf16 here, f32 on CPUs without bf16): for
-            # openvino-int8, that of the operations left unquantised.
+            # The precision the compiled model runs (bf16 where the CPU has it, else f32): for
+            # openvino-int8, that of the operations left unquantised (f32 on every CPU).
             out = {
                 "backend": self.backend,
                 "quantization": quantization,
