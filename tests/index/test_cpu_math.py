@@ -45,8 +45,6 @@ def test_mkl_set_up_before_riskrank_is_said_once_and_a_users_choice_is_kept():
     assert late.stderr.count("not in its strict reproducible mode") == 1
     assert "Import riskrank before running torch" in late.stderr
     # A mode the user chose is theirs: riskrank does not overwrite it.
-    chosen = _run(
-        "import os, riskrank\nprint(os.environ['MKL_CBWR'])\n", **{MKL_ENV: "COMPATIBLE"}
-    )
+    chosen = _run("import os, riskrank\nprint(os.environ['MKL_CBWR'])\n", **{MKL_ENV: "COMPATIBLE"})
     assert chosen.returncode == 0, chosen.stderr[-2000:]
     assert chosen.stdout.strip() == "COMPATIBLE"
