@@ -49,13 +49,15 @@ BEST_SEED = EvidenceColumn("best_seed_id", "id of the closest seed", pa.string()
 HISTORY_EVIDENCE = (
     EvidenceColumn(
         "pos_max_sim",
-        "similarity to the closest item reviewers confirmed violating (NaN: none reviewed so)",
+        "similarity to the closest item reviewers confirmed violating",
         direction=1,
+        missing="NaN: none reviewed so",
     ),
     EvidenceColumn(
         "neg_max_sim",
-        "similarity to the closest item reviewers found benign (NaN: none reviewed so)",
+        "similarity to the closest item reviewers found benign",
         direction=-1,
+        missing="NaN: none reviewed so",
     ),
     EvidenceColumn(
         "knn_score", "share of confirmed violations among the closest reviewed items", direction=1

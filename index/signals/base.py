@@ -38,12 +38,20 @@ class EvidenceColumn:
 
     ``direction``: how the value should move risk (+1 up, -1 down, 0 either way); the ranker
     constrains its trees to it, so a learned rule transfers between policies (cold start).
+    ``missing``: what a missing value (NaN) means, for the data contract's table; reasons
+    quote ``meaning`` alone (a reviewer read "(NaN: none reviewed so)" beside a number).
     """
 
     suffix: str
     meaning: str
     dtype: pa.DataType = field(default_factory=pa.float32)
     direction: int = 0
+    missing: str = ""
+
+    @property
+    def documented(self) -> str:
+        """``meaning`` with what NaN means, as the data contract's table shows it."""
+        return f"{self.meaning} ({self.missing})" if self.missing else self.meaning
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def evidence_table() -> str:
     def row(column: str, col, signals: str) -> None:
         lines.append(
             f"| `{column}` | {_type(col.dtype)} | {signals} | {DIRECTION[col.direction]} "
-            f"| {col.meaning} |"
+            f"| {col.documented} |"
         )
 
     for col in MATCH_EVIDENCE:
@@ -92,7 +92,7 @@ def evidence_table() -> str:
     for col in HISTORY_NEAREST:  # for reasons, not ranking features
         lines.append(
             f"| `hist_<signal>_{col.suffix}` | {_type(col.dtype)} | all, with review history "
-            f"| not a feature | {col.meaning} |"
+            f"| not a feature | {col.documented} |"
         )
     lines.append(
         f"| `{LEXICAL_FEATURE}` | float32 | text history | up | "
