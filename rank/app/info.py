@@ -167,7 +167,7 @@ def _index(path: Path, vdir: Path, *, kind: str) -> dict:
         "path": str(path.resolve()),
         "created_at": manifest.get("created_at"),
         "riskrank_version": manifest.get("riskrank_version"),
-        "items": manifest.get("items", {}),
+        "items": _items(manifest.get("items", {})),
         "signals": signals,
         "disk_bytes": _disk_bytes(path),
     }
@@ -253,6 +253,13 @@ def format_info(about: dict) -> str:
     return "\n".join(_sweep_lines(about))
 
 
+def _items(counts: dict) -> dict:
+    """A manifest's item counts with ``read``: its ``input`` is what the index took in, after
+    the deletion list (so read = input + deleted: an update that deleted 2 of 300 said "of
+    298 read", an outsider's report)."""
+    return {**counts, "read": int(counts.get("input", 0)) + int(counts.get("deleted", 0))}
+
+
 def _index_lines(about: dict) -> list[str]:
     head = f"{about['kind']} {about['path']}"
     if about["kind"] == "standing index":
@@ -268,9 +275,10 @@ def _index_lines(about: dict) -> list[str]:
             "see the version above"
         )
     items = about["items"]
+    deleted = f", {items['deleted']:,} deleted (deletion list)" if items.get("deleted") else ""
     lines.append(
         f"items: {items.get('indexed', 0):,} indexed, {items.get('quarantined', 0):,} "
-        f"quarantined, of {items.get('input', 0):,} read"
+        f"quarantined{deleted}, of {items.get('read', 0):,} read"
     )
     for name, s in about["signals"].items():
         encoder = " ".join(

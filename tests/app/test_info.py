@@ -142,3 +142,22 @@ def test_a_killed_first_sweep_or_import_is_named(tmp_path):
     (tmp_path / "v2" / "history_index").mkdir(parents=True)
     with pytest.raises(rr.SchemaError, match="an unfinished model directory"):
         rr.info(tmp_path / "v2")
+
+
+def test_a_deletion_list_is_counted_as_read_and_deleted(
+    tmp_path, hashing_signal, seeds, history, capsys
+):
+    # An update that deleted 2 of 300 rows read 300: info said "of 298 read" (an outsider).
+    model = train_small(history, seeds, tmp_path / "model", hashing_signal)
+    day = make_items(12, 20, prefix="i", seed=1).drop(["label"])
+    standing = tmp_path / "standing"
+    ids = day["item_id"].to_pylist()
+    sweep(day, seeds, model, index_dir=standing, deletions=ids[:2], **SWEEP)
+    items = rr.info(standing)["items"]
+    n = day.num_rows
+    assert (items["read"], items["deleted"], items["indexed"]) == (n, 2, n - 2)
+    assert items["read"] == items["indexed"] + items["quarantined"] + items["deleted"]
+    main(["info", str(standing)])
+    assert f"{n - 2} indexed, 0 quarantined, 2 deleted (deletion list), of {n} read" in (
+        capsys.readouterr().out
+    )
