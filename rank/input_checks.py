@@ -69,33 +69,53 @@ def check_history_trainable(
             )
 
 
-def history_rows_without_seeds(hist: pa.Table, seeds) -> tuple[pa.Table, pa.Table]:
+def input_rows(clean: pa.Table, quarantined: pa.Table) -> list[int]:
+    """The input row number of each of ``clean``'s rows, where ``quarantined`` holds every
+    row split off the input so far, each with its input row number: the quarantine's
+    ``row`` is the input file's (a later stage numbered the rows left, and pointed a
+    reviewer at another review: an outsider's report)."""
+    gone = set(quarantined.column("row").to_pylist())
+    rows = [r for r in range(clean.num_rows + len(gone)) if r not in gone]
+    if len(rows) != clean.num_rows:
+        raise AssertionError("quarantined rows without their input row number")
+    return rows
+
+
+def history_rows_without_seeds(
+    hist: pa.Table, seeds, rows: list[int] | None = None
+) -> tuple[pa.Table, pa.Table]:
     """Split off the reviews under a policy the seeds do not name (a typo, "Spam" for
     "spam"): recall finds candidates per seed policy, so they would train nothing while the
     model listed the policy as having history. Quarantined with the reason, as ``review
-    import`` quarantines verdicts under such a policy."""
+    import`` quarantines verdicts under such a policy. ``rows``: the input row number of
+    each of ``hist``'s rows (``input_rows``), else they are reported as -1."""
     have = set(seeds.policies)
     policies = hist.column("policy").to_pylist()
     keep = [p in have for p in policies]
     if all(keep):
         return hist, quarantine_table([])
     named = ", ".join(repr(p) for p in sorted(have))
-    rows = [
+    rows = [-1] * hist.num_rows if rows is None else rows
+    bad = [
         {
             ITEM_ID: i,
-            "row": -1,
+            "row": r,
             "stage": "history",
             "reason": f"policy {p!r} has no seeds (the seeds' policies: {named})",
         }
-        for i, p, k in zip(hist.column(ITEM_ID).to_pylist(), policies, keep)
+        for i, p, k, r in zip(hist.column(ITEM_ID).to_pylist(), policies, keep, rows)
         if not k
     ]
-    return hist.filter(pa.array(keep)), quarantine_table(rows)
+    return hist.filter(pa.array(keep)), quarantine_table(bad)
 
 
-def history_rows_not_indexed(hist: pa.Table, index_quarantine: pa.Table) -> pa.Table:
+def history_rows_not_indexed(
+    hist: pa.Table, index_quarantine: pa.Table, rows: list[int] | None = None
+) -> pa.Table:
     """Quarantine rows for the reviews whose item could not be indexed (no usable content):
-    they take no part in training, so they count as quarantined."""
+    they take no part in training, so they count as quarantined. ``rows``: as for
+    ``history_rows_without_seeds``."""
+    rows = list(range(hist.num_rows)) if rows is None else rows
     reasons = dict(
         zip(
             index_quarantine.column(ITEM_ID).to_pylist(),
@@ -104,7 +124,7 @@ def history_rows_not_indexed(hist: pa.Table, index_quarantine: pa.Table) -> pa.T
     )
     rows = [
         {ITEM_ID: item_id, "row": r, "stage": "history-index", "reason": reasons[item_id]}
-        for r, item_id in enumerate(hist.column(ITEM_ID).to_pylist())
+        for r, item_id in zip(rows, hist.column(ITEM_ID).to_pylist())
         if item_id in reasons
     ]
     return quarantine_table(rows)

@@ -55,6 +55,7 @@ from riskrank.rank.input_checks import (
     check_history_trainable,
     history_rows_not_indexed,
     history_rows_without_seeds,
+    input_rows,
     protect_metadata,
 )
 from riskrank.rank.model import (
@@ -176,8 +177,10 @@ def fit_model(
     the clean history rows and the quarantined ones. ``review import`` saves it once, with
     its lineage, so a killed import never leaves a model stamped as a first version."""
     hist, quarantined = validate_history(history)
-    hist, unseeded = history_rows_without_seeds(hist, seeds)
+    rows = input_rows(hist, quarantined)  # each clean row's number in the input
+    hist, unseeded = history_rows_without_seeds(hist, seeds, rows)
     quarantined = pa.concat_tables([quarantined, unseeded])
+    rows = input_rows(hist, quarantined)
     after = (
         f" ({unseeded.num_rows} under policies the seeds do not name)" if unseeded.num_rows else ""
     )
@@ -193,7 +196,7 @@ def fit_model(
         show_progress=show_progress,
     )
     # Reviews of items that could not be indexed take no part in training: count them.
-    dropped = history_rows_not_indexed(hist, hindex.quarantine)
+    dropped = history_rows_not_indexed(hist, hindex.quarantine, rows)
     quarantined = pa.concat_tables([quarantined, dropped])
     if dropped.num_rows:
         gone = set(dropped.column(ITEM_ID).to_pylist())

@@ -410,6 +410,33 @@ def test_history_rows_that_cannot_teach_are_quarantined_before_embedding():
     )
 
 
+def test_history_quarantine_rows_are_the_input_files_rows(tmp_path, history, seeds, hashing_signal):
+    # Rows refused after validation were numbered among the rows left: input row 5, with no
+    # text, was reported as row 3 once rows 0 and 1 had gone (an outsider's report).
+    from conftest import train_small
+
+    n = history.num_rows
+    verdicts = history["verdict"].to_pylist()
+    verdicts[0], verdicts[1] = 7, 9
+    texts = history["text"].to_pylist()
+    texts[5] = ""
+    policies = history["policy"].to_pylist()
+    policies[6] = "Scam"  # a policy the seeds do not name
+    hist = history.set_column(3, "verdict", pa.array(verdicts, pa.int64()))
+    hist = hist.set_column(1, "text", pa.array(texts)).set_column(2, "policy", pa.array(policies))
+    train_small(hist, seeds, tmp_path / "m", hashing_signal)
+    quarantine = pq.read_table(tmp_path / "m" / "history_quarantine.parquet").to_pylist()
+    by_row = {r["row"]: (r["stage"], r["item_id"]) for r in quarantine}
+    ids = history["item_id"].to_pylist()
+    assert by_row == {
+        0: ("history", ids[0]),
+        1: ("history", ids[1]),
+        5: ("history-index", ids[5]),
+        6: ("history", ids[6]),
+    }, by_row
+    assert n > 6
+
+
 def test_training_on_a_mistyped_policy_alone_says_so_before_embedding(tmp_path, seeds):
     from riskrank.rank.pipeline import train
 
