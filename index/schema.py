@@ -59,7 +59,12 @@ QUARANTINE_SCHEMA = pa.schema(
     [
         doc_field(ITEM_ID, pa.string(), "id of the row (null when the id itself was missing)"),
         doc_field("row", pa.int64(), "row number in the input (-1: found after validation)"),
-        doc_field("stage", pa.string(), "where it was refused: validate, encode, history"),
+        doc_field(
+            "stage",
+            pa.string(),
+            "where it was refused: validate, encode (the inventory); history, history-index (a "
+            "history row whose item has no usable content); verdicts (review import)",
+        ),
         doc_field("reason", pa.string(), "why, in words"),
         doc_field(
             "file",
