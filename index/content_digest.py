@@ -150,14 +150,32 @@ def _values(table: pa.Table, name: str, read: Sequence[str] = IMAGE_COLUMNS) -> 
     ``read`` (others, and missing ones, as None: a signal that reads only paths is keyed by
     the file even where the row also has bytes)."""
     if name != IMAGE:
-        return table.column(name).to_pylist()
+        return _cells(table.column(name))
     none = [None] * table.num_rows
     return list(
         zip(
-            *(table.column(c).to_pylist() if c in read and c in table.column_names else none
+            *(_cells(table.column(c)) if c in read and c in table.column_names else none
               for c in IMAGE_COLUMNS)
         )
     )  # fmt: skip
+
+
+def _cells(column: pa.ChunkedArray) -> list:
+    """A column's cells as Python values. A string column Arrow read from Parquet without
+    checking its UTF-8 (another writer's file) gives each cell's bytes decoded as far as they
+    go (``surrogateescape``: a valid cell digests as before); validation quarantines the rows
+    (index/schema.py). The digest raised a UnicodeDecodeError first: an outsider's report."""
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError:
+        column = column.combine_chunks()
+        if pa.types.is_dictionary(column.type):
+            column = column.dictionary_decode()
+        raw = pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()
+        return [
+            None if b is None else b.decode("utf-8", "surrogateescape")
+            for b in column.view(raw).to_pylist()
+        ]
 
 
 def signal_base_dirs(signals: Iterable[object]) -> list[str | os.PathLike | None]:

@@ -196,7 +196,15 @@ def _as_text_column(table: pa.Table, bad: dict[int, str]) -> pa.Array:
     if pa.types.is_dictionary(col.type):
         col = col.dictionary_decode()
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        return col.cast(pa.string())
+        col = col.cast(pa.string())
+        try:
+            col.validate(full=True)
+            return col
+        except pa.ArrowInvalid:
+            # Arrow does not check the UTF-8 of a Parquet string column it reads, and other
+            # writers put invalid bytes there: checked here, row by row, as bytes would be
+            # (it raised a UnicodeDecodeError from the content digest: an outsider's report).
+            col = col.view(pa.binary())
     if pa.types.is_null(col.type):
         return pa.nulls(len(col), pa.string())
     out = []

@@ -33,6 +33,30 @@ def test_validate_quarantines_bad_rows_and_keeps_count():
     assert np.isnan(clean["price"].to_pylist()[0])  # NaN metadata passes through as missing
 
 
+def test_invalid_utf8_in_a_parquet_string_column_is_quarantined_not_raised(
+    tmp_path, hashing_signal
+):
+    # Arrow reads a Parquet string column without checking its UTF-8, and other writers put
+    # invalid bytes there: the build's digest raised a UnicodeDecodeError, and the CLI printed
+    # it naming no row (an outsider's report). Quarantined like a binary column's.
+    import pyarrow.parquet as pq
+
+    from riskrank.index.standing import StandingIndex
+
+    offsets = pa.py_buffer(np.array([0, 2, 6, 10], np.int32).tobytes())
+    raw = pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(b"okab\xff\xfefine")])
+    for text in (raw, raw.dictionary_encode(), raw.cast(pa.large_string())):
+        path = tmp_path / "inv.parquet"
+        pq.write_table(pa.table({"item_id": ["a", "b", "c"], "text": text}), path)
+        built = build_index(path, tmp_path / "idx", signals=[hashing_signal], overwrite=True)
+        updated, _ = StandingIndex(tmp_path / f"s{text.type}").update(path, [hashing_signal])
+        for index in (built, updated):
+            bad = index.quarantine.to_pylist()
+            assert [(r["item_id"], r["row"]) for r in bad] == [("b", 1)], text.type
+            assert bad[0]["reason"].startswith("text is not valid UTF-8")
+            assert sorted(index.signals["text"].ids) == ["a", "c"]
+
+
 def test_validate_table_level_errors_name_the_column():
     with pytest.raises(SchemaError, match="missing column 'item_id'"):
         validate_inventory({"id": ["a"], "text": ["x"]})
