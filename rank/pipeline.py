@@ -42,7 +42,7 @@ from riskrank.index.schema import (
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.standing import DELTA, VERSIONS, StandingIndex
-from riskrank.index.store import InventoryIndex
+from riskrank.index.store import IndexMismatchError, InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.index.vectors.faiss_index import parse_bytes
 from riskrank.rank import sweep_output
@@ -513,7 +513,17 @@ def sweep_index(inventory, path: Path, signals, *, own: bool, **update_kw):
     if inventory is not None:
         return update_standing_index(inventory, path, signals, own=own, **update_kw)
     check_sweep_index(inventory, path, update_kw.get("deletions"))
-    return StandingIndex(path).load(signals), {}
+    index = StandingIndex(path).load(signals)
+    missing = [s.name for s in signals or () if s.name not in index.signals]
+    if missing:
+        # Its evidence columns would all be NaN, and the model rank without them, silently
+        # (an outsider's report: a trigram model over a text index queued 30 with no warning).
+        raise IndexMismatchError(
+            f"the model reads signal(s) {missing} that the standing index at {path} does not "
+            f"hold (it holds {sorted(index.signals)}): sweep with today's inventory, which "
+            "embeds them into the index, or with a model trained on the index's signals"
+        )
+    return index, {}
 
 
 def _kept_without(failures: pa.Table | None, quarantine: pa.Table) -> dict[str, int]:

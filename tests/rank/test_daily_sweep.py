@@ -10,12 +10,14 @@ import logging
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from conftest import make_items
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskrank.index.build import build_index
 from riskrank.index.standing import StandingIndex
+from riskrank.index.store import IndexMismatchError
 from riskrank.rank.app.cli import main
 from riskrank.rank.evaluation.report import write_report, write_sweep_reports
 from riskrank.rank.pipeline import sweep
@@ -221,6 +223,33 @@ def test_new_seeds_run_retroactively_without_embedding_inventory(
     assert embedded == [more.num_rows] and retro.report["index_update"] == {}
     monkeypatch.setattr(model_signal, "embed_items", real)
     assert_same_queue(retro, sweep(inv, more, hashing_model, out_dir=tmp_path / "f", **SWEEP))
+
+
+def test_a_model_reading_a_signal_the_standing_index_lacks_is_refused_retroactively(
+    tmp_path, inventory_items, seeds, history, hashing_model, hashing_signal
+):
+    # Its evidence columns came out all NaN, and the model ranked without them, with no word
+    # (an outsider's report: a trigram model over a text index queued 30).
+    from riskrank.index.signals import PdqSignal
+    from riskrank.rank.pipeline import train
+    from riskrank.rank.ranker import RiskRanker
+
+    inv = inventory_items.drop(["label"])
+    sweep(inv, seeds, hashing_model, index_dir=tmp_path / "st", **SWEEP)
+    both = train(
+        history, seeds, tmp_path / "both", signals=[hashing_signal, PdqSignal()], k=200,
+        ranker=RiskRanker(n_estimators=50, n_jobs=1), lexical_probe=False, show_progress=False,
+    )  # fmt: skip
+    with pytest.raises(IndexMismatchError, match=r"signal\(s\) \['pdq'\].*holds \['text'\]"):
+        sweep(None, seeds, both, out_dir=tmp_path / "r", index_dir=tmp_path / "st", **SWEEP)
+    assert not (tmp_path / "r").exists()
+    # With today's inventory the update embeds the signal, and the sweep runs.
+    today = sweep(inv, seeds, both, index_dir=tmp_path / "st", **SWEEP)
+    assert today.report["index_update"]["signals"]["pdq"]
+    assert StandingIndex(tmp_path / "st").load([hashing_signal, PdqSignal()]).signals.keys() == {
+        "text",
+        "pdq",
+    }
 
 
 def test_cli_updates_a_standing_index_and_sweeps_it_retroactively(
