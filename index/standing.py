@@ -54,6 +54,7 @@ that a sweep's queue equals a from-scratch sweep's (ties are ordered by position
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
@@ -234,7 +235,7 @@ def read_deletions(deletions, *, what: str = "deletions") -> list[str] | None:
             where = f"{what} {path}"
             deletions = read_text_csv(path, what=where) if csv else as_table(str(path), what=where)
         else:
-            return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            return [line.strip() for line in _id_lines(path, what) if line.strip()]
     module = type(deletions).__module__.split(".")[0]
     tabular = module in ("pandas", "polars") and hasattr(deletions, "columns")  # not a Series
     if isinstance(deletions, pa.Table) or tabular:
@@ -250,6 +251,25 @@ def read_deletions(deletions, *, what: str = "deletions") -> list[str] | None:
             i = int(i)
         out.append(str(i).strip())
     return out
+
+
+def _id_lines(path: Path, what: str) -> list[str]:
+    """The lines of a text deletion list: UTF-8 with or without the byte-order mark Windows
+    tools write (it became part of the first id, and that ad stayed in the index), or UTF-16
+    with its mark (PowerShell's default); anything else is refused naming the file (it was a
+    bare UnicodeDecodeError). Both from an outsider's report."""
+    raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return raw.decode(encoding).splitlines()
+    except UnicodeDecodeError as exc:
+        raise SchemaError(
+            f"{what}: {path} is not {encoding.upper().replace('-SIG', '')} text ({exc.reason} at "
+            f"byte {exc.start}): save the deletion list as UTF-8, one item_id per line"
+        ) from None
 
 
 def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) -> str:

@@ -864,6 +864,7 @@ def test_a_deletion_list_is_read_as_ids_whatever_its_form(tmp_path):
     import pandas as pd
 
     from riskrank.index.standing import read_deletions
+    from riskrank.index.tables import SchemaError
 
     (tmp_path / "gone.txt").write_text("ad7\n x \n")
     pd.DataFrame({"item_id": [3.0, None]}).to_parquet(tmp_path / "gone.parquet")
@@ -874,6 +875,16 @@ def test_a_deletion_list_is_read_as_ids_whatever_its_form(tmp_path):
     assert read_deletions(["t", 4.0]) == ["t", "4"]
     with pytest.raises(FileNotFoundError, match="not a file"):
         read_deletions("taken_down.txt")
+    # Windows tools' byte-order mark became part of the first id (that ad stayed in the
+    # index), and UTF-16 (PowerShell) raised a bare UnicodeDecodeError (an outsider's report).
+    (tmp_path / "bom.txt").write_bytes("\ufeffx5\r\nx6\r\n".encode())
+    (tmp_path / "ps.txt").write_bytes("x5\r\nx6\r\n".encode("utf-16"))
+    assert (
+        read_deletions(tmp_path / "bom.txt") == read_deletions(tmp_path / "ps.txt") == ["x5", "x6"]
+    )
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SchemaError, match=r"deletions: .*latin1.txt is not UTF-8 text"):
+        read_deletions(tmp_path / "latin1.txt")
     standing = StandingIndex(tmp_path / "st")
     inv = pa.table({"item_id": ["t", "x", "keep"], "text": ["one ad", "two ad", "three ad"]})
     idx, stats = standing.update(
