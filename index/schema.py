@@ -262,15 +262,19 @@ def duplicate_reasons(
     for another reason, an id whose rows are the same (``contents``: a key per row, for rows
     whose id repeats) keeps its first row (the copies are quarantined); an id whose rows differ,
     in content or metadata, keeps none, since which one is live is unknown (first-row-wins made
-    a shuffled export's other text the item's content). ``label`` names a row in a reason
+    a shuffled export's other text the item's content). A refused row (``refused``: no content,
+    not UTF-8) counts in that comparison and keeps its own reason. ``label`` names a row in a reason
     (``SourceFiles.label``: with its file and the file's row where the input had files).
 
     >>> duplicate_reasons(["a", "a", "b", "b"], dict(enumerate("xxyz")), {})[1]
     "duplicate item_id 'a' (the same as row 0)"
     """
+    # Rows refused for their content (none, or not UTF-8) take part in the comparison and keep
+    # their own reason: an ad blanked in a newer export beside its older text was swept on the
+    # old text (an outsider's report: 4 of 5,000 re-exported ids at 325,000 rows).
     rows_of: dict[str, list[int]] = defaultdict(list)
     for i, item_id in enumerate(ids):
-        if item_id and i not in refused:
+        if item_id:
             rows_of[item_id].append(i)
     out: dict[int, str] = {}
     for item_id, rows in rows_of.items():
@@ -286,7 +290,7 @@ def duplicate_reasons(
                 f"item_id '{item_id}' differs between {listed} (content or metadata): "
                 "which one is live is unknown, so none is indexed"
             )
-    return out
+    return {r: why for r, why in out.items() if r not in refused}
 
 
 def validate_inventory(

@@ -262,6 +262,29 @@ def test_repeated_ids_are_judged_whatever_the_rows_order():
         assert sum(r.startswith(same) for r in reasons) == 1
 
 
+def test_a_repeated_id_whose_other_row_has_no_content_keeps_no_row():
+    # An ad blanked (or nulled) in a newer export beside its older text: which is live is
+    # unknown, so neither is swept; the blank row keeps its own reason (an outsider's report:
+    # the text row was indexed and queued). Rows that are blank alike are one row, refused.
+    table = pa.table(
+        {
+            "item_id": ["x5", "x6", "x5", "x6", "x7", "x8", "x8"],
+            "text": ["", None, "buy now", "cheap pills", "kept", " ", " "],
+        }
+    )
+    for order in (range(7), [3, 2, 6, 0, 4, 1, 5]):
+        order = list(order)
+        clean, bad = validate_inventory(table.take(pa.array(order)))
+        assert clean["item_id"].to_pylist() == ["x7"]
+        reasons = {(r["item_id"], table["text"][order[r["row"]]].as_py()): r["reason"]
+                   for r in bad.to_pylist()}  # fmt: skip
+        assert reasons[("x5", "")].startswith("no content")
+        assert reasons[("x6", None)].startswith("no content")
+        assert reasons[("x5", "buy now")].startswith("item_id 'x5' differs between row")
+        assert reasons[("x6", "cheap pills")].startswith("item_id 'x6' differs between row")
+        assert bad.num_rows + clean.num_rows == table.num_rows
+
+
 def test_repeated_ids_that_differ_only_in_metadata_keep_no_row():
     """The kept row's metadata (advertiser, market) travels into the queue: rows that differ
     there are as ambiguous as rows that differ in text. NaN equals NaN (as null does)."""
