@@ -130,6 +130,7 @@ def _read_parquet(data: str | Path, what: str) -> pa.Table:
             fragments = list(
                 ds.dataset(source, format="parquet", partitioning="hive").get_fragments()
             )
+            _check_partition_columns(fragments, source, what)
             if len(fragments) > 1:
                 tables = [_with_partition_keys(f) for f in fragments]
                 joined = _concat_files(tables, [f.path for f in fragments], what)
@@ -175,6 +176,24 @@ def file_runs(table: pa.Table) -> list[list]:
     raw = (table.schema.metadata or {}).get(FILES_KEY)
     runs = json.loads(raw) if raw else []
     return runs if sum(int(n) for _, n in runs) == table.num_rows else []
+
+
+def _check_partition_columns(fragments, directory: Path, what: str) -> None:
+    """Refuse a column a file holds that a folder name (``day=2024-01-01/``) also names:
+    pyarrow gives the folder's value, and the file's own values were lost without a word (an
+    outsider's report)."""
+    import pyarrow.dataset as ds
+
+    for fragment in fragments:
+        keys = ds.get_partition_keys(fragment.partition_expression)
+        clash = sorted(set(keys) & set(fragment.physical_schema.names))
+        if clash:
+            name = clash[0]
+            raise SchemaError(
+                f"{what}: column {name!r} of {relative_to(fragment.path, directory)} is also "
+                f"the partition folder {name}={keys[name]}/, whose value would replace the "
+                "file's own: rename the column or the folder"
+            )
 
 
 def _with_partition_keys(fragment) -> pa.Table:

@@ -110,6 +110,17 @@ def test_a_parquet_directory_keeps_every_files_columns(tmp_path):
         one = {"item_id": [day], "text": ["an ad"]}
         pq.write_table(pa.table(one), tmp_path / "days" / f"day={day}" / "part.parquet")
     assert as_table(tmp_path / "days")["day"].to_pylist() == ["2024-01-01", "2024-01-02"]
+    # A file's own column named like its folder lost its values to the folder's without a
+    # word (an outsider's report): refused, naming both, with one file or several.
+    for n in (1, 2):
+        clash = tmp_path / f"clash{n}"
+        for day in ("2024-01-01", "2024-01-02")[:n]:
+            (clash / f"day={day}").mkdir(parents=True)
+            own = {"item_id": [day], "text": ["an ad"], "day": ["1999-01-01"]}
+            pq.write_table(pa.table(own), clash / f"day={day}" / "part.parquet")
+        with pytest.raises(SchemaError, match=r"column 'day' of day=2024-01-01/part.parquet is "
+                           r"also the partition folder day=2024-01-01/"):  # fmt: skip
+            as_table(clash, what="inventory")
 
 
 def test_a_quarantined_row_names_its_file(tmp_path):
