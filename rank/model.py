@@ -41,15 +41,20 @@ def check_model_dir(path: str | Path) -> None:
     check_target(path, CACHES)
 
 
-def check_not_in_model(path: str | Path, what: str) -> None:
-    """Refuse ``path`` (a sweep's ``--index``, an index update's) inside a model directory:
-    a model's ``history_index`` is its own, sealed with it, and is not an inventory index."""
+def check_not_in_model(
+    path: str | Path,
+    what: str,
+    because: str = "a model's own history index is not an inventory index",
+) -> None:
+    """Refuse ``path`` (a sweep's ``--index`` or ``--out``, an index update's) inside a model
+    directory: a model's ``history_index`` is its own, sealed with it, and is not an inventory
+    index; a sweep's outputs beside a model's files made it neither (an outsider's report)."""
     here = Path(path).resolve()
     for directory in (here, *here.parents):
         if (directory / MODEL_JSON).is_file():
             raise ValueError(
-                f"{what} {path} is inside the model directory {directory}: a model's own "
-                "history index is not an inventory index; name a directory of its own"
+                f"{what} {path} is inside the model directory {directory}: {because}; name a "
+                "directory of its own"
             )
 
 

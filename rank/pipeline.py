@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -355,6 +356,8 @@ def sweep(
         )
     if reports and out_dir is None:
         raise ValueError("sweep: reports= writes files into out_dir; give out_dir")
+    if out_dir is not None:
+        check_sweep_out(Path(out_dir), inventory)
     if index_dir is not None:
         check_not_in_model(index_dir, "index_dir")
     engine = resolve_sweep_engine(engine)
@@ -488,6 +491,21 @@ def recall_with_memo(
     memo.save(cands, model.lexical)
     neighbours.save()
     return cands
+
+
+def check_sweep_out(out_dir: Path, inventory) -> None:
+    """Refuse an output directory that is (or lies inside) the inventory's directory or a
+    model's: the queue, reports and index went in among the inventory's Parquet files, and
+    the next sweep of that inventory read them as inventory (an outsider's report)."""
+    check_not_in_model(out_dir, "out_dir", "a sweep's queue, reports and index are not a model's")
+    if isinstance(inventory, (str, os.PathLike)) and "://" not in str(inventory):
+        source, out = Path(inventory).resolve(), out_dir.resolve()
+        if source.is_dir() and (out == source or source in out.parents):
+            raise ValueError(
+                f"out_dir {out_dir} is inside the inventory directory {inventory}: the next "
+                "sweep would read this run's queue and reports as inventory; name a directory "
+                "of its own"
+            )
 
 
 def check_sweep_index(inventory, path: Path, deletions) -> None:

@@ -218,3 +218,26 @@ def test_arguments_are_refused_before_the_previous_run_is_touched(
         sweep(None, seeds, hashing_model, out_dir=out, index_dir=tmp_path / "st",
               deletions=["x"], **SWEEP)  # fmt: skip
     assert rr.sweep_complete(out)
+
+
+def test_an_out_dir_in_the_inventory_or_a_model_directory_is_refused(
+    tmp_path, inventory_items, seeds, hashing_model, capsys
+):
+    # The queue, reports and index went in among the inventory's files, and the next sweep
+    # of that inventory failed reading report.json as Parquet; into a model directory, they
+    # made it neither (an outsider's report). Refused before anything is written.
+    ads = tmp_path / "ads"
+    ads.mkdir()
+    pq.write_table(inventory_items.drop(["label"]), ads / "part-0.parquet")
+    for out in (ads, ads / "run"):
+        with pytest.raises(ValueError, match="inside the inventory directory"):
+            sweep(str(ads), seeds, hashing_model, out_dir=out, **SWEEP)
+    model_dir = tmp_path / "model"
+    hashing_model.save(model_dir)
+    args = ["sweep", "--inventory", str(ads), "--seeds", str(tmp_path / "seeds.parquet")]
+    pq.write_table(seeds, tmp_path / "seeds.parquet")
+    assert main([*args, "--model", str(model_dir), "--out", str(model_dir)]) == 2
+    assert "is inside the model directory" in capsys.readouterr().err
+    # (The output lock's file, hidden, is all that is left: Parquet readers skip it.)
+    assert sorted(p.name for p in ads.iterdir() if p.name[0] != ".") == ["part-0.parquet"]
+    assert not (model_dir / "queue.parquet").exists() and not (model_dir / "index").exists()
