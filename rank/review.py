@@ -774,7 +774,7 @@ def _picture_problems(
                 problems[item_id] = (
                     "its picture cannot be checked: the index version the sweep searched is gone "
                     "and the queue carries no digest of pictures; pass the inventory the sweep "
-                    "ran on (--inventory)"
+                    "ran on (--inventory; inventory= in Python)"
                 )
     elif not kept and from_inventory:
         unchecked = sum(_has_picture(r) for i, r in content.items() if i not in problems)
@@ -883,15 +883,18 @@ def _new_rows(
         elif key in at and r[ITEM_ID] not in content:
             why = (
                 f"already in the history with verdict {at[key][0]}; no content found to tell "
-                "whether it changed since: pass the inventory (--inventory)"
+                "whether it changed since: pass the inventory (--inventory; inventory= in Python)"
             )
         elif r[ITEM_ID] not in content:
-            why = "no content found for the item: pass the inventory (--inventory)"
+            why = (
+                "no content found for the item: pass the inventory (--inventory; inventory= in "
+                "Python)"
+            )
         elif r[ITEM_ID] in pictures_lost:  # (first: an image-only item's row is empty)
             why = (
                 "its picture came as image_bytes, which the sweep's index does not keep, or its "
                 "image file is not the picture the sweep saw: pass the inventory the sweep ran "
-                "on (--inventory), or the sweep's --image-base-dir"
+                "on (--inventory; inventory= in Python), or the sweep's --image-base-dir"
             )
         elif not has_content(content[r[ITEM_ID]]):
             why = NO_CONTENT
@@ -902,7 +905,7 @@ def _new_rows(
                 "a campaign member whose text the queue carries no digest of (no "
                 "campaign_members_text_sha256), and the index version its sweep searched is "
                 "gone: the text found now may not be the one swept; pass the inventory the "
-                "sweep ran on (--inventory)"
+                "sweep ran on (--inventory; inventory= in Python)"
             )
         elif from_inventory and _shown_differs(
             content[r[ITEM_ID]], shown.get(r[ITEM_ID]), digests.get(r[ITEM_ID])
@@ -917,7 +920,7 @@ def _new_rows(
                 "the content found for the item is not the text the queue showed (another "
                 "text_sha256, or its start differs): the item was edited since the sweep, or "
                 "the sweep's index version is gone; pass the inventory the sweep ran on "
-                "(--inventory)"
+                "(--inventory; inventory= in Python)"
             )
         elif key in at and not changed.get(key):
             why = (
