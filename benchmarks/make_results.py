@@ -62,6 +62,9 @@ PARTS = [
     ("encoder_openvino_int8_loaded.md", "Text encoder: OpenVINO full int8 under load (issue 15)"),
     ("encoder_avx2.md", "Text encoder on an AVX2-only CPU: OpenVINO f32 and full int8 (15)"),
     ("encoder_avx2_onnx.md", "Text encoder on an AVX2-only CPU: ONNX Runtime int8 (issue 15)"),
+    ("encoder_amx.md", "Text encoder on an AMX Xeon: OpenVINO bf16 meets 3x (issue 15)"),
+    ("encoder_amx_loaded.md", "Text encoder on an AMX Xeon, under load (issue 15)"),
+    ("quality_openvino_amx_paired.md", "Quality at n=5 on an AMX Xeon: OpenVINO bf16 vs fp32 (15)"),
     ("encoder_layers.md", "Text encoder: MiniLM cut to 3 layers, int8 and centred (issue 15)"),
     ("encoder_distil.md", "Text encoder: a 3-layer MiniLM distilled from the full one (issue 15)"),
     ("encoder_distil_speed.md", "Text encoder: the distilled student timed beside the others (15)"),
@@ -87,8 +90,9 @@ there; nothing is copied from elsewhere unless marked QUOTED. The development ma
 2 CPU cores shared with other jobs during these runs (load averages are recorded), so
 timings are pessimistic; compare rows within one table, not across tables.
 
-**GPU: no figures.** The sessions that wrote this code had no GPU machine; nothing here was
-run on a GPU (see README, GPU).
+**GPU:** one session's H200 figures (2026-12-04), in "GPU paths on an H200"; everything else
+ran on CPUs: AMD EPYCs (AVX512-BF16, later AVX2-only) and, from 2026-12-05, an Intel Xeon with
+AMX, each section naming its own.
 """
 
 
