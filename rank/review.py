@@ -290,6 +290,16 @@ class QueueIndex:
                 f"queue: has a {judged[0]!r} column and no 'rank': a verdicts or labels file, "
                 "not a sweep's queue; pass the queue.parquet the reviewers worked from"
             )
+        evidence = [c for c in queue.column_names if c.endswith("_best_sim")]
+        if evidence and "rank" not in queue.column_names:
+            # With one policy candidates.parquet lists each item once, so the check below
+            # passes, and every verdict was quarantined as "edited since the sweep" (an
+            # outsider's note): it has the evidence columns and no rank.
+            raise SchemaError(
+                f"queue: has evidence columns ({evidence[0]!r}) and no 'rank': a sweep's "
+                "candidates.parquet, not its queue; pass the queue.parquet the reviewers "
+                "worked from"
+            )
         ids, pols = queue[ITEM_ID].to_pylist(), queue["policy"].to_pylist()
         # A queue lists an item once, under the policy it was shown for; candidates.parquet
         # (beside it) lists it once per policy, and was taken as the queue: the last row's

@@ -559,6 +559,14 @@ def test_candidates_are_not_taken_for_the_queue(loop, tmp_path):
                        "label": [1] * queue.num_rows})  # fmt: skip
     with pytest.raises(SchemaError, match="a verdicts or labels file"):
         import_verdicts(verdicts, labels, root / "v1", out_dir=tmp_path / "v3", retrain=False)
+    # With one policy, candidates.parquet lists each item once: its verdicts were all
+    # quarantined as "edited since the sweep" (an outsider's note). It has no rank.
+    cands = pq.read_table(root / "day1" / "candidates.parquet")
+    one = cands.filter(pc.equal(cands["policy"], cands["policy"][0]))
+    pq.write_table(one, tmp_path / "cands.parquet")
+    with pytest.raises(SchemaError, match="a sweep's candidates.parquet, not its queue"):
+        import_verdicts(verdicts, tmp_path / "cands.parquet", root / "v1",
+                        out_dir=tmp_path / "v5", retrain=False)  # fmt: skip
     whole = queue.append_column("verdict", pa.array([2] * queue.num_rows))
     res = import_verdicts(whole.slice(0, 3), whole, root / "v1", out_dir=tmp_path / "v4",
                           retrain=False)  # fmt: skip
