@@ -208,11 +208,28 @@ def _with_partition_keys(fragment) -> pa.Table:
     return table
 
 
+def _joined(tables: list[pa.Table]) -> pa.Table:
+    """Files' tables joined as Arrow joins them, else with its permissive promotions: a
+    metadata column of integers in one file and floats in another, timestamps in ms and in us
+    (an outsider's warehouse exports were refused whole for such drift). Types Arrow cannot
+    join (a timezone beside none) are still refused, named by the caller."""
+    try:
+        return pa.concat_tables(tables, promote_options="default")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.concat_tables(tables, promote_options="permissive")
+
+
 def _narrow_offsets(table: pa.Table) -> pa.Table:
     """``large_string``/``large_binary`` columns as ``string``/``binary`` (a file's cells are
-    far below 2 GiB per column chunk)."""
+    far below 2 GiB per column chunk), and dictionary-encoded columns (pandas' categoricals)
+    as their values, so that a file with a categorical ``text`` joins one with plain text."""
     narrow = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
-    fields = [pa.field(f.name, narrow.get(f.type, f.type), f.nullable) for f in table.schema]
+
+    def plain(t: pa.DataType) -> pa.DataType:
+        t = t.value_type if pa.types.is_dictionary(t) else t
+        return narrow.get(t, t)
+
+    fields = [pa.field(f.name, plain(f.type), f.nullable) for f in table.schema]
     if all(f.type == g.type for f, g in zip(fields, table.schema)):
         return table
     return table.cast(pa.schema(fields, metadata=table.schema.metadata))
@@ -230,7 +247,7 @@ def _concat_files(tables: list[pa.Table], names: list[str], what: str) -> pa.Tab
     # Only files that disagree are cast (a 64-bit column chunk over 2 GiB cannot narrow).
     try:
         tables = [_narrow_offsets(t) for t in tables]
-        return pa.concat_tables(tables, promote_options="default")
+        return _joined(tables)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass  # (still disagreeing, or too large to narrow: named below)
     ids = [t.schema.field(ID_COLUMN).type if ID_COLUMN in t.column_names else None for t in tables]
@@ -244,7 +261,7 @@ def _concat_files(tables: list[pa.Table], names: list[str], what: str) -> pa.Tab
             for t, k in zip(tables, ids)
         ]
         try:
-            return pa.concat_tables(tables, promote_options="default")
+            return _joined(tables)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             pass
     columns: dict[str, dict[str, str]] = {}

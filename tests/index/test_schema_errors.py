@@ -104,6 +104,24 @@ def test_a_parquet_directory_keeps_every_files_columns(tmp_path):
     table = as_table(w)
     assert table["image_path"].to_pylist() == ["a.jpg", None]
     assert table.schema.field("image_bytes").type == pa.binary()
+    # A categorical text in one file and a plain one in another, integers beside floats,
+    # milliseconds beside microseconds: one export's drift, refused whole before (an
+    # outsider's report). A timezone beside none is still refused, naming the files.
+    drift = tmp_path / "drift"
+    drift.mkdir()
+    first = {"item_id": ["a"], "text": pa.array(["one ad"]).dictionary_encode(), "n": [1],
+             "at": pa.array([1], pa.timestamp("ms"))}  # fmt: skip
+    pq.write_table(pa.table(first), drift / "part-0.parquet")
+    second = {"item_id": ["b"], "text": ["two ad"], "n": [1.5],
+              "at": pa.array([2], pa.timestamp("us"))}  # fmt: skip
+    pq.write_table(pa.table(second), drift / "part-1.parquet")
+    joined = as_table(drift)
+    assert joined["text"].to_pylist() == ["one ad", "two ad"]
+    assert joined["n"].to_pylist() == [1.0, 1.5] and joined.schema.field("at").type.unit == "us"
+    zoned = {"item_id": ["c"], "text": ["three"], "at": pa.array([3], pa.timestamp("us", "UTC"))}
+    pq.write_table(pa.table(zoned), drift / "part-2.parquet")
+    with pytest.raises(SchemaError, match=r"'at' is .* in part-1.parquet, timestamp\[us, tz=UTC\]"):
+        as_table(drift)
     # Hive partitions (day=.../) are columns, as pyarrow's directory reader made them.
     for day in ("2024-01-01", "2024-01-02"):
         (tmp_path / "days" / f"day={day}").mkdir(parents=True)
