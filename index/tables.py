@@ -142,7 +142,7 @@ def _read_parquet(data: str | Path, what: str) -> pa.Table:
         if isinstance(source, str):  # a URI: one dataset, as the Ray engine reads it
             return table
         return with_files(table, [str(data)], [table])
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         msg = f"{what}: {source} is not a readable Parquet file/dataset: {exc}"
         raise SchemaError(msg) from exc
 
