@@ -253,6 +253,21 @@ def read_deletions(deletions, *, what: str = "deletions") -> list[str] | None:
     return out
 
 
+def check_outside_inventory(path: str | Path, inventory, what: str) -> None:
+    """Refuse ``path`` (a sweep's output folder, a standing index) that is, or lies inside,
+    the inventory's directory: the next read of that directory took this run's files for
+    inventory and failed on them (``report.json``, ``standing.json``: an outsider's report,
+    then a reviewer's for the index)."""
+    if not isinstance(inventory, (str, os.PathLike)) or "://" in str(inventory):
+        return
+    source, here = Path(inventory).resolve(), Path(path).resolve()
+    if source.is_dir() and (here == source or source in here.parents):
+        raise ValueError(
+            f"{what} {path} is inside the inventory directory {inventory}: the next read of "
+            "that directory would take its files for inventory; name a directory of its own"
+        )
+
+
 def _id_lines(path: Path, what: str) -> list[str]:
     """The lines of a text deletion list: UTF-8 with or without the byte-order mark Windows
     tools write (it became part of the first id, and that ad stayed in the index), or UTF-16
@@ -360,6 +375,14 @@ class StandingIndex:
             raise FileNotFoundError(f"{self.path} is not a standing index (no {STATE})")
         return self.version_dir(version)
 
+    def signal_names(self) -> list[str]:
+        """The signals the current version holds, from its manifest alone (nothing loaded)."""
+        manifest = self.current_dir() / MANIFEST
+        try:
+            return list(json.loads(manifest.read_text()).get("signals", {}))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SchemaError(f"{manifest}: unreadable manifest ({exc})") from exc
+
     def load(self, signals: Sequence[Signal] | None = None, **kw) -> InventoryIndex:
         """The current version (``kw``: ``InventoryIndex.load``'s ``verify``, ``use_gpu``)."""
         by_name = {s.name: s for s in signals} if signals else None
@@ -411,6 +434,7 @@ class StandingIndex:
         written then). See the module docstring for the guarantees.
         """
         self.check_target()
+        check_outside_inventory(self.path, inventory, "the standing index")
         self.path.mkdir(parents=True, exist_ok=True)
         with output_lock(self.path, what="standing index", lock_file=self.path / LOCK):
             return self._update(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -42,7 +41,7 @@ from riskrank.index.schema import (
 )
 from riskrank.index.signals.base import Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
-from riskrank.index.standing import DELTA, VERSIONS, StandingIndex
+from riskrank.index.standing import DELTA, VERSIONS, StandingIndex, check_outside_inventory
 from riskrank.index.store import IndexMismatchError, InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.index.vectors.faiss_index import parse_bytes
@@ -360,6 +359,7 @@ def sweep(
         check_sweep_out(Path(out_dir), inventory)
     if index_dir is not None:
         check_not_in_model(index_dir, "index_dir")
+        check_outside_inventory(index_dir, inventory, "the index")
     engine = resolve_sweep_engine(engine)
     model = model if isinstance(model, RiskModel) else RiskModel.load(model)
     collector.freeze_more()  # the model and its encoders, loaded just now
@@ -374,7 +374,7 @@ def sweep(
             inventory = protect_metadata(as_table(inventory, what="inventory", files=True))
             files = SourceFiles.of(inventory)
         index_path = Path(index_dir) if index_dir else out / "index"
-        check_sweep_index(inventory, index_path, deletions)
+        check_sweep_index(inventory, index_path, deletions, model.signals)
         if out_dir:  # inputs read and checked: the previous run's marker is not this run's
             sweep_output.begin(out, ())
         with engine.cluster(show_progress), engine.session(show_progress):
@@ -498,18 +498,13 @@ def check_sweep_out(out_dir: Path, inventory) -> None:
     model's: the queue, reports and index went in among the inventory's Parquet files, and
     the next sweep of that inventory read them as inventory (an outsider's report)."""
     check_not_in_model(out_dir, "out_dir", "a sweep's queue, reports and index are not a model's")
-    if isinstance(inventory, (str, os.PathLike)) and "://" not in str(inventory):
-        source, out = Path(inventory).resolve(), out_dir.resolve()
-        if source.is_dir() and (out == source or source in out.parents):
-            raise ValueError(
-                f"out_dir {out_dir} is inside the inventory directory {inventory}: the next "
-                "sweep would read this run's queue and reports as inventory; name a directory "
-                "of its own"
-            )
+    check_outside_inventory(out_dir, inventory, "out_dir")
 
 
-def check_sweep_index(inventory, path: Path, deletions) -> None:
-    """What ``sweep_index`` refuses, checked before a sweep touches its outputs."""
+def check_sweep_index(inventory, path: Path, deletions, signals=()) -> None:
+    """What ``sweep_index`` refuses, checked before a sweep touches its outputs (the
+    previous run's marker among them: a refusal after it had gone left that run looking
+    unfinished, a reviewer found)."""
     if inventory is not None:
         return
     if deletions is not None:
@@ -523,6 +518,16 @@ def check_sweep_index(inventory, path: Path, deletions) -> None:
             f"{path} holds no standing index: a sweep without an inventory searches one that "
             "an earlier sweep (or `riskrank index update`) made; pass the inventory"
         )
+    held = StandingIndex(path).signal_names()
+    missing = [s.name for s in signals if s.name not in held]
+    if missing:
+        # Its evidence columns would all be NaN, and the model rank without them, silently
+        # (an outsider's report: a trigram model over a text index queued 30).
+        raise IndexMismatchError(
+            f"the model reads signal(s) {missing} that the standing index at {path} does not "
+            f"hold (it holds {sorted(held)}): sweep with today's inventory, which embeds them "
+            "into the index, or with a model trained on the index's signals"
+        )
 
 
 def sweep_index(inventory, path: Path, signals, *, own: bool, **update_kw):
@@ -530,18 +535,8 @@ def sweep_index(inventory, path: Path, signals, *, own: bool, **update_kw):
     (``update_standing_index``), or as it stands when ``inventory`` is None."""
     if inventory is not None:
         return update_standing_index(inventory, path, signals, own=own, **update_kw)
-    check_sweep_index(inventory, path, update_kw.get("deletions"))
-    index = StandingIndex(path).load(signals)
-    missing = [s.name for s in signals or () if s.name not in index.signals]
-    if missing:
-        # Its evidence columns would all be NaN, and the model rank without them, silently
-        # (an outsider's report: a trigram model over a text index queued 30 with no warning).
-        raise IndexMismatchError(
-            f"the model reads signal(s) {missing} that the standing index at {path} does not "
-            f"hold (it holds {sorted(index.signals)}): sweep with today's inventory, which "
-            "embeds them into the index, or with a model trained on the index's signals"
-        )
-    return index, {}
+    check_sweep_index(inventory, path, update_kw.get("deletions"), signals or ())
+    return StandingIndex(path).load(signals), {}
 
 
 def _kept_without(failures: pa.Table | None, quarantine: pa.Table) -> dict[str, int]:

@@ -15,6 +15,7 @@ from conftest import make_items
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import riskrank as rr
 from riskrank.index.build import build_index
 from riskrank.index.standing import StandingIndex
 from riskrank.index.store import IndexMismatchError
@@ -243,6 +244,12 @@ def test_a_model_reading_a_signal_the_standing_index_lacks_is_refused_retroactiv
     with pytest.raises(IndexMismatchError, match=r"signal\(s\) \['pdq'\].*holds \['text'\]"):
         sweep(None, seeds, both, out_dir=tmp_path / "r", index_dir=tmp_path / "st", **SWEEP)
     assert not (tmp_path / "r").exists()
+    # Refused before it touches the outputs: the last run there stays marked complete (the
+    # first check ran after the marker was removed, a reviewer found).
+    sweep(None, seeds, hashing_model, out_dir=tmp_path / "r", index_dir=tmp_path / "st", **SWEEP)
+    with pytest.raises(IndexMismatchError):
+        sweep(None, seeds, both, out_dir=tmp_path / "r", index_dir=tmp_path / "st", **SWEEP)
+    assert rr.sweep_complete(tmp_path / "r")
     # With today's inventory the update embeds the signal, and the sweep runs.
     today = sweep(inv, seeds, both, index_dir=tmp_path / "st", **SWEEP)
     assert today.report["index_update"]["signals"]["pdq"]

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import riskrank as rr
+from riskrank.index.standing import StandingIndex
 from riskrank.rank.app.cli import main
 from riskrank.rank.pipeline import sweep
 from riskrank.rank.sweep_output import MARKER
@@ -232,6 +233,11 @@ def test_an_out_dir_in_the_inventory_or_a_model_directory_is_refused(
     for out in (ads, ads / "run"):
         with pytest.raises(ValueError, match="inside the inventory directory"):
             sweep(str(ads), seeds, hashing_model, out_dir=out, **SWEEP)
+    # A standing index there too (a reviewer's find: the next read met standing.json).
+    with pytest.raises(ValueError, match="the index .*standing is inside the inventory"):
+        sweep(str(ads), seeds, hashing_model, index_dir=ads / "standing", **SWEEP)
+    with pytest.raises(ValueError, match="the standing index .* is inside the inventory"):
+        StandingIndex(ads / "st2").update(str(ads), hashing_model.signals)
     model_dir = tmp_path / "model"
     hashing_model.save(model_dir)
     args = ["sweep", "--inventory", str(ads), "--seeds", str(tmp_path / "seeds.parquet")]
