@@ -190,6 +190,40 @@ def name_files(quarantine: pa.Table, files: SourceFiles) -> pa.Table:
     return quarantine_table(rows)
 
 
+def _check_utf8(table: pa.Table, what: str) -> None:
+    """Refuse a string column other than ``text`` holding bytes that are not UTF-8 (Arrow
+    reads Parquet's without checking), naming the column, the row and its file: an id or a
+    path cannot be quarantined per row when it is unreadable, and a metadata column broke the
+    report after the embedding (a reviewer's finding). ``text`` is checked per row
+    (``_as_text_column``)."""
+    for name in table.column_names:
+        col = table.column(name)
+        if name == TEXT or not (
+            pa.types.is_string(col.type)
+            or pa.types.is_large_string(col.type)
+            or (pa.types.is_dictionary(col.type) and pa.types.is_string(col.type.value_type))
+        ):
+            continue
+        try:
+            col.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        flat = col.combine_chunks()
+        if pa.types.is_dictionary(flat.type):
+            flat = flat.dictionary_decode()
+        raw = pa.large_binary() if pa.types.is_large_string(flat.type) else pa.binary()
+        for row, value in enumerate(flat.view(raw).to_pylist()):
+            try:
+                value is None or value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                where = SourceFiles.of(table).label(row)
+                raise SchemaError(
+                    f"{what}: column {name!r} holds bytes that are not UTF-8 at {where} "
+                    f"({exc.reason} at byte {exc.start}): re-export the file as UTF-8"
+                ) from None
+
+
 def _as_text_column(table: pa.Table, bad: dict[int, str]) -> pa.Array:
     """Return ``text`` as a string array; rows that are not valid UTF-8 are recorded in ``bad``."""
     col = table.column(TEXT).combine_chunks()
@@ -328,6 +362,7 @@ def validate_inventory(
     if require_text and TEXT not in table.column_names:
         raise SchemaError(f"{what}: this index has a text signal but there is no 'text' column")
 
+    _check_utf8(table, what)
     ids = table.column(ITEM_ID).combine_chunks()
     if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
         ids = pc.cast(ids, pa.string())

@@ -55,6 +55,17 @@ def test_invalid_utf8_in_a_parquet_string_column_is_quarantined_not_raised(
             assert [(r["item_id"], r["row"]) for r in bad] == [("b", 1)], text.type
             assert bad[0]["reason"].startswith("text is not valid UTF-8")
             assert sorted(index.signals["text"].ids) == ["a", "c"]
+    # In an id, a path or a metadata column such bytes cannot be quarantined per row: refused
+    # before anything is embedded, naming column, row and file (a bare UnicodeDecodeError,
+    # or a crash writing the report after the embedding: a reviewer's finding).
+    for column in ("item_id", "image_path", "advertiser"):
+        cols = {"item_id": ["a", "b", "c"], "text": ["one", "two", "three"], column: raw}
+        path = tmp_path / f"{column}.parquet"
+        pq.write_table(pa.table(cols), path)
+        with pytest.raises(SchemaError, match=rf"column '{column}' holds bytes that are not "
+                           rf"UTF-8 at row 1 \('{path}' row 1\)"):  # fmt: skip
+            build_index(path, tmp_path / f"idx-{column}", signals=[hashing_signal])
+        assert not (tmp_path / f"idx-{column}" / "manifest.json").exists()
 
 
 def test_validate_table_level_errors_name_the_column():
