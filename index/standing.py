@@ -279,12 +279,18 @@ def _id_lines(path: Path, what: str) -> list[str]:
     else:
         encoding = "utf-8-sig"
     try:
-        return raw.decode(encoding).splitlines()
+        text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise SchemaError(
             f"{what}: {path} is not {encoding.upper().replace('-SIG', '')} text ({exc.reason} at "
             f"byte {exc.start}): save the deletion list as UTF-8, one item_id per line"
         ) from None
+    if "\x00" in text:  # UTF-16 without its mark reads as ids full of NULs: nothing deleted
+        raise SchemaError(
+            f"{what}: {path} holds NUL characters (UTF-16 without a byte-order mark?): save "
+            "the deletion list as UTF-8, one item_id per line"
+        )
+    return text.splitlines()
 
 
 def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) -> str:

@@ -6,6 +6,8 @@ file/directory, and hands back pyarrow Tables (``.to_pandas()`` / ``polars.from_
 
 from __future__ import annotations
 
+import codecs
+import io
 import json
 import logging
 import os
@@ -98,14 +100,23 @@ def read_text_csv(path: str | Path, *, what: str) -> pa.Table:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no such file: {path}")
+    raw = path.read_bytes()
     try:
-        names = pcsv.read_csv(path).column_names
+        if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # a spreadsheet's UTF-16
+            raw = raw.decode("utf-16").encode("utf-8")
+        raw.decode("utf-8")  # (Arrow's reader passes other bytes on: a reviewer's finding)
+        names = pcsv.read_csv(io.BytesIO(raw)).column_names
         if repeated := sorted({c for c in names if names.count(c) > 1}):
             raise SchemaError(f"{what}: {path} names the column(s) {repeated} twice")
         return pcsv.read_csv(
-            path,
+            io.BytesIO(raw),
             convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in names}),
         )
+    except UnicodeDecodeError as exc:
+        raise SchemaError(
+            f"{what}: {path} is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as "
+            "UTF-8 CSV"
+        ) from None
     except pa.ArrowInvalid as exc:
         raise SchemaError(f"{what}: {path} is not a readable CSV file: {exc}") from exc
 

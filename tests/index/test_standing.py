@@ -885,6 +885,16 @@ def test_a_deletion_list_is_read_as_ids_whatever_its_form(tmp_path):
     (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
     with pytest.raises(SchemaError, match=r"deletions: .*latin1.txt is not UTF-8 text"):
         read_deletions(tmp_path / "latin1.txt")
+    # A CSV in UTF-16 (a spreadsheet's "Unicode text") is read too; UTF-16 without its mark is
+    # refused, where it was read as ids full of NULs and deleted nothing (a reviewer's finding).
+    (tmp_path / "ps.csv").write_bytes("item_id\r\nx5\r\nx6\r\n".encode("utf-16"))
+    assert read_deletions(tmp_path / "ps.csv") == ["x5", "x6"]
+    (tmp_path / "bare.txt").write_bytes("x5\r\nx6\r\n".encode("utf-16-le"))
+    with pytest.raises(SchemaError, match="NUL characters"):
+        read_deletions(tmp_path / "bare.txt")
+    (tmp_path / "latin1.csv").write_bytes("item_id\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(SchemaError, match=r"latin1.csv is not UTF-8 text"):
+        read_deletions(tmp_path / "latin1.csv")
     standing = StandingIndex(tmp_path / "st")
     inv = pa.table({"item_id": ["t", "x", "keep"], "text": ["one ad", "two ad", "three ad"]})
     idx, stats = standing.update(
