@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 TableLike = Any  # pa.Table | pandas.DataFrame | polars.DataFrame | str | Path
 ID_COLUMN = "item_id"
+_CONTENT = ("text", "image_bytes", "image_path")  # index.schema.CONTENT_COLUMNS (it imports us)
 # Schema metadata of a table read from Parquet: which file each run of rows came from, as
 # JSON [[name, rows], ...] in row order, so that a quarantined row names its file
 # (index/schema.py ``SourceFiles``). A directory's files are named relative to it.
@@ -227,7 +228,19 @@ def _joined(tables: list[pa.Table]) -> pa.Table:
     try:
         return pa.concat_tables(tables, promote_options="default")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.concat_tables(tables, promote_options="permissive")
+        pass
+    kinds: dict[str, set] = {}
+    for table in tables:
+        for field in table.schema:
+            kinds.setdefault(field.name, set()).add(field.type)
+    for name, types in kinds.items():
+        textual = {pa.types.is_string(t) or pa.types.is_large_string(t) for t in types}
+        # Ids and content are not promoted (ints and floats made 123 read 123.0, and the
+        # refusal named no file), nor text beside bytes (every row came out as bytes): a
+        # reviewer's findings. They are refused by the caller, naming the files.
+        if len(types) > 1 and (name in (ID_COLUMN, *_CONTENT) or len(textual) > 1):
+            raise pa.ArrowTypeError(f"column {name!r}: {sorted(map(str, types))}")
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _narrow_offsets(table: pa.Table) -> pa.Table:

@@ -118,6 +118,17 @@ def test_a_parquet_directory_keeps_every_files_columns(tmp_path):
     joined = as_table(drift)
     assert joined["text"].to_pylist() == ["one ad", "two ad"]
     assert joined["n"].to_pylist() == [1.0, 1.5] and joined.schema.field("at").type.unit == "us"
+    # Not promoted: ids (ints and floats read 123 as 123.0) and text beside bytes (every row
+    # came out as bytes): refused, naming the files (a reviewer's findings).
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    pq.write_table(pa.table({"item_id": [123], "text": ["a"], "who": ["adv13"]}),
+                   mixed / "part-0.parquet")  # fmt: skip
+    pq.write_table(pa.table({"item_id": [1.5], "text": ["b"], "who": [b"adv14"]}),
+                   mixed / "part-1.parquet")  # fmt: skip
+    agree = r"'item_id' is string in part-0.parquet, double in part-1.parquet; 'who' is string"
+    with pytest.raises(SchemaError, match=agree + " in part-0.parquet, binary"):
+        as_table(mixed)
     zoned = {"item_id": ["c"], "text": ["three"], "at": pa.array([3], pa.timestamp("us", "UTC"))}
     pq.write_table(pa.table(zoned), drift / "part-2.parquet")
     with pytest.raises(SchemaError, match=r"'at' is .* in part-1.parquet, timestamp\[us, tz=UTC\]"):
