@@ -63,7 +63,8 @@ INT8_RECIPE = "nncf-int8-static-mixed-v1"
 INT8_FLOAT_PRECISION = "f32"
 # NNCF's recommended calibration size: more texts than this are not read.
 CALIBRATION_SIZE = 300
-# Kept unquantised (f32 weights, bf16 compute): the FFN down-projections of layers 0 and 1.
+# Kept unquantised (f32 weights, f32 compute: INT8_FLOAT_PRECISION): the FFN down-projections
+# of layers 0 and 1.
 INT8_KEEP_FLOAT = (r".*/layer\.0/output/dense/MatMul", r".*/layer\.1/output/dense/MatMul")
 
 

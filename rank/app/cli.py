@@ -698,8 +698,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        if isinstance(exc, ModuleNotFoundError):
-            raise  # a module riskrank itself needs: a broken install, shown whole
+        if isinstance(exc, ModuleNotFoundError) or "pip install 'riskrank[" not in str(exc):
+            raise  # a module riskrank needs, or a broken package: shown whole
         print(f"riskrank: error: {exc}", file=sys.stderr)  # an extra not installed: says which
         return 2
 
