@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from riskrank.index.paths import max_image_bytes, resolve_image_path
 from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, ITEM_ID
+from riskrank.index.tables import string_bytes
 
 _BATCH = 8192
 
@@ -168,13 +169,9 @@ def _cells(column: pa.ChunkedArray) -> list:
     try:
         return column.to_pylist()
     except UnicodeDecodeError:
-        column = column.combine_chunks()
-        if pa.types.is_dictionary(column.type):
-            column = column.dictionary_decode()
-        raw = pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()
         return [
             None if b is None else b.decode("utf-8", "surrogateescape")
-            for b in column.view(raw).to_pylist()
+            for b in string_bytes(column).to_pylist()
         ]
 
 

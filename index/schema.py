@@ -29,6 +29,7 @@ from riskrank.index.tables import (
     check_columns,
     doc_field,
     file_runs,
+    string_bytes,
     without_files,
 )
 
@@ -209,11 +210,7 @@ def _check_utf8(table: pa.Table, what: str) -> None:
             continue
         except pa.ArrowInvalid:
             pass
-        flat = col.combine_chunks()
-        if pa.types.is_dictionary(flat.type):
-            flat = flat.dictionary_decode()
-        raw = pa.large_binary() if pa.types.is_large_string(flat.type) else pa.binary()
-        for row, value in enumerate(flat.view(raw).to_pylist()):
+        for row, value in enumerate(string_bytes(col).to_pylist()):
             try:
                 value is None or value.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -238,7 +235,7 @@ def _as_text_column(table: pa.Table, bad: dict[int, str]) -> pa.Array:
             # Arrow does not check the UTF-8 of a Parquet string column it reads, and other
             # writers put invalid bytes there: checked here, row by row, as bytes would be
             # (it raised a UnicodeDecodeError from the content digest: an outsider's report).
-            col = col.view(pa.binary())
+            col = string_bytes(col)
     if pa.types.is_null(col.type):
         return pa.nulls(len(col), pa.string())
     out = []

@@ -93,6 +93,17 @@ def _to_arrow(data: TableLike, what: str) -> pa.Table:
     )
 
 
+def string_bytes(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A string column's cells as bytes, unchecked (dictionary-encoded ones decoded first):
+    Arrow reads Parquet's strings without checking their UTF-8, and other writers put other
+    bytes there, which ``to_pylist`` then fails on."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    return column.view(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
+
+
 def read_text_csv(path: str | Path, *, what: str) -> pa.Table:
     """A CSV file with every column read as text (ids keep their leading zeros); a missing or
     unreadable file, or a column named twice, is a clear error."""
