@@ -54,7 +54,6 @@ that a sweep's queue equals a from-scratch sweep's (ties are ordered by position
 
 from __future__ import annotations
 
-import codecs
 import json
 import logging
 import os
@@ -109,7 +108,14 @@ from riskrank.index.schema import (
 from riskrank.index.signals.base import IndexKind, Signal
 from riskrank.index.signals.images import CHANGED_WHILE_READ, PASSING_FAILURES
 from riskrank.index.store import KEYS, IndexMismatchError, InventoryIndex, SignalIndex
-from riskrank.index.tables import SchemaError, TableLike, as_table, read_text_csv, write_parquet
+from riskrank.index.tables import (
+    SchemaError,
+    TableLike,
+    as_table,
+    read_text_csv,
+    read_text_file,
+    write_parquet,
+)
 from riskrank.index.vectors.faiss_index import choose_index_key, parse_bytes
 from riskrank.index.vectors.hamming import choose_binary_index_key
 from riskrank.index.vectors.stored import StoredVectors, open_npy
@@ -269,22 +275,9 @@ def check_outside_inventory(path: str | Path, inventory, what: str) -> None:
 
 
 def _id_lines(path: Path, what: str) -> list[str]:
-    """The lines of a text deletion list: UTF-8 with or without the byte-order mark Windows
-    tools write (it became part of the first id, and that ad stayed in the index), or UTF-16
-    with its mark (PowerShell's default); anything else is refused naming the file (it was a
-    bare UnicodeDecodeError). Both from an outsider's report."""
-    raw = path.read_bytes()
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    else:
-        encoding = "utf-8-sig"
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise SchemaError(
-            f"{what}: {path} is not {encoding.upper().replace('-SIG', '')} text ({exc.reason} at "
-            f"byte {exc.start}): save the deletion list as UTF-8, one item_id per line"
-        ) from None
+    """The lines of a text deletion list (``read_text_file``: UTF-8 with or without its mark,
+    UTF-16 with it)."""
+    text = read_text_file(path, what=what, fix="save the deletion list as UTF-8, one id per line")
     if "\x00" in text:  # UTF-16 without its mark reads as ids full of NULs: nothing deleted
         raise SchemaError(
             f"{what}: {path} holds NUL characters (UTF-16 without a byte-order mark?): save "

@@ -104,6 +104,22 @@ def string_bytes(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     return column.view(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
 
 
+def read_text_file(path: str | Path, *, what: str, fix: str) -> str:
+    """A text file a person saved: UTF-8 with or without the byte-order mark Windows tools
+    write, or UTF-16 with its mark (PowerShell's and spreadsheets' "Unicode text"); other
+    bytes are refused naming the file and ``fix``. (A mark became part of a deletion list's
+    first id, and UTF-16 raised a bare UnicodeDecodeError: an outsider's report.)"""
+    raw = Path(path).read_bytes()
+    utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    try:
+        return raw.decode("utf-16" if utf16 else "utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SchemaError(
+            f"{what}: {path} is not {'UTF-16' if utf16 else 'UTF-8'} text ({exc.reason} at byte "
+            f"{exc.start}): {fix}"
+        ) from None
+
+
 def read_text_csv(path: str | Path, *, what: str) -> pa.Table:
     """A CSV file with every column read as text (ids keep their leading zeros); a missing or
     unreadable file, or a column named twice, is a clear error."""
@@ -112,11 +128,9 @@ def read_text_csv(path: str | Path, *, what: str) -> pa.Table:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no such file: {path}")
-    raw = path.read_bytes()
+    # Decoded here: Arrow's reader passes bytes that are not UTF-8 on (a reviewer's finding).
+    raw = read_text_file(path, what=what, fix="save it as UTF-8 CSV").encode("utf-8")
     try:
-        if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # a spreadsheet's UTF-16
-            raw = raw.decode("utf-16").encode("utf-8")
-        raw.decode("utf-8")  # (Arrow's reader passes other bytes on: a reviewer's finding)
         names = pcsv.read_csv(io.BytesIO(raw)).column_names
         if repeated := sorted({c for c in names if names.count(c) > 1}):
             raise SchemaError(f"{what}: {path} names the column(s) {repeated} twice")
@@ -124,11 +138,6 @@ def read_text_csv(path: str | Path, *, what: str) -> pa.Table:
             io.BytesIO(raw),
             convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in names}),
         )
-    except UnicodeDecodeError as exc:
-        raise SchemaError(
-            f"{what}: {path} is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as "
-            "UTF-8 CSV"
-        ) from None
     except pa.ArrowInvalid as exc:
         raise SchemaError(f"{what}: {path} is not a readable CSV file: {exc}") from exc
 
