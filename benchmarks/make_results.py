@@ -65,6 +65,7 @@ PARTS = [
     ("encoder_avx2_onnx.md", "Text encoder on an AVX2-only CPU: ONNX Runtime int8 (issue 15)"),
     ("encoder_amx.md", "Text encoder on an AMX Xeon: OpenVINO bf16 meets 3x (issue 15)"),
     ("mkl_mode.md", "MKL's strict reproducible mode: speed and batch independence (12, 15)"),
+    ("mkl_mode_loaded.md", "MKL's strict reproducible mode, under load (issues 12, 15)"),
     ("encoder_amx_loaded.md", "Text encoder on an AMX Xeon, under load (issue 15)"),
     ("quality_openvino_amx_paired.md", "Quality at n=5 on an AMX Xeon: OpenVINO bf16 vs fp32 (15)"),
     ("encoder_layers.md", "Text encoder: MiniLM cut to 3 layers, int8 and centred (issue 15)"),

@@ -8,9 +8,9 @@ and on a CPU with AVX-512 (an Intel Xeon with AMX, 2026-12-05) MKL picks its ker
 shape of the product: a text alone and the same text among six others came out up to 2.2e-7
 apart, 42% of the numbers differing. MKL's Conditional Numerical Reproducibility in strict
 mode (``MKL_CBWR=AUTO,STRICT``: the best code path of the CPU, summed in a fixed order) gave
-them bitwise equal there at about the same CPU time per text: 10.4 against 11.1 texts per
-CPU-second on the mean of two runs each, within the default's own spread (9.3 and 12.9) on a
-loaded machine (benchmarks/mkl_mode.py, results/mkl_mode.md).
+them bitwise equal there at about the same CPU time per text: 20.5 against 20.8 texts per
+CPU-second, four runs each in their own processes on an otherwise idle machine (each mode's
+runs spread over 19.6-21.9; benchmarks/mkl_mode.py, results/mkl_mode.md).
 
 MKL reads the setting once, at its first call, so it is set on import of riskrank, before any
 encoder runs; a value the user set is kept. Where MKL had run before riskrank was imported the
