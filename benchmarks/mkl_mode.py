@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from encoder import cpu_isa  # the sibling benchmark's record of the CPU
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODES = ("AUTO", "AUTO,STRICT")
@@ -66,7 +67,8 @@ def markdown(runs: list[dict], meta: dict) -> str:
         "# MKL's default mode vs strict reproducible mode (PyTorch text encoder)",
         "",
         f"`{meta['command']}`: {meta['n']} SpamAssassin mails, {meta['rounds']} rounds in "
-        f"alternating order, each run its own process. CPU: {meta['cpu']}. Load average before "
+        f"alternating order, each run its own process. CPU: {meta['cpu']['model']} "
+        f"({', '.join(meta['cpu']['flags'])}). Load average before "
         f"{meta['load_before']}, after {meta['load_after']}.",
         "",
         "| round | MKL_CBWR | strict (read back) | items/s | items/CPU-s | max diff, alone vs "
@@ -85,16 +87,6 @@ def markdown(runs: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=256)
@@ -105,7 +97,7 @@ def main() -> None:
         "command": "benchmarks/mkl_mode.py " + " ".join(sys.argv[1:]),
         "n": args.n,
         "rounds": args.rounds,
-        "cpu": cpu_name(),
+        "cpu": cpu_isa(),
         "load_before": [round(x, 2) for x in os.getloadavg()],
     }
     runs = []
