@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
 from sklearn.utils import murmurhash3_32
 
-from riskrank.recall.lexical import N_FEATURES, lexical_features
+from riskrank.recall.lexical import N_FEATURES, READ_CHARS, lexical_features
 
 # sklearn's default token pattern: what the probe's word n-grams are made of.
 TOKEN = re.compile(r"(?u)\b\w\w+\b")
@@ -92,7 +92,9 @@ def word_contributions(
 ) -> tuple[list[tuple[int, int]], np.ndarray]:
     """Whitespace-separated words of ``text`` (start, end) and each one's share of the probe's
     log-odds (they sum to the probe score minus its intercept). ``row``: the text's
-    ``lexical_features`` row when the caller computed many at once."""
+    ``lexical_features`` row when the caller computed many at once. Words past the probe's
+    ``READ_CHARS`` characters are not its evidence and are not listed."""
+    text = text[:READ_CHARS]
     words = [(m.start(), m.end()) for m in WORD.finditer(text)]
     if not words:
         return words, np.zeros(0)
@@ -185,6 +187,7 @@ def lexical_spans(
     """
     if not text or not text.strip():
         return []
+    text = text[:READ_CHARS]  # what the probe read (recall/lexical.py)
     words, scores = word_contributions(coef, text, row)
     keys = [text[a:b].lower() for a, b in (_trim(text, s, e) for s, e in words)]
     chosen = _chosen_types(keys, scores, max_words, min_share, cover)
@@ -218,9 +221,11 @@ def lexical_spans(
 
 def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHARED_TOKENS):
     """Runs of ``min_tokens``+ words ``text`` shares with ``seed_text`` (case-insensitive),
-    skipping runs made only of stop words."""
+    skipping runs made only of stop words. Both are read to ``READ_CHARS`` characters, as the
+    probe reads them: a text of megabytes made millions of tokens."""
     if not text or not seed_text:
         return []
+    text, seed_text = text[:READ_CHARS], seed_text[:READ_CHARS]
     seed_tokens = [m.group().lower() for m in TOKEN.finditer(seed_text)]
     grams = {
         tuple(seed_tokens[i : i + min_tokens]) for i in range(len(seed_tokens) - min_tokens + 1)

@@ -130,6 +130,26 @@ def test_shared_spans_are_word_runs_common_to_item_and_seed():
     assert shared_spans("of the day", "of the night") == []
 
 
+def test_a_text_of_megabytes_is_read_to_the_probes_limit(probe):
+    """A landing page pasted into an ad: the probe and the reasons read its first READ_CHARS
+    characters (one 5.7 MB text had peaked a 200-item sweep at 2.3 GB of memory)."""
+    from riskrank.recall.lexical import READ_CHARS
+
+    coef, intercept = probe.coefs["scam"]
+    head = "Guaranteed loan approval, no credit check. " + "our shop sells garden chairs " * 5000
+    head = head[:READ_CHARS]
+    text = head + " claim your prize now, wire the fee today" * 2000
+    assert len(text) > READ_CHARS
+    assert (lexical_features([text]) != lexical_features([head])).nnz == 0
+    words, scores = word_contributions(coef, text)
+    assert words and words[-1][1] <= READ_CHARS
+    assert scores.sum() + intercept == pytest.approx(_probe_score(probe, head), abs=1e-4)
+    spans = lexical_spans(coef, text)
+    assert spans and all(s.end <= READ_CHARS and text[s.start : s.end] == s.phrase for s in spans)
+    assert shared_spans(text, "claim your prize now, wire the fee") == []
+    assert [s.phrase for s in shared_spans(text, "loan approval")] == ["loan approval"]
+
+
 def test_flagged_phrases_merge_what_reads_as_one_mark():
     from riskrank.rank.phrases import Span
 
