@@ -54,6 +54,13 @@ def check_signals(signals: Sequence[Signal] | None) -> list[Signal]:
     return signals
 
 
+def check_signals_load(signals: Sequence[Signal]) -> list[dict]:
+    """Each signal's ``describe()``, which loads or finds its model: a missing extra
+    (``riskrank[nsfw]``) or weight file is refused here, before a directory is made (a library
+    build left an empty index folder behind its ImportError)."""
+    return [s.describe() for s in signals]
+
+
 def requires_text(signals: Sequence[Signal]) -> bool:
     """A text-only index needs a text column; with image signals text is optional."""
     return len(signals) == 1 and isinstance(signals[0], TextEmbeddingSignal)
@@ -274,6 +281,7 @@ def build_index(
     signals = check_signals(signals)
     parse_bytes(max_memory)  # a typo is refused now, not after the embedding
     names = [s.name for s in signals]
+    specs = check_signals_load(signals)
     path = prepare_directory(path, overwrite, names)
     t0 = time.time()
     with engine.session(show_progress):
@@ -282,9 +290,7 @@ def build_index(
         )
         # Chunks are named by their rows' content, not their ids: a chunk embedded from other
         # texts (or other image files) under the same ids is never reused.
-        files = chunk_files(
-            path / WORK, chunk_keys(valid.keys, chunk_size), [s.describe() for s in signals], names
-        )
+        files = chunk_files(path / WORK, chunk_keys(valid.keys, chunk_size), specs, names)
         (path / WORK).mkdir(parents=True, exist_ok=True)
         emb = engine.embed(
             valid, signals, files, chunk_size=chunk_size, show_progress=show_progress

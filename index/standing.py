@@ -70,6 +70,7 @@ import pyarrow.parquet as pq
 from riskrank.index.build import (
     build_index,
     check_signals,
+    check_signals_load,
     requires_text,
     signal_entry,
     write_signal_files,
@@ -434,6 +435,7 @@ class StandingIndex:
         """
         self.check_target()
         check_outside_inventory(self.path, inventory, "the standing index")
+        check_signals_load(check_signals(signals))  # a missing extra: before the folder is made
         self.path.mkdir(parents=True, exist_ok=True)
         with output_lock(self.path, what="standing index", lock_file=self.path / LOCK):
             return self._update(

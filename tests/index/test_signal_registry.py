@@ -89,6 +89,19 @@ def test_a_signal_whose_extra_is_missing_is_refused_before_anything_is_written(
     assert "riskrank: error: the nsfw signal needs the 'nsfw' extra" in err
     assert "pip install 'riskrank[nsfw]'" in err and "Traceback" not in err
     assert not out.exists()
-    # The library says the same where it first needs the model.
+    # The library says the same where it first needs the model, and before a build or a
+    # standing index's first update makes its folder.
     with pytest.raises(ImportError, match=r"riskrank\[nsfw\]"):
         nsfw.NsfwSignal().describe()
+    from riskrank.index.build import build_index
+    from riskrank.index.signals import TextEmbeddingSignal
+    from riskrank.index.standing import StandingIndex
+
+    signals = [TextEmbeddingSignal(), nsfw.NsfwSignal()]
+    with pytest.raises(ImportError, match=r"riskrank\[nsfw\]"):
+        build_index(inventory_items.slice(0, 4), out, signals=signals, show_progress=False)
+    with pytest.raises(ImportError, match=r"riskrank\[nsfw\]"):
+        StandingIndex(tmp_path / "standing").update(
+            inventory_items.slice(0, 4), signals, show_progress=False
+        )
+    assert not out.exists() and not (tmp_path / "standing").exists()
