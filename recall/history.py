@@ -83,8 +83,8 @@ def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Tabl
     verdicts = table.column("verdict").to_pylist()
     for i, v in enumerate(verdicts):
         key = (ids[i], pols[i])
-        if not ids[i] or not pols[i]:
-            bad[i] = "item_id or policy is null"
+        if not (ids[i] and ids[i].strip()) or not (pols[i] and pols[i].strip()):
+            bad[i] = "item_id or policy is null, empty or blank"
         elif v is None or v != v:
             bad[i] = "verdict is null/NaN"
         elif not float(v).is_integer() or not 0 <= v <= VERDICT_MAX:

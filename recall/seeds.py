@@ -88,13 +88,13 @@ class SeedSet:
         policies = table.column("policy").to_pylist()
         seen: dict[str, int] = {}
         for i, (sid, pol) in enumerate(zip(ids, policies)):
-            if not sid:
-                raise SchemaError(f"{what}: row {i}: seed_id is null or empty")
+            if not (sid and sid.strip()):
+                raise SchemaError(f"{what}: row {i}: seed_id is null, empty or blank")
             if sid in seen:
                 raise SchemaError(f"{what}: duplicate seed_id '{sid}' at rows {seen[sid]} and {i}")
             seen[sid] = i
-            if not pol:
-                raise SchemaError(f"{what}: seed '{sid}': policy is null or empty")
+            if not (pol and pol.strip()):
+                raise SchemaError(f"{what}: seed '{sid}': policy is null, empty or blank")
         content = [False] * n
         if TEXT in table.column_names:
             for i, t in enumerate(table.column(TEXT).to_pylist()):

@@ -76,6 +76,25 @@ def test_seed_severity_must_be_a_grade():
         SeedSet.from_table({**base, "text": ["\u200b\u200b"]})
 
 
+def test_a_blank_id_or_policy_is_refused_like_an_empty_one():
+    """An id of spaces named nothing a reviewer could find, yet passed where "" was refused."""
+    from riskrank.index.schema import validate_inventory
+    from riskrank.recall.history import validate_history
+
+    items, bad = validate_inventory({"item_id": ["a", " ", "", "\t "], "text": ["x"] * 4})
+    assert items["item_id"].to_pylist() == ["a"]
+    assert set(bad["reason"].to_pylist()) == {"item_id is null, empty or blank"}
+    history = {"item_id": ["a", "  ", "b"], "policy": ["p", "p", " "], "verdict": [2, 0, 0]}
+    history["text"] = ["x", "y", "z"]
+    rows, bad = validate_history(history)
+    assert rows["item_id"].to_pylist() == ["a"] and bad.num_rows == 2
+    assert set(bad["reason"].to_pylist()) == {"item_id or policy is null, empty or blank"}
+    with pytest.raises(SchemaError, match="seed_id is null, empty or blank"):
+        SeedSet.from_table({"seed_id": [" "], "policy": ["p"], "text": ["x"]})
+    with pytest.raises(SchemaError, match="policy is null, empty or blank"):
+        SeedSet.from_table({"seed_id": ["s"], "policy": [" "], "text": ["x"]})
+
+
 def test_budget_must_be_positive(inventory_items, seeds, hashing_model):
     for budget in (0, -5):
         with pytest.raises(ValueError, match="budget"):
