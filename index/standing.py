@@ -435,7 +435,8 @@ class StandingIndex:
         """
         self.check_target()
         check_outside_inventory(self.path, inventory, "the standing index")
-        check_signals_load(check_signals(signals))  # a missing extra: before the folder is made
+        signals = check_signals(signals)
+        check_signals_load(signals)  # a missing extra or weight file: before the folder is made
         self.path.mkdir(parents=True, exist_ok=True)
         with output_lock(self.path, what="standing index", lock_file=self.path / LOCK):
             return self._update(
