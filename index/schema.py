@@ -150,6 +150,15 @@ class SourceFiles:
         i = int(np.searchsorted(self.starts, row, side="right")) - 1
         return {"file": self.names[i], "file_row": int(row - self.starts[i])}
 
+    def partition_columns(self, row: int) -> frozenset[str]:
+        """The hive partition columns of ``row``'s file: the ``key=`` folders of its path
+        (``day=2026-12-01/part-0.parquet`` -> ``{"day"}``), which the reader made columns."""
+        name = self.where(row).get("file")
+        if not name:
+            return frozenset()
+        folders = name.replace("\\", "/").split("/")[:-1]
+        return frozenset(f.split("=", 1)[0] for f in folders if "=" in f and f[0] != "=")
+
     def label(self, row: int) -> str:
         """``row`` as a reason names it: the input's row number, and where a file is known,
         the file (quoted as Python quotes a string, so any name reads back) and its own row
@@ -283,11 +292,26 @@ def row_key(cells: Mapping[str, object]) -> tuple:
     return tuple(sorted((name, value) for name, value in kept if value is not None))
 
 
+def repeated_row_keys(
+    repeated: Sequence[int], cells: Sequence[Mapping[str, object]], files: SourceFiles
+) -> tuple[dict[int, tuple], dict[int, tuple]]:
+    """For rows whose id repeats (``cells``: each one's columns but ``item_id``), what
+    ``duplicate_reasons`` compares them by: every cell, and for a row of a hive partition
+    folder, its cells but the partition columns."""
+    contents, unpartitioned = {}, {}
+    for r, row in zip(repeated, cells):
+        contents[r] = row_key(row)
+        if parts := files.partition_columns(r):
+            unpartitioned[r] = row_key({k: v for k, v in row.items() if k not in parts})
+    return contents, unpartitioned
+
+
 def duplicate_reasons(
     ids: Sequence[str | None],
     contents: Mapping[int, Hashable],
     refused: Mapping[int, str],
     label: Callable[[int], str] = lambda row: f"row {row}",
+    unpartitioned: Mapping[int, Hashable] | None = None,
 ) -> dict[int, str]:
     """Rows to quarantine for sharing an id, whatever the rows' order: among rows not refused
     for another reason, an id whose rows are the same (``contents``: a key per row, for rows
@@ -296,6 +320,12 @@ def duplicate_reasons(
     a shuffled export's other text the item's content). A refused row (``refused``: no content,
     not UTF-8) counts in that comparison and keeps its own reason. ``label`` names a row in a reason
     (``SourceFiles.label``: with its file and the file's row where the input had files).
+
+    Rows that differ only in their hive partition columns (``unpartitioned``: each row's key
+    without them, ``repeated_row_keys``) are one ad exported on two days
+    (``day=2026-12-01/``, ``day=2026-12-02/``): its last row is kept, the one of the folder
+    that sorts last (files are read in sorted order), the others are its duplicates. Every
+    such ad was dropped, since the folder's value made its rows differ (an outsider's report).
 
     >>> duplicate_reasons(["a", "a", "b", "b"], dict(enumerate("xxyz")), {})[1]
     "duplicate item_id 'a' (the same as row 0)"
@@ -315,6 +345,14 @@ def duplicate_reasons(
             for r in rows[1:]:
                 out[r] = f"duplicate item_id '{item_id}' (the same as {label(rows[0])})"
             continue
+        if unpartitioned is not None and all(r in unpartitioned for r in rows):
+            if len({unpartitioned[r] for r in rows}) == 1:
+                for r in rows[:-1]:
+                    out[r] = (
+                        f"duplicate item_id '{item_id}' (the same as {label(rows[-1])} but "
+                        "for its partition folder; the last folder's row is kept)"
+                    )
+                continue
         listed = ", ".join(map(label, rows[:10])) + (", ..." if len(rows) > 10 else "")
         for r in rows:
             out[r] = (
@@ -391,8 +429,8 @@ def validate_inventory(
         repeated = [r for r, i in enumerate(id_list) if i and counts[i] > 1]
         if repeated:  # only these rows' cells are read
             rows_of = table.drop([ITEM_ID]).take(pa.array(repeated)).to_pylist()
-            contents = {r: row_key(cells) for r, cells in zip(repeated, rows_of)}
-            bad.update(duplicate_reasons(id_list, contents, dict(bad), files.label))
+            contents, unpartitioned = repeated_row_keys(repeated, rows_of, files)
+            bad.update(duplicate_reasons(id_list, contents, dict(bad), files.label, unpartitioned))
     keep = pa.array([i not in bad for i in range(table.num_rows)], pa.bool_())
     rows = [
         {ITEM_ID: id_list[i], "row": i, "stage": "validate", "reason": reason, **files.where(i)}

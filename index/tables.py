@@ -151,6 +151,7 @@ def _read_parquet(data: str | Path, what: str) -> pa.Table:
     metadata in those files were lost depending on the order of the files."""
     if isinstance(data, str) and "://" in data:
         source = data
+        check_hive_folders(source, what)
     else:
         source = Path(data)
         if not source.exists():
@@ -210,7 +211,20 @@ def file_runs(table: pa.Table) -> list[list]:
     return runs if sum(int(n) for _, n in runs) == table.num_rows else []
 
 
-def _check_partition_columns(fragments, directory: Path, what: str) -> None:
+def check_hive_folders(source: str | Path, what: str, filesystem=None) -> None:
+    """``_check_partition_columns`` for a directory or a URI: what both engines' readers
+    check before reading (Ray's reader kept the file's value where pyarrow's gives the
+    folder's; an outsider's note)."""
+    import pyarrow.dataset as ds
+
+    try:
+        found = ds.dataset(source, format="parquet", partitioning="hive", filesystem=filesystem)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError):
+        return  # not a dataset pyarrow lists: the reader names the problem
+    _check_partition_columns(list(found.get_fragments()), source, what)
+
+
+def _check_partition_columns(fragments, directory: str | Path, what: str) -> None:
     """Refuse a column a file holds that a folder name (``day=2024-01-01/``) also names:
     pyarrow gives the folder's value, and the file's own values were lost without a word (an
     outsider's report)."""
@@ -222,7 +236,7 @@ def _check_partition_columns(fragments, directory: Path, what: str) -> None:
         if clash:
             name = clash[0]
             raise SchemaError(
-                f"{what}: column {name!r} of {relative_to(fragment.path, directory)} is also "
+                f"{what}: column {name!r} of {relative_to(fragment.path, Path(directory))} is also "
                 f"the partition folder {name}={keys[name]}/, whose value would replace the "
                 "file's own: rename the column or the folder"
             )

@@ -27,10 +27,10 @@ from riskrank.index.schema import (
     TEXT,
     SourceFiles,
     duplicate_reasons,
-    row_key,
+    repeated_row_keys,
     validate_inventory,
 )
-from riskrank.index.tables import as_table, relative_to
+from riskrank.index.tables import as_table, check_hive_folders, relative_to
 
 _ID, _REASON, _KEY = "__rr_item_id", "__rr_reason", "__rr_key"
 # The row's text and image bytes as they are (a digest; the projection keeps every other
@@ -94,6 +94,7 @@ def _read(inventory):
         files, names = [], []
         for p in inventory:
             if Path(p).is_dir():
+                check_hive_folders(Path(p), "inventory")
                 found = pads.dataset(Path(p), format="parquet").files
                 files += found
                 names += [f"{str(p).rstrip('/')}/{relative_to(f, Path(p))}" for f in found]
@@ -104,11 +105,14 @@ def _read(inventory):
         # pyarrow resolves the file system and lists the files in its (sorted) order.
         found = pads.dataset(inventory, format="parquet")
         files, filesystem = found.files, found.filesystem
+        check_hive_folders(inventory, "inventory")
     elif isinstance(inventory, (str, Path)):
         path = Path(inventory)
         if not path.exists():
             raise FileNotFoundError(f"inventory: no such file or directory: {path}")
         # The file order of pyarrow's own reader (what rank.pipeline.sweep reads): sorted paths.
+        if path.is_dir():
+            check_hive_folders(path, "inventory")
         files = pads.dataset(path, format="parquet").files if path.is_dir() else [str(path)]
         names = [relative_to(f, path) for f in files] if path.is_dir() else [str(inventory)]
     else:
@@ -154,7 +158,9 @@ def _scan(
                 why[len(ids)] = reason
             ids.append(item_id)
     counts = Counter(i for i in ids if i)
+    files = files or SourceFiles([])
     contents: dict[int, tuple] = {}  # what rows of a repeated id are compared by
+    unpartitioned: dict[int, tuple] = {}  # and without their hive partition columns
     start = 0
     for block in blocks:
         local = [r for r, i in enumerate(ids[start : start + block.num_rows]) if counts[i] > 1]
@@ -162,11 +168,13 @@ def _scan(
             shown = block.drop(
                 [c for c in (_ID, _REASON, _KEY, ITEM_ID) if c in block.column_names]
             )
-            for r, cells in zip(local, shown.take(pa.array(local)).to_pylist()):
-                contents[start + r] = row_key(cells)
+            full, bare = repeated_row_keys(
+                [start + r for r in local], shown.take(pa.array(local)).to_pylist(), files
+            )
+            contents.update(full)
+            unpartitioned.update(bare)
         start += block.num_rows
-    files = files or SourceFiles([])
-    why.update(duplicate_reasons(ids, contents, why, files.label))
+    why.update(duplicate_reasons(ids, contents, why, files.label, unpartitioned))
     quarantined = [
         {ITEM_ID: ids[row], "row": row, "stage": "validate", "reason": reason, **files.where(row)}
         for row, reason in sorted(why.items())

@@ -190,6 +190,43 @@ def test_a_quarantined_row_names_its_file(tmp_path):
     assert validate_inventory(pq.read_table(one))[1].to_pylist()[0]["file"] is None
 
 
+def test_an_ad_exported_on_two_days_is_kept_once(tmp_path):
+    """Hive folders by day: an ad live on both days is in both. The folder's value made its
+    rows differ and both were quarantined: the ad was never swept (an outsider's report).
+    Its last folder's row is kept now; rows that differ in anything else still keep none."""
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "ads"
+    days = {
+        "day=2026-12-01": {"item_id": ["a", "b", "e", "m"], "text": ["x", "y", "v", "m"]},
+        "day=2026-12-02": {"item_id": ["b", "c", "e", "m"], "text": ["y", "z", "edited", "m"]},
+        "day=2026-12-03": {"item_id": ["b", "m"], "text": ["y", "m"]},
+    }
+    for day, cols in days.items():
+        (d / day).mkdir(parents=True)
+        price = {"a": 1, "b": 2, "c": 3, "e": 4, "m": 5 if day == "day=2026-12-01" else 6}
+        cols["price"] = [price[i] for i in cols["item_id"]]
+        pq.write_table(pa.table(cols), d / day / "part.parquet")
+    items, bad = validate_inventory(d)
+    assert sorted(zip(items["item_id"].to_pylist(), items["day"].to_pylist())) == [
+        ("a", "2026-12-01"), ("b", "2026-12-03"), ("c", "2026-12-02")
+    ]  # fmt: skip
+    reasons = {(r["item_id"], r["file"]): r["reason"] for r in bad.to_pylist()}
+    assert reasons[("b", "day=2026-12-01/part.parquet")] == (
+        "duplicate item_id 'b' (the same as row 8 ('day=2026-12-03/part.parquet' row 0) but for "
+        "its partition folder; the last folder's row is kept)"
+    )
+    assert ("b", "day=2026-12-02/part.parquet") in reasons
+    # "e" was edited between the days, "m" changed its price: which row is live is unknown.
+    for item_id in ("e", "m"):
+        assert all(
+            why.startswith(f"item_id '{item_id}' differs between")
+            for (i, _), why in reasons.items()
+            if i == item_id
+        )
+    assert len(bad) == 2 + 2 + 3 and items.num_rows + len(bad) == 10
+
+
 def test_the_file_record_stays_with_the_inventory_read(tmp_path, history, seeds, hashing_signal):
     """It named the wrong file for a slice or sort of the table, and was written into model
     files with the trainer's paths (reviewed)."""

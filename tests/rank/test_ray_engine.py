@@ -336,6 +336,34 @@ def test_quarantine_matches_including_duplicates_across_files(on_ray, single, da
     assert rep["items_in"] == rows_in == rep["items_indexed"] + rep["items_quarantined"]
 
 
+def test_hive_day_folders_read_alike_on_both_engines(cluster, data, model, tmp_path):
+    """An ad exported unchanged on two days keeps its last day's row on either engine, and a
+    file column named like its folder is refused on either (it was checked on one machine
+    only: a reviewer's note)."""
+    from riskrank.index.tables import SchemaError
+
+    inv = pq.read_table(data["files"][0]).slice(0, 40)
+    days = tmp_path / "days"
+    for day, (a, b) in (("2026-12-01", (0, 30)), ("2026-12-02", (20, 40))):
+        (days / f"day={day}").mkdir(parents=True)
+        pq.write_table(inv.slice(a, b - a), days / f"day={day}" / "part.parquet")
+    kw = {"k": K, "show_progress": False}
+    local = sweep(days, data["seeds"], model, out_dir=tmp_path / "one", **kw)
+    on_ray = sweep(days, data["seeds"], model, engine=on_cluster(), out_dir=tmp_path / "ray", **kw)
+    assert on_ray.quarantine.to_pylist() == local.quarantine.to_pylist()
+    assert local.report["items_indexed"] == 40 and local.report["items_quarantined"] == 10
+    assert_same_queue(on_ray.queue, local.queue)
+    days_of = dict(zip(local.queue["item_id"].to_pylist(), local.queue["day"].to_pylist()))
+    overlap = inv["item_id"].to_pylist()[20:30]
+    assert {days_of[i] for i in overlap if i in days_of} == {"2026-12-02"}
+    clash = tmp_path / "clash" / "day=2026-12-01"
+    clash.mkdir(parents=True)
+    pq.write_table(inv.append_column("day", pa.array(["own"] * 40)), clash / "part.parquet")
+    for engine in ("local", on_cluster()):
+        with pytest.raises(SchemaError, match="also the partition folder day=2026-12-01/"):
+            sweep(clash.parent, data["seeds"], model, engine=engine, **kw)
+
+
 def test_both_engines_update_a_standing_index_the_same_way(cluster, data, single, model, tmp_path):
     """Day 1 (3 texts edited, 2 items taken down, 2 new) over copies of the local engine's day-0
     standing index: the Ray engine embeds the same few contents and leaves the same version."""
