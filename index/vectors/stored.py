@@ -24,6 +24,13 @@ from typing import BinaryIO
 
 import numpy as np
 
+# _read_rows reads a span whole where the rows asked for are at least one in DENSE of it and
+# come in at least DENSE_MIN_RUNS runs (a pread costs ~3.5 us and a run ~10 us of Python; a
+# 1.5 KB row from the page cache well under 1 us), BLOCK_BYTES at a time.
+DENSE = 8
+DENSE_MIN_RUNS = 64
+BLOCK_BYTES = 16 << 20
+
 _READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
@@ -104,17 +111,38 @@ class StoredVectors:
 
     def _read_rows(self, positions: np.ndarray) -> np.ndarray:
         """Rows at ``positions`` (any order, repeats allowed): one read per run of
-        consecutive rows, then put in the order asked."""
+        consecutive rows, then put in the order asked. Where the rows asked for are dense
+        (at least one in ``DENSE`` of the rows they span) and many runs, the span is read
+        in blocks of ``BLOCK_BYTES`` and the rows taken from each: a daily sweep asked for
+        ~17,000 scattered rows of 41,580 and made 100,000 reads, 0.5 s of system calls."""
         if positions.size == 0:
             return np.empty((0, self.shape[1]), self.dtype)
         rows, back = np.unique(positions, return_inverse=True)
         out = np.empty((len(rows), self.shape[1]), self.dtype)
         cuts = np.flatnonzero(np.diff(rows) != 1) + 1
-        for part, first in zip(np.split(np.arange(len(rows)), cuts), rows[np.r_[0, cuts]]):
-            if len(part):
-                self._fill(out[part[0] : part[-1] + 1], int(first))
+        span = int(rows[-1] - rows[0]) + 1
+        if len(cuts) >= DENSE_MIN_RUNS and len(rows) * DENSE >= span:
+            self._read_dense(rows, out)
+        else:
+            for part, first in zip(np.split(np.arange(len(rows)), cuts), rows[np.r_[0, cuts]]):
+                if len(part):
+                    self._fill(out[part[0] : part[-1] + 1], int(first))
         same = len(rows) == len(positions) and bool((rows == positions).all())
         return out if same else out[back.ravel()]
+
+    def _read_dense(self, rows: np.ndarray, out: np.ndarray) -> None:
+        """``out[i] = row rows[i]`` (sorted, distinct), reading their whole span a block at a
+        time: the process holds one block beyond the rows asked for."""
+        block = max(1, BLOCK_BYTES // max(1, self._row_bytes))
+        first, last = int(rows[0]), int(rows[-1]) + 1
+        buf = np.empty((min(block, last - first), self.shape[1]), self.dtype)
+        for start in range(first, last, block):
+            stop = min(start + block, last)
+            lo, hi = np.searchsorted(rows, [start, stop])
+            if lo == hi:
+                continue
+            self._fill(buf[: stop - start], start)
+            out[lo:hi] = buf[rows[lo:hi] - start]
 
     def _read_run(self, start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start, self.shape[1]), self.dtype)

@@ -30,6 +30,32 @@ def test_indexing_matches_the_array(saved):
     np.testing.assert_array_equal(np.asarray(stored), vecs)
 
 
+def test_dense_scattered_rows_are_read_a_block_at_a_time(saved, monkeypatch):
+    """~17,000 scattered candidates of 41,580 rows took 100,000 preads; a dense request is
+    read as its span, in blocks, and gives the same rows."""
+    from riskrank.index.vectors import stored as mod
+
+    vecs, stored = saved
+    monkeypatch.setattr(mod, "BLOCK_BYTES", 100 * 16 * 4)  # 100 rows a block: many blocks
+    reads = []
+    fill = StoredVectors._fill
+    monkeypatch.setattr(StoredVectors, "_fill", lambda self, out, first: reads.append(first)
+                        or fill(self, out, first))  # fmt: skip
+    rng = np.random.default_rng(1)
+    picks = rng.choice(1000, 400, replace=False)  # unsorted, 1 in 2.5 of the span
+    picks = np.concatenate([picks, picks[:50], [-1]])  # repeats, a negative position
+    np.testing.assert_array_equal(stored[picks], vecs[picks])
+    assert len(reads) <= 10  # one per block, where the rows' runs would be ~250 reads
+    reads.clear()
+    sparse = np.arange(0, 1000, 50)  # 20 runs: read run by run
+    np.testing.assert_array_equal(stored[sparse], vecs[sparse])
+    assert len(reads) == 20
+    reads.clear()
+    gaps = np.r_[np.arange(0, 300, 2), np.arange(700, 1000, 2)]  # a block with none: skipped
+    np.testing.assert_array_equal(stored[gaps], vecs[gaps])
+    assert sorted(reads) == [0, 100, 200, 700, 800, 900]
+
+
 def test_bad_rows_and_files_are_named(saved, tmp_path):
     _, stored = saved
     with pytest.raises(IndexError, match="out of range"):
