@@ -225,11 +225,8 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
     probe reads them: a text of megabytes made millions of tokens."""
     if not text or not seed_text:
         return []
-    text, seed_text = text[:READ_CHARS], seed_text[:READ_CHARS]
-    seed_tokens = [m.group().lower() for m in TOKEN.finditer(seed_text)]
-    grams = {
-        tuple(seed_tokens[i : i + min_tokens]) for i in range(len(seed_tokens) - min_tokens + 1)
-    }
+    text = text[:READ_CHARS]
+    grams = _seed_grams(seed_text[:READ_CHARS], min_tokens)
     tokens = list(TOKEN.finditer(text))
     low = [m.group().lower() for m in tokens]
     n = min_tokens - 1  # links: token i starts a shared n-gram; a chain of links is one run
@@ -249,6 +246,14 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
             spans.append(Span(start, end, text[start:end], "seed", float(last + 1 - first)))
         i = j + 1
     return spans
+
+
+@lru_cache(maxsize=1024)
+def _seed_grams(seed_text: str, n: int) -> frozenset[tuple[str, ...]]:
+    """The ``n``-word runs of a seed's text, lower-cased: a sweep matches each of a few
+    seeds against thousands of items, and tokenised the seed for every one."""
+    tokens = [m.group().lower() for m in TOKEN.finditer(seed_text)]
+    return frozenset(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
 
 def flagged_phrases(spans: list[Span], text: str, limit: int = 5) -> list[str]:

@@ -14,6 +14,7 @@ monotone directions and the words of its reasons.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import pyarrow as pa
 
@@ -98,25 +99,34 @@ def signal_evidence_columns(signal: Signal | type[Signal]) -> tuple[EvidenceColu
     return MATCH_EVIDENCE + tuple(signal.evidence_columns) + NEIGHBOURHOOD_EVIDENCE
 
 
-def _suffix_specs() -> dict[str, EvidenceColumn]:
-    """Every evidence suffix recall or a registered signal declares, longest first (so
-    ``neighbour_sim`` is not read as ``..._sim``); the first declaration of a suffix wins."""
+def _suffix_specs(
+    signals: tuple[type[Signal], ...] | None = None,
+) -> dict[str, EvidenceColumn]:
+    """Every evidence suffix recall or a registered signal declares (``signals``: the
+    registered classes, default now), longest first (so ``neighbour_sim`` is not read as
+    ``..._sim``); the first declaration of a suffix wins."""
     specs: dict[str, EvidenceColumn] = {}
-    for col in COMMON_EVIDENCE + tuple(
-        c for cls in registered_signals().values() for c in cls.evidence_columns
-    ):
+    signals = tuple(registered_signals().values()) if signals is None else signals
+    for col in COMMON_EVIDENCE + tuple(c for cls in signals for c in cls.evidence_columns):
         specs.setdefault(col.suffix, col)
     return dict(sorted(specs.items(), key=lambda kv: -len(kv[0])))
 
 
 def _spec(name: str) -> tuple[str, EvidenceColumn] | None:
-    """``(signal, declaration)`` of an evidence column (None for keys and metadata)."""
+    """``(signal, declaration)`` of an evidence column (None for keys and metadata).
+    Remembered per name and set of registered signals: a sweep's reasons asked ~50,000
+    times, and each answer sorted every declaration again."""
+    return _spec_among(name, tuple(registered_signals().values()))
+
+
+@lru_cache(maxsize=4096)
+def _spec_among(name: str, signals: tuple[type[Signal], ...]) -> tuple[str, EvidenceColumn] | None:
     if name.startswith("hist_"):
         for col in HISTORY_EVIDENCE:
             if name.endswith("_" + col.suffix):
                 return name[5 : -len(col.suffix) - 1], col
         return None
-    for suffix, col in _suffix_specs().items():
+    for suffix, col in _suffix_specs(signals).items():
         if name.endswith("_" + suffix):
             return name[: -len(suffix) - 1], col
     return None
