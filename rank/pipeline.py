@@ -614,6 +614,9 @@ def finish_sweep(
     n_deleted = int(manifest["items"].get("deleted", 0))
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     decisions = decision_report(cands, scored)
+    if model is not None:  # seeds naming `Spam` where the reviews say `spam`
+        reviewed = model.info.get("policies_with_history") or []
+        decisions["warnings"] += policy_name_slips(decisions["cold_start_policies"], reviewed)
     if model is not None:  # how like its reviews each policy's candidates are
         # Over the candidates the queue can show: reviewed, unchanged items are their own
         # nearest review (similarity 1) and would dilute the share (a reviewer's finding).
@@ -742,6 +745,21 @@ def queued_rows(queue: pa.Table, cands: pa.Table, values: np.ndarray | None):
     wanted = zip(queue.column(ITEM_ID).to_pylist(), queue.column("policy").to_pylist())
     rows = [row_of.get(key) for key in wanted]
     return None if None in rows else values[rows]
+
+
+def policy_name_slips(cold: list[str], reviewed: list[str]) -> list[str]:
+    """A warning for each cold-start policy named like a policy with reviews but for case or
+    spaces (seeds saying `Spam` where the model learnt `spam`): it runs on seed evidence alone
+    and escalates everything, and the usual cold-start warning did not say why."""
+    out = []
+    for p in cold:
+        like = [q for q in reviewed if q != p and q.strip().casefold() == p.strip().casefold()]
+        if like:
+            out.append(
+                f"seed policy {p!r} has no reviews, but the model has reviews under {like[0]!r}: "
+                f"if that is the policy meant, name it {like[0]!r} in the seeds"
+            )
+    return out
 
 
 def decision_report(cands: pa.Table, scored: ScoredCandidates) -> dict:

@@ -95,6 +95,24 @@ def test_a_blank_id_or_policy_is_refused_like_an_empty_one():
         SeedSet.from_table({"seed_id": ["s"], "policy": [" "], "text": ["x"]})
 
 
+def test_a_seed_policy_named_like_a_reviewed_one_but_for_case_is_called_a_slip(
+    inventory_items, seeds, hashing_model
+):
+    """Seeds saying `Scam` for the model's `scam` ran cold, escalating everything, with only
+    the usual cold-start warning (an outsider's note)."""
+    slipped = seeds.set_column(1, "policy", pa.array(["Scam"] * seeds.num_rows))
+    warnings = sweep(inventory_items, slipped, hashing_model, show_progress=False).report[
+        "warnings"
+    ]
+    assert any("policy 'Scam' has no review history" in w for w in warnings)
+    assert any(
+        "seed policy 'Scam' has no reviews, but the model has reviews under 'scam'" in w
+        for w in warnings
+    )
+    right = sweep(inventory_items, seeds, hashing_model, show_progress=False)
+    assert not any("seed policy" in w for w in right.report["warnings"])
+
+
 def test_budget_must_be_positive(inventory_items, seeds, hashing_model):
     for budget in (0, -5):
         with pytest.raises(ValueError, match="budget"):
