@@ -40,7 +40,7 @@ from riskrank.index.content_digest import key_digest
 from riskrank.index.tables import read_cache_table, write_cache_table
 from riskrank.rank.phrases import Span
 from riskrank.recall.lexical import FEATURE as LEXICAL_FEATURE
-from riskrank.recall.lexical import LexicalProbe, score_key
+from riskrank.recall.lexical import READ_CHARS, LexicalProbe, score_key
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +78,20 @@ SCHEMA = pa.schema(
 )
 
 
+# How much of a text the probe and the reasons read (recall/lexical.py): part of every key, so
+# scores and spans a sweep cached before the limit existed (of the whole text) are not reused
+# for a text longer than it (a reviewer's finding: a cached 0.23 against -1.50 computed).
+READ_RULE = f"read_chars={READ_CHARS}"
+
+
 def model_identity(info: dict) -> str | None:
-    """A digest of a saved model's files (None for a model never saved: nothing is stored
-    then, since lexical spans could not be told apart from another model's)."""
+    """A digest of a saved model's files and of ``READ_RULE`` (None for a model never saved:
+    nothing is stored then, since lexical spans could not be told apart from another
+    model's)."""
     checksums = info.get("checksums")
     if not isinstance(checksums, dict) or not checksums:
         return None
-    return hashlib.sha256(json.dumps(checksums, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([checksums, READ_RULE], sort_keys=True).encode()).hexdigest()
 
 
 class SpanCache:
@@ -102,7 +109,7 @@ class SpanCache:
 
     @staticmethod
     def shared_key(text: str, seed_text: str) -> str:
-        return key_digest("shared", text, seed_text)
+        return key_digest("shared", READ_RULE, text, seed_text)
 
     def missing(self, keys: list[str]) -> list[str]:
         """Distinct ``keys`` neither computed in this sweep nor stored."""

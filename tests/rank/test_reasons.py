@@ -247,6 +247,23 @@ def _same(a: pa.Table, b: pa.Table) -> bool:
     return True
 
 
+def test_the_caches_are_keyed_by_how_much_of_a_text_the_probe_reads(trained_model, monkeypatch):
+    """Scores and spans cached before READ_CHARS (of a whole long text) were reused after it
+    (a reviewer's finding): the model identity and the shared-span key both name the rule."""
+    from riskrank.rank import sweep_cache
+
+    before = (
+        sweep_cache.model_identity(trained_model.info),
+        sweep_cache.SpanCache.shared_key("an item", "a seed"),
+    )
+    monkeypatch.setattr(sweep_cache, "READ_RULE", "read_chars=None")
+    after = (
+        sweep_cache.model_identity(trained_model.info),
+        sweep_cache.SpanCache.shared_key("an item", "a seed"),
+    )
+    assert before[0] and after[0] and before[0] != after[0] and before[1] != after[1]
+
+
 def test_cached_attributions_give_the_reasons_an_uncached_sweep_gives(
     explained_sweep, trained_model, tmp_path
 ):
