@@ -406,7 +406,7 @@ def validate_inventory(
 
     id_list = ids.to_pylist()
     for i, item_id in enumerate(id_list):
-        if item_id is None or not item_id.strip():  # " " names nothing a reviewer can find
+        if is_blank(item_id):  # " " or a zero-width space names nothing a reviewer can find
             bad.setdefault(i, "item_id is null, empty or blank")
 
     columns = {c: table.column(c).to_pylist() for c in present if c != TEXT}

@@ -19,7 +19,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH, ITEM_ID, TEXT, quarantine_table
+from riskrank.index.schema import (
+    IMAGE_BYTES,
+    IMAGE_PATH,
+    ITEM_ID,
+    TEXT,
+    is_blank,
+    quarantine_table,
+)
 from riskrank.index.signals.base import IndexKind, Signal
 from riskrank.index.tables import (
     SchemaError,
@@ -83,7 +90,7 @@ def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Tabl
     verdicts = table.column("verdict").to_pylist()
     for i, v in enumerate(verdicts):
         key = (ids[i], pols[i])
-        if not (ids[i] and ids[i].strip()) or not (pols[i] and pols[i].strip()):
+        if is_blank(ids[i]) or is_blank(pols[i]):
             bad[i] = "item_id or policy is null, empty or blank"
         elif v is None or v != v:
             bad[i] = "verdict is null/NaN"

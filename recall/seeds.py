@@ -88,12 +88,12 @@ class SeedSet:
         policies = table.column("policy").to_pylist()
         seen: dict[str, int] = {}
         for i, (sid, pol) in enumerate(zip(ids, policies)):
-            if not (sid and sid.strip()):
+            if is_blank(sid):
                 raise SchemaError(f"{what}: row {i}: seed_id is null, empty or blank")
             if sid in seen:
                 raise SchemaError(f"{what}: duplicate seed_id '{sid}' at rows {seen[sid]} and {i}")
             seen[sid] = i
-            if not (pol and pol.strip()):
+            if is_blank(pol):
                 raise SchemaError(f"{what}: seed '{sid}': policy is null, empty or blank")
         content = [False] * n
         if TEXT in table.column_names:

@@ -81,16 +81,17 @@ def test_a_blank_id_or_policy_is_refused_like_an_empty_one():
     from riskrank.index.schema import validate_inventory
     from riskrank.recall.history import validate_history
 
-    items, bad = validate_inventory({"item_id": ["a", " ", "", "\t "], "text": ["x"] * 4})
+    ids = ["a", " ", "", "\t ", "\u200b"]  # a zero-width space is as blank (a reviewer's note)
+    items, bad = validate_inventory({"item_id": ids, "text": ["x"] * 5})
     assert items["item_id"].to_pylist() == ["a"]
     assert set(bad["reason"].to_pylist()) == {"item_id is null, empty or blank"}
-    history = {"item_id": ["a", "  ", "b"], "policy": ["p", "p", " "], "verdict": [2, 0, 0]}
-    history["text"] = ["x", "y", "z"]
+    history = {"item_id": ["a", "  ", "b", "\u200b"], "policy": ["p", "p", " ", "p"]}
+    history.update(verdict=[2, 0, 0, 2], text=["x", "y", "z", "w"])
     rows, bad = validate_history(history)
-    assert rows["item_id"].to_pylist() == ["a"] and bad.num_rows == 2
+    assert rows["item_id"].to_pylist() == ["a"] and bad.num_rows == 3
     assert set(bad["reason"].to_pylist()) == {"item_id or policy is null, empty or blank"}
     with pytest.raises(SchemaError, match="seed_id is null, empty or blank"):
-        SeedSet.from_table({"seed_id": [" "], "policy": ["p"], "text": ["x"]})
+        SeedSet.from_table({"seed_id": ["\u200b"], "policy": ["p"], "text": ["x"]})
     with pytest.raises(SchemaError, match="policy is null, empty or blank"):
         SeedSet.from_table({"seed_id": ["s"], "policy": [" "], "text": ["x"]})
 
