@@ -136,9 +136,11 @@ class SourceFiles:
     """Which file an input row came from: the runs of rows ``tables.FILES_KEY`` records
     (none for a table made in memory). ``where(row)`` -> ``{"file", "file_row"}``."""
 
-    def __init__(self, runs: list[tuple[str, int]]) -> None:
-        self.names = [name for name, _ in runs]
-        self.starts = np.cumsum([0] + [int(n) for _, n in runs])
+    def __init__(self, runs: list[list]) -> None:
+        self.names = [run[0] for run in runs]
+        self.starts = np.cumsum([0] + [int(run[1]) for run in runs])
+        # Per file, the columns its hive partition folders made (as the reader decoded them).
+        self.keys = [frozenset(run[2]) if len(run) > 2 else frozenset() for run in runs]
 
     @classmethod
     def of(cls, table: pa.Table) -> SourceFiles:
@@ -151,13 +153,12 @@ class SourceFiles:
         return {"file": self.names[i], "file_row": int(row - self.starts[i])}
 
     def partition_columns(self, row: int) -> frozenset[str]:
-        """The hive partition columns of ``row``'s file: the ``key=`` folders of its path
-        (``day=2026-12-01/part-0.parquet`` -> ``{"day"}``), which the reader made columns."""
-        name = self.where(row).get("file")
-        if not name:
+        """The columns the hive partition folders of ``row``'s file made
+        (``day=2026-12-01/part-0.parquet`` -> ``{"day"}``), as the reader recorded them: below
+        the directory read, decoded (``export%20day=`` -> ``export day``)."""
+        if not self.names or not 0 <= row < self.starts[-1]:
             return frozenset()
-        folders = name.replace("\\", "/").split("/")[:-1]
-        return frozenset(f.split("=", 1)[0] for f in folders if "=" in f and f[0] != "=")
+        return self.keys[int(np.searchsorted(self.starts, row, side="right")) - 1]
 
     def label(self, row: int) -> str:
         """``row`` as a reason names it: the input's row number, and where a file is known,
@@ -324,8 +325,9 @@ def duplicate_reasons(
     Rows that differ only in their hive partition columns (``unpartitioned``: each row's key
     without them, ``repeated_row_keys``) are one ad exported on two days
     (``day=2026-12-01/``, ``day=2026-12-02/``): its last row is kept, the one of the folder
-    that sorts last (files are read in sorted order), the others are its duplicates. Every
-    such ad was dropped, since the folder's value made its rows differ (an outsider's report).
+    that sorts last (a directory's files are read in sorted order; a list, in its order: here
+    alone the order decides), the others are its duplicates. Every such ad was dropped, since
+    the folder's value made its rows differ (an outsider's report).
 
     >>> duplicate_reasons(["a", "a", "b", "b"], dict(enumerate("xxyz")), {})[1]
     "duplicate item_id 'a' (the same as row 0)"

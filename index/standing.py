@@ -113,6 +113,7 @@ from riskrank.index.tables import (
     SchemaError,
     TableLike,
     as_table,
+    file_runs,
     read_text_csv,
     read_text_file,
     write_parquet,
@@ -301,7 +302,15 @@ def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) 
     if named and ITEM_ID in inventory.column_names:  # (a table without ids is refused later)
         listed = {str(i) for i in inventory.column(ITEM_ID).to_pylist() if i is not None}
     effective = sorted(named & listed)
-    return f"{build_digest(inventory, signals)}-{ids_digest(effective)}-{bool(effective)}"
+    # Which rows came from hive partition folders decides which copy of an ad exported on two
+    # days is kept (schema.duplicate_reasons): the same cells from flat files are not the same
+    # inventory (a reviewer's finding). Only the folders' columns count, not the file names.
+    runs = file_runs(inventory)
+    layout = [[sorted(run[2]), run[1]] for run in runs] if any(run[2:] for run in runs) else []
+    layout_digest = ids_digest([json.dumps(part) for part in layout]) if layout else ""
+    return f"{build_digest(inventory, signals)}-{ids_digest(effective)}-{bool(effective)}" + (
+        f"-{layout_digest}" if layout_digest else ""
+    )
 
 
 def _warn_unlisted(inventory: pa.Table, deletions) -> None:

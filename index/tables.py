@@ -75,9 +75,9 @@ def _to_arrow(data: TableLike, what: str) -> pa.Table:
         joined = _concat_files(tables, [str(d) for d in data], what)
         # A listed directory's files are named under it (``dir/part-0.parquet``).
         runs = [
-            [f"{str(d).rstrip('/')}/{name}" if Path(d).is_dir() else str(d), n]
+            [f"{str(d).rstrip('/')}/{run[0]}" if Path(d).is_dir() else str(d), *run[1:]]
             for d, t in zip(data, tables)
-            for name, n in file_runs(t) or [[str(d), t.num_rows]]
+            for run in file_runs(t) or [[str(d), t.num_rows]]
         ]
         return _with_runs(joined, runs)
     module = type(data).__module__.split(".")[0]
@@ -164,13 +164,15 @@ def _read_parquet(data: str | Path, what: str) -> pa.Table:
                 ds.dataset(source, format="parquet", partitioning="hive").get_fragments()
             )
             _check_partition_columns(fragments, source, what)
+            keys = [list(ds.get_partition_keys(f.partition_expression)) for f in fragments]
             if len(fragments) > 1:
                 tables = [_with_partition_keys(f) for f in fragments]
                 joined = _concat_files(tables, [f.path for f in fragments], what)
-                return with_files(joined, [relative_to(f.path, source) for f in fragments], tables)
+                names = [relative_to(f.path, source) for f in fragments]
+                return with_files(joined, names, tables, keys)
             table = pq.read_table(source)
             names = [relative_to(f.path, source) for f in fragments] or [str(data)]
-            return with_files(table, names[:1], [table])
+            return with_files(table, names[:1], [table], keys[:1])
         table = pq.read_table(source)
         if isinstance(source, str):  # a URI: one dataset, as the Ray engine reads it
             return table
@@ -188,10 +190,17 @@ def relative_to(path: str, directory: Path) -> str:
         return str(path)
 
 
-def with_files(table: pa.Table, names: list[str], tables: list[pa.Table]) -> pa.Table:
+def with_files(
+    table: pa.Table, names: list[str], tables: list[pa.Table], keys: list[list[str]] | None = None
+) -> pa.Table:
     """``table`` (``tables`` joined, in order) with ``FILES_KEY``: which file each run of its
-    rows came from."""
-    return _with_runs(table, [[name, t.num_rows] for name, t in zip(names, tables)])
+    rows came from, and where a file lies in hive partition folders, the columns they made
+    (``keys``: as pyarrow decoded them, ``export%20day=`` -> ``export day``)."""
+    keys = keys or [[] for _ in names]
+    return _with_runs(
+        table,
+        [[name, t.num_rows, *([k] if k else [])] for name, t, k in zip(names, tables, keys)],
+    )
 
 
 def _with_runs(table: pa.Table, runs: list) -> pa.Table:
@@ -202,13 +211,27 @@ def _with_runs(table: pa.Table, runs: list) -> pa.Table:
 
 
 def file_runs(table: pa.Table) -> list[list]:
-    """``FILES_KEY``'s ``[[name, rows], ...]``; ``[]`` without one, or where its rows do not
-    add up to the table's (a table derived from the read, not the read itself)."""
+    """``FILES_KEY``'s ``[[name, rows], ...]`` (``[name, rows, partition columns]`` for a file
+    in hive folders); ``[]`` without one, or where its rows do not add up to the table's (a
+    table derived from the read, not the read itself)."""
     import json
 
     raw = (table.schema.metadata or {}).get(FILES_KEY)
     runs = json.loads(raw) if raw else []
-    return runs if sum(int(n) for _, n in runs) == table.num_rows else []
+    return runs if sum(int(run[1]) for run in runs) == table.num_rows else []
+
+
+def renamed_runs(table: pa.Table, renamed: dict[str, str]) -> pa.Table:
+    """``table`` after a column rename keeps its ``FILES_KEY``, with partition columns renamed
+    alike: ``rename_columns`` drops the schema's metadata (a reviewer's finding: a sweep over
+    hive folders holding a ``model`` column lost which file each row came from)."""
+    runs = file_runs(table)
+    if not runs:
+        return table
+    for run in runs:
+        if len(run) > 2:
+            run[2] = [renamed.get(k, k) for k in run[2]]
+    return _with_runs(table, runs)
 
 
 def check_hive_folders(source: str | Path, what: str, filesystem=None) -> None:
@@ -232,6 +255,8 @@ def _check_partition_columns(fragments, directory: str | Path, what: str) -> Non
 
     for fragment in fragments:
         keys = ds.get_partition_keys(fragment.partition_expression)
+        if not keys:  # (a file outside partition folders: its footer is not read for this)
+            continue
         clash = sorted(set(keys) & set(fragment.physical_schema.names))
         if clash:
             name = clash[0]

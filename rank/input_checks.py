@@ -14,7 +14,7 @@ from collections import Counter
 import pyarrow as pa
 
 from riskrank.index.schema import CONTENT_COLUMNS, ITEM_ID, quarantine_table
-from riskrank.index.tables import SchemaError
+from riskrank.index.tables import SchemaError, renamed_runs
 from riskrank.rank.queue import QUEUE_FRONT
 from riskrank.recall.candidates import KEY_COLUMNS, evidence_feature_columns
 from riskrank.recall.history import POSITIVE_VERDICT
@@ -160,5 +160,6 @@ def protect_metadata(table: pa.Table, *, what: str = "inventory") -> pa.Table:
             what,
             ", ".join(f"{a} -> {b}" for a, b in renamed.items()),
         )
-        table = table.rename_columns(names)
+        meta = renamed_runs(table, renamed).schema.metadata  # which file each row came from
+        table = table.rename_columns(names).replace_schema_metadata(meta)
     return table

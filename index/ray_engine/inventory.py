@@ -82,53 +82,89 @@ def _validate(batch: pa.Table, *, require_text: bool, base_dirs: list) -> pa.Tab
 
 def _read(inventory):
     """A Ray Dataset over the inventory rows, in input order, and which file each run of
-    rows comes from (``schema.SourceFiles``: named as ``tables.as_table`` names them, so
-    that both engines' quarantines say the same)."""
-    import pyarrow.dataset as pads
+    rows comes from (``schema.SourceFiles``: named as ``tables.as_table`` names them, with
+    the hive partition columns each file's folders make, so that both engines' quarantines
+    and duplicate rules say the same).
+
+    Partition folders count below the directory given, as pyarrow's reader counts them: a
+    listed directory is read as its own dataset, a listed file has none. (Ray's reader, left
+    to itself, made a column of every ``key=value`` folder of a file's absolute path: a
+    listed ``day=2026-12-01/`` folder, or an inventory folder named ``run=7``, gave columns
+    the single machine's items lacked; a reviewer's finding.)"""
     import pyarrow.parquet as pq
     import ray
 
-    filesystem, names = None, None
+    filesystem, named = None, True
     if isinstance(inventory, (list, tuple)) and all(isinstance(p, (str, Path)) for p in inventory):
         # A listed directory is its files, named under it (as tables.as_table names them).
-        files, names = [], []
-        for p in inventory:
-            if Path(p).is_dir():
-                check_hive_folders(Path(p), "inventory")
-                found = pads.dataset(Path(p), format="parquet").files
-                files += found
-                names += [f"{str(p).rstrip('/')}/{relative_to(f, Path(p))}" for f in found]
-            else:
-                files.append(str(p))
-                names.append(str(p))
+        parts = [_listed(p) for p in inventory]
     elif isinstance(inventory, str) and "://" in inventory:  # s3://, gs://, file://, ...
         # pyarrow resolves the file system and lists the files in its (sorted) order.
-        found = pads.dataset(inventory, format="parquet")
-        files, filesystem = found.files, found.filesystem
         check_hive_folders(inventory, "inventory")
+        files, keys, filesystem = _hive_files(inventory)
+        parts = [(files, [None] * len(files), keys, inventory)]
+        named = False  # (a URI's files are not named: as_table reads it as one dataset)
     elif isinstance(inventory, (str, Path)):
         path = Path(inventory)
         if not path.exists():
             raise FileNotFoundError(f"inventory: no such file or directory: {path}")
-        # The file order of pyarrow's own reader (what rank.pipeline.sweep reads): sorted paths.
-        if path.is_dir():
-            check_hive_folders(path, "inventory")
-        files = pads.dataset(path, format="parquet").files if path.is_dir() else [str(path)]
-        names = [relative_to(f, path) for f in files] if path.is_dir() else [str(inventory)]
+        parts = [_listed(path, under="")]
     else:
         table = as_table(inventory, what="inventory")
         step = max(1, -(-table.num_rows // 64))  # some blocks, for parallel validation
         blocks = [table.slice(s, step) for s in range(0, table.num_rows, step)]
         return ray.data.from_arrow(blocks), SourceFiles.of(table)
-    if not files:
+    if not any(files for files, *_ in parts):
         raise FileNotFoundError(f"inventory: no Parquet files in {inventory}")
     runs = []
-    if names is not None:  # (a URI's files are not named: as_table reads it as one dataset)
+    if named:
         try:
-            runs = [[n, pq.read_metadata(f).num_rows] for n, f in zip(names, files)]
+            runs = [
+                [name, pq.read_metadata(f).num_rows, *([sorted(k)] if k else [])]
+                for files, names, keys, _ in parts
+                for f, name, k in zip(files, names, keys)
+            ]
         except (OSError, pa.ArrowInvalid):
             runs = []  # Ray's reader names the bad file
-    return ray.data.read_parquet(files, filesystem=filesystem), SourceFiles(runs)
+    datasets = [
+        ray.data.read_parquet(files, filesystem=filesystem, partitioning=_partitioning(base))
+        for files, _, _, base in parts
+        if files
+    ]
+    data = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
+    return data, SourceFiles(runs)
+
+
+def _listed(p: str | Path, under: str | None = None):
+    """One listed path: its files, their names (``under/`` + the name below it; a file
+    named as given), the partition columns of each, and the directory partitions count
+    from (None: a file, read without any)."""
+    path = Path(p)
+    if not path.is_dir():
+        return [str(p)], [str(p)], [[]], None
+    check_hive_folders(path, "inventory")
+    root = path.absolute()  # Ray resolves the files' paths: the base must match them
+    files, keys, _ = _hive_files(root)
+    prefix = f"{str(p).rstrip('/')}/" if under is None else under
+    return files, [prefix + relative_to(f, root) for f in files], keys, str(root)
+
+
+def _hive_files(source) -> tuple[list[str], list[list[str]], object]:
+    """The Parquet files of a directory or URI in pyarrow's (sorted) order, the hive
+    partition columns of each (as pyarrow decodes them) and the file system."""
+    import pyarrow.dataset as pads
+
+    found = pads.dataset(source, format="parquet", partitioning="hive")
+    fragments = list(found.get_fragments())
+    keys = [list(pads.get_partition_keys(f.partition_expression)) for f in fragments]
+    return [f.path for f in fragments], keys, found.filesystem
+
+
+def _partitioning(base: str | None):
+    """Ray's hive partitioning counted from ``base`` (None: none at all, for a listed file)."""
+    from ray.data.datasource import Partitioning
+
+    return None if base is None else Partitioning("hive", base_dir=base)
 
 
 def _project(block: pa.Table) -> pa.Table:

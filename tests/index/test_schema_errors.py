@@ -225,6 +225,51 @@ def test_an_ad_exported_on_two_days_is_kept_once(tmp_path):
             if i == item_id
         )
     assert len(bad) == 2 + 2 + 3 and items.num_rows + len(bad) == 10
+    # (a reviewer's findings) A sweep renames metadata named like its own columns (`model`,
+    # or a folder `sweep_id=`): the rename dropped which file each row came from, and the ad
+    # was dropped again. An escaped folder name (`export%20day=`) is the column pyarrow
+    # decodes (`export day`).
+    from riskrank.index.tables import as_table
+    from riskrank.rank.input_checks import protect_metadata
+
+    for folder, column in (("sweep_id", "meta_sweep_id"), ("export%20day", "export day")):
+        root = tmp_path / folder.replace("%", "_")
+        for day in ("2026-12-01", "2026-12-02"):
+            (root / f"{folder}={day}").mkdir(parents=True)
+            one = {"item_id": ["a"], "text": ["x"], "model": ["m1"]}
+            pq.write_table(pa.table(one), root / f"{folder}={day}" / "part.parquet")
+        items, bad = validate_inventory(protect_metadata(as_table(root, files=True)))
+        assert items[column].to_pylist() == ["2026-12-02"] and len(bad) == 1, folder
+        assert "but for its partition folder" in bad["reason"][0].as_py()
+        assert bad["file"].to_pylist() == [f"{folder}=2026-12-01/part.parquet"]
+
+
+def test_a_standing_index_sees_files_moved_out_of_partition_folders(tmp_path, hashing_signal):
+    """Which copy of an ad is kept depends on its partition folders, so the same cells from
+    flat files are another inventory, not "unchanged" (a reviewer's finding: the no-op kept
+    yesterday's decision and its reason)."""
+    import pyarrow.parquet as pq
+
+    from riskrank.index.standing import inventory_digest
+    from riskrank.index.tables import as_table
+
+    hive, flat = tmp_path / "hive", tmp_path / "flat"
+    for n, day in enumerate(("2026-12-01", "2026-12-02")):
+        (hive / f"day={day}").mkdir(parents=True)
+        flat.mkdir(exist_ok=True)
+        rows = pa.table({"item_id": ["a", f"x{n}"], "text": ["x", f"y{n}"]})
+        pq.write_table(rows, hive / f"day={day}" / "part.parquet")
+        pq.write_table(rows.append_column("day", pa.array([day] * 2)), flat / f"part-{n}.parquet")
+    digest = [
+        inventory_digest(as_table(d, files=True), [hashing_signal], None) for d in (hive, flat)
+    ]
+    assert digest[0] != digest[1]
+    renamed = tmp_path / "renamed"
+    for day in ("2026-12-01", "2026-12-02"):
+        (renamed / f"day={day}").mkdir(parents=True)
+        (hive / f"day={day}" / "part.parquet").rename(renamed / f"day={day}" / "ads.parquet")
+    again = inventory_digest(as_table(renamed, files=True), [hashing_signal], None)
+    assert again == digest[0]  # file names alone change nothing
 
 
 def test_the_file_record_stays_with_the_inventory_read(tmp_path, history, seeds, hashing_signal):

@@ -356,6 +356,20 @@ def test_hive_day_folders_read_alike_on_both_engines(cluster, data, model, tmp_p
     days_of = dict(zip(local.queue["item_id"].to_pylist(), local.queue["day"].to_pylist()))
     overlap = inv["item_id"].to_pylist()[20:30]
     assert {days_of[i] for i in overlap if i in days_of} == {"2026-12-02"}
+    # Partition folders count below the folder given, on both engines: Ray's reader made a
+    # column of every key=value folder of a file's absolute path, so listed day folders and an
+    # inventory folder named run=7 gave columns the single machine lacked (a reviewer's finding).
+    listed = [days / "day=2026-12-01", days / "day=2026-12-02"]
+    local = sweep(listed, data["seeds"], model, out_dir=tmp_path / "l1", **kw)
+    on_ray = sweep(listed, data["seeds"], model, engine=on_cluster(), out_dir=tmp_path / "l2", **kw)
+    assert on_ray.quarantine.to_pylist() == local.quarantine.to_pylist()
+    assert_same_queue(on_ray.queue, local.queue)
+    assert "day" not in local.queue.column_names and local.report["items_quarantined"] == 10
+    (tmp_path / "run=7").mkdir()
+    pq.write_table(inv.slice(0, 5), tmp_path / "run=7" / "part.parquet")
+    with ordered_data_context(show_progress=False):
+        rows = list(_read(tmp_path / "run=7")[0].iter_rows())
+    assert [sorted(r) for r in rows] == [sorted(inv.column_names)] * 5
     clash = tmp_path / "clash" / "day=2026-12-01"
     clash.mkdir(parents=True)
     pq.write_table(inv.append_column("day", pa.array(["own"] * 40)), clash / "part.parquet")
