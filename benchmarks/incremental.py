@@ -636,7 +636,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     suffix = f"_smoke{args.sample}" if args.sample else ""
     suffix += "" if args.text_backend == "torch" else f"_{args.text_backend}"
-    suffix += "" if args.items == 21_000 else f"_{args.items // 1000}k"  # beside the default's
+    if args.items != 21_000:  # beside the default's
+        suffix += f"_{args.items // 1000}k" if args.items % 1000 == 0 else f"_{args.items}"
     (RESULTS / f"incremental{suffix}.json").write_text(json.dumps(res, indent=2))
     text = markdown(res, args, load_before, load_after, seconds)
     (RESULTS / f"incremental{suffix}.md").write_text(text)

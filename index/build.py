@@ -73,8 +73,11 @@ INDEX_FILES = frozenset(
 )
 
 
-def prepare_directory(path: str | Path, overwrite: bool, names: Sequence[str] = ()) -> Path:
-    """Refuse a finished index unless ``overwrite``; clear all but the resumable ``_work/``.
+def prepare_directory(
+    path: str | Path, overwrite: bool, names: Sequence[str] = (), *, check_only: bool = False
+) -> Path:
+    """Refuse a finished index unless ``overwrite``; clear all but the resumable ``_work/``
+    (``check_only``: refuse, touch nothing).
 
     Only an index's own files are ever removed: a directory holding anything else (a
     user's ``--out .``, a sweep's outputs, photos) is refused before anything is touched,
@@ -99,6 +102,8 @@ def prepare_directory(path: str | Path, overwrite: bool, names: Sequence[str] = 
                 f"{path} holds files that are not a riskrank index ({listed}); building an "
                 "index there would delete them: choose a new or empty directory"
             )
+    if check_only:
+        return path
     path.mkdir(parents=True, exist_ok=True)
     for child in path.iterdir():
         if child.name != WORK:
@@ -281,6 +286,7 @@ def build_index(
     signals = check_signals(signals)
     parse_bytes(max_memory)  # a typo is refused now, not after the embedding
     names = [s.name for s in signals]
+    prepare_directory(path, overwrite, names, check_only=True)  # cheap refusals first
     specs = check_signals_load(signals)
     path = prepare_directory(path, overwrite, names)
     t0 = time.time()

@@ -24,7 +24,7 @@ from riskrank.rank.phrases import SPAN_TYPE, Span, flagged_phrases, lexical_span
 from riskrank.rank.queue import QUEUE_FRONT
 from riskrank.rank.sweep_cache import SpanCache, model_identity
 from riskrank.recall.lexical import FEATURE as LEXICAL_FEATURE
-from riskrank.recall.lexical import lexical_features
+from riskrank.recall.lexical import READ_CHARS, lexical_features
 from riskrank.recall.seeds import SeedSet
 
 EXCERPT_CHARS = 200
@@ -67,7 +67,7 @@ class RowEvidence:
 def _excerpt(text: str | None, n: int = EXCERPT_CHARS) -> str | None:
     if not text:
         return None
-    text = " ".join(text.split())
+    text = " ".join(text[:READ_CHARS].split())  # (a seed or review of megabytes: its start)
     return text if len(text) <= n else text[: n - 1].rstrip() + "\u2026"
 
 

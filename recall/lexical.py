@@ -146,7 +146,9 @@ class LexicalProbe:
         score = np.full(n, np.nan, np.float32)
         if policy in self.coefs and n:
             coef, intercept = self.coefs[policy]
-            todo = np.array([bool(t and t.strip()) for t in texts])
+            # What the probe reads decides "no text": a text whose first READ_CHARS are blank
+            # scored the intercept (a reviewer's note).
+            todo = np.array([bool(probe_text(t).strip()) for t in texts])
             if self.memo:
                 for i in np.flatnonzero(todo):
                     hit = self.memo.get(score_key(policy, texts[i]))

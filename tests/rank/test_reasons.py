@@ -19,7 +19,7 @@ from riskrank.rank.phrases import (
     word_contributions,
 )
 from riskrank.rank.reasons import EXPLANATION_SCHEMA
-from riskrank.recall.lexical import LexicalProbe, lexical_features
+from riskrank.recall.lexical import FEATURE, LexicalProbe, lexical_features
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +148,9 @@ def test_a_text_of_megabytes_is_read_to_the_probes_limit(probe):
     assert spans and all(s.end <= READ_CHARS and text[s.start : s.end] == s.phrase for s in spans)
     assert shared_spans(text, "claim your prize now, wire the fee") == []
     assert [s.phrase for s in shared_spans(text, "loan approval")] == ["loan approval"]
+    # A text blank in what the probe reads has no score, as an empty one (a reviewer's note).
+    blank = " " * READ_CHARS + "claim your prize now"
+    assert np.isnan(probe.evidence("scam", ["b"], [blank], exclude_self=False)[FEATURE][0])
 
 
 def test_flagged_phrases_merge_what_reads_as_one_mark():
