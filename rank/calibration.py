@@ -158,6 +158,14 @@ def shift_prior(
     return _logit(prior) - _logit(train_prior), prior
 
 
+def absent_prior(cal: ScoreCalibrator, n: int) -> tuple[float, float]:
+    """(log-odds shift, base rate) of a policy taken as absent from a sweep of ``n``
+    candidates: the rate of one violation among them, ``1 / (n + 1)``."""
+    train_prior = float(np.clip(cal.base_rate, 1e-4, 1 - 1e-4))
+    rate = float(np.clip(1.0 / (n + 1), 1e-4, 1 - 1e-4))
+    return _logit(rate) - _logit(train_prior), rate
+
+
 @dataclass(frozen=True)
 class ActionThreshold:
     """Where automatic action starts for one policy, and what held-out history said about it.

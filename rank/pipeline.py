@@ -65,7 +65,7 @@ from riskrank.rank.model import (
     with_image_base_dir,
 )
 from riskrank.rank.queue import build_queue
-from riskrank.rank.ranker import RiskRanker, ScoredCandidates
+from riskrank.rank.ranker import RiskRanker, ScoredCandidates, seed_matched
 from riskrank.rank.reasons import explain_queue
 from riskrank.rank.review import keep_pictures, lineage_info, lineage_tables, with_provenance
 from riskrank.rank.reviewed import mark_reviewed, reviewed_counts, reviewed_table
@@ -614,6 +614,7 @@ def finish_sweep(
     n_deleted = int(manifest["items"].get("deleted", 0))
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     decisions = decision_report(cands, scored)
+    decisions["warnings"] += absent_policy_warnings(cands, decisions["cold_start_policies"])
     if model is not None:  # seeds naming `Spam` where the reviews say `spam`
         reviewed = model.info.get("policies_with_history") or []
         decisions["warnings"] += policy_name_slips(decisions["cold_start_policies"], reviewed)
@@ -745,6 +746,28 @@ def queued_rows(queue: pa.Table, cands: pa.Table, values: np.ndarray | None):
     wanted = zip(queue.column(ITEM_ID).to_pylist(), queue.column("policy").to_pylist())
     rows = [row_of.get(key) for key in wanted]
     return None if None in rows else values[rows]
+
+
+def absent_policy_warnings(cands: pa.Table, cold: list[str]) -> list[str]:
+    """Each cold policy none of whose candidates is close to any of its seeds: calibrated as
+    absent from the inventory (``RiskRanker.calibrate``), and said so."""
+    if not cold or not cands.num_rows:
+        return []
+    matched = seed_matched(cands)
+    if matched is None:
+        return []
+    pols = np.asarray(cands.column("policy").to_pylist(), dtype=object)
+    out = []
+    for p in cold:
+        rows = pols == p
+        if rows.any() and not matched[rows].any():
+            out.append(
+                f"policy {p!r}: none of its {int(rows.sum()):,} candidates is close to any of its "
+                "seeds (each signal's weak threshold), so it is taken as absent from this "
+                f"inventory: base rate 1/{int(rows.sum()) + 1:,}, its items rank below what other "
+                "policies find; its order is still the seeds' nearest first"
+            )
+    return out
 
 
 def policy_name_slips(cold: list[str], reviewed: list[str]) -> list[str]:

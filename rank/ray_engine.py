@@ -42,7 +42,7 @@ from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import SignalBatch
 from riskrank.index.store import InventoryIndex
 from riskrank.rank.model import RiskModel
-from riskrank.rank.ranker import RiskRanker, ScoredCandidates
+from riskrank.rank.ranker import RiskRanker, ScoredCandidates, seed_matched
 from riskrank.recall.candidates import KEY_COLUMNS
 from riskrank.recall.neighbours import NeighbourMemo
 from riskrank.recall.recaller import recall
@@ -157,7 +157,10 @@ def _rank(ranker: RiskRanker, cands: pa.Table, chunk: int, max_retries: int) -> 
     # on all of its rows, as the local engine does.
     scored = ScoredCandidates.concat(ray.get(parts))
     return ranker.calibrate_scored(
-        scored, cands.column("policy").to_pylist(), covered=ranker.covered(cands)
+        scored,
+        cands.column("policy").to_pylist(),
+        covered=ranker.covered(cands),
+        matched=seed_matched(cands),
     )
 
 

@@ -97,6 +97,45 @@ def test_model_roundtrip_and_cold_policy(tmp_path, inventory_items, seeds, train
     assert sum("replica" in t.lower() for t in top) >= 3
 
 
+def test_a_cold_policy_whose_seeds_are_close_to_nothing_is_taken_as_absent(
+    inventory_items, seeds, hashing_model
+):
+    """A new policy swept where nothing resembles its seeds (insults over e-mails) was put at
+    P 0.976 beside "No seed is close" by its relative evidence and took a queue's top 100
+    from real spam (an outsider's report): its base rate is one violation among its rows now,
+    its order within itself unchanged, and the warm policy's rows keep the top."""
+    far = pa.table(
+        {
+            "seed_id": ["z1", "z2"],
+            "policy": ["insult", "insult"],
+            "text": ["zebra quantum violin orchard glacier", "tundra nebula harp marmalade"],
+        }
+    )
+    both = pa.concat_tables([seeds.select(["seed_id", "policy", "text"]), far])
+    inv = inventory_items.drop(["label"])
+    # The hashing stand-in finds every text alike (cosine > 0.5): "close" is made stricter.
+    signal = hashing_model.signals[0]
+    signal.match_thresholds = (0.999, 0.9995)
+    try:
+        res = sweep(inv, both, hashing_model, k=None, show_progress=False)
+        alone = sweep(inv, far, hashing_model, k=None, show_progress=False).queue
+    finally:
+        del signal.match_thresholds
+    cands = res.candidates.filter(pa.compute.equal(res.candidates["policy"], "insult"))
+    n = cands.num_rows
+    assert n > 50 and not (pa.compute.max(cands["text_n_seeds_lo"]).as_py() or 0)
+    assert res.report["decisions"]["insult"]["estimated_base_rate"] == round(1 / (n + 1), 4)
+    assert any(
+        f"'insult': none of its {n:,} candidates is close" in w for w in res.report["warnings"]
+    )
+    q = res.queue.to_pandas()
+    assert (q.policy == "scam").iloc[:20].all()  # the policy that finds something leads
+    assert (q.loc[q.policy == "insult", "risk_probability"] < 0.5).all()
+    # Its own order is the raw scores' (a monotone shift of the base rate only).
+    raw = alone["risk_score"].to_numpy()
+    assert (np.diff(raw) <= 0).all() and alone["risk_probability"].to_numpy().max() < 0.5
+
+
 def test_killed_sweep_resumes_to_the_same_queue(
     tmp_path, inventory_items, seeds, trained_model, monkeypatch
 ):
