@@ -139,8 +139,15 @@ class SourceFiles:
     def __init__(self, runs: list[list]) -> None:
         self.names = [run[0] for run in runs]
         self.starts = np.cumsum([0] + [int(run[1]) for run in runs])
-        # Per file, the columns its hive partition folders made (as the reader decoded them).
-        self.keys = [frozenset(run[2]) if len(run) > 2 else frozenset() for run in runs]
+        # Per file, the columns its hive partition folders made (as the reader decoded them),
+        # and their values in folder order, as what the newest of two exports is judged by.
+        parts = [run[2] if len(run) > 2 else [] for run in runs]
+        self.keys = [frozenset(k for k, _ in p) for p in parts]
+        # (Nulls first, numbers before text: listed folders are typed each on its own.)
+        self.order = [
+            tuple((v is not None, isinstance(v, str), 0 if v is None else v) for _, v in p)
+            for p in parts
+        ]
 
     @classmethod
     def of(cls, table: pa.Table) -> SourceFiles:
@@ -158,7 +165,15 @@ class SourceFiles:
         the directory read, decoded (``export%20day=`` -> ``export day``)."""
         if not self.names or not 0 <= row < self.starts[-1]:
             return frozenset()
-        return self.keys[int(np.searchsorted(self.starts, row, side="right")) - 1]
+        return self.keys[self._run(row)]
+
+    def partition_order(self, row: int) -> tuple:
+        """``row``'s partition values in folder order, typed as pyarrow reads them (``month=10``
+        after ``month=9``; a null folder, Hive's default partition, first)."""
+        return self.order[self._run(row)]
+
+    def _run(self, row: int) -> int:
+        return int(np.searchsorted(self.starts, row, side="right")) - 1
 
     def label(self, row: int) -> str:
         """``row`` as a reason names it: the input's row number, and where a file is known,
@@ -298,13 +313,15 @@ def repeated_row_keys(
 ) -> tuple[dict[int, tuple], dict[int, tuple]]:
     """For rows whose id repeats (``cells``: each one's columns but ``item_id``), what
     ``duplicate_reasons`` compares them by: every cell, and for a row of a hive partition
-    folder, its cells but the partition columns."""
-    contents, unpartitioned = {}, {}
+    folder, its cells but the partition columns, with its folders' values (which export is
+    newer)."""
+    contents, exports = {}, {}
     for r, row in zip(repeated, cells):
         contents[r] = row_key(row)
         if parts := files.partition_columns(r):
-            unpartitioned[r] = row_key({k: v for k, v in row.items() if k not in parts})
-    return contents, unpartitioned
+            bare = row_key({k: v for k, v in row.items() if k not in parts})
+            exports[r] = (bare, files.partition_order(r))
+    return contents, exports
 
 
 def duplicate_reasons(
@@ -312,7 +329,7 @@ def duplicate_reasons(
     contents: Mapping[int, Hashable],
     refused: Mapping[int, str],
     label: Callable[[int], str] = lambda row: f"row {row}",
-    unpartitioned: Mapping[int, Hashable] | None = None,
+    exports: Mapping[int, tuple[Hashable, tuple]] | None = None,
 ) -> dict[int, str]:
     """Rows to quarantine for sharing an id, whatever the rows' order: among rows not refused
     for another reason, an id whose rows are the same (``contents``: a key per row, for rows
@@ -322,12 +339,14 @@ def duplicate_reasons(
     not UTF-8) counts in that comparison and keeps its own reason. ``label`` names a row in a reason
     (``SourceFiles.label``: with its file and the file's row where the input had files).
 
-    Rows that differ only in their hive partition columns (``unpartitioned``: each row's key
-    without them, ``repeated_row_keys``) are one ad exported on two days
-    (``day=2026-12-01/``, ``day=2026-12-02/``): its last row is kept, the one of the folder
-    that sorts last (a directory's files are read in sorted order; a list, in its order: here
-    alone the order decides), the others are its duplicates. Every such ad was dropped, since
-    the folder's value made its rows differ (an outsider's report).
+    Rows of one id in different hive partition folders (``exports``: per row, its key without
+    the partition columns and its folders' values, ``repeated_row_keys``) are one ad exported
+    on several days (``day=2026-12-01/``, ``day=2026-12-02/``): the row of the newest folder
+    is kept (by the folders' values as pyarrow types them, outermost first: ``month=10``
+    after ``month=9``), the others are older exports of it, edited since or not. Every such ad
+    was dropped, since the folder's value made its rows differ, and an ad edited between two
+    exports was never swept again (two outsiders' reports). Rows of one id in one folder that
+    differ still keep none.
 
     >>> duplicate_reasons(["a", "a", "b", "b"], dict(enumerate("xxyz")), {})[1]
     "duplicate item_id 'a' (the same as row 0)"
@@ -347,12 +366,20 @@ def duplicate_reasons(
             for r in rows[1:]:
                 out[r] = f"duplicate item_id '{item_id}' (the same as {label(rows[0])})"
             continue
-        if unpartitioned is not None and all(r in unpartitioned for r in rows):
-            if len({unpartitioned[r] for r in rows}) == 1:
-                for r in rows[:-1]:
+        if exports is not None and all(r in exports for r in rows):
+            order = [exports[r][1] for r in rows]
+            if len(set(order)) == len(rows):  # each row from another folder
+                newest = rows[max(range(len(rows)), key=order.__getitem__)]
+                for r in rows:
+                    if r == newest:
+                        continue
+                    same = exports[r][0] == exports[newest][0]
                     out[r] = (
-                        f"duplicate item_id '{item_id}' (the same as {label(rows[-1])} but "
-                        "for its partition folder; the last folder's row is kept)"
+                        f"duplicate item_id '{item_id}' (the same as {label(newest)} but for "
+                        "its partition folder; the newest folder's row is kept)"
+                        if same
+                        else f"item_id '{item_id}' is also in {label(newest)}, a newer "
+                        "partition folder whose row is kept (an older export of it)"
                     )
                 continue
         listed = ", ".join(map(label, rows[:10])) + (", ..." if len(rows) > 10 else "")
@@ -431,8 +458,8 @@ def validate_inventory(
         repeated = [r for r, i in enumerate(id_list) if i and counts[i] > 1]
         if repeated:  # only these rows' cells are read
             rows_of = table.drop([ITEM_ID]).take(pa.array(repeated)).to_pylist()
-            contents, unpartitioned = repeated_row_keys(repeated, rows_of, files)
-            bad.update(duplicate_reasons(id_list, contents, dict(bad), files.label, unpartitioned))
+            contents, exports = repeated_row_keys(repeated, rows_of, files)
+            bad.update(duplicate_reasons(id_list, contents, dict(bad), files.label, exports))
     keep = pa.array([i not in bad for i in range(table.num_rows)], pa.bool_())
     rows = [
         {ITEM_ID: id_list[i], "row": i, "stage": "validate", "reason": reason, **files.where(i)}

@@ -306,7 +306,8 @@ def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) 
     # days is kept (schema.duplicate_reasons): the same cells from flat files are not the same
     # inventory (a reviewer's finding). Only the folders' columns count, not the file names.
     runs = file_runs(inventory)
-    layout = [[sorted(run[2]), run[1]] for run in runs] if any(run[2:] for run in runs) else []
+    layout = [[sorted(k for k, _ in (run[2] if len(run) > 2 else [])), run[1]] for run in runs]
+    layout = layout if any(run[2:] for run in runs) else []
     layout_digest = ids_digest([json.dumps(part) for part in layout]) if layout else ""
     return f"{build_digest(inventory, signals)}-{ids_digest(effective)}-{bool(effective)}" + (
         f"-{layout_digest}" if layout_digest else ""

@@ -164,7 +164,7 @@ def _read_parquet(data: str | Path, what: str) -> pa.Table:
                 ds.dataset(source, format="parquet", partitioning="hive").get_fragments()
             )
             _check_partition_columns(fragments, source, what)
-            keys = [list(ds.get_partition_keys(f.partition_expression)) for f in fragments]
+            keys = [partition_pairs(f) for f in fragments]
             if len(fragments) > 1:
                 tables = [_with_partition_keys(f) for f in fragments]
                 joined = _concat_files(tables, [f.path for f in fragments], what)
@@ -190,12 +190,22 @@ def relative_to(path: str, directory: Path) -> str:
         return str(path)
 
 
+def partition_pairs(fragment) -> list[list]:
+    """``[[column, value], ...]`` of a file's hive partition folders, outermost first, as
+    pyarrow decodes and types them (``export%20day=`` -> ``export day``, ``month=10`` -> 10)."""
+    import pyarrow.dataset as ds
+
+    pairs = ds.get_partition_keys(fragment.partition_expression).items()
+    plain = (int, float, str, bool, type(None))
+    return [[k, v if isinstance(v, plain) else str(v)] for k, v in pairs]
+
+
 def with_files(
-    table: pa.Table, names: list[str], tables: list[pa.Table], keys: list[list[str]] | None = None
+    table: pa.Table, names: list[str], tables: list[pa.Table], keys: list[list] | None = None
 ) -> pa.Table:
     """``table`` (``tables`` joined, in order) with ``FILES_KEY``: which file each run of its
-    rows came from, and where a file lies in hive partition folders, the columns they made
-    (``keys``: as pyarrow decoded them, ``export%20day=`` -> ``export day``)."""
+    rows came from, and where a file lies in hive partition folders, the columns and values
+    they made (``keys``: ``partition_pairs``)."""
     keys = keys or [[] for _ in names]
     return _with_runs(
         table,
@@ -230,7 +240,7 @@ def renamed_runs(table: pa.Table, renamed: dict[str, str]) -> pa.Table:
         return table
     for run in runs:
         if len(run) > 2:
-            run[2] = [renamed.get(k, k) for k in run[2]]
+            run[2] = [[renamed.get(k, k), v] for k, v in run[2]]
     return _with_runs(table, runs)
 
 

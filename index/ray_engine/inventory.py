@@ -30,7 +30,7 @@ from riskrank.index.schema import (
     repeated_row_keys,
     validate_inventory,
 )
-from riskrank.index.tables import as_table, check_hive_folders, relative_to
+from riskrank.index.tables import as_table, check_hive_folders, partition_pairs, relative_to
 
 _ID, _REASON, _KEY = "__rr_item_id", "__rr_reason", "__rr_key"
 # The row's text and image bytes as they are (a digest; the projection keeps every other
@@ -120,7 +120,7 @@ def _read(inventory):
     if named:
         try:
             runs = [
-                [name, pq.read_metadata(f).num_rows, *([sorted(k)] if k else [])]
+                [name, pq.read_metadata(f).num_rows, *([k] if k else [])]
                 for files, names, keys, _ in parts
                 for f, name, k in zip(files, names, keys)
             ]
@@ -156,7 +156,7 @@ def _hive_files(source) -> tuple[list[str], list[list[str]], object]:
 
     found = pads.dataset(source, format="parquet", partitioning="hive")
     fragments = list(found.get_fragments())
-    keys = [list(pads.get_partition_keys(f.partition_expression)) for f in fragments]
+    keys = [partition_pairs(f) for f in fragments]
     return [f.path for f in fragments], keys, found.filesystem
 
 
@@ -196,7 +196,7 @@ def _scan(
     counts = Counter(i for i in ids if i)
     files = files or SourceFiles([])
     contents: dict[int, tuple] = {}  # what rows of a repeated id are compared by
-    unpartitioned: dict[int, tuple] = {}  # and without their hive partition columns
+    exports: dict[int, tuple] = {}  # and without their hive partition columns, and folders
     start = 0
     for block in blocks:
         local = [r for r, i in enumerate(ids[start : start + block.num_rows]) if counts[i] > 1]
@@ -208,9 +208,9 @@ def _scan(
                 [start + r for r in local], shown.take(pa.array(local)).to_pylist(), files
             )
             contents.update(full)
-            unpartitioned.update(bare)
+            exports.update(bare)
         start += block.num_rows
-    why.update(duplicate_reasons(ids, contents, why, files.label, unpartitioned))
+    why.update(duplicate_reasons(ids, contents, why, files.label, exports))
     quarantined = [
         {ITEM_ID: ids[row], "row": row, "stage": "validate", "reason": reason, **files.where(row)}
         for row, reason in sorted(why.items())

@@ -192,8 +192,8 @@ def test_a_quarantined_row_names_its_file(tmp_path):
 
 def test_an_ad_exported_on_two_days_is_kept_once(tmp_path):
     """Hive folders by day: an ad live on both days is in both. The folder's value made its
-    rows differ and both were quarantined: the ad was never swept (an outsider's report).
-    Its last folder's row is kept now; rows that differ in anything else still keep none."""
+    rows differ and both were quarantined: the ad was never swept, and one edited between
+    two exports never again (two outsiders' reports). The newest folder's row is kept."""
     import pyarrow.parquet as pq
 
     d = tmp_path / "ads"
@@ -208,23 +208,39 @@ def test_an_ad_exported_on_two_days_is_kept_once(tmp_path):
         cols["price"] = [price[i] for i in cols["item_id"]]
         pq.write_table(pa.table(cols), d / day / "part.parquet")
     items, bad = validate_inventory(d)
-    assert sorted(zip(items["item_id"].to_pylist(), items["day"].to_pylist())) == [
-        ("a", "2026-12-01"), ("b", "2026-12-03"), ("c", "2026-12-02")
+    kept = sorted(zip(items["item_id"].to_pylist(), items["day"].to_pylist()))
+    assert kept == [
+        ("a", "2026-12-01"), ("b", "2026-12-03"), ("c", "2026-12-02"), ("e", "2026-12-02"),
+        ("m", "2026-12-03"),
     ]  # fmt: skip
+    assert items["text"].to_pylist()[items["item_id"].to_pylist().index("e")] == "edited"
     reasons = {(r["item_id"], r["file"]): r["reason"] for r in bad.to_pylist()}
     assert reasons[("b", "day=2026-12-01/part.parquet")] == (
         "duplicate item_id 'b' (the same as row 8 ('day=2026-12-03/part.parquet' row 0) but for "
-        "its partition folder; the last folder's row is kept)"
+        "its partition folder; the newest folder's row is kept)"
     )
-    assert ("b", "day=2026-12-02/part.parquet") in reasons
-    # "e" was edited between the days, "m" changed its price: which row is live is unknown.
-    for item_id in ("e", "m"):
-        assert all(
-            why.startswith(f"item_id '{item_id}' differs between")
-            for (i, _), why in reasons.items()
-            if i == item_id
-        )
-    assert len(bad) == 2 + 2 + 3 and items.num_rows + len(bad) == 10
+    assert reasons[("e", "day=2026-12-01/part.parquet")] == (
+        "item_id 'e' is also in row 6 ('day=2026-12-02/part.parquet' row 2), a newer partition "
+        "folder whose row is kept (an older export of it)"
+    )
+    assert reasons[("m", "day=2026-12-01/part.parquet")].startswith("item_id 'm' is also in")
+    assert len(bad) == 5 and items.num_rows + len(bad) == 10
+    # Newest by the folders' values as pyarrow types them: month=10 after month=9, and Hive's
+    # null folder before any (a text sort kept the older row: an outsider's report).
+    spark = tmp_path / "spark"
+    for folder in ("month=9", "month=10", "month=__HIVE_DEFAULT_PARTITION__"):
+        (spark / folder).mkdir(parents=True)
+        pq.write_table(pa.table({"item_id": ["x"], "text": ["same"]}), spark / folder / "p.parquet")
+    items, bad = validate_inventory(spark)
+    assert items["month"].to_pylist() == [10] and len(bad) == 2
+    # Rows of one id in one folder that differ still keep none.
+    (d / "day=2026-12-04").mkdir()
+    pq.write_table(pa.table({"item_id": ["z", "z"], "text": ["one", "two"]}),
+                   d / "day=2026-12-04" / "part.parquet")  # fmt: skip
+    items, bad = validate_inventory(d)
+    assert "z" not in items["item_id"].to_pylist()
+    assert [r["reason"].startswith("item_id 'z' differs") for r in bad.to_pylist()
+            if r["item_id"] == "z"] == [True, True]  # fmt: skip
     # (a reviewer's findings) A sweep renames metadata named like its own columns (`model`,
     # or a folder `sweep_id=`): the rename dropped which file each row came from, and the ad
     # was dropped again. An escaped folder name (`export%20day=`) is the column pyarrow
