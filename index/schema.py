@@ -87,6 +87,10 @@ _INVISIBLE = frozenset("\u115f\u1160\u180e\u200b\u200c\u200d\u2060\u2800\u3164\u
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 
+# Control characters in an id (NUL, escapes, DEL; an outsider's report: "x5\x00" was queued).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def is_blank(text: object) -> bool:
     """True for None, and for text with nothing visible (whitespace, zero-width, fillers).
 
@@ -437,6 +441,8 @@ def validate_inventory(
     for i, item_id in enumerate(id_list):
         if is_blank(item_id):  # " " or a zero-width space names nothing a reviewer can find
             bad.setdefault(i, "item_id is null, empty or blank")
+        elif _CONTROL.search(item_id):  # a NUL cuts the id short in C tools, CSV and HTML
+            bad.setdefault(i, f"item_id {item_id!r} holds a control character")
 
     columns = {c: table.column(c).to_pylist() for c in present if c != TEXT}
     if text is not None:

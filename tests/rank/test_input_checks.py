@@ -82,9 +82,11 @@ def test_a_blank_id_or_policy_is_refused_like_an_empty_one():
     from riskrank.recall.history import validate_history
 
     ids = ["a", " ", "", "\t ", "\u200b"]  # a zero-width space is as blank (a reviewer's note)
-    items, bad = validate_inventory({"item_id": ids, "text": ["x"] * 5})
+    items, bad = validate_inventory({"item_id": [*ids, "x\x00"], "text": ["x"] * 6})
     assert items["item_id"].to_pylist() == ["a"]
-    assert set(bad["reason"].to_pylist()) == {"item_id is null, empty or blank"}
+    assert bad["reason"].to_pylist() == ["item_id is null, empty or blank"] * 4 + [
+        "item_id 'x\\x00' holds a control character"
+    ]
     history = {"item_id": ["a", "  ", "b", "\u200b"], "policy": ["p", "p", " ", "p"]}
     history.update(verdict=[2, 0, 0, 2], text=["x", "y", "z", "w"])
     rows, bad = validate_history(history)
