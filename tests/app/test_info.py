@@ -161,3 +161,26 @@ def test_a_deletion_list_is_counted_as_read_and_deleted(
     assert f"{n - 2} indexed, 0 quarantined, 2 deleted (deletion list), of {n} read" in (
         capsys.readouterr().out
     )
+
+
+def test_a_reader_gone_ends_the_command_quietly(tmp_path):
+    """`riskrank info ... | head` printed a BrokenPipeError traceback (an outsider's report):
+    the command's stdout here is a pipe whose reader is already gone, so any write fails."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "report.json").write_text('{"items_in": 5}')  # a sweep's report, alone
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "riskrank.rank.app.cli", "info", str(tmp_path)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 141, done.stderr.decode()
+    assert b"Traceback" not in done.stderr and b"BrokenPipe" not in done.stderr
