@@ -19,6 +19,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import pyarrow as pa
 
 from riskrank.index.engine import ENGINES, Engine, LocalEngine
@@ -47,7 +48,9 @@ class SweepEngine(Engine, Protocol):
         neighbours: NeighbourMemo | None = None,
     ) -> pa.Table: ...
 
-    def score(self, ranker: RiskRanker, candidates: pa.Table) -> ScoredCandidates: ...
+    def score(
+        self, ranker: RiskRanker, candidates: pa.Table, *, matched: np.ndarray | None = None
+    ) -> ScoredCandidates: ...
 
     def report(self) -> dict: ...
 
@@ -79,8 +82,10 @@ class LocalSweepEngine(LocalEngine):
             neighbours=neighbours,
         )
 
-    def score(self, ranker: RiskRanker, candidates: pa.Table) -> ScoredCandidates:
-        return ranker.score(candidates)
+    def score(
+        self, ranker: RiskRanker, candidates: pa.Table, *, matched: np.ndarray | None = None
+    ) -> ScoredCandidates:
+        return ranker.score(candidates, matched=matched)
 
     def report(self) -> dict:
         return {}

@@ -404,7 +404,9 @@ def sweep(
             # A day without images (or without text): the missing signal's evidence is null.
             cands = with_every_signal(cands, model.signals, lexical=model.lexical is not None)
             t_recall = time.time() - t0 - t_index
-            scored = engine.score(model.ranker, cands)
+            # A policy in words is not judged absent by how close its items are (seed_matched).
+            matched = seed_matched(cands, seeds.described_policies())
+            scored = engine.score(model.ranker, cands, matched=matched)
             extra = {
                 "engine": engine.name,
                 **engine.report(),
@@ -614,7 +616,8 @@ def finish_sweep(
     n_deleted = int(manifest["items"].get("deleted", 0))
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     decisions = decision_report(cands, scored)
-    decisions["warnings"] += absent_policy_warnings(cands, decisions["cold_start_policies"])
+    cold = decisions["cold_start_policies"]
+    decisions["warnings"] += absent_policy_warnings(cands, cold, seeds.described_policies())
     if model is not None:  # seeds naming `Spam` where the reviews say `spam`
         reviewed = model.info.get("policies_with_history") or []
         decisions["warnings"] += policy_name_slips(decisions["cold_start_policies"], reviewed)
@@ -748,12 +751,13 @@ def queued_rows(queue: pa.Table, cands: pa.Table, values: np.ndarray | None):
     return None if None in rows else values[rows]
 
 
-def absent_policy_warnings(cands: pa.Table, cold: list[str]) -> list[str]:
-    """Each cold policy none of whose candidates is close to any of its seeds: calibrated as
-    absent from the inventory (``RiskRanker.calibrate``), and said so."""
+def absent_policy_warnings(cands: pa.Table, cold: list[str], described: list[str]) -> list[str]:
+    """Each cold policy none of whose candidates is close to any of its seeds (``described``:
+    policies with a description seed, never taken as absent): calibrated as absent from the
+    inventory (``RiskRanker.calibrate``), and said so."""
     if not cold or not cands.num_rows:
         return []
-    matched = seed_matched(cands)
+    matched = seed_matched(cands, described)
     if matched is None:
         return []
     pols = np.asarray(cands.column("policy").to_pylist(), dtype=object)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,15 +159,20 @@ class ScoredCandidates:
         )
 
 
-def seed_matched(candidates: pa.Table) -> np.ndarray | None:
+def seed_matched(candidates: pa.Table, described: Collection[str] = ()) -> np.ndarray | None:
     """Per row: whether some seed of its policy is close to it at a signal's weak threshold
     (any ``<signal>_n_seeds_lo`` above 0; recall/recaller.py), what a reason calls a match;
-    None where a table has no such column (not known)."""
+    None where a table has no such column (not known). Rows of the ``described`` policies
+    (those with a ``description`` seed) count as matched: a policy in words lies farther from
+    its items than an example does (an insult description: cosine 0.455 at most to 600
+    Insults comments, a quarter of them insults), so the weak threshold says nothing there."""
     cols = candidates.column_names
     names = [c for c in cols if c.endswith("_n_seeds_lo") and not is_history_feature(c)]
     if not names:
         return None
     out = np.zeros(candidates.num_rows, bool)
+    if described:
+        out |= np.isin(np.asarray(candidates.column("policy").to_pylist(), object), list(described))
     for name in names:
         values = candidates.column(name).to_numpy(zero_copy_only=False)
         out |= np.nan_to_num(np.asarray(values, float), nan=0.0) > 0
@@ -487,6 +493,7 @@ class RiskRanker:
         variant: np.ndarray | None = None,
         calibrate: bool = True,
         top: int = 3,
+        matched: np.ndarray | None = None,
     ) -> ScoredCandidates:
         """Raw score, reasons, model variant and calibration (probability, how it was
         calibrated, action threshold) of every row: what the queue is built from.
@@ -509,9 +516,8 @@ class RiskRanker:
         if not calibrate:
             return scored
         policies = table.column("policy").to_pylist() if table.num_rows else []
-        return self.calibrate_scored(
-            scored, policies, covered=self.covered(table), matched=seed_matched(table)
-        )
+        matched = seed_matched(table) if matched is None else matched
+        return self.calibrate_scored(scored, policies, covered=self.covered(table), matched=matched)
 
     def covered(self, candidates: pa.Table) -> np.ndarray:
         """Per row: False where the item is unlike every review of its policy

@@ -141,13 +141,15 @@ def _score_chunk(ranker: RiskRanker, cands: pa.Table, variant: np.ndarray) -> Sc
     return ranker.score(cands, variant=variant, calibrate=False)
 
 
-def _rank(ranker: RiskRanker, cands: pa.Table, chunk: int, max_retries: int) -> ScoredCandidates:
+def _rank(
+    ranker: RiskRanker, cands: pa.Table, chunk: int, max_retries: int, matched=None
+) -> ScoredCandidates:
     """Score chunks of candidates in Ray tasks, in candidate order. The full or cold-start
     booster is chosen per policy over all candidates, so each chunk is told its rows'."""
     import ray
 
     if cands.num_rows == 0:
-        return ranker.score(cands)
+        return ranker.score(cands, matched=matched)
     variant = ranker.variants(cands)
     ref = ray.put(ranker)
     task = ray.remote(_score_chunk).options(max_retries=max_retries)
@@ -160,7 +162,7 @@ def _rank(ranker: RiskRanker, cands: pa.Table, chunk: int, max_retries: int) -> 
         scored,
         cands.column("policy").to_pylist(),
         covered=ranker.covered(cands),
-        matched=seed_matched(cands),
+        matched=seed_matched(cands) if matched is None else matched,
     )
 
 
@@ -211,8 +213,10 @@ class RaySweepEngine(RayEngine):
     ) -> pa.Table:
         return _recall(index, model, seeds, k, self.plan_, neighbours)
 
-    def score(self, ranker: RiskRanker, candidates: pa.Table) -> ScoredCandidates:
-        return _rank(ranker, candidates, self.rank_chunk_size, self.max_retries)
+    def score(
+        self, ranker: RiskRanker, candidates: pa.Table, *, matched: np.ndarray | None = None
+    ) -> ScoredCandidates:
+        return _rank(ranker, candidates, self.rank_chunk_size, self.max_retries, matched)
 
     def report(self) -> dict:
         import ray

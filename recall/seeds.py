@@ -170,6 +170,12 @@ class SeedSet:
     def policies(self) -> list[str]:
         return sorted(set(self.table.column("policy").to_pylist()))
 
+    def described_policies(self) -> list[str]:
+        """The policies with a ``description`` seed (a policy in words)."""
+        kinds = self.table.column("kind").to_pylist()
+        pols = self.table.column("policy").to_pylist()
+        return sorted({p for p, k in zip(pols, kinds) if k == "description"})
+
     def for_policy(self, policy: str) -> pa.Table:
         return self.table.filter(pc.equal(self.table["policy"], policy))
 

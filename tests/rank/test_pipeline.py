@@ -119,6 +119,8 @@ def test_a_cold_policy_whose_seeds_are_close_to_nothing_is_taken_as_absent(
     try:
         res = sweep(inv, both, hashing_model, k=None, show_progress=False)
         alone = sweep(inv, far, hashing_model, k=None, show_progress=False).queue
+        words = far.append_column("kind", pa.array(["description", "example"]))
+        described = sweep(inv, words, hashing_model, k=None, show_progress=False)
     finally:
         del signal.match_thresholds
     cands = res.candidates.filter(pa.compute.equal(res.candidates["policy"], "insult"))
@@ -134,6 +136,9 @@ def test_a_cold_policy_whose_seeds_are_close_to_nothing_is_taken_as_absent(
     # Its own order is the raw scores' (a monotone shift of the base rate only).
     raw = alone["risk_score"].to_numpy()
     assert (np.diff(raw) <= 0).all() and alone["risk_probability"].to_numpy().max() < 0.5
+    # A policy in words lies farther from its items than an example: never taken as absent.
+    assert described.report["decisions"]["insult"]["estimated_base_rate"] > 0.05
+    assert not any("taken as absent" in w for w in described.report["warnings"])
 
 
 def test_killed_sweep_resumes_to_the_same_queue(
