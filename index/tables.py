@@ -221,9 +221,9 @@ def _with_runs(table: pa.Table, runs: list) -> pa.Table:
 
 
 def file_runs(table: pa.Table) -> list[list]:
-    """``FILES_KEY``'s ``[[name, rows], ...]`` (``[name, rows, partition columns]`` for a file
-    in hive folders); ``[]`` without one, or where its rows do not add up to the table's (a
-    table derived from the read, not the read itself)."""
+    """``FILES_KEY``'s ``[[name, rows], ...]`` (``[name, rows, [[column, value], ...]]`` for a
+    file in hive folders: ``partition_pairs``); ``[]`` without one, or where its rows do not
+    add up to the table's (a table derived from the read, not the read itself)."""
     import json
 
     raw = (table.schema.metadata or {}).get(FILES_KEY)

@@ -137,8 +137,8 @@ def _read(inventory):
 
 def _listed(p: str | Path, under: str | None = None):
     """One listed path: its files, their names (``under/`` + the name below it; a file
-    named as given), the partition columns of each, and the directory partitions count
-    from (None: a file, read without any)."""
+    named as given), the partition columns and values of each, and the directory partitions
+    count from (None: a file, read without any)."""
     path = Path(p)
     if not path.is_dir():
         return [str(p)], [str(p)], [[]], None
@@ -149,9 +149,9 @@ def _listed(p: str | Path, under: str | None = None):
     return files, [prefix + relative_to(f, root) for f in files], keys, str(root)
 
 
-def _hive_files(source) -> tuple[list[str], list[list[str]], object]:
+def _hive_files(source) -> tuple[list[str], list[list], object]:
     """The Parquet files of a directory or URI in pyarrow's (sorted) order, the hive
-    partition columns of each (as pyarrow decodes them) and the file system."""
+    partition columns and values of each (``tables.partition_pairs``) and the file system."""
     import pyarrow.dataset as pads
 
     found = pads.dataset(source, format="parquet", partitioning="hive")
