@@ -194,7 +194,9 @@ def run_one(n: int, workdir: Path, encoder: str = "stand-in") -> dict:
 
     from riskrank.index.build import build_index
     from riskrank.rank.pipeline import finish_sweep, train
+    from riskrank.rank.ranker import seed_matched
     from riskrank.recall.recaller import recall
+    from riskrank.recall.seeds import SeedSet
 
     faiss.omp_set_num_threads(2)
     sampler = RssSampler()
@@ -217,7 +219,9 @@ def run_one(n: int, workdir: Path, encoder: str = "stand-in") -> dict:
     )
     t["recall"], c["recall"] = time.perf_counter(), time.process_time()
     sampler.enter("rank")
-    scored = model.ranker.score(cands)  # what the local sweep engine does
+    # What the local sweep engine does, with the sweep's seed-match mask (rank/pipeline.py).
+    matched = seed_matched(cands, SeedSet.from_table(seeds).described_policies())
+    scored = model.ranker.score(cands, matched=matched)
     seconds = {"index": t["index"] - t["make inventory"], "recall": t["recall"] - t["index"]}
     result = finish_sweep(
         cands,

@@ -617,7 +617,15 @@ def finish_sweep(
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
     decisions = decision_report(cands, scored)
     cold = decisions["cold_start_policies"]
-    decisions["warnings"] += absent_policy_warnings(cands, cold, seeds.described_policies())
+    absent = absent_policy_warnings(cands, cold, seeds.described_policies(), scored.base_rates)
+    if absent:  # their cold-start warning said the base rate was re-estimated: it was set
+        decisions["warnings"] = [
+            w.replace("base rate re-estimated on this sweep", "base rate set as absent")
+            if any(w.startswith(f"policy {p!r} has no review history") for p in absent)
+            else w
+            for w in decisions["warnings"]
+        ]
+    decisions["warnings"] += list(absent.values())
     if model is not None:  # seeds naming `Spam` where the reviews say `spam`
         reviewed = model.info.get("policies_with_history") or []
         decisions["warnings"] += policy_name_slips(decisions["cold_start_policies"], reviewed)
@@ -751,25 +759,28 @@ def queued_rows(queue: pa.Table, cands: pa.Table, values: np.ndarray | None):
     return None if None in rows else values[rows]
 
 
-def absent_policy_warnings(cands: pa.Table, cold: list[str], described: list[str]) -> list[str]:
-    """Each cold policy none of whose candidates is close to any of its seeds (``described``:
-    policies with a description seed, never taken as absent): calibrated as absent from the
-    inventory (``RiskRanker.calibrate``), and said so."""
+def absent_policy_warnings(
+    cands: pa.Table, cold: list[str], described: list[str], rates: dict[str, float]
+) -> dict[str, str]:
+    """By policy, a warning for each cold policy none of whose candidates is close to any of
+    its seeds (``described``: policies with a description seed, never taken as absent):
+    calibrated as absent from the inventory (``RiskRanker.calibrate``), at ``rates``."""
     if not cold or not cands.num_rows:
-        return []
+        return {}
     matched = seed_matched(cands, described)
     if matched is None:
-        return []
+        return {}
     pols = np.asarray(cands.column("policy").to_pylist(), dtype=object)
-    out = []
+    out = {}
     for p in cold:
         rows = pols == p
         if rows.any() and not matched[rows].any():
-            out.append(
+            out[p] = (
                 f"policy {p!r}: none of its {int(rows.sum()):,} candidates is close to any of its "
                 "seeds (each signal's weak threshold), so it is taken as absent from this "
-                f"inventory: base rate 1/{int(rows.sum()) + 1:,}, its items rank below what other "
-                "policies find; its order is still the seeds' nearest first"
+                f"inventory: base rate {rates.get(p, float('nan')):.4g} (one violation among "
+                "its candidates), its items rank below what other policies find; its order is "
+                "still the seeds' nearest first"
             )
     return out
 

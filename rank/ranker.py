@@ -516,7 +516,6 @@ class RiskRanker:
         if not calibrate:
             return scored
         policies = table.column("policy").to_pylist() if table.num_rows else []
-        matched = seed_matched(table) if matched is None else matched
         return self.calibrate_scored(scored, policies, covered=self.covered(table), matched=matched)
 
     def covered(self, candidates: pa.Table) -> np.ndarray:
@@ -574,9 +573,10 @@ class RiskRanker:
         covered rows, 0.060, and 76 of 189 did (benchmarks/coverage.py). With fewer than
         ``MIN_COVERED`` such rows, all rows.
 
-        ``matched`` (per row; ``seed_matched``): whether some seed of the row's policy is
-        close to it at a signal's weak threshold. A cold policy none of whose rows is matched
-        is taken as absent from the sweep: its base rate is one violation among its rows
+        ``matched`` (per row; ``seed_matched``, which needs the seeds: the sweep passes it, a
+        caller without it gets EM alone): whether some seed of the row's policy is close to it
+        at a signal's weak threshold. A cold policy none of whose rows is matched is taken as
+        absent from the sweep: its base rate is one violation among its rows
         (``absent_prior``). Its booster reads only relative evidence (ranks, z-scores), by
         which the best of an inventory with nothing like the seeds looks like the best of any:
         an insult policy swept over e-mails (nearest seed at cosine 0.32) had EM estimate 0.32,
@@ -639,8 +639,7 @@ class RiskRanker:
         variant = self.variants(table)
         policies = table.column("policy").to_pylist()
         raw = self._raw(table, variant)
-        covered, matched = self.covered(table), seed_matched(table)
-        return self.calibrate(raw, variant, policies, covered=covered, matched=matched).proba
+        return self.calibrate(raw, variant, policies, covered=self.covered(table)).proba
 
     def explain(
         self, candidates: TableLike, *, top: int = 3

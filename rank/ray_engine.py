@@ -42,7 +42,7 @@ from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import SignalBatch
 from riskrank.index.store import InventoryIndex
 from riskrank.rank.model import RiskModel
-from riskrank.rank.ranker import RiskRanker, ScoredCandidates, seed_matched
+from riskrank.rank.ranker import RiskRanker, ScoredCandidates
 from riskrank.recall.candidates import KEY_COLUMNS
 from riskrank.recall.neighbours import NeighbourMemo
 from riskrank.recall.recaller import recall
@@ -162,7 +162,7 @@ def _rank(
         scored,
         cands.column("policy").to_pylist(),
         covered=ranker.covered(cands),
-        matched=seed_matched(cands) if matched is None else matched,
+        matched=matched,
     )
 
 

@@ -127,9 +127,17 @@ def test_a_cold_policy_whose_seeds_are_close_to_nothing_is_taken_as_absent(
     n = cands.num_rows
     assert n > 50 and not (pa.compute.max(cands["text_n_seeds_lo"]).as_py() or 0)
     assert res.report["decisions"]["insult"]["estimated_base_rate"] == round(1 / (n + 1), 4)
-    assert any(
-        f"'insult': none of its {n:,} candidates is close" in w for w in res.report["warnings"]
-    )
+    warnings = res.report["warnings"]
+    assert any(f"'insult': none of its {n:,} candidates is close" in w for w in warnings)
+    assert any(f"base rate {1 / (n + 1):.4g} (one violation" in w for w in warnings)
+    assert not any("'insult' has no review" in w and "re-estimated" in w for w in warnings)
+    # The ranker alone does not know the seeds (a description?): EM, unless given the mask.
+    from riskrank.rank.ranker import seed_matched
+
+    cold = res.candidates.filter(pa.compute.equal(res.candidates["policy"], "insult"))
+    assert hashing_model.ranker.score(cold).base_rates["insult"] > 0.05
+    masked = hashing_model.ranker.score(cold, matched=seed_matched(cold))
+    assert masked.base_rates["insult"] == pytest.approx(1 / (n + 1))
     q = res.queue.to_pandas()
     assert (q.policy == "scam").iloc[:20].all()  # the policy that finds something leads
     assert (q.loc[q.policy == "insult", "risk_probability"] < 0.5).all()
