@@ -88,7 +88,7 @@ _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 
 # Control characters in an id (NUL, escapes, DEL; an outsider's report: "x5\x00" was queued).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def is_blank(text: object) -> bool:
@@ -371,20 +371,28 @@ def duplicate_reasons(
                 out[r] = f"duplicate item_id '{item_id}' (the same as {label(rows[0])})"
             continue
         if exports is not None and all(r in exports for r in rows):
-            order = [exports[r][1] for r in rows]
-            if len(set(order)) == len(rows):  # each row from another folder
-                newest = rows[max(range(len(rows)), key=order.__getitem__)]
+            # Per folder, its rows must be one row (copies of it allowed); then the newest
+            # folder's first row stands for the ad, every other row is a copy or an older export.
+            folders: dict[tuple, list[int]] = defaultdict(list)
+            for r in rows:
+                folders[exports[r][1]].append(r)
+            if all(len({contents[r] for r in rs}) == 1 for rs in folders.values()):
+                newest = folders[max(folders)][0]
                 for r in rows:
                     if r == newest:
                         continue
-                    same = exports[r][0] == exports[newest][0]
-                    out[r] = (
-                        f"duplicate item_id '{item_id}' (the same as {label(newest)} but for "
-                        "its partition folder; the newest folder's row is kept)"
-                        if same
-                        else f"item_id '{item_id}' is also in {label(newest)}, a newer "
-                        "partition folder whose row is kept (an older export of it)"
-                    )
+                    if exports[r][1] == exports[newest][1]:
+                        out[r] = f"duplicate item_id '{item_id}' (the same as {label(newest)})"
+                    elif exports[r][0] == exports[newest][0]:
+                        out[r] = (
+                            f"duplicate item_id '{item_id}' (the same as {label(newest)} but "
+                            "for its partition folder, an older one: an older export of it)"
+                        )
+                    else:
+                        out[r] = (
+                            f"item_id '{item_id}' is also in {label(newest)}, a newer partition "
+                            "folder: an older export of it, edited since"
+                        )
                 continue
         listed = ", ".join(map(label, rows[:10])) + (", ..." if len(rows) > 10 else "")
         for r in rows:

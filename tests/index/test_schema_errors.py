@@ -217,11 +217,11 @@ def test_an_ad_exported_on_two_days_is_kept_once(tmp_path):
     reasons = {(r["item_id"], r["file"]): r["reason"] for r in bad.to_pylist()}
     assert reasons[("b", "day=2026-12-01/part.parquet")] == (
         "duplicate item_id 'b' (the same as row 8 ('day=2026-12-03/part.parquet' row 0) but for "
-        "its partition folder; the newest folder's row is kept)"
+        "its partition folder, an older one: an older export of it)"
     )
     assert reasons[("e", "day=2026-12-01/part.parquet")] == (
         "item_id 'e' is also in row 6 ('day=2026-12-02/part.parquet' row 2), a newer partition "
-        "folder whose row is kept (an older export of it)"
+        "folder: an older export of it, edited since"
     )
     assert reasons[("m", "day=2026-12-01/part.parquet")].startswith("item_id 'm' is also in")
     assert len(bad) == 5 and items.num_rows + len(bad) == 10
@@ -233,6 +233,20 @@ def test_an_ad_exported_on_two_days_is_kept_once(tmp_path):
         pq.write_table(pa.table({"item_id": ["x"], "text": ["same"]}), spark / folder / "p.parquet")
     items, bad = validate_inventory(spark)
     assert items["month"].to_pylist() == [10] and len(bad) == 2
+    # A copy within the newest folder is a copy, not a conflict (a reviewer's finding: the ad
+    # was dropped); a blanked newest export keeps its own reason and no older text is swept.
+    (d / "day=2026-12-05").mkdir()
+    twice = pa.table({"item_id": ["b", "b", "c"], "text": ["y", "y", ""], "price": [2, 2, 3]})
+    pq.write_table(twice, d / "day=2026-12-05" / "part.parquet")
+    items, bad = validate_inventory(d)
+    kept = dict(zip(items["item_id"].to_pylist(), items["day"].to_pylist()))
+    assert kept["b"] == "2026-12-05" and "c" not in kept
+    why = {(r["item_id"], r["file"], r["file_row"]): r["reason"] for r in bad.to_pylist()}
+    assert why[("b", "day=2026-12-05/part.parquet", 1)].startswith("duplicate item_id 'b' (the")
+    assert why[("c", "day=2026-12-05/part.parquet", 2)].startswith("no content")
+    assert "edited since" in why[("c", "day=2026-12-02/part.parquet", 1)]
+    (d / "day=2026-12-05" / "part.parquet").unlink()
+    (d / "day=2026-12-05").rmdir()
     # Rows of one id in one folder that differ still keep none.
     (d / "day=2026-12-04").mkdir()
     pq.write_table(pa.table({"item_id": ["z", "z"], "text": ["one", "two"]}),
@@ -286,6 +300,15 @@ def test_a_standing_index_sees_files_moved_out_of_partition_folders(tmp_path, ha
         (hive / f"day={day}" / "part.parquet").rename(renamed / f"day={day}" / "ads.parquet")
     again = inventory_digest(as_table(renamed, files=True), [hashing_signal], None)
     assert again == digest[0]  # file names alone change nothing
+    # A version made under other validation rules is not up to date for the same inventory
+    # (a reviewer's finding: fixed rules did not reach an unchanged inventory).
+    from riskrank.index import standing
+
+    standing.VALIDATION_RULES = "rules-before"
+    try:
+        assert inventory_digest(as_table(renamed, files=True), [hashing_signal], None) != again
+    finally:
+        standing.VALIDATION_RULES = "rules-2026-12-05"
 
 
 def test_the_file_record_stays_with_the_inventory_read(tmp_path, history, seeds, hashing_signal):
