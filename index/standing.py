@@ -288,6 +288,14 @@ def _id_lines(path: Path, what: str) -> list[str]:
     return text.splitlines()
 
 
+# Which rows validation keeps (index/schema.py) is part of what an update was made from: a
+# version made under older rules is not "up to date" for the same inventory (a reviewer's
+# finding: after an upgrade, an ad in two day folders stayed quarantined and an id with a NUL
+# stayed queued until the inventory changed). Raise it when those rules change; vectors are
+# reused by content key all the same.
+VALIDATION_RULES = "rules-2026-12-05"
+
+
 def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) -> str:
     """What an update was made from: every cell and image file, the encoders, and the
     deletions that take effect (the named ids today's inventory lists). A deletion list that
@@ -309,9 +317,8 @@ def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) 
     layout = [[sorted(k for k, _ in (run[2] if len(run) > 2 else [])), run[1]] for run in runs]
     layout = layout if any(run[2:] for run in runs) else []
     layout_digest = ids_digest([json.dumps(part) for part in layout]) if layout else ""
-    return f"{build_digest(inventory, signals)}-{ids_digest(effective)}-{bool(effective)}" + (
-        f"-{layout_digest}" if layout_digest else ""
-    )
+    digest = f"{build_digest(inventory, signals)}-{ids_digest(effective)}-{bool(effective)}"
+    return digest + (f"-{layout_digest}" if layout_digest else "") + f"-{VALIDATION_RULES}"
 
 
 def _warn_unlisted(inventory: pa.Table, deletions) -> None:
