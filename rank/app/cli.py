@@ -679,6 +679,19 @@ def _demo_parser(sub) -> None:
     d.set_defaults(func=cmd_demo)
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (poll reports an error on the
+    writing end of such a pipe); False where that cannot be told."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     from riskrank.index.output_lock import OutputLockedError
 
@@ -688,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a reader gone (`riskrank info | head`) is met here, not at exit
         return code
     except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # another pipe broke: shown whole
         # What is left to print goes nowhere, quietly (Python's own advice): a traceback
         # followed `riskrank info | head` (an outsider's report).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
