@@ -244,17 +244,19 @@ def renamed_runs(table: pa.Table, renamed: dict[str, str]) -> pa.Table:
     return _with_runs(table, runs)
 
 
-def check_hive_folders(source: str | Path, what: str, filesystem=None) -> None:
-    """``_check_partition_columns`` for a directory or a URI: what both engines' readers
-    check before reading (Ray's reader kept the file's value where pyarrow's gives the
-    folder's; an outsider's note)."""
+def check_hive_folders(source: str | Path, what: str, fragments=None) -> None:
+    """``_check_partition_columns`` for a directory or a URI (or its ``fragments``, where the
+    caller listed them already): what both engines' readers check before reading (Ray's
+    reader kept the file's value where pyarrow's gives the folder's; an outsider's note)."""
     import pyarrow.dataset as ds
 
-    try:
-        found = ds.dataset(source, format="parquet", partitioning="hive", filesystem=filesystem)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError):
-        return  # not a dataset pyarrow lists: the reader names the problem
-    _check_partition_columns(list(found.get_fragments()), source, what)
+    if fragments is None:
+        try:
+            found = ds.dataset(source, format="parquet", partitioning="hive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError):
+            return  # not a dataset pyarrow lists: the reader names the problem
+        fragments = list(found.get_fragments())
+    _check_partition_columns(fragments, source, what)
 
 
 def _check_partition_columns(fragments, directory: str | Path, what: str) -> None:

@@ -100,7 +100,6 @@ def _read(inventory):
         parts = [_listed(p) for p in inventory]
     elif isinstance(inventory, str) and "://" in inventory:  # s3://, gs://, file://, ...
         # pyarrow resolves the file system and lists the files in its (sorted) order.
-        check_hive_folders(inventory, "inventory")
         files, keys, filesystem = _hive_files(inventory)
         parts = [(files, [None] * len(files), keys, inventory)]
         named = False  # (a URI's files are not named: as_table reads it as one dataset)
@@ -142,7 +141,6 @@ def _listed(p: str | Path, under: str | None = None):
     path = Path(p)
     if not path.is_dir():
         return [str(p)], [str(p)], [[]], None
-    check_hive_folders(path, "inventory")
     root = path.absolute()  # Ray resolves the files' paths: the base must match them
     files, keys, _ = _hive_files(root)
     prefix = f"{str(p).rstrip('/')}/" if under is None else under
@@ -156,6 +154,7 @@ def _hive_files(source) -> tuple[list[str], list[list], object]:
 
     found = pads.dataset(source, format="parquet", partitioning="hive")
     fragments = list(found.get_fragments())
+    check_hive_folders(source, "inventory", fragments)  # listed once, checked and read
     keys = [partition_pairs(f) for f in fragments]
     return [f.path for f in fragments], keys, found.filesystem
 
