@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -615,16 +615,8 @@ def finish_sweep(
     # so that rows in = indexed + quarantined + deleted, and none is unaccounted for.
     n_deleted = int(manifest["items"].get("deleted", 0))
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
-    decisions = decision_report(cands, scored)
-    cold = decisions["cold_start_policies"]
-    absent = absent_policy_warnings(cands, cold, seeds.described_policies(), scored.base_rates)
-    if absent:  # their cold-start warning said the base rate was re-estimated: it was set
-        decisions["warnings"] = [
-            w.replace("base rate re-estimated on this sweep", "base rate set as absent")
-            if any(w.startswith(f"policy {p!r} has no review history") for p in absent)
-            else w
-            for w in decisions["warnings"]
-        ]
+    absent = absent_policy_warnings(cands, scored, seeds.described_policies())
+    decisions = decision_report(cands, scored, absent)
     decisions["warnings"] += list(absent.values())
     if model is not None:  # seeds naming `Spam` where the reviews say `spam`
         reviewed = model.info.get("policies_with_history") or []
@@ -760,17 +752,17 @@ def queued_rows(queue: pa.Table, cands: pa.Table, values: np.ndarray | None):
 
 
 def absent_policy_warnings(
-    cands: pa.Table, cold: list[str], described: list[str], rates: dict[str, float]
+    cands: pa.Table, scored: ScoredCandidates, described: list[str]
 ) -> dict[str, str]:
     """By policy, a warning for each cold policy none of whose candidates is close to any of
     its seeds (``described``: policies with a description seed, never taken as absent):
-    calibrated as absent from the inventory (``RiskRanker.calibrate``), at ``rates``."""
-    if not cold or not cands.num_rows:
-        return {}
-    matched = seed_matched(cands, described)
+    calibrated as absent from the inventory (``RiskRanker.calibrate``)."""
+    matched = seed_matched(cands, described) if cands.num_rows else None
     if matched is None:
         return {}
     pols = np.asarray(cands.column("policy").to_pylist(), dtype=object)
+    cold = sorted(set(pols[np.asarray(scored.variant, dtype=object) == "cold"]))
+    rates = scored.base_rates
     out = {}
     for p in cold:
         rows = pols == p
@@ -800,9 +792,12 @@ def policy_name_slips(cold: list[str], reviewed: list[str]) -> list[str]:
     return out
 
 
-def decision_report(cands: pa.Table, scored: ScoredCandidates) -> dict:
+def decision_report(
+    cands: pa.Table, scored: ScoredCandidates, absent: Collection[str] = ()
+) -> dict:
     """Per policy: how its probabilities were calibrated, its action threshold, cold or not,
-    and a warning for each policy that runs cold or can take no automatic action."""
+    and a warning for each policy that runs cold or can take no automatic action
+    (``absent``: cold policies whose base rate was set as absent, not re-estimated)."""
     pols = cands.column("policy").to_pylist() if cands.num_rows else []
     per: dict[str, dict] = {}
     for i, policy in enumerate(pols):
@@ -818,7 +813,8 @@ def decision_report(cands: pa.Table, scored: ScoredCandidates) -> dict:
     cold = sorted(p for p, d in per.items() if d["model"] == "cold")
     warnings = [
         f"policy {p!r} has no review history: it runs cold start (seed evidence only), "
-        f"probabilities are {per[p]['calibration']} (base rate re-estimated on this sweep: "
+        f"probabilities are {per[p]['calibration']} (base rate "
+        f"{'set as absent' if p in absent else 're-estimated on this sweep'}: "
         f"{per[p].get('estimated_base_rate', 'n/a')}) and every item is escalated, never "
         "actioned automatically"
         for p in cold
