@@ -170,7 +170,12 @@ def _read_parquet(data: str | Path, what: str) -> pa.Table:
                 joined = _concat_files(tables, [f.path for f in fragments], what)
                 names = [relative_to(f.path, source) for f in fragments]
                 return with_files(joined, names, tables, keys)
-            table = pq.read_table(source)
+            # One file in partition folders: its values as several files' are (plain
+            # columns; pyarrow's directory reader makes them dictionaries).
+            if fragments and keys[0]:
+                table = _with_partition_keys(fragments[0])
+            else:
+                table = pq.read_table(source)
             names = [relative_to(f.path, source) for f in fragments] or [str(data)]
             return with_files(table, names[:1], [table], keys[:1])
         table = pq.read_table(source)

@@ -126,8 +126,8 @@ def _read(inventory):
         except (OSError, pa.ArrowInvalid):
             runs = []  # Ray's reader names the bad file
     datasets = [
-        ray.data.read_parquet(files, filesystem=filesystem, partitioning=_partitioning(base))
-        for files, _, _, base in parts
+        ray.data.read_parquet(files, filesystem=filesystem, partitioning=_partitioning(base, keys))
+        for files, _, keys, base in parts
         if files
     ]
     data = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
@@ -159,11 +159,22 @@ def _hive_files(source) -> tuple[list[str], list[list], object]:
     return [f.path for f in fragments], keys, found.filesystem
 
 
-def _partitioning(base: str | None):
-    """Ray's hive partitioning counted from ``base`` (None: none at all, for a listed file)."""
+def _partitioning(base: str | None, keys: list[list]):
+    """Ray's hive partitioning counted from ``base`` (None: none at all, for a listed file),
+    each column typed as pyarrow typed its values (``keys``: ``partition_pairs`` of each
+    file): Ray's reader made every partition column a string, the single machine's made
+    ``month=10/`` an integer."""
     from ray.data.datasource import Partitioning
 
-    return None if base is None else Partitioning("hive", base_dir=base)
+    if base is None:
+        return None
+    types = {
+        column: type(value)
+        for pairs in keys
+        for column, value in pairs
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+    return Partitioning("hive", base_dir=base, field_types=types)
 
 
 def _project(block: pa.Table) -> pa.Table:

@@ -139,6 +139,18 @@ def test_a_parquet_directory_keeps_every_files_columns(tmp_path):
         one = {"item_id": [day], "text": ["an ad"]}
         pq.write_table(pa.table(one), tmp_path / "days" / f"day={day}" / "part.parquet")
     assert as_table(tmp_path / "days")["day"].to_pylist() == ["2024-01-01", "2024-01-02"]
+    # Typed alike whether the export holds one folder or several: with one, the column was
+    # pyarrow's dictionary, with two a string (a queue's columns changed type between days).
+    (tmp_path / "one" / "day=2024-01-01").mkdir(parents=True)
+    one = {"item_id": ["2024-01-01"], "text": ["an ad"]}
+    pq.write_table(pa.table(one), tmp_path / "one" / "day=2024-01-01" / "part.parquet")
+    assert as_table(tmp_path / "one")["day"].type == as_table(tmp_path / "days")["day"].type
+    for n in (1, 2):
+        for month in (9, 10)[:n]:
+            (tmp_path / f"months{n}" / f"month={month}").mkdir(parents=True)
+            one = {"item_id": [f"m{month}"], "text": ["an ad"]}
+            pq.write_table(pa.table(one), tmp_path / f"months{n}" / f"month={month}" / "p.parquet")
+        assert as_table(tmp_path / f"months{n}")["month"].type == pa.int64(), n
     # A file's own column named like its folder lost its values to the folder's without a
     # word (an outsider's report): refused, naming both, with one file or several.
     for n in (1, 2):
