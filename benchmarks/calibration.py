@@ -47,7 +47,7 @@ from riskrank.rank.calibration import ScoreCalibrator  # noqa: E402
 from riskrank.rank.evaluation.metrics import average_precision  # noqa: E402
 from riskrank.rank.evaluation.report import evaluate  # noqa: E402
 from riskrank.rank.queue import ScoredCandidates, build_queue  # noqa: E402
-from riskrank.rank.ranker import POOLED, RiskRanker  # noqa: E402
+from riskrank.rank.ranker import POOLED, RiskRanker, seed_matched  # noqa: E402
 
 RESULTS = quality.RESULTS
 BINS = 10
@@ -80,7 +80,12 @@ def reliability(p: np.ndarray, y: np.ndarray) -> list[dict]:
 
 def queue_for(ranker: RiskRanker, cands: pa.Table) -> tuple[pa.Table, ScoredCandidates]:
     scores, variant = ranker.predict(cands), ranker.variants(cands)
-    cal = ranker.calibrate(scores, variant, cands["policy"].to_pylist())
+    # As ``RiskRanker.score`` in a sweep: the base rate on the rows like the policy's reviews,
+    # and a policy none of whose rows a seed is close to taken as absent (example seeds here).
+    policies = cands["policy"].to_pylist()
+    levels = {"text": TextEmbeddingSignal.presence_threshold}
+    covered, matched = ranker.covered(cands), seed_matched(cands, (), levels)
+    cal = ranker.calibrate(scores, variant, policies, covered=covered, matched=matched)
     scored = ScoredCandidates(
         scores,
         cal.proba,

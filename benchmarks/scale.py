@@ -194,7 +194,7 @@ def run_one(n: int, workdir: Path, encoder: str = "stand-in") -> dict:
 
     from riskrank.index.build import build_index
     from riskrank.rank.pipeline import finish_sweep, train
-    from riskrank.rank.ranker import seed_matched
+    from riskrank.rank.ranker import presence_levels, seed_matched
     from riskrank.recall.recaller import recall
     from riskrank.recall.seeds import SeedSet
 
@@ -220,7 +220,8 @@ def run_one(n: int, workdir: Path, encoder: str = "stand-in") -> dict:
     t["recall"], c["recall"] = time.perf_counter(), time.process_time()
     sampler.enter("rank")
     # What the local sweep engine does, with the sweep's seed-match mask (rank/pipeline.py).
-    matched = seed_matched(cands, SeedSet.from_table(seeds).described_policies())
+    described = SeedSet.from_table(seeds).described_policies()
+    matched = seed_matched(cands, described, presence_levels(model.signals))
     scored = model.ranker.score(cands, matched=matched)
     seconds = {"index": t["index"] - t["make inventory"], "recall": t["recall"] - t["index"]}
     result = finish_sweep(

@@ -65,7 +65,7 @@ from riskrank.rank.model import (
     with_image_base_dir,
 )
 from riskrank.rank.queue import build_queue
-from riskrank.rank.ranker import RiskRanker, ScoredCandidates, seed_matched
+from riskrank.rank.ranker import RiskRanker, ScoredCandidates, presence_levels, seed_matched
 from riskrank.rank.reasons import explain_queue
 from riskrank.rank.review import keep_pictures, lineage_info, lineage_tables, with_provenance
 from riskrank.rank.reviewed import mark_reviewed, reviewed_counts, reviewed_table
@@ -405,7 +405,8 @@ def sweep(
             cands = with_every_signal(cands, model.signals, lexical=model.lexical is not None)
             t_recall = time.time() - t0 - t_index
             # A policy in words is not judged absent by how close its items are (seed_matched).
-            matched = seed_matched(cands, seeds.described_policies())
+            levels = presence_levels(model.signals)
+            matched = seed_matched(cands, seeds.described_policies(), levels)
             scored = engine.score(model.ranker, cands, matched=matched)
             extra = {
                 "engine": engine.name,
@@ -615,7 +616,8 @@ def finish_sweep(
     # so that rows in = indexed + quarantined + deleted, and none is unaccounted for.
     n_deleted = int(manifest["items"].get("deleted", 0))
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
-    absent = absent_policy_warnings(cands, scored, seeds.described_policies())
+    levels = presence_levels(model.signals) if model is not None else None
+    absent = absent_policy_warnings(cands, scored, seeds.described_policies(), levels)
     decisions = decision_report(cands, scored, absent)
     decisions["warnings"] += list(absent.values())
     if model is not None:  # seeds naming `Spam` where the reviews say `spam`
@@ -752,12 +754,13 @@ def queued_rows(queue: pa.Table, cands: pa.Table, values: np.ndarray | None):
 
 
 def absent_policy_warnings(
-    cands: pa.Table, scored: ScoredCandidates, described: list[str]
+    cands: pa.Table, scored: ScoredCandidates, described: list[str], levels=None
 ) -> dict[str, str]:
     """By policy, a warning for each cold policy none of whose candidates is close to any of
-    its seeds (``described``: policies with a description seed, never taken as absent):
-    calibrated as absent from the inventory (``RiskRanker.calibrate``)."""
-    matched = seed_matched(cands, described) if cands.num_rows else None
+    its seeds (``described``: policies with a description seed, never taken as absent;
+    ``levels``: ``presence_levels``): calibrated as absent from the inventory
+    (``RiskRanker.calibrate``)."""
+    matched = seed_matched(cands, described, levels) if cands.num_rows else None
     if matched is None:
         return {}
     pols = np.asarray(cands.column("policy").to_pylist(), dtype=object)
@@ -769,12 +772,19 @@ def absent_policy_warnings(
         if rows.any() and not matched[rows].any():
             out[p] = (
                 f"policy {p!r}: none of its {int(rows.sum()):,} candidates is close to any of its "
-                "seeds (each signal's weak threshold), so it is taken as absent from this "
+                f"seeds ({_levels_text(levels)}), so it is taken as absent from this "
                 f"inventory: base rate {rates.get(p, float('nan')):.4g} (one violation among "
                 "its candidates), its items rank below what other policies find; its order is "
                 "still the seeds' nearest first"
             )
     return out
+
+
+def _levels_text(levels) -> str:
+    """``presence_levels`` in words, for a warning."""
+    if not levels:
+        return "each signal's weak match threshold"
+    return ", ".join(f"{name} similarity {level:.2f}" for name, level in sorted(levels.items()))
 
 
 def policy_name_slips(cold: list[str], reviewed: list[str]) -> list[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,13 +159,19 @@ class ScoredCandidates:
         )
 
 
-def seed_matched(candidates: pa.Table, described: Collection[str] = ()) -> np.ndarray | None:
-    """Per row: whether some seed of its policy is close to it at a signal's weak threshold
-    (any ``<signal>_n_seeds_lo`` above 0; recall/recaller.py), what a reason calls a match;
-    None where a table has no such column (not known). Rows of the ``described`` policies
-    (those with a ``description`` seed) count as matched: a policy in words lies farther from
-    its items than an example does (an insult description: cosine 0.455 at most to 600
-    Insults comments, a quarter of them insults), so the weak threshold says nothing there."""
+def seed_matched(
+    candidates: pa.Table,
+    described: Collection[str] = (),
+    levels: Mapping[str, float] | None = None,
+) -> np.ndarray | None:
+    """Per row: whether some seed of its policy is as close to it as items of the seeds' kind
+    come: ``<signal>_best_sim`` at the signal's ``levels`` (``presence_levels``: each signal's
+    ``presence_threshold``), or where no level is given, at its weak match threshold (any
+    ``<signal>_n_seeds_lo`` above 0; recall/recaller.py), what a reason calls a match. None
+    where a table has no such column (not known). Rows of the ``described`` policies (those
+    with a ``description`` seed) count as matched: a policy in words lies farther from its
+    items than an example does (an insult description: cosine 0.455 at most to 600 Insults
+    comments, a quarter of them insults), so closeness says nothing there."""
     cols = candidates.column_names
     names = [c for c in cols if c.endswith("_n_seeds_lo") and not is_history_feature(c)]
     if not names:
@@ -173,10 +179,23 @@ def seed_matched(candidates: pa.Table, described: Collection[str] = ()) -> np.nd
     out = np.zeros(candidates.num_rows, bool)
     if described:
         out |= np.isin(np.asarray(candidates.column("policy").to_pylist(), object), list(described))
+    levels = levels or {}
     for name in names:
+        signal = name[: -len("_n_seeds_lo")]
+        best = f"{signal}_best_sim"
+        if signal in levels and best in cols:
+            values = candidates.column(best).to_numpy(zero_copy_only=False)
+            out |= np.nan_to_num(np.asarray(values, float), nan=-np.inf) >= levels[signal]
+            continue
         values = candidates.column(name).to_numpy(zero_copy_only=False)
         out |= np.nan_to_num(np.asarray(values, float), nan=0.0) > 0
     return out
+
+
+def presence_levels(signals) -> dict[str, float]:
+    """By signal name, the similarity ``seed_matched`` asks of some candidate of a cold policy
+    before the policy is taken as present (``Signal.presence_threshold``)."""
+    return {s.name: s.presence_level() for s in signals}
 
 
 class RiskRanker:
@@ -574,14 +593,15 @@ class RiskRanker:
         ``MIN_COVERED`` such rows, all rows.
 
         ``matched`` (per row; ``seed_matched``, which needs the seeds: the sweep passes it, a
-        caller without it gets EM alone): whether some seed of the row's policy is close to it
-        at a signal's weak threshold. A cold policy none of whose rows is matched is taken as
-        absent from the sweep: its base rate is one violation among its rows
-        (``absent_prior``). Its booster reads only relative evidence (ranks, z-scores), by
-        which the best of an inventory with nothing like the seeds looks like the best of any:
-        an insult policy swept over e-mails (nearest seed at cosine 0.32) had EM estimate 0.32,
-        put ham mails at P 0.976 beside "No seed is close" and took a queue's top 100 from
-        real spam (an outsider's report). The rows' order within the policy is unchanged.
+        caller without it gets EM alone): whether some seed of the row's policy is as close to
+        it as items of the seeds' kind come (``Signal.presence_threshold``). A cold policy none
+        of whose rows is matched is taken as absent from the sweep: its base rate is one
+        violation among its rows (``absent_prior``). Its booster reads only relative evidence
+        (ranks, z-scores), by which the best of an inventory with nothing like the seeds looks
+        like the best of any: an insult policy swept over e-mails (nearest seed at cosine 0.32)
+        had EM estimate 0.32, put ham mails at P 0.976 beside "No seed is close" and took a
+        queue's top 100 from real spam (an outsider's report). The rows' order within the policy
+        is unchanged.
         """
         self._check_fitted()
         scores = np.asarray(scores, float)

@@ -115,6 +115,9 @@ class Signal(ABC):
     ``name``: the instance's name, prefix of its evidence columns (``text_best_sim``) and its
     token in the CLI's ``--signals``. ``index_kind``: float vectors or binary hashes.
     ``match_thresholds``: (weak, strong) similarity for "this seed matched".
+    ``presence_threshold``: the similarity some item of a seeds' kind reaches to one of them;
+    a cold policy none of whose candidates reaches it is taken as absent from the inventory
+    (``rank.ranker.seed_matched``). The weak threshold unless a signal measured its own.
     ``evidence_columns``: the signal-specific columns ``candidate_evidence`` returns.
     ``cli_options``: the flags that configure it from the command line.
     ``summary``: one line for ``--help``.
@@ -126,6 +129,7 @@ class Signal(ABC):
     index_kind: ClassVar[IndexKind] = IndexKind.FLOAT_VECTORS
     # Sentence embeddings of paraphrases sit around 0.6-0.8 cosine; hash signals override.
     match_thresholds: tuple[float, float] = (0.5, 0.7)
+    presence_threshold: float | None = None  # None: the weak match threshold
     evidence_columns: ClassVar[tuple[EvidenceColumn, ...]] = ()
     cli_options: ClassVar[tuple[CliOption, ...]] = ()
     # Attributes that say where or how to read content but leave the vectors unchanged (e.g.
@@ -194,6 +198,11 @@ class Signal(ABC):
     def distance(self, similarity: np.ndarray) -> np.ndarray:
         """A similarity in the signal's own distance unit (``1 - cosine`` by default)."""
         return 1.0 - np.asarray(similarity, np.float32)
+
+    def presence_level(self) -> float:
+        """``presence_threshold``, or the weak match threshold where none is set."""
+        own = self.presence_threshold
+        return float(self.match_thresholds[0] if own is None else own)
 
     def compare(self, a: np.ndarray, b: np.ndarray) -> Comparison:
         """Compare two single vectors (the ``compare_hash`` of python-threatexchange)."""
