@@ -77,13 +77,32 @@ def _file_token(value: object, base_dirs: Sequence[object]) -> bytes:
     return b"|".join(out)
 
 
+class PictureSha(bytes):
+    """The sha256 of a picture's bytes, standing in for the bytes where they are not kept: a
+    standing index keeps it for each item whose picture came as ``image_bytes``
+    (``PICTURES_FILE``), so that a sweep without the inventory digests its content as a
+    sweep with it does."""
+
+
+PICTURES_FILE = "pictures.parquet"  # a standing version's item_id -> image_sha256
+
+
+def image_sha256(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """sha256 of each ``image_bytes`` cell (null where it is null)."""
+    cells = column.to_pylist()
+    return pa.array(
+        [None if c is None else hashlib.sha256(bytes(c)).digest() for c in cells], pa.binary(32)
+    )
+
+
 def _image_token(data: bytes | None, path: object, base_dirs: Sequence[object]) -> bytes | None:
     """The picture an image signal decodes (index/signals/images.py: bytes win over a path):
     the bytes' sha256, else the file's, else None (no image). The same picture digests alike
     whether it came as bytes or as a file, under any name or folder (a daily export that
     writes its creatives to a dated folder changes no item's content)."""
     if data is not None:  # as many times as a path's token has parts: one per base dir
-        return b"|".join([hashlib.sha256(bytes(data)).digest()] * len(base_dirs))
+        sha = bytes(data) if isinstance(data, PictureSha) else hashlib.sha256(bytes(data)).digest()
+        return b"|".join([sha] * len(base_dirs))
     if path is None or str(path).strip() == "":
         return None
     token = _file_token(path, base_dirs)
@@ -101,12 +120,14 @@ def row_digests(
     base_dirs: Sequence[str | os.PathLike | None] = (None,),
     skip_nulls: bool = False,
     images: str = IMAGES,
+    picture_shas: Sequence[bytes | None] | None = None,
 ) -> list[str]:
     """One hex digest per row of ``table`` over ``columns`` (default: ``item_id`` and the
     content columns present), with the file behind each ``image_path`` read from every
     directory in ``base_dirs``. ``skip_nulls``: a null cell adds nothing, so a table with an
     all-null column digests as one without that column (a day's export that adds an empty
-    ``image_path`` column changes no item's content).
+    ``image_path`` column changes no item's content). ``picture_shas`` (per row, ``images``
+    "content" only): the sha256 of a picture whose ``image_bytes`` the table lacks.
 
     ``images``: ``"content"`` digests ``image_bytes`` and ``image_path`` as one, the picture
     itself (``_image_token``); ``"cells"`` digests each cell as it is, the path's file beside
@@ -129,6 +150,9 @@ def row_digests(
             for name, values in cols:
                 value = values[r]
                 if name == IMAGE:
+                    sha = picture_shas[start + r] if picture_shas is not None else None
+                    if sha is not None and value[0] is None:
+                        value = (PictureSha(sha), value[1])
                     value = _image_token(*value, base_dirs)
                 if skip_nulls and value is None:
                     continue

@@ -17,7 +17,9 @@ Layout::
     my-standing-index/
       standing.json        {"current": 3, ...}: the version readers open (replaced atomically)
       versions/v000003/    an ordinary index directory (index/store.py), plus per signal
-                           keys.parquet: the content key of every position
+                           keys.parquet: the content key of every position, and
+                           pictures.parquet: the sha256 of each picture that came as
+                           image_bytes (which no version keeps; rank/reviewed.py)
       versions/v000002/    the previous version, kept while readers may still hold it
       _delta/<signals>/    an update in progress: per group of signals that need the same
                            rows, the build of the contents to embed (resumable)
@@ -65,6 +67,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from riskrank.index.build import (
@@ -81,7 +84,9 @@ from riskrank.index.content_digest import (
     IMAGE_CELLS,
     IMAGE_COLUMNS,
     IMAGES,
+    PICTURES_FILE,
     build_digest,
+    image_sha256,
     row_digests,
     signal_base_dirs,
 )
@@ -917,9 +922,20 @@ def _write_version(
     failures = _failures(ids, keys, signals, indexed, held, plan, prev, delta)
     quarantined = _quarantine(quarantined, ids, indexed, failures, [s.name for s in signals])
     meta = [c for c in items.column_names if c != IMAGE_BYTES]
-    write_parquet(items.filter(pa.array(indexed)).select(meta), vdir / "items.parquet")
+    kept = items.filter(pa.array(indexed))
+    write_parquet(kept.select(meta), vdir / "items.parquet")
     write_parquet(quarantined, vdir / "quarantine.parquet")
     write_parquet(failures, vdir / SIGNAL_FAILURES)
+    files = ["items.parquet", "quarantine.parquet", SIGNAL_FAILURES]
+    if IMAGE_BYTES in kept.column_names:
+        # The pictures' bytes are not kept: their digests are, so that a sweep without the
+        # inventory tells a reviewed picture unchanged (rank/reviewed.py) as one with it does.
+        shas = image_sha256(kept[IMAGE_BYTES])
+        pictures = pa.table({ITEM_ID: kept[ITEM_ID], "image_sha256": shas}).filter(
+            pc.is_valid(shas)
+        )
+        write_parquet(pictures, vdir / PICTURES_FILE)
+        files.append(PICTURES_FILE)
     input_rows = stats.items_in - stats.deleted
     stats.indexed, stats.quarantined = int(indexed.sum()), quarantined.num_rows
     write_manifest(
@@ -934,7 +950,7 @@ def _write_version(
             },
             "signals": entries,
             "standing": {"version": stats.version, "update": stats.as_dict()},
-            "files": checksum_files(vdir, ["items.parquet", "quarantine.parquet", SIGNAL_FAILURES]),
+            "files": checksum_files(vdir, files),
         },
     )
     return vdir

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from riskrank.index.checksums import ChecksumError, verify_checksums
+from riskrank.index.content_digest import PICTURES_FILE
 from riskrank.index.manifest import (
     FORMAT_VERSION,
     MANIFEST,
@@ -136,6 +137,16 @@ class InventoryIndex:
         if self._items is None:
             self._items = pq.read_table(self.path / "items.parquet")
         return self._items
+
+    def picture_shas(self) -> dict[str, bytes]:
+        """item_id -> sha256 of the picture of each item whose picture came as
+        ``image_bytes``, which an index does not keep (a standing version keeps their
+        digests: index/content_digest.py ``PICTURES_FILE``; other indexes: none)."""
+        path = self.path / PICTURES_FILE
+        if not path.exists():
+            return {}
+        t = pq.read_table(path)
+        return dict(zip(t[ITEM_ID].to_pylist(), t["image_sha256"].to_pylist()))
 
     @property
     def quarantine(self) -> pa.Table:

@@ -423,7 +423,8 @@ def sweep(
         # Not a feature: whether a reviewer already judged this content (rank/reviewed.py). A
         # retroactive sweep reads it from the index's items (text and image paths are kept).
         today = inventory if inventory is not None else index.items
-        cands = mark_reviewed(cands, model.reviewed, today, model.signals)
+        pictures = index.picture_shas() if inventory is None else None  # bytes not kept
+        cands = mark_reviewed(cands, model.reviewed, today, model.signals, pictures)
         seconds = {
             "index": t_index,
             "recall": t_recall,

@@ -20,7 +20,7 @@ the report counts them. A model trained before digests were kept marks nothing a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -51,19 +51,27 @@ REVIEWED_SCHEMA = pa.schema(
 _CONTENT_TYPES = {"text": pa.string(), "image_bytes": pa.binary(), "image_path": pa.string()}
 
 
-def content_digests(table: pa.Table, signals: Iterable[object], images: str = IMAGES) -> list[str]:
+def content_digests(
+    table: pa.Table,
+    signals: Iterable[object],
+    images: str = IMAGES,
+    picture_shas: Sequence[bytes | None] | None = None,
+) -> list[str]:
     """One digest per row over the content columns only (not the id, not metadata).
 
     Absent content columns count as empty, so a text-only history and an inventory with an
     empty image column digest alike; image files are read from the signals' base directory,
     and the same picture digests alike as bytes or as a file under any name (``images``:
-    index/content_digest.py ``row_digests``).
+    index/content_digest.py ``row_digests``; ``picture_shas``: per row, the sha256 of a
+    picture whose bytes the table lacks).
     """
     for name in CONTENT_COLUMNS:
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(table.num_rows, _CONTENT_TYPES[name]))
     dirs = signal_base_dirs(signals)
-    return row_digests(table, columns=CONTENT_COLUMNS, base_dirs=dirs, images=images)
+    return row_digests(
+        table, columns=CONTENT_COLUMNS, base_dirs=dirs, images=images, picture_shas=picture_shas
+    )
 
 
 def digest_format(reviewed: pa.Table) -> str:
@@ -113,9 +121,11 @@ def mark_reviewed(
     reviewed: pa.Table | None,
     inventory: TableLike | Sequence[str | Path],
     signals: Sequence[object],
+    pictures: Mapping[str, bytes] | None = None,
 ) -> pa.Table:
     """``cands`` with ``reviewed``, ``previous_verdict`` and ``reviewed_elsewhere`` columns
-    (see the module doc)."""
+    (see the module doc). ``pictures``: item_id -> sha256 of a picture the ``inventory``
+    lacks the bytes of (a retroactive sweep's index items: ``InventoryIndex.picture_shas``)."""
     n = cands.num_rows
     status: list[str] = [""] * n
     verdicts: list[int | None] = [None] * n
@@ -138,7 +148,10 @@ def mark_reviewed(
         today: dict[str, str] = {}
         if hit:
             rows = _inventory_rows(inventory, {ids[r] for r in hit})
-            digests = content_digests(rows, signals, images=digest_format(reviewed))
+            shas = [(pictures or {}).get(i) for i in rows.column(ITEM_ID).to_pylist()]
+            digests = content_digests(
+                rows, signals, images=digest_format(reviewed), picture_shas=shas
+            )
             today = dict(zip(rows.column(ITEM_ID).to_pylist(), digests))
         for r in hit:
             for policy, verdict, digest in by_item[ids[r]]:

@@ -211,3 +211,35 @@ def test_parquet_inventory_is_marked_as_a_table_is(
     assert {status[i] for i in changed} == {"changed"}
     assert {status[i] for i in unchanged} == {"unchanged"}
     assert sum(s == "" for s in status.values()) == inventory_items.num_rows
+
+
+def test_a_retroactive_sweep_knows_reviewed_pictures_it_no_longer_holds(
+    tmp_path, history, inventory_items, seeds, hashing_signal
+):
+    """A sweep without the inventory reads today's content from the standing index, which
+    keeps no ``image_bytes``: every reviewed item whose picture came as bytes was taken as
+    changed and queued again (an outsider's report). The index keeps the pictures' digests."""
+    from riskrank.rank.pipeline import train
+    from riskrank.rank.ranker import RiskRanker
+
+    pics = [f"\x89PNG picture {i}".encode() for i in range(8)]
+    hist = history.append_column(
+        "image_bytes", pa.array(pics + [None] * (history.num_rows - 8), pa.binary())
+    )
+    model = train(
+        hist, seeds, tmp_path / "m", signals=[hashing_signal], k=200, lexical_probe=False,
+        ranker=RiskRanker(n_estimators=30, n_jobs=1), show_progress=False,
+    )  # fmt: skip
+    reviewed = hist.slice(0, 8).select(["item_id", "text", "image_bytes"])
+    today_pics = pics[:6] + [b"another picture", b"yet another"]  # 2 replaced since review
+    reviewed = reviewed.set_column(2, "image_bytes", pa.array(today_pics, pa.binary()))
+    new = inventory_items.select(["item_id", "text"])
+    new = new.append_column("image_bytes", pa.nulls(new.num_rows, pa.binary()))
+    inv = pa.concat_tables([new, reviewed])
+    kw = {"k": None, "index_dir": tmp_path / "st", "show_progress": False}
+    with_inv = sweep(inv, seeds, model, **kw)
+    retro = sweep(None, seeds, model, **kw)
+    assert with_inv.report["reviewed"]["unchanged"] == 6
+    assert with_inv.report["reviewed"]["changed"] == 2
+    assert retro.report["reviewed"] == with_inv.report["reviewed"]
+    assert retro.queue["item_id"].to_pylist() == with_inv.queue["item_id"].to_pylist()
