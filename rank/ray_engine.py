@@ -29,6 +29,7 @@ need it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -46,7 +47,9 @@ from riskrank.rank.ranker import RiskRanker, ScoredCandidates
 from riskrank.recall.candidates import KEY_COLUMNS
 from riskrank.recall.neighbours import NeighbourMemo
 from riskrank.recall.recaller import recall
-from riskrank.recall.seeds import SeedSet
+from riskrank.recall.seeds import SeedSet, check_seed_vectors
+
+log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- recall
 
@@ -101,6 +104,10 @@ def _recall(
     import ray
 
     seed_vectors = _embed_seeds(model, seeds, plan["use_gpu"])
+    # Refused here, not inside a task (a task checks its policy's seeds again, in a worker).
+    signals = [s for s in model.signals if s.name in built.signals]
+    for warning in check_seed_vectors(seeds, seed_vectors, signals):
+        log.warning(warning)
     # Actor handles and the item table, not paths: workers may be on other machines.
     memo = neighbours.for_tasks(built) if neighbours is not None else None
     index, exemplars, lexical, memo_ref = (

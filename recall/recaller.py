@@ -8,6 +8,7 @@ signal) still gets its similarity to all the others.
 
 from __future__ import annotations
 
+import logging
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ from riskrank.recall.candidates import (
 from riskrank.recall.history import ReviewedExemplars
 from riskrank.recall.lexical import LexicalProbe
 from riskrank.recall.neighbours import NeighbourMemo, SignalNeighbours, pair_inner_products
-from riskrank.recall.seeds import SeedSet
+from riskrank.recall.seeds import SeedSet, check_seed_vectors
+
+log = logging.getLogger(__name__)
 
 DENSITY_K = 10
 MARGIN = 8  # neighbours fetched beyond DENSITY_K: float32 proposes, float64 decides
@@ -396,11 +399,15 @@ def recall(
         name: _SignalState(si, memo=neighbours.for_signal(name, si) if neighbours else None)
         for name, si in index.signals.items()
     }
+    batches = _seed_batches(states, seeds, seed_vectors)
+    signals = [state.si.signal for state in states.values()]
+    for warning in check_seed_vectors(seeds, batches, signals):
+        log.warning(warning)
     run = _RecallRun(
         index=index,
         seeds=seeds,
         states=states,
-        batches=_seed_batches(states, seeds, seed_vectors),
+        batches=batches,
         k=k,
         exemplars=exemplars or {},
         exclude_self=exclude_self,

@@ -189,3 +189,42 @@ class SeedSet:
 
     def __repr__(self) -> str:
         return f"SeedSet({len(self)} seeds, policies={self.policies})"
+
+
+def check_seed_vectors(seeds: SeedSet, batches: Mapping[str, object], signals) -> list[str]:
+    """Refuse a seed none of whose content any signal could use (``batches``: each signal's
+    ``embed_queries`` of ``seeds.table``): a seed whose only content is a corrupt picture, or
+    a picture under a text-only model, recalled nothing, with no word (an outsider's report),
+    where an empty seed is refused. Returns a warning for each seed some of whose content
+    failed beside content that worked (a readable text beside a corrupt picture)."""
+    table = seeds.table
+    ids = table.column("seed_id").to_pylist()
+    usable = np.zeros(table.num_rows, bool)
+    failed: list[list[str]] = [[] for _ in ids]
+    for signal in signals:
+        batch = batches.get(signal.name)
+        if batch is None:
+            continue
+        ok = np.asarray(batch.ok, bool)
+        usable |= ok
+        has = np.zeros(table.num_rows, bool)
+        for col in signal.content_columns:
+            if col in table.column_names:
+                has |= np.array([not is_blank(v) for v in table.column(col).to_pylist()])
+        for i in np.flatnonzero(has & ~ok):
+            why = batch.reasons[i] if batch.reasons and batch.reasons[i] else "not usable"
+            failed[i].append(f"{signal.name}: {why}")
+    bad = [i for i in range(len(ids)) if not usable[i]]
+    if bad:
+        names = ", ".join(s.name for s in signals)
+        listed = "; ".join(
+            f"seed '{ids[i]}': "
+            + ("; ".join(failed[i]) or f"no content the signals read ({names})")
+            for i in bad[:10]
+        )
+        raise SchemaError(f"seeds: {len(bad)} seed(s) match nothing: {listed}; fix or drop them")
+    return [
+        f"seed '{ids[i]}': {'; '.join(failed[i])}: it matches by its other content only"
+        for i in range(len(ids))
+        if failed[i]
+    ]

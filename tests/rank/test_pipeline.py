@@ -368,6 +368,47 @@ def test_model_without_thresholds_is_refused(tmp_path, trained_model):
         RiskModel.load(tmp_path / "m")
 
 
+def test_a_seed_no_signal_can_use_is_refused_and_one_half_used_is_named(
+    tmp_path, history, seeds, inventory_items
+):
+    """A seed whose only content was an unreadable picture (or a picture under a text-only
+    model) recalled nothing, with no word, where an empty seed is refused (an outsider's
+    report): refused, naming the seed and why; beside a good text, used by it, with a warning."""
+    from hashing_signal import HashingTextSignal
+
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.rank.pipeline import train
+    from riskrank.rank.ranker import RiskRanker
+
+    ranker = RiskRanker(n_estimators=30, n_jobs=1)
+    train(history, seeds, tmp_path / "m", signals=[HashingTextSignal(), PdqSignal()],
+          ranker=ranker, lexical_probe=False, show_progress=False)  # fmt: skip
+    inv = inventory_items.drop(["label"]).slice(0, 20)
+    broken = pa.table(
+        {"seed_id": ["img"], "policy": ["scam"], "image_bytes": pa.array([b"not a jpeg"])}
+    )
+    kw = {"k": None, "show_progress": False}
+    with pytest.raises(SchemaError, match="seed 'img': pdq: .*not a recognised image"):
+        sweep(inv, broken, tmp_path / "m", **kw)
+    with_text = broken.append_column("text", pa.array([seeds["text"][0].as_py()]))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        res = sweep(inv, with_text, tmp_path / "m", **kw)
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    assert res.queue.num_rows > 0
+    assert any("seed 'img': pdq: " in r.getMessage() and "other content only" in r.getMessage()
+               for r in records)  # fmt: skip
+    # A picture seed under a text-only model: nothing it could match.
+    train(history, seeds, tmp_path / "t", signals=[HashingTextSignal()], ranker=ranker,
+          lexical_probe=False, show_progress=False)  # fmt: skip
+    with pytest.raises(SchemaError, match=r"seed 'img': no content the signals read \(text\)"):
+        sweep(inv, broken, tmp_path / "t", **kw)
+
+
 def test_an_item_kept_without_its_image_is_counted_and_listed(
     tmp_path, history, seeds, inventory_items
 ):
