@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,6 +36,7 @@ from riskrank.index.schema import (
     ITEM_ID,
     SIGNAL_FAILURES,
     SourceFiles,
+    is_blank,
     name_files,
     quarantine_table,
 )
@@ -462,7 +463,40 @@ def sweep(
             ),
             reasons_cache=index_path / REASONS_FILE,
             reports=writer,
+            warnings=unreached_warnings(cands, index, seeds, model.signals) if k is None else [],
         )
+
+
+def unreached_warnings(cands: pa.Table, index, seeds: SeedSet, signals) -> list[str]:
+    """``k=None`` recalls what a seed can reach: an item held only by signals that no seed
+    has content for (an image-only ad under text and PDQ, with text seeds) is recalled for
+    no policy. The report said so only by its counts (an outsider's report)."""
+    recalled = set(cands.column(ITEM_ID).to_pylist()) if cands.num_rows else set()
+    missed = int(index.num_items) - len(recalled)
+    if missed <= 0:
+        return []
+    table = seeds.table
+    unseeded = [
+        s.name
+        for s in signals
+        if s.name in index.signals
+        and not any(
+            not is_blank(v)
+            for c in s.content_columns
+            if c in table.column_names
+            for v in table.column(c).to_pylist()
+        )
+    ]
+    why = (
+        f"no seed has content for {', '.join(unseeded)}, the signal(s) that hold them: add "
+        "seeds with that content to reach them"
+        if unseeded
+        else "no seed's signals reach them"
+    )
+    return [
+        f"k=None: {missed:,} of {int(index.num_items):,} indexed items were recalled for no "
+        f"policy and are not in the queue: {why}"
+    ]
 
 
 def _reports_writer(seeds: SeedSet, image_base_dir, options) -> Callable[[SweepResult], object]:
@@ -576,9 +610,10 @@ def finish_sweep(
     reasons_cache: Path | None = None,
     signal_failures: pa.Table | None = None,
     reports: Callable[[SweepResult], object] | None = None,
+    warnings: Sequence[str] = (),
 ) -> SweepResult:
-    """The end every sweep engine shares: queue, report (``extra`` keys added), the item
-    accounting check, and the files in ``out_dir``.
+    """The end every sweep engine shares: queue, report (``extra`` keys added, ``warnings``
+    among its warnings), the item accounting check, and the files in ``out_dir``.
 
     ``scored``: the ranker's scores of ``cands``; ``manifest``: the index's;
     ``include_reviewed``: as in ``sweep`` (``cands`` marked by ``rank.reviewed``). ``model``:
@@ -620,7 +655,7 @@ def finish_sweep(
     levels = presence_levels(model.signals) if model is not None else None
     absent = absent_policy_warnings(cands, scored, seeds.described_policies(), levels)
     decisions = decision_report(cands, scored, absent)
-    decisions["warnings"] += list(absent.values())
+    decisions["warnings"] += list(absent.values()) + list(warnings)
     if model is not None:  # seeds naming `Spam` where the reviews say `spam`
         reviewed = model.info.get("policies_with_history") or []
         decisions["warnings"] += policy_name_slips(decisions["cold_start_policies"], reviewed)

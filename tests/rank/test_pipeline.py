@@ -368,6 +368,17 @@ def test_model_without_thresholds_is_refused(tmp_path, trained_model):
         RiskModel.load(tmp_path / "m")
 
 
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    picture = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(pixels).resize((96, 96)).save(picture, format="PNG")
+    return picture.getvalue()
+
+
 def test_a_seed_no_signal_can_use_is_refused_and_one_half_used_is_named(
     tmp_path, history, seeds, inventory_items
 ):
@@ -402,6 +413,18 @@ def test_a_seed_no_signal_can_use_is_refused_and_one_half_used_is_named(
     assert res.queue.num_rows > 0
     assert any("seed 'img': pdq: " in r.getMessage() and "other content only" in r.getMessage()
                for r in records)  # fmt: skip
+    # k=None recalls what a seed can reach: image-only items under text seeds are not, and
+    # the report says so (it did only by its counts: an outsider's report).
+    pic = pa.table({"item_id": ["p2"], "image_bytes": [_png()]})
+    unreached = sweep(
+        pa.concat_tables([inv, pic], promote_options="default"), seeds, tmp_path / "m", **kw
+    )
+    assert unreached.report["items_not_recalled"] == 1
+    assert any(
+        w.startswith("k=None: 1 of 21 indexed items were recalled for no policy")
+        and "no seed has content for pdq" in w
+        for w in unreached.report["warnings"]
+    )
     # A picture seed under a text-only model: nothing it could match.
     train(history, seeds, tmp_path / "t", signals=[HashingTextSignal()], ranker=ranker,
           lexical_probe=False, show_progress=False)  # fmt: skip
