@@ -300,6 +300,7 @@ class QueueIndex:
                 "candidates.parquet, not its queue; pass the queue.parquet the reviewers "
                 "worked from"
             )
+        self.columns = list(queue.column_names)
         ids, pols = queue[ITEM_ID].to_pylist(), queue["policy"].to_pylist()
         # A queue lists an item once, under the policy it was shown for; candidates.parquet
         # (beside it) lists it once per policy, and was taken as the queue: the last row's
@@ -965,6 +966,40 @@ def _new_rows(
     return new, pa.Table.from_pylist(kept, check.accepted.schema), bad, replaced
 
 
+def _reviewer_columns(
+    new: pa.Table, imported: pa.Table, verdicts: pa.Table, history: pa.Table, shown: list[str]
+) -> pa.Table:
+    """``new`` history rows with the verdict file's own columns (``reviewer``, ``reviewed_at``,
+    notes: the audit trail of who decided what, when), which were dropped without a word (an
+    outsider's report). Not kept: the columns a verdict names (``item_id``, ``verdict``...),
+    the history's own (``sweep_id``, content), and the queue's, copied back beside a verdict
+    (``shown``: ranks and evidence are the sweep's, not the reviewer's). A column the history
+    holds under another type is read as that type, or left out with a warning."""
+    reserved = {ITEM_ID, "campaign_id", "verdict", "policy", "row", *new.column_names, *shown}
+    extra = [c for c in verdicts.column_names if c not in reserved]
+    if not extra or not new.num_rows:
+        return new
+    rows = pa.array(imported["row"].to_pylist(), pa.int64())
+    dropped = []
+    for name in extra:
+        values = verdicts[name].take(rows)
+        if name in history.column_names:
+            want = history.schema.field(name).type
+            try:
+                values = values if values.type == want else pc.cast(values, want)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                dropped.append(f"{name} ({values.type}, the history's is {want})")
+                continue
+        new = new.append_column(name, values)
+    if dropped:
+        log.warning(
+            "verdicts: column(s) %s not kept: their values cannot be read as the history's "
+            "type (give them as the history does)",
+            ", ".join(dropped),
+        )
+    return new
+
+
 def _with_picture(content: dict, signals: list) -> dict:
     """A history row's content with its picture's bytes when it names only a file: the
     history keeps what the reviewer saw, not a path into an export folder that a later day
@@ -1084,6 +1119,7 @@ def import_verdicts(
         from_inventory=inventory is not None,
         unverifiable=unchecked if later else frozenset(), pictures=pictures,
     )  # fmt: skip
+    new = _reviewer_columns(new, imported, table, history, q.columns)
     if replaced:  # re-reviews of edited items: the new row takes the old one's place
         gone = set(replaced)
         history = history.filter(pa.array([i not in gone for i in range(history.num_rows)]))

@@ -1095,3 +1095,41 @@ def test_a_model_keeps_the_pictures_of_its_history(history, seeds, tmp_path):
     # A text-only model keeps the paths as they are (they are metadata to it).
     train(hist, seeds, tmp_path / "t", signals=[HashingTextSignal()], k=200, show_progress=False)
     assert "image_bytes" not in pq.read_table(tmp_path / "t" / "history.parquet").column_names
+
+
+def test_a_verdict_files_own_columns_join_the_history(loop, tmp_path):
+    """Who decided and when (``reviewer``, ``reviewed_at``, notes) were dropped without a word
+    (an outsider's report): kept in the new history rows; the queue's columns copied back
+    beside a verdict are the sweep's, not kept; a column the history types otherwise is read as
+    its type, or left out with a warning."""
+    root, queue = loop
+    ids = queue["item_id"].to_pylist()[:3]
+    when = pa.array([1_733_392_800_000_000] * 3, pa.timestamp("us", "UTC"))
+    verdicts = pa.table(
+        {
+            "item_id": ids,
+            "verdict": [2, 0, 2],
+            "reviewer": ["bob", "bob", "ann"],
+            "reviewed_at": when,
+            "risk_probability": [0.9, 0.8, 0.7],  # copied back from the queue
+        }
+    )
+    _import(verdicts, root, tmp_path / "v2")
+    hist = pq.read_table(tmp_path / "v2" / "history.parquet")
+    new = hist.filter(pc.is_in(hist["item_id"], pa.array(ids)))
+    assert new["reviewer"].to_pylist() == ["bob", "bob", "ann"]
+    assert new["reviewed_at"].type == pa.timestamp("us", "UTC")
+    assert "risk_probability" not in hist.column_names
+    assert hist.num_rows > new.num_rows and hist["reviewer"].null_count == hist.num_rows - 3
+    # A later file (CSV: text) whose times read as the history's type; one whose do not.
+    model_v2 = pq.read_table(tmp_path / "v2" / "history.parquet")
+    assert model_v2.schema.field("reviewed_at").type == pa.timestamp("us", "UTC")
+    from riskrank.rank.review import _reviewer_columns
+
+    later = pa.table({"item_id": ["x"], "verdict": [1], "reviewed_at": ["2026-12-05T10:00:00Z"]})
+    rows = pa.table({"row": [0]})
+    base = pa.table({"item_id": ["x"], "verdict": pa.array([1], pa.int8())})
+    read = _reviewer_columns(base, rows, later, model_v2, [])
+    assert read["reviewed_at"].type == pa.timestamp("us", "UTC")
+    bad = later.set_column(2, "reviewed_at", pa.array(["last tuesday"]))
+    assert "reviewed_at" not in _reviewer_columns(base, rows, bad, model_v2, []).column_names
