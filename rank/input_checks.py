@@ -15,14 +15,22 @@ import pyarrow as pa
 
 from riskrank.index.schema import CONTENT_COLUMNS, ITEM_ID, quarantine_table
 from riskrank.index.tables import SchemaError, renamed_runs
+from riskrank.rank.campaigns import CAMPAIGN_COLUMNS, MEMBER_DIGESTS, MEMBER_VERDICTS
 from riskrank.rank.queue import QUEUE_FRONT
+from riskrank.rank.reasons import EXPLANATION_SCHEMA
 from riskrank.recall.candidates import KEY_COLUMNS, evidence_feature_columns
 from riskrank.recall.history import POSITIVE_VERDICT
 
 log = logging.getLogger("riskrank")
 METADATA_PREFIX = "meta_"
-# Columns the pipeline itself writes into candidates and the queue (besides evidence).
-_RESERVED = {*QUEUE_FRONT, *KEY_COLUMNS, "verdict", "sweep_id"}
+# Columns the pipeline itself writes into candidates and the queue (besides evidence): the
+# queue's, the campaigns' and the reasons'; the slot columns are rank/exploration.py's (which
+# imports this module). tests/rank/test_input_checks.py checks a sweep writes no other.
+SLOT_COLUMNS = ("slot", "slot_reason")
+_RESERVED = {
+    *QUEUE_FRONT, *KEY_COLUMNS, "verdict", "sweep_id", *CAMPAIGN_COLUMNS, "campaign_members",
+    MEMBER_DIGESTS, MEMBER_VERDICTS, *EXPLANATION_SCHEMA.names, *SLOT_COLUMNS,
+}  # fmt: skip
 
 
 class ThinHistoryWarning(UserWarning):
@@ -134,6 +142,7 @@ def _reserved(name: str) -> bool:
     return (
         name in _RESERVED
         or name.startswith(("hist_", "__rr_"))
+        or name.endswith("_best_seed_id")  # recall's, per signal
         or bool(evidence_feature_columns(pa.table({name: pa.array([], pa.float32())})))
     )
 

@@ -173,7 +173,10 @@ def seed_matched(
     items than an example does (an insult description: cosine 0.455 at most to 600 Insults
     comments, a quarter of them insults), so closeness says nothing there."""
     cols = candidates.column_names
-    names = [c for c in cols if c.endswith("_n_seeds_lo") and not is_history_feature(c)]
+    if levels:  # the model's signals: metadata kept as meta_text_n_seeds_lo is not evidence
+        names = [f"{s}_n_seeds_lo" for s in levels if f"{s}_n_seeds_lo" in cols]
+    else:
+        names = [c for c in cols if c.endswith("_n_seeds_lo") and not is_history_feature(c)]
     if not names:
         return None
     out = np.zeros(candidates.num_rows, bool)

@@ -232,3 +232,34 @@ def test_cli_user_errors_are_one_line(tmp_path, seeds, hashing_model, capsys, mo
     monkeypatch.setitem(sys.modules, "ray", None)  # as without the [ray] extra
     assert main(argv + ["--out", str(tmp_path / "o"), "--engine", "ray"]) == 2
     assert "pip install 'riskrank[ray]'" in capsys.readouterr().err
+
+
+def test_every_column_a_sweep_writes_is_protected_from_metadata(
+    inventory_items, seeds, hashing_model
+):
+    """Metadata named like a column the sweep writes was overwritten without a word
+    (``campaign_id``, ``explanation``...) or crashed the sweep after its embedding (``slot``,
+    ``campaign_members``: an outsider's report). Every column of the queue and candidates, in
+    item and campaign mode, is one the renaming knows: a new one the pipeline adds fails here
+    until it is."""
+    from riskrank.rank.input_checks import _reserved
+
+    inv = inventory_items.drop(["label"])
+    written = set()
+    for campaigns in (False, True):
+        res = sweep(inv, seeds, hashing_model, k=200, campaigns=campaigns, budget=20,
+                    show_progress=False)  # fmt: skip
+        written |= set(res.queue.column_names) | set(res.candidates.column_names)
+    written -= {*inv.column_names}
+    assert written and " ".join(sorted(c for c in written if not _reserved(c))) == ""
+    # Each of them as an inventory column reaches the queue as meta_<name>, in either mode.
+    n = inv.num_rows
+    mine = inv
+    for name in sorted(written):
+        mine = mine.append_column(name, pa.array([f"mine-{i}" for i in range(n)]))
+    for campaigns in (False, True):
+        q = sweep(mine, seeds, hashing_model, k=200, campaigns=campaigns, budget=20,
+                  show_progress=False).queue  # fmt: skip
+        for name in written:
+            assert f"meta_{name}" in q.column_names, name
+            assert all(str(v).startswith("mine-") for v in q[f"meta_{name}"].to_pylist()), name
