@@ -86,9 +86,12 @@ def _to_arrow(data: TableLike, what: str) -> pa.Table:
     if isinstance(data, dict) or module == "pandas":
         return _from_columns(data, what)
     if module == "polars":
-        return data.to_arrow()
+        # A LazyFrame (a scan or query not yet run) is run here: it raised polars' own
+        # AttributeError (an outsider's report).
+        return (data.collect() if type(data).__name__ == "LazyFrame" else data).to_arrow()
     raise TypeError(
-        f"{what}: expected a pyarrow Table, pandas/polars DataFrame, dict of columns, a "
+        f"{what}: expected a pyarrow Table, pandas/polars DataFrame (or polars LazyFrame), "
+        "dict of columns, a "
         f"Parquet path or a list of them, got {type(data).__name__}"
     )
 
@@ -483,7 +486,9 @@ def field_family(field: pa.Field) -> str:
 # column is decoded). Ids refuse floats: 7.0 is not an id.
 _ACCEPTS = {
     "string": {"string", "binary"},
-    "binary": {"binary", "string"},
+    # Not text: an image_bytes column of hex or base64 text crashed deep in hashing (an
+    # outsider's report); decoded, it is binary.
+    "binary": {"binary"},
     "id": {"string", "integer"},
     "integer": {"integer", "number"},
     "number": {"integer", "number"},
@@ -515,10 +520,14 @@ def check_columns(table: pa.Table, schema: pa.Schema, *, what: str) -> None:
             typ = typ.value_type
         readable = _ACCEPTS.get(expected, {expected})
         if not (pa.types.is_null(typ) or type_family(typ) in readable):
-            hint = " (strings or integers; floats are refused: 7.0 is not an id)"
+            hints = {
+                "id": " (strings or integers; floats are refused: 7.0 is not an id)",
+                "binary": " (an encoded file's bytes: decode hex or base64 text first, e.g. "
+                "bytes.fromhex, base64.b64decode)",
+            }
             problems.append(
                 f"column '{field.name}' has type {typ}, expected {expected}"
-                + (hint if expected == "id" else "")
+                + hints.get(expected, "")
                 + _first_value(table, field.name)
             )
     if problems:

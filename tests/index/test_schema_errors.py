@@ -381,3 +381,20 @@ def test_a_reason_is_relabelled_by_todays_files_but_never_inside_its_id():
         )
         assert monday.relabel(old, "row 4") == old
     assert today.relabel("no content: text is empty", "row 4") == "no content: text is empty"
+
+
+def test_image_bytes_as_text_is_refused_and_a_polars_lazyframe_is_read():
+    """Hex or base64 text in ``image_bytes`` crashed deep in hashing, and a polars LazyFrame
+    raised polars' own AttributeError (an outsider's report)."""
+    polars = pytest.importorskip("polars")
+    from riskrank.index.schema import validate_inventory
+
+    text = pa.table({"item_id": ["a"], "image_bytes": ["89504e470d0a1a0a"]})
+    with pytest.raises(SchemaError, match=r"'image_bytes' has type string, expected binary "
+                       r"\(an encoded file's bytes: decode hex or base64"):  # fmt: skip
+        validate_inventory(text)
+    lazy = polars.DataFrame({"item_id": ["a", "b"], "text": ["one", "two"]}).lazy()
+    assert as_table(lazy).to_pylist() == [
+        {"item_id": "a", "text": "one"},
+        {"item_id": "b", "text": "two"},
+    ]
