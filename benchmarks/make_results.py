@@ -40,6 +40,7 @@ PARTS = [
     ("campaign_links.md", "Campaign components: every link vs a cover (issues 13, 15)"),
     ("replay.md", "Replay of the review loop (issue 13)"),
     ("coverage.md", "Candidates unlike a policy's reviews: two domains, two policies (issue 13)"),
+    ("presence.md", "When a cold policy is taken as absent: the presence threshold (issue 13)"),
     ("replay_embeddings_only.md", "Replay without the lexical probe (the earlier replay)"),
     ("replay_notes.md", "Replay: what changed and why (issue 13)"),
     ("replay_young.md", "Replay: which model ranks a young policy (issue 13)"),
