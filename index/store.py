@@ -130,6 +130,7 @@ class InventoryIndex:
         self.manifest = manifest
         self.signals = signals
         self._items = items  # None: read from path when first asked
+        self._held: dict[str, object] = {}  # ``hold``: read at load, not when first asked
 
     @property
     def items(self) -> pa.Table:
@@ -142,6 +143,8 @@ class InventoryIndex:
         """item_id -> sha256 of the picture of each item whose picture came as
         ``image_bytes``, which an index does not keep (a standing version keeps their
         digests: index/content_digest.py ``PICTURES_FILE``; other indexes: none)."""
+        if "pictures" in self._held:
+            return self._held["pictures"]
         path = self.path / PICTURES_FILE
         if not path.exists():
             return {}
@@ -150,13 +153,32 @@ class InventoryIndex:
 
     @property
     def quarantine(self) -> pa.Table:
+        if "quarantine" in self._held:
+            return self._held["quarantine"]
         return pq.read_table(self.path / "quarantine.parquet")
+
+    def hold(self) -> InventoryIndex:
+        """Read now what is otherwise read when first asked (items, quarantine, failures,
+        pictures, each signal's keys and evidence; the vectors' file opened): a standing
+        index keeps its two newest versions, so a reader that outlives two updates found its
+        version's files gone half-way (a bare FileNotFoundError, an outsider's report). Open
+        files and tables read survive the version's removal."""
+        _ = self.items
+        self._held["quarantine"] = self.quarantine
+        self._held["signal_failures"] = self.signal_failures
+        self._held["pictures"] = self.picture_shas()
+        for si in self.signals.values():
+            _ = si.vectors, si.content_keys
+            si.preloaded_evidence = si.evidence
+        return self
 
     @property
     def signal_failures(self) -> pa.Table:
         """Why a signal holds no vector for an item that had content for it (item_id,
         signal, reason): a corrupt image beside a good text keeps the item, by its text,
         and is listed here. Empty for an index written before the table existed."""
+        if "signal_failures" in self._held:
+            return self._held["signal_failures"]
         path = self.path / SIGNAL_FAILURES
         if not path.exists():
             return signal_failure_table({}).drop(["key"])
@@ -179,8 +201,24 @@ class InventoryIndex:
 
         ``signals`` may supply query encoders (e.g. an already-loaded model); each is checked
         against what the manifest recorded and refused with ``IndexMismatchError`` if different.
+
+        A standing index's version is read whole now (``hold``): its reader survives the
+        updates that retire it. One that two updates retired between finding it current and
+        opening it is found again (the new current one).
         """
-        path = current_version(Path(path))
+        kw = {"verify": verify, "use_gpu": use_gpu, "signals": signals}
+        try:
+            return cls._load(Path(path), **kw)
+        except FileNotFoundError:
+            if current_version(Path(path)) == Path(path):  # not a standing index: no newer one
+                raise
+            return cls._load(Path(path), **kw)  # retired as it was opened: the current one
+
+    @classmethod
+    def _load(
+        cls, path: Path, *, verify: bool, use_gpu: bool | None, signals: dict[str, Signal] | None
+    ) -> InventoryIndex:
+        path = current_version(path)
         mpath = path / MANIFEST
         if not mpath.exists():
             raise FileNotFoundError(
@@ -224,4 +262,6 @@ class InventoryIndex:
                 index = signal.load_index(sdir / "index.faiss", entry, use_gpu=use_gpu)
                 vectors = None
             loaded[name] = SignalIndex(signal, entry, index, ids, sdir, preloaded_vectors=vectors)
-        return cls(path, manifest, loaded)
+        index = cls(path, manifest, loaded)
+        # A standing index's version (index/standing.py VERSIONS) is removed two updates on.
+        return index.hold() if path.parent.name == "versions" else index

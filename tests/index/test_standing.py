@@ -254,6 +254,32 @@ def test_old_versions_are_dropped_but_the_previous_one_is_kept(tmp_path):
     assert json.loads((tmp_path / "st" / "standing.json").read_text())["current"] == 4
 
 
+def test_a_reader_outlives_the_updates_that_retire_its_version(tmp_path):
+    """A reader that opened version 1 and ran on while two updates committed versions 2 and 3
+    (version 1 removed) died on the first file it read late, with a bare path as its message
+    (an outsider's kill trials, through the CLI): a version is read whole when it is opened."""
+    from riskrank.recall.recaller import recall
+
+    standing = StandingIndex(tmp_path / "st")
+    signal = HashingTextSignal()
+    day0 = _inventory(seed=0)
+    day0 = day0.append_column("image_bytes", pa.array([b"pic"] + [None] * (day0.num_rows - 1)))
+    standing.update(day0, [signal], show_progress=False)
+    reader = InventoryIndex.load(tmp_path / "st", signals={"text": signal})
+    want_items, want_recall = reader.items, recall(reader, _seeds(), show_progress=False)
+    for seed in (1, 2):
+        standing.update(_inventory(seed=seed), [signal], show_progress=False)
+    assert not reader.path.exists()  # version 1, retired
+    assert reader.items.equals(want_items) and reader.quarantine.num_rows == 0
+    assert reader.signal_failures.num_rows == 0 and len(reader.picture_shas()) == 1
+    again = recall(reader, _seeds(), show_progress=False)
+    assert again.to_pandas().equals(want_recall.to_pandas())  # (NaN evidence equal too)
+
+
+def _seeds() -> pa.Table:
+    return pa.table({"seed_id": ["s"], "policy": ["scam"], "text": ["free prize claim now"]})
+
+
 def _ivf_days(tmp_path, share_new: float, key: str = "IVF8,Flat"):
     base = _inventory(600, seed=1)
     standing = StandingIndex(tmp_path / "st")
