@@ -839,6 +839,7 @@ def _new_rows(
     from_inventory: bool = False,
     unverifiable: set[str] = frozenset(),
     pictures: dict[str, str] | None = None,
+    corrections: bool = False,
 ) -> tuple[pa.Table, pa.Table, list[dict], list[int]]:
     """History rows for accepted verdicts, the accepted rows they came from, the rows that
     cannot be used (for the quarantine), and the history rows the new ones replace.
@@ -933,10 +934,13 @@ def _new_rows(
                 "the sweep's index version is gone; pass the inventory the sweep ran on "
                 "(--inventory; inventory= in Python)"
             )
-        elif key in at and not changed.get(key):
+        elif key in at and not changed.get(key) and corrections and at[key][0] == r["verdict"]:
+            why = f"already in the history with this verdict ({at[key][0]}), content unchanged"
+        elif key in at and not changed.get(key) and not corrections:
             why = (
                 f"already in the history with verdict {at[key][0]}, content unchanged "
-                f"(this row's verdict: {r['verdict_source']})"
+                f"(this row's verdict: {r['verdict_source']}; to overturn it, import with "
+                "--correct / corrections=True)"
             )
         elif key in at and _later(reviewed_at[at[key][1]], swept_at):
             why = (
@@ -947,8 +951,11 @@ def _new_rows(
         if why:
             bad.append({ITEM_ID: r[ITEM_ID], "row": r["row"], "stage": "verdicts", "reason": why})
             continue
+        source = r["verdict_source"]
         if key in at:
             replaced.append(at[key][1])
+            if not changed.get(key):  # the same content judged again: a correction
+                source = f"{source} correction"
         kept.append(r)
         rows.append(
             {
@@ -956,7 +963,7 @@ def _new_rows(
                 "policy": r["policy"],
                 "verdict": r["verdict"],
                 "sweep_id": sweep_id,
-                "verdict_source": r["verdict_source"],
+                "verdict_source": source,
                 QUEUE_SWEPT_AT: swept_at,
                 **_with_picture(content[r[ITEM_ID]], signals or []),
             }
@@ -1030,9 +1037,16 @@ def import_verdicts(
     seeds: TableLike | None = None,
     image_base_dir: str | Path | None = None,
     show_progress: bool = False,
+    corrections: bool = False,
 ) -> ImportResult:
     """Import reviewers' verdicts on ``queue``, append them to the history of the model in
     ``model_dir`` and train the next model version into ``out_dir``.
+
+    ``corrections``: a verdict on an item the history already judged under that policy, on
+    the same content, replaces the earlier verdict where it differs (a mistaken decision
+    overturned; ``verdict_source`` ends in ``correction``). Without it such rows are
+    quarantined as already reviewed, and a mistake could only be undone by editing the
+    history.
 
     ``seeds``: seeds to add to the model's own (``add_seeds``), e.g. a new policy's from the
     sweep that ran it retroactively: without them its verdicts are quarantined (the model
@@ -1118,6 +1132,7 @@ def import_verdicts(
         pictures_lost=pictures_lost, swept_at=about.get("swept_at"), digests=digests,
         from_inventory=inventory is not None,
         unverifiable=unchecked if later else frozenset(), pictures=pictures,
+        corrections=corrections,
     )  # fmt: skip
     new = _reviewer_columns(new, imported, table, history, q.columns)
     if replaced:  # re-reviews of edited items: the new row takes the old one's place

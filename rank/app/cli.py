@@ -405,6 +405,7 @@ def cmd_review_import(args) -> int:
         retrain=not args.no_retrain,
         seeds=args.seeds,
         image_base_dir=args.image_base_dir,
+        corrections=args.correct,
     )
     source = res.imported["verdict_source"].to_pylist() if res.imported.num_rows else []
     used = set(res.imported["row"].to_pylist())
@@ -415,7 +416,7 @@ def cmd_review_import(args) -> int:
             ("  quarantined", len(set(res.quarantine["row"].to_pylist()) - used)),
             ("verdicts imported (items)", res.imported.num_rows),
             ("  from campaign verdicts", sum(s.startswith("campaign:") for s in source)),
-            ("  re-reviews of edited items", res.replaced),
+            ("  replacing earlier verdicts (edited items, corrections)", res.replaced),
             ("quarantine entries", res.quarantine.num_rows),
             ("history rows", res.history.num_rows),
             *(
@@ -611,6 +612,12 @@ def _review_parser(sub) -> None:
     ri.add_argument("--inventory", help="items' content (default: the sweep's index by the queue)")
     ri.add_argument("--strict", action="store_true", help="refuse the file on any bad row")
     ri.add_argument("--no-retrain", action="store_true", help="only append to the history")
+    ri.add_argument(
+        "--correct",
+        action="store_true",
+        help="a differing verdict on an item already judged, same content, replaces the earlier "
+        "one (a mistaken decision overturned); without it such rows are quarantined",
+    )
     ri.add_argument(
         "--seeds",
         help="seeds to add to the model's (e.g. the new policy's seeds a retroactive sweep "

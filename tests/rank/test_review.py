@@ -409,6 +409,23 @@ def test_a_re_review_of_an_edited_item_replaces_its_old_verdict(loop, tmp_path):
                           out_dir=tmp_path / "v3", inventory=same, retrain=False)  # fmt: skip
     assert res.imported.num_rows == 0 and res.replaced == 0
     assert "content unchanged" in res.quarantine["reason"][0].as_py()
+    assert "--correct" in res.quarantine["reason"][0].as_py()
+    # A mistaken decision overturned: with corrections, it replaces the earlier verdict (no
+    # way to do so but editing the history before: an outsider's note); the same verdict again
+    # is still refused.
+    res = import_verdicts(verdicts, _one_item_queue(old["item_id"], old["text"]), root / "v1",
+                          out_dir=tmp_path / "v4", inventory=same, corrections=True)  # fmt: skip
+    assert res.replaced == 1 and res.quarantine.num_rows == 0
+    hist = pq.read_table(tmp_path / "v4" / "history.parquet")
+    mine = hist.filter(pc.equal(hist["item_id"], old["item_id"])).to_pylist()
+    assert len(mine) == 1 and hist.num_rows == history.num_rows
+    assert mine[0]["verdict"] == verdicts["verdict"][0].as_py()
+    assert mine[0]["verdict_source"].endswith("correction")
+    again = pa.table({"item_id": [old["item_id"]], "verdict": [old["verdict"]]})
+    res = import_verdicts(again, _one_item_queue(old["item_id"], old["text"]), root / "v1",
+                          out_dir=tmp_path / "v5", inventory=same, corrections=True,
+                          retrain=False)  # fmt: skip
+    assert res.replaced == 0 and "with this verdict" in res.quarantine["reason"][0].as_py()
 
 
 def test_a_late_verdict_from_an_older_queue_does_not_replace_a_newer_review(loop, tmp_path):
