@@ -519,6 +519,7 @@ class StandingIndex:
                 signals={s.name: s for s in signals},
                 verify=True,
                 use_gpu=False,
+                hold=False,  # kept while this update holds the lock: read what it needs only
             )
         except IndexMismatchError as exc:
             raise IndexMismatchError(

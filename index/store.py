@@ -196,17 +196,19 @@ class InventoryIndex:
         verify: bool = True,
         use_gpu: bool | None = None,
         signals: dict[str, Signal] | None = None,
+        hold: bool = True,
     ) -> InventoryIndex:
         """Open an index directory, checking the manifest and (``verify``) file checksums.
 
         ``signals`` may supply query encoders (e.g. an already-loaded model); each is checked
         against what the manifest recorded and refused with ``IndexMismatchError`` if different.
 
-        A standing index's version is read whole now (``hold``): its reader survives the
-        updates that retire it. One that two updates retired between finding it current and
-        opening it is found again (the new current one).
+        A standing index's version is read whole now (``hold``; an update reading the
+        version it replaces, under its lock, need not): its reader survives the updates that
+        retire it. One that two updates retired between finding it current and opening it is
+        found again (the new current one).
         """
-        kw = {"verify": verify, "use_gpu": use_gpu, "signals": signals}
+        kw = {"verify": verify, "use_gpu": use_gpu, "signals": signals, "hold": hold}
         try:
             return cls._load(Path(path), **kw)
         except FileNotFoundError:
@@ -216,7 +218,13 @@ class InventoryIndex:
 
     @classmethod
     def _load(
-        cls, path: Path, *, verify: bool, use_gpu: bool | None, signals: dict[str, Signal] | None
+        cls,
+        path: Path,
+        *,
+        verify: bool,
+        use_gpu: bool | None,
+        signals: dict[str, Signal] | None,
+        hold: bool,
     ) -> InventoryIndex:
         path = current_version(path)
         mpath = path / MANIFEST
@@ -264,4 +272,4 @@ class InventoryIndex:
             loaded[name] = SignalIndex(signal, entry, index, ids, sdir, preloaded_vectors=vectors)
         index = cls(path, manifest, loaded)
         # A standing index's version (index/standing.py VERSIONS) is removed two updates on.
-        return index.hold() if path.parent.name == "versions" else index
+        return index.hold() if hold and path.parent.name == "versions" else index
