@@ -23,7 +23,7 @@ one is never mistaken for a finished index.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -81,6 +81,26 @@ class SignalIndex:
     # Given instead of read from ``directory`` (shards, or Ray workers without the files).
     preloaded_vectors: np.ndarray | StoredVectors | ShardVectors | None = None
     preloaded_evidence: pa.Table | None = None
+    # File name -> its file, opened by ``InventoryIndex.hold`` (read from it when first asked:
+    # an open file outlives its version's removal).
+    opened: dict[str, pq.ParquetFile] = field(default_factory=dict)
+
+    def __getstate__(self) -> dict:
+        """Pickled (to a Ray worker) with what the opened files hold read, not the files."""
+        state = dict(self.__dict__)
+        if self.opened:
+            state["preloaded_evidence"] = self.evidence
+            state["content_keys"] = self.content_keys
+            state["opened"] = {}
+        return state
+
+    def _table(self, name: str, columns=None) -> pa.Table | None:
+        """``directory / name`` read (from the file ``hold`` opened, if it did); None if the
+        version has no such file."""
+        if name in self.opened:
+            return self.opened[name].read(columns=columns)
+        path = self.directory / name
+        return pq.read_table(path, columns=columns) if path.exists() else None
 
     @property
     def evidence(self) -> pa.Table | None:
@@ -88,8 +108,7 @@ class SignalIndex:
         order, or None if it records none."""
         if self.preloaded_evidence is not None:
             return self.preloaded_evidence
-        path = self.directory / "evidence.parquet"
-        return pq.read_table(path) if path.exists() else None
+        return self._table("evidence.parquet")
 
     @property
     def vectors(self) -> np.ndarray | StoredVectors:
@@ -104,10 +123,12 @@ class SignalIndex:
         """The content key of every position where this is a standing index version
         (index/standing.py writes ``keys.parquet``), else None; read once per loaded index
         (recall's neighbourhoods and the campaign links both ask)."""
-        path = Path(self.directory) / KEYS if self.directory is not None else None
-        if path is None or not path.exists():
+        if self.directory is None:
             return None
-        keys = pq.read_table(path, columns=["content_key"]).column("content_key").to_pylist()
+        table = self._table(KEYS, columns=["content_key"])
+        if table is None:
+            return None
+        keys = table.column("content_key").to_pylist()
         return keys if len(keys) == len(self.ids) else None
 
 
@@ -130,46 +151,67 @@ class InventoryIndex:
         self.manifest = manifest
         self.signals = signals
         self._items = items  # None: read from path when first asked
-        self._held: dict[str, object] = {}  # ``hold``: read at load, not when first asked
+        self._opened: dict[str, pq.ParquetFile] = {}  # ``hold``: opened at load
 
     @property
     def items(self) -> pa.Table:
         """item_id + metadata of every indexed item."""
         if self._items is None:
-            self._items = pq.read_table(self.path / "items.parquet")
+            self._items = self._table("items.parquet")
+            if self._items is None:
+                raise FileNotFoundError(f"{self.path / 'items.parquet'}: the index's item table")
         return self._items
 
     def picture_shas(self) -> dict[str, bytes]:
         """item_id -> sha256 of the picture of each item whose picture came as
         ``image_bytes``, which an index does not keep (a standing version keeps their
         digests: index/content_digest.py ``PICTURES_FILE``; other indexes: none)."""
-        if "pictures" in self._held:
-            return self._held["pictures"]
-        path = self.path / PICTURES_FILE
-        if not path.exists():
+        t = self._table(PICTURES_FILE)
+        if t is None:
             return {}
-        t = pq.read_table(path)
         return dict(zip(t[ITEM_ID].to_pylist(), t["image_sha256"].to_pylist()))
 
     @property
     def quarantine(self) -> pa.Table:
-        if "quarantine" in self._held:
-            return self._held["quarantine"]
-        return pq.read_table(self.path / "quarantine.parquet")
+        t = self._table("quarantine.parquet")
+        if t is None:
+            raise FileNotFoundError(f"{self.path / 'quarantine.parquet'}: the index's quarantine")
+        return t
+
+    def _table(self, name: str) -> pa.Table | None:
+        """``path / name`` read (from the file ``hold`` opened, if it did); None if the
+        version has no such file."""
+        if name in self._opened:
+            return self._opened[name].read()
+        if name in self.__dict__.get("_tables", {}):  # read before it was pickled
+            return self._tables[name]
+        path = self.path / name
+        return pq.read_table(path) if path.exists() else None
+
+    def __getstate__(self) -> dict:
+        """Pickled (to a Ray worker) with the opened files' tables read, not the files."""
+        state = dict(self.__dict__)
+        if self._opened:
+            state["_items"] = self.items
+            state["_opened"] = {}
+            state["_tables"] = {
+                n: f.read() for n, f in self._opened.items() if n != "items.parquet"
+            }
+        return state
 
     def hold(self) -> InventoryIndex:
-        """Read now what is otherwise read when first asked (items, quarantine, failures,
-        pictures, each signal's keys and evidence; the vectors' file opened): a standing
-        index keeps its two newest versions, so a reader that outlives two updates found its
-        version's files gone half-way (a bare FileNotFoundError, an outsider's report). Open
-        files and tables read survive the version's removal."""
-        _ = self.items
-        self._held["quarantine"] = self.quarantine
-        self._held["signal_failures"] = self.signal_failures
-        self._held["pictures"] = self.picture_shas()
+        """Open now the files otherwise opened when first read (items, quarantine, failures,
+        pictures; each signal's vectors, keys and evidence), their contents still read when
+        asked: a standing index keeps its two newest versions, so a reader that outlived two
+        updates found its version's files gone half-way (a bare FileNotFoundError, an
+        outsider's report). An open file survives its version's removal."""
+        names = ("items.parquet", "quarantine.parquet", SIGNAL_FAILURES, PICTURES_FILE)
+        self._opened = {n: pq.ParquetFile(self.path / n) for n in names if (self.path / n).exists()}
         for si in self.signals.values():
-            _ = si.vectors, si.content_keys
-            si.preloaded_evidence = si.evidence
+            _ = si.vectors  # (StoredVectors holds its file open)
+            for n in (KEYS, "evidence.parquet"):
+                if si.directory is not None and (si.directory / n).exists():
+                    si.opened[n] = pq.ParquetFile(si.directory / n)
         return self
 
     @property
@@ -177,12 +219,10 @@ class InventoryIndex:
         """Why a signal holds no vector for an item that had content for it (item_id,
         signal, reason): a corrupt image beside a good text keeps the item, by its text,
         and is listed here. Empty for an index written before the table existed."""
-        if "signal_failures" in self._held:
-            return self._held["signal_failures"]
-        path = self.path / SIGNAL_FAILURES
-        if not path.exists():
+        t = self._table(SIGNAL_FAILURES)
+        if t is None:
             return signal_failure_table({}).drop(["key"])
-        return pq.read_table(path).select([ITEM_ID, "signal", "reason"])
+        return t.select([ITEM_ID, "signal", "reason"])
 
     @property
     def num_items(self) -> int:
@@ -203,9 +243,9 @@ class InventoryIndex:
         ``signals`` may supply query encoders (e.g. an already-loaded model); each is checked
         against what the manifest recorded and refused with ``IndexMismatchError`` if different.
 
-        A standing index's version is read whole now (``hold``; an update reading the
-        version it replaces, under its lock, need not): its reader survives the updates that
-        retire it. One that two updates retired between finding it current and opening it is
+        A standing index's version has its files opened now (``hold``; an update reading
+        the version it replaces, under its lock, need not): its reader survives the updates
+        that retire it. One that two updates retired between finding it current and opening it is
         found again (the new current one).
         """
         kw = {"verify": verify, "use_gpu": use_gpu, "signals": signals, "hold": hold}
