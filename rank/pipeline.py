@@ -173,10 +173,12 @@ def fit_model(
     engine: str | Engine = "local",
     index_donor: str | Path | None = None,
     show_progress: bool = True,
+    unusable_seeds: str = "refuse",
 ) -> tuple[RiskModel, pa.Table, pa.Table]:
     """``train`` up to the save: the model (its history index already under ``model_dir``),
     the clean history rows and the quarantined ones. ``review import`` saves it once, with
-    its lineage, so a killed import never leaves a model stamped as a first version."""
+    its lineage, so a killed import never leaves a model stamped as a first version.
+    ``unusable_seeds``: ``recall``'s (a retrain of a model's own seeds warns)."""
     hist, quarantined = validate_history(history)
     rows = input_rows(hist, quarantined)  # each clean row's number in the input
     hist, unseeded = history_rows_without_seeds(hist, seeds, rows)
@@ -222,6 +224,7 @@ def fit_model(
         lexical=lexical,
         exclude_self=True,
         show_progress=show_progress,
+        unusable_seeds=unusable_seeds,
     )
     ranker = ranker or RiskRanker()
     ranker.fit(cands, history=hist)

@@ -1193,6 +1193,9 @@ def _train_next(
         merged, seeds, out_dir, signals=old.signals, k=parent.get("k"),
         index_donor=sweep_items.parent if sweep_items is not None else None,
         show_progress=show_progress,
+        # The model's own seeds: one no signal can use (accepted by an older version) is
+        # named, not a refusal the user could not act on (an import only adds seeds).
+        unusable_seeds="warn",
     )  # fmt: skip
     model.info.update(lineage_info(merged, parent=parent))
     tables = {"history_quarantine": history_quarantine, **lineage_tables(merged, seeds)}

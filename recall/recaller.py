@@ -377,8 +377,12 @@ def recall(
     seed_vectors: Mapping[str, SignalBatch] | None = None,
     show_progress: bool = True,
     neighbours: NeighbourMemo | None = None,
+    unusable_seeds: str = "refuse",
 ) -> pa.Table:
     """Recall inventory resembling ``seeds``: one candidate row per (item, policy).
+
+    ``unusable_seeds``: ``"refuse"`` a seed none of whose content a signal can use
+    (``check_seed_vectors``), or ``"warn"`` and recall without it.
 
     ``k``: neighbours fetched per seed and signal; an item no seed has among its ``k``
     nearest is not a candidate (None: every indexed item is one). ``exemplars``: reviewed
@@ -401,7 +405,7 @@ def recall(
     }
     batches = _seed_batches(states, seeds, seed_vectors)
     signals = [state.si.signal for state in states.values()]
-    for warning in check_seed_vectors(seeds, batches, signals):
+    for warning in check_seed_vectors(seeds, batches, signals, refuse=unusable_seeds != "warn"):
         log.warning(warning)
     run = _RecallRun(
         index=index,

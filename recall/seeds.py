@@ -191,12 +191,16 @@ class SeedSet:
         return f"SeedSet({len(self)} seeds, policies={self.policies})"
 
 
-def check_seed_vectors(seeds: SeedSet, batches: Mapping[str, object], signals) -> list[str]:
+def check_seed_vectors(
+    seeds: SeedSet, batches: Mapping[str, object], signals, *, refuse: bool = True
+) -> list[str]:
     """Refuse a seed none of whose content any signal could use (``batches``: each signal's
     ``embed_queries`` of ``seeds.table``): a seed whose only content is a corrupt picture, or
     a picture under a text-only model, recalled nothing, with no word (an outsider's report),
     where an empty seed is refused. Returns a warning for each seed some of whose content
-    failed beside content that worked (a readable text beside a corrupt picture)."""
+    failed beside content that worked (a readable text beside a corrupt picture), and with
+    ``refuse=False`` one for each seed that would have been refused (a model's own seeds at a
+    retrain: accepted by an older version, and an import cannot drop them)."""
     table = seeds.table
     ids = table.column("seed_id").to_pylist()
     usable = np.zeros(table.num_rows, bool)
@@ -215,6 +219,13 @@ def check_seed_vectors(seeds: SeedSet, batches: Mapping[str, object], signals) -
             why = batch.reasons[i] if batch.reasons and batch.reasons[i] else "not usable"
             failed[i].append(f"{signal.name}: {why}")
     bad = [i for i in range(len(ids)) if not usable[i]]
+    if bad and not refuse:
+        names = ", ".join(s.name for s in signals)
+        return [
+            f"seed '{ids[i]}' matches nothing: "
+            + ("; ".join(failed[i]) or f"no content the signals read ({names})")
+            for i in bad
+        ]
     if bad:
         names = ", ".join(s.name for s in signals)
         listed = "; ".join(

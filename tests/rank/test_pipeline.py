@@ -430,6 +430,16 @@ def test_a_seed_no_signal_can_use_is_refused_and_one_half_used_is_named(
           lexical_probe=False, show_progress=False)  # fmt: skip
     with pytest.raises(SchemaError, match=r"seed 'img': no content the signals read \(text\)"):
         sweep(inv, broken, tmp_path / "t", **kw)
+    # A retrain over a model's own seeds (an older version accepted such a seed, and an
+    # import cannot drop one) names it and goes on (a reviewer's finding).
+    from riskrank.index.build import build_index
+    from riskrank.recall.recaller import recall
+
+    index = build_index(inv, tmp_path / "idx", signals=[HashingTextSignal()], show_progress=False)
+    mixed = pa.concat_tables([seeds, broken], promote_options="default")
+    with pytest.raises(SchemaError, match="seed 'img'"):
+        recall(index, mixed, show_progress=False)
+    assert recall(index, mixed, show_progress=False, unusable_seeds="warn").num_rows > 0
 
 
 def test_an_item_kept_without_its_image_is_counted_and_listed(
