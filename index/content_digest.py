@@ -88,11 +88,17 @@ PICTURES_FILE = "pictures.parquet"  # a standing version's item_id -> image_sha2
 
 
 def image_sha256(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """sha256 of each ``image_bytes`` cell (null where it is null)."""
-    cells = column.to_pylist()
-    return pa.array(
-        [None if c is None else hashlib.sha256(bytes(c)).digest() for c in cells], pa.binary(32)
-    )
+    """sha256 of each ``image_bytes`` cell (null where it is null), a slice at a time: the
+    whole column as Python bytes doubled the pictures' memory (a reviewer measured +401 MiB
+    for 400 MiB of pictures)."""
+    out: list[bytes | None] = []
+    step = 256  # pictures of up to 50 MiB each (paths.max_image_bytes): rows, not bytes
+    for start in range(0, len(column), step):
+        out += [
+            None if c is None else hashlib.sha256(c).digest()
+            for c in column.slice(start, step).to_pylist()
+        ]
+    return pa.array(out, pa.binary(32))
 
 
 def _image_token(data: bytes | None, path: object, base_dirs: Sequence[object]) -> bytes | None:

@@ -614,9 +614,12 @@ def finish_sweep(
     signal_failures: pa.Table | None = None,
     reports: Callable[[SweepResult], object] | None = None,
     warnings: Sequence[str] = (),
+    levels: Mapping[str, float] | None = None,
 ) -> SweepResult:
     """The end every sweep engine shares: queue, report (``extra`` keys added, ``warnings``
     among its warnings), the item accounting check, and the files in ``out_dir``.
+    ``levels``: the presence levels the scores were calibrated with (``presence_levels``;
+    default: the ``model``'s signals'), for the report to say which policies were absent.
 
     ``scored``: the ranker's scores of ``cands``; ``manifest``: the index's;
     ``include_reviewed``: as in ``sweep`` (``cands`` marked by ``rank.reviewed``). ``model``:
@@ -655,7 +658,8 @@ def finish_sweep(
     # so that rows in = indexed + quarantined + deleted, and none is unaccounted for.
     n_deleted = int(manifest["items"].get("deleted", 0))
     recalled = len(set(cands.column(ITEM_ID).to_pylist())) if cands.num_rows else 0
-    levels = presence_levels(model.signals) if model is not None else None
+    if levels is None and model is not None:
+        levels = presence_levels(model.signals)
     absent = absent_policy_warnings(cands, scored, seeds.described_policies(), levels)
     decisions = decision_report(cands, scored, absent)
     decisions["warnings"] += list(absent.values()) + list(warnings)

@@ -46,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 import time
 from collections import Counter
@@ -983,7 +984,10 @@ def _reviewer_columns(
     (``shown``: ranks and evidence are the sweep's, not the reviewer's). A column the history
     holds under another type is read as that type, or left out with a warning."""
     reserved = {ITEM_ID, "campaign_id", "verdict", "policy", "row", *new.column_names, *shown}
-    extra = [c for c in verdicts.column_names if c not in reserved]
+    # Nor a pandas index written beside the data ('' or "Unnamed: 0" from a CSV,
+    # __index_level_0__ from Parquet): row numbers, not a reviewer's (a reviewer's finding).
+    index_like = re.compile(r"^(\s*|Unnamed: \d+|__index_level_\d+__)$")
+    extra = [c for c in verdicts.column_names if c not in reserved and not index_like.match(c)]
     if not extra or not new.num_rows:
         return new
     rows = pa.array(imported["row"].to_pylist(), pa.int64())
