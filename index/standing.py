@@ -409,7 +409,9 @@ class StandingIndex:
     def load(self, signals: Sequence[Signal] | None = None, **kw) -> InventoryIndex:
         """The current version (``kw``: ``InventoryIndex.load``'s ``verify``, ``use_gpu``)."""
         by_name = {s.name: s for s in signals} if signals else None
-        return InventoryIndex.load(self.current_dir(), signals=by_name, **kw)
+        # The root, not the current version's directory: a version two updates retire as
+        # it is opened is found again (InventoryIndex.load).
+        return InventoryIndex.load(self.path, signals=by_name, **kw)
 
     def check_target(self) -> None:
         """Refuse, before anything is written, a directory that holds anything but a standing

@@ -249,10 +249,11 @@ class InventoryIndex:
         found again (the new current one).
         """
         kw = {"verify": verify, "use_gpu": use_gpu, "signals": signals, "hold": hold}
+        first = current_version(Path(path))
         try:
             return cls._load(Path(path), **kw)
-        except FileNotFoundError:
-            if current_version(Path(path)) == Path(path):  # not a standing index: no newer one
+        except (FileNotFoundError, ChecksumError):
+            if current_version(Path(path)) == first:  # not retired as it was opened
                 raise
             return cls._load(Path(path), **kw)  # retired as it was opened: the current one
 

@@ -84,7 +84,7 @@ from riskrank.recall.lexical import LexicalProbe
 from riskrank.recall.neighbours import FILE as NEIGHBOURS_FILE
 from riskrank.recall.neighbours import NeighbourMemo
 from riskrank.recall.recaller import DEFAULT_K, NEIGHBOUR_RULES, check_k, recall
-from riskrank.recall.seeds import SeedSet
+from riskrank.recall.seeds import SeedSet, check_seed_vectors
 
 log = logging.getLogger("riskrank")
 
@@ -189,6 +189,8 @@ def fit_model(
     )
     check_history_trainable(hist, after=after)  # before minutes of embedding, not after
     signals = signals or [TextEmbeddingSignal()]
+    if unusable_seeds != "warn":
+        refuse_unusable_seeds(seeds, signals)
     ids = hist.column(ITEM_ID).to_pylist()
     hindex, _ = update_standing_index(
         history_items(hist),
@@ -370,6 +372,7 @@ def sweep(
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     # Ray's actors get the folder from the model's signals: a copy's, the caller's untouched.
     model = with_image_base_dir(model, image_base_dir)
+    refuse_unusable_seeds(seeds, model.signals)
     writer = _reports_writer(seeds, image_base_dir, reports) if reports else None
     with _work_dir(out_dir) as out:
         files = None
@@ -468,6 +471,13 @@ def sweep(
             reports=writer,
             warnings=unreached_warnings(cands, index, seeds, model.signals) if k is None else [],
         )
+
+
+def refuse_unusable_seeds(seeds: SeedSet, signals) -> None:
+    """``check_seed_vectors`` before the inventory (or history) is embedded: a seed no signal
+    can use was refused only after the embedding and a new index version (a reviewer's
+    finding). Seeds are few; recall embeds them again, and names the half-usable ones."""
+    check_seed_vectors(seeds, {s.name: s.embed_queries(seeds.table) for s in signals}, signals)
 
 
 def unreached_warnings(cands: pa.Table, index, seeds: SeedSet, signals) -> list[str]:

@@ -983,7 +983,11 @@ def _reviewer_columns(
     the history's own (``sweep_id``, content), and the queue's, copied back beside a verdict
     (``shown``: ranks and evidence are the sweep's, not the reviewer's). A column the history
     holds under another type is read as that type, or left out with a warning."""
-    reserved = {ITEM_ID, "campaign_id", "verdict", "policy", "row", *new.column_names, *shown}
+    # Content is the item's, never a verdict file's: a reviewer's "text" note became an
+    # image-only item's text in the history, and its next sweep called it changed (a
+    # reviewer's finding).
+    reserved = {ITEM_ID, "campaign_id", "verdict", "policy", "row", *CONTENT, *new.column_names}
+    reserved |= set(shown)
     # Nor a pandas index written beside the data ('' or "Unnamed: 0" from a CSV,
     # __index_level_0__ from Parquet): row numbers, not a reviewer's (a reviewer's finding).
     index_like = re.compile(r"^(\s*|Unnamed: \d+|__index_level_\d+__)$")

@@ -254,10 +254,12 @@ def test_old_versions_are_dropped_but_the_previous_one_is_kept(tmp_path):
     assert json.loads((tmp_path / "st" / "standing.json").read_text())["current"] == 4
 
 
-def test_a_reader_outlives_the_updates_that_retire_its_version(tmp_path):
+def test_a_reader_outlives_the_updates_that_retire_its_version(tmp_path, monkeypatch):
     """A reader that opened version 1 and ran on while two updates committed versions 2 and 3
     (version 1 removed) died on the first file it read late, with a bare path as its message
-    (an outsider's kill trials, through the CLI): a version is read whole when it is opened."""
+    (an outsider's kill trials, through the CLI): a version's files are opened as it is
+    opened. The reader is not touched before the updates (a reviewer's note: reading it first
+    made the test pass without the fix); a witness opened beside it is."""
     from riskrank.recall.recaller import recall
 
     standing = StandingIndex(tmp_path / "st")
@@ -265,15 +267,30 @@ def test_a_reader_outlives_the_updates_that_retire_its_version(tmp_path):
     day0 = _inventory(seed=0)
     day0 = day0.append_column("image_bytes", pa.array([b"pic"] + [None] * (day0.num_rows - 1)))
     standing.update(day0, [signal], show_progress=False)
-    reader = InventoryIndex.load(tmp_path / "st", signals={"text": signal})
-    want_items, want_recall = reader.items, recall(reader, _seeds(), show_progress=False)
+    reader = standing.load([signal])
+    witness = standing.load([signal])
+    want = recall(witness, _seeds(), show_progress=False).to_pandas()
+    want_items, want_quarantine = witness.items, witness.quarantine
     for seed in (1, 2):
         standing.update(_inventory(seed=seed), [signal], show_progress=False)
     assert not reader.path.exists()  # version 1, retired
-    assert reader.items.equals(want_items) and reader.quarantine.num_rows == 0
+    assert reader.items.equals(want_items) and reader.quarantine.equals(want_quarantine)
     assert reader.signal_failures.num_rows == 0 and len(reader.picture_shas()) == 1
-    again = recall(reader, _seeds(), show_progress=False)
-    assert again.to_pandas().equals(want_recall.to_pandas())  # (NaN evidence equal too)
+    assert recall(reader, _seeds(), show_progress=False).to_pandas().equals(want)
+    # A version retired between finding it current and opening it: the current one is
+    # opened instead (simulated: two updates land while the first open runs).
+    real, raced = InventoryIndex._load.__func__, []
+
+    def racing(cls, path, **kw):
+        if path == tmp_path / "st" and not raced:
+            raced.append(path)
+            for seed in (3, 4):
+                standing.update(_inventory(seed=seed), [signal], show_progress=False)
+            raise FileNotFoundError(path / "versions" / "v000003" / "items.parquet")
+        return real(cls, path, **kw)
+
+    monkeypatch.setattr(InventoryIndex, "_load", classmethod(racing))
+    assert standing.load([signal]).path.name == "v000005" and raced
 
 
 def _seeds() -> pa.Table:

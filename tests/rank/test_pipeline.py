@@ -400,7 +400,8 @@ def test_a_seed_no_signal_can_use_is_refused_and_one_half_used_is_named(
     )
     kw = {"k": None, "show_progress": False}
     with pytest.raises(SchemaError, match="seed 'img': pdq: .*not a recognised image"):
-        sweep(inv, broken, tmp_path / "m", **kw)
+        sweep(inv, broken, tmp_path / "m", index_dir=tmp_path / "st", **kw)
+    assert not (tmp_path / "st").exists()  # refused before the inventory was embedded
     with_text = broken.append_column("text", pa.array([seeds["text"][0].as_py()]))
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)

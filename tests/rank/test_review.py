@@ -1131,6 +1131,7 @@ def test_a_verdict_files_own_columns_join_the_history(loop, tmp_path):
             "risk_probability": [0.9, 0.8, 0.7],  # copied back from the queue
             "": ["0", "1", "2"],  # a pandas index written to CSV (df.to_csv)
             "__index_level_0__": [7, 8, 9],
+            "image_path": ["note-1.png", None, None],  # content is the item's, not the file's
         }
     )
     _import(verdicts, root, tmp_path / "v2")
@@ -1139,6 +1140,9 @@ def test_a_verdict_files_own_columns_join_the_history(loop, tmp_path):
     assert new["reviewer"].to_pylist() == ["bob", "bob", "ann"]
     assert new["reviewed_at"].type == pa.timestamp("us", "UTC")
     assert not {"risk_probability", "", "__index_level_0__"} & set(hist.column_names)
+    assert (
+        "image_path" not in hist.column_names or "note-1.png" not in hist["image_path"].to_pylist()
+    )
     assert hist.num_rows > new.num_rows and hist["reviewer"].null_count == hist.num_rows - 3
     # A later file (CSV: text) whose times read as the history's type; one whose do not.
     model_v2 = pq.read_table(tmp_path / "v2" / "history.parquet")
