@@ -16,13 +16,14 @@ accounting check and the files. A sweep engine adds to an index engine only:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
 
 from riskrank.index.engine import ENGINES, Engine, LocalEngine
+from riskrank.index.signals.base import SignalBatch
 from riskrank.index.store import InventoryIndex
 from riskrank.rank.model import RiskModel
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
@@ -46,6 +47,7 @@ class SweepEngine(Engine, Protocol):
         k: int | None,
         show_progress: bool,
         neighbours: NeighbourMemo | None = None,
+        seed_vectors: Mapping[str, SignalBatch] | None = None,
     ) -> pa.Table: ...
 
     def score(
@@ -71,6 +73,7 @@ class LocalSweepEngine(LocalEngine):
         k: int | None,
         show_progress: bool,
         neighbours: NeighbourMemo | None = None,
+        seed_vectors: Mapping[str, SignalBatch] | None = None,
     ) -> pa.Table:
         return recall(
             index,
@@ -80,6 +83,7 @@ class LocalSweepEngine(LocalEngine):
             lexical=model.lexical,
             show_progress=show_progress,
             neighbours=neighbours,
+            seed_vectors=seed_vectors,
         )
 
     def score(

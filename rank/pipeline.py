@@ -40,7 +40,7 @@ from riskrank.index.schema import (
     name_files,
     quarantine_table,
 )
-from riskrank.index.signals.base import Signal
+from riskrank.index.signals.base import Signal, SignalBatch
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.standing import DELTA, VERSIONS, StandingIndex, check_outside_inventory
 from riskrank.index.store import IndexMismatchError, InventoryIndex
@@ -372,7 +372,7 @@ def sweep(
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     # Ray's actors get the folder from the model's signals: a copy's, the caller's untouched.
     model = with_image_base_dir(model, image_base_dir)
-    refuse_unusable_seeds(seeds, model.signals)
+    seed_vectors = refuse_unusable_seeds(seeds, model.signals)
     writer = _reports_writer(seeds, image_base_dir, reports) if reports else None
     with _work_dir(out_dir) as out:
         files = None
@@ -400,14 +400,15 @@ def sweep(
             t_index = time.time() - t0
             # Nothing to update (the same inventory again, a sweep run again after a kill, or
             # no inventory): the report says which update made the version it searched.
-            earlier = StandingIndex(index_path).last_update() if not update else {}
+            earlier = made_by(index, index_path) if not update else {}
             if earlier:
                 earlier["no_inventory"] = inventory is None
             memo = LexicalMemo(index_path / LEXICAL_FILE, model_identity(model.info))
             neighbours = NeighbourMemo(index_path / NEIGHBOURS_FILE, NEIGHBOUR_RULES)
             cands = recall_with_memo(
-                engine, index, model, seeds, memo, neighbours, k=k, progress=show_progress
-            )
+                engine, index, model, seeds, memo, neighbours, k=k, progress=show_progress,
+                seed_vectors={n: b for n, b in seed_vectors.items() if n in index.signals},
+            )  # fmt: skip
             # A day without images (or without text): the missing signal's evidence is null.
             cands = with_every_signal(cands, model.signals, lexical=model.lexical is not None)
             t_recall = time.time() - t0 - t_index
@@ -473,11 +474,26 @@ def sweep(
         )
 
 
-def refuse_unusable_seeds(seeds: SeedSet, signals) -> None:
+def made_by(index: InventoryIndex, index_path: Path) -> dict:
+    """What the update that made ``index``'s version did, from that version's own manifest:
+    ``standing.json`` read again after the load could name a newer version, committed in
+    between (an outsider's finding: the report said version 2 of a sweep that searched 1)."""
+    made = (index.manifest.get("standing") or {}).get("update")
+    if made is None:  # a version written before manifests kept it
+        return StandingIndex(index_path).last_update()
+    made = dict(made)
+    if isinstance(made.get("deletions_unknown"), list):  # as the state keeps it: a count
+        made["deletions_unknown"] = len(made["deletions_unknown"])
+    return {**made, "updated_at": index.manifest.get("created_at")}
+
+
+def refuse_unusable_seeds(seeds: SeedSet, signals) -> dict[str, SignalBatch]:
     """``check_seed_vectors`` before the inventory (or history) is embedded: a seed no signal
     can use was refused only after the embedding and a new index version (a reviewer's
-    finding). Seeds are few; recall embeds them again, and names the half-usable ones."""
-    check_seed_vectors(seeds, {s.name: s.embed_queries(seeds.table) for s in signals}, signals)
+    finding). Returns the seeds' vectors, for recall (which names the half-usable ones)."""
+    batches = {s.name: s.embed_queries(seeds.table) for s in signals}
+    check_seed_vectors(seeds, batches, signals)
+    return batches
 
 
 def unreached_warnings(cands: pa.Table, index, seeds: SeedSet, signals) -> list[str]:
@@ -525,8 +541,9 @@ def _reports_writer(seeds: SeedSet, image_base_dir, options) -> Callable[[SweepR
 
 
 def recall_with_memo(
-    engine, index, model: RiskModel, seeds, memo: LexicalMemo, neighbours, *, k, progress
-):
+    engine, index, model: RiskModel, seeds, memo: LexicalMemo, neighbours, *, k, progress,
+    seed_vectors=None,
+):  # fmt: skip
     """``engine.recall`` with what the last sweep over this standing index left at hand
     (rank/sweep_cache.py: the lexical probe's scores of its texts; recall/neighbours.py: its
     items' neighbourhoods); this sweep's are kept for the next one."""
@@ -534,8 +551,9 @@ def recall_with_memo(
         model.lexical.memo = memo.load()
     try:
         cands = engine.recall(
-            index, model, seeds, k=k, show_progress=progress, neighbours=neighbours
-        )
+            index, model, seeds, k=k, show_progress=progress, neighbours=neighbours,
+            seed_vectors=seed_vectors,
+        )  # fmt: skip
     finally:
         if model.lexical is not None:
             model.lexical.memo = {}

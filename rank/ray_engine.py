@@ -97,13 +97,17 @@ def _recall(
     k: int,
     plan,
     neighbours: NeighbourMemo | None = None,
+    seed_vectors: dict | None = None,
 ):
     """One task per policy; their searches fan out over the shards. ``neighbours``: the last
     sweep's neighbourhoods (recall/neighbours.py), copied for the tasks here (``for_tasks``);
-    what the tasks found comes back into it (the caller saves it)."""
+    what the tasks found comes back into it (the caller saves it). ``seed_vectors``: the
+    seeds embedded in this process already (used where the inventory was embedded on CPUs;
+    on GPUs the seeds are embedded there, as the inventory was)."""
     import ray
 
-    seed_vectors = _embed_seeds(model, seeds, plan["use_gpu"])
+    if seed_vectors is None or plan["use_gpu"]:
+        seed_vectors = _embed_seeds(model, seeds, plan["use_gpu"])
     # Refused here, not inside a task (a task checks its policy's seeds again, in a worker).
     signals = [s for s in model.signals if s.name in built.signals]
     for warning in check_seed_vectors(seeds, seed_vectors, signals):
@@ -217,8 +221,9 @@ class RaySweepEngine(RayEngine):
         k: int | None,
         show_progress: bool,
         neighbours=None,
+        seed_vectors=None,
     ) -> pa.Table:
-        return _recall(index, model, seeds, k, self.plan_, neighbours)
+        return _recall(index, model, seeds, k, self.plan_, neighbours, seed_vectors)
 
     def score(
         self, ranker: RiskRanker, candidates: pa.Table, *, matched: np.ndarray | None = None
