@@ -14,7 +14,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import json
 import os
+import socket
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -81,15 +85,49 @@ def output_lock(
                 f"cannot write {what} {directory}: its lock file {lock_file} cannot be created "
                 "there (not writable?)"
             ) from exc
+        advice = (
+            "wait for it to finish: a standing index takes one update at a time (another "
+            "directory would be a new index, embedding everything again)"
+            if what == "standing index"
+            else "wait for it to finish or write somewhere else"
+        )
         raise OutputLockedError(
-            f"{what} {directory} is in use by another riskrank run (lock {lock_file}); "
-            f"wait for it to finish or write somewhere else"
+            f"{what} {directory} is in use by another riskrank run{_holder(lock_file)} (lock "
+            f"{lock_file}; it is released when that process ends, killed or not); {advice}"
         ) from exc
+    holder = lock_file.with_name(lock_file.name + HOLDER)
+    with contextlib.suppress(OSError):  # (who holds it is for the message only)
+        holder.write_text(json.dumps(_whoami()))
     try:
         clean_temp_files(directory)
         yield directory
     finally:
+        with contextlib.suppress(OSError):
+            holder.unlink()
         lock.release()
+
+
+HOLDER = ".holder"  # beside the lock: which process holds it, for a refused run's message
+
+
+def _whoami() -> dict:
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": " ".join(sys.argv)[:300],
+    }
+
+
+def _holder(lock_file: Path) -> str:
+    """`` (pid 123 on host, since ...: command)`` from the holder file, or ``""``: the lock
+    error named no process, and an operator could not tell which run to wait for (an
+    outsider's note)."""
+    try:
+        who = json.loads(lock_file.with_name(lock_file.name + HOLDER).read_text())
+        return f" (pid {who['pid']} on {who['host']}, since {who['since']}: {who['command']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def holds_output_lock(argument: str, *, what: str) -> Callable:

@@ -56,6 +56,21 @@ def test_the_lock_is_exclusive_within_a_process_too(tmp_path):
     assert lock_path(tmp_path / "x") == tmp_path / ".x.lock"
 
 
+def test_a_refusal_names_the_process_holding_the_lock(tmp_path):
+    """The lock error named no process: an operator could not tell which run to wait for,
+    and for a standing index "write somewhere else" meant embedding everything again (an
+    outsider's note)."""
+    import os
+
+    with output_lock(tmp_path / "st", what="standing index"):
+        with pytest.raises(OutputLockedError) as err:
+            with output_lock(tmp_path / "st", what="standing index"):
+                pass
+    said = str(err.value)
+    assert f"(pid {os.getpid()} on " in said and "one update at a time" in said
+    assert not list(tmp_path.glob("*.holder"))  # gone with the lock
+
+
 def test_cli_refuses_a_busy_model_directory(tmp_path, capsys):
     with output_lock(tmp_path / "model"):
         argv = ["train", "--history", "h.parquet", "--seeds", "s.parquet"]
