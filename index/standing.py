@@ -28,9 +28,10 @@ Layout::
 never changed after; an update killed at any moment leaves the previous version current and
 complete, and running it again resumes the embedding (``_delta`` is an ordinary resumable
 build) and finishes. A reader (``StandingIndex.load``, ``InventoryIndex.load``) opens the
-version ``standing.json`` names and sees that version only, read whole as it opens it (its
-tables read, its vectors' files held open: ``InventoryIndex.hold``). The two newest versions
-are kept; a reader that outlives more updates keeps what it read of its own.
+version ``standing.json`` names and sees that version only, its files opened as it opens it
+(``InventoryIndex.hold``). The two newest versions are kept; a reader that outlives more
+updates reads its own version's files still (open files outlive their removal; on one
+machine: the Ray engine's tasks open the vector files again by path).
 
 **The FAISS index of each signal** keeps positions in inventory order, as a rebuild's would, so
 that a sweep's queue equals a from-scratch sweep's (ties are ordered by position):
