@@ -189,8 +189,8 @@ def fit_model(
     )
     check_history_trainable(hist, after=after)  # before minutes of embedding, not after
     signals = signals or [TextEmbeddingSignal()]
-    if unusable_seeds != "warn":
-        refuse_unusable_seeds(seeds, signals)
+    # Refused before the history is embedded; the vectors serve recall below (embedded once).
+    seed_vectors = refuse_unusable_seeds(seeds, signals) if unusable_seeds != "warn" else {}
     ids = hist.column(ITEM_ID).to_pylist()
     hindex, _ = update_standing_index(
         history_items(hist),
@@ -227,6 +227,7 @@ def fit_model(
         exclude_self=True,
         show_progress=show_progress,
         unusable_seeds=unusable_seeds,
+        seed_vectors={n: b for n, b in seed_vectors.items() if n in hindex.signals},
     )
     ranker = ranker or RiskRanker()
     ranker.fit(cands, history=hist)
