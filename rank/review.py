@@ -567,6 +567,9 @@ class ImportResult:
     rows: int  # verdict rows in the file
     replaced: int = 0  # re-reviews of edited items that replaced their old history row
     seeds_added: int = 0  # seed rows ``seeds=`` added to the model's
+    # ``out_dir`` already held what this import makes (a re-run of one that finished): it
+    # was returned as it stands and nothing was written.
+    already_done: bool = False
 
     @property
     def added_nothing(self) -> bool:
@@ -1085,7 +1088,9 @@ def import_verdicts(
             f"{model_dir}: no {HISTORY_FILE} (a model trained before versioning); retrain it "
             "with `riskrank train` first"
         )
-    check_out_dir(out_dir, retrain)  # before anything is written
+    # Before anything is written. What a finished run of this same import left is known only
+    # once the verdicts are checked (below): a cron retry after a late kill is not an error.
+    finished = check_out_dir(out_dir, retrain, finished_ok=True)
     queue_path = Path(queue) if isinstance(queue, (str, Path)) else None
     queue = as_table(queue, what="queue")
     made_by = check_queue_model(queue_path, model_dir, parent, queue)
@@ -1166,6 +1171,8 @@ def import_verdicts(
         ImportResult, imported, quarantine, merged, version=version, rows=len(table),
         replaced=len(replaced), seeds_added=seeds_added,
     )  # fmt: skip
+    if finished is not None:
+        return _finished(out_dir, finished, parent, merged, seeds, result)
     sweep_items = _sweep_items_path(queue_path, about)
     if not retrain:
         news = imported.num_rows + seeds_added
@@ -1316,24 +1323,84 @@ def _why(quarantine: pa.Table, rows: int) -> str:
     return f"all {rows} rows were quarantined: {listed}"
 
 
-def check_out_dir(out_dir: Path, retrain: bool) -> None:
+def check_out_dir(out_dir: Path, retrain: bool, *, finished_ok: bool = False) -> str | None:
     """Refuse, before anything is written, an ``out_dir`` an import must not write into:
     a finished model (versions are not overwritten), a user's own directory, and, without a
-    retrain, any directory with files in it (the history written there is not a model)."""
+    retrain, any directory with files in it (the history written there is not a model).
+
+    ``finished_ok``: a finished model (with a retrain) or a finished ``--no-retrain`` import
+    (without) is not refused here but named (``"model"``, ``"pending"``): the caller decides,
+    once it knows what it would write, whether it is its own earlier run (``_finished``)."""
     from riskrank.rank.model import MODEL_JSON, check_model_dir
 
     if not out_dir.exists():
-        return
+        return None
     if (out_dir / MODEL_JSON).exists():
-        info = json.loads((out_dir / MODEL_JSON).read_text())
-        raise FileExistsError(
-            f"{out_dir} already holds a model (version {info.get('version')}); models are "
-            "versioned: import into a new directory"
-        )
+        if finished_ok and retrain:
+            return "model"
+        raise _holds_model(out_dir)
+    if finished_ok and not retrain and (out_dir / PENDING_FILE).exists():
+        return "pending"
     if retrain:
         check_model_dir(out_dir)  # leftovers of a killed import (its history index) are kept
     elif any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} is not empty: --no-retrain writes into an empty one")
+
+
+def _holds_model(out_dir: Path) -> FileExistsError:
+    from riskrank.rank.model import MODEL_JSON
+
+    info = json.loads((out_dir / MODEL_JSON).read_text())
+    return FileExistsError(
+        f"{out_dir} already holds a model (version {info.get('version')}); models are "
+        "versioned: import into a new directory"
+    )
+
+
+def _seed_rows(table: pa.Table) -> list[tuple[str, ...]]:
+    """A seed set's rows as an import compares them: id, policy and kind."""
+    cols = [c for c in ("seed_id", "policy", "kind") if c in table.column_names]
+    return sorted(zip(*(map(str, table[c].to_pylist()) for c in cols)))
+
+
+def _finished(out_dir: Path, kind: str, parent: dict, merged: pa.Table, seeds, result):
+    """``out_dir`` holds a finished import (``kind``: a model, or a ``--no-retrain``
+    import's files): this one again, from the same parent with the same verdicts and seeds,
+    is answered with it and writes nothing (a retry of a run killed after it finished);
+    anything else is refused as before."""
+    from riskrank.rank.model import MODEL_JSON, RiskModel
+
+    if kind == "model":
+        done = json.loads((out_dir / MODEL_JSON).read_text())
+        parent_of = (done.get("parent_version"), done.get("parent_history_digest"))
+        digest = done.get("history_digest")
+    else:
+        pending = json.loads((out_dir / PENDING_FILE).read_text())
+        parent_of = (pending.get("parent_version"), pending.get("parent_history_digest"))
+        files = pending.get("files") or {}
+        if not files or any(
+            not (out_dir / n).exists() or sha256_file(out_dir / n) != d for n, d in files.items()
+        ):
+            raise FileExistsError(f"{out_dir} is not empty: --no-retrain writes into an empty one")
+        digest = history_digest(pq.read_table(out_dir / HISTORY_FILE))
+    same = (
+        parent_of == (int(parent.get("version", 1)), parent.get("history_digest"))
+        and digest == history_digest(merged)
+        and _seed_rows(pq.read_table(out_dir / SEEDS_FILE)) == _seed_rows(seeds.table)
+    )
+    if not same:
+        if kind == "model":
+            raise _holds_model(out_dir)
+        raise FileExistsError(
+            f"{out_dir} holds another --no-retrain import (other verdicts, seeds or parent): "
+            "import into an empty directory"
+        )
+    log.warning(
+        "%s already holds this import (the same parent, verdicts and seeds): a run of it "
+        "finished before; nothing was written",
+        out_dir,
+    )
+    return result(RiskModel.load(out_dir) if kind == "model" else None, already_done=True)
 
 
 def check_queue_model(

@@ -411,6 +411,11 @@ def cmd_review_import(args) -> int:
     used = set(res.imported["row"].to_pylist())
     _print_table(
         [
+            *(
+                [("already done", "a run of this import finished before: nothing written")]
+                if res.already_done
+                else []
+            ),
             ("verdict rows in the file", res.rows),
             ("  imported", len(used)),
             ("  quarantined", len(set(res.quarantine["row"].to_pylist()) - used)),

@@ -341,6 +341,43 @@ def test_import_refuses_targets_and_queues_before_writing(loop, tmp_path):
     assert not (tmp_path / "v2").exists()
 
 
+def test_a_finished_import_run_again_is_answered_not_refused(loop, tmp_path, capsys):
+    # A cron job retried after a kill that came once the import had finished: the same
+    # verdicts from the same parent find their model (or --no-retrain files) and write
+    # nothing; other verdicts into that directory are refused as before.
+    root, queue = loop
+    q = str(root / "day1" / "queue.parquet")
+    ids = queue["item_id"].to_pylist()
+    pq.write_table(pa.table({"item_id": ids[:3], "verdict": [2, 0, 2]}), tmp_path / "v.pq")
+    argv = ["review", "import", str(tmp_path / "v.pq"), "--queue", q, "--model", str(root / "v1")]
+    assert main([*argv, "--out", str(tmp_path / "v2")]) == 0
+    stamp = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "v2").iterdir()}
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "v2")]) == 0
+    assert "a run of this import finished before" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "v2").iterdir()} == stamp
+    again = import_verdicts(tmp_path / "v.pq", q, root / "v1", out_dir=tmp_path / "v2")
+    assert again.already_done and again.version == 2 and again.imported.num_rows == 3
+    assert again.model.info["history_digest"] == history_digest(again.history)
+    # Other verdicts, other seeds: not this import.
+    other = pa.table({"item_id": ids[:3], "verdict": [2, 2, 2]})
+    with pytest.raises(FileExistsError, match="already holds a model"):
+        import_verdicts(other, q, root / "v1", out_dir=tmp_path / "v2")
+    seeds = pa.table({"seed_id": ["p1"], "policy": ["new"], "text": ["a new policy's seed"]})
+    with pytest.raises(FileExistsError, match="already holds a model"):
+        import_verdicts(tmp_path / "v.pq", q, root / "v1", out_dir=tmp_path / "v2", seeds=seeds)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "v2").iterdir()} == stamp
+    # --no-retrain: the same, over its pending files.
+    first = _import(tmp_path / "v.pq", root, tmp_path / "h")
+    assert not first.already_done
+    assert _import(tmp_path / "v.pq", root, tmp_path / "h").already_done
+    with pytest.raises(FileExistsError, match="another --no-retrain import"):
+        _import(other, root, tmp_path / "h")
+    (tmp_path / "h" / "history.parquet").write_bytes(b"edited")  # no longer what it wrote
+    with pytest.raises(FileExistsError, match="not empty"):
+        _import(tmp_path / "v.pq", root, tmp_path / "h")
+
+
 def test_a_second_import_into_the_same_directory_is_refused(loop, tmp_path):
     from riskrank.index.output_lock import OutputLockedError, output_lock
 
