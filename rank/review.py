@@ -1391,9 +1391,10 @@ def _finished(out_dir: Path, kind: str, parent: dict, merged: pa.Table, seeds, r
     if not same:
         if kind == "model":
             raise _holds_model(out_dir)
+        took = "" if pending.get("imported") else ", one that took nothing (see its quarantine)"
         raise FileExistsError(
-            f"{out_dir} holds another --no-retrain import (other verdicts, seeds or parent): "
-            "import into an empty directory"
+            f"{out_dir} holds another --no-retrain import (other verdicts, seeds or parent"
+            f"{took}): import into an empty directory, or remove that one"
         )
     log.warning(
         "%s already holds this import (the same parent, verdicts and seeds): a run of it "

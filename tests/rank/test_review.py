@@ -940,6 +940,13 @@ def test_a_no_retrain_import_trains_later_with_its_lineage(loop, seeds, tmp_path
     )
     assert main(["review", "retrain", str(tmp_path / "h0"), "--out", str(tmp_path / "v0")]) == 2
     assert "took no verdicts" in capsys.readouterr().err
+    # The right file next, into the same directory: refused, saying what is there.
+    right = ["review", "import", str(tmp_path / "v.pq"), "--queue", argv[4]]
+    assert (
+        main(right + ["--model", str(root / "v1"), "--out", str(tmp_path / "h0"), "--no-retrain"])
+        == 2
+    )
+    assert "one that took nothing (see its quarantine)" in capsys.readouterr().err
 
 
 def test_a_picture_the_sweeps_index_did_not_keep_is_not_lost_silently(tmp_path):
