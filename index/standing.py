@@ -23,6 +23,7 @@ Layout::
       versions/v000002/    the previous version, kept while readers may still hold it
       _delta/<signals>/    an update in progress: per group of signals that need the same
                            rows, the build of the contents to embed (resumable)
+      .readers/            pins of the versions readers re-open by path (``pinned``)
 
 **Crash safety.** A version directory is written whole before ``standing.json`` names it, and
 never changed after; an update killed at any moment leaves the previous version current and
@@ -30,8 +31,9 @@ complete, and running it again resumes the embedding (``_delta`` is an ordinary 
 build) and finishes. A reader (``StandingIndex.load``, ``InventoryIndex.load``) opens the
 version ``standing.json`` names and sees that version only, its files opened as it opens it
 (``InventoryIndex.hold``). The two newest versions are kept; a reader that outlives more
-updates reads its own version's files still (open files outlive their removal; on one
-machine: the Ray engine's tasks open the vector files again by path).
+updates reads its own version's files still (open files outlive their removal). The Ray
+engine's tasks open the vector files again by path, on other machines: its driver pins the
+version while they run (``pinned``), and an update keeps a pinned version.
 
 **The FAISS index of each signal** keeps positions in inventory order, as a rebuild's would, so
 that a sweep's queue equals a from-scratch sweep's (ties are ordered by position):
@@ -62,8 +64,11 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -100,7 +105,7 @@ from riskrank.index.manifest import (
     write_manifest,
     write_text_atomic,
 )
-from riskrank.index.output_lock import output_lock
+from riskrank.index.output_lock import output_lock, pid_alive
 from riskrank.index.paths import EMPTY_IMAGE
 from riskrank.index.schema import (
     IMAGE_BYTES,
@@ -136,6 +141,11 @@ VERSIONS = "versions"
 DELTA = "_delta"
 LOCK = ".update.lock"  # one writer at a time (index/output_lock.py); readers need no lock
 KEEP_VERSIONS = 2
+# Readers that open a version's files again by path (the Ray engine's tasks) pin it here
+# (``pinned``): an update keeps a pinned version past KEEP_VERSIONS. A pin from another
+# machine, whose process cannot be asked, counts for PIN_HOURS after it was taken.
+READERS = ".readers"
+PIN_HOURS = 24
 RETRAIN_ADDED_SHARE = 0.5
 RETRAIN_IMBALANCE_GROWTH = 2.0
 DELTA_KEY = "Flat"  # the delta build only carries vectors: an exact index costs a copy
@@ -421,7 +431,7 @@ class StandingIndex:
             return
         if not self.path.is_dir():
             raise NotAStandingIndexError(f"{self.path} is a file, not a standing index")
-        own = {DELTA, VERSIONS, LOCK}
+        own = {DELTA, VERSIONS, LOCK, READERS}
         other = sorted(p.name for p in self.path.iterdir() if p.name not in own)
         if other:
             what = "a plain index (riskrank index build)" if MANIFEST in other else "other files"
@@ -631,9 +641,65 @@ class StandingIndex:
         )
         shutil.rmtree(self.path / DELTA, ignore_errors=True)
         keep = {self.version_dir(v).name for v in range(version - KEEP_VERSIONS + 1, version + 1)}
+        keep |= pinned_versions(self.path)
         for old in (self.path / VERSIONS).iterdir():
             if old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def _standing_root(version_dir: Path) -> Path | None:
+    """The standing index ``version_dir`` is a version of (None: an index of its own)."""
+    root = version_dir.parent.parent
+    return root if version_dir.parent.name == VERSIONS and StandingIndex.is_standing(root) else None
+
+
+@contextmanager
+def pinned(version_dir: str | Path) -> Iterator[None]:
+    """Keep a standing index's version (``version_dir``, as ``InventoryIndex.path``) from
+    being pruned while this block runs: for readers that open its files again by path, as
+    the Ray engine's tasks do (a sweep that outlived two updates failed there; one machine's
+    readers hold the files open). A directory that is not a standing version is not pinned;
+    a pin that cannot be written is warned about, not an error."""
+    version_dir = Path(version_dir)
+    root = _standing_root(version_dir)
+    pin = None
+    if root is not None:
+        host, pid = socket.gethostname(), os.getpid()
+        pin = root / READERS / f"{version_dir.name}.{host}.{pid}.{uuid.uuid4().hex[:8]}.json"
+        try:
+            pin.parent.mkdir(exist_ok=True)
+            write_json_atomic({"host": host, "pid": pid, "since": time.time()}, pin)
+        except OSError as exc:
+            log.warning("%s: could not pin the version being read (%s)", version_dir, exc)
+            pin = None
+    try:
+        yield
+    finally:
+        if pin is not None:
+            pin.unlink(missing_ok=True)
+
+
+def pinned_versions(root: str | Path) -> set[str]:
+    """The version directories of the standing index at ``root`` that a live reader pinned;
+    pins of readers gone (a dead process on this machine, or older than PIN_HOURS) are
+    removed."""
+    out: set[str] = set()
+    here = socket.gethostname()
+    for pin in sorted((Path(root) / READERS).glob("*.json")):
+        try:
+            info = json.loads(pin.read_text())
+            live = (
+                pid_alive(int(info["pid"]))
+                if info.get("host") == here
+                else time.time() - float(info["since"]) < PIN_HOURS * 3600
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            live = False  # unreadable: not a pin this code wrote whole
+        if live:
+            out.add(pin.name.split(".", 1)[0])
+        else:
+            pin.unlink(missing_ok=True)
+    return out
 
 
 def _read_legacy_keys(items, signals, keys, *holders: dict[str, _Previous]) -> None:

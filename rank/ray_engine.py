@@ -41,6 +41,7 @@ from riskrank.index.ray_engine.embed import ItemEmbedder, materialize_signals
 from riskrank.index.ray_engine.engine import PLAN_KEYS, RayEngine
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import SignalBatch
+from riskrank.index.standing import pinned
 from riskrank.index.store import InventoryIndex
 from riskrank.rank.model import RiskModel
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates
@@ -120,19 +121,22 @@ def _recall(
     task = ray.remote(_recall_policy).options(max_retries=plan["max_retries"])
     policy_of = np.asarray(seeds.table.column("policy").to_pylist(), dtype=object)
     pending = []
-    for policy in seeds.policies:  # recall's own policy order
-        rows = np.flatnonzero(policy_of == policy)
-        vecs = {
-            n: SignalBatch(
-                b.vectors[rows], b.ok[rows], [b.reasons[i] for i in rows] if b.reasons else []
+    # The tasks open the version's files again by path: pinned, updates meanwhile keep it.
+    with pinned(built.path):
+        for policy in seeds.policies:  # recall's own policy order
+            rows = np.flatnonzero(policy_of == policy)
+            vecs = {
+                n: SignalBatch(
+                    b.vectors[rows], b.ok[rows], [b.reasons[i] for i in rows] if b.reasons else []
+                )
+                for n, b in seed_vectors.items()
+            }
+            pending.append(
+                task.remote(index, seeds.for_policy(policy), vecs, k, exemplars, lexical, memo_ref)
             )
-            for n, b in seed_vectors.items()
-        }
-        pending.append(
-            task.remote(index, seeds.for_policy(policy), vecs, k, exemplars, lexical, memo_ref)
-        )
+        done = ray.get(pending)
     tables = []
-    for table, recorded in ray.get(pending):
+    for table, recorded in done:
         if neighbours is not None:
             neighbours.add_recorded(recorded)
         if table.num_rows:

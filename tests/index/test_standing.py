@@ -293,6 +293,61 @@ def test_a_reader_outlives_the_updates_that_retire_its_version(tmp_path, monkeyp
     assert standing.load([signal]).path.name == "v000005" and raced
 
 
+def test_a_pinned_version_outlives_the_updates_that_would_retire_it(tmp_path, monkeypatch):
+    """The Ray engine's tasks open a version's files again by path, so a sweep that outlived
+    two updates failed there (documented, not fixed, until this): a reader pins its
+    version, and updates keep a pinned version past KEEP_VERSIONS until the pin goes. Pins
+    of readers gone (a dead process here, an old pin from another machine) do not hold."""
+    import json
+    import socket
+    import time
+
+    from riskrank.index import standing as standing_module
+    from riskrank.index.standing import READERS, pinned, pinned_versions
+
+    standing = StandingIndex(tmp_path / "st")
+    signal = HashingTextSignal()
+    standing.update(_inventory(seed=0), [signal], show_progress=False)
+    first = standing.load([signal]).path
+    with pinned(first):
+        for seed in (1, 2, 3):
+            standing.update(_inventory(seed=seed), [signal], show_progress=False)
+        assert first.exists() and pinned_versions(tmp_path / "st") == {first.name}
+        by_path = InventoryIndex.load(first, signals={"text": signal})  # as a task opens it
+        assert by_path.items.num_rows == _inventory(seed=0).num_rows
+        versions = sorted(p.name for p in (tmp_path / "st" / "versions").iterdir())
+        assert versions == ["v000001", "v000003", "v000004"]
+    assert not list((tmp_path / "st" / READERS).iterdir())  # the pin went with the block
+    standing.update(_inventory(seed=4), [signal], show_progress=False)
+    assert not first.exists()  # unpinned: the next update prunes it
+    # Pins whose readers are gone: a dead pid on this machine, another machine's old pin.
+    readers = tmp_path / "st" / READERS
+    here, now = socket.gethostname(), time.time()
+    pins = {
+        "v000004.dead.json": {"host": here, "pid": 2**22 + 12345, "since": now},
+        "v000004.old.json": {"host": "elsewhere", "pid": 1, "since": now - 25 * 3600},
+        "v000004.torn.json": None,
+    }
+    for name, info in pins.items():
+        (readers / name).write_text(json.dumps(info)[:-3] if info is None else json.dumps(info))
+    monkeypatch.setattr(standing_module, "pid_alive", lambda pid: pid != 2**22 + 12345)
+    standing.update(_inventory(seed=5), [signal], show_progress=False)
+    standing.update(_inventory(seed=6), [signal], show_progress=False)
+    assert not (tmp_path / "st" / "versions" / "v000004").exists()
+    assert not list(readers.iterdir())
+    # Another machine's recent pin holds (its process cannot be asked).
+    (readers / "v000007.far.json").write_text(
+        json.dumps({"host": "elsewhere", "pid": 1, "since": time.time()})
+    )
+    for seed in (7, 8):
+        standing.update(_inventory(seed=seed), [signal], show_progress=False)
+    assert (tmp_path / "st" / "versions" / "v000007").exists()
+    # An index that is not a standing version is not pinned, and nothing is written.
+    with pinned(tmp_path / "elsewhere"):
+        pass
+    assert not (tmp_path / READERS).exists()
+
+
 def _seeds() -> pa.Table:
     return pa.table({"seed_id": ["s"], "policy": ["scam"], "text": ["free prize claim now"]})
 

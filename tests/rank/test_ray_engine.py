@@ -477,6 +477,45 @@ def test_campaign_mode_and_exploration_match_on_ray(cluster, data, model, single
             assert "explore" in local.queue["slot"].to_pylist()
 
 
+def test_a_ray_sweep_outlives_two_updates_of_its_standing_index(
+    cluster, data, model, single, tmp_path, monkeypatch
+):
+    """The tasks open the version's files again by path: a retroactive sweep on Ray that two
+    updates overtook (its version pruned) failed. The driver pins the version while its
+    tasks run (index/standing.py ``pinned``); here two updates land just as they start."""
+    import shutil
+    from contextlib import contextmanager
+
+    from riskrank.index.standing import StandingIndex
+    from riskrank.rank import ray_engine
+
+    index = tmp_path / "index"
+    shutil.copytree(single.out_dir / "index", index)
+    shutil.copytree(index, tmp_path / "witness")
+    want = sweep(None, data["seeds"], model, index_dir=tmp_path / "witness", k=K,
+                 show_progress=False)  # fmt: skip
+    real = ray_engine.pinned
+    inv = pq.read_table(data["files"][0]).combine_chunks()
+
+    @contextmanager
+    def then_two_updates(path):
+        with real(path):
+            for n in (1, 2):  # two more versions: the one read is past KEEP_VERSIONS
+                day = inv.slice(0, inv.num_rows - n)
+                StandingIndex(index).update(day, model.signals, show_progress=False)
+            assert Path(path).exists()  # pinned: kept
+            yield
+
+    monkeypatch.setattr(ray_engine, "pinned", then_two_updates)
+    got = sweep(None, data["seeds"], model, index_dir=index, k=K, engine=on_cluster(),
+                show_progress=False)  # fmt: skip
+    assert_same_queue(got.queue, want.queue)
+    read = Path(got.report["index_version_dir"])
+    assert read.exists() and not list((index / ".readers").iterdir())
+    StandingIndex(index).update(inv, model.signals, show_progress=False)
+    assert not read.exists()  # unpinned: the next update prunes it
+
+
 def test_outputs_on_disk_match_and_the_sharded_index_loads(on_ray, single, data, tmp_path):
     for name in ("queue.parquet", "candidates.parquet", "quarantine.parquet", "report.json"):
         assert (on_ray.out_dir / name).exists(), name
