@@ -998,15 +998,17 @@ def _write_version(
     write_parquet(quarantined, vdir / "quarantine.parquet")
     write_parquet(failures, vdir / SIGNAL_FAILURES)
     files = ["items.parquet", "quarantine.parquet", SIGNAL_FAILURES]
-    if IMAGE_BYTES in kept.column_names:
-        # The pictures' bytes are not kept: their digests are, so that a sweep without the
-        # inventory tells a reviewed picture unchanged (rank/reviewed.py) as one with it does.
-        shas = image_sha256(kept[IMAGE_BYTES])
-        pictures = pa.table({ITEM_ID: kept[ITEM_ID], "image_sha256": shas}).filter(
-            pc.is_valid(shas)
-        )
-        write_parquet(pictures, vdir / PICTURES_FILE)
-        files.append(PICTURES_FILE)
+    # The pictures' bytes are not kept: their digests are, so that a sweep tells a reviewed
+    # picture unchanged from the rows the index kept (rank/reviewed.py). Written even when
+    # empty: its presence says the version keeps them (one written before does not).
+    shas = (
+        image_sha256(kept[IMAGE_BYTES])
+        if IMAGE_BYTES in kept.column_names
+        else pa.nulls(kept.num_rows, pa.binary(32))
+    )
+    pictures = pa.table({ITEM_ID: kept[ITEM_ID], "image_sha256": shas}).filter(pc.is_valid(shas))
+    write_parquet(pictures, vdir / PICTURES_FILE)
+    files.append(PICTURES_FILE)
     input_rows = stats.items_in - stats.deleted
     stats.indexed, stats.quarantined = int(indexed.sum()), quarantined.num_rows
     write_manifest(

@@ -171,6 +171,15 @@ class InventoryIndex:
             return {}
         return dict(zip(t[ITEM_ID].to_pylist(), t["image_sha256"].to_pylist()))
 
+    def keeps_picture_digests(self) -> bool:
+        """Whether this version keeps its pictures' digests (``picture_shas``): a standing
+        version written since they were kept; none before, nor any other index."""
+        return (
+            PICTURES_FILE in self._opened
+            or PICTURES_FILE in self.__dict__.get("_tables", {})
+            or (self.path / PICTURES_FILE).exists()
+        )
+
     @property
     def quarantine(self) -> pa.Table:
         t = self._table("quarantine.parquet")

@@ -43,7 +43,7 @@ each scores units, how many slots explore), passed to ``arrange_queue`` / ``allo
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,9 +148,13 @@ def _reason_text(reason: str, p: float, close: float, size: int) -> str:
 
 
 def explore_count(units: pa.Table, budget: int, explore: float) -> int:
-    """Explore slots in a cut of ``budget`` of ``units`` (none when the cut takes every unit:
-    there is nothing below it)."""
-    return int(np.floor(budget * explore + 0.5)) if budget < units.num_rows else 0
+    """Explore slots in a cut of ``budget`` of ``units``: ``explore`` of it, rounded, and at
+    most all but one (none when the cut takes every unit: there is nothing below it)."""
+    if budget >= units.num_rows:
+        return 0
+    # The riskiest unit always leads: at most budget - 1 slots explore (a budget of 1 at 0.5
+    # rounded to one explore pick and no exploit slot, an outsider's repro).
+    return min(int(np.floor(budget * explore + 0.5)), max(budget - 1, 0))
 
 
 @dataclass(frozen=True)
@@ -201,11 +205,17 @@ def allocate_slots(
     n_explore = int(rule.count(units, budget, explore))
     if not 0 <= n_explore <= budget:
         raise ValueError(f"rule.count gave {n_explore} explore slots for a budget of {budget}")
-    exploit = np.arange(budget - n_explore)
-    pool = np.arange(budget - n_explore, n)
-    picks = _pick_explore(
-        units, pool, n_explore, rule.scores(units, closeness, cover), rule.reasons
-    )
+    scores = rule.scores(units, closeness, cover)
+    while True:
+        exploit = np.arange(budget - n_explore)
+        pool = np.arange(budget - n_explore, n)
+        picks = _pick_explore(units, pool, n_explore, scores, rule.reasons)
+        if len(picks) == n_explore:
+            break
+        # Slots no unit qualified for (every one below the cut is of a campaign the exploit
+        # slots show) go back to exploit: the queue came out short of its budget (an
+        # outsider's repro: a budget of 10 queued 9). Fewer slots each time: it ends.
+        n_explore = len(picks)
     p = np.asarray(units["risk_probability"].to_numpy(zero_copy_only=False), np.float64)
     size = units["campaign_size"].to_pylist()
     # Explore units spread evenly through the review order.
@@ -240,6 +250,29 @@ def reviewed_pairs(exemplars: Mapping) -> set[tuple[str, str]]:
     return out
 
 
+def _campaigns_as_queued(queue: pa.Table) -> pa.Table:
+    """``campaign_id`` / ``campaign_size`` / ``campaign_rank`` over the rows ``queue`` holds
+    (review order; a campaign's queued members are its riskiest, first its representative),
+    each column in its place."""
+    cids = queue["campaign_id"].to_pylist()
+    ids = queue["item_id"].to_pylist()
+    rep: dict[str, str] = {}
+    size: Counter = Counter()
+    rank = []
+    for cid, item_id in zip(cids, ids):
+        rep.setdefault(cid, item_id)
+        size[cid] += 1
+        rank.append(size[cid])
+    cols = {
+        "campaign_id": pa.array([f"c-{rep[c]}" for c in cids], pa.string()),
+        "campaign_size": pa.array([size[c] for c in cids], pa.int64()),
+        "campaign_rank": pa.array(rank, pa.int64()),
+    }
+    for name, col in cols.items():
+        queue = queue.set_column(queue.column_names.index(name), name, col)
+    return queue
+
+
 def arrange_queue(
     queue: pa.Table,
     index: InventoryIndex,
@@ -262,8 +295,16 @@ def arrange_queue(
     contents seen then and rewritten with this queue's (rank/sweep_cache.py).
     """
     if reviewed:
+        # Rows whose content changed since review (``reviewed`` column, rank/reviewed.py)
+        # stay: they come back to a reviewer by design.
         pairs = zip(queue["item_id"].to_pylist(), queue["policy"].to_pylist())
-        queue = queue.filter(pa.array([pair not in reviewed for pair in pairs], pa.bool_()))
+        changed = (
+            queue["reviewed"].to_pylist()
+            if "reviewed" in queue.column_names
+            else [None] * queue.num_rows
+        )
+        keep = [pair not in reviewed or c == "changed" for pair, c in zip(pairs, changed)]
+        queue = queue.filter(pa.array(keep, pa.bool_()))
     # An empty queue goes the same way (0 campaigns, 0 slots): its columns must not depend on
     # how many rows it has, or readers of a quiet day's queue break.
     links = None
@@ -281,4 +322,10 @@ def arrange_queue(
         cover_of[cid] = max(cover_of.get(cid, -1.0), float(c))
     units = campaign_view(queue) if campaigns else queue
     cover = np.array([cover_of[c] for c in units["campaign_id"].to_pylist()])
-    return allocate_slots(units, budget, explore, cover, rule)
+    out = allocate_slots(units, budget, explore, cover, rule)
+    if campaigns or out.num_rows == units.num_rows:
+        return out
+    # Item mode, cut to a budget: a campaign is what the queue shows of it (a row said
+    # "campaign of 6" beside the one member listed, and an explore pick's representative
+    # was below the cut; a campaign verdict reaches the listed rows only).
+    return _campaigns_as_queued(out)

@@ -429,10 +429,15 @@ def sweep(
                     k: model.info.get(k) for k in ("version", "history_digest", "created_at")
                 },
             }
-        # Not a feature: whether a reviewer already judged this content (rank/reviewed.py). A
-        # retroactive sweep reads it from the index's items (text and image paths are kept).
-        today = inventory if inventory is not None else index.items
-        pictures = index.picture_shas() if inventory is None else None  # bytes not kept
+        # Not a feature: whether a reviewer already judged this content (rank/reviewed.py).
+        # Today's content of a reviewed candidate is the row the index kept for it (of an ad
+        # in two hive day folders, the newest export), not the inventory's first row of its
+        # id: an older export's text was judged, and edited ads went unqueued (an outsider's
+        # repro). A version written before it kept picture digests: the inventory's rows.
+        if inventory is None or index.keeps_picture_digests():
+            today, pictures = index.items, index.picture_shas()  # picture bytes are not kept
+        else:
+            today, pictures = inventory, None
         cands = mark_reviewed(cands, model.reviewed, today, model.signals, pictures)
         seconds = {
             "index": t_index,
@@ -539,6 +544,16 @@ def _reports_writer(seeds: SeedSet, image_base_dir, options) -> Callable[[SweepR
     if options.get("labels") is not None:  # checked now, not after the embedding
         options["labels"] = check_labels(as_table(options["labels"], what="labels"))
     return partial(write_reports_into, seeds=seeds.table, image_base_dir=image_base_dir, **options)
+
+
+def queued_items(queue: pa.Table) -> set[str]:
+    """The items a queue shows: in campaign mode each campaign's members (its row is the
+    representative's), else its rows' items. Campaign mode's report counted only the
+    representatives as queued (an outsider's repro: 4 of 15 reviewed items queued for
+    another policy)."""
+    if "campaign_members" in queue.column_names:
+        return {m for ms in queue["campaign_members"].to_pylist() for m in ms or []}
+    return set(queue[ITEM_ID].to_pylist())
 
 
 def recall_with_memo(
@@ -719,7 +734,7 @@ def finish_sweep(
         # Campaign mode queues campaigns: how many items they hold, and how the budget was
         # split, were only in the queue itself (an outsider's report).
         **(
-            {"queued_items": sum(len(m or []) for m in queue["campaign_members"].to_pylist())}
+            {"queued_items": len(queued_items(queue))}
             if "campaign_members" in queue.column_names
             else {}
         ),
@@ -731,7 +746,7 @@ def finish_sweep(
         # share of the indexed inventory that was scored and so could be queued (budget aside)
         "coverage": round(recalled / n_indexed, 4) if n_indexed else 0.0,
         "policies": seeds.policies,
-        "reviewed": reviewed_counts(cands, include_reviewed, set(queue[ITEM_ID].to_pylist())),
+        "reviewed": reviewed_counts(cands, include_reviewed, queued_items(queue)),
         **decisions,
         "seconds": {
             **{stage: round(s, 2) for stage, s in seconds.items()},

@@ -502,3 +502,61 @@ def test_a_campaign_mode_report_says_how_many_items_its_campaigns_hold(
         items.queue
     )
     assert f"| queued | {len(items.queue)} |" in (tmp_path / "run" / "report.md").read_text()
+
+
+def _ranked(n: int, labels) -> pa.Table:
+    q = pa.table(
+        {
+            "rank": np.arange(1, n + 1),
+            "item_id": [f"i{k:02d}" for k in range(n)],
+            "policy": ["scam"] * n,
+            "risk_probability": np.linspace(0.99, 0.5, n),
+        }
+    )
+    return add_campaign_columns(q, np.asarray(labels, np.int64))
+
+
+def test_explore_slots_no_unit_qualifies_for_go_back_to_exploit():
+    """Every unit below the cut was of a campaign the exploit slots show, so no explore pick
+    qualified, and its slots were lost: a budget of 10 queued 9 (an outsider's repro; a
+    default sweep with budget 50 queued 45)."""
+    one = allocate_slots(_ranked(20, [0] * 20), 10, 0.1)
+    assert one.num_rows == 10 and set(one["slot"].to_pylist()) == {"exploit"}
+    assert one["item_id"].to_pylist() == [f"i{k:02d}" for k in range(10)]
+    two = allocate_slots(_ranked(20, [0] * 15 + [1] * 5), 10, 0.3)
+    assert two.num_rows == 10 and two["slot"].to_pylist().count("explore") == 1
+    assert two["rank"].to_pylist() == list(range(1, 11))
+
+
+def test_the_riskiest_unit_always_leads():
+    # Rounding half up gave a budget of 1 at explore 0.5 one explore pick and no exploit slot.
+    for budget, explore, exploring in ((1, 0.5, 0), (2, 0.75, 1), (10, 0.95, 9), (5, 0.1, 1)):
+        out = allocate_slots(_ranked(30, np.arange(30)), budget, explore)
+        assert out["slot"].to_pylist().count("explore") == exploring
+        slot = dict(zip(out["item_id"].to_pylist(), out["slot"].to_pylist()))
+        assert slot["i00"] == "exploit"
+
+
+def test_a_cut_queue_describes_the_campaigns_it_shows(inventory_items, seeds, hashing_model):
+    """Item mode with a budget: a row said "campaign of 6" beside the one member listed, and
+    an explore pick's representative was below the cut (an outsider's repro); a campaign
+    verdict reaches the listed rows only. The columns now count the rows the queue holds."""
+    from collections import Counter
+
+    inv = inventory_items.drop(["label"])
+    kw = dict(k=None, show_progress=False)
+    full = sweep(inv, seeds, hashing_model, explore=0, **kw).queue
+    assert max(full["campaign_size"].to_pylist()) > 3
+    for explore in (0.0, 0.3):
+        q = sweep(inv, seeds, hashing_model, budget=10, explore=explore, **kw).queue
+        assert q.num_rows == 10
+        listed = Counter(q["campaign_id"].to_pylist())
+        ids = q["item_id"].to_pylist()
+        for row in q.to_pylist():
+            assert row["campaign_size"] == listed[row["campaign_id"]]
+            assert row["campaign_id"] == f"c-{row['item_id']}" or row["campaign_rank"] > 1
+            assert row["campaign_id"][2:] in ids  # its representative is listed
+        ranks = {}
+        for cid, r in zip(q["campaign_id"].to_pylist(), q["campaign_rank"].to_pylist()):
+            ranks.setdefault(cid, []).append(r)
+        assert all(r == list(range(1, len(r) + 1)) for r in ranks.values())

@@ -243,3 +243,69 @@ def test_a_retroactive_sweep_knows_reviewed_pictures_it_no_longer_holds(
     assert with_inv.report["reviewed"]["changed"] == 2
     assert retro.report["reviewed"] == with_inv.report["reviewed"]
     assert retro.queue["item_id"].to_pylist() == with_inv.queue["item_id"].to_pylist()
+
+
+def test_an_ad_in_two_day_folders_is_judged_on_the_export_the_index_kept(
+    tmp_path, history, inventory_items, seeds, hashing_model
+):
+    """The index keeps the newest hive folder's row of an ad exported on two days; whether a
+    reviewer saw it was judged on the inventory's first row of the id, the older export: the
+    5 ads edited after their review were marked unchanged and left out of the queue (an
+    outsider's repro), and ads reviewed on the newer text would have been queued again."""
+    inv, changed, unchanged = _inventory(history, inventory_items)
+    reviewed = history.slice(0, 20).select(["item_id", "text"])
+    older = inv.filter(pa.compute.invert(pa.compute.is_in(inv["item_id"], reviewed["item_id"])))
+    day1, day2 = tmp_path / "inv" / "day=2026-12-01", tmp_path / "inv" / "day=2026-12-02"
+    day1.mkdir(parents=True), day2.mkdir()
+    pq.write_table(pa.concat_tables([older, reviewed]), day1 / "part.parquet")  # as reviewed
+    pq.write_table(inv.slice(older.num_rows), day2 / "part.parquet")  # 5 of them edited since
+    res = sweep(tmp_path / "inv", seeds, hashing_model, k=None, show_progress=False)
+    q = res.queue.to_pandas().set_index("item_id")
+    assert changed <= set(q.index) and not set(q.index) & unchanged
+    assert set(q.loc[list(changed), "reviewed"]) == {"changed"}
+    assert res.report["reviewed"]["changed"] == 5
+    assert res.report["reviewed"]["excluded_from_queue"] == 15
+
+
+def test_campaign_mode_counts_the_members_it_queues_for_other_policies(
+    history, inventory_items, seeds, hashing_model
+):
+    """The report's ``queued_for_other_policies`` counted campaign mode's representatives
+    only: 4 of the 15 items reviewed for one policy and queued for another (an outsider's
+    repro); item mode said 15."""
+    inv, changed, unchanged = _inventory(history, inventory_items)
+    other = seeds.set_column(1, "policy", pa.array(["counterfeit"] * seeds.num_rows))
+    other = other.set_column(0, "seed_id", pa.array([f"cf-{i}" for i in range(seeds.num_rows)]))
+    two = pa.concat_tables([seeds, other])
+    kw = dict(k=None, show_progress=False, explore=0)
+    items = sweep(inv, two, hashing_model, **kw).report["reviewed"]
+    camps = sweep(inv, two, hashing_model, campaigns=True, **kw)
+    assert items["queued_for_other_policies"] > 1
+    assert camps.report["reviewed"] == items
+    assert camps.report["queued_items"] == sum(
+        map(len, camps.queue["campaign_members"].to_pylist())
+    )
+
+
+def test_arrange_queue_keeps_reviewed_items_whose_content_changed(tmp_path):
+    # ``reviewed=`` dropped every (item, policy) with a verdict, the edited ones too.
+    from hashing_signal import HashingTextSignal
+
+    from riskrank.index.build import build_index
+    from riskrank.rank.exploration import arrange_queue
+
+    items = pa.table({"item_id": ["a", "b", "c"], "text": ["cheap pills", "a lake", "win a car"]})
+    index = build_index(items, tmp_path / "idx", signals=[HashingTextSignal()], show_progress=False)
+    queue = pa.table(
+        {
+            "rank": [1, 2, 3],
+            "item_id": ["a", "b", "c"],
+            "policy": ["spam"] * 3,
+            "risk_probability": [0.9, 0.8, 0.7],
+            "reviewed": ["changed", "unchanged", ""],
+        }
+    )
+    out = arrange_queue(
+        queue, index, budget=None, explore=0, reviewed={("a", "spam"), ("b", "spam")}
+    )
+    assert out["item_id"].to_pylist() == ["a", "c"]
