@@ -72,6 +72,7 @@ from riskrank.index.manifest import MANIFEST  # noqa: E402
 from riskrank.index.schema import ITEM_ID, is_blank  # noqa: E402
 from riskrank.index.signals import SignalBatch, TextEmbeddingSignal  # noqa: E402
 from riskrank.index.signals.text import BACKENDS, DEFAULT_TEXT_MODEL  # noqa: E402
+from riskrank.index.tables import csv_read_options  # noqa: E402
 from riskrank.rank.app import datasets  # noqa: E402
 from riskrank.rank.evaluation.metrics import ranking_report  # noqa: E402
 from riskrank.rank.ranker import RiskRanker  # noqa: E402
@@ -179,6 +180,7 @@ def read_labelled(
         elif path.suffix.lower() == ".csv":
             t = pacsv.read_csv(
                 path,
+                read_options=csv_read_options(path.stat().st_size),  # a 2 MB text in one cell
                 parse_options=pacsv.ParseOptions(newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(
                     column_types={"item_id": pa.string(), "text": pa.string()}

@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ class SchemaError(ValueError):
     """Input does not have the columns or types a stage needs; the message says which."""
 
 
+PANDAS_INDEX = re.compile(r"__index_level_\d+__")
+
+
 def as_table(data: TableLike, *, what: str = "input", files: bool = False) -> pa.Table:
     """Return ``data`` as a pyarrow Table.
 
@@ -46,6 +50,11 @@ def as_table(data: TableLike, *, what: str = "input", files: bool = False) -> pa
     1
     """
     table = _to_arrow(data, what)
+    # pandas' index, written as a column when a filtered frame went to Parquet: row numbers,
+    # not data (an outsider found it carried into the queue as metadata).
+    pandas_index = [c for c in table.column_names if PANDAS_INDEX.fullmatch(c)]
+    if pandas_index:
+        table = table.drop_columns(pandas_index)
     dupes = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
     if dupes:
         raise SchemaError(f"{what}: duplicate column names {dupes}; every column needs its own")
@@ -123,6 +132,16 @@ def read_text_file(path: str | Path, *, what: str, fix: str) -> str:
         ) from None
 
 
+def csv_read_options(nbytes: int):
+    """``pyarrow.csv.ReadOptions`` whose block holds a file of ``nbytes`` whole (up to
+    1 GiB): with the default 1 MiB block a quoted text over ~2 MB was refused as "straddling
+    object straddles two block boundaries", a setting no user could change (an outsider's
+    repro: a pasted mail dump of 2.1 MB)."""
+    import pyarrow.csv as pcsv
+
+    return pcsv.ReadOptions(block_size=int(min(max(nbytes + 1, 1 << 20), 1 << 30)))
+
+
 def read_text_csv(path: str | Path, *, what: str) -> pa.Table:
     """A CSV file with every column read as text (ids keep their leading zeros); a missing or
     unreadable file, or a column named twice, is a clear error."""
@@ -133,12 +152,14 @@ def read_text_csv(path: str | Path, *, what: str) -> pa.Table:
         raise FileNotFoundError(f"{what}: no such file: {path}")
     # Decoded here: Arrow's reader passes bytes that are not UTF-8 on (a reviewer's finding).
     raw = read_text_file(path, what=what, fix="save it as UTF-8 CSV").encode("utf-8")
+    options = csv_read_options(len(raw))
     try:
-        names = pcsv.read_csv(io.BytesIO(raw)).column_names
+        names = pcsv.read_csv(io.BytesIO(raw), read_options=options).column_names
         if repeated := sorted({c for c in names if names.count(c) > 1}):
             raise SchemaError(f"{what}: {path} names the column(s) {repeated} twice")
         return pcsv.read_csv(
             io.BytesIO(raw),
+            read_options=options,
             convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in names}),
         )
     except pa.ArrowInvalid as exc:
@@ -187,6 +208,13 @@ def _read_parquet(data: str | Path, what: str) -> pa.Table:
         return with_files(table, [str(data)], [table])
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         msg = f"{what}: {source} is not a readable Parquet file/dataset: {exc}"
+        if str(source).lower().endswith((".csv", ".tsv", ".txt", ".json", ".jsonl")):
+            # A CSV answered with "magic bytes not found ... corrupted" (an outsider's note).
+            msg = (
+                f"{what}: {source} is not Parquet; {what} is read from Parquet (a file, a "
+                "directory of them, or a table in memory): convert it, e.g. "
+                f"pandas.read_csv({str(source)!r}).to_parquet('{Path(str(source)).stem}.parquet')"
+            )
         raise SchemaError(msg) from exc
 
 

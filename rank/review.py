@@ -92,7 +92,7 @@ from riskrank.rank import sweep_output
 from riskrank.rank.campaigns import MEMBER_DIGESTS
 from riskrank.rank.queue import shown_text, text_digests
 from riskrank.rank.reviewed import content_digests
-from riskrank.recall.history import VERDICT_MAX
+from riskrank.recall.history import GRADES_IN_WORDS, VERDICT_MAX, verdict_grade
 from riskrank.recall.seeds import SeedSet
 
 HISTORY_FILE = "history.parquet"
@@ -212,17 +212,7 @@ def _typed_columns(table: pa.Table) -> pa.Table:
     return table
 
 
-def parse_verdict(value) -> int | None:
-    """An integer grade 0-3 from an int, an integral float or a numeric string, else None."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(str(value).strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
-        return None
-    if number != number or not number.is_integer() or not 0 <= number <= VERDICT_MAX:
-        return None
-    return int(number)
+parse_verdict = verdict_grade  # an int, an integral float, a numeric string or the word
 
 
 log = logging.getLogger("riskrank")
@@ -402,7 +392,7 @@ def _unit(item: str | None, camp: str | None, q: QueueIndex) -> tuple[str, str |
 
 def _row_problem(verdict, policy, policies) -> str:
     if parse_verdict(verdict) is None:
-        return f"verdict {verdict!r} is not an integer grade 0-{VERDICT_MAX}"
+        return f"verdict {verdict!r} is not a grade 0-{VERDICT_MAX} ({GRADES_IN_WORDS})"
     if policy is not None and policy not in policies:
         return (
             f"policy {policy!r} is not one of the model's seed policies {sorted(policies)}: a "

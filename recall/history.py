@@ -39,6 +39,47 @@ from riskrank.index.tables import (
 from riskrank.recall.candidates import HISTORY_EVIDENCE, HISTORY_NEAREST
 
 VERDICT_MAX = 3
+# The grades in words, as the HTML report shows them; a verdict may be given either way.
+VERDICT_WORDS = ("benign", "borderline", "violating", "severe")
+GRADES_IN_WORDS = ", ".join(f"{w} = {g}" for g, w in enumerate(VERDICT_WORDS))
+
+
+def verdict_grade(value) -> int | None:
+    """A grade 0-3 from an int, an integral float, a numeric string or its word (any case:
+    ``VERDICT_WORDS``), else None. Moderation tools export words: "violating" was refused
+    everywhere without saying how to map it (an outsider's report)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().lower() in VERDICT_WORDS:
+        return VERDICT_WORDS.index(value.strip().lower())
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        return None
+    if number != number or not number.is_integer() or not 0 <= number <= VERDICT_MAX:
+        return None
+    return int(number)
+
+
+def _grades_from_text(table: pa.Table) -> tuple[pa.Table, dict[int, str]]:
+    """A history whose ``verdict`` column is text (words or digits) with it as grades, and
+    the rows whose text is no grade, with why."""
+    if "verdict" not in table.column_names:
+        return table, {}
+    kind = table.schema.field("verdict").type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        return table, {}
+    raw = table["verdict"].to_pylist()
+    grades = [verdict_grade(v) for v in raw]
+    bad = {
+        i: f"verdict {v!r} is not a grade 0-{VERDICT_MAX} ({GRADES_IN_WORDS})"
+        for i, (v, g) in enumerate(zip(raw, grades))
+        if g is None and v is not None and str(v).strip()
+    }
+    column = pa.array(grades, pa.int8())
+    return table.set_column(table.column_names.index("verdict"), "verdict", column), bad
+
+
 POSITIVE_VERDICT = 2  # "violating": what positives, probes and probabilities are about
 PROBE_C = 1.0
 EXCERPT_CHARS = 300  # of reviewed text kept with the exemplars, for reasons and reports
@@ -66,6 +107,7 @@ HISTORY_SCHEMA = pa.schema(
 def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Table, pa.Table]:
     """Split review history into (clean rows, quarantined rows with reasons)."""
     table = as_table(data, what=what)
+    table, words_bad = _grades_from_text(table)
     check_columns(table, HISTORY_SCHEMA, what=what)
     if table.num_rows == 0:
         raise SchemaError(f"{what}: 0 rows; training needs reviewed items")
@@ -92,6 +134,8 @@ def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Tabl
         key = (ids[i], pols[i])
         if is_blank(ids[i]) or is_blank(pols[i]):
             bad[i] = "item_id or policy is null, empty or blank"
+        elif i in words_bad:
+            bad[i] = words_bad[i]
         elif v is None or v != v:
             bad[i] = "verdict is null/NaN"
         elif not float(v).is_integer() or not 0 <= v <= VERDICT_MAX:

@@ -19,12 +19,13 @@ import pyarrow as pa
 
 from riskrank.index.manifest import write_text_atomic
 from riskrank.rank.evaluation.report import count_rows, index_section, plot_sweep
+from riskrank.recall.history import VERDICT_WORDS as _GRADE_WORDS
 
 TOP_DEFAULT = 50
 EXCERPT_WINDOW = 600  # characters of an item's text shown around its first highlight
 THUMBNAIL_PX = 96
 MARK_CLASS = {0: None, 1: "lexical", 2: "seed", 3: "seed lexical"}
-VERDICT_WORDS = {0: "benign", 1: "borderline", 2: "violating", 3: "severe"}
+VERDICT_WORDS = dict(enumerate(_GRADE_WORDS))  # 0 benign ... 3 severe (recall/history.py)
 
 
 # Bidirectional controls in inventory text reorder what the page shows around them (an

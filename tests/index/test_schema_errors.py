@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from riskrank.index.schema import is_blank, validate_inventory
@@ -398,3 +399,24 @@ def test_image_bytes_as_text_is_refused_and_a_polars_lazyframe_is_read():
         {"item_id": "a", "text": "one"},
         {"item_id": "b", "text": "two"},
     ]
+
+
+def test_a_csv_cell_over_the_readers_block_is_read(tmp_path):
+    """A quoted text of 2.1 MB (a pasted mail dump as a reviewer's note) was refused as
+    "straddling object straddles two block boundaries", a reader setting no user can change."""
+    from riskrank.index.tables import read_text_csv
+
+    long = "word " * 420_000
+    (tmp_path / "v.csv").write_text(f'item_id,verdict,note\na,2,"{long}"\nb,0,short\n')
+    table = read_text_csv(tmp_path / "v.csv", what="verdicts")
+    assert table["note"].to_pylist() == [long, "short"]
+
+
+def test_pandas_index_columns_are_not_data(tmp_path):
+    """A filtered frame written to Parquet keeps its index as ``__index_level_0__``: it was
+    read as an inventory's metadata and carried into the queue."""
+
+    frame = pd.DataFrame({"item_id": ["a", "b", "c"], "text": ["x", "y", "z"]}, index=[7, 3, 9])
+    frame.to_parquet(tmp_path / "inv.parquet")
+    assert "__index_level_0__" in pq.read_schema(tmp_path / "inv.parquet").names
+    assert as_table(tmp_path / "inv.parquet").column_names == ["item_id", "text"]

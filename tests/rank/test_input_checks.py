@@ -263,3 +263,29 @@ def test_every_column_a_sweep_writes_is_protected_from_metadata(
         for name in written:
             assert f"meta_{name}" in q.column_names, name
             assert all(str(v).startswith("mine-") for v in q[f"meta_{name}"].to_pylist()), name
+
+
+def test_a_history_with_verdicts_in_words_is_read_as_grades(tmp_path):
+    """A history exported as words ("violating", "benign") was refused whole ("type
+    large_string, expected integer") without saying how to map them."""
+    from riskrank.recall.history import validate_history
+
+    history = {
+        "item_id": ["a", "b", "c", "d", "e"],
+        "policy": ["p"] * 5,
+        "text": ["x", "y", "z", "w", "v"],
+        "verdict": ["violating", "Benign", " 3 ", "spam", None],
+    }
+    rows, bad = validate_history(history)
+    assert dict(zip(rows["item_id"].to_pylist(), rows["verdict"].to_pylist())) == {
+        "a": 2,
+        "b": 0,
+        "c": 3,
+    }
+    reasons = dict(zip(bad["item_id"].to_pylist(), bad["reason"].to_pylist()))
+    assert "'spam' is not a grade 0-3 (benign = 0, borderline = 1, violating = 2" in reasons["d"]
+    assert reasons["e"] == "verdict is null/NaN"
+    # A CSV where Parquet is read: said so, with the conversion.
+    (tmp_path / "h.csv").write_text("item_id,policy,text,verdict\na,p,x,2\n")
+    with pytest.raises(SchemaError, match=r"h\.csv is not Parquet.*pandas\.read_csv"):
+        validate_history(tmp_path / "h.csv")

@@ -73,7 +73,7 @@ def test_bad_verdict_rows_are_quarantined_with_reasons_and_nothing_lost(loop, tm
     reasons = {r["row"]: r["reason"] for r in res.quarantine.to_pylist()}
     assert sorted(reasons) == [1, 2, 3, 4, 5, 6, 7, 9, 10, 11]
     assert "unknown item_id 'nope'" in reasons[1]
-    assert "not an integer grade 0-3" in reasons[2] and "'1.5'" in reasons[3]
+    assert "not a grade 0-3 (benign = 0, borderline = 1" in reasons[2] and "'1.5'" in reasons[3]
     assert "conflicting" in reasons[6] and "row 7 = 3" in reasons[6]
     assert "duplicate" in reasons[9] and "row 8" in reasons[9]
     assert "unknown campaign_id" in reasons[10] and "neither" in reasons[11]
@@ -376,6 +376,18 @@ def test_a_finished_import_run_again_is_answered_not_refused(loop, tmp_path, cap
     (tmp_path / "h" / "history.parquet").write_bytes(b"edited")  # no longer what it wrote
     with pytest.raises(FileExistsError, match="not empty"):
         _import(tmp_path / "v.pq", root, tmp_path / "h")
+
+
+def test_verdicts_in_words_are_grades(loop, tmp_path):
+    # Moderation tools export words: the report's own (benign, borderline, violating,
+    # severe), in any case, are the grades 0-3; other words are quarantined saying so.
+    root, queue = loop
+    ids = queue["item_id"].to_pylist()[:5]
+    words = ["Violating", " benign ", "SEVERE", "borderline", "spam"]
+    res = _import(pa.table({"item_id": ids, "verdict": words}), root, tmp_path / "w")
+    got = dict(zip(res.imported["item_id"].to_pylist(), res.imported["verdict"].to_pylist()))
+    assert got == dict(zip(ids[:4], [2, 0, 3, 1]))
+    assert "'spam' is not a grade 0-3 (benign = 0" in res.quarantine["reason"][0].as_py()
 
 
 def test_a_second_import_into_the_same_directory_is_refused(loop, tmp_path):
