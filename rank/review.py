@@ -174,13 +174,50 @@ def add_seeds(seeds: SeedSet, more: TableLike) -> SeedSet:
     return SeedSet.from_table(merged)
 
 
+VERDICT_COLUMNS = (ITEM_ID, "campaign_id", "policy", "verdict")
+
+
 def read_verdicts(data: TableLike) -> pa.Table:
     """A verdict table from Parquet, CSV (every column read as text) or a DataFrame/Table."""
     if isinstance(data, (str, Path)) and str(data).lower().endswith(".csv"):
         table = read_text_csv(data, what="verdicts")
     else:
+        if isinstance(data, (str, Path)):
+            _check_verdict_file(Path(data))
         table = as_table(data, what="verdicts")
-    return _typed_columns(table)
+    return _typed_columns(_known_headers(table))
+
+
+def _check_verdict_file(path: Path) -> None:
+    """A file that is neither CSV nor Parquet is named as such: a .tsv, .jsonl or .csv.gz
+    was answered "magic bytes not found ... corrupted" (an outsider's report)."""
+    if path.is_dir() or path.suffix.lower() in (".parquet", ".pq", ".parq", ""):
+        return
+    raise SchemaError(
+        f"verdicts: {path} is read as CSV (.csv) or Parquet; {''.join(path.suffixes)} is "
+        "neither: save it as one of them"
+    )
+
+
+def _known_headers(table: pa.Table) -> pa.Table:
+    """``Policy``, ``policy ``, ``Campaign ID``: a header that is one of ``VERDICT_COLUMNS``
+    but for case, spaces or hyphens is that column. A ``Policy`` column was kept as a
+    reviewer's note and every verdict went in under the queue's policy (an outsider's
+    repro); two headers that are the same column this way are refused."""
+    names = table.column_names
+
+    def key(name: str) -> str:
+        return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+    renamed = list(names)
+    for want in VERDICT_COLUMNS:
+        alike = [i for i, n in enumerate(names) if key(n) == want]
+        if len(alike) > 1:
+            listed = ", ".join(repr(names[i]) for i in alike)
+            raise SchemaError(f"verdicts: the columns {listed} are all {want!r}; keep one")
+        if alike and names[alike[0]] != want:
+            renamed[alike[0]] = want
+    return table.rename_columns(renamed) if renamed != names else table
 
 
 def _typed_columns(table: pa.Table) -> pa.Table:
@@ -191,6 +228,11 @@ def _typed_columns(table: pa.Table) -> pa.Table:
         raise SchemaError(f"verdicts: the column(s) {repeated} appear twice")
     for name in (ITEM_ID, "campaign_id", "policy"):
         if name not in names:
+            continue
+        if table[name].null_count == table.num_rows:
+            # All blank: pandas reads an empty column as float NaN (a blank policy is the
+            # queue's), and the whole file was refused for it (an outsider's report).
+            table = table.set_column(names.index(name), name, pa.nulls(table.num_rows, pa.string()))
             continue
         kind = table.schema.field(name).type
         if pa.types.is_dictionary(kind):
@@ -857,6 +899,11 @@ def _new_rows(
         if QUEUE_SWEPT_AT in history.column_names
         else [None] * history.num_rows
     )
+    sources = (
+        history["verdict_source"].to_pylist()
+        if "verdict_source" in history.column_names
+        else [None] * history.num_rows
+    )
     at = {
         key: (verdict, row)
         for row, (key, verdict) in enumerate(
@@ -930,6 +977,18 @@ def _new_rows(
             )
         elif key in at and not changed.get(key) and corrections and at[key][0] == r["verdict"]:
             why = f"already in the history with this verdict ({at[key][0]}), content unchanged"
+        elif (
+            key in at
+            and not changed.get(key)
+            and str(r["verdict_source"]).startswith("campaign:")
+            and str(sources[at[key][1]] or "").startswith("item")
+        ):
+            # In one file a member's own verdict wins over its campaign's; across imports a
+            # campaign correction overwrote it (an outsider's repro: two 0s became 3s).
+            why = (
+                f"has its own item verdict {at[key][0]} in the history; a campaign verdict "
+                "does not overturn it: correct it by its item_id"
+            )
         elif key in at and not changed.get(key) and not corrections:
             why = (
                 f"already in the history with verdict {at[key][0]}, content unchanged "
@@ -967,6 +1026,9 @@ def _new_rows(
     return new, pa.Table.from_pylist(kept, check.accepted.schema), bad, replaced
 
 
+MAX_NOTE_COLUMNS = 32  # a verdict file's own columns (reviewer, notes) a history takes
+
+
 def _reviewer_columns(
     new: pa.Table, imported: pa.Table, verdicts: pa.Table, history: pa.Table, shown: list[str]
 ) -> pa.Table:
@@ -985,6 +1047,21 @@ def _reviewer_columns(
     # __index_level_0__ from Parquet): row numbers, not a reviewer's (a reviewer's finding).
     index_like = re.compile(r"^(\s*|Unnamed: \d+|__index_level_\d+__)$")
     extra = [c for c in verdicts.column_names if c not in reserved and not index_like.match(c)]
+    # Columns the history already keeps first; new ones up to MAX_NOTE_COLUMNS in all: every
+    # kept column stays in every later version (a 3,000-column file made a 3,006-column
+    # history, an outsider's repro).
+    extra.sort(key=lambda c: c not in history.column_names)
+    room = max(MAX_NOTE_COLUMNS - sum(c in history.column_names for c in extra), 0)
+    fresh = [c for c in extra if c not in history.column_names]
+    if len(fresh) > room:
+        log.warning(
+            "verdicts: %d columns not kept (%s...): the history keeps at most %d of a verdict "
+            "file's own columns (reviewer, notes)",
+            len(fresh) - room,
+            ", ".join(fresh[room : room + 5]),
+            MAX_NOTE_COLUMNS,
+        )
+        extra = extra[: len(extra) - len(fresh) + room]
     if not extra or not new.num_rows:
         return new
     rows = pa.array(imported["row"].to_pylist(), pa.int64())
@@ -1099,6 +1176,7 @@ def import_verdicts(
     q = QueueIndex(queue)
     check = check_verdicts(table, q, set(seeds.policies))
     _warn_binary_scale(check.accepted["verdict"].to_pylist())
+    _warn_representatives_alone(check.accepted, q)
     version = int(parent.get("version", 1)) + 1
     about = queue_provenance(queue) or {}
     accepted_ids = check.accepted[ITEM_ID].to_pylist()
@@ -1302,6 +1380,34 @@ def retrain_pending(
         model_dir, old, history, seeds, out_dir, quarantine=quarantine,
         sweep_items=sweep_items, show_progress=show_progress,
     )  # fmt: skip
+
+
+def _warn_representatives_alone(accepted: pa.Table, q: QueueIndex) -> None:
+    """A campaign-mode queue's row is its campaign, shown by the representative: verdicts
+    naming representatives by ``item_id`` alone judge those items only, and their members get
+    none (the README's loop with ``item_id`` for ``campaign_id``: 100 verdicts where the same
+    decisions by campaign gave 750; an outsider's report). Said, not changed: a reviewer may
+    mean the one item."""
+    if not q.shown_for or not accepted.num_rows:
+        return
+    judged = set()
+    for item_id, source in zip(
+        accepted[ITEM_ID].to_pylist(), accepted["verdict_source"].to_pylist()
+    ):
+        if source == "item" and item_id in q.shown_for:
+            judged.add(q.shown_for[item_id])
+    campaigns = {s[len("campaign:") :] for s in accepted["verdict_source"].to_pylist()
+                 if str(s).startswith("campaign:")}  # fmt: skip
+    alone = [c for c in judged - campaigns if len(q.members.get(c, [])) > 1]
+    if alone:
+        left = sum(len(q.members[c]) - 1 for c in alone)
+        log.warning(
+            "%d verdicts name a campaign's representative by item_id without its campaign_id: "
+            "they judge that item only, and the %d other members of those campaigns get no "
+            "verdict (the next sweep queues them again); give campaign_id to judge a campaign",
+            len(alone),
+            left,
+        )
 
 
 def _why(quarantine: pa.Table, rows: int) -> str:

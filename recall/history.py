@@ -11,6 +11,7 @@ confirmed benign items is evidence of risk even if no seed resembles it.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import faiss
@@ -50,8 +51,14 @@ def verdict_grade(value) -> int | None:
     everywhere without saying how to map it (an outsider's report)."""
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.strip().lower() in VERDICT_WORDS:
-        return VERDICT_WORDS.index(value.strip().lower())
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in VERDICT_WORDS:
+            return VERDICT_WORDS.index(text.lower())
+        # Digits as written ("2", "2.0"): float() also took "0_2", a fullwidth "２", "1e-400"
+        # and "2.9999999999999999" (an outsider's report).
+        if not re.fullmatch(r"\+?[0-9]+(\.0*)?", text):
+            return None
     try:
         number = float(value.strip()) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):

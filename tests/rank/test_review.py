@@ -390,6 +390,91 @@ def test_verdicts_in_words_are_grades(loop, tmp_path):
     assert "'spam' is not a grade 0-3 (benign = 0" in res.quarantine["reason"][0].as_py()
 
 
+def test_verdict_files_as_review_tools_export_them(loop, tmp_path):
+    # From an outsider's fuzzing: a `Policy` header was kept as a note and every verdict went
+    # in under the queue's policy; an all-blank column read by pandas (float NaN) refused the
+    # file; float() took "0_2" and a fullwidth digit; a .tsv was called corrupt Parquet.
+    import pandas as pd
+
+    root, queue = loop
+    ids = queue["item_id"].to_pylist()[:6]
+    pol = queue["policy"][0].as_py()
+    frame = pd.DataFrame(
+        {" Item ID": ids, "Verdict": ["2", "+2", "2.0", "0_2", "\uff12", "1e0"], "Policy": pol}
+    )
+    res = _import(frame, root, tmp_path / "a")
+    assert res.imported["item_id"].to_pylist() == ids[:3]
+    assert set(res.quarantine["item_id"].to_pylist()) == set(ids[3:])
+    assert "Policy" not in res.history.column_names
+    other = _import(frame.assign(Policy="no-such-policy"), root, tmp_path / "b")
+    assert other.imported.num_rows == 0
+    assert "no-such-policy" in other.quarantine["reason"][0].as_py()
+    blank = pd.DataFrame({"item_id": ids[:2], "verdict": [2, 0], "policy": [float("nan")] * 2})
+    assert _import(blank, root, tmp_path / "c").imported["policy"].to_pylist() == [pol, pol]
+    with pytest.raises(SchemaError, match="are all 'policy'"):
+        _import(frame.assign(policy=pol), root, tmp_path / "d")
+    (tmp_path / "v.tsv").write_text("item_id\tverdict\n" + ids[0] + "\t2\n")
+    with pytest.raises(SchemaError, match=r"CSV \(\.csv\) or Parquet; \.tsv is neither"):
+        _import(tmp_path / "v.tsv", root, tmp_path / "e")
+
+
+def test_a_campaign_correction_leaves_members_own_item_verdicts(loop, tmp_path):
+    """In one file a member's own item verdict wins over its campaign's; a later campaign
+    correction overwrote it (an outsider's repro: two members judged 0 became 3)."""
+    root, queue = loop
+    cid, members = _campaign(queue)
+    first = pa.table({"item_id": [None, members[1]], "campaign_id": [cid, None], "verdict": [2, 0]})
+    import_verdicts(first, root / "day1" / "queue.parquet", root / "v1", out_dir=tmp_path / "v2")
+    fix = pa.table({"campaign_id": [cid], "verdict": [3]})
+    res = import_verdicts(fix, root / "day1" / "queue.parquet", tmp_path / "v2",
+                          out_dir=tmp_path / "v3", corrections=True)  # fmt: skip
+    got = dict(zip(res.history["item_id"].to_pylist(), res.history["verdict"].to_pylist()))
+    assert got[members[1]] == 0 and got[members[0]] == 3
+    why = dict(zip(res.quarantine["item_id"].to_pylist(), res.quarantine["reason"].to_pylist()))
+    assert "has its own item verdict 0" in why[members[1]]
+
+
+def test_representatives_judged_alone_in_campaign_mode_are_warned_about(
+    loop, inventory_items, seeds, tmp_path
+):
+    """The README's loop with item_id for campaign_id: 100 verdicts where the same decisions
+    by campaign gave 750, and nothing said so (an outsider's repro)."""
+    root, _ = loop
+    inv = inventory_items.drop(["label"])
+    sweep(inv, seeds, root / "v1", out_dir=tmp_path / "day1", k=200, show_progress=False,
+          explore=0, campaigns=True, index_dir=root / "day1" / "index")  # fmt: skip
+    queue = pq.read_table(tmp_path / "day1" / "queue.parquet")
+    big = queue.filter(pc.greater(queue["campaign_size"], 1))
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        reps = pa.table({"item_id": big["item_id"].to_pylist(), "verdict": [2] * big.num_rows})
+        res = import_verdicts(reps, tmp_path / "day1" / "queue.parquet", root / "v1",
+                              out_dir=tmp_path / "v2", retrain=False)  # fmt: skip
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    assert res.imported.num_rows == big.num_rows
+    members = sum(big["campaign_size"].to_pylist()) - big.num_rows
+    assert any(
+        f"{big.num_rows} verdicts name a campaign's representative" in m
+        and f"the {members} other members" in m
+        for m in seen
+    )
+
+
+def test_a_verdict_file_adds_a_bounded_number_of_note_columns(loop, tmp_path):
+    # Every kept column stays in every later version: a 3,000-column file made a 3,006-column
+    # history (an outsider's repro).
+    root, queue = loop
+    ids = queue["item_id"].to_pylist()[:2]
+    notes = {f"note{n:02d}": ["x", "y"] for n in range(40)}
+    res = _import(pa.table({"item_id": ids, "verdict": [2, 0], **notes}), root, tmp_path / "n")
+    kept = [c for c in res.history.column_names if c.startswith("note")]
+    assert kept == [f"note{n:02d}" for n in range(32)]
+
+
 def test_a_second_import_into_the_same_directory_is_refused(loop, tmp_path):
     from riskrank.index.output_lock import OutputLockedError, output_lock
 
