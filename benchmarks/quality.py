@@ -76,7 +76,11 @@ from riskrank.index.tables import csv_read_options  # noqa: E402
 from riskrank.rank.app import datasets  # noqa: E402
 from riskrank.rank.evaluation.metrics import ranking_report  # noqa: E402
 from riskrank.rank.ranker import RiskRanker  # noqa: E402
-from riskrank.recall.history import ReviewedExemplars, validate_history  # noqa: E402
+from riskrank.recall.history import (  # noqa: E402
+    ReviewedExemplars,
+    validate_history,
+    verdict_grade,
+)
 from riskrank.recall.recaller import recall  # noqa: E402
 
 try:  # the n-gram probe rank.pipeline.train() adds by default, where this library version has it
@@ -150,6 +154,19 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MIN_POSITIVES = {"history": 5, "sweep": 6}
 
 
+def _as_number(value, col: str):
+    """A label or verdict given as text ('1', 'true', 'violating') as its number; anything
+    else as it came (then named as out of range). Labels stored as the strings '0'/'1' were
+    refused as "outside [0, 1]" (an outsider's report)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if col == "label" and text in ("true", "false", "violating", "benign"):
+        return int(text in ("true", "violating"))
+    grade = verdict_grade(text)
+    return value if grade is None else grade
+
+
 def read_labelled(
     path: str | Path, sides: tuple[str, ...] = ("history", "sweep")
 ) -> tuple[pa.Table, pa.Table]:
@@ -201,6 +218,10 @@ def read_labelled(
     if {"label", "verdict"} <= have:
         fail("it has both 'label' and 'verdict' columns: keep the one that holds the truth")
     text_type = t.schema.field("text").type
+    if pa.types.is_dictionary(text_type) and pa.types.is_string(text_type.value_type):
+        # pandas' category column: the sweep reads it, so does the replay (an outsider's note)
+        t = t.set_column(t.column_names.index("text"), "text", t["text"].cast(pa.string()))
+        text_type = pa.string()
     if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
         fail(f"the text column holds {text_type}, not strings")
     try:  # Parquet strings are not checked when read
@@ -219,12 +240,20 @@ def read_labelled(
         rep = [i for i in ids if i in seen or seen.add(i)]
         fail(f"{len(rep)} repeated item_id(s), e.g. {rep[0]!r}")
     col = "label" if "label" in have else "verdict"
-    raw = t[col].to_pylist()
+    raw = [_as_number(v, col) for v in t[col].to_pylist()]
     allowed = {0, 1} if col == "label" else {0, 1, 2, 3}
     bad = [(r, v) for r, v in enumerate(raw) if v is None or v != v or v not in allowed]
     if bad:
         r, v = bad[0]
-        fail(f"{len(bad)} {col}(s) missing or outside {sorted(allowed)}, e.g. row {r}: {v!r}")
+        words = (
+            "0/1, true/false or violating/benign"
+            if col == "label"
+            else "0-3 or benign/borderline/violating/severe"
+        )
+        fail(
+            f"{len(bad)} {col}(s) missing or outside {sorted(allowed)}, e.g. row {r}: {v!r} "
+            f"({col} takes {words})"
+        )
     label = [int(v) for v in raw] if col == "label" else [int(v >= 2) for v in raw]
     if "split" in have:
         row_sides = [SIDES.get(str(v).strip().lower()) for v in t["split"].to_pylist()]

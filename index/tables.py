@@ -523,6 +523,24 @@ _ACCEPTS = {
 }
 
 
+# Names a required column goes by elsewhere: said, with the rename, when it is missing.
+_ALIASES = {"item_id": ("id", "itemid", "ad_id", "item"), "seed_id": ("id", "seedid")}
+
+
+def _alike(table: pa.Table, name: str) -> str:
+    """``: rename 'Item ID' to 'item_id'``, where the table has a column that is ``name``
+    but for case, spaces or hyphens, or one of its usual aliases (an outsider brought ``id``
+    and was told only that ``item_id`` was missing)."""
+
+    def key(c: str) -> str:
+        return re.sub(r"[\s\-]+", "_", c.strip().lower())
+
+    for c in table.column_names:
+        if key(c) == name or key(c) in _ALIASES.get(name, ()):
+            return f": rename {c!r} to {name!r}"
+    return ""
+
+
 def _first_value(table: pa.Table, name: str) -> str:
     """`` (row 0: 'high')``: the first non-null value of a mistyped column, as evidence."""
     column = table.column(name)
@@ -541,7 +559,9 @@ def check_columns(table: pa.Table, schema: pa.Schema, *, what: str) -> None:
         expected = field_family(field)
         if field.name not in table.column_names:
             if not field.nullable:
-                problems.append(f"missing column '{field.name}' ({expected})")
+                problems.append(
+                    f"missing column '{field.name}' ({expected})" + _alike(table, field.name)
+                )
             continue
         typ = table.schema.field(field.name).type
         if pa.types.is_dictionary(typ):

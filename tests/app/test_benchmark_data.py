@@ -272,3 +272,25 @@ def test_replay_resume_refuses_another_data_file_under_the_same_name(replay, tmp
             replay.resume(args, {"mine": {"bank": []}})
     finally:
         replay.quality.DATA_FILES.pop("mine", None)
+
+
+def test_labels_in_words_or_digit_strings_and_a_category_text_column(quality, tmp_path):
+    """Labels stored as the strings '0'/'1' were refused as "outside [0, 1]", words with no
+    hint, and a pandas category text column that the sweep reads (an outsider's report)."""
+    cols = _set()
+    want = cols["label"]
+    for labels in (
+        [str(v) for v in want],
+        ["violating" if v else " Benign" for v in want],
+        ["TRUE" if v else "false" for v in want],
+    ):
+        hist, sweep = quality.read_labelled(_write(tmp_path, {**cols, "label": labels}))
+        got = dict(zip(hist["item_id"].to_pylist(), hist["label"].to_pylist()))
+        got.update(zip(sweep["item_id"].to_pylist(), sweep["label"].to_pylist()))
+        assert got == dict(zip(cols["item_id"], want))
+    with pytest.raises(SystemExit, match=r"'spam' \(label takes 0/1, true/false or violating"):
+        quality.read_labelled(_write(tmp_path, {**cols, "label": ["spam"] * 60}))
+    category = pa.table(cols).set_column(1, "text", pa.array(cols["text"]).dictionary_encode())
+    pq.write_table(category, tmp_path / "cat.parquet")
+    hist, sweep = quality.read_labelled(tmp_path / "cat.parquet")
+    assert hist.schema.field("text").type == pa.string()

@@ -420,3 +420,13 @@ def test_pandas_index_columns_are_not_data(tmp_path):
     frame.to_parquet(tmp_path / "inv.parquet")
     assert "__index_level_0__" in pq.read_schema(tmp_path / "inv.parquet").names
     assert as_table(tmp_path / "inv.parquet").column_names == ["item_id", "text"]
+
+
+def test_a_missing_id_column_names_the_one_to_rename():
+    # An outsider's inventory had `id`; the refusal said only that item_id was missing.
+    from riskrank.recall.seeds import SeedSet
+
+    with pytest.raises(SchemaError, match="rename 'id' to 'item_id'"):
+        validate_inventory({"id": ["a"], "text": ["x"]})
+    with pytest.raises(SchemaError, match="rename 'Seed ID' to 'seed_id'"):
+        SeedSet.from_table({"Seed ID": ["a"], "policy": ["p"], "text": ["x"]})
