@@ -347,7 +347,9 @@ def register_data(
         name, sep, file = spec.partition("=")
         if not sep or not file:
             raise SystemExit(f"--data {spec!r}: give NAME=FILE")
-        if not NAME.fullmatch(name) or name in SHIPPED or name in EXTRA:
+        if name in EXTRA:
+            raise SystemExit(f"--data {spec!r}: the name {name!r} is given twice; one per set")
+        if not NAME.fullmatch(name) or name in SHIPPED:
             raise SystemExit(
                 f"--data {spec!r}: NAME must be letters, digits, '-' or '_' and not "
                 f"{', '.join([*SHIPPED, *EXTRA])}"
