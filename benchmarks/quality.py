@@ -77,6 +77,7 @@ from riskrank.rank.app import datasets  # noqa: E402
 from riskrank.rank.evaluation.metrics import ranking_report  # noqa: E402
 from riskrank.rank.ranker import RiskRanker  # noqa: E402
 from riskrank.recall.history import (  # noqa: E402
+    VERDICT_WORDS,
     ReviewedExemplars,
     validate_history,
     verdict_grade,
@@ -161,8 +162,10 @@ def _as_number(value, col: str):
     if not isinstance(value, str):
         return value
     text = value.strip().lower()
-    if col == "label" and text in ("true", "false", "violating", "benign"):
-        return int(text in ("true", "violating"))
+    if col == "label" and text in ("true", "false"):
+        return int(text == "true")
+    if col == "label" and text in VERDICT_WORDS:  # violating as a verdict is: a grade >= 2
+        return int(VERDICT_WORDS.index(text) >= 2)
     grade = verdict_grade(text)
     return value if grade is None else grade
 
@@ -246,7 +249,7 @@ def read_labelled(
     if bad:
         r, v = bad[0]
         words = (
-            "0/1, true/false or violating/benign"
+            "0/1, true/false or the grade words: benign/borderline are 0, violating/severe 1"
             if col == "label"
             else "0-3 or benign/borderline/violating/severe"
         )

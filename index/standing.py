@@ -654,12 +654,16 @@ def _standing_root(version_dir: Path) -> Path | None:
 
 
 @contextmanager
-def pinned(version_dir: str | Path) -> Iterator[None]:
+def pinned(version_dir: str | Path, *, reopens: bool = False) -> Iterator[None]:
     """Keep a standing index's version (``version_dir``, as ``InventoryIndex.path``) from
     being pruned while this block runs: for readers that open its files again by path, as
     the Ray engine's tasks do (a sweep that outlived two updates failed there; one machine's
     readers hold the files open). A directory that is not a standing version is not pinned;
-    a pin that cannot be written is warned about, not an error."""
+    a pin that cannot be written is warned about, not an error.
+
+    ``reopens``: the block opens the version's files again by path, so a version pruned
+    before the pin was written (two updates between its load and the pin) is an error that
+    says so, not a bare missing file later."""
     version_dir = Path(version_dir)
     root = _standing_root(version_dir)
     pin = None
@@ -673,6 +677,12 @@ def pinned(version_dir: str | Path) -> Iterator[None]:
             log.warning("%s: could not pin the version being read (%s)", version_dir, exc)
             pin = None
     try:
+        if reopens and root is not None and not version_dir.is_dir():
+            raise FileNotFoundError(
+                f"{version_dir}: the standing index version this sweep read was pruned by "
+                "later updates before it could be pinned (two updates within moments of its "
+                "start): run the sweep again"
+            )
         yield
     finally:
         if pin is not None:

@@ -208,12 +208,20 @@ def _read_parquet(data: str | Path, what: str) -> pa.Table:
         return with_files(table, [str(data)], [table])
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         msg = f"{what}: {source} is not a readable Parquet file/dataset: {exc}"
-        if str(source).lower().endswith((".csv", ".tsv", ".txt", ".json", ".jsonl")):
+        name = str(source).lower()
+        if name.endswith((".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson")):
             # A CSV answered with "magic bytes not found ... corrupted" (an outsider's note).
+            # Read as text: ids keep their leading zeros (pandas made 007 the number 7).
+            read = (
+                f"pandas.read_json({str(source)!r}, lines=True, dtype=str)"
+                if name.endswith(("json", "jsonl", "ndjson"))
+                else f"pandas.read_csv({str(source)!r}, dtype=str"
+                + (", sep='\\t')" if name.endswith(".tsv") else ")")
+            )
             msg = (
                 f"{what}: {source} is not Parquet; {what} is read from Parquet (a file, a "
-                "directory of them, or a table in memory): convert it, e.g. "
-                f"pandas.read_csv({str(source)!r}).to_parquet('{Path(str(source)).stem}.parquet')"
+                f"directory of them, or a table in memory): convert it, e.g. {read}"
+                f".to_parquet('{Path(str(source)).stem}.parquet')"
             )
         raise SchemaError(msg) from exc
 

@@ -141,9 +141,10 @@ def _reason_text(reason: str, p: float, close: float, size: int) -> str:
         return f"explore: ranker unsure, leaning violation (p={p:.2f})"
     if reason == "uncovered":
         return f"explore: far from every reviewed item ({near}), by p x distance (p={p:.2f})"
+    # Recalled members, not the queue's: cut to a budget in item mode, one is listed.
     return (
-        f"explore: campaign of {size} never reviewed for its policy ({near}), by p x size "
-        f"(p={p:.2f})"
+        f"explore: campaign of {size} recalled items never reviewed for its policy ({near}), "
+        f"by p x size (p={p:.2f})"
     )
 
 

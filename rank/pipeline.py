@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from riskrank.index import collector
+from riskrank.index.content_digest import IMAGE_CELLS
 from riskrank.index.engine import Engine
 from riskrank.index.manifest import write_text_atomic
 from riskrank.index.output_lock import holds_output_lock
@@ -42,7 +43,13 @@ from riskrank.index.schema import (
 )
 from riskrank.index.signals.base import Signal, SignalBatch
 from riskrank.index.signals.text import TextEmbeddingSignal
-from riskrank.index.standing import DELTA, VERSIONS, StandingIndex, check_outside_inventory
+from riskrank.index.standing import (
+    DELTA,
+    VERSIONS,
+    StandingIndex,
+    check_outside_inventory,
+    pinned,
+)
 from riskrank.index.store import IndexMismatchError, InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.index.vectors.faiss_index import parse_bytes
@@ -69,7 +76,7 @@ from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates, presence_levels, seed_matched
 from riskrank.rank.reasons import explain_queue
 from riskrank.rank.review import keep_pictures, lineage_info, lineage_tables, with_provenance
-from riskrank.rank.reviewed import mark_reviewed, reviewed_counts, reviewed_table
+from riskrank.rank.reviewed import digest_format, mark_reviewed, reviewed_counts, reviewed_table
 from riskrank.rank.sweep_cache import FILE as REASONS_FILE
 from riskrank.rank.sweep_cache import (
     LEXICAL_FILE,
@@ -385,7 +392,7 @@ def sweep(
         check_sweep_index(inventory, index_path, deletions, model.signals)
         if out_dir:  # inputs read and checked: the previous run's marker is not this run's
             sweep_output.begin(out, ())
-        with engine.cluster(show_progress), engine.session(show_progress):
+        with engine.cluster(show_progress), engine.session(show_progress), ExitStack() as read:
             index, update = sweep_index(
                 inventory,
                 index_path,
@@ -398,6 +405,9 @@ def sweep(
                 chunk_size=chunk_size,
                 show_progress=show_progress,
             )
+            # The version read is pinned at once: updates meanwhile keep it (this process
+            # holds its files open; Ray's tasks open them again by path, index/standing.py).
+            read.enter_context(pinned(index.path))
             t_index = time.time() - t0
             # Nothing to update (the same inventory again, a sweep run again after a kill, or
             # no inventory): the report says which update made the version it searched.
@@ -433,8 +443,11 @@ def sweep(
         # Today's content of a reviewed candidate is the row the index kept for it (of an ad
         # in two hive day folders, the newest export), not the inventory's first row of its
         # id: an older export's text was judged, and edited ads went unqueued (an outsider's
-        # repro). A version written before it kept picture digests: the inventory's rows.
-        if inventory is None or index.keeps_picture_digests():
+        # repro). A version written before it kept picture digests, or a model whose digests
+        # read the picture's bytes cell (trained before content_digests 2, which the index's
+        # rows lack): the inventory's rows.
+        legacy = model.reviewed is not None and digest_format(model.reviewed) == IMAGE_CELLS
+        if inventory is None or (index.keeps_picture_digests() and not legacy):
             today, pictures = index.items, index.picture_shas()  # picture bytes are not kept
         else:
             today, pictures = inventory, None

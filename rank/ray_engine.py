@@ -122,7 +122,7 @@ def _recall(
     policy_of = np.asarray(seeds.table.column("policy").to_pylist(), dtype=object)
     pending = []
     # The tasks open the version's files again by path: pinned, updates meanwhile keep it.
-    with pinned(built.path):
+    with pinned(built.path, reopens=True):
         for policy in seeds.policies:  # recall's own policy order
             rows = np.flatnonzero(policy_of == policy)
             vecs = {

@@ -92,7 +92,7 @@ from riskrank.rank import sweep_output
 from riskrank.rank.campaigns import MEMBER_DIGESTS
 from riskrank.rank.queue import shown_text, text_digests
 from riskrank.rank.reviewed import content_digests
-from riskrank.recall.history import GRADES_IN_WORDS, VERDICT_MAX, verdict_grade
+from riskrank.recall.history import GRADES_IN_WORDS, HISTORY_SCHEMA, VERDICT_MAX, verdict_grade
 from riskrank.recall.seeds import SeedSet
 
 HISTORY_FILE = "history.parquet"
@@ -188,10 +188,13 @@ def read_verdicts(data: TableLike) -> pa.Table:
     return _typed_columns(_known_headers(table))
 
 
+NOT_PARQUET = (".tsv", ".txt", ".json", ".jsonl", ".ndjson", ".gz", ".zip", ".xlsx", ".xls")
+
+
 def _check_verdict_file(path: Path) -> None:
     """A file that is neither CSV nor Parquet is named as such: a .tsv, .jsonl or .csv.gz
     was answered "magic bytes not found ... corrupted" (an outsider's report)."""
-    if path.is_dir() or path.suffix.lower() in (".parquet", ".pq", ".parq", ""):
+    if path.suffix.lower() not in NOT_PARQUET:  # (a dated name, verdicts.2026-12-05, is)
         return
     raise SchemaError(
         f"verdicts: {path} is read as CSV (.csv) or Parquet; {''.join(path.suffixes)} is "
@@ -981,7 +984,8 @@ def _new_rows(
             key in at
             and not changed.get(key)
             and str(r["verdict_source"]).startswith("campaign:")
-            and str(sources[at[key][1]] or "").startswith("item")
+            # A training history's rows carry no source: they are item verdicts too.
+            and not str(sources[at[key][1]] or "").startswith("campaign:")
         ):
             # In one file a member's own verdict wins over its campaign's; across imports a
             # campaign correction overwrote it (an outsider's repro: two 0s became 3s).
@@ -1026,7 +1030,16 @@ def _new_rows(
     return new, pa.Table.from_pylist(kept, check.accepted.schema), bad, replaced
 
 
-MAX_NOTE_COLUMNS = 32  # a verdict file's own columns (reviewer, notes) a history takes
+MAX_NOTE_COLUMNS = 32  # verdict files' own columns (reviewer, notes) a history takes in all
+# A history's columns that are not notes: its schema's, and what imports write.
+HISTORY_OWN = (
+    *HISTORY_SCHEMA.names,
+    "sweep_id",
+    "verdict_source",
+    QUEUE_SWEPT_AT,
+    "campaign_id",
+    "row",
+)
 
 
 def _reviewer_columns(
@@ -1051,7 +1064,9 @@ def _reviewer_columns(
     # kept column stays in every later version (a 3,000-column file made a 3,006-column
     # history, an outsider's repro).
     extra.sort(key=lambda c: c not in history.column_names)
-    room = max(MAX_NOTE_COLUMNS - sum(c in history.column_names for c in extra), 0)
+    own = {*HISTORY_OWN, *CONTENT, *new.column_names}
+    notes = [c for c in history.column_names if c not in own and not index_like.match(c)]
+    room = max(MAX_NOTE_COLUMNS - len(notes), 0)  # over the history's lifetime, not a file's
     fresh = [c for c in extra if c not in history.column_names]
     if len(fresh) > room:
         log.warning(
@@ -1402,9 +1417,10 @@ def _warn_representatives_alone(accepted: pa.Table, q: QueueIndex) -> None:
     if alone:
         left = sum(len(q.members[c]) - 1 for c in alone)
         log.warning(
-            "%d verdicts name a campaign's representative by item_id without its campaign_id: "
-            "they judge that item only, and the %d other members of those campaigns get no "
-            "verdict (the next sweep queues them again); give campaign_id to judge a campaign",
+            "%d campaigns were judged by their representative's item_id alone, without "
+            "campaign_id: that judges the item only, and the %d other members of those "
+            "campaigns get no verdict (the next sweep queues them again); give campaign_id "
+            "to judge a campaign",
             len(alone),
             left,
         )

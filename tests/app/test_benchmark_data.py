@@ -283,12 +283,13 @@ def test_labels_in_words_or_digit_strings_and_a_category_text_column(quality, tm
         [str(v) for v in want],
         ["violating" if v else " Benign" for v in want],
         ["TRUE" if v else "false" for v in want],
+        ["severe" if v else "borderline" for v in want],  # as verdicts: >= 2 is violating
     ):
         hist, sweep = quality.read_labelled(_write(tmp_path, {**cols, "label": labels}))
         got = dict(zip(hist["item_id"].to_pylist(), hist["label"].to_pylist()))
         got.update(zip(sweep["item_id"].to_pylist(), sweep["label"].to_pylist()))
         assert got == dict(zip(cols["item_id"], want))
-    with pytest.raises(SystemExit, match=r"'spam' \(label takes 0/1, true/false or violating"):
+    with pytest.raises(SystemExit, match=r"'spam' \(label takes 0/1, true/false or the grade"):
         quality.read_labelled(_write(tmp_path, {**cols, "label": ["spam"] * 60}))
     category = pa.table(cols).set_column(1, "text", pa.array(cols["text"]).dictionary_encode())
     pq.write_table(category, tmp_path / "cat.parquet")

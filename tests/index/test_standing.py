@@ -346,6 +346,12 @@ def test_a_pinned_version_outlives_the_updates_that_would_retire_it(tmp_path, mo
     with pinned(tmp_path / "elsewhere"):
         pass
     assert not (tmp_path / READERS).exists()
+    # A reader that opens files again by path, on a version pruned before it pinned it: said
+    # so (a reviewer found it pinned a removed version silently, and the tasks failed later).
+    with pytest.raises(FileNotFoundError, match="pruned by later updates before it could be"):
+        with pinned(first, reopens=True):
+            pass
+    assert [p.name for p in readers.iterdir()] == ["v000007.far.json"]  # its pin went
 
 
 def _seeds() -> pa.Table:

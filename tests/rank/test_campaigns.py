@@ -208,7 +208,8 @@ def test_explore_picks_weigh_what_they_teach_by_the_chance_of_a_violation():
         "by p x distance (p=0.85)"
     )
     assert why["u9"] == (
-        "explore: campaign of 2 never reviewed for its policy (closest reviewed item 0.60), "
+        "explore: campaign of 2 recalled items never reviewed for its policy (closest reviewed "
+        "item 0.60), "
         "by p x size (p=0.75)"
     )
     # A campaign with a near-copy of a reviewed item is not "never reviewed": X is skipped
@@ -222,7 +223,8 @@ def test_explore_picks_weigh_what_they_teach_by_the_chance_of_a_violation():
     out = allocate_slots(covered, 10, 0.3, cover)
     reasons = out.filter(pa.compute.equal(out["slot"], "explore"))["slot_reason"].to_pylist()
     assert any(
-        r.startswith("explore: campaign of 4 never reviewed for its policy") for r in reasons
+        r.startswith("explore: campaign of 4 recalled items never reviewed for its policy")
+        for r in reasons
     )
 
 

@@ -412,3 +412,25 @@ def test_an_up_to_date_index_names_todays_files_in_the_quarantine(tmp_path, hash
     # A retroactive sweep (no inventory) keeps the version's names.
     retro = sweep(None, seeds, hashing_model, index_dir=standing, **SWEEP)
     assert [r["file"] for r in retro.quarantine.to_pylist()] == ["part-1.parquet"] * 2
+
+
+def test_a_sweep_pins_the_version_it_reads_from_the_moment_it_has_it(
+    tmp_path, inventory_items, seeds, hashing_model, monkeypatch
+):
+    """Ray's tasks open the version's files again by path: the pin was taken only as they
+    started, after the seeds were embedded, so two updates before it pruned the version (a
+    reviewer's finding). The sweep pins it as soon as the update or load returns."""
+    from riskrank.rank import pipeline
+
+    seen = []
+    real = pipeline.recall_with_memo
+
+    def looking(engine, index, *a, **kw):
+        seen.append(sorted(p.name for p in (index.path.parents[1] / ".readers").iterdir()))
+        return real(engine, index, *a, **kw)
+
+    monkeypatch.setattr(pipeline, "recall_with_memo", looking)
+    inv = inventory_items.drop(["label"])
+    sweep(inv, seeds, hashing_model, index_dir=tmp_path / "st", show_progress=False)
+    assert len(seen) == 1 and len(seen[0]) == 1 and seen[0][0].startswith("v000001.")
+    assert not list((tmp_path / "st" / ".readers").iterdir())

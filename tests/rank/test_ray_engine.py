@@ -498,8 +498,8 @@ def test_a_ray_sweep_outlives_two_updates_of_its_standing_index(
     inv = pq.read_table(data["files"][0]).combine_chunks()
 
     @contextmanager
-    def then_two_updates(path):
-        with real(path):
+    def then_two_updates(path, **kw):
+        with real(path, **kw):
             for n in (1, 2):  # two more versions: the one read is past KEEP_VERSIONS
                 day = inv.slice(0, inv.num_rows - n)
                 StandingIndex(index).update(day, model.signals, show_progress=False)

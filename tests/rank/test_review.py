@@ -416,6 +416,9 @@ def test_verdict_files_as_review_tools_export_them(loop, tmp_path):
     (tmp_path / "v.tsv").write_text("item_id\tverdict\n" + ids[0] + "\t2\n")
     with pytest.raises(SchemaError, match=r"CSV \(\.csv\) or Parquet; \.tsv is neither"):
         _import(tmp_path / "v.tsv", root, tmp_path / "e")
+    # A Parquet file with a dated name is Parquet still.
+    pq.write_table(pa.table({"item_id": ids[:1], "verdict": [2]}), tmp_path / "v.2026-12-05")
+    assert _import(tmp_path / "v.2026-12-05", root, tmp_path / "f").imported.num_rows == 1
 
 
 def test_a_campaign_correction_leaves_members_own_item_verdicts(loop, tmp_path):
@@ -432,6 +435,39 @@ def test_a_campaign_correction_leaves_members_own_item_verdicts(loop, tmp_path):
     assert got[members[1]] == 0 and got[members[0]] == 3
     why = dict(zip(res.quarantine["item_id"].to_pylist(), res.quarantine["reason"].to_pylist()))
     assert "has its own item verdict 0" in why[members[1]]
+
+
+def test_a_campaign_correction_leaves_the_training_historys_verdicts(
+    history, seeds, inventory_items, text_signal, tmp_path
+):
+    """A first model's history (riskrank train) carries no verdict_source: its verdicts are
+    item verdicts, which a campaign correction must not overturn either (a reviewer's repro
+    turned five members' 0s into 3s)."""
+    extra = inventory_items.slice(0, 60)
+    judged = pa.table(
+        {
+            "item_id": extra["item_id"],
+            "text": extra["text"],
+            "policy": pa.array(["scam"] * 60),
+            "verdict": pa.array([0] * 60, pa.int8()),
+        }
+    )
+    train(pa.concat_tables([history, judged]), seeds, tmp_path / "v1", signals=[text_signal],
+          k=200, show_progress=False)  # fmt: skip
+    assert "verdict_source" not in pq.read_table(tmp_path / "v1" / "history.parquet").column_names
+    sweep(inventory_items.drop(["label"]), seeds, tmp_path / "v1", out_dir=tmp_path / "day1",
+          k=200, show_progress=False, explore=0, include_reviewed=True)  # fmt: skip
+    q = pq.read_table(tmp_path / "day1" / "queue.parquet")
+    rows = [r for r in q.to_pylist() if r["reviewed"] == "unchanged" and r["campaign_size"] > 1]
+    cid = rows[0]["campaign_id"]
+    res = import_verdicts(pa.table({"campaign_id": [cid], "verdict": [3]}),
+                          tmp_path / "day1" / "queue.parquet", tmp_path / "v1",
+                          out_dir=tmp_path / "v2", corrections=True, retrain=False)  # fmt: skip
+    got = dict(zip(res.history["item_id"].to_pylist(), res.history["verdict"].to_pylist()))
+    kept = [r["item_id"] for r in rows if r["campaign_id"] == cid]
+    assert kept and all(got[i] == 0 for i in kept)
+    why = dict(zip(res.quarantine["item_id"].to_pylist(), res.quarantine["reason"].to_pylist()))
+    assert all("has its own item verdict 0" in why[i] for i in kept)
 
 
 def test_representatives_judged_alone_in_campaign_mode_are_warned_about(
@@ -458,7 +494,7 @@ def test_representatives_judged_alone_in_campaign_mode_are_warned_about(
     assert res.imported.num_rows == big.num_rows
     members = sum(big["campaign_size"].to_pylist()) - big.num_rows
     assert any(
-        f"{big.num_rows} verdicts name a campaign's representative" in m
+        f"{big.num_rows} campaigns were judged by their representative's item_id alone" in m
         and f"the {members} other members" in m
         for m in seen
     )
@@ -473,6 +509,16 @@ def test_a_verdict_file_adds_a_bounded_number_of_note_columns(loop, tmp_path):
     res = _import(pa.table({"item_id": ids, "verdict": [2, 0], **notes}), root, tmp_path / "n")
     kept = [c for c in res.history.column_names if c.startswith("note")]
     assert kept == [f"note{n:02d}" for n in range(32)]
+    # Over the history's lifetime: a next import's new columns find no room left.
+    fresh = {f"more{n}": ["x", "y"] for n in range(5)}
+    v2 = tmp_path / "n2"
+    import_verdicts(pa.table({"item_id": ids, "verdict": [2, 0], **notes}),
+                    root / "day1" / "queue.parquet", root / "v1", out_dir=v2)  # fmt: skip
+    again = import_verdicts(
+        pa.table({"item_id": queue["item_id"].to_pylist()[2:4], "verdict": [2, 0], **fresh}),
+        root / "day1" / "queue.parquet", v2, out_dir=tmp_path / "n3", retrain=False,
+    )  # fmt: skip
+    assert not [c for c in again.history.column_names if c.startswith("more")]
 
 
 def test_a_second_import_into_the_same_directory_is_refused(loop, tmp_path):
