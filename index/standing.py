@@ -673,8 +673,9 @@ def pinned(version_dir: str | Path, *, reopens: bool = False) -> Iterator[None]:
         try:
             pin.parent.mkdir(exist_ok=True)
             write_json_atomic({"host": host, "pid": pid, "since": time.time()}, pin)
-        except OSError as exc:
-            log.warning("%s: could not pin the version being read (%s)", version_dir, exc)
+        except OSError as exc:  # (a read-only copy: this process's open files still hold)
+            say = log.warning if reopens else log.debug
+            say("%s: could not pin the version being read (%s)", version_dir, exc)
             pin = None
     try:
         if reopens and root is not None and not version_dir.is_dir():
