@@ -30,7 +30,8 @@ def test_frozen_freezes_inside_and_unfreezes_on_exit_even_on_error():
             before = gc.get_freeze_count()
             made = [[i] for i in range(1000)]
             collector.freeze_more()
-            assert gc.get_freeze_count() >= before + len(made)
+            # (a margin: frozen objects freed meanwhile by another thread lower the count)
+            assert gc.get_freeze_count() >= before + len(made) // 2
             with collector.frozen():  # nested (a sweep inside a sweep's caller): no change
                 assert gc.get_freeze_count() > 0
             assert gc.get_freeze_count() > 0  # the inner exit did not unfreeze the outer
@@ -42,15 +43,19 @@ def test_frozen_freezes_inside_and_unfreezes_on_exit_even_on_error():
     assert gc.get_freeze_count() == 0
 
 
-def test_a_process_that_froze_objects_itself_keeps_its_freeze():
+def test_a_process_that_froze_objects_itself_keeps_its_freeze(monkeypatch):
+    # What the block calls, not the freeze count: a frozen object freed meanwhile (by another
+    # thread of the test session) lowers the count, and CI saw 694,764 for 694,766.
     gc.freeze()
+    calls = []
     try:
-        count = gc.get_freeze_count()
+        monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+        monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
         with collector.frozen():
             collector.freeze_more()
-            assert gc.get_freeze_count() == count  # left alone: nothing added
-        assert gc.get_freeze_count() == count  # and nothing undone
+        assert calls == []  # left alone: nothing added, nothing undone
     finally:
+        monkeypatch.undo()
         gc.unfreeze()
 
 
