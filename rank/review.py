@@ -1239,7 +1239,13 @@ def import_verdicts(
         listed = "; ".join(
             f"row {r['row']} ({r[ITEM_ID]}): {r['reason']}" for r in quarantine.to_pylist()[:20]
         )
-        raise SchemaError(f"verdicts: {quarantine.num_rows} bad rows, nothing imported: {listed}")
+        # A campaign's row is one entry per member: count the file's rows too (an outsider
+        # read "750 bad rows" for a file of 100).
+        rows = len(set(quarantine["row"].to_pylist()))
+        raise SchemaError(
+            f"verdicts: {rows} bad rows ({quarantine.num_rows} item verdicts), nothing "
+            f"imported: {listed}"
+        )
     seeds_added = seeds.table.num_rows - model_seeds
     if imported.num_rows == 0 and not seeds_added and retrain:
         # A new version trained on the parent's history and seeds alone would be the parent
