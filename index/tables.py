@@ -535,16 +535,17 @@ _ACCEPTS = {
 _ALIASES = {"item_id": ("id", "itemid", "ad_id", "item"), "seed_id": ("id", "seedid")}
 
 
+def header_key(name: str) -> str:
+    """A column header as riskrank names columns: ``Item ID``, `` item-id `` -> ``item_id``."""
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
 def _alike(table: pa.Table, name: str) -> str:
     """``: rename 'Item ID' to 'item_id'``, where the table has a column that is ``name``
     but for case, spaces or hyphens, or one of its usual aliases (an outsider brought ``id``
     and was told only that ``item_id`` was missing)."""
-
-    def key(c: str) -> str:
-        return re.sub(r"[\s\-]+", "_", c.strip().lower())
-
     for c in table.column_names:
-        if key(c) == name or key(c) in _ALIASES.get(name, ()):
+        if header_key(c) == name or header_key(c) in _ALIASES.get(name, ()):
             return f": rename {c!r} to {name!r}"
     return ""
 

@@ -85,6 +85,7 @@ from riskrank.index.tables import (
     SchemaError,
     TableLike,
     as_table,
+    header_key,
     read_text_csv,
     write_parquet,
 )
@@ -208,13 +209,9 @@ def _known_headers(table: pa.Table) -> pa.Table:
     reviewer's note and every verdict went in under the queue's policy (an outsider's
     repro); two headers that are the same column this way are refused."""
     names = table.column_names
-
-    def key(name: str) -> str:
-        return re.sub(r"[\s\-]+", "_", name.strip().lower())
-
     renamed = list(names)
     for want in VERDICT_COLUMNS:
-        alike = [i for i, n in enumerate(names) if key(n) == want]
+        alike = [i for i, n in enumerate(names) if header_key(n) == want]
         if len(alike) > 1:
             listed = ", ".join(repr(names[i]) for i in alike)
             raise SchemaError(f"verdicts: the columns {listed} are all {want!r}; keep one")
