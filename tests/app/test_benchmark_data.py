@@ -295,3 +295,17 @@ def test_labels_in_words_or_digit_strings_and_a_category_text_column(quality, tm
     pq.write_table(category, tmp_path / "cat.parquet")
     hist, sweep = quality.read_labelled(tmp_path / "cat.parquet")
     assert hist.schema.field("text").type == pa.string()
+
+
+def test_replay_warns_when_a_set_shares_texts_with_its_cold_start_set(replay):
+    """A --data set cut from Insults replayed with --cold-from insults: its cold-start model
+    has seen the shared texts' labels, which flatters the early rounds (an outsider's note)."""
+    from types import SimpleNamespace
+
+    mine = SimpleNamespace(name="mine", text=["you  idiot", "buy now", "hello there"])
+    other = SimpleNamespace(name="insults", text=["you idiot\n", "something else"])
+    assert replay.cold_overlap(mine, other) == (
+        "replay: 1 of mine's 3 texts are also in insults, whose items train its cold-start "
+        "model (round 0 has seen their labels); take --cold-from the other set or leave them out"
+    )
+    assert replay.cold_overlap(mine, SimpleNamespace(name="spamassassin", text=["x"])) is None
