@@ -348,9 +348,16 @@ def _warn_unlisted(inventory: pa.Table, deletions) -> None:
 
 def _warn_unknown(unknown: list[str]) -> None:
     if unknown:
+        quoted = sum(len(i) > 1 and i[0] == i[-1] and i[0] in "\"'" for i in unknown)
+        hint = (
+            f"; {quoted} of them in quotes: a text list takes each line as the id, quotes "
+            "and all (write ids bare, or give a CSV with an item_id column)"
+            if quoted
+            else ""
+        )
         log.warning(
             "deletion list: %d id(s) the index never held and today's inventory does not list "
-            "(ignored): %s", len(unknown), ", ".join(unknown[:5]),
+            "(ignored): %s%s", len(unknown), ", ".join(unknown[:5]), hint,
         )  # fmt: skip
 
 

@@ -134,6 +134,28 @@ def test_deletion_list_removes_items_and_reports_unknown_ids(tmp_path):
     assert manifest["input"] == day0.num_rows - 1 and manifest["deleted"] == 1
 
 
+def test_quoted_ids_in_a_text_deletion_list_are_named_as_such(tmp_path):
+    """A text list takes each line as an id: '"ad-7"' is not ad-7, and the warning said only
+    that the id was unknown (an outsider's note)."""
+    day0 = _inventory()
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(day0, [HashingTextSignal()], show_progress=False)
+    listed = day0["item_id"][5].as_py()
+    (tmp_path / "gone.txt").write_text(f'"{listed}"\n')
+    said = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        idx, stats = standing.update(
+            day0, [HashingTextSignal()], deletions=tmp_path / "gone.txt", show_progress=False
+        )
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    assert stats is None and listed in set(idx.signals["text"].ids)  # nothing deleted
+    assert any("1 of them in quotes" in m and "write ids bare" in m for m in said), said
+
+
 def test_another_encoder_is_refused(tmp_path):
     standing = StandingIndex(tmp_path / "st")
     standing.update(_inventory(), [HashingTextSignal()], show_progress=False)
