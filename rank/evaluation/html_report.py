@@ -120,17 +120,20 @@ def policy_counts(queue: pa.Table) -> list[dict]:
 
 
 def campaigns(queue: pa.Table, limit: int = 30) -> list[dict] | None:
-    """Queue rows grouped by ``campaign_id`` (None when the queue has no such column)."""
+    """Queue rows grouped by ``campaign_id`` (None when the queue has no such column). A
+    campaign-mode queue has one row per campaign: its ``campaign_members`` are the items (the
+    table said 1 item for a campaign of 12: an outsider's report)."""
     if "campaign_id" not in queue.column_names:
         return None
     groups: dict[str, dict] = {}
     cols = ["campaign_id", "item_id", "policy", "rank", "risk_probability"]
-    for row in queue.select(cols).to_pylist():
+    members = "campaign_members" in queue.column_names
+    for row in queue.select(cols + ["campaign_members"] * members).to_pylist():
         cid = row["campaign_id"]
         if cid is None or cid == "":
             continue
         g = groups.setdefault(str(cid), {"id": str(cid), "items": [], "policies": set(), "p": 0.0})
-        g["items"].append(row["item_id"])
+        g["items"].extend((row["campaign_members"] or []) if members else [row["item_id"]])
         g["policies"].add(row["policy"])
         g["p"] = max(g["p"], row["risk_probability"] or 0.0)
         g.setdefault("best_rank", row["rank"])
@@ -155,6 +158,8 @@ def _row_context(row: dict, text: str | None, seed_images: dict, image_base_dir)
         "segments": segments(text, row.get("highlight_spans")),
         "thumb": thumbnail(row.get("image_bytes"), row.get("image_path"), image_base_dir),
         "campaign_id": row.get("campaign_id"),
+        # campaign mode: one row stands for its members, and its verdict reaches them all
+        "members": len(row.get("campaign_members") or []),
         "seed": {
             "id": row.get("closest_seed_id"),
             "excerpt": row.get("closest_seed_excerpt"),

@@ -81,6 +81,27 @@ def test_campaigns_group_queue_rows():
     assert campaigns(q.drop(["campaign_id"])) is None
 
 
+def test_campaign_mode_rows_count_their_members(tmp_path):
+    """A campaign-mode queue holds one row per campaign: the table said 1 item for a campaign
+    of 3, and the row did not say that its verdict judges every member (an outsider's report)."""
+    q = pa.table(
+        {
+            "rank": [1, 2],
+            "item_id": ["a", "d"],
+            "policy": ["scam", "scam"],
+            "risk_probability": [0.9, 0.2],
+            "campaign_id": ["c-a", "c-d"],
+            "campaign_members": [["a", "b", "c"], ["d"]],
+        }
+    )
+    groups = campaigns(q)
+    assert [g["items"] for g in groups] == [["a", "b", "c"], ["d"]]
+    report = {"inventory": {"input_rows": 4}, "timings_s": {}}
+    page = write_html_report(tmp_path, report, q).read_text()
+    assert "campaign c-a &middot; 3 items: a verdict here judges them all" in page
+    assert "campaign c-d &middot;" not in page
+
+
 def _chromium():
     browser = next(
         (
