@@ -18,7 +18,7 @@ from riskrank.rank.phrases import (
     shared_spans,
     word_contributions,
 )
-from riskrank.rank.reasons import EXPLANATION_SCHEMA
+from riskrank.rank.reasons import EXPLANATION_SCHEMA, RowEvidence
 from riskrank.recall.lexical import FEATURE, LexicalProbe, lexical_features
 
 
@@ -476,3 +476,23 @@ def test_a_highlight_over_a_whole_pasted_text_is_kept_short():
     phrases = flagged_phrases([Span(0, len(text) - 1, text[:-1], "lexical", 1.0)], text)
     assert len(phrases) == 1 and len(phrases[0]) <= PHRASE_CHARS
     assert phrases[0].startswith("free money click here now") and phrases[0].endswith(" ...")
+
+
+def test_the_closest_seed_is_one_that_matches_when_some_signal_matches():
+    """A ranker trained on texts leans on text; a row whose picture is 2 bits from a seed's
+    was explained "no seed is close (text similarity 0.28)" (an outsider's week of sweeps)."""
+    from riskrank.rank.reasons import _closest_seed, _seed_clause
+
+    row = {
+        "text_best_seed_id": "s-text", "text_best_sim": 0.28,
+        "pdq_best_seed_id": "s-pic", "pdq_best_sim": 1 - 2 / 256, "pdq_best_distance": 2.0,
+    }  # fmt: skip
+    weak = {"text": 0.5, "pdq": 1 - 62 / 256}
+    contrib = {"seed:text": 0.9, "seed:pdq": 0.01}
+    seed = _closest_seed(row, ["text", "pdq"], contrib, {}, weak)
+    assert seed["id"] == "s-pic" and seed["signal"] == "pdq"
+    clause = _seed_clause(RowEvidence(spans=[], seed=seed, reviewed={}, contrib=contrib))
+    assert clause == "its image is a near-copy of seed s-pic (PDQ: 2 bits differ)"
+    # No signal matches: the one the ranker leaned on, as before.
+    far = {**row, "pdq_best_sim": 0.6, "pdq_best_distance": 102.0}
+    assert _closest_seed(far, ["text", "pdq"], contrib, {}, weak)["signal"] == "text"
