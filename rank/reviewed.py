@@ -174,8 +174,9 @@ def mark_reviewed(
 def reviewed_counts(
     cands: pa.Table, include_reviewed: bool, queued: set[str] | None = None
 ) -> dict:
-    """For the report: reviewed candidate rows by status, the items the queue left out
-    because every policy they were recalled for had already reviewed them unchanged, and
+    """For the report: reviewed candidate rows by status, the items reviewed unchanged for a
+    policy (left out of the queue for it), those the queue left out because every policy they
+    were recalled for had already reviewed them unchanged, and
     those of ``queued`` (the queue's items, after its budget) reviewed unchanged for a policy
     but queued for another."""
     status = cands.column("reviewed").to_pylist() if "reviewed" in cands.column_names else []
@@ -185,6 +186,10 @@ def reviewed_counts(
     return {
         "unchanged": sum(s == UNCHANGED for s in status),
         "changed": sum(s == CHANGED for s in status),
+        # Items whose reviewed policy's row left the queue: with several policies (or k all)
+        # an item is a candidate of others too, so the count below was 0 while ~50 reviewed
+        # items were left out for their policy (an outsider's week of sweeps).
+        "unchanged_items": 0 if include_reviewed else len(unchanged),
         "excluded_from_queue": 0 if include_reviewed else len(fully),
         # A review counts for its own policy: such an item can still be queued for another
         # (a confirmed scam recalled by the insult seeds too).

@@ -313,8 +313,15 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
     rows.append(("coverage (recalled / indexed)", f"{report.get('coverage', 0):.1%}"))
     if index_line := index_summary(report):
         rows.append(("standing index", index_line))
-    if report.get("reviewed", {}).get("excluded_from_queue"):
-        rows.append(("reviewed, unchanged (not queued)", report["reviewed"]["excluded_from_queue"]))
+    rev = report.get("reviewed", {})
+    if n := rev.get("unchanged_items", rev.get("excluded_from_queue")):
+        other = rev.get("queued_for_other_policies")
+        rows.append(
+            (
+                "reviewed, unchanged (not queued for that policy)",
+                f"{n:,}" + (f" ({other:,} queued for another policy)" if other else ""),
+            )
+        )
     rows.append(("seconds", report["seconds"]["total"]))
     if quality:
         rows += [(k, v) for k, v in quality.items() if k not in ("items", "positives")]

@@ -186,9 +186,16 @@ def count_rows(report: dict) -> list[tuple[str, str]]:
             )
         )
         kept = " (kept: include_reviewed)" if rev["include_reviewed"] else ""
+        if "unchanged_items" in rev:  # (reports written before it lack it)
+            rows.append(
+                (
+                    "reviewed and unchanged for a policy, left out for it (items)",
+                    f"{rev['unchanged_items']:,}{kept}",
+                )
+            )
         rows.append(
             (
-                "reviewed and unchanged, left out of the queue (items)",
+                "reviewed and unchanged for every policy that recalled them, left out (items)",
                 f"{rev['excluded_from_queue']:,}{kept}",
             )
         )

@@ -40,6 +40,7 @@ def test_unchanged_reviews_leave_the_queue_changed_ones_come_back(
     assert rev == {
         "unchanged": 15,
         "changed": 5,
+        "unchanged_items": 15,
         "excluded_from_queue": 15,
         "queued_for_other_policies": 0,
         "include_reviewed": False,
@@ -78,11 +79,12 @@ def test_a_review_counts_for_its_own_policy_only(history, inventory_items, seeds
     both = sweep(inv, two, hashing_model, k=None, show_progress=False)
     rev = both.report["reviewed"]
     assert (rev["excluded_from_queue"], rev["queued_for_other_policies"]) == (0, 15)
+    assert rev["unchanged_items"] == 15  # left out for "scam", the policy that reviewed them
     from riskrank.rank.evaluation.report import count_rows
 
-    assert ("reviewed and unchanged for a policy, queued for another (items)", "15") in (
-        count_rows(both.report)
-    )
+    rows = count_rows(both.report)
+    assert ("reviewed and unchanged for a policy, queued for another (items)", "15") in rows
+    assert ("reviewed and unchanged for a policy, left out for it (items)", "15") in rows
     cut = sweep(inv, two, hashing_model, k=None, budget=20, show_progress=False)
     shown = set(cut.queue["item_id"].to_pylist()) & unchanged
     assert cut.report["reviewed"]["queued_for_other_policies"] == len(shown) < 15
@@ -185,8 +187,9 @@ def test_cli_include_reviewed(tmp_path, history, inventory_items, seeds, hashing
     ]
     common += ["--model", str(tmp_path / "m"), "--k", "all"]
     assert main(["sweep", *common, "--out", str(tmp_path / "a")]) == 0
-    assert "reviewed, unchanged (not queued)" in capsys.readouterr().out
-    assert "left out of the queue (items) | 15" in (tmp_path / "a" / "report.md").read_text()
+    assert "reviewed, unchanged (not queued for that policy)" in capsys.readouterr().out
+    md = (tmp_path / "a" / "report.md").read_text()
+    assert "every policy that recalled them, left out (items) | 15" in md
     assert main(["sweep", *common, "--out", str(tmp_path / "b"), "--include-reviewed"]) == 0
     ids = set(pq.read_table(tmp_path / "b" / "queue.parquet")["item_id"].to_pylist())
     assert unchanged <= ids
