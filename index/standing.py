@@ -245,10 +245,10 @@ def signal_content_keys(
 
 def read_deletions(deletions, *, what: str = "deletions") -> list[str] | None:
     """A deletion list as item ids: a list (or any iterable) of ids, a table or DataFrame with
-    an ``item_id`` column, or a file: text (one id per line), Parquet or CSV with
-    ``item_id``. A string used to be split into its characters (the taken-down ad stayed,
-    any one-character id went), and 3.0 (a float column with a null) never matched item 3:
-    ids are text, and a whole float is read as its digits."""
+    an ``item_id`` column, or a file: text (one id per line, spaces around it dropped),
+    Parquet or CSV with ``item_id`` (ids as written). A string used to be split into its
+    characters (the taken-down ad stayed, any one-character id went), and 3.0 (a float column
+    with a null) never matched item 3: ids are text, and a whole float is read as its digits."""
     if deletions is None:
         return None
     if isinstance(deletions, (str, os.PathLike)):
@@ -274,7 +274,9 @@ def read_deletions(deletions, *, what: str = "deletions") -> list[str] | None:
             continue
         if isinstance(i, float) and i.is_integer():
             i = int(i)
-        out.append(str(i).strip())
+        # As written, as inventory ids are: stripped, an id "ad 7 " could not be taken down
+        # (an outsider's property run). A text list's lines are stripped (typed by hand).
+        out.append(str(i))
     return out
 
 

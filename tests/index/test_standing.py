@@ -999,6 +999,10 @@ def test_a_deletion_list_is_read_as_ids_whatever_its_form(tmp_path):
     assert read_deletions(pd.DataFrame({"item_id": ["a", "b"]})) == ["a", "b"]
     assert read_deletions(pd.Series([1, 2])) == ["1", "2"]
     assert read_deletions(["t", 4.0]) == ["t", "4"]
+    # Ids from a list or a table as written, as inventory ids are: stripped, an ad whose id
+    # ends in a space could not be taken down (an outsider's property run).
+    assert read_deletions(["ad 7 ", " ad8"]) == ["ad 7 ", " ad8"]
+    assert read_deletions(pd.DataFrame({"item_id": [" ad8"]})) == [" ad8"]
     with pytest.raises(FileNotFoundError, match="not a file"):
         read_deletions("taken_down.txt")
     # Windows tools' byte-order mark became part of the first id (that ad stayed in the
@@ -1027,6 +1031,11 @@ def test_a_deletion_list_is_read_as_ids_whatever_its_form(tmp_path):
         inv, [HashingTextSignal()], deletions=str(tmp_path / "gone.txt"), show_progress=False
     )
     assert list(idx.signals["text"].ids) == ["t", "keep"] and stats.deleted == 1
+    spaced = pa.table({"item_id": ["ad 7 ", "keep"], "text": ["one ad", "three ad"]})
+    idx, stats = StandingIndex(tmp_path / "st2").update(
+        spaced, [HashingTextSignal()], deletions=["ad 7 "], show_progress=False
+    )
+    assert list(idx.signals["text"].ids) == ["keep"] and stats.deleted == 1
     # An id today's inventory lists, though its row is quarantined, is not "unknown".
     bad = pa.table({"item_id": ["t", "keep", "blank"], "text": ["one ad", "three ad", " "]})
     _, stats = standing.update(bad, [HashingTextSignal()], deletions=["blank"], show_progress=False)
