@@ -500,7 +500,9 @@ class StandingIndex:
         deletions = read_deletions(deletions)
         inventory = as_table(inventory, what="inventory", files=True)
         digest = inventory_digest(inventory, signals, deletions)
-        if (self.state() or {}).get("inventory_digest") == digest:
+        if (self.state() or {}).get("inventory_digest") == digest and self._laid_out_as(
+            signals, key, max_memory
+        ):
             _warn_unlisted(inventory, deletions)
             return self.load(signals, use_gpu=use_gpu), None
         t0 = time.time()
@@ -527,6 +529,25 @@ class StandingIndex:
         stats.seconds["index"] = time.time() - t1
         self._commit(version, written, digest, stats)
         return self.load(signals, verify=False, use_gpu=use_gpu), stats
+
+    def _laid_out_as(self, signals: list[Signal], key, max_memory) -> bool:
+        """Whether each signal's index in the current version is the one an update with this
+        ``key`` and ``max_memory`` would keep (``index_key_for``). The same inventory swept
+        with another ``index_key`` searched yesterday's index type, while a from-scratch sweep
+        searched the key asked for (an outsider's property run)."""
+        manifest = self.current_dir() / MANIFEST
+        try:
+            entries = json.loads(manifest.read_text()).get("signals", {})
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SchemaError(f"{manifest}: unreadable manifest ({exc})") from exc
+        for signal in signals:
+            entry = entries.get(signal.name)
+            if entry is None:
+                return False
+            want = index_key_for(signal, int(entry["count"]), max_memory, key)
+            if entry.get("index_key") != want:
+                return False
+        return True
 
     def _previous(self, signals: list[Signal]) -> dict[str, _Previous]:
         """What the current version offers each of ``signals`` (nothing from an index built

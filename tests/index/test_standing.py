@@ -623,6 +623,22 @@ def test_a_second_writer_is_refused_while_an_update_runs(tmp_path, monkeypatch):
     assert seen == [True] and stats.version == 2 and standing.version == 2
 
 
+def test_the_same_inventory_with_another_index_key_is_laid_out_again(tmp_path):
+    """The no-op check covered cells, encoders and deletions, not the key: the same inventory
+    swept with another index_key searched yesterday's index type (an outsider's property
+    run), both ways."""
+    day = _inventory(400)
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(day, [HashingTextSignal()], show_progress=False)
+    for key, want in (("IVF4,Flat", "IVF4,Flat"), (None, "Flat")):
+        idx, stats = standing.update(day, [HashingTextSignal()], key=key, show_progress=False)
+        assert stats is not None and stats.embedded == 0
+        assert idx.manifest["signals"]["text"]["index_key"] == want
+        assert stats.signals["text"]["index"] == "retrained"
+    _, again = standing.update(day, [HashingTextSignal()], show_progress=False)
+    assert again is None  # the same key again: nothing to do
+
+
 def test_a_forced_ivf_key_on_too_few_items_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"Number of training points \(12\).*forced index key"):
         StandingIndex(tmp_path / "st").update(
