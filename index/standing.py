@@ -105,7 +105,7 @@ from riskrank.index.manifest import (
     write_manifest,
     write_text_atomic,
 )
-from riskrank.index.output_lock import output_lock, pid_alive
+from riskrank.index.output_lock import HOLDER, output_lock, pid_alive
 from riskrank.index.paths import EMPTY_IMAGE
 from riskrank.index.schema import (
     IMAGE_BYTES,
@@ -440,7 +440,9 @@ class StandingIndex:
             return
         if not self.path.is_dir():
             raise NotAStandingIndexError(f"{self.path} is a file, not a standing index")
-        own = {DELTA, VERSIONS, LOCK, READERS}
+        # The lock's holder file stays when a first update is killed (kill -9 runs no
+        # ``finally``): every retry was refused as "other files" (an outsider's kill trials).
+        own = {DELTA, VERSIONS, LOCK, LOCK + HOLDER, READERS}
         other = sorted(p.name for p in self.path.iterdir() if p.name not in own)
         if other:
             what = "a plain index (riskrank index build)" if MANIFEST in other else "other files"

@@ -267,6 +267,35 @@ def test_update_killed_before_commit_leaves_previous_version_and_resumes(tmp_pat
     assert_same_index(idx, build_index(day1, tmp_path / "ref", signals=[HashingTextSignal()]))
 
 
+def test_a_first_update_killed_by_sigkill_resumes(tmp_path):
+    """kill -9 runs no ``finally``: the lock's holder file stayed in the new directory and
+    every retry was refused as "other files (.update.lock.holder)" (an outsider's kill
+    trials: 5 of 26)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pq.write_table(_inventory(), tmp_path / "day0.parquet")
+    tests = Path(__file__).resolve().parents[1]
+    code = f"""
+import os, signal, sys
+sys.path.insert(0, {str(tests)!r})
+from hashing_signal import HashingTextSignal
+from riskrank.index.standing import StandingIndex
+StandingIndex._commit = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+StandingIndex({str(tmp_path / "st")!r}).update(
+    {str(tmp_path / "day0.parquet")!r}, [HashingTextSignal()], show_progress=False)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr
+    assert (tmp_path / "st" / ".update.lock.holder").exists()
+    idx, stats = StandingIndex(tmp_path / "st").update(
+        tmp_path / "day0.parquet", [HashingTextSignal()], show_progress=False
+    )
+    assert stats.version == 1 and stats.chunks_resumed == stats.chunks > 0
+    assert len(idx.signals["text"].ids) == _inventory().num_rows
+
+
 def test_old_versions_are_dropped_but_the_previous_one_is_kept(tmp_path):
     standing = StandingIndex(tmp_path / "st")
     for seed in range(4):
