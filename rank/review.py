@@ -176,6 +176,9 @@ def add_seeds(seeds: SeedSet, more: TableLike) -> SeedSet:
 
 
 VERDICT_COLUMNS = (ITEM_ID, "campaign_id", "policy", "verdict")
+# The quarantine's stage of a verdict the history already holds, on the same content: kept
+# apart from rows that went wrong (nothing is lost or in conflict there).
+ALREADY = "already_recorded"
 
 
 def read_verdicts(data: TableLike) -> pa.Table:
@@ -975,8 +978,15 @@ def _new_rows(
                 "the sweep's index version is gone; pass the inventory the sweep ran on "
                 "(--inventory; inventory= in Python)"
             )
-        elif key in at and not changed.get(key) and corrections and at[key][0] == r["verdict"]:
-            why = f"already in the history with this verdict ({at[key][0]}), content unchanged"
+        elif key in at and not changed.get(key) and at[key][0] == r["verdict"]:
+            # Not a conflict, with or without --correct: a campaign verdict whose members were
+            # judged alike before read as 45 rows "to overturn" (an outsider's week).
+            why = (
+                f"already in the history with this verdict ({at[key][0]}), content unchanged: "
+                "nothing to change"
+            )
+            bad.append({ITEM_ID: r[ITEM_ID], "row": r["row"], "stage": ALREADY, "reason": why})
+            continue
         elif (
             key in at
             and not changed.get(key)

@@ -400,7 +400,7 @@ def cmd_review_retrain(args) -> int:
 
 
 def cmd_review_import(args) -> int:
-    from riskrank.rank.review import import_verdicts
+    from riskrank.rank.review import ALREADY, import_verdicts
 
     res = import_verdicts(
         args.verdicts,
@@ -416,6 +416,9 @@ def cmd_review_import(args) -> int:
     )
     source = res.imported["verdict_source"].to_pylist() if res.imported.num_rows else []
     used = set(res.imported["row"].to_pylist())
+    stages = res.quarantine["stage"].to_pylist()
+    same = [r for r, st in zip(res.quarantine["row"].to_pylist(), stages) if st == ALREADY]
+    problems = [r for r, st in zip(res.quarantine["row"].to_pylist(), stages) if st != ALREADY]
     _print_table(
         [
             *(
@@ -425,7 +428,12 @@ def cmd_review_import(args) -> int:
             ),
             ("verdict rows in the file", res.rows),
             ("  imported", len(used)),
-            ("  quarantined", len(set(res.quarantine["row"].to_pylist()) - used)),
+            ("  quarantined", len(set(problems) - used)),
+            *(
+                [("  already in the history with that verdict", len(set(same) - used))]
+                if same
+                else []
+            ),
             ("verdicts imported (items)", res.imported.num_rows),
             ("  from campaign verdicts", sum(s.startswith("campaign:") for s in source)),
             ("  replacing earlier verdicts (edited items, corrections)", res.replaced),
@@ -447,7 +455,10 @@ def cmd_review_import(args) -> int:
         ],
         f"review import {args.verdicts}",
     )
-    for r in res.quarantine.to_pylist()[:10]:
+    # The rows that went wrong first: a campaign of members judged alike before listed
+    # only "nothing to change" above a real problem.
+    shown = sorted(res.quarantine.to_pylist(), key=lambda r: r["stage"] == ALREADY)[:10]
+    for r in shown:
         print(f"  quarantined row {r['row']} ({r['item_id']}): {r['reason']}")
     # An import that added nothing failed at what it was for, as one with a retrain does
     # (that one refuses): a script running `review import` must be able to tell.

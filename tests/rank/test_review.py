@@ -608,6 +608,24 @@ def test_a_re_review_of_an_edited_item_replaces_its_old_verdict(loop, tmp_path):
     assert res.replaced == 0 and "with this verdict" in res.quarantine["reason"][0].as_py()
 
 
+def test_a_verdict_the_history_already_holds_is_set_apart_not_a_conflict(loop, tmp_path):
+    """The same verdict on unchanged content again (a campaign verdict whose members were
+    judged alike before) read "to overturn it, import with --correct" and was listed among
+    the problems (an outsider's week: 45 of 49 quarantine entries)."""
+    from riskrank.rank.review import ALREADY
+
+    root, _ = loop
+    history = pq.read_table(root / "v1" / "history.parquet")
+    old = history.slice(3, 1).to_pylist()[0]
+    same = pa.table({"item_id": [old["item_id"]], "text": [old["text"]]})
+    again = pa.table({"item_id": [old["item_id"]], "verdict": [old["verdict"]]})
+    res = import_verdicts(again, _one_item_queue(old["item_id"], old["text"]), root / "v1",
+                          out_dir=tmp_path / "v2", inventory=same, retrain=False)  # fmt: skip
+    (row,) = res.quarantine.to_pylist()
+    assert row["stage"] == ALREADY and row["reason"].endswith("nothing to change")
+    assert "--correct" not in row["reason"]
+
+
 def test_a_late_verdict_from_an_older_queue_does_not_replace_a_newer_review(loop, tmp_path):
     """Day 1's queue shows an item; it is edited, queued again on day 2 and re-reviewed as
     severe. A slower reviewer's day-1 file then arrived: it replaced the day-2 review with
