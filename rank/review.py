@@ -824,7 +824,9 @@ def _picture_problems(
                 problems[item_id] = (
                     "its picture cannot be checked: the index version the sweep searched is gone "
                     "and the queue carries no digest of pictures; pass the inventory the sweep "
-                    "ran on (--inventory; inventory= in Python)"
+                    "ran on (--inventory; inventory= in Python), or after a sweep without one "
+                    "(new seeds over the standing index) an export that still holds the "
+                    "pictures the reviewers saw"
                 )
     elif not kept and from_inventory:
         unchecked = sum(_has_picture(r) for i, r in content.items() if i not in problems)
