@@ -174,6 +174,7 @@ def _row_context(row: dict, text: str | None, seed_images: dict, image_base_dir)
             "violating": verdict is not None and verdict >= 2,
             "sweep": row.get("closest_reviewed_sweep"),
             "similarity": row.get("closest_reviewed_similarity"),
+            "signal": row.get("closest_reviewed_signal"),
             "excerpt": row.get("closest_reviewed_excerpt"),
         },
     }

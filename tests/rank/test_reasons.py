@@ -204,6 +204,7 @@ def test_queue_rows_carry_checkable_reasons(explained_sweep, history):
         assert row["closest_seed_policy"] == row["policy"]
         if row["policy"] == "scam":  # the policy with review history
             assert verdict_of[row["closest_reviewed_id"]] == row["closest_reviewed_verdict"]
+            assert row["closest_reviewed_signal"] == "text"  # which signal its similarity is in
         assert row["explanation"] and "log-odds" not in row["explanation"]
         assert row["action"] in row["remediation"]
     # The data contract's footnote on NaN is not part of the words a reviewer reads beside a
