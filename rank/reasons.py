@@ -196,6 +196,18 @@ def _history_clause(ev: RowEvidence) -> str | None:
         return None
     near = rev.get("near_violating") or 0
     when = f" in {rev['sweep']}" if rev.get("sweep") else ""
+    if rev.get("own"):
+        # Its own earlier review (an edited ad queued again) read "1 near-copy was rejected",
+        # and the reviewer took it for a copy of another ad (an outsider's week of sweeps).
+        words = VERDICT_WORDS.get(rev["verdict"], "reviewed")
+        others = near - int(rev["verdict"] is not None and rev["verdict"] >= 2)
+        since = {"changed": ", and it has changed since", "unchanged": ", unchanged since"}
+        tail = (
+            ""
+            if others <= 0
+            else f"; {others} other near-cop{'y was' if others == 1 else 'ies were'} rejected"
+        )
+        return f"this item was {words}{when}{since.get(rev.get('status'), '')}{tail}"
     if near:
         copies = "1 near-copy was" if near == 1 else f"{near} near-copies were"
         return f"{copies} rejected{when}"
@@ -397,6 +409,8 @@ def _explain_row(
     row: dict, text: str | None, contrib: dict[str, float], seed: dict, spans: list, reviewed: dict
 ) -> dict:
     spans.sort(key=lambda s: (s.start, s.end))
+    if reviewed and reviewed.get("id") == row.get("item_id"):
+        reviewed = {**reviewed, "own": True, "status": row.get("reviewed")}
     ev = RowEvidence(spans, seed, reviewed, contrib)
     phrases = flagged_phrases(spans, text or "")
     verdict = reviewed.get("verdict")

@@ -160,6 +160,12 @@ def _row_context(row: dict, text: str | None, seed_images: dict, image_base_dir)
         "campaign_id": row.get("campaign_id"),
         # campaign mode: one row stands for its members, and its verdict reaches them all
         "members": len(row.get("campaign_members") or []),
+        # an item reviewed before and edited since: say so (it read as a copy of a rejected ad)
+        "reviewed_before": (
+            VERDICT_WORDS.get(row.get("previous_verdict"), "reviewed")
+            if row.get("reviewed") == "changed"
+            else None
+        ),
         "seed": {
             "id": row.get("closest_seed_id"),
             "excerpt": row.get("closest_seed_excerpt"),

@@ -197,3 +197,21 @@ def test_bidirectional_controls_are_shown_not_obeyed():
 
     page = _environment().from_string("<p>{{ text }}</p>").render(text="free \u202ekcilc\u202c now")
     assert "\u202e" not in page and "free [U+202E]kcilc[U+202C] now" in page
+
+
+def test_an_item_edited_since_its_review_says_so(tmp_path):
+    """An ad queued again because it changed since its review showed no sign of it and read
+    as "a near-copy of a rejected ad" (an outsider's week of sweeps)."""
+    q = pa.table(
+        {
+            "rank": [1, 2],
+            "item_id": ["a", "b"],
+            "policy": ["scam", "scam"],
+            "risk_probability": [0.9, 0.2],
+            "reviewed": ["changed", ""],
+            "previous_verdict": pa.array([2, None], pa.int8()),
+        }
+    )
+    report = {"inventory": {"input_rows": 2}, "timings_s": {}}
+    page = write_html_report(tmp_path, report, q).read_text()
+    assert page.count("reviewed before: violating; changed since") == 1

@@ -497,3 +497,17 @@ def test_the_closest_seed_is_one_that_matches_when_some_signal_matches():
     # No signal matches: the one the ranker leaned on, as before.
     far = {**row, "pdq_best_sim": 0.6, "pdq_best_distance": 102.0}
     assert _closest_seed(far, ["text", "pdq"], contrib, {}, weak)["signal"] == "text"
+
+
+def test_an_items_own_earlier_review_is_not_called_a_near_copy():
+    """An ad edited after its review is queued again; its closest review is its own earlier
+    version, which read "1 near-copy was rejected" (an outsider's week of sweeps)."""
+    from riskrank.rank.reasons import _history_clause
+
+    own = {"id": "ad-1", "verdict": 2, "sweep": "day-0", "near_violating": 1, "own": True}
+    said = _history_clause(RowEvidence([], {}, {**own, "status": "changed"}, {}))
+    assert said == "this item was rejected in day-0, and it has changed since"
+    said = _history_clause(RowEvidence([], {}, {**own, "near_violating": 3}, {}))
+    assert said == "this item was rejected in day-0; 2 other near-copies were rejected"
+    other = {**own, "own": False, "id": "ad-9"}
+    assert _history_clause(RowEvidence([], {}, other, {})) == "1 near-copy was rejected in day-0"
