@@ -337,8 +337,13 @@ class _RowInputs:
         seeds: SeedSet,
         contributions: np.ndarray | None = None,
     ) -> _RowInputs:
+        # The model's signals: an inventory column renamed meta_text_best_seed_id is no signal
+        # (its text cells, read as similarities, failed the reasons).
+        names = {s.name for s in model.signals}
         signals = [
-            c[: -len("_best_seed_id")] for c in queue.column_names if c.endswith("_best_seed_id")
+            c[: -len("_best_seed_id")]
+            for c in queue.column_names
+            if c.endswith("_best_seed_id") and c[: -len("_best_seed_id")] in names
         ]
         rows = queue.select([c for c in queue.column_names if _row_column(c)]).to_pylist()
         stored = {}
