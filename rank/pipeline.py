@@ -723,6 +723,7 @@ def finish_sweep(
     if model is not None:  # seeds naming `Spam` where the reviews say `spam`
         reviewed = model.info.get("policies_with_history") or []
         decisions["warnings"] += policy_name_slips(decisions["cold_start_policies"], reviewed)
+        decisions["warnings"] += benign_seeds_unlearnt(seeds, model.ranker.features_used())
     if model is not None:  # how like its reviews each policy's candidates are
         # Over the candidates the queue can show: reviewed, unchanged items are their own
         # nearest review (similarity 1) and would dilute the share (a reviewer's finding).
@@ -885,6 +886,22 @@ def _levels_text(levels) -> str:
     if not levels:
         return "each signal's weak match threshold"
     return ", ".join(f"{name} similarity {level:.2f}" for name, level in sorted(levels.items()))
+
+
+def benign_seeds_unlearnt(seeds: SeedSet, features: Collection[str]) -> list[str]:
+    """A warning where the seeds hold benign ones (the allowlist) but no booster of the model
+    splits on their evidence (``features``: ``RiskRanker.features_used``), as when it was
+    trained without benign seeds: the columns are computed and move no score. An outsider
+    added an allowlist at sweep time and no score moved (0 of 516 rows), with nothing said."""
+    benign = seeds.benign
+    if not benign.any() or any("_benign_" in f for f in features):
+        return []
+    policies = sorted({p for p, b in zip(seeds.table["policy"].to_pylist(), benign) if b})
+    return [
+        f"benign seeds (kind='benign') for {', '.join(map(repr, policies))} are ignored: the "
+        "model was trained without benign seeds, so it has not learnt their evidence; retrain "
+        "with this seed file (riskrank train --seeds ...) for them to count"
+    ]
 
 
 def policy_name_slips(cold: list[str], reviewed: list[str]) -> list[str]:

@@ -731,6 +731,17 @@ class RiskRanker:
             for row in self._explain(table, variant, top, matrix)
         ]
 
+    def features_used(self) -> set[str]:
+        """The features some booster splits on: the others (evidence the history never
+        varied, as benign-seed columns of a model trained without benign seeds) move no
+        score."""
+        self._check_fitted()
+        used: set[str] = set()
+        for name, booster in self.models_.items():
+            splits = booster.feature_importance("split")
+            used |= {f for f, n in zip(self._features_of(name), splits) if n > 0}
+        return used
+
     def feature_importance(self) -> dict[str, float]:
         self._check_fitted()
         gain = self.models_["full"].feature_importance("gain")

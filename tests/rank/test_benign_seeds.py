@@ -63,6 +63,7 @@ def test_benign_template_is_pushed_below_violating_lookalikes(tmp_path, hashing_
         history, _seeds("scam", VIOLATING, [BENIGN]), tmp_path / "m", hashing_signal
     )
     assert "text_benign_margin" in model.ranker.features_
+    assert any("_benign_" in f for f in model.ranker.features_used())  # (no warning below)
     inventory = _items("i", 2, 10).drop(["label"])
     # A new policy (no history of its own: seed and allowlist evidence only), with and
     # without the benign seed for the real offers.
@@ -76,3 +77,26 @@ def test_benign_template_is_pushed_below_violating_lookalikes(tmp_path, hashing_
     scam, real = _ranks(allow.queue, "-scam"), _ranks(allow.queue, "-real")
     assert len(scam) == len(real) == 10
     assert max(scam) < min(real)
+    assert not [w for w in allow.report["warnings"] if "benign seeds" in w]
+
+
+def test_benign_seeds_a_model_never_learnt_are_said_to_be_ignored(tmp_path, hashing_signal):
+    """An allowlist added at sweep time to a model trained without benign seeds moved no
+    score (0 of 516 rows) and nothing said so (an outsider's week of sweeps)."""
+    hist = _items("h", 1, 20)
+    history = pa.table(
+        {
+            "item_id": hist["item_id"],
+            "text": hist["text"],
+            "policy": ["scam"] * hist.num_rows,
+            "verdict": pa.array([2 * v for v in hist["label"].to_pylist()], pa.int8()),
+        }
+    )
+    model = train_small(history, _seeds("scam", VIOLATING), tmp_path / "m", hashing_signal)
+    assert not any("_benign_" in f for f in model.ranker.features_used())
+    inventory = _items("i", 2, 10).drop(["label"])
+    res = sweep(inventory, _seeds("scam", VIOLATING, [BENIGN]), model, k=200, show_progress=False)
+    said = [w for w in res.report["warnings"] if "benign seeds" in w]
+    assert said and "'scam'" in said[0] and "retrain" in said[0]
+    plain = sweep(inventory, _seeds("scam", VIOLATING), model, k=200, show_progress=False)
+    assert not [w for w in plain.report["warnings"] if "benign seeds" in w]
