@@ -13,6 +13,7 @@ the quarantine table (``item_id``, ``row``, ``stage``, ``reason``) so that
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -35,6 +36,8 @@ from riskrank.index.tables import (
 
 ITEM_ID = "item_id"
 TEXT = "text"
+log = logging.getLogger(__name__)
+
 IMAGE_BYTES = "image_bytes"
 IMAGE_PATH = "image_path"
 CONTENT_COLUMNS = (TEXT, IMAGE_BYTES, IMAGE_PATH)
@@ -458,6 +461,18 @@ def validate_inventory(
     for i in range(table.num_rows):
         if not has_content({c: v[i] for c, v in columns.items()}):
             bad.setdefault(i, NO_CONTENT)
+    if IMAGE_BYTES in columns and IMAGE_PATH in columns:
+        both = [
+            id_list[i]
+            for i, (data, path) in enumerate(zip(columns[IMAGE_BYTES], columns[IMAGE_PATH]))
+            if data and not is_blank(path)
+        ]
+        if both:  # (an outsider's export mixed the two: a shirt shown beside a scam's match)
+            log.warning(
+                "%s: %d row(s) carry both image_bytes and image_path (%s): the bytes are the "
+                "picture embedded and matched; the path is not read, though a report may show "
+                "its file", what, len(both), ", ".join(map(str, both[:3])),
+            )  # fmt: skip
     if require_text and text is not None:
         for i, t in enumerate(text.to_pylist()):
             if is_blank(t):

@@ -430,3 +430,31 @@ def test_a_missing_id_column_names_the_one_to_rename():
         validate_inventory({"id": ["a"], "text": ["x"]})
     with pytest.raises(SchemaError, match="rename 'Seed ID' to 'seed_id'"):
         SeedSet.from_table({"Seed ID": ["a"], "policy": ["p"], "text": ["x"]})
+
+
+def test_rows_with_both_picture_columns_are_named(tmp_path):
+    """An export carrying image_bytes and image_path on one row: the bytes are embedded, the
+    path not read, and nothing said so (an outsider's week of sweeps)."""
+    import logging
+
+    from riskrank.index.schema import validate_inventory
+
+    said = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        items, _ = validate_inventory(
+            {
+                "item_id": ["a", "b", "c"],
+                "image_bytes": [b"\x89PNG-a", None, b"\x89PNG-c"],
+                "image_path": ["a.png", "b.png", None],
+            }
+        )
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    assert items.num_rows == 3
+    assert [m for m in said if "both image_bytes and image_path" in m] == [
+        "inventory: 1 row(s) carry both image_bytes and image_path (a): the bytes are the "
+        "picture embedded and matched; the path is not read, though a report may show its file"
+    ]
