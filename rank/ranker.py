@@ -726,8 +726,14 @@ class RiskRanker:
     def _reasons(
         self, table: pa.Table, variant: np.ndarray, top: int, matrix: np.ndarray | None = None
     ) -> list[str]:
+        # A feature whose higher values lower the risk pushed the score up by being low: said
+        # so ("similarity to the closest item reviewers found benign = 0.254" read as a reason
+        # the risk rose because it resembles a benign item: an outsider's week of sweeps).
         return [
-            "; ".join(f"{describe_feature(f)} = {v:.3g}" for f, v, _ in row)
+            "; ".join(
+                f"{describe_feature(f)} = {v:.3g}" + (" (low)" if monotone_direction(f) < 0 else "")
+                for f, v, _ in row
+            )
             for row in self._explain(table, variant, top, matrix)
         ]
 

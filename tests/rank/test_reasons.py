@@ -212,6 +212,16 @@ def test_queue_rows_carry_checkable_reasons(explained_sweep, history):
     reasons = queue["reasons"].to_pylist()
     assert any("reviewers confirmed violating" in r for r in reasons)
     assert not any("NaN" in r for r in reasons)
+    # Evidence that raises the risk by being low says so (a reviewer read "similarity to the
+    # closest item reviewers found benign = 0.254" as resembling a benign item).
+    from riskrank.recall.candidates import describe_feature, monotone_direction
+
+    names = result.candidates.column_names
+    lowering = {describe_feature(f) for f in names if monotone_direction(f) < 0}
+    parts = [p for r in reasons for p in r.split("; ") if p]
+    low = [p for p in parts if p.rsplit(" = ", 1)[0] in lowering]
+    assert low and all(p.endswith(" (low)") for p in low)
+    assert not any(p.endswith(" (low)") for p in parts if p not in low)
     # Violations queued under the policy with history are explained by their wording and by
     # earlier rejections.
     label_of = dict(zip(inv["item_id"].to_pylist(), inv["label"].to_pylist()))
