@@ -210,8 +210,11 @@ def test_an_item_edited_since_its_review_says_so(tmp_path):
             "risk_probability": [0.9, 0.2],
             "reviewed": ["changed", ""],
             "previous_verdict": pa.array([2, None], pa.int8()),
+            "reviewed_elsewhere": [[], ["scam:2", "spam:0"]],
         }
     )
     report = {"inventory": {"input_rows": 2}, "timings_s": {}}
     page = write_html_report(tmp_path, report, q).read_text()
     assert page.count("reviewed before: violating; changed since") == 1
+    # The same content judged under other policies is shown too.
+    assert page.count("judged under other policies: scam: violating, spam: benign") == 1
