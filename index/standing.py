@@ -315,26 +315,20 @@ def _id_lines(path: Path, what: str) -> list[str]:
 VALIDATION_RULES = "rules-2026-12-05"
 
 
-def effective_deletions(inventory: pa.Table, deletions) -> list[str]:
-    """The named ids today's inventory lists (those a deletion list takes out), sorted."""
-    named = {str(i) for i in deletions} if deletions is not None else set()
-    if not named or ITEM_ID not in inventory.column_names:  # (no ids: refused later)
-        return []
-    return sorted(named & {str(i) for i in inventory.column(ITEM_ID).to_pylist() if i is not None})
-
-
 def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) -> str:
-    """What an update was made from: every cell and image file of the rows the deletions
-    leave (``effective_deletions``) and the encoders. So a deletion list that names nothing
-    listed, or is empty, makes the same version as no list, and yesterday's inventory less
-    the rows its ``--delete`` took out makes the same version as that day's: the same again
-    is a no-op, not a new identical version that pushes an older one out (an outsider's week:
-    a no-op day evicted the version an older queue's verdicts were checked against)."""
+    """What an update was made from: every cell and image file, the encoders, and the
+    deletions that take effect (the named ids today's inventory lists). A deletion list that
+    names nothing listed, or is empty, makes the same version as no list: the same again is
+    a no-op, not a new identical version that pushes an older one out."""
     ids = inventory.schema.field(ITEM_ID).type if ITEM_ID in inventory.column_names else None
     if ids is not None and pa.types.is_integer(ids):  # ids are text: 7 and "7" are one id
         at = inventory.column_names.index(ITEM_ID)
         inventory = inventory.set_column(at, ITEM_ID, inventory[ITEM_ID].cast(pa.string()))
-    effective = effective_deletions(inventory, deletions)
+    named = {str(i) for i in deletions} if deletions is not None else set()
+    listed = set()
+    if named and ITEM_ID in inventory.column_names:  # (a table without ids is refused later)
+        listed = {str(i) for i in inventory.column(ITEM_ID).to_pylist() if i is not None}
+    effective = sorted(named & listed)
     # Which rows came from hive partition folders decides which copy of an ad exported on two
     # days is kept (schema.duplicate_reasons): the same cells from flat files are not the same
     # inventory (a reviewer's finding). Only the folders' columns count, not the file names.
@@ -342,10 +336,7 @@ def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) 
     layout = [[sorted(k for k, _ in (run[2] if len(run) > 2 else [])), run[1]] for run in runs]
     layout = layout if any(run[2:] for run in runs) else []
     layout_digest = ids_digest([json.dumps(part) for part in layout]) if layout else ""
-    if effective:
-        gone = pc.is_in(pc.cast(inventory[ITEM_ID], pa.string()), value_set=pa.array(effective))
-        inventory = inventory.filter(pc.invert(pc.fill_null(gone, False)))
-    digest = build_digest(inventory, signals)
+    digest = f"{build_digest(inventory, signals)}-{ids_digest(effective)}-{bool(effective)}"
     return digest + (f"-{layout_digest}" if layout_digest else "") + f"-{VALIDATION_RULES}"
 
 
@@ -515,14 +506,7 @@ class StandingIndex:
             signals, key, max_memory
         ):
             _warn_unlisted(inventory, deletions)
-            index = self.load(signals, use_gpu=use_gpu)
-            # The version's rows, with today's deletions: yesterday's inventory less the rows
-            # its --delete took out is this version too, and today deleted none of them.
-            items = index.manifest.get("items")
-            if isinstance(items, dict) and "deleted" in items:
-                deleted = len(effective_deletions(inventory, deletions))
-                index.manifest = {**index.manifest, "items": {**items, "deleted": deleted}}
-            return index, None
+            return self.load(signals, use_gpu=use_gpu), None
         t0 = time.time()
         version = (self.version or 0) + 1
         stats = UpdateStats(version)
