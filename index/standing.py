@@ -328,7 +328,7 @@ def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) 
     listed = set()
     if named and ITEM_ID in inventory.column_names:  # (a table without ids is refused later)
         listed = {str(i) for i in inventory.column(ITEM_ID).to_pylist() if i is not None}
-    effective = sorted(named & listed)
+    effective = sorted(resolve_deletions(named, listed)[0])
     # Which rows came from hive partition folders decides which copy of an ad exported on two
     # days is kept (schema.duplicate_reasons): the same cells from flat files are not the same
     # inventory (a reviewer's finding). Only the folders' columns count, not the file names.
@@ -340,26 +340,44 @@ def inventory_digest(inventory: pa.Table, signals: Sequence[Signal], deletions) 
     return digest + (f"-{layout_digest}" if layout_digest else "") + f"-{VALIDATION_RULES}"
 
 
+def resolve_deletions(named, known: set[str]) -> tuple[set[str], list[str]]:
+    """(the ids of ``known`` that ``named`` takes out, the named ids it holds none of). An
+    id is matched as written, else by its form without surrounding spaces: ids are taken as
+    written (an ad whose id ends in a space must be deletable), but a list read with
+    ``readlines()`` or a hand-typed CSV cell ``ad-2 `` deleted nothing (a reviewer's finding;
+    an inventory id never holds a line break, which validation quarantines)."""
+    hit, unknown = set(), []
+    for i in named:
+        if i in known:
+            hit.add(i)
+        elif i.strip() in known:
+            hit.add(i.strip())
+        else:
+            unknown.append(i)
+    return hit, sorted(unknown)
+
+
 def _warn_unlisted(inventory: pa.Table, deletions) -> None:
     """Say which deletions name ids today's inventory does not list, when the current
     version was made from this inventory (so it never held them either)."""
     named = {str(i) for i in deletions or ()}
     if named and ITEM_ID in inventory.column_names:
-        _warn_unknown(sorted(named - {str(i) for i in inventory.column(ITEM_ID).to_pylist()}))
+        listed = {str(i) for i in inventory.column(ITEM_ID).to_pylist() if i is not None}
+        _warn_unknown(resolve_deletions(named, listed)[1])
 
 
 def _warn_unknown(unknown: list[str]) -> None:
     if unknown:
         quoted = sum(len(i) > 1 and i[0] == i[-1] and i[0] in "\"'" for i in unknown)
         hint = (
-            f"; {quoted} of them in quotes: a text list takes each line as the id, quotes "
-            "and all (write ids bare, or give a CSV with an item_id column)"
+            f"; {quoted} of them in quotes: a deletion list's ids are read as written, quotes "
+            "and all (write them bare)"
             if quoted
             else ""
         )
         log.warning(
             "deletion list: %d id(s) the index never held and today's inventory does not list "
-            "(ignored): %s%s", len(unknown), ", ".join(unknown[:5]), hint,
+            "(ignored): %s%s", len(unknown), ", ".join(map(repr, unknown[:5])), hint,
         )  # fmt: skip
 
 
@@ -600,11 +618,11 @@ class StandingIndex:
             return items, quarantined
         named = {str(i) for i in deletions}
         ids = items.column(ITEM_ID).to_pylist()
-        keep = np.array([i not in named for i in ids], bool)
-        stats.deleted = int((~keep).sum())
         listed = {str(i) for i in quarantined.column(ITEM_ID).to_pylist() if i is not None}
         known = set(ids) | listed | {str(i) for p in prev.values() for i in p.ids}
-        stats.deletions_unknown = sorted(named - known)
+        gone, stats.deletions_unknown = resolve_deletions(named, known)
+        keep = np.array([i not in gone for i in ids], bool)
+        stats.deleted = int((~keep).sum())
         _warn_unknown(stats.deletions_unknown)
         return items.filter(pa.array(keep)), quarantined
 

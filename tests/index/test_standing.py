@@ -153,7 +153,7 @@ def test_quoted_ids_in_a_text_deletion_list_are_named_as_such(tmp_path):
     finally:
         logging.getLogger("riskrank").removeHandler(handler)
     assert stats is None and listed in set(idx.signals["text"].ids)  # nothing deleted
-    assert any("1 of them in quotes" in m and "write ids bare" in m for m in said), said
+    assert any("1 of them in quotes" in m and "write them bare" in m for m in said), said
 
 
 def test_another_encoder_is_refused(tmp_path):
@@ -1081,6 +1081,14 @@ def test_a_deletion_list_is_read_as_ids_whatever_its_form(tmp_path):
         spaced, [HashingTextSignal()], deletions=["ad 7 "], show_progress=False
     )
     assert list(idx.signals["text"].ids) == ["keep"] and stats.deleted == 1
+    # ... and one matching no id as written is matched without its surrounding spaces: a
+    # list read with readlines() deleted nothing once ids were taken as written (a review).
+    padded = pa.table({"item_id": ["a1", "a2", "a3"], "text": ["one ad", "two ad", "six ad"]})
+    idx, stats = StandingIndex(tmp_path / "st3").update(
+        padded, [HashingTextSignal()], deletions=["a1\n", "a3 \n"], show_progress=False
+    )
+    assert list(idx.signals["text"].ids) == ["a2"] and stats.deleted == 2
+    assert stats.deletions_unknown == []
     # An id today's inventory lists, though its row is quarantined, is not "unknown".
     bad = pa.table({"item_id": ["t", "keep", "blank"], "text": ["one ad", "three ad", " "]})
     _, stats = standing.update(bad, [HashingTextSignal()], deletions=["blank"], show_progress=False)
