@@ -87,18 +87,31 @@ def _group(feature: str) -> str:
 
 
 def _closest_seed(
-    row: dict, signals: list[str], contrib: dict[str, float], seeds: dict, weak: dict
+    row: dict,
+    signals: list[str],
+    contrib: dict[str, float],
+    seeds: dict,
+    weak: dict,
+    strong: dict | None = None,
 ) -> dict:
     """The closest seed under the signal the ranker leaned on most (similarities of different
-    signals are not comparable, contributions are), among the signals under which a seed
-    matches (``weak``) where there are any: a ranker whose history had no pictures leans on
-    text, and a picture 2 bits from a seed's was explained as "no seed is close (text
-    similarity 0.28)" (an outsider's week of sweeps)."""
+    signals are not comparable, contributions are); where no seed is close under it
+    (``weak``), under a signal where one matches ``strong`` (default: ``weak``): a ranker whose
+    history had no pictures leans on text, and a picture 2 bits from a seed's was explained as
+    "no seed is close (text similarity 0.28)" (an outsider's week of sweeps)."""
     have = [s for s in signals if row.get(f"{s}_best_seed_id")]
     if not have:
         return {}
-    matching = [s for s in have if _num(row, f"{s}_best_sim") >= weak.get(s, np.inf)]
-    have = matching or have
+
+    def matches(s: str, level: dict) -> bool:
+        return _num(row, f"{s}_best_sim") >= level.get(s, np.inf)
+
+    # Where the leaned-on signal finds no seed close, one that matches strongly under another
+    # signal is named (strong: a weak level, as CLIP's unmeasured default, explained text
+    # rows by a loosely similar picture: a reviewer's finding).
+    lean = max(have, key=lambda s: (contrib.get("seed:" + s, 0.0), -have.index(s)))
+    if not matches(lean, weak):
+        have = [s for s in have if matches(s, strong if strong is not None else weak)] or have
     sig = max(have, key=lambda s: (contrib.get("seed:" + s, 0.0), -have.index(s)))
     seed = seeds.get(row[f"{sig}_best_seed_id"], {})
     text = seed.get("text")
@@ -177,13 +190,19 @@ def _seed_clause(ev: RowEvidence) -> str | None:
     shared = list(dict.fromkeys(p.lower() for p in shared))[:3]
     if shared:
         return f"shares {_quote(shared)} with seed {seed['id']}"
-    if seed["distance"] == seed["distance"]:  # a perceptual hash: say how many bits differ
+    close = seed["similarity"] >= seed.get("weak", -np.inf)  # NaN or below: not a match
+    if seed["distance"] == seed["distance"] and close:  # a perceptual hash: how many bits differ
         return (
             f"its image is a near-copy of seed {seed['id']} "
             f"({seed['signal'].upper()}: {seed['distance']:.0f} bits differ)"
         )
     kind = "image" if seed["signal"] != "text" else "text"
-    if not seed["similarity"] >= seed.get("weak", -np.inf):  # NaN or below: not a match
+    if not close and seed["distance"] == seed["distance"]:
+        return (
+            f"no seed is close (nearest {seed['id']}, {seed['signal'].upper()}: "
+            f"{seed['distance']:.0f} bits differ)"
+        )
+    if not close:
         return (
             f"no seed is close (nearest {seed['id']}, {kind} similarity {seed['similarity']:.2f})"
         )
@@ -287,8 +306,9 @@ def _full_texts(candidates: pa.Table) -> dict[str, str]:
 def _explain_rows(inputs: _RowInputs, model: RiskModel, spans: SpanCache) -> list[dict]:
     """The reasons of each of ``inputs``' rows (``EXPLANATION_SCHEMA``)."""
     weak = {s.name: float(s.match_thresholds[0]) for s in model.signals}
+    strong = {s.name: float(s.match_thresholds[1]) for s in model.signals}
     closest = [
-        _closest_seed(row, inputs.signals, contrib, inputs.seed_rows, weak)
+        _closest_seed(row, inputs.signals, contrib, inputs.seed_rows, weak, strong)
         for row, contrib in zip(inputs.rows, inputs.contrib)
     ]
     lexical = _attribute_lexical(inputs, model, spans)

@@ -98,7 +98,10 @@ def test_campaign_mode_rows_count_their_members(tmp_path):
     assert [g["items"] for g in groups] == [["a", "b", "c"], ["d"]]
     report = {"inventory": {"input_rows": 4}, "timings_s": {}}
     page = write_html_report(tmp_path, report, q).read_text()
-    assert "campaign c-a &middot; 3 items: a verdict here judges them all" in page
+    assert (
+        "campaign c-a &middot; 3 items: a verdict by campaign_id judges them all (by item_id, "
+        "this item only)" in page
+    )
     assert "campaign c-d &middot;" not in page
 
 

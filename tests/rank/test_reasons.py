@@ -507,6 +507,19 @@ def test_the_closest_seed_is_one_that_matches_when_some_signal_matches():
     # No signal matches: the one the ranker leaned on, as before.
     far = {**row, "pdq_best_sim": 0.6, "pdq_best_distance": 102.0}
     assert _closest_seed(far, ["text", "pdq"], contrib, {}, weak)["signal"] == "text"
+    # A picture 102 bits away is no near-copy, whichever signal is named (a review).
+    lean = {"seed:pdq": 0.9}
+    seed = _closest_seed(far, ["text", "pdq"], lean, {}, weak)
+    clause = _seed_clause(RowEvidence(spans=[], seed=seed, reviewed={}, contrib=lean))
+    assert clause == "no seed is close (nearest s-pic, PDQ: 102 bits differ)"
+    # Another signal overrides only where it matches strongly: CLIP's unmeasured weak level
+    # explained text rows by a loosely similar picture (a review).
+    clip = {**row, "image_best_seed_id": "s-img", "image_best_sim": 0.55}
+    del clip["pdq_best_seed_id"]
+    levels = ({"text": 0.5, "image": 0.5}, {"text": 0.7, "image": 0.7})
+    assert _closest_seed(clip, ["text", "image"], contrib, {}, *levels)["signal"] == "text"
+    clip["image_best_sim"] = 0.8
+    assert _closest_seed(clip, ["text", "image"], contrib, {}, *levels)["signal"] == "image"
 
 
 def test_an_items_own_earlier_review_is_not_called_a_near_copy():
