@@ -20,7 +20,9 @@ new model directory; ``row`` counts the file's data rows from 0, so a CSV's line
 2): unknown item or campaign ids, a missing or out-of-range or non-integer verdict, a policy
 the model has no seeds for, duplicate or conflicting verdicts (all rows of a conflict are
 quarantined: nobody can tell which one is right), a campaign verdict that reaches no member,
-an item the history already has a verdict for on the same content, an item whose content
+an item the history already has another verdict for on the same content (the same verdict
+again is set apart as ``stage="already_recorded"``: nothing to change, no bad row, even
+with ``strict``), an item whose content
 cannot be found or is empty, or is not what the queue showed (the start of its text: an
 ``--inventory`` edited since the sweep). An item whose content changed since its review (the
 sweep queued it as ``reviewed="changed"``) takes the new verdict: its new history row
@@ -1244,16 +1246,18 @@ def import_verdicts(
         gone = set(replaced)
         history = history.filter(pa.array([i not in gone for i in range(history.num_rows)]))
     quarantine = pa.concat_tables([check.quarantine, quarantine_table(more_bad)])
-    if strict and quarantine.num_rows:
+    # A verdict the history already holds on the same content is no bad row: a cumulative
+    # verdict file (yesterday's rows and today's) could never be imported strictly.
+    bad = quarantine.filter(pc.not_equal(quarantine["stage"], ALREADY))
+    if strict and bad.num_rows:
         listed = "; ".join(
-            f"row {r['row']} ({r[ITEM_ID]}): {r['reason']}" for r in quarantine.to_pylist()[:20]
+            f"row {r['row']} ({r[ITEM_ID]}): {r['reason']}" for r in bad.to_pylist()[:20]
         )
         # A campaign's row is one entry per member: count the file's rows too (an outsider
         # read "750 bad rows" for a file of 100).
-        rows = len(set(quarantine["row"].to_pylist()))
+        rows = len(set(bad["row"].to_pylist()))
         raise SchemaError(
-            f"verdicts: {rows} bad rows ({quarantine.num_rows} item verdicts), nothing "
-            f"imported: {listed}"
+            f"verdicts: {rows} bad rows ({bad.num_rows} item verdicts), nothing imported: {listed}"
         )
     seeds_added = seeds.table.num_rows - model_seeds
     if imported.num_rows == 0 and not seeds_added and retrain:

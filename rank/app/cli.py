@@ -417,8 +417,12 @@ def cmd_review_import(args) -> int:
     source = res.imported["verdict_source"].to_pylist() if res.imported.num_rows else []
     used = set(res.imported["row"].to_pylist())
     stages = res.quarantine["stage"].to_pylist()
-    same = [r for r, st in zip(res.quarantine["row"].to_pylist(), stages) if st == ALREADY]
-    problems = [r for r, st in zip(res.quarantine["row"].to_pylist(), stages) if st != ALREADY]
+    # File rows: one with any problem is quarantined; one whose entries are all "already
+    # recorded" is counted apart (a campaign row was counted in both: a reviewer's finding).
+    problems = {r for r, st in zip(res.quarantine["row"].to_pylist(), stages) if st != ALREADY}
+    problems -= used
+    same = {r for r, st in zip(res.quarantine["row"].to_pylist(), stages) if st == ALREADY}
+    same -= used | problems
     _print_table(
         [
             *(
@@ -428,12 +432,8 @@ def cmd_review_import(args) -> int:
             ),
             ("verdict rows in the file", res.rows),
             ("  imported", len(used)),
-            ("  quarantined", len(set(problems) - used)),
-            *(
-                [("  already in the history with that verdict", len(set(same) - used))]
-                if same
-                else []
-            ),
+            ("  quarantined", len(problems)),
+            *([("  already in the history with that verdict", len(same))] if same else []),
             ("verdicts imported (items)", res.imported.num_rows),
             ("  from campaign verdicts", sum(s.startswith("campaign:") for s in source)),
             ("  replacing earlier verdicts (edited items, corrections)", res.replaced),
@@ -459,7 +459,8 @@ def cmd_review_import(args) -> int:
     # only "nothing to change" above a real problem.
     shown = sorted(res.quarantine.to_pylist(), key=lambda r: r["stage"] == ALREADY)[:10]
     for r in shown:
-        print(f"  quarantined row {r['row']} ({r['item_id']}): {r['reason']}")
+        what = "already recorded" if r["stage"] == ALREADY else "quarantined"
+        print(f"  {what} row {r['row']} ({r['item_id']}): {r['reason']}")
     # An import that added nothing failed at what it was for, as one with a retrain does
     # (that one refuses): a script running `review import` must be able to tell.
     return 1 if res.model is None and res.added_nothing else 0

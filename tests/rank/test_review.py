@@ -1,5 +1,6 @@
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -178,6 +179,18 @@ def test_cli_review_import_retrains_a_new_version(loop, tmp_path, capsys):
     )
     assert rc == 2
     assert "already in the history" in capsys.readouterr().err
+    # Without a retrain the rows are counted apart from problems, and listed as such.
+    rc = main(
+        [
+            "review", "import", str(tmp_path / "v.parquet"),
+            "--queue", str(root / "day1" / "queue.parquet"),
+            "--model", str(tmp_path / "v2"), "--out", str(tmp_path / "v4"), "--no-retrain",
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 1  # it added nothing
+    assert re.search(r"  quarantined +\| 0\b", out) or re.search(r"  quarantined +0\b", out), out
+    assert "already in the history with that verdict" in out and "already recorded row" in out
 
 
 def test_reviewed_items_vectors_come_from_the_sweeps_index(loop, seeds, inventory_items, tmp_path):
@@ -624,6 +637,11 @@ def test_a_verdict_the_history_already_holds_is_set_apart_not_a_conflict(loop, t
     (row,) = res.quarantine.to_pylist()
     assert row["stage"] == ALREADY and row["reason"].endswith("nothing to change")
     assert "--correct" not in row["reason"]
+    # ... and no bad row for --strict: a cumulative verdict file imports (a review).
+    res = import_verdicts(again, _one_item_queue(old["item_id"], old["text"]), root / "v1",
+                          out_dir=tmp_path / "v3", inventory=same, retrain=False,
+                          strict=True)  # fmt: skip
+    assert res.quarantine["stage"].to_pylist() == [ALREADY]
 
 
 def test_a_late_verdict_from_an_older_queue_does_not_replace_a_newer_review(loop, tmp_path):
