@@ -36,6 +36,7 @@ from riskrank.index.schema import (
     ITEM_ID,
     SIGNAL_FAILURES,
     quarantine_table,
+    refuse_all_quarantined,
     signal_failure_table,
 )
 from riskrank.index.signals.base import Signal
@@ -294,6 +295,7 @@ def build_index(
         valid = engine.read(
             inventory, require_text=requires_text(signals), base_dirs=signal_base_dirs(signals)
         )
+        refuse_all_quarantined(valid.items.num_rows, valid.quarantined)
         # Chunks are named by their rows' content, not their ids: a chunk embedded from other
         # texts (or other image files) under the same ids is never reused.
         files = chunk_files(path / WORK, chunk_keys(valid.keys, chunk_size), specs, names)

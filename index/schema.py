@@ -406,6 +406,23 @@ def duplicate_reasons(
     return {r: why for r, why in out.items() if r not in refused}
 
 
+def refuse_all_quarantined(n_valid: int, quarantined: pa.Table, what: str = "inventory") -> None:
+    """Refuse an inventory none of whose rows passed validation, naming the commonest reasons:
+    a broken export (a text column come out all null) swept "successfully" into an empty
+    queue and an emptied standing index, exit 0 and no warning (an outsider's fuzz)."""
+    if n_valid or not quarantined.num_rows:
+        return
+    counts = Counter(
+        str(r).split(":")[0] if str(r).startswith("item_id") else str(r)
+        for r in quarantined.column("reason").to_pylist()
+    )
+    top = "; ".join(f"{n:,} x {why}" for why, n in counts.most_common(3))
+    raise SchemaError(
+        f"{what}: every row ({quarantined.num_rows:,}) was quarantined, nothing to index "
+        f"({top}); nothing was indexed (a standing index keeps its current version)"
+    )
+
+
 def validate_inventory(
     data: TableLike,
     *,

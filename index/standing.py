@@ -115,6 +115,7 @@ from riskrank.index.schema import (
     TEXT,
     is_blank,
     quarantine_table,
+    refuse_all_quarantined,
     signal_failure_table,
     validate_inventory,
 )
@@ -612,6 +613,7 @@ class StandingIndex:
     def _read(self, inventory, signals, deletions, prev, stats) -> tuple[pa.Table, pa.Table]:
         """Validated rows of today's inventory less the deletion list, and the quarantine."""
         items, quarantined = validate_inventory(inventory, require_text=requires_text(signals))
+        refuse_all_quarantined(items.num_rows, quarantined)
         stats.items_in = items.num_rows + quarantined.num_rows
         stats.invalid = quarantined.num_rows
         if deletions is None:

@@ -1244,3 +1244,24 @@ def test_image_keys_read_only_the_columns_asked_for_and_never_a_column_named_ima
     assert row_digests(with_bytes, columns=["image_bytes", "image_path"]) != row_digests(
         path_only, columns=["image_bytes", "image_path"]
     )
+
+
+def test_an_inventory_whose_every_row_is_quarantined_is_refused(tmp_path):
+    """A broken export (the text column come out all null) swept into an empty queue and an
+    emptied standing index, exit 0 and no warning (an outsider's fuzz); a plain build made an
+    empty index."""
+    from riskrank.index.tables import SchemaError
+
+    standing = StandingIndex(tmp_path / "st")
+    idx, _ = standing.update(_inventory(), [HashingTextSignal()], show_progress=False)
+    broken = pa.table(
+        {
+            "item_id": idx.signals["text"].ids,
+            "text": pa.nulls(len(idx.signals["text"].ids), pa.string()),
+        }
+    )
+    with pytest.raises(SchemaError, match=r"every row \(120\) was quarantined.*no content"):
+        standing.update(broken, [HashingTextSignal()], show_progress=False)
+    assert standing.version == 1 and len(standing.load().signals["text"].ids) == 120
+    with pytest.raises(SchemaError, match="every row"):
+        build_index(broken, tmp_path / "plain", signals=[HashingTextSignal()], show_progress=False)

@@ -158,7 +158,10 @@ def test_metadata_named_like_queue_columns_is_kept_with_a_prefix(
     assert all(orig[i] == r for i, r in zip(q["item_id"], q["meta_meta_rank"]))
 
 
-def test_cli_sweep_with_every_row_quarantined_reports(tmp_path, seeds, hashing_model, capsys):
+def test_cli_sweep_with_every_row_quarantined_is_refused(tmp_path, seeds, hashing_model, capsys):
+    """Every row quarantined used to sweep into an empty queue with exit 0 and no warning,
+    emptying a standing index (an outsider's fuzz: a broken export looked like a quiet day):
+    refused, naming the reasons."""
     hashing_model.save(tmp_path / "m")
     pq.write_table(seeds, tmp_path / "s.parquet")
     pq.write_table(
@@ -166,9 +169,10 @@ def test_cli_sweep_with_every_row_quarantined_reports(tmp_path, seeds, hashing_m
     )
     argv = ["sweep", "--inventory", str(tmp_path / "i.parquet"), "--seeds"]
     argv += [str(tmp_path / "s.parquet"), "--model", str(tmp_path / "m"), "--out"]
-    assert main(argv + [str(tmp_path / "o")]) == 0
-    assert re.search(r"items quarantined\s+2\n", capsys.readouterr().out)
-    assert pq.read_table(tmp_path / "o" / "queue.parquet").num_rows == 0
+    assert main(argv + [str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "every row (2) was quarantined" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "queue.parquet").exists()
     assert main(argv + [str(tmp_path / "o2"), "--budget", "0"]) == 2
     assert "budget=0" in capsys.readouterr().err
 
