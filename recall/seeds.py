@@ -20,7 +20,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, TEXT, is_blank
+from riskrank.index.schema import (
+    CONTENT_COLUMNS,
+    IMAGE_BYTES,
+    IMAGE_PATH,
+    TEXT,
+    _as_text_column,
+    is_blank,
+)
 from riskrank.index.tables import SchemaError, TableLike, as_table, check_columns, doc_field
 
 BENIGN = "benign"
@@ -95,6 +102,15 @@ class SeedSet:
             seen[sid] = i
             if is_blank(pol):
                 raise SchemaError(f"{what}: seed '{sid}': policy is null, empty or blank")
+        if TEXT in table.column_names:
+            # Text as the inventory reads it (binary UTF-8, a category column): binary seed
+            # text failed deep in the encoder with a traceback (an outsider's fuzz).
+            bad: dict[int, str] = {}
+            text = _as_text_column(table, bad)
+            if bad:
+                first = min(bad)
+                raise SchemaError(f"{what}: seed '{ids[first]}': {bad[first]}")
+            table = table.set_column(table.column_names.index(TEXT), TEXT, text)
         content = [False] * n
         if TEXT in table.column_names:
             for i, t in enumerate(table.column(TEXT).to_pylist()):
@@ -110,7 +126,11 @@ class SeedSet:
         if "kind" not in table.column_names:
             table = table.append_column("kind", pa.array(["example"] * n, pa.string()))
         # A seed file that gives kinds for a few rows only: the others are plain examples.
-        kinds = ["example" if k is None or k == "" else k for k in table.column("kind").to_pylist()]
+        # Any case and surrounding spaces, as verdict words are read ('Violating' was refused).
+        kinds = [
+            "example" if k is None or str(k).strip() == "" else str(k).strip().lower()
+            for k in table.column("kind").to_pylist()
+        ]
         for i, kind in enumerate(kinds):
             if kind not in SEED_KINDS:
                 raise SchemaError(

@@ -86,3 +86,23 @@ def test_benign_columns_are_ranker_features_with_a_direction():
     assert evidence_feature_columns(table) == ["text_benign_sim", "text_benign_margin"]
     assert monotone_direction("text_benign_sim") == -1
     assert monotone_direction("text_benign_margin") == 1
+
+
+def test_seed_text_and_kind_are_read_as_the_inventory_and_verdicts_are():
+    """Binary seed text (UTF-8 bytes) failed deep in the encoder with a traceback, and a kind
+    written 'Violating' or ' benign ' was refused (an outsider's fuzz)."""
+    table = pa.table(
+        {
+            "seed_id": ["v", "b"],
+            "policy": ["loans", "loans"],
+            "text": pa.array([b"Instant loan, no credit check", b"Your bank's loan"], pa.binary()),
+            "kind": ["Violating", " benign "],
+        }
+    )
+    seeds = SeedSet.from_table(table)
+    assert seeds.table.schema.field("text").type == pa.string()
+    assert seeds.table["text"].to_pylist()[0] == "Instant loan, no credit check"
+    assert seeds.table["kind"].to_pylist() == ["violating", "benign"]
+    bad = table.set_column(2, "text", pa.array([b"\xff\xfe", b"ok"], pa.binary()))
+    with pytest.raises(SchemaError, match=r"seed 'v': text is not valid UTF-8"):
+        SeedSet.from_table(bad)
