@@ -37,7 +37,12 @@ QUEUE_SCHEMA = pa.schema(
             "do seeds whose action is `human_review`/`escalate`",
         ),
         doc_field("severity", pa.int8(), "of the closest seed (1-4)"),
-        doc_field("reasons", pa.string(), "the evidence that pushed the score up, in words"),
+        doc_field(
+            "reasons",
+            pa.string(),
+            "the evidence that pushed the score up, in words; `(low)` marks evidence that "
+            "raised it by being low (far from the closest benign review, say)",
+        ),
         doc_field("matched_seed_ids", pa.list_(pa.string()), "seeds it matched, closest first"),
         doc_field(
             "other_policies",
