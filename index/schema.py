@@ -487,7 +487,7 @@ def validate_inventory(
         if both:  # (an outsider's export mixed the two: a shirt shown beside a scam's match)
             log.warning(
                 "%s: %d row(s) carry both image_bytes and image_path (%s): the bytes are the "
-                "picture embedded and matched; the path is not read, though a report may show "
+                "picture an image signal reads; the path is not read, though a report may show "
                 "its file", what, len(both), ", ".join(map(str, both[:3])),
             )  # fmt: skip
     if require_text and text is not None:

@@ -898,9 +898,10 @@ def benign_seeds_unlearnt(seeds: SeedSet, features: Collection[str]) -> list[str
         return []
     policies = sorted({p for p, b in zip(seeds.table["policy"].to_pylist(), benign) if b})
     return [
-        f"benign seeds (kind='benign') for {', '.join(map(repr, policies))} are ignored: the "
-        "model was trained without benign seeds, so it has not learnt their evidence; retrain "
-        "with this seed file (riskrank train --seeds ...) for them to count"
+        f"benign seeds (kind='benign') for {', '.join(map(repr, policies))} are ignored: no "
+        "booster of the model uses their evidence (it was trained without benign seeds, or its "
+        "history never made them matter); retrain with this seed file (riskrank train --seeds "
+        "...) for them to count"
     ]
 
 

@@ -456,5 +456,5 @@ def test_rows_with_both_picture_columns_are_named(tmp_path):
     assert items.num_rows == 3
     assert [m for m in said if "both image_bytes and image_path" in m] == [
         "inventory: 1 row(s) carry both image_bytes and image_path (a): the bytes are the "
-        "picture embedded and matched; the path is not read, though a report may show its file"
+        "picture an image signal reads; the path is not read, though a report may show its file"
     ]
