@@ -187,6 +187,11 @@ def _read_parquet(data: str | Path, what: str) -> pa.Table:
             fragments = list(
                 ds.dataset(source, format="parquet", partitioning="hive").get_fragments()
             )
+            if not fragments:  # (it said "missing column 'item_id' (columns present: [])")
+                raise SchemaError(
+                    f"{what}: the directory {source} holds no Parquet files (files whose names "
+                    "start with '_' or '.', as Spark's _SUCCESS, are not read)"
+                )
             _check_partition_columns(fragments, source, what)
             keys = [partition_pairs(f) for f in fragments]
             if len(fragments) > 1:

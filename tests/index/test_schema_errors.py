@@ -458,3 +458,13 @@ def test_rows_with_both_picture_columns_are_named(tmp_path):
         "inventory: 1 row(s) carry both image_bytes and image_path (a): the bytes are the "
         "picture an image signal reads; the path is not read, though a report may show its file"
     ]
+
+
+def test_a_folder_without_parquet_files_says_so(tmp_path):
+    """A folder holding only Spark's _SUCCESS said "missing column 'item_id' (columns
+    present: [])" (an outsider's fuzz)."""
+    from riskrank.index.tables import SchemaError, as_table
+
+    (tmp_path / "_SUCCESS").write_text("")
+    with pytest.raises(SchemaError, match="holds no Parquet files"):
+        as_table(str(tmp_path), what="inventory")
