@@ -29,6 +29,18 @@ PARTS = [
     ),
     ("incremental_ivf.md", "Daily sweeps: an IVF index updated in place vs a rebuild (issue 12)"),
     (
+        "incremental_ivf_200k_noise10_rs.md",
+        "Daily sweeps, IVF in place vs rebuild: neighbourhoods spread by noise (12)",
+    ),
+    (
+        "incremental_ivf_50k_ivf256_noise05_stale10.md",
+        "Daily sweeps, IVF in place vs rebuild: a key forced below its size (12)",
+    ),
+    (
+        "incremental_ivf_8000_ivf128_rs.md",
+        "Daily sweeps, IVF in place vs rebuild: 8,000 items in IVF128 (12)",
+    ),
+    (
         "incremental_images.md",
         "Daily updates of ads with pictures: what each signal embeds (issue 12)",
     ),
