@@ -418,8 +418,8 @@ def refuse_all_quarantined(n_valid: int, quarantined: pa.Table, what: str = "inv
     )
     top = "; ".join(f"{n:,} x {why}" for why, n in counts.most_common(3))
     raise SchemaError(
-        f"{what}: every row ({quarantined.num_rows:,}) was quarantined, nothing to index "
-        f"({top}); nothing was indexed (a standing index keeps its current version)"
+        f"{what}: every row ({quarantined.num_rows:,}) was quarantined ({top}): nothing "
+        "indexed (a standing index keeps its current version)"
     )
 
 

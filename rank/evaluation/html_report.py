@@ -160,13 +160,13 @@ def _row_context(row: dict, text: str | None, seed_images: dict, image_base_dir)
         "campaign_id": row.get("campaign_id"),
         # campaign mode: one row stands for its members, and its verdict reaches them all
         "members": len(row.get("campaign_members") or []),
-        # an item reviewed before and edited since: say so (it read as a copy of a rejected ad)
         # `policy:verdict` of reviews of this same content under other policies (a confirmed
         # scam queued for a new policy read as never reviewed: an outsider's week of sweeps)
         "elsewhere": [
             f"{p}: {VERDICT_WORDS.get(int(v), v) if v.isdigit() else v}"
             for p, _, v in (e.rpartition(":") for e in row.get("reviewed_elsewhere") or [])
         ],
+        # an item reviewed before and edited since: say so (it read as a copy of a rejected ad)
         "reviewed_before": (
             VERDICT_WORDS.get(row.get("previous_verdict"), "reviewed")
             if row.get("reviewed") == "changed"
