@@ -389,7 +389,7 @@ def sweep(
             inventory = protect_metadata(as_table(inventory, what="inventory", files=True))
             files = SourceFiles.of(inventory)
         index_path = Path(index_dir) if index_dir else out / "index"
-        check_sweep_index(inventory, index_path, deletions, model.signals)
+        check_sweep_index(inventory, index_path, deletions, model.signals, index_key)
         if out_dir:  # inputs read and checked: the previous run's marker is not this run's
             sweep_output.begin(out, ())
         with engine.cluster(show_progress), engine.session(show_progress), ExitStack() as read:
@@ -599,7 +599,7 @@ def check_sweep_out(out_dir: Path, inventory) -> None:
     check_outside_inventory(out_dir, inventory, "out_dir")
 
 
-def check_sweep_index(inventory, path: Path, deletions, signals=()) -> None:
+def check_sweep_index(inventory, path: Path, deletions, signals=(), key=None) -> None:
     """What ``sweep_index`` refuses, checked before a sweep touches its outputs (the
     previous run's marker among them: a refusal after it had gone left that run looking
     unfinished, a reviewer found)."""
@@ -610,6 +610,12 @@ def check_sweep_index(inventory, path: Path, deletions, signals=()) -> None:
             "a deletion list needs today's inventory: a sweep without one searches the standing "
             "index as it stands (pass the inventory with the deletions, or run `riskrank index "
             "update --inventory ... --delete ...` first)"
+        )
+    if key is not None:  # (it was ignored silently: a reviewer's finding)
+        raise ValueError(
+            f"an index key ({key}) needs today's inventory: a sweep without one searches the "
+            "standing index as it stands (pass the inventory, or run `riskrank index update "
+            "--inventory ... --index-key ...` first)"
         )
     if not StandingIndex.is_standing(path):
         raise FileNotFoundError(
@@ -633,7 +639,9 @@ def sweep_index(inventory, path: Path, signals, *, own: bool, **update_kw):
     (``update_standing_index``), or as it stands when ``inventory`` is None."""
     if inventory is not None:
         return update_standing_index(inventory, path, signals, own=own, **update_kw)
-    check_sweep_index(inventory, path, update_kw.get("deletions"), signals or ())
+    check_sweep_index(
+        inventory, path, update_kw.get("deletions"), signals or (), update_kw.get("key")
+    )
     return StandingIndex(path).load(signals), {}
 
 

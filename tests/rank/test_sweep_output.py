@@ -218,6 +218,10 @@ def test_arguments_are_refused_before_the_previous_run_is_touched(
     with pytest.raises(ValueError, match="deletion list needs today's inventory"):
         sweep(None, seeds, hashing_model, out_dir=out, index_dir=tmp_path / "st",
               deletions=["x"], **SWEEP)  # fmt: skip
+    # An index key without an inventory was ignored silently (a reviewer's finding).
+    with pytest.raises(ValueError, match=r"an index key \(IVF4,Flat\) needs today's inventory"):
+        sweep(None, seeds, hashing_model, out_dir=out, index_dir=tmp_path / "st",
+              index_key="IVF4,Flat", **SWEEP)  # fmt: skip
     assert rr.sweep_complete(out)
 
 
