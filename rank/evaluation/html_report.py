@@ -244,6 +244,8 @@ def write_html_report(
             policies_in_sweep=report.get("policies", []),
             cold=report.get("cold_start_policies", []),
             policy_rows=policy_counts(queue),
+            # one row per campaign: the policy table counts campaigns (a reviewer's finding)
+            campaign_mode="campaign_members" in queue.column_names,
             warnings=report.get("warnings", []),
             unlike={
                 policy: ", ".join(

@@ -103,6 +103,7 @@ def test_campaign_mode_rows_count_their_members(tmp_path):
         "this item only)" in page
     )
     assert "campaign c-d &middot;" not in page
+    assert "<th>queued (campaigns)</th>" in page  # the policy table counts campaigns here
 
 
 def _chromium():
