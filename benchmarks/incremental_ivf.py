@@ -223,6 +223,12 @@ def reseeded_rebuilds(rebuilt, n: int) -> list:
     """``n`` more from-scratch IVF indexes of day 1's vectors, as the rebuild's but with other
     k-means seeds (FAISS's ``cp.seed``): the spread of recall a rebuild gets by the luck of its
     quantizer, against which the updated index's difference is read (``--reseeds``)."""
+    return _reseeded(rebuilt, n, 1000, None)
+
+
+def _reseeded(rebuilt, n: int, first_seed: int, train_on: np.ndarray | None) -> list:
+    """``n`` IVF indexes of day 1's vectors like ``rebuilt``'s, k-means seeded ``first_seed``
+    on, trained on ``train_on`` (None: day 1's vectors themselves)."""
     from riskrank.index.vectors.faiss_index import VectorIndex, new_index, train_and_add
 
     si = rebuilt.signals["text"]
@@ -231,9 +237,12 @@ def reseeded_rebuilds(rebuilt, n: int) -> list:
     out = []
     for s in range(n):
         index = new_index(vectors.shape[1], key)
-        ivf = faiss_ivf(index)
-        ivf.cp.seed = 1000 + s
-        train_and_add(index, vectors)
+        faiss_ivf(index).cp.seed = first_seed + s
+        if train_on is None:
+            train_and_add(index, vectors)
+        else:
+            index.train(np.ascontiguousarray(train_on))
+            index.add(vectors)
         out.append(VectorIndex(index, key, nprobe))
     return out
 
@@ -243,19 +252,7 @@ def stale_reseeded(rebuilt, day0_vectors: np.ndarray, n: int) -> list:
     which then hold day 1's vectors: what an in-place update gets with another draw of its
     k-means, to tell the update's stale training data from the luck of one draw
     (``--stale-reseeds``)."""
-    from riskrank.index.vectors.faiss_index import VectorIndex, new_index
-
-    si = rebuilt.signals["text"]
-    key, nprobe = si.index.key, si.index.nprobe
-    vectors = np.asarray(si.vectors[np.arange(len(si.ids))])
-    out = []
-    for s in range(n):
-        index = new_index(vectors.shape[1], key)
-        faiss_ivf(index).cp.seed = 2000 + s
-        index.train(np.ascontiguousarray(day0_vectors))
-        index.add(vectors)
-        out.append(VectorIndex(index, key, nprobe))
-    return out
+    return _reseeded(rebuilt, n, 2000, day0_vectors)
 
 
 def faiss_ivf(index):

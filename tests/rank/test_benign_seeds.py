@@ -43,14 +43,10 @@ def _seeds(policy: str, violating, benign=()) -> pa.Table:
     )
 
 
-def _ranks(queue: pa.Table, marker: str) -> list[int]:
-    q = queue.to_pandas()
-    return sorted(q.loc[q.item_id.str.contains(marker), "rank"])
-
-
-def test_benign_template_is_pushed_below_violating_lookalikes(tmp_path, hashing_signal):
+def _history() -> pa.Table:
+    """Reviewed loan offers and scams under "scam" (verdict 2 for the scams)."""
     hist = _items("h", 1, 20)
-    history = pa.table(
+    return pa.table(
         {
             "item_id": hist["item_id"],
             "text": hist["text"],
@@ -58,6 +54,15 @@ def test_benign_template_is_pushed_below_violating_lookalikes(tmp_path, hashing_
             "verdict": pa.array([2 * v for v in hist["label"].to_pylist()], pa.int8()),
         }
     )
+
+
+def _ranks(queue: pa.Table, marker: str) -> list[int]:
+    q = queue.to_pandas()
+    return sorted(q.loc[q.item_id.str.contains(marker), "rank"])
+
+
+def test_benign_template_is_pushed_below_violating_lookalikes(tmp_path, hashing_signal):
+    history = _history()
     # The ranker learns what closeness to a benign seed is worth from reviewed real offers.
     model = train_small(
         history, _seeds("scam", VIOLATING, [BENIGN]), tmp_path / "m", hashing_signal
@@ -83,15 +88,7 @@ def test_benign_template_is_pushed_below_violating_lookalikes(tmp_path, hashing_
 def test_benign_seeds_a_model_never_learnt_are_said_to_be_ignored(tmp_path, hashing_signal):
     """An allowlist added at sweep time to a model trained without benign seeds moved no
     score (0 of 516 rows) and nothing said so (an outsider's week of sweeps)."""
-    hist = _items("h", 1, 20)
-    history = pa.table(
-        {
-            "item_id": hist["item_id"],
-            "text": hist["text"],
-            "policy": ["scam"] * hist.num_rows,
-            "verdict": pa.array([2 * v for v in hist["label"].to_pylist()], pa.int8()),
-        }
-    )
+    history = _history()
     model = train_small(history, _seeds("scam", VIOLATING), tmp_path / "m", hashing_signal)
     assert not any("_benign_" in f for f in model.ranker.features_used())
     inventory = _items("i", 2, 10).drop(["label"])
