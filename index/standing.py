@@ -127,6 +127,7 @@ from riskrank.index.tables import (
     TableLike,
     as_table,
     file_runs,
+    known_id,
     read_text_csv,
     read_text_file,
     write_parquet,
@@ -349,10 +350,9 @@ def resolve_deletions(named, known: set[str]) -> tuple[set[str], list[str]]:
     an inventory id never holds a line break, which validation quarantines)."""
     hit, unknown = set(), []
     for i in named:
-        if i in known:
-            hit.add(i)
-        elif i.strip() in known:
-            hit.add(i.strip())
+        found = known_id(i, known)
+        if found in known:
+            hit.add(found)
         else:
             unknown.append(i)
     return hit, sorted(unknown)

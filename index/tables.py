@@ -540,6 +540,17 @@ _ACCEPTS = {
 _ALIASES = {"item_id": ("id", "itemid", "ad_id", "item"), "seed_id": ("id", "seedid")}
 
 
+def known_id(value: str | None, known) -> str | None:
+    """``value``, or its form without surrounding spaces where only that is in ``known``:
+    exports pad ids with spaces, a tab or a line end (a spreadsheet, ``readlines()``), and such
+    verdicts and deletions matched nothing (outsiders' reports); an id whose spaces are its own
+    is kept as it is."""
+    if value is None or value in known:
+        return value
+    stripped = value.strip()
+    return stripped if stripped in known else value
+
+
 def header_key(name: str) -> str:
     """A column header as riskrank names columns: ``Item ID``, `` item-id `` -> ``item_id``."""
     return re.sub(r"[\s\-]+", "_", name.strip().lower())

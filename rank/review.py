@@ -88,6 +88,7 @@ from riskrank.index.tables import (
     TableLike,
     as_table,
     header_key,
+    known_id,
     read_text_csv,
     write_parquet,
 )
@@ -491,12 +492,12 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
     for i, (item, camp, v, pol) in enumerate(
         zip(col(ITEM_ID), col("campaign_id"), col("verdict"), col("policy"))
     ):
-        item, camp = _known(_text(item), q.policy), _known(_text(camp), q.members)
+        item, camp = known_id(_text(item), q.policy), known_id(_text(camp), q.members)
         kind, ref, problem = _unit(item, camp, q)
         refs.append(ref)
         if kind == "item" and ref is not None:
             own_rows.setdefault(ref, []).append(i)
-        pol = _known(_text(pol), policies)
+        pol = known_id(_text(pol), policies)
         if not problem and pol is None:  # a blank cell: the policy the queue showed
             pol = q.policy[ref] if kind == "item" else q.policy[q.members[ref][0]]
         problem = problem or _row_problem(v, pol, policies)
@@ -540,16 +541,6 @@ def _warn_binary_scale(verdicts: list[int]) -> bool:
         "2 and import again into a fresh --out", len(verdicts),
     )  # fmt: skip
     return True
-
-
-def _known(value: str | None, known) -> str | None:
-    """``value``, or its stripped form where only that is known: spreadsheet exports pad ids
-    and policies with spaces or a tab, and such rows were quarantined as unknown (an
-    outsider's report); an id whose spaces are its own is kept as it is."""
-    if value is None or value in known:
-        return value
-    stripped = value.strip()
-    return stripped if stripped in known else value
 
 
 def _expand(
