@@ -13,11 +13,13 @@ the quarantine table (``item_id``, ``row``, ``stage``, ``reason``) so that
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 
 import numpy as np
 import pyarrow as pa
@@ -423,12 +425,49 @@ def refuse_all_quarantined(n_valid: int, quarantined: pa.Table, what: str = "inv
     )
 
 
+# Set while a standing update builds its delta from rows it has validated (and warned about)
+# already: one update logged the same warning twice (an outsider's review).
+_INPUTS_WARNED: ContextVar[bool] = ContextVar("riskrank_inputs_warned", default=False)
+
+
+@contextlib.contextmanager
+def inputs_warned() -> Iterator[None]:
+    """Validation inside this block stays quiet about what the caller has warned of."""
+    token = _INPUTS_WARNED.set(True)
+    try:
+        yield
+    finally:
+        _INPUTS_WARNED.reset(token)
+
+
+def mixed_picture_rows(image_bytes: list | None, image_path: list | None) -> list[int]:
+    """Rows that carry both a picture's bytes and a path (the bytes are what is read)."""
+    if image_bytes is None or image_path is None:
+        return []
+    return [
+        i for i, (data, path) in enumerate(zip(image_bytes, image_path))
+        if data and not is_blank(path)
+    ]  # fmt: skip
+
+
+def warn_mixed_pictures(ids: list, what: str = "inventory") -> None:
+    """One warning for the whole inventory (an outsider's export mixed the two: a shirt shown
+    beside a scam's match); quiet inside ``inputs_warned``."""
+    if ids and not _INPUTS_WARNED.get():
+        log.warning(
+            "%s: %d row(s) carry both image_bytes and image_path (%s): the bytes are the "
+            "picture an image signal reads; the path is not read, though a report may show "
+            "its file", what, len(ids), ", ".join(map(repr, ids[:3])),
+        )  # fmt: skip
+
+
 def validate_inventory(
     data: TableLike,
     *,
     what: str = "inventory",
     require_text: bool = False,
     duplicates: bool = True,
+    warn_images: bool = True,
 ) -> tuple[pa.Table, pa.Table]:
     """Split inventory into (clean items, quarantined rows).
 
@@ -437,7 +476,8 @@ def validate_inventory(
     row-level problems (null/duplicate id, no content, bad UTF-8) are quarantined: of rows
     sharing an id, one is kept if they are the same (content and metadata), none if they
     differ (``duplicate_reasons``). ``duplicates=False`` leaves repeated ids to the caller (the Ray
-    engine judges them across all blocks).
+    engine judges them across all blocks), as ``warn_images=False`` leaves the warning about rows
+    with both picture columns (``warn_mixed_pictures``: the Ray driver warns once for all blocks).
 
     >>> items, bad = validate_inventory({"item_id": ["a", "a"], "text": ["x", "y"]})
     >>> items.num_rows, bad.column("reason")[0].as_py().split(":")[0]
@@ -478,18 +518,9 @@ def validate_inventory(
     for i in range(table.num_rows):
         if not has_content({c: v[i] for c, v in columns.items()}):
             bad.setdefault(i, NO_CONTENT)
-    if IMAGE_BYTES in columns and IMAGE_PATH in columns:
-        both = [
-            id_list[i]
-            for i, (data, path) in enumerate(zip(columns[IMAGE_BYTES], columns[IMAGE_PATH]))
-            if data and not is_blank(path)
-        ]
-        if both:  # (an outsider's export mixed the two: a shirt shown beside a scam's match)
-            log.warning(
-                "%s: %d row(s) carry both image_bytes and image_path (%s): the bytes are the "
-                "picture an image signal reads; the path is not read, though a report may show "
-                "its file", what, len(both), ", ".join(map(str, both[:3])),
-            )  # fmt: skip
+    if warn_images:
+        rows = mixed_picture_rows(columns.get(IMAGE_BYTES), columns.get(IMAGE_PATH))
+        warn_mixed_pictures([id_list[i] for i in rows if i not in bad], what)
     if require_text and text is not None:
         for i, t in enumerate(text.to_pylist()):
             if is_blank(t):

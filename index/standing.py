@@ -113,6 +113,7 @@ from riskrank.index.schema import (
     ITEM_ID,
     SIGNAL_FAILURES,
     TEXT,
+    inputs_warned,
     is_blank,
     quarantine_table,
     refuse_all_quarantined,
@@ -664,11 +665,12 @@ class StandingIndex:
             chunks = delta.manifest.get("chunks", {})  # a killed update built all of it
             delta.manifest["chunks"] = {**chunks, "resumed": chunks.get("total", 0)}
         else:
-            delta = build_index(
-                table, gdir, signals=signals, engine=engine, key=DELTA_KEY,
-                chunk_size=chunk_size, show_progress=show_progress, overwrite=True,
-                use_gpu=False,
-            )  # fmt: skip
+            with inputs_warned():  # _read validated these rows and warned of them
+                delta = build_index(
+                    table, gdir, signals=signals, engine=engine, key=DELTA_KEY,
+                    chunk_size=chunk_size, show_progress=show_progress, overwrite=True,
+                    use_gpu=False,
+                )  # fmt: skip
             write_text_atomic(digest, stamp)
         # Only the delta's vectors, ids and evidence are read; its exact index (a copy of the
         # vectors) is never searched, and holding it beside the new version's index was 1.5 GB

@@ -23,12 +23,15 @@ import pyarrow as pa
 from riskrank.index.content_digest import row_digests
 from riskrank.index.schema import (
     IMAGE_BYTES,
+    IMAGE_PATH,
     ITEM_ID,
     TEXT,
     SourceFiles,
     duplicate_reasons,
+    mixed_picture_rows,
     repeated_row_keys,
     validate_inventory,
+    warn_mixed_pictures,
 )
 from riskrank.index.tables import as_table, check_hive_folders, partition_pairs, relative_to
 
@@ -36,7 +39,8 @@ _ID, _REASON, _KEY = "__rr_item_id", "__rr_reason", "__rr_key"
 # The row's text and image bytes as they are (a digest; the projection keeps every other
 # column): what rows of a repeated id are compared by, as validate_inventory compares cells.
 _CELLS = "__rr_cells"
-_HIDDEN = [_ID, _REASON, _KEY, _CELLS]
+_MIXED = "__rr_mixed"  # the row carries both image_bytes and image_path (warned once, _scan)
+_HIDDEN = [_ID, _REASON, _KEY, _CELLS, _MIXED]
 SAVE_TO = "__rr_save_to"  # a chunk's column: the file its embedding is saved to (resume)
 
 
@@ -50,7 +54,9 @@ def _validate(batch: pa.Table, *, require_text: bool, base_dirs: list) -> pa.Tab
     image bytes are) and the validated columns (null for invalid rows)."""
     n = batch.num_rows
     # Repeated ids are judged across all blocks (_scan), not within one.
-    items, bad = validate_inventory(batch, require_text=require_text, duplicates=False)
+    items, bad = validate_inventory(
+        batch, require_text=require_text, duplicates=False, warn_images=False
+    )
     keys: list[str | None] = [None] * n
     cells: list[str | None] = [None] * n
     ids: list[str | None] = [None] * n
@@ -67,6 +73,13 @@ def _validate(batch: pa.Table, *, require_text: bool, base_dirs: list) -> pa.Tab
         good, items.column(ITEM_ID).to_pylist(), row_digests(items, base_dirs=base_dirs), raw
     ):
         ids[row], keys[row], cells[row] = item_id, key, cell
+    mixed = np.zeros(n, bool)
+    if IMAGE_BYTES in batch.column_names and IMAGE_PATH in batch.column_names:
+        mixed[
+            mixed_picture_rows(
+                batch.column(IMAGE_BYTES).to_pylist(), batch.column(IMAGE_PATH).to_pylist()
+            )
+        ] = True
     slots = np.full(n, -1)
     slots[good] = np.arange(len(good))
     take = pa.array(slots, mask=slots < 0)
@@ -75,6 +88,7 @@ def _validate(batch: pa.Table, *, require_text: bool, base_dirs: list) -> pa.Tab
         _REASON: pa.array(reasons, pa.string()),
         _KEY: pa.array(keys, pa.string()),
         _CELLS: pa.array(cells, pa.string()),
+        _MIXED: pa.array(mixed),
     }
     cols.update({name: items.column(name).take(take) for name in items.column_names})
     return pa.table(cols)
@@ -200,13 +214,19 @@ def _scan(
     blocks = list(projections)
     ids: list[str | None] = []
     why: dict[int, str] = {}
+    mixed: list[str | None] = []
     for block in blocks:
-        for item_id, reason in zip(
-            block.column(_ID).to_pylist(), block.column(_REASON).to_pylist()
+        for item_id, reason, both in zip(
+            block.column(_ID).to_pylist(),
+            block.column(_REASON).to_pylist(),
+            block.column(_MIXED).to_pylist(),
         ):
             if reason is not None:
                 why[len(ids)] = reason
+            elif both:
+                mixed.append(item_id)
             ids.append(item_id)
+    warn_mixed_pictures(mixed)
     counts = Counter(i for i in ids if i)
     files = files or SourceFiles([])
     contents: dict[int, tuple] = {}  # what rows of a repeated id are compared by

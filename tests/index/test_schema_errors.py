@@ -455,8 +455,63 @@ def test_rows_with_both_picture_columns_are_named(tmp_path):
         logging.getLogger("riskrank").removeHandler(handler)
     assert items.num_rows == 3
     assert [m for m in said if "both image_bytes and image_path" in m] == [
-        "inventory: 1 row(s) carry both image_bytes and image_path (a): the bytes are the "
+        "inventory: 1 row(s) carry both image_bytes and image_path ('a'): the bytes are the "
         "picture an image signal reads; the path is not read, though a report may show its file"
+    ]
+
+
+def _warnings_during(run) -> list[str]:
+    import logging
+
+    said = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        run()
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    return [m for m in said if "both image_bytes and image_path" in m]
+
+
+def test_both_picture_columns_are_named_once_per_update(tmp_path):
+    """A standing update validated the inventory, then its delta build validated the rows to
+    embed again: the warning came twice, with other counts (an outsider's review)."""
+    from hashing_signal import HashingTextSignal
+
+    from riskrank.index.standing import StandingIndex
+
+    inv = pa.table(
+        {
+            "item_id": ["a", "b", "c"],
+            "text": ["one ad", "two ad", "three ad"],
+            "image_bytes": [b"\x89PNG fake", None, b"\x89PNG fake2"],
+            "image_path": ["shirt.png", None, "x.png"],
+        }
+    )
+    standing = StandingIndex(tmp_path / "st")
+    said = _warnings_during(
+        lambda: standing.update(inv, [HashingTextSignal()], show_progress=False)
+    )
+    assert len(said) == 1 and said[0].startswith("inventory: 2 row(s)"), said
+
+
+def test_the_ray_driver_names_both_picture_columns_once_for_all_blocks():
+    """Under Ray each block's task logged its own warning, in the workers' logs only."""
+    from riskrank.index.ray_engine.inventory import _project, _scan, _validate
+
+    blocks = [
+        pa.table({"item_id": ids, "image_bytes": [b"\x89PNG"] * 2, "image_path": ["p.png"] * 2})
+        for ids in (["a", "b"], ["c", ""])
+    ]
+    said = _warnings_during(
+        lambda: _scan(_project(_validate(b, require_text=False, base_dirs=[])) for b in blocks)
+    )
+    # One warning, for the rows that passed ("" is quarantined: a blank id).
+    assert said == [
+        "inventory: 3 row(s) carry both image_bytes and image_path ('a', 'b', 'c'): the bytes "
+        "are the picture an image signal reads; the path is not read, though a report may "
+        "show its file"
     ]
 
 
