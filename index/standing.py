@@ -151,6 +151,7 @@ READERS = ".readers"
 PIN_HOURS = 24
 RETRAIN_ADDED_SHARE = 0.5
 RETRAIN_IMBALANCE_GROWTH = 2.0
+SHOWN_UNKNOWN = 100  # unknown deletion ids kept in JSON (all are counted; the log names 5)
 DELTA_KEY = "Flat"  # the delta build only carries vectors: an exact index costs a copy
 
 
@@ -186,7 +187,14 @@ class UpdateStats:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """As JSON keeps it (the state, a version's manifest, a sweep's report): one shape
+        everywhere, the unknown deletions' count and the first ``SHOWN_UNKNOWN`` of their ids
+        (the report said a list where the state said a count)."""
+        out = asdict(self)
+        unknown = out.pop("deletions_unknown")
+        out["deletions_unknown"] = len(unknown)
+        out["deletions_unknown_ids"] = unknown[:SHOWN_UNKNOWN]
+        return out
 
 
 @dataclass
@@ -684,7 +692,6 @@ class StandingIndex:
         The state keeps what the update did: a sweep killed after this point and run again
         finds nothing to do, and its report still says what made the version."""
         made = stats.as_dict()
-        made["deletions_unknown"] = len(made["deletions_unknown"])  # the ids are in the log
         write_json_atomic(
             {
                 "current": version,

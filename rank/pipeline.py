@@ -45,6 +45,7 @@ from riskrank.index.signals.base import Signal, SignalBatch
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.standing import (
     DELTA,
+    SHOWN_UNKNOWN,
     VERSIONS,
     StandingIndex,
     check_outside_inventory,
@@ -501,8 +502,9 @@ def made_by(index: InventoryIndex, index_path: Path) -> dict:
     if made is None:  # a version written before manifests kept it
         return StandingIndex(index_path).last_update()
     made = dict(made)
-    if isinstance(made.get("deletions_unknown"), list):  # as the state keeps it: a count
-        made["deletions_unknown"] = len(made["deletions_unknown"])
+    if isinstance(unknown := made.get("deletions_unknown"), list):  # a version written before
+        made["deletions_unknown"] = len(unknown)  # as_dict's shape: a count and some ids
+        made["deletions_unknown_ids"] = unknown[:SHOWN_UNKNOWN]
     return {**made, "updated_at": index.manifest.get("created_at")}
 
 

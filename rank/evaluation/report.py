@@ -275,7 +275,7 @@ def update_rows(u: dict, *, full: bool = False) -> list[tuple[str, str]]:
     if "reused_vectors" in u:
         rows.append(("vectors reused", f"{u['reused_vectors']:,}"))
     rows += [(f"index ({n})", f"{d['key']} {d['index']}") for n, d in u.get("signals", {}).items()]
-    if unknown := u.get("deletions_unknown"):  # the ids, or (kept in the state) their count
+    if unknown := u.get("deletions_unknown"):  # a count (a list in reports written before)
         n = unknown if isinstance(unknown, int) else len(unknown)
         rows.append(("deletions never indexed", f"{n:,}"))
     if full:

@@ -434,3 +434,25 @@ def test_a_sweep_pins_the_version_it_reads_from_the_moment_it_has_it(
     sweep(inv, seeds, hashing_model, index_dir=tmp_path / "st", show_progress=False)
     assert len(seen) == 1 and len(seen[0]) == 1 and seen[0][0].startswith("v000001.")
     assert not list((tmp_path / "st" / ".readers").iterdir())
+
+
+def test_unknown_deletions_have_one_shape_in_every_json(
+    tmp_path, inventory_items, seeds, hashing_model
+):
+    """``deletions_unknown`` was a list of ids in the report of a sweep that updated, and a
+    count in ``standing.json`` and in the report of a sweep of the index as it stood."""
+    inv = inventory_items.drop(["label"])
+    st_dir = tmp_path / "st"
+    gone = inv["item_id"][0].as_py()
+    today = sweep(
+        inv, seeds, hashing_model, index_dir=st_dir, deletions=[gone, "never-indexed"],
+        out_dir=tmp_path / "d1", **SWEEP,
+    )  # fmt: skip
+    retro = sweep(None, seeds, hashing_model, index_dir=st_dir, **SWEEP)
+    state = json.loads((st_dir / "standing.json").read_text())["update"]
+    for made in (today.report["index_update"], retro.report["index_up_to_date"], state):
+        assert made["deleted"] == 1
+        assert made["deletions_unknown"] == 1
+        assert made["deletions_unknown_ids"] == ["never-indexed"]
+    written = json.loads((tmp_path / "d1" / "report.json").read_text())["index_update"]
+    assert written["deletions_unknown"] == 1
