@@ -96,6 +96,17 @@ _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+def has_control(name: object) -> bool:
+    """True for an id or a policy name holding a control character (NUL, a line break, an
+    escape): it cuts the name short in C tools, splits CSV and Markdown rows, and cannot be
+    typed back by a reviewer.
+
+    >>> has_control("ad-1\\x00"), has_control("ad-1")
+    (True, False)
+    """
+    return isinstance(name, str) and _CONTROL.search(name) is not None
+
+
 def is_blank(text: object) -> bool:
     """True for None, and for text with nothing visible (whitespace, zero-width, fillers).
 
@@ -509,7 +520,7 @@ def validate_inventory(
     for i, item_id in enumerate(id_list):
         if is_blank(item_id):  # " " or a zero-width space names nothing a reviewer can find
             bad.setdefault(i, "item_id is null, empty or blank")
-        elif _CONTROL.search(item_id):  # a NUL cuts the id short in C tools, CSV and HTML
+        elif has_control(item_id):  # a NUL cuts the id short in C tools, CSV and HTML
             bad.setdefault(i, f"item_id {item_id!r} holds a control character")
 
     columns = {c: table.column(c).to_pylist() for c in present if c != TEXT}

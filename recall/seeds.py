@@ -26,6 +26,7 @@ from riskrank.index.schema import (
     IMAGE_PATH,
     TEXT,
     _as_text_column,
+    has_control,
     is_blank,
 )
 from riskrank.index.tables import SchemaError, TableLike, as_table, check_columns, doc_field
@@ -100,8 +101,12 @@ class SeedSet:
             if sid in seen:
                 raise SchemaError(f"{what}: duplicate seed_id '{sid}' at rows {seen[sid]} and {i}")
             seen[sid] = i
+            if has_control(sid):
+                raise SchemaError(f"{what}: row {i}: seed_id {sid!r} holds a control character")
             if is_blank(pol):
                 raise SchemaError(f"{what}: seed '{sid}': policy is null, empty or blank")
+            if has_control(pol):
+                raise SchemaError(f"{what}: seed '{sid}': policy {pol!r} holds a control character")
         if TEXT in table.column_names:
             # Text as the inventory reads it (binary UTF-8, a category column): binary seed
             # text failed deep in the encoder with a traceback (an outsider's fuzz).

@@ -97,6 +97,25 @@ def test_a_blank_id_or_policy_is_refused_like_an_empty_one():
         SeedSet.from_table({"seed_id": ["s"], "policy": [" "], "text": ["x"]})
 
 
+def test_ids_and_policies_with_control_characters_are_refused_everywhere():
+    """An inventory id holding a NUL or a line break was quarantined, but a seed, a policy or
+    a history row carried one into the queue, the reasons and report.md's tables."""
+    from riskrank.recall.history import validate_history
+
+    with pytest.raises(SchemaError, match=r"seed_id 's\\x00' holds a control character"):
+        SeedSet.from_table({"seed_id": ["s\x00"], "policy": ["p"], "text": ["x"]})
+    with pytest.raises(SchemaError, match=r"policy 'sp\\nam' holds a control character"):
+        SeedSet.from_table({"seed_id": ["s"], "policy": ["sp\nam"], "text": ["x"]})
+    history = {"item_id": ["a", "b\x1b", "c"], "policy": ["p", "p", "p\u2028"]}
+    history.update(verdict=[2, 0, 0], text=["x", "y", "z"])
+    rows, bad = validate_history(history)
+    assert rows["item_id"].to_pylist() == ["a"]
+    assert bad["reason"].to_pylist() == [
+        "item_id 'b\\x1b' or policy 'p' holds a control character",
+        "item_id 'c' or policy 'p\\u2028' holds a control character",
+    ]
+
+
 def test_a_seed_policy_named_like_a_reviewed_one_but_for_case_is_called_a_slip(
     inventory_items, seeds, hashing_model
 ):
