@@ -234,6 +234,8 @@ def build_queue(
         table = table.append_column("text_sha256", text_digests(table["text"]))
         i = table.column_names.index("text")
         table = table.set_column(i, "text", shown_text(table["text"]))
+    else:  # pictures only: the contract's columns all the same (an empty queue had them)
+        table = table.append_column("text_sha256", pa.nulls(table.num_rows, pa.string()))
     # The written-down contract first, in its order and types; evidence and metadata follow.
     front = [f for f in QUEUE_SCHEMA if f.name in table.column_names]
     for field in front:

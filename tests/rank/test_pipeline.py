@@ -629,3 +629,42 @@ def test_a_sweep_whose_image_files_are_mostly_missing_says_so():
     assert missing_files_warnings(failures(3, 0), manifest) == []
     assert missing_files_warnings(failures(20, 0), {"signals": {"pdq": {"count": 700}}}) == []
     assert missing_files_warnings(None, manifest) == []
+
+
+def test_a_queue_of_pictures_only_keeps_the_contract_columns(tmp_path, history, seeds):
+    """An inventory without a text column gave a queue without ``text_sha256`` (and in campaign
+    mode without ``campaign_members_text_sha256``), where an empty queue had them: a queue's
+    columns depended on its inventory (an outsider's review)."""
+    import io
+
+    from hashing_signal import HashingTextSignal
+    from PIL import Image
+
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.rank.campaigns import MEMBER_DIGESTS
+    from riskrank.rank.pipeline import train
+    from riskrank.rank.queue import QUEUE_SCHEMA
+    from riskrank.rank.ranker import RiskRanker
+
+    def png(seed: int) -> bytes:
+        out = io.BytesIO()
+        px = np.random.default_rng(seed).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(px).resize((96, 96)).save(out, format="PNG")
+        return out.getvalue()
+
+    train(history, seeds, tmp_path / "m", signals=[HashingTextSignal(), PdqSignal()],
+          ranker=RiskRanker(n_estimators=30, n_jobs=1), lexical_probe=False,
+          show_progress=False)  # fmt: skip
+    pics = [png(0)] * 3 + [png(k) for k in range(1, 6)]
+    inv = pa.table({"item_id": [f"p{k}" for k in range(8)], "image_bytes": pics})
+    seed = pa.table({"seed_id": ["img"], "policy": ["scam"], "image_bytes": [pics[0]]})
+    for campaigns in (False, True):
+        queue = sweep(
+            inv, seed, tmp_path / "m", k=None, show_progress=False, campaigns=campaigns,
+            explore=0,
+        ).queue  # fmt: skip
+        assert queue.num_rows
+        assert [c for c in QUEUE_SCHEMA.names if c not in queue.column_names] == []
+        assert queue["text_sha256"].null_count == queue.num_rows
+        if campaigns:
+            assert MEMBER_DIGESTS in queue.column_names
