@@ -561,8 +561,10 @@ def markdown(meta: dict, summary: list[dict], results: dict) -> str:
         "# Replay",
         "",
         *([f"Data: {'; '.join(data)}.", ""] if data else []),
-        f"`{command}` (sets {meta['sets']}; complete: {meta['complete']}; seconds "
-        f"{meta['seconds']}; load average at the end {meta['load_average_end']}; commit "
+        f"`{command}` (sets {meta['sets']}; complete: {meta['complete']}; seconds of the "
+        f"trials {meta['seconds']}, of embedding or reading the sets before them "
+        f"{meta.get('data_seconds', 'not recorded')}; load average at the end "
+        f"{meta['load_average_end']}; commit "
         f"{meta['library']['commit']}). Each round 100 decisions; stop at 80% of the violations"
         " found. Violations exclude the 5 seeds. Trial t: seeds drawn with "
         "`numpy.random.default_rng(t)`. Methods and set-up: the docstring of "
@@ -718,7 +720,9 @@ def main() -> None:
     names = args.sets.split(",")
     if unknown := [n for n in names if n not in quality.POLICY]:
         p.error(f"unknown set(s) {unknown}: spamassassin, insults or a --data NAME")
+    t_data = time.time()
     data = {n: Set(n, signal) for n in {*names, *(quality.OTHER[n] for n in names)}}
+    args.data_seconds = round(time.time() - t_data)  # embedding the sets (cached: reading)
     for name in names:
         if warning := cold_overlap(data[name], data[quality.OTHER[name]]):
             print(warning, file=sys.stderr, flush=True)
@@ -820,7 +824,8 @@ def write(args, results: dict, t0: float, *, complete: bool) -> list[dict]:
         "round": ROUND,
         "seeds": N_SEEDS,
         "target": TARGET,
-        "seconds": round(time.time() - t0),
+        "seconds": round(time.time() - t0),  # the trials' rounds, not data_seconds
+        "data_seconds": getattr(args, "data_seconds", None),
         "complete": complete,
         "load_average_end": os.getloadavg(),
         "library": args.library,
@@ -871,6 +876,7 @@ def combine(args) -> None:
     meta = {
         **parts[0]["meta"],
         "seconds": [p["meta"]["seconds"] for p in parts],
+        "data_seconds": [p["meta"].get("data_seconds") for p in parts],
         "complete": all(p["meta"]["complete"] for p in parts),
         "sets": list(done),
         "load_average_end": [p["meta"]["load_average_end"] for p in parts],
