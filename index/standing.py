@@ -636,6 +636,12 @@ class StandingIndex:
         gone, stats.deletions_unknown = resolve_deletions(named, known)
         keep = np.array([i not in gone for i in ids], bool)
         stats.deleted = int((~keep).sum())
+        if not keep.any():  # the export itself passed as --delete, say: as refuse_all_quarantined
+            raise SchemaError(
+                f"deletion list: it names every valid row of the inventory ({len(ids):,}): "
+                "nothing would be left to index (a standing index keeps its current version; "
+                "to empty the index on purpose, build it anew)"
+            )
         _warn_unknown(stats.deletions_unknown)
         return items.filter(pa.array(keep)), quarantined
 

@@ -21,6 +21,7 @@ from riskrank.index.checksums import ChecksumError
 from riskrank.index.signals.pdq import PdqSignal
 from riskrank.index.standing import NotAStandingIndexError, StandingIndex
 from riskrank.index.store import IndexMismatchError, InventoryIndex
+from riskrank.index.tables import SchemaError
 
 
 class CountingPdq(PdqSignal):
@@ -132,6 +133,23 @@ def test_deletion_list_removes_items_and_reports_unknown_ids(tmp_path):
     assert stats.embedded == 0
     manifest = idx.manifest["items"]
     assert manifest["input"] == day0.num_rows - 1 and manifest["deleted"] == 1
+
+
+def test_a_deletion_list_naming_every_row_is_refused(tmp_path):
+    """The export itself passed as --delete emptied the standing index with exit 0 and no
+    warning, and the next day embedded everything again (an outsider's daily loop)."""
+    day0 = _inventory()
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(day0, [HashingTextSignal()], show_progress=False)
+    version = standing.version
+    with pytest.raises(SchemaError, match="names every valid row of the inventory"):
+        standing.update(
+            day0, [HashingTextSignal()], deletions=day0["item_id"].to_pylist(),
+            show_progress=False,
+        )  # fmt: skip
+    assert standing.version == version
+    again, stats = standing.update(day0, [HashingTextSignal()], show_progress=False)
+    assert stats is None and len(again.signals["text"].ids) == day0.num_rows
 
 
 def test_quoted_ids_in_a_text_deletion_list_are_named_as_such(tmp_path):
