@@ -96,7 +96,8 @@ QUEUE_SCHEMA = pa.schema(
             "text_sha256",
             pa.string(),
             "sha256 of the item's whole text as swept (`text` holds its first 300 characters): "
-            "`review import` stores a verdict only on the text the reviewer was shown",
+            "`review import` stores a verdict only on the text the reviewer was shown; null "
+            "where the item had no text (a picture only), and a text found later is set aside",
         ),
     ],
     metadata={"doc": "escalation queue; evidence and item metadata columns follow these"},

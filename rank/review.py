@@ -264,6 +264,9 @@ parse_verdict = verdict_grade  # an int, an integral float, a numeric string or 
 
 
 log = logging.getLogger("riskrank")
+# What a queue's null ``text_sha256`` stands for in ``QueueIndex.shown_digest``: the item had
+# no text when swept (a verdict on its picture was stored on a caption added since: a reviewer).
+NO_TEXT_SHOWN = "(no text)"
 PROVENANCE_KEY = b"riskrank.queue"  # the queue table's metadata: which model and run made it
 PROVENANCE_ATTR = "riskrank.queue"  # the same, in a DataFrame's attrs (``PANDAS_ATTRS``)
 # A history row's column: when the sweep whose queue its verdict answered ran (null: the
@@ -358,10 +361,13 @@ class QueueIndex:
             self.shown_text = {i: t for i, t in zip(ids, queue["text"].to_pylist()) if t}
         # The whole text's digest (queues since text_sha256): the start alone let a text
         # edited after its 300th character pass as the one shown (an outsider's report).
+        # A null digest in a queue that has the column: the item had no text when swept (a
+        # picture-only ad), so a text found now is not what the reviewer saw (NO_TEXT_SHOWN).
         self.shown_digest: dict[str, str] = {}
         if "text_sha256" in queue.column_names:
             self.shown_digest = {
-                i: d for i, d in zip(ids, queue["text_sha256"].to_pylist()) if d is not None
+                i: NO_TEXT_SHOWN if d is None else d
+                for i, d in zip(ids, queue["text_sha256"].to_pylist())
             }
         self.members: dict[str, list[str]] = {}
         # Campaign mode: one row per campaign, its representative (the row a reviewer saw).
@@ -393,8 +399,7 @@ class QueueIndex:
                     queue["campaign_members"].to_pylist(), queue[MEMBER_DIGESTS].to_pylist()
                 ):
                     for m, d in zip(ms or [], ds or []):
-                        if d is not None:
-                            self.shown_digest.setdefault(m, d)
+                        self.shown_digest.setdefault(m, NO_TEXT_SHOWN if d is None else d)
         elif "campaign_id" in queue.column_names:
             for cid, item_id in zip(queue["campaign_id"].to_pylist(), ids):
                 self.members.setdefault(cid, []).append(item_id)
@@ -835,8 +840,10 @@ def _picture_problems(
 
 def _shown_differs(content: dict, shown: str | None, digest: str | None = None) -> bool:
     """Whether an item's content is not what the queue showed of it: its whole text's digest
-    where the queue has one, else its text's start."""
+    where the queue has one (``NO_TEXT_SHOWN``: it had no text), else its text's start."""
     text = content.get("text")
+    if digest == NO_TEXT_SHOWN:
+        return isinstance(text, str)  # a text now where the sweep had none (a caption added)
     if digest is not None:
         return not isinstance(text, str) or text_digests([text])[0].as_py() != digest
     if shown is None or not isinstance(text, str):
@@ -957,6 +964,13 @@ def _new_rows(
                 "campaign_members_text_sha256), and the index version its sweep searched is "
                 "gone: the text found now may not be the one swept; pass the inventory the "
                 "sweep ran on (--inventory; inventory= in Python)"
+            )
+        elif digests.get(r[ITEM_ID]) == NO_TEXT_SHOWN and _shown_differs(
+            content[r[ITEM_ID]], None, NO_TEXT_SHOWN
+        ):
+            why = (
+                "the item has a text now, and the queue showed none (it had no text when "
+                "swept): edited since the sweep? pass the inventory the sweep ran on"
             )
         elif from_inventory and _shown_differs(
             content[r[ITEM_ID]], shown.get(r[ITEM_ID]), digests.get(r[ITEM_ID])

@@ -645,6 +645,7 @@ def test_a_queue_of_pictures_only_keeps_the_contract_columns(tmp_path, history, 
     from riskrank.rank.pipeline import train
     from riskrank.rank.queue import QUEUE_SCHEMA
     from riskrank.rank.ranker import RiskRanker
+    from riskrank.rank.review import import_verdicts
 
     def png(seed: int) -> bytes:
         out = io.BytesIO()
@@ -658,13 +659,34 @@ def test_a_queue_of_pictures_only_keeps_the_contract_columns(tmp_path, history, 
     pics = [png(0)] * 3 + [png(k) for k in range(1, 6)]
     inv = pa.table({"item_id": [f"p{k}" for k in range(8)], "image_bytes": pics})
     seed = pa.table({"seed_id": ["img"], "policy": ["scam"], "image_bytes": [pics[0]]})
+    captioned = inv.append_column("text", pa.array([f"caption {k}" for k in range(8)]))
     for campaigns in (False, True):
+        out = tmp_path / f"sweep{int(campaigns)}"
         queue = sweep(
             inv, seed, tmp_path / "m", k=None, show_progress=False, campaigns=campaigns,
-            explore=0,
+            explore=0, out_dir=out,
         ).queue  # fmt: skip
         assert queue.num_rows
         assert [c for c in QUEUE_SCHEMA.names if c not in queue.column_names] == []
         assert queue["text_sha256"].null_count == queue.num_rows
+        verdict = {"item_id": [queue["item_id"][0].as_py()], "policy": ["scam"], "verdict": [2]}
         if campaigns:
             assert MEMBER_DIGESTS in queue.column_names
+            verdict["campaign_id"] = [queue["campaign_id"][0].as_py()]
+        # The null digest says the item had no text: a caption added since is not what the
+        # reviewer saw (it was stored with the verdict, without a word: a reviewer's repro).
+        kw = {"retrain": False, "seeds": seed}
+        late = import_verdicts(
+            pa.table(verdict), out / "queue.parquet", tmp_path / "m", inventory=captioned,
+            out_dir=tmp_path / f"late{int(campaigns)}", **kw,
+        )  # fmt: skip
+        assert late.imported.num_rows == 0
+        assert set(late.quarantine["reason"].to_pylist()) == {
+            "the item has a text now, and the queue showed none (it had no text when swept): "
+            "edited since the sweep? pass the inventory the sweep ran on"
+        }
+        same = import_verdicts(
+            pa.table(verdict), out / "queue.parquet", tmp_path / "m", inventory=inv,
+            out_dir=tmp_path / f"same{int(campaigns)}", **kw,
+        )  # fmt: skip
+        assert same.imported.num_rows == (3 if campaigns else 1)  # (three copies of one picture)
