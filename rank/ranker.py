@@ -411,10 +411,15 @@ class RiskRanker:
         for name, feats in variants.items():
             X = self._matrix(table, feats)
             tr = np.flatnonzero(~calib)
-            order, sizes = _groups([keys[i] for i in tr], self.max_group_size, rng)
-            rows = tr[order]
-            model = lgb.LGBMRanker(**self._params(len(rows), feats))
-            model.fit(X[rows], y[rows], group=sizes)
+            X_fit, y_fit, k_fit = X[tr], y[tr], [keys[i] for i in tr]
+            if name == "cold":  # (none where one signal holds all seed evidence)
+                extra = _one_signal_copies(table, feats, X, y, keys, tr, self.random_state)
+                X_fit = np.vstack([X_fit, extra[0]])
+                y_fit = np.concatenate([y_fit, extra[1]])
+                k_fit = k_fit + extra[2]
+            order, sizes = _groups(k_fit, self.max_group_size, rng)
+            model = lgb.LGBMRanker(**self._params(len(order), feats))
+            model.fit(X_fit[order], y_fit[order], group=sizes)
             self.models_[name] = model.booster_
             self.calibration_[name] = _fit_calibrators(
                 model.booster_.predict(X[held]),
@@ -813,6 +818,61 @@ class RiskRanker:
         self.n_train_, self.n_calibration_ = meta["n_train"], meta["n_calibration"]
         self.coverage_ = meta.get("history_coverage", {})  # (none before it was kept)
         return self
+
+
+STRONG_MATCHES = "_n_seeds_hi"  # per signal: seeds matched above its strong threshold
+
+
+def _one_signal_copies(
+    table: pa.Table,
+    feats: list[str],
+    X: np.ndarray,
+    y: np.ndarray,
+    keys: list[tuple],
+    rows: np.ndarray,
+    random_state: int,
+) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
+    """Training rows for the cold booster that show one signal's strong seed match alone.
+
+    A history whose violations match their seeds under every signal at once (a scam's text and
+    its picture) taught the booster to add the signals up: a byte-exact copy of a new policy's
+    seed picture under a benign text ranked 352nd of 500 (an outsider's week; the picture's
+    evidence +4.8 against the text's -5.8). A match under any one signal is what a seed bank
+    acts on, so for each violating training row with a strong match (``<signal>_n_seeds_hi``
+    >= 1) under one of two or more signals, one row more: that signal's evidence from it, the
+    other signals' from a benign row of its group (sweep x policy; drawn with
+    ``random_state``), with its verdict. Nothing is added where one signal holds all the seed
+    evidence (a text-only model trains as before)."""
+    signals = sorted(
+        c[: -len(STRONG_MATCHES)] for c in table.column_names if c.endswith(STRONG_MATCHES)
+    )
+    columns = {s: [j for j, f in enumerate(feats) if f.startswith(s + "_")] for s in signals}
+    signals = [s for s in signals if columns[s]]
+    none = (np.zeros((0, X.shape[1])), np.zeros(0, y.dtype), [])
+    if len(signals) < 2:
+        return none
+    rng = np.random.default_rng(random_state)
+    positive = y[rows] >= POSITIVE_VERDICT
+    benign_of: dict[tuple, list[int]] = {}
+    for i in rows[~positive]:
+        benign_of.setdefault(keys[i], []).append(int(i))
+    out_X, out_y, out_k = [], [], []
+    for s in signals:
+        strong = np.nan_to_num(
+            np.asarray(table.column(s + STRONG_MATCHES).to_numpy(zero_copy_only=False), float)
+        )
+        for i in rows[positive]:
+            donors = benign_of.get(keys[i])
+            if strong[i] < 1 or not donors:
+                continue
+            row = X[donors[int(rng.integers(len(donors)))]].copy()
+            row[columns[s]] = X[i, columns[s]]
+            out_X.append(row)
+            out_y.append(y[i])
+            out_k.append(keys[i])
+    if not out_X:
+        return none
+    return np.vstack(out_X), np.asarray(out_y, y.dtype), out_k
 
 
 def _cold_features(features: list[str]) -> list[str]:

@@ -203,3 +203,55 @@ def test_a_model_saved_without_a_transfer_booster_loads_and_scores_as_before(tmp
     again = RiskRanker.load(tmp_path / "m")
     assert set(again.variants(train)) == {"full"}
     np.testing.assert_allclose(again.predict_proba(train), ranker.predict_proba(train))
+
+
+def _two_signal_candidates(
+    n: int, seed: int, policy: str = "scam", history: bool = True
+) -> tuple[pa.Table, np.ndarray]:
+    """Violations match their seeds strongly under text AND picture at once, as a history of
+    scam ads with their scam pictures does; benign rows under neither."""
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.3
+    cols = {"item_id": [f"{policy}{seed}-{i}" for i in range(n)], "policy": [policy] * n}
+    for s in ("text", "pdq"):
+        z = np.where(y, 4.0, 0.0) + rng.normal(size=n)
+        cols[f"{s}_best_sim"] = np.clip(0.4 + 0.1 * z, -1, 1)
+        cols[f"{s}_best_sim_z"] = z
+        cols[f"{s}_best_rank"] = np.argsort(np.argsort(-z)).astype(float) + 1
+        cols[f"{s}_n_seeds_hi"] = (z > 2.5).astype(float)
+    cols["verdict"] = pa.array((2 * y).astype(np.int8))
+    if history:
+        cols["hist_text_knn_score"] = np.clip(y * 0.7 + 0.3 * rng.random(n), 0, 1)
+    return pa.table(cols), y
+
+
+def test_the_cold_booster_learns_that_one_signal_s_strong_match_suffices():
+    """A history whose violations matched under text and picture together taught the cold
+    booster to add the two up: an exact copy of a new policy's seed picture under a benign
+    text ranked 352nd of 500 (an outsider's week). It trains on rows showing each signal's
+    strong match alone as well (``_one_signal_copies``)."""
+    from riskrank.rank.ranker import _one_signal_copies
+
+    train, _ = _two_signal_candidates(600, 0)
+    ranker = RiskRanker(n_estimators=60, n_jobs=1).fit(train)
+    test, y = _two_signal_candidates(300, 1, "new", history=False)  # the cold booster
+    benign = np.flatnonzero(~y)
+    # Picture: a seed's exact copy; text: as benign as the benign rows' median.
+    copy = {c: test[c][int(benign[0])].as_py() for c in test.column_names}
+    copy.update(item_id="copy", pdq_best_sim=1.0, pdq_best_sim_z=8.0, pdq_best_rank=1.0)
+    copy.update(pdq_n_seeds_hi=1.0, verdict=0)
+    copy.update(text_best_sim_z=0.0, text_best_rank=float(len(benign)))
+    with_copy = pa.concat_tables([test, pa.Table.from_pylist([copy], schema=test.schema)])
+    scored = ranker.score(with_copy)
+    assert set(scored.variant) == {"cold"}
+    # Above every benign row: the picture alone is what a seed bank would act on.
+    assert scored.scores[-1] > scored.scores[:-1][benign].max()
+    # A text-only history adds no rows (its models train as they did).
+    text_only = train.drop([c for c in train.column_names if c.startswith("pdq_")])
+    assert "cold" in ranker.models_
+    feats = ["text_best_rank", "text_best_sim_z"]
+    X = np.column_stack([text_only[f].to_numpy() for f in feats])
+    y_train = text_only["verdict"].to_numpy().astype(int)
+    keys = [("history", "scam")] * text_only.num_rows
+    extra = _one_signal_copies(text_only, feats, X, y_train, keys, np.arange(len(X)), 0)
+    assert extra[0].shape == (0, 2) and len(extra[1]) == 0 and extra[2] == []
