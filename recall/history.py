@@ -142,8 +142,9 @@ def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Tabl
         key = (ids[i], pols[i])
         if is_blank(ids[i]) or is_blank(pols[i]):
             bad[i] = "item_id or policy is null, empty or blank"
-        elif has_control(ids[i]) or has_control(pols[i]):  # as an inventory's ids
-            bad[i] = f"item_id {ids[i]!r} or policy {pols[i]!r} holds a control character"
+        elif has_control(ids[i]) or has_control(pols[i], c1=False):  # as inventory ids
+            field, value = ("item_id", ids[i]) if has_control(ids[i]) else ("policy", pols[i])
+            bad[i] = f"{field} {value!r} holds a control character"
         elif i in words_bad:
             bad[i] = words_bad[i]
         elif v is None or v != v:

@@ -105,7 +105,7 @@ class SeedSet:
                 raise SchemaError(f"{what}: row {i}: seed_id {sid!r} holds a control character")
             if is_blank(pol):
                 raise SchemaError(f"{what}: seed '{sid}': policy is null, empty or blank")
-            if has_control(pol):
+            if has_control(pol, c1=False):
                 raise SchemaError(f"{what}: seed '{sid}': policy {pol!r} holds a control character")
         if TEXT in table.column_names:
             # Text as the inventory reads it (binary UTF-8, a category column): binary seed
@@ -168,6 +168,9 @@ class SeedSet:
             a if a else DEFAULT_ACTIONS[s]
             for a, s in zip(actions, table.column("severity").to_pylist())
         ]
+        for sid, a in zip(ids, actions):  # the queue's action column and report.md print it
+            if has_control(a, c1=False):
+                raise SchemaError(f"{what}: seed '{sid}': action {a!r} holds a control character")
         if "action" in table.column_names:
             table = table.drop(["action"])
         table = table.append_column("action", pa.array(actions, pa.string()))

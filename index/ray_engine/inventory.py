@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from riskrank.index.content_digest import row_digests
 from riskrank.index.schema import (
@@ -74,12 +75,16 @@ def _validate(batch: pa.Table, *, require_text: bool, base_dirs: list) -> pa.Tab
     ):
         ids[row], keys[row], cells[row] = item_id, key, cell
     mixed = np.zeros(n, bool)
-    if IMAGE_BYTES in batch.column_names and IMAGE_PATH in batch.column_names:
-        mixed[
-            mixed_picture_rows(
-                batch.column(IMAGE_BYTES).to_pylist(), batch.column(IMAGE_PATH).to_pylist()
-            )
-        ] = True
+    if (
+        IMAGE_BYTES in batch.column_names
+        and IMAGE_PATH in batch.column_names
+        and not pa.types.is_null(batch.schema.field(IMAGE_BYTES).type)
+    ):
+        # (the bytes' presence in Arrow: to_pylist copied every picture once more)
+        has_bytes = pc.fill_null(pc.greater(pc.binary_length(batch.column(IMAGE_BYTES)), 0), False)
+        mixed[mixed_picture_rows(has_bytes.to_pylist(), batch.column(IMAGE_PATH).to_pylist())] = (
+            True
+        )
     slots = np.full(n, -1)
     slots[good] = np.arange(len(good))
     take = pa.array(slots, mask=slots < 0)
@@ -214,7 +219,7 @@ def _scan(
     blocks = list(projections)
     ids: list[str | None] = []
     why: dict[int, str] = {}
-    mixed: list[str | None] = []
+    mixed: list[int] = []
     for block in blocks:
         for item_id, reason, both in zip(
             block.column(_ID).to_pylist(),
@@ -224,9 +229,8 @@ def _scan(
             if reason is not None:
                 why[len(ids)] = reason
             elif both:
-                mixed.append(item_id)
+                mixed.append(len(ids))
             ids.append(item_id)
-    warn_mixed_pictures(mixed)
     counts = Counter(i for i in ids if i)
     files = files or SourceFiles([])
     contents: dict[int, tuple] = {}  # what rows of a repeated id are compared by
@@ -236,7 +240,7 @@ def _scan(
         local = [r for r, i in enumerate(ids[start : start + block.num_rows]) if counts[i] > 1]
         if local:
             shown = block.drop(
-                [c for c in (_ID, _REASON, _KEY, ITEM_ID) if c in block.column_names]
+                [c for c in (_ID, _REASON, _KEY, _MIXED, ITEM_ID) if c in block.column_names]
             )
             full, bare = repeated_row_keys(
                 [start + r for r in local], shown.take(pa.array(local)).to_pylist(), files
@@ -245,6 +249,7 @@ def _scan(
             exports.update(bare)
         start += block.num_rows
     why.update(duplicate_reasons(ids, contents, why, files.label, exports))
+    warn_mixed_pictures([ids[r] for r in mixed if r not in why])  # the rows that pass
     quarantined = [
         {ITEM_ID: ids[row], "row": row, "stage": "validate", "reason": reason, **files.where(row)}
         for row, reason in sorted(why.items())

@@ -501,18 +501,39 @@ def test_the_ray_driver_names_both_picture_columns_once_for_all_blocks():
     from riskrank.index.ray_engine.inventory import _project, _scan, _validate
 
     blocks = [
-        pa.table({"item_id": ids, "image_bytes": [b"\x89PNG"] * 2, "image_path": ["p.png"] * 2})
-        for ids in (["a", "b"], ["c", ""])
+        pa.table(
+            {
+                "item_id": ids,
+                "text": ["t", "u"],
+                "image_bytes": [b"\x89PNG"] * 2,
+                "image_path": ["p.png"] * 2,
+            }
+        )
+        for ids in (["a", "b"], ["c", ""], ["d", "d"], ["e", "f"])
     ]
+    blocks[2] = blocks[2].set_column(1, "text", pa.array(["t", "other"]))  # d: two texts
+    blocks[3] = blocks[3].set_column(1, "text", pa.array(["  ", "v"]))  # e: blank text
     said = _warnings_during(
-        lambda: _scan(_project(_validate(b, require_text=False, base_dirs=[])) for b in blocks)
+        lambda: _scan(_project(_validate(b, require_text=True, base_dirs=[])) for b in blocks)
     )
-    # One warning, for the rows that passed ("" is quarantined: a blank id).
-    assert said == [
-        "inventory: 3 row(s) carry both image_bytes and image_path ('a', 'b', 'c'): the bytes "
-        "are the picture an image signal reads; the path is not read, though a report may "
-        "show its file"
-    ]
+    # One warning, for the rows that pass: "" (a blank id), both d rows (one id, two texts)
+    # and e (blank text under a text index) are quarantined. One machine says the same.
+    shown = (
+        "inventory: 4 row(s) carry both image_bytes and image_path ('a', 'b', 'c', ...): the "
+        "bytes are the picture an image signal reads; the path is not read, though a report "
+        "may show its file"
+    )
+    assert said == [shown]
+    whole = pa.concat_tables(blocks)
+    assert _warnings_during(lambda: validate_inventory(whole, require_text=True)) == [shown]
+    # All-null picture bytes (a null-typed column) are no picture.
+    nulls = blocks[0].set_column(2, "image_bytes", pa.nulls(2))
+    assert (
+        _warnings_during(
+            lambda: _scan([_project(_validate(nulls, require_text=True, base_dirs=[]))])
+        )
+        == []
+    )
 
 
 def test_a_folder_without_parquet_files_says_so(tmp_path):

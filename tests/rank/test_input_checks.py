@@ -111,9 +111,17 @@ def test_ids_and_policies_with_control_characters_are_refused_everywhere():
     rows, bad = validate_history(history)
     assert rows["item_id"].to_pylist() == ["a"]
     assert bad["reason"].to_pylist() == [
-        "item_id 'b\\x1b' or policy 'p' holds a control character",
-        "item_id 'c' or policy 'p\\u2028' holds a control character",
+        "item_id 'b\\x1b' holds a control character",
+        "policy 'p\\u2028' holds a control character",
     ]
+    with pytest.raises(SchemaError, match=r"action 'remove\\r' holds a control character"):
+        SeedSet.from_table(
+            {"seed_id": ["s"], "policy": ["p"], "text": ["x"], "action": ["remove\r"]}
+        )
+    # A policy name read as Latin-1 (C1 characters, no line break) is a name all the same: a
+    # model trained on one was refused (a reviewer's upgrade repro).
+    mojibake = "children\u00e2\x80\x99s safety"
+    assert SeedSet.from_table({"seed_id": ["s"], "policy": [mojibake], "text": ["x"]}).policies
 
 
 def test_a_seed_policy_named_like_a_reviewed_one_but_for_case_is_called_a_slip(
