@@ -331,7 +331,7 @@ def run(
             "update": round(t_update, 1),
             "rebuild": round(t_rebuild, 1),
         },
-        "update": {key: v for key, v in stats.as_dict().items() if key != "deletions_unknown"},
+        "update": {k: v for k, v in stats.as_dict().items() if k != "deletions_unknown_ids"},
         "queries": n_queries,
         "results": results,
     }

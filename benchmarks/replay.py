@@ -563,7 +563,7 @@ def markdown(meta: dict, summary: list[dict], results: dict) -> str:
         *([f"Data: {'; '.join(data)}.", ""] if data else []),
         f"`{command}` (sets {meta['sets']}; complete: {meta['complete']}; seconds of the "
         f"trials {meta['seconds']}, of embedding or reading the sets before them "
-        f"{meta.get('data_seconds', 'not recorded')}; load average at the end "
+        f"{_recorded(meta.get('data_seconds'))}; load average at the end "
         f"{meta['load_average_end']}; commit "
         f"{meta['library']['commit']}). Each round 100 decisions; stop at 80% of the violations"
         " found. Violations exclude the 5 seeds. Trial t: seeds drawn with "
@@ -754,6 +754,13 @@ def main() -> None:
                 )
     for s in write(args, results, t0, complete=True):
         print(s)
+
+
+def _recorded(value):
+    """A run's (or each combined part's) seconds; parts written before it: 'not recorded'."""
+    if isinstance(value, list):
+        return "[" + ", ".join(str(_recorded(v)) for v in value) + "]"
+    return "not recorded" if value is None else value
 
 
 def _at_least_one(value: str) -> int:

@@ -309,3 +309,9 @@ def test_replay_warns_when_a_set_shares_texts_with_its_cold_start_set(replay):
         "model (round 0 has seen their labels); take --cold-from the other set or leave them out"
     )
     assert replay.cold_overlap(mine, SimpleNamespace(name="spamassassin", text=["x"])) is None
+
+
+def test_replay_names_the_seconds_a_run_did_not_record(replay):
+    """Parts written before the sets' embedding was timed printed `[None, 41]` (a reviewer)."""
+    assert replay._recorded([None, 41]) == "[not recorded, 41]"
+    assert replay._recorded(None) == "not recorded" and replay._recorded(12) == 12

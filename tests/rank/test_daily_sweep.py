@@ -456,3 +456,18 @@ def test_unknown_deletions_have_one_shape_in_every_json(
         assert made["deletions_unknown_ids"] == ["never-indexed"]
     written = json.loads((tmp_path / "d1" / "report.json").read_text())["index_update"]
     assert written["deletions_unknown"] == 1
+
+
+def test_a_version_written_with_the_unknown_deletions_as_a_list_reads_in_today_s_shape(
+    tmp_path,
+):
+    """``made_by`` turns an older manifest's list into the count and ids (untested before)."""
+    from types import SimpleNamespace
+
+    from riskrank.rank.pipeline import made_by
+
+    old = {"standing": {"update": {"deleted": 1, "deletions_unknown": ["x", "y"]}}}
+    index = SimpleNamespace(manifest={**old, "created_at": "2026-12-01T00:00:00Z"})
+    made = made_by(index, tmp_path)
+    assert made["deletions_unknown"] == 2 and made["deletions_unknown_ids"] == ["x", "y"]
+    assert made["updated_at"] == "2026-12-01T00:00:00Z"
