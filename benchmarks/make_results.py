@@ -21,6 +21,7 @@ PARTS = [
     ("incremental_20261205.md", "Daily sweeps: a whole new run at 153ae8b (issue 12)"),
     ("incremental_amx.md", "Daily sweeps on an AMX Xeon, MKL in strict mode (issue 12)"),
     ("incremental_42k.md", "Daily sweeps at 42,000 items on the AMX Xeon (issue 12)"),
+    ("incremental_100k.md", "Daily sweeps at 100,000 items on a shared AMX Xeon (issue 12)"),
     ("incremental_amx_head.md", "Daily sweeps on the AMX Xeon after cutting per-row costs (12)"),
     ("incremental_openvino.md", "Daily sweeps with the OpenVINO bf16 encoder (issue 12)"),
     (
