@@ -7,7 +7,7 @@ campaign the exploit slots already show):
 
 ``uncertain``   the ranker is unsure but leans to a violation: calibrated probability in
                 [0.5, 0.9], nearest 0.5 first.
-``uncovered``   far from every reviewed item (the ``hist_*_pos/neg_max_sim`` evidence), a region
+``uncovered``   far from every item reviewed for the policy (``hist_*_pos/neg_max_sim``), a region
                 reviewers have never looked at, weighted by the chance of a violation:
                 highest p x (1 - similarity of the closest reviewed item) first.
 ``campaign``    a campaign no member of which is a near-copy of a reviewed item: one decision
@@ -136,11 +136,17 @@ def _pick_explore(
 def _reason_text(reason: str, p: float, close: float, size: int) -> str:
     # "by p x ..." rather than "likely violation": a young policy's p can be far below its
     # violation rate (see the module docstring), and the text must not overstate it.
+    # The distance is to this policy's reviews: an item reviewed (even confirmed) under
+    # another policy is no nearer for it (an outsider read "far from every reviewed item"
+    # on a campaign its reviewers had judged as spam, explored under insult).
     near = f"closest reviewed item {close:.2f}" if close > -1 else "no reviewed item"
     if reason == "uncertain":
         return f"explore: ranker unsure, leaning violation (p={p:.2f})"
     if reason == "uncovered":
-        return f"explore: far from every reviewed item ({near}), by p x distance (p={p:.2f})"
+        return (
+            f"explore: far from every item reviewed for this policy ({near}), by p x "
+            f"distance (p={p:.2f})"
+        )
     # Recalled members, not the queue's: cut to a budget in item mode, one is listed.
     return (
         f"explore: campaign of {size} recalled items never reviewed for its policy ({near}), "

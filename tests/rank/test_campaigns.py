@@ -204,7 +204,7 @@ def test_explore_picks_weigh_what_they_teach_by_the_chance_of_a_violation():
     assert set(why) == {"u11", "u8", "u9"}
     assert why["u11"] == "explore: ranker unsure, leaning violation (p=0.56)"
     assert why["u8"] == (
-        "explore: far from every reviewed item (closest reviewed item 0.30), "
+        "explore: far from every item reviewed for this policy (closest reviewed item 0.30), "
         "by p x distance (p=0.85)"
     )
     assert why["u9"] == (
