@@ -867,6 +867,20 @@ def _content_table(contents: list[dict]) -> pa.Table:
     return pa.table({c: pa.array([r.get(c) for r in contents], types[c]) for c in CONTENT})
 
 
+def _batch_id(history: pa.Table, version: int) -> str:
+    """The new rows' ``sweep_id``: ``review-v<version>``, or with ``-2``, ``-3``... where the
+    history holds that id already. A model trained from scratch on an imported history starts
+    at version 1 again, and its next import's batch shared ``review-v2`` with an older one:
+    two review rounds in one ranking group (an outsider's loop)."""
+    base = f"review-v{version}"
+    taken = (
+        set(history.column("sweep_id").to_pylist()) if "sweep_id" in history.column_names else set()
+    )
+    if base not in taken:
+        return base
+    return next(f"{base}-{n}" for n in range(2, len(taken) + 3) if f"{base}-{n}" not in taken)
+
+
 def _new_rows(
     check: VerdictCheck,
     history: pa.Table,
@@ -1240,7 +1254,8 @@ def import_verdicts(
     later = inventory is None and found_in is not None and found_in.parent != swept
     pictures = _picture_problems(content, swept, found_in, inventory is not None, old.signals)
     new, imported, more_bad, replaced = _new_rows(
-        check, history, content, f"review-v{version}", shown=q.shown_text, signals=old.signals,
+        check, history, content, _batch_id(history, version), shown=q.shown_text,
+        signals=old.signals,
         pictures_lost=pictures_lost, swept_at=about.get("swept_at"), digests=digests,
         from_inventory=inventory is not None,
         unverifiable=unchecked if later else frozenset(), pictures=pictures,

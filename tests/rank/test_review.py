@@ -1379,3 +1379,33 @@ def test_a_verdict_files_own_columns_join_the_history(loop, tmp_path):
     assert read["reviewed_at"].type == pa.timestamp("us", "UTC")
     bad = later.set_column(2, "reviewed_at", pa.array(["last tuesday"]))
     assert "reviewed_at" not in _reviewer_columns(base, rows, bad, model_v2, []).column_names
+
+
+def test_a_batch_id_stays_unique_after_a_retrain_from_scratch(
+    loop, seeds, inventory_items, text_signal, tmp_path
+):
+    """A model trained from scratch on an imported history is version 1 again, and its next
+    import named its batch ``review-v2`` as the older one was: two review rounds in one
+    ranking group (sweep_id x policy; an outsider's loop)."""
+    root, queue = loop
+    first = _import(
+        pa.table({"item_id": queue["item_id"].to_pylist()[:5], "verdict": [2] * 5}),
+        root, tmp_path / "h1",
+    )  # fmt: skip
+    assert set(first.imported["verdict_source"].to_pylist()) == {"item"}
+    history = first.history
+    assert "review-v2" in set(history["sweep_id"].to_pylist())
+    train(history, seeds, tmp_path / "fresh", signals=[text_signal], k=200, show_progress=False)
+    inv = inventory_items.drop(["label"])
+    sweep(inv, seeds, tmp_path / "fresh", out_dir=tmp_path / "d2", k=200, show_progress=False,
+          explore=0)  # fmt: skip
+    queue2 = pq.read_table(tmp_path / "d2" / "queue.parquet")
+    second = import_verdicts(
+        pa.table({"item_id": queue2["item_id"].to_pylist()[:3], "verdict": [0] * 3}),
+        tmp_path / "d2" / "queue.parquet", tmp_path / "fresh", out_dir=tmp_path / "h2",
+        retrain=False,
+    )  # fmt: skip
+    new = set(second.imported["item_id"].to_pylist())
+    rows = zip(second.history["item_id"].to_pylist(), second.history["sweep_id"].to_pylist())
+    batches = {b for i, b in rows if i in new}
+    assert batches == {"review-v2-2"}
