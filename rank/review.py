@@ -1471,7 +1471,10 @@ def _why(quarantine: pa.Table, rows: int) -> str:
         return "the file has no rows"
     reasons = Counter(quarantine.column("reason").to_pylist())
     listed = "; ".join(f"{why} ({n})" for why, n in reasons.most_common(10))
-    return f"all {rows} rows were quarantined: {listed}"
+    # Campaign verdicts count once per member in the quarantine (an outsider added up 100
+    # reasons under "all 56 rows").
+    counted = "" if quarantine.num_rows == rows else f" ({quarantine.num_rows} item verdicts)"
+    return f"all {rows} rows{counted} were quarantined: {listed}"
 
 
 def check_out_dir(out_dir: Path, retrain: bool, *, finished_ok: bool = False) -> str | None:

@@ -1409,3 +1409,20 @@ def test_a_batch_id_stays_unique_after_a_retrain_from_scratch(
     rows = zip(second.history["item_id"].to_pylist(), second.history["sweep_id"].to_pylist())
     batches = {b for i, b in rows if i in new}
     assert batches == {"review-v2-2"}
+
+
+def test_nothing_imported_counts_rows_and_item_verdicts_apart(loop, inventory_items, tmp_path):
+    """The refusal said "all 56 rows were quarantined" and listed one reason per campaign
+    member (an outsider added up 100 reasons under 56 rows)."""
+    root, queue = loop
+    cid, members = _campaign(queue)
+    gone = inventory_items.filter(
+        pc.invert(pc.is_in(inventory_items["item_id"], pa.array(members)))
+    )
+    with pytest.raises(SchemaError) as refused:  # every member taken down since the sweep
+        import_verdicts(
+            pa.table({"campaign_id": [cid], "verdict": [2]}), root / "day1" / "queue.parquet",
+            root / "v1", out_dir=tmp_path / "v2", inventory=gone.drop(["label"]),
+        )  # fmt: skip
+    said = str(refused.value)
+    assert f"all 1 rows ({len(members)} item verdicts) were quarantined" in said, said
