@@ -172,6 +172,16 @@ def _row_context(row: dict, text: str | None, seed_images: dict, image_base_dir)
             if row.get("reviewed") == "changed"
             else None
         ),
+        # campaign mode: other members reviewed before and edited since (queued members with
+        # an earlier verdict; only the Parquet column said so: an outsider's loop)
+        "members_changed": [
+            f"{m} ({VERDICT_WORDS.get(int(v), 'reviewed')})"
+            for m, v in zip(
+                row.get("campaign_members") or [],
+                row.get("campaign_members_previous_verdict") or [],
+            )
+            if v is not None and v == v and m != row["item_id"]
+        ],
         "seed": {
             "id": row.get("closest_seed_id"),
             "excerpt": row.get("closest_seed_excerpt"),

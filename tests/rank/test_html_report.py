@@ -104,6 +104,14 @@ def test_campaign_mode_rows_count_their_members(tmp_path):
     )
     assert "campaign c-d &middot;" not in page
     assert "<th>queued (campaigns)</th>" in page  # the policy table counts campaigns here
+    # A member other than the representative reviewed before and edited since: only the
+    # Parquet column said so (an outsider's loop).
+    q = q.append_column(
+        "campaign_members_previous_verdict",
+        pa.array([[None, 2, None], [None]], pa.list_(pa.int8())),
+    )
+    page = write_html_report(tmp_path, report, q).read_text()
+    assert page.count("members reviewed before and changed since: b (violating)") == 1
 
 
 def _chromium():
