@@ -189,8 +189,8 @@ class UpdateStats:
     def as_dict(self) -> dict:
         """As JSON keeps it (the state, a version's manifest, a sweep's report): one shape
         everywhere, the unknown deletions' count and the first ``SHOWN_UNKNOWN`` of their ids
-        in sorted order (the report said a list where the state said a count; all of them
-        were written, however many a mistaken list held)."""
+        in sorted order (the report said a list where the state said a count; a report that
+        listed every id grew with a mistaken list of thousands)."""
         out = asdict(self)
         unknown = out.pop("deletions_unknown")
         out["deletions_unknown"] = len(unknown)

@@ -846,7 +846,11 @@ def _one_signal_copies(
     signals = sorted(
         c[: -len(STRONG_MATCHES)] for c in table.column_names if c.endswith(STRONG_MATCHES)
     )
-    columns = {s: [j for j, f in enumerate(feats) if f.startswith(s + "_")] for s in signals}
+    columns: dict[str, list[int]] = {s: [] for s in signals}
+    for j, f in enumerate(feats):  # the longest signal name it starts with ("text_v2" > "text")
+        owner = max((s for s in signals if f.startswith(s + "_")), key=len, default=None)
+        if owner is not None:
+            columns[owner].append(j)
     signals = [s for s in signals if columns[s]]
     none = (np.zeros((0, X.shape[1])), np.zeros(0, y.dtype), [])
     if len(signals) < 2:
