@@ -175,7 +175,7 @@ def add_seeds(seeds: SeedSet, more: TableLike) -> SeedSet:
     if not added.num_rows:
         return seeds
     merged = pa.concat_tables([seeds.table, added], promote_options="permissive")
-    return SeedSet.from_table(merged)
+    return SeedSet.from_table(merged, what="the model's seeds with the seeds to add")
 
 
 VERDICT_COLUMNS = (ITEM_ID, "campaign_id", "policy", "verdict")
@@ -1213,7 +1213,7 @@ def import_verdicts(
             "line, nor against reviews of content swept after the queue was made"
         )
     history = pq.read_table(model_dir / HISTORY_FILE)
-    seeds = SeedSet.from_table(model_dir / SEEDS_FILE)
+    seeds = SeedSet.from_table(model_dir / SEEDS_FILE, what=f"the model's seeds ({model_dir})")
     model_seeds = seeds.table.num_rows
     if seeds_to_add is not None:
         seeds = add_seeds(seeds, seeds_to_add)
