@@ -368,13 +368,13 @@ def test_model_without_thresholds_is_refused(tmp_path, trained_model):
         RiskModel.load(tmp_path / "m")
 
 
-def _png() -> bytes:
+def _png(seed: int = 0) -> bytes:
     import io
 
     from PIL import Image
 
     picture = io.BytesIO()
-    pixels = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    pixels = np.random.default_rng(seed).integers(0, 255, (16, 16, 3), dtype=np.uint8)
     Image.fromarray(pixels).resize((96, 96)).save(picture, format="PNG")
     return picture.getvalue()
 
@@ -635,10 +635,8 @@ def test_a_queue_of_pictures_only_keeps_the_contract_columns(tmp_path, history, 
     """An inventory without a text column gave a queue without ``text_sha256`` (and in campaign
     mode without ``campaign_members_text_sha256``), where an empty queue had them: a queue's
     columns depended on its inventory (an outsider's review)."""
-    import io
 
     from hashing_signal import HashingTextSignal
-    from PIL import Image
 
     from riskrank.index.signals.pdq import PdqSignal
     from riskrank.rank.campaigns import MEMBER_DIGESTS
@@ -647,16 +645,10 @@ def test_a_queue_of_pictures_only_keeps_the_contract_columns(tmp_path, history, 
     from riskrank.rank.ranker import RiskRanker
     from riskrank.rank.review import import_verdicts
 
-    def png(seed: int) -> bytes:
-        out = io.BytesIO()
-        px = np.random.default_rng(seed).integers(0, 255, (16, 16, 3), dtype=np.uint8)
-        Image.fromarray(px).resize((96, 96)).save(out, format="PNG")
-        return out.getvalue()
-
     train(history, seeds, tmp_path / "m", signals=[HashingTextSignal(), PdqSignal()],
           ranker=RiskRanker(n_estimators=30, n_jobs=1), lexical_probe=False,
           show_progress=False)  # fmt: skip
-    pics = [png(0)] * 3 + [png(k) for k in range(1, 6)]
+    pics = [_png(0)] * 3 + [_png(k) for k in range(1, 6)]
     inv = pa.table({"item_id": [f"p{k}" for k in range(8)], "image_bytes": pics})
     seed = pa.table({"seed_id": ["img"], "policy": ["scam"], "image_bytes": [pics[0]]})
     captioned = inv.append_column("text", pa.array([f"caption {k}" for k in range(8)]))
