@@ -43,9 +43,11 @@ REVIEWED_SCHEMA = pa.schema(
     ],
     # content_digests 2: an image digests as the picture, not its path too (written since
     # 2026-12-05; a model without it kept the digests before, and is read with them).
+    # 3: the text digests as a reader sees it (index.content_digest.seen_text: line breaks,
+    # NFC; since 2026-12-06); a model with 2 is read with the text's bytes.
     metadata={
         "doc": "one review kept by the model: what the reviewer saw, as a digest",
-        "content_digests": "2",
+        "content_digests": "3",
     },
 )
 _CONTENT_TYPES = {"text": pa.string(), "image_bytes": pa.binary(), "image_path": pa.string()}
@@ -56,6 +58,7 @@ def content_digests(
     signals: Iterable[object],
     images: str = IMAGES,
     picture_shas: Sequence[bytes | None] | None = None,
+    text_as_seen: bool = True,
 ) -> list[str]:
     """One digest per row over the content columns only (not the id, not metadata).
 
@@ -63,14 +66,21 @@ def content_digests(
     empty image column digest alike; image files are read from the signals' base directory,
     and the same picture digests alike as bytes or as a file under any name (``images``:
     index/content_digest.py ``row_digests``; ``picture_shas``: per row, the sha256 of a
-    picture whose bytes the table lacks).
+    picture whose bytes the table lacks). The text digests as a reader sees it
+    (``text_as_seen``; ``seen_text``): a re-export with Windows line breaks changes nothing a
+    reviewer saw.
     """
     for name in CONTENT_COLUMNS:
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(table.num_rows, _CONTENT_TYPES[name]))
     dirs = signal_base_dirs(signals)
     return row_digests(
-        table, columns=CONTENT_COLUMNS, base_dirs=dirs, images=images, picture_shas=picture_shas
+        table,
+        columns=CONTENT_COLUMNS,
+        base_dirs=dirs,
+        images=images,
+        picture_shas=picture_shas,
+        text_as_seen=text_as_seen,
     )
 
 
@@ -78,7 +88,13 @@ def digest_format(reviewed: pa.Table) -> str:
     """How a model's ``reviewed`` digests were made: today's way, or (a model trained before
     2026-12-05) the legacy one, which digested an image's path too."""
     meta = reviewed.schema.metadata or {}
-    return IMAGES if meta.get(b"content_digests") == b"2" else IMAGE_CELLS
+    return IMAGES if meta.get(b"content_digests") in (b"2", b"3") else IMAGE_CELLS
+
+
+def text_as_seen(reviewed: pa.Table) -> bool:
+    """Whether a model's ``reviewed`` digests read the text as seen (``content_digests`` 3,
+    since 2026-12-06) or its bytes (older models, read the way they were written)."""
+    return (reviewed.schema.metadata or {}).get(b"content_digests") == b"3"
 
 
 def reviewed_table(history: pa.Table, signals: Sequence[object]) -> pa.Table:
@@ -150,7 +166,11 @@ def mark_reviewed(
             rows = _inventory_rows(inventory, {ids[r] for r in hit})
             shas = [(pictures or {}).get(i) for i in rows.column(ITEM_ID).to_pylist()]
             digests = content_digests(
-                rows, signals, images=digest_format(reviewed), picture_shas=shas
+                rows,
+                signals,
+                images=digest_format(reviewed),
+                picture_shas=shas,
+                text_as_seen=text_as_seen(reviewed),
             )
             today = dict(zip(rows.column(ITEM_ID).to_pylist(), digests))
         for r in hit:

@@ -329,3 +329,86 @@ def test_arrange_queue_keeps_reviewed_items_whose_content_changed(tmp_path):
         queue, index, budget=None, explore=0, reviewed={("a", "spam"), ("b", "spam")}
     )
     assert out["item_id"].to_pylist() == ["a", "c"]
+
+
+def test_a_reexport_with_windows_line_breaks_or_decomposed_accents_changes_no_review(
+    history, inventory_items, seeds, hashing_model
+):
+    """An export whose only change was LF -> CRLF marked every reviewed item ``changed`` and
+    queued it again (an outsider's loop: 93 of 100 rows): a reviewer saw the same text. So
+    does NFD against NFC. A real edit is still ``changed``; a model whose digests read the
+    text's bytes (``content_digests`` 2) is read that way."""
+    import dataclasses
+    import unicodedata
+
+    texts = ["Line one\nline two\n\nWin a prize", "Café crème\nbrûlée", "plain"]
+    ids = ["r-crlf", "r-nfd", "r-edit"]
+    hist = pa.table(
+        {
+            "item_id": ids,
+            "text": texts,
+            "policy": ["scam"] * 3,
+            "verdict": pa.array([3, 0, 0], pa.int8()),
+        }
+    )
+    reviewed = reviewed_table(hist, [])
+    assert (reviewed.schema.metadata or {})[b"content_digests"] == b"3"
+    today = pa.table(
+        {
+            "item_id": ids,
+            "text": [
+                texts[0].replace("\n", "\r\n"),
+                unicodedata.normalize("NFD", texts[1]).replace("\n", "\r"),
+                "plain, edited",
+            ],
+        }
+    )
+    assert today["text"][1].as_py() != texts[1]  # the bytes differ
+    cands = pa.table({"item_id": ids, "policy": ["scam"] * 3})
+    marked = mark_reviewed(cands, reviewed, today, [])
+    assert marked["reviewed"].to_pylist() == ["unchanged", "unchanged", "changed"]
+    assert marked["previous_verdict"].to_pylist() == [3, 0, 0]
+    # A model trained before: its digests are of the bytes, and are read as such.
+    older = reviewed.set_column(
+        3, "content_digest", pa.array(content_digests(hist, [], text_as_seen=False))
+    ).replace_schema_metadata({b"content_digests": b"2"})
+    assert mark_reviewed(cands, older, hist, [])["reviewed"].to_pylist() == ["unchanged"] * 3
+    assert mark_reviewed(cands, older, today, [])["reviewed"].to_pylist() == ["changed"] * 3
+
+    # Through a sweep: reviewed texts with line breaks, exported again with CRLF.
+    hist_nl = history.set_column(
+        1, "text", pa.array([t.replace(" ", "\n", 1) for t in history["text"].to_pylist()])
+    )
+    model = dataclasses.replace(
+        hashing_model, reviewed=reviewed_table(hist_nl, hashing_model.signals)
+    )
+    inv, changed, unchanged = _inventory(hist_nl, inventory_items)
+    crlf = inv.set_column(
+        1, "text", pa.array([t.replace("\n", "\r\n") for t in inv["text"].to_pylist()])
+    )
+    assert sum(a != b for a, b in zip(inv["text"].to_pylist(), crlf["text"].to_pylist())) >= 20
+    for table in (inv, crlf):
+        res = sweep(table, seeds, model, k=None, show_progress=False)
+        assert (res.report["reviewed"]["unchanged"], res.report["reviewed"]["changed"]) == (15, 5)
+        assert not set(res.queue["item_id"].to_pylist()) & unchanged
+    bytes_digests = content_digests(hist_nl, hashing_model.signals, text_as_seen=False)
+    older = dataclasses.replace(
+        model,
+        reviewed=model.reviewed.set_column(3, "content_digest", pa.array(bytes_digests))
+        .replace_schema_metadata({b"content_digests": b"2"}),
+    )  # fmt: skip
+    kw = dict(k=None, show_progress=False)
+    assert sweep(inv, seeds, older, **kw).report["reviewed"]["unchanged"] == 15
+    assert sweep(crlf, seeds, older, **kw).report["reviewed"]["changed"] == 20
+
+
+def test_review_import_compares_what_a_reviewer_saw_too():
+    """``review import`` decides "already in the history" / "changed since the review" with
+    the same digests: a verdict again on a CRLF re-export is nothing to change."""
+    from riskrank.rank.review import _changed_since_review
+
+    history = pa.table({"item_id": ["a", "b"], "text": ["win\na prize", "Café"]})
+    contents = [{"text": "win\r\na prize"}, {"text": "Cafe\u0301"}]
+    assert _changed_since_review(history, [0, 1], contents, []) == [False, False]
+    edited = [{"text": "win a prize"}, {"text": "Cafe"}]
+    assert _changed_since_review(history, [0, 1], edited, []) == [True, True]
