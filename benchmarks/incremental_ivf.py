@@ -332,9 +332,21 @@ def run(
             "rebuild": round(t_rebuild, 1),
         },
         "update": {k: v for k, v in stats.as_dict().items() if k != "deletions_unknown_ids"},
+        "ivf_updated": updated.manifest["signals"]["text"].get("ivf"),
         "queries": n_queries,
         "results": results,
     }
+
+
+def _rule4(ivf: dict | None) -> str:
+    if not ivf:
+        return "not an IVF index."
+    after = ivf.get("recall")
+    return (
+        f"{ivf.get('recall_at_training')} right after training (version "
+        f"{ivf.get('trained_version')})"
+        + (f", {after} after this update." if after is not None else "; retrained by this update.")
+    )
 
 
 def markdown(res: dict, args, load: tuple, seconds: float) -> str:
@@ -375,6 +387,10 @@ def markdown(res: dict, args, load: tuple, seconds: float) -> str:
         "",
         f"Update / rebuild: {s['update'] / s['rebuild']:.3f} of the wall time "
         f"({u['embedded']:,} contents embedded by the update).",
+        "",
+        "Retrain rule 4 (index/standing.py: sampled recall@10 of the index's own contents, "
+        "itself left out, against exact search), as the updated index's manifest records it: "
+        + _rule4(res.get("ivf_updated")),
         "",
         f"Recall@k, {res['queries']} queries per kind. `self`: day-1 items as queries; "
         "`heldout`: synthetic ads in no inventory (2 % scam); `heldout-scam`: the same, all scam. "

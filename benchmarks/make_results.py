@@ -42,6 +42,10 @@ PARTS = [
         "Daily sweeps, IVF in place vs rebuild: 8,000 items in IVF128 (12)",
     ),
     (
+        "incremental_ivf_50k_rule4.md",
+        "Daily sweeps, IVF in place: the sampled-recall retrain rule against held-out queries (12)",
+    ),
+    (
         "incremental_images.md",
         "Daily updates of ads with pictures: what each signal embeds (issue 12)",
     ),

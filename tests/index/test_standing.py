@@ -456,6 +456,8 @@ def test_ivf_index_is_updated_in_place_and_recalls_like_a_rebuild(tmp_path):
     recall_rebuild = np.mean([len(set(g) & set(w)) / k for g, w in zip(rebuilt, want)])
     print(f"recall@{k}: in place {recall:.3f}, rebuild {recall_rebuild:.3f}")
     assert recall >= 0.99 * recall_rebuild
+    ivf = entry["ivf"]  # the sampled recall (retrain rule 4) measured and kept, not tripped
+    assert ivf["recall"] >= ivf["recall_at_training"] - standing_mod.RETRAIN_RECALL_DROP
 
 
 class VectorTruth:
@@ -479,6 +481,61 @@ def test_ivf_is_retrained_when_its_lists_become_unbalanced(tmp_path, monkeypatch
     _, _, stats, _ = _ivf_days(tmp_path, 0.2)
     assert stats.signals["text"]["index"] == "retrained"
     assert "imbalance" in stats.signals["text"]["why"]
+
+
+def _drifted_day(tmp_path, share_new: float = 0.2):
+    """Day 0: 600 templated ads in IVF8 (one list probed); day 1 adds ``share_new`` of them
+    again as ads of a vocabulary day 0 never had, families of 10 near-copies: the counts of
+    rules 1-3 stay below their limits, but the new families fall across the old lists."""
+    rng = np.random.default_rng(3)
+    words = [f"w{i}" for i in range(60)]
+    base = make_items(200, 400, prefix="i", seed=1).select(["item_id", "text"])
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(base, [HashingTextSignal()], key="IVF8,Flat", show_progress=False)
+    n = int(share_new * base.num_rows)
+    families = [" ".join(rng.choice(words, 8)) for _ in range(n // 10)]
+    new = pa.table(
+        {
+            "item_id": [f"n{i}" for i in range(n)],
+            "text": [f"{families[i % len(families)]} x{i}" for i in range(n)],
+        }
+    )
+    day1 = pa.concat_tables([base, new])
+    return standing.update(day1, [HashingTextSignal()], key="IVF8,Flat", show_progress=False)
+
+
+def test_ivf_is_retrained_when_its_sampled_recall_falls(tmp_path, monkeypatch):
+    """Rule 4: what a sweep would miss, measured (queries of today's vectors against exact
+    search), not counted: 20% new content in other regions trips no count here."""
+    monkeypatch.setattr(standing_mod, "RETRAIN_IMBALANCE_GROWTH", 1e9)  # rule 3 out of the way
+    idx, stats = _drifted_day(tmp_path / "a")
+    assert stats.signals["text"]["index"] == "retrained", stats.signals
+    assert "sampled recall@10" in stats.signals["text"]["why"]
+    ivf = idx.signals["text"].entry["ivf"]
+    assert ivf["trained_version"] == 2 and ivf["recall_at_training"] >= 0.98
+    # An index trained before the rule (no recall_at_training) is updated in place as before.
+    real = standing_mod._recall
+    monkeypatch.setattr(standing_mod, "_recall", lambda index, asm: None)
+    _, stats = _drifted_day(tmp_path / "b")
+    assert stats.signals["text"]["index"] == "in-place", stats.signals
+    monkeypatch.setattr(standing_mod, "_recall", real)
+
+
+def test_sampled_recall_leaves_each_query_itself_out():
+    """With the query's own position counted, recall@10 of any index over its own vectors is
+    at least 0.1 and a one-list probe looks fine; left out, a probe of 1 list in 64 shows."""
+    from riskrank.index.vectors.faiss_index import VectorIndex
+    from riskrank.index.vectors.recall_check import sampled_recall
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(4000, 32)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    assert sampled_recall(VectorIndex.build(v, key="Flat"), v) == 1.0
+    ivf = VectorIndex.build(v, key="IVF64,Flat", nprobe=1)
+    low = sampled_recall(ivf, v)
+    ivf.nprobe = 64  # every list: exact
+    assert low < 0.6 and sampled_recall(ivf, v) == 1.0
+    assert sampled_recall(ivf, v[:11]) is None  # too few to ask for 10 others
 
 
 def test_ivf_is_retrained_when_the_size_calls_for_another_index(tmp_path, monkeypatch):
