@@ -28,7 +28,8 @@ from riskrank.recall.history import POSITIVE_VERDICT
 
 KINDS = ("standing index", "index", "model", "pending import", "sweep output")
 SIGNAL_KEYS = ("type", "model", "model_version", "backend", "precision", "quantization",
-               "dim", "max_seq_length", "metric", "index_key", "count", "index_bytes")  # fmt: skip
+               "dim", "max_seq_length", "metric", "index_key", "count", "index_bytes",
+               "ivf")  # fmt: skip
 REPORT_COUNTS = ("items_in", "items_indexed", "items_quarantined", "candidates", "queued",
                  "queued_items")  # fmt: skip
 
@@ -286,7 +287,7 @@ def _index_lines(about: dict) -> list[str]:
         )
         lines.append(
             f"signal {name}: {s.get('type')} {encoder}, dim {s.get('dim')}, "
-            f"{s.get('index_key')} over {s.get('count', 0):,} items"
+            f"{s.get('index_key')} over {s.get('count', 0):,} items" + _ivf_note(s.get("ivf"))
         )
     last = about.get("last_update") or {}
     if last:
@@ -298,6 +299,22 @@ def _index_lines(about: dict) -> list[str]:
         )
     lines.append(f"on disk: {_mib(about['disk_bytes'])}")
     return lines
+
+
+def _ivf_note(ivf: dict | None) -> str:
+    """A standing IVF index's quantizer: when it was trained, what was added since, and its
+    sampled recall then and now (index/standing.py, the retrain rules)."""
+    if not ivf:
+        return ""
+    note = (
+        f" (quantizer trained at v{ivf.get('trained_version')} on "
+        f"{ivf.get('trained_items', 0):,} items, {ivf.get('added_since_training', 0):,} added since"
+    )
+    if ivf.get("recall_at_training") is not None:
+        note += f"; sampled recall@10 {ivf['recall_at_training']} after training"
+        if ivf.get("recall") is not None:
+            note += f", {ivf['recall']} now"
+    return note + ")"
 
 
 def _model_lines(about: dict) -> list[str]:

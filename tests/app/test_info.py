@@ -184,3 +184,27 @@ def test_a_reader_gone_ends_the_command_quietly(tmp_path):
         os.close(write)
     assert done.returncode == 141, done.stderr.decode()
     assert b"Traceback" not in done.stderr and b"BrokenPipe" not in done.stderr
+
+
+def test_a_standing_ivf_index_says_how_its_quantizer_is_doing(tmp_path, capsys):
+    """The retrain rules' bookkeeping (index/standing.py): when the quantizer was trained,
+    what was added since, its sampled recall then and now."""
+    from hashing_signal import HashingTextSignal
+
+    from riskrank.index.standing import StandingIndex
+
+    day0 = make_items(100, 200, prefix="i", seed=1).select(["item_id", "text"])
+    day1 = pa.concat_tables(
+        [day0, make_items(10, 20, prefix="n", seed=2).select(day0.column_names)]
+    )
+    standing = StandingIndex(tmp_path / "st")
+    for day in (day0, day1):
+        standing.update(day, [HashingTextSignal()], key="IVF4,Flat", show_progress=False)
+    ivf = rr.info(tmp_path / "st")["signals"]["text"]["ivf"]
+    assert (ivf["trained_version"], ivf["added_since_training"]) == (1, 30)
+    main(["info", str(tmp_path / "st")])
+    out = capsys.readouterr().out
+    assert "IVF4,Flat over 330 items (quantizer trained at v1 on 300 items, 30 added since; " in out
+    assert (
+        f"sampled recall@10 {ivf['recall_at_training']} after training, {ivf['recall']} now)" in out
+    )
