@@ -182,6 +182,9 @@ VERDICT_COLUMNS = (ITEM_ID, "campaign_id", "policy", "verdict")
 # The quarantine's stage of a verdict the history already holds, on the same content: kept
 # apart from rows that went wrong (nothing is lost or in conflict there).
 ALREADY = "already_recorded"
+# ... and of a verdict on content a later sweep's review in the history judged since.
+SUPERSEDED = "superseded"
+SET_APART = (ALREADY, SUPERSEDED)
 
 
 def read_verdicts(data: TableLike) -> pa.Table:
@@ -424,6 +427,65 @@ def _text(value) -> str | None:
     return None if value is None or not str(value).strip() else str(value)
 
 
+def _member_list(cell) -> list[str] | None:
+    """A verdict row's ``campaign_members`` as item ids: a list (Parquet), or a list written
+    out as text by a CSV writer (JSON, Python's ``['a', 'b']`` or NumPy's ``['a' 'b']``);
+    None where it cannot be read as one."""
+    if isinstance(cell, (list, tuple)):
+        return [str(m) for m in cell]
+    text = str(cell).strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    try:
+        value = json.loads(text)
+        return [str(m) for m in value] if isinstance(value, list) else None
+    except ValueError:
+        pass
+    found = re.findall(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"", text[1:-1])
+    if not found and text[1:-1].strip():
+        return None
+    return [re.sub(r"\\(.)", r"\1", a or b) for a, b in found]
+
+
+def _membership_differs(camp: str, listed, size, q: QueueIndex) -> str:
+    """Why a campaign verdict row does not answer this queue's campaign ``camp``: the
+    members (``campaign_members``, as a campaign-mode queue row copied back carries them) or
+    their count (``campaign_size``) it was decided on differ from the queue's. A campaign id
+    names its riskiest member, so the same id comes back another day over another group: a
+    day-1 verdict imported with the day-2 queue went to members nobody reviewed (an
+    outsider's loop). "" where the row gives neither, or they agree."""
+    members = q.members[camp]
+    if listed is not None and not (isinstance(listed, str) and not listed.strip()):
+        names = _member_list(listed)
+        if names is None:
+            return (
+                f"campaign {camp!r}: its campaign_members cell {str(listed)[:80]!r} cannot be "
+                "read as a list of item ids"
+            )
+        missing, extra = set(members) - set(names), set(names) - set(members)
+        if missing or extra:
+            return (
+                f"campaign {camp!r}: the row lists {len(set(names))} members, the queue's "
+                f"campaign has {len(members)} ({len(missing)} of them not listed, {len(extra)} "
+                "listed not in it): decided on another queue (another day's sweep, where this "
+                "id named another group?); import it with the queue it was made from (--queue)"
+            )
+        return ""
+    if _text(size) is not None:
+        try:
+            n = int(float(str(size)))
+        except ValueError:
+            return f"campaign {camp!r}: campaign_size {size!r} is not a number"
+        if n != len(members):
+            return (
+                f"campaign {camp!r}: the row's campaign_size is {n}, the queue's campaign has "
+                f"{len(members)} members: decided on another queue (another day's sweep, where "
+                "this id named another group?); import it with the queue it was made from "
+                "(--queue)"
+            )
+    return ""
+
+
 def _unit(item: str | None, camp: str | None, q: QueueIndex) -> tuple[str, str | None, str]:
     """What a row judges: (kind, ref, problem). A row naming both an item and its campaign
     is an item verdict, except the row a campaign-mode queue showed for the campaign (its
@@ -494,11 +556,14 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
     bad: dict[int, str] = {}
     rows, own_rows = [], {}  # item -> the rows that judge it alone
     refs = []
+    listed, sizes = col("campaign_members"), col("campaign_size")
     for i, (item, camp, v, pol) in enumerate(
         zip(col(ITEM_ID), col("campaign_id"), col("verdict"), col("policy"))
     ):
         item, camp = known_id(_text(item), q.policy), known_id(_text(camp), q.members)
         kind, ref, problem = _unit(item, camp, q)
+        if kind == "campaign" and not problem:
+            problem = _membership_differs(ref, listed[i], sizes[i], q)
         refs.append(ref)
         if kind == "item" and ref is not None:
             own_rows.setdefault(ref, []).append(i)
@@ -949,6 +1014,25 @@ def _new_rows(
     for r in accepted:
         key = (r[ITEM_ID], r["policy"])
         why = ""
+        # Set apart, not bad rows (a cumulative verdict file imported again with --strict
+        # failed on both: an outsider's loop): a later sweep's review supersedes this one
+        # whatever the content; the same verdict on an item whose content is gone changes
+        # nothing.
+        if key in at and _later(reviewed_at[at[key][1]], swept_at):
+            why = (
+                f"a review from a later sweep is in the history (verdict {at[key][0]}, on the "
+                f"content swept {reviewed_at[at[key][1]]}); this verdict is on the content of "
+                f"an earlier sweep ({swept_at}) and does not replace it"
+            )
+            bad.append({ITEM_ID: r[ITEM_ID], "row": r["row"], "stage": SUPERSEDED, "reason": why})
+            continue
+        if key in at and r[ITEM_ID] not in content and at[key][0] == r["verdict"]:
+            why = (
+                f"already in the history with this verdict ({at[key][0]}); its content is not "
+                "found now (taken down since?): nothing to change"
+            )
+            bad.append({ITEM_ID: r[ITEM_ID], "row": r["row"], "stage": ALREADY, "reason": why})
+            continue
         if from_inventory and r[ITEM_ID] not in content:
             # The user did pass one: telling them to pass it helps nobody (an outsider).
             why = "not in the inventory given (taken down since the sweep?)"
@@ -1028,12 +1112,6 @@ def _new_rows(
                 f"already in the history with verdict {at[key][0]}, content unchanged "
                 f"(this row's verdict: {r['verdict_source']}; to overturn it, import with "
                 "--correct / corrections=True)"
-            )
-        elif key in at and _later(reviewed_at[at[key][1]], swept_at):
-            why = (
-                f"a review from a later sweep is in the history (verdict {at[key][0]}, on the "
-                f"content swept {reviewed_at[at[key][1]]}); this verdict is on the content of "
-                f"an earlier sweep ({swept_at}) and does not replace it"
             )
         if why:
             bad.append({ITEM_ID: r[ITEM_ID], "row": r["row"], "stage": "verdicts", "reason": why})
@@ -1268,7 +1346,7 @@ def import_verdicts(
     quarantine = pa.concat_tables([check.quarantine, quarantine_table(more_bad)])
     # A verdict the history already holds on the same content is no bad row: a cumulative
     # verdict file (yesterday's rows and today's) could never be imported strictly.
-    bad = quarantine.filter(pc.not_equal(quarantine["stage"], ALREADY))
+    bad = quarantine.filter(pc.invert(pc.is_in(quarantine["stage"], pa.array(SET_APART))))
     if strict and bad.num_rows:
         listed = "; ".join(
             f"row {r['row']} ({r[ITEM_ID]}): {r['reason']}" for r in bad.to_pylist()[:20]

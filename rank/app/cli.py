@@ -400,7 +400,7 @@ def cmd_review_retrain(args) -> int:
 
 
 def cmd_review_import(args) -> int:
-    from riskrank.rank.review import ALREADY, import_verdicts
+    from riskrank.rank.review import ALREADY, SET_APART, SUPERSEDED, import_verdicts
 
     res = import_verdicts(
         args.verdicts,
@@ -419,10 +419,10 @@ def cmd_review_import(args) -> int:
     stages = res.quarantine["stage"].to_pylist()
     # File rows: one with any problem is quarantined; one whose entries are all "already
     # recorded" is counted apart (a campaign row was counted in both: a reviewer's finding).
-    problems = {r for r, st in zip(res.quarantine["row"].to_pylist(), stages) if st != ALREADY}
-    problems -= used
-    same = {r for r, st in zip(res.quarantine["row"].to_pylist(), stages) if st == ALREADY}
-    same -= used | problems
+    rows = res.quarantine["row"].to_pylist()
+    problems = {r for r, st in zip(rows, stages) if st not in SET_APART} - used
+    same = {r for r, st in zip(rows, stages) if st == ALREADY} - used - problems
+    later = {r for r, st in zip(rows, stages) if st == SUPERSEDED} - used - problems - same
     _print_table(
         [
             *(
@@ -434,6 +434,7 @@ def cmd_review_import(args) -> int:
             ("  imported", len(used)),
             ("  quarantined", len(problems)),
             *([("  already in the history with that verdict", len(same))] if same else []),
+            *([("  superseded by a later sweep's review", len(later))] if later else []),
             ("verdicts imported (items)", res.imported.num_rows),
             ("  from campaign verdicts", sum(s.startswith("campaign:") for s in source)),
             ("  replacing earlier verdicts (edited items, corrections)", res.replaced),
@@ -457,9 +458,10 @@ def cmd_review_import(args) -> int:
     )
     # The rows that went wrong first: a campaign of members judged alike before listed
     # only "nothing to change" above a real problem.
-    shown = sorted(res.quarantine.to_pylist(), key=lambda r: r["stage"] == ALREADY)[:10]
+    shown = sorted(res.quarantine.to_pylist(), key=lambda r: r["stage"] in SET_APART)[:10]
+    labels = {ALREADY: "already recorded", SUPERSEDED: "superseded"}
     for r in shown:
-        what = "already recorded" if r["stage"] == ALREADY else "quarantined"
+        what = labels.get(r["stage"], "quarantined")
         print(f"  {what} row {r['row']} ({r['item_id']}): {r['reason']}")
     # An import that added nothing failed at what it was for, as one with a retrain does
     # (that one refuses): a script running `review import` must be able to tell.

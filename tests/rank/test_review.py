@@ -644,6 +644,70 @@ def test_a_verdict_the_history_already_holds_is_set_apart_not_a_conflict(loop, t
     assert res.quarantine["stage"].to_pylist() == [ALREADY]
 
 
+def test_the_same_verdict_on_an_item_taken_down_changes_nothing(loop, tmp_path):
+    """A cumulative verdict file imported again once an item is gone: its content cannot be
+    found, but the history holds that very verdict: nothing to change, not a bad row (it
+    failed --strict, asking for an inventory: an outsider's loop). Another verdict still
+    needs the content."""
+    from riskrank.rank.review import ALREADY
+
+    root, _ = loop
+    history = pq.read_table(root / "v1" / "history.parquet")
+    old = history.slice(3, 1).to_pylist()[0]
+    queue = _one_item_queue(old["item_id"], old["text"])
+    gone = pa.table({"item_id": ["someone-else"], "text": ["another ad"]})
+    for inv in (gone, None):
+        same = pa.table({"item_id": [old["item_id"]], "verdict": [old["verdict"]]})
+        res = import_verdicts(same, queue, root / "v1", out_dir=tmp_path / f"a{inv is None}",
+                              inventory=inv, retrain=False, strict=True)  # fmt: skip
+        (row,) = res.quarantine.to_pylist()
+        assert row["stage"] == ALREADY and "taken down since?" in row["reason"]
+    other = pa.table({"item_id": [old["item_id"]], "verdict": [3 - old["verdict"]]})
+    with pytest.raises(SchemaError):
+        import_verdicts(other, queue, root / "v1", out_dir=tmp_path / "b", inventory=gone,
+                        retrain=False, strict=True)  # fmt: skip
+
+
+def test_a_campaign_verdict_decided_on_another_days_queue_is_refused(loop, tmp_path):
+    """A campaign id names its riskiest member, so the next day's queue can hold the same id
+    over another group: a day-1 verdict imported with the day-2 queue went to members nobody
+    reviewed (an outsider's loop). A row that carries the members it was decided on
+    (``campaign_members``, as a campaign-mode row copied back) or their count
+    (``campaign_size``) is checked against the queue given."""
+    root, queue = loop
+    cid, members = _campaign(queue)
+    others = [i for i in queue["item_id"].to_pylist() if i not in members]
+
+    def imported(**cols):
+        res = import_verdicts(
+            pa.table({"campaign_id": [cid], "verdict": [2], **cols}), queue, root / "v1",
+            out_dir=tmp_path / f"o{len(list(tmp_path.iterdir()))}", retrain=False,
+        )  # fmt: skip
+        return res.imported["item_id"].to_pylist(), res.quarantine["reason"].to_pylist()
+
+    for cols in (
+        {"campaign_members": pa.array([members[:1]], pa.list_(pa.string()))},  # day 1: fewer
+        {"campaign_members": pa.array([members + others[:1]], pa.list_(pa.string()))},
+        {"campaign_members": [str(members[:-1])]},  # a CSV's text of a list
+        {"campaign_size": [len(members) - 1]},
+        {"campaign_size": [str(len(members) + 2)]},
+    ):
+        ids, (why,) = imported(**cols)
+        assert ids == [] and "decided on another queue" in why, cols
+    ids, (why,) = imported(campaign_members=["a, b"])
+    assert ids == [] and "cannot be read as a list" in why
+    for cols in (
+        {"campaign_members": pa.array([members[::-1]], pa.list_(pa.string()))},
+        {"campaign_members": ["[" + " ".join(repr(m) for m in members) + "]"]},  # NumPy's
+        {"campaign_members": [json.dumps(members)]},
+        {"campaign_size": [str(len(members))]},
+        {"campaign_size": [None]},
+        {},
+    ):
+        ids, _ = imported(**cols)
+        assert sorted(ids) == sorted(members), cols
+
+
 def test_a_late_verdict_from_an_older_queue_does_not_replace_a_newer_review(loop, tmp_path):
     """Day 1's queue shows an item; it is edited, queued again on day 2 and re-reviewed as
     severe. A slower reviewer's day-1 file then arrived: it replaced the day-2 review with
@@ -685,6 +749,15 @@ def test_a_late_verdict_from_an_older_queue_does_not_replace_a_newer_review(loop
     assert "a review from a later sweep is in the history (verdict 3" in (
         late.quarantine["reason"][0].as_py()
     )
+    # Set apart, not a bad row: a cumulative verdict file imported again with --strict was
+    # refused for it, and without the inventory it was told to pass one (an outsider's loop).
+    from riskrank.rank.review import SUPERSEDED
+
+    for inv in (shown(old["text"]), None):
+        late = import_verdicts(verdict(0), queue_of(old["text"], monday), tmp_path / "v2",
+                               out_dir=tmp_path / f"v3s{inv is None}", retrain=False,
+                               inventory=inv, strict=True)  # fmt: skip
+        assert late.quarantine["stage"].to_pylist() == [SUPERSEDED]
     # The other order: a verdict on Monday's queue (the edit, then live) imported first, then
     # Tuesday's on the text live then (the edit undone) replaces it; the version rule had
     # refused it, Tuesday's queue being made by the model before Monday's import.
