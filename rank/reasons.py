@@ -47,6 +47,8 @@ EXPLANATION_SCHEMA = pa.schema(
         pa.field("closest_reviewed_similarity", pa.float32()),
         pa.field("closest_reviewed_signal", pa.string()),
         pa.field("closest_reviewed_sweep", pa.string()),
+        pa.field("closest_reviewed_swept_at", pa.string()),
+        pa.field("closest_reviewed_campaign", pa.string()),
         pa.field("closest_reviewed_excerpt", pa.string()),
         pa.field("near_copies_violating", pa.int32()),
     ],
@@ -154,10 +156,20 @@ def _closest_reviewed(
             "similarity": _num(row, f"hist_{s}_nearest_sim"),
             "signal": s,
             "sweep": review.get("sweep_id"),
+            "swept_at": review.get("queue_swept_at"),
+            "campaign": _decided_campaign(review.get("verdict_source")),
             "excerpt": _excerpt(review.get("text")),
             "near_violating": None if near != near else int(near),
         }
     return {}
+
+
+def _decided_campaign(source: str | None) -> str | None:
+    """The campaign id a verdict was given to (``verdict_source`` ``campaign:<id>``, with
+    `` correction`` where it overturned an earlier one), else None."""
+    if not isinstance(source, str) or not source.startswith("campaign:"):
+        return None
+    return source[len("campaign:") :].removesuffix(" correction") or None
 
 
 QUOTE_CHARS = 60  # a shared span can be a whole paragraph of a copied template
@@ -215,6 +227,9 @@ def _history_clause(ev: RowEvidence) -> str | None:
         return None
     near = rev.get("near_violating") or 0
     when = f" in {rev['sweep']}" if rev.get("sweep") else ""
+    if rev.get("swept_at"):  # the day its queue was swept: "review-v3" names a model version
+        when += f" (queue of {str(rev['swept_at'])[:10]})"
+    with_campaign = f" with campaign {rev['campaign']}" if rev.get("campaign") else ""
     if rev.get("own"):
         # Its own earlier review (an edited ad queued again) read "1 near-copy was rejected",
         # and the reviewer took it for a copy of another ad (an outsider's week of sweeps).
@@ -226,12 +241,14 @@ def _history_clause(ev: RowEvidence) -> str | None:
             if others <= 0
             else f"; {others} other near-cop{'y was' if others == 1 else 'ies were'} rejected"
         )
-        return f"this item was {words}{when}{since.get(rev.get('status'), '')}{tail}"
+        status = since.get(rev.get("status"), "")
+        return f"this item was {words}{when}{with_campaign}{status}{tail}"
     if near:
         copies = "1 near-copy was" if near == 1 else f"{near} near-copies were"
-        return f"{copies} rejected{when}"
+        closest = f", the closest{with_campaign}" if with_campaign else ""
+        return f"{copies} rejected{when}{closest}"
     words = VERDICT_WORDS.get(rev["verdict"], "reviewed")
-    return f"the closest reviewed item {rev['id']} was {words}{when}"
+    return f"the closest reviewed item {rev['id']} was {words}{when}{with_campaign}"
 
 
 def sentence(ev: RowEvidence) -> str:
@@ -455,6 +472,8 @@ def _explain_row(
         "closest_reviewed_similarity": reviewed.get("similarity"),
         "closest_reviewed_signal": reviewed.get("signal"),
         "closest_reviewed_sweep": reviewed.get("sweep"),
+        "closest_reviewed_swept_at": reviewed.get("swept_at"),
+        "closest_reviewed_campaign": reviewed.get("campaign"),
         "closest_reviewed_excerpt": reviewed.get("excerpt"),
         "near_copies_violating": reviewed.get("near_violating"),
     }

@@ -267,7 +267,11 @@ class ReviewedExemplars:
         bits = signal.dim if signal.index_kind is IndexKind.BINARY_HASHES else None
         if bits:
             vectors = hash_signs(vectors, bits)
-        keep = [c for c in (ITEM_ID, "policy", "verdict", "sweep_id") if c in history.column_names]
+        # verdict_source and queue_swept_at (imported reviews: rank/review.py) let it name the
+        # campaign a reviewer decided and the day its queue was swept ("review-v3" named the
+        # model version only, and read as today's decision: an outsider's week).
+        kept = (ITEM_ID, "policy", "verdict", "sweep_id", "verdict_source", "queue_swept_at")
+        keep = [c for c in kept if c in history.column_names]
         table = history.select(keep)
         if "text" in history.column_names:
             excerpt = pc.utf8_slice_codeunits(history["text"], 0, EXCERPT_CHARS)

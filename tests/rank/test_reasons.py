@@ -534,3 +534,24 @@ def test_an_items_own_earlier_review_is_not_called_a_near_copy():
     assert said == "this item was rejected in day-0; 2 other near-copies were rejected"
     other = {**own, "own": False, "id": "ad-9"}
     assert _history_clause(RowEvidence([], {}, other, {})) == "1 near-copy was rejected in day-0"
+
+
+def test_a_review_says_the_day_its_queue_was_swept_and_the_campaign_decided():
+    """``review-v3`` names the model version an import made, and read as today's decision
+    when day-1 verdicts were imported late; a campaign decided yesterday was not named where
+    its new near-copies came back (an outsider's week)."""
+    from riskrank.rank.reasons import _decided_campaign, _history_clause
+
+    rev = {"id": "ad-9", "verdict": 2, "sweep": "review-v3", "near_violating": 14}
+    rev |= {"swept_at": "2026-12-05T06:00:00+00:00", "campaign": "c-ad-1"}
+    assert _history_clause(RowEvidence([], {}, rev, {})) == (
+        "14 near-copies were rejected in review-v3 (queue of 2026-12-05), the closest with "
+        "campaign c-ad-1"
+    )
+    own = {**rev, "own": True, "near_violating": 1, "status": "changed"}
+    assert _history_clause(RowEvidence([], {}, own, {})) == (
+        "this item was rejected in review-v3 (queue of 2026-12-05) with campaign c-ad-1, and "
+        "it has changed since"
+    )
+    assert _decided_campaign("campaign:c-ad-1 correction") == "c-ad-1"
+    assert _decided_campaign("item") is None and _decided_campaign(None) is None

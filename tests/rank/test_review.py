@@ -306,6 +306,26 @@ def test_a_campaign_mode_queue_row_is_its_campaigns_verdict(loop, inventory_item
     assert res.imported["verdict_source"].to_pylist() == ["item"]
 
 
+def test_the_retrained_model_knows_the_campaign_and_day_of_each_review(
+    loop, inventory_items, tmp_path
+):
+    """What the queue's reasons name for the closest review (rank/reasons.py): the campaign
+    decided and when its queue was swept, kept by the retrained model's exemplars."""
+    from riskrank.rank.review import QUEUE_SWEPT_AT, queue_provenance
+
+    root, queue = loop
+    cid, members = _campaign(queue)
+    inv = inventory_items.drop(["label"])
+    verdicts = pa.table({"campaign_id": [cid], "verdict": [2]})
+    res = import_verdicts(verdicts, root / "day1" / "queue.parquet", root / "v1",
+                          out_dir=tmp_path / "v2", inventory=inv)  # fmt: skip
+    swept = queue_provenance(queue)["swept_at"]
+    for ex in res.model.exemplars.values():
+        for review in ex.reviewed(members):
+            assert review["verdict_source"] == f"campaign:{cid}"
+            assert review[QUEUE_SWEPT_AT] == swept
+
+
 def test_items_without_content_are_quarantined_not_imported(loop, inventory_items, tmp_path):
     root, queue = loop
     top = queue["item_id"].to_pylist()[:3]
