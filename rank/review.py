@@ -96,6 +96,7 @@ from riskrank.rank import sweep_output
 from riskrank.rank.campaigns import MEMBER_DIGESTS
 from riskrank.rank.queue import shown_text, text_digests
 from riskrank.rank.reviewed import content_digests
+from riskrank.rank.reviewed import text_as_seen as reads_text_as_seen
 from riskrank.recall.history import GRADES_IN_WORDS, HISTORY_SCHEMA, VERDICT_MAX, verdict_grade
 from riskrank.recall.seeds import SeedSet
 
@@ -917,13 +918,23 @@ def _shown_differs(content: dict, shown: str | None, digest: str | None = None) 
 
 
 def _changed_since_review(
-    history: pa.Table, rows: list[int], contents: list[dict], signals: list
+    history: pa.Table,
+    rows: list[int],
+    contents: list[dict],
+    signals: list,
+    text_as_seen: bool = True,
 ) -> list[bool]:
-    """Per reviewed history row, whether the content now found for its item differs."""
+    """Per reviewed history row, whether the content now found for its item differs: with
+    the text read as the model whose queue it answers reads it (``text_as_seen``; rank/
+    reviewed.py). A model from before reads the bytes: its sweep queued a CRLF re-export as
+    changed, and an import reading it as seen refused the re-reviews as unchanged, so the
+    model was never retrained into the new reading (a reviewer's repro)."""
     if not rows:
         return []
-    old = content_digests(history.take(pa.array(rows, pa.int64())), signals)
-    new = content_digests(_content_table(contents), signals)
+    old = content_digests(
+        history.take(pa.array(rows, pa.int64())), signals, text_as_seen=text_as_seen
+    )
+    new = content_digests(_content_table(contents), signals, text_as_seen=text_as_seen)
     return [a != b for a, b in zip(old, new)]
 
 
@@ -960,6 +971,7 @@ def _new_rows(
     unverifiable: set[str] = frozenset(),
     pictures: dict[str, str] | None = None,
     corrections: bool = False,
+    text_as_seen: bool = True,
 ) -> tuple[pa.Table, pa.Table, list[dict], list[int]]:
     """History rows for accepted verdicts, the accepted rows they came from, the rows that
     cannot be used (for the quarantine), and the history rows the new ones replace.
@@ -1007,6 +1019,7 @@ def _new_rows(
                 [at[(r[ITEM_ID], r["policy"])][1] for r in again],
                 [content[r[ITEM_ID]] for r in again],
                 signals or [],
+                text_as_seen,
             ),
         )
     )
@@ -1338,6 +1351,7 @@ def import_verdicts(
         from_inventory=inventory is not None,
         unverifiable=unchecked if later else frozenset(), pictures=pictures,
         corrections=corrections,
+        text_as_seen=old.reviewed is not None and reads_text_as_seen(old.reviewed),
     )  # fmt: skip
     new = _reviewer_columns(new, imported, table, history, q.columns)
     if replaced:  # re-reviews of edited items: the new row takes the old one's place

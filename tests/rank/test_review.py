@@ -1519,3 +1519,30 @@ def test_nothing_imported_counts_rows_and_item_verdicts_apart(loop, inventory_it
         )  # fmt: skip
     said = str(refused.value)
     assert f"all 1 rows ({len(members)} item verdicts) were quarantined" in said, said
+
+
+def test_an_import_reads_text_as_the_model_that_made_the_queue(
+    tmp_path, history, seeds, hashing_signal, monkeypatch
+):
+    """A model from before reviews read the text as seen marks a CRLF re-export ``changed``
+    and queues it; its import read the same texts as seen and refused the re-reviews as
+    unchanged, so the model was never retrained into the new reading (a reviewer's repro)."""
+    from conftest import train_small
+
+    import riskrank.rank.review as review_mod
+
+    hist = history.set_column(
+        1, "text", pa.array([t.replace(" ", "\n", 1) for t in history["text"].to_pylist()])
+    )
+    train_small(hist, seeds, tmp_path / "m", hashing_signal)
+    old = hist.slice(3, 1).to_pylist()[0]
+    crlf = old["text"].replace("\n", "\r\n")
+    queue = _one_item_queue(old["item_id"], crlf)
+    inventory = pa.table({"item_id": [old["item_id"]], "text": [crlf]})
+    verdict = pa.table({"item_id": [old["item_id"]], "verdict": [3 - old["verdict"]]})
+    kw = dict(inventory=inventory, retrain=False)
+    res = import_verdicts(verdict, queue, tmp_path / "m", out_dir=tmp_path / "a", **kw)
+    assert res.replaced == 0 and "content unchanged" in res.quarantine["reason"][0].as_py()
+    monkeypatch.setattr(review_mod, "reads_text_as_seen", lambda reviewed: False)
+    res = import_verdicts(verdict, queue, tmp_path / "m", out_dir=tmp_path / "b", **kw)
+    assert res.replaced == 1 and res.quarantine.num_rows == 0
