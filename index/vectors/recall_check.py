@@ -25,7 +25,11 @@ True
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from riskrank.index.vectors.faiss_index import is_compressed
 
 RECALL_QUERIES = 500
 RECALL_K = 10
@@ -52,7 +56,23 @@ def _pair_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("...d,...d->...", a.astype(np.float64), b.astype(np.float64))
 
 
-def sampled_recall(
+@dataclass(frozen=True)
+class RecallSample:
+    """A sampled recall: its mean over the queries, their standard deviation (per query, the
+    share of its exact top k found) and how many queries."""
+
+    mean: float
+    sd: float
+    queries: int
+
+
+def sampled_recall(index, vectors, **kwargs) -> float | None:
+    """``recall_sample``'s mean (None where there are too few vectors to ask)."""
+    sample = recall_sample(index, vectors, **kwargs)
+    return None if sample is None else sample.mean
+
+
+def recall_sample(
     index,
     vectors,
     *,
@@ -60,12 +80,13 @@ def sampled_recall(
     k: int = RECALL_K,
     seed: int = 0,
     positions: np.ndarray | None = None,
-) -> float | None:
-    """Tie-aware recall@``k`` of ``index`` (searched as a sweep searches it: its ``nprobe``)
-    against exact search over ``vectors`` (the index's own, in its positions), with
-    ``queries`` of them as queries (drawn with ``seed``, or the ``positions`` given), each
-    one's own position left out. None where there are too few vectors to ask (``k + 1`` or
-    fewer)."""
+) -> RecallSample | None:
+    """Tie-aware recall@``k`` of ``index``, searched as a sweep searches it (its ``nprobe``;
+    a lossy SQ/PQ index fetches 4x as many and re-scores them exactly, as
+    recall/recaller.py does), against exact search over ``vectors`` (the index's own, in
+    its positions), with ``queries`` of them as queries (drawn with ``seed``, or the
+    ``positions`` given), each one's own position left out. None where there are too few
+    vectors to ask (``k + 1`` or fewer)."""
     n = len(vectors)
     if n <= k + 1:
         return None
@@ -88,11 +109,17 @@ def sampled_recall(
     not_self = best_p != pos[:, None]
     kth = np.array([row[m][:k][-1] for row, m in zip(best_s, not_self)])
     # Approximate: what the index returns, itself left out, scored exactly.
-    found = index.search(q, k + 1).positions
-    hits = 0
+    lossy = is_compressed(str(getattr(index, "key", "")))
+    found = index.search(q, min(n, 4 * (k + 1) if lossy else k + 1)).positions
+    share = np.zeros(len(pos))
     for i, row in enumerate(found):
-        row = row[(row >= 0) & (row != pos[i])][:k]
-        if len(row):
-            exact = _pair_scores(np.asarray(vectors[row]), np.repeat(q[i : i + 1], len(row), 0))
-            hits += int((exact >= kth[i] - 1e-6).sum())
-    return hits / (len(pos) * k)
+        row = row[(row >= 0) & (row != pos[i])]
+        if lossy:
+            row = np.sort(row)
+        if not len(row):
+            continue
+        exact = _pair_scores(np.asarray(vectors[row]), np.repeat(q[i : i + 1], len(row), 0))
+        exact = exact[np.argsort(-exact, kind="stable")[:k]] if lossy else exact[:k]
+        share[i] = (exact >= kth[i] - 1e-6).sum() / k
+    sd = float(share.std(ddof=1)) if len(share) > 1 else 0.0
+    return RecallSample(float(share.mean()), sd, len(share))

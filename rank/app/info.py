@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from riskrank.index.manifest import MANIFEST
 from riskrank.index.standing import DELTA, STATE, VERSIONS
 from riskrank.index.tables import SchemaError
+from riskrank.index.vectors.recall_check import RECALL_K
 from riskrank.rank import sweep_output
 from riskrank.rank.model_store import MODEL_JSON
 from riskrank.rank.review import HISTORY_FILE, PENDING_FILE
@@ -311,7 +312,7 @@ def _ivf_note(ivf: dict | None) -> str:
         f"{ivf.get('trained_items', 0):,} items, {ivf.get('added_since_training', 0):,} added since"
     )
     if ivf.get("recall_at_training") is not None:
-        note += f"; sampled recall@10 {ivf['recall_at_training']} after training"
+        note += f"; sampled recall@{RECALL_K} {ivf['recall_at_training']} after training"
         if ivf.get("recall") is not None:
             note += f", {ivf['recall']} now"
     return note + ")"
