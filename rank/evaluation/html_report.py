@@ -195,6 +195,8 @@ def _row_context(row: dict, text: str | None, seed_images: dict, image_base_dir)
             "verdict": VERDICT_WORDS.get(verdict, "") if verdict is not None else "",
             "violating": verdict is not None and verdict >= 2,
             "sweep": row.get("closest_reviewed_sweep"),
+            "swept_at": row.get("closest_reviewed_swept_at"),
+            "campaign": row.get("closest_reviewed_campaign"),
             "similarity": row.get("closest_reviewed_similarity"),
             "signal": row.get("closest_reviewed_signal"),
             "excerpt": row.get("closest_reviewed_excerpt"),

@@ -230,3 +230,24 @@ def test_an_item_edited_since_its_review_says_so(tmp_path):
     assert page.count("reviewed before: violating; changed since") == 1
     # The same content judged under other policies is shown too.
     assert page.count("judged under other policies: scam: violating, spam: benign") == 1
+
+
+def test_the_closest_review_shows_its_day_and_campaign(tmp_path):
+    """ "review-v3" names the model version an import made; the page also shows when the
+    reviewed queue was swept and the campaign it was decided with (an outsider's week)."""
+    q = pa.table(
+        {
+            "rank": [1],
+            "item_id": ["a"],
+            "policy": ["scam"],
+            "risk_probability": [0.9],
+            "closest_reviewed_id": ["b"],
+            "closest_reviewed_verdict": pa.array([2], pa.int8()),
+            "closest_reviewed_sweep": ["review-v3"],
+            "closest_reviewed_swept_at": ["2026-12-05T06:00:00+00:00"],
+            "closest_reviewed_campaign": ["c-b"],
+        }
+    )
+    report = {"inventory": {"input_rows": 1}, "timings_s": {}}
+    page = write_html_report(tmp_path, report, q).read_text()
+    assert "review-v3 (queue of 2026-12-05) &middot; campaign c-b" in page
