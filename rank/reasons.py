@@ -244,9 +244,12 @@ def _history_clause(ev: RowEvidence) -> str | None:
         status = since.get(rev.get("status"), "")
         return f"this item was {words}{when}{with_campaign}{status}{tail}"
     if near:
-        copies = "1 near-copy was" if near == 1 else f"{near} near-copies were"
-        closest = f", the closest{with_campaign}" if with_campaign else ""
-        return f"{copies} rejected{when}{closest}"
+        if near == 1 or not (when or with_campaign):
+            copies = "1 near-copy was" if near == 1 else f"{near} near-copies were"
+            return f"{copies} rejected{when}{with_campaign}"
+        # The batch, day and campaign are the closest review's, not all of theirs (a
+        # reviewer read "14 near-copies were rejected in review-v3 (queue of ...)").
+        return f"{near} near-copies were rejected; the closest{when}{with_campaign}"
     words = VERDICT_WORDS.get(rev["verdict"], "reviewed")
     return f"the closest reviewed item {rev['id']} was {words}{when}{with_campaign}"
 

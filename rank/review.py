@@ -45,9 +45,11 @@ a model; ``retrain_pending`` trains it later with the same lineage.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import logging
+import math
 import re
 import shutil
 import time
@@ -220,7 +222,7 @@ def _known_headers(table: pa.Table) -> pa.Table:
     repro); two headers that are the same column this way are refused."""
     names = table.column_names
     renamed = list(names)
-    for want in VERDICT_COLUMNS:
+    for want in (*VERDICT_COLUMNS, "campaign_members", "campaign_size"):
         alike = [i for i, n in enumerate(names) if header_key(n) == want]
         if len(alike) > 1:
             listed = ", ".join(repr(names[i]) for i in alike)
@@ -428,10 +430,14 @@ def _text(value) -> str | None:
     return None if value is None or not str(value).strip() else str(value)
 
 
+_QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+
+
 def _member_list(cell) -> list[str] | None:
     """A verdict row's ``campaign_members`` as item ids: a list (Parquet), or a list written
-    out as text by a CSV writer (JSON, Python's ``['a', 'b']`` or NumPy's ``['a' 'b']``);
-    None where it cannot be read as one."""
+    out as text by a CSV writer (JSON, Python's ``['a', 'b']``, NumPy's ``['a' 'b']``,
+    DuckDB's ``[a, b]``); None where it cannot be read as the whole list (NumPy writes
+    ``[... ...]`` for a long one)."""
     if isinstance(cell, (list, tuple)):
         return [str(m) for m in cell]
     text = str(cell).strip()
@@ -442,27 +448,32 @@ def _member_list(cell) -> list[str] | None:
         return [str(m) for m in value] if isinstance(value, list) else None
     except ValueError:
         pass
-    found = re.findall(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"", text[1:-1])
-    if not found and text[1:-1].strip():
+    inner = text[1:-1]
+    tokens = re.findall(_QUOTED, inner)
+    if not tokens:  # unquoted (DuckDB), or empty
+        return [p.strip() for p in inner.split(",")] if inner.strip() else []
+    rest = re.sub(_QUOTED, "", inner)
+    if rest.replace(",", "").strip():  # "..." of a shortened array, or stray text
         return None
-    return [re.sub(r"\\(.)", r"\1", a or b) for a, b in found]
+    try:
+        return [str(ast.literal_eval(t)) for t in tokens]
+    except (ValueError, SyntaxError):
+        return None
 
 
-def _membership_differs(camp: str, listed, size, q: QueueIndex) -> str:
-    """Why a campaign verdict row does not answer this queue's campaign ``camp``: the
-    members (``campaign_members``, as a campaign-mode queue row copied back carries them) or
-    their count (``campaign_size``) it was decided on differ from the queue's. A campaign id
-    names its riskiest member, so the same id comes back another day over another group: a
-    day-1 verdict imported with the day-2 queue went to members nobody reviewed (an
-    outsider's loop). "" where the row gives neither, or they agree."""
+def _membership_differs(camp: str, listed, size, q: QueueIndex) -> tuple[str, bool]:
+    """(Why a campaign verdict row does not answer this queue's campaign ``camp``, whether
+    it could be checked at all): the members (``campaign_members``, as a campaign-mode queue
+    row copied back carries them) or their count (``campaign_size``) it was decided on
+    differ from the queue's. A campaign id names its riskiest member, so the same id comes
+    back another day over another group: a day-1 verdict imported with the day-2 queue went
+    to members nobody reviewed (an outsider's loop). A member list that cannot be read whole
+    is not held against the row (the size, where given, is checked instead)."""
     members = q.members[camp]
+    names = None
     if listed is not None and not (isinstance(listed, str) and not listed.strip()):
         names = _member_list(listed)
-        if names is None:
-            return (
-                f"campaign {camp!r}: its campaign_members cell {str(listed)[:80]!r} cannot be "
-                "read as a list of item ids"
-            )
+    if names is not None:
         missing, extra = set(members) - set(names), set(names) - set(members)
         if missing or extra:
             return (
@@ -470,21 +481,26 @@ def _membership_differs(camp: str, listed, size, q: QueueIndex) -> str:
                 f"campaign has {len(members)} ({len(missing)} of them not listed, {len(extra)} "
                 "listed not in it): decided on another queue (another day's sweep, where this "
                 "id named another group?); import it with the queue it was made from (--queue)"
-            )
-        return ""
-    if _text(size) is not None:
-        try:
-            n = int(float(str(size)))
-        except ValueError:
-            return f"campaign {camp!r}: campaign_size {size!r} is not a number"
-        if n != len(members):
-            return (
-                f"campaign {camp!r}: the row's campaign_size is {n}, the queue's campaign has "
-                f"{len(members)} members: decided on another queue (another day's sweep, where "
-                "this id named another group?); import it with the queue it was made from "
-                "(--queue)"
-            )
-    return ""
+            ), True
+        return "", True
+    if _text(size) is None:
+        return "", False
+    try:
+        n = float(str(size))
+    except ValueError:
+        return f"campaign {camp!r}: campaign_size {size!r} is not a number", True
+    if n != n:  # NaN: not given
+        return "", False
+    if not math.isfinite(n) or n != int(n) or n < 0:
+        return f"campaign {camp!r}: campaign_size {size!r} is not a count of members", True
+    if int(n) != len(members):
+        return (
+            f"campaign {camp!r}: the row's campaign_size is {int(n)}, the queue's campaign has "
+            f"{len(members)} members: decided on another queue (another day's sweep, where "
+            "this id named another group?); import it with the queue it was made from "
+            "(--queue)"
+        ), True
+    return "", True
 
 
 def _unit(item: str | None, camp: str | None, q: QueueIndex) -> tuple[str, str | None, str]:
@@ -558,13 +574,15 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
     rows, own_rows = [], {}  # item -> the rows that judge it alone
     refs = []
     listed, sizes = col("campaign_members"), col("campaign_size")
+    unchecked = 0
     for i, (item, camp, v, pol) in enumerate(
         zip(col(ITEM_ID), col("campaign_id"), col("verdict"), col("policy"))
     ):
         item, camp = known_id(_text(item), q.policy), known_id(_text(camp), q.members)
         kind, ref, problem = _unit(item, camp, q)
         if kind == "campaign" and not problem:
-            problem = _membership_differs(ref, listed[i], sizes[i], q)
+            problem, checked = _membership_differs(ref, listed[i], sizes[i], q)
+            unchecked += not checked
         refs.append(ref)
         if kind == "item" and ref is not None:
             own_rows.setdefault(ref, []).append(i)
@@ -577,6 +595,15 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
             continue
         rows.append(
             {"row": i, "kind": kind, "ref": ref, "policy": pol, "verdict": parse_verdict(v)}
+        )
+    if unchecked:
+        log.warning(
+            "%d campaign verdict rows carry neither campaign_members nor campaign_size (or "
+            "a list that cannot be read whole): each is taken to answer the queue given and "
+            "reaches its members there. A campaign id names its riskiest member and can name "
+            "another group on another day: keep one of those columns in verdict files so that "
+            "a row from another day's queue is refused",
+            unchecked,
         )
     rows = _dedupe(rows, bad)
     own_bad = {m: [i for i in rs if i in bad] for m, rs in own_rows.items()}
@@ -1039,7 +1066,13 @@ def _new_rows(
             )
             bad.append({ITEM_ID: r[ITEM_ID], "row": r["row"], "stage": SUPERSEDED, "reason": why})
             continue
-        if key in at and r[ITEM_ID] not in content and at[key][0] == r["verdict"]:
+        if (
+            from_inventory  # taken down: the inventory given lacks it (else it may be an
+            # edited item's re-review whose new text was not found: a reviewer's repro)
+            and key in at
+            and r[ITEM_ID] not in content
+            and at[key][0] == r["verdict"]
+        ):
             why = (
                 f"already in the history with this verdict ({at[key][0]}); its content is not "
                 "found now (taken down since?): nothing to change"
@@ -1566,7 +1599,15 @@ def _why(quarantine: pa.Table, rows: int) -> str:
     # Campaign verdicts count once per member in the quarantine (an outsider added up 100
     # reasons under "all 56 rows").
     counted = "" if quarantine.num_rows == rows else f" ({quarantine.num_rows} item verdicts)"
-    return f"all {rows} rows{counted} were quarantined: {listed}"
+    stages = set(quarantine.column("stage").to_pylist())
+    if stages <= set(SET_APART):
+        # Not "quarantined": the CLI counts these rows apart (a reviewer's finding).
+        return (
+            f"all {rows} rows{counted} are already in the history or superseded by a later "
+            f"review, nothing new: {listed}"
+        )
+    what = "quarantined or set apart" if stages & set(SET_APART) else "quarantined"
+    return f"all {rows} rows{counted} were {what}: {listed}"
 
 
 def check_out_dir(out_dir: Path, retrain: bool, *, finished_ok: bool = False) -> str | None:

@@ -519,6 +519,18 @@ def test_ivf_is_retrained_when_its_sampled_recall_falls(tmp_path, monkeypatch):
     _, stats = _drifted_day(tmp_path / "b")
     assert stats.signals["text"]["index"] == "in-place", stats.signals
     monkeypatch.setattr(standing_mod, "_recall", real)
+    # ... and one whose value was measured before lossy indexes were re-scored (no sd kept
+    # beside it): another measurement, not compared (a reviewer: PQ 0.46 raw, 0.88 re-scored).
+    fresh = standing_mod._fresh
+
+    def older(*args):
+        index, action, why, ivf = fresh(*args)
+        return index, action, why, {k: v for k, v in ivf.items() if k != "recall_sd_at_training"}
+
+    monkeypatch.setattr(standing_mod, "_fresh", older)
+    idx, stats = _drifted_day(tmp_path / "c")
+    assert stats.signals["text"]["index"] == "in-place", stats.signals
+    assert "recall" not in idx.signals["text"].entry["ivf"]
 
 
 def _recall_by_hand(index, v: np.ndarray, pos: np.ndarray, k: int, fetch: int) -> list[float]:

@@ -545,7 +545,7 @@ def test_a_review_says_the_day_its_queue_was_swept_and_the_campaign_decided():
     rev = {"id": "ad-9", "verdict": 2, "sweep": "review-v3", "near_violating": 14}
     rev |= {"swept_at": "2026-12-05T06:00:00+00:00", "campaign": "c-ad-1"}
     assert _history_clause(RowEvidence([], {}, rev, {})) == (
-        "14 near-copies were rejected in review-v3 (queue of 2026-12-05), the closest with "
+        "14 near-copies were rejected; the closest in review-v3 (queue of 2026-12-05) with "
         "campaign c-ad-1"
     )
     own = {**rev, "own": True, "near_violating": 1, "status": "changed"}
