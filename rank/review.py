@@ -10,6 +10,11 @@ Verdict file columns (Parquet or CSV)
                  rows were quarantined takes none). A row naming both is the item's verdict
                  (the item must be a member), except the row a campaign-mode queue showed for
                  the campaign, its representative: that is the campaign's verdict.
+``campaign_members`` / ``campaign_size``  optional, on campaign rows: the members (or their
+                 count) the campaign was decided on, as a campaign-mode queue row carries them;
+                 a row whose members differ from the queue's is quarantined (the same id can
+                 name another group on another day), and the import warns how many campaign
+                 rows carried neither.
 ``verdict``      integer 0-3 (0 benign, 1 borderline, 2 violating, 3 severe).
 ``policy``       optional: default (also for a blank cell) the policy the queue showed the
                  item under.
@@ -21,9 +26,10 @@ new model directory; ``row`` counts the file's data rows from 0, so a CSV's line
 the model has no seeds for, duplicate or conflicting verdicts (all rows of a conflict are
 quarantined: nobody can tell which one is right), a campaign verdict that reaches no member,
 an item the history already has another verdict for on the same content (the same verdict
-again is set apart as ``stage="already_recorded"``: nothing to change, no bad row, even
-with ``strict``), an item whose content
-cannot be found or is empty, or is not what the queue showed (the start of its text: an
+again, or on an item the inventory given no longer holds, is set apart as
+``stage="already_recorded"``, and one a later sweep's review supersedes as
+``stage="superseded"``: nothing to change, no bad row, even with ``strict``), an item whose
+content cannot be found or is empty, or is not what the queue showed (the start of its text: an
 ``--inventory`` edited since the sweep). An item whose content changed since its review (the
 sweep queued it as ``reviewed="changed"``) takes the new verdict: its new history row
 replaces the old one, and the next sweep sees it reviewed and unchanged. ``strict=True``
