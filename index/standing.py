@@ -58,7 +58,7 @@ that a sweep's queue equals a from-scratch sweep's (ties are ordered by position
      of that difference, where sampling noise is larger: ``_recall_margin``). The first
      three rules count what changed; this one measures what a sweep would miss (new content
      far from every centroid can be added without tipping any count). It costs an exact
-     search of 500 queries: about 8 s per 1,000,000 vectors of 384 floats on 2 CPUs. An
+     search of 500 queries: 4.6 s wall over 1,000,000 vectors of 384 floats on 2 CPUs. An
      index trained before this rule (its manifest holds no ``recall_at_training``, or no
      ``recall_sd_at_training`` beside it) is neither measured nor checked until its next
      retrain.

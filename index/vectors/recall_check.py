@@ -10,9 +10,11 @@ least the exact k-th score (tie-aware: copies of one ad are interchangeable).
 
 The exact search reads the vectors a block at a time into an exact index of the signal's own
 kind (``Flat`` / ``BFlat``), so its memory is one block, not the inventory. Its cost is
-``queries x n`` comparisons: 1.6 s for 500 queries over 200,000 x 384 floats on 2 CPUs (so
-about 8 s per million), and in ``benchmarks/incremental_ivf.py --items 50000`` it added 0.6 s
-to a day-1 update of 1.0 s (a rebuild: 3.2 s).
+``queries x n`` comparisons. Measured on 2 CPUs at load ~1 (2026-12-06, ``IVF1024,Flat``
+over random unit vectors of 384 floats, 500 queries): 0.9 s wall over 200,000 vectors, 4.6 s
+wall (7.9 CPU-s) over 1,000,000; in ``benchmarks/incremental_ivf.py --items 50000`` it added
+0.6 s to a day-1 update of 1.0 s (a rebuild: 3.2 s). ``_pair_scores`` is written here rather
+than taken from recall/neighbours.py: index/ does not import recall/.
 
 >>> import numpy as np
 >>> from riskrank.index.vectors.faiss_index import VectorIndex
