@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from riskrank.index.content_digest import seen_text
 from riskrank.index.tables import check_columns, doc_field
 from riskrank.rank.ranker import ScoredCandidates
 from riskrank.recall.candidates import CANDIDATE_KEY_SCHEMA
@@ -95,9 +96,11 @@ QUEUE_SCHEMA = pa.schema(
         doc_field(
             "text_sha256",
             pa.string(),
-            "sha256 of the item's whole text as swept (`text` holds its first 300 characters): "
-            "`review import` stores a verdict only on the text the reviewer was shown; null "
-            "where the item had no text (a picture only), and a text found later is set aside",
+            "sha256 of the item's whole text as swept (`text` holds its first 300 characters), "
+            "read as a reviewer sees it (UTF-8 of the text with line breaks as \\n, Unicode "
+            "NFC; the bytes' sha256 for most texts): `review import` stores a verdict only on "
+            "the text the reviewer was shown (a CRLF re-export of it is); null where the item "
+            "had no text (a picture only), and a text found later is set aside",
         ),
     ],
     metadata={"doc": "escalation queue; evidence and item metadata columns follow these"},
@@ -121,14 +124,26 @@ QUEUE_TEXT_CHARS = 300  # the queue holds the start of each item's text, not all
 
 
 def text_digests(text) -> pa.Array:
-    """sha256 of each whole text (null where there is none): what the queue records of a text
-    it shows only the start of."""
+    """sha256 of each whole text as a reader sees it (``seen_text``: line breaks as ``\\n``,
+    Unicode NFC; null where there is none): what the queue records of a text it shows only the
+    start of. As seen, because ``review import`` asks whether the text found is the one the
+    reviewer was shown, and a later CRLF re-export of the same ad was quarantined as "edited
+    since the sweep?" (a reviewer's finding). Equal to the bytes' sha256 for a text without
+    ``\\r`` already in NFC; ``text_digest_forms`` gives both."""
     values = text.to_pylist() if hasattr(text, "to_pylist") else list(text)
-    return pa.array(
-        [hashlib.sha256(t.encode("utf-8")).hexdigest() if isinstance(t, str) else None
-         for t in values],
-        pa.string(),
-    )  # fmt: skip
+    return pa.array([_sha256(seen_text(t)) if isinstance(t, str) else None for t in values],
+                    pa.string())  # fmt: skip
+
+
+def text_digest_forms(text: str) -> set[str]:
+    """The digests a queue may hold for a text: of its bytes (queues before the digest read
+    it as seen) and as seen (``text_digests``). ``seen_text`` is idempotent, so a digest in
+    this set means the text reads as the one the queue digested, whichever form it holds."""
+    return {_sha256(text), _sha256(seen_text(text))}
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def shown_text(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

@@ -102,7 +102,7 @@ from riskrank.index.tables import (
 )
 from riskrank.rank import sweep_output
 from riskrank.rank.campaigns import MEMBER_DIGESTS
-from riskrank.rank.queue import shown_text, text_digests
+from riskrank.rank.queue import shown_text, text_digest_forms, text_digests
 from riskrank.rank.reviewed import content_digests
 from riskrank.rank.reviewed import text_as_seen as reads_text_as_seen
 from riskrank.recall.history import GRADES_IN_WORDS, HISTORY_SCHEMA, VERDICT_MAX, verdict_grade
@@ -944,7 +944,9 @@ def _shown_differs(content: dict, shown: str | None, digest: str | None = None) 
     if digest == NO_TEXT_SHOWN:
         return isinstance(text, str)  # a text now where the sweep had none (a caption added)
     if digest is not None:
-        return not isinstance(text, str) or text_digests([text])[0].as_py() != digest
+        # Either form: a queue digests the text as seen (a CRLF re-export of the ad shown
+        # is the text shown), and queues before that digested its bytes.
+        return not isinstance(text, str) or digest not in text_digest_forms(text)
     if shown is None or not isinstance(text, str):
         return False  # nothing shown to compare (a campaign member, an image-only item)
     return shown_text(pa.array([text], pa.string()))[0].as_py() != shown

@@ -970,6 +970,55 @@ def test_a_text_edited_past_what_the_queue_shows_is_not_the_one_reviewed(loop, t
 
 
 @pytest.mark.parametrize(
+    "swept, given, queue_digest",
+    [
+        ("crlf", "lf", "seen"),  # swept from a Windows export, imported with a later one
+        ("lf", "crlf", "seen"),
+        ("lf", "crlf", "bytes"),  # a queue written before the digest read text as seen
+        ("nfd", "nfc", "seen"),
+    ],
+)
+def test_a_re_export_of_the_text_shown_is_the_text_shown(
+    swept, given, queue_digest, loop, tmp_path
+):
+    """``text_sha256`` digested the bytes: an ``--inventory`` re-exported with CRLF line
+    breaks held the text the reviewer read, and every verdict was quarantined as "edited since
+    the sweep?" (a reviewer's finding). The queue now digests the text as seen, and import
+    takes either form; an edit is still caught."""
+    import hashlib
+    import unicodedata
+
+    from riskrank.rank.queue import shown_text, text_digests
+
+    root, _ = loop
+    mail = "Dear customer,\nyour parcel is waiting at the d\u00e9p\u00f4t.\nPay the fee now.\n"
+    forms = {"lf": mail, "crlf": mail.replace("\n", "\r\n"),
+             "nfd": unicodedata.normalize("NFD", mail), "nfc": mail}  # fmt: skip
+    assert forms["nfd"] != forms["nfc"] and forms["crlf"] != forms["lf"]
+    if queue_digest == "bytes":
+        digest = hashlib.sha256(forms[swept].encode()).hexdigest()
+    else:
+        digest = text_digests([forms[swept]])[0].as_py()
+        assert digest == hashlib.sha256(mail.encode()).hexdigest()  # LF, NFC: the bytes' digest
+    shown = pa.table(
+        {"item_id": ["m-1"], "policy": ["scam"], "text": shown_text(pa.array([forms[swept]])),
+         "text_sha256": [digest]}
+    )  # fmt: skip
+    verdicts = pa.table({"item_id": ["m-1"], "verdict": [2]})
+    edited = forms[given].replace("Pay the fee", "Pay the release fee")
+    for n, (text, imported) in enumerate(((forms[given], 1), (edited, 0))):
+        res = import_verdicts(verdicts, shown, root / "v1", out_dir=tmp_path / f"v{n}",
+                              inventory=pa.table({"item_id": ["m-1"], "text": [text]}),
+                              retrain=False)  # fmt: skip
+        assert res.imported.num_rows == imported, res.quarantine.to_pylist()
+        if imported:
+            stored = res.history.filter(pc.equal(res.history["item_id"], "m-1"))
+            assert stored["text"].to_pylist() == [text]  # as the inventory holds it
+        else:
+            assert "another text_sha256" in res.quarantine["reason"][0].as_py()
+
+
+@pytest.mark.parametrize(
     "digests, version, inventory",
     [
         ("kept", "kept", True),
