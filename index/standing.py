@@ -112,8 +112,10 @@ from riskrank.index.content_digest import (
 )
 from riskrank.index.engine import Engine, resolve_engine
 from riskrank.index.manifest import (
+    FORMAT_VERSION,
     MANIFEST,
     ids_digest,
+    package_version,
     write_json_atomic,
     write_manifest,
     write_text_atomic,
@@ -565,6 +567,13 @@ class StandingIndex:
         keys = {s.name: signal_content_keys(items, s) for s in signals}
         _read_legacy_keys(items, signals, keys, prev, donated)
         plan = _plan(items, keys, prev, stats, donated)
+        if self._holds_already(items, quarantined, stats, prev, signals, key, max_memory):
+            # Another inventory, the same index: the export caught up with yesterday's
+            # deletion list, say. Recorded as the current version's, not written again as a
+            # new identical version that pushes an older one out (a noted gap).
+            self._record_digest(digest)
+            _warn_unlisted(inventory, deletions)
+            return self.load(signals, use_gpu=use_gpu), None
         stats.seconds["read"] = time.time() - t0
         delta = self._embed(items, plan, signals, engine, chunk_size, show_progress, stats)
         _drop_rewritten_files(items, plan, keys, signals)
@@ -580,6 +589,58 @@ class StandingIndex:
         stats.seconds["index"] = time.time() - t1
         self._commit(version, written, digest, stats)
         return self.load(signals, verify=False, use_gpu=use_gpu), stats
+
+    def _holds_already(self, items, quarantined, stats, prev, signals, key, max_memory) -> bool:
+        """Whether the current version is exactly what this update would write: no id added,
+        changed or removed, nothing to embed, the same signals laid out the same way, no row
+        quarantined today or in that version, and the same items table. Any doubt: False,
+        and a new version is written as before."""
+        if self.version is None or stats.embedded or stats.added or stats.changed:
+            return False
+        if stats.removed or quarantined.num_rows or any(p.failed for p in prev.values()):
+            return False  # (failures and quarantine: written as before)
+        if set(prev) != {s.name for s in signals} or not self._laid_out_as(
+            signals, key, max_memory
+        ):
+            return False
+        current = self.current_dir()
+        try:
+            manifest = json.loads((current / MANIFEST).read_text())
+            entries = manifest.get("signals", {})
+            if set(entries) != {s.name for s in signals}:
+                return False
+            # A setting recorded in the manifest (PDQ's match threshold, say) or another
+            # riskrank: a new version records it, as before.
+            if (
+                manifest.get("format_version") != FORMAT_VERSION
+                or manifest.get("riskrank_version") != package_version()
+            ):
+                return False
+            for signal in signals:
+                entry = entries[signal.name]
+                described = json.loads(json.dumps(signal.describe()))  # as the manifest holds it
+                if any(entry.get(k) != v for k, v in described.items()):
+                    return False
+            if pq.read_metadata(current / "quarantine.parquet").num_rows:
+                return False
+            held = pq.read_table(current / "items.parquet")
+        except (OSError, TypeError, ValueError, pa.ArrowException):
+            return False  # (json.JSONDecodeError and UnicodeDecodeError are ValueErrors)
+        today = items.select([c for c in items.column_names if c != IMAGE_BYTES])
+        if today.column_names != held.column_names or today.num_rows != held.num_rows:
+            return False
+        try:
+            held = held.cast(today.schema)
+        except (pa.ArrowException, ValueError):
+            return False
+        return today.equals(held)
+
+    def _record_digest(self, digest: str) -> None:
+        """The state says the current version was also made from ``digest``: running the
+        same inventory again is then a no-op (one atomic replace; the versions stay)."""
+        state = dict(self.state() or {})
+        state.update(inventory_digest=digest, updated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        write_json_atomic(state, self.path / STATE)
 
     def _laid_out_as(self, signals: list[Signal], key, max_memory) -> bool:
         """Whether each signal's index in the current version is the one an update with this

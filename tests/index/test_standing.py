@@ -224,6 +224,33 @@ def test_a_deletion_list_that_deletes_nothing_makes_no_new_version(tmp_path):
     assert again is None and standing.version == 2
 
 
+def test_the_export_catching_up_with_a_deletion_list_makes_no_new_version(tmp_path):
+    """Day 1 deletes an ad by list; day 2's export no longer lists it. The index it would make
+    is the one day 1 made: the same version stays current (before, an identical version was
+    written and pushed day 0's out), and the same inventory again is still a no-op. Any other
+    difference, a metadata column's cell, makes a new version."""
+    day0 = _inventory().append_column("landing_page", pa.array(["a.example"] * 120))
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(day0, [HashingTextSignal()], show_progress=False)
+    gone = day0["item_id"][5].as_py()
+    _, day1 = standing.update(day0, [HashingTextSignal()], deletions=[gone], show_progress=False)
+    assert day1.version == 2 and day1.deleted == 1
+    caught_up = day0.filter(pa.compute.not_equal(day0["item_id"], gone))
+    versions = sorted(p.name for p in (tmp_path / "st" / "versions").iterdir())
+    for _ in range(2):
+        idx, stats = standing.update(caught_up, [HashingTextSignal()], show_progress=False)
+        assert stats is None and standing.version == 2 and idx.num_items == 119
+        assert sorted(p.name for p in (tmp_path / "st" / "versions").iterdir()) == versions
+    rows = caught_up["landing_page"].to_pylist()
+    moved = caught_up.set_column(
+        caught_up.schema.get_field_index("landing_page"),
+        "landing_page",
+        pa.array(["b.example"] + rows[1:]),
+    )
+    _, stats = standing.update(moved, [HashingTextSignal()], show_progress=False)
+    assert stats is not None and stats.version == 3 and stats.embedded == 0
+
+
 def test_update_counts_add_up(tmp_path):
     """items in = invalid + deleted + added + changed + unchanged; the version holds the
     indexed items and the quarantine the rest (deletions aside)."""
