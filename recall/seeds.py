@@ -180,7 +180,23 @@ class SeedSet:
     def from_texts(
         cls, by_policy: Mapping[str, Iterable[str]], *, kind: str = "example", severity: int = 2
     ) -> SeedSet:
-        """Seeds from plain strings: ``{"scam": ["...", "..."], ...}``."""
+        """Seeds from plain strings: ``{"scam": ["...", "..."], ...}``. A policy given one
+        string, not a list of them, is refused: it was read a character at a time, 19
+        one-letter seeds without a word (an outsider's report)."""
+        if not isinstance(by_policy, Mapping):
+            raise TypeError(
+                f"seeds: expected a mapping of policy -> list of texts, got "
+                f"{type(by_policy).__name__}"
+            )
+        for policy, texts in by_policy.items():
+            if isinstance(texts, (str, bytes)):
+                raise TypeError(
+                    f"seeds for policy {policy!r}: expected a list of texts, got one "
+                    f"{type(texts).__name__} ({texts!r:.40}); write [{texts!r:.40}]"
+                )
+        by_policy = {policy: list(texts) for policy, texts in by_policy.items()}
+        if not any(by_policy.values()):
+            raise SchemaError(f"seeds: no seed texts given ({by_policy!r:.80})")
         rows = [
             {
                 "seed_id": f"{policy}-{i}",
@@ -219,6 +235,9 @@ class SeedSet:
         return f"SeedSet({len(self)} seeds, policies={self.policies})"
 
 
+_NOT_HERE = "image file not found"  # index/paths.py resolve_image_path's reason
+
+
 def check_seed_vectors(
     seeds: SeedSet, batches: Mapping[str, object], signals, *, refuse: bool = True
 ) -> list[str]:
@@ -247,6 +266,19 @@ def check_seed_vectors(
             why = batch.reasons[i] if batch.reasons and batch.reasons[i] else "not usable"
             failed[i].append(f"{signal.name}: {why}")
     bad = [i for i in range(len(ids)) if not usable[i]]
+    # A picture file not found is this run's, not the seed's: a retrain run without the
+    # --image-base-dir the model was trained with read its seeds' relative paths from the
+    # working directory, trained a model without picture evidence and exited 0 (an
+    # outsider's report). Refused with the fix, as train and sweep refuse it.
+    lost = [i for i in bad if failed[i] and all(_NOT_HERE in f for f in failed[i])]
+    if lost and not refuse:
+        listed = "; ".join(f"seed '{ids[i]}': " + "; ".join(failed[i]) for i in lost[:10])
+        raise SchemaError(
+            f"seeds: {len(lost)} of the model's seed(s) match nothing because their picture "
+            f"files are not found here: {listed}; pass the directory the model was trained "
+            "with (--image-base-dir; image_base_dir= in Python) where image_path is relative, "
+            "or restore the files"
+        )
     if bad and not refuse:
         names = ", ".join(s.name for s in signals)
         return [

@@ -441,6 +441,17 @@ def test_a_seed_no_signal_can_use_is_refused_and_one_half_used_is_named(
     with pytest.raises(SchemaError, match="seed 'img'"):
         recall(index, mixed, show_progress=False)
     assert recall(index, mixed, show_progress=False, unusable_seeds="warn").num_rows > 0
+    # But not a picture file this run cannot find (a retrain without the --image-base-dir
+    # the model was trained with trained a model without pictures, exit 0: an outsider).
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "seed.png").write_bytes(_png())
+    by_path = pa.table({"seed_id": ["p"], "policy": ["scam"], "image_path": ["seed.png"]})
+    pindex = build_index(inv, tmp_path / "pidx", signals=[PdqSignal()], show_progress=False)
+    with pytest.raises(SchemaError, match=r"seed 'p': pdq: image file not found.*--image-base"):
+        recall(pindex, by_path, show_progress=False, unusable_seeds="warn")
+    pindex = build_index(inv, tmp_path / "pidx2", signals=[PdqSignal(base_dir=tmp_path / "pics")],
+                         show_progress=False)  # fmt: skip
+    recall(pindex, by_path, show_progress=False, unusable_seeds="warn")
 
 
 def test_an_item_kept_without_its_image_is_counted_and_listed(

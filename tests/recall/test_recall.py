@@ -74,6 +74,17 @@ def test_description_seed_recalls_zero_shot(inv_index, inventory_items):
     assert sum("loan" in t.lower() for t in top) >= 4
 
 
+def test_seeds_from_one_string_are_refused_not_split_into_letters():
+    """``from_texts({"loans": "guaranteed-approval"})`` made 19 one-letter seeds without a
+    word (an outsider's report); an empty mapping named missing columns."""
+    with pytest.raises(TypeError, match=r"policy 'loans': expected a list of texts.*write \["):
+        SeedSet.from_texts({"loans": "guaranteed-approval"})
+    with pytest.raises(SchemaError, match="no seed texts given"):
+        SeedSet.from_texts({"loans": []})
+    made = SeedSet.from_texts({"loans": (t for t in ["a loan offer", "cheap credit"])})
+    assert made.table["seed_id"].to_pylist() == ["loans-0", "loans-1"]
+
+
 def test_history_validation_and_leave_one_out(history, text_signal):
     dup_id = history["item_id"][0].as_py()
     bad = pa.concat_tables(
