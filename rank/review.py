@@ -78,6 +78,7 @@ from riskrank.index.schema import (
     ITEM_ID,
     NO_CONTENT,
     has_content,
+    inputs_warned,
     is_blank,
     quarantine_table,
 )
@@ -87,6 +88,7 @@ from riskrank.index.standing import (
     KEY_FORMAT,
     LOCK,
     StandingIndex,
+    _failures_by_signal,
     signal_content_keys,
 )
 from riskrank.index.store import KEYS, current_version
@@ -843,25 +845,44 @@ def _image_signals(vdir: Path, signals=()) -> list[tuple[object, list[str], list
     return out
 
 
-def _pictures_not_swept(vdir: Path, content: dict[str, dict], signals=()) -> set[str]:
+def _pictures_not_swept(
+    vdir: Path, content: dict[str, dict], signals=(), *, held: bool = True
+) -> set[str]:
     """Ids whose picture found now (an inventory's bytes or file, or a later index version's
     file) is not the one the sweep searched at ``vdir`` embedded: a verdict on a picture
     replaced under its path, or edited in the inventory, was stored on the new picture (an
-    outsider's report). Only items that version's image signals held are compared."""
+    outsider's report). An item that version's image signal did not hold had no picture it
+    could read (a missing or corrupt file, or none): a picture found now is not one a reviewer
+    saw unless its key is the failed one (before, two benign verdicts on broken files were
+    stored on exact copies of a scam seed put there since: an outsider's report). ``held``:
+    compare the pictures it held too."""
     changed: set[str] = set()
-    for signal, held, keys in _image_signals(vdir, signals):
-        pairs = [(i, k) for i, k in zip(held, keys or []) if i in content]
-        if signal is None or not pairs:
+    failures = _failures_by_signal(vdir)
+    for signal, held_ids, keys in _image_signals(vdir, signals):
+        if signal is None:
             continue
-        rows = pa.table(
-            {
-                IMAGE_BYTES: pa.array([content[i].get(IMAGE_BYTES) for i, _ in pairs], pa.binary()),
-                IMAGE_PATH: pa.array([content[i].get(IMAGE_PATH) for i, _ in pairs], pa.string()),
-            }
-        )
-        now = signal_content_keys(rows, signal)
+        had = set(held_ids)
+        failed = failures.get(signal.name, ({}, {}))[1]
+        unheld = [i for i in content if i not in had and _has_picture(content[i])]
+        if unheld:
+            now = signal_content_keys(_picture_rows(content, unheld), signal)
+            changed |= {i for i, n in zip(unheld, now) if failed.get(i) != n}
+        pairs = [(i, k) for i, k in zip(held_ids, keys or []) if i in content and held]
+        if not pairs:
+            continue
+        now = signal_content_keys(_picture_rows(content, [i for i, _ in pairs]), signal)
         changed |= {i for (i, k), n in zip(pairs, now) if n != k}
     return changed
+
+
+def _picture_rows(content: dict[str, dict], ids: list[str]) -> pa.Table:
+    """The picture columns of ``ids``' content, as an image signal keys them."""
+    return pa.table(
+        {
+            IMAGE_BYTES: pa.array([content[i].get(IMAGE_BYTES) for i in ids], pa.binary()),
+            IMAGE_PATH: pa.array([content[i].get(IMAGE_PATH) for i in ids], pa.string()),
+        }
+    )
 
 
 def _picture_unreadable(content: dict) -> str | None:
@@ -908,8 +929,10 @@ def _picture_problems(
             )
     kept = swept is not None and (swept / MANIFEST).exists()
     from_swept = kept and found_in is not None and found_in.parent == swept
-    if kept and not from_swept:
-        for item_id in _pictures_not_swept(swept, content, signals) - set(problems):
+    if kept:  # (from that version: pictures it held are _pictures_not_kept's to check)
+        for item_id in _pictures_not_swept(swept, content, signals, held=not from_swept) - set(
+            problems
+        ):
             problems[item_id] = (
                 ("the inventory given holds" if from_inventory else "the index now holds")
                 + " another picture for the item than the sweep embedded (replaced or edited "
@@ -1459,14 +1482,18 @@ def _train_next(
     seed_history_index(Path(model_dir), out_dir)
     # The reviewed items' vectors, where the sweep's standing index holds them, are not
     # embedded again for the history index (matched by content and encoder).
-    model, _, history_quarantine = fit_model(
-        merged, seeds, out_dir, signals=old.signals, k=parent.get("k"),
-        index_donor=sweep_items.parent if sweep_items is not None else None,
-        show_progress=show_progress,
-        # The model's own seeds: one no signal can use (accepted by an older version) is
-        # named, not a refusal the user could not act on (an import only adds seeds).
-        unusable_seeds="warn",
-    )  # fmt: skip
+    # The history keeps each reviewed picture's bytes beside its path, by design: every
+    # import and retrain warned of "rows carrying both" about riskrank's own rows, which the
+    # user can do nothing about (an outsider's report).
+    with inputs_warned():
+        model, _, history_quarantine = fit_model(
+            merged, seeds, out_dir, signals=old.signals, k=parent.get("k"),
+            index_donor=sweep_items.parent if sweep_items is not None else None,
+            show_progress=show_progress,
+            # The model's own seeds: one no signal can use (accepted by an older version) is
+            # named, not a refusal the user could not act on (an import only adds seeds).
+            unusable_seeds="warn",
+        )  # fmt: skip
     model.info.update(lineage_info(merged, parent=parent))
     tables = {"history_quarantine": history_quarantine, **lineage_tables(merged, seeds)}
     tables[QUARANTINE_FILE.removesuffix(".parquet")] = quarantine

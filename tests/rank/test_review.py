@@ -1465,6 +1465,49 @@ def test_a_verdict_is_not_stored_on_a_picture_the_sweep_did_not_embed(tmp_path):
     assert "cannot be checked" in late["a"] and "cannot be checked" in late["b"]
 
 
+def test_a_picture_the_sweep_could_not_read_is_not_the_one_reviewed(tmp_path):
+    """A reviewer saw no picture for an ad whose file was corrupt or missing at the sweep;
+    the files were then replaced by copies of a scam seed, and the benign verdicts were stored
+    on them, hiding the copies from later queues as "reviewed, unchanged" (an outsider's
+    report). Quarantined now, from the index and from an inventory alike; a file still
+    broken as it was is what the reviewer saw."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.index.standing import StandingIndex
+    from riskrank.rank.review import _picture_problems, _with_picture
+
+    def jpeg(seed: int) -> bytes:
+        pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="JPEG")
+        return buf.getvalue()
+
+    (tmp_path / "p0.jpg").write_bytes(jpeg(0))
+    (tmp_path / "corrupt.jpg").write_bytes(b"not a picture")
+    (tmp_path / "still.jpg").write_bytes(b"still not a picture")
+    paths = ["p0.jpg", "corrupt.jpg", "missing.jpg", "still.jpg"]
+    inv = pa.table({"item_id": ["a", "x0", "x1", "x2"], "text": ["ad a", "x0", "x1", "x2"],
+                    "image_path": paths})  # fmt: skip
+    signals = [HashingTextSignal(), PdqSignal(base_dir=tmp_path)]
+    standing = StandingIndex(tmp_path / "st")
+    _, stats = standing.update(inv, signals, show_progress=False)
+    assert stats.indexed == 4  # the broken ones by their text
+    swept = standing.current_dir()
+    scam = jpeg(9)
+    (tmp_path / "corrupt.jpg").write_bytes(scam)
+    (tmp_path / "missing.jpg").write_bytes(scam)
+    content = {r["item_id"]: _with_picture(r, signals) for r in inv.to_pylist()}
+    items = swept / "items.parquet"
+    for found_in, from_inventory in ((items, False), (None, True)):
+        found = _picture_problems(content, swept, found_in, from_inventory, signals)
+        assert sorted(found) == ["x0", "x1"], found
+        assert "another picture" in found["x0"] and "another picture" in found["x1"]
+
+
 def test_a_queue_whose_sweep_did_not_finish_is_refused(loop, tmp_path):
     """A sweep killed after writing queue.parquet and before report.json: the model check
     was skipped and the verdicts imported into another model (a reviewer's finding)."""
