@@ -37,12 +37,14 @@ class ThinHistoryWarning(UserWarning):
     """A policy's review history has too few examples of a class to learn from reliably."""
 
 
-def check_budget(budget: int | None) -> None:
-    """``budget`` is the number of items to escalate: None (all) or a positive integer."""
+def check_budget(budget: int | None) -> int | None:
+    """``budget`` is the number of items to escalate: None (all) or a positive integer, a
+    NumPy one too (``q.campaign_size.sum()`` was refused: an outsider), returned as an int."""
     if budget is None:
-        return
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
+        return None
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget <= 0:
         raise ValueError(f"budget={budget!r}: expected a positive number of items (or None)")
+    return int(budget)
 
 
 def check_explore(explore: float) -> None:

@@ -360,7 +360,7 @@ def sweep(
     (``rr.sweep_complete(out_dir)``) before reading them.
     """
     t0 = time.time()
-    check_budget(budget)
+    budget = check_budget(budget)
     check_explore(explore)  # before anything is embedded or a standing index moves
     check_k(k)
     parse_bytes(max_memory)  # a typo is refused now, not after the embedding

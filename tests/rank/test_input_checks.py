@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -142,10 +143,15 @@ def test_a_seed_policy_named_like_a_reviewed_one_but_for_case_is_called_a_slip(
     assert not any("seed policy" in w for w in right.report["warnings"])
 
 
-def test_budget_must_be_positive(inventory_items, seeds, hashing_model):
-    for budget in (0, -5):
+def test_budget_must_be_positive(inventory_items, seeds, hashing_model, tmp_path):
+    for budget in (0, -5, np.int64(0), 2.0, True):
         with pytest.raises(ValueError, match="budget"):
             sweep(inventory_items, seeds, hashing_model, budget=budget, show_progress=False)
+    # A NumPy integer, as pandas sums give (it was refused: an outsider), is an int from here:
+    # the report is written as JSON.
+    res = sweep(inventory_items, seeds, hashing_model, budget=np.int64(3), out_dir=tmp_path / "o",
+                show_progress=False)  # fmt: skip
+    assert res.queue.num_rows == 3 and json.loads((tmp_path / "o" / "report.json").read_text())
 
 
 class _Records(logging.Handler):
