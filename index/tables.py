@@ -90,8 +90,15 @@ def _to_arrow(data: TableLike, what: str) -> pa.Table:
         ]
         return _with_runs(joined, runs)
     module = type(data).__module__.split(".")[0]
-    if module == "pandas" and ID_COLUMN not in data.columns and data.index.name == ID_COLUMN:
-        data = data.reset_index()  # ids kept as the DataFrame's index (a database key)
+    if module == "pandas":
+        # Named index levels are columns, as pyarrow's from_pandas keeps them: ids kept as the
+        # DataFrame's index (a database key), and a `seller` index or a MultiIndex, which
+        # was dropped without a word (an outsider's report). An unnamed index is a row number.
+        named = [
+            n for n in data.index.names if n is not None and str(n) not in map(str, data.columns)
+        ]
+        if named:
+            data = data.reset_index(level=named)
     if isinstance(data, dict) or module == "pandas":
         return _from_columns(data, what)
     if module == "polars":

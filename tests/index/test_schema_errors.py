@@ -422,6 +422,21 @@ def test_pandas_index_columns_are_not_data(tmp_path):
     assert as_table(tmp_path / "inv.parquet").column_names == ["item_id", "text"]
 
 
+def test_named_pandas_index_levels_are_columns(tmp_path):
+    """An index named ``seller`` (or a MultiIndex) was dropped without a word, where pyarrow's
+    own from_pandas keeps it (an outsider's report); an unnamed one is a row number."""
+    frame = pd.DataFrame({"item_id": ["a", "b"], "text": ["x", "y"]}, index=[7, 3])
+    assert as_table(frame).column_names == ["item_id", "text"]
+    assert as_table(frame.rename_axis("seller")).column("seller").to_pylist() == [7, 3]
+    multi = frame.set_index(["item_id"], append=True).rename_axis(["seller", "item_id"])
+    got = as_table(multi)
+    assert sorted(got.column_names) == ["item_id", "seller", "text"]
+    assert got.column("item_id").to_pylist() == ["a", "b"]
+    # A level named like a column it still has: the column is the data, as before.
+    both = frame.rename_axis("text")
+    assert as_table(both).column("text").to_pylist() == ["x", "y"]
+
+
 def test_a_missing_id_column_names_the_one_to_rename():
     # An outsider's inventory had `id`; the refusal said only that item_id was missing.
     from riskrank.recall.seeds import SeedSet
