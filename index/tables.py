@@ -49,7 +49,7 @@ def as_table(data: TableLike, *, what: str = "input", files: bool = False) -> pa
     >>> as_table({"item_id": ["a"], "text": ["hello"]}).num_rows
     1
     """
-    table = _to_arrow(data, what)
+    table = _plain_views(_to_arrow(data, what))
     # pandas' index, written as a column when a filtered frame went to Parquet: row numbers,
     # not data (an outsider found it carried into the queue as metadata).
     pandas_index = [c for c in table.column_names if PANDAS_INDEX.fullmatch(c)]
@@ -61,6 +61,20 @@ def as_table(data: TableLike, *, what: str = "input", files: bool = False) -> pa
     if not files and not isinstance(data, pa.Table):
         table = without_files(table)
     return table
+
+
+def _plain_views(table: pa.Table) -> pa.Table:
+    """``string_view`` / ``binary_view`` columns (polars' ``to_arrow`` at its newest
+    compatibility level) as ``string`` / ``binary``: the same values, which every check and
+    writer here expects (they were refused as "expected string": an outsider's report)."""
+    fields = list(table.schema)
+    plain = {"string_view": pa.string(), "binary_view": pa.binary()}
+    if not any(str(f.type) in plain for f in fields):
+        return table
+    schema = pa.schema(
+        [f.with_type(plain.get(str(f.type), f.type)) for f in fields], table.schema.metadata
+    )
+    return table.cast(schema)
 
 
 def without_files(table: pa.Table) -> pa.Table:

@@ -437,6 +437,19 @@ def test_named_pandas_index_levels_are_columns(tmp_path):
     assert as_table(both).column("text").to_pylist() == ["x", "y"]
 
 
+def test_string_view_columns_are_strings():
+    """polars' newest Arrow output holds string_view columns, refused as "expected string"
+    (an outsider's report): the same values, read as strings."""
+    viewed = pa.table({"item_id": pa.array(["a", "b"], pa.string_view()),
+                       "text": pa.array(["x", None], pa.string_view()),
+                       "image_bytes": pa.array([b"\x00", None], pa.binary_view())})  # fmt: skip
+    got = as_table(viewed)
+    assert [str(t) for t in got.schema.types] == ["string", "string", "binary"]
+    assert got.column("text").to_pylist() == ["x", None]
+    items, quarantined = validate_inventory(got.drop(["image_bytes"]))
+    assert items.num_rows == 1 and quarantined.num_rows == 1  # (the null text)
+
+
 def test_a_missing_id_column_names_the_one_to_rename():
     # An outsider's inventory had `id`; the refusal said only that item_id was missing.
     from riskrank.recall.seeds import SeedSet
