@@ -69,6 +69,22 @@ def _check_policies_recall(table: pa.Table, what: str) -> None:
         )
 
 
+def _severity_as_numbers(table: pa.Table, what: str) -> pa.Table:
+    """A ``severity`` column of text ("3", as a CSV read with ``dtype=str`` holds it: the
+    conversion a CSV seed file's refusal suggests) as integers; other text is left for
+    ``check_columns`` to refuse, naming the row."""
+    if "severity" not in table.column_names:
+        return table
+    col = table.column("severity")
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return table
+    values = col.to_pylist()
+    if not all(v is None or str(v).strip().lstrip("+-").isdigit() for v in values):
+        return table
+    ints = pa.array([None if v is None else int(str(v).strip()) for v in values], pa.int64())
+    return table.set_column(table.column_names.index("severity"), "severity", ints)
+
+
 class SeedSet:
     """Validated seeds, grouped by policy.
 
@@ -82,7 +98,7 @@ class SeedSet:
 
     @classmethod
     def from_table(cls, data: TableLike, *, what: str = "seeds") -> SeedSet:
-        table = as_table(data, what=what)
+        table = _severity_as_numbers(as_table(data, what=what), what)
         check_columns(table, SEED_SCHEMA, what=what)
         if table.num_rows == 0:
             raise SchemaError(f"{what}: the seed set is empty; give at least one seed per policy")

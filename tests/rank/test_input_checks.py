@@ -72,6 +72,12 @@ def test_seed_severity_must_be_a_grade():
     with pytest.raises(SchemaError, match="severity 'high'"):
         SeedSet.from_table({**base, "severity": ["high"]})
     assert SeedSet.from_table({**base, "severity": [3.0]}).table["severity"].to_pylist() == [3]
+    # As a CSV read with dtype=str holds it (what the refusal of a CSV seed file suggests):
+    # that file was refused in turn (an outsider's report).
+    texts = SeedSet.from_table({**base, "severity": [" 3"]})
+    assert texts.table["severity"].to_pylist() == [3]
+    with pytest.raises(SchemaError, match="severity"):
+        SeedSet.from_table({**base, "severity": ["3.5"]})
     with pytest.raises(SchemaError, match="no content"):
         SeedSet.from_table({**base, "text": ["\u200b\u200b"]})
 
