@@ -118,7 +118,16 @@ def _to_arrow(data: TableLike, what: str) -> pa.Table:
     if module == "polars":
         # A LazyFrame (a scan or query not yet run) is run here: it raised polars' own
         # AttributeError (an outsider's report).
-        return (data.collect() if type(data).__name__ == "LazyFrame" else data).to_arrow()
+        frame = data.collect() if type(data).__name__ == "LazyFrame" else data
+        # An Object column (Python objects) reached Arrow as 8-byte pointers, written to the
+        # queue as such (an outsider's report): refused, naming it, as pandas' are.
+        objects = [n for n, t in frame.schema.items() if str(t) == "Object"]
+        if objects:
+            raise SchemaError(
+                f"{what}: column {objects[0]!r} holds Python objects (polars Object), which "
+                "Arrow cannot hold; cast it to text (pl.col(...).map_elements(str)) or drop it"
+            )
+        return frame.to_arrow()
     raise TypeError(
         f"{what}: expected a pyarrow Table, pandas/polars DataFrame (or polars LazyFrame), "
         "dict of columns, a "

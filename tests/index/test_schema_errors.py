@@ -450,6 +450,20 @@ def test_string_view_columns_are_strings():
     assert items.num_rows == 1 and quarantined.num_rows == 1  # (the null text)
 
 
+def test_a_polars_object_column_is_refused_not_written_as_pointers():
+    """A polars Object column reached the queue as 8-byte pointer values (an outsider)."""
+    pl = pytest.importorskip("polars")
+
+    frame = pl.DataFrame({"item_id": ["a"], "text": ["x"]}).with_columns(
+        pl.Series("extra", [object()], dtype=pl.Object)
+    )
+    with pytest.raises(SchemaError, match="column 'extra' holds Python objects"):
+        as_table(frame)
+    with pytest.raises(SchemaError, match="column 'extra'"):
+        as_table(frame.lazy())
+    assert as_table(frame.drop("extra")).column_names == ["item_id", "text"]
+
+
 def test_a_missing_id_column_names_the_one_to_rename():
     # An outsider's inventory had `id`; the refusal said only that item_id was missing.
     from riskrank.recall.seeds import SeedSet
