@@ -194,7 +194,9 @@ class UpdateStats:
     changed: int = 0  # ids whose content (for some signal) changed
     unchanged: int = 0
     removed: int = 0  # ids the previous version indexed, gone from today's inventory (or deleted)
-    embedded: int = 0  # rows embedded for at least one signal (one per distinct content)
+    # rows sent to at least one signal's encoder (one per distinct content), those it could not
+    # read included (a missing picture file: listed in signal_failures)
+    embedded: int = 0
     embedded_by_signal: dict[str, int] = field(default_factory=dict)  # contents per signal
     reused_vectors: int = 0  # (item, signal) vectors taken from the previous version
     donated_vectors: int = 0  # (item, signal) vectors taken from the donor index
