@@ -1565,13 +1565,27 @@ def retrain_pending(
         )
     pending = json.loads(marker.read_text())
     model_dir = Path(model_dir) if model_dir is not None else Path(pending["parent_dir"])
-    check_out_dir(out_dir, True)
     for name, digest in pending["files"].items():
         if not (pending_dir / name).exists() or sha256_file(pending_dir / name) != digest:
             raise ValueError(
                 f"{pending_dir / name} changed since the import wrote it; import the verdicts again"
             )
     history = pq.read_table(pending_dir / HISTORY_FILE)
+    # The same retrain run again (a retry after a kill that came too late) is answered with
+    # the model it left, as an import's retry is; it was refused as "import into a new
+    # directory" (an outsider's report).
+    try:
+        done = json.loads((out_dir / "model.json").read_text())
+    except (OSError, ValueError):
+        done = None
+    if (
+        isinstance(done, dict)
+        and done.get("parent_history_digest") == pending["parent_history_digest"]
+        and done.get("history_digest") == history_digest(history)
+    ):
+        log.info("%s already holds this retrain's model (version %s)", out_dir, done.get("version"))
+        return RiskModel.load(out_dir)
+    check_out_dir(out_dir, True)
     if not pending["imported"]:
         raise SchemaError(
             f"{pending_dir}: the import took no verdicts (see {QUARANTINE_FILE}); a new "

@@ -1290,8 +1290,13 @@ def test_a_no_retrain_import_trains_later_with_its_lineage(loop, seeds, tmp_path
         == json.loads((sibling / "model.json").read_text())["history_digest"]
     )  # the same as the import that retrained at once
     assert "p1" in pq.read_table(tmp_path / "v2" / "seeds.parquet")["seed_id"].to_pylist()
-    # Once trained, a second model from the same pending import is just another directory.
-    assert main(["review", "retrain", str(h), "--out", str(tmp_path / "v2")]) == 2
+    # Run again (a retry after a kill that came too late), it is answered with the model it
+    # left, nothing written, as an import's retry is (it was refused: an outsider's report).
+    made = (tmp_path / "v2" / "model.json").read_bytes()
+    assert main(["review", "retrain", str(h), "--out", str(tmp_path / "v2")]) == 0
+    assert (tmp_path / "v2" / "model.json").read_bytes() == made
+    # Another model in it is refused.
+    assert main(["review", "retrain", str(h), "--out", str(root / "v1")]) == 2
     assert "already holds a model" in capsys.readouterr().err
     # A pending import that took no verdict would train its parent again: refused.
     (tmp_path / "none.csv").write_text("item_id,verdict\nno-such-item,2\n")
