@@ -531,6 +531,11 @@ def _unit(item: str | None, camp: str | None, q: QueueIndex) -> tuple[str, str |
 
 
 def _row_problem(verdict, policy, policies) -> str:
+    if verdict is None or (isinstance(verdict, float) and verdict != verdict):
+        # (a NaN read back from a sheet's blank cell read "verdict None is not a grade")
+        return (
+            f"verdict is missing (a blank cell): give a grade 0-{VERDICT_MAX} ({GRADES_IN_WORDS})"
+        )
     if parse_verdict(verdict) is None:
         return f"verdict {verdict!r} is not a grade 0-{VERDICT_MAX} ({GRADES_IN_WORDS})"
     if policy is not None and policy not in policies:

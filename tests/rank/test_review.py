@@ -421,6 +421,13 @@ def test_verdicts_in_words_are_grades(loop, tmp_path):
     got = dict(zip(res.imported["item_id"].to_pylist(), res.imported["verdict"].to_pylist()))
     assert got == dict(zip(ids[:4], [2, 0, 3, 1]))
     assert "'spam' is not a grade 0-3 (benign = 0" in res.quarantine["reason"][0].as_py()
+    # A blank cell (NaN from a sheet) read "verdict None is not a grade" (an outsider).
+    blank = pa.table({"item_id": ids[:2], "verdict": pa.array([2.0, float("nan")])})
+    res = _import(blank, root, tmp_path / "b")
+    assert res.quarantine["reason"].to_pylist() == [
+        "verdict is missing (a blank cell): give a grade 0-3 (benign = 0, borderline = 1, "
+        "violating = 2, severe = 3)"
+    ]
 
 
 def test_verdict_files_as_review_tools_export_them(loop, tmp_path):
