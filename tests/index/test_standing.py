@@ -249,6 +249,20 @@ def test_the_export_catching_up_with_a_deletion_list_makes_no_new_version(tmp_pa
     )
     _, stats = standing.update(moved, [HashingTextSignal()], show_progress=False)
     assert stats is not None and stats.version == 3 and stats.embedded == 0
+    # The same values under another type (text where numbers were): a new version too.
+    numbers = moved.append_column("seller", pa.array(range(119), pa.int64()))
+    standing.update(numbers, [HashingTextSignal()], show_progress=False)
+    as_text = moved.append_column("seller", pa.array([str(i) for i in range(119)]))
+    _, stats = standing.update(as_text, [HashingTextSignal()], show_progress=False)
+    assert stats is not None and stats.version == 5
+    # Pictures as bytes are not in items.parquet, their digests are the version's: a swapped
+    # picture under a text-only model kept its old digest, and its verdict (a reviewer's
+    # finding). An inventory with image_bytes always writes its version.
+    pics = as_text.append_column("image_bytes", pa.array([b"a"] * 119, pa.binary()))
+    standing.update(pics, [HashingTextSignal()], show_progress=False)
+    swapped = as_text.append_column("image_bytes", pa.array([b"b"] * 119, pa.binary()))
+    _, stats = standing.update(swapped, [HashingTextSignal()], show_progress=False)
+    assert stats is not None and stats.version == 7
 
 
 def test_update_counts_add_up(tmp_path):
