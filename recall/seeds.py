@@ -287,6 +287,14 @@ def check_seed_vectors(
     # working directory, trained a model without picture evidence and exited 0 (an
     # outsider's report). Refused with the fix, as train and sweep refuse it.
     lost = [i for i in bad if failed[i] and all(_NOT_HERE in f for f in failed[i])]
+    # Only where no seed's picture path resolved (the base directory, not a file taken down:
+    # a single seed whose file is gone would block every retrain, and an import cannot drop
+    # a seed; a reviewer's finding). Otherwise named below, as before.
+    paths = table.column(IMAGE_PATH).to_pylist() if IMAGE_PATH in table.column_names else []
+    with_path = {i for i, v in enumerate(paths) if not is_blank(v)}
+    not_here = {i for i in range(len(ids)) if any(_NOT_HERE in f for f in failed[i])}
+    if not with_path <= not_here:
+        lost = []
     if lost and not refuse:
         listed = "; ".join(f"seed '{ids[i]}': " + "; ".join(failed[i]) for i in lost[:10])
         raise SchemaError(

@@ -452,6 +452,12 @@ def test_a_seed_no_signal_can_use_is_refused_and_one_half_used_is_named(
     pindex = build_index(inv, tmp_path / "pidx2", signals=[PdqSignal(base_dir=tmp_path / "pics")],
                          show_progress=False)  # fmt: skip
     recall(pindex, by_path, show_progress=False, unusable_seeds="warn")
+    # One file gone for good while the others resolve (a takedown): named, not refused, or
+    # every retrain would fail on a seed an import cannot drop (a reviewer's finding).
+    one_gone = pa.table({"seed_id": ["p", "q"], "policy": ["scam"] * 2,
+                         "image_path": ["seed.png", "gone.png"]})  # fmt: skip
+    got = recall(pindex, one_gone, show_progress=False, unusable_seeds="warn")
+    assert got.num_rows == 0  # (no refusal; these items have no pictures to recall)
 
 
 def test_an_item_kept_without_its_image_is_counted_and_listed(
