@@ -1328,28 +1328,18 @@ def test_a_picture_the_sweeps_index_did_not_keep_is_not_lost_silently(tmp_path):
     came as bytes, with content taken from the sweep's index, would store a history row
     without its picture (and the next model would queue the item again as changed). Such
     rows are quarantined with what to do; with the inventory they import whole."""
-    import io
-
-    import numpy as np
-    from PIL import Image
 
     from riskrank.index.build import build_index
     from riskrank.index.signals.pdq import PdqSignal
     from riskrank.rank.review import QueueIndex, _content, _new_rows, check_verdicts
     from riskrank.rank.reviewed import content_digests
 
-    def jpeg(seed: int) -> bytes:
-        pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(pixels).save(buf, format="JPEG")
-        return buf.getvalue()
-
-    (tmp_path / "b.jpg").write_bytes(jpeg(2))
+    (tmp_path / "b.jpg").write_bytes(_jpeg(2))
     inv = pa.table(
         {
             "item_id": ["a", "b", "c"],
             "text": ["ad a", "ad b", "ad c"],
-            "image_bytes": pa.array([jpeg(1), None, None], pa.binary()),
+            "image_bytes": pa.array([_jpeg(1), None, None], pa.binary()),
             "image_path": [None, "b.jpg", None],
         }
     )
@@ -1381,21 +1371,11 @@ def test_which_pictures_an_import_cannot_take_from_the_sweeps_index(tmp_path):
     """Only a signal that reads nothing but pictures marks an item whose picture the index
     lacks (a plug-in reading every column may hold it by its text); and with a standing
     index's content keys, a file that is not the picture the sweep embedded is found too."""
-    import io
-
-    import numpy as np
-    from PIL import Image
 
     from riskrank.index.signals.pdq import PdqSignal
     from riskrank.index.signals.registry import register_signal, unregister_signal
     from riskrank.index.standing import StandingIndex
     from riskrank.rank.review import _pictures_not_kept
-
-    def jpeg(seed: int) -> bytes:
-        pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(pixels).save(buf, format="JPEG")
-        return buf.getvalue()
 
     class ReadsEverything(HashingTextSignal):  # a plug-in that does not say what it reads
         type_name = "test_reads_everything"
@@ -1404,13 +1384,13 @@ def test_which_pictures_an_import_cannot_take_from_the_sweeps_index(tmp_path):
 
     register_signal(ReadsEverything)
     try:
-        (tmp_path / "same.jpg").write_bytes(jpeg(1))
-        (tmp_path / "other.jpg").write_bytes(jpeg(3))
+        (tmp_path / "same.jpg").write_bytes(_jpeg(1))
+        (tmp_path / "other.jpg").write_bytes(_jpeg(3))
         inv = pa.table(
             {
                 "item_id": ["bytes-only", "same", "both", "text-only"],
                 "text": ["ad 0", "ad 1", "ad 2", "ad 3"],
-                "image_bytes": pa.array([jpeg(0), None, jpeg(2), None], pa.binary()),
+                "image_bytes": pa.array([_jpeg(0), None, _jpeg(2), None], pa.binary()),
                 "image_path": [None, "same.jpg", "other.jpg", None],
             }
         )
@@ -1433,34 +1413,24 @@ def test_a_verdict_is_not_stored_on_a_picture_the_sweep_did_not_embed(tmp_path):
     in the --inventory) after the sweep took the verdict; a late import, the version its
     sweep searched gone, put day-1 verdicts on day-3 pictures; a moved export folder made
     good reviews rows with a dead path. Each is quarantined with why now."""
-    import io
-
-    import numpy as np
-    from PIL import Image
 
     from riskrank.index.signals.pdq import PdqSignal
     from riskrank.index.standing import StandingIndex
     from riskrank.rank.review import _picture_problems, _with_picture
 
-    def jpeg(seed: int) -> bytes:
-        pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(pixels).save(buf, format="JPEG")
-        return buf.getvalue()
-
     for i in range(3):
-        (tmp_path / f"p{i}.jpg").write_bytes(jpeg(i))
+        (tmp_path / f"p{i}.jpg").write_bytes(_jpeg(i))
     inv = pa.table({"item_id": ["a", "b", "c"], "text": ["ad a", "ad b", "ad c"],
                     "image_path": ["p0.jpg", "p1.jpg", "p2.jpg"]})  # fmt: skip
     signals = [HashingTextSignal(), PdqSignal(base_dir=tmp_path)]
     standing = StandingIndex(tmp_path / "st")
     standing.update(inv, signals, show_progress=False)
     swept = standing.current_dir()
-    (tmp_path / "p1.jpg").write_bytes(jpeg(7))  # replaced under its path after the sweep
+    (tmp_path / "p1.jpg").write_bytes(_jpeg(7))  # replaced under its path after the sweep
     (tmp_path / "p2.jpg").unlink()  # the export folder rotated away
     # As import_verdicts hands them over: each picture read once (bytes beside the path).
     content = {r["item_id"]: _with_picture(r, signals) for r in inv.to_pylist()}
-    edited = {**content, "a": {**content["a"], "image_bytes": jpeg(8)}}  # edited inventory
+    edited = {**content, "a": {**content["a"], "image_bytes": _jpeg(8)}}  # edited inventory
     # A file the sweep embedded, read into bytes, is the picture it embedded.
     assert _picture_problems({"a": content["a"]}, swept, None, True, signals) == {}
     found = _picture_problems(edited, swept, None, True, signals)
@@ -1483,22 +1453,12 @@ def test_a_picture_the_sweep_could_not_read_is_not_the_one_reviewed(tmp_path):
     on them, hiding the copies from later queues as "reviewed, unchanged" (an outsider's
     report). Quarantined now, from the index and from an inventory alike; a file still
     broken as it was is what the reviewer saw."""
-    import io
-
-    import numpy as np
-    from PIL import Image
 
     from riskrank.index.signals.pdq import PdqSignal
     from riskrank.index.standing import StandingIndex
     from riskrank.rank.review import _picture_problems, _with_picture
 
-    def jpeg(seed: int) -> bytes:
-        pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(pixels).save(buf, format="JPEG")
-        return buf.getvalue()
-
-    (tmp_path / "p0.jpg").write_bytes(jpeg(0))
+    (tmp_path / "p0.jpg").write_bytes(_jpeg(0))
     (tmp_path / "corrupt.jpg").write_bytes(b"not a picture")
     (tmp_path / "still.jpg").write_bytes(b"still not a picture")
     paths = ["p0.jpg", "corrupt.jpg", "missing.jpg", "still.jpg"]
@@ -1509,7 +1469,7 @@ def test_a_picture_the_sweep_could_not_read_is_not_the_one_reviewed(tmp_path):
     _, stats = standing.update(inv, signals, show_progress=False)
     assert stats.indexed == 4  # the broken ones by their text
     swept = standing.current_dir()
-    scam = jpeg(9)
+    scam = _jpeg(9)
     (tmp_path / "corrupt.jpg").write_bytes(scam)
     (tmp_path / "missing.jpg").write_bytes(scam)
     content = {r["item_id"]: _with_picture(r, signals) for r in inv.to_pylist()}
@@ -1546,23 +1506,13 @@ def test_a_model_keeps_the_pictures_of_its_history(history, seeds, tmp_path):
     """`train` kept path-only history rows: once the export folder had moved, the retrain
     after an import lost the pictures of the first model's reviews (an outsider's report:
     image vectors 300 -> 235). The saved history holds each file's bytes beside its path."""
-    import io
-
-    import numpy as np
-    from PIL import Image
 
     from riskrank.index.signals.pdq import PdqSignal
-
-    def jpeg(seed: int) -> bytes:
-        pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(pixels).save(buf, format="JPEG")
-        return buf.getvalue()
 
     paths = [f"p{i}.jpg" if i % 3 == 0 else None for i in range(history.num_rows)]
     for i, p in enumerate(paths):
         if p:
-            (tmp_path / p).write_bytes(jpeg(i))
+            (tmp_path / p).write_bytes(_jpeg(i))
     hist = history.append_column("image_path", pa.array(paths, pa.string()))
     signals = [HashingTextSignal(), PdqSignal(base_dir=tmp_path)]
     train(hist, seeds, tmp_path / "m", signals=signals, k=200, show_progress=False)
@@ -1691,3 +1641,16 @@ def test_an_import_reads_text_as_the_model_that_made_the_queue(
     monkeypatch.setattr(review_mod, "reads_text_as_seen", lambda reviewed: False)
     res = import_verdicts(verdict, queue, tmp_path / "m", out_dir=tmp_path / "b", **kw)
     assert res.replaced == 1 and res.quarantine.num_rows == 0
+
+
+def _jpeg(seed: int) -> bytes:
+    """A 64x64 picture of noise, as JPEG bytes (one per seed)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG")
+    return buf.getvalue()
