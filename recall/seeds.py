@@ -69,7 +69,7 @@ def _check_policies_recall(table: pa.Table, what: str) -> None:
         )
 
 
-def _severity_as_numbers(table: pa.Table, what: str) -> pa.Table:
+def _severity_as_numbers(table: pa.Table) -> pa.Table:
     """A ``severity`` column of text ("3", as a CSV read with ``dtype=str`` holds it: the
     conversion a CSV seed file's refusal suggests) as integers; other text is left for
     ``check_columns`` to refuse, naming the row."""
@@ -98,7 +98,7 @@ class SeedSet:
 
     @classmethod
     def from_table(cls, data: TableLike, *, what: str = "seeds") -> SeedSet:
-        table = _severity_as_numbers(as_table(data, what=what), what)
+        table = _severity_as_numbers(as_table(data, what=what))
         check_columns(table, SEED_SCHEMA, what=what)
         if table.num_rows == 0:
             raise SchemaError(f"{what}: the seed set is empty; give at least one seed per policy")
