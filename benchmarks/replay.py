@@ -286,6 +286,8 @@ def riskrank_queue(d: Set, st: State, ctx: dict, method: str) -> tuple[list, np.
         covered=model.covered(pool),  # as the product's score() calibrates
     )
     proba = scored.proba
+    if "probe" in ctx:  # benchmarks/young_calibration.py: each round's model and scores
+        ctx["probe"](model, pool, scored, crow[open_rows])
     ranked = build_queue(pool, scored)
     queue = arrange_queue(
         ranked,

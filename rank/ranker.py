@@ -31,6 +31,7 @@ from riskrank.rank.calibration import (
     ScoreCalibrator,
     absent_prior,
     choose_threshold,
+    fit_offset,
     shift_prior,
     shift_threshold,
 )
@@ -79,10 +80,12 @@ POOLED = "*"  # calibrator fitted on every policy's held-out rows
 @dataclass(frozen=True)
 class Calibrated:
     """Per row: ``proba`` P(violating); ``calibration`` how it was obtained (``policy_history``:
-    on this policy's held-out reviews; ``transferred``: another calibrator with the base rate
-    re-estimated on these rows; ``none``: an order only); ``action_threshold`` the probability
-    from which the policy's suggested action is automatic (NaN: never). ``base_rates``: each
-    policy's base rate, re-estimated on these rows."""
+    on this policy's held-out reviews; ``policy_reviews``: a young policy, the pooled
+    calibrator moved to its held-out reviews; ``transferred``: another calibrator with the base
+    rate re-estimated on these rows; ``none``: an order only); ``action_threshold`` the
+    probability from which the policy's suggested action is automatic (NaN: never).
+    ``base_rates``: each policy's base rate on these rows (re-estimated by EM, or for
+    ``policy_reviews`` the mean probability)."""
 
     proba: np.ndarray
     calibration: np.ndarray
@@ -408,6 +411,7 @@ class RiskRanker:
             variants["transfer"] = self.transfer_features_
         held = np.flatnonzero(calib)
         held_policies = np.asarray(table.column("policy").to_pylist(), dtype=object)[held]
+        self.young_calibration_ = {}
         for name, feats in variants.items():
             X = self._matrix(table, feats)
             tr = np.flatnonzero(~calib)
@@ -421,11 +425,31 @@ class RiskRanker:
             model = lgb.LGBMRanker(**self._params(len(order), feats))
             model.fit(X_fit[order], y_fit[order], group=sizes)
             self.models_[name] = model.booster_
+            held_scores = model.booster_.predict(X[held])
             self.calibration_[name] = _fit_calibrators(
-                model.booster_.predict(X[held]),
+                held_scores,
                 y[held] >= POSITIVE_VERDICT,
                 held_policies if name in OWN_HISTORY else None,
             )
+            if name == "transfer":
+                # A young policy's reviews came from its own queues, chosen by score: its own
+                # calibrator (fitted on them) and EM's re-estimated base rate both assume its
+                # held-out rows are a sample of the population. On the replay they put the
+                # estimate at 0.02-3.7x the true share of violations; this, 0.5-1.9x
+                # (benchmarks/young_calibration.py).
+                pooled = self.calibration_[name][POOLED]
+                for p in young:
+                    rows = held_policies == p
+                    self.young_calibration_[p] = fit_offset(
+                        pooled, held_scores[rows], y[held][rows] >= POSITIVE_VERDICT
+                    )
+
+    def _own_calibrator(self, variant: str, policy: str):
+        """The calibrator fitted for ``policy`` under ``variant`` (None: none): a young
+        policy's moved pooled one (``fit_offset``), else its own held-out reviews'."""
+        if variant == "transfer" and policy in self.young_calibration_:
+            return self.young_calibration_[policy]
+        return self.calibration_[variant].get(policy) if variant in OWN_HISTORY else None
 
     def _target(self, policy: str) -> float:
         return (self.policy_precision_targets or {}).get(policy, self.precision_target)
@@ -443,7 +467,7 @@ class RiskRanker:
         for policy in all_policies:
             rows = policies == policy
             variant = self._history_variant(policy)
-            cal = self.calibration_[variant].get(policy)
+            cal = self._own_calibrator(variant, policy)
             if cal is None:  # too little held-out history to calibrate: no automatic action
                 out[policy] = ActionThreshold(
                     self._target(policy), None, int(rows.sum()), int(y[rows].sum())
@@ -584,12 +608,15 @@ class RiskRanker:
     ) -> Calibrated:
         """Raw scores (``predict``) of one sweep's candidates -> ``Calibrated``.
 
-        A policy scored by the full model with a calibrator of its own uses it
-        (``policy_history``). Otherwise (cold start, or too little held-out history) the
-        variant's pooled calibrator is used (``transferred``). Either way the base rate is
-        re-estimated on this policy's rows, so pass all of a policy's candidates at once; an
-        action threshold keeps its held-out raw-score cut and is dropped where the new base
-        rate leaves its precision bound below the target (``shift_threshold``).
+        A young policy (scored by the ``transfer`` booster) uses the pooled calibrator moved
+        to its own held-out reviews (``policy_reviews``, ``fit_offset``), as it is: its reviews
+        came from its queues, chosen by score, so no base rate is re-estimated. Otherwise a
+        policy with a calibrator of its own uses it (``policy_history``), and one without
+        (cold start, or too little held-out history) the variant's pooled calibrator
+        (``transferred``); for these the base rate is re-estimated on this policy's rows, so
+        pass all of a policy's candidates at once; an action threshold keeps its held-out
+        raw-score cut and is dropped where the new base rate leaves its precision bound below
+        the target (``shift_threshold``).
 
         ``covered`` (per row; ``covered()``): where more than ``WARN_SHARE`` of a policy's
         rows are unlike its reviews (the share a sweep warns at), the base rate is estimated
@@ -630,6 +657,17 @@ class RiskRanker:
             if (rows & ~covered).sum() > WARN_SHARE * rows.sum() and like.sum() >= MIN_COVERED:
                 prior_rows = like
             cals = self.calibration_.get(name, {})
+            young = self.young_calibration_.get(policy) if name == "transfer" else None
+            if young is not None:
+                # No EM: P(violating | score) is what the policy's reviews (chosen by score)
+                # tell, and a sweep's population does not move it (``fit_offset``).
+                proba[rows] = young.predict(scores[rows])
+                kind[rows] = "policy_reviews"
+                base_rates[policy] = float(proba[prior_rows].mean())
+                t = self.thresholds_.get(policy)
+                moved = None if t is None else shift_threshold(t, 0.0)
+                threshold[rows] = np.nan if moved is None else moved
+                continue
             own = cals.get(policy) if name in OWN_HISTORY else None
             if own is not None:
                 # Its own history's base rate is not this sweep's either (measured on
@@ -776,6 +814,7 @@ class RiskRanker:
                 variant: {p: c.to_dict() for p, c in cals.items() if c is not None}
                 for variant, cals in self.calibration_.items()
             },
+            "young_calibration": {p: c.to_dict() for p, c in self.young_calibration_.items()},
             "action_thresholds": {p: t.to_dict() for p, t in self.thresholds_.items()},
             "n_train": self.n_train_,
             "n_calibration": self.n_calibration_,
@@ -807,6 +846,11 @@ class RiskRanker:
         self.calibration_ = {
             variant: {p: ScoreCalibrator.from_dict(c) for p, c in cals.items()}
             for variant, cals in meta["calibration"].items()
+        }
+        # Models saved before it calibrate a young policy as before: its own held-out
+        # reviews' calibrator, or the pooled one, with EM.
+        self.young_calibration_ = {
+            p: ScoreCalibrator.from_dict(c) for p, c in meta.get("young_calibration", {}).items()
         }
         self.thresholds_ = {
             p: ActionThreshold.from_dict(t) for p, t in meta["action_thresholds"].items()

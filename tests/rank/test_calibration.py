@@ -10,6 +10,7 @@ from riskrank.rank.calibration import (
     ActionThreshold,
     ScoreCalibrator,
     choose_threshold,
+    fit_offset,
     precision_lower_bound,
     shift_prior,
     shift_threshold,
@@ -73,6 +74,24 @@ def test_prior_shift_re_estimates_the_base_rate():
     assert prior == pytest.approx(new_y.mean(), abs=0.04)
     assert shift > 0
     assert abs(cal.predict(new_s, shift).mean() - new_y.mean()) < abs(unshifted - new_y.mean())
+
+
+def test_a_young_policys_offset_is_its_reviews_level_shrunk_towards_the_pooled_one():
+    flat = ScoreCalibrator(0.0, 1.0, 1.0, 0.0, 0.5, 100)  # P = 0.5 at every score 0
+    assert fit_offset(flat, np.zeros(0), np.zeros(0)) is flat
+    # Many reviews at one score: the move is (nearly) the log-odds of their share.
+    y = (np.arange(1000) < 269).astype(float)
+    moved = fit_offset(flat, np.zeros(1000), y)
+    assert moved.intercept == pytest.approx(np.log(0.269 / 0.731), abs=0.01)
+    assert moved.base_rate == pytest.approx(0.269) and moved.n == 1000
+    assert (moved.center, moved.scale, moved.slope) == (0.0, 1.0, 1.0)  # the shape is kept
+    # A few reviews, all violating (the top of a first queue): moved up, but not without
+    # bound. MAP by hand, with the squeeze s(b) = 9 tanh(b / 9) and a Normal(0, 1) prior:
+    # 10 (1 - sigmoid(s(b))) s'(b) = b.
+    b = fit_offset(flat, np.zeros(10), np.ones(10)).intercept
+    t = np.tanh(b / LOGIT_BOUND)
+    assert 10 * (1 - 1 / (1 + np.exp(-LOGIT_BOUND * t))) * (1 - t**2) == pytest.approx(b, abs=1e-3)
+    assert 1.5 < b < 2.5
 
 
 def test_threshold_uses_a_lower_confidence_bound():

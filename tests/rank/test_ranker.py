@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -168,7 +170,9 @@ def test_a_young_policy_is_ranked_by_the_transfer_booster_until_it_has_enough_re
     young = np.asarray(train["policy"].to_pylist()) == "young"
     assert set(variant[young]) == {"transfer"} and set(variant[~young]) == {"full"}
     scored = ranker.score(train)
-    assert set(scored.calibration[young]) == {"policy_history"}  # its own calibrator
+    # The pooled calibrator moved to its held-out reviews (fit_offset), with no EM.
+    assert set(scored.calibration[young]) == {"policy_reviews"}
+    assert set(scored.calibration[~young]) == {"policy_history"}
     assert np.isfinite(scored.proba).all()
     ranker.save(tmp_path / "m")
     again = RiskRanker.load(tmp_path / "m")
@@ -179,6 +183,36 @@ def test_a_young_policy_is_ranked_by_the_transfer_booster_until_it_has_enough_re
         "full"
     }
     assert "transfer" not in RiskRanker(n_estimators=30, min_policy_reviews=0).fit(train).models_
+
+
+def test_a_young_policys_probabilities_do_not_follow_the_rows_swept_with_them(tmp_path):
+    # Its reviews came from its own queues, chosen by score: EM's re-estimated base rate
+    # (which assumes they were a sample) put a new policy's share of violations at 0.8 for a
+    # true 0.065 after its first reviews. A row's probability is now its score's, whichever
+    # rows come with it.
+    train = _two_policies()
+    ranker = RiskRanker(n_estimators=30).fit(train)
+    young = np.asarray(train["policy"].to_pylist()) == "young"
+    rows = train.filter(pa.array(young))
+    whole = ranker.score(rows)
+    low = np.argsort(whole.scores)[: rows.num_rows // 2]  # only its least risky half
+    part = ranker.score(rows.take(pa.array(low)))
+    np.testing.assert_allclose(part.proba, whole.proba[low])
+    assert part.base_rates["young"] < whole.base_rates["young"]  # the mean, on these rows
+    cal = ranker.young_calibration_["young"]
+    assert cal.n == int(
+        ranker.calibration_["transfer"]["young"].n  # the same held-out reviews
+    )
+    np.testing.assert_allclose(whole.proba, cal.predict(whole.scores))
+    # Saved and loaded; a model saved before it calibrates the young policy as before.
+    ranker.save(tmp_path / "m")
+    np.testing.assert_allclose(RiskRanker.load(tmp_path / "m").score(rows).proba, whole.proba)
+    meta_path = tmp_path / "m" / "ranker.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop("young_calibration")
+    meta_path.write_text(json.dumps(meta))
+    old = RiskRanker.load(tmp_path / "m").score(rows)
+    assert set(old.calibration) == {"policy_history"}
 
 
 def test_a_policy_alone_keeps_the_full_booster_however_few_its_reviews():
