@@ -961,7 +961,8 @@ def decision_report(
         f"policy {p!r}: its held-out review history"
         + (
             f", re-weighted to this sweep's estimated base rate ({d['estimated_base_rate']}),"
-            if "estimated_base_rate" in d
+            # (a young policy's is read as it is: rank.ranker.RiskRanker.calibrate)
+            if "estimated_base_rate" in d and d["calibration"] != "policy_reviews"
             else ""
         )
         + " cannot show the precision target for an automatic action; every item is escalated"

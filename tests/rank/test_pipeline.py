@@ -699,3 +699,27 @@ def test_a_queue_of_pictures_only_keeps_the_contract_columns(tmp_path, history, 
             out_dir=tmp_path / f"same{int(campaigns)}", **kw,
         )  # fmt: skip
         assert same.imported.num_rows == (3 if campaigns else 1)  # (three copies of one picture)
+
+
+def test_the_decision_report_says_how_each_policys_probability_was_read():
+    from riskrank.rank.pipeline import decision_report
+    from riskrank.rank.ranker import ScoredCandidates
+
+    cands = pa.table({"item_id": ["a", "b", "c"], "policy": ["scam", "scam", "new"]})
+    p = np.array([0.9, 0.2, 0.4])
+    scored = ScoredCandidates(
+        p,
+        p,
+        [""] * 3,
+        np.array(["full", "full", "transfer"], dtype=object),
+        np.array(["policy_history", "policy_history", "policy_reviews"], dtype=object),
+        np.full(3, np.nan),
+        {"scam": 0.3, "new": 0.4},
+    )
+    report = decision_report(cands, scored)
+    assert report["decisions"]["new"]["calibration"] == "policy_reviews"
+    assert report["decisions"]["new"]["estimated_base_rate"] == 0.4
+    new, scam = report["warnings"]  # by policy name
+    assert "re-weighted to this sweep's estimated base rate (0.3)" in scam
+    # A young policy's probabilities are its reviews' as they are: nothing was re-weighted.
+    assert new.startswith("policy 'new': its held-out review history cannot show")
