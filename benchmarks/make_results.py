@@ -61,6 +61,7 @@ PARTS = [
     ("replay_embeddings_only.md", "Replay without the lexical probe (the earlier replay)"),
     ("replay_notes.md", "Replay: what changed and why (issue 13)"),
     ("replay_young.md", "Replay: which model ranks a young policy (issue 13)"),
+    ("young_calibration.md", "Replay: a young policy's probabilities, three ways (issue 13)"),
     ("replay_campaign_split.md", "Replay: cutting campaigns where the ranker disagrees (13)"),
     ("replay_insults_hashsplit.md", "Replay on Insults re-split by id hash, via --data (13)"),
     ("encoder.md", "Text encoder: PyTorch fp32 vs ONNX Runtime int8 (issue: speed and memory)"),

@@ -155,7 +155,8 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "scored by the transfer booster), items not yet reviewed. `estimate / true`: each "
         "way's mean probability over the true share of violations (|log| averaged, and its "
         "range); ECE: 10 bins; queue gap: |mean probability of the round's queue - share of "
-        "it found violating|. Ways: the docstring.",
+        "it found violating|. Ways: the docstring. Plot, per trial and round: "
+        "`results/young_calibration.png`.",
         "",
         "| set | arm | way | rounds | mean abs log(estimate / true) | estimate / true, range "
         "| ECE | queue gap |",

@@ -434,11 +434,11 @@ class RiskRanker:
             if name == "transfer":
                 # A young policy's reviews came from its own queues, chosen by score: its own
                 # calibrator (fitted on them) and EM's re-estimated base rate both assume its
-                # held-out rows are a sample of the population. On the replay they put the
-                # estimate at 0.02-3.7x the true share of violations; this, 0.5-1.9x
-                # (benchmarks/young_calibration.py).
+                # held-out rows are a sample of the population. On the replay's first ten
+                # rounds EM put the estimate at 0.01-3.7x the true share of violations (mean
+                # |log ratio| 1.4-2.6); this, 0.48-2.5x (0.20-0.32; young_calibration.md).
                 pooled = self.calibration_[name][POOLED]
-                for p in young:
+                for p in young if pooled is not None else []:  # (None: too few held out)
                     rows = held_policies == p
                     self.young_calibration_[p] = fit_offset(
                         pooled, held_scores[rows], y[held][rows] >= POSITIVE_VERDICT

@@ -215,6 +215,16 @@ def test_a_young_policys_probabilities_do_not_follow_the_rows_swept_with_them(tm
     assert set(old.calibration) == {"policy_history"}
 
 
+def test_a_young_policy_without_a_pooled_calibrator_is_an_order_only():
+    # Too few held-out rows for any calibrator (fewer than 20): nothing to move.
+    train = _two_policies(n_old=60, n_new=30)
+    ranker = RiskRanker(n_estimators=10, min_child_samples=2).fit(train)
+    assert "transfer" in ranker.models_ and ranker.calibration_["transfer"]["*"] is None
+    assert ranker.young_calibration_ == {}
+    young = np.asarray(train["policy"].to_pylist()) == "young"
+    assert set(ranker.score(train).calibration[young]) == {"none"}
+
+
 def test_a_policy_alone_keeps_the_full_booster_however_few_its_reviews():
     train, _ = _synthetic_candidates(n=300, seed=0)
     ranker = RiskRanker(n_estimators=30).fit(train)
