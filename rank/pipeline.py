@@ -957,17 +957,25 @@ def decision_report(
         "actioned automatically"
         for p in cold
     ]
+    young = sorted(p for p, d in per.items() if d["calibration"] == "policy_reviews")
+    warnings += [
+        f"policy {p!r} is young (few reviews of its own beside the other policies'): its "
+        "probabilities are the other policies' calibration, its level moved to its own "
+        f"held-out reviews (mean probability here {per[p].get('estimated_base_rate', 'n/a')}; "
+        "with few reviews it stays near theirs), and every item is escalated: its reviews "
+        "came from the tops of its queues, so their precision is not the sweep's"
+        for p in young
+    ]
     warnings += [
         f"policy {p!r}: its held-out review history"
         + (
             f", re-weighted to this sweep's estimated base rate ({d['estimated_base_rate']}),"
-            # (a young policy's is read as it is: rank.ranker.RiskRanker.calibrate)
-            if "estimated_base_rate" in d and d["calibration"] != "policy_reviews"
+            if "estimated_base_rate" in d
             else ""
         )
         + " cannot show the precision target for an automatic action; every item is escalated"
         for p, d in sorted(per.items())
-        if d["model"] != "cold" and d["action_threshold"] is None
+        if d["model"] != "cold" and d["action_threshold"] is None and p not in young
     ]
     return {"cold_start_policies": cold, "decisions": per, "warnings": warnings}
 

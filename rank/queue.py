@@ -34,8 +34,9 @@ QUEUE_SCHEMA = pa.schema(
             "action",
             pa.string(),
             "the closest seed's action when `risk_probability >= action_threshold`, else "
-            "`escalate` (human review); cold and transferred policies always escalate, and so "
-            "do seeds whose action is `human_review`/`escalate`",
+            "`escalate` (human review); cold, transferred and young (`policy_reviews`) "
+            "policies always escalate, and so do items `unlike_reviews` and seeds whose "
+            "action is `human_review`/`escalate`",
         ),
         doc_field("severity", pa.int8(), "of the closest seed (1-4)"),
         doc_field(
@@ -62,7 +63,8 @@ QUEUE_SCHEMA = pa.schema(
             "`policy_history` (calibrated on this policy's held-out reviews, with the base rate "
             "re-estimated on this sweep's candidates of the policy), `policy_reviews` (a young "
             "policy: the calibrator of all policies' held-out reviews, its level moved to this "
-            "policy's own), `transferred` (no usable history of its own: another calibrator, "
+            "policy's own, or as it is where none was held out), `transferred` (no usable "
+            "history of its own: another calibrator, "
             "with the base rate re-estimated on this sweep's candidates of the policy), or "
             "`none` (an order, not a probability)",
         ),
@@ -232,6 +234,12 @@ def build_queue(
     p = proba[rows]
     threshold = scored.action_threshold[rows]
     action = suggested_actions(seed_action, p, threshold)
+    if unlike is not None:
+        # The sweep says its policy's model extrapolates there: its held-out precision, which
+        # the threshold rests on, says nothing of such items (an outsider's mixed inventory:
+        # 215 comments unlike every spam review were suggested for automatic removal).
+        outside = np.array([unlike[r] is True or unlike[r] == 1 for r in rows], dtype=bool)
+        action = np.where(outside, ESCALATE, action)
     cols = {
         "rank": pa.array(np.arange(1, len(rows) + 1), pa.int64()),
         "risk_score": pa.array(scores[rows], pa.float64()),

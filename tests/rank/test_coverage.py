@@ -152,6 +152,32 @@ def test_an_item_unlike_its_riskiest_policys_reviews_goes_to_a_policy_that_cover
     assert plain["policy"].to_pylist() == ["spam"] * 4
 
 
+def test_an_item_unlike_its_policys_reviews_is_never_actioned_automatically():
+    """An outsider's mixed inventory: the spam policy's threshold suggested removing 215
+    comments that the sweep itself flagged as unlike every spam review."""
+    from riskrank.rank.queue import build_queue
+
+    cands = pa.table(
+        {
+            "item_id": ["a", "b", "c"],
+            "policy": ["spam"] * 3,
+            "action": ["remove"] * 3,
+            "matched_seed_ids": pa.array([[]] * 3, pa.list_(pa.string())),
+        }
+    )
+    scored = _scored([0.99, 0.98, 0.97])
+    scored = type(scored)(*[getattr(scored, f) for f in ("scores", "proba", "reasons",
+                          "variant", "calibration")], np.full(3, 0.9), {})  # fmt: skip
+    unlike = np.array([True, False, None], dtype=object)
+    q = build_queue(cands, scored, unlike=unlike)
+    assert dict(zip(q["item_id"].to_pylist(), q["action"].to_pylist())) == {
+        "a": "escalate",
+        "b": "remove",
+        "c": "remove",  # (not known: as before)
+    }
+    assert build_queue(cands, scored)["action"].to_pylist() == ["remove"] * 3
+
+
 def test_reviewed_items_left_out_of_the_queue_do_not_dilute_the_share(model, history_items, seeds):
     """Reviewed, unchanged items are their own nearest review: counted, 120 of them hid 25
     foreign items that made up the whole queue (a reviewer's finding)."""

@@ -719,7 +719,9 @@ def test_the_decision_report_says_how_each_policys_probability_was_read():
     report = decision_report(cands, scored)
     assert report["decisions"]["new"]["calibration"] == "policy_reviews"
     assert report["decisions"]["new"]["estimated_base_rate"] == 0.4
-    new, scam = report["warnings"]  # by policy name
+    new, scam = report["warnings"]
     assert "re-weighted to this sweep's estimated base rate (0.3)" in scam
-    # A young policy's probabilities are its reviews' as they are: nothing was re-weighted.
-    assert new.startswith("policy 'new': its held-out review history cannot show")
+    # A young policy's probabilities are its reviews' as they are: nothing was re-weighted,
+    # and it never acts (an outsider read neither from the report).
+    assert new.startswith("policy 'new' is young") and "re-weighted" not in new
+    assert "mean probability here 0.4" in new and "every item is escalated" in new

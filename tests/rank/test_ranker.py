@@ -215,6 +215,23 @@ def test_a_young_policys_probabilities_do_not_follow_the_rows_swept_with_them(tm
     assert set(old.calibration) == {"policy_history"}
 
 
+def test_a_young_policy_never_acts_automatically():
+    # Its reviews are the tops of its queues: with only confirmed violations imported, a cut
+    # at 0.936 suggested removing 693 items, none of them violating (an outsider's check).
+    # (~100 held-out reviews, all violating: their precision bound passes 0.95.)
+    train = _two_policies(n_old=1200, n_new=500)
+    young = np.asarray(train["policy"].to_pylist()) == "young"
+    verdict = np.where(young, 2, train["verdict"].to_numpy()).astype(np.int8)
+    train = train.set_column(train.column_names.index("verdict"), "verdict", pa.array(verdict))
+    ranker = RiskRanker(n_estimators=30).fit(train)
+    t = ranker.thresholds_["young"]
+    assert t.threshold is None and t.n_violating == t.n_heldout > 0
+    scored = ranker.score(train)
+    assert set(scored.calibration[young]) == {"policy_reviews"}
+    assert np.isnan(scored.action_threshold[young]).all()
+    assert np.isfinite(scored.proba[young]).all()
+
+
 def test_a_young_policy_without_a_pooled_calibrator_is_an_order_only():
     # Too few held-out rows for any calibrator (fewer than 20): nothing to move.
     train = _two_policies(n_old=60, n_new=30)
