@@ -437,11 +437,16 @@ class RiskRanker:
                 # held-out rows are a sample of the population. On the replay's first ten
                 # rounds EM put the estimate at 0.01-3.7x the true share of violations (mean
                 # |log ratio| 1.4-2.6); this, 0.48-2.5x (0.20-0.32; young_calibration.md).
+                # Its level needs both classes among them: a team that imported only its
+                # confirmed takedowns (390 insults, no benign review) had every item moved
+                # to P 0.93 where none violated (an outsider's check); unmoved then.
                 pooled = self.calibration_[name][POOLED]
                 for p in young if pooled is not None else []:  # (None: too few held out)
                     rows = held_policies == p
-                    self.young_calibration_[p] = fit_offset(
-                        pooled, held_scores[rows], y[held][rows] >= POSITIVE_VERDICT
+                    hit = y[held][rows] >= POSITIVE_VERDICT
+                    both = hit.any() and not hit.all()
+                    self.young_calibration_[p] = (
+                        fit_offset(pooled, held_scores[rows], hit) if both else pooled
                     )
 
     def _own_calibrator(self, variant: str, policy: str):

@@ -226,6 +226,9 @@ def test_a_young_policy_never_acts_automatically():
     ranker = RiskRanker(n_estimators=30).fit(train)
     t = ranker.thresholds_["young"]
     assert t.threshold is None and t.n_violating == t.n_heldout > 0
+    # Reviews of one class cannot say where its level is: the pooled calibrator, unmoved
+    # (it had moved every item of such a policy to P 0.93 where none violated).
+    assert ranker.young_calibration_["young"] == ranker.calibration_["transfer"]["*"]
     scored = ranker.score(train)
     assert set(scored.calibration[young]) == {"policy_reviews"}
     assert np.isnan(scored.action_threshold[young]).all()
