@@ -253,7 +253,10 @@ def cmd_train(args) -> int:
             *[
                 (
                     f"remove/act threshold ({p})",
-                    f"none: always escalate (best held-out cut: {t.n_selected} items, "
+                    "none: always escalate (a young policy: its reviews are the tops of its "
+                    "queues, no sample of a sweep)"
+                    if p in model.ranker.young_calibration_
+                    else f"none: always escalate (best held-out cut: {t.n_selected} items, "
                     f"precision lower bound {t.precision_lcb or 0:.3f} < {t.precision_target})"
                     if t.threshold is None
                     else f"P >= {t.threshold:.3f} (held-out precision {t.precision:.3f}, "
