@@ -191,7 +191,7 @@ def main() -> None:
     library = quality.library_state()
     signal = TextEmbeddingSignal()
     names = args.sets.split(",")
-    data = {n: replay.Set(n, signal) for n in {*names, *(quality.OTHER[n] for n in names)}}
+    data = replay.load_sets(names, signal)
     results: dict = {}
     t0 = time.time()
     for trial in range(args.first_trial, args.first_trial + args.trials):

@@ -150,6 +150,13 @@ class State:
     purity: list[tuple[int, int]] = field(default_factory=list)  # (members, same label)
 
 
+def load_sets(names: list[str], signal: TextEmbeddingSignal | None = None) -> dict[str, Set]:
+    """Each named set and the one its cold start learns from (``quality.OTHER``), each once
+    (``signal``: default MiniLM)."""
+    signal = signal or TextEmbeddingSignal()
+    return {n: Set(n, signal) for n in {*names, *(quality.OTHER[n] for n in names)}}
+
+
 def bank_scores(d: Set, st: State) -> np.ndarray:
     bank = np.concatenate([st.seeds, [r for r, v in st.verdict.items() if v == 1]]).astype(int)
     return (d.X @ d.X[bank].T).max(1)
@@ -723,7 +730,7 @@ def main() -> None:
     if unknown := [n for n in names if n not in quality.POLICY]:
         p.error(f"unknown set(s) {unknown}: spamassassin, insults or a --data NAME")
     t_data = time.time()
-    data = {n: Set(n, signal) for n in {*names, *(quality.OTHER[n] for n in names)}}
+    data = load_sets(names, signal)
     args.data_seconds = round(time.time() - t_data)  # embedding the sets (cached: reading)
     for name in names:
         if warning := cold_overlap(data[name], data[quality.OTHER[name]]):

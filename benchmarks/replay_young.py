@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import quality  # noqa: E402
 import replay  # noqa: E402
 
-from riskrank.index.signals import TextEmbeddingSignal  # noqa: E402
 from riskrank.rank.evaluation.metrics import average_precision  # noqa: E402
 from riskrank.rank.ranker import RiskRanker  # noqa: E402
 
@@ -133,9 +132,8 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args()
     library = quality.library_state()
-    signal = TextEmbeddingSignal()
     names = args.sets.split(",")
-    data = {n: replay.Set(n, signal) for n in {*names, *(quality.OTHER[n] for n in names)}}
+    data = replay.load_sets(names)
     t0 = time.time()
     results: dict = {n: [] for n in names}
     for trial in range(args.trials):
