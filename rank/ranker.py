@@ -436,7 +436,7 @@ class RiskRanker:
                 # calibrator (fitted on them) and EM's re-estimated base rate both assume its
                 # held-out rows are a sample of the population. On the replay's first ten
                 # rounds EM put the estimate at 0.01-3.7x the true share of violations (mean
-                # |log ratio| 1.4-2.6); this, 0.48-2.5x (0.20-0.32; young_calibration.md).
+                # |log ratio| 1.4-2.6); this, 0.31-2.5x (0.28-0.49; young_calibration.md).
                 # Its level needs both classes among them: a team that imported only its
                 # confirmed takedowns (390 insults, no benign review) had every item moved
                 # to P 0.93 where none violated (an outsider's check); unmoved then.
