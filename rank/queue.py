@@ -114,12 +114,19 @@ QUEUE_FRONT = tuple(QUEUE_SCHEMA.names)
 
 
 def suggested_actions(
-    seed_action: np.ndarray, proba: np.ndarray, threshold: np.ndarray
+    seed_action: np.ndarray, proba: np.ndarray, threshold: np.ndarray, unlike=None
 ) -> np.ndarray:
-    """The seed's action where the probability reaches a (finite) threshold, else escalate."""
+    """The seed's action where the probability reaches a (finite) threshold, else escalate.
+
+    ``unlike`` (per row, ``True``/``False``/``None``: ``unlike_reviews``): a row its
+    policy's model extrapolates to escalates; the threshold's held-out precision says nothing
+    of it (an outsider's mixed inventory: 215 comments unlike every spam review were
+    suggested for automatic removal)."""
     seed_action = np.asarray(seed_action, dtype=object)
     # dtype given: with no rows (every candidate already reviewed) numpy would infer float.
     automatic = np.array([a is not None and a not in NOT_AUTOMATIC for a in seed_action], bool)
+    if unlike is not None:
+        automatic &= np.array([not (u is True or u == 1) for u in unlike], dtype=bool)
     with np.errstate(invalid="ignore"):
         reached = np.isfinite(threshold) & (proba >= threshold)
     return np.where(automatic & reached, seed_action, ESCALATE)
@@ -233,13 +240,9 @@ def build_queue(
     seed_action = np.asarray(table.column("action").to_pylist(), dtype=object)
     p = proba[rows]
     threshold = scored.action_threshold[rows]
-    action = suggested_actions(seed_action, p, threshold)
-    if unlike is not None:
-        # The sweep says its policy's model extrapolates there: its held-out precision, which
-        # the threshold rests on, says nothing of such items (an outsider's mixed inventory:
-        # 215 comments unlike every spam review were suggested for automatic removal).
-        outside = np.array([unlike[r] is True or unlike[r] == 1 for r in rows], dtype=bool)
-        action = np.where(outside, ESCALATE, action)
+    action = suggested_actions(
+        seed_action, p, threshold, None if unlike is None else np.asarray(unlike)[rows]
+    )
     cols = {
         "rank": pa.array(np.arange(1, len(rows) + 1), pa.int64()),
         "risk_score": pa.array(scores[rows], pa.float64()),
