@@ -237,6 +237,7 @@ def _sweep_output(path: Path) -> dict:
         "report_run_id": report.get("run_id"),
         **{k: report[k] for k in REPORT_COUNTS if k in report},
         **({"slots": report["slots"]} if "slots" in report else {}),
+        "decisions": report.get("decisions", {}),
         "warnings": report.get("warnings", []),
     }
 
@@ -370,5 +371,11 @@ def _sweep_lines(about: dict) -> list[str]:
         counts.append("slots " + ", ".join(f"{s} {n:,}" for s, n in about["slots"].items()))
     if counts:
         lines.append(", ".join(counts))
+    for policy, d in sorted(about.get("decisions", {}).items()):
+        t = d.get("action_threshold")
+        acts = "never acts automatically" if t is None else f"automatic action from P >= {t:.3f}"
+        lines.append(
+            f"policy {policy}: model {d.get('model')}, calibration {d.get('calibration')}, {acts}"
+        )
     lines += [f"warning: {w}" for w in about["warnings"]]
     return lines

@@ -259,6 +259,7 @@ def write_html_report(
             # one row per campaign: the policy table counts campaigns (a reviewer's finding)
             campaign_mode="campaign_members" in queue.column_names,
             warnings=report.get("warnings", []),
+            decisions=report.get("decisions", {}),
             unlike={
                 policy: ", ".join(
                     f"{c['share_below']:.1%} ({signal})" for signal, c in sorted(cov.items())

@@ -66,6 +66,10 @@ def test_a_standing_index_a_model_and_a_sweep_say_what_they_are(
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "not marked complete" in text and today.report["run_id"] in text  # whose counts
+    # How each policy was calibrated and whether it acts (only report.md said so before).
+    assert today.report["decisions"]
+    for policy, d in today.report["decisions"].items():
+        assert f"policy {policy}: model {d['model']}, calibration {d['calibration']}, " in text
 
     # An update that has not committed (killed, or running now): its version is not kept,
     # readers see the current one (a reviewer's report: "kept: v1, v2, v3" at version 2).

@@ -251,3 +251,29 @@ def test_the_closest_review_shows_its_day_and_campaign(tmp_path):
     report = {"inventory": {"input_rows": 1}, "timings_s": {}}
     page = write_html_report(tmp_path, report, q).read_text()
     assert "review-v3 (queue of 2026-12-05) &middot; campaign c-b" in page
+
+
+def test_the_policy_table_says_how_each_policy_was_calibrated_and_when_it_acts(tmp_path):
+    """The kind of calibration and the automatic-action threshold were only in report.md and
+    report.json: report.html's policy table showed neither (an outsider's finding)."""
+    q = pa.table(
+        {
+            "rank": [1, 2],
+            "item_id": ["a", "b"],
+            "policy": ["insult", "spam"],
+            "risk_probability": [0.7, 0.9],
+        }
+    )
+    report = {
+        "inventory": {"input_rows": 2},
+        "decisions": {
+            "insult": {"model": "transfer", "calibration": "policy_reviews",
+                       "action_threshold": None},
+            "spam": {"model": "warm", "calibration": "own_reviews", "action_threshold": 0.8125},
+        },
+    }  # fmt: skip
+    page = write_html_report(tmp_path, report, q).read_text()
+    rows = page.split('<table id="policies">')[1].split("</table>")[0].split("<tr>")[2:]
+    assert "policy_reviews" in rows[0] and "never (escalate)" in rows[0], rows[0]
+    assert "transfer" in rows[0]
+    assert "own_reviews" in rows[1] and "0.812" in rows[1] and "warm" in rows[1], rows[1]
