@@ -1767,7 +1767,7 @@ def check_queue_model(
         # A queue on its own is let through; beside the other outputs of a sweep, a missing
         # report means the sweep died after writing the queue (a reviewer's finding: the
         # check was skipped and verdicts went to the wrong model).
-        if any((folder / f).exists() for f in ("candidates.parquet", "quarantine.parquet")):
+        if _beside_its_tables(folder):
             raise ValueError(
                 f"{queue_path}: the sweep that wrote it did not finish (no report.json beside "
                 f"it, no {sweep_output.MARKER}), so which model made it cannot be checked; run "
@@ -1776,6 +1776,13 @@ def check_queue_model(
         return (known or {}).get("model")
     made = json.loads(report.read_text())
     marker = sweep_output.marker(folder)
+    if marker is None and made.get("run_id") and _beside_its_tables(folder):
+        # A sweep that wrote report.json and died before its reports and marker (an
+        # outsider's kill trial): `riskrank info` said "not complete", the import took it.
+        raise ValueError(
+            f"{queue_path}: the sweep that wrote it did not finish (no {sweep_output.MARKER} "
+            "beside it); run the sweep again (it finishes the run) and review its queue"
+        )
     if marker is not None and marker.get("run_id") != made.get("run_id"):
         raise ValueError(
             f"{queue_path}: its {sweep_output.MARKER} and report.json are from different sweep "
@@ -1789,6 +1796,11 @@ def check_queue_model(
     made_by = made.get("model") or {}
     _check_made_by(made_by, queue_path, model_dir, parent)
     return made_by
+
+
+def _beside_its_tables(folder: Path) -> bool:
+    """Whether ``folder`` holds a sweep's other tables: the queue was not copied on its own."""
+    return any((folder / f).exists() for f in ("candidates.parquet", "quarantine.parquet"))
 
 
 def _check_made_by(made_by: dict, queue_path, model_dir: Path, parent: dict) -> None:

@@ -1493,6 +1493,16 @@ def test_a_queue_whose_sweep_did_not_finish_is_refused(loop, tmp_path):
     verdicts = pa.table({"item_id": queue["item_id"].to_pylist()[:3], "verdict": [2, 0, 2]})
     with pytest.raises(ValueError, match="did not finish"):
         import_verdicts(verdicts, died / "queue.parquet", root / "v1", out_dir=tmp_path / "v2")
+    # Killed later, after report.json and before its reports and _SUCCESS: `riskrank info`
+    # said "not complete", the import took the queue (an outsider's kill trial).
+    later = tmp_path / "later"
+    shutil.copytree(root / "day1", later, ignore=shutil.ignore_patterns("index"))
+    assert (later / "report.json").exists()
+    for name in ("_SUCCESS", "report.md", "report.html", "report.png"):
+        (later / name).unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="did not finish .no _SUCCESS"):
+        import_verdicts(verdicts, later / "queue.parquet", root / "v1", out_dir=tmp_path / "v4")
+    assert not (tmp_path / "v4").exists()
     # A queue on its own (copied out of its sweep's folder) is still taken.
     alone = tmp_path / "alone"
     alone.mkdir()
