@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from riskrank.index.checksums import checksum_files
-from riskrank.index.chunks import WORK, chunk_files
+from riskrank.index.chunks import DEFAULT_CHUNK_SIZE, WORK, chunk_files
 from riskrank.index.content_digest import signal_base_dirs
 from riskrank.index.engine import (
     BuiltSignal,
@@ -267,7 +267,7 @@ def build_index(
     max_memory: int | str = "4G",
     key: str | None = None,
     use_gpu: bool | None = None,
-    chunk_size: int = 2048,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     show_progress: bool = True,
     overwrite: bool = False,
 ) -> InventoryIndex:

@@ -29,6 +29,9 @@ from riskrank.index.tables import write_parquet
 from riskrank.index.vectors.stored import StoredVectors, open_npy
 
 WORK = "_work"
+# Items per chunk unless asked otherwise: texts are batched by padded length within a chunk,
+# so a larger one batches a little better; a killed run keeps only the chunks it finished.
+DEFAULT_CHUNK_SIZE = 2048
 
 
 def column(kind: str, signal: str) -> str:

@@ -99,7 +99,7 @@ from riskrank.index.build import (
     write_signal_files,
 )
 from riskrank.index.checksums import checksum_files, verify_checksums
-from riskrank.index.chunks import WORK, signals_digest
+from riskrank.index.chunks import DEFAULT_CHUNK_SIZE, WORK, signals_digest
 from riskrank.index.content_digest import (
     IMAGE_CELLS,
     IMAGE_COLUMNS,
@@ -515,7 +515,7 @@ class StandingIndex:
         engine: str | Engine = "local",
         key: str | None = None,
         max_memory: int | str = "4G",
-        chunk_size: int = 2048,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
         use_gpu: bool | None = None,
         show_progress: bool = True,
     ) -> tuple[InventoryIndex, UpdateStats | None]:

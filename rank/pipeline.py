@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from riskrank.index import collector
+from riskrank.index.chunks import DEFAULT_CHUNK_SIZE
 from riskrank.index.content_digest import IMAGE_CELLS
 from riskrank.index.engine import Engine
 from riskrank.index.manifest import write_text_atomic
@@ -312,7 +313,7 @@ def sweep(
     max_memory: int | str = "4G",
     index_key: str | None = None,
     image_base_dir: str | Path | None = None,
-    chunk_size: int = 2048,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     include_reviewed: bool = False,
     show_progress: bool = True,
     campaigns: bool = False,

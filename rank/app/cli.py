@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from riskrank.index.chunks import DEFAULT_CHUNK_SIZE
 from riskrank.index.tables import SchemaError
 
 EPILOG = """examples:
@@ -33,6 +34,30 @@ def _k(value: str) -> int | None:
     if k < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}")
     return k
+
+
+def _chunk_size(value: str) -> int:
+    """``--chunk-size``: a positive integer."""
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+def _add_chunk_flag(p: argparse.ArgumentParser) -> None:
+    # A killed run keeps the chunks it finished: with 2,048 a day's update of 1,307 texts was
+    # one chunk, and a kill at 817 embedded all 1,307 again (an outsider's kill trial).
+    p.add_argument(
+        "--chunk-size",
+        type=_chunk_size,
+        default=DEFAULT_CHUNK_SIZE,
+        help=f"items embedded per resumable chunk (default {DEFAULT_CHUNK_SIZE:,}); a killed "
+        "run keeps the chunks it finished, so a smaller one loses less of a small daily "
+        "update (texts are batched within a chunk: a very small one embeds a little slower)",
+    )
 
 
 def _add_k_flag(p: argparse.ArgumentParser) -> None:
@@ -160,6 +185,7 @@ def cmd_index_build(args) -> int:
             max_memory=args.max_memory,
             key=args.index_key,
             overwrite=args.overwrite,
+            chunk_size=args.chunk_size,
         )
     manifest = built.manifest
     items = manifest["items"]
@@ -190,6 +216,7 @@ def cmd_index_update(args) -> int:
             engine=engine,
             max_memory=args.max_memory,
             key=args.index_key,
+            chunk_size=args.chunk_size,
         )
     if stats is None:
         version = StandingIndex(args.index).version
@@ -291,6 +318,7 @@ def cmd_sweep(args) -> int:
         k=args.k,
         max_memory=args.max_memory,
         index_key=args.index_key,
+        chunk_size=args.chunk_size,
         image_base_dir=args.image_base_dir,
         campaigns=args.campaign_mode,
         explore=args.explore,
@@ -512,6 +540,7 @@ def _index_parsers(sub) -> None:
     b = ix.add_parser("build", help="embed an inventory and write a FAISS index directory")
     b.add_argument("inventory", help="Parquet file/directory with item_id, text, ...")
     b.add_argument("--out", required=True, help="new or empty directory for the index")
+    _add_chunk_flag(b)
     b.add_argument("--max-memory", default="4G", help="index memory budget (default 4G)")
     b.add_argument("--index-key", help="force a FAISS factory string, e.g. IVF4096,PQ48")
     _add_signal_flags(b)
@@ -531,6 +560,7 @@ def _index_parsers(sub) -> None:
     u.add_argument("--inventory", required=True, help="today's full inventory (Parquet)")
     u.add_argument("--index", required=True, help="the standing index directory (made if new)")
     _add_delete_flag(u)
+    _add_chunk_flag(u)
     u.add_argument("--max-memory", default="4G", help="index memory budget (default 4G)")
     u.add_argument("--index-key", help="force a FAISS factory string, e.g. IVF4096,PQ48")
     _add_signal_flags(u)
@@ -605,6 +635,7 @@ def _sweep_parser(sub) -> None:
         "--budget", type=int, help="keep the queue's first N rows (default: every recalled item)"
     )
     _add_k_flag(s)
+    _add_chunk_flag(s)
     s.add_argument("--max-memory", default="4G", help="index memory budget (default 4G)")
     s.add_argument("--index-key", help="force a FAISS factory string, e.g. IVF4096,PQ48")
     s.add_argument("--image-base-dir", help="directory that image_path values are relative to")

@@ -271,9 +271,17 @@ def test_cli_updates_a_standing_index_and_sweeps_it_retroactively(
     st_dir = tmp_path / "st"
     argv = ["index", "update", "--inventory", str(tmp_path / "inv.parquet"), "--index", str(st_dir)]
     argv += ["--signals", "test_hashing_text", "--delete", str(tmp_path / "delete.csv")]
-    assert main(argv) == 0
+    # Chunks a killed update keeps: settable (one chunk of 2,048 held a whole day's update).
+    with pytest.raises(SystemExit) as refused:
+        main([*argv, "--chunk-size", "0"])
+    assert refused.value.code == 2
+    assert "--chunk-size: expected a positive integer" in capsys.readouterr().err
+    assert not st_dir.exists()
+    assert main([*argv, "--chunk-size", "7"]) == 0
     out = capsys.readouterr().out
     assert "version 1" in out and "deletions never indexed" in out
+    made = json.loads((st_dir / "standing.json").read_text())["update"]
+    assert made["chunks"] == -(-made["embedded"] // 7) > 1, made  # (copies embedded once)
     assert gone not in set(StandingIndex(st_dir).load().items["item_id"].to_pylist())
     argv = ["sweep", "--index", str(st_dir), "--seeds", str(tmp_path / "seeds.parquet")]
     model_dir = hashing_model.save(tmp_path / "model")
