@@ -54,6 +54,7 @@ def test_a_standing_index_a_model_and_a_sweep_say_what_they_are(
         today.report["run_id"],
     )
     assert run["queued"] == today.queue.num_rows
+    marker = (out / "_SUCCESS").read_bytes()
     (out / "_SUCCESS").unlink()  # a run that died before its marker
     assert rr.info(out)["complete"] is False
 
@@ -83,7 +84,9 @@ def test_a_standing_index_a_model_and_a_sweep_say_what_they_are(
     assert main(["info", str(standing)]) == 0
     assert "an update has not committed (v3)" in capsys.readouterr().out
 
-    # What review import --no-retrain leaves: a history waiting for its retrain.
+    # What review import --no-retrain leaves: a history waiting for its retrain (of a run
+    # that finished: the import refuses one that did not).
+    (out / "_SUCCESS").write_bytes(marker)
     top = today.queue.slice(0, 4)
     verdicts = pa.table({"item_id": top["item_id"], "policy": top["policy"],
                          "verdict": pa.array([3, 0, 2, 1], pa.int8())})  # fmt: skip
