@@ -962,7 +962,7 @@ def decision_report(
     warnings += [
         f"policy {p!r} is young (few reviews of its own beside the other policies'): its "
         "probabilities are the other policies' calibration, its level moved to its own "
-        "held-out reviews where they hold both verdicts (mean probability here "
+        "held-out reviews where its reviews hold both verdicts (mean probability here "
         f"{per[p].get('estimated_base_rate', 'n/a')}; with few reviews it stays near "
         "theirs), and every item is escalated: its reviews "
         "came from the tops of its queues, so their precision is not the sweep's"

@@ -63,10 +63,10 @@ QUEUE_SCHEMA = pa.schema(
             "`policy_history` (calibrated on this policy's held-out reviews, with the base rate "
             "re-estimated on this sweep's candidates of the policy), `policy_reviews` (a young "
             "policy: the calibrator of all policies' held-out reviews, its level moved to this "
-            "policy's own, or as it is where those hold one class only), `transferred` (no "
-            "usable history of its own: another calibrator, with the base rate re-estimated "
-            "on this sweep's candidates of the policy), or `none` (an order, not a "
-            "probability)",
+            "policy's own, or as it is where its reviews hold one verdict only), "
+            "`transferred` (no usable history of its own: another calibrator, with the base "
+            "rate re-estimated on this sweep's candidates of the policy), or `none` (an order, "
+            "not a probability)",
         ),
         doc_field(
             "action_threshold",

@@ -436,15 +436,21 @@ class RiskRanker:
                 # calibrator (fitted on them) and EM's re-estimated base rate both assume its
                 # held-out rows are a sample of the population. On the replay's first ten
                 # rounds EM put the estimate at 0.01-3.7x the true share of violations (mean
-                # |log ratio| 1.4-2.6); this, 0.31-2.5x (0.28-0.49; young_calibration.md).
-                # Its level needs both classes among them: a team that imported only its
-                # confirmed takedowns (390 insults, no benign review) had every item moved
-                # to P 0.93 where none violated (an outsider's check); unmoved then.
+                # |log ratio| 1.4-2.6); this, 0.48-2.5x (0.20-0.32; young_calibration.md).
+                # Its level needs both classes among its reviews: a team that imported only
+                # its confirmed takedowns (390 insults, no benign review) had every item
+                # moved to P 0.93 where none violated (an outsider's check); unmoved then.
+                # Its held-out fifth alone may hold one class (all violating, early on):
+                # requiring both there too kept SpamAssassin's level at 0.31-0.53x the true
+                # share, and 5 of each among all its reviews cost most of what moving gains
+                # (young_calibration.md).
                 pooled = self.calibration_[name][POOLED]
+                every_policy = np.asarray(table.column("policy").to_pylist(), dtype=object)
                 for p in young if pooled is not None else []:  # (None: too few held out)
                     rows = held_policies == p
                     hit = y[held][rows] >= POSITIVE_VERDICT
-                    both = hit.any() and not hit.all()
+                    ever = y[every_policy == p] >= POSITIVE_VERDICT
+                    both = ever.any() and not ever.all()
                     self.young_calibration_[p] = (
                         fit_offset(pooled, held_scores[rows], hit) if both else pooled
                     )

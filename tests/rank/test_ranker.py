@@ -235,6 +235,38 @@ def test_a_young_policy_never_acts_automatically():
     assert np.isfinite(scored.proba[young]).all()
 
 
+def test_a_young_policys_level_moves_when_its_reviews_hold_both_verdicts_but_its_held_out_do_not():
+    # A young policy's held-out reviews are a fifth of a few hundred, from the tops of its
+    # queues: often all violating where its reviews as a whole are not. Its level then stayed
+    # at the other policies' (SpamAssassin in the replay: 0.31-0.53x the true share,
+    # young_calibration.md); it moves now. No benign review at all (a team importing only its
+    # confirmed takedowns): unmoved, as before.
+    base = _two_policies(n_old=1200, n_new=500)
+    young = np.asarray(base["policy"].to_pylist()) == "young"
+    ranker = RiskRanker(n_estimators=30)
+    held = np.random.default_rng(ranker.random_state).random(base.num_rows) < (
+        ranker.calibration_fraction
+    )
+    trained_young = np.flatnonzero(young & ~held)
+
+    def fitted(n_benign):
+        verdict = np.where(young, 2, base["verdict"].to_numpy()).astype(np.int8)
+        verdict[trained_young[:n_benign]] = 0  # benign, none of them held out
+        t = base.set_column(base.column_names.index("verdict"), "verdict", pa.array(verdict))
+        return RiskRanker(n_estimators=30).fit(t), t
+
+    ranker, table = fitted(1)
+    assert ranker.n_calibration_ == int(held.sum())  # the held-out rows computed above
+    pooled = ranker.calibration_["transfer"]["*"]
+    moved = ranker.young_calibration_["young"]
+    assert moved.intercept > pooled.intercept  # held-out all violating: up, by the prior's leave
+    scored = ranker.score(table)
+    assert set(scored.calibration[young]) == {"policy_reviews"}
+    assert np.isnan(scored.action_threshold[young]).all()  # still never acts on its own
+    none, _ = fitted(0)
+    assert none.young_calibration_["young"] == none.calibration_["transfer"]["*"]
+
+
 def test_a_young_policy_without_a_pooled_calibrator_is_an_order_only():
     # Too few held-out rows for any calibrator (fewer than 20): nothing to move.
     train = _two_policies(n_old=60, n_new=30)
