@@ -25,25 +25,17 @@ EPILOG = """examples:
 
 def _k(value: str) -> int | None:
     """``--k``: a positive integer, or ``all`` (recall every indexed item)."""
-    if value.lower() == "all":
-        return None
-    try:
-        k = int(value)
-    except ValueError:
-        k = 0
-    if k < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}")
-    return k
+    return None if value.lower() == "all" else _positive(value, "a positive integer or 'all'")
 
 
-def _chunk_size(value: str) -> int:
-    """``--chunk-size``: a positive integer."""
+def _positive(value: str, expected: str = "a positive integer") -> int:
+    """An option's positive integer (``--chunk-size``; ``--k`` other than ``all``)."""
     try:
         n = int(value)
     except ValueError:
         n = 0
     if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
     return n
 
 
@@ -52,7 +44,7 @@ def _add_chunk_flag(p: argparse.ArgumentParser) -> None:
     # one chunk, and a kill at 817 embedded all 1,307 again (an outsider's kill trial).
     p.add_argument(
         "--chunk-size",
-        type=_chunk_size,
+        type=_positive,
         default=DEFAULT_CHUNK_SIZE,
         help=f"items embedded per resumable chunk (default {DEFAULT_CHUNK_SIZE:,}); a killed "
         "run keeps the chunks it finished, so a smaller one loses less of a small daily "
