@@ -37,13 +37,13 @@ class ThinHistoryWarning(UserWarning):
     """A policy's review history has too few examples of a class to learn from reliably."""
 
 
-def check_budget(budget: int | None) -> int | None:
+def check_budget(budget: int | None, name: str = "budget") -> int | None:
     """``budget`` is the number of items to escalate: None (all) or a positive integer, a
     NumPy one too (``q.campaign_size.sum()`` was refused: an outsider), returned as an int."""
     if budget is None:
         return None
     if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget <= 0:
-        raise ValueError(f"budget={budget!r}: expected a positive number of items (or None)")
+        raise ValueError(f"{name}={budget!r}: expected a positive number of items (or None)")
     return int(budget)
 
 

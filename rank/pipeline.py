@@ -309,6 +309,7 @@ def sweep(
     index_dir: str | Path | None = None,
     deletions=None,
     budget: int | None = None,
+    budget_per_policy: int | None = None,
     k: int | None = DEFAULT_K,
     max_memory: int | str = "4G",
     index_key: str | None = None,
@@ -330,7 +331,9 @@ def sweep(
     CLI's). Only recalled items can be queued: an inventory larger than ``k`` is covered in
     part, and ``report["coverage"]`` says how much. ``k=None`` recalls every indexed item, so
     the queue covers the whole inventory. ``budget``: keep only the queue's first ``budget``
-    rows (None: all of them); it cuts the queue, not recall.
+    rows (None: all of them); it cuts the queue, not recall. ``budget_per_policy``: instead,
+    up to this many rows for each policy (one budget gave its slots to whichever policy's
+    probabilities ran highest, e.g. a new policy's transferred ones).
 
     ``campaigns``: the budget counts campaigns (near-copies, rank/campaigns.py), one row each
     with its members listed. ``explore``: the share of the budget spent on exploration
@@ -362,6 +365,9 @@ def sweep(
     """
     t0 = time.time()
     budget = check_budget(budget)
+    budget_per_policy = check_budget(budget_per_policy, "budget_per_policy")
+    if budget is not None and budget_per_policy is not None:
+        raise ValueError("sweep: give budget or budget_per_policy, not both")
     check_explore(explore)  # before anything is embedded or a standing index moves
     check_k(k)
     parse_bytes(max_memory)  # a typo is refused now, not after the embedding
@@ -488,6 +494,7 @@ def sweep(
                 campaigns=campaigns,
                 explore=explore,
                 links_cache=index_path / LINKS_FILE,
+                budget_per_policy=budget_per_policy,
             ),
             reasons_cache=index_path / REASONS_FILE,
             reports=writer,

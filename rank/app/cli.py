@@ -307,6 +307,7 @@ def cmd_sweep(args) -> int:
         index_dir=args.index,
         deletions=_read_ids(args.delete),
         budget=args.budget,
+        budget_per_policy=args.budget_per_policy,
         k=args.k,
         max_memory=args.max_memory,
         index_key=args.index_key,
@@ -623,8 +624,16 @@ def _sweep_parser(sub) -> None:
         "day and each sweep embeds only new and changed items",
     )
     _add_delete_flag(s)
-    s.add_argument(
+    budget = s.add_mutually_exclusive_group()
+    budget.add_argument(
         "--budget", type=int, help="keep the queue's first N rows (default: every recalled item)"
+    )
+    budget.add_argument(
+        "--budget-per-policy",
+        type=_positive,
+        help="instead, up to N rows for each policy (campaign mode: N campaigns), each with "
+        "its share of exploration: one budget goes to whichever policy's probabilities run "
+        "highest, and a new policy's are the least sure",
     )
     _add_k_flag(s)
     _add_chunk_flag(s)

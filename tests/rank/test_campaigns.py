@@ -1,3 +1,5 @@
+from collections import Counter
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -8,7 +10,7 @@ from riskrank.rank.campaigns import (
     link_campaigns,
     radius_graph,
 )
-from riskrank.rank.exploration import ExploreRule, allocate_slots
+from riskrank.rank.exploration import ExploreRule, allocate_per_policy, allocate_slots
 from riskrank.rank.pipeline import sweep
 from riskrank.rank.sweep_cache import LinkCache
 
@@ -562,3 +564,55 @@ def test_a_cut_queue_describes_the_campaigns_it_shows(inventory_items, seeds, ha
         for cid, r in zip(q["campaign_id"].to_pylist(), q["campaign_rank"].to_pylist()):
             ranks.setdefault(cid, []).append(r)
         assert all(r == list(range(1, len(r) + 1)) for r in ranks.values())
+
+
+def test_a_budget_per_policy_gives_each_policy_its_slots():
+    """One budget went to whichever policy's probabilities ran highest: a new policy's
+    transferred ones (4x its true share) took 57 of 60 slots from an established policy on an
+    outsider's mixed inventory. Per policy, each gets its own rows and explore share."""
+    hot = _ranked(20, np.arange(20))  # scam: P 0.99 .. 0.5
+    cold = pa.table(
+        {
+            "rank": np.arange(21, 41),
+            "item_id": [f"j{k:02d}" for k in range(20)],
+            "policy": ["spam"] * 20,
+            "risk_probability": np.linspace(0.45, 0.05, 20),
+        }
+    )
+    q = pa.concat_tables([hot, add_campaign_columns(cold, np.arange(20, 40))])
+    assert allocate_slots(q, 8, 0.0)["policy"].to_pylist() == ["scam"] * 8  # one budget
+    out = allocate_per_policy(q, 4, 0.0)
+    assert out["rank"].to_pylist() == list(range(1, 9))
+    # Each policy's riskiest, in rank order across the policies.
+    assert out["item_id"].to_pylist() == ["i00", "i01", "i02", "i03", "j00", "j01", "j02", "j03"]
+    explored = allocate_per_policy(q, 10, 0.2)
+    per = Counter(zip(explored["policy"].to_pylist(), explored["slot"].to_pylist()))
+    assert per == {("scam", "exploit"): 8, ("scam", "explore"): 2,
+                   ("spam", "exploit"): 8, ("spam", "explore"): 2}  # fmt: skip
+    slots = explored["slot"].to_pylist()
+    assert "explore" in slots[:10]  # spread through the queue, not all at its end
+    # One policy: the same queue as one budget.
+    alone = allocate_per_policy(hot, 10, 0.3)
+    assert alone.to_pylist() == allocate_slots(hot, 10, 0.3).to_pylist()
+    with pytest.raises(ValueError, match="budget_per_policy"):
+        allocate_per_policy(q, 0, 0.1)
+
+
+def test_a_sweep_with_a_budget_per_policy(tmp_path, inventory_items, seeds, hashing_model):
+    diet = pa.table(
+        {
+            "seed_id": ["d1", "d2"],
+            "policy": ["diet"] * 2,
+            "text": ["Miracle diet pill: lose 30 pounds in a week",
+                     "Lose weight fast without exercise, buy the miracle pill"],
+        }
+    )  # fmt: skip
+    both = pa.concat_tables([seeds.select(["seed_id", "policy", "text"]), diet])
+    inv = inventory_items.drop(["label"])
+    res = sweep(inv, both, hashing_model, budget_per_policy=3, show_progress=False)
+    assert Counter(res.queue["policy"].to_pylist()) == {"scam": 3, "diet": 3}
+    assert res.queue["rank"].to_pylist() == list(range(1, 7))
+    with pytest.raises(ValueError, match="not both"):
+        sweep(inv, both, hashing_model, budget=5, budget_per_policy=3, show_progress=False)
+    with pytest.raises(ValueError, match="budget_per_policy=0"):
+        sweep(inv, both, hashing_model, budget_per_policy=0, show_progress=False)
