@@ -225,28 +225,26 @@ def allocate_slots(
         n_explore = len(picks)
     p = np.asarray(units["risk_probability"].to_numpy(zero_copy_only=False), np.float64)
     size = units["campaign_size"].to_pylist()
-    # Explore units spread evenly through the review order.
+    return _laid_out(
+        units,
+        [(row, f"risk: p={p[row]:.2f}") for row in exploit],
+        [(row, _reason_text(why, p[row], closeness[row], size[row])) for row, why in picks],
+    )
+
+
+def _laid_out(units: pa.Table, exploit: list, picks: list) -> pa.Table:
+    """``units`` in review order: the exploit ``(row, reason)`` in their order, the explore
+    ones spread evenly through it; ``rank``, ``slot`` and ``slot_reason`` set."""
     total = len(exploit) + len(picks)
     at = {int((j + 0.5) * total / len(picks)) for j in range(len(picks))} if picks else set()
-    order, reasons, slots = [], [], []
     ex, pk = iter(exploit), iter(picks)
-    for pos in range(total):
-        if pos in at:
-            row, why = next(pk)
-            order.append(row)
-            reasons.append(_reason_text(why, p[row], closeness[row], size[row]))
-            slots.append("explore")
-        else:
-            row = next(ex)
-            order.append(row)
-            reasons.append(f"risk: p={p[row]:.2f}")
-            slots.append("exploit")
-    out = units.take(pa.array(order, pa.int64()))
+    laid = [(*next(pk), "explore") if pos in at else (*next(ex), "exploit") for pos in range(total)]
+    out = units.take(pa.array([row for row, _, _ in laid], pa.int64()))
     out = out.set_column(
         out.column_names.index("rank"), "rank", pa.array(np.arange(1, total + 1), pa.int64())
     )
-    out = out.append_column("slot", pa.array(slots, pa.string()))
-    return out.append_column("slot_reason", pa.array(reasons, pa.string()))
+    out = out.append_column("slot", pa.array([slot for _, _, slot in laid], pa.string()))
+    return out.append_column("slot_reason", pa.array([why for _, why, _ in laid], pa.string()))
 
 
 def allocate_per_policy(
@@ -265,8 +263,7 @@ def allocate_per_policy(
     mixed inventory) took 57 of 60 slots from an established one, and an honest young one got
     8 of 150.
     """
-    check_budget(budget, "budget_per_policy")
-    if budget is None:
+    if check_budget(budget, "budget_per_policy") is None:
         raise ValueError("budget_per_policy: expected a positive number of rows, got None")
     closeness = reviewed_closeness(units)
     cover = closeness if cover is None else np.asarray(cover)
@@ -280,24 +277,12 @@ def allocate_per_policy(
         for j, (row, slot, why) in enumerate(
             zip(part[_UNIT].to_pylist(), slots, part["slot_reason"].to_pylist())
         ):
-            (exploit if slot == "exploit" else picks).append((row, why, (j + 0.5) / len(slots)))
+            if slot == "exploit":
+                exploit.append((row, why))
+            else:  # placed by where it stood in its policy's queue
+                picks.append(((j + 0.5) / len(slots), row, why))
     exploit.sort()  # rank order across the policies
-    picks.sort(key=lambda pick: (pick[2], pick[0]))  # by their place in their policy's queue
-    total = len(exploit) + len(picks)
-    at = {int((j + 0.5) * total / len(picks)) for j in range(len(picks))} if picks else set()
-    order, reasons, slots = [], [], []
-    ex, pk = iter(exploit), iter(picks)
-    for pos in range(total):
-        row, why, _ = next(pk) if pos in at else next(ex)
-        order.append(row)
-        reasons.append(why)
-        slots.append("explore" if pos in at else "exploit")
-    out = units.take(pa.array(order, pa.int64()))
-    out = out.set_column(
-        out.column_names.index("rank"), "rank", pa.array(np.arange(1, total + 1), pa.int64())
-    )
-    out = out.append_column("slot", pa.array(slots, pa.string()))
-    return out.append_column("slot_reason", pa.array(reasons, pa.string()))
+    return _laid_out(units, exploit, [(row, why) for _, row, why in sorted(picks)])
 
 
 _UNIT = "__rr_unit"  # a unit's row in the queue before it was split by policy
