@@ -265,6 +265,12 @@ class TextEncoder:
         self._dim: int | None = None
         self._described: tuple | None = None
 
+    def __getstate__(self) -> dict:
+        # A compiled OpenVINO (or ONNX Runtime) model does not pickle, and Ray ships the index's
+        # encoders to its workers: each copy compiles its own on first use, from the cached
+        # export (PyTorch's model pickles and travels as before).
+        return {**self.__dict__, "_onnx": None}
+
     def _check_backend(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {self.backend!r}")

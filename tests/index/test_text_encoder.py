@@ -317,6 +317,19 @@ def test_openvino_without_openvino_names_the_extra(monkeypatch):
         TextEncoder(backend="openvino", device="cuda").encode(["x"])
 
 
+def test_an_openvino_encoder_in_use_pickles():
+    """Ray ships an index's encoders to its workers: a compiled OpenVINO model does not pickle,
+    so a copy compiles its own (a Ray sweep with the OpenVINO backend failed to serialise)."""
+    import pickle
+
+    pytest.importorskip("openvino")
+    enc = TextEncoder(backend="openvino", num_threads=2)
+    before = enc.encode(TEXTS)
+    copy = pickle.loads(pickle.dumps(enc))
+    assert copy.backend == "openvino" and copy.describe() == enc.describe()
+    np.testing.assert_array_equal(copy.encode(TEXTS), before)
+
+
 def test_int8_weights_without_nncf_names_the_extra(monkeypatch, tmp_path):
     pytest.importorskip("openvino")
     import sys
