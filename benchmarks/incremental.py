@@ -286,8 +286,8 @@ def vector_differences(standing: Path, scratch: Path) -> dict:
 
 
 ENCODER_WORDS = {
-    "torch": "PyTorch fp32 (the default)",
-    "openvino": "OpenVINO bf16 (`--text-backend openvino`)",
+    "torch": "PyTorch fp32 (`--text-backend torch`; the default until 2026-12-06)",
+    "openvino": "OpenVINO bf16 (`--text-backend openvino`; the default on a CPU since 2026-12-06)",
 }
 
 
@@ -582,8 +582,9 @@ def main() -> None:
     p.add_argument("--keep", help="work directory to keep (default: a temporary one)")
     p.add_argument(
         "--text-backend",
-        default="torch",
-        help="TextEncoder backend of the model's text signal (results get a suffix)",
+        default="auto",
+        help="TextEncoder backend of the model's text signal (default auto: the product's "
+        "default, OpenVINO on a CPU with .[fast], else torch; results get a suffix but torch's)",
     )
     p.add_argument("--sample", type=int, help="smoke run on this many pool items (not a result)")
     p.add_argument("--rebuild", help="kept run directory: recompute the tables from it")
@@ -593,6 +594,11 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
+    if args.text_backend == "auto":  # what the product's default runs here, named from now on
+        from riskrank.index.signals.text import DEFAULT_TEXT_MODEL, resolve_backend
+
+        args.text_backend, why = resolve_backend(DEFAULT_TEXT_MODEL)
+        print(f"text backend: {args.text_backend} (auto: {why})", flush=True)
     if args.rerun_day1:
         res = json.loads((RESULTS / "incremental.json").read_text())
         res["day1_reruns"] = reruns(res) + [

@@ -71,7 +71,7 @@ from riskrank.index import IndexMismatchError, InventoryIndex, build_index  # no
 from riskrank.index.manifest import MANIFEST  # noqa: E402
 from riskrank.index.schema import ITEM_ID, is_blank  # noqa: E402
 from riskrank.index.signals import SignalBatch, TextEmbeddingSignal  # noqa: E402
-from riskrank.index.signals.text import BACKENDS, DEFAULT_TEXT_MODEL  # noqa: E402
+from riskrank.index.signals.text import AUTO, BACKENDS, DEFAULT_TEXT_MODEL  # noqa: E402
 from riskrank.index.tables import csv_read_options  # noqa: E402
 from riskrank.rank.app import datasets  # noqa: E402
 from riskrank.rank.evaluation.metrics import ranking_report  # noqa: E402
@@ -906,9 +906,10 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--text-backend",
-        default="torch",
-        choices=list(BACKENDS),
-        help="TextEncoder backend of the text signal (indexes cached per encoder)",
+        default=AUTO,
+        choices=[AUTO, *BACKENDS],
+        help="TextEncoder backend of the text signal (default auto: the product's default, "
+        "OpenVINO on a CPU with .[fast], else torch; indexes cached per encoder)",
     )
     ap.add_argument(
         "--text-model",

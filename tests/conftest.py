@@ -116,9 +116,19 @@ def seeds() -> pa.Table:
 
 @pytest.fixture(scope="session")
 def text_signal():
+    """The default text signal: ``backend="auto"``, so OpenVINO where the ``[fast]`` extra is
+    installed (``make test`` installs it), PyTorch elsewhere."""
     from riskrank.index.signals import TextEmbeddingSignal
 
     return TextEmbeddingSignal()
+
+
+@pytest.fixture(scope="session")
+def torch_signal():
+    """PyTorch fp32, the reference the other backends are measured against."""
+    from riskrank.index.signals import TextEmbeddingSignal
+
+    return TextEmbeddingSignal(backend="torch")
 
 
 @pytest.fixture(scope="session")

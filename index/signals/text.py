@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import sys
 import weakref
 from collections.abc import Callable, Sequence
 
@@ -47,6 +48,11 @@ def default_device() -> str:
 
 
 BACKENDS = ("torch", "onnx-int8", "openvino", "openvino-int8w", "openvino-int8")
+AUTO = "auto"
+# What ``backend="auto"`` (the default) becomes, whatever the machine: set it to pin a fleet to
+# one backend (an index records the backend and precision it was built with, and refuses a query
+# encoder of another), or to keep a test run on PyTorch.
+BACKEND_ENV = "RISKRANK_TEXT_BACKEND"
 CPU_ONLY = ("onnx-int8", "openvino", "openvino-int8w", "openvino-int8")
 OPENVINO = ("openvino", "openvino-int8w", "openvino-int8")
 # Texts per batch when not given. int8 ONNX Runtime: one text at a time. Dynamic int8 scales
@@ -72,6 +78,52 @@ ONE_TEXT_PER_REQUEST = ("openvino-int8w",)
 # texts/s of 64 and 1.06x those of 512 (benchmarks/results/gpu.md, run 6); a text's vector
 # does not depend on its batch (encode_padded).
 CUDA_BATCH = 256
+
+
+def _cuda_present() -> bool:
+    """Whether PyTorch would run on a CUDA GPU, asking PyTorch only where an NVIDIA driver is
+    installed: importing torch costs ~2 s, which an OpenVINO sweep otherwise never pays."""
+    import shutil
+
+    if "torch" in sys.modules or os.path.exists("/proc/driver/nvidia/version"):
+        return default_device().startswith("cuda")
+    return shutil.which("nvidia-smi") is not None and default_device().startswith("cuda")
+
+
+def resolve_backend(model: str, device: str | None = None) -> tuple[str, str]:
+    """What ``backend="auto"`` runs ``model`` with, and why: ``(backend, reason)``.
+
+    OpenVINO (bf16 on CPUs with bf16 units such as AMX, f32 elsewhere) where the text runs on a
+    CPU, the ``[fast]`` extra is installed and the model is a local mean-pooled
+    sentence-transformers directory (the shipped MiniLM is); PyTorch otherwise (fp16 on a CUDA
+    GPU). On the AMX Xeon here OpenVINO bf16 embedded 3.66x PyTorch fp32's mails per second at
+    cosine >= 0.9999 and the same quality at n=5 (benchmarks/results/encoder_amx.md,
+    quality_openvino_amx_paired.md); on AVX2-only EPYCs, where it runs f32, 2.4-2.7x.
+    ``RISKRANK_TEXT_BACKEND`` overrides the choice."""
+    pinned = os.environ.get(BACKEND_ENV, "").strip()
+    if pinned:
+        if pinned not in BACKENDS:
+            raise ValueError(f"{BACKEND_ENV}: expected one of {BACKENDS}, got {pinned!r}")
+        return pinned, f"{BACKEND_ENV}={pinned}"
+    if device is not None and device != "cpu":
+        return "torch", f"device {device!r}"
+    if device is None and _cuda_present():
+        return "torch", "a CUDA GPU (PyTorch fp16)"
+    import importlib.util
+
+    missing = [m for m in ("openvino", "onnx") if importlib.util.find_spec(m) is None]
+    if missing:
+        return "torch", f"{' and '.join(missing)} not installed (pip install 'riskrank[fast]')"
+    path, _ = resolve_text_model(model)
+    if not os.path.isdir(path):
+        return "torch", f"{model!r} is not a local directory (OpenVINO exports local weights)"
+    from riskrank.index.signals.text_onnx import check_mean_pooled
+
+    try:
+        check_mean_pooled(path)
+    except (ValueError, OSError, KeyError, IndexError) as exc:
+        return "torch", f"OpenVINO cannot pool this model ({exc})"
+    return "openvino", "a CPU with OpenVINO installed"
 
 
 def default_threads() -> int:
@@ -223,7 +275,10 @@ def _progress(total: int, show: bool):
 class TextEncoder:
     """Batched, normalised sentence embeddings.
 
-    ``backend="torch"`` runs sentence-transformers in PyTorch (fp32 on CPU, fp16 on CUDA).
+    ``backend="auto"`` (the default) picks one of the backends below once, when the encoder is
+    made (``resolve_backend``): ``"openvino"`` on a CPU where the ``[fast]`` extra is installed,
+    ``"torch"`` on a GPU or without the extra. ``backend="torch"`` runs sentence-transformers
+    in PyTorch (fp32 on CPU, fp16 on CUDA).
     ``backend="onnx-int8"`` runs a dynamically quantised int8 export of the same weights in
     ONNX Runtime on the CPU (made locally once and cached; ``index.signals.text_onnx``); its
     vectors differ slightly from fp32, so the manifest records the backend and an index built
@@ -249,7 +304,7 @@ class TextEncoder:
         device: str | None = None,
         batch_size: int | None = None,
         max_seq_length: int | None = 256,
-        backend: str = "torch",
+        backend: str = AUTO,
         num_threads: int | None = None,
         calibration=None,
     ) -> None:
@@ -258,6 +313,11 @@ class TextEncoder:
         self.device = device
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
+        # "auto" is settled here, once: the manifest records the backend that ran, and a saved
+        # model or index re-opens with that one (``from_manifest``), never with "auto".
+        self.backend_reason = None
+        if backend == AUTO:
+            backend, self.backend_reason = resolve_backend(model, device)
         self.backend = backend
         self.num_threads = num_threads
         self._st = None
@@ -523,7 +583,8 @@ class TextEmbeddingSignal(EmbeddingSignal):
         CliOption(
             "--text-backend",
             "backend",
-            f"one of {', '.join(BACKENDS)} (default torch: PyTorch fp32; the others need .[fast])",
+            f"one of {', '.join(BACKENDS)} (default auto: openvino on a CPU where .[fast] is "
+            f"installed, else torch; {BACKEND_ENV} pins it)",
         ),
         CliOption(
             "--text-calibration",

@@ -212,8 +212,11 @@ def test_each_text_model_has_its_own_index_cache(quality, tmp_path):
     model's cache, and two models do not share one."""
     from riskrank.index.signals import TextEncoder
 
-    default = quality.encoder_cache(TextEncoder())
-    assert default == quality.CACHE  # the default keeps its place
+    default = quality.encoder_cache(TextEncoder(backend="torch"))
+    assert default == quality.CACHE  # PyTorch fp32, the first default, keeps its place
+    auto = quality.encoder_cache(TextEncoder())
+    ran = TextEncoder().backend  # "auto": openvino where the [fast] extra is installed
+    assert auto == (quality.CACHE if ran == "torch" else quality.CACHE / ran)
     a = quality.encoder_cache(TextEncoder(str(tmp_path / "a")))
     b = quality.encoder_cache(TextEncoder(str(tmp_path / "b")))
     assert len({default, a, b}) == 3

@@ -36,7 +36,7 @@ def test_mkl_set_up_before_riskrank_is_said_once_and_a_users_choice_is_kept():
         "import torch; a = torch.ones(64, 64); (a @ a).sum()\n"
         "from riskrank.index.signals import TextEmbeddingSignal\n"
         "from riskrank.index.cpu_math import mkl_strict\n"
-        "enc = TextEmbeddingSignal().encoder\n"
+        "enc = TextEmbeddingSignal(backend='torch').encoder\n"
         "enc.encode(['win']); enc.encode(['cheap pills'])\n"
         "print('strict', mkl_strict())\n"
     )

@@ -12,6 +12,7 @@ from hypothesis import strategies as hst
 
 from riskrank.index import IndexMismatchError, InventoryIndex, build_index
 from riskrank.index.signals import TextEmbeddingSignal, TextEncoder
+from riskrank.index.signals import text as text_mod
 from riskrank.index.signals.text_onnx import check_mean_pooled
 
 TEXTS = [
@@ -22,10 +23,10 @@ TEXTS = [
 ]
 
 
-def test_a_text_that_is_not_a_string_is_named(text_signal):
+def test_a_text_that_is_not_a_string_is_named(torch_signal):
     for bad in (None, 3, float("nan")):
         with pytest.raises(TypeError, match=r"texts\[1\]: expected a string, got"):
-            text_signal.encoder.encode(["fine", bad])
+            torch_signal.encoder.encode(["fine", bad])
 
 
 def test_unknown_backend_and_gpu_int8_are_refused():
@@ -79,10 +80,10 @@ def test_onnx_takes_mean_pooling_in_either_config_format(tmp_path, pooling):
     check_mean_pooled(tmp_path)
 
 
-def test_a_model_saved_by_this_sentence_transformers_is_taken(text_signal, tmp_path):
+def test_a_model_saved_by_this_sentence_transformers_is_taken(torch_signal, tmp_path):
     """A user's own (e.g. fine-tuned) model saved with today's sentence-transformers writes
     the 6.x Pooling config; it was refused as 'not mean pooling'."""
-    text_signal.encoder._load().save(str(tmp_path / "saved"))
+    torch_signal.encoder._load().save(str(tmp_path / "saved"))
     check_mean_pooled(tmp_path / "saved")
 
 
@@ -93,8 +94,8 @@ def int8_encoder(tmp_path_factory):
     return TextEncoder(backend="onnx-int8", num_threads=2)
 
 
-def test_int8_vectors_stay_close_to_fp32(int8_encoder, text_signal, monkeypatch):
-    fp32 = text_signal.encoder.encode(TEXTS)
+def test_int8_vectors_stay_close_to_fp32(int8_encoder, torch_signal, monkeypatch):
+    fp32 = torch_signal.encoder.encode(TEXTS)
     int8 = int8_encoder.encode(TEXTS)
     assert int8.shape == fp32.shape and int8.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-5)
@@ -120,29 +121,94 @@ def test_manifest_records_backend_and_refuses_a_mix(tmp_path, inventory_items, i
         InventoryIndex.load(path, signals={"text": TextEmbeddingSignal(backend="torch")})
 
 
-def test_old_manifests_count_as_torch(text_signal):
-    recorded = {k: v for k, v in text_signal.describe().items() if k != "backend"}
+def test_old_manifests_count_as_torch(torch_signal):
+    recorded = {k: v for k, v in torch_signal.describe().items() if k != "backend"}
     recorded.pop("quantization")
-    assert text_signal.compatible_with(recorded) is None
+    assert torch_signal.compatible_with(recorded) is None
     int8 = TextEmbeddingSignal(backend="onnx-int8")
     int8.describe = lambda: {**recorded, "backend": "onnx-int8"}  # no export needed here
     assert "backend" in int8.compatible_with(recorded)
 
 
-def test_a_gpu_built_fp16_index_is_refused_to_cpu_queries(text_signal):
+def test_a_gpu_built_fp16_index_is_refused_to_cpu_queries(torch_signal):
     # PyTorch on CUDA runs the model in fp16; the manifest says so (no GPU needed to ask).
     assert TextEncoder(device="cuda:0").identity()["precision"] == "f16"
     # A CPU encoder records no precision: its content keys are what they were before.
-    assert "precision" not in text_signal.describe()
-    recorded = {**text_signal.describe(), "precision": "f16"}
-    assert text_signal.compatible_with(recorded).startswith("precision: index has 'f16'")
+    assert "precision" not in torch_signal.describe()
+    recorded = {**torch_signal.describe(), "precision": "f16"}
+    assert torch_signal.compatible_with(recorded).startswith("precision: index has 'f16'")
 
 
 def test_backend_and_token_cap_are_cli_options():
     signal = TextEmbeddingSignal.from_cli({"text_backend": "onnx-int8", "text_max_seq_length": 192})
     assert (signal.encoder.backend, signal.encoder.max_seq_length) == ("onnx-int8", 192)
     default = TextEmbeddingSignal.from_cli({})
-    assert (default.encoder.backend, default.encoder.max_seq_length) == ("torch", 256)
+    auto = text_mod.resolve_backend(text_mod.DEFAULT_TEXT_MODEL)[0]
+    assert (default.encoder.backend, default.encoder.max_seq_length) == (auto, 256)
+    pinned = TextEmbeddingSignal.from_cli({"text_backend": "torch"})
+    assert pinned.encoder.backend == "torch"
+
+
+@pytest.fixture
+def unpinned(monkeypatch):
+    """No RISKRANK_TEXT_BACKEND and no CUDA: what ``backend="auto"`` does on a plain CPU."""
+    monkeypatch.delenv(text_mod.BACKEND_ENV, raising=False)
+    monkeypatch.setattr(text_mod, "_cuda_present", lambda: False)
+    return monkeypatch
+
+
+def test_auto_runs_openvino_on_a_cpu_with_the_fast_extra(unpinned):
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnx")
+    enc = TextEncoder()
+    assert (enc.backend, enc.backend_reason) == ("openvino", "a CPU with OpenVINO installed")
+    spec = enc.describe()
+    # The manifest holds what ran, never "auto": a saved index re-opens with the same backend.
+    assert spec["backend"] == "openvino" and spec["precision"] in ("bf16", "f32")
+    assert TextEmbeddingSignal.from_manifest(spec).encoder.backend == "openvino"
+
+
+def test_auto_keeps_pytorch_where_openvino_cannot_run(unpinned, tmp_path):
+    import importlib.util
+
+    assert TextEncoder(device="cuda:0").backend == "torch"  # fp16 on the GPU
+    unpinned.setattr(text_mod, "_cuda_present", lambda: True)
+    assert TextEncoder().backend_reason == "a CUDA GPU (PyTorch fp16)"
+    unpinned.setattr(text_mod, "_cuda_present", lambda: False)
+    # A model OpenVINO cannot export: a hub name, or a model pooled otherwise than by the mean.
+    assert TextEncoder("someone/elses-model").backend == "torch"
+    write_pipeline(tmp_path, {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False})
+    enc = TextEncoder(str(tmp_path))
+    assert enc.backend == "torch" and "cannot pool" in enc.backend_reason
+    # Without the [fast] extra.
+    real = importlib.util.find_spec
+    unpinned.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name)
+    )
+    enc = TextEncoder()
+    assert enc.backend == "torch" and "riskrank[fast]" in enc.backend_reason
+
+
+def test_an_openvino_encoder_in_use_pickles():
+    """Ray ships an index's encoders to its workers: a compiled OpenVINO model does not pickle,
+    so a copy compiles its own (a Ray sweep with the OpenVINO backend failed to serialise)."""
+    import pickle
+
+    pytest.importorskip("openvino")
+    enc = TextEncoder(backend="openvino", num_threads=2)
+    before = enc.encode(TEXTS)
+    copy = pickle.loads(pickle.dumps(enc))
+    assert copy.backend == "openvino" and copy.describe() == enc.describe()
+    np.testing.assert_array_equal(copy.encode(TEXTS), before)
+
+
+def test_the_environment_pins_what_auto_means(unpinned):
+    unpinned.setenv(text_mod.BACKEND_ENV, "torch")
+    assert TextEncoder().backend == "torch"
+    assert TextEncoder(backend="onnx-int8").backend == "onnx-int8"  # a backend named stays
+    unpinned.setenv(text_mod.BACKEND_ENV, "tensorrt")
+    with pytest.raises(ValueError, match="RISKRANK_TEXT_BACKEND: expected one of"):
+        TextEncoder()
 
 
 def test_int8_vectors_do_not_depend_on_batchmates(int8_encoder):
@@ -177,10 +243,10 @@ def test_a_shorter_token_cap_is_refused_to_a_256_token_query(tmp_path, inventory
         InventoryIndex.load(path, signals={"text": TextEmbeddingSignal()})
 
 
-def test_a_texts_vector_does_not_depend_on_its_batchmates(text_signal):
+def test_a_texts_vector_does_not_depend_on_its_batchmates(torch_signal):
     """Each text is padded to its own length (index/signals/text.py ``encode_padded``), so a
     standing index that embeds only new texts holds the vectors a full rebuild would."""
-    enc = text_signal.encoder
+    enc = torch_signal.encoder
     texts = [
         "win",
         "Guaranteed loan approval, no credit check, apply today!",
@@ -200,14 +266,13 @@ def test_a_texts_vector_does_not_depend_on_its_batchmates(text_signal):
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
 
 
-def test_chunks_and_the_cuda_batch_layout_keep_a_texts_vector(text_signal):
+def test_chunks_and_the_cuda_batch_layout_keep_a_texts_vector(torch_signal):
     """Texts are tokenised once per chunk, and on CUDA every text is padded one
     ``PAD_MULTIPLE`` further (the attention kernel then does not change with the batchmates).
     Run here on the CPU: chunking leaves every vector bitwise as it was, and the CUDA padding
     is batch-independent too and within float error of the plain one."""
-    import riskrank.index.signals.text as text_mod
 
-    st = text_signal.encoder._load()
+    st = torch_signal.encoder._load()
     texts = [
         "win",
         "Guaranteed loan approval, no credit check, apply today!",
@@ -228,14 +293,14 @@ def test_chunks_and_the_cuda_batch_layout_keep_a_texts_vector(text_signal):
     assert cuda.shape == plain.shape == (len(texts), 384)
 
 
-def test_the_fast_tokenizer_gives_preprocess_features_on_real_texts(text_signal):
+def test_the_fast_tokenizer_gives_preprocess_features_on_real_texts(torch_signal):
     """Every SpamAssassin mail and insult, cut before tokenising or not, gets exactly the
     token ids, types and mask that sentence-transformers' ``preprocess`` gives; so do texts
     whose cut falls short of ``max_seq_length`` (tokenised again whole)."""
     from riskrank.index.signals.text_tokens import FastTokenizer, same_features
     from riskrank.rank.app import datasets
 
-    st = text_signal.encoder._load()
+    st = torch_signal.encoder._load()
     fast = FastTokenizer.for_model(st)
     assert fast is not None and fast.cut  # MiniLM: a BERT pre-tokenizer, cut at whitespace
     uncut = FastTokenizer.for_model(st, cut=False)
@@ -264,25 +329,24 @@ PIECES = (
         hst.lists(hst.sampled_from(PIECES), max_size=1500).map("".join), min_size=1, max_size=16
     )
 )
-def test_the_fast_tokenizer_is_exact_on_awkward_text(text_signal, texts):
+def test_the_fast_tokenizer_is_exact_on_awkward_text(torch_signal, texts):
     """Generated texts up to ~6,000 characters (so many are cut before tokenising) get the
     same features from the Rust tokenizer, cut or not, as from ``preprocess``."""
     from riskrank.index.signals.text_tokens import FastTokenizer, same_features
 
-    st = text_signal.encoder._load()
+    st = torch_signal.encoder._load()
     want = st.preprocess(texts)
     assert same_features(FastTokenizer.for_model(st)(texts), want)
     assert same_features(FastTokenizer.for_model(st, cut=False)(texts), want)
 
 
-def test_the_fast_tokenizer_stands_aside_where_it_is_not_exact(text_signal, monkeypatch):
+def test_the_fast_tokenizer_stands_aside_where_it_is_not_exact(torch_signal, monkeypatch):
     """A model whose ``preprocess`` gives other features than the Rust tokenizer (here: a
     lower-casing module, and ids shifted by one) is tokenised by ``preprocess``; the vectors
     of either tokenizer, in any chunks, are bitwise the same."""
-    import riskrank.index.signals.text as text_mod
     from riskrank.index.signals.text_tokens import FastTokenizer
 
-    st = text_signal.encoder._load()
+    st = torch_signal.encoder._load()
     real = st.preprocess
 
     def shifted(texts, **kw):
@@ -315,19 +379,6 @@ def test_openvino_without_openvino_names_the_extra(monkeypatch):
         TextEncoder(backend="openvino").encode(["x"])
     with pytest.raises(ValueError, match="runs on the CPU"):
         TextEncoder(backend="openvino", device="cuda").encode(["x"])
-
-
-def test_an_openvino_encoder_in_use_pickles():
-    """Ray ships an index's encoders to its workers: a compiled OpenVINO model does not pickle,
-    so a copy compiles its own (a Ray sweep with the OpenVINO backend failed to serialise)."""
-    import pickle
-
-    pytest.importorskip("openvino")
-    enc = TextEncoder(backend="openvino", num_threads=2)
-    before = enc.encode(TEXTS)
-    copy = pickle.loads(pickle.dumps(enc))
-    assert copy.backend == "openvino" and copy.describe() == enc.describe()
-    np.testing.assert_array_equal(copy.encode(TEXTS), before)
 
 
 def test_int8_weights_without_nncf_names_the_extra(monkeypatch, tmp_path):
@@ -369,13 +420,15 @@ def openvino_encoder(request):
     return TextEncoder(backend=request.param, num_threads=2)
 
 
-def test_openvino_vectors_match_fp32_and_do_not_depend_on_batchmates(openvino_encoder, text_signal):
+def test_openvino_vectors_match_fp32_and_do_not_depend_on_batchmates(
+    openvino_encoder, torch_signal
+):
     enc = openvino_encoder
     texts = [f"offer number {i}: " + "cheap pills " * (i % 13) for i in range(40)] + TEXTS
     together = enc.encode(texts)
     assert together.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
-    cos = (together * text_signal.encoder.encode(texts)).sum(axis=1)
+    cos = (together * torch_signal.encoder.encode(texts)).sum(axis=1)
     # Measured min on these texts: bf16 0.99997, int8 weights 0.9974, full int8 see MIN_INT8.
     floor = {"openvino": 0.9995, "openvino-int8w": 0.995, "openvino-int8": MIN_INT8}
     assert cos.min() > floor[enc.backend], cos
