@@ -174,6 +174,12 @@ class Signal(ABC):
     def from_manifest(cls, entry: dict) -> Signal:
         """The query-side signal a manifest entry (``describe()`` output) describes."""
 
+    def recorded_instead(self, recorded: dict) -> Signal | None:
+        """A signal to use instead of this one on an index or model whose manifest entry is
+        ``recorded``, where this signal's settings were only defaults (the text signal's
+        ``auto`` backend); None: this one, checked by ``compatible_with`` as it is."""
+        return None
+
     def compatible_with(self, recorded: dict) -> str | None:
         """Return why ``recorded`` (a manifest entry) does not match this signal, or None."""
         mine = self.describe()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import os
 import sys
 import weakref
@@ -18,6 +19,8 @@ from riskrank.index.manifest import package_version
 from riskrank.index.schema import TEXT, is_blank
 from riskrank.index.signals.base import CliOption, SignalBatch
 from riskrank.index.signals.embedding import EmbeddingSignal
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 _PROBE = "riskrank encoder fingerprint probe: limited offer, click here"
@@ -101,7 +104,7 @@ def resolve_backend(model: str, device: str | None = None) -> tuple[str, str]:
     quality_openvino_amx_paired.md); on AVX2-only EPYCs, where it runs f32, 2.4-2.7x.
     ``RISKRANK_TEXT_BACKEND`` overrides the choice."""
     pinned = os.environ.get(BACKEND_ENV, "").strip()
-    if pinned:
+    if pinned and pinned != AUTO:
         if pinned not in BACKENDS:
             raise ValueError(f"{BACKEND_ENV}: expected one of {BACKENDS}, got {pinned!r}")
         return pinned, f"{BACKEND_ENV}={pinned}"
@@ -117,21 +120,30 @@ def resolve_backend(model: str, device: str | None = None) -> tuple[str, str]:
     path, _ = resolve_text_model(model)
     if not os.path.isdir(path):
         return "torch", f"{model!r} is not a local directory (OpenVINO exports local weights)"
-    from riskrank.index.signals.text_onnx import check_mean_pooled
+    from riskrank.index.signals.text_onnx import check_mean_pooled, onnx_cache_root
 
     try:
         check_mean_pooled(path)
     except (ValueError, OSError, KeyError, IndexError) as exc:
-        return "torch", f"OpenVINO cannot pool this model ({exc})"
+        return "torch", f"OpenVINO cannot export or pool this model ({exc})"
+    # The first run on a machine writes the export there; PyTorch needs no writable cache.
+    root = onnx_cache_root()
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        return "torch", f"the export cache {root} is not writable (RISKRANK_CACHE names another)"
     return "openvino", "a CPU with OpenVINO installed"
 
 
 def default_threads() -> int:
-    """The CPUs this process may use (its affinity mask, not the machine's core count)."""
+    """The CPUs this process may use (its affinity mask, not the machine's core count), fewer
+    where ``OMP_NUM_THREADS`` says so: Ray sets it to each worker's CPUs, which PyTorch obeys,
+    and OpenVINO, told nothing, ran every CPU of the node in each of a node's actors."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        n = max(1, os.cpu_count() or 1)
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(n, int(omp)) if omp.isdigit() and int(omp) > 0 else n
 
 
 PAD_MULTIPLE = 8  # a text is padded to its token count rounded up to this, never further
@@ -318,6 +330,11 @@ class TextEncoder:
         self.backend_reason = None
         if backend == AUTO:
             backend, self.backend_reason = resolve_backend(model, device)
+        # Chosen by "auto" on this machine (not named, not pinned by RISKRANK_TEXT_BACKEND): an
+        # index or model made with another backend of the same model is then kept as it was
+        # (``TextEmbeddingSignal.recorded_instead``) rather than refused.
+        reason = self.backend_reason
+        self.chosen_by_auto = reason is not None and not reason.startswith(BACKEND_ENV)
         self.backend = backend
         self.num_threads = num_threads
         self._st = None
@@ -554,6 +571,24 @@ class TextEncoder:
         }
 
 
+def _mismatch_hint(key: str, theirs, mine, encoder: TextEncoder) -> str:
+    """What a refusal over ``key`` adds, naming the way out where it is not obvious."""
+    if key == "backend" and {theirs, mine} == {"torch", "openvino"}:
+        made = "this machine's default 'auto'" if encoder.chosen_by_auto else "the model"
+        return (
+            f" ({made} runs {mine!r}; since 2026-12-06 the default 'auto' is OpenVINO on a CPU "
+            f"with riskrank[fast]: --text-backend {theirs} or {BACKEND_ENV}={theirs} when "
+            "training keeps this index's encoder, or start a new index)"
+        )
+    if key == "precision" and {theirs, mine} <= {"bf16", "f32"}:
+        return (
+            " (OpenVINO computes bf16 only on CPUs with bf16 units, such as AMX or AVX512-BF16, "
+            f"f32 elsewhere: use it on such a CPU, or train again here; {BACKEND_ENV}=torch on "
+            "every machine keeps one precision across kinds of CPU)"
+        )
+    return ""
+
+
 def _identity_defaults(entry: dict) -> dict:
     """``entry`` with what an absent key means: manifests written before backends existed
     were all PyTorch, and PyTorch without a recorded precision ran fp32 (on a CPU)."""
@@ -636,8 +671,35 @@ class TextEmbeddingSignal(EmbeddingSignal):
                 # The same texts under another name make the same vectors.
                 if key == "calibration" and theirs[key]["digest"] == mine[key]["digest"]:
                     continue
-                return f"{key}: index has {theirs[key]!r}, query encoder has {mine[key]!r}"
+                why = f"{key}: index has {theirs[key]!r}, query encoder has {mine[key]!r}"
+                return why + _mismatch_hint(key, theirs[key], mine[key], self.encoder)
         return super().compatible_with(recorded)
+
+    def recorded_instead(self, recorded: dict) -> TextEmbeddingSignal | None:
+        """The signal that an existing index or model made with ``recorded`` asks for, where
+        this one's backend is only what ``auto`` chose here: the same model and token cap under
+        another backend (an index or model made before ``auto`` became the default keeps
+        PyTorch, and a daily update or a retrain into the same folder goes on as before). None:
+        keep this signal (a backend named or pinned, another model, or the same backend at
+        another precision, which only another CPU can give)."""
+        enc = self.encoder
+        if not enc.chosen_by_auto or recorded.get("type", self.type_name) != self.type_name:
+            return None
+        theirs = _identity_defaults(recorded)
+        same_model = recorded.get("model") == enc.model
+        if not same_model or theirs.get("max_seq_length", 256) != enc.max_seq_length:
+            return None
+        if theirs["backend"] == enc.backend or theirs["backend"] not in BACKENDS:
+            return None
+        other = type(self).from_manifest(recorded)
+        other.encoder.device, other.encoder.batch_size = enc.device, enc.batch_size
+        other.encoder.num_threads = enc.num_threads
+        log.warning(
+            "text signal: keeping backend %r, which the existing index was built with; the "
+            "default 'auto' would pick %r here (%s). --text-backend %s, or a new index, "
+            "changes it", theirs["backend"], enc.backend, enc.backend_reason, enc.backend,
+        )  # fmt: skip
+        return other
 
     @classmethod
     def from_manifest(cls, entry: dict) -> TextEmbeddingSignal:

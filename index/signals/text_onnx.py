@@ -59,6 +59,7 @@ def check_mean_pooled(model_dir: str | Path) -> None:
     """Refuse models whose sentence-transformers pipeline is not Transformer -> mean Pooling
     (-> Normalize): the ONNX path re-implements exactly that pooling and nothing else."""
     model_dir = Path(model_dir)
+    check_exportable(model_dir)
     modules = json.loads((model_dir / "modules.json").read_text())
     kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
     if kinds[:2] != ["Transformer", "Pooling"] or set(kinds[2:]) - {"Normalize"}:
@@ -71,6 +72,23 @@ def check_mean_pooled(model_dir: str | Path) -> None:
         raise ValueError(
             f"backend='onnx-int8': {model_dir} does not use plain mean pooling ({pooling}); "
             "use backend='torch'"
+        )
+
+
+# The architectures the export is made for: it feeds ``token_type_ids``, which BERT's tokenizer
+# gives and DistilBERT's, MPNet's, RoBERTa's and XLM-R's do not (an outsider's DistilBERT failed
+# with a KeyError deep in the export).
+EXPORTABLE = ("bert",)
+
+
+def check_exportable(model_dir: str | Path) -> None:
+    """Refuse, naming the way out, a model the ONNX export does not handle."""
+    config = Path(model_dir) / "config.json"
+    kind = json.loads(config.read_text()).get("model_type") if config.exists() else None
+    if kind not in EXPORTABLE:
+        raise ValueError(
+            f"{model_dir}: model type {kind!r}; the ONNX/OpenVINO backends export "
+            f"{', '.join(EXPORTABLE)} models only, use backend='torch' (--text-backend torch)"
         )
 
 

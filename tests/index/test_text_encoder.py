@@ -50,6 +50,7 @@ def write_pipeline(root, pooling: dict) -> None:
     ]
     (root / "modules.json").write_text(json.dumps(modules))
     (root / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    (root / "config.json").write_text(json.dumps({"model_type": "bert"}))
 
 
 @pytest.mark.parametrize(
@@ -177,9 +178,26 @@ def test_auto_keeps_pytorch_where_openvino_cannot_run(unpinned, tmp_path):
     unpinned.setattr(text_mod, "_cuda_present", lambda: False)
     # A model OpenVINO cannot export: a hub name, or a model pooled otherwise than by the mean.
     assert TextEncoder("someone/elses-model").backend == "torch"
-    write_pipeline(tmp_path, {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False})
+    write_pipeline(tmp_path, {"pooling_mode_mean_tokens": True})
+    assert text_mod.resolve_backend(str(tmp_path))[0] == "openvino"
+    # The export feeds token_type_ids, which DistilBERT's (MPNet's, RoBERTa's) tokenizer lacks.
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "distilbert"}))
     enc = TextEncoder(str(tmp_path))
-    assert enc.backend == "torch" and "cannot pool" in enc.backend_reason
+    assert enc.backend == "torch" and "'distilbert'" in enc.backend_reason
+    with pytest.raises(ValueError, match="use backend='torch'"):
+        TextEncoder(str(tmp_path), backend="openvino").encode(["x"])
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    write_pipeline_cls = {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(write_pipeline_cls))
+    enc = TextEncoder(str(tmp_path))
+    assert enc.backend == "torch" and "cannot export or pool" in enc.backend_reason
+    # A cache the first run cannot write its export to (a read-only home).
+    unpinned.setattr(text_mod.os, "access", lambda *a: False)
+    enc = TextEncoder()
+    assert enc.backend == "torch" and "not writable" in enc.backend_reason
+    unpinned.undo()
+    unpinned.delenv(text_mod.BACKEND_ENV, raising=False)
+    unpinned.setattr(text_mod, "_cuda_present", lambda: False)
     # Without the [fast] extra.
     real = importlib.util.find_spec
     unpinned.setattr(
@@ -202,9 +220,38 @@ def test_an_openvino_encoder_in_use_pickles():
     np.testing.assert_array_equal(copy.encode(TEXTS), before)
 
 
+def test_threads_follow_omp_num_threads(monkeypatch):
+    """Ray sets OMP_NUM_THREADS to a worker's CPUs; OpenVINO took every CPU of the node."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    every = text_mod.default_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert text_mod.default_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "999")
+    assert text_mod.default_threads() == every
+    monkeypatch.setenv("OMP_NUM_THREADS", "x")
+    assert text_mod.default_threads() == every
+
+
+def test_a_pinned_openvino_int8_gets_the_cli_s_calibration(monkeypatch):
+    import argparse
+
+    import riskrank.rank.app.encoder_calibration as cal
+    from riskrank.rank.app.cli import _signals
+
+    monkeypatch.setattr(cal, "history_calibration_texts", lambda: ["a text", "another text"])
+    monkeypatch.setenv(text_mod.BACKEND_ENV, "openvino-int8")
+    args = argparse.Namespace(signals="text", text_backend=None, text_calibration=None)
+    (signal,) = _signals(args)
+    assert signal.encoder.backend == "openvino-int8"
+    assert signal.encoder.calibration == ["a text", "another text"]
+
+
 def test_the_environment_pins_what_auto_means(unpinned):
     unpinned.setenv(text_mod.BACKEND_ENV, "torch")
     assert TextEncoder().backend == "torch"
+    assert not TextEncoder().chosen_by_auto  # pinned: the user's choice, kept and refused
+    unpinned.setenv(text_mod.BACKEND_ENV, "auto")  # written out, the default is the default
+    assert TextEncoder().backend == text_mod.resolve_backend(text_mod.DEFAULT_TEXT_MODEL)[0]
     assert TextEncoder(backend="onnx-int8").backend == "onnx-int8"  # a backend named stays
     unpinned.setenv(text_mod.BACKEND_ENV, "tensorrt")
     with pytest.raises(ValueError, match="RISKRANK_TEXT_BACKEND: expected one of"):
