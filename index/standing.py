@@ -471,6 +471,23 @@ class StandingIndex:
             raise FileNotFoundError(f"{self.path} is not a standing index (no {STATE})")
         return self.version_dir(version)
 
+    def keep_recorded(self, signals: Sequence[Signal]) -> list[Signal]:
+        """``signals``, each replaced by the one the current version was built with where the
+        signal allows it (``Signal.recorded_instead``: a text backend that was only ``auto``'s
+        choice); as given where there is no version yet."""
+        if self.version is None:
+            return list(signals)
+        manifest = self.current_dir() / MANIFEST
+        try:
+            entries = json.loads(manifest.read_text()).get("signals", {})
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SchemaError(f"{manifest}: unreadable manifest ({exc})") from exc
+        out = []
+        for signal in signals:
+            entry = entries.get(signal.name)
+            out.append((signal.recorded_instead(entry) if entry else None) or signal)
+        return out
+
     def signal_names(self) -> list[str]:
         """The signals the current version holds, from its manifest alone (nothing loaded)."""
         manifest = self.current_dir() / MANIFEST

@@ -198,6 +198,9 @@ def fit_model(
     )
     check_history_trainable(hist, after=after)  # before minutes of embedding, not after
     signals = signals or [TextEmbeddingSignal()]
+    # A retrain into the same folder keeps the encoders its history index was built with where
+    # only defaults chose them (the text backend 'auto' after an upgrade).
+    signals = StandingIndex(model_dir / "history_index").keep_recorded(signals)
     # Refused before the history is embedded; the vectors serve recall below (embedded once).
     seed_vectors = refuse_unusable_seeds(seeds, signals) if unusable_seeds != "warn" else {}
     ids = hist.column(ITEM_ID).to_pylist()

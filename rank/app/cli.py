@@ -73,12 +73,29 @@ def _print_table(rows: list[tuple[str, object]], title: str) -> None:
         print(f"{k:<{width}}  {v}")
 
 
+def _encoder_rows(signals) -> list[tuple[str, str]]:
+    """Which backend (and precision) each text encoder runs, and why where ``auto`` chose."""
+    rows = []
+    for signal in signals:
+        enc = getattr(signal, "encoder", None)
+        if getattr(enc, "backend", None) is None:
+            continue
+        spec = signal.describe()
+        what = " ".join(str(spec[k]) for k in ("backend", "precision") if spec.get(k))
+        if getattr(enc, "chosen_by_auto", False):
+            what += f" (auto: {enc.backend_reason})"
+        rows.append((f"{signal.name} encoder", what))
+    return rows
+
+
 def _signals(args):
     """The signals named by ``--signals``, each configured from its own flags."""
     from riskrank.index.signals import signal_class
+    from riskrank.index.signals.text import BACKEND_ENV
 
     options = dict(vars(args))
-    if options.get("text_backend") == "openvino-int8" and not options.get("text_calibration"):
+    backend = options.get("text_backend") or os.environ.get(BACKEND_ENV, "").strip()
+    if backend == "openvino-int8" and not options.get("text_calibration"):
         # The index layer fetches no data sets: the app supplies the default calibration.
         from riskrank.rank.app.encoder_calibration import history_calibration_texts
 
@@ -203,7 +220,7 @@ def cmd_index_update(args) -> int:
     with contextlib.nullcontext() if engine == "local" else engine.cluster(show_progress=True):
         _, stats = StandingIndex(args.index).update(
             args.inventory,
-            _signals(args),
+            StandingIndex(args.index).keep_recorded(_signals(args)),
             deletions=_read_ids(args.delete),
             engine=engine,
             max_memory=args.max_memory,
@@ -284,6 +301,7 @@ def cmd_train(args) -> int:
                 for p, t in sorted(model.ranker.thresholds_.items())
             ],
             *[(f"top feature {i + 1}", f"{k} ({v:.0f})") for i, (k, v) in enumerate(imp)],
+            *_encoder_rows(model.signals),
         ],
         f"model {args.out}",
     )

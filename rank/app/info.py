@@ -200,7 +200,7 @@ def _model(path: Path) -> dict:
         "reviews": _reviews(path / HISTORY_FILE),
         "policies_with_history": meta.get("policies_with_history", []),
         "signals": [
-            {k: s[k] for k in ("type", "model", "model_version", "backend") if k in s}
+            {k: s[k] for k in ("type", "model", "model_version", "backend", "precision") if k in s}
             for s in meta.get("signals", [])
         ],
         "lexical_probe": bool(meta.get("lexical")),
