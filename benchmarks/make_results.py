@@ -28,6 +28,10 @@ PARTS = [
         "incremental_openvino_avx2.md",
         "Daily sweeps with the OpenVINO encoder, its sweeps without torch (issue 12)",
     ),
+    (
+        "incremental_auto_epyc.md",
+        "Daily sweeps with the new default encoder (auto: OpenVINO bf16) on an EPYC (12)",
+    ),
     ("incremental_ivf.md", "Daily sweeps: an IVF index updated in place vs a rebuild (issue 12)"),
     (
         "incremental_ivf_200k_noise10_rs.md",
