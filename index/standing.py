@@ -552,7 +552,9 @@ class StandingIndex:
         """
         self.check_target()
         check_outside_inventory(self.path, inventory, "the standing index")
-        signals = check_signals(signals)
+        # A signal whose settings were only defaults (the text backend 'auto') takes the
+        # encoder this index was built with, as train and the CLI's update do.
+        signals = self.keep_recorded(check_signals(signals))
         check_signals_load(signals)  # a missing extra or weight file: before the folder is made
         self.path.mkdir(parents=True, exist_ok=True)
         with output_lock(self.path, what="standing index", lock_file=self.path / LOCK):

@@ -574,11 +574,12 @@ class TextEncoder:
 def _mismatch_hint(key: str, theirs, mine, encoder: TextEncoder) -> str:
     """What a refusal over ``key`` adds, naming the way out where it is not obvious."""
     if key == "backend" and {theirs, mine} == {"torch", "openvino"}:
-        made = "this machine's default 'auto'" if encoder.chosen_by_auto else "the model"
+        auto = getattr(encoder, "chosen_by_auto", False)
+        made = "this machine's default 'auto'" if auto else "the query encoder"
         return (
             f" ({made} runs {mine!r}; since 2026-12-06 the default 'auto' is OpenVINO on a CPU "
-            f"with riskrank[fast]: --text-backend {theirs} or {BACKEND_ENV}={theirs} when "
-            "training keeps this index's encoder, or start a new index)"
+            f"with riskrank[fast]. To use this index, make the model with --text-backend "
+            f"{theirs}; otherwise use a new index folder (for a model, a new --out))"
         )
     if key == "precision" and {theirs, mine} <= {"bf16", "f32"}:
         return (
@@ -683,7 +684,8 @@ class TextEmbeddingSignal(EmbeddingSignal):
         keep this signal (a backend named or pinned, another model, or the same backend at
         another precision, which only another CPU can give)."""
         enc = self.encoder
-        if not enc.chosen_by_auto or recorded.get("type", self.type_name) != self.type_name:
+        auto = getattr(enc, "chosen_by_auto", False)  # a plug-in encoder has no auto
+        if not auto or recorded.get("type", self.type_name) != self.type_name:
             return None
         theirs = _identity_defaults(recorded)
         same_model = recorded.get("model") == enc.model
@@ -696,8 +698,9 @@ class TextEmbeddingSignal(EmbeddingSignal):
         other.encoder.num_threads = enc.num_threads
         log.warning(
             "text signal: keeping backend %r, which the existing index was built with; the "
-            "default 'auto' would pick %r here (%s). --text-backend %s, or a new index, "
-            "changes it", theirs["backend"], enc.backend, enc.backend_reason, enc.backend,
+            "default 'auto' would pick %r here (%s). A new index folder (for a model, a new "
+            "--out) takes the default; %s=%s keeps this one without this note",
+            theirs["backend"], enc.backend, enc.backend_reason, BACKEND_ENV, theirs["backend"],
         )  # fmt: skip
         return other
 

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # Bump when the export or quantisation changes: the cache key and the manifest carry it.
 RECIPE = "int8-dynamic-fused-perchannel-v2"
@@ -171,9 +175,25 @@ def cached_export(
     if final.exists():
         return final
     tmp = final.parent.with_name(final.parent.name + f".{os.getpid()}.tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
     try:
-        make(tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only home: say what to do, not a traceback
+        raise PermissionError(
+            f"the ONNX/OpenVINO export of {model_dir} is not cached and cannot be written under "
+            f"{onnx_cache_root()} ({exc.strerror}): set RISKRANK_CACHE to a writable folder "
+            "(or copy that cache from a machine that made it)"
+        ) from None
+    log.warning(
+        "exporting %s for the %s backend once (cached under %s; ~20 s)",
+        model_dir, recipe, final.parent,
+    )  # fmt: skip
+    try:
+        with warnings.catch_warnings():
+            # The tracer's notes on BERT's shape checks (torch.jit.TracerWarning: "... will
+            # produce incorrect results" for other shapes): the axes are exported as dynamic and
+            # every export is checked against PyTorch by the tests; a user need not read them.
+            warnings.simplefilter("ignore")
+            make(tmp)
         final.parent.parent.mkdir(parents=True, exist_ok=True)
         tmp.replace(final.parent)
     except OSError:  # another process may have finished the same export first

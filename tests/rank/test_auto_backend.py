@@ -53,6 +53,10 @@ def test_a_daily_update_of_a_pytorch_index_stays_pytorch(
         text_mod.log.removeHandler(handler)
     assert text_entry(standing)["backend"] == "torch"
     assert any("keeping backend 'torch'" in r.getMessage() for r in said)
+    # The library's update does the same with a default signal.
+    pq.write_table(inventory_items.slice(0, 12), inv)
+    StandingIndex(standing).update(inv, [TextEmbeddingSignal()], show_progress=False)
+    assert text_entry(standing)["backend"] == "torch"
     # Named on the command line, the other backend is refused, and the refusal says why.
     with pytest.raises(IndexMismatchError, match="since 2026-12-06 the default 'auto'"):
         StandingIndex(standing).update(inv, [TextEmbeddingSignal(backend="openvino")])
@@ -93,3 +97,11 @@ def test_a_precision_refusal_says_what_another_cpu_needs(auto_is_openvino):
     assert why.startswith("precision:") and "RISKRANK_TEXT_BACKEND=torch" in why
     # Same backend, other precision: only another CPU gives it, so nothing gives way.
     assert signal.recorded_instead({**spec, "precision": other}) is None
+
+
+def test_an_export_that_cannot_be_written_says_where_to_write_it(monkeypatch, tmp_path):
+    """A read-only home and a model recorded as OpenVINO: a clear error, not a traceback."""
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("RISKRANK_CACHE", str(tmp_path / "file" / "cache"))
+    with pytest.raises(PermissionError, match="set RISKRANK_CACHE to a writable folder"):
+        text_mod.TextEncoder(backend="openvino").encode(["a text"])
