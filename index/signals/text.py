@@ -584,8 +584,9 @@ def _mismatch_hint(key: str, theirs, mine, encoder: TextEncoder) -> str:
     if key == "precision" and {theirs, mine} <= {"bf16", "f32"}:
         return (
             " (OpenVINO computes bf16 only on CPUs with bf16 units, such as AMX or AVX512-BF16, "
-            f"f32 elsewhere: use it on such a CPU, or train again here; {BACKEND_ENV}=torch on "
-            "every machine keeps one precision across kinds of CPU)"
+            "f32 elsewhere: use it on such a CPU, or train again here into a new --out (a new "
+            f"index folder); {BACKEND_ENV}=torch on every machine keeps one precision across "
+            "kinds of CPU)"
         )
     return ""
 

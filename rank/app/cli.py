@@ -82,8 +82,8 @@ def _encoder_rows(signals) -> list[tuple[str, str]]:
             continue
         spec = signal.describe()
         what = " ".join(str(spec[k]) for k in ("backend", "precision") if spec.get(k))
-        if getattr(enc, "chosen_by_auto", False):
-            what += f" (auto: {enc.backend_reason})"
+        if reason := getattr(enc, "backend_reason", None):  # auto's choice, or a pin
+            what += f" (auto: {reason})" if enc.chosen_by_auto else f" ({reason})"
         rows.append((f"{signal.name} encoder", what))
     return rows
 

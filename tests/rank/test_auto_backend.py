@@ -105,3 +105,15 @@ def test_an_export_that_cannot_be_written_says_where_to_write_it(monkeypatch, tm
     monkeypatch.setenv("RISKRANK_CACHE", str(tmp_path / "file" / "cache"))
     with pytest.raises(PermissionError, match="set RISKRANK_CACHE to a writable folder"):
         text_mod.TextEncoder(backend="openvino").encode(["a text"])
+
+
+def test_train_names_the_encoder_and_who_chose_it(auto_is_openvino, monkeypatch):
+    from riskrank.rank.app.cli import _encoder_rows
+
+    assert _encoder_rows([TextEmbeddingSignal(backend="torch")]) == [("text encoder", "torch")]
+    ((_, auto),) = _encoder_rows([TextEmbeddingSignal()])
+    assert auto.startswith("openvino ") and "(auto: a CPU with OpenVINO installed)" in auto
+    monkeypatch.setenv(text_mod.BACKEND_ENV, "torch")  # a forgotten pin shows
+    assert _encoder_rows([TextEmbeddingSignal()]) == [
+        ("text encoder", "torch (RISKRANK_TEXT_BACKEND=torch)")
+    ]
