@@ -99,9 +99,10 @@ def resolve_backend(model: str, device: str | None = None) -> tuple[str, str]:
     OpenVINO (bf16 on CPUs with bf16 units such as AMX, f32 elsewhere) where the text runs on a
     CPU, the ``[fast]`` extra is installed and the model is a local mean-pooled
     sentence-transformers directory (the shipped MiniLM is); PyTorch otherwise (fp16 on a CUDA
-    GPU). On the AMX Xeon here OpenVINO bf16 embedded 3.66x PyTorch fp32's mails per second at
-    cosine >= 0.9999 and the same quality at n=5 (benchmarks/results/encoder_amx.md,
-    quality_openvino_amx_paired.md); on AVX2-only EPYCs, where it runs f32, 2.4-2.7x.
+    GPU). At cosine >= 0.9999 to PyTorch fp32 and the same quality at n=5, OpenVINO embedded
+    3.66x PyTorch fp32's mails per second on an AMX Xeon (bf16), 2.44x on an AVX512-BF16 EPYC
+    without AMX, 2.4-2.7x on AVX2-only EPYCs (f32): benchmarks/results/encoder_amx.md,
+    encoder_auto_epyc.md, quality_auto_paired_epyc.md.
     ``RISKRANK_TEXT_BACKEND`` overrides the choice."""
     pinned = os.environ.get(BACKEND_ENV, "").strip()
     if pinned and pinned != AUTO:

@@ -184,8 +184,8 @@ def cached_export(
             "(or copy that cache from a machine that made it)"
         ) from None
     log.warning(
-        "exporting %s for the %s backend once (cached under %s; ~20 s)",
-        model_dir, recipe, final.parent,
+        "exporting the text model %s once for this machine (~20 s; cached under %s)",
+        model_dir, final.parent,
     )  # fmt: skip
     try:
         with warnings.catch_warnings():
