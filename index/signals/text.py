@@ -101,8 +101,8 @@ def resolve_backend(model: str, device: str | None = None) -> tuple[str, str]:
     sentence-transformers directory (the shipped MiniLM is); PyTorch otherwise (fp16 on a CUDA
     GPU). At cosine >= 0.9999 to PyTorch fp32 and the same quality at n=5, OpenVINO embedded
     3.66x PyTorch fp32's mails per second on an AMX Xeon (bf16), 2.44x on an AVX512-BF16 EPYC
-    without AMX, 2.4-2.7x on AVX2-only EPYCs (f32): benchmarks/results/encoder_amx.md,
-    encoder_auto_epyc.md, quality_auto_paired_epyc.md.
+    without AMX, 1.15x on an AVX2-only EPYC (f32): benchmarks/results/encoder_amx.md,
+    encoder_auto_epyc.md, encoder_avx2.md, quality_auto_paired_epyc.md.
     ``RISKRANK_TEXT_BACKEND`` overrides the choice."""
     pinned = os.environ.get(BACKEND_ENV, "").strip()
     if pinned and pinned != AUTO:

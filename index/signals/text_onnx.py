@@ -113,8 +113,15 @@ def export_fp32(model_dir: Path, out: Path) -> None:
     """Write ``model_dir``'s transformer (fp32, eager attention) to the ONNX file ``out``."""
     import torch
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
-    model = AutoModel.from_pretrained(model_dir, attn_implementation="eager").eval()
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # its "Loading weights" bar: the notice above says it
+    try:
+        model = AutoModel.from_pretrained(model_dir, attn_implementation="eager").eval()
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     tok = AutoTokenizer.from_pretrained(model_dir)
     example = tok(
         ["riskrank export", "a second, longer example text"], padding=True, return_tensors="pt"
@@ -184,7 +191,7 @@ def cached_export(
             "(or copy that cache from a machine that made it)"
         ) from None
     log.warning(
-        "exporting the text model %s once for this machine (~20 s; cached under %s)",
+        "exporting the text model %s once for this machine (~10-20 s; cached under %s)",
         model_dir, final.parent,
     )  # fmt: skip
     try:
