@@ -53,6 +53,12 @@ def test_a_daily_update_of_a_pytorch_index_stays_pytorch(
         text_mod.log.removeHandler(handler)
     assert text_entry(standing)["backend"] == "torch"
     assert any("keeping backend 'torch'" in r.getMessage() for r in said)
+    # What a sweep's summary prints of the index it ran on.
+    from riskrank.rank.app.cli import _index_encoder_rows
+
+    current = StandingIndex(standing).current_dir()
+    assert _index_encoder_rows(str(current)) == [("text encoder", "torch")]
+    assert _index_encoder_rows(None) == [] and _index_encoder_rows(str(tmp_path)) == []
     # The library's update does the same with a default signal.
     pq.write_table(inventory_items.slice(0, 12), inv)
     StandingIndex(standing).update(inv, [TextEmbeddingSignal()], show_progress=False)
