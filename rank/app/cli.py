@@ -73,6 +73,11 @@ def _print_table(rows: list[tuple[str, object]], title: str) -> None:
         print(f"{k:<{width}}  {v}")
 
 
+def _backend_words(spec: dict) -> str:
+    """A manifest entry's backend and precision, as the CLI prints them ("openvino bf16")."""
+    return " ".join(str(spec[k]) for k in ("backend", "precision") if spec.get(k))
+
+
 def _encoder_rows(signals) -> list[tuple[str, str]]:
     """Which backend (and precision) each text encoder runs, and why where ``auto`` chose."""
     rows = []
@@ -81,7 +86,7 @@ def _encoder_rows(signals) -> list[tuple[str, str]]:
         if getattr(enc, "backend", None) is None:
             continue
         spec = signal.describe()
-        what = " ".join(str(spec[k]) for k in ("backend", "precision") if spec.get(k))
+        what = _backend_words(spec)
         if reason := getattr(enc, "backend_reason", None):  # auto's choice, or a pin
             what += f" (auto: {reason})" if enc.chosen_by_auto else f" ({reason})"
         rows.append((f"{signal.name} encoder", what))
@@ -98,7 +103,7 @@ def _index_encoder_rows(index_dir: str | None) -> list[tuple[str, str]]:
     except (OSError, ValueError):
         return []
     return [
-        (f"{name} encoder", " ".join(str(e[k]) for k in ("backend", "precision") if e.get(k)))
+        (f"{name} encoder", _backend_words(e))
         for name, e in entries.items()
         if isinstance(e, dict) and e.get("backend")
     ]
@@ -236,7 +241,7 @@ def cmd_index_update(args) -> int:
     with contextlib.nullcontext() if engine == "local" else engine.cluster(show_progress=True):
         _, stats = StandingIndex(args.index).update(
             args.inventory,
-            StandingIndex(args.index).keep_recorded(_signals(args)),
+            _signals(args),  # update() keeps a backend only auto chose as the index records
             deletions=_read_ids(args.delete),
             engine=engine,
             max_memory=args.max_memory,
