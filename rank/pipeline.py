@@ -792,6 +792,7 @@ def finish_sweep(
                 "key": e["index_key"],
                 "count": e["count"],
                 **({"shards": len(e["shards"])} if "shards" in e else {}),
+                **({"encoder": enc} if (enc := encoder_record(e)) else {}),
             }
             for n, e in manifest["signals"].items()
         },
@@ -832,6 +833,18 @@ def finish_sweep(
             written += list(sweep_output.REPORTS)
         sweep_output.complete(out_dir, report["run_id"], written)
     return result
+
+
+ENCODER_KEYS = ("model", "model_version", "backend", "precision", "quantization")
+
+
+def encoder_record(entry: dict) -> dict:
+    """What encoder made an index signal's vectors, from its manifest entry: the model and,
+    for a text signal, the backend and precision that ran (``report.json``'s ``index``; the
+    reports show it). Empty for a signal without a model (perceptual hashes)."""
+    if not isinstance(entry, dict) or not entry.get("model"):
+        return {}
+    return {k: entry[k] for k in ENCODER_KEYS if entry.get(k) not in (None, "", "none")}
 
 
 NOT_FOUND = "image file not found"  # index/paths.py's reason for a path with no file

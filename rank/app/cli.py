@@ -93,22 +93,6 @@ def _encoder_rows(signals) -> list[tuple[str, str]]:
     return rows
 
 
-def _index_encoder_rows(index_dir: str | None) -> list[tuple[str, str]]:
-    """The text encoder (backend, precision) an index's manifest records: what a sweep ran."""
-    manifest = Path(index_dir) / "manifest.json" if index_dir else None
-    if manifest is None or not manifest.is_file():
-        return []
-    try:
-        entries = json.loads(manifest.read_text()).get("signals", {})
-    except (OSError, ValueError):
-        return []
-    return [
-        (f"{name} encoder", _backend_words(e))
-        for name, e in entries.items()
-        if isinstance(e, dict) and e.get("backend")
-    ]
-
-
 def _signals(args):
     """The signals named by ``--signals``, each configured from its own flags."""
     from riskrank.index.signals import signal_class
@@ -362,7 +346,7 @@ def cmd_sweep(args) -> int:
 
 
 def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
-    from riskrank.rank.evaluation.report import index_summary, queue_count_rows
+    from riskrank.rank.evaluation.report import encoder_rows, index_summary, queue_count_rows
 
     rows = [
         (k.replace("_", " "), report[k])
@@ -376,7 +360,7 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
     rows.append(("coverage (recalled / indexed)", f"{report.get('coverage', 0):.1%}"))
     if index_line := index_summary(report):
         rows.append(("standing index", index_line))
-    rows += _index_encoder_rows(report.get("index_version_dir"))
+    rows += encoder_rows(report)
     rev = report.get("reviewed", {})
     if n := rev.get("unchanged_items", rev.get("excluded_from_queue")):
         other = rev.get("queued_for_other_policies")

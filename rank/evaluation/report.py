@@ -178,6 +178,7 @@ def count_rows(report: dict) -> list[tuple[str, str]]:
         rows.append(("coverage (recalled / indexed)", f"{report['coverage']:.1%}"))
     for signal, n in report.get("signal_failures", {}).items():
         rows.append((f"indexed without {signal}: content it could not use", f"{n:,}"))
+    rows += encoder_rows(report)
     if rev := report.get("reviewed"):
         rows.append(
             (
@@ -206,6 +207,21 @@ def count_rows(report: dict) -> list[tuple[str, str]]:
                     f"{rev['queued_for_other_policies']:,}",
                 )
             )
+    return rows
+
+
+def encoder_rows(report: dict) -> list[tuple[str, str]]:
+    """Which encoder made each signal's vectors (``<signal> encoder``: model, backend,
+    precision), as the index manifest records it: the vectors, and so the queue, depend on
+    it. Reports written before the record existed show none."""
+    rows = []
+    for signal, entry in (report.get("index") or {}).items():
+        enc = entry.get("encoder") if isinstance(entry, dict) else None
+        if enc:
+            how = " ".join(str(enc[k]) for k in ("backend", "precision") if enc.get(k))
+            details = [str(enc[k]) for k in ("model_version",) if enc.get(k)] + [how] * bool(how)
+            value = str(enc["model"]) + (f" ({'; '.join(details)})" if details else "")
+            rows.append((f"{signal} encoder", value))
     return rows
 
 

@@ -53,12 +53,16 @@ def test_a_daily_update_of_a_pytorch_index_stays_pytorch(
         text_mod.log.removeHandler(handler)
     assert text_entry(standing)["backend"] == "torch"
     assert any("keeping backend 'torch'" in r.getMessage() for r in said)
-    # What a sweep's summary prints of the index it ran on.
-    from riskrank.rank.app.cli import _index_encoder_rows
+    # What a sweep's report (and summary) says of the index it ran on.
+    from riskrank.rank.evaluation.report import encoder_rows
+    from riskrank.rank.pipeline import encoder_record
 
-    current = StandingIndex(standing).current_dir()
-    assert _index_encoder_rows(str(current)) == [("text encoder", "torch")]
-    assert _index_encoder_rows(None) == [] and _index_encoder_rows(str(tmp_path)) == []
+    record = encoder_record(text_entry(standing))
+    assert record["backend"] == "torch" and "precision" not in record  # (recorded on CUDA only)
+    [(label, value)] = encoder_rows({"index": {"text": {"key": "Flat", "encoder": record}}})
+    assert label == "text encoder" and value.endswith("; torch)")
+    assert encoder_rows({"index": {"text": {"key": "Flat"}}}) == []  # a report from before
+    assert encoder_record({"model": "pdq", "dim": 256}) == {"model": "pdq"}
     # The library's update does the same with a default signal.
     pq.write_table(inventory_items.slice(0, 12), inv)
     StandingIndex(standing).update(inv, [TextEmbeddingSignal()], show_progress=False)

@@ -1,5 +1,6 @@
 import json
 import logging
+import re
 import tempfile
 
 import numpy as np
@@ -261,6 +262,14 @@ def test_cli_train_sweep_eval(tmp_path, history, inventory_items, seeds, capsys)
     # 24 held-out reviews cannot show the precision target: said in the summary and report.
     assert "WARNING: policy 'scam'" in out and "coverage" in out
     assert "## Warnings" in (tmp_path / "sweep" / "report.md").read_text()
+    # Which encoder made the vectors: in report.json, report.md and the summary, for a sweep
+    # without a standing index too (the summary named it only for a standing index's version).
+    encoder = json.loads((tmp_path / "sweep" / "report.json").read_text())["index"]["text"]
+    encoder = encoder["encoder"]
+    assert encoder["backend"] in ("torch", "openvino") and encoder["model"]
+    line = f"| text encoder | {encoder['model']} ({encoder['model_version']}; {encoder['backend']}"
+    assert line in (tmp_path / "sweep" / "report.md").read_text()
+    assert re.search(rf"text encoder\s+{re.escape(encoder['model'])} \(", out)
     with pytest.raises(SystemExit):
         main(
             ["sweep", "--inventory", "x", "--seeds", "x", "--model", "x", "--out", "x", "--k", "0"]
