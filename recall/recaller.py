@@ -34,7 +34,7 @@ from riskrank.recall.candidates import (
 )
 from riskrank.recall.history import ReviewedExemplars
 from riskrank.recall.lexical import LexicalProbe
-from riskrank.recall.neighbours import NeighbourMemo, SignalNeighbours, pair_inner_products
+from riskrank.recall.neighbours import NeighbourMemo, SignalNeighbours, row_neighbour_products
 from riskrank.recall.seeds import SeedSet, check_seed_vectors
 
 log = logging.getLogger(__name__)
@@ -160,9 +160,9 @@ class _SignalState:
         out = np.full(nbrs.shape, -np.inf)
         for i in range(0, len(rows), block):
             n = nbrs[i : i + block]
-            q = np.asarray(self.vectors[np.repeat(rows[i : i + block], n.shape[1]).tolist()])
+            q = np.asarray(self.vectors[rows[i : i + block].tolist()])
             v = np.asarray(self.vectors[np.maximum(n, 0).ravel().tolist()])
-            sims = pair_inner_products(q, v).reshape(n.shape)
+            sims = row_neighbour_products(q, v.reshape(*n.shape, q.shape[1]))
             out[i : i + block] = np.where(n >= 0, sims, -np.inf)
         return out
 
