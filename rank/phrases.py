@@ -87,20 +87,48 @@ def _hash(gram: str) -> int:
     return abs(murmurhash3_32(gram, seed=0)) % N_FEATURES
 
 
+Features = sp.csr_matrix | tuple[np.ndarray, np.ndarray]
+
+
 def word_contributions(
-    coef: np.ndarray, text: str, row: sp.csr_matrix | None = None
+    coef: np.ndarray, text: str, row: Features | None = None
 ) -> tuple[list[tuple[int, int]], np.ndarray]:
     """Whitespace-separated words of ``text`` (start, end) and each one's share of the probe's
     log-odds (they sum to the probe score minus its intercept). ``row``: the text's
-    ``lexical_features`` row when the caller computed many at once. Words past the probe's
+    ``lexical_features`` row when the caller computed many at once, as a one-row matrix or as
+    its (indices, values) with the indices sorted (``feature_rows``). Words past the probe's
     ``READ_CHARS`` characters are not its evidence and are not listed."""
     text = text[:READ_CHARS]
     words = [(m.start(), m.end()) for m in WORD.finditer(text)]
     if not words:
         return words, np.zeros(0)
-    row = (lexical_features([text]) if row is None else row).tocsr().copy()
-    row.sort_indices()
-    contrib = row.data * coef[row.indices]
+    if not isinstance(row, tuple):
+        row = (lexical_features([text]) if row is None else row).tocsr().copy()
+        row.sort_indices()
+        row = (row.indices, row.data)
+    return words, _word_shares(coef, text, words, *row)
+
+
+def feature_rows(features: sp.csr_matrix) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each row of ``lexical_features``' matrix as (sorted indices, values): slices of its
+    arrays, not one-row matrices (scipy's row indexing took as long as the hashing)."""
+    features = features.tocsr()
+    features.sort_indices()
+    ptr = features.indptr
+    return [
+        (features.indices[ptr[i] : ptr[i + 1]], features.data[ptr[i] : ptr[i + 1]])
+        for i in range(features.shape[0])
+    ]
+
+
+def _word_shares(
+    coef: np.ndarray, text: str, words: list[tuple[int, int]], indices, data
+) -> np.ndarray:
+    """``word_contributions``' shares, from the text's features (``indices`` sorted, ``data``
+    the matching values). Built with one array per kind of feature, not one per word (a
+    first sweep attributes every candidate's text: 2.5 ms a text, most of the reasons step),
+    in the same order as before, so the shares sum in the same order to the same values."""
+    contrib = data * coef[indices]
     starts = np.array([s for s, _ in words])
     tokens = list(TOKEN.finditer(text))
     owner = np.searchsorted(starts, [m.start() for m in tokens], side="right") - 1
@@ -113,27 +141,39 @@ def word_contributions(
         feats += [bigrams, bigrams]
         owners += [owner[:-1], owner[1:]]
         frac += [np.full(len(bigrams), 0.5)] * 2
-    for w, (a, b) in enumerate(words):
-        chars = _char_features(text[a:b])
-        feats.append(chars)
-        owners.append(np.full(len(chars), w))
-        frac.append(np.ones(len(chars)))
+    chars = [_char_features(text[a:b]) for a, b in words]  # each word's n-grams, in order
+    sizes = np.fromiter(map(len, chars), np.int64, len(chars))
+    feats.append(np.concatenate(chars))
+    owners.append(np.repeat(np.arange(len(words), dtype=np.int64), sizes))
+    frac.append(np.ones(int(sizes.sum())))
     feats, owners, frac = np.concatenate(feats), np.concatenate(owners), np.concatenate(frac)
-    at = np.minimum(np.searchsorted(row.indices, feats), max(len(row.indices) - 1, 0))
-    hit = (row.indices[at] == feats) if len(row.indices) else np.zeros(len(feats), bool)
+    at = np.minimum(np.searchsorted(indices, feats), max(len(indices) - 1, 0))
+    hit = (indices[at] == feats) if len(indices) else np.zeros(len(feats), bool)
     value = np.where(hit, contrib[at] if len(contrib) else 0.0, 0.0)
     _, inverse = np.unique(feats, return_inverse=True)
     count = np.bincount(inverse, weights=frac)  # occurrences of each feature in the text
     share = value * frac / count[inverse]
-    return words, np.bincount(owners, weights=share, minlength=len(words))
+    return np.bincount(owners, weights=share, minlength=len(words))
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     """Drop punctuation around a word ("approval," -> "approval") unless nothing is left."""
-    inner = re.search(r"\w(.*\w)?", text[start:end], re.S)
-    return (start + inner.start(), start + inner.end()) if inner else (start, end)
+    a, b = _inner(text[start:end])
+    return (start + a, start + b) if b else (start, end)
 
 
+INNER = re.compile(r"\w(.*\w)?", re.S)
+
+
+@lru_cache(maxsize=200_000)
+def _inner(word: str) -> tuple[int, int]:
+    """Where ``word``'s first to last word character lie ((0, 0): none). Cached: a text's
+    words repeat, and so do a sweep's."""
+    inner = INNER.search(word)
+    return (inner.start(), inner.end()) if inner else (0, 0)
+
+
+@lru_cache(maxsize=200_000)
 def _is_stop_word(key: str) -> bool:
     """A word made only of stop words and single letters ("you", "you're", "it's", "I"):
     function words a reviewer cannot act on. Numbers and symbols ("$5", "!!!") are not."""
@@ -172,7 +212,7 @@ def lexical_spans(
     max_words: int = MAX_FLAGGED_WORDS,
     min_share: float = MIN_WORD_SHARE,
     cover: float = COVER_SHARE,
-    row: sp.csr_matrix | None = None,
+    row: Features | None = None,
 ) -> list[Span]:
     """Every occurrence of the content word types that add most to the probe's score
     (``max_words`` of them, more in a long text until they carry ``cover`` of its content

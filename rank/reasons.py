@@ -20,7 +20,14 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.rank.model import RiskModel
-from riskrank.rank.phrases import SPAN_TYPE, Span, flagged_phrases, lexical_spans, shared_spans
+from riskrank.rank.phrases import (
+    SPAN_TYPE,
+    Span,
+    feature_rows,
+    flagged_phrases,
+    lexical_spans,
+    shared_spans,
+)
 from riskrank.rank.queue import QUEUE_FRONT
 from riskrank.rank.sweep_cache import SpanCache, model_identity
 from riskrank.recall.lexical import FEATURE as LEXICAL_FEATURE
@@ -443,7 +450,7 @@ def _attribute_lexical(inputs: _RowInputs, model: RiskModel, spans: SpanCache) -
     missing = spans.missing([k for k in keys if k is not None])
     if missing:
         # One vectorizer pass for all of them; each text's share per word is then cheap.
-        features = lexical_features([todo[k][1] for k in missing])
+        features = feature_rows(lexical_features([todo[k][1] for k in missing]))
         for j, key in enumerate(missing):
             policy, text = todo[key]
             spans.put(key, lexical_spans(probe.coefs[policy][0], text, row=features[j]))

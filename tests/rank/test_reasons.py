@@ -13,6 +13,7 @@ from conftest import SCAM
 
 from riskrank.rank.phrases import (
     delete_spans,
+    feature_rows,
     flagged_phrases,
     lexical_spans,
     shared_spans,
@@ -43,6 +44,20 @@ def test_word_shares_add_up_to_the_probe_score(probe, inventory_items):
         words, scores = word_contributions(coef, text)
         assert len(words) == len(text.split())
         assert scores.sum() + intercept == pytest.approx(_probe_score(probe, text), abs=1e-4)
+
+
+def test_word_shares_are_the_same_from_a_batch_of_feature_rows(probe, inventory_items):
+    # The reasons step hashes its texts at once and hands each one its (indices, values)
+    # slice: the shares and spans must be those of the text hashed alone, exactly.
+    coef, _ = probe.coefs["scam"]
+    texts = inventory_items["text"].to_pylist()[:30]
+    texts += ["", "!!!", "Ünïcödé wörds, naïve café!", "emoji 😀 test\r\nline two", "a b a b a"]
+    rows = feature_rows(lexical_features(texts))
+    for text, row in zip(texts, rows):
+        words, scores = word_contributions(coef, text)
+        words_b, scores_b = word_contributions(coef, text, row=row)
+        assert words == words_b and np.array_equal(scores, scores_b)
+        assert lexical_spans(coef, text) == lexical_spans(coef, text, row=row)
 
 
 def test_lexical_spans_point_into_the_text_and_move_the_score(probe, inventory_items):
