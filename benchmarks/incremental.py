@@ -590,6 +590,11 @@ def main() -> None:
     p.add_argument("--rebuild", help="kept run directory: recompute the tables from it")
     p.add_argument("--note", action="append", help="with --rebuild: a note to print under it")
     p.add_argument("--rerun-day1", help="kept run directory: re-measure day 1 (see rerun_day1)")
+    p.add_argument(
+        "--results",
+        help="the results file's name without .json/.md (default: incremental plus the run's "
+        "suffix; --rerun-day1 and --rebuild add to the file of the run they were given)",
+    )
     args = p.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
@@ -599,19 +604,26 @@ def main() -> None:
 
         args.text_backend, why = resolve_backend(DEFAULT_TEXT_MODEL)
         print(f"text backend: {args.text_backend} (auto: {why})", flush=True)
+    suffix = f"_smoke{args.sample}" if args.sample else ""
+    suffix += "" if args.text_backend == "torch" else f"_{args.text_backend}"
+    if args.items != 21_000:  # beside the default's
+        suffix += f"_{args.items // 1000}k" if args.items % 1000 == 0 else f"_{args.items}"
+    # Re-runs went to incremental.json whatever the backend: an OpenVINO run's day-1 re-run
+    # landed among PyTorch's results.
+    stem = args.results or f"incremental{suffix}"
     if args.rerun_day1:
-        res = json.loads((RESULTS / "incremental.json").read_text())
+        res = json.loads((RESULTS / f"{stem}.json").read_text())
         res["day1_reruns"] = reruns(res) + [
             rerun_day1(Path(args.rerun_day1), Path(args.rerun_day1 + "-day1"))
         ]
         res.pop("day1_rerun", None)
-        (RESULTS / "incremental.json").write_text(json.dumps(res, indent=2))
+        (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2))
         text = markdown(res, args, res["load_before"], res["load_after"], res["seconds"])
-        (RESULTS / "incremental.md").write_text(text)
+        (RESULTS / f"{stem}.md").write_text(text)
         print(text)
         return
     if args.rebuild:  # the tables again from a kept run (new comparisons, no new sweeps)
-        res = json.loads((RESULTS / "incremental.json").read_text())
+        res = json.loads((RESULTS / f"{stem}.json").read_text())
         res["notes"] = res.get("notes", []) + (args.note or [])
         for day, d in res["days"].items():
             if "scratch" in d:
@@ -625,9 +637,9 @@ def main() -> None:
         res["days"]["day1"]["vectors"] = vector_differences(
             Path(args.rebuild) / "standing", Path(args.rebuild) / "d1-scratch" / "index"
         )
-        (RESULTS / "incremental.json").write_text(json.dumps(res, indent=2))
+        (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2))
         text = markdown(res, args, res["load_before"], res["load_after"], res["seconds"])
-        (RESULTS / "incremental.md").write_text(text)
+        (RESULTS / f"{stem}.md").write_text(text)
         print(text)
         return
     load_before = tuple(round(x, 2) for x in os.getloadavg())
@@ -640,13 +652,9 @@ def main() -> None:
     load_after = tuple(round(x, 2) for x in os.getloadavg())
     res.update(load_before=load_before, load_after=load_after, seconds=round(seconds, 1))
     RESULTS.mkdir(exist_ok=True)
-    suffix = f"_smoke{args.sample}" if args.sample else ""
-    suffix += "" if args.text_backend == "torch" else f"_{args.text_backend}"
-    if args.items != 21_000:  # beside the default's
-        suffix += f"_{args.items // 1000}k" if args.items % 1000 == 0 else f"_{args.items}"
-    (RESULTS / f"incremental{suffix}.json").write_text(json.dumps(res, indent=2))
+    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2))
     text = markdown(res, args, load_before, load_after, seconds)
-    (RESULTS / f"incremental{suffix}.md").write_text(text)
+    (RESULTS / f"{stem}.md").write_text(text)
     print(text)
 
 
