@@ -587,7 +587,7 @@ class StandingIndex:
         items, quarantined = self._read(inventory, signals, deletions, prev, stats)
         keys = {s.name: signal_content_keys(items, s) for s in signals}
         _read_legacy_keys(items, signals, keys, prev, donated)
-        plan = _plan(items, keys, prev, stats, donated)
+        plan = _plan(items, keys, prev, stats, donated, _unreadable_keys(items, keys, signals))
         if self._holds_already(items, quarantined, stats, prev, signals, key, max_memory):
             # Another inventory, the same index: the export caught up with yesterday's
             # deletion list, say. Recorded as the current version's, not written again as a
@@ -963,20 +963,40 @@ def _content_keys(si: SignalIndex) -> list[str]:
     return si.content_keys
 
 
+def _unreadable_keys(items: pa.Table, keys: dict[str, list[str]], signals) -> dict[str, set]:
+    """Per signal, the content keys of today's rows it refuses to embed (``unreadable``): a
+    vector an earlier version (or a donor) stored for one is not reused, so the content is
+    embedded again, fails with the signal's reason, and is remembered as failed."""
+    out = {}
+    for signal in signals:
+        rows = np.flatnonzero(signal.unreadable(items))
+        out[signal.name] = {keys[signal.name][r] for r in rows}
+    return out
+
+
 def _plan(
-    items: pa.Table, keys: dict[str, list[str]], prev: dict, stats: UpdateStats, donated: dict
+    items: pa.Table,
+    keys: dict[str, list[str]],
+    prev: dict,
+    stats: UpdateStats,
+    donated: dict,
+    unreadable: dict[str, set] | None = None,
 ) -> dict:
     """Per signal, which rows need embedding for it (one per distinct content of that signal
-    neither the current version nor the donor holds), and for each row the row it takes that
-    signal's new vector from. Signals are planned apart: a new image under an unchanged text
-    costs an image embedding only, and one text under many images is embedded once."""
+    neither the current version nor the donor holds, or that the signal now refuses:
+    ``unreadable``), and for each row the row it takes that signal's new vector from. Signals
+    are planned apart: a new image under an unchanged text costs an image embedding only, and
+    one text under many images is embedded once."""
     source: dict[str, np.ndarray] = {}  # per signal, per row: the row it embeds through, or -1
     embed: dict[str, np.ndarray] = {}  # per signal: the rows embedded for it
     for name, k in keys.items():
-        known = {
+        stored = {
             *(prev[name].keys if name in prev else ()),
-            *(prev[name].failed if name in prev else ()),
             *(donated[name].keys if name in donated else ()),
+        }
+        known = {
+            *(stored - (unreadable or {}).get(name, set())),
+            *(prev[name].failed if name in prev else ()),
         }
         rep_of: dict[str, int] = {}
         src = np.full(items.num_rows, -1, np.int64)
@@ -992,7 +1012,7 @@ def _plan(
         needing |= src >= 0
     stats.shared_content = int(needing.sum()) - len(rows)
     _count_changes(items, keys, prev, stats)
-    return {"embed_rows": rows, "embed": embed, "source": source}
+    return {"embed_rows": rows, "embed": embed, "source": source, "unreadable": unreadable or {}}
 
 
 def _drop_rewritten_files(items: pa.Table, plan: dict, keys: dict, signals) -> None:
@@ -1085,7 +1105,12 @@ def _assemble(
     old = np.full(n, -1, np.int64)
     new = np.full(n, -1, np.int64)
     given = np.full(n, -1, np.int64)
+    refused = plan.get("unreadable", {}).get(signal.name, set())
     for r, k in enumerate(keys):
+        if k in refused:  # a vector stored before the signal refused such content: not reused
+            if source[r] >= 0:
+                new[r] = delta_pos.get(embed_ids[int(source[r])], -1)
+            continue
         p = own_pos.get(ids[r])
         if p is None or prev.keys[p] != k:
             p = old_pos_of.get(k)

@@ -174,6 +174,13 @@ class Signal(ABC):
     def from_manifest(cls, entry: dict) -> Signal:
         """The query-side signal a manifest entry (``describe()`` output) describes."""
 
+    def unreadable(self, table: pa.Table) -> np.ndarray:
+        """Rows whose content is there but that this signal refuses to embed (``embed_items``
+        says why): a standing index does not reuse a vector an earlier version stored for
+        such a content, so an index made before the rule agrees with one made after it.
+        Default: none."""
+        return np.zeros(table.num_rows, bool)
+
     def recorded_instead(self, recorded: dict) -> Signal | None:
         """A signal to use instead of this one on an index or model whose manifest entry is
         ``recorded``, where this signal's settings were only defaults (the text signal's

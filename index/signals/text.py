@@ -6,6 +6,7 @@ import copy
 import hashlib
 import logging
 import os
+import re
 import sys
 import weakref
 from collections.abc import Callable, Sequence
@@ -349,6 +350,56 @@ class TextEncoder:
         # export (PyTorch's model pickles and travels as before).
         return {**self.__dict__, "_onnx": None}
 
+    def unknown_only(self, texts: Sequence[str]) -> np.ndarray:
+        """Which of ``texts`` the model reads as nothing but its unknown token (within the
+        ``max_seq_length`` tokens it reads): emoji, or a script its vocabulary lacks. All such
+        texts get one and the same vector, so they "match" each other at similarity 1 and
+        chain into one campaign (an outsider's report: a verdict on a middle-finger post
+        labelled a birthday-cake post and a heart post). Only texts holding a character outside
+        printable ASCII are tokenised again. False everywhere for a model without an unknown
+        token (a byte-level vocabulary reads everything)."""
+        out = np.zeros(len(texts), bool)
+        todo = [i for i, t in enumerate(texts) if t and _MAYBE_UNKNOWN.search(t)]
+        if not todo:
+            return out
+        read = self._token_reader()
+        if read is None:
+            return out
+        cap = max((self.max_seq_length or 10**6) - 2, 1)  # less [CLS] and [SEP]
+        for i, (ids, special, unk) in zip(todo, read([texts[i] for i in todo])):
+            kept = [t for t, s in zip(ids, special) if not s][:cap]
+            out[i] = all(t == unk for t in kept)
+        return out
+
+    def _token_reader(self):
+        """texts -> [(ids, special-token mask, unknown id)] with the model's own tokenizer
+        (the one its backend feeds), or None where it has no unknown token."""
+        if self.backend == "torch":
+            tok = self._load().tokenizer
+        else:
+            words = self._load_onnx().tokenize
+            tok = words._fast if words._fast is not None else words.tokenizer
+        if hasattr(tok, "encode_batch"):  # the ``tokenizers`` copy the CPU backends run
+            unk_token = getattr(tok.model, "unk_token", None)
+            unk = tok.token_to_id(unk_token) if unk_token else None
+            if unk is None:
+                return None
+            return lambda texts: [
+                (e.ids, e.special_tokens_mask, unk) for e in tok.encode_batch(list(texts))
+            ]
+        unk = getattr(tok, "unk_token_id", None)
+        if unk is None:
+            return None
+
+        def read(texts):
+            enc = tok(list(texts), return_special_tokens_mask=True, truncation=False)
+            return [
+                (ids, mask, unk)
+                for ids, mask in zip(enc["input_ids"], enc["special_tokens_mask"], strict=True)
+            ]
+
+        return read
+
     def _check_backend(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {self.backend!r}")
@@ -601,6 +652,16 @@ def _identity_defaults(entry: dict) -> dict:
     return out
 
 
+# A character outside printable ASCII and whitespace: only texts holding one can tokenise to
+# the unknown token alone (``TextEncoder.unknown_only``).
+_MAYBE_UNKNOWN = re.compile(r"[^\x20-\x7e\s]")
+# ``embed_items``' reason for such a text: content is there, the encoder cannot read it.
+UNKNOWN_ONLY = (
+    "no word the text encoder knows: it reads the text as unknown tokens only (emoji, or a "
+    "script outside its vocabulary), which all get one vector"
+)
+
+
 class TextEmbeddingSignal(EmbeddingSignal):
     """Sentence-transformers embedding of the ``text`` column."""
 
@@ -653,13 +714,30 @@ class TextEmbeddingSignal(EmbeddingSignal):
             else [None] * table.num_rows
         )
         ok = np.array([not is_blank(t) for t in texts], dtype=bool)  # zero-width-only: none
+        reasons = [None if good else "no text" for good in ok]
+        for r in np.flatnonzero(self._unknown_only(texts, ok)):
+            ok[r], reasons[r] = False, UNKNOWN_ONLY
         vectors = np.zeros((len(texts), self.dim), np.float32)
         if ok.any():
             vectors[ok] = self.encoder.encode(
                 [t for t, good in zip(texts, ok) if good], show_progress=show_progress
             )
-        reasons = [None if good else "no text" for good in ok]
         return SignalBatch(vectors, ok, reasons)
+
+    def unreadable(self, table: pa.Table) -> np.ndarray:
+        """Texts the encoder reads as unknown tokens only (``UNKNOWN_ONLY``)."""
+        if TEXT not in table.column_names:
+            return np.zeros(table.num_rows, bool)
+        texts = table.column(TEXT).to_pylist()
+        return self._unknown_only(texts, np.array([not is_blank(t) for t in texts], bool))
+
+    def _unknown_only(self, texts: list, present: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(texts), bool)
+        unknown_only = getattr(self.encoder, "unknown_only", None)  # (a plug-in encoder: none)
+        rows = np.flatnonzero(present)
+        if unknown_only is not None and len(rows):
+            out[rows] = unknown_only([texts[r] for r in rows])
+        return out
 
     def describe(self) -> dict:
         return {"type": self.type_name, **self.encoder.describe()}

@@ -1430,3 +1430,32 @@ def test_an_inventory_whose_every_row_is_quarantined_is_refused(tmp_path):
     assert standing.version == 1 and len(standing.load().signals["text"].ids) == 120
     with pytest.raises(SchemaError, match="every row"):
         build_index(broken, tmp_path / "plain", signals=[HashingTextSignal()], show_progress=False)
+
+
+def test_an_index_made_before_the_unknown_token_rule_agrees_with_a_rebuild(
+    tmp_path, monkeypatch, inventory_items, text_signal
+):
+    # Texts the encoder reads as unknown tokens only (emoji, a script outside its vocabulary)
+    # all got one vector and are now set aside (tests/rank/test_unknown_text.py). An index
+    # updated before that held vectors for them: its next update drops them as a rebuild
+    # does, and does not reuse them.
+    from riskrank.index.signals.text import UNKNOWN_ONLY, TextEncoder
+
+    unknown = {"e_mid": "🖕🖕🖕", "e_heart": "❤️❤️❤️", "th": "คุณโง่มาก"}
+    base = inventory_items.select(["item_id", "text"]).slice(0, 12)
+    day0 = pa.concat_tables(
+        [base, pa.table({"item_id": list(unknown), "text": list(unknown.values())})]
+    )
+    standing = StandingIndex(tmp_path / "standing")
+    with monkeypatch.context() as m:
+        m.setattr(TextEncoder, "unknown_only", lambda self, texts: np.zeros(len(texts), bool))
+        before, _ = standing.update(day0, [text_signal], show_progress=False)
+    assert set(unknown) <= set(before.signals["text"].ids)  # (what the old rule stored)
+    new = pa.table({"item_id": ["n1"], "text": ["a new plain text about a free prize"]})
+    day1 = pa.concat_tables([day0, new])
+    after, _ = standing.update(day1, [text_signal], show_progress=False)
+    assert not set(unknown) & set(after.signals["text"].ids)
+    assert_same_index(after, build_index(day1, tmp_path / "ref", signals=[text_signal]))
+    quarantine = after.quarantine
+    reasons = dict(zip(quarantine["item_id"].to_pylist(), quarantine["reason"].to_pylist()))
+    assert all(UNKNOWN_ONLY in reasons[i] for i in unknown)

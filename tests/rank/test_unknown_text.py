@@ -1,0 +1,56 @@
+"""Texts the text encoder reads as unknown tokens only (emoji, a script outside its
+vocabulary) all got one vector: they matched each other at similarity 1 and one campaign
+verdict labelled them all (an outsider's report). They are now set aside with a reason."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from riskrank.index.signals.text import UNKNOWN_ONLY
+from riskrank.index.tables import SchemaError
+from riskrank.rank.pipeline import sweep
+
+UNKNOWN = {
+    "e_mid": "🖕🖕🖕",
+    "e_rage": "😡🤬😡🤬",
+    "e_heart": "❤️❤️❤️",
+    "e_cake": "🎂🎉🎁",
+    "th_insult": "คุณโง่มาก",  # Thai: MiniLM's vocabulary has none of its letters
+}
+KNOWN = {"k_mixed": "I ❤️ you", "k_accent": "café olé", "k_cjk": "中文", "k_plain": "hello"}
+
+
+@pytest.mark.parametrize("fixture", ["text_signal", "torch_signal"])
+def test_each_backend_tells_unknown_only_texts(fixture, request):
+    encoder = request.getfixturevalue(fixture).encoder
+    texts = list(UNKNOWN.values()) + list(KNOWN.values())
+    flags = encoder.unknown_only(texts).tolist()
+    assert flags == [True] * len(UNKNOWN) + [False] * len(KNOWN)
+    # (Why it matters: the encoder gives them one vector.)
+    vectors = encoder.encode(list(UNKNOWN.values())[:2])
+    assert float(vectors[0] @ vectors[1]) > 0.999
+
+
+def test_unknown_only_texts_are_set_aside_not_matched_or_grouped(
+    tmp_path, inventory_items, seeds, trained_model
+):
+    extra = pa.table({"item_id": list(UNKNOWN), "text": list(UNKNOWN.values())})
+    inventory = pa.concat_tables([inventory_items.select(["item_id", "text"]), extra])
+    result = sweep(
+        inventory, seeds, trained_model, out_dir=tmp_path / "out", budget=None,
+        campaigns=True, k=None, show_progress=False,
+    )  # fmt: skip
+    report, quarantine, queue = result.report, result.quarantine, result.queue
+    # None is lost: each is quarantined with the reason, none reaches the queue.
+    assert report["items_in"] == inventory.num_rows
+    assert report["items_in"] == report["items_indexed"] + report["items_quarantined"]
+    held = dict(zip(quarantine["item_id"].to_pylist(), quarantine["reason"].to_pylist()))
+    assert set(UNKNOWN) <= set(held) and all(UNKNOWN_ONLY in held[i] for i in UNKNOWN)
+    members = {m for ms in queue["campaign_members"].to_pylist() for m in ms}
+    assert not members & set(UNKNOWN)
+    # A seed that is only emoji would match every such item at 1: it is refused by name.
+    emoji_seed = pa.table({"seed_id": ["s_emoji"], "policy": ["scam"], "text": ["🖕"]})
+    both = pa.concat_tables([seeds.select(["seed_id", "policy", "text"]), emoji_seed])
+    with pytest.raises(SchemaError, match=r"seed 's_emoji': text: no word the text encoder"):
+        sweep(inventory, both, trained_model, budget=None, show_progress=False)
