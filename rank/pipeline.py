@@ -610,6 +610,12 @@ def check_sweep_out(out_dir: Path, inventory) -> None:
     the next sweep of that inventory read them as inventory (an outsider's report)."""
     check_not_in_model(out_dir, "out_dir", "a sweep's queue, reports and index are not a model's")
     check_outside_inventory(out_dir, inventory, "out_dir")
+    if foreign := sweep_output.foreign_outputs(out_dir):
+        raise FileExistsError(
+            f"out_dir {out_dir} holds {', '.join(foreign)}, which a sweep would replace and "
+            "which no sweep wrote: move them, or name a new or empty directory (a sweep "
+            "replaces only its own outputs)"
+        )
 
 
 def check_sweep_index(inventory, path: Path, deletions, signals=(), key=None) -> None:

@@ -39,6 +39,62 @@ REPORTS = ("report.md", "report.html", "report.png")
 OUTPUTS = (*TABLES, "report.json", *REPORTS)
 
 
+# The columns a table of each name holds when a sweep wrote it (its first run killed before
+# report.json: the tables alone tell it is riskrank's).
+TABLE_COLUMNS = {
+    "queue.parquet": {"item_id", "policy"},
+    "candidates.parquet": {"item_id", "policy"},
+    "quarantine.parquet": {"item_id", "reason", "stage"},
+    SIGNAL_FAILURES: {"item_id", "signal", "reason"},
+}
+REPORT_HEADS = {"report.md": b"# riskrank sweep report", "report.html": b"<title>riskrank"}
+
+
+def foreign_outputs(out_dir: Path) -> list[str]:
+    """The files in ``out_dir`` a sweep would replace (``OUTPUTS``) that are not a sweep's:
+    a user's own ``report.md`` or another tool's ``queue.parquet`` were deleted by the next
+    sweep into that folder, which ``train`` and ``review import`` refuse to do (an outsider's
+    report). A folder a sweep finished or began (riskrank's marker or ``report.json``) is
+    a sweep's; without them, each file must tell by its contents: a table by its columns, a
+    report by its first bytes (a ``report.png`` comes after ``report.json``, so alone it is
+    not one)."""
+    if not out_dir.is_dir():
+        return []
+    present = [n for n in OUTPUTS if (out_dir / n).exists()]
+    if not present or is_complete(out_dir) or _report_json(out_dir / "report.json"):
+        return []
+    return [name for name in present if not _ours(out_dir / name)]
+
+
+def _report_json(path: Path) -> bool:
+    try:
+        about = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(about, dict) and ("run_id" in about or "items_in" in about)
+
+
+def _ours(path: Path) -> bool:
+    name = path.name
+    if name in TABLE_COLUMNS:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            names = set(pq.read_schema(path).names)
+        except (OSError, pa.ArrowException):
+            return False
+        return TABLE_COLUMNS[name] <= names
+    if name in REPORT_HEADS:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4096)
+        except OSError:
+            return False
+        return REPORT_HEADS[name] in head
+    return False
+
+
 def begin(out_dir: Path, files: tuple[str, ...] = OUTPUTS) -> None:
     """Before a run writes ``files``: the marker goes first (a reader then never sees one
     beside missing files), then the previous run's ``files``, so none is left to pass as

@@ -251,3 +251,36 @@ def test_an_out_dir_in_the_inventory_or_a_model_directory_is_refused(
     # (The output lock's file, hidden, is all that is left: Parquet readers skip it.)
     assert sorted(p.name for p in ads.iterdir() if p.name[0] != ".") == ["part-0.parquet"]
     assert not (model_dir / "queue.parquet").exists() and not (model_dir / "index").exists()
+
+
+def test_a_sweep_refuses_to_replace_files_no_sweep_wrote(
+    tmp_path, inventory_items, seeds, hashing_model
+):
+    """A sweep deleted a user's own report.md and overwrote another tool's queue.parquet in
+    its out_dir (an outsider's report); train and review import refuse such folders."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.md").write_text("# my own analysis notes\n")
+    (out / "queue.parquet").write_text("another tool's export, not Parquet")
+    (out / "notes.txt").write_text("kept")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(FileExistsError, match=r"holds queue\.parquet, report\.md, which"):
+        sweep(inventory_items, seeds, hashing_model, out_dir=out, **SWEEP)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # A Parquet table of other columns is not a sweep's either.
+    (out / "report.md").unlink()
+    pq.write_table(pa.table({"ad": ["a"], "spend": [1.0]}), out / "queue.parquet")
+    with pytest.raises(FileExistsError, match=r"holds queue\.parquet,"):
+        sweep(inventory_items, seeds, hashing_model, out_dir=out, **SWEEP)
+    # Files a sweep wrote are replaced: a first run killed before report.json left its
+    # tables only, and the run again finishes (files of other names are left alone).
+    first = tmp_path / "first"
+    sweep(inventory_items, seeds, hashing_model, out_dir=first, **SWEEP)
+    for name in (MARKER, "report.json"):
+        (first / name).unlink()
+    (first / "notes.txt").write_text("kept")
+    sweep(inventory_items, seeds, hashing_model, out_dir=first, reports=True, **SWEEP)
+    assert rr.sweep_complete(first) and (first / "notes.txt").read_text() == "kept"
+    # And a finished run's folder, reports and all, is the next run's to replace.
+    sweep(inventory_items.slice(0, 50), seeds, hashing_model, out_dir=first, **SWEEP)
+    assert rr.sweep_complete(first)
