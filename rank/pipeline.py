@@ -298,6 +298,9 @@ class SweepResult:
     report: dict
     out_dir: Path | None = None
     signal_failures: pa.Table | None = None
+    # The ids of the items this sweep took in (indexed or quarantined; not those a deletion
+    # list took out): what a quality report against labels is scored over.
+    swept_ids: pa.ChunkedArray | None = None
 
 
 @holds_output_lock("out_dir", what="sweep output directory")
@@ -489,6 +492,10 @@ def sweep(
             budget=budget,
             extra=extra,
             signal_failures=index.signal_failures,
+            swept_ids=pa.chunked_array(
+                [*index.items.column(ITEM_ID).chunks, *quarantine.column(ITEM_ID).chunks],
+                pa.string(),
+            ),
             include_reviewed=include_reviewed,
             model=model,
             arrange=partial(
@@ -699,6 +706,7 @@ def finish_sweep(
     reports: Callable[[SweepResult], object] | None = None,
     warnings: Sequence[str] = (),
     levels: Mapping[str, float] | None = None,
+    swept_ids: pa.ChunkedArray | None = None,
 ) -> SweepResult:
     """The end every sweep engine shares: queue, report (``extra`` keys added, ``warnings``
     among its warnings), the item accounting check, and the files in ``out_dir``.
@@ -822,8 +830,9 @@ def finish_sweep(
     )
     # Absolute: write_reports later, from another working directory, finds the same files.
     result = SweepResult(
-        queue, cands, quarantine, report, out_dir.resolve() if out_dir else None, signal_failures
-    )
+        queue, cands, quarantine, report, out_dir.resolve() if out_dir else None,
+        signal_failures, swept_ids,
+    )  # fmt: skip
     if out_dir:
         sweep_output.begin(out_dir)
         write_parquet(cands, out_dir / "candidates.parquet")

@@ -158,11 +158,25 @@ def keep_pictures(history: pa.Table, signals: list) -> pa.Table:
     return history.append_column(IMAGE_BYTES, column)
 
 
+def stored_history(history: pa.Table) -> pa.Table:
+    """``history`` as a model keeps it: ``verdict`` as ``HISTORY_SCHEMA``'s int8 and without
+    the pandas metadata of a frame it came from. A frame whose verdicts were words kept that
+    metadata, and pandas read the saved int8 grades back as text (``verdict >= 2`` raised);
+    an import's history came out int64 (an outsider's report)."""
+    meta = {k: v for k, v in (history.schema.metadata or {}).items() if k != b"pandas"}
+    history = history.replace_schema_metadata(meta or None)
+    i = history.schema.get_field_index("verdict")
+    if i >= 0 and pa.types.is_integer(history.schema.field(i).type):
+        kind = HISTORY_SCHEMA.field("verdict").type
+        history = history.set_column(i, "verdict", history.column(i).cast(kind))
+    return history
+
+
 def lineage_tables(history: pa.Table, seeds: SeedSet) -> dict[str, pa.Table]:
     """The history and seeds a model was trained on, saved (and checksummed) with it: the
     next import starts from them."""
     return {
-        HISTORY_FILE.removesuffix(".parquet"): history,
+        HISTORY_FILE.removesuffix(".parquet"): stored_history(history),
         SEEDS_FILE.removesuffix(".parquet"): seeds.table,
     }
 
@@ -1523,7 +1537,7 @@ def write_pending(
     have given it, and refuses files edited since."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_parquet(quarantine, out_dir / QUARANTINE_FILE)
-    write_parquet(history, out_dir / HISTORY_FILE)
+    write_parquet(stored_history(history), out_dir / HISTORY_FILE)
     write_parquet(seeds.table, out_dir / SEEDS_FILE)
     pending = {
         "parent_dir": str(model_dir.resolve()),

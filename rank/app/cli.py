@@ -407,7 +407,7 @@ def cmd_demo(args) -> int:
     import pyarrow.parquet as pq
 
     from riskrank.rank.app.demo import prepare
-    from riskrank.rank.evaluation.report import evaluate
+    from riskrank.rank.evaluation.report import sweep_quality
     from riskrank.rank.pipeline import sweep, train
 
     out = Path(args.out)
@@ -424,7 +424,7 @@ def cmd_demo(args) -> int:
         paths["inventory"], paths["seeds"], model, out_dir=out / "sweep", k=args.k,
         reports={"labels": labels},
     )  # fmt: skip
-    _summary(result.report, out / "sweep", evaluate(result.queue, labels))
+    _summary(result.report, out / "sweep", sweep_quality(result, labels)[0])
     return 0
 
 

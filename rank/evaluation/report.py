@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from riskrank.index.manifest import write_text_atomic
 from riskrank.index.tables import SchemaError
@@ -82,6 +83,28 @@ def evaluate(queue: pa.Table, labels: pa.Table, *, budget_fraction: float = 0.05
         "coverage": float(np.isfinite(s).mean()) if len(s) else 0.0,
         **ranking_report(y, s, budget_fraction=budget_fraction),
     }
+
+
+OUTSIDE = "labelled items not in this sweep (left out)"
+
+
+def sweep_quality(result, labels: pa.Table) -> tuple[dict, pa.Table]:
+    """``evaluate`` of a sweep's queue over the labelled items the sweep took in, and those
+    labels. A label table of a whole data set scored a 150-item sweep at coverage 0.02 and
+    AP 0.27 against 1.00 and 0.84 over its own items, with nothing saying why (an outsider's
+    report): labels of items the sweep never saw are left out, and counted (``OUTSIDE``)."""
+    labels = check_labels(labels)
+    swept = getattr(result, "swept_ids", None)
+    outside = 0
+    if swept is not None:
+        ids = pc.cast(labels.column("item_id"), pa.string())
+        keep = pc.is_in(ids, value_set=pa.chunked_array(swept).combine_chunks())
+        outside = labels.num_rows - pc.sum(keep).as_py() if labels.num_rows else 0
+        labels = labels.filter(keep)
+    quality = evaluate(result.queue, labels)
+    if outside:
+        quality[OUTSIDE] = outside
+    return quality, labels
 
 
 def plot_sweep(queue: pa.Table, out: Path, labels: pa.Table | None = None) -> list[Path]:
@@ -399,7 +422,7 @@ def write_sweep_reports(
     # Checked first: a bad labels table must not cost the run its marker and reports.
     labels = as_table(labels, what="labels") if labels is not None else None
     if labels is not None and quality is None:
-        quality = evaluate(result.queue, labels)
+        quality, labels = sweep_quality(result, labels)
     # Beside a finished run's files only that run's own result may rewrite its reports, with
     # its marker off meanwhile (no reader takes a half-written report for the run's), and
     # under the directory's lock (no sweep or other writer in between). A directory holding
@@ -451,7 +474,7 @@ def write_reports_into(
     out.mkdir(parents=True, exist_ok=True)
     labels = as_table(labels, what="labels") if labels is not None else None
     if labels is not None and quality is None:
-        quality = evaluate(result.queue, labels)
+        quality, labels = sweep_quality(result, labels)
     plot = plot_sweep(result.queue, out, labels)[0]
     markdown = write_report(out, result.report, result.queue, quality)
     cands = result.candidates

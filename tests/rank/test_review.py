@@ -430,6 +430,26 @@ def test_verdicts_in_words_are_grades(loop, tmp_path):
     ]
 
 
+def test_a_models_history_reads_back_as_grades_in_pandas(loop, tmp_path, history, seeds):
+    # A history given as a pandas frame of words kept the frame's pandas metadata, so pandas
+    # read the saved int8 grades back as text ("verdict >= 2" raised); an import's history
+    # came out int64 (an outsider's report).
+    import pandas as pd
+
+    from riskrank.rank.pipeline import train
+
+    root, queue = loop
+    frame = history.to_pandas()
+    frame["verdict"] = frame["verdict"].map({0: "benign", 2: "violating"})
+    model = tmp_path / "words"
+    train(frame, seeds, model, k=200, show_progress=False)
+    saved = pd.read_parquet(model / "history.parquet")
+    assert str(saved["verdict"].dtype) == "int8" and int((saved["verdict"] >= 2).sum()) > 0
+    ids = queue["item_id"].to_pylist()[:3]
+    _import(pa.table({"item_id": ids, "verdict": [2, 0, 2]}), root, tmp_path / "v2")
+    assert pq.read_schema(tmp_path / "v2" / "history.parquet").field("verdict").type == pa.int8()
+
+
 def test_verdict_files_as_review_tools_export_them(loop, tmp_path):
     # From an outsider's fuzzing: a `Policy` header was kept as a note and every verdict went
     # in under the queue's policy; an all-blank column read by pandas (float NaN) refused the
