@@ -32,6 +32,10 @@ PARTS = [
         "incremental_auto_epyc.md",
         "Daily sweeps with the new default encoder (auto: OpenVINO bf16) on an EPYC (12)",
     ),
+    (
+        "incremental_auto_epyc_s46.md",
+        "Daily sweeps again after cutting per-item costs, OpenVINO bf16 on the EPYC (12)",
+    ),
     ("incremental_ivf.md", "Daily sweeps: an IVF index updated in place vs a rebuild (issue 12)"),
     (
         "incremental_ivf_200k_noise10_rs.md",
@@ -60,6 +64,7 @@ PARTS = [
     ("cli_scale.md", "The whole CLI sweep at 300,000 items, stand-in encoder (issues 13, 15)"),
     ("campaign_links.md", "Campaign components: every link vs a cover (issues 13, 15)"),
     ("replay.md", "Replay of the review loop (issue 13)"),
+    ("replay_auto_epyc.md", "Replay again with the default encoder, OpenVINO bf16 (issue 13)"),
     ("coverage.md", "Candidates unlike a policy's reviews: two domains, two policies (issue 13)"),
     ("presence.md", "When a cold policy is taken as absent: the presence threshold (issue 13)"),
     ("replay_embeddings_only.md", "Replay without the lexical probe (the earlier replay)"),
