@@ -187,6 +187,9 @@ REASON_ROWS = 20_000
 
 
 def _short(phrase: str) -> str:
+    # A phrase spanning lines ("claim\r\nnow") put raw line breaks into the one-line
+    # explanation (an outsider's report); quoted, its whitespace is one space.
+    phrase = " ".join(phrase.split())
     if len(phrase) <= QUOTE_CHARS:
         return phrase
     cut = phrase[:QUOTE_CHARS].rsplit(" ", 1)[0] or phrase[:QUOTE_CHARS]

@@ -573,3 +573,12 @@ def test_a_review_says_the_day_its_queue_was_swept_and_the_campaign_decided():
     )
     assert _decided_campaign("campaign:c-ad-1 correction") == "c-ad-1"
     assert _decided_campaign("item") is None and _decided_campaign(None) is None
+
+
+def test_the_explanation_is_one_line_when_a_phrase_spans_lines():
+    from riskrank.rank.phrases import Span
+    from riskrank.rank.reasons import sentence
+
+    spans = [Span(0, 16, "claim\r\nyour  prize", "lexical", 1.0)]
+    said = sentence(RowEvidence(spans=spans, seed={}, reviewed={}, contrib={"lexical": 1.0}))
+    assert said == "Uses 'claim your prize'"
