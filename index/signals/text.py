@@ -351,13 +351,14 @@ class TextEncoder:
         return {**self.__dict__, "_onnx": None}
 
     def unknown_only(self, texts: Sequence[str]) -> np.ndarray:
-        """Which of ``texts`` the model reads as nothing but its unknown token (within the
-        ``max_seq_length`` tokens it reads): emoji, or a script its vocabulary lacks. All such
-        texts get one and the same vector, so they "match" each other at similarity 1 and
-        chain into one campaign (an outsider's report: a verdict on a middle-finger post
-        labelled a birthday-cake post and a heart post). Only texts holding a character outside
-        printable ASCII are tokenised again. False everywhere for a model without an unknown
-        token (a byte-level vocabulary reads everything)."""
+        """Which of ``texts`` the model reads as nothing but its unknown token, with at most
+        punctuation and symbols beside it (within the ``max_seq_length`` tokens it reads):
+        emoji, or a script its vocabulary lacks. Such texts get one and the same vector
+        ("🖕 !!!" that of "🎂 !!!"), so they "match" each other at similarity 1 and chain into
+        one campaign (an outsider's report: a verdict on a middle-finger post labelled a
+        birthday-cake post and a heart post). Only texts holding a character outside printable
+        ASCII are tokenised again. False everywhere for a model without an unknown token (a
+        byte-level vocabulary reads everything)."""
         out = np.zeros(len(texts), bool)
         todo = [i for i, t in enumerate(texts) if t and _MAYBE_UNKNOWN.search(t)]
         if not todo:
@@ -366,14 +367,17 @@ class TextEncoder:
         if read is None:
             return out
         cap = max((self.max_seq_length or 10**6) - 2, 1)  # less [CLS] and [SEP]
-        for i, (ids, special, unk) in zip(todo, read([texts[i] for i in todo])):
-            kept = [t for t, s in zip(ids, special) if not s][:cap]
-            out[i] = all(t == unk for t in kept)
+        for i, (ids, special, tokens, unk) in zip(todo, read([texts[i] for i in todo])):
+            kept = [(t, w) for t, s, w in zip(ids, special, tokens) if not s][:cap]
+            # Unknown tokens, and nothing else but punctuation and symbols: "🖕 !!!" and
+            # "🎂 !!!" read alike too. ("!!!" alone is known content, read as it is.)
+            words = [t == unk or not any(c.isalnum() for c in w) for t, w in kept]
+            out[i] = all(words) and (not kept or any(t == unk for t, _ in kept))
         return out
 
     def _token_reader(self):
-        """texts -> [(ids, special-token mask, unknown id)] with the model's own tokenizer
-        (the one its backend feeds), or None where it has no unknown token."""
+        """texts -> [(ids, special-token mask, tokens, unknown id)] with the model's own
+        tokenizer (the one its backend feeds), or None where it has no unknown token."""
         if self.backend == "torch":
             tok = self._load().tokenizer
         else:
@@ -385,7 +389,7 @@ class TextEncoder:
             if unk is None:
                 return None
             return lambda texts: [
-                (e.ids, e.special_tokens_mask, unk) for e in tok.encode_batch(list(texts))
+                (e.ids, e.special_tokens_mask, e.tokens, unk) for e in tok.encode_batch(list(texts))
             ]
         unk = getattr(tok, "unk_token_id", None)
         if unk is None:
@@ -394,7 +398,7 @@ class TextEncoder:
         def read(texts):
             enc = tok(list(texts), return_special_tokens_mask=True, truncation=False)
             return [
-                (ids, mask, unk)
+                (ids, mask, tok.convert_ids_to_tokens(ids), unk)
                 for ids, mask in zip(enc["input_ids"], enc["special_tokens_mask"], strict=True)
             ]
 
@@ -657,8 +661,8 @@ def _identity_defaults(entry: dict) -> dict:
 _MAYBE_UNKNOWN = re.compile(r"[^\x20-\x7e\s]")
 # ``embed_items``' reason for such a text: content is there, the encoder cannot read it.
 UNKNOWN_ONLY = (
-    "no word the text encoder knows: it reads the text as unknown tokens only (emoji, or a "
-    "script outside its vocabulary), which all get one vector"
+    "no word the text encoder knows: it reads the text as unknown tokens (emoji, or a script "
+    "outside its vocabulary) and punctuation only, which such texts share"
 )
 
 

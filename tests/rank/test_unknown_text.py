@@ -17,8 +17,15 @@ UNKNOWN = {
     "e_heart": "❤️❤️❤️",
     "e_cake": "🎂🎉🎁",
     "th_insult": "คุณโง่มาก",  # Thai: MiniLM's vocabulary has none of its letters
+    "e_punct": "🖕 !!!",  # reads as "🎂 !!!" does: unknown tokens and punctuation only
 }
-KNOWN = {"k_mixed": "I ❤️ you", "k_accent": "café olé", "k_cjk": "中文", "k_plain": "hello"}
+KNOWN = {
+    "k_mixed": "I ❤️ you",
+    "k_accent": "café olé",
+    "k_cjk": "中文",
+    "k_plain": "hello",
+    "k_bang": "!!!",  # known content, read as it is
+}
 
 
 @pytest.mark.parametrize("fixture", ["text_signal", "torch_signal"])
