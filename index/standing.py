@@ -587,7 +587,11 @@ class StandingIndex:
         items, quarantined = self._read(inventory, signals, deletions, prev, stats)
         keys = {s.name: signal_content_keys(items, s) for s in signals}
         _read_legacy_keys(items, signals, keys, prev, donated)
-        plan = _plan(items, keys, prev, stats, donated, _unreadable_keys(items, keys, signals))
+        # Contents a signal refuses (``Signal.unreadable``) are looked for among the stored
+        # ones once: a version written under the rule holds none, a donor's may.
+        checked = not donated and self._written_under(UNREADABLE_RULE)
+        unreadable = {} if checked else _unreadable_keys(items, keys, signals)
+        plan = _plan(items, keys, prev, stats, donated, unreadable)
         if self._holds_already(items, quarantined, stats, prev, signals, key, max_memory):
             # Another inventory, the same index: the export caught up with yesterday's
             # deletion list, say. Recorded as the current version's, not written again as a
@@ -610,6 +614,19 @@ class StandingIndex:
         stats.seconds["index"] = time.time() - t1
         self._commit(version, written, digest, stats)
         return self.load(signals, verify=False, use_gpu=use_gpu), stats
+
+    def _written_under(self, rule: int) -> bool:
+        """Whether the current version was written under ``UNREADABLE_RULE`` (or there is
+        none): its stored vectors then hold no content a signal refuses, and today's
+        inventory need not be read for such content again (tokenising every non-ASCII text
+        of a large multilingual inventory each day)."""
+        if self.version is None:
+            return True
+        try:
+            manifest = json.loads((self.current_dir() / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return False
+        return (manifest.get("standing") or {}).get("unreadable_rule") == rule
 
     def _holds_already(self, items, quarantined, stats, prev, signals, key, max_memory) -> bool:
         """Whether the current version is exactly what this update would write: no id added,
@@ -963,6 +980,12 @@ def _content_keys(si: SignalIndex) -> list[str]:
     return si.content_keys
 
 
+# Which contents signals refuse (``Signal.unreadable``; 1: the text signal's unknown tokens,
+# 2026-12-06). A version records the rule it was written under; bump it when a signal starts
+# refusing more, so that the next update looks for such content among the stored vectors.
+UNREADABLE_RULE = 1
+
+
 def _unreadable_keys(items: pa.Table, keys: dict[str, list[str]], signals) -> dict[str, set]:
     """Per signal, the content keys of today's rows it refuses to embed (``unreadable``): a
     vector an earlier version (or a donor) stored for one is not reused, so the content is
@@ -1231,7 +1254,11 @@ def _write_version(
                 "deleted": stats.deleted,
             },
             "signals": entries,
-            "standing": {"version": stats.version, "update": stats.as_dict()},
+            "standing": {
+                "version": stats.version,
+                "update": stats.as_dict(),
+                "unreadable_rule": UNREADABLE_RULE,
+            },
             "files": checksum_files(vdir, files),
         },
     )

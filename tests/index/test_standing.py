@@ -1447,8 +1447,11 @@ def test_an_index_made_before_the_unknown_token_rule_agrees_with_a_rebuild(
         [base, pa.table({"item_id": list(unknown), "text": list(unknown.values())})]
     )
     standing = StandingIndex(tmp_path / "standing")
-    with monkeypatch.context() as m:
+    with monkeypatch.context() as m:  # the code before the rule: none refused, none recorded
+        import riskrank.index.standing as standing_module
+
         m.setattr(TextEncoder, "unknown_only", lambda self, texts: np.zeros(len(texts), bool))
+        m.setattr(standing_module, "UNREADABLE_RULE", None)
         before, _ = standing.update(day0, [text_signal], show_progress=False)
     assert set(unknown) <= set(before.signals["text"].ids)  # (what the old rule stored)
     new = pa.table({"item_id": ["n1"], "text": ["a new plain text about a free prize"]})
@@ -1459,3 +1462,10 @@ def test_an_index_made_before_the_unknown_token_rule_agrees_with_a_rebuild(
     quarantine = after.quarantine
     reasons = dict(zip(quarantine["item_id"].to_pylist(), quarantine["reason"].to_pylist()))
     assert all(UNKNOWN_ONLY in reasons[i] for i in unknown)
+    # Looked for once: the version written under the rule is not read for it again.
+    calls = []
+    with monkeypatch.context() as m:
+        m.setattr(type(text_signal), "unreadable", lambda self, table: calls.append(1))
+        day2 = pa.concat_tables([day1, pa.table({"item_id": ["n2"], "text": ["another one"]})])
+        standing.update(day2, [text_signal], show_progress=False)
+    assert calls == []
