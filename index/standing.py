@@ -574,8 +574,12 @@ class StandingIndex:
         deletions = read_deletions(deletions)
         inventory = as_table(inventory, what="inventory", files=True)
         digest = inventory_digest(inventory, signals, deletions)
-        if (self.state() or {}).get("inventory_digest") == digest and self._laid_out_as(
-            signals, key, max_memory
+        # (A version written before a signal refused some content may hold vectors of it:
+        # the same inventory again is then planned, not taken as up to date.)
+        if (
+            (self.state() or {}).get("inventory_digest") == digest
+            and self._laid_out_as(signals, key, max_memory)
+            and self._written_under(UNREADABLE_RULE)
         ):
             _warn_unlisted(inventory, deletions)
             return self.load(signals, use_gpu=use_gpu), None

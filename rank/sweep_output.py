@@ -47,7 +47,12 @@ TABLE_COLUMNS = {
     "quarantine.parquet": {"item_id", "reason", "stage"},
     SIGNAL_FAILURES: {"item_id", "signal", "reason"},
 }
-REPORT_HEADS = {"report.md": b"# riskrank sweep report", "report.html": b"<title>riskrank"}
+# A report's first bytes when riskrank wrote it (the plot: matplotlib's PNG text chunk).
+REPORT_HEADS = {
+    "report.md": b"# riskrank sweep report",
+    "report.html": b"<title>riskrank",
+    "report.png": b"Software\x00Matplotlib",
+}
 
 
 def foreign_outputs(out_dir: Path) -> list[str]:
@@ -56,8 +61,8 @@ def foreign_outputs(out_dir: Path) -> list[str]:
     sweep into that folder, which ``train`` and ``review import`` refuse to do (an outsider's
     report). A folder a sweep finished or began (riskrank's marker or ``report.json``) is
     a sweep's; without them, each file must tell by its contents: a table by its columns, a
-    report by its first bytes (a ``report.png`` comes after ``report.json``, so alone it is
-    not one)."""
+    report by its first bytes (a plot by matplotlib's mark: ``rr.write_reports`` killed after
+    the plot leaves it alone)."""
     if not out_dir.is_dir():
         return []
     present = [n for n in OUTPUTS if (out_dir / n).exists()]

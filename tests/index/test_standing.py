@@ -1454,6 +1454,10 @@ def test_an_index_made_before_the_unknown_token_rule_agrees_with_a_rebuild(
         m.setattr(standing_module, "UNREADABLE_RULE", None)
         before, _ = standing.update(day0, [text_signal], show_progress=False)
     assert set(unknown) <= set(before.signals["text"].ids)  # (what the old rule stored)
+    # The same inventory again is not "up to date" (an outsider's repro): the vectors go.
+    again, _ = StandingIndex(tmp_path / "standing").update(day0, [text_signal], show_progress=False)
+    assert not set(unknown) & set(again.signals["text"].ids)
+    assert_same_index(again, build_index(day0, tmp_path / "ref0", signals=[text_signal]))
     new = pa.table({"item_id": ["n1"], "text": ["a new plain text about a free prize"]})
     day1 = pa.concat_tables([day0, new])
     after, _ = standing.update(day1, [text_signal], show_progress=False)

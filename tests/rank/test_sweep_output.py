@@ -272,6 +272,14 @@ def test_a_sweep_refuses_to_replace_files_no_sweep_wrote(
     pq.write_table(pa.table({"ad": ["a"], "spend": [1.0]}), out / "queue.parquet")
     with pytest.raises(FileExistsError, match=r"holds queue\.parquet,"):
         sweep(inventory_items, seeds, hashing_model, out_dir=out, **SWEEP)
+    # The plot rr.write_reports left when killed after it (an outsider's repro) is riskrank's.
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    reports = tmp_path / "reports"
+    rr.write_reports(sweep(inventory_items, seeds, hashing_model, **SWEEP), seeds, out_dir=reports)
+    (plots / "report.png").write_bytes((reports / "report.png").read_bytes())
+    sweep(inventory_items, seeds, hashing_model, out_dir=plots, **SWEEP)
+    assert rr.sweep_complete(plots)
     # Files a sweep wrote are replaced: a first run killed before report.json left its
     # tables only, and the run again finishes (files of other names are left alone).
     first = tmp_path / "first"

@@ -18,6 +18,8 @@ UNKNOWN = {
     "e_cake": "🎂🎉🎁",
     "th_insult": "คุณโง่มาก",  # Thai: MiniLM's vocabulary has none of its letters
     "e_punct": "🖕 !!!",  # reads as "🎂 !!!" does: unknown tokens and punctuation only
+    "e_word": "🖕 you",  # reads as "❤️ you": one known word beside as many unknown tokens
+    "th_word": "ฟรี money",  # reads as "ขาย money"
 }
 KNOWN = {
     "k_mixed": "I ❤️ you",
@@ -25,6 +27,7 @@ KNOWN = {
     "k_cjk": "中文",
     "k_plain": "hello",
     "k_bang": "!!!",  # known content, read as it is
+    "k_more_words": "you are an idiot 🖕",  # the words outnumber the unknown token
 }
 
 
@@ -34,9 +37,9 @@ def test_each_backend_tells_unknown_only_texts(fixture, request):
     texts = list(UNKNOWN.values()) + list(KNOWN.values())
     flags = encoder.unknown_only(texts).tolist()
     assert flags == [True] * len(UNKNOWN) + [False] * len(KNOWN)
-    # (Why it matters: the encoder gives them one vector.)
-    vectors = encoder.encode(list(UNKNOWN.values())[:2])
-    assert float(vectors[0] @ vectors[1]) > 0.999
+    # (Why it matters: the encoder gives such texts one vector.)
+    vectors = encoder.encode(["🖕🖕🖕", "❤️❤️❤️", "🖕 you", "❤️ you"])
+    assert float(vectors[0] @ vectors[1]) > 0.999 and float(vectors[2] @ vectors[3]) > 0.999
 
 
 def test_unknown_only_texts_are_set_aside_not_matched_or_grouped(
@@ -59,5 +62,5 @@ def test_unknown_only_texts_are_set_aside_not_matched_or_grouped(
     # A seed that is only emoji would match every such item at 1: it is refused by name.
     emoji_seed = pa.table({"seed_id": ["s_emoji"], "policy": ["scam"], "text": ["🖕"]})
     both = pa.concat_tables([seeds.select(["seed_id", "policy", "text"]), emoji_seed])
-    with pytest.raises(SchemaError, match=r"seed 's_emoji': text: no word the text encoder"):
+    with pytest.raises(SchemaError, match=r"seed 's_emoji': text: too few words the text"):
         sweep(inventory, both, trained_model, budget=None, show_progress=False)
