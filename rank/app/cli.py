@@ -381,13 +381,18 @@ def _summary(report: dict, out: Path, quality: dict | None = None) -> None:
 
 
 def cmd_eval(args) -> int:
-    from riskrank.index.tables import as_table
-    from riskrank.rank.evaluation.report import evaluate
+    from types import SimpleNamespace
 
-    q = evaluate(
-        as_table(args.queue, what="queue"),
-        as_table(args.labels, what="labels"),
-        budget_fraction=args.budget_fraction,
+    from riskrank.index.tables import as_table
+    from riskrank.rank.evaluation.report import sweep_quality, swept_ids_beside
+
+    # Over the items the sweep took in, as its report.md scores them, where the queue is in
+    # its sweep folder (an outsider found eval and the report giving two AP for one queue).
+    queue = SimpleNamespace(
+        queue=as_table(args.queue, what="queue"), swept_ids=swept_ids_beside(args.queue)
+    )
+    q, _ = sweep_quality(
+        queue, as_table(args.labels, what="labels"), budget_fraction=args.budget_fraction
     )
     _print_table(list(q.items()), f"quality of {args.queue}")
     if args.json:

@@ -287,6 +287,19 @@ def test_cli_train_sweep_eval(tmp_path, history, inventory_items, seeds, capsys)
         == 0
     )
     assert "AP" in capsys.readouterr().out
+    # Labels of items this sweep never took in are left out and counted, as its report does
+    # (eval gave another AP for the same queue: an outsider's report).
+    labels = pq.read_table(tmp_path / "labels.parquet")
+    extra = pa.table({"item_id": ["never-1", "never-2"], "label": [1, 1]}).cast(labels.schema)
+    pq.write_table(pa.concat_tables([labels, extra]), tmp_path / "more.parquet")
+    scored = {}
+    for name in ("labels", "more"):
+        queue_file = str(tmp_path / "sweep" / "queue.parquet")
+        args = ["eval", "--queue", queue_file, "--labels", str(tmp_path / f"{name}.parquet")]
+        assert main([*args, "--json"]) == 0
+        scored[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scored["more"].pop("labelled items not in this sweep (left out)") == 2
+    assert scored["more"] == scored["labels"]
     assert (
         main(
             [
