@@ -86,6 +86,7 @@ def evaluate(queue: pa.Table, labels: pa.Table, *, budget_fraction: float = 0.05
 
 
 OUTSIDE = "labelled items not in this sweep (left out)"
+UNNAMED = "label rows without an item_id (left out)"
 
 
 def swept_ids_beside(queue_path: str | Path) -> pa.ChunkedArray | None:
@@ -114,16 +115,23 @@ def sweep_quality(
     AP 0.27 against 1.00 and 0.84 over its own items, with nothing saying why (an outsider's
     report): labels of items the sweep never saw are left out, and counted (``OUTSIDE``)."""
     labels = check_labels(labels)
+    # Ids as the queue's (text): 3.0 from a pandas column with a gap is item "3".
+    i = labels.schema.get_field_index("item_id")
+    labels = labels.set_column(i, "item_id", pc.cast(labels.column(i), pa.string()))
+    unnamed = labels.column(i).null_count
+    labels = labels.filter(pc.is_valid(labels.column(i)))
     swept = getattr(result, "swept_ids", None)
     outside = 0
     if swept is not None:
-        ids = pc.cast(labels.column("item_id"), pa.string())
-        keep = pc.is_in(ids, value_set=pa.chunked_array(swept).combine_chunks())
-        outside = labels.num_rows - pc.sum(keep).as_py() if labels.num_rows else 0
+        swept = pa.chunked_array(swept).combine_chunks()
+        keep = pc.is_in(labels.column("item_id"), value_set=swept)
+        outside = labels.num_rows - (pc.sum(keep).as_py() or 0)
         labels = labels.filter(keep)
     quality = evaluate(result.queue, labels, budget_fraction=budget_fraction)
     if outside:
         quality[OUTSIDE] = outside
+    if unnamed:
+        quality[UNNAMED] = unnamed
     return quality, labels
 
 

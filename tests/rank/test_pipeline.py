@@ -764,5 +764,25 @@ def test_quality_is_scored_over_the_items_the_sweep_took_in(tmp_path, explained_
     assert kept.num_rows == own.num_rows and quality[OUTSIDE] == 500
     assert {k: v for k, v in quality.items() if k != OUTSIDE} == evaluate(result.queue, own)
     assert OUTSIDE not in sweep_quality(result, own)[0]
+    # A label row without an id is left out, and said apart from items never swept.
+    gap = pa.table({"item_id": pa.array([None], pa.string()), "verdict": pa.array([2], pa.int8())})
+    quality, _ = sweep_quality(result, pa.concat_tables([own.cast(gap.schema), gap]))
+    assert quality.pop("label rows without an item_id (left out)") == 1
+    assert quality == evaluate(result.queue, own)
     write_reports_into(result, seeds, out_dir=tmp_path / "r", labels=everything)
     assert f"| {OUTSIDE} | 500 |" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_quality_reads_number_ids_as_the_queues_text_ids():
+    # Labels read by pandas from a column with a gap have float ids (3.0): counted as swept,
+    # they were scored as missing from the queue (coverage 0; an outsider's report).
+    from types import SimpleNamespace
+
+    from riskrank.rank.evaluation.report import sweep_quality
+
+    queue = pa.table({"item_id": ["3", "12"], "rank": [1, 2]})
+    swept = pa.chunked_array([["3", "12", "40"]])
+    labels = pa.table({"item_id": [3.0, 12.0, 40.0], "verdict": [2, 0, 2]})
+    quality, kept = sweep_quality(SimpleNamespace(queue=queue, swept_ids=swept), labels)
+    assert kept["item_id"].to_pylist() == ["3", "12", "40"]
+    assert quality["coverage"] == pytest.approx(2 / 3)
