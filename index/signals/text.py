@@ -363,9 +363,9 @@ class TextEncoder:
         words beside other emoji still read alike, the limit of a vocabulary-bound encoder.
         The cut-offs are judgements, not fitted to data (no labelled emoji set ships here):
         on the shipped sets they set aside 1 SpamAssassin mail ("拾金不昧~~別傻了~~") and no
-        Insults comment. Only texts holding a character outside printable
-        ASCII are tokenised again. False everywhere for a model without an unknown token (a
-        byte-level vocabulary reads everything)."""
+        Insults comment. Only texts holding a character outside printable ASCII are tokenised
+        again. False everywhere for a model without an unknown token (a byte-level vocabulary
+        reads everything)."""
         out = np.zeros(len(texts), bool)
         todo = [i for i, t in enumerate(texts) if t and _MAYBE_UNKNOWN.search(t)]
         if not todo:
@@ -408,7 +408,9 @@ class TextEncoder:
             return None
 
         def read(texts):
-            enc = tok(list(texts), return_special_tokens_mask=True, truncation=False)
+            # Cut where the encoder cuts (a long text also logged transformers' warning).
+            cut = {"truncation": True, "max_length": self.max_seq_length}
+            enc = tok(list(texts), return_special_tokens_mask=True, **cut)
             return [
                 (ids, mask, tok.convert_ids_to_tokens(ids), unk)
                 for ids, mask in zip(enc["input_ids"], enc["special_tokens_mask"], strict=True)
@@ -744,7 +746,7 @@ class TextEmbeddingSignal(EmbeddingSignal):
         return SignalBatch(vectors, ok, reasons)
 
     def unreadable(self, table: pa.Table) -> np.ndarray:
-        """Texts the encoder reads as unknown tokens only (``UNKNOWN_ONLY``)."""
+        """Texts the encoder cannot tell apart (``UNKNOWN_ONLY``: ``TextEncoder.unknown_only``)."""
         if TEXT not in table.column_names:
             return np.zeros(table.num_rows, bool)
         texts = table.column(TEXT).to_pylist()
