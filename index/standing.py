@@ -576,10 +576,11 @@ class StandingIndex:
         digest = inventory_digest(inventory, signals, deletions)
         # (A version written before a signal refused some content may hold vectors of it:
         # the same inventory again is then planned, not taken as up to date.)
+        under_rule = self._written_under(UNREADABLE_RULE)  # (its manifest, read once)
         if (
             (self.state() or {}).get("inventory_digest") == digest
             and self._laid_out_as(signals, key, max_memory)
-            and self._written_under(UNREADABLE_RULE)
+            and under_rule
         ):
             _warn_unlisted(inventory, deletions)
             return self.load(signals, use_gpu=use_gpu), None
@@ -593,7 +594,7 @@ class StandingIndex:
         _read_legacy_keys(items, signals, keys, prev, donated)
         # Contents a signal refuses (``Signal.unreadable``) are looked for among the stored
         # ones once: a version written under the rule holds none, a donor's may.
-        checked = not donated and self._written_under(UNREADABLE_RULE)
+        checked = not donated and under_rule
         unreadable = {} if checked else _unreadable_keys(items, keys, signals)
         plan = _plan(items, keys, prev, stats, donated, unreadable)
         if self._holds_already(items, quarantined, stats, prev, signals, key, max_memory):
