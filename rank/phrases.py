@@ -44,6 +44,10 @@ COVER_SHARE = 0.5
 MAX_COVER_WORDS = 20
 LETTERS = re.compile(r"[^\W\d_]+")
 MIN_SHARED_TOKENS = 2
+# The version of what this module computes. A standing index's sweeps keep spans by a digest
+# of their inputs (rank/sweep_cache.py), and this number is part of it: a change here that
+# gives other spans for the same text must bump it, or yesterday's spans come back unchanged.
+SPANS_VERSION = 1
 CLAUSE_END = re.compile(r"[.,;:!?)\]]$")
 
 SPAN_TYPE = pa.struct(

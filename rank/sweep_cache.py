@@ -38,6 +38,7 @@ import pyarrow as pa
 
 from riskrank.index.content_digest import key_digest
 from riskrank.index.tables import read_cache_table, write_cache_table
+from riskrank.rank import phrases
 from riskrank.rank.phrases import Span
 from riskrank.recall.lexical import FEATURE as LEXICAL_FEATURE
 from riskrank.recall.lexical import READ_CHARS, LexicalProbe, score_key
@@ -78,20 +79,28 @@ SCHEMA = pa.schema(
 )
 
 
-# How much of a text the probe and the reasons read (recall/lexical.py): part of every key, so
-# scores and spans a sweep cached before the limit existed (of the whole text) are not reused
-# for a text longer than it (a reviewer's finding: a cached 0.23 against -1.50 computed).
+# How much of a text the probe and the reasons read (recall/lexical.py), and the version of
+# the span computation (rank/phrases.py): part of every key, so scores and spans a sweep
+# cached before the limit existed (of the whole text) are not reused for a text longer than
+# it (a reviewer's finding: a cached 0.23 against -1.50 computed), nor spans an older
+# attribution gave.
 READ_RULE = f"read_chars={READ_CHARS}"
 
 
+def cache_rule() -> str:
+    """``READ_RULE`` and the span computation's version, as they are now."""
+    return f"{READ_RULE};spans={phrases.SPANS_VERSION}"
+
+
 def model_identity(info: dict) -> str | None:
-    """A digest of a saved model's files and of ``READ_RULE`` (None for a model never saved:
+    """A digest of a saved model's files and of ``cache_rule()`` (None for a model never saved:
     nothing is stored then, since lexical spans could not be told apart from another
     model's)."""
     checksums = info.get("checksums")
     if not isinstance(checksums, dict) or not checksums:
         return None
-    return hashlib.sha256(json.dumps([checksums, READ_RULE], sort_keys=True).encode()).hexdigest()
+    rule = cache_rule()
+    return hashlib.sha256(json.dumps([checksums, rule], sort_keys=True).encode()).hexdigest()
 
 
 class SpanCache:
@@ -109,7 +118,7 @@ class SpanCache:
 
     @staticmethod
     def shared_key(text: str, seed_text: str) -> str:
-        return key_digest("shared", READ_RULE, text, seed_text)
+        return key_digest("shared", cache_rule(), text, seed_text)
 
     def missing(self, keys: list[str]) -> list[str]:
         """Distinct ``keys`` neither computed in this sweep nor stored."""
