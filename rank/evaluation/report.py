@@ -74,6 +74,7 @@ def evaluate(queue: pa.Table, labels: pa.Table, *, budget_fraction: float = 0.05
     campaign's members included).
     """
     col = "verdict" if "verdict" in check_labels(labels).column_names else "label"
+    labels, repeated = one_label_per_item(labels)
     ids = labels.column("item_id").to_pylist()
     y = np.asarray(labels.column(col).to_pylist(), dtype=float)
     s = queue_order_scores(queue, ids)
@@ -82,11 +83,27 @@ def evaluate(queue: pa.Table, labels: pa.Table, *, budget_fraction: float = 0.05
         "positives": int((y > 0).sum()),
         "coverage": float(np.isfinite(s).mean()) if len(s) else 0.0,
         **ranking_report(y, s, budget_fraction=budget_fraction),
+        **({REPEATED: repeated} if repeated else {}),
     }
+
+
+def one_label_per_item(labels: pa.Table) -> tuple[pa.Table, int]:
+    """``labels`` with one row per ``item_id`` (violating if any of its rows says so), and
+    how many rows that folded away. A label file listing an item twice counted it twice in
+    ``items``, ``positives`` and AP (two reviewers' exports concatenated, say)."""
+    col = "verdict" if "verdict" in labels.column_names else "label"
+    ids = labels.column("item_id")
+    distinct = pc.count_distinct(ids, mode="all").as_py()
+    if distinct == labels.num_rows:
+        return labels, 0
+    folded = labels.select(["item_id", col]).group_by("item_id", use_threads=False)
+    folded = folded.aggregate([(col, "max")]).rename_columns(["item_id", col])
+    return folded, labels.num_rows - folded.num_rows
 
 
 OUTSIDE = "labelled items not in this sweep (left out)"
 UNNAMED = "label rows without an item_id (left out)"
+REPEATED = "label rows repeating an item (folded: violating if any says so)"
 
 
 def swept_ids_beside(queue_path: str | Path) -> pa.ChunkedArray | None:
@@ -127,7 +144,10 @@ def sweep_quality(
         keep = pc.is_in(labels.column("item_id"), value_set=swept)
         outside = labels.num_rows - (pc.sum(keep).as_py() or 0)
         labels = labels.filter(keep)
+    labels, repeated = one_label_per_item(labels)
     quality = evaluate(result.queue, labels, budget_fraction=budget_fraction)
+    if repeated:
+        quality[REPEATED] = repeated
     if outside:
         quality[OUTSIDE] = outside
     if unnamed:

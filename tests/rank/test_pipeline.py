@@ -773,6 +773,26 @@ def test_quality_is_scored_over_the_items_the_sweep_took_in(tmp_path, explained_
     assert f"| {OUTSIDE} | 500 |" in (tmp_path / "r" / "report.md").read_text()
 
 
+def test_quality_counts_an_item_labelled_twice_once():
+    # Two reviewers' label exports concatenated listed items twice: they counted twice in
+    # items, positives and AP. One row per item now, violating if any row says so.
+    from types import SimpleNamespace
+
+    from riskrank.rank.evaluation.report import REPEATED, sweep_quality
+
+    queue = pa.table({"item_id": ["a", "b", "c"], "rank": [1, 2, 3]})
+    swept = pa.chunked_array([["a", "b", "c", "d"]])
+    once = pa.table({"item_id": ["a", "b", "c", "d"], "verdict": [2, 0, 0, 2]})
+    twice = pa.table({"item_id": ["a", "b", "c", "d", "a", "c"], "verdict": [2, 0, 0, 2, 2, 2]})
+    result = SimpleNamespace(queue=queue, swept_ids=swept)
+    plain, _ = sweep_quality(result, once)
+    quality, kept = sweep_quality(result, twice)
+    assert quality.pop(REPEATED) == 2 and kept.num_rows == 4
+    assert quality["items"] == 4 and quality["positives"] == 3  # c: violating in one row
+    assert evaluate(queue, twice) == {**quality, REPEATED: 2}
+    assert plain["items"] == 4 and plain["positives"] == 2 and REPEATED not in plain
+
+
 def test_quality_reads_number_ids_as_the_queues_text_ids():
     # Labels read by pandas from a column with a gap have float ids (3.0): counted as swept,
     # they were scored as missing from the queue (coverage 0; an outsider's report).
