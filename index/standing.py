@@ -633,6 +633,21 @@ class StandingIndex:
             return False
         return (manifest.get("standing") or {}).get("unreadable_rule") == rule
 
+    def still_unreadable(self, index: InventoryIndex, signals: Sequence[Signal]) -> list[str]:
+        """Ids of ``index``'s (the current version's) items whose stored vectors a signal now
+        refuses: only a version written before ``UNREADABLE_RULE`` can hold any. Its next
+        update drops them; a sweep without an inventory, which does not update, would search
+        them (emoji-only texts that all share one vector, chaining into one campaign)."""
+        if self._written_under(UNREADABLE_RULE):
+            return []
+        ids = np.asarray(index.items.column(ITEM_ID).to_pylist(), dtype=object)
+        found: set[str] = set()
+        for signal in signals:
+            if signal.name in index.signals:
+                held = set(index.signals[signal.name].ids)
+                found |= {i for i in ids[signal.unreadable(index.items)] if i in held}
+        return sorted(found)
+
     def _holds_already(self, items, quarantined, stats, prev, signals, key, max_memory) -> bool:
         """Whether the current version is exactly what this update would write: no id added,
         changed or removed, nothing to embed, the same signals laid out the same way, no row

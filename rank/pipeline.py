@@ -668,7 +668,20 @@ def sweep_index(inventory, path: Path, signals, *, own: bool, **update_kw):
     check_sweep_index(
         inventory, path, update_kw.get("deletions"), signals or (), update_kw.get("key")
     )
-    return StandingIndex(path).load(signals), {}
+    standing = StandingIndex(path)
+    index = standing.load(signals)
+    refused = standing.still_unreadable(index, signals or ())
+    if refused:
+        shown = ", ".join(map(repr, refused[:5])) + (" ..." if len(refused) > 5 else "")
+        raise IndexMismatchError(
+            f"the standing index at {path} was last updated before riskrank set aside texts "
+            f"its encoder reads as unknown tokens only (emoji-only posts, scripts outside its "
+            f"vocabulary: they all got one vector), and still holds vectors of "
+            f"{len(refused)} such item(s) ({shown}). A sweep without an inventory would "
+            "search them. Sweep once with today's inventory (or `riskrank index update`): "
+            "that drops them and embeds nothing else unchanged"
+        )
+    return index, {}
 
 
 def _kept_without(failures: pa.Table | None, quarantine: pa.Table) -> dict[str, int]:

@@ -64,3 +64,27 @@ def test_unknown_only_texts_are_set_aside_not_matched_or_grouped(
     both = pa.concat_tables([seeds.select(["seed_id", "policy", "text"]), emoji_seed])
     with pytest.raises(SchemaError, match=r"seed 's_emoji': text: too few words the text"):
         sweep(inventory, both, trained_model, budget=None, show_progress=False)
+
+
+def test_a_sweep_without_inventory_refuses_an_index_still_holding_such_vectors(
+    tmp_path, monkeypatch, inventory_items, seeds, trained_model
+):
+    # An index last updated before the rule holds their vectors; a sweep without an inventory
+    # does not update it and searched them (their one vector chained them into a campaign).
+    # It now says so and how to mend it; the update it names drops them.
+    import riskrank.index.standing as standing_module
+    from riskrank.index.signals.text import TextEncoder
+    from riskrank.index.store import IndexMismatchError
+
+    extra = pa.table({"item_id": list(UNKNOWN), "text": list(UNKNOWN.values())})
+    inventory = pa.concat_tables([inventory_items.select(["item_id", "text"]), extra])
+    index_dir = tmp_path / "standing"
+    with monkeypatch.context() as m:  # the code before the rule: none refused, none recorded
+        m.setattr(TextEncoder, "unknown_only", lambda self, texts: [False] * len(texts))
+        m.setattr(standing_module, "UNREADABLE_RULE", None)
+        sweep(inventory, seeds, trained_model, index_dir=index_dir, show_progress=False)
+    with pytest.raises(IndexMismatchError, match=r"vectors of 8 such item\(s\) \('e_cake'"):
+        sweep(None, seeds, trained_model, index_dir=index_dir, show_progress=False)
+    sweep(inventory, seeds, trained_model, index_dir=index_dir, show_progress=False)
+    result = sweep(None, seeds, trained_model, index_dir=index_dir, show_progress=False)
+    assert set(UNKNOWN) <= set(result.quarantine["item_id"].to_pylist())
