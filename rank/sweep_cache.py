@@ -87,20 +87,20 @@ SCHEMA = pa.schema(
 READ_RULE = f"read_chars={READ_CHARS}"
 
 
-def cache_rule() -> str:
-    """``READ_RULE`` and the span computation's version, as they are now."""
+def spans_rule() -> str:
+    """``READ_RULE`` and the span computation's version, as they are now: part of every
+    span's key (the probe's scores, which do not depend on it, keep theirs)."""
     return f"{READ_RULE};spans={phrases.SPANS_VERSION}"
 
 
 def model_identity(info: dict) -> str | None:
-    """A digest of a saved model's files and of ``cache_rule()`` (None for a model never saved:
+    """A digest of a saved model's files and of ``READ_RULE`` (None for a model never saved:
     nothing is stored then, since lexical spans could not be told apart from another
     model's)."""
     checksums = info.get("checksums")
     if not isinstance(checksums, dict) or not checksums:
         return None
-    rule = cache_rule()
-    return hashlib.sha256(json.dumps([checksums, rule], sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([checksums, READ_RULE], sort_keys=True).encode()).hexdigest()
 
 
 class SpanCache:
@@ -114,11 +114,11 @@ class SpanCache:
         self.computed = 0  # attributions computed in this sweep (the rest came from the cache)
 
     def lexical_key(self, policy: str, text: str) -> str:
-        return key_digest("lexical", self.model_id, policy, text)
+        return key_digest("lexical", spans_rule(), self.model_id, policy, text)
 
     @staticmethod
     def shared_key(text: str, seed_text: str) -> str:
-        return key_digest("shared", cache_rule(), text, seed_text)
+        return key_digest("shared", spans_rule(), text, seed_text)
 
     def missing(self, keys: list[str]) -> list[str]:
         """Distinct ``keys`` neither computed in this sweep nor stored."""

@@ -298,19 +298,20 @@ def test_the_caches_are_keyed_by_how_much_of_a_text_the_probe_reads(trained_mode
 
 def test_the_caches_are_keyed_by_the_span_computations_version(trained_model, monkeypatch):
     """Spans a sweep cached were reused whatever rank/phrases.py computes now: its version is
-    part of both keys, so a change that bumps it attributes every text anew."""
+    part of both span keys, so a change that bumps it attributes every text anew."""
     from riskrank.rank import phrases, sweep_cache
 
+    cache = sweep_cache.SpanCache(None, sweep_cache.model_identity(trained_model.info))
+
     def keys():
-        return (
-            sweep_cache.model_identity(trained_model.info),
-            sweep_cache.SpanCache.shared_key("an item", "a seed"),
-        )
+        return (cache.lexical_key("scam", "an item"), cache.shared_key("an item", "a seed"))
 
     before = keys()
     monkeypatch.setattr(phrases, "SPANS_VERSION", phrases.SPANS_VERSION + 1)
     after = keys()
     assert before[0] != after[0] and before[1] != after[1]
+    # The probe's scores do not depend on it: the model's identity (their key) stays.
+    assert cache.model_id == sweep_cache.model_identity(trained_model.info)
 
 
 def test_cached_attributions_give_the_reasons_an_uncached_sweep_gives(
