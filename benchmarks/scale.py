@@ -18,8 +18,10 @@ benign templates filled at random (``numpy.random.default_rng(size)``), each wit
 number so no two texts are equal; 2 % scam. The model is trained once per size on a 2,000-row
 synthetic review history with 3 seeds (one policy).
 
-``--encoder minilm`` runs the real MiniLM (PyTorch fp32, 2 threads) instead, for one small
-point: per item it costs what the stand-in does plus MiniLM's encoding, so a MiniLM sweep at a
+``--encoder minilm`` runs the real MiniLM instead (2 threads, the default text backend:
+``auto``, OpenVINO on a CPU with ``riskrank[fast]``; ``--text-backend`` picks another; the row
+names the backend and precision that ran), for one small point: per item it costs what the
+stand-in does plus MiniLM's encoding, so a MiniLM sweep at a
 size not run is extrapolated (and labelled so) as the stand-in's sweep there plus that many items
 at the measured MiniLM-minus-stand-in index seconds per item. The synthetic ads are short
 (~20 tokens); SpamAssassin mails (~220) encode ~10x slower (``benchmarks/encoder.py``).
@@ -102,12 +104,20 @@ class HashingEncoder:
         return {"model": self.model, "model_version": "sklearn-hashing", "dim": DIM}
 
 
-def make_signal(encoder: str):
+def make_signal(encoder: str, backend: str | None = None):
     from riskrank.index.signals.text import TextEmbeddingSignal, TextEncoder
 
     if encoder == "stand-in":
         return TextEmbeddingSignal(HashingEncoder())
-    return TextEmbeddingSignal(TextEncoder(num_threads=2))
+    return TextEmbeddingSignal(TextEncoder(num_threads=2, backend=backend or "auto"))
+
+
+def encoder_label(signal, encoder: str) -> str:
+    """``stand-in``, or ``minilm (<backend> <precision>)`` as the encoder recorded it."""
+    if encoder == "stand-in":
+        return encoder
+    ident = signal.encoder.identity()
+    return f"minilm ({ident['backend']} {ident.get('precision', 'f32')})"
 
 
 def disk_bytes(directory: Path) -> dict[str, int]:
@@ -188,7 +198,7 @@ class RssSampler(threading.Thread):
         return self.peaks
 
 
-def run_one(n: int, workdir: Path, encoder: str = "stand-in") -> dict:
+def run_one(n: int, workdir: Path, encoder: str = "stand-in", backend: str | None = None) -> dict:
     """One sweep of ``n`` items in this process; returns seconds and peak RSS per stage."""
     import faiss
 
@@ -201,7 +211,7 @@ def run_one(n: int, workdir: Path, encoder: str = "stand-in") -> dict:
     faiss.omp_set_num_threads(2)
     sampler = RssSampler()
     sampler.start()
-    signal = make_signal(encoder)
+    signal = make_signal(encoder, backend)
     history, seeds = make_history_and_seeds()
     model = train(history, seeds, workdir / "model", signals=[signal], show_progress=False)
     sampler.enter("make inventory")
@@ -246,7 +256,7 @@ def run_one(n: int, workdir: Path, encoder: str = "stand-in") -> dict:
     stage_cpu = {s: c[s] - c[p] for p, s in zip(["start", *names], names)}
     return {
         "n": n,
-        "encoder": encoder,
+        "encoder": encoder_label(signal, encoder),
         "index_key": entry["index_key"],
         "queued": result.report["queued"],
         "candidates": result.report["candidates"],
@@ -278,6 +288,7 @@ def main(argv=None) -> int:
     # No sizes with --append: only re-render what --out holds.
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--encoder", choices=["stand-in", "minilm"], default="stand-in")
+    ap.add_argument("--text-backend", help="MiniLM's backend (default: auto, as a sweep's default)")
     ap.add_argument("--fit-from", type=int, default=100_000)
     ap.add_argument("--out", default=str(RESULTS / "scale"))
     ap.add_argument("--append", action="store_true", help="merge into the results in --out")
@@ -285,16 +296,19 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.child:
         with tempfile.TemporaryDirectory(prefix="riskrank-scale-") as tmp:
-            row = run_one(args.child, Path(tmp), args.encoder)
+            row = run_one(args.child, Path(tmp), args.encoder, args.text_backend)
             print("RESULT " + json.dumps(row), flush=True)
         return 0
     out = Path(args.out + ".json")
     old = json.loads(out.read_text()) if args.append and out.exists() else {}
-    rows = [r | {"encoder": r.get("encoder", "stand-in")} for r in old.get("rows", [])]
+    # (Rows before the backend was named: "minilm" ran PyTorch fp32, the default then.)
+    legacy = {"minilm": "minilm (torch f32)"}
+    rows = [r | {"encoder": legacy.get(r.get("encoder"), r.get("encoder", "stand-in"))}
+            for r in old.get("rows", [])]  # fmt: skip
     commands = old.get("meta", {}).get("commands", [])
     for n in args.sizes:
-        row = run_child(n, args.encoder)
-        rows = [r for r in rows if (r["n"], r["encoder"]) != (n, args.encoder)] + [row]
+        row = run_child(n, args.encoder, args.text_backend)
+        rows = [r for r in rows if (r["n"], r["encoder"]) != (n, row["encoder"])] + [row]
     rows.sort(key=lambda r: (r["encoder"] != "stand-in", r["n"]))
     meta = {
         "commands": [*commands, "benchmarks/scale.py " + " ".join(argv or sys.argv[1:])],
@@ -311,10 +325,11 @@ def main(argv=None) -> int:
     return 0
 
 
-def run_child(n: int, encoder: str) -> dict:
+def run_child(n: int, encoder: str, backend: str | None = None) -> dict:
     load0 = [round(x, 2) for x in os.getloadavg()]
+    extra = ["--text-backend", backend] if backend else []
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", str(n), "--encoder", encoder],
+        [sys.executable, __file__, "--child", str(n), "--encoder", encoder, *extra],
         capture_output=True,
         text=True,
     )
@@ -489,11 +504,13 @@ def render_minilm(rows: list[dict]) -> list[str]:
     """The MiniLM point measured, and MiniLM sweeps at the larger stand-in sizes EXTRAPOLATED
     from it (see the module docstring)."""
     stand = {r["n"]: r for r in rows if r["encoder"] == "stand-in"}
-    for m in (r for r in rows if r["encoder"] == "minilm" and r["n"] in stand):
+    lines = []
+    for m in (r for r in rows if r["encoder"].startswith("minilm") and r["n"] in stand):
         extra = (m["seconds"]["index"] - stand[m["n"]]["seconds"]["index"]) / m["n"]
-        lines = [
+        lines += [
             "",
-            f"MiniLM measured at {m['n']:,} synthetic ads: {m['n'] / m['seconds']['index']:.1f} "
+            f"{m['encoder']} measured at {m['n']:,} synthetic ads: "
+            f"{m['n'] / m['seconds']['index']:.1f} "
             f"items/s through the index stage ({extra * 1e3:.2f} ms/item more than the "
             f"stand-in). EXTRAPOLATED, not run: a MiniLM first sweep of these short ads would "
             "take "
@@ -502,21 +519,26 @@ def render_minilm(rows: list[dict]) -> list[str]:
                 for n, r in sorted(stand.items())
                 if n > m["n"]
             )
-            + " on this machine at the load measured.",
+            + f" on this machine at the load measured ({m.get('load_before')} before it).",
         ]
-        return lines + render_mail_rate()
-    return render_mail_rate()
+    return lines + render_mail_rate()
 
 
 def render_mail_rate() -> list[str]:
-    """Long texts: MiniLM's rate on SpamAssassin mails from ``benchmarks/encoder.py``'s results."""
-    path = RESULTS / "encoder_settings.json"
-    if not path.exists():
-        return []
-    rows = {r["config"]: r for r in json.loads(path.read_text())["rows"]}
-    out = ["", "EXTRAPOLATED from `results/encoder_settings.md` (MiniLM, 128 SpamAssassin mails):"]
-    for cfg in ("torch@256", "onnx-int8@256"):
-        if cfg in rows:
+    """Long texts: MiniLM's rate on SpamAssassin mails from ``benchmarks/encoder.py``'s results
+    (PyTorch and ONNX int8 from ``encoder_settings``; the default, OpenVINO bf16, from
+    ``encoder_auto_epyc``, an AVX512-BF16 CPU without AMX)."""
+    out = []
+    for name, configs in (
+        ("encoder_settings", ("torch@256", "onnx-int8@256")),
+        ("encoder_auto_epyc", ("openvino@256",)),
+    ):
+        path = RESULTS / f"{name}.json"
+        if not path.exists():
+            continue
+        rows = {r["config"]: r for r in json.loads(path.read_text())["rows"]}
+        out += ["", f"EXTRAPOLATED from `results/{name}.md` (MiniLM, SpamAssassin mails):"]
+        for cfg in (c for c in configs if c in rows):
             rate = rows[cfg]["median_items_per_cpu_s"]
             out.append(
                 f"- {cfg}: {rate} mails per CPU-second, so encoding 1M mails is "
