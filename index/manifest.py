@@ -44,6 +44,17 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def read_json_object(path: str | Path) -> dict | None:
+    """``path``'s JSON object; None where the file is missing or unreadable, is not JSON (an
+    empty file, another tool's text) or holds something other than an object. For telling
+    riskrank's own files from others'; a file that must be read fails loudly elsewhere."""
+    try:
+        about = json.loads(Path(path).read_text())
+    except (OSError, ValueError):  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+        return None
+    return about if isinstance(about, dict) else None
+
+
 def write_text_atomic(text: str, path: str | Path) -> Path:
     """Write ``text`` through a per-process temp file and a rename (never half a file)."""
     path = Path(path)

@@ -30,7 +30,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from riskrank.index.manifest import write_text_atomic
+from riskrank.index.manifest import read_json_object, write_text_atomic
 from riskrank.index.schema import SIGNAL_FAILURES
 
 MARKER = "_SUCCESS"
@@ -72,11 +72,8 @@ def foreign_outputs(out_dir: Path) -> list[str]:
 
 
 def _report_json(path: Path) -> bool:
-    try:
-        about = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(about, dict) and ("run_id" in about or "items_in" in about)
+    about = read_json_object(path)
+    return about is not None and ("run_id" in about or "items_in" in about)
 
 
 def _ours(path: Path) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from riskrank.index.manifest import MANIFEST
+from riskrank.index.manifest import MANIFEST, read_json_object
 from riskrank.index.standing import DELTA, STATE, VERSIONS
 from riskrank.index.tables import SchemaError
 from riskrank.index.vectors.recall_check import RECALL_K
@@ -92,14 +92,8 @@ def info(path: str | Path) -> dict:
 def _ours(path: Path, *keys: str) -> bool:
     """Whether ``path`` is a JSON object with every one of riskrank's ``keys`` (an empty or
     unreadable file, or another tool's JSON, is not ours)."""
-    if not path.is_file():
-        return False
-    try:
-        text = path.read_text()
-        about = json.loads(text) if text.strip() else None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(about, dict) and all(k in about for k in keys)
+    about = read_json_object(path) if path.is_file() else None
+    return about is not None and all(k in about for k in keys)
 
 
 def _read_json(path: Path) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from riskrank.index.manifest import write_text_atomic
+from riskrank.index.manifest import read_json_object, write_text_atomic
 from riskrank.index.tables import SchemaError
 from riskrank.rank.evaluation.metrics import ranking_report
 
@@ -498,10 +498,7 @@ def write_sweep_reports(
 
 def _report_run(out: Path) -> str | None:
     """The run id in ``out/report.json``, if there is one."""
-    try:
-        return json.loads((out / "report.json").read_text()).get("run_id")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return (read_json_object(out / "report.json") or {}).get("run_id")
 
 
 def write_reports_into(
