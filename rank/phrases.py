@@ -47,7 +47,13 @@ MIN_SHARED_TOKENS = 2
 # The version of what this module computes. A standing index's sweeps keep spans by a digest
 # of their inputs (rank/sweep_cache.py), and this number is part of it: a change here that
 # gives other spans for the same text must bump it, or yesterday's spans come back unchanged.
-SPANS_VERSION = 1
+SPANS_VERSION = 2  # 2: runs stop at line breaks, word edges drop markup tags
+# Markup: a tag (HTML in a mail or a pasted landing page). A highlighted word's edges skip
+# tags ("<b>stupid</b>" marks "stupid"), and a phrase as read drops the tags inside it; the
+# probe's own words (whitespace-separated, as its char_wb n-grams are) are not changed.
+TAG = re.compile(r"<[^<>]*>")
+EDGE_TAGS = re.compile(r"^(?:<[^<>]*>)+|(?:<[^<>]*>)+$")
+LINE_BREAK = re.compile(r"[\r\n]")
 CLAUSE_END = re.compile(r"[.,;:!?)\]]$")
 
 SPAN_TYPE = pa.struct(
@@ -171,10 +177,26 @@ INNER = re.compile(r"\w(.*\w)?", re.S)
 
 @lru_cache(maxsize=200_000)
 def _inner(word: str) -> tuple[int, int]:
-    """Where ``word``'s first to last word character lie ((0, 0): none). Cached: a text's
-    words repeat, and so do a sweep's."""
-    inner = INNER.search(word)
+    """Where ``word``'s first to last word character lie, tags at its edges left out
+    ("<p>You" -> "You", not "p>You"); (0, 0): none. Cached: a text's words repeat, and so
+    do a sweep's."""
+    a, b = 0, len(word)
+    if "<" in word:
+        for edge in EDGE_TAGS.finditer(word):
+            if edge.start() == 0:
+                a = edge.end()
+            else:
+                b = edge.start()
+    inner = INNER.search(word, a, b) if a < b else None
+    inner = inner or INNER.search(word)  # a word of tags alone ("<br>") reads as it is
     return (inner.start(), inner.end()) if inner else (0, 0)
+
+
+def plain(phrase: str) -> str:
+    """``phrase`` as a reader quotes it: tags dropped (unless that leaves nothing), its
+    whitespace one space."""
+    text = TAG.sub(" ", phrase) if "<" in phrase else phrase
+    return " ".join((text if text.strip() else phrase).split())
 
 
 @lru_cache(maxsize=200_000)
@@ -238,7 +260,10 @@ def lexical_spans(
     core = [k in chosen for k in keys]
 
     def _ends_clause(w: int) -> bool:
-        return bool(CLAUSE_END.search(text[words[w][0] : words[w][1]]))
+        # A line ends a clause too: 100 lines of one flagged word were one 622-character
+        # phrase, cut before the insult after them (an outsider's report).
+        gap = text[words[w][1] : words[w + 1][0]] if w + 1 < len(words) else ""
+        return bool(CLAUSE_END.search(text[words[w][0] : words[w][1]]) or LINE_BREAK.search(gap))
 
     joins = [c or (_is_stop_word(k) and x > 0) for c, k, x in zip(core, keys, scores)]
     spans: list[Span] = []
@@ -307,14 +332,16 @@ def flagged_phrases(spans: list[Span], text: str, limit: int = 5) -> list[str]:
     merged: list[list] = []  # [start, end, weight]
     for s in sorted(spans, key=lambda s: s.start):
         weight = s.weight if s.source == "lexical" else 0.01 * s.weight
-        if merged and s.start <= merged[-1][1] + 1 and not text[merged[-1][1] : s.start].strip():
+        gap = text[merged[-1][1] : s.start] if merged else None
+        touching = gap is not None and s.start <= merged[-1][1] + 1 and not gap.strip()
+        if touching and not LINE_BREAK.search(gap):  # (lines are read apart, as in spans)
             merged[-1][1] = max(merged[-1][1], s.end)
             merged[-1][2] += weight
         else:
             merged.append([s.start, s.end, weight])
     total: dict[str, float] = defaultdict(float)
     for start, end, weight in merged:
-        total[" ".join(text[start:end].lower().split())] += weight
+        total[plain(text[start:end].lower())] += weight
     strongest = sorted(total, key=lambda p: -total[p])[:limit]
     # A highlight can cover a whole pasted template (a 200 KB text was one 199,996-character
     # phrase): the queue keeps its start, as it does of the text (``highlight_spans`` keep

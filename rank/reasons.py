@@ -26,6 +26,7 @@ from riskrank.rank.phrases import (
     feature_rows,
     flagged_phrases,
     lexical_spans,
+    plain,
     shared_spans,
 )
 from riskrank.rank.queue import QUEUE_FRONT
@@ -188,8 +189,9 @@ REASON_ROWS = 20_000
 
 def _short(phrase: str) -> str:
     # A phrase spanning lines ("claim\r\nnow") put raw line breaks into the one-line
-    # explanation (an outsider's report); quoted, its whitespace is one space.
-    phrase = " ".join(phrase.split())
+    # explanation (an outsider's report); quoted, its whitespace is one space, and markup
+    # inside it is dropped (phrases.plain).
+    phrase = plain(phrase)
     if len(phrase) <= QUOTE_CHARS:
         return phrase
     cut = phrase[:QUOTE_CHARS].rsplit(" ", 1)[0] or phrase[:QUOTE_CHARS]

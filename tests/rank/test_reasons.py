@@ -600,3 +600,37 @@ def test_the_explanation_is_one_line_when_a_phrase_spans_lines():
     spans = [Span(0, 16, "claim\r\nyour  prize", "lexical", 1.0)]
     said = sentence(RowEvidence(spans=spans, seed={}, reviewed={}, contrib={"lexical": 1.0}))
     assert said == "Uses 'claim your prize'"
+
+
+def _coef_for(words: str) -> np.ndarray:
+    """A probe's coefficients that weigh exactly the n-grams of ``words``."""
+    return np.asarray(lexical_features([words]).toarray()[0], np.float32)
+
+
+def test_a_flagged_word_on_many_lines_is_not_one_long_phrase():
+    # 100 lines of one flagged word were one 622-character span; its phrase, cut to 200
+    # characters, was all the remediation named, never the insult after it (an outsider's
+    # report). A line ends a phrase as a clause break does.
+    text = "line\r\n" * 100 + "you are a stupid idiot and a moron\r\nyou filthy pig"
+    spans = lexical_spans(_coef_for("line stupid idiot moron filthy pig"), text)
+    assert all(text[s.start : s.end] == s.phrase for s in spans)
+    assert not any("\r" in s.phrase or "\n" in s.phrase for s in spans)
+    assert flagged_phrases(spans, text) == ["line", "stupid idiot", "filthy pig", "moron"]
+
+
+def test_markup_is_not_part_of_a_flagged_phrase():
+    # Phrases began inside a tag ('p>you are a <b>stupid</b> idiot') and carried markup and
+    # script into the remediation (an outsider's report). The spans still point into the
+    # raw text; their edges skip tags, and the phrases as read drop them.
+    text = (
+        "<p>You are a <b>stupid</b> idiot &amp; a <i>moron</i></p>"
+        "<script>alert(1)</script> filthy pig"
+    )
+    spans = lexical_spans(_coef_for("stupid idiot moron filthy pig"), text)
+    assert all(text[s.start : s.end] == s.phrase for s in spans)
+    assert [text[s.start] for s in spans] == ["s", "m"]  # "stupid", "moron": not "b>", "i>"
+    phrases = flagged_phrases(spans, text)
+    assert phrases == ["moron alert(1) filthy pig", "stupid idiot"]
+    assert not any("<" in p or ">" in p for p in phrases)
+    # A word of tags alone reads as it is (a probe may well weigh "<br>" in HTML spam).
+    assert [s.phrase for s in lexical_spans(_coef_for("br"), "hello <br> world")] == ["br"]
