@@ -166,7 +166,8 @@ def train(
     )  # fmt: skip
     model.info.update(lineage_info(hist))  # version 1, no parent
     hist = keep_pictures(hist, model.signals)  # the next import starts from this history
-    model.save(model_dir, tables={"history_quarantine": quarantined, **lineage_tables(hist, seeds)})
+    lineage = lineage_tables(hist, seeds, model.signals)
+    model.save(model_dir, tables={"history_quarantine": quarantined, **lineage})
     return model
 
 

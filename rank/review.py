@@ -142,10 +142,11 @@ def lineage_info(history: pa.Table, parent: dict | None = None) -> dict:
 
 
 def keep_pictures(history: pa.Table, signals: list) -> pa.Table:
-    """``history`` with each picture that comes as a file also as its bytes (where a base
-    directory of ``signals`` has it), as an import keeps reviewed pictures: a model keeps
-    what its reviewers saw, not paths into an export folder. A retrain after the folder had
-    moved lost the pictures of the first model's 120 reviews (an outsider's report)."""
+    """``history`` (or a seed table) with each picture that comes as a file also as its bytes
+    (where a base directory of ``signals`` has it), as an import keeps reviewed pictures: a
+    model keeps what its reviewers saw, not paths into an export folder. A retrain after the
+    folder had moved lost the pictures of the first model's 120 reviews (an outsider's
+    report)."""
     if IMAGE_PATH not in history.column_names or not _reads_pictures(signals):
         return history
     rows = history.select(
@@ -172,12 +173,15 @@ def stored_history(history: pa.Table) -> pa.Table:
     return history
 
 
-def lineage_tables(history: pa.Table, seeds: SeedSet) -> dict[str, pa.Table]:
+def lineage_tables(history: pa.Table, seeds: SeedSet, signals: list) -> dict[str, pa.Table]:
     """The history and seeds a model was trained on, saved (and checksummed) with it: the
-    next import starts from them."""
+    next import starts from them. Seed pictures given as files are kept as bytes too
+    (``keep_pictures``), as the reviewed ones are: an import or retrain run elsewhere, or
+    without the training's ``--image-base-dir``, trained a version without the seeds'
+    pictures, which ranked exact copies of a seed picture last (an outsider's report)."""
     return {
         HISTORY_FILE.removesuffix(".parquet"): stored_history(history),
-        SEEDS_FILE.removesuffix(".parquet"): seeds.table,
+        SEEDS_FILE.removesuffix(".parquet"): keep_pictures(seeds.table, signals),
     }
 
 
@@ -190,7 +194,7 @@ def add_seeds(seeds: SeedSet, more: TableLike) -> SeedSet:
     keep = []
     for r in extra.to_pylist():
         old = have.get(r["seed_id"])
-        if old is not None and any(old.get(c) != r.get(c) for c in same):
+        if old is not None and any(_differs(old, r, c) for c in same):
             raise SchemaError(
                 f"seeds to add: seed '{r['seed_id']}' differs from the model's seed of that id "
                 "(give a new seed a new seed_id)"
@@ -201,6 +205,15 @@ def add_seeds(seeds: SeedSet, more: TableLike) -> SeedSet:
         return seeds
     merged = pa.concat_tables([seeds.table, added], promote_options="permissive")
     return SeedSet.from_table(merged, what="the model's seeds with the seeds to add")
+
+
+def _differs(kept: dict, given: dict, column: str) -> bool:
+    """Whether a seed to add differs from the model's seed of its id in ``column``. A model
+    keeps its seeds' pictures as bytes beside their paths (``lineage_tables``), so the bytes
+    are compared only where both sides have them (the paths still are)."""
+    if column == IMAGE_BYTES and (kept.get(column) is None or given.get(column) is None):
+        return False
+    return kept.get(column) != given.get(column)
 
 
 VERDICT_COLUMNS = (ITEM_ID, "campaign_id", "policy", "verdict")
@@ -1473,7 +1486,9 @@ def import_verdicts(
     sweep_items = _sweep_items_path(queue_path, about)
     if not retrain:
         news = imported.num_rows + seeds_added
-        write_pending(out_dir, model_dir, parent, merged, seeds, quarantine, sweep_items, news)
+        write_pending(
+            out_dir, model_dir, parent, merged, seeds, quarantine, sweep_items, news, old.signals
+        )
         return result(None)
     model = _train_next(
         model_dir, old, merged, seeds, out_dir, quarantine=quarantine, sweep_items=sweep_items,
@@ -1514,7 +1529,10 @@ def _train_next(
             unusable_seeds="warn",
         )  # fmt: skip
     model.info.update(lineage_info(merged, parent=parent))
-    tables = {"history_quarantine": history_quarantine, **lineage_tables(merged, seeds)}
+    tables = {
+        "history_quarantine": history_quarantine,
+        **lineage_tables(merged, seeds, model.signals),
+    }
     tables[QUARANTINE_FILE.removesuffix(".parquet")] = quarantine
     model.save(out_dir, tables=tables)
     return model
@@ -1529,6 +1547,7 @@ def write_pending(
     quarantine: pa.Table,
     sweep_items: Path | None,
     news: int,
+    signals: list,
 ) -> None:
     """What ``--no-retrain`` leaves: the new history, the seeds (with any ``--seeds`` added),
     the quarantine, and ``pending.json`` naming the parent model (its directory, version and
@@ -1538,7 +1557,7 @@ def write_pending(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_parquet(quarantine, out_dir / QUARANTINE_FILE)
     write_parquet(stored_history(history), out_dir / HISTORY_FILE)
-    write_parquet(seeds.table, out_dir / SEEDS_FILE)
+    write_parquet(keep_pictures(seeds.table, signals), out_dir / SEEDS_FILE)
     pending = {
         "parent_dir": str(model_dir.resolve()),
         "parent_version": int(parent.get("version", 1)),

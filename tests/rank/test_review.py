@@ -1555,6 +1555,28 @@ def test_a_model_keeps_the_pictures_of_its_history(history, seeds, tmp_path):
     assert "image_bytes" not in pq.read_table(tmp_path / "t" / "history.parquet").column_names
 
 
+def test_a_model_keeps_the_pictures_of_its_seeds(history, seeds, tmp_path):
+    """The model kept its seeds as given: path-only pictures were read again by each import
+    and retrain, and one run without the training's --image-base-dir trained a version
+    without them, which ranked exact copies of a seed picture last (an outsider's report).
+    The saved seeds hold each file's bytes beside its path; the same seeds given again
+    (paths only) are the model's own, not seeds that differ."""
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.rank.review import SEEDS_FILE, add_seeds
+    from riskrank.recall.seeds import SeedSet
+
+    (tmp_path / "creatives").mkdir()
+    (tmp_path / "creatives" / "seed.jpg").write_bytes(_jpeg(7))
+    pictured = seeds.append_column("image_path", pa.array(["seed.jpg", None, None]))
+    signals = [HashingTextSignal(), PdqSignal(base_dir=tmp_path / "creatives")]
+    train(history, pictured, tmp_path / "m", signals=signals, k=200, show_progress=False)
+    kept = pq.read_table(tmp_path / "m" / SEEDS_FILE)
+    assert kept["image_bytes"].to_pylist() == [_jpeg(7), None, None]
+    assert kept["image_path"].to_pylist() == ["seed.jpg", None, None]
+    again = add_seeds(SeedSet.from_table(kept), pictured)
+    assert again.table.num_rows == 3
+
+
 def test_a_verdict_files_own_columns_join_the_history(loop, tmp_path):
     """Who decided and when (``reviewer``, ``reviewed_at``, notes) were dropped without a word
     (an outsider's report): kept in the new history rows; the queue's columns copied back
