@@ -634,3 +634,24 @@ def test_markup_is_not_part_of_a_flagged_phrase():
     assert not any("<" in p or ">" in p for p in phrases)
     # A word of tags alone reads as it is (a probe may well weigh "<br>" in HTML spam).
     assert [s.phrase for s in lexical_spans(_coef_for("br"), "hello <br> world")] == ["br"]
+
+
+def test_no_picture_remedy_or_reviewed_item_where_nothing_is_close():
+    # A picture 106 bits from every seed's was told "replace the image that matches seed
+    # s_img0", and one 110 bits from every reviewed picture read "the closest reviewed item
+    # h007 was found benign" (an outsider's report): both only where the match holds.
+    from riskrank.rank.reasons import remediation, sentence
+
+    far = {"id": "s_img0", "signal": "pdq", "similarity": 0.59, "distance": 106.0, "weak": 0.8}
+    near = {**far, "similarity": 0.99, "distance": 2.0}
+    assert remediation("escalate", [], far) == "escalate"
+    assert (
+        remediation("escalate", [], near) == "escalate: replace the image that matches seed s_img0"
+    )
+    benign = {"id": "h007", "verdict": 0, "similarity": 0.57, "signal": "pdq", "close": False}
+    said = sentence(RowEvidence(spans=[], seed=far, reviewed=benign, contrib={"history": 1.0}))
+    assert "the closest reviewed item" not in said
+    assert "reviewed item is close (nearest h007, found benign; PDQ similarity 0.57)" in said
+    close = {**benign, "similarity": 0.97, "close": True}
+    said = sentence(RowEvidence(spans=[], seed=near, reviewed=close, contrib={"history": 1.0}))
+    assert "he closest reviewed item h007 was found benign" in said
