@@ -490,9 +490,17 @@ class StandingIndex:
 
     def signal_names(self) -> list[str]:
         """The signals the current version holds, from its manifest alone (nothing loaded)."""
+        return list(self._manifest_signals())
+
+    def signal_types(self) -> list[str]:
+        """The registered type of each signal the current version holds (``signal_class``
+        takes them; a plug-in's type name is not its signal name)."""
+        return [entry.get("type") or name for name, entry in self._manifest_signals().items()]
+
+    def _manifest_signals(self) -> dict[str, dict]:
         manifest = self.current_dir() / MANIFEST
         try:
-            return list(json.loads(manifest.read_text()).get("signals", {}))
+            return json.loads(manifest.read_text()).get("signals", {})
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise SchemaError(f"{manifest}: unreadable manifest ({exc})") from exc
 

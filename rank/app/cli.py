@@ -115,15 +115,17 @@ def _signals(args):
     return out
 
 
-def _add_signal_flags(p: argparse.ArgumentParser) -> None:
-    """``--signals`` and every registered signal's own options, read from the registry."""
+def _add_signal_flags(p: argparse.ArgumentParser, default: str | None = "text") -> None:
+    """``--signals`` and every registered signal's own options, read from the registry.
+    ``default`` None: the signals the index at ``--index`` holds (text for a new one)."""
     from riskrank.index.signals import registered_signals
 
     classes = list(registered_signals().values())
     first = {cls.name: cls for cls in reversed(classes)}  # a name means its first class
     order = dict.fromkeys(cls.name for cls in classes)
     listed = "; ".join(f"{name}: {first[name].summary}" for name in order)
-    p.add_argument("--signals", default="text", help=f"comma-separated, default text ({listed})")
+    said = "default text" if default else "default: the signals the index holds, text for a new one"
+    p.add_argument("--signals", default=default, help=f"comma-separated, {said} ({listed})")
     g = p.add_argument_group("signal options")
     users: dict[str, tuple[object, list[str]]] = {}
     for cls in classes:
@@ -221,6 +223,12 @@ def cmd_index_update(args) -> int:
     from riskrank.rank.model import check_not_in_model
 
     check_not_in_model(args.index, "--index")
+    if args.signals is None:
+        # The index's own signals: a default of text dropped the CLIP and PDQ vectors of a
+        # picture index and quarantined its picture-only ads (an outsider's report).
+        standing = StandingIndex(args.index)
+        held = standing.signal_types() if standing.version is not None else []
+        args.signals = ",".join(held) or "text"
     engine = _engine(args)
     with contextlib.nullcontext() if engine == "local" else engine.cluster(show_progress=True):
         _, stats = StandingIndex(args.index).update(
@@ -585,7 +593,7 @@ def _index_parsers(sub) -> None:
     _add_chunk_flag(u)
     u.add_argument("--max-memory", default="4G", help="index memory budget (default 4G)")
     u.add_argument("--index-key", help="force a FAISS factory string, e.g. IVF4096,PQ48")
-    _add_signal_flags(u)
+    _add_signal_flags(u, default=None)
     _add_ray_flags(u)
     u.set_defaults(func=cmd_index_update)
 

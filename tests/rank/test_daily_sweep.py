@@ -306,6 +306,12 @@ def test_cli_updates_a_standing_index_and_sweeps_it_retroactively(
     argv = ["sweep", "--seeds", "s", "--model", "m", "--out", str(tmp_path / "x")]
     assert main(argv) == 2
     assert "give --inventory" in capsys.readouterr().err
+    # An update without --signals keeps the index's own: the default text dropped the CLIP
+    # and PDQ vectors of a picture index (an outsider's report).
+    update = ["index", "update", "--inventory", str(tmp_path / "inv.parquet"), "--index"]
+    assert main([*update, str(st_dir)]) == 0
+    assert StandingIndex(st_dir).signal_types() == ["test_hashing_text"]
+    assert gone in set(StandingIndex(st_dir).load().items["item_id"].to_pylist())  # (no list)
 
 
 def test_rows_a_deletion_list_takes_out_are_counted(
