@@ -121,7 +121,8 @@ class PdqSignal(Signal):
     )
     runtime_options = ("base_dir", "decode_workers")
     content_columns = (IMAGE_BYTES, IMAGE_PATH)
-    recall_settings = ("match_threshold",)
+    # Settings of the queries alone: not part of an item's content key (index/standing.py).
+    recall_settings = ("match_threshold", "dihedral_queries")
 
     def __init__(
         self,
@@ -227,7 +228,7 @@ class PdqSignal(Signal):
             library = "pdqhash==" + metadata.version("pdqhash")
         except metadata.PackageNotFoundError:
             library = "pdqhash==unknown"
-        return {
+        out = {
             "type": self.type_name,
             "model": "pdq",
             "dim": PDQ_BITS,
@@ -235,10 +236,34 @@ class PdqSignal(Signal):
             "quality_floor": self.quality_floor,
             "library": library,
         }
+        # Recorded where they are not the defaults (so the content keys of indexes made
+        # with the defaults stay what they were), and read back by ``from_manifest``: a
+        # model saved without them swept mirrored seed copies as 114-124 bits away, and
+        # ``draft_size``, which changes the hashes, let one index mix both kinds unnoticed
+        # (an outsider's report).
+        if self.dihedral_queries:
+            out["dihedral_queries"] = True
+        if self.draft_size is not None:
+            out["draft_size"] = int(self.draft_size)
+        if self.max_pixels != DEFAULT_MAX_PIXELS:
+            out["max_pixels"] = self.max_pixels
+        return out
+
+    def compatible_with(self, recorded: dict) -> str | None:
+        """As every signal, and the same ``draft_size``: it changes the hashes themselves."""
+        why = super().compatible_with(recorded)
+        theirs, mine = recorded.get("draft_size"), self.describe().get("draft_size")
+        if why is None and theirs != mine:
+            why = f"draft_size: index has {theirs!r}, query encoder has {mine!r}"
+        return why
 
     @classmethod
     def from_manifest(cls, entry: dict) -> PdqSignal:
+        draft = entry.get("draft_size")
         return cls(
             match_threshold=int(entry.get("match_threshold", PDQ_MATCH_THRESHOLD)),
             quality_floor=int(entry.get("quality_floor", PDQ_QUALITY_FLOOR)),
+            dihedral_queries=bool(entry.get("dihedral_queries", False)),
+            draft_size=None if draft is None else int(draft),
+            max_pixels=entry.get("max_pixels", DEFAULT_MAX_PIXELS),
         )

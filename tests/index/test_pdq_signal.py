@@ -168,6 +168,32 @@ def test_hex_round_trip_and_manifest(originals):
         pdq_from_hex("abcd")
 
 
+def test_a_pdq_signals_settings_come_back_from_its_manifest(originals, tmp_path):
+    """A model saved without ``dihedral_queries`` swept mirrored seed copies as 114-124 bits
+    away, and ``draft_size`` (which changes the hashes) was not recorded, so one index could
+    hold both kinds (an outsider's report). Defaults are not recorded: the content keys of
+    indexes made with them stay what they were."""
+    from riskrank.index.signals.pdq import DEFAULT_MAX_PIXELS
+    from riskrank.index.standing import signal_content_keys
+
+    plain = PdqSignal()
+    assert set(plain.describe()) == {
+        "type", "model", "dim", "match_threshold", "quality_floor", "library"
+    }  # fmt: skip
+    tuned = PdqSignal(dihedral_queries=True, draft_size=64, max_pixels=DEFAULT_MAX_PIXELS // 2)
+    back = PdqSignal.from_manifest(tuned.describe())
+    assert (back.dihedral_queries, back.draft_size, back.max_pixels) == (
+        True, 64, DEFAULT_MAX_PIXELS // 2
+    )  # fmt: skip
+    assert back.compatible_with(tuned.describe()) is None
+    assert "draft_size" in (plain.compatible_with(tuned.describe()) or "")
+    # Dihedral queries change no item's hash, so no item's key; draft_size does.
+    items = table([jpeg(originals[0])])
+    key = signal_content_keys(items, plain)
+    assert signal_content_keys(items, PdqSignal(dihedral_queries=True)) == key
+    assert signal_content_keys(items, PdqSignal(draft_size=64)) != key
+
+
 def test_empty_index_searches_cleanly():
     index = BinaryHashIndex.build(np.zeros((0, 256), np.float32))  # the store's empty shape
     result = index.search(np.zeros((2, 32), np.uint8), k=5)
