@@ -73,10 +73,12 @@ from riskrank.index.manifest import MANIFEST, sha256_file
 from riskrank.index.output_lock import holds_output_lock
 from riskrank.index.paths import read_image_file
 from riskrank.index.schema import (
+    ABSENT_REASONS,
     IMAGE_BYTES,
     IMAGE_PATH,
     ITEM_ID,
     NO_CONTENT,
+    SIGNAL_FAILURES,
     has_content,
     inputs_warned,
     is_blank,
@@ -953,8 +955,13 @@ def _picture_problems(
     if not content or not _reads_pictures(signals):
         return {}
     problems: dict[str, str] = {}
+    # A picture the sweep could not read either (a CDN URL, a file gone from the export, an
+    # empty one): the reviewer saw none and judged the rest, and the verdict is stored on
+    # that, with the path as it was. Every such verdict was refused, telling the user to
+    # pass the --image-base-dir they had passed (an outsider's report).
+    unread = _unread_at_sweep(swept, signals)
     for item_id, row in content.items():  # (pictures already read: import_verdicts)
-        if (path := _picture_unreadable(row)) is not None:
+        if (path := _picture_unreadable(row)) is not None and item_id not in unread:
             problems[item_id] = (
                 f"its picture file {path!r} is not found under the image base directory: pass "
                 "the sweep's --image-base-dir (or an inventory with the pictures)"
@@ -990,6 +997,23 @@ def _picture_problems(
                 unchecked,
             )
     return problems
+
+
+def _unread_at_sweep(swept: Path | None, signals: list) -> set[str]:
+    """Items whose picture an image signal could not read in the version the sweep searched
+    (``signal_failures.parquet``): it kept them by their other content."""
+    path = swept / SIGNAL_FAILURES if swept is not None else None
+    if path is None or not path.exists():
+        return set()
+    image = {
+        s.name for s in signals
+        if IMAGE_BYTES in (cols := tuple(getattr(s, "content_columns", ())))
+        and set(cols) <= {IMAGE_BYTES, IMAGE_PATH}
+    }  # fmt: skip
+    failures = pq.read_table(path, columns=[ITEM_ID, "signal", "reason"]).to_pylist()
+    return {
+        r[ITEM_ID] for r in failures if r["signal"] in image and r["reason"] not in ABSENT_REASONS
+    }
 
 
 def _shown_differs(content: dict, shown: str | None, digest: str | None = None) -> bool:

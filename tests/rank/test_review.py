@@ -1500,6 +1500,33 @@ def test_a_picture_the_sweep_could_not_read_is_not_the_one_reviewed(tmp_path):
         assert "another picture" in found["x0"] and "another picture" in found["x1"]
 
 
+def test_a_verdict_on_an_item_whose_picture_the_sweep_could_not_read_either_is_taken(tmp_path):
+    """Ads whose picture is a CDN URL, a file gone from the export or an empty file are swept
+    by their text; every verdict on them was refused, asking for the --image-base-dir that had
+    been passed (an outsider's report). The reviewer saw no picture: the verdict is taken.
+    A file the sweep did read and that is gone now is still refused, as before."""
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.index.standing import StandingIndex
+    from riskrank.rank.review import _picture_problems, _with_picture
+
+    (tmp_path / "p0.jpg").write_bytes(_jpeg(0))
+    (tmp_path / "moved.jpg").write_bytes(_jpeg(1))
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    paths = ["p0.jpg", "https://cdn.example.com/ad.jpg", "gone.jpg", "empty.jpg", "moved.jpg"]
+    ids = ["a", "url", "gone", "empty", "moved"]
+    inv = pa.table({"item_id": ids, "text": [f"ad {i}" for i in ids], "image_path": paths})
+    signals = [HashingTextSignal(), PdqSignal(base_dir=tmp_path)]
+    standing = StandingIndex(tmp_path / "st")
+    _, stats = standing.update(inv, signals, show_progress=False)
+    assert stats.indexed == 5  # the three without a picture by their text
+    (tmp_path / "moved.jpg").unlink()  # the export folder moved on after the sweep
+    swept = standing.current_dir()
+    content = {r["item_id"]: _with_picture(r, signals) for r in inv.to_pylist()}
+    found = _picture_problems(content, swept, swept / "items.parquet", False, signals)
+    assert sorted(found) == ["moved"], found
+    assert "not found under the image base directory" in found["moved"]
+
+
 def test_a_queue_whose_sweep_did_not_finish_is_refused(loop, tmp_path):
     """A sweep killed after writing queue.parquet and before report.json: the model check
     was skipped and the verdicts imported into another model (a reviewer's finding)."""
