@@ -213,6 +213,11 @@ def fit_model(
         donor=index_donor,
         show_progress=show_progress,
     )
+    # As a sweep warns: a history whose picture files were not found trains an image model
+    # that saw no picture (`riskrank train` without --image-base-dir said nothing of it: an
+    # outsider's report).
+    for warning in missing_files_warnings(hindex.signal_failures, hindex.manifest):
+        log.warning("history: %s", warning)
     # Reviews of items that could not be indexed take no part in training: count them.
     dropped = history_rows_not_indexed(hist, hindex.quarantine, rows)
     quarantined = pa.concat_tables([quarantined, dropped])

@@ -1582,6 +1582,32 @@ def test_a_model_keeps_the_pictures_of_its_history(history, seeds, tmp_path):
     assert "image_bytes" not in pq.read_table(tmp_path / "t" / "history.parquet").column_names
 
 
+def test_training_on_pictures_it_cannot_find_says_so(history, seeds, tmp_path):
+    """`riskrank train` without the --image-base-dir its history's paths are relative to
+    trained an image model that saw no picture and said nothing (the sweep warns; an
+    outsider's report)."""
+    import logging
+
+    from riskrank.index.signals.pdq import PdqSignal
+
+    paths = [f"p{i}.jpg" for i in range(history.num_rows)]  # none of them exists there
+    hist = history.append_column("image_path", pa.array(paths, pa.string()))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("riskrank").addHandler(handler)  # (pytest's logging plugin is off)
+    try:
+        signals = [HashingTextSignal(), PdqSignal(base_dir=tmp_path)]
+        train(hist, seeds, tmp_path / "m", signals=signals, k=200, show_progress=False)
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    said = [r.getMessage() for r in records]
+    assert any(
+        m.startswith(f"history: pdq: the image files of {history.num_rows} items were not found")
+        for m in said
+    ), said
+
+
 def test_a_model_keeps_the_pictures_of_its_seeds(history, seeds, tmp_path):
     """The model kept its seeds as given: path-only pictures were read again by each import
     and retrain, and one run without the training's --image-base-dir trained a version
