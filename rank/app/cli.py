@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -273,6 +274,11 @@ def cmd_recall(args) -> int:
         # The model's exemplars live in its encoders' spaces: the index must share them.
         signals = {s.name: s for s in model.signals}
     index = InventoryIndex.load(args.index, signals=signals)
+    if args.image_base_dir:  # where the seeds' relative image paths live
+        for name, si in index.signals.items():
+            if "base_dir" in si.signal.runtime_options:
+                folder = si.signal.with_runtime_options(base_dir=args.image_base_dir)
+                index.signals[name] = dataclasses.replace(si, signal=folder)
     missing = sorted(set(signals or ()) - set(index.signals))
     if missing:
         raise IndexMismatchError(
@@ -611,6 +617,11 @@ def _recall_parser(sub) -> None:
     r.add_argument("--index", required=True, help="an index directory (index build, or a sweep's)")
     r.add_argument("--seeds", required=True, help="seeds Parquet: seed_id, policy, text/image")
     r.add_argument("--out", required=True, help="the candidate table to write (Parquet)")
+    r.add_argument(
+        "--image-base-dir",
+        help="directory the seeds' relative image_path values are relative to (default: the "
+        "working directory)",
+    )
     _add_k_flag(r)
     r.add_argument("--model", help="trained model dir: adds review-history evidence")
     r.set_defaults(func=cmd_recall)

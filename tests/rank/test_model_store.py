@@ -141,3 +141,32 @@ def test_load_refuses_a_model_whose_encoder_changed(tmp_path, hashing_model, mon
         RiskModel.load(path)
     monkeypatch.setattr(hashing_signal.HashingTextSignal, "from_manifest", real)
     assert os.path.isdir(path)
+
+
+def test_cli_recall_reads_seed_pictures_from_the_image_base_dir(tmp_path, capsys):
+    # `riskrank recall` had no --image-base-dir: seed pictures were looked up in the working
+    # directory and the candidates carried no picture evidence (an outsider's report).
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from riskrank.index.signals.pdq import PdqSignal
+
+    folder = tmp_path / "creatives"
+    folder.mkdir()
+    for i in range(3):
+        pixels = np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="JPEG")
+        (folder / f"p{i}.jpg").write_bytes(buf.getvalue())
+    items = pa.table({"item_id": ["a", "b", "c"], "image_path": ["p0.jpg", "p1.jpg", "p2.jpg"]})
+    build_index(items, tmp_path / "idx", signals=[PdqSignal(base_dir=folder)], show_progress=False)
+    seeds = pa.table({"seed_id": ["s"], "policy": ["scam"], "image_path": ["p1.jpg"]})
+    pq.write_table(seeds, tmp_path / "seeds.parquet")
+    argv = ["recall", "--index", str(tmp_path / "idx"), "--seeds", str(tmp_path / "seeds.parquet")]
+    argv += ["--out", str(tmp_path / "c.parquet"), "--image-base-dir", str(folder)]
+    assert main(argv) == 0
+    cands = pq.read_table(tmp_path / "c.parquet")
+    best = dict(zip(cands["item_id"].to_pylist(), cands["pdq_best_distance"].to_pylist()))
+    assert best["b"] == 0
