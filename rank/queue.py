@@ -105,7 +105,8 @@ QUEUE_SCHEMA = pa.schema(
             "read as a reviewer sees it (UTF-8 of the text with line breaks as \\n, Unicode "
             "NFC; the bytes' sha256 for most texts): `review import` stores a verdict only on "
             "the text the reviewer was shown (a CRLF re-export of it is); null where the item "
-            "had no text (a picture only), and a text found later is set aside",
+            "had no text cell (a picture only), and a text found later is set aside; an empty "
+            "or blank text is digested as it is",
         ),
     ],
     metadata={"doc": "escalation queue; evidence and item metadata columns follow these"},
