@@ -198,13 +198,24 @@ class ClipEncoder:
                         f"pretrained: {self.pretrained!r} is neither a checkpoint file nor an "
                         f"open_clip tag for {self.model!r} (tags: {tags})"
                     )
-            net, _, preprocess = open_clip.create_model_and_transforms(
-                self.model,
-                pretrained=self.pretrained,
-                precision=precision,
-                device=device,
-                cache_dir=self.cache_dir,
-            )
+            try:
+                net, _, preprocess = open_clip.create_model_and_transforms(
+                    self.model,
+                    pretrained=self.pretrained,
+                    precision=precision,
+                    device=device,
+                    cache_dir=self.cache_dir,
+                )
+            except RuntimeError as exc:
+                if self.pretrained_is_path or "download" not in str(exc).lower():
+                    raise
+                # Offline, the tag's download ended in three chained tracebacks from the hub
+                # client (an outsider's report): one line, and the way round it.
+                raise FileNotFoundError(
+                    f"CLIP weights for {self.model!r} / {self.pretrained!r} could not be "
+                    f"downloaded (no network to the model hub?): pass a local checkpoint "
+                    f"(--clip-pretrained /path/to/file.pt; pretrained= in Python) ({exc})"
+                ) from None
         net.eval()
         self._device = device
         # Pixels must match the weights' dtype under fp16/bf16 (open_clip casts the weights only).

@@ -283,3 +283,18 @@ def test_image_signals_are_registered():
     assert registry["clip_image"] is riskrank.index.ClipImageSignal
     assert registry["clip_text"] is riskrank.index.ClipTextSignal
     assert registry["pdq"] is riskrank.index.PdqSignal
+
+
+def test_an_unreachable_model_hub_is_one_clear_error(monkeypatch):
+    # Offline, the default tag's download ended in three chained tracebacks from the hub
+    # client (an outsider's report): one error now, naming the local-checkpoint way round.
+    import open_clip
+
+    from riskrank.index.signals.clip import ClipEncoder
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Failed to download weights for tag 'laion2b_s34b_b79k': no network")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", offline)
+    with pytest.raises(FileNotFoundError, match=r"could not be downloaded .*--clip-pretrained"):
+        ClipEncoder()._load()
