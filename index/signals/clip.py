@@ -339,13 +339,37 @@ class ClipEncoder:
     def from_manifest(cls, entry: dict) -> ClipEncoder:
         """Rebuild the encoder a manifest entry describes (cached: signals share the model)."""
         pretrained = entry.get("pretrained")
-        if entry.get("pretrained_sha256") and not (pretrained and os.path.isfile(pretrained)):
-            raise FileNotFoundError(
-                f"the index was built with CLIP checkpoint {pretrained!r} "
-                f"(sha256 {entry['pretrained_sha256']}...), which is not on this machine; pass "
-                f"signals={{name: ClipImageSignal(ClipEncoder(..., pretrained=<local copy>))}}"
-            )
+        sha = entry.get("pretrained_sha256")
+        if sha and not (pretrained and os.path.isfile(pretrained)):
+            moved = _moved_checkpoint(pretrained, sha)
+            if moved is None:
+                # (A model copied to another machine, or its checkpoint moved on disk, could be
+                # used only by putting the file back at its old path: an outsider's report.)
+                raise FileNotFoundError(
+                    f"this index or model was built with CLIP checkpoint {pretrained!r} "
+                    f"(sha256 {sha[:16]}...), which is not there on this machine: put the file "
+                    f"in a directory named by {CHECKPOINTS_ENV} (searched by its file name; "
+                    "its sha256 must match), or back at that path"
+                )
+            pretrained = moved
         return _shared_encoder(entry["model"], pretrained, int(entry.get("init_seed", 0)))
+
+
+# Directories (os.pathsep-separated) searched for a checkpoint that is not where a manifest
+# recorded it, by its file name; used only if its sha256 is the one recorded.
+CHECKPOINTS_ENV = "RISKRANK_CLIP_CHECKPOINTS"
+
+
+def _moved_checkpoint(recorded: str | None, sha: str) -> str | None:
+    """The recorded checkpoint's file found under ``$RISKRANK_CLIP_CHECKPOINTS`` with the
+    recorded sha256, else None."""
+    if not recorded:
+        return None
+    for folder in filter(None, os.environ.get(CHECKPOINTS_ENV, "").split(os.pathsep)):
+        candidate = os.path.join(folder, os.path.basename(recorded))
+        if os.path.isfile(candidate) and sha256_file(candidate).startswith(sha):
+            return candidate
+    return None
 
 
 @functools.lru_cache(maxsize=4)

@@ -298,3 +298,30 @@ def test_an_unreachable_model_hub_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(open_clip, "create_model_and_transforms", offline)
     with pytest.raises(FileNotFoundError, match=r"could not be downloaded .*--clip-pretrained"):
         ClipEncoder()._load()
+
+
+def test_a_moved_checkpoint_is_found_where_the_environment_says(encoder, tmp_path, monkeypatch):
+    # A model trained with a local checkpoint could be swept only with the file back at its
+    # old absolute path, and the error named an argument sweeps do not take (an outsider's
+    # report). A directory in RISKRANK_CLIP_CHECKPOINTS is searched by the file's name.
+    import torch
+
+    from riskrank.index.signals.clip import CHECKPOINTS_ENV
+
+    encoder.encode_texts(["load"])
+    ckpt = tmp_path / "tiny_moving.pt"
+    torch.save(encoder._net.state_dict(), ckpt)
+    entry = ClipImageSignal(ClipEncoder(TINY_CLIP_MODEL, pretrained=ckpt)).describe()
+    (tmp_path / "elsewhere").mkdir()
+    ckpt.rename(tmp_path / "elsewhere" / ckpt.name)
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
+    with pytest.raises(FileNotFoundError, match=CHECKPOINTS_ENV):
+        ClipEncoder.from_manifest(entry)
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path / "elsewhere"))
+    found = ClipEncoder.from_manifest(entry)
+    assert found.pretrained == str(tmp_path / "elsewhere" / ckpt.name)
+    assert ClipImageSignal(found).compatible_with(entry) is None
+    # Another file of that name is not taken for it.
+    (tmp_path / "elsewhere" / ckpt.name).write_bytes(b"other weights")
+    with pytest.raises(FileNotFoundError, match=CHECKPOINTS_ENV):
+        ClipEncoder.from_manifest(entry)
