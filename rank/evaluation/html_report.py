@@ -145,7 +145,9 @@ def campaigns(queue: pa.Table, limit: int = 30) -> list[dict] | None:
     return out
 
 
-def _row_context(row: dict, text: str | None, seed_images: dict, image_base_dir) -> dict:
+def _row_context(
+    row: dict, text: str | None, seed_images: dict, image_base_dir, stale: bool = False
+) -> dict:
     verdict = row.get("closest_reviewed_verdict")
     return {
         "rank": row["rank"],
@@ -156,7 +158,11 @@ def _row_context(row: dict, text: str | None, seed_images: dict, image_base_dir)
         "remediation": row.get("remediation"),
         "explanation": row.get("explanation") or row.get("reasons"),
         "segments": segments(text, row.get("highlight_spans")),
-        "thumb": thumbnail(row.get("image_bytes"), row.get("image_path"), image_base_dir),
+        # Not the file as it is now where it is not the picture the sweep scored (``stale``).
+        "thumb": None
+        if stale
+        else thumbnail(row.get("image_bytes"), row.get("image_path"), image_base_dir),
+        "stale_picture": stale,
         "campaign_id": row.get("campaign_id"),
         # campaign mode: one row stands for its members, and its verdict reaches them all
         "members": len(row.get("campaign_members") or []),
@@ -227,13 +233,16 @@ def write_html_report(
     image_base_dir: str | Path | None = None,
     top: int = TOP_DEFAULT,
     plot: str | Path | None = None,
+    stale: set[str] | None = None,
 ) -> Path:
     """Write ``out/report.html``.
 
     ``texts``: item_id -> full text (the queue's ``text`` is truncated; highlight offsets index
     the full text, so without it only highlights inside the truncated text show). ``seeds``:
     the seed table, for seed thumbnails. ``plot``: the PNG ``plot_sweep`` wrote (drawn here
-    when not given). ``top``: queue rows shown.
+    when not given). ``top``: queue rows shown. ``stale``: ids whose picture file changed
+    since the index the sweep searched was made (``report.pictures_changed_since_indexed``):
+    no thumbnail of today's file beside the indexed picture's scores, and a note instead.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -243,7 +252,8 @@ def write_html_report(
     rows = []
     for row in queue.slice(0, top).to_pylist():
         text = texts.get(row["item_id"], row.get("text"))
-        rows.append(_row_context(row, text, seed_images, image_base_dir))
+        changed = row["item_id"] in (stale or ())
+        rows.append(_row_context(row, text, seed_images, image_base_dir, changed))
     counts = count_rows(report)
     html = (
         _environment()

@@ -529,6 +529,65 @@ def write_reports_into(
     extra = {"quality": quality, "labels": labels} if labels is not None else {}
     html = write_html_report(
         out, result.report, result.queue, texts=texts, seeds=as_table(seeds, what="seeds"),
-        plot=plot, image_base_dir=image_base_dir, **extra,
+        plot=plot, image_base_dir=image_base_dir,
+        stale=pictures_changed_since_indexed(result.report, result.queue, image_base_dir),
+        **extra,
     )  # fmt: skip
     return {"markdown": markdown, "plot": plot, "html": html}
+
+
+def pictures_changed_since_indexed(
+    report: dict, queue: pa.Table, image_base_dir, top: int | None = None
+) -> set[str]:
+    """Ids among the queue's first ``top`` rows (the HTML report's) whose picture file is not
+    the one the index version the sweep searched holds, for a sweep without an inventory:
+    its scores and words are the indexed picture's, while the report reads the file as it is
+    now (a seed copy written over an ad's file was shown beside "No seed is close": an
+    outsider's report). Empty where the sweep had an inventory (the index is today's), or
+    what was indexed cannot be read back (an index of another layout)."""
+    import pyarrow.parquet as pq
+
+    from riskrank.index.schema import IMAGE_PATH, SIGNAL_FAILURES
+    from riskrank.index.signals.registry import signal_from_manifest
+    from riskrank.index.standing import signal_content_keys
+    from riskrank.index.store import KEYS
+    from riskrank.rank.evaluation.html_report import TOP_DEFAULT
+
+    searched = (report.get("index_up_to_date") or {}).get("no_inventory")
+    vdir = report.get("index_version_dir")
+    if not searched or not vdir or IMAGE_PATH not in queue.column_names or not queue.num_rows:
+        return set()
+    rows = queue.slice(0, TOP_DEFAULT if top is None else top).select(["item_id", IMAGE_PATH])
+    rows = rows.filter(pc.is_valid(rows[IMAGE_PATH]))
+    vdir = Path(vdir)
+    try:
+        entries = json.loads((vdir / "manifest.json").read_text())["signals"]
+        path = vdir / SIGNAL_FAILURES
+        failures = pq.read_table(path) if path.exists() else None
+    except (OSError, ValueError, KeyError, pa.ArrowException):
+        return set()
+    stale: set[str] = set()
+    for name, entry in entries.items():
+        try:
+            signal = signal_from_manifest(entry)
+        except (OSError, ValueError):  # (a plug-in not registered, a checkpoint not here)
+            continue
+        if not set(signal.content_columns) <= {"image_bytes", IMAGE_PATH} or not rows.num_rows:
+            continue
+        if "base_dir" in signal.runtime_options:
+            signal = signal.with_runtime_options(base_dir=image_base_dir)
+        try:
+            ids = pq.read_table(vdir / name / "ids.parquet")["item_id"].to_pylist()
+            keys = pq.read_table(vdir / name / KEYS, columns=["content_key"])["content_key"]
+        except (OSError, KeyError, pa.ArrowException):
+            continue
+        indexed = dict(zip(ids, keys.to_pylist()))
+        if failures is not None:
+            for i, n, k in zip(*(failures[c].to_pylist() for c in ("item_id", "signal", "key"))):
+                if n == name and k is not None:
+                    indexed.setdefault(i, k)
+        now = signal_content_keys(rows, signal)
+        stale |= {
+            i for i, k in zip(rows["item_id"].to_pylist(), now) if i in indexed and indexed[i] != k
+        }
+    return stale

@@ -277,3 +277,49 @@ def test_the_policy_table_says_how_each_policy_was_calibrated_and_when_it_acts(t
     assert "policy_reviews" in rows[0] and "never (escalate)" in rows[0], rows[0]
     assert "transfer" in rows[0]
     assert "own_reviews" in rows[1] and "0.812" in rows[1] and "warm" in rows[1], rows[1]
+
+
+def _noise_jpeg(seed: int) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_a_sweep_without_inventory_does_not_show_a_picture_changed_since_indexing(
+    tmp_path, history, seeds
+):
+    # A sweep over the standing index as it stands scores the indexed pictures, but the HTML
+    # read each file as it is now: a seed copy written over an ad's file was shown beside
+    # "No seed is close" (an outsider's report). That row shows no picture, and says why.
+    from hashing_signal import HashingTextSignal
+
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.rank.evaluation.report import pictures_changed_since_indexed
+    from riskrank.rank.pipeline import sweep, train
+
+    folder = tmp_path / "creatives"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"p{i}.jpg").write_bytes(_noise_jpeg(i))
+    signals = [HashingTextSignal(), PdqSignal(base_dir=folder)]
+    model = train(history, seeds, tmp_path / "m", signals=signals, k=200, show_progress=False)
+    texts = ["free iphone, pay the shipping fee", "loan approval, no credit check", "a lake"]
+    inv = pa.table({"item_id": ["a", "b", "c"], "text": texts,
+                    "image_path": ["p0.jpg", "p1.jpg", "p2.jpg"]})  # fmt: skip
+    kw = {"index_dir": tmp_path / "st", "image_base_dir": folder, "show_progress": False}
+    sweep(inv, seeds, model, out_dir=tmp_path / "day", **kw)
+    (folder / "p1.jpg").write_bytes(_noise_jpeg(9))  # replaced after the index was made
+    result = sweep(None, seeds, model, out_dir=tmp_path / "retro", reports=True, **kw)
+    assert pictures_changed_since_indexed(result.report, result.queue, folder) == {"b"}
+    html = (tmp_path / "retro" / "report.html").read_text()
+    assert html.count("picture not shown: its file has changed") == 1
+    assert html.count('alt="item image"') == 2
+    # With today's inventory the index is today's: nothing is stale.
+    today = sweep(inv, seeds, model, out_dir=tmp_path / "day2", **kw)
+    assert pictures_changed_since_indexed(today.report, today.queue, folder) == set()
