@@ -179,6 +179,27 @@ def _closest_reviewed(
     return {}
 
 
+def _own_review(row: dict, stored: dict | None = None) -> dict | None:
+    """An item's own review, for an item queued again as changed since (a picture replaced:
+    its closest review under the picture is another item's, and the sentence named that one,
+    never that this item was rejected before; an outsider's report)."""
+    item_id, before = row["item_id"], row.get("previous_verdict")
+    if before is None or before != before:
+        return None
+    found = (by_id.get(item_id) for by_id in (stored or {}).values())  # (``gather`` read them)
+    review = next((r for r in found if r), None) or {}
+    return {
+        "id": item_id,
+        "verdict": int(before),
+        "own": True,
+        "status": "changed",
+        "sweep": review.get("sweep_id"),
+        "swept_at": review.get("queue_swept_at"),
+        "campaign": _decided_campaign(review.get("verdict_source")),
+        "near_violating": 0,
+    }
+
+
 def _decided_campaign(source: str | None) -> str | None:
     """The campaign id a verdict was given to (``verdict_source`` ``campaign:<id>``, with
     `` correction`` where it overturned an earlier one), else None."""
@@ -378,7 +399,10 @@ def _explain_rows(inputs: _RowInputs, model: RiskModel, spans: SpanCache) -> lis
             key = spans.shared_key(text, seed["text"])
             found += spans.get(key, partial(shared_spans, text, seed["text"]))
         reviewed = _closest_reviewed(row, model, seed.get("signal"), inputs.stored, weak)
-        rows.append(_explain_row(row, text, inputs.contrib[i], seed, found, reviewed))
+        own = None
+        if row.get("reviewed") == "changed" and reviewed.get("id") != row["item_id"]:
+            own = _own_review(row, inputs.stored)
+        rows.append(_explain_row(row, text, inputs.contrib[i], seed, found, reviewed, own))
     return rows
 
 
@@ -425,8 +449,10 @@ class _RowInputs:
         ]
         rows = queue.select([c for c in queue.column_names if _row_column(c)]).to_pylist()
         stored = {}
+        # (Items queued as changed since their review: their own review too, ``_own_review``.)
+        changed = {r["item_id"] for r in rows if r.get("reviewed") == "changed"}
         for s, ex in model.exemplars.items():  # one lookup per signal, not one per row
-            wanted = sorted({r.get(f"hist_{s}_nearest_id") for r in rows} - {None, ""})
+            wanted = sorted(({r.get(f"hist_{s}_nearest_id") for r in rows} | changed) - {None, ""})
             stored[s] = dict(zip(wanted, ex.reviewed(wanted)))
         return cls(
             rows,
@@ -441,7 +467,7 @@ class _RowInputs:
 def _row_column(name: str) -> bool:
     """The queue columns the reasons read (the rest of a wide queue is not copied to Python)."""
     return (
-        name in ("item_id", "policy", "action")
+        name in ("item_id", "policy", "action", "reviewed", "previous_verdict")
         or name.startswith("hist_")
         or (name.endswith(("_best_seed_id", "_best_sim", "_best_distance")))
     )
@@ -489,12 +515,24 @@ def _attribute_lexical(inputs: _RowInputs, model: RiskModel, spans: SpanCache) -
 
 
 def _explain_row(
-    row: dict, text: str | None, contrib: dict[str, float], seed: dict, spans: list, reviewed: dict
+    row: dict,
+    text: str | None,
+    contrib: dict[str, float],
+    seed: dict,
+    spans: list,
+    reviewed: dict,
+    own: dict | None = None,
 ) -> dict:
+    """``own``: the item's own earlier review, where it is queued as changed since and its
+    closest review under the signal the ranker leaned on is another item's (the sentence
+    names its own; the ``closest_reviewed_*`` columns keep the closest)."""
     spans.sort(key=lambda s: (s.start, s.end))
+    said = reviewed
     if reviewed and reviewed.get("id") == row.get("item_id"):
-        reviewed = {**reviewed, "own": True, "status": row.get("reviewed")}
-    ev = RowEvidence(spans, seed, reviewed, contrib)
+        said = reviewed = {**reviewed, "own": True, "status": row.get("reviewed")}
+    elif own:
+        said = own
+    ev = RowEvidence(spans, seed, said, contrib)
     phrases = flagged_phrases(spans, text or "")
     verdict = reviewed.get("verdict")
     return {

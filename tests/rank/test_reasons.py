@@ -655,3 +655,22 @@ def test_no_picture_remedy_or_reviewed_item_where_nothing_is_close():
     close = {**benign, "similarity": 0.97, "close": True}
     said = sentence(RowEvidence(spans=[], seed=near, reviewed=close, contrib={"history": 1.0}))
     assert "he closest reviewed item h007 was found benign" in said
+
+
+def test_an_item_queued_as_changed_is_told_its_own_review():
+    # An ad whose picture was replaced after it was rejected came back with "the closest
+    # reviewed item h007 was found benign" (another picture's review), never that it was
+    # rejected itself; and an edited text's own review never said "changed since", the
+    # queue's `reviewed` column not being read (an outsider's report).
+    from riskrank.rank.reasons import _explain_row, _own_review
+
+    row = {"item_id": "x", "policy": "scam", "reviewed": "changed", "previous_verdict": 2}
+    stored = {"pdq": {"x": {"sweep_id": "review-v2", "queue_swept_at": "2026-12-06T06:00:00"}}}
+    closest = {"id": "h007", "verdict": 0, "similarity": 0.57, "signal": "pdq", "close": False}
+    own = _own_review(row, stored)
+    out = _explain_row(row, None, {"history": 1.0}, {}, [], closest, own)
+    assert out["explanation"] == (
+        "This item was rejected in review-v2 (queue of 2026-12-06), and it has changed since"
+    )
+    assert out["closest_reviewed_id"] == "h007"  # the columns keep the closest review
+    assert _own_review({**row, "previous_verdict": None}, stored) is None
