@@ -21,6 +21,7 @@ DEFAULT_MAX_IMAGE_BYTES = 50 * 2**20
 MAX_IMAGE_BYTES_ENV = "RISKRANK_MAX_IMAGE_BYTES"
 REMOTE_SCHEMES = ("http", "https", "s3", "gs", "ftp")
 EMPTY_IMAGE = "image is empty (0 bytes)"  # a file or bytes: one content, one reason
+NOT_FOUND = "image file not found"  # the reason for a path that names no file
 
 
 def max_image_bytes(explicit: int | None = None) -> int:
@@ -67,7 +68,7 @@ def resolve_image_path(
     try:
         real = joined.resolve(strict=True)
     except (FileNotFoundError, NotADirectoryError):
-        return None, f"image file not found: {str(joined)!r}"
+        return None, f"{NOT_FOUND}: {str(joined)!r}"
     except (OSError, RuntimeError) as exc:  # symlink loops, permissions
         return None, f"cannot resolve image path {text!r}: {exc}"
     if not _within(real, root):

@@ -121,7 +121,7 @@ from riskrank.index.manifest import (
     write_text_atomic,
 )
 from riskrank.index.output_lock import HOLDER, output_lock, pid_alive
-from riskrank.index.paths import EMPTY_IMAGE
+from riskrank.index.paths import EMPTY_IMAGE, NOT_FOUND
 from riskrank.index.schema import (
     IMAGE_BYTES,
     IMAGE_PATH,
@@ -614,6 +614,7 @@ class StandingIndex:
             return self.load(signals, use_gpu=use_gpu), None
         stats.seconds["read"] = time.time() - t0
         delta = self._embed(items, plan, signals, engine, chunk_size, show_progress, stats)
+        _refuse_lost_folder(delta, prev)
         _drop_rewritten_files(items, plan, keys, signals)
         stats.seconds["embed"] = time.time() - t0 - stats.seconds["read"]
         vdir = self.version_dir(version)
@@ -1064,6 +1065,37 @@ def _plan(
     stats.shared_content = int(needing.sum()) - len(rows)
     _count_changes(items, keys, prev, stats)
     return {"embed_rows": rows, "embed": embed, "source": source, "unreadable": unreadable or {}}
+
+
+LOST_FOLDER_MIN = 10  # picture files not found, none read: a wrong folder, not a few gone
+
+
+def _refuse_lost_folder(delta: dict, prev: dict) -> None:
+    """Refuse an update in which a signal whose current version holds pictures found none of
+    the picture files it was to read, at least ``LOST_FOLDER_MIN`` of them and at least half
+    as many as the version holds: a sweep run without its
+    ``--image-base-dir`` (or from another directory) wrote a version without a picture,
+    warned, and the next right run embedded them all again (an outsider's report). Nothing is
+    written; the current version stays, as for an inventory none of whose rows passes."""
+    for name, index in delta.items():
+        failures = index.signal_failures
+        if name not in prev or not len(prev[name].ids) or failures is None:
+            continue
+        reasons = [
+            str(r) for s, r in zip(failures["signal"].to_pylist(), failures["reason"].to_pylist())
+            if s == name
+        ]  # fmt: skip
+        lost = [r for r in reasons if r.startswith(NOT_FOUND)]
+        held = len(index.signals[name].ids) if name in index.signals else 0
+        # (Most of what the version holds: a day's few new ads with broken files are not it.)
+        if len(lost) >= max(LOST_FOLDER_MIN, len(prev[name].ids) / 2) and not held:
+            raise SchemaError(
+                f"{name}: none of the {len(lost):,} picture files this update was to read were "
+                f"found (e.g. {lost[0]}), while the current version holds "
+                f"{len(prev[name].ids):,} pictures: is the image base directory right "
+                "(--image-base-dir; relative image paths are read from it)? Nothing was "
+                "written; the current version stays"
+            )
 
 
 def _drop_rewritten_files(items: pa.Table, plan: dict, keys: dict, signals) -> None:

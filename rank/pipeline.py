@@ -34,6 +34,7 @@ from riskrank.index.content_digest import IMAGE_CELLS
 from riskrank.index.engine import Engine
 from riskrank.index.manifest import write_text_atomic
 from riskrank.index.output_lock import holds_output_lock
+from riskrank.index.paths import NOT_FOUND
 from riskrank.index.schema import (
     ITEM_ID,
     SIGNAL_FAILURES,
@@ -879,9 +880,6 @@ def encoder_record(entry: dict) -> dict:
     if not isinstance(entry, dict) or not entry.get("model"):
         return {}
     return {k: entry[k] for k in ENCODER_KEYS if entry.get(k) not in (None, "", "none")}
-
-
-NOT_FOUND = "image file not found"  # index/paths.py's reason for a path with no file
 
 
 def missing_files_warnings(signal_failures: pa.Table | None, manifest: dict) -> list[str]:

@@ -1473,3 +1473,33 @@ def test_an_index_made_before_the_unknown_token_rule_agrees_with_a_rebuild(
         day2 = pa.concat_tables([day1, pa.table({"item_id": ["n2"], "text": ["another one"]})])
         standing.update(day2, [text_signal], show_progress=False)
     assert calls == []
+
+
+def test_an_update_that_finds_none_of_its_picture_files_is_refused(tmp_path):
+    """A sweep run without its --image-base-dir wrote a version without a single picture (a
+    warning said so) and the next right run embedded them all again (an outsider's report).
+    Refused now, nothing written; a day's few new ads with broken files still pass."""
+    from test_pdq_signal import jpeg, scene
+
+    folder = tmp_path / "creatives"
+    folder.mkdir()
+    n = 30
+    for i in range(n):
+        (folder / f"ad{i}.jpg").write_bytes(jpeg(scene(i, size=64)))
+    ids = [f"ad{i}" for i in range(n)]
+    inv = pa.table({"item_id": ids, "text": [f"offer {i}" for i in ids],
+                    "image_path": [f"ad{i}.jpg" for i in range(n)]})  # fmt: skip
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(inv, [HashingTextSignal(), PdqSignal(base_dir=folder)], show_progress=False)
+    elsewhere = [HashingTextSignal(), PdqSignal(base_dir=tmp_path)]  # the wrong folder
+    with pytest.raises(SchemaError, match=r"pdq: none of the 30 picture files .* were found"):
+        standing.update(inv, elsewhere, show_progress=False)
+    assert standing.version == 1
+    assert len(standing.load().signals["pdq"].ids) == n
+    # Twelve new ads whose files are not there: fewer than half of what the version holds.
+    new = pa.table({"item_id": [f"new{i}" for i in range(12)],
+                    "text": [f"new offer {i}" for i in range(12)],
+                    "image_path": [f"gone{i}.jpg" for i in range(12)]})  # fmt: skip
+    signals = [HashingTextSignal(), PdqSignal(base_dir=folder)]
+    _, stats = standing.update(pa.concat_tables([inv, new]), signals, show_progress=False)
+    assert standing.version == 2 and len(standing.load().signals["pdq"].ids) == n
