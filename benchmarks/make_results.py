@@ -36,6 +36,10 @@ PARTS = [
         "incremental_auto_epyc_s46.md",
         "Daily sweeps again after cutting per-item costs, OpenVINO bf16 on the EPYC (12)",
     ),
+    (
+        "incremental_auto_epyc_s47.md",
+        "Daily sweeps at 2fc5205 (spans version 2, picture fixes), under load: equality (12)",
+    ),
     ("incremental_ivf.md", "Daily sweeps: an IVF index updated in place vs a rebuild (issue 12)"),
     (
         "incremental_ivf_200k_noise10_rs.md",
