@@ -47,12 +47,30 @@ MIN_SHARED_TOKENS = 2
 # The version of what this module computes. A standing index's sweeps keep spans by a digest
 # of their inputs (rank/sweep_cache.py), and this number is part of it: a change here that
 # gives other spans for the same text must bump it, or yesterday's spans come back unchanged.
-SPANS_VERSION = 2  # 2: runs stop at line breaks, word edges drop markup tags
-# Markup: a tag (HTML in a mail or a pasted landing page). A highlighted word's edges skip
-# tags ("<b>stupid</b>" marks "stupid"), and a phrase as read drops the tags inside it; the
-# probe's own words (whitespace-separated, as its char_wb n-grams are) are not changed.
-TAG = re.compile(r"<[^<>]*>")
-EDGE_TAGS = re.compile(r"^(?:<[^<>]*>)+|(?:<[^<>]*>)+$")
+SPANS_VERSION = 3  # 2: runs stop at line breaks; 3: markup is not highlighted or quoted
+# Markup: an HTML tag (a mail, a pasted landing page), a comment, or a script or style element
+# with its contents. Only elements HTML names
+# count, so "invest < $50 ... > $5000" and "<you idiot>" are text. A tag may hold spaces
+# (attributes), so tags are found in the whole text: a highlighted word's edges skip them
+# ("<b>stupid</b>." marks "stupid"), a word that is only markup ("<br>", "href='x'>") is never
+# highlighted, and a phrase as read drops the tags inside it. The probe's own words
+# (whitespace-separated, as its char_wb n-grams are) and their shares are not changed.
+HTML_ELEMENTS = (
+    "a abbr address area article aside audio b base bdi bdo big blink blockquote body br "
+    "button canvas caption center cite code col colgroup data datalist dd del details dfn "
+    "dialog dir div dl dt em embed fieldset figcaption figure font footer form frame frameset "
+    "h1 h2 h3 h4 h5 h6 head header hr html i iframe img input ins kbd label legend li link main "
+    "map mark marquee menu meta meter nav nobr noscript object ol optgroup option output p "
+    "param picture pre progress q rp rt ruby s samp script section select small source span "
+    "strike strong style sub summary sup svg table tbody td template textarea tfoot th thead "
+    "time title tr track tt u ul var video wbr xml o:p"
+).split()
+TAG = re.compile(
+    r"<(script|style)\b[^<>]*>.*?</\1\s*>|<!--.*?-->|<![A-Za-z][^<>]*>"
+    r"|</?(?:" + "|".join(map(re.escape, HTML_ELEMENTS)) + r")"
+    r"(?=[\s/>])[^<>]*>",
+    re.I | re.S,
+)
 LINE_BREAK = re.compile(r"[\r\n]")
 CLAUSE_END = re.compile(r"[.,;:!?)\]]$")
 
@@ -173,28 +191,40 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 INNER = re.compile(r"\w(.*\w)?", re.S)
+WORD_CHAR = re.compile(r"\w")
 
 
 @lru_cache(maxsize=200_000)
 def _inner(word: str) -> tuple[int, int]:
-    """Where ``word``'s first to last word character lie, tags at its edges left out
-    ("<p>You" -> "You", not "p>You"); (0, 0): none. Cached: a text's words repeat, and so
-    do a sweep's."""
-    a, b = 0, len(word)
-    if "<" in word:
-        for edge in EDGE_TAGS.finditer(word):
-            if edge.start() == 0:
-                a = edge.end()
-            else:
-                b = edge.start()
-    inner = INNER.search(word, a, b) if a < b else None
-    inner = inner or INNER.search(word)  # a word of tags alone ("<br>") reads as it is
+    """Where ``word``'s first to last word character lie ((0, 0): none). Cached: a text's
+    words repeat, and so do a sweep's."""
+    inner = INNER.search(word)
     return (inner.start(), inner.end()) if inner else (0, 0)
 
 
+def _bounds(text: str, words: list[tuple[int, int]]) -> list[tuple[int, int] | None]:
+    """Each word's first to last word character outside markup (``TAG``); None for a word
+    that is markup only. Without markup, ``_trim``: punctuation around a word dropped, a word
+    of punctuation alone kept as it is."""
+    tags = [(m.start(), m.end()) for m in TAG.finditer(text)] if "<" in text else []
+    if not tags:
+        return [_trim(text, s, e) for s, e in words]
+    outside = np.ones(len(text) + 1, bool)
+    for a, b in tags:
+        outside[a:b] = False
+    out: list[tuple[int, int] | None] = []
+    for s, e in words:
+        if outside[s:e].all():
+            out.append(_trim(text, s, e))
+            continue
+        chars = [m.start() for m in WORD_CHAR.finditer(text, s, e) if outside[m.start()]]
+        out.append((chars[0], chars[-1] + 1) if chars else None)
+    return out
+
+
 def plain(phrase: str) -> str:
-    """``phrase`` as a reader quotes it: tags dropped (unless that leaves nothing), its
-    whitespace one space."""
+    """``phrase`` as a reader quotes it: markup (``TAG``) dropped unless that leaves
+    nothing, its whitespace one space."""
     text = TAG.sub(" ", phrase) if "<" in phrase else phrase
     return " ".join((text if text.strip() else phrase).split())
 
@@ -215,7 +245,7 @@ def _chosen_types(
     contribution; each adding at least ``min_share`` of the strongest one's contribution."""
     by_type: dict[str, float] = defaultdict(float)
     for key, score in zip(keys, scores):
-        if not _is_stop_word(key):
+        if key and not _is_stop_word(key):  # ("": a word of markup alone)
             by_type[key] += score
     top = sorted((k for k, v in by_type.items() if v > 0), key=lambda k: -by_type[k])
     if not top:
@@ -255,7 +285,8 @@ def lexical_spans(
         return []
     text = text[:READ_CHARS]  # what the probe read (recall/lexical.py)
     words, scores = word_contributions(coef, text, row)
-    keys = [text[a:b].lower() for a, b in (_trim(text, s, e) for s, e in words)]
+    bounds = _bounds(text, words)
+    keys = ["" if b is None else text[b[0] : b[1]].lower() for b in bounds]  # "": markup
     chosen = _chosen_types(keys, scores, max_words, min_share, cover)
     core = [k in chosen for k in keys]
 
@@ -280,8 +311,7 @@ def lexical_spans(
         while run and not core[run[-1]] and w < len(words) and not _ends_clause(run[-1]):
             run.pop()
         if any(core[r] for r in run):  # stop words alone are not a phrase
-            start, _ = _trim(text, *words[run[0]])
-            _, end = _trim(text, *words[run[-1]])
+            start, end = bounds[run[0]][0], bounds[run[-1]][1]
             weight = float(sum(scores[r] for r in run))
             spans.append(Span(start, end, text[start:end], "lexical", weight))
         run = [w] if w < len(words) and joins[w] else []

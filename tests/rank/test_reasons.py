@@ -620,20 +620,44 @@ def test_a_flagged_word_on_many_lines_is_not_one_long_phrase():
 
 def test_markup_is_not_part_of_a_flagged_phrase():
     # Phrases began inside a tag ('p>you are a <b>stupid</b> idiot') and carried markup and
-    # script into the remediation (an outsider's report). The spans still point into the
-    # raw text; their edges skip tags, and the phrases as read drop them.
-    text = (
+    # script into the remediation; then a tag before punctuation ('scheme</b'), a tag's
+    # attributes ('color="red">guaranteed') and a lone '<br>' ('br') still did (outsiders'
+    # reports). The spans still point into the raw text; markup is never highlighted or quoted.
+    coef = _coef_for("stupid idiot moron filthy pig guaranteed crypto doubling scheme br alert")
+    cases = {
         "<p>You are a <b>stupid</b> idiot &amp; a <i>moron</i></p>"
-        "<script>alert(1)</script> filthy pig"
-    )
-    spans = lexical_spans(_coef_for("stupid idiot moron filthy pig"), text)
-    assert all(text[s.start : s.end] == s.phrase for s in spans)
-    assert [text[s.start] for s in spans] == ["s", "m"]  # "stupid", "moron": not "b>", "i>"
-    phrases = flagged_phrases(spans, text)
-    assert phrases == ["moron alert(1) filthy pig", "stupid idiot"]
-    assert not any("<" in p or ">" in p for p in phrases)
-    # A word of tags alone reads as it is (a probe may well weigh "<br>" in HTML spam).
-    assert [s.phrase for s in lexical_spans(_coef_for("br"), "hello <br> world")] == ["br"]
+        "<script>alert(1)</script> filthy pig": ["a moron filthy pig", "you are a stupid idiot"],
+        "<b>guaranteed crypto doubling scheme</b>. call now": ["guaranteed crypto doubling scheme"],
+        '<font color="red">guaranteed</font> crypto doubling scheme': [
+            "guaranteed crypto doubling scheme"
+        ],
+        '<a href="http://x.example">guaranteed crypto doubling</a>, scheme today': [
+            "guaranteed crypto doubling",
+            "scheme",
+        ],
+        "<p><b>guaranteed crypto doubling scheme</b></p>\n<br>\ncall now": [
+            "guaranteed crypto doubling scheme"
+        ],
+    }
+    for text, want in cases.items():
+        spans = lexical_spans(coef, text)
+        assert all(text[s.start : s.end] == s.phrase for s in spans)
+        assert flagged_phrases(spans, text) == want, text
+
+
+def test_angle_brackets_that_are_not_markup_are_quoted_as_written():
+    # Every "<...>" was dropped as a tag: "invest < $50 today and get > $5000" was quoted as
+    # "invest $5000", a phrase the ad does not hold (an outsider's report).
+    from riskrank.rank.phrases import Span
+
+    for text in (
+        "invest < $50 today and get > $5000",
+        "email me at <winner@lotto-prize.example> to claim",
+        "you moron <you idiot loser> you moron",
+    ):
+        assert flagged_phrases([Span(0, len(text), text, "lexical", 1.0)], text) == [text]
+    spans = lexical_spans(_coef_for("moron idiot loser"), "you moron <you idiot loser> you")
+    assert "idiot loser" in " ".join(s.phrase for s in spans)
 
 
 def test_no_picture_remedy_or_reviewed_item_where_nothing_is_close():
