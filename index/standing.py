@@ -259,7 +259,7 @@ def signal_content_keys(
     the ``describe()`` those were made with, where it differs from today's."""
     spec = signal.describe() if spec is None else spec
     if not legacy:
-        spec = {k: v for k, v in spec.items() if k not in signal.recall_settings}
+        spec = signal.content_spec(spec)
     spec = signals_digest([spec], [signal.name])
     images = IMAGE_CELLS if legacy else IMAGES
     cols = [c for c in signal.content_columns if c in table.column_names]

@@ -144,6 +144,11 @@ class Signal(ABC):
     # threshold): a content key leaves them out, so changing one re-embeds nothing.
     recall_settings: ClassVar[tuple[str, ...]] = ()
 
+    def content_spec(self, described: dict) -> dict:
+        """What of ``described`` (a ``describe()``) an item's vector depends on: a content key
+        digests it (index/standing.py). Default: all but the ``recall_settings``."""
+        return {k: v for k, v in described.items() if k not in self.recall_settings}
+
     @property
     def metric(self) -> str:
         """``"cosine"`` (unit vectors, inner product) or ``"hamming"`` (packed bits)."""

@@ -426,6 +426,16 @@ class _ClipSignal(EmbeddingSignal):
                 )
         return None
 
+    def content_spec(self, described: dict) -> dict:
+        """As any signal's, less a checkpoint's path where its sha256 names the weights: a
+        checkpoint found elsewhere (``RISKRANK_CLIP_CHECKPOINTS``, another machine) made
+        every picture's key new, and a standing index embedded them all again (an
+        outsider's report)."""
+        spec = super().content_spec(described)
+        if "pretrained_sha256" in spec:
+            spec.pop("pretrained", None)
+        return spec
+
     @classmethod
     def from_manifest(cls, entry: dict) -> _ClipSignal:
         return cls(ClipEncoder.from_manifest(entry))

@@ -321,6 +321,13 @@ def test_a_moved_checkpoint_is_found_where_the_environment_says(encoder, tmp_pat
     found = ClipEncoder.from_manifest(entry)
     assert found.pretrained == str(tmp_path / "elsewhere" / ckpt.name)
     assert ClipImageSignal(found).compatible_with(entry) is None
+    # The same weights elsewhere give every picture the key it had: a standing index embeds
+    # nothing again for the move (it re-embedded all of them: an outsider's report).
+    from riskrank.index.standing import signal_content_keys
+
+    items = pa.table({"image_bytes": pa.array([picture(1), picture(2)], pa.binary())})
+    before = signal_content_keys(items, ClipImageSignal(encoder), spec=dict(entry))  # as made
+    assert signal_content_keys(items, ClipImageSignal(found)) == before
     # Another file of that name is not taken for it.
     (tmp_path / "elsewhere" / ckpt.name).write_bytes(b"other weights")
     with pytest.raises(FileNotFoundError, match=CHECKPOINTS_ENV):
