@@ -547,6 +547,7 @@ def pictures_changed_since_indexed(
     what was indexed cannot be read back (an index of another layout)."""
     import pyarrow.parquet as pq
 
+    from riskrank.index.paths import resolve_image_path
     from riskrank.index.schema import IMAGE_PATH, SIGNAL_FAILURES
     from riskrank.index.signals.registry import signal_from_manifest
     from riskrank.index.standing import signal_content_keys
@@ -558,7 +559,14 @@ def pictures_changed_since_indexed(
     if not searched or not vdir or IMAGE_PATH not in queue.column_names or not queue.num_rows:
         return set()
     rows = queue.slice(0, TOP_DEFAULT if top is None else top).select(["item_id", IMAGE_PATH])
-    rows = rows.filter(pc.is_valid(rows[IMAGE_PATH]))
+    # Only files there now: one not found (a sweep without --image-base-dir, a text policy's
+    # retroactive sweep) has no thumbnail anyway, and is no sign of a change (every picture
+    # row read "its file has changed": an outsider's report).
+    here = [
+        path is not None and resolve_image_path(path, image_base_dir)[0] is not None
+        for path in rows[IMAGE_PATH].to_pylist()
+    ]
+    rows = rows.filter(pa.array(here, pa.bool_()))
     vdir = Path(vdir)
     try:
         entries = json.loads((vdir / "manifest.json").read_text())["signals"]

@@ -320,6 +320,11 @@ def test_a_sweep_without_inventory_does_not_show_a_picture_changed_since_indexin
     html = (tmp_path / "retro" / "report.html").read_text()
     assert html.count("picture not shown: its file has changed") == 1
     assert html.count('alt="item image"') == 2
+    # Files not found now (no --image-base-dir) have no thumbnail, and are no sign of change.
+    blind = sweep(None, seeds, model, out_dir=tmp_path / "blind", reports=True,
+                  index_dir=tmp_path / "st", show_progress=False)  # fmt: skip
+    assert pictures_changed_since_indexed(blind.report, blind.queue, None) == set()
+    assert "picture not shown" not in (tmp_path / "blind" / "report.html").read_text()
     # With today's inventory the index is today's: nothing is stale.
     today = sweep(inv, seeds, model, out_dir=tmp_path / "day2", **kw)
     assert pictures_changed_since_indexed(today.report, today.queue, folder) == set()
