@@ -946,6 +946,7 @@ def _picture_problems(
     found_in: Path | None,
     from_inventory: bool,
     signals: list,
+    unread: set[str] = frozenset(),
 ) -> dict[str, str]:
     """item_id -> why its verdict cannot be stored with the picture found for it: a file no
     base directory has; a picture that is not the one the sweep embedded (content from an
@@ -959,12 +960,12 @@ def _picture_problems(
     # empty one): the reviewer saw none and judged the rest, and the verdict is stored on
     # that, with the path as it was. Every such verdict was refused, telling the user to
     # pass the --image-base-dir they had passed (an outsider's report).
-    unread = _unread_at_sweep(swept, signals)
+    unread = set(unread) | _unread_at_sweep(swept, signals)
     for item_id, row in content.items():  # (pictures already read: import_verdicts)
         if (path := _picture_unreadable(row)) is not None and item_id not in unread:
             problems[item_id] = (
-                f"its picture file {path!r} is not found under the image base directory: pass "
-                "the sweep's --image-base-dir (or an inventory with the pictures)"
+                f"its picture cannot be read ({_why_unreadable(path, signals)}) and the sweep "
+                "read it: pass the sweep's --image-base-dir (or an inventory with the pictures)"
             )
     kept = swept is not None and (swept / MANIFEST).exists()
     from_swept = kept and found_in is not None and found_in.parent == swept
@@ -997,6 +998,47 @@ def _picture_problems(
                 unchecked,
             )
     return problems
+
+
+def _why_unreadable(path: str, signals: list) -> str:
+    """Why an image signal cannot read ``path`` (the first base directory's reason)."""
+    for base in signal_base_dirs(signals) or [None]:
+        _, why = read_image_file(path, base)
+        if why:
+            return why
+    return f"image file {path!r}"
+
+
+def _no_picture_vector(queue: pa.Table, queue_path: Path | None, signals: list) -> set[str]:
+    """Items the sweep held no vector for under any image signal: their evidence of it is
+    null in the queue, or in the ``candidates.parquet`` beside it (campaign members have no
+    queue row). Read from the sweep's own output, so it holds after the index version it
+    searched is pruned (verdicts on such items were refused again then: an outsider's
+    report)."""
+    names = [
+        f"{s.name}_best_sim" for s in signals
+        if IMAGE_BYTES in (cols := tuple(getattr(s, "content_columns", ())))
+        and set(cols) <= {IMAGE_BYTES, IMAGE_PATH}
+    ]  # fmt: skip
+    tables = [queue]
+    beside = queue_path.parent / "candidates.parquet" if queue_path is not None else None
+    if beside is not None and beside.exists():
+        try:
+            have = set(pq.read_schema(beside).names)
+            wanted = [ITEM_ID, *[c for c in names if c in have]]
+            tables.append(pq.read_table(beside, columns=wanted))
+        except (OSError, pa.ArrowException):
+            pass
+    out: set[str] = set()
+    for table in tables:
+        cols = [c for c in names if c in table.column_names]
+        if not cols or ITEM_ID not in table.column_names:
+            continue
+        blank = pc.is_null(table[cols[0]], nan_is_null=True)
+        for c in cols[1:]:
+            blank = pc.and_(blank, pc.is_null(table[c], nan_is_null=True))
+        out |= {i for i, b in zip(table[ITEM_ID].to_pylist(), blank.to_pylist()) if b}
+    return out
 
 
 def _unread_at_sweep(swept: Path | None, signals: list) -> set[str]:
@@ -1463,7 +1505,10 @@ def import_verdicts(
     # Without an inventory the text found is a later version's, and nothing tells whether
     # the member was edited since: quarantined (a reviewer's repro stored five edited texts).
     later = inventory is None and found_in is not None and found_in.parent != swept
-    pictures = _picture_problems(content, swept, found_in, inventory is not None, old.signals)
+    pictures = _picture_problems(
+        content, swept, found_in, inventory is not None, old.signals,
+        unread=_no_picture_vector(queue, queue_path, old.signals),
+    )  # fmt: skip
     new, imported, more_bad, replaced = _new_rows(
         check, history, content, _batch_id(history, version), shown=q.shown_text,
         signals=old.signals,

@@ -1507,7 +1507,7 @@ def test_a_verdict_on_an_item_whose_picture_the_sweep_could_not_read_either_is_t
     A file the sweep did read and that is gone now is still refused, as before."""
     from riskrank.index.signals.pdq import PdqSignal
     from riskrank.index.standing import StandingIndex
-    from riskrank.rank.review import _picture_problems, _with_picture
+    from riskrank.rank.review import _no_picture_vector, _picture_problems, _with_picture
 
     (tmp_path / "p0.jpg").write_bytes(_jpeg(0))
     (tmp_path / "moved.jpg").write_bytes(_jpeg(1))
@@ -1524,7 +1524,16 @@ def test_a_verdict_on_an_item_whose_picture_the_sweep_could_not_read_either_is_t
     content = {r["item_id"]: _with_picture(r, signals) for r in inv.to_pylist()}
     found = _picture_problems(content, swept, swept / "items.parquet", False, signals)
     assert sorted(found) == ["moved"], found
-    assert "not found under the image base directory" in found["moved"]
+    assert "image file not found" in found["moved"] and "the sweep read it" in found["moved"]
+    # Once that version is pruned, the sweep's own output says which items it held no
+    # picture vector for (their picture evidence is null): the same verdicts are taken (they
+    # were refused again, with the advice to pass the --image-base-dir already passed).
+    queue = pa.table({"item_id": ids, "pdq_best_sim": [0.9, None, None, float("nan"), 0.2]})
+    unread = _no_picture_vector(queue, None, signals)
+    assert unread == {"url", "gone", "empty"}
+    pruned = tmp_path / "st" / "versions" / "v000000"
+    found = _picture_problems(content, pruned, None, True, signals, unread=unread)
+    assert sorted(found) == ["moved"], found
 
 
 def test_a_queue_whose_sweep_did_not_finish_is_refused(loop, tmp_path):
