@@ -188,6 +188,10 @@ def _own_review(row: dict, stored: dict | None = None) -> dict | None:
         return None
     found = (by_id.get(item_id) for by_id in (stored or {}).values())  # (``gather`` read them)
     review = next((r for r in found if r), None) or {}
+    if review.get("policy") not in (None, row.get("policy")):
+        # The stored review is the item's latest under any policy: another policy's round and
+        # day beside this policy's verdict named a review that found it benign (an outsider).
+        review = {}
     return {
         "id": item_id,
         "verdict": int(before),

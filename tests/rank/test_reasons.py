@@ -698,3 +698,7 @@ def test_an_item_queued_as_changed_is_told_its_own_review():
     )
     assert out["closest_reviewed_id"] == "h007"  # the columns keep the closest review
     assert _own_review({**row, "previous_verdict": None}, stored) is None
+    # Another policy's later review is not this verdict's round.
+    other = {"pdq": {"x": {**stored["pdq"]["x"], "policy": "insult", "sweep_id": "review-v3"}}}
+    out = _explain_row(row, None, {"history": 1.0}, {}, [], closest, _own_review(row, other))
+    assert out["explanation"] == "This item was rejected, and it has changed since"
