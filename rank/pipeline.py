@@ -217,7 +217,8 @@ def fit_model(
     # As a sweep warns: a history whose picture files were not found trains an image model
     # that saw no picture (`riskrank train` without --image-base-dir said nothing of it: an
     # outsider's report).
-    for warning in missing_files_warnings(hindex.signal_failures, hindex.manifest):
+    # (Any number: a history of five pictures, none found, said nothing either.)
+    for warning in missing_files_warnings(hindex.signal_failures, hindex.manifest, at_least=1):
         log.warning("history: %s", warning)
     # Reviews of items that could not be indexed take no part in training: count them.
     dropped = history_rows_not_indexed(hist, hindex.quarantine, rows)
@@ -882,7 +883,9 @@ def encoder_record(entry: dict) -> dict:
     return {k: entry[k] for k in ENCODER_KEYS if entry.get(k) not in (None, "", "none")}
 
 
-def missing_files_warnings(signal_failures: pa.Table | None, manifest: dict) -> list[str]:
+def missing_files_warnings(
+    signal_failures: pa.Table | None, manifest: dict, at_least: int = 10
+) -> list[str]:
     """A warning per image signal for which most named image files were not found: a sweep
     run from another directory, or without the image base directory its paths are relative
     to, finishes with its pictures matching nothing (and reviewed image ads queued again as
@@ -897,7 +900,7 @@ def missing_files_warnings(signal_failures: pa.Table | None, manifest: dict) -> 
             missing.setdefault(signal, []).append(str(reason))
     for signal, found in missing.items():
         held = int(manifest["signals"].get(signal, {}).get("count", 0))
-        if len(found) >= 10 and len(found) > held:
+        if len(found) >= at_least and len(found) > held:
             out.append(
                 f"{signal}: the image files of {len(found):,} items were not found and "
                 f"{held:,} were read: is the image base directory right (--image-base-dir; "
