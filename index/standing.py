@@ -492,10 +492,14 @@ class StandingIndex:
         """The signals the current version holds, from its manifest alone (nothing loaded)."""
         return list(self._manifest_signals())
 
-    def signal_types(self) -> list[str]:
-        """The registered type of each signal the current version holds (``signal_class``
-        takes them; a plug-in's type name is not its signal name)."""
-        return [entry.get("type") or name for name, entry in self._manifest_signals().items()]
+    def recorded_signals(self) -> list[Signal]:
+        """The signals the current version was made with, rebuilt from its manifest with
+        their settings (``signal_from_manifest``); none where there is no version yet."""
+        from riskrank.index.signals.registry import signal_from_manifest
+
+        if self.version is None:
+            return []
+        return [signal_from_manifest(entry) for entry in self._manifest_signals().values()]
 
     def _manifest_signals(self) -> dict[str, dict]:
         manifest = self.current_dir() / MANIFEST

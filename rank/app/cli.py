@@ -224,17 +224,24 @@ def cmd_index_update(args) -> int:
     from riskrank.rank.model import check_not_in_model
 
     check_not_in_model(args.index, "--index")
+    signals = None
     if args.signals is None:
-        # The index's own signals: a default of text dropped the CLIP and PDQ vectors of a
-        # picture index and quarantined its picture-only ads (an outsider's report).
-        standing = StandingIndex(args.index)
-        held = standing.signal_types() if standing.version is not None else []
-        args.signals = ",".join(held) or "text"
+        # The index's own signals with their settings: a default of text dropped the CLIP and
+        # PDQ vectors of a picture index and quarantined its picture-only ads, and the
+        # signals' default settings were refused or reset a PDQ threshold (outsiders'
+        # reports). The image folder is the run's.
+        signals = [
+            s.with_runtime_options(base_dir=args.image_base_dir)
+            if args.image_base_dir and "base_dir" in s.runtime_options
+            else s
+            for s in StandingIndex(args.index).recorded_signals()
+        ] or None
+        args.signals = "text"  # a new index
     engine = _engine(args)
     with contextlib.nullcontext() if engine == "local" else engine.cluster(show_progress=True):
         _, stats = StandingIndex(args.index).update(
             args.inventory,
-            _signals(args),  # update() keeps a backend only auto chose as the index records
+            signals or _signals(args),  # update() keeps a backend only auto chose, as recorded
             deletions=_read_ids(args.delete),
             engine=engine,
             max_memory=args.max_memory,

@@ -1503,3 +1503,28 @@ def test_an_update_that_finds_none_of_its_picture_files_is_refused(tmp_path):
     signals = [HashingTextSignal(), PdqSignal(base_dir=folder)]
     _, stats = standing.update(pa.concat_tables([inv, new]), signals, show_progress=False)
     assert standing.version == 2 and len(standing.load().signals["pdq"].ids) == n
+
+
+def test_cli_update_without_signals_keeps_the_signals_settings(tmp_path):
+    """`riskrank index update` without --signals built the index's signals from the CLI's
+    defaults: a PDQ threshold of 20 came back as 31, and a non-default encoder was refused
+    (an outsider's report). They come from the index's manifest now; the folder is the run's."""
+    from test_pdq_signal import jpeg, scene
+
+    from riskrank.rank.app.cli import main
+
+    folder = tmp_path / "creatives"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"ad{i}.jpg").write_bytes(jpeg(scene(i, size=64)))
+    inv = pa.table({"item_id": [f"ad{i}" for i in range(4)],
+                    "image_path": [f"ad{i}.jpg" for i in range(4)]})  # fmt: skip
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(inv, [PdqSignal(base_dir=folder, match_threshold=20)], show_progress=False)
+    more = pa.concat_tables([inv, pa.table({"item_id": ["x"], "image_path": ["ad0.jpg"]})])
+    pq.write_table(more, tmp_path / "inv.parquet")
+    argv = ["index", "update", "--inventory", str(tmp_path / "inv.parquet")]
+    assert main([*argv, "--index", str(tmp_path / "st"), "--image-base-dir", str(folder)]) == 0
+    (pdq,) = standing.recorded_signals()
+    assert standing.version == 2 and pdq.match_threshold == 20
+    assert len(standing.load().signals["pdq"].ids) == 5
