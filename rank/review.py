@@ -187,10 +187,13 @@ def lineage_tables(history: pa.Table, seeds: SeedSet, signals: list) -> dict[str
     }
 
 
-def add_seeds(seeds: SeedSet, more: TableLike) -> SeedSet:
+def add_seeds(seeds: SeedSet, more: TableLike, signals: list = ()) -> SeedSet:
     """``seeds`` (a model's) plus ``more`` (a sweep's seed file, which may list the model's
-    own seeds too): a seed_id in both must name the same seed (policy, kind and content)."""
-    extra = SeedSet.from_table(more, what="seeds to add").table
+    own seeds too): a seed_id in both must name the same seed (policy, kind and content).
+    ``signals``: where ``more``'s picture files are read (its pictures are compared by their
+    bytes, as the model keeps them: a seed whose file was replaced under the same path passed
+    as the model's own, an outsider's report)."""
+    extra = keep_pictures(SeedSet.from_table(more, what="seeds to add").table, list(signals))
     same = ["policy", "kind", *(c for c in CONTENT if c in seeds.table.column_names)]
     have = {r["seed_id"]: r for r in seeds.table.select(["seed_id", *same]).to_pylist()}
     keep = []
@@ -1469,7 +1472,7 @@ def import_verdicts(
     seeds = SeedSet.from_table(model_dir / SEEDS_FILE, what=f"the model's seeds ({model_dir})")
     model_seeds = seeds.table.num_rows
     if seeds_to_add is not None:
-        seeds = add_seeds(seeds, seeds_to_add)
+        seeds = add_seeds(seeds, seeds_to_add, old.signals)
     table = read_verdicts(verdicts)
     q = QueueIndex(queue)
     check = check_verdicts(table, q, set(seeds.policies))

@@ -1634,8 +1634,12 @@ def test_a_model_keeps_the_pictures_of_its_seeds(history, seeds, tmp_path):
     kept = pq.read_table(tmp_path / "m" / SEEDS_FILE)
     assert kept["image_bytes"].to_pylist() == [_jpeg(7), None, None]
     assert kept["image_path"].to_pylist() == ["seed.jpg", None, None]
-    again = add_seeds(SeedSet.from_table(kept), pictured)
+    again = add_seeds(SeedSet.from_table(kept), pictured, signals)
     assert again.table.num_rows == 3
+    # The same path with another picture behind it is not the model's seed.
+    (tmp_path / "creatives" / "seed.jpg").write_bytes(_jpeg(8))
+    with pytest.raises(SchemaError, match="seed 's1' differs from the model's seed"):
+        add_seeds(SeedSet.from_table(kept), pictured, signals)
 
 
 def test_a_verdict_files_own_columns_join_the_history(loop, tmp_path):
