@@ -273,6 +273,27 @@ def _seed_clause(ev: RowEvidence) -> str | None:
 
 def _history_clause(ev: RowEvidence) -> str | None:
     rev = ev.reviewed
+    elsewhere = _elsewhere(rev.get("elsewhere") if rev else None)
+    said = _review_clause({k: v for k, v in rev.items() if k != "elsewhere"}) if rev else None
+    if not elsewhere or (rev or {}).get("own"):
+        return said
+    # Its own review under another policy: "no reviewed item is close" read as "nothing like
+    # it was ever reviewed" of an item rejected as severe for scam (an outsider's report).
+    return f"{said}; {elsewhere}" if said else elsewhere
+
+
+def _elsewhere(values) -> str | None:
+    """``reviewed_elsewhere`` (``policy:verdict``) in words: "this item was rejected under
+    scam"."""
+    parts = []
+    for entry in values or []:
+        policy, _, verdict = str(entry).rpartition(":")
+        words = VERDICT_WORDS.get(int(verdict), "reviewed") if verdict.isdigit() else "reviewed"
+        parts.append(f"this item was {words} under {policy}")
+    return "; ".join(parts) or None
+
+
+def _review_clause(rev: dict) -> str | None:
     if not rev:
         return None
     near = rev.get("near_violating") or 0
@@ -472,6 +493,7 @@ def _row_column(name: str) -> bool:
     """The queue columns the reasons read (the rest of a wide queue is not copied to Python)."""
     return (
         name in ("item_id", "policy", "action", "reviewed", "previous_verdict")
+        or name == "reviewed_elsewhere"
         or name.startswith("hist_")
         or (name.endswith(("_best_seed_id", "_best_sim", "_best_distance")))
     )
@@ -536,6 +558,8 @@ def _explain_row(
         said = reviewed = {**reviewed, "own": True, "status": row.get("reviewed")}
     elif own:
         said = own
+    if row.get("reviewed_elsewhere"):
+        said = {**said, "elsewhere": row["reviewed_elsewhere"]}
     ev = RowEvidence(spans, seed, said, contrib)
     phrases = flagged_phrases(spans, text or "")
     verdict = reviewed.get("verdict")

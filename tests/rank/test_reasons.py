@@ -702,3 +702,19 @@ def test_an_item_queued_as_changed_is_told_its_own_review():
     other = {"pdq": {"x": {**stored["pdq"]["x"], "policy": "insult", "sweep_id": "review-v3"}}}
     out = _explain_row(row, None, {"history": 1.0}, {}, [], closest, _own_review(row, other))
     assert out["explanation"] == "This item was rejected, and it has changed since"
+
+
+def test_a_review_under_another_policy_is_said():
+    # "No reviewed item is close" was said of an item rejected as severe under scam, queued
+    # under counterfeit (history evidence is per policy; an outsider's report).
+    from riskrank.rank.reasons import _explain_row
+
+    row = {"item_id": "x", "policy": "counterfeit", "reviewed_elsewhere": ["scam:3"]}
+    closest = {"id": "h9", "verdict": 0, "similarity": 0.58, "signal": "pdq", "close": False}
+    out = _explain_row(row, None, {"history": 1.0}, {}, [], closest)
+    assert out["explanation"] == (
+        "No reviewed item is close (nearest h9, found benign; PDQ similarity 0.58); "
+        "this item was rejected as severe under scam"
+    )
+    alone = _explain_row(row, None, {"history": 1.0}, {}, [], {})
+    assert alone["explanation"] == "This item was rejected as severe under scam"
