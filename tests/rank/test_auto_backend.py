@@ -43,16 +43,10 @@ def test_a_daily_update_of_a_pytorch_index_stays_pytorch(
     args = ["index", "update", "--inventory", str(inv), "--index", str(standing)]
     assert main([*args, "--text-backend", "torch"]) == 0  # made before the upgrade
     pq.write_table(inventory_items.slice(0, 10), inv)
-    said: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = said.append
-    text_mod.log.addHandler(handler)
-    try:
-        assert main(args) == 0  # the same command line after it
-    finally:
-        text_mod.log.removeHandler(handler)
+    # The same command line after it: without --signals, the index's own signals as its
+    # manifest records them (index update's default), PyTorch among them.
+    assert main(args) == 0
     assert text_entry(standing)["backend"] == "torch"
-    assert any("keeping backend 'torch'" in r.getMessage() for r in said)
     # What a sweep's report (and summary) says of the index it ran on.
     from riskrank.rank.evaluation.report import encoder_rows
     from riskrank.rank.pipeline import encoder_record
@@ -63,10 +57,22 @@ def test_a_daily_update_of_a_pytorch_index_stays_pytorch(
     assert label == "text encoder" and value.endswith("; torch)")
     assert encoder_rows({"index": {"text": {"key": "Flat"}}}) == []  # a report from before
     assert encoder_record({"model": "pdq", "dim": 256}) == {"model": "pdq"}
-    # The library's update does the same with a default signal.
-    pq.write_table(inventory_items.slice(0, 12), inv)
-    StandingIndex(standing).update(inv, [TextEmbeddingSignal()], show_progress=False)
+    # The library's update does the same with a default signal, and says so; so does the
+    # command line naming the signal (its backend only auto's choice).
+    said: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = said.append
+    text_mod.log.addHandler(handler)
+    try:
+        pq.write_table(inventory_items.slice(0, 11), inv)
+        assert main([*args, "--signals", "text"]) == 0
+        assert text_entry(standing)["backend"] == "torch"
+        pq.write_table(inventory_items.slice(0, 12), inv)
+        StandingIndex(standing).update(inv, [TextEmbeddingSignal()], show_progress=False)
+    finally:
+        text_mod.log.removeHandler(handler)
     assert text_entry(standing)["backend"] == "torch"
+    assert sum("keeping backend 'torch'" in r.getMessage() for r in said) == 2
     # Named on the command line, the other backend is refused, and the refusal says why.
     with pytest.raises(IndexMismatchError, match="since 2026-12-06 the default 'auto'"):
         StandingIndex(standing).update(inv, [TextEmbeddingSignal(backend="openvino")])

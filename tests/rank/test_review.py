@@ -1456,7 +1456,7 @@ def test_a_verdict_is_not_stored_on_a_picture_the_sweep_did_not_embed(tmp_path):
     found = _picture_problems(edited, swept, None, True, signals)
     assert sorted(found) == ["a", "b", "c"]
     assert found["a"].startswith("the inventory given holds another picture")
-    assert "another picture" in found["b"] and "is not found" in found["c"]
+    assert "another picture" in found["b"] and "image file not found" in found["c"]
     # Content from the version the sweep searched: only the unreadable file here (the
     # replaced one is _pictures_not_kept's); a text-only model reads no picture at all.
     items = swept / "items.parquet"
