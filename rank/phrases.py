@@ -47,7 +47,8 @@ MIN_SHARED_TOKENS = 2
 # The version of what this module computes. A standing index's sweeps keep spans by a digest
 # of their inputs (rank/sweep_cache.py), and this number is part of it: a change here that
 # gives other spans for the same text must bump it, or yesterday's spans come back unchanged.
-SPANS_VERSION = 3  # 2: runs stop at line breaks; 3: markup is not highlighted or quoted
+SPANS_VERSION = 4  # 2: runs stop at line breaks; 3: markup is not highlighted or quoted; 4:
+# a tag with words but no attribute value is text
 # Markup: an HTML tag (a mail, a pasted landing page), a comment, or a script or style element
 # with its contents. Only elements HTML names
 # count, so "invest < $50 ... > $5000" and "<you idiot>" are text. A tag may hold spaces
@@ -68,7 +69,9 @@ HTML_ELEMENTS = (
 TAG = re.compile(
     r"<(script|style)\b[^<>]*>.*?</\1\s*>|<!--.*?-->|<![A-Za-z][^<>]*>"
     r"|</?(?:" + "|".join(map(re.escape, HTML_ELEMENTS)) + r")"
-    r"(?=[\s/>])[^<>]*>",
+    # No attributes, or attributes with a value: "<u r a stupid moron idiot>" and "a<b and
+    # c>d" are text (an outsider's report), "<br/>", "<font color=red>" are markup.
+    r"(?:\s*/?|\s+[^<>]*=[^<>]*)>",
     re.I | re.S,
 )
 LINE_BREAK = re.compile(r"[\r\n]")

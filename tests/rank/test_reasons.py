@@ -654,6 +654,8 @@ def test_angle_brackets_that_are_not_markup_are_quoted_as_written():
         "invest < $50 today and get > $5000",
         "email me at <winner@lotto-prize.example> to claim",
         "you moron <you idiot loser> you moron",
+        "<u r a stupid moron idiot> bye",  # (an element's name, words but no attribute value)
+        "if a<b and c>d",
     ):
         assert flagged_phrases([Span(0, len(text), text, "lexical", 1.0)], text) == [text]
     spans = lexical_spans(_coef_for("moron idiot loser"), "you moron <you idiot loser> you")
