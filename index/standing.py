@@ -1075,9 +1075,9 @@ LOST_FOLDER_MIN = 10  # picture files not found, none read: a wrong folder, not 
 
 
 def _refuse_lost_folder(delta: dict, prev: dict) -> None:
-    """Refuse an update in which a signal whose current version holds pictures found none of
-    the picture files it was to read, at least ``LOST_FOLDER_MIN`` of them and at least half
-    as many as the version holds: a sweep run without its
+    """Refuse an update in which a signal found none of the picture files it was to read, and
+    could not find those of at least ``LOST_FOLDER_MIN`` items whose pictures the current
+    version holds, at least half of them: a sweep run without its
     ``--image-base-dir`` (or from another directory) wrote a version without a picture,
     warned, and the next right run embedded them all again (an outsider's report). Nothing is
     written; the current version stays, as for an inventory none of whose rows passes."""
@@ -1085,14 +1085,16 @@ def _refuse_lost_folder(delta: dict, prev: dict) -> None:
         failures = index.signal_failures
         if name not in prev or not len(prev[name].ids) or failures is None:
             continue
-        reasons = [
-            str(r) for s, r in zip(failures["signal"].to_pylist(), failures["reason"].to_pylist())
-            if s == name
-        ]  # fmt: skip
-        lost = [r for r in reasons if r.startswith(NOT_FOUND)]
+        # Only items whose picture the version holds: a day's new ads whose files were not
+        # delivered are not a lost folder (12 of them were refused: an outsider's report).
+        had = set(prev[name].ids)
+        lost = [
+            str(r)
+            for i, n, r in zip(*(failures[c].to_pylist() for c in (ITEM_ID, "signal", "reason")))
+            if n == name and i in had and str(r).startswith(NOT_FOUND)
+        ]
         held = len(index.signals[name].ids) if name in index.signals else 0
-        # (Most of what the version holds: a day's few new ads with broken files are not it.)
-        if len(lost) >= max(LOST_FOLDER_MIN, len(prev[name].ids) / 2) and not held:
+        if len(lost) >= max(LOST_FOLDER_MIN, len(had) / 2) and not held:
             raise SchemaError(
                 f"{name}: none of the {len(lost):,} picture files this update was to read were "
                 f"found (e.g. {lost[0]}), while the current version holds "

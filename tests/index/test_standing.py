@@ -1478,7 +1478,7 @@ def test_an_index_made_before_the_unknown_token_rule_agrees_with_a_rebuild(
 def test_an_update_that_finds_none_of_its_picture_files_is_refused(tmp_path):
     """A sweep run without its --image-base-dir wrote a version without a single picture (a
     warning said so) and the next right run embedded them all again (an outsider's report).
-    Refused now, nothing written; a day's few new ads with broken files still pass."""
+    Refused now, nothing written; a day's new ads with undelivered files still pass."""
     from test_pdq_signal import jpeg, scene
 
     folder = tmp_path / "creatives"
@@ -1496,10 +1496,11 @@ def test_an_update_that_finds_none_of_its_picture_files_is_refused(tmp_path):
         standing.update(inv, elsewhere, show_progress=False)
     assert standing.version == 1
     assert len(standing.load().signals["pdq"].ids) == n
-    # Twelve new ads whose files are not there: fewer than half of what the version holds.
-    new = pa.table({"item_id": [f"new{i}" for i in range(12)],
-                    "text": [f"new offer {i}" for i in range(12)],
-                    "image_path": [f"gone{i}.jpg" for i in range(12)]})  # fmt: skip
+    # Thirty new ads whose files were not delivered (as many as the version holds): no item
+    # it held lost its picture.
+    new = pa.table({"item_id": [f"new{i}" for i in range(n)],
+                    "text": [f"new offer {i}" for i in range(n)],
+                    "image_path": [f"gone{i}.jpg" for i in range(n)]})  # fmt: skip
     signals = [HashingTextSignal(), PdqSignal(base_dir=folder)]
     _, stats = standing.update(pa.concat_tables([inv, new]), signals, show_progress=False)
     assert standing.version == 2 and len(standing.load().signals["pdq"].ids) == n
