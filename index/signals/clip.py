@@ -130,6 +130,9 @@ class ClipEncoder:
         self._preprocess = None
         self._tokenizer = None
         self._sha: str | None = None
+        # Where a manifest recorded the checkpoint, when it was found elsewhere (``from_manifest``):
+        # describe() says that path, so an index's content keys stay what they were.
+        self._recorded_path: str | None = None
         # Decided once: describe() must not change if the file moves after loading.
         self._is_path = pretrained is not None and (
             os.path.isfile(pretrained)
@@ -316,7 +319,7 @@ class ClipEncoder:
         checkpoint's sha256 prefix (so a moved file still matches) or the random-init seed."""
         out = {
             "model": self.model,
-            "pretrained": self.pretrained,
+            "pretrained": self._recorded_path or self.pretrained,
             "dim": self.dim,
             "image_size": self.image_size,
             "library": "open_clip_torch==" + package_version("open_clip_torch", "unknown"),
@@ -351,7 +354,12 @@ class ClipEncoder:
                     f"in a directory named by {CHECKPOINTS_ENV} (searched by its file name; "
                     "its sha256 must match), or back at that path"
                 )
-            pretrained = moved
+            encoder = _shared_encoder(entry["model"], moved, int(entry.get("init_seed", 0)))
+            # The same weights found elsewhere: recorded as where the manifest had them, so
+            # an index's content keys (which digest describe()) stay what they were; a
+            # moved checkpoint re-embedded every picture (an outsider's report).
+            encoder._recorded_path = pretrained
+            return encoder
         return _shared_encoder(entry["model"], pretrained, int(entry.get("init_seed", 0)))
 
 
@@ -425,16 +433,6 @@ class _ClipSignal(EmbeddingSignal):
                     f"{key}: index has {recorded.get(key)!r}, query encoder has {mine.get(key)!r}"
                 )
         return None
-
-    def content_spec(self, described: dict) -> dict:
-        """As any signal's, less a checkpoint's path where its sha256 names the weights: a
-        checkpoint found elsewhere (``RISKRANK_CLIP_CHECKPOINTS``, another machine) made
-        every picture's key new, and a standing index embedded them all again (an
-        outsider's report)."""
-        spec = super().content_spec(described)
-        if "pretrained_sha256" in spec:
-            spec.pop("pretrained", None)
-        return spec
 
     @classmethod
     def from_manifest(cls, entry: dict) -> _ClipSignal:

@@ -319,7 +319,7 @@ def test_a_moved_checkpoint_is_found_where_the_environment_says(encoder, tmp_pat
         ClipEncoder.from_manifest(entry)
     monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path / "elsewhere"))
     found = ClipEncoder.from_manifest(entry)
-    assert found.pretrained == str(tmp_path / "elsewhere" / ckpt.name)
+    assert found.pretrained == str(tmp_path / "elsewhere" / ckpt.name)  # (read from there)
     assert ClipImageSignal(found).compatible_with(entry) is None
     # The same weights elsewhere give every picture the key it had: a standing index embeds
     # nothing again for the move (it re-embedded all of them: an outsider's report).
