@@ -218,6 +218,11 @@ def _differs(kept: dict, given: dict, column: str) -> bool:
     are compared only where both sides have them (the paths still are)."""
     if column == IMAGE_BYTES and (kept.get(column) is None or given.get(column) is None):
         return False
+    if column == IMAGE_PATH and kept.get(IMAGE_BYTES) is not None:
+        # Both pictures read: the bytes decide (the same file by an absolute path, or given
+        # as bytes, was refused as another seed: an outsider's report).
+        if given.get(IMAGE_BYTES) is not None:
+            return False
     return kept.get(column) != given.get(column)
 
 
@@ -983,7 +988,8 @@ def _picture_problems(
             )
     elif not kept and not from_inventory and found_in is not None:
         for item_id, row in content.items():
-            if item_id not in problems and _has_picture(row):
+            # (A picture the sweep held no vector for was not seen: nothing to check.)
+            if item_id not in problems and item_id not in unread and _has_picture(row):
                 problems[item_id] = (
                     "its picture cannot be checked: the index version the sweep searched is gone "
                     "and the queue carries no digest of pictures; pass the inventory the sweep "
@@ -1037,10 +1043,17 @@ def _no_picture_vector(queue: pa.Table, queue_path: Path | None, signals: list) 
         cols = [c for c in names if c in table.column_names]
         if not cols or ITEM_ID not in table.column_names:
             continue
-        blank = pc.is_null(table[cols[0]], nan_is_null=True)
-        for c in cols[1:]:
-            blank = pc.and_(blank, pc.is_null(table[c], nan_is_null=True))
-        out |= {i for i, b in zip(table[ITEM_ID].to_pylist(), blank.to_pylist()) if b}
+        ids = table[ITEM_ID].to_pylist()
+        pols = table["policy"].to_pylist() if "policy" in table.column_names else [None] * len(ids)
+        blank = {c: table[c].is_null(nan_is_null=True).to_pylist() for c in cols}
+        # A column says "no vector" only under a policy with picture seeds: with text seeds
+        # alone every row's picture evidence is null (imports then skipped the picture check
+        # for every item: an outsider's report).
+        told = {(c, p) for c in cols for p, b in zip(pols, blank[c]) if not b}
+        for r, (item, policy) in enumerate(zip(ids, pols)):
+            asked = [c for c in cols if (c, policy) in told]
+            if asked and all(blank[c][r] for c in asked):
+                out.add(item)
     return out
 
 

@@ -1531,9 +1531,18 @@ def test_a_verdict_on_an_item_whose_picture_the_sweep_could_not_read_either_is_t
     queue = pa.table({"item_id": ids, "pdq_best_sim": [0.9, None, None, float("nan"), 0.2]})
     unread = _no_picture_vector(queue, None, signals)
     assert unread == {"url", "gone", "empty"}
+    # Under text seeds alone every row's picture evidence is null: that tells nothing.
+    text_seeds = queue.set_column(1, "pdq_best_sim", pa.nulls(5, pa.float64()))
+    assert _no_picture_vector(text_seeds, None, signals) == set()
+    per_policy = queue.append_column("policy", pa.array(["a", "a", "b", "a", "a"]))
+    assert _no_picture_vector(per_policy, None, signals) == {"url", "empty"}  # (b: no seed)
     pruned = tmp_path / "st" / "versions" / "v000000"
     found = _picture_problems(content, pruned, None, True, signals, unread=unread)
     assert sorted(found) == ["moved"], found
+    # The same without an inventory, the content read from a later index version.
+    later = swept / "items.parquet"
+    found = _picture_problems(content, pruned, later, False, signals, unread=unread)
+    assert sorted(found) == ["a", "moved"], found  # (a: its picture cannot be checked)
 
 
 def test_a_queue_whose_sweep_did_not_finish_is_refused(loop, tmp_path):
@@ -1636,6 +1645,14 @@ def test_a_model_keeps_the_pictures_of_its_seeds(history, seeds, tmp_path):
     assert kept["image_path"].to_pylist() == ["seed.jpg", None, None]
     again = add_seeds(SeedSet.from_table(kept), pictured, signals)
     assert again.table.num_rows == 3
+    # The same picture by another path, or as bytes, is the model's seed.
+    absolute = pictured.set_column(
+        pictured.schema.get_field_index("image_path"), "image_path",
+        pa.array([str(tmp_path / "creatives" / "seed.jpg"), None, None]),
+    )  # fmt: skip
+    assert add_seeds(SeedSet.from_table(kept), absolute, signals).table.num_rows == 3
+    as_bytes = seeds.append_column("image_bytes", pa.array([_jpeg(7), None, None], pa.binary()))
+    assert add_seeds(SeedSet.from_table(kept), as_bytes, signals).table.num_rows == 3
     # The same path with another picture behind it is not the model's seed.
     (tmp_path / "creatives" / "seed.jpg").write_bytes(_jpeg(8))
     with pytest.raises(SchemaError, match="seed 's1' differs from the model's seed"):
