@@ -226,6 +226,21 @@ def cmd_index_update(args) -> int:
     check_not_in_model(args.index, "--index")
     signals = None
     if args.signals is None:
+        from riskrank.index.signals import registered_signals
+
+        given = sorted(
+            {
+                o.flag
+                for cls in registered_signals().values()
+                for o in cls.cli_options
+                if o.keyword != "base_dir" and getattr(args, o.dest, None) is not None
+            }
+        )
+        if given:  # (they were ignored: an outsider's report)
+            raise ValueError(
+                f"{', '.join(given)}: a signal's setting needs --signals naming the signals it "
+                "sets (without --signals, the index's own signals keep their recorded settings)"
+            )
         # The index's own signals with their settings: a default of text dropped the CLIP and
         # PDQ vectors of a picture index and quarantined its picture-only ads, and the
         # signals' default settings were refused or reset a PDQ threshold (outsiders'

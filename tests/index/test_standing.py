@@ -1529,3 +1529,7 @@ def test_cli_update_without_signals_keeps_the_signals_settings(tmp_path):
     (pdq,) = standing.recorded_signals()
     assert standing.version == 2 and pdq.match_threshold == 20
     assert len(standing.load().signals["pdq"].ids) == 5
+    # A signal's setting without --signals was ignored: refused, naming the way.
+    flags = ["--index", str(tmp_path / "st"), "--pdq-match-threshold", "10"]
+    assert main([*argv, *flags]) == 2
+    assert standing.version == 2
