@@ -326,8 +326,8 @@ def _review_clause(rev: dict) -> str | None:
         # A picture 110 bits from every reviewed one was "the closest reviewed item h007 was
         # found benign", read as evidence (an outsider's report): the nearest, said as such.
         return (
-            f"no reviewed item is close (nearest {rev['id']}, {words}{when}{with_campaign}; "
-            f"{_signal_words(rev['signal'])} similarity {rev['similarity']:.2f})"
+            f"no item reviewed for this policy is close (nearest {rev['id']}, {words}{when}"
+            f"{with_campaign}; {_signal_words(rev['signal'])} similarity {rev['similarity']:.2f})"
         )
     return f"the closest reviewed item {rev['id']} was {words}{when}{with_campaign}"
 

@@ -677,7 +677,7 @@ def test_no_picture_remedy_or_reviewed_item_where_nothing_is_close():
     benign = {"id": "h007", "verdict": 0, "similarity": 0.57, "signal": "pdq", "close": False}
     said = sentence(RowEvidence(spans=[], seed=far, reviewed=benign, contrib={"history": 1.0}))
     assert "the closest reviewed item" not in said
-    assert "reviewed item is close (nearest h007, found benign; PDQ similarity 0.57)" in said
+    assert "policy is close (nearest h007, found benign; PDQ similarity 0.57)" in said
     close = {**benign, "similarity": 0.97, "close": True}
     said = sentence(RowEvidence(spans=[], seed=near, reviewed=close, contrib={"history": 1.0}))
     assert "he closest reviewed item h007 was found benign" in said
@@ -715,8 +715,8 @@ def test_a_review_under_another_policy_is_said():
     closest = {"id": "h9", "verdict": 0, "similarity": 0.58, "signal": "pdq", "close": False}
     out = _explain_row(row, None, {"history": 1.0}, {}, [], closest)
     assert out["explanation"] == (
-        "No reviewed item is close (nearest h9, found benign; PDQ similarity 0.58); "
-        "this item was rejected as severe under scam"
+        "No item reviewed for this policy is close (nearest h9, found benign; PDQ similarity "
+        "0.58); this item was rejected as severe under scam"
     )
     alone = _explain_row(row, None, {"history": 1.0}, {}, [], {})
     assert alone["explanation"] == "This item was rejected as severe under scam"
