@@ -225,7 +225,7 @@ def cmd_index_update(args) -> int:
 
     check_not_in_model(args.index, "--index")
     signals = None
-    if args.signals is None:
+    if args.signals is None and StandingIndex(args.index).version is not None:
         from riskrank.index.signals import registered_signals
 
         given = sorted(
@@ -251,7 +251,7 @@ def cmd_index_update(args) -> int:
             else s
             for s in StandingIndex(args.index).recorded_signals()
         ] or None
-        args.signals = "text"  # a new index
+    args.signals = args.signals or "text"  # (a new index: text, with the flags given)
     engine = _engine(args)
     with contextlib.nullcontext() if engine == "local" else engine.cluster(show_progress=True):
         _, stats = StandingIndex(args.index).update(
