@@ -47,15 +47,16 @@ MIN_SHARED_TOKENS = 2
 # The version of what this module computes. A standing index's sweeps keep spans by a digest
 # of their inputs (rank/sweep_cache.py), and this number is part of it: a change here that
 # gives other spans for the same text must bump it, or yesterday's spans come back unchanged.
-SPANS_VERSION = 4  # 2: runs stop at line breaks; 3: markup is not highlighted or quoted; 4:
-# a tag with words but no attribute value is text
+# 2: runs stop at line breaks; 3: markup is not highlighted or quoted; 4: an element's name
+# followed by words but no attribute value is text.
+SPANS_VERSION = 4
 # Markup: an HTML tag (a mail, a pasted landing page), a comment, or a script or style element
-# with its contents. Only elements HTML names
-# count, so "invest < $50 ... > $5000" and "<you idiot>" are text. A tag may hold spaces
-# (attributes), so tags are found in the whole text: a highlighted word's edges skip them
-# ("<b>stupid</b>." marks "stupid"), a word that is only markup ("<br>", "href='x'>") is never
-# highlighted, and a phrase as read drops the tags inside it. The probe's own words
-# (whitespace-separated, as its char_wb n-grams are) and their shares are not changed.
+# with its contents. Only elements HTML names count, so "invest < $50 ... > $5000" and "<you
+# idiot>" are text. A tag may hold spaces (attributes), so tags are found in the whole text:
+# a highlighted word's edges skip them ("<b>stupid</b>." marks "stupid"), a word that is only
+# markup ("<br>", "href='x'>") is never highlighted, and a phrase as read drops the tags inside
+# it. The probe's own words (whitespace-separated, as its char_wb n-grams are) and their shares
+# are not changed.
 HTML_ELEMENTS = (
     "a abbr address area article aside audio b base bdi bdo big blink blockquote body br "
     "button canvas caption center cite code col colgroup data datalist dd del details dfn "
