@@ -84,6 +84,7 @@ from riskrank.index.schema import (
     is_blank,
     quarantine_table,
 )
+from riskrank.index.signals.images import reads_only_pictures
 from riskrank.index.signals.registry import signal_class
 from riskrank.index.standing import (
     DELTA,
@@ -870,10 +871,10 @@ def _image_signals(vdir: Path, signals=()) -> list[tuple[object, list[str], list
     out = []
     for name, entry in json.loads((vdir / MANIFEST).read_text()).get("signals", {}).items():
         try:
-            reads = set(signal_class(entry.get("type", "")).content_columns)
+            kind = signal_class(entry.get("type", ""))
         except (KeyError, ValueError):
             continue  # a plug-in not registered here: nothing known of what it reads
-        if not (IMAGE_BYTES in reads and reads <= {IMAGE_BYTES, IMAGE_PATH}):
+        if not reads_only_pictures(kind):
             continue
         if not (vdir / name / "ids.parquet").exists():
             continue
@@ -938,10 +939,7 @@ def _picture_unreadable(content: dict) -> str | None:
 
 def _reads_pictures(signals) -> bool:
     """Whether a signal reads nothing but the picture (an image signal)."""
-    return any(
-        IMAGE_BYTES in cols and set(cols) <= {IMAGE_BYTES, IMAGE_PATH}
-        for cols in (tuple(getattr(s, "content_columns", ())) for s in signals)
-    )
+    return any(reads_only_pictures(s) for s in signals)
 
 
 def _has_picture(content: dict) -> bool:
@@ -1024,11 +1022,7 @@ def _no_picture_vector(queue: pa.Table, queue_path: Path | None, signals: list) 
     queue row). Read from the sweep's own output, so it holds after the index version it
     searched is pruned (verdicts on such items were refused again then: an outsider's
     report)."""
-    names = [
-        f"{s.name}_best_sim" for s in signals
-        if IMAGE_BYTES in (cols := tuple(getattr(s, "content_columns", ())))
-        and set(cols) <= {IMAGE_BYTES, IMAGE_PATH}
-    ]  # fmt: skip
+    names = [f"{s.name}_best_sim" for s in signals if reads_only_pictures(s)]
     tables = [queue]
     beside = queue_path.parent / "candidates.parquet" if queue_path is not None else None
     if beside is not None and beside.exists():
@@ -1063,11 +1057,7 @@ def _unread_at_sweep(swept: Path | None, signals: list) -> set[str]:
     path = swept / SIGNAL_FAILURES if swept is not None else None
     if path is None or not path.exists():
         return set()
-    image = {
-        s.name for s in signals
-        if IMAGE_BYTES in (cols := tuple(getattr(s, "content_columns", ())))
-        and set(cols) <= {IMAGE_BYTES, IMAGE_PATH}
-    }  # fmt: skip
+    image = {s.name for s in signals if reads_only_pictures(s)}
     failures = pq.read_table(path, columns=[ITEM_ID, "signal", "reason"]).to_pylist()
     return {
         r[ITEM_ID] for r in failures if r["signal"] in image and r["reason"] not in ABSENT_REASONS

@@ -50,6 +50,14 @@ CHANGED_WHILE_READ = "image file changed while the update read it"
 PASSING_FAILURES = (OUT_OF_MEMORY, UNEXPECTED_DECODE, UNEXPECTED_PREPARE, CHANGED_WHILE_READ)
 
 
+def reads_only_pictures(signal) -> bool:
+    """Whether ``signal`` (an instance or a class) reads nothing but an item's picture: an
+    image signal. One that reads every column (a plug-in's default) may hold an item by its
+    text alone."""
+    cols = set(getattr(signal, "content_columns", ()))
+    return IMAGE_BYTES in cols and cols <= {IMAGE_BYTES, IMAGE_PATH}
+
+
 def _open_source(
     data: bytes | None,
     path: str | os.PathLike | None,

@@ -549,6 +549,7 @@ def pictures_changed_since_indexed(
 
     from riskrank.index.paths import resolve_image_path
     from riskrank.index.schema import IMAGE_PATH, SIGNAL_FAILURES
+    from riskrank.index.signals.images import reads_only_pictures
     from riskrank.index.signals.registry import signal_from_manifest
     from riskrank.index.standing import signal_content_keys
     from riskrank.index.store import KEYS
@@ -580,7 +581,7 @@ def pictures_changed_since_indexed(
             signal = signal_from_manifest(entry)
         except (OSError, ValueError):  # (a plug-in not registered, a checkpoint not here)
             continue
-        if not set(signal.content_columns) <= {"image_bytes", IMAGE_PATH} or not rows.num_rows:
+        if not reads_only_pictures(signal) or not rows.num_rows:
             continue
         if "base_dir" in signal.runtime_options:
             signal = signal.with_runtime_options(base_dir=image_base_dir)
