@@ -30,6 +30,7 @@ from riskrank.rank.phrases import (
     shared_spans,
 )
 from riskrank.rank.queue import QUEUE_FRONT
+from riskrank.rank.reviewed import reviewed_elsewhere
 from riskrank.rank.sweep_cache import SpanCache, model_identity
 from riskrank.recall.lexical import FEATURE as LEXICAL_FEATURE
 from riskrank.recall.lexical import READ_CHARS, lexical_features
@@ -285,11 +286,10 @@ def _history_clause(ev: RowEvidence) -> str | None:
 def _elsewhere(values) -> str | None:
     """``reviewed_elsewhere`` (``policy:verdict``) in words: "this item was rejected under
     scam"."""
-    parts = []
-    for entry in values or []:
-        policy, _, verdict = str(entry).rpartition(":")
-        words = VERDICT_WORDS.get(int(verdict), "reviewed") if verdict.isdigit() else "reviewed"
-        parts.append(f"this item was {words} under {policy}")
+    parts = [
+        f"this item was {VERDICT_WORDS.get(verdict, 'reviewed')} under {policy}"
+        for policy, verdict in reviewed_elsewhere(values)
+    ]
     return "; ".join(parts) or None
 
 

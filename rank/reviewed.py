@@ -218,3 +218,13 @@ def reviewed_counts(
         else len((unchanged - fully) & (queued if queued is not None else unchanged)),
         "include_reviewed": include_reviewed,
     }
+
+
+def reviewed_elsewhere(values) -> list[tuple[str, int | None]]:
+    """``reviewed_elsewhere`` cells (``policy:verdict``) as (policy, verdict) pairs, the
+    verdict None where it is not a number."""
+    out = []
+    for entry in values or []:
+        policy, _, verdict = str(entry).rpartition(":")
+        out.append((policy, int(verdict) if verdict.isdigit() else None))
+    return out

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from riskrank.index.manifest import write_text_atomic
 from riskrank.rank.evaluation.report import count_rows, index_section, plot_sweep
+from riskrank.rank.reviewed import reviewed_elsewhere
 from riskrank.recall.history import VERDICT_WORDS as _GRADE_WORDS
 
 TOP_DEFAULT = 50
@@ -169,8 +170,8 @@ def _row_context(
         # `policy:verdict` of reviews of this same content under other policies (a confirmed
         # scam queued for a new policy read as never reviewed: an outsider's week of sweeps)
         "elsewhere": [
-            f"{p}: {VERDICT_WORDS.get(int(v), v) if v.isdigit() else v}"
-            for p, _, v in (e.rpartition(":") for e in row.get("reviewed_elsewhere") or [])
+            f"{p}: {VERDICT_WORDS.get(v, 'reviewed')}"
+            for p, v in reviewed_elsewhere(row.get("reviewed_elsewhere"))
         ],
         # an item reviewed before and edited since: say so (it read as a copy of a rejected ad)
         "reviewed_before": (
