@@ -112,6 +112,10 @@ HISTORY_SCHEMA = pa.schema(
 )
 
 
+# The sweep_id of a history row that names none (the labelled history a team starts from).
+UNNAMED_SWEEP = "history"
+
+
 def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Table, pa.Table]:
     """Split review history into (clean rows, quarantined rows with reasons)."""
     table = as_table(data, what=what)
@@ -120,13 +124,15 @@ def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Tabl
     if table.num_rows == 0:
         raise SchemaError(f"{what}: 0 rows; training needs reviewed items")
     if "sweep_id" not in table.column_names:
-        table = table.append_column("sweep_id", pa.array(["history"] * table.num_rows, pa.string()))
+        table = table.append_column(
+            "sweep_id", pa.array([UNNAMED_SWEEP] * table.num_rows, pa.string())
+        )
     else:  # optional per row too: a blank one (histories concatenated) takes the default
         sid = pc.cast(table["sweep_id"], pa.string())
         sid = pc.if_else(
             pc.equal(pc.utf8_trim_whitespace(sid), ""), pa.scalar(None, pa.string()), sid
         )
-        sid = pc.fill_null(sid, "history")
+        sid = pc.fill_null(sid, UNNAMED_SWEEP)
         table = table.set_column(table.column_names.index("sweep_id"), "sweep_id", sid)
     table = table.set_column(
         table.column_names.index(ITEM_ID),

@@ -720,3 +720,20 @@ def test_a_review_under_another_policy_is_said():
     )
     alone = _explain_row(row, None, {"history": 1.0}, {}, [], {})
     assert alone["explanation"] == "This item was rejected as severe under scam"
+
+
+def test_the_labelled_historys_unnamed_sweep_is_not_said():
+    """The demo said "2 near-copies were rejected; the closest in history" on 346 items:
+    "history" is the sweep_id of history rows that name none, which says nothing."""
+    from riskrank.rank.reasons import _history_clause
+
+    rev = {"id": "h-1", "verdict": 2, "sweep": "history", "near_violating": 2}
+    assert _history_clause(RowEvidence([], {}, rev, {})) == "2 near-copies were rejected"
+    one = {**rev, "near_violating": 0}
+    assert _history_clause(RowEvidence([], {}, one, {})) == (
+        "the closest reviewed item h-1 was rejected"
+    )
+    named = {**rev, "sweep": "day-3"}
+    assert _history_clause(RowEvidence([], {}, named, {})) == (
+        "2 near-copies were rejected; the closest in day-3"
+    )
