@@ -424,9 +424,13 @@ def write_report(
     ]
     cols = queue.slice(0, top).to_pylist()
     for row in cols:
+        # The sentence a reviewer reads (as report.html shows it), not ``reasons``' feature
+        # values ("log-odds of a linear classifier ... = 1.64"); a queue without it (a table
+        # from before explanations) keeps the values. A "|" in a quoted phrase ends a cell.
+        why = (row.get("explanation") or row.get("reasons") or "").replace("|", "\\|")
         lines.append(
             f"| {row['rank']} | {row['item_id']} | {row['policy']} | "
-            f"{row['risk_probability']:.3f} | {row['action']} | {row['reasons']} |"
+            f"{row['risk_probability']:.3f} | {row['action']} | {why} |"
         )
     lines += ["", "![risk distribution](report.png)", ""]
     path = out / "report.md"

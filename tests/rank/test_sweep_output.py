@@ -292,3 +292,16 @@ def test_a_sweep_refuses_to_replace_files_no_sweep_wrote(
     # And a finished run's folder, reports and all, is the next run's to replace.
     sweep(inventory_items.slice(0, 50), seeds, hashing_model, out_dir=first, **SWEEP)
     assert rr.sweep_complete(first)
+
+
+def test_report_md_says_why_in_the_reviewers_words(tmp_path, inventory_items, seeds,
+                                                    hashing_model):  # fmt: skip
+    """report.md's "why" column was the ``reasons`` feature values ("log-odds of a linear
+    classifier trained on the reviewed items (lexical) = 1.64"), beside report.html's sentence."""
+    out = tmp_path / "run"
+    result = sweep(inventory_items, seeds, hashing_model, out_dir=out, reports=True, **SWEEP)
+    lines = (out / "report.md").read_text().splitlines()
+    top = lines[lines.index("| rank | item | policy | P(risk) | action | why |") + 2]
+    first = result.queue.slice(0, 1).to_pylist()[0]
+    assert first["explanation"] and top.endswith(f"| {first['explanation']} |")
+    assert first["reasons"] not in top
