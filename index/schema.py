@@ -458,6 +458,28 @@ def inputs_warned() -> Iterator[None]:
         _INPUTS_WARNED.reset(token)
 
 
+def empty_bytes_as_null(table: pa.Table) -> pa.Table:
+    """``image_bytes`` cells of ``b""`` as null: they hold no picture. Bytes win over a path,
+    so an export that wrote ``b""`` beside each row's (valid) ``image_path`` lost every picture,
+    with only a per-item "image is empty (0 bytes)" (an outsider's picture inventory); as null,
+    the path is read, and a row with neither is "no content", as an empty text is.
+
+    >>> t = empty_bytes_as_null(pa.table({"image_bytes": [b"", b"x", None]}))
+    >>> t.column("image_bytes").to_pylist()
+    [None, b'x', None]
+    """
+    if IMAGE_BYTES not in table.column_names:
+        return table
+    col = table.column(IMAGE_BYTES)
+    if not (pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type)):
+        return table  # check_columns names a column of another type
+    empty = pc.equal(pc.binary_length(col), 0)
+    if not pc.any(empty).as_py():
+        return table
+    kept = pc.if_else(empty, pa.scalar(None, col.type), col)
+    return table.set_column(table.column_names.index(IMAGE_BYTES), IMAGE_BYTES, kept)
+
+
 def mixed_picture_rows(image_bytes: list | None, image_path: list | None) -> list[int]:
     """Rows that carry both a picture's bytes and a path (the bytes are what is read)."""
     if image_bytes is None or image_path is None:
@@ -507,6 +529,7 @@ def validate_inventory(
     check_columns(table, INVENTORY_SCHEMA, what=what)
     if table.num_rows == 0:
         raise SchemaError(f"{what}: 0 rows; nothing to index")
+    table = empty_bytes_as_null(table)
     present = [c for c in CONTENT_COLUMNS if c in table.column_names]
     if not present:
         raise SchemaError(

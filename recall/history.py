@@ -25,6 +25,7 @@ from riskrank.index.schema import (
     IMAGE_PATH,
     ITEM_ID,
     TEXT,
+    empty_bytes_as_null,
     has_control,
     is_blank,
     quarantine_table,
@@ -121,6 +122,7 @@ def validate_history(data: TableLike, *, what: str = "history") -> tuple[pa.Tabl
     table = as_table(data, what=what)
     table, words_bad = _grades_from_text(table)
     check_columns(table, HISTORY_SCHEMA, what=what)
+    table = empty_bytes_as_null(table)
     if table.num_rows == 0:
         raise SchemaError(f"{what}: 0 rows; training needs reviewed items")
     if "sweep_id" not in table.column_names:

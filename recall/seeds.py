@@ -26,6 +26,7 @@ from riskrank.index.schema import (
     IMAGE_PATH,
     TEXT,
     _as_text_column,
+    empty_bytes_as_null,
     has_control,
     is_blank,
 )
@@ -100,6 +101,7 @@ class SeedSet:
     def from_table(cls, data: TableLike, *, what: str = "seeds") -> SeedSet:
         table = _severity_as_numbers(as_table(data, what=what))
         check_columns(table, SEED_SCHEMA, what=what)
+        table = empty_bytes_as_null(table)
         if table.num_rows == 0:
             raise SchemaError(f"{what}: the seed set is empty; give at least one seed per policy")
         if not any(c in table.column_names for c in CONTENT_COLUMNS):

@@ -586,3 +586,41 @@ def test_a_folder_without_parquet_files_says_so(tmp_path):
     (tmp_path / "_SUCCESS").write_text("")
     with pytest.raises(SchemaError, match="holds no Parquet files"):
         as_table(str(tmp_path), what="inventory")
+
+
+def test_empty_image_bytes_are_no_picture_and_the_path_is_read(tmp_path):
+    """An export with ``image_bytes`` = b"" beside each row's valid ``image_path`` lost every
+    picture (bytes win over a path): "image is empty (0 bytes)" on each item, nothing else
+    (an outsider's picture inventory). An empty cell holds no picture, as an empty text."""
+    from riskrank.index.content_digest import row_digests
+    from riskrank.index.schema import NO_CONTENT, validate_inventory
+    from riskrank.recall.history import validate_history
+    from riskrank.recall.seeds import SeedSet
+
+    (tmp_path / "a.png").write_bytes(b"\x89PNG-a")
+    raw = {
+        "item_id": ["a", "b", "c"],
+        "image_bytes": [b"", b"", b"\x89PNG-c"],
+        "image_path": ["a.png", None, None],
+    }
+    items, bad = validate_inventory(raw)
+    assert items.column("item_id").to_pylist() == ["a", "c"]
+    assert items.column("image_bytes").to_pylist() == [None, b"\x89PNG-c"]
+    assert bad.to_pylist()[0]["item_id"] == "b" and bad.to_pylist()[0]["reason"] == NO_CONTENT
+    only_path, _ = validate_inventory({"item_id": ["a"], "image_path": ["a.png"]})
+    assert row_digests(items.slice(0, 1), base_dirs=[tmp_path]) == row_digests(
+        only_path, base_dirs=[tmp_path]
+    )
+    seeds = SeedSet.from_table(
+        {"seed_id": ["s"], "policy": ["p"], "image_bytes": [b""], "image_path": ["a.png"]}
+    )
+    assert seeds.table.column("image_bytes").to_pylist() == [None]
+    with pytest.raises(SchemaError, match="no content"):
+        SeedSet.from_table({"seed_id": ["s"], "policy": ["p"], "image_bytes": [b""]})
+    history, _ = validate_history(
+        {
+            "item_id": ["h"], "policy": ["p"], "verdict": [2],
+            "image_bytes": [b""], "image_path": ["a.png"],
+        }  # fmt: skip
+    )
+    assert history.column("image_bytes").to_pylist() == [None]
