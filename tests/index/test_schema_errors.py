@@ -619,8 +619,11 @@ def test_empty_image_bytes_are_no_picture_and_the_path_is_read(tmp_path):
         SeedSet.from_table({"seed_id": ["s"], "policy": ["p"], "image_bytes": [b""]})
     history, _ = validate_history(
         {
-            "item_id": ["h"], "policy": ["p"], "verdict": [2],
-            "image_bytes": [b""], "image_path": ["a.png"],
+            "item_id": ["h"],
+            "policy": ["p"],
+            "verdict": [2],
+            "image_bytes": [b""],
+            "image_path": ["a.png"],
         }  # fmt: skip
     )
     assert history.column("image_bytes").to_pylist() == [None]
