@@ -105,6 +105,7 @@ def _closest_seed(
     seeds: dict,
     weak: dict,
     strong: dict | None = None,
+    floors: dict | None = None,
 ) -> dict:
     """The closest seed under the signal the ranker leaned on most (similarities of different
     signals are not comparable, contributions are); where no seed is close under it
@@ -127,8 +128,13 @@ def _closest_seed(
     sig = max(have, key=lambda s: (contrib.get("seed:" + s, 0.0), -have.index(s)))
     seed = seeds.get(row[f"{sig}_best_seed_id"], {})
     text = seed.get("text")
+    # A hash signal's quality floor (PDQ: flat pictures, whose hashes match any other flat
+    # one): a blank white ad was "a near-copy of seed s_white (0 bits)" (an outsider's report).
+    quality = _num(row, f"{sig}_quality")
+    floor = (floors or {}).get(sig)
     return {
         "id": row[f"{sig}_best_seed_id"],
+        "flat": None if floor is None or not quality >= 0 or quality >= floor else quality,
         "weak": weak.get(sig, -np.inf),
         "policy": seed.get("policy"),
         "signal": sig,
@@ -256,10 +262,13 @@ def _seed_clause(ev: RowEvidence) -> str | None:
         return f"shares {_quote(shared)} with seed {seed['id']}"
     close = _seed_is_close(seed)
     if seed["distance"] == seed["distance"] and close:  # a perceptual hash: how many bits differ
-        return (
-            f"its image is a near-copy of seed {seed['id']} "
-            f"({seed['signal'].upper()}: {seed['distance']:.0f} bits differ)"
-        )
+        bits = f"{seed['signal'].upper()}: {seed['distance']:.0f} bits differ"
+        if seed.get("flat") is not None:
+            return (
+                f"its image hashes like seed {seed['id']} ({bits}), but it is nearly flat "
+                f"(quality {seed['flat']:.0f} of 100), and flat pictures hash alike"
+            )
+        return f"its image is a near-copy of seed {seed['id']} ({bits})"
     kind = "image" if seed["signal"] != "text" else "text"
     if not close and seed["distance"] == seed["distance"]:
         return (
@@ -415,8 +424,9 @@ def _explain_rows(inputs: _RowInputs, model: RiskModel, spans: SpanCache) -> lis
     """The reasons of each of ``inputs``' rows (``EXPLANATION_SCHEMA``)."""
     weak = {s.name: float(s.match_thresholds[0]) for s in model.signals}
     strong = {s.name: float(s.match_thresholds[1]) for s in model.signals}
+    floors = {s.name: s.quality_floor for s in model.signals if hasattr(s, "quality_floor")}
     closest = [
-        _closest_seed(row, inputs.signals, contrib, inputs.seed_rows, weak, strong)
+        _closest_seed(row, inputs.signals, contrib, inputs.seed_rows, weak, strong, floors)
         for row, contrib in zip(inputs.rows, inputs.contrib)
     ]
     lexical = _attribute_lexical(inputs, model, spans)
@@ -499,7 +509,7 @@ def _row_column(name: str) -> bool:
         name in ("item_id", "policy", "action", "reviewed", "previous_verdict")
         or name == "reviewed_elsewhere"
         or name.startswith("hist_")
-        or (name.endswith(("_best_seed_id", "_best_sim", "_best_distance")))
+        or (name.endswith(("_best_seed_id", "_best_sim", "_best_distance", "_quality")))
     )
 
 

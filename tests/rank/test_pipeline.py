@@ -806,3 +806,41 @@ def test_quality_reads_number_ids_as_the_queues_text_ids():
     quality, kept = sweep_quality(SimpleNamespace(queue=queue, swept_ids=swept), labels)
     assert kept["item_id"].to_pylist() == ["3", "12", "40"]
     assert quality["coverage"] == pytest.approx(2 / 3)
+
+
+def test_a_swept_flat_pictures_seed_match_is_said_to_be_unreliable(tmp_path, history, seeds):
+    """The queue's reasons read the item's PDQ quality with the signal's floor: a blank white
+    ad was "a near-copy of seed s_white (PDQ: 0 bits differ)" (an outsider's report)."""
+    import io
+
+    from hashing_signal import HashingTextSignal
+    from PIL import Image
+
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.rank.pipeline import train
+    from riskrank.rank.ranker import RiskRanker
+
+    train(history, seeds, tmp_path / "m", signals=[HashingTextSignal(), PdqSignal()],
+          ranker=RiskRanker(n_estimators=30, n_jobs=1), lexical_probe=False,
+          show_progress=False)  # fmt: skip
+
+    def flat(colour) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (120, 90), colour).save(buf, "PNG")
+        return buf.getvalue()
+
+    inv = pa.table(
+        {
+            "item_id": ["white", "cream", "pic", "other"],
+            "image_bytes": [flat("white"), flat((250, 250, 245)), _png(0), _png(7)],
+        }
+    )
+    seed = pa.table(
+        {"seed_id": ["s_white", "s_pic"], "policy": ["scam"] * 2,
+         "image_bytes": [flat("white"), _png(0)]}
+    )  # fmt: skip
+    queue = sweep(inv, seed, tmp_path / "m", k=None, show_progress=False, explore=0).queue
+    said = dict(zip(queue["item_id"].to_pylist(), queue["explanation"].to_pylist()))
+    assert "hashes like seed s_white (PDQ: 0 bits differ), but it is nearly flat" in said["white"]
+    assert "near-copy" not in said["cream"]  # (78 bits from the white seed: no match here)
+    assert "near-copy of seed s_pic (PDQ: 0 bits differ)" in said["pic"]

@@ -737,3 +737,36 @@ def test_the_labelled_historys_unnamed_sweep_is_not_said():
     assert _history_clause(RowEvidence([], {}, named, {})) == (
         "2 near-copies were rejected; the closest in day-3"
     )
+
+
+def test_a_flat_pictures_pdq_match_is_said_to_be_unreliable():
+    """A blank white ad was "a near-copy of seed s_white (PDQ: 0 bits differ)" while its own
+    hash had quality 0: flat pictures hash alike (an outsider's picture inventory). The floor
+    is the signal's own (PdqSignal.quality_floor)."""
+    import io
+
+    from PIL import Image
+
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.rank.reasons import _closest_seed, _seed_clause
+
+    signal = PdqSignal()
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(buf, "PNG")
+    hashed = signal.embed_items(pa.table({"item_id": ["w"], "image_bytes": [buf.getvalue()]}))
+    quality = float(hashed.quality[0])
+    assert quality < signal.quality_floor
+    row = {"pdq_best_seed_id": "s_white", "pdq_best_sim": 1.0, "pdq_best_distance": 0.0}
+    floors = {"pdq": signal.quality_floor}
+    contrib = {"seed:pdq": 1.0}
+    flat = _closest_seed({**row, "pdq_quality": quality}, ["pdq"], contrib, {}, {"pdq": 0.8},
+                         floors=floors)  # fmt: skip
+    said = _seed_clause(RowEvidence(spans=[], seed=flat, reviewed={}, contrib=contrib))
+    assert said == (
+        f"its image hashes like seed s_white (PDQ: 0 bits differ), but it is nearly flat "
+        f"(quality {quality:.0f} of 100), and flat pictures hash alike"
+    )
+    sharp = _closest_seed({**row, "pdq_quality": 90.0}, ["pdq"], contrib, {}, {"pdq": 0.8},
+                          floors=floors)  # fmt: skip
+    said = _seed_clause(RowEvidence(spans=[], seed=sharp, reviewed={}, contrib=contrib))
+    assert said == "its image is a near-copy of seed s_white (PDQ: 0 bits differ)"
