@@ -1549,6 +1549,13 @@ def import_verdicts(
         # disagreed, a reviewer found.)
         why = _why(quarantine, len(table))
         raise SchemaError(f"verdicts: nothing to import, no new model version trained: {why}")
+    if imported.num_rows == 0 and seeds_added and len(table):
+        # The version is made for the seeds; said, since the rows' reasons were all a
+        # reviewer saw beside "model version 2" (an outsider's retroactive picture import).
+        log.warning(
+            "verdicts: none of the %d verdict row(s) was imported (%s); the new model version "
+            "adds only the %d new seed(s)", len(table), _why(quarantine, len(table)), seeds_added,
+        )  # fmt: skip
     merged = (
         pa.concat_tables([history, new], promote_options="permissive") if new.num_rows else history
     )

@@ -527,6 +527,7 @@ def cmd_review_import(args) -> int:
             ("verdicts imported (items)", res.imported.num_rows),
             ("  from campaign verdicts", sum(s.startswith("campaign:") for s in source)),
             ("  replacing earlier verdicts (edited items, corrections)", res.replaced),
+            *([("seeds added (--seeds)", res.seeds_added)] if args.seeds else []),
             ("quarantine entries", res.quarantine.num_rows),
             ("history rows", res.history.num_rows),
             *(

@@ -1257,10 +1257,21 @@ def test_a_new_policys_verdicts_import_with_its_seeds(loop, inventory_items, see
     assert not (tmp_path / "v3").exists()
     # Every verdict quarantined but the new policy's seeds added: a new version holding them,
     # as a --no-retrain import and its retrain give (it was refused as "nothing to import").
+    # It says that none was imported (only the rows' reasons said it, beside "model version
+    # 2": an outsider's retroactive picture import).
     ghost = pa.table({"item_id": ["ghost"], "verdict": [2]})
-    res = import_verdicts(ghost, shown, root / "v1", out_dir=tmp_path / "v4", inventory=inv,
-                          seeds=sweep_seeds)  # fmt: skip
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        res = import_verdicts(ghost, shown, root / "v1", out_dir=tmp_path / "v4", inventory=inv,
+                              seeds=sweep_seeds)  # fmt: skip
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
     assert res.imported.num_rows == 0 and res.seeds_added == 1 and res.model is not None
+    said = [r.getMessage() for r in records if "none of the 1 verdict row(s)" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("the new model version adds only the 1 new seed(s)")
     assert "p1" in pq.read_table(tmp_path / "v4" / "seeds.parquet")["seed_id"].to_pylist()
 
 
