@@ -63,7 +63,8 @@ class RiskModel:
     """A trained ranker plus what it needs at sweep time: the signals and the exemplars.
 
     ``reviewed``: the reviews with the content digest of what the reviewer saw
-    (``rank/reviewed.py``); None for models trained before digests were kept.
+    (``rank/reviewed.py``); None for models trained before digests were kept. ``path``: the
+    directory it was loaded from or last saved to (None for a model only in memory).
     """
 
     ranker: RiskRanker
@@ -72,6 +73,7 @@ class RiskModel:
     info: dict = field(default_factory=dict)
     lexical: LexicalProbe | None = None
     reviewed: pa.Table | None = None
+    path: Path | None = None
 
     def save(self, path: str | Path, *, tables: dict[str, pa.Table] | None = None) -> Path:
         """Write the model to ``path`` atomically; ``tables`` (name -> table) are saved and
@@ -98,6 +100,7 @@ class RiskModel:
         # What a loaded copy would carry: the saved files' checksums are the model's identity
         # (the reasons cache, rank/reasons_cache.py, keys on them).
         self.info["checksums"] = json.loads((path / MODEL_JSON).read_text())["checksums"]
+        self.path = path.resolve()
         return path
 
     @classmethod
@@ -120,7 +123,7 @@ class RiskModel:
             pq.read_table(path / f"{REVIEWED_TABLE}.parquet") if meta.get("reviewed") else None
         )
         ranker = RiskRanker.load(path / "ranker")
-        return cls(ranker, signals, exemplars, meta, lexical, reviewed)
+        return cls(ranker, signals, exemplars, meta, lexical, reviewed, path.resolve())
 
 
 def with_image_base_dir(model: RiskModel, base_dir: str | Path | None) -> RiskModel:

@@ -458,7 +458,9 @@ def sweep(
                 "index_version_dir": str(index.path.resolve()) if out_dir or index_dir else None,
                 # Which model made the queue: `review import` checks its verdicts go to its line.
                 "model": {
-                    k: model.info.get(k) for k in ("version", "history_digest", "created_at")
+                    **{k: model.info.get(k) for k in ("version", "history_digest", "created_at")},
+                    # where it lives: the HTML report shows its reviewed items' pictures
+                    **({"dir": str(model.path)} if model.path is not None else {}),
                 },
             }
         # Not a feature: whether a reviewer already judged this content (rank/reviewed.py).

@@ -147,7 +147,12 @@ def campaigns(queue: pa.Table, limit: int = 30) -> list[dict] | None:
 
 
 def _row_context(
-    row: dict, text: str | None, seed_images: dict, image_base_dir, stale: bool = False
+    row: dict,
+    text: str | None,
+    seed_images: dict,
+    image_base_dir,
+    stale: bool = False,
+    reviewed_images: dict | None = None,
 ) -> dict:
     verdict = row.get("closest_reviewed_verdict")
     return {
@@ -207,6 +212,10 @@ def _row_context(
             "similarity": row.get("closest_reviewed_similarity"),
             "signal": row.get("closest_reviewed_signal"),
             "excerpt": row.get("closest_reviewed_excerpt"),
+            # A picture match: its picture (the text beside it was an unrelated caption).
+            "thumb": (reviewed_images or {}).get(row.get("closest_reviewed_id"))
+            if row.get("closest_reviewed_signal") not in (None, "text")
+            else None,
         },
     }
 
@@ -219,6 +228,41 @@ def _seed_thumbnails(seeds: pa.Table | None, image_base_dir) -> dict:
         uri = thumbnail(s.get("image_bytes"), s.get("image_path"), image_base_dir)
         if uri:
             out[s["seed_id"]] = uri
+    return out
+
+
+def reviewed_thumbnails(queue: pa.Table, history: Path | None, image_base_dir) -> dict:
+    """Thumbnails of the reviewed items the queue's rows name as closest by a picture signal,
+    from the model's ``history`` table (its latest review with a picture: kept as bytes by an
+    import, else the file at its path). A reviewer saw "reviewed h005 · violating · pdq sim
+    0.95" beside an unrelated caption, and not the picture that matched (an outsider's
+    report). ``{}`` without a history file, or where it holds no pictures."""
+    import pyarrow.parquet as pq
+
+    from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH
+
+    if history is None or not Path(history).is_file():
+        return {}
+    if not {"closest_reviewed_id", "closest_reviewed_signal"} <= set(queue.column_names):
+        return {}
+    wanted = {
+        i
+        for i, s in zip(
+            queue["closest_reviewed_id"].to_pylist(), queue["closest_reviewed_signal"].to_pylist()
+        )
+        if i and s not in (None, "text")
+    }
+    names = pq.read_schema(history).names
+    pictures = [c for c in (IMAGE_BYTES, IMAGE_PATH) if c in names]
+    if not wanted or not pictures:
+        return {}
+    rows = pq.read_table(history, columns=["item_id", *pictures]).to_pylist()
+    out = {}
+    for r in reversed(rows):  # the latest review of an item first
+        if r["item_id"] in wanted and r["item_id"] not in out:
+            uri = thumbnail(r.get(IMAGE_BYTES), r.get(IMAGE_PATH), image_base_dir)
+            if uri:
+                out[r["item_id"]] = uri
     return out
 
 
@@ -235,6 +279,7 @@ def write_html_report(
     top: int = TOP_DEFAULT,
     plot: str | Path | None = None,
     stale: set[str] | None = None,
+    history: str | Path | None = None,
 ) -> Path:
     """Write ``out/report.html``.
 
@@ -244,17 +289,20 @@ def write_html_report(
     when not given). ``top``: queue rows shown. ``stale``: ids whose picture file changed
     since the index the sweep searched was made (``report.pictures_changed_since_indexed``):
     no thumbnail of today's file beside the indexed picture's scores, and a note instead.
+    ``history``: the model's ``history.parquet``, for the pictures of the closest reviewed
+    items (``reviewed_thumbnails``).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plot = Path(plot) if plot else plot_sweep(queue, out, labels)[0]
     texts = texts or {}
     seed_images = _seed_thumbnails(seeds, image_base_dir)
+    reviewed_images = reviewed_thumbnails(queue.slice(0, top), history, image_base_dir)
     rows = []
     for row in queue.slice(0, top).to_pylist():
         text = texts.get(row["item_id"], row.get("text"))
         changed = row["item_id"] in (stale or ())
-        rows.append(_row_context(row, text, seed_images, image_base_dir, changed))
+        rows.append(_row_context(row, text, seed_images, image_base_dir, changed, reviewed_images))
     counts = count_rows(report)
     html = (
         _environment()

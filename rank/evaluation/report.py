@@ -518,6 +518,7 @@ def write_reports_into(
     itself marks the run complete after them: rank/sweep_output.py)."""
     from riskrank.index.tables import as_table
     from riskrank.rank.evaluation.html_report import write_html_report
+    from riskrank.rank.review import HISTORY_FILE
 
     out = Path(out_dir) if out_dir is not None else Path(result.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -531,11 +532,12 @@ def write_reports_into(
     if cands.num_rows and "text" in cands.column_names:
         texts = dict(zip(cands.column("item_id").to_pylist(), cands.column("text").to_pylist()))
     extra = {"quality": quality, "labels": labels} if labels is not None else {}
+    model_dir = (result.report.get("model") or {}).get("dir")
     html = write_html_report(
         out, result.report, result.queue, texts=texts, seeds=as_table(seeds, what="seeds"),
         plot=plot, image_base_dir=image_base_dir,
         stale=pictures_changed_since_indexed(result.report, result.queue, image_base_dir),
-        **extra,
+        history=Path(model_dir) / HISTORY_FILE if model_dir else None, **extra,
     )  # fmt: skip
     return {"markdown": markdown, "plot": plot, "html": html}
 

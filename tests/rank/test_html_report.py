@@ -328,3 +328,37 @@ def test_a_sweep_without_inventory_does_not_show_a_picture_changed_since_indexin
     # With today's inventory the index is today's: nothing is stale.
     today = sweep(inv, seeds, model, out_dir=tmp_path / "day2", **kw)
     assert pictures_changed_since_indexed(today.report, today.queue, folder) == set()
+
+
+def test_a_picture_match_to_a_reviewed_item_shows_its_picture(tmp_path, history, seeds):
+    """ "reviewed h005 · violating · pdq sim 0.95" stood beside an unrelated caption: the
+    reviewer could not see the picture that matched (an outsider's report). The model's
+    history keeps its reviewed pictures; the report shows the one named."""
+    from hashing_signal import HashingTextSignal
+
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.rank.pipeline import sweep, train
+
+    pictures = [_noise_jpeg(i) if i < 6 else None for i in range(history.num_rows)]
+    hist = history.append_column("image_bytes", pa.array(pictures, pa.binary()))
+    reviewed = hist.slice(0, 6).to_pylist()
+    model = train(hist, seeds, tmp_path / "m", signals=[HashingTextSignal(), PdqSignal()], k=200,
+                  show_progress=False)  # fmt: skip
+    inv = pa.table(
+        {
+            "item_id": ["copy", "other"],
+            "image_bytes": [reviewed[2]["image_bytes"], _noise_jpeg(40)],
+        }
+    )
+    pic = pa.table({"seed_id": ["s-pic"], "policy": ["scam"], "image_bytes": [_noise_jpeg(41)]})
+    both = pa.concat_tables([seeds, pic], promote_options="default")
+    for given in (model, tmp_path / "m"):  # a model in memory (train's) and one loaded
+        out = tmp_path / f"run-{type(given).__name__}"
+        result = sweep(inv, both, given, out_dir=out, reports=True, k=None, show_progress=False)
+        assert result.report["model"]["dir"] == str((tmp_path / "m").resolve())
+        rows = {r["item_id"]: r for r in result.queue.to_pylist()}
+        assert rows["copy"]["closest_reviewed_id"] == reviewed[2]["item_id"]
+        assert rows["copy"]["closest_reviewed_signal"] == "pdq"
+        html = (out / "report.html").read_text()
+        shown = sum(r["closest_reviewed_signal"] == "pdq" for r in rows.values())
+        assert html.count('alt="reviewed image"') == shown >= 1
