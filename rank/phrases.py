@@ -49,7 +49,7 @@ MIN_SHARED_TOKENS = 2
 # gives other spans for the same text must bump it, or yesterday's spans come back unchanged.
 # 2: runs stop at line breaks; 3: markup is not highlighted or quoted; 4: an element's name
 # followed by words but no attribute value is text.
-SPANS_VERSION = 4
+SPANS_VERSION = 5
 # Markup: an HTML tag (a mail, a pasted landing page), a comment, or a script or style element
 # with its contents. Only elements HTML names count, so "invest < $50 ... > $5000" and "<you
 # idiot>" are text. A tag may hold spaces (attributes), so tags are found in the whole text:
@@ -77,6 +77,16 @@ TAG = re.compile(
 )
 LINE_BREAK = re.compile(r"[\r\n]")
 CLAUSE_END = re.compile(r"[.,;:!?)\]]$")
+SENTENCE_END = re.compile(r"[.!?;:]")
+# Elements a browser starts a new line or block for: read apart, as lines are. "moron.</p><p>Go"
+# and "idiot</div><div>go" are one whitespace word, and were highlighted as one phrase across
+# the break ("moron. go away": text a reviewer cannot find; an outsider's report).
+BLOCK_TAG = re.compile(
+    r"</?(?:address|article|aside|blockquote|body|br|caption|center|dd|details|dialog|div|dl|dt"
+    r"|fieldset|figcaption|figure|footer|form|h[1-6]|head|header|hr|html|li|main|nav|ol|p|pre"
+    r"|section|summary|table|tbody|td|tfoot|th|thead|title|tr|ul)(?:\s*/?|\s+[^<>]*)>",
+    re.I,
+)
 
 SPAN_TYPE = pa.struct(
     [
@@ -226,11 +236,69 @@ def _bounds(text: str, words: list[tuple[int, int]]) -> list[tuple[int, int] | N
     return out
 
 
+def _pieces(
+    text: str, words: list[tuple[int, int]], scores: np.ndarray
+) -> tuple[list[tuple[int, int]], np.ndarray, list[bool]]:
+    """``words`` cut where markup inside a whitespace word ends a line or a clause: at a
+    block element (``BLOCK_TAG``), or at a tag after clause punctuation ("moron.</p><p>Go",
+    "alone.</blockquote>You"). Each piece takes the word's share in proportion to its word
+    characters (the probe read the word whole); ``ends`` says where a piece ends a clause
+    though its own text does not show it. Words without such markup are as given."""
+    if "<" not in text:
+        return words, scores, [False] * len(words)
+    out: list[tuple[int, int]] = []
+    shares: list[float] = []
+    ends: list[bool] = []
+    for (s, e), score in zip(words, scores):
+        cuts = [] if "<" not in text[s:e] else _cuts(text, s, e)
+        if not cuts:
+            out.append((s, e))
+            shares.append(float(score))
+            ends.append(False)
+            continue
+        pieces, start = [], s
+        for a, b in cuts:
+            pieces.append((start, a))
+            start = b
+        pieces.append((start, e))
+        counts = [len(WORD_CHAR.findall(TAG.sub("", text[a:b]))) for a, b in pieces]
+        total = sum(counts) or 1
+        for i, ((a, b), n) in enumerate(zip(pieces, counts)):
+            out.append((a, b))
+            shares.append(float(score) * n / total)
+            ends.append(i < len(pieces) - 1)
+    return out, np.asarray(shares, dtype=float), ends
+
+
+def _cuts(text: str, s: int, e: int) -> list[tuple[int, int]]:
+    """The stretches of markup inside ``text[s:e]`` that end a line or a clause: block
+    elements, and any tag run right after clause punctuation (runs of tags merged)."""
+    runs: list[list[int]] = []
+    for m in TAG.finditer(text, s, e):
+        if runs and runs[-1][1] == m.start():
+            runs[-1][1] = m.end()
+        else:
+            runs.append([m.start(), m.end()])
+    cuts = []
+    for a, b in runs:
+        before = TAG.sub("", text[s:a]).rstrip()
+        ends = BLOCK_TAG.search(text, a, b) or (before and SENTENCE_END.match(before[-1]))
+        if ends and a > s and b < e:
+            cuts.append((a, b))
+    return cuts
+
+
 def plain(phrase: str) -> str:
     """``phrase`` as a reader quotes it: markup (``TAG``) dropped unless that leaves
-    nothing, its whitespace one space."""
-    text = TAG.sub(" ", phrase) if "<" in phrase else phrase
+    nothing (a block element as a space), its whitespace one space."""
+    # A block element reads as a break, an inline one as nothing ("stu<b>pid</b>" reads
+    # "stupid", and was quoted "stu pid").
+    text = TAG.sub(_as_read, phrase) if "<" in phrase else phrase
     return " ".join((text if text.strip() else phrase).split())
+
+
+def _as_read(tag: re.Match) -> str:
+    return " " if BLOCK_TAG.fullmatch(tag.group()) else ""
 
 
 @lru_cache(maxsize=200_000)
@@ -289,6 +357,7 @@ def lexical_spans(
         return []
     text = text[:READ_CHARS]  # what the probe read (recall/lexical.py)
     words, scores = word_contributions(coef, text, row)
+    words, scores, cut_after = _pieces(text, words, scores)
     bounds = _bounds(text, words)
     keys = ["" if b is None else text[b[0] : b[1]].lower() for b in bounds]  # "": markup
     chosen = _chosen_types(keys, scores, max_words, min_share, cover)
@@ -296,9 +365,16 @@ def lexical_spans(
 
     def _ends_clause(w: int) -> bool:
         # A line ends a clause too: 100 lines of one flagged word were one 622-character
-        # phrase, cut before the insult after them (an outsider's report).
-        gap = text[words[w][1] : words[w + 1][0]] if w + 1 < len(words) else ""
-        return bool(CLAUSE_END.search(text[words[w][0] : words[w][1]]) or LINE_BREAK.search(gap))
+        # phrase, cut before the insult after them (an outsider's report). So does a block
+        # element ("moron.</p> <p>Go"), and punctuation before markup ("moron.</b> go").
+        own = text[words[w][0] : words[w][1]]
+        if cut_after[w] or CLAUSE_END.search(TAG.sub("", own).rstrip() if "<" in own else own):
+            return True
+        if w + 1 == len(words):
+            return False
+        after = bounds[w][1] if bounds[w] else words[w][1]
+        between = text[after : bounds[w + 1][0] if bounds[w + 1] else words[w + 1][0]]
+        return bool(LINE_BREAK.search(between) or ("<" in between and BLOCK_TAG.search(between)))
 
     joins = [c or (_is_stop_word(k) and x > 0) for c, k, x in zip(core, keys, scores)]
     spans: list[Span] = []
@@ -333,7 +409,13 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
     tokens = list(TOKEN.finditer(text))
     low = [m.group().lower() for m in tokens]
     n = min_tokens - 1  # links: token i starts a shared n-gram; a chain of links is one run
-    link = [tuple(low[i : i + min_tokens]) in grams for i in range(len(tokens) - n)]
+    # A run stops where a reader's sentence or line does, as a lexical phrase does: "moron.
+    # Go away" shared with a seed was one phrase across the sentence end.
+    apart = [_breaks(text[a.end() : b.start() + 1]) for a, b in zip(tokens, tokens[1:])]
+    link = [
+        tuple(low[i : i + min_tokens]) in grams and not any(apart[i : i + n])
+        for i in range(len(tokens) - n)
+    ]
     spans = []
     i = 0
     while i < len(link):
@@ -349,6 +431,16 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
             spans.append(Span(start, end, text[start:end], "seed", float(last + 1 - first)))
         i = j + 1
     return spans
+
+
+SENTENCE_GAP = re.compile(r"[.!?;:](?=\s|<)|[\r\n]")
+
+
+def _breaks(gap: str) -> bool:
+    """Whether the characters between two words (and the next word's first) end a sentence
+    or a line for a reader: punctuation before a space or markup, a line break, a block
+    element; not the point of "5.99"."""
+    return bool(SENTENCE_GAP.search(gap) or ("<" in gap and BLOCK_TAG.search(gap)))
 
 
 @lru_cache(maxsize=1024)

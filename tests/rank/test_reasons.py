@@ -626,7 +626,8 @@ def test_markup_is_not_part_of_a_flagged_phrase():
     coef = _coef_for("stupid idiot moron filthy pig guaranteed crypto doubling scheme br alert")
     cases = {
         "<p>You are a <b>stupid</b> idiot &amp; a <i>moron</i></p>"
-        "<script>alert(1)</script> filthy pig": ["a moron filthy pig", "you are a stupid idiot"],
+        # (</p> ends the paragraph: "filthy pig" is read on a line of its own, as in a browser)
+        "<script>alert(1)</script> filthy pig": ["you are a stupid idiot", "filthy pig", "a moron"],
         "<b>guaranteed crypto doubling scheme</b>. call now": ["guaranteed crypto doubling scheme"],
         '<font color="red">guaranteed</font> crypto doubling scheme': [
             "guaranteed crypto doubling scheme"
@@ -770,3 +771,38 @@ def test_a_flat_pictures_pdq_match_is_said_to_be_unreliable():
                           floors=floors)  # fmt: skip
     said = _seed_clause(RowEvidence(spans=[], seed=sharp, reviewed={}, contrib=contrib))
     assert said == "its image is a near-copy of seed s_white (PDQ: 0 bits differ)"
+
+
+def test_a_phrase_ends_where_markup_ends_a_sentence_or_a_line():
+    """ "moron.</p><p>Go" and "idiot</div><div>go" are one whitespace word each: the phrase
+    ran across the break ("you are an idiot and a moron. go away", text a reviewer cannot
+    find), and a seed's shared words ran across sentence ends (an outsider's report)."""
+    from riskrank.rank.phrases import flagged_phrases, plain, shared_spans
+
+    coef = _coef_for("idiot moron loser stupid go away")
+    plain_text = flagged_phrases(
+        lexical_spans(coef, "You are an idiot and a moron. Go away, loser"),
+        "You are an idiot and a moron. Go away, loser",
+    )
+    for text in (
+        "<p>You are an idiot and a moron.</p><p>Go away, loser</p>",
+        "You are an idiot and a moron.<br>Go away, loser",
+        "You are an idiot and a moron.</p> <p>Go away, loser",
+        "You are an idiot and a moron.<b>Go</b> away, loser",
+    ):
+        spans = lexical_spans(coef, text)
+        assert sorted(flagged_phrases(spans, text)) == sorted(plain_text), text
+        assert not any(". go" in plain(s.phrase.lower()) for s in spans)
+    text = "<div>you stupid idiot</div><div>go away loser</div>"
+    assert flagged_phrases(lexical_spans(coef, text), text) == [
+        "you stupid idiot", "go away loser"
+    ]  # fmt: skip
+    # An inline tag inside a word is read as nothing, a block element as a break.
+    assert plain("stu<b>pid</b> idiot") == "stupid idiot" and plain("a<br>b") == "a b"
+    # Shared with a seed: runs stop at sentence and line ends, not at a price's point.
+    seed = "you are a moron go away now only $5.99 today"
+    said = [s.phrase for s in shared_spans("you are a moron. Go away now", seed)]
+    assert said == ["you are a moron", "Go away now"]
+    assert [s.phrase for s in shared_spans("win big<br>only $5.99 today", seed)] == [
+        "only $5.99 today"
+    ]
