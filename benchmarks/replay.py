@@ -490,6 +490,18 @@ def _ratio(a, b) -> str:
     return f"{a / b:.2f}x" if a is not None and b else "n/a (not reached)"
 
 
+def _early(meta: dict) -> int:
+    """How many rounds the "found in rounds 1-N" column covers (``found_after_3``): three, or
+    all of a shorter replay's (it said "1-3" after 2 rounds: an outsider's report)."""
+    return min(3, int(meta.get("max_rounds") or 3))
+
+
+def _versus(best, ran: dict | None, what: str) -> str:
+    """``best`` against a method's reviews to 80%: a method left out (``--methods``) is "not
+    run", not "not reached" (an outsider's report)."""
+    return f"n/a ({what} not run)" if ran is None else _ratio(best, ran["to_80"])
+
+
 def _pays_back(explore: list, exploit: list) -> str:
     """Whether exploration needed fewer reviews to 80%, trial by trial (same seeds)."""
     pairs = [(d, c) for d, c in zip(explore, exploit) if d is not None and c is not None]
@@ -500,7 +512,7 @@ def _pays_back(explore: list, exploit: list) -> str:
     return f"{verdict} (fewer reviews in {fewer} of {len(pairs)} trials)"
 
 
-def goal_check(summary: list[dict]) -> list[str]:
+def goal_check(summary: list[dict], early: int = 3) -> list[str]:
     lines = []
     by = {(s["set"], s["method"]): s for s in summary}
     for name in dict.fromkeys(s["set"] for s in summary):
@@ -511,16 +523,15 @@ def goal_check(summary: list[dict]) -> list[str]:
             if got[m] and got[m]["to_80"] is not None
         ]
         best = min(rr) if rr else None
-        a = got["bank"]["to_80"] if got["bank"] else None
-        b = got["logreg"]["to_80"] if got["logreg"] else None
+        a, b = got["bank"], got["logreg"]
         positives = next(s["positives"] for s in summary if s["set"] == name)
         floor = int(np.ceil(TARGET * positives))
         lines.append(
             f"- {name}: best riskrank (c-e') reviews to 80% = {best}; vs (a) "
-            f"{_ratio(best, a)} (goal <= 0.7x), vs (b) {_ratio(best, b)} "
+            f"{_versus(best, a, '(a)')} (goal <= 0.7x), vs (b) {_versus(best, b, '(b)')} "
             f"(goal <= 0.9x). One review per item can do no better than {floor} "
-            f"(every review a violation): {_ratio(floor, a)} of (a), "
-            f"{_ratio(floor, b)} of (b)."
+            f"(every review a violation): {_versus(floor, a, '(a)')} of (a), "
+            f"{_versus(floor, b, '(b)')} of (b)."
         )
         if got["logreg-lex"]:
             b2 = got["logreg-lex"]["to_80"]
@@ -530,7 +541,7 @@ def goal_check(summary: list[dict]) -> list[str]:
         c, d, e = got["exploit"], got["explore"], got["campaign"]
         if c and d:
             lines.append(
-                f"- {name}: exploration's early yield (violations found in rounds 1-3):"
+                f"- {name}: exploration's early yield (violations found in rounds 1-{early}):"
                 f" (d) {d['found_after_3']:.0f} vs (c) {c['found_after_3']:.0f} = "
                 f"{_ratio(d['found_after_3'], c['found_after_3'])} (goal >= 0.90x); "
                 f"pays back by the end: reviews to 80% (d) {d['to_80']} vs (c) "
@@ -585,8 +596,9 @@ def markdown(meta: dict, summary: list[dict], results: dict) -> str:
             "column says how many each row has.**"
         ),
         "",
+        *[line for w in meta.get("warnings", []) for line in (f"**Warning**: {w}.", "")],
         "| data set | method | trials | decisions to 50% | decisions to 80% | found in round 1 "
-        "| found in rounds 1-3 | purity of campaign decisions | wrong verdicts |",
+        f"| found in rounds 1-{_early(meta)} | purity of campaign decisions | wrong verdicts |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
@@ -596,7 +608,7 @@ def markdown(meta: dict, summary: list[dict], results: dict) -> str:
             f"{s['found_round0']:.0f} | {s['found_after_3']:.0f} | "
             f"{_fmt(s['purity'])} | {s['wrong_verdicts']:.0f} |"
         )
-    lines += ["", "### Goal check", "", *goal_check(summary), ""]
+    lines += ["", "### Goal check", "", *goal_check(summary, _early(meta)), ""]
     lines += per_round_tables(results)
     return "\n".join(lines) + "\n"
 
@@ -732,9 +744,13 @@ def main() -> None:
     t_data = time.time()
     data = load_sets(names, signal)
     args.data_seconds = round(time.time() - t_data)  # embedding the sets (cached: reading)
+    # Kept in the results too: a replay.md read later, without the terminal's log, stated
+    # its goal check with no word of it (an outsider's report).
+    args.warnings = []
     for name in names:
         if warning := cold_overlap(data[name], data[quality.OTHER[name]]):
             print(warning, file=sys.stderr, flush=True)
+            args.warnings.append(warning.removeprefix("replay: "))
     results: dict = {n: {m: [] for m in args.methods.split(",")} for n in names}
     if args.resume:
         resume(args, results)
@@ -853,6 +869,7 @@ def write(args, results: dict, t0: float, *, complete: bool) -> list[dict]:
         "data": {n: quality.DATA_FILES[n] for n in results if n in quality.DATA_FILES},
         "plot": _shown(out / "replay.png"),
         "load_average_samples": LOADS,
+        "warnings": getattr(args, "warnings", []),
     }
     if len(results) == 1:
         (out / f"replay_{next(iter(results))}.json").write_text(
@@ -888,6 +905,13 @@ def combine(args) -> None:
         for p in sorted(out.glob("replay_*.json"))
         if p.stem.removeprefix("replay_") in quality.POLICY
     ]
+    if not parts:  # (an IndexError before; a --data set's files need its --data again)
+        found = sorted(p.name for p in out.glob("replay_*.json"))
+        raise SystemExit(
+            f"--combine: no replay_<set>.json of the sets {sorted(quality.POLICY)} in {out} "
+            f"(found {found or 'none'}); a --data set's runs are combined with the same "
+            "--data NAME=FILE given again"
+        )
     done = {n: ms for part in parts for n, ms in part["results"].items()}
     meta = {
         **parts[0]["meta"],
@@ -898,6 +922,7 @@ def combine(args) -> None:
         "load_average_end": [p["meta"]["load_average_end"] for p in parts],
         "data": {n: d for p in parts for n, d in p["meta"].get("data", {}).items()},
         "plot": _shown(out / "replay.png"),
+        "warnings": [w for p in parts for w in p["meta"].get("warnings", [])],
     }
     commands = [p["meta"]["command"] for p in parts if "command" in p["meta"]]
     if commands:
