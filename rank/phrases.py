@@ -454,7 +454,8 @@ def _seed_grams(seed_text: str, n: int) -> frozenset[tuple[str, ...]]:
 def flagged_phrases(spans: list[Span], text: str, limit: int = 5) -> list[str]:
     """What is highlighted, as distinct phrases strongest first: overlapping or touching
     spans of either source are merged (what a reader sees as one mark is one phrase); a
-    phrase's weight is its lexical contribution plus a bonus per shared-seed word."""
+    phrase's weight is its lexical contribution plus a bonus per shared-seed word. Phrases
+    differing only in case are one, written as the item first writes it."""
     merged: list[list] = []  # [start, end, weight]
     for s in sorted(spans, key=lambda s: s.start):
         weight = s.weight if s.source == "lexical" else 0.01 * s.weight
@@ -466,13 +467,16 @@ def flagged_phrases(spans: list[Span], text: str, limit: int = 5) -> list[str]:
         else:
             merged.append([s.start, s.end, weight])
     total: dict[str, float] = defaultdict(float)
+    written: dict[str, str] = {}  # as the item first writes it (a search finds it)
     for start, end, weight in merged:
-        total[plain(text[start:end].lower())] += weight
+        phrase = plain(text[start:end])
+        total[phrase.lower()] += weight
+        written.setdefault(phrase.lower(), phrase)
     strongest = sorted(total, key=lambda p: -total[p])[:limit]
     # A highlight can cover a whole pasted template (a 200 KB text was one 199,996-character
     # phrase): the queue keeps its start, as it does of the text (``highlight_spans`` keep
     # where it is).
-    return list(dict.fromkeys(_cut(p) for p in strongest))
+    return list(dict.fromkeys(_cut(written[p]) for p in strongest))
 
 
 PHRASE_CHARS = 200

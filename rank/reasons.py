@@ -238,6 +238,16 @@ def _short(phrase: str) -> str:
     return cut + " ..."
 
 
+def _distinct(phrases: list[str]) -> list[str]:
+    """``phrases`` once each, compared without case, as the item first writes them: quotes
+    were lower-cased ('you should be fucking' for "You should be fucking"), which a
+    case-sensitive search of the item does not find (an outsider's report)."""
+    seen: dict[str, str] = {}
+    for p in phrases:
+        seen.setdefault(plain(p).lower(), p)
+    return list(seen.values())
+
+
 def _quote(phrases: list[str]) -> str:
     extra = len(phrases) - QUOTE_MAX
     quoted = [f"'{_short(p)}'" for p in phrases[:QUOTE_MAX]]
@@ -256,8 +266,7 @@ def _seed_clause(ev: RowEvidence) -> str | None:
     seed = ev.seed
     if not seed:
         return None
-    shared = [s.phrase for s in ev.spans if s.source == "seed"]
-    shared = list(dict.fromkeys(p.lower() for p in shared))[:3]
+    shared = _distinct([s.phrase for s in ev.spans if s.source == "seed"])[:3]
     if shared:
         return f"shares {_quote(shared)} with seed {seed['id']}"
     close = _seed_is_close(seed)
@@ -352,20 +361,26 @@ def _signal_words(signal: str) -> str:
 def sentence(ev: RowEvidence) -> str:
     """One plain-words sentence: the evidence groups the ranker leaned on, strongest first."""
     clauses: dict[str, str | None] = {}
-    lexical = [s.phrase.lower() for s in ev.spans if s.source == "lexical"]
+    lexical = _distinct([s.phrase for s in ev.spans if s.source == "lexical"])
     if lexical:
-        clauses["lexical"] = f"uses {_quote(list(dict.fromkeys(lexical))[:3])}"
+        clauses["lexical"] = f"uses {_quote(lexical[:3])}"
     clauses["seed"] = _seed_clause(ev)
     clauses["history"] = _history_clause(ev)
-    weight = {"lexical": 0.0, "seed": 0.0, "history": 0.0}
-    for group, c in ev.contrib.items():
-        weight[group.split(":")[0]] += c
+    weight = _weights(ev.contrib)
     order = sorted(clauses, key=lambda g: -weight[g])
     parts = [clauses[g] for g in order if clauses[g] and (weight[g] > 0 or g != "lexical")]
     if not parts:
         return "little evidence of risk"
     text = "; ".join(parts)
     return text[0].upper() + text[1:]
+
+
+def _weights(contrib: dict[str, float]) -> dict[str, float]:
+    """The ranker's positive contributions per kind of evidence (lexical, seed, history)."""
+    weight = {"lexical": 0.0, "seed": 0.0, "history": 0.0}
+    for group, c in contrib.items():
+        weight[group.split(":")[0]] += c
+    return weight
 
 
 def remediation(action: str | None, phrases: list[str], seed: dict) -> str:
@@ -576,10 +591,19 @@ def _explain_row(
         said = {**said, "elsewhere": row["reviewed_elsewhere"]}
     ev = RowEvidence(spans, seed, said, contrib)
     phrases = flagged_phrases(spans, text or "")
+    # What to change: the words the explanation names. Highlighted words the ranker's
+    # lexical evidence did not raise the score by (a probe score below zero) were "change or
+    # remove 'doctor'" at P 0.05, beside an explanation naming none (an outsider's report).
+    raised = _weights(contrib)["lexical"] > 0
+    to_change = (
+        phrases
+        if raised
+        else flagged_phrases([s for s in spans if s.source != "lexical"], text or "")
+    )
     verdict = reviewed.get("verdict")
     return {
         "explanation": sentence(ev),
-        "remediation": remediation(row.get("action"), phrases, seed),
+        "remediation": remediation(row.get("action"), to_change, seed),
         "flagged_phrases": phrases,
         "highlight_spans": [s.as_row() for s in spans],
         "closest_seed_id": seed.get("id"),

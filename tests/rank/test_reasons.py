@@ -141,7 +141,8 @@ def test_shared_spans_are_word_runs_common_to_item_and_seed():
     assert [s.phrase for s in spans] == ["loan approval", "no credit check", "Of the best"]
     assert all(text[s.start : s.end] == s.phrase and s.source == "seed" for s in spans)
     assert shared_spans(text, None) == [] and shared_spans("", seed) == []
-    assert flagged_phrases(spans, text) == ["no credit check", "of the best", "loan approval"]
+    # As the item writes them (a lower-cased quote is not found by a case-sensitive search)
+    assert flagged_phrases(spans, text) == ["no credit check", "Of the best", "loan approval"]
     assert shared_spans("of the day", "of the night") == []
 
 
@@ -180,11 +181,15 @@ def test_flagged_phrases_merge_what_reads_as_one_mark():
         Span(58, 65, "You won", "lexical", 0.1),
     ]
     assert flagged_phrases(spans, text) == [
-        "congratulations",
-        "cheap",
+        "Congratulations",
+        "Cheap",
         "90% off, authentic quality",
-        "you won",
+        "You won",
     ]
+    # Phrases differing only in case are one, written as the item first writes it.
+    again = text + ". CHEAP"
+    more = [*spans, Span(len(again) - 5, len(again), "CHEAP", "lexical", 0.5)]
+    assert flagged_phrases(more, again)[:2] == ["Cheap", "Congratulations"]
 
 
 def test_lexical_runs_stop_at_clause_breaks(probe):
@@ -627,7 +632,7 @@ def test_markup_is_not_part_of_a_flagged_phrase():
     cases = {
         "<p>You are a <b>stupid</b> idiot &amp; a <i>moron</i></p>"
         # (</p> ends the paragraph: "filthy pig" is read on a line of its own, as in a browser)
-        "<script>alert(1)</script> filthy pig": ["you are a stupid idiot", "filthy pig", "a moron"],
+        "<script>alert(1)</script> filthy pig": ["You are a stupid idiot", "filthy pig", "a moron"],
         "<b>guaranteed crypto doubling scheme</b>. call now": ["guaranteed crypto doubling scheme"],
         '<font color="red">guaranteed</font> crypto doubling scheme': [
             "guaranteed crypto doubling scheme"
@@ -806,3 +811,23 @@ def test_a_phrase_ends_where_markup_ends_a_sentence_or_a_line():
     assert [s.phrase for s in shared_spans("win big<br>only $5.99 today", seed)] == [
         "only $5.99 today"
     ]
+
+
+def test_remediation_names_only_words_that_raised_the_score():
+    """ "escalate: change or remove 'doctor'" on a comment at P 0.05 whose lexical evidence
+    lowered its score, beside an explanation naming no word (an outsider's report): what to
+    change is what the explanation names."""
+    from riskrank.rank.phrases import Span
+    from riskrank.rank.reasons import _explain_row
+
+    text = "You're forgetting DOCTOR WHO THEME, you fool"
+    spans = [Span(18, 24, "DOCTOR", "lexical", 0.3), Span(40, 44, "fool", "seed", 1.0)]
+    seed = {"id": "s1", "signal": "text", "similarity": 0.9, "distance": float("nan"),
+            "weak": 0.5, "text": "fool"}  # fmt: skip
+    row = {"item_id": "x", "policy": "insult", "action": "escalate"}
+    low = _explain_row(row, text, {"seed:text": 0.4, "lexical": 0.0}, seed, list(spans), {})
+    assert "DOCTOR" not in low["remediation"] and "DOCTOR" not in low["explanation"]
+    assert low["remediation"] == "escalate: change or remove 'fool'"
+    assert low["flagged_phrases"] == ["DOCTOR", "fool"]  # (still highlighted: it is evidence)
+    high = _explain_row(row, text, {"seed:text": 0.4, "lexical": 0.5}, seed, list(spans), {})
+    assert "'DOCTOR'" in high["remediation"] and "'DOCTOR'" in high["explanation"]
