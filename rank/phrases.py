@@ -31,6 +31,8 @@ from riskrank.recall.lexical import N_FEATURES, READ_CHARS, lexical_features
 
 # sklearn's default token pattern: what the probe's word n-grams are made of.
 TOKEN = re.compile(r"(?u)\b\w\w+\b")
+# The words of shared runs: every word, one letter too ("a professional" is not "professional").
+SHARED_TOKEN = re.compile(r"(?u)\w+")
 # char_wb n-grams never cross whitespace, so a whitespace-separated word owns its n-grams.
 WORD = re.compile(r"\S+")
 MAX_FLAGGED_WORDS = 6  # word types highlighted per item: enough to act on, few enough to read
@@ -48,8 +50,9 @@ MIN_SHARED_TOKENS = 2
 # of their inputs (rank/sweep_cache.py), and this number is part of it: a change here that
 # gives other spans for the same text must bump it, or yesterday's spans come back unchanged.
 # 2: runs stop at line breaks; 3: markup is not highlighted or quoted; 4: an element's name
-# followed by words but no attribute value is text.
-SPANS_VERSION = 5
+# followed by words but no attribute value is text; 5: markup that ends a line or sentence
+# ends a phrase; 6: shared runs are one stretch of the seed, every word counted.
+SPANS_VERSION = 6
 # Markup: an HTML tag (a mail, a pasted landing page), a comment, or a script or style element
 # with its contents. Only elements HTML names count, so "invest < $50 ... > $5000" and "<you
 # idiot>" are text. A tag may hold spaces (attributes), so tags are found in the whole text:
@@ -399,37 +402,54 @@ def lexical_spans(
 
 
 def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHARED_TOKENS):
-    """Runs of ``min_tokens``+ words ``text`` shares with ``seed_text`` (case-insensitive),
-    skipping runs made only of stop words. Both are read to ``READ_CHARS`` characters, as the
-    probe reads them: a text of megabytes made millions of tokens."""
+    """Runs of ``min_tokens``+ words ``text`` shares with ``seed_text``, word for word and
+    in the seed's order (case-insensitive), skipping runs made only of stop words: from each
+    word the longest the seed holds, unless it ends inside the run before it. Both are read to ``READ_CHARS`` characters, as
+    the probe reads them: a text of megabytes made millions of tokens.
+
+    Every word counts, one letter too, and a run is one stretch of the seed: chained word
+    pairs quoted "do not wish to receive" of a seed saying "does not wish to receive" (its
+    pair "do not" stood elsewhere, in "DO NOT REPLY"), and "this is professional" of "this is
+    a professional" (an outsider's report)."""
     if not text or not seed_text:
         return []
     text = text[:READ_CHARS]
-    grams = _seed_grams(seed_text[:READ_CHARS], min_tokens)
-    tokens = list(TOKEN.finditer(text))
+    seed, starts = _seed_words(seed_text[:READ_CHARS])
+    tokens = list(SHARED_TOKEN.finditer(text))
     low = [m.group().lower() for m in tokens]
-    n = min_tokens - 1  # links: token i starts a shared n-gram; a chain of links is one run
     # A run stops where a reader's sentence or line does, as a lexical phrase does: "moron.
     # Go away" shared with a seed was one phrase across the sentence end.
     apart = [_breaks(text[a.end() : b.start() + 1]) for a, b in zip(tokens, tokens[1:])]
-    link = [
-        tuple(low[i : i + min_tokens]) in grams and not any(apart[i : i + n])
-        for i in range(len(tokens) - n)
-    ]
     spans = []
-    i = 0
-    while i < len(link):
-        if not link[i]:
-            i += 1
+    covered = -1  # the last word of the last run taken
+    for i in range(len(tokens) - 1):
+        length = 0
+        # Inside the last run, only a run reaching past it counts: its word there is checked
+        # first (an exact copy of a long seed was otherwise matched again from every word).
+        reach = max(covered + 1, i + 1)
+        if reach >= len(tokens) or apart[i]:
             continue
-        j = i
-        while j + 1 < len(link) and link[j + 1]:
-            j += 1
-        first, last = i, j + n
-        if any(t not in ENGLISH_STOP_WORDS for t in low[first : last + 1]):
-            start, end = tokens[first].start(), tokens[last].end()
-            spans.append(Span(start, end, text[start:end], "seed", float(last + 1 - first)))
-        i = j + 1
+        for p in starts.get((low[i], low[i + 1]), ()):
+            if p + reach - i >= len(seed) or seed[p + reach - i] != low[reach]:
+                continue
+            k = 2
+            while (
+                i + k < len(tokens)
+                and p + k < len(seed)
+                and not apart[i + k - 1]
+                and low[i + k] == seed[p + k]
+            ):
+                k += 1
+            length = max(length, k)
+        last = i + length - 1
+        # (A run inside the last one adds nothing; one reaching past it overlaps it, and the
+        # highlight reads as one mark: "do not" of "DO NOT REPLY", then "not wish to receive".)
+        if length < min_tokens or last <= covered:
+            continue
+        if any(t not in ENGLISH_STOP_WORDS for t in low[i : last + 1]):
+            start, end = tokens[i].start(), tokens[last].end()
+            spans.append(Span(start, end, text[start:end], "seed", float(length)))
+            covered = last
     return spans
 
 
@@ -444,11 +464,22 @@ def _breaks(gap: str) -> bool:
 
 
 @lru_cache(maxsize=1024)
-def _seed_grams(seed_text: str, n: int) -> frozenset[tuple[str, ...]]:
-    """The ``n``-word runs of a seed's text, lower-cased: a sweep matches each of a few
-    seeds against thousands of items, and tokenised the seed for every one."""
-    tokens = [m.group().lower() for m in TOKEN.finditer(seed_text)]
-    return frozenset(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+def _seed_words(seed_text: str) -> tuple[list[str], dict[tuple[str, str], list[int]]]:
+    """A seed's words, lower-cased, and where each word pair starts in them (the first
+    ``PAIR_PLACES``): a sweep matches each of a few seeds against thousands of items, and
+    read the seed for every one."""
+    words = [m.group().lower() for m in SHARED_TOKEN.finditer(seed_text)]
+    starts: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for p in range(len(words) - 1):
+        at = starts[(words[p], words[p + 1])]
+        if len(at) < PAIR_PLACES:
+            at.append(p)
+    return words, dict(starts)
+
+
+# Where a word pair is looked up in a seed, at most: a seed repeating a sentence 200 times
+# matched an item repeating it from every place (0.3 s an item; its runs are alike anyway).
+PAIR_PLACES = 16
 
 
 def flagged_phrases(spans: list[Span], text: str, limit: int = 5) -> list[str]:

@@ -831,3 +831,28 @@ def test_remediation_names_only_words_that_raised_the_score():
     assert low["flagged_phrases"] == ["DOCTOR", "fool"]  # (still highlighted: it is evidence)
     high = _explain_row(row, text, {"seed:text": 0.4, "lexical": 0.5}, seed, list(spans), {})
     assert "'DOCTOR'" in high["remediation"] and "'DOCTOR'" in high["explanation"]
+
+
+def test_a_shared_run_is_one_stretch_of_the_seed():
+    """Chained word pairs quoted "do not wish to receive" of a seed saying "does not wish to
+    receive" ("do not" stood in "DO NOT REPLY"), and "this is professional" of "this is a
+    professional" (an outsider's report): every quoted run is in the seed, word for word."""
+    seed = (
+        "We don't want anyone to receive our mailings who does not wish to receive them. "
+        "This is a professional communication sent to insurance professionals. To be "
+        "removed from this mailing list, DO NOT REPLY to this message."
+    )
+    text = (
+        "If you do not wish to receive this, reply. This is professional communication sent "
+        "to insurance professionals: please reply to this message now"
+    )
+    said = [s.phrase for s in shared_spans(text, seed)]
+    assert said == [
+        "not wish to receive", "professional communication sent to insurance professionals",
+        "reply to this message",
+    ]  # fmt: skip
+
+    def words(t):
+        return " ".join(re.findall(r"\w+", t.lower()))
+
+    assert all(words(p) in words(seed) for p in said)
