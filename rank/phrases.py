@@ -404,8 +404,9 @@ def lexical_spans(
 def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHARED_TOKENS):
     """Runs of ``min_tokens``+ words ``text`` shares with ``seed_text``, word for word and
     in the seed's order (case-insensitive), skipping runs made only of stop words: from each
-    word the longest the seed holds, unless it ends inside the run before it. Both are read to ``READ_CHARS`` characters, as
-    the probe reads them: a text of megabytes made millions of tokens.
+    word the longest the seed holds, unless it ends inside the run before it. Both are read
+    to ``READ_CHARS`` characters, as the probe reads them: a text of megabytes made millions
+    of tokens.
 
     Every word counts, one letter too, and a run is one stretch of the seed: chained word
     pairs quoted "do not wish to receive" of a seed saying "does not wish to receive" (its
