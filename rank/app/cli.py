@@ -71,6 +71,7 @@ def _print_table(rows: list[tuple[str, object]], title: str) -> None:
     print("-" * (width + 24))
     for k, v in rows:
         v = f"{v:.3f}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else v)
+        v = "n/a" if v is None else v
         print(f"{k:<{width}}  {v}")
 
 

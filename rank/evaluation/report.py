@@ -71,18 +71,24 @@ def evaluate(queue: pa.Table, labels: pa.Table, *, budget_fraction: float = 0.05
     Ranked by the queue's ``rank``; labelled items the queue does not hold rank last, tied
     (every metric is its expected value over the orders of tied items, so the labels' row
     order does not matter), and ``coverage`` is the share of labelled items it holds (a
-    campaign's members included).
+    campaign's members included). A queue holding none of them: the metrics are None.
     """
     col = "verdict" if "verdict" in check_labels(labels).column_names else "label"
     labels, repeated = one_label_per_item(labels)
     ids = labels.column("item_id").to_pylist()
     y = np.asarray(labels.column(col).to_pylist(), dtype=float)
     s = queue_order_scores(queue, ids)
+    ranked = ranking_report(y, s, budget_fraction=budget_fraction)
+    if not np.isfinite(s).any():
+        # A queue holding none of the labelled items has no order to judge: its "AP" was the
+        # expected value of a random order of them (0.891 for an empty queue of 60 labelled
+        # items, 53 violating; an outsider's report).
+        ranked = dict.fromkeys(ranked)
     return {
         "items": len(ids),
         "positives": int((y > 0).sum()),
         "coverage": float(np.isfinite(s).mean()) if len(s) else 0.0,
-        **ranking_report(y, s, budget_fraction=budget_fraction),
+        **ranked,
         **({REPEATED: repeated} if repeated else {}),
     }
 
@@ -412,7 +418,9 @@ def write_report(
     if quality:
         lines += ["", "## Quality against the labels", "", "| metric | value |", "| --- | --- |"]
         lines += [
-            f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |"
+            f"| {k} | {v:.3f} |"
+            if isinstance(v, float)
+            else f"| {k} | {'n/a (the queue holds no labelled item)' if v is None else v} |"
             for k, v in quality.items()
         ]
     lines += [
@@ -526,6 +534,8 @@ def write_reports_into(
     if labels is not None and quality is None:
         quality, labels = sweep_quality(result, labels)
     plot = plot_sweep(result.queue, out, labels)[0]
+    if quality is not None:  # as report.json has it (result.report lacked it: an outsider)
+        result.report["quality"] = quality
     markdown = write_report(out, result.report, result.queue, quality)
     cands = result.candidates
     texts = {}
