@@ -313,7 +313,7 @@ def test_report_md_says_why_in_the_reviewers_words(tmp_path, inventory_items, se
 def test_an_empty_queue_has_no_ap(inventory_items):
     """An empty queue reported AP 0.891 and NDCG 0.962 against 60 labels (the expected value
     of a random order of them; an outsider's report): a queue holding none has no order."""
-    from riskrank.rank.evaluation.report import evaluate, write_report
+    from riskrank.rank.evaluation.report import evaluate
     from riskrank.rank.queue import QUEUE_SCHEMA
 
     labels = inventory_items.select(["item_id", "label"])
