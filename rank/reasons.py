@@ -140,6 +140,7 @@ def _closest_seed(
         "signal": sig,
         "similarity": _num(row, f"{sig}_best_sim"),
         "distance": _num(row, f"{sig}_best_distance"),
+        "rank": _num(row, f"{sig}_best_rank"),
         "text": text,
         "excerpt": _excerpt(text) or ("[image]" if _has_image(seed) else None),
     }
@@ -256,6 +257,15 @@ def _quote(phrases: list[str]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
+NEAREST_SAID = 100  # an item further down its closest seed's list is not said to be near
+
+
+def _ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st, ..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _seed_is_close(seed: dict) -> bool:
     """Whether the closest seed matches at all under its signal (NaN or below its lower match
     level: no)."""
@@ -285,8 +295,19 @@ def _seed_clause(ev: RowEvidence) -> str | None:
             f"{seed['distance']:.0f} bits differ)"
         )
     if not close:
+        # Where the ranker leaned on it, how near it is to that seed among today's items: a
+        # new policy's top rows (P 0.985) said only "no seed is close", which reads against
+        # the score; closeness relative to the inventory is what moved it (an outsider's
+        # report). The seed's own ranked list is read to its first NEAREST_SAID places.
+        rank = seed.get("rank", float("nan"))
+        nearest = (
+            f"; the {_ordinal(int(rank))} nearest item to it in this inventory"
+            if ev.contrib.get(f"seed:{seed['signal']}", 0.0) > 0 and 1 <= rank <= NEAREST_SAID
+            else ""
+        )
         return (
-            f"no seed is close (nearest {seed['id']}, {kind} similarity {seed['similarity']:.2f})"
+            f"no seed is close (nearest {seed['id']}, {kind} similarity "
+            f"{seed['similarity']:.2f}{nearest})"
         )
     return f"its {kind} resembles seed {seed['id']} (similarity {seed['similarity']:.2f})"
 
@@ -524,7 +545,7 @@ def _row_column(name: str) -> bool:
         name in ("item_id", "policy", "action", "reviewed", "previous_verdict")
         or name == "reviewed_elsewhere"
         or name.startswith("hist_")
-        or (name.endswith(("_best_seed_id", "_best_sim", "_best_distance", "_quality")))
+        or name.endswith(("_best_seed_id", "_best_sim", "_best_distance", "_quality", "_best_rank"))
     )
 
 

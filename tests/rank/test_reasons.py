@@ -856,3 +856,26 @@ def test_a_shared_run_is_one_stretch_of_the_seed():
         return " ".join(re.findall(r"\w+", t.lower()))
 
     assert all(words(p) in words(seed) for p in said)
+
+
+def test_a_seed_far_in_similarity_but_near_in_this_inventory_is_said_so():
+    """A new policy's rows at P 0.985 read only "No seed is close (nearest sp4, text
+    similarity 0.48)" (an outsider's cold start): where the ranker leaned on the seed, the
+    sentence says how near the item is to it among today's items."""
+    from riskrank.rank.reasons import _closest_seed, _ordinal, _seed_clause
+
+    row = {"text_best_seed_id": "sp4", "text_best_sim": 0.48, "text_best_rank": 17.0}
+    leaned = {"seed:text": 0.8}
+    seed = _closest_seed(row, ["text"], leaned, {}, {"text": 0.5})
+    said = _seed_clause(RowEvidence([], seed, {}, leaned))
+    assert said == (
+        "no seed is close (nearest sp4, text similarity 0.48; the 17th nearest item to it in "
+        "this inventory)"
+    )
+    not_leaned = _seed_clause(RowEvidence([], seed, {}, {"history": 0.8}))
+    assert not_leaned == "no seed is close (nearest sp4, text similarity 0.48)"
+    far = _closest_seed({**row, "text_best_rank": 5001.0}, ["text"], leaned, {}, {"text": 0.5})
+    assert _seed_clause(RowEvidence([], far, {}, leaned)).endswith("similarity 0.48)")
+    assert [_ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"
+    ]  # fmt: skip
