@@ -39,6 +39,12 @@ MAX_CUTS = 200  # held-out cuts kept per threshold (evenly spaced; the chosen on
 # held-out reviews move the pooled calibrator. On the replay (benchmarks/young_calibration.py)
 # 1.0 beat 0.5 and 2.0 on both sets.
 YOUNG_PRIOR_SD = 1.0
+# No automatic action below it, whatever a slice's held-out precision: an item the model
+# itself calls more likely benign than not is a reviewer's. A day's threshold fell to P 0.279
+# just after the first verdicts were imported; 1,823 ads were suggested for removal at 91.2%
+# precision (369 with P < 0.5, 97 of them benign) against a 0.95 target (an outsider's week;
+# above 0.5 the same day held 95.6%).
+ACTION_FLOOR = 0.5
 CALIBRATION_KINDS = ("policy_history", "policy_reviews", "transferred", "none")
 
 
@@ -288,7 +294,7 @@ def shift_threshold(t: ActionThreshold, shift: float) -> float | None:
     that could justify a deeper one are not kept). Where it fell, precision falls with it: a
     cut's precision odds scale with the base rate's odds, so each kept cut's held-out lower
     bound moves by ``shift`` in log-odds, and the deepest cut that still reaches the target
-    is used; None when none does.
+    is used; None when none does. Never below ``ACTION_FLOOR``.
     """
     if t.threshold is None:
         return None
@@ -300,4 +306,4 @@ def shift_threshold(t: ActionThreshold, shift: float) -> float | None:
         if not len(holds):
             return None
         cut = float(cuts[holds[-1], 0])  # the deepest cut that still holds
-    return float(_sigmoid(_squeeze(_unsqueeze(_logit(cut)) + shift)))
+    return max(float(_sigmoid(_squeeze(_unsqueeze(_logit(cut)) + shift))), ACTION_FLOOR)

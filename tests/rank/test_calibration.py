@@ -257,3 +257,20 @@ def test_a_cold_policy_does_not_bury_a_warm_policys_violations(
     top = np.argsort(-proba, kind="stable")[:5]
     texts = diet["text"].to_pylist()
     assert all("pounds" in texts[i] for i in top), [texts[i] for i in top]
+
+
+def test_no_automatic_action_below_even_odds():
+    """A slice's held-out precision can hold from a low probability down: a day's threshold
+    fell to P 0.279 and 369 ads the model gave P < 0.5 were suggested for automatic removal,
+    97 of them benign (an outsider's week). No action is automatic below P 0.5."""
+    from riskrank.rank.calibration import ACTION_FLOOR, choose_threshold, shift_threshold
+
+    proba = np.r_[np.linspace(0.99, 0.3, 200), np.linspace(0.29, 0.01, 200)]
+    y = np.r_[np.ones(200, bool), np.zeros(200, bool)]
+    t = choose_threshold(proba, y, 0.95)
+    assert t.threshold is not None and t.threshold < ACTION_FLOOR == 0.5
+    assert shift_threshold(t, 0.0) == ACTION_FLOOR
+    # A higher base rate moves the same cut's probability up, past the floor: as before.
+    assert shift_threshold(t, 3.0) > ACTION_FLOOR
+    high = choose_threshold(np.linspace(0.99, 0.6, 100), np.ones(100, bool), 0.95)
+    assert shift_threshold(high, 0.0) == pytest.approx(0.6)  # above it: as before
