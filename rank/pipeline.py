@@ -1020,12 +1020,13 @@ def decision_report(
     ]
     young = sorted(p for p, d in per.items() if d["calibration"] == "policy_reviews")
     warnings += [
-        f"policy {p!r} is young (few reviews of its own beside the other policies'): its "
+        f"policy {p!r} is young (fewer reviews of its own than the ranker's "
+        "min_policy_reviews, default 2,000, and than the other policies'): its "
         "probabilities are the other policies' calibration, its level moved to its own "
         "held-out reviews where its reviews hold both verdicts (mean probability here "
-        f"{per[p].get('estimated_base_rate', 'n/a')}; with few reviews it stays near "
-        "theirs), and every item is escalated: its reviews "
-        "came from the tops of its queues, so their precision is not the sweep's"
+        f"{per[p].get('estimated_base_rate', 'n/a')}; with few reviews it stays near theirs), "
+        "and every item is escalated: a young policy's reviews are taken to be the tops of its "
+        "queues (as a review loop's are), whose precision is not the sweep's"
         for p in young
     ]
     warnings += [

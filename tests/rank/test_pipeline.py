@@ -747,6 +747,9 @@ def test_the_decision_report_says_how_each_policys_probability_was_read():
     # and it never acts (an outsider read neither from the report).
     assert new.startswith("policy 'new' is young") and "re-weighted" not in new
     assert "mean probability here 0.4" in new and "every item is escalated" in new
+    # What makes it young is the count; where its reviews came from the sweep cannot know (a
+    # history sampled at random was told "its reviews came from the tops of its queues").
+    assert "min_policy_reviews" in new and "came from the tops" not in new
 
 
 def test_quality_is_scored_over_the_items_the_sweep_took_in(tmp_path, explained_sweep):
