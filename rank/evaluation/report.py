@@ -277,6 +277,13 @@ def count_rows(report: dict) -> list[tuple[str, str]]:
                 f"{rev['excluded_from_queue']:,}{kept}",
             )
         )
+        if "confirmed_violating_live" in rev:
+            rows.append(
+                (
+                    "confirmed violating, unchanged and still in the inventory (items)",
+                    f"{rev['confirmed_violating_live']:,}",
+                )
+            )
         if rev.get("queued_for_other_policies"):
             rows.append(
                 (

@@ -37,14 +37,22 @@ def test_unchanged_reviews_leave_the_queue_changed_ones_come_back(
     new = q.drop(index=list(changed))
     assert set(new.reviewed) == {""} and new.previous_verdict.isna().all()
     rev = res.report["reviewed"]
+    # Of the 15 left out, those confirmed violating are still live, and counted (nothing did:
+    # an outsider's week found 1,360 of 1,400 confirmed violations still in the inventory).
+    live = sum(verdict[i] >= 2 for i in unchanged)
+    assert 0 < live < 15
     assert rev == {
         "unchanged": 15,
         "changed": 5,
         "unchanged_items": 15,
         "excluded_from_queue": 15,
+        "confirmed_violating_live": live,
         "queued_for_other_policies": 0,
         "include_reviewed": False,
     }
+    assert f"| confirmed violating, unchanged and still in the inventory (items) | {live} |" in (
+        rr_report_md(res)
+    )
     assert json.loads((tmp_path / "sw" / "report.json").read_text())["reviewed"] == rev
     # Every indexed item is recalled (k=None): the 15 are missing from the queue, nothing else.
     assert res.queue.num_rows == res.report["items_indexed"] - 15
@@ -412,3 +420,14 @@ def test_review_import_compares_what_a_reviewer_saw_too():
     assert _changed_since_review(history, [0, 1], contents, []) == [False, False]
     edited = [{"text": "win a prize"}, {"text": "Cafe"}]
     assert _changed_since_review(history, [0, 1], edited, []) == [True, True]
+
+
+def rr_report_md(result) -> str:
+    """The sweep's report.md, as ``write_report`` writes it."""
+    import tempfile
+    from pathlib import Path
+
+    from riskrank.rank.evaluation.report import write_report
+
+    with tempfile.TemporaryDirectory() as d:
+        return write_report(Path(d), result.report, result.queue).read_text()
