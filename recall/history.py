@@ -223,7 +223,10 @@ class ReviewedExemplars:
         self.k = k
         self._by_policy: dict[str, np.ndarray] = {}
         pols = np.asarray(table.column("policy").to_pylist(), dtype=object)
-        for p in set(pols):
+        # Sorted: a set's order is the process's string hashing, and the saved probes took
+        # it, so two identical imports wrote exemplars.json apart and their models' checksums
+        # (their identity, which keys the sweep caches) differed (an outsider's week).
+        for p in sorted(set(pols)):
             self._by_policy[p] = np.flatnonzero(pols == p)
         self._verdict = np.asarray(table.column("verdict").to_numpy(), np.float32)
         self._ids = np.asarray(table.column(ITEM_ID).to_pylist(), dtype=object)
@@ -404,7 +407,7 @@ class ReviewedExemplars:
         index.add(self.vectors)
         faiss.write_index(index, str(path / "exemplars.faiss"))
         write_parquet(self.table, path / "exemplars.parquet")
-        probes = {p: (c.tolist(), b) for p, (c, b) in self.probes.items()}
+        probes = {p: (c.tolist(), b) for p, (c, b) in sorted(self.probes.items())}
         meta = {
             "signal": self.signal_name,
             "k": self.k,
