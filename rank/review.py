@@ -569,7 +569,8 @@ def _unit(item: str | None, camp: str | None, q: QueueIndex) -> tuple[str, str |
 
 
 def _row_problem(verdict, policy, policies) -> str:
-    if verdict is None or (isinstance(verdict, float) and verdict != verdict):
+    blank = isinstance(verdict, str) and not verdict.strip()  # (a CSV's blank cell reads "")
+    if verdict is None or blank or (isinstance(verdict, float) and verdict != verdict):
         # (a NaN read back from a sheet's blank cell read "verdict None is not a grade")
         return (
             f"verdict is missing (a blank cell): give a grade 0-{VERDICT_MAX} ({GRADES_IN_WORDS})"

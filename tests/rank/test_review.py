@@ -424,10 +424,16 @@ def test_verdicts_in_words_are_grades(loop, tmp_path):
     # A blank cell (NaN from a sheet) read "verdict None is not a grade" (an outsider).
     blank = pa.table({"item_id": ids[:2], "verdict": pa.array([2.0, float("nan")])})
     res = _import(blank, root, tmp_path / "b")
-    assert res.quarantine["reason"].to_pylist() == [
+    missing = (
         "verdict is missing (a blank cell): give a grade 0-3 (benign = 0, borderline = 1, "
         "violating = 2, severe = 3)"
-    ]
+    )
+    assert res.quarantine["reason"].to_pylist() == [missing]
+    # A CSV's blank cell is "" (read as text): the same words (it read "verdict '' is not a
+    # grade", an outsider's week).
+    (tmp_path / "v.csv").write_text(f"item_id,verdict\n{ids[0]},2\n{ids[1]},\n{ids[2]}, \n")
+    res = _import(tmp_path / "v.csv", root, tmp_path / "c")
+    assert res.quarantine["reason"].to_pylist() == [missing, missing]
 
 
 def test_a_models_history_reads_back_as_grades_in_pandas(loop, tmp_path, history, seeds):
