@@ -518,6 +518,7 @@ def sweep(
             ),
             reasons_cache=index_path / REASONS_FILE,
             reports=writer,
+            k=k,
             warnings=unreached_warnings(cands, index, seeds, model.signals) if k is None else [],
         )
 
@@ -730,11 +731,13 @@ def finish_sweep(
     warnings: Sequence[str] = (),
     levels: Mapping[str, float] | None = None,
     swept_ids: pa.ChunkedArray | None = None,
+    k: int | None = None,
 ) -> SweepResult:
     """The end every sweep engine shares: queue, report (``extra`` keys added, ``warnings``
     among its warnings), the item accounting check, and the files in ``out_dir``.
     ``levels``: the presence levels the scores were calibrated with (``presence_levels``;
     default: the ``model``'s signals'), for the report to say which policies were absent.
+    ``k``: the seeds' recall depth (a rank past it is "not in the seed's list").
 
     ``scored``: the ranker's scores of ``cands``; ``manifest``: the index's;
     ``include_reviewed``: as in ``sweep`` (``cands`` marked by ``rank.reviewed``). ``model``:
@@ -764,7 +767,7 @@ def finish_sweep(
     if model is not None:
         spans = SpanCache(reasons_cache, model_identity(model.info))
         contrib = queued_rows(queue, cands, scored.contributions)
-        queue = explain_queue(queue, cands, model, seeds, cache=spans, contributions=contrib)
+        queue = explain_queue(queue, cands, model, seeds, cache=spans, contributions=contrib, k=k)
         extra = {**(extra or {}), "reasons": spans.counts()}
     # The queue's own stages, so that the report's total is the sweep's wall time.
     seconds = {**seconds, "queue": t_arrange, "reasons": time.time() - t0 - t_arrange}

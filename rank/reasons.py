@@ -106,6 +106,7 @@ def _closest_seed(
     weak: dict,
     strong: dict | None = None,
     floors: dict | None = None,
+    listed: int | None = None,
 ) -> dict:
     """The closest seed under the signal the ranker leaned on most (similarities of different
     signals are not comparable, contributions are); where no seed is close under it
@@ -132,6 +133,7 @@ def _closest_seed(
     # one): a blank white ad was "a near-copy of seed s_white (0 bits)" (an outsider's report).
     quality = _num(row, f"{sig}_quality")
     floor = (floors or {}).get(sig)
+    rank = _num(row, f"{sig}_best_rank")
     return {
         "id": row[f"{sig}_best_seed_id"],
         "flat": None if floor is None or not quality >= 0 or quality >= floor else quality,
@@ -140,7 +142,8 @@ def _closest_seed(
         "signal": sig,
         "similarity": _num(row, f"{sig}_best_sim"),
         "distance": _num(row, f"{sig}_best_distance"),
-        "rank": _num(row, f"{sig}_best_rank"),
+        # (recall's k + 1 is "not in that seed's list of ``listed``", not a place in it)
+        "rank": rank if listed is None or rank <= listed else float("nan"),
         "text": text,
         "excerpt": _excerpt(text) or ("[image]" if _has_image(seed) else None),
     }
@@ -423,6 +426,7 @@ def explain_queue(
     *,
     cache: SpanCache | str | Path | None = None,
     contributions: np.ndarray | None = None,
+    k: int | None = None,
 ) -> pa.Table:
     """``queue`` with the columns of ``EXPLANATION_SCHEMA`` after its front columns.
 
@@ -432,7 +436,8 @@ def explain_queue(
     wrote it are not attributed again; it is then rewritten with this queue's. The reasons
     are the same with or without it. ``contributions``: the queue rows' ``RiskRanker``
     contributions (``ScoredCandidates.contributions`` of the rows queued), if the ranking
-    kept them; otherwise they are computed here.
+    kept them; otherwise they are computed here. ``k``: the recall depth the candidates were
+    found with (a ``best_rank`` past it means "not in that seed's list"; None: every item was).
     """
     if "item_id" not in queue.column_names:
         return queue
@@ -445,7 +450,8 @@ def explain_queue(
         part = queue.slice(start, REASON_ROWS)
         contrib = None if contributions is None else contributions[start : start + REASON_ROWS]
         inputs = _RowInputs.gather(part, texts, model, seeds, contrib)
-        parts.append(pa.Table.from_pylist(_explain_rows(inputs, model, spans), EXPLANATION_SCHEMA))
+        rows = _explain_rows(inputs, model, spans, k)
+        parts.append(pa.Table.from_pylist(rows, EXPLANATION_SCHEMA))
     spans.save()
     return _with_columns(queue, pa.concat_tables(parts))
 
@@ -456,13 +462,15 @@ def _full_texts(candidates: pa.Table) -> dict[str, str]:
     return dict(zip(candidates["item_id"].to_pylist(), candidates["text"].to_pylist()))
 
 
-def _explain_rows(inputs: _RowInputs, model: RiskModel, spans: SpanCache) -> list[dict]:
+def _explain_rows(
+    inputs: _RowInputs, model: RiskModel, spans: SpanCache, k: int | None = None
+) -> list[dict]:
     """The reasons of each of ``inputs``' rows (``EXPLANATION_SCHEMA``)."""
     weak = {s.name: float(s.match_thresholds[0]) for s in model.signals}
     strong = {s.name: float(s.match_thresholds[1]) for s in model.signals}
     floors = {s.name: s.quality_floor for s in model.signals if hasattr(s, "quality_floor")}
     closest = [
-        _closest_seed(row, inputs.signals, contrib, inputs.seed_rows, weak, strong, floors)
+        _closest_seed(row, inputs.signals, contrib, inputs.seed_rows, weak, strong, floors, k)
         for row, contrib in zip(inputs.rows, inputs.contrib)
     ]
     lexical = _attribute_lexical(inputs, model, spans)

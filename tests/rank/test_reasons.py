@@ -876,6 +876,34 @@ def test_a_seed_far_in_similarity_but_near_in_this_inventory_is_said_so():
     assert not_leaned == "no seed is close (nearest sp4, text similarity 0.48)"
     far = _closest_seed({**row, "text_best_rank": 5001.0}, ["text"], leaned, {}, {"text": 0.5})
     assert _seed_clause(RowEvidence([], far, {}, leaned)).endswith("similarity 0.48)")
+    # Recall writes k + 1 for "not in this seed's list": with k 20 a row read "the 21st
+    # nearest item to it" (an outsider's review).
+    unlisted = {**row, "text_best_rank": 21.0}
+    past = _closest_seed(unlisted, ["text"], leaned, {}, {"text": 0.5}, listed=20)
+    assert _seed_clause(RowEvidence([], past, {}, leaned)).endswith("similarity 0.48)")
+    at = _closest_seed({**row, "text_best_rank": 20.0}, ["text"], leaned, {}, {"text": 0.5},
+                       listed=20)  # fmt: skip
+    assert "the 20th nearest" in _seed_clause(RowEvidence([], at, {}, leaned))
     assert [_ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
         "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"
     ]  # fmt: skip
+
+
+def test_shared_runs_never_overlap_and_fragments_are_not_content():
+    """An item repeating a phrase its seed repeats got one overlapping seed span per word
+    (14,001 spans, 168 MB of phrases for one 96 KB text), and "it's a", "I'm a", "e.g" were
+    quoted as shared with the seed (an outsider's review of the one-stretch rule)."""
+    from riskrank.rank.phrases import RUN_WORDS
+
+    text = "idiot " * 16000
+    spans = shared_spans(text, "idiot " * 2000)
+    assert all(a.end < b.start for a, b in zip(spans, spans[1:]))
+    assert len(spans) <= -(-16000 // RUN_WORDS) and spans[0].start == 0
+    assert sum(len(s.phrase) for s in spans) <= len(text)
+    small = shared_spans("fuck you " * 60, "fuck you " * 20)
+    assert [(s.start, s.end) for s in small] == [(0, 179), (180, 359), (360, 539)]
+    for fragment in ("it's a", "I'm a", "it's the", "that's it", "I'd", "e.g", "don't you"):
+        assert shared_spans(f"well {fragment} yes", f"no {fragment} maybe") == [], fragment
+    assert [s.phrase for s in shared_spans("we'll be fine", "so we'll be fine")] == [
+        "we'll be fine"
+    ]
