@@ -17,6 +17,7 @@ Two kinds of span:
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections import defaultdict
 from functools import lru_cache
 from typing import NamedTuple
@@ -62,7 +63,8 @@ MIN_SHARED_TOKENS = 2
 # 2: runs stop at line breaks; 3: markup is not highlighted or quoted; 4: an element's name
 # followed by words but no attribute value is text; 5: markup that ends a line or sentence
 # ends a phrase; 6: shared runs are one stretch of the seed, every word counted; 7: they
-# never overlap, and stop words, single letters and contraction pieces alone are not one.
+# never overlap, words inside markup are not read, and stop words, single letters and
+# contraction pieces alone are not one.
 SPANS_VERSION = 7
 # Markup: an HTML tag (a mail, a pasted landing page), a comment, or a script or style element
 # with its contents. Only elements HTML names count, so "invest < $50 ... > $5000" and "<you
@@ -428,7 +430,7 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
         return []
     text = text[:READ_CHARS]
     seed, starts = _seed_words(seed_text[:READ_CHARS])
-    tokens = list(SHARED_TOKEN.finditer(text))
+    tokens = _words(text)
     low = [m.group().lower() for m in tokens]
     # A run stops where a reader's sentence or line does, as a lexical phrase does: "moron.
     # Go away" shared with a seed was one phrase across the sentence end.
@@ -466,6 +468,25 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
     return spans
 
 
+def _words(text: str) -> list[re.Match]:
+    """The words of ``text`` outside markup (``TAG``): with one-letter words counted, the
+    "b" of "<b>" broke a run and one began inside "</a>" (an outsider's review); inline
+    markup inside a copied phrase now reads as nothing, a block element as a break."""
+    words = list(SHARED_TOKEN.finditer(text))
+    if "<" not in text:
+        return words
+    tags = [(m.start(), m.end()) for m in TAG.finditer(text)]
+    if not tags:
+        return words
+    starts = [a for a, _ in tags]
+    out = []
+    for w in words:
+        j = bisect_right(starts, w.start()) - 1
+        if j < 0 or w.start() >= tags[j][1]:
+            out.append(w)
+    return out
+
+
 def _content(word: str) -> bool:
     """A word of a shared run that says something: not a stop word, a single letter or
     digit, or a contraction's piece."""
@@ -487,7 +508,7 @@ def _seed_words(seed_text: str) -> tuple[list[str], dict[tuple[str, str], list[i
     """A seed's words, lower-cased, and where each word pair starts in them (the first
     ``PAIR_PLACES``): a sweep matches each of a few seeds against thousands of items, and
     read the seed for every one."""
-    words = [m.group().lower() for m in SHARED_TOKEN.finditer(seed_text)]
+    words = [m.group().lower() for m in _words(seed_text)]
     starts: dict[tuple[str, str], list[int]] = defaultdict(list)
     for p in range(len(words) - 1):
         at = starts[(words[p], words[p + 1])]

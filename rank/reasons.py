@@ -413,7 +413,14 @@ def remediation(action: str | None, phrases: list[str], seed: dict) -> str:
     todo = [f"change or remove {_quote(phrases)}"] if phrases else []
     # Only a picture that matches: "replace the image that matches seed X" stood beside "no
     # seed is close (106 bits differ)" on 21 of 131 picture ads (an outsider's report).
-    if seed and seed.get("signal") not in (None, "text") and _seed_is_close(seed):
+    # (Nor where the picture is nearly flat: its hash matches any flat one, as the
+    # explanation says; an outsider's review.)
+    if (
+        seed
+        and seed.get("signal") not in (None, "text")
+        and _seed_is_close(seed)
+        and seed.get("flat") is None
+    ):
         todo.append(f"replace the image that matches seed {seed['id']}")
     return f"{action}: {'; '.join(todo)}" if todo else action
 

@@ -907,3 +907,33 @@ def test_shared_runs_never_overlap_and_fragments_are_not_content():
     assert [s.phrase for s in shared_spans("we'll be fine", "so we'll be fine")] == [
         "we'll be fine"
     ]
+
+
+def test_markup_inside_a_shared_run_reads_as_nothing():
+    """With one-letter words counted, the "b" of "<b>" broke a run shared with the seed, and
+    a run began inside "</a>" ('a> free gift ...', markup quoted; an outsider's review)."""
+    from riskrank.rank.phrases import plain
+
+    seed = "Get a free laptop today. Click here to claim your prize now"
+    text = "Get a free <i>laptop</i> today. Click <u>here</u> to claim your <b>prize</b> now"
+    said = [plain(s.phrase) for s in shared_spans(text, seed)]
+    assert said == ["Get a free laptop today", "Click here to claim your prize now"]
+    text = "Reply <a href='mailto:x@y.com'>here</a> free gift for every reader"
+    spans = shared_spans(text, "Get a free gift for every reader today")
+    assert [s.phrase for s in spans] == ["free gift for every reader"]
+    assert all(text[s.start : s.end] == s.phrase for s in spans)
+    assert [s.phrase for s in shared_spans("win big<br>prize now", "win big prize now")] == [
+        "win big", "prize now"
+    ]  # fmt: skip
+
+
+def test_no_picture_remedy_for_a_flat_pictures_match():
+    """The explanation called a flat picture's PDQ match unreliable, while the remediation
+    still said "replace the image that matches seed s_white" (an outsider's review)."""
+    from riskrank.rank.reasons import remediation
+
+    seed = {"id": "s_white", "signal": "pdq", "similarity": 1.0, "distance": 0.0, "weak": 0.8}
+    assert remediation("escalate", [], {**seed, "flat": 0.0}) == "escalate"
+    assert remediation("escalate", [], {**seed, "flat": None}) == (
+        "escalate: replace the image that matches seed s_white"
+    )
