@@ -297,9 +297,10 @@ def _cuts(text: str, s: int, e: int) -> list[tuple[int, int]]:
             runs.append([m.start(), m.end()])
     cuts = []
     for a, b in runs:
-        before = TAG.sub("", text[s:a]).rstrip()
-        ends = BLOCK_TAG.search(text, a, b) or (before and SENTENCE_END.match(before[-1]))
-        if ends and a > s and b < e:
+        # The character before a run of tags is the word's own (runs are merged, and a word
+        # holds no space): read alone, not the word again before every run (a 98,611-
+        # character minified page took 33 s; an outsider's review).
+        if a > s and b < e and (BLOCK_TAG.search(text, a, b) or SENTENCE_END.match(text[a - 1])):
             cuts.append((a, b))
     return cuts
 

@@ -315,6 +315,7 @@ def cmd_recall(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from riskrank.rank.calibration import ACTION_FLOOR
     from riskrank.rank.pipeline import train
     from riskrank.rank.ranker import RiskRanker
 
@@ -331,14 +332,22 @@ def cmd_train(args) -> int:
             *[
                 (
                     f"remove/act threshold ({p})",
-                    "none: always escalate (a young policy: its reviews are the tops of its "
-                    "queues, no sample of a sweep)"
+                    "none: always escalate (a young policy: fewer reviews of its own than "
+                    "min_policy_reviews and than the other policies')"
                     if p in model.ranker.young_calibration_
                     else f"none: always escalate (best held-out cut: {t.n_selected} items, "
                     f"precision lower bound {t.precision_lcb or 0:.3f} < {t.precision_target})"
                     if t.threshold is None
-                    else f"P >= {t.threshold:.3f} (held-out precision {t.precision:.3f}, "
-                    f"95% lower bound {t.precision_lcb:.3f}, {t.n_selected} of {t.n_heldout})",
+                    else f"P >= {max(t.threshold, ACTION_FLOOR):.3f} (held-out precision "
+                    f"{t.precision:.3f}, 95% lower bound {t.precision_lcb:.3f}, {t.n_selected} "
+                    f"of {t.n_heldout}"
+                    # (a sweep never acts below the floor: train said "P >= 0.292" where sweeps
+                    # act from 0.5, an outsider's review)
+                    + (
+                        f"; the held-out cut {t.threshold:.3f} is under the floor)"
+                        if t.threshold < ACTION_FLOOR
+                        else ")"
+                    ),
                 )
                 for p, t in sorted(model.ranker.thresholds_.items())
             ],
