@@ -17,6 +17,7 @@ Two kinds of span:
 from __future__ import annotations
 
 import re
+import unicodedata
 from bisect import bisect_right
 from collections import defaultdict
 from functools import lru_cache
@@ -64,7 +65,7 @@ MIN_SHARED_TOKENS = 2
 # followed by words but no attribute value is text; 5: markup that ends a line or sentence
 # ends a phrase; 6: shared runs are one stretch of the seed, every word counted; 7: they
 # never overlap, words inside markup are not read, and stop words, single letters and
-# contraction pieces alone are not one.
+# contraction pieces alone are not one; a sentence ends at `."` and `。` too.
 SPANS_VERSION = 7
 # Markup: an HTML tag (a mail, a pasted landing page), a comment, or a script or style element
 # with its contents. Only elements HTML names count, so "invest < $50 ... > $5000" and "<you
@@ -92,7 +93,7 @@ TAG = re.compile(
     re.I | re.S,
 )
 LINE_BREAK = re.compile(r"[\r\n]")
-CLAUSE_END = re.compile(r"[.,;:!?)\]]$")
+CLAUSE_END = re.compile(r"[.,;:!?)\]][\"'\u2019\u201d)\]]*$|[\u3002\uff01\uff1f\uff1b\uff0c]$")
 SENTENCE_END = re.compile(r"[.!?;:]")
 # Elements a browser starts a new line or block for: read apart, as lines are. "moron.</p><p>Go"
 # and "idiot</div><div>go" are one whitespace word, and were highlighted as one phrase across
@@ -432,10 +433,10 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
     text = text[:READ_CHARS]
     seed, starts = _seed_words(seed_text[:READ_CHARS])
     tokens = _words(text)
-    low = [m.group().lower() for m in tokens]
+    low = [text[a:b].lower() for a, b in tokens]
     # A run stops where a reader's sentence or line does, as a lexical phrase does: "moron.
     # Go away" shared with a seed was one phrase across the sentence end.
-    apart = [_breaks(text[a.end() : b.start() + 1]) for a, b in zip(tokens, tokens[1:])]
+    apart = [_breaks(text[a[1] : b[0] + 1]) for a, b in zip(tokens, tokens[1:])]
     spans = []
     i = 0
     while i + 1 < len(tokens):
@@ -461,7 +462,7 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
             # a run as long as runs go, so "the the the ..." stays linear.
             i += length if length >= RUN_WORDS else 1
             continue
-        start, end = tokens[i].start(), tokens[last].end()
+        start, end = tokens[i][0], tokens[last][1]
         spans.append(Span(start, end, text[start:end], "seed", float(length)))
         # The next run starts after this one: runs never overlap (one from every word of an
         # item repeating its seed was 14,001 spans of one 96 KB text; an outsider's review).
@@ -469,11 +470,20 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
     return spans
 
 
-def _words(text: str) -> list[re.Match]:
-    """The words of ``text`` outside markup (``TAG``): with one-letter words counted, the
-    "b" of "<b>" broke a run and one began inside "</a>" (an outsider's review); inline
-    markup inside a copied phrase now reads as nothing, a block element as a break."""
-    words = list(SHARED_TOKEN.finditer(text))
+def _words(text: str) -> list[tuple[int, int]]:
+    """Where the words of ``text`` are, outside markup (``TAG``), each with the combining
+    marks after it (a Hindi word's last vowel sign is no ``\\w``: a shared run stopped at
+    'तुम बेवकूफ ह' of 'तुम बेवकूफ हो'). With one-letter words counted, the "b" of "<b>"
+    broke a run and one began inside "</a>" (outsiders' reviews); inline markup inside a
+    copied phrase now reads as nothing, a block element as a break."""
+    words = []
+    for m in SHARED_TOKEN.finditer(text):
+        end = m.end()
+        while end < len(text) and unicodedata.category(text[end])[0] == "M":
+            end += 1
+        if words and m.start() < words[-1][1]:  # (marks taken by the word before)
+            continue
+        words.append((m.start(), end))
     if "<" not in text:
         return words
     tags = [(m.start(), m.end()) for m in TAG.finditer(text)]
@@ -482,8 +492,8 @@ def _words(text: str) -> list[re.Match]:
     starts = [a for a, _ in tags]
     out = []
     for w in words:
-        j = bisect_right(starts, w.start()) - 1
-        if j < 0 or w.start() >= tags[j][1]:
+        j = bisect_right(starts, w[0]) - 1
+        if j < 0 or w[0] >= tags[j][1]:
             out.append(w)
     return out
 
@@ -494,7 +504,10 @@ def _content(word: str) -> bool:
     return len(word) > 1 and word not in ENGLISH_STOP_WORDS and word not in CONTRACTION_PARTS
 
 
-SENTENCE_GAP = re.compile(r"[.!?;:](?=\s|<)|[\r\n]")
+# A sentence's end between two words: punctuation (and closing quotes or brackets) before a
+# space or markup, a CJK full stop, or a line break (`."` and `。` did not end one: an
+# outsider's review).
+SENTENCE_GAP = re.compile(r"[.!?;:][\"'\u2019\u201d)\]]*(?=\s|<)|[\u3002\uff01\uff1f\uff1b]|[\r\n]")
 
 
 def _breaks(gap: str) -> bool:
@@ -509,7 +522,7 @@ def _seed_words(seed_text: str) -> tuple[list[str], dict[tuple[str, str], list[i
     """A seed's words, lower-cased, and where each word pair starts in them (the first
     ``PAIR_PLACES``): a sweep matches each of a few seeds against thousands of items, and
     read the seed for every one."""
-    words = [m.group().lower() for m in _words(seed_text)]
+    words = [seed_text[a:b].lower() for a, b in _words(seed_text)]
     starts: dict[tuple[str, str], list[int]] = defaultdict(list)
     for p in range(len(words) - 1):
         at = starts[(words[p], words[p + 1])]

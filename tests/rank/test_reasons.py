@@ -937,3 +937,20 @@ def test_no_picture_remedy_for_a_flat_pictures_match():
     assert remediation("escalate", [], {**seed, "flat": None}) == (
         "escalate: replace the image that matches seed s_white"
     )
+
+
+def test_shared_runs_end_at_quoted_and_cjk_sentence_ends_and_keep_vowel_signs():
+    """A run crossed `."` and `。`, and stopped before a Hindi word's last vowel sign ('तुम
+    बेवकूफ ह' of 'तुम बेवकूफ हो'; an outsider's review)."""
+    said = [s.phrase for s in shared_spans("अरे तुम बेवकूफ हो सच", "तुम बेवकूफ हो")]
+    assert said == ["तुम बेवकूफ हो"]
+    text = 'He said "you moron." Go away now'
+    assert [s.phrase for s in shared_spans(text, "you moron go away now")] == [
+        "you moron", "Go away now"
+    ]  # fmt: skip
+    assert [s.phrase for s in shared_spans("白痴 笨蛋。你好 朋友", "白痴 笨蛋 你好 朋友")] == [
+        "白痴 笨蛋", "你好 朋友"
+    ]  # fmt: skip
+    # A lexical phrase too: "moron.' go away" ran across the quoted sentence's end.
+    coef = _coef_for("moron go away")
+    assert [s.phrase for s in lexical_spans(coef, "you 'moron.' go away")] == ["moron", "go away"]
