@@ -420,9 +420,8 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
     """Runs of ``min_tokens``+ words ``text`` shares with ``seed_text``, word for word and
     in the seed's order (case-insensitive), skipping runs made only of stop words: from the
     first word, the longest the seed holds (at most ``RUN_WORDS``), then from the word after
-    it. Both are read
-    to ``READ_CHARS`` characters, as the probe reads them: a text of megabytes made millions
-    of tokens.
+    it. Both are read to ``READ_CHARS`` characters, as the probe reads them: a text of
+    megabytes made millions of tokens.
 
     Every word counts, one letter too, and a run is one stretch of the seed: chained word
     pairs quoted "do not wish to receive" of a seed saying "does not wish to receive" (its
