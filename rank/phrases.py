@@ -434,20 +434,28 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
     tokens = _words(text)
     low = [text[a:b].lower() for a, b in tokens]
     # A run stops where a reader's sentence or line does, as a lexical phrase does: "moron.
-    # Go away" shared with a seed was one phrase across the sentence end.
-    apart = [_breaks(text[a[1] : b[0] + 1]) for a, b in zip(tokens, tokens[1:])]
+    # Go away" shared with a seed was one phrase across the sentence end. (Read only between
+    # words a run would join: most word pairs of an item are in no seed.)
+    gaps: dict[int, bool] = {}
+
+    def apart(j: int) -> bool:
+        if j not in gaps:
+            gaps[j] = _breaks(text[tokens[j][1] : tokens[j + 1][0] + 1])
+        return gaps[j]
+
     spans = []
     i = 0
     while i + 1 < len(tokens):
         length = 0
-        for p in starts.get((low[i], low[i + 1]), ()) if not apart[i] else ():
+        at = starts.get((low[i], low[i + 1]), ())
+        for p in at if at and not apart(i) else ():
             k = 2
             while (
                 k < RUN_WORDS
                 and i + k < len(tokens)
                 and p + k < len(seed)
-                and not apart[i + k - 1]
                 and low[i + k] == seed[p + k]
+                and not apart(i + k - 1)
             ):
                 k += 1
             length = max(length, k)
@@ -478,7 +486,7 @@ def _words(text: str) -> list[tuple[int, int]]:
     words = []
     for m in SHARED_TOKEN.finditer(text):
         end = m.end()
-        while end < len(text) and unicodedata.category(text[end])[0] == "M":
+        while end < len(text) and text[end] > "\x7f" and unicodedata.category(text[end])[0] == "M":
             end += 1
         if words and m.start() < words[-1][1]:  # (marks taken by the word before)
             continue
