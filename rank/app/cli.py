@@ -315,7 +315,7 @@ def cmd_recall(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from riskrank.rank.calibration import ACTION_FLOOR
+    from riskrank.rank.calibration import ACTION_FLOOR, shift_threshold
     from riskrank.rank.pipeline import train
     from riskrank.rank.ranker import RiskRanker
 
@@ -338,7 +338,7 @@ def cmd_train(args) -> int:
                     else f"none: always escalate (best held-out cut: {t.n_selected} items, "
                     f"precision lower bound {t.precision_lcb or 0:.3f} < {t.precision_target})"
                     if t.threshold is None
-                    else f"P >= {max(t.threshold, ACTION_FLOOR):.3f} (held-out precision "
+                    else f"P >= {shift_threshold(t, 0.0):.3f} (held-out precision "
                     f"{t.precision:.3f}, 95% lower bound {t.precision_lcb:.3f}, {t.n_selected} "
                     f"of {t.n_heldout}"
                     # (a sweep never acts below the floor: train said "P >= 0.292" where sweeps
