@@ -487,3 +487,46 @@ def test_a_version_written_with_the_unknown_deletions_as_a_list_reads_in_today_s
     made = made_by(index, tmp_path)
     assert made["deletions_unknown"] == 2 and made["deletions_unknown_ids"] == ["x", "y"]
     assert made["updated_at"] == "2026-12-01T00:00:00Z"
+
+
+def test_fresh_items_far_below_a_stored_list_are_not_scored_and_change_nothing(
+    tmp_path, inventory_items, seeds, hashing_model, monkeypatch
+):
+    """A daily sweep merges each stored neighbourhood with the nearest new items, scoring in
+    float64 only those that float32 puts near the list's level (recall/recaller.py
+    ``FLOAT32_SLACK``). Left-out pairs must change neither the evidence nor the neighbourhoods
+    kept for the next day: the same as scoring every pair."""
+    from riskrank.recall import recaller
+
+    inv = inventory_items.drop(["label"])
+    pool = _pool()
+    added = pool.slice(0, 6).to_pylist()  # look-alikes of the inventory's ads, and strangers
+    added += [{**added[0], "text": f"Жжжж щщщщ ыыыы {i}"} for i in range(6)]
+    for i, r in enumerate(added):
+        r["item_id"] = f"new-{i}"
+    day1 = pa.concat_tables([inv, pa.Table.from_pylist(added, schema=inv.schema)])
+    scored = []
+    sparse = recaller._SignalState._sparse_pair_scores
+
+    def spy(self, rows, nbrs):
+        scored.append(((nbrs >= 0).sum(), nbrs.size))
+        return sparse(self, rows, nbrs)
+
+    monkeypatch.setattr(recaller._SignalState, "_sparse_pair_scores", spy)
+    runs, slack_default = {}, recaller.FLOAT32_SLACK
+    for slack in (slack_default, np.inf):  # np.inf: every proposed pair is scored
+        monkeypatch.setattr(recaller, "FLOAT32_SLACK", slack)
+        st = tmp_path / f"st{slack}"
+        sweep(inv, seeds, hashing_model, out_dir=tmp_path / f"d0{slack}", index_dir=st, **SWEEP)
+        scored.clear()
+        runs[slack] = sweep(
+            day1, seeds, hashing_model, out_dir=tmp_path / f"d1{slack}", index_dir=st, **SWEEP
+        )
+        runs[slack, "pairs"] = [sum(x) for x in zip(*scored)]
+        runs[slack, "memo"] = pq.read_table(st / "cache" / "neighbours.parquet")
+    kept, whole = runs[slack_default, "pairs"], runs[np.inf, "pairs"]
+    assert whole[0] == whole[1] and 0 < kept[0] < whole[0], (kept, whole)
+    assert_same_queue(runs[slack_default], runs[np.inf])
+    assert runs[slack_default, "memo"].equals(runs[np.inf, "memo"])
+    scratch = sweep(day1, seeds, hashing_model, out_dir=tmp_path / "scratch", **SWEEP)
+    assert_same_queue(runs[slack_default], scratch)
