@@ -12,6 +12,8 @@ PARTS = [
     ),
     ("cpu_index.md", "CPU index build and search, 100k and 1M items (issue: core engine)"),
     ("gpu.md", "GPU paths on an H200: fp16 text encoder, exact top-k (issue 15)"),
+    ("gpu_quoted.md", "GPU rates the sizing plan quotes (H100, not measured here)"),
+    ("demo_and_loop.md", "make demo and the README's review loop, in fresh clones"),
     ("tokenizer_speed.md", "Tokenising on the CPU: the wrapper vs the Rust tokenizer (issue 15)"),
     ("images.md", "Images: PDQ near-duplicate recall and CPU throughput (issue: images)"),
     ("ray.md", "Ray engine vs single machine (issue: scale-out)"),
