@@ -59,7 +59,8 @@ BACKGROUND_SAMPLE = 2048
 DEFAULT_K = 5000
 # Bound on FAISS's float32 inner product of two unit vectors against the float64 one: each of
 # the d products and partial sums rounds by ~6e-8 relative (d=512: < 4e-5 in the worst case;
-# observed ~1e-7). A float32 score this far below a level is below it in float64 too.
+# observed ~1e-7). A float32 score this far below a level is below it in float64 too (scaled by
+# the product of the two vectors' norms where that exceeds 1).
 FLOAT32_SLACK = 1e-3
 TIED_SIMILARITY = 1e-6  # similarities this close rank alike in a seed's neighbour list
 
@@ -211,14 +212,19 @@ class _SignalState:
         fresh = memo.fresh
         if len(fresh):
             index = faiss.IndexFlatIP(self.vectors.shape[1])
-            index.add(np.ascontiguousarray(self.vectors[fresh.tolist()], np.float32))
+            new = np.ascontiguousarray(self.vectors[fresh.tolist()], np.float32)
+            index.add(new)
             fetch = min(DENSITY_K + MARGIN, len(fresh))
             q = np.asarray(self.vectors[rows.tolist()], np.float32)
             proposed, found = index.search(q, fetch)
             # Only a fresh item that float32 puts within its rounding of a row's level can
             # enter its list (or raise the level below): the others are left out unscored.
             # Scoring all 18 per row re-read ~250,000 vectors on a 21,000-item daily sweep.
-            near = (found >= 0) & (proposed >= level[:, None] - FLOAT32_SLACK)
+            # The rounding grows with the vectors' norms (1 for a cosine signal's, unless a
+            # plug-in's are not): the slack grows with them.
+            norms = np.linalg.norm(q, axis=1) * np.linalg.norm(new, axis=1).max()
+            slack = FLOAT32_SLACK * np.maximum(1.0, norms)
+            near = (found >= 0) & (proposed >= level[:, None] - slack[:, None])
             extra = np.where(near, fresh[np.maximum(found, 0)], -1)
             extra_scores = self._sparse_pair_scores(rows, extra)
             extra, extra_scores = _best_first(extra, extra_scores)
