@@ -150,7 +150,9 @@ def shift_prior(
     distribution within each class transfers; the base rate is what it re-learns. The
     calibrator's base rate enters as ``PRIOR_ROWS`` extra rows (a Beta prior; MAP, not ML).
     """
-    scores = np.asarray(scores, float)
+    # Sorted: the sums below then do not depend on the candidates' order (an export listing
+    # its rows otherwise moved a probability in its last bit).
+    scores = np.sort(np.asarray(scores, float))
     if len(scores) == 0:
         return 0.0, cal.base_rate
     train_prior = float(np.clip(cal.base_rate, 1e-4, 1 - 1e-4))
