@@ -80,3 +80,41 @@ def warn_if_not_reproducible() -> bool | None:
 
 
 request_reproducible_math()
+
+
+def rows_dot(rows, v, block: int = 8192):
+    """Each row of ``rows`` (n, d) times the vector ``v`` (d,), in float64, each row summed
+    along its own axis: a value depends on that row and ``v`` alone. A BLAS matrix-vector
+    product's does not: OpenBLAS on 2 threads splits the sums otherwise than on 1, and a local
+    sweep wrote other centroid similarities and probe scores than a Ray worker (one thread) by
+    up to 1.4e-6 (an outsider's run)."""
+    import numpy as np
+
+    out = np.empty(len(rows), np.float64)
+    w = np.asarray(v, np.float64)
+    for i in range(0, len(rows), block):
+        out[i : i + block] = (np.asarray(rows[i : i + block], np.float64) * w).sum(axis=1)
+    return out
+
+
+def one_blas_thread():
+    """A context in which BLAS and OpenMP run one thread (threadpoolctl): for small fits whose
+    result would otherwise depend on the machine's threads (scikit-learn's solvers)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
+def queries_dot(queries, items, block: int = 1024):
+    """``queries @ items.T`` as float32, each entry summed in float64 over its own pair
+    (``rows_dot``'s rule): an entry does not depend on the BLAS threads or on where an item
+    sits among the others. A BLAS product's did: an export's row order moved a copy's
+    similarity to its seed by an ulp, and two copies traded values."""
+    import numpy as np
+
+    q = np.asarray(queries, np.float64)
+    out = np.empty((len(q), len(items)), np.float32)
+    for i in range(0, len(items), block):
+        x = np.asarray(items[i : i + block], np.float64)
+        out[:, i : i + block] = (q[:, None, :] * x[None, :, :]).sum(axis=2)
+    return out

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from riskrank.index.cpu_math import one_blas_thread, rows_dot
 from riskrank.index.schema import (
     IMAGE_BYTES,
     IMAGE_PATH,
@@ -40,6 +41,7 @@ from riskrank.index.tables import (
     write_parquet,
 )
 from riskrank.recall.candidates import HISTORY_EVIDENCE, HISTORY_NEAREST
+from riskrank.recall.neighbours import row_neighbour_products
 
 VERDICT_MAX = 3
 # The grades in words, as the HTML report shows them; a verdict may be given either way.
@@ -249,12 +251,13 @@ class ReviewedExemplars:
         if y.sum() < folds or (~y).sum() < folds:
             return  # too few reviews of one kind for a probe; kNN evidence still works
         lr = LogisticRegression(C=PROBE_C, max_iter=2000)
-        full = lr.fit(X, y)
-        self.probes[policy] = (full.coef_[0].astype(np.float32), float(full.intercept_[0]))
-        oof = np.zeros(len(rows))
-        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=0).split(X, y):
-            m = LogisticRegression(C=PROBE_C, max_iter=2000).fit(X[tr], y[tr])
-            oof[te] = m.decision_function(X[te])
+        with one_blas_thread():  # the same coefficients on any machine's thread count
+            full = lr.fit(X, y)
+            self.probes[policy] = (full.coef_[0].astype(np.float32), float(full.intercept_[0]))
+            oof = np.zeros(len(rows))
+            for tr, te in StratifiedKFold(folds, shuffle=True, random_state=0).split(X, y):
+                m = LogisticRegression(C=PROBE_C, max_iter=2000).fit(X[tr], y[tr])
+                oof[te] = m.decision_function(X[te])
         self._oof[policy] = dict(zip(self._ids[rows], oof))
 
     @classmethod
@@ -329,6 +332,8 @@ class ReviewedExemplars:
         sims, pos = index.search(np.ascontiguousarray(item_vectors, np.float32), k)
         if self.binary_bits:
             sims = (sims + 1) / 2  # 1 - hamming / bits
+        else:
+            sims = exact_similarities(item_vectors, ex, pos)
         if exclude_self:
             self_hit = ex_ids[pos] == np.asarray(item_ids, dtype=object)[:, None]
             sims = np.where(self_hit, -np.inf, sims)
@@ -354,7 +359,7 @@ class ReviewedExemplars:
         probe = nan.copy()
         if policy in self.probes:
             coef, intercept = self.probes[policy]
-            probe = (np.asarray(item_vectors, np.float32) @ coef + intercept).astype(np.float32)
+            probe = (rows_dot(item_vectors, coef) + intercept).astype(np.float32)
             if exclude_self and policy in self._oof:
                 # A reviewed item is scored by the fold model that never saw its label.
                 oof = self._oof[policy]
@@ -388,6 +393,8 @@ class ReviewedExemplars:
         sims, pos = index.search(queries, min(2 if exclude_self else 1, len(ex)))
         if self.binary_bits:
             sims = (sims + 1) / 2  # 1 - hamming / bits
+        else:
+            sims = exact_similarities(queries, ex, pos)
         if exclude_self:
             own = ex_ids[pos] == np.asarray(item_ids, dtype=object)[:, None]
             sims = np.where(own, -np.inf, sims)
@@ -473,3 +480,18 @@ def _nearest(
         pre + "nearest_verdict": np.where(found, verdict[pos[r, best]], np.nan).astype(np.float32),
         pre + "n_near_violating": near,
     }
+
+
+def exact_similarities(queries: np.ndarray, ex: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The float64 inner product of each query with each of its found rows of ``ex`` (``pos``,
+    -1: none, -inf), pair by pair. FAISS's float32 scores depend on how many threads its BLAS
+    runs: a local sweep on 2 threads and a Ray worker on 1 wrote history evidence (closest
+    reviews, kNN scores) differing by up to 1e-6 (an outsider's run). FAISS finds the rows;
+    these values do not depend on the machine's threads."""
+    out = np.full(pos.shape, -np.inf)
+    for i in range(0, len(pos), 512):
+        p = pos[i : i + 512]
+        v = np.asarray(ex, np.float32)[np.maximum(p, 0)]
+        sims = row_neighbour_products(np.asarray(queries[i : i + 512], np.float32), v)
+        out[i : i + 512] = np.where(p >= 0, sims, -np.inf)
+    return out

@@ -298,7 +298,9 @@ def _seed_evidence(
         sims = state.similarity(q, items)  # (n_seeds, n_have)
         order = np.sort(sims, axis=0)[::-1]
         best_j = sims.argmax(0)
-        bg = state.similarity(q, state.background)
+        # In float64 over the sorted values: the same mean and spread whatever the order of
+        # the background's rows (float32 sums in another order moved z-scores by 5e-6).
+        bg = np.sort(np.asarray(state.similarity(q, state.background), np.float64), axis=1)
         mu, sd = bg.mean(1, keepdims=True), bg.std(1, keepdims=True) + 1e-6
         # Rank of each candidate in each seed's ANN list (k + 1 where absent). A run of equal
         # similarities shares its first place: the index lists exact copies of one ad in the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from riskrank.index.cpu_math import one_blas_thread, queries_dot, rows_dot
 from riskrank.index.signals.base import CandidateMatch, EvidenceColumn, Signal
 
 EXPANSION_TOP = 10
@@ -48,14 +49,19 @@ def pseudo_probe(seed_vecs: np.ndarray, items: np.ndarray, start: np.ndarray) ->
         return np.full(n, np.nan, np.float32)
     n_pos = max(PSEUDO_MIN_POS, int(PSEUDO_POS_FRACTION * n))
     rng = np.random.default_rng(0)
+    # Equal scores are ordered by a fixed projection of the vector, not by position: the
+    # training rows, and so the probe, must not depend on the candidates' order (an export's
+    # row order moved it in the last bits). Equal vectors are interchangeable.
+    tie = rows_dot(items, np.random.default_rng(1).standard_normal(items.shape[1]))
     score = start
     for _ in range(PSEUDO_ROUNDS):
-        order = np.argsort(-score, kind="stable")
+        order = np.lexsort((tie, -np.asarray(score, np.float64)))
         lower = order[n // 2 :]
         neg = rng.choice(lower, size=min(len(lower), PSEUDO_MAX_NEG), replace=False)
         X = np.vstack([seed_vecs, items[order[:n_pos]], items[neg]]).astype(np.float32)
         y = np.r_[np.ones(len(seed_vecs) + n_pos), np.zeros(len(neg))]
-        score = LogisticRegression(C=1.0, max_iter=1000).fit(X, y).decision_function(items)
+        fit = LogisticRegression(C=1.0, max_iter=1000).fit(X, y)
+        score = rows_dot(items, fit.coef_[0]) + fit.intercept_[0]  # row by row, as above
     return score.astype(np.float32)
 
 
@@ -68,11 +74,15 @@ def embedding_evidence(match: CandidateMatch) -> dict[str, np.ndarray]:
     top = np.argsort(-best, kind="stable")[:EXPANSION_TOP]
     expansion = items[top].mean(0)
     expansion /= np.linalg.norm(expansion) + 1e-12
-    centroid_sim = items @ centroid
+    # Row by row in float64, not a BLAS product: the values then do not depend on how many
+    # threads BLAS runs (index/cpu_math.py ``rows_dot``), so both engines write the same.
+    centroid_sim = rows_dot(items, centroid).astype(np.float32)
+    with one_blas_thread():
+        probe = pseudo_probe(match.queries, items, centroid_sim)
     return {
         "centroid_sim": centroid_sim,
-        "expansion_sim": items @ expansion,
-        "pseudo_probe": pseudo_probe(match.queries, items, centroid_sim),
+        "expansion_sim": rows_dot(items, expansion).astype(np.float32),
+        "pseudo_probe": probe,
     }
 
 
@@ -81,6 +91,11 @@ class EmbeddingSignal(Signal):
     the embedding-space evidence above. Subclasses still provide computing, manifest and CLI."""
 
     evidence_columns = EMBEDDING_EVIDENCE
+
+    def similarity(self, queries: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Cosine of unit vectors, each pair summed in float64 (index/cpu_math.py
+        ``queries_dot``): the same value whatever the threads or the items' order."""
+        return queries_dot(queries, items)
 
     def candidate_evidence(self, match: CandidateMatch) -> dict[str, np.ndarray]:
         return embedding_evidence(match)
