@@ -41,7 +41,7 @@ from riskrank.index.tables import (
     write_parquet,
 )
 from riskrank.recall.candidates import HISTORY_EVIDENCE, HISTORY_NEAREST
-from riskrank.recall.neighbours import row_neighbour_products
+from riskrank.recall.neighbours import found_products
 
 VERDICT_MAX = 3
 # The grades in words, as the HTML report shows them; a verdict may be given either way.
@@ -484,14 +484,8 @@ def _nearest(
 
 def exact_similarities(queries: np.ndarray, ex: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """The float64 inner product of each query with each of its found rows of ``ex`` (``pos``,
-    -1: none, -inf), pair by pair. FAISS's float32 scores depend on how many threads its BLAS
-    runs: a local sweep on 2 threads and a Ray worker on 1 wrote history evidence (closest
-    reviews, kNN scores) differing by up to 1e-6 (an outsider's run). FAISS finds the rows;
-    these values do not depend on the machine's threads."""
-    out = np.full(pos.shape, -np.inf)
-    for i in range(0, len(pos), 512):
-        p = pos[i : i + 512]
-        v = np.asarray(ex, np.float32)[np.maximum(p, 0)]
-        sims = row_neighbour_products(np.asarray(queries[i : i + 512], np.float32), v)
-        out[i : i + 512] = np.where(p >= 0, sims, -np.inf)
-    return out
+    -1: none, -inf), pair by pair (``found_products``). FAISS's float32 scores depend on how
+    many threads its BLAS runs: a local sweep on 2 threads and a Ray worker on 1 wrote history
+    evidence (closest reviews, kNN scores) differing by up to 1e-6 (an outsider's run)."""
+    ex = np.asarray(ex, np.float32)
+    return found_products(lambda a, b: np.asarray(queries[a:b], np.float32), ex.__getitem__, pos)

@@ -78,6 +78,20 @@ def row_neighbour_products(q: np.ndarray, v: np.ndarray, block: int = 512) -> np
     return out
 
 
+def found_products(queries, read_rows, pos: np.ndarray, block: int = 512) -> np.ndarray:
+    """``row_neighbour_products`` of each query with the rows at its ``pos`` (-1: none,
+    -inf), a block of queries at a time: FAISS finds the rows, float64 scores them pair by
+    pair. ``queries(a, b)`` gives queries ``a:b`` as an array; ``read_rows(positions)`` the rows
+    at those positions (stored vectors are read a block at a time, not held whole)."""
+    out = np.full(pos.shape, -np.inf)
+    for i in range(0, len(pos), block):
+        p = pos[i : i + block]
+        q = np.asarray(queries(i, i + block))
+        v = np.asarray(read_rows(np.maximum(p, 0).ravel())).reshape(*p.shape, q.shape[1])
+        out[i : i + block] = np.where(p >= 0, row_neighbour_products(q, v), -np.inf)
+    return out
+
+
 def content_keys(si: SignalIndex) -> list[str] | None:
     """The content key of every position of a standing index version's signal (None for an
     index made otherwise; read once per loaded index: ``SignalIndex.content_keys``)."""

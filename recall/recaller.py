@@ -37,8 +37,8 @@ from riskrank.recall.lexical import LexicalProbe
 from riskrank.recall.neighbours import (
     NeighbourMemo,
     SignalNeighbours,
+    found_products,
     pair_inner_products,
-    row_neighbour_products,
 )
 from riskrank.recall.seeds import SeedSet, check_seed_vectors
 
@@ -164,17 +164,14 @@ class _SignalState:
         """Similarities computed pair by pair in float64 (cosine signals)."""
         return self.si.signal.metric == "cosine"
 
-    def _pair_scores(self, rows: np.ndarray, nbrs: np.ndarray, block: int = 512) -> np.ndarray:
+    def _pair_scores(self, rows: np.ndarray, nbrs: np.ndarray) -> np.ndarray:
         """Float64 inner product of each row's vector with each of its ``nbrs`` (-1: none),
         pair by pair: a value does not depend on the other pairs computed with it."""
-        out = np.full(nbrs.shape, -np.inf)
-        for i in range(0, len(rows), block):
-            n = nbrs[i : i + block]
-            q = np.asarray(self.vectors[rows[i : i + block].tolist()])
-            v = np.asarray(self.vectors[np.maximum(n, 0).ravel().tolist()])
-            sims = row_neighbour_products(q, v.reshape(*n.shape, q.shape[1]))
-            out[i : i + block] = np.where(n >= 0, sims, -np.inf)
-        return out
+        return found_products(
+            lambda a, b: self.vectors[rows[a:b].tolist()],
+            lambda p: self.vectors[p.tolist()],
+            nbrs,
+        )
 
     def _sparse_pair_scores(self, rows: np.ndarray, nbrs: np.ndarray) -> np.ndarray:
         """``_pair_scores`` computing only the pairs that exist (-1: none, -inf), for lists

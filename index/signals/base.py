@@ -210,8 +210,12 @@ class Signal(ABC):
 
     # -- comparing -------------------------------------------------------------------------
     def similarity(self, queries: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Dense ``(n_queries, n_items)`` similarity, higher = closer."""
-        return queries @ items.T
+        """Dense ``(n_queries, n_items)`` similarity, higher = closer: the inner product, each
+        pair summed in float64 (index/cpu_math.py ``queries_dot``), so a value depends on its
+        two vectors alone, not on BLAS's threads or the items' order."""
+        from riskrank.index.cpu_math import queries_dot
+
+        return queries_dot(queries, items)
 
     def distance(self, similarity: np.ndarray) -> np.ndarray:
         """A similarity in the signal's own distance unit (``1 - cosine`` by default)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from riskrank.index.cpu_math import one_blas_thread, queries_dot, rows_dot
+from riskrank.index.cpu_math import one_blas_thread, rows_dot
 from riskrank.index.signals.base import CandidateMatch, EvidenceColumn, Signal
 
 EXPANSION_TOP = 10
@@ -91,11 +91,6 @@ class EmbeddingSignal(Signal):
     the embedding-space evidence above. Subclasses still provide computing, manifest and CLI."""
 
     evidence_columns = EMBEDDING_EVIDENCE
-
-    def similarity(self, queries: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Cosine of unit vectors, each pair summed in float64 (index/cpu_math.py
-        ``queries_dot``): the same value whatever the threads or the items' order."""
-        return queries_dot(queries, items)
 
     def candidate_evidence(self, match: CandidateMatch) -> dict[str, np.ndarray]:
         return embedding_evidence(match)
