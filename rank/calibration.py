@@ -87,7 +87,7 @@ class ScoreCalibrator:
     @classmethod
     def fit(cls, scores: np.ndarray, y: np.ndarray) -> ScoreCalibrator | None:
         """None when there are too few rows of either class to fit one."""
-        from sklearn.linear_model import LogisticRegression
+        from riskrank.index.cpu_math import logistic_fit
 
         scores, y = np.asarray(scores, float), np.asarray(y).astype(bool)
         if len(scores) < MIN_HELDOUT or min(y.sum(), (~y).sum()) < MIN_PER_CLASS:
@@ -97,10 +97,11 @@ class ScoreCalibrator:
         z = ((scores - center) / scale).reshape(-1, 1)
         # C=1 on standardised scores: a mild prior against the extreme slopes that separable
         # held-out sets produce; the cap below is the hard guarantee.
-        lr = LogisticRegression(C=1.0).fit(z, y)
-        slope = float(np.clip(lr.coef_[0, 0], MIN_SLOPE, MAX_SLOPE))
-        intercept = float(lr.intercept_[0])
-        if slope != lr.coef_[0, 0]:  # refit the intercept alone for the capped slope
+        # scikit-learn's LogisticRegression(C=1) objective, summed the same on any thread count
+        # (a BLAS dot over more than 10,000 held-out scores is split among threads).
+        coef, intercept = logistic_fit(z, y, C=1.0, max_iter=100)
+        slope = float(np.clip(coef[0], MIN_SLOPE, MAX_SLOPE))
+        if slope != coef[0]:  # refit the intercept alone for the capped slope
             intercept = _refit_intercept(slope * z[:, 0], y)
         return cls(center, scale, slope, intercept, float(y.mean()), len(y))
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from riskrank.index.cpu_math import one_blas_thread, rows_dot
+from riskrank.index.cpu_math import logistic_fit, rows_dot
 from riskrank.index.schema import (
     IMAGE_BYTES,
     IMAGE_PATH,
@@ -243,21 +243,19 @@ class ReviewedExemplars:
                 self._fit_probe(p)
 
     def _fit_probe(self, policy: str, folds: int = 5) -> None:
-        from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedKFold
 
         rows = self._by_policy[policy]
         X, y = self.vectors[rows], self._verdict[rows] >= POSITIVE_VERDICT
         if y.sum() < folds or (~y).sum() < folds:
             return  # too few reviews of one kind for a probe; kNN evidence still works
-        lr = LogisticRegression(C=PROBE_C, max_iter=2000)
-        with one_blas_thread():  # the same coefficients on any machine's thread count
-            full = lr.fit(X, y)
-            self.probes[policy] = (full.coef_[0].astype(np.float32), float(full.intercept_[0]))
-            oof = np.zeros(len(rows))
-            for tr, te in StratifiedKFold(folds, shuffle=True, random_state=0).split(X, y):
-                m = LogisticRegression(C=PROBE_C, max_iter=2000).fit(X[tr], y[tr])
-                oof[te] = m.decision_function(X[te])
+        # The same coefficients on any machine's thread count (cpu_math ``logistic_fit``).
+        coef, intercept = logistic_fit(X, y, C=PROBE_C, max_iter=2000)
+        self.probes[policy] = (coef.astype(np.float32), intercept)
+        oof = np.zeros(len(rows))
+        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=0).split(X, y):
+            c, b = logistic_fit(X[tr], y[tr], C=PROBE_C, max_iter=2000)
+            oof[te] = rows_dot(X[te], c) + b
         self._oof[policy] = dict(zip(self._ids[rows], oof))
 
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from riskrank.index.cpu_math import one_blas_thread, rows_dot
+from riskrank.index.cpu_math import logistic_fit, rows_dot
 from riskrank.index.signals.base import CandidateMatch, EvidenceColumn, Signal
 
 EXPANSION_TOP = 10
@@ -42,8 +42,6 @@ def pseudo_probe(seed_vecs: np.ndarray, items: np.ndarray, start: np.ndarray) ->
     policy without review history still has a shape in embedding space that nearest-seed
     similarity misses, and this recovers some of it without a single label.
     """
-    from sklearn.linear_model import LogisticRegression
-
     n = len(items)
     if n < 4 * PSEUDO_MIN_POS:
         return np.full(n, np.nan, np.float32)
@@ -60,8 +58,8 @@ def pseudo_probe(seed_vecs: np.ndarray, items: np.ndarray, start: np.ndarray) ->
         neg = rng.choice(lower, size=min(len(lower), PSEUDO_MAX_NEG), replace=False)
         X = np.vstack([seed_vecs, items[order[:n_pos]], items[neg]]).astype(np.float32)
         y = np.r_[np.ones(len(seed_vecs) + n_pos), np.zeros(len(neg))]
-        fit = LogisticRegression(C=1.0, max_iter=1000).fit(X, y)
-        score = rows_dot(items, fit.coef_[0]) + fit.intercept_[0]  # row by row, as above
+        coef, intercept = logistic_fit(X, y, C=1.0, max_iter=1000)  # the same on any threads
+        score = rows_dot(items, coef) + intercept  # row by row, as above
     return score.astype(np.float32)
 
 
@@ -77,8 +75,7 @@ def embedding_evidence(match: CandidateMatch) -> dict[str, np.ndarray]:
     # Row by row in float64, not a BLAS product: the values then do not depend on how many
     # threads BLAS runs (index/cpu_math.py ``rows_dot``), so both engines write the same.
     centroid_sim = rows_dot(items, centroid).astype(np.float32)
-    with one_blas_thread():
-        probe = pseudo_probe(match.queries, items, centroid_sim)
+    probe = pseudo_probe(match.queries, items, centroid_sim)
     return {
         "centroid_sim": centroid_sim,
         "expansion_sim": rows_dot(items, expansion).astype(np.float32),

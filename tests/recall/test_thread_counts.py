@@ -74,3 +74,55 @@ def test_seed_similarities_and_the_probe_do_not_depend_on_the_items_order():
         b = embedding_evidence(CandidateMatch(queries, items[perm], sims[:, perm]))
     for k in a:
         assert np.array_equal(np.asarray(a[k])[perm], np.asarray(b[k])), k
+
+
+def test_the_small_fits_are_scikit_learns_and_the_same_on_any_thread_count():
+    # scikit-learn's lbfgs fit of these 1,500 rows moved its coefficients by 4.8e-7 from one
+    # BLAS thread to two; logistic_fit minimises the same objective without threaded sums.
+    from sklearn.linear_model import LogisticRegression
+
+    from riskrank.index.cpu_math import logistic_fit
+
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal(384)
+    x = rng.standard_normal((1500, 384)) + 0.3 * c * (rng.random((1500, 1)) < 0.3)
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    y = x @ c > np.quantile(x @ c, 0.7)
+    fits = []
+    for limit in (1, 2):
+        with threadpool_limits(limits=limit):
+            fits.append(logistic_fit(x, y, C=1.0, max_iter=1000))
+    assert np.array_equal(fits[0][0], fits[1][0]) and fits[0][1] == fits[1][1]
+    with threadpool_limits(limits=1):
+        sk = LogisticRegression(C=1.0, max_iter=1000).fit(x, y)
+    assert np.allclose(fits[0][0], sk.coef_[0], atol=1e-5)
+    assert abs(fits[0][1] - sk.intercept_[0]) < 1e-5
+
+
+def test_a_sweeps_fits_leave_the_processs_thread_pools_alone(monkeypatch):
+    # Holding BLAS to one thread (threadpoolctl) set every OpenBLAS and OpenMP pool in the
+    # process, per fit: unsafe while a caller's other threads compute (threadpoolctl issue
+    # 205), and the suspect of a segmentation fault in CI (stop 49).
+    import threadpoolctl
+
+    from riskrank.rank.calibration import ScoreCalibrator
+
+    def refuse(*a, **k):
+        raise AssertionError("riskrank changed the process's thread pools")
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", refuse)
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", refuse)
+    rng = np.random.default_rng(2)
+    items, queries = _unit(rng, 2000), _unit(rng, 5)
+    assert np.isfinite(
+        embedding_evidence(CandidateMatch(queries, items, queries @ items.T))["pseudo_probe"]
+    ).all()
+    table = pa.table(
+        {
+            "item_id": [f"r{i}" for i in range(200)],
+            "policy": ["scam"] * 200,
+            "verdict": pa.array(rng.choice([0, 2], 200), pa.int8()),
+        }
+    )
+    assert "scam" in ReviewedExemplars("text", _unit(rng, 200), table).probes
+    assert ScoreCalibrator.fit(rng.standard_normal(400), rng.random(400) < 0.3) is not None
