@@ -50,6 +50,20 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_started(pid: int) -> str | None:
+    """When process ``pid`` started, as the kernel counts it (``/proc/<pid>/stat``'s 22nd
+    field, clock ticks since boot): with its pid it names one process, where a pid alone may
+    name a later process that reused it. None where that cannot be read (not Linux, no such
+    process)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces or parentheses.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else None
+
+
 def clean_temp_files(directory: str | Path) -> list[Path]:
     """Remove ``*.<pid>.tmp`` files under ``directory`` whose writer is dead. The caller holds
     the directory's lock, but a subdirectory can be another writer's (a shared standing

@@ -120,7 +120,7 @@ from riskrank.index.manifest import (
     write_manifest,
     write_text_atomic,
 )
-from riskrank.index.output_lock import HOLDER, output_lock, pid_alive
+from riskrank.index.output_lock import HOLDER, output_lock, pid_alive, process_started
 from riskrank.index.paths import EMPTY_IMAGE, NOT_FOUND
 from riskrank.index.schema import (
     IMAGE_BYTES,
@@ -893,9 +893,13 @@ def pinned(version_dir: str | Path, *, reopens: bool = False) -> Iterator[None]:
     if root is not None:
         host, pid = socket.gethostname(), os.getpid()
         pin = root / READERS / f"{version_dir.name}.{host}.{pid}.{uuid.uuid4().hex[:8]}.json"
+        info = {"host": host, "pid": pid, "started": process_started(pid), "since": time.time()}
         try:
+            # Pins of readers gone go now, not only when an update prunes: a killed sweep's
+            # stayed after its re-run, which found the index current and wrote nothing.
+            pinned_versions(root)
             pin.parent.mkdir(exist_ok=True)
-            write_json_atomic({"host": host, "pid": pid, "since": time.time()}, pin)
+            write_json_atomic(info, pin)
         except OSError as exc:  # (a read-only copy: this process's open files still hold)
             say = log.warning if reopens else log.debug
             say("%s: could not pin the version being read (%s)", version_dir, exc)
@@ -916,17 +920,20 @@ def pinned(version_dir: str | Path, *, reopens: bool = False) -> Iterator[None]:
 def pinned_versions(root: str | Path) -> set[str]:
     """The version directories of the standing index at ``root`` that a live reader pinned;
     pins of readers gone (a dead process on this machine, or older than PIN_HOURS) are
-    removed."""
+    removed. A process here is the pin's if its pid is alive and, where the pin and the
+    system both say, it started when the pin's did (a later process can reuse a pid)."""
     out: set[str] = set()
     here = socket.gethostname()
     for pin in sorted((Path(root) / READERS).glob("*.json")):
         try:
             info = json.loads(pin.read_text())
-            live = (
-                pid_alive(int(info["pid"]))
-                if info.get("host") == here
-                else time.time() - float(info["since"]) < PIN_HOURS * 3600
-            )
+            if info.get("host") == here:
+                pid = int(info["pid"])
+                started = info.get("started")
+                now = process_started(pid) if started is not None else None
+                live = pid_alive(pid) and (now is None or now == started)
+            else:
+                live = time.time() - float(info["since"]) < PIN_HOURS * 3600
         except (OSError, ValueError, KeyError, TypeError):
             live = False  # unreadable: not a pin this code wrote whole
         if live:

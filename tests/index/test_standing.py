@@ -464,6 +464,49 @@ def test_a_pinned_version_outlives_the_updates_that_would_retire_it(tmp_path, mo
     assert [p.name for p in readers.iterdir()] == ["v000007.far.json"]  # its pin went
 
 
+def test_a_readers_pin_clears_the_pins_of_readers_gone(tmp_path):
+    """A killed Ray sweep's pins stayed after its re-run, which found the index current and
+    wrote nothing (an outsider's week): only an update's pruning cleared them, and a later
+    process that reused the dead pid would have held the version again."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from riskrank.index.output_lock import process_started
+    from riskrank.index.standing import READERS, pinned, pinned_versions
+
+    standing = StandingIndex(tmp_path / "st")
+    signal = HashingTextSignal()
+    standing.update(_inventory(seed=0), [signal], show_progress=False)
+    version = standing.load([signal]).path
+    readers = tmp_path / "st" / READERS
+    readers.mkdir()
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                          capture_output=True, check=True)  # fmt: skip
+    here, me, now = socket.gethostname(), os.getpid(), time.time()
+    started = process_started(me)
+    pins = {
+        "dead": {"host": here, "pid": int(done.stdout), "started": "1", "since": now},
+        # This pid alive, but started at another time: a process that reused a dead one's pid.
+        "reused": {"host": here, "pid": me, "started": str(int(started or 0) + 1), "since": now},
+        "live": {"host": here, "pid": me, "started": started, "since": now},
+    }
+    for name, info in pins.items():
+        (readers / f"{version.name}.{name}.json").write_text(json.dumps(info))
+    # Where the start time cannot be read (not Linux), a live pid is taken at its word.
+    kept = {f"{version.name}.live.json"} | (
+        {f"{version.name}.reused.json"} if not started else set()
+    )
+    with pinned(version):
+        held = {p.name for p in readers.iterdir()}
+        assert len(held - kept) == 1  # this block's own pin; the dead one (and the reused) went
+    assert {p.name for p in readers.iterdir()} == kept
+    assert pinned_versions(tmp_path / "st") == {version.name}
+
+
 def _seeds() -> pa.Table:
     return pa.table({"seed_id": ["s"], "policy": ["scam"], "text": ["free prize claim now"]})
 
