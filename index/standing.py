@@ -568,13 +568,21 @@ class StandingIndex:
         # encoder this index was built with, as train and the CLI's update do.
         signals = self.keep_recorded(check_signals(signals))
         check_signals_load(signals)  # a missing extra or weight file: before the folder is made
+        made = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
-        with output_lock(self.path, what="standing index", lock_file=self.path / LOCK):
-            return self._update(
-                inventory, signals, deletions=deletions, donor=donor, engine=engine, key=key,
-                max_memory=max_memory, chunk_size=chunk_size, use_gpu=use_gpu,
-                show_progress=show_progress,
-            )  # fmt: skip
+        try:
+            with output_lock(self.path, what="standing index", lock_file=self.path / LOCK):
+                return self._update(
+                    inventory, signals, deletions=deletions, donor=donor, engine=engine,
+                    key=key, max_memory=max_memory, chunk_size=chunk_size, use_gpu=use_gpu,
+                    show_progress=show_progress,
+                )  # fmt: skip
+        except BaseException:
+            # A first update refused (a wrong schema, an empty inventory) left a folder holding
+            # only its lock, which later runs took for a standing index (an outsider's week).
+            if made and {p.name for p in self.path.iterdir()} <= {LOCK, LOCK + HOLDER}:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
 
     def _update(
         self, inventory, signals, *, deletions, donor, engine, key, max_memory, chunk_size,

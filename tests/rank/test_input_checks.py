@@ -237,6 +237,34 @@ def test_a_bad_explore_share_is_refused_before_the_index_moves(
     check_explore(np.float32(0.1))  # a numpy share is a share
 
 
+def test_a_refused_first_sweep_leaves_no_index_folder(
+    tmp_path, seeds, inventory_items, hashing_model, capsys
+):
+    """An inventory refused for its schema (integer texts, no ids, no rows) left ``--index``
+    holding only its lock, which the next run took for a standing index (an outsider's
+    week); a folder that was there before is kept."""
+    hashing_model.save(tmp_path / "m")
+    pq.write_table(seeds, tmp_path / "s.parquet")
+    inv = inventory_items.drop(["label"])
+    bad = {
+        "int_text": inv.set_column(1, "text", pa.array(range(inv.num_rows))),
+        "no_ids": inv.drop(["item_id"]),
+        "no_rows": inv.slice(0, 0),
+    }
+    for name, table in bad.items():
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+        argv = ["sweep", "--inventory", str(tmp_path / f"{name}.parquet"), "--seeds"]
+        argv += [str(tmp_path / "s.parquet"), "--model", str(tmp_path / "m")]
+        argv += ["--index", str(tmp_path / name), "--out", str(tmp_path / f"o_{name}")]
+        assert main(argv) != 0, name
+        capsys.readouterr()
+        assert not (tmp_path / name).exists(), (name, list((tmp_path / name).iterdir()))
+    (tmp_path / "there").mkdir()
+    argv[argv.index("--index") + 1] = str(tmp_path / "there")
+    assert main(argv) != 0
+    assert (tmp_path / "there").is_dir()
+
+
 def test_an_index_inside_a_model_directory_is_refused(
     tmp_path, seeds, inventory_items, hashing_model, capsys
 ):
