@@ -50,6 +50,10 @@ PARTS = [
         "incremental_auto_epyc_s49b.md",
         "Daily sweeps at f87cb73 (evidence exact on any thread count), idle (12)",
     ),
+    (
+        "incremental_auto_epyc_s50.md",
+        "Daily sweeps at 347f1cd (the small fits without threadpoolctl), idle (12)",
+    ),
     ("incremental_ivf.md", "Daily sweeps: an IVF index updated in place vs a rebuild (issue 12)"),
     (
         "incremental_ivf_200k_noise10_rs.md",
