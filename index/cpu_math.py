@@ -140,6 +140,11 @@ def logistic_fit(X, y, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-4):
     X = np.ascontiguousarray(X, np.float64)
     t = np.asarray(y, np.float64)
     n, d = X.shape
+    # scikit-learn refuses these too: a fit on them would return NaN or run off to infinity.
+    if not (np.isfinite(X).all() and np.isfinite(t).all()):
+        raise ValueError("logistic_fit: the rows or labels hold NaN or infinity")
+    if t.shape != (n,) or not np.isin(t, (0.0, 1.0)).all() or len(np.unique(t)) < 2:
+        raise ValueError("logistic_fit: needs one 0/1 label per row, both classes present")
     l2 = 1.0 / (C * n)
 
     def loss_grad(wb):

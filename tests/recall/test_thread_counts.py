@@ -97,6 +97,10 @@ def test_the_small_fits_are_scikit_learns_and_the_same_on_any_thread_count():
         sk = LogisticRegression(C=1.0, max_iter=1000).fit(x, y)
     assert np.allclose(fits[0][0], sk.coef_[0], atol=1e-5)
     assert abs(fits[0][1] - sk.intercept_[0]) < 1e-5
+    # What scikit-learn refuses, it refuses too (not NaN coefficients, or a run to infinity).
+    for bad_x, bad_y in ((np.where(x == x[0, 0], np.nan, x), y), (x, np.ones_like(y))):
+        with pytest.raises(ValueError, match="logistic_fit"):
+            logistic_fit(bad_x, bad_y)
 
 
 def test_a_sweeps_fits_leave_the_processs_thread_pools_alone(monkeypatch):
