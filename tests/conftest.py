@@ -14,6 +14,24 @@ import pytest
 # environment) run their workers at the tests' own priority instead.
 os.environ.setdefault("RAY_worker_niceness", "0")
 
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Put pytest's faulthandler back before every test. Ray installs its own SIGSEGV
+    handler and ray.shutdown() removes it, leaving none: a segmentation fault after the Ray
+    tests (CI, stop 49, in tests/rank/test_review.py) printed no traceback at all."""
+    import faulthandler
+
+    try:
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+    except ImportError:  # (pytest's internals moved: the tests run on, without this)
+        return
+    fd = item.config.stash.get(fault_handler_stderr_fd_key, None)
+    if fd is not None:
+        faulthandler.disable()
+        faulthandler.enable(file=fd, all_threads=True)
+
+
 SCAM = [
     "Congratulations! You won a {prize}. Pay a small ${fee} shipping fee to claim it today",
     "Guaranteed loan approval in {n} minutes, no credit check, bad credit ok, apply now",
