@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 _PROBE = "riskrank encoder fingerprint probe: limited offer, click here"
+# One model load (and export) at a time: an analyst's threads sweeping with one model object
+# reach the lazy loads together, and an export writes the cached files they would share.
+_LOAD_LOCK = threading.RLock()
 
 
 def resolve_text_model(model: str) -> tuple[str, str]:
@@ -433,58 +437,67 @@ class TextEncoder:
     def _load(self):
         self._check_backend()
         if self._st is None and self.backend == "torch":
-            path, _ = resolve_text_model(self.model)
-            device = self.device or default_device()
-            with collector.paused():  # ~400,000 objects imported; no cyclic garbage made
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as hf_logging
+            with _LOAD_LOCK:  # (see _LOAD_LOCK)
+                if self._st is None:
+                    path, _ = resolve_text_model(self.model)
+                    device = self.device or default_device()
+                    with collector.paused():  # ~400,000 objects imported; no cyclic garbage made
+                        from sentence_transformers import SentenceTransformer
+                        from transformers.utils import logging as hf_logging
 
-                # transformers' "Loading weights" bar printed even with show_progress=False;
-                # riskrank's own bars say what a sweep is doing.
-                shown = hf_logging.is_progress_bar_enabled()
-                hf_logging.disable_progress_bar()
-                try:
-                    st = SentenceTransformer(path, device=device)
-                finally:
-                    if shown:
-                        hf_logging.enable_progress_bar()
-                collector.freeze_more()  # in a sweep: not walked by its collections
-            if self.max_seq_length:
-                st.max_seq_length = min(self.max_seq_length, st.max_seq_length or 10**6)
-            if device.startswith("cuda"):
-                st.half()
-            self._st = st
+                        # transformers' "Loading weights" bar printed even with show_progress=False;
+                        # riskrank's own bars say what a sweep is doing.
+                        shown = hf_logging.is_progress_bar_enabled()
+                        hf_logging.disable_progress_bar()
+                        try:
+                            st = SentenceTransformer(path, device=device)
+                        finally:
+                            if shown:
+                                hf_logging.enable_progress_bar()
+                        collector.freeze_more()  # in a sweep: not walked by its collections
+                    if self.max_seq_length:
+                        st.max_seq_length = min(self.max_seq_length, st.max_seq_length or 10**6)
+                    if device.startswith("cuda"):
+                        st.half()
+                    self._st = st
         return self._st
 
     def _load_onnx(self):
         """The CPU-only backend's model (ONNX Runtime int8 or OpenVINO), made once."""
         self._check_backend()
-        if self._onnx is None:
-            path, _ = resolve_text_model(self.model)
-            if not os.path.isdir(path):
-                raise ValueError(
-                    f"backend={self.backend!r} exports from local weights; {self.model!r} "
-                    f"resolved to {path!r}, which is not a directory"
-                )
-            kwargs = {
-                "max_seq_length": self._onnx_max_length(path),
-                "num_threads": self.num_threads or default_threads(),
-            }
-            if self.backend in OPENVINO:
-                from riskrank.index.signals.text_openvino import (
-                    INT8_FLOAT_PRECISION,
-                    OpenVinoSentenceModel,
-                )
-
-                ir = self._openvino_ir(path, kwargs["max_seq_length"])
-                if self.backend == "openvino-int8":
-                    kwargs["precision"] = INT8_FLOAT_PRECISION
-                self._onnx = OpenVinoSentenceModel(path, ir=ir, **kwargs)
-            else:
-                from riskrank.index.signals.text_onnx import OnnxSentenceModel
-
-                self._onnx = OnnxSentenceModel(path, **kwargs)
+        if self._onnx is not None:
+            return self._onnx
+        with _LOAD_LOCK:
+            if self._onnx is None:
+                self._onnx = self._make_onnx()
         return self._onnx
+
+    def _make_onnx(self):
+        """``_load_onnx``'s model, made (its export too, the first time) under the load lock."""
+        path, _ = resolve_text_model(self.model)
+        if not os.path.isdir(path):
+            raise ValueError(
+                f"backend={self.backend!r} exports from local weights; {self.model!r} "
+                f"resolved to {path!r}, which is not a directory"
+            )
+        kwargs = {
+            "max_seq_length": self._onnx_max_length(path),
+            "num_threads": self.num_threads or default_threads(),
+        }
+        if self.backend in OPENVINO:
+            from riskrank.index.signals.text_openvino import (
+                INT8_FLOAT_PRECISION,
+                OpenVinoSentenceModel,
+            )
+
+            ir = self._openvino_ir(path, kwargs["max_seq_length"])
+            if self.backend == "openvino-int8":
+                kwargs["precision"] = INT8_FLOAT_PRECISION
+            return OpenVinoSentenceModel(path, ir=ir, **kwargs)
+        else:
+            from riskrank.index.signals.text_onnx import OnnxSentenceModel
+
+            return OnnxSentenceModel(path, **kwargs)
 
     def _openvino_ir(self, path: str, max_seq_length: int):
         """The IR the OpenVINO backend compiles (None: the f32 one)."""

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,8 +316,18 @@ class OpenVinoSentenceModel:
         )
         # What the device actually runs (a CPU without bf16 falls back to f32), not the hint.
         self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        self.request = self.compiled.create_infer_request()
+        # One infer request per thread: a request runs one inference at a time, and an
+        # analyst's threads sweeping with one model object got "Infer Request is busy" (an
+        # outsider: 15 of 30 calls from two threads). The compiled model is shared.
+        self._requests = threading.local()
         self.tokenize = SentenceTokenizer(model_dir, max_seq_length=max_seq_length)
+
+    def _request(self):
+        """This thread's infer request (made on its first use)."""
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self.compiled.create_infer_request()
+        return request
 
     def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
         from riskrank.index.signals.text import encode_in_padded_batches
@@ -337,7 +348,7 @@ class OpenVinoSentenceModel:
                 feeds["attention_mask"][j, :n] = 1
                 if types is not None:
                     feeds["token_type_ids"][j, :n] = types[i]
-            hidden = self.request.infer(feeds)[0]
+            hidden = self._request().infer(feeds)[0]
             return mean_pool(hidden, feeds["attention_mask"])
 
         lengths = np.array([len(x) for x in ids])
