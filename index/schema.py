@@ -501,6 +501,30 @@ def warn_mixed_pictures(ids: list, what: str = "inventory") -> None:
         )  # fmt: skip
 
 
+def check_inventory_table(
+    data: TableLike, *, what: str = "inventory", require_text: bool = False
+) -> pa.Table:
+    """The inventory as a table, its table-level problems raised as ``SchemaError`` (those
+    ``validate_inventory`` raises; it calls this): a standing index checks them before it
+    makes its folder, so a refused first update leaves nothing behind."""
+    table = as_table(data, what=what, files=True)
+    # Ids, content of another type (a text column of ints or bools) and the like are input
+    # errors, not data: named here, before anything is embedded.
+    check_columns(table, INVENTORY_SCHEMA, what=what)
+    if table.num_rows == 0:
+        raise SchemaError(f"{what}: 0 rows; nothing to index")
+    table = empty_bytes_as_null(table)
+    present = [c for c in CONTENT_COLUMNS if c in table.column_names]
+    if not present:
+        raise SchemaError(
+            f"{what}: needs at least one content column of {list(CONTENT_COLUMNS)}, "
+            f"got {table.column_names}"
+        )
+    if require_text and TEXT not in table.column_names:
+        raise SchemaError(f"{what}: this index has a text signal but there is no 'text' column")
+    return table
+
+
 def validate_inventory(
     data: TableLike,
     *,
@@ -523,22 +547,8 @@ def validate_inventory(
     >>> items.num_rows, bad.column("reason")[0].as_py().split(":")[0]
     (0, "item_id 'a' differs between row 0, row 1 (content or metadata)")
     """
-    table = as_table(data, what=what, files=True)
-    # Ids, content of another type (a text column of ints or bools) and the like are input
-    # errors, not data: named here, before anything is embedded.
-    check_columns(table, INVENTORY_SCHEMA, what=what)
-    if table.num_rows == 0:
-        raise SchemaError(f"{what}: 0 rows; nothing to index")
-    table = empty_bytes_as_null(table)
+    table = check_inventory_table(data, what=what, require_text=require_text)
     present = [c for c in CONTENT_COLUMNS if c in table.column_names]
-    if not present:
-        raise SchemaError(
-            f"{what}: needs at least one content column of {list(CONTENT_COLUMNS)}, "
-            f"got {table.column_names}"
-        )
-    if require_text and TEXT not in table.column_names:
-        raise SchemaError(f"{what}: this index has a text signal but there is no 'text' column")
-
     _check_utf8(table, what)
     ids = table.column(ITEM_ID).combine_chunks()
     if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):

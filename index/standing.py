@@ -128,6 +128,7 @@ from riskrank.index.schema import (
     ITEM_ID,
     SIGNAL_FAILURES,
     TEXT,
+    check_inventory_table,
     inputs_warned,
     is_blank,
     quarantine_table,
@@ -568,21 +569,21 @@ class StandingIndex:
         # encoder this index was built with, as train and the CLI's update do.
         signals = self.keep_recorded(check_signals(signals))
         check_signals_load(signals)  # a missing extra or weight file: before the folder is made
-        made = not self.path.exists()
+        # So are the inventory's table-level problems (integer texts, no ids, no rows): a first
+        # update refused for them left a folder holding only its lock, which the next run took
+        # for a standing index (an outsider's week). Nothing is removed after the fact: a
+        # refused run that removed "its" new folder removed another run's lock with it.
+        inventory = as_table(inventory, what="inventory", files=True)
+        check_inventory_table(inventory, require_text=requires_text(signals))
+        resolve_engine(engine)
+        parse_bytes(max_memory)
         self.path.mkdir(parents=True, exist_ok=True)
-        try:
-            with output_lock(self.path, what="standing index", lock_file=self.path / LOCK):
-                return self._update(
-                    inventory, signals, deletions=deletions, donor=donor, engine=engine,
-                    key=key, max_memory=max_memory, chunk_size=chunk_size, use_gpu=use_gpu,
-                    show_progress=show_progress,
-                )  # fmt: skip
-        except BaseException:
-            # A first update refused (a wrong schema, an empty inventory) left a folder holding
-            # only its lock, which later runs took for a standing index (an outsider's week).
-            if made and {p.name for p in self.path.iterdir()} <= {LOCK, LOCK + HOLDER}:
-                shutil.rmtree(self.path, ignore_errors=True)
-            raise
+        with output_lock(self.path, what="standing index", lock_file=self.path / LOCK):
+            return self._update(
+                inventory, signals, deletions=deletions, donor=donor, engine=engine, key=key,
+                max_memory=max_memory, chunk_size=chunk_size, use_gpu=use_gpu,
+                show_progress=show_progress,
+            )  # fmt: skip
 
     def _update(
         self, inventory, signals, *, deletions, donor, engine, key, max_memory, chunk_size,
