@@ -71,6 +71,7 @@ that a sweep's queue equals a from-scratch sweep's (ties are ordered by position
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import logging
@@ -903,10 +904,10 @@ def pinned(version_dir: str | Path, *, reopens: bool = False) -> Iterator[None]:
         host, pid = socket.gethostname(), os.getpid()
         pin = root / READERS / f"{version_dir.name}.{host}.{pid}.{uuid.uuid4().hex[:8]}.json"
         info = {"host": host, "pid": pid, "started": process_started(pid), "since": time.time()}
+        # Pins of readers gone go now, not only when an update prunes: a killed sweep's
+        # stayed after its re-run, which found the index current and wrote nothing.
+        pinned_versions(root)
         try:
-            # Pins of readers gone go now, not only when an update prunes: a killed sweep's
-            # stayed after its re-run, which found the index current and wrote nothing.
-            pinned_versions(root)
             pin.parent.mkdir(exist_ok=True)
             write_json_atomic(info, pin)
         except OSError as exc:  # (a read-only copy: this process's open files still hold)
@@ -948,7 +949,10 @@ def pinned_versions(root: str | Path) -> set[str]:
         if live:
             out.add(pin.name.split(".", 1)[0])
         else:
-            pin.unlink(missing_ok=True)
+            # Best effort: a pin this process cannot remove (another user's, in a shared
+            # folder) holds nothing, and must not stop a reader's own pin or an update.
+            with contextlib.suppress(OSError):
+                pin.unlink(missing_ok=True)
     return out
 
 

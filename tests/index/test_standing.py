@@ -500,11 +500,16 @@ def test_a_readers_pin_clears_the_pins_of_readers_gone(tmp_path):
     kept = {f"{version.name}.live.json"} | (
         {f"{version.name}.reused.json"} if not started else set()
     )
+    # A pin this process cannot remove (here a folder by a pin's name; another user's file in
+    # a shared folder alike) is skipped: it stopped this reader's own pin, and every update.
+    (readers / f"{version.name}.stray.json").mkdir()
+    kept.add(f"{version.name}.stray.json")
     with pinned(version):
         held = {p.name for p in readers.iterdir()}
         assert len(held - kept) == 1  # this block's own pin; the dead one (and the reused) went
     assert {p.name for p in readers.iterdir()} == kept
     assert pinned_versions(tmp_path / "st") == {version.name}
+    standing.update(_inventory(seed=1), [signal], show_progress=False)
 
 
 def _seeds() -> pa.Table:
