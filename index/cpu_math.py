@@ -104,7 +104,8 @@ def queries_dot(queries, items, budget: int = 32 << 20):
     similarity to its seed by an ulp, and two copies traded values.
 
     The pairwise products are formed a block of queries by a block of items at a time, at most
-    ``budget`` bytes of them: a thousand seeds against 1,024 items at a time were 3 GiB."""
+    ``budget`` bytes of them and of the items' float64 copy: a thousand seeds against 1,024
+    items at a time were 3 GiB."""
     import numpy as np
 
     q = np.asarray(queries, np.float64)
@@ -112,7 +113,7 @@ def queries_dot(queries, items, budget: int = 32 << 20):
     out = np.empty((len(q), n), np.float32)
     per_pair = max(8 * d, 1)
     q_block = max(1, min(len(q), budget // (per_pair * 64)))  # room for >= 64 items a block
-    i_block = max(1, budget // (per_pair * q_block))
+    i_block = max(1, budget // (per_pair * (q_block + 1)))  # the products and the copy
     for a in range(0, len(q), q_block):
         qa = q[a : a + q_block, None, :]
         for i in range(0, n, i_block):
@@ -158,5 +159,7 @@ def logistic_fit(X, y, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-4):
         return loss, g
 
     opts = {"maxiter": max_iter, "maxls": 50, "gtol": tol, "ftol": 64 * np.finfo(float).eps}
-    wb = minimize(loss_grad, np.zeros(d + 1), jac=True, method="L-BFGS-B", options=opts).x
-    return wb[:d], float(wb[d])
+    fit = minimize(loss_grad, np.zeros(d + 1), jac=True, method="L-BFGS-B", options=opts)
+    if not fit.success:  # scikit-learn warned (ConvergenceWarning); the fit is still used
+        log.info("logistic_fit: L-BFGS-B stopped after %d iterations: %s", fit.nit, fit.message)
+    return fit.x[:d], float(fit.x[d])

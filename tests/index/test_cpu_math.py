@@ -72,3 +72,13 @@ def test_seed_similarities_hold_a_bounded_block_of_products_and_the_same_bits():
     # Another blocking (one query by three items at a time) gives every entry the same bits.
     assert np.array_equal(got, queries_dot(q, x, budget=3 * 64 * 8))
     assert np.allclose(got, q.astype(np.float64) @ x.T.astype(np.float64), atol=1e-5)
+    # One seed (a young policy's): the items' float64 copy is as large as the products, and
+    # counts against the budget too (it held 64 MiB for 20,000 items, an outsider saw).
+    one, many = rng.standard_normal((1, 384)), rng.standard_normal((20_000, 384)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        queries_dot(one, many)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 << 20, peak
