@@ -105,8 +105,14 @@ def output_lock(
             if what == "standing index"
             else "wait for it to finish or write somewhere else"
         )
+        who = _holder(lock_file)
+        if f"(pid {os.getpid()} on {socket.gethostname()}," in who:  # a thread of this process
+            raise OutputLockedError(
+                f"{what} {directory} is in use by another call in this process{who} (lock "
+                f"{lock_file}; it is released when that call returns); {advice}"
+            ) from exc
         raise OutputLockedError(
-            f"{what} {directory} is in use by another riskrank run{_holder(lock_file)} (lock "
+            f"{what} {directory} is in use by another riskrank run{who} (lock "
             f"{lock_file}; it is released when that process ends, killed or not); {advice}"
         ) from exc
     holder = lock_file.with_name(lock_file.name + HOLDER)
