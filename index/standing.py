@@ -576,8 +576,8 @@ class StandingIndex:
         # refused run that removed "its" new folder removed another run's lock with it.
         inventory = as_table(inventory, what="inventory", files=True)
         check_inventory_table(inventory, require_text=requires_text(signals))
-        resolve_engine(engine)
-        parse_bytes(max_memory)
+        engine = resolve_engine(engine)
+        parse_bytes(max_memory)  # a typo is refused now, not after the embedding
         self.path.mkdir(parents=True, exist_ok=True)
         with output_lock(self.path, what="standing index", lock_file=self.path / LOCK):
             return self._update(
@@ -591,10 +591,7 @@ class StandingIndex:
         use_gpu, show_progress,
     ) -> tuple[InventoryIndex, UpdateStats | None]:  # fmt: skip
         signals = check_signals(signals)
-        engine = resolve_engine(engine)
-        parse_bytes(max_memory)  # a typo is refused now, not after the embedding
-        deletions = read_deletions(deletions)
-        inventory = as_table(inventory, what="inventory", files=True)
+        deletions = read_deletions(deletions)  # (the inventory, engine and sizes: in update)
         digest = inventory_digest(inventory, signals, deletions)
         # (A version written before a signal refused some content may hold vectors of it:
         # the same inventory again is then planned, not taken as up to date.)
