@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import logging
 import os
 from pathlib import Path
+
+from riskrank.index.run_log import get_logger
 
 MKL_ENV = "MKL_CBWR"
 STRICT_MODE = "AUTO,STRICT"
 _MKL_STRICT = 0x10000  # mkl_service.h: MKL_CBWR_STRICT
 _MKL_ALL = -1  # mkl_service.h: MKL_CBWR_ALL (~0)
 
-log = logging.getLogger("riskrank")
+log = get_logger("riskrank")
 
 
 def request_reproducible_math() -> None:

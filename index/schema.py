@@ -14,7 +14,6 @@ the quarantine table (``item_id``, ``row``, ``stage``, ``reason``) so that
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -25,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from riskrank.index.run_log import get_logger
 from riskrank.index.tables import (
     SchemaError,
     TableLike,
@@ -38,7 +38,7 @@ from riskrank.index.tables import (
 
 ITEM_ID = "item_id"
 TEXT = "text"
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 IMAGE_BYTES = "image_bytes"
 IMAGE_PATH = "image_path"

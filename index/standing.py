@@ -74,7 +74,6 @@ from __future__ import annotations
 import contextlib
 import heapq
 import json
-import logging
 import math
 import os
 import shutil
@@ -123,6 +122,7 @@ from riskrank.index.manifest import (
 )
 from riskrank.index.output_lock import HOLDER, output_lock, pid_alive, process_started
 from riskrank.index.paths import EMPTY_IMAGE, NOT_FOUND
+from riskrank.index.run_log import get_logger
 from riskrank.index.schema import (
     IMAGE_BYTES,
     IMAGE_PATH,
@@ -160,7 +160,7 @@ from riskrank.index.vectors.recall_check import (
 )
 from riskrank.index.vectors.stored import StoredVectors, open_npy
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 STATE = "standing.json"
 VERSIONS = "versions"

@@ -6,13 +6,13 @@ would collide with the queue's own columns should fail (or be fixed, loudly) fir
 
 from __future__ import annotations
 
-import logging
 import numbers
 import warnings
 from collections import Counter
 
 import pyarrow as pa
 
+from riskrank.index.run_log import get_logger
 from riskrank.index.schema import CONTENT_COLUMNS, ITEM_ID, quarantine_table
 from riskrank.index.tables import SchemaError, renamed_runs
 from riskrank.rank.campaigns import CAMPAIGN_COLUMNS, MEMBER_DIGESTS, MEMBER_VERDICTS
@@ -21,7 +21,7 @@ from riskrank.rank.reasons import EXPLANATION_SCHEMA
 from riskrank.recall.candidates import KEY_COLUMNS, evidence_feature_columns
 from riskrank.recall.history import POSITIVE_VERDICT
 
-log = logging.getLogger("riskrank")
+log = get_logger("riskrank")
 METADATA_PREFIX = "meta_"
 # Columns the pipeline itself writes into candidates and the queue (besides evidence): the
 # queue's, the campaigns' and the reasons'; the slot columns are rank/exploration.py's (which

@@ -11,7 +11,6 @@ One pipeline for every engine: ``sweep(..., engine="local" | "ray")`` picks the 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import tempfile
 import time
@@ -35,6 +34,8 @@ from riskrank.index.engine import Engine
 from riskrank.index.manifest import write_text_atomic
 from riskrank.index.output_lock import holds_output_lock
 from riskrank.index.paths import NOT_FOUND
+from riskrank.index import run_log
+from riskrank.index.run_log import get_logger
 from riskrank.index.schema import (
     ITEM_ID,
     SIGNAL_FAILURES,
@@ -96,7 +97,7 @@ from riskrank.recall.neighbours import NeighbourMemo
 from riskrank.recall.recaller import DEFAULT_K, NEIGHBOUR_RULES, check_k, recall
 from riskrank.recall.seeds import SeedSet, check_seed_vectors
 
-log = logging.getLogger("riskrank")
+log = get_logger("riskrank")
 
 
 def update_standing_index(
@@ -311,6 +312,7 @@ class SweepResult:
     swept_ids: pa.ChunkedArray | None = None
 
 
+@run_log.tagged  # its log lines say which run they came from (index/run_log.py)
 @holds_output_lock("out_dir", what="sweep output directory")
 @collector.frozen()  # libraries and models are not walked by the sweep's collections
 def sweep(
@@ -847,7 +849,8 @@ def finish_sweep(
         raise RuntimeError(f"item accounting broken: {report}")  # never silently lose items
     for warning in report["warnings"]:
         log.warning(warning)
-    report["run_id"] = uuid.uuid4().hex  # names this run's files (rank/sweep_output.py)
+    # Names this run's files (rank/sweep_output.py); the id its log lines carry, if tagged.
+    report["run_id"] = run_log.current_run() or uuid.uuid4().hex
     # The queue says which model and run made it, in the table itself: `review import` checks
     # a queue handed over in memory, or copied away from its report.json, as one on disk.
     swept_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")

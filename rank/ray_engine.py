@@ -29,7 +29,6 @@ need it.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -39,6 +38,7 @@ import pyarrow as pa
 
 from riskrank.index.ray_engine.embed import ItemEmbedder, materialize_signals
 from riskrank.index.ray_engine.engine import PLAN_KEYS, RayEngine
+from riskrank.index.run_log import get_logger
 from riskrank.index.schema import ITEM_ID
 from riskrank.index.signals.base import SignalBatch
 from riskrank.index.standing import pinned
@@ -50,7 +50,7 @@ from riskrank.recall.neighbours import NeighbourMemo
 from riskrank.recall.recaller import recall
 from riskrank.recall.seeds import SeedSet, check_seed_vectors
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # ----------------------------------------------------------------------------- recall
 

@@ -54,7 +54,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import logging
 import math
 import re
 import shutil
@@ -72,6 +71,7 @@ from riskrank.index.content_digest import signal_base_dirs
 from riskrank.index.manifest import MANIFEST, sha256_file
 from riskrank.index.output_lock import holds_output_lock
 from riskrank.index.paths import read_image_file
+from riskrank.index.run_log import get_logger
 from riskrank.index.schema import (
     ABSENT_REASONS,
     IMAGE_BYTES,
@@ -315,7 +315,7 @@ def _typed_columns(table: pa.Table) -> pa.Table:
 parse_verdict = verdict_grade  # an int, an integral float, a numeric string or the word
 
 
-log = logging.getLogger("riskrank")
+log = get_logger("riskrank")
 # What a queue's null ``text_sha256`` stands for in ``QueueIndex.shown_digest``: the item had
 # no text when swept (a verdict on its picture was stored on a caption added since: a reviewer).
 NO_TEXT_SHOWN = "(no text)"

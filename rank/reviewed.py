@@ -19,7 +19,6 @@ the report counts them. A model trained before digests were kept marks nothing a
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -28,10 +27,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from riskrank.index.content_digest import IMAGE_CELLS, IMAGES, row_digests, signal_base_dirs
+from riskrank.index.run_log import get_logger
 from riskrank.index.schema import CONTENT_COLUMNS, ITEM_ID
 from riskrank.index.tables import TableLike, as_table
 
-log = logging.getLogger("riskrank")
+log = get_logger("riskrank")
 REVIEWED_TABLE = "reviewed"  # reviewed.parquet in the model directory
 UNCHANGED, CHANGED = "unchanged", "changed"
 REVIEWED_SCHEMA = pa.schema(

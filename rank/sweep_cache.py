@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,13 +36,14 @@ import numpy as np
 import pyarrow as pa
 
 from riskrank.index.content_digest import key_digest
+from riskrank.index.run_log import get_logger
 from riskrank.index.tables import read_cache_table, write_cache_table
 from riskrank.rank import phrases
 from riskrank.rank.phrases import Span
 from riskrank.recall.lexical import FEATURE as LEXICAL_FEATURE
 from riskrank.recall.lexical import READ_CHARS, LexicalProbe, score_key
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DIR = "cache"
 FILE = f"{DIR}/reasons.parquet"

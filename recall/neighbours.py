@@ -28,17 +28,17 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from riskrank.index.run_log import get_logger
 from riskrank.index.store import SignalIndex
 from riskrank.index.tables import read_cache_table, write_cache_table
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 FILE = "cache/neighbours.parquet"
 SCHEMA = pa.schema(

@@ -8,7 +8,6 @@ signal) still gets its similarity to all the others.
 
 from __future__ import annotations
 
-import logging
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from riskrank.index.run_log import get_logger
 from riskrank.index.schema import ITEM_ID, TEXT
 from riskrank.index.signals.base import CandidateMatch, Signal, SignalBatch
 from riskrank.index.store import InventoryIndex, SignalIndex
@@ -42,7 +42,7 @@ from riskrank.recall.neighbours import (
 )
 from riskrank.recall.seeds import SeedSet, check_seed_vectors
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DENSITY_K = 10
 MARGIN = 8  # neighbours fetched beyond DENSITY_K: float32 proposes, float64 decides

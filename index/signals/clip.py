@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from riskrank.index.manifest import package_version, sha256_file
+from riskrank.index.run_log import get_logger
 from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH, TEXT
 from riskrank.index.signals.base import CliOption, SignalBatch
 from riskrank.index.signals.embedding import EmbeddingSignal
@@ -39,7 +39,7 @@ from riskrank.index.signals.images import (
     decode_images,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"

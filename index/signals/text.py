@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import logging
 import os
 import re
 import sys
@@ -18,11 +17,12 @@ import pyarrow as pa
 from riskrank.index import collector
 from riskrank.index.cpu_math import warn_if_not_reproducible
 from riskrank.index.manifest import package_version
+from riskrank.index.run_log import get_logger
 from riskrank.index.schema import TEXT, is_blank
 from riskrank.index.signals.base import CliOption, SignalBatch
 from riskrank.index.signals.embedding import EmbeddingSignal
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 _PROBE = "riskrank encoder fingerprint probe: limited offer, click here"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 import warnings
@@ -27,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from riskrank.index.run_log import get_logger
+
+log = get_logger(__name__)
 
 # Bump when the export or quantisation changes: the cache key and the manifest carry it.
 RECIPE = "int8-dynamic-fused-perchannel-v2"
