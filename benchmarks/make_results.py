@@ -54,6 +54,10 @@ PARTS = [
         "incremental_auto_epyc_s50.md",
         "Daily sweeps at 347f1cd (the small fits without threadpoolctl), idle (12)",
     ),
+    (
+        "incremental_auto_epyc_s51.md",
+        "Daily sweeps at df5a8a7 on a faster machine of the same kind, idle (12)",
+    ),
     ("incremental_ivf.md", "Daily sweeps: an IVF index updated in place vs a rebuild (issue 12)"),
     (
         "incremental_ivf_200k_noise10_rs.md",
