@@ -8,7 +8,10 @@ campaigns and items, verdicts imported, history rows, model version, day 2's ite
 seconds. Nothing is re-run; the logs stay where the runs wrote them (outside the repository).
 
     python benchmarks/demo_loop_runs.py --run CI_LOG,DEMO_LOG,LOOP_LOG [--run ...] \
-        --out benchmarks/results/demo_and_loop.md
+        --out benchmarks/results/demo_and_loop.md [--append]
+
+``--append`` keeps the rows (and the list of logs) already in ``--out`` and adds these runs':
+the logs of earlier runs live on the machine that ran them and are not re-read.
 """
 
 from __future__ import annotations
@@ -74,7 +77,17 @@ def row(ci: Path, demo: Path, loop: Path) -> dict[str, str]:
     }
 
 
-def markdown(rows: list[dict[str, str]], runs: list[str]) -> str:
+def earlier(path: Path) -> tuple[list[str], list[str]]:
+    """The table rows and the logs listed in an existing results file, as lines."""
+    if not path.exists():
+        return [], []
+    lines = path.read_text().splitlines()
+    rows = [x for x in lines if x.startswith("| ") and not x.startswith("| commit")]
+    logs = [x[3:-1] for x in lines if x.startswith("- `") and x.endswith("`")]
+    return rows, logs
+
+
+def markdown(rows: list[dict[str, str]], runs: list[str], kept=((), ())) -> str:
     lines = [
         "# `make demo` and the README's review loop, in fresh clones (README figures)",
         "",
@@ -83,9 +96,10 @@ def markdown(rows: list[dict[str, str]], runs: list[str]) -> str:
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
     ]
+    lines += list(kept[0])
     lines += ["| " + " | ".join(r[c] for c in COLUMNS) + " |" for r in rows]
     lines += ["", "Logs read (CI, demo, loop):", ""]
-    lines += [f"- `{r}`" for r in runs]
+    lines += [f"- `{r}`" for r in [*kept[1], *runs]]
     return "\n".join(lines) + "\n"
 
 
@@ -93,6 +107,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", action="append", required=True, help="CI_LOG,DEMO_LOG,LOOP_LOG")
     p.add_argument("--out", required=True)
+    p.add_argument("--append", action="store_true", help="keep the runs already in --out")
     args = p.parse_args()
     rows = []
     for spec in args.run:
@@ -100,7 +115,8 @@ def main() -> None:
         if len(parts) != 3:
             p.error(f"--run {spec!r}: three logs, comma-separated (CI, demo, loop)")
         rows.append(row(*parts))
-    Path(args.out).write_text(markdown(rows, args.run))
+    kept = earlier(Path(args.out)) if args.append else ((), ())
+    Path(args.out).write_text(markdown(rows, args.run, kept))
     print(Path(args.out).read_text())
 
 
