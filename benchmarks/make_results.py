@@ -87,6 +87,7 @@ PARTS = [
     ("campaign_links.md", "Campaign components: every link vs a cover (issues 13, 15)"),
     ("replay.md", "Replay of the review loop (issue 13)"),
     ("replay_auto_epyc.md", "Replay again with the default encoder, OpenVINO bf16 (issue 13)"),
+    ("replay_s51.md", "Replay at df5a8a7, the code of 2026-12-07 (issue 13)"),
     ("coverage.md", "Candidates unlike a policy's reviews: two domains, two policies (issue 13)"),
     ("presence.md", "When a cold policy is taken as absent: the presence threshold (issue 13)"),
     ("replay_embeddings_only.md", "Replay without the lexical probe (the earlier replay)"),
