@@ -19,7 +19,6 @@ UNKNOWN = {
     "th_insult": "คุณโง่มาก",  # Thai: MiniLM's vocabulary has none of its letters
     "e_punct": "🖕 !!!",  # reads as "🎂 !!!" does: unknown tokens and punctuation only
     "e_word": "🖕 you",  # reads as "❤️ you": one known word beside as many unknown tokens
-    "th_word": "ฟรี money",  # reads as "ขาย money"
 }
 KNOWN = {
     "k_mixed": "I ❤️ you",
@@ -28,6 +27,12 @@ KNOWN = {
     "k_plain": "hello",
     "k_bang": "!!!",  # known content, read as it is
     "k_more_words": "you are an idiot 🖕",  # the words outnumber the unknown token
+    # One content word carries the vector: set aside, one emoji took a short insult out of
+    # every sweep (an outsider's 300k run). Such texts read alike with other emoji.
+    "k_word_emoji": "Idiot 🎉",
+    "k_word_emojis": "idiot 🔥🎉🎉💰",
+    "k_emoji_word": "✅❤️ Idiot.",
+    "k_th_word": "ฟรี money",  # reads as "ขาย money" does, and near "money"
 }
 
 
@@ -83,7 +88,9 @@ def test_a_sweep_without_inventory_refuses_an_index_still_holding_such_vectors(
         m.setattr(TextEncoder, "unknown_only", lambda self, texts: [False] * len(texts))
         m.setattr(standing_module, "UNREADABLE_RULE", None)
         sweep(inventory, seeds, trained_model, index_dir=index_dir, show_progress=False)
-    with pytest.raises(IndexMismatchError, match=r"vectors of 8 such item\(s\) \('e_cake'"):
+    with pytest.raises(
+        IndexMismatchError, match=rf"vectors of {len(UNKNOWN)} such item\(s\) \('e_cake'"
+    ):
         sweep(None, seeds, trained_model, index_dir=index_dir, show_progress=False)
     sweep(inventory, seeds, trained_model, index_dir=index_dir, show_progress=False)
     result = sweep(None, seeds, trained_model, index_dir=index_dir, show_progress=False)
