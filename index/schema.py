@@ -159,6 +159,35 @@ def quarantine_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
 
 
+_REASON_DETAIL = re.compile(r"'[^']*'|\"[^\"]*\"|\d[\d,.]*")
+_LISTED = re.compile(r"(\b(\w+) …)(?:,? \2 …)+")
+
+
+def reason_kind(reason: str | None) -> str:
+    """A quarantine reason without its particulars (quoted ids and texts, numbers, and what
+    follows its first parenthesis or semicolon): "duplicate item_id 'ad7' (the same as row 3
+    ...)" -> "duplicate item_id …", so that reasons can be counted by kind."""
+    if not reason:
+        return "(no reason given)"
+    kind = _REASON_DETAIL.sub("…", reason)
+    kind = _LISTED.sub(r"\1", kind)  # "row … row … row …" -> "row …": any number listed
+    kind = re.split(r" \(|;", kind, maxsplit=1)[0].strip()
+    return kind if len(kind) <= 100 else kind[:99] + "…"
+
+
+def quarantine_kinds(quarantine: pa.Table, top: int = 8) -> dict[str, int]:
+    """How many quarantined rows each kind of reason (``reason_kind``) holds, most first; past
+    ``top`` kinds the rest are counted as "other reasons"."""
+    if quarantine.num_rows == 0 or "reason" not in quarantine.column_names:
+        return {}
+    counts = Counter(reason_kind(r) for r in quarantine.column("reason").to_pylist())
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    kinds = dict(ranked[:top])
+    if rest := sum(n for _, n in ranked[top:]):
+        kinds["other reasons"] = rest
+    return kinds
+
+
 class SourceFiles:
     """Which file an input row came from: the runs of rows ``tables.FILES_KEY`` records
     (none for a table made in memory). ``where(row)`` -> ``{"file", "file_row"}``."""

@@ -243,13 +243,21 @@ def queue_count_rows(report: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def quarantine_reasons(report: dict) -> list[tuple[str, int]]:
+    """``report["quarantine_reasons"]`` as (kind, rows), most first (none in a report written
+    before it existed)."""
+    kinds = report.get("quarantine_reasons")
+    return list(kinds.items()) if isinstance(kinds, dict) else []
+
+
 def count_rows(report: dict) -> list[tuple[str, str]]:
     """The sweep's counts as (label, value) rows, the same in report.md and report.html."""
-    rows = [
-        (key.replace("_", " "), f"{report[key]:,}")
-        for key in COUNT_KEYS
-        if key in report and key != "queued"  # reports written before a key existed render
-    ]
+    rows = []
+    for key in COUNT_KEYS:
+        if key in report and key != "queued":  # reports written before a key existed render
+            rows.append((key.replace("_", " "), f"{report[key]:,}"))
+        if key == "items_quarantined":  # each kind of reason under the total
+            rows += [(f"  quarantined: {k}", f"{n:,}") for k, n in quarantine_reasons(report)]
     rows += queue_count_rows(report)
     if "coverage" in report:
         rows.append(("coverage (recalled / indexed)", f"{report['coverage']:.1%}"))

@@ -847,3 +847,25 @@ def test_a_swept_flat_pictures_seed_match_is_said_to_be_unreliable(tmp_path, his
     assert "hashes like seed s_white (PDQ: 0 bits differ), but it is nearly flat" in said["white"]
     assert "near-copy" not in said["cream"]  # (78 bits from the white seed: no match here)
     assert "near-copy of seed s_pic (PDQ: 0 bits differ)" in said["pic"]
+
+
+def test_the_reports_count_quarantined_rows_by_kind_of_reason(
+    tmp_path, inventory_items, seeds, trained_model
+):
+    # One total hid 74 texts set aside as unreadable among 200 duplicate rows (an outsider's
+    # 300k run): the report says how many rows each kind of reason holds.
+    inv = _with_bad_rows(inventory_items)
+    out = tmp_path / "sw"
+    res = sweep(
+        inv.drop(["label"]), seeds, trained_model, out_dir=out, k=50, show_progress=False,
+        reports=True,
+    )  # fmt: skip
+    kinds = res.report["quarantine_reasons"]
+    assert sum(kinds.values()) == res.report["items_quarantined"] == 4
+    # the ids and row numbers are left out, so rows of one kind count together
+    assert kinds["item_id … differs between row …"] == 2
+    assert not any("'" in k or any(c.isdigit() for c in k) for k in kinds)
+    markdown = (out / "report.md").read_text()
+    for kind, n in kinds.items():
+        assert f"quarantined: {kind} | {n}" in markdown
+    assert "quarantined: item_id … differs between row …" in (out / "report.html").read_text()
