@@ -216,18 +216,20 @@ def test_history_evidence_of_a_hash_signal_is_hamming_similarity():
     assert out["hist_pdq_nearest_sim"][0] == pytest.approx(1 - 3 / 256)
 
 
+def _ivf_and_flat(tmp_path, items, signal):
+    """The same items in an ``IVF8,Flat`` index (nprobe 1) and in an exact one."""
+    ivf = build_index(
+        items, tmp_path / "ivf", signals=[signal], key="IVF8,Flat", show_progress=False
+    )
+    return ivf, build_index(items, tmp_path / "flat", signals=[signal], show_progress=False)
+
+
 def test_k_none_recalls_every_item_of_an_ivf_index_too(
     tmp_path, inventory_items, seeds, text_signal
 ):
     # k=None promises every indexed item as a candidate; an IVF index searched for all of them
     # visits only nprobe of its lists (IVF8: 1 of 8 here), which recalled a fraction before.
-    ivf = build_index(
-        inventory_items, tmp_path / "ivf", signals=[text_signal], key="IVF8,Flat",
-        show_progress=False,
-    )  # fmt: skip
-    flat = build_index(
-        inventory_items, tmp_path / "flat", signals=[text_signal], show_progress=False
-    )
+    ivf, flat = _ivf_and_flat(tmp_path, inventory_items, text_signal)
     n_policies = len(set(seeds["policy"].to_pylist()))
     for index in (ivf, flat):
         cands = recall(index, seeds, k=None, show_progress=False)
@@ -245,13 +247,7 @@ def test_seeds_find_their_true_nearest_items_in_an_ivf_index(
     # A seed's deep list through IVF's nprobe lists held 67-71% of its true 5,000 nearest at
     # 300,000 items (an outsider's run), and a standing index and a rebuild, trained apart,
     # disagreed on a quarter of their queues. Seeds are scored against every stored vector.
-    ivf = build_index(
-        inventory_items, tmp_path / "ivf", signals=[text_signal], key="IVF8,Flat",
-        show_progress=False,
-    )  # fmt: skip
-    flat = build_index(
-        inventory_items, tmp_path / "flat", signals=[text_signal], show_progress=False
-    )
+    ivf, flat = _ivf_and_flat(tmp_path, inventory_items, text_signal)
     k = 40  # a fifth of the items: one list of 8 (nprobe 1) held fewer than that before
     a = recall(ivf, seeds, k=k, show_progress=False).sort_by(
         [("policy", "ascending"), ("item_id", "ascending")]
