@@ -56,7 +56,7 @@ PARTS = [
     ),
     (
         "incremental_auto_epyc_s51.md",
-        "Daily sweeps at df5a8a7 on a faster machine of the same kind, idle (12)",
+        "Daily sweeps at df5a8a7 on an EPYC of family 26 (Zen 5), idle (12)",
     ),
     ("incremental_ivf.md", "Daily sweeps: an IVF index updated in place vs a rebuild (issue 12)"),
     (
