@@ -123,6 +123,8 @@ PARTS = [
     ("quality_openvino_amx_paired.md", "Quality at n=5 on an AMX Xeon: OpenVINO bf16 vs fp32 (15)"),
     ("encoder_auto_epyc.md", "Text encoder: the new default (auto) on an AVX512-BF16 EPYC (15)"),
     ("quality_auto_paired_epyc.md", "Quality at n=5: the default (auto) vs PyTorch fp32 (15)"),
+    ("encoder_zen5.md", "Text encoder: the default (auto) on an EPYC of family 26, Zen 5 (15)"),
+    ("quality_auto_paired_zen5.md", "Quality at n=5 on the Zen 5 EPYC: auto vs PyTorch fp32 (15)"),
     ("encoder_layers.md", "Text encoder: MiniLM cut to 3 layers, int8 and centred (issue 15)"),
     ("encoder_distil.md", "Text encoder: a 3-layer MiniLM distilled from the full one (issue 15)"),
     ("encoder_distil_speed.md", "Text encoder: the distilled student timed beside the others (15)"),
