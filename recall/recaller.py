@@ -23,7 +23,7 @@ from riskrank.index.schema import ITEM_ID, TEXT
 from riskrank.index.signals.base import CandidateMatch, Signal, SignalBatch
 from riskrank.index.store import InventoryIndex, SignalIndex
 from riskrank.index.tables import TableLike
-from riskrank.index.vectors.faiss_index import is_compressed
+from riskrank.index.vectors.faiss_index import is_compressed, order_ties_by_position
 from riskrank.recall.allowlist import benign_evidence
 from riskrank.recall.candidates import (
     KEY_COLUMNS,
@@ -132,32 +132,19 @@ class _SignalState:
 
     def _exact_top_k(self, q: np.ndarray, k: int, block: int = 65_536) -> np.ndarray:
         """Each query's ``k`` best positions over the stored vectors, best first, ties by
-        position (as an exact index orders them), a block of vectors at a time: the memory
-        held is the block and each query's best ``k``, not a query x inventory matrix."""
-        n = self.si.index.ntotal
-        best_s = np.empty((len(q), 0), np.float64)
+        position (``order_ties_by_position``, as an exact index orders them), a block of
+        vectors at a time: the memory held is the block and each query's best ``k``, not a
+        query x inventory matrix."""
+        best_s = np.empty((len(q), 0), np.float32)
         best_p = np.empty((len(q), 0), np.int64)
-        for a in range(0, n, block):
+        for a in range(0, self.si.index.ntotal, block):
             sims = np.asarray(self.similarity(q, np.asarray(self.vectors[a : a + block])))
-            # Earlier blocks' best (kept in position order), then this block's: one row in
-            # position order, so a stable sort by score orders ties by position.
-            s = np.concatenate([best_s, sims.astype(np.float64, copy=False)], axis=1)
-            p = np.concatenate(
-                [best_p, np.broadcast_to(np.arange(a, a + sims.shape[1]), sims.shape)], axis=1
+            positions = np.broadcast_to(np.arange(a, a + sims.shape[1]), sims.shape)
+            s, p = order_ties_by_position(
+                np.concatenate([best_s, sims], axis=1), np.concatenate([best_p, positions], axis=1)
             )
-            if s.shape[1] > k:
-                rows_s, rows_p = [], []
-                for row_s, row_p in zip(s, p):
-                    kth = np.partition(row_s, len(row_s) - k)[len(row_s) - k]
-                    keep = np.flatnonzero(row_s >= kth)  # the k best, and any tied with the kth
-                    keep = keep[np.argsort(-row_s[keep], kind="stable")[:k]]
-                    keep.sort()  # back to position order
-                    rows_s.append(row_s[keep])
-                    rows_p.append(row_p[keep])
-                s, p = np.stack(rows_s), np.stack(rows_p)
-            best_s, best_p = s, p
-        order = np.argsort(-best_s, axis=1, kind="stable")
-        return np.take_along_axis(best_p, order, axis=1)
+            best_s, best_p = s[:, :k], p[:, :k]
+        return best_p
 
     def fill_density(self, positions: np.ndarray, hi: float) -> None:
         """Neighbourhood of each position, computed once per item for all policies: its
