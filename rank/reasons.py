@@ -159,10 +159,13 @@ def _closest_reviewed(
     signal: str | None,
     stored: dict | None = None,
     weak: dict | None = None,
+    coverage: dict | None = None,
 ) -> dict:
     """The closest reviewed item under ``signal`` (else any signal with history evidence).
     ``stored``: signal -> item id -> stored review, looked up for all rows at once; ``weak``:
-    each signal's lower match level, below which the item is not ``close``."""
+    each signal's lower match level, below which the item is not ``close``; ``coverage``:
+    policy -> signal -> the level below which an item is unlike the policy's reviews
+    (rank/coverage.py), at or above which it is ``covered``."""
     names = [signal] if signal in model.exemplars else []
     names += [s for s in model.exemplars if s not in names]
     for s in names:
@@ -181,6 +184,7 @@ def _closest_reviewed(
             "verdict": None if verdict != verdict else int(verdict),
             "similarity": similarity,
             "close": not similarity < (weak or {}).get(s, -np.inf),  # (NaN: not known)
+            "covered": similarity >= (coverage or {}).get(row.get("policy"), {}).get(s, np.inf),
             "signal": s,
             "sweep": review.get("sweep_id"),
             "swept_at": review.get("queue_swept_at"),
@@ -302,10 +306,9 @@ def _seed_clause(ev: RowEvidence) -> str | None:
         # new policy's top rows (P 0.985) said only "no seed is close", which reads against
         # the score; closeness relative to the inventory is what moved it (an outsider's
         # report). The seed's own ranked list is read to its first NEAREST_SAID places.
-        rank = seed.get("rank", float("nan"))
         nearest = (
-            f"; the {_ordinal(int(rank))} nearest item to it in this inventory"
-            if ev.contrib.get(f"seed:{seed['signal']}", 0.0) > 0 and 1 <= rank <= NEAREST_SAID
+            f"; the {_ordinal(int(seed['rank']))} nearest item to it in this inventory"
+            if _nearest_said(ev)
             else ""
         )
         return (
@@ -313,6 +316,31 @@ def _seed_clause(ev: RowEvidence) -> str | None:
             f"{seed['similarity']:.2f}{nearest})"
         )
     return f"its {kind} resembles seed {seed['id']} (similarity {seed['similarity']:.2f})"
+
+
+def _nearest_said(ev: RowEvidence) -> bool:
+    """Whether a seed that is not close is said to be near in this inventory: the ranker
+    leaned on it and the item is among the first ``NEAREST_SAID`` of its list."""
+    rank = ev.seed.get("rank", float("nan"))
+    return ev.contrib.get(f"seed:{ev.seed['signal']}", 0.0) > 0 and 1 <= rank <= NEAREST_SAID
+
+
+def _seed_against(ev: RowEvidence) -> bool:
+    """The seed clause says no seed is close (and nothing for the item)."""
+    seed = ev.seed
+    if not seed or any(s.source == "seed" for s in ev.spans) or _seed_is_close(seed):
+        return False
+    return seed["distance"] == seed["distance"] or not _nearest_said(ev)
+
+
+def _history_against(ev: RowEvidence) -> bool:
+    """The history clause says only that nothing reviewed is close, or that the nearest
+    review found it benign: no own or other-policy verdict, no rejected near-copy."""
+    rev = ev.reviewed
+    if not rev or rev.get("own") or rev.get("elsewhere") or rev.get("near_violating"):
+        return False
+    benign = rev.get("verdict") is not None and rev["verdict"] < 2
+    return benign or not (rev.get("close", True) or rev.get("covered"))
 
 
 def _history_clause(ev: RowEvidence) -> str | None:
@@ -368,14 +396,23 @@ def _review_clause(rev: dict) -> str | None:
         # reviewer read "14 near-copies were rejected in review-v3 (queue of ...)").
         return f"{near} near-copies were rejected; the closest{when}{with_campaign}"
     words = VERDICT_WORDS.get(rev["verdict"], "reviewed")
-    if not rev.get("close", True):
-        # A picture 110 bits from every reviewed one was "the closest reviewed item h007 was
-        # found benign", read as evidence (an outsider's report): the nearest, said as such.
+    if rev.get("close", True):
+        return f"the closest reviewed item {rev['id']} was {words}{when}{with_campaign}"
+    similarity = f"{_signal_words(rev['signal'])} similarity {rev['similarity']:.2f}"
+    if rev.get("covered"):
+        # Not a near match, but as close as the policy's reviews are to each other
+        # (rank/coverage.py: the row is not ``unlike_reviews``). "No item reviewed for this
+        # policy is close (nearest ..., rejected; 0.49)" led 597 automatic removals whose
+        # ranker leaned on that rejection (an outsider's 300,000-item sweep).
         return (
-            f"no item reviewed for this policy is close (nearest {rev['id']}, {words}{when}"
-            f"{with_campaign}; {_signal_words(rev['signal'])} similarity {rev['similarity']:.2f})"
+            f"its nearest reviewed item {rev['id']} was {words}{when}{with_campaign} ({similarity})"
         )
-    return f"the closest reviewed item {rev['id']} was {words}{when}{with_campaign}"
+    # A picture 110 bits from every reviewed one was "the closest reviewed item h007 was
+    # found benign", read as evidence (an outsider's report): the nearest, said as such.
+    return (
+        f"no item reviewed for this policy is close (nearest {rev['id']}, {words}{when}"
+        f"{with_campaign}; {similarity})"
+    )
 
 
 def _signal_words(signal: str) -> str:
@@ -391,7 +428,12 @@ def sentence(ev: RowEvidence) -> str:
     clauses["seed"] = _seed_clause(ev)
     clauses["history"] = _history_clause(ev)
     weight = _weights(ev.contrib)
-    order = sorted(clauses, key=lambda g: -weight[g])
+    # What speaks against the item (no seed or review near it, a benign review) comes after
+    # what speaks for it, however much the ranker leaned on that group: an automatic removal
+    # read "No item reviewed for this policy is close ...; uses 'free' and 'click'; no seed
+    # is close" (an outsider's 300,000-item sweep).
+    against = {"lexical": False, "seed": _seed_against(ev), "history": _history_against(ev)}
+    order = sorted(clauses, key=lambda g: (against[g], -weight[g]))
     parts = [clauses[g] for g in order if clauses[g] and (weight[g] > 0 or g != "lexical")]
     if not parts:
         return "little evidence of risk"
@@ -475,6 +517,7 @@ def _explain_rows(
     """The reasons of each of ``inputs``' rows (``EXPLANATION_SCHEMA``)."""
     weak = {s.name: float(s.match_thresholds[0]) for s in model.signals}
     strong = {s.name: float(s.match_thresholds[1]) for s in model.signals}
+    coverage = getattr(model.ranker, "coverage_", {})
     floors = {s.name: s.quality_floor for s in model.signals if hasattr(s, "quality_floor")}
     closest = [
         _closest_seed(row, inputs.signals, contrib, inputs.seed_rows, weak, strong, floors, k)
@@ -488,7 +531,7 @@ def _explain_rows(
         if text and seed.get("text"):
             key = spans.shared_key(text, seed["text"])
             found += spans.get(key, partial(shared_spans, text, seed["text"]))
-        reviewed = _closest_reviewed(row, model, seed.get("signal"), inputs.stored, weak)
+        reviewed = _closest_reviewed(row, model, seed.get("signal"), inputs.stored, weak, coverage)
         own = None
         if row.get("reviewed") == "changed" and reviewed.get("id") != row["item_id"]:
             own = _own_review(row, inputs.stored)
