@@ -988,3 +988,72 @@ def test_what_speaks_against_an_item_comes_after_what_speaks_for_it():
         "Uses 'free' and 'click'; its text resembles seed s1 (similarity 0.80); the closest "
         "reviewed item h1 was found benign"
     )
+
+
+def test_an_outsiders_audit_of_the_demo_queues_sentences():
+    """An outsider audited every row of the demo's and the review loop's queues: the quotes
+    were the first phrases in the text rather than the strongest; two-word runs shared with a
+    far seed were said as evidence; an advertiser was told to remove their opt-out line; a
+    removal whose probe raised it by no single word read only evidence against it."""
+    from riskrank.rank.phrases import Span
+    from riskrank.rank.reasons import _explain_row
+
+    text = "Home Business. To be removed click here. GUARANTEED FREE money and sports"
+    spans = [
+        Span(0, 4, "Home", "lexical", 0.1),
+        Span(15, 28, "To be removed", "lexical", 0.9),
+        Span(41, 51, "GUARANTEED", "lexical", 0.6),
+        Span(52, 56, "FREE", "lexical", 0.3),
+        Span(63, 74, "and sports", "seed", 2.0),
+    ]
+    far = {"id": "s1", "signal": "text", "similarity": 0.21, "distance": float("nan"),
+           "weak": 0.5, "rank": float("nan"), "text": "day trading and sports"}  # fmt: skip
+    row = {"item_id": "x", "policy": "spam", "action": "remove"}
+    out = _explain_row(row, text, {"lexical": 2.0, "seed:text": 0.1}, far, list(spans), {})
+    assert out["explanation"] == (
+        "Uses 'To be removed', 'GUARANTEED' and 'FREE'; no seed is close (nearest s1, text "
+        "similarity 0.21)"
+    )
+    assert "To be removed" in out["flagged_phrases"]  # evidence, still highlighted
+    assert out["remediation"] == "remove: change or remove 'GUARANTEED FREE' and 'Home'"
+    # Where the words did not raise it, only a run shared with a seed that is evidence.
+    low = _explain_row(row, text, {"lexical": 0.0, "seed:text": 0.1}, far, list(spans), {})
+    assert low["remediation"] == "remove"
+    long_run = "and sports betting pays daily"
+    seed = {**far, "text": long_run}
+    shared = [Span(63, 74, "and sports", "seed", 2.0), Span(0, 4, "Home", "seed", 5.0)]
+    low = _explain_row(row, text, {"lexical": 0.0, "seed:text": 0.1}, seed, shared, {})
+    assert low["explanation"] == "Shares 'Home' and 'and sports' with seed s1"
+    assert low["remediation"] == "remove: change or remove 'Home' and 'and sports'"
+    # The probe raised it, no word stands out.
+    out = _explain_row(row, ". jif ukqdrblkougooeoffnxsmbowei", {"lexical": 0.3}, far, [], {})
+    assert out["explanation"] == (
+        "Its wording as a whole scores like violating items; no seed is close (nearest s1, "
+        "text similarity 0.21)"
+    )
+
+
+def test_the_closest_review_is_said_under_a_signal_that_covers_the_item():
+    """A row with text and a picture, covered under its picture only, said "no item reviewed
+    for this policy is close (text similarity 0.30)" (an outsider's review)."""
+    from types import SimpleNamespace
+
+    from riskrank.rank.reasons import _closest_reviewed
+
+    row = {"item_id": "x", "policy": "scam"}
+    for s, item, sim in (("text", "h1", 0.30), ("pdq", "h2", 0.75)):
+        row.update({f"hist_{s}_nearest_id": item, f"hist_{s}_nearest_sim": sim})
+        row.update({f"hist_{s}_nearest_verdict": 2, f"hist_{s}_n_near_violating": 0})
+    model = SimpleNamespace(exemplars={"text": None, "pdq": None})
+    stored = {"text": {"h1": {}}, "pdq": {"h2": {}}}
+    weak = {"text": 0.5, "pdq": 0.9}
+    coverage = {"scam": {"text": 0.4, "pdq": 0.6}}
+    said = _closest_reviewed(row, model, "text", stored, weak, coverage)
+    assert (said["id"], said["signal"], said["close"], said["covered"]) == ("h2", "pdq", 0, 1)
+    # Close under text: text, as the seed's signal.
+    row["hist_text_nearest_sim"] = 0.6
+    assert _closest_reviewed(row, model, "text", stored, weak, coverage)["id"] == "h1"
+    # Covered under neither: the seed's signal's.
+    row.update(hist_text_nearest_sim=0.3, hist_pdq_nearest_sim=0.5)
+    said = _closest_reviewed(row, model, "text", stored, weak, coverage)
+    assert (said["id"], said["covered"]) == ("h1", False)
