@@ -1016,6 +1016,11 @@ def test_an_outsiders_audit_of_the_demo_queues_sentences():
     )
     assert "To be removed" in out["flagged_phrases"]  # evidence, still highlighted
     assert out["remediation"] == "remove: change or remove 'GUARANTEED FREE' and 'Home'"
+    from riskrank.rank.reasons import OPT_OUT
+
+    optout = ["unsubscribe", "Opt-out", "to be removed", "REMOVE", "click here to remove"]
+    kept = ["hair removal", "remove wrinkles", "FREE", "Guaranteed"]
+    assert all(OPT_OUT.search(p) for p in optout) and not any(OPT_OUT.search(p) for p in kept)
     # Where the words did not raise it, only a run shared with a seed that is evidence.
     low = _explain_row(row, text, {"lexical": 0.0, "seed:text": 0.1}, far, list(spans), {})
     assert low["remediation"] == "remove"
