@@ -514,7 +514,7 @@ def _weights(contrib: dict[str, float]) -> dict[str, float]:
 OPT_OUT = re.compile(
     r"unsubscrib|opt[\s-]?out|\bbe removed\b|\bfor removal\b|\bremoval (request|link)|"
     r"\bremove (me|you|your|yourself)\b|\bstop receiving\b|\bno longer (wish|want)|"
-    r"\bwish to (receive|be)\b|\bhere to remove\b|^\W*(to )?remov(e|ed|al)\W*$",
+    r"\bwish to (receive|be)\b|\bhere (to )?remov|^\W*(to )?remov(e|ed|al)\W*$",
     re.IGNORECASE,
 )
 

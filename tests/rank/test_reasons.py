@@ -1019,6 +1019,7 @@ def test_an_outsiders_audit_of_the_demo_queues_sentences():
     from riskrank.rank.reasons import OPT_OUT
 
     optout = ["unsubscribe", "Opt-out", "to be removed", "REMOVE", "click here to remove"]
+    optout += ["CLICK HERE REMOVAL"]
     kept = ["hair removal", "remove wrinkles", "FREE", "Guaranteed"]
     assert all(OPT_OUT.search(p) for p in optout) and not any(OPT_OUT.search(p) for p in kept)
     # Where the words did not raise it, only a run shared with a seed that is evidence.
