@@ -65,8 +65,9 @@ MIN_SHARED_TOKENS = 2
 # followed by words but no attribute value is text; 5: markup that ends a line or sentence
 # ends a phrase; 6: shared runs are one stretch of the seed, every word counted; 7: they
 # never overlap, words inside markup are not read, and stop words, single letters and
-# contraction pieces alone are not one; a sentence ends at `."` and `。` too.
-SPANS_VERSION = 7
+# contraction pieces alone are not one; a sentence ends at `."` and `。` too; 8: a shared run
+# neither starts nor ends inside a number ("000 in" of "$5,000 in").
+SPANS_VERSION = 8
 # Markup: an HTML tag (a mail, a pasted landing page), a comment, or a script or style element
 # with its contents. Only elements HTML names count, so "invest < $50 ... > $5000" and "<you
 # idiot>" are text. A tag may hold spaces (attributes), so tags are found in the whole text:
@@ -459,6 +460,10 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
             ):
                 k += 1
             length = max(length, k)
+        if length and _inside_number(text, tokens[i], before=True):
+            length = 0  # (the run may start at the next word)
+        elif length and _inside_number(text, tokens[i + length - 1], before=False):
+            length -= 1
         if length < min_tokens:
             i += 1
             continue
@@ -475,6 +480,18 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
         # item repeating its seed was 14,001 spans of one 96 KB text; an outsider's review).
         i = last + 1
     return spans
+
+
+def _inside_number(text: str, word: tuple[int, int], *, before: bool) -> bool:
+    """Whether ``word`` is digits that go on a number through a separator before it (the
+    "000" of "$5,000") or after it (the "5"): a run shared with a seed said "000 in" of
+    "$5,000 in" beside a seed's "$1,000 in" (an outsider's audit)."""
+    a, b = word
+    if not text[a:b].isdigit():
+        return False
+    if before:
+        return a >= 2 and text[a - 1] in ",." and text[a - 2].isdigit()
+    return b + 1 < len(text) and text[b] in ",." and text[b + 1].isdigit()
 
 
 def _words(text: str) -> list[tuple[int, int]]:

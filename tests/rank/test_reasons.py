@@ -1063,3 +1063,18 @@ def test_the_closest_review_is_said_under_a_signal_that_covers_the_item():
     row.update(hist_text_nearest_sim=0.3, hist_pdq_nearest_sim=0.5)
     said = _closest_reviewed(row, model, "text", stored, weak, coverage)
     assert (said["id"], said["covered"]) == ("h1", False)
+
+
+def test_a_shared_run_does_not_start_or_end_inside_a_number():
+    """ "Shares '000 in' with seed S" of "$5,000 in" beside a seed's "$1,000 in" (an
+    outsider's audit of the demo queue)."""
+
+    def said(text, seed):
+        return [s.phrase for s in shared_spans(text, seed)]
+
+    assert said("Earn $5,000 in a week at home", "Earn $1,000 in a week at home") == [
+        "in a week at home"
+    ]
+    assert said("Get 5,000 dollars now", "Get 5,000 dollars now") == ["Get 5,000 dollars now"]
+    assert said("we pay 12.50 each", "they pay 12 dollars") == []
+    assert said("only 3.5 percent", "only 3 percent") == []
