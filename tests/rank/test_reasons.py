@@ -986,7 +986,7 @@ def test_what_speaks_against_an_item_comes_after_what_speaks_for_it():
     said = sentence(RowEvidence(words, {**seed, "similarity": 0.8}, benign, leaned))
     assert said == (
         "Uses 'free' and 'click'; its text resembles seed s1 (similarity 0.80); the closest "
-        "reviewed item h1 was found benign"
+        "reviewed item h1 was found benign (text similarity 0.90)"
     )
 
 
