@@ -127,7 +127,18 @@ def _to_arrow(data: TableLike, what: str) -> pa.Table:
                 f"{what}: column {objects[0]!r} holds Python objects (polars Object), which "
                 "Arrow cannot hold; cast it to text (pl.col(...).map_elements(str)) or drop it"
             )
-        return frame.to_arrow()
+        try:
+            return frame.to_arrow()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            # An Int128 column (no Arrow type for it in pyarrow) raised pyarrow's
+            # "unsupported format string: '_pli128'" (an outsider's report).
+            bad = [n for n, t in frame.schema.items() if str(t) in ("Int128", "UInt128")]
+            name = bad[0] if bad else None
+            raise SchemaError(
+                f"{what}: "
+                + (f"column {name!r} is {frame.schema[name]}, which " if name else "a column ")
+                + f"Arrow cannot hold ({exc}); cast it to Int64 or text"
+            ) from exc
     raise TypeError(
         f"{what}: expected a pyarrow Table, pandas/polars DataFrame (or polars LazyFrame), "
         "dict of columns, a "

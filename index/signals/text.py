@@ -530,7 +530,10 @@ class TextEncoder:
         import json
 
         cfg = os.path.join(path, "sentence_bert_config.json")
-        own = json.loads(open(cfg).read()).get("max_seq_length") if os.path.exists(cfg) else None
+        own = None
+        if os.path.exists(cfg):
+            with open(cfg) as f:
+                own = json.load(f).get("max_seq_length")
         own = own or 512
         return min(self.max_seq_length, own) if self.max_seq_length else own
 

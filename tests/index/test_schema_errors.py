@@ -627,3 +627,13 @@ def test_empty_image_bytes_are_no_picture_and_the_path_is_read(tmp_path):
         }  # fmt: skip
     )
     assert history.column("image_bytes").to_pylist() == [None]
+
+
+def test_a_polars_int128_column_is_a_schema_error_naming_it():
+    """A polars Int128 id raised pyarrow's "unsupported format string: '_pli128'" (an
+    analyst's report); every other wrong id type was a SchemaError naming the column."""
+    pl = pytest.importorskip("polars")
+
+    frame = pl.DataFrame({"item_id": [1, 2], "text": ["a b", "c d"]})
+    with pytest.raises(SchemaError, match="column 'item_id' is Int128.*cast it to Int64"):
+        as_table(frame.with_columns(pl.col("item_id").cast(pl.Int128)))
