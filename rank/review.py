@@ -1303,7 +1303,7 @@ def _new_rows(
             replaced.append(at[key][1])
             if not changed.get(key):  # the same content judged again: a correction
                 source = f"{source} correction"
-        kept.append(r)
+        kept.append({**r, "verdict_source": source})  # (as the history stores it)
         rows.append(
             {
                 ITEM_ID: r[ITEM_ID],

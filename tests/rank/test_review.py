@@ -669,6 +669,8 @@ def test_a_re_review_of_an_edited_item_replaces_its_old_verdict(loop, tmp_path):
     assert len(mine) == 1 and hist.num_rows == history.num_rows
     assert mine[0]["verdict"] == verdicts["verdict"][0].as_py()
     assert mine[0]["verdict_source"].endswith("correction")
+    # The result's imported rows say so too (they said "item": an analyst's report).
+    assert res.imported["verdict_source"].to_pylist() == [mine[0]["verdict_source"]]
     again = pa.table({"item_id": [old["item_id"]], "verdict": [old["verdict"]]})
     res = import_verdicts(again, _one_item_queue(old["item_id"], old["text"]), root / "v1",
                           out_dir=tmp_path / "v5", inventory=same, corrections=True,
