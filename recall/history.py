@@ -465,7 +465,12 @@ def _nearest(
     """The closest reviewed item of each row (its id, similarity, verdict) and the number of
     confirmed violations among the neighbours closer than ``near_copy_sim``."""
     valid = np.isfinite(sims)
-    best = np.where(valid, sims, -np.inf).argmax(1)
+    # Of equally close reviews (one text reviewed under two ids), the first stored: FAISS
+    # lists ties in an order that depends on how many queries it searched at once, and a
+    # Ray shard's closest reviewed item differed from a local sweep's (an analyst's report).
+    scored = np.where(valid, sims, -np.inf)
+    tied = valid & (scored == scored.max(1, keepdims=True))
+    best = np.where(tied, pos, np.iinfo(np.int64).max).argmin(1)
     r = np.arange(len(sims))
     found = valid[r, best]
     ids = np.where(found, ex_ids[pos[r, best]], None).astype(object)

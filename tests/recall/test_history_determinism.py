@@ -1,4 +1,5 @@
-"""Saved exemplars do not depend on the process's string hashing."""
+"""Saved exemplars do not depend on the process's string hashing, nor a row's closest review
+on the order FAISS lists ties in."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import hashlib
 import os
 import subprocess
 import sys
+
+import numpy as np
 
 SCRIPT = """
 import sys, numpy as np, pyarrow as pa
@@ -35,3 +38,20 @@ def test_identical_exemplars_save_alike_under_any_string_hashing(tmp_path):
         subprocess.run([sys.executable, "-c", SCRIPT, str(out)], check=True, env=env)
         digests.append(hashlib.sha256((out / "exemplars.json").read_bytes()).hexdigest())
     assert len(set(digests)) == 1
+
+
+def test_of_equally_close_reviews_the_first_stored_is_the_nearest():
+    """One text reviewed under two ids: FAISS lists the tie in an order that depends on how
+    many queries it searched at once, and a Ray shard named the other id than a local sweep
+    (an analyst's report: 2 of 2,976 rows)."""
+    from riskrank.recall.history import _nearest
+
+    ids = np.array([f"h{i}" for i in range(8)], dtype=object)
+    verdict = np.array([0, 0, 2, 0, 0, 2, 0, 0])
+    sims = np.array([[0.9, 0.9, 0.5], [np.nan, -np.inf, np.nan], [0.3, 0.8, 0.8]])
+    pos = np.array([[5, 2, 1], [-1, -1, -1], [4, 7, 3]])
+    for order in ([0, 1, 2], [1, 0, 2]):
+        s, p = sims[:, order], pos[:, order]
+        out = _nearest("x_", s, p, verdict, ids, verdict[p] >= 2, None)
+        assert out["x_nearest_id"].tolist() == ["h2", None, "h3"]
+        assert out["x_nearest_verdict"][[0, 2]].tolist() == [2.0, 0.0]
