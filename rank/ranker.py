@@ -44,7 +44,7 @@ from riskrank.recall.candidates import (
     is_policy_relative,
     monotone_direction,
 )
-from riskrank.recall.history import HISTORY_SCHEMA, POSITIVE_VERDICT
+from riskrank.recall.history import HISTORY_SCHEMA, POSITIVE_VERDICT, UNNAMED_SWEEP
 
 MIN_COVERED = 50  # rows like a policy's reviews needed to estimate its base rate on them
 MODEL_FILES = {
@@ -446,7 +446,15 @@ class RiskRanker:
                 # (young_calibration.md).
                 pooled = self.calibration_[name][POOLED]
                 every_policy = np.asarray(table.column("policy").to_pylist(), dtype=object)
+                # Only where most of its reviews came from queues (a named sweep; `review
+                # import` writes the queue's): a training history given without sweeps is
+                # read as a sample, as for any policy. An analyst's insult history of 700
+                # random reviews turned young when 71 spam verdicts made spam's 771, and
+                # its items at P >= 0.5 went from 167 to 344, precision 0.84 to 0.72.
+                queued = _share_from_queues(keys)
                 for p in young if pooled is not None else []:  # (None: too few held out)
+                    if queued.get(p, 0.0) < 0.5:
+                        continue
                     rows = held_policies == p
                     hit = y[held][rows] >= POSITIVE_VERDICT
                     ever = y[every_policy == p] >= POSITIVE_VERDICT
@@ -952,6 +960,17 @@ def _transfer_features(features: list[str], cold_features: list[str]) -> list[st
     evidence (a policy's own reviews), in table order."""
     keep = set(cold_features)
     return [f for f in features if f in keep or is_history_feature(f)]
+
+
+def _share_from_queues(keys: list[tuple]) -> dict[str, float]:
+    """Per policy, the share of its reviews (``(sweep_id, policy)`` keys) from a named sweep,
+    not the labelled history's unnamed one (``UNNAMED_SWEEP``, or none)."""
+    named: dict[str, list[int]] = {}
+    for sweep, policy in keys:
+        counts = named.setdefault(str(policy), [0, 0])
+        counts[0] += sweep not in (None, "", UNNAMED_SWEEP)
+        counts[1] += 1
+    return {p: a / b for p, (a, b) in named.items()}
 
 
 def _fit_calibrators(
