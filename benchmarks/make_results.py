@@ -58,6 +58,10 @@ PARTS = [
         "incremental_auto_epyc_s51.md",
         "Daily sweeps at df5a8a7 on an EPYC of family 26 (Zen 5), idle (12)",
     ),
+    (
+        "incremental_auto_epyc_s52.md",
+        "Daily sweeps at 6fe1ff5 on the Zen 5 EPYC, beside other work (12)",
+    ),
     ("incremental_ivf.md", "Daily sweeps: an IVF index updated in place vs a rebuild (issue 12)"),
     (
         "incremental_ivf_200k_noise10_rs.md",
