@@ -462,8 +462,8 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
             length = max(length, k)
         if length and _inside_number(text, tokens[i], before=True):
             length = 0  # (the run may start at the next word)
-        elif length and _inside_number(text, tokens[i + length - 1], before=False):
-            length -= 1
+        while length and _inside_number(text, tokens[i + length - 1], before=False):
+            length -= 1  # ("$5,000,000": every group of it)
         if length < min_tokens:
             i += 1
             continue

@@ -446,7 +446,7 @@ class RiskRanker:
                 # (young_calibration.md).
                 pooled = self.calibration_[name][POOLED]
                 every_policy = np.asarray(table.column("policy").to_pylist(), dtype=object)
-                # Only where most of its reviews came from queues (a named sweep; `review
+                # Only where at least half of its reviews came from queues (a named sweep; `review
                 # import` writes the queue's): a training history given without sweeps is
                 # read as a sample, as for any policy. An analyst's insult history of 700
                 # random reviews turned young when 71 spam verdicts made spam's 771, and

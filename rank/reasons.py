@@ -76,6 +76,7 @@ class RowEvidence:
     seed: dict
     reviewed: dict
     contrib: dict[str, float]  # the ranker's positive contributions, by evidence group
+    wording: bool = True  # a text the policy's lexical probe read (else its score is NaN)
 
 
 @lru_cache(maxsize=4096)  # the same seed's or reviewed item's text recurs on many rows
@@ -329,7 +330,7 @@ def _seed_clause(ev: RowEvidence) -> str | None:
                 f"(quality {seed['flat']:.0f} of 100), and flat pictures hash alike"
             )
         return f"its image is a near-copy of seed {seed['id']} ({bits})"
-    kind = "image" if seed["signal"] != "text" else "text"
+    kind = "image" if seed.get("signal", "text") != "text" else "text"
     if not close and seed["distance"] == seed["distance"]:
         return (
             f"no seed is close (nearest {seed['id']}, {seed['signal'].upper()}: "
@@ -356,7 +357,8 @@ def _nearest_said(ev: RowEvidence) -> bool:
     """Whether a seed that is not close is said to be near in this inventory: the ranker
     leaned on it and the item is among the first ``NEAREST_SAID`` of its list."""
     rank = ev.seed.get("rank", float("nan"))
-    return ev.contrib.get(f"seed:{ev.seed['signal']}", 0.0) > 0 and 1 <= rank <= NEAREST_SAID
+    leaned = ev.contrib.get(f"seed:{ev.seed.get('signal')}", 0.0) > 0
+    return leaned and 1 <= rank <= NEAREST_SAID
 
 
 LONG_RUN = 5  # words of a shared run that is evidence whatever the seed's similarity
@@ -489,7 +491,7 @@ def sentence(ev: RowEvidence) -> str:
     lexical = _strongest(ev.spans, "lexical")
     if lexical:
         clauses["lexical"] = f"uses {_quote(lexical[:3])}"
-    elif weight["lexical"] > 0:
+    elif weight["lexical"] > 0 and ev.wording:
         # The probe's character n-grams can raise a text no word of which stands out: an
         # automatic removal of ". jif ukqdrblkougooeoffnxsmbowei" read only "its nearest
         # reviewed item was found benign; no seed is close" (an outsider's audit).
@@ -519,14 +521,43 @@ def _weights(contrib: dict[str, float]) -> dict[str, float]:
 
 # Wording an advertiser must keep: how a reader opts out of mail. SpamAssassin's spam carries
 # "to be removed from this list" far more often than its ham does, so the probe weighs it; an
-# unsubscribe line is still not what to change (a sender must offer one). Matched in the
-# flagged phrase, as the item writes it.
+# unsubscribe line is still not what to change (a sender must offer one). A flagged phrase is
+# opt-out wording where it holds such words (``OPT_OUT``) and the line it stands in is about a
+# list or mail (``MAILING``), or it says "unsubscribe": "Negative items can be removed from
+# your report" and "Remove your wrinkles" are claims to change (a reviewer's check).
 OPT_OUT = re.compile(
-    r"unsubscrib|opt[\s-]?out|\bbe removed\b|\bfor removal\b|\bremoval (request|link)|"
-    r"\bremove (me|you|your|yourself)\b|\bstop receiving\b|\bno longer (wish|want)|"
-    r"\bwish to (receive|be)\b|\bhere (to )?remov|^\W*(to )?remov(e|ed|al)\W*$",
+    r"unsubscrib|(?<![a-z])opt[\s-]?out\b|\bremov(e|ed|al)\b|\bno longer (wish|want)\b|"
+    r"\bstop receiving\b|\bwish to (receive|be)\b",
     re.IGNORECASE,
 )
+MAILING = re.compile(
+    r"\b(lists?|mailings?|e-?mails?|newsletters?|database|subscri\w*)\b|unsubscrib|"
+    r"\breceiv\w* (this|these|our|further|future|more|any)\b",
+    re.IGNORECASE,
+)
+CONTEXT_CHARS = 300  # of the line on either side of a phrase
+
+
+def opt_out(phrase: str, spans: list, text: str) -> bool:
+    """Whether the flagged ``phrase`` (of ``text``, made of ``spans``) is opt-out wording."""
+    if not OPT_OUT.search(phrase):
+        return False
+    if re.search("unsubscrib", phrase, re.IGNORECASE):
+        return True
+    lowered = phrase.lower()
+    at = next((sp.start for sp in spans if plain(sp.phrase).lower() in lowered), None)
+    if at is None:
+        return bool(MAILING.search(phrase))
+    start = max(text.rfind("\n", 0, at) + 1, at - CONTEXT_CHARS)
+    end = text.find("\n", at)
+    end = min(len(text) if end < 0 else end, at + CONTEXT_CHARS)
+    return bool(MAILING.search(text[start:end]))
+
+
+def _holds(phrase: str, part: str) -> bool:
+    """``part`` stands in ``phrase`` as whole words (case-insensitive): the lexical word
+    "Win" is not in "Window cleaning" (a reviewer's check)."""
+    return re.search(rf"(?<!\w){re.escape(part)}(?!\w)", phrase, re.IGNORECASE) is not None
 
 
 def remediation(action: str | None, phrases: list[str], seed: dict) -> str:
@@ -615,7 +646,8 @@ def _explain_rows(
         own = None
         if row.get("reviewed") == "changed" and reviewed.get("id") != row["item_id"]:
             own = _own_review(row, inputs.stored)
-        rows.append(_explain_row(row, text, inputs.contrib[i], seed, found, reviewed, own))
+        probe = model.lexical is not None and row["policy"] in model.lexical.coefs
+        rows.append(_explain_row(row, text, inputs.contrib[i], seed, found, reviewed, own, probe))
     return rows
 
 
@@ -736,10 +768,13 @@ def _explain_row(
     spans: list,
     reviewed: dict,
     own: dict | None = None,
+    probe: bool = True,
 ) -> dict:
     """``own``: the item's own earlier review, where it is queued as changed since and its
     closest review under the signal the ranker leaned on is another item's (the sentence
-    names its own; the ``closest_reviewed_*`` columns keep the closest)."""
+    names its own; the ``closest_reviewed_*`` columns keep the closest). ``probe``: the row's
+    policy has a lexical probe (without one, or without a text, its score is NaN, which the
+    booster can still read as risk: no sentence says the wording scored)."""
     spans.sort(key=lambda s: (s.start, s.end))
     said = reviewed
     if reviewed and reviewed.get("id") == row.get("item_id"):
@@ -748,7 +783,7 @@ def _explain_row(
         said = own
     if row.get("reviewed_elsewhere"):
         said = {**said, "elsewhere": row["reviewed_elsewhere"]}
-    ev = RowEvidence(spans, seed, said, contrib)
+    ev = RowEvidence(spans, seed, said, contrib, wording=bool(text) and probe)
     phrases = flagged_phrases(spans, text or "")
     # What to change: the words the explanation names. Highlighted words the ranker's
     # lexical evidence did not raise the score by (a probe score below zero) were "change or
@@ -761,13 +796,11 @@ def _explain_row(
     runs = runs if runs and _shares_said(ev) else set()
     words = {plain(s.phrase).lower() for s in spans if s.source == "lexical"} if raised else ()
     to_change = [
-        p
-        for p in phrases
-        if any(w in p.lower() for w in words) or any(r in p.lower() for r in runs)
+        p for p in phrases if any(_holds(p, w) for w in words) or any(_holds(p, r) for r in runs)
     ]
     # Opt-out wording is never advice to remove (an outsider's audit: "change or remove 'To
     # be removed'" on 672 of the demo's 1,971 rows with a list); it stays flagged.
-    to_change = [p for p in to_change if not OPT_OUT.search(p)]
+    to_change = [p for p in to_change if not opt_out(p, spans, text or "")]
     verdict = reviewed.get("verdict")
     return {
         "explanation": sentence(ev),
