@@ -1074,6 +1074,9 @@ def test_opt_out_wording_is_kept_and_claims_are_not():
         ("unsubscribe", "Best deals. unsubscribe"),
         ("Opt-out", "Opt-out of future mailings here"),
         ("no longer wish", "If you no longer wish to receive our newsletter, write"),
+        ("be removed", "Apply now! To be removed call: 888-800-6339"),
+        ("remove", "To remove see below. We submit web sites to search engines"),
+        ("be removed", "In error? If you would like to be removed stiy@yahoo.com"),
     ):
         assert said(phrase, text), phrase
     for phrase, text in (
@@ -1082,6 +1085,7 @@ def test_opt_out_wording_is_kept_and_claims_are_not():
         ("wish to be rich", "Do you wish to be rich? Call now"),
         ("adopt out", "We adopt out puppies, write to our list"),
         ("hair removal", "Laser hair removal: 90% off"),
+        ("remove", "Anyone know how I could remove a HDD password from an Acer?"),
     ):
         assert not said(phrase, text), phrase
 
