@@ -34,7 +34,7 @@ from riskrank.rank.phrases import (
 from riskrank.rank.queue import QUEUE_FRONT
 from riskrank.rank.reviewed import reviewed_elsewhere
 from riskrank.rank.sweep_cache import SpanCache, model_identity
-from riskrank.recall.history import UNNAMED_SWEEP
+from riskrank.recall.history import POSITIVE_VERDICT, UNNAMED_SWEEP
 from riskrank.recall.lexical import FEATURE as LEXICAL_FEATURE
 from riskrank.recall.lexical import READ_CHARS, lexical_features
 from riskrank.recall.seeds import SeedSet
@@ -393,8 +393,12 @@ def _history_against(ev: RowEvidence) -> bool:
     rev = ev.reviewed
     if not rev or rev.get("own") or rev.get("elsewhere") or rev.get("near_violating"):
         return False
-    benign = rev.get("verdict") is not None and rev["verdict"] < 2
-    return benign or not (rev.get("close", True) or rev.get("covered"))
+    return _benign(rev) or not (rev.get("close", True) or rev.get("covered"))
+
+
+def _benign(rev: dict) -> bool:
+    """The review found the item not violating (a verdict below ``POSITIVE_VERDICT``)."""
+    return rev.get("verdict") is not None and rev["verdict"] < POSITIVE_VERDICT
 
 
 def _history_clause(ev: RowEvidence) -> str | None:
@@ -461,8 +465,7 @@ def _review_clause(rev: dict) -> str | None:
         # column's "similarity to the closest item reviewers found benign = 0.645 (low)"
         # stood beside "the closest reviewed item H was found benign" in 628 demo rows; an
         # outsider's audit).
-        benign = rev.get("verdict") is not None and rev["verdict"] < 2
-        return f"{said} ({similarity})" if benign and similarity else said
+        return f"{said} ({similarity})" if _benign(rev) and similarity else said
     if rev.get("covered"):
         # Not a near match, but as close as the policy's reviews are to each other under
         # this signal (rank/coverage.py's level; ``unlike_reviews`` asks it of every signal).
@@ -530,12 +533,12 @@ OPT_OUT = re.compile(
     r"\bstop receiving\b",
     re.IGNORECASE,
 )
-# A line about a list or mail, or how to leave one ("To be removed call: 888-...", "reply with
-# REMOVE in the subject line", "removal instructions", "click below"): in the demo's mails
-# these, an address, or a link to write to: in the demo's queue, of the flagged phrases with
-# removal words, 888 are kept out of remediations and 42 rows keep one (claims such as "Remove
-# wrinkles and cellulite", ham's "how I could remove a HDD password"), against 83 rows that
-# advised removing an opt-out line with list words alone.
+# A line about a list or mail, or about how to leave one ("To be removed call: 888-...",
+# "reply with REMOVE in the subject line", "removal instructions", "click below", an address).
+# On the demo's queue, of the flagged phrases with removal words, 888 are kept out of
+# remediations and 42 rows keep one (claims such as "Remove wrinkles and cellulite", ham's
+# "how I could remove a HDD password"); with list words alone, 83 rows advised removing an
+# opt-out line.
 MAILING = re.compile(
     r"\b(lists?|mailings?|e-?mails?|newsletters?|database|subscri\w*|messages?)\b|"
     r"unsubscrib|mailto:|\breceiv\w* (this|these|our|further|future|more|any)\b|"
@@ -550,7 +553,7 @@ def opt_out(phrase: str, spans: list, text: str) -> bool:
     """Whether the flagged ``phrase`` (of ``text``, made of ``spans``) is opt-out wording."""
     if not OPT_OUT.search(phrase):
         return False
-    if re.search("unsubscrib", phrase, re.IGNORECASE):
+    if "unsubscrib" in phrase.lower():
         return True
     # Where it stands: its spans (whole words of it; "remove" is no span of "be removed"),
     # any of them in such a line.
@@ -570,7 +573,24 @@ def _line_around(text: str, at: int) -> str:
 def _holds(phrase: str, part: str) -> bool:
     """``part`` stands in ``phrase`` as whole words (case-insensitive): the lexical word
     "Win" is not in "Window cleaning" (a reviewer's check)."""
-    return re.search(rf"(?<!\w){re.escape(part)}(?!\w)", phrase, re.IGNORECASE) is not None
+    # (str.find, not a regular expression per word: compiling one for each distinct word of
+    # a 300,000-row queue cost ~0.5 ms a phrase once the re module's cache overflowed.)
+    phrase, part = phrase.lower(), part.lower()
+    if not part:
+        return False
+    at = phrase.find(part)
+    while at >= 0:
+        end = at + len(part)
+        before = phrase[at - 1] if at else " "
+        after = phrase[end] if end < len(phrase) else " "
+        if not _word_char(before) and not _word_char(after):
+            return True
+        at = phrase.find(part, at + 1)
+    return False
+
+
+def _word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
 
 
 def remediation(action: str | None, phrases: list[str], seed: dict) -> str:
