@@ -40,6 +40,7 @@ from riskrank.index.tables import (
     doc_field,
     write_parquet,
 )
+from riskrank.index.vectors.faiss_index import order_ties_by_position
 from riskrank.recall.candidates import HISTORY_EVIDENCE, HISTORY_NEAREST
 from riskrank.recall.neighbours import found_products
 
@@ -468,19 +469,20 @@ def _nearest(
     # Of equally close reviews (one text reviewed under two ids), the first stored: FAISS
     # lists ties in an order that depends on how many queries it searched at once, and a
     # Ray shard's closest reviewed item differed from a local sweep's (an analyst's report).
-    scored = np.where(valid, sims, -np.inf)
-    tied = valid & (scored == scored.max(1, keepdims=True))
-    best = np.where(tied, pos, np.iinfo(np.int64).max).argmin(1)
-    r = np.arange(len(sims))
-    found = valid[r, best]
-    ids = np.where(found, ex_ids[pos[r, best]], None).astype(object)
+    # (``order_ties_by_position``, as recall orders a seed's list.)
+    if sims.shape[1]:
+        best_sim, best = (a[:, 0] for a in order_ties_by_position(sims, np.where(valid, pos, -1)))
+    else:
+        best_sim, best = np.full(len(sims), np.nan), np.full(len(sims), -1)
+    found = best >= 0
+    ids = np.where(found, ex_ids[best], None).astype(object)
     near = np.full(len(sims), np.nan, np.float32)
     if near_copy_sim is not None:
         near = (valid & violating & (sims >= near_copy_sim)).sum(1).astype(np.float32)
     return {
         pre + "nearest_id": ids,
-        pre + "nearest_sim": np.where(found, sims[r, best], np.nan).astype(np.float32),
-        pre + "nearest_verdict": np.where(found, verdict[pos[r, best]], np.nan).astype(np.float32),
+        pre + "nearest_sim": np.where(found, best_sim, np.nan).astype(np.float32),
+        pre + "nearest_verdict": np.where(found, verdict[best], np.nan).astype(np.float32),
         pre + "n_near_violating": near,
     }
 
