@@ -68,7 +68,7 @@ def use_stand_in_encoder() -> None:
 
 
 STEPS = {  # module: functions whose own peak RSS --rss-steps reports
-    "riskrank.rank.pipeline": ("recall_with_memo", "explain_queue", "build_queue"),
+    "riskrank.rank.pipeline": ("recall_and_score", "explain_queue", "build_queue"),
     "riskrank.rank.exploration": ("find_campaigns",),
 }
 

@@ -76,6 +76,14 @@ from riskrank.rank.model import (
     check_not_in_model,
     with_image_base_dir,
 )
+from riskrank.rank.policy_memo import FILE as POLICIES_FILE
+from riskrank.rank.policy_memo import (
+    PolicyMemo,
+    combine,
+    policy_keys,
+    policy_rows,
+    without_policies,
+)
 from riskrank.rank.queue import build_queue
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates, presence_levels, seed_matched
 from riskrank.rank.reasons import explain_queue
@@ -438,23 +446,15 @@ def sweep(
             earlier = made_by(index, index_path) if not update else {}
             if earlier:
                 earlier["no_inventory"] = inventory is None
-            memo = LexicalMemo(index_path / LEXICAL_FILE, model_identity(model.info))
-            neighbours = NeighbourMemo(index_path / NEIGHBOURS_FILE, NEIGHBOUR_RULES)
-            cands = recall_with_memo(
-                engine, index, model, seeds, memo, neighbours, k=k, progress=show_progress,
+            cands, scored, t_recall, memo_report = recall_and_score(
+                engine, index, index_path, model, seeds, k=k, progress=show_progress,
                 seed_vectors={n: b for n, b in seed_vectors.items() if n in index.signals},
             )  # fmt: skip
-            # A day without images (or without text): the missing signal's evidence is null.
-            cands = with_every_signal(cands, model.signals, lexical=model.lexical is not None)
-            t_recall = time.time() - t0 - t_index
-            # A policy in words is not judged absent by how close its items are (seed_matched).
-            levels = presence_levels(model.signals)
-            matched = seed_matched(cands, seeds.described_policies(), levels)
-            scored = engine.score(model.ranker, cands, matched=matched)
             extra = {
                 "engine": engine.name,
                 **engine.report(),
                 "index_update": update,
+                **memo_report,
                 **({"index_up_to_date": earlier} if earlier else {}),
                 # None: a temporary index, gone when the sweep returns.
                 "index_version_dir": str(index.path.resolve()) if out_dir or index_dir else None,
@@ -602,26 +602,61 @@ def queued_items(queue: pa.Table) -> set[str]:
     return set(queue[ITEM_ID].to_pylist())
 
 
-def recall_with_memo(
-    engine, index, model: RiskModel, seeds, memo: LexicalMemo, neighbours, *, k, progress,
-    seed_vectors=None,
-):  # fmt: skip
-    """``engine.recall`` with what the last sweep over this standing index left at hand
-    (rank/sweep_cache.py: the lexical probe's scores of its texts; recall/neighbours.py: its
-    items' neighbourhoods); this sweep's are kept for the next one."""
+def recall_and_score(
+    engine, index, index_path: Path, model: RiskModel, seeds: SeedSet, *, k, progress,
+    seed_vectors: dict[str, SignalBatch], reuse: bool = True,
+) -> tuple[pa.Table, ScoredCandidates, float, dict]:  # fmt: skip
+    """``engine.recall`` and ``engine.score`` with what the last sweep over this index left at
+    hand (rank/policy_memo.py: the rows of policies whose index version, seeds and model are
+    unchanged; rank/sweep_cache.py: the lexical probe's scores of its texts;
+    recall/neighbours.py: its items' neighbourhoods); this sweep's are kept for the next one.
+    Returns the candidates, their scores, recall's seconds and what the report says of the
+    reused policies. ``reuse=False``: no policy's rows are taken from the last sweep."""
+    t0 = time.time()
+    policies = PolicyMemo(
+        index_path / POLICIES_FILE,
+        policy_keys(index.manifest, model_identity(model.info), seeds, seed_vectors, k),
+    )
+    reused = policies.reusable() if reuse else None
+    todo = seeds if reused is None else without_policies(seeds, reused.policies)
+    memo = LexicalMemo(index_path / LEXICAL_FILE, model_identity(model.info))
+    neighbours = NeighbourMemo(index_path / NEIGHBOURS_FILE, NEIGHBOUR_RULES)
     if model.lexical is not None:
         model.lexical.memo = memo.load()
     try:
-        cands = engine.recall(
-            index, model, seeds, k=k, show_progress=progress, neighbours=neighbours,
-            seed_vectors=seed_vectors,
-        )  # fmt: skip
+        cands = pa.table({ITEM_ID: pa.array([], pa.string()), "policy": pa.array([], pa.string())})
+        if todo is not None:
+            cands = engine.recall(
+                index, model, todo, k=k, show_progress=progress, neighbours=neighbours,
+                seed_vectors=policy_rows(seed_vectors, seeds, todo) if reused else seed_vectors,
+            )  # fmt: skip
+            # A day without images (or without text): the missing signal's evidence is null.
+            cands = with_every_signal(cands, model.signals, lexical=model.lexical is not None)
     finally:
         if model.lexical is not None:
             model.lexical.memo = {}
+    t_recall = time.time() - t0
+    # A policy in words is not judged absent by how close its items are (seed_matched).
+    levels = presence_levels(model.signals)
+    if todo is not None and cands.num_rows:
+        matched = seed_matched(cands, todo.described_policies(), levels)
+        scored = engine.score(model.ranker, cands, matched=matched)
+    else:
+        scored = ScoredCandidates.uncalibrated(np.zeros(0), [], np.zeros(0, dtype=object))
+    combined = combine(seeds, reused, cands, scored) if reused is not None else None
+    if reused is not None and combined is None:  # other columns: every policy afresh
+        return recall_and_score(
+            engine, index, index_path, model, seeds, k=k, progress=progress,
+            seed_vectors=seed_vectors, reuse=False,
+        )  # fmt: skip
+    if combined is not None:
+        cands, scored = combined
+        neighbours.keep(index, reused.candidates)
     memo.save(cands, model.lexical)
     neighbours.save()
-    return cands
+    policies.save(cands, scored, seeds.policies)
+    report = {"policies_reused": reused.policies} if reused is not None else {}
+    return cands, scored, t_recall, report
 
 
 def check_sweep_out(out_dir: Path, inventory) -> None:

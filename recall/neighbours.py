@@ -149,6 +149,17 @@ class NeighbourMemo:
             if name in self._now:
                 self._now[name].add_recorded(records)
 
+    def keep(self, index, candidates: pa.Table) -> None:
+        """Keep for the next sweep the stored neighbourhoods of ``candidates``' items, which
+        this sweep took from the last one instead of recalling them (rank/policy_memo.py: the
+        same index version, so the stored lists are today's); ``save`` writes only what a
+        sweep recorded, and the next day would search them whole."""
+        ids = set(candidates.column("item_id").to_pylist())
+        for name, si in index.signals.items():
+            view = self.for_signal(name, si)
+            if view is not None and ids:
+                view.keep(np.array([p for p, i in enumerate(view.ids) if i in ids], np.int64))
+
     def save(self) -> None:
         tables = [view.table(name) for name, view in self._now.items()]
         if not tables:
@@ -224,6 +235,34 @@ class SignalNeighbours:
                 (nbr_positions, sims, np.asarray(count), np.asarray(levels)),
             )
         )
+
+    def keep(self, positions: np.ndarray) -> None:
+        """Record the stored lists of ``positions`` (today's) again, as they were, where the
+        item and every neighbour in its list are as they were (the others are searched whole
+        by the next sweep that needs them)."""
+        if self._stored is None or not len(positions):
+            return
+        old = self.before[positions]
+        lists = self._stored.column("neighbours")
+        has = old >= 0
+        has[has] = pc.is_valid(lists.take(pa.array(old[has]))).to_numpy(zero_copy_only=False)
+        rows, old = positions[has], old[has]
+        if not len(rows):
+            return
+        nbr = lists.take(pa.array(old)).combine_chunks()
+        sim = self._stored.column("similarities").take(pa.array(old)).combine_chunks()
+        lens = np.diff(nbr.offsets.to_numpy())
+        width = int(lens.max()) if len(lens) else 0
+        out_pos = np.full((len(rows), width), -1, np.int64)
+        out_sim = np.full((len(rows), width), -np.inf)
+        at = (np.repeat(np.arange(len(rows)), lens), _ranks(lens))
+        out_pos[at] = self.to_today[pc.list_flatten(nbr).to_numpy().astype(np.int64)]
+        out_sim[at] = pc.list_flatten(sim).to_numpy()
+        whole = (out_pos >= 0).sum(axis=1) == lens
+        levels = (
+            self._stored.column("complete_to").take(pa.array(old)).to_numpy(zero_copy_only=False)
+        )
+        self.record(rows[whole], out_pos[whole], out_sim[whole], lens[whole], levels[whole])
 
     def for_task(self) -> SignalNeighbours:
         """This view without the ids and keys (``NeighbourMemo.for_tasks``), nothing recorded."""

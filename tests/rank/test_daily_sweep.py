@@ -439,13 +439,13 @@ def test_a_sweep_pins_the_version_it_reads_from_the_moment_it_has_it(
     from riskrank.rank import pipeline
 
     seen = []
-    real = pipeline.recall_with_memo
+    real = pipeline.recall_and_score
 
     def looking(engine, index, *a, **kw):
         seen.append(sorted(p.name for p in (index.path.parents[1] / ".readers").iterdir()))
         return real(engine, index, *a, **kw)
 
-    monkeypatch.setattr(pipeline, "recall_with_memo", looking)
+    monkeypatch.setattr(pipeline, "recall_and_score", looking)
     inv = inventory_items.drop(["label"])
     sweep(inv, seeds, hashing_model, index_dir=tmp_path / "st", show_progress=False)
     assert len(seen) == 1 and len(seen[0]) == 1 and seen[0][0].startswith("v000001.")

@@ -99,7 +99,7 @@ def test_a_run_that_fails_after_reading_its_inputs_takes_the_marker_off(
         seen.append(rr.sweep_complete(out))
         raise RuntimeError("died while recalling")
 
-    monkeypatch.setattr(pipeline, "recall_with_memo", recall)
+    monkeypatch.setattr(pipeline, "recall_and_score", recall)
     with pytest.raises(RuntimeError, match="died while recalling"):
         sweep(inventory_items.slice(0, 50), seeds, hashing_model, out_dir=out, **SWEEP)
     assert seen == [False] and not rr.sweep_complete(out)
