@@ -20,16 +20,27 @@ or changed), the item's neighbourhood is searched whole.
 For this to equal a search of the whole inventory, a neighbour's similarity must not depend on
 what else was searched with it: FAISS proposes neighbours in float32 (a few more than needed)
 and each similarity is then computed in float64 pair by pair (``pair_inner_products``).
-Only exact (``Flat``) cosine indexes of a standing index's version (which records content keys)
-take part; any other index is searched whole, as before.
+An ``IVF*,Flat`` index (the default past 100,000 items) is searched within the ``nprobe`` lists
+nearest each query, so an item's neighbourhood is its nearest items among those lists. A stored
+list keeps that meaning while the quantizer and ``nprobe`` stay as they were (an update in
+place keeps both: index/standing.py): the fresh items are then searched through an IVF index
+of the same quantizer holding only them (``fresh_index``), which probes each query's same lists,
+and the merge is exact as above. A retrained quantizer or another ``nprobe`` makes another
+search space (``search_space``): that signal's stored lists are not used.
+
+Only cosine signals of a standing index's version (which records content keys), indexed
+``Flat`` or ``IVF*,Flat``, take part; any other index (compressed codes, binary hashes, shards)
+is searched whole, as before.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -98,6 +109,46 @@ def content_keys(si: SignalIndex) -> list[str] | None:
     return getattr(si, "content_keys", None)
 
 
+def ivf_flat(si: SignalIndex):
+    """The ``IndexIVFFlat`` inside ``si``'s index (None for any other kind of index)."""
+    index = getattr(getattr(si, "index", None), "index", None)
+    return index if isinstance(index, faiss.IndexIVFFlat) else None
+
+
+def search_space(si: SignalIndex) -> str | None:
+    """What a neighbourhood found in ``si`` means: ``"Flat"`` (every item), or an IVF index's
+    ``nprobe`` and a digest of its quantizer's centroids (the items of the lists nearest each
+    query). None where stored neighbourhoods cannot take part (not cosine, other indexes)."""
+    if si.signal.metric != "cosine":
+        return None
+    if getattr(si.index, "key", "") == "Flat":
+        return "Flat"
+    ivf = ivf_flat(si)
+    if ivf is None or ivf.metric_type != faiss.METRIC_INNER_PRODUCT:
+        return None
+    centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist)
+    digest = hashlib.sha256(np.ascontiguousarray(centroids, np.float32).tobytes()).hexdigest()
+    return f"IVF{ivf.nlist},nprobe={si.index.nprobe},{digest}"
+
+
+def fresh_index(si: SignalIndex, vectors: np.ndarray):
+    """A FAISS index of ``vectors`` (ids 0..n-1) searched as ``si``'s index searches: exact
+    for a ``Flat`` index; for an IVF one, its quantizer's lists and ``nprobe`` (the same
+    lists probed per query), so that the fresh items a query finds are the ones a search of
+    the whole index could find."""
+    ivf = ivf_flat(si)
+    if ivf is None:
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors)
+        return index
+    # The quantizer itself, not a copy (nor a clone of the index, which copies every list:
+    # 1.5 GB at 1M items); ``si`` owns it and outlives this index (one merge of a sweep).
+    index = faiss.IndexIVFFlat(ivf.quantizer, ivf.d, ivf.nlist, ivf.metric_type)
+    index.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
+    index.nprobe = si.index.nprobe
+    return index
+
+
 class NeighbourMemo:
     """The last sweep's neighbours (read from ``path``) and this sweep's (``save``).
 
@@ -109,6 +160,7 @@ class NeighbourMemo:
         self.path = Path(path)
         self.rules = json.dumps(rules, sort_keys=True)
         self._stored: dict[str, pa.Table] = {}
+        self._spaces: dict[str, str] = {}  # the stored lists' search space, per signal
         self._now: dict[str, SignalNeighbours] = {}
         self._read()
 
@@ -117,10 +169,12 @@ class NeighbourMemo:
         made once: a memo serves one sweep over one index version."""
         if name in self._now:
             return self._now[name]
-        keys = content_keys(si)
-        if keys is None:
+        keys, space = content_keys(si), search_space(si)
+        if keys is None or space is None:
             return None
-        view = SignalNeighbours([str(i) for i in si.ids], keys, self._stored.get(name))
+        stored = self._stored.get(name) if self._spaces.get(name) == space else None
+        view = SignalNeighbours([str(i) for i in si.ids], keys, stored)
+        view.space = space
         self._now[name] = view
         return view
 
@@ -164,7 +218,10 @@ class NeighbourMemo:
         tables = [view.table(name) for name, view in self._now.items()]
         if not tables:
             return
-        table = pa.concat_tables(tables).replace_schema_metadata({"rules": self.rules})
+        spaces = {name: view.space for name, view in self._now.items()}
+        table = pa.concat_tables(tables).replace_schema_metadata(
+            {"rules": self.rules, "spaces": json.dumps(spaces, sort_keys=True)}
+        )
         write_cache_table(table, self.path, "neighbours cache", log)
 
     def _read(self) -> None:
@@ -173,7 +230,13 @@ class NeighbourMemo:
         )
         if table is None:
             return
-        for name in pc.unique(table.column("signal")).to_pylist():
+        names = pc.unique(table.column("signal")).to_pylist()
+        spaces = (table.schema.metadata or {}).get(b"spaces")
+        try:  # a file from before search spaces held exact (Flat) lists only
+            self._spaces = json.loads(spaces) if spaces else dict.fromkeys(names, "Flat")
+        except ValueError:
+            self._spaces = {}
+        for name in names:
             self._stored[name] = table.filter(pc.equal(table.column("signal"), name))
 
 
@@ -196,6 +259,7 @@ class SignalNeighbours:
             known = self.before >= 0
             self.to_today[self.before[known]] = np.flatnonzero(known)
         self.fresh = np.flatnonzero(self.before < 0)
+        self.space = "Flat"  # what the lists mean (``search_space``); set by the memo
         # (rows, (neighbours, similarities, count, complete-to level)) per ``record`` call
         self._records: list[tuple[np.ndarray, tuple]] = []
 

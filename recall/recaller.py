@@ -12,7 +12,6 @@ import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,6 +37,7 @@ from riskrank.recall.neighbours import (
     NeighbourMemo,
     SignalNeighbours,
     found_products,
+    fresh_index,
     pair_inner_products,
 )
 from riskrank.recall.seeds import SeedSet, check_seed_vectors
@@ -76,9 +76,9 @@ class _SignalState:
         self, si: SignalIndex, seed: int = 0, memo: SignalNeighbours | None = None
     ) -> None:
         self.si = si
-        # recall/neighbours.py: the last sweep's neighbours (exact cosine indexes only)
-        exact = getattr(si.index, "key", "") == "Flat" and si.signal.metric == "cosine"
-        self.memo = memo if exact else None
+        # recall/neighbours.py: the last sweep's neighbours (where its index can take part:
+        # ``NeighbourMemo.for_signal`` gives None elsewhere)
+        self.memo = memo
         self.vectors = si.vectors
         self.pos_of = {item_id: i for i, item_id in enumerate(si.ids)}
         n = len(si.ids)
@@ -222,9 +222,9 @@ class _SignalState:
             return todo
         fresh = memo.fresh
         if len(fresh):
-            index = faiss.IndexFlatIP(self.vectors.shape[1])
             new = np.ascontiguousarray(self.vectors[fresh.tolist()], np.float32)
-            index.add(new)
+            # Exact, or an IVF index probing the lists the whole index would (fresh_index).
+            index = fresh_index(self.si, new)
             fetch = min(DENSITY_K + MARGIN, len(fresh))
             q = np.asarray(self.vectors[rows.tolist()], np.float32)
             proposed, found = index.search(q, fetch)

@@ -83,7 +83,9 @@ def _apply(inv: pa.Table, step: tuple, pool: pa.Table, counter: list[int]) -> pa
 
 
 steps = st.lists(
-    st.tuples(st.sampled_from(["add", "change", "delete", "new_seed"]), st.integers(1, 12)),
+    st.tuples(
+        st.sampled_from(["add", "change", "delete", "new_seed", "new_policy"]), st.integers(1, 12)
+    ),
     min_size=1,
     max_size=4,
 )
@@ -105,8 +107,10 @@ def test_any_sequence_of_updates_equals_a_fresh_sweep(
     day_seeds = seeds
     sweep(inv, day_seeds, hashing_model, out_dir=root / "day0", index_dir=standing, **SWEEP)
     for day, step in enumerate(steps, start=1):
-        if step[0] == "new_seed":
-            row = {"seed_id": f"x{day}", "policy": "scam", "text": NEW_SEEDS[day % 3]}
+        if step[0] in ("new_seed", "new_policy"):
+            # A new policy's day takes the others' rows from the last sweep (policy_memo).
+            policy = "scam" if step[0] == "new_seed" else f"policy{day}"
+            row = {"seed_id": f"x{day}", "policy": policy, "text": NEW_SEEDS[day % 3]}
             day_seeds = pa.concat_tables(
                 [day_seeds, pa.Table.from_pylist([row]).cast(day_seeds.select(list(row)).schema)],
                 promote_options="default",
@@ -181,9 +185,10 @@ def test_unreadable_or_foreign_caches_only_mean_the_work_is_done_again(
     inv = inventory_items.drop(["label"])
     st = tmp_path / "st"
     sweep(inv, seeds, hashing_model, out_dir=tmp_path / "d0", index_dir=st, **SWEEP)
-    for name in ("neighbours.parquet", "links.parquet"):
+    for name in ("neighbours.parquet", "links.parquet", "policies.parquet"):
         assert (st / "cache" / name).exists()
     (st / "cache" / "neighbours.parquet").write_bytes(b"not parquet")
+    (st / "cache" / "policies.parquet").write_bytes(b"not parquet")
     pq.write_table(pa.table({"x": [1]}), st / "cache" / "links.parquet")
     edited = inv.set_column(
         1,
@@ -200,6 +205,7 @@ def test_unreadable_or_foreign_caches_only_mean_the_work_is_done_again(
         logging.getLogger("riskrank").removeHandler(handler)
     assert any("ignoring the neighbours cache" in w for w in warned), warned
     assert any("ignoring the campaign links cache" in w for w in warned), warned
+    assert any("ignoring the policies cache" in w for w in warned), warned
     assert_same_queue(got, sweep(edited, seeds, hashing_model, out_dir=tmp_path / "s", **SWEEP))
 
 
@@ -224,6 +230,65 @@ def test_new_seeds_run_retroactively_without_embedding_inventory(
     assert embedded == [more.num_rows] and retro.report["index_update"] == {}
     monkeypatch.setattr(model_signal, "embed_items", real)
     assert_same_queue(retro, sweep(inv, more, hashing_model, out_dir=tmp_path / "f", **SWEEP))
+
+
+def test_a_new_policy_s_day_recalls_and_scores_only_the_new_policy(
+    tmp_path, inventory_items, seeds, hashing_model, monkeypatch
+):
+    """Issue 12's day 2: a new policy over an inventory that did not move. The policy whose
+    index version, seeds and model are unchanged takes its rows from the last sweep
+    (rank/policy_memo.py); the queue, every evidence column and the reasons equal a sweep of
+    everything from scratch."""
+    from riskrank.rank import engine as engines
+    from riskrank.rank.policy_memo import FILE
+
+    inv = inventory_items.drop(["label"])
+    st_dir = tmp_path / "st"
+    sweep(inv, seeds, hashing_model, out_dir=tmp_path / "d0", index_dir=st_dir, **SWEEP)
+    phish = pa.table({"seed_id": ["p1", "p2"], "policy": ["phish"] * 2, "text": NEW_SEEDS[1:]})
+    both = pa.concat_tables([seeds, phish], promote_options="default")
+    recalled, scored = [], []
+    real_recall, real_score = engines.recall, engines.LocalSweepEngine.score
+
+    def recall(index, day_seeds, **kw):
+        recalled.append(sorted(set(day_seeds.table["policy"].to_pylist())))
+        return real_recall(index, day_seeds, **kw)
+
+    def score(self, ranker, cands, **kw):
+        scored.append(sorted(set(cands["policy"].to_pylist())))
+        return real_score(self, ranker, cands, **kw)
+
+    monkeypatch.setattr(engines, "recall", recall)
+    monkeypatch.setattr(engines.LocalSweepEngine, "score", score)
+    before = pq.read_table(st_dir / "cache" / "neighbours.parquet")
+    day2 = sweep(None, both, hashing_model, out_dir=tmp_path / "d2", index_dir=st_dir, **SWEEP)
+    assert day2.report["policies_reused"] == ["scam"]
+    assert recalled == [["phish"]] and scored == [["phish"]]
+    # The reused policy's neighbourhoods stay for the next day (else searched whole again).
+    after = pq.read_table(st_dir / "cache" / "neighbours.parquet")
+    kept = {i for i, n in zip(before["item_id"].to_pylist(), before["neighbours"].to_pylist()) if n}
+    now = {i for i, n in zip(after["item_id"].to_pylist(), after["neighbours"].to_pylist()) if n}
+    assert kept and kept <= now
+    # The same day again: both policies reused, nothing recalled or scored.
+    recalled.clear(), scored.clear()
+    again = sweep(None, both, hashing_model, out_dir=tmp_path / "d2b", index_dir=st_dir, **SWEEP)
+    assert again.report["policies_reused"] == ["phish", "scam"] and recalled == scored == []
+    # A changed seed is its policy's new day; other k, another recall.
+    edited = both.set_column(
+        2, "text", pa.array(["Replica watches"] + both["text"].to_pylist()[1:])
+    )
+    recalled.clear()
+    day3 = sweep(None, edited, hashing_model, out_dir=tmp_path / "d3", index_dir=st_dir, **SWEEP)
+    assert day3.report["policies_reused"] == ["phish"] and recalled == [["scam"]]
+    recalled.clear()
+    other_k = {**SWEEP, "k": 150}
+    day4 = sweep(None, edited, hashing_model, out_dir=tmp_path / "d4", index_dir=st_dir, **other_k)
+    assert "policies_reused" not in day4.report and recalled == [["phish", "scam"]]
+    assert (st_dir / FILE).exists()
+    monkeypatch.undo()
+    assert_same_queue(day2, sweep(inv, both, hashing_model, out_dir=tmp_path / "f2", **SWEEP))
+    assert_same_queue(again, day2)
+    assert_same_queue(day3, sweep(inv, edited, hashing_model, out_dir=tmp_path / "f3", **SWEEP))
 
 
 def test_a_model_reading_a_signal_the_standing_index_lacks_is_refused_retroactively(
@@ -530,3 +595,62 @@ def test_fresh_items_far_below_a_stored_list_are_not_scored_and_change_nothing(
     assert runs[slack_default, "memo"].equals(runs[np.inf, "memo"])
     scratch = sweep(day1, seeds, hashing_model, out_dir=tmp_path / "scratch", **SWEEP)
     assert_same_queue(runs[slack_default], scratch)
+
+
+def test_an_ivf_index_keeps_its_neighbourhoods_from_day_to_day(
+    tmp_path, inventory_items, seeds, hashing_model, monkeypatch
+):
+    """Past 100,000 items the index is IVF, and every candidate's neighbourhood was searched
+    whole each day (an outsider's 300,000-item week: recall 50 s with nothing to embed). Its
+    stored lists now serve while the quantizer and nprobe stay (recall/neighbours.py
+    ``search_space``): a day's evidence and the lists kept equal those of a sweep that
+    searched every neighbourhood whole in the same updated index."""
+    from riskrank.recall import recaller
+
+    inv = inventory_items.drop(["label"])
+    added = _pool().slice(0, 4).to_pylist()
+    for i, r in enumerate(added):
+        r["item_id"] = f"new-{i}"
+    texts = inv["text"].to_pylist()
+    texts[3] = texts[3] + " (edited)"
+    day1 = pa.concat_tables(
+        [
+            inv.set_column(1, "text", pa.array(texts)).slice(2),
+            pa.Table.from_pylist(added, schema=inv.schema),
+        ]
+    )
+    ivf = {**SWEEP, "index_key": "IVF4,Flat"}
+    whole = []
+    merge = recaller._SignalState._merge_stored
+
+    def spy(self, todo, hi):
+        left = merge(self, todo, hi)
+        whole.append((len(todo), len(left)))
+        return left
+
+    monkeypatch.setattr(recaller._SignalState, "_merge_stored", spy)
+    more = _pool().slice(10, 3).to_pylist()
+    for i, r in enumerate(more):
+        r["item_id"] = f"more-{i}"
+    day2 = pa.concat_tables([day1.slice(1), pa.Table.from_pylist(more, schema=inv.schema)])
+    runs = {}
+    for memo in (True, False):
+        st = tmp_path / f"st-{memo}"
+        sweep(inv, seeds, hashing_model, out_dir=tmp_path / f"d0-{memo}", index_dir=st, **ivf)
+        manifest = json.loads(next(st.glob("versions/v*/manifest.json")).read_text())
+        assert manifest["signals"]["text"]["nprobe"] < 4  # probes some lists, not all
+        for day, items in (("d1", day1), ("d2", day2)):
+            if not memo:
+                (st / "cache" / "neighbours.parquet").unlink()
+            whole.clear()
+            runs[memo, day] = sweep(
+                items, seeds, hashing_model, out_dir=tmp_path / f"{day}-{memo}", index_dir=st,
+                **ivf,
+            )  # fmt: skip
+            action = runs[memo, day].report["index_update"]["signals"]["text"]
+            assert action["index"] == "in-place" and action["key"] == "IVF4,Flat", action
+            runs[memo, day, "whole"] = whole[:]
+    for day in ("d1", "d2"):
+        ((asked, left),) = runs[True, day, "whole"]
+        assert runs[False, day, "whole"] == [(asked, asked)] and left < asked / 2, (day, left)
+        assert_same_queue(runs[True, day], runs[False, day])

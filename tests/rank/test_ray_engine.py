@@ -27,6 +27,7 @@ from riskrank.index.store import InventoryIndex, current_version  # noqa: E402
 from riskrank.index.vectors.faiss_index import SearchResult, VectorIndex  # noqa: E402
 from riskrank.index.vectors.sharded import ShardedIndex, merge_topk, shard_bounds  # noqa: E402
 from riskrank.rank.pipeline import sweep, train  # noqa: E402
+from riskrank.rank.policy_memo import FILE as POLICIES  # noqa: E402
 from riskrank.rank.ray_engine import ItemEmbedder, RaySweepEngine  # noqa: E402
 from riskrank.recall.recaller import recall  # noqa: E402
 
@@ -466,6 +467,8 @@ def test_campaign_mode_and_exploration_match_on_ray(cluster, data, model, single
     for kw in (dict(campaigns=True, explore=0.1), dict(campaigns=False, explore=0.1)):
         kw.update(k=K, budget=12, index_dir=index, show_progress=False)
         local = sweep(data["inv_dir"], data["seeds"], model, **kw)
+        # Ray recalls and scores itself, not the rows local left (rank/policy_memo.py).
+        (index / POLICIES).unlink(missing_ok=True)
         on_ray = sweep(data["inv_dir"], data["seeds"], model, engine=on_cluster(), **kw)
         assert_same_queue(on_ray.queue, local.queue)
         cols = ["campaign_id", "campaign_size", "slot", "slot_reason"]
@@ -491,6 +494,8 @@ def test_a_ray_sweep_outlives_two_updates_of_its_standing_index(
 
     index = tmp_path / "index"
     shutil.copytree(single.out_dir / "index", index)
+    # The tasks must run (and open the version): no policy's rows from an earlier sweep.
+    (index / POLICIES).unlink(missing_ok=True)
     shutil.copytree(index, tmp_path / "witness")
     want = sweep(None, data["seeds"], model, index_dir=tmp_path / "witness", k=K,
                  show_progress=False)  # fmt: skip
