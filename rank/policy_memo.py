@@ -62,10 +62,17 @@ _SCORES = {  # ScoredCandidates field -> column (the candidate columns come firs
 def code_digest() -> str:
     """A digest of riskrank's own source files: rows a sweep made under other code (another
     release, or a developer's edit) are not reused."""
-    root = Path(__file__).resolve().parents[1]
+    import riskrank
+    import riskrank.index
+    import riskrank.rank
+    import riskrank.recall
+
+    packages = (riskrank, riskrank.index, riskrank.rank, riskrank.recall)
+    # Each package's own folder (a source checkout maps them to four; a wheel nests them).
+    files = {p.resolve() for pkg in packages for d in pkg.__path__ for p in Path(d).rglob("*.py")}
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted(files):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 
