@@ -386,6 +386,7 @@ def test_an_unchanged_standing_index_is_swept_without_vectorizing_any_text(
     import shutil
 
     from riskrank.rank.pipeline import sweep
+    from riskrank.rank.policy_memo import FILE as POLICIES
     from riskrank.recall.lexical import lexical_features
 
     _, seeds, fixture = explained_sweep
@@ -407,6 +408,8 @@ def test_an_unchanged_standing_index_is_swept_without_vectorizing_any_text(
     # By module object: the package attribute ``riskrank.recall`` is the recall function.
     for name in ("riskrank.recall.lexical", "riskrank.rank.reasons"):
         monkeypatch.setattr(importlib.import_module(name), "lexical_features", counting)
+    # Recall runs (the policy's rows are not taken whole from the last sweep: policy_memo).
+    (standing / POLICIES).unlink()
     again = sweep(
         None, seeds, trained_model, index_dir=standing, out_dir=tmp_path / "out",
         show_progress=False,
@@ -423,6 +426,7 @@ def test_an_unchanged_standing_index_is_swept_without_vectorizing_any_text(
 
     # A text edited since is vectorized (its own score, never the old one), the rest is not.
     (standing / "cache" / "lexical.parquet").unlink()
+    (standing / POLICIES).unlink()
     again2 = sweep(
         None, seeds, trained_model, index_dir=standing, out_dir=tmp_path / "out2",
         show_progress=False,
