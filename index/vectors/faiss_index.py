@@ -381,7 +381,11 @@ class VectorIndex(FaissIndex):
         self.on_gpu = True
         return self
 
-    def search(self, queries: np.ndarray, k: int) -> SearchResult:
+    def search(self, queries: np.ndarray, k: int, *, ties: bool = True) -> SearchResult:
+        """Each query's ``k`` best items. ``ties``: exactly equal scores ordered by position,
+        also at the cut (``top_k_ties_by_position``, which searches again, deeper, where a tie
+        reaches the cut); False: FAISS's own ``k``, for a caller that reads scores only (an
+        item with many copies made each search of a sampled recall fetch up to a whole block)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = max(1, min(k, self.ntotal))
         if self.ntotal == 0 or len(queries) == 0:
@@ -397,6 +401,9 @@ class VectorIndex(FaissIndex):
             ivf.nprobe = self.nprobe
         elif gpu and self.key.startswith("IVF"):
             faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", self.nprobe)
+        if not ties:
+            scores, positions = index.search(queries, k)
+            return SearchResult(scores, positions)
         scores, positions = top_k_ties_by_position(
             lambda n, rows: index.search(queries if rows is None else queries[rows], n),
             k,
