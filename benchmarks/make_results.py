@@ -62,6 +62,14 @@ PARTS = [
         "incremental_auto_epyc_s52.md",
         "Daily sweeps at 6fe1ff5 on the Zen 5 EPYC, beside other work (12)",
     ),
+    (
+        "incremental_auto_epyc_s53a.md",
+        "Daily sweeps at 7fb93d8 on the Zen 5 EPYC, idle: before the policies cache (12)",
+    ),
+    (
+        "incremental_auto_epyc_s53b.md",
+        "Daily sweeps at 36861b0 on the Zen 5 EPYC: with the policies cache (12)",
+    ),
     ("incremental_ivf.md", "Daily sweeps: an IVF index updated in place vs a rebuild (issue 12)"),
     (
         "incremental_ivf_200k_noise10_rs.md",
