@@ -615,7 +615,9 @@ def recall_and_score(
     t0 = time.time()
     policies = PolicyMemo(
         index_path / POLICIES_FILE,
-        policy_keys(index.manifest, model_identity(model.info), seeds, seed_vectors, k),
+        policy_keys(
+            index.manifest, model_identity(model.info), seeds, seed_vectors, k, model.signals
+        ),
     )
     reused = policies.reusable() if reuse else None
     todo = seeds if reused is None else without_policies(seeds, reused.policies)
@@ -652,6 +654,8 @@ def recall_and_score(
     if combined is not None:
         cands, scored = combined
         neighbours.keep(index, reused.candidates)
+        # (none of the kept policies' seeds found anything: the columns an empty recall has)
+        cands = with_every_signal(cands, model.signals, lexical=model.lexical is not None)
     memo.save(cands, model.lexical)
     neighbours.save()
     policies.save(cands, scored, seeds.policies)

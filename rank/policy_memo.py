@@ -2,30 +2,34 @@
 
 A policy's recall and ranking are a function of the index version it searches (the
 inventory's items, contents and vectors), of its own seeds (their rows and vectors), of the
-model, of ``k`` and of riskrank's code; no other policy enters them: recall runs policy by
-policy (recall/recaller.py), and the booster, the calibration and the base rate are chosen
-per policy (``RiskRanker.variants``, ``RiskRanker.calibrate``). So a sweep over a standing
-index that finds the version it swept last time, the same model and a policy's same seeds
-takes that policy's candidate rows and scores from the last sweep instead of recalling and
-scoring them again. That is the day a new policy or new seeds arrive and the inventory did
-not move (retroactive matching, issue 12): only the new policy is recalled and scored, as
-only its seeds are embedded. The queue, its campaigns, exploration slots and reasons are
-made over all policies' rows together as always (an item's row is chosen across policies).
+model, of ``k`` and of the code (riskrank's, its numeric libraries' versions, a plug-in
+signal's source: ``code_digest``, ``signals_digest``); no other policy enters them: recall
+runs policy by policy (recall/recaller.py), and the booster, the calibration and the base
+rate are chosen per policy (``RiskRanker.variants``, ``RiskRanker.calibrate``). So a sweep
+over a standing index that finds the version it swept last time, the same model and a
+policy's same seeds takes that policy's candidate rows and scores from the last sweep
+instead of recalling and scoring them again. That is the day a new policy or new seeds
+arrive and the inventory did not move (retroactive matching, issue 12): only the new policy
+is recalled and scored, as only its seeds are embedded. The queue, its campaigns,
+exploration slots and reasons are made over all policies' rows together as always (an
+item's row is chosen across policies).
 
 The file (``cache/policies.parquet``, next to the other caches of rank/sweep_cache.py) holds
 the last sweep's candidate table with its scores, and per policy the digest (``policy_keys``)
-its rows were made under; it is rewritten by every sweep over the index, so it never holds
-more than one sweep. A policy is reused only where its digest matches and the last sweep's
-columns are the ones today's recall gives (names, order and types: a model with other
-signals, or evidence added by a newer riskrank, is recalled afresh). A file that cannot be
-read is ignored with a warning (rank/sweep_cache.py's rule: a cache can slow a sweep down,
-never break it).
+its rows were made under and how many rows it has; it is rewritten by every sweep over the
+index, so it never holds more than one sweep. A policy is reused only where its digest
+matches and the last sweep's columns are the ones today's recall gives (names, order and
+types: a model with other signals, or evidence added by a newer riskrank, is recalled
+afresh). A file that cannot be read, lacks a column or holds other row counts than its stamp
+says (rewritten by another tool: an outsider's finding) is ignored with a warning
+(rank/sweep_cache.py's rule: a cache can slow a sweep down, never break it).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +50,7 @@ log = get_logger(__name__)
 
 FILE = "cache/policies.parquet"
 # What the file's extra columns mean; a file of another format is not read.
-FORMAT = 1
+FORMAT = 2  # 2: rows per policy in the stamp
 _SCORES = {  # ScoredCandidates field -> column (the candidate columns come first)
     "scores": pa.field("__memo_score", pa.float64()),
     "proba": pa.field("__memo_proba", pa.float64()),
@@ -58,22 +62,58 @@ _SCORES = {  # ScoredCandidates field -> column (the candidate columns come firs
 }
 
 
+# Libraries whose numbers enter a policy's rows (a new release can move a score's last bits).
+LIBRARIES = ("faiss-cpu", "faiss-gpu", "lightgbm", "numpy", "pyarrow", "scikit-learn", "scipy")
+
+
 @functools.cache
 def code_digest() -> str:
-    """A digest of riskrank's own source files: rows a sweep made under other code (another
-    release, or a developer's edit) are not reused."""
+    """A digest of riskrank's own source files and of the versions of ``LIBRARIES``: rows a
+    sweep made under other code (another release, a developer's edit, an upgraded LightGBM)
+    are not reused."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    # Each package's own folder (a source checkout maps them to four; a wheel nests them).
+    files = {p.resolve() for d in _package_dirs() for p in Path(d).rglob("*.py")}
+    h = hashlib.sha256()
+    for path in sorted(files):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in LIBRARIES:
+        try:
+            h.update(f"{name}=={version(name)}\0".encode())
+        except PackageNotFoundError:
+            h.update(f"{name} absent\0".encode())
+    return h.hexdigest()
+
+
+def signals_digest(signals) -> str:
+    """The source files of the model's signal classes that live outside riskrank (a plug-in
+    registered with ``register_signal``: its evidence code may change under the same
+    ``describe()``); riskrank's own are in ``code_digest``."""
+    own = {Path(d).resolve() for d in _package_dirs()}
+    h = hashlib.sha256()
+    for signal in signals:
+        path = inspect.getsourcefile(type(signal))
+        if path is None:
+            h.update(f"{type(signal).__qualname__}: no source\0".encode())
+            continue
+        path = Path(path).resolve()
+        if not any(path.is_relative_to(d) for d in own):
+            h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _package_dirs() -> list[str]:
     import riskrank
     import riskrank.index
     import riskrank.rank
     import riskrank.recall
 
-    packages = (riskrank, riskrank.index, riskrank.rank, riskrank.recall)
-    # Each package's own folder (a source checkout maps them to four; a wheel nests them).
-    files = {p.resolve() for pkg in packages for d in pkg.__path__ for p in Path(d).rglob("*.py")}
-    h = hashlib.sha256()
-    for path in sorted(files):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
+    return [
+        d
+        for pkg in (riskrank, riskrank.index, riskrank.rank, riskrank.recall)
+        for d in pkg.__path__
+    ]
 
 
 def policy_keys(
@@ -82,16 +122,19 @@ def policy_keys(
     seeds: SeedSet,
     seed_vectors: dict[str, SignalBatch],
     k: int | None,
+    signals=(),
 ) -> dict[str, str] | None:
     """Per policy of ``seeds``, the digest of everything its rows depend on: the index
     version (its manifest), the model (``model_identity``), the policy's seed rows and their
-    vectors per signal, ``k`` and the code. None for a model never saved (its identity is
+    vectors per signal, ``k`` and the code (riskrank's, the libraries', and the model's
+    ``signals``' where they are plug-ins). None for a model never saved (its identity is
     unknown, so nothing is kept)."""
     if not model_id:
         return None
     common = [
         f"format={FORMAT}",
         code_digest(),
+        signals_digest(signals),
         manifest_digest(index_manifest),
         model_id,
         json.dumps(k),
@@ -199,9 +242,12 @@ class PolicyMemo:
         table = cands
         for field, f in _SCORES.items():
             table = table.append_column(f, values[field])
+        pols = cands.column("policy").to_pylist() if n else []
         stamp = {
             "format": FORMAT,
             "keys": {p: self.keys[p] for p in policies if p in self.keys},
+            # Rows per policy: a file that lost some (rewritten by another tool) is not read.
+            "rows": {p: pols.count(p) for p in policies},
             "policies": list(policies),
             "base_rates": {p: float(r) for p, r in scored.base_rates.items()},
         }
@@ -223,8 +269,23 @@ class PolicyMemo:
         except (OSError, ValueError, KeyError, AttributeError, pa.ArrowException) as exc:
             log.warning("ignoring the policies cache %s (%s)", self.path, exc)
             return
-        table = read_cache_table(self.path, schema, "policies cache", log)
-        if table is None or "policy" not in table.column_names:
+        wanted = (*_SCORES.values(), pa.field("policy", pa.string()))
+        have = {f.name: f.type for f in schema}
+        missing = [f.name for f in wanted if have.get(f.name) != f.type]
+        table = None if missing else read_cache_table(self.path, schema, "policies cache", log)
+        if table is not None:
+            counts = pc.value_counts(table["policy"]).to_pylist() if table.num_rows else []
+            rows = {c["values"]: c["counts"] for c in counts}
+            expected = stamp.get("rows")
+            if not isinstance(expected, dict) or any(
+                rows.get(p, 0) != n for p, n in expected.items()
+            ):
+                missing, table = ["the rows its stamp counts"], None
+        if missing:
+            log.warning(
+                "ignoring the policies cache %s (it lacks %s)", self.path, ", ".join(missing)
+            )
+        if table is None:
             return
         self._table, self._stored = table.replace_schema_metadata(None), stamp
 

@@ -291,6 +291,43 @@ def test_a_new_policy_s_day_recalls_and_scores_only_the_new_policy(
     assert_same_queue(day3, sweep(inv, edited, hashing_model, out_dir=tmp_path / "f3", **SWEEP))
 
 
+def test_a_policies_cache_that_lost_columns_or_rows_is_ignored(
+    tmp_path, inventory_items, seeds, hashing_model, hashing_signal
+):
+    """An outsider's finding: a file rewritten by another tool that kept the stamp but lost a
+    score column broke the sweep (KeyError), and one that lost a policy's rows dropped that
+    policy from the queue silently. Both are now ignored with a warning."""
+    from riskrank.rank.policy_memo import FILE, signals_digest
+
+    inv = inventory_items.drop(["label"])
+    phish = pa.table({"seed_id": ["p1"], "policy": ["phish"], "text": NEW_SEEDS[1:2]})
+    both = pa.concat_tables([seeds, phish], promote_options="default")
+    st_dir = tmp_path / "st"
+    want = sweep(inv, both, hashing_model, out_dir=tmp_path / "d0", index_dir=st_dir, **SWEEP)
+    kept = pq.read_table(st_dir / FILE)
+    damaged = {
+        "a column": kept.drop(["__memo_contributions"]),
+        "rows": kept.filter(pa.compute.equal(kept["policy"], "phish")),
+    }
+    for what, table in damaged.items():
+        pq.write_table(table.replace_schema_metadata(kept.schema.metadata), st_dir / FILE)
+        warned = []
+        handler = logging.Handler(logging.WARNING)
+        handler.emit = lambda record, said=warned: said.append(record.getMessage())
+        logging.getLogger("riskrank").addHandler(handler)
+        try:
+            got = sweep(
+                None, both, hashing_model, out_dir=tmp_path / what, index_dir=st_dir, **SWEEP
+            )
+        finally:
+            logging.getLogger("riskrank").removeHandler(handler)
+        assert any("ignoring the policies cache" in w for w in warned), (what, warned)
+        assert "policies_reused" not in got.report
+        assert_same_queue(got, want)
+    # A plug-in signal's own source is part of the key (its evidence code is not riskrank's).
+    assert signals_digest([hashing_signal]) != signals_digest([])
+
+
 def test_a_model_reading_a_signal_the_standing_index_lacks_is_refused_retroactively(
     tmp_path, inventory_items, seeds, history, hashing_model, hashing_signal
 ):
