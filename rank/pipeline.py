@@ -84,7 +84,7 @@ from riskrank.rank.policy_memo import (
     policy_rows,
     without_policies,
 )
-from riskrank.rank.queue import build_queue
+from riskrank.rank.queue import build_queue, near_copy_levels
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates, presence_levels, seed_matched
 from riskrank.rank.reasons import explain_queue
 from riskrank.rank.review import keep_pictures, lineage_info, lineage_tables, with_provenance
@@ -797,6 +797,7 @@ def finish_sweep(
     queue = build_queue(
         cands, scored, budget=None if arrange else budget, include_reviewed=include_reviewed,
         unlike=np.asarray(unlike_reviews(cands, coverage).to_pylist(), dtype=object),
+        strong=near_copy_levels(model.signals) if model is not None else None,
     )  # fmt: skip
     queue = arrange(queue, budget=budget) if arrange else queue
     if model is not None:  # does its policy's history cover the item?

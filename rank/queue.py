@@ -35,8 +35,9 @@ QUEUE_SCHEMA = pa.schema(
             pa.string(),
             "the closest seed's action when `risk_probability >= action_threshold`, else "
             "`escalate` (human review); cold, transferred and young (`policy_reviews`) "
-            "policies always escalate, and so do items `unlike_reviews` and seeds whose "
-            "action is `human_review`/`escalate`",
+            "policies always escalate, and so do items `unlike_reviews`, items a near-copy "
+            "of which reviewers found benign (`cleared_copy`), and seeds whose action is "
+            "`human_review`/`escalate`",
         ),
         doc_field("severity", pa.int8(), "of the closest seed (1-4)"),
         doc_field(
@@ -99,6 +100,13 @@ QUEUE_SCHEMA = pa.schema(
             "extrapolates (rank/coverage.py); null for a policy without that measure",
         ),
         doc_field(
+            "cleared_copy",
+            pa.float32(),
+            "similarity of the closest near-copy of the item that its policy's reviewers found "
+            "benign (at or above the signal's strong match level; null: none): such an item "
+            "is never actioned automatically",
+        ),
+        doc_field(
             "text_sha256",
             pa.string(),
             "sha256 of the item's whole text as swept (`text` holds its first 300 characters), "
@@ -114,20 +122,55 @@ QUEUE_SCHEMA = pa.schema(
 QUEUE_FRONT = tuple(QUEUE_SCHEMA.names)
 
 
+def near_copy_levels(signals) -> dict[str, float]:
+    """Each signal's strong match threshold: the similarity from which an item is a
+    near-copy of another."""
+    return {s.name: float(s.match_thresholds[1]) for s in signals}
+
+
+def cleared_copy(row: dict, strong: dict[str, float]) -> tuple[str, float] | None:
+    """The signal and similarity of a near-copy of the row's item that reviewers of its
+    policy found benign (``hist_<signal>_neg_max_sim`` at or above the signal's strong match
+    level, ``strong``), the closest such; None where there is none."""
+    best = None
+    for name, level in strong.items():
+        sim = row.get(f"hist_{name}_neg_max_sim")
+        if sim is not None and sim == sim and sim >= level and (best is None or sim > best[1]):
+            best = (name, float(sim))
+    return best
+
+
+def cleared_copies(table: pa.Table, strong: dict[str, float]) -> np.ndarray:
+    """``cleared_copy``'s similarity per row of ``table`` (NaN: none)."""
+    out = np.full(table.num_rows, np.nan)
+    for name, level in strong.items():
+        col = f"hist_{name}_neg_max_sim"
+        if col in table.column_names:
+            sims = np.nan_to_num(table[col].to_numpy(zero_copy_only=False).astype(float), nan=-1)
+            take = (sims >= level) & ~(out >= sims)
+            out[take] = sims[take]
+    return out
+
+
 def suggested_actions(
-    seed_action: np.ndarray, proba: np.ndarray, threshold: np.ndarray, unlike=None
+    seed_action: np.ndarray, proba: np.ndarray, threshold: np.ndarray, unlike=None, cleared=None
 ) -> np.ndarray:
     """The seed's action where the probability reaches a (finite) threshold, else escalate.
 
     ``unlike`` (per row, ``True``/``False``/``None``: ``unlike_reviews``): a row its
     policy's model extrapolates to escalates; the threshold's held-out precision says nothing
     of it (an outsider's mixed inventory: 215 comments unlike every spam review were
-    suggested for automatic removal)."""
+    suggested for automatic removal). ``cleared`` (per row, ``cleared_copies``; NaN: none): a
+    row a near-copy of which reviewers found benign escalates too: the removal would overrule a
+    reviewer's decision on the same content (an outsider's audit: a demo removal whose
+    closest review, a near-copy at 0.707, had been found benign)."""
     seed_action = np.asarray(seed_action, dtype=object)
     # dtype given: with no rows (every candidate already reviewed) numpy would infer float.
     automatic = np.array([a is not None and a not in NOT_AUTOMATIC for a in seed_action], bool)
     if unlike is not None:
         automatic &= np.array([not (u is True or u == 1) for u in unlike], dtype=bool)
+    if cleared is not None:
+        automatic &= np.isnan(np.asarray(cleared, float))
     with np.errstate(invalid="ignore"):
         reached = np.isfinite(threshold) & (proba >= threshold)
     return np.where(automatic & reached, seed_action, ESCALATE)
@@ -189,6 +232,7 @@ def build_queue(
     budget: int | None = None,
     include_reviewed: bool = False,
     unlike: np.ndarray | None = None,
+    strong: dict[str, float] | None = None,
 ) -> pa.Table:
     """One row per item (its riskiest policy), sorted by probability, score, then item id.
 
@@ -200,7 +244,9 @@ def build_queue(
     (rank/coverage.py; None: not known). An item whose riskiest policy's model extrapolates
     there, and which another policy's model, whose reviews do cover it, also finds violating
     (P >= 0.5), is queued under that other policy: two models agree it violates, and the one
-    that has seen such items says how much.
+    that has seen such items says how much. ``strong``: each signal's near-copy level
+    (its strong match threshold): an item a near-copy of which its policy's reviewers found
+    benign is escalated, never actioned automatically (``suggested_actions``).
     """
     check_columns(candidates, CANDIDATE_KEY_SCHEMA, what="candidates")
     n = candidates.num_rows
@@ -241,8 +287,9 @@ def build_queue(
     seed_action = np.asarray(table.column("action").to_pylist(), dtype=object)
     p = proba[rows]
     threshold = scored.action_threshold[rows]
+    cleared = cleared_copies(table, strong or {})
     action = suggested_actions(
-        seed_action, p, threshold, None if unlike is None else np.asarray(unlike)[rows]
+        seed_action, p, threshold, None if unlike is None else np.asarray(unlike)[rows], cleared
     )
     cols = {
         "rank": pa.array(np.arange(1, len(rows) + 1), pa.int64()),
@@ -254,6 +301,7 @@ def build_queue(
         "model": pa.array(variant[rows].tolist(), pa.string()),
         "calibration": pa.array(scored.calibration[rows].tolist(), pa.string()),
         "action_threshold": pa.array(threshold, pa.float64(), mask=~np.isfinite(threshold)),
+        "cleared_copy": pa.array(cleared, pa.float32(), mask=np.isnan(cleared)),
     }
     for name, col in cols.items():
         if name in table.column_names:

@@ -31,7 +31,7 @@ from riskrank.rank.phrases import (
     plain,
     shared_spans,
 )
-from riskrank.rank.queue import QUEUE_FRONT
+from riskrank.rank.queue import ESCALATE, QUEUE_FRONT, cleared_copy
 from riskrank.rank.reviewed import reviewed_elsewhere
 from riskrank.rank.sweep_cache import SpanCache, model_identity
 from riskrank.recall.history import POSITIVE_VERDICT, UNNAMED_SWEEP
@@ -680,8 +680,26 @@ def _explain_rows(
         if row.get("reviewed") == "changed" and reviewed.get("id") != row["item_id"]:
             own = _own_review(row, inputs.stored)
         probe = model.lexical is not None and row["policy"] in model.lexical.coefs
-        rows.append(_explain_row(row, text, inputs.contrib[i], seed, found, reviewed, own, probe))
+        row_out = _explain_row(row, text, inputs.contrib[i], seed, found, reviewed, own, probe)
+        held = _held_clause(row, strong)
+        if held:
+            row_out["explanation"] += f"; {held}"
+        rows.append(row_out)
     return rows
+
+
+def _held_clause(row: dict, strong: dict[str, float]) -> str | None:
+    """Why a row whose probability reached its automatic action is left to a reviewer, where
+    that is a near-copy reviewers found benign (rank/queue.py ``suggested_actions``)."""
+    p, t = row.get("risk_probability"), row.get("action_threshold")
+    if row.get("action") != ESCALATE or p is None or t is None or t != t or p < t:
+        return None
+    found = cleared_copy(row, strong)
+    if found is None:
+        return None
+    signal, sim = found
+    said = f"{_signal_words(signal)} similarity {sim:.2f}"
+    return f"left to a reviewer: a near-copy was found benign in review ({said})"
 
 
 def _with_columns(queue: pa.Table, cols: pa.Table) -> pa.Table:

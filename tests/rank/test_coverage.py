@@ -152,6 +152,48 @@ def test_an_item_unlike_its_riskiest_policys_reviews_goes_to_a_policy_that_cover
     assert plain["policy"].to_pylist() == ["spam"] * 4
 
 
+def test_an_item_a_near_copy_of_which_reviewers_cleared_is_never_actioned_automatically():
+    """An outsider's audit: a demo removal whose closest review, a near-copy (0.707, above
+    the 0.7 near-copy level), had been found benign: the removal overruled a reviewer's
+    decision on the same content. Such an item is left to a reviewer, and the sentence says
+    why."""
+    from riskrank.rank.queue import build_queue, near_copy_levels
+    from riskrank.rank.reasons import _held_clause
+
+    cands = pa.table(
+        {
+            "item_id": ["a", "b", "c", "d"],
+            "policy": ["spam"] * 4,
+            "action": ["remove"] * 4,
+            "matched_seed_ids": pa.array([[]] * 4, pa.list_(pa.string())),
+            "hist_text_neg_max_sim": pa.array([0.707, 0.69, None, 0.95], pa.float32()),
+        }
+    )
+    scored = _scored([0.99, 0.98, 0.97, 0.5])
+    scored = type(scored)(*[getattr(scored, f) for f in ("scores", "proba", "reasons",
+                          "variant", "calibration")], np.full(4, 0.9), {})  # fmt: skip
+
+    class Text:
+        name, match_thresholds = "text", (0.5, 0.7)
+
+    q = build_queue(cands, scored, strong=near_copy_levels([Text()]))
+    rows = {r["item_id"]: r for r in q.to_pylist()}
+    assert {i: r["action"] for i, r in rows.items()} == {
+        "a": "escalate",  # P 0.99 >= 0.9, but a near-copy was cleared
+        "b": "remove",  # its closest benign review is not a near-copy
+        "c": "remove",
+        "d": "escalate",  # below the threshold anyway
+    }
+    assert rows["a"]["cleared_copy"] == pytest.approx(0.707) and rows["b"]["cleared_copy"] is None
+    strong = {"text": 0.7}
+    said = _held_clause(rows["a"], strong)
+    assert (
+        said == "left to a reviewer: a near-copy was found benign in review (text similarity 0.71)"
+    )
+    assert _held_clause(rows["d"], strong) is None  # not held: its probability never reached it
+    assert _held_clause(rows["b"], strong) is None
+
+
 def test_an_item_unlike_its_policys_reviews_is_never_actioned_automatically():
     """An outsider's mixed inventory: the spam policy's threshold suggested removing 215
     comments that the sweep itself flagged as unlike every spam review."""
