@@ -267,28 +267,36 @@ class SignalNeighbours:
         """For those of ``positions`` (today) whose content is as it was and whose neighbours
         were stored: (their positions, neighbours as today's positions (-1: gone or changed
         since, or none), similarities, complete-to levels), ``width`` columns."""
-        empty = np.zeros(0, np.int64)
-        if self._stored is None or not len(positions):
-            return empty, np.zeros((0, width), np.int64), np.zeros((0, width)), np.zeros(0)
-        old = self.before[positions]
-        lists = self._stored.column("neighbours")
-        has = old >= 0
-        has[has] = pc.is_valid(lists.take(pa.array(old[has]))).to_numpy(zero_copy_only=False)
-        rows, old = positions[has], old[has]
+        rows, out_pos, out_sim, levels, _ = self._lists(positions, width)
+        out_sim[out_pos < 0] = -np.inf
+        return rows, out_pos, out_sim, np.nan_to_num(levels, nan=-np.inf)
+
+    def _lists(self, positions: np.ndarray, width: int | None):
+        """``stored``'s lists as they were read (a gone neighbour at -1 keeps its similarity)
+        and each one's length; ``width`` None: the longest list's."""
+        rows = np.zeros(0, np.int64)
+        if self._stored is not None and len(positions):
+            old = self.before[positions]
+            lists = self._stored.column("neighbours")
+            has = old >= 0
+            has[has] = pc.is_valid(lists.take(pa.array(old[has]))).to_numpy(zero_copy_only=False)
+            rows, old = positions[has], old[has]
+        if not len(rows):
+            w = width or 0
+            return rows, np.zeros((0, w), np.int64), np.zeros((0, w)), np.zeros(0), rows
         nbr = self._stored.column("neighbours").take(pa.array(old)).combine_chunks()
         sim = self._stored.column("similarities").take(pa.array(old)).combine_chunks()
         lens = np.diff(nbr.offsets.to_numpy())
+        width = int(lens.max()) if width is None else width
         out_pos = np.full((len(rows), width), -1, np.int64)
         out_sim = np.full((len(rows), width), -np.inf)
         at = (np.repeat(np.arange(len(rows)), lens), _ranks(lens))
-        flat_nbr = pc.list_flatten(nbr).to_numpy().astype(np.int64)
-        out_pos[at] = self.to_today[flat_nbr]
+        out_pos[at] = self.to_today[pc.list_flatten(nbr).to_numpy().astype(np.int64)]
         out_sim[at] = pc.list_flatten(sim).to_numpy()
-        out_sim[out_pos < 0] = -np.inf
         levels = (
             self._stored.column("complete_to").take(pa.array(old)).to_numpy(zero_copy_only=False)
         )
-        return rows, out_pos, out_sim, np.nan_to_num(levels, nan=-np.inf)
+        return rows, out_pos, out_sim, levels, lens
 
     def record(self, rows, nbr_positions, sims, count, levels) -> None:
         """Each of ``rows``' first ``count`` neighbours (today's positions, best first) and
@@ -304,29 +312,9 @@ class SignalNeighbours:
         """Record the stored lists of ``positions`` (today's) again, as they were, where the
         item and every neighbour in its list are as they were (the others are searched whole
         by the next sweep that needs them)."""
-        if self._stored is None or not len(positions):
-            return
-        old = self.before[positions]
-        lists = self._stored.column("neighbours")
-        has = old >= 0
-        has[has] = pc.is_valid(lists.take(pa.array(old[has]))).to_numpy(zero_copy_only=False)
-        rows, old = positions[has], old[has]
-        if not len(rows):
-            return
-        nbr = lists.take(pa.array(old)).combine_chunks()
-        sim = self._stored.column("similarities").take(pa.array(old)).combine_chunks()
-        lens = np.diff(nbr.offsets.to_numpy())
-        width = int(lens.max()) if len(lens) else 0
-        out_pos = np.full((len(rows), width), -1, np.int64)
-        out_sim = np.full((len(rows), width), -np.inf)
-        at = (np.repeat(np.arange(len(rows)), lens), _ranks(lens))
-        out_pos[at] = self.to_today[pc.list_flatten(nbr).to_numpy().astype(np.int64)]
-        out_sim[at] = pc.list_flatten(sim).to_numpy()
-        whole = (out_pos >= 0).sum(axis=1) == lens
-        levels = (
-            self._stored.column("complete_to").take(pa.array(old)).to_numpy(zero_copy_only=False)
-        )
-        self.record(rows[whole], out_pos[whole], out_sim[whole], lens[whole], levels[whole])
+        rows, nbrs, sims, levels, lens = self._lists(positions, None)
+        whole = (nbrs >= 0).sum(axis=1) == lens
+        self.record(rows[whole], nbrs[whole], sims[whole], lens[whole], levels[whole])
 
     def for_task(self) -> SignalNeighbours:
         """This view without the ids and keys (``NeighbourMemo.for_tasks``), nothing recorded."""
