@@ -764,6 +764,7 @@ def _row_column(name: str) -> bool:
     """The queue columns the reasons read (the rest of a wide queue is not copied to Python)."""
     return (
         name in ("item_id", "policy", "action", "reviewed", "previous_verdict")
+        or name in ("risk_probability", "action_threshold")  # (a held-back action's clause)
         or name == "reviewed_elsewhere"
         or name.startswith("hist_")
         or name.endswith(("_best_seed_id", "_best_sim", "_best_distance", "_quality", "_best_rank"))

@@ -158,7 +158,7 @@ def test_an_item_a_near_copy_of_which_reviewers_cleared_is_never_actioned_automa
     decision on the same content. Such an item is left to a reviewer, and the sentence says
     why."""
     from riskrank.rank.queue import build_queue, near_copy_levels
-    from riskrank.rank.reasons import _held_clause
+    from riskrank.rank.reasons import _held_clause, _row_column
 
     cands = pa.table(
         {
@@ -186,6 +186,11 @@ def test_an_item_a_near_copy_of_which_reviewers_cleared_is_never_actioned_automa
     }
     assert rows["a"]["cleared_copy"] == pytest.approx(0.707) and rows["b"]["cleared_copy"] is None
     strong = {"text": 0.7}
+    # As the reasons step reads a row: the columns it copies to Python (the first form of
+    # this clause never fired in a sweep: the probability and threshold were not among them).
+    rows = {
+        r["item_id"]: r for r in q.select([c for c in q.column_names if _row_column(c)]).to_pylist()
+    }
     said = _held_clause(rows["a"], strong)
     assert (
         said == "left to a reviewer: a near-copy was found benign in review (text similarity 0.71)"
