@@ -93,6 +93,19 @@ def _grades_from_text(table: pa.Table) -> tuple[pa.Table, dict[int, str]]:
 
 
 POSITIVE_VERDICT = 2  # "violating": what positives, probes and probabilities are about
+# The order of a candidate's history columns (``ReviewedExemplars.evidence``), with or
+# without reviews of its policy.
+EVIDENCE_ORDER = (
+    "nearest_id",
+    "nearest_sim",
+    "nearest_verdict",
+    "n_near_violating",
+    "probe_score",
+    "pos_max_sim",
+    "neg_max_sim",
+    "knn_score",
+    "knn_verdict",
+)
 PROBE_C = 1.0
 EXCERPT_CHARS = 300  # of reviewed text kept with the exemplars, for reasons and reports
 HISTORY_SCHEMA = pa.schema(
@@ -316,10 +329,12 @@ class ReviewedExemplars:
         rows = self._by_policy.get(policy)
         pre = f"hist_{self.signal_name}_"
         if rows is None or len(rows) == 0 or n == 0:
-            out = {pre + c.suffix: nan.copy() for c in HISTORY_EVIDENCE}
-            out.update({pre + c.suffix: nan.copy() for c in HISTORY_NEAREST})
+            out = {pre + c.suffix: nan.copy() for c in HISTORY_EVIDENCE + HISTORY_NEAREST}
             out[pre + "nearest_id"] = np.full(n, None, dtype=object)
-            return out
+            # In the order a policy with reviews gives them: recall's columns (and a model's
+            # features, taken in table order) then do not depend on which policy comes first
+            # (rank/policy_memo.py joins policies recalled on different days).
+            return {name: out[name] for name in (pre + s for s in EVIDENCE_ORDER)}
         if self.binary_bits:
             item_vectors = hash_signs(item_vectors, self.binary_bits)
         ex = self.vectors[rows]

@@ -617,13 +617,7 @@ def _finish(tables: list[pa.Table], index: InventoryIndex) -> pa.Table:
         if field.name in table.column_names and table.schema.field(field.name).type != field.type:
             i = table.column_names.index(field.name)
             table = table.set_column(i, field.name, table.column(field.name).cast(field.type))
-    # The contract's order, then the rest as found: a policy with reviews and one without
-    # gave the history columns in two orders, so a recall's columns depended on which
-    # policy came first (rank/policy_memo.py joins policies recalled on different days).
-    contract = [f.name for f in candidate_schema(signals, has_hist)]
-    present = set(table.column_names)
-    order = front + [c for c in contract if c in present and c not in front]
-    table = table.select(order + [c for c in table.column_names if c not in set(order)])
+    table = table.select(front + [c for c in table.column_names if c not in front])
     meta = index.items
     extra = [c for c in meta.column_names if c not in table.column_names]
     if extra:

@@ -55,3 +55,30 @@ def test_of_equally_close_reviews_the_first_stored_is_the_nearest():
         out = _nearest("x_", s, p, verdict, ids, verdict[p] >= 2, None)
         assert out["x_nearest_id"].tolist() == ["h2", None, "h3"]
         assert out["x_nearest_verdict"][[0, 2]].tolist() == [2.0, 0.0]
+
+
+def test_a_policy_with_reviews_and_one_without_give_their_columns_in_one_order():
+    """A recall's columns followed the first policy's: a policy without reviews gave its
+    history columns in another order than one with, so two days' candidates of one policy
+    could not be joined (rank/policy_memo.py), and a model's features (taken in table order)
+    depended on which policy came first."""
+    import pyarrow as pa
+
+    from riskrank.recall.history import ReviewedExemplars
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(20, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    table = pa.table(
+        {
+            "item_id": [f"h{i}" for i in range(20)],
+            "policy": ["scam"] * 20,
+            "verdict": [2 if i % 2 else 0 for i in range(20)],
+        }
+    )
+    ex = ReviewedExemplars("text", vectors, table)
+    items = np.array(["a", "b"], dtype=object)
+    reviewed = ex.evidence("scam", items, vectors[:2], exclude_self=False)
+    unreviewed = ex.evidence("insult", items, vectors[:2], exclude_self=False)
+    assert list(reviewed) == list(unreviewed)
+    assert list(ex.evidence("scam", items[:0], vectors[:0], exclude_self=False)) == list(reviewed)
