@@ -449,6 +449,7 @@ def sweep(
             cands, scored, t_recall, memo_report = recall_and_score(
                 engine, index, index_path, model, seeds, k=k, progress=show_progress,
                 seed_vectors={n: b for n, b in seed_vectors.items() if n in index.signals},
+                keep=bool(out_dir or index_dir),  # (else a temporary index: gone after this)
             )  # fmt: skip
             extra = {
                 "engine": engine.name,
@@ -604,21 +605,20 @@ def queued_items(queue: pa.Table) -> set[str]:
 
 def recall_and_score(
     engine, index, index_path: Path, model: RiskModel, seeds: SeedSet, *, k, progress,
-    seed_vectors: dict[str, SignalBatch], reuse: bool = True,
+    seed_vectors: dict[str, SignalBatch], reuse: bool = True, keep: bool = True,
 ) -> tuple[pa.Table, ScoredCandidates, float, dict]:  # fmt: skip
     """``engine.recall`` and ``engine.score`` with what the last sweep over this index left at
     hand (rank/policy_memo.py: the rows of policies whose index version, seeds and model are
     unchanged; rank/sweep_cache.py: the lexical probe's scores of its texts;
     recall/neighbours.py: its items' neighbourhoods); this sweep's are kept for the next one.
     Returns the candidates, their scores, recall's seconds and what the report says of the
-    reused policies. ``reuse=False``: no policy's rows are taken from the last sweep."""
+    reused policies. ``reuse=False``: no policy's rows are taken from the last sweep;
+    ``keep=False``: none are written for the next (an index that is gone after the sweep)."""
     t0 = time.time()
-    policies = PolicyMemo(
-        index_path / POLICIES_FILE,
-        policy_keys(
-            index.manifest, model_identity(model.info), seeds, seed_vectors, k, model.signals
-        ),
+    keys = policy_keys(
+        index.manifest, model_identity(model.info), seeds, seed_vectors, k, model.signals
     )
+    policies = PolicyMemo(index_path / POLICIES_FILE, keys if keep else None)
     reused = policies.reusable() if reuse else None
     todo = seeds if reused is None else without_policies(seeds, reused.policies)
     memo = LexicalMemo(index_path / LEXICAL_FILE, model_identity(model.info))
@@ -649,7 +649,7 @@ def recall_and_score(
     if reused is not None and combined is None:  # other columns: every policy afresh
         return recall_and_score(
             engine, index, index_path, model, seeds, k=k, progress=progress,
-            seed_vectors=seed_vectors, reuse=False,
+            seed_vectors=seed_vectors, reuse=False, keep=keep,
         )  # fmt: skip
     if combined is not None:
         cands, scored = combined
