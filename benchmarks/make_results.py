@@ -70,6 +70,10 @@ PARTS = [
         "incremental_auto_epyc_s53b.md",
         "Daily sweeps at 36861b0 on the Zen 5 EPYC: with the policies cache (12)",
     ),
+    (
+        "incremental_auto_epyc_s53_120k.md",
+        "Daily sweeps at 120,000 items on an IVF index, MiniLM, Zen 5 EPYC (12)",
+    ),
     ("incremental_ivf.md", "Daily sweeps: an IVF index updated in place vs a rebuild (issue 12)"),
     (
         "incremental_ivf_200k_noise10_rs.md",

@@ -438,6 +438,27 @@ def test_both_engines_update_a_standing_index_the_same_way(cluster, data, single
     assert cached[0].equals(cached[1]) and not cached[0].equals(day0)
 
 
+def test_a_new_policys_day_on_ray_takes_the_other_policy_from_the_last_sweep(
+    cluster, data, model, single, tmp_path
+):
+    """rank/policy_memo.py on Ray: a policy whose version, seeds and model are unchanged is
+    taken from the last (local) sweep; Ray recalls and scores the new one from its subset of
+    the seeds and of their vectors; the queue is the one a sweep of everything gives."""
+    import shutil
+
+    index = tmp_path / "index"
+    shutil.copytree(single.out_dir / "index", index)
+    seeds = data["seeds"]
+    scam = seeds.filter(pa.compute.equal(seeds["policy"], "scam"))
+    sweep(None, scam, model, index_dir=index, k=K, show_progress=False)
+    on_ray = sweep(
+        None, seeds, model, index_dir=index, k=K, engine=on_cluster(), show_progress=False
+    )
+    assert on_ray.report["policies_reused"] == ["scam"]
+    assert_same_queue(on_ray.queue, single.queue)
+    assert_same_candidates(on_ray.candidates, single.candidates)
+
+
 def test_train_embeds_history_on_ray_into_the_same_model(cluster, data, model, single, tmp_path):
     on_ray = train(
         data["history"],
