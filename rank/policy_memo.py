@@ -264,6 +264,9 @@ class PolicyMemo:
             stamp = json.loads((schema.metadata or {}).get(b"memo", b"{}"))
             if stamp.get("format") != FORMAT:
                 return
+            shapes = {"keys": dict, "rows": dict, "base_rates": dict, "policies": list}
+            if not all(isinstance(stamp.get(k), t) for k, t in shapes.items()):
+                raise ValueError("its stamp is not one this riskrank writes")
             if not any(stamp["keys"].get(p) == key for p, key in self.keys.items()):
                 return  # nothing to reuse: the table is not read at all
         except (OSError, ValueError, KeyError, AttributeError, pa.ArrowException) as exc:

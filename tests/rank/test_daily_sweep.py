@@ -305,12 +305,15 @@ def test_a_policies_cache_that_lost_columns_or_rows_is_ignored(
     st_dir = tmp_path / "st"
     want = sweep(inv, both, hashing_model, out_dir=tmp_path / "d0", index_dir=st_dir, **SWEEP)
     kept = pq.read_table(st_dir / FILE)
+    stamp = json.loads(kept.schema.metadata[b"memo"])
+    bare = json.dumps({k: v for k, v in stamp.items() if k != "policies"})
     damaged = {
-        "a column": kept.drop(["__memo_contributions"]),
-        "rows": kept.filter(pa.compute.equal(kept["policy"], "phish")),
+        "a column": (kept.drop(["__memo_contributions"]), kept.schema.metadata),
+        "rows": (kept.filter(pa.compute.equal(kept["policy"], "phish")), kept.schema.metadata),
+        "its stamp's policies": (kept, {b"memo": bare.encode()}),
     }
-    for what, table in damaged.items():
-        pq.write_table(table.replace_schema_metadata(kept.schema.metadata), st_dir / FILE)
+    for what, (table, metadata) in damaged.items():
+        pq.write_table(table.replace_schema_metadata(metadata), st_dir / FILE)
         warned = []
         handler = logging.Handler(logging.WARNING)
         handler.emit = lambda record, said=warned: said.append(record.getMessage())
