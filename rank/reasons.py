@@ -681,16 +681,18 @@ def _explain_rows(
             own = _own_review(row, inputs.stored)
         probe = model.lexical is not None and row["policy"] in model.lexical.coefs
         row_out = _explain_row(row, text, inputs.contrib[i], seed, found, reviewed, own, probe)
-        held = _held_clause(row, strong)
+        held = _held_clause(row, strong, reviewed)
         if held:
             row_out["explanation"] += f"; {held}"
         rows.append(row_out)
     return rows
 
 
-def _held_clause(row: dict, strong: dict[str, float]) -> str | None:
+def _held_clause(row: dict, strong: dict[str, float], reviewed: dict | None = None) -> str | None:
     """Why a row whose probability reached its automatic action is left to a reviewer, where
-    that is a near-copy reviewers found benign (rank/queue.py ``suggested_actions``)."""
+    that is a near-copy reviewers found benign (rank/queue.py ``suggested_actions``). Where
+    the sentence already names that review (``reviewed``: the closest, benign, as close), it
+    is not said twice."""
     p, t = row.get("risk_probability"), row.get("action_threshold")
     if row.get("action") != ESCALATE or p is None or t is None or t != t or p < t:
         return None
@@ -698,6 +700,13 @@ def _held_clause(row: dict, strong: dict[str, float]) -> str | None:
     if found is None:
         return None
     signal, sim = found
+    if (
+        reviewed
+        and _benign(reviewed)
+        and reviewed.get("signal") == signal
+        and f"{reviewed.get('similarity') or 0:.2f}" == f"{sim:.2f}"
+    ):
+        return "left to a reviewer, as that reviewed item is a near-copy"
     said = f"{_signal_words(signal)} similarity {sim:.2f}"
     return f"left to a reviewer: a near-copy was found benign in review ({said})"
 

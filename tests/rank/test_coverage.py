@@ -195,6 +195,13 @@ def test_an_item_a_near_copy_of_which_reviewers_cleared_is_never_actioned_automa
     assert (
         said == "left to a reviewer: a near-copy was found benign in review (text similarity 0.71)"
     )
+    # The sentence names that review already ("the closest reviewed item h7 was found benign
+    # (text similarity 0.71)", the demo's one held row): not said twice.
+    named = {"id": "h7", "verdict": 0, "similarity": 0.7069, "signal": "text"}
+    assert _held_clause(rows["a"], strong, named) == (
+        "left to a reviewer, as that reviewed item is a near-copy"
+    )
+    assert _held_clause(rows["a"], strong, {**named, "verdict": 2}) == said
     assert _held_clause(rows["d"], strong) is None  # not held: its probability never reached it
     assert _held_clause(rows["b"], strong) is None
 
