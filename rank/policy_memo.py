@@ -307,12 +307,7 @@ def policy_rows(
     order (``part``: ``seeds`` filtered, as ``without_policies`` makes it)."""
     policy_of = np.asarray(seeds.table.column("policy").to_pylist(), dtype=object)
     rows = np.flatnonzero(np.isin(policy_of, np.asarray(part.policies, dtype=object)))
-    return {
-        n: SignalBatch(b.vectors[rows], np.asarray(b.ok)[rows], [b.reasons[i] for i in rows])
-        if b.reasons
-        else SignalBatch(b.vectors[rows], np.asarray(b.ok)[rows])
-        for n, b in seed_vectors.items()
-    }
+    return {n: b.take(rows) for n, b in seed_vectors.items()}
 
 
 def combine(

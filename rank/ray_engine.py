@@ -40,7 +40,6 @@ from riskrank.index.ray_engine.embed import ItemEmbedder, materialize_signals
 from riskrank.index.ray_engine.engine import PLAN_KEYS, RayEngine
 from riskrank.index.run_log import get_logger
 from riskrank.index.schema import ITEM_ID
-from riskrank.index.signals.base import SignalBatch
 from riskrank.index.standing import pinned
 from riskrank.index.store import InventoryIndex
 from riskrank.rank.model import RiskModel
@@ -125,12 +124,7 @@ def _recall(
     with pinned(built.path, reopens=True):
         for policy in seeds.policies:  # recall's own policy order
             rows = np.flatnonzero(policy_of == policy)
-            vecs = {
-                n: SignalBatch(
-                    b.vectors[rows], b.ok[rows], [b.reasons[i] for i in rows] if b.reasons else []
-                )
-                for n, b in seed_vectors.items()
-            }
+            vecs = {n: b.take(rows) for n, b in seed_vectors.items()}
             pending.append(
                 task.remote(index, seeds.for_policy(policy), vecs, k, exemplars, lexical, memo_ref)
             )

@@ -31,7 +31,7 @@ from riskrank.rank.phrases import (
     plain,
     shared_spans,
 )
-from riskrank.rank.queue import ESCALATE, QUEUE_FRONT, cleared_copy
+from riskrank.rank.queue import ESCALATE, QUEUE_FRONT, cleared_copy, near_copy_levels
 from riskrank.rank.reviewed import reviewed_elsewhere
 from riskrank.rank.sweep_cache import SpanCache, model_identity
 from riskrank.recall.history import POSITIVE_VERDICT, UNNAMED_SWEEP
@@ -660,7 +660,7 @@ def _explain_rows(
 ) -> list[dict]:
     """The reasons of each of ``inputs``' rows (``EXPLANATION_SCHEMA``)."""
     weak = {s.name: float(s.match_thresholds[0]) for s in model.signals}
-    strong = {s.name: float(s.match_thresholds[1]) for s in model.signals}
+    strong = near_copy_levels(model.signals)
     coverage = getattr(model.ranker, "coverage_", {})
     floors = {s.name: s.quality_floor for s in model.signals if hasattr(s, "quality_floor")}
     closest = [

@@ -82,6 +82,16 @@ class SignalBatch:
     reasons: list[str | None] = field(default_factory=list)
     evidence: dict[str, np.ndarray] = field(default_factory=dict)
 
+    def take(self, rows: np.ndarray) -> SignalBatch:
+        """The batch of ``rows`` (positions into this one), in their order: one policy's seeds
+        of a seed table's (rank/ray_engine.py, rank/policy_memo.py)."""
+        return SignalBatch(
+            self.vectors[rows],
+            np.asarray(self.ok)[rows],
+            [self.reasons[i] for i in rows] if self.reasons else [],
+            {k: np.asarray(v)[rows] for k, v in self.evidence.items()},
+        )
+
 
 @dataclass
 class Comparison:
