@@ -231,6 +231,29 @@ def compare_queues(a: str, b: str) -> dict:
     }
 
 
+def campaigns_kept(a: Path, b: Path) -> dict:
+    """Of the rows (item, policy) queued on both days: how many kept their ``campaign_id``,
+    and how many kept the same campaign members (counting only rows queued on both days)."""
+    cols = ["item_id", "policy", "campaign_id"]
+    qa, qb = (pq.read_table(Path(d) / "queue.parquet", columns=cols).to_pylist() for d in (a, b))
+    ca = {(r["item_id"], r["policy"]): r["campaign_id"] for r in qa}
+    cb = {(r["item_id"], r["policy"]): r["campaign_id"] for r in qb}
+    both = [key for key in ca if key in cb]
+
+    def members(cid_of: dict) -> dict:
+        out: dict = {}
+        for key in both:
+            out.setdefault(cid_of[key], set()).add(key)
+        return {key: frozenset(out[cid_of[key]]) for key in both}
+
+    ma, mb = members(ca), members(cb)
+    return {
+        "rows_both_days": len(both),
+        "same_id": sum(ca[key] == cb[key] for key in both),
+        "same_members": sum(ma[key] == mb[key] for key in both),
+    }
+
+
 def same_candidates(a: Path, b: Path) -> dict:
     """Whether both sweeps' candidate tables (every evidence column, e.g. the density that a
     standing index's sweep merges from the last sweep's neighbourhoods) are equal bit for bit;
@@ -343,6 +366,7 @@ def run(
     days["day1"] = {"standing": d1, "scratch": d1s, "queue": compare_queues(
         root / "d1", root / "d1-scratch")}  # fmt: skip
     days["day1"]["vectors"] = vector_differences(root / "standing", root / "d1-scratch" / "index")
+    days["day1"]["campaigns"] = campaigns_kept(root / "d0", root / "d1")
     d2 = run_sweep(spec(None, "seeds_day2", "d2", standing))
     d2s = run_sweep(spec(paths["day1"], "seeds_day2", "d2-scratch"))
     days["day2"] = {"standing": d2, "scratch": d2s, "queue": compare_queues(
@@ -547,6 +571,16 @@ def markdown(res: dict, args, load_before, load_after, seconds: float) -> str:
                 else " (each text is padded to its own length, so its vector does not depend "
                 "on which texts share its batch: index/signals/text.py `encode_padded`)."
             ),
+        ]
+    kept = res["days"]["day1"].get("campaigns")
+    if kept and kept["rows_both_days"]:
+        n = kept["rows_both_days"]
+        lines += [
+            "",
+            f"Campaign ids kept from day 0 to day 1 (standing sweeps): {kept['same_id']:,} of "
+            f"the {n:,} rows queued on both days ({kept['same_id'] / n:.1%}); "
+            f"{kept['same_members']:,} ({kept['same_members'] / n:.1%}) kept the same members "
+            "among those rows.",
         ]
     lines += [
         "",

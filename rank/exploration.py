@@ -55,6 +55,7 @@ from riskrank.index.store import InventoryIndex
 from riskrank.rank.campaigns import (
     CAMPAIGN_THRESHOLDS,
     LINK_RULE,
+    campaign_ids,
     campaign_view,
     find_campaigns,
 )
@@ -302,15 +303,13 @@ def _campaigns_as_queued(queue: pa.Table) -> pa.Table:
     each column in its place."""
     cids = queue["campaign_id"].to_pylist()
     ids = queue["item_id"].to_pylist()
-    rep: dict[str, str] = {}
     size: Counter = Counter()
     rank = []
-    for cid, item_id in zip(cids, ids):
-        rep.setdefault(cid, item_id)
+    for cid in cids:
         size[cid] += 1
         rank.append(size[cid])
     cols = {
-        "campaign_id": pa.array([f"c-{rep[c]}" for c in cids], pa.string()),
+        "campaign_id": pa.array(campaign_ids(cids, ids), pa.string()),
         "campaign_size": pa.array([size[c] for c in cids], pa.int64()),
         "campaign_rank": pa.array(rank, pa.int64()),
     }
