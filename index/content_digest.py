@@ -22,6 +22,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from riskrank.index.paths import max_image_bytes, resolve_image_path
 from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, ITEM_ID, TEXT
@@ -165,26 +166,90 @@ def row_digests(
     out: list[str] = []
     for start in range(0, table.num_rows, _BATCH):
         part = table.slice(start, _BATCH)
-        cols = [(n, _values(part, n, read)) for n in names]
-        for r in range(part.num_rows):
-            h = hashlib.sha256()
-            for name, values in cols:
-                value = values[r]
-                if name == IMAGE:
-                    sha = picture_shas[start + r] if picture_shas is not None else None
-                    if sha is not None and value[0] is None:
-                        value = (PictureSha(sha), value[1])
-                    value = _image_token(*value, base_dirs)
-                elif text_as_seen and name == TEXT and isinstance(value, str):
-                    value = seen_text(value)
-                if skip_nulls and value is None:
-                    continue
-                h.update(_encode(name))
-                h.update(_encode(value))
-                if name == IMAGE_PATH:
-                    h.update(_file_token(values[r], base_dirs))
-            out.append(h.hexdigest()[:16])
+        pieces = []
+        for name in names:
+            cell_by_cell = name in (IMAGE, IMAGE_PATH) or (text_as_seen and name == TEXT)
+            piece = None if cell_by_cell else _string_piece(part.column(name), name, skip_nulls)
+            if piece is None:
+                shas = None
+                if picture_shas is not None:
+                    shas = picture_shas[start : start + part.num_rows]
+                piece = _cell_pieces(part, name, read, base_dirs, skip_nulls, shas, text_as_seen)
+            pieces.append(piece)
+        out += _digests(pieces, part.num_rows)
     return out
+
+
+_EMPTY = pa.scalar(b"", pa.large_binary())
+
+
+def _digests(pieces: list[pa.Array], rows: int) -> list[str]:
+    """Per row, the sha256 (16 hex digits) of its pieces joined in order: one hash of the
+    bytes the per-entry updates fed before (a stream's digest does not depend on where it is
+    cut), so digests stored by an earlier riskrank still match."""
+    if not pieces:
+        return [hashlib.sha256(b"").hexdigest()[:16]] * rows
+    joined = pc.binary_join_element_wise(*pieces, _EMPTY)
+    out: list[str] = []
+    sha = hashlib.sha256
+    for start in range(0, rows, 1024):  # (Python bytes of a slice at a time)
+        out += [sha(b).hexdigest()[:16] for b in joined.slice(start, 1024).to_pylist()]
+    return out
+
+
+def _string_piece(column: pa.ChunkedArray, name: str, skip_nulls: bool) -> pa.Array | None:
+    """``_encode(name) + _encode(cell)`` of each cell of a string column, made by Arrow
+    rather than cell by cell (a daily sweep digests its inventory rows in 4 calls: at
+    300,000 ads, 3.5 s of a 28 s profiled run); None where that is not the same bytes: another
+    type, or a cell that is not valid UTF-8 (``_cells`` decodes those with
+    ``surrogateescape``, ``_encode`` writes them with ``surrogatepass``)."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return None
+    column = column.combine_chunks()
+    try:
+        column.validate(full=True)
+    except pa.ArrowInvalid:
+        return None
+    values = string_bytes(column).cast(pa.large_binary())
+    lengths = pc.binary_length(values).fill_null(0).to_numpy().astype("<u8")
+    prefix = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(8), len(values), [None, pa.py_buffer(lengths.tobytes())]
+    ).cast(pa.large_binary())
+    head = pa.scalar(_encode(name) + b"S", pa.large_binary())
+    cells = pc.binary_join_element_wise(head, prefix, values, _EMPTY)
+    null = b"" if skip_nulls else _encode(name) + _encode(None)
+    return pc.if_else(pc.is_null(values), pa.scalar(null, pa.large_binary()), cells)
+
+
+def _cell_pieces(
+    part: pa.Table,
+    name: str,
+    read: Sequence[str],
+    base_dirs: Sequence[object],
+    skip_nulls: bool,
+    picture_shas: Sequence[bytes | None] | None,
+    text_as_seen: bool,
+) -> pa.Array:
+    """``_string_piece`` for any entry, a cell at a time: pictures (``_image_token``), paths
+    (and the file each names), texts as seen, numbers and other types."""
+    out = []
+    for r, value in enumerate(_values(part, name, read)):
+        cell = value
+        if name == IMAGE:
+            sha = picture_shas[r] if picture_shas is not None else None
+            if sha is not None and value[0] is None:
+                value = (PictureSha(sha), value[1])
+            value = _image_token(*value, base_dirs)
+        elif text_as_seen and name == TEXT and isinstance(value, str):
+            value = seen_text(value)
+        if skip_nulls and value is None:
+            out.append(b"")
+            continue
+        piece = _encode(name) + _encode(value)
+        if name == IMAGE_PATH:
+            piece += _file_token(cell, base_dirs)
+        out.append(piece)
+    return pa.array(out, pa.large_binary())
 
 
 # The joint entry of the image columns in a digest: not a name a table's column can have
