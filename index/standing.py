@@ -138,7 +138,7 @@ from riskrank.index.schema import (
     validate_inventory,
 )
 from riskrank.index.signals.base import IndexKind, Signal
-from riskrank.index.signals.images import CHANGED_WHILE_READ, PASSING_FAILURES
+from riskrank.index.signals.images import CHANGED_WHILE_READ, PASSING_FAILURES, UNRECOGNISED
 from riskrank.index.store import KEYS, IndexMismatchError, InventoryIndex, SignalIndex
 from riskrank.index.tables import (
     SchemaError,
@@ -1092,9 +1092,10 @@ LOST_FOLDER_MIN = 10  # picture files not found, none read: a wrong folder, not 
 
 
 def _refuse_lost_folder(delta: dict, prev: dict) -> None:
-    """Refuse an update in which a signal found none of the picture files it was to read, and
-    could not find those of at least ``LOST_FOLDER_MIN`` items whose pictures the current
-    version holds, at least half of them: a sweep run without its
+    """Refuse an update in which a signal found none of the picture files it was to read (or
+    decoded none of the pictures it was given), and could not use those of at least
+    ``LOST_FOLDER_MIN`` items whose pictures the current version holds, at least half of
+    them: a sweep run without its
     ``--image-base-dir`` (or from another directory) wrote a version without a picture,
     warned, and the next right run embedded them all again (an outsider's report). Nothing is
     written; the current version stays, as for an inventory none of whose rows passes."""
@@ -1118,6 +1119,21 @@ def _refuse_lost_folder(delta: dict, prev: dict) -> None:
                 f"{len(prev[name].ids):,} pictures: is the image base directory right "
                 "(--image-base-dir; relative image paths are read from it)? Nothing was "
                 "written; the current version stays"
+            )
+        # The same for pictures that came but none decodes: an export that wrote them as hex
+        # text into image_bytes took every picture out of the version, with exit 0 and no
+        # warning (an outsider's report).
+        broken = [
+            f"{i}: {r}"
+            for i, n, r in zip(*(failures[c].to_pylist() for c in (ITEM_ID, "signal", "reason")))
+            if n == name and i in had and str(r).startswith(UNRECOGNISED)
+        ]
+        if len(broken) >= max(LOST_FOLDER_MIN, len(had) / 2) and not held:
+            raise SchemaError(
+                f"{name}: none of the {len(broken):,} pictures of this update could be "
+                f"decoded (e.g. {broken[0]}), while the current version holds "
+                f"{len(prev[name].ids):,} pictures: is the export's image column right? "
+                "Nothing was written; the current version stays"
             )
 
 
@@ -1341,11 +1357,23 @@ def _write_version(
                 "version": stats.version,
                 "update": stats.as_dict(),
                 "unreadable_rule": UNREADABLE_RULE,
+                **({"image_base_dirs": dirs} if (dirs := _image_dirs(items, signals)) else {}),
             },
             "files": checksum_files(vdir, files),
         },
     )
     return vdir
+
+
+def _image_dirs(items: pa.Table, signals: Sequence[Signal]) -> list[str]:
+    """Where this update read the items' ``image_path`` files from (absolute; the working
+    directory for a signal given none): a sweep of the version as it stands, given no folder,
+    reads its reviewed items' pictures there (rank/pipeline.py ``where_indexed``)."""
+    if IMAGE_PATH not in items.column_names or items[IMAGE_PATH].null_count == len(items):
+        return []
+    reading = [s for s in signals if IMAGE_PATH in s.content_columns]
+    dirs = signal_base_dirs(reading) if reading else []
+    return [str(Path(os.getcwd() if d is None else d).resolve()) for d in dirs]
 
 
 def _failures(ids, keys, signals, indexed, held, plan, prev, delta) -> pa.Table:

@@ -45,6 +45,7 @@ from riskrank.index.schema import (
     quarantine_table,
 )
 from riskrank.index.signals.base import Signal, SignalBatch
+from riskrank.index.signals.images import UNRECOGNISED
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.standing import (
     DELTA,
@@ -478,7 +479,10 @@ def sweep(
             today, pictures = index.items, index.picture_shas()  # picture bytes are not kept
         else:
             today, pictures = inventory, None
-        cands = mark_reviewed(cands, model.reviewed, today, model.signals, pictures)
+        # A sweep without an inventory reads them where the update that made the version
+        # did, unless told another folder.
+        readers = model if image_base_dir is not None else where_indexed(model, index, inventory)
+        cands = mark_reviewed(cands, model.reviewed, today, readers.signals, pictures)
         seconds = {
             "index": t_index,
             "recall": t_recall,
@@ -579,6 +583,19 @@ def unreached_warnings(cands: pa.Table, index, seeds: SeedSet, signals) -> list[
         f"k=None: {missed:,} of {int(index.num_items):,} indexed items were recalled for no "
         f"policy and are not in the queue: {why}"
     ]
+
+
+def where_indexed(model: RiskModel, index: InventoryIndex, inventory) -> RiskModel:
+    """For a sweep of a standing index as it stands (no ``inventory``) given no image folder:
+    ``model`` with its image signals reading the folder the update that made the version read
+    its ``image_path`` files from (its manifest's ``image_base_dirs``), so that a reviewed
+    item's picture is compared with the one the version holds. Without it every reviewed
+    picture ad of an index fed by paths was "changed since" and queued again, silently (an
+    outsider's retroactive sweep: 181 such rows where a sweep from scratch had 8)."""
+    dirs = index.manifest.get("standing", {}).get("image_base_dirs", [])
+    if inventory is not None or len(dirs) != 1:
+        return model
+    return with_image_base_dir(model, dirs[0])
 
 
 def _reports_writer(seeds: SeedSet, image_base_dir, options) -> Callable[[SweepResult], object]:
@@ -940,22 +957,32 @@ def missing_files_warnings(
     """A warning per image signal for which most named image files were not found: a sweep
     run from another directory, or without the image base directory its paths are relative
     to, finishes with its pictures matching nothing (and reviewed image ads queued again as
-    changed), which one line of counts did not make plain."""
+    changed), which one line of counts did not make plain. The same where most pictures
+    that came could not be decoded (pictures written as hex text into ``image_bytes``: an
+    outsider's report)."""
     if signal_failures is None or not signal_failures.num_rows:
         return []
     out = []
     reasons = zip(signal_failures["signal"].to_pylist(), signal_failures["reason"].to_pylist())
-    missing: dict[str, list[str]] = {}
+    missing: dict[tuple[str, bool], list[str]] = {}
     for signal, reason in reasons:
-        if str(reason).startswith(NOT_FOUND):
-            missing.setdefault(signal, []).append(str(reason))
-    for signal, found in missing.items():
+        for lost, start in ((True, NOT_FOUND), (False, UNRECOGNISED)):
+            if str(reason).startswith(start):
+                missing.setdefault((signal, lost), []).append(str(reason))
+    for (signal, lost), found in missing.items():
         held = int(manifest["signals"].get(signal, {}).get("count", 0))
-        if len(found) >= at_least and len(found) > held:
+        if len(found) < at_least or len(found) <= held:
+            continue
+        if lost:
             out.append(
                 f"{signal}: the image files of {len(found):,} items were not found and "
                 f"{held:,} were read: is the image base directory right (--image-base-dir; "
                 f"relative image paths are read from it)? e.g. {found[0]}"
+            )
+        else:
+            out.append(
+                f"{signal}: the pictures of {len(found):,} items could not be decoded and "
+                f"{held:,} were: is the image column right? e.g. {found[0]}"
             )
     return out
 

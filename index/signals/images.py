@@ -14,6 +14,7 @@ see the same pixels, and a bad row becomes a reason string instead of an excepti
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import warnings
@@ -56,6 +57,37 @@ def reads_only_pictures(signal) -> bool:
     text alone."""
     cols = set(getattr(signal, "content_columns", ()))
     return IMAGE_BYTES in cols and cols <= {IMAGE_BYTES, IMAGE_PATH}
+
+
+UNRECOGNISED = "not a recognised image format"
+# What the encoded formats a decoder reads begin with (PNG, JPEG, GIF, WebP, BMP, TIFF).
+_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_\r\n")
+_URL_SAFE = bytes.maketrans(b"-_", b"+/")
+
+
+def _as_text(data: bytes) -> str:
+    """The end of an unrecognised picture's reason: where the bytes are hex or base64 text of
+    a picture (an export that wrote its pictures as text into a binary column took every
+    picture away without a word: an outsider's report), say so; otherwise "(corrupt, or not
+    an image)"."""
+    head = data[:64].strip()
+    decoded, kind = b"", ""
+    if len(head) >= 8 and set(head) <= _HEX:
+        decoded, kind = bytes.fromhex(head[: len(head) // 2 * 2].decode()), "hex"
+    elif len(head) >= 8 and set(head) <= _BASE64:
+        text = head.replace(b"\r", b"").replace(b"\n", b"").translate(_URL_SAFE)
+        try:
+            decoded, kind = base64.b64decode(text[: len(text) // 4 * 4]), "base64"
+        except ValueError:
+            pass
+    if decoded.startswith(_SIGNATURES):
+        return (
+            f": the bytes are {kind} text of a picture, not the picture (decode the {kind} "
+            "text into the picture's bytes first)"
+        )
+    return " (corrupt, or not an image)"
 
 
 def _open_source(
@@ -152,7 +184,7 @@ def decode_image(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return None, f"image too large (decompression bomb guard): {exc}"
     except UnidentifiedImageError:
-        return None, "not a recognised image format (corrupt, or not an image)"
+        return None, UNRECOGNISED + _as_text(source.getvalue())
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         return None, f"image is truncated or corrupt: {exc}"
     except MemoryError:

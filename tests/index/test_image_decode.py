@@ -63,6 +63,26 @@ def test_bad_bytes_give_a_reason(data, expected):
     assert expected in reason
 
 
+@pytest.mark.parametrize("encoding", ["hex", "base64", "urlsafe_base64"])
+def test_a_picture_written_as_text_is_named_so(encoding):
+    """Pictures an export wrote as hex or base64 text into a binary column: the reason says
+    what to do, not only "corrupt" (an outsider's report)."""
+    import base64
+
+    png = encode(Image.new("RGB", (64, 64), RED), "PNG")
+    data = {
+        "hex": png.hex().encode(),
+        "base64": base64.b64encode(png),
+        "urlsafe_base64": base64.urlsafe_b64encode(png),
+    }[encoding]
+    image, reason = decode_image(data, None)
+    assert image is None
+    kind = "hex" if encoding == "hex" else "base64"
+    assert f"the bytes are {kind} text of a picture" in reason
+    # Text that is no picture's stays "corrupt, or not an image".
+    assert "(corrupt, or not an image)" in decode_image(b"deadbeefcafe0123", None)[1]
+
+
 def test_decompression_bomb_is_refused_before_decoding():
     # 50,000 x 50,000 = 2.5 G pixels declared in a few dozen bytes.
     image, reason = decode_image(png_header_only(50_000, 50_000), None)

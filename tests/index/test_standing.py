@@ -1579,6 +1579,34 @@ def test_an_update_that_finds_none_of_its_picture_files_is_refused(tmp_path):
     assert standing.version == 2 and len(standing.load().signals["pdq"].ids) == n
 
 
+def test_an_update_whose_pictures_came_as_hex_text_is_refused(tmp_path):
+    """An export that wrote its pictures as hex text into the binary ``image_bytes`` column
+    was taken with exit 0 and no warning: every picture left the version, and all picture
+    evidence with it (an outsider's report). Refused now, nothing written, and the reason
+    says what the bytes are."""
+    from test_pdq_signal import jpeg, scene
+
+    n = 30
+    pictures = [jpeg(scene(i, size=64)) for i in range(n)]
+    ids = [f"ad{i}" for i in range(n)]
+    inv = pa.table({"item_id": ids, "text": [f"offer {i}" for i in ids], "image_bytes": pictures})
+    signals = [HashingTextSignal(), PdqSignal()]
+    standing = StandingIndex(tmp_path / "st")
+    standing.update(inv, signals, show_progress=False)
+    as_text = inv.set_column(2, "image_bytes", pa.array([p.hex().encode() for p in pictures]))
+    with pytest.raises(SchemaError, match=r"pdq: none of the 30 pictures .* could be decoded"):
+        standing.update(as_text, signals, show_progress=False)
+    assert standing.version == 1 and len(standing.load().signals["pdq"].ids) == n
+    # A one-off sweep (no version to compare with) says it in its warnings.
+    index = build_index(as_text, tmp_path / "once", signals=signals, show_progress=False)
+    reasons = index.signal_failures["reason"].to_pylist()
+    assert len(reasons) == n and all("the bytes are hex text of a picture" in r for r in reasons)
+    from riskrank.rank.pipeline import missing_files_warnings
+
+    (warning,) = missing_files_warnings(index.signal_failures, index.manifest)
+    assert "pdq: the pictures of 30 items could not be decoded and 0 were" in warning
+
+
 def test_cli_update_without_signals_keeps_the_signals_settings(tmp_path):
     """`riskrank index update` without --signals built the index's signals from the CLI's
     defaults: a PDQ threshold of 20 came back as 31, and a non-default encoder was refused

@@ -364,6 +364,67 @@ def test_a_model_reading_a_signal_the_standing_index_lacks_is_refused_retroactiv
     }
 
 
+def test_a_retroactive_sweep_reads_reviewed_pictures_where_the_update_did(
+    tmp_path, history, seeds, hashing_signal
+):
+    """A sweep without an inventory over an index whose pictures came as ``image_path``,
+    given no image folder, could not read the reviewed items' picture files: every one was
+    "changed since" its review and queued again, without a word (an outsider's retroactive
+    sweep: 181 such rows where a sweep from scratch had 8). It reads them where the update
+    that made the version did; told a folder that lacks them, it says so."""
+    import io
+
+    from PIL import Image
+
+    from riskrank.index.signals import PdqSignal
+    from riskrank.rank.pipeline import train
+    from riskrank.rank.ranker import RiskRanker
+
+    folder = tmp_path / "creatives"
+    folder.mkdir()
+    pictured = history["item_id"].to_pylist()[::3]
+    for n, item_id in enumerate(pictured):
+        pixels = np.random.default_rng(n).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="JPEG")
+        (folder / f"{item_id}.jpg").write_bytes(buf.getvalue())
+    paths = [f"{i}.jpg" if i in pictured else None for i in history["item_id"].to_pylist()]
+    reviewed = history.append_column("image_path", pa.array(paths, pa.string()))
+    signals = [hashing_signal, PdqSignal(base_dir=folder)]
+    train(
+        reviewed, seeds, tmp_path / "m", signals=signals, k=200,
+        ranker=RiskRanker(n_estimators=50, n_jobs=1), lexical_probe=False, show_progress=False,
+    )  # fmt: skip
+    model = tmp_path / "m"  # as a daily job loads it: its signals name no folder
+    inv = reviewed.select(["item_id", "text", "image_path"])
+    st = tmp_path / "st"
+    today = sweep(inv, seeds, model, index_dir=st, image_base_dir=folder, include_reviewed=True,
+                  **SWEEP)  # fmt: skip
+
+    def status(result):
+        c = result.candidates
+        return dict(zip(c["item_id"].to_pylist(), c["reviewed"].to_pylist()))
+
+    assert set(status(today).values()) == {"unchanged"}
+    retro = sweep(None, seeds, model, index_dir=st, include_reviewed=True, **SWEEP)
+    assert status(retro) == status(today)
+    assert retro.queue["item_id"].to_pylist() == today.queue["item_id"].to_pylist()
+    # Told a folder without them: changed, and said.
+    warned = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warned.append(record.getMessage())
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        wrong = sweep(None, seeds, model, index_dir=st, image_base_dir=tmp_path,
+                      include_reviewed=True, **SWEEP)  # fmt: skip
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    changed = {i for i, s in status(wrong).items() if s == "changed"}
+    assert changed == set(pictured) & set(status(wrong))
+    said = f"the picture files of {len(changed)} reviewed items were not found"
+    assert any(said in w for w in warned), warned
+
+
 def test_cli_updates_a_standing_index_and_sweeps_it_retroactively(
     tmp_path, inventory_items, seeds, hashing_model, capsys
 ):
