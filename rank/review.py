@@ -954,6 +954,7 @@ def _picture_problems(
     from_inventory: bool,
     signals: list,
     unread: set[str] = frozenset(),
+    pictured: set[str] = frozenset(),
 ) -> dict[str, str]:
     """item_id -> why its verdict cannot be stored with the picture found for it: a file no
     base directory has; a picture that is not the one the sweep embedded (content from an
@@ -997,6 +998,14 @@ def _picture_problems(
                     "pictures the reviewers saw"
                 )
     elif not kept and from_inventory:
+        # A picture the sweep held and the inventory lacks: removed since (a verdict given on
+        # text and picture was stored on the text alone, uncounted: an outsider's report).
+        for item_id, row in content.items():
+            if item_id in pictured and item_id not in problems and not _has_picture(row):
+                problems[item_id] = (
+                    "the sweep held a picture for the item and the inventory given holds none "
+                    "(removed since the sweep?): pass the inventory the sweep ran on"
+                )
         unchecked = sum(_has_picture(r) for i, r in content.items() if i not in problems)
         if unchecked:
             log.warning(
@@ -1023,6 +1032,14 @@ def _no_picture_vector(queue: pa.Table, queue_path: Path | None, signals: list) 
     queue row). Read from the sweep's own output, so it holds after the index version it
     searched is pruned (verdicts on such items were refused again then: an outsider's
     report)."""
+    return _picture_vectors(queue, queue_path, signals)[0]
+
+
+def _picture_vectors(
+    queue: pa.Table, queue_path: Path | None, signals: list
+) -> tuple[set[str], set[str]]:
+    """(items the sweep held no picture vector for, items it held one for), as
+    ``_no_picture_vector`` reads them."""
     names = [f"{s.name}_best_sim" for s in signals if reads_only_pictures(s)]
     tables = [queue]
     beside = queue_path.parent / "candidates.parquet" if queue_path is not None else None
@@ -1034,6 +1051,7 @@ def _no_picture_vector(queue: pa.Table, queue_path: Path | None, signals: list) 
         except (OSError, pa.ArrowException):
             pass
     out: set[str] = set()
+    held: set[str] = set()
     for table in tables:
         cols = [c for c in names if c in table.column_names]
         if not cols or ITEM_ID not in table.column_names:
@@ -1049,7 +1067,9 @@ def _no_picture_vector(queue: pa.Table, queue_path: Path | None, signals: list) 
             asked = [c for c in cols if (c, policy) in told]
             if asked and all(blank[c][r] for c in asked):
                 out.add(item)
-    return out
+            elif not all(blank[c][r] for c in cols):
+                held.add(item)
+    return out, held
 
 
 def _unread_at_sweep(swept: Path | None, signals: list) -> set[str]:
@@ -1512,9 +1532,10 @@ def import_verdicts(
     # Without an inventory the text found is a later version's, and nothing tells whether
     # the member was edited since: quarantined (a reviewer's repro stored five edited texts).
     later = inventory is None and found_in is not None and found_in.parent != swept
+    unread, pictured = _picture_vectors(queue, queue_path, old.signals)
     pictures = _picture_problems(
-        content, swept, found_in, inventory is not None, old.signals,
-        unread=_no_picture_vector(queue, queue_path, old.signals),
+        content, swept, found_in, inventory is not None, old.signals, unread=unread,
+        pictured=pictured,
     )  # fmt: skip
     new, imported, more_bad, replaced = _new_rows(
         check, history, content, _batch_id(history, version), shown=q.shown_text,

@@ -1528,7 +1528,12 @@ def test_a_verdict_on_an_item_whose_picture_the_sweep_could_not_read_either_is_t
     A file the sweep did read and that is gone now is still refused, as before."""
     from riskrank.index.signals.pdq import PdqSignal
     from riskrank.index.standing import StandingIndex
-    from riskrank.rank.review import _no_picture_vector, _picture_problems, _with_picture
+    from riskrank.rank.review import (
+        _no_picture_vector,
+        _picture_problems,
+        _picture_vectors,
+        _with_picture,
+    )
 
     (tmp_path / "p0.jpg").write_bytes(_jpeg(0))
     (tmp_path / "moved.jpg").write_bytes(_jpeg(1))
@@ -1564,6 +1569,15 @@ def test_a_verdict_on_an_item_whose_picture_the_sweep_could_not_read_either_is_t
     later = swept / "items.parquet"
     found = _picture_problems(content, pruned, later, False, signals, unread=unread)
     assert sorted(found) == ["a", "moved"], found  # (a: its picture cannot be checked)
+    # With an inventory that no longer holds a picture the sweep held (removed since), the
+    # verdict was stored on the text alone, uncounted (an outsider's report): refused now.
+    _, pictured = _picture_vectors(queue, None, signals)
+    assert pictured == {"a", "moved"}
+    removed = {**content, "a": {**content["a"], "image_path": None, "image_bytes": None}}
+    found = _picture_problems(removed, pruned, None, True, signals, unread=unread,
+                              pictured=pictured)  # fmt: skip
+    assert sorted(found) == ["a", "moved"], found
+    assert "the inventory given holds none" in found["a"]
 
 
 def test_a_queue_whose_sweep_did_not_finish_is_refused(loop, tmp_path):
