@@ -1106,35 +1106,34 @@ def _refuse_lost_folder(delta: dict, prev: dict) -> None:
         # Only items whose picture the version holds: a day's new ads whose files were not
         # delivered are not a lost folder (12 of them were refused: an outsider's report).
         had = set(prev[name].ids)
-        lost = [
-            str(r)
-            for i, n, r in zip(*(failures[c].to_pylist() for c in (ITEM_ID, "signal", "reason")))
-            if n == name and i in had and str(r).startswith(NOT_FOUND)
-        ]
         held = len(index.signals[name].ids) if name in index.signals else 0
-        if len(lost) >= max(LOST_FOLDER_MIN, len(had) / 2) and not held:
-            raise SchemaError(
-                f"{name}: none of the {len(lost):,} picture files this update was to read were "
-                f"found (e.g. {lost[0]}), while the current version holds "
-                f"{len(prev[name].ids):,} pictures: is the image base directory right "
-                "(--image-base-dir; relative image paths are read from it)? Nothing was "
-                "written; the current version stays"
-            )
-        # The same for pictures that came but none decodes: an export that wrote them as hex
-        # text into image_bytes took every picture out of the version, with exit 0 and no
-        # warning (an outsider's report).
-        broken = [
-            f"{i}: {r}"
-            for i, n, r in zip(*(failures[c].to_pylist() for c in (ITEM_ID, "signal", "reason")))
-            if n == name and i in had and str(r).startswith(UNRECOGNISED)
-        ]
-        if len(broken) >= max(LOST_FOLDER_MIN, len(had) / 2) and not held:
-            raise SchemaError(
-                f"{name}: none of the {len(broken):,} pictures of this update could be "
-                f"decoded (e.g. {broken[0]}), while the current version holds "
-                f"{len(prev[name].ids):,} pictures: is the export's image column right? "
-                "Nothing was written; the current version stays"
-            )
+        rows = list(zip(*(failures[c].to_pylist() for c in (ITEM_ID, "signal", "reason"))))
+        for start, said in _LOST_PICTURES:
+            lost = [f"{i}: {r}" for i, n, r in rows if n == name and i in had
+                    and str(r).startswith(start)]  # fmt: skip
+            if len(lost) >= max(LOST_FOLDER_MIN, len(had) / 2) and not held:
+                raise SchemaError(
+                    said.format(name=name, n=len(lost), e=lost[0], had=len(had))
+                    + " Nothing was written; the current version stays"
+                )
+
+
+# Per kind of failure, what a version none of whose pictures it could use says. Pictures that
+# came but none decodes too: an export that wrote them as hex text into image_bytes took
+# every picture out of the version, with exit 0 and no warning (an outsider's report).
+_LOST_PICTURES = (
+    (
+        NOT_FOUND,
+        "{name}: none of the {n:,} picture files this update was to read were found (e.g. "
+        "{e}), while the current version holds {had:,} pictures: is the image base directory "
+        "right (--image-base-dir; relative image paths are read from it)?",
+    ),
+    (
+        UNRECOGNISED,
+        "{name}: none of the {n:,} pictures of this update could be decoded (e.g. {e}), while "
+        "the current version holds {had:,} pictures: is the export's image column right?",
+    ),
+)
 
 
 def _drop_rewritten_files(items: pa.Table, plan: dict, keys: dict, signals) -> None:
