@@ -71,6 +71,10 @@ PARTS = [
         "Daily sweeps at 36861b0 on the Zen 5 EPYC: with the policies cache (12)",
     ),
     (
+        "incremental_auto_epyc_s54.md",
+        "Daily sweeps at b1bca6b on the Zen 5 EPYC: campaign ids kept from day to day (12)",
+    ),
+    (
         "incremental_auto_epyc_s53_120k.md",
         "Daily sweeps at 120,000 items on an IVF index, MiniLM, Zen 5 EPYC (12)",
     ),
