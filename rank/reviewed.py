@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from riskrank.index.content_digest import IMAGE_CELLS, IMAGES, row_digests, signal_base_dirs
-from riskrank.index.paths import resolve_image_path
+from riskrank.index.paths import NOT_FOUND, resolve_image_path
 from riskrank.index.run_log import get_logger
-from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, ITEM_ID
+from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, ITEM_ID, is_blank
 from riskrank.index.tables import TableLike, as_table
 
 log = get_logger("riskrank")
@@ -174,7 +174,6 @@ def mark_reviewed(
                 text_as_seen=text_as_seen(reviewed),
             )
             today = dict(zip(rows.column(ITEM_ID).to_pylist(), digests))
-            _warn_unread_pictures(rows, shas, signals)
         for r in hit:
             for policy, verdict, digest in by_item[ids[r]]:
                 same = today.get(ids[r]) == digest
@@ -182,6 +181,9 @@ def mark_reviewed(
                     verdicts[r], status[r] = verdict, UNCHANGED if same else CHANGED
                 elif same:  # this content, judged under another policy
                     elsewhere[r].append(f"{policy}:{verdict}")
+        if hit:
+            changed = {ids[r] for r in hit if status[r] == CHANGED}
+            _warn_unread_pictures(rows, shas, signals, changed)
     for name, values in (
         ("reviewed", pa.array(status, pa.string())),
         ("previous_verdict", pa.array(verdicts, pa.int8())),
@@ -193,20 +195,29 @@ def mark_reviewed(
     return cands
 
 
-def _warn_unread_pictures(rows: pa.Table, shas: list, signals: Sequence[object]) -> None:
-    """Say so where reviewed items' picture files were not found: their content then differs
-    from the reviewed one, and they are queued again as changed (a retroactive sweep of an
-    index fed by paths did that to 181 rows without a word: an outsider's report)."""
-    if IMAGE_PATH not in rows.column_names:
+def _warn_unread_pictures(
+    rows: pa.Table, shas: list, signals: Sequence[object], changed: set[str]
+) -> None:
+    """Say so where reviewed items counted as changed have a picture file that is not found:
+    their picture then differs from the reviewed one, and they are queued again (a
+    retroactive sweep of an index fed by paths did that to 181 rows without a word: an
+    outsider's report). A remote URL or a path outside the folder is no lost file; a file
+    already missing at review digests alike and is not changed."""
+    if IMAGE_PATH not in rows.column_names or not changed:
         return
     dirs = signal_base_dirs(signals)
-    data = rows[IMAGE_BYTES].to_pylist() if IMAGE_BYTES in rows.column_names else None
+    have_bytes = (
+        rows[IMAGE_BYTES].is_valid().to_pylist()
+        if IMAGE_BYTES in rows.column_names
+        else [False] * rows.num_rows
+    )
     lost = []
     paths = rows[IMAGE_PATH].to_pylist()
     for r, (item_id, path) in enumerate(zip(rows[ITEM_ID].to_pylist(), paths)):
-        if path is None or not str(path).strip() or shas[r] is not None or (data and data[r]):
+        if item_id not in changed or is_blank(path) or shas[r] is not None or have_bytes[r]:
             continue
-        if all(resolve_image_path(path, d)[0] is None for d in dirs):
+        reasons = [resolve_image_path(path, d)[1] for d in dirs]
+        if all(str(why).startswith(NOT_FOUND) for why in reasons):
             lost.append(f"{item_id}: {path}")
     if lost:
         log.warning(

@@ -63,21 +63,26 @@ UNRECOGNISED = "not a recognised image format"
 # What the encoded formats a decoder reads begin with (PNG, JPEG, GIF, WebP, BMP, TIFF).
 _SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-_BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_\r\n")
+_BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_")
 _URL_SAFE = bytes.maketrans(b"-_", b"+/")
 
 
-def _as_text(data: bytes) -> str:
+def _as_text(data: bytes | memoryview) -> str:
     """The end of an unrecognised picture's reason: where the bytes are hex or base64 text of
     a picture (an export that wrote its pictures as text into a binary column took every
     picture away without a word: an outsider's report), say so; otherwise "(corrupt, or not
     an image)"."""
-    head = data[:64].strip()
+    head = bytes(data[:160]).strip().strip(b"\"'").strip()
+    if head[:5].lower() == b"data:" and b"," in head:  # a data URI: data:image/png;base64,...
+        head = head.split(b",", 1)[1]
+    if head[:2].lower() in (b"0x", b"\\x"):
+        head = head[2:]
+    head = b"".join(head.split())[:64]  # (spaced hex, base64 in lines)
     decoded, kind = b"", ""
     if len(head) >= 8 and set(head) <= _HEX:
         decoded, kind = bytes.fromhex(head[: len(head) // 2 * 2].decode()), "hex"
     elif len(head) >= 8 and set(head) <= _BASE64:
-        text = head.replace(b"\r", b"").replace(b"\n", b"").translate(_URL_SAFE)
+        text = head.translate(_URL_SAFE)
         try:
             decoded, kind = base64.b64decode(text[: len(text) // 4 * 4]), "base64"
         except ValueError:
@@ -184,7 +189,7 @@ def decode_image(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return None, f"image too large (decompression bomb guard): {exc}"
     except UnidentifiedImageError:
-        return None, UNRECOGNISED + _as_text(source.getvalue())
+        return None, UNRECOGNISED + _as_text(source.getbuffer()[:160])
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         return None, f"image is truncated or corrupt: {exc}"
     except MemoryError:

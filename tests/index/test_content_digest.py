@@ -73,3 +73,23 @@ RAW = [
     "8482c46e90506156",
     "aef5cb91de8926f9",
 ]
+
+
+def test_a_large_dictionary_does_not_cut_slices_to_one_row(monkeypatch):
+    """A slice's ``nbytes`` counts its whole dictionary: one past the slice limit cut every
+    slice to a single row (8x slower on an 80 MiB categorical column, a reviewer measured)."""
+    words = [f"category {i} " + "x" * 200 for i in range(500)]
+    table = pa.table(
+        {
+            "item_id": [f"ad-{i}" for i in range(40)],
+            "text": pa.DictionaryArray.from_arrays(pa.array(range(40), pa.int32()), words),
+        }
+    )
+    assert table["text"].nbytes > 100_000
+    monkeypatch.setattr(content_digest, "_BATCH_BYTES", 10_000)
+    assert len(list(content_digest._row_slices(table))) == 1
+    # A pandas Series of picture digests is read by position, past a slice too.
+    pd = pytest.importorskip("pandas")
+    monkeypatch.setattr(content_digest, "_BATCH", 16)
+    shas = pd.Series([None] * 40, index=range(100, 140))
+    assert row_digests(table, picture_shas=shas) == row_digests(table)

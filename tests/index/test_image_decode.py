@@ -63,21 +63,28 @@ def test_bad_bytes_give_a_reason(data, expected):
     assert expected in reason
 
 
-@pytest.mark.parametrize("encoding", ["hex", "base64", "urlsafe_base64"])
+@pytest.mark.parametrize(
+    "encoding", ["hex", "base64", "urlsafe_base64", "data_uri", "0x_hex", "spaced_hex", "lines"]
+)
 def test_a_picture_written_as_text_is_named_so(encoding):
     """Pictures an export wrote as hex or base64 text into a binary column: the reason says
     what to do, not only "corrupt" (an outsider's report)."""
     import base64
 
     png = encode(Image.new("RGB", (64, 64), RED), "PNG")
+    spaced = " ".join(png.hex()[i : i + 2] for i in range(0, 2 * len(png), 2))
     data = {
         "hex": png.hex().encode(),
         "base64": base64.b64encode(png),
         "urlsafe_base64": base64.urlsafe_b64encode(png),
+        "data_uri": b"data:image/png;base64," + base64.b64encode(png),
+        "0x_hex": b"0x" + png.hex().encode(),
+        "spaced_hex": spaced.encode(),
+        "lines": base64.encodebytes(png),
     }[encoding]
     image, reason = decode_image(data, None)
     assert image is None
-    kind = "hex" if encoding == "hex" else "base64"
+    kind = "hex" if "hex" in encoding else "base64"
     assert f"the bytes are {kind} text of a picture" in reason
     # Text that is no picture's stays "corrupt, or not an image".
     assert "(corrupt, or not an image)" in decode_image(b"deadbeefcafe0123", None)[1]

@@ -431,3 +431,32 @@ def rr_report_md(result) -> str:
 
     with tempfile.TemporaryDirectory() as d:
         return write_report(Path(d), result.report, result.queue).read_text()
+
+
+def test_only_a_changed_review_s_missing_picture_file_is_said(tmp_path):
+    """The warning for reviewed pictures not found spoke of remote URLs, paths outside the
+    folder and items whose file was already missing at review (which stay unchanged): a
+    reviewer's finding. Only a changed item whose file is not found is said."""
+    from riskrank.index.signals.pdq import PdqSignal
+    from riskrank.rank.reviewed import _warn_unread_pictures
+
+    (tmp_path / "here.jpg").write_bytes(b"x")
+    rows = pa.table(
+        {
+            "item_id": ["url", "outside", "bytes", "here", "gone", "gone-unchanged"],
+            "image_bytes": pa.array([None, None, b"", None, None, None], pa.binary()),
+            "image_path": ["https://cdn.example.com/a.jpg", "../../etc/passwd", "x.jpg",
+                           "here.jpg", "gone.jpg", "gone2.jpg"],
+        }
+    )  # fmt: skip
+    warned = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warned.append(record.getMessage())
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        changed = {"url", "outside", "bytes", "here", "gone"}
+        _warn_unread_pictures(rows, [None] * 6, [PdqSignal(base_dir=tmp_path)], changed)
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    (said,) = warned
+    assert "the picture files of 1 reviewed items were not found (e.g. gone: gone.jpg" in said
