@@ -1026,20 +1026,14 @@ def _why_unreadable(path: str, signals: list) -> str:
     return f"image file {path!r}"
 
 
-def _no_picture_vector(queue: pa.Table, queue_path: Path | None, signals: list) -> set[str]:
-    """Items the sweep held no vector for under any image signal: their evidence of it is
-    null in the queue, or in the ``candidates.parquet`` beside it (campaign members have no
-    queue row). Read from the sweep's own output, so it holds after the index version it
-    searched is pruned (verdicts on such items were refused again then: an outsider's
-    report)."""
-    return _picture_vectors(queue, queue_path, signals)[0]
-
-
 def _picture_vectors(
     queue: pa.Table, queue_path: Path | None, signals: list
 ) -> tuple[set[str], set[str]]:
-    """(items the sweep held no picture vector for, items it held one for), as
-    ``_no_picture_vector`` reads them."""
+    """(items the sweep held no vector for under any image signal, items it held one for):
+    their evidence of it is null (or not) in the queue, or in the ``candidates.parquet``
+    beside it (campaign members have no queue row). Read from the sweep's own output, so it
+    holds after the index version it searched is pruned (verdicts on items without one were
+    refused again then: an outsider's report)."""
     names = [f"{s.name}_best_sim" for s in signals if reads_only_pictures(s)]
     tables = [queue]
     beside = queue_path.parent / "candidates.parquet" if queue_path is not None else None

@@ -1528,12 +1528,10 @@ def test_a_verdict_on_an_item_whose_picture_the_sweep_could_not_read_either_is_t
     A file the sweep did read and that is gone now is still refused, as before."""
     from riskrank.index.signals.pdq import PdqSignal
     from riskrank.index.standing import StandingIndex
-    from riskrank.rank.review import (
-        _no_picture_vector,
-        _picture_problems,
-        _picture_vectors,
-        _with_picture,
-    )
+    from riskrank.rank.review import _picture_problems, _picture_vectors, _with_picture
+
+    def _no_picture_vector(queue, queue_path, signals):
+        return _picture_vectors(queue, queue_path, signals)[0]
 
     (tmp_path / "p0.jpg").write_bytes(_jpeg(0))
     (tmp_path / "moved.jpg").write_bytes(_jpeg(1))
