@@ -1367,12 +1367,21 @@ def _write_version(
 def _image_dirs(items: pa.Table, signals: Sequence[Signal]) -> list[str]:
     """Where this update read the items' ``image_path`` files from (absolute; the working
     directory for a signal given none): a sweep of the version as it stands, given no folder,
-    reads its reviewed items' pictures there (rank/pipeline.py ``where_indexed``)."""
+    reads its reviewed items' pictures there (``recorded_image_dir``)."""
     if IMAGE_PATH not in items.column_names or items[IMAGE_PATH].null_count == len(items):
         return []
     reading = [s for s in signals if IMAGE_PATH in s.content_columns]
     dirs = signal_base_dirs(reading) if reading else []
     return [str(Path(os.getcwd() if d is None else d).resolve()) for d in dirs]
+
+
+def recorded_image_dir(manifest: dict) -> str | None:
+    """The one folder a version's update read ``image_path`` files from (``_image_dirs``):
+    where a sweep of it as it stands, and an import of verdicts on its queue, read reviewed
+    pictures when told no folder. None where it read none, or several, or for a version
+    written before they were recorded."""
+    dirs = manifest.get("standing", {}).get("image_base_dirs", [])
+    return dirs[0] if len(dirs) == 1 else None
 
 
 def _failures(ids, keys, signals, indexed, held, plan, prev, delta) -> pa.Table:

@@ -54,6 +54,7 @@ from riskrank.index.standing import (
     StandingIndex,
     check_outside_inventory,
     pinned,
+    recorded_image_dir,
 )
 from riskrank.index.store import IndexMismatchError, InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
@@ -482,7 +483,8 @@ def sweep(
         # A sweep without an inventory reads them where the update that made the version
         # did, unless told another folder.
         readers = model if image_base_dir is not None else where_indexed(model, index, inventory)
-        cands = mark_reviewed(cands, model.reviewed, today, readers.signals, pictures)
+        said: list[str] = []  # (the report's warnings too)
+        cands = mark_reviewed(cands, model.reviewed, today, readers.signals, pictures, said)
         seconds = {
             "index": t_index,
             "recall": t_recall,
@@ -526,7 +528,8 @@ def sweep(
             reasons_cache=index_path / REASONS_FILE,
             reports=writer,
             k=k,
-            warnings=unreached_warnings(cands, index, seeds, model.signals) if k is None else [],
+            warnings=said
+            + (unreached_warnings(cands, index, seeds, model.signals) if k is None else []),
         )
 
 
@@ -592,10 +595,8 @@ def where_indexed(model: RiskModel, index: InventoryIndex, inventory) -> RiskMod
     item's picture is compared with the one the version holds. Without it every reviewed
     picture ad of an index fed by paths was "changed since" and queued again, silently (an
     outsider's retroactive sweep: 181 such rows where a sweep from scratch had 8)."""
-    dirs = index.manifest.get("standing", {}).get("image_base_dirs", [])
-    if inventory is not None or len(dirs) != 1:
-        return model
-    return with_image_base_dir(model, dirs[0])
+    folder = recorded_image_dir(index.manifest)
+    return model if inventory is not None or folder is None else with_image_base_dir(model, folder)
 
 
 def _reports_writer(seeds: SeedSet, image_base_dir, options) -> Callable[[SweepResult], object]:

@@ -92,6 +92,7 @@ from riskrank.index.standing import (
     LOCK,
     StandingIndex,
     _failures_by_signal,
+    recorded_image_dir,
     signal_content_keys,
 )
 from riskrank.index.store import KEYS, current_version
@@ -511,7 +512,7 @@ def _membership_differs(camp: str, listed, size, q: QueueIndex) -> tuple[str, bo
     """(Why a campaign verdict row does not answer this queue's campaign ``camp``, whether
     it could be checked at all): the members (``campaign_members``, as a campaign-mode queue
     row copied back carries them) or their count (``campaign_size``) it was decided on
-    differ from the queue's. A campaign id names its riskiest member, so the same id comes
+    differ from the queue's. A campaign id names one of its members, so the same id comes
     back another day over another group: a day-1 verdict imported with the day-2 queue went
     to members nobody reviewed (an outsider's loop). A member list that cannot be read whole
     is not held against the row (the size, where given, is checked instead)."""
@@ -652,7 +653,7 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
         log.warning(
             "%d campaign verdict rows carry neither campaign_members nor campaign_size (or "
             "a list that cannot be read whole): each is taken to answer the queue given and "
-            "reaches its members there. A campaign id names its riskiest member and can name "
+            "reaches its members there. A campaign id names one of its members and can name "
             "another group on another day: keep one of those columns in verdict files so that "
             "a row from another day's queue is refused",
             unchecked,
@@ -778,6 +779,18 @@ def _swept_version(queue_path: Path | None, about: dict) -> Path | None:
             return Path(named)
     named = about.get("index_version_dir")
     return Path(named) if isinstance(named, str) and named else None
+
+
+def _swept_image_dir(swept: Path | None) -> str | None:
+    """The folder the sweep's index version read ``image_path`` files from (its manifest;
+    ``recorded_image_dir``), None where unknown. An import told no folder quarantined every
+    verdict on a picture given by path, the index version naming the folder (an outsider's
+    five days: 39-112 verdict entries lost a day, no picture in the history)."""
+    try:
+        manifest = json.loads((swept / MANIFEST).read_text()) if swept is not None else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return recorded_image_dir(manifest)
 
 
 def _sweep_items_path(queue_path: Path | None, about: dict | None = None) -> Path | None:
@@ -1498,6 +1511,8 @@ def import_verdicts(
     _warn_representatives_alone(check.accepted, q)
     version = int(parent.get("version", 1)) + 1
     about = queue_provenance(queue) or {}
+    if image_base_dir is None:  # read the pictures where the sweep's index version read them
+        old = with_image_base_dir(old, _swept_image_dir(_swept_version(queue_path, about)))
     accepted_ids = check.accepted[ITEM_ID].to_pylist()
     content, pictures_lost = _content(accepted_ids, inventory, queue_path, old.signals, about)
     if _reads_pictures(old.signals):  # each picture read once: checked, then stored

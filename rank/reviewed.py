@@ -139,10 +139,12 @@ def mark_reviewed(
     inventory: TableLike | Sequence[str | Path],
     signals: Sequence[object],
     pictures: Mapping[str, bytes] | None = None,
+    warnings: list[str] | None = None,
 ) -> pa.Table:
     """``cands`` with ``reviewed``, ``previous_verdict`` and ``reviewed_elsewhere`` columns
     (see the module doc). ``pictures``: item_id -> sha256 of a picture the ``inventory``
-    lacks the bytes of (a retroactive sweep's index items: ``InventoryIndex.picture_shas``)."""
+    lacks the bytes of (a retroactive sweep's index items: ``InventoryIndex.picture_shas``).
+    ``warnings``: where what it warns of is also appended (a sweep's report)."""
     n = cands.num_rows
     status: list[str] = [""] * n
     verdicts: list[int | None] = [None] * n
@@ -183,7 +185,11 @@ def mark_reviewed(
                     elsewhere[r].append(f"{policy}:{verdict}")
         if hit:
             changed = {ids[r] for r in hit if status[r] == CHANGED}
-            _warn_unread_pictures(rows, shas, signals, changed)
+            said = _unread_pictures_warning(rows, shas, signals, changed)
+            if said and warnings is not None:
+                warnings.append(said)  # (logged with the report's)
+            elif said:
+                log.warning(said)
     for name, values in (
         ("reviewed", pa.array(status, pa.string())),
         ("previous_verdict", pa.array(verdicts, pa.int8())),
@@ -195,16 +201,16 @@ def mark_reviewed(
     return cands
 
 
-def _warn_unread_pictures(
+def _unread_pictures_warning(
     rows: pa.Table, shas: list, signals: Sequence[object], changed: set[str]
-) -> None:
-    """Say so where reviewed items counted as changed have a picture file that is not found:
+) -> str | None:
+    """What to say where reviewed items counted as changed have a picture file not found:
     their picture then differs from the reviewed one, and they are queued again (a
     retroactive sweep of an index fed by paths did that to 181 rows without a word: an
     outsider's report). A remote URL or a path outside the folder is no lost file; a file
-    already missing at review digests alike and is not changed."""
+    already missing at review digests alike and is not changed. None: nothing to say."""
     if IMAGE_PATH not in rows.column_names or not changed:
-        return
+        return None
     dirs = signal_base_dirs(signals)
     have_bytes = (
         rows[IMAGE_BYTES].is_valid().to_pylist()
@@ -219,13 +225,15 @@ def _warn_unread_pictures(
         reasons = [resolve_image_path(path, d)[1] for d in dirs]
         if all(str(why).startswith(NOT_FOUND) for why in reasons):
             lost.append(f"{item_id}: {path}")
-    if lost:
-        log.warning(
-            "the picture files of %d reviewed items were not found (e.g. %s; folder %s): they "
-            "count as changed since their review and are queued again; pass the folder their "
-            "image paths are relative to (--image-base-dir)",
-            len(lost), lost[0], ", ".join(str(d or ".") for d in dirs),
-        )  # fmt: skip
+    if not lost:
+        return None
+    said = (
+        f"the picture files of {len(lost)} reviewed items were not found (e.g. {lost[0]}; "
+        f"folder {', '.join(str(d or '.') for d in dirs)}): they count as changed since their "
+        "review and are queued again; pass the folder their image paths are relative to "
+        "(--image-base-dir)"
+    )
+    return said
 
 
 def reviewed_counts(

@@ -438,7 +438,7 @@ def test_only_a_changed_review_s_missing_picture_file_is_said(tmp_path):
     folder and items whose file was already missing at review (which stay unchanged): a
     reviewer's finding. Only a changed item whose file is not found is said."""
     from riskrank.index.signals.pdq import PdqSignal
-    from riskrank.rank.reviewed import _warn_unread_pictures
+    from riskrank.rank.reviewed import _unread_pictures_warning
 
     (tmp_path / "here.jpg").write_bytes(b"x")
     rows = pa.table(
@@ -449,14 +449,8 @@ def test_only_a_changed_review_s_missing_picture_file_is_said(tmp_path):
                            "here.jpg", "gone.jpg", "gone2.jpg"],
         }
     )  # fmt: skip
-    warned = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: warned.append(record.getMessage())
-    logging.getLogger("riskrank").addHandler(handler)
-    try:
-        changed = {"url", "outside", "bytes", "here", "gone"}
-        _warn_unread_pictures(rows, [None] * 6, [PdqSignal(base_dir=tmp_path)], changed)
-    finally:
-        logging.getLogger("riskrank").removeHandler(handler)
-    (said,) = warned
+    changed = {"url", "outside", "bytes", "here", "gone"}
+    signals = [PdqSignal(base_dir=tmp_path)]
+    said = _unread_pictures_warning(rows, [None] * 6, signals, changed)
     assert "the picture files of 1 reviewed items were not found (e.g. gone: gone.jpg" in said
+    assert _unread_pictures_warning(rows, [None] * 6, signals, {"here"}) is None
