@@ -144,7 +144,8 @@ def mark_reviewed(
     """``cands`` with ``reviewed``, ``previous_verdict`` and ``reviewed_elsewhere`` columns
     (see the module doc). ``pictures``: item_id -> sha256 of a picture the ``inventory``
     lacks the bytes of (a retroactive sweep's index items: ``InventoryIndex.picture_shas``).
-    ``warnings``: where what it warns of is also appended (a sweep's report)."""
+    ``warnings``: a list its warnings go into instead of the log (a sweep's report, which
+    logs them with the others)."""
     n = cands.num_rows
     status: list[str] = [""] * n
     verdicts: list[int | None] = [None] * n
