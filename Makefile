@@ -16,8 +16,13 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/riskrank demo --out runs/demo
 
+# The test files that start Ray run in a process of their own: after a Ray cluster shut down,
+# a later test of the same process died of a segmentation fault in 2 of ~15 CI runs (stop 49;
+# 2026-12-07 in tests/rank/test_review.py, at a garbage collection), cause not found.
+RAY_TESTS := tests/rank/test_ray_engine.py tests/rank/test_engine.py
 test: install
-	RISKRANK_FETCH=1 $(PY) -m pytest -q
+	RISKRANK_FETCH=1 $(PY) -m pytest -q $(addprefix --ignore=,$(RAY_TESTS))
+	RISKRANK_FETCH=1 $(PY) -m pytest -q $(RAY_TESTS)
 
 lint: install
 	$(VENV)/bin/ruff check index recall rank riskrank benchmarks tests

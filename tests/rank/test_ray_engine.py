@@ -5,6 +5,7 @@ exactly and survives a killed shard actor."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -168,6 +169,7 @@ def cluster():
     nodes.add_node(num_cpus=1)
     ray.init(address=nodes.address, log_to_driver=False)
     yield nodes
+    gc.collect()  # (Ray's handles in reference cycles freed before it shuts down)
     ray.shutdown()
     nodes.shutdown()
 
