@@ -68,7 +68,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from riskrank.index.content_digest import signal_base_dirs
-from riskrank.index.manifest import MANIFEST, sha256_file
+from riskrank.index.manifest import MANIFEST, read_json_object, sha256_file
 from riskrank.index.output_lock import holds_output_lock
 from riskrank.index.paths import read_image_file
 from riskrank.index.run_log import get_logger
@@ -786,11 +786,8 @@ def _swept_image_dir(swept: Path | None) -> str | None:
     ``recorded_image_dir``), None where unknown. An import told no folder quarantined every
     verdict on a picture given by path, the index version naming the folder (an outsider's
     five days: 39-112 verdict entries lost a day, no picture in the history)."""
-    try:
-        manifest = json.loads((swept / MANIFEST).read_text()) if swept is not None else {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return recorded_image_dir(manifest)
+    manifest = read_json_object(swept / MANIFEST) if swept is not None else None
+    return recorded_image_dir(manifest) if manifest is not None else None
 
 
 def _sweep_items_path(queue_path: Path | None, about: dict | None = None) -> Path | None:
