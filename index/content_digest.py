@@ -20,6 +20,8 @@ import json
 import os
 import unicodedata
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -58,32 +60,73 @@ def _file_token(value: object, base_dirs: Sequence[object]) -> bytes:
     mtime (they are quarantined unread anyway)."""
     if value is None or str(value).strip() == "":
         return b"-"
-    out = []
-    for base in base_dirs:
-        path, reason = resolve_image_path(str(value), base)
-        if path is None:
-            out.append(b"!" + str(reason).encode("utf-8", "surrogatepass"))
-            continue
-        try:
-            stat = path.stat()
-            if stat.st_size > max_image_bytes():
-                out.append(f"big:{stat.st_size}:{stat.st_mtime_ns}".encode())
-                continue
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            out.append(h.digest())
-        except OSError as exc:  # unreadable (permissions, vanished): the signal says so too
-            out.append(f"!cannot read {str(path)!r}: {type(exc).__name__}".encode())
-    return b"|".join(out)
+    return b"|".join(_file_part(value, base)[0] for base in base_dirs)
+
+
+def _file_part(value: object, base: object) -> tuple[bytes, bool]:
+    """``_file_token``'s part for one base directory, and whether it is the file's sha256."""
+    path, reason = resolve_image_path(str(value), base)
+    if path is None:
+        return b"!" + str(reason).encode("utf-8", "surrogatepass"), False
+    try:
+        stat = path.stat()
+        if stat.st_size > max_image_bytes():
+            return f"big:{stat.st_size}:{stat.st_mtime_ns}".encode(), False
+        return _file_sha(path, stat), True
+    except OSError as exc:  # unreadable (permissions, vanished): the signal says so too
+        return f"!cannot read {str(path)!r}: {type(exc).__name__}".encode(), False
+
+
+def picture_file_sha(value: object, base_dirs: Sequence[object]) -> bytes | None:
+    """The sha256 of the picture file an ``image_path`` names where every directory of
+    ``base_dirs`` gives one and the same readable file: its digest token is then the one
+    its bytes give (``PictureSha``). None otherwise: no path, a file not found, unreadable or
+    oversized in one of them, or different files."""
+    if value is None or str(value).strip() == "":
+        return None
+    parts = {_file_part(value, base) for base in base_dirs}
+    if len(parts) != 1:
+        return None
+    ((sha, read),) = parts
+    return sha if read else None
+
+
+# The sha256 of picture files read while this is set, by path and what stat says of the
+# file: a standing update reads each picture file for each image signal's content keys and
+# once more for the version's pictures file (``picture_file_sha``); with it, once. Set for
+# the length of one update only (``reading_files_once``).
+_FILE_SHAS: ContextVar[dict | None] = ContextVar("riskrank_file_shas", default=None)
+
+
+@contextmanager
+def reading_files_once():
+    """Within it, a picture file unchanged on disk (path, size, mtime, inode) is read once."""
+    token = _FILE_SHAS.set({})
+    try:
+        yield
+    finally:
+        _FILE_SHAS.reset(token)
+
+
+def _file_sha(path, stat: os.stat_result) -> bytes:
+    memo = _FILE_SHAS.get()
+    key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev)
+    if memo is not None and key in memo:
+        return memo[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if memo is not None:
+        memo[key] = h.digest()
+    return h.digest()
 
 
 class PictureSha(bytes):
     """The sha256 of a picture's bytes, standing in for the bytes where they are not kept: a
-    standing index keeps it for each item whose picture came as ``image_bytes``
-    (``PICTURES_FILE``), so that a sweep without the inventory digests its content as a
-    sweep with it does."""
+    standing index keeps it for each item whose picture came as ``image_bytes``, or as an
+    ``image_path`` whose file the update read (``PICTURES_FILE``), so that a sweep without
+    the inventory digests its content as a sweep with it does, even once the files are gone."""
 
 
 PICTURES_FILE = "pictures.parquet"  # a standing version's item_id -> image_sha256

@@ -107,6 +107,8 @@ from riskrank.index.content_digest import (
     PICTURES_FILE,
     build_digest,
     image_sha256,
+    picture_file_sha,
+    reading_files_once,
     row_digests,
     signal_base_dirs,
 )
@@ -579,7 +581,8 @@ class StandingIndex:
         engine = resolve_engine(engine)
         parse_bytes(max_memory)  # a typo is refused now, not after the embedding
         self.path.mkdir(parents=True, exist_ok=True)
-        with output_lock(self.path, what="standing index", lock_file=self.path / LOCK):
+        lock = output_lock(self.path, what="standing index", lock_file=self.path / LOCK)
+        with lock, reading_files_once():  # (each picture file read once, not once per use)
             return self._update(
                 inventory, signals, deletions=deletions, donor=donor, engine=engine, key=key,
                 max_memory=max_memory, chunk_size=chunk_size, use_gpu=use_gpu,
@@ -1331,13 +1334,7 @@ def _write_version(
     # The pictures' bytes are not kept: their digests are, so that a sweep tells a reviewed
     # picture unchanged from the rows the index kept (rank/reviewed.py). Written even when
     # empty: its presence says the version keeps them (one written before does not).
-    shas = (
-        image_sha256(kept[IMAGE_BYTES])
-        if IMAGE_BYTES in kept.column_names
-        else pa.nulls(kept.num_rows, pa.binary(32))
-    )
-    pictures = pa.table({ITEM_ID: kept[ITEM_ID], "image_sha256": shas}).filter(pc.is_valid(shas))
-    write_parquet(pictures, vdir / PICTURES_FILE)
+    write_parquet(_picture_digests(kept, signals), vdir / PICTURES_FILE)
     files.append(PICTURES_FILE)
     input_rows = stats.items_in - stats.deleted
     stats.indexed, stats.quarantined = int(indexed.sum()), quarantined.num_rows
@@ -1362,6 +1359,26 @@ def _write_version(
         },
     )
     return vdir
+
+
+def _picture_digests(kept: pa.Table, signals: Sequence[Signal]) -> pa.Table:
+    """item_id -> sha256 of each kept item's picture: its ``image_bytes``, else the file its
+    ``image_path`` names, read where the signals read it (``picture_file_sha``), so that a
+    sweep of this version without the inventory tells a reviewed picture unchanged even once
+    the folder is gone (it found such items changed, and queued them again: an outsider's
+    report). Where no signal reads paths, or the file was not read, none."""
+    n = kept.num_rows
+    shas = (
+        image_sha256(kept[IMAGE_BYTES]).to_pylist()
+        if IMAGE_BYTES in kept.column_names
+        else [None] * n
+    )
+    if IMAGE_PATH in kept.column_names and any(IMAGE_PATH in s.content_columns for s in signals):
+        dirs = signal_base_dirs(signals)  # as the review digests read them (rank/reviewed.py)
+        paths = kept[IMAGE_PATH].to_pylist()
+        shas = [picture_file_sha(p, dirs) if sha is None else sha for sha, p in zip(shas, paths)]
+    column = pa.array(shas, pa.binary(32))
+    return pa.table({ITEM_ID: kept[ITEM_ID], "image_sha256": column}).filter(pc.is_valid(column))
 
 
 def _image_dirs(items: pa.Table, signals: Sequence[Signal]) -> list[str]:

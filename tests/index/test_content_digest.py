@@ -93,3 +93,61 @@ def test_a_large_dictionary_does_not_cut_slices_to_one_row(monkeypatch):
     monkeypatch.setattr(content_digest, "_BATCH", 16)
     shas = pd.Series([None] * 40, index=range(100, 140))
     assert row_digests(table, picture_shas=shas) == row_digests(table)
+
+
+def test_a_picture_file_s_recorded_digest_stands_in_for_the_file(tmp_path, monkeypatch):
+    """A standing version records the sha256 of each picture file it read
+    (``picture_file_sha``): given instead of the file, a row digests as it did with the file,
+    so a sweep without the folder still tells a reviewed picture unchanged. No digest where
+    the file was not read alike in every folder, or is oversized."""
+    import hashlib
+
+    from riskrank.index.content_digest import picture_file_sha
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    (one / "a.png").write_bytes(b"\x89PNG picture a")
+    (two / "a.png").write_bytes(b"\x89PNG another picture")
+    table = pa.table({"item_id": ["ad-1"], "text": ["t"], "image_path": ["a.png"]})
+    sha = picture_file_sha("a.png", [one])
+    assert sha == hashlib.sha256(b"\x89PNG picture a").digest()
+    with_file = row_digests(table, base_dirs=[one])
+    (one / "a.png").unlink()
+    assert row_digests(table, base_dirs=[one]) != with_file  # the file gone: another content
+    assert row_digests(table, base_dirs=[one], picture_shas=[sha]) == with_file
+    assert picture_file_sha("a.png", [one]) is None  # not found
+    assert picture_file_sha("a.png", [two, tmp_path]) is None  # found in one folder only
+    (tmp_path / "a.png").write_bytes((two / "a.png").read_bytes())
+    assert picture_file_sha("a.png", [two, tmp_path]) is not None  # the same in both
+    assert picture_file_sha(None, [two]) is None and picture_file_sha(" ", [two]) is None
+    monkeypatch.setenv("RISKRANK_MAX_IMAGE_BYTES", "4")
+    assert picture_file_sha("a.png", [two]) is None  # oversized: named by size, never read
+
+
+def test_within_an_update_each_picture_file_is_read_once(tmp_path, monkeypatch):
+    """A standing update reads each picture file for every image signal's content keys and
+    once more for its pictures file: ``reading_files_once`` reads an unchanged file once; a
+    file changed on disk (size, mtime) is read again; outside it, every use reads."""
+    import builtins
+    import os
+
+    opened = []
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(content_digest, "open", counting_open, raising=False)
+    (tmp_path / "a.png").write_bytes(b"\x89PNG picture a")
+    table = pa.table({"item_id": ["ad-1", "ad-2"], "image_path": ["a.png", "a.png"]})
+    with content_digest.reading_files_once():
+        first = row_digests(table, base_dirs=[tmp_path])
+        assert row_digests(table, base_dirs=[tmp_path]) == first
+        assert content_digest.picture_file_sha("a.png", [tmp_path]) is not None
+        assert len(opened) == 1
+        (tmp_path / "a.png").write_bytes(b"\x89PNG picture b, longer")
+        os.utime(tmp_path / "a.png", ns=(1, 1))
+        assert row_digests(table, base_dirs=[tmp_path]) != first
+        assert len(opened) == 2
+    row_digests(table, base_dirs=[tmp_path])
+    assert len(opened) == 4  # (two rows, no memo)

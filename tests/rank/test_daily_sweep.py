@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -429,14 +430,28 @@ def test_a_retroactive_sweep_reads_reviewed_pictures_where_the_update_did(
     retro = sweep(None, seeds, model, index_dir=st, include_reviewed=True, **SWEEP)
     assert status(retro) == status(today)
     assert retro.queue["item_id"].to_pylist() == today.queue["item_id"].to_pylist()
-    # Told a folder without them: changed, and said.
+    # An index written before versions kept the digests of picture files (simulated).
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("riskrank.index.standing.picture_file_sha", lambda path, dirs: None)
+        sweep(inv, seeds, model, index_dir=tmp_path / "old", image_base_dir=folder, **SWEEP)
+    # The update kept each picture file's digest: with the folder gone, or another folder
+    # given, the reviewed pictures are still the ones the index holds (they were "changed
+    # since" their review and queued again, with a warning: an outsider's report).
+    shutil.rmtree(folder)
+    for where in (None, tmp_path):
+        gone = sweep(None, seeds, model, index_dir=st, image_base_dir=where,
+                     include_reviewed=True, **SWEEP)  # fmt: skip
+        assert status(gone) == status(today)
+        assert gone.queue["item_id"].to_pylist() == today.queue["item_id"].to_pylist()
+        assert not [w for w in gone.report["warnings"] if "were not found" in w]
+    # The index written before: changed, and said.
     warned = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = lambda record: warned.append(record.getMessage())
     logging.getLogger("riskrank").addHandler(handler)
     try:
-        wrong = sweep(None, seeds, model, index_dir=st, image_base_dir=tmp_path,
-                      include_reviewed=True, **SWEEP)  # fmt: skip
+        wrong = sweep(None, seeds, model, index_dir=tmp_path / "old", include_reviewed=True,
+                      **SWEEP)  # fmt: skip
     finally:
         logging.getLogger("riskrank").removeHandler(handler)
     changed = {i for i, s in status(wrong).items() if s == "changed"}
