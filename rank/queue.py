@@ -44,7 +44,8 @@ QUEUE_SCHEMA = pa.schema(
             "reasons",
             pa.string(),
             "the evidence that pushed the score up, in words; `(low)` marks evidence that "
-            "raised it by being low (far from the closest benign review, say)",
+            "raised it by being low (far from the closest benign review, say), `(negative, yet "
+            "higher than usual)` a negative log-odds or z-score that raised it",
         ),
         doc_field("matched_seed_ids", pa.list_(pa.string()), "seeds it matched, closest first"),
         doc_field(

@@ -204,6 +204,24 @@ def presence_levels(signals) -> dict[str, float]:
     return {s.name: s.presence_level() for s in signals}
 
 
+def _reason(feature: str, value: float, monotone: bool = True) -> str:
+    """One feature that raised a row's score, in words. A feature whose higher values lower
+    the risk raised it by being low: said so ("similarity to the closest item reviewers found
+    benign = 0.254" read as a reason the risk rose because it resembles a benign item: an
+    outsider's week of sweeps). A negative value of one whose higher values raise it (a
+    log-odds, a z-score, a margin) raised it by being less negative than the model's usual:
+    said too ("log-odds of a linear classifier trained on the reviewed items (text) = -1.23"
+    read as the classifier leaning benign, in 563 rows of an outsider's queue). That holds
+    where the boosters are ``monotone`` in each feature's direction (the default)."""
+    said = f"{describe_feature(feature)} = {value:.3g}"
+    direction = monotone_direction(feature)
+    if direction < 0:
+        return f"{said} (low)"
+    if direction > 0 and value < 0 and monotone:
+        return f"{said} (negative, yet higher than usual)"
+    return said
+
+
 class RiskRanker:
     """Learning-to-rank risk model.
 
@@ -790,14 +808,8 @@ class RiskRanker:
     def _reasons(
         self, table: pa.Table, variant: np.ndarray, top: int, matrix: np.ndarray | None = None
     ) -> list[str]:
-        # A feature whose higher values lower the risk pushed the score up by being low: said
-        # so ("similarity to the closest item reviewers found benign = 0.254" read as a reason
-        # the risk rose because it resembles a benign item: an outsider's week of sweeps).
         return [
-            "; ".join(
-                f"{describe_feature(f)} = {v:.3g}" + (" (low)" if monotone_direction(f) < 0 else "")
-                for f, v, _ in row
-            )
+            "; ".join(_reason(f, v, self.monotone) for f, v, _ in row)
             for row in self._explain(table, variant, top, matrix)
         ]
 

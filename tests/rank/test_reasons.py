@@ -245,6 +245,12 @@ def test_queue_rows_carry_checkable_reasons(explained_sweep, history):
     low = [p for p in parts if p.rsplit(" = ", 1)[0] in lowering]
     assert low and all(p.endswith(" (low)") for p in low)
     assert not any(p.endswith(" (low)") for p in parts if p not in low)
+    # A negative log-odds (or z-score) that raised the score says how (an outsider read
+    # "log-odds of a linear classifier ... = -1.23" as the classifier leaning benign).
+    negative = [p for p in parts if not p.endswith(")") and " = -" in p]
+    assert not negative, negative[:3]
+    said = [p for p in parts if p.endswith(" (negative, yet higher than usual)")]
+    assert all(" = -" in p and p.rsplit(" = ", 1)[0] not in lowering for p in said)
     # Violations queued under the policy with history are explained by their wording and by
     # earlier rejections.
     label_of = dict(zip(inv["item_id"].to_pylist(), inv["label"].to_pylist()))
@@ -1135,3 +1141,16 @@ def test_a_shared_run_does_not_start_or_end_inside_a_number():
     assert said("only 3.5 percent", "only 3 percent") == []
     # Every group of a number (a reviewer's check: "Send pay $5" of "$5,000,000").
     assert said("Send pay $5,000,000", "Send pay $5,000,001") == ["Send pay"]
+
+
+def test_a_negative_value_that_raised_the_score_says_how():
+    """A reviewer read "log-odds of a linear classifier trained on the reviewed items (text) =
+    -1.23", listed among what raised the score, as the classifier leaning benign (in 563 rows
+    of an outsider's queue): it raised the score by being less negative than usual."""
+    from riskrank.rank.ranker import _reason
+
+    said = _reason("hist_text_probe_score", -1.234)
+    assert said.endswith("(text) = -1.23 (negative, yet higher than usual)"), said
+    assert _reason("hist_text_probe_score", 0.5).endswith("= 0.5")
+    assert _reason("hist_text_neg_max_sim", 0.254).endswith("= 0.254 (low)")
+    assert _reason("hist_text_probe_score", -1.234, monotone=False).endswith("= -1.23")
