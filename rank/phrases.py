@@ -66,8 +66,9 @@ MIN_SHARED_TOKENS = 2
 # ends a phrase; 6: shared runs are one stretch of the seed, every word counted; 7: they
 # never overlap, words inside markup are not read, and stop words, single letters and
 # contraction pieces alone are not one; a sentence ends at `."` and `。` too; 8: a shared run
-# neither starts nor ends inside a number ("000 in" of "$5,000 in").
-SPANS_VERSION = 8
+# neither starts nor ends inside a number ("000 in" of "$5,000 in"); 9: one number alone
+# ("1,000") is no run.
+SPANS_VERSION = 9
 # Markup: an HTML tag (a mail, a pasted landing page), a comment, or a script or style element
 # with its contents. Only elements HTML names count, so "invest < $50 ... > $5000" and "<you
 # idiot>" are text. A tag may hold spaces (attributes), so tags are found in the whole text:
@@ -468,7 +469,9 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
             i += 1
             continue
         last = i + length - 1
-        if not any(_content(t) for t in low[i : last + 1]):
+        if _one_number(text, tokens[i : last + 1]) or not any(
+            _content(t) for t in low[i : last + 1]
+        ):
             # Stop words and fragments alone ("it's a", "do not" of "DO NOT REPLY") are not
             # quoted, and the next word may start a run that is ("not wish to receive"); past
             # a run as long as runs go, so "the the the ..." stays linear.
@@ -492,6 +495,15 @@ def _inside_number(text: str, word: tuple[int, int], *, before: bool) -> bool:
     if before:
         return a >= 2 and text[a - 1] in ",." and text[a - 2].isdigit()
     return b + 1 < len(text) and text[b] in ",." and text[b + 1].isdigit()
+
+
+def _one_number(text: str, words: list[tuple[int, int]]) -> bool:
+    """Whether ``words`` are the digit groups of one number ("1,000", "3.50"): one word to a
+    reader, not a run of two shared with a seed (an outsider's audit: "shares 'To Make', 'make
+    you' and '1,000'")."""
+    return all(text[a:b].isdigit() for a, b in words) and all(
+        text[b:a] in (",", ".") for (_, b), (a, _) in zip(words, words[1:])
+    )
 
 
 def _words(text: str) -> list[tuple[int, int]]:

@@ -1141,6 +1141,12 @@ def test_a_shared_run_does_not_start_or_end_inside_a_number():
     assert said("only 3.5 percent", "only 3 percent") == []
     # Every group of a number (a reviewer's check: "Send pay $5" of "$5,000,000").
     assert said("Send pay $5,000,000", "Send pay $5,000,001") == ["Send pay"]
+    # One number alone is one word, no run of two ("shares 'To Make' and '1,000'"), and the
+    # words after it may still start one; numbers apart (a phone number) are words.
+    assert said("Earn $1,000 today. To Make money", "pay $1,000 weekly. To Make it") == ["To Make"]
+    assert said("Earn $1,000 weekly now", "we pay $1,000 weekly.") == ["1,000 weekly"]
+    assert said("call 555 1234 now", "please call 555 1234") == ["call 555 1234"]
+    assert said("ref 2002 08 22 x", "on 2002 08 22 y") == ["2002 08 22"]
 
 
 def test_a_negative_value_that_raised_the_score_says_how():
