@@ -628,7 +628,7 @@ class StandingIndex:
             return self.load(signals, use_gpu=use_gpu), None
         stats.seconds["read"] = time.time() - t0
         delta = self._embed(items, plan, signals, engine, chunk_size, show_progress, stats)
-        _refuse_lost_folder(delta, prev)
+        _refuse_lost_folder(delta, prev, items, keys)
         _drop_rewritten_files(items, plan, keys, signals)
         stats.seconds["embed"] = time.time() - t0 - stats.seconds["read"]
         vdir = self.version_dir(version)
@@ -1094,14 +1094,17 @@ def _plan(
 LOST_FOLDER_MIN = 10  # picture files not found, none read: a wrong folder, not a few gone
 
 
-def _refuse_lost_folder(delta: dict, prev: dict) -> None:
+def _refuse_lost_folder(delta: dict, prev: dict, items: pa.Table, keys: dict) -> None:
     """Refuse an update in which a signal found none of the picture files it was to read (or
     decoded none of the pictures it was given), and could not use those of at least
     ``LOST_FOLDER_MIN`` items whose pictures the current version holds, at least half of
     them: a sweep run without its
     ``--image-base-dir`` (or from another directory) wrote a version without a picture,
     warned, and the next right run embedded them all again (an outsider's report). Nothing is
-    written; the current version stays, as for an inventory none of whose rows passes."""
+    written; the current version stays, as for an inventory none of whose rows passes.
+    Where a file it read today is a picture the version holds, the folder is right: files
+    are gone, as a retention job removes an export's older folders (such a day was refused,
+    with advice to check the folder: an outsider's week)."""
     for name, index in delta.items():
         failures = index.signal_failures
         if name not in prev or not len(prev[name].ids) or failures is None:
@@ -1114,11 +1117,30 @@ def _refuse_lost_folder(delta: dict, prev: dict) -> None:
         for start, said in _LOST_PICTURES:
             lost = [f"{i}: {r}" for i, n, r in rows if n == name and i in had
                     and str(r).startswith(start)]  # fmt: skip
+            if start == NOT_FOUND and lost and _read_a_held_file(items, keys[name], prev[name]):
+                continue
             if len(lost) >= max(LOST_FOLDER_MIN, len(had) / 2) and not held:
                 raise SchemaError(
                     said.format(name=name, n=len(lost), e=lost[0], had=len(had))
                     + " Nothing was written; the current version stays"
                 )
+
+
+def _read_a_held_file(items: pa.Table, keys: list[str], prev: _Previous) -> bool:
+    """Whether a row whose picture comes as a file (a path, no bytes) was read today as a
+    picture the version holds (its content key is one of the version's)."""
+    if IMAGE_PATH not in items.column_names:
+        return False
+    paths = items[IMAGE_PATH].to_pylist()
+    no_bytes = (
+        items[IMAGE_BYTES].is_null().to_pylist()
+        if IMAGE_BYTES in items.column_names
+        else [True] * items.num_rows
+    )
+    held = set(prev.keys)
+    return any(
+        keys[r] in held for r, (p, b) in enumerate(zip(paths, no_bytes)) if b and not is_blank(p)
+    )
 
 
 # Per kind of failure, what a version none of whose pictures it could use says. Pictures that

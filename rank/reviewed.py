@@ -26,7 +26,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from riskrank.index.content_digest import IMAGE_CELLS, IMAGES, row_digests, signal_base_dirs
+from riskrank.index.content_digest import (
+    IMAGE_CELLS,
+    IMAGES,
+    image_sha256,
+    picture_file_sha,
+    reading_files_once,
+    row_digests,
+    signal_base_dirs,
+)
 from riskrank.index.paths import NOT_FOUND, resolve_image_path
 from riskrank.index.run_log import get_logger
 from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, ITEM_ID, is_blank
@@ -34,6 +42,7 @@ from riskrank.index.tables import TableLike, as_table
 
 log = get_logger("riskrank")
 REVIEWED_TABLE = "reviewed"  # reviewed.parquet in the model directory
+IMAGE_SHA = "image_sha256"
 UNCHANGED, CHANGED = "unchanged", "changed"
 REVIEWED_SCHEMA = pa.schema(
     [
@@ -41,6 +50,12 @@ REVIEWED_SCHEMA = pa.schema(
         pa.field("policy", pa.string(), nullable=False),
         pa.field("verdict", pa.int8(), nullable=False),
         pa.field("content_digest", pa.string(), nullable=False),
+        # The picture the reviewer saw (its sha256) and the path it came under: a sweep tells
+        # an item whose file a retention job removed, its text and path as reviewed, unchanged
+        # (``_as_reviewed_but_gone``). Null: no picture, or one never read; absent: a model
+        # trained before they were kept.
+        pa.field(IMAGE_SHA, pa.binary(32)),
+        pa.field(IMAGE_PATH, pa.string()),
     ],
     # content_digests 2: an image digests as the picture, not its path too (written since
     # 2026-12-05; a model without it kept the digests before, and is read with them).
@@ -99,13 +114,25 @@ def text_as_seen(reviewed: pa.Table) -> bool:
 
 
 def reviewed_table(history: pa.Table, signals: Sequence[object]) -> pa.Table:
-    """What the model keeps of validated ``history``: item, policy, verdict, content digest."""
+    """What the model keeps of validated ``history``: item, policy, verdict, content digest,
+    and the picture reviewed (sha256, path)."""
+    n = history.num_rows
+    shas = [None] * n
+    if IMAGE_BYTES in history.column_names:
+        shas = image_sha256(history[IMAGE_BYTES]).to_pylist()
+    paths = history[IMAGE_PATH].to_pylist() if IMAGE_PATH in history.column_names else [None] * n
+    dirs = signal_base_dirs(signals)
+    with reading_files_once():  # (each file read once for both)
+        digests = content_digests(history, signals)
+        shas = [picture_file_sha(p, dirs) if sha is None else sha for sha, p in zip(shas, paths)]
     return pa.table(
         {
             ITEM_ID: history.column(ITEM_ID),
             "policy": history.column("policy"),
             "verdict": history.column("verdict").cast(pa.int8()),
-            "content_digest": pa.array(content_digests(history, signals), pa.string()),
+            "content_digest": pa.array(digests, pa.string()),
+            IMAGE_SHA: pa.array(shas, pa.binary(32)),
+            IMAGE_PATH: pa.array([None if is_blank(p) else p for p in paths], pa.string()),
         },
         schema=REVIEWED_SCHEMA,
     )
@@ -166,31 +193,35 @@ def mark_reviewed(
         pols = cands.column("policy").to_pylist()
         hit = [r for r in range(n) if ids[r] in by_item]
         today: dict[str, str] = {}
+        gone: set[tuple[str, str]] = set()
         if hit:
             rows = _inventory_rows(inventory, {ids[r] for r in hit})
             shas = [(pictures or {}).get(i) for i in rows.column(ITEM_ID).to_pylist()]
-            digests = content_digests(
-                rows,
-                signals,
-                images=digest_format(reviewed),
-                picture_shas=shas,
-                text_as_seen=text_as_seen(reviewed),
-            )
+            how = {
+                "images": digest_format(reviewed),
+                "text_as_seen": text_as_seen(reviewed),
+            }
+            digests = content_digests(rows, signals, picture_shas=shas, **how)
             today = dict(zip(rows.column(ITEM_ID).to_pylist(), digests))
+            gone = _gone_as_reviewed(rows, shas, signals, reviewed, today, how)
         for r in hit:
             for policy, verdict, digest in by_item[ids[r]]:
-                same = today.get(ids[r]) == digest
+                same = today.get(ids[r]) == digest or (ids[r], digest) in gone
                 if policy == pols[r]:
                     verdicts[r], status[r] = verdict, UNCHANGED if same else CHANGED
                 elif same:  # this content, judged under another policy
                     elsewhere[r].append(f"{policy}:{verdict}")
         if hit:
             changed = {ids[r] for r in hit if status[r] == CHANGED}
-            said = _unread_pictures_warning(rows, shas, signals, changed)
-            if said and warnings is not None:
-                warnings.append(said)  # (logged with the report's)
-            elif said:
-                log.warning(said)
+            kept = {i for i, _ in gone} - changed
+            for said in (
+                _unread_pictures_warning(rows, shas, signals, changed),
+                _gone_pictures_warning(rows, kept),
+            ):
+                if said and warnings is not None:
+                    warnings.append(said)  # (logged with the report's)
+                elif said:
+                    log.warning(said)
     for name, values in (
         ("reviewed", pa.array(status, pa.string())),
         ("previous_verdict", pa.array(verdicts, pa.int8())),
@@ -200,6 +231,84 @@ def mark_reviewed(
             cands = cands.drop([name])
         cands = cands.append_column(name, values)
     return cands
+
+
+def _gone_as_reviewed(
+    rows: pa.Table,
+    shas: list,
+    signals: Sequence[object],
+    reviewed: pa.Table,
+    today: dict[str, str],
+    how: dict,
+) -> set[tuple[str, str]]:
+    """(item, review digest) of the reviews whose picture file is not found today under the
+    path it was reviewed under, and whose content, that picture put back, is as reviewed: a
+    retention job that removes an export's older picture folders while the ads run on made
+    every reviewed picture ad "changed since" its review, and queued them again at the top
+    (an outsider's week: 281 confirmed violations, 52 of the top 60 rows). The model keeps
+    the picture each reviewer saw (``reviewed_table``); a model trained before it did, none."""
+    if IMAGE_SHA not in reviewed.column_names or how["images"] != IMAGES:
+        return set()
+    if IMAGE_PATH not in rows.column_names:
+        return set()
+    wanted: dict[str, list[tuple[str, bytes, str]]] = {}
+    for item_id, digest, sha, path in zip(
+        *(reviewed.column(c).to_pylist() for c in (ITEM_ID, "content_digest", IMAGE_SHA)),
+        reviewed.column(IMAGE_PATH).to_pylist(),
+    ):
+        if sha is not None and today.get(item_id, digest) != digest:
+            wanted.setdefault(item_id, []).append((digest, sha, path))
+    if not wanted:
+        return set()
+    dirs = signal_base_dirs(signals)
+    have_bytes = _valid(rows, IMAGE_BYTES)
+    todo = []  # (row, item, review digest, reviewed picture)
+    for r, (item_id, path) in enumerate(
+        zip(rows[ITEM_ID].to_pylist(), rows[IMAGE_PATH].to_pylist())
+    ):
+        if item_id not in wanted or is_blank(path) or shas[r] is not None or have_bytes[r]:
+            continue
+        same_path = [(d, sha) for d, sha, p in wanted[item_id] if p == path]
+        if same_path and _not_found(path, dirs):
+            todo += [(r, item_id, d, sha) for d, sha in same_path]
+    if not todo:
+        return set()
+    put_back = content_digests(
+        rows.take(pa.array([t[0] for t in todo], pa.int64())),
+        signals,
+        picture_shas=[t[3] for t in todo],
+        **how,
+    )
+    return {(item_id, d) for (_, item_id, d, _), got in zip(todo, put_back) if got == d}
+
+
+def _valid(rows: pa.Table, column: str) -> list[bool]:
+    """Per row, whether ``column`` holds a value there (False throughout where it is absent)."""
+    if column not in rows.column_names:
+        return [False] * rows.num_rows
+    return rows[column].is_valid().to_pylist()
+
+
+def _not_found(path: str, dirs: Sequence[object]) -> bool:
+    """Whether no directory of ``dirs`` holds the file ``path`` names (a remote URL, a path
+    outside the folder or an unreadable file is no missing file)."""
+    return all(str(resolve_image_path(path, d)[1]).startswith(NOT_FOUND) for d in dirs)
+
+
+def _gone_pictures_warning(rows: pa.Table, kept: set[str]) -> str | None:
+    """What to say of reviewed items counted unchanged though their picture file is gone
+    (``_gone_as_reviewed``): the index no longer holds their picture, which a reviewer should
+    know. None: nothing to say."""
+    if not kept:
+        return None
+    paths = dict(zip(rows[ITEM_ID].to_pylist(), rows[IMAGE_PATH].to_pylist()))
+    first = sorted(kept)[0]
+    return (
+        f"the picture files of {len(kept)} reviewed items were not found (e.g. {first}: "
+        f"{paths.get(first)}); their text and image path are as reviewed, so they count as "
+        "unchanged since their review (the model keeps the picture each was reviewed on), but "
+        "no signal reads their picture today"
+    )
 
 
 def _unread_pictures_warning(
@@ -213,26 +322,21 @@ def _unread_pictures_warning(
     if IMAGE_PATH not in rows.column_names or not changed:
         return None
     dirs = signal_base_dirs(signals)
-    have_bytes = (
-        rows[IMAGE_BYTES].is_valid().to_pylist()
-        if IMAGE_BYTES in rows.column_names
-        else [False] * rows.num_rows
-    )
+    have_bytes = _valid(rows, IMAGE_BYTES)
     lost = []
     paths = rows[IMAGE_PATH].to_pylist()
     for r, (item_id, path) in enumerate(zip(rows[ITEM_ID].to_pylist(), paths)):
         if item_id not in changed or is_blank(path) or shas[r] is not None or have_bytes[r]:
             continue
-        reasons = [resolve_image_path(path, d)[1] for d in dirs]
-        if all(str(why).startswith(NOT_FOUND) for why in reasons):
+        if _not_found(path, dirs):
             lost.append(f"{item_id}: {path}")
     if not lost:
         return None
     said = (
         f"the picture files of {len(lost)} reviewed items were not found (e.g. {lost[0]}; "
         f"folder {', '.join(str(d or '.') for d in dirs)}): they count as changed since their "
-        "review and are queued again; pass the folder their image paths are relative to "
-        "(--image-base-dir)"
+        "review and are queued again; if their image paths are relative to another folder, "
+        "pass it (--image-base-dir)"
     )
     return said
 
