@@ -70,7 +70,7 @@ import pyarrow.parquet as pq
 from riskrank.index.content_digest import signal_base_dirs
 from riskrank.index.manifest import MANIFEST, read_json_object, sha256_file
 from riskrank.index.output_lock import holds_output_lock
-from riskrank.index.paths import read_image_file
+from riskrank.index.paths import NOT_FOUND, read_image_file, resolve_image_path
 from riskrank.index.run_log import get_logger
 from riskrank.index.schema import (
     ABSENT_REASONS,
@@ -1125,6 +1125,31 @@ def _changed_since_review(
     return [a != b for a, b in zip(old, new)]
 
 
+def _lost_picture_reason(row: dict, signals: list) -> str:
+    """Why a verdict's picture cannot be had (``_pictures_not_kept``), of the three ways: it
+    came as bytes, which an index does not keep; its file is gone; its file was replaced. One
+    reason named all three, with advice that could not help where a retention job had
+    removed the folder (an outsider's week)."""
+    path = row.get(IMAGE_PATH)
+    if is_blank(path):
+        return (
+            "its picture came as image_bytes, which the sweep's index does not keep: pass the "
+            "inventory the sweep ran on (--inventory; inventory= in Python)"
+        )
+    dirs = signal_base_dirs(signals)
+    if all(str(resolve_image_path(str(path), d)[1]).startswith(NOT_FOUND) for d in dirs):
+        where = ", ".join(str(d or ".") for d in dirs)
+        return (
+            f"its image file {path} is not found (folder {where}): the picture the sweep saw "
+            "is gone; if the folder moved, pass it (--image-base-dir), else an inventory with "
+            "the picture's bytes (--inventory; inventory= in Python)"
+        )
+    return (
+        f"its image file {path} is not the picture the sweep saw (replaced since): pass the "
+        "inventory the sweep ran on (--inventory; inventory= in Python)"
+    )
+
+
 def _content_table(contents: list[dict]) -> pa.Table:
     types = {"text": pa.string(), "image_bytes": pa.binary(), "image_path": pa.string()}
     return pa.table({c: pa.array([r.get(c) for r in contents], types[c]) for c in CONTENT})
@@ -1253,11 +1278,7 @@ def _new_rows(
                 "Python)"
             )
         elif r[ITEM_ID] in pictures_lost:  # (first: an image-only item's row is empty)
-            why = (
-                "its picture came as image_bytes, which the sweep's index does not keep, or its "
-                "image file is not the picture the sweep saw: pass the inventory the sweep ran "
-                "on (--inventory; inventory= in Python), or the sweep's --image-base-dir"
-            )
+            why = _lost_picture_reason(content[r[ITEM_ID]], signals or [])
         elif not has_content(content[r[ITEM_ID]]):
             why = NO_CONTENT
         elif r[ITEM_ID] in (pictures or {}):

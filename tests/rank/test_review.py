@@ -1406,6 +1406,15 @@ def test_a_picture_the_sweeps_index_did_not_keep_is_not_lost_silently(tmp_path):
     seen = content_digests(inv.slice(1, 1), signals)
     (tmp_path / "b.jpg").unlink()
     assert content_digests(new.slice(0, 1), signals) == seen
+    # Each way a picture is lost says which: bytes not kept, a file gone (a retention job: one
+    # reason named all three ways, an outsider's week), a file replaced.
+    _, _, bad, _ = _new_rows(check, empty, content, "s", signals=signals, pictures_lost={"a", "b"})
+    why = {r["item_id"]: r["reason"] for r in bad}
+    assert why["a"].startswith("its picture came as image_bytes") and "b.jpg" not in why["a"]
+    assert why["b"].startswith("its image file b.jpg is not found"), why["b"]
+    (tmp_path / "b.jpg").write_bytes(_jpeg(3))
+    _, _, bad, _ = _new_rows(check, empty, content, "s", signals=signals, pictures_lost={"b"})
+    assert bad[0]["reason"].startswith("its image file b.jpg is not the picture the sweep saw")
 
 
 def test_which_pictures_an_import_cannot_take_from_the_sweeps_index(tmp_path):
