@@ -58,8 +58,33 @@ def as_table(data: TableLike, *, what: str = "input", files: bool = False) -> pa
     dupes = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
     if dupes:
         raise SchemaError(f"{what}: duplicate column names {dupes}; every column needs its own")
+    table = _typed_empty_content(table)
     if not files and not isinstance(data, pa.Table):
         table = without_files(table)
+    return table
+
+
+# The content columns' types (index/schema.py), for one that holds no value at all.
+_CONTENT_TYPES = {"text": pa.string(), "image_path": pa.string(), "image_bytes": pa.binary()}
+
+
+def _typed_empty_content(table: pa.Table) -> pa.Table:
+    """A content column without a single value, typed as numbers (pandas reads an empty CSV
+    column as float64 NaN) or as nothing, as its content type: a day's export with no
+    pictures was refused whole ("column 'image_path' has type double, expected string": an
+    outsider's week), where its rows have no picture."""
+    for name, typ in _CONTENT_TYPES.items():
+        if name not in table.column_names:
+            continue
+        column = table[name]
+        kind = column.type
+        if kind == typ or column.null_count != len(column) or not len(column):
+            continue
+        if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_null(kind):
+            i = table.schema.get_field_index(name)
+            table = table.set_column(
+                i, table.schema.field(i).with_type(typ), pa.nulls(len(column), typ)
+            )
     return table
 
 

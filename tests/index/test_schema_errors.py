@@ -450,6 +450,26 @@ def test_string_view_columns_are_strings():
     assert items.num_rows == 1 and quarantined.num_rows == 1  # (the null text)
 
 
+def test_a_content_column_without_a_value_is_of_its_type():
+    """pandas reads an empty CSV column as float64 NaN: a day's export with no pictures was
+    refused whole ("column 'image_path' has type double, expected string": an outsider's
+    week). A content column with no value is one of its type; one with a number still is
+    an error, and an all-NaN text column leaves rows without content, quarantined."""
+    import numpy as np
+
+    frame = pd.DataFrame({"item_id": ["a", "b"], "text": ["x", "y"], "image_path": [np.nan] * 2})
+    got = as_table(frame)
+    assert str(got.schema.field("image_path").type) == "string"
+    items, quarantined = validate_inventory(got)
+    assert items.num_rows == 2 and quarantined.num_rows == 0
+    blank = frame.assign(image_bytes=np.nan, text=np.nan, image_path="a.png")
+    assert str(as_table(blank).schema.field("image_bytes").type) == "binary"
+    assert str(as_table(blank).schema.field("text").type) == "string"
+    with pytest.raises(SchemaError, match="column 'image_path' has type double"):
+        as_table(frame.assign(image_path=[1.5, np.nan]))  # (a value: checked as before)
+        validate_inventory(frame.assign(image_path=[1.5, np.nan]))
+
+
 def test_a_polars_object_column_is_refused_not_written_as_pointers():
     """A polars Object column reached the queue as 8-byte pointer values (an outsider)."""
     pl = pytest.importorskip("polars")
