@@ -65,6 +65,9 @@ def use_stand_in_encoder() -> None:
     text.TextEncoder.encode = encode
     text.TextEncoder.dim = property(lambda self: DIM)
     text.TextEncoder._describe = describe
+    # No tokenizer: a text outside printable ASCII is not read again for unknown tokens (the
+    # check loaded MiniLM's tokenizer from the hub, which this machine cannot reach).
+    text.TextEncoder._token_reader = lambda self: None
 
 
 STEPS = {  # module: functions whose own peak RSS --rss-steps reports
