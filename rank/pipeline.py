@@ -839,7 +839,8 @@ def finish_sweep(
     if levels is None and model is not None:
         levels = presence_levels(model.signals)
     absent = absent_policy_warnings(cands, scored, seeds.described_policies(), levels)
-    decisions = decision_report(cands, scored, absent)
+    trained = getattr(model.ranker, "policy_reviews_", None) if model is not None else None
+    decisions = decision_report(cands, scored, absent, trained)
     decisions["warnings"] += list(absent.values()) + list(warnings)
     if model is not None:  # seeds naming `Spam` where the reviews say `spam`
         reviewed = model.info.get("policies_with_history") or []
@@ -1069,11 +1070,16 @@ def policy_name_slips(cold: list[str], reviewed: list[str]) -> list[str]:
 
 
 def decision_report(
-    cands: pa.Table, scored: ScoredCandidates, absent: Collection[str] = ()
+    cands: pa.Table,
+    scored: ScoredCandidates,
+    absent: Collection[str] = (),
+    trained_rows: Mapping[str, int] | None = None,
 ) -> dict:
     """Per policy: how its probabilities were calibrated, its action threshold, cold or not,
     and a warning for each policy that runs cold or can take no automatic action
-    (``absent``: cold policies whose base rate was set as absent, not re-estimated)."""
+    (``absent``: cold policies whose base rate was set as absent, not re-estimated), or has
+    reviews but no calibration of its own (``trained_rows``: the ranker's training rows per
+    policy, ``policy_reviews_``)."""
     pols = cands.column("policy").to_pylist() if cands.num_rows else []
     per: dict[str, dict] = {}
     for i, policy in enumerate(pols):
@@ -1105,6 +1111,21 @@ def decision_report(
         "and every item is escalated: a young policy's reviews are taken to be the tops of its "
         "queues (as a review loop's are), whose precision is not the sweep's"
         for p in young
+    ]
+    # Reviews of its own, too few of them among its seeds' nearest reviewed items at training
+    # to calibrate it: another policy's growing history had crowded them out, and the switch
+    # to the pooled calibration went unsaid for days (an outsider's week).
+    pooled = sorted(
+        p for p, d in per.items() if d["model"] != "cold" and d["calibration"] == "transferred"
+    )
+    warnings += [
+        f"policy {p!r} has reviews, but too few of them were among its seeds' nearest reviewed "
+        f"items when the model was trained ({(trained_rows or {}).get(p, 0):,} training rows) "
+        "to calibrate it on its own: its probabilities are the other policies' calibration "
+        f"(transferred; base rate re-estimated on this sweep: "
+        f"{per[p].get('estimated_base_rate', 'n/a')}); training with a larger k reads more of "
+        "its reviews"
+        for p in pooled
     ]
     warnings += [
         f"policy {p!r}: its held-out review history"

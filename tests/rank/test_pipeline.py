@@ -752,6 +752,27 @@ def test_the_decision_report_says_how_each_policys_probability_was_read():
     assert "min_policy_reviews" in new and "came from the tops" not in new
 
 
+def test_a_policy_with_reviews_but_no_calibration_of_its_own_is_said():
+    """A policy whose reviews another policy's growing history crowded out of its seeds'
+    nearest reviewed items at training ran on the pooled calibration, unsaid for days (an
+    outsider's week: insult 185 -> 105 training rows, policy_history -> transferred)."""
+    from riskrank.rank.pipeline import decision_report
+    from riskrank.rank.ranker import ScoredCandidates
+
+    cands = pa.table({"item_id": ["a", "b", "c"], "policy": ["spam", "insult", "cold"]})
+    p = np.array([0.9, 0.2, 0.4])
+    scored = ScoredCandidates(
+        p, p, [""] * 3, np.array(["full", "full", "cold"], dtype=object),
+        np.array(["policy_history", "transferred", "transferred"], dtype=object),
+        np.array([0.8, np.nan, np.nan]), {"spam": 0.3, "insult": 0.05, "cold": 0.4},
+    )  # fmt: skip
+    said = decision_report(cands, scored, trained_rows={"spam": 689, "insult": 105})["warnings"]
+    insult = [w for w in said if w.startswith("policy 'insult' has reviews")]
+    assert len(insult) == 1 and "(105 training rows)" in insult[0], said
+    assert "transferred; base rate re-estimated on this sweep: 0.05" in insult[0]
+    assert not [w for w in said if w.startswith(("policy 'cold' has reviews", "policy 'spam'"))]
+
+
 def test_quality_is_scored_over_the_items_the_sweep_took_in(tmp_path, explained_sweep):
     # A label table of a whole data set scored a 150-item sweep at coverage 0.02 and AP 0.27
     # against 1.00 and 0.84 over its own items, with nothing saying why (an outsider's report).
