@@ -463,6 +463,23 @@ def test_probe_memo_hits_are_the_scores_the_ngrams_give(history):
     assert memo[-1] == 123.0 and np.isnan(memo[20]) and np.isnan(memo[21])
 
 
+def test_probe_scores_of_texts_vectorized_in_batches_are_the_scores_of_all_at_once(
+    probe, history, monkeypatch
+):
+    """A policy's candidates are vectorized a few million characters at a time (the n-gram
+    matrix of all of them was 2.0 of a 3.7 GB peak on 150,000 real mails): the same scores,
+    bit for bit."""
+    from riskrank.recall import lexical
+
+    texts = [*history["text"].to_pylist(), "", None, "x" * 300]
+    ids = [f"x{i}" for i in range(len(texts))]
+    whole = probe.evidence("scam", ids, texts, exclude_self=False)[FEATURE]
+    monkeypatch.setattr(lexical, "BATCH_CHARS", 200)
+    assert len(lexical._batches(texts)) > 10
+    cut = probe.evidence("scam", ids, texts, exclude_self=False)[FEATURE]
+    np.testing.assert_array_equal(cut, whole)
+
+
 def test_reasons_from_the_rankings_contributions_equal_reasons_computed_again(
     explained_sweep, trained_model
 ):
