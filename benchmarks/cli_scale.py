@@ -21,6 +21,7 @@ process's overall peak is then the largest of them, not VmHWM).
     .venv/bin/python benchmarks/cli_scale.py --items 100000 --scam-share 0.3 --day1
     .venv/bin/python benchmarks/cli_scale.py --items 300000 --scam-share 0.3 --k all
     .venv/bin/python benchmarks/cli_scale.py --items 100000 --scam-share 0.3 --k all --rss-steps
+    .venv/bin/python benchmarks/cli_scale.py --items 300000 --real-texts --rss-steps
 """
 
 from __future__ import annotations
@@ -114,6 +115,11 @@ def main(argv=None) -> int:
     ap.add_argument("--day1", action="store_true", help="then day 1: standing vs scratch")
     ap.add_argument("--k", default=None, help="the sweep's --k (default: the CLI's; 'all')")
     ap.add_argument("--rss-steps", action="store_true", help="peak RSS of each step (MiB)")
+    ap.add_argument(
+        "--real-texts",
+        action="store_true",
+        help="SpamAssassin mails and Insults comments (and perturbed copies), not template ads",
+    )
     args = ap.parse_args(argv)
     use_stand_in_encoder()
     step_peaks = measure_step_peaks() if args.rss_steps else None
@@ -122,10 +128,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="riskrank-cli-scale-") as tmp:
         root = Path(args.keep or tmp)
         root.mkdir(parents=True, exist_ok=True)
-        history, seeds = make_history_and_seeds()
+        if args.real_texts:
+            history, seeds, texts = real_texts(args.items)
+        else:
+            history, seeds = make_history_and_seeds()
+            texts, _ = make_texts(args.items, np.random.default_rng(args.items), args.scam_share)
         pq.write_table(history, root / "history.parquet")
         pq.write_table(seeds, root / "seeds.parquet")
-        texts, _ = make_texts(args.items, np.random.default_rng(args.items), args.scam_share)
         ids = [f"i{i}" for i in range(args.items)]
         pq.write_table(pa.table({"item_id": ids, "text": texts}), root / "inventory.parquet")
         del texts, ids
@@ -147,7 +156,8 @@ def main(argv=None) -> int:
         report = json.loads((root / "sweep" / "report.json").read_text())
         row = {
             "items": args.items,
-            "scam_share": args.scam_share,
+            "texts": "real" if args.real_texts else "template",
+            "scam_share": None if args.real_texts else args.scam_share,
             "k": args.k or "default",
             "exit": rc,
             "wall_s": round(wall, 2),
@@ -164,6 +174,48 @@ def main(argv=None) -> int:
             row["day1"] = day1(root, cli, sweep, standing)
     print("RESULT " + json.dumps(row))
     return 0
+
+
+def real_texts(items: int) -> tuple[pa.Table, pa.Table, list[str]]:
+    """History, seeds and ``items`` inventory texts from the shipped data sets (the cache
+    ``RISKRANK_FETCH=1`` fills): 2,000 reviewed mails (policy ``spam``) and 2,000 reviewed
+    comments (``insult``), 5 violating seeds of each from the rest, and an inventory drawn from
+    the rest, 30% mails and 70% comments, three in four of them perturbed copies
+    (``incremental.perturbed``: one word in eight dropped, a counter appended). Mails run to
+    thousands of characters, where template ads run to a hundred."""
+    from incremental import perturbed
+
+    from riskrank.rank.app.datasets import load
+
+    rng = np.random.default_rng(0)
+    sets = {}
+    for name, policy in (("spamassassin", "spam"), ("insults", "insult")):
+        t = load(name)
+        t = t.take(pa.array(rng.permutation(t.num_rows)))
+        sets[policy] = (t["text"].to_pylist(), t["label"].to_pylist())
+    hist = [(p, sets[p][0][i], 2 if sets[p][1][i] else 0) for p in sets for i in range(2000)]
+    history = pa.table(
+        {
+            "item_id": [f"h{i}" for i in range(len(hist))],
+            "policy": [h[0] for h in hist],
+            "text": [h[1] for h in hist],
+            "verdict": pa.array([h[2] for h in hist], pa.int8()),
+        }
+    )
+    picks = {p: [i for i in range(2000, len(t)) if y[i]][:5] for p, (t, y) in sets.items()}
+    seeds = pa.table(
+        {
+            "seed_id": [f"s-{p}-{i}" for p in picks for i in picks[p]],
+            "policy": [p for p in picks for _ in picks[p]],
+            "text": [sets[p][0][i] for p in picks for i in picks[p]],
+        }
+    )
+    texts = []
+    for n in range(items):
+        pool = sets["spam" if rng.random() < 0.3 else "insult"][0]
+        source = pool[2000 + int(rng.integers(len(pool) - 2000))]
+        texts.append(perturbed(source, n, rng) if n % 4 else source)
+    return history, seeds, texts
 
 
 def day1(root: Path, cli, sweep: list[str], standing: list[str]) -> dict:
