@@ -315,7 +315,15 @@ def _ivf_note(ivf: dict | None) -> str:
 
 def _model_lines(about: dict) -> list[str]:
     parent = about["parent_version"]
-    if about["kind"] == "pending import":
+    if about["kind"] == "pending import" and not about["imported"]:
+        # Nothing to train: `review retrain` refuses it (info said it would train it: an
+        # outsider's audit of the README).
+        lines = [
+            f"pending import {about['path']}: no verdict was imported into the history of "
+            f"version {parent} ({about['parent_dir']}), nothing to train (why: "
+            "verdicts_quarantine.parquet there)"
+        ]
+    elif about["kind"] == "pending import":
         lines = [
             f"pending import {about['path']}: {about['imported'] or 0:,} verdicts imported into "
             f"the history of version {parent} ({about['parent_dir']}), not trained yet "

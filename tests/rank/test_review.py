@@ -1355,6 +1355,10 @@ def test_a_no_retrain_import_trains_later_with_its_lineage(loop, seeds, tmp_path
     )
     assert main(["review", "retrain", str(tmp_path / "h0"), "--out", str(tmp_path / "v0")]) == 2
     assert "took no verdicts" in capsys.readouterr().err
+    # ... and `info` does not offer to train it (it did: an outsider's audit of the README).
+    assert main(["info", str(tmp_path / "h0")]) == 0
+    said = capsys.readouterr().out
+    assert "nothing to train" in said and "review retrain" not in said
     # The right file next, into the same directory: refused, saying what is there.
     right = ["review", "import", str(tmp_path / "v.pq"), "--queue", argv[4]]
     assert (
