@@ -43,7 +43,9 @@ def check_budget(budget: int | None, name: str = "budget") -> int | None:
     if budget is None:
         return None
     if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget <= 0:
-        raise ValueError(f"{name}={budget!r}: expected a positive number of items (or None)")
+        raise ValueError(
+            f"{name}={budget!r}: expected a positive number of items (or none given: every item)"
+        )
     return int(budget)
 
 
