@@ -534,7 +534,8 @@ class StandingIndex:
             what = "a plain index (riskrank index build)" if MANIFEST in other else "other files"
             raise NotAStandingIndexError(
                 f"{self.path} is not a riskrank standing index: it holds {what} "
-                f"({', '.join(other[:5])}); point the update at a new or empty directory"
+                f"({', '.join(other[:5])}); point the standing index (--index; index_dir= "
+                "in Python) at a new or empty directory"
             )
 
     # -- updating --------------------------------------------------------------------------

@@ -1525,6 +1525,7 @@ def import_verdicts(
     table = read_verdicts(verdicts)
     q = QueueIndex(queue)
     check = check_verdicts(table, q, set(seeds.policies))
+    _warn_another_queue(check.quarantine, len(table))
     _warn_binary_scale(check.accepted["verdict"].to_pylist())
     _warn_representatives_alone(check.accepted, q)
     version = int(parent.get("version", 1)) + 1
@@ -1806,6 +1807,26 @@ def _warn_representatives_alone(accepted: pa.Table, q: QueueIndex) -> None:
             len(alone),
             left,
         )
+
+
+def _warn_another_queue(quarantine: pa.Table, rows: int) -> None:
+    """Where most of a file's rows name ids the queue given does not hold, the likeliest
+    mistake is the queue: said, with the flag (yesterday's campaign verdicts imported with
+    today's queue were 100 "unknown campaign_id" rows and no pointer: an outsider's audit)."""
+    if not rows or not quarantine.num_rows:
+        return
+    unknown = {
+        r["row"]
+        for r in quarantine.select(["row", "reason"]).to_pylist()
+        if str(r["reason"]).startswith(("unknown item_id", "unknown campaign_id"))
+    }
+    if len(unknown) * 2 > rows:
+        log.warning(
+            "verdicts: %d of the file's %d rows name ids the queue given does not hold: were "
+            "they decided on another day's queue? Import them with the queue they were made "
+            "from (--queue; queue= in Python)",
+            len(unknown), rows,
+        )  # fmt: skip
 
 
 def _why(quarantine: pa.Table, rows: int) -> str:
