@@ -315,7 +315,7 @@ def _ivf_note(ivf: dict | None) -> str:
 
 def _model_lines(about: dict) -> list[str]:
     parent = about["parent_version"]
-    if about["kind"] == "pending import" and not about["imported"]:
+    if about["kind"] == "pending import" and about["imported"] == 0:
         # Nothing to train: `review retrain` refuses it (info said it would train it: an
         # outsider's audit of the README).
         lines = [
