@@ -44,6 +44,12 @@ def _within(path: Path, root: Path) -> bool:
     return path == root or path.is_relative_to(root)
 
 
+def not_found_in(value: str | os.PathLike, base_dirs) -> bool:
+    """Whether no directory of ``base_dirs`` holds the file ``value`` names (a remote URL, a
+    path outside the folder or an unreadable file is no missing file)."""
+    return all(str(resolve_image_path(value, d)[1]).startswith(NOT_FOUND) for d in base_dirs)
+
+
 def resolve_image_path(
     value: str | os.PathLike, base_dir: str | os.PathLike | None
 ) -> tuple[Path | None, str | None]:

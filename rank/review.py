@@ -70,7 +70,7 @@ import pyarrow.parquet as pq
 from riskrank.index.content_digest import signal_base_dirs
 from riskrank.index.manifest import MANIFEST, read_json_object, sha256_file
 from riskrank.index.output_lock import holds_output_lock
-from riskrank.index.paths import NOT_FOUND, read_image_file, resolve_image_path
+from riskrank.index.paths import not_found_in, read_image_file
 from riskrank.index.run_log import get_logger
 from riskrank.index.schema import (
     ABSENT_REASONS,
@@ -1137,7 +1137,7 @@ def _lost_picture_reason(row: dict, signals: list) -> str:
             "inventory the sweep ran on (--inventory; inventory= in Python)"
         )
     dirs = signal_base_dirs(signals)
-    if all(str(resolve_image_path(str(path), d)[1]).startswith(NOT_FOUND) for d in dirs):
+    if not_found_in(str(path), dirs):
         where = ", ".join(str(d or ".") for d in dirs)
         return (
             f"its image file {path} is not found (folder {where}): the picture the sweep saw "

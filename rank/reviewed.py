@@ -35,7 +35,7 @@ from riskrank.index.content_digest import (
     row_digests,
     signal_base_dirs,
 )
-from riskrank.index.paths import NOT_FOUND, resolve_image_path
+from riskrank.index.paths import not_found_in
 from riskrank.index.run_log import get_logger
 from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, ITEM_ID, is_blank
 from riskrank.index.tables import TableLike, as_table
@@ -269,7 +269,7 @@ def _gone_as_reviewed(
         if item_id not in wanted or is_blank(path) or shas[r] is not None or have_bytes[r]:
             continue
         same_path = [(d, sha) for d, sha, p in wanted[item_id] if p == path]
-        if same_path and _not_found(path, dirs):
+        if same_path and not_found_in(path, dirs):
             todo += [(r, item_id, d, sha) for d, sha in same_path]
     if not todo:
         return set()
@@ -287,12 +287,6 @@ def _valid(rows: pa.Table, column: str) -> list[bool]:
     if column not in rows.column_names:
         return [False] * rows.num_rows
     return rows[column].is_valid().to_pylist()
-
-
-def _not_found(path: str, dirs: Sequence[object]) -> bool:
-    """Whether no directory of ``dirs`` holds the file ``path`` names (a remote URL, a path
-    outside the folder or an unreadable file is no missing file)."""
-    return all(str(resolve_image_path(path, d)[1]).startswith(NOT_FOUND) for d in dirs)
 
 
 def _gone_pictures_warning(rows: pa.Table, kept: set[str]) -> str | None:
@@ -328,7 +322,7 @@ def _unread_pictures_warning(
     for r, (item_id, path) in enumerate(zip(rows[ITEM_ID].to_pylist(), paths)):
         if item_id not in changed or is_blank(path) or shas[r] is not None or have_bytes[r]:
             continue
-        if _not_found(path, dirs):
+        if not_found_in(path, dirs):
             lost.append(f"{item_id}: {path}")
     if not lost:
         return None
