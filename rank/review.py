@@ -1125,6 +1125,16 @@ def _changed_since_review(
     return [a != b for a, b in zip(old, new)]
 
 
+def _said_source(source: object) -> str:
+    """A row's ``verdict_source`` in words: "an item verdict", "campaign c-1's verdict"
+    (the reason printed the bare source, "this row's verdict: item", which read as the
+    verdict itself: an outsider's audit)."""
+    text = str(source or "item")
+    if text.startswith("campaign:"):
+        return f"campaign {text.removeprefix('campaign:')}'s verdict"
+    return f"an {text} verdict"
+
+
 def _lost_picture_reason(row: dict, signals: list) -> str:
     """Why a verdict's picture cannot be had (``_pictures_not_kept``), of the three ways: it
     came as bytes, which an index does not keep; its file is gone; its file was replaced. One
@@ -1337,8 +1347,8 @@ def _new_rows(
         elif key in at and not changed.get(key) and not corrections:
             why = (
                 f"already in the history with verdict {at[key][0]}, content unchanged "
-                f"(this row's verdict: {r['verdict_source']}; to overturn it, import with "
-                "--correct / corrections=True)"
+                f"(this row's verdict: {r['verdict']}, {_said_source(r['verdict_source'])}; to "
+                "overturn it, import with --correct / corrections=True)"
             )
         if why:
             bad.append({ITEM_ID: r[ITEM_ID], "row": r["row"], "stage": "verdicts", "reason": why})

@@ -669,6 +669,9 @@ def test_a_re_review_of_an_edited_item_replaces_its_old_verdict(loop, tmp_path):
     assert res.imported.num_rows == 0 and res.replaced == 0
     assert "content unchanged" in res.quarantine["reason"][0].as_py()
     assert "--correct" in res.quarantine["reason"][0].as_py()
+    # The row's own verdict is said, not its source ("this row's verdict: item": an outsider).
+    got = verdicts["verdict"][0].as_py()
+    assert f"this row's verdict: {got}, an item verdict" in res.quarantine["reason"][0].as_py()
     # A mistaken decision overturned: with corrections, it replaces the earlier verdict (no
     # way to do so but editing the history before: an outsider's note); the same verdict again
     # is still refused.
