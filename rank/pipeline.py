@@ -933,6 +933,12 @@ def finish_sweep(
         if signal_failures is not None:
             write_parquet(signal_failures, out_dir / SIGNAL_FAILURES)
             written.append(SIGNAL_FAILURES)
+        if swept_ids is not None:
+            # The ids it took in, which `riskrank eval` scores labels over: the index version
+            # its report names is pruned two updates later, and eval then scored every label
+            # given, unsaid (an outsider's audit of the README).
+            write_parquet(pa.table({ITEM_ID: swept_ids}), out_dir / sweep_output.SWEPT_IDS)
+            written.append(sweep_output.SWEPT_IDS)
         write_text_atomic(json.dumps(report, indent=2), out_dir / "report.json")
         if reports is not None:
             reports(result)

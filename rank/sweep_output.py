@@ -34,7 +34,10 @@ from riskrank.index.manifest import read_json_object, write_text_atomic
 from riskrank.index.schema import SIGNAL_FAILURES
 
 MARKER = "_SUCCESS"
-TABLES = ("queue.parquet", "candidates.parquet", "quarantine.parquet", SIGNAL_FAILURES)
+# The ids a sweep took in (indexed or quarantined): what `riskrank eval` scores labels over,
+# after the index version its report names is pruned (rank/evaluation/report.py).
+SWEPT_IDS = "swept_ids.parquet"
+TABLES = ("queue.parquet", "candidates.parquet", "quarantine.parquet", SIGNAL_FAILURES, SWEPT_IDS)
 REPORTS = ("report.md", "report.html", "report.png")
 OUTPUTS = (*TABLES, "report.json", *REPORTS)
 
@@ -46,6 +49,7 @@ TABLE_COLUMNS = {
     "candidates.parquet": {"item_id", "policy"},
     "quarantine.parquet": {"item_id", "reason", "stage"},
     SIGNAL_FAILURES: {"item_id", "signal", "reason"},
+    SWEPT_IDS: {"item_id"},
 }
 # A report's first bytes when riskrank wrote it (the plot: matplotlib's PNG text chunk).
 REPORT_HEADS = {

@@ -434,9 +434,14 @@ def cmd_eval(args) -> int:
 
     # Over the items the sweep took in, as its report.md scores them, where the queue is in
     # its sweep folder (an outsider found eval and the report giving two AP for one queue).
-    queue = SimpleNamespace(
-        queue=as_table(args.queue, what="queue"), swept_ids=swept_ids_beside(args.queue)
-    )
+    swept = swept_ids_beside(args.queue)
+    if swept is None:
+        print(
+            f"WARNING: which items the sweep of {args.queue} took in is not known (no "
+            "swept_ids.parquet beside it, and no index version its report.json names): every "
+            "labelled item is scored, those the sweep never saw too"
+        )
+    queue = SimpleNamespace(queue=as_table(args.queue, what="queue"), swept_ids=swept)
     q, _ = sweep_quality(
         queue, as_table(args.labels, what="labels"), budget_fraction=args.budget_fraction
     )

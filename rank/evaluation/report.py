@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from riskrank.index.manifest import read_json_object, write_text_atomic
 from riskrank.index.tables import SchemaError
 from riskrank.rank.evaluation.metrics import ranking_report
+from riskrank.rank.sweep_output import SWEPT_IDS
 
 
 def score_population(queue_or_candidates: pa.Table, item_ids: list[str], column: str) -> np.ndarray:
@@ -113,11 +114,17 @@ REPEATED = "label rows repeating an item (folded: violating if any says so)"
 
 
 def swept_ids_beside(queue_path: str | Path) -> pa.ChunkedArray | None:
-    """The ids a sweep took in, for a queue file in its sweep folder: from the index version
-    its ``report.json`` names (``items.parquet`` and ``quarantine.parquet``). None where
-    there is no such report or the version is gone (a standing index prunes old ones)."""
+    """The ids a sweep took in, for a queue file in its sweep folder: ``SWEPT_IDS`` there,
+    else (a sweep written before it) the index version its ``report.json`` names
+    (``items.parquet`` and ``quarantine.parquet``). None where neither is found (a standing
+    index prunes old versions)."""
     import pyarrow.parquet as pq
 
+    beside = Path(queue_path).parent / SWEPT_IDS
+    try:
+        return pq.read_table(beside, columns=["item_id"]).column("item_id").cast(pa.string())
+    except (OSError, ValueError, KeyError, pa.ArrowException):
+        pass
     try:
         report = json.loads((Path(queue_path).parent / "report.json").read_text())
         version = Path(report["index_version_dir"])

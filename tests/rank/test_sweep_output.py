@@ -30,7 +30,7 @@ def test_a_finished_sweep_lists_its_files_in_the_marker(tmp_path, inventory_item
     assert rr.sweep_complete(out)
     assert _listed(out) == [
         "queue.parquet", "candidates.parquet", "quarantine.parquet", "signal_failures.parquet",
-        "report.json",
+        "swept_ids.parquet", "report.json",
     ]  # fmt: skip
     # write_reports beside the sweep's files: the marker then lists them too.
     rr.write_reports(result, seeds)
