@@ -287,11 +287,14 @@ def _index_lines(about: dict) -> list[str]:
         )
     last = about.get("last_update") or {}
     if last:
+        # Vectors taken from another index (a sweep's, by an import) too: without them the
+        # line did not add up to the items indexed (an outsider's audit of the README).
+        donated = last.get("donated_vectors", 0)
         lines.append(
             f"last update: {last.get('added', 0):,} added, {last.get('changed', 0):,} changed, "
             f"{last.get('removed', 0):,} removed, {last.get('unchanged', 0):,} unchanged; "
             f"{last.get('embedded', 0):,} embedded, {last.get('reused_vectors', 0):,} vectors "
-            "reused"
+            "reused" + (f", {donated:,} donated" if donated else "")
         )
     lines.append(f"on disk: {_mib(about['disk_bytes'])}")
     return lines

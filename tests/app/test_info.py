@@ -215,3 +215,21 @@ def test_a_standing_ivf_index_says_how_its_quantizer_is_doing(tmp_path, capsys):
     assert (
         f"sampled recall@10 {ivf['recall_at_training']} after training, {ivf['recall']} now)" in out
     )
+
+
+def test_the_last_update_line_counts_vectors_taken_from_another_index():
+    """A history index an import updated took its reviewed items' vectors from the sweep's
+    index: the line said "0 embedded, 3,252 vectors reused" for 3,946 items, leaving the 694
+    donated out (an outsider's audit of the README)."""
+    from riskrank.rank.app.info import _index_lines
+
+    last = {"added": 697, "changed": 0, "removed": 0, "unchanged": 3250, "embedded": 0,
+            "reused_vectors": 3252, "donated_vectors": 694}  # fmt: skip
+    about = {"path": "h", "kind": "standing index", "version": 2, "versions_kept": [1, 2],
+             "updated_at": "t", "items": {}, "signals": {},
+             "last_update": last, "disk_bytes": 0}  # fmt: skip
+    lines = [line for line in _index_lines(about) if line.startswith("last update")]
+    assert lines[0].endswith("0 embedded, 3,252 vectors reused, 694 donated"), lines
+    last["donated_vectors"] = 0
+    lines = [line for line in _index_lines(about) if line.startswith("last update")]
+    assert lines[0].endswith("vectors reused")
