@@ -1963,10 +1963,12 @@ def check_queue_model(
         # report means the sweep died after writing the queue (a reviewer's finding: the
         # check was skipped and verdicts went to the wrong model).
         if _beside_its_tables(folder):
+            # (Its marker said missing where it was there: an outsider's audit.)
+            marker = "" if sweep_output.marker(folder) else f", no {sweep_output.MARKER}"
             raise ValueError(
                 f"{queue_path}: the sweep that wrote it did not finish (no report.json beside "
-                f"it, no {sweep_output.MARKER}), so which model made it cannot be checked; run "
-                "the sweep again and review its queue"
+                f"it{marker}), so which model made it cannot be checked; run the sweep again "
+                "and review its queue"
             )
         return (known or {}).get("model")
     made = json.loads(report.read_text())

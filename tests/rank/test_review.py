@@ -1616,8 +1616,15 @@ def test_a_queue_whose_sweep_did_not_finish_is_refused(loop, tmp_path):
     (died / "report.json").unlink()
     (died / "_SUCCESS").unlink(missing_ok=True)
     verdicts = pa.table({"item_id": queue["item_id"].to_pylist()[:3], "verdict": [2, 0, 2]})
-    with pytest.raises(ValueError, match="did not finish"):
+    with pytest.raises(ValueError, match="did not finish .no report.json beside it, no _SUC"):
         import_verdicts(verdicts, died / "queue.parquet", root / "v1", out_dir=tmp_path / "v2")
+    # Its report.json alone gone: the marker is not said missing (it was: an outsider's audit).
+    gone = tmp_path / "gone"
+    shutil.copytree(root / "day1", gone, ignore=shutil.ignore_patterns("index"))
+    (gone / "report.json").unlink()
+    assert (gone / "_SUCCESS").exists()
+    with pytest.raises(ValueError, match=r"did not finish \(no report.json beside it\), so"):
+        import_verdicts(verdicts, gone / "queue.parquet", root / "v1", out_dir=tmp_path / "v3")
     # Killed later, after report.json and before its reports and _SUCCESS: `riskrank info`
     # said "not complete", the import took the queue (an outsider's kill trial).
     later = tmp_path / "later"
