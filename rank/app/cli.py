@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from riskrank.index.chunks import DEFAULT_CHUNK_SIZE
@@ -846,7 +848,24 @@ def _stdout_reader_gone() -> bool:
         return False
 
 
+def _show_warning(default, message, category, filename, lineno, file=None, line=None) -> None:
+    """riskrank's own warnings (``ThinHistoryWarning``, ...) as one line a user reads, not
+    Python's file, line number and source line ("/work/hBK/rank/review.py:1654:
+    ThinHistoryWarning: ... model, _, history_quarantine = fit_model(": an outsider's audit
+    of the README); any other library's as Python shows them."""
+    if str(getattr(category, "__module__", "")).startswith("riskrank"):
+        print(f"riskrank: warning: {message}", file=sys.stderr if file is None else file)
+        return
+    default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+        return _main(argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     from riskrank.index.output_lock import OutputLockedError
 
     args = build_parser().parse_args(argv)

@@ -233,3 +233,23 @@ def test_the_last_update_line_counts_vectors_taken_from_another_index():
     last["donated_vectors"] = 0
     lines = [line for line in _index_lines(about) if line.startswith("last update")]
     assert lines[0].endswith("vectors reused")
+
+
+def test_the_cli_says_riskranks_own_warnings_in_one_line(capsys):
+    """`riskrank review retrain` printed a ThinHistoryWarning as Python does: a file path,
+    a line number and a line of riskrank's source (an outsider's audit of the README)."""
+    import warnings
+    from functools import partial
+
+    from riskrank.rank.app.cli import _show_warning
+    from riskrank.rank.input_checks import ThinHistoryWarning
+
+    seen = []
+    show = partial(_show_warning, lambda *a: seen.append(a[0]))
+    show(ThinHistoryWarning("history: policy 'x' has 1 violating"), ThinHistoryWarning, "f", 1)
+    assert capsys.readouterr().err == "riskrank: warning: history: policy 'x' has 1 violating\n"
+    show(UserWarning("another library's"), UserWarning, "f", 1)  # shown as Python shows it
+    assert [str(w) for w in seen] == ["another library's"]
+    before = warnings.showwarning
+    assert main(["info", "/nonexistent/riskrank-dir"]) == 2
+    assert warnings.showwarning is before  # (main installs it for its run only)
