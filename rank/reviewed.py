@@ -251,25 +251,29 @@ def _gone_as_reviewed(
         return set()
     if IMAGE_PATH not in rows.column_names:
         return set()
+    # Rows whose picture comes as a file only (no bytes, no digest the index kept).
+    have_bytes = _valid(rows, IMAGE_BYTES)
+    paths = rows[IMAGE_PATH].to_pylist()
+    by_file = {
+        item_id: r
+        for r, item_id in enumerate(rows[ITEM_ID].to_pylist())
+        if not is_blank(paths[r]) and shas[r] is None and not have_bytes[r]
+    }
+    if not by_file:
+        return set()
     wanted: dict[str, list[tuple[str, bytes, str]]] = {}
     for item_id, digest, sha, path in zip(
         *(reviewed.column(c).to_pylist() for c in (ITEM_ID, "content_digest", IMAGE_SHA)),
         reviewed.column(IMAGE_PATH).to_pylist(),
     ):
-        if sha is not None and today.get(item_id, digest) != digest:
+        if item_id in by_file and sha is not None and today.get(item_id) != digest:
             wanted.setdefault(item_id, []).append((digest, sha, path))
-    if not wanted:
-        return set()
     dirs = signal_base_dirs(signals)
-    have_bytes = _valid(rows, IMAGE_BYTES)
     todo = []  # (row, item, review digest, reviewed picture)
-    for r, (item_id, path) in enumerate(
-        zip(rows[ITEM_ID].to_pylist(), rows[IMAGE_PATH].to_pylist())
-    ):
-        if item_id not in wanted or is_blank(path) or shas[r] is not None or have_bytes[r]:
-            continue
-        same_path = [(d, sha) for d, sha, p in wanted[item_id] if p == path]
-        if same_path and not_found_in(path, dirs):
+    for item_id, reviews in wanted.items():
+        r = by_file[item_id]
+        same_path = [(d, sha) for d, sha, p in reviews if p == paths[r]]
+        if same_path and not_found_in(paths[r], dirs):
             todo += [(r, item_id, d, sha) for d, sha in same_path]
     if not todo:
         return set()
