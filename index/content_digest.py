@@ -108,6 +108,18 @@ def reading_files_once():
         _FILE_SHAS.reset(token)
 
 
+@contextmanager
+def reading_files_afresh():
+    """Within it, every picture file is read again, whatever ``reading_files_once`` holds:
+    for the check that no file changed while an update read it (an in-place rewrite that
+    keeps the size and the mtime would otherwise go unseen)."""
+    token = _FILE_SHAS.set(None)
+    try:
+        yield
+    finally:
+        _FILE_SHAS.reset(token)
+
+
 def _file_sha(path, stat: os.stat_result) -> bytes:
     memo = _FILE_SHAS.get()
     key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev)

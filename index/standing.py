@@ -108,6 +108,7 @@ from riskrank.index.content_digest import (
     build_digest,
     image_sha256,
     picture_file_sha,
+    reading_files_afresh,
     reading_files_once,
     row_digests,
     signal_base_dirs,
@@ -1175,7 +1176,8 @@ def _drop_rewritten_files(items: pa.Table, plan: dict, keys: dict, signals) -> N
             continue
         if not set(signal.content_columns) & set(IMAGE_COLUMNS):
             continue
-        now = signal_content_keys(items.take(pa.array(rows, pa.int64())), signal)
+        with reading_files_afresh():
+            now = signal_content_keys(items.take(pa.array(rows, pa.int64())), signal)
         moved = {int(r) for r, k in zip(rows, now) if k != keys[signal.name][r]}
         if moved:
             log.warning(

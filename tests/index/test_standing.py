@@ -1207,6 +1207,42 @@ def test_an_upgrade_and_a_new_recall_setting_on_one_day_re_hash_nothing(tmp_path
     assert_same_index(idx, ref)
 
 
+def test_a_file_rewritten_in_place_keeping_its_size_and_mtime_is_seen(tmp_path):
+    """An update reads each picture file once (``reading_files_once``: by path, size, mtime
+    and inode); the check that no file changed while it read them reads them afresh, so a
+    rewrite that keeps all three is still seen."""
+    import os
+
+    from test_pdq_signal import jpeg, scene
+
+    a = jpeg(scene(1, size=64))
+    b = bytearray(a)
+    b[len(b) // 2] ^= 0xFF  # same length
+    path = tmp_path / "r1.jpg"
+    path.write_bytes(a)
+
+    class Rewriting(PdqSignal):
+        def embed_items(self, table, *, show_progress=False):
+            st = os.stat(path)
+            path.write_bytes(bytes(b))  # in place: the same inode and size
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+            return super().embed_items(table, show_progress=show_progress)
+
+    day0 = pa.table({"item_id": ["race-1"], "text": ["an ad"], "image_path": ["r1.jpg"]})
+    said = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        idx, _ = StandingIndex(tmp_path / "st").update(
+            day0, [HashingTextSignal(), Rewriting(base_dir=tmp_path)], show_progress=False
+        )
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    assert any("changed while this update read them" in m for m in said), said
+    assert "race-1" not in list(idx.signals["pdq"].ids)
+
+
 def test_an_image_file_rewritten_while_the_update_reads_it_is_not_kept(tmp_path):
     """An exporter rewrites a creative between the update keying the file and the signal
     hashing it: the hash is of other bytes than the key names, and a later ad with the old
