@@ -273,6 +273,11 @@ def _gone_as_reviewed(
     for item_id, reviews in wanted.items():
         r = by_file[item_id]
         same_path = [(d, sha) for d, sha, p in reviews if p == paths[r]]
+        # Reviews that saw different pictures under that path (the file replaced between
+        # them): which one is gone cannot be told, so none is put back (each counted as
+        # unchanged, and as the same content as the others, before: a reviewer's finding).
+        if len({sha for _, sha in same_path}) > 1:
+            continue
         if same_path and not_found_in(paths[r], dirs):
             todo += [(r, item_id, d, sha) for d, sha in same_path]
     if not todo:

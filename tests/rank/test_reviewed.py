@@ -454,3 +454,39 @@ def test_only_a_changed_review_s_missing_picture_file_is_said(tmp_path):
     said = _unread_pictures_warning(rows, [None] * 6, signals, changed)
     assert "the picture files of 1 reviewed items were not found (e.g. gone: gone.jpg" in said
     assert _unread_pictures_warning(rows, [None] * 6, signals, {"here"}) is None
+
+
+def test_a_gone_file_is_no_picture_any_review_saw_where_they_saw_different_ones(tmp_path):
+    """A picture file gone, an item's reviews put the picture they saw back into today's
+    digest (``_gone_as_reviewed``). Where two reviews saw different pictures under the same
+    path (the file replaced between them), which one is gone cannot be told: both counted
+    as unchanged, and each as the same content as the other (a reviewer's finding). One
+    picture under the path: as reviewed."""
+    from riskrank.rank.reviewed import mark_reviewed, reviewed_table
+
+    class Reads:  # a signal reading image paths from tmp_path
+        def get_runtime_options(self):
+            return {"base_dir": str(tmp_path)}
+
+    signals = [Reads()]
+    schema = pa.schema([("item_id", pa.string()), ("policy", pa.string()),
+                        ("verdict", pa.int64()), ("text", pa.string()),
+                        ("image_bytes", pa.binary()), ("image_path", pa.string())])  # fmt: skip
+    (tmp_path / "a.png").write_bytes(b"P2")
+    (tmp_path / "b.png").write_bytes(b"P3")
+    history = pa.table(
+        {"item_id": ["2", "2", "3", "3"], "policy": ["spam", "scam", "spam", "scam"],
+         "verdict": [0, 1, 0, 1], "text": ["t"] * 4,
+         "image_bytes": [b"P1", None, None, None],
+         "image_path": ["a.png", "a.png", "b.png", "b.png"]},
+        schema=schema,
+    )  # fmt: skip
+    reviewed = reviewed_table(history, signals)
+    (tmp_path / "a.png").unlink()
+    (tmp_path / "b.png").unlink()
+    cands = pa.table({"item_id": ["2", "2", "3", "3"], "policy": ["spam", "scam"] * 2})
+    today = pa.table({"item_id": ["2", "3"], "text": ["t", "t"], "image_path": ["a.png", "b.png"]})
+    out = mark_reviewed(cands, reviewed, today, signals, warnings=[])
+    status = list(zip(out["item_id"].to_pylist(), out["reviewed"].to_pylist()))
+    assert status == [("2", "changed"), ("2", "changed"), ("3", "unchanged"), ("3", "unchanged")]
+    assert out["reviewed_elsewhere"].to_pylist() == [[], [], ["scam:1"], ["spam:0"]]
