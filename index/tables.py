@@ -449,7 +449,10 @@ def _concat_files(tables: list[pa.Table], names: list[str], what: str) -> pa.Tab
     """Files' rows in order, on the union of their columns. Ids are text: an ``item_id``
     written as integers in one file and as strings in another is read as digits. Text and
     bytes are one type each, whatever offset width a writer chose (pandas writes a ``str``
-    column as ``large_string`` and an ``object`` one as ``string``)."""
+    column as ``large_string`` and an ``object`` one as ``string``). A content column
+    without a value is of its type in each file (``_typed_empty_content``: one day's file
+    of a folder, with no pictures, was refused as disagreeing: a reviewer's finding)."""
+    tables = [_typed_empty_content(t) for t in tables]
     try:
         return pa.concat_tables(tables, promote_options="default")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:

@@ -470,6 +470,21 @@ def test_a_content_column_without_a_value_is_of_its_type():
         validate_inventory(frame.assign(image_path=[1.5, np.nan]))
 
 
+def test_a_day_file_without_a_picture_joins_a_folder_of_files(tmp_path):
+    """One file of a folder whose image_path pandas wrote as float64 NaN was refused as
+    disagreeing with the others (a reviewer's finding): it is of its content type there too."""
+    (tmp_path / "inv").mkdir()
+    pq.write_table(pa.table({"item_id": ["1"], "text": ["a"], "image_path": ["x.png"]}),
+                   tmp_path / "inv" / "a.parquet")  # fmt: skip
+    pq.write_table(pa.table({"item_id": ["2"], "text": ["b"],
+                             "image_path": pa.nulls(1, pa.float64())}),
+                   tmp_path / "inv" / "b.parquet")  # fmt: skip
+    files = [tmp_path / "inv" / "a.parquet", tmp_path / "inv" / "b.parquet"]
+    for source in (tmp_path / "inv", files):
+        got = as_table(source, files=True)
+        assert got["image_path"].to_pylist() == ["x.png", None]
+
+
 def test_a_polars_object_column_is_refused_not_written_as_pointers():
     """A polars Object column reached the queue as 8-byte pointer values (an outsider)."""
     pl = pytest.importorskip("polars")
