@@ -840,7 +840,8 @@ def finish_sweep(
         levels = presence_levels(model.signals)
     absent = absent_policy_warnings(cands, scored, seeds.described_policies(), levels)
     trained = getattr(model.ranker, "policy_reviews_", None) if model is not None else None
-    decisions = decision_report(cands, scored, absent, trained)
+    with_history = model.info.get("policies_with_history") or () if model is not None else ()
+    decisions = decision_report(cands, scored, absent, trained, with_history)
     decisions["warnings"] += list(absent.values()) + list(warnings)
     if model is not None:  # seeds naming `Spam` where the reviews say `spam`
         reviewed = model.info.get("policies_with_history") or []
@@ -1080,12 +1081,13 @@ def decision_report(
     scored: ScoredCandidates,
     absent: Collection[str] = (),
     trained_rows: Mapping[str, int] | None = None,
+    with_history: Collection[str] = (),
 ) -> dict:
     """Per policy: how its probabilities were calibrated, its action threshold, cold or not,
     and a warning for each policy that runs cold or can take no automatic action
     (``absent``: cold policies whose base rate was set as absent, not re-estimated), or has
-    reviews but no calibration of its own (``trained_rows``: the ranker's training rows per
-    policy, ``policy_reviews_``)."""
+    reviews (``with_history``: the model's ``policies_with_history``) but no calibration of
+    its own (``trained_rows``: the ranker's training rows per policy, ``policy_reviews_``)."""
     pols = cands.column("policy").to_pylist() if cands.num_rows else []
     per: dict[str, dict] = {}
     for i, policy in enumerate(pols):
@@ -1121,13 +1123,18 @@ def decision_report(
     # Reviews of its own, too few of them among its seeds' nearest reviewed items at training
     # to calibrate it: another policy's growing history had crowded them out, and the switch
     # to the pooled calibration went unsaid for days (an outsider's week).
+    # (Only a policy with reviews: one without any may run a model with no cold booster.)
     pooled = sorted(
-        p for p, d in per.items() if d["model"] != "cold" and d["calibration"] == "transferred"
+        p
+        for p, d in per.items()
+        if d["model"] != "cold" and d["calibration"] == "transferred" and p in with_history
     )
+    rows = {p: (trained_rows or {}).get(p) for p in pooled}
     warnings += [
         f"policy {p!r} has reviews, but too few of them were among its seeds' nearest reviewed "
-        f"items when the model was trained ({(trained_rows or {}).get(p, 0):,} training rows) "
-        "to calibrate it on its own: its probabilities are the other policies' calibration "
+        "items when the model was trained ("
+        + ("training rows not recorded" if rows[p] is None else f"{rows[p]:,} training rows")
+        + ") to calibrate it on its own: its probabilities are the other policies' calibration "
         f"(transferred; base rate re-estimated on this sweep: "
         f"{per[p].get('estimated_base_rate', 'n/a')}); training with a larger k reads more of "
         "its reviews"

@@ -781,11 +781,19 @@ def test_a_policy_with_reviews_but_no_calibration_of_its_own_is_said():
         np.array(["policy_history", "transferred", "transferred"], dtype=object),
         np.array([0.8, np.nan, np.nan]), {"spam": 0.3, "insult": 0.05, "cold": 0.4},
     )  # fmt: skip
-    said = decision_report(cands, scored, trained_rows={"spam": 689, "insult": 105})["warnings"]
+    reviewed = ("spam", "insult")
+    said = decision_report(cands, scored, trained_rows={"spam": 689, "insult": 105},
+                           with_history=reviewed)["warnings"]  # fmt: skip
     insult = [w for w in said if w.startswith("policy 'insult' has reviews")]
     assert len(insult) == 1 and "(105 training rows)" in insult[0], said
     assert "transferred; base rate re-estimated on this sweep: 0.05" in insult[0]
     assert not [w for w in said if w.startswith(("policy 'cold' has reviews", "policy 'spam'"))]
+    # A policy without reviews, run by a model with no cold booster, is not told it has some
+    # (a reviewer's finding); a model that kept no training counts says so.
+    said = decision_report(cands, scored, with_history=("spam",))["warnings"]
+    assert not [w for w in said if "has reviews" in w]
+    said = decision_report(cands, scored, with_history=reviewed)["warnings"]
+    assert [w for w in said if "(training rows not recorded)" in w]
 
 
 def test_quality_is_scored_over_the_items_the_sweep_took_in(tmp_path, explained_sweep):
