@@ -70,7 +70,7 @@ import pyarrow.parquet as pq
 from riskrank.index.content_digest import signal_base_dirs
 from riskrank.index.manifest import MANIFEST, read_json_object, sha256_file
 from riskrank.index.output_lock import holds_output_lock
-from riskrank.index.paths import not_found_in, read_image_file
+from riskrank.index.paths import not_found_in, read_image_file, resolve_image_path
 from riskrank.index.run_log import get_logger
 from riskrank.index.schema import (
     ABSENT_REASONS,
@@ -1153,6 +1153,14 @@ def _lost_picture_reason(row: dict, signals: list) -> str:
             f"its image file {path} is not found (folder {where}): the picture the sweep saw "
             "is gone; if the folder moved, pass it (--image-base-dir), else an inventory with "
             "the picture's bytes (--inventory; inventory= in Python)"
+        )
+    # Read here, or not readable for another reason (outside the folder, a remote address):
+    # that reason, not "replaced" (a reviewer's finding).
+    why = next((w for d in dirs if (w := resolve_image_path(str(path), d)[1])), None)
+    if why is not None:
+        return (
+            f"its image file cannot be read here ({why}): pass the inventory the sweep ran on "
+            "(--inventory; inventory= in Python), or the sweep's --image-base-dir"
         )
     return (
         f"its image file {path} is not the picture the sweep saw (replaced since): pass the "

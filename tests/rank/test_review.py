@@ -1433,6 +1433,10 @@ def test_a_picture_the_sweeps_index_did_not_keep_is_not_lost_silently(tmp_path):
     (tmp_path / "b.jpg").write_bytes(_jpeg(3))
     _, _, bad, _ = _new_rows(check, empty, content, "s", signals=signals, pictures_lost={"b"})
     assert bad[0]["reason"].startswith("its image file b.jpg is not the picture the sweep saw")
+    # Not readable here for another reason (outside the folder): that reason, not "replaced".
+    content["b"] = {**content["b"], "image_path": "../b.jpg"}
+    _, _, bad, _ = _new_rows(check, empty, content, "s", signals=signals, pictures_lost={"b"})
+    assert bad[0]["reason"].startswith("its image file cannot be read here ("), bad[0]["reason"]
 
 
 def test_which_pictures_an_import_cannot_take_from_the_sweeps_index(tmp_path):
