@@ -67,8 +67,9 @@ MIN_SHARED_TOKENS = 2
 # never overlap, words inside markup are not read, and stop words, single letters and
 # contraction pieces alone are not one; a sentence ends at `."` and `。` too; 8: a shared run
 # neither starts nor ends inside a number ("000 in" of "$5,000 in"); 9: one number alone
-# ("1,000") is no run.
-SPANS_VERSION = 9
+# ("1,000") is no run; 10: digit groups joined by no-break spaces, apostrophes and the Arabic
+# separators too.
+SPANS_VERSION = 10
 # Markup: an HTML tag (a mail, a pasted landing page), a comment, or a script or style element
 # with its contents. Only elements HTML names count, so "invest < $50 ... > $5000" and "<you
 # idiot>" are text. A tag may hold spaces (attributes), so tags are found in the whole text:
@@ -485,6 +486,13 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
     return spans
 
 
+# What joins the digit groups of one number: a comma or point, a no-break or narrow
+# no-break space (French, Swiss, ISO groupings), an apostrophe (Swiss), the Arabic thousands
+# and decimal separators ("1 000" and "١٬٠٠٠" were quoted as two words: a reviewer's finding).
+# A plain space is not one: "2024 2025" are two numbers.
+DIGIT_GROUPS = ",.\u00a0\u202f'\u2019\u066b\u066c"
+
+
 def _inside_number(text: str, word: tuple[int, int], *, before: bool) -> bool:
     """Whether ``word`` is digits that go on a number through a separator before it (the
     "000" of "$5,000") or after it (the "5"): a run shared with a seed said "000 in" of
@@ -493,8 +501,8 @@ def _inside_number(text: str, word: tuple[int, int], *, before: bool) -> bool:
     if not text[a:b].isdigit():
         return False
     if before:
-        return a >= 2 and text[a - 1] in ",." and text[a - 2].isdigit()
-    return b + 1 < len(text) and text[b] in ",." and text[b + 1].isdigit()
+        return a >= 2 and text[a - 1] in DIGIT_GROUPS and text[a - 2].isdigit()
+    return b + 1 < len(text) and text[b] in DIGIT_GROUPS and text[b + 1].isdigit()
 
 
 def _one_number(text: str, words: list[tuple[int, int]]) -> bool:
@@ -502,7 +510,8 @@ def _one_number(text: str, words: list[tuple[int, int]]) -> bool:
     reader, not a run of two shared with a seed (an outsider's audit: "shares 'To Make', 'make
     you' and '1,000'")."""
     return all(text[a:b].isdigit() for a, b in words) and all(
-        text[b:a] in (",", ".") for (_, b), (a, _) in zip(words, words[1:])
+        len(text[b:a]) == 1 and text[b:a] in DIGIT_GROUPS
+        for (_, b), (a, _) in zip(words, words[1:])
     )
 
 

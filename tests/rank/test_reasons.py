@@ -1164,6 +1164,10 @@ def test_a_shared_run_does_not_start_or_end_inside_a_number():
     assert said("Earn $1,000 weekly now", "we pay $1,000 weekly.") == ["1,000 weekly"]
     assert said("call 555 1234 now", "please call 555 1234") == ["call 555 1234"]
     assert said("ref 2002 08 22 x", "on 2002 08 22 y") == ["2002 08 22"]
+    # Other groupings of one number (a reviewer's finding), a plain space is two numbers.
+    for one in ("1\u202f000", "1\u00a0000", "١٬٠٠٠", "1'000"):
+        assert said(f"pay {one} now", f"get {one} today") == [], one
+    assert said("Earn $5\u202f000 in a week", "Earn $1\u202f000 in a week") == ["in a week"]
 
 
 def test_a_negative_value_that_raised_the_score_says_how():
