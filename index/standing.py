@@ -1104,9 +1104,10 @@ def _refuse_lost_folder(delta: dict, prev: dict, items: pa.Table, keys: dict) ->
     ``--image-base-dir`` (or from another directory) wrote a version without a picture,
     warned, and the next right run embedded them all again (an outsider's report). Nothing is
     written; the current version stays, as for an inventory none of whose rows passes.
-    Where a file it read today is a picture the version holds, the folder is right: files
-    are gone, as a retention job removes an export's older folders (such a day was refused,
-    with advice to check the folder: an outsider's week)."""
+    Where it read as many of the pictures the version holds today (``LOST_FOLDER_MIN``, or as
+    many as were lost), the folder is right: files are gone, as a retention job removes an
+    export's older folders (such a day was refused, with advice to check the folder: an
+    outsider's week)."""
     for name, index in delta.items():
         failures = index.signal_failures
         if name not in prev or not len(prev[name].ids) or failures is None:
@@ -1119,7 +1120,11 @@ def _refuse_lost_folder(delta: dict, prev: dict, items: pa.Table, keys: dict) ->
         for start, said in _LOST_PICTURES:
             lost = [f"{i}: {r}" for i, n, r in rows if n == name and i in had
                     and str(r).startswith(start)]  # fmt: skip
-            if start == NOT_FOUND and lost and _read_a_held_file(items, keys[name], prev[name]):
+            # Files gone beside many read (a retention job removed older folders): no wrong
+            # folder. One held picture that happened to be in the wrong folder is not enough
+            # (it let a version keep 1 of 30 pictures: a reviewer's finding).
+            read = _held_files_read(items, keys[name], prev[name]) if start == NOT_FOUND else 0
+            if lost and read >= min(LOST_FOLDER_MIN, len(lost)):
                 continue
             if len(lost) >= max(LOST_FOLDER_MIN, len(had) / 2) and not held:
                 raise SchemaError(
@@ -1128,11 +1133,11 @@ def _refuse_lost_folder(delta: dict, prev: dict, items: pa.Table, keys: dict) ->
                 )
 
 
-def _read_a_held_file(items: pa.Table, keys: list[str], prev: _Previous) -> bool:
-    """Whether a row whose picture comes as a file (a path, no bytes) was read today as a
+def _held_files_read(items: pa.Table, keys: list[str], prev: _Previous) -> int:
+    """How many rows whose picture comes as a file (a path, no bytes) were read today as a
     picture the version holds (its content key is one of the version's)."""
     if IMAGE_PATH not in items.column_names:
-        return False
+        return 0
     paths = items[IMAGE_PATH].to_pylist()
     no_bytes = (
         items[IMAGE_BYTES].is_null().to_pylist()
@@ -1140,7 +1145,7 @@ def _read_a_held_file(items: pa.Table, keys: list[str], prev: _Previous) -> bool
         else [True] * items.num_rows
     )
     held = set(prev.keys)
-    return any(
+    return sum(
         keys[r] in held for r, (p, b) in enumerate(zip(paths, no_bytes)) if b and not is_blank(p)
     )
 

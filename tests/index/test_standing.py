@@ -1604,6 +1604,12 @@ def test_an_update_that_finds_none_of_its_picture_files_is_refused(tmp_path):
     with pytest.raises(SchemaError, match=r"pdq: none of the 30 picture files .* were found"):
         standing.update(inv, elsewhere, show_progress=False)
     assert standing.version == 1
+    # The wrong folder happens to hold a copy of one of them: still a wrong folder (it wrote
+    # a version with 1 of 30 pictures: a reviewer's finding).
+    (tmp_path / "ad0.jpg").write_bytes((folder / "ad0.jpg").read_bytes())
+    with pytest.raises(SchemaError, match=r"pdq: none of the 29 picture files .* were found"):
+        standing.update(inv, elsewhere, show_progress=False)
+    assert standing.version == 1
     assert len(standing.load().signals["pdq"].ids) == n
     # Thirty new ads whose files were not delivered (as many as the version holds): no item
     # it held lost its picture.
