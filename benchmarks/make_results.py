@@ -75,6 +75,10 @@ PARTS = [
         "Daily sweeps at b1bca6b on the Zen 5 EPYC: campaign ids kept from day to day (12)",
     ),
     (
+        "incremental_auto_epyc_s55.md",
+        "Daily sweeps at 862587c on the Zen 5 EPYC: the stop of 2026-12-07 afternoon (12)",
+    ),
+    (
         "incremental_auto_epyc_s53_120k.md",
         "Daily sweeps at 120,000 items on an IVF index, MiniLM, Zen 5 EPYC (12)",
     ),
