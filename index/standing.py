@@ -1123,9 +1123,10 @@ def _refuse_lost_folder(delta: dict, prev: dict, items: pa.Table, keys: dict) ->
             # Files gone beside many read (a retention job removed older folders): no wrong
             # folder. One held picture that happened to be in the wrong folder is not enough
             # (it let a version keep 1 of 30 pictures: a reviewer's finding).
-            read = _held_files_read(items, keys[name], prev[name]) if start == NOT_FOUND else 0
-            if lost and read >= min(LOST_FOLDER_MIN, len(lost)):
-                continue
+            if start == NOT_FOUND and len(lost) >= max(LOST_FOLDER_MIN, len(had) / 2):
+                read = _held_files_read(items, keys[name], prev[name])
+                if read >= min(LOST_FOLDER_MIN, len(lost)):
+                    continue
             if len(lost) >= max(LOST_FOLDER_MIN, len(had) / 2) and not held:
                 raise SchemaError(
                     said.format(name=name, n=len(lost), e=lost[0], had=len(had))
