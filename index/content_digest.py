@@ -27,7 +27,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from riskrank.index.paths import max_image_bytes, resolve_image_path
-from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, ITEM_ID, TEXT
+from riskrank.index.schema import (
+    CONTENT_COLUMNS,
+    IMAGE_BYTES,
+    IMAGE_PATH,
+    ITEM_ID,
+    TEXT,
+    is_blank,
+)
 from riskrank.index.tables import string_bytes
 
 _BATCH = 8192
@@ -89,6 +96,35 @@ def picture_file_sha(value: object, base_dirs: Sequence[object]) -> bytes | None
         return None
     ((sha, read),) = parts
     return sha if read else None
+
+
+def file_only(table: pa.Table) -> list[bool]:
+    """Per row, whether its picture comes as a file only: an ``image_path``, no
+    ``image_bytes`` (bytes win where a row has both)."""
+    if IMAGE_PATH not in table.column_names:
+        return [False] * table.num_rows
+    paths = table[IMAGE_PATH].to_pylist()
+    no_bytes = (
+        table[IMAGE_BYTES].is_null().to_pylist()
+        if IMAGE_BYTES in table.column_names
+        else [True] * table.num_rows
+    )
+    return [b and not is_blank(p) for p, b in zip(paths, no_bytes)]
+
+
+def picture_shas(table: pa.Table, base_dirs: Sequence[object]) -> list[bytes | None]:
+    """Per row, the sha256 of its picture: its ``image_bytes``', else that of the file its
+    ``image_path`` names where every directory of ``base_dirs`` gives it alike
+    (``picture_file_sha``); None where it has none, or none was read. What a standing version
+    keeps of its pictures and a model of its reviewed ones, so that a picture file gone since
+    is still known (index/standing.py, rank/reviewed.py)."""
+    shas: list[bytes | None] = [None] * table.num_rows
+    if IMAGE_BYTES in table.column_names:
+        shas = image_sha256(table[IMAGE_BYTES]).to_pylist()
+    if IMAGE_PATH in table.column_names:
+        paths = table[IMAGE_PATH].to_pylist()
+        shas = [picture_file_sha(p, base_dirs) if s is None else s for s, p in zip(shas, paths)]
+    return shas
 
 
 # The sha256 of picture files read while this is set, by what stat says of the file (device,

@@ -106,8 +106,8 @@ from riskrank.index.content_digest import (
     IMAGES,
     PICTURES_FILE,
     build_digest,
-    image_sha256,
-    picture_file_sha,
+    file_only,
+    picture_shas,
     reading_files_afresh,
     reading_files_once,
     row_digests,
@@ -1137,18 +1137,8 @@ def _refuse_lost_folder(delta: dict, prev: dict, items: pa.Table, keys: dict) ->
 def _held_files_read(items: pa.Table, keys: list[str], prev: _Previous) -> int:
     """How many rows whose picture comes as a file (a path, no bytes) were read today as a
     picture the version holds (its content key is one of the version's)."""
-    if IMAGE_PATH not in items.column_names:
-        return 0
-    paths = items[IMAGE_PATH].to_pylist()
-    no_bytes = (
-        items[IMAGE_BYTES].is_null().to_pylist()
-        if IMAGE_BYTES in items.column_names
-        else [True] * items.num_rows
-    )
     held = set(prev.keys)
-    return sum(
-        keys[r] in held for r, (p, b) in enumerate(zip(paths, no_bytes)) if b and not is_blank(p)
-    )
+    return sum(keys[r] in held for r, by_file in enumerate(file_only(items)) if by_file)
 
 
 # Per kind of failure, what a version none of whose pictures it could use says. Pictures that
@@ -1398,16 +1388,12 @@ def _picture_digests(kept: pa.Table, signals: Sequence[Signal]) -> pa.Table:
     sweep of this version without the inventory tells a reviewed picture unchanged even once
     the folder is gone (it found such items changed, and queued them again: an outsider's
     report). Where no signal reads paths, or the file was not read, none."""
-    n = kept.num_rows
-    shas = (
-        image_sha256(kept[IMAGE_BYTES]).to_pylist()
-        if IMAGE_BYTES in kept.column_names
-        else [None] * n
-    )
-    if IMAGE_PATH in kept.column_names and any(IMAGE_PATH in s.content_columns for s in signals):
-        dirs = signal_base_dirs(signals)  # as the review digests read them (rank/reviewed.py)
-        paths = kept[IMAGE_PATH].to_pylist()
-        shas = [picture_file_sha(p, dirs) if sha is None else sha for sha, p in zip(shas, paths)]
+    if (
+        not any(IMAGE_PATH in s.content_columns for s in signals)
+        and IMAGE_PATH in kept.column_names
+    ):
+        kept = kept.drop_columns([IMAGE_PATH])  # (no signal read the files: bytes only)
+    shas = picture_shas(kept, signal_base_dirs(signals))  # (as the review digests read them)
     column = pa.array(shas, pa.binary(32))
     return pa.table({ITEM_ID: kept[ITEM_ID], "image_sha256": column}).filter(pc.is_valid(column))
 

@@ -29,15 +29,15 @@ import pyarrow.dataset as ds
 from riskrank.index.content_digest import (
     IMAGE_CELLS,
     IMAGES,
-    image_sha256,
-    picture_file_sha,
+    file_only,
+    picture_shas,
     reading_files_once,
     row_digests,
     signal_base_dirs,
 )
 from riskrank.index.paths import not_found_in
 from riskrank.index.run_log import get_logger
-from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_BYTES, IMAGE_PATH, ITEM_ID, is_blank
+from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_PATH, ITEM_ID, is_blank
 from riskrank.index.tables import TableLike, as_table
 
 log = get_logger("riskrank")
@@ -117,14 +117,10 @@ def reviewed_table(history: pa.Table, signals: Sequence[object]) -> pa.Table:
     """What the model keeps of validated ``history``: item, policy, verdict, content digest,
     and the picture reviewed (sha256, path)."""
     n = history.num_rows
-    shas = [None] * n
-    if IMAGE_BYTES in history.column_names:
-        shas = image_sha256(history[IMAGE_BYTES]).to_pylist()
     paths = history[IMAGE_PATH].to_pylist() if IMAGE_PATH in history.column_names else [None] * n
-    dirs = signal_base_dirs(signals)
     with reading_files_once():  # (each file read once for both)
         digests = content_digests(history, signals)
-        shas = [picture_file_sha(p, dirs) if sha is None else sha for sha, p in zip(shas, paths)]
+        shas = picture_shas(history, signal_base_dirs(signals))
     return pa.table(
         {
             ITEM_ID: history.column(ITEM_ID),
@@ -252,13 +248,8 @@ def _gone_as_reviewed(
     if IMAGE_PATH not in rows.column_names:
         return set()
     # Rows whose picture comes as a file only (no bytes, no digest the index kept).
-    have_bytes = _valid(rows, IMAGE_BYTES)
     paths = rows[IMAGE_PATH].to_pylist()
-    by_file = {
-        item_id: r
-        for r, item_id in enumerate(rows[ITEM_ID].to_pylist())
-        if not is_blank(paths[r]) and shas[r] is None and not have_bytes[r]
-    }
+    by_file = _by_file(rows, shas)
     if not by_file:
         return set()
     wanted: dict[str, list[tuple[str, bytes, str]]] = {}
@@ -291,11 +282,11 @@ def _gone_as_reviewed(
     return {(item_id, d) for (_, item_id, d, _), got in zip(todo, put_back) if got == d}
 
 
-def _valid(rows: pa.Table, column: str) -> list[bool]:
-    """Per row, whether ``column`` holds a value there (False throughout where it is absent)."""
-    if column not in rows.column_names:
-        return [False] * rows.num_rows
-    return rows[column].is_valid().to_pylist()
+def _by_file(rows: pa.Table, shas: list) -> dict[str, int]:
+    """item_id -> row of the rows whose picture comes as a file only, of which no digest was
+    kept (``shas``: the index's): the ones a file gone leaves without a picture."""
+    ids = rows[ITEM_ID].to_pylist()
+    return {ids[r]: r for r, only in enumerate(file_only(rows)) if only and shas[r] is None}
 
 
 def _gone_pictures_warning(rows: pa.Table, kept: set[str]) -> str | None:
@@ -325,14 +316,12 @@ def _unread_pictures_warning(
     if IMAGE_PATH not in rows.column_names or not changed:
         return None
     dirs = signal_base_dirs(signals)
-    have_bytes = _valid(rows, IMAGE_BYTES)
-    lost = []
     paths = rows[IMAGE_PATH].to_pylist()
-    for r, (item_id, path) in enumerate(zip(rows[ITEM_ID].to_pylist(), paths)):
-        if item_id not in changed or is_blank(path) or shas[r] is not None or have_bytes[r]:
-            continue
-        if not_found_in(path, dirs):
-            lost.append(f"{item_id}: {path}")
+    lost = [
+        f"{item_id}: {paths[r]}"
+        for item_id, r in _by_file(rows, shas).items()
+        if item_id in changed and not_found_in(paths[r], dirs)
+    ]
     if not lost:
         return None
     said = (

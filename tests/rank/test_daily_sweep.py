@@ -433,7 +433,9 @@ def test_a_retroactive_sweep_reads_reviewed_pictures_where_the_update_did(
     assert retro.queue["item_id"].to_pylist() == today.queue["item_id"].to_pylist()
     # An index written before versions kept the digests of picture files (simulated).
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("riskrank.index.standing.picture_file_sha", lambda path, dirs: None)
+        mp.setattr(  # (its inventory holds no picture bytes)
+            "riskrank.index.standing.picture_shas", lambda table, dirs: [None] * table.num_rows
+        )
         sweep(inv, seeds, model, index_dir=tmp_path / "old", image_base_dir=folder, **SWEEP)
     # The update kept each picture file's digest: with the folder gone, or another folder
     # given, the reviewed pictures are still the ones the index holds (they were "changed
