@@ -64,8 +64,9 @@ def as_table(data: TableLike, *, what: str = "input", files: bool = False) -> pa
     return table
 
 
-# The content columns' types (index/schema.py), for one that holds no value at all.
-_CONTENT_TYPES = {"text": pa.string(), "image_path": pa.string(), "image_bytes": pa.binary()}
+# The content columns' types (index/schema.py): for one that holds no value at all, and
+# where a table lacks one (rank/reviewed.py).
+CONTENT_TYPES = {"text": pa.string(), "image_path": pa.string(), "image_bytes": pa.binary()}
 
 
 def _typed_empty_content(table: pa.Table) -> pa.Table:
@@ -73,7 +74,7 @@ def _typed_empty_content(table: pa.Table) -> pa.Table:
     column as float64 NaN) or as nothing, as its content type: a day's export with no
     pictures was refused whole ("column 'image_path' has type double, expected string": an
     outsider's week), where its rows have no picture."""
-    for name, typ in _CONTENT_TYPES.items():
+    for name, typ in CONTENT_TYPES.items():
         if name not in table.column_names:
             continue
         column = table[name]

@@ -38,7 +38,7 @@ from riskrank.index.content_digest import (
 from riskrank.index.paths import not_found_in
 from riskrank.index.run_log import get_logger
 from riskrank.index.schema import CONTENT_COLUMNS, IMAGE_PATH, ITEM_ID, is_blank
-from riskrank.index.tables import TableLike, as_table
+from riskrank.index.tables import CONTENT_TYPES, TableLike, as_table
 
 log = get_logger("riskrank")
 REVIEWED_TABLE = "reviewed"  # reviewed.parquet in the model directory
@@ -66,7 +66,6 @@ REVIEWED_SCHEMA = pa.schema(
         "content_digests": "3",
     },
 )
-_CONTENT_TYPES = {"text": pa.string(), "image_bytes": pa.binary(), "image_path": pa.string()}
 
 
 def content_digests(
@@ -88,7 +87,7 @@ def content_digests(
     """
     for name in CONTENT_COLUMNS:
         if name not in table.column_names:
-            table = table.append_column(name, pa.nulls(table.num_rows, _CONTENT_TYPES[name]))
+            table = table.append_column(name, pa.nulls(table.num_rows, CONTENT_TYPES[name]))
     dirs = signal_base_dirs(signals)
     return row_digests(
         table,
