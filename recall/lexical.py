@@ -8,6 +8,7 @@ per policy, saved as ``.npy`` + JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -156,10 +157,14 @@ class LexicalProbe:
         texts: Sequence[str | None],
         *,
         exclude_self: bool,
+        scores: ProbeScores | None = None,
     ) -> dict[str, np.ndarray]:
         """``hist_lexical_probe_score`` per item (NaN when the policy has no probe or no text).
 
         ``exclude_self``: reviewed items get the score of the fold model that never saw them.
+        ``scores``: the texts already scored by this call's recall (``ProbeScores``), under
+        every policy it recalls: each distinct text is vectorized once, not once per policy
+        and copy.
         """
         n = len(item_ids)
         score = np.full(n, np.nan, np.float32)
@@ -174,9 +179,8 @@ class LexicalProbe:
                     if hit is not None:
                         score[i], todo[i] = hit, False
             rows = np.flatnonzero(todo)
-            for a, b in _batches([texts[i] for i in rows]):
-                X = lexical_features([texts[i] for i in rows[a:b]])
-                score[rows[a:b]] = X @ coef + intercept
+            shared = scores if scores is not None else ProbeScores(self, [policy])
+            score[rows] = shared.of(policy, [texts[i] for i in rows])
             if exclude_self and policy in self._oof:
                 oof = self._oof[policy]
                 for i, item_id in enumerate(item_ids):
@@ -207,3 +211,38 @@ class LexicalProbe:
             for p, e in meta["policies"].items()
         }
         return cls(coefs, meta["C"])
+
+
+class ProbeScores:
+    """The probe's scores of the texts one recall vectorized, under each of ``policies``.
+
+    The n-grams of a text (most of recall's time on long texts) do not depend on the policy,
+    and an inventory holds exact copies: each distinct text is vectorized once, when a policy
+    first needs it, and scored for every policy then (a sparse dot product per policy, the
+    same arithmetic as one policy's, so the same values). Held per distinct text: a 16-byte
+    digest and one float per policy."""
+
+    def __init__(self, probe: LexicalProbe, policies: Sequence[str]) -> None:
+        scored = [p for p in dict.fromkeys(policies) if p in probe.coefs]
+        self.coefs = [probe.coefs[p] for p in scored]
+        self.column = {p: j for j, p in enumerate(scored)}
+        self.by_text: dict[bytes, np.ndarray] = {}
+
+    def of(self, policy: str, texts: Sequence[str | None]) -> np.ndarray:
+        """``policy``'s score of each of ``texts`` (float64, as the dot product gives it)."""
+        keys = [_text_key(t) for t in texts]
+        new = {k: t for k, t in zip(keys, texts) if k not in self.by_text}
+        order = list(new)
+        for a, b in _batches([new[k] for k in order]):
+            X = lexical_features([new[k] for k in order[a:b]])
+            per_policy = np.column_stack([X @ coef + intercept for coef, intercept in self.coefs])
+            self.by_text.update(zip(order[a:b], per_policy))
+        j = self.column[policy]
+        return np.array([self.by_text[k][j] for k in keys], np.float64)
+
+
+def _text_key(text: str | None) -> bytes:
+    """What the probe reads of ``text``, as a 16-byte digest."""
+    return hashlib.blake2b(
+        probe_text(text).encode("utf-8", "surrogatepass"), digest_size=16
+    ).digest()

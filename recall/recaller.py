@@ -32,7 +32,7 @@ from riskrank.recall.candidates import (
     seed_evidence_name,
 )
 from riskrank.recall.history import ReviewedExemplars
-from riskrank.recall.lexical import LexicalProbe
+from riskrank.recall.lexical import LexicalProbe, ProbeScores
 from riskrank.recall.neighbours import (
     NeighbourMemo,
     SignalNeighbours,
@@ -459,6 +459,7 @@ def recall(
         exemplars=exemplars or {},
         exclude_self=exclude_self,
         lexical=lexical if TEXT in index.items.column_names else None,
+        probe_scores=ProbeScores(lexical, seeds.policies) if lexical is not None else None,
         seed_ids=np.asarray(seeds.table.column("seed_id").to_pylist(), dtype=object),
     )
     tables = []
@@ -481,6 +482,7 @@ class _RecallRun:
     exemplars: Mapping[str, ReviewedExemplars]
     exclude_self: bool
     lexical: LexicalProbe | None  # None also when the index holds no text
+    probe_scores: ProbeScores | None  # the texts the probe scored, shared by the policies
     seed_ids: np.ndarray  # of the seed table's rows
 
 
@@ -532,7 +534,11 @@ def _recall_policy(run: _RecallRun, policy: str) -> pa.Table | None:
     cols = cands.cols
     if run.lexical is not None:
         texts = texts_of(run.index.items, ids)
-        cols.update(run.lexical.evidence(policy, ids, texts, exclude_self=run.exclude_self))
+        cols.update(
+            run.lexical.evidence(
+                policy, ids, texts, exclude_self=run.exclude_self, scores=run.probe_scores
+            )
+        )
     _closest_seed_fields(cols, list(run.states), run.seeds.table, rows)
     cols["matched_seed_ids"] = [
         [s for s, _ in sorted(m.items(), key=lambda kv: -kv[1])] for m in cands.matched
