@@ -157,40 +157,36 @@ def word_contributions(
 ) -> tuple[list[tuple[int, int]], np.ndarray]:
     """Whitespace-separated words of ``text`` (start, end) and each one's share of the probe's
     log-odds (they sum to the probe score minus its intercept). ``row``: the text's
-    ``lexical_features`` row when the caller computed many at once, as a one-row matrix or as
-    its (indices, values) with the indices sorted (``feature_rows``). Words past the probe's
-    ``READ_CHARS`` characters are not its evidence and are not listed."""
+    ``lexical_features`` row (a one-row matrix, or its indices sorted and values), where the
+    caller has it; without one the values are made from the n-grams hashed here. Words past
+    the probe's ``READ_CHARS`` characters are not its evidence and are not listed."""
     text = text[:READ_CHARS]
     words = [(m.start(), m.end()) for m in WORD.finditer(text)]
     if not words:
         return words, np.zeros(0)
-    if not isinstance(row, tuple):
-        row = (lexical_features([text]) if row is None else row).tocsr().copy()
+    if row is None and len(text.lower()) != len(text):
+        # Lower case that changes a text's length ("İ" is two characters then) can move the
+        # vectorizer's word tokens away from these words': its own features are read then.
+        row = lexical_features([text])
+    if row is not None and not isinstance(row, tuple):
+        row = row.tocsr().copy()
         row.sort_indices()
         row = (row.indices, row.data)
-    return words, _word_shares(coef, text, words, *row)
-
-
-def feature_rows(features: sp.csr_matrix) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each row of ``lexical_features``' matrix as (sorted indices, values): slices of its
-    arrays, not one-row matrices (scipy's row indexing took as long as the hashing)."""
-    features = features.tocsr()
-    features.sort_indices()
-    ptr = features.indptr
-    return [
-        (features.indices[ptr[i] : ptr[i + 1]], features.data[ptr[i] : ptr[i + 1]])
-        for i in range(features.shape[0])
-    ]
+    return words, _word_shares(coef, text, words, row)
 
 
 def _word_shares(
-    coef: np.ndarray, text: str, words: list[tuple[int, int]], indices, data
+    coef: np.ndarray,
+    text: str,
+    words: list[tuple[int, int]],
+    row: tuple[np.ndarray, np.ndarray] | None,
 ) -> np.ndarray:
-    """``word_contributions``' shares, from the text's features (``indices`` sorted, ``data``
-    the matching values). Built with one array per kind of feature, not one per word (a
-    first sweep attributes every candidate's text: 2.5 ms a text, most of the reasons step),
-    in the same order as before, so the shares sum in the same order to the same values."""
-    contrib = data * coef[indices]
+    """``word_contributions``' shares. Built with one array per kind of feature, not one per
+    word (a first sweep attributes every candidate's text: 2.5 ms a text, most of the reasons
+    step), in the same order as before, so the shares sum in the same order to the same
+    values. ``row``: the text's features (indices sorted, values) as the vectorizer gave
+    them; without one, its values are made here from the n-grams hashed below, which are
+    the vectorizer's (``_own_values``)."""
     starts = np.array([s for s, _ in words])
     tokens = list(TOKEN.finditer(text))
     owner = np.searchsorted(starts, [m.start() for m in tokens], side="right") - 1
@@ -209,13 +205,27 @@ def _word_shares(
     owners.append(np.repeat(np.arange(len(words), dtype=np.int64), sizes))
     frac.append(np.ones(int(sizes.sum())))
     feats, owners, frac = np.concatenate(feats), np.concatenate(owners), np.concatenate(frac)
-    at = np.minimum(np.searchsorted(indices, feats), max(len(indices) - 1, 0))
-    hit = (indices[at] == feats) if len(indices) else np.zeros(len(feats), bool)
-    value = np.where(hit, contrib[at] if len(contrib) else 0.0, 0.0)
-    _, inverse = np.unique(feats, return_inverse=True)
+    unique, inverse = np.unique(feats, return_inverse=True)
     count = np.bincount(inverse, weights=frac)  # occurrences of each feature in the text
+    if row is None:
+        value = (_own_values(count) * coef[unique])[inverse]
+    else:
+        indices, data = row
+        contrib = data * coef[indices]
+        at = np.minimum(np.searchsorted(indices, feats), max(len(indices) - 1, 0))
+        hit = (indices[at] == feats) if len(indices) else np.zeros(len(feats), bool)
+        value = np.where(hit, contrib[at] if len(contrib) else 0.0, 0.0)
     share = value * frac / count[inverse]
     return np.bincount(owners, weights=share, minlength=len(words))
+
+
+def _own_values(count: np.ndarray) -> np.ndarray:
+    """``lexical_features``' values of a text from the count of each of its hashed features
+    (in the order of their indices): sublinear tf, divided by the row's L2 norm summed in
+    that order, as scikit-learn's ``normalize`` sums it. The vectorizer's pass over the text
+    (as long as this whole attribution on long mails) is not needed again."""
+    data = 1.0 + np.log(count)
+    return data / np.sqrt(np.cumsum(data * data)[-1])
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:

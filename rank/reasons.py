@@ -25,7 +25,6 @@ from riskrank.rank.model import RiskModel
 from riskrank.rank.phrases import (
     SPAN_TYPE,
     Span,
-    feature_rows,
     flagged_phrases,
     lexical_spans,
     plain,
@@ -36,7 +35,7 @@ from riskrank.rank.reviewed import reviewed_elsewhere
 from riskrank.rank.sweep_cache import SpanCache, model_identity
 from riskrank.recall.history import POSITIVE_VERDICT, UNNAMED_SWEEP
 from riskrank.recall.lexical import FEATURE as LEXICAL_FEATURE
-from riskrank.recall.lexical import READ_CHARS, lexical_features
+from riskrank.recall.lexical import READ_CHARS
 from riskrank.recall.seeds import SeedSet
 
 EXCERPT_CHARS = 200
@@ -812,12 +811,11 @@ def _attribute_lexical(inputs: _RowInputs, model: RiskModel, spans: SpanCache) -
         keys.append(spans.lexical_key(row["policy"], text))
         todo[keys[-1]] = (row["policy"], text)
     missing = spans.missing([k for k in keys if k is not None])
-    if missing:
-        # One vectorizer pass for all of them; each text's share per word is then cheap.
-        features = feature_rows(lexical_features([todo[k][1] for k in missing]))
-        for j, key in enumerate(missing):
-            policy, text = todo[key]
-            spans.put(key, lexical_spans(probe.coefs[policy][0], text, row=features[j]))
+    # Each text's values come from the n-grams the attribution hashes anyway (rank/phrases.py
+    # _own_values): no vectorizer pass over the texts again, which took as long as recall's.
+    for key in missing:
+        policy, text = todo[key]
+        spans.put(key, lexical_spans(probe.coefs[policy][0], text))
     return [spans.get(k) if k is not None else [] for k in keys]
 
 
