@@ -614,11 +614,21 @@ def known_id(value: str | None, known) -> str | None:
     """``value``, or its form without surrounding spaces where only that is in ``known``:
     exports pad ids with spaces, a tab or a line end (a spreadsheet, ``readlines()``), and such
     verdicts and deletions matched nothing (outsiders' reports); an id whose spaces are its own
-    is kept as it is."""
+    is kept as it is. A whole number written as a float ("1000.0") is its digits where only
+    they are known."""
     if value is None or value in known:
         return value
     stripped = value.strip()
-    return stripped if stripped in known else value
+    if stripped in known:
+        return stripped
+    # pandas writes an integer id column that holds a blank (a campaign row beside item rows)
+    # as floats: "1000.0" is item "1000" where only that is known (a reviewer's report: the
+    # item rows matched nothing, and their campaign's verdict overwrote the reviewer's own).
+    whole = WHOLE_NUMBER.fullmatch(stripped)
+    return whole.group(1) if whole and whole.group(1) in known else value
+
+
+WHOLE_NUMBER = re.compile(r"([-+]?\d+)\.0*")
 
 
 def header_key(name: str) -> str:

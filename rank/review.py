@@ -296,6 +296,11 @@ def _typed_columns(table: pa.Table) -> pa.Table:
         kind = table.schema.field(name).type
         if pa.types.is_dictionary(kind):
             kind = kind.value_type
+        if pa.types.is_floating(kind) and name != "policy":
+            # pandas makes an integer id column holding a blank (campaign rows beside item
+            # rows) float: whole numbers are read as their digits (a reviewer's report).
+            table = table.set_column(names.index(name), name, _whole_floats(table[name], name))
+            continue
         if not (
             pa.types.is_string(kind)
             or pa.types.is_large_string(kind)
@@ -311,6 +316,22 @@ def _typed_columns(table: pa.Table) -> pa.Table:
         if pa.types.is_nested(kind) or pa.types.is_binary(kind) or pa.types.is_temporal(kind):
             raise SchemaError(f"verdicts: column 'verdict' is {kind}; it must hold grades 0-3")
     return table
+
+
+def _whole_floats(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+    """A float id column as text: each whole number as its digits (NaN is a blank); any
+    other number is refused, naming it."""
+    values = pc.if_else(pc.is_nan(column), None, column)
+    # (Past 2**53 a float holds no exact id: refused as well.)
+    exact = pc.less_equal(pc.abs(values), float(2**53))
+    whole = pc.and_(exact, pc.equal(pc.floor(values), values))
+    if pc.all(whole).as_py() not in (True, None):
+        bad = pc.filter(values, pc.invert(pc.fill_null(whole, True)))[0].as_py()
+        raise SchemaError(
+            f"verdicts: column {name!r} holds numbers, {bad!r} among them; ids must be text "
+            "or whole numbers"
+        )
+    return pc.cast(pc.cast(values, pa.int64()), pa.string())
 
 
 parse_verdict = verdict_grade  # an int, an integral float, a numeric string or the word

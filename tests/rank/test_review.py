@@ -269,10 +269,11 @@ def test_badly_typed_verdict_files_get_a_clear_error(loop, tmp_path):
     for table, column in (
         (pa.table({"item_id": [ok], "verdict": pa.array([[2]])}), "verdict"),
         (pa.table({"campaign_id": pa.array([["c-x"]]), "verdict": [2]}), "campaign_id"),
-        (pa.table({"item_id": [1.5], "verdict": [2]}), "item_id"),
     ):
         with pytest.raises(SchemaError, match=f"column '{column}' is"):
             _import(table, root, tmp_path / "b")
+    with pytest.raises(SchemaError, match="column 'item_id' holds numbers, 1.5 among them"):
+        _import(pa.table({"item_id": [3.0, 1.5], "verdict": [2, 2]}), root, tmp_path / "b")
     # Integer ids are read as their digits (as the inventory reads them): here, unknown ones.
     warned = []
     handler = logging.Handler(logging.WARNING)
@@ -1212,6 +1213,40 @@ def test_a_queue_made_by_a_sibling_model_is_refused(loop, tmp_path):
     with pytest.raises(ValueError, match="a different model of the same version"):
         import_verdicts(verdicts, sibling / "queue.parquet", root / "v1", out_dir=tmp_path / "v2")
     assert not (tmp_path / "v2").exists()
+
+
+def test_integer_ids_that_pandas_wrote_as_floats_are_the_queued_items(
+    loop, seeds, inventory_items, tmp_path
+):
+    """A verdict file built in pandas with item rows and a campaign row: the blank item id of
+    the campaign row makes an integer id column float, "1072.0" in a CSV, a double column in
+    Parquet. The item rows are the queued items, and their own verdicts win over their
+    campaign's (a reviewer's report: they matched nothing, were quarantined as unknown, and
+    the campaign's 3 overwrote a reviewer's 0)."""
+    import pandas as pd
+
+    root, _ = loop
+    day = tmp_path / "day"
+    inv = inventory_items.drop(["label"])
+    ints = inv.set_column(0, "item_id", pa.array(range(1000, 1000 + inv.num_rows), pa.int64()))
+    sweep(ints, seeds, root / "v1", out_dir=day, k=200, show_progress=False, explore=0)
+    big, members = _campaign(pq.read_table(day / "queue.parquet"))
+    a, b = int(members[0]), int(members[1])
+    df = pd.DataFrame({"item_id": [a, b, None], "campaign_id": [None, None, big],
+                       "verdict": [2, 0, 3]})  # fmt: skip
+    assert df["item_id"].dtype == "float64"
+    df.to_csv(tmp_path / "v.csv", index=False)
+    assert f"{a}.0," in (tmp_path / "v.csv").read_text()
+    df.to_parquet(tmp_path / "v.parquet")
+    for name, data in (("csv", tmp_path / "v.csv"), ("parquet", tmp_path / "v.parquet"),
+                       ("frame", df)):  # fmt: skip
+        res = import_verdicts(data, day / "queue.parquet", root / "v1",
+                              out_dir=tmp_path / name, retrain=False, inventory=ints)  # fmt: skip
+        assert res.quarantine.num_rows == 0, (name, res.quarantine.to_pylist())
+        got = {r["item_id"]: r for r in res.imported.to_pylist()}
+        assert got[str(a)]["verdict"] == 2 and got[str(a)]["verdict_source"] == "item", name
+        assert got[str(b)]["verdict"] == 0 and got[str(b)]["verdict_source"] == "item", name
+        assert len(got) == len(members), name
 
 
 def test_verdicts_on_a_queue_whose_index_version_was_pruned(loop, inventory_items, tmp_path):
