@@ -1791,6 +1791,9 @@ def retrain_pending(
         isinstance(done, dict)
         and done.get("parent_history_digest") == pending["parent_history_digest"]
         and done.get("history_digest") == history_digest(history)
+        # The history digest does not cover the seeds: another pending import of the same
+        # verdicts with other seeds is not this one (its added policy went untrained).
+        and _same_seeds(out_dir / SEEDS_FILE, pending_dir / SEEDS_FILE)
     ):
         log.info("%s already holds this retrain's model (version %s)", out_dir, done.get("version"))
         return RiskModel.load(out_dir)
@@ -1817,6 +1820,14 @@ def retrain_pending(
         model_dir, old, history, seeds, out_dir, quarantine=quarantine,
         sweep_items=sweep_items, show_progress=show_progress,
     )  # fmt: skip
+
+
+def _same_seeds(a: Path, b: Path) -> bool:
+    """Two seed files hold the same seed rows (``False`` where one cannot be read)."""
+    try:
+        return _seed_rows(pq.read_table(a)) == _seed_rows(pq.read_table(b))
+    except (OSError, pa.ArrowException):
+        return False
 
 
 def _warn_representatives_alone(accepted: pa.Table, q: QueueIndex) -> None:

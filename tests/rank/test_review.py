@@ -1395,6 +1395,15 @@ def test_a_no_retrain_import_trains_later_with_its_lineage(loop, seeds, tmp_path
     # Another model in it is refused.
     assert main(["review", "retrain", str(h), "--out", str(root / "v1")]) == 2
     assert "already holds a model" in capsys.readouterr().err
+    # So is the model of a pending import of the same verdicts without the added seeds: it
+    # was taken for this retrain's ("already holds this retrain's model"), and the new
+    # policy's seeds went untrained (a reviewer's report).
+    plain = tmp_path / "h-plain"
+    assert main(argv[:5] + ["--model", str(root / "v1"), "--out", str(plain), "--no-retrain"]) == 0
+    assert main(["review", "retrain", str(plain), "--out", str(tmp_path / "v2-plain")]) == 0
+    capsys.readouterr()
+    assert main(["review", "retrain", str(h), "--out", str(tmp_path / "v2-plain")]) == 2
+    assert "already holds a model" in capsys.readouterr().err
     # A pending import that took no verdict would train its parent again: refused.
     (tmp_path / "none.csv").write_text("item_id,verdict\nno-such-item,2\n")
     none = ["review", "import", str(tmp_path / "none.csv"), "--queue", argv[4]]
