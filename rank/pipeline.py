@@ -917,6 +917,9 @@ def finish_sweep(
     # The queue says which model and run made it, in the table itself: `review import` checks
     # a queue handed over in memory, or copied away from its report.json, as one on disk.
     swept_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    # Also in the report: a queue re-saved by a tool that drops Arrow's metadata still has
+    # its sweep's time beside it (`review import` orders a late file's verdicts by it).
+    report["swept_at"] = swept_at
     queue = with_provenance(
         queue, report.get("model"), report["run_id"], swept_at, report.get("index_version_dir")
     )

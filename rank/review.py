@@ -1576,6 +1576,7 @@ def import_verdicts(
     if _reads_pictures(old.signals):  # each picture read once: checked, then stored
         content = {i: _with_picture(row, old.signals) for i, row in content.items()}
     digests = dict(q.shown_digest)
+    swept_at = _swept_at(about, queue_path)
     swept = _swept_version(queue_path, about)
     found_in = None if inventory is not None else _sweep_items_path(queue_path, about)
     if not (swept is not None and found_in is not None and found_in.parent == swept):
@@ -1607,13 +1608,21 @@ def import_verdicts(
     new, imported, more_bad, replaced = _new_rows(
         check, history, content, _batch_id(history, version), shown=q.shown_text,
         signals=old.signals,
-        pictures_lost=pictures_lost, swept_at=about.get("swept_at"), digests=digests,
+        pictures_lost=pictures_lost, swept_at=swept_at, digests=digests,
         from_inventory=inventory is not None,
         unverifiable=unchecked if later else frozenset(), pictures=pictures,
         corrections=corrections,
         text_as_seen=old.reviewed is not None and reads_text_as_seen(old.reviewed),
     )  # fmt: skip
     new = _reviewer_columns(new, imported, table, history, q.columns)
+    if replaced and swept_at is None:
+        log.warning(
+            "%d verdict(s) replaced an earlier review of the item in the history, and the "
+            "queue does not say when it was swept (no sweep time in its metadata or in a "
+            "report.json beside it): if this file is older than those reviews, the newer "
+            "verdicts are gone from this version; import into its parent again with the "
+            "queue file as the sweep wrote it", len(replaced),
+        )  # fmt: skip
     if replaced:  # re-reviews of edited items: the new row takes the old one's place
         gone = set(replaced)
         history = history.filter(pa.array([i not in gone for i in range(history.num_rows)]))
@@ -1820,6 +1829,19 @@ def retrain_pending(
         model_dir, old, history, seeds, out_dir, quarantine=quarantine,
         sweep_items=sweep_items, show_progress=show_progress,
     )  # fmt: skip
+
+
+def _swept_at(about: dict, queue_path: Path | None) -> str | None:
+    """When the queue's sweep ran: its metadata says, else the report.json beside it (a queue
+    re-saved by a tool that drops Arrow's metadata let a late file's verdict replace a newer
+    review: a reviewer's report). None where neither says."""
+    if about.get("swept_at") or queue_path is None:
+        return about.get("swept_at")
+    try:
+        made = json.loads((queue_path.parent / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return made.get("swept_at") if isinstance(made, dict) else None
 
 
 def _same_seeds(a: Path, b: Path) -> bool:

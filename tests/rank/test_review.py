@@ -871,6 +871,30 @@ def test_a_late_verdict_from_an_older_queue_does_not_replace_a_newer_review(loop
                                out_dir=tmp_path / f"v3s{inv is None}", retrain=False,
                                inventory=inv, strict=True)  # fmt: skip
         assert late.quarantine["stage"].to_pylist() == [SUPERSEDED]
+    # Monday's queue file re-saved by a tool that drops Arrow's metadata: the report.json
+    # beside it says when it was swept (the late file replaced the newer review silently:
+    # a reviewer's report). A report without the time (written before it): replaced, said.
+    bare = tmp_path / "monday"
+    bare.mkdir()
+    pq.write_table(queue_of(old["text"], monday).replace_schema_metadata(None),
+                   bare / "queue.parquet")  # fmt: skip
+    warned = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warned.append(record.getMessage())
+    for said, out in (({"swept_at": monday}, "v3r"), ({}, "v3o")):
+        (bare / "report.json").write_text(json.dumps({"model": made_by, **said}))
+        logging.getLogger("riskrank").addHandler(handler)
+        try:
+            late = import_verdicts(verdict(0), bare / "queue.parquet", tmp_path / "v2",
+                                   out_dir=tmp_path / out, retrain=False,
+                                   inventory=shown(old["text"]))  # fmt: skip
+        finally:
+            logging.getLogger("riskrank").removeHandler(handler)
+        if said:
+            assert late.quarantine["stage"].to_pylist() == [SUPERSEDED] and late.replaced == 0
+        else:
+            assert late.replaced == 1
+            assert any("does not say when it was swept" in w for w in warned), warned
     # The other order: a verdict on Monday's queue (the edit, then live) imported first, then
     # Tuesday's on the text live then (the edit undone) replaces it; the version rule had
     # refused it, Tuesday's queue being made by the model before Monday's import.
@@ -928,6 +952,7 @@ def test_a_queue_in_memory_is_checked_as_one_on_disk(loop, tmp_path):
 
     swept = pd.read_parquet(root / "day1" / "queue.parquet").attrs["riskrank.queue"]
     assert swept["run_id"] == report["run_id"]  # as the sweep wrote it
+    assert swept["swept_at"] == report["swept_at"]  # the report says it too (for a bare copy)
     pq.write_table(later, tmp_path / "later.parquet")
     frame = pd.read_parquet(tmp_path / "later.parquet")
     assert frame.attrs["riskrank.queue"]["run_id"] == "a-later-run"
