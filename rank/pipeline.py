@@ -171,15 +171,15 @@ def train(
     check_model_dir(model_dir)  # a user's own directory is refused before it is written to
     check_k(k)
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
-    model, hist, quarantined = fit_model(
+    model, lineage, quarantined = fit_model(
         history, seeds, model_dir, signals=signals, k=k, ranker=ranker,
         lexical_probe=lexical_probe, engine=engine, index_donor=index_donor,
         show_progress=show_progress,
     )  # fmt: skip
-    model.info.update(lineage_info(hist))  # version 1, no parent
-    hist = keep_pictures(hist, model.signals)  # the next import starts from this history
-    lineage = lineage_tables(hist, seeds, model.signals)
-    model.save(model_dir, tables={"history_quarantine": quarantined, **lineage})
+    model.info.update(lineage_info(lineage))  # version 1, no parent
+    lineage = keep_pictures(lineage, model.signals)  # the next import starts from this history
+    tables = lineage_tables(lineage, seeds, model.signals)
+    model.save(model_dir, tables={"history_quarantine": quarantined, **tables})
     return model
 
 
@@ -198,11 +198,16 @@ def fit_model(
     unusable_seeds: str = "refuse",
 ) -> tuple[RiskModel, pa.Table, pa.Table]:
     """``train`` up to the save: the model (its history index already under ``model_dir``),
-    the clean history rows and the quarantined ones. ``review import`` saves it once, with
+    the clean history rows (those under a policy without seeds too: the lineage) and the
+    quarantined ones (those too, for this training). ``review import`` saves it once, with
     its lineage, so a killed import never leaves a model stamped as a first version.
     ``unusable_seeds``: ``recall``'s (a retrain of a model's own seeds warns)."""
     hist, quarantined = validate_history(history)
     rows = input_rows(hist, quarantined)  # each clean row's number in the input
+    # What the next import starts from: reviews under a policy the seeds do not name today
+    # train nothing now, and train again once its seeds come back (they were dropped from
+    # every later version: a reviewer's report). An import's retrain keeps them so too.
+    lineage = hist
     hist, unseeded = history_rows_without_seeds(hist, seeds, rows)
     quarantined = pa.concat_tables([quarantined, unseeded])
     rows = input_rows(hist, quarantined)
@@ -274,7 +279,8 @@ def fit_model(
     model_signals = [hindex.signals[s.name].signal for s in signals]
     # What each reviewer saw, as a digest: a sweep re-escalates an item only if it changed.
     reviewed = reviewed_table(hist, model_signals)
-    return RiskModel(ranker, model_signals, exemplars, info, lexical, reviewed), hist, quarantined
+    model = RiskModel(ranker, model_signals, exemplars, info, lexical, reviewed)
+    return model, lineage, quarantined
 
 
 def history_items(hist: pa.Table) -> pa.Table:
