@@ -503,13 +503,24 @@ def _versus(best, ran: dict | None, what: str) -> str:
 
 
 def _pays_back(explore: list, exploit: list) -> str:
-    """Whether exploration needed fewer reviews to 80%, trial by trial (same seeds)."""
+    """Whether exploration needed fewer reviews to 80% on average over the trials both
+    finished (same seeds), with the trials in which it did. (A majority of trials said "yes"
+    where exploration won three trials by 1-6 reviews, lost two by 4-6 and needed more on
+    average: an outsider's report.)"""
     pairs = [(d, c) for d, c in zip(explore, exploit) if d is not None and c is not None]
     if not pairs:
         return "n/a"
     fewer = sum(d < c for d, c in pairs)
-    verdict = "yes" if fewer * 2 > len(pairs) else "no"
-    return f"{verdict} (fewer reviews in {fewer} of {len(pairs)} trials)"
+    mean = float(np.mean([d - c for d, c in pairs]))
+    verdict = "yes" if mean < 0 else "no"
+    return f"{verdict} ({mean:+.1f} reviews on average; fewer in {fewer} of {len(pairs)} trials)"
+
+
+def _reached(mean: float | None, trials: list) -> str:
+    """A mean and its trials, "not reached" where a trial did not reach the goal (it said
+    "None [None, 300]": an outsider's report)."""
+    listed = ", ".join("not reached" if v is None else str(v) for v in trials)
+    return f"{'not reached' if mean is None else mean} [{listed}]"
 
 
 def goal_check(summary: list[dict], early: int = 3) -> list[str]:
@@ -603,8 +614,9 @@ def markdown(meta: dict, summary: list[dict], results: dict) -> str:
     ]
     for s in summary:
         lines.append(
-            f"| {s['set']} | {LABEL[s['method']]} | {s['trials']} | {s['to_50']} "
-            f"{s['to_50_trials']} | {s['to_80']} {s['to_80_trials']} | "
+            f"| {s['set']} | {LABEL[s['method']]} | {s['trials']} | "
+            f"{_reached(s['to_50'], s['to_50_trials'])} | "
+            f"{_reached(s['to_80'], s['to_80_trials'])} | "
             f"{s['found_round0']:.0f} | {s['found_after_3']:.0f} | "
             f"{_fmt(s['purity'])} | {s['wrong_verdicts']:.0f} |"
         )
@@ -688,7 +700,8 @@ def main() -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="default benchmarks/results (runs/replay with --data: the committed results stay)",
+        help="default benchmarks/results (with --data: runs/replay under the current "
+        "directory; the committed results stay)",
     )
     quality.add_data_options(p)
     p.add_argument(
@@ -732,7 +745,9 @@ def main() -> None:
     # The replay draws seeds from a set's sweep side only: its history side is never read.
     own = quality.register_data(args.data, args.cold_from, sides=("sweep",))
     args.sets = args.sets or ",".join(own or quality.SHIPPED)
-    args.out = args.out or str(ROOT / ("runs/replay" if own else "benchmarks/results"))
+    # A set of the user's own: under the directory they ran it from (it was the library's
+    # clone, wherever they stood: an outsider's report); the committed results: in the repo.
+    args.out = args.out or ("runs/replay" if own else str(ROOT / "benchmarks/results"))
     if args.combine:
         return combine(args)
     # The code this process imported: later commits are not re-imported by a running replay.

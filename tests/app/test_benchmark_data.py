@@ -318,3 +318,13 @@ def test_replay_names_the_seconds_a_run_did_not_record(replay):
     """Parts written before the sets' embedding was timed printed `[None, 41]` (a reviewer)."""
     assert replay._recorded([None, 41]) == "[not recorded, 41]"
     assert replay._recorded(None) == "not recorded" and replay._recorded(12) == 12
+
+
+def test_replay_says_exploration_pays_back_on_the_mean_not_a_majority_of_trials(replay):
+    """Three trials won by 1-6 reviews and two lost by 4-6 were "yes": on average exploration
+    needed more (an outsider's report). A trial that never got there reads as such."""
+    said = replay._pays_back([144, 147, 153, 165, 149], [145, 149, 159, 161, 143])
+    assert said == "no (+0.2 reviews on average; fewer in 3 of 5 trials)"
+    assert replay._pays_back([100, None], [110, 90]).startswith("yes (-10.0")
+    assert replay._reached(None, [None, 300]) == "not reached [not reached, 300]"
+    assert replay._reached(150.5, [150, 151]) == "150.5 [150, 151]"
