@@ -701,18 +701,41 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
 BINARY_SCALE_MIN = 10  # verdicts, all 0 or 1, from which an import says what 1 means here
 
 
-def _warn_binary_scale(verdicts: list[int]) -> bool:
-    """Warn when every one of many verdicts is 0 or 1: a team that writes 1 for "violating"
-    imports it as borderline (not violating) on the 0-3 scale, silently (an outsider's
-    note). The verdicts are imported as given."""
-    if len(verdicts) < BINARY_SCALE_MIN or not set(verdicts) <= {0, 1} or 1 not in verdicts:
-        return False
-    log.warning(
-        "every one of the %d verdicts is 0 or 1: on riskrank's 0-3 scale both mean not "
-        "violating (violating is 2 or 3). If your reviewers wrote 1 for violating, map 1 to "
-        "2 and import again into a fresh --out", len(verdicts),
-    )  # fmt: skip
-    return True
+ONES_MEAN = ("violating", "borderline")
+
+
+def _binary_scale(verdicts: list[int]) -> bool:
+    """Whether many verdicts are all 0 or 1, some of them 1: a file on a 0/1 scale."""
+    return len(verdicts) >= BINARY_SCALE_MIN and set(verdicts) <= {0, 1} and 1 in verdicts
+
+
+def _ones_read(check: VerdictCheck, ones_mean: str | None) -> VerdictCheck:
+    """The accepted verdicts with 1 read as ``ones_mean`` says. A file whose many verdicts
+    are all 0 or 1 is refused without it: a team that writes 1 for "violating" had its
+    confirmed violations stored as borderline (not violating, never queued again), and the
+    warning that said so scrolled past (outsiders' reports)."""
+    if ones_mean is not None and ones_mean not in ONES_MEAN:
+        raise ValueError(f"ones_mean={ones_mean!r}: expected one of {list(ONES_MEAN)} or None")
+    verdicts = check.accepted["verdict"].to_pylist()
+    if ones_mean is None and _binary_scale(verdicts):
+        raise SchemaError(
+            f"verdicts: every one of the {len(verdicts)} verdicts is 0 or 1. On riskrank's "
+            "0-3 scale 1 is borderline (not violating) and violating is 2 or 3: say what your "
+            "reviewers' 1 means, --ones-mean violating (imported as 2) or --ones-mean "
+            "borderline (as written); nothing was imported"
+        )
+    if ones_mean != "violating":
+        return check
+    if not set(verdicts) <= {0, 1}:
+        raise SchemaError(
+            "verdicts: --ones-mean violating, but the file holds grades 2-3 too (the 0-3 "
+            "scale); import it without --ones-mean"
+        )
+    read = pa.array([2 if v == 1 else v for v in verdicts], pa.int8())
+    accepted = check.accepted.set_column(
+        check.accepted.column_names.index("verdict"), "verdict", read
+    )
+    return VerdictCheck(accepted, check.quarantine)
 
 
 def _expand(
@@ -1505,9 +1528,13 @@ def import_verdicts(
     image_base_dir: str | Path | None = None,
     show_progress: bool = False,
     corrections: bool = False,
+    ones_mean: str | None = None,
 ) -> ImportResult:
     """Import reviewers' verdicts on ``queue``, append them to the history of the model in
     ``model_dir`` and train the next model version into ``out_dir``.
+
+    ``ones_mean``: ``"violating"`` reads a file of 0/1 verdicts as 0 and 2, ``"borderline"``
+    as written; a file whose many verdicts (10 or more) are all 0 or 1 is refused without it.
 
     ``corrections``: a verdict on an item the history already judged under that policy, on
     the same content, replaces the earlier verdict where it differs (a mistaken decision
@@ -1565,7 +1592,7 @@ def import_verdicts(
     q = QueueIndex(queue)
     check = check_verdicts(table, q, set(seeds.policies))
     _warn_another_queue(check.quarantine, len(table))
-    _warn_binary_scale(check.accepted["verdict"].to_pylist())
+    check = _ones_read(check, ones_mean)
     _warn_representatives_alone(check.accepted, q)
     version = int(parent.get("version", 1)) + 1
     about = queue_provenance(queue) or {}

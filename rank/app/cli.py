@@ -519,6 +519,7 @@ def cmd_review_import(args) -> int:
         seeds=args.seeds,
         image_base_dir=args.image_base_dir,
         corrections=args.correct,
+        ones_mean=args.ones_mean,
     )
     source = res.imported["verdict_source"].to_pylist() if res.imported.num_rows else []
     used = set(res.imported["row"].to_pylist())
@@ -771,6 +772,12 @@ def _review_parser(sub) -> None:
         "--seeds",
         help="seeds to add to the model's (e.g. the new policy's seeds a retroactive sweep "
         "ran): its verdicts are imported and the next version learns the policy",
+    )
+    ri.add_argument(
+        "--ones-mean",
+        choices=["violating", "borderline"],
+        help="what a verdict of 1 means in a file of 0/1 verdicts: violating (imported as 2) "
+        "or borderline (as written, riskrank's 0-3 scale); such a file is refused without it",
     )
     ri.add_argument("--image-base-dir", help=IMAGE_BASE_DIR_HELP)
     ri.set_defaults(func=cmd_review_import)

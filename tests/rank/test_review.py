@@ -1012,12 +1012,35 @@ def test_ids_and_policies_padded_by_a_spreadsheet_are_the_queued_ones(loop, tmp_
     assert res.quarantine.num_rows == 0 and set(res.imported["policy"].to_pylist()) == {"scam"}
 
 
-def test_a_file_of_only_zeros_and_ones_says_what_one_means():
-    from riskrank.rank.review import _warn_binary_scale
+def test_a_file_of_only_zeros_and_ones_is_refused_until_it_says_what_one_means(
+    loop, tmp_path, capsys
+):
+    """A team that writes 1 for "violating" had its confirmed violations stored as
+    borderline (not violating, never queued again): a warning said so and scrolled past
+    (outsiders' reports). Such a file is refused, nothing written, until --ones-mean says."""
+    from riskrank.rank.review import _binary_scale
 
-    assert _warn_binary_scale([0, 1] * 5)
-    assert not _warn_binary_scale([0, 1] * 4)  # too few to tell
-    assert not _warn_binary_scale([0, 1, 2] * 5) and not _warn_binary_scale([0] * 12)
+    assert _binary_scale([0, 1] * 5) and not _binary_scale([0, 1] * 4)  # too few to tell
+    assert not _binary_scale([0, 1, 2] * 5) and not _binary_scale([0] * 12)
+    root, queue = loop
+    ids = queue["item_id"].to_pylist()[:12]
+    binary = pa.table({"item_id": ids, "verdict": [1, 0, 0, 1] * 3})
+    with pytest.raises(SchemaError, match="--ones-mean violating"):
+        _import(binary, root, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    read = _import(binary, root, tmp_path / "v", ones_mean="violating")
+    assert read.imported["verdict"].to_pylist() == [2, 0, 0, 2] * 3
+    kept = _import(binary, root, tmp_path / "b", ones_mean="borderline")
+    assert kept.imported["verdict"].to_pylist() == [1, 0, 0, 1] * 3
+    graded = pa.table({"item_id": ids, "verdict": [1, 0, 2, 1] * 3})
+    with pytest.raises(SchemaError, match="holds grades 2-3 too"):
+        _import(graded, root, tmp_path / "g", ones_mean="violating")
+    pq.write_table(binary, tmp_path / "binary.parquet")
+    argv = ["review", "import", str(tmp_path / "binary.parquet"), "--no-retrain", "--queue",
+            str(root / "day1" / "queue.parquet"), "--model", str(root / "v1")]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "cli")]) == 2
+    assert "--ones-mean" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "cli"), "--ones-mean", "violating"]) == 0
 
 
 def test_candidates_are_not_taken_for_the_queue(loop, tmp_path):
