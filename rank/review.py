@@ -600,6 +600,14 @@ def _row_problem(verdict, policy, policies) -> str:
     if parse_verdict(verdict) is None:
         return f"verdict {verdict!r} is not a grade 0-{VERDICT_MAX} ({GRADES_IN_WORDS})"
     if policy is not None and policy not in policies:
+        alike = sorted(p for p in policies if p.casefold() == policy.strip().casefold())
+        if alike:
+            # Advice to bring a new policy's seeds split one policy in two, "Scam" beside
+            # "scam" (a reviewer's report).
+            return (
+                f"policy {policy!r} differs from the model's {alike[0]!r} only by case: "
+                f"write {alike[0]!r} (or leave the cell blank: the policy the queue showed)"
+            )
         return (
             f"policy {policy!r} is not one of the model's seed policies {sorted(policies)}: a "
             "new policy's verdicts import with its seeds (--seeds / seeds=, the seed file its "

@@ -1277,6 +1277,14 @@ def test_a_blank_policy_is_checked_like_a_written_one(loop, tmp_path):
                               retrain=False)  # fmt: skip
         assert res.imported.num_rows == 0
         assert "not one of the model's seed policies" in res.quarantine["reason"][0].as_py()
+    # A policy that differs from the model's only by case is told so, not to bring a new
+    # policy's seeds ("Scam" beside "scam": a reviewer's report).
+    verdicts = pa.table({"item_id": [item], "verdict": [2], "policy": [" Scam"]})
+    res = import_verdicts(verdicts, queue, root / "v1", out_dir=tmp_path / "case", retrain=False)
+    assert res.quarantine["reason"].to_pylist() == [
+        "policy ' Scam' differs from the model's 'scam' only by case: write 'scam' (or leave "
+        "the cell blank: the policy the queue showed)"
+    ]
 
 
 def test_a_queue_made_by_a_sibling_model_is_refused(loop, tmp_path):
