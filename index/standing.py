@@ -397,15 +397,6 @@ def resolve_deletions(named, known: set[str]) -> tuple[set[str], list[str]]:
     return hit, sorted(unknown)
 
 
-def _warn_unlisted(inventory: pa.Table, deletions) -> None:
-    """Say which deletions name ids today's inventory does not list, when the current
-    version was made from this inventory (so it never held them either)."""
-    named = {str(i) for i in deletions or ()}
-    if named and ITEM_ID in inventory.column_names:
-        listed = {str(i) for i in inventory.column(ITEM_ID).to_pylist() if i is not None}
-        _warn_unknown(resolve_deletions(named, listed)[1])
-
-
 def _warn_unknown(unknown: list[str]) -> None:
     if unknown:
         quoted = sum(len(i) > 1 and i[0] == i[-1] and i[0] in "\"'" for i in unknown)
@@ -606,7 +597,7 @@ class StandingIndex:
             and self._laid_out_as(signals, key, max_memory)
             and under_rule
         ):
-            _warn_unlisted(inventory, deletions)
+            self._warn_unlisted(inventory, deletions)
             return self.load(signals, use_gpu=use_gpu), None
         t0 = time.time()
         version = (self.version or 0) + 1
@@ -625,8 +616,9 @@ class StandingIndex:
             # Another inventory, the same index: the export caught up with yesterday's
             # deletion list, say. Recorded as the current version's, not written again as a
             # new identical version that pushes an older one out (a noted gap).
+            # (``_read`` said which deletions name ids this version and today's inventory
+            # lack, as an update does.)
             self._record_digest(digest)
-            _warn_unlisted(inventory, deletions)
             return self.load(signals, use_gpu=use_gpu), None
         stats.seconds["read"] = time.time() - t0
         delta = self._embed(items, plan, signals, engine, chunk_size, show_progress, stats)
@@ -718,6 +710,23 @@ class StandingIndex:
         if not items.schema.equals(held.schema, check_metadata=False):
             return False
         return items.equals(held)
+
+    def _warn_unlisted(self, inventory: pa.Table, deletions) -> None:
+        """The same inventory again (a no-op): say which deletions name ids neither today's
+        inventory, the current version nor the one it was made from lists, as the update
+        that made it said. Checked against today's inventory alone, an id that update
+        removed was one "the index never held" on every re-run (a reviewer's report)."""
+        named = {str(i) for i in deletions or ()}
+        if not named or ITEM_ID not in inventory.column_names:
+            return
+        listed = {str(i) for i in inventory.column(ITEM_ID).to_pylist() if i is not None}
+        unknown = resolve_deletions(named, listed)[1]
+        held: set[str] = set()
+        for v in (self.version or 0, (self.version or 0) - 1):
+            items = self.version_dir(v) / "items.parquet" if v >= 1 else None
+            if unknown and items is not None and items.exists():
+                held.update(map(str, pq.read_table(items, columns=[ITEM_ID])[ITEM_ID].to_pylist()))
+        _warn_unknown(resolve_deletions(set(unknown), held)[1] if unknown else [])
 
     def _record_digest(self, digest: str) -> None:
         """The state says the current version was also made from ``digest``: running the

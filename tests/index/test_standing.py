@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_items
@@ -222,6 +223,23 @@ def test_a_deletion_list_that_deletes_nothing_makes_no_new_version(tmp_path):
     assert stats.version == 2 and stats.deleted == 1
     _, again = standing.update(day0, [HashingTextSignal()], deletions=[listed], show_progress=False)
     assert again is None and standing.version == 2
+    # The next day's export no longer lists an ad its deletion list names: removed, nothing
+    # said; the same command again (a cron retry) says the same, not that the index "never
+    # held" the ad it removed (a reviewer's report), and still names an id it never held.
+    gone = day0["item_id"][7].as_py()
+    day1 = day0.filter(pc.not_equal(day0["item_id"], gone))
+    said.clear()
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        for run in range(2):
+            _, stats = standing.update(
+                day1, [HashingTextSignal()], deletions=[gone, "never-seen"], show_progress=False
+            )
+            assert (stats is None) == (run == 1) and standing.version == 3
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    unknown = [m for m in said if "never held" in m]
+    assert len(unknown) == 2 and all("1 id(s)" in m and gone not in m for m in unknown), said
 
 
 def test_the_export_catching_up_with_a_deletion_list_makes_no_new_version(tmp_path):
