@@ -12,6 +12,7 @@ advertiser-facing message can be built from.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -347,9 +348,18 @@ def _seed_clause(ev: RowEvidence) -> str | None:
         )
         return (
             f"no seed is close (nearest {seed['id']}, {kind} similarity "
-            f"{seed['similarity']:.2f}{nearest})"
+            f"{_below(seed['similarity'])}{nearest})"
         )
     return f"its {kind} resembles seed {seed['id']} (similarity {seed['similarity']:.2f})"
+
+
+def _below(similarity: float) -> str:
+    """A similarity short of the match level, to two places cut, not rounded: 0.4958 read
+    "no seed is close (... similarity 0.50)" beside a match level of 0.50 (an outsider's
+    report)."""
+    if not math.isfinite(similarity):
+        return f"{similarity:.2f}"
+    return f"{math.floor(round(similarity * 100, 6)) / 100:.2f}"  # (0.57 * 100 is 56.99...)
 
 
 def _nearest_said(ev: RowEvidence) -> bool:

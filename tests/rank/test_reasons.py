@@ -936,6 +936,12 @@ def test_a_seed_far_in_similarity_but_near_in_this_inventory_is_said_so():
     assert not_leaned == "no seed is close (nearest sp4, text similarity 0.48)"
     far = _closest_seed({**row, "text_best_rank": 5001.0}, ["text"], leaned, {}, {"text": 0.5})
     assert _seed_clause(RowEvidence([], far, {}, leaned)).endswith("similarity 0.48)")
+    # Short of the match level by a hair: cut, not rounded up to it ("similarity 0.50" beside
+    # a match level of 0.50: an outsider's report).
+    hair = _closest_seed({**row, "text_best_sim": 0.4958}, ["text"], {}, {}, {"text": 0.5})
+    assert _seed_clause(RowEvidence([], hair, {}, {})) == (
+        "no seed is close (nearest sp4, text similarity 0.49)"
+    )
     # Recall writes k + 1 for "not in this seed's list": with k 20 a row read "the 21st
     # nearest item to it" (an outsider's review).
     unlisted = {**row, "text_best_rank": 21.0}
