@@ -1812,6 +1812,12 @@ def retrain_pending(
     pending_dir, out_dir = Path(pending_dir), Path(out_dir)
     marker = pending_dir / PENDING_FILE
     if not marker.exists():
+        unfinished = pending_dir.is_dir() and any(pending_dir.iterdir())
+        if unfinished and _pending_leftovers(pending_dir):
+            raise FileNotFoundError(
+                f"{pending_dir}: no {PENDING_FILE}; an unfinished `riskrank review import "
+                "--no-retrain` (killed before it wrote it): run that import again"
+            )
         raise FileNotFoundError(
             f"{pending_dir}: no {PENDING_FILE}; not the output of `riskrank review import "
             "--no-retrain`"
@@ -1977,7 +1983,27 @@ def check_out_dir(out_dir: Path, retrain: bool, *, finished_ok: bool = False) ->
     if retrain:
         check_model_dir(out_dir)  # leftovers of a killed import (its history index) are kept
     elif any(out_dir.iterdir()):
+        if _pending_leftovers(out_dir):
+            # A --no-retrain import killed (or out of disk) between its writes: no
+            # pending.json, so nothing trusts these files; written again (its re-run was
+            # refused as "not empty": a reviewer's report).
+            log.info("%s: an unfinished --no-retrain import's files, written again", out_dir)
+            return None
         raise FileExistsError(f"{out_dir} is not empty: --no-retrain writes into an empty one")
+
+
+def _pending_leftovers(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds only what ``write_pending`` writes before ``pending.json``
+    (and its temporary files)."""
+    own = {QUARANTINE_FILE, HISTORY_FILE, SEEDS_FILE}
+    for path in out_dir.iterdir():
+        name = path.name
+        temp = name.endswith(".tmp") and (
+            name == f".{PENDING_FILE}.tmp" or name.split(".parquet.")[0] + ".parquet" in own
+        )
+        if not path.is_file() or (name not in own and not temp):
+            return False
+    return True
 
 
 def _holds_model(out_dir: Path) -> FileExistsError:

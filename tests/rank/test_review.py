@@ -1515,6 +1515,46 @@ def test_a_no_retrain_import_trains_later_with_its_lineage(loop, seeds, tmp_path
     assert "one that took nothing (see its quarantine)" in capsys.readouterr().err
 
 
+def test_a_no_retrain_import_killed_between_its_writes_runs_again(loop, tmp_path, monkeypatch):
+    """Killed after two of its files (or out of disk), a --no-retrain import's re-run was
+    refused as "not empty", and `review retrain` called the folder not an import's output (a
+    reviewer's report): without pending.json nothing trusts those files, so the re-run
+    writes them again and gives the uninterrupted run's."""
+    import riskrank.rank.review as review
+
+    root, queue = loop
+    verdicts = pa.table({"item_id": queue["item_id"].to_pylist()[:5], "verdict": [2, 2, 0, 0, 3]})
+    whole = _import(verdicts, root, tmp_path / "whole")
+    written = []
+    real = review.write_parquet
+
+    def dying(table, path):
+        real(table, path)
+        written.append(Path(path).name)
+        if len(written) == 2:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(review, "write_parquet", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _import(verdicts, root, tmp_path / "v2")
+    monkeypatch.setattr(review, "write_parquet", real)
+    assert not (tmp_path / "v2" / "pending.json").exists() and len(written) == 2
+    with pytest.raises(FileNotFoundError, match="an unfinished .* run that import again"):
+        review.retrain_pending(tmp_path / "v2", out_dir=tmp_path / "v3")
+    again = _import(verdicts, root, tmp_path / "v2")
+    assert again.imported.equals(whole.imported)
+    for name in ("history.parquet", "seeds.parquet", "verdicts_quarantine.parquet"):
+        assert pq.read_table(tmp_path / "v2" / name).equals(
+            pq.read_table(tmp_path / "whole" / name)
+        )
+    # A user's own file beside them is still refused.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "history.parquet").write_bytes(b"")
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        _import(verdicts, root, tmp_path / "mine")
+
+
 def test_a_picture_the_sweeps_index_did_not_keep_is_not_lost_silently(tmp_path):
     """An index keeps image paths but not image bytes: a verdict on an item whose picture
     came as bytes, with content taken from the sweep's index, would store a history row
