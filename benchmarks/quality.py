@@ -1347,8 +1347,15 @@ def goal_checks(results: dict, args) -> list[dict]:
                 ap_ = w["riskrank"][n]["AP"][0]
                 # A --data set has no AP target of its own: it must beat the baselines.
                 target = GOALS["warm"].get(ds)
-                best_other = max(w["maxcos"][n]["AP"][0], w["logreg"][n]["AP"][0])
+                best = max(("maxcos", "logreg"), key=lambda m: w[m][n]["AP"][0])
+                best_other = w[best][n]["AP"][0]
                 ok = (target is None or ap_ >= target) and ap_ > best_other
+                # A lead smaller than the trials' spread is a tie, said as such (a PASS on
+                # +0.001 over 2 trials read as a win: an outsider's report).
+                spread = max(w["riskrank"][n]["AP"][1], w[best][n]["AP"][1])
+                status = "PASS" if ok else "MISS"
+                if ok and ap_ - best_other <= spread:
+                    status = "PASS (lead within the trials' spread)"
                 checks.append(
                     {
                         "dataset": ds,
@@ -1361,7 +1368,7 @@ def goal_checks(results: dict, args) -> list[dict]:
                         "logreg_AP": round(w["logreg"][n]["AP"][0], 4),
                         "gap_to_target": None if target is None else round(ap_ - target, 4),
                         "gap_to_best_baseline": round(ap_ - best_other, 4),
-                        "status": "PASS" if ok else "MISS",
+                        "status": status,
                     }
                 )
         c = results[ds].get("cold")

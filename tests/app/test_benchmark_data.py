@@ -328,3 +328,20 @@ def test_replay_says_exploration_pays_back_on_the_mean_not_a_majority_of_trials(
     assert replay._pays_back([100, None], [110, 90]).startswith("yes (-10.0")
     assert replay._reached(None, [None, 300]) == "not reached [not reached, 300]"
     assert replay._reached(150.5, [150, 151]) == "150.5 [150, 151]"
+
+
+def test_quality_calls_a_lead_within_the_trials_spread_so(quality):
+    """+0.001 AP over two trials read "PASS" like a clear win (an outsider's report)."""
+    import argparse
+
+    def warm(rr, lr):
+        return {"warm": {"riskrank": {"5": {"AP": rr}}, "maxcos": {"5": {"AP": [0.9, 0.01]}},
+                         "logreg": {"5": {"AP": lr}}}}  # fmt: skip
+
+    args = argparse.Namespace(datasets=["sms"], n_seeds=[5])
+    close = quality.goal_checks({"sms": warm([0.988, 0.004], [0.987, 0.003])}, args)
+    assert close[0]["status"] == "PASS (lead within the trials' spread)"
+    clear = quality.goal_checks({"sms": warm([0.99, 0.002], [0.95, 0.003])}, args)
+    assert clear[0]["status"] == "PASS"
+    behind = quality.goal_checks({"sms": warm([0.94, 0.002], [0.95, 0.003])}, args)
+    assert behind[0]["status"] == "MISS"
