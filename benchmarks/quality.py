@@ -283,9 +283,18 @@ def read_labelled(
         rows = [r for r in keep if row_sides[r] == side]
         pos = sum(label[r] for r in rows)
         if side in sides and (pos < MIN_POSITIVES[side] or pos == len(rows)):
+            # A verdict column of 0/1 is the likeliest cause of none: say so (an outsider
+            # wrote 1 for violating and read only "0 violating").
+            binary = col == "verdict" and pos == 0 and {raw[r] for r in rows} == {0, 1}
+            why = (
+                " (its verdicts are all 0 or 1, and on the 0-3 scale 1 is borderline, not "
+                "violating: name the column 'label' if 1 means violating)"
+                if binary
+                else ""
+            )
             fail(
                 f"its {side} side has {len(rows)} rows, {pos} violating: it needs at least "
-                f"{MIN_POSITIVES[side]} violating and one benign row"
+                f"{MIN_POSITIVES[side]} violating and one benign row{why}"
             )
         if side not in sides:
             log(f"  --data {path}: its {side} side ({len(rows)} rows) is not used here")

@@ -145,6 +145,8 @@ def test_only_the_sides_a_benchmark_uses_need_violations(quality, tmp_path):
         (lambda c: c.__setitem__("text", list(range(60))), "holds int64, not strings"),
         (lambda c: c.__setitem__("split", ["history"] * 59 + ["later"]), "row 59 has 'later'"),
         (lambda c: c.__setitem__("label", [int(i == 0) for i in range(60)]), "needs at least"),
+        # 1 written for violating in a verdict column: the likely cause is named.
+        (lambda c: c.__setitem__("verdict", c.pop("label")), "name the column 'label' if 1"),
     ],
 )
 def test_bad_sets_are_refused_naming_the_file_and_the_fault(quality, tmp_path, change, says):
