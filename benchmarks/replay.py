@@ -506,14 +506,31 @@ def _pays_back(explore: list, exploit: list) -> str:
     """Whether exploration needed fewer reviews to 80% on average over the trials both
     finished (same seeds), with the trials in which it did. (A majority of trials said "yes"
     where exploration won three trials by 1-6 reviews, lost two by 4-6 and needed more on
-    average: an outsider's report.)"""
-    pairs = [(d, c) for d, c in zip(explore, exploit) if d is not None and c is not None]
-    if not pairs:
+    average: an outsider's report.) A trial only one of them finished counts for that one
+    (the trials exploration never finished were left out, and four of five unfinished read
+    "yes": a reviewer's report)."""
+    trials = [(d, c) for d, c in zip(explore, exploit) if d is not None or c is not None]
+    if not trials:
         return "n/a"
-    fewer = sum(d < c for d, c in pairs)
-    mean = float(np.mean([d - c for d, c in pairs]))
-    verdict = "yes" if mean < 0 else "no"
-    return f"{verdict} ({mean:+.1f} reviews on average; fewer in {fewer} of {len(pairs)} trials)"
+    both = [(d, c) for d, c in trials if d is not None and c is not None]
+    lost = sum(d is None for d, _ in trials)  # exploit finished, exploration did not
+    won = sum(c is None for _, c in trials)
+    fewer = sum(d < c for d, c in both) + won
+    mean = float(np.mean([d - c for d, c in both])) if both else 0.0
+    verdict = "yes" if (won - lost or -mean) > 0 else "no"
+    said = f"{mean:+.1f} reviews on average" if both else "no trial finished by both"
+    if lost or won:
+        said += f" over the {len(both)} trials both finished"
+    if lost:
+        said += f"; it did not reach 80% in {lost} trial(s) where exploit did"
+    if won:
+        said += f"; exploit did not in {won} trial(s) where it did"
+    return f"{verdict} ({said}; fewer in {fewer} of {len(trials)} trials)"
+
+
+def _n(mean: float | None) -> str:
+    """A mean number of reviews, or "not reached" (it printed None: a reviewer's report)."""
+    return "not reached" if mean is None else str(mean)
 
 
 def _reached(mean: float | None, trials: list) -> str:
@@ -538,7 +555,7 @@ def goal_check(summary: list[dict], early: int = 3) -> list[str]:
         positives = next(s["positives"] for s in summary if s["set"] == name)
         floor = int(np.ceil(TARGET * positives))
         lines.append(
-            f"- {name}: best riskrank (c-e') reviews to 80% = {best}; vs (a) "
+            f"- {name}: best riskrank (c-e') reviews to 80% = {_n(best)}; vs (a) "
             f"{_versus(best, a, '(a)')} (goal <= 0.7x), vs (b) {_versus(best, b, '(b)')} "
             f"(goal <= 0.9x). One review per item can do no better than {floor} "
             f"(every review a violation): {_versus(floor, a, '(a)')} of (a), "
@@ -547,7 +564,7 @@ def goal_check(summary: list[dict], early: int = 3) -> list[str]:
         if got["logreg-lex"]:
             b2 = got["logreg-lex"]["to_80"]
             lines.append(
-                f"- {name}: vs (b') logreg on vectors + n-grams ({b2}): {_ratio(best, b2)}."
+                f"- {name}: vs (b') logreg on vectors + n-grams ({_n(b2)}): {_ratio(best, b2)}."
             )
         c, d, e = got["exploit"], got["explore"], got["campaign"]
         if c and d:
@@ -555,8 +572,8 @@ def goal_check(summary: list[dict], early: int = 3) -> list[str]:
                 f"- {name}: exploration's early yield (violations found in rounds 1-{early}):"
                 f" (d) {d['found_after_3']:.0f} vs (c) {c['found_after_3']:.0f} = "
                 f"{_ratio(d['found_after_3'], c['found_after_3'])} (goal >= 0.90x); "
-                f"pays back by the end: reviews to 80% (d) {d['to_80']} vs (c) "
-                f"{c['to_80']} ({_ratio(d['to_80'], c['to_80'])}): "
+                f"pays back by the end: reviews to 80% (d) {_n(d['to_80'])} vs (c) "
+                f"{_n(c['to_80'])} ({_ratio(d['to_80'], c['to_80'])}): "
                 f"{_pays_back(d['to_80_trials'], c['to_80_trials'])}."
             )
         e2 = got["campaign-explore"]
@@ -565,13 +582,13 @@ def goal_check(summary: list[dict], early: int = 3) -> list[str]:
                 f"- {name}: exploration in campaign mode: early yield (e') "
                 f"{e2['found_after_3']:.0f} vs (e) {e['found_after_3']:.0f} = "
                 f"{_ratio(e2['found_after_3'], e['found_after_3'])}; decisions to 80% (e') "
-                f"{e2['to_80']} vs (e) {e['to_80']} ({_ratio(e2['to_80'], e['to_80'])}): "
+                f"{_n(e2['to_80'])} vs (e) {_n(e['to_80'])} ({_ratio(e2['to_80'], e['to_80'])}): "
                 f"{_pays_back(e2['to_80_trials'], e['to_80_trials'])}."
             )
         if c and e:
             lines.append(
-                f"- {name}: campaign mode decisions to 80% (e) {e['to_80']} vs (c) "
-                f"{c['to_80']} ({_ratio(e['to_80'], c['to_80'])}; goal <= 0.5x on "
+                f"- {name}: campaign mode decisions to 80% (e) {_n(e['to_80'])} vs (c) "
+                f"{_n(c['to_80'])} ({_ratio(e['to_80'], c['to_80'])}; goal <= 0.5x on "
                 f"SpamAssassin) at purity {_fmt(e['purity'])} (goal >= 0.98), "
                 f"{e['wrong_verdicts']:.0f} wrong verdicts per trial."
             )

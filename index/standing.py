@@ -407,8 +407,9 @@ def _warn_unknown(unknown: list[str]) -> None:
             else ""
         )
         log.warning(
-            "deletion list: %d id(s) the index never held and today's inventory does not list "
-            "(ignored): %s%s", len(unknown), ", ".join(map(repr, unknown[:5])), hint,
+            "deletion list: %d id(s) neither today's inventory nor the index's latest version "
+            "holds (ignored: never indexed, or removed by an earlier update): %s%s",
+            len(unknown), ", ".join(map(repr, unknown[:5])), hint,
         )  # fmt: skip
 
 
@@ -715,7 +716,7 @@ class StandingIndex:
         """The same inventory again (a no-op): say which deletions name ids neither today's
         inventory, the current version nor the one it was made from lists, as the update
         that made it said. Checked against today's inventory alone, an id that update
-        removed was one "the index never held" on every re-run (a reviewer's report)."""
+        removed was one the index did not hold on every re-run (a reviewer's report)."""
         named = {str(i) for i in deletions or ()}
         if not named or ITEM_ID not in inventory.column_names:
             return

@@ -164,9 +164,11 @@ def word_contributions(
     words = [(m.start(), m.end()) for m in WORD.finditer(text)]
     if not words:
         return words, np.zeros(0)
-    if row is None and len(text.lower()) != len(text):
-        # Lower case that changes a text's length ("İ" is two characters then) can move the
-        # vectorizer's word tokens away from these words': its own features are read then.
+    if row is None and (len(text.lower()) != len(text) or "\u03a3" in text):
+        # Lower case that changes a text's length ("İ" is two characters then), or that
+        # depends on what follows (a capital sigma is final or not by the letter after it,
+        # "ΝΟΜΟΣ:ΑΘΗΝΑ": a reviewer's fuzzing), can move the vectorizer's word tokens away
+        # from these words' (lower-cased one by one): its own features are read then.
         row = lexical_features([text])
     if row is not None and not isinstance(row, tuple):
         row = row.tocsr().copy()

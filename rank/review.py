@@ -111,7 +111,13 @@ from riskrank.rank.campaigns import MEMBER_DIGESTS
 from riskrank.rank.queue import shown_text, text_digest_forms, text_digests
 from riskrank.rank.reviewed import content_digests
 from riskrank.rank.reviewed import text_as_seen as reads_text_as_seen
-from riskrank.recall.history import GRADES_IN_WORDS, HISTORY_SCHEMA, VERDICT_MAX, verdict_grade
+from riskrank.recall.history import (
+    GRADES_IN_WORDS,
+    HISTORY_SCHEMA,
+    VERDICT_MAX,
+    VERDICT_WORDS,
+    verdict_grade,
+)
 from riskrank.recall.seeds import SeedSet
 
 HISTORY_FILE = "history.parquet"
@@ -299,7 +305,8 @@ def _typed_columns(table: pa.Table) -> pa.Table:
         if pa.types.is_floating(kind) and name != "policy":
             # pandas makes an integer id column holding a blank (campaign rows beside item
             # rows) float: whole numbers are read as their digits (a reviewer's report).
-            table = table.set_column(names.index(name), name, _whole_floats(table[name], name))
+            floats = table[name].cast(kind)  # (a dictionary of floats decoded)
+            table = table.set_column(names.index(name), name, _whole_floats(floats, name))
             continue
         if not (
             pa.types.is_string(kind)
@@ -717,29 +724,47 @@ def _binary_scale(verdicts: list[int]) -> bool:
     return len(verdicts) >= BINARY_SCALE_MIN and set(verdicts) <= {0, 1} and 1 in verdicts
 
 
-def _ones_read(check: VerdictCheck, ones_mean: str | None) -> VerdictCheck:
-    """The accepted verdicts with 1 read as ``ones_mean`` says. A file whose many verdicts
-    are all 0 or 1 is refused without it: a team that writes 1 for "violating" had its
-    confirmed violations stored as borderline (not violating, never queued again), and the
-    warning that said so scrolled past (outsiders' reports)."""
+def _numbers_written(table: pa.Table) -> dict[int, int]:
+    """The file's rows whose verdict is written as a number (not a word), with its grade:
+    what a 0/1 scale is told by, and what ``--ones-mean`` reads ("borderline" written as a
+    word is borderline whatever the file's numbers mean: a reviewer's report)."""
+    if "verdict" not in table.column_names:
+        return {}
+    out = {}
+    for row, value in enumerate(table["verdict"].to_pylist()):
+        grade = parse_verdict(value)
+        word = isinstance(value, str) and value.strip().lower() in VERDICT_WORDS
+        if grade is not None and not word:
+            out[row] = grade
+    return out
+
+
+def _ones_read(check: VerdictCheck, table: pa.Table, ones_mean: str | None) -> VerdictCheck:
+    """The accepted verdicts with a 1 written as a number read as ``ones_mean`` says. A file
+    whose many verdict rows (numbers, not words; campaign rows count once) are all 0 or 1 is
+    refused without it: a team that writes 1 for "violating" had its confirmed violations
+    stored as borderline (not violating, never queued again), and the warning that said so
+    scrolled past (outsiders' reports)."""
     if ones_mean is not None and ones_mean not in ONES_MEAN:
         raise ValueError(f"ones_mean={ones_mean!r}: expected one of {list(ONES_MEAN)} or None")
-    verdicts = check.accepted["verdict"].to_pylist()
-    if ones_mean is None and _binary_scale(verdicts):
+    numbers = _numbers_written(table)
+    if ones_mean is None and _binary_scale(list(numbers.values())):
         raise SchemaError(
-            f"verdicts: every one of the {len(verdicts)} verdicts is 0 or 1. On riskrank's "
-            "0-3 scale 1 is borderline (not violating) and violating is 2 or 3: say what your "
-            "reviewers' 1 means, --ones-mean violating (imported as 2) or --ones-mean "
-            "borderline (as written); nothing was imported"
+            f"verdicts: every one of the file's {len(numbers)} verdicts written as numbers is "
+            "0 or 1. On riskrank's 0-3 scale 1 is borderline (not violating) and violating is "
+            "2 or 3: say what your reviewers' 1 means, --ones-mean violating (imported as 2) "
+            "or --ones-mean borderline (as written); nothing was imported"
         )
     if ones_mean != "violating":
         return check
-    if not set(verdicts) <= {0, 1}:
+    if any(g >= 2 for g in numbers.values()):
         raise SchemaError(
             "verdicts: --ones-mean violating, but the file holds grades 2-3 too (the 0-3 "
             "scale); import it without --ones-mean"
         )
-    read = pa.array([2 if v == 1 else v for v in verdicts], pa.int8())
+    ones = {r for r, g in numbers.items() if g == 1}
+    rows, verdicts = check.accepted["row"].to_pylist(), check.accepted["verdict"].to_pylist()
+    read = pa.array([2 if r in ones else v for r, v in zip(rows, verdicts)], pa.int8())
     accepted = check.accepted.set_column(
         check.accepted.column_names.index("verdict"), "verdict", read
     )
@@ -1600,7 +1625,7 @@ def import_verdicts(
     q = QueueIndex(queue)
     check = check_verdicts(table, q, set(seeds.policies))
     _warn_another_queue(check.quarantine, len(table))
-    check = _ones_read(check, ones_mean)
+    check = _ones_read(check, table, ones_mean)
     _warn_representatives_alone(check.accepted, q)
     version = int(parent.get("version", 1)) + 1
     about = queue_provenance(queue) or {}
@@ -2017,8 +2042,9 @@ def _holds_model(out_dir: Path) -> FileExistsError:
 
 
 def _seed_rows(table: pa.Table) -> list[tuple[str, ...]]:
-    """A seed set's rows as an import compares them: id, policy and kind."""
-    cols = [c for c in ("seed_id", "policy", "kind") if c in table.column_names]
+    """A seed set's rows as an import compares them: id, policy, kind and text (a seed whose
+    text was edited under the same id is another seed: a reviewer's report)."""
+    cols = [c for c in ("seed_id", "policy", "kind", "text") if c in table.column_names]
     return sorted(zip(*(map(str, table[c].to_pylist()) for c in cols)))
 
 

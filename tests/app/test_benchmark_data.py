@@ -327,7 +327,14 @@ def test_replay_says_exploration_pays_back_on_the_mean_not_a_majority_of_trials(
     needed more (an outsider's report). A trial that never got there reads as such."""
     said = replay._pays_back([144, 147, 153, 165, 149], [145, 149, 159, 161, 143])
     assert said == "no (+0.2 reviews on average; fewer in 3 of 5 trials)"
-    assert replay._pays_back([100, None], [110, 90]).startswith("yes (-10.0")
+    # A trial exploration never finished counts against it (four of five unfinished read
+    # "yes" on the one left: a reviewer's report).
+    assert replay._pays_back([None, None, None, None, 100], [120] * 5) == (
+        "no (-20.0 reviews on average over the 1 trials both finished; it did not reach 80% "
+        "in 4 trial(s) where exploit did; fewer in 1 of 5 trials)"
+    )
+    assert replay._pays_back([100, 90], [None, 95]).startswith("yes (-5.0 reviews")
+    assert replay._n(None) == "not reached" and replay._n(401.2) == "401.2"
     assert replay._reached(None, [None, 300]) == "not reached [not reached, 300]"
     assert replay._reached(150.5, [150, 151]) == "150.5 [150, 151]"
 

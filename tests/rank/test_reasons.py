@@ -54,6 +54,7 @@ def test_word_shares_are_the_same_from_the_vectorizers_feature_rows(probe, inven
     texts = inventory_items["text"].to_pylist()[:30]
     texts += ["", "!!!", "Ünïcödé wörds, naïve café!", "emoji 😀 test\r\nline two", "a b a b a"]
     texts += ["ΟΔΟΣ ΣΟΦΟΣ straße ẞ", "a\u00a0b\u2009c \x1c d", "ＡＢＣ ｄｅｆ Ⅻ", "İstanbul İZMİR"]
+    texts += ["ΝΟΜΟΣ:ΑΘΗΝΑ", "ΤΟΥΣ'ΑΛΛΟΥΣ ΦΙΛΟΥΣ"]  # a sigma's lower case depends on what follows
     batch = lexical_features(texts).tocsr()
     batch.sort_indices()
     rows = [batch[i] for i in range(len(texts))]

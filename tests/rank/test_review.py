@@ -307,6 +307,9 @@ def test_badly_typed_verdict_files_get_a_clear_error(loop, tmp_path):
             _import(table, root, tmp_path / "b")
     with pytest.raises(SchemaError, match="column 'item_id' holds numbers, 1.5 among them"):
         _import(pa.table({"item_id": [3.0, 1.5], "verdict": [2, 2]}), root, tmp_path / "b")
+    coded = pa.table({"item_id": pa.array([3.0, 1.5]).dictionary_encode(), "verdict": [2, 2]})
+    with pytest.raises(SchemaError, match="column 'item_id' holds numbers, 1.5 among them"):
+        _import(coded, root, tmp_path / "b")
     # Integer ids are read as their digits (as the inventory reads them): here, unknown ones.
     warned = []
     handler = logging.Handler(logging.WARNING)
@@ -1035,6 +1038,17 @@ def test_a_file_of_only_zeros_and_ones_is_refused_until_it_says_what_one_means(
     graded = pa.table({"item_id": ids, "verdict": [1, 0, 2, 1] * 3})
     with pytest.raises(SchemaError, match="holds grades 2-3 too"):
         _import(graded, root, tmp_path / "g", ones_mean="violating")
+    # Words are the grades they name: "borderline" stays 1 under --ones-mean violating, and a
+    # file in words only is no 0/1 file (it was refused, and read as 2: a reviewer's report).
+    worded = pa.table({"item_id": ids, "verdict": ["1", "borderline", "0", "benign"] * 3})
+    mixed = _import(worded, root, tmp_path / "w", ones_mean="violating")
+    assert mixed.imported["verdict"].to_pylist() == [2, 1, 0, 0] * 3
+    words = pa.table({"item_id": ids, "verdict": ["borderline", "benign"] * 6})
+    assert _import(words, root, tmp_path / "w2").imported.num_rows == 12
+    # A file's rows are counted, not the campaign members one row reaches.
+    cid, members = _campaign(queue)
+    one = pa.table({"campaign_id": [cid], "verdict": [1]})
+    assert _import(one, root, tmp_path / "c").imported.num_rows == len(members)
     pq.write_table(binary, tmp_path / "binary.parquet")
     argv = ["review", "import", str(tmp_path / "binary.parquet"), "--no-retrain", "--queue",
             str(root / "day1" / "queue.parquet"), "--model", str(root / "v1")]  # fmt: skip
@@ -1492,6 +1506,15 @@ def test_a_no_retrain_import_trains_later_with_its_lineage(loop, seeds, tmp_path
     assert main(["review", "retrain", str(plain), "--out", str(tmp_path / "v2-plain")]) == 0
     capsys.readouterr()
     assert main(["review", "retrain", str(h), "--out", str(tmp_path / "v2-plain")]) == 2
+    assert "already holds a model" in capsys.readouterr().err
+    # ... and of one whose seed was edited under the same id (it was taken for this one).
+    edited = pa.concat_tables([seeds, new.set_column(2, "text", pa.array(["verify now"]))],
+                              promote_options="default")  # fmt: skip
+    pq.write_table(edited, tmp_path / "s2.pq")
+    other = tmp_path / "h-edited"
+    argv2 = [*argv[:5], "--seeds", str(tmp_path / "s2.pq")]
+    assert main(argv2 + ["--model", str(root / "v1"), "--out", str(other), "--no-retrain"]) == 0
+    assert main(["review", "retrain", str(other), "--out", str(tmp_path / "v2")]) == 2
     assert "already holds a model" in capsys.readouterr().err
     # A pending import that took no verdict would train its parent again: refused.
     (tmp_path / "none.csv").write_text("item_id,verdict\nno-such-item,2\n")
