@@ -79,6 +79,10 @@ PARTS = [
         "Daily sweeps at 862587c on the Zen 5 EPYC: the stop of 2026-12-07 afternoon (12)",
     ),
     (
+        "incremental_auto_epyc_s56.md",
+        "Daily sweeps at 6c8db2f on the Zen 5 EPYC: each text vectorized once (12, 15)",
+    ),
+    (
         "incremental_auto_epyc_s53_120k.md",
         "Daily sweeps at 120,000 items on an IVF index, MiniLM, Zen 5 EPYC (12)",
     ),
