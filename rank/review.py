@@ -55,6 +55,7 @@ import ast
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 import time
@@ -124,6 +125,7 @@ HISTORY_FILE = "history.parquet"
 SEEDS_FILE = "seeds.parquet"
 QUARANTINE_FILE = "verdicts_quarantine.parquet"
 PENDING_FILE = "pending.json"  # what a --no-retrain import leaves for retrain_pending
+PENDING_UNFINISHED = ".pending-unfinished"  # beside a --no-retrain import's files until then
 CONTENT = ("text", "image_bytes", "image_path")
 
 
@@ -1795,6 +1797,9 @@ def write_pending(
     ``retrain_pending`` trains the next version from them, with the lineage an import would
     have given it, and refuses files edited since."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Says "these files are this import's, unfinished" until pending.json is written: a
+    # re-run writes them again (``_pending_leftovers``), and a user's own files never are.
+    (out_dir / PENDING_UNFINISHED).write_text(json.dumps({"pid": os.getpid()}))
     write_parquet(quarantine, out_dir / QUARANTINE_FILE)
     write_parquet(stored_history(history), out_dir / HISTORY_FILE)
     write_parquet(keep_pictures(seeds.table, signals), out_dir / SEEDS_FILE)
@@ -1812,6 +1817,7 @@ def write_pending(
     tmp = out_dir / f".{PENDING_FILE}.tmp"
     tmp.write_text(json.dumps(pending, indent=1))
     tmp.replace(out_dir / PENDING_FILE)
+    (out_dir / PENDING_UNFINISHED).unlink(missing_ok=True)
 
 
 @holds_output_lock("out_dir", what="model directory")
@@ -2019,8 +2025,10 @@ def check_out_dir(out_dir: Path, retrain: bool, *, finished_ok: bool = False) ->
 
 def _pending_leftovers(out_dir: Path) -> bool:
     """Whether ``out_dir`` holds only what ``write_pending`` writes before ``pending.json``
-    (and its temporary files)."""
-    own = {QUARANTINE_FILE, HISTORY_FILE, SEEDS_FILE}
+    (and its temporary files), under its mark: a user's own ``history.parquet`` is not."""
+    if not (out_dir / PENDING_UNFINISHED).is_file():
+        return False
+    own = {QUARANTINE_FILE, HISTORY_FILE, SEEDS_FILE, PENDING_UNFINISHED}
     for path in out_dir.iterdir():
         name = path.name
         temp = name.endswith(".tmp") and (

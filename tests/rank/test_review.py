@@ -1566,6 +1566,9 @@ def test_a_no_retrain_import_killed_between_its_writes_runs_again(loop, tmp_path
         review.retrain_pending(tmp_path / "v2", out_dir=tmp_path / "v3")
     again = _import(verdicts, root, tmp_path / "v2")
     assert again.imported.equals(whole.imported)
+    assert sorted(p.name for p in (tmp_path / "v2").iterdir()) == sorted(
+        p.name for p in (tmp_path / "whole").iterdir()
+    )  # its mark of unfinished files gone
     for name in ("history.parquet", "seeds.parquet", "verdicts_quarantine.parquet"):
         assert pq.read_table(tmp_path / "v2" / name).equals(
             pq.read_table(tmp_path / "whole" / name)
