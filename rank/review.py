@@ -674,6 +674,12 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
         if kind == "campaign" and not problem:
             problem, checked = _membership_differs(ref, listed[i], sizes[i], q)
             unchecked += not checked
+        elif camp and not problem:
+            # An item row that names its campaign with the members or size it was decided
+            # on: a row from another day's queue where that id named another group is one
+            # decided on content this queue did not show (it replaced a review with a verdict
+            # on an edit nobody saw: an outsider's week).
+            problem, _ = _membership_differs(camp, listed[i], sizes[i], q)
         refs.append(ref)
         if kind == "item" and ref is not None:
             own_rows.setdefault(ref, []).append(i)

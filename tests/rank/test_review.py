@@ -855,6 +855,24 @@ def test_a_campaign_verdict_decided_on_another_days_queue_is_refused(loop, tmp_p
     ):
         ids, _ = imported(**cols)
         assert sorted(ids) == sorted(members), cols
+    # A row that names an item as well (a member's own verdict, copied from another day's
+    # queue with its campaign's columns) is checked the same way: it went in as an item
+    # verdict on an edit nobody saw (an outsider's week).
+    member = members[0]
+    for cols, ok in (
+        ({"campaign_members": pa.array([members[:1]], pa.list_(pa.string()))}, False),
+        ({"campaign_size": [len(members) + 1]}, False),
+        ({"campaign_size": [len(members)]}, True),
+        ({}, True),
+    ):
+        res = import_verdicts(
+            pa.table({"item_id": [member], "campaign_id": [cid], "verdict": [0], **cols}),
+            queue, root / "v1", out_dir=tmp_path / f"i{len(list(tmp_path.iterdir()))}",
+            retrain=False,
+        )  # fmt: skip
+        got = res.imported["item_id"].to_pylist()
+        assert got == ([member] if ok else []), cols
+        assert ok or "decided on another queue" in res.quarantine["reason"][0].as_py()
 
 
 def test_a_late_verdict_from_an_older_queue_does_not_replace_a_newer_review(loop, tmp_path):
