@@ -852,6 +852,7 @@ def finish_sweep(
     if model is not None:  # seeds naming `Spam` where the reviews say `spam`
         reviewed = model.info.get("policies_with_history") or []
         decisions["warnings"] += policy_name_slips(decisions["cold_start_policies"], reviewed)
+        decisions["warnings"] += policies_left_out(seeds.policies, reviewed)
         decisions["warnings"] += benign_seeds_unlearnt(seeds, model.ranker.features_used())
     if model is not None:  # how like its reviews each policy's candidates are
         # Over the candidates the queue can show: reviewed, unchanged items are their own
@@ -1083,6 +1084,22 @@ def policy_name_slips(cold: list[str], reviewed: list[str]) -> list[str]:
                 f"if that is the policy meant, name it {like[0]!r} in the seeds"
             )
     return out
+
+
+def policies_left_out(swept: Collection[str], reviewed: Collection[str]) -> list[str]:
+    """A warning naming the policies the model holds reviews of that these seeds leave out:
+    a sweep sweeps only its seeds' policies, and a daily job given yesterday's seed file
+    dropped a reviewed policy from its queue unsaid (an outsider's week). A retroactive
+    sweep of one new policy's seeds says so too, rightly."""
+    folded = {p.strip().casefold() for p in swept}  # (a slip of case is said above)
+    left = sorted(p for p in reviewed if p.strip().casefold() not in folded)
+    if not left:
+        return []
+    return [
+        f"the model holds reviews of {len(left)} policy(ies) these seeds leave out, not swept "
+        f"today: {', '.join(map(repr, left))} (a sweep sweeps its seeds' policies only; pass "
+        "a seed file that names them to sweep them)"
+    ]
 
 
 def decision_report(

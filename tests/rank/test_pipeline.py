@@ -913,3 +913,26 @@ def test_the_reports_count_quarantined_rows_by_kind_of_reason(
     for kind, n in kinds.items():
         assert f"quarantined: {kind} | {n}" in markdown
     assert "quarantined: item_id … differs between row …" in (out / "report.html").read_text()
+
+
+def test_a_sweep_says_which_reviewed_policies_its_seeds_leave_out(
+    inventory_items, trained_model, explained_sweep
+):
+    """A daily job given yesterday's seed file swept one policy and dropped another the model
+    holds 230 reviews of, unsaid (an outsider's week): the report names it. A sweep of all
+    the model's policies says nothing of it."""
+    from riskrank.rank.pipeline import policies_left_out, sweep
+
+    assert policies_left_out(["spam"], ["phishing", "spam"]) == [
+        "the model holds reviews of 1 policy(ies) these seeds leave out, not swept today: "
+        "'phishing' (a sweep sweeps its seeds' policies only; pass a seed file that names them "
+        "to sweep them)"
+    ]
+    assert policies_left_out([" Spam"], ["spam"]) == []  # (the slip of case is said apart)
+    _, seeds, both = explained_sweep  # scam (reviewed) and diet (new)
+    assert not any("leave out" in w for w in both.report["warnings"])
+    import pyarrow.compute as pc
+
+    diet = seeds.filter(pc.equal(seeds["policy"], "diet"))
+    alone = sweep(inventory_items.drop(["label"]), diet, trained_model, k=200, show_progress=False)
+    assert any("leave out, not swept today: 'scam'" in w for w in alone.report["warnings"])
