@@ -89,7 +89,13 @@ from riskrank.rank.policy_memo import (
 from riskrank.rank.queue import build_queue, near_copy_levels
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates, presence_levels, seed_matched
 from riskrank.rank.reasons import explain_queue
-from riskrank.rank.review import keep_pictures, lineage_info, lineage_tables, with_provenance
+from riskrank.rank.review import (
+    keep_pictures,
+    lineage_info,
+    lineage_tables,
+    seeds_unlike_models,
+    with_provenance,
+)
 from riskrank.rank.reviewed import digest_format, mark_reviewed, reviewed_counts, reviewed_table
 from riskrank.rank.sweep_cache import FILE as REASONS_FILE
 from riskrank.rank.sweep_cache import (
@@ -853,6 +859,7 @@ def finish_sweep(
         reviewed = model.info.get("policies_with_history") or []
         decisions["warnings"] += policy_name_slips(decisions["cold_start_policies"], reviewed)
         decisions["warnings"] += policies_left_out(seeds.policies, reviewed)
+        decisions["warnings"] += seeds_unlike_models(seeds, model.path)
         decisions["warnings"] += benign_seeds_unlearnt(seeds, model.ranker.features_used())
     if model is not None:  # how like its reviews each policy's candidates are
         # Over the candidates the queue can show: reviewed, unchanged items are their own

@@ -222,6 +222,33 @@ def add_seeds(seeds: SeedSet, more: TableLike, signals: list = ()) -> SeedSet:
     return SeedSet.from_table(merged, what="the model's seeds with the seeds to add")
 
 
+def seeds_unlike_models(seeds: SeedSet, model_dir: Path | None) -> list[str]:
+    """A warning naming the sweep's seeds that share an id with the model's seeds but not
+    their policy, kind or text: the queue is recalled with today's, and an import without
+    ``--seeds`` keeps the model's under that id (an outsider's week found it unsaid)."""
+    path = model_dir / SEEDS_FILE if model_dir is not None else None
+    if path is None or not path.is_file():
+        return []
+    same = [c for c in ("policy", "kind", "text") if c in seeds.table.column_names]
+    try:
+        kept = SeedSet.from_table(path, what="the model's seeds").table
+    except (OSError, SchemaError, pa.ArrowException):
+        return []
+    have = {r["seed_id"]: r for r in kept.select(["seed_id", *same]).to_pylist()}
+    unlike = [
+        r["seed_id"]
+        for r in seeds.table.select(["seed_id", *same]).to_pylist()
+        if r["seed_id"] in have and any(_differs(have[r["seed_id"]], r, c) for c in same)
+    ]
+    if not unlike:
+        return []
+    return [
+        f"{len(unlike)} seed(s) share an id with the model's seeds but not their policy, kind "
+        f"or text: {', '.join(map(repr, unlike[:5]))}. This sweep recalls with the seeds given; "
+        "`review import` keeps the model's under those ids (give a changed seed a new seed_id)"
+    ]
+
+
 def _differs(kept: dict, given: dict, column: str) -> bool:
     """Whether a seed to add differs from the model's seed of its id in ``column``. A model
     keeps its seeds' pictures as bytes beside their paths (``lineage_tables``), so the bytes
@@ -426,6 +453,7 @@ class QueueIndex:
                 "worked from"
             )
         self.columns = list(queue.column_names)
+        self.unpadded: dict[str, str] | None = None  # (``_zeros_lost``)
         ids, pols = queue[ITEM_ID].to_pylist(), queue["policy"].to_pylist()
         # A queue lists an item once, under the policy it was shown for; candidates.parquet
         # (beside it) lists it once per policy, and was taken as the queue: the last row's
@@ -591,12 +619,28 @@ def _unit(item: str | None, camp: str | None, q: QueueIndex) -> tuple[str, str |
             return "item", item, f"item_id {item!r} is not a member of campaign_id {camp!r}"
         return ("campaign", camp, "") if q.shown_for.get(item) == camp else ("item", item, "")
     if item:
-        known = item in q.policy
-        return "item", item, "" if known else f"unknown item_id {item!r}: not in the queue"
+        if item in q.policy:
+            return "item", item, ""
+        return "item", item, f"unknown item_id {item!r}: not in the queue{_zeros_lost(item, q)}"
     if camp:
         known = camp in q.members
         return "campaign", camp, "" if known else f"unknown campaign_id {camp!r}: not in the queue"
     return "item", None, "neither item_id nor campaign_id is given"
+
+
+def _zeros_lost(item: str, q: QueueIndex) -> str:
+    """A hint where ``item`` is a queued id without its leading zeros (a spreadsheet reads
+    "0000699" as the number 699): a team was told the rows came from another day's queue
+    (an outsider's week)."""
+    if not item.isdigit():
+        return ""
+    if q.unpadded is None:  # built once per import, on the first unknown id
+        q.unpadded = {}
+        for queued in q.policy:
+            if queued.isdigit() and queued.startswith("0"):
+                q.unpadded.setdefault(queued.lstrip("0") or "0", queued)
+    padded = q.unpadded.get(item.lstrip("0") or "0")
+    return f" (the queue has {padded!r}: leading zeros lost in a spreadsheet?)" if padded else ""
 
 
 def _row_problem(verdict, policy, policies) -> str:
@@ -763,6 +807,15 @@ def _ones_read(check: VerdictCheck, table: pa.Table, ones_mean: str | None) -> V
             "2 or 3: say what your reviewers' 1 means, --ones-mean violating (imported as 2) "
             "or --ones-mean borderline (as written); nothing was imported"
         )
+    small = list(numbers.values())
+    if ones_mean is None and small and set(small) <= {0, 1} and 1 in small:
+        # Too few rows to refuse on (a genuine day of borderline verdicts looks the same),
+        # but said: 9 confirmed spams stored as borderline went unsaid (an outsider's week).
+        log.warning(
+            "verdicts: the file's %d verdicts written as numbers are all 0 or 1; on the 0-3 "
+            "scale 1 is borderline (not violating). If 1 means violating here, import into a "
+            "fresh --out with --ones-mean violating", len(small),
+        )  # fmt: skip
     if ones_mean != "violating":
         return check
     if any(g >= 2 for g in numbers.values()):

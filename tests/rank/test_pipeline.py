@@ -936,3 +936,22 @@ def test_a_sweep_says_which_reviewed_policies_its_seeds_leave_out(
     diet = seeds.filter(pc.equal(seeds["policy"], "diet"))
     alone = sweep(inventory_items.drop(["label"]), diet, trained_model, k=200, show_progress=False)
     assert any("leave out, not swept today: 'scam'" in w for w in alone.report["warnings"])
+
+
+def test_a_sweep_says_which_seeds_share_an_id_with_the_models_but_not_its_seed(
+    inventory_items, seeds, trained_model
+):
+    """A seed edited under its id was swept with no note, and the next import kept the
+    model's old seed under it (an outsider's week)."""
+    from riskrank.rank.pipeline import sweep
+
+    edited = seeds.set_column(
+        seeds.column_names.index("text"),
+        "text",
+        pa.array(["Claim your free gift card now"] + seeds["text"].to_pylist()[1:]),
+    )
+    res = sweep(inventory_items.drop(["label"]), edited, trained_model, k=200, show_progress=False)
+    said = [w for w in res.report["warnings"] if "share an id with the model's seeds" in w]
+    assert said and "'s1'" in said[0], res.report["warnings"]
+    same = sweep(inventory_items.drop(["label"]), seeds, trained_model, k=200, show_progress=False)
+    assert not any("share an id" in w for w in same.report["warnings"])
