@@ -658,7 +658,8 @@ def _row_problem(verdict, policy, policies) -> str:
             # Advice to bring a new policy's seeds split one policy in two, "Scam" beside
             # "scam" (a reviewer's report).
             return (
-                f"policy {policy!r} differs from the model's {alike[0]!r} only by case: "
+                f"policy {policy!r} differs from the model's {alike[0]!r} only by case"
+                f"{' and spaces' if policy != policy.strip() else ''}: "
                 f"write {alike[0]!r} (or leave the cell blank: the policy the queue showed)"
             )
         return (
@@ -771,9 +772,14 @@ BINARY_SCALE_MIN = 10  # verdicts, all 0 or 1, from which an import says what 1 
 ONES_MEAN = ("violating", "borderline")
 
 
+def _zero_one(verdicts: list[int]) -> bool:
+    """Whether the verdicts are all 0 or 1, some of them 1."""
+    return set(verdicts) <= {0, 1} and 1 in verdicts
+
+
 def _binary_scale(verdicts: list[int]) -> bool:
     """Whether many verdicts are all 0 or 1, some of them 1: a file on a 0/1 scale."""
-    return len(verdicts) >= BINARY_SCALE_MIN and set(verdicts) <= {0, 1} and 1 in verdicts
+    return len(verdicts) >= BINARY_SCALE_MIN and _zero_one(verdicts)
 
 
 def _numbers_written(table: pa.Table) -> dict[int, int]:
@@ -807,14 +813,13 @@ def _ones_read(check: VerdictCheck, table: pa.Table, ones_mean: str | None) -> V
             "2 or 3: say what your reviewers' 1 means, --ones-mean violating (imported as 2) "
             "or --ones-mean borderline (as written); nothing was imported"
         )
-    small = list(numbers.values())
-    if ones_mean is None and small and set(small) <= {0, 1} and 1 in small:
+    if ones_mean is None and _zero_one(list(numbers.values())):
         # Too few rows to refuse on (a genuine day of borderline verdicts looks the same),
         # but said: 9 confirmed spams stored as borderline went unsaid (an outsider's week).
         log.warning(
             "verdicts: the file's %d verdicts written as numbers are all 0 or 1; on the 0-3 "
             "scale 1 is borderline (not violating). If 1 means violating here, import into a "
-            "fresh --out with --ones-mean violating", len(small),
+            "fresh --out with --ones-mean violating", len(numbers),
         )  # fmt: skip
     if ones_mean != "violating":
         return check

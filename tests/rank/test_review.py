@@ -1334,8 +1334,8 @@ def test_a_blank_policy_is_checked_like_a_written_one(loop, tmp_path):
     verdicts = pa.table({"item_id": [item], "verdict": [2], "policy": [" Scam"]})
     res = import_verdicts(verdicts, queue, root / "v1", out_dir=tmp_path / "case", retrain=False)
     assert res.quarantine["reason"].to_pylist() == [
-        "policy ' Scam' differs from the model's 'scam' only by case: write 'scam' (or leave "
-        "the cell blank: the policy the queue showed)"
+        "policy ' Scam' differs from the model's 'scam' only by case and spaces: write 'scam' "
+        "(or leave the cell blank: the policy the queue showed)"
     ]
 
 
