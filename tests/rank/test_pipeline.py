@@ -939,11 +939,18 @@ def test_a_sweep_says_which_reviewed_policies_its_seeds_leave_out(
 
 
 def test_a_sweep_says_which_seeds_share_an_id_with_the_models_but_not_its_seed(
-    inventory_items, seeds, trained_model
+    inventory_items, history, seeds, tmp_path
 ):
     """A seed edited under its id was swept with no note, and the next import kept the
-    model's old seed under it (an outsider's week)."""
-    from riskrank.rank.pipeline import sweep
+    model's old seed under it (an outsider's week). (A model of its own: the session's is
+    saved elsewhere by other tests, without its seeds.)"""
+    from hashing_signal import HashingTextSignal
+
+    from riskrank.rank.pipeline import sweep, train
+
+    trained_model = train(
+        history, seeds, tmp_path / "m", signals=[HashingTextSignal()], k=200, show_progress=False
+    )
 
     edited = seeds.set_column(
         seeds.column_names.index("text"),
