@@ -916,10 +916,9 @@ def seed_history_index(model_dir: Path, out_dir: Path) -> None:
 def _swept_version(queue_path: Path | None, about: dict) -> Path | None:
     """The index version the queue's sweep searched: named by the report.json beside
     ``queue_path``, else by the queue's provenance (a queue in memory); None if unnamed."""
-    if queue_path is not None and (queue_path.parent / "report.json").exists():
-        named = json.loads((queue_path.parent / "report.json").read_text()).get("index_version_dir")
-        if named:
-            return Path(named)
+    named = _sweep_report(queue_path).get("index_version_dir")
+    if named:
+        return Path(named)
     named = about.get("index_version_dir")
     return Path(named) if isinstance(named, str) and named else None
 
@@ -1971,13 +1970,19 @@ def _swept_at(about: dict, queue_path: Path | None) -> str | None:
     """When the queue's sweep ran: its metadata says, else the report.json beside it (a queue
     re-saved by a tool that drops Arrow's metadata let a late file's verdict replace a newer
     review: a reviewer's report). None where neither says."""
-    if about.get("swept_at") or queue_path is None:
-        return about.get("swept_at")
+    return about.get("swept_at") or _sweep_report(queue_path).get("swept_at")
+
+
+def _sweep_report(queue_path: Path | None) -> dict:
+    """The report.json of the sweep beside ``queue_path`` ({} where there is none, or it
+    cannot be read: ``check_queue_model`` has refused the import by then where that matters)."""
+    if queue_path is None:
+        return {}
     try:
         made = json.loads((queue_path.parent / "report.json").read_text())
     except (OSError, ValueError):
-        return None
-    return made.get("swept_at") if isinstance(made, dict) else None
+        return {}
+    return made if isinstance(made, dict) else {}
 
 
 def _same_seeds(a: Path, b: Path) -> bool:
