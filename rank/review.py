@@ -99,6 +99,7 @@ from riskrank.index.standing import (
 from riskrank.index.store import KEYS, current_version
 from riskrank.index.tables import (
     PANDAS_ATTRS,
+    WHOLE_NUMBER,
     SchemaError,
     TableLike,
     as_table,
@@ -224,21 +225,31 @@ def add_seeds(seeds: SeedSet, more: TableLike, signals: list = ()) -> SeedSet:
 
 def seeds_unlike_models(seeds: SeedSet, model_dir: Path | None) -> list[str]:
     """A warning naming the sweep's seeds that share an id with the model's seeds but not
-    their policy, kind or text: the queue is recalled with today's, and an import without
-    ``--seeds`` keeps the model's under that id (an outsider's week found it unsaid)."""
+    their policy (but for case and spaces: said apart), kind or text: the queue is recalled
+    with today's, and an import without ``--seeds`` keeps the model's under that id (an
+    outsider's week found it unsaid). Only columns both seed tables have are compared (a
+    model of picture seeds has no text: a reviewer's crash), a blank text as none."""
     path = model_dir / SEEDS_FILE if model_dir is not None else None
     if path is None or not path.is_file():
         return []
-    same = [c for c in ("policy", "kind", "text") if c in seeds.table.column_names]
     try:
         kept = SeedSet.from_table(path, what="the model's seeds").table
     except (OSError, SchemaError, pa.ArrowException):
         return []
-    have = {r["seed_id"]: r for r in kept.select(["seed_id", *same]).to_pylist()}
+    cols = [
+        c
+        for c in ("policy", "kind", "text")
+        if c in seeds.table.column_names and c in kept.column_names
+    ]
+
+    def key(row: dict) -> tuple:
+        return tuple(_seed_cell(c, row[c]) for c in cols)
+
+    have = {r["seed_id"]: key(r) for r in kept.select(["seed_id", *cols]).to_pylist()}
     unlike = [
         r["seed_id"]
-        for r in seeds.table.select(["seed_id", *same]).to_pylist()
-        if r["seed_id"] in have and any(_differs(have[r["seed_id"]], r, c) for c in same)
+        for r in seeds.table.select(["seed_id", *cols]).to_pylist()
+        if r["seed_id"] in have and have[r["seed_id"]] != key(r)
     ]
     if not unlike:
         return []
@@ -247,6 +258,15 @@ def seeds_unlike_models(seeds: SeedSet, model_dir: Path | None) -> list[str]:
         f"or text: {', '.join(map(repr, unlike[:5]))}. This sweep recalls with the seeds given; "
         "`review import` keeps the model's under those ids (give a changed seed a new seed_id)"
     ]
+
+
+def _seed_cell(column: str, value):
+    """A seed's cell as ``seeds_unlike_models`` compares it."""
+    if column == "policy" and isinstance(value, str):
+        return value.strip().casefold()
+    if column == "text" and (value is None or (isinstance(value, str) and not value.strip())):
+        return None
+    return value
 
 
 def _differs(kept: dict, given: dict, column: str) -> bool:
@@ -481,6 +501,11 @@ class QueueIndex:
                 for i, d in zip(ids, queue["text_sha256"].to_pylist())
             }
         self.members: dict[str, list[str]] = {}
+        # The campaign_size each campaign's rows show (``_same_count``).
+        self.shown_size: dict[str, object] = {}
+        if "campaign_id" in queue.column_names and "campaign_size" in queue.column_names:
+            for cid, n in zip(queue["campaign_id"].to_pylist(), queue["campaign_size"].to_pylist()):
+                self.shown_size.setdefault(cid, n)
         # Campaign mode: one row per campaign, its representative (the row a reviewer saw).
         self.shown_for: dict[str, str] = {}
         if "campaign_members" in queue.column_names:
@@ -628,10 +653,22 @@ def _unit(item: str | None, camp: str | None, q: QueueIndex) -> tuple[str, str |
     return "item", None, "neither item_id nor campaign_id is given"
 
 
+def _same_count(given, shown) -> bool:
+    """Whether a row's ``campaign_size`` cell is the count the queue shows (3, "3", 3.0)."""
+    if shown is None or _text(given) is None:
+        return False
+    try:
+        return float(str(given)) == float(shown)
+    except ValueError:
+        return False
+
+
 def _zeros_lost(item: str, q: QueueIndex) -> str:
     """A hint where ``item`` is a queued id without its leading zeros (a spreadsheet reads
     "0000699" as the number 699): a team was told the rows came from another day's queue
     (an outsider's week)."""
+    whole = WHOLE_NUMBER.fullmatch(item.strip())  # (" 699", "699.0": as known_id reads them)
+    item = whole.group(1) if whole else item.strip()
     if not item.isdigit():
         return ""
     if q.unpadded is None:  # built once per import, on the first unknown id
@@ -723,8 +760,11 @@ def check_verdicts(verdicts: pa.Table, q: QueueIndex, policies: set[str]) -> Ver
             # An item row that names its campaign with the members or size it was decided
             # on: a row from another day's queue where that id named another group is one
             # decided on content this queue did not show (it replaced a review with a verdict
-            # on an edit nobody saw: an outsider's week).
-            problem, _ = _membership_differs(camp, listed[i], sizes[i], q)
+            # on an edit nobody saw: an outsider's week). A size the queue itself shows for
+            # the campaign is this queue's (a budget-cut queue written before 65ee04b showed
+            # the whole campaign's: a reviewer's report).
+            size = None if _same_count(sizes[i], q.shown_size.get(camp)) else sizes[i]
+            problem, _ = _membership_differs(camp, listed[i], size, q)
         refs.append(ref)
         if kind == "item" and ref is not None:
             own_rows.setdefault(ref, []).append(i)
@@ -2032,6 +2072,7 @@ def _warn_another_queue(quarantine: pa.Table, rows: int) -> None:
         r["row"]
         for r in quarantine.select(["row", "reason"]).to_pylist()
         if str(r["reason"]).startswith(("unknown item_id", "unknown campaign_id"))
+        and "leading zeros lost" not in str(r["reason"])  # (explained row by row)
     }
     if len(unknown) * 2 > rows:
         log.warning(

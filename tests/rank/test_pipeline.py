@@ -962,3 +962,32 @@ def test_a_sweep_says_which_seeds_share_an_id_with_the_models_but_not_its_seed(
     assert said and "'s1'" in said[0], res.report["warnings"]
     same = sweep(inventory_items.drop(["label"]), seeds, trained_model, k=200, show_progress=False)
     assert not any("share an id" in w for w in same.report["warnings"])
+
+
+def test_seeds_are_compared_with_the_models_on_the_columns_both_have(tmp_path):
+    """A model of picture seeds has no text column: today's seeds with one (all blank, as a
+    DataFrame gives it) crashed the sweep after its ranking (a reviewer's report). A policy
+    off by case is said apart, not as a changed seed."""
+    from riskrank.rank.review import seeds_unlike_models
+    from riskrank.recall.seeds import SeedSet
+
+    picture = b"\x89PNG fake bytes"
+    pq.write_table(
+        pa.table({"seed_id": ["p1"], "policy": ["scam"], "image_bytes": [picture]}),
+        tmp_path / "seeds.parquet",
+    )
+    today = SeedSet.from_table(
+        pa.table(
+            {
+                "seed_id": ["p1", "t1"],
+                "policy": ["Scam", "scam"],
+                "text": [None, "a loan"],
+                "image_bytes": [picture, None],
+            }
+        )  # fmt: skip
+    )
+    assert seeds_unlike_models(today, tmp_path) == []
+    edited = SeedSet.from_table(
+        pa.table({"seed_id": ["p1"], "policy": ["diet"], "image_bytes": [picture]})
+    )
+    assert "'p1'" in seeds_unlike_models(edited, tmp_path)[0]

@@ -323,6 +323,10 @@ def test_badly_typed_verdict_files_get_a_clear_error(loop, tmp_path):
         "unknown item_id '0': not in the queue",
         "unknown item_id '123': not in the queue",
     ]
+    # Most rows unknown to the queue: the likeliest mistake, the queue, is named (an
+    # outsider imported yesterday's verdicts with today's queue and got no pointer).
+    assert any("2 of the file's 2 rows name ids the queue given does not hold" in w
+               and "(--queue" in w for w in warned), warned  # fmt: skip
     # A queued id a spreadsheet read as a number, its leading zeros lost: said so (a team
     # was pointed at another day's queue: an outsider's week).
     from riskrank.rank.review import QueueIndex, check_verdicts
@@ -333,10 +337,20 @@ def test_badly_typed_verdict_files_get_a_clear_error(loop, tmp_path):
         "unknown item_id '699': not in the queue (the queue has '0000699': leading zeros lost "
         "in a spreadsheet?)"
     ]
-    # Most rows unknown to the queue: the likeliest mistake, the queue, is named (an
-    # outsider imported yesterday's verdicts with today's queue and got no pointer).
-    assert any("2 of the file's 2 rows name ids the queue given does not hold" in w
-               and "(--queue" in w for w in warned), warned  # fmt: skip
+    # As a round trip writes them too (a reviewer's report), and not also blamed on the queue.
+    got = check_verdicts(
+        pa.table({"item_id": ["699.0", " 699", "699\t"], "verdict": [2, 2, 2]}), padded, {"scam"}
+    )
+    assert all("the queue has '0000699'" in r for r in got.quarantine["reason"].to_pylist())
+    warned.clear()
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        from riskrank.rank.review import _warn_another_queue
+
+        _warn_another_queue(got.quarantine, 3)
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    assert warned == []
 
 
 def test_a_campaign_mode_queue_row_is_its_campaigns_verdict(loop, inventory_items, tmp_path):
@@ -883,6 +897,24 @@ def test_a_campaign_verdict_decided_on_another_days_queue_is_refused(loop, tmp_p
         got = res.imported["item_id"].to_pylist()
         assert got == ([member] if ok else []), cols
         assert ok or "decided on another queue" in res.quarantine["reason"][0].as_py()
+    # A queue that itself shows another size for the campaign than the rows it holds (a
+    # budget-cut queue written before 65ee04b showed the whole campaign's): a row copied from
+    # it is this queue's (a reviewer's report: 13 of 40 quarantined against their own queue).
+    shown = len(members) + 5
+    older = queue.set_column(
+        queue.column_names.index("campaign_size"), "campaign_size",
+        pa.array([shown if c == cid else n for c, n in
+                  zip(queue["campaign_id"].to_pylist(), queue["campaign_size"].to_pylist())],
+                 queue.schema.field("campaign_size").type),
+    )  # fmt: skip
+    for size in (shown, str(shown), f"{shown}.0"):
+        res = import_verdicts(
+            pa.table({"item_id": [member], "campaign_id": [cid], "verdict": [0],
+                      "campaign_size": [size]}),
+            older, root / "v1", out_dir=tmp_path / f"o{len(list(tmp_path.iterdir()))}",
+            retrain=False,
+        )  # fmt: skip
+        assert res.imported["item_id"].to_pylist() == [member], size
 
 
 def test_a_late_verdict_from_an_older_queue_does_not_replace_a_newer_review(loop, tmp_path):
