@@ -8,7 +8,6 @@ per policy, saved as ``.npy`` + JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -219,14 +218,14 @@ class ProbeScores:
     The n-grams of a text (most of recall's time on long texts) do not depend on the policy,
     and an inventory holds exact copies: each distinct text is vectorized once, when a policy
     first needs it, and scored for every policy then (a sparse dot product per policy, the
-    same arithmetic as one policy's, so the same values). Held per distinct text: a 16-byte
-    digest and one float per policy."""
+    same arithmetic as one policy's, so the same values). Held per distinct text: a digest
+    and one float per policy."""
 
     def __init__(self, probe: LexicalProbe, policies: Sequence[str]) -> None:
         scored = [p for p in dict.fromkeys(policies) if p in probe.coefs]
         self.coefs = [probe.coefs[p] for p in scored]
         self.column = {p: j for j, p in enumerate(scored)}
-        self.by_text: dict[bytes, np.ndarray] = {}
+        self.by_text: dict[str, np.ndarray] = {}
 
     def of(self, policy: str, texts: Sequence[str | None]) -> np.ndarray:
         """``policy``'s score of each of ``texts`` (float64, as the dot product gives it)."""
@@ -241,8 +240,6 @@ class ProbeScores:
         return np.array([self.by_text[k][j] for k in keys], np.float64)
 
 
-def _text_key(text: str | None) -> bytes:
-    """What the probe reads of ``text``, as a 16-byte digest."""
-    return hashlib.blake2b(
-        probe_text(text).encode("utf-8", "surrogatepass"), digest_size=16
-    ).digest()
+def _text_key(text: str | None) -> str:
+    """What the probe reads of ``text``, as a digest (``key_digest``, as ``score_key``)."""
+    return key_digest(probe_text(text))
