@@ -270,6 +270,7 @@ def fit_model(
         show_progress=show_progress,
         unusable_seeds=unusable_seeds,
         seed_vectors={n: b for n, b in seed_vectors.items() if n in hindex.signals},
+        include=reviewed_by_policy(hist),  # a policy's reviews, however many others have
     )
     ranker = ranker or RiskRanker()
     ranker.fit(cands, history=hist)
@@ -287,6 +288,14 @@ def fit_model(
     reviewed = reviewed_table(hist, model_signals)
     model = RiskModel(ranker, model_signals, exemplars, info, lexical, reviewed)
     return model, lineage, quarantined
+
+
+def reviewed_by_policy(hist: pa.Table) -> dict[str, list[str]]:
+    """Per policy, the items reviewed under it, in history order."""
+    out: dict[str, list[str]] = {}
+    for item_id, policy in zip(hist.column(ITEM_ID).to_pylist(), hist.column("policy").to_pylist()):
+        out.setdefault(policy, []).append(item_id)
+    return out
 
 
 def history_items(hist: pa.Table) -> pa.Table:
@@ -1153,9 +1162,9 @@ def decision_report(
         "queues (as a review loop's are), whose precision is not the sweep's"
         for p in young
     ]
-    # Reviews of its own, too few of them among its seeds' nearest reviewed items at training
-    # to calibrate it: another policy's growing history had crowded them out, and the switch
-    # to the pooled calibration went unsaid for days (an outsider's week).
+    # Reviews of its own, too few to calibrate it: the switch to the pooled calibration went
+    # unsaid for days in an outsider's week (where another policy's growing history had
+    # crowded its reviews out of training: ``recall(include=...)`` since).
     # (Only a policy with reviews: one without any may run a model with no cold booster.)
     pooled = sorted(
         p
@@ -1164,13 +1173,11 @@ def decision_report(
     )
     rows = {p: (trained_rows or {}).get(p) for p in pooled}
     warnings += [
-        f"policy {p!r} has reviews, but too few of them were among its seeds' nearest reviewed "
-        "items when the model was trained ("
+        f"policy {p!r} has reviews, but too few of them trained the model ("
         + ("training rows not recorded" if rows[p] is None else f"{rows[p]:,} training rows")
-        + ") to calibrate it on its own: its probabilities are the other policies' calibration "
-        f"(transferred; base rate re-estimated on this sweep: "
-        f"{per[p].get('estimated_base_rate', 'n/a')}); training with a larger k reads more of "
-        "its reviews"
+        + ") to calibrate it on its own (its held-out fifth needs enough of both verdicts): its "
+        "probabilities are the other policies' calibration (transferred; base rate "
+        f"re-estimated on this sweep: {per[p].get('estimated_base_rate', 'n/a')})"
         for p in pooled
     ]
     warnings += [

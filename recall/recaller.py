@@ -9,7 +9,7 @@ signal) still gets its similarity to all the others.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -421,8 +421,16 @@ def recall(
     show_progress: bool = True,
     neighbours: NeighbourMemo | None = None,
     unusable_seeds: str = "refuse",
+    include: Mapping[str, Sequence[str]] | None = None,
 ) -> pa.Table:
     """Recall inventory resembling ``seeds``: one candidate row per (item, policy).
+
+    ``include``: per policy, items made its candidates however far they are from its seeds
+    (after those recalled; absent from every seed's list, so ranked ``k + 1``), where a signal
+    its seeds query holds them. Training passes each policy's own reviewed items: recalled from
+    one history index shared by all policies, they were crowded out of its seeds' ``k``
+    nearest as another policy's reviews grew (an outsider's week: 700 insult reviews, 185 ->
+    98 training rows).
 
     ``unusable_seeds``: ``"refuse"`` a seed none of whose content a signal can use
     (``check_seed_vectors``), or ``"warn"`` and recall without it.
@@ -461,6 +469,7 @@ def recall(
         lexical=lexical if TEXT in index.items.column_names else None,
         probe_scores=ProbeScores(lexical, seeds.policies) if lexical is not None else None,
         seed_ids=np.asarray(seeds.table.column("seed_id").to_pylist(), dtype=object),
+        include=include or {},
     )
     tables = []
     for policy in tqdm(seeds.policies, desc="recall", unit="policy", disable=not show_progress):
@@ -484,6 +493,7 @@ class _RecallRun:
     lexical: LexicalProbe | None  # None also when the index holds no text
     probe_scores: ProbeScores | None  # the texts the probe scored, shared by the policies
     seed_ids: np.ndarray  # of the seed table's rows
+    include: Mapping[str, Sequence[str]]  # per policy, items that are its candidates anyway
 
 
 @dataclass
@@ -519,6 +529,7 @@ def _recall_policy(run: _RecallRun, policy: str) -> pa.Table | None:
     rows = np.flatnonzero((policy_all == policy) & ~benign_all)
     benign_rows = np.flatnonzero((policy_all == policy) & benign_all)
     per_signal, ids = _neighbours(run.states, run.batches, rows, run.k)
+    ids = _with_included(run, policy, per_signal, ids)
     if len(ids) == 0:
         return None
     cands = _PolicyCandidates(
@@ -551,6 +562,24 @@ def _recall_policy(run: _RecallRun, policy: str) -> pa.Table | None:
             for name, v in cols.items()
         }
     )
+
+
+def _with_included(
+    run: _RecallRun, policy: str, per_signal: Mapping[str, object], ids: np.ndarray
+) -> np.ndarray:
+    """``ids``, then the policy's ``include`` items not among them (in the order given) that
+    a signal its seeds queried holds: an item no query of the policy could reach has no
+    evidence to learn from."""
+    wanted = run.include.get(policy)
+    if not wanted:
+        return ids
+    found = set(ids.tolist())
+    more = [
+        i
+        for i in dict.fromkeys(wanted)
+        if i not in found and any(i in run.states[name].pos_of for name in per_signal)
+    ]
+    return np.concatenate([ids, np.asarray(more, dtype=object)]) if more else ids
 
 
 def _add_signal_evidence(

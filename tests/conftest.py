@@ -183,17 +183,8 @@ def train_small(history, seeds, model_dir, signal, **kwargs):
     from riskrank.rank.ranker import RiskRanker
 
     ranker = RiskRanker(n_estimators=100, min_child_samples=10, n_jobs=1)
-    return train(
-        history,
-        seeds,
-        model_dir,
-        signals=[signal],
-        k=200,
-        ranker=ranker,
-        lexical_probe=False,
-        show_progress=False,
-        **kwargs,
-    )
+    options = {"k": 200, "ranker": ranker, "lexical_probe": False, "show_progress": False}
+    return train(history, seeds, model_dir, signals=[signal], **{**options, **kwargs})
 
 
 HOSTILE_TEXT = "<script>alert(1)</script> Guaranteed loan approval, no credit check & <b>more</b>"

@@ -786,6 +786,7 @@ def test_a_policy_with_reviews_but_no_calibration_of_its_own_is_said():
                            with_history=reviewed)["warnings"]  # fmt: skip
     insult = [w for w in said if w.startswith("policy 'insult' has reviews")]
     assert len(insult) == 1 and "(105 training rows)" in insult[0], said
+    assert "held-out fifth" in insult[0]
     assert "transferred; base rate re-estimated on this sweep: 0.05" in insult[0]
     assert not [w for w in said if w.startswith(("policy 'cold' has reviews", "policy 'spam'"))]
     # A policy without reviews, run by a model with no cold booster, is not told it has some
@@ -794,6 +795,36 @@ def test_a_policy_with_reviews_but_no_calibration_of_its_own_is_said():
     assert not [w for w in said if "has reviews" in w]
     said = decision_report(cands, scored, with_history=reviewed)["warnings"]
     assert [w for w in said if "(training rows not recorded)" in w]
+
+
+def test_a_policys_training_rows_do_not_depend_on_another_policys_reviews(
+    tmp_path, history, seeds, hashing_signal
+):
+    """Training recalled each policy's rows from one history index shared by all policies:
+    as another policy's reviews grew they crowded a policy's own reviews out of its seeds'
+    ``k`` nearest (an outsider's week: 700 insult reviews, 185 -> 105 -> 98 training rows, its
+    own calibration lost). Every review of a policy now trains it, however many others have."""
+    from conftest import make_items, train_small
+
+    def spam_history(n: int) -> pa.Table:
+        t = make_items(n // 3, n - n // 3, prefix=f"x{n}", seed=n)
+        return pa.table({
+            "item_id": t["item_id"], "text": t["text"], "policy": pa.array(["spam"] * n),
+            "verdict": pa.array([2 * v for v in t["label"].to_pylist()], pa.int8()),
+        })  # fmt: skip
+
+    more_seeds = pa.concat_tables(
+        [seeds, seeds.set_column(0, "seed_id", pa.array(["p1", "p2", "p3"])).set_column(
+            1, "policy", pa.array(["spam"] * 3))]
+    )  # fmt: skip
+    rows = {}
+    for n in (60, 240):
+        hist = pa.concat_tables([history, spam_history(n)])
+        model = train_small(hist, more_seeds, tmp_path / f"m{n}", hashing_signal, k=30)
+        rows[n] = model.ranker.policy_reviews_
+    # 3 seeds x k=30 reach at most 90 of the 120 scam reviews by recall alone.
+    assert rows[60] == {"scam": history.num_rows, "spam": 60}, rows
+    assert rows[240] == {"scam": history.num_rows, "spam": 240}, rows
 
 
 def test_quality_is_scored_over_the_items_the_sweep_took_in(tmp_path, explained_sweep):
