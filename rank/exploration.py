@@ -8,7 +8,8 @@ campaign the exploit slots already show):
 ``uncertain``   the ranker is unsure but leans to a violation: calibrated probability in
                 [0.5, 0.9], nearest 0.5 first.
 ``uncovered``   far from every item reviewed for the policy (``hist_*_pos/neg_max_sim``), a region
-                reviewers have never looked at, weighted by the chance of a violation:
+                reviewers have never looked at (no reviewed item a near-copy of it, at the text
+                campaign link), weighted by the chance of a violation:
                 highest p x (1 - similarity of the closest reviewed item) first.
 ``campaign``    a campaign no member of which is a near-copy of a reviewed item: one decision
                 labels many items; highest p x campaign size first.
@@ -34,9 +35,10 @@ whose campaigns are small, 808.0 against 801.4 (fewer in 1 of 5) (``benchmarks/r
 arm (e') vs (e)).
 
 Queue columns added: ``slot`` (``exploit`` / ``explore``) and ``slot_reason`` (in words). The
-explore units are spread evenly through the review order, so a reviewer who stops early has
-still seen a share of them. ``ExploreRule`` is the seam for another choice (which reasons, how
-each scores units, how many slots explore), passed to ``arrange_queue`` / ``allocate_slots``.
+explore units are spread evenly through the review order after the riskiest unit, so a
+reviewer who stops early has still seen a share of them. ``ExploreRule`` is the seam for
+another choice (which reasons, how each scores units, how many slots explore), passed to
+``arrange_queue`` / ``allocate_slots``.
 
 >>> queue = arrange_queue(queue, index, budget=100, explore=0.1)   # doctest: +SKIP
 """
@@ -101,7 +103,10 @@ def explore_scores(units: pa.Table, closeness: np.ndarray, cover: np.ndarray) ->
     far = 1.0 - np.clip(closeness, 0.0, 1.0)
     return {
         "uncertain": (0.5 - p, scored & (p >= UNSURE_BAND[0]) & (p <= UNSURE_BAND[1])),
-        "uncovered": (p * far, scored),
+        # Not a unit a reviewed item is a near-copy of: it is no region nobody looked at, and
+        # it read "far from every item reviewed (closest reviewed item 0.99)" (a reviewer's
+        # report). Such slots go to another reason, or back to exploit.
+        "uncovered": (p * far, scored & (closeness < link)),
         "campaign": (p * size, scored & (size > 1) & (cover < link)),
     }
 
@@ -162,7 +167,9 @@ def explore_count(units: pa.Table, budget: int, explore: float) -> int:
         return 0
     # The riskiest unit always leads: at most budget - 1 slots explore (a budget of 1 at 0.5
     # rounded to one explore pick and no exploit slot, an outsider's repro).
-    return min(int(np.floor(budget * explore + 0.5)), max(budget - 1, 0))
+    # Half up on the share as written: 50 x 0.29 is 14.499999999999998 in binary (14 slots, a
+    # reviewer's report), so the product is rounded to 9 places first.
+    return min(int(np.floor(round(budget * explore, 9) + 0.5)), max(budget - 1, 0))
 
 
 @dataclass(frozen=True)
@@ -237,7 +244,12 @@ def _laid_out(units: pa.Table, exploit: list, picks: list) -> pa.Table:
     """``units`` in review order: the exploit ``(row, reason)`` in their order, the explore
     ones spread evenly through it; ``rank``, ``slot`` and ``slot_reason`` set."""
     total = len(exploit) + len(picks)
-    at = {int((j + 0.5) * total / len(picks)) for j in range(len(picks))} if picks else set()
+    # Spread over the places after the first: the riskiest unit always leads (with more than
+    # half the budget exploring, the first pick took rank 1: a reviewer's report). With one
+    # pick per step or more apart the places stay distinct; the default share (0.1 of 100)
+    # lands on the places it did before.
+    after = total - 1
+    at = {1 + int((j + 0.5) * after / len(picks)) for j in range(len(picks))} if picks else set()
     ex, pk = iter(exploit), iter(picks)
     laid = [(*next(pk), "explore") if pos in at else (*next(ex), "exploit") for pos in range(total)]
     out = units.take(pa.array([row for row, _, _ in laid], pa.int64()))

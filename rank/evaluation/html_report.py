@@ -170,6 +170,9 @@ def _row_context(
         else thumbnail(row.get("image_bytes"), row.get("image_path"), image_base_dir),
         "stale_picture": stale,
         "campaign_id": row.get("campaign_id"),
+        # An exploration pick says so and why: a reviewer saw p=0.11 at rank 3 with no sign
+        # that it was not the ranker's risk order (a reviewer's report).
+        "explore": row.get("slot_reason") if row.get("slot") == "explore" else None,
         # campaign mode: one row stands for its members, and its verdict reaches them all
         "members": len(row.get("campaign_members") or []),
         # `policy:verdict` of reviews of this same content under other policies (a confirmed

@@ -362,3 +362,24 @@ def test_a_picture_match_to_a_reviewed_item_shows_its_picture(tmp_path, history,
         html = (out / "report.html").read_text()
         shown = sum(r["closest_reviewed_signal"] == "pdq" for r in rows.values())
         assert html.count('alt="reviewed image"') == shown >= 1
+
+
+def test_an_explore_pick_says_so_in_both_reports(tmp_path, explained_sweep):
+    """Only queue.parquet said which rows were exploration picks: the reports showed rank 3 at
+    p=0.11 with nothing saying it was not the risk order (a reviewer's report)."""
+    from riskrank.rank.evaluation.report import write_report
+
+    _, seeds, result = explained_sweep
+    queue = result.queue
+    why = "explore: ranker unsure, leaning violation (p=0.56)"
+    slots = ["exploit"] * queue.num_rows
+    reasons = [f"risk: p={p:.2f}" for p in queue["risk_probability"].to_pylist()]
+    slots[2], reasons[2] = "explore", why
+    for name, values in (("slot", slots), ("slot_reason", reasons)):
+        queue = queue.set_column(queue.column_names.index(name), name, pa.array(values))
+    html = write_html_report(tmp_path, result.report, queue, seeds=seeds, top=10).read_text()
+    assert html.count('<span class="explore">') == 1 and why in html
+    md = write_report(tmp_path, result.report, queue).read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| 3 |")]
+    assert len(rows) == 1 and f"**{why}**" in rows[0], md
+    assert md.count("explore: ") == 1
