@@ -29,8 +29,9 @@ from riskrank.index.chunks import (
 )
 from riskrank.index.ray_engine.inventory import SAVE_TO, ValidatedInventory
 from riskrank.index.signals.base import Signal
-from riskrank.index.signals.registry import signal_from_manifest
+from riskrank.index.signals.registry import BUILT_IN_TYPES, signal_from_manifest
 from riskrank.index.store import IndexMismatchError
+from riskrank.index.tables import SchemaError
 
 
 class ItemEmbedder:
@@ -197,8 +198,26 @@ def _run_pool(inv: ValidatedInventory, todo: list[int], files, sizes, specs, nam
     del embedded, chunks
     gc.collect()
     if failure is not None:
-        raise RuntimeError(f"embedding failed: {failure}")
+        raise _embedding_failed(failure, specs)
     return blocks
+
+
+NOT_REGISTERED = "which is not registered"  # signal_from_manifest's words
+
+
+def _embedding_failed(failure: str, specs: Sequence[dict]) -> Exception:
+    """The error an embedding pool's failure is raised as. A plug-in signal registered in
+    this process only: every actor died at its start, and the user read Ray's 295 lines and a
+    RuntimeError (an outsider's run) where any other bad input gets one line: said in one."""
+    if NOT_REGISTERED in failure:
+        types = sorted({str(s.get("type")) for s in specs} - set(BUILT_IN_TYPES))
+        return SchemaError(
+            f"the Ray workers could not load signal type(s) {types}: a plug-in registered in "
+            "this process is not registered in the workers; register it there too, e.g. "
+            "ray.init(runtime_env={'worker_process_setup_hook': 'mymodule.register'}) with "
+            "mymodule importable on the workers (README: adding a signal)"
+        )
+    return RuntimeError(f"embedding failed: {failure}")
 
 
 def _pool(chunks: list, specs, names, plan: dict, n_chunks: int):

@@ -93,3 +93,7 @@ register_signal(ClipImageSignal)
 register_signal(ClipTextSignal)
 register_signal(PdqSignal)
 register_signal(NsfwSignal)
+
+# What every process knows on importing riskrank (a Ray worker, a fresh session); a plug-in is
+# known only where its own code registered it.
+BUILT_IN_TYPES = frozenset(_REGISTRY)

@@ -105,3 +105,23 @@ def test_a_signal_whose_extra_is_missing_is_refused_before_anything_is_written(
             inventory_items.slice(0, 4), signals, show_progress=False
         )
     assert not out.exists() and not (tmp_path / "standing").exists()
+
+
+def test_an_embedding_pool_that_died_of_an_unregistered_plug_in_says_so_in_one_line():
+    """The Ray engine's pool failure, as the driver raises it: a plug-in the workers lack is a
+    SchemaError (one CLI line, exit 2) naming the type; any other failure stays a RuntimeError
+    (tests/rank/test_ray_engine.py runs the real case on a cluster)."""
+    from riskrank.index.ray_engine.embed import _embedding_failed
+    from riskrank.index.tables import SchemaError
+
+    specs = [{"type": "text_embedding"}, {"type": "my_plugin"}]
+    died = (
+        "ActorDiedError: The actor died because of an error raised in its creation task ... "
+        "SchemaError: manifest names signal type 'my_plugin', which is not registered; known: "
+        "[...] (register the plug-in before loading)"
+    )
+    err = _embedding_failed(died, specs)
+    assert isinstance(err, SchemaError) and "signal type(s) ['my_plugin']" in str(err)
+    assert "worker_process_setup_hook" in str(err)
+    other = _embedding_failed("OutOfMemoryError: ...", specs)
+    assert type(other) is RuntimeError and str(other) == "embedding failed: OutOfMemoryError: ..."

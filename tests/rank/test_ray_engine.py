@@ -871,3 +871,17 @@ def test_a_killed_build_resumes_from_the_chunks_it_finished(
         again.signals["text"].vectors[every], one.signals["text"].vectors[every], atol=1e-6
     )
     assert again.quarantine.equals(one.quarantine)
+
+
+def test_a_plug_in_signal_the_workers_lack_is_one_clear_error(cluster, tmp_path):
+    """A signal type registered in the driver only: every embedding actor died at its start,
+    and the user read Ray's 295 lines and a RuntimeError (an outsider's run) where any other
+    bad input gets one line (the CLI catches ValueErrors: SchemaError is one)."""
+    from hashing_signal import HashingTextSignal
+
+    from riskrank.index.tables import SchemaError
+
+    inv = pa.table({"item_id": [str(i) for i in range(40)], "text": [f"ad {i}" for i in range(40)]})
+    lacking = r"could not load signal type\(s\) \['test_hashing_text'\]"
+    with pytest.raises(SchemaError, match=lacking):
+        build_index(inv, tmp_path / "idx", signals=[HashingTextSignal()], engine=RayEngine())
