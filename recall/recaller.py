@@ -130,16 +130,20 @@ class _SignalState:
             return self._exact_top_k(q, k)
         return self.si.index.search(q, k).positions
 
-    def _exact_top_k(self, q: np.ndarray, k: int, block: int = 65_536) -> np.ndarray:
-        """Each query's ``k`` best positions over the stored vectors, best first, ties by
-        position (``order_ties_by_position``, as an exact index orders them), a block of
-        vectors at a time: the memory held is the block and each query's best ``k``, not a
-        query x inventory matrix."""
+    def _exact_top_k(
+        self, q: np.ndarray, k: int, block: int = 65_536, among: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Each query's ``k`` best positions over the stored vectors (``among``: over these
+        positions only, ascending), best first, ties by position (``order_ties_by_position``,
+        as an exact index orders them), a block of vectors at a time: the memory held is the
+        block and each query's best ``k``, not a query x inventory matrix."""
         best_s = np.empty((len(q), 0), np.float32)
         best_p = np.empty((len(q), 0), np.int64)
-        for a in range(0, self.si.index.ntotal, block):
-            sims = np.asarray(self.similarity(q, np.asarray(self.vectors[a : a + block])))
-            positions = np.broadcast_to(np.arange(a, a + sims.shape[1]), sims.shape)
+        n = self.si.index.ntotal if among is None else len(among)
+        for a in range(0, n, block):
+            where = np.arange(a, min(a + block, n)) if among is None else among[a : a + block]
+            sims = np.asarray(self.similarity(q, np.asarray(self.vectors[where])))
+            positions = np.broadcast_to(where, sims.shape)
             s, p = order_ties_by_position(
                 np.concatenate([best_s, sims], axis=1), np.concatenate([best_p, positions], axis=1)
             )
@@ -425,12 +429,12 @@ def recall(
 ) -> pa.Table:
     """Recall inventory resembling ``seeds``: one candidate row per (item, policy).
 
-    ``include``: per policy, items made its candidates however far they are from its seeds
-    (after those recalled; absent from every seed's list, so ranked ``k + 1``), where a signal
-    its seeds query holds them. Training passes each policy's own reviewed items: recalled from
-    one history index shared by all policies, they were crowded out of its seeds' ``k``
-    nearest as another policy's reviews grew (an outsider's week: 700 insult reviews, 185 ->
-    98 training rows).
+    ``include``: per policy, items among which each of its seeds' ``k`` nearest are its
+    candidates too, however many other items are nearer (after those recalled; one absent
+    from a seed's list ranks ``k + 1`` there). Training passes each policy's own reviewed
+    items: recalled from one history index shared by all policies, they were crowded out of
+    its seeds' ``k`` nearest as another policy's reviews grew (an outsider's week: 700 insult
+    reviews, 185 -> 98 training rows). Bounded as recall is: seeds x ``k`` per policy.
 
     ``unusable_seeds``: ``"refuse"`` a seed none of whose content a signal can use
     (``check_seed_vectors``), or ``"warn"`` and recall without it.
@@ -565,21 +569,26 @@ def _recall_policy(run: _RecallRun, policy: str) -> pa.Table | None:
 
 
 def _with_included(
-    run: _RecallRun, policy: str, per_signal: Mapping[str, object], ids: np.ndarray
+    run: _RecallRun, policy: str, per_signal: Mapping[str, tuple], ids: np.ndarray
 ) -> np.ndarray:
-    """``ids``, then the policy's ``include`` items not among them (in the order given) that
-    a signal its seeds queried holds: an item no query of the policy could reach has no
-    evidence to learn from."""
+    """``ids``, then those of the policy's ``include`` items that some seed of it has among
+    its ``k`` nearest of them (under a signal its seeds queried) and recall did not find,
+    signal by signal, each in position order."""
     wanted = run.include.get(policy)
     if not wanted:
         return ids
     found = set(ids.tolist())
-    more = [
-        i
-        for i in dict.fromkeys(wanted)
-        if i not in found and any(i in run.states[name].pos_of for name in per_signal)
-    ]
-    return np.concatenate([ids, np.asarray(more, dtype=object)]) if more else ids
+    more: dict[str, None] = {}
+    for name, (q, _, _, k_sig) in per_signal.items():
+        state = run.states[name]
+        among = np.unique([state.pos_of[i] for i in wanted if i in state.pos_of])
+        if len(among) > k_sig:
+            among = np.unique(state._exact_top_k(q, k_sig, among=among))
+        for p in among:
+            item_id = state.si.ids[p]
+            if item_id not in found:
+                more.setdefault(item_id, None)
+    return np.concatenate([ids, np.asarray(list(more), dtype=object)]) if more else ids
 
 
 def _add_signal_evidence(
