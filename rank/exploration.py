@@ -8,9 +8,9 @@ campaign the exploit slots already show):
 ``uncertain``   the ranker is unsure but leans to a violation: calibrated probability in
                 [0.5, 0.9], nearest 0.5 first.
 ``uncovered``   far from every item reviewed for the policy (``hist_*_pos/neg_max_sim``), a region
-                reviewers have never looked at (no reviewed item a near-copy of it, at the text
-                campaign link), weighted by the chance of a violation:
-                highest p x (1 - similarity of the closest reviewed item) first.
+                reviewers have never looked at (no reviewed item a near-copy of it, each signal
+                at its strong match level: ``near_reviewed``), weighted by the chance of a
+                violation: highest p x (1 - similarity of the closest reviewed item) first.
 ``campaign``    a campaign no member of which is a near-copy of a reviewed item: one decision
                 labels many items; highest p x campaign size first.
 
@@ -62,6 +62,7 @@ from riskrank.rank.campaigns import (
     find_campaigns,
 )
 from riskrank.rank.input_checks import check_budget, check_explore
+from riskrank.rank.queue import near_copy_levels
 from riskrank.rank.sweep_cache import LinkCache
 
 EXPLORE_SHARE = 0.1
@@ -97,18 +98,35 @@ def explore_scores(units: pa.Table, closeness: np.ndarray, cover: np.ndarray) ->
     """
     p = np.asarray(units["risk_probability"].to_numpy(zero_copy_only=False), np.float64)
     size = np.asarray(units["campaign_size"].to_numpy(), np.float64)
-    link = CAMPAIGN_THRESHOLDS.get("text", 1.0)
     scored = np.isfinite(p)
     # A unit of a policy without reviews has closeness -1: as far as can be.
     far = 1.0 - np.clip(closeness, 0.0, 1.0)
+    # (A unit, or a campaign, a reviewed item is a near-copy of never qualifies for
+    # "uncovered" or "campaign": ``allocate_slots`` sees to it, per signal, for every rule.)
     return {
         "uncertain": (0.5 - p, scored & (p >= UNSURE_BAND[0]) & (p <= UNSURE_BAND[1])),
-        # Not a unit a reviewed item is a near-copy of: it is no region nobody looked at, and
-        # it read "far from every item reviewed (closest reviewed item 0.99)" (a reviewer's
-        # report). Such slots go to another reason, or back to exploit.
-        "uncovered": (p * far, scored & (closeness < link)),
-        "campaign": (p * size, scored & (size > 1) & (cover < link)),
+        "uncovered": (p * far, scored),
+        "campaign": (p * size, scored & (size > 1)),
     }
+
+
+# Near-copy levels where the caller names no signals (a table handed to ``allocate_slots``):
+# the text signal's strong match level (``Signal.match_thresholds``), its campaign link too.
+DEFAULT_NEAR_COPY = {"text": CAMPAIGN_THRESHOLDS["text"]}
+
+
+def near_reviewed(units: pa.Table, levels: Mapping[str, float]) -> np.ndarray:
+    """Per unit, whether a reviewed item of its policy is a near-copy of it: some signal's
+    ``hist_<signal>_pos/neg_max_sim`` at or above that signal's level (``levels``:
+    ``rank.queue.near_copy_levels``, each on its signal's own scale: PDQ's 31 bits is 0.879)."""
+    out = np.zeros(units.num_rows, bool)
+    for name, level in levels.items():
+        for kind in ("pos", "neg"):
+            col = f"hist_{name}_{kind}_max_sim"
+            if col in units.column_names:
+                v = np.asarray(units[col].to_numpy(zero_copy_only=False), np.float64)
+                out |= np.nan_to_num(v, nan=-np.inf) >= level
+    return out
 
 
 def _pick_explore(
@@ -204,11 +222,17 @@ def allocate_slots(
     explore: float,
     cover: np.ndarray | None = None,
     rule: ExploreRule = DEFAULT_RULE,
+    copies: np.ndarray | None = None,
 ) -> pa.Table:
     """Cut ``units`` (rank order) to ``budget``: exploit the riskiest, explore ``explore`` of it.
 
     ``cover``: per unit, how close its campaign's closest member is to a reviewed item (default:
-    the unit's own closeness). ``rule``: how the explore slots are chosen.
+    the unit's own closeness). ``rule``: how the explore slots are chosen. ``copies``: per
+    unit (rows) whether a reviewed item is a near-copy of it (column 0) and of some member of
+    its campaign (column 1), as ``arrange_queue`` finds them per signal; such a unit is no
+    region nobody looked at and such a campaign is not "never reviewed" ("far from every item
+    reviewed (closest reviewed item 0.99)" was explored: a reviewer's report). Default: by
+    ``DEFAULT_NEAR_COPY``, the campaign's from ``cover``.
     """
     check_explore(explore)
     if budget is not None and budget < 0:
@@ -220,7 +244,14 @@ def allocate_slots(
     n_explore = int(rule.count(units, budget, explore))
     if not 0 <= n_explore <= budget:
         raise ValueError(f"rule.count gave {n_explore} explore slots for a budget of {budget}")
-    scores = rule.scores(units, closeness, cover)
+    scores = dict(rule.scores(units, closeness, cover))
+    if copies is None:
+        own = near_reviewed(units, DEFAULT_NEAR_COPY)
+        copies = np.column_stack([own, own | (np.asarray(cover) >= DEFAULT_NEAR_COPY["text"])])
+    for reason, column in (("uncovered", 0), ("campaign", 1)):
+        if reason in scores:
+            score, ok = scores[reason]
+            scores[reason] = (score, np.asarray(ok, bool) & ~copies[:, column])
     while True:
         exploit = np.arange(budget - n_explore)
         pool = np.arange(budget - n_explore, n)
@@ -266,6 +297,7 @@ def allocate_per_policy(
     explore: float,
     cover: np.ndarray | None = None,
     rule: ExploreRule = DEFAULT_RULE,
+    copies: np.ndarray | None = None,
 ) -> pa.Table:
     """``allocate_slots`` with ``budget`` units for each policy (campaign mode: the policy of a
     campaign's representative), then one queue: the exploit units in rank order, the explore
@@ -285,7 +317,10 @@ def allocate_per_policy(
     exploit, picks = [], []
     for policy in sorted(set(policies.tolist())):
         rows = np.flatnonzero(policies == policy)  # in rank order
-        part = allocate_slots(tagged.take(pa.array(rows)), int(budget), explore, cover[rows], rule)
+        part = allocate_slots(
+            tagged.take(pa.array(rows)), int(budget), explore, cover[rows], rule,
+            None if copies is None else copies[rows],
+        )  # fmt: skip
         slots = part["slot"].to_pylist()
         for j, (row, slot, why) in enumerate(
             zip(part[_UNIT].to_pylist(), slots, part["slot_reason"].to_pylist())
@@ -383,12 +418,22 @@ def arrange_queue(
         cover_of[cid] = max(cover_of.get(cid, -1.0), float(c))
     units = campaign_view(queue) if campaigns else queue
     cover = np.array([cover_of[c] for c in units["campaign_id"].to_pylist()])
+    # Near-copies of reviewed items, each signal at its own level (PDQ read at the text's
+    # 0.70 was 77 bits apart, where its near-copies are 31: a reviewer's report).
+    levels = near_copy_levels(si.signal for si in index.signals.values())
+    copied: dict[str, bool] = {}
+    for cid, near in zip(queue["campaign_id"].to_pylist(), near_reviewed(queue, levels)):
+        copied[cid] = copied.get(cid, False) or bool(near)
+    cids = units["campaign_id"].to_pylist()
+    copies = np.column_stack(
+        [near_reviewed(units, levels), np.array([copied[c] for c in cids], bool)]
+    ).reshape(units.num_rows, 2)
     if budget_per_policy is None:
-        out = allocate_slots(units, budget, explore, cover, rule)
+        out = allocate_slots(units, budget, explore, cover, rule, copies)
     elif budget is not None:
         raise ValueError("give budget or budget_per_policy, not both")
     else:
-        out = allocate_per_policy(units, budget_per_policy, explore, cover, rule)
+        out = allocate_per_policy(units, budget_per_policy, explore, cover, rule, copies)
     if campaigns or out.num_rows == units.num_rows:
         return out
     # Item mode, cut to a budget: a campaign is what the queue shows of it (a row said

@@ -1175,9 +1175,11 @@ def decision_report(
     warnings += [
         f"policy {p!r} has reviews, but too few of them trained the model ("
         + ("training rows not recorded" if rows[p] is None else f"{rows[p]:,} training rows")
-        + ") to calibrate it on its own (its held-out fifth needs enough of both verdicts): its "
-        "probabilities are the other policies' calibration (transferred; base rate "
-        f"re-estimated on this sweep: {per[p].get('estimated_base_rate', 'n/a')})"
+        + ") to calibrate it on its own (the share of them held out, the ranker's "
+        "calibration_fraction, needs enough of both verdicts): its probabilities are the other "
+        "policies' calibration (transferred; base rate re-estimated on this sweep: "
+        f"{per[p].get('estimated_base_rate', 'n/a')}); more reviews of it, or training with a "
+        "larger k (each seed reads its k nearest of them), train more"
         for p in pooled
     ]
     warnings += [

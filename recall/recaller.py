@@ -333,6 +333,13 @@ def _seed_evidence(
                 if abs(sims[j, c] - run_sim) > TIED_SIMILARITY:
                     run_sim, run_rank = sims[j, c], r + 1
                 rank[j, c] = run_rank
+            # A candidate the list left out (cut at k, or found by another seed or by
+            # ``include``) that ties its last run shares that run's place: which of equal
+            # copies the cut kept is the index's row order (an exact copy of a seed added at
+            # training ranked k + 1 at similarity 1.0: a reviewer's finding).
+            if run_rank:
+                tied = (rank[j] == k + 1) & (np.abs(sims[j] - run_sim) <= TIED_SIMILARITY)
+                rank[j, tied] = run_rank
         cols = {
             "best_sim": order[0],
             "top3_mean": order[: min(3, len(order))].mean(0),

@@ -8,6 +8,7 @@ fetching to the driver only the per-row ok flags, reasons and evidence.
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,7 +211,9 @@ def _embedding_failed(failure: str, specs: Sequence[dict]) -> Exception:
     this process only: every actor died at its start, and the user read Ray's 295 lines and a
     RuntimeError (an outsider's run) where any other bad input gets one line: said in one."""
     if NOT_REGISTERED in failure:
-        types = sorted({str(s.get("type")) for s in specs} - set(BUILT_IN_TYPES))
+        # The types the workers named (their message), else those of ours they cannot know.
+        types = sorted(set(re.findall(rf"signal type '([^']*)', {NOT_REGISTERED}", failure)))
+        types = types or sorted({str(s.get("type")) for s in specs} - set(BUILT_IN_TYPES))
         return SchemaError(
             f"the Ray workers could not load signal type(s) {types}: a plug-in registered in "
             "this process is not registered in the workers; register it there too, e.g. "

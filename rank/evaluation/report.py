@@ -458,8 +458,9 @@ def write_report(
         # values ("log-odds of a linear classifier ... = 1.64"); a queue without it (a table
         # from before explanations) keeps the values. A "|" in a quoted phrase ends a cell.
         why = (row.get("explanation") or row.get("reasons") or "").replace("|", "\\|")
-        if row.get("slot") == "explore":  # not the risk order: said first, as report.html does
-            why = f"**{row.get('slot_reason')}**; {why}"
+        slot_reason = (row.get("slot_reason") or "").replace("|", "\\|")
+        if row.get("slot") == "explore" and slot_reason:  # not the risk order: said first
+            why = f"**{slot_reason}**; {why}"
         lines.append(
             f"| {row['rank']} | {row['item_id']} | {row['policy']} | "
             f"{row['risk_probability']:.3f} | {row['action']} | {why} |"

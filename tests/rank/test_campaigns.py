@@ -275,6 +275,33 @@ def test_a_near_copy_of_a_reviewed_item_is_not_explored_as_uncovered():
     assert "(closest reviewed item 0.40)" in explore["slot_reason"][0].as_py()
 
 
+def test_a_near_copy_is_read_at_each_signals_own_level():
+    """PDQ's similarity read at the text's 0.70 is 77 bits apart, where its near-copies are 31
+    (0.879): a picture 0.80 from a reviewed one is no near-copy of it (a reviewer's report)."""
+    from riskrank.rank.exploration import near_reviewed
+
+    units = pa.table({
+        "hist_pdq_pos_max_sim": pa.array([0.80, 0.90, None, 0.10], pa.float32()),
+        "hist_text_neg_max_sim": pa.array([0.10, 0.10, 0.71, None], pa.float32()),
+    })  # fmt: skip
+    levels = {"pdq": 1 - 31 / 256, "text": 0.70}
+    assert near_reviewed(units, levels).tolist() == [False, True, True, False]
+    # allocate_slots takes them as given (arrange_queue finds them per signal): a unit marked
+    # as copied is not "uncovered", whatever its closeness.
+    n = 40
+    q = _queue([f"i{k}" for k in range(n)], np.linspace(0.99, 0.01, n), list(range(n)))
+    q = q.append_column("hist_pdq_pos_max_sim", pa.array([0.8] * n, pa.float32()))
+    only_far = ExploreRule(reasons=("uncovered",))
+    free = np.zeros((n, 2), bool)
+    assert (
+        allocate_slots(q, 20, 0.2, rule=only_far, copies=free)["slot"].to_pylist().count("explore")
+        == 4
+    )
+    taken = np.ones((n, 2), bool)
+    out = allocate_slots(q, 20, 0.2, rule=only_far, copies=taken)
+    assert set(out["slot"].to_pylist()) == {"exploit"}
+
+
 def test_an_explore_rule_chooses_the_reasons_and_the_number_of_slots():
     n = 40
     p = np.linspace(0.99, 0.01, n)

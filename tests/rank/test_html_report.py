@@ -371,15 +371,17 @@ def test_an_explore_pick_says_so_in_both_reports(tmp_path, explained_sweep):
 
     _, seeds, result = explained_sweep
     queue = result.queue
-    why = "explore: ranker unsure, leaning violation (p=0.56)"
+    why = "explore: ranker unsure, leaning violation (p=0.56) | <b>x</b>"
     slots = ["exploit"] * queue.num_rows
     reasons = [f"risk: p={p:.2f}" for p in queue["risk_probability"].to_pylist()]
     slots[2], reasons[2] = "explore", why
     for name, values in (("slot", slots), ("slot_reason", reasons)):
         queue = queue.set_column(queue.column_names.index(name), name, pa.array(values))
     html = write_html_report(tmp_path, result.report, queue, seeds=seeds, top=10).read_text()
-    assert html.count('<span class="explore">') == 1 and why in html
+    assert html.count('<span class="explore">') == 1 and "<b>x</b>" not in html
+    assert "(p=0.56) | &lt;b&gt;x&lt;/b&gt;" in html
     md = write_report(tmp_path, result.report, queue).read_text()
     rows = [line for line in md.splitlines() if line.startswith("| 3 |")]
-    assert len(rows) == 1 and f"**{why}**" in rows[0], md
+    assert len(rows) == 1 and "**explore: ranker unsure" in rows[0], md
+    assert "(p=0.56) \\| <b>x</b>**" in rows[0]  # a "|" would end the cell
     assert md.count("explore: ") == 1

@@ -786,7 +786,7 @@ def test_a_policy_with_reviews_but_no_calibration_of_its_own_is_said():
                            with_history=reviewed)["warnings"]  # fmt: skip
     insult = [w for w in said if w.startswith("policy 'insult' has reviews")]
     assert len(insult) == 1 and "(105 training rows)" in insult[0], said
-    assert "held-out fifth" in insult[0]
+    assert "calibration_fraction" in insult[0] and "larger k" in insult[0]
     assert "transferred; base rate re-estimated on this sweep: 0.05" in insult[0]
     assert not [w for w in said if w.startswith(("policy 'cold' has reviews", "policy 'spam'"))]
     # A policy without reviews, run by a model with no cold booster, is not told it has some

@@ -280,3 +280,21 @@ def test_exact_copies_get_the_same_evidence_whatever_the_row_order(
     for frame in got:
         assert (frame.loc[same].nunique() == 1).all(), frame.loc[same]
     assert got[0].loc[same].iloc[0].to_dict() == got[1].loc[same].iloc[0].to_dict()
+
+
+def test_copies_the_list_cut_off_share_the_place_of_those_it_kept(tmp_path, hashing_signal):
+    """More exact copies of a seed than ``k``: the list kept the first k in row order, and a
+    copy outside it (added by ``include``, as training adds a policy's own reviews) ranked
+    k + 1 at similarity 1.0 where its twins ranked 1 (a reviewer's finding)."""
+    ad = "Replica Rolex watches, designer handbags at 90% off, order today"
+    others = [f"Team lunch on day {i}, bring ideas about the roadmap" for i in range(20)]
+    items = pa.table(
+        {"item_id": [f"c{i}" for i in range(6)] + [f"o{i}" for i in range(20)],
+         "text": [ad] * 6 + others}
+    )  # fmt: skip
+    index = build_index(items, tmp_path / "idx", signals=[hashing_signal], show_progress=False)
+    seeds = SeedSet.from_table({"seed_id": ["s"], "policy": ["fake"], "text": [ad]})
+    cands = recall(index, seeds, k=3, include={"fake": ["c4", "c5", "o0"]}, show_progress=False)
+    rank = dict(zip(cands["item_id"].to_pylist(), cands["text_best_rank"].to_pylist()))
+    # c0-c2 in the list, c4 and c5 added: all first; o0 added too, past the list: k + 1.
+    assert rank == {**dict.fromkeys(["c0", "c1", "c2", "c4", "c5"], 1), "o0": 4}, rank
