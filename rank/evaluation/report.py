@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 from pathlib import Path
@@ -398,6 +399,15 @@ def update_rows(u: dict, *, full: bool = False) -> list[tuple[str, str]]:
     return rows
 
 
+def md_cell(value) -> str:
+    """``value`` as the text of one Markdown table cell: a "|" would end the cell, a line
+    break the row, and a renderer passes raw HTML through (an id ``evil<img onerror=...>``
+    went into report.md as markup: an outsider's report; report.html escaped it)."""
+    text = "" if value is None else str(value)
+    text = html.escape(text, quote=False).replace("|", "\\|")
+    return " ".join(text.splitlines())
+
+
 def write_report(
     out: Path, report: dict, queue: pa.Table, quality: dict | None = None, top: int = 10
 ) -> Path:
@@ -456,14 +466,14 @@ def write_report(
     for row in cols:
         # The sentence a reviewer reads (as report.html shows it), not ``reasons``' feature
         # values ("log-odds of a linear classifier ... = 1.64"); a queue without it (a table
-        # from before explanations) keeps the values. A "|" in a quoted phrase ends a cell.
-        why = (row.get("explanation") or row.get("reasons") or "").replace("|", "\\|")
-        slot_reason = (row.get("slot_reason") or "").replace("|", "\\|")
+        # from before explanations) keeps the values. An explore pick says so first.
+        why = md_cell(row.get("explanation") or row.get("reasons") or "")
+        slot_reason = md_cell(row.get("slot_reason") or "")
         if row.get("slot") == "explore" and slot_reason:  # not the risk order: said first
             why = f"**{slot_reason}**; {why}"
         lines.append(
-            f"| {row['rank']} | {row['item_id']} | {row['policy']} | "
-            f"{row['risk_probability']:.3f} | {row['action']} | {why} |"
+            f"| {row['rank']} | {md_cell(row['item_id'])} | {md_cell(row['policy'])} | "
+            f"{row['risk_probability']:.3f} | {md_cell(row['action'])} | {why} |"
         )
     lines += ["", "![risk distribution](report.png)", ""]
     path = out / "report.md"

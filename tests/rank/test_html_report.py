@@ -383,5 +383,21 @@ def test_an_explore_pick_says_so_in_both_reports(tmp_path, explained_sweep):
     md = write_report(tmp_path, result.report, queue).read_text()
     rows = [line for line in md.splitlines() if line.startswith("| 3 |")]
     assert len(rows) == 1 and "**explore: ranker unsure" in rows[0], md
-    assert "(p=0.56) \\| <b>x</b>**" in rows[0]  # a "|" would end the cell
+    assert "(p=0.56) \\| &lt;b&gt;x&lt;/b&gt;**" in rows[0]  # a "|" would end the cell
     assert md.count("explore: ") == 1
+
+
+def test_report_md_cells_hold_hostile_ids_as_text(tmp_path, explained_sweep):
+    """An id with a "|" split its row of report.md (8 cells, the policy under P(risk)), and
+    ``<img onerror>`` went into it as markup (an outsider's report; report.html escaped it)."""
+    from riskrank.rank.evaluation.report import write_report
+
+    _, _, result = explained_sweep
+    queue = result.queue
+    ids = queue["item_id"].to_pylist()
+    ids[0] = "evil|pipe<img src=x onerror=alert(2)>\nnext"
+    queue = queue.set_column(queue.column_names.index("item_id"), "item_id", pa.array(ids))
+    md = write_report(tmp_path, result.report, queue).read_text()
+    (row,) = [line for line in md.splitlines() if line.startswith("| 1 |")]
+    assert "<img" not in md and "evil\\|pipe&lt;img src=x onerror=alert(2)&gt; next" in row
+    assert len(re.split(r"(?<!\\)\|", row)) == 8, row  # 6 cells between 7 bars
