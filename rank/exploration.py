@@ -111,19 +111,27 @@ def explore_scores(units: pa.Table, closeness: np.ndarray, cover: np.ndarray) ->
 
 
 # Near-copy levels where the caller names no signals (a table handed to ``allocate_slots``):
-# the text signal's strong match level (``Signal.match_thresholds``), its campaign link too.
-DEFAULT_NEAR_COPY = {"text": CAMPAIGN_THRESHOLDS["text"]}
+# the built-in signals' strong match levels (``Signal.match_thresholds``: text 0.70, its
+# campaign link too; PDQ 31 bits of 256), and the base class's 0.70 for any other.
+DEFAULT_NEAR_COPY = {"text": CAMPAIGN_THRESHOLDS["text"], "pdq": 1.0 - 31 / 256}
+OTHER_NEAR_COPY = 0.7
 
 
-def near_reviewed(units: pa.Table, levels: Mapping[str, float]) -> np.ndarray:
+def near_reviewed(units: pa.Table, levels: Mapping[str, float] | None = None) -> np.ndarray:
     """Per unit, whether a reviewed item of its policy is a near-copy of it: some signal's
     ``hist_<signal>_pos/neg_max_sim`` at or above that signal's level (``levels``:
-    ``rank.queue.near_copy_levels``, each on its signal's own scale: PDQ's 31 bits is 0.879)."""
+    ``rank.queue.near_copy_levels``, each on its signal's own scale: PDQ's 31 bits is 0.879;
+    None: ``DEFAULT_NEAR_COPY`` for every signal the columns name)."""
     out = np.zeros(units.num_rows, bool)
-    for name, level in levels.items():
-        for kind in ("pos", "neg"):
-            col = f"hist_{name}_{kind}_max_sim"
-            if col in units.column_names:
+    for col in units.column_names:
+        for kind in ("_pos_max_sim", "_neg_max_sim"):
+            if not (col.startswith("hist_") and col.endswith(kind)):
+                continue
+            name = col[len("hist_") : -len(kind)]
+            level = (levels if levels is not None else DEFAULT_NEAR_COPY).get(name)
+            if level is None and levels is None:
+                level = OTHER_NEAR_COPY
+            if level is not None:
                 v = np.asarray(units[col].to_numpy(zero_copy_only=False), np.float64)
                 out |= np.nan_to_num(v, nan=-np.inf) >= level
     return out
@@ -245,9 +253,12 @@ def allocate_slots(
     if not 0 <= n_explore <= budget:
         raise ValueError(f"rule.count gave {n_explore} explore slots for a budget of {budget}")
     scores = dict(rule.scores(units, closeness, cover))
-    if copies is None:
-        own = near_reviewed(units, DEFAULT_NEAR_COPY)
+    if copies is None:  # (a campaign's members are not in ``units``: its ``cover`` says)
+        own = near_reviewed(units)
         copies = np.column_stack([own, own | (np.asarray(cover) >= DEFAULT_NEAR_COPY["text"])])
+    copies = np.asarray(copies, bool)
+    if copies.shape != (n, 2):
+        raise ValueError(f"copies: expected {n} rows of 2 flags, got shape {copies.shape}")
     for reason, column in (("uncovered", 0), ("campaign", 1)):
         if reason in scores:
             score, ok = scores[reason]

@@ -7,6 +7,7 @@ fetching to the driver only the per-row ok flags, reasons and evidence.
 
 from __future__ import annotations
 
+import ast
 import gc
 import re
 from collections.abc import Sequence
@@ -204,6 +205,9 @@ def _run_pool(inv: ValidatedInventory, todo: list[int], files, sizes, specs, nam
 
 
 NOT_REGISTERED = "which is not registered"  # signal_from_manifest's words
+# A type name as its repr quotes it: in single quotes, or in double quotes where it holds one.
+_QUOTED = r"'(?:[^'\\]|\\.)*'" + "|" + r'"(?:[^"\\]|\\.)*"'
+_NAMED = re.compile(rf"signal type ({_QUOTED}), {NOT_REGISTERED}")
 
 
 def _embedding_failed(failure: str, specs: Sequence[dict]) -> Exception:
@@ -211,8 +215,10 @@ def _embedding_failed(failure: str, specs: Sequence[dict]) -> Exception:
     this process only: every actor died at its start, and the user read Ray's 295 lines and a
     RuntimeError (an outsider's run) where any other bad input gets one line: said in one."""
     if NOT_REGISTERED in failure:
-        # The types the workers named (their message), else those of ours they cannot know.
-        types = sorted(set(re.findall(rf"signal type '([^']*)', {NOT_REGISTERED}", failure)))
+        # The types the workers named (their message quotes each as Python's repr does),
+        # else those of ours they cannot know.
+        named = _NAMED.findall(failure)
+        types = sorted({ast.literal_eval(t) for t in named})
         types = types or sorted({str(s.get("type")) for s in specs} - set(BUILT_IN_TYPES))
         return SchemaError(
             f"the Ray workers could not load signal type(s) {types}: a plug-in registered in "

@@ -404,8 +404,11 @@ def md_cell(value) -> str:
     break the row, and a renderer passes raw HTML through (an id ``evil<img onerror=...>``
     went into report.md as markup: an outsider's report; report.html escaped it)."""
     text = "" if value is None else str(value)
-    text = html.escape(text, quote=False).replace("|", "\\|")
-    return " ".join(text.splitlines())
+    # A backslash first (it would escape the bar after it); brackets and backticks so that
+    # an id is no link, remote image or code span.
+    for char in ("\\", "|", "[", "]", "`"):
+        text = text.replace(char, "\\" + char)
+    return " ".join(html.escape(text, quote=False).splitlines())
 
 
 def write_report(
@@ -414,9 +417,10 @@ def write_report(
     """``report.md`` next to the queue: counts, timings, quality (if known) and the top items."""
     lines = ["# riskrank sweep report", ""]
     lines += ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in count_rows(report)]
-    lines.append(f"| policies | {', '.join(report['policies'])} |")
+    lines.append(f"| policies | {md_cell(', '.join(report['policies']))} |")
     if report.get("cold_start_policies"):
-        lines.append(f"| cold-start policies | {', '.join(report['cold_start_policies'])} |")
+        cold = md_cell(", ".join(report["cold_start_policies"]))
+        lines.append(f"| cold-start policies | {cold} |")
     secs = report["seconds"]
     lines.append(
         f"| seconds (index / recall / rank / total) | {secs['index']} / {secs['recall']} / "
@@ -425,9 +429,9 @@ def write_report(
     if section := index_section(report):
         title, note, rows = section
         lines += ["", f"## {title}", ""] + ([note, ""] if note else [])
-        lines += ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in rows]
-    if report.get("warnings"):
-        lines += ["", "## Warnings", ""] + [f"- **{w}**" for w in report["warnings"]]
+        lines += ["| | |", "| --- | --- |"] + [f"| {k} | {md_cell(v)} |" for k, v in rows]
+    if report.get("warnings"):  # (they quote policies, ids and paths: text, not markup)
+        lines += ["", "## Warnings", ""] + [f"- **{md_cell(w)}**" for w in report["warnings"]]
     if report.get("decisions"):
         lines += [
             "",
@@ -444,7 +448,7 @@ def write_report(
                 for signal, c in sorted(d.get("history_coverage", {}).items())
             )
             lines.append(
-                f"| {p} | {d['model']} | {d['calibration']} | "
+                f"| {md_cell(p)} | {d['model']} | {d['calibration']} | "
                 f"{'never (escalate)' if t is None else f'{t:.3f}'} | {unlike or '-'} |"
             )
     if quality:

@@ -124,5 +124,7 @@ def test_an_embedding_pool_that_died_of_an_unregistered_plug_in_says_so_in_one_l
     # The type the workers named, not ours beyond the built-ins.
     assert isinstance(err, SchemaError) and "signal type(s) ['my_plugin']" in str(err)
     assert "worker_process_setup_hook" in str(err)
+    quoted = died.replace("'my_plugin'", '"it\'s"')  # a repr in double quotes
+    assert 'signal type(s) ["it\'s"]' in str(_embedding_failed(quoted, []))
     other = _embedding_failed("OutOfMemoryError: ...", specs)
     assert type(other) is RuntimeError and str(other) == "embedding failed: OutOfMemoryError: ..."

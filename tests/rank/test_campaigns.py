@@ -286,6 +286,8 @@ def test_a_near_copy_is_read_at_each_signals_own_level():
     })  # fmt: skip
     levels = {"pdq": 1 - 31 / 256, "text": 0.70}
     assert near_reviewed(units, levels).tolist() == [False, True, True, False]
+    # Without levels (a table handed to allocate_slots): each built-in signal's own level.
+    assert near_reviewed(units).tolist() == [False, True, True, False]
     # allocate_slots takes them as given (arrange_queue finds them per signal): a unit marked
     # as copied is not "uncovered", whatever its closeness.
     n = 40
@@ -300,6 +302,14 @@ def test_a_near_copy_is_read_at_each_signals_own_level():
     taken = np.ones((n, 2), bool)
     out = allocate_slots(q, 20, 0.2, rule=only_far, copies=taken)
     assert set(out["slot"].to_pylist()) == {"exploit"}
+    # A PDQ near-copy (0.99) is no region nobody looked at, with or without copies given.
+    close = q.set_column(
+        q.column_names.index("hist_pdq_pos_max_sim"), "hist_pdq_pos_max_sim",
+        pa.array([0.99] * n, pa.float32()),
+    )  # fmt: skip
+    assert set(allocate_slots(close, 20, 0.2, rule=only_far)["slot"].to_pylist()) == {"exploit"}
+    with pytest.raises(ValueError, match="copies: expected 40 rows of 2 flags"):
+        allocate_slots(q, 20, 0.2, copies=[True] * n)
 
 
 def test_an_explore_rule_chooses_the_reasons_and_the_number_of_slots():

@@ -401,3 +401,14 @@ def test_report_md_cells_hold_hostile_ids_as_text(tmp_path, explained_sweep):
     (row,) = [line for line in md.splitlines() if line.startswith("| 1 |")]
     assert "<img" not in md and "evil\\|pipe&lt;img src=x onerror=alert(2)&gt; next" in row
     assert len(re.split(r"(?<!\\)\|", row)) == 8, row  # 6 cells between 7 bars
+    # A backslash before a bar, and link or image syntax: text too (a reviewer's finding);
+    # the other sections quote policies and warnings as text as well.
+    from riskrank.rank.evaluation.report import md_cell
+
+    assert (
+        md_cell("a\\|b") == "a\\\\\\|b"
+        and md_cell("![t](http://x/p.png)") == "!\\[t\\](http://x/p.png)"
+    )
+    report = {**result.report, "policies": ["x|<b>y</b>"], "warnings": ["policy 'x|<b>y</b>'"]}
+    md = write_report(tmp_path, report, queue).read_text()
+    assert "<b>" not in md and "| policies | x\\|&lt;b&gt;y&lt;/b&gt; |" in md
