@@ -53,6 +53,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from riskrank.index.signals.base import Signal
+from riskrank.index.signals.pdq import PDQ_BITS, PDQ_MATCH_THRESHOLD, PdqSignal
+from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
 from riskrank.rank.campaigns import (
     CAMPAIGN_THRESHOLDS,
@@ -112,9 +115,12 @@ def explore_scores(units: pa.Table, closeness: np.ndarray, cover: np.ndarray) ->
 
 # Near-copy levels where the caller names no signals (a table handed to ``allocate_slots``):
 # the built-in signals' strong match levels (``Signal.match_thresholds``: text 0.70, its
-# campaign link too; PDQ 31 bits of 256), and the base class's 0.70 for any other.
-DEFAULT_NEAR_COPY = {"text": CAMPAIGN_THRESHOLDS["text"], "pdq": 1.0 - 31 / 256}
-OTHER_NEAR_COPY = 0.7
+# campaign link too; PDQ 31 bits of 256), and the base class's for any other.
+DEFAULT_NEAR_COPY = {
+    TextEmbeddingSignal.name: TextEmbeddingSignal.match_thresholds[1],
+    PdqSignal.name: 1.0 - PDQ_MATCH_THRESHOLD / PDQ_BITS,
+}
+OTHER_NEAR_COPY = Signal.match_thresholds[1]
 
 
 def near_reviewed(units: pa.Table, levels: Mapping[str, float] | None = None) -> np.ndarray:
@@ -255,7 +261,8 @@ def allocate_slots(
     scores = dict(rule.scores(units, closeness, cover))
     if copies is None:  # (a campaign's members are not in ``units``: its ``cover`` says)
         own = near_reviewed(units)
-        copies = np.column_stack([own, own | (np.asarray(cover) >= DEFAULT_NEAR_COPY["text"])])
+        text_level = DEFAULT_NEAR_COPY[TextEmbeddingSignal.name]
+        copies = np.column_stack([own, own | (np.asarray(cover) >= text_level)])
     copies = np.asarray(copies, bool)
     if copies.shape != (n, 2):
         raise ValueError(f"copies: expected {n} rows of 2 flags, got shape {copies.shape}")
@@ -432,13 +439,13 @@ def arrange_queue(
     # Near-copies of reviewed items, each signal at its own level (PDQ read at the text's
     # 0.70 was 77 bits apart, where its near-copies are 31: a reviewer's report).
     levels = near_copy_levels(si.signal for si in index.signals.values())
+    near = near_reviewed(queue, levels)
     copied: dict[str, bool] = {}
-    for cid, near in zip(queue["campaign_id"].to_pylist(), near_reviewed(queue, levels)):
-        copied[cid] = copied.get(cid, False) or bool(near)
+    for cid, one in zip(queue["campaign_id"].to_pylist(), near):
+        copied[cid] = copied.get(cid, False) or bool(one)
     cids = units["campaign_id"].to_pylist()
-    copies = np.column_stack(
-        [near_reviewed(units, levels), np.array([copied[c] for c in cids], bool)]
-    ).reshape(units.num_rows, 2)
+    own = near_reviewed(units, levels) if campaigns else near  # (item mode: units = queue)
+    copies = np.column_stack([own, np.array([copied[c] for c in cids], bool)]).reshape(-1, 2)
     if budget_per_policy is None:
         out = allocate_slots(units, budget, explore, cover, rule, copies)
     elif budget is not None:

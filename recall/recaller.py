@@ -588,7 +588,9 @@ def _with_included(
     more: dict[str, None] = {}
     for name, (q, _, _, k_sig) in per_signal.items():
         state = run.states[name]
-        among = np.unique([state.pos_of[i] for i in wanted if i in state.pos_of])
+        among = np.unique(
+            np.array([state.pos_of[i] for i in wanted if i in state.pos_of], np.int64)
+        )
         if len(among) > k_sig:
             among = np.unique(state._exact_top_k(q, k_sig, among=among))
         for p in among:

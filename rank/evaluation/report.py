@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import html
 import json
 import os
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -408,7 +408,7 @@ def md_cell(value) -> str:
     # an id is no link, remote image or code span.
     for char in ("\\", "|", "[", "]", "`"):
         text = text.replace(char, "\\" + char)
-    return " ".join(html.escape(text, quote=False).splitlines())
+    return " ".join(escape(text, quote=False).splitlines())
 
 
 def write_report(
