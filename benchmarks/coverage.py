@@ -84,9 +84,45 @@ def _inventory(parts: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(parts).drop(["policy", "label"])
 
 
-def summarise(result, truth: dict[str, tuple[str, int]], swept: set[str]) -> dict:
+def _ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over ``bins`` equal-width bins (as benchmarks/calibration.py)."""
+    b = np.minimum((p * bins).astype(int), bins - 1)
+    return float(sum(abs(p[b == i].mean() - y[b == i].mean()) * (b == i).sum() for i in set(b)))
+
+
+def base_rate_ways(ranker, cands: pa.Table, rows: np.ndarray, like: np.ndarray, y: np.ndarray):
+    """One policy's calibrator (its own held-out reviews) on its candidates, three ways: as
+    the sweep calibrated them (``adopted``), with the base rate re-estimated by EM on the rows
+    the sweep would use (``em``: all, or those like its reviews where more than the warning's
+    share are unlike) and with the calibrator's level kept (``kept``). Base rate (mean P) and
+    ECE over all the policy's rows against the truth; the held-out rows of each class."""
+    from riskrank.rank.calibration import shift_prior
+    from riskrank.rank.coverage import WARN_SHARE
+
+    table = cands.filter(pa.array(rows))
+    policy = table["policy"][0].as_py()
+    variant = ranker.variants(table)
+    scores = ranker.predict(table)
+    cal = ranker._own_calibrator(variant[0], policy)
+    if cal is None:
+        return None
+    prior = like if (~like).sum() > WARN_SHARE * len(like) else np.ones(len(like), bool)
+    shift, _ = shift_prior(cal, scores[prior])
+    adopted = ranker.calibrate(scores, variant, [policy] * len(scores), covered=like).proba
+    out = {"held_out_violating": round(cal.n * cal.base_rate)}
+    out["held_out_benign"] = cal.n - out["held_out_violating"]
+    for name, p in (
+        ("adopted", adopted),
+        ("em", cal.predict(scores, shift)),
+        ("kept", cal.predict(scores)),
+    ):
+        out[name] = {"mean_p": round(float(p.mean()), 4), "ece": round(_ece(p, y), 4)}
+    return out
+
+
+def summarise(result, truth: dict[str, tuple[str, int]], swept: set[str], ranker=None) -> dict:
     """Per policy: the report's coverage and the share below split by domain; the warnings;
-    where each domain's violations were queued."""
+    where each domain's violations were queued; with ``ranker``, ``base_rate_ways``."""
     from riskrank.rank.coverage import nearest_review
 
     report = result.report
@@ -118,6 +154,10 @@ def summarise(result, truth: dict[str, tuple[str, int]], swept: set[str]) -> dic
             "true_share": round(float(violating.mean()), 4),
             "true_share_like": round(float(violating[like].mean()), 4),
         }
+        if ranker is not None:
+            per[policy]["calibration"] = base_rate_ways(
+                ranker, cands, rows, like, violating.astype(float)
+            )
     queue = result.queue
     placed: dict[str, dict[str, int]] = {}
     rows = zip(
@@ -183,7 +223,8 @@ def run(mails: int, comments: int) -> dict:
         for name, (inv, seeds) in sweeps.items():
             table = _inventory(inv)
             result = sweep(table, _seeds(seeds), model, k=None, show_progress=False)
-            out[name] = summarise(result, truth, set(table["item_id"].to_pylist()))
+            swept = set(table["item_id"].to_pylist())
+            out[name] = summarise(result, truth, swept, model.ranker)
     return {"train_s": round(t_train, 1), "sweeps": out, "mails": mails, "comments": comments}
 
 
@@ -220,6 +261,25 @@ def markdown(res: dict, command: str, load: tuple, seconds: float) -> str:
                 f"{c['share_below']:.1%} | {share('mail')} | {share('comment')} | "
                 f"{'yes' if warned else 'no'} | {c['estimated_base_rate']} / "
                 f"{c['true_share_like']} / {c['true_share']} |"
+            )
+    lines += [
+        "",
+        "Each policy's own calibrator over all its candidates (`base_rate_ways`): as the sweep "
+        "calibrated them, with EM's re-estimated base rate, and with the calibrator's level "
+        "kept (mean P / ECE against the truth; held-out violating / benign rows):",
+        "",
+        "| sweep | policy | held out | true share | adopted | EM | kept |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in res["sweeps"].items():
+        for policy, c in s["policies"].items():
+            w = c.get("calibration")
+            if not w:
+                continue
+            cell = [f"{w[k]['mean_p']:.3f} / {w[k]['ece']:.3f}" for k in ("adopted", "em", "kept")]
+            lines.append(
+                f"| {name} | {policy} | {w['held_out_violating']} / {w['held_out_benign']} | "
+                f"{c['true_share']} | " + " | ".join(cell) + " |"
             )
     lines += [
         "",

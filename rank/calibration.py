@@ -33,6 +33,16 @@ LOGIT_BOUND = 9.0  # probabilities within (1.2e-4, 1 - 1.2e-4)
 PRIOR_ROWS = 20
 MIN_HELDOUT = 20  # held-out rows of a policy needed to fit its own calibrator ...
 MIN_PER_CLASS = 5  # ... with at least this many violating and benign ones
+# Held-out rows of each class a policy's own calibrator needs before a sweep re-estimates its
+# base rate by EM (``shift_prior``, ``em_supported``); below it the calibrator's own level is
+# kept. EM takes each class's score distribution among the held-out reviews for the sweep's;
+# from a few dozen it did not transfer: a history's violations sit near the seeds drawn from
+# them and its features are read against the history's items, not the inventory's. With 18
+# held-out insults EM put insult's share at 0.03-0.06 where it was 0.175 (the calibrator
+# alone: 0.164; an outsider's mixed inventory), and with about 15 (300 comments reviewed) at
+# 0.11 for 0.27 on comments alone (benchmarks/coverage.py); with 96 and 218 it found 0.49 for
+# 0.50 and 0.23 for 0.26 (benchmarks/calibration.py).
+MIN_EM_PER_CLASS = 50
 CONFIDENCE = 0.95
 MAX_CUTS = 200  # held-out cuts kept per threshold (evenly spaced; the chosen one always)
 # A young policy's level (``fit_offset``): a Normal(0, this) prior, in log-odds, on how far its
@@ -169,6 +179,19 @@ def shift_prior(
             break
         prior = new
     return _logit(prior) - _logit(train_prior), prior
+
+
+def em_supported(cal: ScoreCalibrator) -> bool:
+    """Whether ``cal`` was fitted on at least ``MIN_EM_PER_CLASS`` held-out rows of each class
+    (its ``n`` and ``base_rate``), as re-estimating its base rate by EM needs.
+
+    >>> em_supported(ScoreCalibrator(0.0, 1.0, 1.0, 0.0, 0.25, 72))  # 18 violating
+    False
+    >>> em_supported(ScoreCalibrator(0.0, 1.0, 1.0, 0.0, 0.25, 400))
+    True
+    """
+    violating = round(cal.n * cal.base_rate)
+    return min(violating, cal.n - violating) >= MIN_EM_PER_CLASS
 
 
 def fit_offset(

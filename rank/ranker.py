@@ -31,6 +31,7 @@ from riskrank.rank.calibration import (
     ScoreCalibrator,
     absent_prior,
     choose_threshold,
+    em_supported,
     fit_offset,
     shift_prior,
     shift_threshold,
@@ -656,9 +657,11 @@ class RiskRanker:
         policy with a calibrator of its own uses it (``policy_history``), and one without
         (cold start, or too little held-out history) the variant's pooled calibrator
         (``transferred``); for these the base rate is re-estimated on this policy's rows, so
-        pass all of a policy's candidates at once; an action threshold keeps its held-out
-        raw-score cut and is dropped where the new base rate leaves its precision bound below
-        the target (``shift_threshold``).
+        pass all of a policy's candidates at once (an own calibrator only where its
+        held-out rows hold ``MIN_EM_PER_CLASS`` of each class, ``em_supported``; below it, its
+        level is kept and the base rate is the rows' mean probability); an action threshold
+        keeps its held-out raw-score cut and is dropped where the new base rate leaves its
+        precision bound below the target (``shift_threshold``).
 
         ``covered`` (per row; ``covered()``): where more than ``WARN_SHARE`` of a policy's
         rows are unlike its reviews (the share a sweep warns at), the base rate is estimated
@@ -710,8 +713,15 @@ class RiskRanker:
             own = cals.get(policy) if name in OWN_HISTORY else None
             if own is not None:
                 # Its own history's base rate is not this sweep's either (measured on
-                # SpamAssassin: ECE 0.062 kept, 0.027 re-estimated; benchmarks/calibration.py).
-                shift, base_rates[policy] = shift_prior(own, scores[prior_rows])
+                # SpamAssassin: ECE 0.062 kept, 0.027 re-estimated; benchmarks/calibration.py),
+                # where its held-out reviews are enough to read each class's scores from
+                # (``em_supported``). Otherwise P(violating | score) is taken as the reviews
+                # show it, and the base rate is the mean probability over its rows.
+                if em_supported(own):
+                    shift, base_rates[policy] = shift_prior(own, scores[prior_rows])
+                else:
+                    shift = 0.0
+                    base_rates[policy] = float(own.predict(scores[rows]).mean())
                 proba[rows] = own.predict(scores[rows], shift)
                 kind[rows] = "policy_history"
                 t = self.thresholds_.get(policy)
