@@ -87,7 +87,8 @@ def _inventory(parts: list[pa.Table]) -> pa.Table:
 def _ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
     """Expected calibration error over ``bins`` equal-width bins (as benchmarks/calibration.py)."""
     b = np.minimum((p * bins).astype(int), bins - 1)
-    return float(sum(abs(p[b == i].mean() - y[b == i].mean()) * (b == i).sum() for i in set(b)))
+    gaps = (abs(p[b == i].mean() - y[b == i].mean()) * (b == i).sum() for i in set(b))
+    return float(sum(gaps) / len(p))
 
 
 def base_rate_ways(ranker, cands: pa.Table, rows: np.ndarray, like: np.ndarray, y: np.ndarray):

@@ -506,6 +506,7 @@ def sweep(
         readers = model if image_base_dir is not None else where_indexed(model, index, inventory)
         said: list[str] = []  # (the report's warnings too)
         cands = mark_reviewed(cands, model.reviewed, today, readers.signals, pictures, said)
+        scored = calibrated_to_decide(model, cands, scored, seeds)
         seconds = {
             "index": t_index,
             "recall": t_recall,
@@ -552,6 +553,25 @@ def sweep(
             warnings=said
             + (unreached_warnings(cands, index, seeds, model.signals) if k is None else []),
         )
+
+
+def calibrated_to_decide(
+    model: RiskModel, cands: pa.Table, scored: ScoredCandidates, seeds: SeedSet
+) -> ScoredCandidates:
+    """``scored`` with each policy's base rate estimated on the candidates still to decide:
+    its reviewed, unchanged items (``mark_reviewed``) left out (``RiskRanker.calibrate``'s
+    ``known``). Calibrated again only where a policy has such items (never a cold policy)."""
+    if not cands.num_rows or "reviewed" not in cands.column_names:
+        return scored
+    known = pc.fill_null(pc.equal(cands["reviewed"], "unchanged"), False)
+    known = known.to_numpy(zero_copy_only=False)
+    if not known.any():
+        return scored
+    ranker = model.ranker
+    matched = seed_matched(cands, seeds.described_policies(), presence_levels(model.signals))
+    policies = cands.column("policy").to_pylist()
+    covered = ranker.covered(cands)
+    return ranker.calibrate_scored(scored, policies, covered=covered, matched=matched, known=known)
 
 
 def made_by(index: InventoryIndex, index_path: Path) -> dict:
@@ -862,7 +882,8 @@ def finish_sweep(
     absent = absent_policy_warnings(cands, scored, seeds.described_policies(), levels)
     trained = getattr(model.ranker, "policy_reviews_", None) if model is not None else None
     with_history = model.info.get("policies_with_history") or () if model is not None else ()
-    decisions = decision_report(cands, scored, absent, trained, with_history)
+    kept = model.ranker.keeps_level if model is not None else None
+    decisions = decision_report(cands, scored, absent, trained, with_history, kept)
     decisions["warnings"] += list(absent.values()) + list(warnings)
     if model is not None:  # seeds naming `Spam` where the reviews say `spam`
         reviewed = model.info.get("policies_with_history") or []
@@ -1124,12 +1145,16 @@ def decision_report(
     absent: Collection[str] = (),
     trained_rows: Mapping[str, int] | None = None,
     with_history: Collection[str] = (),
+    keeps_level: Callable[[str, str], bool] | None = None,
 ) -> dict:
     """Per policy: how its probabilities were calibrated, its action threshold, cold or not,
     and a warning for each policy that runs cold or can take no automatic action
     (``absent``: cold policies whose base rate was set as absent, not re-estimated), or has
     reviews (``with_history``: the model's ``policies_with_history``) but no calibration of
-    its own (``trained_rows``: the ranker's training rows per policy, ``policy_reviews_``)."""
+    its own (``trained_rows``: the ranker's training rows per policy, ``policy_reviews_``).
+    ``keeps_level`` (``RiskRanker.keeps_level``): whether a policy's own calibrator kept its
+    held-out level (``base_rate`` says ``held_out_level``; else ``re_estimated`` by EM, or
+    ``absent``)."""
     pols = cands.column("policy").to_pylist() if cands.num_rows else []
     per: dict[str, dict] = {}
     for i, policy in enumerate(pols):
@@ -1142,6 +1167,11 @@ def decision_report(
             }
             if policy in scored.base_rates:
                 per[policy]["estimated_base_rate"] = round(scored.base_rates[policy], 4)
+                kept = keeps_level is not None and keeps_level(per[policy]["model"], policy)
+                if policy in absent:
+                    per[policy]["base_rate"] = "absent"
+                elif per[policy]["calibration"] in ("policy_history", "transferred"):
+                    per[policy]["base_rate"] = "held_out_level" if kept else "re_estimated"
     cold = sorted(p for p, d in per.items() if d["model"] == "cold")
     warnings = [
         f"policy {p!r} has no review history: it runs cold start (seed evidence only), "
@@ -1186,6 +1216,8 @@ def decision_report(
         f"policy {p!r}: its held-out review history"
         + (
             f", re-weighted to this sweep's estimated base rate ({d['estimated_base_rate']}),"
+            if d.get("base_rate") == "re_estimated"
+            else f" (mean probability here {d['estimated_base_rate']})"
             if "estimated_base_rate" in d
             else ""
         )

@@ -489,6 +489,13 @@ class RiskRanker:
             return self.young_calibration_[policy]
         return self.calibration_[variant].get(policy) if variant in OWN_HISTORY else None
 
+    def keeps_level(self, variant: str, policy: str) -> bool:
+        """Whether ``calibrate`` keeps ``policy``'s own calibrator's level under ``variant``
+        (too few held-out reviews for EM: ``em_supported``) rather than re-estimating it."""
+        young = variant == "transfer" and policy in self.young_calibration_
+        own = self._own_calibrator(variant, policy)
+        return own is not None and not young and not em_supported(own)
+
     def _target(self, policy: str) -> float:
         return (self.policy_precision_targets or {}).get(policy, self.precision_target)
 
@@ -625,11 +632,17 @@ class RiskRanker:
         *,
         covered: np.ndarray | None = None,
         matched: np.ndarray | None = None,
+        known: np.ndarray | None = None,
     ) -> ScoredCandidates:
         """``scored`` (all of a sweep's candidates, with their ``policies``) calibrated;
-        ``covered``, ``matched``: see ``calibrate``."""
+        ``covered``, ``matched``, ``known``: see ``calibrate``."""
         cal = self.calibrate(
-            scored.scores, scored.variant, policies, covered=covered, matched=matched
+            scored.scores,
+            scored.variant,
+            policies,
+            covered=covered,
+            matched=matched,
+            known=known,
         )
         return dataclasses.replace(
             scored,
@@ -647,7 +660,14 @@ class RiskRanker:
         return scores
 
     def calibrate(
-        self, scores: np.ndarray, variant: np.ndarray, policies, *, covered=None, matched=None
+        self,
+        scores: np.ndarray,
+        variant: np.ndarray,
+        policies,
+        *,
+        covered=None,
+        matched=None,
+        known=None,
     ) -> Calibrated:
         """Raw scores (``predict``) of one sweep's candidates -> ``Calibrated``.
 
@@ -672,6 +692,10 @@ class RiskRanker:
         covered rows, 0.060, and 76 of 189 did (benchmarks/coverage.py). With fewer than
         ``MIN_COVERED`` such rows, all rows.
 
+        ``known`` (per row): True where the item's verdict for the row's policy is known (a
+        sweep's reviewed, unchanged items, ``mark_reviewed``): each base rate is estimated on
+        the policy's other rows (all, where none is left), the items still to decide.
+
         ``matched`` (per row; ``seed_matched``, which needs the seeds: the sweep passes it, a
         caller without it gets EM alone): whether some seed of the row's policy is as close to
         it as items of the seeds' kind come (``Signal.presence_threshold``). A cold policy none
@@ -692,14 +716,19 @@ class RiskRanker:
         kind = np.full(len(scores), "none", dtype=object)
         threshold = np.full(len(scores), np.nan)
         base_rates = {}
+        known = np.zeros(len(scores), bool) if known is None else np.asarray(known, bool)
         for name, policy in sorted(set(zip(variant, pols))):
             rows = (variant == name) & (pols == policy)
-            prior_rows = rows
-            like = rows & covered
+            # The base rate of what is left to decide (rows whose verdict is known out, unless
+            # none is left): spam's read 0.46-0.53 where 0.21-0.33 of its unreviewed candidates
+            # were spam, and 0.50 where none was (an outsider's week, BW's F2).
+            est = rows & ~known if (rows & ~known).any() else rows
+            prior_rows = est
+            like = est & covered
             # Only where the policy's candidates are materially unlike its reviews (as the
             # sweep warns): elsewhere the few unlike rows moved exploration's weights and cost
             # campaign mode 8 decisions on the SpamAssassin replay (405.2 against 397.0).
-            if (rows & ~covered).sum() > WARN_SHARE * rows.sum() and like.sum() >= MIN_COVERED:
+            if (est & ~covered).sum() > WARN_SHARE * est.sum() and like.sum() >= MIN_COVERED:
                 prior_rows = like
             cals = self.calibration_.get(name, {})
             young = self.young_calibration_.get(policy) if name == "transfer" else None
@@ -708,7 +737,7 @@ class RiskRanker:
                 # tell, and a sweep's population does not move it (``fit_offset``).
                 proba[rows] = young.predict(scores[rows])
                 kind[rows] = "policy_reviews"
-                base_rates[policy] = float(proba[rows].mean())
+                base_rates[policy] = float(proba[est].mean())
                 continue  # and no automatic action (``_fit_thresholds``)
             own = cals.get(policy) if name in OWN_HISTORY else None
             if own is not None:
@@ -717,11 +746,11 @@ class RiskRanker:
                 # where its held-out reviews are enough to read each class's scores from
                 # (``em_supported``). Otherwise P(violating | score) is taken as the reviews
                 # show it, and the base rate is the mean probability over its rows.
-                if em_supported(own):
-                    shift, base_rates[policy] = shift_prior(own, scores[prior_rows])
-                else:
+                if self.keeps_level(name, policy):
                     shift = 0.0
-                    base_rates[policy] = float(own.predict(scores[rows]).mean())
+                    base_rates[policy] = float(own.predict(scores[est]).mean())
+                else:
+                    shift, base_rates[policy] = shift_prior(own, scores[prior_rows])
                 proba[rows] = own.predict(scores[rows], shift)
                 kind[rows] = "policy_history"
                 t = self.thresholds_.get(policy)

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -7,9 +8,11 @@ import pytest
 from riskrank.rank.calibration import (
     LOGIT_BOUND,
     MAX_SLOPE,
+    MIN_EM_PER_CLASS,
     ActionThreshold,
     ScoreCalibrator,
     choose_threshold,
+    em_supported,
     fit_offset,
     precision_lower_bound,
     shift_prior,
@@ -222,6 +225,51 @@ def test_warm_policy_base_rate_follows_the_sweep_and_actions_keep_their_precisio
     assert cal.base_rates["scam"] < 0.06
     acted = cal.proba >= cal.action_threshold
     assert not acted.any() or y[acted].mean() >= 0.95
+
+
+def test_a_policy_with_few_held_out_reviews_keeps_its_calibrators_level():
+    """EM re-estimates an own calibrator's base rate only from ``MIN_EM_PER_CLASS`` held-out
+    rows of each class (outsider BW's F1: from 18 held-out insults it put insult's share at
+    0.03 where it was 0.175; the calibrator's own level said 0.164)."""
+    ranker = RiskRanker(n_estimators=60).fit(_candidates(400, 0, base_rate=0.15)[0])
+    own = ranker.calibration_["full"]["scam"]
+    assert own is not None and not em_supported(own)  # 81 held out, 10 violating
+    sweep, _ = _candidates(3000, 8, base_rate=0.5)
+    scores = ranker.predict(sweep)
+    cal = ranker.calibrate(scores, ranker.variants(sweep), sweep["policy"].to_pylist())
+    assert set(cal.calibration) == {"policy_history"}
+    np.testing.assert_array_equal(cal.proba, own.predict(scores))  # no shift
+    assert cal.base_rates["scam"] == pytest.approx(own.predict(scores).mean())
+    assert shift_prior(own, scores)[0] != 0  # EM would have moved it
+    enough = ScoreCalibrator(0.0, 1.0, 1.0, 0.0, 0.5, 2 * MIN_EM_PER_CLASS)
+    assert em_supported(enough) and not em_supported(replace(enough, base_rate=0.49))
+
+
+def test_the_base_rate_is_the_one_of_the_items_left_to_decide():
+    """Reviewed, unchanged candidates (``known``) are left out of each base rate (BW's F2:
+    with the queue's confirmed tops among them, spam's read 0.50 where none was left)."""
+    ranker = RiskRanker(n_estimators=60).fit(_candidates(4000, 0, base_rate=0.15)[0])
+    todo, y = _candidates(2000, 8, base_rate=0.1)
+    done, _ = _candidates(2000, 9, base_rate=1.0)  # reviewed, all violating
+    sweep = pa.concat_tables([todo, done])
+    known = np.r_[np.zeros(2000, bool), np.ones(2000, bool)]
+    scores, variant = ranker.predict(sweep), ranker.variants(sweep)
+    pols = sweep["policy"].to_pylist()
+    every = ranker.calibrate(scores, variant, pols).base_rates["scam"]
+    left = ranker.calibrate(scores, variant, pols, known=known)
+    alone = ranker.calibrate(scores[:2000], variant[:2000], pols[:2000])
+    assert left.base_rates["scam"] == alone.base_rates["scam"] == pytest.approx(0.1, abs=0.03)
+    assert every > 0.4
+    np.testing.assert_array_equal(left.proba[:2000], alone.proba)
+    # Every row known: estimated on all of them, as without ``known``.
+    assert ranker.calibrate(scores, variant, pols, known=np.ones(4000, bool)).base_rates[
+        "scam"
+    ] == pytest.approx(every)
+    # A calibrator that keeps its level: the mean probability of the items left to decide.
+    few = RiskRanker(n_estimators=60).fit(_candidates(400, 0, base_rate=0.15)[0])
+    own = few.calibration_["full"]["scam"]
+    kept = few.calibrate(few.predict(sweep), variant, pols, known=known)
+    assert kept.base_rates["scam"] == pytest.approx(own.predict(few.predict(todo)).mean())
 
 
 def test_cold_policy_does_not_inherit_the_training_base_rate():

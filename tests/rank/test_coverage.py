@@ -253,7 +253,8 @@ def test_copies_in_the_history_do_not_make_the_threshold_one():
     assert fitted["p"]["text"] == pytest.approx(np.quantile(near[120:], QUANTILE))
 
 
-def test_the_base_rate_is_estimated_on_the_rows_like_the_reviews(model):
+def test_the_base_rate_is_estimated_on_the_rows_like_the_reviews(model, monkeypatch):
+    import riskrank.rank.ranker as ranker_module
     from riskrank.rank.ranker import MIN_COVERED
 
     ranker = model.ranker
@@ -261,6 +262,12 @@ def test_the_base_rate_is_estimated_on_the_rows_like_the_reviews(model):
     variant = np.full(200, "full", dtype=object)
     policies = ["scam"] * 200
     like = scores < 0  # the covered rows: the low-scoring half
+    # The fixture's few held-out reviews keep their calibrator's level: no EM, no rows chosen.
+    own = ranker.calibration_["full"]["scam"]
+    kept = ranker.calibrate(scores, variant, policies, covered=like)
+    assert kept.base_rates["scam"] == pytest.approx(own.predict(scores).mean())
+    # With enough of them, EM re-estimates it, on the covered rows:
+    monkeypatch.setattr(ranker_module, "em_supported", lambda cal: True)
     every = ranker.calibrate(scores, variant, policies).base_rates["scam"]
     covered = ranker.calibrate(scores, variant, policies, covered=like).base_rates["scam"]
     alone = ranker.calibrate(scores[like], variant[like], policies[:100]).base_rates["scam"]

@@ -3,6 +3,7 @@
 import json
 import logging
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -54,6 +55,18 @@ def test_unchanged_reviews_leave_the_queue_changed_ones_come_back(
         rr_report_md(res)
     )
     assert json.loads((tmp_path / "sw" / "report.json").read_text())["reviewed"] == rev
+    # Each base rate is the one of the items left to decide: the 15 out (BW's F2).
+    ranker, cands = hashing_model.ranker, res.candidates
+    raw = ranker.score(cands, calibrate=False)
+    known = np.array([r == "unchanged" for r in cands["reviewed"].to_pylist()])
+    pols = cands["policy"].to_pylist()
+    cal = ranker.calibrate(
+        raw.scores, raw.variant, pols, covered=ranker.covered(cands), known=known
+    )
+    every = ranker.calibrate(raw.scores, raw.variant, pols, covered=ranker.covered(cands))
+    for policy, rate in cal.base_rates.items():
+        assert res.report["decisions"][policy]["estimated_base_rate"] == round(rate, 4)
+        assert round(rate, 4) != round(every.base_rates[policy], 4)
     # Every indexed item is recalled (k=None): the 15 are missing from the queue, nothing else.
     assert res.queue.num_rows == res.report["items_indexed"] - 15
 
