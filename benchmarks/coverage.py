@@ -226,7 +226,15 @@ def run(mails: int, comments: int) -> dict:
             result = sweep(table, _seeds(seeds), model, k=None, show_progress=False)
             swept = set(table["item_id"].to_pylist())
             out[name] = summarise(result, truth, swept, model.ranker)
-    return {"train_s": round(t_train, 1), "sweeps": out, "mails": mails, "comments": comments}
+    text = next(s for s in model.signals if s.describe().get("type") == "text_embedding")
+    encoder = {k: text.describe().get(k) for k in ("model", "backend", "precision")}
+    return {
+        "train_s": round(t_train, 1),
+        "sweeps": out,
+        "mails": mails,
+        "comments": comments,
+        "encoder": encoder,
+    }
 
 
 def markdown(res: dict, command: str, load: tuple, seconds: float) -> str:
@@ -238,8 +246,10 @@ def markdown(res: dict, command: str, load: tuple, seconds: float) -> str:
         f"Command: `{command}`  ",
         f"Load average at start {load}; {seconds:.0f} s in all (train {res['train_s']} s). "
         f"History: {HISTORY} SpamAssassin mails (spam) + {HISTORY} Insults comments (insult); "
-        f"inventory {res['mails']} other mails + {res['comments']} other comments; MiniLM, "
-        "PyTorch fp32; `k=None` (every item recalled).",
+        f"inventory {res['mails']} other mails + {res['comments']} other comments; "
+        "{model} ({backend}, {precision}); `k=None` (every item recalled).".format(
+            **res.get("encoder", {"model": "MiniLM", "backend": "?", "precision": "?"})
+        ),
         "",
         f"Threshold per policy: the {QUANTILE:.0%} quantile of its reviews' similarity to their "
         f"nearest other review; a sweep warns where more than {WARN_SHARE:.0%} of a policy's "
