@@ -60,6 +60,7 @@ from riskrank.index.store import IndexMismatchError, InventoryIndex
 from riskrank.index.tables import SchemaError, TableLike, as_table, write_parquet
 from riskrank.index.vectors.faiss_index import parse_bytes
 from riskrank.rank import sweep_output
+from riskrank.rank.calibration import MIN_EM_PER_CLASS
 from riskrank.rank.coverage import coverage_report, coverage_warnings, unlike_reviews
 from riskrank.rank.engine import resolve_sweep_engine
 from riskrank.rank.exploration import EXPLORE_SHARE, arrange_queue
@@ -106,7 +107,7 @@ from riskrank.rank.sweep_cache import (
     model_identity,
 )
 from riskrank.recall.candidates import with_every_signal
-from riskrank.recall.history import ReviewedExemplars, validate_history
+from riskrank.recall.history import POSITIVE_VERDICT, ReviewedExemplars, validate_history
 from riskrank.recall.lexical import LexicalProbe
 from riskrank.recall.neighbours import FILE as NEIGHBOURS_FILE
 from riskrank.recall.neighbours import NeighbourMemo
@@ -558,15 +559,18 @@ def sweep(
 def calibrated_to_decide(
     model: RiskModel, cands: pa.Table, scored: ScoredCandidates, seeds: SeedSet
 ) -> ScoredCandidates:
-    """``scored`` with each policy's base rate estimated on the candidates still to decide:
-    its reviewed, unchanged items (``mark_reviewed``) left out (``RiskRanker.calibrate``'s
-    ``known``). Calibrated again only where a policy has such items (never a cold policy)."""
+    """``scored`` calibrated again with the verdicts a sweep already knows: its reviewed,
+    unchanged items' (``mark_reviewed``; ``RiskRanker.calibrate``'s ``known``), which EM
+    counts as they were decided, and each policy's base rate that of the items still to
+    decide. Only where some candidate is such an item (never one of a cold policy)."""
     if not cands.num_rows or "reviewed" not in cands.column_names:
         return scored
-    known = pc.fill_null(pc.equal(cands["reviewed"], "unchanged"), False)
-    known = known.to_numpy(zero_copy_only=False)
-    if not known.any():
+    unchanged = pc.fill_null(pc.equal(cands["reviewed"], "unchanged"), False)
+    if not pc.any(unchanged).as_py():
         return scored
+    violating = pc.greater_equal(cands["previous_verdict"], POSITIVE_VERDICT)
+    verdict = pc.if_else(unchanged, pc.cast(violating, pa.float64()), None)
+    known = verdict.to_numpy(zero_copy_only=False).astype(float)  # nulls -> NaN
     ranker = model.ranker
     matched = seed_matched(cands, seeds.described_policies(), presence_levels(model.signals))
     policies = cands.column("policy").to_pylist()
@@ -1154,7 +1158,7 @@ def decision_report(
     its own (``trained_rows``: the ranker's training rows per policy, ``policy_reviews_``).
     ``keeps_level`` (``RiskRanker.keeps_level``): whether a policy's own calibrator kept its
     held-out level (``base_rate`` says ``held_out_level``; else ``re_estimated`` by EM, or
-    ``absent``)."""
+    ``absent``; no ``base_rate`` for a young policy, ``policy_reviews``, or ``none``)."""
     pols = cands.column("policy").to_pylist() if cands.num_rows else []
     per: dict[str, dict] = {}
     for i, policy in enumerate(pols):
@@ -1212,18 +1216,28 @@ def decision_report(
         "larger k (each seed reads its k nearest of them), train more"
         for p in pooled
     ]
+    kept = sorted(p for p, d in per.items() if d.get("base_rate") == "held_out_level")
+    warnings += [
+        f"policy {p!r}: its held-out reviews hold fewer than {MIN_EM_PER_CLASS} of a verdict, "
+        "too few to re-estimate its base rate on this sweep: its probabilities keep their "
+        f"held-out level (mean probability here {per[p].get('estimated_base_rate', 'n/a')}), "
+        "and every item is escalated, never actioned automatically (whether a held-out cut "
+        "keeps its precision depends on the sweep's base rate); more reviews of it calibrate it"
+        for p in kept
+    ]
     warnings += [
         f"policy {p!r}: its held-out review history"
         + (
             f", re-weighted to this sweep's estimated base rate ({d['estimated_base_rate']}),"
-            if d.get("base_rate") == "re_estimated"
-            else f" (mean probability here {d['estimated_base_rate']})"
             if "estimated_base_rate" in d
             else ""
         )
         + " cannot show the precision target for an automatic action; every item is escalated"
         for p, d in sorted(per.items())
-        if d["model"] != "cold" and d["action_threshold"] is None and p not in young
+        if d["model"] != "cold"
+        and d["action_threshold"] is None
+        and p not in young
+        and p not in kept
     ]
     return {"cold_start_policies": cold, "decisions": per, "warnings": warnings}
 

@@ -63,7 +63,8 @@ QUEUE_SCHEMA = pa.schema(
             "calibration",
             pa.string(),
             "`policy_history` (calibrated on this policy's held-out reviews, with the base rate "
-            "re-estimated on this sweep's candidates of the policy), `policy_reviews` (a young "
+            "re-estimated on this sweep's candidates of the policy where they hold 50 of each "
+            "verdict, else their level kept: `report.json` `decisions`), `policy_reviews` (a young "
             "policy: the calibrator of all policies' held-out reviews, its level moved to this "
             "policy's own, or as it is where its reviews hold one verdict only), "
             "`transferred` (no usable history of its own: another calibrator, with the base "

@@ -94,6 +94,11 @@ class Calibrated:
     base_rates: dict[str, float]
 
 
+def _mean(values: np.ndarray) -> float:
+    """Mean of ``values`` summed in sorted order: the same float whatever the rows' order."""
+    return float(np.sort(values).sum() / len(values)) if len(values) else float("nan")
+
+
 def _groups(
     keys: list[tuple], max_group: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -693,9 +698,16 @@ class RiskRanker:
         held-out violations each, now keep their level: 0.118, and 119 did). With fewer than
         ``MIN_COVERED`` such rows, all rows.
 
-        ``known`` (per row): True where the item's verdict for the row's policy is known (a
-        sweep's reviewed, unchanged items, ``mark_reviewed``): each base rate is estimated on
-        the policy's other rows (all, where none is left), the items still to decide.
+        ``known`` (per row): the verdict already known for the row's policy, 1 violating or
+        0 benign (a sweep's reviewed, unchanged items, ``mark_reviewed``), NaN where none is.
+        EM counts a known row as its verdict (``shift_prior``), and a policy with known rows
+        reports the base rate of the others, the items still to decide: their mean
+        probability. Without: EM's estimate (or the mean probability where none is made).
+
+        A policy whose own calibrator keeps its level (``keeps_level``) never acts
+        automatically: whether its held-out cut holds its precision in this sweep depends on
+        the sweep's base rate, which it does not estimate (with a 0.8 target and 48 held-out
+        violations, a sweep 2% violating had 541 removals at precision 0.72; reviewer BZ).
 
         ``matched`` (per row; ``seed_matched``, which needs the seeds: the sweep passes it, a
         caller without it gets EM alone): whether some seed of the row's policy is as close to
@@ -717,19 +729,20 @@ class RiskRanker:
         kind = np.full(len(scores), "none", dtype=object)
         threshold = np.full(len(scores), np.nan)
         base_rates = {}
-        known = np.zeros(len(scores), bool) if known is None else np.asarray(known, bool)
+        known = np.full(len(scores), np.nan) if known is None else np.asarray(known, float)
+        decided = ~np.isnan(known)
         for name, policy in sorted(set(zip(variant, pols))):
             rows = (variant == name) & (pols == policy)
-            # The base rate of what is left to decide (rows whose verdict is known out, unless
-            # none is left): spam's read 0.46-0.53 where 0.21-0.33 of its unreviewed candidates
-            # were spam, and 0.50 where none was (an outsider's week, BW's F2).
-            est = rows & ~known if (rows & ~known).any() else rows
-            prior_rows = est
-            like = est & covered
+            # The base rate of what is left to decide (BW's F2: with the queue's confirmed
+            # tops among all rows, spam's read 0.46-0.53 where 0.21-0.33 of its unreviewed
+            # candidates were spam, and 0.50 where none was).
+            todo = rows & ~decided
+            prior_rows = rows
+            like = rows & covered
             # Only where the policy's candidates are materially unlike its reviews (as the
             # sweep warns): elsewhere the few unlike rows moved exploration's weights and cost
             # campaign mode 8 decisions on the SpamAssassin replay (405.2 against 397.0).
-            if (est & ~covered).sum() > WARN_SHARE * est.sum() and like.sum() >= MIN_COVERED:
+            if (rows & ~covered).sum() > WARN_SHARE * rows.sum() and like.sum() >= MIN_COVERED:
                 prior_rows = like
             cals = self.calibration_.get(name, {})
             young = self.young_calibration_.get(policy) if name == "transfer" else None
@@ -738,7 +751,7 @@ class RiskRanker:
                 # tell, and a sweep's population does not move it (``fit_offset``).
                 proba[rows] = young.predict(scores[rows])
                 kind[rows] = "policy_reviews"
-                base_rates[policy] = float(proba[est].mean())
+                base_rates[policy] = _mean(proba[todo if todo.any() else rows])
                 continue  # and no automatic action (``_fit_thresholds``)
             own = cals.get(policy) if name in OWN_HISTORY else None
             if own is not None:
@@ -747,14 +760,17 @@ class RiskRanker:
                 # where its held-out reviews are enough to read each class's scores from
                 # (``em_supported``). Otherwise P(violating | score) is taken as the reviews
                 # show it, and the base rate is the mean probability over its rows.
-                if self.keeps_level(name, policy):
-                    shift = 0.0
-                    base_rates[policy] = float(own.predict(scores[est]).mean())
-                else:
-                    shift, base_rates[policy] = shift_prior(own, scores[prior_rows])
+                kept = self.keeps_level(name, policy)
+                shift, base_rates[policy] = (
+                    (0.0, np.nan)
+                    if kept
+                    else shift_prior(own, scores[prior_rows], known=known[prior_rows])
+                )
                 proba[rows] = own.predict(scores[rows], shift)
                 kind[rows] = "policy_history"
-                t = self.thresholds_.get(policy)
+                if kept or todo.sum() < rows.sum():
+                    base_rates[policy] = _mean(proba[todo if todo.any() else rows])
+                t = None if kept else self.thresholds_.get(policy)
                 moved = None if t is None else shift_threshold(t, shift)
                 threshold[rows] = np.nan if moved is None else moved
                 continue
@@ -765,9 +781,13 @@ class RiskRanker:
             if name == "cold" and matched is not None and not np.asarray(matched)[rows].any():
                 shift, base_rates[policy] = absent_prior(pooled, int(rows.sum()))
             else:
-                shift, base_rates[policy] = shift_prior(pooled, scores[prior_rows])
+                shift, base_rates[policy] = shift_prior(
+                    pooled, scores[prior_rows], known=known[prior_rows]
+                )
             proba[rows] = pooled.predict(scores[rows], shift)
             kind[rows] = "transferred"
+            if todo.sum() < rows.sum():
+                base_rates[policy] = _mean(proba[todo if todo.any() else rows])
         return Calibrated(proba, kind, threshold, base_rates)
 
     def predict(self, candidates: TableLike) -> np.ndarray:

@@ -243,33 +243,56 @@ def test_a_policy_with_few_held_out_reviews_keeps_its_calibrators_level():
     assert shift_prior(own, scores)[0] != 0  # EM would have moved it
     enough = ScoreCalibrator(0.0, 1.0, 1.0, 0.0, 0.5, 2 * MIN_EM_PER_CLASS)
     assert em_supported(enough) and not em_supported(replace(enough, base_rate=0.49))
+    assert not em_supported(replace(enough, base_rate=0.51))  # 49 benign
+    assert ranker.keeps_level("full", "scam")
+
+
+def test_a_policy_that_keeps_its_level_never_acts_automatically():
+    """Whether a held-out cut keeps its precision depends on the sweep's base rate, which a
+    kept level does not estimate (reviewer BZ: with a 0.8 target and 48 held-out violations, a
+    sweep 2% violating had 541 removals at precision 0.72; EM's moved cut had none)."""
+    ranker = RiskRanker(n_estimators=60, precision_target=0.8)
+    ranker.fit(_candidates(1400, 0, base_rate=0.15)[0])
+    own = ranker.calibration_["full"]["scam"]
+    assert not em_supported(own) and ranker.thresholds_["scam"].threshold is not None
+    rare, _ = _candidates(3000, 9, base_rate=0.02)
+    scores = ranker.predict(rare)
+    cal = ranker.calibrate(scores, ranker.variants(rare), rare["policy"].to_pylist())
+    assert np.isnan(cal.action_threshold).all()
+    np.testing.assert_array_equal(cal.proba, own.predict(scores))
 
 
 def test_the_base_rate_is_the_one_of_the_items_left_to_decide():
-    """Reviewed, unchanged candidates (``known``) are left out of each base rate (BW's F2:
-    with the queue's confirmed tops among them, spam's read 0.50 where none was left)."""
+    """A sweep's reviewed, unchanged candidates (``known``: their verdicts) count in EM as they
+    were decided, and the base rate reported is the one of the items left (BW's F2: spam's
+    read 0.50 where none was left). Left out of EM instead, the violations left (the queue's
+    tops were reviewed) score below the held-out ones and EM reads them as benign (BZ)."""
     ranker = RiskRanker(n_estimators=60).fit(_candidates(4000, 0, base_rate=0.15)[0])
-    todo, y = _candidates(2000, 8, base_rate=0.1)
-    done, _ = _candidates(2000, 9, base_rate=1.0)  # reviewed, all violating
-    sweep = pa.concat_tables([todo, done])
-    known = np.r_[np.zeros(2000, bool), np.ones(2000, bool)]
+    sweep, y = _candidates(4000, 8, base_rate=0.15)
     scores, variant = ranker.predict(sweep), ranker.variants(sweep)
-    pols = sweep["policy"].to_pylist()
-    every = ranker.calibrate(scores, variant, pols).base_rates["scam"]
-    left = ranker.calibrate(scores, variant, pols, known=known)
-    alone = ranker.calibrate(scores[:2000], variant[:2000], pols[:2000])
-    assert left.base_rates["scam"] == alone.base_rates["scam"] == pytest.approx(0.1, abs=0.03)
-    assert every > 0.4
-    np.testing.assert_array_equal(left.proba[:2000], alone.proba)
-    # Every row known: estimated on all of them, as without ``known``.
-    assert ranker.calibrate(scores, variant, pols, known=np.ones(4000, bool)).base_rates[
-        "scam"
-    ] == pytest.approx(every)
+    pols = np.asarray(sweep["policy"].to_pylist(), dtype=object)
+    tops = np.argsort(-scores)[:600]  # reviewed: the top of the last queue
+    known = np.full(len(scores), np.nan)
+    known[tops] = y[tops]
+    left = np.isnan(known)
+    assert y[left].mean() == pytest.approx(0.011, abs=0.005)
+    cal = ranker.calibrate(scores, variant, pols, known=known)
+    assert cal.base_rates["scam"] == pytest.approx(y[left].mean(), abs=0.01)
+    assert cal.base_rates["scam"] == pytest.approx(cal.proba[left].mean())
+    every = ranker.calibrate(scores, variant, pols)  # as before: all rows, no verdicts
+    assert every.base_rates["scam"] > 0.1
+    alone = ranker.calibrate(scores[left], variant[left], pols[left])  # EM on the rows left
+    assert alone.base_rates["scam"] < y[left].mean() / 3
+    # Nothing known: as without ``known``.
+    none = ranker.calibrate(scores, variant, pols, known=np.full(len(scores), np.nan))
+    assert none.base_rates == every.base_rates
+    np.testing.assert_array_equal(none.proba, every.proba)
     # A calibrator that keeps its level: the mean probability of the items left to decide.
     few = RiskRanker(n_estimators=60).fit(_candidates(400, 0, base_rate=0.15)[0])
     own = few.calibration_["full"]["scam"]
-    kept = few.calibrate(few.predict(sweep), variant, pols, known=known)
-    assert kept.base_rates["scam"] == pytest.approx(own.predict(few.predict(todo)).mean())
+    raw = few.predict(sweep)
+    kept = few.calibrate(raw, variant, pols, known=known)
+    assert kept.base_rates["scam"] == pytest.approx(own.predict(raw[left]).mean())
 
 
 def test_cold_policy_does_not_inherit_the_training_base_rate():

@@ -58,8 +58,10 @@ def test_sweep_end_to_end_counts_and_quality(tmp_path, inventory_items, seeds, t
     assert set(q.calibration) == {"policy_history"}
     assert trained_model.ranker.thresholds_["scam"].threshold is None
     assert q.action_threshold.isna().all() and set(q.action) == {"escalate"}
-    assert any("cannot show the precision target" in w for w in r["warnings"])
+    # (too few of either verdict for EM, too: its level is kept, and the sweep says so)
+    assert any("too few to re-estimate its base rate" in w for w in r["warnings"])
     assert r["decisions"]["scam"]["calibration"] == "policy_history"
+    assert r["decisions"]["scam"]["base_rate"] == "held_out_level"
     assert 0 < r["coverage"] <= 1
     for f in ("queue.parquet", "candidates.parquet", "quarantine.parquet", "report.json"):
         assert (tmp_path / "sw" / f).exists()
