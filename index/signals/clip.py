@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -85,7 +86,15 @@ def register_tiny_clip_config(name: str = TINY_CLIP_MODEL, embed_dim: int = 32) 
     folder = Path(tempfile.gettempdir()) / f"riskrank-open-clip-configs-{os.getuid()}"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"  # open_clip names a config after its file
-    path.write_text(json.dumps(config))
+    text = json.dumps(config)
+    # Never written in place: Ray's workers on one machine (and other processes) register it
+    # at once, and open_clip's rescan read a file another had just truncated (JSONDecodeError
+    # in a CI-like run of the Ray tests). Written beside it and renamed over it (atomic), and
+    # only where it differs. (The temporary name does not end in .json: rescans skip it.)
+    if not path.exists() or path.read_text() != text:
+        tmp = folder / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, path)
     open_clip.add_model_config(path)
     return name
 

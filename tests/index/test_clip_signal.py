@@ -332,3 +332,37 @@ def test_a_moved_checkpoint_is_found_where_the_environment_says(encoder, tmp_pat
     (tmp_path / "elsewhere" / ckpt.name).write_bytes(b"other weights")
     with pytest.raises(FileNotFoundError, match=CHECKPOINTS_ENV):
         ClipEncoder.from_manifest(entry)
+
+
+def test_the_tiny_config_is_never_written_in_place(tmp_path, monkeypatch):
+    """Ray's workers on one machine register it at once: one read the file another had just
+    truncated (open_clip's rescan: JSONDecodeError). It is renamed over, never rewritten."""
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import open_clip
+
+    from riskrank.index.signals import clip
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    name = "riskrank-test-tiny-clip-atomic"
+    monkeypatch.setattr(open_clip, "list_models", lambda: [])  # as a fresh worker sees it
+    path = tmp_path / f"riskrank-open-clip-configs-{os.getuid()}" / f"{name}.json"
+    path.parent.mkdir()
+    path.write_text("")  # what a reader saw mid-write
+    written = []
+    real = Path.write_text
+
+    def spy(self, *args, **kwargs):
+        written.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", spy)
+    assert clip.register_tiny_clip_config(name) == name
+    assert path not in written and json.loads(path.read_text())["embed_dim"] == 32
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary left
+    written.clear()
+    clip.register_tiny_clip_config(name)  # the same text: not written again
+    assert written == []
