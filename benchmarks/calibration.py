@@ -44,7 +44,10 @@ import quality  # noqa: E402  (the data sets, splits and cached indexes)
 
 from riskrank.index.signals import TextEmbeddingSignal  # noqa: E402
 from riskrank.rank.calibration import ScoreCalibrator  # noqa: E402
-from riskrank.rank.evaluation.metrics import average_precision  # noqa: E402
+from riskrank.rank.evaluation.metrics import (  # noqa: E402
+    average_precision,
+    expected_calibration_error,
+)
 from riskrank.rank.evaluation.report import evaluate  # noqa: E402
 from riskrank.rank.queue import ScoredCandidates, build_queue  # noqa: E402
 from riskrank.rank.ranker import POOLED, RiskRanker, seed_matched  # noqa: E402
@@ -54,14 +57,7 @@ BINS = 10
 
 
 def ece(p: np.ndarray, y: np.ndarray) -> float:
-    b = np.clip((p * BINS).astype(int), 0, BINS - 1)
-    return float(
-        sum(
-            abs(p[b == i].mean() - y[b == i].mean()) * (b == i).mean()
-            for i in range(BINS)
-            if (b == i).any()
-        )
-    )
+    return expected_calibration_error(p, y, BINS)
 
 
 def reliability(p: np.ndarray, y: np.ndarray) -> list[dict]:

@@ -84,13 +84,6 @@ def _inventory(parts: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(parts).drop(["policy", "label"])
 
 
-def _ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error over ``bins`` equal-width bins (as benchmarks/calibration.py)."""
-    b = np.minimum((p * bins).astype(int), bins - 1)
-    gaps = (abs(p[b == i].mean() - y[b == i].mean()) * (b == i).sum() for i in set(b))
-    return float(sum(gaps) / len(p))
-
-
 def base_rate_ways(ranker, cands: pa.Table, rows: np.ndarray, like: np.ndarray, y: np.ndarray):
     """One policy's calibrator (its own held-out reviews) on its candidates, three ways: as
     the sweep calibrated them (``adopted``), with the base rate re-estimated by EM on the rows
@@ -99,6 +92,7 @@ def base_rate_ways(ranker, cands: pa.Table, rows: np.ndarray, like: np.ndarray, 
     ECE over all the policy's rows against the truth; the held-out rows of each class."""
     from riskrank.rank.calibration import shift_prior
     from riskrank.rank.coverage import WARN_SHARE
+    from riskrank.rank.evaluation.metrics import expected_calibration_error
 
     table = cands.filter(pa.array(rows))
     policy = table["policy"][0].as_py()
@@ -117,7 +111,10 @@ def base_rate_ways(ranker, cands: pa.Table, rows: np.ndarray, like: np.ndarray, 
         ("em", cal.predict(scores, shift)),
         ("kept", cal.predict(scores)),
     ):
-        out[name] = {"mean_p": round(float(p.mean()), 4), "ece": round(_ece(p, y), 4)}
+        out[name] = {
+            "mean_p": round(float(p.mean()), 4),
+            "ece": round(expected_calibration_error(p, y), 4),
+        }
     return out
 
 

@@ -42,17 +42,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import quality  # noqa: E402
 import replay  # noqa: E402
 
+from riskrank.rank.evaluation.metrics import expected_calibration_error  # noqa: E402
 from riskrank.rank.ranker import POOLED  # noqa: E402
 
 WAYS = ("library", "em", "pooled")
-
-
-def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error over ``bins`` equal-width probability bins."""
-    idx = np.clip((p * bins).astype(int), 0, bins - 1)
-    return float(
-        sum((idx == k).mean() * abs(p[idx == k].mean() - y[idx == k].mean()) for k in set(idx))
-    )
 
 
 def probe(d: replay.Set, record: dict):
@@ -79,7 +72,10 @@ def probe(d: replay.Set, record: dict):
         record.update(
             true=float(y[young].mean()),
             kind=sorted(set(scored.calibration[young])),
-            **{w: [float(p[young].mean()), ece(p[young], y[young])] for w, p in ways.items()},
+            **{
+                w: [float(p[young].mean()), expected_calibration_error(p[young], y[young])]
+                for w, p in ways.items()
+            },
             _proba={w: p for w, p in ways.items()},
             _rows=rows,
         )

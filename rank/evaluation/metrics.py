@@ -41,6 +41,22 @@ def _expected_in_top(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
     return float((pos * share).sum())
 
 
+def expected_calibration_error(proba: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: over ``bins`` equal-width probability bins, the gap between
+    each bin's mean probability and its share of positives, weighted by the bin's share of
+    rows (Naeini et al. 2015). NaN for no rows.
+
+    >>> expected_calibration_error(np.array([0.1, 0.1, 0.9, 0.9]), np.array([0, 0, 1, 0]))
+    0.25
+    """
+    p, y = np.asarray(proba, float), np.asarray(labels, float)
+    if len(p) == 0:
+        return float("nan")
+    b = np.clip((p * bins).astype(int), 0, bins - 1)
+    gaps = [abs(p[b == i].mean() - y[b == i].mean()) * (b == i).sum() for i in np.unique(b)]
+    return float(sum(gaps) / len(p))
+
+
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     """Expected AP over the orders of tied items."""
     y = np.asarray(labels) > 0

@@ -7,6 +7,7 @@ import pytest
 
 from riskrank.rank.evaluation.metrics import (
     average_precision,
+    expected_calibration_error,
     ndcg_at,
     precision_at,
     recall_at,
@@ -94,3 +95,15 @@ def test_evaluate_counts_campaign_members_and_ignores_the_labels_row_order():
     assert got["P@10"] == pytest.approx(4 / 8)
     flipped = labels.take(pa.array(list(range(7, -1, -1))))
     assert evaluate(queue, flipped) == pytest.approx(got)
+
+
+def test_expected_calibration_error_weighs_each_bins_gap_by_its_rows():
+    p = np.array([0.1, 0.1, 0.9, 0.9])
+    assert expected_calibration_error(p, np.array([0, 0, 1, 0])) == pytest.approx(0.25)
+    assert expected_calibration_error(p, np.array([0, 0, 1, 1])) == pytest.approx(0.1)
+    assert expected_calibration_error(np.array([1.0]), np.array([1])) == 0.0  # p=1: last bin
+    assert np.isnan(expected_calibration_error(np.zeros(0), np.zeros(0)))
+    rng = np.random.default_rng(0)
+    q = rng.random(1000)
+    y = rng.random(1000) < q
+    assert expected_calibration_error(q, y) < 0.05 < expected_calibration_error(q, ~y)
