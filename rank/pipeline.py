@@ -90,6 +90,8 @@ from riskrank.rank.policy_memo import (
 from riskrank.rank.queue import build_queue, near_copy_levels
 from riskrank.rank.ranker import RiskRanker, ScoredCandidates, presence_levels, seed_matched
 from riskrank.rank.reasons import explain_queue
+from riskrank.rank.reasons_memo import FILE as EXPLAINED_FILE
+from riskrank.rank.reasons_memo import ExplanationMemo
 from riskrank.rank.review import (
     keep_pictures,
     lineage_info,
@@ -470,10 +472,14 @@ def sweep(
             earlier = made_by(index, index_path) if not update else {}
             if earlier:
                 earlier["no_inventory"] = inventory is None
+            keep = bool(out_dir or index_dir)  # (else a temporary index: gone after this)
+            seed_vectors = {n: b for n, b in seed_vectors.items() if n in index.signals}
+            keys = policy_keys(
+                index.manifest, model_identity(model.info), seeds, seed_vectors, k, model.signals
+            )
             cands, scored, t_recall, memo_report = recall_and_score(
                 engine, index, index_path, model, seeds, k=k, progress=show_progress,
-                seed_vectors={n: b for n, b in seed_vectors.items() if n in index.signals},
-                keep=bool(out_dir or index_dir),  # (else a temporary index: gone after this)
+                seed_vectors=seed_vectors, keep=keep, keys=keys,
             )  # fmt: skip
             extra = {
                 "engine": engine.name,
@@ -549,6 +555,7 @@ def sweep(
                 budget_per_policy=budget_per_policy,
             ),
             reasons_cache=index_path / REASONS_FILE,
+            kept_reasons=ExplanationMemo(index_path / EXPLAINED_FILE, keys if keep else None),
             reports=writer,
             k=k,
             warnings=said
@@ -669,6 +676,7 @@ def queued_items(queue: pa.Table) -> set[str]:
 def recall_and_score(
     engine, index, index_path: Path, model: RiskModel, seeds: SeedSet, *, k, progress,
     seed_vectors: dict[str, SignalBatch], reuse: bool = True, keep: bool = True,
+    keys: dict[str, str] | None = None,
 ) -> tuple[pa.Table, ScoredCandidates, float, dict]:  # fmt: skip
     """``engine.recall`` and ``engine.score`` with what the last sweep over this index left at
     hand (rank/policy_memo.py: the rows of policies whose index version, seeds and model are
@@ -676,11 +684,13 @@ def recall_and_score(
     recall/neighbours.py: its items' neighbourhoods); this sweep's are kept for the next one.
     Returns the candidates, their scores, recall's seconds and what the report says of the
     reused policies. ``reuse=False``: no policy's rows are taken from the last sweep;
-    ``keep=False``: none are written for the next (an index that is gone after the sweep)."""
+    ``keep=False``: none are written for the next (an index that is gone after the sweep).
+    ``keys``: the policies' keys (``policy_keys``), if the caller has them."""
     t0 = time.time()
-    keys = policy_keys(
-        index.manifest, model_identity(model.info), seeds, seed_vectors, k, model.signals
-    )
+    if keys is None:
+        keys = policy_keys(
+            index.manifest, model_identity(model.info), seeds, seed_vectors, k, model.signals
+        )
     policies = PolicyMemo(index_path / POLICIES_FILE, keys if keep else None)
     reused = policies.reusable() if reuse else None
     todo = seeds if reused is None else without_policies(seeds, reused.policies)
@@ -712,7 +722,7 @@ def recall_and_score(
     if reused is not None and combined is None:  # other columns: every policy afresh
         return recall_and_score(
             engine, index, index_path, model, seeds, k=k, progress=progress,
-            seed_vectors=seed_vectors, reuse=False, keep=keep,
+            seed_vectors=seed_vectors, reuse=False, keep=keep, keys=keys,
         )  # fmt: skip
     if combined is not None:
         cands, scored = combined
@@ -830,6 +840,7 @@ def finish_sweep(
     model: RiskModel | None = None,
     arrange: Callable[..., pa.Table] | None = None,
     reasons_cache: Path | None = None,
+    kept_reasons: ExplanationMemo | None = None,
     signal_failures: pa.Table | None = None,
     reports: Callable[[SweepResult], object] | None = None,
     warnings: Sequence[str] = (),
@@ -849,6 +860,8 @@ def finish_sweep(
     budget=) -> queue: campaigns and exploration slots (rank/exploration.py), which then
     applies the budget instead of ``build_queue``. ``reasons_cache``: a file of the last
     sweep's phrase attributions, reused for unchanged texts (rank/sweep_cache.py).
+    ``kept_reasons``: the last sweep's reasons of policies whose key and queue rows are
+    unchanged, taken whole (rank/reasons_memo.py); this sweep's are kept there.
     ``signal_failures``: the index's (why a signal lacks an item it had content for); the
     report counts, per signal, the indexed items it lacks, and ``out_dir`` gets the table.
     ``reports``: writes the human reports of the result into ``out_dir`` before the run is
@@ -872,8 +885,12 @@ def finish_sweep(
     if model is not None:
         spans = SpanCache(reasons_cache, model_identity(model.info))
         contrib = queued_rows(queue, cands, scored.contributions)
-        queue = explain_queue(queue, cands, model, seeds, cache=spans, contributions=contrib, k=k)
+        queue = explain_queue(
+            queue, cands, model, seeds, cache=spans, contributions=contrib, k=k, kept=kept_reasons
+        )
         extra = {**(extra or {}), "reasons": spans.counts()}
+        if kept_reasons is not None and kept_reasons.reused:
+            extra["reasons_reused"] = kept_reasons.reused
     # The queue's own stages, so that the report's total is the sweep's wall time.
     seconds = {**seconds, "queue": t_arrange, "reasons": time.time() - t0 - t_arrange}
     n_indexed = int(manifest["items"]["indexed"])

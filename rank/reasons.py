@@ -32,6 +32,7 @@ from riskrank.rank.phrases import (
     shared_spans,
 )
 from riskrank.rank.queue import ESCALATE, QUEUE_FRONT, cleared_copy, near_copy_levels
+from riskrank.rank.reasons_memo import ExplanationMemo
 from riskrank.rank.reviewed import reviewed_elsewhere
 from riskrank.rank.sweep_cache import SpanCache, model_identity
 from riskrank.recall.history import POSITIVE_VERDICT, UNNAMED_SWEEP
@@ -629,6 +630,7 @@ def explain_queue(
     cache: SpanCache | str | Path | None = None,
     contributions: np.ndarray | None = None,
     k: int | None = None,
+    kept: ExplanationMemo | None = None,
 ) -> pa.Table:
     """``queue`` with the columns of ``EXPLANATION_SCHEMA`` after its front columns.
 
@@ -640,6 +642,9 @@ def explain_queue(
     contributions (``ScoredCandidates.contributions`` of the rows queued), if the ranking
     kept them; otherwise they are computed here. ``k``: the recall depth the candidates were
     found with (a ``best_rank`` past it means "not in that seed's list"; None: every item was).
+    ``kept``: the last sweep's reasons by row (rank/reasons_memo.py): a row whose policy's key
+    and whose inputs are unchanged takes them instead of being explained again; this queue's
+    are kept in it for the next sweep.
     """
     if "item_id" not in queue.column_names:
         return queue
@@ -647,15 +652,28 @@ def explain_queue(
         return _with_columns(queue, EXPLANATION_SCHEMA.empty_table())
     spans = cache if isinstance(cache, SpanCache) else SpanCache(cache, model_identity(model.info))
     texts = _full_texts(candidates)
-    parts = []
-    for start in range(0, queue.num_rows, REASON_ROWS):  # Python rows held a slice at a time
-        part = queue.slice(start, REASON_ROWS)
-        contrib = None if contributions is None else contributions[start : start + REASON_ROWS]
-        inputs = _RowInputs.gather(part, texts, model, seeds, contrib)
-        rows = _explain_rows(inputs, model, spans, k)
+    inputs = queue.select([c for c in queue.column_names if _row_column(c)])
+    reused, kept_rows = kept.reusable(inputs, contributions) if kept is not None else ([], None)
+    todo = np.setdiff1d(np.arange(queue.num_rows), reused)
+    fresh = queue.take(pa.array(todo)) if len(reused) else queue
+    fresh_contrib = None if contributions is None else contributions[todo]
+    parts = [EXPLANATION_SCHEMA.empty_table()]
+    for start in range(0, fresh.num_rows, REASON_ROWS):  # Python rows held a slice at a time
+        part = fresh.slice(start, REASON_ROWS)
+        contrib = None if fresh_contrib is None else fresh_contrib[start : start + REASON_ROWS]
+        rows = _explain_rows(_RowInputs.gather(part, texts, model, seeds, contrib), model, spans, k)
         parts.append(pa.Table.from_pylist(rows, EXPLANATION_SCHEMA))
+    explained = pa.concat_tables(parts)
+    if len(reused):  # back into queue order
+        explained = pa.concat_tables([explained, kept_rows.cast(EXPLANATION_SCHEMA)])
+        at = np.concatenate([todo, reused])
+        explained = explained.take(pa.array(np.argsort(at, kind="stable")))
+        # The reused rows' attributions stay in the file for a later day that explains them.
+        spans.keep_stored()
     spans.save()
-    return _with_columns(queue, pa.concat_tables(parts))
+    if kept is not None:
+        kept.save(inputs, contributions, explained)
+    return _with_columns(queue, explained)
 
 
 def _full_texts(candidates: pa.Table) -> dict[str, str]:

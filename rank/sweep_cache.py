@@ -112,6 +112,7 @@ class SpanCache:
         self.stored = self._read() if self.path is not None and model_id else {}
         self.used: dict[str, list[Span]] = {}
         self.computed = 0  # attributions computed in this sweep (the rest came from the cache)
+        self._carry = False  # ``keep_stored``
 
     def lexical_key(self, policy: str, text: str) -> str:
         return key_digest("lexical", spans_rule(), self.model_id, policy, text)
@@ -153,12 +154,20 @@ class SpanCache:
         """Texts attributed in this sweep and attributions taken from the last one's file."""
         return {"attributed": self.computed, "reused": len(self.used) - self.computed}
 
+    def keep_stored(self) -> None:
+        """Keep the last sweep's entries too (``save``): this sweep took some queue rows'
+        reasons whole from the last one (rank/reasons_memo.py), so their entries were not
+        used, and a later day that explains those rows again needs them. The file then holds
+        the entries of the sweeps since the last one that reused no reasons."""
+        self._carry = True
+
     def save(self) -> None:
-        """Keep exactly the entries this sweep used."""
+        """Keep exactly the entries this sweep used (``keep_stored``: and the stored ones)."""
         if self.path is None or not self.model_id:
             return
-        keys = list(self.used)
-        table = pa.table({"key": keys, "spans": _span_lists([self.used[k] for k in keys])})
+        kept = {**self.stored, **self.used} if self._carry else self.used
+        keys = list(kept)
+        table = pa.table({"key": keys, "spans": _span_lists([kept[k] for k in keys])})
         write_cache_table(table.cast(SCHEMA), self.path, "reasons cache", log)
 
     def _read(self) -> dict[str, list[Span]]:

@@ -869,3 +869,50 @@ def test_an_ivf_index_keeps_its_neighbourhoods_from_day_to_day(
         ((asked, left),) = runs[True, day, "whole"]
         assert runs[False, day, "whole"] == [(asked, asked)] and left < asked / 2, (day, left)
         assert_same_queue(runs[True, day], runs[False, day])
+
+
+def test_a_kept_policy_s_reasons_are_taken_from_the_last_sweep(
+    tmp_path, inventory_items, seeds, hashing_model, monkeypatch
+):
+    """Issue 12's day 2: the policy whose key and queue rows did not change takes its reasons
+    from the last sweep (rank/reasons_memo.py), only the new policy's rows are explained, and
+    the queue and reasons equal a sweep of everything from scratch."""
+    from collections import Counter
+
+    from riskrank.rank import reasons
+    from riskrank.rank.reasons_memo import FILE
+    from riskrank.rank.sweep_cache import FILE as SPANS
+
+    inv = inventory_items.drop(["label"])
+    st_dir = tmp_path / "st"
+    day0 = sweep(inv, seeds, hashing_model, out_dir=tmp_path / "d0", index_dir=st_dir, **SWEEP)
+    assert "reasons_reused" not in day0.report and (st_dir / FILE).exists()
+    phish = pa.table({"seed_id": ["p1", "p2"], "policy": ["phish"] * 2, "text": NEW_SEEDS[1:]})
+    both = pa.concat_tables([seeds, phish], promote_options="default")
+    explained = Counter()
+    real = reasons._explain_rows
+
+    def counting(inputs, *args, **kwargs):
+        explained.update(row["policy"] for row in inputs.rows)
+        return real(inputs, *args, **kwargs)
+
+    monkeypatch.setattr(reasons, "_explain_rows", counting)
+    day2 = sweep(None, both, hashing_model, out_dir=tmp_path / "d2", index_dir=st_dir, **SWEEP)
+    queued = Counter(day2.queue["policy"].to_pylist())
+    assert queued["scam"] and queued["phish"]
+    assert day2.report["reasons_reused"] == ["scam"] and explained == {"phish": queued["phish"]}
+    # The same day again: nothing is explained, and the file (unchanged) is not rewritten.
+    explained.clear()
+    written = (st_dir / FILE).stat().st_mtime_ns
+    again = sweep(None, both, hashing_model, out_dir=tmp_path / "d2b", index_dir=st_dir, **SWEEP)
+    assert again.report["reasons_reused"] == ["phish", "scam"] and not explained
+    assert (st_dir / FILE).stat().st_mtime_ns == written
+    # The phrase attributions of rows taken whole stay for a day that explains them again.
+    (st_dir / FILE).unlink()
+    third = sweep(None, both, hashing_model, out_dir=tmp_path / "d2c", index_dir=st_dir, **SWEEP)
+    assert "reasons_reused" not in third.report and explained == queued
+    assert third.report["reasons"]["attributed"] == 0 and (st_dir / SPANS).exists()
+    monkeypatch.undo()
+    assert_same_queue(day2, sweep(inv, both, hashing_model, out_dir=tmp_path / "f2", **SWEEP))
+    assert_same_queue(again, day2)
+    assert_same_queue(third, day2)

@@ -400,11 +400,13 @@ def test_an_unchanged_standing_index_is_swept_without_vectorizing_any_text(
 
     from riskrank.rank.pipeline import sweep
     from riskrank.rank.policy_memo import FILE as POLICIES
+    from riskrank.rank.reasons_memo import FILE as EXPLAINED
     from riskrank.recall.lexical import lexical_features
 
     _, seeds, fixture = explained_sweep
     standing = tmp_path / "standing"
     shutil.copytree(fixture.out_dir / "index", standing)
+    (standing / EXPLAINED).unlink(missing_ok=True)  # the reasons are built, from the caches
     # The cache is keyed to the model's identity (its saved files' checksums); another test
     # may have saved the session's model object elsewhere since, so sweep once to key it.
     first = sweep(
@@ -421,8 +423,10 @@ def test_an_unchanged_standing_index_is_swept_without_vectorizing_any_text(
     # By module object: the package attribute ``riskrank.recall`` is the recall function.
     for name in ("riskrank.recall.lexical", "riskrank.rank.phrases"):
         monkeypatch.setattr(importlib.import_module(name), "lexical_features", counting)
-    # Recall runs (the policy's rows are not taken whole from the last sweep: policy_memo).
+    # Recall runs (the policy's rows are not taken whole from the last sweep: policy_memo),
+    # and so do the reasons (nor are they: reasons_memo).
     (standing / POLICIES).unlink()
+    (standing / EXPLAINED).unlink()
     again = sweep(
         None, seeds, trained_model, index_dir=standing, out_dir=tmp_path / "out",
         show_progress=False,

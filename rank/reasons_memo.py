@@ -1,0 +1,190 @@
+"""A policy's queue reasons, kept from one sweep over a standing index to the next.
+
+A queue row's reasons (rank/reasons.py) are a function of the row's own columns that the
+reasons read (``explain_queue``'s inputs: evidence, action, probability, review marks), of
+its item's full text, of its ranker contributions, and of the model, the seeds, ``k`` and
+the code. The last four, with the index version, are a policy's key (``policy_keys``,
+rank/policy_memo.py). So where a policy's key is the one the last sweep had and its queue
+rows carry exactly the inputs they had then (the same items in the same order, every input
+column equal, texts and contributions of the same digest), its reasons are the last
+sweep's: they are taken from this file instead of being built again, row by row in Python.
+That is issue 12's day 2 (a new policy, the inventory and the model unchanged): the kept
+policy's 9,051 rows cost 0.92 s of a 6.6 s sweep to explain again (helper BU's profile,
+/work/runs/hBU_report.md), all with the same reasons.
+
+Columns computed across policies (``campaign_size``, ``other_policies``, ranks) are not
+inputs of the reasons and are not compared; any that becomes one is compared once
+``_row_column`` (rank/reasons.py) names it, since the inputs compared are the ones the
+reasons read.
+
+The file (``cache/explained.parquet``) holds the last sweep's queue rows of every policy
+with a key: their input columns, their reasons, and per policy the key and the digest of
+texts and contributions; it is rewritten after every sweep that explained a row afresh, so
+it never holds more than one sweep. A file that cannot be read, or whose stamp does not
+match its rows, is ignored with a warning (rank/sweep_cache.py's rule).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from riskrank.index.run_log import get_logger
+from riskrank.index.tables import write_cache_table
+
+log = get_logger(__name__)
+
+FILE = "cache/explained.parquet"
+FORMAT = 1
+REASON = "__reason_"  # prefix of the stored reason columns (the rest are the inputs)
+DIGEST = "__contributions_digest"  # per row (``row_digests``)
+
+
+def row_digests(contributions: np.ndarray | None, n: int) -> list[str]:
+    """Per queue row, a digest of its ranker contributions (``n`` rows; None: none kept)."""
+    if contributions is None:
+        return ["-"] * n
+    c = np.ascontiguousarray(contributions, dtype=np.float64)
+    return [hashlib.sha256(row.tobytes()).hexdigest() for row in c]
+
+
+class ExplanationMemo:
+    """The last sweep's reasons by queue row (read from ``path``) and this sweep's (``save``).
+
+    ``keys``: today's key per policy (``policy_keys``; None: nothing is reused or kept).
+    """
+
+    def __init__(self, path: str | Path, keys: dict[str, str] | None) -> None:
+        self.path, self.keys = Path(path), keys or {}
+        self.reused: list[str] = []  # policies some of whose rows were taken from the file
+        self._table: pa.Table | None = None
+        self._stamp: dict = {}
+        self._hits = 0
+
+    def reusable(
+        self, inputs: pa.Table, contributions: np.ndarray | None
+    ) -> tuple[np.ndarray, pa.Table]:
+        """The rows of ``inputs`` (the queue's columns the reasons read; ``contributions``
+        row by row) whose policy has the key it had in the last sweep and which equal that
+        sweep's row of the same item and policy in every input: their positions in
+        ``inputs`` and their kept reasons, in that order."""
+        self.reused, self._hits = [], 0
+        none = np.zeros(0, dtype=np.int64), pa.table({})
+        if self.keys and inputs.num_rows:
+            self._read()  # (here, not at construction: the reasons stage's time)
+        if self._table is None:
+            return none
+        names = [c for c in self._table.column_names if c.startswith(REASON)]
+        stored_inputs = [c for c in self._table.column_names if c not in names and c != DIGEST]
+        if stored_inputs != inputs.column_names:
+            return none
+        try:
+            stored = self._table.select(stored_inputs).cast(inputs.schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+            return none
+        same_key = [p for p, key in self.keys.items() if self._stamp["keys"].get(p) == key]
+        ids = inputs.column("item_id").to_pylist()
+        policies = inputs.column("policy").to_pylist()
+        kept = zip(stored["item_id"].to_pylist(), stored["policy"].to_pylist())
+        row_of = {key: r for r, key in enumerate(kept)}
+        ok = set(same_key)
+        pairs = [
+            (r, row_of[(i, p)])
+            for r, (i, p) in enumerate(zip(ids, policies))
+            if p in ok and (i, p) in row_of
+        ]
+        if not pairs:
+            return none
+        today, old = (np.asarray(x, dtype=np.int64) for x in zip(*pairs))
+        equal = equal_rows(inputs.take(pa.array(today)), stored.take(pa.array(old)))
+        digests = self._table.column(DIGEST).take(pa.array(old)).to_pylist()
+        contrib = None if contributions is None else contributions[today]
+        equal &= np.asarray(row_digests(contrib, len(today)), dtype=object) == np.asarray(
+            digests, dtype=object
+        )
+        today, old = today[equal], old[equal]
+        explained = self._table.select(names).take(pa.array(old))
+        self.reused = sorted({policies[r] for r in today})
+        self._hits = len(today)
+        return today, explained.rename_columns([c[len(REASON) :] for c in names])
+
+    def save(self, inputs: pa.Table, contributions: np.ndarray | None, explained: pa.Table) -> None:
+        """Keep the reasons (``explained``) of the rows of ``inputs`` whose policy has a key.
+        Not rewritten where every row was taken from the file and the file holds no other
+        (it holds them already)."""
+        if not self.keys or inputs.num_rows == 0:
+            return
+        policy_of = np.asarray(inputs.column("policy").to_pylist(), dtype=object)
+        present = [p for p in self.keys if (policy_of == p).any()]
+        keys = {p: self.keys[p] for p in present}
+        if (
+            self._table is not None
+            and self._hits == inputs.num_rows == self._table.num_rows
+            and self._stamp["keys"] == keys
+        ):
+            return
+        keep = np.flatnonzero(np.isin(policy_of, np.asarray(present, dtype=object)))
+        table = inputs.take(pa.array(keep))
+        contrib = None if contributions is None else contributions[keep]
+        table = table.append_column(DIGEST, pa.array(row_digests(contrib, len(keep)), pa.string()))
+        for name in explained.column_names:
+            field = explained.schema.field(name)
+            table = table.append_column(field.with_name(REASON + name), explained[name].take(keep))
+        stamp = {"format": FORMAT, "keys": keys, "rows": len(keep)}
+        table = table.replace_schema_metadata({"explained": json.dumps(stamp)})
+        write_cache_table(table, self.path, "reasons cache by row", log)
+
+    def _read(self) -> None:
+        if self._table is not None or not self.path.exists():
+            return
+        try:
+            import pyarrow.parquet as pq
+
+            schema = pq.read_schema(self.path)
+            stamp = json.loads((schema.metadata or {}).get(b"explained", b"{}"))
+            if stamp.get("format") != FORMAT:
+                return
+            if not isinstance(stamp.get("keys"), dict) or not isinstance(stamp.get("rows"), int):
+                raise ValueError("its stamp is not one this riskrank writes")
+            if not any(stamp["keys"].get(p) == key for p, key in self.keys.items()):
+                return  # nothing to reuse: the table is not read at all
+            table = pq.read_table(self.path).replace_schema_metadata(None)
+            if table.num_rows != stamp["rows"] or DIGEST not in table.column_names:
+                raise ValueError("its rows are not the ones its stamp counts")
+            for name in ("item_id", "policy"):
+                if table.schema.field(name).type != pa.string():
+                    raise ValueError(f"its {name} column is not text")
+        except (OSError, ValueError, KeyError, AttributeError, pa.ArrowException) as exc:
+            log.warning("ignoring the reasons cache by row %s (%s)", self.path, exc)
+            return
+        self._table, self._stamp = table, stamp
+
+
+def equal_rows(a: pa.Table, b: pa.Table) -> np.ndarray:
+    """Per row, whether ``a``'s and ``b``'s (same columns and types) are equal in every
+    column: NaN equal to NaN, with the same sign (0.0 is not -0.0, which prints "-0.00");
+    nulls in the same places."""
+    equal = np.ones(a.num_rows, dtype=bool)
+    for name in a.column_names:
+        x, y = a[name].combine_chunks(), b[name].combine_chunks()
+        nulls = x.is_null().to_numpy(zero_copy_only=False)
+        same_nulls = nulls == y.is_null().to_numpy(zero_copy_only=False)
+        if pa.types.is_floating(x.type):
+            xv = x.fill_null(0).to_numpy(zero_copy_only=False)
+            yv = y.fill_null(0).to_numpy(zero_copy_only=False)
+            both_nan = np.isnan(xv) & np.isnan(yv)
+            same = ((xv == yv) | both_nan) & (np.signbit(xv) == np.signbit(yv))
+        elif pa.types.is_primitive(x.type) or pa.types.is_string(x.type):
+            same = pc.fill_null(pc.equal(x, y), True).to_numpy(zero_copy_only=False)
+        else:  # (lists: ``reviewed_elsewhere``)
+            same = np.asarray([u == v for u, v in zip(x.to_pylist(), y.to_pylist())], bool)
+        equal &= same_nulls & (same | nulls)
+    return equal
+
+
+__all__ = ["FILE", "ExplanationMemo", "equal_rows", "row_digests"]
