@@ -88,28 +88,23 @@ class ExplanationMemo:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
             return none
         same_key = [p for p, key in self.keys.items() if self._stamp["keys"].get(p) == key]
-        ids = inputs.column("item_id").to_pylist()
-        policies = inputs.column("policy").to_pylist()
-        kept = zip(stored["item_id"].to_pylist(), stored["policy"].to_pylist())
-        row_of = {key: r for r, key in enumerate(kept)}
-        ok = set(same_key)
-        pairs = [
-            (r, row_of[(i, p)])
-            for r, (i, p) in enumerate(zip(ids, policies))
-            if p in ok and (i, p) in row_of
-        ]
-        if not pairs:
-            return none
-        today, old = (np.asarray(x, dtype=np.int64) for x in zip(*pairs))
-        equal = equal_rows(inputs.take(pa.array(today)), stored.take(pa.array(old)))
-        digests = self._table.column(DIGEST).take(pa.array(old)).to_pylist()
-        contrib = None if contributions is None else contributions[today]
-        equal &= np.asarray(row_digests(contrib, len(today)), dtype=object) == np.asarray(
-            digests, dtype=object
+        # Today's rows of those policies, and the kept row of the same (item, policy).
+        ok = pc.is_in(inputs["policy"], pa.array(same_key, pa.string())).to_numpy(
+            zero_copy_only=False
         )
+        found = pc.index_in(_row_keys(inputs), value_set=_row_keys(stored).combine_chunks())
+        old = found.fill_null(-1).to_numpy(zero_copy_only=False)
+        today = np.flatnonzero(ok & (old >= 0))
+        old = old[today]
+        if not len(today):
+            return none
+        equal = equal_rows(inputs.take(pa.array(today)), stored.take(pa.array(old)))
+        digests = self._table.column(DIGEST).take(pa.array(old)).to_numpy(zero_copy_only=False)
+        contrib = None if contributions is None else contributions[today]
+        equal &= np.asarray(row_digests(contrib, len(today)), dtype=object) == digests
         today, old = today[equal], old[equal]
         explained = self._table.select(names).take(pa.array(old))
-        self.reused = sorted({policies[r] for r in today})
+        self.reused = sorted(set(inputs["policy"].take(pa.array(today)).to_pylist()))
         self._hits = len(today)
         return today, explained.rename_columns([c[len(REASON) :] for c in names])
 
@@ -163,6 +158,11 @@ class ExplanationMemo:
             log.warning("ignoring the reasons cache by row %s (%s)", self.path, exc)
             return
         self._table, self._stamp = table, stamp
+
+
+def _row_keys(table: pa.Table) -> pa.ChunkedArray:
+    """Each row's item and policy as one string (ids hold no NUL: index/schema.py)."""
+    return pc.binary_join_element_wise(table["item_id"], table["policy"], "\x00")
 
 
 def equal_rows(a: pa.Table, b: pa.Table) -> np.ndarray:
