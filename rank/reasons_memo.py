@@ -1,27 +1,29 @@
-"""A policy's queue reasons, kept from one sweep over a standing index to the next.
+"""Queue rows' reasons, kept from one sweep over a standing index to the next.
 
 A queue row's reasons (rank/reasons.py) are a function of the row's own columns that the
-reasons read (``explain_queue``'s inputs: evidence, action, probability, review marks), of
-its item's full text, of its ranker contributions, and of the model, the seeds, ``k`` and
-the code. The last four, with the index version, are a policy's key (``policy_keys``,
-rank/policy_memo.py). So where a policy's key is the one the last sweep had and its queue
-rows carry exactly the inputs they had then (the same items in the same order, every input
-column equal, texts and contributions of the same digest), its reasons are the last
-sweep's: they are taken from this file instead of being built again, row by row in Python.
-That is issue 12's day 2 (a new policy, the inventory and the model unchanged): the kept
-policy's 9,051 rows cost 0.92 s of a 6.6 s sweep to explain again (helper BU's profile,
-/work/runs/hBU_report.md), all with the same reasons.
+reasons read (``_row_column``: evidence, action, probability and threshold, review marks),
+of its item's full text, of its ranker contributions, and of the model, the seeds, ``k``
+and the code. The last four, with the index version, are its policy's key (``policy_keys``,
+rank/policy_memo.py), and the index version fixes each item's text. So a row whose policy
+has the key it had in the last sweep, and whose input columns and contributions equal that
+sweep's row of the same item and policy, has that row's reasons: they are taken from this
+file instead of being built again in Python. That is issue 12's day 2 (a new policy, the
+inventory and the model unchanged): the kept policy's 9,051 queue rows cost 0.92 s of a
+6.6 s sweep to explain again (helper BU's profile), all with the same reasons.
 
-Columns computed across policies (``campaign_size``, ``other_policies``, ranks) are not
-inputs of the reasons and are not compared; any that becomes one is compared once
-``_row_column`` (rank/reasons.py) names it, since the inputs compared are the ones the
-reasons read.
+Rows are matched by (item, policy), not taken as a policy's block: an item's row is chosen
+across policies, so a new policy can take some items from the old one (in the tests' small
+inventory, 90 rows of one policy became 19). Columns computed across policies that the
+reasons do not read (``campaign_size``, ``other_policies``, ranks) are not compared; a
+column becomes compared as soon as ``_row_column`` names it. Floats are compared bit for
+bit in effect (NaN equal to NaN, -0.0 not equal to 0.0), lists by value.
 
-The file (``cache/explained.parquet``) holds the last sweep's queue rows of every policy
-with a key: their input columns, their reasons, and per policy the key and the digest of
-texts and contributions; it is rewritten after every sweep that explained a row afresh, so
-it never holds more than one sweep. A file that cannot be read, or whose stamp does not
-match its rows, is ignored with a warning (rank/sweep_cache.py's rule).
+The file (``cache/explained.parquet``) holds the last sweep's queue rows: their input
+columns, a digest of their contributions and their reasons, with each policy's key in its
+stamp. It is rewritten after every sweep that explained a row afresh or queued other rows,
+so it never holds more than one sweep. A file that cannot be read, or holds other rows than
+its stamp counts, is ignored with a warning (rank/sweep_cache.py's rule: a cache can slow a
+sweep down, never break it).
 """
 
 from __future__ import annotations
