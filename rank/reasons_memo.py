@@ -126,12 +126,14 @@ class ExplanationMemo:
         ):
             return
         keep = np.flatnonzero(np.isin(policy_of, np.asarray(present, dtype=object)))
-        table = inputs.take(pa.array(keep))
-        contrib = None if contributions is None else contributions[keep]
-        table = table.append_column(DIGEST, pa.array(row_digests(contrib, len(keep)), pa.string()))
+        if len(keep) < inputs.num_rows:  # (every queued policy has a key: no copy then)
+            inputs, explained = inputs.take(pa.array(keep)), explained.take(pa.array(keep))
+            contributions = None if contributions is None else contributions[keep]
+        digests = pa.array(row_digests(contributions, len(keep)), pa.string())
+        table = inputs.append_column(DIGEST, digests)
         for name in explained.column_names:
             field = explained.schema.field(name)
-            table = table.append_column(field.with_name(REASON + name), explained[name].take(keep))
+            table = table.append_column(field.with_name(REASON + name), explained[name])
         stamp = {"format": FORMAT, "keys": keys, "rows": len(keep)}
         table = table.replace_schema_metadata({"explained": json.dumps(stamp)})
         write_cache_table(table, self.path, "reasons cache by row", log)
