@@ -83,6 +83,10 @@ PARTS = [
         "Daily sweeps at 6c8db2f on the Zen 5 EPYC: each text vectorized once (12, 15)",
     ),
     (
+        "incremental_auto_epyc_s58.md",
+        "Daily sweeps at ee3430a on the Zen 5 EPYC: a kept policy's reasons reused (12)",
+    ),
+    (
         "incremental_auto_epyc_s53_120k.md",
         "Daily sweeps at 120,000 items on an IVF index, MiniLM, Zen 5 EPYC (12)",
     ),
