@@ -27,12 +27,12 @@ is the known result for review loops: continuous active learning with relevance 
 the top, retrain, repeat) needed less review effort than uncertainty sampling at every recall
 level on eight review tasks (Cormack & Grossman, SIGIR 2014).
 
-In campaign mode it pays back a little: an explore slot that opens a never-reviewed campaign
-labels all its members with one decision. On the replay (2026-12-07, 1496421), campaign mode
-with the default 10% needed 406.6 decisions to 80% recall on SpamAssassin against 407.2
-without (fewer in 2 of 5 trials) and found more in the first 3 rounds (940 vs 908); on
-Insults 804.6 against 807.2 (fewer in 4 of 5) (``benchmarks/results/replay.md``, arm (e') vs
-(e); earlier runs ranged from 397.0 to 405.2 on SpamAssassin).
+In campaign mode an explore slot that opens a never-reviewed campaign labels all its members
+with one decision, and it is close to even: on the replay (2026-12-07, both arms at 99230ff),
+campaign mode with the default 10% needed 406.6 decisions to 80% recall on SpamAssassin
+against 406.0 without (fewer in 3 of 5 trials), on Insults 804.6 against 796.0 (in none)
+(``benchmarks/results/replay.md``, arm (e') vs (e); earlier runs of (e') ranged from 397.0 to
+405.2 on SpamAssassin).
 
 Queue columns added: ``slot`` (``exploit`` / ``explore``) and ``slot_reason`` (in words). The
 explore units are spread evenly through the review order after the riskiest unit, so a
