@@ -727,6 +727,19 @@ def read_cache_table(
     return table
 
 
+def read_cache_stamp(path: Path, key: str, version: int) -> tuple[dict | None, pa.Schema]:
+    """The JSON stamp a cache file keeps in its Parquet schema's metadata under ``key``, and
+    the schema (read without the rows). The stamp is None where the file was written in
+    another ``format`` than ``version`` (another riskrank's: it is then not used). An
+    unreadable file raises as Parquet and ``json`` do (``OSError``, ``ValueError``,
+    ``ArrowException``): the caller ignores the cache with a warning."""
+    schema = pq.read_schema(path)
+    stamp = json.loads((schema.metadata or {}).get(key.encode(), b"{}"))
+    if not isinstance(stamp, dict) or stamp.get("format") != version:
+        return None, schema
+    return stamp, schema
+
+
 def write_cache_table(table: pa.Table, path: Path, what: str, log: logging.Logger) -> None:
     """``write_parquet``; a failure (e.g. a read-only directory) is only warned about."""
     try:

@@ -42,7 +42,7 @@ from riskrank.index.content_digest import key_digest
 from riskrank.index.manifest import manifest_digest
 from riskrank.index.run_log import get_logger
 from riskrank.index.signals.base import SignalBatch
-from riskrank.index.tables import read_cache_table, write_cache_table
+from riskrank.index.tables import read_cache_stamp, read_cache_table, write_cache_table
 from riskrank.rank.ranker import ScoredCandidates
 from riskrank.recall.seeds import SeedSet
 
@@ -258,11 +258,8 @@ class PolicyMemo:
         if not self.path.exists():
             return
         try:
-            import pyarrow.parquet as pq
-
-            schema = pq.read_schema(self.path)
-            stamp = json.loads((schema.metadata or {}).get(b"memo", b"{}"))
-            if stamp.get("format") != FORMAT:
+            stamp, schema = read_cache_stamp(self.path, "memo", FORMAT)
+            if stamp is None:
                 return
             shapes = {"keys": dict, "rows": dict, "base_rates": dict, "policies": list}
             if not all(isinstance(stamp.get(k), t) for k, t in shapes.items()):

@@ -35,9 +35,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from riskrank.index.run_log import get_logger
-from riskrank.index.tables import write_cache_table
+from riskrank.index.tables import read_cache_stamp, write_cache_table
 
 log = get_logger(__name__)
 
@@ -142,11 +143,8 @@ class ExplanationMemo:
         if self._table is not None or not self.path.exists():
             return
         try:
-            import pyarrow.parquet as pq
-
-            schema = pq.read_schema(self.path)
-            stamp = json.loads((schema.metadata or {}).get(b"explained", b"{}"))
-            if stamp.get("format") != FORMAT:
+            stamp, _ = read_cache_stamp(self.path, "explained", FORMAT)
+            if stamp is None:
                 return
             if not isinstance(stamp.get("keys"), dict) or not isinstance(stamp.get("rows"), int):
                 raise ValueError("its stamp is not one this riskrank writes")
