@@ -1188,11 +1188,11 @@ def decision_report(
             }
             if policy in scored.base_rates:
                 per[policy]["estimated_base_rate"] = round(scored.base_rates[policy], 4)
-                kept = keeps_level is not None and keeps_level(per[policy]["model"], policy)
+                level = keeps_level is not None and keeps_level(per[policy]["model"], policy)
                 if policy in absent:
                     per[policy]["base_rate"] = "absent"
                 elif per[policy]["calibration"] in ("policy_history", "transferred"):
-                    per[policy]["base_rate"] = "held_out_level" if kept else "re_estimated"
+                    per[policy]["base_rate"] = "held_out_level" if level else "re_estimated"
     cold = sorted(p for p, d in per.items() if d["model"] == "cold")
     warnings = [
         f"policy {p!r} has no review history: it runs cold start (seed evidence only), "

@@ -85,8 +85,9 @@ class Calibrated:
     calibrator moved to its held-out reviews; ``transferred``: another calibrator with the base
     rate re-estimated on these rows; ``none``: an order only); ``action_threshold`` the
     probability from which the policy's suggested action is automatic (NaN: never).
-    ``base_rates``: each policy's base rate on these rows (re-estimated by EM, or for
-    ``policy_reviews`` the mean probability)."""
+    ``base_rates``: each policy's base rate on these rows (re-estimated by EM; the mean
+    probability for ``policy_reviews`` and a kept level; with known verdicts, that of the rows
+    still to decide: ``RiskRanker.calibrate``)."""
 
     proba: np.ndarray
     calibration: np.ndarray
@@ -737,6 +738,7 @@ class RiskRanker:
             # tops among all rows, spam's read 0.46-0.53 where 0.21-0.33 of its unreviewed
             # candidates were spam, and 0.50 where none was).
             todo = rows & ~decided
+            left = todo if todo.any() else rows  # (every row known: all of them)
             prior_rows = rows
             like = rows & covered
             # Only where the policy's candidates are materially unlike its reviews (as the
@@ -751,7 +753,7 @@ class RiskRanker:
                 # tell, and a sweep's population does not move it (``fit_offset``).
                 proba[rows] = young.predict(scores[rows])
                 kind[rows] = "policy_reviews"
-                base_rates[policy] = _mean(proba[todo if todo.any() else rows])
+                base_rates[policy] = _mean(proba[left])
                 continue  # and no automatic action (``_fit_thresholds``)
             own = cals.get(policy) if name in OWN_HISTORY else None
             if own is not None:
@@ -759,7 +761,7 @@ class RiskRanker:
                 # SpamAssassin: ECE 0.062 kept, 0.027 re-estimated; benchmarks/calibration.py),
                 # where its held-out reviews are enough to read each class's scores from
                 # (``em_supported``). Otherwise P(violating | score) is taken as the reviews
-                # show it, and the base rate is the mean probability over its rows.
+                # show it, and the base rate is the mean probability of the rows left.
                 kept = self.keeps_level(name, policy)
                 shift, base_rates[policy] = (
                     (0.0, np.nan)
@@ -768,8 +770,8 @@ class RiskRanker:
                 )
                 proba[rows] = own.predict(scores[rows], shift)
                 kind[rows] = "policy_history"
-                if kept or todo.sum() < rows.sum():
-                    base_rates[policy] = _mean(proba[todo if todo.any() else rows])
+                if kept or decided[rows].any():
+                    base_rates[policy] = _mean(proba[left])
                 t = None if kept else self.thresholds_.get(policy)
                 moved = None if t is None else shift_threshold(t, shift)
                 threshold[rows] = np.nan if moved is None else moved
@@ -786,8 +788,8 @@ class RiskRanker:
                 )
             proba[rows] = pooled.predict(scores[rows], shift)
             kind[rows] = "transferred"
-            if todo.sum() < rows.sum():
-                base_rates[policy] = _mean(proba[todo if todo.any() else rows])
+            if decided[rows].any():
+                base_rates[policy] = _mean(proba[left])
         return Calibrated(proba, kind, threshold, base_rates)
 
     def predict(self, candidates: TableLike) -> np.ndarray:
