@@ -197,7 +197,8 @@ def main() -> None:
     for trial in range(args.first_trial, args.first_trial + args.trials):
         for name in names:
             d = data[name]
-            ctx = replay.trial_context(d, data[quality.OTHER[name]], trial)
+            others = [data[o] for o in quality.cold_sources(name)]
+            ctx = replay.trial_context(d, others, trial)
             ctx["young_model"], ctx["lexical"] = "transfer", True
             for var in args.variants.split(","):
                 rec = Recorder(d)

@@ -41,7 +41,8 @@ before, 96 s after (load average 7-9).
 
     .venv/bin/python benchmarks/replay.py [--trials 5] [--max-rounds 40]
     # on a labelled set of your own (item_id, text, label; see quality.read_labelled), its
-    # round 0 ranked by a model of SpamAssassin's history; results under runs/replay/:
+    # round 0 ranked by a model of both shipped sets' histories (two policies: --cold-from
+    # spamassassin or insults borrows one); results under runs/replay/:
     .venv/bin/python benchmarks/replay.py --data mine=labelled.parquet [--cold-from insults]
 """
 
@@ -151,10 +152,11 @@ class State:
 
 
 def load_sets(names: list[str], signal: TextEmbeddingSignal | None = None) -> dict[str, Set]:
-    """Each named set and the one its cold start learns from (``quality.OTHER``), each once
-    (``signal``: default MiniLM)."""
+    """Each named set and the ones its cold start learns from (``quality.cold_sources``),
+    each once (``signal``: default MiniLM)."""
     signal = signal or TextEmbeddingSignal()
-    return {n: Set(n, signal) for n in {*names, *(quality.OTHER[n] for n in names)}}
+    donors = {o for n in names for o in quality.cold_sources(n)}
+    return {n: Set(n, signal) for n in {*names, *donors}}
 
 
 def bank_scores(d: Set, st: State) -> np.ndarray:
@@ -392,14 +394,19 @@ def purity(pairs: list[tuple[int, int]]) -> dict:
     }
 
 
-def other_context(o: Set, trial: int) -> dict:
-    """The other data set as the model's history: its candidates and the cold-start model."""
-    rows, seeds, svec = o.seeds(trial)
-    cands = recall(o.index, seeds, k=len(o.ids), seed_vectors=svec, show_progress=False)
-    keep = ~np.isin(np.array([o.row[i] for i in cands["item_id"].to_pylist()]), rows)
-    cands = cands.filter(pa.array(keep))
-    crow = np.array([o.row[i] for i in cands["item_id"].to_pylist()])
-    hist = o.history(crow, o.y[crow], ["other"] * len(crow))
+def other_context(others: list[Set], trial: int) -> dict:
+    """The other data sets as the model's history (each its own policy, recalled from its own
+    seeds): their candidates and the cold-start model."""
+    cands, hist = [], []
+    for o in others:
+        rows, seeds, svec = o.seeds(trial)
+        c = recall(o.index, seeds, k=len(o.ids), seed_vectors=svec, show_progress=False)
+        keep = ~np.isin(np.array([o.row[i] for i in c["item_id"].to_pylist()]), rows)
+        c = c.filter(pa.array(keep))
+        crow = np.array([o.row[i] for i in c["item_id"].to_pylist()])
+        cands.append(c)
+        hist.append(o.history(crow, o.y[crow], ["other"] * len(crow)))
+    cands, hist = pa.concat_tables(cands), pa.concat_tables(hist)
     return {
         "other_cands": cands,
         "other_hist": hist,
@@ -422,10 +429,10 @@ def cold_overlap(d: Set, o: Set) -> str | None:
     )
 
 
-def trial_context(d: Set, o: Set, trial: int, check_cache: bool = False) -> dict:
+def trial_context(d: Set, others: list[Set], trial: int, check_cache: bool = False) -> dict:
     """What every round and arm of one (set, trial) shares: the seeds, their candidates (seed
-    evidence only: every item, as recall returns it with no history) and the other set."""
-    ctx = other_context(o, trial)
+    evidence only: every item, as recall returns it with no history) and the other sets."""
+    ctx = other_context(others, trial)
     ctx["seed_rows"], ctx["seeds"], ctx["svec"] = d.seeds(trial)
     ctx["base"] = recall(
         d.index,
@@ -720,7 +727,7 @@ def main() -> None:
         help="default benchmarks/results (with --data: runs/replay under the current "
         "directory; the committed results stay)",
     )
-    quality.add_data_options(p)
+    quality.add_data_options(p, pooled=True)
     p.add_argument(
         "--check-cache",
         action="store_true",
@@ -780,9 +787,10 @@ def main() -> None:
     # its goal check with no word of it (an outsider's report).
     args.warnings = []
     for name in names:
-        if warning := cold_overlap(data[name], data[quality.OTHER[name]]):
-            print(warning, file=sys.stderr, flush=True)
-            args.warnings.append(warning.removeprefix("replay: "))
+        for other in quality.cold_sources(name):
+            if warning := cold_overlap(data[name], data[other]):
+                print(warning, file=sys.stderr, flush=True)
+                args.warnings.append(warning.removeprefix("replay: "))
     results: dict = {n: {m: [] for m in args.methods.split(",")} for n in names}
     if args.resume:
         resume(args, results)
@@ -793,7 +801,8 @@ def main() -> None:
             if not todo:
                 continue
             d = data[name]
-            ctx = trial_context(d, data[quality.OTHER[name]], trial, args.check_cache)
+            others = [data[o] for o in quality.cold_sources(name)]
+            ctx = trial_context(d, others, trial, args.check_cache)
             ctx["young_model"] = args.young_model
             ctx["lexical"] = args.lexical
             for method in todo:

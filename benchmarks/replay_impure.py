@@ -31,7 +31,7 @@ def main() -> None:
     signal = TextEmbeddingSignal()
     data = {n: replay.Set(n, signal) for n in {args.set, quality.OTHER[args.set]}}
     d = data[args.set]
-    ctx = replay.trial_context(d, data[quality.OTHER[args.set]], args.trial)
+    ctx = replay.trial_context(d, [data[quality.OTHER[args.set]]], args.trial)
     ctx.update(young_model="transfer", lexical=True)  # replay.py's defaults
     queue, review, last = replay.riskrank_queue, replay.review, {}
 

@@ -138,7 +138,7 @@ def main() -> None:
     results: dict = {n: [] for n in names}
     for trial in range(args.trials):
         for name in names:
-            ctx = replay.trial_context(data[name], data[quality.OTHER[name]], trial)
+            ctx = replay.trial_context(data[name], [data[quality.OTHER[name]]], trial)
             results[name].append(follow(data[name], ctx, args.max_rounds))
     meta = {
         "trials": args.trials,

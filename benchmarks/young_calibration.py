@@ -205,7 +205,7 @@ def main() -> None:
     results: dict = {}
     for trial in range(args.trials):
         for name in names:
-            ctx = replay.trial_context(data[name], data[quality.OTHER[name]], trial)
+            ctx = replay.trial_context(data[name], [data[quality.OTHER[name]]], trial)
             ctx["lexical"] = True
             for method in args.methods.split(","):
                 runs = results.setdefault((name, method), [])

@@ -354,3 +354,64 @@ def test_quality_calls_a_lead_within_the_trials_spread_so(quality):
     assert clear[0]["status"] == "PASS"
     behind = quality.goal_checks({"sms": warm([0.94, 0.002], [0.95, 0.003])}, args)
     assert behind[0]["status"] == "MISS"
+
+
+def _tiny_set(replay, tmp_path, name: str, policy: str, words: tuple[str, str]):
+    """A ``replay.Set`` over a hashing-signal index: 30 items, every third one violating."""
+    import numpy as np
+    from hashing_signal import HashingTextSignal
+
+    from riskrank.index import build_index
+
+    ids = [f"{name}-{i}" for i in range(30)]
+    y = np.array([int(i % 3 == 0) for i in range(30)])
+    text = [f"{words[v]} offer number {i} {words[v]}" for i, v in enumerate(y)]
+    index = build_index(
+        pa.table({"item_id": ids, "text": text}),
+        tmp_path / name,
+        signals=[HashingTextSignal()],
+        show_progress=False,
+    )
+    s = object.__new__(replay.Set)
+    si = index.signals["text"]
+    s.name, s.policy, s.index = name, policy, index
+    s.ids = list(si.ids)
+    s.row = {i: r for r, i in enumerate(s.ids)}
+    order = [ids.index(i) for i in s.ids]
+    s.y, s.text = y[order], [text[r] for r in order]
+    s.X = np.ascontiguousarray(si.vectors, np.float32)
+    s.ngrams = None
+    return s
+
+
+def test_a_data_sets_replay_cold_start_learns_from_both_shipped_sets(replay, tmp_path):
+    """``replay.py --data``'s cold start pools both shipped sets' histories, each its own
+    policy (borrowing one made the first round depend on which: SMS spam 91 of 100 from
+    SpamAssassin's, 100 from Insults'); quality.py keeps one donor and refuses ``both``."""
+    ap = argparse.ArgumentParser()
+    replay.quality.add_data_options(ap, pooled=True)
+    assert ap.parse_args([]).cold_from == replay.quality.POOLED
+    single = argparse.ArgumentParser()
+    replay.quality.add_data_options(single)
+    assert single.parse_args([]).cold_from == "spamassassin"
+    with pytest.raises(SystemExit):
+        single.parse_args(["--cold-from", "both"])
+    try:
+        replay.quality.OTHER["mine"] = replay.quality.POOLED
+        assert replay.quality.cold_sources("mine") == replay.quality.SHIPPED
+        replay.quality.OTHER["mine"] = "insults"
+        assert replay.quality.cold_sources("mine") == ("insults",)
+    finally:
+        replay.quality.OTHER.pop("mine", None)
+    a = _tiny_set(replay, tmp_path, "a", "spam", ("hello", "winner cash prize"))
+    b = _tiny_set(replay, tmp_path, "b", "insult", ("thanks", "you idiot moron"))
+    one = replay.other_context([a], trial=0)
+    both = replay.other_context([a, b], trial=0)
+    assert set(one["other_hist"]["policy"].to_pylist()) == {"spam"}
+    assert set(both["other_hist"]["policy"].to_pylist()) == {"spam", "insult"}
+    # each set's own candidates, its 5 seeds left out, as the one-set context has them
+    assert both["other_cands"].num_rows == 2 * (30 - 5) == both["other_hist"].num_rows
+    first = both["other_cands"].slice(0, 25)
+    for col in first.column_names:  # (NaN in some: compared as equal, as repr)
+        assert repr(first[col].to_pylist()) == repr(one["other_cands"][col].to_pylist()), col
+    assert sorted(both["cold"].calibration_) == sorted(one["cold"].calibration_)
