@@ -851,7 +851,7 @@ def _ones_read(check: VerdictCheck, table: pa.Table, ones_mean: str | None) -> V
             f"verdicts: every one of the file's {len(numbers)} verdicts written as numbers is "
             "0 or 1. On riskrank's 0-3 scale 1 is borderline (not violating) and violating is "
             "2 or 3: say what your reviewers' 1 means, --ones-mean violating (imported as 2) "
-            "or --ones-mean borderline (as written); nothing was imported"
+            "or --ones-mean borderline (as written; ones_mean= in Python); nothing was imported"
         )
     if ones_mean is None and _zero_one(list(numbers.values())):
         # Too few rows to refuse on (a genuine day of borderline verdicts looks the same),
@@ -859,7 +859,8 @@ def _ones_read(check: VerdictCheck, table: pa.Table, ones_mean: str | None) -> V
         log.warning(
             "verdicts: the file's %d verdicts written as numbers are all 0 or 1; on the 0-3 "
             "scale 1 is borderline (not violating). If 1 means violating here, import into a "
-            "fresh --out with --ones-mean violating", len(numbers),
+            "fresh --out with --ones-mean violating (ones_mean='violating' in Python)",
+            len(numbers),
         )  # fmt: skip
     if ones_mean != "violating":
         return check

@@ -443,7 +443,17 @@ def cmd_eval(args) -> int:
             "swept_ids.parquet beside it, and no index version its report.json names): every "
             "labelled item is scored, those the sweep never saw too"
         )
-    queue = SimpleNamespace(queue=as_table(args.queue, what="queue"), swept_ids=swept)
+    # Its reviewed, unchanged items left out of the queue, as the sweep's report leaves them.
+    beside = Path(args.queue).parent / "candidates.parquet"
+    cands = None
+    if Path(args.queue).is_file() and beside.is_file():
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(beside).names
+        cands = pq.read_table(beside, columns=[c for c in ("item_id", "reviewed") if c in names])
+    queue = SimpleNamespace(
+        queue=as_table(args.queue, what="queue"), swept_ids=swept, candidates=cands
+    )
     q, _ = sweep_quality(
         queue, as_table(args.labels, what="labels"), budget_fraction=args.budget_fraction
     )
