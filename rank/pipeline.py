@@ -100,6 +100,8 @@ from riskrank.rank.review import (
     with_provenance,
 )
 from riskrank.rank.reviewed import digest_format, mark_reviewed, reviewed_counts, reviewed_table
+from riskrank.rank.seed_memo import FILE as SEEDS_FILE
+from riskrank.rank.seed_memo import SeedVectorMemo
 from riskrank.rank.sweep_cache import FILE as REASONS_FILE
 from riskrank.rank.sweep_cache import (
     LEXICAL_FILE,
@@ -456,7 +458,10 @@ def sweep(
     seeds = seeds if isinstance(seeds, SeedSet) else SeedSet.from_table(seeds)
     # Ray's actors get the folder from the model's signals: a copy's, the caller's untouched.
     model = with_image_base_dir(model, image_base_dir)
-    seed_vectors = refuse_unusable_seeds(seeds, model.signals)
+    # A standing index keeps its seeds' vectors (rank/seed_memo.py): only new seeds are embedded.
+    seed_dir = Path(index_dir) if index_dir else Path(out_dir) / "index" if out_dir else None
+    seed_memo = SeedVectorMemo(seed_dir / SEEDS_FILE if seed_dir is not None else None)
+    seed_vectors = refuse_unusable_seeds(seeds, model.signals, seed_memo)
     writer = _reports_writer(seeds, image_base_dir, reports) if reports else None
     with _work_dir(out_dir) as out:
         files = None
@@ -491,6 +496,8 @@ def sweep(
             if earlier:
                 earlier["no_inventory"] = inventory is None
             keep = bool(out_dir or index_dir)  # (else a temporary index: gone after this)
+            if keep:
+                seed_memo.save()
             seed_vectors = {n: b for n, b in seed_vectors.items() if n in index.signals}
             keys = policy_keys(
                 index.manifest, model_identity(model.info), seeds, seed_vectors, k, model.signals
@@ -617,11 +624,17 @@ def made_by(index: InventoryIndex, index_path: Path) -> dict:
     return {**made, "updated_at": index.manifest.get("created_at")}
 
 
-def refuse_unusable_seeds(seeds: SeedSet, signals) -> dict[str, SignalBatch]:
+def refuse_unusable_seeds(
+    seeds: SeedSet, signals, memo: SeedVectorMemo | None = None
+) -> dict[str, SignalBatch]:
     """``check_seed_vectors`` before the inventory (or history) is embedded: a seed no signal
     can use was refused only after the embedding and a new index version (a reviewer's
-    finding). Returns the seeds' vectors, for recall (which names the half-usable ones)."""
-    batches = {s.name: s.embed_queries(seeds.table) for s in signals}
+    finding). Returns the seeds' vectors, for recall (which names the half-usable ones).
+    ``memo``: the seed vectors a standing index kept (rank/seed_memo.py), the others embedded."""
+    if memo is None:
+        batches = {s.name: s.embed_queries(seeds.table) for s in signals}
+    else:
+        batches = {s.name: memo.embed(s, seeds.table) for s in signals}
     check_seed_vectors(seeds, batches, signals)
     return batches
 
