@@ -605,9 +605,7 @@ def test_history_rows_that_cannot_teach_are_quarantined_before_embedding():
     )
 
 
-def test_history_quarantine_rows_are_the_input_files_rows(
-    tmp_path, history, seeds, hashing_signal, caplog
-):
+def test_history_quarantine_rows_are_the_input_files_rows(tmp_path, history, seeds, hashing_signal):
     # Rows refused after validation were numbered among the rows left: input row 5, with no
     # text, was reported as row 3 once rows 0 and 1 had gone (an outsider's report).
     from conftest import train_small
@@ -621,10 +619,16 @@ def test_history_quarantine_rows_are_the_input_files_rows(
     policies[6] = "Scam"  # a policy the seeds do not name
     hist = history.set_column(3, "verdict", pa.array(verdicts, pa.int64()))
     hist = hist.set_column(1, "text", pa.array(texts)).set_column(2, "policy", pa.array(policies))
-    with caplog.at_level(logging.WARNING, logger="riskrank"):
+    records: list[logging.LogRecord] = []  # (pytest's logging plugin is off: pyproject)
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
         train_small(hist, seeds, tmp_path / "m", hashing_signal)
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
     # Said to a library caller, not only written to a file (an outsider's report).
-    said = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    said = [r.getMessage() for r in records if "set aside" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("history: 4 rows set aside"), said
     assert "history_quarantine.parquet" in said[0]
     quarantine = pq.read_table(tmp_path / "m" / "history_quarantine.parquet").to_pylist()
