@@ -295,6 +295,10 @@ def _read_parquet(data: str | Path, what: str) -> pa.Table:
                 f"directory of them, or a table in memory): convert it, e.g. {read}"
                 f".to_parquet('{Path(str(source)).stem}.parquet')"
             )
+        elif Path(str(source)).is_dir() and (Path(str(source)) / f"{what}.parquet").is_file():
+            # A sweep folder given as the queue read its index's standing.json as Parquet
+            # (an outsider's report).
+            msg += f"; it is a folder that holds {Path(str(source)) / f'{what}.parquet'}: give that"
         raise SchemaError(msg) from exc
 
 

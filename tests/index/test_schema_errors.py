@@ -672,3 +672,13 @@ def test_a_polars_int128_column_is_a_schema_error_naming_it():
     frame = pl.DataFrame({"item_id": [1, 2], "text": ["a b", "c d"]})
     with pytest.raises(SchemaError, match="column 'item_id' is Int128.*cast it to Int64"):
         as_table(frame.with_columns(pl.col("item_id").cast(pl.Int128)))
+
+
+def test_a_sweep_folder_given_as_the_queue_names_the_queue_file_in_it(tmp_path):
+    """It read the folder's index/standing.json as Parquet and said only that (an outsider's
+    report)."""
+    (tmp_path / "index").mkdir()
+    (tmp_path / "index" / "standing.json").write_text("{}")
+    pq.write_table(pa.table({"item_id": ["a"], "rank": [1]}), tmp_path / "queue.parquet")
+    with pytest.raises(SchemaError, match="it is a folder that holds .*queue.parquet: give that"):
+        as_table(tmp_path, what="queue")
