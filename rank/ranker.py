@@ -73,10 +73,12 @@ MAX_GROUP_ROWS = 10_000
 # policies' rows, and under-read them for a policy whose few reviews are all it has: on the
 # replay (exploiting, 5 trials; scratch runs of 2026-12-07 in issue 13's note), queues
 # ordered by the mean of the booster's rank and the probes' rank needed 815.0 reviews to 80%
-# of Insults' insults against 833.8, fewer in 5 of 5 trials, and a plain logistic regression
-# on the MiniLM vectors and n-grams, blended the same way, 819.0 (SpamAssassin 1,125.6
-# against 1,133.6; its floor is 1,113). Up-weighting the young policy's rows in the booster
-# instead (up to 10x) did not help (822, 842, 859, 841 on trials 0-3).
+# of Insults' insults against 833.8, fewer in 5 of 5 trials. With this term the replay's
+# exploit arm needs 824.0 on Insults (fewer in 3 of 5) and 1,124.0 on SpamAssassin against
+# 1,133.6 (5 of 5; its floor is 1,113), campaign mode 396.2 against 406.0 on SpamAssassin and
+# 796.8 against 796.0 on Insults (benchmarks/results/replay.md). The weight read over all
+# training rows gave 827.0 on Insults; up-weighting the young policy's rows in the booster
+# instead (up to 10x) was worse (822, 842, 859, 841 on trials 0-3).
 PROBE_SUFFIX = "_probe_score"
 # What fit needs: candidates that carry their review verdict.
 TRAINING_SCHEMA = pa.schema(
