@@ -30,9 +30,7 @@ level on eight review tasks (Cormack & Grossman, SIGIR 2014).
 In campaign mode an explore slot that opens a never-reviewed campaign labels all its members
 with one decision, and it is close to even: on the replay (2026-12-07, both arms at 99230ff),
 campaign mode with the default 10% needed 406.6 decisions to 80% recall on SpamAssassin
-against 406.0 without (fewer in 3 of 5 trials), on Insults 804.6 against 796.0 (in none);
-after the young policy's probe blend (475ff9b) 389.0 against 396.2 on SpamAssassin (fewer in
-4 of 5) and 798.0 against 796.8 on Insults (3 of 5, +1.2 on average)
+against 406.0 without (fewer in 3 of 5 trials), on Insults 804.6 against 796.0 (in none)
 (``benchmarks/results/replay.md``, arm (e') vs (e); earlier runs of (e') ranged from 397.0 to
 405.2 on SpamAssassin).
 

@@ -66,20 +66,6 @@ OWN_HISTORY = ("full", "transfer")
 # raw seed columns dropped: Insults 0.838/0.836 full vs 0.835/0.836, SpamAssassin 0.998 both).
 MIN_POLICY_REVIEWS = 2000
 MAX_GROUP_ROWS = 10_000
-# A young policy's score: the transfer booster's plus a linear term in its review probes (the
-# log-odds of the linear classifiers trained on its reviewed items: ``*_probe_score`` history
-# evidence), weighted so that the two spread alike over the young policies' own training
-# rows (``ProbeBlend``). The booster learns how to read those probes mostly from the other
-# policies' rows, and under-read them for a policy whose few reviews are all it has: on the
-# replay (exploiting, 5 trials; scratch runs of 2026-12-07 in issue 13's note), queues
-# ordered by the mean of the booster's rank and the probes' rank needed 815.0 reviews to 80%
-# of Insults' insults against 833.8, fewer in 5 of 5 trials. With this term the replay's
-# exploit arm needs 824.0 on Insults (fewer in 3 of 5) and 1,124.0 on SpamAssassin against
-# 1,133.6 (5 of 5; its floor is 1,113), campaign mode 396.2 against 406.0 on SpamAssassin and
-# 796.8 against 796.0 on Insults (benchmarks/results/replay.md). The weight read over all
-# training rows gave 827.0 on Insults; up-weighting the young policy's rows in the booster
-# instead (up to 10x) was worse (822, 842, 859, 841 on trials 0-3).
-PROBE_SUFFIX = "_probe_score"
 # What fit needs: candidates that carry their review verdict.
 TRAINING_SCHEMA = pa.schema(
     [
@@ -107,58 +93,6 @@ class Calibrated:
     calibration: np.ndarray
     action_threshold: np.ndarray
     base_rates: dict[str, float]
-
-
-@dataclass(frozen=True)
-class ProbeBlend:
-    """A linear term added to a booster's raw score: ``weight`` x the sum of the
-    standardised ``features`` (each ``(x - mean) / std``; a missing value, no probe for
-    that policy, adds nothing). Linear and increasing in each probe, so a row's
-    contribution splits by feature and the monotone constraints still hold.
-
-    >>> b = ProbeBlend(["p"], [0.0], [2.0], 0.5)
-    >>> b.term(np.array([[4.0], [np.nan]]))[:, 0].tolist()
-    [1.0, 0.0]
-    """
-
-    features: list[str]
-    mean: list[float]
-    std: list[float]
-    weight: float
-
-    @classmethod
-    def fit(cls, X: np.ndarray, feats: list[str], raw: np.ndarray) -> ProbeBlend | None:
-        """On the booster's training rows (``X`` over ``feats``, its raw scores ``raw``):
-        the probes' spread set equal to the booster's. None where there is nothing to add
-        (no probe feature, or none that varies)."""
-        cols, mean, std = [], [], []
-        for j, f in enumerate(feats):
-            x = X[:, j]
-            x = x[np.isfinite(x)]
-            if not f.endswith(PROBE_SUFFIX) or not is_history_feature(f) or len(x) < 2:
-                continue
-            if (sd := float(np.std(x))) > 0:
-                cols.append(f), mean.append(float(np.mean(x))), std.append(sd)
-        if not cols:
-            return None
-        blend = cls(cols, mean, std, 1.0)
-        total = blend.term(X[:, [feats.index(f) for f in cols]]).sum(1)
-        spread, own = float(np.std(total)), float(np.std(raw))
-        if spread == 0 or own == 0:
-            return None
-        return cls(cols, mean, std, own / spread)
-
-    def term(self, X: np.ndarray) -> np.ndarray:
-        """Per row and feature (``X``: rows x ``features``), its part of the term."""
-        z = (np.asarray(X, float) - np.asarray(self.mean)) / np.asarray(self.std)
-        return self.weight * np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ProbeBlend:
-        return cls(list(d["features"]), list(d["mean"]), list(d["std"]), float(d["weight"]))
 
 
 def _mean(values: np.ndarray) -> float:
@@ -337,7 +271,6 @@ class RiskRanker:
         precision_target: float = 0.95,
         policy_precision_targets: dict[str, float] | None = None,
         min_policy_reviews: int = MIN_POLICY_REVIEWS,
-        probe_blend: bool = True,
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -356,7 +289,6 @@ class RiskRanker:
         self.precision_target = precision_target
         self.policy_precision_targets = policy_precision_targets
         self.min_policy_reviews = min_policy_reviews
-        self.probe_blend = probe_blend
 
     def _check_params(self) -> None:
         """scikit-learn style: ``__init__`` stores, ``fit`` validates (naming the argument)."""
@@ -505,7 +437,6 @@ class RiskRanker:
         held = np.flatnonzero(calib)
         held_policies = np.asarray(table.column("policy").to_pylist(), dtype=object)[held]
         self.young_calibration_ = {}
-        self.blends_: dict[str, ProbeBlend] = {}
         for name, feats in variants.items():
             X = self._matrix(table, feats)
             tr = np.flatnonzero(~calib)
@@ -519,14 +450,7 @@ class RiskRanker:
             model = lgb.LGBMRanker(**self._params(len(order), feats))
             model.fit(X_fit[order], y_fit[order], group=sizes)
             self.models_[name] = model.booster_
-            if name == "transfer" and self.probe_blend:
-                # Spread read over the young policies' own rows: the rows it scores.
-                own = np.isin(np.array([k[1] for k in k_fit], dtype=object), young)
-                own = own if own.sum() >= 2 else np.ones(len(k_fit), bool)
-                blend = ProbeBlend.fit(X_fit[own], feats, model.booster_.predict(X_fit[own]))
-                if blend is not None:
-                    self.blends_[name] = blend
-            held_scores = self._score_matrix(name, X[held])
+            held_scores = model.booster_.predict(X[held])
             self.calibration_[name] = _fit_calibrators(
                 held_scores,
                 y[held] >= POSITIVE_VERDICT,
@@ -630,20 +554,7 @@ class RiskRanker:
         )
 
     def _predict_variant(self, table: pa.Table, variant: str) -> np.ndarray:
-        return self._score_matrix(variant, self._matrix(table, self._features_of(variant)))
-
-    def _score_matrix(self, variant: str, X: np.ndarray) -> np.ndarray:
-        """Raw scores of rows ``X`` (over the variant's features): its booster's, plus its
-        ``ProbeBlend`` term where it has one."""
-        raw = self.models_[variant].predict(X)
-        blend = self.blends_.get(variant)
-        if blend is None or len(X) == 0:
-            return raw
-        return raw + blend.term(X[:, self._blend_columns(variant, blend)]).sum(1)
-
-    def _blend_columns(self, variant: str, blend: ProbeBlend) -> list[int]:
-        feats = self._features_of(variant)
-        return [feats.index(f) for f in blend.features]
+        return self.models_[variant].predict(self._matrix(table, self._features_of(variant)))
 
     # -- inference ------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -933,11 +844,7 @@ class RiskRanker:
             rows = np.flatnonzero(variant == name)
             feats = self._features_of(name)
             X = self._matrix(table.take(pa.array(rows)), feats)
-            contrib = self.models_[name].predict(X, pred_contrib=True)[:, :-1]
-            if (blend := self.blends_.get(name)) is not None and len(X):
-                cols = self._blend_columns(name, blend)
-                contrib[:, cols] += blend.term(X[:, cols])  # (each probe's own part)
-            yield rows, feats, X, contrib
+            yield rows, feats, X, self.models_[name].predict(X, pred_contrib=True)[:, :-1]
 
     def contributions(self, candidates: TableLike) -> np.ndarray:
         """Each row's contribution to its score per feature of ``features_`` (0 where the
@@ -977,8 +884,6 @@ class RiskRanker:
         for name, booster in self.models_.items():
             splits = booster.feature_importance("split")
             used |= {f for f, n in zip(self._features_of(name), splits) if n > 0}
-        for blend in self.blends_.values():
-            used |= set(blend.features)
         return used
 
     def feature_importance(self) -> dict[str, float]:
@@ -1005,7 +910,6 @@ class RiskRanker:
                 for variant, cals in self.calibration_.items()
             },
             "young_calibration": {p: c.to_dict() for p, c in self.young_calibration_.items()},
-            "probe_blends": {v: b.to_dict() for v, b in self.blends_.items()},
             "action_thresholds": {p: t.to_dict() for p, t in self.thresholds_.items()},
             "n_train": self.n_train_,
             "n_calibration": self.n_calibration_,
@@ -1046,8 +950,6 @@ class RiskRanker:
         self.thresholds_ = {
             p: ActionThreshold.from_dict(t) for p, t in meta["action_thresholds"].items()
         }
-        # Models saved before it score by their boosters alone, as they were calibrated.
-        self.blends_ = {v: ProbeBlend.from_dict(b) for v, b in meta.get("probe_blends", {}).items()}
         self.models_ = {
             name: lgb.Booster(model_file=str(path / MODEL_FILES[name]))
             for name in self.calibration_

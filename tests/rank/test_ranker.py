@@ -304,54 +304,6 @@ def test_a_policy_alone_keeps_the_full_booster_however_few_its_reviews():
     assert set(ranker.variants(train)) == {"full"}
 
 
-def test_a_young_policys_score_adds_its_review_probes_to_the_transfer_booster(tmp_path):
-    """The transfer booster under-read a young policy's review probes (it learns them mostly
-    from the other policies' rows): its score is the booster's plus a linear term in the
-    probes (``ProbeBlend``), in the contributions too, kept by save/load; a model saved
-    before it scores by the booster alone."""
-    import json
-
-    from riskrank.rank.ranker import ProbeBlend
-
-    train = _two_policies()
-    rng = np.random.default_rng(3)
-    y = np.asarray(train["verdict"].to_pylist()) >= 2
-    probe = np.where(y, 1.0, -1.0) + rng.normal(size=len(y))
-    probe[:5] = np.nan  # a policy without a probe: no term
-    train = train.append_column("hist_text_probe_score", pa.array(probe))
-    ranker = RiskRanker(n_estimators=30).fit(train)
-    blend = ranker.blends_["transfer"]
-    assert blend.features == ["hist_text_probe_score"] and blend.weight > 0
-    assert set(ranker.blends_) == {"transfer"}  # the full booster is as it was
-    young = np.asarray(train["policy"].to_pylist()) == "young"
-    rows = train.filter(pa.array(young))
-    X = ranker._matrix(rows, ranker._features_of("transfer"))
-    booster = ranker.models_["transfer"].predict(X)
-    raw = ranker.predict(rows)
-    col = ranker._features_of("transfer").index("hist_text_probe_score")
-    np.testing.assert_allclose(raw - booster, blend.term(X[:, [col]])[:, 0])
-    # higher probe, higher score, all else equal
-    up = rows.set_column(
-        rows.column_names.index("hist_text_probe_score"),
-        "hist_text_probe_score",
-        pa.array(np.asarray(rows["hist_text_probe_score"].to_pylist(), float) + 1.0),
-    )
-    assert (ranker.predict(up) > raw).all()
-    # contributions add up to the score (LightGBM's bias column aside)
-    bias = ranker.models_["transfer"].predict(X, pred_contrib=True)[:, -1]
-    np.testing.assert_allclose(ranker.contributions(rows).sum(1) + bias, raw, atol=1e-9)
-    ranker.save(tmp_path / "m")
-    again = RiskRanker.load(tmp_path / "m")
-    assert again.blends_ == ranker.blends_
-    np.testing.assert_allclose(again.predict(rows), raw)
-    meta = json.loads((tmp_path / "m" / "ranker.json").read_text())
-    meta.pop("probe_blends")  # as written before it existed
-    (tmp_path / "m" / "ranker.json").write_text(json.dumps(meta))
-    np.testing.assert_allclose(RiskRanker.load(tmp_path / "m").predict(rows), booster)
-    off = RiskRanker(n_estimators=30, probe_blend=False).fit(train)
-    assert off.blends_ == {} and isinstance(blend, ProbeBlend)
-
-
 def test_a_model_saved_without_a_transfer_booster_loads_and_scores_as_before(tmp_path):
     import json
 
