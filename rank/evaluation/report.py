@@ -68,7 +68,12 @@ def check_labels(labels: pa.Table) -> pa.Table:
     true/false, or a grade's word). A missing or out-of-range value is refused before a
     sweep's work (a word failed after the whole sweep, a NaN made NDCG NaN, a -1 was read
     as benign)."""
-    from riskrank.recall.history import GRADES_IN_WORDS, POSITIVE_VERDICT, verdict_grade
+    from riskrank.recall.history import (
+        GRADES_IN_WORDS,
+        POSITIVE_VERDICT,
+        VERDICT_WORDS,
+        verdict_grade,
+    )
 
     col = "verdict" if "verdict" in labels.column_names else "label"
     if "item_id" not in labels.column_names or col not in labels.column_names:
@@ -91,7 +96,7 @@ def check_labels(labels: pa.Table) -> pa.Table:
                 else "0 or 1 (1 = violating), true/false, or a grade's word"
             )
             raise SchemaError(f"labels: row {row} has {col} {value!r}; expected {expected}")
-        words = isinstance(value, str) and not value.strip().isdigit()
+        words = isinstance(value, str) and value.strip().lower() in VERDICT_WORDS
         truth.append(int(grade >= POSITIVE_VERDICT if col == "verdict" or words else grade))
     if col == "verdict":
         grades = {verdict_grade(v) for v in labels.column(col).to_pylist()}

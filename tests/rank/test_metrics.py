@@ -122,6 +122,7 @@ def test_expected_calibration_error_weighs_each_bins_gap_by_its_rows():
         ("label", [True, False, True], [1, 0, 1]),
         ("label", ["true", "False", "TRUE"], [1, 0, 1]),
         ("label", ["1", "0", "1"], [1, 0, 1]),
+        ("label", ["1.0", "0.0", " 1 "], [1, 0, 1]),  # a CSV's floats, spaces
     ],
 )
 def test_labels_are_read_as_violating_or_not(column, values, truth):
