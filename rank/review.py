@@ -119,6 +119,7 @@ from riskrank.recall.history import (
     VERDICT_MAX,
     VERDICT_WORDS,
     verdict_grade,
+    zero_one,
 )
 from riskrank.recall.seeds import SeedSet
 
@@ -812,14 +813,9 @@ BINARY_SCALE_MIN = 10  # verdicts, all 0 or 1, from which an import says what 1 
 ONES_MEAN = ("violating", "borderline")
 
 
-def _zero_one(verdicts: list[int]) -> bool:
-    """Whether the verdicts are all 0 or 1, some of them 1."""
-    return set(verdicts) <= {0, 1} and 1 in verdicts
-
-
 def _binary_scale(verdicts: list[int]) -> bool:
     """Whether many verdicts are all 0 or 1, some of them 1: a file on a 0/1 scale."""
-    return len(verdicts) >= BINARY_SCALE_MIN and _zero_one(verdicts)
+    return len(verdicts) >= BINARY_SCALE_MIN and zero_one(verdicts)
 
 
 def _numbers_written(table: pa.Table) -> dict[int, int]:
@@ -853,7 +849,7 @@ def _ones_read(check: VerdictCheck, table: pa.Table, ones_mean: str | None) -> V
             "2 or 3: say what your reviewers' 1 means, --ones-mean violating (imported as 2) "
             "or --ones-mean borderline (as written; ones_mean= in Python); nothing was imported"
         )
-    if ones_mean is None and _zero_one(list(numbers.values())):
+    if ones_mean is None and zero_one(list(numbers.values())):
         # Too few rows to refuse on (a genuine day of borderline verdicts looks the same),
         # but said: 9 confirmed spams stored as borderline went unsaid (an outsider's week).
         log.warning(

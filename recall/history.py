@@ -50,6 +50,12 @@ VERDICT_WORDS = ("benign", "borderline", "violating", "severe")
 GRADES_IN_WORDS = ", ".join(f"{w} = {g}" for g, w in enumerate(VERDICT_WORDS))
 
 
+def zero_one(grades: list[int]) -> bool:
+    """Whether ``grades`` are all 0 or 1, some of them 1: a 0/1 scale, on which 1 means
+    something else than the 0-3 scale's borderline (verdict import, quality labels)."""
+    return set(grades) <= {0, 1} and 1 in grades
+
+
 def verdict_grade(value) -> int | None:
     """A grade 0-3 from an int, an integral float, a numeric string or its word (any case:
     ``VERDICT_WORDS``), else None. Moderation tools export words: "violating" was refused

@@ -73,6 +73,7 @@ def check_labels(labels: pa.Table) -> pa.Table:
         POSITIVE_VERDICT,
         VERDICT_WORDS,
         verdict_grade,
+        zero_one,
     )
 
     col = "verdict" if "verdict" in labels.column_names else "label"
@@ -80,14 +81,15 @@ def check_labels(labels: pa.Table) -> pa.Table:
         raise SchemaError(
             f"labels: need 'item_id' and 'verdict' (or 'label'), got {labels.column_names}"
         )
-    truth = []
+    truth, numbers = [], []  # (numbers: the grades written as numbers, not words)
     for row, value in enumerate(labels.column(col).to_pylist()):
         if col == "label" and isinstance(value, str) and value.strip().lower() in ("true", "false"):
             value = value.strip().lower() == "true"
         if col == "label" and isinstance(value, bool):
             value = int(value)
         grade = verdict_grade(value)
-        if col == "label" and not isinstance(value, str) and grade not in (0, 1, None):
+        words = isinstance(value, str) and value.strip().lower() in VERDICT_WORDS
+        if col == "label" and not words and grade not in (0, 1, None):
             grade = None  # a number: 0 or 1 only
         if grade is None:
             expected = (
@@ -96,16 +98,15 @@ def check_labels(labels: pa.Table) -> pa.Table:
                 else "0 or 1 (1 = violating), true/false, or a grade's word"
             )
             raise SchemaError(f"labels: row {row} has {col} {value!r}; expected {expected}")
-        words = isinstance(value, str) and value.strip().lower() in VERDICT_WORDS
         truth.append(int(grade >= POSITIVE_VERDICT if col == "verdict" or words else grade))
-    if col == "verdict":
-        grades = {verdict_grade(v) for v in labels.column(col).to_pylist()}
-        if 1 in grades and grades <= {0, 1}:
-            raise SchemaError(
-                "labels: every verdict is 0 or 1; on the 0-3 scale 1 is borderline (not "
-                "violating) and violating is 2 or 3. Give 0/1 truth as a 'label' column "
-                "(1 = violating), or grades 0-3 as 'verdict'"
-            )
+        if not words:
+            numbers.append(grade)
+    if col == "verdict" and zero_one(numbers):
+        raise SchemaError(
+            "labels: every verdict written as a number is 0 or 1; on the 0-3 scale 1 is "
+            "borderline (not violating) and violating is 2 or 3. Give 0/1 truth as a 'label' "
+            "column (1 = violating), or grades 0-3 as 'verdict'"
+        )
     # As ``label`` (1 = violating): read again, the table is the same.
     labels = labels.drop_columns([c for c in ("verdict", "label") if c in labels.column_names])
     return labels.append_column("label", pa.array(truth, pa.int8()))

@@ -116,6 +116,7 @@ def test_expected_calibration_error_weighs_each_bins_gap_by_its_rows():
         ("verdict", [0, 2, 3], [0, 1, 1]),
         ("verdict", [0, 1, 2], [0, 0, 1]),  # 1 is borderline: not violating
         ("verdict", ["Violating", "benign", "2"], [1, 0, 1]),
+        ("verdict", ["borderline", "benign", "borderline"], [0, 0, 0]),  # words: no 0/1 doubt
         ("label", [0, 1, 1], [0, 1, 1]),
         ("label", [1.0, 0.0, 1.0], [1, 0, 1]),
         ("label", ["violating", "benign", "borderline"], [1, 0, 0]),
@@ -140,9 +141,10 @@ def test_labels_are_read_as_violating_or_not(column, values, truth):
 @pytest.mark.parametrize(
     "column, values, says",
     [
-        ("verdict", [0, 1, 1], "every verdict is 0 or 1"),
+        ("verdict", [0, 1, 1], "every verdict written as a number is 0 or 1"),
         ("verdict", [-1, 2, 0], "row 0 has verdict -1"),
         ("label", [0, 2, 1], "row 1 has label 2"),
+        ("label", ["0", "2", "1"], "row 1 has label '2'"),
         ("label", [0, float("nan"), 1], "row 1 has label nan"),
         ("label", [0, None, 1], "row 1 has label None"),
         ("label", ["spam", "ham", "spam"], "row 0 has label 'spam'"),
