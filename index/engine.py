@@ -28,8 +28,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
-from tqdm.auto import tqdm
 
+from riskrank.index import progress
 from riskrank.index.chunks import Encoded, collect_chunks, embed_chunk, load_chunk, save_chunk
 from riskrank.index.content_digest import row_digests
 from riskrank.index.schema import validate_inventory
@@ -146,8 +146,8 @@ class LocalEngine:
         counts = {"resumed": 0}
 
         def chunk_tables():  # one at a time: collect_chunks copies each out and drops it
-            bar = tqdm(
-                files, desc="chunks " + ",".join(names), unit="chunk", disable=not show_progress
+            bar = progress.bar(
+                files, show=show_progress, desc="chunks " + ",".join(names), unit="chunk"
             )
             for i, path in enumerate(bar):
                 if path.exists():

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm.auto import tqdm
 
+from riskrank.index import progress
 from riskrank.index.run_log import get_logger
 from riskrank.index.schema import ITEM_ID, TEXT
 from riskrank.index.signals.base import CandidateMatch, Signal, SignalBatch
@@ -483,7 +483,7 @@ def recall(
         include=include or {},
     )
     tables = []
-    for policy in tqdm(seeds.policies, desc="recall", unit="policy", disable=not show_progress):
+    for policy in progress.bar(seeds.policies, show=show_progress, desc="recall", unit="policy"):
         table = _recall_policy(run, policy)
         if table is not None:
             tables.append(table)

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from tqdm.auto import tqdm
 
+from riskrank.index import progress
 from riskrank.index.manifest import package_version, sha256_file
 from riskrank.index.run_log import get_logger
 from riskrank.index.schema import IMAGE_BYTES, IMAGE_PATH, TEXT
@@ -243,8 +243,8 @@ class ClipEncoder:
         out = []
         with (
             torch.inference_mode(),
-            tqdm(
-                total=total, desc=desc, unit="item", disable=not show_progress, leave=False
+            progress.bar(
+                show=show_progress, total=total, desc=desc, unit="item", leave=False
             ) as bar,
         ):
             for batch in batches:
@@ -458,11 +458,11 @@ class _ClipSignal(EmbeddingSignal):
         encoder = self.encoder
         encoder._load()
         step = max(encoder.batch_size * 4, 64)  # bounded: prepared images live in memory
-        bar = tqdm(
+        bar = progress.bar(
+            show=show_progress,
             total=table.num_rows,
             desc=f"{self.name} images",
             unit="item",
-            disable=not show_progress,
             leave=False,
         )
         for start in range(0, table.num_rows, step):

@@ -88,18 +88,18 @@ class NsfwScorer:
 
     def score_items(self, table: pa.Table, *, show_progress: bool = False) -> NsfwScores:
         """Score the image of every row (``image_bytes`` / ``image_path``)."""
-        from tqdm.auto import tqdm
+        from riskrank.index import progress
 
         classifier = self._load()
         n = table.num_rows
         p = np.full(n, np.nan, np.float32)
         ok = np.zeros(n, bool)
         reasons: list[str | None] = [None] * n
-        for start in tqdm(
+        for start in progress.bar(
             range(0, n, self.batch_size),
+            show=show_progress,
             desc="nsfw",
             unit="batch",
-            disable=not show_progress,
             leave=False,
         ):
             images, why = decode_images(

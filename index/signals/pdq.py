@@ -158,7 +158,7 @@ class PdqSignal(Signal):
         return (1.0 - 2 * self.match_threshold / PDQ_BITS, 1.0 - self.match_threshold / PDQ_BITS)
 
     def _hash(self, table: pa.Table, keep_dihedral: bool, show_progress: bool) -> PdqBatch:
-        from tqdm.auto import tqdm
+        from riskrank.index import progress
 
         n = table.num_rows
         vectors = np.zeros((n, PDQ_BYTES), np.uint8)
@@ -166,11 +166,11 @@ class PdqSignal(Signal):
         quality = np.full(n, -1, np.int16)
         ok = np.zeros(n, bool)
         reasons: list[str | None] = [None] * n
-        starts = tqdm(
+        starts = progress.bar(
             range(0, n, self.batch_size),
+            show=show_progress,
             desc="pdq",
             unit="batch",
-            disable=not show_progress,
             leave=False,
         )
         for start in starts:  # bounded batches: decoded images live in memory

@@ -175,12 +175,12 @@ def encode_in_padded_batches(
     show_progress: bool,
 ) -> np.ndarray:
     """``embed(rows, padded width)`` over ``padded_batches``, each row's vector in its place."""
-    from tqdm.auto import tqdm
+    from riskrank.index import progress
 
     out = None
     batches = padded_batches(lengths, batch_size)
-    for width, rows in tqdm(
-        batches, desc="encode", unit="batch", disable=not show_progress, leave=False
+    for width, rows in progress.bar(
+        batches, show=show_progress, desc="encode", unit="batch", leave=False
     ):
         emb = embed(rows, width)
         if out is None:
@@ -285,9 +285,9 @@ def encode_padded(
 
 
 def _progress(total: int, show: bool):
-    from tqdm.auto import tqdm
+    from riskrank.index import progress
 
-    return tqdm(total=total, desc="encode", unit="text", disable=not show, leave=False)
+    return progress.bar(show=show, total=total, desc="encode", unit="text", leave=False)
 
 
 class TextEncoder:
@@ -581,7 +581,7 @@ class TextEncoder:
         return encode_padded(st, texts, batch, show_progress)
 
     def _encode_onnx(self, texts: list[str], show_progress: bool) -> np.ndarray:
-        from tqdm.auto import tqdm
+        from riskrank.index import progress
 
         model = self._load_onnx()
         # Length bucketing, as sentence-transformers does: similar lengths share a batch, so
@@ -590,8 +590,8 @@ class TextEncoder:
         out = None
         batch = self.batch_size or DEFAULT_BATCH[self.backend]
         starts = range(0, len(texts), batch)
-        for start in tqdm(
-            starts, desc="encode", unit="batch", disable=not show_progress, leave=False
+        for start in progress.bar(
+            starts, show=show_progress, desc="encode", unit="batch", leave=False
         ):
             rows = order[start : start + batch]
             vecs = model.encode_batch([texts[i] for i in rows])
