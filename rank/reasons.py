@@ -41,7 +41,13 @@ from riskrank.recall.lexical import READ_CHARS
 from riskrank.recall.seeds import SeedSet
 
 EXCERPT_CHARS = 200
-VERDICT_WORDS = {0: "found benign", 1: "marked borderline", 2: "rejected", 3: "rejected as severe"}
+# "Rejected" read two ways to an outsider (the ad rejected, or the flag): the HTML says violating.
+VERDICT_WORDS = {
+    0: "found benign",
+    1: "marked borderline",
+    2: "found violating",
+    3: "found severely violating",
+}
 
 EXPLANATION_SCHEMA = pa.schema(
     [
@@ -423,7 +429,7 @@ def _history_clause(ev: RowEvidence) -> str | None:
 
 
 def _elsewhere(values) -> str | None:
-    """``reviewed_elsewhere`` (``policy:verdict``) in words: "this item was rejected under
+    """``reviewed_elsewhere`` (``policy:verdict``) in words: "this item was found violating under
     scam"."""
     parts = [
         f"this item was {VERDICT_WORDS.get(verdict, 'reviewed')} under {policy}"
@@ -449,20 +455,17 @@ def _review_clause(rev: dict) -> str | None:
         words = VERDICT_WORDS.get(rev["verdict"], "reviewed")
         others = near - int(rev["verdict"] is not None and rev["verdict"] >= 2)
         since = {"changed": ", and it has changed since", "unchanged": ", unchanged since"}
-        tail = (
-            ""
-            if others <= 0
-            else f"; {others} other near-cop{'y was' if others == 1 else 'ies were'} rejected"
-        )
+        were = "y was" if others == 1 else "ies were"
+        tail = "" if others <= 0 else f"; {others} other near-cop{were} found violating"
         status = since.get(rev.get("status"), "")
         return f"this item was {words}{when}{with_campaign}{status}{tail}"
     if near:
         if near == 1 or not (when or with_campaign):
             copies = "1 near-copy was" if near == 1 else f"{near} near-copies were"
-            return f"{copies} rejected{when}{with_campaign}"
+            return f"{copies} found violating{when}{with_campaign}"
         # The batch, day and campaign are the closest review's, not all of theirs (a
         # reviewer read "14 near-copies were rejected in review-v3 (queue of ...)").
-        return f"{near} near-copies were rejected; the closest{when}{with_campaign}"
+        return f"{near} near-copies were found violating; the closest{when}{with_campaign}"
     words = VERDICT_WORDS.get(rev["verdict"], "reviewed")
     said = f"the closest reviewed item {rev['id']} was {words}{when}{with_campaign}"
     similarity = (

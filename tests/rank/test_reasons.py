@@ -264,7 +264,7 @@ def test_queue_rows_carry_checkable_reasons(explained_sweep, history):
     scam = [r for r in queue.to_pylist() if r["policy"] == "scam" and label_of[r["item_id"]]]
     assert len(scam) >= 5
     assert sum(bool(r["flagged_phrases"]) for r in scam) >= len(scam) - 1
-    assert sum("rejected" in r["explanation"] for r in scam) >= len(scam) // 2
+    assert sum("found violating" in r["explanation"] for r in scam) >= len(scam) // 2
     # A policy without review history still gets a closest seed and a sentence.
     cold = [r for r in queue.to_pylist() if r["policy"] == "diet"]
     assert cold and all(r["closest_seed_id"].startswith("d") and r["explanation"] for r in cold)
@@ -635,11 +635,14 @@ def test_an_items_own_earlier_review_is_not_called_a_near_copy():
 
     own = {"id": "ad-1", "verdict": 2, "sweep": "day-0", "near_violating": 1, "own": True}
     said = _history_clause(RowEvidence([], {}, {**own, "status": "changed"}, {}))
-    assert said == "this item was rejected in day-0, and it has changed since"
+    assert said == "this item was found violating in day-0, and it has changed since"
     said = _history_clause(RowEvidence([], {}, {**own, "near_violating": 3}, {}))
-    assert said == "this item was rejected in day-0; 2 other near-copies were rejected"
+    assert said == (
+        "this item was found violating in day-0; 2 other near-copies were found violating"
+    )
     other = {**own, "own": False, "id": "ad-9"}
-    assert _history_clause(RowEvidence([], {}, other, {})) == "1 near-copy was rejected in day-0"
+    said = _history_clause(RowEvidence([], {}, other, {}))
+    assert said == "1 near-copy was found violating in day-0"
 
 
 def test_a_review_says_the_day_its_queue_was_swept_and_the_campaign_decided():
@@ -651,13 +654,13 @@ def test_a_review_says_the_day_its_queue_was_swept_and_the_campaign_decided():
     rev = {"id": "ad-9", "verdict": 2, "sweep": "review-v3", "near_violating": 14}
     rev |= {"swept_at": "2026-12-05T06:00:00+00:00", "campaign": "c-ad-1"}
     assert _history_clause(RowEvidence([], {}, rev, {})) == (
-        "14 near-copies were rejected; the closest in review-v3 (queue of 2026-12-05) with "
+        "14 near-copies were found violating; the closest in review-v3 (queue of 2026-12-05) with "
         "campaign c-ad-1"
     )
     own = {**rev, "own": True, "near_violating": 1, "status": "changed"}
     assert _history_clause(RowEvidence([], {}, own, {})) == (
-        "this item was rejected in review-v3 (queue of 2026-12-05) with campaign c-ad-1, and "
-        "it has changed since"
+        "this item was found violating in review-v3 (queue of 2026-12-05) with campaign c-ad-1, "
+        "and it has changed since"
     )
     assert _decided_campaign("campaign:c-ad-1 correction") == "c-ad-1"
     assert _decided_campaign("item") is None and _decided_campaign(None) is None
@@ -767,14 +770,14 @@ def test_an_item_queued_as_changed_is_told_its_own_review():
     own = _own_review(row, stored)
     out = _explain_row(row, None, {"history": 1.0}, {}, [], closest, own)
     assert out["explanation"] == (
-        "This item was rejected in review-v2 (queue of 2026-12-06), and it has changed since"
+        "This item was found violating in review-v2 (queue of 2026-12-06), and it has changed since"
     )
     assert out["closest_reviewed_id"] == "h007"  # the columns keep the closest review
     assert _own_review({**row, "previous_verdict": None}, stored) is None
     # Another policy's later review is not this verdict's round.
     other = {"pdq": {"x": {**stored["pdq"]["x"], "policy": "insult", "sweep_id": "review-v3"}}}
     out = _explain_row(row, None, {"history": 1.0}, {}, [], closest, _own_review(row, other))
-    assert out["explanation"] == "This item was rejected, and it has changed since"
+    assert out["explanation"] == "This item was found violating, and it has changed since"
 
 
 def test_a_review_under_another_policy_is_said():
@@ -787,10 +790,10 @@ def test_a_review_under_another_policy_is_said():
     out = _explain_row(row, None, {"history": 1.0}, {}, [], closest)
     assert out["explanation"] == (
         "No item reviewed for this policy is close (nearest h9, found benign; PDQ similarity "
-        "0.58); this item was rejected as severe under scam"
+        "0.58); this item was found severely violating under scam"
     )
     alone = _explain_row(row, None, {"history": 1.0}, {}, [], {})
-    assert alone["explanation"] == "This item was rejected as severe under scam"
+    assert alone["explanation"] == "This item was found severely violating under scam"
 
 
 def test_the_labelled_historys_unnamed_sweep_is_not_said():
@@ -799,14 +802,14 @@ def test_the_labelled_historys_unnamed_sweep_is_not_said():
     from riskrank.rank.reasons import _history_clause
 
     rev = {"id": "h-1", "verdict": 2, "sweep": "history", "near_violating": 2}
-    assert _history_clause(RowEvidence([], {}, rev, {})) == "2 near-copies were rejected"
+    assert _history_clause(RowEvidence([], {}, rev, {})) == "2 near-copies were found violating"
     one = {**rev, "near_violating": 0}
     assert _history_clause(RowEvidence([], {}, one, {})) == (
-        "the closest reviewed item h-1 was rejected"
+        "the closest reviewed item h-1 was found violating"
     )
     named = {**rev, "sweep": "day-3"}
     assert _history_clause(RowEvidence([], {}, named, {})) == (
-        "2 near-copies were rejected; the closest in day-3"
+        "2 near-copies were found violating; the closest in day-3"
     )
 
 
@@ -1043,14 +1046,15 @@ def test_what_speaks_against_an_item_comes_after_what_speaks_for_it():
     # As close as the policy's reviews are to one another: the rejection is evidence.
     said = sentence(RowEvidence(words, seed, {**rejected, "covered": True}, leaned))
     assert said == (
-        "Its nearest reviewed item h1 was rejected (text similarity 0.49); uses 'free' and "
+        "Its nearest reviewed item h1 was found violating (text similarity 0.49); uses 'free' and "
         "'click'; no seed is close (nearest s1, text similarity 0.41)"
     )
     # Unlike every review: the absence is said, after the words.
     said = sentence(RowEvidence(words, seed, {**rejected, "covered": False}, leaned))
     assert said == (
         "Uses 'free' and 'click'; no item reviewed for this policy is close (nearest h1, "
-        "rejected; text similarity 0.49); no seed is close (nearest s1, text similarity 0.41)"
+        "found violating; text similarity 0.49); no seed is close (nearest s1, text "
+        "similarity 0.41)"
     )
     # A benign closest review, however much the ranker leaned on the history, comes last.
     benign = {**rejected, "verdict": 0, "similarity": 0.9, "close": True}
