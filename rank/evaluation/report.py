@@ -130,6 +130,9 @@ def evaluate(queue: pa.Table, labels: pa.Table, *, budget_fraction: float = 0.05
         # expected value of a random order of them (0.891 for an empty queue of 60 labelled
         # items, 53 violating; an outsider's report).
         ranked = dict.fromkeys(ranked)
+    # Python numbers, as report.json has them: a dict of numpy and Python scalars mixed
+    # ('R@5%': np.float64(0.106)) read oddly in an analyst's notebook (outsider CB).
+    ranked = {k: v.item() if isinstance(v, np.generic) else v for k, v in ranked.items()}
     return {
         "items": len(ids),
         "positives": int((y > 0).sum()),

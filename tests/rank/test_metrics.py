@@ -96,6 +96,8 @@ def test_evaluate_counts_campaign_members_and_ignores_the_labels_row_order():
     assert got["P@10"] == pytest.approx(4 / 8)
     flipped = labels.take(pa.array(list(range(7, -1, -1))))
     assert evaluate(queue, flipped) == pytest.approx(got)
+    # Python numbers, not numpy scalars beside Python ones (an analyst's notebook: outsider CB)
+    assert {type(v).__name__ for v in got.values()} <= {"int", "float", "NoneType"}
 
 
 def test_expected_calibration_error_weighs_each_bins_gap_by_its_rows():
