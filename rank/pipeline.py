@@ -36,6 +36,7 @@ from riskrank.index.output_lock import holds_output_lock
 from riskrank.index.paths import NOT_FOUND
 from riskrank.index.run_log import get_logger
 from riskrank.index.schema import (
+    CONTENT_COLUMNS,
     ITEM_ID,
     SIGNAL_FAILURES,
     SourceFiles,
@@ -464,11 +465,12 @@ def sweep(
     seed_vectors = refuse_unusable_seeds(seeds, model.signals, seed_memo)
     writer = _reports_writer(seeds, image_base_dir, reports) if reports else None
     with _work_dir(out_dir) as out:
-        files = None
+        files, unread = None, []
         if inventory is not None:
             # Metadata named like the pipeline's own columns is renamed, not overwritten.
             inventory = protect_metadata(as_table(inventory, what="inventory", files=True))
             files = SourceFiles.of(inventory)
+            unread = unread_content_warnings(inventory, model.signals)
         index_path = Path(index_dir) if index_dir else out / "index"
         check_sweep_index(inventory, index_path, deletions, model.signals, index_key)
         if out_dir:  # inputs read and checked: the previous run's marker is not this run's
@@ -536,7 +538,7 @@ def sweep(
         # A sweep without an inventory reads them where the update that made the version
         # did, unless told another folder.
         readers = model if image_base_dir is not None else where_indexed(model, index, inventory)
-        said: list[str] = []  # (the report's warnings too)
+        said: list[str] = list(unread)  # (the report's warnings too)
         cands = mark_reviewed(cands, model.reviewed, today, readers.signals, pictures, said)
         scored = calibrated_to_decide(model, cands, scored, seeds)
         seconds = {
@@ -586,6 +588,31 @@ def sweep(
             warnings=said
             + (unreached_warnings(cands, index, seeds, model.signals) if k is None else []),
         )
+
+
+def unread_content_warnings(inventory: pa.Table, signals) -> list[str]:
+    """A warning for each content column (text, pictures) that holds values in ``inventory``
+    and that none of the model's signals reads. A text-only model swept an inventory of ads
+    with pictures on their text, and nothing said the pictures were not looked at (outsider
+    CB)."""
+    read = {c for s in signals for c in s.content_columns}
+    out = []
+    for name in CONTENT_COLUMNS:
+        if name in read or name not in inventory.column_names:
+            continue
+        col = inventory.column(name)
+        if pa.types.is_string(col.type) or pa.types.is_binary(col.type):
+            n = pc.sum(pc.fill_null(pc.greater(pc.binary_length(col), 0), False)).as_py() or 0
+        else:
+            n = len(col) - col.null_count
+        if n:
+            uses = ", ".join(s.name for s in signals)
+            out.append(
+                f"inventory column {name!r} holds a value in {n} rows, and none of the model's "
+                f"signals ({uses}) reads it: this sweep did not look at it (train a model with "
+                "a signal that does, e.g. `riskrank train --signals text,image,pdq` for pictures)"
+            )
+    return out
 
 
 def calibrated_to_decide(

@@ -1037,3 +1037,20 @@ def test_seeds_are_compared_with_the_models_on_the_columns_both_have(tmp_path):
         pa.table({"seed_id": ["p1"], "policy": ["diet"], "image_bytes": [picture]})
     )
     assert "'p1'" in seeds_unlike_models(edited, tmp_path)[0]
+
+
+def test_pictures_no_signal_reads_are_said_not_silently_skipped(
+    tmp_path, hashing_model, seeds, inventory_items
+):
+    """A text-only model swept ads with pictures on their text, and nothing said the pictures
+    were not looked at (outsider CB)."""
+    inv = inventory_items.drop(["label"])
+    pictures = [b"\x89PNG..." if i < 5 else None for i in range(inv.num_rows)]
+    with_pictures = inv.append_column("image_bytes", pa.array(pictures, pa.binary()))
+    said = sweep(with_pictures, seeds, hashing_model, show_progress=False).report["warnings"]
+    unread = [w for w in said if "'image_bytes'" in w]
+    assert len(unread) == 1 and "in 5 rows" in unread[0] and "(text)" in unread[0], said
+    # an empty column (every cell null) is nothing to look at
+    empty = inv.append_column("image_bytes", pa.nulls(inv.num_rows, pa.binary()))
+    said = sweep(empty, seeds, hashing_model, show_progress=False).report["warnings"]
+    assert not [w for w in said if "image_bytes" in w]
