@@ -321,6 +321,9 @@ def _cuts(text: str, s: int, e: int) -> list[tuple[int, int]]:
     return cuts
 
 
+GARBLED = "\ufffd"  # the replacement character: bytes a decoder could not read
+
+
 def plain(phrase: str) -> str:
     """``phrase`` as a reader quotes it: markup (``TAG``) dropped unless that leaves
     nothing (a block element as a space), its whitespace one space."""
@@ -392,7 +395,10 @@ def lexical_spans(
     words, scores = word_contributions(coef, text, row)
     words, scores, cut_after = _pieces(text, words, scores)
     bounds = _bounds(text, words)
-    keys = ["" if b is None else text[b[0] : b[1]].lower() for b in bounds]  # "": markup
+    # "": markup, or a word holding U+FFFD (text decoded with errors replaced: an auditor
+    # found 'more \ufffd\ufffd\ufffd' in remediations), which no reviewer can act on or quote
+    keys = ["" if b is None else text[b[0] : b[1]].lower() for b in bounds]
+    keys = ["" if GARBLED in text[a:b] else k for k, (a, b) in zip(keys, words)]
     chosen = _chosen_types(keys, scores, max_words, min_share, cover)
     core = [k in chosen for k in keys]
 
@@ -447,7 +453,8 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
     text = text[:READ_CHARS]
     seed, starts = _seed_words(seed_text[:READ_CHARS])
     tokens = _words(text)
-    low = [text[a:b].lower() for a, b in tokens]
+    # A garbled word (U+FFFD) matches no seed word and ends a run, in a word or between two.
+    low = [None if GARBLED in text[a:b] else text[a:b].lower() for a, b in tokens]
     # A run stops where a reader's sentence or line does, as a lexical phrase does: "moron.
     # Go away" shared with a seed was one phrase across the sentence end. (Read only between
     # words a run would join: most word pairs of an item are in no seed.)
@@ -455,7 +462,8 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
 
     def apart(j: int) -> bool:
         if j not in gaps:
-            gaps[j] = _breaks(text[tokens[j][1] : tokens[j + 1][0] + 1])
+            gap = text[tokens[j][1] : tokens[j + 1][0] + 1]
+            gaps[j] = _breaks(gap) or GARBLED in gap
         return gaps[j]
 
     spans = []
@@ -558,7 +566,12 @@ def _words(text: str) -> list[tuple[int, int]]:
 def _content(word: str) -> bool:
     """A word of a shared run that says something: not a stop word, a single letter or
     digit, or a contraction's piece."""
-    return len(word) > 1 and word not in ENGLISH_STOP_WORDS and word not in CONTRACTION_PARTS
+    return (
+        len(word) > 1
+        and word not in ENGLISH_STOP_WORDS
+        and word not in CONTRACTION_PARTS
+        and GARBLED not in word
+    )
 
 
 # A sentence's end between two words: punctuation (and closing quotes or brackets) before a

@@ -1229,3 +1229,18 @@ def test_a_negative_value_that_raised_the_score_says_how():
     assert _reason("hist_text_probe_score", 0.5).endswith("= 0.5")
     assert _reason("hist_text_neg_max_sim", 0.254).endswith("= 0.254 (low)")
     assert _reason("hist_text_probe_score", -1.234, monotone=False).endswith("= -1.23")
+
+
+def test_garbled_words_are_never_highlighted_or_shared(probe):
+    """An auditor found remediations quoting 'more \ufffd\ufffd\ufffd' (mail decoded with its
+    unreadable bytes replaced): a word holding U+FFFD is not wording a reviewer can act on."""
+    from riskrank.rank.phrases import shared_spans
+
+    coef, _ = probe.coefs["scam"]
+    every_gram_counts = np.abs(coef) + 1.0  # so the garbled word would weigh the most
+    garbled = "\ufffd" * 9
+    text = f"Claim your prize now, more {garbled} offer {garbled}x today"
+    spans = lexical_spans(every_gram_counts, text)
+    assert spans and not [s.phrase for s in spans if "\ufffd" in s.phrase]
+    shared = shared_spans(text, f"prize now more {garbled} offer {garbled}x")
+    assert not [s for s in shared if "\ufffd" in text[s.start : s.end]]
