@@ -398,7 +398,8 @@ def lexical_spans(
     # "": markup, or a word holding U+FFFD (text decoded with errors replaced: an auditor
     # found 'more \ufffd\ufffd\ufffd' in remediations), which no reviewer can act on or quote
     keys = ["" if b is None else text[b[0] : b[1]].lower() for b in bounds]
-    keys = ["" if GARBLED in text[a:b] else k for k, (a, b) in zip(keys, words)]
+    if GARBLED in text:  # (rare: most texts skip the pass)
+        keys = ["" if GARBLED in text[a:b] else k for k, (a, b) in zip(keys, words)]
     chosen = _chosen_types(keys, scores, max_words, min_share, cover)
     core = [k in chosen for k in keys]
 
@@ -454,7 +455,9 @@ def shared_spans(text: str, seed_text: str | None, *, min_tokens: int = MIN_SHAR
     seed, starts = _seed_words(seed_text[:READ_CHARS])
     tokens = _words(text)
     # A garbled word (U+FFFD) matches no seed word and ends a run, in a word or between two.
-    low = [None if GARBLED in text[a:b] else text[a:b].lower() for a, b in tokens]
+    low = [text[a:b].lower() for a, b in tokens]
+    if GARBLED in text:
+        low = [None if GARBLED in w else w for w in low]
     # A run stops where a reader's sentence or line does, as a lexical phrase does: "moron.
     # Go away" shared with a seed was one phrase across the sentence end. (Read only between
     # words a run would join: most word pairs of an item are in no seed.)
