@@ -270,8 +270,13 @@ def build_index(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     show_progress: bool = True,
     overwrite: bool = False,
+    empty_ok: bool = False,
 ) -> InventoryIndex:
     """Embed an inventory with each signal and persist one FAISS index per signal.
+
+    An inventory none of whose rows a signal could embed is refused (``SchemaError``, the
+    commonest reasons counted), unless ``empty_ok``: a standing update's delta, the day's new
+    rows only, may all be unreadable while the index keeps yesterday's (index/standing.py).
 
     ``engine``: ``"local"`` (this process), ``"ray"`` or a configured
     ``index.ray_engine.engine.RayEngine(num_shards=..., ...)`` (the Ray cluster this process
@@ -305,6 +310,11 @@ def build_index(
         )
     t_embed = time.time() - t0
     quarantine = write_items(path, valid, emb, names)
+    indexed = int(np.logical_or.reduce([emb.ok[n] for n in names]).sum())
+    # Rows no signal could embed count as validation's (the index is left unfinished: no
+    # manifest, so the next build clears it): see index/standing.py _write_version.
+    if not empty_ok:
+        refuse_all_quarantined(indexed, quarantine)
     ids = np.asarray(valid.items.column(ITEM_ID).to_pylist(), dtype=object)
     entries, built = {}, {}
     for signal in signals:
@@ -318,7 +328,6 @@ def build_index(
             max_memory=max_memory,
             use_gpu=use_gpu,
         )
-    indexed = int(np.logical_or.reduce([emb.ok[n] for n in names]).sum())
     manifest = write_manifest(
         path,
         {

@@ -630,10 +630,15 @@ class StandingIndex:
         shutil.rmtree(vdir, ignore_errors=True)  # a version never made current: redo it
         vdir.mkdir(parents=True)
         t1 = time.time()
-        written = _write_version(
-            vdir, items, quarantined, keys, plan, prev, delta, signals, stats,
-            key=key, max_memory=max_memory, donated=donated,
-        )  # fmt: skip
+        try:
+            written = _write_version(
+                vdir, items, quarantined, keys, plan, prev, delta, signals, stats,
+                key=key, max_memory=max_memory, donated=donated,
+            )  # fmt: skip
+        except SchemaError:  # nothing indexed: refused, the index left as it was
+            shutil.rmtree(vdir, ignore_errors=True)
+            shutil.rmtree(self.path / DELTA, ignore_errors=True)
+            raise
         stats.seconds["index"] = time.time() - t1
         self._commit(version, written, digest, stats)
         return self.load(signals, verify=False, use_gpu=use_gpu), stats
@@ -859,7 +864,7 @@ class StandingIndex:
                 delta = build_index(
                     table, gdir, signals=signals, engine=engine, key=DELTA_KEY,
                     chunk_size=chunk_size, show_progress=show_progress, overwrite=True,
-                    use_gpu=False,
+                    use_gpu=False, empty_ok=True,
                 )  # fmt: skip
             write_text_atomic(digest, stamp)
         # Only the delta's vectors, ids and evidence are read; its exact index (a copy of the
@@ -1356,6 +1361,10 @@ def _write_version(
         )  # fmt: skip
     failures = _failures(ids, keys, signals, indexed, held, plan, prev, delta)
     quarantined = _quarantine(quarantined, ids, indexed, failures, [s.name for s in signals])
+    # Rows that passed validation and that no signal could embed (emoji-only texts, pictures
+    # that do not decode): refused as validation's are, before this version is made current.
+    # Ten of them swept into an empty queue, exit 0, and emptied the index (outsider CD).
+    refuse_all_quarantined(int(indexed.sum()), quarantined)
     meta = [c for c in items.column_names if c != IMAGE_BYTES]
     kept = items.filter(pa.array(indexed))
     write_parquet(kept.select(meta), vdir / "items.parquet")

@@ -1560,6 +1560,46 @@ def test_an_inventory_whose_every_row_is_quarantined_is_refused(tmp_path):
         build_index(broken, tmp_path / "plain", signals=[HashingTextSignal()], show_progress=False)
 
 
+class RefusingSignal(HashingTextSignal):
+    """The hashing signal, refusing texts that start with "!" when it embeds them (as MiniLM
+    refuses emoji-only texts, ``UNKNOWN_ONLY``): rows that pass validation and fail later."""
+
+    def embed_items(self, table, *, show_progress=False):
+        batch = super().embed_items(table, show_progress=show_progress)
+        refused = np.array([t.startswith("!") for t in table.column("text").to_pylist()])
+        batch.ok &= ~refused
+        batch.reasons = ["unreadable" if r else w for r, w in zip(refused, batch.reasons)]
+        return batch
+
+
+def test_an_inventory_whose_every_row_fails_when_embedded_is_refused(tmp_path):
+    """Outsider CD: ten emoji-only texts (refused by the encoder, not by validation) swept into
+    an empty queue, exit 0 and _SUCCESS, and emptied the standing index."""
+    standing = StandingIndex(tmp_path / "st")
+    idx, _ = standing.update(_inventory(), [RefusingSignal()], show_progress=False)
+    ids = idx.signals["text"].ids[:10]
+    unreadable = pa.table({"item_id": ids, "text": [f"!{i}" for i in range(10)]})
+    with pytest.raises(SchemaError, match=r"every row \(10\) was quarantined.*unreadable"):
+        standing.update(unreadable, [RefusingSignal()], show_progress=False)
+    assert standing.version == 1 and len(standing.load().signals["text"].ids) == 120
+    # Left as it was: no half-made version or delta for `riskrank info` to call unfinished.
+    assert not (tmp_path / "st" / standing_mod.DELTA).exists()
+    assert [v.name for v in (tmp_path / "st" / standing_mod.VERSIONS).iterdir()] == ["v000001"]
+    # A day whose new rows are all unreadable is a day: they are quarantined, the rest kept.
+    new = pa.table({"item_id": ["n1", "n2"], "text": ["!a", "!b"], "advertiser": ["x", "y"]})
+    day1, _ = standing.update(
+        pa.concat_tables([_inventory(), new]), [RefusingSignal()], show_progress=False
+    )
+    assert standing.version == 2 and len(day1.signals["text"].ids) == 120
+    assert sorted(day1.quarantine["item_id"].to_pylist()) == ["n1", "n2"]
+    with pytest.raises(SchemaError, match="every row"):
+        build_index(unreadable, tmp_path / "plain", signals=[RefusingSignal()], show_progress=False)
+    # One row embedded is an inventory: the others are quarantined with their reason.
+    one_good = unreadable.set_column(1, "text", pa.array(["fine"] + [f"!{i}" for i in range(9)]))
+    built = build_index(one_good, tmp_path / "plain", signals=[RefusingSignal()], overwrite=True)
+    assert len(built.signals["text"].ids) == 1 and built.quarantine.num_rows == 9
+
+
 def test_an_index_made_before_the_unknown_token_rule_agrees_with_a_rebuild(
     tmp_path, monkeypatch, inventory_items, text_signal
 ):
