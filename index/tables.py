@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 TableLike = Any  # pa.Table | pandas.DataFrame | polars.DataFrame | str | Path
@@ -650,13 +651,21 @@ def _alike(table: pa.Table, name: str) -> str:
     return ""
 
 
+EVIDENCE_CHARS = 80
+
+
 def _first_value(table: pa.Table, name: str) -> str:
-    """`` (row 0: 'high')``: the first non-null value of a mistyped column, as evidence."""
+    """`` (row 0: 'high')``: the first non-null value of a mistyped column, as evidence, cut
+    to ``EVIDENCE_CHARS`` (a picture given as hex text made a 291,528-character message;
+    outsider CD). Read from that row alone, not the whole column."""
     column = table.column(name)
-    for row, value in enumerate(column.to_pylist()):
-        if value is not None:
-            return f" (row {row}: {name} {value!r})"
-    return ""
+    row = pc.index(pc.is_valid(column), True).as_py()
+    if row is None or row < 0:
+        return ""
+    said = repr(column[row].as_py())
+    if len(said) > EVIDENCE_CHARS:
+        said = f"{said[:EVIDENCE_CHARS]}... ({len(said):,} characters)"
+    return f" (row {row}: {name} {said})"
 
 
 def check_columns(table: pa.Table, schema: pa.Schema, *, what: str) -> None:

@@ -394,6 +394,15 @@ def test_image_bytes_as_text_is_refused_and_a_polars_lazyframe_is_read():
     with pytest.raises(SchemaError, match=r"'image_bytes' has type string, expected binary "
                        r"\(an encoded file's bytes: decode hex or base64"):  # fmt: skip
         validate_inventory(text)
+    # A whole picture as hex text is evidence cut short, not a 291,528-character message
+    # (outsider CD); the first non-null row is the one shown.
+    picture = "89504e47" * 40_000
+    big = pa.table({"item_id": ["a", "b"], "image_bytes": [None, picture]})
+    with pytest.raises(SchemaError) as refused:
+        validate_inventory(big)
+    said = str(refused.value)
+    assert len(said) < 1_000 and "(row 1: image_bytes '89504e47" in said
+    assert "(320,002 characters)" in said, said
     lazy = polars.DataFrame({"item_id": ["a", "b"], "text": ["one", "two"]}).lazy()
     assert as_table(lazy).to_pylist() == [
         {"item_id": "a", "text": "one"},
