@@ -107,6 +107,19 @@ def check_labels(labels: pa.Table) -> pa.Table:
             "borderline (not violating) and violating is 2 or 3. Give 0/1 truth as a 'label' "
             "column (1 = violating), or grades 0-3 as 'verdict'"
         )
+    if col == "verdict" and "label" in labels.column_names:
+        # Both given: the verdict is read, and a label saying otherwise is not passed over in
+        # silence (verdict 3 and label 0 on 50 rows counted 50 positives; outsider CD).
+        said = check_labels(labels.drop_columns(["verdict"])).column("label").to_pylist()
+        differ = [r for r, (a, b) in enumerate(zip(truth, said)) if a != b]
+        if differ:
+            r = differ[0]
+            raise SchemaError(
+                f"labels: 'verdict' and 'label' disagree on {len(differ):,} "
+                f"row{'s' if len(differ) > 1 else ''} (first: row "
+                f"{r}, verdict {labels.column('verdict')[r].as_py()!r}, label "
+                f"{labels.column('label')[r].as_py()!r}): keep the one column that is the truth"
+            )
     # As ``label`` (1 = violating): read again, the table is the same.
     labels = labels.drop_columns([c for c in ("verdict", "label") if c in labels.column_names])
     return labels.append_column("label", pa.array(truth, pa.int8()))

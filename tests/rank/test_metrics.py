@@ -162,6 +162,21 @@ def test_unreadable_labels_are_refused_naming_the_row(column, values, says):
         check_labels(pa.table({"item_id": ["a", "b", "c"], column: values}))
 
 
+def test_a_verdict_and_a_label_column_that_disagree_are_refused():
+    """Outsider CD: verdict 3 and label 0 on every row counted every row a positive, and
+    nothing said the label column was passed over."""
+    import pyarrow as pa
+
+    from riskrank.index.tables import SchemaError
+    from riskrank.rank.evaluation.report import check_labels
+
+    agree = pa.table({"item_id": ["a", "b"], "verdict": [3, 0], "label": [1, 0]})
+    assert check_labels(agree).column("label").to_pylist() == [1, 0]
+    differ = agree.set_column(2, "label", pa.array([0, 0]))
+    with pytest.raises(SchemaError, match=r"disagree on 1 row \(first: row 0, verdict 3, label 0"):
+        check_labels(differ)
+
+
 def test_items_decided_before_and_not_queued_are_left_out_of_the_score():
     """Day 2 scored the 68 violations confirmed on day 1 (reviewed, unchanged, not queued) as
     misses: 94 positives, AP 0.256, where the items still to decide gave 0.310."""
