@@ -39,6 +39,7 @@ from riskrank.index.schema import (
     CONTENT_COLUMNS,
     ITEM_ID,
     SIGNAL_FAILURES,
+    TEXT,
     SourceFiles,
     is_blank,
     name_files,
@@ -471,6 +472,7 @@ def sweep(
             inventory = protect_metadata(as_table(inventory, what="inventory", files=True))
             files = SourceFiles.of(inventory)
             unread = unread_content_warnings(inventory, model.signals)
+            unread += placeholder_text_warnings(inventory)
         index_path = Path(index_dir) if index_dir else out / "index"
         check_sweep_index(inventory, index_path, deletions, model.signals, index_key)
         if out_dir:  # inputs read and checked: the previous run's marker is not this run's
@@ -613,6 +615,33 @@ def unread_content_warnings(inventory: pa.Table, signals) -> list[str]:
                 "a signal that does, e.g. `riskrank train --signals text,image,pdq` for pictures)"
             )
     return out
+
+
+# What pandas, numpy and SQL clients write for a missing value when a column is turned into
+# text (``astype(str)``): content to the index, so such rows are swept as the text "nan".
+PLACEHOLDERS = ("nan", "none", "null", "<na>", "nat")
+
+
+def placeholder_text_warnings(inventory: pa.Table) -> list[str]:
+    """A warning when texts are a missing value written out as text ('nan', 'None', '<NA>'):
+    20 of 60 such texts were indexed and queued as content, nothing said (outsider CD). Swept
+    as they are (a comment may say "none"); the warning counts them."""
+    if TEXT not in inventory.column_names:
+        return []
+    text = inventory.column(TEXT)
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+        return []
+    key = pc.utf8_lower(pc.utf8_trim_whitespace(text))
+    hit = pc.is_in(key, value_set=pa.array(PLACEHOLDERS, key.type))
+    n = pc.sum(pc.fill_null(hit, False)).as_py() or 0
+    if not n:
+        return []
+    seen = sorted(set(pc.unique(pc.filter(text, hit)).to_pylist()))[:5]
+    return [
+        f"inventory: {n} rows have the text {', '.join(map(repr, seen))}: a missing value "
+        "written out as text (pandas' astype(str), say)? They are swept as that text; give "
+        "such rows a null text (quarantined, 'no content') or their real text"
+    ]
 
 
 def calibrated_to_decide(

@@ -1054,3 +1054,20 @@ def test_pictures_no_signal_reads_are_said_not_silently_skipped(
     empty = inv.append_column("image_bytes", pa.nulls(inv.num_rows, pa.binary()))
     said = sweep(empty, seeds, hashing_model, show_progress=False).report["warnings"]
     assert not [w for w in said if "image_bytes" in w]
+
+
+def test_texts_that_are_a_missing_value_written_out_are_said(
+    tmp_path, hashing_model, seeds, inventory_items
+):
+    """Outsider CD: 20 of 60 texts were 'nan' / 'None' / '<NA>' (a stringify step), indexed and
+    queued as content with nothing said."""
+    inv = inventory_items.drop(["label"])
+    texts = inv["text"].to_pylist()
+    texts[:4] = ["nan", " None", "<NA>", "nan"]
+    stringified = inv.set_column(inv.column_names.index("text"), "text", pa.array(texts))
+    said = sweep(stringified, seeds, hashing_model, show_progress=False).report["warnings"]
+    placeholders = [w for w in said if "missing value written out as text" in w]
+    assert len(placeholders) == 1 and "4 rows" in placeholders[0], said
+    assert "' None'" in placeholders[0] and "'<NA>'" in placeholders[0]
+    said = sweep(inv, seeds, hashing_model, show_progress=False).report["warnings"]
+    assert not [w for w in said if "missing value written out" in w]
