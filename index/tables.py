@@ -112,11 +112,30 @@ def without_files(table: pa.Table) -> pa.Table:
     return table.replace_schema_metadata({k: v for k, v in meta.items() if k != FILES_KEY})
 
 
+def expand_pattern(data, what: str):
+    """A local path pattern (``exports/day-*.parquet``) as the list of files it matches,
+    sorted, as a shell expands it; anything else as it is. A path that exists as written is
+    not a pattern. A library caller's pattern was "no such file or directory" (outsider CD),
+    where the CLI's shell had expanded it. Written here: ``glob`` is the standard library."""
+    if not isinstance(data, (str, Path)):
+        return data
+    text = str(data)
+    if "://" in text or not any(c in text for c in "*?[") or Path(text).exists():
+        return data
+    import glob
+
+    found = sorted(glob.glob(text))
+    if not found:
+        raise FileNotFoundError(f"{what}: no file matches the pattern {text}")
+    return found
+
+
 def _to_arrow(data: TableLike, what: str) -> pa.Table:
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
+    data = expand_pattern(data, what)
     if isinstance(data, (str, Path)):
         return _read_parquet(data, what)
     if isinstance(data, (list, tuple)) and data and all(isinstance(d, (str, Path)) for d in data):

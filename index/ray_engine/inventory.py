@@ -34,7 +34,13 @@ from riskrank.index.schema import (
     validate_inventory,
     warn_mixed_pictures,
 )
-from riskrank.index.tables import as_table, check_hive_folders, partition_pairs, relative_to
+from riskrank.index.tables import (
+    as_table,
+    check_hive_folders,
+    expand_pattern,
+    partition_pairs,
+    relative_to,
+)
 
 _ID, _REASON, _KEY = "__rr_item_id", "__rr_reason", "__rr_key"
 # The row's text and image bytes as they are (a digest; the projection keeps every other
@@ -114,6 +120,7 @@ def _read(inventory):
     import ray
 
     filesystem, named = None, True
+    inventory = expand_pattern(inventory, "inventory")  # (as as_table reads a pattern)
     if isinstance(inventory, (list, tuple)) and all(isinstance(p, (str, Path)) for p in inventory):
         # A listed directory is its files, named under it (as tables.as_table names them).
         parts = [_listed(p) for p in inventory]

@@ -75,6 +75,11 @@ def test_a_list_of_parquet_files_is_read_in_order(tmp_path):
     assert table["n"].to_pylist() == [None, 3]  # schemas merged, missing cells null
     with pytest.raises(FileNotFoundError, match="missing.parquet"):
         as_table([tmp_path / "1.parquet", tmp_path / "missing.parquet"])
+    # A pattern is the files it matches, sorted, as a shell expands it (outsider CD: a
+    # library caller's "exports/*.parquet" was "no such file or directory").
+    assert as_table(str(tmp_path / "*.parquet")).equals(table)
+    with pytest.raises(FileNotFoundError, match="no file matches the pattern"):
+        as_table(str(tmp_path / "day-*.parquet"))
 
 
 def test_a_parquet_directory_keeps_every_files_columns(tmp_path):

@@ -343,7 +343,7 @@ def test_hive_day_folders_read_alike_on_both_engines(cluster, data, model, tmp_p
     """An ad exported unchanged on two days keeps its last day's row on either engine, and a
     file column named like its folder is refused on either (it was checked on one machine
     only: a reviewer's note)."""
-    from riskrank.index.tables import SchemaError
+    from riskrank.index.tables import SchemaError, as_table
 
     inv = pq.read_table(data["files"][0]).slice(0, 40)
     days = tmp_path / "days"
@@ -373,8 +373,15 @@ def test_hive_day_folders_read_alike_on_both_engines(cluster, data, model, tmp_p
     with ordered_data_context(show_progress=False):
         rows = list(_read(tmp_path / "run=7")[0].iter_rows())
     assert [sorted(r) for r in rows] == [sorted(inv.column_names)] * 5
+    # A path pattern is the files it matches on both engines (tables.expand_pattern).
+    pattern = str(days / "day=*" / "part.parquet")
+    with ordered_data_context(show_progress=False):
+        blocks = ray.get(list(_read(pattern)[0].to_arrow_refs()))
+    local_rows = as_table(pattern).to_pylist()
+    ray_rows = pa.concat_tables(blocks).select(inv.column_names).to_pylist()
+    assert sorted(map(str, ray_rows)) == sorted(map(str, local_rows))  # (blocks' own order)
+    assert len(local_rows) == 50
     # A partition column is typed as the single machine types it (Ray's made month=10/ text).
-    from riskrank.index.tables import as_table
 
     months = tmp_path / "months"
     for m in (9, 10):
