@@ -299,6 +299,8 @@ def _read_parquet(data: str | Path, what: str) -> pa.Table:
             return table
         return with_files(table, [str(data)], [table])
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        if isinstance(source, Path) and source.is_dir():
+            _refuse_folder_column_clash(source, what)  # (pyarrow's "Unable to merge" first)
         msg = f"{what}: {source} is not a readable Parquet file/dataset: {exc}"
         name = str(source).lower()
         if name.endswith((".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson")):
@@ -394,6 +396,8 @@ def check_hive_folders(source: str | Path, what: str, fragments=None) -> None:
         try:
             found = ds.dataset(source, format="parquet", partitioning="hive")
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError):
+            if not isinstance(source, str) or "://" not in source:
+                _refuse_folder_column_clash(Path(source), what)
             return  # not a dataset pyarrow lists: the reader names the problem
         fragments = list(found.get_fragments())
     _check_partition_columns(fragments, source, what)
@@ -416,6 +420,30 @@ def _check_partition_columns(fragments, directory: str | Path, what: str) -> Non
                 f"{what}: column {name!r} of {relative_to(fragment.path, Path(directory))} is also "
                 f"the partition folder {name}={keys[name]}/, whose value would replace the "
                 "file's own: rename the column or the folder"
+            )
+
+
+def _refuse_folder_column_clash(directory: Path, what: str) -> None:
+    """``_check_partition_columns`` read from the folder names and each file's footer alone,
+    for a directory pyarrow could not open as a dataset: a partition folder ``group=zzz/``
+    over files with a text column ``group`` failed inside pyarrow ("Unable to merge: Field
+    group has incompatible types: large_string vs string"; outsider CD), before the check."""
+    for path in sorted(directory.rglob("*.parquet")):
+        rel = path.relative_to(directory)
+        if any(part.startswith(("_", ".")) for part in rel.parts):
+            continue  # (files pyarrow's reader skips: Spark's _SUCCESS, .crc)
+        folders = dict(p.split("=", 1) for p in rel.parts[:-1] if "=" in p)
+        if not folders:
+            continue
+        try:
+            names = pq.read_schema(path).names
+        except (pa.ArrowInvalid, OSError):
+            continue  # (the reader's own error names it)
+        for name in sorted(set(folders) & set(names)):
+            raise SchemaError(
+                f"{what}: column {name!r} of {rel.as_posix()} is also the partition folder "
+                f"{name}={folders[name]}/, whose value would replace the file's own: rename "
+                "the column or the folder"
             )
 
 

@@ -35,6 +35,7 @@ from riskrank.index.schema import (
     warn_mixed_pictures,
 )
 from riskrank.index.tables import (
+    SchemaError,
     as_table,
     check_hive_folders,
     expand_pattern,
@@ -178,7 +179,13 @@ def _hive_files(source) -> tuple[list[str], list[list], object]:
     partition columns and values of each (``tables.partition_pairs``) and the file system."""
     import pyarrow.dataset as pads
 
-    found = pads.dataset(source, format="parquet", partitioning="hive")
+    try:
+        found = pads.dataset(source, format="parquet", partitioning="hive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        check_hive_folders(source, "inventory")  # a column a folder also names: said so
+        raise SchemaError(
+            f"inventory: {source} is not a readable Parquet file/dataset: {exc}"
+        ) from exc
     fragments = list(found.get_fragments())
     check_hive_folders(source, "inventory", fragments)  # listed once, checked and read
     keys = [partition_pairs(f) for f in fragments]

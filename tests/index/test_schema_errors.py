@@ -168,6 +168,16 @@ def test_a_parquet_directory_keeps_every_files_columns(tmp_path):
         with pytest.raises(SchemaError, match=r"column 'day' of day=2024-01-01/part.parquet is "
                            r"also the partition folder day=2024-01-01/"):  # fmt: skip
             as_table(clash, what="inventory")
+    # ... also where pyarrow cannot merge the folder's type with the file's (outsider CD: its
+    # "Unable to merge: Field group has incompatible types" came first).
+    for typ, values in ((pa.large_string(), ["a"]), (pa.int64(), [7])):
+        clash = tmp_path / f"typed-{typ}" / "group=zzz"
+        clash.mkdir(parents=True)
+        own = pa.table({"item_id": ["x"], "text": ["an ad"], "group": pa.array(values, typ)})
+        pq.write_table(own, clash / "part.parquet")
+        with pytest.raises(SchemaError, match=r"column 'group' of group=zzz/part.parquet is "
+                           r"also the partition folder group=zzz/"):  # fmt: skip
+            as_table(clash.parent, what="inventory")
 
 
 def test_a_quarantined_row_names_its_file(tmp_path):

@@ -395,9 +395,13 @@ def test_hive_day_folders_read_alike_on_both_engines(cluster, data, model, tmp_p
     clash = tmp_path / "clash" / "day=2026-12-01"
     clash.mkdir(parents=True)
     pq.write_table(inv.append_column("day", pa.array(["own"] * 40)), clash / "part.parquet")
+    typed = tmp_path / "typed" / "day=2026-12-01"  # (a type pyarrow cannot merge with it)
+    typed.mkdir(parents=True)
+    pq.write_table(inv.append_column("day", pa.array([7] * 40)), typed / "part.parquet")
     for engine in ("local", on_cluster()):
-        with pytest.raises(SchemaError, match="also the partition folder day=2026-12-01/"):
-            sweep(clash.parent, data["seeds"], model, engine=engine, **kw)
+        for folder in (clash, typed):
+            with pytest.raises(SchemaError, match="also the partition folder day=2026-12-01/"):
+                sweep(folder.parent, data["seeds"], model, engine=engine, **kw)
 
 
 def test_both_engines_update_a_standing_index_the_same_way(cluster, data, single, model, tmp_path):
