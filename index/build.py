@@ -39,7 +39,7 @@ from riskrank.index.schema import (
     refuse_all_quarantined,
     signal_failure_table,
 )
-from riskrank.index.signals.base import Signal
+from riskrank.index.signals.base import IndexKind, Signal
 from riskrank.index.signals.text import TextEmbeddingSignal
 from riskrank.index.store import InventoryIndex
 from riskrank.index.tables import TableLike, write_parquet
@@ -258,6 +258,36 @@ def index_signal(
     return entry, built
 
 
+def check_index_key(key: str | None, signals: Sequence[Signal]) -> None:
+    """Refuse a forced FAISS key (``key=``, ``index_key=``, ``--index-key``) that a signal's
+    index cannot be made of, before anything is embedded: "NotAFactory", "PQ7" (384 is not a
+    multiple of 7) or "BFlat" for a float signal was a C++ RuntimeError from inside FAISS
+    after the whole inventory was embedded (outsider CD). A hash signal takes only a binary
+    key ("B..."); another key leaves it its own choice (``standing.index_key_for``)."""
+    if not key:
+        return
+    import re
+
+    import faiss
+
+    for signal in signals:
+        binary = signal.index_kind is IndexKind.BINARY_HASHES
+        if binary and not key.startswith("B"):
+            continue
+        try:
+            if binary:
+                faiss.index_binary_factory(signal.dim, key)
+            else:
+                faiss.index_factory(signal.dim, key, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            said = re.search(r"\.(?:cpp|h):\d+: (.*)", str(exc))
+            what = f"{signal.dim}-bit hashes" if binary else f"{signal.dim}-dimensional vectors"
+            raise ValueError(
+                f"index key {key!r}: FAISS cannot make an index of it for the {signal.name} "
+                f"signal ({what}): {said.group(1) if said else exc}"
+            ) from None
+
+
 def build_index(
     inventory: TableLike,
     path: str | Path,
@@ -294,6 +324,7 @@ def build_index(
     names = [s.name for s in signals]
     prepare_directory(path, overwrite, names, check_only=True)  # cheap refusals first
     specs = check_signals_load(signals)
+    check_index_key(key, signals)
     path = prepare_directory(path, overwrite, names)
     t0 = time.time()
     with engine.session(show_progress):

@@ -92,6 +92,7 @@ import pyarrow.parquet as pq
 
 from riskrank.index.build import (
     build_index,
+    check_index_key,
     check_signals,
     check_signals_load,
     requires_text,
@@ -566,6 +567,7 @@ class StandingIndex:
         # encoder this index was built with, as train and the CLI's update do.
         signals = self.keep_recorded(check_signals(signals))
         check_signals_load(signals)  # a missing extra or weight file: before the folder is made
+        check_index_key(key, signals)  # (and a key FAISS cannot make)
         # So are the inventory's table-level problems (integer texts, no ids, no rows): a first
         # update refused for them left a folder holding only its lock, which the next run took
         # for a standing index (an outsider's week). Nothing is removed after the fact: a

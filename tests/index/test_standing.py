@@ -1735,3 +1735,22 @@ def test_cli_update_without_signals_keeps_the_signals_settings(tmp_path):
     flags = ["--index", str(tmp_path / "st"), "--pdq-match-threshold", "10"]
     assert main([*argv, *flags]) == 2
     assert standing.version == 2
+
+
+def test_a_key_faiss_cannot_make_is_refused_before_anything_is_embedded(tmp_path):
+    """Outsider CD: --index-key NotAFactory (or PQ7 for 384 dimensions, BFlat for a float
+    signal) was a C++ RuntimeError from inside FAISS, after the whole inventory was embedded."""
+    signal = CountingSignal()
+    for key, says in (
+        ("NotAFactory", "could not parse index string NotAFactory"),
+        ("PQ7", "multiple of the number of subquantizers"),
+        ("BFlat", "could not parse index string BFlat"),
+    ):
+        with pytest.raises(ValueError, match=rf"index key '{key}': FAISS cannot make .*{says}"):
+            StandingIndex(tmp_path / "st").update(_inventory(), [signal], key=key)
+        with pytest.raises(ValueError, match=rf"index key '{key}'"):
+            build_index(_inventory(), tmp_path / "plain", signals=[signal], key=key)
+    assert signal.embedded == [] and not (tmp_path / "plain").exists()
+    # A key FAISS can make is taken as before.
+    idx, _ = StandingIndex(tmp_path / "ok").update(_inventory(), [signal], key="Flat")
+    assert len(idx.signals["text"].ids) == 120
