@@ -703,3 +703,24 @@ def test_an_onnx_tokenizer_copy_that_disagrees_is_not_used(tmp_path, monkeypatch
     assert not tok.is_fast and not tokenizer_cache_path(path, 256).exists()
     monkeypatch.undo()
     assert tok.unpadded(["win a free iPhone"])[0] == [[101, 2663, 1037, 2489, 18059, 102]]
+
+
+def test_a_long_text_is_tokenised_only_as_far_as_the_model_reads(text_signal, monkeypatch):
+    """Outsider CD: thirty 1 MB texts peaked at 2.7 GB (each tokenised whole to keep 256
+    tokens). A text past ENCODE_CHARS is cut at a whitespace where the part kept fills the
+    model's window: the same tokens, the same vector."""
+    import numpy as np
+
+    import riskrank.index.signals.text as text_module
+
+    monkeypatch.setattr(text_module, "ENCODE_CHARS", 2_000)  # (the rule, on small texts)
+    encoder = text_signal.encoder
+    words = "claim your free prize today guaranteed loan approval no credit check".split()
+    long = " ".join(words[i % len(words)] for i in range(3_000))  # ~20,000 characters
+    spaced = " " * 2_500 + "claim your free prize today"  # its first tokens lie past the cut
+    cut = encoder.read_in_part([long, spaced, "short"])
+    assert len(cut[0]) <= 2_000 and long.startswith(cut[0]) and cut[1:] == [spaced, "short"]
+    with monkeypatch.context() as m:
+        m.setattr(text_module, "ENCODE_CHARS", 10**9)  # read whole, as before
+        whole = encoder.encode([long, spaced])
+    np.testing.assert_array_equal(encoder.encode([long, spaced]), whole)
