@@ -403,6 +403,10 @@ def check_hive_folders(source: str | Path, what: str, fragments=None) -> None:
     _check_partition_columns(fragments, source, what)
 
 
+# Columns a partition folder may not make: the id and the content of each item.
+FOLDER_NOT_COLUMNS = ("item_id", "text", "image_path", "image_bytes")
+
+
 def _check_partition_columns(fragments, directory: str | Path, what: str) -> None:
     """Refuse a column a file holds that a folder name (``day=2024-01-01/``) also names:
     pyarrow gives the folder's value, and the file's own values were lost without a word (an
@@ -413,6 +417,17 @@ def _check_partition_columns(fragments, directory: str | Path, what: str) -> Non
         keys = ds.get_partition_keys(fragment.partition_expression)
         if not keys:  # (a file outside partition folders: its footer is not read for this)
             continue
+        named = sorted(set(keys) & set(FOLDER_NOT_COLUMNS))
+        if named:
+            # Folders text=hello/ over files without a text column made "hello" every row's
+            # content, swept without a word (outsider CD).
+            name = named[0]
+            raise SchemaError(
+                f"{what}: the partition folder {name}={keys[name]}/ "
+                f"({relative_to(fragment.path, Path(directory))}) would give every row in it "
+                f"the {name} {keys[name]!r}: an item's id and content come from its file's "
+                "columns; rename the folder"
+            )
         clash = sorted(set(keys) & set(fragment.physical_schema.names))
         if clash:
             name = clash[0]

@@ -168,6 +168,15 @@ def test_a_parquet_directory_keeps_every_files_columns(tmp_path):
         with pytest.raises(SchemaError, match=r"column 'day' of day=2024-01-01/part.parquet is "
                            r"also the partition folder day=2024-01-01/"):  # fmt: skip
             as_table(clash, what="inventory")
+    # A folder may not make an item's id or content (outsider CD: text=hello/ over files
+    # without a text column made "hello" every row's text, swept without a word).
+    for key in ("text", "item_id"):
+        folder = tmp_path / f"as-{key}" / f"{key}=hello"
+        folder.mkdir(parents=True)
+        own = {"item_id": ["x"], "image_path": ["a.jpg"], "text": ["an ad"]}
+        pq.write_table(pa.table({k: v for k, v in own.items() if k != key}), folder / "p.parquet")
+        with pytest.raises(SchemaError, match=rf"partition folder {key}=hello/ \(.*would give"):
+            as_table(folder.parent, what="inventory")
     # ... also where pyarrow cannot merge the folder's type with the file's (outsider CD: its
     # "Unable to merge: Field group has incompatible types" came first).
     for typ, values in ((pa.large_string(), ["a"]), (pa.int64(), [7])):
