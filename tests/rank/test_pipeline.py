@@ -485,11 +485,14 @@ def test_a_seed_no_signal_can_use_is_refused_and_one_half_used_is_named(
     (tmp_path / "pics").mkdir()
     (tmp_path / "pics" / "seed.png").write_bytes(_png())
     by_path = pa.table({"seed_id": ["p"], "policy": ["scam"], "image_path": ["seed.png"]})
-    pindex = build_index(inv, tmp_path / "pidx", signals=[PdqSignal()], show_progress=False)
+    # (Indexes of no picture: these items have none; refused unless asked for, empty_ok.)
+    pindex = build_index(
+        inv, tmp_path / "pidx", signals=[PdqSignal()], show_progress=False, empty_ok=True
+    )
     with pytest.raises(SchemaError, match=r"seed 'p': pdq: image file not found.*--image-base"):
         recall(pindex, by_path, show_progress=False, unusable_seeds="warn")
     pindex = build_index(inv, tmp_path / "pidx2", signals=[PdqSignal(base_dir=tmp_path / "pics")],
-                         show_progress=False)  # fmt: skip
+                         show_progress=False, empty_ok=True)  # fmt: skip
     recall(pindex, by_path, show_progress=False, unusable_seeds="warn")
     # One file gone for good while the others resolve (a takedown): named, not refused, or
     # every retrain would fail on a seed an import cannot drop (a reviewer's finding).
