@@ -57,6 +57,8 @@ def resolve_image_path(
     ``(None, reason)``. Symlinks are resolved before the check, so a link inside the folder
     that points outside it is refused too; so are devices, FIFOs and directories."""
     text = str(value).strip()
+    if "\x00" in text:  # (the OS refuses it: "embedded null byte" stopped a whole sweep)
+        return None, f"image_path holds a NUL character: {text!r}"
     parsed = urlparse(text)
     if parsed.scheme in REMOTE_SCHEMES:
         return None, f"remote URIs are not fetched: {text!r} (download the images, then index)"

@@ -113,3 +113,25 @@ def test_a_table_of_hostile_paths_quarantines_each_row(layout):
     images, reasons = decode_images(table, base_dir=base, workers=1)
     assert images[0] is not None and reasons[0] is None
     assert all(i is None and "escapes" in r for i, r in zip(images[1:], reasons[1:]))
+
+
+def test_a_nul_in_one_path_is_that_rows_reason_not_the_sweeps_end(
+    layout, hashing_model, seeds, inventory_items
+):
+    """Outsider CD: one image_path holding a NUL byte stopped a whole sweep (or train), even
+    under a text-only model, with the OS's 'embedded null byte' and no row named."""
+    import riskrank as rr
+
+    base, _ = layout
+    assert resolve_image_path("a\x00b.png", base) == (
+        None, "image_path holds a NUL character: 'a\\x00b.png'"
+    )  # fmt: skip
+    table = pa.table({"item_id": ["nul", "good"], "image_path": ["a\x00b.png", "ok.png"]})
+    images, reasons = decode_images(table, base_dir=base, workers=1)
+    assert images[0] is None and "NUL" in reasons[0] and reasons[1] is None
+    # A text-only model's sweep of an inventory with such a row: swept, the row by its text.
+    inv = inventory_items.drop(["label"])
+    paths = ["a\x00b.png"] + [None] * (inv.num_rows - 1)
+    inv = inv.append_column("image_path", pa.array(paths, pa.string()))
+    result = rr.sweep(inv, seeds, hashing_model, show_progress=False)
+    assert result.report["items_indexed"] == inv.num_rows
