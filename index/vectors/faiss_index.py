@@ -27,13 +27,18 @@ _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
 def parse_bytes(value: int | str) -> int:
-    """``"4G"`` -> 4294967296; ints pass through."""
+    """``"4G"`` -> 4294967296; ints pass through. Zero or less is refused (``--max-memory 0``
+    read "cannot hold 60 vectors ... (needs at least 0 MiB)": outsider CD)."""
     if isinstance(value, (int, np.integer)):
-        return int(value)
-    m = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)i?B?\s*", str(value).upper())
-    if not m:
-        raise ValueError(f"max_memory: cannot parse {value!r}; use bytes or e.g. '512M', '4G'")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+        number = int(value)
+    else:
+        m = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)i?B?\s*", str(value).upper())
+        if not m:
+            raise ValueError(f"max_memory: cannot parse {value!r}; use bytes or e.g. '512M', '4G'")
+        number = int(float(m.group(1)) * _UNITS[m.group(2)])
+    if number <= 0:
+        raise ValueError(f"max_memory: {value!r} is no memory; give a size, e.g. '512M', '4G'")
+    return number
 
 
 def choose_index_key(n: int, dim: int, max_memory: int | str = "4G") -> str:

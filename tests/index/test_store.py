@@ -118,6 +118,9 @@ def test_budget_picks_index():
     assert parse_bytes("1.5G") == int(1.5 * 2**30)
     with pytest.raises(ValueError):
         parse_bytes("lots")
+    for none in ("0", 0, "0.0G"):  # ("cannot hold 60 vectors ... needs at least 0 MiB": CD)
+        with pytest.raises(ValueError, match="is no memory"):
+            parse_bytes(none)
 
 
 def _unit(rng, n, d):
