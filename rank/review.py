@@ -1809,6 +1809,13 @@ def import_verdicts(
         # disagreed, a reviewer found.)
         why = _why(quarantine, len(table))
         raise SchemaError(f"verdicts: nothing to import, no new model version trained: {why}")
+    if imported.num_rows == 0 and not seeds_added:
+        # Without a retrain nothing is refused: said, since a caller who did not read
+        # ``added_nothing`` had a silent no-op (outsider CD: every row lacked its content).
+        log.warning(
+            "verdicts: none of the %d verdict row(s) was imported (%s)",
+            len(table), _why(quarantine, len(table)),
+        )  # fmt: skip
     if imported.num_rows == 0 and seeds_added and len(table):
         # The version is made for the seeds; said, since the rows' reasons were all a
         # reviewer saw beside "model version 2" (an outsider's retroactive picture import).

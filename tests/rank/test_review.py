@@ -152,6 +152,29 @@ def test_strict_import_refuses_the_file_naming_rows(loop, tmp_path):
         )
 
 
+def test_an_import_that_takes_nothing_without_a_retrain_says_so(loop, tmp_path):
+    """Outsider CD: every row quarantined, retrain=False: a normal return (added_nothing),
+    nothing said to a caller who did not read that flag."""
+    root, _ = loop
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("riskrank").addHandler(handler)
+    try:
+        got = import_verdicts(
+            pa.table({"item_id": ["ghost", "nobody"], "verdict": [2, 0]}),
+            root / "day1" / "queue.parquet",
+            root / "v1",
+            out_dir=tmp_path / "v2",
+            retrain=False,
+        )
+    finally:
+        logging.getLogger("riskrank").removeHandler(handler)
+    assert got.added_nothing
+    said = [r.getMessage() for r in records if "none of the 2 verdict row(s)" in r.getMessage()]
+    assert len(said) == 1 and "unknown item_id" in said[0], said
+
+
 def test_cli_review_import_retrains_a_new_version(loop, tmp_path, capsys):
     root, queue = loop
     top = queue["item_id"].to_pylist()[:12]
