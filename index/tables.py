@@ -408,41 +408,21 @@ FOLDER_NOT_COLUMNS = ("item_id", "text", "image_path", "image_bytes")
 
 
 def _check_partition_columns(fragments, directory: str | Path, what: str) -> None:
-    """Refuse a column a file holds that a folder name (``day=2024-01-01/``) also names:
-    pyarrow gives the folder's value, and the file's own values were lost without a word (an
-    outsider's report)."""
+    """``_refuse_folder_columns`` for each file of a dataset pyarrow listed."""
     import pyarrow.dataset as ds
 
     for fragment in fragments:
         keys = ds.get_partition_keys(fragment.partition_expression)
-        if not keys:  # (a file outside partition folders: its footer is not read for this)
-            continue
-        named = sorted(set(keys) & set(FOLDER_NOT_COLUMNS))
-        if named:
-            # Folders text=hello/ over files without a text column made "hello" every row's
-            # content, swept without a word (outsider CD).
-            name = named[0]
-            raise SchemaError(
-                f"{what}: the partition folder {name}={keys[name]}/ "
-                f"({relative_to(fragment.path, Path(directory))}) would give every row in it "
-                f"the {name} {keys[name]!r}: an item's id and content come from its file's "
-                "columns; rename the folder"
-            )
-        clash = sorted(set(keys) & set(fragment.physical_schema.names))
-        if clash:
-            name = clash[0]
-            raise SchemaError(
-                f"{what}: column {name!r} of {relative_to(fragment.path, Path(directory))} is also "
-                f"the partition folder {name}={keys[name]}/, whose value would replace the "
-                "file's own: rename the column or the folder"
-            )
+        if keys:  # (a file outside partition folders: its footer is not read for this)
+            where = relative_to(fragment.path, Path(directory))
+            _refuse_folder_columns(keys, fragment.physical_schema.names, where, what)
 
 
 def _refuse_folder_column_clash(directory: Path, what: str) -> None:
-    """``_check_partition_columns`` read from the folder names and each file's footer alone,
-    for a directory pyarrow could not open as a dataset: a partition folder ``group=zzz/``
-    over files with a text column ``group`` failed inside pyarrow ("Unable to merge: Field
-    group has incompatible types: large_string vs string"; outsider CD), before the check."""
+    """``_refuse_folder_columns`` from the folder names and each file's footer alone, for a
+    directory pyarrow could not open as a dataset: a partition folder ``group=zzz/`` over
+    files with a text column ``group`` failed inside pyarrow ("Unable to merge: Field group
+    has incompatible types: large_string vs string"; outsider CD), before the check."""
     for path in sorted(directory.rglob("*.parquet")):
         rel = path.relative_to(directory)
         if any(part.startswith(("_", ".")) for part in rel.parts):
@@ -454,12 +434,28 @@ def _refuse_folder_column_clash(directory: Path, what: str) -> None:
             names = pq.read_schema(path).names
         except (pa.ArrowInvalid, OSError):
             continue  # (the reader's own error names it)
-        for name in sorted(set(folders) & set(names)):
-            raise SchemaError(
-                f"{what}: column {name!r} of {rel.as_posix()} is also the partition folder "
-                f"{name}={folders[name]}/, whose value would replace the file's own: rename "
-                "the column or the folder"
-            )
+        _refuse_folder_columns(folders, names, rel.as_posix(), what)
+
+
+def _refuse_folder_columns(folders: dict, names, where: str, what: str) -> None:
+    """Refuse a hive folder (``day=2024-01-01/``) over the file ``where`` that names a column
+    the file also holds (pyarrow gives the folder's value, and the file's own values were
+    lost without a word: an outsider's report), or an item's id or content (``text=hello/``
+    over files without a text column made "hello" every row's text: outsider CD)."""
+    if own := sorted(set(folders) & set(FOLDER_NOT_COLUMNS)):
+        name = own[0]
+        raise SchemaError(
+            f"{what}: the partition folder {name}={folders[name]}/ ({where}) would give every "
+            f"row in it the {name} {folders[name]!r}: an item's id and content come from its "
+            "file's columns; rename the folder"
+        )
+    if clash := sorted(set(folders) & set(names)):
+        name = clash[0]
+        raise SchemaError(
+            f"{what}: column {name!r} of {where} is also the partition folder "
+            f"{name}={folders[name]}/, whose value would replace the file's own: rename the "
+            "column or the folder"
+        )
 
 
 def _with_partition_keys(fragment) -> pa.Table:
