@@ -298,3 +298,29 @@ def test_copies_the_list_cut_off_share_the_place_of_those_it_kept(tmp_path, hash
     rank = dict(zip(cands["item_id"].to_pylist(), cands["text_best_rank"].to_pylist()))
     # c0-c2 in the list, c4 and c5 added: all first; o0 added too, past the list: k + 1.
     assert rank == {**dict.fromkeys(["c0", "c1", "c2", "c4", "c5"], 1), "o0": 4}, rank
+
+
+def test_the_same_inventory_in_another_row_order_gives_the_same_evidence(
+    tmp_path, monkeypatch, inventory_items, seeds, hashing_signal
+):
+    """Outsider CD: the background the z-scores are read against was drawn by row position,
+    so a shuffled 2,796-row inventory moved text_best_sim_z by up to 0.75 SD and 4 of the top
+    200 rows. Drawn by id now (here a 16-item background of 90 items)."""
+    import riskrank.recall.recaller as recaller
+
+    monkeypatch.setattr(recaller, "BACKGROUND_SAMPLE", 16)
+    inv = inventory_items.drop(["label"])
+    shuffled = inv.take(np.random.default_rng(7).permutation(inv.num_rows))
+
+    def evidence(table, name):
+        index = build_index(table, tmp_path / name, signals=[hashing_signal], show_progress=False)
+        got = recall(index, seeds, k=None, show_progress=False)
+        return got.sort_by([("policy", "ascending"), ("item_id", "ascending")])
+
+    one, other = evidence(inv, "a"), evidence(shuffled, "b")
+    assert one.num_rows > 16
+    for name in one.column_names:
+        if pa.types.is_floating(one[name].type):  # (NaN where a seed kind is absent)
+            np.testing.assert_array_equal(one[name].to_numpy(), other[name].to_numpy(), name)
+        else:
+            assert one[name].to_pylist() == other[name].to_pylist(), name
