@@ -1346,7 +1346,7 @@ def _write_version(
     ids = np.asarray(items.column(ITEM_ID).to_pylist(), dtype=object)
     plan["delta_ids"] = {r: str(ids[r]) for r in plan["embed_rows"]}
     entries, indexed = {}, np.zeros(items.num_rows, bool)
-    held = {}  # per signal: which rows it indexes
+    held, assembled = {}, {}  # per signal: which rows it indexes, and from where
     for signal in signals:
         asm = _assemble(
             signal, ids, keys[signal.name], plan, prev.get(signal.name), delta.get(signal.name),
@@ -1357,16 +1357,20 @@ def _write_version(
         indexed[asm.rows] = True
         held[signal.name] = np.zeros(items.num_rows, bool)
         held[signal.name][asm.rows] = True
+        assembled[signal.name] = asm
+    failures = _failures(ids, keys, signals, indexed, held, plan, prev, delta)
+    quarantined = _quarantine(quarantined, ids, indexed, failures, [s.name for s in signals])
+    # Rows that passed validation and that no signal could embed (emoji-only texts, pictures
+    # that do not decode): refused as validation's are, before anything of this version is
+    # written (a forced IVF key failed to train on no vectors first: reviewer CE). Ten of
+    # them swept into an empty queue, exit 0, and emptied the index (outsider CD).
+    refuse_all_quarantined(int(indexed.sum()), quarantined)
+    for signal in signals:
+        asm = assembled[signal.name]
         entries[signal.name] = _write_signal(
             vdir / signal.name, signal, ids[asm.rows], asm, prev.get(signal.name), stats,
             key=key, max_memory=max_memory,
         )  # fmt: skip
-    failures = _failures(ids, keys, signals, indexed, held, plan, prev, delta)
-    quarantined = _quarantine(quarantined, ids, indexed, failures, [s.name for s in signals])
-    # Rows that passed validation and that no signal could embed (emoji-only texts, pictures
-    # that do not decode): refused as validation's are, before this version is made current.
-    # Ten of them swept into an empty queue, exit 0, and emptied the index (outsider CD).
-    refuse_all_quarantined(int(indexed.sum()), quarantined)
     meta = [c for c in items.column_names if c != IMAGE_BYTES]
     kept = items.filter(pa.array(indexed))
     write_parquet(kept.select(meta), vdir / "items.parquet")

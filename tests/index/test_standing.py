@@ -1579,8 +1579,9 @@ def test_an_inventory_whose_every_row_fails_when_embedded_is_refused(tmp_path):
     idx, _ = standing.update(_inventory(), [RefusingSignal()], show_progress=False)
     ids = idx.signals["text"].ids[:10]
     unreadable = pa.table({"item_id": ids, "text": [f"!{i}" for i in range(10)]})
-    with pytest.raises(SchemaError, match=r"every row \(10\) was quarantined.*unreadable"):
-        standing.update(unreadable, [RefusingSignal()], show_progress=False)
+    for key in (None, "IVF4,Flat"):  # (a forced IVF key failed to train on nothing first: CE)
+        with pytest.raises(SchemaError, match=r"every row \(10\) was quarantined.*unreadable"):
+            standing.update(unreadable, [RefusingSignal()], key=key, show_progress=False)
     assert standing.version == 1 and len(standing.load().signals["text"].ids) == 120
     # Left as it was: no half-made version or delta for `riskrank info` to call unfinished.
     assert not (tmp_path / "st" / standing_mod.DELTA).exists()
