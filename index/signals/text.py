@@ -400,9 +400,9 @@ class TextEncoder:
         return out
 
     def read_in_part(self, texts: list[str]) -> list[str]:
-        """``texts``, each longer than ``ENCODE_CHARS`` cut at its last whitespace before
-        that, where the part kept already fills the ``max_seq_length`` tokens the model reads:
-        the model sees exactly the tokens it saw before (the tokenizer splits words at
+        """``texts``, each longer than ``ENCODE_CHARS`` cut at its last space or line break
+        before that, where the part kept already fills the ``max_seq_length`` tokens the model
+        reads: the model sees exactly the tokens it saw before (the tokenizer splits words at
         whitespace and reads each alone), and a 1 MB text is not tokenised whole to keep 256
         tokens (ten of them took 13.4 s and 518 MiB more, cut 1.0 s, the same vectors; outsider
         CD's 30 such texts peaked at 2.7 GB). A text whose first tokens need more characters
@@ -417,8 +417,11 @@ class TextEncoder:
         out = list(texts)
         for i in long:
             text = texts[i]
+            # At a space, tab or line break: characters Python calls whitespace that the
+            # tokenizer deletes instead (\x0b, \x85, \x1c-\x1f) joined the words around them,
+            # and a cut there changed the last word read (reviewer CE).
             end = ENCODE_CHARS
-            while end > 0 and not text[end].isspace():
+            while end > 0 and text[end] not in " \t\n\r":
                 end -= 1
             if end == 0:
                 continue

@@ -718,9 +718,13 @@ def test_a_long_text_is_tokenised_only_as_far_as_the_model_reads(text_signal, mo
     words = "claim your free prize today guaranteed loan approval no credit check".split()
     long = " ".join(words[i % len(words)] for i in range(3_000))  # ~20,000 characters
     spaced = " " * 2_500 + "claim your free prize today"  # its first tokens lie past the cut
-    cut = encoder.read_in_part([long, spaced, "short"])
-    assert len(cut[0]) <= 2_000 and long.startswith(cut[0]) and cut[1:] == [spaced, "short"]
+    # Python's whitespace that the tokenizer deletes, where the cut would land (reviewer CE)
+    at = long.rindex(" ", 0, 2_001)  # (the cut may land on position 2,000 itself)
+    joined = long[:at] + "\x1c" + long[at + 1 :]
+    cut = encoder.read_in_part([long, spaced, "short", joined])
+    assert len(cut[0]) <= 2_000 and long.startswith(cut[0]) and cut[1:3] == [spaced, "short"]
+    assert len(cut[3]) < at and joined.startswith(cut[3])
     with monkeypatch.context() as m:
         m.setattr(text_module, "ENCODE_CHARS", 10**9)  # read whole, as before
-        whole = encoder.encode([long, spaced])
-    np.testing.assert_array_equal(encoder.encode([long, spaced]), whole)
+        whole = encoder.encode([long, spaced, joined])
+    np.testing.assert_array_equal(encoder.encode([long, spaced, joined]), whole)
