@@ -172,6 +172,10 @@ def test_a_verdict_and_a_label_column_that_disagree_are_refused():
 
     agree = pa.table({"item_id": ["a", "b"], "verdict": [3, 0], "label": [1, 0]})
     assert check_labels(agree).column("label").to_pylist() == [1, 0]
+    # An empty or unreadable label says nothing against the verdict (reviewer CE).
+    for empty in ([None, None], [float("nan"), 0], ["spam", "ham"]):
+        partial = agree.set_column(2, "label", pa.array(empty))
+        assert check_labels(partial).column("label").to_pylist() == [1, 0], empty
     differ = agree.set_column(2, "label", pa.array([0, 0]))
     with pytest.raises(SchemaError, match=r"disagree on 1 row \(first: row 0, verdict 3, label 0"):
         check_labels(differ)
