@@ -602,19 +602,32 @@ def unread_content_warnings(inventory: pa.Table, signals) -> list[str]:
     for name in CONTENT_COLUMNS:
         if name in read or name not in inventory.column_names:
             continue
-        col = inventory.column(name)
-        if pa.types.is_string(col.type) or pa.types.is_binary(col.type):
+        col = _decoded(inventory.column(name))
+        if _bytes_like(col.type):  # (an empty string or picture holds nothing)
             n = pc.sum(pc.fill_null(pc.greater(pc.binary_length(col), 0), False)).as_py() or 0
         else:
             n = len(col) - col.null_count
         if n:
             uses = ", ".join(s.name for s in signals)
             out.append(
-                f"inventory column {name!r} holds a value in {n} rows, and none of the model's "
+                f"inventory column {name!r} holds a value in {n} row{'s' if n != 1 else ''}, "
+                "and none of the model's "
                 f"signals ({uses}) reads it: this sweep did not look at it (train a model with "
                 "a signal that does, e.g. `riskrank train --signals text,image,pdq` for pictures)"
             )
     return out
+
+
+def _decoded(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A dictionary (categorical) column as its values; others as they are."""
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
+def _bytes_like(t: pa.DataType) -> bool:
+    return any(
+        f(t) for f in (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
+                       pa.types.is_large_binary)
+    )  # fmt: skip
 
 
 # What pandas, numpy and SQL clients write for a missing value when a column is turned into
@@ -628,7 +641,7 @@ def placeholder_text_warnings(inventory: pa.Table) -> list[str]:
     as they are (a comment may say "none"); the warning counts them."""
     if TEXT not in inventory.column_names:
         return []
-    text = inventory.column(TEXT)
+    text = _decoded(inventory.column(TEXT))
     if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
         return []
     key = pc.utf8_lower(pc.utf8_trim_whitespace(text))
