@@ -115,16 +115,18 @@ def without_files(table: pa.Table) -> pa.Table:
 def expand_pattern(data, what: str):
     """A local path pattern (``exports/day-*.parquet``) as the list of files it matches,
     sorted, as a shell expands it; anything else as it is. A path that exists as written is
-    not a pattern. A library caller's pattern was "no such file or directory" (outsider CD),
-    where the CLI's shell had expanded it. Written here: ``glob`` is the standard library."""
+    not a pattern; ``*`` and ``?`` are its wildcards, brackets are read as themselves (a
+    missing ``data[1].parquet`` read ``data1.parquet`` as a glob class: reviewer CE). A
+    library caller's pattern was "no such file or directory" (outsider CD), where the CLI's
+    shell had expanded it. Written here: ``glob`` is the standard library."""
     if not isinstance(data, (str, Path)):
         return data
     text = str(data)
-    if "://" in text or not any(c in text for c in "*?[") or Path(text).exists():
+    if "://" in text or not any(c in text for c in "*?") or Path(text).exists():
         return data
     import glob
 
-    found = sorted(glob.glob(text))
+    found = sorted(glob.glob(text.replace("[", "[[]")))
     if not found:
         raise FileNotFoundError(f"{what}: no file matches the pattern {text}")
     return found

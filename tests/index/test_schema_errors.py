@@ -80,6 +80,11 @@ def test_a_list_of_parquet_files_is_read_in_order(tmp_path):
     assert as_table(str(tmp_path / "*.parquet")).equals(table)
     with pytest.raises(FileNotFoundError, match="no file matches the pattern"):
         as_table(str(tmp_path / "day-*.parquet"))
+    # Brackets are themselves: a missing data[1].parquet is not 1.parquet (reviewer CE)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        as_table(str(tmp_path / "[1].parquet"))
+    pq.write_table(pa.table({"item_id": ["c"], "text": ["y"]}), tmp_path / "[3].parquet")
+    assert as_table(str(tmp_path / "[3]*")).column("item_id").to_pylist() == ["c"]
 
 
 def test_a_parquet_directory_keeps_every_files_columns(tmp_path):
