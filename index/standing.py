@@ -148,6 +148,7 @@ from riskrank.index.tables import (
     SchemaError,
     TableLike,
     as_table,
+    expand_pattern,
     file_runs,
     known_id,
     read_text_csv,
@@ -327,14 +328,19 @@ def check_outside_inventory(path: str | Path, inventory, what: str) -> None:
     the inventory's directory: the next read of that directory took this run's files for
     inventory and failed on them (``report.json``, ``standing.json``: an outsider's report,
     then a reviewer's for the index)."""
-    if not isinstance(inventory, (str, os.PathLike)) or "://" in str(inventory):
-        return
-    source, here = Path(inventory).resolve(), Path(path).resolve()
-    if source.is_dir() and (here == source or source in here.parents):
-        raise ValueError(
-            f"{what} {path} is inside the inventory directory {inventory}: the next read of "
-            "that directory would take its files for inventory; name a directory of its own"
-        )
+    # Each folder a list or a path pattern names, too (a pattern matching day-1/ wrote the
+    # index inside it, and the next update read its files as inventory: reviewer CE).
+    sources = expand_pattern(inventory, "inventory")
+    here = Path(path).resolve()
+    for named in sources if isinstance(sources, (list, tuple)) else [sources]:
+        if not isinstance(named, (str, os.PathLike)) or "://" in str(named):
+            continue
+        source = Path(named).resolve()
+        if source.is_dir() and (here == source or source in here.parents):
+            raise ValueError(
+                f"{what} {path} is inside the inventory directory {named}: the next read of "
+                "that directory would take its files for inventory; name a directory of its own"
+            )
 
 
 def _id_lines(path: Path, what: str) -> list[str]:

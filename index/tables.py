@@ -119,6 +119,9 @@ def expand_pattern(data, what: str):
     missing ``data[1].parquet`` read ``data1.parquet`` as a glob class: reviewer CE). A
     library caller's pattern was "no such file or directory" (outsider CD), where the CLI's
     shell had expanded it. Written here: ``glob`` is the standard library."""
+    if isinstance(data, (list, tuple)) and all(isinstance(d, (str, Path)) for d in data):
+        listed = [expand_pattern(d, what) for d in data]  # (a list of patterns too: CE)
+        return [f for d in listed for f in (d if isinstance(d, list) else [d])]
     if not isinstance(data, (str, Path)):
         return data
     text = str(data)

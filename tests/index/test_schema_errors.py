@@ -78,6 +78,7 @@ def test_a_list_of_parquet_files_is_read_in_order(tmp_path):
     # A pattern is the files it matches, sorted, as a shell expands it (outsider CD: a
     # library caller's "exports/*.parquet" was "no such file or directory").
     assert as_table(str(tmp_path / "*.parquet")).equals(table)
+    assert as_table([str(tmp_path / "1.parquet"), str(tmp_path / "2*")]).equals(table)  # (CE)
     with pytest.raises(FileNotFoundError, match="no file matches the pattern"):
         as_table(str(tmp_path / "day-*.parquet"))
     # Brackets are themselves: a missing data[1].parquet is not 1.parquet (reviewer CE)

@@ -245,6 +245,10 @@ def test_an_out_dir_in_the_inventory_or_a_model_directory_is_refused(
         sweep(str(ads), seeds, hashing_model, index_dir=ads / "standing", **SWEEP)
     with pytest.raises(ValueError, match="the standing index .* is inside the inventory"):
         StandingIndex(ads / "st2").update(str(ads), hashing_model.signals)
+    # ... and a folder a path pattern or a list names (reviewer CE: the index went inside it)
+    for named in (str(tmp_path / "ad*"), [str(ads)]):
+        with pytest.raises(ValueError, match="the index .*standing is inside the inventory"):
+            sweep(named, seeds, hashing_model, index_dir=ads / "standing", **SWEEP)
     model_dir = tmp_path / "model"
     hashing_model.save(model_dir)
     args = ["sweep", "--inventory", str(ads), "--seeds", str(tmp_path / "seeds.parquet")]
