@@ -633,6 +633,7 @@ def _bytes_like(t: pa.DataType) -> bool:
 # What pandas, numpy and SQL clients write for a missing value when a column is turned into
 # text (``astype(str)``): content to the index, so such rows are swept as the text "nan".
 PLACEHOLDERS = ("nan", "none", "null", "<na>", "nat")
+PLACEHOLDER_CHARS = 32  # (bytes: the placeholders with the whitespace around them)
 
 
 def placeholder_text_warnings(inventory: pa.Table) -> list[str]:
@@ -644,12 +645,15 @@ def placeholder_text_warnings(inventory: pa.Table) -> list[str]:
     text = _decoded(inventory.column(TEXT))
     if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
         return []
-    key = pc.utf8_lower(pc.utf8_trim_whitespace(text))
-    hit = pc.is_in(key, value_set=pa.array(PLACEHOLDERS, key.type))
-    n = pc.sum(pc.fill_null(hit, False)).as_py() or 0
+    # Short texts only are lowered and trimmed: a copy of the whole column was 2.5x its size
+    # in memory (reviewer CE: 238 MB for a 95 MB column).
+    short = pc.filter(text, pc.less_equal(pc.binary_length(text), PLACEHOLDER_CHARS))
+    key = pc.utf8_lower(pc.utf8_trim_whitespace(short))
+    hit = pc.fill_null(pc.is_in(key, value_set=pa.array(PLACEHOLDERS, key.type)), False)
+    n = pc.sum(hit).as_py() or 0
     if not n:
         return []
-    seen = sorted(set(pc.unique(pc.filter(text, hit)).to_pylist()))[:5]
+    seen = sorted(set(pc.unique(pc.filter(short, hit)).to_pylist()))[:5]
     return [
         f"inventory: {n} rows have the text {', '.join(map(repr, seen))}: a missing value "
         "written out as text (pandas' astype(str), say)? They are swept as that text; give "
