@@ -157,7 +157,11 @@ PARTS = [
     ("quality_auto_paired_epyc.md", "Quality at n=5: the default (auto) vs PyTorch fp32 (15)"),
     ("encoder_zen5.md", "Text encoder: the default (auto) on an EPYC of family 26, Zen 5 (15)"),
     ("quality_auto_paired_zen5.md", "Quality at n=5 on the Zen 5 EPYC: auto vs PyTorch fp32 (15)"),
-    ("quality_background_paired.md", "Quality with the z-scores' background drawn by id, paired"),
+    (
+        "quality_background_paired.md",
+        "Quality with the z-scores' background by id, then every item",
+    ),
+    ("replay_background.md", "The replay with the similarity background drawn three ways"),
     ("encoder_layers.md", "Text encoder: MiniLM cut to 3 layers, int8 and centred (issue 15)"),
     ("encoder_distil.md", "Text encoder: a 3-layer MiniLM distilled from the full one (issue 15)"),
     ("encoder_distil_speed.md", "Text encoder: the distilled student timed beside the others (15)"),
