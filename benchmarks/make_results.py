@@ -162,6 +162,7 @@ PARTS = [
         "Quality with the z-scores' background by id, then every item",
     ),
     ("replay_background.md", "The replay with the similarity background drawn three ways"),
+    ("long_texts.md", "Long texts through the text encoder: read whole vs in part (15)"),
     ("encoder_layers.md", "Text encoder: MiniLM cut to 3 layers, int8 and centred (issue 15)"),
     ("encoder_distil.md", "Text encoder: a 3-layer MiniLM distilled from the full one (issue 15)"),
     ("encoder_distil_speed.md", "Text encoder: the distilled student timed beside the others (15)"),
